@@ -1,0 +1,3 @@
+"""ffctl: fulfillment operations from the command line."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from ffctl.cli import main
+
+main()

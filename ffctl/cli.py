@@ -1,0 +1,144 @@
+"""The ``ffctl`` entry point: a lazy command registry, global options, one error handler.
+
+Sub-apps are imported only when invoked, so ``ffctl --help`` and cron's light commands start
+fast (no SQLAlchemy at import). Each registry row is: name -> ("module:attr", summary).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from typing import Any, Optional
+
+import typer
+from typer.core import TyperGroup
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("ffctl.commands.init:app", "Write ffctl.toml from the example and create the store."),
+    "db": ("ffctl.commands.db:app", "Create or upgrade the store's schema; show its revision."),
+    "config": ("ffctl.commands.config:app", "Validate the config and print the workflows."),
+    "import": ("ffctl.commands.imports:app", "Import a CSV file: products, customers, stock, orders, ..."),
+    "stock": ("ffctl.commands.stock:app", "Stock per warehouse, available-to-promise, receipts, counts."),
+    "allocate": ("ffctl.commands.allocate:app", "Reserve stock for orders waiting at the allocation node."),
+    "order": ("ffctl.commands.order:app", "Find orders and see where each one is; hold, release, cancel."),
+    "task": ("ffctl.commands.task:app", "The inbox: open node tasks with owner, deadline and time left."),
+    "advance": ("ffctl.commands.advance:app", "Complete (or reject) an order's current manual node."),
+    "ship": ("ffctl.commands.ship:ship_app", "Record that an order has shipped."),
+    "deliver": ("ffctl.commands.ship:deliver_app", "Record that an order was delivered, with any issue."),
+    "sla": ("ffctl.commands.sla:app", "The SLA sweep (cron) and the SLA status board."),
+    "rules": ("ffctl.commands.rules:app", "Run or list the rules: low stock, dwelling orders, suppliers."),
+    "requisition": ("ffctl.commands.requisition:app", "Purchase requisitions drafted by the rules."),
+    "supplier": ("ffctl.commands.supplier:app", "Supplier QC pass rates, delays and inspection exemption."),
+    "notify": ("ffctl.commands.notify:app", "Deliver queued notifications; see what went where."),
+    "report": ("ffctl.commands.report:app", "Fulfillment KPIs against targets, and the HTML dashboard."),
+    "schedule": ("ffctl.commands.schedule:app", "Run due scheduled jobs (one cron line); show next runs."),
+    "demo": ("ffctl.commands.demo:app", "Build a realistic demo store and run it end to end."),
+}
+
+
+def _available(name: str) -> bool:
+    module = COMMANDS[name][0].split(":", 1)[0]
+    return importlib.util.find_spec(module) is not None
+
+
+class LazyGroup(TyperGroup):
+    """Imports a sub-app on first use and renders every ffctl error the same way."""
+
+    def list_commands(self, ctx) -> list[str]:
+        return [name for name in COMMANDS if _available(name)]
+
+    def get_command(self, ctx, cmd_name: str):
+        if cmd_name not in COMMANDS or not _available(cmd_name):
+            return None
+        module_name, attr = COMMANDS[cmd_name][0].split(":", 1)
+        sub_app = getattr(importlib.import_module(module_name), attr)
+        command = typer.main.get_command(sub_app)
+        command.name = cmd_name
+        return command
+
+    def format_commands(self, ctx, formatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def resolve_command(self, ctx, args):
+        self.commands = {name: None for name in COMMANDS}  # for did-you-mean suggestions only
+        try:
+            return super().resolve_command(ctx, args)
+        finally:
+            self.commands = {}
+
+    def invoke(self, ctx) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:  # noqa: BLE001 - the one place errors become messages
+            _report(exc)
+
+
+def _report(exc: Exception) -> None:
+    from ffctl.core.errors import FfctlError
+
+    if os.environ.get("FFCTL_DEBUG") == "1" or isinstance(exc, (typer.Exit, typer.Abort)):
+        raise exc
+    if exc.__class__.__module__.startswith("typer._click") or exc.__class__.__module__.startswith("click"):
+        raise exc
+    if isinstance(exc, FfctlError):
+        _stderr(f"Error: {exc.message}")
+        if exc.hint:
+            _stderr(f"Hint: {exc.hint}")
+        raise typer.Exit(exc.exit_code)
+    if isinstance(exc, KeyboardInterrupt):
+        raise typer.Exit(130)
+    from ffctl.core.errors import mask_url
+
+    _stderr(f"Error: unexpected {exc.__class__.__name__}: {mask_url(str(exc)).splitlines()[0] if str(exc) else ''}")
+    _stderr("Hint: this is a bug in ffctl; run again with FFCTL_DEBUG=1 for the traceback and report it.")
+    raise typer.Exit(1)
+
+
+def _stderr(text: str) -> None:
+    typer.echo(text, err=True)
+
+
+app = typer.Typer(
+    cls=LazyGroup,
+    name="ffctl",
+    help="Fulfillment operations: orders, stock and suppliers through SLA-timed workflows.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Optional[str] = typer.Option(
+        None, "--config", metavar="PATH", envvar="FFCTL_CONFIG", help="Config file [default: ./ffctl.toml]."
+    ),
+    db: Optional[str] = typer.Option(
+        None, "--db", metavar="URL", envvar="FFCTL_DB", help="Database URL (overrides [database] url)."
+    ),
+    now: Optional[str] = typer.Option(
+        None, "--now", metavar="ISO", envvar="FFCTL_NOW", help="The command clock: ISO time to act at [default: now]."
+    ),
+    as_user: Optional[str] = typer.Option(
+        None, "--as", metavar="USER", envvar="FFCTL_USER", help="Acting user [default: your login]."
+    ),
+) -> None:
+    from ffctl.commands._common import AppState
+
+    ctx.obj = AppState(config_path=config, db_url=db, now_text=now, user=as_user)
+    ctx.call_on_close(ctx.obj.close)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

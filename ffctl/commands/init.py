@@ -1,0 +1,39 @@
+"""ffctl init: write ffctl.toml from the example (never overwrite) and create the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ffctl.commands._common import AppState
+
+app = typer.Typer()
+
+
+def example_config_text() -> str:
+    """The shipped config.example.toml (packaged copy, or the source checkout's)."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "config.example.toml", here.parent / "config.example.toml"):
+        if candidate.exists():
+            return candidate.read_text(encoding="utf-8")
+    raise FileNotFoundError("config.example.toml is missing from this installation")
+
+
+@app.command()
+def init(ctx: typer.Context) -> None:
+    """Write ffctl.toml from the example (never overwrites) and create or upgrade the store."""
+    from ffctl.core.errors import mask_url
+
+    st = AppState.of(ctx)
+    path = st.config_path
+    if path.exists():
+        typer.echo(f"{path} exists; leaving it as it is.", err=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(example_config_text(), encoding="utf-8")
+        typer.echo(f"Wrote {path} from the example; edit it, then run `ffctl config check`.", err=True)
+    st.config()  # refuse an invalid config before touching the store
+    store = st.store(check=False)
+    store.upgrade()
+    typer.echo(f"Store ready: {mask_url(store.url)} (revision {store.current_revision()}).", err=True)

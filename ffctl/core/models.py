@@ -1,0 +1,393 @@
+"""The store's tables.
+
+Conventions: every timestamp column is a ``UTCDateTime`` (stored as naive UTC, read back as an
+aware UTC datetime), so the same code runs on SQLite and PostgreSQL. Business keys (sku,
+order_id, ...) are the primary keys where users name the thing; surrogate ids elsewhere.
+Invariants the database itself enforces are CHECK and (partial) UNIQUE constraints here, so
+no interleaving of processes can break them.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Optional
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out; naive UTC in the database."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw SQL on SQLite
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def _utc(**kw):
+    return Field(sa_type=UTCDateTime, **kw)
+
+
+def _where(cond: str) -> dict:
+    """A partial-index predicate for both backends."""
+    return {"sqlite_where": sa.text(cond), "postgresql_where": sa.text(cond)}
+
+
+# --- master data -----------------------------------------------------------------------------
+
+class Supplier(SQLModel, table=True):
+    supplier: str = Field(primary_key=True)
+    name: str
+    inspection_exempt: bool = False
+    exempt_frozen_at: Optional[datetime] = _utc(default=None)
+    exempt_frozen_reason: Optional[str] = None
+
+
+class Product(SQLModel, table=True):
+    sku: str = Field(primary_key=True)
+    name: str
+    category: Optional[str] = Field(default=None, index=True)
+    safety_stock: int = 0
+    reorder_qty: Optional[int] = None
+    supplier: Optional[str] = Field(default=None, foreign_key="supplier.supplier")
+    lead_time_days: Optional[int] = None
+    custom: bool = False
+
+
+class Customer(SQLModel, table=True):
+    customer: str = Field(primary_key=True)
+    name: str
+    tier: Optional[str] = None
+    region: Optional[str] = None
+    credit_limit: Optional[float] = None
+    sales_rep: Optional[str] = None
+
+
+# --- stock -----------------------------------------------------------------------------------
+
+class Stock(SQLModel, table=True):
+    """On hand and reserved per (sku, warehouse). Only core/stock.py writes ``allocated``."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("sku", "warehouse", name="uq_stock_sku_warehouse"),
+        sa.CheckConstraint("on_hand >= 0", name="ck_stock_on_hand_nonneg"),
+        sa.CheckConstraint("allocated >= 0", name="ck_stock_allocated_nonneg"),
+        sa.CheckConstraint("allocated <= on_hand", name="ck_stock_never_oversold"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    sku: str = Field(foreign_key="product.sku")
+    warehouse: str
+    on_hand: int = 0
+    allocated: int = 0
+
+
+class Receipt(SQLModel, table=True):
+    """Inbound supply: open until received, then on hand."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("receipt_id", "sku", "warehouse", name="uq_receipt_line"),
+        sa.Index("ix_receipt_sku_status", "sku", "status"),
+        sa.CheckConstraint("qty > 0", name="ck_receipt_qty_pos"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    receipt_id: str = Field(index=True)
+    sku: str = Field(foreign_key="product.sku")
+    warehouse: str
+    qty: int
+    expected_at: datetime = _utc()
+    supplier: Optional[str] = Field(default=None, foreign_key="supplier.supplier")
+    status: str = "open"  # open | received
+    received_at: Optional[datetime] = _utc(default=None)
+
+
+class StockMove(SQLModel, table=True):
+    """Ledger of on-hand changes: counts, adjustments, receipts, shipments."""
+
+    __tablename__ = "stock_move"
+    __table_args__ = (sa.Index("ix_stock_move_sku", "sku", "warehouse"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    sku: str
+    warehouse: str
+    delta: int
+    kind: str  # count | adjust | receipt | ship
+    reason: Optional[str] = None
+    ref: Optional[str] = None
+    actor: str
+    at: datetime = _utc()
+
+
+# --- orders ----------------------------------------------------------------------------------
+
+class Order(SQLModel, table=True):
+    __tablename__ = "orders"
+    __table_args__ = (
+        sa.Index("ix_orders_status_node", "status", "node"),
+        sa.Index("ix_orders_created_at", "created_at"),
+        sa.CheckConstraint(
+            "status in ('open','on_hold','shipped','delivered','cancelled')", name="ck_orders_status"
+        ),
+    )
+    order_id: str = Field(primary_key=True)
+    customer: str = Field(foreign_key="customer.customer", index=True)
+    channel: Optional[str] = None
+    region: Optional[str] = None
+    sales_rep: Optional[str] = None
+    priority: int = 0
+    created_at: datetime = _utc()
+    promised_ship_date: Optional[date] = None
+    promise_source: Optional[str] = None  # import | atp | lead_time
+    status: str = "open"
+    workflow: Optional[str] = None
+    node: Optional[str] = None  # where an open order is; None once the workflow is finished
+    has_custom_items: bool = False
+    content_hash: Optional[str] = None  # of the imported lines, to detect changed re-imports
+    shipped_at: Optional[datetime] = _utc(default=None)
+    delivered_at: Optional[datetime] = _utc(default=None)
+    delivery_issue: Optional[str] = None
+    cancelled_at: Optional[datetime] = _utc(default=None)
+    carrier: Optional[str] = None
+    tracking: Optional[str] = None
+
+
+class OrderLine(SQLModel, table=True):
+    __tablename__ = "order_line"
+    __table_args__ = (
+        sa.UniqueConstraint("order_id", "line_no", name="uq_order_line"),
+        sa.CheckConstraint("qty > 0", name="ck_order_line_qty_pos"),
+        sa.CheckConstraint("allocated >= 0 AND allocated <= qty", name="ck_order_line_allocated"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    order_id: str = Field(foreign_key="orders.order_id", ondelete="CASCADE")
+    line_no: int
+    sku: str = Field(foreign_key="product.sku", index=True)
+    qty: int
+    unit_price: Optional[float] = None
+    allocated: int = 0  # == sum(allocation.qty) for the line; written only by core/stock.py
+
+
+class Allocation(SQLModel, table=True):
+    """A reservation of stock in one warehouse for one order line."""
+
+    __table_args__ = (
+        sa.UniqueConstraint("line_id", "warehouse", name="uq_allocation_line_wh"),
+        sa.Index("ix_allocation_order", "order_id"),
+        sa.Index("ix_allocation_sku_wh", "sku", "warehouse"),
+        sa.CheckConstraint("qty > 0", name="ck_allocation_qty_pos"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    order_id: str = Field(foreign_key="orders.order_id", ondelete="CASCADE")
+    line_id: int = Field(foreign_key="order_line.id", ondelete="CASCADE")
+    sku: str
+    warehouse: str
+    qty: int
+    created_at: datetime = _utc()
+
+
+class Shipment(SQLModel, table=True):
+    order_id: str = Field(primary_key=True, foreign_key="orders.order_id", ondelete="CASCADE")
+    shipped_at: datetime = _utc()
+    carrier: Optional[str] = None
+    tracking: Optional[str] = None
+
+
+class PickLine(SQLModel, table=True):
+    """What was actually picked for a line (from shipments imports), for pick accuracy."""
+
+    __tablename__ = "pick_line"
+    __table_args__ = (sa.UniqueConstraint("order_id", "line_no", name="uq_pick_line"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    order_id: str = Field(foreign_key="orders.order_id", ondelete="CASCADE")
+    line_no: int
+    sku: str
+    qty: int
+
+
+class Delivery(SQLModel, table=True):
+    order_id: str = Field(primary_key=True, foreign_key="orders.order_id", ondelete="CASCADE")
+    delivered_at: datetime = _utc()
+    issue: Optional[str] = None  # wrong_item | short | late | damaged | wrong_address | documents
+
+
+class QcBatch(SQLModel, table=True):
+    __tablename__ = "qc_batch"
+    __table_args__ = (
+        sa.UniqueConstraint("supplier", "batch_id", name="uq_qc_batch"),
+        sa.Index("ix_qc_batch_supplier_inspected", "supplier", "inspected_at"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    supplier: str = Field(foreign_key="supplier.supplier")
+    batch_id: str
+    sku: Optional[str] = None
+    inspected_at: datetime = _utc()
+    passed: int
+    total: int
+    promised_at: datetime = _utc()
+    received_at: datetime = _utc()
+
+
+# --- workflow --------------------------------------------------------------------------------
+
+class Task(SQLModel, table=True):
+    """One visit of an order to a workflow node, with its SLA clock.
+
+    ``next_action_at`` is when the sweep next has something to do for this task (becoming at
+    risk, breaching, or the next escalation step); the sweep reads only rows whose time has
+    come, through ``ix_task_due``, so its cost follows the due work.
+    """
+
+    __table_args__ = (
+        sa.Index("ix_task_due", "status", "next_action_at"),
+        sa.Index("ix_task_order", "order_id", "status"),
+        sa.Index("ix_task_node", "node", "status"),
+        sa.Index("uq_task_one_open", "order_id", unique=True, **_where("status = 'open'")),
+        sa.CheckConstraint(
+            "status in ('open','done','rejected','skipped','cancelled')", name="ck_task_status"
+        ),
+        sa.CheckConstraint("sla_state in ('on_track','at_risk','breached')", name="ck_task_sla_state"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    order_id: str = Field(foreign_key="orders.order_id", ondelete="CASCADE")
+    workflow: str
+    node: str
+    seq: int  # position of the node in its workflow
+    status: str = "open"
+    owner: Optional[str] = None  # role
+    entered_at: datetime = _utc()
+    sla_seconds: int
+    risk_at: Optional[datetime] = _utc(default=None)
+    deadline: Optional[datetime] = _utc(default=None)
+    sla_state: str = "on_track"
+    held_at: Optional[datetime] = _utc(default=None)
+    held_remaining: Optional[float] = None  # business seconds left when the hold began
+    next_step: int = 0  # index of the next escalation step to fire
+    escalation_level: int = 0  # roles up the chain added so far
+    next_action_at: Optional[datetime] = _utc(default=None)
+    completed_at: Optional[datetime] = _utc(default=None)
+    completed_by: Optional[str] = None
+    outcome: Optional[str] = None  # completed | auto_approved | rejected | auto_rejected | skipped | cancelled
+    note: Optional[str] = None
+
+
+class TaskAssignee(SQLModel, table=True):
+    __tablename__ = "task_assignee"
+    task_id: int = Field(primary_key=True, foreign_key="task.id", ondelete="CASCADE")
+    role: str = Field(primary_key=True)
+    reason: str = "owner"  # owner | escalation
+    added_at: datetime = _utc()
+
+
+class TaskStep(SQLModel, table=True):
+    """Exactly-once guard: a (task, step) row exists iff that step has fired."""
+
+    __tablename__ = "task_step"
+    task_id: int = Field(primary_key=True, foreign_key="task.id", ondelete="CASCADE")
+    step: str = Field(primary_key=True)  # at_risk | breached | esc:<index>
+    fired_at: datetime = _utc()
+
+
+class Event(SQLModel, table=True):
+    """The append-only audit trail. Written only by core/audit.py; never updated or deleted."""
+
+    __table_args__ = (
+        sa.Index("ix_event_order", "order_id", "id"),
+        sa.Index("ix_event_subject", "subject", "id"),
+        sa.Index("ix_event_kind_at", "event", "at"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    at: datetime = _utc()  # effective time: the command clock
+    wall_at: datetime = _utc()  # when it was actually written
+    actor: str
+    event: str
+    order_id: Optional[str] = None
+    task_id: Optional[int] = None
+    node: Optional[str] = None
+    subject: Optional[str] = None  # for events not about an order: "sku:X", "supplier:S", ...
+    detail: Optional[str] = None
+
+
+class OrderFlag(SQLModel, table=True):
+    __tablename__ = "order_flag"
+    __table_args__ = (
+        sa.Index("uq_order_flag_standing", "order_id", "flag", unique=True, **_where("cleared_at IS NULL")),
+        sa.Index("ix_order_flag_flag", "flag", "cleared_at"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    order_id: str = Field(foreign_key="orders.order_id", ondelete="CASCADE")
+    flag: str
+    priority: str = "normal"
+    rule: Optional[str] = None
+    raised_at: datetime = _utc()
+    cleared_at: Optional[datetime] = _utc(default=None)
+    cleared_by: Optional[str] = None
+
+
+# --- notifications, rules, schedules ---------------------------------------------------------
+
+class Notification(SQLModel, table=True):
+    """The outbox: written in the transaction of the event that causes it, delivered later."""
+
+    __table_args__ = (
+        sa.Index("ix_notification_pending", "status", "next_attempt_at"),
+        sa.CheckConstraint("status in ('pending','sent','failed')", name="ck_notification_status"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    recipient: str
+    channel: str  # email | webhook | log
+    subject: str
+    body: str
+    priority: str = "normal"
+    order_id: Optional[str] = None
+    dedupe_key: Optional[str] = Field(default=None, unique=True)
+    status: str = "pending"
+    attempts: int = 0
+    last_error: Optional[str] = None
+    created_at: datetime = _utc()
+    next_attempt_at: Optional[datetime] = _utc(default=None)
+    sent_at: Optional[datetime] = _utc(default=None)
+
+
+class Requisition(SQLModel, table=True):
+    __table_args__ = (
+        sa.Index("uq_requisition_open_sku", "sku", unique=True, **_where("status = 'draft'")),
+        sa.CheckConstraint("status in ('draft','approved','rejected')", name="ck_requisition_status"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    sku: str = Field(foreign_key="product.sku")
+    qty: int
+    supplier: Optional[str] = None
+    status: str = "draft"
+    reason: str
+    rule: Optional[str] = None
+    created_at: datetime = _utc()
+    decided_at: Optional[datetime] = _utc(default=None)
+    decided_by: Optional[str] = None
+
+
+class RuleRun(SQLModel, table=True):
+    __tablename__ = "rule_run"
+    rule: str = Field(primary_key=True)
+    last_run_at: Optional[datetime] = _utc(default=None)
+    last_hits: int = 0
+    total_hits: int = 0
+
+
+class ScheduleRun(SQLModel, table=True):
+    __tablename__ = "schedule_run"
+    job: str = Field(primary_key=True)
+    last_due_at: Optional[datetime] = _utc(default=None)  # the cron time last run
+    last_ran_at: Optional[datetime] = _utc(default=None)  # the command clock when it ran
+    last_result: Optional[str] = None
