@@ -272,7 +272,7 @@ class Task(SQLModel, table=True):
     deadline: Optional[datetime] = _utc(default=None)
     sla_state: str = "on_track"
     held_at: Optional[datetime] = _utc(default=None)
-    held_remaining: Optional[float] = None  # business seconds left when the hold began
+    paused_seconds: float = 0  # business seconds of holds so far; stretches every clock of the task
     next_step: int = 0  # index of the next escalation step to fire
     escalation_level: int = 0  # roles up the chain added so far
     next_action_at: Optional[datetime] = _utc(default=None)

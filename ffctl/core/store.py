@@ -137,3 +137,24 @@ class Store:
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", exc)) or exc.__class__.__name__
     return text.strip().splitlines()[0]
+
+
+def insert_or_ignore(session: Session, table, rows: list[dict], conflict: list[str] | None = None) -> int:
+    """INSERT rows, silently skipping those that hit a unique key (both backends).
+
+    Returns how many rows were inserted. ``conflict`` names the unique columns (PostgreSQL needs
+    them only for partial unique indexes; None means any conflict).
+    """
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    table = getattr(table, "__table__", table)
+    stmt = insert(table).on_conflict_do_nothing(index_elements=conflict) if conflict else insert(table).on_conflict_do_nothing()
+    inserted = 0
+    for row in rows:  # rowcount per statement is reliable on both drivers
+        inserted += session.execute(stmt.values(**row)).rowcount or 0
+    return inserted

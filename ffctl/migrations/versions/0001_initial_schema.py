@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 12:49:55.235237
+Create Date: 2026-11-25 12:54:57.202233
 
 """
 from typing import Sequence, Union
@@ -293,7 +293,7 @@ def upgrade() -> None:
     sa.Column('deadline', sa.DateTime(), nullable=True),
     sa.Column('sla_state', sa.String(), nullable=False),
     sa.Column('held_at', sa.DateTime(), nullable=True),
-    sa.Column('held_remaining', sa.Float(), nullable=True),
+    sa.Column('paused_seconds', sa.Float(), nullable=False),
     sa.Column('next_step', sa.Integer(), nullable=False),
     sa.Column('escalation_level', sa.Integer(), nullable=False),
     sa.Column('next_action_at', sa.DateTime(), nullable=True),
