@@ -1,0 +1,444 @@
+"""Node transitions: orders enter workflows, tasks open and close, holds pause the clocks.
+
+A task is one visit of an order to a node. Its clocks all count business time in the node's
+calendar from ``entered_at``, stretched by ``paused_seconds`` (the business time its holds
+covered):
+
+    risk_at  = add(entered_at, warn_at * sla + paused)
+    deadline = add(entered_at, sla + paused)
+    step k   = add(entered_at, sla + paused + after_k)     # escalation ladder, past the deadline
+
+so a hold adds exactly the business time it covered, before or after the deadline.
+``next_action_at`` is the earliest of those the sweep has not yet acted on.
+
+Writers lock the order row (``FOR UPDATE`` on PostgreSQL; SQLite's write transaction is already
+exclusive) and close a task with a conditional UPDATE (``... AND status = 'open'``), so two
+people or a person and a sweep cannot both complete one task.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ffctl.core import audit
+from ffctl.core.clock import local
+from ffctl.core.config import matches
+from ffctl.core.durations import format_duration
+from ffctl.core.errors import Conflict, NotFound, PermissionDenied
+from ffctl.core.models import Customer, Order, OrderLine, Product, Task, TaskAssignee
+
+CHUNK = 500
+TASK = Task.__table__
+ORDERS = Order.__table__
+
+
+# --- clocks ----------------------------------------------------------------------------------
+
+def clocks(cfg, node: str, entered_at: datetime, paused: float, sla_state: str, next_step: int) -> dict:
+    """risk_at, deadline and next_action_at of a task at ``node`` in the given SLA state."""
+    spec = cfg.nodes[node]
+    cal = cfg.calendar(node)
+    sla = spec.sla_seconds
+    risk_at = cal.add(entered_at, spec.warn_at * sla + paused)
+    deadline = cal.add(entered_at, sla + paused)
+    if sla_state == "on_track":
+        next_action = risk_at
+    elif sla_state == "at_risk":
+        next_action = deadline
+    elif next_step < len(spec.escalation):
+        next_action = cal.add(entered_at, sla + paused + spec.escalation[next_step].after_seconds)
+    else:
+        next_action = None
+    return {"risk_at": risk_at, "deadline": deadline, "next_action_at": next_action}
+
+
+def reschedule(task: Task, cfg) -> None:
+    """Recompute a task row's clocks in place (after a release, or a config change)."""
+    values = clocks(cfg, task.node, task.entered_at, task.paused_seconds or 0, task.sla_state, task.next_step)
+    task.risk_at, task.deadline = values["risk_at"], values["deadline"]
+    task.next_action_at = None if task.held_at or task.status != "open" else values["next_action_at"]
+
+
+def task_view(task, cfg, now: datetime) -> dict:
+    """How a task stands at ``now``: state (on_track | at_risk | breached | on_hold) and seconds left.
+
+    Computed from the clocks, so the inbox is right even before the next sweep has run.
+    ``seconds_left`` is business time in the node's calendar; negative once breached.
+    """
+    cal = cfg.calendar(task.node) if task.node in cfg.nodes else None
+    if task.held_at is not None:
+        state, ref = "on_hold", task.held_at
+    else:
+        ref = now
+        if task.sla_state == "breached" or (task.deadline and now >= task.deadline):
+            state = "breached"
+        elif task.sla_state == "at_risk" or (task.risk_at and now >= task.risk_at):
+            state = "at_risk"
+        else:
+            state = "on_track"
+    if cal is None or task.deadline is None:
+        left = None
+    elif ref < task.deadline:
+        left = cal.between(ref, task.deadline)
+    else:
+        left = -cal.between(task.deadline, ref)
+    return {"state": state, "seconds_left": None if left is None else round(left)}
+
+
+# --- order facts (what `match` and `when` look at) -------------------------------------------
+
+def order_facts(session: Session, order_ids: Iterable[str]) -> list[dict]:
+    """The attributes workflows match on, for each order, read in chunks."""
+    ids = list(dict.fromkeys(order_ids))
+    facts: dict[str, dict] = {}
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start:start + CHUNK]
+        rows = session.execute(
+            sa.select(
+                Order.order_id, Order.created_at, Order.channel, Order.region, Order.customer,
+                Order.sales_rep, Order.priority, Customer.tier, Customer.region.label("customer_region"),
+            )
+            .join(Customer, Customer.customer == Order.customer)
+            .where(Order.order_id.in_(chunk))
+        ).all()
+        for r in rows:
+            facts[r.order_id] = {
+                "order_id": r.order_id, "created_at": r.created_at, "channel": r.channel,
+                "region": r.region or r.customer_region, "customer": r.customer, "sales_rep": r.sales_rep,
+                "priority": r.priority, "tier": r.tier, "has_custom_items": False,
+                "categories": set(), "skus": set(),
+            }
+        lines = session.execute(
+            sa.select(OrderLine.order_id, OrderLine.sku, Product.category, Product.custom)
+            .join(Product, Product.sku == OrderLine.sku)
+            .where(OrderLine.order_id.in_(chunk))
+        ).all()
+        for line in lines:
+            f = facts[line.order_id]
+            f["skus"].add(line.sku)
+            if line.category:
+                f["categories"].add(line.category)
+            f["has_custom_items"] = f["has_custom_items"] or bool(line.custom)
+    return [facts[i] for i in ids if i in facts]
+
+
+def _match_attrs(facts: dict) -> dict:
+    attrs = dict(facts)
+    attrs["category"] = facts.get("categories", set())
+    attrs["sku"] = facts.get("skus", set())
+    return attrs
+
+
+# --- entering nodes ----------------------------------------------------------------------------
+
+class _Writer:
+    """Collects task inserts, order updates and events, and writes them in bulk."""
+
+    def __init__(self, cfg, at_default: datetime | None, actor: str) -> None:
+        self.cfg, self.actor = cfg, actor
+        self.tasks: list[dict] = []
+        self.orders: dict[str, tuple[str | None, str | None]] = {}
+        self.events: list[dict] = []
+
+    def event(self, event: str, at: datetime, order_id: str, node: str | None = None, detail: str | None = None,
+              actor: str | None = None) -> None:
+        self.events.append({"event": event, "at": at, "actor": actor or self.actor, "order_id": order_id,
+                            "node": node, "detail": detail})
+
+    def enter_from(self, facts: dict, workflow: str, seq: int, at: datetime) -> str | None:
+        """Open the first applicable node at or after ``seq``; record skips. Returns the node or None."""
+        nodes = next(wf.nodes for wf in self.cfg.workflows if wf.name == workflow)
+        attrs = None
+        order_id = facts["order_id"]
+        for position in range(seq, len(nodes)):
+            node = nodes[position]
+            spec = self.cfg.nodes[node]
+            if spec.when:
+                attrs = attrs or _match_attrs(facts)
+                if not matches(spec.when, attrs):
+                    self.tasks.append(self._task(order_id, workflow, node, position, at, status="skipped"))
+                    self.event("skipped", at, order_id, node, f"skipped: the order does not match {_describe(spec.when)}")
+                    continue
+            self.tasks.append(self._task(order_id, workflow, node, position, at))
+            self.orders[order_id] = (workflow, node)
+            deadline = self.tasks[-1]["deadline"]
+            owner = f"owner {spec.owner}" if spec.owner else f"auto: {spec.auto}"
+            due = local(deadline, self.cfg.timezone).strftime("%Y-%m-%d %H:%M")
+            self.event("entered", at, order_id, node, f"{owner}; SLA {format_duration(spec.sla_seconds)}, due {due}")
+            return node
+        self.orders[order_id] = (workflow, None)
+        return None
+
+    def _task(self, order_id: str, workflow: str, node: str, seq: int, at: datetime, status: str = "open") -> dict:
+        spec = self.cfg.nodes[node]
+        row = {
+            "order_id": order_id, "workflow": workflow, "node": node, "seq": seq, "status": status,
+            "owner": spec.owner, "entered_at": at, "sla_seconds": spec.sla_seconds, "sla_state": "on_track",
+            "held_at": None, "paused_seconds": 0.0, "next_step": 0, "escalation_level": 0,
+            "completed_at": None, "completed_by": None, "outcome": None, "note": None,
+        }
+        row.update(clocks(self.cfg, node, at, 0.0, "on_track", 0))
+        if status == "skipped":
+            row.update(completed_at=at, completed_by=self.actor, outcome="skipped", next_action_at=None)
+        return row
+
+    def flush(self, session: Session) -> None:
+        if self.tasks:
+            session.execute(sa.insert(TASK), self.tasks)
+        if self.orders:
+            session.execute(
+                sa.update(ORDERS).where(ORDERS.c.order_id == sa.bindparam("oid"))
+                .values(workflow=sa.bindparam("wf"), node=sa.bindparam("nd")),
+                [{"oid": oid, "wf": wf, "nd": node} for oid, (wf, node) in self.orders.items()],
+            )
+        audit.record_many(session, self.events)
+        self.tasks, self.orders, self.events = [], {}, []
+
+
+def _describe(spec) -> str:
+    return ", ".join(f"{k} = {'/'.join(map(str, v))}" for k, v in spec.items())
+
+
+def plan_entries(cfg, orders: list[dict], *, actor: str) -> _Writer:
+    """Plan (not write) the workflow entry of new orders: tasks, order (workflow, node), events.
+
+    Imports use this to write the rows with their own bulk path; ``enter_orders`` writes them.
+    """
+    writer = _Writer(cfg, None, actor)
+    for facts in orders:
+        at = facts["created_at"]
+        wf = cfg.workflow_for(_match_attrs(facts))
+        writer.event("created", at, facts["order_id"], None,
+                     f"workflow {wf.name}" if wf else "no workflow matches this order")
+        if wf is None:
+            writer.orders[facts["order_id"]] = (None, None)
+            continue
+        writer.enter_from(facts, wf.name, 0, at)
+    return writer
+
+
+def enter_orders(session: Session, cfg, orders: list[dict], *, actor: str) -> None:
+    """New orders enter their workflow's first applicable node at their created_at."""
+    for start in range(0, len(orders), 5000):
+        plan_entries(cfg, orders[start:start + 5000], actor=actor).flush(session)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+def _lock_order(session: Session, order_id: str) -> Order:
+    stmt = sa.select(Order).where(Order.order_id == order_id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    order = session.execute(stmt).scalar_one_or_none()
+    if order is None:
+        raise NotFound(f"no order {order_id!r}", hint="`ffctl order list` shows the orders in the store.")
+    return order
+
+
+def current_task(session: Session, order_id: str, *, lock: bool = False) -> Task | None:
+    stmt = sa.select(Task).where(Task.order_id == order_id, Task.status == "open")
+    if lock and session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def assignees(session: Session, task: Task) -> list[str]:
+    """Roles a task is assigned to: its owner, then roles it was escalated to."""
+    extra = session.execute(
+        sa.select(TaskAssignee.role).where(TaskAssignee.task_id == task.id).order_by(TaskAssignee.added_at)
+    ).scalars().all()
+    roles = [task.owner] if task.owner else []
+    return roles + [r for r in extra if r not in roles]
+
+
+def may_act(session: Session, cfg, task: Task, user: str) -> bool:
+    """Members of the owner role, of roles the task escalated to, and of ``admin``."""
+    roles = assignees(session, task) + ["admin"]
+    return any(user in cfg.roles[r].members for r in roles if r in cfg.roles)
+
+
+def _open_order(order: Order, verb: str) -> None:
+    if order.status == "on_hold":
+        raise Conflict(f"order {order.order_id} is on hold; cannot {verb} it",
+                       hint=f"Release it first: `ffctl order release {order.order_id}`.")
+    if order.status != "open":
+        raise Conflict(f"order {order.order_id} is {order.status}; cannot {verb} it")
+
+
+def _require_task(session: Session, order: Order, node: str | None, verb: str) -> Task:
+    task = current_task(session, order.order_id, lock=True)
+    if task is None:
+        raise Conflict(f"order {order.order_id} has no open node to {verb} (its workflow is finished)")
+    if node is not None and task.node != node:
+        raise Conflict(f"order {order.order_id} is at node {task.node}, not {node}; nothing was changed")
+    return task
+
+
+# --- transitions -----------------------------------------------------------------------------
+
+def _close(session: Session, task: Task, *, status: str, outcome: str, at: datetime, actor: str,
+           note: str | None) -> None:
+    done = session.execute(
+        sa.update(TASK)
+        .where(TASK.c.id == task.id, TASK.c.status == "open")
+        .values(status=status, outcome=outcome, completed_at=at, completed_by=actor, note=note, next_action_at=None)
+    ).rowcount
+    if not done:
+        raise Conflict(f"order {task.order_id}: node {task.node} was closed by someone else just now; nothing was changed")
+    session.expire(task)
+
+
+def _sla_words(cfg, task: Task, at: datetime) -> str:
+    if task.deadline is None:
+        return ""
+    if at <= task.deadline:
+        return "SLA met"
+    late = cfg.calendar(task.node).between(task.deadline, at)
+    return f"SLA breached by {format_duration(late)}"
+
+
+def complete(session: Session, cfg, order_id: str, *, at: datetime, actor: str, outcome: str = "completed",
+             node: str | None = None, note: str | None = None, manual: bool = False) -> str | None:
+    """Complete the order's current node and enter the next; returns the new node (None: finished).
+
+    ``manual=True`` is a person's ``advance``: only manual nodes, only people allowed on the task.
+    """
+    order = _lock_order(session, order_id)
+    _open_order(order, "advance")
+    task = _require_task(session, order, node, "complete")
+    if manual:
+        spec = cfg.nodes.get(task.node)
+        if spec is not None and spec.auto:
+            command = "ffctl allocate" if spec.auto == "allocate" else "ffctl ship"
+            raise Conflict(f"node {task.node} of order {order_id} is completed by `{command}`, not by advance")
+        if not may_act(session, cfg, task, actor):
+            need = " or ".join(assignees(session, task) + ["admin"])
+            raise PermissionDenied(f"{actor} may not complete {task.node} of order {order_id}: it needs a member of {need}")
+    words = _sla_words(cfg, task, at)
+    _close(session, task, status="done", outcome=outcome, at=at, actor=actor, note=note)
+    event = "auto_approved" if outcome == "auto_approved" else "completed"
+    detail = "; ".join(x for x in (words, note) if x)
+    writer = _Writer(cfg, at, actor)
+    writer.event(event, at, order_id, task.node, detail or None)
+    nxt = writer.enter_from(_facts_one(session, order_id), task.workflow, task.seq + 1, at)
+    writer.flush(session)
+    return nxt
+
+
+def complete_auto(session: Session, cfg, order_ids: Iterable[str], kind: str, *, at: datetime, actor: str) -> list[str]:
+    """Complete the current ``auto = kind`` node of each listed order (set-based); returns those moved."""
+    nodes = [name for name, spec in cfg.nodes.items() if spec.auto == kind]
+    ids = list(dict.fromkeys(order_ids))
+    moved: list[str] = []
+    if not nodes:
+        return moved
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start:start + CHUNK]
+        rows = session.execute(
+            sa.select(TASK.c.id, TASK.c.order_id, TASK.c.node, TASK.c.workflow, TASK.c.seq, TASK.c.deadline)
+            .join(ORDERS, ORDERS.c.order_id == TASK.c.order_id)
+            .where(TASK.c.order_id.in_(chunk), TASK.c.status == "open", TASK.c.node.in_(nodes),
+                   TASK.c.held_at.is_(None), ORDERS.c.status == "open")
+        ).all()
+        if not rows:
+            continue
+        session.execute(
+            sa.update(TASK).where(TASK.c.id == sa.bindparam("tid"), TASK.c.status == "open")
+            .values(status="done", outcome="completed", completed_at=at, completed_by=actor, next_action_at=None),
+            [{"tid": r.id} for r in rows],
+        )
+        facts = {f["order_id"]: f for f in order_facts(session, [r.order_id for r in rows])}
+        writer = _Writer(cfg, at, actor)
+        for r in rows:
+            late = "SLA met" if r.deadline is None or at <= r.deadline else \
+                f"SLA breached by {format_duration(cfg.calendar(r.node).between(r.deadline, at))}"
+            writer.event("completed", at, r.order_id, r.node, late)
+            writer.enter_from(facts[r.order_id], r.workflow, r.seq + 1, at)
+            moved.append(r.order_id)
+        writer.flush(session)
+    return moved
+
+
+def reject(session: Session, cfg, order_id: str, *, at: datetime, actor: str, reason: str,
+           outcome: str = "rejected", node: str | None = None, manual: bool = False) -> str | None:
+    """Send the order back to the previous node (a fresh task), or on hold at the first node.
+
+    Returns the node the order is now at.
+    """
+    order = _lock_order(session, order_id)
+    _open_order(order, "reject")
+    task = _require_task(session, order, node, "reject")
+    if manual and not may_act(session, cfg, task, actor):
+        need = " or ".join(assignees(session, task) + ["admin"])
+        raise PermissionDenied(f"{actor} may not reject {task.node} of order {order_id}: it needs a member of {need}")
+    _close(session, task, status="rejected", outcome=outcome, at=at, actor=actor, note=reason)
+    previous = session.execute(
+        sa.select(Task.node, Task.seq).where(Task.order_id == order_id, Task.seq < task.seq, Task.status == "done")
+        .order_by(Task.seq.desc(), Task.id.desc()).limit(1)
+    ).first()
+    writer = _Writer(cfg, at, actor)
+    writer.event("auto_rejected" if outcome == "auto_rejected" else "rejected", at, order_id, task.node, reason)
+    if previous is not None:
+        writer.tasks.append(writer._task(order_id, task.workflow, previous.node, previous.seq, at))
+        writer.orders[order_id] = (task.workflow, previous.node)
+        writer.event("entered", at, order_id, previous.node, f"sent back from {task.node}: {reason}")
+        writer.flush(session)
+        return previous.node
+    # first node: a fresh task there, and the order goes on hold with the reason
+    writer.tasks.append(writer._task(order_id, task.workflow, task.node, task.seq, at))
+    writer.tasks[-1].update(held_at=at, next_action_at=None)
+    writer.orders[order_id] = (task.workflow, task.node)
+    writer.event("held", at, order_id, task.node, f"rejected at the first node: {reason}")
+    writer.flush(session)
+    session.execute(sa.update(ORDERS).where(ORDERS.c.order_id == order_id).values(status="on_hold"))
+    return task.node
+
+
+def hold(session: Session, cfg, order_id: str, *, at: datetime, actor: str, reason: str) -> None:
+    """Pause every SLA clock of the order."""
+    order = _lock_order(session, order_id)
+    _open_order(order, "hold")
+    session.execute(
+        sa.update(TASK).where(TASK.c.order_id == order_id, TASK.c.status == "open")
+        .values(held_at=at, next_action_at=None)
+    )
+    session.execute(sa.update(ORDERS).where(ORDERS.c.order_id == order_id).values(status="on_hold"))
+    audit.record(session, event="held", at=at, actor=actor, order_id=order_id, node=order.node, detail=reason)
+
+
+def release(session: Session, cfg, order_id: str, *, at: datetime, actor: str) -> None:
+    """Resume the clocks with the business time that was left."""
+    order = _lock_order(session, order_id)
+    if order.status != "on_hold":
+        raise Conflict(f"order {order_id} is {order.status}, not on hold; nothing to release")
+    task = current_task(session, order_id, lock=True)
+    detail = None
+    if task is not None and task.held_at is not None:
+        covered = cfg.calendar(task.node).between(task.held_at, at) if at > task.held_at else 0.0
+        task.paused_seconds = (task.paused_seconds or 0) + covered
+        task.held_at = None
+        reschedule(task, cfg)
+        detail = f"clock resumes; the hold covered {format_duration(covered)} of business time"
+    order.status = "open"
+    session.flush()
+    audit.record(session, event="released", at=at, actor=actor, order_id=order_id, node=order.node, detail=detail)
+
+
+def cancel_tasks(session: Session, order_id: str, *, at: datetime, actor: str, reason: str) -> None:
+    """Close the order's open tasks (the order is being cancelled)."""
+    session.execute(
+        sa.update(TASK).where(TASK.c.order_id == order_id, TASK.c.status == "open")
+        .values(status="cancelled", outcome="cancelled", completed_at=at, completed_by=actor,
+                note=reason, next_action_at=None, held_at=None)
+    )
+
+
+def _facts_one(session: Session, order_id: str) -> dict:
+    found = order_facts(session, [order_id])
+    if not found:
+        raise NotFound(f"no order {order_id!r}")
+    return found[0]
