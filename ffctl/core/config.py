@@ -1,0 +1,1361 @@
+"""The ffctl config: TOML parsed and validated into frozen, typed objects (SPEC §3).
+
+``load_config`` / ``parse_config`` either return a :class:`Config` that every other module can
+trust without re-checking, or raise :class:`~ffctl.core.errors.ConfigError` listing every problem
+found at once, each naming the file, the dotted key and what is wrong.
+
+Stays light on purpose (every command loads the config): stdlib only at import time; croniter
+is imported while validating ``[schedule]`` and ``ffctl.core.calendar`` when a calendar is asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zoneinfo
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli backport
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from ffctl.core.durations import format_duration, parse_duration
+from ffctl.core.errors import ConfigError, ConfigProblem, NotFound, mask_url
+
+# ---------------------------------------------------------------------------------------------
+# Vocabulary the config may use. Keys here are part of the file format users write.
+
+#: Order attributes a workflow ``match`` or a node ``when`` may test.
+MATCH_KEYS = ("channel", "region", "tier", "customer", "category", "sku", "has_custom_items", "priority", "sales_rep")
+#: Attributes of an order's lines: the order matches if any of its lines has a listed value.
+LINE_MATCH_KEYS = frozenset({"category", "sku"})
+_BOOL_MATCH_KEYS = frozenset({"has_custom_items"})
+
+ESCALATION_ACTIONS = ("remind", "escalate", "notify", "auto_approve", "auto_reject")
+AUTO_KINDS = ("allocate", "ship")
+RULE_PRIORITIES = ("low", "normal", "high")
+DWELL_CLOCKS = ("wall", "calendar")
+SCHEDULE_JOBS = ("sla_sweep", "notify_send", "rules_run", "daily_report")
+#: The only order field that names a person, usable wherever recipients are listed.
+ORDER_RECIPIENTS = ("order.sales_rep",)
+
+#: KPI target name -> how it is measured; rates are fractions 0..1, the others are times.
+KPI_TARGETS = {
+    "order_confirmation_minutes": "minutes",
+    "allocation_minutes": "minutes",
+    "pick_accuracy": "rate",
+    "on_time_shipping": "rate",
+    "perfect_order": "rate",
+    "cycle_time_hours": "hours",
+    "sla_attainment": "rate",
+}
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+_TOP_KEYS = ("database", "defaults", "calendars", "roles", "users", "workflows", "nodes", "rules", "notify", "schedule", "kpi")
+_NODE_KEYS = ("owner", "sla", "calendar", "warn_at", "critical", "escalation", "when", "auto")
+_STEP_KEYS = ("after", "action", "to", "reason")
+_RULE_COMMON_KEYS = ("kind", "notify", "priority")
+_EMAIL_KEYS = ("host", "port", "sender", "username", "password_env", "starttls")
+
+DEFAULT_WARN_AT = 0.75
+
+
+# ---------------------------------------------------------------------------------------------
+# The typed config
+
+
+class FrozenDict(dict):
+    """A read-only dict: config mappings cannot change after loading, yet stay JSON- and pickle-friendly."""
+
+    __slots__ = ()
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("config mappings are read-only")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _read_only  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple:
+        return (FrozenDict, (dict(self),))
+
+    def __copy__(self) -> FrozenDict:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> FrozenDict:
+        return self
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def __repr__(self) -> str:
+        return f"FrozenDict({dict.__repr__(self)})"
+
+
+@dataclass(frozen=True)
+class CalendarConfig:
+    name: str
+    timezone: str
+    #: weekday (0 = Monday .. 6 = Sunday) -> sorted (start, end) minutes since midnight; all 7 days present, () = closed
+    hours: Mapping[int, tuple[tuple[int, int], ...]]
+    holidays: frozenset[date]
+
+
+@dataclass(frozen=True)
+class RoleConfig:
+    name: str
+    members: tuple[str, ...]
+    escalate_to: str | None
+
+
+@dataclass(frozen=True)
+class UserConfig:
+    name: str
+    email: str | None
+    webhook: str | None
+
+
+@dataclass(frozen=True)
+class WorkflowConfig:
+    name: str
+    match: Mapping[str, tuple]
+    nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EscalationStep:
+    index: int  # position in the node's ladder, 0-based; stable key for "fired once"
+    after_seconds: int  # time past the deadline, on the node's clock
+    action: str
+    to: tuple[str, ...]  # recipients of a `notify` step; () for the other actions
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str
+    owner: str | None
+    sla_seconds: int
+    calendar: str | None
+    warn_at: float
+    critical: bool
+    escalation: tuple[EscalationStep, ...]
+    when: Mapping[str, tuple]
+    auto: str | None
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    name: str
+    kind: str
+    notify: tuple[str, ...]
+    priority: str
+    params: Mapping[str, object]
+
+
+@dataclass(frozen=True)
+class EmailConfig:
+    host: str
+    port: int
+    sender: str
+    username: str | None = None
+    password_env: str | None = None
+    starttls: bool = False
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    log: str | None = None
+    email: EmailConfig | None = None
+    max_attempts: int = 5
+    webhook_timeout_seconds: float = 5.0
+
+
+class UnknownName(NotFound, KeyError):
+    """A node, role or calendar name the config does not define (exit 1 if it reaches the CLI)."""
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Config:
+    file: str
+    database_url: str | None
+    timezone: str
+    calendars: Mapping[str, CalendarConfig]
+    roles: Mapping[str, RoleConfig]
+    users: Mapping[str, UserConfig]
+    workflows: tuple[WorkflowConfig, ...]
+    nodes: Mapping[str, NodeConfig]
+    rules: tuple[RuleConfig, ...]
+    notify: NotifyConfig
+    schedule: Mapping[str, str]
+    kpi_targets: Mapping[str, float]
+    _calendar_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    @property
+    def directory(self) -> Path:
+        """The directory holding the config file; relative paths in it are resolved against this."""
+        return Path(os.path.abspath(self.file)).parent
+
+    def workflow_for(self, attrs: Mapping[str, object]) -> WorkflowConfig | None:
+        """The first workflow, in file order, whose ``match`` fits the order's attributes."""
+        return next((wf for wf in self.workflows if matches(wf.match, attrs)), None)
+
+    def calendar(self, node: str):
+        """The clock of ``node``: a BusinessCalendar for its calendar, or WALL_CLOCK when it has none."""
+        from ffctl.core.calendar import WALL_CLOCK, BusinessCalendar
+
+        if node not in self.nodes:
+            raise UnknownName(f"unknown node {node!r}{_did_you_mean(node, self.nodes)}")
+        name = self.nodes[node].calendar
+        if name is None:
+            return WALL_CLOCK
+        cached = self._calendar_cache.get(name)
+        if cached is None:
+            spec = self.calendars[name]
+            cached = BusinessCalendar(
+                timezone=spec.timezone,
+                hours={day: list(ranges) for day, ranges in spec.hours.items()},
+                holidays=spec.holidays,
+            )
+            self._calendar_cache[name] = cached
+        return cached
+
+    def escalation_chain(self, role: str | None) -> tuple[str, ...]:
+        """Roles above ``role``, nearest first: its escalate_to, that role's escalate_to, ...
+
+        () for a role at the top, for None, and for a name that is not a role.
+        """
+        chain: list[str] = []
+        current = self.roles.get(role) if role else None
+        while current is not None and current.escalate_to and current.escalate_to not in chain and current.escalate_to != role:
+            chain.append(current.escalate_to)
+            current = self.roles.get(current.escalate_to)
+        return tuple(chain)
+
+    def members(self, role_or_user: str) -> tuple[str, ...]:
+        """The people a name stands for: a role's members, or (name,) for a user or a role member.
+
+        () for ``order.sales_rep`` (the caller resolves it from the order) and for unknown names.
+        """
+        role = self.roles.get(role_or_user)
+        if role is not None:
+            return role.members
+        if role_or_user in self.users or any(role_or_user in r.members for r in self.roles.values()):
+            return (role_or_user,)
+        return ()
+
+
+# ---------------------------------------------------------------------------------------------
+# Matching orders against `match` / `when` (data, never code)
+
+
+def matches(spec: Mapping[str, tuple], attrs: Mapping[str, object]) -> bool:
+    """Whether an order with ``attrs`` fits ``spec`` (a workflow's match or a node's when).
+
+    Every key of ``spec`` must fit; a key fits when the order's value is one of the listed values
+    (strings compare case-insensitively). For ``category`` and ``sku`` the order may give a
+    collection (its lines' values) and fits if any of them is listed. A missing attribute never
+    fits. An empty spec matches every order.
+    """
+    for key, wanted in spec.items():
+        actual = attrs.get(key)
+        if actual is None:
+            return False
+        if isinstance(actual, (str, bytes)) or not isinstance(actual, Iterable) or isinstance(actual, Mapping):
+            actual = (actual,)
+        allowed = {_match_value(key, w) for w in wanted}
+        if not any(_match_value(key, v) in allowed for v in actual if v is not None):
+            return False
+    return True
+
+
+def _match_value(key: str, value: object) -> object:
+    """The comparable form of a match value: booleans for flags, case-folded text otherwise."""
+    if key in _BOOL_MATCH_KEYS:
+        if isinstance(value, str):
+            return value.strip().casefold() in ("true", "yes", "1", "y", "t")
+        return bool(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool):
+        value = str(value).lower()
+    return str(value).strip().casefold()
+
+
+def _covers(earlier: Mapping[str, tuple], later: Mapping[str, tuple]) -> bool:
+    """Whether every order matching ``later`` also matches ``earlier`` (so ``later`` is never reached)."""
+    for key, wanted in earlier.items():
+        if key not in later:
+            return False
+        if not {_match_value(key, v) for v in later[key]} <= {_match_value(key, v) for v in wanted}:
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, parse and validate the config at ``path``; raises ConfigError listing every problem."""
+    file = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        error = ConfigError([ConfigProblem(file, "", "config file not found; run `ffctl init` to create one from the example")])
+        error.hint = "Run `ffctl init` to write ffctl.toml here, or point --config / FFCTL_CONFIG at your config."
+        raise error from None
+    except IsADirectoryError:
+        raise ConfigError([ConfigProblem(file, "", "is a directory, not a config file")]) from None
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(file, "", f"cannot read the config file: {exc.strerror or exc}")]) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        message = "the file is not UTF-8 text (TOML must be UTF-8); save it as UTF-8 and try again"
+        raise ConfigError([ConfigProblem(file, "", message, line)]) from None
+    return parse_config(text, file)
+
+
+def parse_config(text: str, file: str = "ffctl.toml") -> Config:
+    """Parse and validate config text; ``file`` names it in messages and anchors relative paths."""
+    try:
+        data = tomllib.loads(text.removeprefix("\ufeff"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([_syntax_problem(file, str(exc), text)]) from None
+    checker = _Checker(file, Path(os.path.abspath(file)).parent)
+    config = checker.build(data)
+    if checker.problems:
+        unique = list({str(p): p for p in checker.problems}.values())
+        # report in the order the sections appear in the file (checking order differs: nodes before workflows)
+        position = {name: i for i, name in enumerate(data)}
+        unique.sort(key=lambda p: position.get(re.split(r"[.\[]", p.key, maxsplit=1)[0], -1))
+        raise ConfigError(unique)
+    return config
+
+
+def _syntax_problem(file: str, message: str, text: str) -> ConfigProblem:
+    found = re.search(r"\s*\(at line (\d+), column (\d+)\)\s*$", message)
+    line: int | None = None
+    if found:
+        line = int(found.group(1))
+        lines = text.splitlines()
+        shown = lines[line - 1].strip() if 0 < line <= len(lines) else ""
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        message = f"{message[: found.start()]} at column {found.group(2)}" + (f": {shown}" if shown else "")
+    elif message.rstrip().endswith("(at end of document)"):
+        line = max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
+        message = message.rstrip().removesuffix("(at end of document)").rstrip() + " (at the end of the file)"
+    return ConfigProblem(file, "", f"invalid TOML: {message[:1].lower()}{message[1:]}", line)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation: one pass per section, collecting every problem
+
+
+_MISSING: Any = object()
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_HOUR_RANGE = re.compile(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FLAG_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+_KIND_NAMES = {
+    "str": "a string",
+    "int": "a whole number",
+    "number": "a number",
+    "bool": "true or false",
+    "list": "a list",
+    "table": "a table",
+}
+
+
+def _is_kind(value: object, kind: str) -> bool:
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "list":
+        return isinstance(value, list)
+    if kind == "table":
+        return isinstance(value, dict)
+    raise ValueError(kind)
+
+
+def _describe_value(value: object) -> str:
+    """'a string ("30")', 'an integer (30)', 'a table' - what the file actually holds."""
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int):
+        return f"an integer ({value})"
+    if isinstance(value, float):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"a string ({_quote(value)})"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, datetime):
+        return f"a date-time ({value.isoformat()})"
+    if isinstance(value, date):
+        return f"a date ({value.isoformat()})"
+    if isinstance(value, time):
+        return f"a time ({value.isoformat()})"
+    return type(value).__name__
+
+
+def _quote(text: str) -> str:
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    return '"' + shown.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _join(parent: str, name: str) -> str:
+    """Dotted key as TOML would spell it: nodes.credit_review.sla, nodes."odd name".sla."""
+    part = name if _BARE_KEY.fullmatch(name) else _quote(name)
+    return f"{parent}.{part}" if parent else part
+
+
+def _closest(name: str, choices: Iterable[str]) -> str | None:
+    """The choice a typo most likely meant: same letters in another case, a close spelling, or an abbreviation."""
+    choices = list(choices)
+    folded = name.casefold()
+    for choice in choices:
+        if choice.casefold() == folded:
+            return choice
+    import difflib  # only when something is misspelled
+
+    close = difflib.get_close_matches(name, choices, n=1)
+    if close:
+        return close[0]
+    prefixed = [c for c in choices if len(c) >= 3 and (folded.startswith(c.casefold()) or (len(folded) >= 3 and c.casefold().startswith(folded)))]
+    return prefixed[0] if len(prefixed) == 1 else None
+
+
+def _did_you_mean(name: str, choices: Iterable[str]) -> str:
+    close = _closest(name, choices)
+    return f" (did you mean {close!r}?)" if close else ""
+
+
+def _suggest(name: str, choices: Iterable[str], *, listing: bool = True) -> str:
+    """A did-you-mean, else (for short vocabularies) the list of what is allowed."""
+    choices = list(choices)
+    hint = _did_you_mean(name, choices)
+    if hint or not listing or not choices or len(choices) > 12:
+        return hint
+    return f" (expected one of: {', '.join(choices)})"
+
+
+def _hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+@dataclass
+class _Names:
+    """Names defined anywhere in the file, collected before checking so references can be resolved."""
+
+    roles: list[str]
+    users: list[str]
+    people: set[str]
+    nodes: list[str]
+    calendars: list[str]
+
+
+class _Checker:
+    def __init__(self, file: str, base_dir: Path) -> None:
+        self.file = file
+        self.base_dir = base_dir
+        self.problems: list[ConfigProblem] = []
+        self.misspelled: set[tuple[str, str]] = set()  # (table key, the key a typo was probably meant to be)
+        self.broken_matches: set[str] = set()  # workflows whose match had problems: no shadowing verdicts on them
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(ConfigProblem(self.file, key, message))
+
+    # --- shapes and scalars -------------------------------------------------------------------
+
+    def table(self, value: object, key: str) -> dict | None:
+        if isinstance(value, dict):
+            return value
+        self.problem(key, f"expected a table, got {_describe_value(value)}")
+        return None
+
+    def section(self, parent: dict, name: str, key: str) -> dict:
+        value = parent.get(name, _MISSING)
+        if value is _MISSING:
+            return {}
+        found = self.table(value, key)
+        return found if found is not None else {}
+
+    def named_tables(self, tables: dict, section: str) -> dict[str, dict]:
+        """The tables of a [section.NAME] collection; non-tables are reported and left out."""
+        out = {}
+        for name, value in tables.items():
+            found = self.table(value, _join(section, name))
+            if found is not None:
+                out[name] = found
+        return out
+
+    def known_keys(self, table: dict, allowed: Iterable[str], key: str, *, noun: str = "key") -> None:
+        allowed = list(allowed)
+        for name in table:
+            if name not in allowed:
+                self.problem(key, f"unknown {noun} {name!r}{_suggest(name, allowed)}")
+                close = _closest(name, allowed)
+                if close is not None:
+                    self.misspelled.add((key, close))
+
+    def missing(self, key: str, name: str, hint: str) -> None:
+        """Report a required key, unless a misspelling of it was already reported."""
+        if (key, name) not in self.misspelled:
+            self.problem(_join(key, name), f"missing{hint}")
+
+    def get(self, table: dict, name: str, key: str, kind: str, *, required: bool = False, default: Any = None, hint: str = "") -> Any:
+        value = table.get(name, _MISSING)
+        if value is _MISSING:
+            if required:
+                self.missing(key, name, hint)
+            return default
+        if not _is_kind(value, kind):
+            self.problem(_join(key, name), f"expected {_KIND_NAMES[kind]}, got {_describe_value(value)}")
+            return default
+        return value
+
+    def text(self, table: dict, name: str, key: str, *, required: bool = False, hint: str = "") -> str | None:
+        value = self.get(table, name, key, "str", required=required, hint=hint)
+        if value is not None and not value.strip():
+            self.problem(_join(key, name), "must not be empty")
+            return None
+        return value
+
+    def choice(self, table: dict, name: str, key: str, choices: tuple[str, ...], *, default: str | None = None, required: bool = False, hint: str = "") -> str | None:
+        value = self.get(table, name, key, "str", required=required, hint=hint)
+        if value is None:
+            return default
+        if value not in choices:
+            self.problem(_join(key, name), f"unknown {name} {value!r}{_suggest(value, choices)}")
+            return default
+        return value
+
+    def names(self, table: dict, name: str, key: str, *, required: bool = False, hint: str = "") -> tuple[str, ...] | None:
+        """A list of names (members, recipients, nodes); None when absent or not a list."""
+        value = table.get(name, _MISSING)
+        lkey = _join(key, name)
+        if value is _MISSING:
+            if required:
+                self.missing(key, name, hint)
+            return None
+        if isinstance(value, str):
+            self.problem(lkey, f"expected a list, e.g. [{_quote(value)}], got {_describe_value(value)}")
+            return None
+        if not isinstance(value, list):
+            self.problem(lkey, f"expected a list of names, got {_describe_value(value)}")
+            return None
+        out = []
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item.strip():
+                self.problem(f"{lkey}[{i}]", f"expected a name, got {_describe_value(item)}")
+            else:
+                out.append(item)
+        return tuple(out)
+
+    def duration(self, table: dict, name: str, key: str, *, required: bool = False, hint: str = "") -> int | None:
+        value = table.get(name, _MISSING)
+        dkey = _join(key, name)
+        if value is _MISSING:
+            if required:
+                self.missing(key, name, hint)
+            return None
+        if not isinstance(value, str):
+            self.problem(dkey, f'expected a duration in quotes such as "30m", got {_describe_value(value)}')
+            return None
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.problem(dkey, str(exc))
+            return None
+
+    def timezone(self, name: str, key: str) -> bool:
+        try:
+            zoneinfo.ZoneInfo(name)
+            return True
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            hint = _did_you_mean(name, sorted(zoneinfo.available_timezones()))
+            self.problem(key, f"unknown time zone {name!r}{hint}; use an IANA name such as Asia/Shanghai or UTC")
+            return False
+
+    def reference(self, name: str, defined: list[str], key: str, noun: str) -> bool:
+        if name in defined:
+            return True
+        self.problem(key, f"unknown {noun} {name!r}{_suggest(name, defined, listing=False)}")
+        return False
+
+    def recipients(self, names: tuple[str, ...] | None, key: str, known: _Names) -> None:
+        """Each name must be a role, a person (a user or a role member) or order.sales_rep."""
+        for i, name in enumerate(names or ()):
+            ikey = f"{key}[{i}]"
+            if name in known.roles or name in known.people or name in ORDER_RECIPIENTS:
+                continue
+            if name.startswith("order."):
+                self.problem(ikey, f"unknown recipient {name!r}: order.sales_rep is the only order field that names a person")
+                continue
+            candidates = [*known.roles, *sorted(known.people), *ORDER_RECIPIENTS]
+            self.problem(ikey, f"unknown recipient {name!r}: not a role, a user or order.sales_rep{_did_you_mean(name, candidates)}")
+
+    def match_spec(self, value: object, key: str) -> FrozenDict:
+        """A workflow's `match` or a node's `when`: order attribute -> tuple of accepted values."""
+        if value is _MISSING:
+            return FrozenDict()
+        spec = self.table(value, key)
+        if spec is None:
+            return FrozenDict()
+        self.known_keys(spec, MATCH_KEYS, key)
+        out: dict[str, tuple] = {}
+        for attr, wanted in spec.items():
+            if attr not in MATCH_KEYS:
+                continue
+            akey = _join(key, attr)
+            if isinstance(wanted, list) and not wanted:
+                self.problem(akey, "an empty list matches no order; remove the key to accept any value")
+                continue
+            listed = wanted if isinstance(wanted, list) else [wanted]
+            accepted = []
+            for i, item in enumerate(listed):
+                ikey = f"{akey}[{i}]" if isinstance(wanted, list) else akey
+                if attr in _BOOL_MATCH_KEYS:
+                    ok, expected = isinstance(item, bool), "true or false"
+                elif attr == "priority":
+                    ok, expected = (isinstance(item, str) and bool(item.strip())) or _is_kind(item, "int"), "a priority (text or a whole number)"
+                else:
+                    ok, expected = isinstance(item, str) and bool(item.strip()), "a string"
+                if ok:
+                    accepted.append(item)
+                else:
+                    self.problem(ikey, f"expected {expected}, got {_describe_value(item)}")
+            out[attr] = tuple(accepted)
+        return FrozenDict(out)
+
+    # --- sections -----------------------------------------------------------------------------
+
+    def build(self, data: dict) -> Config:
+        self.known_keys(data, _TOP_KEYS, "", noun="section")
+        sections = {name: self.section(data, name, name) for name in _TOP_KEYS}
+        roles_raw = self.named_tables(sections["roles"], "roles")
+        users_raw = self.named_tables(sections["users"], "users")
+        nodes_raw = self.named_tables(sections["nodes"], "nodes")
+        calendars_raw = self.named_tables(sections["calendars"], "calendars")
+        members = {m for r in roles_raw.values() if isinstance(r.get("members"), list) for m in r["members"] if isinstance(m, str)}
+        known = _Names(
+            roles=list(sections["roles"]),
+            users=list(sections["users"]),
+            people=members | set(sections["users"]),
+            nodes=list(sections["nodes"]),
+            calendars=list(sections["calendars"]),
+        )
+
+        database_url = self.database(sections["database"])
+        defaults = sections["defaults"]
+        self.known_keys(defaults, ("timezone",), "defaults")
+        timezone = self.text(defaults, "timezone", "defaults")
+        if timezone is not None:
+            self.timezone(timezone, "defaults.timezone")
+        timezone = timezone or "UTC"
+
+        calendars = {name: self.calendar(name, raw, timezone) for name, raw in calendars_raw.items()}
+        roles = {name: self.role(name, raw, known) for name, raw in roles_raw.items()}
+        self.escalation_cycles(roles)
+        users = {name: self.user(name, raw, known) for name, raw in users_raw.items()}
+        nodes = {name: self.node(name, raw, known) for name, raw in nodes_raw.items()}
+        workflows = tuple(self.workflow(name, raw, known, nodes) for name, raw in self.named_tables(sections["workflows"], "workflows").items())
+        self.unreachable_workflows(workflows)
+        rules = tuple(self.rule(name, raw, known) for name, raw in self.named_tables(sections["rules"], "rules").items())
+        notify = self.notify(sections["notify"])
+        schedule = self.schedule(sections["schedule"])
+        kpi_targets = self.kpi(sections["kpi"])
+
+        return Config(
+            file=self.file,
+            database_url=database_url,
+            timezone=timezone,
+            calendars=FrozenDict(calendars),
+            roles=FrozenDict(roles),
+            users=FrozenDict(users),
+            workflows=workflows,
+            nodes=FrozenDict(nodes),
+            rules=rules,
+            notify=notify,
+            schedule=FrozenDict(schedule),
+            kpi_targets=FrozenDict(kpi_targets),
+        )
+
+    def database(self, table: dict) -> str | None:
+        if "password" in table:
+            self.problem("database.password", "put the password in the url (it is masked whenever ffctl prints it), or use PGPASSWORD / ~/.pgpass")
+        self.known_keys({k: v for k, v in table.items() if k != "password"}, ("url",), "database")
+        url = self.text(table, "url", "database")
+        if url is None:
+            return None
+        url = url.strip()
+        if not _URL_SCHEME.match(url):
+            self.problem("database.url", f"not a database URL: {mask_url(url)!r} (expected e.g. sqlite:///ffctl.db or postgresql+psycopg://user@host/db)")
+            return None
+        return self.sqlite_next_to_config(url)
+
+    def sqlite_next_to_config(self, url: str) -> str:
+        """sqlite:///ffctl.db -> sqlite:////dir/of/config/ffctl.db; absolute paths and :memory: stay."""
+        found = re.fullmatch(r"(sqlite(?:\+\w+)?):///([^?]*)(\?.*)?", url)
+        if not found:
+            return url
+        scheme, path, query = found.group(1), found.group(2), found.group(3) or ""
+        if not path or path == ":memory:" or path.startswith("file:") or Path(path).is_absolute():
+            return url
+        return f"{scheme}:///{self.base_dir / Path(path).expanduser()}{query}"
+
+    def calendar(self, name: str, table: dict, default_timezone: str) -> CalendarConfig:
+        key = _join("calendars", name)
+        self.known_keys(table, ("timezone", "hours", "holidays"), key)
+        timezone = self.text(table, "timezone", key)
+        if timezone is not None:
+            self.timezone(timezone, _join(key, "timezone"))
+        hours = self.hours(table, key)
+        holidays = self.holidays(table.get("holidays", _MISSING), _join(key, "holidays"))
+        return CalendarConfig(name, timezone or default_timezone, FrozenDict(hours), holidays)
+
+    def hours(self, table: dict, key: str) -> dict[int, tuple[tuple[int, int], ...]]:
+        hkey = _join(key, "hours")
+        days: dict[int, tuple[tuple[int, int], ...]] = {day: () for day in range(7)}
+        if "hours" not in table:
+            if (key, "hours") in self.misspelled:
+                return days
+            self.problem(hkey, 'missing; give working hours per weekday, e.g. hours = { mon = "09:00-18:00", fri = ["09:00-12:00", "13:00-17:00"] }')
+            return days
+        spec = self.table(table["hours"], hkey)
+        if spec is None:
+            return days
+        self.known_keys(spec, WEEKDAYS, hkey, noun="weekday")
+        for day_name, value in spec.items():
+            if day_name not in WEEKDAYS:
+                continue
+            dkey = _join(hkey, day_name)
+            texts = value if isinstance(value, list) else [value]
+            ranges = []
+            for i, text in enumerate(texts):
+                rkey = f"{dkey}[{i}]" if isinstance(value, list) else dkey
+                parsed = self.hour_range(text, rkey)
+                if parsed is not None:
+                    ranges.append(parsed)
+            ranges.sort()
+            for (start_a, end_a), (start_b, end_b) in zip(ranges, ranges[1:]):
+                if start_b < end_a:
+                    shown_a, shown_b = f"{_hhmm(start_a)}-{_hhmm(end_a)}", f"{_hhmm(start_b)}-{_hhmm(end_b)}"
+                    self.problem(dkey, f"hour ranges {shown_a} and {shown_b} overlap")
+            days[WEEKDAYS.index(day_name)] = tuple(ranges)
+        if not any(spec.get(day) for day in WEEKDAYS):
+            self.problem(hkey, "no working hours on any day: an SLA on this calendar would never run out")
+        return days
+
+    def hour_range(self, text: object, key: str) -> tuple[int, int] | None:
+        form = 'expected HH:MM-HH:MM, e.g. "09:00-18:00"'
+        if not isinstance(text, str):
+            self.problem(key, f"{form}, got {_describe_value(text)}")
+            return None
+        found = _HOUR_RANGE.fullmatch(text.strip())
+        if not found:
+            self.problem(key, f"bad hour range {text!r}: {form}")
+            return None
+        sh, sm, eh, em = (int(g) for g in found.groups())
+        if sh > 23 or sm > 59 or em > 59 or eh > 24 or (eh == 24 and em != 0):
+            self.problem(key, f"bad hour range {text!r}: hours run 00:00 to 24:00 and minutes 00 to 59")
+            return None
+        start, end = sh * 60 + sm, eh * 60 + em
+        if start >= end:
+            self.problem(key, f"bad hour range {text!r}: the start must be before the end (a range cannot cross midnight; split it over two days)")
+            return None
+        return (start, end)
+
+    def holidays(self, value: object, key: str) -> frozenset[date]:
+        if value is _MISSING:
+            return frozenset()
+        if not isinstance(value, list):
+            self.problem(key, f'expected a list of dates, e.g. ["2026-10-01"], got {_describe_value(value)}')
+            return frozenset()
+        days = set()
+        for i, item in enumerate(value):
+            ikey = f"{key}[{i}]"
+            if isinstance(item, datetime) or isinstance(item, time):
+                self.problem(ikey, f"expected a date (YYYY-MM-DD), got {_describe_value(item)}")
+            elif isinstance(item, date):
+                days.add(item)
+            elif isinstance(item, str) and _ISO_DATE.fullmatch(item.strip()):
+                try:
+                    days.add(date.fromisoformat(item.strip()))
+                except ValueError:
+                    self.problem(ikey, f"not a real date: {item!r}")
+            else:
+                self.problem(ikey, f"expected a date (YYYY-MM-DD), got {_describe_value(item)}")
+        return frozenset(days)
+
+    def role(self, name: str, table: dict, known: _Names) -> RoleConfig:
+        key = _join("roles", name)
+        self.known_keys(table, ("members", "escalate_to"), key)
+        members = self.names(table, "members", key) or ()
+        for member in {m for m in members if members.count(m) > 1}:
+            self.problem(_join(key, "members"), f"{member!r} is listed more than once")
+        escalate_to = self.text(table, "escalate_to", key)
+        if escalate_to is not None and not self.reference(escalate_to, known.roles, _join(key, "escalate_to"), "role"):
+            escalate_to = None
+        if name in known.users:
+            self.problem(_join("users", name), f"{name!r} is both a role and a user; recipients would be ambiguous, rename one")
+        return RoleConfig(name, tuple(dict.fromkeys(members)), escalate_to)
+
+    def escalation_cycles(self, roles: dict[str, RoleConfig]) -> None:
+        reported: set[frozenset[str]] = set()
+        for start in roles:
+            path, position = [start], {start: 0}
+            current = roles[start].escalate_to
+            while current is not None and current in roles:
+                if current in position:
+                    cycle = path[position[current]:] + [current]
+                    if frozenset(cycle) not in reported:
+                        reported.add(frozenset(cycle))
+                        self.problem(_join(_join("roles", cycle[0]), "escalate_to"), f"escalation cycle {' -> '.join(cycle)}")
+                    break
+                position[current] = len(path)
+                path.append(current)
+                current = roles[current].escalate_to
+
+    def user(self, name: str, table: dict, known: _Names) -> UserConfig:
+        key = _join("users", name)
+        self.known_keys(table, ("email", "webhook"), key)
+        email = self.text(table, "email", key)
+        if email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+", email.strip()):
+            self.problem(_join(key, "email"), f"not an email address: {email!r}")
+        webhook = self.text(table, "webhook", key)
+        if webhook is not None:
+            parts = urlsplit(webhook.strip())
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                self.problem(_join(key, "webhook"), f"not an http(s) URL: {webhook!r}")
+        return UserConfig(name, email.strip() if email else None, webhook.strip() if webhook else None)
+
+    def node(self, name: str, table: dict, known: _Names) -> NodeConfig:
+        key = _join("nodes", name)
+        self.known_keys(table, _NODE_KEYS, key)
+        owner = self.text(table, "owner", key)
+        if owner is not None and not self.reference(owner, known.roles, _join(key, "owner"), "role"):
+            owner = None
+        sla = self.duration(table, "sla", key, required=True, hint='; every node needs an SLA, e.g. sla = "30m"')
+        if sla == 0:
+            self.problem(_join(key, "sla"), "must be longer than 0s")
+        calendar = self.text(table, "calendar", key)
+        if calendar is not None:
+            self.reference(calendar, known.calendars, _join(key, "calendar"), "calendar")
+        warn_at = self.get(table, "warn_at", key, "number", default=DEFAULT_WARN_AT)
+        if not 0 < warn_at < 1:
+            self.problem(_join(key, "warn_at"), f"must be between 0 and 1 (exclusive), got {warn_at}; e.g. 0.75 means 'at risk once 75% of the SLA is used'")
+        critical = self.get(table, "critical", key, "bool", default=False)
+        auto = self.choice(table, "auto", key, AUTO_KINDS)
+        if "owner" not in table and "auto" not in table and (key, "owner") not in self.misspelled and (key, "auto") not in self.misspelled:
+            self.problem(_join(key, "owner"), 'missing: a manual node needs an owner role (or auto = "allocate" / "ship" for a node ffctl completes itself)')
+        when = self.match_spec(table.get("when", _MISSING), _join(key, "when"))
+        escalation = self.escalation(table, key, known, owner="owner" in table, critical=critical, auto=auto)
+        return NodeConfig(name, owner, sla or 0, calendar, float(warn_at), critical, escalation, when, auto)
+
+    def escalation(self, table: dict, key: str, known: _Names, *, owner: bool, critical: bool, auto: str | None) -> tuple[EscalationStep, ...]:
+        ekey = _join(key, "escalation")
+        value = table.get("escalation", _MISSING)
+        if value is _MISSING:
+            return ()
+        if not isinstance(value, list):
+            self.problem(ekey, f'expected a list of steps, e.g. [ {{ after = "30m", action = "escalate" }} ], got {_describe_value(value)}')
+            return ()
+        steps: list[EscalationStep] = []
+        previous: tuple[int, int] | None = None  # (index, after) of the last step with a valid after
+        for index, raw in enumerate(value):
+            skey = f"{ekey}[{index}]"
+            step = self.table(raw, skey)
+            if step is None:
+                continue
+            self.known_keys(step, _STEP_KEYS, skey)
+            after = self.duration(step, "after", skey, required=True, hint='; the time past the deadline, e.g. after = "30m"')
+            action = self.choice(step, "action", skey, ESCALATION_ACTIONS, required=True, hint=f": one of {', '.join(ESCALATION_ACTIONS)}")
+            to = self.names(step, "to", skey)
+            reason = self.text(step, "reason", skey)
+            if action == "notify":
+                if not to:
+                    self.problem(_join(skey, "to"), 'missing: a notify step needs recipients, e.g. to = ["warehouse_supervisor"]')
+                self.recipients(to, _join(skey, "to"), known)
+            elif action is not None and to is not None:
+                self.problem(_join(skey, "to"), f"only a notify step takes 'to'; {action} goes to the node's assignees and roles")
+            if action in ("remind", "escalate") and not owner:
+                self.problem(_join(skey, "action"), f"{action} needs the node to have an owner role to {'remind' if action == 'remind' else 'escalate from'}")
+            if action == "auto_approve" and critical:
+                self.problem(_join(skey, "action"), "auto_approve is refused on a critical node (critical = true); use escalate or auto_reject")
+            if action == "auto_approve" and auto is not None:
+                self.problem(_join(skey, "action"), f"auto_approve cannot complete an auto = {auto!r} node; `ffctl {auto}` completes it")
+            if after is not None:
+                if previous is not None and after < previous[1]:
+                    self.problem(_join(skey, "after"), f"steps must be in order of 'after': {format_duration(after)} comes after {format_duration(previous[1])} in escalation[{previous[0]}]")
+                previous = (index, after)
+            steps.append(EscalationStep(index, after or 0, action or "", to if action == "notify" and to else (), reason))
+        return tuple(steps)
+
+    def workflow(self, name: str, table: dict, known: _Names, nodes: dict[str, NodeConfig]) -> WorkflowConfig:
+        key = _join("workflows", name)
+        self.known_keys(table, ("match", "nodes"), key)
+        before = len(self.problems)
+        match = self.match_spec(table.get("match", _MISSING), _join(key, "match"))
+        if len(self.problems) > before or (key, "match") in self.misspelled:
+            self.broken_matches.add(name)
+        nkey = _join(key, "nodes")
+        listed = self.names(table, "nodes", key, required=True, hint='; the nodes an order goes through, in order, e.g. nodes = ["credit_review", "allocation", "dispatch"]')
+        if listed == ():
+            self.problem(nkey, "a workflow needs at least one node")
+        seen: set[str] = set()
+        for i, node in enumerate(listed or ()):
+            if node in seen:
+                self.problem(f"{nkey}[{i}]", f"node {node!r} appears more than once; a node can be in a workflow only once")
+            seen.add(node)
+            self.reference(node, known.nodes, f"{nkey}[{i}]", "node")
+        autos = [(i, nodes[n].auto) for i, n in enumerate(dict.fromkeys(listed or ())) if n in nodes and nodes[n].auto]
+        for kind in AUTO_KINDS:
+            if sum(1 for _, a in autos if a == kind) > 1:
+                self.problem(nkey, f"more than one auto = {kind!r} node; a workflow has at most one")
+        first = {a: i for i, a in reversed(autos)}
+        if "allocate" in first and "ship" in first and first["ship"] < first["allocate"]:
+            self.problem(nkey, "the auto = 'ship' node comes before the auto = 'allocate' node; stock must be allocated before it ships")
+        return WorkflowConfig(name, match, tuple(dict.fromkeys(listed or ())))
+
+    def unreachable_workflows(self, workflows: tuple[WorkflowConfig, ...]) -> None:
+        for j, later in enumerate(workflows):
+            for earlier in workflows[:j]:
+                if earlier.name in self.broken_matches or later.name in self.broken_matches:
+                    continue
+                if _covers(earlier.match, later.match):
+                    what = "matches every order" if not earlier.match else "matches every order this one would"
+                    self.problem(
+                        _join(_join("workflows", later.name), "match"),
+                        f"workflow {later.name!r} is never used: {earlier.name!r} comes before it and {what} (the first match wins; move {later.name!r} above it)",
+                    )
+                    break
+
+    def rule(self, name: str, table: dict, known: _Names) -> RuleConfig:
+        key = _join("rules", name)
+        kind = self.choice(table, "kind", key, tuple(_RULE_KINDS), required=True, hint=f": one of {', '.join(_RULE_KINDS)}")
+        if kind is None:
+            allowed = set(_RULE_COMMON_KEYS).union(*(keys for keys, _ in _RULE_KINDS.values()))
+        else:
+            allowed = set(_RULE_COMMON_KEYS) | set(_RULE_KINDS[kind][0])
+            for other, (keys, _) in _RULE_KINDS.items():
+                for extra in [k for k in table if k in keys and k not in allowed]:
+                    self.problem(key, f"key {extra!r} does not apply to kind {kind!r} (it belongs to kind {other!r})")
+                    allowed.add(extra)
+        self.known_keys(table, [*_RULE_COMMON_KEYS, *(k for k in _RULE_KEY_ORDER if k in allowed)], key)
+        notify = self.names(table, "notify", key) or ()
+        self.recipients(notify, _join(key, "notify"), known)
+        priority = self.choice(table, "priority", key, RULE_PRIORITIES, default="normal") or "normal"
+        params = _RULE_KINDS[kind][1](self, table, key, known) if kind else {}
+        return RuleConfig(name, kind or "", notify, priority, FrozenDict(params))
+
+    def rule_stock_below(self, table: dict, key: str, known: _Names) -> dict[str, object]:
+        action = self.get(table, "action", key, "str", required=True, hint='; stock_below rules take action = "purchase_requisition"')
+        if action is not None and action != "purchase_requisition":
+            self.problem(_join(key, "action"), f'unknown action {action!r} for kind stock_below; the only one is "purchase_requisition"')
+        include_inbound = self.get(table, "include_inbound", key, "bool", default=False)
+        return {"action": "purchase_requisition", "include_inbound": include_inbound}
+
+    def rule_dwell(self, table: dict, key: str, known: _Names) -> dict[str, object]:
+        node = self.text(table, "node", key, required=True, hint='; the node orders dwell at, e.g. node = "dispatch"')
+        if node is not None:
+            self.reference(node, known.nodes, _join(key, "node"), "node")
+        longer_than = self.duration(table, "longer_than", key, required=True, hint='; e.g. longer_than = "48h"')
+        if longer_than == 0:
+            self.problem(_join(key, "longer_than"), "must be longer than 0s")
+        clock = self.choice(table, "clock", key, DWELL_CLOCKS, default="wall") or "wall"
+        flag = self.text(table, "flag", key, required=True, hint='; the flag set on dwelling orders, e.g. flag = "shipping_exception"')
+        if flag is not None and not _FLAG_NAME.fullmatch(flag):
+            self.problem(_join(key, "flag"), f"flag names are single words like shipping_exception, got {flag!r}")
+        return {"node": node, "longer_than_seconds": longer_than or 0, "clock": clock, "flag": flag}
+
+    def rule_supplier(self, table: dict, key: str, known: _Names) -> dict[str, object]:
+        rate = self.get(table, "qc_pass_rate_below", key, "number")
+        if rate is not None and not 0 <= rate <= 1:
+            self.problem(_join(key, "qc_pass_rate_below"), f"rates are fractions from 0 to 1 (0.95 means 95%), got {rate}")
+        delay = self.get(table, "avg_delay_days_above", key, "number")
+        if delay is not None and delay < 0:
+            self.problem(_join(key, "avg_delay_days_above"), f"must be 0 or more days, got {delay}")
+        consecutive = self.get(table, "consecutive_batches", key, "int", default=3)
+        if consecutive < 1:
+            self.problem(_join(key, "consecutive_batches"), f"must be at least 1, got {consecutive}")
+        window = self.get(table, "window_batches", key, "int", default=10)
+        if window < 1:
+            self.problem(_join(key, "window_batches"), f"must be at least 1, got {window}")
+        if "qc_pass_rate_below" not in table and "avg_delay_days_above" not in table:
+            self.problem(key, "a supplier rule needs qc_pass_rate_below, avg_delay_days_above, or both")
+        elif "consecutive_batches" in table and "qc_pass_rate_below" not in table:
+            self.problem(_join(key, "consecutive_batches"), "only applies with qc_pass_rate_below")
+        elif "window_batches" in table and "avg_delay_days_above" not in table:
+            self.problem(_join(key, "window_batches"), "only applies with avg_delay_days_above")
+        action = self.get(table, "action", key, "str", default="freeze_inspection_exempt")
+        if action != "freeze_inspection_exempt":
+            self.problem(_join(key, "action"), f'unknown action {action!r} for kind supplier; the only one is "freeze_inspection_exempt"')
+        return {
+            "qc_pass_rate_below": float(rate) if rate is not None else None,
+            "consecutive_batches": consecutive,
+            "avg_delay_days_above": float(delay) if delay is not None else None,
+            "window_batches": window,
+            "action": "freeze_inspection_exempt",
+        }
+
+    def notify(self, table: dict) -> NotifyConfig:
+        self.known_keys(table, ("log", "email", "max_attempts", "webhook_timeout_seconds"), "notify")
+        log = self.text(table, "log", "notify")
+        if log is not None:
+            path = Path(log.strip()).expanduser()
+            log = str(path if path.is_absolute() else self.base_dir / path)
+        email = None
+        if "email" in table:
+            email = self.email(table["email"])
+        attempts = self.get(table, "max_attempts", "notify", "int", default=5)
+        if attempts < 1:
+            self.problem("notify.max_attempts", f"must be at least 1, got {attempts}")
+        timeout = self.get(table, "webhook_timeout_seconds", "notify", "number", default=5.0)
+        if timeout <= 0:
+            self.problem("notify.webhook_timeout_seconds", f"must be more than 0, got {timeout}")
+        return NotifyConfig(log, email, attempts, float(timeout))
+
+    def email(self, value: object) -> EmailConfig | None:
+        table = self.table(value, "notify.email")
+        if table is None:
+            return None
+        if "password" in table:
+            self.problem(
+                "notify.email.password",
+                'secrets never go in the config file: put the password in an environment variable and name it with password_env = "FFCTL_SMTP_PASSWORD"',
+            )
+        self.known_keys({k: v for k, v in table.items() if k != "password"}, _EMAIL_KEYS, "notify.email")
+        host = self.text(table, "host", "notify.email", required=True, hint='; the SMTP server, e.g. host = "localhost"')
+        port = self.get(table, "port", "notify.email", "int", default=25)
+        if not 0 < port < 65536:
+            self.problem("notify.email.port", f"not a TCP port: {port}")
+        sender = self.text(table, "sender", "notify.email", required=True, hint='; the From address, e.g. sender = "ffctl@example.com"')
+        if sender is not None and "@" not in sender:
+            self.problem("notify.email.sender", f"not an email address: {sender!r}")
+        username = self.text(table, "username", "notify.email")
+        password_env = self.text(table, "password_env", "notify.email")
+        if password_env is not None and not _ENV_NAME.fullmatch(password_env):
+            # never echo the value: someone may have pasted the password itself here
+            self.problem("notify.email.password_env", "must be the name of an environment variable that holds the password (like FFCTL_SMTP_PASSWORD), not the password itself")
+        starttls = self.get(table, "starttls", "notify.email", "bool", default=False)
+        return EmailConfig(host or "", port, sender or "", username, password_env, starttls)
+
+    def schedule(self, table: dict) -> dict[str, str]:
+        self.known_keys(table, SCHEDULE_JOBS, "schedule", noun="job")
+        out = {}
+        for job in SCHEDULE_JOBS:
+            expression = self.text(table, job, "schedule")
+            if expression is None:
+                continue
+            expression = " ".join(expression.split())
+            problem = _cron_problem(expression)
+            if problem is not None:
+                self.problem(_join("schedule", job), problem)
+                continue
+            out[job] = expression
+        return out
+
+    def kpi(self, table: dict) -> dict[str, float]:
+        self.known_keys(table, ("targets",), "kpi")
+        targets = self.section(table, "targets", "kpi.targets")
+        self.known_keys(targets, KPI_TARGETS, "kpi.targets", noun="KPI")
+        out = {}
+        for name, measure in KPI_TARGETS.items():
+            value = self.get(targets, name, "kpi.targets", "number")
+            if value is None:
+                continue
+            if measure == "rate" and not 0 <= value <= 1:
+                hint = f" ({value / 100:g} means {value:g}%)" if 1 < value <= 100 else ""
+                self.problem(_join("kpi.targets", name), f"rates are fractions from 0 to 1, got {value}{hint}")
+            elif measure != "rate" and value <= 0:
+                self.problem(_join("kpi.targets", name), f"must be more than 0 {measure}, got {value}")
+            else:
+                out[name] = float(value)
+        return out
+
+
+#: kind -> (its keys, the checker method turning them into params). Adding a rule kind is adding a row.
+_RULE_KINDS: dict[str, tuple[tuple[str, ...], Callable[..., dict[str, object]]]] = {
+    "stock_below": (("action", "include_inbound"), _Checker.rule_stock_below),
+    "dwell": (("node", "longer_than", "clock", "flag"), _Checker.rule_dwell),
+    "supplier": (("qc_pass_rate_below", "consecutive_batches", "avg_delay_days_above", "window_batches", "action"), _Checker.rule_supplier),
+}
+_RULE_KEY_ORDER = tuple(dict.fromkeys(k for keys, _ in _RULE_KINDS.values() for k in keys))
+
+
+def _cron_problem(expression: str) -> str | None:
+    """Why a cron expression is invalid, or None. Five fields: ffctl's scheduler ticks once a minute."""
+    from croniter import croniter
+
+    form = 'expected 5 fields "minute hour day-of-month month day-of-week", e.g. "*/5 * * * *"'
+    if not expression.startswith("@") and len(expression.split()) != 5:
+        return f"invalid cron expression {expression!r}: {form}"
+    if not croniter.is_valid(expression):
+        return f"invalid cron expression {expression!r}: {form}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The readable summary printed by `ffctl config check`
+
+
+def describe_workflows(config: Config) -> str:
+    """A plain-text picture of the config for business users: workflows as node lists with their
+    SLA, owner and escalation ladder, then one line per role, calendar, rule and schedule job."""
+    out: list[str] = [f"config {config.file}"]
+    if config.database_url:
+        out.append(f"  database  {mask_url(config.database_url)}")
+    else:
+        out.append("  database  not set: sqlite ffctl.db next to this file (unless --db or FFCTL_DB)")
+    out.append(f"  timezone  {config.timezone}")
+    out.append("")
+    out.append("Workflows are tried in this order; an order takes the first one that matches.")
+    out.append("Ladder times count from the node's deadline, on the node's clock.")
+    for workflow in config.workflows:
+        out.append("")
+        out.extend(_describe_workflow(config, workflow))
+    if not config.workflows:
+        out.append("")
+        out.append("no workflows: imported orders have nowhere to go")
+    unused = [n for n in config.nodes if not any(n in wf.nodes for wf in config.workflows)]
+    if unused:
+        out.append("")
+        out.append(f"nodes in no workflow: {', '.join(unused)}")
+
+    out.extend(_section("roles", _describe_roles(config)))
+    out.extend(_section("users (how people are reached)", _describe_users(config)))
+    out.extend(_section("calendars", [(c.name, _describe_calendar(c)) for c in config.calendars.values()]))
+    out.extend(_section("rules", [(r.name, _describe_rule(config, r)) for r in config.rules]))
+    out.extend(_section("notifications", [("", _describe_notify(config.notify))]))
+    out.extend(_section("schedule (run by `ffctl schedule tick` from cron every minute)", _describe_schedule(config.schedule)))
+    out.extend(_section("kpi targets", _describe_targets(config.kpi_targets)))
+    return "\n".join(out) + "\n"
+
+
+def _section(title: str, rows: list[tuple[str, str]]) -> list[str]:
+    if not rows:
+        return ["", f"{title}: none"]
+    width = max(len(name) for name, _ in rows)
+    lines = ["", title]
+    for name, text in rows:
+        lines.append(f"  {name:<{width}}  {text}".rstrip() if name else f"  {text}")
+    return lines
+
+
+def _describe_spec(spec: Mapping[str, tuple]) -> str:
+    parts = []
+    for key, values in spec.items():
+        shown = [str(v).lower() if isinstance(v, bool) else str(v) for v in values]
+        if len(shown) == 1:
+            parts.append(f"{key} = {shown[0]}")
+        else:
+            parts.append(f"{key} in ({', '.join(shown)})")
+        if key in LINE_MATCH_KEYS:
+            parts[-1] += " on any line"
+    return " and ".join(parts)
+
+
+def _describe_workflow(config: Config, workflow: WorkflowConfig) -> list[str]:
+    fits = f"matches {_describe_spec(workflow.match)}" if workflow.match else "matches every order"
+    lines = [f"workflow {workflow.name}  ({fits})"]
+    width = max((len(n) for n in workflow.nodes), default=0)
+    for position, name in enumerate(workflow.nodes, start=1):
+        node = config.nodes[name]
+        if node.auto:
+            who = f"auto: {node.auto}" + (f", owner {node.owner}" if node.owner else "")
+        else:
+            who = f"manual, owner {node.owner}"
+        clock = f"{node.calendar} hours" if node.calendar else "wall clock"
+        text = f"  {position}. {name:<{width}}  {who}   SLA {format_duration(node.sla_seconds)} ({clock}), at risk at {node.warn_at:.0%}"
+        if node.critical:
+            text += "   critical"
+        if node.when:
+            text += f"   only when {_describe_spec(node.when)}"
+        lines.append(text)
+        previous = workflow.nodes[position - 2] if position > 1 else None
+        lines.append(f"     ladder: {_describe_ladder(config, node, previous)}")
+    return lines
+
+
+def _describe_ladder(config: Config, node: NodeConfig, previous: str | None) -> str:
+    if not node.escalation:
+        return "none (a breach is recorded, nobody is chased)"
+    chain = config.escalation_chain(node.owner)
+    escalations = 0
+    steps = []
+    for step in node.escalation:
+        text = f"+{format_duration(step.after_seconds) if step.after_seconds else '0m'} "
+        if step.action == "remind":
+            text += f"remind {node.owner}"
+        elif step.action == "escalate":
+            escalations += 1
+            if escalations <= len(chain):
+                text += f"escalate → {chain[escalations - 1]}"
+            else:
+                top = chain[-1] if chain else node.owner
+                text += f"escalate → (no role above {top}: nobody new is added)"
+        elif step.action == "notify":
+            text += f"notify {', '.join(step.to)}"
+        elif step.action == "auto_approve":
+            text += "auto-approve (the node completes by itself)"
+        elif step.action == "auto_reject":
+            text += f"auto-reject → back to {previous}" if previous else "auto-reject → order on hold"
+        if step.reason:
+            text += f' ("{step.reason}")'
+        steps.append(text)
+    return " · ".join(steps)
+
+
+def _describe_roles(config: Config) -> list[tuple[str, str]]:
+    rows = []
+    for role in config.roles.values():
+        members = ", ".join(role.members) if role.members else "(no members)"
+        chain = config.escalation_chain(role.name)
+        rows.append((role.name, members + (f"   escalates to {' → '.join(chain)}" if chain else "")))
+    return rows
+
+
+def _describe_users(config: Config) -> list[tuple[str, str]]:
+    rows = []
+    for user in config.users.values():
+        channels = [c for c in (f"email {user.email}" if user.email else "", f"webhook {user.webhook}" if user.webhook else "") if c]
+        rows.append((user.name, ", ".join(channels) or "(no channels: notifications only go to the log)"))
+    return rows
+
+
+def _describe_calendar(calendar: CalendarConfig) -> str:
+    groups: list[tuple[list[int], tuple[tuple[int, int], ...]]] = []
+    for day in range(7):
+        ranges = calendar.hours.get(day, ())
+        if groups and groups[-1][1] == ranges and groups[-1][0][-1] == day - 1:
+            groups[-1][0].append(day)
+        else:
+            groups.append(([day], ranges))
+    parts = []
+    closed = []
+    for days, ranges in groups:
+        names = WEEKDAYS[days[0]].title() + (f"-{WEEKDAYS[days[-1]].title()}" if len(days) > 1 else "")
+        if ranges:
+            parts.append(f"{names} {', '.join(f'{_hhmm(a)}-{_hhmm(b)}' for a, b in ranges)}")
+        else:
+            closed.append(names)
+    text = f"{calendar.timezone}   " + " · ".join(parts)
+    if closed:
+        text += f" · closed {', '.join(closed)}"
+    if calendar.holidays:
+        days = sorted(calendar.holidays)
+        shown = ", ".join(d.isoformat() for d in days[:4]) + (f" and {len(days) - 4} more" if len(days) > 4 else "")
+        text += f" · holidays {shown}"
+    return text
+
+
+def _describe_rule(config: Config, rule: RuleConfig) -> str:
+    p = rule.params
+    if rule.kind == "stock_below":
+        level = "available + inbound stock" if p.get("include_inbound") else "available stock"
+        text = f"stock_below: {level} under the product's safety stock → draft a purchase requisition (one open per SKU)"
+    elif rule.kind == "dwell":
+        node = config.nodes.get(str(p["node"]))
+        if p["clock"] == "calendar":
+            clock = f"{node.calendar} hours" if node and node.calendar else "calendar clock, but the node has none: wall clock"
+        else:
+            clock = "wall clock"
+        text = f"dwell: orders at {p['node']} longer than {format_duration(int(p['longer_than_seconds']))} ({clock}) → flag {p['flag']}"
+    elif rule.kind == "supplier":
+        reasons = []
+        if p.get("qc_pass_rate_below") is not None:
+            reasons.append(f"QC pass rate below {float(p['qc_pass_rate_below']) * 100:g}% for {p['consecutive_batches']} batches in a row")
+        if p.get("avg_delay_days_above") is not None:
+            reasons.append(f"average delay above {float(p['avg_delay_days_above']):g} days over the last {p['window_batches']} batches")
+        text = f"supplier: {' or '.join(reasons)} → freeze inspection exemption"
+    else:
+        text = rule.kind
+    if rule.notify:
+        text += f" · notify {', '.join(rule.notify)}"
+    return text + f" · {rule.priority} priority"
+
+
+def _describe_notify(notify: NotifyConfig) -> str:
+    parts = [f"log {notify.log}" if notify.log else "no log file"]
+    if notify.email:
+        e = notify.email
+        auth = f", login {e.username or e.sender} with the password from ${e.password_env}" if e.password_env else ""
+        parts.append(f"email via {e.host}:{e.port}{' (STARTTLS)' if e.starttls else ''} from {e.sender}{auth}")
+    else:
+        parts.append("no email server: email recipients are not mailed")
+    parts.append(f"up to {notify.max_attempts} attempts")
+    parts.append(f"webhook timeout {notify.webhook_timeout_seconds:g}s")
+    return " · ".join(parts)
+
+
+_JOB_PURPOSE = {
+    "sla_sweep": "flag at-risk and breached tasks, escalate, run the rules",
+    "notify_send": "deliver queued notifications",
+    "rules_run": "run the rule engine alone",
+    "daily_report": "the KPI report",
+}
+
+
+def _describe_schedule(schedule: Mapping[str, str]) -> list[tuple[str, str]]:
+    rows = []
+    width = max((len(e) for e in schedule.values()), default=0)
+    for job in SCHEDULE_JOBS:
+        expression = schedule.get(job)
+        if expression is None:
+            rows.append((job, f"{'-':<{width}}   not scheduled ({_JOB_PURPOSE[job]})"))
+        else:
+            rows.append((job, f"{expression:<{width}}   {_describe_cron(expression)} ({_JOB_PURPOSE[job]})"))
+    return rows
+
+
+def _describe_cron(expression: str) -> str:
+    """Common cron shapes in words; anything else is left to the expression itself."""
+    fields = expression.split()
+    if len(fields) != 5:
+        return expression
+    minute, hour, dom, month, dow = fields
+    if (dom, month, dow) != ("*", "*", "*"):
+        return "custom"
+    if hour == "*":
+        if minute == "*":
+            return "every minute"
+        if re.fullmatch(r"\*/\d+", minute):
+            return f"every {minute[2:]} minutes"
+        if minute.isdigit():
+            return f"hourly at :{int(minute):02d}"
+    elif hour.isdigit() and minute.isdigit():
+        return f"daily at {int(hour):02d}:{int(minute):02d}"
+    return "custom"
+
+
+def _describe_targets(targets: Mapping[str, float]) -> list[tuple[str, str]]:
+    rows = []
+    for name, value in targets.items():
+        measure = KPI_TARGETS[name]
+        if measure == "rate":
+            rows.append((name, f"≥ {value * 100:g}%"))
+        else:
+            rows.append((name, f"≤ {value:g} {measure}"))
+    return rows
