@@ -54,6 +54,7 @@ class LazyGroup(TyperGroup):
             return None
         module_name, attr = COMMANDS[cmd_name][0].split(":", 1)
         sub_app = getattr(importlib.import_module(module_name), attr)
+        sub_app._add_completion = False  # completion belongs to the root only
         command = typer.main.get_command(sub_app)
         command.name = cmd_name
         return command
