@@ -15,7 +15,7 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
             """
-            CREATE FUNCTION ffctl_event_append_only() RETURNS trigger AS $$
+            CREATE OR REPLACE FUNCTION ffctl_event_append_only() RETURNS trigger AS $$
             BEGIN
                 RAISE EXCEPTION 'the audit trail is append-only: % on event is refused', TG_OP;
             END;
