@@ -1,0 +1,876 @@
+"""Stock: the one owner of on hand, reservations and available-to-promise.
+
+Every write to ``stock.allocated``, ``order_line.allocated`` and ``allocation`` happens here.
+The invariant is *allocated never exceeds on hand*, and it holds under any number of
+concurrent ffctl processes on both backends:
+
+- the database refuses it (CHECK ``allocated <= on_hand`` on ``stock``);
+- writers lock the stock rows they touch in primary-key order (``SELECT ... ORDER BY id FOR
+  UPDATE`` on PostgreSQL; on SQLite the write transaction is already exclusive) and write
+  with conditional updates (``... WHERE on_hand - allocated >= :q``), checking the row count;
+- lock order: a writer that locks an order row (ship, cancel, workflow moves) does so before
+  it locks stock; ``allocate`` locks its stock first and then takes orders with ``SKIP
+  LOCKED``, so it never waits on an order someone else holds: no cycle, no deadlock.
+
+Available-to-promise (ATP) for a SKU is a time-phased schedule: on the command clock's local
+date, ``on_hand - allocated`` minus the unallocated quantity of open (and held) orders;
+then each open receipt adds its quantity on its expected date (an overdue receipt counts
+today). Subtracting open demand means two orders never get promised the same units.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+from typing import Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ffctl.core import audit
+from ffctl.core.clock import local_date
+from ffctl.core.errors import Conflict, FfctlError, NotFound, PermissionDenied, UsageError
+from ffctl.core.models import Allocation, Order, OrderLine, Product, Receipt, Stock, StockMove, Task
+
+STOCK = Stock.__table__
+LINE = OrderLine.__table__
+ALLOC = Allocation.__table__
+ORDERS = Order.__table__
+RECEIPT = Receipt.__table__
+TASK = Task.__table__
+MOVE = StockMove.__table__
+
+CHUNK = 5000  # orders per allocation step: bounds memory, keeps IN lists short
+IN_CHUNK = 900  # values per IN (...) list on reads
+DEFAULT_LEAD_TIME_DAYS = 7
+OPEN_DEMAND = ("open", "on_hold")  # order statuses whose unallocated lines are demand
+DELIVERY_ISSUES = ("wrong_item", "short", "late", "damaged", "wrong_address", "documents")
+
+
+def _is_pg(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _chunks(items: Sequence, size: int = IN_CHUNK) -> Iterable[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+def _require_product(session: Session, sku: str) -> Product:
+    product = session.get(Product, sku)
+    if product is None:
+        raise NotFound(f"no product {sku!r}", hint="`ffctl import products FILE` adds products.")
+    return product
+
+
+def stock_rows(session: Session, sku: str | None = None, warehouse: str | None = None) -> list[dict]:
+    """Per (sku, warehouse): on_hand, allocated, available, inbound (open receipts), safety_stock."""
+    if sku is not None:
+        _require_product(session, sku)
+    stock_q = sa.select(STOCK.c.sku, STOCK.c.warehouse, STOCK.c.on_hand, STOCK.c.allocated)
+    inbound_q = (
+        sa.select(RECEIPT.c.sku, RECEIPT.c.warehouse, sa.func.sum(RECEIPT.c.qty).label("qty"))
+        .where(RECEIPT.c.status == "open")
+        .group_by(RECEIPT.c.sku, RECEIPT.c.warehouse)
+    )
+    if sku is not None:
+        stock_q = stock_q.where(STOCK.c.sku == sku)
+        inbound_q = inbound_q.where(RECEIPT.c.sku == sku)
+    if warehouse is not None:
+        stock_q = stock_q.where(STOCK.c.warehouse == warehouse)
+        inbound_q = inbound_q.where(RECEIPT.c.warehouse == warehouse)
+    rows: dict[tuple[str, str], dict] = {}
+    for r in session.execute(stock_q):
+        rows[(r.sku, r.warehouse)] = {
+            "sku": r.sku, "warehouse": r.warehouse, "on_hand": r.on_hand, "allocated": r.allocated,
+            "available": r.on_hand - r.allocated, "inbound": 0, "safety_stock": 0,
+        }
+    for r in session.execute(inbound_q):
+        row = rows.setdefault((r.sku, r.warehouse), {
+            "sku": r.sku, "warehouse": r.warehouse, "on_hand": 0, "allocated": 0,
+            "available": 0, "inbound": 0, "safety_stock": 0,
+        })
+        row["inbound"] = int(r.qty)
+    skus = sorted({k[0] for k in rows})
+    safety: dict[str, int] = {}
+    for part in _chunks(skus):
+        safety.update(dict(session.execute(
+            sa.select(Product.sku, Product.safety_stock).where(Product.sku.in_(part))
+        ).all()))
+    for (s, _w), row in rows.items():
+        row["safety_stock"] = safety.get(s) or 0
+    return [rows[k] for k in sorted(rows)]
+
+
+def _open_demand(session: Session, skus: Sequence[str], exclude_orders: Iterable[str] = ()) -> dict[str, int]:
+    """Unallocated quantity of open and held orders per SKU, leaving out ``exclude_orders``."""
+    demand: dict[str, int] = defaultdict(int)
+    for part in _chunks(list(skus)):
+        q = (
+            sa.select(LINE.c.sku, sa.func.sum(LINE.c.qty - LINE.c.allocated))
+            .join(ORDERS, ORDERS.c.order_id == LINE.c.order_id)
+            .where(LINE.c.sku.in_(part), ORDERS.c.status.in_(OPEN_DEMAND), LINE.c.allocated < LINE.c.qty)
+            .group_by(LINE.c.sku)
+        )
+        for s, qty in session.execute(q):
+            demand[s] += int(qty or 0)
+    excluded = list(dict.fromkeys(exclude_orders))
+    for part in _chunks(excluded):
+        q = (
+            sa.select(LINE.c.sku, sa.func.sum(LINE.c.qty - LINE.c.allocated))
+            .join(ORDERS, ORDERS.c.order_id == LINE.c.order_id)
+            .where(LINE.c.order_id.in_(part), ORDERS.c.status.in_(OPEN_DEMAND), LINE.c.allocated < LINE.c.qty)
+            .group_by(LINE.c.sku)
+        )
+        for s, qty in session.execute(q):
+            if s in demand:
+                demand[s] -= int(qty or 0)
+    return demand
+
+
+def _available_now(session: Session, skus: Sequence[str]) -> dict[str, dict[str, int]]:
+    """sku -> warehouse -> on_hand - allocated."""
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for part in _chunks(list(skus)):
+        for r in session.execute(
+            sa.select(STOCK.c.sku, STOCK.c.warehouse, STOCK.c.on_hand - STOCK.c.allocated).where(STOCK.c.sku.in_(part))
+        ):
+            out[r[0]][r[1]] = int(r[2])
+    return out
+
+
+def _open_receipts(session: Session, skus: Sequence[str], today: date, tz: str) -> dict[str, list[tuple[date, str, int]]]:
+    """sku -> [(local expected date, clamped to today), warehouse, qty] of open receipts."""
+    out: dict[str, list[tuple[date, str, int]]] = defaultdict(list)
+    for part in _chunks(list(skus)):
+        for r in session.execute(
+            sa.select(RECEIPT.c.sku, RECEIPT.c.warehouse, RECEIPT.c.qty, RECEIPT.c.expected_at)
+            .where(RECEIPT.c.status == "open", RECEIPT.c.sku.in_(part))
+        ):
+            out[r.sku].append((max(local_date(r.expected_at, tz), today), r.warehouse, int(r.qty)))
+    for rows in out.values():
+        rows.sort()
+    return out
+
+
+class _Profile:
+    """Cumulative available-to-promise of one SKU over dates, consumed as promises are made."""
+
+    __slots__ = ("dates", "cum", "tail")
+
+    def __init__(self, today: date, start: int, receipts: Iterable[tuple[date, int]]) -> None:
+        by_date: dict[date, int] = defaultdict(int)
+        for d, qty in receipts:
+            by_date[max(d, today)] += qty
+        self.dates = [today] + sorted(d for d in by_date if d > today)
+        running = start + by_date.get(today, 0)
+        self.cum = [running]
+        for d in self.dates[1:]:
+            running += by_date[d]
+            self.cum.append(running)
+        self.tail = 0  # promised beyond every known supply
+
+    def promisable(self) -> list[int]:
+        """What can still be promised by each date: the minimum of the cumulative from there on."""
+        out = [0] * len(self.cum)
+        low = self.cum[-1] - self.tail
+        for i in range(len(self.cum) - 1, -1, -1):
+            low = min(low, self.cum[i])
+            out[i] = low
+        return out
+
+    def earliest(self, qty: int) -> date | None:
+        for d, can in zip(self.dates, self.promisable()):
+            if can >= qty:
+                return d
+        return None
+
+    def consume(self, qty: int, on: date | None) -> None:
+        if on is None:
+            self.tail += qty
+            return
+        i = max(bisect.bisect_right(self.dates, on) - 1, 0)
+        for j in range(i, len(self.cum)):
+            self.cum[j] -= qty
+
+
+def atp(session: Session, sku: str, qty: int | None = None, *, now: datetime, tz: str,
+        warehouse: str | None = None, exclude_orders: Iterable[str] = ()) -> dict:
+    """Time-phased available-to-promise of ``sku`` and the earliest local date ``qty`` is covered.
+
+    ``{sku, qty, earliest_date, schedule: [{date, available}]}``: the first entry is today
+    (available now net of open unallocated demand), then one per receipt date, cumulative.
+    With ``warehouse``, only that warehouse's stock and receipts count, and open demand is
+    charged to it only beyond what the other warehouses have available now.
+    """
+    _require_product(session, sku)
+    qty = 1 if qty is None else qty
+    if qty <= 0:
+        raise UsageError(f"--qty must be a positive whole number, not {qty}")
+    today = local_date(now, tz)
+    avail = _available_now(session, [sku]).get(sku, {})
+    demand = _open_demand(session, [sku], exclude_orders).get(sku, 0)
+    receipts = _open_receipts(session, [sku], today, tz).get(sku, [])
+    if warehouse is not None:
+        elsewhere = sum(v for w, v in avail.items() if w != warehouse)
+        demand = max(0, demand - max(elsewhere, 0))
+        here = avail.get(warehouse, 0)
+        receipts = [r for r in receipts if r[1] == warehouse]
+    else:
+        here = sum(avail.values())
+    profile = _Profile(today, here - demand, [(d, q) for d, _w, q in receipts])
+    return {
+        "sku": sku,
+        "qty": qty,
+        "earliest_date": profile.earliest(qty),
+        "schedule": [{"date": d, "available": c} for d, c in zip(profile.dates, profile.cum)],
+    }
+
+
+def promise_dates(session: Session, orders: list[tuple[str, list[tuple[str, int]]]], *, now: datetime,
+                  tz: str) -> dict[str, tuple[date, str]]:
+    """Promised ship dates for a batch of orders: order_id -> (date, "atp" | "lead_time").
+
+    The orders are promised in the given sequence, each consuming what it is promised, so a
+    batch never promises the same units twice. An order's date is the earliest local date
+    every line is covered by ATP; a line no known supply covers makes it today + the
+    product's lead_time_days (default 7), source "lead_time". The batch's own rows, if already
+    written, are not counted as demand. Reads stock, receipts and demand once per call.
+    """
+    today = local_date(now, tz)
+    skus = sorted({s for _oid, lines in orders for s, _q in lines})
+    avail = _available_now(session, skus)
+    demand = _open_demand(session, skus, [oid for oid, _ in orders])
+    receipts = _open_receipts(session, skus, today, tz)
+    lead: dict[str, int | None] = {}
+    for part in _chunks(skus):
+        lead.update(dict(session.execute(
+            sa.select(Product.sku, Product.lead_time_days).where(Product.sku.in_(part))
+        ).all()))
+    profiles: dict[str, _Profile] = {}
+
+    def profile(s: str) -> _Profile:
+        p = profiles.get(s)
+        if p is None:
+            start = sum(avail.get(s, {}).values()) - demand.get(s, 0)
+            p = profiles[s] = _Profile(today, start, [(d, q) for d, _w, q in receipts.get(s, [])])
+        return p
+
+    out: dict[str, tuple[date, str]] = {}
+    for order_id, lines in orders:
+        need: dict[str, int] = defaultdict(int)
+        for s, q in lines:
+            need[s] += q
+        when, source, covered, uncovered = today, "atp", [], []
+        for s, q in need.items():
+            d = profile(s).earliest(q)
+            if d is None:
+                uncovered.append((s, q))
+                days = lead.get(s)
+                when = max(when, today + timedelta(days=DEFAULT_LEAD_TIME_DAYS if days is None else days))
+                source = "lead_time"
+            else:
+                covered.append((s, q))
+                when = max(when, d)
+        for s, q in covered:
+            profile(s).consume(q, when)
+        for s, q in uncovered:
+            profile(s).consume(q, None)
+        out[order_id] = (when, source)
+    return out
+
+
+# --- locking and writing stock ---------------------------------------------------------------
+
+def _ensure_rows(session: Session, pairs: Iterable[tuple[str, str]]) -> None:
+    """Create missing (sku, warehouse) stock rows with nothing on hand; safe under concurrency."""
+    wanted = sorted(set(pairs))
+    if not wanted:
+        return
+    existing: set[tuple[str, str]] = set()
+    for part in _chunks(sorted({s for s, _ in wanted})):
+        existing.update(
+            (r[0], r[1]) for r in session.execute(sa.select(STOCK.c.sku, STOCK.c.warehouse).where(STOCK.c.sku.in_(part)))
+        )
+    missing = [{"sku": s, "warehouse": w, "on_hand": 0, "allocated": 0} for s, w in wanted if (s, w) not in existing]
+    if not missing:
+        return
+    if _is_pg(session):
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    session.execute(insert(STOCK).on_conflict_do_nothing(index_elements=["sku", "warehouse"]), missing)
+
+
+def _stock_of_skus(session: Session, skus: Sequence[str], *, lock: bool) -> list[dict]:
+    """Every stock row of the SKUs; with ``lock`` on PostgreSQL, locked in primary-key order by one
+    statement (several statements would each lock in order but not all together)."""
+    skus = sorted(set(skus))
+    if not skus:
+        return []
+    if _is_pg(session):
+        sql = "SELECT id, sku, warehouse, on_hand, allocated FROM stock WHERE sku = ANY(:skus) ORDER BY id"
+        return [dict(r) for r in session.execute(sa.text(sql + (" FOR UPDATE" if lock else "")),
+                                                 {"skus": skus}).mappings()]
+    rows = []
+    for part in _chunks(skus):
+        rows.extend(dict(r) for r in session.execute(
+            sa.select(STOCK.c.id, STOCK.c.sku, STOCK.c.warehouse, STOCK.c.on_hand, STOCK.c.allocated)
+            .where(STOCK.c.sku.in_(part))
+        ).mappings())
+    rows.sort(key=lambda r: r["id"])
+    return rows
+
+
+def _lock_stock(session: Session, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict]:
+    """Current stock rows for the pairs, locked (with the other rows of their SKUs) in id order."""
+    wanted = set(pairs)
+    rows = _stock_of_skus(session, [s for s, _ in wanted], lock=True)
+    return {(r["sku"], r["warehouse"]): r for r in rows if (r["sku"], r["warehouse"]) in wanted}
+
+
+def _bulk_add(session: Session, table: str, column: str, deltas: dict[int, int], *, guard: str | None = None,
+              what: str = "row") -> None:
+    """``column += delta`` for each row id, in one statement on PostgreSQL (executemany on SQLite).
+
+    ``guard`` is an SQL condition on the row (``t``) and the delta (``v.q`` / ``:q``) every row must
+    meet; a row that fails it aborts the whole operation (the caller's transaction rolls back).
+    """
+    if not deltas:
+        return
+    ids = sorted(deltas)
+    if _is_pg(session):
+        cond = f" AND {guard.replace(':q', 'v.q')}" if guard else ""
+        sql = (
+            f"UPDATE {table} AS t SET {column} = t.{column} + v.q "
+            f"FROM unnest(CAST(:ids AS bigint[]), CAST(:qs AS bigint[])) AS v(id, q) WHERE t.id = v.id{cond}"
+        )
+        done = session.execute(sa.text(sql), {"ids": ids, "qs": [deltas[i] for i in ids]}).rowcount
+    else:
+        cond = f" AND {guard.replace('v.q', ':q')}" if guard else ""
+        sql = f"UPDATE {table} AS t SET {column} = t.{column} + :q WHERE t.id = :id{cond}"
+        done = 0
+        for part in _chunks(ids, 20000):
+            done += session.execute(sa.text(sql), [{"id": i, "q": deltas[i]} for i in part]).rowcount
+    if done != len(ids):
+        raise Conflict(f"{what} changed while it was being updated ({len(ids) - done} of {len(ids)} refused); "
+                       "nothing was written, run the command again")
+
+
+def _moves(session: Session, rows: list[dict]) -> None:
+    if rows:
+        session.execute(sa.insert(MOVE), rows)
+
+
+def apply_counts(session: Session, counts: list[tuple[str, str, int]], *, at: datetime, actor: str,
+                 reason: str = "count") -> int:
+    """Set counted on-hand quantities; returns how many rows changed.
+
+    Each changed row gets a stock_move (kind count) with the delta and a stock_counted event.
+    A count below what is allocated there is refused (Conflict) and nothing is written.
+    """
+    latest: dict[tuple[str, str], int] = {}
+    for s, w, n in counts:
+        if n < 0:
+            raise UsageError(f"count of {s} in {w} is negative ({n})")
+        latest[(s, w)] = n  # the last count of a pair wins
+    if not latest:
+        return 0
+    skus = sorted({s for s, _ in latest})
+    known: set[str] = set()
+    for part in _chunks(skus):
+        known.update(session.execute(sa.select(Product.sku).where(Product.sku.in_(part))).scalars().all())
+    unknown = [s for s in skus if s not in known]
+    if unknown:
+        raise NotFound(f"unknown SKU{'s' if len(unknown) > 1 else ''}: {', '.join(unknown[:10])}"
+                       + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""))
+    _ensure_rows(session, latest)
+    rows = _lock_stock(session, latest)
+    short = [f"{s} in {w}: counted {n}, allocated {rows[(s, w)]['allocated']}"
+             for (s, w), n in sorted(latest.items()) if n < rows[(s, w)]["allocated"]]
+    if short:
+        raise Conflict("a count is below what is allocated there (" + "; ".join(short[:10])
+                       + (f"; and {len(short) - 10} more" if len(short) > 10 else "") + ")",
+                       hint="Cancel or ship the orders holding the stock first, or check the count.")
+    deltas: dict[int, int] = {}
+    moves, events = [], []
+    for (s, w), n in sorted(latest.items()):
+        row = rows[(s, w)]
+        delta = n - row["on_hand"]
+        if delta == 0:
+            continue
+        deltas[row["id"]] = delta
+        moves.append({"sku": s, "warehouse": w, "delta": delta, "kind": "count", "reason": reason,
+                      "ref": None, "actor": actor, "at": at})
+        events.append({"event": "stock_counted", "at": at, "actor": actor, "subject": f"sku:{s}",
+                       "detail": f"{w}: on hand {row['on_hand']} -> {n} ({delta:+d}); {reason}"})
+    _bulk_add(session, "stock", "on_hand", deltas, guard="t.on_hand + :q >= t.allocated", what="stock")
+    _moves(session, moves)
+    audit.record_many(session, events)
+    return len(deltas)
+
+
+def adjust(session: Session, sku: str, warehouse: str, delta: int, *, reason: str, at: datetime, actor: str) -> dict:
+    """A counted correction of on hand (positive or negative), with its reason."""
+    if not reason or not reason.strip():
+        raise UsageError("a stock adjustment needs a reason (--reason)")
+    if delta == 0:
+        raise UsageError("DELTA must not be 0")
+    _require_product(session, sku)
+    if delta > 0:
+        _ensure_rows(session, [(sku, warehouse)])
+    row = _lock_stock(session, [(sku, warehouse)]).get((sku, warehouse))
+    if row is None:
+        raise Conflict(f"no stock of {sku} in {warehouse}: cannot take {-delta} away",
+                       hint=f"`ffctl stock show {sku}` lists its warehouses.")
+    new = row["on_hand"] + delta
+    if new < 0:
+        raise Conflict(f"{sku} in {warehouse} has {row['on_hand']} on hand: taking {-delta} away would leave {new}")
+    if new < row["allocated"]:
+        raise Conflict(
+            f"{sku} in {warehouse}: {row['allocated']} of its {row['on_hand']} on hand are allocated to orders; "
+            f"taking {-delta} away would leave {new}, below what is allocated",
+            hint="Cancel or ship the orders holding the stock first.",
+        )
+    _bulk_add(session, "stock", "on_hand", {row["id"]: delta}, guard="t.on_hand + :q >= t.allocated", what="stock")
+    _moves(session, [{"sku": sku, "warehouse": warehouse, "delta": delta, "kind": "adjust", "reason": reason,
+                      "ref": None, "actor": actor, "at": at}])
+    audit.record(session, event="stock_adjusted", at=at, actor=actor, subject=f"sku:{sku}",
+                 detail=f"{warehouse}: on hand {row['on_hand']} -> {new} ({delta:+d}); {reason}")
+    return {"sku": sku, "warehouse": warehouse, "delta": delta, "on_hand_before": row["on_hand"], "on_hand": new,
+            "allocated": row["allocated"], "available": new - row["allocated"]}
+
+
+def receive(session: Session, receipt_id: str, *, at: datetime, actor: str) -> dict:
+    """Move all open lines of a receipt onto on hand. NotFound / Conflict when already received."""
+    done = session.execute(
+        sa.update(RECEIPT).where(RECEIPT.c.receipt_id == receipt_id, RECEIPT.c.status == "open")
+        .values(status="received", received_at=at)
+        .returning(RECEIPT.c.sku, RECEIPT.c.warehouse, RECEIPT.c.qty)
+    ).all()
+    if not done:
+        seen = session.execute(
+            sa.select(sa.func.count(), sa.func.max(RECEIPT.c.received_at)).where(RECEIPT.c.receipt_id == receipt_id)
+        ).one()
+        if not seen[0]:
+            raise NotFound(f"no receipt {receipt_id!r}", hint="`ffctl import receipts FILE` adds expected receipts.")
+        when = seen[1]
+        shown = when.isoformat(timespec="minutes") if isinstance(when, datetime) else str(when)
+        raise Conflict(f"receipt {receipt_id} was already received ({shown} UTC); nothing to do")
+    lines = sorted((r.sku, r.warehouse, int(r.qty)) for r in done)
+    totals: dict[tuple[str, str], int] = defaultdict(int)
+    for s, w, q in lines:
+        totals[(s, w)] += q
+    _ensure_rows(session, totals)
+    rows = _lock_stock(session, totals)
+    _bulk_add(session, "stock", "on_hand", {rows[k]["id"]: q for k, q in totals.items()}, what="stock")
+    _moves(session, [{"sku": s, "warehouse": w, "delta": q, "kind": "receipt", "reason": None,
+                      "ref": receipt_id, "actor": actor, "at": at} for s, w, q in lines])
+    units = sum(q for _s, _w, q in lines)
+    audit.record(session, event="received", at=at, actor=actor, subject=f"receipt:{receipt_id}",
+                 detail="; ".join(f"{s} {q} into {w}" for s, w, q in lines))
+    return {"receipt_id": receipt_id, "received_at": at, "units": units,
+            "lines": [{"sku": s, "warehouse": w, "qty": q} for s, w, q in lines]}
+
+
+# --- orders: releasing and consuming reservations --------------------------------------------
+
+def _lock_order_row(session: Session, order_id: str):
+    stmt = sa.select(ORDERS).where(ORDERS.c.order_id == order_id)
+    if _is_pg(session):
+        stmt = stmt.with_for_update()
+    order = session.execute(stmt).mappings().first()
+    if order is None:
+        raise NotFound(f"no order {order_id!r}", hint="`ffctl order list` shows the orders in the store.")
+    return order
+
+
+def _take_reservations(session: Session, order_id: str, *, consume: bool) -> list[dict]:
+    """Remove an order's allocations and take them off stock.allocated (and on_hand if consumed)."""
+    allocs = [dict(r) for r in session.execute(
+        sa.select(ALLOC.c.id, ALLOC.c.line_id, ALLOC.c.sku, ALLOC.c.warehouse, ALLOC.c.qty)
+        .where(ALLOC.c.order_id == order_id).order_by(ALLOC.c.id)
+    ).mappings()]
+    if not allocs:
+        return []
+    totals: dict[tuple[str, str], int] = defaultdict(int)
+    for a in allocs:
+        totals[(a["sku"], a["warehouse"])] += a["qty"]
+    rows = _lock_stock(session, totals)
+    missing = [k for k in totals if k not in rows]
+    if missing:  # cannot happen while the FK-free allocation rows match stock; refuse rather than guess
+        raise FfctlError(f"order {order_id}: reservations in {missing} have no stock row")
+    by_id = {rows[k]["id"]: -q for k, q in totals.items()}
+    _bulk_add(session, "stock", "allocated", by_id, guard="t.allocated + :q >= 0", what="stock")
+    if consume:
+        _bulk_add(session, "stock", "on_hand", by_id, guard="t.on_hand + :q >= t.allocated", what="stock")
+    session.execute(sa.delete(ALLOC).where(ALLOC.c.order_id == order_id))
+    return allocs
+
+
+def release_order(session: Session, order_id: str, *, at: datetime, actor: str) -> int:
+    """Free every reservation of an order (cancel calls this); returns the units released."""
+    _lock_order_row(session, order_id)
+    allocs = _take_reservations(session, order_id, consume=False)
+    session.execute(sa.update(LINE).where(LINE.c.order_id == order_id, LINE.c.allocated != 0).values(allocated=0))
+    return sum(a["qty"] for a in allocs)
+
+
+def _same(given, stored) -> bool:
+    return given is None or given == stored
+
+
+def ship(session: Session, cfg, order_id: str, *, at: datetime, actor: str, carrier: str | None = None,
+         tracking: str | None = None, picks: list[tuple[int, str, int]] | None = None, manual: bool = False) -> bool:
+    """Record an order's shipment; True if recorded, False if it was already shipped with this data.
+
+    Consumes the order's reservations (on hand and allocated both go down, stock_move kind ship),
+    records picked lines, completes the workflow's ``auto = "ship"`` node, audits ``shipped``.
+    ``manual=True`` is a person's ``ffctl ship``: they must be allowed on the ship node's task.
+    """
+    from ffctl.core import workflow
+    from ffctl.core.models import PickLine, Shipment
+
+    order = _lock_order_row(session, order_id)
+    status = order["status"]
+    if status in ("shipped", "delivered"):
+        shipment = session.get(Shipment, order_id)
+        if shipment is not None and shipment.shipped_at == at and _same(carrier, shipment.carrier) \
+                and _same(tracking, shipment.tracking):
+            return False
+        when = shipment.shipped_at.isoformat(timespec="minutes") if shipment else "?"
+        raise Conflict(f"order {order_id} was already shipped ({when} UTC"
+                       + (f", {shipment.carrier}" if shipment and shipment.carrier else "") + ")")
+    if status == "cancelled":
+        raise Conflict(f"order {order_id} is cancelled; it cannot ship")
+    if status == "on_hold":
+        raise Conflict(f"order {order_id} is on hold; release it before shipping",
+                       hint=f"`ffctl order release {order_id}`")
+    node = order["node"]
+    spec = cfg.nodes.get(node) if node else None
+    if node is not None and (spec is None or spec.auto != "ship"):
+        ship_nodes = [n for n, s in cfg.nodes.items() if s.auto == "ship"]
+        owner = f" (owner {spec.owner})" if spec is not None and spec.owner else \
+            (f" (completed by `ffctl {spec.auto}`)" if spec is not None and spec.auto else "")
+        raise Conflict(
+            f"order {order_id} is at node {node}{owner}; it can ship only from "
+            + (" or ".join(ship_nodes) if ship_nodes else "a node with auto = \"ship\""),
+            hint=f"`ffctl order show {order_id}` shows where it is.",
+        )
+    if manual and node is not None:
+        task = workflow.current_task(session, order_id, lock=True)
+        if task is not None and not workflow.may_act(session, cfg, task, actor):
+            need = " or ".join(workflow.assignees(session, task) + ["admin"])
+            raise PermissionDenied(f"{actor} may not ship order {order_id} from {node}: it needs a member of {need}")
+    allocs = _take_reservations(session, order_id, consume=True)
+    _moves(session, [{"sku": a["sku"], "warehouse": a["warehouse"], "delta": -a["qty"], "kind": "ship",
+                      "reason": None, "ref": order_id, "actor": actor, "at": at} for a in allocs])
+    session.execute(sa.insert(Shipment.__table__).values(order_id=order_id, shipped_at=at, carrier=carrier,
+                                                         tracking=tracking))
+    if picks:
+        session.execute(sa.insert(PickLine.__table__),
+                        [{"order_id": order_id, "line_no": ln, "sku": s, "qty": q} for ln, s, q in picks])
+    session.execute(sa.update(ORDERS).where(ORDERS.c.order_id == order_id)
+                    .values(status="shipped", shipped_at=at, carrier=carrier, tracking=tracking))
+    if node is not None:
+        workflow.complete_auto(session, cfg, [order_id], "ship", at=at, actor=actor)
+    detail = ", ".join(x for x in (carrier and f"carrier {carrier}", tracking and f"tracking {tracking}",
+                                   f"{sum(a['qty'] for a in allocs)} units from reservations") if x)
+    audit.record(session, event="shipped", at=at, actor=actor, order_id=order_id, node=node, detail=detail)
+    return True
+
+
+def deliver(session: Session, cfg, order_id: str, *, at: datetime, actor: str, issue: str | None = None) -> bool:
+    """Record a delivery (with an optional issue); True if recorded, False if already recorded so."""
+    from ffctl.core.models import Delivery
+
+    if issue is not None and issue not in DELIVERY_ISSUES:
+        raise UsageError(f"unknown delivery issue {issue!r}: use one of {', '.join(DELIVERY_ISSUES)}")
+    order = _lock_order_row(session, order_id)
+    status = order["status"]
+    if status == "delivered":
+        found = session.get(Delivery, order_id)
+        if found is not None and found.delivered_at == at and found.issue == issue:
+            return False
+        when = found.delivered_at.isoformat(timespec="minutes") if found else "?"
+        raise Conflict(f"order {order_id} was already delivered ({when} UTC)")
+    if status != "shipped":
+        where = f" at node {order['node']}" if order["node"] else ""
+        raise Conflict(f"order {order_id} has not shipped (it is {status}{where}); record the shipment first",
+                       hint=f"`ffctl ship {order_id}`")
+    if order["shipped_at"] is not None and at < order["shipped_at"]:
+        raise Conflict(f"order {order_id} shipped at {order['shipped_at'].isoformat(timespec='minutes')} UTC; "
+                       "it cannot be delivered before that")
+    session.execute(sa.insert(Delivery.__table__).values(order_id=order_id, delivered_at=at, issue=issue))
+    session.execute(sa.update(ORDERS).where(ORDERS.c.order_id == order_id)
+                    .values(status="delivered", delivered_at=at, delivery_issue=issue))
+    audit.record(session, event="delivered", at=at, actor=actor, order_id=order_id, node=order["node"],
+                 detail=f"issue: {issue}" if issue else "delivered without issue")
+    return True
+
+
+# --- allocation ------------------------------------------------------------------------------
+
+def allocation_nodes(cfg) -> list[str]:
+    return [name for name, spec in cfg.nodes.items() if spec.auto == "allocate"]
+
+
+def _candidates(session: Session, nodes: list[str], order_ids: list[str] | None) -> list:
+    q = (
+        sa.select(ORDERS.c.order_id, ORDERS.c.node, ORDERS.c.priority, ORDERS.c.promised_ship_date,
+                  ORDERS.c.created_at)
+        .where(ORDERS.c.status == "open", ORDERS.c.node.in_(nodes))
+        .order_by(ORDERS.c.priority.desc(), ORDERS.c.promised_ship_date.is_(None),
+                  ORDERS.c.promised_ship_date, ORDERS.c.created_at, ORDERS.c.order_id)
+    )
+    if order_ids is None:
+        return session.execute(q).all()
+    rows = []
+    for part in _chunks(order_ids):
+        rows.extend(session.execute(q.where(ORDERS.c.order_id.in_(part))).all())
+    rows.sort(key=lambda r: (-r.priority, r.promised_ship_date is None, r.promised_ship_date or date.min,
+                             r.created_at, r.order_id))
+    return rows
+
+
+def _check_explicit(session: Session, order_ids: list[str], nodes: list[str]) -> None:
+    found: dict[str, tuple] = {}
+    for part in _chunks(order_ids):
+        for r in session.execute(
+            sa.select(ORDERS.c.order_id, ORDERS.c.status, ORDERS.c.node).where(ORDERS.c.order_id.in_(part))
+        ):
+            found[r.order_id] = (r.status, r.node)
+    unknown = [o for o in order_ids if o not in found]
+    if unknown:
+        raise NotFound(f"no order{'s' if len(unknown) > 1 else ''} {', '.join(unknown[:10])}",
+                       hint="`ffctl order list` shows the orders in the store.")
+    wrong = []
+    for o in order_ids:
+        status, node = found[o]
+        if status != "open":
+            wrong.append(f"{o} is {status}")
+        elif node not in nodes:
+            wrong.append(f"{o} is at node {node}" if node else f"{o} has finished its workflow")
+    if wrong:
+        at = " or ".join(nodes) if nodes else "an allocation node"
+        raise Conflict(f"only orders waiting at {at} can be allocated: " + "; ".join(wrong[:10])
+                       + (f"; and {len(wrong) - 10} more" if len(wrong) > 10 else ""))
+
+
+def _load_stock_for(session: Session, nodes: list[str], order_ids: list[str] | None, lock: bool):
+    """sku -> [[id, warehouse, on_hand, allocated]] for every SKU the candidate orders still need;
+    locked in id order by one statement on PostgreSQL."""
+    q = (
+        sa.select(LINE.c.sku).distinct()
+        .join(ORDERS, ORDERS.c.order_id == LINE.c.order_id)
+        .where(ORDERS.c.status == "open", ORDERS.c.node.in_(nodes), LINE.c.allocated < LINE.c.qty)
+    )
+    skus: set[str] = set()
+    for part in ([None] if order_ids is None else _chunks(order_ids)):
+        skus.update(session.execute(q if part is None else q.where(ORDERS.c.order_id.in_(part))).scalars())
+    stock: dict[str, list[list]] = defaultdict(list)
+    for r in _stock_of_skus(session, sorted(skus), lock=lock):
+        stock[r["sku"]].append([r["id"], r["warehouse"], r["on_hand"], r["allocated"]])
+    return stock
+
+
+def _lock_chunk(session: Session, chunk: list[str], nodes: list[str], lock: bool) -> set[str]:
+    """Orders of the chunk still at an allocation node with an open task; on PostgreSQL locked with
+    SKIP LOCKED (someone else holding the order or its task: it waits for the next run)."""
+    q = (
+        sa.select(ORDERS.c.order_id)
+        .join(TASK, sa.and_(TASK.c.order_id == ORDERS.c.order_id, TASK.c.status == "open",
+                            TASK.c.node == ORDERS.c.node))
+        .where(ORDERS.c.order_id.in_(chunk), ORDERS.c.status == "open", ORDERS.c.node.in_(nodes),
+               TASK.c.held_at.is_(None))
+    )
+    if lock and _is_pg(session):
+        q = q.with_for_update(of=[ORDERS, TASK], skip_locked=True)
+    return set(session.execute(q).scalars().all())
+
+
+def _pick_warehouses(rows: list[list], need: int, used: set[str]) -> list[tuple[list, int]]:
+    """Where to reserve ``need`` units: one warehouse that fills it all (one the line already uses
+    first, then the most available), else the most available first, and so on."""
+    full = [r for r in rows if r[2] - r[3] >= need]
+    if full:
+        best = min(full, key=lambda r: (r[1] not in used, -(r[2] - r[3]), r[1]))
+        return [(best, need)]
+    plan = []
+    for r in sorted(rows, key=lambda r: (-(r[2] - r[3]), r[1])):
+        avail = r[2] - r[3]
+        if avail <= 0 or need <= 0:
+            break
+        take = min(avail, need)
+        plan.append((r, take))
+        need -= take
+    return plan
+
+
+def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_orders: bool = False,
+             dry_run: bool = False, at: datetime, actor: str, tz: str, details: bool = True) -> dict:
+    """Reserve stock for orders waiting at an ``auto = "allocate"`` node, highest priority first.
+
+    Orders go by priority (desc), promised_ship_date (asc, none last), created_at (asc). Each line
+    takes what is available; a fully allocated order completes its node, a partial one stays and
+    is topped up by a later run. Returns the plan (``dry_run``: nothing is written).
+    ``{dry_run, orders: [...], skipped: [...], summary: {...}}``; ``details=False`` leaves out the
+    per-order rows (benchmarks, cron).
+    """
+    from ffctl.core import workflow
+
+    if not all_orders and not order_ids:
+        raise UsageError("name the orders to allocate, or pass --all")
+    nodes = allocation_nodes(cfg)
+    ids = list(dict.fromkeys(order_ids)) if order_ids else None
+    if all_orders:
+        ids = None
+    if not nodes:
+        if ids:
+            raise Conflict("no node of the config has auto = \"allocate\": nothing can be allocated")
+        return {"dry_run": dry_run, "orders": [], "skipped": [], "summary": _summary([], 0, 0, 0, 0, 0)}
+    if ids:
+        _check_explicit(session, ids, nodes)
+    lock = not dry_run
+    stock = _load_stock_for(session, nodes, ids, lock)
+    candidates = _candidates(session, nodes, ids)
+    today = local_date(at, tz)
+    receipts_cache: dict[str, _Profile] = {}
+
+    def backorder_date(sku: str, qty: int) -> date | None:
+        # After this run the SKU has nothing available; receipts serve backorders in run order.
+        p = receipts_cache.get(sku)
+        if p is None:
+            found = _open_receipts(session, [sku], today, tz).get(sku, [])
+            p = receipts_cache[sku] = _Profile(today, 0, [(d, q) for d, _w, q in found])
+        d = p.earliest(qty)
+        p.consume(qty, d)
+        return d
+
+    report: list[dict] = []
+    skipped: list[str] = []
+    n_complete = n_partial = n_back = units = units_back = 0
+    for chunk_rows in _chunks(candidates, CHUNK):
+        chunk = [r.order_id for r in chunk_rows]
+        locked = _lock_chunk(session, chunk, nodes, lock)
+        skipped.extend(o for o in chunk if o not in locked)
+        if not locked:
+            continue
+        lines_by_order: dict[str, list] = defaultdict(list)
+        ids_locked = [o for o in chunk if o in locked]
+        for part in _chunks(ids_locked):
+            for ln in session.execute(
+                sa.select(LINE.c.id, LINE.c.order_id, LINE.c.line_no, LINE.c.sku, LINE.c.qty, LINE.c.allocated)
+                .where(LINE.c.order_id.in_(part))
+            ):
+                lines_by_order[ln.order_id].append(ln)
+        partial_orders = [o for o in ids_locked if any(ln.allocated for ln in lines_by_order[o])]
+        existing: dict[tuple[int, str], int] = {}
+        for part in _chunks(partial_orders):
+            for a in session.execute(
+                sa.select(ALLOC.c.id, ALLOC.c.line_id, ALLOC.c.warehouse).where(ALLOC.c.order_id.in_(part))
+            ):
+                existing[(a.line_id, a.warehouse)] = a.id
+
+        stock_deltas: dict[int, int] = defaultdict(int)
+        line_deltas: dict[int, int] = {}
+        alloc_updates: dict[int, int] = {}
+        alloc_inserts: list[dict] = []
+        events: list[dict] = []
+        complete: list[str] = []
+        chunk_report: list[dict] = []
+        for r in chunk_rows:
+            if r.order_id not in locked:
+                continue
+            order_lines = sorted(lines_by_order[r.order_id], key=lambda ln: ln.line_no)
+            line_reports, notes, back_notes = [], [], []
+            got_now = back_total = 0
+            for ln in order_lines:
+                need = ln.qty - ln.allocated
+                reserved: list[dict] = []
+                if need > 0:
+                    used = {w for (lid, w) in existing if lid == ln.id} if ln.allocated else set()
+                    for row, take in _pick_warehouses(stock.get(ln.sku, []), need, used):
+                        row[3] += take
+                        stock_deltas[row[0]] += take
+                        reserved.append({"warehouse": row[1], "qty": take})
+                        key = (ln.id, row[1])
+                        if key in existing:
+                            alloc_updates[existing[key]] = alloc_updates.get(existing[key], 0) + take
+                        else:
+                            alloc_inserts.append({"order_id": r.order_id, "line_id": ln.id, "sku": ln.sku,
+                                                  "warehouse": row[1], "qty": take, "created_at": at})
+                    took = sum(x["qty"] for x in reserved)
+                    if took:
+                        line_deltas[ln.id] = took
+                        got_now += took
+                        notes.append(f"L{ln.line_no} {ln.sku} " + " + ".join(f"{x['qty']} @ {x['warehouse']}"
+                                                                           for x in reserved))
+                    need -= took
+                atp_date = None
+                if need > 0:
+                    back_total += need
+                    atp_date = backorder_date(ln.sku, need)
+                    back_notes.append(f"L{ln.line_no} {ln.sku} {need} backordered"
+                                      + (f" (ATP {atp_date.isoformat()})" if atp_date else " (no known supply)"))
+                if details:
+                    line_reports.append({"line_no": ln.line_no, "sku": ln.sku, "qty": ln.qty,
+                                         "allocated": ln.qty - need, "reserved": reserved,
+                                         "backordered": need, "atp_date": atp_date})
+            units += got_now
+            units_back += back_total
+            if back_total == 0:
+                complete.append(r.order_id)
+                n_complete += 1
+                result = "allocated"
+            elif got_now or any(ln.allocated for ln in order_lines):
+                n_partial += 1
+                result = "partial"
+            else:
+                n_back += 1
+                result = "backordered"
+            if got_now:
+                events.append({"event": "allocated", "at": at, "actor": actor, "order_id": r.order_id,
+                               "node": r.node, "detail": "; ".join(notes + back_notes)})
+            if details:
+                chunk_report.append({
+                    "order_id": r.order_id, "node": r.node, "priority": r.priority,
+                    "promised_ship_date": r.promised_ship_date, "result": result,
+                    "allocated_now": got_now, "backordered": back_total, "next_node": None,
+                    "lines": line_reports,
+                })
+        if not dry_run:
+            _bulk_add(session, "stock", "allocated", dict(stock_deltas), guard="t.on_hand - t.allocated >= :q",
+                      what="stock")
+            _bulk_add(session, "order_line", "allocated", line_deltas, guard="t.allocated + :q <= t.qty",
+                      what="order line")
+            _bulk_add(session, "allocation", "qty", alloc_updates, what="allocation")
+            if alloc_inserts:
+                session.execute(sa.insert(ALLOC), alloc_inserts)
+            audit.record_many(session, events)
+            if complete:
+                workflow.complete_auto(session, cfg, complete, "allocate", at=at, actor=actor)
+                if details:
+                    moved: dict[str, str | None] = {}
+                    for part in _chunks(complete):
+                        moved.update(dict(session.execute(
+                            sa.select(ORDERS.c.order_id, ORDERS.c.node).where(ORDERS.c.order_id.in_(part))
+                        ).all()))
+                    for row in chunk_report:
+                        if row["result"] == "allocated":
+                            row["next_node"] = moved.get(row["order_id"])
+        report.extend(chunk_report)
+    return {
+        "dry_run": dry_run,
+        "orders": report,
+        "skipped": skipped,
+        "summary": _summary(report, n_complete, n_partial, n_back, units, units_back),
+    }
+
+
+def _summary(report, complete, partial, back, units, units_back) -> dict:
+    return {"orders": complete + partial + back, "completed": complete, "partial": partial, "backordered": back,
+            "units_allocated": units, "units_backordered": units_back}

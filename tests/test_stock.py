@@ -1,0 +1,287 @@
+"""Stock: rows, available-to-promise, promise dates, counts, adjustments, receipts (both backends).
+
+The helpers at the top build a store the way imports would (products, customers, stock,
+receipts, orders entering their workflow) and are shared by the allocation and ship tests.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from ffctl.core.errors import Conflict, NotFound, UsageError
+
+NOW = datetime(2026, 11, 2, 2, 0, tzinfo=timezone.utc)  # 10:00 Monday in Asia/Shanghai
+TZ = "Asia/Shanghai"
+
+
+# --- builders (used by test_allocate, test_ship, test_allocate_concurrency) --------------------
+
+def seed(session, *, products=(), stock=(), receipts=(), customers=("C1",)):
+    """products: sku or (sku, lead_time_days); stock: (sku, wh, on_hand); receipts: (id, sku, wh, qty, expected_at)."""
+    from ffctl.core.models import Customer, Product, Receipt, Stock
+
+    for c in customers:
+        session.add(Customer(customer=c, name=f"Customer {c}", region="north"))
+    for p in products:
+        sku, lead = (p, None) if isinstance(p, str) else p
+        session.add(Product(sku=sku, name=f"Product {sku}", lead_time_days=lead, safety_stock=2))
+    session.flush()
+    for sku, wh, n in stock:
+        session.add(Stock(sku=sku, warehouse=wh, on_hand=n))
+    for rid, sku, wh, qty, expected in receipts:
+        session.add(Receipt(receipt_id=rid, sku=sku, warehouse=wh, qty=qty, expected_at=expected))
+    session.flush()
+
+
+def add_orders(session, cfg, orders, *, at=NOW, to_allocation=True, actor="tester"):
+    """orders: (order_id, priority, [(sku, qty), ...]) or with a 4th item, promised_ship_date.
+
+    The orders enter their workflow (credit_review first) and, with ``to_allocation``, credit review
+    is completed so they wait at the allocation node.
+    """
+    from ffctl.core import workflow
+    from ffctl.core.models import Order, OrderLine
+
+    facts = []
+    for i, spec in enumerate(orders):
+        order_id, priority, lines = spec[0], spec[1], spec[2]
+        promised = spec[3] if len(spec) > 3 else None
+        created = at - timedelta(minutes=len(orders) - i)
+        session.add(Order(order_id=order_id, customer="C1", channel="web", region="north", priority=priority,
+                          created_at=created, promised_ship_date=promised))
+        session.flush()
+        for n, (sku, qty) in enumerate(lines, start=1):
+            session.add(OrderLine(order_id=order_id, line_no=n, sku=sku, qty=qty))
+        facts.append(order_id)
+    session.flush()
+    workflow.enter_orders(session, cfg, workflow.order_facts(session, facts), actor=actor)
+    if to_allocation:
+        for order_id in facts:
+            workflow.complete(session, cfg, order_id, at=at, actor=actor, node="credit_review")
+    session.expire_all()
+
+
+def check_invariants(session):
+    """Never oversold, and every reservation is accounted for on both sides."""
+    bad = session.execute(sa.text("SELECT sku, warehouse, on_hand, allocated FROM stock "
+                                  "WHERE allocated > on_hand OR allocated < 0 OR on_hand < 0")).all()
+    assert not bad, f"oversold: {bad}"
+    by_stock = session.execute(sa.text(
+        "SELECT s.sku, s.warehouse, s.allocated, COALESCE(SUM(a.qty), 0) FROM stock s "
+        "LEFT JOIN allocation a ON a.sku = s.sku AND a.warehouse = s.warehouse "
+        "GROUP BY s.id, s.sku, s.warehouse, s.allocated HAVING s.allocated <> COALESCE(SUM(a.qty), 0)"
+    )).all()
+    assert not by_stock, f"stock.allocated differs from its reservations: {by_stock}"
+    orphans = session.execute(sa.text(
+        "SELECT a.sku, a.warehouse FROM allocation a LEFT JOIN stock s ON s.sku = a.sku "
+        "AND s.warehouse = a.warehouse WHERE s.id IS NULL")).all()
+    assert not orphans
+    by_line = session.execute(sa.text(
+        "SELECT l.order_id, l.line_no, l.allocated, COALESCE(SUM(a.qty), 0) FROM order_line l "
+        "JOIN orders o ON o.order_id = l.order_id LEFT JOIN allocation a ON a.line_id = l.id "
+        "WHERE o.status IN ('open', 'on_hold', 'cancelled') "
+        "GROUP BY l.id, l.order_id, l.line_no, l.allocated HAVING l.allocated <> COALESCE(SUM(a.qty), 0)"
+    )).all()
+    assert not by_line, f"order_line.allocated differs from its reservations: {by_line}"
+    over = session.execute(sa.text("SELECT id FROM order_line WHERE allocated > qty")).all()
+    assert not over
+
+
+def stock_of(session, sku, wh):
+    return session.execute(sa.text("SELECT on_hand, allocated FROM stock WHERE sku = :s AND warehouse = :w"),
+                           {"s": sku, "w": wh}).one()
+
+
+def events(session, kind):
+    return session.execute(sa.text("SELECT order_id, subject, detail FROM event WHERE event = :e ORDER BY id"),
+                           {"e": kind}).all()
+
+
+# --- stock rows --------------------------------------------------------------------------------
+
+def test_stock_rows_combine_stock_receipts_and_safety(store):
+    from ffctl.core import stock
+
+    with store.session(write=True) as s:
+        seed(s, products=["A", "B"], stock=[("A", "WH1", 10), ("A", "WH2", 3)],
+             receipts=[("R1", "A", "WH1", 5, NOW + timedelta(days=2)), ("R2", "B", "WH3", 7, NOW)])
+    with store.session() as s:
+        rows = stock.stock_rows(s)
+        assert rows == [
+            {"sku": "A", "warehouse": "WH1", "on_hand": 10, "allocated": 0, "available": 10, "inbound": 5, "safety_stock": 2},
+            {"sku": "A", "warehouse": "WH2", "on_hand": 3, "allocated": 0, "available": 3, "inbound": 0, "safety_stock": 2},
+            {"sku": "B", "warehouse": "WH3", "on_hand": 0, "allocated": 0, "available": 0, "inbound": 7, "safety_stock": 2},
+        ]
+        assert [r["warehouse"] for r in stock.stock_rows(s, "A", "WH2")] == ["WH2"]
+        with pytest.raises(NotFound):
+            stock.stock_rows(s, "NOPE")
+
+
+# --- ATP ---------------------------------------------------------------------------------------
+
+def test_atp_with_several_receipts(store, example_config):
+    from ffctl.core import stock
+
+    with store.session(write=True) as s:
+        seed(s, products=["A"], stock=[("A", "WH1", 4), ("A", "WH2", 1)], receipts=[
+            ("R1", "A", "WH1", 10, NOW + timedelta(days=3)),
+            ("R2", "A", "WH2", 5, NOW + timedelta(days=3, hours=1)),  # same local day
+            ("R3", "A", "WH1", 20, datetime(2026, 11, 10, 17, 0, tzinfo=timezone.utc)),  # 11-11 01:00 local
+            ("R0", "A", "WH1", 2, NOW - timedelta(days=5)),  # overdue: counts today
+        ])
+    with store.session() as s:
+        got = stock.atp(s, "A", 15, now=NOW, tz=TZ)
+        assert got == {"sku": "A", "qty": 15, "earliest_date": date(2026, 11, 5), "schedule": [
+            {"date": date(2026, 11, 2), "available": 7},
+            {"date": date(2026, 11, 5), "available": 22},
+            {"date": date(2026, 11, 11), "available": 42},
+        ]}
+        assert stock.atp(s, "A", 42, now=NOW, tz=TZ)["earliest_date"] == date(2026, 11, 11)
+        assert stock.atp(s, "A", 43, now=NOW, tz=TZ)["earliest_date"] is None
+        assert stock.atp(s, "A", now=NOW, tz=TZ)["qty"] == 1
+        wh2 = stock.atp(s, "A", 5, now=NOW, tz=TZ, warehouse="WH2")
+        assert wh2["schedule"] == [{"date": date(2026, 11, 2), "available": 1},
+                                   {"date": date(2026, 11, 5), "available": 6}]
+        with pytest.raises(NotFound):
+            stock.atp(s, "NOPE", now=NOW, tz=TZ)
+
+
+def test_atp_subtracts_open_unallocated_demand(store, example_config):
+    from ffctl.core import stock
+
+    with store.session(write=True) as s:
+        seed(s, products=["A"], stock=[("A", "WH1", 10), ("A", "WH2", 4)],
+             receipts=[("R1", "A", "WH1", 10, NOW + timedelta(days=2))])
+        add_orders(s, example_config, [("O1", 0, [("A", 6)]), ("O2", 0, [("A", 5)])], to_allocation=False)
+    with store.session() as s:
+        got = stock.atp(s, "A", 5, now=NOW, tz=TZ)
+        assert [e["available"] for e in got["schedule"]] == [3, 13]
+        assert got["earliest_date"] == date(2026, 11, 4)
+        # leaving an order out (its own backorder), its demand does not count against it
+        assert stock.atp(s, "A", 5, now=NOW, tz=TZ, exclude_orders=["O2"])["earliest_date"] == date(2026, 11, 2)
+        # per warehouse: demand is charged to WH2 only beyond what WH1 has now (11 - 10 = 1)
+        assert stock.atp(s, "A", 3, now=NOW, tz=TZ, warehouse="WH2")["schedule"][0]["available"] == 3
+
+
+def test_promise_dates_batch_consumes_as_it_promises(store):
+    from ffctl.core import stock
+
+    with store.session(write=True) as s:
+        seed(s, products=["A", ("B", 3), "C"], stock=[("A", "WH1", 10), ("C", "WH1", 100)],
+             receipts=[("R1", "A", "WH1", 10, NOW + timedelta(days=4))])
+    with store.session() as s:
+        got = stock.promise_dates(s, [
+            ("O1", [("A", 8)]),               # today
+            ("O2", [("A", 3), ("C", 1)]),     # only 2 left today: the receipt day
+            ("O3", [("A", 2), ("A", 3)]),     # two lines of one SKU add up: 5 of the 9 left then
+            ("O4", [("B", 1)]),               # no supply: B's lead time 3 days
+            ("O5", [("A", 5), ("C", 1)]),     # only 4 left: lead time (default 7 days)
+            ("O6", [("A", 1)]),               # O5 is first in line for anything after: lead time too
+        ], now=NOW, tz=TZ)
+    assert got == {
+        "O1": (date(2026, 11, 2), "atp"),
+        "O2": (date(2026, 11, 6), "atp"),
+        "O3": (date(2026, 11, 6), "atp"),
+        "O4": (date(2026, 11, 5), "lead_time"),
+        "O5": (date(2026, 11, 9), "lead_time"),
+        "O6": (date(2026, 11, 9), "lead_time"),
+    }
+
+
+def test_promise_dates_ignore_the_batch_own_rows(store, example_config):
+    from ffctl.core import stock
+
+    with store.session(write=True) as s:
+        seed(s, products=["A"], stock=[("A", "WH1", 5)])
+        add_orders(s, example_config, [("O1", 0, [("A", 5)])], to_allocation=False)
+        assert stock.promise_dates(s, [("O1", [("A", 5)])], now=NOW, tz=TZ) == {"O1": (date(2026, 11, 2), "atp")}
+        assert stock.promise_dates(s, [("O2", [("A", 1)])], now=NOW, tz=TZ)["O2"][1] == "lead_time"
+
+
+# --- counts, adjustments, receipts ---------------------------------------------------------------
+
+def test_apply_counts_sets_on_hand_and_audits_changes(store):
+    from ffctl.core import stock
+
+    with store.session(write=True) as s:
+        seed(s, products=["A", "B"], stock=[("A", "WH1", 10)])
+        changed = stock.apply_counts(s, [("A", "WH1", 12), ("B", "WH2", 5), ("A", "WH1", 7), ("B", "WH3", 0)],
+                                     at=NOW, actor="ivan")
+        assert changed == 2  # A/WH1 10 -> 7 (the last count wins), B/WH2 new 5; B/WH3 0 is no change
+        assert tuple(stock_of(s, "A", "WH1")) == (7, 0)
+        assert tuple(stock_of(s, "B", "WH2")) == (5, 0)
+        moves = s.execute(sa.text("SELECT sku, warehouse, delta, kind FROM stock_move ORDER BY id")).all()
+        assert [tuple(m) for m in moves] == [("A", "WH1", -3, "count"), ("B", "WH2", 5, "count")]
+        assert len(events(s, "stock_counted")) == 2
+        assert stock.apply_counts(s, [("A", "WH1", 7)], at=NOW, actor="ivan") == 0
+        with pytest.raises(NotFound, match="ZZ"):
+            stock.apply_counts(s, [("ZZ", "WH1", 1)], at=NOW, actor="ivan")
+
+
+def test_apply_counts_refuses_below_allocated(store, example_config):
+    from ffctl.core import stock
+
+    with store.session(write=True) as s:
+        seed(s, products=["A"], stock=[("A", "WH1", 10)])
+        add_orders(s, example_config, [("O1", 0, [("A", 6)])])
+        stock.allocate(s, example_config, ["O1"], at=NOW, actor="cron", tz=TZ)
+    with pytest.raises(Conflict, match="below what is allocated"):
+        with store.session(write=True) as s:
+            stock.apply_counts(s, [("A", "WH1", 5)], at=NOW, actor="ivan")
+    with store.session() as s:
+        assert tuple(stock_of(s, "A", "WH1")) == (10, 6)
+
+
+def test_adjust_and_its_refusals(store, example_config):
+    from ffctl.core import stock
+
+    with store.session(write=True) as s:
+        seed(s, products=["A"], stock=[("A", "WH1", 10)])
+        add_orders(s, example_config, [("O1", 0, [("A", 6)])])
+        stock.allocate(s, example_config, ["O1"], at=NOW, actor="cron", tz=TZ)
+        got = stock.adjust(s, "A", "WH1", -3, reason="damaged", at=NOW, actor="frank")
+        assert got["on_hand"] == 7 and got["available"] == 1
+        assert stock.adjust(s, "A", "WH9", 4, reason="found", at=NOW, actor="frank")["on_hand"] == 4
+        assert [e.detail for e in events(s, "stock_adjusted")] == [
+            "WH1: on hand 10 -> 7 (-3); damaged", "WH9: on hand 0 -> 4 (+4); found"]
+    for args, error, text in [
+        (("A", "WH1", -2), Conflict, "below what is allocated"),
+        (("A", "WH9", -5), Conflict, "would leave -1"),
+        (("A", "WH7", -1), Conflict, "no stock of A in WH7"),
+        (("NOPE", "WH1", 1), NotFound, "no product"),
+        (("A", "WH1", 0), UsageError, "must not be 0"),
+    ]:
+        with pytest.raises(error, match=text):
+            with store.session(write=True) as s:
+                stock.adjust(s, *args, reason="count", at=NOW, actor="frank")
+    with pytest.raises(UsageError, match="reason"):
+        with store.session(write=True) as s:
+            stock.adjust(s, "A", "WH1", 1, reason=" ", at=NOW, actor="frank")
+    with store.session() as s:
+        assert tuple(stock_of(s, "A", "WH1")) == (7, 6)
+        check_invariants(s)
+
+
+def test_receive_moves_inbound_to_on_hand_once(store):
+    from ffctl.core import stock
+
+    with store.session(write=True) as s:
+        seed(s, products=["A", "B"], stock=[("A", "WH1", 1)], receipts=[
+            ("R1", "A", "WH1", 5, NOW), ("R1", "B", "WH2", 3, NOW), ("R2", "A", "WH1", 9, NOW)])
+        got = stock.receive(s, "R1", at=NOW, actor="frank")
+        assert got["units"] == 8 and len(got["lines"]) == 2
+        assert tuple(stock_of(s, "A", "WH1")) == (6, 0)
+        assert tuple(stock_of(s, "B", "WH2")) == (3, 0)
+        assert [r["inbound"] for r in stock.stock_rows(s, "A")] == [9]
+        assert events(s, "received")[0].subject == "receipt:R1"
+        kinds = s.execute(sa.text("SELECT kind, ref, delta FROM stock_move ORDER BY id")).all()
+        assert [tuple(k) for k in kinds] == [("receipt", "R1", 5), ("receipt", "R1", 3)]
+    with pytest.raises(Conflict, match="already received"):
+        with store.session(write=True) as s:
+            stock.receive(s, "R1", at=NOW, actor="frank")
+    with pytest.raises(NotFound, match="no receipt"):
+        with store.session(write=True) as s:
+            stock.receive(s, "R9", at=NOW, actor="frank")
