@@ -1,0 +1,548 @@
+"""The rule engine (SPEC §3 ``[rules]``): low stock drafts purchase requisitions, dwelling orders
+get flagged, weak suppliers lose their inspection exemption.
+
+Each rule kind is one set-based query over the whole store that finds its hits, and a write that
+makes each hit exactly once. The database is the guard, not a read-then-write in Python:
+
+- ``stock_below``: ``INSERT ... SELECT ... WHERE NOT EXISTS`` into ``requisition`` with ON CONFLICT
+  DO NOTHING on the partial unique index "one draft per SKU";
+- ``dwell``: insert-or-ignore into ``order_flag`` on the partial unique index "one standing flag
+  per (order, flag)" (clearing the flag ends the episode; a later dwell may flag again);
+- ``supplier``: ``UPDATE supplier ... WHERE inspection_exempt`` (a second run finds it frozen).
+
+Only rows a run actually wrote (``RETURNING`` / the UPDATE's row count) are audited and notified,
+so repeated runs and concurrent runs, on SQLite and on PostgreSQL, hit each thing once. Rows are
+written in key order so concurrent runs take their locks in the same order.
+
+``run_rules`` runs inside the caller's transaction. ``dry_run=True`` only runs the queries that
+find the hits and writes nothing at all (not even ``rule_run``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import reduce
+from typing import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ffctl.core import audit, outbox
+from ffctl.core.durations import format_duration
+from ffctl.core.errors import Conflict, NotFound, UsageError
+from ffctl.core.models import (
+    Order,
+    OrderFlag,
+    OrderLine,
+    Product,
+    QcBatch,
+    Receipt,
+    Requisition,
+    RuleRun,
+    Stock,
+    Supplier,
+    Task,
+    UTCDateTime,
+)
+from ffctl.core.store import insert_or_ignore
+
+ORDERS = Order.__table__
+LINES = OrderLine.__table__
+PRODUCTS = Product.__table__
+STOCK = Stock.__table__
+RECEIPTS = Receipt.__table__
+REQS = Requisition.__table__
+FLAGS = OrderFlag.__table__
+TASKS = Task.__table__
+SUPPLIERS = Supplier.__table__
+QC = QcBatch.__table__
+RUNS = RuleRun.__table__
+
+#: Orders whose unallocated lines still need stock (held orders resume and will need it too).
+DEMAND_STATUSES = ("open", "on_hold")
+REQUISITION_STATUSES = ("draft", "approved", "rejected")
+#: The window of `supplier list` when the config has no supplier rule.
+DEFAULT_WINDOW = 10
+LAST_N = 3  # qc_pass_rate_last3
+CHUNK = 500
+
+
+def _insert(session: Session, table):
+    """The dialect's INSERT, which has ON CONFLICT DO NOTHING on both backends."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
+def _text(*parts) -> sa.ColumnElement:
+    """SQL string concatenation of literals and (integer) expressions, on both backends."""
+    pieces = [sa.literal(p, sa.String) if isinstance(p, str) else sa.cast(p, sa.String) for p in parts]
+    return reduce(lambda a, b: a + b, pieces)
+
+
+def _at(moment: datetime) -> sa.BindParameter:
+    return sa.bindparam(None, moment, type_=UTCDateTime())
+
+
+@dataclass
+class _Run:
+    session: Session
+    cfg: object
+    now: datetime
+    actor: str
+    dry_run: bool
+    notifications: int = 0
+
+    def notify(self, rule, *, subject: str, body: str, order_id: str | None = None, dedupe_key: str) -> None:
+        if not rule.notify:
+            return
+        if self.dry_run:  # count what would be queued, write nothing
+            people = outbox.resolve_people(self.session, self.cfg, rule.notify, order_id=order_id)
+            self.notifications += sum(len(outbox.channels_for(self.cfg, p)) for p in people)
+            return
+        self.notifications += outbox.queue(
+            self.session, self.cfg, rule.notify, subject=subject, body=body, at=self.now,
+            priority=rule.priority, order_id=order_id, dedupe_key=dedupe_key,
+        )
+
+
+def _item(rule, subject: str, what: str, detail: str) -> dict:
+    return {"rule": rule.name, "kind": rule.kind, "subject": subject, "what": what, "detail": detail}
+
+
+# --- stock_below -------------------------------------------------------------------------------
+
+def _low_stock_query(rule, now: datetime) -> sa.Select:
+    """SKUs whose stock position is under safety stock and that have no draft requisition,
+    with the requisition each one needs: (sku, qty, supplier, reason), ordered by sku."""
+    include_inbound = bool(rule.params.get("include_inbound"))
+    avail = (
+        sa.select(STOCK.c.sku, sa.func.sum(STOCK.c.on_hand - STOCK.c.allocated).label("available"))
+        .group_by(STOCK.c.sku).subquery("avail")
+    )
+    available = sa.func.coalesce(avail.c.available, 0)
+    source = PRODUCTS.outerjoin(avail, avail.c.sku == PRODUCTS.c.sku)
+    columns = [PRODUCTS.c.sku, PRODUCTS.c.supplier, PRODUCTS.c.safety_stock, PRODUCTS.c.reorder_qty,
+               available.label("available")]
+    position = available
+    if include_inbound:
+        inbound = (
+            sa.select(RECEIPTS.c.sku, sa.func.sum(RECEIPTS.c.qty).label("inbound"))
+            .where(RECEIPTS.c.status == "open").group_by(RECEIPTS.c.sku).subquery("inbound")
+        )
+        source = source.outerjoin(inbound, inbound.c.sku == PRODUCTS.c.sku)
+        columns.append(sa.func.coalesce(inbound.c.inbound, 0).label("inbound"))
+        position = available + sa.func.coalesce(inbound.c.inbound, 0)
+    # correlated, so it is computed only for the SKUs that are already low (through ix_order_line_sku)
+    demand = (
+        sa.select(sa.func.coalesce(sa.func.sum(LINES.c.qty - LINES.c.allocated), 0))
+        .select_from(LINES.join(ORDERS, ORDERS.c.order_id == LINES.c.order_id))
+        .where(LINES.c.sku == PRODUCTS.c.sku, LINES.c.allocated < LINES.c.qty, ORDERS.c.status.in_(DEMAND_STATUSES))
+        .scalar_subquery()
+    )
+    has_draft = sa.exists().where(REQS.c.sku == PRODUCTS.c.sku, REQS.c.status == "draft")
+    low = (
+        sa.select(*columns, demand.label("demand"))
+        .select_from(source)
+        .where(PRODUCTS.c.safety_stock > 0, position < PRODUCTS.c.safety_stock, ~has_draft)
+        .subquery("low")
+    )
+    pos = low.c.available + low.c.inbound if include_inbound else low.c.available
+    by_reorder = sa.func.coalesce(low.c.reorder_qty, 0) > 0
+    qty = sa.case((by_reorder, low.c.reorder_qty), else_=low.c.safety_stock + low.c.demand - pos)
+    stock_words = (
+        ("available ", low.c.available, " + inbound ", low.c.inbound, " = ", pos) if include_inbound
+        else ("available ", low.c.available)
+    )
+    gap = " - available - inbound" if include_inbound else " - available"
+    reason = sa.case(
+        (by_reorder, _text(*stock_words, " < safety stock ", low.c.safety_stock, "; open demand ", low.c.demand,
+                           "; qty ", low.c.reorder_qty, " = the product's reorder qty")),
+        else_=_text(*stock_words, " < safety stock ", low.c.safety_stock, "; open demand ", low.c.demand,
+                    "; qty ", qty, " = safety stock + open demand", gap),
+    )
+    return (
+        sa.select(
+            low.c.sku, qty.label("qty"), low.c.supplier, sa.literal("draft").label("status"),
+            reason.label("reason"), sa.literal(rule.name).label("rule"), _at(now).label("created_at"),
+        )
+        .where(qty > 0)  # also: SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT
+        .order_by(low.c.sku)
+    )
+
+
+def _stock_below(run: _Run, rule) -> list[dict]:
+    query = _low_stock_query(rule, run.now)
+    if run.dry_run:
+        rows = run.session.execute(query).mappings().all()
+        drafted = [dict(r, id=None) for r in rows]
+    else:
+        stmt = (
+            _insert(run.session, REQS)
+            .from_select(["sku", "qty", "supplier", "status", "reason", "rule", "created_at"], query)
+            .on_conflict_do_nothing()  # the partial unique index "one draft per SKU" is the real guard
+            .returning(REQS.c.id, REQS.c.sku, REQS.c.qty, REQS.c.supplier, REQS.c.reason)
+        )
+        drafted = sorted((dict(r) for r in run.session.execute(stmt).mappings()), key=lambda r: r["sku"])
+    items, events = [], []
+    for r in drafted:
+        ref = f"requisition #{r['id']}" if r["id"] is not None else "a requisition"
+        supplier = f" from {r['supplier']}" if r["supplier"] else " (no supplier on the product)"
+        what = f"{'would draft' if run.dry_run else 'drafted'} {ref}: {r['qty']}{supplier}"
+        items.append(_item(rule, f"sku:{r['sku']}", what, r["reason"]))
+        events.append({"event": "requisition_drafted", "at": run.now, "actor": run.actor, "subject": f"sku:{r['sku']}",
+                       "detail": f"{ref} for {r['qty']}{supplier} (rule {rule.name}): {r['reason']}"})
+        run.notify(
+            rule,
+            subject=f"Purchase requisition drafted for {r['sku']}: {r['qty']}",
+            body=f"{ref} for {r['qty']} x {r['sku']}{supplier}, drafted by rule {rule.name}: {r['reason']}. "
+                 f"Approve with `ffctl requisition approve {r['id']}`.",
+            dedupe_key=f"rule:{rule.name}:requisition:{r['id']}",
+        )
+    if not run.dry_run:
+        audit.record_many(run.session, events)
+    return items
+
+
+# --- dwell -------------------------------------------------------------------------------------
+
+def _dwell(run: _Run, rule) -> list[dict]:
+    p = rule.params
+    node, flag, limit = str(p["node"]), str(p["flag"]), int(p["longer_than_seconds"])
+    calendar = p.get("clock") == "calendar"
+    clock = run.cfg.calendar(node) if calendar and node in run.cfg.nodes else None
+    standing = sa.exists().where(FLAGS.c.order_id == TASKS.c.order_id, FLAGS.c.flag == flag, FLAGS.c.cleared_at.is_(None))
+    # business time never exceeds wall time, so the wall-clock cutoff is a safe first filter
+    cutoff = run.now - timedelta(seconds=limit)
+    query = (
+        sa.select(TASKS.c.order_id, TASKS.c.id.label("task_id"), TASKS.c.entered_at)
+        .select_from(TASKS.join(ORDERS, ORDERS.c.order_id == TASKS.c.order_id))
+        .where(TASKS.c.node == node, TASKS.c.status == "open", TASKS.c.held_at.is_(None),
+               ORDERS.c.status == "open", TASKS.c.entered_at < _at(cutoff), ~standing)
+        .order_by(TASKS.c.order_id)
+    )
+    found = []
+    for r in run.session.execute(query):
+        dwelt = clock.between(r.entered_at, run.now) if clock is not None else (run.now - r.entered_at).total_seconds()
+        if dwelt > limit:
+            found.append((r.order_id, r.task_id, dwelt))
+    clock_words = f" of {run.cfg.nodes[node].calendar} hours" if clock is not None and run.cfg.nodes[node].calendar else ""
+    raised: dict[str, int | None] = {}
+    if run.dry_run:
+        raised = {oid: None for oid, _, _ in found}
+    else:
+        for start in range(0, len(found), CHUNK):
+            rows = [{"order_id": oid, "flag": flag, "priority": rule.priority, "rule": rule.name, "raised_at": run.now}
+                    for oid, _, _ in found[start:start + CHUNK]]
+            stmt = (_insert(run.session, FLAGS).values(rows).on_conflict_do_nothing()
+                    .returning(FLAGS.c.id, FLAGS.c.order_id))
+            raised.update({r.order_id: r.id for r in run.session.execute(stmt)})
+    items, events = [], []
+    for oid, task_id, dwelt in found:
+        if oid not in raised:
+            continue  # a concurrent run raised it first
+        detail = f"{flag}: in {node} for {format_duration(dwelt)}{clock_words} > {format_duration(limit)}"
+        items.append(_item(rule, f"order:{oid}", f"{'would flag' if run.dry_run else 'flagged'} {flag}", detail))
+        events.append({"event": "flagged", "at": run.now, "actor": run.actor, "order_id": oid, "task_id": task_id,
+                       "node": node, "detail": f"{detail} (rule {rule.name})"})
+        run.notify(
+            rule,
+            subject=f"Order {oid} flagged {flag}",
+            body=f"Order {oid} has been in {node} for {format_duration(dwelt)}{clock_words}, longer than "
+                 f"{format_duration(limit)} (rule {rule.name}). Clear with `ffctl order unflag {oid} {flag}`.",
+            order_id=oid,
+            dedupe_key=f"rule:{rule.name}:flag:{raised[oid]}",
+        )
+    if not run.dry_run:
+        audit.record_many(run.session, events)
+    return items
+
+
+# --- supplier ----------------------------------------------------------------------------------
+
+def _delay_days(session: Session) -> sa.ColumnElement:
+    """received_at - promised_at in days (fractional), per backend."""
+    if session.get_bind().dialect.name == "postgresql":
+        return sa.extract("epoch", QC.c.received_at - QC.c.promised_at) / 86400.0
+    return sa.func.julianday(QC.c.received_at) - sa.func.julianday(QC.c.promised_at)
+
+
+def _ranked(session: Session, *, suppliers=None) -> sa.Subquery:
+    """QC batches numbered newest first per supplier (rn = 1 is the latest inspection)."""
+    rn = sa.func.row_number().over(partition_by=QC.c.supplier, order_by=(QC.c.inspected_at.desc(), QC.c.id.desc()))
+    query = sa.select(
+        QC.c.supplier, QC.c.batch_id, QC.c.sku, QC.c.inspected_at, QC.c.passed, QC.c.total,
+        QC.c.promised_at, QC.c.received_at, _delay_days(session).label("delay_days"), rn.label("rn"),
+    )
+    if suppliers is not None:
+        query = query.where(QC.c.supplier.in_(suppliers))
+    return query.subquery("ranked")
+
+
+def _pct(rate: float) -> str:
+    return f"{rate * 100:.1f}".rstrip("0").rstrip(".") + "%"
+
+
+def _supplier(run: _Run, rule) -> list[dict]:
+    p = rule.params
+    rate, streak = p.get("qc_pass_rate_below"), int(p.get("consecutive_batches") or 3)
+    max_delay, window = p.get("avg_delay_days_above"), int(p.get("window_batches") or DEFAULT_WINDOW)
+    depth = max(streak if rate is not None else 0, window if max_delay is not None else 0)
+    exempt = sa.select(SUPPLIERS.c.supplier).where(SUPPLIERS.c.inspection_exempt.is_(True))
+    r = _ranked(run.session, suppliers=exempt)
+    conditions, columns = [], [r.c.supplier]
+    if rate is not None:
+        failing = sa.and_(r.c.rn <= streak, r.c.total > 0, r.c.passed < sa.literal(float(rate)) * r.c.total)
+        n_failing = sa.func.sum(sa.case((failing, 1), else_=0))
+        columns.append(n_failing.label("n_failing"))
+        conditions.append(n_failing == streak)
+    if max_delay is not None:
+        n_window = sa.func.sum(sa.case((r.c.rn <= window, 1), else_=0))
+        avg_delay = sa.func.avg(sa.case((r.c.rn <= window, r.c.delay_days)))
+        columns += [n_window.label("n_window"), avg_delay.label("avg_delay")]
+        # a full window of evidence is needed: too few batches never freeze a supplier
+        conditions.append(sa.and_(n_window == window, avg_delay > float(max_delay)))
+    query = (sa.select(*columns).where(r.c.rn <= depth).group_by(r.c.supplier)
+             .having(sa.or_(*conditions)).order_by(r.c.supplier))
+    hits = run.session.execute(query).mappings().all()
+    if not hits:
+        return []
+    names = [h["supplier"] for h in hits]
+    evidence: dict[str, list] = {n: [] for n in names}
+    er = _ranked(run.session, suppliers=names)
+    for b in run.session.execute(sa.select(er).where(er.c.rn <= depth).order_by(er.c.supplier, er.c.rn.desc())):
+        evidence[b.supplier].append(b)
+    items, events = [], []
+    for hit in hits:
+        name = hit["supplier"]
+        batches = evidence[name]
+        reasons = []
+        if rate is not None and hit["n_failing"] == streak:
+            recent = [b for b in batches if b.rn <= streak]
+            shown = ", ".join(f"{b.batch_id} {_pct(b.passed / b.total)}" for b in recent)
+            reasons.append(f"QC pass rate below {_pct(float(rate))} in the last {streak} batches in a row: {shown}")
+        if max_delay is not None and hit["n_window"] == window and hit["avg_delay"] is not None \
+                and float(hit["avg_delay"]) > float(max_delay):
+            recent = [b for b in batches if b.rn <= window]
+            shown = ", ".join(f"{b.batch_id} {float(b.delay_days):+.1f}d" for b in recent)
+            reasons.append(f"average delay {float(hit['avg_delay']):.1f} days > {float(max_delay):g} days "
+                           f"over the last {window} batches: {shown}")
+        reason = "; ".join(reasons) + f" (rule {rule.name})"
+        if not run.dry_run:
+            frozen = run.session.execute(
+                sa.update(SUPPLIERS)
+                .where(SUPPLIERS.c.supplier == name, SUPPLIERS.c.inspection_exempt.is_(True))
+                .values(inspection_exempt=False, exempt_frozen_at=run.now, exempt_frozen_reason=reason)
+            ).rowcount
+            if not frozen:
+                continue  # a concurrent run froze it first
+        items.append(_item(rule, f"supplier:{name}",
+                           "would freeze inspection exemption" if run.dry_run else "inspection exemption frozen", reason))
+        events.append({"event": "exemption_frozen", "at": run.now, "actor": run.actor, "subject": f"supplier:{name}",
+                       "detail": reason})
+        run.notify(
+            rule,
+            subject=f"Supplier {name} lost its inspection exemption",
+            body=f"Supplier {name}: inspection exemption frozen. Why: {reason}. "
+                 f"Details: `ffctl supplier show {name}`.",
+            dedupe_key=f"rule:{rule.name}:frozen:{name}:{run.now.isoformat()}",
+        )
+    if not run.dry_run:
+        audit.record_many(run.session, events)
+    return items
+
+
+#: kind -> the function that finds and writes its hits. Adding a kind is adding a row (and its
+#: parameters in config.py's _RULE_KINDS).
+KINDS: dict[str, Callable[[_Run, object], list[dict]]] = {
+    "stock_below": _stock_below,
+    "dwell": _dwell,
+    "supplier": _supplier,
+}
+
+
+def run_rules(session: Session, cfg, *, now: datetime, actor: str, dry_run: bool = False) -> dict:
+    """Evaluate every configured rule once at ``now``, in the caller's transaction.
+
+    Returns ``{hits, notifications, items: [{rule, kind, subject, what, detail}], per_rule: {name: hits},
+    dry_run}``. With ``dry_run`` nothing is written: the hits are what a run now would do.
+    """
+    run = _Run(session, cfg, now, actor, dry_run)
+    items: list[dict] = []
+    per_rule: dict[str, int] = {}
+    for rule in cfg.rules:
+        found = KINDS[rule.kind](run, rule)
+        items.extend(found)
+        per_rule[rule.name] = len(found)
+        if not dry_run:
+            _record_run(session, rule.name, now, len(found))
+    return {"hits": len(items), "notifications": run.notifications, "items": items, "per_rule": per_rule,
+            "dry_run": dry_run}
+
+
+def _record_run(session: Session, rule: str, now: datetime, hits: int) -> None:
+    insert_or_ignore(session, RuleRun, [{"rule": rule, "last_hits": 0, "total_hits": 0}], ["rule"])
+    session.execute(
+        sa.update(RUNS).where(RUNS.c.rule == rule)
+        .values(last_run_at=now, last_hits=hits, total_hits=RUNS.c.total_hits + hits)
+    )
+
+
+# --- rules list --------------------------------------------------------------------------------
+
+def describe_rule(cfg, rule) -> str:
+    """One line: the condition and the action."""
+    p = rule.params
+    if rule.kind == "stock_below":
+        level = "available + open inbound" if p.get("include_inbound") else "available (on hand - allocated)"
+        return (f"{level} < the product's safety stock → draft a purchase requisition "
+                f"(reorder qty, else safety stock + open demand - stock; one draft per SKU)")
+    if rule.kind == "dwell":
+        node = cfg.nodes.get(str(p["node"]))
+        clock = f"{node.calendar} hours" if p.get("clock") == "calendar" and node and node.calendar else "wall clock"
+        return (f"open order at {p['node']} longer than {format_duration(int(p['longer_than_seconds']))} ({clock}) "
+                f"→ flag {p['flag']} (once until cleared)")
+    if rule.kind == "supplier":
+        why = []
+        if p.get("qc_pass_rate_below") is not None:
+            why.append(f"QC pass rate < {_pct(float(p['qc_pass_rate_below']))} in {p['consecutive_batches']} batches in a row")
+        if p.get("avg_delay_days_above") is not None:
+            why.append(f"average delay > {float(p['avg_delay_days_above']):g} days over the last {p['window_batches']} batches")
+        return f"exempt supplier with {' or '.join(why)} → freeze inspection exemption"
+    return rule.kind
+
+
+def list_rules(session: Session, cfg) -> list[dict]:
+    """Each configured rule with its description and its run record."""
+    runs = {r.rule: r for r in session.execute(sa.select(RUNS))}
+    rows = []
+    for rule in cfg.rules:
+        rec = runs.get(rule.name)
+        rows.append({
+            "rule": rule.name, "kind": rule.kind, "description": describe_rule(cfg, rule),
+            "notify": list(rule.notify), "priority": rule.priority,
+            "last_run_at": rec.last_run_at if rec else None,
+            "last_hits": rec.last_hits if rec else None,
+            "total_hits": rec.total_hits if rec else 0,
+        })
+    return rows
+
+
+# --- requisitions ------------------------------------------------------------------------------
+
+def _requisition_row(r) -> dict:
+    return {"id": r.id, "sku": r.sku, "qty": r.qty, "status": r.status, "created_at": r.created_at,
+            "reason": r.reason, "supplier": r.supplier, "rule": r.rule, "decided_at": r.decided_at,
+            "decided_by": r.decided_by}
+
+
+def list_requisitions(session: Session, *, status: str | None = None) -> list[dict]:
+    if status is not None and status not in REQUISITION_STATUSES:
+        raise UsageError(f"--status {status!r}: use one of {', '.join(REQUISITION_STATUSES)}")
+    query = sa.select(REQS).order_by(REQS.c.id)
+    if status is not None:
+        query = query.where(REQS.c.status == status)
+    return [_requisition_row(r) for r in session.execute(query)]
+
+
+def decide_requisition(session: Session, req_id: int, *, approve: bool, at: datetime, actor: str,
+                       reason: str | None = None) -> dict:
+    """Approve or reject a draft requisition (a conditional UPDATE: two deciders cannot both win)."""
+    status = "approved" if approve else "rejected"
+    done = session.execute(
+        sa.update(REQS).where(REQS.c.id == req_id, REQS.c.status == "draft")
+        .values(status=status, decided_at=at, decided_by=actor)
+    ).rowcount
+    row = session.execute(sa.select(REQS).where(REQS.c.id == req_id)).first()
+    if row is None:
+        raise NotFound(f"no requisition #{req_id}", hint="`ffctl requisition list` shows the requisitions.")
+    if not done:
+        when = f" by {row.decided_by}" if row.decided_by else ""
+        raise Conflict(f"requisition #{req_id} is already {row.status}{when}; only drafts can be approved or rejected")
+    detail = f"requisition #{req_id}: {row.qty} x {row.sku}" + (f" from {row.supplier}" if row.supplier else "")
+    if reason:
+        detail += f"; reason: {reason}"
+    audit.record(session, event=f"requisition_{status}", at=at, actor=actor, subject=f"sku:{row.sku}", detail=detail)
+    return _requisition_row(row)
+
+
+# --- suppliers ---------------------------------------------------------------------------------
+
+def supplier_window(cfg) -> int:
+    """The delay window: the first supplier rule's window_batches, else 10."""
+    for rule in getattr(cfg, "rules", ()):
+        if rule.kind == "supplier":
+            return int(rule.params.get("window_batches") or DEFAULT_WINDOW)
+    return DEFAULT_WINDOW
+
+
+def _supplier_stats(session: Session, window: int, suppliers=None) -> dict[str, dict]:
+    r = _ranked(session, suppliers=suppliers)
+    last = r.c.rn <= LAST_N
+    in_window = r.c.rn <= window
+    query = (
+        sa.select(
+            r.c.supplier,
+            sa.func.sum(sa.case((last, r.c.passed), else_=0)).label("passed"),
+            sa.func.sum(sa.case((last, r.c.total), else_=0)).label("total"),
+            sa.func.avg(sa.case((in_window, r.c.delay_days))).label("avg_delay"),
+            sa.func.sum(sa.case((in_window, 1), else_=0)).label("n_window"),
+            sa.func.count().label("batches"),
+        )
+        .where(r.c.rn <= max(LAST_N, window))
+        .group_by(r.c.supplier)
+    )
+    out = {}
+    for s in session.execute(query):
+        out[s.supplier] = {
+            "qc_pass_rate_last3": round(s.passed / s.total, 4) if s.total else None,
+            "avg_delay_days": round(float(s.avg_delay), 2) if s.avg_delay is not None else None,
+            "window_batches": int(s.n_window),
+        }
+    return out
+
+
+def _supplier_base(s, stats: dict | None) -> dict:
+    stats = stats or {}
+    return {
+        "supplier": s.supplier, "name": s.name, "inspection_exempt": bool(s.inspection_exempt),
+        "qc_pass_rate_last3": stats.get("qc_pass_rate_last3"), "avg_delay_days": stats.get("avg_delay_days"),
+        "exempt_frozen_at": s.exempt_frozen_at, "exempt_frozen_reason": s.exempt_frozen_reason,
+    }
+
+
+def list_suppliers(session: Session, cfg) -> list[dict]:
+    stats = _supplier_stats(session, supplier_window(cfg))
+    rows = session.execute(sa.select(SUPPLIERS).order_by(SUPPLIERS.c.supplier))
+    return [_supplier_base(s, stats.get(s.supplier)) for s in rows]
+
+
+def show_supplier(session: Session, cfg, supplier: str) -> dict:
+    """A supplier's numbers, its recent batches and why its exemption was frozen."""
+    s = session.execute(sa.select(SUPPLIERS).where(SUPPLIERS.c.supplier == supplier)).first()
+    if s is None:
+        raise NotFound(f"no supplier {supplier!r}", hint="`ffctl supplier list` shows the suppliers.")
+    window = supplier_window(cfg)
+    out = _supplier_base(s, _supplier_stats(session, window, [supplier]).get(supplier))
+    out["window_batches"] = window
+    r = _ranked(session, suppliers=[supplier])
+    out["batches"] = [
+        {"batch_id": b.batch_id, "sku": b.sku, "inspected_at": b.inspected_at, "passed": b.passed, "total": b.total,
+         "pass_rate": round(b.passed / b.total, 4) if b.total else None, "promised_at": b.promised_at,
+         "received_at": b.received_at, "delay_days": round(float(b.delay_days), 2)}
+        for b in session.execute(sa.select(r).where(r.c.rn <= max(window, LAST_N)).order_by(r.c.rn))
+    ]
+    from ffctl.core.models import Event
+
+    ev = Event.__table__
+    out["history"] = [
+        {"at": e.at, "event": e.event, "actor": e.actor, "detail": e.detail}
+        for e in session.execute(
+            sa.select(ev.c.at, ev.c.event, ev.c.actor, ev.c.detail)
+            .where(ev.c.subject == f"supplier:{supplier}").order_by(ev.c.id)
+        )
+    ]
+    return out
