@@ -372,6 +372,9 @@ def reject(session: Session, cfg, order_id: str, *, at: datetime, actor: str, re
     order = _lock_order(session, order_id)
     _open_order(order, "reject")
     task = _require_task(session, order, node, "reject")
+    if manual and cfg.nodes.get(task.node) is not None and cfg.nodes[task.node].auto:
+        raise Conflict(f"node {task.node} of order {order_id} is automatic ({cfg.nodes[task.node].auto}); "
+                       "advance --reject works on manual nodes only")
     if manual and not may_act(session, cfg, task, actor):
         need = " or ".join(assignees(session, task) + ["admin"])
         raise PermissionDenied(f"{actor} may not reject {task.node} of order {order_id}: it needs a member of {need}")
