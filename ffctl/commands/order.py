@@ -1,0 +1,235 @@
+"""ffctl order list / show / hold / release / cancel / unflag."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from ffctl.commands._common import AppState, format_option
+
+app = typer.Typer(help="Find orders and see where each one is; hold, release, cancel.", no_args_is_help=True)
+
+STATE_STYLES = {"on_track": "green", "at_risk": "yellow", "breached": "bold red", "on_hold": "magenta"}
+
+
+def left_text(seconds) -> str:
+    """Business time left, for people: '1h30m left' / '25m late'."""
+    from ffctl.core.durations import format_duration
+
+    if seconds is None:
+        return "-"
+    return f"{format_duration(seconds)} left" if seconds >= 0 else f"{format_duration(-seconds)} late"
+
+
+def state_text(state) -> str:
+    if state is None:
+        return "-"
+    style = STATE_STYLES.get(state)
+    return f"[{style}]{state}[/]" if style else state
+
+
+def for_table(rows: list[dict], fmt) -> list[dict]:
+    """Rows as a table shows them: a held task's deadline is not a time yet (it moves on release)."""
+    from ffctl.commands._output import resolve_format
+
+    if resolve_format(fmt) != "table":
+        return rows
+    shown = []
+    for r in rows:
+        r = dict(r)
+        if r.get("state") == "on_hold":
+            r["deadline"] = "paused"
+        if "owner" in r and r["owner"] is None:
+            r["owner"] = _owner_text(None, r.get("auto"))
+        shown.append(r)
+    return shown
+
+
+def _owner_text(owner, auto=None) -> str:
+    return owner or (f"auto ({auto})" if auto else "auto")
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    node: Optional[str] = typer.Option(None, "--node", help="Only orders at this node."),
+    status: Optional[str] = typer.Option(None, "--status", help="open, on_hold, shipped, delivered or cancelled."),
+    at_risk: bool = typer.Option(False, "--at-risk", help="Only orders whose current task is at risk."),
+    breached: bool = typer.Option(False, "--breached", help="Only orders whose current task is past its deadline."),
+    flag: Optional[str] = typer.Option(None, "--flag", help="Only orders with this standing flag."),
+    limit: int = typer.Option(200, "--limit", help="Show at most this many orders (0: all)."),
+    fmt=format_option(),
+) -> None:
+    """List orders, oldest first, with where each one is and how its SLA stands."""
+    from ffctl.commands._output import Column, message, render
+    from ffctl.core.orders import list_orders
+
+    st = AppState.of(ctx)
+    cfg = st.config()
+    with st.store().session() as s:
+        rows, truncated = list_orders(s, cfg, st.now(), node=node, status=status, at_risk=at_risk,
+                                      breached=breached, flag=flag, limit=limit)
+    columns = [
+        Column("order_id", "order"), Column("customer"), Column("status"), Column("node"),
+        Column("state", show=state_text), Column("deadline"),
+        Column("seconds_left", "time left", justify="right", show=left_text),
+        Column("flags"), Column("promised_ship_date", "promised"),
+    ]
+    render(for_table(rows, fmt), columns, fmt, tz=st.tz, empty="No orders match.")
+    if truncated:
+        message(f"Showing the first {limit} orders; more match (--limit 0 shows all, or narrow the filters).")
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    order_id: str = typer.Argument(..., help="The order id."),
+    fmt=format_option(),
+) -> None:
+    """Where an order is, who owns it, its lines with allocation, and its timeline."""
+    from ffctl.commands._output import render_object
+    from ffctl.core.orders import show_order
+
+    st = AppState.of(ctx)
+    cfg = st.config()
+    with st.store().session() as s:
+        order = show_order(s, cfg, order_id, st.now())
+    render_object(order, fmt, tz=st.tz, table=lambda o: _show_table(o, st.tz))
+
+
+def _show_table(o: dict, tz: str) -> None:
+    from rich.markup import escape
+    from rich.panel import Panel
+    from rich.table import Table
+
+    from ffctl.commands._output import get_console, table_cell
+
+    console = get_console()
+    cur = o.get("current_task")
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("customer", escape(f"{o['customer_name']} ({o['customer']})"))
+    head.add_row("status", f"{o['status']}  workflow {o['workflow'] or '-'}")
+    if cur:
+        head.add_row("now at", cur["node"])
+        owner = _owner_text(cur["owner"], cur["auto"])
+        extra = [r for r in cur["assignees"] if r != cur["owner"]]
+        people = f"  ({', '.join(cur['people'])})" if cur["people"] else ""
+        head.add_row("owner", owner + (f", escalated to {', '.join(extra)}" if extra else "") + people)
+        if cur["held_at"] is not None:
+            head.add_row("deadline", f"paused since {table_cell(cur['held_at'], tz)}; "
+                                     f"{left_text(cur['seconds_left'])} when released")
+        else:
+            head.add_row("deadline", f"{table_cell(cur['deadline'], tz)} ({tz}), {left_text(cur['seconds_left'])}")
+        head.add_row("state", state_text(cur["state"]))
+    else:
+        head.add_row("now at", "-" if o["status"] in ("shipped", "delivered", "cancelled") else "workflow finished")
+    head.add_row("promised", table_cell(o["promised_ship_date"], tz))
+    if o["flags"]:
+        head.add_row("flags", f"[bold red]{escape(', '.join(o['flags']))}[/]")
+    console.print(Panel(head, title=f"order {o['order_id']}", expand=False))
+
+    lines = Table(title="lines", header_style="bold")
+    for name, justify in (("line", "right"), ("sku", "left"), ("qty", "right"), ("allocated", "right"),
+                          ("backordered", "right"), ("available to promise", "left")):
+        lines.add_column(name, justify=justify)
+    for line in o["lines"]:
+        atp = table_cell(line["atp_date"], tz) if line["atp_date"] else (line.get("atp_note") or "")
+        lines.add_row(str(line["line_no"]), escape(line["sku"]), str(line["qty"]), str(line["allocated"]),
+                      str(line["backordered"]) if line["backordered"] else "-", escape(atp))
+    console.print(lines)
+
+    timeline = Table(title="timeline", header_style="bold")
+    for name in ("when", "event", "node", "who", "what"):
+        timeline.add_column(name, overflow="fold")
+    for e in o["timeline"]:
+        timeline.add_row(table_cell(e["at"], tz), _event_text(e), e["node"] or "", escape(e["actor"]),
+                         escape(e["detail"] or ""))
+    console.print(timeline)
+
+
+_EVENT_STYLES = {"breached": "bold red", "escalated": "red", "auto_rejected": "red", "rejected": "yellow",
+                 "at_risk": "yellow", "held": "magenta", "released": "magenta", "flagged": "bold red",
+                 "cancelled": "red", "completed": "green", "shipped": "green", "delivered": "green"}
+
+
+def _event_text(e: dict) -> str:
+    from rich.markup import escape
+
+    style = _EVENT_STYLES.get(e["event"])
+    if e["event"] == "completed" and e["detail"] and "SLA breached" in e["detail"]:
+        style = "yellow"
+    return f"[{style}]{escape(e['event'])}[/]" if style else escape(e["event"])
+
+
+@app.command()
+def hold(
+    ctx: typer.Context,
+    order_id: str = typer.Argument(..., help="The order id."),
+    reason: str = typer.Option(..., "--reason", help="Why the order is held (recorded in its timeline)."),
+) -> None:
+    """Put an order on hold: every SLA clock of the order pauses."""
+    from ffctl.commands._output import message
+    from ffctl.core import workflow
+
+    st = AppState.of(ctx)
+    cfg = st.config()
+    with st.store().session(write=True) as s:
+        workflow.hold(s, cfg, order_id, at=st.now(), actor=st.user, reason=reason)
+    message(f"{order_id}: on hold ({reason}); its SLA clocks are paused until `ffctl order release {order_id}`.")
+
+
+@app.command()
+def release(
+    ctx: typer.Context,
+    order_id: str = typer.Argument(..., help="The order id."),
+) -> None:
+    """Release a held order: its clocks resume with the business time that was left."""
+    from ffctl.commands._output import message
+    from ffctl.core import workflow
+
+    st = AppState.of(ctx)
+    cfg = st.config()
+    with st.store().session(write=True) as s:
+        workflow.release(s, cfg, order_id, at=st.now(), actor=st.user)
+        task = workflow.current_task(s, order_id)
+        view = workflow.task_view(task, cfg, st.now()) if task is not None and task.node in cfg.nodes else None
+        node = task.node if task is not None else None
+    tail = f" at {node}, {left_text(view['seconds_left'])}" if view else ""
+    message(f"{order_id}: released{tail}.")
+
+
+@app.command()
+def cancel(
+    ctx: typer.Context,
+    order_id: str = typer.Argument(..., help="The order id."),
+    reason: str = typer.Option(..., "--reason", help="Why the order is cancelled (recorded in its timeline)."),
+) -> None:
+    """Cancel an order: its reservations are released and its open tasks closed."""
+    from ffctl.commands._output import message
+    from ffctl.core.orders import cancel_order
+
+    st = AppState.of(ctx)
+    cfg = st.config()
+    with st.store().session(write=True) as s:
+        result = cancel_order(s, cfg, order_id, at=st.now(), actor=st.user, reason=reason)
+    released = f"; released {result['released']} reserved units" if result["released"] else ""
+    message(f"{order_id}: cancelled{released}.")
+
+
+@app.command()
+def unflag(
+    ctx: typer.Context,
+    order_id: str = typer.Argument(..., help="The order id."),
+    flag: str = typer.Argument(..., help="The standing flag to clear (e.g. shipping_exception)."),
+) -> None:
+    """Clear a standing flag from an order (it stays in the timeline)."""
+    from ffctl.commands._output import message
+    from ffctl.core.orders import unflag as clear
+
+    st = AppState.of(ctx)
+    with st.store().session(write=True) as s:
+        clear(s, order_id, flag, at=st.now(), actor=st.user)
+    message(f"{order_id}: flag {flag} cleared.")

@@ -1,0 +1,313 @@
+"""Orders as people look them up and act on them: list, show, advance, cancel, unflag.
+
+Queries filter and page in SQL (never load every order to filter in Python); the state of an
+order's current task is computed in SQL from its clocks with the same rules as
+``workflow.task_view``, which then gives the business-time ``seconds_left`` of each row shown.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ffctl.core import audit, workflow
+from ffctl.core.errors import Conflict, FfctlError, NotFound, UsageError
+from ffctl.core.models import Allocation, Customer, Event, Order, OrderFlag, OrderLine, Task, TaskAssignee
+
+CHUNK = 500
+STATUSES = ("open", "on_hold", "shipped", "delivered", "cancelled")
+STATES = ("on_track", "at_risk", "breached", "on_hold")
+FINAL = ("shipped", "delivered", "cancelled")
+
+
+# --- the task state in SQL (mirrors workflow.task_view) --------------------------------------
+
+def breached_clause(task, now: datetime):
+    """Open task past its deadline (or already recorded as breached), not on hold."""
+    return sa.and_(task.held_at.is_(None), sa.or_(task.sla_state == "breached", task.deadline <= now))
+
+
+def at_risk_clause(task, now: datetime):
+    """Past warn_at of the SLA (or recorded at risk), not yet breached, not on hold."""
+    return sa.and_(
+        task.held_at.is_(None), task.sla_state != "breached", task.deadline > now,
+        sa.or_(task.sla_state == "at_risk", task.risk_at <= now),
+    )
+
+
+def state_filter(task, now: datetime, *, at_risk: bool, breached: bool):
+    """The WHERE clause for --at-risk / --breached (both given: either state); None for no filter."""
+    clauses = []
+    if breached:
+        clauses.append(breached_clause(task, now))
+    if at_risk:
+        clauses.append(at_risk_clause(task, now))
+    return sa.or_(*clauses) if clauses else None
+
+
+def urgency(task, now: datetime):
+    """Sort key: breached first, then the rest by deadline; on hold last."""
+    return sa.case((task.held_at.is_not(None), 2), (breached_clause(task, now), 0), else_=1)
+
+
+def check_node(cfg, node: str | None) -> None:
+    if node is not None and node not in cfg.nodes:
+        raise UsageError(f"--node {node!r}: no such node; the config has {', '.join(cfg.nodes)}")
+
+
+def standing_flags(session: Session, order_ids: Iterable[str]) -> dict[str, list[str]]:
+    ids = list(dict.fromkeys(order_ids))
+    flags: dict[str, list[str]] = {}
+    for start in range(0, len(ids), CHUNK):
+        rows = session.execute(
+            sa.select(OrderFlag.order_id, OrderFlag.flag)
+            .where(OrderFlag.order_id.in_(ids[start:start + CHUNK]), OrderFlag.cleared_at.is_(None))
+            .order_by(OrderFlag.raised_at, OrderFlag.id)
+        ).all()
+        for r in rows:
+            flags.setdefault(r.order_id, []).append(r.flag)
+    return flags
+
+
+def _view(cfg, row, now: datetime) -> dict:
+    """task_view of a task read as plain columns (None fields when the order has no open task)."""
+    if row.task_id is None:
+        return {"state": None, "seconds_left": None}
+    task = SimpleNamespace(node=row.task_node, held_at=row.held_at, sla_state=row.sla_state,
+                           deadline=row.deadline, risk_at=row.risk_at)
+    if task.node not in cfg.nodes:  # the config no longer has the node: state from the stored clocks only
+        return {"state": "on_hold" if task.held_at else task.sla_state, "seconds_left": None}
+    return workflow.task_view(task, cfg, now)
+
+
+# --- order list ------------------------------------------------------------------------------
+
+def list_orders(session: Session, cfg, now: datetime, *, node: str | None = None, status: str | None = None,
+                at_risk: bool = False, breached: bool = False, flag: str | None = None,
+                limit: int = 200) -> tuple[list[dict], bool]:
+    """Orders matching the filters, oldest first; returns (rows, truncated)."""
+    check_node(cfg, node)
+    if status is not None and status not in STATUSES:
+        raise UsageError(f"--status {status!r}: use one of {', '.join(STATUSES)}")
+    if limit < 0:
+        raise UsageError("--limit must be 0 (no limit) or more")
+    t = Task.__table__.c
+    stmt = (
+        sa.select(
+            Order.order_id, Order.customer, Customer.name.label("customer_name"), Order.status, Order.node,
+            Order.workflow, Order.promised_ship_date, Order.created_at,
+            t.id.label("task_id"), t.node.label("task_node"), t.owner, t.held_at, t.sla_state, t.deadline, t.risk_at,
+        )
+        .join(Customer, Customer.customer == Order.customer)
+        .outerjoin(Task, sa.and_(t.order_id == Order.order_id, t.status == "open"))
+    )
+    if node is not None:
+        stmt = stmt.where(Order.node == node)
+    if status is not None:
+        stmt = stmt.where(Order.status == status)
+    states = state_filter(t, now, at_risk=at_risk, breached=breached)
+    if states is not None:
+        stmt = stmt.where(t.id.is_not(None), states)
+    if flag is not None:
+        stmt = stmt.where(
+            sa.exists().where(OrderFlag.order_id == Order.order_id, OrderFlag.flag == flag,
+                              OrderFlag.cleared_at.is_(None))
+        )
+    stmt = stmt.order_by(Order.created_at, Order.order_id)
+    if limit:
+        stmt = stmt.limit(limit + 1)
+    rows = session.execute(stmt).all()
+    truncated = bool(limit) and len(rows) > limit
+    rows = rows[:limit] if limit else rows
+    flags = standing_flags(session, [r.order_id for r in rows])
+    out = []
+    for r in rows:
+        view = _view(cfg, r, now)
+        out.append({
+            "order_id": r.order_id, "customer": r.customer, "customer_name": r.customer_name,
+            "status": r.status, "workflow": r.workflow, "node": r.node, "owner": r.owner,
+            "state": view["state"], "deadline": r.deadline if r.task_id is not None else None,
+            "seconds_left": view["seconds_left"], "flags": flags.get(r.order_id, []),
+            "promised_ship_date": r.promised_ship_date, "created_at": r.created_at,
+        })
+    return out, truncated
+
+
+# --- order show ------------------------------------------------------------------------------
+
+def _backorder_date(session: Session, cfg, order_id: str, sku: str, qty: int, now: datetime):
+    """Earliest date ``qty`` more of ``sku`` can ship for this order, from available-to-promise.
+
+    Returns (date | None, note | None); the note says why there is no date.
+    """
+    try:
+        from ffctl.core import stock
+    except ImportError:
+        return None, "available-to-promise is not available in this build"
+    result = stock.atp(session, sku, qty, now=now, tz=cfg.timezone, exclude_orders=[order_id])
+    earliest = result.get("earliest_date")
+    return earliest, None if earliest else "no known supply covers it"
+
+
+def show_order(session: Session, cfg, order_id: str, now: datetime) -> dict:
+    """Where the order is, who owns it, its lines with allocation, and its timeline."""
+    row = session.execute(
+        sa.select(Order, Customer.name).join(Customer, Customer.customer == Order.customer)
+        .where(Order.order_id == order_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"no order {order_id!r}")
+    order, customer_name = row
+    task = workflow.current_task(session, order_id)
+    current = None
+    if task is not None:
+        view = workflow.task_view(task, cfg, now) if task.node in cfg.nodes else {"state": None, "seconds_left": None}
+        roles = workflow.assignees(session, task)
+        current = {
+            "node": task.node, "owner": task.owner, "auto": cfg.nodes[task.node].auto if task.node in cfg.nodes else None,
+            "assignees": roles,
+            "people": sorted({m for r in roles if r in cfg.roles for m in cfg.roles[r].members}),
+            "entered_at": task.entered_at, "deadline": task.deadline, "state": view["state"],
+            "seconds_left": view["seconds_left"], "escalation_level": task.escalation_level,
+            "held_at": task.held_at,
+        }
+    lines = []
+    # a shortfall is a backorder once the order waits at its allocation node (before that, nothing is reserved yet)
+    waiting_for_stock = order.status in ("open", "on_hold") and current is not None and current["auto"] == "allocate"
+    for line in session.execute(
+        sa.select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.line_no)
+    ).scalars():
+        short = line.qty - line.allocated if waiting_for_stock else 0
+        item = {"line_no": line.line_no, "sku": line.sku, "qty": line.qty, "allocated": line.allocated,
+                "backordered": short, "atp_date": None, "atp_note": None}
+        if short > 0:
+            item["atp_date"], item["atp_note"] = _backorder_date(session, cfg, order_id, line.sku, short, now)
+        lines.append(item)
+    timeline = [
+        {"at": e.at, "event": e.event, "node": e.node, "actor": e.actor, "detail": e.detail}
+        for e in session.execute(
+            sa.select(Event).where(Event.order_id == order_id).order_by(Event.at, Event.id)
+        ).scalars()
+    ]
+    return {
+        "order_id": order.order_id, "status": order.status, "workflow": order.workflow, "node": order.node,
+        "customer": order.customer, "customer_name": customer_name, "channel": order.channel,
+        "region": order.region, "sales_rep": order.sales_rep, "priority": order.priority,
+        "created_at": order.created_at, "promised_ship_date": order.promised_ship_date,
+        "flags": standing_flags(session, [order_id]).get(order_id, []),
+        "state": current["state"] if current else None,
+        "owner": current["owner"] if current else None,
+        "assignees": current["assignees"] if current else [],
+        "deadline": current["deadline"] if current else None,
+        "seconds_left": current["seconds_left"] if current else None,
+        "current_task": current,
+        "shipped_at": order.shipped_at, "delivered_at": order.delivered_at, "cancelled_at": order.cancelled_at,
+        "carrier": order.carrier, "tracking": order.tracking,
+        "lines": lines, "timeline": timeline,
+    }
+
+
+# --- advance ---------------------------------------------------------------------------------
+
+def current_node(session: Session, order_id: str) -> str | None:
+    """The node of the order's open task (None when it has none); NotFound for no such order."""
+    if session.get(Order, order_id) is None:
+        raise NotFound(f"no order {order_id!r}")
+    task = workflow.current_task(session, order_id)
+    return task.node if task else None
+
+
+def advance(session: Session, cfg, order_id: str, *, at: datetime, actor: str, node: str | None,
+            note: str | None = None, reject: bool = False, reason: str | None = None) -> dict:
+    """A person completes (or rejects) the order's current manual node; returns what happened.
+
+    ``node`` guards: refused if the order is elsewhere by the time its row is locked.
+    """
+    if reject:
+        if not reason:
+            raise UsageError("--reject needs --reason: say why the order goes back")
+        now_at = workflow.reject(session, cfg, order_id, at=at, actor=actor, reason=reason, node=node, manual=True)
+        order = session.get(Order, order_id)
+        session.refresh(order)
+        closed = _closed_task(session, order_id, at, actor, "rejected")
+        return {"order_id": order_id, "node": closed.node, "outcome": "rejected",
+                "sla": workflow._sla_words(cfg, closed, at), "next_node": now_at,
+                "on_hold": order.status == "on_hold", "reason": reason}
+    nxt = workflow.complete(session, cfg, order_id, at=at, actor=actor, node=node, note=note, manual=True)
+    closed = _closed_task(session, order_id, at, actor, "done")
+    return {"order_id": order_id, "node": closed.node, "outcome": "completed",
+            "sla": workflow._sla_words(cfg, closed, at), "next_node": nxt, "on_hold": False, "reason": None}
+
+
+def _closed_task(session: Session, order_id: str, at: datetime, actor: str, status: str) -> Task:
+    return session.execute(
+        sa.select(Task).where(Task.order_id == order_id, Task.status == status, Task.completed_by == actor,
+                              Task.completed_at == at)
+        .order_by(Task.id.desc()).limit(1)
+    ).scalar_one()
+
+
+def advance_message(result: dict) -> str:
+    """One line for the person: what was closed, the SLA outcome, and where the order is now."""
+    sla = f" ({result['sla']})" if result["sla"] else ""
+    head = f"{result['order_id']}: {result['node']} {result['outcome']}{sla}"
+    if result["outcome"] == "rejected":
+        if result["on_hold"]:
+            return (f"{head} → on hold at {result['next_node']} (the first node); "
+                    f"`ffctl order release {result['order_id']}` resumes it")
+        return f"{head} → back at {result['next_node']}"
+    if result["next_node"] is None:
+        return f"{head} → workflow finished"
+    return f"{head} → now at {result['next_node']}"
+
+
+# --- cancel and unflag -----------------------------------------------------------------------
+
+def cancel_order(session: Session, cfg, order_id: str, *, at: datetime, actor: str, reason: str) -> dict:
+    """Release the order's reservations, close its open tasks, and mark it cancelled."""
+    if not reason or not reason.strip():
+        raise UsageError("--reason is required: say why the order is cancelled")
+    order = workflow._lock_order(session, order_id)
+    if order.status in FINAL:
+        raise Conflict(f"order {order_id} is {order.status}; it cannot be cancelled")
+    try:
+        from ffctl.core.stock import release_order
+    except ImportError:  # a build without core/stock.py: refuse rather than strand reservations
+        release_order = None
+    if release_order is not None:
+        reserved = release_order(session, order_id, at=at, actor=actor)
+    else:
+        reserved = session.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(Allocation.qty), 0)).where(Allocation.order_id == order_id)
+        ).scalar_one()
+        if reserved:
+            raise FfctlError(f"order {order_id} holds {reserved} reserved units and this build cannot release "
+                             "them (core/stock.py is missing); nothing was changed")
+    node = order.node
+    workflow.cancel_tasks(session, order_id, at=at, actor=actor, reason=reason)
+    order.status, order.cancelled_at, order.node = "cancelled", at, None
+    session.flush()
+    released = f"; released {reserved} reserved unit{'s' if reserved != 1 else ''}" if reserved else ""
+    audit.record(session, event="cancelled", at=at, actor=actor, order_id=order_id, node=node,
+                 detail=f"{reason}{released}")
+    return {"order_id": order_id, "node": node, "released": int(reserved)}
+
+
+def unflag(session: Session, order_id: str, flag: str, *, at: datetime, actor: str) -> None:
+    """Clear a standing flag (it stays in the history)."""
+    if session.get(Order, order_id) is None:
+        raise NotFound(f"no order {order_id!r}")
+    cleared = session.execute(
+        sa.update(OrderFlag)
+        .where(OrderFlag.order_id == order_id, OrderFlag.flag == flag, OrderFlag.cleared_at.is_(None))
+        .values(cleared_at=at, cleared_by=actor)
+    ).rowcount
+    if not cleared:
+        standing = standing_flags(session, [order_id]).get(order_id, [])
+        known = f"; its standing flags: {', '.join(standing)}" if standing else "; it has no standing flags"
+        raise NotFound(f"order {order_id} has no standing flag {flag!r}{known}")
+    audit.record(session, event="unflagged", at=at, actor=actor, order_id=order_id, detail=f"{flag} cleared")
