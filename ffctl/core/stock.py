@@ -459,7 +459,7 @@ def receive(session: Session, receipt_id: str, *, at: datetime, actor: str) -> d
             raise NotFound(f"no receipt {receipt_id!r}", hint="`ffctl import receipts FILE` adds expected receipts.")
         when = seen[1]
         shown = when.isoformat(timespec="minutes") if isinstance(when, datetime) else str(when)
-        raise Conflict(f"receipt {receipt_id} was already received ({shown} UTC); nothing to do")
+        raise Conflict(f"receipt {receipt_id} was already received (at {shown}); nothing to do")
     lines = sorted((r.sku, r.warehouse, int(r.qty)) for r in done)
     totals: dict[tuple[str, str], int] = defaultdict(int)
     for s, w, q in lines:
@@ -542,7 +542,7 @@ def ship(session: Session, cfg, order_id: str, *, at: datetime, actor: str, carr
                 and _same(tracking, shipment.tracking):
             return False
         when = shipment.shipped_at.isoformat(timespec="minutes") if shipment else "?"
-        raise Conflict(f"order {order_id} was already shipped ({when} UTC"
+        raise Conflict(f"order {order_id} was already shipped (at {when}"
                        + (f", {shipment.carrier}" if shipment and shipment.carrier else "") + ")")
     if status == "cancelled":
         raise Conflict(f"order {order_id} is cancelled; it cannot ship")
@@ -596,13 +596,13 @@ def deliver(session: Session, cfg, order_id: str, *, at: datetime, actor: str, i
         if found is not None and found.delivered_at == at and found.issue == issue:
             return False
         when = found.delivered_at.isoformat(timespec="minutes") if found else "?"
-        raise Conflict(f"order {order_id} was already delivered ({when} UTC)")
+        raise Conflict(f"order {order_id} was already delivered (at {when})")
     if status != "shipped":
         where = f" at node {order['node']}" if order["node"] else ""
         raise Conflict(f"order {order_id} has not shipped (it is {status}{where}); record the shipment first",
                        hint=f"`ffctl ship {order_id}`")
     if order["shipped_at"] is not None and at < order["shipped_at"]:
-        raise Conflict(f"order {order_id} shipped at {order['shipped_at'].isoformat(timespec='minutes')} UTC; "
+        raise Conflict(f"order {order_id} shipped at {order['shipped_at'].isoformat(timespec='minutes')}; "
                        "it cannot be delivered before that")
     session.execute(sa.insert(Delivery.__table__).values(order_id=order_id, delivered_at=at, issue=issue))
     session.execute(sa.update(ORDERS).where(ORDERS.c.order_id == order_id)

@@ -1,0 +1,89 @@
+"""ffctl allocate [ORDER_ID...] [--all] [--dry-run]."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from ffctl.commands._common import AppState, format_option
+
+app = typer.Typer(help="Reserve stock for orders waiting at the allocation node.")
+
+TABLE_ROWS = 50  # a terminal table shows this many orders; json/csv show all
+
+RESULT_STYLES = {"allocated": "green", "partial": "yellow", "backordered": "red"}
+
+
+def _result_text(value) -> str:
+    style = RESULT_STYLES.get(value)
+    return f"[{style}]{value}[/]" if style else str(value or "-")
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def _order_row(o: dict) -> dict:
+    dates = [ln["atp_date"] for ln in o["lines"] if ln["backordered"]]
+    return {
+        "order_id": o["order_id"], "priority": o["priority"], "promised_ship_date": o["promised_ship_date"],
+        "result": o["result"], "allocated_now": o["allocated_now"], "backordered": o["backordered"],
+        # an order is covered when its last backordered line is; unknown if any line has no date
+        "backorder_atp": (max(dates) if dates and all(dates) else None),
+        "next_node": o["next_node"],
+    }
+
+
+@app.command()
+def allocate(
+    ctx: typer.Context,
+    order_ids: Optional[List[str]] = typer.Argument(None, metavar="[ORDER_ID]...", help="Orders to allocate."),
+    all_orders: bool = typer.Option(False, "--all", help="Every order waiting at an allocation node."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; write nothing."),
+    fmt=format_option(),
+) -> None:
+    """Reserve stock for orders at the allocation node: priority first, then promised date, then age.
+
+    Each line takes what is available, from one warehouse that can fill it when there is one,
+    else from the warehouses with the most first. A fully allocated order completes the node;
+    a partial one stays (backordered, with the date available-to-promise covers it) and is
+    topped up by a later run. Never reserves more than is on hand.
+    """
+    from ffctl.commands._output import Column, dumps, message, render, resolve_format
+    from ffctl.core.errors import UsageError
+    from ffctl.core.stock import allocate as run
+
+    if order_ids and all_orders:
+        raise UsageError("give ORDER_IDs or --all, not both")
+    st = AppState.of(ctx)
+    cfg = st.config()
+    with st.store().session(write=not dry_run) as s:
+        result = run(s, cfg, order_ids or None, all_orders=all_orders, dry_run=dry_run, at=st.now(),
+                     actor=st.user, tz=cfg.timezone)
+    kind = resolve_format(fmt)
+    if kind == "json":
+        print(dumps(result, st.tz))
+    else:
+        rows = [_order_row(o) for o in result["orders"]]
+        shown = rows if kind == "csv" else rows[:TABLE_ROWS]
+        columns = [
+            Column("order_id", "order"), Column("priority", justify="right"),
+            Column("promised_ship_date", "promised"), Column("result", show=_result_text),
+            Column("allocated_now", "reserved now", justify="right"),
+            Column("backordered", justify="right"), Column("backorder_atp", "backorder ATP"),
+            Column("next_node", "now at"),
+        ]
+        render(shown, columns, kind, tz=st.tz, title="allocation plan (dry run)" if dry_run else None,
+               empty="No orders are waiting for allocation.")
+        if len(shown) < len(rows):
+            message(f"Showing the first {len(shown)} of {len(rows)} orders (--format csv or json shows all).")
+    sm = result["summary"]
+    verb = "Would reserve" if dry_run else "Reserved"
+    message(f"{verb} {_n(sm['units_allocated'], 'unit')} for {_n(sm['orders'], 'order')}: "
+            f"{sm['completed']} fully allocated{' (node completed)' if not dry_run and sm['completed'] else ''}, "
+            f"{sm['partial']} partial, {sm['backordered']} waiting for stock; "
+            f"{_n(sm['units_backordered'], 'unit')} backordered." + (" Dry run: nothing was written." if dry_run else ""))
+    if result["skipped"]:
+        message(f"{_n(len(result['skipped']), 'order')} were being changed by another process and were left for "
+                f"the next run: {', '.join(result['skipped'][:5])}{' ...' if len(result['skipped']) > 5 else ''}")

@@ -1,0 +1,115 @@
+"""ffctl stock show / atp / receive / adjust."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from ffctl.commands._common import AppState, format_option
+
+app = typer.Typer(help="Stock per warehouse, available-to-promise, receipts, counts.", no_args_is_help=True)
+
+
+def _available_text(value) -> str:
+    return f"[bold red]{value}[/]" if isinstance(value, int) and value <= 0 else str(value)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    sku: Optional[str] = typer.Argument(None, help="One SKU [default: every SKU with stock or receipts]."),
+    warehouse: Optional[str] = typer.Option(None, "--warehouse", "-w", help="Only this warehouse."),
+    fmt=format_option(),
+) -> None:
+    """On hand, allocated, available, inbound and safety stock, per SKU and warehouse."""
+    from ffctl.commands._output import Column, render
+    from ffctl.core.stock import stock_rows
+
+    st = AppState.of(ctx)
+    with st.store().session() as s:
+        rows = stock_rows(s, sku, warehouse)
+    columns = [
+        Column("sku"), Column("warehouse"), Column("on_hand", "on hand", justify="right"),
+        Column("allocated", justify="right"), Column("available", justify="right", show=_available_text),
+        Column("inbound", justify="right"), Column("safety_stock", "safety stock", justify="right"),
+    ]
+    what = f" for {sku}" if sku else ""
+    render(rows, columns, fmt, tz=st.tz, empty=f"No stock recorded{what}.")
+
+
+@app.command()
+def atp(
+    ctx: typer.Context,
+    sku: str = typer.Argument(..., help="The SKU."),
+    qty: Optional[int] = typer.Option(None, "--qty", "-q", min=1, help="Quantity to ship [default: 1]."),
+    warehouse: Optional[str] = typer.Option(None, "--warehouse", "-w", help="Only this warehouse's supply."),
+    fmt=format_option(),
+) -> None:
+    """Time-phased available-to-promise and the earliest date QTY can ship.
+
+    Today's figure is on hand minus allocated minus what open orders still need (unallocated);
+    each open receipt adds its quantity on its expected date (an overdue receipt counts today).
+    """
+    from ffctl.commands._output import render_object
+    from ffctl.core.stock import atp as atp_of
+
+    st = AppState.of(ctx)
+    cfg = st.config()
+    with st.store().session() as s:
+        result = atp_of(s, sku, qty, now=st.now(), tz=cfg.timezone, warehouse=warehouse)
+    render_object(result, fmt, tz=st.tz, table=_atp_table)
+
+
+def _atp_table(result: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ffctl.commands._output import get_console
+
+    console = get_console()
+    table = Table(title=f"available to promise: {escape(result['sku'])}", header_style="bold")
+    table.add_column("date")
+    table.add_column("available", justify="right")
+    for row in result["schedule"]:
+        table.add_row(row["date"].isoformat(), _available_text(row["available"]))
+    console.print(table)
+    when = result["earliest_date"]
+    console.print(f"{result['qty']} can ship on {when.isoformat()}" if when else
+                  f"{result['qty']}: no known supply covers it (no date)", highlight=False)
+
+
+@app.command()
+def receive(
+    ctx: typer.Context,
+    receipt_id: str = typer.Argument(..., help="The receipt id (all its open lines are received)."),
+) -> None:
+    """Receive an expected receipt: its quantities move from inbound to on hand."""
+    from ffctl.commands._output import message
+    from ffctl.core.stock import receive as receive_one
+
+    st = AppState.of(ctx)
+    with st.store().session(write=True) as s:
+        result = receive_one(s, receipt_id, at=st.now(), actor=st.user)
+    lines = ", ".join(f"{ln['sku']} {ln['qty']} into {ln['warehouse']}" for ln in result["lines"])
+    message(f"Received {receipt_id}: {result['units']} units ({lines}).")
+    message("Orders waiting for this stock get it on the next `ffctl allocate`.")
+
+
+@app.command(context_settings={"ignore_unknown_options": True})
+def adjust(
+    ctx: typer.Context,
+    sku: str = typer.Argument(..., help="The SKU."),
+    warehouse: str = typer.Argument(..., help="The warehouse."),
+    delta: int = typer.Argument(..., help="Units to add (positive) or take away (negative, e.g. -3)."),
+    reason: str = typer.Option(..., "--reason", "-r", help="Why (counted, damaged, found...): recorded with the change."),
+) -> None:
+    """Correct on hand by DELTA after a count; refused below zero or below what is allocated."""
+    from ffctl.commands._output import message
+    from ffctl.core.stock import adjust as adjust_one
+
+    st = AppState.of(ctx)
+    with st.store().session(write=True) as s:
+        r = adjust_one(s, sku, warehouse, delta, reason=reason, at=st.now(), actor=st.user)
+    message(f"{sku} in {warehouse}: on hand {r['on_hand_before']} -> {r['on_hand']} ({delta:+d}); "
+            f"{r['allocated']} allocated, {r['available']} available.")

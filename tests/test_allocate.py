@@ -1,0 +1,316 @@
+"""Allocation: priority, partial and top-up, warehouses, dry run, release, and the invariant under
+random operation sequences (hypothesis), on both backends."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import test_stock as sd
+from ffctl.core.errors import Conflict, NotFound, UsageError
+
+NOW, TZ = sd.NOW, sd.TZ
+
+
+def lines_of(session, order_id):
+    return [tuple(r) for r in session.execute(sa.text(
+        "SELECT line_no, qty, allocated FROM order_line WHERE order_id = :o ORDER BY line_no"), {"o": order_id})]
+
+
+def node_of(session, order_id):
+    return session.execute(sa.text("SELECT node FROM orders WHERE order_id = :o"), {"o": order_id}).scalar()
+
+
+def allocations(session, order_id):
+    return sorted(tuple(r) for r in session.execute(sa.text(
+        "SELECT l.line_no, a.warehouse, a.qty FROM allocation a JOIN order_line l ON l.id = a.line_id "
+        "WHERE a.order_id = :o"), {"o": order_id}))
+
+
+def test_priority_then_promised_then_created_and_partial(store, example_config):
+    from ffctl.core import stock
+
+    cfg = example_config
+    with store.session(write=True) as s:
+        sd.seed(s, products=["A"], stock=[("A", "WH1", 10)])
+        sd.add_orders(s, cfg, [
+            ("O1", 0, [("A", 6)]),
+            ("O2", 5, [("A", 6)]),
+            ("O3", 5, [("A", 3)], date(2026, 11, 20)),
+        ])
+        got = stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)
+    assert [(o["order_id"], o["result"], o["allocated_now"], o["backordered"]) for o in got["orders"]] == [
+        ("O3", "allocated", 3, 0), ("O2", "allocated", 6, 0), ("O1", "partial", 1, 5)]
+    assert got["summary"] == {"orders": 3, "completed": 2, "partial": 1, "backordered": 0,
+                              "units_allocated": 10, "units_backordered": 5}
+    assert got["orders"][0]["next_node"] == "wave_pick"
+    assert got["orders"][2]["lines"][0] == {"line_no": 1, "sku": "A", "qty": 6, "allocated": 1,
+                                            "reserved": [{"warehouse": "WH1", "qty": 1}], "backordered": 5,
+                                            "atp_date": None}
+    with store.session() as s:
+        assert node_of(s, "O3") == "wave_pick" and node_of(s, "O2") == "wave_pick"
+        assert node_of(s, "O1") == "allocation"
+        assert lines_of(s, "O1") == [(1, 6, 1)]
+        assert tuple(sd.stock_of(s, "A", "WH1")) == (10, 10)
+        assert [e.order_id for e in sd.events(s, "allocated")] == ["O3", "O2", "O1"]
+        assert sd.events(s, "allocated")[2].detail == "L1 A 1 @ WH1; L1 A 5 backordered (no known supply)"
+        sd.check_invariants(s)
+
+
+def test_top_up_after_a_receipt_and_backorder_atp_dates(store, example_config):
+    from ffctl.core import stock
+
+    cfg = example_config
+    with store.session(write=True) as s:
+        sd.seed(s, products=["A", "B"], stock=[("A", "WH1", 4), ("B", "WH1", 10)], receipts=[
+            ("R1", "A", "WH2", 3, NOW + timedelta(days=1)), ("R2", "A", "WH1", 10, NOW + timedelta(days=5))])
+        sd.add_orders(s, cfg, [("O1", 1, [("A", 6), ("B", 2)]), ("O2", 0, [("A", 3)])])
+        got = stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)
+    # O1 line 1 waits for 2: R1 (11-03) covers it; O2 waits for 3: 1 left of R1, so R2 (11-07)
+    assert [(o["order_id"], o["result"], [ln["atp_date"] for ln in o["lines"]]) for o in got["orders"]] == [
+        ("O1", "partial", [date(2026, 11, 3), None]), ("O2", "backordered", [date(2026, 11, 7)])]
+    with store.session(write=True) as s:
+        stock.receive(s, "R1", at=NOW, actor="frank")
+        again = stock.allocate(s, cfg, all_orders=True, at=NOW + timedelta(hours=1), actor="cron", tz=TZ)
+    assert [(o["order_id"], o["result"], o["allocated_now"]) for o in again["orders"]] == [
+        ("O1", "allocated", 2), ("O2", "partial", 1)]
+    with store.session() as s:
+        assert allocations(s, "O1") == [(1, "WH1", 4), (1, "WH2", 2), (2, "WH1", 2)]
+        assert node_of(s, "O1") == "wave_pick"
+        assert lines_of(s, "O2") == [(1, 3, 1)]
+        sd.check_invariants(s)
+
+
+def test_warehouse_choice(store, example_config):
+    from ffctl.core import stock
+
+    cfg = example_config
+    with store.session(write=True) as s:
+        sd.seed(s, products=["A", "B", "C"], stock=[
+            ("A", "WH1", 5), ("A", "WH2", 8), ("A", "WH3", 3),
+            ("B", "WH1", 5), ("B", "WH2", 4), ("B", "WH3", 3),
+            ("C", "WH1", 9), ("C", "WH2", 7),
+        ])
+        sd.add_orders(s, cfg, [
+            ("O1", 9, [("A", 6)]),     # only WH2 fills it whole
+            ("O2", 8, [("B", 10)]),    # nobody can: most available first, WH1 5, WH2 4, WH3 1
+            ("O3", 7, [("C", 6)]),     # both can: the most available, WH1
+        ])
+        stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)
+        assert allocations(s, "O1") == [(1, "WH2", 6)]
+        assert allocations(s, "O2") == [(1, "WH1", 5), (1, "WH2", 4), (1, "WH3", 1)]
+        assert allocations(s, "O3") == [(1, "WH1", 6)]
+        sd.check_invariants(s)
+
+
+def test_top_up_prefers_the_warehouse_the_line_already_uses(store, example_config):
+    from ffctl.core import stock
+
+    cfg = example_config
+    with store.session(write=True) as s:
+        sd.seed(s, products=["A"], stock=[("A", "WH1", 2)])
+        sd.add_orders(s, cfg, [("O1", 0, [("A", 5)])])
+        stock.allocate(s, cfg, ["O1"], at=NOW, actor="cron", tz=TZ)
+        stock.adjust(s, "A", "WH1", 3, reason="found", at=NOW, actor="frank")
+        stock.adjust(s, "A", "WH2", 9, reason="found", at=NOW, actor="frank")
+        stock.allocate(s, cfg, ["O1"], at=NOW, actor="cron", tz=TZ)
+        assert allocations(s, "O1") == [(1, "WH1", 5)]
+        sd.check_invariants(s)
+
+
+def test_dry_run_shows_the_plan_and_writes_nothing(store, example_config):
+    from ffctl.core import stock
+
+    cfg = example_config
+    with store.session(write=True) as s:
+        sd.seed(s, products=["A"], stock=[("A", "WH1", 5)])
+        sd.add_orders(s, cfg, [("O1", 0, [("A", 3)]), ("O2", 0, [("A", 3)])])
+
+    def snapshot(s):
+        return [s.execute(sa.text(q)).all() for q in (
+            "SELECT * FROM stock ORDER BY id", "SELECT * FROM allocation ORDER BY id",
+            "SELECT id, allocated FROM order_line ORDER BY id", "SELECT order_id, node FROM orders ORDER BY order_id",
+            "SELECT count(*) FROM event", "SELECT count(*) FROM task")]
+
+    with store.session() as s:
+        before = snapshot(s)
+        plan = stock.allocate(s, cfg, all_orders=True, dry_run=True, at=NOW, actor="cron", tz=TZ)
+    with store.session() as s:
+        assert snapshot(s) == before
+    assert plan["dry_run"] is True
+    with store.session(write=True) as s:
+        real = stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)
+    for row in plan["orders"]:
+        row["next_node"] = None
+    for row in real["orders"]:
+        row["next_node"] = None
+    assert plan["orders"] == real["orders"] and plan["summary"] == real["summary"]
+
+
+def test_release_order_frees_stock(store, example_config):
+    from ffctl.core import stock, workflow
+
+    cfg = example_config
+    with store.session(write=True) as s:
+        sd.seed(s, products=["A", "B"], stock=[("A", "WH1", 5), ("A", "WH2", 5), ("B", "WH1", 1)])
+        sd.add_orders(s, cfg, [("O1", 1, [("A", 7), ("B", 2)]), ("O2", 0, [("A", 4)])])
+        stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)
+        assert lines_of(s, "O2") == [(1, 4, 3)]
+    with store.session(write=True) as s:
+        workflow.cancel_tasks(s, "O1", at=NOW, actor="oscar", reason="customer changed mind")
+        s.execute(sa.text("UPDATE orders SET status = 'cancelled', node = NULL WHERE order_id = 'O1'"))
+        assert stock.release_order(s, "O1", at=NOW, actor="oscar") == 8
+        assert stock.release_order(s, "O1", at=NOW, actor="oscar") == 0
+    with store.session(write=True) as s:
+        assert lines_of(s, "O1") == [(1, 7, 0), (2, 2, 0)]
+        assert sd.stock_of(s, "A", "WH1")[1] + sd.stock_of(s, "A", "WH2")[1] == 3
+        assert tuple(sd.stock_of(s, "B", "WH1")) == (1, 0)
+        sd.check_invariants(s)
+        got = stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)
+        assert [(o["order_id"], o["result"]) for o in got["orders"]] == [("O2", "allocated")]
+        with pytest.raises(NotFound):
+            stock.release_order(s, "NOPE", at=NOW, actor="oscar")
+
+
+def test_explicit_orders_are_checked_first(store, example_config):
+    from ffctl.core import stock
+
+    cfg = example_config
+    with store.session(write=True) as s:
+        sd.seed(s, products=["A"], stock=[("A", "WH1", 5)])
+        sd.add_orders(s, cfg, [("O1", 0, [("A", 1)])])
+        sd.add_orders(s, cfg, [("O2", 0, [("A", 1)])], to_allocation=False)
+    with store.session(write=True) as s:
+        with pytest.raises(NotFound, match="no order NOPE"):
+            stock.allocate(s, cfg, ["O1", "NOPE"], at=NOW, actor="cron", tz=TZ)
+        with pytest.raises(Conflict, match="O2 is at node credit_review"):
+            stock.allocate(s, cfg, ["O1", "O2"], at=NOW, actor="cron", tz=TZ)
+        with pytest.raises(UsageError):
+            stock.allocate(s, cfg, at=NOW, actor="cron", tz=TZ)
+        got = stock.allocate(s, cfg, ["O1"], at=NOW, actor="cron", tz=TZ)
+        assert got["summary"]["completed"] == 1
+        assert stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)["orders"] == []
+
+
+def test_an_order_sent_back_to_allocation_fully_allocated_moves_on(store, example_config):
+    from ffctl.core import stock, workflow
+
+    cfg = example_config
+    with store.session(write=True) as s:
+        sd.seed(s, products=["A"], stock=[("A", "WH1", 5)])
+        sd.add_orders(s, cfg, [("O1", 0, [("A", 2)])])
+        stock.allocate(s, cfg, ["O1"], at=NOW, actor="cron", tz=TZ)
+        assert node_of(s, "O1") == "wave_pick"
+        workflow.reject(s, cfg, "O1", at=NOW, actor="frank", reason="recount")
+        assert node_of(s, "O1") == "allocation"
+        got = stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)
+        assert [(o["order_id"], o["result"], o["allocated_now"]) for o in got["orders"]] == [("O1", "allocated", 0)]
+        assert node_of(s, "O1") == "wave_pick"
+        assert len(sd.events(s, "allocated")) == 1
+        sd.check_invariants(s)
+
+
+def test_held_orders_wait(store, example_config):
+    from ffctl.core import stock, workflow
+
+    cfg = example_config
+    with store.session(write=True) as s:
+        sd.seed(s, products=["A"], stock=[("A", "WH1", 5)])
+        sd.add_orders(s, cfg, [("O1", 0, [("A", 2)])])
+        workflow.hold(s, cfg, "O1", at=NOW, actor="judy", reason="credit")
+        assert stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)["orders"] == []
+        with pytest.raises(Conflict, match="O1 is on_hold"):
+            stock.allocate(s, cfg, ["O1"], at=NOW, actor="cron", tz=TZ)
+
+
+# --- the invariant under random operation sequences ---------------------------------------------
+
+SKUS = ["A", "B", "C"]
+WAREHOUSES = ["W1", "W2"]
+
+operation = st.one_of(
+    st.tuples(st.just("allocate_all")),
+    st.tuples(st.just("allocate_some"), st.lists(st.integers(0, 7), min_size=1, max_size=3, unique=True)),
+    st.tuples(st.just("adjust"), st.sampled_from(SKUS), st.sampled_from(WAREHOUSES), st.integers(-6, 6)),
+    st.tuples(st.just("count"), st.sampled_from(SKUS), st.sampled_from(WAREHOUSES), st.integers(0, 8)),
+    st.tuples(st.just("receive"), st.integers(0, 2)),
+    st.tuples(st.just("cancel"), st.integers(0, 7)),
+    st.tuples(st.just("ship"), st.integers(0, 7)),
+)
+scenario = st.fixed_dictionaries({
+    "stock": st.lists(st.tuples(st.sampled_from(SKUS), st.sampled_from(WAREHOUSES), st.integers(0, 8)),
+                      max_size=5, unique_by=lambda t: (t[0], t[1])),
+    "orders": st.lists(st.tuples(st.integers(0, 2), st.lists(st.tuples(st.sampled_from(SKUS), st.integers(1, 5)),
+                                                             min_size=1, max_size=3)), min_size=1, max_size=8),
+    "receipts": st.lists(st.tuples(st.sampled_from(SKUS), st.sampled_from(WAREHOUSES), st.integers(1, 6)),
+                         max_size=3),
+    "ops": st.lists(operation, min_size=1, max_size=8),
+})
+
+_examples = {"n": 0}
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(data=scenario)
+def test_invariant_holds_over_random_operations(store, example_config, data):
+    """Any mix of allocations, counts, adjustments, receipts, cancels and shipments never oversells,
+    and reservations always add up (each example uses its own SKUs in one store)."""
+    from ffctl.core import stock, workflow
+
+    cfg = example_config
+    _examples["n"] += 1
+    p = f"x{_examples['n']}_"
+    sku = {s: p + s for s in SKUS}
+    with store.session(write=True) as s:
+        sd.seed(s, products=list(sku.values()), customers=() if _examples["n"] > 1 and _has_c1(s) else ("C1",),
+                stock=[(sku[a], w, n) for a, w, n in data["stock"]],
+                receipts=[(f"{p}R{i}", sku[a], w, q, NOW + timedelta(days=i)) for i, (a, w, q) in
+                          enumerate(data["receipts"])])
+        orders = [(f"{p}O{i}", prio, [(sku[a], q) for a, q in lines]) for i, (prio, lines) in enumerate(data["orders"])]
+        sd.add_orders(s, cfg, orders)
+    ids = [o[0] for o in orders]
+    for op in data["ops"]:
+        try:
+            with store.session(write=True) as s:
+                kind = op[0]
+                if kind == "allocate_all":
+                    stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)
+                elif kind == "allocate_some":
+                    stock.allocate(s, cfg, [ids[i % len(ids)] for i in op[1]], at=NOW, actor="cron", tz=TZ)
+                elif kind == "adjust":
+                    stock.adjust(s, sku[op[1]], op[2], op[3], reason="test", at=NOW, actor="t")
+                elif kind == "count":
+                    stock.apply_counts(s, [(sku[op[1]], op[2], op[3])], at=NOW, actor="t")
+                elif kind == "receive":
+                    stock.receive(s, f"{p}R{op[1]}", at=NOW, actor="t")
+                elif kind == "cancel":
+                    oid = ids[op[1] % len(ids)]
+                    workflow.cancel_tasks(s, oid, at=NOW, actor="t", reason="test")
+                    stock.release_order(s, oid, at=NOW, actor="t")
+                    s.execute(sa.text("UPDATE orders SET status = 'cancelled', node = NULL WHERE order_id = :o"),
+                              {"o": oid})
+                elif kind == "ship":
+                    oid = ids[op[1] % len(ids)]
+                    for node in ("wave_pick", "pack_check"):
+                        if node_of(s, oid) == node:
+                            workflow.complete(s, cfg, oid, at=NOW, actor="t", node=node)
+                    stock.ship(s, cfg, oid, at=NOW, actor="t")
+        except (Conflict, NotFound, UsageError):
+            pass  # a refused operation writes nothing
+        with store.session() as s:
+            sd.check_invariants(s)
+    with store.session() as s:
+        # shipped orders were fully allocated and consumed what they held
+        shipped = s.execute(sa.text(
+            "SELECT count(*) FROM order_line l JOIN orders o ON o.order_id = l.order_id "
+            "WHERE o.status = 'shipped' AND l.allocated <> l.qty")).scalar()
+        assert shipped == 0
+
+
+def _has_c1(session) -> bool:
+    return session.execute(sa.text("SELECT count(*) FROM customer WHERE customer = 'C1'")).scalar() > 0
