@@ -1,0 +1,268 @@
+"""ffctl report kpi / sla / dashboard: fulfillment KPIs against targets (SPEC §7)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ffctl.commands._common import AppState, Format, format_option
+
+app = typer.Typer(help="Fulfillment KPIs against targets, and the HTML dashboard.", no_args_is_help=True)
+
+
+class Dimension(str, Enum):
+    product = "product"
+    category = "category"
+    region = "region"
+    channel = "channel"
+    team = "team"
+    customer = "customer"
+    node = "node"
+    week = "week"
+
+
+FROM_HELP = "Orders created from this date or time on (a date means its start, in the configured zone)."
+TO_HELP = "Orders created up to this date (inclusive) or before this time."
+KPI_COLUMNS = ("kpi", "group", "actual", "target", "gap", "count", "p90", "unit", "met", "node")
+SLA_COLUMNS = ("node", "owner", "completed", "within_sla", "attainment", "target", "met", "p50_seconds",
+               "p90_seconds", "sla_seconds", "breaches", "escalations", "reminders", "auto_actions",
+               "over_sla_seconds", "bottleneck")
+
+
+def _period(st: AppState, start: str | None, end: str | None):
+    from ffctl.core.errors import UsageError
+    from ffctl.core.kpi import parse_period
+
+    try:
+        return parse_period(start, end, st.tz)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+@app.command()
+def kpi(
+    ctx: typer.Context,
+    start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
+    end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
+    by: Optional[Dimension] = typer.Option(None, "--by", help="Cut every KPI by this dimension.", case_sensitive=False),
+    fmt: Optional[Format] = format_option(),
+) -> None:
+    """KPIs against their targets (actual, target, gap, count), and the bottleneck node.
+
+    gap = actual - target: a time KPI misses its target when the gap is positive, a rate when
+    it is negative; `met` says which. JSON/CSV rows: kpi, group, actual, target, gap, count,
+    p90 (time KPIs), unit, met, node; the `bottleneck` rows name the node per group.
+    """
+    from ffctl.commands._output import Column, render, resolve_format
+    from ffctl.core.kpi import kpi_report
+
+    st = AppState.of(ctx)
+    cfg = st.config()
+    period = _period(st, start, end)
+    with st.store().session() as s:
+        rows = kpi_report(s, cfg, now=st.now(), period=period, by=by.value if by else None)
+    kind = resolve_format(fmt)
+    if kind in ("json", "csv"):
+        render(rows, [Column(k) for k in KPI_COLUMNS], kind, tz=st.tz)
+        return
+    _kpi_table(rows, by.value if by else None, period, st.tz)
+
+
+@app.command()
+def sla(
+    ctx: typer.Context,
+    start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
+    end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
+    fmt: Optional[Format] = format_option(),
+) -> None:
+    """SLA attainment per node: completed, within SLA, p50/p90 time in node vs the SLA, breaches,
+    escalations and auto actions. Durations in JSON/CSV are seconds."""
+    from ffctl.commands._output import Column, render, resolve_format
+    from ffctl.core.kpi import sla_report
+
+    st = AppState.of(ctx)
+    cfg = st.config()
+    period = _period(st, start, end)
+    with st.store().session() as s:
+        rows = sla_report(s, cfg, now=st.now(), period=period)
+    kind = resolve_format(fmt)
+    if kind in ("json", "csv"):
+        render(rows, [Column(k) for k in SLA_COLUMNS], kind, tz=st.tz)
+        return
+    _sla_table(rows, period, st.tz)
+
+
+@app.command()
+def dashboard(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", "-o", metavar="FILE.html", help="Where to write the HTML file ('-': stdout)."),
+    start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
+    end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
+) -> None:
+    """Write a self-contained HTML dashboard (inline SVG charts; opens offline, no scripts)."""
+    from ffctl.commands._output import message
+    from ffctl.core.dashboard import build_dashboard
+    from ffctl.core.errors import FfctlError
+
+    st = AppState.of(ctx)
+    cfg = st.config()
+    period = _period(st, start, end)
+    with st.store().session() as s:
+        html = build_dashboard(s, cfg, now=st.now(), period=period)
+    if str(out) == "-":
+        typer.echo(html, nl=False)
+        return
+    try:
+        out.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        raise FfctlError(f"cannot write {out}: {exc.strerror or exc}") from None
+    message(f"Wrote {out} ({len(html.encode('utf-8')) // 1024 + 1} KB); open it in a browser, it needs no network.")
+
+
+# --- table views -----------------------------------------------------------------------------
+
+def _describe_period(period, tz: str) -> str:
+    from ffctl.core.clock import local
+
+    def show(dt):
+        return local(dt, tz).strftime("%Y-%m-%d %H:%M")
+
+    if period.start and period.end:
+        return f"orders created {show(period.start)} to {show(period.end)} ({tz})"
+    if period.start:
+        return f"orders created since {show(period.start)} ({tz})"
+    if period.end:
+        return f"orders created before {show(period.end)} ({tz})"
+    return "all orders"
+
+
+def value_text(value, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "rate":
+        return f"{value * 100:.2f}%"
+    return f"{value:,.1f} {'min' if unit == 'minutes' else 'h'}"
+
+
+def gap_text(gap, unit: str) -> str:
+    if gap is None:
+        return "-"
+    if unit == "rate":
+        return f"{gap * 100:+.2f} pp"
+    return f"{gap:+,.1f} {'min' if unit == 'minutes' else 'h'}"
+
+
+def bar(actual, target, unit: str, met, width: int = 20):
+    """A bar of ``actual`` with a tick at ``target``: rates on 0..100%, times on 0..2x target."""
+    from rich.text import Text
+
+    text = Text()
+    if actual is None or target is None:
+        return text
+    scale = 1.0 if unit == "rate" else 2.0 * target
+    filled = max(0, min(width, round(actual / scale * width))) if scale else 0
+    tick = max(0, min(width - 1, round(target / scale * width))) if scale else 0
+    colour = "green" if met else "red"
+    for i in range(width):
+        if i == tick:
+            text.append("┃", style="bold")
+        elif i < filled:
+            text.append("█", style=colour)
+        else:
+            text.append("░", style="grey50")
+    return text
+
+
+def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
+    from rich.table import Table
+
+    from ffctl.commands._output import get_console, message
+    from ffctl.core.durations import format_duration
+
+    kpis = [r for r in rows if r["kpi"] != "bottleneck"]
+    if not kpis:
+        message(f"No orders: {_describe_period(period, tz)}.")
+        return
+    console = get_console()
+    table = Table(title=f"Fulfillment KPIs — {_describe_period(period, tz)}", header_style="bold", title_justify="left")
+    table.add_column("KPI")
+    if by:
+        table.add_column(by)
+    for name in ("actual", "p90", "target", "gap", "count"):
+        table.add_column(name, justify="right")
+    table.add_column("vs target (┃)")
+    previous = None
+    for r in kpis:
+        first = r["kpi"] != previous
+        if first and previous is not None and by:
+            table.add_section()
+        previous = r["kpi"]
+        style = "red" if r["met"] is False else None
+        cells = [r["kpi"] if first or not by else ""]
+        if by:
+            cells.append("-" if r["group"] is None else str(r["group"]))
+        cells += [
+            value_text(r["actual"], r["unit"]),
+            value_text(r["p90"], r["unit"]) if r["unit"] != "rate" else "",
+            value_text(r["target"], r["unit"]),
+            gap_text(r["gap"], r["unit"]),
+            f"{r['count']:,}",
+            bar(r["actual"], r["target"], r["unit"], r["met"]),
+        ]
+        table.add_row(*cells, style=style)
+    console.print(table)
+    console.print("[dim]gap = actual - target; red: the target is missed. Times are medians (p90 beside).[/dim]")
+    for b in (r for r in rows if r["kpi"] == "bottleneck"):
+        where = "" if b["group"] in (None, "all") or not by or by == "node" else f" ({by} {b['group']})"
+        if b["node"] is None:
+            console.print(f"Bottleneck{where}: none — no node breached its SLA.")
+        else:
+            console.print(
+                f"[bold]Bottleneck{where}: {b['node']}[/bold] — {b['breach_share'] * 100:.0f}% of breaches "
+                f"({b['count']:,}), {b['over_sla_share'] * 100:.0f}% of time over SLA "
+                f"({format_duration(b['over_sla_seconds'])})"
+            )
+
+
+def _sla_table(rows: list[dict], period, tz: str) -> None:
+    from rich.table import Table
+
+    from ffctl.commands._output import get_console, message
+    from ffctl.core.durations import format_duration
+
+    if not rows:
+        message(f"No node visits: {_describe_period(period, tz)}.")
+        return
+
+    def dur(seconds):
+        return "-" if seconds is None else format_duration(seconds)
+
+    from rich import box
+
+    table = Table(title=f"SLA per node — {_describe_period(period, tz)}", header_style="bold", title_justify="left",
+                  box=box.SIMPLE_HEAVY, collapse_padding=True, pad_edge=False)
+    for name, justify in (("node", "left"), ("owner", "left"), ("done", "right"), ("in SLA", "right"),
+                          ("attainment", "right"), ("p50", "right"), ("p90", "right"),
+                          ("SLA", "right"), ("breaches", "right"), ("esc.", "right"), ("auto", "right"),
+                          ("over SLA", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    for r in rows:
+        style = "red" if r["met"] is False else None
+        node = f"{r['node']} *" if r["bottleneck"] else r["node"]
+        table.add_row(
+            node, r["owner"] or "(auto)", f"{r['completed']:,}", f"{r['within_sla']:,}",
+            value_text(r["attainment"], "rate"),
+            dur(r["p50_seconds"]), dur(r["p90_seconds"]), dur(r["sla_seconds"]),
+            f"{r['breaches']:,}", f"{r['escalations']:,}", f"{r['auto_actions']:,}", dur(r["over_sla_seconds"]),
+            style=style,
+        )
+    console = get_console()
+    console.print(table)
+    worst = next((r["node"] for r in rows if r["bottleneck"]), None)
+    if worst:
+        console.print(f"[bold]* bottleneck: {worst}[/bold] (largest share of breaches and time over SLA)")
+    console.print("[dim]done: visits closed by a decision; p50/p90: wall-clock time in the node; 'in SLA' "
+                  "compares with the deadline, counted in the node's calendar.[/dim]")

@@ -1,0 +1,386 @@
+"""KPIs against hand-built histories with known answers, on SQLite and PostgreSQL.
+
+The main history (all created Monday 2026-03-02 09:00 Asia/Shanghai = 01:00 UTC; minutes below
+are from then, deadlines are written out so calendars play no part):
+
+O1 east/web/oscar/C1, A x2: credit 0-20, tech skipped, alloc 20-25, pick 25-85, pack 85-115,
+   dispatch 115-600 (shipped 19:00 local Mar 2, promised Mar 2: on time), delivered, no picks:
+   perfect. Confirmation 20, allocation 5, cycle 10 h.
+O2 west/web/oscar/C2, B x1: credit 0-60 (deadline 30: breached, reminded + escalated), alloc
+   60-80 (deadline 70: breached), pick, pack, dispatch; shipped +30 h (Mar 3 local) promised
+   Mar 2: late; delivered damaged. Confirmation 60, allocation 20, cycle 30 h.
+O3 east/b2b/pat/C1, A x3 + C x1: credit 0-10, tech 10-40 rejected, credit 40-50, tech 50-100,
+   alloc 100-130 (deadline 110: breached), pick, pack, dispatch; shipped +20 h = 21:00 UTC
+   Mar 2 = 05:00 local Mar 3, promised Mar 2: late locally (on time in UTC); picked A x2 (wrong
+   qty) and C x1 (right); delivered, no issue: not perfect. Confirmation 10, allocation 120,
+   cycle 20 h.
+O4 (no region; customer C3 in north)/no channel/pat, B x1: credit 0-15 auto_approved, tech
+   skipped, alloc 15-20, pick entered 20, still open, deadline 140, breached. Confirmation 15,
+   allocation 5.
+now = +3000 min.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from ffctl.core.models import Customer, Event, Order, OrderLine, PickLine, Product, Task, Delivery
+
+BASE = datetime(2026, 3, 2, 1, 0, tzinfo=timezone.utc)  # Monday 09:00 in Asia/Shanghai
+NOW = BASE + timedelta(minutes=3000)
+NOW_TEXT = NOW.isoformat()
+SEQ = {"credit_review": 0, "tech_confirm": 1, "allocation": 2, "wave_pick": 3, "pack_check": 4, "dispatch": 5}
+OWNER = {"credit_review": "finance_reviewer", "tech_confirm": "engineering", "allocation": None,
+         "wave_pick": "warehouse", "pack_check": "warehouse", "dispatch": "warehouse"}
+
+
+def T(minutes: float) -> datetime:
+    return BASE + timedelta(minutes=minutes)
+
+
+def task(order_id, node, entered, completed=None, outcome=None, *, deadline, breached=False):
+    status = {None: "open", "completed": "done", "auto_approved": "done", "rejected": "rejected",
+              "auto_rejected": "rejected", "skipped": "skipped", "cancelled": "cancelled"}[outcome]
+    return {
+        "order_id": order_id, "workflow": "standard", "node": node, "seq": SEQ[node], "status": status,
+        "owner": OWNER[node], "entered_at": T(entered), "sla_seconds": 600, "deadline": T(deadline),
+        "sla_state": "breached" if breached else "on_track", "completed_at": None if completed is None else T(completed),
+        "outcome": outcome,
+    }
+
+
+def flow(order_id, steps):
+    """steps: (node, entered, completed, outcome, deadline[, breached])"""
+    return [task(order_id, n, e, c, o, deadline=d, breached=bool(rest and rest[0])) for n, e, c, o, d, *rest in steps]
+
+
+def insert_history(store, *, with_o5=False, extra=None):
+    products = [{"sku": "A", "name": "Widget A", "category": "widgets"},
+                {"sku": "B", "name": "Widget B", "category": "widgets"},
+                {"sku": "C", "name": "Gadget C", "category": "gadgets", "custom": True}]
+    customers = [{"customer": "C1", "name": "One", "region": "east"},
+                 {"customer": "C2", "name": "Two", "region": "west"},
+                 {"customer": "C3", "name": "三号客户", "region": "north"}]
+
+    def order(oid, customer, region, channel, rep, promised, shipped=None, delivered=None, issue=None, created=0):
+        status = "delivered" if delivered is not None else "shipped" if shipped is not None else "open"
+        return {"order_id": oid, "customer": customer, "region": region, "channel": channel, "sales_rep": rep,
+                "created_at": T(created), "promised_ship_date": promised, "status": status, "workflow": "standard",
+                "shipped_at": None if shipped is None else T(shipped),
+                "delivered_at": None if delivered is None else T(delivered), "delivery_issue": issue}
+
+    d2 = date(2026, 3, 2)
+    orders = [
+        order("O1", "C1", "east", "web", "oscar", d2, shipped=600, delivered=2000),
+        order("O2", "C2", "west", "web", "oscar", d2, shipped=1800, delivered=2500, issue="damaged"),
+        order("O3", "C1", "east", "b2b", "pat", d2, shipped=1200, delivered=2400),
+        order("O4", "C3", None, None, "pat", date(2026, 3, 5)),
+    ]
+    lines = [("O1", 1, "A", 2), ("O2", 1, "B", 1), ("O3", 1, "A", 3), ("O3", 2, "C", 1), ("O4", 1, "B", 1)]
+    picks = [("O3", 1, "A", 2), ("O3", 2, "C", 1)]
+    tasks = (
+        flow("O1", [("credit_review", 0, 20, "completed", 30), ("tech_confirm", 20, 20, "skipped", 260),
+                    ("allocation", 20, 25, "completed", 30), ("wave_pick", 25, 85, "completed", 145),
+                    ("pack_check", 85, 115, "completed", 145), ("dispatch", 115, 600, "completed", 115 + 2880)])
+        + flow("O2", [("credit_review", 0, 60, "completed", 30, True), ("tech_confirm", 60, 60, "skipped", 300),
+                      ("allocation", 60, 80, "completed", 70, True), ("wave_pick", 80, 140, "completed", 200),
+                      ("pack_check", 140, 170, "completed", 200), ("dispatch", 170, 1800, "completed", 170 + 2880)])
+        + flow("O3", [("credit_review", 0, 10, "completed", 30), ("tech_confirm", 10, 40, "rejected", 250),
+                      ("credit_review", 40, 50, "completed", 70), ("tech_confirm", 50, 100, "completed", 290),
+                      ("allocation", 100, 130, "completed", 110, True), ("wave_pick", 130, 190, "completed", 250),
+                      ("pack_check", 190, 220, "completed", 250), ("dispatch", 220, 1200, "completed", 220 + 2880)])
+        + flow("O4", [("credit_review", 0, 15, "auto_approved", 30), ("tech_confirm", 15, 15, "skipped", 255),
+                      ("allocation", 15, 20, "completed", 25), ("wave_pick", 20, None, None, 140, True)])
+    )
+    events = [
+        {"event": "reminded", "order_id": "O2", "node": "credit_review", "at": T(30)},
+        {"event": "escalated", "order_id": "O2", "node": "credit_review", "at": T(45)},
+        {"event": "breached", "order_id": "O2", "node": "credit_review", "at": T(30)},
+        {"event": "escalated", "order_id": "O4", "node": "wave_pick", "at": T(200)},
+        {"event": "escalated", "order_id": "O4", "node": "wave_pick", "at": T(300)},
+    ]
+    if with_o5:  # Sunday 2026-03-01 23:00 local: the week before
+        orders.append(order("O5", "C2", "west", "web", "oscar", date(2026, 3, 3), created=-600))
+        lines.append(("O5", 1, "B", 1))
+        tasks += flow("O5", [("credit_review", -600, -595, "completed", -570)])
+    with store.session(write=True) as s:
+        s.execute(sa.insert(Product.__table__), products)
+        s.execute(sa.insert(Customer.__table__), customers)
+        s.execute(sa.insert(Order.__table__), orders)
+        s.execute(sa.insert(OrderLine.__table__),
+                  [{"order_id": o, "line_no": n, "sku": k, "qty": q} for o, n, k, q in lines])
+        s.execute(sa.insert(PickLine.__table__),
+                  [{"order_id": o, "line_no": n, "sku": k, "qty": q} for o, n, k, q in picks])
+        s.execute(sa.insert(Delivery.__table__),
+                  [{"order_id": o["order_id"], "delivered_at": o["delivered_at"], "issue": o["delivery_issue"]}
+                   for o in orders if o["delivered_at"] is not None])
+        s.execute(sa.insert(Task.__table__), tasks)
+        s.execute(sa.insert(Event.__table__), [dict(e, actor="sweep", wall_at=NOW) for e in events])
+        if extra:
+            extra(s)
+
+
+def report(store, cfg, by=None, start=None, end=None):
+    from ffctl.core.kpi import kpi_report, parse_period
+
+    with store.session() as s:
+        return kpi_report(s, cfg, now=NOW, period=parse_period(start, end, cfg.timezone), by=by)
+
+
+def pick(rows, kpi, group="all"):
+    found = [r for r in rows if r["kpi"] == kpi and r["group"] == group]
+    assert len(found) == 1, (kpi, group, rows)
+    return found[0]
+
+
+@pytest.fixture
+def history(store):
+    insert_history(store)
+    return store
+
+
+def test_whole_history_matches_hand_computed_values(history, example_config):
+    rows = report(history, example_config)
+    conf = pick(rows, "order_confirmation_minutes")
+    assert conf["count"] == 4 and conf["actual"] == pytest.approx(17.5) and conf["p90"] == pytest.approx(48.0)
+    assert conf["target"] == 30 and conf["gap"] == pytest.approx(-12.5) and conf["met"] is True
+    alloc = pick(rows, "allocation_minutes")  # 5, 5, 20, 120
+    assert alloc["count"] == 4 and alloc["actual"] == pytest.approx(12.5) and alloc["p90"] == pytest.approx(90.0)
+    assert alloc["gap"] == pytest.approx(2.5) and alloc["met"] is False
+    acc = pick(rows, "pick_accuracy")
+    assert (acc["count"], acc["actual"], acc["met"]) == (2, 0.5, False)
+    assert acc["gap"] == pytest.approx(0.5 - 0.999)
+    on_time = pick(rows, "on_time_shipping")  # O3 is late in Asia/Shanghai although on time in UTC
+    assert on_time["count"] == 3 and on_time["actual"] == pytest.approx(1 / 3, abs=1e-6)
+    perfect = pick(rows, "perfect_order")
+    assert perfect["count"] == 3 and perfect["actual"] == pytest.approx(1 / 3, abs=1e-6)
+    cycle = pick(rows, "cycle_time_hours")  # 10, 20, 30 h
+    assert cycle["count"] == 3 and cycle["actual"] == pytest.approx(20.0) and cycle["p90"] == pytest.approx(28.0)
+    assert cycle["met"] is True and cycle["unit"] == "hours"
+    sla = pick(rows, "sla_attainment")  # 20 decided visits (rejected included), 17 within
+    assert sla["count"] == 20 and sla["actual"] == pytest.approx(0.85)
+    bottleneck = pick(rows, "bottleneck")
+    assert bottleneck["node"] == "wave_pick" and bottleneck["count"] == 1
+    assert bottleneck["breach_share"] == pytest.approx(0.25)
+    assert bottleneck["over_sla_share"] == pytest.approx(2860 / 2920, abs=1e-6)
+    assert [r["kpi"] for r in rows] == [
+        "order_confirmation_minutes", "allocation_minutes", "pick_accuracy", "on_time_shipping",
+        "perfect_order", "cycle_time_hours", "sla_attainment", "bottleneck"]
+
+
+def test_by_region_uses_the_customers_region_when_the_order_has_none(history, example_config):
+    rows = report(history, example_config, by="region")
+    assert {r["group"] for r in rows} == {"east", "west", "north"}
+    assert pick(rows, "on_time_shipping", "east")["actual"] == pytest.approx(0.5)
+    assert pick(rows, "on_time_shipping", "west")["actual"] == 0.0
+    north = pick(rows, "on_time_shipping", "north")
+    assert north["count"] == 0 and north["actual"] is None and north["met"] is None
+    assert pick(rows, "order_confirmation_minutes", "east")["actual"] == pytest.approx(15.0)
+    assert pick(rows, "order_confirmation_minutes", "north")["actual"] == pytest.approx(15.0)
+    assert pick(rows, "bottleneck", "north")["node"] == "wave_pick"
+    assert pick(rows, "bottleneck", "west")["node"] == "credit_review"  # 30 of its 40 minutes over
+    east = pick(rows, "sla_attainment", "east")  # O1 5/5, O3 7/8
+    assert (east["count"], east["actual"]) == (13, pytest.approx(12 / 13))
+
+
+@pytest.mark.parametrize("by, group, kpi, count, actual", [
+    ("product", "A", "pick_accuracy", 1, 0.0),
+    ("product", "C", "pick_accuracy", 1, 1.0),
+    ("product", "A", "on_time_shipping", 2, 0.5),
+    ("product", "B", "on_time_shipping", 1, 0.0),
+    ("category", "widgets", "on_time_shipping", 3, 1 / 3),
+    ("category", "gadgets", "pick_accuracy", 1, 1.0),
+    ("category", "widgets", "pick_accuracy", 1, 0.0),
+    ("channel", "web", "perfect_order", 2, 0.5),
+    ("channel", None, "order_confirmation_minutes", 1, 15.0),
+    ("team", "oscar", "order_confirmation_minutes", 2, 40.0),
+    ("team", "pat", "allocation_minutes", 2, 62.5),
+    ("customer", "C1", "cycle_time_hours", 2, 15.0),
+    ("customer", "C3", "sla_attainment", 2, 1.0),
+    ("node", "credit_review", "sla_attainment", 5, 0.8),
+    ("node", "allocation", "sla_attainment", 4, 0.5),
+    ("node", "tech_confirm", "sla_attainment", 2, 1.0),
+    ("node", "tech_confirm", "on_time_shipping", 1, 0.0),
+    ("node", "credit_review", "on_time_shipping", 3, 1 / 3),
+    ("node", "credit_review", "cycle_time_hours", 5, 0.25),  # time in node: 10, 10, 15, 20, 60 min
+    ("week", "2026-03-02", "on_time_shipping", 3, 1 / 3),
+])
+def test_each_cut(history, example_config, by, group, kpi, count, actual):
+    row = pick(report(history, example_config, by=by), kpi, group)
+    assert row["count"] == count
+    assert row["actual"] == pytest.approx(actual, abs=1e-6)
+
+
+def test_node_cut_names_one_bottleneck_over_all_nodes(history, example_config):
+    rows = report(history, example_config, by="node")
+    assert [(r["group"], r["node"]) for r in rows if r["kpi"] == "bottleneck"] == [("all", "wave_pick")]
+
+
+def test_period_and_week_cut(store, example_config):
+    insert_history(store, with_o5=True)
+    weeks = report(store, example_config, by="week")
+    assert pick(weeks, "order_confirmation_minutes", "2026-02-23")["actual"] == pytest.approx(5.0)
+    assert pick(weeks, "order_confirmation_minutes", "2026-03-02")["count"] == 4
+    assert pick(report(store, example_config, start="2026-03-02"), "order_confirmation_minutes")["count"] == 4
+    only_o5 = pick(report(store, example_config, end="2026-03-01"), "order_confirmation_minutes")
+    assert (only_o5["count"], only_o5["actual"]) == (1, pytest.approx(5.0))
+    # a time bound: O5 was created at 23:00 local, the others at 09:00 the next day
+    later = report(store, example_config, start="2026-03-01T23:30", end="2026-03-02 09:00:01")
+    assert pick(later, "order_confirmation_minutes")["count"] == 4
+    assert pick(report(store, example_config, by="week", start="2026/03/02"),
+                "order_confirmation_minutes", "2026-03-02")["count"] == 4
+
+
+def test_no_deliveries_and_no_orders_give_null_not_a_crash(store, example_config):
+    rows = report(store, example_config)
+    assert all(r["actual"] is None for r in rows)
+    assert pick(rows, "perfect_order")["count"] == 0 and pick(rows, "bottleneck")["node"] is None
+    assert report(store, example_config, by="region") == []
+
+    def undeliver(s):
+        s.execute(sa.delete(Delivery.__table__))
+        s.execute(sa.update(Order.__table__).values(delivered_at=None, delivery_issue=None))
+
+    insert_history(store, extra=undeliver)
+    perfect = pick(report(store, example_config), "perfect_order")
+    assert perfect["count"] == 0 and perfect["actual"] is None and perfect["gap"] is None
+
+
+def test_all_late(store, example_config):
+    def everything_late(s):
+        s.execute(sa.update(Order.__table__).values(promised_ship_date=date(2026, 2, 1)))
+
+    insert_history(store, extra=everything_late)
+    rows = report(store, example_config)
+    assert pick(rows, "on_time_shipping")["actual"] == 0.0
+    assert pick(rows, "perfect_order")["actual"] == 0.0
+    assert pick(rows, "on_time_shipping")["gap"] == pytest.approx(-0.98)
+
+
+def test_partial_shipment_and_wrong_sku_are_not_perfect(store, example_config):
+    def picks(s):
+        # O1 was picked short on its only line; O2 picked the wrong SKU
+        s.execute(sa.insert(PickLine.__table__), [{"order_id": "O1", "line_no": 1, "sku": "A", "qty": 1},
+                                                  {"order_id": "O2", "line_no": 1, "sku": "A", "qty": 1}])
+
+    insert_history(store, extra=picks)
+    rows = report(store, example_config)
+    assert pick(rows, "perfect_order")["actual"] == 0.0
+    acc = pick(rows, "pick_accuracy")
+    assert (acc["count"], acc["actual"]) == (4, 0.25)
+
+
+def test_sla_report_per_node(history, example_config):
+    from ffctl.core.kpi import sla_report
+
+    with history.session() as s:
+        rows = {r["node"]: r for r in sla_report(s, example_config, now=NOW)}
+    assert list(rows) == ["credit_review", "tech_confirm", "allocation", "wave_pick", "pack_check", "dispatch"]
+    credit = rows["credit_review"]
+    assert (credit["completed"], credit["within_sla"], credit["breaches"], credit["escalations"],
+            credit["reminders"], credit["auto_actions"]) == (5, 4, 1, 1, 1, 1)
+    assert credit["attainment"] == pytest.approx(0.8) and credit["met"] is False
+    assert credit["p50_seconds"] == pytest.approx(15 * 60) and credit["sla_seconds"] == 1800
+    assert credit["over_sla_seconds"] == pytest.approx(30 * 60, abs=1)
+    pick_node = rows["wave_pick"]
+    assert (pick_node["completed"], pick_node["breaches"], pick_node["escalations"]) == (3, 1, 2)
+    assert pick_node["bottleneck"] is True and credit["bottleneck"] is False
+    assert pick_node["over_sla_seconds"] == pytest.approx(2860 * 60, abs=1)
+    assert rows["tech_confirm"]["completed"] == 2 and rows["dispatch"]["attainment"] == 1.0
+
+
+def test_percentiles_agree_with_python_for_many_values(store, example_config):
+    """The SQLite rank pick and PostgreSQL percentile_cont both interpolate like statistics.quantiles."""
+    import statistics
+
+    minutes = [3, 7, 7, 12, 19, 26, 31, 44, 58, 90, 91, 130, 240]
+    customers = [{"customer": "C", "name": "C"}]
+    orders, tasks = [], []
+    for i, m in enumerate(minutes):
+        oid = f"P{i:02d}"
+        orders.append({"order_id": oid, "customer": "C", "created_at": BASE, "status": "open"})
+        tasks += flow(oid, [("credit_review", 0, m, "completed", 30)])
+    with store.session(write=True) as s:
+        s.execute(sa.insert(Customer.__table__), customers)
+        s.execute(sa.insert(Order.__table__), orders)
+        s.execute(sa.insert(Task.__table__), tasks)
+    row = pick(report(store, example_config), "order_confirmation_minutes")
+    q = statistics.quantiles(minutes, n=10, method="inclusive")
+    assert row["actual"] == pytest.approx(statistics.median(minutes))
+    assert row["p90"] == pytest.approx(q[8])
+
+
+def test_parse_period_rejects_bad_bounds():
+    from ffctl.core.kpi import parse_period
+
+    with pytest.raises(ValueError, match="--from"):
+        parse_period("yesterday", None, "UTC")
+    with pytest.raises(ValueError, match="not after"):
+        parse_period("2026-03-02", "2026-03-01 12:00", "UTC")
+    p = parse_period("2026-03-02", "2026-03-02", "Asia/Shanghai")
+    assert p.end - p.start == timedelta(days=1)
+    assert p.start == datetime(2026, 3, 1, 16, 0, tzinfo=timezone.utc)
+
+
+def test_utc_offsets_find_daylight_saving_changes():
+    from ffctl.core.kpi import utc_offsets
+
+    offsets = utc_offsets("Europe/Berlin", datetime(2026, 1, 1, tzinfo=timezone.utc),
+                          datetime(2026, 12, 31, tzinfo=timezone.utc))
+    assert [(t and t.isoformat(), m) for t, m in offsets] == [
+        (None, 60), ("2026-03-29T01:00:00+00:00", 120), ("2026-10-25T01:00:00+00:00", 60)]
+
+
+# --- the CLI -----------------------------------------------------------------------------------
+
+def test_cli_json_csv_and_table(workspace):
+    insert_history(workspace.store())
+    r = workspace.run("report", "kpi", "--by", "region", "--format", "json", now=NOW_TEXT)
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert {"kpi", "group", "actual", "target", "gap", "count"} <= set(rows[0])
+    assert pick(rows, "on_time_shipping", "east")["actual"] == 0.5
+
+    r = workspace.run("report", "kpi", "--format", "csv", now=NOW_TEXT)
+    assert r.exit_code == 0, r.output
+    table = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert table[0]["kpi"] == "order_confirmation_minutes" and table[0]["gap"] == "-12.5"
+    assert table[-1]["kpi"] == "bottleneck" and table[-1]["node"] == "wave_pick"
+
+    r = workspace.run("report", "kpi", "--format", "table", now=NOW_TEXT)
+    assert r.exit_code == 0, r.output
+    assert "on_time_shipping" in r.stdout and "33.33%" in r.stdout and "Bottleneck: wave_pick" in r.stdout
+    assert "┃" in r.stdout
+
+    r = workspace.run("report", "sla", "--format", "table", now=NOW_TEXT)
+    assert r.exit_code == 0, r.output
+    assert "wave_pick ◀ bottleneck" in r.stdout and "80.00%" in r.stdout
+    r = workspace.run("report", "sla", "--format", "json", now=NOW_TEXT)
+    assert json.loads(r.stdout)[0]["node"] == "credit_review"
+
+
+def test_cli_refuses_bad_options(workspace):
+    r = workspace.run("report", "kpi", "--by", "planet")
+    assert r.exit_code == 2
+    r = workspace.run("report", "kpi", "--from", "last tuesday")
+    assert r.exit_code == 2 and "Error: --from 'last tuesday'" in r.stderr
+
+
+def test_csv_neutralises_formulas(workspace):
+    def evil(s):
+        s.execute(sa.update(Order.__table__).where(Order.__table__.c.order_id == "O1").values(sales_rep="=HYPERLINK(1)"))
+        s.execute(sa.update(Order.__table__).where(Order.__table__.c.order_id == "O2").values(sales_rep="@cmd"))
+
+    insert_history(workspace.store(), extra=evil)
+    r = workspace.run("report", "kpi", "--by", "team", "--format", "csv", now=NOW_TEXT)
+    assert r.exit_code == 0, r.output
+    groups = {row["group"] for row in csv.DictReader(io.StringIO(r.stdout))}
+    assert {"'=HYPERLINK(1)", "'@cmd", "pat"} <= groups
+    assert not any(g.startswith(("=", "@", "+")) for g in groups)
+    assert "-0.499" in r.stdout  # negative numbers stay numbers
