@@ -1,0 +1,1125 @@
+"""CSV imports (SPEC §4): every kind through one pipeline.
+
+    file --parse+validate--> staging --cross-row checks--> [plan] --batches of whole records--> store
+
+1. Stage. Each row is parsed and validated once (precompiled cell parsers; SKUs, customers and
+   suppliers looked up in dicts loaded at the start) and written with its line number, raw cells
+   and parsed values to a staging table keyed ``(group, sub, seq)``: the rows of one record (an
+   order's lines, a shipment's pick lines) sort together wherever they are in the file. The
+   staging table lives in SQLite's private temporary database, on disk, so memory stays bounded;
+   the OS removes it even when the import is killed.
+2. Check across rows, in SQL on the staging table: duplicate keys (an order's line twice, a SKU
+   twice) and rows of one record that disagree (two customers for one order). A record with
+   any bad row is rejected whole: an order's lines are all in or all out.
+3. Plan, when the store itself may refuse a record (a shipment for an order that cannot ship,
+   `--update` of a shipped order, a count below what is allocated) and the mode is abort, or
+   for --dry-run: the records are classified (or applied in a transaction that is rolled
+   back), so that "nothing is written" holds before the first batch commits.
+4. Write in batches of whole records, each batch one transaction. Re-importing classifies each
+   record against the store (new / unchanged / changed), so a killed import leaves whole
+   batches and rerunning the same command writes only the rest.
+
+Kinds are rows of ``KINDS``: their columns, cell parsers, key, and a handler that classifies and
+writes a batch of records. Adding a kind is adding a row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import marshal
+import sqlite3
+import time
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import groupby
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ffctl.core import csvio
+from ffctl.core.clock import local
+from ffctl.core.csvio import CsvFileError, EncodingRetry
+from ffctl.core.errors import FfctlError, UsageError
+from ffctl.core.models import (
+    Allocation,
+    Customer,
+    Delivery,
+    Order,
+    OrderLine,
+    Product,
+    QcBatch,
+    Receipt,
+    Shipment,
+    Stock,
+    Supplier,
+)
+
+MAX_ERRORS_SHOWN = 50
+BATCH_ROWS = 10_000
+DELIVERY_ISSUES = ("wrong_item", "short", "late", "damaged", "wrong_address", "documents")
+IGNORED_COLUMNS = frozenset({"error"})  # a rejects file imports as it is
+
+NEW, UPDATED, UNCHANGED, SKIPPED, REJECTED = "new", "updated", "unchanged", "skipped", "rejected"
+
+
+# --- the report ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RowError:
+    line: int | None
+    column: str | None
+    value: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" if self.line else "file"
+        if self.column:
+            shown = self.value if self.value is not None else ""
+            return f"{where}: {self.column} {shown!r}: {self.reason}"
+        return f"{where}: {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    """What an import did (or, with --dry-run, would do). Counts are of records (``unit``)."""
+
+    kind: str
+    unit: str
+    path: str
+    encoding: str = ""
+    on_error: str = "abort"
+    dry_run: bool = False
+    update: bool = False
+    read: int = 0  # data rows in the file
+    written: int = 0  # new records
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0  # changed records left as they are (orders without --update)
+    rejected: int = 0  # records not imported because of errors
+    rejected_rows: int = 0
+    error_count: int = 0
+    errors: list[RowError] = field(default_factory=list)  # the first MAX_ERRORS_SHOWN, by line
+    changed: list[str] = field(default_factory=list)  # keys of skipped (changed) records, first 50
+    notes: list[str] = field(default_factory=list)
+    rejects_path: str | None = None
+    rejects_written: int = 0
+    batches: int = 0  # transactions committed
+    aborted: bool = False  # abort mode found errors: nothing was written
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error_count == 0
+
+    def as_dict(self) -> dict:
+        return {
+            "kind": self.kind, "unit": self.unit, "path": self.path, "encoding": self.encoding,
+            "dry_run": self.dry_run, "read": self.read, "written": self.written, "updated": self.updated,
+            "unchanged": self.unchanged, "skipped": self.skipped, "rejected": self.rejected,
+            "rejected_rows": self.rejected_rows, "error_count": self.error_count,
+            "errors": [e.__dict__ for e in self.errors], "changed": self.changed, "notes": self.notes,
+            "rejects_path": self.rejects_path, "aborted": self.aborted, "seconds": round(self.seconds, 3),
+        }
+
+
+Progress = Callable[[str, int, "int | None", int], None]  # (phase, done, total, rows)
+
+
+# --- what every handler gets ----------------------------------------------------------------
+
+@dataclass
+class Context:
+    cfg: object
+    tz: str
+    now: datetime
+    actor: str
+    update: bool
+    dialect: str
+    present: frozenset[str]  # columns the file has
+    skus: dict[str, tuple[str | None, bool]]  # sku -> (category, custom)
+    customers: dict[str, tuple[str | None, str | None, str | None]]  # -> (tier, region, sales_rep)
+    suppliers: set[str]
+
+    @property
+    def now_text(self) -> str:
+        return csvio.stored_time(self.now)
+
+
+@dataclass
+class Record:
+    """The rows of one record (an order and its lines; one product), in (sub, file) order."""
+
+    key: str
+    rows: list[tuple[int, int, tuple]]  # (seq, line, values aligned with Kind.columns)
+
+    @property
+    def line(self) -> int:
+        return min(r[1] for r in self.rows)
+
+    @property
+    def first(self) -> tuple:
+        return self.rows[0][2]
+
+
+Outcome = tuple  # (action, reason or None)
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    unit: str  # what one record is called in the summary
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    parsers: Callable[[Context], dict[str, Callable[[str], object]]]
+    handler: Callable[[], "Handler"]
+    key: tuple[str, ...]  # the columns naming a record
+    sub: str | None = None  # numbers the rows of one record (line_no)
+    shared: tuple[str, ...] = ()  # every row of one record must agree on these
+    row_check: Callable[[dict], list[tuple[str, str]]] | None = None  # -> [(column, reason)]
+    refusable: Callable[[Context], bool] = lambda ctx: False  # may the store refuse a valid record?
+    plan_by_rollback: bool = False  # plan by applying in a rolled-back transaction
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.required + self.optional
+
+    def index(self, column: str) -> int:
+        return self.columns.index(column)
+
+
+class Handler:
+    """Classifies a batch of records against the store and (``write=True``) writes it."""
+
+    def apply(self, session: Session, ctx: Context, kind: Kind, records: list[Record], write: bool) -> list[Outcome]:
+        raise NotImplementedError
+
+
+# --- the pipeline ----------------------------------------------------------------------------
+
+def import_file(
+    store,
+    cfg,
+    kind: str,
+    path: str | Path,
+    *,
+    now: datetime,
+    actor: str,
+    on_error: str = "abort",
+    dry_run: bool = False,
+    update: bool = False,
+    ignore_unknown: bool = False,
+    encoding: str | None = None,
+    rejects: str | Path | None = None,
+    progress: Progress | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> ImportReport:
+    """Import one CSV file of ``kind`` into ``store``; returns what happened (never raises for
+    bad rows: they are in the report). Raises CsvFileError for a file that cannot be read as
+    a whole (encoding, header) and UsageError for bad arguments."""
+    started = time.perf_counter()
+    spec = KINDS.get(kind)
+    if spec is None:
+        raise UsageError(f"unknown import kind {kind!r}: use one of {', '.join(KINDS)}")
+    if on_error not in ("abort", "skip"):
+        raise UsageError(f"--on-error {on_error!r}: use abort or skip")
+    if rejects is not None and on_error != "skip":
+        raise UsageError("--rejects goes with --on-error skip (in abort mode nothing is imported)")
+    if rejects is not None and str(path) != "-" and Path(rejects).resolve() == Path(path).resolve():
+        raise UsageError("--rejects must not be the file being imported")
+    if encoding is not None:
+        encoding = csvio.check_encoding(encoding)
+    progress = progress or (lambda phase, done, total, rows: None)
+    report = ImportReport(kind=kind, unit=spec.unit, path=str(path), on_error=on_error, dry_run=dry_run,
+                          update=update)
+    ctx = _context(store, cfg, now=now, actor=actor, update=update)
+
+    while True:  # at most twice: a file that looked like UTF-8 and turned out to be GBK
+        source = csvio.open_csv(path, encoding)
+        staging = Staging()
+        try:
+            columns = _resolve_header(spec, source.header, ignore_unknown)
+            ctx.present = frozenset(c for _, c in columns.known)
+            _stage(spec, ctx, source, columns, staging, progress)
+            break
+        except EncodingRetry as retry:
+            staging.close()
+            encoding = retry.encoding
+        except BaseException:
+            staging.close()
+            raise
+        finally:
+            source.close()
+    report.encoding = source.encoding
+
+    try:
+        report.read = staging.rows
+        progress("checking", 0, None, report.read)
+        _check_across_rows(spec, staging, columns)
+        staging.close_bad_groups()
+        must_plan = dry_run or (on_error == "abort" and spec.refusable(ctx))
+        if must_plan and (dry_run or not staging.error_count()):
+            _run(spec, ctx, store, staging, report, progress, batch_rows, write=False)
+            staging.close_bad_groups()
+        if staging.error_count() and on_error == "abort":
+            report.aborted = True
+        elif not dry_run:
+            _zero_counts(report)
+            _run(spec, ctx, store, staging, report, progress, batch_rows, write=True)
+            staging.close_bad_groups()
+        _finish(report, staging, source.header, rejects)
+    finally:
+        staging.close()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _zero_counts(report: ImportReport) -> None:
+    report.written = report.updated = report.unchanged = report.skipped = 0
+    report.changed.clear()
+    report.notes.clear()
+
+
+def _context(store, cfg, *, now: datetime, actor: str, update: bool) -> Context:
+    with store.session() as s:
+        skus = {r[0]: (r[1], bool(r[2])) for r in s.execute(sa.select(Product.sku, Product.category, Product.custom))}
+        customers = {
+            r[0]: (r[1], r[2], r[3])
+            for r in s.execute(sa.select(Customer.customer, Customer.tier, Customer.region, Customer.sales_rep))
+        }
+        suppliers = set(s.scalars(sa.select(Supplier.supplier)))
+    return Context(cfg=cfg, tz=cfg.timezone, now=now, actor=actor, update=update, dialect=store.dialect,
+                   present=frozenset(), skus=skus, customers=customers, suppliers=suppliers)
+
+
+@dataclass
+class Columns:
+    names: list[str]  # normalised header
+    known: list[tuple[int, str]]  # (position in the file, column) for the kind's columns present
+    unnamed: list[int]  # positions with an empty header cell
+    width: int  # cells a row may carry
+
+
+def _resolve_header(spec: Kind, header: list[str], ignore_unknown: bool) -> Columns:
+    names = [csvio.normalise_column(h) for h in header]
+    seen: dict[str, int] = {}
+    for pos, name in enumerate(names):
+        if name and name in seen:
+            raise CsvFileError(f"column {name!r} appears twice in the header (columns {seen[name] + 1} and {pos + 1})")
+        seen[name] = pos
+    allowed = set(spec.columns)
+    unknown = [n for n in names if n and n not in allowed and n not in IGNORED_COLUMNS]
+    if unknown and not ignore_unknown:
+        hints = [_did_you_mean(n, spec.columns) for n in unknown]
+        listed = ", ".join(f"{n!r}{h}" for n, h in zip(unknown, hints))
+        raise CsvFileError(
+            f"unknown column{'s' if len(unknown) > 1 else ''} {listed}: {spec.name} takes "
+            f"{', '.join(spec.required)} (required) and {', '.join(spec.optional) or 'nothing else'}",
+            hint="Rename the column, or pass --ignore-unknown to skip columns ffctl does not use.",
+        )
+    missing = [c for c in spec.required if c not in seen]
+    if missing:
+        raise CsvFileError(
+            f"missing required column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            f"(the header has {', '.join(repr(n) for n in names if n) or 'nothing'})",
+            hint=f"{spec.name} needs {', '.join(spec.required)}; optional: {', '.join(spec.optional) or '-'}.",
+        )
+    known = [(pos, name) for pos, name in enumerate(names) if name in allowed]
+    unnamed = [pos for pos, name in enumerate(names) if not name] if not ignore_unknown else []
+    return Columns(names=names, known=known, unnamed=unnamed, width=len(names) if not ignore_unknown else 1 << 30)
+
+
+def _did_you_mean(name: str, choices: Sequence[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# --- 1. stage ----------------------------------------------------------------------------------
+
+def _stage(spec: Kind, ctx: Context, source: csvio.CsvSource, columns: Columns, staging: "Staging",
+           progress: Progress) -> None:
+    parsers = spec.parsers(ctx)
+    ncols = len(spec.columns)
+    required = set(spec.required)
+    plan = [(pos, spec.index(name), name, parsers[name], name in required) for pos, name in columns.known]
+    key_at = [spec.index(c) for c in spec.key]
+    sub_at = spec.index(spec.sub) if spec.sub else None
+    shared_at = [spec.index(c) for c in spec.shared]
+    width, unnamed = columns.width, columns.unnamed
+    row_check = spec.row_check
+    names = spec.columns
+    dumps = marshal.dumps
+    batch: list[tuple] = []
+    errors: list[tuple] = []
+    seq = 0
+    for line, cells, undecodable in source.rows:
+        seq += 1
+        values = [None] * ncols
+        problems: list[tuple[str | None, str | None, str]] = []
+        if len(cells) < len(columns.names):
+            cells = cells + [""] * (len(columns.names) - len(cells))
+        for pos, at, name, parse, req in plan:
+            text = cells[pos].strip()
+            if not text:
+                if req:
+                    problems.append((name, "", "missing required value"))
+                continue
+            try:
+                values[at] = parse(text)
+            except ValueError as exc:
+                problems.append((name, text, str(exc)))
+        if undecodable:
+            problems.append((None, None, f"bytes that are not valid {source.encoding}; pass --encoding NAME"))
+        if len(cells) > width and any(c.strip() for c in cells[width:]):
+            problems.append((None, None, f"{len(cells)} cells but the header has {width} columns"))
+        for pos in unnamed:
+            if cells[pos].strip():
+                problems.append((None, cells[pos].strip(), f"a value in column {pos + 1}, which has no header"))
+        if row_check is not None and not problems:
+            problems.extend((c, None, reason) for c, reason in row_check(dict(zip(names, values))))
+        key = [values[i] for i in key_at]
+        if None in key:
+            grp = f" {seq:012d}"  # a row without its key is rejected alone (real keys are stripped)
+        else:
+            grp = key[0] if len(key) == 1 else "\x1f".join(map(str, key))
+        sub = values[sub_at] if sub_at is not None else 0
+        if sub is None:
+            sub = 0 if spec.sub not in required else -seq
+        hdr = dumps(tuple(values[i] for i in shared_at)) if shared_at else None
+        batch.append((grp, sub, seq, line, 1 if problems else 0, hdr, dumps(tuple(values)), dumps(cells)))
+        if problems:
+            for column, value, reason in problems:
+                if column is not None and value is None:
+                    value = cells[columns.names.index(column)].strip() if column in columns.names else ""
+                errors.append((seq, line, grp, column, value, reason))
+        if len(batch) >= 5000:
+            staging.add_rows(batch)
+            batch = []
+            if errors:
+                staging.add_errors(errors)
+                errors = []
+            progress("reading", source.bytes_read, source.size, seq)
+    staging.add_rows(batch)
+    staging.add_errors(errors)
+    progress("reading", source.bytes_read, source.size, seq)
+
+
+class Staging:
+    """Rows and errors of one import, in SQLite's private temporary database (on disk)."""
+
+    def __init__(self) -> None:
+        # "" = a private temporary database, deleted when closed (or when the process dies)
+        self.db = sqlite3.connect("", isolation_level=None)
+        for pragma in ("page_size = 32768", "cache_size = -32768", "journal_mode = OFF",
+                       "synchronous = OFF", "temp_store = FILE", "locking_mode = EXCLUSIVE"):
+            self.db.execute(f"PRAGMA {pragma}")
+        self.db.executescript(
+            """
+            CREATE TABLE rec (grp TEXT NOT NULL, sub NOT NULL, seq INTEGER NOT NULL, line INTEGER,
+                              bad INTEGER, hdr BLOB, data BLOB, raw BLOB,
+                              PRIMARY KEY (grp, sub, seq)) WITHOUT ROWID;
+            CREATE TABLE err (id INTEGER PRIMARY KEY, seq INTEGER, line INTEGER, grp TEXT,
+                              col TEXT, value TEXT, reason TEXT);
+            CREATE TABLE badgrp (grp TEXT PRIMARY KEY) WITHOUT ROWID;
+            """
+        )
+        self.rows = 0
+
+    def add_rows(self, rows: list[tuple]) -> None:
+        if rows:
+            self.db.executemany("INSERT INTO rec VALUES (?,?,?,?,?,?,?,?)", rows)
+            self.rows += len(rows)
+
+    def add_errors(self, errors: Iterable[tuple]) -> None:
+        """Errors as (seq or None, line, grp, column, value, reason)."""
+        self.db.executemany("INSERT INTO err (seq, line, grp, col, value, reason) VALUES (?,?,?,?,?,?)", errors)
+
+    def close_bad_groups(self) -> None:
+        """A record with any error is rejected whole."""
+        self.db.execute("INSERT OR IGNORE INTO badgrp SELECT DISTINCT grp FROM err")
+
+    def error_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM err").fetchone()[0]
+
+    def good_rows(self) -> int:
+        return self.db.execute("SELECT count(*) FROM rec WHERE grp NOT IN (SELECT grp FROM badgrp)").fetchone()[0]
+
+    def records(self, batch_rows: int) -> Iterator[list[Record]]:
+        """The good records in batches of about ``batch_rows`` rows, whole records only."""
+        cur = self.db.execute(
+            "SELECT grp, seq, line, data FROM rec WHERE grp NOT IN (SELECT grp FROM badgrp) ORDER BY grp, sub, seq"
+        )
+        loads = marshal.loads
+        batch: list[Record] = []
+        size = 0
+        for grp, rows in groupby(cur, key=lambda r: r[0]):
+            rows = [(seq, line, loads(data)) for _, seq, line, data in rows]
+            batch.append(Record(grp, rows))
+            size += len(rows)
+            if size >= batch_rows:
+                yield batch
+                batch, size = [], 0
+        if batch:
+            yield batch
+
+    def close(self) -> None:
+        self.db.close()
+
+
+# --- 2. cross-row checks ---------------------------------------------------------------------
+
+def _check_across_rows(spec: Kind, staging: Staging, columns: Columns) -> None:
+    db = staging.db
+    errors: list[tuple] = []
+    what = " ".join(spec.key) if len(spec.key) == 1 else "(" + ", ".join(spec.key) + ")"
+    dups = db.execute(
+        "SELECT grp, sub, group_concat(seq || ':' || line) FROM rec WHERE substr(grp, 1, 1) != ' ' "
+        "GROUP BY grp, sub HAVING count(*) > 1"
+    ).fetchall()
+    for grp, sub, pairs in dups:
+        rows = sorted(tuple(map(int, p.split(":"))) for p in pairs.split(","))
+        first_line = rows[0][1]
+        shown = grp.replace("\x1f", ", ")
+        if spec.sub and sub != 0:
+            column, value = spec.sub, str(sub)
+            reason = f"duplicate line: {spec.key[0]} {shown} {spec.sub} {sub} is also on line {first_line}"
+        elif spec.sub:
+            column, value = spec.sub, ""
+            reason = (f"duplicate {spec.key[0]} {shown}: also on line {first_line} "
+                      f"(give each row of one {spec.unit[:-1]} its own {spec.sub})")
+        else:
+            column, value = spec.key[0], shown
+            reason = f"duplicate {what}: also on line {first_line}"
+        errors.extend((seq, line, grp, column, value, reason) for seq, line in rows[1:])
+    if spec.shared:
+        names = columns.names
+        conflicting = db.execute(
+            "SELECT grp FROM rec WHERE bad = 0 GROUP BY grp HAVING count(DISTINCT hdr) > 1"
+        ).fetchall()
+        for (grp,) in conflicting:
+            rows = db.execute("SELECT seq, line, hdr, raw FROM rec WHERE grp = ? AND bad = 0 ORDER BY seq", (grp,)).fetchall()
+            _, ref_line, ref_hdr, ref_raw = rows[0]
+            ref_values, ref_cells = marshal.loads(ref_hdr), marshal.loads(ref_raw)
+            for seq, line, hdr, raw in rows[1:]:
+                if hdr == ref_hdr:
+                    continue
+                values, cells = marshal.loads(hdr), marshal.loads(raw)
+                for col, mine, theirs in zip(spec.shared, values, ref_values):
+                    if mine != theirs:
+                        pos = names.index(col) if col in names else None
+                        text = cells[pos].strip() if pos is not None else ""
+                        ref_text = ref_cells[pos].strip() if pos is not None else ""
+                        errors.append((seq, line, grp, col, text,
+                                       f"differs from line {ref_line} ({ref_text!r}): every row of one "
+                                       f"{spec.unit[:-1]} must have the same {col}"))
+    staging.add_errors(errors)
+
+
+# --- 3 and 4. plan and write -----------------------------------------------------------------
+
+class _Rollback(Exception):
+    """Raised inside a planning transaction so that it rolls back."""
+
+
+def _lock_kind(session: Session, ctx: Context, kind: str) -> None:
+    """Serialise imports of one kind across processes on PostgreSQL (SQLite's BEGIN IMMEDIATE
+    already does): two imports of the same file never both insert one order."""
+    if ctx.dialect == "postgresql":
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(f"ffctl:import:{kind}".encode())})
+
+
+def _run(spec: Kind, ctx: Context, store, staging: Staging, report: ImportReport, progress: Progress,
+         batch_rows: int, *, write: bool) -> None:
+    """Classify (write=False) or write every good record, batch by batch."""
+    handler = spec.handler()
+    total = staging.good_rows()
+    done = 0
+    refusals: list[tuple] = []
+    phase = "writing" if write else "planning"
+    progress(phase, 0, total, 0)
+    for batch in staging.records(batch_rows):
+        if write:
+            with store.session(write=True) as s:
+                _lock_kind(s, ctx, spec.name)
+                outcomes = handler.apply(s, ctx, spec, batch, True)
+            report.batches += 1
+        elif spec.plan_by_rollback:
+            try:
+                with store.session(write=True) as s:
+                    outcomes = handler.apply(s, ctx, spec, batch, True)
+                    raise _Rollback
+            except _Rollback:
+                pass
+        else:
+            with store.session() as s:
+                outcomes = handler.apply(s, ctx, spec, batch, False)
+        for record, (action, reason) in zip(batch, outcomes):
+            if action == REJECTED:
+                refusals.append((None, record.line, record.key, None, None, reason))
+                continue
+            if action == NEW:
+                report.written += 1
+            elif action == UPDATED:
+                report.updated += 1
+            elif action == UNCHANGED:
+                report.unchanged += 1
+            elif action == SKIPPED:
+                report.skipped += 1
+                if len(report.changed) < MAX_ERRORS_SHOWN:
+                    report.changed.append(record.key.replace("\x1f", ", "))
+            if reason and action != SKIPPED and len(report.notes) < MAX_ERRORS_SHOWN:
+                report.notes.append(f"line {record.line}: {reason}")
+        done += sum(len(r.rows) for r in batch)
+        progress(phase, done, total, done)
+    staging.add_errors(refusals)
+
+
+def _finish(report: ImportReport, staging: Staging, header: list[str], rejects: str | Path | None) -> None:
+    db = staging.db
+    report.error_count = staging.error_count()
+    report.errors = [
+        RowError(line, col, value, reason)
+        for line, col, value, reason in db.execute(
+            "SELECT line, col, value, reason FROM err ORDER BY line, id LIMIT ?", (MAX_ERRORS_SHOWN,)
+        )
+    ]
+    report.rejected = db.execute("SELECT count(*) FROM badgrp").fetchone()[0]
+    report.rejected_rows = db.execute(
+        "SELECT count(*) FROM rec WHERE grp IN (SELECT grp FROM badgrp)"
+    ).fetchone()[0]
+    if rejects is None or not report.rejected_rows:
+        return
+    own = {
+        seq: text
+        for seq, text in db.execute(
+            "SELECT seq, group_concat(CASE WHEN col IS NULL THEN reason ELSE col || ': ' || reason END, '; ') "
+            "FROM err WHERE seq IS NOT NULL GROUP BY seq"
+        )
+    }
+    first_problem = {
+        grp: (line, text)
+        for grp, line, text in db.execute(
+            "SELECT grp, min(line), reason FROM err GROUP BY grp"
+        )
+    }
+    group_wide = {
+        grp: text for grp, text in db.execute(
+            "SELECT grp, group_concat(reason, '; ') FROM err WHERE seq IS NULL GROUP BY grp"
+        )
+    }
+    unit = report.unit[:-1]
+
+    def rows():
+        for seq, grp, raw in db.execute(
+            "SELECT seq, grp, raw FROM rec WHERE grp IN (SELECT grp FROM badgrp) ORDER BY seq"
+        ):
+            text = own.get(seq) or group_wide.get(grp)
+            if text is None:
+                line, reason = first_problem[grp]
+                text = f"not imported: this {unit} has an error on line {line} ({reason})"
+            yield marshal.loads(raw), text
+
+    report.rejects_path = str(rejects)
+    report.rejects_written = csvio.write_rejects(rejects, header, rows())
+
+
+# --- bulk writes -------------------------------------------------------------------------------
+
+def bulk_insert(session: Session, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
+    """Insert many rows of plain values (times as stored text) in the caller's transaction:
+    executemany on SQLite, COPY on PostgreSQL. No ORM objects, no per-row type processing."""
+    if not rows:
+        return
+    raw = session.connection().connection.driver_connection
+    cols = ", ".join(columns)
+    if session.bind.dialect.name == "postgresql":
+        with raw.cursor() as cur:
+            with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+    else:
+        raw.executemany(f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(columns))})", rows)
+
+
+def _existing(session: Session, table, key_cols: Sequence[str], keys: list, *, lock: bool = False) -> dict:
+    """Rows of ``table`` whose key is in ``keys`` (a key is a value, or a tuple for composite keys)."""
+    found: dict = {}
+    cols = [table.c[c] for c in key_cols]
+    for start in range(0, len(keys), 2000):
+        chunk = keys[start:start + 2000]
+        cond = cols[0].in_(chunk) if len(cols) == 1 else sa.tuple_(*cols).in_(chunk)
+        stmt = sa.select(table).where(cond)
+        if lock and session.bind.dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        for row in session.execute(stmt).mappings():
+            key = row[key_cols[0]] if len(cols) == 1 else tuple(row[c] for c in key_cols)
+            found[key] = row
+    return found
+
+
+# --- orders ------------------------------------------------------------------------------------
+
+ORDER_COLUMNS = ("order_id", "line_no", "customer", "sku", "qty")
+ORDER_OPTIONAL = ("channel", "region", "unit_price", "created_at", "promised_ship_date", "priority", "sales_rep")
+ORDER_SHARED = ("customer", "channel", "region", "created_at", "promised_ship_date", "priority", "sales_rep")
+O_ID, O_LINE, O_CUSTOMER, O_SKU, O_QTY, O_CHANNEL, O_REGION, O_PRICE, O_CREATED, O_PROMISED, O_PRIORITY, O_REP = range(12)
+ORDER_INSERT = ("order_id", "customer", "channel", "region", "sales_rep", "priority", "created_at",
+                "promised_ship_date", "promise_source", "status", "has_custom_items", "content_hash")
+LINE_INSERT = ("order_id", "line_no", "sku", "qty", "unit_price", "allocated")
+OPEN_STATUSES = ("open", "on_hold")
+
+
+def _order_parsers(ctx: Context) -> dict:
+    return {
+        "order_id": csvio.text_value,
+        "line_no": csvio.positive_int,
+        "customer": csvio.known(ctx.customers, "customer", "not in customers; import customers first"),
+        "sku": csvio.known(ctx.skus, "SKU", "not in products; import products first"),
+        "qty": csvio.positive_int,
+        "channel": csvio.text_value,
+        "region": csvio.text_value,
+        "unit_price": csvio.non_negative_number,
+        "created_at": csvio.time_parser(ctx.tz),
+        "promised_ship_date": csvio.date_value,
+        "priority": csvio.priority,
+        "sales_rep": csvio.text_value,
+    }
+
+
+def order_hash(record: Record) -> str:
+    """What an imported order says, as given (a missing created_at or promise is not filled in)."""
+    v = record.first
+    shared = (v[O_CUSTOMER], v[O_CHANNEL], v[O_REGION], v[O_CREATED], v[O_PROMISED], v[O_PRIORITY], v[O_REP])
+    lines = tuple((r[O_LINE], r[O_SKU], r[O_QTY], r[O_PRICE]) for _, _, r in record.rows)
+    return hashlib.blake2b(repr((shared, lines)).encode(), digest_size=16).hexdigest()
+
+
+class Orders(Handler):
+    """New orders are inserted with their lines and enter their workflow; an unchanged order is
+    left alone; a changed one is skipped, or with --update replaced while it is open and has no
+    stock allocated (allocated or shipped orders are refused: release or cancel first)."""
+
+    def apply(self, session, ctx, kind, records, write):
+        keys = [r.key for r in records]
+        orders = Order.__table__
+        existing = {}
+        for start in range(0, len(keys), 2000):
+            stmt = sa.select(orders.c.order_id, orders.c.status, orders.c.content_hash).where(
+                orders.c.order_id.in_(keys[start:start + 2000])
+            )
+            if write and ctx.dialect == "postgresql":
+                stmt = stmt.with_for_update()
+            existing.update((r.order_id, r) for r in session.execute(stmt))
+        outcomes: list[Outcome] = []
+        new: list[tuple[Record, str]] = []
+        changed: list[tuple[Record, str]] = []
+        for record in records:
+            digest = order_hash(record)
+            current = existing.get(record.key)
+            if current is None:
+                new.append((record, digest))
+                outcomes.append((NEW, None))
+            elif current.content_hash == digest:
+                outcomes.append((UNCHANGED, None))
+            elif not ctx.update:
+                outcomes.append((SKIPPED, "changed since it was imported; pass --update to replace it"))
+            elif current.status not in OPEN_STATUSES:
+                outcomes.append((REJECTED, f"order {record.key} is {current.status}: it can no longer change"))
+            else:
+                changed.append((record, digest))
+                outcomes.append((UPDATED, None))
+        if changed:
+            allocated = set(session.scalars(
+                sa.select(Allocation.order_id).where(Allocation.order_id.in_([r.key for r, _ in changed])).distinct()
+            ))
+            if allocated:
+                position = {r.key: i for i, r in enumerate(records)}
+                for record, _ in changed:
+                    if record.key in allocated:
+                        outcomes[position[record.key]] = (
+                            REJECTED, f"order {record.key} has stock allocated: it can no longer change "
+                                      "(cancel it and import it under a new order_id)")
+                changed = [(r, d) for r, d in changed if r.key not in allocated]
+        if not write:
+            return outcomes
+        if new:
+            self._insert(session, ctx, new)
+        if changed:
+            self._replace(session, ctx, changed)
+        return outcomes
+
+    def _facts(self, ctx: Context, record: Record, created: datetime) -> dict:
+        v = record.first
+        tier, region, rep = ctx.customers[v[O_CUSTOMER]]
+        skus = {r[O_SKU] for _, _, r in record.rows}
+        products = [ctx.skus[s] for s in skus]
+        return {
+            "order_id": record.key, "created_at": created, "channel": v[O_CHANNEL],
+            "region": v[O_REGION] or region, "tier": tier, "customer": v[O_CUSTOMER],
+            "sales_rep": v[O_REP] or rep, "priority": v[O_PRIORITY] or 0,
+            "has_custom_items": any(custom for _, custom in products),
+            "categories": {cat for cat, _ in products if cat}, "skus": skus,
+        }
+
+    def _promises(self, session, ctx: Context, records: list[Record]) -> dict:
+        wanted = [
+            (r.key, [(row[O_SKU], row[O_QTY]) for _, _, row in r.rows]) for r in records if r.first[O_PROMISED] is None
+        ]
+        if not wanted:
+            return {}
+        try:
+            from ffctl.core.stock import promise_dates
+        except ImportError:  # the stock module lands separately; until then promises stay empty
+            return {}
+        return promise_dates(session, wanted, now=ctx.now, tz=ctx.tz)
+
+    def _header_row(self, ctx: Context, record: Record, digest: str, facts: dict, promise) -> tuple:
+        v = record.first
+        if v[O_PROMISED] is not None:
+            promised, source = v[O_PROMISED], "import"
+        elif promise is not None:
+            promised, source = promise[0].isoformat(), promise[1]
+        else:
+            promised, source = None, None
+        return (record.key, v[O_CUSTOMER], v[O_CHANNEL], facts["region"], facts["sales_rep"], facts["priority"],
+                v[O_CREATED] or ctx.now_text, promised, source, "open", facts["has_custom_items"], digest)
+
+    @staticmethod
+    def _line_rows(record: Record) -> list[tuple]:
+        return [(record.key, r[O_LINE], r[O_SKU], r[O_QTY], r[O_PRICE], 0) for _, _, r in record.rows]
+
+    def _insert(self, session, ctx: Context, new: list[tuple[Record, str]]) -> None:
+        from ffctl.core import workflow
+
+        promises = self._promises(session, ctx, [r for r, _ in new])
+        order_rows, line_rows, facts_list = [], [], []
+        for record, digest in new:
+            created = record.first[O_CREATED]
+            facts = self._facts(ctx, record, csvio.from_stored(created) if created else ctx.now)
+            facts_list.append(facts)
+            order_rows.append(self._header_row(ctx, record, digest, facts, promises.get(record.key)))
+            line_rows.extend(self._line_rows(record))
+        bulk_insert(session, "orders", ORDER_INSERT, order_rows)
+        bulk_insert(session, "order_line", LINE_INSERT, line_rows)
+        workflow.enter_orders(session, ctx.cfg, facts_list, actor=ctx.actor)
+
+    def _replace(self, session, ctx: Context, changed: list[tuple[Record, str]]) -> None:
+        from ffctl.core import audit
+
+        promises = self._promises(session, ctx, [r for r, _ in changed])
+        orders, lines = Order.__table__, OrderLine.__table__
+        ids = [r.key for r, _ in changed]
+        before = dict(session.execute(
+            sa.select(lines.c.order_id, sa.func.count()).where(lines.c.order_id.in_(ids)).group_by(lines.c.order_id)
+        ).all())
+        session.execute(sa.delete(lines).where(lines.c.order_id.in_(ids)))
+        line_rows, events = [], []
+        for record, digest in changed:
+            facts = self._facts(ctx, record, ctx.now)
+            row = dict(zip(ORDER_INSERT, self._header_row(ctx, record, digest, facts, promises.get(record.key))))
+            values = {k: row[k] for k in ("customer", "channel", "region", "sales_rep", "priority",
+                                          "promised_ship_date", "promise_source", "has_custom_items", "content_hash")}
+            if record.first[O_CREATED]:
+                values["created_at"] = csvio.from_stored(record.first[O_CREATED])
+            if values["promised_ship_date"]:
+                values["promised_ship_date"] = datetime.fromisoformat(values["promised_ship_date"]).date()
+            session.execute(sa.update(orders).where(orders.c.order_id == record.key).values(**values))
+            line_rows.extend(self._line_rows(record))
+            events.append({"event": "updated", "at": ctx.now, "actor": ctx.actor, "order_id": record.key,
+                           "detail": f"replaced by import: {len(record.rows)} line(s), was {before.get(record.key, 0)}"})
+        bulk_insert(session, "order_line", LINE_INSERT, line_rows)
+        audit.record_many(session, events)
+
+
+# --- master data and other keyed rows ---------------------------------------------------------
+
+class Upsert(Handler):
+    """Rows keyed by ``key`` are inserted, or updated with the values the file gives (an empty
+    cell, or a column the file lacks, leaves the stored value as it is)."""
+
+    def __init__(self, model, defaults: dict, times: Sequence[str] = (), guard=None) -> None:
+        self.table = model.__table__
+        self.defaults = defaults
+        self.times = frozenset(times)
+        self.guard = guard  # (stored row, changes) -> (changes, reason or None, refused)
+
+    def apply(self, session, ctx, kind, records, write):
+        key_cols = kind.key
+        values_of = []
+        for record in records:
+            row = dict(zip(kind.columns, record.first))
+            for col in self.times:
+                if row.get(col) is not None:
+                    row[col] = csvio.from_stored(row[col])
+            values_of.append(row)
+        keys = [row[key_cols[0]] if len(key_cols) == 1 else tuple(row[c] for c in key_cols) for row in values_of]
+        existing = _existing(session, self.table, key_cols, keys, lock=write)
+        inserts, updates, outcomes = [], [], []
+        fields = [c for c in kind.columns if c not in key_cols and c in ctx.present]
+        for key, row in zip(keys, values_of):
+            given = {c: row[c] for c in fields if row[c] is not None}
+            current = existing.get(key)
+            if current is None:
+                # every dict has every column: executemany needs one shape
+                inserts.append({**{c: None for c in kind.columns}, **self.defaults,
+                                **{c: row[c] for c in key_cols}, **given})
+                outcomes.append((NEW, None))
+                continue
+            changes = {c: v for c, v in given.items() if current[c] != v}
+            note = None
+            if self.guard and changes:
+                changes, note, refused = self.guard(current, changes)
+                if refused:
+                    outcomes.append((REJECTED, note))
+                    continue
+            if not changes:
+                outcomes.append((UNCHANGED, note))
+                continue
+            updates.append((key, changes))
+            outcomes.append((UPDATED, note))
+        if write:
+            if inserts:
+                session.execute(sa.insert(self.table), inserts)
+            cols = [self.table.c[c] for c in key_cols]
+            for key, changes in updates:
+                key_values = (key,) if len(key_cols) == 1 else key
+                cond = sa.and_(*[col == value for col, value in zip(cols, key_values)])
+                session.execute(sa.update(self.table).where(cond).values(**changes))
+        return outcomes
+
+
+def _supplier_guard(current, changes):
+    if changes.get("inspection_exempt") is True and current["exempt_frozen_at"] is not None:
+        changes = {k: v for k, v in changes.items() if k != "inspection_exempt"}
+        reason = current["exempt_frozen_reason"] or "quality rule"
+        return changes, (f"supplier {current['supplier']}: inspection exemption stays frozen "
+                         f"({reason}); it was not set back"), False
+    return changes, None, False
+
+
+def _receipt_guard(current, changes):
+    if current["status"] == "received":
+        return changes, (f"receipt {current['receipt_id']} ({current['sku']}, {current['warehouse']}) "
+                         f"was already received: it can no longer change"), True
+    return changes, None, False
+
+
+def _product_parsers(ctx: Context) -> dict:
+    return {
+        "sku": csvio.text_value, "name": csvio.text_value, "category": csvio.text_value,
+        "safety_stock": csvio.non_negative_int, "reorder_qty": csvio.positive_int,
+        "supplier": csvio.known(ctx.suppliers, "supplier", "not in suppliers; import suppliers first"),
+        "lead_time_days": csvio.non_negative_int, "custom": csvio.boolean,
+    }
+
+
+def _customer_parsers(ctx: Context) -> dict:
+    return {
+        "customer": csvio.text_value, "name": csvio.text_value, "tier": csvio.text_value,
+        "region": csvio.text_value, "credit_limit": csvio.non_negative_number, "sales_rep": csvio.text_value,
+    }
+
+
+def _supplier_parsers(ctx: Context) -> dict:
+    return {"supplier": csvio.text_value, "name": csvio.text_value, "inspection_exempt": csvio.boolean}
+
+
+def _receipt_parsers(ctx: Context) -> dict:
+    return {
+        "receipt_id": csvio.text_value,
+        "sku": csvio.known(ctx.skus, "SKU", "not in products; import products first"),
+        "warehouse": csvio.text_value, "qty": csvio.positive_int, "expected_at": csvio.time_parser(ctx.tz),
+        "supplier": csvio.known(ctx.suppliers, "supplier", "not in suppliers; import suppliers first"),
+    }
+
+
+def _qc_parsers(ctx: Context) -> dict:
+    when = csvio.time_parser(ctx.tz)
+    return {
+        "supplier": csvio.known(ctx.suppliers, "supplier", "not in suppliers; import suppliers first"),
+        "batch_id": csvio.text_value, "inspected_at": when, "passed": csvio.non_negative_int,
+        "total": csvio.positive_int, "promised_at": when, "received_at": when,
+        "sku": csvio.known(ctx.skus, "SKU", "not in products; import products first"),
+    }
+
+
+def _qc_check(row: dict) -> list[tuple[str, str]]:
+    if row["passed"] > row["total"]:
+        return [("passed", f"is more than total ({row['total']})")]
+    return []
+
+
+# --- stock counts, shipments, deliveries -------------------------------------------------------
+
+class StockCounts(Handler):
+    """A counted on_hand per (sku, warehouse), applied through the stock module as an adjustment."""
+
+    def apply(self, session, ctx, kind, records, write):
+        rows = [record.first for record in records]
+        keys = [(r[0], r[1]) for r in rows]
+        existing = _existing(session, Stock.__table__, ("sku", "warehouse"), keys, lock=write)
+        outcomes, counts = [], []
+        for key, row in zip(keys, rows):
+            current = existing.get(key)
+            on_hand = row[2]
+            if current is None:
+                outcomes.append((NEW, None))
+            elif current["on_hand"] == on_hand:
+                outcomes.append((UNCHANGED, None))
+                continue
+            elif on_hand < current["allocated"]:
+                outcomes.append((REJECTED, f"count {on_hand} for {key[0]} in {key[1]} is below the "
+                                           f"{current['allocated']} allocated to orders; release them first"))
+                continue
+            else:
+                outcomes.append((UPDATED, None))
+            counts.append((key[0], key[1], on_hand))
+        if write and counts:
+            from ffctl.core import stock
+
+            stock.apply_counts(session, counts, at=ctx.now, actor=ctx.actor)
+        return outcomes
+
+
+class _PerOrder(Handler):
+    """Records applied one order at a time through the stock module, each in a savepoint, so a
+    refused order is rejected alone."""
+
+    done_status: tuple[str, ...] = ()
+
+    def apply(self, session, ctx, kind, records, write):
+        orders = _existing(session, Order.__table__, ("order_id",), [r.key for r in records], lock=write)
+        outcomes = []
+        for record in records:
+            current = orders.get(record.key)
+            if current is None:
+                outcomes.append((REJECTED, f"unknown order {record.key!r} (not in orders; import orders first)"))
+                continue
+            verdict = self.check(session, ctx, record, current)
+            if verdict is not None:
+                outcomes.append(verdict)
+                continue
+            if not write:
+                outcomes.append((NEW, None))
+                continue
+            try:
+                with session.begin_nested():
+                    self.do(session, ctx, record)
+                outcomes.append((NEW, None))
+            except FfctlError as exc:
+                outcomes.append((REJECTED, f"order {record.key}: {exc.message}"))
+        return outcomes
+
+    def check(self, session, ctx, record: Record, current) -> Outcome | None:
+        raise NotImplementedError
+
+    def do(self, session, ctx, record: Record) -> None:
+        raise NotImplementedError
+
+
+S_ORDER, S_SHIPPED, S_CARRIER, S_TRACKING, S_LINE, S_SKU, S_QTY = range(7)
+
+
+class Shipments(_PerOrder):
+    def check(self, session, ctx, record, current):
+        v = record.first
+        if current["status"] in ("shipped", "delivered"):
+            shipment = session.get(Shipment, record.key)
+            if shipment is not None and csvio.stored_time(shipment.shipped_at) == v[S_SHIPPED]:
+                return (UNCHANGED, None)
+            shown = local(current["shipped_at"], ctx.tz) if current["shipped_at"] else "?"
+            return (REJECTED, f"order {record.key} already shipped at {shown}")
+        if current["status"] == "cancelled":
+            return (REJECTED, f"order {record.key} is cancelled")
+        return None
+
+    def do(self, session, ctx, record):
+        from ffctl.core import stock
+
+        v = record.first
+        picks = [(r[S_LINE], r[S_SKU], r[S_QTY]) for _, _, r in record.rows if r[S_LINE] is not None]
+        stock.ship(session, ctx.cfg, record.key, at=csvio.from_stored(v[S_SHIPPED]), actor=ctx.actor,
+                   carrier=v[S_CARRIER], tracking=v[S_TRACKING], picks=picks)
+
+
+def _shipment_parsers(ctx: Context) -> dict:
+    return {
+        "order_id": csvio.text_value, "shipped_at": csvio.time_parser(ctx.tz), "carrier": csvio.text_value,
+        "tracking": csvio.text_value, "line_no": csvio.positive_int,
+        "sku": csvio.text_value,  # a wrong SKU picked is what pick accuracy measures: not checked
+        "qty": csvio.non_negative_int,
+    }
+
+
+def _shipment_check(row: dict) -> list[tuple[str, str]]:
+    pick = ("line_no", "sku", "qty")
+    given = [c for c in pick if row[c] is not None]
+    if given and len(given) < 3:
+        return [(c, "missing: a picked line needs line_no, sku and qty") for c in pick if row[c] is None]
+    return []
+
+
+class Deliveries(_PerOrder):
+    def check(self, session, ctx, record, current):
+        v = record.first
+        if current["status"] == "delivered":
+            delivery = session.get(Delivery, record.key)
+            if delivery is not None and csvio.stored_time(delivery.delivered_at) == v[1] and delivery.issue == v[2]:
+                return (UNCHANGED, None)
+            return (REJECTED, f"order {record.key} was already delivered"
+                              + (f" at {local(current['delivered_at'], ctx.tz)}" if current["delivered_at"] else ""))
+        if current["status"] != "shipped":
+            return (REJECTED, f"order {record.key} has not shipped (it is {current['status']})")
+        return None
+
+    def do(self, session, ctx, record):
+        from ffctl.core import stock
+
+        v = record.first
+        stock.deliver(session, ctx.cfg, record.key, at=csvio.from_stored(v[1]), actor=ctx.actor, issue=v[2])
+
+
+def _delivery_parsers(ctx: Context) -> dict:
+    return {"order_id": csvio.text_value, "delivered_at": csvio.time_parser(ctx.tz),
+            "issue": csvio.one_of(DELIVERY_ISSUES)}
+
+
+# --- the kinds ---------------------------------------------------------------------------------
+
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind("products", "products", ("sku", "name"),
+             ("category", "safety_stock", "reorder_qty", "supplier", "lead_time_days", "custom"),
+             _product_parsers, lambda: Upsert(Product, {"safety_stock": 0, "custom": False}), key=("sku",)),
+        Kind("customers", "customers", ("customer", "name"), ("tier", "region", "credit_limit", "sales_rep"),
+             _customer_parsers, lambda: Upsert(Customer, {}), key=("customer",)),
+        Kind("suppliers", "suppliers", ("supplier", "name"), ("inspection_exempt",),
+             _supplier_parsers, lambda: Upsert(Supplier, {"inspection_exempt": False}, guard=_supplier_guard),
+             key=("supplier",)),
+        Kind("stock", "counts", ("sku", "warehouse", "on_hand"), (),
+             lambda ctx: {"sku": csvio.known(ctx.skus, "SKU", "not in products; import products first"),
+                          "warehouse": csvio.text_value, "on_hand": csvio.non_negative_int},
+             StockCounts, key=("sku", "warehouse"), refusable=lambda ctx: True),
+        Kind("receipts", "receipt lines", ("receipt_id", "sku", "warehouse", "qty", "expected_at"), ("supplier",),
+             _receipt_parsers,
+             lambda: Upsert(Receipt, {"status": "open"}, times=("expected_at",), guard=_receipt_guard),
+             key=("receipt_id", "sku", "warehouse"), refusable=lambda ctx: True),
+        Kind("orders", "orders", ORDER_COLUMNS, ORDER_OPTIONAL, _order_parsers, Orders,
+             key=("order_id",), sub="line_no", shared=ORDER_SHARED, refusable=lambda ctx: ctx.update),
+        Kind("shipments", "shipments", ("order_id", "shipped_at"), ("carrier", "tracking", "line_no", "sku", "qty"),
+             _shipment_parsers, Shipments, key=("order_id",), sub="line_no",
+             shared=("shipped_at", "carrier", "tracking"), row_check=_shipment_check,
+             refusable=lambda ctx: True, plan_by_rollback=True),
+        Kind("deliveries", "deliveries", ("order_id", "delivered_at"), ("issue",), _delivery_parsers, Deliveries,
+             key=("order_id",), refusable=lambda ctx: True, plan_by_rollback=True),
+        Kind("qc", "qc batches",
+             ("supplier", "batch_id", "inspected_at", "passed", "total", "promised_at", "received_at"), ("sku",),
+             _qc_parsers, lambda: Upsert(QcBatch, {}, times=("inspected_at", "promised_at", "received_at")),
+             key=("supplier", "batch_id"), row_check=_qc_check),
+    )
+}
