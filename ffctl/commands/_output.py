@@ -159,7 +159,7 @@ def message(text: str) -> None:
     if _err_console is None:
         from rich.console import Console
 
-        _err_console = Console(stderr=True, highlight=False)
+        _err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # one message, one line
     _err_console.print(text, markup=False)
 
 
