@@ -360,7 +360,7 @@ def test_cli_json_csv_and_table(workspace):
 
     r = workspace.run("report", "sla", "--format", "table", now=NOW_TEXT)
     assert r.exit_code == 0, r.output
-    assert "wave_pick ◀ bottleneck" in r.stdout and "80.00%" in r.stdout
+    assert "wave_pick *" in r.stdout and "* bottleneck: wave_pick" in r.stdout and "80.00%" in r.stdout
     r = workspace.run("report", "sla", "--format", "json", now=NOW_TEXT)
     assert json.loads(r.stdout)[0]["node"] == "credit_review"
 
