@@ -314,3 +314,56 @@ def test_invariant_holds_over_random_operations(store, example_config, data):
 
 def _has_c1(session) -> bool:
     return session.execute(sa.text("SELECT count(*) FROM customer WHERE customer = 'C1'")).scalar() > 0
+
+
+# --- CLI ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def waiting(workspace):
+    from ffctl.core.config import load_config
+    from ffctl.core.store import Store
+
+    store = Store(workspace.db_url)
+    with store.session(write=True) as s:
+        sd.seed(s, products=["A"], stock=[("A", "WH1", 5)], receipts=[("R1", "A", "WH1", 4, NOW + timedelta(days=3))])
+        sd.add_orders(s, load_config(workspace.config_path), [("O1", 1, [("A", 3)]), ("O2", 0, [("A", 4)])])
+    store.dispose()
+    return workspace
+
+
+def test_cli_allocate_dry_run_then_for_real(waiting):
+    import json
+
+    r = waiting.run("allocate", "--all", "--dry-run", "--format", "json", now="2026-11-02T10:00:00+08:00")
+    assert r.exit_code == 0, r.output
+    plan = json.loads(r.stdout)
+    assert plan["dry_run"] is True and plan["skipped"] == []
+    assert plan["summary"] == {"orders": 2, "completed": 1, "partial": 1, "backordered": 0,
+                               "units_allocated": 5, "units_backordered": 2}
+    o2 = plan["orders"][1]
+    assert o2["order_id"] == "O2" and o2["result"] == "partial"
+    assert o2["lines"] == [{"line_no": 1, "sku": "A", "qty": 4, "allocated": 2,
+                            "reserved": [{"warehouse": "WH1", "qty": 2}], "backordered": 2, "atp_date": "2026-11-05"}]
+    assert "Dry run: nothing was written." in r.stderr
+    r = waiting.run("allocate", "--all", "--format", "csv", now="2026-11-02T10:05:00+08:00")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines() == [
+        "order_id,priority,promised_ship_date,result,allocated_now,backordered,backorder_atp,next_node",
+        "O1,1,,allocated,3,0,,wave_pick",
+        "O2,0,,partial,2,2,2026-11-05,",
+    ]
+    assert "Reserved 5 units for 2 orders: 1 fully allocated (node completed), 1 partial" in r.stderr
+    r = waiting.run("allocate", "O2", "--format", "table")
+    assert r.exit_code == 0 and "O2" in r.stdout and "partial" in r.stdout
+
+
+def test_cli_allocate_refusals(waiting):
+    r = waiting.run("allocate")
+    assert r.exit_code == 2 and "--all" in r.stderr
+    r = waiting.run("allocate", "O1", "--all")
+    assert r.exit_code == 2
+    r = waiting.run("allocate", "NOPE")
+    assert r.exit_code == 1 and "no order NOPE" in r.stderr
+    waiting.run("allocate", "O1")
+    r = waiting.run("allocate", "O1")
+    assert r.exit_code == 1 and "O1 is at node wave_pick" in r.stderr

@@ -285,3 +285,71 @@ def test_receive_moves_inbound_to_on_hand_once(store):
     with pytest.raises(NotFound, match="no receipt"):
         with store.session(write=True) as s:
             stock.receive(s, "R9", at=NOW, actor="frank")
+
+
+# --- CLI ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def stocked(workspace):
+    from ffctl.core.store import Store
+
+    store = Store(workspace.db_url)
+    with store.session(write=True) as s:
+        seed(s, products=["A", "B"], stock=[("A", "WH1", 10), ("A", "WH2", 3), ("B", "WH1", 1)],
+             receipts=[("R1", "A", "WH1", 5, NOW + timedelta(days=2))])
+    store.dispose()
+    return workspace
+
+
+def test_cli_stock_show(stocked):
+    import json
+
+    r = stocked.run("stock", "show", "--format", "json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert rows[0] == {"sku": "A", "warehouse": "WH1", "on_hand": 10, "allocated": 0, "available": 10,
+                       "inbound": 5, "safety_stock": 2}
+    assert len(rows) == 3
+    r = stocked.run("stock", "show", "B", "--format", "csv")
+    assert r.stdout.splitlines() == ["sku,warehouse,on_hand,allocated,available,inbound,safety_stock",
+                                     "B,WH1,1,0,1,0,2"]
+    r = stocked.run("stock", "show", "A", "--format", "table")
+    assert r.exit_code == 0 and "WH2" in r.stdout and "safety stock" in r.stdout
+    r = stocked.run("stock", "show", "NOPE")
+    assert r.exit_code == 1 and "Error: no product 'NOPE'" in r.stderr
+
+
+def test_cli_stock_atp(stocked):
+    import json
+
+    r = stocked.run("stock", "atp", "A", "--qty", "15", "--format", "json", now="2026-11-02T10:00:00+08:00")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == {"sku": "A", "qty": 15, "earliest_date": "2026-11-04", "schedule": [
+        {"date": "2026-11-02", "available": 13}, {"date": "2026-11-04", "available": 18}]}
+    r = stocked.run("stock", "atp", "A", "--qty", "99", "--format", "json", now="2026-11-02T10:00:00+08:00")
+    assert json.loads(r.stdout)["earliest_date"] is None
+    r = stocked.run("stock", "atp", "A", "--qty", "15", "--format", "table", now="2026-11-02T10:00:00+08:00")
+    assert "15 can ship on 2026-11-04" in r.stdout
+    r = stocked.run("stock", "atp", "A", "--qty", "0")
+    assert r.exit_code == 2
+    r = stocked.run("stock", "atp", "NOPE")
+    assert r.exit_code == 1 and "no product" in r.stderr
+
+
+def test_cli_stock_receive_and_adjust(stocked):
+    r = stocked.run("stock", "receive", "R1", user="frank")
+    assert r.exit_code == 0, r.output
+    assert "Received R1: 5 units (A 5 into WH1)." in r.stderr
+    r = stocked.run("stock", "receive", "R1", user="frank")
+    assert r.exit_code == 1 and "already received" in r.stderr
+    r = stocked.run("stock", "receive", "R9", user="frank")
+    assert r.exit_code == 1 and "no receipt 'R9'" in r.stderr
+    r = stocked.run("stock", "adjust", "A", "WH2", "-2", "--reason", "damaged in transit", user="frank")
+    assert r.exit_code == 0, r.output
+    assert "A in WH2: on hand 3 -> 1 (-2); 0 allocated, 1 available." in r.stderr
+    r = stocked.run("stock", "adjust", "A", "WH2", "-2", "--reason", "again", user="frank")
+    assert r.exit_code == 1 and "would leave -1" in r.stderr
+    r = stocked.run("stock", "adjust", "A", "WH2", "5")
+    assert r.exit_code == 2 and "--reason" in r.stderr
+    r = stocked.run("stock", "show", "A", "--format", "csv")
+    assert "A,WH1,15,0,15,0,2" in r.stdout and "A,WH2,1,0,1,0,2" in r.stdout

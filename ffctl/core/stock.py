@@ -573,10 +573,10 @@ def ship(session: Session, cfg, order_id: str, *, at: datetime, actor: str, carr
     if picks:
         session.execute(sa.insert(PickLine.__table__),
                         [{"order_id": order_id, "line_no": ln, "sku": s, "qty": q} for ln, s, q in picks])
+    if node is not None:  # while the order is still open: complete_auto moves open orders only
+        workflow.complete_auto(session, cfg, [order_id], "ship", at=at, actor=actor)
     session.execute(sa.update(ORDERS).where(ORDERS.c.order_id == order_id)
                     .values(status="shipped", shipped_at=at, carrier=carrier, tracking=tracking))
-    if node is not None:
-        workflow.complete_auto(session, cfg, [order_id], "ship", at=at, actor=actor)
     detail = ", ".join(x for x in (carrier and f"carrier {carrier}", tracking and f"tracking {tracking}",
                                    f"{sum(a['qty'] for a in allocs)} units from reservations") if x)
     audit.record(session, event="shipped", at=at, actor=actor, order_id=order_id, node=node, detail=detail)
