@@ -155,6 +155,7 @@ def insert_or_ignore(session: Session, table, rows: list[dict], conflict: list[s
     table = getattr(table, "__table__", table)
     stmt = insert(table).on_conflict_do_nothing(index_elements=conflict) if conflict else insert(table).on_conflict_do_nothing()
     inserted = 0
-    for row in rows:  # rowcount per statement is reliable on both drivers
-        inserted += session.execute(stmt.values(**row)).rowcount or 0
+    for row in rows:  # rowcount per statement is reliable on both drivers once preserved
+        # (psycopg 3.3 resets rowcount when SQLAlchemy closes an INSERT's cursor: -1 without this)
+        inserted += session.execute(stmt.values(**row), execution_options={"preserve_rowcount": True}).rowcount or 0
     return inserted
