@@ -1,0 +1,101 @@
+"""ffctl supplier list / show: QC pass rates, delays, inspection exemption and why it was frozen."""
+
+from __future__ import annotations
+
+import typer
+
+from ffctl.commands._common import AppState, format_option
+
+app = typer.Typer(help="Supplier QC pass rates, delays and inspection exemption.", no_args_is_help=True)
+
+
+def _rate(value) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def _days(value) -> str:
+    return "-" if value is None else f"{value:+.1f}d"
+
+
+@app.command("list")
+def list_(ctx: typer.Context, fmt=format_option()) -> None:
+    """Every supplier: pass rate over the last 3 QC batches, average delay, exemption."""
+    from ffctl.commands._output import Column, render
+    from ffctl.core.rules import list_suppliers, supplier_window
+
+    st = AppState.of(ctx)
+    cfg = st.config()
+    with st.store().session() as s:
+        rows = list_suppliers(s, cfg)
+    window = supplier_window(cfg)
+    columns = [
+        Column("supplier"), Column("name"), Column("inspection_exempt", "exempt"),
+        Column("qc_pass_rate_last3", "pass rate (last 3)", justify="right", show=_rate),
+        Column("avg_delay_days", f"avg delay (last {window})", justify="right", show=_days),
+        Column("exempt_frozen_at", "frozen"),
+    ]
+    render(rows, columns, fmt, tz=st.tz, empty="No suppliers (ffctl import suppliers FILE).")
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    supplier: str = typer.Argument(..., help="The supplier code."),
+    fmt=format_option(),
+) -> None:
+    """A supplier's numbers, its recent QC batches, and why its exemption was frozen."""
+    from ffctl.commands._output import render_object
+    from ffctl.core.rules import show_supplier
+
+    st = AppState.of(ctx)
+    cfg = st.config()
+    with st.store().session() as s:
+        obj = show_supplier(s, cfg, supplier)
+    render_object(obj, fmt, tz=st.tz, table=lambda o: _show_table(o, st.tz))
+
+
+def _show_table(o: dict, tz: str) -> None:
+    from rich.markup import escape
+    from rich.panel import Panel
+    from rich.table import Table
+
+    from ffctl.commands._output import get_console, table_cell
+
+    console = get_console()
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("name", escape(o["name"]))
+    if o["inspection_exempt"]:
+        head.add_row("inspection", "[green]exempt[/]")
+    elif o["exempt_frozen_at"]:
+        head.add_row("inspection", f"[bold red]exemption frozen[/] at {table_cell(o['exempt_frozen_at'], tz)} ({tz})")
+        head.add_row("why", escape(o["exempt_frozen_reason"] or "-"))
+    else:
+        head.add_row("inspection", "not exempt (every batch is inspected)")
+    head.add_row("pass rate", f"{_rate(o['qc_pass_rate_last3'])} over the last 3 batches")
+    head.add_row("avg delay", f"{_days(o['avg_delay_days'])} over the last {o['window_batches']} batches")
+    console.print(Panel(head, title=f"supplier {escape(o['supplier'])}", expand=False))
+
+    if o["batches"]:
+        batches = Table(title="recent QC batches (newest first)", header_style="bold")
+        for name, justify in (("batch", "left"), ("sku", "left"), ("inspected", "left"), ("passed", "right"),
+                              ("total", "right"), ("pass rate", "right"), ("promised", "left"),
+                              ("received", "left"), ("delay", "right")):
+            batches.add_column(name, justify=justify)
+        for b in o["batches"]:
+            batches.add_row(
+                escape(b["batch_id"]), escape(b["sku"] or "-"), table_cell(b["inspected_at"], tz), str(b["passed"]),
+                str(b["total"]), _rate(b["pass_rate"]), table_cell(b["promised_at"], tz),
+                table_cell(b["received_at"], tz), _days(b["delay_days"]),
+            )
+        console.print(batches)
+    else:
+        console.print("No QC batches yet (ffctl import qc FILE).")
+    if o["history"]:
+        history = Table(title="history", header_style="bold")
+        for name in ("at", "event", "by", "detail"):
+            history.add_column(name, overflow="fold")
+        for e in o["history"]:
+            history.add_row(table_cell(e["at"], tz), e["event"], escape(e["actor"]), escape(e["detail"] or ""))
+        console.print(history)
