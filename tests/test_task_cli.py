@@ -1,0 +1,113 @@
+"""ffctl task list: the inbox, most urgent first, in the viewer's time zone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ffctl.core import workflow
+from ffctl.core.config import load_config
+from ffctl.core.models import TaskAssignee
+from test_workflow import seed, t
+
+NOW = "2026-11-23T09:25:00+08:00"  # a Monday
+
+
+@pytest.fixture
+def ws(workspace):
+    workspace.cfg = load_config(workspace.config_path)
+    workspace.db = db = workspace.store()
+    cfg = workspace.cfg
+    seed(db, cfg, [
+        {"id": "LATE", "created": "2026-11-20 16:00"},    # credit_review due Fri 16:30: breached
+        {"id": "SOON", "created": "2026-11-23 09:00"},    # due 09:30, at risk
+        {"id": "LATER", "created": "2026-11-23 09:20"},   # due 09:50, on track
+        {"id": "HELD", "created": "2026-11-23 08:00"},    # due 09:30 but held
+        {"id": "TECH", "created": "2026-11-23 09:00", "custom": True},
+        {"id": "AUTO", "created": "2026-11-23 09:00"},
+        {"id": "ESC", "created": "2026-11-20 15:00"},     # due Fri 15:30, escalated to finance_manager
+    ])
+    with db.session(write=True) as s:
+        workflow.hold(s, cfg, "HELD", at=t("2026-11-23 09:05"), actor="alice", reason="waiting")
+        workflow.complete(s, cfg, "TECH", at=t("2026-11-23 09:05"), actor="alice", manual=True)  # due 13:05 wall
+        workflow.complete(s, cfg, "AUTO", at=t("2026-11-23 09:21"), actor="alice", manual=True)  # allocation 09:31
+        task = workflow.current_task(s, "ESC")
+        s.add(TaskAssignee(task_id=task.id, role="finance_manager", reason="escalation", added_at=t("2026-11-20 16:00")))
+    yield workspace
+    db.dispose()
+
+
+def inbox(ws, *args, user="alice", now=NOW):
+    r = ws.run("task", "list", "-f", "json", *args, now=now, user=user)
+    assert r.exit_code == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_sorted_by_urgency(ws):
+    rows = inbox(ws)
+    # breached first (most overdue first), then by deadline; held last
+    assert [r["order_id"] for r in rows] == ["ESC", "LATE", "SOON", "AUTO", "LATER", "TECH", "HELD"]
+    assert [r["state"] for r in rows] == ["breached", "breached", "at_risk", "on_track", "on_track", "on_track", "on_hold"]
+
+
+def test_json_shape_times_and_business_seconds(ws):
+    rows = {r["order_id"]: r for r in inbox(ws)}
+    assert rows["SOON"] == {
+        "order_id": "SOON", "node": "credit_review", "owner": "finance_reviewer", "assignees": ["finance_reviewer"],
+        "entered_at": "2026-11-23T09:00:00+08:00", "deadline": "2026-11-23T09:30:00+08:00", "state": "at_risk",
+        "seconds_left": 300, "auto": None, "customer": "C-WEST", "escalation_level": 0,
+    }
+    # Friday 16:30 -> Monday 09:25 is 30 min + 25 min of office time
+    assert rows["LATE"]["seconds_left"] == -55 * 60
+    assert rows["ESC"]["assignees"] == ["finance_reviewer", "finance_manager"]
+    assert (rows["AUTO"]["node"], rows["AUTO"]["owner"], rows["AUTO"]["auto"]) == ("allocation", None, "allocate")
+    assert rows["TECH"]["seconds_left"] == 3 * 3600 + 40 * 60  # wall clock
+    assert rows["HELD"]["seconds_left"] == 25 * 60  # frozen at the hold
+
+
+def test_mine_follows_roles_and_escalations(ws):
+    assert [r["order_id"] for r in inbox(ws, "--mine", user="alice")] == ["ESC", "LATE", "SOON", "LATER", "HELD"]
+    assert [r["order_id"] for r in inbox(ws, "--mine", user="carol")] == ["ESC"]  # escalated to her role
+    assert [r["order_id"] for r in inbox(ws, "--mine", user="erin")] == ["TECH"]
+    # judy (admin) may act everywhere, but nothing is hers
+    assert inbox(ws, "--mine", user="judy") == []
+    assert len(inbox(ws, user="judy")) == 7
+
+
+def test_mine_for_someone_without_a_role(ws):
+    r = ws.run("task", "list", "--mine", "-f", "json", now=NOW, user="mallory")
+    assert r.exit_code == 0
+    assert json.loads(r.stdout) == []
+    assert "mallory is not a member of any role" in r.stderr
+
+
+def test_role_and_state_filters(ws):
+    assert [r["order_id"] for r in inbox(ws, "--role", "finance_manager")] == ["ESC"]
+    assert [r["order_id"] for r in inbox(ws, "--role", "engineering")] == ["TECH"]
+    assert [r["order_id"] for r in inbox(ws, "--breached")] == ["ESC", "LATE"]
+    assert [r["order_id"] for r in inbox(ws, "--at-risk")] == ["SOON"]
+    assert [r["order_id"] for r in inbox(ws, "--at-risk", "--breached")] == ["ESC", "LATE", "SOON"]
+    assert [r["order_id"] for r in inbox(ws, "--mine", "--breached", user="carol")] == ["ESC"]
+    r = ws.run("task", "list", "--role", "nobody", now=NOW)
+    assert r.exit_code == 2 and "no such role" in r.stderr
+
+
+def test_limit_keeps_the_most_urgent(ws):
+    r = ws.run("task", "list", "-f", "csv", "--limit", "2", now=NOW)
+    assert r.stdout.splitlines()[0] == "order_id,node,owner,assignees,entered_at,deadline,state,seconds_left"
+    assert [line.split(",")[0] for line in r.stdout.splitlines()[1:]] == ["ESC", "LATE"]
+    assert "Showing the 2 most urgent tasks" in r.stderr
+
+
+def test_table_in_the_viewers_zone(ws):
+    r = ws.run("task", "list", "-f", "table", now=NOW)
+    assert r.exit_code == 0
+    assert "2026-11-23 09:30" in r.stdout  # SOON's deadline, local time
+    assert "auto (allocate)" in r.stdout and "paused" in r.stdout and "55m late" in r.stdout
+    # another viewer's zone
+    ws.config_path.write_text(ws.config_path.read_text().replace(
+        'timezone = "Asia/Shanghai"             # for times shown', 'timezone = "Europe/Berlin"             # for times shown'))
+    r = ws.run("task", "list", "-f", "json", now=NOW)
+    soon = next(x for x in json.loads(r.stdout) if x["order_id"] == "SOON")
+    assert soon["deadline"] == "2026-11-23T02:30:00+01:00"
