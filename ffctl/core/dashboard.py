@@ -1,0 +1,413 @@
+"""``report dashboard``: one self-contained HTML file with the KPIs and their charts.
+
+The numbers come from ``core.kpi`` (aggregated in SQL); this module only lays them out. Charts
+are inline SVG written here: no script, no stylesheet or font loaded from anywhere, so the
+file opens offline and can be mailed. ``render_dashboard`` is pure (data in, HTML out).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from html import escape
+from typing import Any, Sequence
+
+from ffctl.core.clock import local
+from ffctl.core.durations import format_duration
+from ffctl.core.kpi import (ALL, KPIS, Period, breaches_by_owner, cycle_time_histogram, kpi_report, nice_step,
+                            sla_report)
+
+GREEN, RED, GREY, BLUE, PURPLE, AMBER = "#1f9d61", "#d64545", "#9aa3b2", "#2f6fdf", "#8e5bd6", "#e08a1e"
+INK, MUTED, GRID = "#1d2433", "#5c667a", "#e6e9f0"
+FONT = ('-apple-system, "Segoe UI", "Noto Sans CJK SC", "Noto Sans SC", "PingFang SC", "Hiragino Sans GB", '
+        '"Microsoft YaHei", "Source Han Sans SC", "WenQuanYi Micro Hei", Roboto, "Helvetica Neue", Arial, sans-serif')
+
+LABELS = {
+    "order_confirmation_minutes": ("Order confirmation", "created → first node done, median"),
+    "allocation_minutes": ("Allocation", "first node → stock allocated, median"),
+    "pick_accuracy": ("Pick accuracy", "picked lines with the right SKU and qty"),
+    "on_time_shipping": ("On-time shipping", "shipped by the promised date"),
+    "perfect_order": ("Perfect orders", "on time, in full, no delivery issue"),
+    "cycle_time_hours": ("Fulfillment cycle", "created → shipped, median"),
+    "sla_attainment": ("SLA attainment", "node visits done within their SLA"),
+}
+
+
+def build_dashboard(session, cfg, *, now: datetime, period: Period = Period()) -> str:
+    """Query every series the dashboard shows and render it."""
+    data = {
+        "kpis": kpi_report(session, cfg, now=now, period=period),
+        "weekly": kpi_report(session, cfg, now=now, period=period, by="week"),
+        "nodes": sla_report(session, cfg, now=now, period=period),
+        "histogram": cycle_time_histogram(session, cfg, now=now, period=period),
+        "owners": breaches_by_owner(session, cfg, now=now, period=period),
+    }
+    return render_dashboard(data, tz=cfg.timezone, now=now, period=period)
+
+
+# --- formatting --------------------------------------------------------------------------------
+
+def _value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "–"
+    if unit == "rate":
+        return f"{value * 100:.1f}%"
+    if unit == "minutes":
+        return f"{value:,.1f} min"
+    if unit == "hours":
+        return f"{value:,.1f} h"
+    return f"{value:,.2f}"
+
+
+def _gap(gap: float | None, unit: str) -> str:
+    if gap is None:
+        return ""
+    if unit == "rate":
+        return f"{gap * 100:+.1f} pp"
+    return f"{gap:+,.1f} {'min' if unit == 'minutes' else 'h'}"
+
+
+def _state_colour(met: bool | None) -> str:
+    return GREY if met is None else GREEN if met else RED
+
+
+def _num(x: float) -> str:
+    return f"{x:.1f}".rstrip("0").rstrip(".")
+
+
+def _text(x: float, y: float, content: str, *, size: int = 12, fill: str = MUTED, anchor: str = "start",
+          weight: str = "normal") -> str:
+    return (f'<text x="{_num(x)}" y="{_num(y)}" font-size="{size}" fill="{fill}" text-anchor="{anchor}" '
+            f'font-weight="{weight}">{escape(content)}</text>')
+
+
+# --- SVG charts --------------------------------------------------------------------------------
+
+def gauge(actual: float | None, target: float | None, unit: str, met: bool | None, width: int = 260) -> str:
+    """A card's bar: rates on 0-100%, times on 0-2x target; a dark tick at the target."""
+    h = 10
+    parts = [f'<svg viewBox="0 0 {width} 22" width="100%" height="22" role="img">',
+             f'<rect x="0" y="6" width="{width}" height="{h}" rx="5" fill="{GRID}"/>']
+    if actual is not None and target:
+        scale = 1.0 if unit == "rate" else 2.0 * target
+        fill = max(0.0, min(1.0, actual / scale)) * width
+        tick = max(0.0, min(1.0, target / scale)) * width
+        parts.append(f'<rect x="0" y="6" width="{_num(fill)}" height="{h}" rx="5" fill="{_state_colour(met)}"/>')
+        parts.append(f'<rect x="{_num(min(tick, width - 2))}" y="1" width="2.5" height="20" fill="{INK}"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def line_chart(labels: Sequence[str], series: Sequence[dict], *, width: int = 1160, height: int = 260) -> str:
+    """Weekly rates: one line per series ``{name, values, colour, target}``, 0-100%, dashed targets."""
+    left, right, top, bottom = 52, 170, 16, 34
+    pw, ph = width - left - right, height - top - bottom
+    n = len(labels)
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="weekly trends">']
+    values = [v for s in series for v in s["values"] if v is not None]
+    targets = [s["target"] for s in series if s.get("target") is not None]
+    floor = min(values + targets) if values else 0.0
+    tick = 0.1 if floor >= 0.55 else 0.2
+    low = max(0.0, (int((floor - 0.05) / tick)) * tick) if values else 0.0
+    span = 1.0 - low or 1.0
+    steps = max(1, round(span / tick))
+
+    def y(v: float) -> float:
+        return top + ph * (1 - (v - low) / span)
+
+    def x(i: int) -> float:
+        return left + (pw * (i + 0.5) / n if n else 0)
+
+    for k in range(steps + 1):
+        v = low + span * k / steps
+        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{_num(y(v))}" y2="{_num(y(v))}" stroke="{GRID}"/>')
+        parts.append(_text(left - 8, y(v) + 4, f"{v * 100:.0f}%", size=11, anchor="end"))
+    if not n:
+        parts.append(_text(left + pw / 2, top + ph / 2, "no orders in the period", size=14, anchor="middle"))
+    every = max(1, -(-n // 14))
+    for i, label in enumerate(labels):
+        if i % every == 0 or i == n - 1:
+            parts.append(_text(x(i), height - 12, label, size=11, anchor="middle"))
+    for s_i, s in enumerate(series):
+        colour = s["colour"]
+        if s.get("target") is not None:
+            ty = y(s["target"])
+            parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{_num(ty)}" y2="{_num(ty)}" stroke="{colour}" '
+                         'stroke-dasharray="6 5" stroke-width="1.5" opacity="0.7"/>')
+        run: list[str] = []
+        for i, v in enumerate(s["values"]):
+            if v is None:
+                if len(run) > 1:
+                    parts.append(f'<polyline points="{" ".join(run)}" fill="none" stroke="{colour}" stroke-width="2.5"/>')
+                run = []
+                continue
+            run.append(f"{_num(x(i))},{_num(y(v))}")
+        if len(run) > 1:
+            parts.append(f'<polyline points="{" ".join(run)}" fill="none" stroke="{colour}" stroke-width="2.5"/>')
+        for i, v in enumerate(s["values"]):
+            if v is not None:
+                missed = s.get("target") is not None and v < s["target"]
+                parts.append(f'<circle cx="{_num(x(i))}" cy="{_num(y(v))}" r="4" fill="{"#fff" if missed else colour}" '
+                             f'stroke="{colour}" stroke-width="2"><title>{escape(labels[i])}: {v * 100:.1f}%</title></circle>')
+        ly = top + 10 + s_i * 44
+        parts.append(f'<rect x="{left + pw + 18}" y="{ly - 8}" width="14" height="4" fill="{colour}"/>')
+        parts.append(_text(left + pw + 38, ly - 2, s["name"], size=12, fill=INK, weight="600"))
+        if s.get("target") is not None:
+            parts.append(_text(left + pw + 38, ly + 14, f"target {s['target'] * 100:.1f}% (dashed)", size=11))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def hbar_chart(rows: Sequence[dict], *, max_value: float, width: int = 560, target: float | None = None,
+               label_width: int = 130, value_width: int = 150, unit: str = "") -> str:
+    """Horizontal bars ``{label, value, colour, text}``; an optional target line (same scale)."""
+    row_h, top = 30, 8
+    height = top * 2 + max(1, len(rows)) * row_h + (18 if target is not None else 0)
+    pw = width - label_width - value_width
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img">']
+    if not rows:
+        parts.append(_text(width / 2, height / 2 + 4, "nothing to show", size=13, anchor="middle"))
+    for i, r in enumerate(rows):
+        y0 = top + i * row_h
+        parts.append(_text(label_width - 10, y0 + 19, r["label"], size=12, fill=INK, anchor="end"))
+        parts.append(f'<rect x="{label_width}" y="{y0 + 6}" width="{pw}" height="18" rx="4" fill="#f1f3f7"/>')
+        value = r["value"] or 0
+        w = pw * max(0.0, min(1.0, value / max_value)) if max_value else 0
+        if w > 0:
+            parts.append(f'<rect x="{label_width}" y="{y0 + 6}" width="{_num(w)}" height="18" rx="4" fill="{r["colour"]}">'
+                         f'<title>{escape(r["label"])}: {escape(r["text"])}</title></rect>')
+        parts.append(_text(label_width + pw + 10, y0 + 19, r["text"], size=12, fill=INK))
+    if target is not None and max_value:
+        tx = label_width + pw * min(1.0, target / max_value)
+        bottom = top + max(1, len(rows)) * row_h
+        parts.append(f'<line x1="{_num(tx)}" x2="{_num(tx)}" y1="{top}" y2="{bottom}" stroke="{INK}" '
+                     'stroke-width="2" stroke-dasharray="4 3"/>')
+        parts.append(_text(tx, bottom + 14, f"target {unit}", size=11, anchor="middle"))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def histogram(hist: dict, *, width: int = 560, height: int = 250, marks: Sequence[tuple[str, float, str]] = ()) -> str:
+    """Shipped orders per cycle-time bucket (hours); ``marks`` are vertical lines (label, hours, colour)."""
+    buckets = hist.get("buckets") or []
+    left, right, top, bottom = 48, 14, 16, 40
+    pw, ph = width - left - right, height - top - bottom
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="cycle time distribution">']
+    if not buckets:
+        parts.append(_text(width / 2, height / 2, "no shipped orders in the period", size=13, anchor="middle"))
+        parts.append("</svg>")
+        return "".join(parts)
+    most = max(b["count"] for b in buckets) or 1
+    tick = max(1, int(nice_step(most, 4)))
+    top_count = -(-most // tick) * tick
+    ticks = top_count // tick
+    n = len(buckets)
+    bw = pw / n
+    for k in range(ticks + 1):
+        v = tick * k
+        yy = top + ph * (1 - k / ticks)
+        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{_num(yy)}" y2="{_num(yy)}" stroke="{GRID}"/>')
+        parts.append(_text(left - 6, yy + 4, f"{v:,.0f}", size=11, anchor="end"))
+    step = hist["step"]
+    for i, b in enumerate(buckets):
+        h = ph * b["count"] / top_count
+        colour = AMBER if b["end"] is None else BLUE
+        span = f"≥ {_num(b['start'])} h" if b["end"] is None else f"{_num(b['start'])}–{_num(b['end'])} h"
+        parts.append(f'<rect x="{_num(left + i * bw + 1)}" y="{_num(top + ph - h)}" width="{_num(max(bw - 2, 1))}" '
+                     f'height="{_num(h)}" fill="{colour}" rx="2"><title>{span}: {b["count"]:,} orders</title></rect>')
+    every = max(1, -(-n // 10))
+    for i in range(0, n + 1, every):
+        label = f"{_num(i * step)}" + ("+" if i == n - 1 and buckets[-1]["end"] is None else "")
+        if i <= n - 1 or buckets[-1]["end"] is not None:
+            parts.append(_text(left + i * bw, top + ph + 16, label, size=11, anchor="middle"))
+    parts.append(_text(left + pw / 2, height - 6, "hours from created to shipped", size=11, anchor="middle"))
+    limit = (n - 1) * step if buckets[-1]["end"] is None else n * step
+    for i, (label, hours, colour) in enumerate(marks):
+        if hours is None or not limit:
+            continue
+        mx = left + pw * min(1.0, hours / (n * step))
+        parts.append(f'<line x1="{_num(mx)}" x2="{_num(mx)}" y1="{top}" y2="{top + ph}" stroke="{colour}" '
+                     'stroke-width="2" stroke-dasharray="5 4"/>')
+        words = f"{label} {_num(hours)} h"
+        box = len(words) * 6.5 + 6
+        near_end = mx + box > left + pw
+        parts.append(f'<rect x="{_num(mx - box - 2 if near_end else mx + 2)}" y="{top + 2 + i * 16}" '
+                     f'width="{_num(box)}" height="14" fill="#fff" opacity="0.85"/>')
+        parts.append(_text(mx - 5 if near_end else mx + 5, top + 13 + i * 16, words, size=11,
+                           fill=colour, weight="600", anchor="end" if near_end else "start"))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+# --- the page ----------------------------------------------------------------------------------
+
+CSS = """
+*{box-sizing:border-box}
+body{margin:0;background:#f3f5f9;color:%(ink)s;font-family:%(font)s;font-size:14px;line-height:1.45}
+main{max-width:1240px;margin:0 auto;padding:28px 20px 40px}
+header{display:flex;justify-content:space-between;align-items:flex-end;margin-bottom:18px}
+h1{font-size:26px;margin:0 0 4px;letter-spacing:-.01em}
+h2{font-size:16px;margin:0 0 2px}
+.sub{color:%(muted)s;font-size:13px}
+.cards{display:grid;grid-template-columns:repeat(4,1fr);gap:14px;margin-bottom:16px}
+.card{background:#fff;border-radius:10px;padding:14px 16px 10px;box-shadow:0 1px 3px rgba(20,30,60,.08);border-top:4px solid %(grey)s}
+.card .name{font-weight:600;font-size:14px}
+.card .def{color:%(muted)s;font-size:12px;min-height:18px}
+.card .big{font-size:30px;font-weight:700;margin:6px 0 0;letter-spacing:-.02em}
+.card .meta{display:flex;justify-content:space-between;color:%(muted)s;font-size:12px}
+.card .gap{font-weight:600}
+.panel{background:#fff;border-radius:10px;padding:16px 18px;box-shadow:0 1px 3px rgba(20,30,60,.08);margin-bottom:16px}
+.row{display:grid;grid-template-columns:1fr 1fr;gap:16px}
+.row .panel{margin-bottom:16px}
+.bottleneck{border-top-color:%(amber)s}
+table{border-collapse:collapse;width:100%%;font-size:13px}
+th,td{padding:6px 8px;border-bottom:1px solid %(grid)s;text-align:right;white-space:nowrap}
+th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left}
+th{color:%(muted)s;font-weight:600}
+tr.miss td.att{color:%(red)s;font-weight:600}
+tr.ok td.att{color:%(green)s;font-weight:600}
+.tag{display:inline-block;background:%(amber)s;color:#fff;border-radius:4px;padding:0 6px;font-size:11px;margin-left:6px}
+footer{color:%(muted)s;font-size:12px;margin-top:8px}
+""" % {"ink": INK, "font": FONT, "muted": MUTED, "grey": GREY, "grid": GRID, "red": RED, "green": GREEN,
+       "amber": AMBER}
+
+
+def _card(row: dict) -> str:
+    name, definition = LABELS[row["kpi"]]
+    unit = row["unit"]
+    colour = _state_colour(row["met"])
+    target = "no target" if row["target"] is None else f"target {_value(row['target'], unit)}"
+    p90 = f" · p90 {_value(row['p90'], unit)}" if row.get("p90") is not None else ""
+    status = "" if row["met"] is None else ("✓ met" if row["met"] else "✗ missed")
+    return (
+        f'<div class="card" style="border-top-color:{colour}">'
+        f'<div class="name">{escape(name)}</div><div class="def">{escape(definition)}</div>'
+        f'<div class="big" style="color:{colour if row["met"] is False else INK}">{_value(row["actual"], unit)}</div>'
+        f'{gauge(row["actual"], row["target"], unit, row["met"])}'
+        f'<div class="meta"><span>{escape(target)}</span>'
+        f'<span class="gap" style="color:{colour}">{escape(_gap(row["gap"], unit))} {status}</span></div>'
+        f'<div class="meta"><span>n = {row["count"]:,}{escape(p90)}</span></div></div>'
+    )
+
+
+def _bottleneck_card(row: dict | None) -> str:
+    if not row or row.get("node") is None:
+        body = '<div class="big" style="color:#1f9d61">none</div><div class="def">no node breached its SLA</div>'
+    else:
+        body = (f'<div class="big">{escape(row["node"])}</div>'
+                f'<div class="meta"><span>{row["breach_share"] * 100:.0f}% of breaches ({row["count"]:,})</span></div>'
+                f'<div class="meta"><span>{row["over_sla_share"] * 100:.0f}% of time over SLA '
+                f'({escape(format_duration(row["over_sla_seconds"]))})</span></div>')
+    return ('<div class="card bottleneck"><div class="name">Bottleneck</div>'
+            '<div class="def">largest share of breaches and time over SLA</div>' + body + "</div>")
+
+
+def _period_text(period: Period, tz: str) -> str:
+    def show(dt: datetime) -> str:
+        return local(dt, tz).strftime("%Y-%m-%d %H:%M")
+
+    if period.start and period.end:
+        return f"Orders created {show(period.start)} – {show(period.end)}"
+    if period.start:
+        return f"Orders created since {show(period.start)}"
+    if period.end:
+        return f"Orders created before {show(period.end)}"
+    return "All orders"
+
+
+def _week_label(group: Any) -> str:
+    text = group.isoformat() if isinstance(group, date) else str(group)
+    return text[5:] if len(text) == 10 else text
+
+
+def render_dashboard(data: dict, *, tz: str, now: datetime, period: Period) -> str:
+    kpis = {r["kpi"]: r for r in data["kpis"] if r["group"] == ALL}
+    cards = "".join(_card(kpis[name]) for name in KPIS if name in kpis) + _bottleneck_card(kpis.get("bottleneck"))
+
+    weekly = [r for r in data["weekly"] if r["kpi"] in ("on_time_shipping", "perfect_order")]
+    weeks = sorted({r["group"] for r in weekly if r["group"] is not None})
+    by = {(r["kpi"], r["group"]): r for r in weekly}
+    series = []
+    for name, colour in (("on_time_shipping", BLUE), ("perfect_order", PURPLE)):
+        target = kpis.get(name, {}).get("target")
+        series.append({"name": LABELS[name][0], "colour": colour, "target": target,
+                       "values": [by.get((name, w), {}).get("actual") for w in weeks]})
+    trend = line_chart([_week_label(w) for w in weeks], series)
+
+    nodes = data["nodes"]
+    sla_target = kpis.get("sla_attainment", {}).get("target")
+    attainment = hbar_chart(
+        [{"label": n["node"], "value": n["attainment"], "colour": _state_colour(n["met"]),
+          "text": "–" if n["attainment"] is None else f"{n['attainment'] * 100:.1f}% of {n['completed']:,}"}
+         for n in nodes],
+        max_value=1.0, target=sla_target, unit="" if sla_target is None else f"{sla_target * 100:.0f}%")
+    top_breaches = max([n["breaches"] for n in nodes] + [1])
+    breaches = hbar_chart(
+        [{"label": n["node"], "value": n["breaches"], "colour": AMBER if n["bottleneck"] else RED,
+          "text": f"{n['breaches']:,} breached · {n['escalations']:,} esc. · {n['auto_actions']:,} auto"}
+         for n in nodes],
+        max_value=top_breaches, value_width=190)
+    owners = data["owners"]
+    top_owner = max([o["breaches"] for o in owners] + [1])
+    owner_chart = hbar_chart(
+        [{"label": o["owner"] or "(auto nodes)", "value": o["breaches"], "colour": RED, "text": f"{o['breaches']:,}"}
+         for o in owners], max_value=top_owner, value_width=80, label_width=170)
+    cycle = kpis.get("cycle_time_hours", {})
+    marks = [("p50", cycle.get("actual"), INK), ("p90", cycle.get("p90"), MUTED)]
+    if cycle.get("target"):
+        marks.append(("target", cycle["target"], RED))
+    hist = histogram(data["histogram"], marks=marks)
+
+    table_rows = []
+    for n in nodes:
+        cls = "" if n["met"] is None else ("ok" if n["met"] else "miss")
+        tag = '<span class="tag">bottleneck</span>' if n["bottleneck"] else ""
+
+        def d(s):
+            return "–" if s is None else format_duration(s)
+
+        table_rows.append(
+            f'<tr class="{cls}"><td>{escape(n["node"])}{tag}</td><td>{escape(n["owner"] or "(auto)")}</td>'
+            f'<td>{n["completed"]:,}</td><td>{n["within_sla"]:,}</td>'
+            f'<td class="att">{_value(n["attainment"], "rate")}</td>'
+            f'<td>{d(n["p50_seconds"])}</td><td>{d(n["p90_seconds"])}</td><td>{d(n["sla_seconds"])}</td>'
+            f'<td>{n["breaches"]:,}</td><td>{n["escalations"]:,}</td><td>{n["auto_actions"]:,}</td>'
+            f'<td>{d(n["over_sla_seconds"])}</td></tr>'
+        )
+    generated = local(now, tz).strftime("%Y-%m-%d %H:%M")
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Fulfillment dashboard — {escape(generated)}</title>
+<style>{CSS}</style>
+</head>
+<body>
+<main>
+<header>
+  <div><h1>Fulfillment dashboard</h1>
+  <div class="sub">{escape(_period_text(period, tz))} · times in {escape(tz)}</div></div>
+  <div class="sub">generated {escape(generated)} by ffctl</div>
+</header>
+<section class="cards">{cards}</section>
+<section class="panel"><h2>Weekly on-time shipping and perfect orders</h2>
+<div class="sub">by the week the order was created (week starting Monday); hollow points miss the target</div>
+{trend}</section>
+<div class="row">
+<section class="panel"><h2>SLA attainment per node</h2><div class="sub">visits closed within their SLA; dashed line: target</div>{attainment}</section>
+<section class="panel"><h2>Breaches per node</h2><div class="sub">visits that breached their SLA, with escalations and automatic actions; amber: the bottleneck</div>{breaches}</section>
+</div>
+<div class="row">
+<section class="panel"><h2>Cycle time distribution</h2><div class="sub">shipped orders by hours from created to shipped; amber: the long tail</div>{hist}</section>
+<section class="panel"><h2>Breaches by owner role</h2><div class="sub">who owned the node visits that breached</div>{owner_chart}</section>
+</div>
+<section class="panel"><h2>Nodes in detail</h2>
+<table><thead><tr><th>node</th><th>owner</th><th>done</th><th>in SLA</th><th>attainment</th><th>p50 in node</th>
+<th>p90 in node</th><th>SLA</th><th>breaches</th><th>escalations</th><th>auto</th><th>over SLA</th></tr></thead>
+<tbody>{''.join(table_rows)}</tbody></table></section>
+<footer>Gap = actual − target: a time KPI misses when its gap is positive, a rate when it is negative.
+Time in node is wall-clock time; SLAs count each node's business calendar.</footer>
+</main>
+</body>
+</html>
+"""

@@ -1,0 +1,158 @@
+"""The HTML dashboard: self-contained, safe, and it really draws something in a browser."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+from datetime import datetime, timezone
+
+import pytest
+
+from tests.test_kpi import NOW, NOW_TEXT, insert_history
+
+RED = (0xD6, 0x45, 0x45)
+GREEN = (0x1F, 0x9D, 0x61)
+
+
+def chromium_binary() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def require_chromium() -> str:
+    path = chromium_binary()
+    if path is None:
+        reason = "chromium is not installed (apt-get install -y chromium); the dashboard is not rendered"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI=true: this test may not skip)")
+        pytest.skip(reason)
+    return path
+
+
+def read_png_rows(data: bytes, max_rows: int) -> tuple[int, int, list[bytes], int]:
+    """A tiny PNG reader (8-bit RGB/RGBA, not interlaced): width, height, the first rows, bytes per pixel."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, header = 8, [], None
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat.append(body)
+        pos += 12 + length
+    width, height, depth, colour, _, _, interlace = header
+    assert depth == 8 and colour in (2, 6) and interlace == 0, header
+    bpp = 4 if colour == 6 else 3
+    raw = zlib.decompressobj().decompress(b"".join(idat), (width * bpp + 1) * max_rows)
+    stride = width * bpp
+    rows, previous = [], bytearray(stride)
+    for r in range(min(max_rows, height)):
+        start = r * (stride + 1)
+        kind, line = raw[start], bytearray(raw[start + 1:start + 1 + stride])
+        if kind == 1:
+            for i in range(bpp, stride):
+                line[i] = (line[i] + line[i - bpp]) & 0xFF
+        elif kind == 2:
+            line = bytearray((a + b) & 0xFF for a, b in zip(line, previous))
+        elif kind == 3:
+            for i in range(stride):
+                left = line[i - bpp] if i >= bpp else 0
+                line[i] = (line[i] + ((left + previous[i]) >> 1)) & 0xFF
+        elif kind == 4:
+            for i in range(stride):
+                a = line[i - bpp] if i >= bpp else 0
+                b, c = previous[i], previous[i - bpp] if i >= bpp else 0
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
+        rows.append(bytes(line))
+        previous = line
+    return width, height, rows, bpp
+
+
+def near(pixel: tuple[int, int, int], colour: tuple[int, int, int], tolerance: int = 14) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour))
+
+
+def test_dashboard_is_self_contained_and_escapes_names(workspace):
+    from sqlalchemy import update
+
+    from ffctl.core.models import Task
+
+    def rename(s):  # a node name (from a config) with markup and CJK in it
+        s.execute(update(Task.__table__).where(Task.__table__.c.node == "pack_check").values(node="包装<b>检查</b>"))
+
+    insert_history(workspace.store(), extra=rename)
+    out = workspace.path / "dash.html"
+    r = workspace.run("report", "dashboard", "--out", out, now=NOW_TEXT)
+    assert r.exit_code == 0, r.output
+    assert "Wrote" in r.stderr and r.stdout == ""
+    html = out.read_text(encoding="utf-8")
+    assert '<meta charset="utf-8">' in html
+    assert "Noto Sans CJK SC" in html and "Microsoft YaHei" in html and "PingFang SC" in html
+    assert not re.search(r"<script|<link|@import|url\(|src=|https?://", html, re.I)
+    assert "包装&lt;b&gt;检查&lt;/b&gt;" in html and "<b>" not in html
+    for title in ("Weekly on-time shipping", "SLA attainment per node", "Breaches per node",
+                  "Cycle time distribution", "Breaches by owner role"):
+        assert title in html
+    assert html.count("<svg") >= 12  # 7 KPI gauges and the 5 charts
+    assert "wave_pick" in html and "33.3%" in html
+
+
+def test_dashboard_of_an_empty_store_and_to_stdout(workspace):
+    r = workspace.run("report", "dashboard", "--out", "-", "--from", "2026-03-01", "--to", "2026-03-31", now=NOW_TEXT)
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("<!DOCTYPE html>") and "no shipped orders in the period" in r.stdout
+    assert "Orders created 2026-03-01 00:00 – 2026-04-01 00:00" in r.stdout
+
+
+def test_dashboard_refuses_an_unwritable_path(workspace):
+    r = workspace.run("report", "dashboard", "--out", workspace.path / "no" / "such" / "dir.html", now=NOW_TEXT)
+    assert r.exit_code == 1 and r.stderr.startswith("Error: cannot write")
+
+
+def test_render_dashboard_is_pure():
+    from ffctl.core.dashboard import render_dashboard
+    from ffctl.core.kpi import Period
+
+    html = render_dashboard({"kpis": [], "weekly": [], "nodes": [], "histogram": {"buckets": []}, "owners": []},
+                            tz="UTC", now=datetime(2026, 1, 1, tzinfo=timezone.utc), period=Period())
+    assert "Fulfillment dashboard" in html and "nothing to show" in html
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_dashboard_renders_in_headless_chromium(workspace, tmp_path):
+    chromium = require_chromium()
+    insert_history(workspace.store())
+    page = tmp_path / "dash.html"
+    r = workspace.run("report", "dashboard", "--out", page, now=NOW_TEXT)
+    assert r.exit_code == 0, r.output
+    shot = tmp_path / "dash.png"
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2000", f"--screenshot={shot}",
+         page.as_uri()],
+        capture_output=True, timeout=180, check=False,
+    )
+    assert shot.exists() and shot.stat().st_size > 20_000, "chromium wrote no (or a blank) screenshot"
+    width, height, rows, bpp = read_png_rows(shot.read_bytes(), max_rows=520)  # header and the KPI cards
+    assert (width, height) == (1280, 2000)
+    colours: set[bytes] = set()
+    red = green = 0
+    for line in rows:
+        for x in range(0, width * bpp, bpp * 2):
+            pixel = line[x:x + 3]
+            colours.add(pixel)
+            red += near(tuple(pixel), RED)
+            green += near(tuple(pixel), GREEN)
+    assert len(colours) > 40, f"only {len(colours)} colours: the page looks blank"
+    assert red > 300 and green > 100, (red, green)  # missed KPIs in red, met ones in green
