@@ -1,0 +1,485 @@
+"""The SLA sweep: deadlines turned into action, each (task, step) exactly once.
+
+A task's clocks (``workflow.clocks``) say when the sweep next has something to do for it:
+``next_action_at`` is risk_at while on track, the deadline while at risk, then the time of each
+escalation step. The sweep reads only ``status = 'open' AND next_action_at <= now`` through
+``ix_task_due``, so its cost follows the due work, never the number of open tasks.
+
+Exactly once. A step fires only if this transaction inserted its ``task_step(task_id, step)``
+row (steps ``at_risk``, ``breached``, ``esc:<index>``); the row, the action, its audit events
+and its outbox rows (``dedupe_key = task:<id>:<step>``) commit together or not at all. Due
+tasks are claimed in batches, one transaction each: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL
+(concurrent sweeps take disjoint batches; the order row is locked too, in the same statement,
+so an auto action never deadlocks with a person advancing the order), ``BEGIN IMMEDIATE`` on
+SQLite (sweeps queue for the write lock and each sees the previous one's work). A sweep killed
+halfway loses only its open batch, which the next sweep redoes; a late sweep fires every step
+due by ``now`` in ladder order.
+
+The sweep only queues notifications; delivering them is core/notify.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ffctl.core import audit, outbox, workflow
+from ffctl.core.clock import local
+from ffctl.core.durations import format_duration
+from ffctl.core.errors import FfctlError
+from ffctl.core.models import Order, Task, TaskAssignee, TaskStep
+from ffctl.core.store import insert_or_ignore
+
+SWEEP_ACTOR = "sla-sweep"
+BATCH = 200
+ACTIONS = ("remind", "escalate", "notify", "auto_approve", "auto_reject")
+#: Audit event written for each kind of step (auto actions: workflow writes its own event).
+EVENT_OF = {"at_risk": "at_risk", "breached": "breached", "remind": "reminded", "escalate": "escalated",
+            "notify": "notified"}
+
+TASK = Task.__table__
+ORDERS = Order.__table__
+STEP = TaskStep.__table__
+ASSIGNEE = TaskAssignee.__table__
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+@dataclass
+class SweepReport:
+    """What one sweep did (or, in a dry run, would do)."""
+
+    now: datetime
+    dry_run: bool = False
+    at_risk: int = 0
+    breached: int = 0
+    actions: dict = field(default_factory=lambda: dict.fromkeys(ACTIONS, 0))
+    rule_hits: int = 0
+    notifications_queued: int = 0
+    items: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        """The JSON shape of SPEC section 5."""
+        return {
+            "now": self.now, "dry_run": self.dry_run, "at_risk": self.at_risk, "breached": self.breached,
+            "actions": dict(self.actions), "rule_hits": self.rule_hits,
+            "notifications_queued": self.notifications_queued, "items": list(self.items),
+        }
+
+
+class _DryRun(Exception):
+    """Raised at the end of a dry run so its transaction rolls back."""
+
+
+# --- entry point -----------------------------------------------------------------------------------
+
+def sweep(store, cfg, *, now: datetime, actor: str = SWEEP_ACTOR, dry_run: bool = False,
+          batch: int = BATCH, rules: bool = True) -> SweepReport:
+    """Apply every SLA transition and escalation step due by ``now``, then run the rules.
+
+    A real run commits batch by batch; a dry run runs the very same code in one transaction
+    and rolls it back, so it reports exactly what a real run at that moment would do.
+    """
+    report = SweepReport(now=now, dry_run=dry_run)
+    if dry_run:
+        try:
+            with store.session(write=True) as session:
+                while _sweep_batch(session, cfg, now, actor, batch, report):
+                    session.expire_all()
+                if rules:
+                    _run_rules(session, cfg, now, actor, report, dry_run=True)
+                raise _DryRun
+        except _DryRun:
+            pass
+        return report
+    while True:
+        with store.session(write=True) as session:
+            claimed = _sweep_batch(session, cfg, now, actor, batch, report)
+        if not claimed:
+            break
+    if rules:
+        with store.session(write=True) as session:
+            _run_rules(session, cfg, now, actor, report, dry_run=False)
+    return report
+
+
+def _run_rules(session: Session, cfg, now: datetime, actor: str, report: SweepReport, *, dry_run: bool) -> None:
+    from ffctl.core.rules import run_rules
+
+    result = run_rules(session, cfg, now=now, actor=actor, dry_run=dry_run)
+    report.rule_hits += int(result.get("hits", 0))
+    report.notifications_queued += int(result.get("notifications", 0))
+    for item in result.get("items", []):
+        subject = item.get("subject") or ""
+        report.items.append({
+            "order_id": subject.split(":", 1)[1] if subject.startswith("order:") else None,
+            "node": None, "task_id": None, "what": f"rule {item.get('rule')}",
+            "detail": f"{subject}: {item.get('what')}; {item.get('detail')}", "due_at": None,
+        })
+
+
+# --- one batch -------------------------------------------------------------------------------------
+
+@dataclass
+class _Due:
+    step: str  # task_step key: at_risk | breached | esc:<index>
+    kind: str  # at_risk | breached | an escalation action
+    due_at: datetime
+    escalation: object = None  # the EscalationStep for esc:<index>
+
+
+@dataclass
+class _TaskWork:
+    row: object  # the claimed task row
+    plan: list  # _Due steps, in ladder order
+    sla_state: str
+    next_step: int
+    escalation_level: int
+    roles: list  # assignee roles (owner first), grows with escalations
+    risk_at: datetime | None = None
+    deadline: datetime | None = None
+    next_action_at: datetime | None = None
+    closed: bool = False
+
+
+def _claim(session: Session, now: datetime, limit: int) -> list:
+    """Lock and return up to ``limit`` due open tasks, earliest first."""
+    cols = [TASK.c.id, TASK.c.order_id, TASK.c.workflow, TASK.c.node, TASK.c.seq, TASK.c.owner, TASK.c.entered_at,
+            TASK.c.sla_seconds, TASK.c.sla_state, TASK.c.paused_seconds, TASK.c.next_step,
+            TASK.c.escalation_level, TASK.c.next_action_at]
+    stmt = (sa.select(*cols)
+            .where(TASK.c.status == "open", TASK.c.next_action_at <= now)
+            .order_by(TASK.c.next_action_at, TASK.c.id).limit(limit))
+    if session.get_bind().dialect.name == "postgresql":
+        # the order row too, in one statement that never waits: workflow writers lock order then task
+        stmt = (stmt.join(ORDERS, ORDERS.c.order_id == TASK.c.order_id)
+                .with_for_update(skip_locked=True, of=[TASK, ORDERS]))
+    return session.execute(stmt).all()
+
+
+def _plan(cfg, row, now: datetime) -> _TaskWork | None:
+    """Every step due by ``now`` for a task, in ladder order, and the state it leaves the task in.
+
+    An auto action closes the task, so nothing after it is planned. Pure: no store access.
+    """
+    if row.node not in cfg.nodes:
+        return None
+    spec = cfg.nodes[row.node]
+    paused = row.paused_seconds or 0
+    state, nxt = row.sla_state, row.next_step
+    plan: list[_Due] = []
+    clock = workflow.clocks(cfg, row.node, row.entered_at, paused, state, nxt)
+    while clock["next_action_at"] is not None and clock["next_action_at"] <= now:
+        due_at = clock["next_action_at"]
+        if state == "on_track":
+            plan.append(_Due("at_risk", "at_risk", due_at))
+            state = "at_risk"
+        elif state == "at_risk":
+            plan.append(_Due("breached", "breached", due_at))
+            state = "breached"
+        else:
+            step = spec.escalation[nxt]
+            plan.append(_Due(f"esc:{step.index}", step.action, due_at, step))
+            nxt += 1
+            if step.action in ("auto_approve", "auto_reject"):
+                clock = workflow.clocks(cfg, row.node, row.entered_at, paused, state, nxt)
+                break
+        clock = workflow.clocks(cfg, row.node, row.entered_at, paused, state, nxt)
+    return _TaskWork(row=row, plan=plan, sla_state=state, next_step=nxt, escalation_level=row.escalation_level,
+                     roles=[], risk_at=clock["risk_at"], deadline=clock["deadline"],
+                     next_action_at=clock["next_action_at"])
+
+
+def _assignee_roles(session: Session, rows: list) -> dict[int, list[str]]:
+    """Assignee roles of each task (owner first, then escalations in the order added), one query."""
+    roles = {r.id: ([r.owner] if r.owner else []) for r in rows}
+    extra = session.execute(
+        sa.select(ASSIGNEE.c.task_id, ASSIGNEE.c.role).where(ASSIGNEE.c.task_id.in_(list(roles)))
+        .order_by(ASSIGNEE.c.task_id, ASSIGNEE.c.added_at, ASSIGNEE.c.role)
+    ).all()
+    for task_id, role in extra:
+        if role not in roles[task_id]:
+            roles[task_id].append(role)
+    return roles
+
+
+def _insert_steps(session: Session, rows: list[dict]) -> set[tuple[int, str]]:
+    """Insert-or-ignore task_step rows; returns the (task_id, step) pairs this call inserted."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    inserted: set[tuple[int, str]] = set()
+    for start in range(0, len(rows), 500):
+        stmt = (insert(STEP).values(rows[start:start + 500]).on_conflict_do_nothing()
+                .returning(STEP.c.task_id, STEP.c.step))
+        inserted.update((t, s) for t, s in session.execute(stmt).all())
+    return inserted
+
+
+def _sweep_batch(session: Session, cfg, now: datetime, actor: str, limit: int, report: SweepReport) -> int:
+    """Claim one batch of due tasks and fire their due steps; returns how many tasks were claimed."""
+    rows = _claim(session, now, limit)
+    if not rows:
+        return 0
+    roles = _assignee_roles(session, rows)
+    works: list[_TaskWork] = []
+    orphans: list[int] = []
+    for row in rows:
+        work = _plan(cfg, row, now)
+        if work is None:
+            orphans.append(row.id)  # its node left the config: nothing can be computed for it
+            continue
+        work.roles = roles[row.id]
+        works.append(work)
+    inserted = _insert_steps(session, [{"task_id": w.row.id, "step": d.step, "fired_at": now}
+                                       for w in works for d in w.plan])
+    ctx = _Context(session, cfg, now, actor, report)
+    for work in works:
+        for due in work.plan:
+            if (work.row.id, due.step) not in inserted:
+                continue  # fired before (by another sweep): never twice
+            _HANDLERS[due.kind](ctx, work, due)
+            if work.closed:
+                break
+    ctx.flush()
+    updates = [{"tid": w.row.id, "st": w.sla_state, "ns": w.next_step, "lvl": w.escalation_level,
+                "nat": w.next_action_at, "risk": w.risk_at, "dl": w.deadline} for w in works if not w.closed]
+    if updates:
+        session.execute(
+            sa.update(TASK).where(TASK.c.id == sa.bindparam("tid"), TASK.c.status == "open")
+            .values(sla_state=sa.bindparam("st"), next_step=sa.bindparam("ns"),
+                    escalation_level=sa.bindparam("lvl"), next_action_at=sa.bindparam("nat"),
+                    risk_at=sa.bindparam("risk"), deadline=sa.bindparam("dl")),
+            updates,
+        )
+    if orphans:
+        session.execute(sa.update(TASK).where(TASK.c.id.in_(orphans)).values(next_action_at=None))
+    return len(rows)
+
+
+# --- the steps -------------------------------------------------------------------------------------
+
+class _Context:
+    """What step handlers share within one batch: buffered events and assignee rows."""
+
+    def __init__(self, session: Session, cfg, now: datetime, actor: str, report: SweepReport) -> None:
+        self.session, self.cfg, self.now, self.actor, self.report = session, cfg, now, actor, report
+        self.events: list[dict] = []
+        self.assignees: list[dict] = []
+
+    def when(self, moment: datetime | None) -> str:
+        return local(moment, self.cfg.timezone).strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+    def late(self, work: _TaskWork) -> str:
+        """Business time from the deadline to now, in the node's calendar."""
+        if work.deadline is None or self.now <= work.deadline:
+            return "0s"
+        return format_duration(self.cfg.calendar(work.row.node).between(work.deadline, self.now))
+
+    def record(self, work: _TaskWork, due: _Due, what: str, detail: str, notified: int = 0) -> None:
+        row = work.row
+        event = EVENT_OF.get(what)
+        if event is not None:
+            self.events.append({"event": event, "at": self.now, "actor": self.actor, "order_id": row.order_id,
+                                "task_id": row.id, "node": row.node, "detail": detail})
+        self.report.items.append({"order_id": row.order_id, "node": row.node, "task_id": row.id, "what": what,
+                                  "detail": detail, "due_at": due.due_at})
+        self.report.notifications_queued += notified
+        if what in self.report.actions:
+            self.report.actions[what] += 1
+        elif what in ("at_risk", "breached"):
+            setattr(self.report, what, getattr(self.report, what) + 1)
+
+    def notify(self, work: _TaskWork, due: _Due, recipients, subject: str, body: str, priority: str = "normal") -> int:
+        row = work.row
+        return outbox.queue(
+            self.session, self.cfg, recipients, subject=f"[ffctl] {row.order_id} {row.node}: {subject}",
+            body=f"{body}\n\nOrder {row.order_id}: `ffctl order show {row.order_id}`.", at=self.now,
+            priority=priority, order_id=row.order_id, dedupe_key=f"task:{row.id}:{due.step}",
+        )
+
+    def flush(self) -> None:
+        """Write buffered events and assignees (before an auto action, and at the end of a batch)."""
+        if self.assignees:
+            insert_or_ignore(self.session, TaskAssignee, self.assignees, ["task_id", "role"])
+            self.assignees = []
+        audit.record_many(self.session, self.events)
+        self.events = []
+
+
+def _step_words(ctx: _Context, work: _TaskWork, due: _Due) -> str:
+    step = due.escalation
+    after = format_duration(step.after_seconds) if step.after_seconds else "0m"
+    return f"step {step.index + 1} (+{after} past the deadline, due {ctx.when(due.due_at)})"
+
+
+def _people(ctx: _Context, roles: list[str]) -> str:
+    """'finance_reviewer (alice, bob)' for a list of roles."""
+    parts = []
+    for role in roles:
+        members = ctx.cfg.members(role)
+        parts.append(f"{role} ({', '.join(members)})" if members else role)
+    return ", ".join(parts) or "nobody"
+
+
+def _at_risk(ctx: _Context, work: _TaskWork, due: _Due) -> None:
+    spec = ctx.cfg.nodes[work.row.node]
+    detail = (f"at risk since {ctx.when(due.due_at)}: {spec.warn_at:.0%} of the {format_duration(spec.sla_seconds)} "
+              f"SLA used; due {ctx.when(work.deadline)}")
+    sent = ctx.notify(work, due, work.roles, "at risk",
+                      f"Order {work.row.order_id} at {work.row.node} is at risk: {detail}.")
+    ctx.record(work, due, "at_risk", detail + (f"; told {', '.join(work.roles)}" if work.roles else ""), sent)
+
+
+def _breached(ctx: _Context, work: _TaskWork, due: _Due) -> None:
+    spec = ctx.cfg.nodes[work.row.node]
+    detail = f"deadline {ctx.when(due.due_at)} passed (SLA {format_duration(spec.sla_seconds)})"
+    if ctx.now > due.due_at:
+        detail += f"; {ctx.late(work)} late by this sweep"
+    ctx.record(work, due, "breached", detail)
+
+
+def _remind(ctx: _Context, work: _TaskWork, due: _Due) -> None:
+    detail = f"{_step_words(ctx, work, due)}: reminded {', '.join(work.roles) or 'nobody (the node has no owner)'}; {ctx.late(work)} late"
+    sent = ctx.notify(work, due, work.roles, f"reminder, {ctx.late(work)} late",
+                      f"Reminder: order {work.row.order_id} at {work.row.node} is past its deadline "
+                      f"{ctx.when(work.deadline)} by {ctx.late(work)} of business time.")
+    ctx.record(work, due, "remind", detail, sent)
+
+
+def _escalate(ctx: _Context, work: _TaskWork, due: _Due) -> None:
+    row = work.row
+    chain = ctx.cfg.escalation_chain(row.owner)
+    had = _people(ctx, work.roles)
+    late = ctx.late(work)
+    if work.escalation_level < len(chain):
+        role = chain[work.escalation_level]
+        work.escalation_level += 1
+        work.roles.append(role)
+        ctx.assignees.append({"task_id": row.id, "role": role, "reason": "escalation", "added_at": ctx.now})
+        detail = f"{_step_words(ctx, work, due)}: escalated to {role}; {late} late in business time; had by {had}"
+        body = (f"Order {row.order_id} at {row.node} is escalated to you ({role}): it is {late} past its deadline "
+                f"{ctx.when(work.deadline)} in business time, and was with {had}.")
+    else:
+        role = chain[-1] if chain else row.owner
+        if role is None:
+            detail = f"{_step_words(ctx, work, due)}: nobody to escalate to (the node has no owner); {late} late"
+            ctx.record(work, due, "escalate", detail)
+            return
+        detail = (f"{_step_words(ctx, work, due)}: no role above {role}, told {role} again; {late} late in business "
+                  f"time; had by {had}")
+        body = (f"Order {row.order_id} at {row.node} is {late} past its deadline {ctx.when(work.deadline)} in "
+                f"business time and there is no role above {role} to escalate to; it is with {had}.")
+    sent = ctx.notify(work, due, [role], f"escalated, {late} late", body, priority="high")
+    ctx.record(work, due, "escalate", detail, sent)
+
+
+def _notify(ctx: _Context, work: _TaskWork, due: _Due) -> None:
+    step = due.escalation
+    reason = f": {step.reason}" if step.reason else ""
+    detail = f"{_step_words(ctx, work, due)}: notified {', '.join(step.to)}{reason}; {ctx.late(work)} late"
+    sent = ctx.notify(work, due, list(step.to), f"{ctx.late(work)} late" + (f", {step.reason}" if step.reason else ""),
+                      f"Order {work.row.order_id} at {work.row.node} is {ctx.late(work)} past its deadline "
+                      f"{ctx.when(work.deadline)}{reason}.")
+    ctx.record(work, due, "notify", detail, sent)
+
+
+def _auto(ctx: _Context, work: _TaskWork, due: _Due, what: str, act: Callable[[], object]) -> None:
+    """Run an auto action under the task's lock, if the task is still the order's open task."""
+    row = work.row
+    # keep the SLA facts on the task it closes, and write the steps before it in order
+    ctx.session.execute(
+        sa.update(TASK).where(TASK.c.id == row.id, TASK.c.status == "open")
+        .values(sla_state=work.sla_state, next_step=work.next_step, escalation_level=work.escalation_level)
+    )
+    ctx.flush()
+    current = sa.select(TASK.c.id).where(TASK.c.order_id == row.order_id, TASK.c.status == "open")
+    if ctx.session.get_bind().dialect.name == "postgresql":
+        current = current.with_for_update()
+    if ctx.session.execute(current).scalar() != row.id:
+        return  # completed, rejected or cancelled by someone first: the step is spent, quietly
+    try:
+        with ctx.session.begin_nested():
+            moved_to = act()
+    except FfctlError:
+        return  # the order is not in a state the action applies to (e.g. on hold): skip quietly
+    work.closed = True
+    status = ctx.session.execute(sa.select(ORDERS.c.status).where(ORDERS.c.order_id == row.order_id)).scalar()
+    if status == "on_hold":
+        where = f"order on hold at {moved_to}"
+    else:
+        where = f"order now at {moved_to}" if moved_to else "workflow finished"
+    detail = f"{_step_words(ctx, work, due)}: {_DONE[what]} after {ctx.late(work)} late; {where}"
+    ctx.record(work, due, what, detail)
+
+
+_DONE = {"auto_approve": "auto-approved", "auto_reject": "auto-rejected"}
+
+
+def _auto_approve(ctx: _Context, work: _TaskWork, due: _Due) -> None:
+    note = f"auto-approved by the SLA sweep, {_step_words(ctx, work, due)}"
+    _auto(ctx, work, due, "auto_approve", lambda: workflow.complete(
+        ctx.session, ctx.cfg, work.row.order_id, at=ctx.now, actor=ctx.actor, outcome="auto_approved",
+        node=work.row.node, note=note))
+
+
+def _auto_reject(ctx: _Context, work: _TaskWork, due: _Due) -> None:
+    reason = due.escalation.reason or "SLA timeout"
+    _auto(ctx, work, due, "auto_reject", lambda: workflow.reject(
+        ctx.session, ctx.cfg, work.row.order_id, at=ctx.now, actor=ctx.actor, reason=reason,
+        outcome="auto_rejected", node=work.row.node))
+
+
+#: step kind -> handler; adding an escalation action is adding a row.
+_HANDLERS: dict[str, Callable[[_Context, _TaskWork, _Due], None]] = {
+    "at_risk": _at_risk,
+    "breached": _breached,
+    "remind": _remind,
+    "escalate": _escalate,
+    "notify": _notify,
+    "auto_approve": _auto_approve,
+    "auto_reject": _auto_reject,
+}
+
+
+# --- the status board ------------------------------------------------------------------------------
+
+def status(session: Session, cfg, *, now: datetime) -> list[dict]:
+    """Per node, in workflow order: open, on hold, at risk, breached, escalated (open tasks).
+
+    Computed from the clocks against ``now``, so it is right before the next sweep has run.
+    """
+    open_ = TASK.c.status == "open"
+    held = TASK.c.held_at.isnot(None)
+    running = TASK.c.held_at.is_(None)
+    breached = sa.and_(running, sa.or_(TASK.c.sla_state == "breached", TASK.c.deadline <= now))
+    at_risk = sa.and_(running, sa.not_(breached), sa.or_(TASK.c.sla_state == "at_risk", TASK.c.risk_at <= now))
+
+    def count(cond):
+        return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)
+
+    rows = session.execute(
+        sa.select(TASK.c.node, sa.func.count().label("open"), count(held).label("on_hold"),
+                  count(at_risk).label("at_risk"), count(breached).label("breached"),
+                  count(TASK.c.escalation_level > 0).label("escalated"))
+        .where(open_).group_by(TASK.c.node)
+    ).all()
+    found = {r.node: r for r in rows}
+    longest_first = sorted(cfg.workflows, key=lambda wf: -len(wf.nodes))  # the main path sets the order
+    order = list(dict.fromkeys([n for wf in longest_first for n in wf.nodes] + sorted(found)))
+    out = []
+    for node in order:
+        r = found.get(node)
+        out.append({
+            "node": node, "owner": cfg.nodes[node].owner if node in cfg.nodes else None,
+            "open": int(r.open) if r else 0, "on_hold": int(r.on_hold) if r else 0,
+            "at_risk": int(r.at_risk) if r else 0, "breached": int(r.breached) if r else 0,
+            "escalated": int(r.escalated) if r else 0,
+        })
+    return out
