@@ -50,7 +50,13 @@ def allocate(
     a partial one stays (backordered, with the date available-to-promise covers it) and is
     topped up by a later run. Never reserves more than is on hand.
     """
-    from ffctl.commands._output import Column, dumps, message, render, resolve_format
+    import csv
+    import json
+    import shutil
+    import sys
+    import tempfile
+
+    from ffctl.commands._output import Column, jsonable, message, render, resolve_format, safe_cell
     from ffctl.core.errors import UsageError
     from ffctl.core.stock import allocate as run
 
@@ -58,26 +64,51 @@ def allocate(
         raise UsageError("give ORDER_IDs or --all, not both")
     st = AppState.of(ctx)
     cfg = st.config()
-    with st.store().session(write=not dry_run) as s:
-        result = run(s, cfg, order_ids or None, all_orders=all_orders, dry_run=dry_run, at=st.now(),
-                     actor=st.user, tz=cfg.timezone)
     kind = resolve_format(fmt)
-    if kind == "json":
-        print(dumps(result, st.tz))
-    else:
-        rows = [_order_row(o) for o in result["orders"]]
-        shown = rows if kind == "csv" else rows[:TABLE_ROWS]
-        columns = [
-            Column("order_id", "order"), Column("priority", justify="right"),
-            Column("promised_ship_date", "promised"), Column("result", show=_result_text),
-            Column("allocated_now", "reserved now", justify="right"),
-            Column("backordered", justify="right"), Column("backorder_atp", "backorder ATP"),
-            Column("next_node", "now at"),
-        ]
-        render(shown, columns, kind, tz=st.tz, title="allocation plan (dry run)" if dry_run else None,
-               empty="No orders are waiting for allocation.")
-        if len(shown) < len(rows):
-            message(f"Showing the first {len(shown)} of {len(rows)} orders (--format csv or json shows all).")
+    columns = [
+        Column("order_id", "order"), Column("priority", justify="right"),
+        Column("promised_ship_date", "promised"), Column("result", show=_result_text),
+        Column("allocated_now", "reserved now", justify="right"),
+        Column("backordered", justify="right"), Column("backorder_atp", "backorder ATP"),
+        Column("next_node", "now at"),
+    ]
+    # Rows are spooled (to disk past 8 MB) and printed once the transaction has committed, so a
+    # big --all run keeps bounded memory and never prints a plan that was then rolled back.
+    spool = tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+", encoding="utf-8", newline="")
+    writer = csv.writer(spool, lineterminator="\n")
+    table_rows: list[dict] = []
+    count = [0]
+
+    def take(rows: list[dict]) -> None:
+        for o in rows:
+            if kind == "json":
+                spool.write(("," if count[0] else "") + "\n    " + json.dumps(jsonable(o, st.tz), ensure_ascii=False))
+            elif kind == "csv":
+                row = _order_row(o)
+                writer.writerow([safe_cell(row.get(c.key), st.tz) for c in columns])
+            elif len(table_rows) < TABLE_ROWS:
+                table_rows.append(_order_row(o))
+            count[0] += 1
+
+    with spool:
+        with st.store().session(write=not dry_run) as s:
+            result = run(s, cfg, order_ids or None, all_orders=all_orders, dry_run=dry_run, at=st.now(),
+                         actor=st.user, tz=cfg.timezone, on_orders=take)
+        spool.seek(0)
+        if kind == "json":
+            sys.stdout.write(f'{{\n  "dry_run": {json.dumps(result["dry_run"])},\n  "orders": [')
+            shutil.copyfileobj(spool, sys.stdout)
+            tail = json.dumps({"skipped": result["skipped"], "summary": result["summary"]}, ensure_ascii=False,
+                              indent=2)
+            sys.stdout.write(("\n  ]," if count[0] else "],") + tail[1:] + "\n")
+        elif kind == "csv":
+            sys.stdout.write(",".join(c.key for c in columns) + "\n")
+            shutil.copyfileobj(spool, sys.stdout)
+        else:
+            render(table_rows, columns, kind, tz=st.tz, title="allocation plan (dry run)" if dry_run else None,
+                   empty="No orders are waiting for allocation.")
+            if count[0] > len(table_rows):
+                message(f"Showing the first {len(table_rows)} of {count[0]:,} orders (--format csv or json shows all).")
     sm = result["summary"]
     verb = "Would reserve" if dry_run else "Reserved"
     message(f"{verb} {_n(sm['units_allocated'], 'unit')} for {_n(sm['orders'], 'order')}: "

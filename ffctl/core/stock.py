@@ -23,7 +23,7 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from datetime import date, datetime, timedelta
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -711,14 +711,16 @@ def _pick_warehouses(rows: list[list], need: int, used: set[str]) -> list[tuple[
 
 
 def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_orders: bool = False,
-             dry_run: bool = False, at: datetime, actor: str, tz: str, details: bool = True) -> dict:
+             dry_run: bool = False, at: datetime, actor: str, tz: str, details: bool = True,
+             on_orders: Callable[[list[dict]], None] | None = None) -> dict:
     """Reserve stock for orders waiting at an ``auto = "allocate"`` node, highest priority first.
 
     Orders go by priority (desc), promised_ship_date (asc, none last), created_at (asc). Each line
     takes what is available; a fully allocated order completes its node, a partial one stays and
     is topped up by a later run. Returns the plan (``dry_run``: nothing is written).
     ``{dry_run, orders: [...], skipped: [...], summary: {...}}``; ``details=False`` leaves out the
-    per-order rows (benchmarks, cron).
+    per-order rows (benchmarks, cron); ``on_orders`` receives them chunk by chunk instead of
+    the result holding them all (bounded memory for --all on a big store).
     """
     from ffctl.core import workflow
 
@@ -862,7 +864,11 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
                     for row in chunk_report:
                         if row["result"] == "allocated":
                             row["next_node"] = moved.get(row["order_id"])
-        report.extend(chunk_report)
+        if on_orders is not None:
+            if chunk_report:
+                on_orders(chunk_report)
+        else:
+            report.extend(chunk_report)
     return {
         "dry_run": dry_run,
         "orders": report,
