@@ -16,7 +16,7 @@ def _params(cmd) -> list[str]:
     lines = []
     for p in cmd.params:
         if p.param_type_name == "argument":
-            lines.append(f"- `{p.human_readable_name}` (argument)")
+            lines.append(f"- `{(p.metavar or p.name or '').upper()}` (argument)")
         else:
             names = ", ".join(f"`{o}`" for o in [*p.opts, *p.secondary_opts])
             text = (getattr(p, "help", None) or "").strip()
