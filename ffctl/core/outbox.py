@@ -65,6 +65,28 @@ def queue(
     dedupe_key: str | None = None,
 ) -> int:
     """Queue one notification per person and channel; returns how many rows were written."""
+    rows = notification_rows(session, cfg, recipients, subject=subject, body=body, at=at, priority=priority,
+                             order_id=order_id, dedupe_key=dedupe_key)
+    if dedupe_key:
+        return insert_or_ignore(session, Notification, rows, ["dedupe_key"])
+    if rows:
+        session.execute(sa.insert(Notification), rows)
+    return len(rows)
+
+
+def notification_rows(
+    session: Session,
+    cfg,
+    recipients: Iterable[str],
+    *,
+    subject: str,
+    body: str,
+    at: datetime,
+    priority: str = "normal",
+    order_id: str | None = None,
+    dedupe_key: str | None = None,
+) -> list[dict]:
+    """The outbox rows ``queue`` writes (one per person and channel), without writing them."""
     rows = []
     for person in resolve_people(session, cfg, recipients, order_id=order_id):
         for channel in channels_for(cfg, person):
@@ -83,8 +105,21 @@ def queue(
                     "next_attempt_at": at,
                 }
             )
-    if dedupe_key:
-        return insert_or_ignore(session, Notification, rows, ["dedupe_key"])
-    if rows:
-        session.execute(sa.insert(Notification), rows)
-    return len(rows)
+    return rows
+
+
+def insert_rows(session: Session, rows: list[dict]) -> int:
+    """Write many outbox rows in a few statements, skipping dedupe keys already queued.
+
+    For set-based callers (the sweep); returns how many rows were written.
+    """
+    if not rows:
+        return 0
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    table = Notification.__table__
+    # executemany + RETURNING: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues")
+    stmt = insert(table).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(table.c.id)
+    return len(session.execute(stmt, rows).all())

@@ -32,7 +32,6 @@ from ffctl.core.clock import local
 from ffctl.core.durations import format_duration
 from ffctl.core.errors import FfctlError
 from ffctl.core.models import Order, Task, TaskAssignee, TaskStep
-from ffctl.core.store import insert_or_ignore
 
 SWEEP_ACTOR = "sla-sweep"
 BATCH = 200
@@ -207,19 +206,21 @@ def _assignee_roles(session: Session, rows: list) -> dict[int, list[str]]:
     return roles
 
 
-def _insert_steps(session: Session, rows: list[dict]) -> set[tuple[int, str]]:
-    """Insert-or-ignore task_step rows; returns the (task_id, step) pairs this call inserted."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
+def _insert_ignore(session: Session, table, rows: list[dict], returning: list) -> list:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING for many rows: the rows this call inserted."""
+    if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    inserted: set[tuple[int, str]] = set()
-    for start in range(0, len(rows), 500):
-        stmt = (insert(STEP).values(rows[start:start + 500]).on_conflict_do_nothing()
-                .returning(STEP.c.task_id, STEP.c.step))
-        inserted.update((t, s) for t, s in session.execute(stmt).all())
-    return inserted
+    # executemany + RETURNING: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues")
+    return session.execute(insert(table).on_conflict_do_nothing().returning(*returning), rows).all()
+
+
+def _insert_steps(session: Session, rows: list[dict]) -> set[tuple[int, str]]:
+    """Insert-or-ignore task_step rows; returns the (task_id, step) pairs this call inserted."""
+    if not rows:
+        return set()
+    return {(t, s) for t, s in _insert_ignore(session, STEP, rows, [STEP.c.task_id, STEP.c.step])}
 
 
 def _sweep_batch(session: Session, cfg, now: datetime, actor: str, limit: int, report: SweepReport) -> int:
@@ -272,6 +273,7 @@ class _Context:
         self.session, self.cfg, self.now, self.actor, self.report = session, cfg, now, actor, report
         self.events: list[dict] = []
         self.assignees: list[dict] = []
+        self.notes: list[dict] = []
 
     def when(self, moment: datetime | None) -> str:
         return local(moment, self.cfg.timezone).strftime("%Y-%m-%d %H:%M") if moment else "-"
@@ -282,7 +284,7 @@ class _Context:
             return "0s"
         return format_duration(self.cfg.calendar(work.row.node).between(work.deadline, self.now))
 
-    def record(self, work: _TaskWork, due: _Due, what: str, detail: str, notified: int = 0) -> None:
+    def record(self, work: _TaskWork, due: _Due, what: str, detail: str) -> None:
         row = work.row
         event = EVENT_OF.get(what)
         if event is not None:
@@ -290,27 +292,29 @@ class _Context:
                                 "task_id": row.id, "node": row.node, "detail": detail})
         self.report.items.append({"order_id": row.order_id, "node": row.node, "task_id": row.id, "what": what,
                                   "detail": detail, "due_at": due.due_at})
-        self.report.notifications_queued += notified
         if what in self.report.actions:
             self.report.actions[what] += 1
         elif what in ("at_risk", "breached"):
             setattr(self.report, what, getattr(self.report, what) + 1)
 
-    def notify(self, work: _TaskWork, due: _Due, recipients, subject: str, body: str, priority: str = "normal") -> int:
+    def notify(self, work: _TaskWork, due: _Due, recipients, subject: str, body: str, priority: str = "normal") -> None:
+        """Queue (buffered until flush) one notification per person and channel, exactly once per step."""
         row = work.row
-        return outbox.queue(
+        self.notes.extend(outbox.notification_rows(
             self.session, self.cfg, recipients, subject=f"[ffctl] {row.order_id} {row.node}: {subject}",
             body=f"{body}\n\nOrder {row.order_id}: `ffctl order show {row.order_id}`.", at=self.now,
             priority=priority, order_id=row.order_id, dedupe_key=f"task:{row.id}:{due.step}",
-        )
+        ))
 
     def flush(self) -> None:
-        """Write buffered events and assignees (before an auto action, and at the end of a batch)."""
+        """Write buffered rows: before an auto action (so events stay in ladder order) and at batch end."""
         if self.assignees:
-            insert_or_ignore(self.session, TaskAssignee, self.assignees, ["task_id", "role"])
+            _insert_ignore(self.session, ASSIGNEE, self.assignees, [ASSIGNEE.c.task_id])
             self.assignees = []
         audit.record_many(self.session, self.events)
         self.events = []
+        self.report.notifications_queued += outbox.insert_rows(self.session, self.notes)
+        self.notes = []
 
 
 def _step_words(ctx: _Context, work: _TaskWork, due: _Due) -> str:
@@ -332,9 +336,9 @@ def _at_risk(ctx: _Context, work: _TaskWork, due: _Due) -> None:
     spec = ctx.cfg.nodes[work.row.node]
     detail = (f"at risk since {ctx.when(due.due_at)}: {spec.warn_at:.0%} of the {format_duration(spec.sla_seconds)} "
               f"SLA used; due {ctx.when(work.deadline)}")
-    sent = ctx.notify(work, due, work.roles, "at risk",
+    ctx.notify(work, due, work.roles, "at risk",
                       f"Order {work.row.order_id} at {work.row.node} is at risk: {detail}.")
-    ctx.record(work, due, "at_risk", detail + (f"; told {', '.join(work.roles)}" if work.roles else ""), sent)
+    ctx.record(work, due, "at_risk", detail + (f"; told {', '.join(work.roles)}" if work.roles else ""))
 
 
 def _breached(ctx: _Context, work: _TaskWork, due: _Due) -> None:
@@ -347,10 +351,10 @@ def _breached(ctx: _Context, work: _TaskWork, due: _Due) -> None:
 
 def _remind(ctx: _Context, work: _TaskWork, due: _Due) -> None:
     detail = f"{_step_words(ctx, work, due)}: reminded {', '.join(work.roles) or 'nobody (the node has no owner)'}; {ctx.late(work)} late"
-    sent = ctx.notify(work, due, work.roles, f"reminder, {ctx.late(work)} late",
+    ctx.notify(work, due, work.roles, f"reminder, {ctx.late(work)} late",
                       f"Reminder: order {work.row.order_id} at {work.row.node} is past its deadline "
                       f"{ctx.when(work.deadline)} by {ctx.late(work)} of business time.")
-    ctx.record(work, due, "remind", detail, sent)
+    ctx.record(work, due, "remind", detail)
 
 
 def _escalate(ctx: _Context, work: _TaskWork, due: _Due) -> None:
@@ -376,18 +380,18 @@ def _escalate(ctx: _Context, work: _TaskWork, due: _Due) -> None:
                   f"time; had by {had}")
         body = (f"Order {row.order_id} at {row.node} is {late} past its deadline {ctx.when(work.deadline)} in "
                 f"business time and there is no role above {role} to escalate to; it is with {had}.")
-    sent = ctx.notify(work, due, [role], f"escalated, {late} late", body, priority="high")
-    ctx.record(work, due, "escalate", detail, sent)
+    ctx.notify(work, due, [role], f"escalated, {late} late", body, priority="high")
+    ctx.record(work, due, "escalate", detail)
 
 
 def _notify(ctx: _Context, work: _TaskWork, due: _Due) -> None:
     step = due.escalation
     reason = f": {step.reason}" if step.reason else ""
     detail = f"{_step_words(ctx, work, due)}: notified {', '.join(step.to)}{reason}; {ctx.late(work)} late"
-    sent = ctx.notify(work, due, list(step.to), f"{ctx.late(work)} late" + (f", {step.reason}" if step.reason else ""),
+    ctx.notify(work, due, list(step.to), f"{ctx.late(work)} late" + (f", {step.reason}" if step.reason else ""),
                       f"Order {work.row.order_id} at {work.row.node} is {ctx.late(work)} past its deadline "
                       f"{ctx.when(work.deadline)}{reason}.")
-    ctx.record(work, due, "notify", detail, sent)
+    ctx.record(work, due, "notify", detail)
 
 
 def _auto(ctx: _Context, work: _TaskWork, due: _Due, what: str, act: Callable[[], object]) -> None:
