@@ -241,11 +241,16 @@ def non_negative_int(text: str) -> int:
     raise ValueError("must be a whole number, 0 or more")
 
 
+_THOUSANDS = re.compile(r"\d{1,3}(,\d{3})+(\.\d+)?")
+
+
 def non_negative_number(text: str) -> float:
     try:
-        value = float(text.replace(",", "")) if re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", text) else float(text)
+        value = float(text)
     except ValueError:
-        raise ValueError("must be a number") from None
+        if not _THOUSANDS.fullmatch(text):  # 1,234.50 as Excel shows it
+            raise ValueError("must be a number") from None
+        value = float(text.replace(",", ""))
     if not math.isfinite(value) or value < 0:
         raise ValueError("must be a number, 0 or more")
     return value
@@ -294,17 +299,22 @@ def one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
 
 
 def known(names, noun: str, hint: str) -> Callable[[str], str]:
-    """A reference to an existing thing (SKU, customer, supplier), checked against a set."""
+    """A reference to an existing thing (SKU, customer, supplier), checked against a set.
+
+    ``parse.members`` and ``parse.reason`` let a compiled row parser inline the lookup.
+    """
+    reason = f"unknown {noun} ({hint})"
 
     def parse(text: str) -> str:
         if text in names:
             return text
-        raise ValueError(f"unknown {noun} ({hint})")
+        raise ValueError(reason)
 
+    parse.members = names
+    parse.reason = reason
     return parse
 
 
-EPOCH = datetime(1970, 1, 1)
 _UTC = timezone.utc
 
 
