@@ -1,0 +1,408 @@
+"""A realistic demo store, built and run through the real code paths.
+
+``build_demo`` writes a config and CSV files into a folder, imports them, then simulates
+``days`` days of business hour by hour with the command clock: orders arrive and are imported,
+reviewers and warehouse staff complete their nodes with realistic (sometimes late) delays,
+allocation runs, receipts arrive, orders are held and released, sweeps run at their simulated
+times (escalating what is late and running the rules), orders ship with a few pick errors and
+are delivered with a few issues. Randomness is seeded, so a demo is reproducible.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable
+
+import sqlalchemy as sa
+
+REGIONS = ["华东", "华南", "华北", "西南", "east"]
+CHANNELS = ["b2b", "b2c", "marketplace"]
+CATEGORIES = ["紧固件", "轴承", "电机", "传感器", "custom"]
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚"
+COMPANY = ["贸易有限公司", "机械厂", "电子科技", "Trading Co.", "Industrial Ltd"]
+PRODUCT_WORDS = ["六角螺栓", "深沟球轴承", "步进电机", "温度传感器", "定制支架", "Hex bolt", "Servo motor"]
+SALES_REPS = ["oscar"]
+ISSUES = ["wrong_item", "short", "late", "damaged", "wrong_address", "documents"]
+
+
+@dataclass
+class DemoResult:
+    directory: Path
+    config_path: Path
+    db_url: str
+    orders: int
+    days: int
+    now: datetime
+    counts: dict = field(default_factory=dict)
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list], encoding: str = "utf-8") -> Path:
+    with path.open("w", newline="", encoding=encoding) as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def _name(rng: random.Random) -> str:
+    return rng.choice(SURNAMES) + rng.choice(GIVEN) + rng.choice(GIVEN)
+
+
+def write_masters(folder: Path, rng: random.Random, *, start: datetime, days: int, n_orders: int) -> dict[str, Path]:
+    """Suppliers, products, customers, stock and receipts as the CSV files a user would import."""
+    files: dict[str, Path] = {}
+    suppliers = [(f"S{i:02d}", f"{rng.choice(SURNAMES)}氏{rng.choice(COMPANY)}", "true") for i in range(1, 7)]
+    files["suppliers"] = _write_csv(folder / "suppliers.csv", ["supplier", "name", "inspection_exempt"],
+                                    [list(s) for s in suppliers])
+    n_products = max(20, min(300, n_orders // 10))
+    products = []
+    for i in range(1, n_products + 1):
+        category = CATEGORIES[i % len(CATEGORIES)]
+        products.append([
+            f"SKU-{i:04d}", f"{rng.choice(PRODUCT_WORDS)} {i}", category,
+            rng.choice([10, 20, 40]), rng.choice([50, 100, 200]), suppliers[i % len(suppliers)][0],
+            rng.choice([3, 5, 7, 14]), "true" if category == "custom" else "false",
+        ])
+    files["products"] = _write_csv(
+        folder / "products.csv",
+        ["sku", "name", "category", "safety_stock", "reorder_qty", "supplier", "lead_time_days", "custom"], products)
+    customers = []
+    for i in range(1, max(30, n_orders // 8) + 1):
+        customers.append([
+            f"C{i:05d}", _name(rng) + rng.choice(COMPANY), rng.choice(["A", "B", "C"]), rng.choice(REGIONS),
+            rng.choice([50000, 100000, 500000]), rng.choice(SALES_REPS),
+        ])
+    files["customers"] = _write_csv(
+        folder / "customers.csv", ["customer", "name", "tier", "region", "credit_limit", "sales_rep"], customers)
+    stock = []
+    for p in products:
+        for wh in ("SH-01", "GZ-01"):
+            stock.append([p[0], wh, rng.choice([0, 30, 120, 300, 600, 900])])
+    files["stock"] = _write_csv(folder / "stock.csv", ["sku", "warehouse", "on_hand"], stock)
+    receipts = []
+    for i in range(1, n_products + 1):
+        p = products[rng.randrange(len(products))]
+        expected = start + timedelta(days=rng.uniform(1, days), hours=rng.uniform(0, 8))
+        receipts.append([f"R{i:05d}", p[0], rng.choice(["SH-01", "GZ-01"]), rng.choice([100, 200, 400]),
+                         expected.strftime("%Y-%m-%dT%H:%M:%S+00:00"), p[5]])
+    files["receipts"] = _write_csv(
+        folder / "receipts.csv", ["receipt_id", "sku", "warehouse", "qty", "expected_at", "supplier"], receipts)
+    files["_products"] = products  # type: ignore[assignment]
+    files["_customers"] = customers  # type: ignore[assignment]
+    return files
+
+
+def plan_orders(rng: random.Random, *, products: list, customers: list, start: datetime, days: int,
+                n_orders: int) -> list[list]:
+    """Order lines (one row per line), created mostly in office hours across the period."""
+    rows = []
+    for i in range(1, n_orders + 1):
+        day = rng.randrange(days)
+        hour = rng.choice([1, 2, 3, 4, 5, 6, 7, 8, 9]) if rng.random() < 0.85 else rng.randrange(24)
+        created = start + timedelta(days=day, hours=hour, minutes=rng.randrange(60))
+        cust = customers[rng.randrange(len(customers))]
+        channel = rng.choice(CHANNELS)
+        priority = rng.choice([0, 0, 0, 1, 2])
+        # most shops promise a few days out; a blank date is filled from available-to-promise
+        promised = "" if rng.random() < 0.2 else (created + timedelta(days=rng.choice([2, 3, 3, 4]))).strftime("%Y-%m-%d")
+        for line_no in range(1, rng.choice([1, 1, 1, 2, 3]) + 1):
+            p = products[rng.randrange(len(products))]
+            rows.append([f"SO{i:06d}", line_no, cust[0], p[0], rng.choice([1, 2, 5, 10, 20]), channel, cust[3],
+                         round(rng.uniform(5, 500), 2), created.strftime("%Y-%m-%dT%H:%M:%S+00:00"), priority,
+                         promised])
+    rows.sort(key=lambda r: (r[8], r[0], r[1]))
+    return rows
+
+
+ORDER_HEADER = ["order_id", "line_no", "customer", "sku", "qty", "channel", "region", "unit_price", "created_at",
+                "priority", "promised_ship_date"]
+
+
+
+def _fraction(key: str, salt: str) -> float:
+    """A stable pseudo-random number in [0, 1) for a task or order (the demo is reproducible)."""
+    import hashlib
+
+    digest = hashlib.blake2b(f"{salt}:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def _work_factor(key: str) -> float:
+    """How much of its SLA a task takes: mostly well within, some close, a few late."""
+    u, v = _fraction(key, "band"), _fraction(key, "within")
+    if u < 0.72:
+        return 0.1 + 0.6 * v
+    if u < 0.90:
+        return 0.7 + 0.28 * v
+    return 1.1 + 3.0 * v
+
+
+def write_config(directory: Path, example_text: str) -> Path:
+    """The example config with the store and log inside the demo folder."""
+    text = example_text
+    lines = []
+    in_database = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("["):
+            in_database = stripped == "[database]"
+        if in_database and stripped.startswith("url"):
+            line = 'url = "sqlite:///ffctl.db"'
+        lines.append(line)
+    path = directory / "ffctl.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+class Simulation:
+    """Hour by hour through the demo period, with the command clock set to each hour."""
+
+    def __init__(self, store, cfg, folder: Path, rng: random.Random, progress: Callable[[str], None]) -> None:
+        self.store, self.cfg, self.folder, self.rng, self.progress = store, cfg, folder, rng, progress
+        self.counts: dict[str, int] = {}
+        self.holds: dict[str, datetime] = {}  # order_id -> release time
+
+    def bump(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+    def import_file(self, kind: str, path: Path, now: datetime) -> None:
+        from ffctl.core.imports import import_file
+
+        report = import_file(self.store, self.cfg, kind, path, now=now, actor="importer")
+        if not report.ok:
+            raise RuntimeError(f"demo import of {path.name} failed: {report.errors[:3]}")
+        self.bump(f"imported_{kind}", report.written + report.updated)
+
+    def step(self, prev: datetime, now: datetime) -> None:
+        for _ in range(6):  # a completed node can be followed by the next within the hour
+            if not self.work(prev, now):
+                break
+        self.receive(now)
+        self.allocate(now)
+        self.ship(prev, now)
+        self.deliver(now)
+        self.releases(now)
+        self.sweep(now)
+
+    def work(self, prev: datetime, now: datetime) -> int:
+        """Reviewers and warehouse staff complete (or reject) the manual tasks they have finished."""
+        from ffctl.core import workflow
+        from ffctl.core.models import Order, Task
+
+        manual = [n for n, spec in self.cfg.nodes.items() if not spec.auto]
+        done = 0
+        with self.store.session(write=True) as s:
+            tasks = s.execute(
+                sa.select(Task.id, Task.order_id, Task.node, Task.entered_at, Task.sla_seconds, Task.escalation_level)
+                .join(Order, Order.order_id == Task.order_id)
+                .where(Task.status == "open", Task.held_at.is_(None), Task.node.in_(manual),
+                       Task.entered_at <= now, Order.status == "open")
+                .order_by(Task.entered_at)
+            ).all()
+            for t in tasks:
+                key = f"{t.id}"
+                cal = self.cfg.calendar(t.node)
+                finish = cal.add(t.entered_at, t.sla_seconds * _work_factor(key))
+                if t.node == "credit_review" and _fraction(t.order_id, "hold") < 0.03 and t.order_id not in self.holds:
+                    held_at = max(prev, t.entered_at + timedelta(minutes=5))
+                    workflow.hold(s, self.cfg, t.order_id, at=held_at, actor=self._member(t.node, 0),
+                                  reason="customer asked to confirm the delivery address")
+                    self.holds[t.order_id] = held_at + timedelta(hours=2 + 20 * _fraction(t.order_id, "held"))
+                    self.bump("holds")
+                    continue
+                if finish > now:
+                    continue
+                at = max(finish, prev, t.entered_at)
+                actor = self._member(t.node, t.escalation_level)
+                if t.node == "tech_confirm" and _fraction(key, "reject") < 0.08:
+                    workflow.reject(s, self.cfg, t.order_id, at=at, actor=actor, manual=True,
+                                    reason="drawing revision missing; sales to confirm with the customer")
+                    self.bump("rejections")
+                else:
+                    workflow.complete(s, self.cfg, t.order_id, at=at, actor=actor, manual=True, node=t.node)
+                done += 1
+        self.bump("advances", done)
+        return done
+
+    def _member(self, node: str, level: int) -> str:
+        owner = self.cfg.nodes[node].owner
+        chain = (owner, *self.cfg.escalation_chain(owner))
+        role = self.cfg.roles[chain[min(level, len(chain) - 1)]]
+        return role.members[0]
+
+    def receive(self, now: datetime) -> None:
+        from ffctl.core import stock
+        from ffctl.core.models import Receipt
+
+        with self.store.session(write=True) as s:
+            due = s.execute(
+                sa.select(Receipt.receipt_id).where(Receipt.status == "open", Receipt.expected_at <= now).distinct()
+            ).scalars().all()
+            for receipt_id in due:
+                stock.receive(s, receipt_id, at=now, actor="frank")
+        self.bump("receipts", len(due))
+
+    def allocate(self, now: datetime) -> None:
+        from ffctl.core import stock
+
+        with self.store.session(write=True) as s:
+            stock.allocate(s, self.cfg, all_orders=True, at=now, actor="allocator", tz=self.cfg.timezone,
+                           details=False)
+
+    def ship(self, prev: datetime, now: datetime) -> None:
+        from ffctl.core import stock
+        from ffctl.core.models import Order, OrderLine, Task
+
+        ship_nodes = [n for n, spec in self.cfg.nodes.items() if spec.auto == "ship"]
+        with self.store.session(write=True) as s:
+            waiting = s.execute(
+                sa.select(Task.order_id, Task.entered_at)
+                .join(Order, Order.order_id == Task.order_id)
+                .where(Task.status == "open", Task.node.in_(ship_nodes), Task.entered_at <= now, Order.status == "open")
+            ).all()
+            for w in waiting:
+                u = _fraction(w.order_id, "ship")
+                delay = timedelta(hours=2 + 30 * u) if u < 0.9 else timedelta(hours=40 + 400 * (u - 0.9))
+                at = w.entered_at + delay
+                if at > now:
+                    continue
+                lines = s.execute(sa.select(OrderLine.line_no, OrderLine.sku, OrderLine.qty)
+                                  .where(OrderLine.order_id == w.order_id)).all()
+                picks = []
+                for line in lines:
+                    qty = line.qty
+                    if _fraction(f"{w.order_id}:{line.line_no}", "pick") < 0.02:
+                        qty = max(1, qty - 1) if qty > 1 else qty + 1
+                        self.bump("pick_errors")
+                    picks.append((line.line_no, line.sku, qty))
+                stock.ship(s, self.cfg, w.order_id, at=max(at, prev), actor="grace",
+                           carrier=self.rng.choice(["顺丰", "京东物流", "EMS"]),
+                           tracking=f"T{self.rng.randrange(10**9):09d}", picks=picks)
+                self.bump("shipped")
+
+    def deliver(self, now: datetime) -> None:
+        from ffctl.core import stock
+        from ffctl.core.models import Order
+
+        with self.store.session(write=True) as s:
+            shipped = s.execute(
+                sa.select(Order.order_id, Order.shipped_at).where(Order.status == "shipped")
+            ).all()
+            for o in shipped:
+                at = o.shipped_at + timedelta(hours=20 + 50 * _fraction(o.order_id, "transit"))
+                if at > now:
+                    continue
+                issue = None
+                if _fraction(o.order_id, "issue") < 0.04:
+                    issue = ISSUES[int(_fraction(o.order_id, "which") * len(ISSUES))]
+                    self.bump("delivery_issues")
+                stock.deliver(s, self.cfg, o.order_id, at=at, actor="oscar", issue=issue)
+                self.bump("delivered")
+
+    def releases(self, now: datetime) -> None:
+        from ffctl.core import workflow
+
+        due = [oid for oid, at in self.holds.items() if at <= now]
+        if not due:
+            return
+        with self.store.session(write=True) as s:
+            for oid in due:
+                workflow.release(s, self.cfg, oid, at=self.holds[oid], actor="alice")
+                self.holds[oid] = datetime.max.replace(tzinfo=timezone.utc)
+
+    def sweep(self, now: datetime) -> None:
+        from ffctl.core import sla
+
+        report = sla.sweep(self.store, self.cfg, now=now)
+        self.bump("sweeps")
+        self.bump("breaches", report.breached)
+        self.bump("escalations", report.actions.get("escalate", 0))
+        self.bump("rule_hits", report.rule_hits)
+
+
+def build_demo(directory: Path, *, orders: int = 2000, days: int = 30, seed: int = 7,
+               now: datetime | None = None, progress: Callable[[str], None] | None = None) -> DemoResult:
+    """Create a store and config in ``directory`` and run ``days`` days of business into it."""
+    from ffctl.core.config import load_config
+    from ffctl.core.store import Store
+
+    progress = progress or default_progress
+    rng = random.Random(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    from ffctl.commands.init import example_config_text
+
+    config_path = write_config(directory, example_config_text())
+    cfg = load_config(config_path)
+    end = (now or _utc_now()).astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    start = (end - timedelta(days=days)).replace(hour=0)
+    store = Store(cfg.database_url)
+    store.upgrade()
+    sim = Simulation(store, cfg, directory, rng, progress)
+
+    progress("writing and importing master data")
+    files = write_masters(directory, rng, start=start, days=days, n_orders=orders)
+    for kind in ("suppliers", "products", "customers", "stock", "receipts"):
+        sim.import_file(kind, files[kind], start)
+    order_rows = plan_orders(rng, products=files["_products"], customers=files["_customers"],  # type: ignore[arg-type]
+                             start=start, days=days, n_orders=orders)
+    by_day: dict[int, list[list]] = {}
+    for row in order_rows:
+        created = datetime.fromisoformat(row[8])
+        by_day.setdefault((created - start).days, []).append(row)
+
+    qc_rows = []
+    t = start
+    step = timedelta(hours=1)
+    day_index = -1
+    while t < end:
+        # hourly through the Shanghai working day (00:00-12:00 UTC), every three hours at night
+        nxt = min(end, t + (step if t.hour < 12 else 3 * step))
+        if (t - start).days != day_index:
+            day_index = (t - start).days
+            rows = by_day.get(day_index, [])
+            if rows:
+                (directory / "orders").mkdir(exist_ok=True)
+                path = _write_csv(directory / "orders" / f"orders-{day_index + 1:02d}.csv", ORDER_HEADER, rows)
+                sim.import_file("orders", path, t)
+            qc_rows.extend(_qc_day(rng, day_index, start))
+            if day_index < days:
+                progress(f"day {day_index + 1}/{days}: {len(rows)} order lines imported")
+        sim.step(t, nxt)
+        t = nxt
+    qc_path = _write_csv(directory / "qc.csv", ["supplier", "batch_id", "inspected_at", "passed", "total",
+                                                "promised_at", "received_at", "sku"], qc_rows)
+    sim.import_file("qc", qc_path, end)
+    sim.sweep(end)  # the rules see the QC history
+    store.dispose()
+    return DemoResult(directory=directory, config_path=config_path, db_url=cfg.database_url, orders=orders,
+                      days=days, now=end, counts=sim.counts)
+
+
+def _qc_day(rng: random.Random, day: int, start: datetime) -> list[list]:
+    """QC results of the day's inbound batches: S03 slips below 95% and S05 delivers late."""
+    rows = []
+    for n, supplier in enumerate(("S01", "S02", "S03", "S04", "S05", "S06")):
+        if (day + n) % 3:
+            continue
+        total = rng.choice([100, 200, 500])
+        rate = 0.90 if supplier == "S03" and day > 10 else rng.uniform(0.96, 1.0)
+        promised = start + timedelta(days=day, hours=2)
+        delay = timedelta(days=7 + rng.uniform(0, 3)) if supplier == "S05" else timedelta(hours=rng.uniform(-6, 30))
+        received = promised + delay
+        rows.append([supplier, f"B{day:02d}-{supplier}", (received + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+                     int(total * rate), total, promised.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+                     received.strftime("%Y-%m-%dT%H:%M:%S+00:00"), ""])
+    return rows
+
+
+def default_progress(_: str) -> None:
+    return None
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)

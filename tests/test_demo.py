@@ -1,0 +1,38 @@
+"""The newcomer's path: `ffctl demo` builds a store through the real code paths and reports."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+
+def test_demo_runs_end_to_end_and_prints_the_kpi_report(tmp_path):
+    from ffctl.cli import app
+
+    folder = tmp_path / "demo"
+    r = CliRunner().invoke(app, ["--now", "2026-11-20T12:00:00+08:00", "demo", "--dir", str(folder),
+                                 "--orders", "120", "--days", "4"], env={"COLUMNS": "160"})
+    assert r.exit_code == 0, r.output
+    assert (folder / "ffctl.toml").exists() and (folder / "ffctl.db").exists()
+    assert "KPI report" in r.stderr and "Try next" in r.stderr
+    assert "order_confirmation_minutes" in r.stdout or "order_co" in r.stdout
+    env = {"FFCTL_CONFIG": str(folder / "ffctl.toml")}
+    kpis = json.loads(CliRunner().invoke(app, ["report", "kpi", "--format", "json"], env=env).stdout)
+    names = {row["kpi"] for row in kpis}
+    assert {"order_confirmation_minutes", "on_time_shipping", "perfect_order"} <= names
+    shipped = next(row for row in kpis if row["kpi"] == "on_time_shipping")
+    assert shipped["count"] > 0
+    orders = json.loads(CliRunner().invoke(app, ["order", "list", "--format", "json", "--limit", "0"], env=env).stdout)
+    assert len(orders) == 120
+    timeline = json.loads(CliRunner().invoke(app, ["order", "show", orders[0]["order_id"], "--format", "json"],
+                                             env=env).stdout)["timeline"]
+    assert timeline[0]["event"] == "created"
+
+
+def test_demo_refuses_a_folder_that_holds_a_store(tmp_path):
+    from ffctl.cli import app
+
+    (tmp_path / "ffctl.toml").write_text("")
+    r = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path), "--orders", "10", "--days", "1"])
+    assert r.exit_code == 1 and "already holds a demo store" in r.stderr
