@@ -1,0 +1,218 @@
+"""Benchmark `ffctl import orders` against the database's own CSV loaders.
+
+    python bench/import.py                      # 1M order lines, SQLite and PostgreSQL
+    python bench/import.py --lines 200000 --backend sqlite
+    python bench/import.py --record             # also write the figures to docs/performance.md
+
+Generates a realistic orders file (40% multi-line orders, 5,000 SKUs, 20,000 customers, Chinese
+region names, ~85 bytes a line) with matching masters, then times, each in a fresh store:
+- `ffctl import orders FILE` (a real subprocess: parse, validate, stage, write in batches,
+  enter the workflow) against `sqlite3 DB ".mode csv" ".import FILE t"` of the same file;
+- the same into PostgreSQL against `psql -c "\\copy t from FILE csv header"`;
+and the import's peak RSS (os.wait4). Goals: each ratio <= 3x, peak RSS <= 200 MB.
+PostgreSQL: FFCTL_BENCH_PG (default postgresql://root@127.0.0.1:5432/test) names a server
+where the benchmark may create and drop its own database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PG_ADMIN = os.environ.get("FFCTL_BENCH_PG", "postgresql://root@127.0.0.1:5432/test")
+REGIONS = ["华东", "华南", "华北", "华中", "西南", "西北", "东北"]
+CHANNELS = ["tmall", "jd", "b2b", "wechat", "offline"]
+CATEGORIES = ["electronics", "home", "tools", "apparel", "food", "custom"]
+REPS = ["alice", "bob", "carol", "dave", "erin"]
+SECTION = "## CSV import (bench/import.py)"
+
+
+def generate(folder: Path, lines: int, *, skus: int = 5000, customers: int = 20000, seed: int = 7) -> dict:
+    """products.csv, customers.csv, suppliers.csv and orders.csv of about ``lines`` order lines."""
+    rnd = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "suppliers.csv", "w", encoding="utf-8", newline="") as f:
+        f.write("supplier,name,inspection_exempt\n")
+        for i in range(50):
+            f.write(f"SUP{i:03d},供应商{i:03d},{'yes' if i % 5 == 0 else 'no'}\n")
+    with open(folder / "products.csv", "w", encoding="utf-8", newline="") as f:
+        f.write("sku,name,category,safety_stock,reorder_qty,supplier,lead_time_days,custom\n")
+        for i in range(skus):
+            cat = CATEGORIES[i % len(CATEGORIES)]
+            f.write(f"SKU{i:05d},产品{i:05d},{cat},{rnd.randint(0, 50)},{rnd.randint(10, 200)},"
+                    f"SUP{i % 50:03d},{rnd.randint(1, 30)},{'yes' if cat == 'custom' else 'no'}\n")
+    with open(folder / "customers.csv", "w", encoding="utf-8", newline="") as f:
+        f.write("customer,name,tier,region,credit_limit,sales_rep\n")
+        for i in range(customers):
+            f.write(f"C{i:06d},客户{i:06d}有限公司,{rnd.choice(['gold', 'silver', 'bronze'])},"
+                    f"{rnd.choice(REGIONS)},{rnd.randint(1, 100) * 1000},{rnd.choice(REPS)}\n")
+    start = datetime(2026, 3, 1, 8, 0, 0)
+    written = orders = 0
+    with open(folder / "orders.csv", "w", encoding="utf-8", newline="") as f:
+        f.write("order_id,line_no,customer,sku,qty,channel,region,unit_price,created_at,priority\n")
+        while written < lines:
+            orders += 1
+            n = 1 if rnd.random() >= 0.4 else rnd.randint(2, 5)
+            n = min(n, lines - written)
+            customer = f"C{rnd.randrange(customers):06d}"
+            created = (start + timedelta(seconds=orders * 7)).strftime("%Y-%m-%d %H:%M:%S")
+            channel, region = rnd.choice(CHANNELS), rnd.choice(REGIONS)
+            prio = rnd.choice(["normal", "normal", "normal", "high", "low"])
+            for line_no in range(1, n + 1):
+                f.write(f"SO{orders:09d},{line_no},{customer},SKU{rnd.randrange(skus):05d},{rnd.randint(1, 20)},"
+                        f"{channel},{region},{rnd.randint(100, 99999) / 100:.2f},{created},{prio}\n")
+            written += n
+    size = (folder / "orders.csv").stat().st_size
+    return {"lines": written, "orders": orders, "bytes": size}
+
+
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, int]:
+    """(seconds, peak RSS in MB) of one subprocess."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    err = proc.stderr.read().decode(errors="replace")
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err}")
+    return seconds, usage.ru_maxrss // 1024
+
+
+def ffctl(folder: Path, db_url: str, *args: str) -> tuple[float, int]:
+    env = {**os.environ, "FFCTL_CONFIG": str(folder / "ffctl.toml"), "FFCTL_DB": db_url, "FFCTL_USER": "bench"}
+    return timed([sys.executable, "-m", "ffctl", *args], env)
+
+
+def prepare_store(folder: Path, db_url: str) -> None:
+    ffctl(folder, db_url, "db", "upgrade")
+    for kind in ("suppliers", "products", "customers"):
+        ffctl(folder, db_url, "import", kind, str(folder / f"{kind}.csv"))
+
+
+def bench_sqlite(folder: Path, data: Path) -> dict:
+    ref_db = folder / "ref.db"
+    ref, _ = timed(["sqlite3", str(ref_db), ".mode csv", f".import {data} t"])
+    db = folder / "ffctl.db"
+    url = f"sqlite:///{db}"
+    prepare_store(folder, url)
+    ours, rss = ffctl(folder, url, "import", "orders", str(data))
+    again, rss2 = ffctl(folder, url, "import", "orders", str(data))  # idempotent re-run: all unchanged
+    return {"backend": "SQLite", "ours": ours, "ref": ref, "ref_name": "sqlite3 .import",
+            "rss": max(rss, rss2), "rerun": again}
+
+
+def _psql(conninfo: str, *args: str) -> None:
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", conninfo, *args], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def bench_postgresql(folder: Path, data: Path) -> dict | None:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN, connect_timeout=3):
+            pass
+    except Exception as exc:  # noqa: BLE001
+        print(f"PostgreSQL skipped: {exc}".splitlines()[0])
+        return None
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    names = [f"ffctl_bench_{uuid.uuid4().hex[:8]}", f"ffctl_bench_ref_{uuid.uuid4().hex[:8]}"]
+    for name in names:
+        _psql(PG_ADMIN, "-c", f"CREATE DATABASE {name}")
+    try:
+        ref_conn = f"{base}/{names[1]}"
+        header = data.open(encoding="utf-8").readline().strip().split(",")
+        _psql(ref_conn, "-c", f"CREATE TABLE t ({', '.join(f'{c} text' for c in header)})")
+        started = time.perf_counter()
+        _psql(ref_conn, "-c", f"\\copy t from '{data}' csv header")
+        ref = time.perf_counter() - started
+        url = f"postgresql+psycopg://{base.split('://', 1)[1]}/{names[0]}"
+        prepare_store(folder, url)
+        ours, rss = ffctl(folder, url, "import", "orders", str(data))
+        again, rss2 = ffctl(folder, url, "import", "orders", str(data))
+        return {"backend": "PostgreSQL", "ours": ours, "ref": ref, "ref_name": "psql \\copy",
+                "rss": max(rss, rss2), "rerun": again}
+    finally:
+        for name in names:
+            _psql(PG_ADMIN, "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--dir", help="work folder (kept); default a temp folder, removed after")
+    parser.add_argument("--record", action="store_true", help="write the figures to docs/performance.md")
+    args = parser.parse_args()
+
+    folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="ffctl-bench-import-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        shutil.copy(REPO / "config.example.toml", folder / "ffctl.toml")
+        started = time.perf_counter()
+        info = generate(folder, args.lines)
+        print(f"generated {info['lines']:,} lines / {info['orders']:,} orders, "
+              f"{info['bytes'] / 1e6:.1f} MB in {time.perf_counter() - started:.1f}s")
+        data = folder / "orders.csv"
+        results = []
+        if args.backend in ("sqlite", "both"):
+            results.append(bench_sqlite(folder, data))
+        if args.backend in ("postgresql", "both"):
+            pg = bench_postgresql(folder, data)
+            if pg:
+                results.append(pg)
+        rows = []
+        for r in results:
+            ratio = r["ours"] / r["ref"]
+            rows.append(
+                f"| {r['backend']} | {r['ours']:.1f} s ({info['lines'] / r['ours']:,.0f} lines/s) | "
+                f"{r['ref_name']} {r['ref']:.1f} s | {ratio:.1f}x {'(goal <= 3x: met)' if ratio <= 3 else '(goal <= 3x: NOT met)'} | "
+                f"{r['rss']} MB {'(<= 200: met)' if r['rss'] <= 200 else '(goal <= 200 MB: NOT met)'} | "
+                f"{r['rerun']:.1f} s |"
+            )
+        table = [
+            f"{info['lines']:,} order lines, {info['orders']:,} orders, {info['bytes'] / 1e6:.0f} MB "
+            f"(`python bench/import.py --lines {args.lines}`, {os.cpu_count()} cores):",
+            "",
+            "| store | ffctl import orders | reference | ratio | peak RSS | re-run (all unchanged) |",
+            "|---|---|---|---|---|---|",
+            *rows,
+        ]
+        print("\n".join(table))
+        if args.record:
+            record(table)
+    finally:
+        if not args.dir:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def record(table: list[str]) -> None:
+    doc = REPO / "docs" / "performance.md"
+    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Performance\n\nMeasured figures, each with the command that reproduces it.\n"
+    body = "\n".join([SECTION, "", *table, "", *NOTES]).rstrip() + "\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: body + "\n", text).rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + body
+    doc.write_text(text, encoding="utf-8")
+    print(f"recorded in {doc}")
+
+
+NOTES: list[str] = []
+
+
+if __name__ == "__main__":
+    main()
