@@ -20,7 +20,7 @@ find the hits and writes nothing at all (not even ``rule_run``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import reduce
 from typing import Callable
@@ -65,7 +65,6 @@ REQUISITION_STATUSES = ("draft", "approved", "rejected")
 #: The window of `supplier list` when the config has no supplier rule.
 DEFAULT_WINDOW = 10
 LAST_N = 3  # qc_pass_rate_last3
-CHUNK = 500
 
 
 def _insert(session: Session, table):
@@ -95,18 +94,33 @@ class _Run:
     actor: str
     dry_run: bool
     notifications: int = 0
+    outbox_rows: list = field(default_factory=list)
 
-    def notify(self, rule, *, subject: str, body: str, order_id: str | None = None, dedupe_key: str) -> None:
+    def notify(self, rule, *, subject: str, body: str, dedupe_key: str, order: dict | None = None) -> None:
+        """Collect one hit's notification rows; ``order`` carries the order_id and the fields that
+        ``order.<field>`` recipients name, read by the rule's own query (no query per hit)."""
         if not rule.notify:
             return
-        if self.dry_run:  # count what would be queued, write nothing
-            people = outbox.resolve_people(self.session, self.cfg, rule.notify, order_id=order_id)
-            self.notifications += sum(len(outbox.channels_for(self.cfg, p)) for p in people)
-            return
-        self.notifications += outbox.queue(
-            self.session, self.cfg, rule.notify, subject=subject, body=body, at=self.now,
-            priority=rule.priority, order_id=order_id, dedupe_key=dedupe_key,
+        recipients = [_order_field(name, order) if name.startswith("order.") else name for name in rule.notify]
+        rows = outbox.notification_rows(
+            self.session, self.cfg, [r for r in recipients if r], subject=subject, body=body, at=self.now,
+            priority=rule.priority, dedupe_key=dedupe_key,
         )
+        for row in rows:
+            row["order_id"] = order["order_id"] if order is not None else None
+        self.outbox_rows += rows
+
+    def flush(self) -> None:
+        """Write the collected rows in a few statements (a dry run only counts them)."""
+        rows, self.outbox_rows = self.outbox_rows, []
+        self.notifications += len(rows) if self.dry_run else outbox.insert_rows(self.session, rows)
+
+
+def _order_field(name: str, order: dict | None) -> str | None:
+    """The person an ``order.<field>`` recipient names for this order (None: nobody)."""
+    if order is None:
+        return None
+    return order.get(name.split(".", 1)[1])
 
 
 def _item(rule, subject: str, what: str, detail: str) -> dict:
@@ -217,29 +231,32 @@ def _dwell(run: _Run, rule) -> list[dict]:
     standing = sa.exists().where(FLAGS.c.order_id == TASKS.c.order_id, FLAGS.c.flag == flag, FLAGS.c.cleared_at.is_(None))
     # business time never exceeds wall time, so the wall-clock cutoff is a safe first filter
     cutoff = run.now - timedelta(seconds=limit)
+    # order fields that recipients name (order.sales_rep), read here rather than once per hit
+    fields = [n.split(".", 1)[1] for n in rule.notify if n.startswith("order.") and n.split(".", 1)[1] in ORDERS.c]
     query = (
-        sa.select(TASKS.c.order_id, TASKS.c.id.label("task_id"), TASKS.c.entered_at)
+        sa.select(TASKS.c.order_id, TASKS.c.id.label("task_id"), TASKS.c.entered_at,
+                  *[ORDERS.c[f].label(f"order_{f}") for f in fields])
         .select_from(TASKS.join(ORDERS, ORDERS.c.order_id == TASKS.c.order_id))
         .where(TASKS.c.node == node, TASKS.c.status == "open", TASKS.c.held_at.is_(None),
                ORDERS.c.status == "open", TASKS.c.entered_at < _at(cutoff), ~standing)
         .order_by(TASKS.c.order_id)
     )
-    found = []
-    for r in run.session.execute(query):
-        dwelt = clock.between(r.entered_at, run.now) if clock is not None else (run.now - r.entered_at).total_seconds()
+    found, orders = [], {}
+    for r in run.session.execute(query).mappings():
+        dwelt = clock.between(r["entered_at"], run.now) if clock is not None else (run.now - r["entered_at"]).total_seconds()
         if dwelt > limit:
-            found.append((r.order_id, r.task_id, dwelt))
+            found.append((r["order_id"], r["task_id"], dwelt))
+            orders[r["order_id"]] = {"order_id": r["order_id"], **{f: r[f"order_{f}"] for f in fields}}
     clock_words = f" of {run.cfg.nodes[node].calendar} hours" if clock is not None and run.cfg.nodes[node].calendar else ""
     raised: dict[str, int | None] = {}
     if run.dry_run:
         raised = {oid: None for oid, _, _ in found}
     else:
-        for start in range(0, len(found), CHUNK):
-            rows = [{"order_id": oid, "flag": flag, "priority": rule.priority, "rule": rule.name, "raised_at": run.now}
-                    for oid, _, _ in found[start:start + CHUNK]]
-            stmt = (_insert(run.session, FLAGS).values(rows).on_conflict_do_nothing()
-                    .returning(FLAGS.c.id, FLAGS.c.order_id))
-            raised.update({r.order_id: r.id for r in run.session.execute(stmt)})
+        rows = [{"order_id": oid, "flag": flag, "priority": rule.priority, "rule": rule.name, "raised_at": run.now}
+                for oid, _, _ in found]
+        if rows:  # executemany + RETURNING: SQLAlchemy batches it into multi-row INSERTs
+            stmt = _insert(run.session, FLAGS).on_conflict_do_nothing().returning(FLAGS.c.id, FLAGS.c.order_id)
+            raised = {r.order_id: r.id for r in run.session.execute(stmt, rows)}
     items, events = [], []
     for oid, task_id, dwelt in found:
         if oid not in raised:
@@ -253,7 +270,7 @@ def _dwell(run: _Run, rule) -> list[dict]:
             subject=f"Order {oid} flagged {flag}",
             body=f"Order {oid} has been in {node} for {format_duration(dwelt)}{clock_words}, longer than "
                  f"{format_duration(limit)} (rule {rule.name}). Clear with `ffctl order unflag {oid} {flag}`.",
-            order_id=oid,
+            order=orders[oid],
             dedupe_key=f"rule:{rule.name}:flag:{raised[oid]}",
         )
     if not run.dry_run:
@@ -375,6 +392,7 @@ def run_rules(session: Session, cfg, *, now: datetime, actor: str, dry_run: bool
     per_rule: dict[str, int] = {}
     for rule in cfg.rules:
         found = KINDS[rule.kind](run, rule)
+        run.flush()
         items.extend(found)
         per_rule[rule.name] = len(found)
         if not dry_run:
