@@ -65,7 +65,7 @@ class Dialect:
     def series(self, n: int) -> str:
         """A FROM-able relation ``n(i)`` with i = 1..n."""
         if self.name == "postgresql":
-            return f"generate_series(1, {n}) AS n(i)"
+            return f"generate_series(1::bigint, {n}) AS n(i)"
         return f"(WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {n}) SELECT i FROM s) AS n"
 
     def ago(self, seconds_expr: str) -> str:

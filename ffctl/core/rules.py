@@ -162,7 +162,9 @@ def _low_stock_query(rule, now: datetime) -> sa.Select:
         sa.select(*columns, demand.label("demand"))
         .select_from(source)
         .where(PRODUCTS.c.safety_stock > 0, position < PRODUCTS.c.safety_stock, ~has_draft)
-        .subquery("low")
+        # materialized, so the correlated demand subquery runs once per low SKU however often the
+        # outer query uses it (inlined, PostgreSQL repeats it per reference and JIT-compiles the lot)
+        .cte("low").prefix_with("MATERIALIZED")
     )
     pos = low.c.available + low.c.inbound if include_inbound else low.c.available
     by_reorder = sa.func.coalesce(low.c.reorder_qty, 0) > 0
