@@ -56,6 +56,9 @@ def test_priority_then_promised_then_created_and_partial(store, example_config):
         assert node_of(s, "O1") == "allocation"
         assert lines_of(s, "O1") == [(1, 6, 1)]
         assert tuple(sd.stock_of(s, "A", "WH1")) == (10, 10)
+        from ffctl.core.models import Allocation
+
+        assert set(s.execute(sa.select(Allocation.created_at)).scalars()) == {NOW}
         assert [e.order_id for e in sd.events(s, "allocated")] == ["O3", "O2", "O1"]
         assert sd.events(s, "allocated")[2].detail == "L1 A 1 @ WH1; L1 A 5 backordered (no known supply)"
         sd.check_invariants(s)

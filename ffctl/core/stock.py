@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Callable, Iterable, Sequence
 
 import sqlalchemy as sa
@@ -349,15 +349,47 @@ def _bulk_add(session: Session, table: str, column: str, deltas: dict[int, int],
             f"FROM unnest(CAST(:ids AS bigint[]), CAST(:qs AS bigint[])) AS v(id, q) WHERE t.id = v.id{cond}"
         )
         done = session.execute(sa.text(sql), {"ids": ids, "qs": [deltas[i] for i in ids]}).rowcount
-    else:
+    else:  # plain integers: the driver's own executemany, without per-row SQLAlchemy processing
         cond = f" AND {guard.replace('v.q', ':q')}" if guard else ""
         sql = f"UPDATE {table} AS t SET {column} = t.{column} + :q WHERE t.id = :id{cond}"
-        done = 0
-        for part in _chunks(ids, 20000):
-            done += session.execute(sa.text(sql), [{"id": i, "q": deltas[i]} for i in part]).rowcount
+        cur = _raw(session).cursor()
+        try:
+            cur.executemany(sql, ({"id": i, "q": deltas[i]} for i in ids))
+            done = cur.rowcount
+        finally:
+            cur.close()
     if done != len(ids):
         raise Conflict(f"{what} changed while it was being updated ({len(ids) - done} of {len(ids)} refused); "
                        "nothing was written, run the command again")
+
+
+def _raw(session: Session):
+    """The DBAPI connection of the session's transaction (bulk paths that skip per-row processing)."""
+    return session.connection().connection.driver_connection
+
+
+def _insert_allocations(session: Session, rows: list[tuple[str, int, str, str, int]], at: datetime) -> None:
+    """New reservations (order_id, line_id, sku, warehouse, qty), created at ``at``: one
+    ``INSERT ... SELECT FROM unnest(...)`` on PostgreSQL, the driver's executemany on SQLite."""
+    if not rows:
+        return
+    if _is_pg(session):
+        cols = list(zip(*rows))
+        session.execute(sa.text(
+            "INSERT INTO allocation (order_id, line_id, sku, warehouse, qty, created_at) "
+            "SELECT o, l, s, w, q, :at FROM unnest(CAST(:o AS text[]), CAST(:l AS bigint[]), CAST(:s AS text[]), "
+            "CAST(:w AS text[]), CAST(:q AS bigint[])) AS v(o, l, s, w, q)"
+        ).bindparams(sa.bindparam("at", type_=Allocation.__table__.c.created_at.type)),
+            {"o": list(cols[0]), "l": list(cols[1]), "s": list(cols[2]), "w": list(cols[3]), "q": list(cols[4]),
+             "at": at})
+        return
+    stored = at.astimezone(timezone.utc).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    cur = _raw(session).cursor()
+    try:
+        cur.executemany("INSERT INTO allocation (order_id, line_id, sku, warehouse, qty, created_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", (r + (stored,) for r in rows))
+    finally:
+        cur.close()
 
 
 def _moves(session: Session, rows: list[dict]) -> None:
@@ -661,8 +693,8 @@ def _check_explicit(session: Session, order_ids: list[str], nodes: list[str]) ->
 
 
 def _load_stock_for(session: Session, nodes: list[str], order_ids: list[str] | None, lock: bool):
-    """sku -> [[id, warehouse, on_hand, allocated]] for every SKU the candidate orders still need;
-    locked in id order by one statement on PostgreSQL."""
+    """(sku -> [[id, warehouse, on_hand, allocated]], the SKUs) for every SKU the candidate orders
+    still need; the stock rows locked in id order by one statement on PostgreSQL."""
     q = (
         sa.select(LINE.c.sku).distinct()
         .join(ORDERS, ORDERS.c.order_id == LINE.c.order_id)
@@ -674,25 +706,30 @@ def _load_stock_for(session: Session, nodes: list[str], order_ids: list[str] | N
     stock: dict[str, list[list]] = defaultdict(list)
     for r in _stock_of_skus(session, sorted(skus), lock=lock):
         stock[r["sku"]].append([r["id"], r["warehouse"], r["on_hand"], r["allocated"]])
-    return stock
+    return stock, skus
 
 
 def _lock_chunk(session: Session, chunk: list[str], nodes: list[str], lock: bool) -> set[str]:
-    """Orders of the chunk still at an allocation node with an open task; on PostgreSQL locked with
-    SKIP LOCKED (someone else holding the order or its task: it waits for the next run)."""
-    q = (
-        sa.select(ORDERS.c.order_id)
-        .join(TASK, sa.and_(TASK.c.order_id == ORDERS.c.order_id, TASK.c.status == "open",
-                            TASK.c.node == ORDERS.c.node))
-        .where(ORDERS.c.order_id.in_(chunk), ORDERS.c.status == "open", ORDERS.c.node.in_(nodes),
-               TASK.c.held_at.is_(None))
-    )
-    if lock and _is_pg(session):
-        q = q.with_for_update(of=[ORDERS, TASK], skip_locked=True)
-    return set(session.execute(q).scalars().all())
+    """Orders of the chunk still at an allocation node with an open, unheld task there; on
+    PostgreSQL the orders and then their tasks are locked with SKIP LOCKED (an order someone else
+    holds waits for the next run). Two single-table reads by key: no join for a planner with stale
+    statistics to turn quadratic after a bulk import."""
+    pg = lock and _is_pg(session)
+    q = sa.select(ORDERS.c.order_id, ORDERS.c.node).where(
+        ORDERS.c.order_id.in_(chunk), ORDERS.c.status == "open", ORDERS.c.node.in_(nodes))
+    if pg:
+        q = q.with_for_update(skip_locked=True)
+    at_node = dict(session.execute(q).all())
+    if not at_node:
+        return set()
+    t = sa.select(TASK.c.order_id, TASK.c.node, TASK.c.held_at).where(
+        TASK.c.order_id.in_(list(at_node)), TASK.c.status == "open")
+    if pg:
+        t = t.with_for_update(skip_locked=True)
+    return {r.order_id for r in session.execute(t) if r.held_at is None and at_node.get(r.order_id) == r.node}
 
 
-def _pick_warehouses(rows: list[list], need: int, used: set[str]) -> list[tuple[list, int]]:
+def _pick_warehouses(rows: list[list], need: int, used) -> list[tuple[list, int]]:
     """Where to reserve ``need`` units: one warehouse that fills it all (one the line already uses
     first, then the most available), else the most available first, and so on."""
     full = [r for r in rows if r[2] - r[3] >= need]
@@ -737,17 +774,18 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
     if ids:
         _check_explicit(session, ids, nodes)
     lock = not dry_run
-    stock = _load_stock_for(session, nodes, ids, lock)
+    stock, stock_skus = _load_stock_for(session, nodes, ids, lock)
     candidates = _candidates(session, nodes, ids)
     today = local_date(at, tz)
-    receipts_cache: dict[str, _Profile] = {}
+    # Backorder dates: after this run a backordered SKU has nothing available, so its open receipts
+    # serve the backorders in run order. One read of the receipts of every SKU in play.
+    incoming = _open_receipts(session, sorted(stock_skus), today, tz) if stock_skus else {}
+    profiles: dict[str, _Profile] = {}
 
     def backorder_date(sku: str, qty: int) -> date | None:
-        # After this run the SKU has nothing available; receipts serve backorders in run order.
-        p = receipts_cache.get(sku)
+        p = profiles.get(sku)
         if p is None:
-            found = _open_receipts(session, [sku], today, tz).get(sku, [])
-            p = receipts_cache[sku] = _Profile(today, 0, [(d, q) for d, _w, q in found])
+            p = profiles[sku] = _Profile(today, 0, [(d, q) for d, _w, q in incoming.get(sku, [])])
         d = p.earliest(qty)
         p.consume(qty, d)
         return d
@@ -770,17 +808,17 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
             ):
                 lines_by_order[ln.order_id].append(ln)
         partial_orders = [o for o in ids_locked if any(ln.allocated for ln in lines_by_order[o])]
-        existing: dict[tuple[int, str], int] = {}
+        existing: dict[int, dict[str, int]] = defaultdict(dict)  # line id -> warehouse -> allocation id
         for part in _chunks(partial_orders):
             for a in session.execute(
                 sa.select(ALLOC.c.id, ALLOC.c.line_id, ALLOC.c.warehouse).where(ALLOC.c.order_id.in_(part))
             ):
-                existing[(a.line_id, a.warehouse)] = a.id
+                existing[a.line_id][a.warehouse] = a.id
 
         stock_deltas: dict[int, int] = defaultdict(int)
         line_deltas: dict[int, int] = {}
         alloc_updates: dict[int, int] = {}
-        alloc_inserts: list[dict] = []
+        alloc_inserts: list[tuple] = []
         events: list[dict] = []
         complete: list[str] = []
         chunk_report: list[dict] = []
@@ -794,17 +832,16 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
                 need = ln.qty - ln.allocated
                 reserved: list[dict] = []
                 if need > 0:
-                    used = {w for (lid, w) in existing if lid == ln.id} if ln.allocated else set()
+                    used = existing.get(ln.id, {}) if ln.allocated else {}
                     for row, take in _pick_warehouses(stock.get(ln.sku, []), need, used):
                         row[3] += take
                         stock_deltas[row[0]] += take
                         reserved.append({"warehouse": row[1], "qty": take})
-                        key = (ln.id, row[1])
-                        if key in existing:
-                            alloc_updates[existing[key]] = alloc_updates.get(existing[key], 0) + take
+                        held = used.get(row[1])
+                        if held is not None:
+                            alloc_updates[held] = alloc_updates.get(held, 0) + take
                         else:
-                            alloc_inserts.append({"order_id": r.order_id, "line_id": ln.id, "sku": ln.sku,
-                                                  "warehouse": row[1], "qty": take, "created_at": at})
+                            alloc_inserts.append((r.order_id, ln.id, ln.sku, row[1], take))
                     took = sum(x["qty"] for x in reserved)
                     if took:
                         line_deltas[ln.id] = took
@@ -850,8 +887,7 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
             _bulk_add(session, "order_line", "allocated", line_deltas, guard="t.allocated + :q <= t.qty",
                       what="order line")
             _bulk_add(session, "allocation", "qty", alloc_updates, what="allocation")
-            if alloc_inserts:
-                session.execute(sa.insert(ALLOC), alloc_inserts)
+            _insert_allocations(session, alloc_inserts, at)
             audit.record_many(session, events)
             if complete:
                 workflow.complete_auto(session, cfg, complete, "allocate", at=at, actor=actor)
