@@ -227,17 +227,25 @@ def write_rejects(path: str | Path, header: list[str], rows: Iterator[tuple[list
 # --- cell parsers --------------------------------------------------------------------------------
 # Each takes the stripped, non-empty text of a cell and returns the value or raises ValueError.
 
+MAX_INT = 2**31 - 1  # INTEGER columns (PostgreSQL's are 32-bit)
+
+
 def positive_int(text: str) -> int:
     if text.isdigit() and text.isascii():
         value = int(text)
-        if value > 0:
+        if 0 < value <= MAX_INT:
             return value
+        if value > MAX_INT:
+            raise ValueError(f"is too large (at most {MAX_INT})")
     raise ValueError("must be a positive whole number")
 
 
 def non_negative_int(text: str) -> int:
     if text.isdigit() and text.isascii():
-        return int(text)
+        value = int(text)
+        if value <= MAX_INT:
+            return value
+        raise ValueError(f"is too large (at most {MAX_INT})")
     raise ValueError("must be a whole number, 0 or more")
 
 

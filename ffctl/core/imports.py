@@ -234,7 +234,11 @@ def import_file(
     ctx = _context(store, cfg, now=now, actor=actor, update=update)
 
     while True:  # at most twice: a file that looked like UTF-8 and turned out to be GBK
-        source = csvio.open_csv(path, encoding)
+        try:
+            source = csvio.open_csv(path, encoding)
+        except EncodingRetry as retry:
+            encoding = retry.encoding
+            continue
         staging = Staging()
         try:
             columns = _resolve_header(spec, source.header, ignore_unknown)
@@ -411,9 +415,13 @@ def _stage(spec: Kind, ctx: Context, source: csvio.CsvSource, columns: Columns, 
         seq += 1
         if len(cells) < header_width:
             cells = cells + [""] * (header_width - len(cells))
-        values, problems = parse_row(cells)
-        if undecodable or len(cells) > width or unnamed:
-            problems = _shape_problems(cells, problems, undecodable, source.encoding, width, unnamed)
+        if undecodable:  # its cells are not text: report the row, parse nothing
+            values = (None,) * len(names)
+            problems = [(None, None, f"bytes that are not valid {source.encoding}; pass --encoding NAME")]
+        else:
+            values, problems = parse_row(cells)
+            if len(cells) > width or unnamed:
+                problems = _shape_problems(cells, problems, width, unnamed)
         if row_check is not None and not problems:
             problems = [(c, None, reason) for c, reason in row_check(dict(zip(names, values)))] or None
         if k0 is not None:
@@ -448,11 +456,9 @@ def _stage(spec: Kind, ctx: Context, source: csvio.CsvSource, columns: Columns, 
     progress("reading", source.bytes_read, source.size, seq)
 
 
-def _shape_problems(cells, problems, undecodable, encoding, width, unnamed):
-    """Problems with a row as a whole: bytes that did not decode, cells beyond the header."""
+def _shape_problems(cells, problems, width, unnamed):
+    """Problems with a row as a whole: cells beyond the header, values under no column name."""
     problems = list(problems or [])
-    if undecodable:
-        problems.append((None, None, f"bytes that are not valid {encoding}; pass --encoding NAME"))
     if len(cells) > width and any(c.strip() for c in cells[width:]):
         problems.append((None, None, f"{len(cells)} cells but the header has {width} columns"))
     for pos in unnamed:
