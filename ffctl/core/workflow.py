@@ -346,11 +346,16 @@ def complete_auto(session: Session, cfg, order_ids: Iterable[str], kind: str, *,
         ).all()
         if not rows:
             continue
-        session.execute(
-            sa.update(TASK).where(TASK.c.id == sa.bindparam("tid"), TASK.c.status == "open")
-            .values(status="done", outcome="completed", completed_at=at, completed_by=actor, next_action_at=None),
-            [{"tid": r.id} for r in rows],
-        )
+        # one conditional UPDATE; RETURNING says which tasks this transaction really closed, so a
+        # concurrent completer's tasks are neither advanced twice nor re-entered
+        closed = set(session.execute(
+            sa.update(TASK).where(TASK.c.id.in_([r.id for r in rows]), TASK.c.status == "open")
+            .values(status="done", outcome="completed", completed_at=at, completed_by=actor, next_action_at=None)
+            .returning(TASK.c.id)
+        ).scalars())
+        rows = [r for r in rows if r.id in closed]
+        if not rows:
+            continue
         facts = {f["order_id"]: f for f in order_facts(session, [r.order_id for r in rows])}
         writer = _Writer(cfg, at, actor)
         for r in rows:
