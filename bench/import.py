@@ -38,7 +38,8 @@ REPS = ["alice", "bob", "carol", "dave", "erin"]
 SECTION = "## CSV import (bench/import.py)"
 
 
-def generate(folder: Path, lines: int, *, skus: int = 5000, customers: int = 20000, seed: int = 7) -> dict:
+def generate(folder: Path, lines: int, *, skus: int = 5000, customers: int = 20000, missing_promise: float = 0.0,
+             seed: int = 7) -> dict:
     """products.csv, customers.csv, suppliers.csv and orders.csv of about ``lines`` order lines."""
     rnd = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -60,18 +61,20 @@ def generate(folder: Path, lines: int, *, skus: int = 5000, customers: int = 200
     start = datetime(2026, 3, 1, 8, 0, 0)
     written = orders = 0
     with open(folder / "orders.csv", "w", encoding="utf-8", newline="") as f:
-        f.write("order_id,line_no,customer,sku,qty,channel,region,unit_price,created_at,priority\n")
+        f.write("order_id,line_no,customer,sku,qty,channel,region,unit_price,created_at,promised_ship_date,priority\n")
         while written < lines:
             orders += 1
             n = 1 if rnd.random() >= 0.4 else rnd.randint(2, 5)
             n = min(n, lines - written)
             customer = f"C{rnd.randrange(customers):06d}"
-            created = (start + timedelta(seconds=orders * 7)).strftime("%Y-%m-%d %H:%M:%S")
+            when = start + timedelta(seconds=orders * 7)
+            created = when.strftime("%Y-%m-%d %H:%M:%S")
+            promised = "" if rnd.random() < missing_promise else (when + timedelta(days=rnd.randint(1, 5))).strftime("%Y/%m/%d")
             channel, region = rnd.choice(CHANNELS), rnd.choice(REGIONS)
             prio = rnd.choice(["normal", "normal", "normal", "high", "low"])
             for line_no in range(1, n + 1):
                 f.write(f"SO{orders:09d},{line_no},{customer},SKU{rnd.randrange(skus):05d},{rnd.randint(1, 20)},"
-                        f"{channel},{region},{rnd.randint(100, 99999) / 100:.2f},{created},{prio}\n")
+                        f"{channel},{region},{rnd.randint(100, 99999) / 100:.2f},{created},{promised},{prio}\n")
             written += n
     size = (folder / "orders.csv").stat().st_size
     return {"lines": written, "orders": orders, "bytes": size}
@@ -154,6 +157,8 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--dir", help="work folder (kept); default a temp folder, removed after")
+    parser.add_argument("--missing-promise", type=float, default=0.0, metavar="SHARE",
+                        help="share of orders without promised_ship_date (filled from ATP) [default: 0]")
     parser.add_argument("--record", action="store_true", help="write the figures to docs/performance.md")
     args = parser.parse_args()
 
@@ -162,7 +167,7 @@ def main() -> None:
     try:
         shutil.copy(REPO / "config.example.toml", folder / "ffctl.toml")
         started = time.perf_counter()
-        info = generate(folder, args.lines)
+        info = generate(folder, args.lines, missing_promise=args.missing_promise)
         print(f"generated {info['lines']:,} lines / {info['orders']:,} orders, "
               f"{info['bytes'] / 1e6:.1f} MB in {time.perf_counter() - started:.1f}s")
         data = folder / "orders.csv"
@@ -184,7 +189,9 @@ def main() -> None:
             )
         table = [
             f"{info['lines']:,} order lines, {info['orders']:,} orders, {info['bytes'] / 1e6:.0f} MB "
-            f"(`python bench/import.py --lines {args.lines}`, {os.cpu_count()} cores):",
+            f"(`python bench/import.py --lines {args.lines}"
+            + (f" --missing-promise {args.missing_promise}" if args.missing_promise else "")
+            + f"`, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end):",
             "",
             "| store | ffctl import orders | reference | ratio | peak RSS | re-run (all unchanged) |",
             "|---|---|---|---|---|---|",

@@ -134,9 +134,16 @@ class _progress_bar:
         bar = self.bar
         task = self.tasks.get(phase)
         if task is None:
-            task = self.tasks[phase] = bar.add_task(phase, total=total, rows=0, rate=0.0)
+            for earlier in self.tasks.values():  # a new phase: the earlier ones are done
+                finished = bar.tasks[earlier]
+                took, count = finished.elapsed or 0.0, finished.fields.get("rows", 0)
+                bar.update(earlier, total=finished.total or 1, completed=finished.total or 1,
+                           rate=count / took if finished.total and took > 0 else 0.0)
+                bar.stop_task(earlier)
+            task = self.tasks[phase] = bar.add_task(phase, total=total, rows=rows, rate=0.0)
         elapsed = bar.tasks[task].elapsed or 0.0
-        bar.update(task, completed=done, total=total, rows=rows, rate=rows / elapsed if elapsed > 0 else 0.0)
+        rate = rows / elapsed if total is not None and elapsed > 0.5 else 0.0
+        bar.update(task, completed=done, total=total, rows=rows, rate=rate)
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:

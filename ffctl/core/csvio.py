@@ -328,7 +328,9 @@ _UTC = timezone.utc
 
 def stored_time(dt: datetime) -> str:
     """An aware datetime as naive UTC text in the form the store keeps (both backends read it)."""
-    return dt.astimezone(_UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    if dt.tzinfo is not _UTC:
+        dt = dt.astimezone(_UTC)
+    return dt.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 def from_stored(text: str) -> datetime:

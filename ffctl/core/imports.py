@@ -705,15 +705,24 @@ def bulk_insert(session: Session, table: str, columns: Sequence[str], rows: list
 
 
 def bulk_insert_dicts(session: Session, table: str, rows: list[dict]) -> None:
-    """``bulk_insert`` for rows given as dicts of one shape; datetimes become stored text."""
+    """``bulk_insert`` for rows given as dicts of one shape; the table's time columns become
+    stored text (the model says which columns are times)."""
     if not rows:
         return
+    from ffctl.core.models import SQLModel, UTCDateTime
+
     columns = list(rows[0])
+    spec = SQLModel.metadata.tables[table]
+    times = [i for i, c in enumerate(columns) if isinstance(spec.c[c].type, UTCDateTime)]
     stored = csvio.stored_time
-    out = [
-        tuple(stored(v) if isinstance(v, datetime) else v for v in (row[c] for c in columns))
-        for row in rows
-    ]
+    out = []
+    for row in rows:
+        values = [row[c] for c in columns]
+        for i in times:
+            v = values[i]
+            if v is not None:
+                values[i] = stored(v)
+        out.append(tuple(values))
     bulk_insert(session, table, columns, out)
 
 
