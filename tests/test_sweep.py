@@ -90,6 +90,8 @@ def add_orders(store, cfg, n: int, *, at: datetime = T0, prefix: str = "SO", cha
     from ffctl.core.store import insert_or_ignore
 
     ids = [f"{prefix}-{i:06d}" for i in range(start, start + n)]
+    if not ids:
+        return ids
     with store.session(write=True) as s:
         insert_or_ignore(s, Customer, [{"customer": "c1", "name": "Customer One", "region": "west"}], ["customer"])
         s.execute(sa.insert(Order), [{"order_id": i, "customer": "c1", "created_at": at, "channel": channel,

@@ -51,6 +51,8 @@ def sweep(
         _sweep_table(result, st.tz)
     if dry_run:
         message("Dry run: nothing was changed.")
+    if report.busy:
+        message(f"Warning: {report.busy} due tasks stayed locked by other transactions; the next sweep takes them.")
     if delivery is not None and (delivery.failed or delivery.retrying):
         message(f"{delivery.failed + delivery.retrying} notifications could not be delivered; "
                 "see `ffctl notify list --status pending` and `--failed`.")

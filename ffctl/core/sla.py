@@ -9,8 +9,9 @@ Exactly once. A step fires only if this transaction inserted its ``task_step(tas
 row (steps ``at_risk``, ``breached``, ``esc:<index>``); the row, the action, its audit events
 and its outbox rows (``dedupe_key = task:<id>:<step>``) commit together or not at all. Due
 tasks are claimed in batches, one transaction each: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL
-(concurrent sweeps take disjoint batches; the order row is locked too, in the same statement,
-so an auto action never deadlocks with a person advancing the order), ``BEGIN IMMEDIATE`` on
+(concurrent sweeps take disjoint batches, and one waits at the end for due tasks another
+transaction still holds; the order row is locked too, in the same statement, so an auto action
+never deadlocks with a person advancing the order), ``BEGIN IMMEDIATE`` on
 SQLite (sweeps queue for the write lock and each sees the previous one's work). A sweep killed
 halfway loses only its open batch, which the next sweep redoes; a late sweep fires every step
 due by ``now`` in ladder order.
@@ -20,6 +21,7 @@ The sweep only queues notifications; delivering them is core/notify.py.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
@@ -35,10 +37,14 @@ from ffctl.core.models import Order, Task, TaskAssignee, TaskStep
 
 SWEEP_ACTOR = "sla-sweep"
 BATCH = 200
+BUSY_WAIT_SECONDS = 30  # how long a sweep waits for due tasks other transactions hold (PostgreSQL)
 ACTIONS = ("remind", "escalate", "notify", "auto_approve", "auto_reject")
 #: Audit event written for each kind of step (auto actions: workflow writes its own event).
 EVENT_OF = {"at_risk": "at_risk", "breached": "breached", "remind": "reminded", "escalate": "escalated",
             "notify": "notified"}
+
+#: order fields a step may name as a recipient (``order.sales_rep``), read with the claimed task
+ORDER_FIELDS = ("sales_rep",)
 
 TASK = Task.__table__
 ORDERS = Order.__table__
@@ -60,6 +66,7 @@ class SweepReport:
     rule_hits: int = 0
     notifications_queued: int = 0
     items: list = field(default_factory=list)
+    busy: int = 0  # due tasks still held by other transactions when the sweep gave up waiting
 
     def as_dict(self) -> dict:
         """The JSON shape of SPEC section 5."""
@@ -87,23 +94,58 @@ def sweep(store, cfg, *, now: datetime, actor: str = SWEEP_ACTOR, dry_run: bool 
     if dry_run:
         try:
             with store.session(write=True) as session:
-                while _sweep_batch(session, cfg, now, actor, batch, report):
-                    session.expire_all()
+                _drain(store, lambda: _sweep_batch(session, cfg, now, actor, batch, report, expire=True),
+                       lambda: _due_left(session, now), report)
                 if rules:
                     _run_rules(session, cfg, now, actor, report, dry_run=True)
                 raise _DryRun
         except _DryRun:
             pass
         return report
-    while True:
+
+    def one_batch() -> int:
         with store.session(write=True) as session:
-            claimed = _sweep_batch(session, cfg, now, actor, batch, report)
-        if not claimed:
-            break
+            return _sweep_batch(session, cfg, now, actor, batch, report)
+
+    def due_left() -> int:
+        with store.session() as session:
+            return _due_left(session, now)
+
+    _drain(store, one_batch, due_left, report)
     if rules:
         with store.session(write=True) as session:
             _run_rules(session, cfg, now, actor, report, dry_run=False)
     return report
+
+
+def _drain(store, one_batch: Callable[[], int], due_left: Callable[[], int], report: SweepReport) -> None:
+    """Run batches until no task is due by the sweep's clock.
+
+    On PostgreSQL a claim skips rows another transaction holds (a sweep with an earlier clock,
+    a person advancing the order); they may still owe steps due by this clock once released,
+    so the sweep waits for them (bounded) instead of leaving them to the next run.
+    """
+    give_up = time.monotonic() + BUSY_WAIT_SECONDS
+    while True:
+        if one_batch():
+            continue
+        if store.is_sqlite:  # the write lock serialises sweeps: nothing due was skipped
+            return
+        left = due_left()
+        if not left:
+            return
+        if time.monotonic() > give_up:
+            report.busy = left
+            return
+        time.sleep(0.05)
+
+
+def _due_left(session: Session, now: datetime) -> int:
+    """How many open tasks are due by ``now`` (as committed; no locks taken)."""
+    return session.execute(
+        sa.select(sa.func.count()).select_from(
+            sa.select(TASK.c.id).where(TASK.c.status == "open", TASK.c.next_action_at <= now).limit(BATCH).subquery())
+    ).scalar() or 0
 
 
 def _run_rules(session: Session, cfg, now: datetime, actor: str, report: SweepReport, *, dry_run: bool) -> None:
@@ -149,14 +191,13 @@ def _claim(session: Session, now: datetime, limit: int) -> list:
     """Lock and return up to ``limit`` due open tasks, earliest first."""
     cols = [TASK.c.id, TASK.c.order_id, TASK.c.workflow, TASK.c.node, TASK.c.seq, TASK.c.owner, TASK.c.entered_at,
             TASK.c.sla_seconds, TASK.c.sla_state, TASK.c.paused_seconds, TASK.c.next_step,
-            TASK.c.escalation_level, TASK.c.next_action_at]
-    stmt = (sa.select(*cols)
+            TASK.c.escalation_level, TASK.c.next_action_at, *(ORDERS.c[f] for f in ORDER_FIELDS)]
+    stmt = (sa.select(*cols).join(ORDERS, ORDERS.c.order_id == TASK.c.order_id)
             .where(TASK.c.status == "open", TASK.c.next_action_at <= now)
             .order_by(TASK.c.next_action_at, TASK.c.id).limit(limit))
     if session.get_bind().dialect.name == "postgresql":
         # the order row too, in one statement that never waits: workflow writers lock order then task
-        stmt = (stmt.join(ORDERS, ORDERS.c.order_id == TASK.c.order_id)
-                .with_for_update(skip_locked=True, of=[TASK, ORDERS]))
+        stmt = stmt.with_for_update(skip_locked=True, of=[TASK, ORDERS])
     return session.execute(stmt).all()
 
 
@@ -223,8 +264,11 @@ def _insert_steps(session: Session, rows: list[dict]) -> set[tuple[int, str]]:
     return {(t, s) for t, s in _insert_ignore(session, STEP, rows, [STEP.c.task_id, STEP.c.step])}
 
 
-def _sweep_batch(session: Session, cfg, now: datetime, actor: str, limit: int, report: SweepReport) -> int:
+def _sweep_batch(session: Session, cfg, now: datetime, actor: str, limit: int, report: SweepReport, *,
+                 expire: bool = False) -> int:
     """Claim one batch of due tasks and fire their due steps; returns how many tasks were claimed."""
+    if expire:  # one long session (dry run): ORM rows loaded by auto actions must be read afresh
+        session.expire_all()
     rows = _claim(session, now, limit)
     if not rows:
         return 0
@@ -300,8 +344,10 @@ class _Context:
     def notify(self, work: _TaskWork, due: _Due, recipients, subject: str, body: str, priority: str = "normal") -> None:
         """Queue (buffered until flush) one notification per person and channel, exactly once per step."""
         row = work.row
+        # order.<field> recipients from the claimed row: no query per notification
+        recipients = [getattr(row, r[6:]) if r[6:] in ORDER_FIELDS else r for r in recipients]
         self.notes.extend(outbox.notification_rows(
-            self.session, self.cfg, recipients, subject=f"[ffctl] {row.order_id} {row.node}: {subject}",
+            self.session, self.cfg, [r for r in recipients if r], subject=f"[ffctl] {row.order_id} {row.node}: {subject}",
             body=f"{body}\n\nOrder {row.order_id}: `ffctl order show {row.order_id}`.", at=self.now,
             priority=priority, order_id=row.order_id, dedupe_key=f"task:{row.id}:{due.step}",
         ))
