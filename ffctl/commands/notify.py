@@ -1,0 +1,82 @@
+"""ffctl notify send / list."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from ffctl.commands._common import AppState, format_option
+
+app = typer.Typer(help="Deliver queued notifications; see what went where.", no_args_is_help=True)
+
+
+@app.command()
+def send(
+    ctx: typer.Context,
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Send at most this many [default: all due]."),
+    fmt=format_option(),
+) -> None:
+    """Deliver pending notifications whose time has come: email, webhook, and the log file.
+
+    Failures are retried later with exponential backoff (2, 4, 8, ... minutes), up to
+    [notify] max_attempts, then marked failed. Exit code 1 if any notification failed for good.
+    """
+    from rich.markup import escape
+
+    from ffctl.commands._output import Column, dumps, message, render, resolve_format
+    from ffctl.core import notify
+
+    st = AppState.of(ctx)
+    cfg = st.config()
+    report = notify.send(st.store(), cfg, now=st.now(), limit=limit)
+    kind = resolve_format(fmt)
+    if kind == "json":
+        print(dumps(report.as_dict(), st.tz))
+    else:
+        columns = [Column("id", justify="right"), Column("recipient"), Column("channel"),
+                   Column("status", show=_status_text), Column("attempts", justify="right"),
+                   Column("next_attempt_at", "next try"), Column("error", show=lambda v: escape(v or ""))]
+        render(report.items, columns, kind, tz=st.tz, empty="Nothing to send.")
+    if report.items:
+        message(f"{report.sent} sent, {report.retrying} to retry later, {report.failed} failed for good.")
+    if report.failed:
+        message("Hint: `ffctl notify list --failed` shows them with the last error.")
+        raise typer.Exit(1)
+
+
+def _status_text(value: str) -> str:
+    return {"sent": "[green]sent[/]", "failed": "[red]failed[/]", "pending": "[yellow]pending[/]"}.get(value, value)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    failed: bool = typer.Option(False, "--failed", help="Only notifications that failed for good."),
+    status: Optional[str] = typer.Option(None, "--status", metavar="STATUS", help="Only this status: pending, sent or failed."),
+    limit: int = typer.Option(100, "--limit", min=0, help="Show at most this many, newest first (0: all)."),
+    fmt=format_option(),
+) -> None:
+    """Notifications, newest first: who, on which channel, what, and whether it went out."""
+    from rich.markup import escape
+
+    from ffctl.commands._output import Column, render
+    from ffctl.core import notify
+    from ffctl.core.errors import UsageError
+
+    if failed:
+        if status not in (None, "failed"):
+            raise UsageError(f"--failed and --status {status} contradict each other")
+        status = "failed"
+    if status is not None and status not in notify.STATUSES:
+        raise UsageError(f"--status {status!r}: use one of {', '.join(notify.STATUSES)}")
+    st = AppState.of(ctx)
+    with st.store().session() as s:
+        rows = notify.list_notifications(s, status=status, limit=limit or None)
+    columns = [
+        Column("id", justify="right"), Column("created_at", "created"), Column("recipient"), Column("channel"),
+        Column("subject", show=lambda v: escape(v or "")), Column("status", show=_status_text),
+        Column("attempts", justify="right"), Column("sent_at", "sent"),
+        Column("last_error", "last error", show=lambda v: escape(v or "")),
+    ]
+    render(rows, columns, fmt, tz=st.tz, empty="No notifications match.")

@@ -1,0 +1,280 @@
+"""Delivering the outbox: email (SMTP), webhook (HTTP POST of JSON) and the log file.
+
+Rows are written by core/outbox.py in the transaction of the event that causes them; this
+module sends the pending ones whose ``next_attempt_at`` has come. Each batch is claimed in a
+transaction that is still open while its rows are sent and is committed with their outcome:
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL (two senders take disjoint rows), the write lock on
+SQLite (senders take turns), so two ffctl processes never send one row twice.
+
+Delivery is at least once: a sender killed after a send but before its commit leaves the row
+pending, and the next sender sends it again. Webhooks carry the row id in the
+``X-Ffctl-Notification-Id`` header (and ``Idempotency-Key``) so a receiver can drop a repeat.
+
+A failed send counts an attempt, keeps the error, and is retried after 2^attempts minutes;
+after ``[notify] max_attempts`` the row is ``failed`` (``ffctl notify list --failed``).
+Every successful send, whatever its channel, is appended to the ``[notify] log`` file as one
+JSON line; a ``log`` row (a person with no channel) is delivered by that line alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import smtplib
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from typing import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ffctl.core.clock import iso
+from ffctl.core.models import Notification
+
+NOTE = Notification.__table__
+BATCH = 20  # rows per claim: bounds how long a SQLite sender holds the write lock
+SMTP_TIMEOUT_SECONDS = 10
+STATUSES = ("pending", "sent", "failed")
+_PRIORITY_RANK = sa.case((NOTE.c.priority == "high", 0), (NOTE.c.priority == "normal", 1), else_=2)
+
+
+class DeliveryError(Exception):
+    """A send failed; the message says why in one line."""
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    items: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"sent": self.sent, "retrying": self.retrying, "failed": self.failed, "items": list(self.items)}
+
+
+# --- channels --------------------------------------------------------------------------------------
+
+class _Channels:
+    """One delivery run's connections (one SMTP session reused across a batch)."""
+
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+        self._smtp: smtplib.SMTP | None = None
+        # endpoints that could not be reached in this run: their other rows fail at once, so
+        # one dead server costs one timeout per run, not one per notification
+        self._down: dict[str, str] = {}
+
+    def close(self) -> None:
+        if self._smtp is not None:
+            try:
+                self._smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                pass
+            self._smtp = None
+
+    def _smtp_session(self) -> smtplib.SMTP:
+        if self._smtp is not None:
+            return self._smtp
+        email = self.cfg.notify.email
+        if email is None:
+            raise DeliveryError("no email server: set [notify] email = { host = ..., sender = ... } in the config")
+        if "smtp" in self._down:
+            raise DeliveryError(self._down["smtp"])
+        try:
+            smtp = smtplib.SMTP(email.host, email.port, timeout=SMTP_TIMEOUT_SECONDS)
+            if email.starttls:
+                smtp.starttls()
+            if email.password_env:
+                password = os.environ.get(email.password_env)
+                if password is None:
+                    smtp.quit()
+                    raise DeliveryError(f"the SMTP password variable {email.password_env} is not set")
+                smtp.login(email.username or email.sender, password)
+        except (smtplib.SMTPException, OSError) as exc:
+            self._down["smtp"] = f"SMTP {email.host}:{email.port}: {_one_line(exc)}"
+            raise DeliveryError(self._down["smtp"]) from None
+        self._smtp = smtp
+        return smtp
+
+    def email(self, row, address: str) -> None:
+        email = self.cfg.notify.email
+        msg = EmailMessage()
+        msg["From"] = email.sender if email else "ffctl"
+        msg["To"] = address
+        msg["Subject"] = row.subject
+        msg["X-Ffctl-Notification-Id"] = str(row.id)
+        if row.priority == "high":
+            msg["X-Priority"] = "1"
+        msg.set_content(row.body)
+        smtp = self._smtp_session()
+        try:
+            smtp.send_message(msg)
+        except (smtplib.SMTPException, OSError) as exc:
+            self.close()  # the session may be broken: the next row opens a fresh one
+            raise DeliveryError(f"SMTP: {_one_line(exc)}") from None
+
+    def webhook(self, row, url: str) -> None:
+        payload = json.dumps(_payload(row, self.cfg.timezone), ensure_ascii=False).encode("utf-8")
+        request = urllib.request.Request(url, data=payload, method="POST", headers={
+            "Content-Type": "application/json; charset=utf-8", "User-Agent": "ffctl",
+            "X-Ffctl-Notification-Id": str(row.id), "Idempotency-Key": f"ffctl-notification-{row.id}",
+        })
+        if url in self._down:
+            raise DeliveryError(self._down[url])
+        try:
+            with urllib.request.urlopen(request, timeout=self.cfg.notify.webhook_timeout_seconds) as response:
+                code = response.status
+        except urllib.error.HTTPError as exc:
+            raise DeliveryError(f"webhook {_mask(url)} answered HTTP {exc.code}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            self._down[url] = f"webhook {_mask(url)}: {_one_line(reason)}"
+            raise DeliveryError(self._down[url]) from None
+        if not 200 <= code < 300:
+            raise DeliveryError(f"webhook {_mask(url)} answered HTTP {code}")
+
+    def log(self, row, address: str | None, at: datetime) -> None:
+        """Append the sent notification to the log file as one JSON line (one write call)."""
+        path = self.cfg.notify.log
+        if not path:
+            return
+        line = json.dumps({**_payload(row, self.cfg.timezone), "address": address, "sent_at": iso(at, self.cfg.timezone)},
+                          ensure_ascii=False) + "\n"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
+
+    def deliver(self, row, at: datetime) -> str | None:
+        """Send one row on its channel; returns the address used. Raises DeliveryError."""
+        user = self.cfg.users.get(row.recipient)
+        address = None
+        if row.channel == "email":
+            address = user.email if user else None
+            if not address:
+                raise DeliveryError(f"{row.recipient} has no email address in the config")
+            self.email(row, address)
+        elif row.channel == "webhook":
+            address = user.webhook if user else None
+            if not address:
+                raise DeliveryError(f"{row.recipient} has no webhook in the config")
+            self.webhook(row, address)
+        elif row.channel != "log":
+            raise DeliveryError(f"unknown channel {row.channel!r}")
+        try:
+            self.log(row, _mask(address) if address else None, at)
+        except OSError as exc:
+            if row.channel == "log":
+                raise DeliveryError(f"cannot append to {self.cfg.notify.log}: {exc.strerror or exc}") from None
+            # the message went out; a log write failure must not make it go out twice
+        return address
+
+
+def _payload(row, tz: str) -> dict:
+    return {"id": row.id, "recipient": row.recipient, "channel": row.channel, "subject": row.subject,
+            "body": row.body, "priority": row.priority, "order_id": row.order_id,
+            "created_at": iso(row.created_at, tz)}
+
+
+def _mask(url: str) -> str:
+    from ffctl.core.errors import mask_url
+
+    return mask_url(url)
+
+
+def _one_line(exc: object) -> str:
+    text = str(exc).strip() or exc.__class__.__name__
+    return text.splitlines()[0][:300]
+
+
+# --- sending -------------------------------------------------------------------------------------
+
+def backoff(attempts: int) -> timedelta:
+    """Wait before the next try after ``attempts`` failures: 2, 4, 8, ... minutes."""
+    return timedelta(minutes=2 ** attempts)
+
+
+def _claim(session: Session, now: datetime, limit: int) -> list:
+    stmt = (sa.select(NOTE).where(NOTE.c.status == "pending", NOTE.c.next_attempt_at <= now)
+            .order_by(_PRIORITY_RANK, NOTE.c.next_attempt_at, NOTE.c.id).limit(limit))
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return session.execute(stmt).all()
+
+
+def send(store, cfg, *, now: datetime, limit: int | None = None, batch: int = BATCH,
+         channels_factory: Callable[[object], _Channels] = _Channels) -> SendReport:
+    """Deliver pending notifications due by ``now``; at most ``limit`` rows (None: all due)."""
+    report = SendReport()
+    channels = channels_factory(cfg)
+    done = 0
+    try:
+        while limit is None or done < limit:
+            with store.session(write=True) as session:
+                # a row tried here is sent, failed or due later than now: never claimed twice in a run
+                rows = _claim(session, now, batch if limit is None else min(batch, limit - done))
+                if not rows:
+                    break
+                updates = [_attempt(channels, cfg, row, now, report) for row in rows]
+                done += len(rows)
+                session.execute(
+                    sa.update(NOTE).where(NOTE.c.id == sa.bindparam("nid"))
+                    .values(status=sa.bindparam("st"), attempts=sa.bindparam("at"),
+                            last_error=sa.bindparam("err"), next_attempt_at=sa.bindparam("nxt"),
+                            sent_at=sa.bindparam("sent")),
+                    updates,
+                )
+    finally:
+        channels.close()
+    return report
+
+
+def _attempt(channels: _Channels, cfg, row, now: datetime, report: SendReport) -> dict:
+    try:
+        address = channels.deliver(row, now)
+    except DeliveryError as exc:
+        attempts = row.attempts + 1
+        error = str(exc)
+        if attempts >= cfg.notify.max_attempts:
+            report.failed += 1
+            status, nxt = "failed", None
+        else:
+            report.retrying += 1
+            status, nxt = "pending", now + backoff(attempts)
+        report.items.append({"id": row.id, "recipient": row.recipient, "channel": row.channel, "status": status,
+                             "attempts": attempts, "next_attempt_at": nxt, "error": error})
+        return {"nid": row.id, "st": status, "at": attempts, "err": error, "nxt": nxt, "sent": None}
+    report.sent += 1
+    report.items.append({"id": row.id, "recipient": row.recipient, "channel": row.channel, "status": "sent",
+                         "attempts": row.attempts + 1, "next_attempt_at": None, "error": None,
+                         "address": _mask(address) if address else None})
+    return {"nid": row.id, "st": "sent", "at": row.attempts + 1, "err": None, "nxt": None, "sent": now}
+
+
+# --- listing -------------------------------------------------------------------------------------
+
+def list_notifications(session: Session, *, status: str | None = None, limit: int | None = 100) -> list[dict]:
+    """Notifications, newest first, in SPEC's JSON shape (plus priority, order and last error)."""
+    stmt = sa.select(NOTE).order_by(NOTE.c.id.desc())
+    if status:
+        stmt = stmt.where(NOTE.c.status == status)
+    if limit:
+        stmt = stmt.limit(limit)
+    return [
+        {"id": r.id, "recipient": r.recipient, "channel": r.channel, "subject": r.subject, "body": r.body,
+         "status": r.status, "attempts": r.attempts, "created_at": r.created_at, "sent_at": r.sent_at,
+         "priority": r.priority, "order_id": r.order_id, "next_attempt_at": r.next_attempt_at,
+         "last_error": r.last_error}
+        for r in session.execute(stmt).all()
+    ]
+
+
+def counts(session: Session) -> dict[str, int]:
+    rows = session.execute(sa.select(NOTE.c.status, sa.func.count()).group_by(NOTE.c.status)).all()
+    found = dict(rows)
+    return {s: int(found.get(s, 0)) for s in STATUSES}
