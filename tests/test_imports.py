@@ -283,6 +283,10 @@ def test_skip_writes_good_orders_rejects_whole_bad_orders_and_the_fixed_file_imp
     assert query(ws, "SELECT order_id, count(*) FROM order_line GROUP BY order_id ORDER BY order_id") == [
         ("K1", 1), ("K2", 3), ("K3", 1), ("K4", 1),
     ]
+    # a clean run with --rejects leaves a header-only file, not the rejects of an earlier run
+    clean = ws.write("clean.csv", "order_id,line_no,customer,sku,qty\nK5,1,C1,A1,1\n")
+    ok(run(ws, "orders", clean, "--on-error", "skip", "--rejects", rejects))
+    assert rejects.read_text(encoding="utf-8-sig").splitlines() == ["order_id,line_no,customer,sku,qty,error"]
 
 
 def test_dry_run_validates_reports_and_writes_nothing(ws):

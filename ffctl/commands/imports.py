@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, rich_markup_mode=None)
+app = typer.Typer()
 
 KIND_NAMES = ("products", "customers", "suppliers", "stock", "receipts", "orders", "shipments", "deliveries", "qc")
 
@@ -98,7 +98,7 @@ def _render(report) -> None:
         f"{report.unit}: {report.written:,} new, {report.updated:,} updated, {report.unchanged:,} unchanged, "
         f"{report.skipped:,} skipped; {report.rejected_rows:,} rows rejected."
     )
-    if report.rejects_path:
+    if report.rejects_path and report.rejects_written:
         message(f"{report.rejects_written:,} rejected rows {verb} written to {report.rejects_path} (fix them and "
                 "import that file as it is).")
 
