@@ -5,7 +5,7 @@
 
 Builds a fresh store per backend with SQL alone (a recursive CTE on SQLite, generate_series on
 PostgreSQL): 1M orders (4% open, spread over the workflow's nodes; the rest shipped, delivered
-or cancelled), 2 lines each, one task each (open for open orders, done otherwise), 50k SKUs
+or cancelled), 2 lines each, one task each (open for open orders, done at one of the six nodes otherwise), 50k SKUs
 with 2 stock rows each (5% of them below safety stock), open receipts, 1,000 suppliers with 20
 QC batches each (half of them exempt; 5% failing QC in the last 3 batches, 5% late by 7 days).
 Then times, in the same run:
@@ -54,6 +54,7 @@ BASE = "2026-03-10 12:00:00"  # NOW, naive UTC as stored
 SUPPLIERS, BATCHES, CUSTOMERS = 1000, 20, 10_000
 TABLES = ("orders", "order_line", "task", "product", "stock", "receipt", "supplier", "qc_batch", "requisition", "order_flag")
 OPEN_NODES = ("credit_review", "allocation", "wave_pick", "dispatch")
+DONE_NODES = ("credit_review", "tech_confirm", "allocation", "wave_pick", "pack_check", "dispatch")
 
 
 class Dialect:
@@ -81,7 +82,10 @@ class Dialect:
 def load(store: Store, orders: int, skus: int) -> dict[str, float]:
     d = Dialect(store.dialect)
     open_node = "CASE i % 4 " + " ".join(f"WHEN {k} THEN '{n}'" for k, n in enumerate(OPEN_NODES)) + " END"
-    status = ("CASE WHEN i % 100 < 4 THEN 'open' WHEN i % 100 = 4 THEN 'cancelled' "
+    done_node = "CASE i % 6 " + " ".join(f"WHEN {k} THEN '{n}'" for k, n in enumerate(DONE_NODES)) + " END"
+    # the open orders are the newest 4%: rows arrive in time order, so open tasks sit at the end
+    first_open = orders - orders // 25
+    status = (f"CASE WHEN i > {first_open} THEN 'open' WHEN i % 100 = 4 THEN 'cancelled' "
               "WHEN i % 100 < 50 THEN 'shipped' ELSE 'delivered' END")
     statements = {
         "supplier": f"""INSERT INTO supplier (supplier, name, inspection_exempt)
@@ -104,21 +108,21 @@ def load(store: Store, orders: int, skus: int) -> dict[str, float]:
         "orders": f"""INSERT INTO orders (order_id, customer, sales_rep, priority, created_at, status, workflow, node,
                                           has_custom_items)
             SELECT 'SO' || CAST(i AS TEXT), 'C' || CAST(1 + i % {CUSTOMERS} AS TEXT), CASE WHEN i % 3 = 0 THEN 'oscar' END, 0,
-                   {d.ago('(i * 37) % (90 * 86400) + 5 * 86400')}, {status}, 'standard',
-                   CASE WHEN i % 100 < 4 THEN {open_node} END, {d.true('1 = 0')}
+                   {d.ago(f'({orders} - i) * {90 * 86400} / {orders} + 3600')}, {status}, 'standard',
+                   CASE WHEN i > {first_open} THEN {open_node} END, {d.true('1 = 0')}
             FROM {d.series(orders)}""",
         "order_line": f"""INSERT INTO order_line (order_id, line_no, sku, qty, allocated)
             SELECT 'SO' || CAST((i + 1) / 2 AS TEXT), 2 - i % 2, 'K' || CAST(1 + (i * 7) % {skus} AS TEXT), 1 + i % 5,
-                   CASE WHEN ((i + 1) / 2) % 100 < 4 AND ((i + 1) / 2) % 4 >= 2 THEN 1 + i % 5 ELSE 0 END
+                   CASE WHEN (i + 1) / 2 > {first_open} AND ((i + 1) / 2) % 4 >= 2 THEN 1 + i % 5 ELSE 0 END
             FROM {d.series(2 * orders)}""",
         "task": f"""INSERT INTO task (order_id, workflow, node, seq, status, owner, entered_at, sla_seconds, sla_state,
                                       paused_seconds, next_step, escalation_level, completed_at, outcome)
             SELECT 'SO' || CAST(i AS TEXT), 'standard',
-                   CASE WHEN i % 100 < 4 THEN {open_node} ELSE 'dispatch' END, 5,
-                   CASE WHEN i % 100 < 4 THEN 'open' ELSE 'done' END, 'warehouse',
+                   CASE WHEN i > {first_open} THEN {open_node} ELSE {done_node} END, 5,
+                   CASE WHEN i > {first_open} THEN 'open' ELSE 'done' END, 'warehouse',
                    {d.ago('(i * 7919) % (5 * 86400)')}, 172800, 'on_track', 0, 0, 0,
-                   CASE WHEN i % 100 < 4 THEN NULL ELSE {d.ago('(i * 7919) % (5 * 86400)')} END,
-                   CASE WHEN i % 100 < 4 THEN NULL ELSE 'completed' END
+                   CASE WHEN i > {first_open} THEN NULL ELSE {d.ago('(i * 7919) % (5 * 86400)')} END,
+                   CASE WHEN i > {first_open} THEN NULL ELSE 'completed' END
             FROM {d.series(orders)}""",
         "qc_batch": f"""INSERT INTO qc_batch (supplier, batch_id, sku, inspected_at, passed, total, promised_at, received_at)
             SELECT 'S' || CAST(1 + (i - 1) / {BATCHES} AS TEXT), 'B' || CAST(i AS TEXT), NULL,
