@@ -482,3 +482,15 @@ def test_supplier_numbers(store):
         ("S1", True, 0.95, 2.0), ("S2", False, None, None)]
     assert shown["window_batches"] == 3 and [b["batch_id"] for b in shown["batches"]] == ["S1-B4", "S1-B3", "S1-B2"]
     assert shown["batches"][1]["pass_rate"] == 0.95 and shown["batches"][1]["delay_days"] == 4.0
+
+
+def test_run_rules_leaves_the_callers_session_settings_alone(stocked):
+    from ffctl.core.rules import run_rules
+
+    store = stocked
+    if store.is_sqlite:
+        pytest.skip("JIT is a PostgreSQL setting")
+    with store.session(write=True) as s:
+        s.execute(sa.text("SELECT set_config('jit', 'on', true)"))
+        run_rules(s, make_config(low_stock(), dwell(), supplier_rule()), now=NOW, actor="t")
+        assert s.execute(sa.text("SELECT current_setting('jit')")).scalar() == "on"
