@@ -1,0 +1,63 @@
+"""ffctl schedule tick / show."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from ffctl.commands._common import AppState, format_option
+
+app = typer.Typer(help="Run due scheduled jobs (one cron line); show next runs.", no_args_is_help=True)
+
+
+@app.command()
+def tick(
+    ctx: typer.Context,
+    job: Optional[str] = typer.Option(None, "--job", metavar="JOB", help="Consider only this job."),
+    fmt=format_option(),
+) -> None:
+    """Run each [schedule] job whose cron time has come since its last run, once.
+
+    Meant for cron every minute:  * * * * * ffctl --config /path/ffctl.toml schedule tick
+    Missed runs coalesce into one; overlapping ticks never run a job twice for one cron time.
+    Exit code 1 if a job failed (the others still run).
+    """
+    from rich.markup import escape
+
+    from ffctl.commands._output import Column, message, render
+    from ffctl.core import schedule
+    from ffctl.core.errors import UsageError
+
+    st = AppState.of(ctx)
+    cfg = st.config()
+    if job is not None and job not in cfg.schedule:
+        raise UsageError(f"--job {job!r} is not in [schedule]; scheduled jobs: {', '.join(cfg.schedule) or 'none'}")
+    if not cfg.schedule:
+        message(f"No jobs in [schedule] of {st.config_path}; nothing to run.")
+    rows = schedule.tick(st.store(), cfg, now=st.now(), only=job)
+    columns = [Column("job"), Column("cron"), Column("due_at", "cron time"), Column("ran"),
+               Column("result", show=lambda v: escape(v or ""))]
+    render(rows, columns, fmt, tz=st.tz, empty="No scheduled jobs.")
+    failed = [r["job"] for r in rows if not r["ok"]]
+    if failed:
+        message(f"Failed: {', '.join(failed)} (recorded; see `ffctl schedule show`).")
+        raise typer.Exit(1)
+
+
+@app.command()
+def show(ctx: typer.Context, fmt=format_option()) -> None:
+    """Each scheduled job: cron, last run and its result, and the next run (local time)."""
+    from rich.markup import escape
+
+    from ffctl.commands._output import Column, render
+    from ffctl.core import schedule
+
+    st = AppState.of(ctx)
+    cfg = st.config()
+    with st.store().session() as s:
+        rows = schedule.show(s, cfg, now=st.now())
+    columns = [Column("job"), Column("cron"), Column("last_due_at", "last cron time"),
+               Column("last_ran_at", "last ran"), Column("last_result", "result", show=lambda v: escape(v or "-")),
+               Column("next_run_at", "next run")]
+    render(rows, columns, fmt, tz=st.tz, empty="No jobs in [schedule].")

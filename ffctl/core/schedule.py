@@ -1,0 +1,187 @@
+"""Scheduled jobs: one cron line (``* * * * * ffctl schedule tick``) runs whatever ``[schedule]`` says.
+
+A job is due when its most recent cron time (croniter, in ``[defaults] timezone``) is later than
+the cron time it last ran for; missed runs coalesce into one run at the latest cron time. A job
+never run before runs on its first tick (its latest cron time is always within one period).
+
+Once, even when ticks overlap: a tick claims a job by moving ``schedule_run.last_due_at`` forward
+with a conditional UPDATE (``... WHERE last_due_at IS NULL OR last_due_at < :due``) in its own
+short transaction; only the tick whose UPDATE hit the row runs the job. The claim commits before
+the job runs, so a tick killed mid-job does not run that cron time again: the jobs themselves
+catch up (a sweep fires everything due by its clock, delivery sends everything pending).
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable
+
+import sqlalchemy as sa
+
+from ffctl.core.clock import local, start_of_day
+from ffctl.core.models import ScheduleRun
+from ffctl.core.store import insert_or_ignore
+
+RUNS = ScheduleRun.__table__
+ACTOR = "schedule"
+
+
+# --- cron arithmetic -------------------------------------------------------------------------------
+
+def latest_due(expression: str, now: datetime, tz: str) -> datetime:
+    """The most recent cron time at or before ``now`` (aware UTC), evaluated in zone ``tz``."""
+    from croniter import croniter
+
+    minute = local(now, tz).replace(second=0, microsecond=0)
+    if croniter.match(expression, minute):
+        return minute.astimezone(now.tzinfo)
+    return croniter(expression, minute).get_prev(datetime).astimezone(now.tzinfo)
+
+
+def next_due(expression: str, now: datetime, tz: str) -> datetime:
+    """The first cron time after ``now``."""
+    from croniter import croniter
+
+    return croniter(expression, local(now, tz)).get_next(datetime).astimezone(now.tzinfo)
+
+
+# --- jobs ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class JobContext:
+    store: object
+    cfg: object
+    now: datetime
+    actor: str
+
+
+def _sla_sweep(job: JobContext) -> str:
+    from ffctl.core import sla
+
+    report = sla.sweep(job.store, job.cfg, now=job.now, actor=sla.SWEEP_ACTOR)
+    text = (f"{report.at_risk} at risk, {report.breached} breached, "
+            + ", ".join(f"{n} {a}" for a, n in report.actions.items() if n)
+            + f"{', ' if any(report.actions.values()) else ''}{report.rule_hits} rule hits, "
+              f"{report.notifications_queued} notifications queued")
+    if "notify_send" not in job.cfg.schedule:  # nothing else delivers them: send now
+        text += "; " + _notify_send(job)
+    return text
+
+
+def _notify_send(job: JobContext) -> str:
+    from ffctl.core import notify
+
+    report = notify.send(job.store, job.cfg, now=job.now)
+    return f"{report.sent} sent, {report.retrying} to retry, {report.failed} failed"
+
+
+def _rules_run(job: JobContext) -> str:
+    from ffctl.core.rules import run_rules
+
+    with job.store.session(write=True) as session:
+        result = run_rules(session, job.cfg, now=job.now, actor=job.actor)
+    return f"{result['hits']} rule hits, {result['notifications']} notifications queued"
+
+
+def _daily_report(job: JobContext) -> str:
+    """The KPI report for the last 7 days, written as JSON next to the config (reports/kpi-DATE.json)."""
+    try:
+        from ffctl.core import kpi
+    except ImportError:
+        return "skipped: the KPI report is not available in this ffctl"
+    import json
+
+    from ffctl.commands._output import jsonable
+
+    tz = job.cfg.timezone
+    today = local(job.now, tz).date()
+    period = kpi.Period(start_of_day(today - timedelta(days=7), tz), start_of_day(today, tz))
+    with job.store.session() as session:
+        rows = kpi.kpi_report(session, job.cfg, now=job.now, period=period)
+    folder = job.cfg.directory / "reports"
+    folder.mkdir(exist_ok=True)
+    target = folder / f"kpi-{today.isoformat()}.json"
+    document = {"generated_at": job.now, "from": period.start, "to": period.end, "kpis": rows}
+    target.write_text(json.dumps(jsonable(document, tz), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    missed = [r["kpi"] for r in rows if r.get("met") is False]
+    return f"wrote {target}" + (f"; missed targets: {', '.join(missed)}" if missed else "")
+
+
+#: job name (a [schedule] key) -> handler returning a one-line result. Adding a job is adding a row.
+JOBS: dict[str, Callable[[JobContext], str]] = {
+    "sla_sweep": _sla_sweep,
+    "notify_send": _notify_send,
+    "rules_run": _rules_run,
+    "daily_report": _daily_report,
+}
+
+
+# --- tick and show ---------------------------------------------------------------------------------
+
+def _claim(store, job: str, due: datetime, now: datetime) -> bool:
+    """Move the job's last_due_at forward to ``due``; True only for the one tick that did."""
+    with store.session(write=True) as session:
+        insert_or_ignore(session, ScheduleRun, [{"job": job}], ["job"])
+        hit = session.execute(
+            sa.update(RUNS)
+            .where(RUNS.c.job == job, sa.or_(RUNS.c.last_due_at.is_(None), RUNS.c.last_due_at < due))
+            .values(last_due_at=due, last_ran_at=now, last_result="running")
+        ).rowcount
+    return hit == 1
+
+
+def _record(store, job: str, due: datetime, result: str) -> None:
+    with store.session(write=True) as session:
+        session.execute(sa.update(RUNS).where(RUNS.c.job == job, RUNS.c.last_due_at == due)
+                        .values(last_result=result[:1000]))
+
+
+def tick(store, cfg, *, now: datetime, actor: str = ACTOR, only: str | None = None) -> list[dict]:
+    """Run every scheduled job whose cron time has come since its last run, once each.
+
+    Returns one row per scheduled job: ``{job, cron, due_at, ran, ok, result}``. A job that
+    fails is recorded with its error and does not stop the others.
+    """
+    out = []
+    for job, expression in cfg.schedule.items():
+        if only is not None and job != only:
+            continue
+        due = latest_due(expression, now, cfg.timezone)
+        row = {"job": job, "cron": expression, "due_at": due, "ran": False, "ok": True, "result": None}
+        out.append(row)
+        if not _claim(store, job, due, now):
+            row["result"] = "not due (already ran for this cron time)"
+            continue
+        row["ran"] = True
+        try:
+            result = JOBS[job](JobContext(store, cfg, now, actor))
+        except Exception as exc:  # noqa: BLE001 - a failing job is recorded, the others still run
+            row["ok"] = False
+            message = getattr(exc, "message", None) or f"{exc.__class__.__name__}: {exc}"
+            result = f"error: {str(message).splitlines()[0] if str(message) else exc.__class__.__name__}"
+            if os.environ.get("FFCTL_DEBUG") == "1":
+                traceback.print_exc()
+        row["result"] = result
+        _record(store, job, due, result)
+    return out
+
+
+def show(session, cfg, *, now: datetime) -> list[dict]:
+    """Each scheduled job: its cron, last run (cron time and clock), result, and next run."""
+    runs = {r.job: r for r in session.execute(sa.select(RUNS)).all()}
+    out = []
+    for job, expression in cfg.schedule.items():
+        run = runs.get(job)
+        last_due = run.last_due_at if run else None
+        due = latest_due(expression, now, cfg.timezone)
+        pending = last_due is None or last_due < due
+        out.append({
+            "job": job, "cron": expression, "last_due_at": last_due,
+            "last_ran_at": run.last_ran_at if run else None, "last_result": run.last_result if run else None,
+            "next_run_at": now if pending else next_due(expression, now, cfg.timezone),
+            "due_now": pending,
+        })
+    return out
