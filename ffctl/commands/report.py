@@ -54,7 +54,8 @@ def kpi(
 
     gap = actual - target: a time KPI misses its target when the gap is positive, a rate when
     it is negative; `met` says which. JSON/CSV rows: kpi, group, actual, target, gap, count,
-    p90 (time KPIs), unit, met, node; the `bottleneck` rows name the node per group.
+    p90 (time KPIs), unit, met, node; the last row (kpi `bottleneck`) names the node with the
+    largest share of breaches and time over SLA.
     """
     from ffctl.commands._output import Column, render, resolve_format
     from ffctl.core.kpi import kpi_report
@@ -216,12 +217,11 @@ def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
     console.print(table)
     console.print("[dim]gap = actual - target; red: the target is missed. Times are medians (p90 beside).[/dim]")
     for b in (r for r in rows if r["kpi"] == "bottleneck"):
-        where = "" if b["group"] in (None, "all") or not by or by == "node" else f" ({by} {b['group']})"
         if b["node"] is None:
-            console.print(f"Bottleneck{where}: none — no node breached its SLA.")
+            console.print("Bottleneck: none — no node breached its SLA.")
         else:
             console.print(
-                f"[bold]Bottleneck{where}: {b['node']}[/bold] — {b['breach_share'] * 100:.0f}% of breaches "
+                f"[bold]Bottleneck: {b['node']}[/bold] — {b['breach_share'] * 100:.0f}% of breaches "
                 f"({b['count']:,}), {b['over_sla_share'] * 100:.0f}% of time over SLA "
                 f"({format_duration(b['over_sla_seconds'])})"
             )

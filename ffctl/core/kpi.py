@@ -2,13 +2,16 @@
 
 Every number is an aggregate the database computes (GROUP BY, window functions, and
 ``percentile_cont`` on PostgreSQL or a ROW_NUMBER/COUNT rank pick on SQLite); Python only
-receives one row per group (or per group and node) and lays the rows out. Nothing here loads
-orders, tasks or lines into Python.
+receives one row per group (or per node) and lays the rows out. Nothing here loads orders,
+tasks or lines into Python. A report first writes one row of facts per order of its period
+into a temporary table (reading task and pick_line once), then every KPI is one GROUP BY or
+one percentile query over those rows.
 
 Definitions (the history these read is written by the workflow, imports and ``ship``/``deliver``):
 
 - order_confirmation_minutes: created_at -> first completion (completed or auto_approved) of the
-  order's first node, i.e. its lowest-``seq`` task that was not skipped. Median is ``actual``.
+  order's first node that was not skipped. That is the order's earliest completion of any
+  node, since no later node can be entered before the first one is passed. Median is ``actual``.
 - allocation_minutes: that first completion -> first completion of a node whose config says
   ``auto = "allocate"``. Median.
 - pick_accuracy: pick_line rows whose (order_id, line_no) order line has the same SKU and qty
@@ -30,7 +33,8 @@ higher is better and a negative gap misses). ``met`` says whether the target is 
 knowing the direction.
 
 The bottleneck is the node with the largest mean of its share of breaches and its share of
-time over SLA (wall-clock time past the deadline, up to completion or ``now`` for open tasks).
+time over SLA (wall-clock time past the deadline, up to completion or ``now`` for open tasks),
+over every node visit of the period's orders (one for the report, whatever the cut).
 """
 
 from __future__ import annotations
@@ -150,6 +154,20 @@ class _Sql:
         self._session = session
         self._now = now
 
+    def tune(self) -> None:
+        """Settings for a few big scans and sorts, for this transaction/connection only.
+
+        PostgreSQL: no JIT (compiling costs a second per query here and wins nothing on these
+        aggregates) and enough work_mem for the per-order hash aggregates. SQLite: sorts and
+        temporary tables in memory, a bigger page cache, and reads through mmap.
+        """
+        if self.sqlite:
+            for pragma in ("temp_store = MEMORY", "cache_size = -131072", "mmap_size = 1073741824"):
+                self._session.execute(sa.text(f"PRAGMA {pragma}"))
+        else:
+            self._session.execute(sa.text("SET LOCAL jit = off"))
+            self._session.execute(sa.text("SET LOCAL work_mem = '128MB'"))
+
     def seconds(self, a: str, b: str) -> str:
         """Seconds from a to b."""
         if self.sqlite:
@@ -215,54 +233,61 @@ class _Sql:
 
 @dataclass(frozen=True)
 class _Cut:
-    """How a dimension groups orders: joins onto ``orders o`` and the group expression."""
+    """How a dimension groups orders.
 
-    joins: str = ""
-    expr: str = f"'{ALL}'"
-    customer: bool = False  # needs ``LEFT JOIN customer c``
-    task_expr: str | None = None  # for task-level facts (node cut: the task's own node)
-    line: str | None = None  # for line-level facts: "sku" or "category" of the line itself
+    Single-valued dimensions are an expression over ``orders o`` (and ``customer c``); product,
+    category and node can put one order in several groups, so they are a mapping subquery of
+    (order_id, g) rows. ``line`` cuts line-level facts by the line's own SKU or category.
+    """
+
+    expr: str | None = f"'{ALL}'"
+    customer: bool = False  # the expression needs ``LEFT JOIN customer c``
+    mapping: str | None = None
+    line: str | None = None
 
 
 def _cut(by: str | None, sql: _Sql) -> _Cut:
     if by is None:
         return _Cut()
-    if by == "region":
-        return _Cut(expr="COALESCE(o.region, c.region)", customer=True)
-    if by == "channel":
-        return _Cut(expr="o.channel")
-    if by == "team":
-        return _Cut(expr="o.sales_rep")
-    if by == "customer":
-        return _Cut(expr="o.customer")
+    single = {
+        "region": ("COALESCE(o.region, c.region)", True),
+        "channel": ("o.channel", False),
+        "team": ("o.sales_rep", False),
+        "customer": ("o.customer", False),
+    }
+    if by in single:
+        expr, customer = single[by]
+        return _Cut(expr=expr, customer=customer)
     if by == "week":
         return _Cut(expr=sql.local_week("o.created_at"))
     if by == "product":
-        return _Cut(
-            joins=" JOIN (SELECT order_id, sku AS g FROM order_line GROUP BY order_id, sku) gx ON gx.order_id = o.order_id",
-            expr="gx.g", line="sku",
-        )
+        return _Cut(expr=None, mapping="SELECT order_id, sku AS g FROM order_line GROUP BY order_id, sku", line="sku")
     if by == "category":
-        return _Cut(
-            joins=(" JOIN (SELECT l.order_id, p.category AS g FROM order_line l LEFT JOIN product p ON p.sku = l.sku"
-                   " GROUP BY l.order_id, p.category) gx ON gx.order_id = o.order_id"),
-            expr="gx.g", line="category",
-        )
+        return _Cut(expr=None, line="category", mapping=(
+            "SELECT l.order_id, p.category AS g FROM order_line l LEFT JOIN product p ON p.sku = l.sku "
+            "GROUP BY l.order_id, p.category"))
     if by == "node":
-        return _Cut(
-            joins=(" JOIN (SELECT order_id, node AS g FROM task WHERE status <> 'skipped'"
-                   " GROUP BY order_id, node) gx ON gx.order_id = o.order_id"),
-            expr="gx.g", task_expr="t.node",
-        )
+        return _Cut(expr=None, mapping="SELECT order_id, node AS g FROM task WHERE status <> 'skipped' GROUP BY order_id, node")
     raise ValueError(f"unknown dimension {by!r}: use one of {', '.join(DIMENSIONS)}")
 
 
 # --- the report ------------------------------------------------------------------------------
 
+FACTS = "kpi_fact"
+
+
 class _Report:
+    """One report over the orders of a period.
+
+    ``build_facts`` writes one row per order (a temporary table, dropped at the end of the
+    transaction) with everything the order-level KPIs need; every KPI is then a GROUP BY or a
+    percentile over those rows, so the big tables (task, pick_line) are read once per report.
+    """
+
     def __init__(self, session: Session, cfg, *, now: datetime, period: Period, by: str | None) -> None:
         self.s, self.cfg, self.now, self.period, self.by = session, cfg, now, period, by
         self.sql = _Sql(session, cfg.timezone, now)
+        self.sql.tune()
         self.cut = _cut(by, self.sql)
         self.params: dict[str, Any] = {"now": now, "tz": cfg.timezone}
         conds = []
@@ -272,27 +297,32 @@ class _Report:
         if period.end is not None:
             conds.append("o.created_at < :end")
             self.params["end"] = period.end
+        self.ranged = bool(conds)
         self.range = " AND ".join(conds) or "1 = 1"
         self.customer_join = " LEFT JOIN customer c ON c.customer = o.customer" if self.cut.customer else ""
+        self.facts_built = False
 
     # -- plumbing --
-    def rows(self, sql: str) -> list:
+    def _statement(self, sql: str):
         stmt = sa.text(sql)
         binds = [sa.bindparam(k, type_=UTCDateTime) for k in ("now", "start", "end") if f":{k}" in sql]
         if binds:
             stmt = stmt.bindparams(*binds)
-        params = {k: v for k, v in self.params.items() if f":{k}" in sql}
+        return stmt, {k: v for k, v in self.params.items() if f":{k}" in sql}
+
+    def rows(self, sql: str) -> list:
+        stmt, params = self._statement(sql)
         return self.s.execute(stmt, params).all()
 
-    def orders_from(self, *, extra_join: str = "", cut: bool = True) -> str:
-        joins = self.customer_join + (self.cut.joins if cut else "")
-        return f"FROM orders o{joins}{extra_join}"
+    def execute(self, sql: str) -> None:
+        stmt, params = self._statement(sql)
+        self.s.execute(stmt, params)
 
-    def task_group(self) -> tuple[str, str]:
-        """(group expression, joins) for rows of ``task t`` joined to ``orders o``."""
-        if self.cut.task_expr:
-            return self.cut.task_expr, self.customer_join
-        return self.cut.expr, self.customer_join + self.cut.joins
+    def in_period(self, alias: str) -> tuple[str, str]:
+        """(join, condition) restricting rows of ``alias`` (with an order_id) to the period's orders."""
+        if not self.ranged:
+            return "", "1 = 1"
+        return f" JOIN orders o ON o.order_id = {alias}.order_id", self.range
 
     @staticmethod
     def _key(g: Any) -> str | None:
@@ -305,113 +335,109 @@ class _Report:
     def percentiles(self, values: str) -> dict[str | None, tuple[int, float | None, float | None]]:
         return {self._key(r.g): (int(r.n), r.p50, r.p90) for r in self.rows(self.sql.percentiles(values, (0.5, 0.9)))}
 
-    def rate(self, values: str) -> dict[str | None, tuple[int, int]]:
-        sql = f"SELECT g, COUNT(*) AS n, SUM(ok) AS good FROM ({values}) v GROUP BY g"
+    # -- the per-order facts --
+    def build_facts(self) -> None:
+        """One row per order of the period: its group (single-valued cuts) and its KPI facts."""
+        alloc_nodes = [name for name, spec in self.cfg.nodes.items() if spec.auto == "allocate"]
+        is_alloc = f"t.node IN {_in(alloc_nodes)}" if alloc_nodes else "1 = 0"
+        t_join, t_cond = self.in_period("t")
+        per_order_tasks = (
+            # an order's first completed visit is at its first node: no later node can be entered before it
+            f"SELECT t.order_id, MIN(CASE WHEN t.outcome IN {_in(PASSED)} THEN t.completed_at END) AS first_done, "
+            f"MIN(CASE WHEN t.outcome IN {_in(PASSED)} AND {is_alloc} THEN t.completed_at END) AS alloc_done, "
+            f"SUM(CASE WHEN t.outcome IN {_in(DECIDED)} THEN 1 ELSE 0 END) AS decided, "
+            f"SUM(CASE WHEN t.outcome IN {_in(DECIDED)} AND (t.deadline IS NULL OR t.completed_at <= t.deadline) "
+            f"THEN 1 ELSE 0 END) AS within FROM task t{t_join} WHERE {t_cond} GROUP BY t.order_id"
+        )
+        p_join, p_cond = self.in_period("pl")
+        per_order_picks = (
+            "SELECT pl.order_id, COUNT(*) AS picked, "
+            "SUM(CASE WHEN ol.sku = pl.sku AND ol.qty = pl.qty THEN 1 ELSE 0 END) AS picked_right "
+            f"FROM pick_line pl{p_join} LEFT JOIN order_line ol ON ol.order_id = pl.order_id AND ol.line_no = pl.line_no "
+            f"WHERE {p_cond} GROUP BY pl.order_id"
+        )
+        on_time = f"(o.promised_ship_date IS NOT NULL AND {self.sql.local_date('o.shipped_at')} <= o.promised_ship_date)"
+        delivered = "(o.delivered_at IS NOT NULL OR d.order_id IS NOT NULL)"
+        # in full with the right SKUs: every order line picked as ordered and nothing else picked
+        # (pick lines are unique per order line); an order without pick lines was picked as ordered
+        in_full = ("(pa.picked IS NULL OR (pa.picked_right = pa.picked AND pa.picked_right = "
+                   "(SELECT COUNT(*) FROM order_line l WHERE l.order_id = o.order_id)))")
+        self.drop_facts()
+        suffix = "" if self.sql.sqlite else " ON COMMIT DROP"
+        self.execute(
+            f"CREATE TEMP TABLE {FACTS}{suffix} AS SELECT o.order_id AS order_id, {self.cut.expr or 'NULL'} AS g, "
+            f"{self.sql.seconds('o.created_at', 'ta.first_done')} / 60.0 AS conf, "
+            f"{self.sql.seconds('ta.first_done', 'ta.alloc_done')} / 60.0 AS alloc, "
+            f"{self.sql.seconds('o.created_at', 'o.shipped_at')} / 3600.0 AS cycle, "
+            "CASE WHEN o.shipped_at IS NOT NULL THEN 1 ELSE 0 END AS shipped, "
+            f"CASE WHEN o.shipped_at IS NOT NULL AND {on_time} THEN 1 ELSE 0 END AS on_time, "
+            f"CASE WHEN {delivered} THEN 1 ELSE 0 END AS delivered, "
+            f"CASE WHEN {delivered} AND o.shipped_at IS NOT NULL AND {on_time} "
+            f"AND COALESCE(o.delivery_issue, d.issue) IS NULL AND {in_full} THEN 1 ELSE 0 END AS perfect, "
+            "COALESCE(pa.picked, 0) AS picked, COALESCE(pa.picked_right, 0) AS picked_right, "
+            "COALESCE(ta.decided, 0) AS decided, COALESCE(ta.within, 0) AS within "
+            f"FROM orders o{self.customer_join} LEFT JOIN ({per_order_tasks}) ta ON ta.order_id = o.order_id "
+            f"LEFT JOIN ({per_order_picks}) pa ON pa.order_id = o.order_id "
+            f"LEFT JOIN delivery d ON d.order_id = o.order_id WHERE {self.range}"
+        )
+
+    def drop_facts(self) -> None:
+        self.execute(f"DROP TABLE IF EXISTS {'temp' if self.sql.sqlite else 'pg_temp'}.{FACTS}")
+
+    def fact_percentiles(self, column: str) -> dict[str | None, tuple[int, float | None, float | None]]:
+        """p50/p90 of a fact per group. On SQLite an index on (g, fact) first lets the window
+        functions read each group in order instead of sorting the whole table again."""
+        if self.sql.sqlite and not self.cut.mapping:
+            self.execute(f"CREATE INDEX IF NOT EXISTS temp.{FACTS}_{column} ON {FACTS} (g, {column})")
+        return self.percentiles(self.facts(column))
+
+    def facts(self, column: str) -> str:
+        """Rows (g, x) of the facts: x is ``column``; g the cut's group (one row per group of an order)."""
+        if self.cut.mapping:
+            return (f"SELECT gx.g AS g, f.{column} AS x FROM {FACTS} f "
+                    f"JOIN ({self.cut.mapping}) gx ON gx.order_id = f.order_id")
+        return f"SELECT f.g AS g, f.{column} AS x FROM {FACTS} f"
+
+    def sums(self) -> dict[str | None, dict[str, int]]:
+        """Per group: orders and the sums of the facts' counters."""
+        counters = ("shipped", "on_time", "delivered", "perfect", "picked", "picked_right", "decided", "within")
+        if self.cut.mapping:
+            source = f"{FACTS} f JOIN ({self.cut.mapping}) gx ON gx.order_id = f.order_id"
+            g = "gx.g"
+        else:
+            source, g = f"{FACTS} f", "f.g"
+        cols = ", ".join(f"SUM(f.{c}) AS {c}" for c in counters)
+        rows = self.rows(f"SELECT {g} AS g, COUNT(*) AS orders, {cols} FROM {source} GROUP BY {g}")
+        return {self._key(r.g): {c: int(getattr(r, c) or 0) for c in ("orders", *counters)} for r in rows}
+
+    # -- facts that are not per order --
+    def line_pick_accuracy(self) -> dict[str | None, tuple[int, int]]:
+        """Pick accuracy cut by each picked line's own SKU or category."""
+        g = "COALESCE(ol.sku, pl.sku)" if self.cut.line == "sku" else "lp.category"
+        extra = "" if self.cut.line == "sku" else " LEFT JOIN product lp ON lp.sku = COALESCE(ol.sku, pl.sku)"
+        join, cond = self.in_period("pl")
+        sql = (
+            f"SELECT {g} AS g, COUNT(*) AS n, SUM(CASE WHEN ol.sku = pl.sku AND ol.qty = pl.qty THEN 1 ELSE 0 END) AS good "
+            f"FROM pick_line pl{join} LEFT JOIN order_line ol ON ol.order_id = pl.order_id AND ol.line_no = pl.line_no"
+            f"{extra} WHERE {cond} GROUP BY {g}"
+        )
         return {self._key(r.g): (int(r.n), int(r.good or 0)) for r in self.rows(sql)}
 
-    # -- the KPIs --
-    def first_done(self) -> str:
-        """Per order in the period: when its first (not skipped) node was first passed."""
-        return (
-            "SELECT t.order_id, MIN(t.completed_at) AS done FROM task t JOIN ("
-            "SELECT t0.order_id, MIN(t0.seq) AS seq FROM task t0 JOIN orders o ON o.order_id = t0.order_id "
-            f"WHERE t0.status <> 'skipped' AND {self.range} GROUP BY t0.order_id"
-            ") f ON f.order_id = t.order_id AND f.seq = t.seq "
-            f"WHERE t.outcome IN {_in(PASSED)} GROUP BY t.order_id"
-        )
-
-    def allocation_done(self, nodes: list[str]) -> str:
-        return (
-            "SELECT t.order_id, MIN(t.completed_at) AS done FROM task t JOIN orders o ON o.order_id = t.order_id "
-            f"WHERE t.node IN {_in(nodes)} AND t.outcome IN {_in(PASSED)} AND {self.range} GROUP BY t.order_id"
-        )
-
-    def confirmation(self):
+    def time_in_node(self, unit_seconds: float = 1.0) -> dict[str | None, tuple[int, float | None, float | None]]:
+        """Per node: visits left (not skipped or cancelled) and p50/p90 of the time spent in it."""
+        join, cond = self.in_period("t")
         values = (
-            f"SELECT {self.cut.expr} AS g, {self.sql.seconds('o.created_at', 'fd.done')} / 60.0 AS x "
-            f"{self.orders_from()} JOIN ({self.first_done()}) fd ON fd.order_id = o.order_id WHERE {self.range}"
+            f"SELECT t.node AS g, {self.sql.seconds('t.entered_at', 't.completed_at')} / {unit_seconds} AS x "
+            f"FROM task t{join} WHERE t.completed_at IS NOT NULL AND t.status NOT IN ('skipped', 'cancelled') AND {cond}"
         )
         return self.percentiles(values)
 
-    def allocation(self):
-        nodes = [name for name, spec in self.cfg.nodes.items() if spec.auto == "allocate"]
-        if not nodes:
-            return {}
-        values = (
-            f"SELECT {self.cut.expr} AS g, {self.sql.seconds('fd.done', 'ad.done')} / 60.0 AS x "
-            f"{self.orders_from()} JOIN ({self.first_done()}) fd ON fd.order_id = o.order_id "
-            f"JOIN ({self.allocation_done(nodes)}) ad ON ad.order_id = o.order_id WHERE {self.range}"
-        )
-        return self.percentiles(values)
-
-    def pick_accuracy(self):
-        if self.cut.line == "sku":
-            g, joins = "COALESCE(ol.sku, pl.sku)", self.customer_join
-            extra = ""
-        elif self.cut.line == "category":
-            g, joins = "lp.category", self.customer_join
-            extra = " LEFT JOIN product lp ON lp.sku = COALESCE(ol.sku, pl.sku)"
-        else:
-            g, joins, extra = self.cut.expr, self.customer_join + self.cut.joins, ""
-        values = (
-            f"SELECT {g} AS g, CASE WHEN ol.sku = pl.sku AND ol.qty = pl.qty THEN 1 ELSE 0 END AS ok "
-            f"FROM pick_line pl JOIN orders o ON o.order_id = pl.order_id{joins} "
-            f"LEFT JOIN order_line ol ON ol.order_id = pl.order_id AND ol.line_no = pl.line_no{extra} "
-            f"WHERE {self.range}"
-        )
-        return self.rate(values)
-
-    def _on_time(self) -> str:
-        return f"(o.promised_ship_date IS NOT NULL AND {self.sql.local_date('o.shipped_at')} <= o.promised_ship_date)"
-
-    def on_time(self):
-        values = (
-            f"SELECT {self.cut.expr} AS g, CASE WHEN {self._on_time()} THEN 1 ELSE 0 END AS ok "
-            f"{self.orders_from()} WHERE o.shipped_at IS NOT NULL AND {self.range}"
-        )
-        return self.rate(values)
-
-    def perfect(self):
-        mismatched_line = (
-            "EXISTS (SELECT 1 FROM order_line l WHERE l.order_id = o.order_id AND NOT EXISTS ("
-            "SELECT 1 FROM pick_line p WHERE p.order_id = l.order_id AND p.line_no = l.line_no "
-            "AND p.sku = l.sku AND p.qty = l.qty))"
-        )
-        stray_pick = (
-            "EXISTS (SELECT 1 FROM pick_line p WHERE p.order_id = o.order_id AND NOT EXISTS ("
-            "SELECT 1 FROM order_line l WHERE l.order_id = p.order_id AND l.line_no = p.line_no "
-            "AND l.sku = p.sku AND l.qty = p.qty))"
-        )
-        picked = "EXISTS (SELECT 1 FROM pick_line p WHERE p.order_id = o.order_id)"
-        in_full = f"NOT ({picked} AND ({mismatched_line} OR {stray_pick}))"
-        values = (
-            f"SELECT {self.cut.expr} AS g, CASE WHEN o.shipped_at IS NOT NULL AND {self._on_time()} "
-            f"AND COALESCE(o.delivery_issue, d.issue) IS NULL AND {in_full} THEN 1 ELSE 0 END AS ok "
-            f"{self.orders_from(extra_join=' LEFT JOIN delivery d ON d.order_id = o.order_id')} "
-            f"WHERE (o.delivered_at IS NOT NULL OR d.order_id IS NOT NULL) AND {self.range}"
-        )
-        return self.rate(values)
-
-    def cycle_time(self):
-        if self.by == "node":
-            values = (
-                f"SELECT t.node AS g, {self.sql.seconds('t.entered_at', 't.completed_at')} / 3600.0 AS x "
-                f"FROM task t JOIN orders o ON o.order_id = t.order_id{self.customer_join} "
-                f"WHERE t.completed_at IS NOT NULL AND t.status NOT IN ('skipped', 'cancelled') AND {self.range}"
-            )
-        else:
-            values = (
-                f"SELECT {self.cut.expr} AS g, {self.sql.seconds('o.created_at', 'o.shipped_at')} / 3600.0 AS x "
-                f"{self.orders_from()} WHERE o.shipped_at IS NOT NULL AND {self.range}"
-            )
-        return self.percentiles(values)
-
-    def node_stats(self, *, cut: bool = True) -> list[dict]:
-        """Per (group, node): decided, within SLA, breaches, auto actions, seconds over SLA, escalations."""
-        g, joins = self.task_group() if cut else (f"'{ALL}'", "")
+    def node_stats(self) -> list[dict]:
+        """Per node: decided, within SLA, breaches, auto actions, seconds over SLA, escalations, reminders."""
         end = "COALESCE(t.completed_at, :now)"
+        join, cond = self.in_period("t")
         sql = (
-            f"SELECT {g} AS g, t.node AS node, "
+            "SELECT t.node AS node, "
             f"SUM(CASE WHEN t.outcome IN {_in(DECIDED)} THEN 1 ELSE 0 END) AS decided, "
             f"SUM(CASE WHEN t.outcome IN {_in(DECIDED)} AND (t.deadline IS NULL OR t.completed_at <= t.deadline) "
             f"THEN 1 ELSE 0 END) AS within, "
@@ -419,42 +445,27 @@ class _Report:
             f"SUM(CASE WHEN t.outcome IN {_in(AUTO_ACTIONS)} THEN 1 ELSE 0 END) AS auto_actions, "
             f"SUM(CASE WHEN t.deadline IS NOT NULL AND {end} > t.deadline "
             f"THEN {self.sql.seconds('t.deadline', end)} ELSE 0 END) AS over_sla_seconds "
-            f"FROM task t JOIN orders o ON o.order_id = t.order_id{joins} "
-            f"WHERE t.status <> 'skipped' AND {self.range} GROUP BY 1, 2"
+            f"FROM task t{join} WHERE t.status <> 'skipped' AND {cond} GROUP BY t.node"
         )
         stats = {
-            (self._key(r.g), r.node): {
-                "group": self._key(r.g), "node": r.node, "decided": int(r.decided or 0), "within": int(r.within or 0),
-                "breaches": int(r.breaches or 0), "auto_actions": int(r.auto_actions or 0),
-                "over_sla_seconds": float(r.over_sla_seconds or 0.0), "escalations": 0, "reminders": 0,
-            }
+            r.node: {"node": r.node, "decided": int(r.decided or 0), "within": int(r.within or 0),
+                     "breaches": int(r.breaches or 0), "auto_actions": int(r.auto_actions or 0),
+                     "over_sla_seconds": float(r.over_sla_seconds or 0.0), "escalations": 0, "reminders": 0}
             for r in self.rows(sql)
         }
-        eg = ("e.node" if self.cut.task_expr else g) if cut else f"'{ALL}'"
-        ev = (
-            f"SELECT {eg} AS g, e.node AS node, "
-            "SUM(CASE WHEN e.event = 'escalated' THEN 1 ELSE 0 END) AS escalations, "
+        join, cond = self.in_period("e")
+        events = (
+            "SELECT e.node AS node, SUM(CASE WHEN e.event = 'escalated' THEN 1 ELSE 0 END) AS escalations, "
             "SUM(CASE WHEN e.event = 'reminded' THEN 1 ELSE 0 END) AS reminders "
-            f"FROM event e JOIN orders o ON o.order_id = e.order_id{joins} "
-            f"WHERE e.event IN ('escalated', 'reminded') AND {self.range} GROUP BY 1, 2"
+            f"FROM event e{join} WHERE e.event IN ('escalated', 'reminded') AND {cond} GROUP BY e.node"
         )
-        for r in self.rows(ev):
-            key = (self._key(r.g), r.node)
-            row = stats.setdefault(key, {
-                "group": key[0], "node": r.node, "decided": 0, "within": 0, "breaches": 0, "auto_actions": 0,
-                "over_sla_seconds": 0.0, "escalations": 0, "reminders": 0,
-            })
+        for r in self.rows(events):
+            row = stats.setdefault(r.node, {"node": r.node, "decided": 0, "within": 0, "breaches": 0,
+                                            "auto_actions": 0, "over_sla_seconds": 0.0, "escalations": 0,
+                                            "reminders": 0})
             row["escalations"] += int(r.escalations or 0)
             row["reminders"] += int(r.reminders or 0)
         return list(stats.values())
-
-    def time_in_node(self) -> dict[str | None, tuple[int, float | None, float | None]]:
-        values = (
-            f"SELECT t.node AS g, {self.sql.seconds('t.entered_at', 't.completed_at')} AS x "
-            f"FROM task t JOIN orders o ON o.order_id = t.order_id "
-            f"WHERE t.completed_at IS NOT NULL AND t.status NOT IN ('skipped', 'cancelled') AND {self.range}"
-        )
-        return self.percentiles(values)
 
 
 def _in(values: Iterable[str]) -> str:
@@ -485,79 +496,79 @@ def _sort_groups(groups: Iterable[str | None]) -> list[str | None]:
     return sorted(set(groups), key=lambda g: (g is None, g or ""))
 
 
-def bottlenecks(node_stats: list[dict]) -> dict[str | None, dict]:
-    """Per group: the node with the largest mean of breach share and over-SLA-time share."""
-    by_group: dict[str | None, list[dict]] = {}
-    for row in node_stats:
-        by_group.setdefault(row["group"], []).append(row)
-    out = {}
-    for group, rows in by_group.items():
-        breaches = sum(r["breaches"] for r in rows)
-        over = sum(r["over_sla_seconds"] for r in rows)
-        best = None
-        for r in rows:
-            b_share = r["breaches"] / breaches if breaches else 0.0
-            o_share = r["over_sla_seconds"] / over if over else 0.0
-            score = (b_share + o_share) / 2
-            if score > 0 and (best is None or score > best["score"] or (score == best["score"] and r["node"] < best["node"])):
-                best = {"node": r["node"], "score": score, "breach_share": b_share, "over_sla_share": o_share,
-                        "breaches": r["breaches"], "over_sla_seconds": r["over_sla_seconds"]}
-        out[group] = best
-    return out
+def bottleneck(node_stats: list[dict]) -> dict | None:
+    """The node with the largest mean of its share of breaches and its share of time over SLA
+    (ties: the node name first in alphabetical order); None when no node breached."""
+    breaches = sum(r["breaches"] for r in node_stats)
+    over = sum(r["over_sla_seconds"] for r in node_stats)
+    best = None
+    for r in sorted(node_stats, key=lambda r: r["node"]):
+        b_share = r["breaches"] / breaches if breaches else 0.0
+        o_share = r["over_sla_seconds"] / over if over else 0.0
+        score = (b_share + o_share) / 2
+        if score > 0 and (best is None or score > best["score"]):
+            best = {"node": r["node"], "score": score, "breach_share": b_share, "over_sla_share": o_share,
+                    "breaches": r["breaches"], "over_sla_seconds": r["over_sla_seconds"]}
+    return best
+
+
+def bottleneck_row(stats: list[dict]) -> dict:
+    """The ``bottleneck`` row of ``report kpi``: ``node`` names it, ``actual`` is its score."""
+    b = bottleneck(stats)
+    row = {"kpi": "bottleneck", "group": ALL, "actual": None, "target": None, "gap": None, "count": 0,
+           "p90": None, "unit": "share", "met": None, "node": None,
+           "breach_share": None, "over_sla_share": None, "over_sla_seconds": 0.0}
+    if b:
+        row.update(actual=round(b["score"], 6), count=b["breaches"], node=b["node"],
+                   breach_share=round(b["breach_share"], 6), over_sla_share=round(b["over_sla_share"], 6),
+                   over_sla_seconds=round(b["over_sla_seconds"], 1))
+    return row
 
 
 def kpi_report(session: Session, cfg, *, now: datetime, period: Period = Period(), by: str | None = None) -> list[dict]:
     """``report kpi``: rows ``{kpi, group, actual, target, gap, count, p90, unit, met, node}``.
 
-    KPI-major (every group of one KPI, then the next KPI), then one ``bottleneck`` row per
-    group: ``node`` names it, ``actual`` is its score (mean of its breach share and over-SLA
-    share), ``count`` its breaches; ``node`` is null when nothing breached.
+    KPI-major (every group of one KPI, then the next KPI), then one ``bottleneck`` row for the
+    whole selection (group ``all``): ``node`` names it (null when nothing breached), ``actual``
+    is its score (the mean of its share of breaches and of time over SLA), ``count`` its
+    breaches, with ``breach_share``, ``over_sla_share`` and ``over_sla_seconds`` beside.
     """
     rep = _Report(session, cfg, now=now, period=period, by=by)
-    targets = cfg.kpi_targets
+    rep.build_facts()  # a temporary table; on an error it goes with the rolled-back transaction
+    sums = rep.sums()
     times = {
-        "order_confirmation_minutes": rep.confirmation(),
-        "allocation_minutes": rep.allocation(),
-        "cycle_time_hours": rep.cycle_time(),
+        "order_confirmation_minutes": rep.fact_percentiles("conf"),
+        "allocation_minutes": rep.fact_percentiles("alloc"),
+        "cycle_time_hours": rep.time_in_node(3600.0) if by == "node" else rep.fact_percentiles("cycle"),
     }
-    rates = {
-        "pick_accuracy": rep.pick_accuracy(),
-        "on_time_shipping": rep.on_time(),
-        "perfect_order": rep.perfect(),
-    }
+    picks = rep.line_pick_accuracy() if rep.cut.line else {g: (v["picked"], v["picked_right"]) for g, v in sums.items()}
     stats = rep.node_stats()
-    sla: dict[str | None, list[int]] = {}
-    for r in stats:
-        acc = sla.setdefault(r["group"], [0, 0])
-        acc[0] += r["decided"]
-        acc[1] += r["within"]
-    groups: set[str | None] = set(sla)
+    rep.drop_facts()
+    if by == "node":  # SLA attainment of a node is that of its own visits
+        sla = {r["node"]: (r["decided"], r["within"]) for r in stats}
+    else:
+        sla = {g: (v["decided"], v["within"]) for g, v in sums.items()}
+    rates = {
+        "pick_accuracy": picks,
+        "on_time_shipping": {g: (v["shipped"], v["on_time"]) for g, v in sums.items()},
+        "perfect_order": {g: (v["delivered"], v["perfect"]) for g, v in sums.items()},
+        "sla_attainment": sla,
+    }
+    groups: set[str | None] = set(sums)
     for table in (*times.values(), *rates.values()):
         groups.update(table)
     ordered = _sort_groups(groups) if by else [ALL]
+    targets = cfg.kpi_targets
     rows: list[dict] = []
     for name in KPIS:
         for g in ordered:
             if name in times:
                 n, p50, p90 = times[name].get(g, (0, None, None))
                 rows.append(kpi_row(name, g, p50, n, targets, p90))
-            elif name in rates:
+            else:
                 n, good = rates[name].get(g, (0, 0))
                 rows.append(kpi_row(name, g, good / n if n else None, n, targets))
-            else:
-                decided, within = sla.get(g, (0, 0))
-                rows.append(kpi_row(name, g, within / decided if decided else None, decided, targets))
-    worst = bottlenecks(rep.node_stats(cut=False) if by == "node" else stats)
-    for g in ([ALL] if by in (None, "node") else ordered):
-        b = worst.get(g)
-        row = {"kpi": "bottleneck", "group": g, "actual": None, "target": None, "gap": None, "count": 0,
-               "p90": None, "unit": "share", "met": None, "node": None,
-               "breach_share": None, "over_sla_share": None, "over_sla_seconds": 0.0}
-        if b:
-            row.update(actual=round(b["score"], 6), count=b["breaches"], node=b["node"],
-                       breach_share=round(b["breach_share"], 6), over_sla_share=round(b["over_sla_share"], 6),
-                       over_sla_seconds=round(b["over_sla_seconds"], 1))
-        rows.append(row)
+    rows.append(bottleneck_row(stats))
     return rows
 
 
@@ -573,7 +584,7 @@ def sla_report(session: Session, cfg, *, now: datetime, period: Period = Period(
     rep = _Report(session, cfg, now=now, period=period, by=None)
     stats = {r["node"]: r for r in rep.node_stats()}
     times = rep.time_in_node()
-    worst = bottlenecks(list(stats.values())).get(ALL)
+    worst = bottleneck(list(stats.values()))
     target = cfg.kpi_targets.get("sla_attainment")
     out = []
     for node in _node_order(cfg, [*stats, *(n for n in times if n is not None)]):
@@ -608,9 +619,10 @@ def sla_report(session: Session, cfg, *, now: datetime, period: Period = Period(
 def breaches_by_owner(session: Session, cfg, *, now: datetime, period: Period = Period()) -> list[dict]:
     """Breached node visits per owner role (auto nodes without an owner show as null)."""
     rep = _Report(session, cfg, now=now, period=period, by=None)
+    join, cond = rep.in_period("t")
     sql = (
-        "SELECT t.owner AS owner, COUNT(*) AS breaches FROM task t JOIN orders o ON o.order_id = t.order_id "
-        f"WHERE t.sla_state = 'breached' AND {rep.range} GROUP BY t.owner ORDER BY 2 DESC, 1"
+        f"SELECT t.owner AS owner, COUNT(*) AS breaches FROM task t{join} "
+        f"WHERE t.sla_state = 'breached' AND {cond} GROUP BY t.owner ORDER BY 2 DESC, 1"
     )
     return [{"owner": r.owner, "breaches": int(r.breaches)} for r in rep.rows(sql)]
 
