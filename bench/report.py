@@ -1,0 +1,358 @@
+"""Benchmark `ffctl report kpi --by region` over a million orders with their full history.
+
+    python bench/report.py                          # 1M orders, SQLite and PostgreSQL
+    python bench/report.py --orders 100000 --backend sqlite
+    python bench/report.py --record                 # also write the figures to docs/performance.md
+
+Builds the store in SQL (a recursive CTE on SQLite, generate_series on PostgreSQL; no rows pass
+through Python): 5,000 customers in 7 regions, 500 SKUs, 1-3 lines an order, a year of orders
+through the example config's workflows (90% standard with 5% custom items, 10% the pilot),
+one task per node visit with its deadline and SLA state, pick lines for half the orders (a few
+picking errors), shipments, deliveries (some with issues), and the audit trail (created,
+entered, skipped, completed, breached, reminded, escalated, shipped, delivered). The last 1% of
+orders are still open at wave_pick.
+
+Then times, in the same run: `kpi_report(by="region")` (the core call), the whole CLI process
+`ffctl report kpi --by region --format json`, and the reference: a plain `SELECT count(*)` over
+each table the report reads (orders, customer, order_line, pick_line, delivery, task, event).
+Goal: the report <= 3 s on SQLite. PostgreSQL: FFCTL_BENCH_PG (default
+postgresql://root@127.0.0.1:5432/test) names a server where the benchmark may create and drop
+its own database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+PG_ADMIN = os.environ.get("FFCTL_BENCH_PG", "postgresql://root@127.0.0.1:5432/test")
+CONFIG = REPO / "config.example.toml"
+BEGIN, END = "<!-- bench/report.py: begin -->", "<!-- bench/report.py: end -->"
+REGIONS = ["华东", "华南", "华北", "华中", "西南", "西北", "东北"]
+YEAR_MINUTES = 525600
+NOW = datetime(2026, 1, 2, tzinfo=timezone.utc)  # the report's clock: a day after the last order
+
+# node -> (seq in standard, seq in pilot, SLA seconds, owner)
+NODES = {
+    "credit_review": (0, 0, 1800, "finance_reviewer"),
+    "tech_confirm": (1, None, 14400, "engineering"),
+    "allocation": (2, 1, 600, None),
+    "wave_pick": (3, None, 7200, "warehouse"),
+    "pack_check": (4, None, 3600, "warehouse"),
+    "dispatch": (5, 2, 172800, "warehouse"),
+}
+
+
+class Dialect:
+    def __init__(self, sqlite: bool) -> None:
+        self.sqlite = sqlite
+
+    def ts(self, minutes: str) -> str:
+        """A UTC timestamp ``minutes`` after 2025-01-01, as the store keeps it."""
+        if self.sqlite:
+            return f"(strftime('%Y-%m-%d %H:%M:%S', 2460676.5 + ({minutes}) / 1440.0) || '.000000')"
+        return f"(TIMESTAMP '2025-01-01' + ({minutes}) * INTERVAL '1 minute')"
+
+    def local_date_plus(self, minutes: str, days: int) -> str:
+        """The Asia/Shanghai date of that instant, plus ``days``."""
+        if self.sqlite:
+            return f"date(2460676.5 + ({minutes} + 480) / 1440.0, '+{days} days')"
+        return f"(CAST(TIMESTAMP '2025-01-01' + ({minutes} + 480) * INTERVAL '1 minute' AS DATE) + {days})"
+
+    def series(self, n: int) -> str:
+        if self.sqlite:
+            return f"WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {n}) "
+        return f"WITH s(i) AS (SELECT generate_series(CAST(1 AS BIGINT), {n})) "
+
+    def text(self, expr: str) -> str:
+        return f"CAST({expr} AS TEXT)"
+
+    def pad(self, expr: str, width: int) -> str:
+        if self.sqlite:
+            return f"printf('%0{width}d', {expr})"
+        return f"lpad(CAST({expr} AS TEXT), {width}, '0')"
+
+
+def build(conn, n: int, d: Dialect) -> dict[str, float]:
+    """Fill an empty, migrated store with ``n`` orders and their history; seconds per table."""
+    timings: dict[str, float] = {}
+
+    def run(label: str, sql: str) -> None:
+        start = time.perf_counter()
+        conn.exec_driver_sql(sql if d.sqlite else sql.replace("%", "%%"))
+        timings[label] = timings.get(label, 0.0) + time.perf_counter() - start
+
+    open_from = n - n // 100  # orders after this are still at wave_pick
+    regions = " ".join(f"WHEN {k} THEN '{r}'" for k, r in enumerate(REGIONS))
+    run("customer", d.series(5000) + (
+        "INSERT INTO customer (customer, name, tier, region, sales_rep) "
+        f"SELECT 'C' || {d.pad('i', 5)}, '客户' || {d.pad('i', 5)}, 'gold', CASE i % 7 {regions} END, "
+        f"'rep' || {d.text('i % 40')} FROM s"))
+    run("product", d.series(500) + (
+        "INSERT INTO product (sku, name, category, safety_stock, custom) "
+        f"SELECT 'SKU' || {d.pad('i', 4)}, 'Product ' || {d.text('i')}, 'cat' || {d.text('i % 20')}, 0, "
+        "(i % 20 = 3) FROM s"))
+    # per-order plan: pilot?, custom?, node durations (minutes) -> the minute each node is entered
+    run("plan", "CREATE TABLE bench_plan AS " + d.series(n) + (
+        "SELECT i, pilot, custom, m0, m0 + d0 AS m1, m0 + d0 + d1 AS m2, m0 + d0 + d1 + d2 AS m3, "
+        "m0 + d0 + d1 + d2 + d3 AS m4, m0 + d0 + d1 + d2 + d3 + d4 AS m5, m0 + d0 + d1 + d2 + d3 + d4 + d5 AS m6 "
+        "FROM (SELECT i, pilot, custom, m0, 2 + (i * 7919) % 34 AS d0, "
+        "CASE WHEN custom = 1 THEN 30 + (i * 104729) % 240 ELSE 0 END AS d1, 1 + (i * 1299709) % 12 AS d2, "
+        "CASE WHEN pilot = 1 THEN 0 ELSE 20 + (i * 15485863) % 110 END AS d3, "
+        "CASE WHEN pilot = 1 THEN 0 ELSE 10 + (i * 32452843) % 55 END AS d4, "
+        "60 * (4 + (i * 49979687) % 40) + CASE WHEN i % 97 = 0 THEN 1800 ELSE 0 END AS d5 FROM ("
+        f"SELECT i, CASE WHEN i % 10 = 0 THEN 1 ELSE 0 END AS pilot, CASE WHEN i % 20 = 3 THEN 1 ELSE 0 END AS custom, "
+        f"(i - 1) * {YEAR_MINUTES}.0 / {n} AS m0 FROM s) a) b"))
+    oid = f"'SO' || {d.pad('i', 7)}"
+    shipped = f"i < {open_from}"
+    delivered = f"{shipped} AND i % 50 <> 0"
+    run("orders", (
+        "INSERT INTO orders (order_id, customer, channel, region, sales_rep, priority, created_at, promised_ship_date, "
+        "promise_source, status, workflow, node, has_custom_items, shipped_at, delivered_at, delivery_issue) "
+        f"SELECT {oid}, 'C' || {d.pad('1 + i % 5000', 5)}, "
+        "CASE WHEN pilot = 1 THEN 'b2b' WHEN i % 3 = 0 THEN 'tmall' WHEN i % 3 = 1 THEN 'jd' ELSE 'wechat' END, "
+        f"CASE WHEN pilot = 1 THEN 'east' WHEN i % 10 < 3 THEN CASE i % 7 {regions} END END, "
+        f"'rep' || {d.text('i % 40')}, 0, {d.ts('m0')}, {d.local_date_plus('m0', 2)}, 'import', "
+        f"CASE WHEN {delivered} THEN 'delivered' WHEN {shipped} THEN 'shipped' ELSE 'open' END, "
+        f"CASE WHEN pilot = 1 THEN 'pilot' ELSE 'standard' END, CASE WHEN {shipped} THEN NULL ELSE 'wave_pick' END, "
+        "custom = 1, "
+        f"CASE WHEN {shipped} THEN {d.ts('m6')} END, CASE WHEN {delivered} THEN {d.ts('m6 + 1440')} END, "
+        f"CASE WHEN {delivered} AND i % 40 = 7 THEN 'damaged' END FROM bench_plan"))
+    run("order_line", (
+        "INSERT INTO order_line (order_id, line_no, sku, qty, unit_price, allocated) "
+        f"SELECT {oid}, k, 'SKU' || {d.pad('1 + (i * 31 + k * 17) % 500', 4)}, 1 + (i + k) % 5, 9.9, 0 "
+        "FROM bench_plan JOIN (SELECT 1 AS k UNION ALL SELECT 2 UNION ALL SELECT 3) ks ON ks.k <= 1 + i % 3"))
+    run("pick_line", (
+        "INSERT INTO pick_line (order_id, line_no, sku, qty) "
+        f"SELECT {oid}, k, 'SKU' || {d.pad('1 + (i * 31 + k * 17) % 500', 4)}, "
+        "1 + (i + k) % 5 + CASE WHEN (i * 7 + k) % 997 = 0 THEN 1 ELSE 0 END "
+        f"FROM bench_plan JOIN (SELECT 1 AS k UNION ALL SELECT 2 UNION ALL SELECT 3) ks ON ks.k <= 1 + i % 3 "
+        f"WHERE {shipped} AND i % 2 = 0"))
+    run("shipment", f"INSERT INTO shipment (order_id, shipped_at, carrier) SELECT {oid}, {d.ts('m6')}, 'SF' "
+                    f"FROM bench_plan WHERE {shipped}")
+    run("delivery", (
+        f"INSERT INTO delivery (order_id, delivered_at, issue) SELECT {oid}, {d.ts('m6 + 1440')}, "
+        f"CASE WHEN i % 40 = 7 THEN 'damaged' END FROM bench_plan WHERE {delivered}"))
+    now_minutes = (NOW - datetime(2025, 1, 1, tzinfo=timezone.utc)).total_seconds() / 60
+    for k, (node, (seq, pilot_seq, sla, owner)) in enumerate(NODES.items()):
+        entered, left = f"m{k}", f"m{k + 1}"
+        sla_min = sla / 60
+        is_open = f"(i >= {open_from} AND {k} = 3)"
+        started = f"(i < {open_from} OR {k} <= 3)"
+        skipped = "(custom = 0)" if node == "tech_confirm" else "(1 = 0)"
+        applies = "pilot = 0" if pilot_seq is None else "1 = 1"
+        seq_expr = f"{seq}" if pilot_seq is None else f"CASE WHEN pilot = 1 THEN {pilot_seq} ELSE {seq} END"
+        late = f"({left} - {entered} > {sla_min})"
+        late_open = f"({now_minutes} - {entered} > {sla_min})"
+        run("task", (
+            "INSERT INTO task (order_id, workflow, node, seq, status, owner, entered_at, sla_seconds, risk_at, "
+            "deadline, sla_state, paused_seconds, next_step, escalation_level, next_action_at, completed_at, "
+            "completed_by, outcome) "
+            f"SELECT {oid}, CASE WHEN pilot = 1 THEN 'pilot' ELSE 'standard' END, '{node}', {seq_expr}, "
+            f"CASE WHEN {skipped} THEN 'skipped' WHEN {is_open} THEN 'open' ELSE 'done' END, "
+            f"{'NULL' if owner is None else repr(owner)}, {d.ts(entered)}, {sla}, {d.ts(f'{entered} + {sla_min * 0.75}')}, "
+            f"{d.ts(f'{entered} + {sla_min}')}, "
+            f"CASE WHEN {skipped} THEN 'on_track' WHEN {is_open} THEN CASE WHEN {late_open} THEN 'breached' "
+            f"ELSE 'on_track' END WHEN {late} THEN 'breached' ELSE 'on_track' END, 0, 0, 0, "
+            f"CASE WHEN {is_open} THEN {d.ts(f'{entered} + {sla_min}')} END, "
+            f"CASE WHEN {is_open} THEN NULL ELSE {d.ts(left)} END, "
+            f"CASE WHEN {is_open} THEN NULL ELSE 'bench' END, "
+            f"CASE WHEN {skipped} THEN 'skipped' WHEN {is_open} THEN NULL ELSE 'completed' END "
+            f"FROM bench_plan WHERE {applies} AND {started}"))
+        ev = ("INSERT INTO event (at, wall_at, actor, event, order_id, node, detail) "
+              "SELECT at, at, 'bench', event, order_id, node, detail FROM (")
+        run("event", ev + (
+            f"SELECT {d.ts(entered)} AS at, CASE WHEN {skipped} THEN 'skipped' ELSE 'entered' END AS event, "
+            f"{oid} AS order_id, '{node}' AS node, NULL AS detail FROM bench_plan WHERE {applies} AND {started}) e"))
+        run("event", ev + (
+            f"SELECT {d.ts(left)} AS at, 'completed' AS event, {oid} AS order_id, '{node}' AS node, NULL AS detail "
+            f"FROM bench_plan WHERE {applies} AND {started} AND NOT {skipped} AND NOT {is_open}) e"))
+        breached = f"(({late} AND NOT {is_open}) OR ({is_open} AND {late_open}))"
+        run("event", ev + (
+            f"SELECT {d.ts(f'{entered} + {sla_min}')} AS at, x.event, {oid} AS order_id, '{node}' AS node, "
+            "NULL AS detail FROM bench_plan "
+            "JOIN (SELECT 'breached' AS event UNION ALL SELECT 'reminded') x ON 1 = 1 "
+            f"WHERE {applies} AND {started} AND NOT {skipped} AND {breached}) e"))
+        run("event", ev + (
+            f"SELECT {d.ts(f'{entered} + {sla_min} + 30')} AS at, 'escalated' AS event, {oid} AS order_id, "
+            f"'{node}' AS node, NULL AS detail FROM bench_plan WHERE {applies} AND {started} AND NOT {skipped} "
+            f"AND ((NOT {is_open} AND {left} - {entered} > {sla_min} + 30) OR ({is_open} AND {now_minutes} - {entered} > {sla_min} + 30))) e"))
+    run("event", "INSERT INTO event (at, wall_at, actor, event, order_id, detail) "
+                 f"SELECT {d.ts('m0')}, {d.ts('m0')}, 'bench', 'created', {oid}, NULL FROM bench_plan")
+    run("event", "INSERT INTO event (at, wall_at, actor, event, order_id) "
+                 f"SELECT {d.ts('m6')}, {d.ts('m6')}, 'bench', 'shipped', {oid} FROM bench_plan WHERE {shipped}")
+    run("event", "INSERT INTO event (at, wall_at, actor, event, order_id) "
+                 f"SELECT {d.ts('m6 + 1440')}, {d.ts('m6 + 1440')}, 'bench', 'delivered', {oid} FROM bench_plan "
+                 f"WHERE {delivered}")
+    run("plan", "DROP TABLE bench_plan")
+    return timings
+
+
+TABLES = ("orders", "customer", "order_line", "pick_line", "delivery", "task", "event")
+
+
+def count_all(engine) -> tuple[float, dict[str, int]]:
+    start = time.perf_counter()
+    counts = {}
+    with engine.connect() as conn:
+        for table in TABLES:
+            counts[table] = conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar()
+    return time.perf_counter() - start, counts
+
+
+def time_report(store, cfg, runs: int) -> tuple[float, list[dict]]:
+    from ffctl.core.kpi import kpi_report
+
+    times, rows = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        with store.session() as s:
+            rows = kpi_report(s, cfg, now=NOW, by="region")
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), rows
+
+
+def time_cli(url: str, runs: int) -> float:
+    exe = shutil.which("ffctl", path=str(Path(sys.executable).parent)) or shutil.which("ffctl")
+    env = dict(os.environ, FFCTL_CONFIG=str(CONFIG), FFCTL_DB=url, FFCTL_NOW=NOW.isoformat())
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([exe, "report", "kpi", "--by", "region", "--format", "json"], env=env, check=True,
+                       capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench(backend: str, n: int, runs: int, analyze: bool) -> dict:
+    from ffctl.core.config import load_config
+    from ffctl.core.store import Store
+
+    cfg = load_config(CONFIG)
+    tmp = Path(tempfile.mkdtemp(prefix="ffctl-bench-report-"))
+    pg_name = None
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp / 'bench.db'}"
+    else:
+        import psycopg
+
+        pg_name = f"ffctl_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+            c.execute(f"CREATE DATABASE {pg_name}")
+        url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{pg_name}"
+    store = Store(url)
+    try:
+        store.upgrade()
+        start = time.perf_counter()
+        with store.engine.begin() as conn:
+            timings = build(conn, n, Dialect(store.is_sqlite))
+        if analyze or not store.is_sqlite:
+            with store.engine.connect() as conn:
+                conn.exec_driver_sql("ANALYZE")
+                conn.commit()
+        if not store.is_sqlite:  # PostgreSQL's autovacuum would do this soon after a bulk load
+            with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM")
+        build_seconds = time.perf_counter() - start
+        count_all(store.engine)  # warm the cache for both measurements alike
+        count_seconds, counts = count_all(store.engine)
+        report_seconds, rows = time_report(store, cfg, runs)
+        cli_seconds = time_cli(url, max(1, runs // 2))
+        size = (tmp / "bench.db").stat().st_size if store.is_sqlite else None
+        return {"backend": backend, "orders": n, "build": build_seconds, "timings": timings, "counts": counts,
+                "count": count_seconds, "report": report_seconds, "cli": cli_seconds, "rows": rows,
+                "size": size, "analyze": analyze or not store.is_sqlite}
+    finally:
+        store.dispose()
+        if pg_name:
+            import psycopg
+
+            with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+                c.execute(f"DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)")
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def describe(r: dict) -> str:
+    counts = ", ".join(f"{t} {c:,}" for t, c in r["counts"].items())
+    size = f"; file {r['size'] / 1e9:.2f} GB" if r["size"] else ""
+    on_time = next(x for x in r["rows"] if x["kpi"] == "on_time_shipping")
+    bottleneck = next(x for x in r["rows"] if x["kpi"] == "bottleneck")
+    return (
+        f"{r['backend']}: built in {r['build']:.0f} s ({counts}{size})\n"
+        f"  report kpi --by region (core, median)   {r['report']:6.2f} s\n"
+        f"  ffctl report kpi --by region (process)   {r['cli']:6.2f} s\n"
+        f"  SELECT count(*) over the {len(TABLES)} tables       {r['count']:6.2f} s\n"
+        f"  ratio report / count(*)                  {r['report'] / r['count']:6.1f}x\n"
+        f"  e.g. on_time_shipping {on_time['group']}: {on_time['actual']} of {on_time['count']:,}; "
+        f"bottleneck {bottleneck['group']}: {bottleneck['node']}"
+    )
+
+
+def record(results: list[dict], command: str) -> None:
+    doc = REPO / "docs" / "performance.md"
+    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Performance\n"
+    body = "\n\n".join(describe(r) for r in results)
+    sqlite = next((r for r in results if r["backend"] == "sqlite"), None)
+    verdict = ""
+    if sqlite:
+        verdict = (f"Goal <= 3 s on SQLite: {'met' if sqlite['report'] <= 3 else 'not met'} "
+                   f"({sqlite['report']:.2f} s for the core call, {sqlite['cli']:.2f} s for the whole process).")
+    section = f"""{BEGIN}
+## KPI report (`bench/report.py`)
+
+`{command}` on CPython {platform.python_version()}, {platform.machine()}, {date.today().isoformat()} (2 shared cores).
+A year of orders with full history built in SQL (customers, products, 1-3 lines an order, one task per
+node visit with deadline and SLA state, pick lines for half the orders, shipments, deliveries, the
+audit trail); the last 1% still open. Timed: `kpi_report(by="region")` (median of the runs) and the
+whole `ffctl report kpi --by region --format json` process, against a plain `SELECT count(*)` of every
+table the report reads, in the same run.
+
+```
+{body}
+```
+
+{verdict} Every KPI is aggregated in the database: GROUP BY per KPI, percentiles by
+`percentile_cont` (PostgreSQL) or a ROW_NUMBER/COUNT rank pick (SQLite); Python receives one row per
+region (and per region and node for the SLA figures).
+{END}"""
+    if BEGIN in text:
+        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _m: section, text, flags=re.S)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    doc.write_text(text, encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--analyze", action="store_true", help="run ANALYZE on SQLite too (ffctl never does)")
+    parser.add_argument("--record", action="store_true", help="write the figures to docs/performance.md")
+    args = parser.parse_args()
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    results = []
+    for backend in backends:
+        r = bench(backend, args.orders, args.runs, args.analyze)
+        print(describe(r), flush=True)
+        results.append(r)
+    if args.record:
+        command = "python bench/report.py " + " ".join(a for a in sys.argv[1:] if a != "--record")
+        record(results, command.strip())
+
+
+if __name__ == "__main__":
+    main()
