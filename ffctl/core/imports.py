@@ -496,7 +496,7 @@ class Staging:
     def __init__(self) -> None:
         # "" = a private temporary database, deleted when closed (or when the process dies)
         self.db = sqlite3.connect("", isolation_level=None)
-        for pragma in ("page_size = 32768", "cache_size = -32768", "journal_mode = OFF",
+        for pragma in ("page_size = 32768", "cache_size = -16384", "journal_mode = OFF",
                        "synchronous = OFF", "temp_store = FILE", "locking_mode = EXCLUSIVE"):
             self.db.execute(f"PRAGMA {pragma}")
         self.db.executescript(
@@ -657,6 +657,7 @@ def _run(spec: Kind, ctx: Context, store, staging: Staging, report: ImportReport
                 report.notes.append(f"line {record.line}: {reason}")
         done += sum(len(r.rows) for r in batch)
         progress(phase, done, total, done)
+        gc.collect(1)  # the batch's cyclic garbage (sessions, results): young, so this is cheap
     staging.add_errors(refusals)
 
 
