@@ -110,10 +110,19 @@ def bench_sqlite(folder: Path, data: Path) -> dict:
     db = folder / "ffctl.db"
     url = f"sqlite:///{db}"
     prepare_store(folder, url)
+    shutil.copy(db, folder / "floor.db")
     ours, rss = ffctl(folder, url, "import", "orders", str(data))
     again, rss2 = ffctl(folder, url, "import", "orders", str(data))  # idempotent re-run: all unchanged
+    # The floor: SQLite alone inserting the rows the import wrote (orders, lines, tasks, events)
+    # into the same schema with its indexes and constraints, no Python at all.
+    tables = ("orders", "order_line", "task", "event")
+    floor, _ = timed(["sqlite3", str(folder / "floor.db"), "PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL",
+                      f"ATTACH '{db}' AS src", "BEGIN",
+                      *[f"INSERT INTO main.{t} SELECT * FROM src.{t}" for t in tables], "COMMIT"])
+    rows = subprocess.run(["sqlite3", str(db), " + ".join(f"(SELECT count(*) FROM {t})" for t in tables).join(["SELECT ", ""])],
+                          capture_output=True, text=True, check=True).stdout.strip()
     return {"backend": "SQLite", "ours": ours, "ref": ref, "ref_name": "sqlite3 .import",
-            "rss": max(rss, rss2), "rerun": again}
+            "rss": max(rss, rss2), "rerun": again, "floor": floor, "floor_rows": int(rows)}
 
 
 def _psql(conninfo: str, *args: str) -> None:
@@ -197,6 +206,12 @@ def main() -> None:
             "|---|---|---|---|---|---|",
             *rows,
         ]
+        for r in results:
+            if "floor" in r:
+                table += ["", f"What bounds it ({r['backend']}): the same {r['floor_rows']:,} rows the import writes "
+                              f"(orders, lines, workflow tasks, audit events) inserted by SQLite alone, with the "
+                              f"schema's indexes and constraints and no Python: {r['floor']:.1f} s "
+                              f"= {r['floor'] / r['ref']:.1f}x the reference before any parsing or validation."]
         print("\n".join(table))
         if args.record:
             record(table)
@@ -218,7 +233,22 @@ def record(table: list[str]) -> None:
     print(f"recorded in {doc}")
 
 
-NOTES: list[str] = []
+NOTES = [
+    "What `ffctl import orders` does that `.import`/`\\copy` do not: parse and validate every cell "
+    "(types, times in the configured zone, SKUs and customers against the masters), stage rows so an "
+    "order's lines stay together wherever they are in the file, check duplicates and disagreeing lines, "
+    "compare each order with the store (re-imports add nothing), and for each new order write the order, "
+    "its lines, its first workflow task with SLA deadlines, and two audit events, in batches of whole "
+    "orders (one transaction each, so a killed import leaves whole orders). The re-run column is that "
+    "same file imported again: every order found unchanged, nothing written.",
+    "",
+    "Orders without a promised_ship_date get one from available-to-promise (`core.stock.promise_dates`, "
+    "called once per batch). Its demand query sums every open order line of the batch's SKUs, so each "
+    "call costs time proportional to the orders already in the store and an import that needs promises "
+    "grows quadratically (about 10 s per batch once a million lines are open, measured on this machine). "
+    "The figures above are for a file that carries its promised dates; "
+    "`--missing-promise 0.2` measures the other case.",
+]
 
 
 if __name__ == "__main__":

@@ -62,13 +62,13 @@ def import_command(
     _render(report)
     if report.aborted:
         raise FfctlError(
-            f"{report.error_count} error{'s' if report.error_count != 1 else ''} in {report.path}: nothing was imported",
+            f"{report.error_count:,} error{'s' if report.error_count != 1 else ''} in {report.path}: nothing was imported",
             hint="Fix the rows listed above, or pass --on-error skip --rejects FILE to import the good rows.",
         )
     if report.error_count and not report.dry_run:
         where = f"; they are in {report.rejects_path}" if report.rejects_path else ""
         raise FfctlError(
-            f"{report.rejected_rows} row{'s' if report.rejected_rows != 1 else ''} rejected{where}",
+            f"{report.rejected_rows:,} row{'s' if report.rejected_rows != 1 else ''} rejected{where}",
             hint=None if report.rejects_path else "Pass --rejects FILE to save them with their errors.",
         )
     if report.error_count:

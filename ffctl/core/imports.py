@@ -680,35 +680,25 @@ def _finish(report: ImportReport, staging: Staging, header: list[str], rejects: 
         report.rejects_path = str(rejects)
         report.rejects_written = csvio.write_rejects(rejects, header, iter(()))
         return
-    own = {
-        seq: text
-        for seq, text in db.execute(
-            "SELECT seq, group_concat(CASE WHEN col IS NULL THEN reason ELSE col || ': ' || reason END, '; ') "
-            "FROM err WHERE seq IS NOT NULL GROUP BY seq"
-        )
-    }
-    first_problem = {
-        grp: (line, text)
-        for grp, line, text in db.execute(
-            "SELECT grp, min(line), reason FROM err GROUP BY grp"
-        )
-    }
-    group_wide = {
-        grp: text for grp, text in db.execute(
-            "SELECT grp, group_concat(reason, '; ') FROM err WHERE seq IS NULL GROUP BY grp"
-        )
-    }
     unit = report.unit[:-1]
+    # one streaming query, so that even a file of nothing but bad rows stays in bounded memory
+    cursor = db.execute(
+        """
+        SELECT r.raw, own.text, wide.text, first.line, first.reason
+        FROM rec r
+        LEFT JOIN (SELECT seq, group_concat(CASE WHEN col IS NULL THEN reason ELSE col || ': ' || reason END, '; ')
+                          AS text FROM err WHERE seq IS NOT NULL GROUP BY seq) own ON own.seq = r.seq
+        LEFT JOIN (SELECT grp, group_concat(reason, '; ') AS text FROM err WHERE seq IS NULL GROUP BY grp) wide
+               ON wide.grp = r.grp
+        LEFT JOIN (SELECT grp, min(line) AS line, reason FROM err GROUP BY grp) first ON first.grp = r.grp
+        WHERE r.grp IN (SELECT grp FROM badgrp)
+        ORDER BY r.seq
+        """
+    )
 
     def rows():
-        for seq, grp, raw in db.execute(
-            "SELECT seq, grp, raw FROM rec WHERE grp IN (SELECT grp FROM badgrp) ORDER BY seq"
-        ):
-            text = own.get(seq) or group_wide.get(grp)
-            if text is None:
-                line, reason = first_problem[grp]
-                text = f"not imported: this {unit} has an error on line {line} ({reason})"
-            yield marshal.loads(raw), text
+        for raw, own, wide, line, reason in cursor:
+            yield marshal.loads(raw), own or wide or f"not imported: this {unit} has an error on line {line} ({reason})"
 
     report.rejects_path = str(rejects)
     report.rejects_written = csvio.write_rejects(rejects, header, rows())
