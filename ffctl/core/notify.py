@@ -38,7 +38,6 @@ NOTE = Notification.__table__
 BATCH = 20  # rows per claim: bounds how long a SQLite sender holds the write lock
 SMTP_TIMEOUT_SECONDS = 10
 STATUSES = ("pending", "sent", "failed")
-_PRIORITY_RANK = sa.case((NOTE.c.priority == "high", 0), (NOTE.c.priority == "normal", 1), else_=2)
 
 
 class DeliveryError(Exception):
@@ -201,7 +200,7 @@ def backoff(attempts: int) -> timedelta:
 
 def _claim(session: Session, now: datetime, limit: int) -> list:
     stmt = (sa.select(NOTE).where(NOTE.c.status == "pending", NOTE.c.next_attempt_at <= now)
-            .order_by(_PRIORITY_RANK, NOTE.c.next_attempt_at, NOTE.c.id).limit(limit))
+            .order_by(NOTE.c.next_attempt_at, NOTE.c.id).limit(limit))  # oldest first, along ix_notification_pending
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     return session.execute(stmt).all()
