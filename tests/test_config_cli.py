@@ -106,3 +106,11 @@ def test_missing_config_says_how_to_make_one(tmp_path):
     r = CliRunner().invoke(app, ["--config", str(tmp_path / "nope.toml"), "config", "check"])
     assert r.exit_code == 2
     assert "ffctl init" in r.stderr
+
+
+def test_order_recipients_refused_on_rules_without_an_order(tmp_path):
+    old = 'notify = ["purchasing"]'
+    assert old in EXAMPLE
+    r = check(tmp_path, EXAMPLE.replace(old, 'notify = ["purchasing", "order.sales_rep"]', 1))
+    assert r.exit_code == 2
+    assert "order.sales_rep names no one here" in r.stderr

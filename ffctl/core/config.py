@@ -966,6 +966,11 @@ class _Checker:
         self.known_keys(table, [*_RULE_COMMON_KEYS, *(k for k in _RULE_KEY_ORDER if k in allowed)], key)
         notify = self.names(table, "notify", key) or ()
         self.recipients(notify, _join(key, "notify"), known)
+        if kind in ("stock_below", "supplier"):  # these rules are about a SKU or a supplier, not an order
+            for i, recipient in enumerate(notify):
+                if recipient in ORDER_RECIPIENTS:
+                    self.problem(f"{_join(key, 'notify')}[{i}]",
+                                 f"{recipient} names no one here: a {kind} rule is not about an order")
         priority = self.choice(table, "priority", key, RULE_PRIORITIES, default="normal") or "normal"
         params = _RULE_KINDS[kind][1](self, table, key, known) if kind else {}
         return RuleConfig(name, kind or "", notify, priority, FrozenDict(params))
