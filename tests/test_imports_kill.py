@@ -108,3 +108,25 @@ def test_kill_9_mid_import_leaves_whole_orders_and_a_rerun_completes(workspace):
     assert lines == {oid: sorted(v) for oid, v in expected.items()}
     assert set(tasks.values()) == {1} and len(tasks) == len(expected)
     assert set(created.values()) == {1} and len(created) == len(expected)
+
+
+def test_two_imports_of_one_file_at_once_write_each_order_once(workspace):
+    ws = workspace
+    ok(run(ws, "suppliers", ws.write("s.csv", SUPPLIERS)))
+    ok(run(ws, "products", ws.write("p.csv", PRODUCTS)))
+    ok(run(ws, "customers", ws.write("c.csv", CUSTOMERS)))
+    path = ws.path / "orders.csv"
+    expected = orders_file(path, 3_000, seed=5)
+    env = {**os.environ, "FFCTL_CONFIG": str(ws.config_path), "FFCTL_DB": ws.db_url, "FFCTL_USER": "importer",
+           "FFCTL_NOW": "2026-11-25T10:00:00+08:00"}
+    cmd = [sys.executable, "-m", "ffctl", "import", "orders", str(path), "--batch-rows", "200"]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    new = [int(out.split("orders: ", 1)[1].split(" new", 1)[0].replace(",", "")) for out in outputs]
+    assert sum(new) == len(expected), outputs  # between them, each order was new exactly once
+    orders, lines, tasks, created = store_state(ws)
+    assert orders == set(expected)
+    assert lines == {oid: sorted(v) for oid, v in expected.items()}
+    assert set(tasks.values()) == {1} and set(created.values()) == {1}
