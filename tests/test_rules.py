@@ -261,6 +261,25 @@ def test_stock_below_can_draft_again_once_the_draft_is_decided(stocked):
     assert count(store, "SELECT count(*) FROM requisition WHERE status = 'draft'") == 2
 
 
+def test_an_approved_requisition_stays_open_until_its_goods_are_received(stocked):
+    from ffctl.core.models import Receipt
+    from ffctl.core.rules import decide_requisition
+
+    store = stocked
+    cfg = make_config(low_stock())
+    first = run(store, cfg)
+    ids = {i["subject"]: n for n, i in enumerate(first["items"], 1)}
+    with store.session(write=True) as s:
+        decide_requisition(s, ids["sku:A"], approve=True, at=NOW, actor="ivan")
+    # approved and not yet received: still open, so no second requisition for A
+    assert run(store, cfg, now=NOW + timedelta(minutes=5))["items"] == []
+    with store.session(write=True) as s:  # goods for A arrive, but A is still below safety stock
+        add_rows(s, Receipt, [{"receipt_id": "R9", "sku": "A", "warehouse": "W1", "qty": 1, "status": "received"}],
+                 {"expected_at": NOW, "supplier": None, "received_at": NOW + timedelta(hours=1)})
+    again = run(store, cfg, now=NOW + timedelta(hours=2))
+    assert [i["subject"] for i in again["items"]] == ["sku:A"]
+
+
 def test_include_inbound_counts_open_receipts_like_a_forecast(stocked):
     from ffctl.core.models import Receipt
 

@@ -157,7 +157,14 @@ def _low_stock_query(rule, now: datetime) -> sa.Select:
         .where(LINES.c.sku == PRODUCTS.c.sku, LINES.c.allocated < LINES.c.qty, ORDERS.c.status.in_(DEMAND_STATUSES))
         .scalar_subquery()
     )
-    has_draft = sa.exists().where(REQS.c.sku == PRODUCTS.c.sku, REQS.c.status == "draft")
+    # open = a draft, or an approved requisition whose goods have not been received since
+    received_since = sa.exists().where(
+        RECEIPTS.c.sku == PRODUCTS.c.sku, RECEIPTS.c.status == "received", RECEIPTS.c.received_at >= REQS.c.decided_at
+    )
+    has_draft = sa.exists().where(
+        REQS.c.sku == PRODUCTS.c.sku,
+        sa.or_(REQS.c.status == "draft", sa.and_(REQS.c.status == "approved", ~received_since)),
+    )
     low = (
         sa.select(*columns, demand.label("demand"))
         .select_from(source)
