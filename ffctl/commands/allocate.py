@@ -25,14 +25,8 @@ def _n(count: int, noun: str) -> str:
 
 
 def _order_row(o: dict) -> dict:
-    dates = [ln["atp_date"] for ln in o["lines"] if ln["backordered"]]
-    return {
-        "order_id": o["order_id"], "priority": o["priority"], "promised_ship_date": o["promised_ship_date"],
-        "result": o["result"], "allocated_now": o["allocated_now"], "backordered": o["backordered"],
-        # an order is covered when its last backordered line is; unknown if any line has no date
-        "backorder_atp": (max(dates) if dates and all(dates) else None),
-        "next_node": o["next_node"],
-    }
+    return {k: o[k] for k in ("order_id", "priority", "promised_ship_date", "result", "allocated_now",
+                              "backordered", "backorder_atp", "next_node")}
 
 
 @app.command()
@@ -93,7 +87,8 @@ def allocate(
     with spool:
         with st.store().session(write=not dry_run) as s:
             result = run(s, cfg, order_ids or None, all_orders=all_orders, dry_run=dry_run, at=st.now(),
-                         actor=st.user, tz=cfg.timezone, on_orders=take)
+                         actor=st.user, tz=cfg.timezone, on_orders=take,
+                         details=True if kind == "json" else "orders")
         spool.seek(0)
         if kind == "json":
             sys.stdout.write(f'{{\n  "dry_run": {json.dumps(result["dry_run"])},\n  "orders": [')

@@ -63,8 +63,41 @@ def record_many(session: Session, rows: list[dict]) -> None:
     for row in rows:
         if row["event"] not in EVENTS:
             raise ValueError(f"unknown audit event {row['event']!r}")
+    if len(rows) >= BULK_ROWS:
+        _bulk_write(session, rows, wall)
+        return
     keys = ("order_id", "task_id", "node", "subject", "detail")
     session.execute(
-        sa.insert(Event),
+        sa.insert(Event.__table__),
         [{"wall_at": wall, **{k: None for k in keys}, **row} for row in rows],
     )
+
+
+BULK_ROWS = 200  # from this many events on, write through the driver (COPY / executemany)
+_COLUMNS = ("at", "wall_at", "actor", "event", "order_id", "task_id", "node", "subject", "detail")
+
+
+def _naive_utc(dt: datetime) -> datetime:
+    return dt.astimezone(timezone.utc).replace(tzinfo=None) if dt.tzinfo is not None else dt
+
+
+def _bulk_write(session: Session, rows: list[dict], wall: datetime) -> None:
+    """Many events without per-row SQLAlchemy processing: COPY on PostgreSQL, the driver's
+    executemany on SQLite (times stored as naive UTC, exactly as ``UTCDateTime`` stores them)."""
+    session.flush()
+    raw = session.connection().connection.driver_connection
+    values = [
+        (_naive_utc(r["at"]), _naive_utc(wall), r["actor"], r["event"], r.get("order_id"), r.get("task_id"),
+         r.get("node"), r.get("subject"), r.get("detail"))
+        for r in rows
+    ]
+    cols = ", ".join(_COLUMNS)
+    if session.get_bind().dialect.name == "postgresql":
+        with raw.cursor() as cur:
+            with cur.copy(f"COPY event ({cols}) FROM STDIN") as copy:
+                for v in values:
+                    copy.write_row(v)
+    else:
+        text = [(v[0].isoformat(sep=" ", timespec="microseconds"), v[1].isoformat(sep=" ", timespec="microseconds"))
+                + v[2:] for v in values]
+        raw.executemany(f"INSERT INTO event ({cols}) VALUES ({', '.join('?' * len(_COLUMNS))})", text)

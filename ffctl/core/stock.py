@@ -715,11 +715,13 @@ def _lock_chunk(session: Session, chunk: list[str], nodes: list[str], lock: bool
     holds waits for the next run). Two single-table reads by key: no join for a planner with stale
     statistics to turn quadratic after a bulk import."""
     pg = lock and _is_pg(session)
-    q = sa.select(ORDERS.c.order_id, ORDERS.c.node).where(
-        ORDERS.c.order_id.in_(chunk), ORDERS.c.status == "open", ORDERS.c.node.in_(nodes))
+    # by primary key only: with status/node in the WHERE, SQLite picks ix_orders_status_node and
+    # scans every waiting order once per chunk
+    q = sa.select(ORDERS.c.order_id, ORDERS.c.status, ORDERS.c.node).where(ORDERS.c.order_id.in_(chunk))
     if pg:
         q = q.with_for_update(skip_locked=True)
-    at_node = dict(session.execute(q).all())
+    wanted = set(nodes)
+    at_node = {oid: node for oid, status, node in session.execute(q).all() if status == "open" and node in wanted}
     if not at_node:
         return set()
     t = sa.select(TASK.c.order_id, TASK.c.node, TASK.c.held_at).where(
@@ -731,24 +733,31 @@ def _lock_chunk(session: Session, chunk: list[str], nodes: list[str], lock: bool
 
 def _pick_warehouses(rows: list[list], need: int, used) -> list[tuple[list, int]]:
     """Where to reserve ``need`` units: one warehouse that fills it all (one the line already uses
-    first, then the most available), else the most available first, and so on."""
-    full = [r for r in rows if r[2] - r[3] >= need]
-    if full:
-        best = min(full, key=lambda r: (r[1] not in used, -(r[2] - r[3]), r[1]))
+    first, then the most available), else the most available first, and so on.
+
+    ``rows`` are ``[id, warehouse, on_hand, allocated]``; a hot loop, so plain comparisons."""
+    best = None
+    best_key = None
+    for r in rows:
+        avail = r[2] - r[3]
+        if avail >= need:
+            key = (r[1] not in used, -avail, r[1])
+            if best is None or key < best_key:
+                best, best_key = r, key
+    if best is not None:
         return [(best, need)]
     plan = []
-    for r in sorted(rows, key=lambda r: (-(r[2] - r[3]), r[1])):
-        avail = r[2] - r[3]
-        if avail <= 0 or need <= 0:
-            break
-        take = min(avail, need)
+    for r in sorted((r for r in rows if r[2] > r[3]), key=lambda r: (r[3] - r[2], r[1])):
+        take = min(r[2] - r[3], need)
         plan.append((r, take))
         need -= take
+        if need <= 0:
+            break
     return plan
 
 
 def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_orders: bool = False,
-             dry_run: bool = False, at: datetime, actor: str, tz: str, details: bool = True,
+             dry_run: bool = False, at: datetime, actor: str, tz: str, details: bool | str = True,
              on_orders: Callable[[list[dict]], None] | None = None) -> dict:
     """Reserve stock for orders waiting at an ``auto = "allocate"`` node, highest priority first.
 
@@ -756,7 +765,7 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
     takes what is available; a fully allocated order completes its node, a partial one stays and
     is topped up by a later run. Returns the plan (``dry_run``: nothing is written).
     ``{dry_run, orders: [...], skipped: [...], summary: {...}}``; ``details=False`` leaves out the
-    per-order rows (benchmarks, cron); ``on_orders`` receives them chunk by chunk instead of
+    per-order rows (benchmarks, cron), ``details="orders"`` their ``lines``; ``on_orders`` receives them chunk by chunk instead of
     the result holding them all (bounded memory for --all on a big store).
     """
     from ffctl.core import workflow
@@ -793,6 +802,7 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
     report: list[dict] = []
     skipped: list[str] = []
     n_complete = n_partial = n_back = units = units_back = 0
+    with_lines = details is True
     for chunk_rows in _chunks(candidates, CHUNK):
         chunk = [r.order_id for r in chunk_rows]
         locked = _lock_chunk(session, chunk, nodes, lock)
@@ -803,17 +813,17 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
         ids_locked = [o for o in chunk if o in locked]
         for part in _chunks(ids_locked):
             for ln in session.execute(
-                sa.select(LINE.c.id, LINE.c.order_id, LINE.c.line_no, LINE.c.sku, LINE.c.qty, LINE.c.allocated)
+                sa.select(LINE.c.order_id, LINE.c.line_no, LINE.c.id, LINE.c.sku, LINE.c.qty, LINE.c.allocated)
                 .where(LINE.c.order_id.in_(part))
-            ):
-                lines_by_order[ln.order_id].append(ln)
-        partial_orders = [o for o in ids_locked if any(ln.allocated for ln in lines_by_order[o])]
+            ).all():
+                lines_by_order[ln[0]].append(ln[1:])
+        partial_orders = [o for o in ids_locked if any(ln[4] for ln in lines_by_order[o])]
         existing: dict[int, dict[str, int]] = defaultdict(dict)  # line id -> warehouse -> allocation id
         for part in _chunks(partial_orders):
-            for a in session.execute(
+            for a_id, line_id, wh in session.execute(
                 sa.select(ALLOC.c.id, ALLOC.c.line_id, ALLOC.c.warehouse).where(ALLOC.c.order_id.in_(part))
-            ):
-                existing[a.line_id][a.warehouse] = a.id
+            ).all():
+                existing[line_id][wh] = a_id
 
         stock_deltas: dict[int, int] = defaultdict(int)
         line_deltas: dict[int, int] = {}
@@ -822,65 +832,79 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
         events: list[dict] = []
         complete: list[str] = []
         chunk_report: list[dict] = []
+        no_rows: list = []
         for r in chunk_rows:
-            if r.order_id not in locked:
+            order_id = r.order_id
+            if order_id not in locked:
                 continue
-            order_lines = sorted(lines_by_order[r.order_id], key=lambda ln: ln.line_no)
+            order_lines = lines_by_order[order_id]
+            order_lines.sort()  # by line_no
             line_reports, notes, back_notes = [], [], []
             got_now = back_total = 0
-            for ln in order_lines:
-                need = ln.qty - ln.allocated
-                reserved: list[dict] = []
+            had_some = False
+            back_dates = []
+            for line_no, line_id, sku, qty, already in order_lines:
+                need = qty - already
+                had_some = had_some or already > 0
+                reserved = no_rows
                 if need > 0:
-                    used = existing.get(ln.id, {}) if ln.allocated else {}
-                    for row, take in _pick_warehouses(stock.get(ln.sku, []), need, used):
-                        row[3] += take
-                        stock_deltas[row[0]] += take
-                        reserved.append({"warehouse": row[1], "qty": take})
-                        held = used.get(row[1])
-                        if held is not None:
-                            alloc_updates[held] = alloc_updates.get(held, 0) + take
-                        else:
-                            alloc_inserts.append((r.order_id, ln.id, ln.sku, row[1], take))
-                    took = sum(x["qty"] for x in reserved)
-                    if took:
-                        line_deltas[ln.id] = took
+                    used = existing.get(line_id, {}) if already else {}
+                    picks = _pick_warehouses(stock.get(sku, no_rows), need, used)
+                    if picks:
+                        reserved = []
+                        took = 0
+                        for row, take in picks:
+                            row[3] += take
+                            stock_deltas[row[0]] += take
+                            reserved.append((row[1], take))
+                            took += take
+                            held = used.get(row[1])
+                            if held is not None:
+                                alloc_updates[held] = alloc_updates.get(held, 0) + take
+                            else:
+                                alloc_inserts.append((order_id, line_id, sku, row[1], take))
+                        line_deltas[line_id] = took
                         got_now += took
-                        notes.append(f"L{ln.line_no} {ln.sku} " + " + ".join(f"{x['qty']} @ {x['warehouse']}"
-                                                                           for x in reserved))
-                    need -= took
+                        need -= took
+                        notes.append(f"L{line_no} {sku} " + " + ".join(f"{q} @ {w}" for w, q in reserved))
                 atp_date = None
                 if need > 0:
                     back_total += need
-                    atp_date = backorder_date(ln.sku, need)
-                    back_notes.append(f"L{ln.line_no} {ln.sku} {need} backordered"
+                    atp_date = backorder_date(sku, need)
+                    back_dates.append(atp_date)
+                    back_notes.append(f"L{line_no} {sku} {need} backordered"
                                       + (f" (ATP {atp_date.isoformat()})" if atp_date else " (no known supply)"))
-                if details:
-                    line_reports.append({"line_no": ln.line_no, "sku": ln.sku, "qty": ln.qty,
-                                         "allocated": ln.qty - need, "reserved": reserved,
+                if with_lines:
+                    line_reports.append({"line_no": line_no, "sku": sku, "qty": qty, "allocated": qty - need,
+                                         "reserved": [{"warehouse": w, "qty": q} for w, q in reserved],
                                          "backordered": need, "atp_date": atp_date})
             units += got_now
             units_back += back_total
             if back_total == 0:
-                complete.append(r.order_id)
+                complete.append(order_id)
                 n_complete += 1
                 result = "allocated"
-            elif got_now or any(ln.allocated for ln in order_lines):
+            elif got_now or had_some:
                 n_partial += 1
                 result = "partial"
             else:
                 n_back += 1
                 result = "backordered"
             if got_now:
-                events.append({"event": "allocated", "at": at, "actor": actor, "order_id": r.order_id,
+                events.append({"event": "allocated", "at": at, "actor": actor, "order_id": order_id,
                                "node": r.node, "detail": "; ".join(notes + back_notes)})
             if details:
-                chunk_report.append({
-                    "order_id": r.order_id, "node": r.node, "priority": r.priority,
+                row_out = {
+                    "order_id": order_id, "node": r.node, "priority": r.priority,
                     "promised_ship_date": r.promised_ship_date, "result": result,
-                    "allocated_now": got_now, "backordered": back_total, "next_node": None,
-                    "lines": line_reports,
-                })
+                    "allocated_now": got_now, "backordered": back_total,
+                    # the order is covered once its last backordered line is; unknown if any has no date
+                    "backorder_atp": max(back_dates) if back_dates and all(back_dates) else None,
+                    "next_node": None,
+                }
+                if with_lines:
+                    row_out["lines"] = line_reports
+                chunk_report.append(row_out)
         if not dry_run:
             _bulk_add(session, "stock", "allocated", dict(stock_deltas), guard="t.on_hand - t.allocated >= :q",
                       what="stock")
