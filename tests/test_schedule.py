@@ -136,3 +136,16 @@ def test_overlapping_ticks_run_each_job_once(ws):
         for row in json.loads(out):
             runs[row["job"]] = runs.get(row["job"], 0) + int(row["ran"])
     assert runs == {"sla_sweep": 1, "notify_send": 1, "rules_run": 1, "daily_report": 1}
+
+
+def test_a_first_tick_skips_a_job_whose_last_cron_time_is_stale(workspace_with_config):
+    ws = workspace_with_config(CONFIG.replace('timezone = "UTC"', 'timezone = "Asia/Shanghai"')
+                               + '\n[schedule]\ndaily_report = "0 8 * * 1-5"\nnotify_send = "* * * * *"\n')
+    sunday = datetime(2026, 3, 8, 4, 0, tzinfo=timezone.utc)  # Sunday noon in Shanghai: Friday 08:00 is stale
+    rows = tick(ws, sunday)
+    assert ran(rows) == {"notify_send"}
+    assert rows["daily_report"]["result"].startswith("not due")
+    shown = {r["job"]: r for r in json.loads(ws.run("schedule", "show", "-f", "json", now=sunday.isoformat()).stdout)}
+    assert shown["daily_report"]["due_now"] is False
+    assert shown["daily_report"]["next_run_at"] == "2026-03-09T08:00:00+08:00"
+    assert ran(tick(ws, datetime(2026, 3, 9, 0, 1, tzinfo=timezone.utc))) == {"daily_report", "notify_send"}

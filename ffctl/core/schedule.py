@@ -2,7 +2,9 @@
 
 A job is due when its most recent cron time (croniter, in ``[defaults] timezone``) is later than
 the cron time it last ran for; missed runs coalesce into one run at the latest cron time. A job
-never run before runs on its first tick (its latest cron time is always within one period).
+never run before runs on the first tick if its latest cron time is within the last period (the
+gap between its last two cron times): a ``*/5`` sweep runs at once, a weekday report installed
+on a Sunday waits for Monday.
 
 Once, even when ticks overlap: a tick claims a job by moving ``schedule_run.last_due_at`` forward
 with a conditional UPDATE (``... WHERE last_due_at IS NULL OR last_due_at < :due``) in its own
@@ -39,6 +41,15 @@ def latest_due(expression: str, now: datetime, tz: str) -> datetime:
     if croniter.match(expression, minute):
         return minute.astimezone(now.tzinfo)
     return croniter(expression, minute).get_prev(datetime).astimezone(now.tzinfo)
+
+
+def first_run_due(expression: str, now: datetime, tz: str) -> bool:
+    """For a job with no history: is its latest cron time within the last period?"""
+    from croniter import croniter
+
+    due = latest_due(expression, now, tz)
+    before = croniter(expression, local(due, tz)).get_prev(datetime).astimezone(now.tzinfo)
+    return now - due < due - before
 
 
 def next_due(expression: str, now: datetime, tz: str) -> datetime:
@@ -88,13 +99,10 @@ def _rules_run(job: JobContext) -> str:
 
 def _daily_report(job: JobContext) -> str:
     """The KPI report for the last 7 days, written as JSON next to the config (reports/kpi-DATE.json)."""
-    try:
-        from ffctl.core import kpi
-    except ImportError:
-        return "skipped: the KPI report is not available in this ffctl"
     import json
 
     from ffctl.commands._output import jsonable
+    from ffctl.core import kpi
 
     tz = job.cfg.timezone
     today = local(job.now, tz).date()
@@ -146,12 +154,17 @@ def tick(store, cfg, *, now: datetime, actor: str = ACTOR, only: str | None = No
     fails is recorded with its error and does not stop the others.
     """
     out = []
+    with store.session() as session:
+        history = dict(session.execute(sa.select(RUNS.c.job, RUNS.c.last_due_at)).all())
     for job, expression in cfg.schedule.items():
         if only is not None and job != only:
             continue
         due = latest_due(expression, now, cfg.timezone)
         row = {"job": job, "cron": expression, "due_at": due, "ran": False, "ok": True, "result": None}
         out.append(row)
+        if history.get(job) is None and not first_run_due(expression, now, cfg.timezone):
+            row["result"] = "not due: its last cron time is more than a period ago; first run at the next one"
+            continue
         if not _claim(store, job, due, now):
             row["result"] = "not due (already ran for this cron time)"
             continue
@@ -177,7 +190,7 @@ def show(session, cfg, *, now: datetime) -> list[dict]:
         run = runs.get(job)
         last_due = run.last_due_at if run else None
         due = latest_due(expression, now, cfg.timezone)
-        pending = last_due is None or last_due < due
+        pending = first_run_due(expression, now, cfg.timezone) if last_due is None else last_due < due
         out.append({
             "job": job, "cron": expression, "last_due_at": last_due,
             "last_ran_at": run.last_ran_at if run else None, "last_result": run.last_result if run else None,
