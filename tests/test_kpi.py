@@ -384,3 +384,16 @@ def test_csv_neutralises_formulas(workspace):
     assert {"'=HYPERLINK(1)", "'@cmd", "pat"} <= groups
     assert not any(g.startswith(("=", "@", "+")) for g in groups)
     assert "-0.499" in r.stdout  # negative numbers stay numbers
+
+
+def test_reports_share_a_session_after_it_used_temporary_tables(history, example_config):
+    """The dashboard runs several reports in one transaction; the facts table comes and goes."""
+    from ffctl.core.kpi import kpi_report, sla_report
+
+    with history.session() as s:
+        s.execute(sa.text("CREATE TEMP TABLE scratch AS SELECT 1 AS x"))
+        first = kpi_report(s, example_config, now=NOW)
+        weekly = kpi_report(s, example_config, now=NOW, by="week")
+        nodes = sla_report(s, example_config, now=NOW)
+    assert pick(first, "on_time_shipping")["count"] == 3
+    assert pick(weekly, "on_time_shipping", "2026-03-02")["count"] == 3 and len(nodes) == 6

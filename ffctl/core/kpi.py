@@ -158,11 +158,12 @@ class _Sql:
         """Settings for a few big scans and sorts, for this transaction/connection only.
 
         PostgreSQL: no JIT (compiling costs a second per query here and wins nothing on these
-        aggregates) and enough work_mem for the per-order hash aggregates. SQLite: sorts and
-        temporary tables in memory, a bigger page cache, and reads through mmap.
+        aggregates) and enough work_mem for the per-order hash aggregates. SQLite: a page cache
+        big enough for the sorts to stay in memory, and reads through mmap (temp_store cannot
+        change inside a transaction, so it stays as it is).
         """
         if self.sqlite:
-            for pragma in ("temp_store = MEMORY", "cache_size = -131072", "mmap_size = 1073741824"):
+            for pragma in ("cache_size = -131072", "mmap_size = 1073741824"):
                 self._session.execute(sa.text(f"PRAGMA {pragma}"))
         else:
             self._session.execute(sa.text("SET LOCAL jit = off"))
