@@ -69,7 +69,7 @@ log = "notifications.jsonl"
 #: what a late sweep does to a review task, in ladder order: (step, audit event)
 REVIEW_LADDER = [("at_risk", "at_risk"), ("breached", "breached"), ("esc:0", "reminded"), ("esc:1", "escalated"),
                  ("esc:2", "escalated"), ("esc:3", "escalated"), ("esc:4", "notified")]
-#: notification rows each review step queues: ann has email; ben webhook; cat and oscar... (see CONFIG)
+#: notification rows each review step queues (ann: email; ben: webhook; cat: no channel, so the log; oscar: email)
 REVIEW_NOTES = {"at_risk": 1, "breached": 0, "esc:0": 1, "esc:1": 1, "esc:2": 1, "esc:3": 1, "esc:4": 2}
 
 

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from tests.test_sweep import CONFIG, REVIEW_LADDER, T0, add_orders, advance, load, scalar
+from tests.test_sweep import REVIEW_LADDER, T0, add_orders, advance, load, scalar
 
 pytestmark = pytest.mark.slow
 

@@ -347,7 +347,8 @@ class _Context:
         # order.<field> recipients from the claimed row: no query per notification
         recipients = [getattr(row, r[6:]) if r[6:] in ORDER_FIELDS else r for r in recipients]
         self.notes.extend(outbox.notification_rows(
-            self.session, self.cfg, [r for r in recipients if r], subject=f"[ffctl] {row.order_id} {row.node}: {subject}",
+            self.session, self.cfg, [r for r in recipients if r],
+            subject=f"[ffctl] {row.order_id} {row.node}: {subject}",
             body=f"{body}\n\nOrder {row.order_id}: `ffctl order show {row.order_id}`.", at=self.now,
             priority=priority, order_id=row.order_id, dedupe_key=f"task:{row.id}:{due.step}",
         ))
@@ -382,8 +383,7 @@ def _at_risk(ctx: _Context, work: _TaskWork, due: _Due) -> None:
     spec = ctx.cfg.nodes[work.row.node]
     detail = (f"at risk since {ctx.when(due.due_at)}: {spec.warn_at:.0%} of the {format_duration(spec.sla_seconds)} "
               f"SLA used; due {ctx.when(work.deadline)}")
-    ctx.notify(work, due, work.roles, "at risk",
-                      f"Order {work.row.order_id} at {work.row.node} is at risk: {detail}.")
+    ctx.notify(work, due, work.roles, "at risk", f"Order {work.row.order_id} at {work.row.node} is at risk: {detail}.")
     ctx.record(work, due, "at_risk", detail + (f"; told {', '.join(work.roles)}" if work.roles else ""))
 
 
@@ -396,10 +396,11 @@ def _breached(ctx: _Context, work: _TaskWork, due: _Due) -> None:
 
 
 def _remind(ctx: _Context, work: _TaskWork, due: _Due) -> None:
-    detail = f"{_step_words(ctx, work, due)}: reminded {', '.join(work.roles) or 'nobody (the node has no owner)'}; {ctx.late(work)} late"
+    told = ", ".join(work.roles) or "nobody (the node has no owner)"
+    detail = f"{_step_words(ctx, work, due)}: reminded {told}; {ctx.late(work)} late"
     ctx.notify(work, due, work.roles, f"reminder, {ctx.late(work)} late",
-                      f"Reminder: order {work.row.order_id} at {work.row.node} is past its deadline "
-                      f"{ctx.when(work.deadline)} by {ctx.late(work)} of business time.")
+               f"Reminder: order {work.row.order_id} at {work.row.node} is past its deadline "
+               f"{ctx.when(work.deadline)} by {ctx.late(work)} of business time.")
     ctx.record(work, due, "remind", detail)
 
 
@@ -435,9 +436,12 @@ def _notify(ctx: _Context, work: _TaskWork, due: _Due) -> None:
     reason = f": {step.reason}" if step.reason else ""
     detail = f"{_step_words(ctx, work, due)}: notified {', '.join(step.to)}{reason}; {ctx.late(work)} late"
     ctx.notify(work, due, list(step.to), f"{ctx.late(work)} late" + (f", {step.reason}" if step.reason else ""),
-                      f"Order {work.row.order_id} at {work.row.node} is {ctx.late(work)} past its deadline "
-                      f"{ctx.when(work.deadline)}{reason}.")
+               f"Order {work.row.order_id} at {work.row.node} is {ctx.late(work)} past its deadline "
+               f"{ctx.when(work.deadline)}{reason}.")
     ctx.record(work, due, "notify", detail)
+
+
+_DONE = {"auto_approve": "auto-approved", "auto_reject": "auto-rejected"}
 
 
 def _auto(ctx: _Context, work: _TaskWork, due: _Due, what: str, act: Callable[[], object]) -> None:
@@ -468,8 +472,6 @@ def _auto(ctx: _Context, work: _TaskWork, due: _Due, what: str, act: Callable[[]
     detail = f"{_step_words(ctx, work, due)}: {_DONE[what]} after {ctx.late(work)} late; {where}"
     ctx.record(work, due, what, detail)
 
-
-_DONE = {"auto_approve": "auto-approved", "auto_reject": "auto-rejected"}
 
 
 def _auto_approve(ctx: _Context, work: _TaskWork, due: _Due) -> None:
