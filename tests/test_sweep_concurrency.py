@@ -74,6 +74,14 @@ def populate(env, review: int, approve: int, rush: int) -> None:
     add_orders(store, cfg, rush, prefix="RU", channel="rush")
 
 
+def due_count(store, at) -> int:
+    from ffctl.core.models import Task
+
+    with store.session() as s:
+        return s.execute(sa.select(sa.func.count()).select_from(Task)
+                         .where(Task.status == "open", Task.next_action_at <= at)).scalar()
+
+
 def assert_exactly_once(env, review: int, approve: int, rush: int, reports: list[dict]) -> None:
     """Every due step fired once, in ladder order, with its notifications queued once."""
     store = env["store"]
@@ -105,7 +113,7 @@ def assert_exactly_once(env, review: int, approve: int, rush: int, reports: list
     assert total["at_risk"] == total["breached"] == review + approve + rush
     assert (total["remind"], total["escalate"], total["notify"]) == (review, 3 * review, review)
     assert (total["auto_approve"], total["auto_reject"], total["notes"]) == (approve, rush, notes)
-    assert scalar(store, "SELECT count(*) FROM task WHERE status = 'open' AND next_action_at <= :t", t=LATE) == 0
+    assert due_count(store, LATE) == 0
 
 
 def test_four_sweeps_at_once_fire_each_step_exactly_once(env, tmp_path):
@@ -160,4 +168,4 @@ def test_a_sweep_killed_halfway_then_rerun_fires_everything_once(env):
     assert scalar(store, "SELECT count(*) FROM event WHERE actor = 'sla-sweep'") == 1500 * 3
     assert scalar(store, "SELECT count(*) FROM notification") == 1500 * 2
     assert scalar(store, "SELECT count(DISTINCT task_id) FROM event WHERE event = 'reminded'") == 1500
-    assert finish(start(env, *sweep_args(at)))["items"] == []
+    assert due_count(store, at) == 0
