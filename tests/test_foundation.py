@@ -140,3 +140,13 @@ def test_models_match_migrations(store):
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     assert diff == []
+
+
+def test_head_constant_matches_the_migration_scripts():
+    from alembic.script import ScriptDirectory
+
+    from ffctl.core.store import Store
+    from ffctl.migrations import HEAD
+
+    store = Store("sqlite://")
+    assert ScriptDirectory.from_config(store._alembic_config()).get_current_head() == HEAD
