@@ -117,12 +117,15 @@ def render(
             return
         console = get_console()
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title=title, header_style="bold", show_lines=False)
         for c in columns:
             table.add_column(c.title, justify=c.justify, style=c.style, overflow="fold")
         for row in rows:
-            table.add_row(*[(c.show(row.get(c.key)) if c.show else table_cell(row.get(c.key), tz)) for c in columns])
+            # plain cells are data, not Rich markup: "[b2b]" must print as typed
+            table.add_row(*[(c.show(row.get(c.key)) if c.show else Text(table_cell(row.get(c.key), tz)))
+                            for c in columns])
         console.print(table)
 
 
