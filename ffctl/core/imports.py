@@ -748,13 +748,23 @@ def bulk_insert_dicts(session: Session, table: str, rows: list[dict]) -> None:
     bulk_insert(session, table, columns, out)
 
 
+def key_in(session: Session, column, values: list):
+    """``column IN values``; on PostgreSQL as ``= ANY(array)``: one parameter instead of thousands
+    (3.5x faster for 2,000 keys)."""
+    if session.bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == sa.any_(sa.literal(list(values), type_=ARRAY(column.type)))
+    return column.in_(values)
+
+
 def _existing(session: Session, table, key_cols: Sequence[str], keys: list, *, lock: bool = False) -> dict:
     """Rows of ``table`` whose key is in ``keys`` (a key is a value, or a tuple for composite keys)."""
     found: dict = {}
     cols = [table.c[c] for c in key_cols]
     for start in range(0, len(keys), 2000):
         chunk = keys[start:start + 2000]
-        cond = cols[0].in_(chunk) if len(cols) == 1 else sa.tuple_(*cols).in_(chunk)
+        cond = key_in(session, cols[0], chunk) if len(cols) == 1 else sa.tuple_(*cols).in_(chunk)
         stmt = sa.select(table).where(cond)
         if lock and session.bind.dialect.name == "postgresql":
             stmt = stmt.with_for_update()
@@ -812,7 +822,7 @@ class Orders(Handler):
         existing = {}
         for start in range(0, len(keys), 2000):
             stmt = sa.select(orders.c.order_id, orders.c.status, orders.c.content_hash).where(
-                orders.c.order_id.in_(keys[start:start + 2000])
+                key_in(session, orders.c.order_id, keys[start:start + 2000])
             )
             if write and ctx.dialect == "postgresql":
                 stmt = stmt.with_for_update()
@@ -837,7 +847,8 @@ class Orders(Handler):
                 outcomes.append((UPDATED, None))
         if changed:
             allocated = set(session.scalars(
-                sa.select(Allocation.order_id).where(Allocation.order_id.in_([r.key for r, _ in changed])).distinct()
+                sa.select(Allocation.order_id).where(key_in(session, Allocation.__table__.c.order_id,
+                                                            [r.key for r, _ in changed])).distinct()
             ))
             if allocated:
                 position = {r.key: i for i, r in enumerate(records)}
@@ -1106,7 +1117,7 @@ class _PerOrder(Handler):
 
     def apply(self, session, ctx, kind, records, write):
         known = set(session.scalars(
-            sa.select(Order.order_id).where(Order.order_id.in_([r.key for r in records]))
+            sa.select(Order.order_id).where(key_in(session, Order.__table__.c.order_id, [r.key for r in records]))
         ))
         outcomes = []
         for record in records:
