@@ -77,9 +77,10 @@ def allocate(
         for o in rows:
             if kind == "json":
                 spool.write(("," if count[0] else "") + "\n    " + json.dumps(jsonable(o, st.tz), ensure_ascii=False))
-            elif kind == "csv":
-                row = _order_row(o)
-                writer.writerow([safe_cell(row.get(c.key), st.tz) for c in columns])
+            elif kind == "csv":  # only the ids are free text; the rest are numbers, dates and fixed words
+                writer.writerow([safe_cell(o["order_id"], st.tz), o["priority"], o["promised_ship_date"] or "",
+                                 o["result"], o["allocated_now"], o["backordered"], o["backorder_atp"] or "",
+                                 safe_cell(o["next_node"], st.tz)])
             elif len(table_rows) < TABLE_ROWS:
                 table_rows.append(_order_row(o))
             count[0] += 1

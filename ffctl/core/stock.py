@@ -57,6 +57,23 @@ def _chunks(items: Sequence, size: int = IN_CHUNK) -> Iterable[Sequence]:
         yield items[start:start + size]
 
 
+def _keyed(session: Session, column, values: Sequence):
+    """``column IN values``: on PostgreSQL one array parameter (``= ANY(...)``), which is parsed and
+    planned once whatever its length (an IN list renders a cast per element); an IN list on SQLite."""
+    if _is_pg(session):
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == sa.any_(sa.bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))
+
+
+def _parts(session: Session, items: Sequence) -> Iterable[Sequence]:
+    """Key lists to look up: all at once on PostgreSQL (one array parameter), IN-sized chunks on SQLite."""
+    if _is_pg(session):
+        return [items] if len(items) else []
+    return _chunks(items)
+
+
 # --- reading ---------------------------------------------------------------------------------
 
 def _require_product(session: Session, sku: str) -> Product:
@@ -96,9 +113,9 @@ def stock_rows(session: Session, sku: str | None = None, warehouse: str | None =
         row["inbound"] = int(r.qty)
     skus = sorted({k[0] for k in rows})
     safety: dict[str, int] = {}
-    for part in _chunks(skus):
+    for part in _parts(session, skus):
         safety.update(dict(session.execute(
-            sa.select(Product.sku, Product.safety_stock).where(Product.sku.in_(part))
+            sa.select(Product.sku, Product.safety_stock).where(_keyed(session, Product.sku, part))
         ).all()))
     for (s, _w), row in rows.items():
         row["safety_stock"] = safety.get(s) or 0
@@ -108,21 +125,21 @@ def stock_rows(session: Session, sku: str | None = None, warehouse: str | None =
 def _open_demand(session: Session, skus: Sequence[str], exclude_orders: Iterable[str] = ()) -> dict[str, int]:
     """Unallocated quantity of open and held orders per SKU, leaving out ``exclude_orders``."""
     demand: dict[str, int] = defaultdict(int)
-    for part in _chunks(list(skus)):
+    for part in _parts(session, list(skus)):
         q = (
             sa.select(LINE.c.sku, sa.func.sum(LINE.c.qty - LINE.c.allocated))
             .join(ORDERS, ORDERS.c.order_id == LINE.c.order_id)
-            .where(LINE.c.sku.in_(part), ORDERS.c.status.in_(OPEN_DEMAND), LINE.c.allocated < LINE.c.qty)
+            .where(_keyed(session, LINE.c.sku, part), ORDERS.c.status.in_(OPEN_DEMAND), LINE.c.allocated < LINE.c.qty)
             .group_by(LINE.c.sku)
         )
         for s, qty in session.execute(q):
             demand[s] += int(qty or 0)
     excluded = list(dict.fromkeys(exclude_orders))
-    for part in _chunks(excluded):
+    for part in _parts(session, excluded):
         q = (
             sa.select(LINE.c.sku, sa.func.sum(LINE.c.qty - LINE.c.allocated))
             .join(ORDERS, ORDERS.c.order_id == LINE.c.order_id)
-            .where(LINE.c.order_id.in_(part), ORDERS.c.status.in_(OPEN_DEMAND), LINE.c.allocated < LINE.c.qty)
+            .where(_keyed(session, LINE.c.order_id, part), ORDERS.c.status.in_(OPEN_DEMAND), LINE.c.allocated < LINE.c.qty)
             .group_by(LINE.c.sku)
         )
         for s, qty in session.execute(q):
@@ -134,9 +151,9 @@ def _open_demand(session: Session, skus: Sequence[str], exclude_orders: Iterable
 def _available_now(session: Session, skus: Sequence[str]) -> dict[str, dict[str, int]]:
     """sku -> warehouse -> on_hand - allocated."""
     out: dict[str, dict[str, int]] = defaultdict(dict)
-    for part in _chunks(list(skus)):
+    for part in _parts(session, list(skus)):
         for r in session.execute(
-            sa.select(STOCK.c.sku, STOCK.c.warehouse, STOCK.c.on_hand - STOCK.c.allocated).where(STOCK.c.sku.in_(part))
+            sa.select(STOCK.c.sku, STOCK.c.warehouse, STOCK.c.on_hand - STOCK.c.allocated).where(_keyed(session, STOCK.c.sku, part))
         ):
             out[r[0]][r[1]] = int(r[2])
     return out
@@ -145,10 +162,10 @@ def _available_now(session: Session, skus: Sequence[str]) -> dict[str, dict[str,
 def _open_receipts(session: Session, skus: Sequence[str], today: date, tz: str) -> dict[str, list[tuple[date, str, int]]]:
     """sku -> [(local expected date, clamped to today), warehouse, qty] of open receipts."""
     out: dict[str, list[tuple[date, str, int]]] = defaultdict(list)
-    for part in _chunks(list(skus)):
+    for part in _parts(session, list(skus)):
         for r in session.execute(
             sa.select(RECEIPT.c.sku, RECEIPT.c.warehouse, RECEIPT.c.qty, RECEIPT.c.expected_at)
-            .where(RECEIPT.c.status == "open", RECEIPT.c.sku.in_(part))
+            .where(RECEIPT.c.status == "open", _keyed(session, RECEIPT.c.sku, part))
         ):
             out[r.sku].append((max(local_date(r.expected_at, tz), today), r.warehouse, int(r.qty)))
     for rows in out.values():
@@ -246,9 +263,9 @@ def promise_dates(session: Session, orders: list[tuple[str, list[tuple[str, int]
     demand = _open_demand(session, skus, [oid for oid, _ in orders])
     receipts = _open_receipts(session, skus, today, tz)
     lead: dict[str, int | None] = {}
-    for part in _chunks(skus):
+    for part in _parts(session, skus):
         lead.update(dict(session.execute(
-            sa.select(Product.sku, Product.lead_time_days).where(Product.sku.in_(part))
+            sa.select(Product.sku, Product.lead_time_days).where(_keyed(session, Product.sku, part))
         ).all()))
     profiles: dict[str, _Profile] = {}
 
@@ -291,9 +308,9 @@ def _ensure_rows(session: Session, pairs: Iterable[tuple[str, str]]) -> None:
     if not wanted:
         return
     existing: set[tuple[str, str]] = set()
-    for part in _chunks(sorted({s for s, _ in wanted})):
+    for part in _parts(session, sorted({s for s, _ in wanted})):
         existing.update(
-            (r[0], r[1]) for r in session.execute(sa.select(STOCK.c.sku, STOCK.c.warehouse).where(STOCK.c.sku.in_(part)))
+            (r[0], r[1]) for r in session.execute(sa.select(STOCK.c.sku, STOCK.c.warehouse).where(_keyed(session, STOCK.c.sku, part)))
         )
     missing = [{"sku": s, "warehouse": w, "on_hand": 0, "allocated": 0} for s, w in wanted if (s, w) not in existing]
     if not missing:
@@ -316,10 +333,10 @@ def _stock_of_skus(session: Session, skus: Sequence[str], *, lock: bool) -> list
         return [dict(r) for r in session.execute(sa.text(sql + (" FOR UPDATE" if lock else "")),
                                                  {"skus": skus}).mappings()]
     rows = []
-    for part in _chunks(skus):
+    for part in _parts(session, skus):
         rows.extend(dict(r) for r in session.execute(
             sa.select(STOCK.c.id, STOCK.c.sku, STOCK.c.warehouse, STOCK.c.on_hand, STOCK.c.allocated)
-            .where(STOCK.c.sku.in_(part))
+            .where(_keyed(session, STOCK.c.sku, part))
         ).mappings())
     rows.sort(key=lambda r: r["id"])
     return rows
@@ -413,8 +430,8 @@ def apply_counts(session: Session, counts: list[tuple[str, str, int]], *, at: da
         return 0
     skus = sorted({s for s, _ in latest})
     known: set[str] = set()
-    for part in _chunks(skus):
-        known.update(session.execute(sa.select(Product.sku).where(Product.sku.in_(part))).scalars().all())
+    for part in _parts(session, skus):
+        known.update(session.execute(sa.select(Product.sku).where(_keyed(session, Product.sku, part))).scalars().all())
     unknown = [s for s in skus if s not in known]
     if unknown:
         raise NotFound(f"unknown SKU{'s' if len(unknown) > 1 else ''}: {', '.join(unknown[:10])}"
@@ -684,8 +701,8 @@ def _candidates(session: Session, nodes: list[str], order_ids: list[str] | None)
     if order_ids is None:
         return session.execute(q).all()
     rows = []
-    for part in _chunks(order_ids):
-        rows.extend(session.execute(q.where(ORDERS.c.order_id.in_(part))).all())
+    for part in _parts(session, order_ids):
+        rows.extend(session.execute(q.where(_keyed(session, ORDERS.c.order_id, part))).all())
     rows.sort(key=lambda r: (-r.priority, r.promised_ship_date is None, r.promised_ship_date or date.min,
                              r.created_at, r.order_id))
     return rows
@@ -693,9 +710,9 @@ def _candidates(session: Session, nodes: list[str], order_ids: list[str] | None)
 
 def _check_explicit(session: Session, order_ids: list[str], nodes: list[str]) -> None:
     found: dict[str, tuple] = {}
-    for part in _chunks(order_ids):
+    for part in _parts(session, order_ids):
         for r in session.execute(
-            sa.select(ORDERS.c.order_id, ORDERS.c.status, ORDERS.c.node).where(ORDERS.c.order_id.in_(part))
+            sa.select(ORDERS.c.order_id, ORDERS.c.status, ORDERS.c.node).where(_keyed(session, ORDERS.c.order_id, part))
         ):
             found[r.order_id] = (r.status, r.node)
     unknown = [o for o in order_ids if o not in found]
@@ -724,8 +741,8 @@ def _load_stock_for(session: Session, nodes: list[str], order_ids: list[str] | N
         .where(ORDERS.c.status == "open", ORDERS.c.node.in_(nodes), LINE.c.allocated < LINE.c.qty)
     )
     skus: set[str] = set()
-    for part in ([None] if order_ids is None else _chunks(order_ids)):
-        skus.update(session.execute(q if part is None else q.where(ORDERS.c.order_id.in_(part))).scalars())
+    for part in ([None] if order_ids is None else _parts(session, order_ids)):
+        skus.update(session.execute(q if part is None else q.where(_keyed(session, ORDERS.c.order_id, part))).scalars())
     stock: dict[str, list[list]] = defaultdict(list)
     for r in _stock_of_skus(session, sorted(skus), lock=lock):
         stock[r["sku"]].append([r["id"], r["warehouse"], r["on_hand"], r["allocated"]])
@@ -740,7 +757,7 @@ def _lock_chunk(session: Session, chunk: list[str], nodes: list[str], lock: bool
     pg = lock and _is_pg(session)
     # by primary key only: with status/node in the WHERE, SQLite picks ix_orders_status_node and
     # scans every waiting order once per chunk
-    q = sa.select(ORDERS.c.order_id, ORDERS.c.status, ORDERS.c.node).where(ORDERS.c.order_id.in_(chunk))
+    q = sa.select(ORDERS.c.order_id, ORDERS.c.status, ORDERS.c.node).where(_keyed(session, ORDERS.c.order_id, chunk))
     if pg:
         q = q.with_for_update(skip_locked=True)
     wanted = set(nodes)
@@ -748,7 +765,7 @@ def _lock_chunk(session: Session, chunk: list[str], nodes: list[str], lock: bool
     if not at_node:
         return set()
     t = sa.select(TASK.c.order_id, TASK.c.node, TASK.c.held_at).where(
-        TASK.c.order_id.in_(list(at_node)), TASK.c.status == "open")
+        _keyed(session, TASK.c.order_id, list(at_node)), TASK.c.status == "open")
     if pg:
         t = t.with_for_update(skip_locked=True)
     return {r.order_id for r in session.execute(t) if r.held_at is None and at_node.get(r.order_id) == r.node}
@@ -836,17 +853,17 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
             continue
         lines_by_order: dict[str, list] = defaultdict(list)
         ids_locked = [o for o in chunk if o in locked]
-        for part in _chunks(ids_locked):
+        for part in _parts(session, ids_locked):
             for ln in session.execute(
                 sa.select(LINE.c.order_id, LINE.c.line_no, LINE.c.id, LINE.c.sku, LINE.c.qty, LINE.c.allocated)
-                .where(LINE.c.order_id.in_(part))
+                .where(_keyed(session, LINE.c.order_id, part))
             ).all():
                 lines_by_order[ln[0]].append(ln[1:])
         partial_orders = [o for o in ids_locked if any(ln[4] for ln in lines_by_order[o])]
         existing: dict[int, dict[str, int]] = defaultdict(dict)  # line id -> warehouse -> allocation id
-        for part in _chunks(partial_orders):
+        for part in _parts(session, partial_orders):
             for a_id, line_id, wh in session.execute(
-                sa.select(ALLOC.c.id, ALLOC.c.line_id, ALLOC.c.warehouse).where(ALLOC.c.order_id.in_(part))
+                sa.select(ALLOC.c.id, ALLOC.c.line_id, ALLOC.c.warehouse).where(_keyed(session, ALLOC.c.order_id, part))
             ).all():
                 existing[line_id][wh] = a_id
 
@@ -942,9 +959,9 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
                 workflow.complete_auto(session, cfg, complete, "allocate", at=at, actor=actor)
                 if details:
                     moved: dict[str, str | None] = {}
-                    for part in _chunks(complete):
+                    for part in _parts(session, complete):
                         moved.update(dict(session.execute(
-                            sa.select(ORDERS.c.order_id, ORDERS.c.node).where(ORDERS.c.order_id.in_(part))
+                            sa.select(ORDERS.c.order_id, ORDERS.c.node).where(_keyed(session, ORDERS.c.order_id, part))
                         ).all()))
                     for row in chunk_report:
                         if row["result"] == "allocated":
