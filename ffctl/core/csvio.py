@@ -85,8 +85,9 @@ def check_encoding(name: str) -> str:
 class CountingReader(io.RawIOBase):
     """A raw binary stream that counts the bytes read through it (progress without tell())."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: BinaryIO, *, owned: bool = True) -> None:
         self.raw = raw
+        self.owned = owned  # stdin is read, never closed
         self.bytes_read = 0
 
     def readable(self) -> bool:
@@ -98,7 +99,8 @@ class CountingReader(io.RawIOBase):
         return n
 
     def close(self) -> None:
-        self.raw.close()
+        if self.owned:
+            self.raw.close()
         super().close()
 
 
@@ -144,7 +146,7 @@ def open_csv(path: str | Path, encoding: str | None = None) -> CsvSource:
         except OSError as exc:
             raise CsvFileError(f"cannot read {text_path}: {exc.strerror or exc}") from None
         size = p.stat().st_size
-    counter = CountingReader(raw)
+    counter = CountingReader(raw, owned=text_path != "-")
     buffered = io.BufferedReader(counter, buffer_size=1 << 20)
     detected = encoding is None
     if detected:
