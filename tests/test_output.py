@@ -15,9 +15,6 @@ COLUMNS = [Column("sku"), Column("name"), Column("qty", justify="right"), Column
 
 
 def test_table_prints_cells_as_data_and_aligns_cjk(capsys, monkeypatch):
-    from ffctl.commands import _output
-
-    monkeypatch.setattr(_output, "_console", None)
     monkeypatch.setenv("COLUMNS", "120")
     render(ROWS, COLUMNS, "table", tz="Asia/Shanghai")
     out = capsys.readouterr().out

@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from tests.test_rules import GOOD, NOW, seed_batches, seed_orders, seed_products, seed_stock, seed_suppliers
 
@@ -96,7 +97,15 @@ def test_requisition_list_approve_reject_and_refusals(ws):
     approved = js(ws.run("requisition", "list", "--status", "approved", "--format", "json"))
     assert approved[0]["decided_by"] == "ivan" and approved[0]["decided_at"] == "2026-03-10T21:00:00+08:00"
 
-    ws.run("rules", "run", now="2026-03-10T14:00:00Z")  # still low, no draft open: a new draft
+    ws.run("rules", "run", now="2026-03-10T14:00:00Z")  # approved, goods not received: still open
+    assert js(ws.run("requisition", "list", "--status", "draft", "--format", "json")) == []
+    store = ws.store()
+    with store.session(write=True) as s:  # one unit of A is received; A is still below safety stock
+        s.execute(sa.text(
+            "INSERT INTO receipt (receipt_id, sku, warehouse, qty, expected_at, status, received_at) "
+            "VALUES ('R-A', 'A', 'W1', 1, '2026-03-10 14:10:00', 'received', '2026-03-10 14:10:00')"))
+    store.dispose()
+    ws.run("rules", "run", now="2026-03-10T14:30:00Z")  # still low, nothing open: a new draft
     rejected = ws.run("requisition", "reject", "2", "--reason", "wait for the promo", user="ivan")
     assert rejected.exit_code == 0 and "Requisition #2 rejected" in rejected.stderr
     assert [r["id"] for r in js(ws.run("requisition", "list", "--status", "rejected", "--format", "json"))] == [2]

@@ -143,27 +143,18 @@ def render_object(obj: dict, fmt, *, tz: str, table: Callable[[dict], None]) -> 
         table(obj)
 
 
-_console = None
-_err_console = None
-
-
 def get_console():
-    global _console
-    if _console is None:
-        from rich.console import Console
+    """A Rich console for stdout, made per command so it sees the current terminal width."""
+    from rich.console import Console
 
-        _console = Console(soft_wrap=False)
-    return _console
+    return Console(soft_wrap=False)
 
 
 def message(text: str) -> None:
-    """A message for the person (stderr), never mixed into data."""
-    global _err_console
-    if _err_console is None:
-        from rich.console import Console
+    """A message for the person (stderr), never mixed into data; one message, one line."""
+    from rich.console import Console
 
-        _err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # one message, one line
-    _err_console.print(text, markup=False)
+    Console(stderr=True, highlight=False, soft_wrap=True).print(text, markup=False)
 
 
 def warn(text: str) -> None:
