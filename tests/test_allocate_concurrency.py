@@ -120,7 +120,9 @@ def _worker(url, config_path, job, barrier, results):
             elif kind == "counts":
                 stock.apply_counts(s, job[1], at=sd.NOW, actor="p")
                 results.put(("ok", 0))
-            elif kind == "release":
+            elif kind in ("release", "release_plain"):
+                if kind == "release":  # a batch in one transaction locks first, as batch callers should
+                    stock.lock_for_orders(s, job[1])
                 for oid in job[1]:
                     stock.release_order(s, oid, at=sd.NOW, actor="p")
                 results.put(("ok", 0))
@@ -133,8 +135,9 @@ def _worker(url, config_path, job, barrier, results):
 
 
 def test_barrier_started_processes_with_counts_and_releases(workspace):
-    """Eight processes released by one barrier: allocators over overlapping sets, a counter raising and
-    lowering on hand, and a releaser freeing orders being allocated."""
+    """Nine processes released by one barrier: allocators over overlapping sets, a counter raising and
+    lowering on hand, and two batches freeing orders being allocated (one locking up front, one
+    order by order)."""
     import multiprocessing as mp
 
     ids = _build(workspace)
@@ -142,7 +145,9 @@ def test_barrier_started_processes_with_counts_and_releases(workspace):
     ctx = mp.get_context("fork")
     jobs = [("all",)] * 3 + [("some", rng.sample(ids, 60)) for _ in range(3)]
     jobs.append(("counts", [(sku, wh, rng.randint(30, 60)) for sku in SKUS for wh in WAREHOUSES]))
-    jobs.append(("release", rng.sample(ids, 20)))
+    released = rng.sample(ids, 40)
+    jobs.append(("release", released[:20]))
+    jobs.append(("release_plain", released[20:]))  # order by order: the many-row lockers must not deadlock with it
     barrier, results = ctx.Barrier(len(jobs)), ctx.Queue()
     procs = [ctx.Process(target=_worker, args=(workspace.db_url, str(workspace.config_path), job, barrier, results))
              for job in jobs]

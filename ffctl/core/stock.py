@@ -322,16 +322,28 @@ def _ensure_rows(session: Session, pairs: Iterable[tuple[str, str]]) -> None:
     session.execute(insert(STOCK).on_conflict_do_nothing(index_elements=["sku", "warehouse"]), missing)
 
 
-def _stock_of_skus(session: Session, skus: Sequence[str], *, lock: bool) -> list[dict]:
+LOCK_WAIT_SECONDS = 60.0  # how long a many-row stock lock retries before giving up (like SQLite's busy timeout)
+
+
+def _stock_of_skus(session: Session, skus: Sequence[str], *, lock: bool, all_or_nothing: bool = False) -> list[dict]:
     """Every stock row of the SKUs; with ``lock`` on PostgreSQL, locked in primary-key order by one
-    statement (several statements would each lock in order but not all together)."""
+    statement (several statements would each lock in order but not all together).
+
+    ``all_or_nothing`` (the many-row lockers: allocate, counts) takes the rows with NOWAIT inside a
+    savepoint and retries with backoff, so it never waits while holding some of them: a
+    transaction that already holds one stock row (a batch shipping order after order) and waits
+    for another cannot then close a cycle with it.
+    """
     skus = sorted(set(skus))
     if not skus:
         return []
     if _is_pg(session):
         sql = "SELECT id, sku, warehouse, on_hand, allocated FROM stock WHERE sku = ANY(:skus) ORDER BY id"
-        return [dict(r) for r in session.execute(sa.text(sql + (" FOR UPDATE" if lock else "")),
-                                                 {"skus": skus}).mappings()]
+        if not lock:
+            return [dict(r) for r in session.execute(sa.text(sql), {"skus": skus}).mappings()]
+        if not all_or_nothing:
+            return [dict(r) for r in session.execute(sa.text(sql + " FOR UPDATE"), {"skus": skus}).mappings()]
+        return _lock_all_or_nothing(session, sql + " FOR UPDATE NOWAIT", {"skus": skus})
     rows = []
     for part in _parts(session, skus):
         rows.extend(dict(r) for r in session.execute(
@@ -342,10 +354,33 @@ def _stock_of_skus(session: Session, skus: Sequence[str], *, lock: bool) -> list
     return rows
 
 
-def _lock_stock(session: Session, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], dict]:
+def _lock_all_or_nothing(session: Session, sql: str, params: dict) -> list[dict]:
+    import random
+    import time
+
+    from psycopg.errors import LockNotAvailable
+
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    pause = 0.02
+    while True:
+        try:
+            with session.begin_nested():
+                return [dict(r) for r in session.execute(sa.text(sql), params).mappings()]
+        except sa.exc.OperationalError as exc:
+            if not isinstance(exc.orig, LockNotAvailable):
+                raise
+        if time.monotonic() > deadline:
+            raise Conflict(f"stock rows stayed locked by other ffctl processes for {LOCK_WAIT_SECONDS:.0f} s; "
+                           "nothing was changed, run the command again")
+        time.sleep(pause * (0.5 + random.random()))
+        pause = min(pause * 2, 0.5)
+
+
+def _lock_stock(session: Session, pairs: Iterable[tuple[str, str]], *,
+                all_or_nothing: bool = False) -> dict[tuple[str, str], dict]:
     """Current stock rows for the pairs, locked (with the other rows of their SKUs) in id order."""
     wanted = set(pairs)
-    rows = _stock_of_skus(session, [s for s, _ in wanted], lock=True)
+    rows = _stock_of_skus(session, [s for s, _ in wanted], lock=True, all_or_nothing=all_or_nothing)
     return {(r["sku"], r["warehouse"]): r for r in rows if (r["sku"], r["warehouse"]) in wanted}
 
 
@@ -437,7 +472,7 @@ def apply_counts(session: Session, counts: list[tuple[str, str, int]], *, at: da
         raise NotFound(f"unknown SKU{'s' if len(unknown) > 1 else ''}: {', '.join(unknown[:10])}"
                        + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""))
     _ensure_rows(session, latest)
-    rows = _lock_stock(session, latest)
+    rows = _lock_stock(session, latest, all_or_nothing=True)
     short = [f"{s} in {w}: counted {n}, allocated {rows[(s, w)]['allocated']}"
              for (s, w), n in sorted(latest.items()) if n < rows[(s, w)]["allocated"]]
     if short:
@@ -535,6 +570,24 @@ def _lock_order_row(session: Session, order_id: str):
     if order is None:
         raise NotFound(f"no order {order_id!r}", hint="`ffctl order list` shows the orders in the store.")
     return order
+
+
+def lock_for_orders(session: Session, order_ids: Iterable[str]) -> None:
+    """Lock orders and the stock their reservations hold before working through them one by one.
+
+    A caller that ships or cancels many orders in one transaction (an import) calls this first:
+    the order rows, then every stock row of their reservations' SKUs, are each locked by one
+    ordered statement, so the per-order ``ship`` / ``release_order`` calls that follow never
+    wait for a stock row while holding another (which could close a cycle with a concurrent
+    shipment or count). A no-op on SQLite, whose write transaction is already exclusive.
+    """
+    ids = sorted(set(order_ids))
+    if not ids or not _is_pg(session):
+        return
+    session.execute(sa.select(ORDERS.c.order_id).where(_keyed(session, ORDERS.c.order_id, ids))
+                    .order_by(ORDERS.c.order_id).with_for_update())
+    skus = session.execute(sa.select(ALLOC.c.sku).distinct().where(_keyed(session, ALLOC.c.order_id, ids))).scalars()
+    _stock_of_skus(session, list(skus), lock=True, all_or_nothing=True)
 
 
 def _take_reservations(session: Session, order_id: str, *, consume: bool) -> list[dict]:
@@ -666,24 +719,37 @@ def deliver(session: Session, cfg, order_id: str, *, at: datetime, actor: str, i
 _PLANNED_TABLES = ("orders", "order_line", "task", "allocation", "stock")
 
 
-def _fresh_statistics(session: Session) -> None:
-    """Analyze the tables allocation reads when PostgreSQL's statistics are missing or far behind.
+def _fresh_statistics(session: Session, *, write: bool) -> None:
+    """Analyze the tables allocation reads when the planner's statistics are missing or far behind.
 
-    Right after a bulk import autovacuum has not analyzed yet (it does within a minute or so);
-    planned without statistics, the key lookups of a 100k-order run become repeated scans (ten
-    times slower). Runs ANALYZE on its own autocommit connection, outside the caller's
-    transaction, so no lock is held past it. Without the privilege PostgreSQL only warns.
+    Right after a bulk import the planner knows nothing of the new rows: PostgreSQL's autovacuum
+    analyzes within a minute or so, SQLite never does. Planned blind, key lookups by order id
+    become scans of every open task (SQLite picks ``ix_task_due`` for ``id IN (...)``), ten times
+    slower at 100k orders, in this module and in the workflow's ``complete_auto``. ANALYZE takes
+    ~0.1 s per 100k rows. PostgreSQL: on its own autocommit connection, outside the caller's
+    transaction, so no lock is held past it (without the privilege it only warns). SQLite: inside
+    the write transaction (skipped for a read-only dry run).
     """
-    if not _is_pg(session):
+    if _is_pg(session):
+        stale = session.execute(sa.text(
+            "SELECT c.relname FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid "
+            "WHERE c.relname IN :names AND c.relnamespace = to_regnamespace(current_schema())::oid "
+            "AND (c.reltuples < 0 OR s.n_mod_since_analyze > 1000 + 0.2 * c.reltuples)"
+        ).bindparams(sa.bindparam("names", expanding=True)), {"names": list(_PLANNED_TABLES)}).scalars().all()
+        if stale:
+            with session.get_bind().engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("ANALYZE " + ", ".join(sorted(stale)))
         return
-    stale = session.execute(sa.text(
-        "SELECT c.relname FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid "
-        "WHERE c.relname IN :names AND c.relnamespace = to_regnamespace(current_schema())::oid "
-        "AND (c.reltuples < 0 OR s.n_mod_since_analyze > 1000 + 0.2 * c.reltuples)"
-    ).bindparams(sa.bindparam("names", expanding=True)), {"names": list(_PLANNED_TABLES)}).scalars().all()
-    if stale:
-        with session.get_bind().engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("ANALYZE " + ", ".join(sorted(stale)))
+    if not write:
+        return
+    analyzed: dict[str, int] = {}
+    if session.execute(sa.text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")).scalar():
+        for tbl, stat in session.execute(sa.text("SELECT tbl, stat FROM sqlite_stat1 WHERE idx IS NOT NULL")):
+            analyzed[tbl] = max(analyzed.get(tbl, 0), int(str(stat).split()[0]))
+    for table in _PLANNED_TABLES:
+        rows = session.execute(sa.text(f"SELECT max(rowid) FROM {table}")).scalar() or 0
+        if rows > 1000 and (table not in analyzed or rows > 2 * analyzed[table]):
+            session.execute(sa.text(f"ANALYZE {table}"))
 
 
 def allocation_nodes(cfg) -> list[str]:
@@ -744,7 +810,7 @@ def _load_stock_for(session: Session, nodes: list[str], order_ids: list[str] | N
     for part in ([None] if order_ids is None else _parts(session, order_ids)):
         skus.update(session.execute(q if part is None else q.where(_keyed(session, ORDERS.c.order_id, part))).scalars())
     stock: dict[str, list[list]] = defaultdict(list)
-    for r in _stock_of_skus(session, sorted(skus), lock=lock):
+    for r in _stock_of_skus(session, sorted(skus), lock=lock, all_or_nothing=True):
         stock[r["sku"]].append([r["id"], r["warehouse"], r["on_hand"], r["allocated"]])
     return stock, skus
 
@@ -823,7 +889,7 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
     if ids:
         _check_explicit(session, ids, nodes)
     else:
-        _fresh_statistics(session)
+        _fresh_statistics(session, write=not dry_run)
     lock = not dry_run
     stock, stock_skus = _load_stock_for(session, nodes, ids, lock)
     candidates = _candidates(session, nodes, ids)
