@@ -140,19 +140,19 @@ def _describe_period(period, tz: str) -> str:
     return "all orders"
 
 
-def value_text(value, unit: str) -> str:
+def value_text(value, unit: str, digits: int = 2) -> str:
     if value is None:
         return "-"
     if unit == "rate":
-        return f"{value * 100:.2f}%"
+        return f"{value * 100:.{digits}f}%"
     return f"{value:,.1f} {'min' if unit == 'minutes' else 'h'}"
 
 
-def gap_text(gap, unit: str) -> str:
+def gap_text(gap, unit: str, digits: int = 2) -> str:
     if gap is None:
         return "-"
     if unit == "rate":
-        return f"{gap * 100:+.2f} pp"
+        return f"{gap * 100:+.{digits}f} pp"
     return f"{gap:+,.1f} {'min' if unit == 'minutes' else 'h'}"
 
 
@@ -182,6 +182,7 @@ def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
 
     from ffctl.commands._output import get_console, message
     from ffctl.core.durations import format_duration
+    from ffctl.core.kpi import percent_decimals
 
     kpis = [r for r in rows if r["kpi"] != "bottleneck"]
     if not kpis:
@@ -205,11 +206,12 @@ def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
         cells = [r["kpi"] if first or not by else ""]
         if by:
             cells.append("-" if r["group"] is None else str(r["group"]))
+        digits = percent_decimals(r["actual"], r["target"])
         cells += [
-            value_text(r["actual"], r["unit"]),
+            value_text(r["actual"], r["unit"], digits),
             value_text(r["p90"], r["unit"]) if r["unit"] != "rate" else "",
-            value_text(r["target"], r["unit"]),
-            gap_text(r["gap"], r["unit"]),
+            value_text(r["target"], r["unit"], digits),
+            gap_text(r["gap"], r["unit"], digits),
             f"{r['count']:,}",
             bar(r["actual"], r["target"], r["unit"], r["met"]),
         ]

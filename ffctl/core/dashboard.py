@@ -7,6 +7,7 @@ file opens offline and can be mailed. ``render_dashboard`` is pure (data in, HTM
 
 from __future__ import annotations
 
+import math
 from datetime import date, datetime
 from html import escape
 from typing import Any, Sequence
@@ -14,7 +15,7 @@ from typing import Any, Sequence
 from ffctl.core.clock import local
 from ffctl.core.durations import format_duration
 from ffctl.core.kpi import (ALL, KPIS, Period, breaches_by_owner, cycle_time_histogram, kpi_report, nice_step,
-                            sla_report)
+                            percent_decimals, sla_report)
 
 GREEN, RED, GREY, BLUE, PURPLE, AMBER = "#1f9d61", "#d64545", "#9aa3b2", "#2f6fdf", "#8e5bd6", "#e08a1e"
 INK, MUTED, GRID = "#1d2433", "#5c667a", "#e6e9f0"
@@ -46,11 +47,11 @@ def build_dashboard(session, cfg, *, now: datetime, period: Period = Period()) -
 
 # --- formatting --------------------------------------------------------------------------------
 
-def _value(value: float | None, unit: str) -> str:
+def _value(value: float | None, unit: str, digits: int = 2) -> str:
     if value is None:
         return "–"
     if unit == "rate":
-        return f"{value * 100:.1f}%"
+        return f"{value * 100:.{digits}f}%"
     if unit == "minutes":
         return f"{value:,.1f} min"
     if unit == "hours":
@@ -58,11 +59,11 @@ def _value(value: float | None, unit: str) -> str:
     return f"{value:,.2f}"
 
 
-def _gap(gap: float | None, unit: str) -> str:
+def _gap(gap: float | None, unit: str, digits: int = 2) -> str:
     if gap is None:
         return ""
     if unit == "rate":
-        return f"{gap * 100:+.1f} pp"
+        return f"{gap * 100:+.{digits}f} pp"
     return f"{gap:+,.1f} {'min' if unit == 'minutes' else 'h'}"
 
 
@@ -106,8 +107,9 @@ def line_chart(labels: Sequence[str], series: Sequence[dict], *, width: int = 11
     values = [v for s in series for v in s["values"] if v is not None]
     targets = [s["target"] for s in series if s.get("target") is not None]
     floor = min(values + targets) if values else 0.0
-    tick = 0.1 if floor >= 0.55 else 0.2
-    low = max(0.0, (int((floor - 0.05) / tick)) * tick) if values else 0.0
+    # the smallest round tick that shows everything from just under the lowest point to 100% in <= 6 steps
+    tick = next((t for t in (0.01, 0.02, 0.05, 0.1, 0.2) if (1.0 - floor) + t / 2 <= 6 * t), 0.2)
+    low = max(0.0, math.floor((floor - tick / 2) / tick + 1e-9) * tick) if values else 0.0
     span = 1.0 - low or 1.0
     steps = max(1, round(span / tick))
 
@@ -118,9 +120,10 @@ def line_chart(labels: Sequence[str], series: Sequence[dict], *, width: int = 11
         return left + (pw * (i + 0.5) / n if n else 0)
 
     for k in range(steps + 1):
-        v = low + span * k / steps
+        v = min(1.0, low + tick * k)
         parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{_num(y(v))}" y2="{_num(y(v))}" stroke="{GRID}"/>')
-        parts.append(_text(left - 8, y(v) + 4, f"{v * 100:.0f}%", size=11, anchor="end"))
+        parts.append(_text(left - 8, y(v) + 4, f"{v * 100:.0f}%" if tick >= 0.01 - 1e-9 else f"{v * 100:.1f}%",
+                           size=11, anchor="end"))
     if not n:
         parts.append(_text(left + pw / 2, top + ph / 2, "no orders in the period", size=14, anchor="middle"))
     every = max(1, -(-n // 14))
@@ -275,16 +278,17 @@ def _card(row: dict) -> str:
     name, definition = LABELS[row["kpi"]]
     unit = row["unit"]
     colour = _state_colour(row["met"])
-    target = "no target" if row["target"] is None else f"target {_value(row['target'], unit)}"
+    digits = percent_decimals(row["actual"], row["target"])
+    target = "no target" if row["target"] is None else f"target {_value(row['target'], unit, digits)}"
     p90 = f" · p90 {_value(row['p90'], unit)}" if row.get("p90") is not None else ""
     status = "" if row["met"] is None else ("✓ met" if row["met"] else "✗ missed")
     return (
         f'<div class="card" style="border-top-color:{colour}">'
         f'<div class="name">{escape(name)}</div><div class="def">{escape(definition)}</div>'
-        f'<div class="big" style="color:{colour if row["met"] is False else INK}">{_value(row["actual"], unit)}</div>'
+        f'<div class="big" style="color:{colour if row["met"] is False else INK}">{_value(row["actual"], unit, digits)}</div>'
         f'{gauge(row["actual"], row["target"], unit, row["met"])}'
         f'<div class="meta"><span>{escape(target)}</span>'
-        f'<span class="gap" style="color:{colour}">{escape(_gap(row["gap"], unit))} {status}</span></div>'
+        f'<span class="gap" style="color:{colour}">{escape(_gap(row["gap"], unit, digits))} {status}</span></div>'
         f'<div class="meta"><span>n = {row["count"]:,}{escape(p90)}</span></div></div>'
     )
 
@@ -343,9 +347,9 @@ def render_dashboard(data: dict, *, tz: str, now: datetime, period: Period) -> s
     top_breaches = max([n["breaches"] for n in nodes] + [1])
     breaches = hbar_chart(
         [{"label": n["node"], "value": n["breaches"], "colour": AMBER if n["bottleneck"] else RED,
-          "text": f"{n['breaches']:,} breached · {n['escalations']:,} esc. · {n['auto_actions']:,} auto"}
+          "text": f"{n['breaches']:,} · {n['escalations']:,} esc · {n['auto_actions']:,} auto"}
          for n in nodes],
-        max_value=top_breaches, value_width=190)
+        max_value=top_breaches, value_width=180)
     owners = data["owners"]
     top_owner = max([o["breaches"] for o in owners] + [1])
     owner_chart = hbar_chart(
@@ -395,7 +399,7 @@ def render_dashboard(data: dict, *, tz: str, now: datetime, period: Period) -> s
 {trend}</section>
 <div class="row">
 <section class="panel"><h2>SLA attainment per node</h2><div class="sub">visits closed within their SLA; dashed line: target</div>{attainment}</section>
-<section class="panel"><h2>Breaches per node</h2><div class="sub">visits that breached their SLA, with escalations and automatic actions; amber: the bottleneck</div>{breaches}</section>
+<section class="panel"><h2>Breaches per node</h2><div class="sub">visits that breached their SLA · escalations · automatic actions; amber: the bottleneck</div>{breaches}</section>
 </div>
 <div class="row">
 <section class="panel"><h2>Cycle time distribution</h2><div class="sub">shipped orders by hours from created to shipped; amber: the long tail</div>{hist}</section>

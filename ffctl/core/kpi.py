@@ -493,6 +493,16 @@ def kpi_row(name: str, group: str | None, actual: float | None, count: int, targ
             "p90": _round(p90, unit), "unit": unit, "met": met, "node": None}
 
 
+def percent_decimals(actual: float | None, target: float | None, least: int = 2) -> int:
+    """Decimals to show a rate in percent with, so that a miss never reads like the target."""
+    digits = least
+    if actual is None or target is None:
+        return digits
+    while digits < 4 and actual != target and round(actual * 100, digits) == round(target * 100, digits):
+        digits += 1
+    return digits
+
+
 def _sort_groups(groups: Iterable[str | None]) -> list[str | None]:
     return sorted(set(groups), key=lambda g: (g is None, g or ""))
 
