@@ -397,3 +397,11 @@ def test_reports_share_a_session_after_it_used_temporary_tables(history, example
         nodes = sla_report(s, example_config, now=NOW)
     assert pick(first, "on_time_shipping")["count"] == 3
     assert pick(weekly, "on_time_shipping", "2026-03-02")["count"] == 3 and len(nodes) == 6
+
+
+def test_rates_show_enough_decimals_to_tell_a_miss_from_the_target():
+    from ffctl.core.kpi import percent_decimals
+
+    assert percent_decimals(0.99899, 0.999) == 3  # 99.899% misses 99.900%
+    assert percent_decimals(0.5, 0.999) == 2 and percent_decimals(0.999, 0.999) == 2
+    assert percent_decimals(None, 0.95) == 2
