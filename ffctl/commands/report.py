@@ -79,8 +79,13 @@ def sla(
     end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
     fmt: Optional[Format] = format_option(),
 ) -> None:
-    """SLA attainment per node: completed, within SLA, p50/p90 time in node vs the SLA, breaches,
-    escalations and auto actions. Durations in JSON/CSV are seconds."""
+    """SLA attainment per node, with time in node against the SLA, breaches and escalations.
+
+    Per node: visits closed by a decision (completed, approved or rejected), those within the SLA,
+    attainment, p50/p90 wall-clock time in the node, the SLA, breaches, escalations, reminders,
+    automatic actions and time over SLA; `bottleneck` marks the node with the largest share of
+    breaches and time over SLA. Durations in JSON/CSV are seconds.
+    """
     from ffctl.commands._output import Column, render, resolve_format
     from ffctl.core.kpi import sla_report
 
