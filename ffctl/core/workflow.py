@@ -366,7 +366,8 @@ def complete(session: Session, cfg, order_id: str, *, at: datetime, actor: str, 
     detail = "; ".join(x for x in (words, note) if x)
     writer = _Writer(cfg, at, actor)
     writer.event(event, at, order_id, task.node, detail or None)
-    nxt = writer.enter_from(_facts_one(session, order_id), task.workflow, task.seq + 1, at)
+    facts = _facts_one(session, order_id) if _needs_facts(cfg, task.workflow, task.seq + 1) else {"order_id": order_id}
+    nxt = writer.enter_from(facts, task.workflow, task.seq + 1, at)
     writer.flush(session)
     return nxt
 
@@ -398,7 +399,10 @@ def complete_auto(session: Session, cfg, order_ids: Iterable[str], kind: str, *,
         rows = [r for r in rows if r.id in closed]
         if not rows:
             continue
-        facts = {f["order_id"]: f for f in order_facts(session, [r.order_id for r in rows])}
+        if any(_needs_facts(cfg, r.workflow, r.seq + 1) for r in rows):
+            facts = {f["order_id"]: f for f in order_facts(session, [r.order_id for r in rows])}
+        else:
+            facts = {r.order_id: {"order_id": r.order_id} for r in rows}
         writer = _Writer(cfg, at, actor)
         for r in rows:
             late = "SLA met" if r.deadline is None or at <= r.deadline else \
@@ -485,6 +489,12 @@ def cancel_tasks(session: Session, order_id: str, *, at: datetime, actor: str, r
         .values(status="cancelled", outcome="cancelled", completed_at=at, completed_by=actor,
                 note=reason, next_action_at=None, held_at=None)
     )
+
+
+def _needs_facts(cfg, workflow: str, seq: int) -> bool:
+    """Whether a node from ``seq`` on has a ``when`` (only then are the order's facts read)."""
+    nodes = next((wf.nodes for wf in cfg.workflows if wf.name == workflow), ())
+    return any(cfg.nodes[n].when for n in nodes[seq:] if n in cfg.nodes)
 
 
 def _facts_one(session: Session, order_id: str) -> dict:
