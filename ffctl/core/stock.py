@@ -421,19 +421,16 @@ def _raw(session: Session):
 
 
 def _insert_allocations(session: Session, rows: list[tuple[str, int, str, str, int]], at: datetime) -> None:
-    """New reservations (order_id, line_id, sku, warehouse, qty), created at ``at``: one
-    ``INSERT ... SELECT FROM unnest(...)`` on PostgreSQL, the driver's executemany on SQLite."""
+    """New reservations (order_id, line_id, sku, warehouse, qty), created at ``at``: COPY on
+    PostgreSQL, the driver's executemany on SQLite."""
     if not rows:
         return
     if _is_pg(session):
-        cols = list(zip(*rows))
-        session.execute(sa.text(
-            "INSERT INTO allocation (order_id, line_id, sku, warehouse, qty, created_at) "
-            "SELECT o, l, s, w, q, :at FROM unnest(CAST(:o AS text[]), CAST(:l AS bigint[]), CAST(:s AS text[]), "
-            "CAST(:w AS text[]), CAST(:q AS bigint[])) AS v(o, l, s, w, q)"
-        ).bindparams(sa.bindparam("at", type_=Allocation.__table__.c.created_at.type)),
-            {"o": list(cols[0]), "l": list(cols[1]), "s": list(cols[2]), "w": list(cols[3]), "q": list(cols[4]),
-             "at": at})
+        stamp = at.astimezone(timezone.utc).replace(tzinfo=None)
+        with _raw(session).cursor() as cur:
+            with cur.copy("COPY allocation (order_id, line_id, sku, warehouse, qty, created_at) FROM STDIN") as copy:
+                for r in rows:
+                    copy.write_row(r + (stamp,))
         return
     stored = at.astimezone(timezone.utc).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
     cur = _raw(session).cursor()
@@ -909,6 +906,7 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
 
     report: list[dict] = []
     skipped: list[str] = []
+    stock_deltas: dict[int, int] = defaultdict(int)  # written once at the end: the rows stay locked till commit
     n_complete = n_partial = n_back = units = units_back = 0
     with_lines = details is True
     for chunk_rows in _chunks(candidates, CHUNK):
@@ -933,7 +931,6 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
             ).all():
                 existing[line_id][wh] = a_id
 
-        stock_deltas: dict[int, int] = defaultdict(int)
         line_deltas: dict[int, int] = {}
         alloc_updates: dict[int, int] = {}
         alloc_inserts: list[tuple] = []
@@ -1014,8 +1011,6 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
                     row_out["lines"] = line_reports
                 chunk_report.append(row_out)
         if not dry_run:
-            _bulk_add(session, "stock", "allocated", dict(stock_deltas), guard="t.on_hand - t.allocated >= :q",
-                      what="stock")
             _bulk_add(session, "order_line", "allocated", line_deltas, guard="t.allocated + :q <= t.qty",
                       what="order line")
             _bulk_add(session, "allocation", "qty", alloc_updates, what="allocation")
@@ -1037,6 +1032,9 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
                 on_orders(chunk_report)
         else:
             report.extend(chunk_report)
+    if not dry_run:
+        _bulk_add(session, "stock", "allocated", dict(stock_deltas), guard="t.on_hand - t.allocated >= :q",
+                  what="stock")
     return {
         "dry_run": dry_run,
         "orders": report,
