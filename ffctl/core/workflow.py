@@ -89,6 +89,16 @@ def task_view(task, cfg, now: datetime) -> dict:
     return {"state": state, "seconds_left": None if left is None else round(left)}
 
 
+def _keyed(session: Session, column, values: list):
+    """``column IN values``; on PostgreSQL one array parameter (``= ANY``), parsed and planned once
+    whatever its length, where an IN list renders a cast per element."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == sa.any_(sa.bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))
+
+
 # --- order facts (what `match` and `when` look at) -------------------------------------------
 
 def order_facts(session: Session, order_ids: Iterable[str]) -> list[dict]:
@@ -103,7 +113,7 @@ def order_facts(session: Session, order_ids: Iterable[str]) -> list[dict]:
                 Order.sales_rep, Order.priority, Customer.tier, Customer.region.label("customer_region"),
             )
             .join(Customer, Customer.customer == Order.customer)
-            .where(Order.order_id.in_(chunk))
+            .where(_keyed(session, Order.order_id, chunk))
         ).all()
         for r in rows:
             facts[r.order_id] = {
@@ -115,7 +125,7 @@ def order_facts(session: Session, order_ids: Iterable[str]) -> list[dict]:
         lines = session.execute(
             sa.select(OrderLine.order_id, OrderLine.sku, Product.category, Product.custom)
             .join(Product, Product.sku == OrderLine.sku)
-            .where(OrderLine.order_id.in_(chunk))
+            .where(_keyed(session, OrderLine.order_id, chunk))
         ).all()
         for line in lines:
             f = facts[line.order_id]
@@ -384,7 +394,7 @@ def complete_auto(session: Session, cfg, order_ids: Iterable[str], kind: str, *,
         rows = session.execute(
             sa.select(TASK.c.id, TASK.c.order_id, TASK.c.node, TASK.c.workflow, TASK.c.seq, TASK.c.deadline)
             .join(ORDERS, ORDERS.c.order_id == TASK.c.order_id)
-            .where(TASK.c.order_id.in_(chunk), TASK.c.status == "open", TASK.c.node.in_(nodes),
+            .where(_keyed(session, TASK.c.order_id, chunk), TASK.c.status == "open", TASK.c.node.in_(nodes),
                    TASK.c.held_at.is_(None), ORDERS.c.status == "open")
         ).all()
         if not rows:
@@ -392,7 +402,7 @@ def complete_auto(session: Session, cfg, order_ids: Iterable[str], kind: str, *,
         # one conditional UPDATE; RETURNING says which tasks this transaction really closed, so a
         # concurrent completer's tasks are neither advanced twice nor re-entered
         closed = set(session.execute(
-            sa.update(TASK).where(TASK.c.id.in_([r.id for r in rows]), TASK.c.status == "open")
+            sa.update(TASK).where(_keyed(session, TASK.c.id, [r.id for r in rows]), TASK.c.status == "open")
             .values(status="done", outcome="completed", completed_at=at, completed_by=actor, next_action_at=None)
             .returning(TASK.c.id)
         ).scalars())
