@@ -250,6 +250,10 @@ NOTES = [
     "autovacuum within a minute or so); `allocate --all` analyzes stale tables first (~0.1 s per 100k",
     "rows), without which the key lookups here and in `complete_auto` became scans (PostgreSQL: 592 s).",
     "The second run is the top-up pass cron makes: it reads the waiting orders and finds nothing new.",
+    "PostgreSQL misses the goal by about a fifth: what is left is server work the schema asks for —",
+    "250k non-HOT `order_line` updates (~4 s; a `fillfactor` of 70 on `order_line` made 55% of them HOT",
+    "and cut that to ~3 s in a trial) and 200k reservation rows whose two foreign-key checks lock the",
+    "referenced line and order (~4 s) — against an import that writes everything by COPY.",
 ]
 
 
