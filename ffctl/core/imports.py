@@ -1120,6 +1120,10 @@ class _PerOrder(Handler):
             sa.select(Order.order_id).where(key_in(session, Order.__table__.c.order_id, [r.key for r in records]))
         ))
         outcomes = []
+        if write and self.locks_stock:  # take the batch's orders and stock rows at once: no deadlock cycles
+            from ffctl.core import stock
+
+            stock.lock_for_orders(session, [r.key for r in records if r.key in known])
         for record in records:
             if record.key not in known:
                 outcomes.append((REJECTED, f"unknown order {record.key!r} (not in orders; import orders first)"))
@@ -1135,6 +1139,8 @@ class _PerOrder(Handler):
                 outcomes.append((REJECTED, exc.message))
         return outcomes
 
+    locks_stock = False  # whether ``do`` moves stock (shipments consume reservations)
+
     def do(self, session, ctx, record: Record) -> bool:
         raise NotImplementedError
 
@@ -1143,6 +1149,8 @@ S_ORDER, S_SHIPPED, S_CARRIER, S_TRACKING, S_LINE, S_SKU, S_QTY = range(7)
 
 
 class Shipments(_PerOrder):
+    locks_stock = True
+
     def do(self, session, ctx, record):
         from ffctl.core import stock
 
