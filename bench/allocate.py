@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +27,8 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path when run)
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ADMIN = os.environ.get("FFCTL_BENCH_PG", "postgresql://root@127.0.0.1:5432/test")
@@ -258,16 +259,8 @@ NOTES = [
 
 
 def record(table: list[str]) -> None:
-    doc = REPO / "docs" / "performance.md"
-    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Performance\n\nMeasured figures, each with the command that reproduces it.\n"
-    body = "\n".join([SECTION, "", *table, "", *NOTES]).rstrip() + "\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |^<!-- |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: body + "\n", text).rstrip() + "\n"
-    else:
-        text = text.rstrip() + "\n\n" + body
-    doc.write_text(text, encoding="utf-8")
-    print(f"recorded in {doc}")
+    body = "\n".join([SECTION, "", *table, "", *NOTES])
+    print(f"recorded in {record_section('allocate.py', body)}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import platform
 import random
-import re
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -27,8 +26,9 @@ sys.path.insert(0, str(REPO))
 from ffctl.core import workflow  # noqa: E402
 from ffctl.core.config import load_config  # noqa: E402
 
+from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path when run)
+
 DOC = REPO / "docs" / "performance.md"
-BEGIN, END = "<!-- bench/deadlines.py: begin -->", "<!-- bench/deadlines.py: end -->"
 
 
 def instants(n: int, seed: int = 5) -> list[datetime]:
@@ -63,15 +63,7 @@ def time_add(clock, seconds: int, entered: list[datetime]) -> float:
 
 
 def record(text: str) -> None:
-    """Replace this benchmark's section of docs/performance.md (or append it), leaving the rest."""
-    DOC.parent.mkdir(exist_ok=True)
-    current = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Performance\n"
-    section = f"{BEGIN}\n{text.rstrip()}\n{END}\n"
-    if BEGIN in current and END in current:
-        current = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", lambda _m: section, current, flags=re.S)
-    else:
-        current = current.rstrip() + "\n\n" + section
-    DOC.write_text(current, encoding="utf-8")
+    record_section("deadlines.py", text)
 
 
 def main() -> None:
@@ -118,7 +110,7 @@ def main() -> None:
             "at every midnight, so an addition is two binary searches and a walk over one day's ranges: "
             "a sweep that reschedules a million tasks spends seconds, not minutes, on calendar math.\n"
         )
-        print(f"recorded in {DOC.relative_to(REPO)}", file=sys.stderr)
+        print("recorded in docs/performance.md", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -36,11 +35,12 @@ import uuid
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path when run)
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 PG_ADMIN = os.environ.get("FFCTL_BENCH_PG", "postgresql://root@127.0.0.1:5432/test")
 CONFIG = REPO / "config.example.toml"
-BEGIN, END = "<!-- bench/report.py: begin -->", "<!-- bench/report.py: end -->"
 REGIONS = ["华东", "华南", "华北", "华中", "西南", "西北", "东北"]
 YEAR_MINUTES = 525600
 NOW = datetime(2026, 1, 2, tzinfo=timezone.utc)  # the report's clock: a day after the last order
@@ -302,16 +302,13 @@ def describe(r: dict) -> str:
 
 
 def record(results: list[dict], command: str) -> None:
-    doc = REPO / "docs" / "performance.md"
-    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Performance\n"
     body = "\n\n".join(describe(r) for r in results)
     sqlite = next((r for r in results if r["backend"] == "sqlite"), None)
     verdict = ""
     if sqlite:
         verdict = (f"Goal <= 3 s on SQLite: {'met' if sqlite['report'] <= 3 else 'not met'} "
                    f"({sqlite['report']:.2f} s for the core call, {sqlite['cli']:.2f} s for the whole process).")
-    section = f"""{BEGIN}
-## KPI report (`bench/report.py`)
+    section = f"""## KPI report (`bench/report.py`)
 
 `{command}` on CPython {platform.python_version()}, {platform.machine()}, {date.today().isoformat()}; 2 cores shared
 with other jobs (load average {os.getloadavg()[0]:.1f} when the run ended).
@@ -345,12 +342,8 @@ per KPI. Measured and not taken: a covering index on task (order_id, outcome, no
 deadline) cuts the per-order pass from 5.4 s to 3.0 s, at the price of one more index written by
 every task change; per-group OFFSET picks over an index on (group, value) halve each SQLite
 percentile (1.3 s instead of 2.6 s) but issue one query per group and percentile.
-{END}"""
-    if BEGIN in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _m: section, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    doc.write_text(text, encoding="utf-8")
+"""
+    record_section("report.py", section)
 
 
 def main() -> None:

@@ -28,7 +28,6 @@ import argparse
 import dataclasses
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -46,9 +45,10 @@ from ffctl.core.config import load_config  # noqa: E402
 from ffctl.core.rules import run_rules  # noqa: E402
 from ffctl.core.store import Store  # noqa: E402
 
+from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path when run)
+
 PG_ADMIN = os.environ.get("FFCTL_BENCH_PG", "postgresql://root@127.0.0.1:5432/test")
 DOC = REPO / "docs" / "performance.md"
-BEGIN, END = "<!-- bench/rules.py: begin -->", "<!-- bench/rules.py: end -->"
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
 BASE = "2026-03-10 12:00:00"  # NOW, naive UTC as stored
 SUPPLIERS, BATCHES, CUSTOMERS = 1000, 20, 10_000
@@ -226,15 +226,7 @@ def report(backend: str, r: dict) -> list[str]:
 
 
 def record(text: str) -> None:
-    """Replace this benchmark's section of docs/performance.md (or append it), leaving the rest."""
-    DOC.parent.mkdir(exist_ok=True)
-    current = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Performance\n"
-    section = f"{BEGIN}\n{text.rstrip()}\n{END}\n"
-    if BEGIN in current and END in current:
-        current = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", lambda _m: section, current, flags=re.S)
-    else:
-        current = current.rstrip() + "\n\n" + section
-    DOC.write_text(current, encoding="utf-8")
+    record_section("rules.py", text)
 
 
 def main() -> None:

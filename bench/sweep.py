@@ -30,10 +30,11 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path when run)
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 PG_ADMIN = os.environ.get("FFCTL_BENCH_PG", "postgresql://root@127.0.0.1:5432/test")
-BEGIN, END = "<!-- bench/sweep.py: begin -->", "<!-- bench/sweep.py: end -->"
 
 NOW = datetime(2026, 6, 1, 10, 0, tzinfo=timezone.utc)
 DUE = 1000
@@ -249,10 +250,7 @@ def report(results: list[dict], args) -> str:
 
 
 def record(text: str, args) -> None:
-    doc = REPO / "docs" / "performance.md"
-    current = doc.read_text(encoding="utf-8") if doc.exists() else "# Performance\n"
-    section = f"""{BEGIN}
-## The SLA sweep (`bench/sweep.py`)
+    section = f"""## The SLA sweep (`bench/sweep.py`)
 
 `python bench/sweep.py --runs {args.runs}` on CPython {platform.python_version()}, {platform.machine()}, {datetime.now():%Y-%m-%d}
 (2 cores shared with other work). The same {DUE:,} due tasks (each becomes at risk: one step, one
@@ -269,15 +267,8 @@ batches of 200 claimed with `FOR UPDATE SKIP LOCKED` (PostgreSQL) or under the w
 idle sweep is one index probe; the `ffctl sla sweep` process around it is interpreter start-up,
 imports (SQLAlchemy and the models, ~0.7 s on this loaded machine) and the schema-revision check
 (~0.2 s), not the sweep.
-{END}
 """
-    if BEGIN in current:
-        head, rest = current.split(BEGIN, 1)
-        current = head + section.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        current = current.rstrip("\n") + "\n\n" + section
-    doc.write_text(current, encoding="utf-8")
-    print(f"recorded in {doc}")
+    print(f"recorded in {record_section('sweep.py', section)}")
 
 
 def main() -> None:
