@@ -247,55 +247,71 @@ def atp(session: Session, sku: str, qty: int | None = None, *, now: datetime, tz
     }
 
 
-def promise_dates(session: Session, orders: list[tuple[str, list[tuple[str, int]]]], *, now: datetime,
-                  tz: str) -> dict[str, tuple[date, str]]:
+def promise_dates(session: Session, orders: Sequence[tuple], *, now: datetime, tz: str,
+                  ledger: dict | None = None) -> dict[str, tuple[date, str]]:
     """Promised ship dates for a batch of orders: order_id -> (date, "atp" | "lead_time").
 
     The orders are promised in the given sequence, each consuming what it is promised, so a
     batch never promises the same units twice. An order's date is the earliest local date
     every line is covered by ATP; a line no known supply covers makes it today + the
     product's lead_time_days (default 7), source "lead_time". The batch's own rows, if already
-    written, are not counted as demand. Reads stock, receipts and demand once per call.
+    written, are not counted as demand. An entry is ``(order_id, lines)``, or
+    ``(order_id, lines, promised)``: with ``promised`` not None the order already has a date; it
+    gets none and counts as demand from today.
+
+    ``ledger``: a dict the caller passes to every call of one run (one clock). Each SKU's stock,
+    receipts, lead time and open demand are then read from the store once, the first time a
+    call needs the SKU, and later calls go on consuming from there, so a call costs what its
+    batch needs, not what the store holds (re-reading every open line of the batch's SKUs per
+    call made a large import quadratic). The ledger sees the store as it was when it read each
+    SKU, less what the run itself promised or was given since: orders with a date consume it
+    too, so the run must pass every order it writes (a caller that changes stored orders
+    otherwise clears the ledger).
     """
     today = local_date(now, tz)
-    skus = sorted({s for _oid, lines in orders for s, _q in lines})
-    avail = _available_now(session, skus)
-    demand = _open_demand(session, skus, [oid for oid, _ in orders])
-    receipts = _open_receipts(session, skus, today, tz)
-    lead: dict[str, int | None] = {}
-    for part in _parts(session, skus):
-        lead.update(dict(session.execute(
-            sa.select(Product.sku, Product.lead_time_days).where(_keyed(session, Product.sku, part))
-        ).all()))
-    profiles: dict[str, _Profile] = {}
-
-    def profile(s: str) -> _Profile:
-        p = profiles.get(s)
-        if p is None:
+    profiles: dict = {} if ledger is None else ledger  # sku -> (_Profile, lead_time_days)
+    wanted = {s for entry in orders if len(entry) < 3 or entry[2] is None for s, _q in entry[1]}
+    unread = sorted(s for s in wanted if s not in profiles)
+    if unread:
+        avail = _available_now(session, unread)
+        demand = _open_demand(session, unread, [entry[0] for entry in orders])
+        receipts = _open_receipts(session, unread, today, tz)
+        lead: dict[str, int | None] = {}
+        for part in _parts(session, unread):
+            lead.update(dict(session.execute(
+                sa.select(Product.sku, Product.lead_time_days).where(_keyed(session, Product.sku, part))
+            ).all()))
+        for s in unread:
             start = sum(avail.get(s, {}).values()) - demand.get(s, 0)
-            p = profiles[s] = _Profile(today, start, [(d, q) for d, _w, q in receipts.get(s, [])])
-        return p
+            profiles[s] = (_Profile(today, start, [(d, q) for d, _w, q in receipts.get(s, [])]), lead.get(s))
 
     out: dict[str, tuple[date, str]] = {}
-    for order_id, lines in orders:
+    for entry in orders:
+        order_id, lines = entry[0], entry[1]
+        if len(entry) > 2 and entry[2] is not None:  # promised already: demand from today where known
+            for s, q in lines:
+                known = profiles.get(s)
+                if known is not None:
+                    known[0].consume(q, today)
+            continue
         need: dict[str, int] = defaultdict(int)
         for s, q in lines:
             need[s] += q
         when, source, covered, uncovered = today, "atp", [], []
         for s, q in need.items():
-            d = profile(s).earliest(q)
+            profile, days = profiles[s]
+            d = profile.earliest(q)
             if d is None:
                 uncovered.append((s, q))
-                days = lead.get(s)
                 when = max(when, today + timedelta(days=DEFAULT_LEAD_TIME_DAYS if days is None else days))
                 source = "lead_time"
             else:
                 covered.append((s, q))
                 when = max(when, d)
         for s, q in covered:
-            profile(s).consume(q, when)
+            profiles[s][0].consume(q, when)
         for s, q in uncovered:
-            profile(s).consume(q, None)
+            profiles[s][0].consume(q, None)
         out[order_id] = (when, source)
     return out
 
