@@ -194,6 +194,31 @@ def test_columns_in_any_order_and_a_given_promise_is_kept(ws):
     store.dispose()
 
 
+@pytest.mark.parametrize("batch_rows", ["1", "10000"])
+def test_promises_consume_atp_across_batches_and_a_given_promise_counts_as_demand(ws, batch_rows):
+    # 10 of A1 on hand (A1's lead time is 3 days). Orders go by order_id: P1 takes 3 of today's 10,
+    # P2 brings its own date and takes 6, so P3's 3 are not there today: the lead time. The same
+    # whatever the batch size: the import keeps one ATP ledger across its batches.
+    ok(run(ws, "stock", ws.write("stock.csv", "sku,warehouse,on_hand\nA1,WH1,10\n")))
+    text = ("order_id,line_no,customer,sku,qty,promised_ship_date\n"
+            "P3,1,C1,A1,3,\nP2,1,C2,A1,6,2026/12/01\nP1,1,C1,A1,3,\n")
+    ok(run(ws, "orders", ws.write("o.csv", text), "--batch-rows", batch_rows))
+    rows = query(ws, "SELECT order_id, promised_ship_date, promise_source FROM orders ORDER BY order_id")
+    assert [(o, str(d)[:10], s) for o, d, s in rows] == [
+        ("P1", "2026-11-25", "atp"), ("P2", "2026-12-01", "import"), ("P3", "2026-11-28", "lead_time"),
+    ]
+
+
+def test_promises_read_demand_already_in_the_store(ws):
+    ok(run(ws, "stock", ws.write("stock.csv", "sku,warehouse,on_hand\nA1,WH1,10\n")))
+    ok(run(ws, "orders", ws.write("a.csv", "order_id,line_no,customer,sku,qty\nQ1,1,C1,A1,8\n")))
+    ok(run(ws, "orders", ws.write("b.csv", "order_id,line_no,customer,sku,qty\nQ2,1,C1,A1,2\nQ3,1,C1,A1,1\n")))
+    rows = query(ws, "SELECT order_id, promised_ship_date, promise_source FROM orders ORDER BY order_id")
+    assert [(o, str(d)[:10], s) for o, d, s in rows] == [
+        ("Q1", "2026-11-25", "atp"), ("Q2", "2026-11-25", "atp"), ("Q3", "2026-11-28", "lead_time"),
+    ]
+
+
 def test_every_order_error_kind_is_reported_with_line_column_value_and_reason(ws):
     text = (
         "order_id,line_no,customer,sku,qty,created_at,promised_ship_date,unit_price,priority\n"

@@ -816,6 +816,9 @@ class Orders(Handler):
     left alone; a changed one is skipped, or with --update replaced while it is open and has no
     stock allocated (allocated or shipped orders are refused: release or cancel first)."""
 
+    def __init__(self) -> None:
+        self.ledger: dict = {}  # stock.promise_dates' ATP of the SKUs this run has promised from
+
     def apply(self, session, ctx, kind, records, write):
         keys = [r.key for r in records]
         orders = Order.__table__
@@ -879,17 +882,16 @@ class Orders(Handler):
             "categories": {cat for cat, _ in products if cat}, "skus": skus,
         }
 
-    def _promises(self, session, ctx: Context, records: list[Record]) -> dict:
-        wanted = [
-            (r.key, [(row[O_SKU], row[O_QTY]) for _, _, row in r.rows]) for r in records if r.first[O_PROMISED] is None
-        ]
-        if not wanted:
+    def _promises(self, session, ctx: Context, records: list[Record], *, ledger: dict | None = None) -> dict:
+        """ATP promises for the records without a promised_ship_date. With the run's ``ledger``
+        every record goes in (one with a date counts as demand), so that each SKU is read from
+        the store once per import and a batch costs what it holds, not what the store holds."""
+        if not ledger and all(r.first[O_PROMISED] is not None for r in records):
             return {}
-        try:
-            from ffctl.core.stock import promise_dates
-        except ImportError:  # the stock module lands separately; until then promises stay empty
-            return {}
-        return promise_dates(session, wanted, now=ctx.now, tz=ctx.tz)
+        from ffctl.core.stock import promise_dates
+
+        entries = [(r.key, [(row[O_SKU], row[O_QTY]) for _, _, row in r.rows], r.first[O_PROMISED]) for r in records]
+        return promise_dates(session, entries, now=ctx.now, tz=ctx.tz, ledger=ledger)
 
     def _header_row(self, ctx: Context, record: Record, digest: str, facts: dict, promise) -> tuple:
         v = record.first
@@ -909,7 +911,7 @@ class Orders(Handler):
     def _insert(self, session, ctx: Context, new: list[tuple[Record, str]]) -> None:
         from ffctl.core import workflow
 
-        promises = self._promises(session, ctx, [r for r, _ in new])
+        promises = self._promises(session, ctx, [r for r, _ in new], ledger=self.ledger)
         facts_list = []
         for record, _ in new:
             created = record.first[O_CREATED]
@@ -958,6 +960,7 @@ class Orders(Handler):
                            "detail": f"replaced by import: {len(record.rows)} line(s), was {before.get(record.key, 0)}"})
         bulk_insert(session, "order_line", LINE_INSERT, line_rows)
         audit.record_many(session, events)
+        self.ledger.clear()  # it counted the replaced lines: read their SKUs afresh next time
 
 
 # --- master data and other keyed rows ---------------------------------------------------------
