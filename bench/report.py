@@ -214,15 +214,49 @@ def count_all(engine) -> tuple[float, dict[str, int]]:
 
 
 def time_report(store, cfg, runs: int) -> tuple[float, list[dict]]:
-    from ffctl.core.kpi import kpi_report
+    """What `report kpi --by region` does after its start-up: refresh the facts, then report."""
+    from ffctl.core.kpi import kpi_report, refresh_facts
 
     times, rows = [], []
     for _ in range(runs):
         start = time.perf_counter()
+        refresh_facts(store, cfg, cuts=("region",), now=NOW)
         with store.session() as s:
             rows = kpi_report(s, cfg, now=NOW, by="region")
         times.append(time.perf_counter() - start)
     return statistics.median(times), rows
+
+
+def time_catch_up(store, cfg) -> tuple[float, dict]:
+    """The first refresh after the history was written behind ffctl's back: every order's facts."""
+    from ffctl.core.kpi import refresh_facts
+
+    start = time.perf_counter()
+    result = refresh_facts(store, cfg, cuts=("region",), now=NOW)
+    return time.perf_counter() - start, result
+
+
+def time_changes(store, cfg, changed: int) -> tuple[float, dict]:
+    """``changed`` orders get an audit event (as a day of shipping and deliveries would write);
+    then refresh + report, timed."""
+    from ffctl.core.kpi import kpi_report, refresh_facts
+
+    step = max(1, store_orders(store) // changed)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO event (at, wall_at, actor, event, order_id) SELECT created_at, created_at, 'bench', "
+            f"'updated', order_id FROM (SELECT order_id, created_at, ROW_NUMBER() OVER (ORDER BY order_id) AS rn "
+            f"FROM orders) o WHERE MOD(rn, {step}) = 0")
+    start = time.perf_counter()
+    result = refresh_facts(store, cfg, cuts=("region",), now=NOW)
+    with store.session() as s:
+        kpi_report(s, cfg, now=NOW, by="region")
+    return time.perf_counter() - start, result
+
+
+def store_orders(store) -> int:
+    with store.engine.connect() as conn:
+        return conn.exec_driver_sql("SELECT count(*) FROM orders").scalar()
 
 
 def time_cli(url: str, runs: int) -> float:
@@ -269,12 +303,16 @@ def bench(backend: str, n: int, runs: int, analyze: bool) -> dict:
         build_seconds = time.perf_counter() - start
         count_all(store.engine)  # warm the cache for both measurements alike
         count_seconds, counts = count_all(store.engine)
+        catch_up, caught = time_catch_up(store, cfg)
         report_seconds, rows = time_report(store, cfg, runs)
         cli_seconds = time_cli(url, max(1, runs // 2))
+        changed = max(1, n // 100)
+        change_seconds, refreshed = time_changes(store, cfg, changed)
         size = (tmp / "bench.db").stat().st_size if store.is_sqlite else None
         return {"backend": backend, "orders": n, "build": build_seconds, "timings": timings, "counts": counts,
                 "count": count_seconds, "report": report_seconds, "cli": cli_seconds, "rows": rows,
-                "size": size, "analyze": analyze or not store.is_sqlite}
+                "size": size, "analyze": analyze or not store.is_sqlite, "catch_up": catch_up,
+                "caught": caught, "change": change_seconds, "refreshed": refreshed}
     finally:
         store.dispose()
         if pg_name:
@@ -292,8 +330,10 @@ def describe(r: dict) -> str:
     bottleneck = next(x for x in r["rows"] if x["kpi"] == "bottleneck")
     return (
         f"{r['backend']}: built in {r['build']:.0f} s ({counts}{size})\n"
+        f"  first refresh: facts of {r['caught']['orders']:,} orders ({r['caught']['mode']}) {r['catch_up']:6.2f} s\n"
         f"  report kpi --by region (core, median)   {r['report']:6.2f} s\n"
         f"  ffctl report kpi --by region (process)   {r['cli']:6.2f} s\n"
+        f"  after {r['refreshed']['orders']:,} orders changed: refresh + report {r['change']:6.2f} s\n"
         f"  SELECT count(*) over the {len(TABLES)} tables       {r['count']:6.2f} s\n"
         f"  ratio report / count(*)                  {r['report'] / r['count']:6.1f}x\n"
         f"  e.g. on_time_shipping {on_time['group']}: {on_time['actual']} of {on_time['count']:,}; "

@@ -65,7 +65,9 @@ def test_init_then_upgrade_and_current(workspace, tmp_path):
     r = CliRunner().invoke(app, ["db", "upgrade"], env=env)
     assert r.exit_code == 0 and "up to date" in r.stderr
     r = CliRunner().invoke(app, ["db", "current"], env=env)
-    assert r.exit_code == 0 and r.stdout.strip() == "0002"
+    from ffctl.migrations import HEAD
+
+    assert r.exit_code == 0 and r.stdout.strip() == HEAD == "0003"
 
 
 def test_commands_refuse_an_empty_store(tmp_path):

@@ -127,8 +127,9 @@ def insert_history(store, *, with_o5=False, extra=None):
 
 
 def report(store, cfg, by=None, start=None, end=None):
-    from ffctl.core.kpi import kpi_report, parse_period
+    from ffctl.core.kpi import kpi_report, parse_period, refresh_facts
 
+    refresh_facts(store, cfg, cuts=(by,), now=NOW)
     with store.session() as s:
         return kpi_report(s, cfg, now=NOW, period=parse_period(start, end, cfg.timezone), by=by)
 
@@ -388,8 +389,9 @@ def test_csv_neutralises_formulas(workspace):
 
 def test_reports_share_a_session_after_it_used_temporary_tables(history, example_config):
     """The dashboard runs several reports in one transaction; the facts table comes and goes."""
-    from ffctl.core.kpi import kpi_report, sla_report
+    from ffctl.core.kpi import kpi_report, refresh_facts, sla_report
 
+    refresh_facts(history, example_config, cuts=(None, "week"), now=NOW)
     with history.session() as s:
         s.execute(sa.text("CREATE TEMP TABLE scratch AS SELECT 1 AS x"))
         first = kpi_report(s, example_config, now=NOW)
@@ -405,3 +407,116 @@ def test_rates_show_enough_decimals_to_tell_a_miss_from_the_target():
     assert percent_decimals(0.99899, 0.999) == 3  # 99.899% misses 99.900%
     assert percent_decimals(0.5, 0.999) == 2 and percent_decimals(0.999, 0.999) == 2
     assert percent_decimals(None, 0.95) == 2
+
+
+# --- the facts behind the report -------------------------------------------------------------
+
+def _fact_rows(store):
+    with store.session() as s:
+        orders = s.execute(sa.text("SELECT * FROM order_fact ORDER BY order_id")).all()
+        nodes = s.execute(sa.text("SELECT * FROM node_fact ORDER BY task_id")).all()
+    return [tuple(r) for r in orders], [tuple(r) for r in nodes]
+
+
+def _rebuilt(store, cfg):
+    """The facts a full rebuild writes, for comparing with what refreshes kept."""
+    from ffctl.core.kpi import refresh_facts
+
+    with store.session(write=True) as s:
+        s.execute(sa.text("UPDATE fact_state SET event_id = NULL"))
+    assert refresh_facts(store, cfg, now=NOW)["mode"] == "full"
+    return _fact_rows(store)
+
+
+def test_refresh_rewrites_only_what_changed_and_matches_a_rebuild(history, example_config):
+    """A change made through ffctl (an audit event) reaches the report on the next refresh,
+    which rewrites that order's facts only; the result is what a full rebuild gives."""
+    from ffctl.core import workflow
+    from ffctl.core.kpi import refresh_facts
+
+    assert refresh_facts(history, example_config, now=NOW) == {"mode": "full", "orders": 4}
+    assert refresh_facts(history, example_config, now=NOW) == {"mode": "none", "orders": 0}
+    before = report(history, example_config)
+    assert pick(before, "sla_attainment")["count"] == 20
+
+    with history.session(write=True) as s:  # O4 leaves wave_pick at +100, inside its deadline (140)
+        assert workflow.complete(s, example_config, "O4", at=T(100), actor="wh") == "pack_check"
+    assert refresh_facts(history, example_config, now=NOW) == {"mode": "incremental", "orders": 1}
+    after = report(history, example_config)
+    within = round(pick(before, "sla_attainment")["actual"] * 20)
+    assert pick(after, "sla_attainment")["count"] == 21
+    assert pick(after, "sla_attainment")["actual"] == pytest.approx((within + 1) / 21, abs=1e-6)
+    kept = _fact_rows(history)
+    assert kept == _rebuilt(history, example_config)
+
+
+def test_a_customer_moving_region_moves_its_orders(history, example_config):
+    """O4 has no region of its own: it follows its customer's, even after the facts were written."""
+    from ffctl.core.kpi import refresh_facts
+
+    assert pick(report(history, example_config, by="region"), "allocation_minutes", "north")["count"] == 1
+    with history.session(write=True) as s:
+        s.execute(sa.text("UPDATE customer SET region = '华南' WHERE customer = 'C3'"))
+    assert refresh_facts(history, example_config, now=NOW)["mode"] == "incremental"
+    rows = report(history, example_config, by="region")
+    assert pick(rows, "allocation_minutes", "华南")["count"] == 1
+    assert not [r for r in rows if r["group"] == "north"]
+
+
+def test_a_new_time_zone_rebuilds_the_facts(history, example_config):
+    """On-time compares local dates: O3 shipped 05:00 Mar 3 in Shanghai, 21:00 Mar 2 in UTC."""
+    import dataclasses
+
+    from ffctl.core.kpi import refresh_facts
+
+    assert pick(report(history, example_config), "on_time_shipping")["actual"] == pytest.approx(1 / 3)
+    utc = dataclasses.replace(example_config, timezone="UTC")
+    assert refresh_facts(history, utc, now=NOW)["mode"] == "full"
+    assert pick(report(history, utc), "on_time_shipping")["actual"] == pytest.approx(2 / 3)
+
+
+def test_report_before_any_refresh_says_what_to_do(history, example_config):
+    from ffctl.core.kpi import FactsNotReady, kpi_report
+
+    with history.session() as s, pytest.raises(FactsNotReady, match="refresh_facts"):
+        kpi_report(s, example_config, now=NOW)
+
+
+@pytest.mark.parametrize("by", [None, "region", "team", "week", "customer"])
+def test_indexed_and_generic_paths_agree(store, example_config, by):
+    """SQLite answers single-valued cuts from per-cut indexes (OFFSET picks); the generic path
+    (window functions) must give the same numbers, with and without a period."""
+    import random
+
+    from ffctl.core import kpi
+
+    rng = random.Random(7)
+    customers = [{"customer": f"C{i}", "name": f"客户{i}", "region": rng.choice(["华东", "华南", None])} for i in range(6)]
+    orders, tasks = [], []
+    for i in range(120):
+        oid = f"R{i:03d}"
+        created = rng.randrange(0, 20000)
+        shipped = created + rng.randrange(60, 5000) if rng.random() < 0.7 else None
+        orders.append({"order_id": oid, "customer": f"C{rng.randrange(6)}", "created_at": T(created),
+                       "status": "shipped" if shipped else "open", "sales_rep": rng.choice(["pat", "oscar", None]),
+                       "shipped_at": T(shipped) if shipped else None, "promised_ship_date": date(2026, 3, 5)})
+        done = created + rng.choice([1, 5, 5, 9, 30, 61])
+        tasks += flow(oid, [("credit_review", created, done, "completed", created + 30),
+                            ("allocation", done, done + rng.randrange(1, 40), "completed", done + 10)])
+    with store.session(write=True) as s:
+        s.execute(sa.insert(Customer.__table__), customers)
+        s.execute(sa.insert(Order.__table__), orders)
+        s.execute(sa.insert(Task.__table__), tasks)
+    for start, end in ((None, None), ("2026-03-03", "2026-03-10")):
+        fast = report(store, example_config, by=by, start=start, end=end)
+        with store.session() as s:
+            rep = kpi._Report(s, example_config, now=NOW, period=kpi.parse_period(start, end, "Asia/Shanghai"), by=by)
+            sums, times = rep._generic()
+        for name, col in (("order_confirmation_minutes", "conf"), ("allocation_minutes", "alloc"),
+                          ("cycle_time_hours", "cycle")):
+            got = {r["group"]: (r["count"], r["actual"], r["p90"]) for r in fast if r["kpi"] == name and r["count"]}
+            want = {("all" if by is None else g): (n, kpi._round(p50, "minutes"), kpi._round(p90, "minutes"))
+                    for g, (n, p50, p90) in times[col].items()}
+            assert got == want, name
+        assert {r["group"]: r["count"] for r in fast if r["kpi"] == "on_time_shipping" and r["count"]} == {
+            ("all" if by is None else g): v["shipped"] for g, v in sums.items() if v["shipped"]}

@@ -58,11 +58,12 @@ def kpi(
     largest share of breaches and time over SLA.
     """
     from ffctl.commands._output import Column, render, resolve_format
-    from ffctl.core.kpi import kpi_report
+    from ffctl.core.kpi import kpi_report, refresh_facts
 
     st = AppState.of(ctx)
     cfg = st.config()
     period = _period(st, start, end)
+    refresh_facts(st.store(), cfg, cuts=(by.value if by else None,), now=st.now())
     with st.store().session() as s:
         rows = kpi_report(s, cfg, now=st.now(), period=period, by=by.value if by else None)
     kind = resolve_format(fmt)
@@ -113,9 +114,12 @@ def dashboard(
     from ffctl.core.dashboard import build_dashboard
     from ffctl.core.errors import FfctlError
 
+    from ffctl.core.kpi import refresh_facts
+
     st = AppState.of(ctx)
     cfg = st.config()
     period = _period(st, start, end)
+    refresh_facts(st.store(), cfg, cuts=(None, "week"), now=st.now())
     with st.store().session() as s:
         html = build_dashboard(s, cfg, now=st.now(), period=period)
     if str(out) == "-":

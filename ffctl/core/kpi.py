@@ -1,11 +1,16 @@
 """Fulfillment KPIs against targets (SPEC §7), computed in SQL on both backends.
 
 Every number is an aggregate the database computes (GROUP BY, window functions, and
-``percentile_cont`` on PostgreSQL or a ROW_NUMBER/COUNT rank pick on SQLite); Python only
-receives one row per group (or per node) and lays the rows out. Nothing here loads orders,
-tasks or lines into Python. A report first writes one row of facts per order of its period
-into a temporary table (reading task and pick_line once), then every KPI is one GROUP BY or
-one percentile query over those rows.
+``percentile_cont`` on PostgreSQL; on SQLite, which has no percentile function, an OFFSET to
+the rank inside an index or a ROW_NUMBER/COUNT rank pick); Python only receives one row per
+group (or per node) and lays the rows out. Nothing here loads orders, tasks or lines into Python.
+
+The facts: ``order_fact`` holds one row per order with everything the order-level KPIs need,
+and ``node_fact`` the node visits that can weigh in the bottleneck. ``refresh_facts`` keeps
+them: it rewrites, set-based, the facts of the orders the append-only audit trail names since
+its last run (every change to an order writes an event), so a report reads one narrow row per
+order instead of the task history, and the cost of a refresh follows what changed. The node
+cut and ``report sla`` read the task history itself.
 
 Definitions (the history these read is written by the workflow, imports and ``ship``/``deliver``):
 
@@ -272,17 +277,249 @@ def _cut(by: str | None, sql: _Sql) -> _Cut:
     raise ValueError(f"unknown dimension {by!r}: use one of {', '.join(DIMENSIONS)}")
 
 
+# --- the facts ------------------------------------------------------------------------------
+
+#: Bump when the facts' definitions change: the next refresh rebuilds every row.
+FACTS_VERSION = 1
+#: Single-valued cuts: dimension -> its order_fact column (None: the whole selection).
+FACT_COLUMNS: dict[str | None, str | None] = {
+    None: None, "region": "region", "channel": "channel", "team": "sales_rep", "customer": "customer", "week": "week",
+}
+_COUNTERS = ("shipped", "on_time", "delivered", "perfect", "picked", "picked_right", "decided", "within")
+_TIMES = ("conf", "alloc", "cycle")
+_FACT_INSERT = ("order_id, created_at, customer, region, channel, sales_rep, week, conf, alloc, cycle, "
+                + ", ".join(_COUNTERS))
+_DIRTY = "fact_dirty"
+
+
+class FactsNotReady(RuntimeError):
+    """``kpi_report`` was called before ``refresh_facts`` built the facts for this config."""
+
+
+def fingerprint(cfg) -> str:
+    """What the facts depend on besides the data: a change rebuilds them all."""
+    import json
+
+    nodes = sorted(name for name, spec in cfg.nodes.items() if spec.auto == "allocate")
+    return json.dumps({"v": FACTS_VERSION, "tz": cfg.timezone, "allocate": nodes}, sort_keys=True)
+
+
+def refresh_facts(store, cfg, *, cuts: Iterable[str | None] = (None,), now: datetime | None = None) -> dict:
+    """Bring ``order_fact``/``node_fact`` up to date with the store, and (SQLite) make sure the
+    indexes that reports cut by each of ``cuts`` (None: not cut) read exist. Returns ``{"mode": "none"|"incremental"|"full",
+    "orders": n}``.
+
+    Every change to an order writes an audit event naming it (core/audit.py), so the orders to
+    rewrite are those named by events after the last refresh's event id, plus the orders of
+    customers whose region changed; the config fingerprint changing (time zone, allocation
+    nodes) or a backlog larger than the facts rebuilds everything. Concurrent refreshes queue
+    on the ``fact_state`` row. PostgreSQL hands out event ids before commit, so the high-water
+    mark is read under ``LOCK TABLE event IN SHARE MODE`` (it waits for transactions writing
+    events to finish): every event up to it is committed. On SQLite writers are serial and the
+    mark is read in the refresh's own write transaction.
+    """
+    now = now or datetime.now(timezone.utc)
+    fp = fingerprint(cfg)
+    top = None
+    if not store.is_sqlite:
+        with store.session(write=True) as s:
+            s.execute(sa.text("LOCK TABLE event IN SHARE MODE"))
+            top = s.execute(sa.text("SELECT COALESCE(MAX(id), 0) FROM event")).scalar_one()
+    with store.session(write=True) as s:
+        lock = "" if store.is_sqlite else " FOR UPDATE"
+        state = s.execute(sa.text(f"SELECT event_id, fingerprint FROM fact_state WHERE id = 1{lock}")).one_or_none()
+        if state is None:  # a store whose row was removed by hand: start again
+            s.execute(sa.text("INSERT INTO fact_state (id) VALUES (1)"))
+            state = (None, None)
+        if top is None:
+            top = s.execute(sa.text("SELECT COALESCE(MAX(id), 0) FROM event")).scalar_one()
+        seen, built_with = state
+        sql = _Sql(s, cfg.timezone, now)
+        sql.tune()
+        if seen is None or built_with != fp:
+            mode, orders = "full", _rebuild(s, sql, cfg)
+        else:
+            mode, orders = "none", 0
+            changed = _changed_customers(s)
+            if top > seen or changed:
+                facts = s.execute(sa.text("SELECT COUNT(*) FROM order_fact")).scalar_one()
+                if top - seen > max(facts, 10_000):  # a backlog bigger than the facts: rebuild
+                    mode, orders = "full", _rebuild(s, sql, cfg)
+                else:
+                    mode, orders = "incremental", _update(s, sql, cfg, seen, top, changed)
+        if mode != "none" or seen != top:
+            s.execute(sa.text("UPDATE fact_state SET event_id = :top, fingerprint = :fp, refreshed_at = :at WHERE id = 1")
+                      .bindparams(sa.bindparam("at", type_=UTCDateTime)), {"top": max(top, seen or 0), "fp": fp, "at": now})
+        if store.is_sqlite:
+            for by in cuts:
+                if by in FACT_COLUMNS:
+                    _ensure_indexes(s, FACT_COLUMNS[by])
+    return {"mode": mode, "orders": orders}
+
+
+def _changed_customers(s: Session) -> list[str]:
+    """Customers whose region differs from the one the facts were written with (or are new)."""
+    differs = "IS NOT" if s.get_bind().dialect.name == "sqlite" else "IS DISTINCT FROM"
+    return list(s.execute(sa.text(
+        "SELECT c.customer FROM customer c LEFT JOIN fact_customer fc ON fc.customer = c.customer "
+        f"WHERE fc.customer IS NULL OR fc.region {differs} c.region"
+    )).scalars())
+
+
+def _snapshot_customers(s: Session, customers: list[str] | None) -> None:
+    if customers is None:
+        s.execute(sa.text("DELETE FROM fact_customer"))
+        s.execute(sa.text("INSERT INTO fact_customer (customer, region) SELECT customer, region FROM customer"))
+        return
+    for part in _chunked(customers):
+        params = {f"c{i}": c for i, c in enumerate(part)}
+        names = ", ".join(f":c{i}" for i in range(len(part)))
+        s.execute(sa.text(f"DELETE FROM fact_customer WHERE customer IN ({names})"), params)
+        s.execute(sa.text(f"INSERT INTO fact_customer (customer, region) SELECT customer, region FROM customer "
+                          f"WHERE customer IN ({names})"), params)
+
+
+def _chunked(items: list, size: int = 500) -> Iterable[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _rebuild(s: Session, sql: "_Sql", cfg) -> int:
+    """Every order's facts from scratch. On SQLite the report indexes are dropped first and
+    rebuilt after (a sorted build beats a million inserts into each)."""
+    lazy: list[str] = []
+    if sql.sqlite:
+        lazy = list(s.execute(sa.text(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'order_fact' "
+            "AND name LIKE 'ix_order_fact_by_%'")).scalars())
+        for name in s.execute(sa.text("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                      "AND name LIKE 'ix_order_fact_by_%'")).scalars().all():
+            s.execute(sa.text(f"DROP INDEX {name}"))
+        s.execute(sa.text("DELETE FROM order_fact"))
+        s.execute(sa.text("DELETE FROM node_fact"))
+    else:
+        s.execute(sa.text("TRUNCATE order_fact, node_fact"))
+    s.execute(sa.text(_facts_sql(sql, cfg, scoped=False)), {"tz": cfg.timezone})
+    s.execute(sa.text(_node_facts_sql(scoped=False)))
+    _snapshot_customers(s, None)
+    for ddl in lazy:
+        s.execute(sa.text(ddl))
+    if not sql.sqlite:
+        s.execute(sa.text("ANALYZE order_fact"))
+        s.execute(sa.text("ANALYZE node_fact"))
+    return s.execute(sa.text("SELECT COUNT(*) FROM order_fact")).scalar_one()
+
+
+def _update(s: Session, sql: "_Sql", cfg, seen: int, top: int, customers: list[str]) -> int:
+    """Rewrite the facts of the orders named by events in (seen, top] and of ``customers``."""
+    if sql.sqlite:
+        s.execute(sa.text(f"CREATE TEMP TABLE IF NOT EXISTS {_DIRTY} (order_id TEXT PRIMARY KEY)"))
+        s.execute(sa.text(f"DELETE FROM temp.{_DIRTY}"))
+        ignore, conflict = "INSERT OR IGNORE", ""
+    else:
+        s.execute(sa.text(f"CREATE TEMP TABLE IF NOT EXISTS {_DIRTY} (order_id TEXT PRIMARY KEY) ON COMMIT DROP"))
+        ignore, conflict = "INSERT", " ON CONFLICT DO NOTHING"
+    s.execute(sa.text(f"{ignore} INTO {_DIRTY} (order_id) SELECT DISTINCT order_id FROM event "
+                      f"WHERE id > :seen AND id <= :top AND order_id IS NOT NULL{conflict}"), {"seen": seen, "top": top})
+    for part in _chunked(customers):
+        params = {f"c{i}": c for i, c in enumerate(part)}
+        names = ", ".join(f":c{i}" for i in range(len(part)))
+        s.execute(sa.text(f"{ignore} INTO {_DIRTY} (order_id) SELECT order_id FROM orders "
+                          f"WHERE customer IN ({names}){conflict}"), params)
+    s.execute(sa.text(f"DELETE FROM order_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
+    s.execute(sa.text(f"DELETE FROM node_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
+    s.execute(sa.text(_facts_sql(sql, cfg, scoped=True)), {"tz": cfg.timezone})
+    s.execute(sa.text(_node_facts_sql(scoped=True)))
+    _snapshot_customers(s, customers)
+    n = s.execute(sa.text(f"SELECT COUNT(*) FROM {_DIRTY}")).scalar_one()
+    s.execute(sa.text(f"DROP TABLE {_DIRTY}" if not sql.sqlite else f"DELETE FROM temp.{_DIRTY}"))
+    return n
+
+
+def _facts_sql(sql: "_Sql", cfg, *, scoped: bool) -> str:
+    """INSERT ... SELECT of one order_fact row per order (``scoped``: the orders in fact_dirty)."""
+    alloc_nodes = [name for name, spec in cfg.nodes.items() if spec.auto == "allocate"]
+    is_alloc = f"t.node IN {_in(alloc_nodes)}" if alloc_nodes else "1 = 0"
+    scope = (lambda alias: f" JOIN {_DIRTY} dirty ON dirty.order_id = {alias}.order_id") if scoped else (lambda alias: "")
+    per_order_tasks = (
+        # an order's first completed visit is at its first node: no later node can be entered before it
+        f"SELECT t.order_id, MIN(CASE WHEN t.outcome IN {_in(PASSED)} THEN t.completed_at END) AS first_done, "
+        f"MIN(CASE WHEN t.outcome IN {_in(PASSED)} AND {is_alloc} THEN t.completed_at END) AS alloc_done, "
+        f"SUM(CASE WHEN t.outcome IN {_in(DECIDED)} THEN 1 ELSE 0 END) AS decided, "
+        f"SUM(CASE WHEN t.outcome IN {_in(DECIDED)} AND (t.deadline IS NULL OR t.completed_at <= t.deadline) "
+        f"THEN 1 ELSE 0 END) AS within FROM task t{scope('t')} GROUP BY t.order_id"
+    )
+    per_order_picks = (
+        "SELECT pl.order_id, COUNT(*) AS picked, "
+        "SUM(CASE WHEN ol.sku = pl.sku AND ol.qty = pl.qty THEN 1 ELSE 0 END) AS picked_right "
+        f"FROM pick_line pl{scope('pl')} LEFT JOIN order_line ol ON ol.order_id = pl.order_id "
+        "AND ol.line_no = pl.line_no GROUP BY pl.order_id"
+    )
+    on_time = f"(o.promised_ship_date IS NOT NULL AND {sql.local_date('o.shipped_at')} <= o.promised_ship_date)"
+    delivered = "(o.delivered_at IS NOT NULL OR d.order_id IS NOT NULL)"
+    # in full with the right SKUs: every order line picked as ordered and nothing else picked
+    # (pick lines are unique per order line); an order without pick lines was picked as ordered
+    in_full = ("(pa.picked IS NULL OR (pa.picked_right = pa.picked AND pa.picked_right = "
+               "(SELECT COUNT(*) FROM order_line l WHERE l.order_id = o.order_id)))")
+    return (
+        f"INSERT INTO order_fact ({_FACT_INSERT}) SELECT o.order_id, o.created_at, o.customer, "
+        f"COALESCE(o.region, c.region), o.channel, o.sales_rep, {sql.local_week('o.created_at')}, "
+        f"{sql.seconds('o.created_at', 'ta.first_done')} / 60.0, "
+        f"{sql.seconds('ta.first_done', 'ta.alloc_done')} / 60.0, "
+        f"{sql.seconds('o.created_at', 'o.shipped_at')} / 3600.0, "
+        "CASE WHEN o.shipped_at IS NOT NULL THEN 1 ELSE 0 END, "
+        f"CASE WHEN o.shipped_at IS NOT NULL AND {on_time} THEN 1 ELSE 0 END, "
+        f"CASE WHEN {delivered} THEN 1 ELSE 0 END, "
+        f"CASE WHEN {delivered} AND o.shipped_at IS NOT NULL AND {on_time} "
+        f"AND COALESCE(o.delivery_issue, d.issue) IS NULL AND {in_full} THEN 1 ELSE 0 END, "
+        "COALESCE(pa.picked, 0), COALESCE(pa.picked_right, 0), COALESCE(ta.decided, 0), COALESCE(ta.within, 0) "
+        f"FROM orders o{scope('o')} LEFT JOIN customer c ON c.customer = o.customer "
+        f"LEFT JOIN ({per_order_tasks}) ta ON ta.order_id = o.order_id "
+        f"LEFT JOIN ({per_order_picks}) pa ON pa.order_id = o.order_id "
+        "LEFT JOIN delivery d ON d.order_id = o.order_id"
+    )
+
+
+def _node_facts_sql(*, scoped: bool) -> str:
+    """INSERT ... SELECT of the visits that can count for the bottleneck (see ``NodeFact``)."""
+    scope = f" JOIN {_DIRTY} dirty ON dirty.order_id = t.order_id" if scoped else ""
+    return (
+        "INSERT INTO node_fact (task_id, order_id, node, created_at, breached, deadline, completed_at) "
+        "SELECT t.id, t.order_id, t.node, o.created_at, CASE WHEN t.sla_state = 'breached' THEN 1 ELSE 0 END, "
+        f"t.deadline, t.completed_at FROM task t{scope} JOIN orders o ON o.order_id = t.order_id "
+        "WHERE t.status <> 'skipped' AND (t.sla_state = 'breached' OR (t.deadline IS NOT NULL "
+        "AND (t.completed_at IS NULL OR t.completed_at > t.deadline)))"
+    )
+
+
+def _index_name(column: str | None, time: str) -> str:
+    return f"ix_order_fact_by_{column or 'all'}_{time}"
+
+
+def _ensure_indexes(s: Session, column: str | None) -> None:
+    """SQLite: the three indexes a report cut by ``column`` reads (built on first use, then kept
+    up to date by every refresh): (g, conf, created_at, every other fact) serves the per-group
+    sums and the confirmation-time percentiles, (g, alloc, created_at) and (g, cycle, created_at)
+    the other two. A percentile is then an OFFSET into one group's range of an index, not a sort
+    of the table (SQLite has no hash aggregation and no percentile function)."""
+    lead = f"{column}, " if column else ""
+    rest = ", ".join(["alloc", "cycle", *_COUNTERS])
+    wanted = {
+        _index_name(column, "conf"): f"{lead}conf, created_at, {rest}",
+        _index_name(column, "alloc"): f"{lead}alloc, created_at",
+        _index_name(column, "cycle"): f"{lead}cycle, created_at",
+    }
+    for name, cols in wanted.items():
+        s.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {name} ON order_fact ({cols})"))
+
+
 # --- the report ------------------------------------------------------------------------------
 
-FACTS = "kpi_fact"
-
-
 class _Report:
-    """One report over the orders of a period.
+    """One report over the orders of a period, read from the facts ``refresh_facts`` keeps.
 
-    ``build_facts`` writes one row per order (a temporary table, dropped at the end of the
-    transaction) with everything the order-level KPIs need; every KPI is then a GROUP BY or a
-    percentile over those rows, so the big tables (task, pick_line) are read once per report.
+    Order-level KPIs read ``order_fact`` (one row per order); the bottleneck reads ``node_fact``;
+    the node cut and ``report sla`` read the task history itself.
     """
 
     def __init__(self, session: Session, cfg, *, now: datetime, period: Period, by: str | None) -> None:
@@ -291,17 +528,18 @@ class _Report:
         self.sql.tune()
         self.cut = _cut(by, self.sql)
         self.params: dict[str, Any] = {"now": now, "tz": cfg.timezone}
-        conds = []
+        conds, fconds = [], []
         if period.start is not None:
             conds.append("o.created_at >= :start")
+            fconds.append("f.created_at >= :start")
             self.params["start"] = period.start
         if period.end is not None:
             conds.append("o.created_at < :end")
+            fconds.append("f.created_at < :end")
             self.params["end"] = period.end
         self.ranged = bool(conds)
         self.range = " AND ".join(conds) or "1 = 1"
-        self.customer_join = " LEFT JOIN customer c ON c.customer = o.customer" if self.cut.customer else ""
-        self.facts_built = False
+        self.frange = " AND ".join(fconds) or "1 = 1"
 
     # -- plumbing --
     def _statement(self, sql: str):
@@ -311,13 +549,9 @@ class _Report:
             stmt = stmt.bindparams(*binds)
         return stmt, {k: v for k, v in self.params.items() if f":{k}" in sql}
 
-    def rows(self, sql: str) -> list:
+    def rows(self, sql: str, extra: Mapping[str, Any] | None = None) -> list:
         stmt, params = self._statement(sql)
-        return self.s.execute(stmt, params).all()
-
-    def execute(self, sql: str) -> None:
-        stmt, params = self._statement(sql)
-        self.s.execute(stmt, params)
+        return self.s.execute(stmt, {**params, **(extra or {})}).all()
 
     def in_period(self, alias: str) -> tuple[str, str]:
         """(join, condition) restricting rows of ``alias`` (with an order_id) to the period's orders."""
@@ -336,80 +570,98 @@ class _Report:
     def percentiles(self, values: str) -> dict[str | None, tuple[int, float | None, float | None]]:
         return {self._key(r.g): (int(r.n), r.p50, r.p90) for r in self.rows(self.sql.percentiles(values, (0.5, 0.9)))}
 
-    # -- the per-order facts --
-    def build_facts(self) -> None:
-        """One row per order of the period: its group (single-valued cuts) and its KPI facts."""
-        alloc_nodes = [name for name, spec in self.cfg.nodes.items() if spec.auto == "allocate"]
-        is_alloc = f"t.node IN {_in(alloc_nodes)}" if alloc_nodes else "1 = 0"
-        t_join, t_cond = self.in_period("t")
-        per_order_tasks = (
-            # an order's first completed visit is at its first node: no later node can be entered before it
-            f"SELECT t.order_id, MIN(CASE WHEN t.outcome IN {_in(PASSED)} THEN t.completed_at END) AS first_done, "
-            f"MIN(CASE WHEN t.outcome IN {_in(PASSED)} AND {is_alloc} THEN t.completed_at END) AS alloc_done, "
-            f"SUM(CASE WHEN t.outcome IN {_in(DECIDED)} THEN 1 ELSE 0 END) AS decided, "
-            f"SUM(CASE WHEN t.outcome IN {_in(DECIDED)} AND (t.deadline IS NULL OR t.completed_at <= t.deadline) "
-            f"THEN 1 ELSE 0 END) AS within FROM task t{t_join} WHERE {t_cond} GROUP BY t.order_id"
-        )
-        p_join, p_cond = self.in_period("pl")
-        per_order_picks = (
-            "SELECT pl.order_id, COUNT(*) AS picked, "
-            "SUM(CASE WHEN ol.sku = pl.sku AND ol.qty = pl.qty THEN 1 ELSE 0 END) AS picked_right "
-            f"FROM pick_line pl{p_join} LEFT JOIN order_line ol ON ol.order_id = pl.order_id AND ol.line_no = pl.line_no "
-            f"WHERE {p_cond} GROUP BY pl.order_id"
-        )
-        on_time = f"(o.promised_ship_date IS NOT NULL AND {self.sql.local_date('o.shipped_at')} <= o.promised_ship_date)"
-        delivered = "(o.delivered_at IS NOT NULL OR d.order_id IS NOT NULL)"
-        # in full with the right SKUs: every order line picked as ordered and nothing else picked
-        # (pick lines are unique per order line); an order without pick lines was picked as ordered
-        in_full = ("(pa.picked IS NULL OR (pa.picked_right = pa.picked AND pa.picked_right = "
-                   "(SELECT COUNT(*) FROM order_line l WHERE l.order_id = o.order_id)))")
-        self.drop_facts()
-        suffix = "" if self.sql.sqlite else " ON COMMIT DROP"
-        self.execute(
-            f"CREATE TEMP TABLE {FACTS}{suffix} AS SELECT o.order_id AS order_id, {self.cut.expr or 'NULL'} AS g, "
-            f"{self.sql.seconds('o.created_at', 'ta.first_done')} / 60.0 AS conf, "
-            f"{self.sql.seconds('ta.first_done', 'ta.alloc_done')} / 60.0 AS alloc, "
-            f"{self.sql.seconds('o.created_at', 'o.shipped_at')} / 3600.0 AS cycle, "
-            "CASE WHEN o.shipped_at IS NOT NULL THEN 1 ELSE 0 END AS shipped, "
-            f"CASE WHEN o.shipped_at IS NOT NULL AND {on_time} THEN 1 ELSE 0 END AS on_time, "
-            f"CASE WHEN {delivered} THEN 1 ELSE 0 END AS delivered, "
-            f"CASE WHEN {delivered} AND o.shipped_at IS NOT NULL AND {on_time} "
-            f"AND COALESCE(o.delivery_issue, d.issue) IS NULL AND {in_full} THEN 1 ELSE 0 END AS perfect, "
-            "COALESCE(pa.picked, 0) AS picked, COALESCE(pa.picked_right, 0) AS picked_right, "
-            "COALESCE(ta.decided, 0) AS decided, COALESCE(ta.within, 0) AS within "
-            f"FROM orders o{self.customer_join} LEFT JOIN ({per_order_tasks}) ta ON ta.order_id = o.order_id "
-            f"LEFT JOIN ({per_order_picks}) pa ON pa.order_id = o.order_id "
-            f"LEFT JOIN delivery d ON d.order_id = o.order_id WHERE {self.range}"
-        )
+    def check_facts(self) -> None:
+        state = self.s.execute(sa.text("SELECT event_id, fingerprint FROM fact_state WHERE id = 1")).one_or_none()
+        if state is None or state.event_id is None or state.fingerprint != fingerprint(self.cfg):
+            raise FactsNotReady("the report facts are not built for this config: call kpi.refresh_facts(store, cfg) first")
 
-    def drop_facts(self) -> None:
-        self.execute(f"DROP TABLE IF EXISTS {'temp' if self.sql.sqlite else 'pg_temp'}.{FACTS}")
+    # -- order-level KPIs from order_fact --
+    def order_kpis(self) -> tuple[dict, dict]:
+        """(sums, times): per group the order count and counter sums; per time KPI and group
+        (n, p50, p90)."""
+        if self.cut.mapping is None:
+            column = FACT_COLUMNS[self.by]
+            if not self.sql.sqlite:
+                return self._grouped_pg(column)
+            if self._has_indexes(column):
+                return self._grouped_sqlite(column)
+        return self._generic()
 
-    def fact_percentiles(self, column: str) -> dict[str | None, tuple[int, float | None, float | None]]:
-        """p50/p90 of a fact per group. On SQLite an index on (g, fact) first lets the window
-        functions read each group in order instead of sorting the whole table again."""
-        if self.sql.sqlite and not self.cut.mapping:
-            self.execute(f"CREATE INDEX IF NOT EXISTS temp.{FACTS}_{column} ON {FACTS} (g, {column})")
-        return self.percentiles(self.facts(column))
+    def _group_expr(self) -> str:
+        return f"f.{FACT_COLUMNS[self.by]}" if FACT_COLUMNS.get(self.by) else f"'{ALL}'"
 
-    def facts(self, column: str) -> str:
-        """Rows (g, x) of the facts: x is ``column``; g the cut's group (one row per group of an order)."""
+    def _sums_of(self, rows) -> dict:
+        return {self._key(r.g): {c: int(getattr(r, c) or 0) for c in ("orders", *_COUNTERS)} for r in rows}
+
+    def _grouped_pg(self, column: str | None) -> tuple[dict, dict]:
+        g = f"f.{column}" if column else f"'{ALL}'"
+        cols = ", ".join(f"SUM(f.{c}) AS {c}" for c in _COUNTERS)
+        pcts = ", ".join(
+            f"COUNT(f.{t}) AS n_{t}, percentile_cont(0.5) WITHIN GROUP (ORDER BY f.{t}) AS {t}50, "
+            f"percentile_cont(0.9) WITHIN GROUP (ORDER BY f.{t}) AS {t}90" for t in _TIMES)
+        group = f" GROUP BY {g}" if column else ""
+        rows = self.rows(f"SELECT {g} AS g, COUNT(*) AS orders, {cols}, {pcts} FROM order_fact f "
+                         f"WHERE {self.frange}{group}")
+        rows = [r for r in rows if r.orders]
+        times = {t: {self._key(r.g): (int(getattr(r, f"n_{t}")), getattr(r, f"{t}50"), getattr(r, f"{t}90"))
+                     for r in rows if getattr(r, f"n_{t}")} for t in _TIMES}
+        return self._sums_of(rows), times
+
+    def _has_indexes(self, column: str | None) -> bool:
+        names = [_index_name(column, t) for t in _TIMES]
+        found = self.s.execute(sa.text(
+            f"SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN {_in(names)}")).scalar_one()
+        return found == len(names)
+
+    def _grouped_sqlite(self, column: str | None) -> tuple[dict, dict]:
+        """Per-group sums over the (g, conf, ...) covering index, then each percentile by
+        stepping to its rank within the group's range of the time's own index."""
+        g = f"f.{column}" if column else f"'{ALL}'"
+        cols = ", ".join(f"SUM(f.{c}) AS {c}" for c in _COUNTERS)
+        counts = ", ".join(f"COUNT(f.{t}) AS n_{t}" for t in _TIMES)
+        group = f" GROUP BY {g}" if column else ""
+        rows = self.rows(f"SELECT {g} AS g, COUNT(*) AS orders, {cols}, {counts} "
+                         f"FROM order_fact f INDEXED BY {_index_name(column, 'conf')} WHERE {self.frange}{group}")
+        rows = [r for r in rows if r.orders]
+        times: dict[str, dict] = {t: {} for t in _TIMES}
+        for r in rows:
+            for t in _TIMES:
+                n = int(getattr(r, f"n_{t}"))
+                if not n:
+                    continue
+                if column is None:
+                    where, extra = "1 = 1", {}
+                elif r.g is None:
+                    where, extra = f"f.{column} IS NULL", {}
+                else:
+                    where, extra = f"f.{column} = :g", {"g": r.g}
+                picks = []
+                for p in (0.5, 0.9):
+                    pos = p * (n - 1)
+                    k = int(pos)
+                    got = [v for (v,) in self.rows(
+                        f"SELECT f.{t} FROM order_fact f INDEXED BY {_index_name(column, t)} WHERE {where} "
+                        f"AND f.{t} IS NOT NULL AND {self.frange} ORDER BY f.{t} LIMIT 2 OFFSET {k}", extra)]
+                    lo = got[0]
+                    hi = got[1] if len(got) > 1 else lo
+                    picks.append(lo + (pos - k) * (hi - lo))
+                times[t][self._key(r.g)] = (n, picks[0], picks[1])
+        return self._sums_of(rows), times
+
+    def _generic(self) -> tuple[dict, dict]:
+        """Any cut, any backend: GROUP BY and window-function percentiles over order_fact
+        (joined to the cut's mapping for product, category and node)."""
         if self.cut.mapping:
-            return (f"SELECT gx.g AS g, f.{column} AS x FROM {FACTS} f "
-                    f"JOIN ({self.cut.mapping}) gx ON gx.order_id = f.order_id")
-        return f"SELECT f.g AS g, f.{column} AS x FROM {FACTS} f"
-
-    def sums(self) -> dict[str | None, dict[str, int]]:
-        """Per group: orders and the sums of the facts' counters."""
-        counters = ("shipped", "on_time", "delivered", "perfect", "picked", "picked_right", "decided", "within")
-        if self.cut.mapping:
-            source = f"{FACTS} f JOIN ({self.cut.mapping}) gx ON gx.order_id = f.order_id"
+            source = f"order_fact f JOIN ({self.cut.mapping}) gx ON gx.order_id = f.order_id"
             g = "gx.g"
         else:
-            source, g = f"{FACTS} f", "f.g"
-        cols = ", ".join(f"SUM(f.{c}) AS {c}" for c in counters)
-        rows = self.rows(f"SELECT {g} AS g, COUNT(*) AS orders, {cols} FROM {source} GROUP BY {g}")
-        return {self._key(r.g): {c: int(getattr(r, c) or 0) for c in ("orders", *counters)} for r in rows}
+            source, g = "order_fact f", self._group_expr()
+        cols = ", ".join(f"SUM(f.{c}) AS {c}" for c in _COUNTERS)
+        group = f" GROUP BY {g}" if self.cut.mapping or FACT_COLUMNS.get(self.by) else ""
+        rows = [r for r in self.rows(f"SELECT {g} AS g, COUNT(*) AS orders, {cols} FROM {source} "
+                                     f"WHERE {self.frange}{group}") if r.orders]
+        times = {t: self.percentiles(f"SELECT {g} AS g, f.{t} AS x FROM {source} WHERE {self.frange}") for t in _TIMES}
+        return self._sums_of(rows), times
 
     # -- facts that are not per order --
     def line_pick_accuracy(self) -> dict[str | None, tuple[int, int]]:
@@ -433,9 +685,21 @@ class _Report:
         )
         return self.percentiles(values)
 
+    def _over(self, alias: str) -> str:
+        end = f"COALESCE({alias}.completed_at, :now)"
+        return (f"SUM(CASE WHEN {alias}.deadline IS NOT NULL AND {end} > {alias}.deadline "
+                f"THEN {self.sql.seconds(f'{alias}.deadline', end)} ELSE 0 END)")
+
+    def bottleneck_stats(self) -> list[dict]:
+        """Per node: breaches and seconds over SLA (what the bottleneck weighs), from node_fact."""
+        sql = (f"SELECT nf.node AS node, SUM(nf.breached) AS breaches, {self._over('nf')} AS over_sla_seconds "
+               f"FROM node_fact nf WHERE {self.frange.replace('f.', 'nf.')} GROUP BY nf.node")
+        return [{"node": r.node, "decided": 0, "within": 0, "breaches": int(r.breaches or 0), "auto_actions": 0,
+                 "over_sla_seconds": float(r.over_sla_seconds or 0.0), "escalations": 0, "reminders": 0}
+                for r in self.rows(sql)]
+
     def node_stats(self) -> list[dict]:
         """Per node: decided, within SLA, breaches, auto actions, seconds over SLA, escalations, reminders."""
-        end = "COALESCE(t.completed_at, :now)"
         join, cond = self.in_period("t")
         sql = (
             "SELECT t.node AS node, "
@@ -444,8 +708,7 @@ class _Report:
             f"THEN 1 ELSE 0 END) AS within, "
             f"SUM(CASE WHEN t.sla_state = 'breached' THEN 1 ELSE 0 END) AS breaches, "
             f"SUM(CASE WHEN t.outcome IN {_in(AUTO_ACTIONS)} THEN 1 ELSE 0 END) AS auto_actions, "
-            f"SUM(CASE WHEN t.deadline IS NOT NULL AND {end} > t.deadline "
-            f"THEN {self.sql.seconds('t.deadline', end)} ELSE 0 END) AS over_sla_seconds "
+            f"{self._over('t')} AS over_sla_seconds "
             f"FROM task t{join} WHERE t.status <> 'skipped' AND {cond} GROUP BY t.node"
         )
         stats = {
@@ -545,16 +808,15 @@ def kpi_report(session: Session, cfg, *, now: datetime, period: Period = Period(
     breaches, with ``breach_share``, ``over_sla_share`` and ``over_sla_seconds`` beside.
     """
     rep = _Report(session, cfg, now=now, period=period, by=by)
-    rep.build_facts()  # a temporary table; on an error it goes with the rolled-back transaction
-    sums = rep.sums()
+    rep.check_facts()
+    sums, facts_times = rep.order_kpis()
     times = {
-        "order_confirmation_minutes": rep.fact_percentiles("conf"),
-        "allocation_minutes": rep.fact_percentiles("alloc"),
-        "cycle_time_hours": rep.time_in_node(3600.0) if by == "node" else rep.fact_percentiles("cycle"),
+        "order_confirmation_minutes": facts_times["conf"],
+        "allocation_minutes": facts_times["alloc"],
+        "cycle_time_hours": rep.time_in_node(3600.0) if by == "node" else facts_times["cycle"],
     }
     picks = rep.line_pick_accuracy() if rep.cut.line else {g: (v["picked"], v["picked_right"]) for g, v in sums.items()}
-    stats = rep.node_stats()
-    rep.drop_facts()
+    stats = rep.node_stats() if by == "node" else rep.bottleneck_stats()
     if by == "node":  # SLA attainment of a node is that of its own visits
         sla = {r["node"]: (r["decided"], r["within"]) for r in stats}
     else:

@@ -391,3 +391,65 @@ class ScheduleRun(SQLModel, table=True):
     last_due_at: Optional[datetime] = _utc(default=None)  # the cron time last run
     last_ran_at: Optional[datetime] = _utc(default=None)  # the command clock when it ran
     last_result: Optional[str] = None
+
+
+# --- report facts (derived; rebuilt from the tables above by core/kpi.py) ---------------------
+
+class OrderFact(SQLModel, table=True):
+    """One row per order with what ``report kpi`` needs, so a report reads 1 narrow row per
+    order instead of the task history. Written only by ``kpi.refresh_facts``, which rewrites
+    the rows of every order the audit trail says changed since the last refresh. Derived data:
+    deleting every row (and resetting ``fact_state``) only makes the next report rebuild it."""
+
+    __tablename__ = "order_fact"
+    order_id: str = Field(primary_key=True)
+    created_at: datetime = _utc()
+    customer: str
+    region: Optional[str] = None  # the order's region, else its customer's
+    channel: Optional[str] = None
+    sales_rep: Optional[str] = None
+    week: Optional[date] = None  # Monday of the local week created_at falls in
+    conf: Optional[float] = None  # order confirmation, minutes
+    alloc: Optional[float] = None  # allocation, minutes
+    cycle: Optional[float] = None  # created -> shipped, hours
+    shipped: int = 0
+    on_time: int = 0
+    delivered: int = 0
+    perfect: int = 0
+    picked: int = 0
+    picked_right: int = 0
+    decided: int = 0
+    within: int = 0
+
+
+class NodeFact(SQLModel, table=True):
+    """The node visits that can count for the bottleneck: breached, over their deadline, or
+    still open with a deadline (their time over SLA grows with the report's clock)."""
+
+    __tablename__ = "node_fact"
+    __table_args__ = (sa.Index("ix_node_fact_order", "order_id"),)
+    task_id: int = Field(primary_key=True)
+    order_id: str
+    node: str
+    created_at: datetime = _utc()  # the order's, for the report's period
+    breached: int = 0
+    deadline: Optional[datetime] = _utc(default=None)
+    completed_at: Optional[datetime] = _utc(default=None)
+
+
+class FactCustomer(SQLModel, table=True):
+    """The customer regions the facts were written with (a changed region rewrites its orders)."""
+
+    __tablename__ = "fact_customer"
+    customer: str = Field(primary_key=True)
+    region: Optional[str] = None
+
+
+class FactState(SQLModel, table=True):
+    """One row (id 1): the last audit event the facts include, and what they were computed under."""
+
+    __tablename__ = "fact_state"
+    id: int = Field(primary_key=True)
+    event_id: Optional[int] = None  # None: never built
+    fingerprint: Optional[str] = None  # time zone, allocation nodes, definitions version
+    refreshed_at: Optional[datetime] = _utc(default=None)

@@ -107,6 +107,7 @@ def _daily_report(job: JobContext) -> str:
     tz = job.cfg.timezone
     today = local(job.now, tz).date()
     period = kpi.Period(start_of_day(today - timedelta(days=7), tz), start_of_day(today, tz))
+    kpi.refresh_facts(job.store, job.cfg, now=job.now)
     with job.store.session() as session:
         rows = kpi.kpi_report(session, job.cfg, now=job.now, period=period)
     folder = job.cfg.directory / "reports"
