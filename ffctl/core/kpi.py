@@ -306,8 +306,9 @@ def fingerprint(cfg) -> str:
 
 def refresh_facts(store, cfg, *, cuts: Iterable[str | None] = (None,), now: datetime | None = None) -> dict:
     """Bring ``order_fact``/``node_fact`` up to date with the store, and (SQLite) make sure the
-    indexes that reports cut by each of ``cuts`` (None: not cut) read exist. Returns ``{"mode": "none"|"incremental"|"full",
-    "orders": n}``.
+    indexes that reports cut by each of ``cuts`` (None: not cut) read exist. Returns ``{"mode":
+    "none"|"incremental"|"full"|"replica", "orders": n}`` (a PostgreSQL standby is read-only:
+    it reports from the facts its primary's refreshes replicated).
 
     Every change to an order writes an audit event naming it (core/audit.py), so the orders to
     rewrite are those named by events after the last refresh's event id, plus the orders of
@@ -320,9 +321,14 @@ def refresh_facts(store, cfg, *, cuts: Iterable[str | None] = (None,), now: date
     """
     now = now or datetime.now(timezone.utc)
     fp = fingerprint(cfg)
+    cuts = list(cuts)
+    if _up_to_date(store, fp, cuts):  # the usual case: no write transaction, no lock
+        return {"mode": "none", "orders": 0}
     top = None
     if not store.is_sqlite:
         with store.session(write=True) as s:
+            if s.execute(sa.text("SELECT pg_is_in_recovery()")).scalar_one():
+                return {"mode": "replica", "orders": 0}  # read-only: the primary's refreshes replicate here
             s.execute(sa.text("LOCK TABLE event IN SHARE MODE"))
             top = s.execute(sa.text("SELECT COALESCE(MAX(id), 0) FROM event")).scalar_one()
     with store.session(write=True) as s:
@@ -355,6 +361,26 @@ def refresh_facts(store, cfg, *, cuts: Iterable[str | None] = (None,), now: date
                 if by in FACT_COLUMNS:
                     _ensure_indexes(s, FACT_COLUMNS[by])
     return {"mode": mode, "orders": orders}
+
+
+def _up_to_date(store, fp: str, cuts: list[str | None]) -> bool:
+    """Whether a read-only look finds nothing to refresh. Safe on PostgreSQL too: every event id
+    at or below the stored mark was committed when it was stored, so any event not visible yet
+    has a higher id and the next refresh takes it."""
+    with store.session() as s:
+        state = s.execute(sa.text("SELECT event_id, fingerprint FROM fact_state WHERE id = 1")).one_or_none()
+        if state is None or state.event_id is None or state.fingerprint != fp:
+            return False
+        if s.execute(sa.text("SELECT COALESCE(MAX(id), 0) FROM event")).scalar_one() > state.event_id:
+            return False
+        if _changed_customers(s):
+            return False
+        if store.is_sqlite:
+            wanted = [_index_name(FACT_COLUMNS[by], t) for by in cuts if by in FACT_COLUMNS for t in _TIMES]
+            if wanted and s.execute(sa.text(
+                    f"SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN {_in(wanted)}")).scalar_one() < len(wanted):
+                return False
+    return True
 
 
 def _changed_customers(s: Session) -> list[str]:
