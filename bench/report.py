@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path when run)
@@ -271,7 +271,7 @@ def time_cli(url: str, runs: int) -> float:
     return statistics.median(times)
 
 
-def bench(backend: str, n: int, runs: int, analyze: bool) -> dict:
+def bench(backend: str, n: int, runs: int, analyze: bool, keep: bool = False) -> dict:
     from ffctl.core.config import load_config
     from ffctl.core.store import Store
 
@@ -320,7 +320,10 @@ def bench(backend: str, n: int, runs: int, analyze: bool) -> dict:
 
             with psycopg.connect(PG_ADMIN, autocommit=True) as c:
                 c.execute(f"DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)")
-        shutil.rmtree(tmp, ignore_errors=True)
+        if keep and store.is_sqlite:
+            print(f"kept the store: {url}", flush=True)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def describe(r: dict) -> str:
@@ -392,12 +395,13 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--analyze", action="store_true", help="run ANALYZE on SQLite too (ffctl never does)")
+    parser.add_argument("--keep", action="store_true", help="keep the SQLite store for profiling (prints its URL)")
     parser.add_argument("--record", action="store_true", help="write the figures to docs/performance.md")
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     results = []
     for backend in backends:
-        r = bench(backend, args.orders, args.runs, args.analyze)
+        r = bench(backend, args.orders, args.runs, args.analyze, args.keep)
         print(describe(r), flush=True)
         results.append(r)
     if args.record:

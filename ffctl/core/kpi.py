@@ -466,7 +466,8 @@ def _facts_sql(sql: "_Sql", cfg, *, scoped: bool) -> str:
     """INSERT ... SELECT of one order_fact row per order (``scoped``: the orders in fact_dirty)."""
     alloc_nodes = [name for name, spec in cfg.nodes.items() if spec.auto == "allocate"]
     is_alloc = f"t.node IN {_in(alloc_nodes)}" if alloc_nodes else "1 = 0"
-    scope = (lambda alias: f" JOIN {_DIRTY} dirty ON dirty.order_id = {alias}.order_id") if scoped else (lambda alias: "")
+    # IN (subquery): both backends then look the dirty orders up by index instead of scanning
+    scope = (lambda alias: f" WHERE {alias}.order_id IN (SELECT order_id FROM {_DIRTY})") if scoped else (lambda alias: "")
     per_order_tasks = (
         # an order's first completed visit is at its first node: no later node can be entered before it
         f"SELECT t.order_id, MIN(CASE WHEN t.outcome IN {_in(PASSED)} THEN t.completed_at END) AS first_done, "
@@ -478,8 +479,8 @@ def _facts_sql(sql: "_Sql", cfg, *, scoped: bool) -> str:
     per_order_picks = (
         "SELECT pl.order_id, COUNT(*) AS picked, "
         "SUM(CASE WHEN ol.sku = pl.sku AND ol.qty = pl.qty THEN 1 ELSE 0 END) AS picked_right "
-        f"FROM pick_line pl{scope('pl')} LEFT JOIN order_line ol ON ol.order_id = pl.order_id "
-        "AND ol.line_no = pl.line_no GROUP BY pl.order_id"
+        "FROM pick_line pl LEFT JOIN order_line ol ON ol.order_id = pl.order_id "
+        f"AND ol.line_no = pl.line_no{scope('pl')} GROUP BY pl.order_id"
     )
     on_time = f"(o.promised_ship_date IS NOT NULL AND {sql.local_date('o.shipped_at')} <= o.promised_ship_date)"
     delivered = "(o.delivered_at IS NOT NULL OR d.order_id IS NOT NULL)"
@@ -499,21 +500,21 @@ def _facts_sql(sql: "_Sql", cfg, *, scoped: bool) -> str:
         f"CASE WHEN {delivered} AND o.shipped_at IS NOT NULL AND {on_time} "
         f"AND COALESCE(o.delivery_issue, d.issue) IS NULL AND {in_full} THEN 1 ELSE 0 END, "
         "COALESCE(pa.picked, 0), COALESCE(pa.picked_right, 0), COALESCE(ta.decided, 0), COALESCE(ta.within, 0) "
-        f"FROM orders o{scope('o')} LEFT JOIN customer c ON c.customer = o.customer "
+        "FROM orders o LEFT JOIN customer c ON c.customer = o.customer "
         f"LEFT JOIN ({per_order_tasks}) ta ON ta.order_id = o.order_id "
         f"LEFT JOIN ({per_order_picks}) pa ON pa.order_id = o.order_id "
-        "LEFT JOIN delivery d ON d.order_id = o.order_id"
+        f"LEFT JOIN delivery d ON d.order_id = o.order_id{scope('o')}"
     )
 
 
 def _node_facts_sql(*, scoped: bool) -> str:
     """INSERT ... SELECT of the visits that can count for the bottleneck (see ``NodeFact``)."""
-    scope = f" JOIN {_DIRTY} dirty ON dirty.order_id = t.order_id" if scoped else ""
+    scope = f"t.order_id IN (SELECT order_id FROM {_DIRTY}) AND " if scoped else ""
     return (
         "INSERT INTO node_fact (task_id, order_id, node, created_at, breached, deadline, completed_at) "
         "SELECT t.id, t.order_id, t.node, o.created_at, CASE WHEN t.sla_state = 'breached' THEN 1 ELSE 0 END, "
-        f"t.deadline, t.completed_at FROM task t{scope} JOIN orders o ON o.order_id = t.order_id "
-        "WHERE t.status <> 'skipped' AND (t.sla_state = 'breached' OR (t.deadline IS NOT NULL "
+        f"t.deadline, t.completed_at FROM task t JOIN orders o ON o.order_id = t.order_id "
+        f"WHERE {scope}t.status <> 'skipped' AND (t.sla_state = 'breached' OR (t.deadline IS NOT NULL "
         "AND (t.completed_at IS NULL OR t.completed_at > t.deadline)))"
     )
 
