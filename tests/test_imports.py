@@ -565,3 +565,102 @@ def test_shipments_dry_run_changes_nothing(quick):
     assert "Dry run: " in r.stderr and "shipments: 1 new" in r.stderr
     assert scalar(ws, "SELECT count(*) FROM shipment") == 0
     assert scalar(ws, "SELECT status FROM orders WHERE order_id = 'O1'") == "open"
+
+
+# --- the import's entry planner against the workflow engine's ------------------------------------
+
+PLANNER_CONFIG = """
+[defaults]
+timezone = "Asia/Shanghai"
+[calendars.office]
+timezone = "Asia/Shanghai"
+hours = { mon = "09:00-18:00", tue = "09:00-18:00", wed = "09:00-18:00", thu = "09:00-18:00", fri = ["09:00-12:00", "13:00-17:00"] }
+[roles.finance]
+members = ["alice"]
+[roles.engineering]
+members = ["bob"]
+[workflows.pilot]
+match = { channel = ["B2B"], region = ["east"] }
+nodes = ["tech_confirm"]
+[workflows.gadgets]
+match = { category = ["gadgets"], priority = [1, 2] }
+nodes = ["credit_review", "tech_confirm", "allocation"]
+[workflows.shops]
+match = { channel = ["shop"] }
+nodes = ["credit_review", "tech_confirm", "allocation"]
+[nodes.credit_review]
+owner = "finance"
+sla = "30m"
+calendar = "office"
+[nodes.tech_confirm]
+owner = "engineering"
+sla = "4h"
+when = { has_custom_items = true }
+[nodes.allocation]
+sla = "10m"
+auto = "allocate"
+"""
+
+
+def test_entry_planner_plans_what_the_workflow_engine_plans():
+    """Every route (a workflow, a skipped node, all nodes skipped, no workflow at all) and the
+    clocks on a business calendar: the import's rows are workflow.plan_entries' rows."""
+    from ffctl.core import csvio, imports, workflow
+    from ffctl.core.config import parse_config
+
+    cfg = parse_config(PLANNER_CONFIG)
+    skus = {"W": ("widgets", False), "G": ("gadgets", False), "X": (None, True)}
+    customers = {"C1": ("gold", "east", "alice"), "C2": ("silver", None, None)}
+    orders = [  # order_id, customer, channel, region, priority, created (local), [(sku, qty)]
+        ("A", "C1", "b2b", None, None, "2026-11-23 08:00", [("W", 1)]),        # pilot, tech_confirm skipped: all skipped
+        ("B", "C1", "b2b", None, None, "2026-11-27 16:59", [("X", 1)]),        # pilot at tech_confirm
+        ("C", "C2", None, "west", 2, "2026-11-23 17:50", [("G", 1), ("W", 2)]),  # gadgets, credit review over the night
+        ("D", "C2", "shop", None, None, "2026-11-28 10:00", [("X", 3)]),       # shops: a Saturday
+        ("E", "C2", "web", None, 0, "2026-11-23 09:00", [("W", 1)]),           # no workflow matches
+        ("F", "C2", "shop", None, None, "2026-11-23 09:00", [("W", 1)]),       # the same clocks as E's time
+    ]
+    parse_time = csvio.time_parser(cfg.timezone)
+    planner = imports.EntryPlanner(cfg, "importer")
+    entries = planner.begin()
+    moves, facts = {}, []
+    for oid, cust, channel, region, prio, created, lines in orders:
+        at = parse_time(created)
+        values = [(oid, n, cust, sku, qty, channel, region, None, at, None, prio, None)
+                  for n, (sku, qty) in enumerate(lines, 1)]
+        record = imports.Record(oid, [(i, i + 2, tuple(v)) for i, v in enumerate(values)])
+        tier, cregion, rep = customers[cust]
+        custom = any(skus[s][1] for s, _ in lines)
+        moves[oid] = entries.add(record, at, channel, region or cregion, tier, cust, rep, prio or 0, custom, skus)
+        facts.append({"order_id": oid, "created_at": csvio.from_stored(at), "channel": channel,
+                      "region": region or cregion, "tier": tier, "customer": cust, "sales_rep": rep,
+                      "priority": prio or 0, "has_custom_items": custom,
+                      "categories": {skus[s][0] for s, _ in lines if skus[s][0]}, "skus": {s for s, _ in lines}})
+    expected = workflow.plan_entries(cfg, facts, actor="importer")
+    assert moves == expected.orders == {"A": ("pilot", None), "B": ("pilot", "tech_confirm"),
+                                        "C": ("gadgets", "credit_review"), "D": ("shops", "credit_review"),
+                                        "E": (None, None), "F": ("shops", "credit_review")}
+    stored = csvio.stored_time
+    tasks = [tuple(stored(t[c]) if isinstance(t[c], datetime) else t[c] for c in imports.TASK_INSERT)
+             for t in expected.tasks]
+    assert entries.tasks == tasks
+    events = [(stored(e["at"]), e["actor"], e["event"], e["order_id"], e["node"], e["detail"]) for e in expected.events]
+    assert [(e[0], e[2], e[3], e[4], e[6], e[8]) for e in entries.events] == events
+    assert {e[1] for e in entries.events} == {entries.wall}
+
+
+def test_a_bulk_import_leaves_fresh_planner_statistics(ws):
+    """Planned blind, key lookups after a bulk load become scans: the import analyzes what it grew."""
+    lines = [f"S{i:05d},1,C{1 + i % 2},A{1 + i % 3},{1 + i % 7},2026/11/2{i % 5} 09:00" for i in range(1500)]
+    ok(run(ws, "orders", ws.write("o.csv", "order_id,line_no,customer,sku,qty,created_at\n" + "\n".join(lines) + "\n")))
+    if ws.db_url.startswith("sqlite"):
+        stats = dict(query(ws, "SELECT tbl, max(CAST(stat AS INTEGER)) FROM sqlite_stat1 GROUP BY tbl"))
+    else:
+        stats = dict(query(ws, "SELECT relname, reltuples FROM pg_class WHERE relname IN "
+                               "('orders', 'order_line', 'task', 'event') AND relkind = 'r' "
+                               "AND relnamespace = to_regnamespace(current_schema())::oid"))
+    assert stats["orders"] == stats["order_line"] == stats["task"] == 1500
+    assert stats["event"] == 3000
+    # a small import on top does not analyze again
+    ok(run(ws, "orders", ws.write("p.csv", "order_id,line_no,customer,sku,qty\nT1,1,C1,A1,1\n")))
+    if ws.db_url.startswith("sqlite"):
+        assert scalar(ws, "SELECT max(CAST(stat AS INTEGER)) FROM sqlite_stat1 WHERE tbl = 'orders'") == 1500

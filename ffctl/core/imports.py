@@ -28,13 +28,14 @@ from __future__ import annotations
 import gc
 import hashlib
 import marshal
+import operator
 import sqlite3
 import time
 import zlib
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from itertools import groupby
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -58,6 +59,7 @@ from ffctl.core.models import (
 
 MAX_ERRORS_SHOWN = 50
 BATCH_ROWS = 10_000
+MEMO_CELLS = 4096  # parsed cell values remembered per column (compile_row_parser)
 DELIVERY_ISSUES = ("wrong_item", "short", "late", "damaged", "wrong_address", "documents")
 IGNORED_COLUMNS = frozenset({"error"})  # a rejects file imports as it is
 
@@ -291,7 +293,8 @@ def _import(spec, store, cfg, kind, path, *, now, actor, on_error, dry_run, upda
             report.aborted = True
         elif not dry_run:
             _zero_counts(report)
-            _run(spec, ctx, store, staging, report, progress, batch_rows, write=True)
+            handler = _run(spec, ctx, store, staging, report, progress, batch_rows, write=True)
+            refresh_statistics(store, getattr(handler, "grown", {}), progress)
             staging.close_bad_groups()
         _finish(report, staging, source.header, rejects)
     finally:
@@ -368,7 +371,8 @@ def compile_row_parser(spec: Kind, columns: Columns, parsers: dict) -> Callable:
     """A function ``cells -> (values, problems)`` for this file's header, generated once.
 
     Straight-line code per present column (no loop, no per-cell dispatch): this runs a million
-    times per import. ``values`` is aligned with ``spec.columns`` (None where the file has no
+    times per import. A parsed cell is remembered by its text (up to MEMO_CELLS per column), so a
+    repeated quantity, time or date costs a dict lookup. ``values`` is aligned with ``spec.columns`` (None where the file has no
     such column or the cell is empty); ``problems`` is None or a list of (column, value, reason).
     """
     required = set(spec.required)
@@ -399,14 +403,19 @@ def compile_row_parser(spec: Kind, columns: Columns, parsers: dict) -> Callable:
                 "            problems = (problems or [])",
                 f"            problems.append(({name!r}, t, {parse.reason!r}))",
             ]
-        else:
+        else:  # remembered per cell text: exports repeat quantities, times, dates, priorities
+            env[f"c{i}"] = {}
             body += [
-                "        try:",
-                f"            {var} = p{i}(t)",
-                "        except ValueError as exc:",
-                f"            {var} = None",
-                "            problems = (problems or [])",
-                f"            problems.append(({name!r}, t, str(exc)))",
+                f"        {var} = c{i}.get(t)",
+                f"        if {var} is None:",
+                "            try:",
+                f"                {var} = p{i}(t)",
+                f"                if len(c{i}) >= {MEMO_CELLS}:",
+                f"                    c{i}.clear()",
+                f"                c{i}[t] = {var}",
+                "            except ValueError as exc:",
+                "                problems = (problems or [])",
+                f"                problems.append(({name!r}, t, str(exc)))",
             ]
         body.append("    else:")
         body.append(f"        {var} = None")
@@ -513,12 +522,24 @@ class Staging:
 
     def add_rows(self, rows: list[tuple]) -> None:
         if rows:
-            self.db.executemany("INSERT INTO rec VALUES (?,?,?,?,?,?,?,?)", rows)
+            with self._transaction():
+                self.db.executemany("INSERT INTO rec VALUES (?,?,?,?,?,?,?,?)", rows)
             self.rows += len(rows)
 
     def add_errors(self, errors: Iterable[tuple]) -> None:
         """Errors as (seq or None, line, grp, column, value, reason)."""
-        self.db.executemany("INSERT INTO err (seq, line, grp, col, value, reason) VALUES (?,?,?,?,?,?)", errors)
+        with self._transaction():
+            self.db.executemany("INSERT INTO err (seq, line, grp, col, value, reason) VALUES (?,?,?,?,?,?)", errors)
+
+    @contextmanager
+    def _transaction(self):
+        """One transaction per executemany: in autocommit each row would be its own (a third of
+        the staging insert's time)."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
 
     def close_bad_groups(self) -> None:
         """A record with any error is rejected whole."""
@@ -538,13 +559,19 @@ class Staging:
         loads = marshal.loads
         batch: list[Record] = []
         size = 0
-        for grp, rows in groupby(cur, key=lambda r: r[0]):
-            rows = [(seq, line, loads(data)) for _, seq, line, data in rows]
-            batch.append(Record(grp, rows))
-            size += len(rows)
-            if size >= batch_rows:
-                yield batch
-                batch, size = [], 0
+        key, rows = None, []
+        for grp, seq, line, data in cur:
+            if grp != key:
+                if rows:
+                    batch.append(Record(key, rows))
+                    size += len(rows)
+                    if size >= batch_rows:
+                        yield batch
+                        batch, size = [], 0
+                key, rows = grp, []
+            rows.append((seq, line, loads(data)))
+        if rows:
+            batch.append(Record(key, rows))
         if batch:
             yield batch
 
@@ -615,8 +642,8 @@ def _lock_kind(session: Session, ctx: Context, kind: str) -> None:
 
 
 def _run(spec: Kind, ctx: Context, store, staging: Staging, report: ImportReport, progress: Progress,
-         batch_rows: int, *, write: bool) -> None:
-    """Classify (write=False) or write every good record, batch by batch."""
+         batch_rows: int, *, write: bool) -> Handler:
+    """Classify (write=False) or write every good record, batch by batch; returns the handler."""
     handler = spec.handler()
     total = staging.good_rows()
     done = 0
@@ -657,8 +684,49 @@ def _run(spec: Kind, ctx: Context, store, staging: Staging, report: ImportReport
                 report.notes.append(f"line {record.line}: {reason}")
         done += sum(len(r.rows) for r in batch)
         progress(phase, done, total, done)
+        batch = outcomes = None  # freed first, so the collection does not walk them
         gc.collect(1)  # the batch's cyclic garbage (sessions, results): young, so this is cheap
     staging.add_errors(refusals)
+    return handler
+
+
+ANALYZE_MIN_ROWS = 1000
+
+
+def refresh_statistics(store, grown: dict[str, int], progress: Progress) -> None:
+    """ANALYZE the tables an import grew by a large share, so that the commands after it are planned
+    for the rows it wrote.
+
+    Right after a bulk load the planner knows nothing of the new rows (SQLite never gathers
+    statistics on its own; PostgreSQL's autovacuum gets to it within a minute or so), and key
+    lookups planned blind become scans (``allocate`` took 592 s instead of 24 s on PostgreSQL).
+    SQLite: a table whose rows are more than twice what its statistics say (or that has none);
+    a full ANALYZE, ~0.2 s per 100k orders with their lines, tasks and events. PostgreSQL: a
+    table the import added more than a fifth of its estimated rows to (a sample: well under a
+    second), on an autocommit connection.
+    """
+    tables = sorted(t for t, n in grown.items() if n >= ANALYZE_MIN_ROWS)
+    if not tables:
+        return
+    progress("analyzing", 0, None, 0)
+    if store.dialect == "postgresql":
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            known = dict(conn.exec_driver_sql(
+                "SELECT relname, reltuples FROM pg_class WHERE relname = ANY(%(names)s) "
+                "AND relnamespace = to_regnamespace(current_schema())::oid", {"names": tables}).all())
+            stale = [t for t in tables if t in known and (known[t] < 0 or grown[t] > 0.2 * known[t])]
+            if stale:
+                conn.exec_driver_sql("ANALYZE " + ", ".join(stale))
+        return
+    with store.session(write=True) as s:
+        analyzed: dict[str, int] = {}
+        if s.execute(sa.text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")).scalar():
+            for tbl, stat in s.execute(sa.text("SELECT tbl, stat FROM sqlite_stat1 WHERE idx IS NOT NULL")):
+                analyzed[tbl] = max(analyzed.get(tbl, 0), int(str(stat).split()[0]))
+        for table in tables:
+            rows = s.execute(sa.text(f"SELECT max(rowid) FROM {table}")).scalar() or 0
+            if table not in analyzed or rows > 2 * analyzed[table]:
+                s.execute(sa.text(f"ANALYZE {table}"))
 
 
 def _finish(report: ImportReport, staging: Staging, header: list[str], rejects: str | Path | None) -> None:
@@ -722,32 +790,6 @@ def bulk_insert(session: Session, table: str, columns: Sequence[str], rows: list
         raw.executemany(f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(columns))})", rows)
 
 
-def bulk_insert_dicts(session: Session, table: str, rows: list[dict]) -> None:
-    """``bulk_insert`` for rows given as dicts of one shape; the table's time columns become
-    stored text (the model says which columns are times)."""
-    if not rows:
-        return
-    from ffctl.core.models import SQLModel, UTCDateTime
-
-    columns = list(rows[0])
-    spec = SQLModel.metadata.tables[table]
-    times = [i for i, c in enumerate(columns) if isinstance(spec.c[c].type, UTCDateTime)]
-    stored = csvio.stored_time
-    seen: dict = {}  # an order's created/entered events and its task share one time
-    out = []
-    for row in rows:
-        values = [row[c] for c in columns]
-        for i in times:
-            v = values[i]
-            if v is not None:
-                text = seen.get(v)
-                if text is None:
-                    text = seen[v] = stored(v)
-                values[i] = text
-        out.append(tuple(values))
-    bulk_insert(session, table, columns, out)
-
-
 def key_in(session: Session, column, values: list):
     """``column IN values``; on PostgreSQL as ``= ANY(array)``: one parameter instead of thousands
     (3.5x faster for 2,000 keys)."""
@@ -805,10 +847,40 @@ def _order_parsers(ctx: Context) -> dict:
 
 def order_hash(record: Record) -> str:
     """What an imported order says, as given (a missing created_at or promise is not filled in)."""
-    v = record.first
-    shared = (v[O_CUSTOMER], v[O_CHANNEL], v[O_REGION], v[O_CREATED], v[O_PROMISED], v[O_PRIORITY], v[O_REP])
-    lines = tuple((r[O_LINE], r[O_SKU], r[O_QTY], r[O_PRICE]) for _, _, r in record.rows)
+    shared = _HASHED_SHARED(record.rows[0][2])
+    lines = tuple([_HASHED_LINE(r[2]) for r in record.rows])
     return hashlib.blake2b(repr((shared, lines)).encode(), digest_size=16).hexdigest()
+
+
+_HASHED_SHARED = operator.itemgetter(O_CUSTOMER, O_CHANNEL, O_REGION, O_CREATED, O_PROMISED, O_PRIORITY, O_REP)
+_HASHED_LINE = operator.itemgetter(O_LINE, O_SKU, O_QTY, O_PRICE)
+
+
+def stored_orders(session: Session, keys: list[str], *, lock: bool = False) -> dict[str, tuple[str, str | None]]:
+    """order_id -> (status, content_hash) of the ``keys`` already stored.
+
+    One statement through the driver: an array parameter on PostgreSQL (rows locked with
+    ``lock``); on SQLite, where the key order is the index's (BINARY), first one probe of the
+    batch's key range, so that new orders (a fresh store, a file of new ids) cost nothing more.
+    """
+    if not keys:
+        return {}
+    conn = session.connection()
+    if session.bind.dialect.name == "postgresql":
+        sql = "SELECT order_id, status, content_hash FROM orders WHERE order_id = ANY(%s)"
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur:
+            cur.execute(sql + (" FOR UPDATE" if lock else ""), (keys,))
+            return {r[0]: (r[1], r[2]) for r in cur}
+    raw = conn.connection.driver_connection
+    if raw.execute("SELECT 1 FROM orders WHERE order_id BETWEEN ? AND ? LIMIT 1", (min(keys), max(keys))).fetchone() is None:
+        return {}
+    found: dict[str, tuple[str, str | None]] = {}
+    for start in range(0, len(keys), 900):
+        part = keys[start:start + 900]
+        sql = f"SELECT order_id, status, content_hash FROM orders WHERE order_id IN ({','.join('?' * len(part))})"
+        found.update((r[0], (r[1], r[2])) for r in raw.execute(sql, part))
+    return found
 
 
 class Orders(Handler):
@@ -818,18 +890,11 @@ class Orders(Handler):
 
     def __init__(self) -> None:
         self.ledger: dict = {}  # stock.promise_dates' ATP of the SKUs this run has promised from
+        self.planner: EntryPlanner | None = None
+        self.grown: Counter[str] = Counter()  # rows written per table (refresh_statistics)
 
     def apply(self, session, ctx, kind, records, write):
-        keys = [r.key for r in records]
-        orders = Order.__table__
-        existing = {}
-        for start in range(0, len(keys), 2000):
-            stmt = sa.select(orders.c.order_id, orders.c.status, orders.c.content_hash).where(
-                key_in(session, orders.c.order_id, keys[start:start + 2000])
-            )
-            if write and ctx.dialect == "postgresql":
-                stmt = stmt.with_for_update()
-            existing.update((r.order_id, r) for r in session.execute(stmt))
+        existing = stored_orders(session, [r.key for r in records], lock=write)
         outcomes: list[Outcome] = []
         new: list[tuple[Record, str]] = []
         changed: list[tuple[Record, str]] = []
@@ -839,12 +904,12 @@ class Orders(Handler):
             if current is None:
                 new.append((record, digest))
                 outcomes.append((NEW, None))
-            elif current.content_hash == digest:
+            elif current[1] == digest:
                 outcomes.append((UNCHANGED, None))
             elif not ctx.update:
                 outcomes.append((SKIPPED, "changed since it was imported; pass --update to replace it"))
-            elif current.status not in OPEN_STATUSES:
-                outcomes.append((REJECTED, f"order {record.key} is {current.status}: it can no longer change"))
+            elif current[0] not in OPEN_STATUSES:
+                outcomes.append((REJECTED, f"order {record.key} is {current[0]}: it can no longer change"))
             else:
                 changed.append((record, digest))
                 outcomes.append((UPDATED, None))
@@ -909,30 +974,44 @@ class Orders(Handler):
         return [(record.key, r[O_LINE], r[O_SKU], r[O_QTY], r[O_PRICE], 0) for _, _, r in record.rows]
 
     def _insert(self, session, ctx: Context, new: list[tuple[Record, str]]) -> None:
-        from ffctl.core import workflow
-
+        """The new orders, their lines, and their workflow entry (tasks and events), in bulk."""
         promises = self._promises(session, ctx, [r for r, _ in new], ledger=self.ledger)
-        facts_list = []
-        for record, _ in new:
-            created = record.first[O_CREATED]
-            facts_list.append(self._facts(ctx, record, csvio.from_stored(created) if created else ctx.now))
-        # The workflow engine plans each order's entry (tasks, node, events); the rows go in here
-        # with the orders, in bulk, in this transaction.
-        entry = workflow.plan_entries(ctx.cfg, facts_list, actor=ctx.actor)
+        planner = self.planner
+        if planner is None or planner.cfg is not ctx.cfg:
+            planner = self.planner = EntryPlanner(ctx.cfg, ctx.actor)
+        customers, skus, now_text = ctx.customers, ctx.skus, ctx.now_text
         order_rows, line_rows = [], []
-        for (record, digest), facts in zip(new, facts_list):
-            wf, node = entry.orders.get(record.key, (None, None))
-            order_rows.append(self._header_row(ctx, record, digest, facts, promises.get(record.key)) + (wf, node))
-            line_rows.extend(self._line_rows(record))
+        entry = planner.begin()
+        for record, digest in new:
+            v = record.first
+            key = record.key
+            tier, region, rep = customers[v[O_CUSTOMER]]
+            region = v[O_REGION] or region
+            rep = v[O_REP] or rep
+            priority = v[O_PRIORITY] or 0
+            custom = False
+            for _, _, r in record.rows:
+                line_rows.append((key, r[O_LINE], r[O_SKU], r[O_QTY], r[O_PRICE], 0))
+                if skus[r[O_SKU]][1]:
+                    custom = True
+            created = v[O_CREATED] or now_text
+            wf, node = entry.add(record, created, v[O_CHANNEL], region, tier, v[O_CUSTOMER], rep, priority, custom, skus)
+            if v[O_PROMISED] is not None:
+                promised, source = v[O_PROMISED], "import"
+            else:
+                promise = promises.get(key)
+                promised, source = (promise[0].isoformat(), promise[1]) if promise else (None, None)
+            order_rows.append((key, v[O_CUSTOMER], v[O_CHANNEL], region, rep, priority, created, promised, source,
+                               "open", custom, digest, wf, node))
         bulk_insert(session, "orders", ORDER_INSERT + ("workflow", "node"), order_rows)
         bulk_insert(session, "order_line", LINE_INSERT, line_rows)
-        bulk_insert_dicts(session, "task", entry.tasks)
-        wall = datetime.now(timezone.utc)  # audit events keep the wall time beside the command clock
-        bulk_insert_dicts(session, "event", [
-            {"at": e["at"], "wall_at": wall, "actor": e["actor"], "event": e["event"], "order_id": e["order_id"],
-             "task_id": None, "node": e["node"], "subject": None, "detail": e["detail"]}
-            for e in entry.events
-        ])
+        bulk_insert(session, "task", TASK_INSERT, entry.tasks)
+        bulk_insert(session, "event", EVENT_INSERT, entry.events)
+        grown = self.grown
+        grown["orders"] += len(order_rows)
+        grown["order_line"] += len(line_rows)
+        grown["task"] += len(entry.tasks)
+        grown["event"] += len(entry.events)
 
     def _replace(self, session, ctx: Context, changed: list[tuple[Record, str]]) -> None:
         from ffctl.core import audit
@@ -960,7 +1039,124 @@ class Orders(Handler):
                            "detail": f"replaced by import: {len(record.rows)} line(s), was {before.get(record.key, 0)}"})
         bulk_insert(session, "order_line", LINE_INSERT, line_rows)
         audit.record_many(session, events)
+        self.grown["order_line"] += len(line_rows)
         self.ledger.clear()  # it counted the replaced lines: read their SKUs afresh next time
+
+
+# --- workflow entry of new orders ------------------------------------------------------------
+
+TASK_INSERT = ("order_id", "workflow", "node", "seq", "status", "owner", "entered_at", "sla_seconds", "sla_state",
+               "held_at", "paused_seconds", "next_step", "escalation_level", "completed_at", "completed_by",
+               "outcome", "note", "risk_at", "deadline", "next_action_at")
+EVENT_INSERT = ("at", "wall_at", "actor", "event", "order_id", "task_id", "node", "subject", "detail")
+_MEMO_LIMIT = 50_000  # entries a memo may hold before it starts over (bounded memory)
+
+
+class EntryPlanner:
+    """``workflow.plan_entries`` for an import's new orders, as rows ready to write.
+
+    The same decisions, rows and events (a test compares them with ``plan_entries``), made once per
+    distinct combination of the attributes the config's ``match`` and ``when`` read instead of
+    once per order, with each task's clocks computed once per (node, entered_at), and written as
+    tuples of stored values instead of dicts of datetimes: planning through ``plan_entries``
+    cost about 25 us an order, a fifth of an import.
+    """
+
+    def __init__(self, cfg, actor: str) -> None:
+        keys: set[str] = set()
+        for wf in cfg.workflows:
+            keys.update(wf.match)
+        for spec in cfg.nodes.values():
+            keys.update(spec.when)
+        self.cfg, self.actor = cfg, actor
+        self.keys = tuple(sorted(keys))
+        self.by_line = bool({"category", "sku"} & keys)
+        self.routes: dict[tuple, tuple] = {}
+        self.clocks: dict[tuple[str, str], tuple[str, str, str]] = {}
+
+    def begin(self) -> "_Entries":
+        return _Entries(self, csvio.stored_time(datetime.now(timezone.utc)))
+
+    def route(self, attrs: dict) -> tuple:
+        """(workflow or None, detail of the created event, steps, node the order waits at) where
+        each step is (node, seq, skipped, owner, sla_seconds, event detail or its prefix)."""
+        from ffctl.core.config import matches
+        from ffctl.core.durations import format_duration
+        from ffctl.core.workflow import _describe
+
+        cfg = self.cfg
+        wf = cfg.workflow_for(attrs)
+        if wf is None:
+            return None, "no workflow matches this order", (), None
+        steps = []
+        for seq, node in enumerate(wf.nodes):
+            spec = cfg.nodes[node]
+            if spec.when and not matches(spec.when, attrs):
+                steps.append((node, seq, True, spec.owner, spec.sla_seconds,
+                              f"skipped: the order does not match {_describe(spec.when)}"))
+                continue
+            owner = f"owner {spec.owner}" if spec.owner else f"auto: {spec.auto}"
+            steps.append((node, seq, False, spec.owner, spec.sla_seconds,
+                          f"{owner}; SLA {format_duration(spec.sla_seconds)}, due "))
+            return wf.name, f"workflow {wf.name}", tuple(steps), node
+        return wf.name, f"workflow {wf.name}", tuple(steps), None
+
+    def clock(self, node: str, at: str) -> tuple[str, str, str]:
+        """(risk_at, deadline, the deadline as the entered event shows it) of a task entered at ``at``."""
+        from ffctl.core.clock import local
+        from ffctl.core.workflow import clocks
+
+        memo = self.clocks
+        found = memo.get((node, at))
+        if found is None:
+            if len(memo) >= _MEMO_LIMIT:
+                memo.clear()
+            c = clocks(self.cfg, node, csvio.from_stored(at), 0.0, "on_track", 0)
+            stored = csvio.stored_time
+            found = memo[(node, at)] = (stored(c["risk_at"]), stored(c["deadline"]),
+                                        local(c["deadline"], self.cfg.timezone).strftime("%Y-%m-%d %H:%M"))
+        return found
+
+
+class _Entries:
+    """The task and event rows of one batch of new orders."""
+
+    def __init__(self, planner: EntryPlanner, wall: str) -> None:
+        self.planner, self.wall = planner, wall
+        self.tasks: list[tuple] = []
+        self.events: list[tuple] = []
+
+    def add(self, record: Record, at: str, channel, region, tier, customer, sales_rep, priority, custom: bool,
+            skus: dict) -> tuple[str | None, str | None]:
+        """Plan one order's entry at ``at`` (stored text); returns its (workflow, node)."""
+        planner = self.planner
+        facts = {"channel": channel, "region": region, "tier": tier, "customer": customer, "sales_rep": sales_rep,
+                 "priority": priority, "has_custom_items": custom}
+        if planner.by_line:
+            line_skus = {r[O_SKU] for _, _, r in record.rows}
+            facts["sku"] = line_skus
+            facts["category"] = {skus[s][0] for s in line_skus if skus[s][0]}
+        key = tuple(frozenset(facts[k]) if isinstance(facts[k], set) else facts[k] for k in planner.keys)
+        route = planner.routes.get(key)
+        if route is None:
+            if len(planner.routes) >= _MEMO_LIMIT:
+                planner.routes.clear()
+            route = planner.routes[key] = planner.route(facts)
+        workflow, created, steps, node = route
+        order_id, wall, actor = record.key, self.wall, planner.actor
+        events = self.events
+        events.append((at, wall, actor, "created", order_id, None, None, None, created))
+        for step, seq, skipped, owner, sla, detail in steps:
+            risk_at, deadline, due = planner.clock(step, at)
+            if skipped:
+                self.tasks.append((order_id, workflow, step, seq, "skipped", owner, at, sla, "on_track", None, 0.0, 0,
+                                   0, at, actor, "skipped", None, risk_at, deadline, None))
+                events.append((at, wall, actor, "skipped", order_id, None, step, None, detail))
+            else:
+                self.tasks.append((order_id, workflow, step, seq, "open", owner, at, sla, "on_track", None, 0.0, 0,
+                                   0, None, None, None, None, risk_at, deadline, risk_at))
+                events.append((at, wall, actor, "entered", order_id, None, step, None, detail + due))
+        return workflow, node
 
 
 # --- master data and other keyed rows ---------------------------------------------------------
@@ -974,6 +1170,7 @@ class Upsert(Handler):
         self.defaults = defaults
         self.times = frozenset(times)
         self.guard = guard  # (stored row, changes) -> (changes, reason or None, refused)
+        self.grown: Counter[str] = Counter()  # rows inserted per table (refresh_statistics)
 
     def apply(self, session, ctx, kind, records, write):
         key_cols = kind.key
@@ -1012,6 +1209,7 @@ class Upsert(Handler):
         if write:
             if inserts:
                 session.execute(sa.insert(self.table), inserts)
+                self.grown[self.table.name] += len(inserts)
             cols = [self.table.c[c] for c in key_cols]
             for key, changes in updates:
                 key_values = (key,) if len(key_cols) == 1 else key
