@@ -665,10 +665,15 @@ class _Report:
                 picks = []
                 for p in (0.5, 0.9):
                     pos = p * (n - 1)
-                    k = int(pos)
+                    k = int(pos)  # interpolate between the values of ranks k and k + 1 (0-based)
+                    # step to the rank from the nearer end of the group's range
+                    descending = k >= n // 2
+                    order, skip = ("DESC", max(n - 2 - k, 0)) if descending else ("ASC", k)
                     got = [v for (v,) in self.rows(
                         f"SELECT f.{t} FROM order_fact f INDEXED BY {_index_name(column, t)} WHERE {where} "
-                        f"AND f.{t} IS NOT NULL AND {self.frange} ORDER BY f.{t} LIMIT 2 OFFSET {k}", extra)]
+                        f"AND f.{t} IS NOT NULL AND {self.frange} ORDER BY f.{t} {order} LIMIT 2 OFFSET {skip}", extra)]
+                    if descending:
+                        got = got[::-1] if k + 1 < n else got[:1]
                     lo = got[0]
                     hi = got[1] if len(got) > 1 else lo
                     picks.append(lo + (pos - k) * (hi - lo))
