@@ -664,3 +664,38 @@ def test_a_bulk_import_leaves_fresh_planner_statistics(ws):
     ok(run(ws, "orders", ws.write("p.csv", "order_id,line_no,customer,sku,qty\nT1,1,C1,A1,1\n")))
     if ws.db_url.startswith("sqlite"):
         assert scalar(ws, "SELECT max(CAST(stat AS INTEGER)) FROM sqlite_stat1 WHERE tbl = 'orders'") == 1500
+
+
+def test_prepared_rows_are_checked_again_by_the_writer(ws):
+    """PostgreSQL imports prepare a batch's rows ahead of the transaction that writes it: an order
+    another import stored in between is found there and not inserted twice."""
+    from ffctl.core import imports
+    from ffctl.core.config import load_config
+
+    cfg = load_config(ws.config_path)
+    store = ws.store()
+    try:
+        ctx = imports._context(store, cfg, now=datetime(2026, 11, 25, 2, tzinfo=timezone.utc), actor="importer",
+                               update=False)
+        ctx.present = frozenset(imports.ORDER_COLUMNS)
+        spec = imports.KINDS["orders"]
+
+        def record(oid):
+            return imports.Record(oid, [(1, 2, (oid, 1, "C1", "A1", 2) + (None,) * 7)])
+
+        batch = [record("R1"), record("R2")]
+        handler = spec.handler()
+        with store.session() as s:
+            prepared = handler.prepare(s, ctx, spec, batch)
+        assert prepared[1] == ["R1", "R2"]
+        ok(run(ws, "orders", ws.write("r1.csv", "order_id,line_no,customer,sku,qty\nR1,1,C1,A1,2\n"),
+               now="2026-11-25T10:00:00+08:00"))
+        with store.session(write=True) as s:
+            outcomes = handler.apply(s, ctx, spec, batch, True, prepared=prepared)
+    finally:
+        store.dispose()
+    assert outcomes == [(imports.UNCHANGED, None), (imports.NEW, None)]
+    assert query(ws, "SELECT order_id, count(*) FROM order_line GROUP BY order_id ORDER BY order_id") == [("R1", 1), ("R2", 1)]
+    assert query(ws, "SELECT order_id, count(*) FROM event WHERE event = 'created' GROUP BY order_id ORDER BY order_id") == [
+        ("R1", 1), ("R2", 1)]
+    assert scalar(ws, "SELECT count(*) FROM task WHERE order_id = 'R2' AND status = 'open'") == 1

@@ -29,7 +29,9 @@ import gc
 import hashlib
 import marshal
 import operator
+import queue
 import sqlite3
+import threading
 import time
 import zlib
 from collections import Counter
@@ -435,6 +437,8 @@ def _stage(spec: Kind, ctx: Context, source: csvio.CsvSource, columns: Columns, 
     sub_at = spec.index(spec.sub) if spec.sub else None
     sub_required = spec.sub in spec.required
     shared_at = [spec.index(c) for c in spec.shared]
+    shared = (operator.itemgetter(*shared_at) if len(shared_at) > 1
+              else (lambda values, i=shared_at[0]: (values[i],)) if shared_at else None)
     header_width = len(columns.names)
     width, unnamed = columns.width, columns.unnamed
     row_check = spec.row_check
@@ -469,8 +473,8 @@ def _stage(spec: Kind, ctx: Context, source: csvio.CsvSource, columns: Columns, 
             sub = values[sub_at]
             if sub is None:
                 sub = -seq if sub_required else 0
-        hdr = dumps(tuple([values[i] for i in shared_at])) if shared_at else None
-        batch.append((grp, sub, seq, line, 1 if problems else 0, hdr, dumps(values), dumps(cells)))
+        batch.append((grp, sub, seq, line, problems is not None, dumps(shared(values)) if shared else None,
+                      dumps(values), dumps(cells)))
         if problems:
             for column, value, reason in problems:
                 if column is not None and value is None:
@@ -646,10 +650,14 @@ def _run(spec: Kind, ctx: Context, store, staging: Staging, report: ImportReport
     """Classify (write=False) or write every good record, batch by batch; returns the handler."""
     handler = spec.handler()
     total = staging.good_rows()
-    done = 0
     refusals: list[tuple] = []
     phase = "writing" if write else "planning"
     progress(phase, 0, total, 0)
+    if write and ctx.dialect == "postgresql" and hasattr(handler, "prepare"):
+        _run_pipelined(spec, ctx, store, staging, report, progress, batch_rows, handler, total, refusals)
+        staging.add_errors(refusals)
+        return handler
+    done = 0
     for batch in staging.records(batch_rows):
         if write:
             with store.session(write=True) as s:
@@ -666,28 +674,104 @@ def _run(spec: Kind, ctx: Context, store, staging: Staging, report: ImportReport
         else:
             with store.session() as s:
                 outcomes = handler.apply(s, ctx, spec, batch, False)
-        for record, (action, reason) in zip(batch, outcomes):
-            if action == REJECTED:
-                refusals.append((None, record.line, record.key, None, None, reason))
-                continue
-            if action == NEW:
-                report.written += 1
-            elif action == UPDATED:
-                report.updated += 1
-            elif action == UNCHANGED:
-                report.unchanged += 1
-            elif action == SKIPPED:
-                report.skipped += 1
-                if len(report.changed) < MAX_ERRORS_SHOWN:
-                    report.changed.append(record.key.replace("\x1f", ", "))
-            if reason and action != SKIPPED and len(report.notes) < MAX_ERRORS_SHOWN:
-                report.notes.append(f"line {record.line}: {reason}")
-        done += sum(len(r.rows) for r in batch)
+        done += _account(report, batch, outcomes, refusals)
         progress(phase, done, total, done)
         batch = outcomes = None  # freed first, so the collection does not walk them
         gc.collect(1)  # the batch's cyclic garbage (sessions, results): young, so this is cheap
     staging.add_errors(refusals)
     return handler
+
+
+def _account(report: ImportReport, batch: list[Record], outcomes: list[Outcome], refusals: list[tuple]) -> int:
+    """Count a batch's outcomes in the report; returns its rows."""
+    for record, (action, reason) in zip(batch, outcomes):
+        if action == REJECTED:
+            refusals.append((None, record.line, record.key, None, None, reason))
+            continue
+        if action == NEW:
+            report.written += 1
+        elif action == UPDATED:
+            report.updated += 1
+        elif action == UNCHANGED:
+            report.unchanged += 1
+        elif action == SKIPPED:
+            report.skipped += 1
+            if len(report.changed) < MAX_ERRORS_SHOWN:
+                report.changed.append(record.key.replace("\x1f", ", "))
+        if reason and action != SKIPPED and len(report.notes) < MAX_ERRORS_SHOWN:
+            report.notes.append(f"line {record.line}: {reason}")
+    return sum(len(r.rows) for r in batch)
+
+
+def _run_pipelined(spec: Kind, ctx: Context, store, staging: Staging, report: ImportReport, progress: Progress,
+                   batch_rows: int, handler: Handler, total: int, refusals: list[tuple]) -> None:
+    """Write batches on PostgreSQL with the server's work overlapping ours.
+
+    Most of a PostgreSQL batch is the server's (foreign-key checks and index entries for every
+    row COPY sends), during which this process would only wait. So one writer thread runs each
+    batch's transaction (lock, classify, COPY, commit; one batch at a time, in file order, so a
+    killed import still leaves whole batches), while this thread reads the next batch from
+    staging and prepares its rows (``handler.prepare``). At most one batch waits between them.
+    """
+    jobs: queue.Queue = queue.Queue(maxsize=1)
+    results: queue.Queue = queue.Queue()
+
+    def write() -> None:
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            batch, prepared = job
+            try:
+                with store.session(write=True) as s:
+                    _lock_kind(s, ctx, spec.name)
+                    outcomes = handler.apply(s, ctx, spec, batch, True, prepared=prepared)
+            except BaseException as exc:  # handed to the main thread, which raises it
+                results.put((batch, None, exc))
+                return
+            results.put((batch, outcomes, None))
+
+    done = 0
+    pending = 0
+
+    def collect(block: bool) -> None:
+        nonlocal done, pending
+        while pending and (block or not results.empty()):
+            batch, outcomes, exc = results.get()
+            pending -= 1
+            if exc is not None:
+                raise exc
+            report.batches += 1
+            done += _account(report, batch, outcomes, refusals)
+            progress("writing", done, total, done)
+            block = False if pending == 0 else block
+
+    writer = threading.Thread(target=write, name="ffctl-import-writer", daemon=True)
+    writer.start()
+    try:
+        for batch in staging.records(batch_rows):
+            with store.session() as s:
+                prepared = handler.prepare(s, ctx, spec, batch)
+            while True:
+                collect(block=False)  # raises the writer's error, if any
+                try:
+                    jobs.put((batch, prepared), timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            pending += 1
+            batch = prepared = None
+            gc.collect(1)
+        collect(block=True)
+    finally:
+        while True:  # stop the writer after the batch it is on, whatever happened here
+            try:
+                jobs.get_nowait()
+                pending -= 1
+            except queue.Empty:
+                break
+        jobs.put(None)
+        writer.join()
 
 
 ANALYZE_MIN_ROWS = 1000
@@ -893,13 +977,21 @@ class Orders(Handler):
         self.planner: EntryPlanner | None = None
         self.grown: Counter[str] = Counter()  # rows written per table (refresh_statistics)
 
-    def apply(self, session, ctx, kind, records, write):
+    def prepare(self, session, ctx, kind, records) -> tuple:
+        """The writer's work that needs no lock, done ahead of it (``_run_pipelined``): every
+        record's digest, and the rows of the records not stored yet (the writer checks again)."""
+        stored = stored_orders(session, [r.key for r in records])
+        digests = [order_hash(r) for r in records]
+        new = [(r, d) for r, d in zip(records, digests) if r.key not in stored]
+        return digests, [r.key for r, _ in new], self._plan(ctx, new, self._planner(ctx)) if new else None
+
+    def apply(self, session, ctx, kind, records, write, prepared: tuple | None = None):
         existing = stored_orders(session, [r.key for r in records], lock=write)
+        digests = prepared[0] if prepared is not None else [order_hash(r) for r in records]
         outcomes: list[Outcome] = []
         new: list[tuple[Record, str]] = []
         changed: list[tuple[Record, str]] = []
-        for record in records:
-            digest = order_hash(record)
+        for record, digest in zip(records, digests):
             current = existing.get(record.key)
             if current is None:
                 new.append((record, digest))
@@ -929,7 +1021,12 @@ class Orders(Handler):
         if not write:
             return outcomes
         if new:
-            self._insert(session, ctx, new)
+            if prepared is None:
+                self._insert(session, ctx, new)
+            elif prepared[1] == [r.key for r, _ in new]:
+                self._insert(session, ctx, new, prepared[2])
+            else:  # the store changed since: plan here (with a planner of this thread's own)
+                self._insert(session, ctx, new, planner=EntryPlanner(ctx.cfg, ctx.actor))
         if changed:
             self._replace(session, ctx, changed)
         return outcomes
@@ -973,12 +1070,15 @@ class Orders(Handler):
     def _line_rows(record: Record) -> list[tuple]:
         return [(record.key, r[O_LINE], r[O_SKU], r[O_QTY], r[O_PRICE], 0) for _, _, r in record.rows]
 
-    def _insert(self, session, ctx: Context, new: list[tuple[Record, str]]) -> None:
-        """The new orders, their lines, and their workflow entry (tasks and events), in bulk."""
-        promises = self._promises(session, ctx, [r for r, _ in new], ledger=self.ledger)
-        planner = self.planner
-        if planner is None or planner.cfg is not ctx.cfg:
-            planner = self.planner = EntryPlanner(ctx.cfg, ctx.actor)
+    def _planner(self, ctx: Context) -> "EntryPlanner":
+        if self.planner is None or self.planner.cfg is not ctx.cfg:
+            self.planner = EntryPlanner(ctx.cfg, ctx.actor)
+        return self.planner
+
+    @staticmethod
+    def _plan(ctx: Context, new: list[tuple[Record, str]], planner: "EntryPlanner") -> tuple:
+        """The rows of new orders: (orders, lines, tasks, events). Pure Python, no store: an order
+        without a promised_ship_date has None there until ``_insert`` asks available-to-promise."""
         customers, skus, now_text = ctx.customers, ctx.skus, ctx.now_text
         order_rows, line_rows = [], []
         entry = planner.begin()
@@ -996,22 +1096,32 @@ class Orders(Handler):
                     custom = True
             created = v[O_CREATED] or now_text
             wf, node = entry.add(record, created, v[O_CHANNEL], region, tier, v[O_CUSTOMER], rep, priority, custom, skus)
-            if v[O_PROMISED] is not None:
-                promised, source = v[O_PROMISED], "import"
-            else:
-                promise = promises.get(key)
-                promised, source = (promise[0].isoformat(), promise[1]) if promise else (None, None)
-            order_rows.append((key, v[O_CUSTOMER], v[O_CHANNEL], region, rep, priority, created, promised, source,
-                               "open", custom, digest, wf, node))
+            given = v[O_PROMISED]
+            order_rows.append((key, v[O_CUSTOMER], v[O_CHANNEL], region, rep, priority, created, given,
+                               None if given is None else "import", "open", custom, digest, wf, node))
+        return order_rows, line_rows, entry.tasks, entry.events
+
+    def _insert(self, session, ctx: Context, new: list[tuple[Record, str]], planned: tuple | None = None,
+                planner: "EntryPlanner | None" = None) -> None:
+        """The new orders, their lines, and their workflow entry (tasks and events), in bulk."""
+        if planned is None:
+            planned = self._plan(ctx, new, planner or self._planner(ctx))
+        order_rows, line_rows, tasks, events = planned
+        promises = self._promises(session, ctx, [r for r, _ in new], ledger=self.ledger)
+        if promises:
+            for i, row in enumerate(order_rows):
+                promise = promises.get(row[0])
+                if promise is not None and row[7] is None:
+                    order_rows[i] = row[:7] + (promise[0].isoformat(), promise[1]) + row[9:]
         bulk_insert(session, "orders", ORDER_INSERT + ("workflow", "node"), order_rows)
         bulk_insert(session, "order_line", LINE_INSERT, line_rows)
-        bulk_insert(session, "task", TASK_INSERT, entry.tasks)
-        bulk_insert(session, "event", EVENT_INSERT, entry.events)
+        bulk_insert(session, "task", TASK_INSERT, tasks)
+        bulk_insert(session, "event", EVENT_INSERT, events)
         grown = self.grown
         grown["orders"] += len(order_rows)
         grown["order_line"] += len(line_rows)
-        grown["task"] += len(entry.tasks)
-        grown["event"] += len(entry.events)
+        grown["task"] += len(tasks)
+        grown["event"] += len(events)
 
     def _replace(self, session, ctx: Context, changed: list[tuple[Record, str]]) -> None:
         from ffctl.core import audit
@@ -1050,6 +1160,7 @@ TASK_INSERT = ("order_id", "workflow", "node", "seq", "status", "owner", "entere
                "outcome", "note", "risk_at", "deadline", "next_action_at")
 EVENT_INSERT = ("at", "wall_at", "actor", "event", "order_id", "task_id", "node", "subject", "detail")
 _MEMO_LIMIT = 50_000  # entries a memo may hold before it starts over (bounded memory)
+_ORDER_ATTRS = ("channel", "region", "tier", "customer", "sales_rep", "priority", "has_custom_items")
 
 
 class EntryPlanner:
@@ -1071,6 +1182,10 @@ class EntryPlanner:
         self.cfg, self.actor = cfg, actor
         self.keys = tuple(sorted(keys))
         self.by_line = bool({"category", "sku"} & keys)
+        # the order-level attributes a route depends on, picked out of _Entries.add's arguments
+        used = [i for i, k in enumerate(_ORDER_ATTRS) if k in keys]
+        self.pick = (lambda values: ()) if not used else (
+            operator.itemgetter(*used) if len(used) > 1 else (lambda values, i=used[0]: (values[i],)))
         self.routes: dict[tuple, tuple] = {}
         self.clocks: dict[tuple[str, str], tuple[str, str, str]] = {}
 
@@ -1114,7 +1229,7 @@ class EntryPlanner:
             c = clocks(self.cfg, node, csvio.from_stored(at), 0.0, "on_track", 0)
             stored = csvio.stored_time
             found = memo[(node, at)] = (stored(c["risk_at"]), stored(c["deadline"]),
-                                        local(c["deadline"], self.cfg.timezone).strftime("%Y-%m-%d %H:%M"))
+                                        local(c["deadline"], self.cfg.timezone).isoformat(" ", "minutes")[:16])
         return found
 
 
@@ -1130,17 +1245,19 @@ class _Entries:
             skus: dict) -> tuple[str | None, str | None]:
         """Plan one order's entry at ``at`` (stored text); returns its (workflow, node)."""
         planner = self.planner
-        facts = {"channel": channel, "region": region, "tier": tier, "customer": customer, "sales_rep": sales_rep,
-                 "priority": priority, "has_custom_items": custom}
+        values = (channel, region, tier, customer, sales_rep, priority, custom)
+        key = planner.pick(values)
         if planner.by_line:
-            line_skus = {r[O_SKU] for _, _, r in record.rows}
-            facts["sku"] = line_skus
-            facts["category"] = {skus[s][0] for s in line_skus if skus[s][0]}
-        key = tuple(frozenset(facts[k]) if isinstance(facts[k], set) else facts[k] for k in planner.keys)
+            line_skus = frozenset([r[O_SKU] for _, _, r in record.rows])
+            categories = frozenset([skus[s][0] for s in line_skus if skus[s][0]])
+            key = (key, line_skus, categories)
         route = planner.routes.get(key)
         if route is None:
             if len(planner.routes) >= _MEMO_LIMIT:
                 planner.routes.clear()
+            facts = dict(zip(_ORDER_ATTRS, values))
+            if planner.by_line:
+                facts["sku"], facts["category"] = set(line_skus), set(categories)
             route = planner.routes[key] = planner.route(facts)
         workflow, created, steps, node = route
         order_id, wall, actor = record.key, self.wall, planner.actor
