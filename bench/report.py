@@ -315,7 +315,9 @@ def bench(backend: str, n: int, runs: int, analyze: bool, keep: bool = False) ->
                 "caught": caught, "change": change_seconds, "refreshed": refreshed}
     finally:
         store.dispose()
-        if pg_name:
+        if pg_name and keep:
+            print(f"kept the store: {url}", flush=True)
+        elif pg_name:
             import psycopg
 
             with psycopg.connect(PG_ADMIN, autocommit=True) as c:
@@ -349,17 +351,22 @@ def record(results: list[dict], command: str) -> None:
     sqlite = next((r for r in results if r["backend"] == "sqlite"), None)
     verdict = ""
     if sqlite:
-        verdict = (f"Goal <= 3 s on SQLite: {'met' if sqlite['report'] <= 3 else 'not met'} "
-                   f"({sqlite['report']:.2f} s for the core call, {sqlite['cli']:.2f} s for the whole process).")
+        worst = max(sqlite["report"], sqlite["cli"], sqlite["change"])
+        verdict = (f"Goal <= 3 s on SQLite: {'met' if worst <= 3 else 'not met'} "
+                   f"({sqlite['report']:.2f} s for the core call, {sqlite['cli']:.2f} s for the whole process, "
+                   f"{sqlite['change']:.2f} s when 1% of the orders changed since the last report).")
     section = f"""## KPI report (`bench/report.py`)
 
 `{command}` on CPython {platform.python_version()}, {platform.machine()}, {date.today().isoformat()}; 2 cores shared
 with other jobs (load average {os.getloadavg()[0]:.1f} when the run ended).
 A year of orders with full history built in SQL (customers, products, 1-3 lines an order, one task per
 node visit with deadline and SLA state, pick lines for half the orders, shipments, deliveries, the
-audit trail); the last 1% still open. Timed: `kpi_report(by="region")` (median of the runs) and the
-whole `ffctl report kpi --by region --format json` process, against a plain `SELECT count(*)` of every
-table the report reads, in the same run.
+audit trail); the last 1% still open. Timed, in the same run: the first refresh of the report facts
+(the history was written behind ffctl's back, so it builds every order's facts); then
+`refresh_facts` + `kpi_report(by="region")` (the core of the command, median of the runs) and the
+whole `ffctl report kpi --by region --format json` process; then 1% of the orders get an audit event
+(what a few days of shipping and deliveries write) and one more refresh + report; against a plain
+`SELECT count(*)` of every table the report used to read.
 
 ```
 {body}
@@ -367,24 +374,21 @@ table the report reads, in the same run.
 
 {verdict}
 
-Every KPI is aggregated in the database: one pass over task and one over pick_line write a row of
-facts per order into a temporary table, then each KPI is one GROUP BY or one percentile query over
-it (`percentile_cont` on PostgreSQL, a ROW_NUMBER/COUNT rank pick on SQLite); Python receives one
-row per region and one per node. The first version (one query per KPI, each joining task to
-orders) took 65 s on SQLite.
+How: a report reads `order_fact`, one narrow row per order (confirmation, allocation and cycle
+times; shipped, on-time, delivered, perfect, pick and SLA counters; region, channel, rep, customer,
+week), and `node_fact`, the few node visits that weigh in the bottleneck (breached, over deadline
+or open). `kpi.refresh_facts` keeps them: every change to an order writes an audit event, so a
+refresh rewrites, set-based, the facts of the orders named by events since its last event id
+(and of customers whose region changed) and costs what changed. On SQLite, which has no hash
+aggregation and no percentile function, a cut's per-group sums read a covering index on
+(group, conf, ...) in order, and each exact percentile is an OFFSET to its rank inside the group's
+range of an index on (group, time): no sort of a million rows per report. PostgreSQL groups and
+runs `percentile_cont` over `order_fact` in one query.
 
-Where the SQLite time goes (`kpi_report` step by step on this store, machine otherwise idle,
-26 s in all): the per-order pass over the 5.7M task rows, 5.4 s (a bare scan of task is 1.2 s:
-SQLite has no hash aggregation, so GROUP BY order_id is a sort of 5.7M rows), plus joining it and
-the pick pass to the orders, 12.5 s for the facts table in all; three exact percentiles over 1M
-orders, 3 s each (a sort per KPI); the per-node SLA figures, 3.5 s (another sort of 5.7M rows).
-A 3 s report therefore cannot read the task history each time: it needs the per-order facts kept
-up to date where tasks close (the workflow writer) or refreshed from the append-only event log,
-so a report reads 1M narrow rows instead of 5.7M tasks; exact medians would still sort 1M values
-per KPI. Measured and not taken: a covering index on task (order_id, outcome, node, completed_at,
-deadline) cuts the per-order pass from 5.4 s to 3.0 s, at the price of one more index written by
-every task change; per-group OFFSET picks over an index on (group, value) halve each SQLite
-percentile (1.3 s instead of 2.6 s) but issue one query per group and percentile.
+The first refresh after a bulk history (an upgrade to schema 0003, a config change of time zone or
+allocation nodes, or more new events than facts) rebuilds every row: the figure above, paid once by
+the first report. Before the facts, every report recomputed them from the 5.7M task rows: 26-36 s
+on SQLite and 15 s on PostgreSQL at this size.
 """
     record_section("report.py", section)
 
@@ -395,7 +399,7 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--analyze", action="store_true", help="run ANALYZE on SQLite too (ffctl never does)")
-    parser.add_argument("--keep", action="store_true", help="keep the SQLite store for profiling (prints its URL)")
+    parser.add_argument("--keep", action="store_true", help="keep the store for profiling (prints its URL)")
     parser.add_argument("--record", action="store_true", help="write the figures to docs/performance.md")
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
