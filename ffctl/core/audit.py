@@ -84,20 +84,26 @@ def _naive_utc(dt: datetime) -> datetime:
 def _bulk_write(session: Session, rows: list[dict], wall: datetime) -> None:
     """Many events without per-row SQLAlchemy processing: COPY on PostgreSQL, the driver's
     executemany on SQLite (times stored as naive UTC, exactly as ``UTCDateTime`` stores them)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from ffctl.core.bulk import copy_rows
+
+        copy_rows(session, "event", _COLUMNS, (
+            (r["at"], wall, r["actor"], r["event"], r.get("order_id"), r.get("task_id"), r.get("node"),
+             r.get("subject"), r.get("detail"))
+            for r in rows))
+        return
     session.flush()
     raw = session.connection().connection.driver_connection
-    values = [
-        (_naive_utc(r["at"]), _naive_utc(wall), r["actor"], r["event"], r.get("order_id"), r.get("task_id"),
-         r.get("node"), r.get("subject"), r.get("detail"))
-        for r in rows
-    ]
-    cols = ", ".join(_COLUMNS)
-    if session.get_bind().dialect.name == "postgresql":
-        with raw.cursor() as cur:
-            with cur.copy(f"COPY event ({cols}) FROM STDIN") as copy:
-                for v in values:
-                    copy.write_row(v)
-    else:
-        text = [(v[0].isoformat(sep=" ", timespec="microseconds"), v[1].isoformat(sep=" ", timespec="microseconds"))
-                + v[2:] for v in values]
-        raw.executemany(f"INSERT INTO event ({cols}) VALUES ({', '.join('?' * len(_COLUMNS))})", text)
+    stamps: dict[datetime, str] = {}
+
+    def stamp(dt: datetime) -> str:
+        text = stamps.get(dt)
+        if text is None:
+            text = stamps[dt] = _naive_utc(dt).isoformat(sep=" ", timespec="microseconds")
+        return text
+
+    raw.executemany(
+        f"INSERT INTO event ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+        [(stamp(r["at"]), stamp(wall), r["actor"], r["event"], r.get("order_id"), r.get("task_id"), r.get("node"),
+          r.get("subject"), r.get("detail")) for r in rows],
+    )

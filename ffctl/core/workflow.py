@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit
+from ffctl.core.bulk import copy_rows, int_array, text_array
 from ffctl.core.clock import local
 from ffctl.core.config import matches
 from ffctl.core.durations import format_duration
@@ -89,13 +90,19 @@ def task_view(task, cfg, now: datetime) -> dict:
     return {"state": state, "seconds_left": None if left is None else round(left)}
 
 
+def _is_pg(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def _keyed(session: Session, column, values: list):
     """``column IN values``; on PostgreSQL one array parameter (``= ANY``), parsed and planned once
-    whatever its length, where an IN list renders a cast per element."""
-    if session.get_bind().dialect.name == "postgresql":
+    whatever its length, where an IN list renders a cast per element (sent as one array literal)."""
+    if _is_pg(session):
         from sqlalchemy.dialects.postgresql import ARRAY
 
-        return column == sa.any_(sa.bindparam(None, list(values), type_=ARRAY(column.type)))
+        values = list(values)
+        literal = int_array(values) if values and isinstance(values[0], int) else text_array(values)
+        return column == sa.any_(sa.cast(sa.bindparam(None, literal, type_=sa.Text), ARRAY(column.type)))
     return column.in_(list(values))
 
 
@@ -153,6 +160,7 @@ class _Writer:
         self.tasks: list[dict] = []
         self.orders: dict[str, tuple[str | None, str | None]] = {}
         self.events: list[dict] = []
+        self._entering: dict[tuple, tuple[dict, str]] = {}  # (node, at) -> (its clocks, "entered" detail)
 
     def event(self, event: str, at: datetime, order_id: str, node: str | None = None, detail: str | None = None,
               actor: str | None = None) -> None:
@@ -175,13 +183,23 @@ class _Writer:
                     continue
             self.tasks.append(self._task(order_id, workflow, node, position, at))
             self.orders[order_id] = (workflow, node)
-            deadline = self.tasks[-1]["deadline"]
-            owner = f"owner {spec.owner}" if spec.owner else f"auto: {spec.auto}"
-            due = local(deadline, self.cfg.timezone).strftime("%Y-%m-%d %H:%M")
-            self.event("entered", at, order_id, node, f"{owner}; SLA {format_duration(spec.sla_seconds)}, due {due}")
+            self.event("entered", at, order_id, node, self._entered(node, at)[1])
             return node
         self.orders[order_id] = (workflow, None)
         return None
+
+    def _entered(self, node: str, at: datetime) -> tuple[dict, str]:
+        """The clocks of a fresh task at ``node`` entered at ``at``, and its "entered" event detail
+        (computed once per node and time: a set-based move enters many orders at one time)."""
+        key = (node, at)
+        found = self._entering.get(key)
+        if found is None:
+            spec = self.cfg.nodes[node]
+            times = clocks(self.cfg, node, at, 0.0, "on_track", 0)
+            owner = f"owner {spec.owner}" if spec.owner else f"auto: {spec.auto}"
+            due = local(times["deadline"], self.cfg.timezone).strftime("%Y-%m-%d %H:%M")
+            found = self._entering[key] = (times, f"{owner}; SLA {format_duration(spec.sla_seconds)}, due {due}")
+        return found
 
     def _task(self, order_id: str, workflow: str, node: str, seq: int, at: datetime, status: str = "open") -> dict:
         spec = self.cfg.nodes[node]
@@ -191,7 +209,7 @@ class _Writer:
             "held_at": None, "paused_seconds": 0.0, "next_step": 0, "escalation_level": 0,
             "completed_at": None, "completed_by": None, "outcome": None, "note": None,
         }
-        row.update(clocks(self.cfg, node, at, 0.0, "on_track", 0))
+        row.update(self._entered(node, at)[0])
         if status == "skipped":
             row.update(completed_at=at, completed_by=self.actor, outcome="skipped", next_action_at=None)
         return row
@@ -218,37 +236,37 @@ BULK_ROWS = 200  # from this many rows on, _Writer.flush writes through the driv
 def _bulk_flush(session: Session, tasks: list[dict], orders: dict) -> None:
     """Task inserts and order moves without per-row SQLAlchemy processing (a set-based
     ``complete_auto`` of 70k orders spent most of its time there): COPY and one
-    ``UPDATE ... FROM unnest`` on PostgreSQL, the driver's executemany on SQLite."""
+    ``UPDATE ... FROM unnest`` on PostgreSQL, the driver's executemany on SQLite. Rows go in
+    order id order, so each index is walked once in order rather than at random."""
     session.flush()
-    raw = session.connection().connection.driver_connection
-    pg = session.get_bind().dialect.name == "postgresql"
-
-    def cell(v):
-        if isinstance(v, datetime):
-            v = v.astimezone(timezone.utc).replace(tzinfo=None) if v.tzinfo else v
-            return v if pg else v.isoformat(sep=" ", timespec="microseconds")
-        return v
-
+    pg = _is_pg(session)
     if tasks:
         cols = list(tasks[0])
-        rows = [tuple(cell(t[c]) for c in cols) for t in tasks]
+        rows = sorted((tuple(t[c] for c in cols) for t in tasks), key=lambda r: r[0])
         if pg:
-            with raw.cursor() as cur:
-                with cur.copy(f"COPY task ({', '.join(cols)}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
+            copy_rows(session, "task", cols, rows)
         else:
-            raw.executemany(f"INSERT INTO task ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows)
+            def cell(v):
+                if isinstance(v, datetime):
+                    v = v.astimezone(timezone.utc).replace(tzinfo=None) if v.tzinfo else v
+                    return v.isoformat(sep=" ", timespec="microseconds")
+                return v
+
+            session.connection().connection.driver_connection.executemany(
+                f"INSERT INTO task ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [tuple(map(cell, r)) for r in rows])
     if orders:
-        ids = list(orders)
+        ids = sorted(orders)
         if pg:
             session.execute(sa.text(
                 "UPDATE orders AS o SET workflow = v.wf, node = v.nd FROM unnest(CAST(:ids AS text[]), "
                 "CAST(:wfs AS text[]), CAST(:nds AS text[])) AS v(id, wf, nd) WHERE o.order_id = v.id"
-            ), {"ids": ids, "wfs": [orders[i][0] for i in ids], "nds": [orders[i][1] for i in ids]})
+            ), {"ids": text_array(ids), "wfs": text_array(orders[i][0] for i in ids),
+                "nds": text_array(orders[i][1] for i in ids)})
         else:
-            raw.executemany("UPDATE orders SET workflow = ?, node = ? WHERE order_id = ?",
-                            [(orders[i][0], orders[i][1], i) for i in ids])
+            session.connection().connection.driver_connection.executemany(
+                "UPDATE orders SET workflow = ?, node = ? WHERE order_id = ?",
+                [(orders[i][0], orders[i][1], i) for i in ids])
 
 
 def _describe(spec) -> str:
@@ -389,38 +407,57 @@ def complete_auto(session: Session, cfg, order_ids: Iterable[str], kind: str, *,
     moved: list[str] = []
     if not nodes:
         return moved
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start:start + CHUNK]
+    size = max(len(ids), 1) if _is_pg(session) else CHUNK  # one array parameter on PostgreSQL
+    for start in range(0, len(ids), size):
+        chunk = ids[start:start + size]
         rows = session.execute(
             sa.select(TASK.c.id, TASK.c.order_id, TASK.c.node, TASK.c.workflow, TASK.c.seq, TASK.c.deadline)
             .join(ORDERS, ORDERS.c.order_id == TASK.c.order_id)
             .where(_keyed(session, TASK.c.order_id, chunk), TASK.c.status == "open", TASK.c.node.in_(nodes),
                    TASK.c.held_at.is_(None), ORDERS.c.status == "open")
         ).all()
-        if not rows:
-            continue
-        # one conditional UPDATE; RETURNING says which tasks this transaction really closed, so a
-        # concurrent completer's tasks are neither advanced twice nor re-entered
-        closed = set(session.execute(
-            sa.update(TASK).where(_keyed(session, TASK.c.id, [r.id for r in rows]), TASK.c.status == "open")
+        moved.extend(complete_tasks(session, cfg, rows, at=at, actor=actor))
+    return moved
+
+
+def complete_tasks(session: Session, cfg, tasks: list, *, at: datetime, actor: str) -> dict[str, str | None]:
+    """Complete open tasks whose orders the caller has checked (open, not held) and enter each
+    order's next node; set-based. ``tasks`` are rows with id, order_id, node, workflow, seq and
+    deadline (a caller that has read and locked them, like ``allocate``, saves reading them again).
+
+    Returns ``{order_id: node it is now at}`` (None: its workflow is finished) for the tasks this
+    transaction closed, in the given order: one conditional UPDATE whose RETURNING says which, so
+    a concurrent completer's tasks are neither advanced twice nor re-entered.
+    """
+    if not tasks:
+        return {}
+    closed: set[int] = set()
+    ids = [r.id for r in tasks]
+    size = len(ids) if _is_pg(session) else CHUNK
+    for start in range(0, len(ids), size):
+        closed.update(session.execute(
+            sa.update(TASK).where(_keyed(session, TASK.c.id, ids[start:start + size]), TASK.c.status == "open")
             .values(status="done", outcome="completed", completed_at=at, completed_by=actor, next_action_at=None)
             .returning(TASK.c.id)
         ).scalars())
-        rows = [r for r in rows if r.id in closed]
-        if not rows:
-            continue
-        if any(_needs_facts(cfg, r.workflow, r.seq + 1) for r in rows):
-            facts = {f["order_id"]: f for f in order_facts(session, [r.order_id for r in rows])}
-        else:
-            facts = {r.order_id: {"order_id": r.order_id} for r in rows}
-        writer = _Writer(cfg, at, actor)
-        for r in rows:
-            late = "SLA met" if r.deadline is None or at <= r.deadline else \
+    rows = [r for r in tasks if r.id in closed]
+    if not rows:
+        return {}
+    if any(_needs_facts(cfg, r.workflow, r.seq + 1) for r in rows):
+        facts = {f["order_id"]: f for f in order_facts(session, [r.order_id for r in rows])}
+    else:
+        facts = {r.order_id: {"order_id": r.order_id} for r in rows}
+    writer = _Writer(cfg, at, actor)
+    late_words: dict[tuple, str] = {}  # (node, deadline) -> "SLA met" / "SLA breached by ..."
+    for r in rows:
+        words = late_words.get((r.node, r.deadline))
+        if words is None:
+            words = late_words[(r.node, r.deadline)] = "SLA met" if r.deadline is None or at <= r.deadline else \
                 f"SLA breached by {format_duration(cfg.calendar(r.node).between(r.deadline, at))}"
-            writer.event("completed", at, r.order_id, r.node, late)
-            writer.enter_from(facts[r.order_id], r.workflow, r.seq + 1, at)
-            moved.append(r.order_id)
-        writer.flush(session)
+        writer.event("completed", at, r.order_id, r.node, words)
+        writer.enter_from(facts[r.order_id], r.workflow, r.seq + 1, at)
+    moved = {r.order_id: writer.orders[r.order_id][1] for r in rows}
+    writer.flush(session)
     return moved
 
 
