@@ -23,12 +23,14 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
+from functools import partial
 from typing import Callable, Iterable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit
+from ffctl.core.bulk import copy_rows, int_array, text_array
 from ffctl.core.clock import local_date
 from ffctl.core.errors import Conflict, FfctlError, NotFound, PermissionDenied, UsageError
 from ffctl.core.models import Allocation, Order, OrderLine, Product, Receipt, Stock, StockMove, Task
@@ -59,11 +61,14 @@ def _chunks(items: Sequence, size: int = IN_CHUNK) -> Iterable[Sequence]:
 
 def _keyed(session: Session, column, values: Sequence):
     """``column IN values``: on PostgreSQL one array parameter (``= ANY(...)``), which is parsed and
-    planned once whatever its length (an IN list renders a cast per element); an IN list on SQLite."""
+    planned once whatever its length (an IN list renders a cast per element), sent as one array
+    literal; an IN list on SQLite."""
     if _is_pg(session):
         from sqlalchemy.dialects.postgresql import ARRAY
 
-        return column == sa.any_(sa.bindparam(None, list(values), type_=ARRAY(column.type)))
+        values = list(values)
+        literal = int_array(values) if values and isinstance(values[0], int) else text_array(values)
+        return column == sa.any_(sa.cast(sa.bindparam(None, literal, type_=sa.Text), ARRAY(column.type)))
     return column.in_(list(values))
 
 
@@ -416,7 +421,7 @@ def _bulk_add(session: Session, table: str, column: str, deltas: dict[int, int],
             f"UPDATE {table} AS t SET {column} = t.{column} + v.q "
             f"FROM unnest(CAST(:ids AS bigint[]), CAST(:qs AS bigint[])) AS v(id, q) WHERE t.id = v.id{cond}"
         )
-        done = session.execute(sa.text(sql), {"ids": ids, "qs": [deltas[i] for i in ids]}).rowcount
+        done = session.execute(sa.text(sql), {"ids": int_array(ids), "qs": int_array(deltas[i] for i in ids)}).rowcount
     else:  # plain integers: the driver's own executemany, without per-row SQLAlchemy processing
         cond = f" AND {guard.replace('v.q', ':q')}" if guard else ""
         sql = f"UPDATE {table} AS t SET {column} = t.{column} + :q WHERE t.id = :id{cond}"
@@ -442,11 +447,8 @@ def _insert_allocations(session: Session, rows: list[tuple[str, int, str, str, i
     if not rows:
         return
     if _is_pg(session):
-        stamp = at.astimezone(timezone.utc).replace(tzinfo=None)
-        with _raw(session).cursor() as cur:
-            with cur.copy("COPY allocation (order_id, line_id, sku, warehouse, qty, created_at) FROM STDIN") as copy:
-                for r in rows:
-                    copy.write_row(r + (stamp,))
+        copy_rows(session, "allocation", ("order_id", "line_id", "sku", "warehouse", "qty", "created_at"),
+                  (r + (at,) for r in rows))
         return
     stored = at.astimezone(timezone.utc).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
     cur = _raw(session).cursor()
@@ -828,8 +830,9 @@ def _load_stock_for(session: Session, nodes: list[str], order_ids: list[str] | N
     return stock, skus
 
 
-def _lock_chunk(session: Session, chunk: list[str], nodes: list[str], lock: bool) -> set[str]:
-    """Orders of the chunk still at an allocation node with an open, unheld task there; on
+def _lock_chunk(session: Session, chunk: list[str], nodes: list[str], lock: bool) -> dict[str, sa.Row]:
+    """Orders of the chunk still at an allocation node with an open, unheld task there, with that
+    task (id, order_id, node, workflow, seq, deadline: what completing it needs); on
     PostgreSQL the orders and then their tasks are locked with SKIP LOCKED (an order someone else
     holds waits for the next run). Two single-table reads by key: no join for a planner with stale
     statistics to turn quadratic after a bulk import."""
@@ -842,12 +845,12 @@ def _lock_chunk(session: Session, chunk: list[str], nodes: list[str], lock: bool
     wanted = set(nodes)
     at_node = {oid: node for oid, status, node in session.execute(q).all() if status == "open" and node in wanted}
     if not at_node:
-        return set()
-    t = sa.select(TASK.c.order_id, TASK.c.node, TASK.c.held_at).where(
-        _keyed(session, TASK.c.order_id, list(at_node)), TASK.c.status == "open")
+        return {}
+    t = sa.select(TASK.c.id, TASK.c.order_id, TASK.c.node, TASK.c.workflow, TASK.c.seq, TASK.c.deadline,
+                  TASK.c.held_at).where(_keyed(session, TASK.c.order_id, list(at_node)), TASK.c.status == "open")
     if pg:
         t = t.with_for_update(skip_locked=True)
-    return {r.order_id for r in session.execute(t) if r.held_at is None and at_node.get(r.order_id) == r.node}
+    return {r.order_id: r for r in session.execute(t) if r.held_at is None and at_node.get(r.order_id) == r.node}
 
 
 def _pick_warehouses(rows: list[list], need: int, used) -> list[tuple[list, int]]:
@@ -875,6 +878,79 @@ def _pick_warehouses(rows: list[list], need: int, used) -> list[tuple[list, int]
     return plan
 
 
+class _WriteBehind:
+    """A chunk's writes run while the next chunk is planned.
+
+    ``queue`` holds the writes of the chunk just planned; ``start``, called once the next chunk has
+    been read, runs them (on a second thread when ``background``: the server writes on one core
+    while Python plans on the other); ``wait`` returns when they are done and hands the chunk's
+    report rows to ``deliver``. One connection, one transaction: the planner uses the session
+    only between ``wait`` and ``start``, so the two threads never use it at once.
+    """
+
+    def __init__(self, deliver: Callable[[list[dict]], None], *, background: bool) -> None:
+        self._deliver = deliver
+        self._pool = None
+        if background:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="ffctl-allocate-writes")
+        self._queued: tuple[Callable[[], None], list[dict]] | None = None
+        self._running = None  # (future or None, report)
+
+    def queue(self, job: Callable[[], None], report: list[dict]) -> None:
+        self._queued = (job, report)
+
+    def start(self) -> None:
+        if self._queued is None:
+            return
+        job, report = self._queued
+        self._queued = None
+        if self._pool is None:
+            job()
+            self._running = (None, report)
+        else:
+            self._running = (self._pool.submit(job), report)
+
+    def wait(self) -> None:
+        if self._running is None:
+            return
+        future, report = self._running
+        self._running = None
+        if future is not None:
+            future.result()  # the writer's exception, if any, is raised here
+        self._deliver(report)
+
+    def finish(self) -> None:
+        self.wait()
+        self.start()
+        self.wait()
+
+    def close(self) -> None:
+        """Let a running write end before the caller's transaction does (on success or failure)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+
+def _write_chunk(session: Session, cfg, at: datetime, actor: str, line_deltas: dict[int, int],
+                 alloc_updates: dict[int, int], alloc_inserts: list[tuple], events: list[dict], complete: list,
+                 report: list[dict]) -> None:
+    """One planned chunk's writes: lines, reservations, events, and the fully allocated orders' moves
+    (``complete``: their tasks, read and locked with the chunk: open, unheld, at the order's node)."""
+    from ffctl.core import workflow
+
+    _bulk_add(session, "order_line", "allocated", line_deltas, guard="t.allocated + :q <= t.qty", what="order line")
+    _bulk_add(session, "allocation", "qty", alloc_updates, what="allocation")
+    alloc_inserts.sort(key=lambda r: r[1])  # by line: index pages and key checks in order
+    _insert_allocations(session, alloc_inserts, at)
+    audit.record_many(session, events)
+    if complete:
+        moved = workflow.complete_tasks(session, cfg, complete, at=at, actor=actor)
+        for row in report:
+            if row["result"] == "allocated":
+                row["next_node"] = moved.get(row["order_id"], row["node"])
+
+
 def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_orders: bool = False,
              dry_run: bool = False, at: datetime, actor: str, tz: str, details: bool | str = True,
              on_orders: Callable[[list[dict]], None] | None = None) -> dict:
@@ -887,8 +963,6 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
     per-order rows (benchmarks, cron), ``details="orders"`` their ``lines``; ``on_orders`` receives them chunk by chunk instead of
     the result holding them all (bounded memory for --all on a big store).
     """
-    from ffctl.core import workflow
-
     if not all_orders and not order_ids:
         raise UsageError("name the orders to allocate, or pass --all")
     nodes = allocation_nodes(cfg)
@@ -922,132 +996,131 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
 
     report: list[dict] = []
     skipped: list[str] = []
+
+    def deliver(chunk_report: list[dict]) -> None:
+        if on_orders is None:
+            report.extend(chunk_report)
+        elif chunk_report:
+            on_orders(chunk_report)
+
     stock_deltas: dict[int, int] = defaultdict(int)  # written once at the end: the rows stay locked till commit
     n_complete = n_partial = n_back = units = units_back = 0
     with_lines = details is True
-    for chunk_rows in _chunks(candidates, CHUNK):
-        chunk = [r.order_id for r in chunk_rows]
-        locked = _lock_chunk(session, chunk, nodes, lock)
-        skipped.extend(o for o in chunk if o not in locked)
-        if not locked:
-            continue
-        lines_by_order: dict[str, list] = defaultdict(list)
-        ids_locked = [o for o in chunk if o in locked]
-        for part in _parts(session, ids_locked):
-            for ln in session.execute(
-                sa.select(LINE.c.order_id, LINE.c.line_no, LINE.c.id, LINE.c.sku, LINE.c.qty, LINE.c.allocated)
-                .where(_keyed(session, LINE.c.order_id, part))
-            ).all():
-                lines_by_order[ln[0]].append(ln[1:])
-        partial_orders = [o for o in ids_locked if any(ln[4] for ln in lines_by_order[o])]
-        existing: dict[int, dict[str, int]] = defaultdict(dict)  # line id -> warehouse -> allocation id
-        for part in _parts(session, partial_orders):
-            for a_id, line_id, wh in session.execute(
-                sa.select(ALLOC.c.id, ALLOC.c.line_id, ALLOC.c.warehouse).where(_keyed(session, ALLOC.c.order_id, part))
-            ).all():
-                existing[line_id][wh] = a_id
-
-        line_deltas: dict[int, int] = {}
-        alloc_updates: dict[int, int] = {}
-        alloc_inserts: list[tuple] = []
-        events: list[dict] = []
-        complete: list[str] = []
-        chunk_report: list[dict] = []
-        no_rows: list = []
-        for r in chunk_rows:
-            order_id = r.order_id
-            if order_id not in locked:
+    # PostgreSQL: each chunk's writes run on a second thread while the next chunk is planned, so the
+    # server writes on one core while Python plans on the other
+    behind = _WriteBehind(deliver, background=lock and _is_pg(session))
+    try:
+        for chunk_rows in _chunks(candidates, CHUNK):
+            chunk = [r.order_id for r in chunk_rows]
+            behind.wait()  # the session is free again: read and lock the next chunk
+            locked = _lock_chunk(session, chunk, nodes, lock)
+            skipped.extend(o for o in chunk if o not in locked)
+            lines_by_order: dict[str, list] = defaultdict(list)
+            ids_locked = [o for o in chunk if o in locked]
+            for part in _parts(session, ids_locked):
+                for ln in session.execute(
+                    sa.select(LINE.c.order_id, LINE.c.line_no, LINE.c.id, LINE.c.sku, LINE.c.qty, LINE.c.allocated)
+                    .where(_keyed(session, LINE.c.order_id, part))
+                ).all():
+                    lines_by_order[ln[0]].append(ln[1:])
+            partial_orders = [o for o in ids_locked if any(ln[4] for ln in lines_by_order[o])]
+            existing: dict[int, dict[str, int]] = defaultdict(dict)  # line id -> warehouse -> allocation id
+            for part in _parts(session, partial_orders):
+                for a_id, line_id, wh in session.execute(
+                    sa.select(ALLOC.c.id, ALLOC.c.line_id, ALLOC.c.warehouse).where(_keyed(session, ALLOC.c.order_id, part))
+                ).all():
+                    existing[line_id][wh] = a_id
+            behind.start()  # the previous chunk's writes, while this one is planned
+            if not locked:
                 continue
-            order_lines = lines_by_order[order_id]
-            order_lines.sort()  # by line_no
-            line_reports, notes, back_notes = [], [], []
-            got_now = back_total = 0
-            had_some = False
-            back_dates = []
-            for line_no, line_id, sku, qty, already in order_lines:
-                need = qty - already
-                had_some = had_some or already > 0
-                reserved = no_rows
-                if need > 0:
-                    used = existing.get(line_id, {}) if already else {}
-                    picks = _pick_warehouses(stock.get(sku, no_rows), need, used)
-                    if picks:
-                        reserved = []
-                        took = 0
-                        for row, take in picks:
-                            row[3] += take
-                            stock_deltas[row[0]] += take
-                            reserved.append((row[1], take))
-                            took += take
-                            held = used.get(row[1])
-                            if held is not None:
-                                alloc_updates[held] = alloc_updates.get(held, 0) + take
-                            else:
-                                alloc_inserts.append((order_id, line_id, sku, row[1], take))
-                        line_deltas[line_id] = took
-                        got_now += took
-                        need -= took
-                        notes.append(f"L{line_no} {sku} " + " + ".join(f"{q} @ {w}" for w, q in reserved))
-                atp_date = None
-                if need > 0:
-                    back_total += need
-                    atp_date = backorder_date(sku, need)
-                    back_dates.append(atp_date)
-                    back_notes.append(f"L{line_no} {sku} {need} backordered"
-                                      + (f" (ATP {atp_date.isoformat()})" if atp_date else " (no known supply)"))
-                if with_lines:
-                    line_reports.append({"line_no": line_no, "sku": sku, "qty": qty, "allocated": qty - need,
-                                         "reserved": [{"warehouse": w, "qty": q} for w, q in reserved],
-                                         "backordered": need, "atp_date": atp_date})
-            units += got_now
-            units_back += back_total
-            if back_total == 0:
-                complete.append(order_id)
-                n_complete += 1
-                result = "allocated"
-            elif got_now or had_some:
-                n_partial += 1
-                result = "partial"
-            else:
-                n_back += 1
-                result = "backordered"
-            if got_now:
-                events.append({"event": "allocated", "at": at, "actor": actor, "order_id": order_id,
-                               "node": r.node, "detail": "; ".join(notes + back_notes)})
-            if details:
-                row_out = {
-                    "order_id": order_id, "node": r.node, "priority": r.priority,
-                    "promised_ship_date": r.promised_ship_date, "result": result,
-                    "allocated_now": got_now, "backordered": back_total,
-                    # the order is covered once its last backordered line is; unknown if any has no date
-                    "backorder_atp": max(back_dates) if back_dates and all(back_dates) else None,
-                    "next_node": None,
-                }
-                if with_lines:
-                    row_out["lines"] = line_reports
-                chunk_report.append(row_out)
-        if not dry_run:
-            _bulk_add(session, "order_line", "allocated", line_deltas, guard="t.allocated + :q <= t.qty",
-                      what="order line")
-            _bulk_add(session, "allocation", "qty", alloc_updates, what="allocation")
-            _insert_allocations(session, alloc_inserts, at)
-            audit.record_many(session, events)
-            if complete:
-                workflow.complete_auto(session, cfg, complete, "allocate", at=at, actor=actor)
+
+            line_deltas: dict[int, int] = {}
+            alloc_updates: dict[int, int] = {}
+            alloc_inserts: list[tuple] = []
+            events: list[dict] = []
+            complete: list[str] = []
+            chunk_report: list[dict] = []
+            no_rows: list = []
+            for r in chunk_rows:
+                order_id = r.order_id
+                if order_id not in locked:
+                    continue
+                order_lines = lines_by_order[order_id]
+                order_lines.sort()  # by line_no
+                line_reports, notes, back_notes = [], [], []
+                got_now = back_total = 0
+                had_some = False
+                back_dates = []
+                for line_no, line_id, sku, qty, already in order_lines:
+                    need = qty - already
+                    had_some = had_some or already > 0
+                    reserved = no_rows
+                    if need > 0:
+                        used = existing.get(line_id, {}) if already else {}
+                        picks = _pick_warehouses(stock.get(sku, no_rows), need, used)
+                        if picks:
+                            reserved = []
+                            took = 0
+                            for row, take in picks:
+                                row[3] += take
+                                stock_deltas[row[0]] += take
+                                reserved.append((row[1], take))
+                                took += take
+                                held = used.get(row[1])
+                                if held is not None:
+                                    alloc_updates[held] = alloc_updates.get(held, 0) + take
+                                else:
+                                    alloc_inserts.append((order_id, line_id, sku, row[1], take))
+                            line_deltas[line_id] = took
+                            got_now += took
+                            need -= took
+                            notes.append(f"L{line_no} {sku} " + " + ".join(f"{q} @ {w}" for w, q in reserved))
+                    atp_date = None
+                    if need > 0:
+                        back_total += need
+                        atp_date = backorder_date(sku, need)
+                        back_dates.append(atp_date)
+                        back_notes.append(f"L{line_no} {sku} {need} backordered"
+                                          + (f" (ATP {atp_date.isoformat()})" if atp_date else " (no known supply)"))
+                    if with_lines:
+                        line_reports.append({"line_no": line_no, "sku": sku, "qty": qty, "allocated": qty - need,
+                                             "reserved": [{"warehouse": w, "qty": q} for w, q in reserved],
+                                             "backordered": need, "atp_date": atp_date})
+                units += got_now
+                units_back += back_total
+                if back_total == 0:
+                    complete.append(order_id)
+                    n_complete += 1
+                    result = "allocated"
+                elif got_now or had_some:
+                    n_partial += 1
+                    result = "partial"
+                else:
+                    n_back += 1
+                    result = "backordered"
+                if got_now:
+                    events.append({"event": "allocated", "at": at, "actor": actor, "order_id": order_id,
+                                   "node": r.node, "detail": "; ".join(notes + back_notes)})
                 if details:
-                    moved: dict[str, str | None] = {}
-                    for part in _parts(session, complete):
-                        moved.update(dict(session.execute(
-                            sa.select(ORDERS.c.order_id, ORDERS.c.node).where(_keyed(session, ORDERS.c.order_id, part))
-                        ).all()))
-                    for row in chunk_report:
-                        if row["result"] == "allocated":
-                            row["next_node"] = moved.get(row["order_id"])
-        if on_orders is not None:
-            if chunk_report:
-                on_orders(chunk_report)
-        else:
-            report.extend(chunk_report)
+                    row_out = {
+                        "order_id": order_id, "node": r.node, "priority": r.priority,
+                        "promised_ship_date": r.promised_ship_date, "result": result,
+                        "allocated_now": got_now, "backordered": back_total,
+                        # the order is covered once its last backordered line is; unknown if any has no date
+                        "backorder_atp": max(back_dates) if back_dates and all(back_dates) else None,
+                        "next_node": None,
+                    }
+                    if with_lines:
+                        row_out["lines"] = line_reports
+                    chunk_report.append(row_out)
+            if dry_run:
+                deliver(chunk_report)
+            else:
+                behind.queue(partial(_write_chunk, session, cfg, at, actor, line_deltas, alloc_updates, alloc_inserts,
+                                     events, [locked[o] for o in complete], chunk_report), chunk_report)
+        behind.finish()
+    finally:
+        behind.close()
     if not dry_run:
         _bulk_add(session, "stock", "allocated", dict(stock_deltas), guard="t.on_hand - t.allocated >= :q",
                   what="stock")
