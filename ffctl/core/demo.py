@@ -336,6 +336,8 @@ def build_demo(directory: Path, *, orders: int = 2000, days: int = 30, seed: int
     directory.mkdir(parents=True, exist_ok=True)
     from ffctl.commands.init import example_config_text
 
+    from ffctl.core import kpi
+
     config_path = write_config(directory, example_config_text())
     cfg = load_config(config_path)
     end = (now or _utc_now()).astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
@@ -370,6 +372,7 @@ def build_demo(directory: Path, *, orders: int = 2000, days: int = 30, seed: int
                 path = _write_csv(directory / "orders" / f"orders-{day_index + 1:02d}.csv", ORDER_HEADER, rows)
                 sim.import_file("orders", path, t)
             qc_rows.extend(_qc_day(rng, day_index, start))
+            kpi.refresh_facts(store, cfg, now=t)  # as the daily report job does: reports stay quick
             if day_index < days:
                 progress(f"day {day_index + 1}/{days}: {len(rows)} order lines imported")
         sim.step(t, nxt)
