@@ -81,16 +81,29 @@ def _naive_utc(dt: datetime) -> datetime:
     return dt.astimezone(timezone.utc).replace(tzinfo=None) if dt.tzinfo is not None else dt
 
 
+def _values(rows: list[dict], wall: datetime):
+    return ((r["at"], wall, r["actor"], r["event"], r.get("order_id"), r.get("task_id"), r.get("node"),
+             r.get("subject"), r.get("detail")) for r in rows)
+
+
+def prepare_many(rows: list[dict]):
+    """``record_many`` in two steps for PostgreSQL (``allocate`` formats on one thread and writes on
+    another): the events checked and formatted now; ``.write(session)`` appends them."""
+    from ffctl.core.bulk import CopyRows
+
+    for row in rows:
+        if row["event"] not in EVENTS:
+            raise ValueError(f"unknown audit event {row['event']!r}")
+    return CopyRows("event", _COLUMNS, _values(rows, datetime.now(timezone.utc)))
+
+
 def _bulk_write(session: Session, rows: list[dict], wall: datetime) -> None:
     """Many events without per-row SQLAlchemy processing: COPY on PostgreSQL, the driver's
     executemany on SQLite (times stored as naive UTC, exactly as ``UTCDateTime`` stores them)."""
     if session.get_bind().dialect.name == "postgresql":
         from ffctl.core.bulk import copy_rows
 
-        copy_rows(session, "event", _COLUMNS, (
-            (r["at"], wall, r["actor"], r["event"], r.get("order_id"), r.get("task_id"), r.get("node"),
-             r.get("subject"), r.get("detail"))
-            for r in rows))
+        copy_rows(session, "event", _COLUMNS, _values(rows, wall))
         return
     session.flush()
     raw = session.connection().connection.driver_connection

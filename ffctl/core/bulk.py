@@ -57,23 +57,47 @@ def _cell_writer():
     return cell
 
 
-def copy_rows(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
-    """``COPY table (columns) FROM STDIN`` of the rows (PostgreSQL, in the session's transaction)."""
-    session.flush()
+def _blocks(rows: Iterable[Sequence]) -> Iterable[str]:
+    """The rows' COPY text, a few thousand lines at a time."""
     cell = _cell_writer()
+    lines: list[str] = []
+    for row in rows:
+        lines.append("\t".join(map(cell, row)))
+        if len(lines) >= _BATCH:
+            lines.append("")
+            yield "\n".join(lines)
+            lines = []
+    if lines:
+        lines.append("")
+        yield "\n".join(lines)
+
+
+def _copy(session: Session, table: str, columns: Sequence[str], blocks: Iterable[str]) -> None:
+    session.flush()
     raw = session.connection().connection.driver_connection
     with raw.cursor() as cur:
         with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            lines: list[str] = []
-            for row in rows:
-                lines.append("\t".join(map(cell, row)))
-                if len(lines) >= _BATCH:
-                    lines.append("")
-                    copy.write("\n".join(lines))
-                    lines = []
-            if lines:
-                lines.append("")
-                copy.write("\n".join(lines))
+            for block in blocks:
+                copy.write(block)
+
+
+def copy_rows(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """``COPY table (columns) FROM STDIN`` of the rows (PostgreSQL, in the session's transaction);
+    the server takes each block while the next is formatted."""
+    _copy(session, table, columns, _blocks(rows))
+
+
+class CopyRows:
+    """Rows formatted for COPY now, written later: a planner formats them while another thread
+    writes what it planned before (``allocate``), so the writing thread only sends."""
+
+    def __init__(self, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
+        self.table, self.columns = table, tuple(columns)
+        self.blocks = list(_blocks(rows))
+
+    def write(self, session: Session) -> None:
+        if self.blocks:
+            _copy(session, self.table, self.columns, self.blocks)
 
 
 def int_array(values: Iterable[int]) -> str:

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit
-from ffctl.core.bulk import copy_rows, int_array, text_array
+from ffctl.core.bulk import CopyRows, copy_rows, int_array, text_array
 from ffctl.core.clock import local_date
 from ffctl.core.errors import Conflict, FfctlError, NotFound, PermissionDenied, UsageError
 from ffctl.core.models import Allocation, Order, OrderLine, Product, Receipt, Stock, StockMove, Task
@@ -43,7 +43,7 @@ RECEIPT = Receipt.__table__
 TASK = Task.__table__
 MOVE = StockMove.__table__
 
-CHUNK = 5000  # orders per allocation step: bounds memory, keeps IN lists short
+CHUNK = 20000  # orders per allocation step: bounds memory; larger steps walk the tables fewer times
 IN_CHUNK = 900  # values per IN (...) list on reads
 DEFAULT_LEAD_TIME_DAYS = 7
 OPEN_DEMAND = ("open", "on_hold")  # order statuses whose unallocated lines are demand
@@ -70,6 +70,16 @@ def _keyed(session: Session, column, values: Sequence):
         literal = int_array(values) if values and isinstance(values[0], int) else text_array(values)
         return column == sa.any_(sa.cast(sa.bindparam(None, literal, type_=sa.Text), ARRAY(column.type)))
     return column.in_(list(values))
+
+
+def _ramp(items: Sequence, size: int) -> Iterable[Sequence]:
+    """Steps of ``size`` items, the first ones smaller (size/8, /4, /2): writing starts soon, and
+    each step is planned while the one before it is written."""
+    start, step = 0, max(size // 8, 1)
+    while start < len(items):
+        yield items[start:start + step]
+        start += step
+        step = min(step * 2, size)
 
 
 def _parts(session: Session, items: Sequence) -> Iterable[Sequence]:
@@ -772,15 +782,13 @@ def allocation_nodes(cfg) -> list[str]:
 
 
 def _candidates(session: Session, nodes: list[str], order_ids: list[str] | None) -> list:
-    q = (
-        sa.select(ORDERS.c.order_id, ORDERS.c.node, ORDERS.c.priority, ORDERS.c.promised_ship_date,
-                  ORDERS.c.created_at)
-        .where(ORDERS.c.status == "open", ORDERS.c.node.in_(nodes))
-        .order_by(ORDERS.c.priority.desc(), ORDERS.c.promised_ship_date.is_(None),
-                  ORDERS.c.promised_ship_date, ORDERS.c.created_at, ORDERS.c.order_id)
-    )
-    if order_ids is None:
-        return session.execute(q).all()
+    cols = [ORDERS.c.order_id, ORDERS.c.node, ORDERS.c.priority, ORDERS.c.promised_ship_date]
+    order = (ORDERS.c.priority.desc(), ORDERS.c.promised_ship_date.is_(None), ORDERS.c.promised_ship_date,
+             ORDERS.c.created_at, ORDERS.c.order_id)
+    where = (ORDERS.c.status == "open", ORDERS.c.node.in_(nodes))
+    if order_ids is None:  # the database sorts; created_at is not read back (a conversion per order)
+        return session.execute(sa.select(*cols).where(*where).order_by(*order)).all()
+    q = sa.select(*cols, ORDERS.c.created_at).where(*where)
     rows = []
     for part in _parts(session, order_ids):
         rows.extend(session.execute(q.where(_keyed(session, ORDERS.c.order_id, part))).all())
@@ -878,77 +886,117 @@ def _pick_warehouses(rows: list[list], need: int, used) -> list[tuple[list, int]
     return plan
 
 
-class _WriteBehind:
-    """A chunk's writes run while the next chunk is planned.
+def _read_chunk(session: Session, chunk_rows: Sequence, nodes: list[str], lock: bool):
+    """(orders locked with their tasks, their lines by order, existing reservations by line) for a
+    chunk of candidates (see ``_lock_chunk``)."""
+    locked = _lock_chunk(session, [r.order_id for r in chunk_rows], nodes, lock)
+    lines_by_order: dict[str, list] = defaultdict(list)
+    ids_locked = [r.order_id for r in chunk_rows if r.order_id in locked]
+    for part in _parts(session, ids_locked):
+        for ln in session.execute(
+            sa.select(LINE.c.order_id, LINE.c.line_no, LINE.c.id, LINE.c.sku, LINE.c.qty, LINE.c.allocated)
+            .where(_keyed(session, LINE.c.order_id, part))
+        ).all():
+            lines_by_order[ln[0]].append(ln[1:])
+    partial_orders = [o for o in ids_locked if any(ln[4] for ln in lines_by_order[o])]
+    existing: dict[int, dict[str, int]] = defaultdict(dict)  # line id -> warehouse -> allocation id
+    for part in _parts(session, partial_orders):
+        for a_id, line_id, wh in session.execute(
+            sa.select(ALLOC.c.id, ALLOC.c.line_id, ALLOC.c.warehouse).where(_keyed(session, ALLOC.c.order_id, part))
+        ).all():
+            existing[line_id][wh] = a_id
+    return locked, lines_by_order, existing
 
-    ``queue`` holds the writes of the chunk just planned; ``start``, called once the next chunk has
-    been read, runs them (on a second thread when ``background``: the server writes on one core
-    while Python plans on the other); ``wait`` returns when they are done and hands the chunk's
-    report rows to ``deliver``. One connection, one transaction: the planner uses the session
-    only between ``wait`` and ``start``, so the two threads never use it at once.
-    """
 
-    def __init__(self, deliver: Callable[[list[dict]], None], *, background: bool) -> None:
-        self._deliver = deliver
+def _write_then_read(session: Session, writes, chunks: list, index: int, nodes: list[str], lock: bool):
+    """The planned chunk's writes, then the reads of chunk ``index`` (None past the last)."""
+    if writes is not None:
+        writes.write(session)
+    return _read_chunk(session, chunks[index], nodes, lock) if index < len(chunks) else None
+
+
+class _Pipeline:
+    """One job at a time beside the planner: on a second thread when ``background`` (the job uses
+    the session while the planner does not: one connection, one transaction, never two users at
+    once), else run at once."""
+
+    def __init__(self, background: bool) -> None:
         self._pool = None
         if background:
             from concurrent.futures import ThreadPoolExecutor
 
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="ffctl-allocate-writes")
-        self._queued: tuple[Callable[[], None], list[dict]] | None = None
-        self._running = None  # (future or None, report)
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="ffctl-allocate")
+        self._future = None
+        self._result = None
 
-    def queue(self, job: Callable[[], None], report: list[dict]) -> None:
-        self._queued = (job, report)
-
-    def start(self) -> None:
-        if self._queued is None:
-            return
-        job, report = self._queued
-        self._queued = None
+    def start(self, job: Callable[[], object]) -> None:
         if self._pool is None:
-            job()
-            self._running = (None, report)
+            self._result = job()
         else:
-            self._running = (self._pool.submit(job), report)
+            self._future = self._pool.submit(job)
 
-    def wait(self) -> None:
-        if self._running is None:
-            return
-        future, report = self._running
-        self._running = None
-        if future is not None:
-            future.result()  # the writer's exception, if any, is raised here
-        self._deliver(report)
-
-    def finish(self) -> None:
-        self.wait()
-        self.start()
-        self.wait()
+    def wait(self):
+        """The job's result (its exception, if it raised one)."""
+        if self._future is not None:
+            future, self._future = self._future, None
+            return future.result()
+        result, self._result = self._result, None
+        return result
 
     def close(self) -> None:
-        """Let a running write end before the caller's transaction does (on success or failure)."""
+        """Let a running job end before the caller's transaction does (on success or failure)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
 
-def _write_chunk(session: Session, cfg, at: datetime, actor: str, line_deltas: dict[int, int],
+class _ChunkWrites:
+    """One planned chunk's writes: lines, reservations, events, and the fully allocated orders'
+    moves (``complete``: their tasks, read and locked with the chunk: open, unheld, at the order's
+    node). On PostgreSQL everything is formatted here, on the planning thread, so the writing
+    thread only sends (``write``)."""
+
+    def __init__(self, cfg, at: datetime, actor: str, *, pg: bool, line_deltas: dict[int, int],
                  alloc_updates: dict[int, int], alloc_inserts: list[tuple], events: list[dict], complete: list,
                  report: list[dict]) -> None:
-    """One planned chunk's writes: lines, reservations, events, and the fully allocated orders' moves
-    (``complete``: their tasks, read and locked with the chunk: open, unheld, at the order's node)."""
-    from ffctl.core import workflow
+        from ffctl.core import workflow
 
-    _bulk_add(session, "order_line", "allocated", line_deltas, guard="t.allocated + :q <= t.qty", what="order line")
-    _bulk_add(session, "allocation", "qty", alloc_updates, what="allocation")
-    alloc_inserts.sort(key=lambda r: r[1])  # by line: index pages and key checks in order
-    _insert_allocations(session, alloc_inserts, at)
-    audit.record_many(session, events)
-    if complete:
-        moved = workflow.complete_tasks(session, cfg, complete, at=at, actor=actor)
-        for row in report:
+        self.cfg, self.at, self.actor, self.report = cfg, at, actor, report
+        self.line_deltas, self.alloc_updates = line_deltas, alloc_updates
+        alloc_inserts.sort(key=lambda r: r[1])  # by line: index pages and key checks in order
+        self.moves = None
+        if pg:
+            self.allocs = CopyRows("allocation", ("order_id", "line_id", "sku", "warehouse", "qty", "created_at"),
+                                   (r + (at,) for r in alloc_inserts))
+            self.events = audit.prepare_many(events)
+            if complete and workflow.plannable(cfg, complete):
+                self.moves = workflow.PlannedMoves(cfg, complete, at=at, actor=actor)
+                self._moved(self.moves.moved)
+                complete = []
+        else:
+            self.allocs, self.events = alloc_inserts, events
+        self.complete = complete
+
+    def _moved(self, moved: dict[str, str | None]) -> None:
+        for row in self.report:
             if row["result"] == "allocated":
                 row["next_node"] = moved.get(row["order_id"], row["node"])
+
+    def write(self, session: Session) -> None:
+        from ffctl.core import workflow
+
+        _bulk_add(session, "order_line", "allocated", self.line_deltas, guard="t.allocated + :q <= t.qty",
+                  what="order line")
+        _bulk_add(session, "allocation", "qty", self.alloc_updates, what="allocation")
+        if isinstance(self.allocs, CopyRows):
+            self.allocs.write(session)
+            self.events.write(session)
+        else:
+            _insert_allocations(session, self.allocs, self.at)
+            audit.record_many(session, self.events)
+        if self.moves is not None:
+            self.moves.write(session)
+        if self.complete:
+            self._moved(workflow.complete_tasks(session, self.cfg, self.complete, at=self.at, actor=self.actor))
 
 
 def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_orders: bool = False,
@@ -1006,33 +1054,18 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
     stock_deltas: dict[int, int] = defaultdict(int)  # written once at the end: the rows stay locked till commit
     n_complete = n_partial = n_back = units = units_back = 0
     with_lines = details is True
-    # PostgreSQL: each chunk's writes run on a second thread while the next chunk is planned, so the
-    # server writes on one core while Python plans on the other
-    behind = _WriteBehind(deliver, background=lock and _is_pg(session))
+    # PostgreSQL: while a chunk is planned, a second thread writes the chunk before it and reads and
+    # locks the chunk after it, so the server works on one core while Python plans on the other
+    background = lock and _is_pg(session)
+    chunks = list(_ramp(candidates, CHUNK))
+    pipeline = _Pipeline(background)
     try:
-        for chunk_rows in _chunks(candidates, CHUNK):
-            chunk = [r.order_id for r in chunk_rows]
-            behind.wait()  # the session is free again: read and lock the next chunk
-            locked = _lock_chunk(session, chunk, nodes, lock)
-            skipped.extend(o for o in chunk if o not in locked)
-            lines_by_order: dict[str, list] = defaultdict(list)
-            ids_locked = [o for o in chunk if o in locked]
-            for part in _parts(session, ids_locked):
-                for ln in session.execute(
-                    sa.select(LINE.c.order_id, LINE.c.line_no, LINE.c.id, LINE.c.sku, LINE.c.qty, LINE.c.allocated)
-                    .where(_keyed(session, LINE.c.order_id, part))
-                ).all():
-                    lines_by_order[ln[0]].append(ln[1:])
-            partial_orders = [o for o in ids_locked if any(ln[4] for ln in lines_by_order[o])]
-            existing: dict[int, dict[str, int]] = defaultdict(dict)  # line id -> warehouse -> allocation id
-            for part in _parts(session, partial_orders):
-                for a_id, line_id, wh in session.execute(
-                    sa.select(ALLOC.c.id, ALLOC.c.line_id, ALLOC.c.warehouse).where(_keyed(session, ALLOC.c.order_id, part))
-                ).all():
-                    existing[line_id][wh] = a_id
-            behind.start()  # the previous chunk's writes, while this one is planned
-            if not locked:
-                continue
+        data = _read_chunk(session, chunks[0], nodes, lock) if chunks else None
+        writes: _ChunkWrites | None = None
+        for index, chunk_rows in enumerate(chunks):
+            pipeline.start(partial(_write_then_read, session, writes, chunks, index + 1, nodes, lock))
+            locked, lines_by_order, existing = data
+            skipped.extend(r.order_id for r in chunk_rows if r.order_id not in locked)
 
             line_deltas: dict[int, int] = {}
             alloc_updates: dict[int, int] = {}
@@ -1113,14 +1146,22 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
                     if with_lines:
                         row_out["lines"] = line_reports
                     chunk_report.append(row_out)
-            if dry_run:
+            previous = writes
+            writes = None
+            if not dry_run:
+                writes = _ChunkWrites(cfg, at, actor, pg=background, line_deltas=line_deltas,
+                                      alloc_updates=alloc_updates, alloc_inserts=alloc_inserts, events=events,
+                                      complete=[locked[o] for o in complete], report=chunk_report)
+            data = pipeline.wait()
+            if previous is not None:
+                deliver(previous.report)
+            if dry_run and chunk_report:
                 deliver(chunk_report)
-            else:
-                behind.queue(partial(_write_chunk, session, cfg, at, actor, line_deltas, alloc_updates, alloc_inserts,
-                                     events, [locked[o] for o in complete], chunk_report), chunk_report)
-        behind.finish()
+        if writes is not None:
+            writes.write(session)
+            deliver(writes.report)
     finally:
-        behind.close()
+        pipeline.close()
     if not dry_run:
         _bulk_add(session, "stock", "allocated", dict(stock_deltas), guard="t.on_hand - t.allocated >= :q",
                   what="stock")

@@ -448,6 +448,13 @@ def complete_tasks(session: Session, cfg, tasks: list, *, at: datetime, actor: s
     else:
         facts = {r.order_id: {"order_id": r.order_id} for r in rows}
     writer = _Writer(cfg, at, actor)
+    moved = _advance(writer, cfg, rows, facts, at)
+    writer.flush(session)
+    return moved
+
+
+def _advance(writer: _Writer, cfg, rows: list, facts: dict[str, dict], at: datetime) -> dict[str, str | None]:
+    """Plan each closed task's "completed" event and its order's entry into the next node."""
     late_words: dict[tuple, str] = {}  # (node, deadline) -> "SLA met" / "SLA breached by ..."
     for r in rows:
         words = late_words.get((r.node, r.deadline))
@@ -456,9 +463,55 @@ def complete_tasks(session: Session, cfg, tasks: list, *, at: datetime, actor: s
                 f"SLA breached by {format_duration(cfg.calendar(r.node).between(r.deadline, at))}"
         writer.event("completed", at, r.order_id, r.node, words)
         writer.enter_from(facts[r.order_id], r.workflow, r.seq + 1, at)
-    moved = {r.order_id: writer.orders[r.order_id][1] for r in rows}
-    writer.flush(session)
-    return moved
+    return {r.order_id: writer.orders[r.order_id][1] for r in rows}
+
+
+def plannable(cfg, tasks: list) -> bool:
+    """Whether ``PlannedMoves`` can plan these tasks' moves without the store (no later node of
+    their workflows has a ``when``, which would need the orders' facts)."""
+    return not any(_needs_facts(cfg, r.workflow, r.seq + 1) for r in tasks)
+
+
+class PlannedMoves:
+    """``complete_tasks`` in two steps, for open tasks the caller holds locked (PostgreSQL):
+    planned and formatted now, without the store (see ``plannable``); ``write`` closes the tasks,
+    enters the next nodes, moves the orders and appends the events. ``allocate`` plans a chunk's
+    moves on its planning thread while its writing thread writes the chunk before.
+
+    ``moved`` is ``{order_id: node it is now at}`` (None: its workflow is finished).
+    """
+
+    def __init__(self, cfg, tasks: list, *, at: datetime, actor: str) -> None:
+        from ffctl.core.bulk import CopyRows
+
+        self.at, self.actor = at, actor
+        self.task_ids = sorted(r.id for r in tasks)
+        writer = _Writer(cfg, at, actor)
+        self.moved = _advance(writer, cfg, tasks, {r.order_id: {"order_id": r.order_id} for r in tasks}, at)
+        cols = list(writer.tasks[0]) if writer.tasks else []
+        self.tasks = CopyRows("task", cols, sorted((tuple(t[c] for c in cols) for t in writer.tasks),
+                                                   key=lambda r: r[0]))
+        ids = sorted(writer.orders)
+        self.orders = {"ids": text_array(ids), "wfs": text_array(writer.orders[i][0] for i in ids),
+                       "nds": text_array(writer.orders[i][1] for i in ids)}
+        self.events = audit.prepare_many(writer.events)
+
+    def write(self, session: Session) -> None:
+        if not self.task_ids:
+            return
+        closed = session.execute(
+            sa.update(TASK).where(_keyed(session, TASK.c.id, self.task_ids), TASK.c.status == "open")
+            .values(status="done", outcome="completed", completed_at=self.at, completed_by=self.actor,
+                    next_action_at=None)
+        ).rowcount
+        if closed != len(self.task_ids):  # the caller holds them locked: cannot happen; refuse rather than guess
+            raise Conflict(f"{len(self.task_ids) - closed} of {len(self.task_ids)} tasks were closed by someone "
+                           "else while being completed; nothing was written, run the command again")
+        self.tasks.write(session)
+        session.execute(sa.text(
+            "UPDATE orders AS o SET workflow = v.wf, node = v.nd FROM unnest(CAST(:ids AS text[]), "
+            "CAST(:wfs AS text[]), CAST(:nds AS text[])) AS v(id, wf, nd) WHERE o.order_id = v.id"), self.orders)
+        self.events.write(session)
 
 
 def reject(session: Session, cfg, order_id: str, *, at: datetime, actor: str, reason: str,
