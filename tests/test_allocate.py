@@ -230,6 +230,65 @@ def test_held_orders_wait(store, example_config):
             stock.allocate(s, cfg, ["O1"], at=NOW, actor="cron", tz=TZ)
 
 
+def _many_orders(store, cfg):
+    """40 orders over three SKUs, stock for most of them (several steps with CHUNK patched to 8)."""
+    with store.session(write=True) as s:
+        sd.seed(s, products=["A", "B", "C"],
+                stock=[("A", "WH1", 40), ("A", "WH2", 15), ("B", "WH1", 30), ("C", "WH2", 12)])
+        sd.add_orders(s, cfg, [(f"O{i:02d}", i % 3, [("A", 1 + i % 4), ("B", 1 + i % 3)]
+                                + ([("C", 2)] if i % 5 == 0 else [])) for i in range(40)])
+
+
+def test_steps_written_beside_the_planning_give_the_dry_run_plan(store, example_config, monkeypatch):
+    """Orders planned in steps (1, 2, 4, 8, 8, ...), each written (on PostgreSQL by a second thread)
+    while the next is planned: the same plan as one dry run, every completed order moved on."""
+    from ffctl.core import stock
+
+    cfg = example_config
+    _many_orders(store, cfg)
+    monkeypatch.setattr(stock, "CHUNK", 8)
+    with store.session() as s:
+        plan = stock.allocate(s, cfg, all_orders=True, dry_run=True, at=NOW, actor="cron", tz=TZ)
+    with store.session(write=True) as s:
+        got = stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)
+    assert [{**o, "next_node": None} for o in got["orders"]] == plan["orders"]
+    assert got["summary"] == plan["summary"] and 0 < got["summary"]["completed"] < 40
+    with store.session() as s:
+        for o in got["orders"]:
+            expected = "wave_pick" if o["result"] == "allocated" else "allocation"
+            assert o["next_node"] == (expected if o["result"] == "allocated" else None)
+            assert node_of(s, o["order_id"]) == expected
+        assert [e.order_id for e in sd.events(s, "allocated")] == [o["order_id"] for o in got["orders"]
+                                                                   if o["allocated_now"]]
+        sd.check_invariants(s)
+
+
+def test_a_failed_step_leaves_nothing_written(store, example_config, monkeypatch):
+    from ffctl.core import stock
+
+    cfg = example_config
+    _many_orders(store, cfg)
+    monkeypatch.setattr(stock, "CHUNK", 8)
+    write, calls = stock._ChunkWrites.write, []
+
+    def fail_third(self, session):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Conflict("order line changed while it was being updated")
+        return write(self, session)
+
+    monkeypatch.setattr(stock._ChunkWrites, "write", fail_third)
+    with pytest.raises(Conflict, match="order line changed"):
+        with store.session(write=True) as s:
+            stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)
+    with store.session() as s:
+        assert s.execute(sa.text("SELECT count(*) FROM allocation")).scalar() == 0
+        assert s.execute(sa.text("SELECT sum(allocated) FROM stock")).scalar() == 0
+        assert s.execute(sa.text("SELECT count(*) FROM orders WHERE node <> 'allocation'")).scalar() == 0
+        assert sd.events(s, "allocated") == []
+        sd.check_invariants(s)
+
+
 # --- the invariant under random operation sequences ---------------------------------------------
 
 SKUS = ["A", "B", "C"]

@@ -289,3 +289,71 @@ def test_events_record_effective_and_wall_time(store, example_config):
         e = s.execute(sa.select(Event).where(Event.event == "completed")).scalar_one()
     assert e.at == t("2026-11-23 09:10") and e.actor == "alice"
     assert abs(e.wall_at - datetime.now(timezone.utc)) < timedelta(minutes=5)
+
+
+def _moves_of(store, order_id: str) -> tuple[list, list]:
+    """An order's tasks and events, without ids and without the order id (to compare two orders)."""
+    with store.session() as s:
+        tasks = s.execute(sa.select(
+            Task.node, Task.seq, Task.status, Task.outcome, Task.owner, Task.entered_at, Task.risk_at, Task.deadline,
+            Task.next_action_at, Task.completed_at, Task.completed_by, Task.sla_state,
+        ).where(Task.order_id == order_id).order_by(Task.seq, Task.id)).all()
+        trail = s.execute(sa.select(Event.event, Event.node, Event.detail, Event.actor, Event.at)
+                          .where(Event.order_id == order_id).order_by(Event.id)).all()
+    return [tuple(r) for r in tasks], [tuple(r) for r in trail]
+
+
+def test_planned_moves_write_what_complete_tasks_writes(store, example_config):
+    cfg = example_config
+    # O0, O2: standard workflow (allocation -> wave_pick); O1, O3: pilot (allocation -> dispatch)
+    seed(store, cfg, [{"id": f"O{i}", "channel": "b2b" if i % 2 else "web",
+                       "customer": "C-EAST" if i % 2 else "C-WEST"} for i in range(4)])
+    with store.session(write=True) as s:
+        for i in range(4):
+            assert workflow.complete(s, cfg, f"O{i}", at=t("2026-11-23 09:10"), actor="alice",
+                                     manual=True) == "allocation"
+    late = t("2026-11-23 10:40")  # past the 10-minute allocation SLA: "SLA breached by ..."
+    with store.session(write=True) as s:
+        tasks = s.execute(sa.select(Task.id, Task.order_id, Task.node, Task.workflow, Task.seq, Task.deadline)
+                          .where(Task.status == "open").order_by(Task.order_id)).all()
+        direct = workflow.complete_tasks(s, cfg, tasks[:2], at=late, actor="allocate")
+        assert workflow.plannable(cfg, tasks[2:])
+        planned = workflow.PlannedMoves(cfg, tasks[2:], at=late, actor="allocate",
+                                        postgresql=s.get_bind().dialect.name == "postgresql")
+        planned.write(s)
+    assert direct == {"O0": "wave_pick", "O1": "dispatch"}
+    assert planned.moved == {"O2": "wave_pick", "O3": "dispatch"}
+    assert order_row(store, "O2").node == "wave_pick" and order_row(store, "O3").node == "dispatch"
+    assert _moves_of(store, "O2") == _moves_of(store, "O0")
+    assert _moves_of(store, "O3") == _moves_of(store, "O1")
+    assert [e for e in events(store, "O2") if e[1] in ("allocation", "wave_pick")] == [
+        ("entered", "allocation"), ("completed", "allocation"), ("entered", "wave_pick")]
+
+
+def test_planned_moves_refuse_a_task_closed_meanwhile(store, example_config):
+    cfg = example_config
+    seed(store, cfg, [{"id": "O1"}])
+    with store.session(write=True) as s:
+        workflow.complete(s, cfg, "O1", at=t("2026-11-23 09:10"), actor="alice", manual=True)
+    with store.session(write=True) as s:
+        tasks = s.execute(sa.select(Task.id, Task.order_id, Task.node, Task.workflow, Task.seq, Task.deadline)
+                          .where(Task.status == "open")).all()
+        planned = workflow.PlannedMoves(cfg, tasks, at=t("2026-11-23 09:12"), actor="allocate",
+                                        postgresql=s.get_bind().dialect.name == "postgresql")
+    with store.session(write=True) as s:  # someone else completes it first
+        assert workflow.complete_auto(s, cfg, ["O1"], "allocate", at=t("2026-11-23 09:11"), actor="cron") == ["O1"]
+    with pytest.raises(Conflict, match="closed by someone else"):
+        with store.session(write=True) as s:
+            planned.write(s)
+    assert order_row(store, "O1").node == "wave_pick"
+    assert [e for e in events(store, "O1") if e[0] == "completed"] == [("completed", "credit_review"),
+                                                                        ("completed", "allocation")]
+
+
+def test_moves_past_a_when_node_are_not_plannable(store, example_config):
+    seed(store, example_config, [{"id": "O1"}])
+    with store.session() as s:
+        task = s.execute(sa.select(Task.id, Task.order_id, Task.node, Task.workflow, Task.seq, Task.deadline)
+                         .where(Task.status == "open")).one()
+    assert task.node == "credit_review"  # tech_confirm, next, has a `when`: the order's facts decide
+    assert not workflow.plannable(example_config, [task])

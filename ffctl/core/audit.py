@@ -86,15 +86,31 @@ def _values(rows: list[dict], wall: datetime):
              r.get("subject"), r.get("detail")) for r in rows)
 
 
-def prepare_many(rows: list[dict]):
-    """``record_many`` in two steps for PostgreSQL (``allocate`` formats on one thread and writes on
-    another): the events checked and formatted now; ``.write(session)`` appends them."""
-    from ffctl.core.bulk import CopyRows
+class PreparedEvents:
+    """Events checked (and on PostgreSQL formatted for COPY) now, appended by ``write`` later."""
 
-    for row in rows:
-        if row["event"] not in EVENTS:
-            raise ValueError(f"unknown audit event {row['event']!r}")
-    return CopyRows("event", _COLUMNS, _values(rows, datetime.now(timezone.utc)))
+    def __init__(self, rows: list[dict], *, postgresql: bool) -> None:
+        for row in rows:
+            if row["event"] not in EVENTS:
+                raise ValueError(f"unknown audit event {row['event']!r}")
+        self.rows, self.copy = rows, None
+        if postgresql and rows:
+            from ffctl.core.bulk import CopyRows
+
+            self.copy = CopyRows("event", _COLUMNS, _values(rows, datetime.now(timezone.utc)))
+            self.rows = []
+
+    def write(self, session: Session) -> None:
+        if self.copy is not None:
+            self.copy.write(session)
+        else:
+            record_many(session, self.rows)
+
+
+def prepare_many(rows: list[dict], *, postgresql: bool) -> PreparedEvents:
+    """``record_many`` in two steps (``allocate`` plans on one thread and writes on another): the
+    events checked, and on PostgreSQL formatted, now; ``.write(session)`` appends them."""
+    return PreparedEvents(rows, postgresql=postgresql)
 
 
 def _bulk_write(session: Session, rows: list[dict], wall: datetime) -> None:

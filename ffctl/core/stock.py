@@ -967,13 +967,13 @@ class _ChunkWrites:
         if pg:
             self.allocs = CopyRows("allocation", ("order_id", "line_id", "sku", "warehouse", "qty", "created_at"),
                                    (r + (at,) for r in alloc_inserts))
-            self.events = audit.prepare_many(events)
-            if complete and workflow.plannable(cfg, complete):
-                self.moves = workflow.PlannedMoves(cfg, complete, at=at, actor=actor)
-                self._moved(self.moves.moved)
-                complete = []
         else:
-            self.allocs, self.events = alloc_inserts, events
+            self.allocs = alloc_inserts
+        self.events = audit.prepare_many(events, postgresql=pg)
+        if complete and workflow.plannable(cfg, complete):
+            self.moves = workflow.PlannedMoves(cfg, complete, at=at, actor=actor, postgresql=pg)
+            self._moved(self.moves.moved)
+            complete = []
         self.complete = complete
 
     def _moved(self, moved: dict[str, str | None]) -> None:
@@ -989,10 +989,9 @@ class _ChunkWrites:
         _bulk_add(session, "allocation", "qty", self.alloc_updates, what="allocation")
         if isinstance(self.allocs, CopyRows):
             self.allocs.write(session)
-            self.events.write(session)
         else:
             _insert_allocations(session, self.allocs, self.at)
-            audit.record_many(session, self.events)
+        self.events.write(session)
         if self.moves is not None:
             self.moves.write(session)
         if self.complete:
@@ -1056,7 +1055,8 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
     with_lines = details is True
     # PostgreSQL: while a chunk is planned, a second thread writes the chunk before it and reads and
     # locks the chunk after it, so the server works on one core while Python plans on the other
-    background = lock and _is_pg(session)
+    pg = _is_pg(session)
+    background = lock and pg
     chunks = list(_ramp(candidates, CHUNK))
     pipeline = _Pipeline(background)
     try:
@@ -1149,7 +1149,7 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
             previous = writes
             writes = None
             if not dry_run:
-                writes = _ChunkWrites(cfg, at, actor, pg=background, line_deltas=line_deltas,
+                writes = _ChunkWrites(cfg, at, actor, pg=pg, line_deltas=line_deltas,
                                       alloc_updates=alloc_updates, alloc_inserts=alloc_inserts, events=events,
                                       complete=[locked[o] for o in complete], report=chunk_report)
             data = pipeline.wait()

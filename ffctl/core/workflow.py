@@ -473,40 +473,50 @@ def plannable(cfg, tasks: list) -> bool:
 
 
 class PlannedMoves:
-    """``complete_tasks`` in two steps, for open tasks the caller holds locked (PostgreSQL):
-    planned and formatted now, without the store (see ``plannable``); ``write`` closes the tasks,
+    """``complete_tasks`` in two steps, for open tasks the caller holds locked: planned now without
+    the store (see ``plannable``), and on PostgreSQL formatted for COPY; ``write`` closes the tasks,
     enters the next nodes, moves the orders and appends the events. ``allocate`` plans a chunk's
     moves on its planning thread while its writing thread writes the chunk before.
 
     ``moved`` is ``{order_id: node it is now at}`` (None: its workflow is finished).
     """
 
-    def __init__(self, cfg, tasks: list, *, at: datetime, actor: str) -> None:
+    def __init__(self, cfg, tasks: list, *, at: datetime, actor: str, postgresql: bool) -> None:
         from ffctl.core.bulk import CopyRows
 
         self.at, self.actor = at, actor
         self.task_ids = sorted(r.id for r in tasks)
         writer = _Writer(cfg, at, actor)
         self.moved = _advance(writer, cfg, tasks, {r.order_id: {"order_id": r.order_id} for r in tasks}, at)
-        cols = list(writer.tasks[0]) if writer.tasks else []
-        self.tasks = CopyRows("task", cols, sorted((tuple(t[c] for c in cols) for t in writer.tasks),
-                                                   key=lambda r: r[0]))
-        ids = sorted(writer.orders)
-        self.orders = {"ids": text_array(ids), "wfs": text_array(writer.orders[i][0] for i in ids),
-                       "nds": text_array(writer.orders[i][1] for i in ids)}
-        self.events = audit.prepare_many(writer.events)
+        self.writer, self.tasks = writer, None
+        if postgresql:
+            cols = list(writer.tasks[0]) if writer.tasks else []
+            self.tasks = CopyRows("task", cols, sorted((tuple(t[c] for c in cols) for t in writer.tasks),
+                                                       key=lambda r: r[0]))
+            ids = sorted(writer.orders)
+            self.orders = {"ids": text_array(ids), "wfs": text_array(writer.orders[i][0] for i in ids),
+                           "nds": text_array(writer.orders[i][1] for i in ids)}
+            self.events = audit.prepare_many(writer.events, postgresql=True)
+            self.writer = None
 
     def write(self, session: Session) -> None:
         if not self.task_ids:
             return
-        closed = session.execute(
-            sa.update(TASK).where(_keyed(session, TASK.c.id, self.task_ids), TASK.c.status == "open")
-            .values(status="done", outcome="completed", completed_at=self.at, completed_by=self.actor,
-                    next_action_at=None)
-        ).rowcount
+        closed = 0
+        size = len(self.task_ids) if _is_pg(session) else CHUNK
+        for start in range(0, len(self.task_ids), size):
+            closed += session.execute(
+                sa.update(TASK).where(_keyed(session, TASK.c.id, self.task_ids[start:start + size]),
+                                      TASK.c.status == "open")
+                .values(status="done", outcome="completed", completed_at=self.at, completed_by=self.actor,
+                        next_action_at=None)
+            ).rowcount
         if closed != len(self.task_ids):  # the caller holds them locked: cannot happen; refuse rather than guess
             raise Conflict(f"{len(self.task_ids) - closed} of {len(self.task_ids)} tasks were closed by someone "
                            "else while being completed; nothing was written, run the command again")
+        if self.writer is not None:
+            self.writer.flush(session)
+            return
         self.tasks.write(session)
         session.execute(sa.text(
             "UPDATE orders AS o SET workflow = v.wf, node = v.nd FROM unnest(CAST(:ids AS text[]), "
