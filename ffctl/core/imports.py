@@ -721,7 +721,7 @@ def _run_pipelined(spec: Kind, ctx: Context, store, staging: Staging, report: Im
     killed import still leaves whole batches), while this thread reads the next batch from
     staging and prepares its rows (``handler.prepare``); two batches in memory at most.
     """
-    jobs: queue.Queue = queue.Queue(maxsize=1)
+    jobs: queue.Queue = queue.Queue()
     results: queue.Queue = queue.Queue()
 
     def write() -> None:
@@ -742,9 +742,10 @@ def _run_pipelined(spec: Kind, ctx: Context, store, staging: Staging, report: Im
     done = 0
     pending = 0
 
-    def collect(block: bool) -> None:
+    def collect(keep: int) -> None:
+        """Account finished batches until at most ``keep`` are still with the writer."""
         nonlocal done, pending
-        while pending and (block or not results.empty()):
+        while pending > keep or (pending and not results.empty()):
             batch, outcomes, exc = results.get()
             pending -= 1
             if exc is not None:
@@ -759,12 +760,12 @@ def _run_pipelined(spec: Kind, ctx: Context, store, staging: Staging, report: Im
         for batch in staging.records(batch_rows):
             with store.session() as s:
                 prepared = handler.prepare(s, ctx, spec, batch)
-            collect(block=True)  # the batch before is written (raises the writer's error, if any)
+            collect(PIPELINE_AHEAD - 1)  # raises the writer's error, if any
             jobs.put((batch, prepared))
             pending += 1
             batch = prepared = None
             gc.collect(1)
-        collect(block=True)
+        collect(0)
     finally:
         while True:  # stop the writer after the batch it is on, whatever happened here
             try:
@@ -775,6 +776,8 @@ def _run_pipelined(spec: Kind, ctx: Context, store, staging: Staging, report: Im
         jobs.put(None)
         writer.join()
 
+
+PIPELINE_AHEAD = 1  # batches handed to the writer and not yet written, besides the one being prepared
 
 ANALYZE_MIN_ROWS = 1000
 
@@ -860,10 +863,49 @@ def _finish(report: ImportReport, staging: Staging, header: list[str], rejects: 
 
 # --- bulk writes -------------------------------------------------------------------------------
 
-def bulk_insert(session: Session, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
+class CopyText:
+    """Rows of plain values (str, int, float, bool, None) formatted for PostgreSQL's COPY, ahead of
+    the transaction that sends them; ``len`` is the number of rows."""
+
+    __slots__ = ("text", "rows")
+
+    def __init__(self, rows: list[tuple]) -> None:
+        cell = _copy_cell
+        self.rows = len(rows)
+        self.text = "".join(["\t".join([cell(v) for v in row]) + "\n" for row in rows])
+
+    def __len__(self) -> int:
+        return self.rows
+
+
+_COPY_ESCAPE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_cell(value) -> str:
+    kind = value.__class__
+    if kind is str:
+        if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+            return value.translate(_COPY_ESCAPE)
+        return value
+    if value is None:
+        return "\\N"
+    if kind is bool:
+        return "t" if value else "f"
+    if kind is float:
+        return repr(value)
+    return str(value)
+
+
+def bulk_insert(session: Session, table: str, columns: Sequence[str], rows: "list[tuple] | CopyText") -> None:
     """Insert many rows of plain values (times as stored text) in the caller's transaction:
     executemany on SQLite, COPY on PostgreSQL. No ORM objects, no per-row type processing."""
     if not rows:
+        return
+    if isinstance(rows, CopyText):  # PostgreSQL only: formatted ahead
+        raw = session.connection().connection.driver_connection
+        with raw.cursor() as cur:
+            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                copy.write(rows.text)
         return
     if session.bind.dialect.name == "postgresql":
         from ffctl.core.bulk import copy_rows
@@ -983,7 +1025,12 @@ class Orders(Handler):
         stored = stored_orders(session, [r.key for r in records])
         digests = [order_hash(r) for r in records]
         new = [(r, d) for r, d in zip(records, digests) if r.key not in stored]
-        return digests, [r.key for r, _ in new], self._plan(ctx, new, self._planner(ctx)) if new else None
+        planned = None
+        if new:
+            order_rows, line_rows, tasks, events = self._plan(ctx, new, self._planner(ctx))
+            # the COPY text too, so that the writer only sends (the orders wait for their promises)
+            planned = (order_rows, CopyText(line_rows), CopyText(tasks), CopyText(events))
+        return digests, [r.key for r, _ in new], planned
 
     def apply(self, session, ctx, kind, records, write, prepared: tuple | None = None):
         existing = stored_orders(session, [r.key for r in records], lock=write)
