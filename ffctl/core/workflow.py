@@ -18,14 +18,14 @@ people or a person and a sweep cannot both complete one task.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit
-from ffctl.core.bulk import copy_rows, int_array, text_array
+from ffctl.core.bulk import copy_rows, int_array, stored_time, text_array
 from ffctl.core.clock import local
 from ffctl.core.config import matches
 from ffctl.core.durations import format_duration
@@ -246,10 +246,14 @@ def _bulk_flush(session: Session, tasks: list[dict], orders: dict) -> None:
         if pg:
             copy_rows(session, "task", cols, rows)
         else:
+            stamps: dict[datetime, str] = {}  # a set-based move repeats a handful of times
+
             def cell(v):
-                if isinstance(v, datetime):
-                    v = v.astimezone(timezone.utc).replace(tzinfo=None) if v.tzinfo else v
-                    return v.isoformat(sep=" ", timespec="microseconds")
+                if v.__class__ is datetime:
+                    text = stamps.get(v)
+                    if text is None:
+                        text = stamps[v] = stored_time(v).isoformat(sep=" ", timespec="microseconds")
+                    return text
                 return v
 
             session.connection().connection.driver_connection.executemany(
