@@ -263,7 +263,7 @@ def atp(session: Session, sku: str, qty: int | None = None, *, now: datetime, tz
 
 
 def promise_dates(session: Session, orders: Sequence[tuple], *, now: datetime, tz: str,
-                  ledger: dict | None = None) -> dict[str, tuple[date, str]]:
+                  ledger: dict | None = None, stored: bool = True) -> dict[str, tuple[date, str]]:
     """Promised ship dates for a batch of orders: order_id -> (date, "atp" | "lead_time").
 
     The orders are promised in the given sequence, each consuming what it is promised, so a
@@ -281,7 +281,8 @@ def promise_dates(session: Session, orders: Sequence[tuple], *, now: datetime, t
     call made a large import quadratic). The ledger sees the store as it was when it read each
     SKU, less what the run itself promised or was given since: orders with a date consume it
     too, so the run must pass every order it writes (a caller that changes stored orders
-    otherwise clears the ledger).
+    otherwise clears the ledger). ``stored=False`` says none of the orders is in the store yet
+    (an import's new orders), so there is no demand of theirs to leave out.
     """
     today = local_date(now, tz)
     profiles: dict = {} if ledger is None else ledger  # sku -> (_Profile, lead_time_days)
@@ -289,7 +290,10 @@ def promise_dates(session: Session, orders: Sequence[tuple], *, now: datetime, t
     unread = sorted(s for s in wanted if s not in profiles)
     if unread:
         avail = _available_now(session, unread)
-        demand = _open_demand(session, unread, [entry[0] for entry in orders])
+        # Leaving out the batch's own rows is a lookup by order id; on PostgreSQL, on tables a bulk
+        # load has just grown (no statistics yet), a scan that compares every line with every id.
+        own = [e[0] for e in orders if len(e) < 3 or e[2] is None] if stored else []
+        demand = _open_demand(session, unread, own)
         receipts = _open_receipts(session, unread, today, tz)
         lead: dict[str, int | None] = {}
         for part in _parts(session, unread):
