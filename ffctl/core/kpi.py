@@ -241,39 +241,34 @@ class _Sql:
 class _Cut:
     """How a dimension groups orders.
 
-    Single-valued dimensions are an expression over ``orders o`` (and ``customer c``); product,
-    category and node can put one order in several groups, so they are a mapping subquery of
-    (order_id, g) rows. ``line`` cuts line-level facts by the line's own SKU or category.
+    Single-valued dimensions are a column of ``order_fact`` (``column``; neither a column nor a
+    mapping: not cut); product, category and node can put one order in several groups, so they
+    are a mapping subquery of (order_id, g) rows. ``line`` cuts line-level facts by the line's
+    own SKU or category.
     """
 
-    expr: str | None = f"'{ALL}'"
-    customer: bool = False  # the expression needs ``LEFT JOIN customer c``
+    column: str | None = None
     mapping: str | None = None
     line: str | None = None
 
+    def group(self) -> tuple[str, str]:
+        """(g expression, GROUP BY clause) over ``order_fact f`` for a single-valued cut."""
+        if self.column is None:
+            return f"'{ALL}'", ""
+        return f"f.{self.column}", f" GROUP BY f.{self.column}"
 
-def _cut(by: str | None, sql: _Sql) -> _Cut:
-    if by is None:
-        return _Cut()
-    single = {
-        "region": ("COALESCE(o.region, c.region)", True),
-        "channel": ("o.channel", False),
-        "team": ("o.sales_rep", False),
-        "customer": ("o.customer", False),
-    }
-    if by in single:
-        expr, customer = single[by]
-        return _Cut(expr=expr, customer=customer)
-    if by == "week":
-        return _Cut(expr=sql.local_week("o.created_at"))
+
+def _cut(by: str | None) -> _Cut:
+    if by in FACT_COLUMNS:
+        return _Cut(column=FACT_COLUMNS[by])
     if by == "product":
-        return _Cut(expr=None, mapping="SELECT order_id, sku AS g FROM order_line GROUP BY order_id, sku", line="sku")
+        return _Cut(mapping="SELECT order_id, sku AS g FROM order_line GROUP BY order_id, sku", line="sku")
     if by == "category":
-        return _Cut(expr=None, line="category", mapping=(
+        return _Cut(line="category", mapping=(
             "SELECT l.order_id, p.category AS g FROM order_line l LEFT JOIN product p ON p.sku = l.sku "
             "GROUP BY l.order_id, p.category"))
     if by == "node":
-        return _Cut(expr=None, mapping="SELECT order_id, node AS g FROM task WHERE status <> 'skipped' GROUP BY order_id, node")
+        return _Cut(mapping="SELECT order_id, node AS g FROM task WHERE status <> 'skipped' GROUP BY order_id, node")
     raise ValueError(f"unknown dimension {by!r}: use one of {', '.join(DIMENSIONS)}")
 
 
@@ -363,6 +358,13 @@ def refresh_facts(store, cfg, *, cuts: Iterable[str | None] = (None,), now: date
     return {"mode": mode, "orders": orders}
 
 
+def _have_indexes(s: Session, columns: Iterable[str | None]) -> bool:
+    """SQLite: whether the report indexes of every cut column exist (see ``_ensure_indexes``)."""
+    wanted = [_index_name(column, t) for column in columns for t in _TIMES]
+    return not wanted or s.execute(sa.text(
+        f"SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN {_in(wanted)}")).scalar_one() == len(wanted)
+
+
 def _up_to_date(store, fp: str, cuts: list[str | None]) -> bool:
     """Whether a read-only look finds nothing to refresh. Safe on PostgreSQL too: every event id
     at or below the stored mark was committed when it was stored, so any event not visible yet
@@ -375,11 +377,8 @@ def _up_to_date(store, fp: str, cuts: list[str | None]) -> bool:
             return False
         if _changed_customers(s):
             return False
-        if store.is_sqlite:
-            wanted = [_index_name(FACT_COLUMNS[by], t) for by in cuts if by in FACT_COLUMNS for t in _TIMES]
-            if wanted and s.execute(sa.text(
-                    f"SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN {_in(wanted)}")).scalar_one() < len(wanted):
-                return False
+        if store.is_sqlite and not _have_indexes(s, [FACT_COLUMNS[by] for by in cuts if by in FACT_COLUMNS]):
+            return False
     return True
 
 
@@ -397,17 +396,17 @@ def _snapshot_customers(s: Session, customers: list[str] | None) -> None:
         s.execute(sa.text("DELETE FROM fact_customer"))
         s.execute(sa.text("INSERT INTO fact_customer (customer, region) SELECT customer, region FROM customer"))
         return
-    for part in _chunked(customers):
-        params = {f"c{i}": c for i, c in enumerate(part)}
-        names = ", ".join(f":c{i}" for i in range(len(part)))
+    for names, params in _in_lists(customers):
         s.execute(sa.text(f"DELETE FROM fact_customer WHERE customer IN ({names})"), params)
         s.execute(sa.text(f"INSERT INTO fact_customer (customer, region) SELECT customer, region FROM customer "
                           f"WHERE customer IN ({names})"), params)
 
 
-def _chunked(items: list, size: int = 500) -> Iterable[list]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
+def _in_lists(values: list[str], size: int = 500) -> Iterable[tuple[str, dict]]:
+    """(":c0, :c1, ...", params) for an IN list, in parts a statement's bind limit allows."""
+    for start in range(0, len(values), size):
+        part = values[start:start + size]
+        yield ", ".join(f":c{i}" for i in range(len(part))), {f"c{i}": v for i, v in enumerate(part)}
 
 
 def _rebuild(s: Session, sql: "_Sql", cfg) -> int:
@@ -447,9 +446,7 @@ def _update(s: Session, sql: "_Sql", cfg, seen: int, top: int, customers: list[s
         ignore, conflict = "INSERT", " ON CONFLICT DO NOTHING"
     s.execute(sa.text(f"{ignore} INTO {_DIRTY} (order_id) SELECT DISTINCT order_id FROM event "
                       f"WHERE id > :seen AND id <= :top AND order_id IS NOT NULL{conflict}"), {"seen": seen, "top": top})
-    for part in _chunked(customers):
-        params = {f"c{i}": c for i, c in enumerate(part)}
-        names = ", ".join(f":c{i}" for i in range(len(part)))
+    for names, params in _in_lists(customers):
         s.execute(sa.text(f"{ignore} INTO {_DIRTY} (order_id) SELECT order_id FROM orders "
                           f"WHERE customer IN ({names}){conflict}"), params)
     if not sql.sqlite:  # the planner's guess for a fresh temp table is blind: count it
@@ -555,7 +552,7 @@ class _Report:
         self.s, self.cfg, self.now, self.period, self.by = session, cfg, now, period, by
         self.sql = _Sql(session, cfg.timezone, now)
         self.sql.tune()
-        self.cut = _cut(by, self.sql)
+        self.cut = _cut(by)
         self.params: dict[str, Any] = {"now": now, "tz": cfg.timezone}
         conds, fconds = [], []
         if period.start is not None:
@@ -609,26 +606,21 @@ class _Report:
         """(sums, times): per group the order count and counter sums; per time KPI and group
         (n, p50, p90)."""
         if self.cut.mapping is None:
-            column = FACT_COLUMNS[self.by]
             if not self.sql.sqlite:
-                return self._grouped_pg(column)
-            if self._has_indexes(column):
-                return self._grouped_sqlite(column)
+                return self._grouped_pg()
+            if _have_indexes(self.s, [self.cut.column]):
+                return self._grouped_sqlite()
         return self._generic()
-
-    def _group_expr(self) -> str:
-        return f"f.{FACT_COLUMNS[self.by]}" if FACT_COLUMNS.get(self.by) else f"'{ALL}'"
 
     def _sums_of(self, rows) -> dict:
         return {self._key(r.g): {c: int(getattr(r, c) or 0) for c in ("orders", *_COUNTERS)} for r in rows}
 
-    def _grouped_pg(self, column: str | None) -> tuple[dict, dict]:
-        g = f"f.{column}" if column else f"'{ALL}'"
+    def _grouped_pg(self) -> tuple[dict, dict]:
+        g, group = self.cut.group()
         cols = ", ".join(f"SUM(f.{c}) AS {c}" for c in _COUNTERS)
         pcts = ", ".join(
             f"COUNT(f.{t}) AS n_{t}, percentile_cont(0.5) WITHIN GROUP (ORDER BY f.{t}) AS {t}50, "
             f"percentile_cont(0.9) WITHIN GROUP (ORDER BY f.{t}) AS {t}90" for t in _TIMES)
-        group = f" GROUP BY {g}" if column else ""
         rows = self.rows(f"SELECT {g} AS g, COUNT(*) AS orders, {cols}, {pcts} FROM order_fact f "
                          f"WHERE {self.frange}{group}")
         rows = [r for r in rows if r.orders]
@@ -636,19 +628,13 @@ class _Report:
                      for r in rows if getattr(r, f"n_{t}")} for t in _TIMES}
         return self._sums_of(rows), times
 
-    def _has_indexes(self, column: str | None) -> bool:
-        names = [_index_name(column, t) for t in _TIMES]
-        found = self.s.execute(sa.text(
-            f"SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN {_in(names)}")).scalar_one()
-        return found == len(names)
-
-    def _grouped_sqlite(self, column: str | None) -> tuple[dict, dict]:
+    def _grouped_sqlite(self) -> tuple[dict, dict]:
         """Per-group sums over the (g, conf, ...) covering index, then each percentile by
         stepping to its rank within the group's range of the time's own index."""
-        g = f"f.{column}" if column else f"'{ALL}'"
+        column = self.cut.column
+        g, group = self.cut.group()
         cols = ", ".join(f"SUM(f.{c}) AS {c}" for c in _COUNTERS)
         counts = ", ".join(f"COUNT(f.{t}) AS n_{t}" for t in _TIMES)
-        group = f" GROUP BY {g}" if column else ""
         rows = self.rows(f"SELECT {g} AS g, COUNT(*) AS orders, {cols}, {counts} "
                          f"FROM order_fact f INDEXED BY {_index_name(column, 'conf')} WHERE {self.frange}{group}")
         rows = [r for r in rows if r.orders]
@@ -687,11 +673,10 @@ class _Report:
         (joined to the cut's mapping for product, category and node)."""
         if self.cut.mapping:
             source = f"order_fact f JOIN ({self.cut.mapping}) gx ON gx.order_id = f.order_id"
-            g = "gx.g"
+            g, group = "gx.g", " GROUP BY gx.g"
         else:
-            source, g = "order_fact f", self._group_expr()
+            source, (g, group) = "order_fact f", self.cut.group()
         cols = ", ".join(f"SUM(f.{c}) AS {c}" for c in _COUNTERS)
-        group = f" GROUP BY {g}" if self.cut.mapping or FACT_COLUMNS.get(self.by) else ""
         rows = [r for r in self.rows(f"SELECT {g} AS g, COUNT(*) AS orders, {cols} FROM {source} "
                                      f"WHERE {self.frange}{group}") if r.orders]
         times = {t: self.percentiles(f"SELECT {g} AS g, f.{t} AS x FROM {source} WHERE {self.frange}") for t in _TIMES}
