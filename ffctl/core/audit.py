@@ -60,9 +60,7 @@ def record_many(session: Session, rows: list[dict]) -> None:
     if not rows:
         return
     wall = datetime.now(timezone.utc)
-    for row in rows:
-        if row["event"] not in EVENTS:
-            raise ValueError(f"unknown audit event {row['event']!r}")
+    _check(rows)
     if len(rows) >= BULK_ROWS:
         _bulk_write(session, rows, wall)
         return
@@ -77,8 +75,10 @@ BULK_ROWS = 200  # from this many events on, write through the driver (COPY / ex
 _COLUMNS = ("at", "wall_at", "actor", "event", "order_id", "task_id", "node", "subject", "detail")
 
 
-def _naive_utc(dt: datetime) -> datetime:
-    return dt.astimezone(timezone.utc).replace(tzinfo=None) if dt.tzinfo is not None else dt
+def _check(rows: list[dict]) -> None:
+    for row in rows:
+        if row["event"] not in EVENTS:
+            raise ValueError(f"unknown audit event {row['event']!r}")
 
 
 def _values(rows: list[dict], wall: datetime):
@@ -90,9 +90,7 @@ class PreparedEvents:
     """Events checked (and on PostgreSQL formatted for COPY) now, appended by ``write`` later."""
 
     def __init__(self, rows: list[dict], *, postgresql: bool) -> None:
-        for row in rows:
-            if row["event"] not in EVENTS:
-                raise ValueError(f"unknown audit event {row['event']!r}")
+        _check(rows)
         self.rows, self.copy = rows, None
         if postgresql and rows:
             from ffctl.core.bulk import CopyRows
@@ -121,16 +119,11 @@ def _bulk_write(session: Session, rows: list[dict], wall: datetime) -> None:
 
         copy_rows(session, "event", _COLUMNS, _values(rows, wall))
         return
+    from ffctl.core.bulk import time_texts
+
     session.flush()
     raw = session.connection().connection.driver_connection
-    stamps: dict[datetime, str] = {}
-
-    def stamp(dt: datetime) -> str:
-        text = stamps.get(dt)
-        if text is None:
-            text = stamps[dt] = _naive_utc(dt).isoformat(sep=" ", timespec="microseconds")
-        return text
-
+    stamp = time_texts()
     raw.executemany(
         f"INSERT INTO event ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
         [(stamp(r["at"]), stamp(wall), r["actor"], r["event"], r.get("order_id"), r.get("task_id"), r.get("node"),

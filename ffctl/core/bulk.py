@@ -9,7 +9,7 @@ naive UTC, exactly as ``models.UTCDateTime`` stores them.
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from sqlalchemy.orm import Session
 
@@ -20,6 +20,20 @@ _BATCH = 2000  # rows per write to the COPY stream
 def stored_time(value: datetime) -> datetime:
     """A datetime as ``UTCDateTime`` stores it: naive UTC."""
     return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo is not None else value
+
+
+def time_texts() -> Callable[[datetime], str]:
+    """datetime -> the text SQLite stores for it (naive UTC, microseconds), remembered: the rows
+    of one set-based write repeat a handful of times."""
+    memo: dict[datetime, str] = {}
+
+    def text(value: datetime) -> str:
+        found = memo.get(value)
+        if found is None:
+            found = memo[value] = stored_time(value).isoformat(sep=" ", timespec="microseconds")
+        return found
+
+    return text
 
 
 def _copy_text(value: str) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Callable, Iterable, Sequence
 
@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit
-from ffctl.core.bulk import CopyRows, copy_rows, int_array, text_array
+from ffctl.core.bulk import CopyRows, copy_rows, int_array, text_array, time_texts
 from ffctl.core.clock import local_date
 from ffctl.core.errors import Conflict, FfctlError, NotFound, PermissionDenied, UsageError
 from ffctl.core.models import Allocation, Order, OrderLine, Product, Receipt, Stock, StockMove, Task
@@ -464,7 +464,7 @@ def _insert_allocations(session: Session, rows: list[tuple[str, int, str, str, i
         copy_rows(session, "allocation", ("order_id", "line_id", "sku", "warehouse", "qty", "created_at"),
                   (r + (at,) for r in rows))
         return
-    stored = at.astimezone(timezone.utc).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    stored = time_texts()(at)
     cur = _raw(session).cursor()
     try:
         cur.executemany("INSERT INTO allocation (order_id, line_id, sku, warehouse, qty, created_at) "

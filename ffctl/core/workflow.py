@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit
-from ffctl.core.bulk import copy_rows, int_array, stored_time, text_array
+from ffctl.core.bulk import copy_rows, int_array, text_array, time_texts
 from ffctl.core.clock import local
 from ffctl.core.config import matches
 from ffctl.core.durations import format_duration
@@ -246,15 +246,10 @@ def _bulk_flush(session: Session, tasks: list[dict], orders: dict) -> None:
         if pg:
             copy_rows(session, "task", cols, rows)
         else:
-            stamps: dict[datetime, str] = {}  # a set-based move repeats a handful of times
+            stamp = time_texts()
 
             def cell(v):
-                if v.__class__ is datetime:
-                    text = stamps.get(v)
-                    if text is None:
-                        text = stamps[v] = stored_time(v).isoformat(sep=" ", timespec="microseconds")
-                    return text
-                return v
+                return stamp(v) if v.__class__ is datetime else v
 
             session.connection().connection.driver_connection.executemany(
                 f"INSERT INTO task ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
