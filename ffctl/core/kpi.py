@@ -52,6 +52,7 @@ from typing import Any, Iterable, Mapping
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ffctl.core.bulk import sqlite_working_set
 from ffctl.core.clock import parse_date, parse_time, start_of_day, zone
 from ffctl.core.models import UTCDateTime
 
@@ -168,8 +169,7 @@ class _Sql:
         change inside a transaction, so it stays as it is).
         """
         if self.sqlite:
-            for pragma in ("cache_size = -131072", "mmap_size = 1073741824"):
-                self._session.execute(sa.text(f"PRAGMA {pragma}"))
+            sqlite_working_set(self._session, cache_mib=128, mmap_mib=1024)
         else:
             self._session.execute(sa.text("SET LOCAL jit = off"))
             self._session.execute(sa.text("SET LOCAL work_mem = '128MB'"))

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit
-from ffctl.core.bulk import CopyRows, copy_rows, int_array, text_array, time_texts
+from ffctl.core.bulk import CopyRows, copy_rows, int_array, sqlite_working_set, text_array, time_texts
 from ffctl.core.clock import local_date
 from ffctl.core.errors import Conflict, FfctlError, NotFound, PermissionDenied, UsageError
 from ffctl.core.models import Allocation, Order, OrderLine, Product, Receipt, Stock, StockMove, Task
@@ -45,6 +45,11 @@ MOVE = StockMove.__table__
 
 CHUNK = 20000  # orders per allocation step: bounds memory; larger steps walk the tables fewer times
 IN_CHUNK = 900  # values per IN (...) list on reads
+# SQLite: the page cache and memory map of an allocation run. A run touches lines, tasks, orders,
+# reservations and the event indexes all over the file; with the default 2 MiB cache it reads the
+# same pages again and again (100k orders: 16 s with the default, 12.5 s with these).
+SQLITE_CACHE_MIB = 64
+SQLITE_MMAP_MIB = 1024
 DEFAULT_LEAD_TIME_DAYS = 7
 OPEN_DEMAND = ("open", "on_hold")  # order statuses whose unallocated lines are demand
 DELIVERY_ISSUES = ("wrong_item", "short", "late", "damaged", "wrong_address", "documents")
@@ -1024,6 +1029,8 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
         if ids:
             raise Conflict("no node of the config has auto = \"allocate\": nothing can be allocated")
         return {"dry_run": dry_run, "orders": [], "skipped": [], "summary": _summary([], 0, 0, 0, 0, 0)}
+    if not _is_pg(session):
+        sqlite_working_set(session, cache_mib=SQLITE_CACHE_MIB, mmap_mib=SQLITE_MMAP_MIB)
     if ids:
         _check_explicit(session, ids, nodes)
     else:
