@@ -146,8 +146,9 @@ def check(db_url: str) -> dict:
         q = lambda sql: s.execute(sa.text(sql)).scalar()  # noqa: E731
         out = {
             "oversold": q("SELECT count(*) FROM stock WHERE allocated > on_hand"),
-            "stock_mismatch": q("SELECT count(*) FROM stock st WHERE allocated <> COALESCE((SELECT SUM(qty) "
-                                "FROM allocation a WHERE a.sku = st.sku AND a.warehouse = st.warehouse), 0)"),
+            "stock_mismatch": q("SELECT count(*) FROM stock st LEFT JOIN (SELECT sku, warehouse, SUM(qty) AS q "
+                                "FROM allocation GROUP BY sku, warehouse) a ON a.sku = st.sku "
+                                "AND a.warehouse = st.warehouse WHERE st.allocated <> COALESCE(a.q, 0)"),
             "line_mismatch": q("SELECT count(*) FROM order_line l WHERE allocated <> COALESCE((SELECT SUM(qty) "
                                "FROM allocation a WHERE a.line_id = l.id), 0)"),
             "completed": q("SELECT count(*) FROM orders WHERE node <> 'allocation'"),
