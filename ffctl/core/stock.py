@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from functools import partial
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, NamedTuple, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -847,17 +847,50 @@ def _load_stock_for(session: Session, nodes: list[str], order_ids: list[str] | N
     return stock, skus
 
 
-def _lock_chunk(session: Session, chunk: list[str], nodes: list[str], lock: bool) -> dict[str, sa.Row]:
+class _OpenTask(NamedTuple):
+    """What completing an order's task at the allocation node needs."""
+
+    id: int
+    order_id: str
+    node: str
+    workflow: str
+    seq: int
+    deadline: datetime | None
+
+
+def _sqlite_rows(session: Session, sql: str, keys: Sequence) -> Iterable[tuple]:
+    """Rows of ``sql`` whose ``{keys}`` placeholder is an IN list of ``keys``, by the driver in
+    IN-sized parts (no per-row SQLAlchemy processing)."""
+    raw = _raw(session)
+    for part in _chunks(keys):
+        yield from raw.execute(sql.format(keys=", ".join("?" * len(part))), part).fetchall()
+
+
+def _lock_chunk(session: Session, chunk_rows: Sequence, nodes: list[str], lock: bool) -> dict[str, _OpenTask]:
     """Orders of the chunk still at an allocation node with an open, unheld task there, with that
-    task (id, order_id, node, workflow, seq, deadline: what completing it needs); on
-    PostgreSQL the orders and then their tasks are locked with SKIP LOCKED (an order someone else
-    holds waits for the next run). Two single-table reads by key: no join for a planner with stale
-    statistics to turn quadratic after a bulk import."""
-    pg = lock and _is_pg(session)
-    # by primary key only: with status/node in the WHERE, SQLite picks ix_orders_status_node and
-    # scans every waiting order once per chunk
+    task; on PostgreSQL the orders and then their tasks are locked with SKIP LOCKED (an order
+    someone else holds waits for the next run). Two single-table reads by key: no join for a
+    planner with stale statistics to turn quadratic after a bulk import. On SQLite the write
+    transaction is exclusive and read the candidates, so they are still where it found them:
+    only their tasks are read."""
+    if not _is_pg(session):
+        node_of = {r.order_id: r.node for r in chunk_rows}
+        found = {}
+        times: dict[str, datetime] = {}
+        for tid, oid, node, wf, seq, deadline, held in _sqlite_rows(
+            session, "SELECT id, order_id, node, workflow, seq, deadline, held_at FROM task "
+                     "WHERE order_id IN ({keys}) AND status = 'open'", list(node_of)):
+            if held is None and node_of[oid] == node:
+                if deadline is not None:
+                    deadline = times.get(deadline) or times.setdefault(
+                        deadline, datetime.fromisoformat(deadline).replace(tzinfo=timezone.utc))
+                found[oid] = _OpenTask(tid, oid, node, wf, seq, deadline)
+        return found
+    chunk = [r.order_id for r in chunk_rows]
+    # by primary key only: with status/node in the WHERE, a planner may pick ix_orders_status_node
+    # and scan every waiting order once per chunk
     q = sa.select(ORDERS.c.order_id, ORDERS.c.status, ORDERS.c.node).where(_keyed(session, ORDERS.c.order_id, chunk))
-    if pg:
+    if lock:
         q = q.with_for_update(skip_locked=True)
     wanted = set(nodes)
     at_node = {oid: node for oid, status, node in session.execute(q).all() if status == "open" and node in wanted}
@@ -865,9 +898,10 @@ def _lock_chunk(session: Session, chunk: list[str], nodes: list[str], lock: bool
         return {}
     t = sa.select(TASK.c.id, TASK.c.order_id, TASK.c.node, TASK.c.workflow, TASK.c.seq, TASK.c.deadline,
                   TASK.c.held_at).where(_keyed(session, TASK.c.order_id, list(at_node)), TASK.c.status == "open")
-    if pg:
+    if lock:
         t = t.with_for_update(skip_locked=True)
-    return {r.order_id: r for r in session.execute(t) if r.held_at is None and at_node.get(r.order_id) == r.node}
+    return {r.order_id: _OpenTask(*r[:6]) for r in session.execute(t).all()
+            if r.held_at is None and at_node.get(r.order_id) == r.node}
 
 
 def _pick_warehouses(rows: list[list], need: int, used) -> list[tuple[list, int]]:
@@ -898,15 +932,19 @@ def _pick_warehouses(rows: list[list], need: int, used) -> list[tuple[list, int]
 def _read_chunk(session: Session, chunk_rows: Sequence, nodes: list[str], lock: bool):
     """(orders locked with their tasks, their lines by order, existing reservations by line) for a
     chunk of candidates (see ``_lock_chunk``)."""
-    locked = _lock_chunk(session, [r.order_id for r in chunk_rows], nodes, lock)
+    locked = _lock_chunk(session, chunk_rows, nodes, lock)
     lines_by_order: dict[str, list] = defaultdict(list)
     ids_locked = [r.order_id for r in chunk_rows if r.order_id in locked]
-    for part in _parts(session, ids_locked):
-        for ln in session.execute(
+    if _is_pg(session):
+        lines = session.execute(
             sa.select(LINE.c.order_id, LINE.c.line_no, LINE.c.id, LINE.c.sku, LINE.c.qty, LINE.c.allocated)
-            .where(_keyed(session, LINE.c.order_id, part))
-        ).all():
-            lines_by_order[ln[0]].append(ln[1:])
+            .where(_keyed(session, LINE.c.order_id, ids_locked))
+        ).all() if ids_locked else []
+    else:
+        lines = _sqlite_rows(session, "SELECT order_id, line_no, id, sku, qty, allocated FROM order_line "
+                                      "WHERE order_id IN ({keys})", ids_locked)
+    for ln in lines:
+        lines_by_order[ln[0]].append(ln[1:])
     partial_orders = [o for o in ids_locked if any(ln[4] for ln in lines_by_order[o])]
     existing: dict[int, dict[str, int]] = defaultdict(dict)  # line id -> warehouse -> allocation id
     for part in _parts(session, partial_orders):
