@@ -3,10 +3,11 @@
 - task: ``ix_task_due`` and ``ix_task_node`` hold open tasks only (nothing looks up closed ones
   by due time or node) and ``ix_task_order`` leaves the status out, so closing a task removes
   three index entries and adds none.
-- event: ``ix_event_subject`` leaves out the events without a subject (all order events).
+- event: ``ix_event_subject`` leaves out the events without a subject (all order events), and
+  ``ix_event_kind_at`` holds only the kinds a report looks up by kind (escalated, reminded).
 - allocation: no foreign key on ``order_id`` (``line_id``'s implies it) and no index by SKU
   (nothing reads reservations that way).
-- order_line on PostgreSQL: ``fillfactor = 70``, so allocation's updates of ``allocated`` stay
+- order_line on PostgreSQL: ``fillfactor = 50``, so allocation's updates of ``allocated`` stay
   on their page (HOT). It applies to pages written from now on; ``VACUUM FULL order_line``
   rewrites the existing ones.
 
@@ -40,10 +41,11 @@ def upgrade() -> None:
     _replace_index("task", "ix_task_order", ["order_id"])
     _replace_index("task", "ix_task_node", ["node"], **_where("status = 'open'"))
     _replace_index("event", "ix_event_subject", ["subject", "id"], **_where("subject IS NOT NULL"))
+    _replace_index("event", "ix_event_kind_at", ["event", "at"], **_where("event IN ('escalated', 'reminded')"))
     op.drop_index("ix_allocation_sku_wh", table_name="allocation")
     if op.get_bind().dialect.name == "postgresql":
         op.drop_constraint("allocation_order_id_fkey", "allocation", type_="foreignkey")
-        op.execute("ALTER TABLE order_line SET (fillfactor = 70)")
+        op.execute("ALTER TABLE order_line SET (fillfactor = 50)")
     else:
         with op.batch_alter_table("allocation", naming_convention=_SQLITE_FK_NAMES) as batch_op:
             batch_op.drop_constraint("fk_allocation_order_id_orders", type_="foreignkey")
@@ -59,6 +61,7 @@ def downgrade() -> None:
             batch_op.create_foreign_key("fk_allocation_order_id_orders", "orders", ["order_id"], ["order_id"],
                                         ondelete="CASCADE")
     op.create_index("ix_allocation_sku_wh", "allocation", ["sku", "warehouse"], unique=False)
+    _replace_index("event", "ix_event_kind_at", ["event", "at"])
     _replace_index("event", "ix_event_subject", ["subject", "id"])
     _replace_index("task", "ix_task_node", ["node", "status"])
     _replace_index("task", "ix_task_order", ["order_id", "status"])
