@@ -280,6 +280,25 @@ def test_an_approved_requisition_stays_open_until_its_goods_are_received(stocked
     assert [i["subject"] for i in again["items"]] == ["sku:A"]
 
 
+def test_goods_of_another_sku_do_not_close_an_approved_requisition(stocked):
+    from ffctl.core.models import Receipt
+    from ffctl.core.rules import decide_requisition
+
+    store = stocked
+    cfg = make_config(low_stock())
+    first = run(store, cfg)
+    ids = {i["subject"]: n for n, i in enumerate(first["items"], 1)}
+    with store.session(write=True) as s:
+        decide_requisition(s, ids["sku:A"], approve=True, at=NOW, actor="ivan")
+        decide_requisition(s, ids["sku:B"], approve=True, at=NOW, actor="ivan")
+    with store.session(write=True) as s:  # B's goods arrive; A's are still on the way
+        add_rows(s, Receipt, [{"receipt_id": "R9", "sku": "B", "warehouse": "W1", "qty": 1, "status": "received"}],
+                 {"expected_at": NOW, "supplier": None, "received_at": NOW + timedelta(hours=1)})
+    again = run(store, cfg, now=NOW + timedelta(hours=2))
+    assert [i["subject"] for i in again["items"]] == ["sku:B"]
+    assert count(store, "SELECT count(*) FROM requisition WHERE sku = 'A'") == 1
+
+
 def test_include_inbound_counts_open_receipts_like_a_forecast(stocked):
     from ffctl.core.models import Receipt
 

@@ -379,6 +379,7 @@ class Notification(SQLModel, table=True):
 class Requisition(SQLModel, table=True):
     __table_args__ = (
         sa.Index("uq_requisition_open_sku", "sku", unique=True, **_where("status = 'draft'")),
+        sa.Index("ix_requisition_sku", "sku", "status"),  # the low-stock rule: is a SKU's requisition open?
         sa.CheckConstraint("status in ('draft','approved','rejected')", name="ck_requisition_status"),
     )
     id: Optional[int] = Field(default=None, primary_key=True)

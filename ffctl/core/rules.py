@@ -158,8 +158,10 @@ def _low_stock_query(rule, now: datetime) -> sa.Select:
         .scalar_subquery()
     )
     # open = a draft, or an approved requisition whose goods have not been received since
+    # on the requisition's SKU: this EXISTS nests in the one on requisition, so product would not
+    # correlate here but join in afresh (any SKU's goods would then close every approved requisition)
     received_since = sa.exists().where(
-        RECEIPTS.c.sku == PRODUCTS.c.sku, RECEIPTS.c.status == "received", RECEIPTS.c.received_at >= REQS.c.decided_at
+        RECEIPTS.c.sku == REQS.c.sku, RECEIPTS.c.status == "received", RECEIPTS.c.received_at >= REQS.c.decided_at
     )
     has_draft = sa.exists().where(
         REQS.c.sku == PRODUCTS.c.sku,

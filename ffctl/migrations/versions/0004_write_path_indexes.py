@@ -1,4 +1,5 @@
-"""Cheaper writes for the bulk paths (imports, allocation, workflow moves), same reads.
+"""Cheaper writes for the bulk paths (imports, allocation, workflow moves), and a lookup the
+low-stock rule was missing.
 
 - task: ``ix_task_due`` and ``ix_task_node`` hold open tasks only (nothing looks up closed ones
   by due time or node) and ``ix_task_order`` leaves the status out, so closing a task removes
@@ -10,6 +11,9 @@
 - order_line on PostgreSQL: ``fillfactor = 50``, so allocation's updates of ``allocated`` stay
   on their page (HOT). It applies to pages written from now on; ``VACUUM FULL order_line``
   rewrites the existing ones.
+- requisition: ``ix_requisition_sku`` (sku, status), so the low-stock rule finds a SKU's open
+  requisition by key instead of scanning all requisitions once per product (SQLite: 5 s per
+  run over 50k products with 2,500 drafts).
 
 Revision ID: 0004
 Revises: 0003
@@ -43,6 +47,7 @@ def upgrade() -> None:
     _replace_index("event", "ix_event_subject", ["subject", "id"], **_where("subject IS NOT NULL"))
     _replace_index("event", "ix_event_kind_at", ["event", "at"], **_where("event IN ('escalated', 'reminded')"))
     op.drop_index("ix_allocation_sku_wh", table_name="allocation")
+    op.create_index("ix_requisition_sku", "requisition", ["sku", "status"], unique=False)
     if op.get_bind().dialect.name == "postgresql":
         op.drop_constraint("allocation_order_id_fkey", "allocation", type_="foreignkey")
         op.execute("ALTER TABLE order_line SET (fillfactor = 50)")
@@ -60,6 +65,7 @@ def downgrade() -> None:
         with op.batch_alter_table("allocation", naming_convention=_SQLITE_FK_NAMES) as batch_op:
             batch_op.create_foreign_key("fk_allocation_order_id_orders", "orders", ["order_id"], ["order_id"],
                                         ondelete="CASCADE")
+    op.drop_index("ix_requisition_sku", table_name="requisition")
     op.create_index("ix_allocation_sku_wh", "allocation", ["sku", "warehouse"], unique=False)
     _replace_index("event", "ix_event_kind_at", ["event", "at"])
     _replace_index("event", "ix_event_subject", ["subject", "id"])
