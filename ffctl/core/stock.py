@@ -47,7 +47,7 @@ CHUNK = 20000  # orders per allocation step: bounds memory; larger steps walk th
 IN_CHUNK = 900  # values per IN (...) list on reads
 # SQLite: the page cache and memory map of an allocation run. A run touches lines, tasks, orders,
 # reservations and the event indexes all over the file; with the default 2 MiB cache it reads the
-# same pages again and again (100k orders: 16 s with the default, 12.5 s with these).
+# same pages again and again (100k orders: about 16 s with the default, 13 s with these).
 SQLITE_CACHE_MIB = 64
 SQLITE_MMAP_MIB = 1024
 DEFAULT_LEAD_TIME_DAYS = 7
