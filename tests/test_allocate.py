@@ -429,3 +429,32 @@ def test_cli_allocate_refusals(waiting):
     waiting.run("allocate", "O1")
     r = waiting.run("allocate", "O1")
     assert r.exit_code == 1 and "O1 is at node wave_pick" in r.stderr
+
+
+def test_schema_0004_round_trip_keeps_reservations_and_their_cascade(store, example_config):
+    """Upgrading a store with reservations to 0004 (SQLite rebuilds the allocation table) and
+    back keeps every row; deleting an order still takes its lines and reservations with it."""
+    from alembic import command
+
+    from ffctl.core import stock
+
+    cfg = example_config
+    with store.session(write=True) as s:
+        sd.seed(s, products=["A", "B"], stock=[("A", "WH1", 10), ("B", "WH2", 4)])
+        sd.add_orders(s, cfg, [("O1", 0, [("A", 6), ("B", 2)]), ("O2", 0, [("A", 3)])])
+        stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)
+    with store.session() as s:
+        before = {o: allocations(s, o) for o in ("O1", "O2")}
+    assert before == {"O1": [(1, "WH1", 6), (2, "WH2", 2)], "O2": [(1, "WH1", 3)]}
+    alembic_cfg = store._alembic_config()
+    command.downgrade(alembic_cfg, "0003")
+    assert store.current_revision() == "0003"
+    store.upgrade()
+    assert store.current_revision() == "0004"
+    with store.session(write=True) as s:
+        assert {o: allocations(s, o) for o in ("O1", "O2")} == before
+        s.execute(sa.text("DELETE FROM orders WHERE order_id = 'O2'"))
+    with store.session() as s:
+        assert allocations(s, "O2") == []
+        assert s.execute(sa.text("SELECT count(*) FROM order_line WHERE order_id = 'O2'")).scalar() == 0
+        assert allocations(s, "O1") == before["O1"]
