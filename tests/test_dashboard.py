@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.test_kpi import NOW, NOW_TEXT, insert_history
+from tests.test_kpi import NOW_TEXT, insert_history
 
 RED = (0xD6, 0x45, 0x45)
 GREEN = (0x1F, 0x9D, 0x61)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from ffctl.core import audit, workflow
 from ffctl.core.errors import Conflict, FfctlError, NotFound, UsageError
-from ffctl.core.models import Allocation, Customer, Event, Order, OrderFlag, OrderLine, Task, TaskAssignee
+from ffctl.core.models import Allocation, Customer, Event, Order, OrderFlag, OrderLine, Task
 
 CHUNK = 500
 STATUSES = ("open", "on_hold", "shipped", "delivered", "cancelled")
