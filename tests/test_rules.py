@@ -261,39 +261,40 @@ def test_stock_below_can_draft_again_once_the_draft_is_decided(stocked):
     assert count(store, "SELECT count(*) FROM requisition WHERE status = 'draft'") == 2
 
 
-def test_an_approved_requisition_stays_open_until_its_goods_are_received(stocked):
-    from ffctl.core.models import Receipt
+def approve_drafts(store, cfg, skus):
+    """Run the low-stock rule once and approve its drafts for ``skus``."""
     from ffctl.core.rules import decide_requisition
 
+    ids = {i["subject"]: n for n, i in enumerate(run(store, cfg)["items"], 1)}
+    with store.session(write=True) as s:
+        for sku in skus:
+            decide_requisition(s, ids[f"sku:{sku}"], approve=True, at=NOW, actor="ivan")
+
+
+def goods_received(store, sku):
+    from ffctl.core.models import Receipt
+
+    with store.session(write=True) as s:
+        add_rows(s, Receipt, [{"receipt_id": "R9", "sku": sku, "warehouse": "W1", "qty": 1, "status": "received"}],
+                 {"expected_at": NOW, "supplier": None, "received_at": NOW + timedelta(hours=1)})
+
+
+def test_an_approved_requisition_stays_open_until_its_goods_are_received(stocked):
     store = stocked
     cfg = make_config(low_stock())
-    first = run(store, cfg)
-    ids = {i["subject"]: n for n, i in enumerate(first["items"], 1)}
-    with store.session(write=True) as s:
-        decide_requisition(s, ids["sku:A"], approve=True, at=NOW, actor="ivan")
+    approve_drafts(store, cfg, ["A"])
     # approved and not yet received: still open, so no second requisition for A
     assert run(store, cfg, now=NOW + timedelta(minutes=5))["items"] == []
-    with store.session(write=True) as s:  # goods for A arrive, but A is still below safety stock
-        add_rows(s, Receipt, [{"receipt_id": "R9", "sku": "A", "warehouse": "W1", "qty": 1, "status": "received"}],
-                 {"expected_at": NOW, "supplier": None, "received_at": NOW + timedelta(hours=1)})
+    goods_received(store, "A")  # goods for A arrive, but A is still below safety stock
     again = run(store, cfg, now=NOW + timedelta(hours=2))
     assert [i["subject"] for i in again["items"]] == ["sku:A"]
 
 
 def test_goods_of_another_sku_do_not_close_an_approved_requisition(stocked):
-    from ffctl.core.models import Receipt
-    from ffctl.core.rules import decide_requisition
-
     store = stocked
     cfg = make_config(low_stock())
-    first = run(store, cfg)
-    ids = {i["subject"]: n for n, i in enumerate(first["items"], 1)}
-    with store.session(write=True) as s:
-        decide_requisition(s, ids["sku:A"], approve=True, at=NOW, actor="ivan")
-        decide_requisition(s, ids["sku:B"], approve=True, at=NOW, actor="ivan")
-    with store.session(write=True) as s:  # B's goods arrive; A's are still on the way
-        add_rows(s, Receipt, [{"receipt_id": "R9", "sku": "B", "warehouse": "W1", "qty": 1, "status": "received"}],
-                 {"expected_at": NOW, "supplier": None, "received_at": NOW + timedelta(hours=1)})
+    approve_drafts(store, cfg, ["A", "B"])
+    goods_received(store, "B")  # B's goods arrive; A's are still on the way
     again = run(store, cfg, now=NOW + timedelta(hours=2))
     assert [i["subject"] for i in again["items"]] == ["sku:B"]
     assert count(store, "SELECT count(*) FROM requisition WHERE sku = 'A'") == 1
