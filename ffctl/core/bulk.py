@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime, timezone
 from typing import Callable, Iterable, Sequence
 
-from sqlalchemy import text as sa_text
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 _ESCAPE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -44,9 +44,9 @@ def sqlite_working_set(session: Session, *, cache_mib: int, mmap_mib: int = 0) -
     index pages of a 100k-order store: a pass that touches rows all over the tables reads the same
     pages again and again. Mapped pages are file pages the kernel may drop at will, but they count
     in the process's resident size."""
-    session.execute(sa_text(f"PRAGMA cache_size = -{cache_mib * 1024}"))
+    session.execute(sa.text(f"PRAGMA cache_size = -{cache_mib * 1024}"))
     if mmap_mib:
-        session.execute(sa_text(f"PRAGMA mmap_size = {mmap_mib * 1024 * 1024}"))
+        session.execute(sa.text(f"PRAGMA mmap_size = {mmap_mib * 1024 * 1024}"))
 
 
 def _copy_text(value: str) -> str:
@@ -138,3 +138,20 @@ def text_array(values: Iterable[str | None]) -> str:
     return "{" + ",".join(
         "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values
     ) + "}"
+
+
+def is_postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def keyed(session: Session, column, values: Iterable):
+    """``column IN values``: on PostgreSQL ``= ANY(...)`` of one array parameter, parsed and planned
+    once whatever its length (an IN list renders a cast per element) and sent as one array
+    literal; an IN list on SQLite."""
+    values = list(values)
+    if is_postgresql(session):
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        literal = int_array(values) if values and isinstance(values[0], int) else text_array(values)
+        return column == sa.any_(sa.cast(sa.bindparam(None, literal, type_=sa.Text), ARRAY(column.type)))
+    return column.in_(values)

@@ -47,7 +47,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import csvio
-from ffctl.core.bulk import sqlite_working_set
+from ffctl.core.bulk import keyed, sqlite_working_set
 from ffctl.core.csvio import CsvFileError, EncodingRetry
 from ffctl.core.errors import FfctlError, UsageError
 from ffctl.core.models import (
@@ -917,23 +917,13 @@ def bulk_insert(session: Session, table: str, columns: Sequence[str], rows: "lis
     raw.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows)
 
 
-def key_in(session: Session, column, values: list):
-    """``column IN values``; on PostgreSQL as ``= ANY(array)``: one parameter instead of thousands
-    (3.5x faster for 2,000 keys)."""
-    if session.bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import ARRAY
-
-        return column == sa.any_(sa.literal(list(values), type_=ARRAY(column.type)))
-    return column.in_(values)
-
-
 def _existing(session: Session, table, key_cols: Sequence[str], keys: list, *, lock: bool = False) -> dict:
     """Rows of ``table`` whose key is in ``keys`` (a key is a value, or a tuple for composite keys)."""
     found: dict = {}
     cols = [table.c[c] for c in key_cols]
     for start in range(0, len(keys), 2000):
         chunk = keys[start:start + 2000]
-        cond = key_in(session, cols[0], chunk) if len(cols) == 1 else sa.tuple_(*cols).in_(chunk)
+        cond = keyed(session, cols[0], chunk) if len(cols) == 1 else sa.tuple_(*cols).in_(chunk)
         stmt = sa.select(table).where(cond)
         if lock and session.bind.dialect.name == "postgresql":
             stmt = stmt.with_for_update()
@@ -1056,7 +1046,7 @@ class Orders(Handler):
                 outcomes.append((UPDATED, None))
         if changed:
             allocated = set(session.scalars(
-                sa.select(Allocation.order_id).where(key_in(session, Allocation.__table__.c.order_id,
+                sa.select(Allocation.order_id).where(keyed(session, Allocation.__table__.c.order_id,
                                                             [r.key for r, _ in changed])).distinct()
             ))
             if allocated:
@@ -1503,7 +1493,7 @@ class _PerOrder(Handler):
 
     def apply(self, session, ctx, kind, records, write):
         known = set(session.scalars(
-            sa.select(Order.order_id).where(key_in(session, Order.__table__.c.order_id, [r.key for r in records]))
+            sa.select(Order.order_id).where(keyed(session, Order.__table__.c.order_id, [r.key for r in records]))
         ))
         outcomes = []
         if write and self.locks_stock:  # take the batch's orders and stock rows at once: no deadlock cycles

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit
-from ffctl.core.bulk import CopyRows, copy_rows, int_array, sqlite_working_set, text_array, time_texts
+from ffctl.core.bulk import CopyRows, copy_rows, int_array, is_postgresql, keyed, sqlite_working_set, time_texts
 from ffctl.core.clock import local_date
 from ffctl.core.errors import Conflict, FfctlError, NotFound, PermissionDenied, UsageError
 from ffctl.core.models import Allocation, Order, OrderLine, Product, Receipt, Stock, StockMove, Task
@@ -57,26 +57,9 @@ OPEN_DEMAND = ("open", "on_hold")  # order statuses whose unallocated lines are 
 DELIVERY_ISSUES = ("wrong_item", "short", "late", "damaged", "wrong_address", "documents")
 
 
-def _is_pg(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
 def _chunks(items: Sequence, size: int = IN_CHUNK) -> Iterable[Sequence]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
-
-
-def _keyed(session: Session, column, values: Sequence):
-    """``column IN values``: on PostgreSQL one array parameter (``= ANY(...)``), which is parsed and
-    planned once whatever its length (an IN list renders a cast per element), sent as one array
-    literal; an IN list on SQLite."""
-    if _is_pg(session):
-        from sqlalchemy.dialects.postgresql import ARRAY
-
-        values = list(values)
-        literal = int_array(values) if values and isinstance(values[0], int) else text_array(values)
-        return column == sa.any_(sa.cast(sa.bindparam(None, literal, type_=sa.Text), ARRAY(column.type)))
-    return column.in_(list(values))
 
 
 def _ramp(items: Sequence, size: int) -> Iterable[Sequence]:
@@ -91,7 +74,7 @@ def _ramp(items: Sequence, size: int) -> Iterable[Sequence]:
 
 def _parts(session: Session, items: Sequence) -> Iterable[Sequence]:
     """Key lists to look up: all at once on PostgreSQL (one array parameter), IN-sized chunks on SQLite."""
-    if _is_pg(session):
+    if is_postgresql(session):
         return [items] if len(items) else []
     return _chunks(items)
 
@@ -137,7 +120,7 @@ def stock_rows(session: Session, sku: str | None = None, warehouse: str | None =
     safety: dict[str, int] = {}
     for part in _parts(session, skus):
         safety.update(dict(session.execute(
-            sa.select(Product.sku, Product.safety_stock).where(_keyed(session, Product.sku, part))
+            sa.select(Product.sku, Product.safety_stock).where(keyed(session, Product.sku, part))
         ).all()))
     for (s, _w), row in rows.items():
         row["safety_stock"] = safety.get(s) or 0
@@ -151,7 +134,7 @@ def _open_demand(session: Session, skus: Sequence[str], exclude_orders: Iterable
         q = (
             sa.select(LINE.c.sku, sa.func.sum(LINE.c.qty - LINE.c.allocated))
             .join(ORDERS, ORDERS.c.order_id == LINE.c.order_id)
-            .where(_keyed(session, LINE.c.sku, part), ORDERS.c.status.in_(OPEN_DEMAND), LINE.c.allocated < LINE.c.qty)
+            .where(keyed(session, LINE.c.sku, part), ORDERS.c.status.in_(OPEN_DEMAND), LINE.c.allocated < LINE.c.qty)
             .group_by(LINE.c.sku)
         )
         for s, qty in session.execute(q):
@@ -161,7 +144,7 @@ def _open_demand(session: Session, skus: Sequence[str], exclude_orders: Iterable
         q = (
             sa.select(LINE.c.sku, sa.func.sum(LINE.c.qty - LINE.c.allocated))
             .join(ORDERS, ORDERS.c.order_id == LINE.c.order_id)
-            .where(_keyed(session, LINE.c.order_id, part), ORDERS.c.status.in_(OPEN_DEMAND), LINE.c.allocated < LINE.c.qty)
+            .where(keyed(session, LINE.c.order_id, part), ORDERS.c.status.in_(OPEN_DEMAND), LINE.c.allocated < LINE.c.qty)
             .group_by(LINE.c.sku)
         )
         for s, qty in session.execute(q):
@@ -175,7 +158,7 @@ def _available_now(session: Session, skus: Sequence[str]) -> dict[str, dict[str,
     out: dict[str, dict[str, int]] = defaultdict(dict)
     for part in _parts(session, list(skus)):
         for r in session.execute(
-            sa.select(STOCK.c.sku, STOCK.c.warehouse, STOCK.c.on_hand - STOCK.c.allocated).where(_keyed(session, STOCK.c.sku, part))
+            sa.select(STOCK.c.sku, STOCK.c.warehouse, STOCK.c.on_hand - STOCK.c.allocated).where(keyed(session, STOCK.c.sku, part))
         ):
             out[r[0]][r[1]] = int(r[2])
     return out
@@ -187,7 +170,7 @@ def _open_receipts(session: Session, skus: Sequence[str], today: date, tz: str) 
     for part in _parts(session, list(skus)):
         for r in session.execute(
             sa.select(RECEIPT.c.sku, RECEIPT.c.warehouse, RECEIPT.c.qty, RECEIPT.c.expected_at)
-            .where(RECEIPT.c.status == "open", _keyed(session, RECEIPT.c.sku, part))
+            .where(RECEIPT.c.status == "open", keyed(session, RECEIPT.c.sku, part))
         ):
             out[r.sku].append((max(local_date(r.expected_at, tz), today), r.warehouse, int(r.qty)))
     for rows in out.values():
@@ -305,7 +288,7 @@ def promise_dates(session: Session, orders: Sequence[tuple], *, now: datetime, t
         lead: dict[str, int | None] = {}
         for part in _parts(session, unread):
             lead.update(dict(session.execute(
-                sa.select(Product.sku, Product.lead_time_days).where(_keyed(session, Product.sku, part))
+                sa.select(Product.sku, Product.lead_time_days).where(keyed(session, Product.sku, part))
             ).all()))
         for s in unread:
             start = sum(avail.get(s, {}).values()) - demand.get(s, 0)
@@ -352,12 +335,12 @@ def _ensure_rows(session: Session, pairs: Iterable[tuple[str, str]]) -> None:
     existing: set[tuple[str, str]] = set()
     for part in _parts(session, sorted({s for s, _ in wanted})):
         existing.update(
-            (r[0], r[1]) for r in session.execute(sa.select(STOCK.c.sku, STOCK.c.warehouse).where(_keyed(session, STOCK.c.sku, part)))
+            (r[0], r[1]) for r in session.execute(sa.select(STOCK.c.sku, STOCK.c.warehouse).where(keyed(session, STOCK.c.sku, part)))
         )
     missing = [{"sku": s, "warehouse": w, "on_hand": 0, "allocated": 0} for s, w in wanted if (s, w) not in existing]
     if not missing:
         return
-    if _is_pg(session):
+    if is_postgresql(session):
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
@@ -379,7 +362,7 @@ def _stock_of_skus(session: Session, skus: Sequence[str], *, lock: bool, all_or_
     skus = sorted(set(skus))
     if not skus:
         return []
-    if _is_pg(session):
+    if is_postgresql(session):
         sql = "SELECT id, sku, warehouse, on_hand, allocated FROM stock WHERE sku = ANY(:skus) ORDER BY id"
         if not lock:
             return [dict(r) for r in session.execute(sa.text(sql), {"skus": skus}).mappings()]
@@ -390,7 +373,7 @@ def _stock_of_skus(session: Session, skus: Sequence[str], *, lock: bool, all_or_
     for part in _parts(session, skus):
         rows.extend(dict(r) for r in session.execute(
             sa.select(STOCK.c.id, STOCK.c.sku, STOCK.c.warehouse, STOCK.c.on_hand, STOCK.c.allocated)
-            .where(_keyed(session, STOCK.c.sku, part))
+            .where(keyed(session, STOCK.c.sku, part))
         ).mappings())
     rows.sort(key=lambda r: r["id"])
     return rows
@@ -436,7 +419,7 @@ def _bulk_add(session: Session, table: str, column: str, deltas: dict[int, int],
     if not deltas:
         return
     ids = sorted(deltas)
-    if _is_pg(session):
+    if is_postgresql(session):
         cond = f" AND {guard.replace(':q', 'v.q')}" if guard else ""
         sql = (
             f"UPDATE {table} AS t SET {column} = t.{column} + v.q "
@@ -467,7 +450,7 @@ def _insert_allocations(session: Session, rows: list[tuple[str, int, str, str, i
     PostgreSQL, the driver's executemany on SQLite."""
     if not rows:
         return
-    if _is_pg(session):
+    if is_postgresql(session):
         copy_rows(session, "allocation", ("order_id", "line_id", "sku", "warehouse", "qty", "created_at"),
                   (r + (at,) for r in rows))
         return
@@ -502,7 +485,7 @@ def apply_counts(session: Session, counts: list[tuple[str, str, int]], *, at: da
     skus = sorted({s for s, _ in latest})
     known: set[str] = set()
     for part in _parts(session, skus):
-        known.update(session.execute(sa.select(Product.sku).where(_keyed(session, Product.sku, part))).scalars().all())
+        known.update(session.execute(sa.select(Product.sku).where(keyed(session, Product.sku, part))).scalars().all())
     unknown = [s for s in skus if s not in known]
     if unknown:
         raise NotFound(f"unknown SKU{'s' if len(unknown) > 1 else ''}: {', '.join(unknown[:10])}"
@@ -600,7 +583,7 @@ def receive(session: Session, receipt_id: str, *, at: datetime, actor: str) -> d
 
 def _lock_order_row(session: Session, order_id: str):
     stmt = sa.select(ORDERS).where(ORDERS.c.order_id == order_id)
-    if _is_pg(session):
+    if is_postgresql(session):
         stmt = stmt.with_for_update()
     order = session.execute(stmt).mappings().first()
     if order is None:
@@ -618,11 +601,11 @@ def lock_for_orders(session: Session, order_ids: Iterable[str]) -> None:
     shipment or count). A no-op on SQLite, whose write transaction is already exclusive.
     """
     ids = sorted(set(order_ids))
-    if not ids or not _is_pg(session):
+    if not ids or not is_postgresql(session):
         return
-    session.execute(sa.select(ORDERS.c.order_id).where(_keyed(session, ORDERS.c.order_id, ids))
+    session.execute(sa.select(ORDERS.c.order_id).where(keyed(session, ORDERS.c.order_id, ids))
                     .order_by(ORDERS.c.order_id).with_for_update())
-    skus = session.execute(sa.select(ALLOC.c.sku).distinct().where(_keyed(session, ALLOC.c.order_id, ids))).scalars()
+    skus = session.execute(sa.select(ALLOC.c.sku).distinct().where(keyed(session, ALLOC.c.order_id, ids))).scalars()
     _stock_of_skus(session, list(skus), lock=True, all_or_nothing=True)
 
 
@@ -766,7 +749,7 @@ def _fresh_statistics(session: Session, *, write: bool) -> None:
     transaction, so no lock is held past it (without the privilege it only warns). SQLite: inside
     the write transaction (skipped for a read-only dry run).
     """
-    if _is_pg(session):
+    if is_postgresql(session):
         stale = session.execute(sa.text(
             "SELECT c.relname FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid "
             "WHERE c.relname IN :names AND c.relnamespace = to_regnamespace(current_schema())::oid "
@@ -802,7 +785,7 @@ def _candidates(session: Session, nodes: list[str], order_ids: list[str] | None)
     q = sa.select(*cols, ORDERS.c.created_at).where(*where)
     rows = []
     for part in _parts(session, order_ids):
-        rows.extend(session.execute(q.where(_keyed(session, ORDERS.c.order_id, part))).all())
+        rows.extend(session.execute(q.where(keyed(session, ORDERS.c.order_id, part))).all())
     rows.sort(key=lambda r: (-r.priority, r.promised_ship_date is None, r.promised_ship_date or date.min,
                              r.created_at, r.order_id))
     return rows
@@ -812,7 +795,7 @@ def _check_explicit(session: Session, order_ids: list[str], nodes: list[str]) ->
     found: dict[str, tuple] = {}
     for part in _parts(session, order_ids):
         for r in session.execute(
-            sa.select(ORDERS.c.order_id, ORDERS.c.status, ORDERS.c.node).where(_keyed(session, ORDERS.c.order_id, part))
+            sa.select(ORDERS.c.order_id, ORDERS.c.status, ORDERS.c.node).where(keyed(session, ORDERS.c.order_id, part))
         ):
             found[r.order_id] = (r.status, r.node)
     unknown = [o for o in order_ids if o not in found]
@@ -842,7 +825,7 @@ def _load_stock_for(session: Session, nodes: list[str], order_ids: list[str] | N
     )
     skus: set[str] = set()
     for part in ([None] if order_ids is None else _parts(session, order_ids)):
-        skus.update(session.execute(q if part is None else q.where(_keyed(session, ORDERS.c.order_id, part))).scalars())
+        skus.update(session.execute(q if part is None else q.where(keyed(session, ORDERS.c.order_id, part))).scalars())
     stock: dict[str, list[list]] = defaultdict(list)
     for r in _stock_of_skus(session, sorted(skus), lock=lock, all_or_nothing=True):
         stock[r["sku"]].append([r["id"], r["warehouse"], r["on_hand"], r["allocated"]])
@@ -875,7 +858,7 @@ def _lock_chunk(session: Session, chunk_rows: Sequence, nodes: list[str], lock: 
     planner with stale statistics to turn quadratic after a bulk import. On SQLite the write
     transaction is exclusive and read the candidates, so they are still where it found them:
     only their tasks are read."""
-    if not _is_pg(session):
+    if not is_postgresql(session):
         node_of = {r.order_id: r.node for r in chunk_rows}
         found = {}
         times: dict[str, datetime] = {}
@@ -891,7 +874,7 @@ def _lock_chunk(session: Session, chunk_rows: Sequence, nodes: list[str], lock: 
     chunk = [r.order_id for r in chunk_rows]
     # by primary key only: with status/node in the WHERE, a planner may pick ix_orders_status_node
     # and scan every waiting order once per chunk
-    q = sa.select(ORDERS.c.order_id, ORDERS.c.status, ORDERS.c.node).where(_keyed(session, ORDERS.c.order_id, chunk))
+    q = sa.select(ORDERS.c.order_id, ORDERS.c.status, ORDERS.c.node).where(keyed(session, ORDERS.c.order_id, chunk))
     if lock:
         q = q.with_for_update(skip_locked=True)
     wanted = set(nodes)
@@ -899,7 +882,7 @@ def _lock_chunk(session: Session, chunk_rows: Sequence, nodes: list[str], lock: 
     if not at_node:
         return {}
     t = sa.select(TASK.c.id, TASK.c.order_id, TASK.c.node, TASK.c.workflow, TASK.c.seq, TASK.c.deadline,
-                  TASK.c.held_at).where(_keyed(session, TASK.c.order_id, list(at_node)), TASK.c.status == "open")
+                  TASK.c.held_at).where(keyed(session, TASK.c.order_id, list(at_node)), TASK.c.status == "open")
     if lock:
         t = t.with_for_update(skip_locked=True)
     return {r.order_id: _OpenTask(*r[:6]) for r in session.execute(t).all()
@@ -937,10 +920,10 @@ def _read_chunk(session: Session, chunk_rows: Sequence, nodes: list[str], lock: 
     locked = _lock_chunk(session, chunk_rows, nodes, lock)
     lines_by_order: dict[str, list] = defaultdict(list)
     ids_locked = [r.order_id for r in chunk_rows if r.order_id in locked]
-    if _is_pg(session):
+    if is_postgresql(session):
         lines = session.execute(
             sa.select(LINE.c.order_id, LINE.c.line_no, LINE.c.id, LINE.c.sku, LINE.c.qty, LINE.c.allocated)
-            .where(_keyed(session, LINE.c.order_id, ids_locked))
+            .where(keyed(session, LINE.c.order_id, ids_locked))
         ).all() if ids_locked else []
     else:
         lines = _sqlite_rows(session, "SELECT order_id, line_no, id, sku, qty, allocated FROM order_line "
@@ -951,7 +934,7 @@ def _read_chunk(session: Session, chunk_rows: Sequence, nodes: list[str], lock: 
     existing: dict[int, dict[str, int]] = defaultdict(dict)  # line id -> warehouse -> allocation id
     for part in _parts(session, partial_orders):
         for a_id, line_id, wh in session.execute(
-            sa.select(ALLOC.c.id, ALLOC.c.line_id, ALLOC.c.warehouse).where(_keyed(session, ALLOC.c.order_id, part))
+            sa.select(ALLOC.c.id, ALLOC.c.line_id, ALLOC.c.warehouse).where(keyed(session, ALLOC.c.order_id, part))
         ).all():
             existing[line_id][wh] = a_id
     return locked, lines_by_order, existing
@@ -1069,7 +1052,7 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
         if ids:
             raise Conflict("no node of the config has auto = \"allocate\": nothing can be allocated")
         return {"dry_run": dry_run, "orders": [], "skipped": [], "summary": _summary([], 0, 0, 0, 0, 0)}
-    if not _is_pg(session):
+    if not is_postgresql(session):
         sqlite_working_set(session, cache_mib=SQLITE_CACHE_MIB)
     if ids:
         _check_explicit(session, ids, nodes)
@@ -1106,7 +1089,7 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
     with_lines = details is True
     # PostgreSQL: while a chunk is planned, a second thread writes the chunk before it and reads and
     # locks the chunk after it, so the server works on one core while Python plans on the other
-    pg = _is_pg(session)
+    pg = is_postgresql(session)
     background = lock and pg
     chunks = list(_ramp(candidates, CHUNK))
     pipeline = _Pipeline(background)

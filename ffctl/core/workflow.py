@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit
-from ffctl.core.bulk import copy_rows, int_array, text_array, time_texts
+from ffctl.core.bulk import copy_rows, is_postgresql, keyed, text_array, time_texts
 from ffctl.core.clock import local
 from ffctl.core.config import matches
 from ffctl.core.durations import format_duration
@@ -90,22 +90,6 @@ def task_view(task, cfg, now: datetime) -> dict:
     return {"state": state, "seconds_left": None if left is None else round(left)}
 
 
-def _is_pg(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-def _keyed(session: Session, column, values: list):
-    """``column IN values``; on PostgreSQL one array parameter (``= ANY``), parsed and planned once
-    whatever its length, where an IN list renders a cast per element (sent as one array literal)."""
-    if _is_pg(session):
-        from sqlalchemy.dialects.postgresql import ARRAY
-
-        values = list(values)
-        literal = int_array(values) if values and isinstance(values[0], int) else text_array(values)
-        return column == sa.any_(sa.cast(sa.bindparam(None, literal, type_=sa.Text), ARRAY(column.type)))
-    return column.in_(list(values))
-
-
 # --- order facts (what `match` and `when` look at) -------------------------------------------
 
 def order_facts(session: Session, order_ids: Iterable[str]) -> list[dict]:
@@ -120,7 +104,7 @@ def order_facts(session: Session, order_ids: Iterable[str]) -> list[dict]:
                 Order.sales_rep, Order.priority, Customer.tier, Customer.region.label("customer_region"),
             )
             .join(Customer, Customer.customer == Order.customer)
-            .where(_keyed(session, Order.order_id, chunk))
+            .where(keyed(session, Order.order_id, chunk))
         ).all()
         for r in rows:
             facts[r.order_id] = {
@@ -132,7 +116,7 @@ def order_facts(session: Session, order_ids: Iterable[str]) -> list[dict]:
         lines = session.execute(
             sa.select(OrderLine.order_id, OrderLine.sku, Product.category, Product.custom)
             .join(Product, Product.sku == OrderLine.sku)
-            .where(_keyed(session, OrderLine.order_id, chunk))
+            .where(keyed(session, OrderLine.order_id, chunk))
         ).all()
         for line in lines:
             f = facts[line.order_id]
@@ -239,7 +223,7 @@ def _bulk_flush(session: Session, tasks: list[dict], orders: dict) -> None:
     ``UPDATE ... FROM unnest`` on PostgreSQL, the driver's executemany on SQLite. Rows go in
     order id order, so each index is walked once in order rather than at random."""
     session.flush()
-    pg = _is_pg(session)
+    pg = is_postgresql(session)
     if tasks:
         cols = list(tasks[0])
         rows = sorted((tuple(t[c] for c in cols) for t in tasks), key=lambda r: r[0])
@@ -406,13 +390,13 @@ def complete_auto(session: Session, cfg, order_ids: Iterable[str], kind: str, *,
     moved: list[str] = []
     if not nodes:
         return moved
-    size = max(len(ids), 1) if _is_pg(session) else CHUNK  # one array parameter on PostgreSQL
+    size = max(len(ids), 1) if is_postgresql(session) else CHUNK  # one array parameter on PostgreSQL
     for start in range(0, len(ids), size):
         chunk = ids[start:start + size]
         rows = session.execute(
             sa.select(TASK.c.id, TASK.c.order_id, TASK.c.node, TASK.c.workflow, TASK.c.seq, TASK.c.deadline)
             .join(ORDERS, ORDERS.c.order_id == TASK.c.order_id)
-            .where(_keyed(session, TASK.c.order_id, chunk), TASK.c.status == "open", TASK.c.node.in_(nodes),
+            .where(keyed(session, TASK.c.order_id, chunk), TASK.c.status == "open", TASK.c.node.in_(nodes),
                    TASK.c.held_at.is_(None), ORDERS.c.status == "open")
         ).all()
         moved.extend(complete_tasks(session, cfg, rows, at=at, actor=actor))
@@ -432,10 +416,10 @@ def complete_tasks(session: Session, cfg, tasks: list, *, at: datetime, actor: s
         return {}
     closed: set[int] = set()
     ids = [r.id for r in tasks]
-    size = len(ids) if _is_pg(session) else CHUNK
+    size = len(ids) if is_postgresql(session) else CHUNK
     for start in range(0, len(ids), size):
         closed.update(session.execute(
-            sa.update(TASK).where(_keyed(session, TASK.c.id, ids[start:start + size]), TASK.c.status == "open")
+            sa.update(TASK).where(keyed(session, TASK.c.id, ids[start:start + size]), TASK.c.status == "open")
             .values(status="done", outcome="completed", completed_at=at, completed_by=actor, next_action_at=None)
             .returning(TASK.c.id)
         ).scalars())
@@ -502,10 +486,10 @@ class PlannedMoves:
         if not self.task_ids:
             return
         closed = 0
-        size = len(self.task_ids) if _is_pg(session) else CHUNK
+        size = len(self.task_ids) if is_postgresql(session) else CHUNK
         for start in range(0, len(self.task_ids), size):
             closed += session.execute(
-                sa.update(TASK).where(_keyed(session, TASK.c.id, self.task_ids[start:start + size]),
+                sa.update(TASK).where(keyed(session, TASK.c.id, self.task_ids[start:start + size]),
                                       TASK.c.status == "open")
                 .values(status="done", outcome="completed", completed_at=self.at, completed_by=self.actor,
                         next_action_at=None)
