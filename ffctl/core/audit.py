@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ffctl.core.bulk import CopyRows, insert_rows, is_postgresql, time_texts
 from ffctl.core.models import Event
 
 EVENTS = frozenset(
@@ -93,8 +94,6 @@ class PreparedEvents:
         _check(rows)
         self.rows, self.copy = rows, None
         if postgresql and rows:
-            from ffctl.core.bulk import CopyRows
-
             self.copy = CopyRows("event", _COLUMNS, _values(rows, datetime.now(timezone.utc)))
             self.rows = []
 
@@ -114,18 +113,10 @@ def prepare_many(rows: list[dict], *, postgresql: bool) -> PreparedEvents:
 def _bulk_write(session: Session, rows: list[dict], wall: datetime) -> None:
     """Many events without per-row SQLAlchemy processing: COPY on PostgreSQL, the driver's
     executemany on SQLite (times stored as naive UTC, exactly as ``UTCDateTime`` stores them)."""
-    if session.get_bind().dialect.name == "postgresql":
-        from ffctl.core.bulk import copy_rows
-
-        copy_rows(session, "event", _COLUMNS, _values(rows, wall))
+    if is_postgresql(session):
+        insert_rows(session, "event", _COLUMNS, _values(rows, wall))
         return
-    from ffctl.core.bulk import time_texts
-
-    session.flush()
-    raw = session.connection().connection.driver_connection
     stamp = time_texts()
-    raw.executemany(
-        f"INSERT INTO event ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-        [(stamp(r["at"]), stamp(wall), r["actor"], r["event"], r.get("order_id"), r.get("task_id"), r.get("node"),
-          r.get("subject"), r.get("detail")) for r in rows],
-    )
+    insert_rows(session, "event", _COLUMNS,
+                [(stamp(r["at"]), stamp(wall), r["actor"], r["event"], r.get("order_id"), r.get("task_id"),
+                  r.get("node"), r.get("subject"), r.get("detail")) for r in rows])

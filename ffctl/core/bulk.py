@@ -116,15 +116,37 @@ def copy_rows(session: Session, table: str, columns: Sequence[str], rows: Iterab
 
 class CopyRows:
     """Rows formatted for COPY now, written later: a planner formats them while another thread
-    writes what it planned before (``allocate``), so the writing thread only sends."""
+    writes what it planned before (``allocate``, ``import orders``), so the writing thread only
+    sends. ``len`` is the number of rows."""
 
     def __init__(self, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
         self.table, self.columns = table, tuple(columns)
         self.blocks = list(_blocks(rows))
+        self.rows = sum(block.count("\n") for block in self.blocks)  # newlines in values are escaped
+
+    def __len__(self) -> int:
+        return self.rows
 
     def write(self, session: Session) -> None:
         if self.blocks:
             _copy(session, self.table, self.columns, self.blocks)
+
+
+def insert_rows(session: Session, table: str, columns: Sequence[str], rows: "Iterable[Sequence] | CopyRows") -> None:
+    """Insert many rows in the caller's transaction: COPY on PostgreSQL (``rows`` may be
+    ``CopyRows`` formatted ahead), the driver's executemany on SQLite, where the values must
+    already be what SQLite stores (times as ``time_texts`` gives them). An empty list writes
+    nothing."""
+    if isinstance(rows, CopyRows):
+        rows.write(session)
+    elif not rows:
+        return
+    elif is_postgresql(session):
+        copy_rows(session, table, columns, rows)
+    else:
+        session.flush()
+        session.connection().connection.driver_connection.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows)
 
 
 def int_array(values: Iterable[int]) -> str:

@@ -47,7 +47,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import csvio
-from ffctl.core.bulk import keyed, sqlite_working_set
+from ffctl.core.bulk import CopyRows, insert_rows, keyed, sqlite_working_set
 from ffctl.core.csvio import CsvFileError, EncodingRetry
 from ffctl.core.errors import FfctlError, UsageError
 from ffctl.core.models import (
@@ -862,60 +862,7 @@ def _finish(report: ImportReport, staging: Staging, header: list[str], rejects: 
     report.rejects_written = csvio.write_rejects(rejects, header, rows())
 
 
-# --- bulk writes -------------------------------------------------------------------------------
-
-class CopyText:
-    """Rows of plain values (str, int, float, bool, None) formatted for PostgreSQL's COPY, ahead of
-    the transaction that sends them; ``len`` is the number of rows."""
-
-    __slots__ = ("text", "rows")
-
-    def __init__(self, rows: list[tuple]) -> None:
-        cell = _copy_cell
-        self.rows = len(rows)
-        self.text = "".join(["\t".join([cell(v) for v in row]) + "\n" for row in rows])
-
-    def __len__(self) -> int:
-        return self.rows
-
-
-_COPY_ESCAPE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_cell(value) -> str:
-    kind = value.__class__
-    if kind is str:
-        if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-            return value.translate(_COPY_ESCAPE)
-        return value
-    if value is None:
-        return "\\N"
-    if kind is bool:
-        return "t" if value else "f"
-    if kind is float:
-        return repr(value)
-    return str(value)
-
-
-def bulk_insert(session: Session, table: str, columns: Sequence[str], rows: "list[tuple] | CopyText") -> None:
-    """Insert many rows of plain values (times as stored text) in the caller's transaction:
-    executemany on SQLite, COPY on PostgreSQL. No ORM objects, no per-row type processing."""
-    if not rows:
-        return
-    if isinstance(rows, CopyText):  # PostgreSQL only: formatted ahead
-        raw = session.connection().connection.driver_connection
-        with raw.cursor() as cur:
-            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                copy.write(rows.text)
-        return
-    if session.bind.dialect.name == "postgresql":
-        from ffctl.core.bulk import copy_rows
-
-        copy_rows(session, table, columns, rows)  # COPY text formatted in Python: a third of write_row's cost
-        return
-    raw = session.connection().connection.driver_connection
-    raw.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows)
-
+# --- stored rows by key ------------------------------------------------------------------------
 
 def _existing(session: Session, table, key_cols: Sequence[str], keys: list, *, lock: bool = False) -> dict:
     """Rows of ``table`` whose key is in ``keys`` (a key is a value, or a tuple for composite keys)."""
@@ -1021,7 +968,8 @@ class Orders(Handler):
         if new:
             order_rows, line_rows, tasks, events = self._plan(ctx, new, self._planner(ctx))
             # the COPY text too, so that the writer only sends (the orders wait for their promises)
-            planned = (order_rows, CopyText(line_rows), CopyText(tasks), CopyText(events))
+            planned = (order_rows, CopyRows("order_line", LINE_INSERT, line_rows), CopyRows("task", TASK_INSERT, tasks),
+                       CopyRows("event", EVENT_INSERT, events))
         return digests, [r.key for r, _ in new], planned
 
     def apply(self, session, ctx, kind, records, write, prepared: tuple | None = None):
@@ -1170,10 +1118,10 @@ class Orders(Handler):
                 promise = promises.get(row[0])
                 if promise is not None and row[7] is None:
                     order_rows[i] = row[:7] + (promise[0].isoformat(), promise[1]) + row[9:]
-        bulk_insert(session, "orders", ORDER_INSERT + ("workflow", "node"), order_rows)
-        bulk_insert(session, "order_line", LINE_INSERT, line_rows)
-        bulk_insert(session, "task", TASK_INSERT, tasks)
-        bulk_insert(session, "event", EVENT_INSERT, events)
+        insert_rows(session, "orders", ORDER_INSERT + ("workflow", "node"), order_rows)
+        insert_rows(session, "order_line", LINE_INSERT, line_rows)
+        insert_rows(session, "task", TASK_INSERT, tasks)
+        insert_rows(session, "event", EVENT_INSERT, events)
         grown = self.grown
         grown["orders"] += len(order_rows)
         grown["order_line"] += len(line_rows)
@@ -1204,7 +1152,7 @@ class Orders(Handler):
             line_rows.extend(self._line_rows(record))
             events.append({"event": "updated", "at": ctx.now, "actor": ctx.actor, "order_id": record.key,
                            "detail": f"replaced by import: {len(record.rows)} line(s), was {before.get(record.key, 0)}"})
-        bulk_insert(session, "order_line", LINE_INSERT, line_rows)
+        insert_rows(session, "order_line", LINE_INSERT, line_rows)
         audit.record_many(session, events)
         self.grown["order_line"] += len(line_rows)
         self.ledger.clear()  # it counted the replaced lines: read their SKUs afresh next time

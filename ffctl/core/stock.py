@@ -30,7 +30,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit
-from ffctl.core.bulk import CopyRows, copy_rows, int_array, is_postgresql, keyed, sqlite_working_set, time_texts
+from ffctl.core.bulk import (CopyRows, insert_rows, int_array, is_postgresql, keyed, sqlite_working_set,
+                              time_texts)
 from ffctl.core.clock import local_date
 from ffctl.core.errors import Conflict, FfctlError, NotFound, PermissionDenied, UsageError
 from ffctl.core.models import Allocation, Order, OrderLine, Product, Receipt, Stock, StockMove, Task
@@ -43,6 +44,7 @@ RECEIPT = Receipt.__table__
 TASK = Task.__table__
 MOVE = StockMove.__table__
 
+ALLOC_COLUMNS = ("order_id", "line_id", "sku", "warehouse", "qty", "created_at")  # a new reservation's row
 CHUNK = 20000  # orders per allocation step: bounds memory; larger steps walk the tables fewer times
 IN_CHUNK = 900  # values per IN (...) list on reads
 # SQLite: the page cache of an allocation run. A run touches lines, tasks, orders, reservations and
@@ -443,24 +445,6 @@ def _bulk_add(session: Session, table: str, column: str, deltas: dict[int, int],
 def _raw(session: Session):
     """The DBAPI connection of the session's transaction (bulk paths that skip per-row processing)."""
     return session.connection().connection.driver_connection
-
-
-def _insert_allocations(session: Session, rows: list[tuple[str, int, str, str, int]], at: datetime) -> None:
-    """New reservations (order_id, line_id, sku, warehouse, qty), created at ``at``: COPY on
-    PostgreSQL, the driver's executemany on SQLite."""
-    if not rows:
-        return
-    if is_postgresql(session):
-        copy_rows(session, "allocation", ("order_id", "line_id", "sku", "warehouse", "qty", "created_at"),
-                  (r + (at,) for r in rows))
-        return
-    stored = time_texts()(at)
-    cur = _raw(session).cursor()
-    try:
-        cur.executemany("INSERT INTO allocation (order_id, line_id, sku, warehouse, qty, created_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?)", (r + (stored,) for r in rows))
-    finally:
-        cur.close()
 
 
 def _moves(session: Session, rows: list[dict]) -> None:
@@ -997,10 +981,10 @@ class _ChunkWrites:
         alloc_inserts.sort(key=lambda r: r[1])  # by line: index pages and key checks in order
         self.moves = None
         if pg:
-            self.allocs = CopyRows("allocation", ("order_id", "line_id", "sku", "warehouse", "qty", "created_at"),
-                                   (r + (at,) for r in alloc_inserts))
+            self.allocs = CopyRows("allocation", ALLOC_COLUMNS, (r + (at,) for r in alloc_inserts))
         else:
-            self.allocs = alloc_inserts
+            stored = time_texts()(at)
+            self.allocs = [r + (stored,) for r in alloc_inserts]
         self.events = audit.prepare_many(events, postgresql=pg)
         if complete and workflow.plannable(cfg, complete):
             self.moves = workflow.PlannedMoves(cfg, complete, at=at, actor=actor, postgresql=pg)
@@ -1019,10 +1003,7 @@ class _ChunkWrites:
         _bulk_add(session, "order_line", "allocated", self.line_deltas, guard="t.allocated + :q <= t.qty",
                   what="order line")
         _bulk_add(session, "allocation", "qty", self.alloc_updates, what="allocation")
-        if isinstance(self.allocs, CopyRows):
-            self.allocs.write(session)
-        else:
-            _insert_allocations(session, self.allocs, self.at)
+        insert_rows(session, "allocation", ALLOC_COLUMNS, self.allocs)
         self.events.write(session)
         if self.moves is not None:
             self.moves.write(session)

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit
-from ffctl.core.bulk import copy_rows, is_postgresql, keyed, text_array, time_texts
+from ffctl.core.bulk import CopyRows, insert_rows, is_postgresql, keyed, text_array, time_texts
 from ffctl.core.clock import local
 from ffctl.core.config import matches
 from ffctl.core.durations import format_duration
@@ -225,19 +225,15 @@ def _bulk_flush(session: Session, tasks: list[dict], orders: dict) -> None:
     session.flush()
     pg = is_postgresql(session)
     if tasks:
-        cols = list(tasks[0])
-        rows = sorted((tuple(t[c] for c in cols) for t in tasks), key=lambda r: r[0])
-        if pg:
-            copy_rows(session, "task", cols, rows)
-        else:
+        cols, rows = _task_rows(tasks)
+        if not pg:
             stamp = time_texts()
 
             def cell(v):
                 return stamp(v) if v.__class__ is datetime else v
 
-            session.connection().connection.driver_connection.executemany(
-                f"INSERT INTO task ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                [tuple(map(cell, r)) for r in rows])
+            rows = [tuple(map(cell, r)) for r in rows]
+        insert_rows(session, "task", cols, rows)
     if orders:
         ids = sorted(orders)
         if pg:
@@ -250,6 +246,12 @@ def _bulk_flush(session: Session, tasks: list[dict], orders: dict) -> None:
             session.connection().connection.driver_connection.executemany(
                 "UPDATE orders SET workflow = ?, node = ? WHERE order_id = ?",
                 [(orders[i][0], orders[i][1], i) for i in ids])
+
+
+def _task_rows(tasks: list[dict]) -> tuple[list[str], list[tuple]]:
+    """(columns, rows) of planned task dicts, in order id order (each index walked once, in order)."""
+    cols = list(tasks[0]) if tasks else []
+    return cols, sorted((tuple(t[c] for c in cols) for t in tasks), key=lambda r: r[0])
 
 
 def _describe(spec) -> str:
@@ -465,17 +467,13 @@ class PlannedMoves:
     """
 
     def __init__(self, cfg, tasks: list, *, at: datetime, actor: str, postgresql: bool) -> None:
-        from ffctl.core.bulk import CopyRows
-
         self.at, self.actor = at, actor
         self.task_ids = sorted(r.id for r in tasks)
         writer = _Writer(cfg, at, actor)
         self.moved = _advance(writer, cfg, tasks, {r.order_id: {"order_id": r.order_id} for r in tasks}, at)
         self.writer, self.tasks = writer, None
         if postgresql:
-            cols = list(writer.tasks[0]) if writer.tasks else []
-            self.tasks = CopyRows("task", cols, sorted((tuple(t[c] for c in cols) for t in writer.tasks),
-                                                       key=lambda r: r[0]))
+            self.tasks = CopyRows("task", *_task_rows(writer.tasks))
             ids = sorted(writer.orders)
             self.orders = {"ids": text_array(ids), "wfs": text_array(writer.orders[i][0] for i in ids),
                            "nds": text_array(writer.orders[i][1] for i in ids)}
