@@ -237,15 +237,34 @@ def _bulk_flush(session: Session, tasks: list[dict], orders: dict) -> None:
     if orders:
         ids = sorted(orders)
         if pg:
-            session.execute(sa.text(
-                "UPDATE orders AS o SET workflow = v.wf, node = v.nd FROM unnest(CAST(:ids AS text[]), "
-                "CAST(:wfs AS text[]), CAST(:nds AS text[])) AS v(id, wf, nd) WHERE o.order_id = v.id"
-            ), {"ids": text_array(ids), "wfs": text_array(orders[i][0] for i in ids),
-                "nds": text_array(orders[i][1] for i in ids)})
+            session.execute(_MOVE_ORDERS, _order_moves(orders))
         else:
             session.connection().connection.driver_connection.executemany(
                 "UPDATE orders SET workflow = ?, node = ? WHERE order_id = ?",
                 [(orders[i][0], orders[i][1], i) for i in ids])
+
+
+# PostgreSQL: orders to (workflow, node) in one statement (``_order_moves`` gives its parameters)
+_MOVE_ORDERS = sa.text(
+    "UPDATE orders AS o SET workflow = v.wf, node = v.nd FROM unnest(CAST(:ids AS text[]), "
+    "CAST(:wfs AS text[]), CAST(:nds AS text[])) AS v(id, wf, nd) WHERE o.order_id = v.id")
+
+
+def _order_moves(orders: dict[str, tuple[str | None, str | None]]) -> dict[str, str]:
+    ids = sorted(orders)
+    return {"ids": text_array(ids), "wfs": text_array(orders[i][0] for i in ids),
+            "nds": text_array(orders[i][1] for i in ids)}
+
+
+def _close_completed(session: Session, ids: list[int], *, at: datetime, actor: str) -> Iterable:
+    """The UPDATEs that complete the open tasks among ``ids`` (one on PostgreSQL, IN-list sized on
+    SQLite); each RETURNs the ids it closed."""
+    size = max(len(ids), 1) if is_postgresql(session) else CHUNK
+    for start in range(0, len(ids), size):
+        yield session.execute(
+            sa.update(TASK).where(keyed(session, TASK.c.id, ids[start:start + size]), TASK.c.status == "open")
+            .values(status="done", outcome="completed", completed_at=at, completed_by=actor, next_action_at=None)
+            .returning(TASK.c.id))
 
 
 def _task_rows(tasks: list[dict]) -> tuple[list[str], list[tuple]]:
@@ -417,14 +436,8 @@ def complete_tasks(session: Session, cfg, tasks: list, *, at: datetime, actor: s
     if not tasks:
         return {}
     closed: set[int] = set()
-    ids = [r.id for r in tasks]
-    size = len(ids) if is_postgresql(session) else CHUNK
-    for start in range(0, len(ids), size):
-        closed.update(session.execute(
-            sa.update(TASK).where(keyed(session, TASK.c.id, ids[start:start + size]), TASK.c.status == "open")
-            .values(status="done", outcome="completed", completed_at=at, completed_by=actor, next_action_at=None)
-            .returning(TASK.c.id)
-        ).scalars())
+    for result in _close_completed(session, [r.id for r in tasks], at=at, actor=actor):
+        closed.update(result.scalars())
     rows = [r for r in tasks if r.id in closed]
     if not rows:
         return {}
@@ -474,24 +487,15 @@ class PlannedMoves:
         self.writer, self.tasks = writer, None
         if postgresql:
             self.tasks = CopyRows("task", *_task_rows(writer.tasks))
-            ids = sorted(writer.orders)
-            self.orders = {"ids": text_array(ids), "wfs": text_array(writer.orders[i][0] for i in ids),
-                           "nds": text_array(writer.orders[i][1] for i in ids)}
+            self.orders = _order_moves(writer.orders)
             self.events = audit.prepare_many(writer.events, postgresql=True)
             self.writer = None
 
     def write(self, session: Session) -> None:
         if not self.task_ids:
             return
-        closed = 0
-        size = len(self.task_ids) if is_postgresql(session) else CHUNK
-        for start in range(0, len(self.task_ids), size):
-            closed += session.execute(
-                sa.update(TASK).where(keyed(session, TASK.c.id, self.task_ids[start:start + size]),
-                                      TASK.c.status == "open")
-                .values(status="done", outcome="completed", completed_at=self.at, completed_by=self.actor,
-                        next_action_at=None)
-            ).rowcount
+        closed = sum(len(result.all())
+                     for result in _close_completed(session, self.task_ids, at=self.at, actor=self.actor))
         if closed != len(self.task_ids):  # the caller holds them locked: cannot happen; refuse rather than guess
             raise Conflict(f"{len(self.task_ids) - closed} of {len(self.task_ids)} tasks were closed by someone "
                            "else while being completed; nothing was written, run the command again")
@@ -499,9 +503,7 @@ class PlannedMoves:
             self.writer.flush(session)
             return
         self.tasks.write(session)
-        session.execute(sa.text(
-            "UPDATE orders AS o SET workflow = v.wf, node = v.nd FROM unnest(CAST(:ids AS text[]), "
-            "CAST(:wfs AS text[]), CAST(:nds AS text[])) AS v(id, wf, nd) WHERE o.order_id = v.id"), self.orders)
+        session.execute(_MOVE_ORDERS, self.orders)
         self.events.write(session)
 
 
