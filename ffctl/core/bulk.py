@@ -177,3 +177,17 @@ def keyed(session: Session, column, values: Iterable):
         literal = int_array(values) if values and isinstance(values[0], int) else text_array(values)
         return column == sa.any_(sa.cast(sa.bindparam(None, literal, type_=sa.Text), ARRAY(column.type)))
     return column.in_(values)
+
+
+def sqlite_analyze_stale(session: Session, tables: Iterable[str], *, min_rows: int = 0) -> None:
+    """ANALYZE each of ``tables`` (SQLite) that holds more than ``min_rows`` rows and more than
+    twice what its statistics say, or has none: SQLite never gathers them by itself, and planned
+    blind after a bulk load, key lookups become scans."""
+    analyzed: dict[str, int] = {}
+    if session.execute(sa.text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")).scalar():
+        for tbl, stat in session.execute(sa.text("SELECT tbl, stat FROM sqlite_stat1 WHERE idx IS NOT NULL")):
+            analyzed[tbl] = max(analyzed.get(tbl, 0), int(str(stat).split()[0]))
+    for table in tables:
+        rows = session.execute(sa.text(f"SELECT max(rowid) FROM {table}")).scalar() or 0
+        if rows > min_rows and (table not in analyzed or rows > 2 * analyzed[table]):
+            session.execute(sa.text(f"ANALYZE {table}"))

@@ -47,7 +47,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import csvio
-from ffctl.core.bulk import CopyRows, insert_rows, keyed, sqlite_working_set
+from ffctl.core.bulk import CopyRows, insert_rows, keyed, sqlite_analyze_stale, sqlite_working_set
 from ffctl.core.csvio import CsvFileError, EncodingRetry
 from ffctl.core.errors import FfctlError, UsageError
 from ffctl.core.models import (
@@ -809,14 +809,7 @@ def refresh_statistics(store, grown: dict[str, int], progress: Progress) -> None
                 conn.exec_driver_sql("ANALYZE " + ", ".join(stale))
         return
     with store.session(write=True) as s:
-        analyzed: dict[str, int] = {}
-        if s.execute(sa.text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")).scalar():
-            for tbl, stat in s.execute(sa.text("SELECT tbl, stat FROM sqlite_stat1 WHERE idx IS NOT NULL")):
-                analyzed[tbl] = max(analyzed.get(tbl, 0), int(str(stat).split()[0]))
-        for table in tables:
-            rows = s.execute(sa.text(f"SELECT max(rowid) FROM {table}")).scalar() or 0
-            if table not in analyzed or rows > 2 * analyzed[table]:
-                s.execute(sa.text(f"ANALYZE {table}"))
+        sqlite_analyze_stale(s, tables)
 
 
 def _finish(report: ImportReport, staging: Staging, header: list[str], rejects: str | Path | None) -> None:

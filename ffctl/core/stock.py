@@ -30,8 +30,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit
-from ffctl.core.bulk import (CopyRows, insert_rows, int_array, is_postgresql, keyed, sqlite_working_set,
-                              time_texts)
+from ffctl.core.bulk import (CopyRows, insert_rows, int_array, is_postgresql, keyed, sqlite_analyze_stale,
+                              sqlite_working_set, time_texts)
 from ffctl.core.clock import local_date
 from ffctl.core.errors import Conflict, FfctlError, NotFound, PermissionDenied, UsageError
 from ffctl.core.models import Allocation, Order, OrderLine, Product, Receipt, Stock, StockMove, Task
@@ -743,16 +743,8 @@ def _fresh_statistics(session: Session, *, write: bool) -> None:
             with session.get_bind().engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.exec_driver_sql("ANALYZE " + ", ".join(sorted(stale)))
         return
-    if not write:
-        return
-    analyzed: dict[str, int] = {}
-    if session.execute(sa.text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")).scalar():
-        for tbl, stat in session.execute(sa.text("SELECT tbl, stat FROM sqlite_stat1 WHERE idx IS NOT NULL")):
-            analyzed[tbl] = max(analyzed.get(tbl, 0), int(str(stat).split()[0]))
-    for table in _PLANNED_TABLES:
-        rows = session.execute(sa.text(f"SELECT max(rowid) FROM {table}")).scalar() or 0
-        if rows > 1000 and (table not in analyzed or rows > 2 * analyzed[table]):
-            session.execute(sa.text(f"ANALYZE {table}"))
+    if write:
+        sqlite_analyze_stale(session, _PLANNED_TABLES, min_rows=1000)
 
 
 def allocation_nodes(cfg) -> list[str]:
