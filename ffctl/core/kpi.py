@@ -55,6 +55,7 @@ from sqlalchemy.orm import Session
 from ffctl.core.bulk import sqlite_working_set
 from ffctl.core.clock import parse_date, parse_time, start_of_day, zone
 from ffctl.core.models import UTCDateTime
+from ffctl.core.stock import allocation_nodes
 
 #: KPI name -> (unit, higher_is_better). The order is the report's order.
 KPIS: dict[str, tuple[str, bool]] = {
@@ -282,6 +283,7 @@ FACT_COLUMNS: dict[str | None, str | None] = {
 }
 _COUNTERS = ("shipped", "on_time", "delivered", "perfect", "picked", "picked_right", "decided", "within")
 _TIMES = ("conf", "alloc", "cycle")
+_SUMS = ", ".join(f"SUM(f.{c}) AS {c}" for c in _COUNTERS)  # per group, over order_fact f
 _FACT_INSERT = ("order_id, created_at, customer, region, channel, sales_rep, week, conf, alloc, cycle, "
                 + ", ".join(_COUNTERS))
 _DIRTY = "fact_dirty"
@@ -295,7 +297,7 @@ def fingerprint(cfg) -> str:
     """What the facts depend on besides the data: a change rebuilds them all."""
     import json
 
-    nodes = sorted(name for name, spec in cfg.nodes.items() if spec.auto == "allocate")
+    nodes = sorted(allocation_nodes(cfg))
     return json.dumps({"v": FACTS_VERSION, "tz": cfg.timezone, "allocate": nodes}, sort_keys=True)
 
 
@@ -463,7 +465,7 @@ def _update(s: Session, sql: "_Sql", cfg, seen: int, top: int, customers: list[s
 
 def _facts_sql(sql: "_Sql", cfg, *, scoped: bool) -> str:
     """INSERT ... SELECT of one order_fact row per order (``scoped``: the orders in fact_dirty)."""
-    alloc_nodes = [name for name, spec in cfg.nodes.items() if spec.auto == "allocate"]
+    alloc_nodes = allocation_nodes(cfg)
     is_alloc = f"t.node IN {_in(alloc_nodes)}" if alloc_nodes else "1 = 0"
     # IN (subquery): both backends then look the dirty orders up by index instead of scanning
     scope = (lambda alias: f" WHERE {alias}.order_id IN (SELECT order_id FROM {_DIRTY})") if scoped else (lambda alias: "")
@@ -554,18 +556,19 @@ class _Report:
         self.sql.tune()
         self.cut = _cut(by)
         self.params: dict[str, Any] = {"now": now, "tz": cfg.timezone}
-        conds, fconds = [], []
+        self.bounds = []  # conditions on an order's created_at
         if period.start is not None:
-            conds.append("o.created_at >= :start")
-            fconds.append("f.created_at >= :start")
+            self.bounds.append(">= :start")
             self.params["start"] = period.start
         if period.end is not None:
-            conds.append("o.created_at < :end")
-            fconds.append("f.created_at < :end")
+            self.bounds.append("< :end")
             self.params["end"] = period.end
-        self.ranged = bool(conds)
-        self.range = " AND ".join(conds) or "1 = 1"
-        self.frange = " AND ".join(fconds) or "1 = 1"
+        self.ranged = bool(self.bounds)
+        self.frange = self.created_in("f")
+
+    def created_in(self, alias: str) -> str:
+        """The period as a condition on ``alias``'s created_at (orders, order_fact, node_fact)."""
+        return " AND ".join(f"{alias}.created_at {b}" for b in self.bounds) or "1 = 1"
 
     # -- plumbing --
     def _statement(self, sql: str):
@@ -583,7 +586,7 @@ class _Report:
         """(join, condition) restricting rows of ``alias`` (with an order_id) to the period's orders."""
         if not self.ranged:
             return "", "1 = 1"
-        return f" JOIN orders o ON o.order_id = {alias}.order_id", self.range
+        return f" JOIN orders o ON o.order_id = {alias}.order_id", self.created_in("o")
 
     @staticmethod
     def _key(g: Any) -> str | None:
@@ -617,11 +620,10 @@ class _Report:
 
     def _grouped_pg(self) -> tuple[dict, dict]:
         g, group = self.cut.group()
-        cols = ", ".join(f"SUM(f.{c}) AS {c}" for c in _COUNTERS)
         pcts = ", ".join(
             f"COUNT(f.{t}) AS n_{t}, percentile_cont(0.5) WITHIN GROUP (ORDER BY f.{t}) AS {t}50, "
             f"percentile_cont(0.9) WITHIN GROUP (ORDER BY f.{t}) AS {t}90" for t in _TIMES)
-        rows = self.rows(f"SELECT {g} AS g, COUNT(*) AS orders, {cols}, {pcts} FROM order_fact f "
+        rows = self.rows(f"SELECT {g} AS g, COUNT(*) AS orders, {_SUMS}, {pcts} FROM order_fact f "
                          f"WHERE {self.frange}{group}")
         rows = [r for r in rows if r.orders]
         times = {t: {self._key(r.g): (int(getattr(r, f"n_{t}")), getattr(r, f"{t}50"), getattr(r, f"{t}90"))
@@ -633,9 +635,8 @@ class _Report:
         stepping to its rank within the group's range of the time's own index."""
         column = self.cut.column
         g, group = self.cut.group()
-        cols = ", ".join(f"SUM(f.{c}) AS {c}" for c in _COUNTERS)
         counts = ", ".join(f"COUNT(f.{t}) AS n_{t}" for t in _TIMES)
-        rows = self.rows(f"SELECT {g} AS g, COUNT(*) AS orders, {cols}, {counts} "
+        rows = self.rows(f"SELECT {g} AS g, COUNT(*) AS orders, {_SUMS}, {counts} "
                          f"FROM order_fact f INDEXED BY {_index_name(column, 'conf')} WHERE {self.frange}{group}")
         rows = [r for r in rows if r.orders]
         times: dict[str, dict] = {t: {} for t in _TIMES}
@@ -676,8 +677,7 @@ class _Report:
             g, group = "gx.g", " GROUP BY gx.g"
         else:
             source, (g, group) = "order_fact f", self.cut.group()
-        cols = ", ".join(f"SUM(f.{c}) AS {c}" for c in _COUNTERS)
-        rows = [r for r in self.rows(f"SELECT {g} AS g, COUNT(*) AS orders, {cols} FROM {source} "
+        rows = [r for r in self.rows(f"SELECT {g} AS g, COUNT(*) AS orders, {_SUMS} FROM {source} "
                                      f"WHERE {self.frange}{group}") if r.orders]
         times = {t: self.percentiles(f"SELECT {g} AS g, f.{t} AS x FROM {source} WHERE {self.frange}") for t in _TIMES}
         return self._sums_of(rows), times
@@ -712,7 +712,7 @@ class _Report:
     def bottleneck_stats(self) -> list[dict]:
         """Per node: breaches and seconds over SLA (what the bottleneck weighs), from node_fact."""
         sql = (f"SELECT nf.node AS node, SUM(nf.breached) AS breaches, {self._over('nf')} AS over_sla_seconds "
-               f"FROM node_fact nf WHERE {self.frange.replace('f.', 'nf.')} GROUP BY nf.node")
+               f"FROM node_fact nf WHERE {self.created_in('nf')} GROUP BY nf.node")
         return [{"node": r.node, "decided": 0, "within": 0, "breaches": int(r.breaches or 0), "auto_actions": 0,
                  "over_sla_seconds": float(r.over_sla_seconds or 0.0), "escalations": 0, "reminders": 0}
                 for r in self.rows(sql)]
@@ -938,7 +938,7 @@ def cycle_time_histogram(session: Session, cfg, *, now: datetime, period: Period
     holds everything longer. ``{step, buckets: [{start, end, count}], overflow_from}``."""
     rep = _Report(session, cfg, now=now, period=period, by=None)
     hours = rep.sql.seconds("o.created_at", "o.shipped_at") + " / 3600.0"
-    values = f"SELECT '{ALL}' AS g, {hours} AS x FROM orders o WHERE o.shipped_at IS NOT NULL AND {rep.range}"
+    values = f"SELECT '{ALL}' AS g, {hours} AS x FROM orders o WHERE o.shipped_at IS NOT NULL AND {rep.created_in('o')}"
     stats = rep.rows(rep.sql.percentiles(values, (0.95,)))
     if not stats or stats[0].n == 0:
         return {"step": None, "buckets": [], "overflow_from": None}
