@@ -113,7 +113,6 @@ def dashboard(
     from ffctl.commands._output import message
     from ffctl.core.dashboard import build_dashboard
     from ffctl.core.errors import FfctlError
-
     from ffctl.core.kpi import refresh_facts
 
     st = AppState.of(ctx)
