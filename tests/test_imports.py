@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import operator
 from datetime import date, datetime, timezone
 
 import pytest
@@ -618,6 +619,7 @@ def test_entry_planner_plans_what_the_workflow_engine_plans():
         ("D", "C2", "shop", None, None, "2026-11-28 10:00", [("X", 3)]),       # shops: a Saturday
         ("E", "C2", "web", None, 0, "2026-11-23 09:00", [("W", 1)]),           # no workflow matches
         ("F", "C2", "shop", None, None, "2026-11-23 09:00", [("W", 1)]),       # the same clocks as E's time
+        ("G", "C2", "shop", None, None, "2026-11-29 23:30", [("W", 1)]),       # closed: starts at D's opening
     ]
     parse_time = csvio.time_parser(cfg.timezone)
     planner = imports.EntryPlanner(cfg, "importer")
@@ -638,14 +640,27 @@ def test_entry_planner_plans_what_the_workflow_engine_plans():
     expected = workflow.plan_entries(cfg, facts, actor="importer")
     assert moves == expected.orders == {"A": ("pilot", None), "B": ("pilot", "tech_confirm"),
                                         "C": ("gadgets", "credit_review"), "D": ("shops", "credit_review"),
-                                        "E": (None, None), "F": ("shops", "credit_review")}
+                                        "E": (None, None), "F": ("shops", "credit_review"),
+                                        "G": ("shops", "credit_review")}
     stored = csvio.stored_time
-    tasks = [tuple(stored(t[c]) if isinstance(t[c], datetime) else t[c] for c in imports.TASK_INSERT)
-             for t in expected.tasks]
-    assert entries.tasks == tasks
+
+    def rows(part):  # each row as every column it writes
+        return [{**part.fixed, **dict(zip(part.columns, row))} for row in part.rows]
+
+    def as_stored(row):
+        return {c: stored(v) if isinstance(v, datetime) else v for c, v in row.items()}
+
+    by_task = operator.itemgetter("order_id", "seq")
+    planned = sorted((r for part in entries.tasks() for r in rows(part)), key=by_task)
+    tasks = sorted((as_stored(t) for t in expected.tasks), key=by_task)
+    assert planned == tasks  # every column, none missing
+    d, g = (next(t for t in planned if t["order_id"] == oid) for oid in "DG")
+    assert d["entered_at"] != g["entered_at"] and d["deadline"] == g["deadline"]  # both wait for Monday's opening
     events = [(stored(e["at"]), e["actor"], e["event"], e["order_id"], e["node"], e["detail"]) for e in expected.events]
-    assert [(e[0], e[2], e[3], e[4], e[6], e[8]) for e in entries.events] == events
-    assert {e[1] for e in entries.events} == {entries.wall}
+    written = rows(entries.events())
+    assert [(e["at"], e["actor"], e["event"], e["order_id"], e["node"], e["detail"]) for e in written] == events
+    assert {e["wall_at"] for e in written} == {entries.wall}
+    assert {(e["task_id"], e["subject"]) for e in written} == {(None, None)}
 
 
 def test_a_bulk_import_leaves_fresh_planner_statistics(ws):

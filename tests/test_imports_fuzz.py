@@ -14,6 +14,7 @@ import os
 import io
 import shutil
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import Workspace
+from ffctl.core import csvio
+from ffctl.core.clock import parse_time
 from test_imports import NOW, masters
 
 SETTINGS = settings(max_examples=int(os.environ.get("FFCTL_FUZZ_EXAMPLES", "40")), deadline=None,
@@ -166,3 +169,23 @@ def test_structured_files_import_whole_orders_or_reject_them(base, spec, mode):
         clean(ws.run("import", "orders", str(rejects), "--on-error", "skip", "--rejects", str(path.with_suffix(".r2.csv")),
                      now=NOW))
         whole_orders(ws)
+
+
+@settings(max_examples=400, deadline=None)
+@given(moment=st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)),
+       tz=st.sampled_from(["Asia/Shanghai", "UTC", "America/New_York", "Europe/London", "Australia/Lord_Howe",
+                           "America/Sao_Paulo", "Pacific/Chatham"]),
+       form=st.sampled_from(["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y/%m/%d %H:%M", "%Y/%m/%d"]))
+def test_import_times_are_stored_as_parse_time_gives_them(moment, tz, form):
+    """The import's time parser (a naive time less its zone's offset there) stores exactly what
+    clock.parse_time gives, in gaps and folds of daylight saving time too."""
+    text = f"{moment.year:04d}" + moment.strftime(form)[4:]
+    try:
+        expected = csvio.stored_time(parse_time(text, tz))
+    except (ValueError, OverflowError):
+        expected = None
+    try:
+        got = csvio.time_parser(tz)(text)
+    except ValueError:
+        got = None
+    assert got == expected

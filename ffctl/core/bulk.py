@@ -8,8 +8,9 @@ naive UTC, exactly as ``models.UTCDateTime`` stores them.
 
 from __future__ import annotations
 
+import math
 from datetime import date, datetime, timezone
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -84,12 +85,13 @@ def _cell_writer():
     return cell
 
 
-def _blocks(rows: Iterable[Sequence]) -> Iterable[str]:
-    """The rows' COPY text, a few thousand lines at a time."""
+def _blocks(rows: Iterable[Sequence], fixed: Sequence = ()) -> Iterable[str]:
+    """The rows' COPY text, a few thousand lines at a time; ``fixed`` values end every line."""
     cell = _cell_writer()
+    tail = "".join("\t" + cell(v) for v in fixed)
     lines: list[str] = []
     for row in rows:
-        lines.append("\t".join(map(cell, row)))
+        lines.append("\t".join(map(cell, row)) + tail)
         if len(lines) >= _BATCH:
             lines.append("")
             yield "\n".join(lines)
@@ -108,10 +110,13 @@ def _copy(session: Session, table: str, columns: Sequence[str], blocks: Iterable
                 copy.write(block)
 
 
-def copy_rows(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
+def copy_rows(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence],
+              fixed: Mapping[str, object] | None = None) -> None:
     """``COPY table (columns) FROM STDIN`` of the rows (PostgreSQL, in the session's transaction);
-    the server takes each block while the next is formatted."""
-    _copy(session, table, columns, _blocks(rows))
+    the server takes each block while the next is formatted. ``fixed``: columns with one value
+    for every row, given once."""
+    fixed = fixed or {}
+    _copy(session, table, (*columns, *fixed), _blocks(rows, tuple(fixed.values())))
 
 
 class CopyRows:
@@ -119,9 +124,11 @@ class CopyRows:
     writes what it planned before (``allocate``, ``import orders``), so the writing thread only
     sends. ``len`` is the number of rows."""
 
-    def __init__(self, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
-        self.table, self.columns = table, tuple(columns)
-        self.blocks = list(_blocks(rows))
+    def __init__(self, table: str, columns: Sequence[str], rows: Iterable[Sequence],
+                 fixed: Mapping[str, object] | None = None) -> None:
+        fixed = fixed or {}
+        self.table, self.columns = table, (*columns, *fixed)
+        self.blocks = list(_blocks(rows, tuple(fixed.values())))
         self.rows = sum(block.count("\n") for block in self.blocks)  # newlines in values are escaped
 
     def __len__(self) -> int:
@@ -132,21 +139,69 @@ class CopyRows:
             _copy(session, self.table, self.columns, self.blocks)
 
 
-def insert_rows(session: Session, table: str, columns: Sequence[str], rows: "Iterable[Sequence] | CopyRows") -> None:
+class Rows:
+    """Rows of one table for ``insert_rows``, with the columns they give and the values they all
+    share; ``formatted()`` is their COPY text made now, to be written later."""
+
+    def __init__(self, table: str, columns: Sequence[str], fixed: Mapping[str, object] | None = None) -> None:
+        self.table, self.columns, self.fixed = table, tuple(columns), dict(fixed or {})
+        self.rows: list[tuple] = []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def write(self, session: Session) -> None:
+        insert_rows(session, self.table, self.columns, self.rows, self.fixed)
+
+    def formatted(self) -> CopyRows:
+        return CopyRows(self.table, self.columns, self.rows, self.fixed)
+
+
+def insert_rows(session: Session, table: str, columns: Sequence[str], rows: "Iterable[Sequence] | CopyRows",
+                fixed: Mapping[str, object] | None = None) -> None:
     """Insert many rows in the caller's transaction: COPY on PostgreSQL (``rows`` may be
     ``CopyRows`` formatted ahead), the driver's executemany on SQLite, where the values must
-    already be what SQLite stores (times as ``time_texts`` gives them). An empty list writes
-    nothing."""
+    already be what SQLite stores (times as ``time_texts`` gives them). ``fixed``: columns with
+    one value for every row (a status, a NULL, the batch's actor), given once instead of in each
+    row: on SQLite they are literals in the statement, and each value bound per row costs about
+    as much as SQLite's own work for it (a NULL more: the driver looks for an adapter). An empty
+    list writes nothing."""
     if isinstance(rows, CopyRows):
         rows.write(session)
     elif not rows:
         return
     elif is_postgresql(session):
-        copy_rows(session, table, columns, rows)
+        copy_rows(session, table, columns, rows, fixed)
     else:
         session.flush()
+        names, values = list(columns), ["?"] * len(columns)
+        bound = []
+        for name, value in (fixed or {}).items():
+            literal = _sqlite_literal(value)
+            if literal is None:  # no safe literal: bound in every row after all
+                bound.append(value)
+                literal = "?"
+            names.append(name)
+            values.append(literal)
+        if bound:
+            extra = tuple(bound)
+            rows = [tuple(r) + extra for r in rows]
         session.connection().connection.driver_connection.executemany(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows)
+            f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(values)})", rows)
+
+
+def _sqlite_literal(value) -> str | None:
+    """``value`` as an SQLite literal, or None when it has no plain one."""
+    kind = value.__class__
+    if value is None:
+        return "NULL"
+    if kind is bool:
+        return "1" if value else "0"
+    if kind is int or (kind is float and math.isfinite(value)):
+        return repr(value)
+    if kind is str and "\x00" not in value:
+        return "'" + value.replace("'", "''") + "'"
+    return None
 
 
 def int_array(values: Iterable[int]) -> str:

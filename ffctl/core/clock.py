@@ -25,6 +25,15 @@ def zone(name: str) -> ZoneInfo:
 
 def parse_time(text: str, tz: str = "UTC") -> datetime:
     """Parse a user-given time into an aware UTC datetime; ValueError with a plain reason."""
+    parsed = parse_wall_time(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zone(tz))
+    return parsed.astimezone(UTC)
+
+
+def parse_wall_time(text: str) -> datetime:
+    """A user-given time as written: aware when it names its offset, else naive (a wall time of
+    the zone the caller applies). ValueError with a plain reason."""
     value = text.strip()
     if not value:
         raise ValueError("empty time")
@@ -43,9 +52,7 @@ def parse_time(text: str, tz: str = "UTC") -> datetime:
                 "not a time: use ISO 8601 (2026-11-25T09:30:00+08:00), "
                 "YYYY/MM/DD HH:MM[:SS] or YYYY/MM/DD"
             ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=zone(tz))
-    return parsed.astimezone(UTC)
+    return parsed
 
 
 def parse_date(text: str) -> date:

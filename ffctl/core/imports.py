@@ -39,7 +39,7 @@ import zlib
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -47,7 +47,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import csvio
-from ffctl.core.bulk import CopyRows, insert_rows, keyed, sqlite_analyze_stale, sqlite_working_set
+from ffctl.core.bulk import CopyRows, Rows, insert_rows, keyed, sqlite_analyze_stale, sqlite_working_set
+from ffctl.core.calendar import WALL_CLOCK
 from ffctl.core.csvio import CsvFileError, EncodingRetry
 from ffctl.core.errors import FfctlError, UsageError
 from ffctl.core.models import (
@@ -881,7 +882,12 @@ ORDER_SHARED = ("customer", "channel", "region", "created_at", "promised_ship_da
 O_ID, O_LINE, O_CUSTOMER, O_SKU, O_QTY, O_CHANNEL, O_REGION, O_PRICE, O_CREATED, O_PROMISED, O_PRIORITY, O_REP = range(12)
 ORDER_INSERT = ("order_id", "customer", "channel", "region", "sales_rep", "priority", "created_at",
                 "promised_ship_date", "promise_source", "status", "has_custom_items", "content_hash")
-LINE_INSERT = ("order_id", "line_no", "sku", "qty", "unit_price", "allocated")
+# the rows of new orders and their lines; what every one of them has is given once (bulk.insert_rows)
+NEW_ORDER = ("order_id", "customer", "channel", "region", "sales_rep", "priority", "created_at",
+             "promised_ship_date", "promise_source", "has_custom_items", "content_hash", "workflow", "node")
+NEW_ORDER_FIXED = {"status": "open"}
+LINE_INSERT = ("order_id", "line_no", "sku", "qty", "unit_price")
+LINE_FIXED = {"allocated": 0}
 OPEN_STATUSES = ("open", "on_hold")
 
 
@@ -961,8 +967,8 @@ class Orders(Handler):
         if new:
             order_rows, line_rows, tasks, events = self._plan(ctx, new, self._planner(ctx))
             # the COPY text too, so that the writer only sends (the orders wait for their promises)
-            planned = (order_rows, CopyRows("order_line", LINE_INSERT, line_rows), CopyRows("task", TASK_INSERT, tasks),
-                       CopyRows("event", EVENT_INSERT, events))
+            planned = (order_rows, CopyRows("order_line", LINE_INSERT, line_rows, LINE_FIXED),
+                       [t.formatted() for t in tasks], events.formatted())
         return digests, [r.key for r, _ in new], planned
 
     def apply(self, session, ctx, kind, records, write, prepared: tuple | None = None):
@@ -1050,7 +1056,7 @@ class Orders(Handler):
 
     @staticmethod
     def _line_rows(record: Record) -> list[tuple]:
-        return [(record.key, r[O_LINE], r[O_SKU], r[O_QTY], r[O_PRICE], 0) for _, _, r in record.rows]
+        return [(record.key, r[O_LINE], r[O_SKU], r[O_QTY], r[O_PRICE]) for _, _, r in record.rows]
 
     def _analyze_before_demand(self, session, records: list[Record]) -> None:
         """ANALYZE orders and order_line before the ATP ledger reads open demand of SKUs it has not
@@ -1087,15 +1093,15 @@ class Orders(Handler):
             priority = v[O_PRIORITY] or 0
             custom = False
             for _, _, r in record.rows:
-                line_rows.append((key, r[O_LINE], r[O_SKU], r[O_QTY], r[O_PRICE], 0))
+                line_rows.append((key, r[O_LINE], r[O_SKU], r[O_QTY], r[O_PRICE]))
                 if skus[r[O_SKU]][1]:
                     custom = True
             created = v[O_CREATED] or now_text
             wf, node = entry.add(record, created, v[O_CHANNEL], region, tier, v[O_CUSTOMER], rep, priority, custom, skus)
             given = v[O_PROMISED]
             order_rows.append((key, v[O_CUSTOMER], v[O_CHANNEL], region, rep, priority, created, given,
-                               None if given is None else "import", "open", custom, digest, wf, node))
-        return order_rows, line_rows, entry.tasks, entry.events
+                               None if given is None else "import", custom, digest, wf, node))
+        return order_rows, line_rows, entry.tasks(), entry.events()
 
     def _insert(self, session, ctx: Context, new: list[tuple[Record, str]], planned: tuple | None = None,
                 planner: "EntryPlanner | None" = None) -> None:
@@ -1111,14 +1117,14 @@ class Orders(Handler):
                 promise = promises.get(row[0])
                 if promise is not None and row[7] is None:
                     order_rows[i] = row[:7] + (promise[0].isoformat(), promise[1]) + row[9:]
-        insert_rows(session, "orders", ORDER_INSERT + ("workflow", "node"), order_rows)
-        insert_rows(session, "order_line", LINE_INSERT, line_rows)
-        insert_rows(session, "task", TASK_INSERT, tasks)
-        insert_rows(session, "event", EVENT_INSERT, events)
+        insert_rows(session, "orders", NEW_ORDER, order_rows, NEW_ORDER_FIXED)
+        insert_rows(session, "order_line", LINE_INSERT, line_rows, LINE_FIXED)
+        for part in (*tasks, events):
+            part.write(session)
         grown = self.grown
         grown["orders"] += len(order_rows)
         grown["order_line"] += len(line_rows)
-        grown["task"] += len(tasks)
+        grown["task"] += sum(map(len, tasks))
         grown["event"] += len(events)
 
     def _replace(self, session, ctx: Context, changed: list[tuple[Record, str]]) -> None:
@@ -1145,7 +1151,7 @@ class Orders(Handler):
             line_rows.extend(self._line_rows(record))
             events.append({"event": "updated", "at": ctx.now, "actor": ctx.actor, "order_id": record.key,
                            "detail": f"replaced by import: {len(record.rows)} line(s), was {before.get(record.key, 0)}"})
-        insert_rows(session, "order_line", LINE_INSERT, line_rows)
+        insert_rows(session, "order_line", LINE_INSERT, line_rows, LINE_FIXED)
         audit.record_many(session, events)
         self.grown["order_line"] += len(line_rows)
         self.ledger.clear()  # it counted the replaced lines: read their SKUs afresh next time
@@ -1153,10 +1159,16 @@ class Orders(Handler):
 
 # --- workflow entry of new orders ------------------------------------------------------------
 
-TASK_INSERT = ("order_id", "workflow", "node", "seq", "status", "owner", "entered_at", "sla_seconds", "sla_state",
-               "held_at", "paused_seconds", "next_step", "escalation_level", "completed_at", "completed_by",
-               "outcome", "note", "risk_at", "deadline", "next_action_at")
-EVENT_INSERT = ("at", "wall_at", "actor", "event", "order_id", "task_id", "node", "subject", "detail")
+# A new order's tasks and events: the columns that differ row by row, and what they all have
+# (given once: bulk.insert_rows)
+OPEN_TASK = ("order_id", "workflow", "node", "seq", "owner", "entered_at", "sla_seconds", "risk_at", "deadline",
+             "next_action_at")
+SKIPPED_TASK = ("order_id", "workflow", "node", "seq", "owner", "entered_at", "sla_seconds", "completed_at",
+                "risk_at", "deadline")
+_NEW_TASK = {"sla_state": "on_track", "held_at": None, "paused_seconds": 0.0, "next_step": 0, "escalation_level": 0,
+             "note": None}
+OPEN_TASK_FIXED = {"status": "open", **_NEW_TASK, "completed_at": None, "completed_by": None, "outcome": None}
+NEW_EVENT = ("at", "event", "order_id", "node", "detail")
 _MEMO_LIMIT = 20_000  # entries a memo may hold before it starts over (bounded memory)
 _ORDER_ATTRS = ("channel", "region", "tier", "customer", "sales_rep", "priority", "has_custom_items")
 
@@ -1185,7 +1197,8 @@ class EntryPlanner:
         self.pick = (lambda values: ()) if not used else (
             operator.itemgetter(*used) if len(used) > 1 else (lambda values, i=used[0]: (values[i],)))
         self.routes: dict[tuple, tuple] = {}
-        self.clocks: dict[tuple[str, str], tuple[str, str, str]] = {}
+        self.clocks: dict[tuple[str, datetime], tuple[str, str, str]] = {}
+        self.calendars: dict[str, tuple] = {}  # node -> (its clock, whether closed hours may share a start)
         from ffctl.core.clock import zone
         from ffctl.core.workflow import clocks
 
@@ -1219,17 +1232,42 @@ class EntryPlanner:
         return wf.name, f"workflow {wf.name}", tuple(steps), None
 
     def clock(self, node: str, at: str) -> tuple[str, str, str]:
-        """(risk_at, deadline, the deadline as the entered event shows it) of a task entered at ``at``."""
+        """(risk_at, deadline, the deadline as the entered event shows it) of a task entered at ``at``.
+
+        Remembered per instant the clock starts from: every order that arrives while a node's
+        calendar is closed (nights, weekends: most of the week) starts at its next opening and
+        gets the same deadlines, so those cost one calendar step instead of two and the texts."""
+        entered = csvio.from_stored(at)
+        start = self._start(node, entered)
         memo = self.clocks
-        found = memo.get((node, at))
+        found = memo.get((node, start))
         if found is None:
             if len(memo) >= _MEMO_LIMIT:
                 memo.clear()
-            c = self._clocks(self.cfg, node, csvio.from_stored(at), 0.0, "on_track", 0)
+            c = self._clocks(self.cfg, node, entered, 0.0, "on_track", 0)
             stored = csvio.stored_time
-            found = memo[(node, at)] = (stored(c["risk_at"]), stored(c["deadline"]),
-                                        c["deadline"].astimezone(self._zone).isoformat(" ", "minutes")[:16])
+            found = memo[(node, start)] = (stored(c["risk_at"]), stored(c["deadline"]),
+                                           c["deadline"].astimezone(self._zone).isoformat(" ", "minutes")[:16])
         return found
+
+    def _start(self, node: str, entered: datetime) -> datetime:
+        """The instant ``node``'s SLA clock starts counting for a task entered at ``entered``: its
+        calendar's next opening when closed then (adding business time from either instant gives
+        the same deadline), else ``entered``."""
+        found = self.calendars.get(node)
+        if found is None:
+            spec = self.cfg.nodes[node]
+            cal = self.cfg.calendar(node)
+            # a zero duration returns its start as it is: only positive ones may share a start
+            counts = cal is not WALL_CLOCK and spec.sla_seconds > 0 and spec.warn_at > 0
+            found = self.calendars[node] = (cal, counts)
+        cal, counts = found
+        if not counts:
+            return entered
+        return cal.add(entered, 1e-6) - _MICROSECOND  # open: entered itself; closed: the next opening
+
+
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class _Entries:
@@ -1237,8 +1275,17 @@ class _Entries:
 
     def __init__(self, planner: EntryPlanner, wall: str) -> None:
         self.planner, self.wall = planner, wall
-        self.tasks: list[tuple] = []
-        self.events: list[tuple] = []
+        actor = planner.actor
+        self.opened = Rows("task", OPEN_TASK, OPEN_TASK_FIXED)
+        self.skipped = Rows("task", SKIPPED_TASK, {"status": "skipped", **_NEW_TASK, "completed_by": actor,
+                                                   "outcome": "skipped", "next_action_at": None})
+        self.entered = Rows("event", NEW_EVENT, {"wall_at": wall, "actor": actor, "task_id": None, "subject": None})
+
+    def tasks(self) -> list[Rows]:
+        return [self.skipped, self.opened]
+
+    def events(self) -> Rows:
+        return self.entered
 
     def add(self, record: Record, at: str, channel, region, tier, customer, sales_rep, priority, custom: bool,
             skus: dict) -> tuple[str | None, str | None]:
@@ -1259,19 +1306,17 @@ class _Entries:
                 facts["sku"], facts["category"] = set(line_skus), set(categories)
             route = planner.routes[key] = planner.route(facts)
         workflow, created, steps, node = route
-        order_id, wall, actor = record.key, self.wall, planner.actor
-        events = self.events
-        events.append((at, wall, actor, "created", order_id, None, None, None, created))
+        order_id = record.key
+        events = self.entered.rows
+        events.append((at, "created", order_id, None, created))
         for step, seq, skipped, owner, sla, detail in steps:
             risk_at, deadline, due = planner.clock(step, at)
             if skipped:
-                self.tasks.append((order_id, workflow, step, seq, "skipped", owner, at, sla, "on_track", None, 0.0, 0,
-                                   0, at, actor, "skipped", None, risk_at, deadline, None))
-                events.append((at, wall, actor, "skipped", order_id, None, step, None, detail))
+                self.skipped.rows.append((order_id, workflow, step, seq, owner, at, sla, at, risk_at, deadline))
+                events.append((at, "skipped", order_id, step, detail))
             else:
-                self.tasks.append((order_id, workflow, step, seq, "open", owner, at, sla, "on_track", None, 0.0, 0,
-                                   0, None, None, None, None, risk_at, deadline, risk_at))
-                events.append((at, wall, actor, "entered", order_id, None, step, None, detail + due))
+                self.opened.rows.append((order_id, workflow, step, seq, owner, at, sla, risk_at, deadline, risk_at))
+                events.append((at, "entered", order_id, step, detail + due))
         return workflow, node
 
 
