@@ -234,6 +234,22 @@ def keyed(session: Session, column, values: Iterable):
     return column.in_(values)
 
 
+def among(session: Session, column, values: Iterable):
+    """``column IN values`` for a table that may have no statistics yet (one an import is
+    filling): on PostgreSQL ``IN (SELECT unnest(array))``, a semi-join the planner hashes when
+    it reads the table through. ``keyed``'s ``= ANY(array)`` under a sequential scan compares
+    every row with every key: 2.8 s for a 2,000-key batch against 10,000 customers the same
+    import had just written. SQLite: an IN list."""
+    values = list(values)
+    if is_postgresql(session):
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        literal = int_array(values) if values and isinstance(values[0], int) else text_array(values)
+        array = sa.cast(sa.bindparam(None, literal, type_=sa.Text), ARRAY(column.type))
+        return column.in_(sa.select(sa.func.unnest(array)).scalar_subquery())
+    return column.in_(values)
+
+
 def sqlite_analyze_stale(session: Session, tables: Iterable[str], *, min_rows: int = 0) -> None:
     """ANALYZE each of ``tables`` (SQLite) that holds more than ``min_rows`` rows and more than
     twice what its statistics say, or has none: SQLite never gathers them by itself, and planned

@@ -47,7 +47,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import csvio
-from ffctl.core.bulk import CopyRows, Rows, insert_rows, keyed, sqlite_analyze_stale, sqlite_working_set
+from ffctl.core.bulk import CopyRows, Rows, among, insert_rows, sqlite_analyze_stale, sqlite_working_set
 from ffctl.core.calendar import WALL_CLOCK
 from ffctl.core.csvio import CsvFileError, EncodingRetry
 from ffctl.core.errors import FfctlError, UsageError
@@ -864,7 +864,7 @@ def _existing(session: Session, table, key_cols: Sequence[str], keys: list, *, l
     cols = [table.c[c] for c in key_cols]
     for start in range(0, len(keys), 2000):
         chunk = keys[start:start + 2000]
-        cond = keyed(session, cols[0], chunk) if len(cols) == 1 else sa.tuple_(*cols).in_(chunk)
+        cond = among(session, cols[0], chunk) if len(cols) == 1 else sa.tuple_(*cols).in_(chunk)
         stmt = sa.select(table).where(cond)
         if lock and session.bind.dialect.name == "postgresql":
             stmt = stmt.with_for_update()
@@ -930,7 +930,7 @@ def stored_orders(session: Session, keys: list[str], *, lock: bool = False) -> d
         return {}
     conn = session.connection()
     if session.bind.dialect.name == "postgresql":
-        sql = "SELECT order_id, status, content_hash FROM orders WHERE order_id = ANY(%s)"
+        sql = "SELECT order_id, status, content_hash FROM orders WHERE order_id IN (SELECT unnest(%s::text[]))"
         raw = conn.connection.driver_connection
         with raw.cursor() as cur:
             cur.execute(sql + (" FOR UPDATE" if lock else ""), (keys,))
@@ -993,7 +993,7 @@ class Orders(Handler):
                 outcomes.append((UPDATED, None))
         if changed:
             allocated = set(session.scalars(
-                sa.select(Allocation.order_id).where(keyed(session, Allocation.__table__.c.order_id,
+                sa.select(Allocation.order_id).where(among(session, Allocation.__table__.c.order_id,
                                                             [r.key for r, _ in changed])).distinct()
             ))
             if allocated:
@@ -1479,7 +1479,7 @@ class _PerOrder(Handler):
 
     def apply(self, session, ctx, kind, records, write):
         known = set(session.scalars(
-            sa.select(Order.order_id).where(keyed(session, Order.__table__.c.order_id, [r.key for r in records]))
+            sa.select(Order.order_id).where(among(session, Order.__table__.c.order_id, [r.key for r in records]))
         ))
         outcomes = []
         if write and self.locks_stock:  # take the batch's orders and stock rows at once: no deadlock cycles
