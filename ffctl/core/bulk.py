@@ -174,9 +174,11 @@ def insert_rows(session: Session, table: str, columns: Sequence[str], rows: "Ite
         copy_rows(session, table, columns, rows, fixed)
     else:
         session.flush()
+        columns, rows, shared = _shared_columns(columns, rows)
+        fixed = {**shared, **(fixed or {})}
         names, values = list(columns), ["?"] * len(columns)
         bound = []
-        for name, value in (fixed or {}).items():
+        for name, value in fixed.items():
             literal = _sqlite_literal(value)
             if literal is None:  # no safe literal: bound in every row after all
                 bound.append(value)
@@ -188,6 +190,27 @@ def insert_rows(session: Session, table: str, columns: Sequence[str], rows: "Ite
             rows = [tuple(r) + extra for r in rows]
         session.connection().connection.driver_connection.executemany(
             f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(values)})", rows)
+
+
+def _shared_columns(columns: Sequence[str], rows) -> tuple[Sequence[str], list, dict]:
+    """Split off the columns whose value is the same (same type, equal) in every row, so that
+    ``insert_rows`` gives them once: the planned rows of a workflow move or an audit write repeat
+    their actor, wall time and a few NULLs in every row."""
+    rows = rows if isinstance(rows, list) else list(rows)
+    if len(rows) < 2 or not columns:
+        return columns, rows, {}
+    by_column = list(zip(*rows))
+    same = {}
+    for name, values in zip(columns, by_column):
+        first = values[0]
+        if values.count(first) == len(values) and all(v.__class__ is first.__class__ for v in values):
+            same[name] = first
+    if not same:
+        return columns, rows, {}
+    keep = [i for i, name in enumerate(columns) if name not in same]
+    if not keep:  # every column shared: rows that differ in nothing still need one bound value each
+        keep, same = [0], {k: v for k, v in same.items() if k != columns[0]}
+    return [columns[i] for i in keep], list(zip(*[by_column[i] for i in keep])), same
 
 
 def _sqlite_literal(value) -> str | None:
