@@ -56,3 +56,24 @@ def test_shared_columns_keep_values_of_other_types_apart():
     columns, rows, shared = bulk._shared_columns(("a", "b", "c"), [(1, 0, None), (True, 0, None), (1, 0.0, None)])
     assert shared == {"c": None} and columns == ["a", "b"]
     assert rows == [(1, 0), (True, 0), (1, 0.0)]
+
+
+def test_among_finds_exactly_the_given_keys(store):
+    at = "2026-11-25 01:00:00.000000"
+    rows = [(at, at, "me", kind, f"O{i}") for i in range(30) for kind in ("created", "updated")]
+    with store.session(write=True) as s:
+        bulk.insert_rows(s, "event", ("at", "wall_at", "actor", "event", "order_id"), rows)
+    from ffctl.core.models import Event
+
+    table = Event.__table__
+    with store.session() as s:
+        one = s.execute(sa.select(table.c.order_id).distinct()
+                        .where(bulk.among(s, table.c.order_id, ["O1", "O7", "nope", "O'x"]))).scalars()
+        assert sorted(one) == ["O1", "O7"]
+        pairs = s.execute(sa.select(table.c.order_id, table.c.event)
+                          .where(bulk.among(s, (table.c.order_id, table.c.event),
+                                            [("O1", "updated"), ("O2", "created"), ("O3", "nope")]))).all()
+        assert sorted(map(tuple, pairs)) == [("O1", "updated"), ("O2", "created")]
+        first = s.execute(sa.select(sa.func.min(table.c.id))).scalar_one()
+        ids = s.execute(sa.select(table.c.id).where(bulk.among(s, table.c.id, [first, first + 1, 10**9]))).scalars()
+        assert sorted(ids) == [first, first + 1]

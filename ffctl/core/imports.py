@@ -864,7 +864,7 @@ def _existing(session: Session, table, key_cols: Sequence[str], keys: list, *, l
     cols = [table.c[c] for c in key_cols]
     for start in range(0, len(keys), 2000):
         chunk = keys[start:start + 2000]
-        cond = among(session, cols[0], chunk) if len(cols) == 1 else sa.tuple_(*cols).in_(chunk)
+        cond = among(session, cols[0] if len(cols) == 1 else cols, chunk)
         stmt = sa.select(table).where(cond)
         if lock and session.bind.dialect.name == "postgresql":
             stmt = stmt.with_for_update()

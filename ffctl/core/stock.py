@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit
-from ffctl.core.bulk import (CopyRows, insert_rows, int_array, is_postgresql, keyed, sqlite_analyze_stale,
+from ffctl.core.bulk import (CopyRows, among, insert_rows, int_array, is_postgresql, keyed, sqlite_analyze_stale,
                               sqlite_working_set, time_texts)
 from ffctl.core.clock import local_date
 from ffctl.core.errors import Conflict, FfctlError, NotFound, PermissionDenied, UsageError
@@ -337,7 +337,7 @@ def _ensure_rows(session: Session, pairs: Iterable[tuple[str, str]]) -> None:
     existing: set[tuple[str, str]] = set()
     for part in _parts(session, sorted({s for s, _ in wanted})):
         existing.update(
-            (r[0], r[1]) for r in session.execute(sa.select(STOCK.c.sku, STOCK.c.warehouse).where(keyed(session, STOCK.c.sku, part)))
+            (r[0], r[1]) for r in session.execute(sa.select(STOCK.c.sku, STOCK.c.warehouse).where(among(session, STOCK.c.sku, part)))
         )
     missing = [{"sku": s, "warehouse": w, "on_hand": 0, "allocated": 0} for s, w in wanted if (s, w) not in existing]
     if not missing:
