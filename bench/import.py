@@ -327,7 +327,8 @@ NOTES = [
     "",
     "On PostgreSQL an import's key lookups are now a semi-join: 20,000 customers took 14.9 s, "
     "because the second batch's '= ANY(array)' scanned the rows the first had written against every "
-    "key; 1.6 s now.",
+    "key; 1.6 s now. Counts of stock (`import stock`, 20,000 rows of 5,000 SKUs in 4 warehouses, "
+    "outside this benchmark): 9.7 s -> 4.3 s, the same fix for (sku, warehouse) keys.",
     "",
     "Orders without a promised_ship_date get one from available-to-promise (`core.stock.promise_dates`). "
     "The import keeps one ATP ledger across its batches: each SKU's stock, receipts and open demand are "

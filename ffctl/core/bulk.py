@@ -164,7 +164,8 @@ def insert_rows(session: Session, table: str, columns: Sequence[str], rows: "Ite
     already be what SQLite stores (times as ``time_texts`` gives them). ``fixed``: columns with
     one value for every row (a status, a NULL, the batch's actor), given once instead of in each
     row: on SQLite they are literals in the statement, and each value bound per row costs about
-    as much as SQLite's own work for it (a NULL more: the driver looks for an adapter). An empty
+    as much as SQLite's own work for it (a NULL more: the driver looks for an adapter). On SQLite
+    the columns whose value is the same in every row are found and given once too. An empty
     list writes nothing."""
     if isinstance(rows, CopyRows):
         rows.write(session)
@@ -250,11 +251,16 @@ def keyed(session: Session, column, values: Iterable):
     literal; an IN list on SQLite."""
     values = list(values)
     if is_postgresql(session):
-        from sqlalchemy.dialects.postgresql import ARRAY
-
-        literal = int_array(values) if values and isinstance(values[0], int) else text_array(values)
-        return column == sa.any_(sa.cast(sa.bindparam(None, literal, type_=sa.Text), ARRAY(column.type)))
+        return column == sa.any_(_array(column, values))
     return column.in_(values)
+
+
+def _array(column, values: list):
+    """One array parameter of ``column``'s type, sent as one literal (PostgreSQL)."""
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    literal = int_array(values) if values and isinstance(values[0], int) else text_array(values)
+    return sa.cast(sa.bindparam(None, literal, type_=sa.Text), ARRAY(column.type))
 
 
 def among(session: Session, column, values: Iterable):
@@ -268,15 +274,9 @@ def among(session: Session, column, values: Iterable):
     columns = tuple(column) if isinstance(column, (tuple, list)) else (column,)
     if not is_postgresql(session):
         return column.in_(values) if len(columns) == 1 else sa.tuple_(*columns).in_(values)
-    from sqlalchemy.dialects.postgresql import ARRAY
-
-    def array(col, items: list):
-        literal = int_array(items) if items and isinstance(items[0], int) else text_array(items)
-        return sa.cast(sa.bindparam(None, literal, type_=sa.Text), ARRAY(col.type))
-
     if len(columns) == 1:
-        return columns[0].in_(sa.select(sa.func.unnest(array(columns[0], values))).scalar_subquery())
-    keys = sa.func.unnest(*[array(c, [v[i] for v in values]) for i, c in enumerate(columns)])
+        return columns[0].in_(sa.select(sa.func.unnest(_array(columns[0], values))).scalar_subquery())
+    keys = sa.func.unnest(*[_array(c, [v[i] for v in values]) for i, c in enumerate(columns)])
     keys = keys.table_valued(*[f"k{i}" for i in range(len(columns))]).render_derived()
     return sa.tuple_(*columns).in_(sa.select(*keys.c))
 
