@@ -77,3 +77,12 @@ def test_among_finds_exactly_the_given_keys(store):
         first = s.execute(sa.select(sa.func.min(table.c.id))).scalar_one()
         ids = s.execute(sa.select(table.c.id).where(bulk.among(s, table.c.id, [first, first + 1, 10**9]))).scalars()
         assert sorted(ids) == [first, first + 1]
+
+
+def test_shared_columns_look_at_every_row():
+    rows = [("a", None, 1), ("a", None, 2), ("b", None, 1), ("a", None, 9), ("a", None, 1)]
+    columns, kept, shared = bulk._shared_columns(("x", "y", "z"), rows)
+    assert shared == {"y": None} and columns == ["x", "z"]
+    assert kept == [(r[0], r[2]) for r in rows]
+    columns, kept, shared = bulk._shared_columns(("x", "y"), [("a", None), ("b", None)])
+    assert (columns, kept, shared) == (["x"], [("a",), ("b",)], {"y": None})

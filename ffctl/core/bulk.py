@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime, timezone
+from operator import itemgetter
 from typing import Callable, Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
@@ -198,20 +199,28 @@ def _shared_columns(columns: Sequence[str], rows) -> tuple[Sequence[str], list, 
     ``insert_rows`` gives them once: the planned rows of a workflow move or an audit write repeat
     their actor, wall time and a few NULLs in every row."""
     rows = rows if isinstance(rows, list) else list(rows)
-    if len(rows) < 2 or not columns:
+    n = len(rows)
+    if n < 2 or not columns:
         return columns, rows, {}
-    by_column = list(zip(*rows))
+    first_row, middle, last = rows[0], rows[n // 2], rows[-1]
     same = {}
-    for name, values in zip(columns, by_column):
-        first = values[0]
-        if values.count(first) == len(values) and all(v.__class__ is first.__class__ for v in values):
+    for i, name in enumerate(columns):
+        first = first_row[i]
+        if middle[i] != first or last[i] != first:  # most columns differ: told apart by three rows
+            continue
+        values = list(map(itemgetter(i), rows))
+        # equal to None or to a str means of that type; 1 == True == 1.0 needs the types checked
+        if values.count(first) == n and (first is None or first.__class__ is str
+                                         or len(set(map(type, values))) == 1):
             same[name] = first
     if not same:
         return columns, rows, {}
     keep = [i for i, name in enumerate(columns) if name not in same]
     if not keep:  # every column shared: rows that differ in nothing still need one bound value each
         keep, same = [0], {k: v for k, v in same.items() if k != columns[0]}
-    return [columns[i] for i in keep], list(zip(*[by_column[i] for i in keep])), same
+    pick = itemgetter(*keep)
+    kept = [(pick(r),) for r in rows] if len(keep) == 1 else list(map(pick, rows))
+    return [columns[i] for i in keep], kept, same
 
 
 def _sqlite_literal(value) -> str | None:
