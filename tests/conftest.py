@@ -147,7 +147,8 @@ class Workspace:
     db_url: str
     config_path: Path
 
-    def run(self, *args: str, now: str | None = None, user: str | None = None, input: str | None = None):
+    def run(self, *args: str, now: str | None = None, user: str | None = None, input: str | None = None,
+            columns: int = 200):
         from typer.testing import CliRunner
 
         from ffctl.cli import app
@@ -158,7 +159,7 @@ class Workspace:
             "FFCTL_NOW": now,
             "FFCTL_USER": user or "admin_user",
             "FFCTL_DEBUG": None,
-            "COLUMNS": "200",
+            "COLUMNS": str(columns),
         }
         return CliRunner().invoke(app, [str(a) for a in args], env=env, input=input)
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ffctl.core.durations import format_duration, parse_duration
+from ffctl.core.durations import approx_duration, format_duration, parse_duration
 
 
 @pytest.mark.parametrize(
@@ -83,3 +83,21 @@ def test_parse_sums_the_units_and_format_gives_the_canonical_form(parts: tuple[i
     expected = sum((amount or 0) * size for amount, size in zip(parts, (86400, 3600, 60, 1)))
     assert parse_duration(text) == expected
     assert parse_duration(format_duration(expected)) == expected
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (45, "45s"), (90, "1m30s"), (3599, "59m59s"), (9000, "2h30m"), (172799, "2d"),
+     (150183109, "1738d6h"), (-5400, "-1h30m"), (93784, "1d2h")],
+)
+def test_approx_duration_keeps_the_two_largest_units(seconds: int, text: str) -> None:
+    assert approx_duration(seconds) == text
+
+
+@given(st.integers(min_value=0, max_value=10**9))
+def test_approx_duration_is_off_by_at_most_half_its_second_unit(seconds: int) -> None:
+    text = approx_duration(seconds)
+    assert sum(unit in text for unit in "dhms") <= 2
+    sizes = [86400, 3600, 60, 1]
+    largest = next((i for i, size in enumerate(sizes) if seconds >= size), 3)
+    assert abs(parse_duration(text) - seconds) <= sizes[min(largest + 1, 3)] // 2

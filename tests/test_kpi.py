@@ -366,6 +366,29 @@ def test_cli_json_csv_and_table(workspace):
     assert json.loads(r.stdout)[0]["node"] == "credit_review"
 
 
+def test_tables_fit_an_80_column_terminal_without_cutting_names(workspace):
+    from rich.cells import cell_len
+
+    insert_history(workspace.store())
+    names = ("order_confirmation_minutes", "allocation_minutes", "on_time_shipping", "sla_attainment")
+    for args in (("report", "kpi"), ("report", "kpi", "--by", "region"), ("report", "sla"), ("sla", "status")):
+        r = workspace.run(*args, "--format", "table", now=NOW_TEXT, columns=80)
+        assert r.exit_code == 0, r.output
+        assert "…" not in r.stdout, r.stdout
+        assert max(cell_len(line) for line in r.stdout.splitlines()) <= 80, r.stdout
+        rows = r.stdout.split()
+        if args[1] == "kpi":
+            assert all(name in rows for name in names), r.stdout
+        else:
+            assert {"credit_review", "wave_pick"} <= {w.strip("*") for w in rows}, r.stdout
+    r = workspace.run("report", "kpi", "--format", "table", now=NOW_TEXT, columns=80)
+    assert "┃" not in r.stdout  # the bar column makes way for the names
+    r = workspace.run("report", "sla", "--format", "table", now=NOW_TEXT, columns=80)
+    assert "Not shown, for the terminal's width: owner" in r.stdout
+    r = workspace.run("report", "sla", "--format", "table", now=NOW_TEXT, columns=200)
+    assert "owner" in r.stdout and "Not shown" not in r.stdout
+
+
 def test_cli_refuses_bad_options(workspace):
     r = workspace.run("report", "kpi", "--by", "planet")
     assert r.exit_code == 2

@@ -26,6 +26,28 @@ def test_table_prints_cells_as_data_and_aligns_cjk(capsys, monkeypatch):
     assert len({cell_len(line) for line in lines}) == 1  # every row as wide as the header: CJK aligned
 
 
+def test_a_narrow_terminal_wraps_words_whole_and_keeps_ids_whole(capsys, monkeypatch):
+    rows = [{"order_id": f"SO{i:06d}", "node": "credit_review", "customer": "马超静机械厂有限公司", "qty": 12345,
+             "at": datetime(2026, 11, 25, 1, 0, tzinfo=timezone.utc), "note": "waiting for the customer's answer"}
+            for i in range(3)]
+    columns = [Column("order_id", "order"), Column("node"), Column("customer"), Column("qty", "qty ordered", justify="right"),
+               Column("at", "entered"), Column("note")]
+    monkeypatch.setenv("COLUMNS", "200")
+    render(rows, columns, "table", tz="Asia/Shanghai")
+    assert "│" in capsys.readouterr().out  # wide enough: the ruled table
+
+    monkeypatch.setenv("COLUMNS", "72")
+    render(rows, columns, "table", tz="Asia/Shanghai")
+    out = capsys.readouterr().out
+    from rich.cells import cell_len
+
+    assert max(cell_len(line) for line in out.splitlines()) <= 72
+    words = out.split()
+    for whole in ("SO000000", "SO000002", "credit_review", "2026-11-25", "09:00", "12345", "customer's"):
+        assert whole in words, out  # every word on one line, none cut at the column's edge (Chinese may
+        # break between any two characters, as it does in print)
+
+
 def test_csv_neutralises_formulas_but_not_numbers(capsys):
     render(ROWS, COLUMNS, "csv", tz="Asia/Shanghai")
     out = capsys.readouterr().out.splitlines()

@@ -115,18 +115,94 @@ def render(
         if not rows:
             message(empty)
             return
-        console = get_console()
-        from rich.table import Table
         from rich.text import Text
 
-        table = Table(title=title, header_style="bold", show_lines=False)
-        for c in columns:
-            table.add_column(c.title, justify=c.justify, style=c.style, overflow="fold")
-        for row in rows:
-            # plain cells are data, not Rich markup: "[b2b]" must print as typed
-            table.add_row(*[(c.show(row.get(c.key)) if c.show else Text(table_cell(row.get(c.key), tz)))
-                            for c in columns])
-        console.print(table)
+        # plain cells are data, not Rich markup: "[b2b]" must print as typed
+        cells = [[(c.show(row.get(c.key)) if c.show else Text(table_cell(row.get(c.key), tz))) for c in columns]
+                 for row in rows]
+
+        def build(layout: str):
+            compact = layout != "ruled"
+            table = new_table(compact, title=title)
+            for i, c in enumerate(columns):
+                # narrow: numeric headers ("on hold") take two lines; compact: the first column (the
+                # row's id: order, SKU, task) is never folded; the other cells fold if they must
+                header = c.title.replace(" ", "\n") if layout == "narrow" and c.justify == "right" else c.title
+                table.add_column(header, justify=c.justify, style=c.style, overflow="fold", no_wrap=compact and i == 0)
+            for row in cells:
+                table.add_row(*row)
+            return table
+
+        print_fitted(build, ("ruled", "compact", "narrow"))
+
+
+def new_table(compact: bool, **kwargs):
+    """A Rich table in ffctl's style; ``compact`` drops the vertical rules and edge padding."""
+    from rich import box
+    from rich.table import Table
+
+    kwargs.setdefault("header_style", "bold")
+    kwargs.setdefault("title_justify", "left")
+    if compact:
+        kwargs.update(box=box.SIMPLE_HEAVY, collapse_padding=True, pad_edge=False)
+    return Table(**kwargs)
+
+
+def print_fitted(build: Callable[[Any], Any], layouts: Sequence[Any] = (False, True)) -> Any:
+    """Print ``build(layout)`` for the first of ``layouts`` that fits the terminal and return that
+    layout. A compact table (``pad_edge=False``) also fits when its columns can share the width
+    with no word cut; when none fits, the last layout is printed and Rich folds what it must. The
+    default layouts: the normal table, else the compact one, so that on an 80-column terminal an
+    order id or node name stays whole instead of being folded or cut to ``credit_revi…``.
+    """
+    from rich.measure import Measurement
+
+    console = get_console()
+    wide = console.options.update_width(10_000)
+    for n, layout in enumerate(layouts, 1):
+        table = build(layout)
+        natural = Measurement.get(console, wide, table).maximum
+        if natural <= console.width:
+            break
+        if table.pad_edge is False and _share_width(console, table, natural, last=n == len(layouts)):
+            break
+    console.print(table)
+    return layout
+
+
+def _share_width(console, table, natural: int, *, last: bool) -> bool:
+    """Narrow ``table`` to the terminal by shrinking its widest columns first, none below its
+    longest word, so that words wrap whole ("2026-10-27" over "12:25") instead of Rich's even cut
+    through every column ("2026-10-" over "27 12:25"). False when even the longest words do not
+    fit; for the ``last`` layout, columns are first brought to one space apart (as ps and ls -l
+    have them), and what still does not fit is left to Rich's folding.
+    """
+    from rich.measure import Measurement
+
+    wide = console.options.update_width(10_000)
+    spans = []
+    for column in table.columns:
+        cells = [column.header, *column.cells]
+        most = max(Measurement.get(console, wide, c).maximum for c in cells)
+        spans.append((most if column.no_wrap else max(Measurement.get(console, wide, c).minimum for c in cells), most))
+    least_total, most_total = sum(least for least, _ in spans), sum(most for _, most in spans)
+    room = console.width - (natural - most_total)
+    if least_total > room and last and table.padding[1]:
+        table.padding = (0, 0)
+        room = console.width - (Measurement.get(console, wide, table).maximum - most_total)
+    if least_total > room:
+        return False
+
+    def used(level: int) -> int:
+        return sum(max(least, min(most, level)) for least, most in spans)
+
+    level = max(most for _least, most in spans)
+    while level > 1 and used(level) > room:  # the highest cap that fits; a few hundred steps at most
+        level -= 1
+    for column, (least, most) in zip(table.columns, spans):
+        if not column.no_wrap:
+            column.width = max(least, min(most, level))
+    return True
 
 
 def render_object(obj: dict, fmt, *, tz: str, table: Callable[[dict], None]) -> None:

@@ -14,12 +14,12 @@ STATE_STYLES = {"on_track": "green", "at_risk": "yellow", "breached": "bold red"
 
 
 def left_text(seconds) -> str:
-    """Business time left, for people: '1h30m left' / '25m late'."""
-    from ffctl.core.durations import format_duration
+    """Business time left, for people: '1h30m left' / '25m late' (two units at most: '29d21h late')."""
+    from ffctl.core.durations import approx_duration
 
     if seconds is None:
         return "-"
-    return f"{format_duration(seconds)} left" if seconds >= 0 else f"{format_duration(-seconds)} late"
+    return f"{approx_duration(seconds)} left" if seconds >= 0 else f"{approx_duration(-seconds)} late"
 
 
 def state_text(state) -> str:

@@ -186,45 +186,50 @@ def bar(actual, target, unit: str, met, width: int = 20):
 
 
 def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
-    from rich.table import Table
-
-    from ffctl.commands._output import get_console, message
-    from ffctl.core.durations import format_duration
+    from ffctl.commands._output import get_console, message, new_table, print_fitted
+    from ffctl.core.durations import approx_duration
     from ffctl.core.kpi import percent_decimals
 
     kpis = [r for r in rows if r["kpi"] != "bottleneck"]
     if not kpis:
         message(f"No orders: {_describe_period(period, tz)}.")
         return
-    console = get_console()
-    table = Table(title=f"Fulfillment KPIs — {_describe_period(period, tz)}", header_style="bold", title_justify="left")
-    table.add_column("KPI")
-    if by:
-        table.add_column(by)
-    for name in ("actual", "p90", "target", "gap", "count"):
-        table.add_column(name, justify="right")
-    table.add_column("vs target (┃)")
-    previous = None
-    for r in kpis:
-        first = r["kpi"] != previous
-        if first and previous is not None and by:
-            table.add_section()
-        previous = r["kpi"]
-        style = "red" if r["met"] is False else None
-        cells = [r["kpi"] if first or not by else ""]
+
+    def build(compact: bool):
+        # compact (a narrow terminal): no bar, so the KPI names stay whole; red still marks a miss
+        table = new_table(compact, title=f"Fulfillment KPIs — {_describe_period(period, tz)}")
+        table.add_column("KPI", no_wrap=compact)
         if by:
-            cells.append("-" if r["group"] is None else str(r["group"]))
-        digits = percent_decimals(r["actual"], r["target"])
-        cells += [
-            value_text(r["actual"], r["unit"], digits),
-            value_text(r["p90"], r["unit"]) if r["unit"] != "rate" else "",
-            value_text(r["target"], r["unit"], digits),
-            gap_text(r["gap"], r["unit"], digits),
-            f"{r['count']:,}",
-            bar(r["actual"], r["target"], r["unit"], r["met"]),
-        ]
-        table.add_row(*cells, style=style)
-    console.print(table)
+            table.add_column(by)
+        for name in ("actual", "p90", "target", "gap", "count"):
+            table.add_column(name, justify="right")
+        if not compact:
+            table.add_column("vs target (┃)")
+        previous = None
+        for r in kpis:
+            first = r["kpi"] != previous
+            if first and previous is not None and by:
+                table.add_section()
+            previous = r["kpi"]
+            style = "red" if r["met"] is False else None
+            cells = [r["kpi"] if first or not by else ""]
+            if by:
+                cells.append("-" if r["group"] is None else str(r["group"]))
+            digits = percent_decimals(r["actual"], r["target"])
+            cells += [
+                value_text(r["actual"], r["unit"], digits),
+                value_text(r["p90"], r["unit"]) if r["unit"] != "rate" else "",
+                value_text(r["target"], r["unit"], digits),
+                gap_text(r["gap"], r["unit"], digits),
+                f"{r['count']:,}",
+            ]
+            if not compact:
+                cells.append(bar(r["actual"], r["target"], r["unit"], r["met"]))
+            table.add_row(*cells, style=style)
+        return table
+
+    print_fitted(build)
+    console = get_console()
     console.print("[dim]gap = actual - target; red: the target is missed. Times are medians (p90 beside).[/dim]")
     for b in (r for r in rows if r["kpi"] == "bottleneck"):
         if b["node"] is None:
@@ -233,44 +238,49 @@ def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
             console.print(
                 f"[bold]Bottleneck: {b['node']}[/bold] — {b['breach_share'] * 100:.0f}% of breaches "
                 f"({b['count']:,}), {b['over_sla_share'] * 100:.0f}% of time over SLA "
-                f"({format_duration(b['over_sla_seconds'])})"
+                f"({approx_duration(b['over_sla_seconds'])})"
             )
 
 
 def _sla_table(rows: list[dict], period, tz: str) -> None:
-    from rich.table import Table
-
-    from ffctl.commands._output import get_console, message
-    from ffctl.core.durations import format_duration
+    from ffctl.commands._output import get_console, message, new_table, print_fitted
+    from ffctl.core.durations import approx_duration, format_duration
 
     if not rows:
         message(f"No node visits: {_describe_period(period, tz)}.")
         return
 
     def dur(seconds):
-        return "-" if seconds is None else format_duration(seconds)
+        return "-" if seconds is None else approx_duration(seconds)
 
-    from rich import box
+    columns = (("node", "left"), ("owner", "left"), ("done", "right"), ("in SLA", "right"),
+               ("attainment", "right"), ("p50", "right"), ("p90", "right"), ("SLA", "right"),
+               ("breaches", "right"), ("esc.", "right"), ("auto", "right"), ("over SLA", "right"))
+    # on a narrow terminal, the columns least needed to find the bottleneck go first
+    layouts = ((), ("owner",), ("owner", "in SLA"), ("owner", "in SLA", "esc.", "auto"))
 
-    table = Table(title=f"SLA per node — {_describe_period(period, tz)}", header_style="bold", title_justify="left",
-                  box=box.SIMPLE_HEAVY, collapse_padding=True, pad_edge=False)
-    for name, justify in (("node", "left"), ("owner", "left"), ("done", "right"), ("in SLA", "right"),
-                          ("attainment", "right"), ("p50", "right"), ("p90", "right"),
-                          ("SLA", "right"), ("breaches", "right"), ("esc.", "right"), ("auto", "right"),
-                          ("over SLA", "right")):
-        table.add_column(name, justify=justify, no_wrap=True)
-    for r in rows:
-        style = "red" if r["met"] is False else None
-        node = f"{r['node']} *" if r["bottleneck"] else r["node"]
-        table.add_row(
-            node, r["owner"] or "(auto)", f"{r['completed']:,}", f"{r['within_sla']:,}",
-            value_text(r["attainment"], "rate"),
-            dur(r["p50_seconds"]), dur(r["p90_seconds"]), dur(r["sla_seconds"]),
-            f"{r['breaches']:,}", f"{r['escalations']:,}", f"{r['auto_actions']:,}", dur(r["over_sla_seconds"]),
-            style=style,
-        )
+    def build(hidden: tuple[str, ...]):
+        table = new_table(True, title=f"SLA per node — {_describe_period(period, tz)}")
+        shown = [i for i, (name, _justify) in enumerate(columns) if name not in hidden]
+        for i in shown:
+            table.add_column(columns[i][0], justify=columns[i][1], no_wrap=True)
+        for r in rows:
+            style = "red" if r["met"] is False else None
+            node = f"{r['node']} *" if r["bottleneck"] else r["node"]
+            cells = (
+                node, r["owner"] or "(auto)", f"{r['completed']:,}", f"{r['within_sla']:,}",
+                value_text(r["attainment"], "rate"),
+                dur(r["p50_seconds"]), dur(r["p90_seconds"]), "-" if r["sla_seconds"] is None else format_duration(r["sla_seconds"]),
+                f"{r['breaches']:,}", f"{r['escalations']:,}", f"{r['auto_actions']:,}", dur(r["over_sla_seconds"]),
+            )
+            table.add_row(*(cells[i] for i in shown), style=style)
+        return table
+
+    hidden = print_fitted(build, layouts)
     console = get_console()
-    console.print(table)
+    if hidden:
+        console.print(f"[dim]Not shown, for the terminal's width: {', '.join(hidden)} "
+                      "(a wider terminal or --format csv shows every column).[/dim]")
     worst = next((r["node"] for r in rows if r["bottleneck"]), None)
     if worst:
         console.print(f"[bold]* bottleneck: {worst}[/bold] (largest share of breaches and time over SLA)")

@@ -13,7 +13,7 @@ from html import escape
 from typing import Any, Sequence
 
 from ffctl.core.clock import local
-from ffctl.core.durations import format_duration
+from ffctl.core.durations import approx_duration, format_duration
 from ffctl.core.kpi import (ALL, KPIS, Period, breaches_by_owner, cycle_time_histogram, kpi_report, nice_step,
                             percent_decimals, sla_report)
 
@@ -300,7 +300,7 @@ def _bottleneck_card(row: dict | None) -> str:
         body = (f'<div class="big">{escape(row["node"])}</div>'
                 f'<div class="meta"><span>{row["breach_share"] * 100:.0f}% of breaches ({row["count"]:,})</span></div>'
                 f'<div class="meta"><span>{row["over_sla_share"] * 100:.0f}% of time over SLA '
-                f'({escape(format_duration(row["over_sla_seconds"]))})</span></div>')
+                f'({escape(approx_duration(row["over_sla_seconds"]))})</span></div>')
     return ('<div class="card bottleneck"><div class="name">Bottleneck</div>'
             '<div class="def">largest share of breaches and time over SLA</div>' + body + "</div>")
 
@@ -367,13 +367,13 @@ def render_dashboard(data: dict, *, tz: str, now: datetime, period: Period) -> s
         tag = '<span class="tag">bottleneck</span>' if n["bottleneck"] else ""
 
         def d(s):
-            return "–" if s is None else format_duration(s)
+            return "–" if s is None else approx_duration(s)
 
         table_rows.append(
             f'<tr class="{cls}"><td>{escape(n["node"])}{tag}</td><td>{escape(n["owner"] or "(auto)")}</td>'
             f'<td>{n["completed"]:,}</td><td>{n["within_sla"]:,}</td>'
             f'<td class="att">{_value(n["attainment"], "rate")}</td>'
-            f'<td>{d(n["p50_seconds"])}</td><td>{d(n["p90_seconds"])}</td><td>{d(n["sla_seconds"])}</td>'
+            f'<td>{d(n["p50_seconds"])}</td><td>{d(n["p90_seconds"])}</td><td>{"–" if n["sla_seconds"] is None else format_duration(n["sla_seconds"])}</td>'
             f'<td>{n["breaches"]:,}</td><td>{n["escalations"]:,}</td><td>{n["auto_actions"]:,}</td>'
             f'<td>{d(n["over_sla_seconds"])}</td></tr>'
         )

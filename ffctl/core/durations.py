@@ -45,3 +45,18 @@ def format_duration(seconds: int | float) -> str:
         if amount:
             parts.append(f"{amount}{unit}")
     return ("-" if seconds < 0 else "") + "".join(parts)
+
+
+def approx_duration(seconds: int | float, units: int = 2) -> str:
+    """``seconds`` to its ``units`` largest units, rounded: ``1738d4h``, ``2h30m``, ``45s``.
+
+    For figures a person reads at a glance (report medians, totals over SLA), where
+    ``1738d3h31m49s`` would be exact and unreadable. Config and audit texts use
+    :func:`format_duration`.
+    """
+    whole = int(abs(seconds) + 0.5)
+    sizes = [size for _unit, size in _UNIT_SECONDS]
+    first = next((i for i, size in enumerate(sizes) if whole >= size), len(sizes) - 1)
+    step = sizes[min(first + units - 1, len(sizes) - 1)]
+    rounded = (whole + step // 2) // step * step
+    return format_duration(-rounded if seconds < 0 else rounded)
