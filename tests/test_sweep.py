@@ -223,6 +223,22 @@ def test_escalate_adds_the_next_role_up_and_says_how_late_and_who_had_it(store, 
     assert rows(store, "SELECT recipient FROM notification ORDER BY id DESC LIMIT 2") == [("cat",), ("cat",)]
 
 
+def test_escalations_caught_up_in_one_sweep_keep_the_chain_order(store, cfg):
+    """A sweep after an outage fires both escalate steps at once: the task is with clerk, then lead,
+    then boss (the chain's order, not the alphabet's), wherever assignees are listed."""
+    from ffctl.core import inbox, workflow
+
+    (oid,) = add_orders(store, cfg, 1)
+    r = sweep(store, cfg, T0 + timedelta(hours=3))
+    escalations = [i["detail"] for i in r.items if i["what"] == "escalate"]
+    assert "escalated to lead" in escalations[0] and "escalated to boss" in escalations[1]
+    with store.session() as s:
+        task = workflow.current_task(s, oid)
+        assert workflow.assignees(s, task) == ["clerk", "lead", "boss"]
+        (listed,) = [t for t in inbox.list_tasks(s, cfg, T0 + timedelta(hours=3))[0] if t["order_id"] == oid]
+    assert listed["assignees"] == ["clerk", "lead", "boss"]
+
+
 def test_notify_step_reaches_its_recipients_and_the_orders_sales_rep(store, cfg):
     add_orders(store, cfg, 1)
     r = sweep(store, cfg, T0 + timedelta(hours=4))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable
 
 import sqlalchemy as sa
@@ -413,7 +413,10 @@ def _escalate(ctx: _Context, work: _TaskWork, due: _Due) -> None:
         role = chain[work.escalation_level]
         work.escalation_level += 1
         work.roles.append(role)
-        ctx.assignees.append({"task_id": row.id, "role": role, "reason": "escalation", "added_at": ctx.now})
+        # a sweep that catches up fires several escalations of a task at once: a microsecond per
+        # level keeps them in the chain's order wherever assignees are listed by added_at
+        ctx.assignees.append({"task_id": row.id, "role": role, "reason": "escalation",
+                              "added_at": ctx.now + timedelta(microseconds=work.escalation_level)})
         detail = f"{_step_words(ctx, work, due)}: escalated to {role}; {late} late in business time; had by {had}"
         body = (f"Order {row.order_id} at {row.node} is escalated to you ({role}): it is {late} past its deadline "
                 f"{ctx.when(work.deadline)} in business time, and was with {had}.")
