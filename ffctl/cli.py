@@ -92,6 +92,12 @@ def _report(exc: Exception) -> None:
         raise typer.Exit(exc.exit_code)
     if isinstance(exc, KeyboardInterrupt):
         raise typer.Exit(130)
+    if isinstance(exc, BrokenPipeError):
+        # the reader stopped reading (`ffctl order list | head`): end quietly, as cat and grep do;
+        # stdout goes to /dev/null so that Python's own flush at exit does not fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise typer.Exit(1)
     from ffctl.core.errors import mask_url
 
     _stderr(f"Error: unexpected {exc.__class__.__name__}: {mask_url(str(exc)).splitlines()[0] if str(exc) else ''}")

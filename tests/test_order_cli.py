@@ -219,3 +219,28 @@ def test_unflag(ws):
     assert r.exit_code == 1
     assert "no standing flag 'shipping_exception'" in r.stderr
     assert ws.run("order", "unflag", "NOPE", "x", now=NOW).stderr.strip() == "Error: no order 'NOPE'"
+
+
+def test_a_reader_that_stops_early_gets_no_error(workspace):
+    """`ffctl order list | head -1`: when the reader closes the pipe, ffctl ends quietly (exit 1,
+    nothing on stderr), not with 'unexpected BrokenPipeError ... this is a bug'."""
+    import os
+    import subprocess
+    import sys
+
+    from test_rules import seed_orders
+
+    store = workspace.store()
+    with store.session(write=True) as s:  # ~300 KB of CSV: more than a pipe holds
+        seed_orders(s, *({"order_id": f"SO{i:06d}", "node": "credit_review"} for i in range(4000)))
+    store.dispose()
+    env = dict(os.environ, FFCTL_CONFIG=str(workspace.config_path), FFCTL_DB=workspace.db_url, FFCTL_NOW=NOW)
+    env.pop("FFCTL_DEBUG", None)
+    for fmt in ("csv", "json"):
+        proc = subprocess.Popen([sys.executable, "-m", "ffctl", "order", "list", "--limit", "0", "--format", fmt],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        first = proc.stdout.readline()
+        proc.stdout.close()
+        stderr = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 1 and stderr == "", stderr
+        assert first.startswith(b"order_id," if fmt == "csv" else b"[")
