@@ -48,6 +48,26 @@ def test_a_narrow_terminal_wraps_words_whole_and_keeps_ids_whole(capsys, monkeyp
         # break between any two characters, as it does in print)
 
 
+def test_a_terminal_too_narrow_for_every_word_leaves_out_the_columns_marked_to_go_first(capsys, monkeypatch):
+    rows = [{"order_id": "SO000001", "node": "credit_review", "owner": "finance_reviewer",
+             "assignees": "finance_reviewer, finance_manager", "deadline": "2026-11-25 09:30", "state": "breached"}]
+    columns = [Column("order_id", "order"), Column("node"), Column("owner", narrow_drop=1), Column("assignees"),
+               Column("deadline", narrow_drop=2), Column("state")]
+    monkeypatch.setenv("COLUMNS", "66")  # the longest words of all but owner, two spaces apart
+    render(rows, columns, "table", tz="UTC")
+    out, err = capsys.readouterr()
+    words = out.split()
+    assert "finance_reviewer," in words and "credit_review" in words and "deadline" in words
+    assert "owner" not in words
+    assert err.startswith("Not shown, for the terminal's width: owner (")
+    monkeypatch.setenv("COLUMNS", "200")
+    render(rows, columns, "table", tz="UTC")
+    out, err = capsys.readouterr()
+    assert "owner" in out and err == ""
+    render(rows, columns, "csv", tz="UTC")
+    assert capsys.readouterr().out.startswith("order_id,node,owner,assignees,deadline,state")
+
+
 def test_csv_neutralises_formulas_but_not_numbers(capsys):
     render(ROWS, COLUMNS, "csv", tz="Asia/Shanghai")
     out = capsys.readouterr().out.splitlines()

@@ -27,6 +27,7 @@ class Column:
     justify: str = "left"  # left | right | center
     style: str | None = None
     show: Callable[[Any], str] | None = None  # table-only rendering of the value
+    narrow_drop: int = 0  # on a terminal too narrow for every column: left out 1st, 2nd, ... (0: never)
 
     @property
     def title(self) -> str:
@@ -121,19 +122,29 @@ def render(
         cells = [[(c.show(row.get(c.key)) if c.show else Text(table_cell(row.get(c.key), tz))) for c in columns]
                  for row in rows]
 
-        def build(layout: str):
-            compact = layout != "ruled"
+        droppable = sorted((c.narrow_drop, i) for i, c in enumerate(columns) if c.narrow_drop)
+        layouts = [("ruled", 0), ("compact", 0), ("narrow", 0)] + [("narrow", k + 1) for k in range(len(droppable))]
+
+        def build(layout: tuple[str, int]):
+            style, dropped = layout
+            hidden = {i for _, i in droppable[:dropped]}
+            compact = style != "ruled"
             table = new_table(compact, title=title)
             for i, c in enumerate(columns):
+                if i in hidden:
+                    continue
                 # narrow: numeric headers ("on hold") take two lines; compact: the first column (the
                 # row's id: order, SKU, task) is never folded; the other cells fold if they must
-                header = c.title.replace(" ", "\n") if layout == "narrow" and c.justify == "right" else c.title
+                header = c.title.replace(" ", "\n") if style == "narrow" and c.justify == "right" else c.title
                 table.add_column(header, justify=c.justify, style=c.style, overflow="fold", no_wrap=compact and i == 0)
             for row in cells:
-                table.add_row(*row)
+                table.add_row(*(cell for i, cell in enumerate(row) if i not in hidden))
             return table
 
-        print_fitted(build, ("ruled", "compact", "narrow"))
+        _style, dropped = print_fitted(build, layouts)
+        if dropped:
+            names = ", ".join(columns[i].title for _, i in droppable[:dropped])
+            message(f"Not shown, for the terminal's width: {names} (a wider terminal or --format csv shows every column).")
 
 
 def new_table(compact: bool, **kwargs):

@@ -71,10 +71,10 @@ def list_(
         rows, truncated = list_orders(s, cfg, st.now(), node=node, status=status, at_risk=at_risk,
                                       breached=breached, flag=flag, limit=limit)
     columns = [
-        Column("order_id", "order"), Column("customer"), Column("status"), Column("node"),
-        Column("state", show=state_text), Column("deadline"),
+        Column("order_id", "order"), Column("customer", narrow_drop=3), Column("status"), Column("node"),
+        Column("state", show=state_text), Column("deadline", narrow_drop=2),
         Column("seconds_left", "time left", justify="right", show=left_text),
-        Column("flags"), Column("promised_ship_date", "promised"),
+        Column("flags"), Column("promised_ship_date", "promised", narrow_drop=1),
     ]
     render(for_table(rows, fmt), columns, fmt, tz=st.tz, empty="No orders match.")
     if truncated:

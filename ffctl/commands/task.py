@@ -40,8 +40,8 @@ def list_(
                                      breached=breached, limit=limit)
     columns = [
         Column("order_id", "order"), Column("node"),
-        Column("owner"), Column("assignees"),
-        Column("entered_at", "entered"), Column("deadline"), Column("state", show=state_text),
+        Column("owner", narrow_drop=1), Column("assignees"),  # assignees begin with the owner
+        Column("entered_at", "entered", narrow_drop=2), Column("deadline"), Column("state", show=state_text),
         Column("seconds_left", "time left", justify="right", show=left_text),
     ]
     render(for_table(rows, fmt), columns, fmt, tz=st.tz, empty="No open tasks match.")
