@@ -23,6 +23,7 @@ from typing import Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ffctl.core import audit
 from ffctl.core.bulk import CopyRows, insert_rows, is_postgresql, keyed, text_array, time_texts
@@ -363,7 +364,10 @@ def _close(session: Session, task: Task, *, status: str, outcome: str, at: datet
     ).rowcount
     if not done:
         raise Conflict(f"order {task.order_id}: node {task.node} was closed by someone else just now; nothing was changed")
-    session.expire(task)
+    # the object now says what the UPDATE wrote, without reading the row back or marking it dirty
+    for name, value in (("status", status), ("outcome", outcome), ("completed_at", at), ("completed_by", actor),
+                        ("note", note), ("next_action_at", None)):
+        set_committed_value(task, name, value)
 
 
 def _sla_words(cfg, task: Task, at: datetime) -> str:
