@@ -277,10 +277,10 @@ def _sla_table(rows: list[dict], period, tz: str) -> None:
         return table
 
     hidden = print_fitted(build, layouts)
-    console = get_console()
     if hidden:
-        console.print(f"[dim]Not shown, for the terminal's width: {', '.join(hidden)} "
-                      "(a wider terminal or --format csv shows every column).[/dim]")
+        message(f"Not shown, for the terminal's width: {', '.join(hidden)} "
+                "(a wider terminal or --format csv shows every column).")
+    console = get_console()
     worst = next((r["node"] for r in rows if r["bottleneck"]), None)
     if worst:
         console.print(f"[bold]* bottleneck: {worst}[/bold] (largest share of breaches and time over SLA)")
