@@ -184,7 +184,10 @@ class _Sql:
     def _sqlite_shift(self, col: str) -> str:
         """A SQLite datetime modifier moving UTC ``col`` to local time (zone offsets as a CASE)."""
         if self._offsets is None:
-            lo, hi = self._session.execute(sa.text("SELECT MIN(created_at), MAX(created_at) FROM orders")).one()
+            # two subqueries: SQLite reads a lone MIN or MAX off ix_orders_created_at, but scans
+            # every order for both in one SELECT (0.35 s at 1M orders, on every refresh)
+            lo, hi = self._session.execute(sa.text(
+                "SELECT (SELECT MIN(created_at) FROM orders), (SELECT MAX(created_at) FROM orders)")).one()
             lo = UTCDateTime().process_result_value(lo, None) or self._now
             hi = UTCDateTime().process_result_value(hi, None) or self._now
             self._offsets = utc_offsets(self.tz, min(lo, self._now), max(hi, self._now) + timedelta(days=400))
