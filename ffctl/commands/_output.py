@@ -142,9 +142,14 @@ def render(
             return table
 
         _style, dropped = print_fitted(build, layouts)
-        if dropped:
-            names = ", ".join(columns[i].title for _, i in droppable[:dropped])
-            message(f"Not shown, for the terminal's width: {names} (a wider terminal or --format csv shows every column).")
+        say_not_shown([columns[i].title for _, i in droppable[:dropped]])
+
+
+def say_not_shown(names: Sequence[str]) -> None:
+    """Tell the person which columns a narrow terminal left out of a table (nothing if none)."""
+    if names:
+        message(f"Not shown, for the terminal's width: {', '.join(names)} "
+                "(a wider terminal or --format csv shows every column).")
 
 
 def new_table(compact: bool, **kwargs):
@@ -175,13 +180,13 @@ def print_fitted(build: Callable[[Any], Any], layouts: Sequence[Any] = (False, T
         natural = Measurement.get(console, wide, table).maximum
         if natural <= console.width:
             break
-        if table.pad_edge is False and _share_width(console, table, natural, last=n == len(layouts)):
+        if table.pad_edge is False and _share_width(console, wide, table, natural, last=n == len(layouts)):
             break
     console.print(table)
     return layout
 
 
-def _share_width(console, table, natural: int, *, last: bool) -> bool:
+def _share_width(console, wide, table, natural: int, *, last: bool) -> bool:
     """Narrow ``table`` to the terminal by shrinking its widest columns first, none below its
     longest word, so that words wrap whole ("2026-10-27" over "12:25") instead of Rich's even cut
     through every column ("2026-10-" over "27 12:25"). False when even the longest words do not
@@ -190,7 +195,6 @@ def _share_width(console, table, natural: int, *, last: bool) -> bool:
     """
     from rich.measure import Measurement
 
-    wide = console.options.update_width(10_000)
     spans = []
     for column in table.columns:
         cells = [column.header, *column.cells]

@@ -243,7 +243,7 @@ def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
 
 
 def _sla_table(rows: list[dict], period, tz: str) -> None:
-    from ffctl.commands._output import get_console, message, new_table, print_fitted
+    from ffctl.commands._output import get_console, message, new_table, print_fitted, say_not_shown
     from ffctl.core.durations import approx_duration, format_duration
 
     if not rows:
@@ -276,10 +276,7 @@ def _sla_table(rows: list[dict], period, tz: str) -> None:
             table.add_row(*(cells[i] for i in shown), style=style)
         return table
 
-    hidden = print_fitted(build, layouts)
-    if hidden:
-        message(f"Not shown, for the terminal's width: {', '.join(hidden)} "
-                "(a wider terminal or --format csv shows every column).")
+    say_not_shown(print_fitted(build, layouts))
     console = get_console()
     worst = next((r["node"] for r in rows if r["bottleneck"]), None)
     if worst:
