@@ -55,6 +55,8 @@ class LazyGroup(TyperGroup):
         module_name, attr = COMMANDS[cmd_name][0].split(":", 1)
         sub_app = getattr(importlib.import_module(module_name), attr)
         sub_app._add_completion = False  # completion belongs to the root only
+        # plain help, as the root's: Rich markup would eat "[schedule]" and show flags as "<bool>"
+        sub_app.rich_markup_mode = None
         command = typer.main.get_command(sub_app)
         command.name = cmd_name
         return command

@@ -31,7 +31,7 @@ def _walk(cmd, path: list[str], out: list[str], missing: list[str]) -> None:
         missing.append(name)
     out.append(f"## `{name}`\n")
     if text:
-        out.append(text.split("\f")[0].strip() + "\n")
+        out.append(text.split("\f")[0].replace("\b\n", "").strip() + "\n")  # \b: Click's "keep these lines"
     subs = getattr(cmd, "commands", None)
     if cmd.params and not (subs and path == ["ffctl"]):
         out.extend(_params(cmd))

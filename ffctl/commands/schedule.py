@@ -19,7 +19,11 @@ def tick(
 ) -> None:
     """Run each [schedule] job whose cron time has come since its last run, once.
 
-    Meant for cron every minute:  * * * * * ffctl --config /path/ffctl.toml schedule tick
+    Meant for cron every minute:
+
+    \b
+        * * * * *  ffctl --config /path/ffctl.toml schedule tick
+
     Missed runs coalesce into one; overlapping ticks never run a job twice for one cron time.
     Exit code 1 if a job failed (the others still run).
     """
