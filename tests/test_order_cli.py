@@ -180,7 +180,7 @@ def test_cancel_releases_reservations_and_closes_tasks(ws):
         stock.allocate(s, cfg, ["ALLOC"], at=t("2026-11-23 09:20"), actor="allocate", tz=cfg.timezone)
     r = ws.run("order", "cancel", "ALLOC", "--reason", "customer withdrew", now=NOW, user="oscar")
     assert r.exit_code == 0, r.stderr
-    assert r.stderr.strip() == "ALLOC: cancelled; released 1 reserved units."
+    assert r.stderr.strip() == "ALLOC: cancelled; released 1 reserved unit."
     with ws.db.session() as s:
         o = s.get(Order, "ALLOC")
         assert (o.status, o.node, o.cancelled_at) == ("cancelled", None, t("2026-11-23 09:25"))

@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 
 from ffctl.commands._common import AppState, format_option
+from ffctl.i18n import ngettext
 
 app = typer.Typer(help="Reserve stock for orders waiting at the allocation node.")
 
@@ -18,10 +19,6 @@ RESULT_STYLES = {"allocated": "green", "partial": "yellow", "backordered": "red"
 def _result_text(value) -> str:
     style = RESULT_STYLES.get(value)
     return f"[{style}]{value}[/]" if style else str(value or "-")
-
-
-def _n(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _order_row(o: dict) -> dict:
@@ -104,13 +101,20 @@ def allocate(
             render(table_rows, columns, kind, tz=st.tz, title="allocation plan (dry run)" if dry_run else None,
                    empty="No orders are waiting for allocation.")
             if count[0] > len(table_rows):
-                message(f"Showing the first {len(table_rows)} of {count[0]:,} orders (--format csv or json shows all).")
+                message(ngettext("Showing the first {shown:,} of {total:,} order (--format csv or json shows all).",
+                                 "Showing the first {shown:,} of {total:,} orders (--format csv or json shows all).",
+                                 count[0]).format(shown=len(table_rows), total=count[0]))
     sm = result["summary"]
     verb = "Would reserve" if dry_run else "Reserved"
-    message(f"{verb} {_n(sm['units_allocated'], 'unit')} for {_n(sm['orders'], 'order')}: "
+    units = ngettext("{n:,} unit", "{n:,} units", sm["units_allocated"]).format(n=sm["units_allocated"])
+    orders = ngettext("{n:,} order", "{n:,} orders", sm["orders"]).format(n=sm["orders"])
+    short = ngettext("{n:,} unit", "{n:,} units", sm["units_backordered"]).format(n=sm["units_backordered"])
+    message(f"{verb} {units} for {orders}: "
             f"{sm['completed']} fully allocated{' (node completed)' if not dry_run and sm['completed'] else ''}, "
             f"{sm['partial']} partial, {sm['backordered']} waiting for stock; "
-            f"{_n(sm['units_backordered'], 'unit')} backordered." + (" Dry run: nothing was written." if dry_run else ""))
+            f"{short} backordered." + (" Dry run: nothing was written." if dry_run else ""))
     if result["skipped"]:
-        message(f"{_n(len(result['skipped']), 'order')} were being changed by another process and were left for "
-                f"the next run: {', '.join(result['skipped'][:5])}{' ...' if len(result['skipped']) > 5 else ''}")
+        skipped = result["skipped"]
+        message(ngettext("{n:,} order was being changed by another process and was left for the next run: {ids}",
+                         "{n:,} orders were being changed by another process and were left for the next run: {ids}",
+                         len(skipped)).format(n=len(skipped), ids=", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")))

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState
+from ffctl.i18n import ngettext
 
 app = typer.Typer()
 
@@ -35,7 +36,9 @@ def demo(
         from ffctl.core.errors import Conflict
 
         raise Conflict(f"{directory} already holds a demo store", hint="Pick an empty folder with --dir.")
-    message(f"Building a demo store in {directory} ({orders} orders over {days} days) ...")
+    message(ngettext("Building a demo store in {dir} ({orders} orders over {days} day) ...",
+                     "Building a demo store in {dir} ({orders} orders over {days} days) ...", days)
+            .format(dir=directory, orders=orders, days=days))
     started = time.perf_counter()
     now = st.now() if st.now_text else None
     result = build_demo(directory, orders=orders, days=days, seed=seed, now=now, progress=message)

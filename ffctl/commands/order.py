@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState, format_option
+from ffctl.i18n import ngettext
 
 app = typer.Typer(help="Find orders and see where each one is; hold, release, cancel.", no_args_is_help=True)
 
@@ -215,7 +216,8 @@ def cancel(
     cfg = st.config()
     with st.store().session(write=True) as s:
         result = cancel_order(s, cfg, order_id, at=st.now(), actor=st.user, reason=reason)
-    released = f"; released {result['released']} reserved units" if result["released"] else ""
+    n = result["released"]
+    released = ngettext("; released {n} reserved unit", "; released {n} reserved units", n).format(n=n) if n else ""
     message(f"{order_id}: cancelled{released}.")
 
 

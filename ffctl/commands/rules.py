@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState, format_option, parse_user_time
+from ffctl.i18n import ngettext
 
 app = typer.Typer(help="Run or list the rules: low stock, dwelling orders, suppliers.", no_args_is_help=True)
 
@@ -58,8 +59,10 @@ def run(
     from ffctl.commands._output import table_cell
 
     verb = "would queue" if dry_run else "queued"
-    message(f"Rules at {table_cell(at, st.tz)} ({st.tz}): {result['hits']} hit(s); "
-            f"{verb} {result['notifications']} notification(s)"
+    hits = ngettext("{n} hit", "{n} hits", result["hits"]).format(n=result["hits"])
+    notes = ngettext("{n} notification", "{n} notifications", result["notifications"]).format(n=result["notifications"])
+    message(f"Rules at {table_cell(at, st.tz)} ({st.tz}): {hits}; "
+            f"{verb} {notes}"
             + (" — dry run, nothing changed." if dry_run else "."))
 
 

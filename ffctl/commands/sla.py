@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from ffctl.commands._common import AppState, format_option
+from ffctl.i18n import ngettext
 
 app = typer.Typer(help="The SLA sweep (cron) and the SLA status board.", no_args_is_help=True)
 
@@ -52,10 +53,14 @@ def sweep(
     if dry_run:
         message("Dry run: nothing was changed.")
     if report.busy:
-        message(f"Warning: {report.busy} due tasks stayed locked by other transactions; the next sweep takes them.")
+        message(ngettext("Warning: {n} due task stayed locked by another transaction; the next sweep takes it.",
+                         "Warning: {n} due tasks stayed locked by other transactions; the next sweep takes them.",
+                         report.busy).format(n=report.busy))
     if delivery is not None and (delivery.failed or delivery.retrying):
-        message(f"{delivery.failed + delivery.retrying} notifications could not be delivered; "
-                "see `ffctl notify list --status pending` and `--failed`.")
+        undelivered = delivery.failed + delivery.retrying
+        message(ngettext("{n} notification could not be delivered; see `ffctl notify list --status pending` and `--failed`.",
+                         "{n} notifications could not be delivered; see `ffctl notify list --status pending` and `--failed`.",
+                         undelivered).format(n=undelivered))
 
 
 def _csv_items(items: list[dict], tz: str) -> None:

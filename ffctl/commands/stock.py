@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState, format_option
+from ffctl.i18n import ngettext
 
 app = typer.Typer(help="Stock per warehouse, available-to-promise, receipts, counts.", no_args_is_help=True)
 
@@ -92,7 +93,8 @@ def receive(
     with st.store().session(write=True) as s:
         result = receive_one(s, receipt_id, at=st.now(), actor=st.user)
     lines = ", ".join(f"{ln['sku']} {ln['qty']} into {ln['warehouse']}" for ln in result["lines"])
-    message(f"Received {receipt_id}: {result['units']} units ({lines}).")
+    message(ngettext("Received {receipt}: {n} unit ({lines}).", "Received {receipt}: {n} units ({lines}).",
+                     result["units"]).format(receipt=receipt_id, n=result["units"], lines=lines))
     message("Orders waiting for this stock get it on the next `ffctl allocate`.")
 
 

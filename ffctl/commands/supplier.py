@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from ffctl.commands._common import AppState, format_option
+from ffctl.i18n import ngettext
 
 app = typer.Typer(help="Supplier QC pass rates, delays and inspection exemption.", no_args_is_help=True)
 
@@ -74,7 +75,8 @@ def _show_table(o: dict, tz: str) -> None:
     else:
         head.add_row("inspection", "not exempt (every batch is inspected)")
     head.add_row("pass rate", f"{_rate(o['qc_pass_rate_last3'])} over the last 3 batches")
-    head.add_row("avg delay", f"{_days(o['avg_delay_days'])} over the last {o['window_batches']} batches")
+    head.add_row("avg delay", f"{_days(o['avg_delay_days'])} " + ngettext(
+        "over the last batch", "over the last {n} batches", o["window_batches"]).format(n=o["window_batches"]))
     console.print(Panel(head, title=f"supplier {escape(o['supplier'])}", expand=False))
 
     if o["batches"]:

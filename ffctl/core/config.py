@@ -27,6 +27,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli backpo
 
 from ffctl.core.durations import format_duration, parse_duration
 from ffctl.core.errors import ConfigError, ConfigProblem, NotFound, mask_url
+from ffctl.i18n import ngettext
 
 # ---------------------------------------------------------------------------------------------
 # Vocabulary the config may use. Keys here are part of the file format users write.
@@ -1169,7 +1170,8 @@ def _section(title: str, rows: list[tuple[str, str]]) -> list[str]:
     return lines
 
 
-def _describe_spec(spec: Mapping[str, tuple]) -> str:
+def describe_spec(spec: Mapping[str, tuple]) -> str:
+    """A match or when as the config spells it: ``channel in (web, b2b) and has_custom_items = true``."""
     parts = []
     for key, values in spec.items():
         shown = [str(v).lower() if isinstance(v, bool) else str(v) for v in values]
@@ -1183,7 +1185,7 @@ def _describe_spec(spec: Mapping[str, tuple]) -> str:
 
 
 def _describe_workflow(config: Config, workflow: WorkflowConfig) -> list[str]:
-    fits = f"matches {_describe_spec(workflow.match)}" if workflow.match else "matches every order"
+    fits = f"matches {describe_spec(workflow.match)}" if workflow.match else "matches every order"
     lines = [f"workflow {workflow.name}  ({fits})"]
     width = max((len(n) for n in workflow.nodes), default=0)
     for position, name in enumerate(workflow.nodes, start=1):
@@ -1197,7 +1199,7 @@ def _describe_workflow(config: Config, workflow: WorkflowConfig) -> list[str]:
         if node.critical:
             text += "   critical"
         if node.when:
-            text += f"   only when {_describe_spec(node.when)}"
+            text += f"   only when {describe_spec(node.when)}"
         lines.append(text)
         previous = workflow.nodes[position - 2] if position > 1 else None
         lines.append(f"     ladder: {_describe_ladder(config, node, previous)}")
@@ -1291,9 +1293,13 @@ def _describe_rule(config: Config, rule: RuleConfig) -> str:
     elif rule.kind == "supplier":
         reasons = []
         if p.get("qc_pass_rate_below") is not None:
-            reasons.append(f"QC pass rate below {float(p['qc_pass_rate_below']) * 100:g}% for {p['consecutive_batches']} batches in a row")
+            n = int(p["consecutive_batches"])
+            reasons.append(f"QC pass rate below {float(p['qc_pass_rate_below']) * 100:g}% "
+                           + ngettext("in the last batch", "for {n} batches in a row", n).format(n=n))
         if p.get("avg_delay_days_above") is not None:
-            reasons.append(f"average delay above {float(p['avg_delay_days_above']):g} days over the last {p['window_batches']} batches")
+            n = int(p["window_batches"])
+            reasons.append(f"average delay above {float(p['avg_delay_days_above']):g} days "
+                           + ngettext("over the last batch", "over the last {n} batches", n).format(n=n))
         text = f"supplier: {' or '.join(reasons)} → freeze inspection exemption"
     else:
         text = rule.kind

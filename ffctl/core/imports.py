@@ -1212,7 +1212,7 @@ class EntryPlanner:
         each step is (node, seq, skipped, owner, sla_seconds, event detail or its prefix)."""
         from ffctl.core.config import matches
         from ffctl.core.durations import format_duration
-        from ffctl.core.workflow import _describe
+        from ffctl.core.config import describe_spec
 
         cfg = self.cfg
         wf = cfg.workflow_for(attrs)
@@ -1223,7 +1223,7 @@ class EntryPlanner:
             spec = cfg.nodes[node]
             if spec.when and not matches(spec.when, attrs):
                 steps.append((node, seq, True, spec.owner, spec.sla_seconds,
-                              f"skipped: the order does not match {_describe(spec.when)}"))
+                              f"skipped: the order does not match {describe_spec(spec.when)}"))
                 continue
             owner = f"owner {spec.owner}" if spec.owner else f"auto: {spec.auto}"
             steps.append((node, seq, False, spec.owner, spec.sla_seconds,

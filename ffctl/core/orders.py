@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from ffctl.core import audit, workflow
 from ffctl.core.errors import Conflict, FfctlError, NotFound, UsageError
 from ffctl.core.models import Allocation, Customer, Event, Order, OrderFlag, OrderLine, Task
+from ffctl.i18n import ngettext
 
 CHUNK = 500
 STATUSES = ("open", "on_hold", "shipped", "delivered", "cancelled")
@@ -285,13 +286,15 @@ def cancel_order(session: Session, cfg, order_id: str, *, at: datetime, actor: s
             sa.select(sa.func.coalesce(sa.func.sum(Allocation.qty), 0)).where(Allocation.order_id == order_id)
         ).scalar_one()
         if reserved:
-            raise FfctlError(f"order {order_id} holds {reserved} reserved units and this build cannot release "
-                             "them (core/stock.py is missing); nothing was changed")
+            raise FfctlError(ngettext("order {order} holds {n} reserved unit and this build cannot release it "
+                                      "(core/stock.py is missing); nothing was changed",
+                                      "order {order} holds {n} reserved units and this build cannot release them "
+                                      "(core/stock.py is missing); nothing was changed", reserved).format(order=order_id, n=reserved))
     node = order.node
     workflow.cancel_tasks(session, order_id, at=at, actor=actor, reason=reason)
     order.status, order.cancelled_at, order.node = "cancelled", at, None
     session.flush()
-    released = f"; released {reserved} reserved unit{'s' if reserved != 1 else ''}" if reserved else ""
+    released = ngettext("; released {n} reserved unit", "; released {n} reserved units", reserved).format(n=reserved) if reserved else ""
     audit.record(session, event="cancelled", at=at, actor=actor, order_id=order_id, node=node,
                  detail=f"{reason}{released}")
     return {"order_id": order_id, "node": node, "released": int(reserved)}

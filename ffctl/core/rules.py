@@ -46,6 +46,7 @@ from ffctl.core.models import (
     UTCDateTime,
 )
 from ffctl.core.store import insert_or_ignore
+from ffctl.i18n import ngettext
 
 ORDERS = Order.__table__
 LINES = OrderLine.__table__
@@ -351,13 +352,16 @@ def _supplier(run: _Run, rule) -> list[dict]:
         if rate is not None and hit["n_failing"] == streak:
             recent = [b for b in batches if b.rn <= streak]
             shown = ", ".join(f"{b.batch_id} {_pct(b.passed / b.total)}" for b in recent)
-            reasons.append(f"QC pass rate below {_pct(float(rate))} in the last {streak} batches in a row: {shown}")
+            reasons.append(ngettext("QC pass rate below {rate} in the last batch: {shown}",
+                                    "QC pass rate below {rate} in the last {n} batches in a row: {shown}",
+                                    streak).format(rate=_pct(float(rate)), n=streak, shown=shown))
         if max_delay is not None and hit["n_window"] == window and hit["avg_delay"] is not None \
                 and float(hit["avg_delay"]) > float(max_delay):
             recent = [b for b in batches if b.rn <= window]
             shown = ", ".join(f"{b.batch_id} {float(b.delay_days):+.1f}d" for b in recent)
             reasons.append(f"average delay {float(hit['avg_delay']):.1f} days > {float(max_delay):g} days "
-                           f"over the last {window} batches: {shown}")
+                           + ngettext("over the last batch: {shown}", "over the last {n} batches: {shown}",
+                                      window).format(n=window, shown=shown))
         reason = "; ".join(reasons) + f" (rule {rule.name})"
         if not run.dry_run:
             frozen = run.session.execute(
@@ -453,9 +457,13 @@ def describe_rule(cfg, rule) -> str:
     if rule.kind == "supplier":
         why = []
         if p.get("qc_pass_rate_below") is not None:
-            why.append(f"QC pass rate < {_pct(float(p['qc_pass_rate_below']))} in {p['consecutive_batches']} batches in a row")
+            n = int(p["consecutive_batches"])
+            why.append(f"QC pass rate < {_pct(float(p['qc_pass_rate_below']))} "
+                       + ngettext("in the last batch", "in {n} batches in a row", n).format(n=n))
         if p.get("avg_delay_days_above") is not None:
-            why.append(f"average delay > {float(p['avg_delay_days_above']):g} days over the last {p['window_batches']} batches")
+            n = int(p["window_batches"])
+            why.append(f"average delay > {float(p['avg_delay_days_above']):g} days "
+                       + ngettext("over the last batch", "over the last {n} batches", n).format(n=n))
         return f"exempt supplier with {' or '.join(why)} → freeze inspection exemption"
     return rule.kind
 

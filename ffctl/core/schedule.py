@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from ffctl.core.clock import local, start_of_day
 from ffctl.core.models import ScheduleRun
 from ffctl.core.store import insert_or_ignore
+from ffctl.i18n import ngettext
 
 RUNS = ScheduleRun.__table__
 ACTOR = "schedule"
@@ -75,8 +76,8 @@ def _sla_sweep(job: JobContext) -> str:
     report = sla.sweep(job.store, job.cfg, now=job.now, actor=sla.SWEEP_ACTOR)
     text = (f"{report.at_risk} at risk, {report.breached} breached, "
             + ", ".join(f"{n} {a}" for a, n in report.actions.items() if n)
-            + f"{', ' if any(report.actions.values()) else ''}{report.rule_hits} rule hits, "
-              f"{report.notifications_queued} notifications queued")
+            + f"{', ' if any(report.actions.values()) else ''}"
+            + _hits_and_queued(report.rule_hits, report.notifications_queued))
     if "notify_send" not in job.cfg.schedule:  # nothing else delivers them: send now
         text += "; " + _notify_send(job)
     return text
@@ -94,7 +95,12 @@ def _rules_run(job: JobContext) -> str:
 
     with job.store.session(write=True) as session:
         result = run_rules(session, job.cfg, now=job.now, actor=job.actor)
-    return f"{result['hits']} rule hits, {result['notifications']} notifications queued"
+    return _hits_and_queued(result["hits"], result["notifications"])
+
+
+def _hits_and_queued(hits: int, queued: int) -> str:
+    return (ngettext("{n} rule hit", "{n} rule hits", hits).format(n=hits) + ", "
+            + ngettext("{n} notification queued", "{n} notifications queued", queued).format(n=queued))
 
 
 def _daily_report(job: JobContext) -> str:

@@ -35,6 +35,7 @@ from ffctl.core.bulk import (CopyRows, among, insert_rows, int_array, is_postgre
 from ffctl.core.clock import local_date
 from ffctl.core.errors import Conflict, FfctlError, NotFound, PermissionDenied, UsageError
 from ffctl.core.models import Allocation, Order, OrderLine, Product, Receipt, Stock, StockMove, Task
+from ffctl.i18n import ngettext
 
 STOCK = Stock.__table__
 LINE = OrderLine.__table__
@@ -628,6 +629,10 @@ def _same(given, stored) -> bool:
     return given is None or given == stored
 
 
+def _units_from_reservations(n: int) -> str:
+    return ngettext("{n} unit from reservations", "{n} units from reservations", n).format(n=n)
+
+
 def ship(session: Session, cfg, order_id: str, *, at: datetime, actor: str, carrier: str | None = None,
          tracking: str | None = None, picks: list[tuple[int, str, int]] | None = None, manual: bool = False) -> bool:
     """Record an order's shipment; True if recorded, False if it was already shipped with this data.
@@ -683,7 +688,7 @@ def ship(session: Session, cfg, order_id: str, *, at: datetime, actor: str, carr
     session.execute(sa.update(ORDERS).where(ORDERS.c.order_id == order_id)
                     .values(status="shipped", shipped_at=at, carrier=carrier, tracking=tracking))
     detail = ", ".join(x for x in (carrier and f"carrier {carrier}", tracking and f"tracking {tracking}",
-                                   f"{sum(a['qty'] for a in allocs)} units from reservations") if x)
+                                   _units_from_reservations(sum(a["qty"] for a in allocs))) if x)
     audit.record(session, event="shipped", at=at, actor=actor, order_id=order_id, node=node, detail=detail)
     return True
 

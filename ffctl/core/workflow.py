@@ -28,10 +28,11 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ffctl.core import audit
 from ffctl.core.bulk import CopyRows, insert_rows, is_postgresql, keyed, text_array, time_texts
 from ffctl.core.clock import local
-from ffctl.core.config import matches
+from ffctl.core.config import describe_spec, matches
 from ffctl.core.durations import format_duration
 from ffctl.core.errors import Conflict, NotFound, PermissionDenied
 from ffctl.core.models import Customer, Order, OrderLine, Product, Task, TaskAssignee
+from ffctl.i18n import ngettext
 
 CHUNK = 500
 TASK = Task.__table__
@@ -164,7 +165,7 @@ class _Writer:
                 attrs = attrs or _match_attrs(facts)
                 if not matches(spec.when, attrs):
                     self.tasks.append(self._task(order_id, workflow, node, position, at, status="skipped"))
-                    self.event("skipped", at, order_id, node, f"skipped: the order does not match {_describe(spec.when)}")
+                    self.event("skipped", at, order_id, node, f"skipped: the order does not match {describe_spec(spec.when)}")
                     continue
             self.tasks.append(self._task(order_id, workflow, node, position, at))
             self.orders[order_id] = (workflow, node)
@@ -272,10 +273,6 @@ def _task_rows(tasks: list[dict]) -> tuple[list[str], list[tuple]]:
     """(columns, rows) of planned task dicts, in order id order (each index walked once, in order)."""
     cols = list(tasks[0]) if tasks else []
     return cols, sorted((tuple(t[c] for c in cols) for t in tasks), key=lambda r: r[0])
-
-
-def _describe(spec) -> str:
-    return ", ".join(f"{k} = {'/'.join(map(str, v))}" for k, v in spec.items())
 
 
 def plan_entries(cfg, orders: list[dict], *, actor: str) -> _Writer:
@@ -501,8 +498,11 @@ class PlannedMoves:
         closed = sum(len(result.all())
                      for result in _close_completed(session, self.task_ids, at=self.at, actor=self.actor))
         if closed != len(self.task_ids):  # the caller holds them locked: cannot happen; refuse rather than guess
-            raise Conflict(f"{len(self.task_ids) - closed} of {len(self.task_ids)} tasks were closed by someone "
-                           "else while being completed; nothing was written, run the command again")
+            raise Conflict(ngettext("{n} of {total} task was closed by someone else while being completed; "
+                                    "nothing was written, run the command again",
+                                    "{n} of {total} tasks were closed by someone else while being completed; "
+                                    "nothing was written, run the command again",
+                                    len(self.task_ids)).format(n=len(self.task_ids) - closed, total=len(self.task_ids)))
         if self.writer is not None:
             self.writer.flush(session)
             return
