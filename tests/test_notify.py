@@ -153,7 +153,7 @@ def listed(store, **kw) -> list[dict]:
     from ffctl.core import notify
 
     with store.session() as s:
-        return notify.list_notifications(s, **kw)
+        return notify.list_notifications(s, **kw)[0]
 
 
 def log_lines(cfg) -> list[dict]:
@@ -309,7 +309,10 @@ def test_notify_list_json_shape_and_filters(store, setup, tmp_path):
     failed = json.loads(run(tmp_path, store, "notify", "list", "--failed", "-f", "json").stdout)
     assert [(d["recipient"], d["status"], d["attempts"]) for d in failed] == [("dan", "failed", 1)]
     assert json.loads(run(tmp_path, store, "notify", "list", "--status", "sent", "-f", "json").stdout)[0]["recipient"] == "ann"
-    assert len(json.loads(run(tmp_path, store, "notify", "list", "--limit", "1", "-f", "json").stdout)) == 1
+    r = run(tmp_path, store, "notify", "list", "--limit", "1", "-f", "json")
+    assert len(json.loads(r.stdout)) == 1 and r.stderr == "Showing 1 of 2 notifications; --limit 0 for all.\n"
+    r = run(tmp_path, store, "notify", "list", "--limit", "2", "-f", "csv")
+    assert len(r.stdout.splitlines()) == 3 and r.stderr == ""
     r = run(tmp_path, store, "notify", "list", "--status", "lost")
     assert r.exit_code == 2 and "pending, sent, failed" in r.stderr
     r = run(tmp_path, store, "notify", "list", "-f", "table")

@@ -79,9 +79,30 @@ def test_list_pages_and_says_so(ws):
     assert r.exit_code == 0
     assert r.stdout.splitlines()[0] == "order_id,customer,status,node,state,deadline,seconds_left,flags,promised_ship_date"
     assert len(r.stdout.splitlines()) == 3
-    assert "Showing the first 2 orders" in r.stderr
+    assert r.stderr == "Showing 2 of 7 orders; --limit 0 for all.\n"
+    for fmt in ("json", "table"):  # every format says so, on stderr
+        r = ws.run("order", "list", "-f", fmt, "--limit", "2", now=NOW)
+        assert r.exit_code == 0 and r.stderr == "Showing 2 of 7 orders; --limit 0 for all.\n"
+    r = ws.run("order", "list", "-f", "json", "--limit", "3", "--status", "open", now=NOW)
+    assert len(json.loads(r.stdout)) == 3 and r.stderr == "Showing 3 of 5 orders; --limit 0 for all.\n"
+    r = ws.run("order", "list", "-f", "csv", "--limit", "7", now=NOW)  # exactly a page: nothing was left out
+    assert len(r.stdout.splitlines()) == 8 and r.stderr == ""
     r = ws.run("order", "list", "-f", "csv", "--limit", "0", now=NOW)
     assert len(r.stdout.splitlines()) == 8 and r.stderr == ""
+
+
+def test_list_by_customer_and_by_search(ws):
+    assert listed(ws, "--customer", "C-EAST") == ["ALLOC"]
+    assert listed(ws, "--customer", "C-WEST", "--status", "cancelled") == ["GONE"]
+    assert listed(ws, "--search", "eastern") == ["ALLOC"]  # a piece of the customer's name, any case
+    assert listed(ws, "--search", "c-eas") == ["ALLOC"]  # or of the customer id
+    assert listed(ws, "--search", "at-r") == ["AT-RISK"]  # or of the order id
+    assert listed(ws, "--search", "E", "--status", "on_hold") == ["HELD"]
+    assert listed(ws, "--search", "%") == [] and listed(ws, "--search", "_") == []  # typed text, not a pattern
+    r = ws.run("order", "list", "--customer", "C-NORTH", now=NOW)
+    assert r.exit_code == 1
+    assert r.stderr.splitlines() == ["Error: no customer 'C-NORTH'",
+                                     "Hint: --customer takes a customer id; --search finds customers by name."]
 
 
 def test_list_refuses_bad_filters(ws):
@@ -190,7 +211,7 @@ def test_cancel_releases_reservations_and_closes_tasks(ws):
     assert (e.actor, e.node, e.detail) == ("oscar", "allocation", "customer withdrew; released 1 reserved unit")
     r = ws.run("order", "cancel", "ALLOC", "--reason", "again", now=NOW)
     assert r.exit_code == 1 and "cancelled" in r.stderr
-    assert ws.run("task", "list", "-f", "json", now=NOW).stdout.count('"ALLOC"') == 0
+    assert ws.run("task", "list", "--all", "-f", "json", now=NOW, user="judy").stdout.count('"ALLOC"') == 0
 
 
 def test_cancel_refused_for_shipped_orders(ws):

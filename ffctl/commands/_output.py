@@ -16,6 +16,7 @@ from datetime import date, datetime
 from typing import Any, Callable, Iterable, Sequence
 
 from ffctl.core.clock import iso, local
+from ffctl.i18n import _
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -150,6 +151,16 @@ def say_not_shown(names: Sequence[str]) -> None:
     if names:
         message(f"Not shown, for the terminal's width: {', '.join(names)} "
                 "(a wider terminal or --format csv shows every column).")
+
+
+def say_cut(shown: int, total: int, what: str) -> None:
+    """Tell the person a list stopped at --limit, in every format: how many of how many match.
+
+    ``what`` names the rows for ``total`` (``ngettext("order", "orders", total)``); nothing is said
+    when every match was shown.
+    """
+    if total > shown:
+        message(_("Showing {shown:,} of {total:,} {what}; --limit 0 for all.").format(shown=shown, total=total, what=what))
 
 
 def new_table(compact: bool, **kwargs):

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState, format_option
+from ffctl.i18n import ngettext
 
 app = typer.Typer(help="Deliver queued notifications; see what went where.", no_args_is_help=True)
 
@@ -60,7 +61,7 @@ def list_(
     """Notifications, newest first: who, on which channel, what, and whether it went out."""
     from rich.markup import escape
 
-    from ffctl.commands._output import Column, render
+    from ffctl.commands._output import Column, render, say_cut
     from ffctl.core import notify
     from ffctl.core.errors import UsageError
 
@@ -72,7 +73,7 @@ def list_(
         raise UsageError(f"--status {status!r}: use one of {', '.join(notify.STATUSES)}")
     st = AppState.of(ctx)
     with st.store().session() as s:
-        rows = notify.list_notifications(s, status=status, limit=limit or None)
+        rows, total = notify.list_notifications(s, status=status, limit=limit)
     columns = [
         Column("id", justify="right"), Column("created_at", "created"), Column("recipient"), Column("channel"),
         Column("subject", show=lambda v: escape(v or "")), Column("status", show=_status_text),
@@ -80,3 +81,4 @@ def list_(
         Column("last_error", "last error", show=lambda v: escape(v or "")),
     ]
     render(rows, columns, fmt, tz=st.tz, empty="No notifications match.")
+    say_cut(len(rows), total, ngettext("notification", "notifications", total))

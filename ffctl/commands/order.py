@@ -43,6 +43,8 @@ def for_table(rows: list[dict], fmt) -> list[dict]:
             r["deadline"] = "paused"
         if "owner" in r and r["owner"] is None:
             r["owner"] = _owner_text(None, r.get("auto"))
+            if "assignees" in r and not r["assignees"]:
+                r["assignees"] = r["owner"]
         shown.append(r)
     return shown
 
@@ -59,18 +61,21 @@ def list_(
     at_risk: bool = typer.Option(False, "--at-risk", help="Only orders whose current task is at risk."),
     breached: bool = typer.Option(False, "--breached", help="Only orders whose current task is past its deadline."),
     flag: Optional[str] = typer.Option(None, "--flag", help="Only orders with this standing flag."),
+    customer: Optional[str] = typer.Option(None, "--customer", metavar="CUSTOMER", help="Only this customer's orders (the customer id)."),
+    search: Optional[str] = typer.Option(
+        None, "--search", metavar="TEXT", help="Orders whose id, or whose customer's id or name, contains TEXT (any case)."),
     limit: int = typer.Option(200, "--limit", help="Show at most this many orders (0: all)."),
     fmt=format_option(),
 ) -> None:
     """List orders, oldest first, with where each one is and how its SLA stands."""
-    from ffctl.commands._output import Column, message, render
+    from ffctl.commands._output import Column, render, say_cut
     from ffctl.core.orders import list_orders
 
     st = AppState.of(ctx)
     cfg = st.config()
     with st.store().session() as s:
-        rows, truncated = list_orders(s, cfg, st.now(), node=node, status=status, at_risk=at_risk,
-                                      breached=breached, flag=flag, limit=limit)
+        rows, total = list_orders(s, cfg, st.now(), node=node, status=status, at_risk=at_risk, breached=breached,
+                                  flag=flag, customer=customer, search=search, limit=limit)
     columns = [
         Column("order_id", "order"), Column("customer", narrow_drop=3), Column("status"), Column("node"),
         Column("state", show=state_text), Column("deadline", narrow_drop=2),
@@ -78,8 +83,7 @@ def list_(
         Column("flags"), Column("promised_ship_date", "promised", narrow_drop=1),
     ]
     render(for_table(rows, fmt), columns, fmt, tz=st.tz, empty="No orders match.")
-    if truncated:
-        message(f"Showing the first {limit} orders; more match (--limit 0 shows all, or narrow the filters).")
+    say_cut(len(rows), total, ngettext("order", "orders", total))
 
 
 @app.command()

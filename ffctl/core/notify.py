@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from ffctl.core.clock import iso
 from ffctl.core.models import Notification
+from ffctl.core.paging import count_matches, fetch_page
 
 NOTE = Notification.__table__
 BATCH = 20  # rows per claim: bounds how long a SQLite sender holds the write lock
@@ -257,20 +258,22 @@ def _attempt(channels: _Channels, cfg, row, now: datetime, report: SendReport) -
 
 # --- listing -------------------------------------------------------------------------------------
 
-def list_notifications(session: Session, *, status: str | None = None, limit: int | None = 100) -> list[dict]:
-    """Notifications, newest first, in SPEC's JSON shape (plus priority, order and last error)."""
+def list_notifications(session: Session, *, status: str | None = None,
+                       limit: int | None = 100) -> tuple[list[dict], int]:
+    """Notifications, newest first, in SPEC's JSON shape (plus priority, order and last error);
+    returns (rows, how many match in all)."""
     stmt = sa.select(NOTE).order_by(NOTE.c.id.desc())
     if status:
         stmt = stmt.where(NOTE.c.status == status)
-    if limit:
-        stmt = stmt.limit(limit)
+    rows, cut = fetch_page(session, stmt, limit or 0)
+    total = count_matches(session, stmt)["total"] if cut else len(rows)
     return [
         {"id": r.id, "recipient": r.recipient, "channel": r.channel, "subject": r.subject, "body": r.body,
          "status": r.status, "attempts": r.attempts, "created_at": r.created_at, "sent_at": r.sent_at,
          "priority": r.priority, "order_id": r.order_id, "next_attempt_at": r.next_attempt_at,
          "last_error": r.last_error}
-        for r in session.execute(stmt).all()
-    ]
+        for r in rows
+    ], total
 
 
 def counts(session: Session) -> dict[str, int]:
