@@ -58,7 +58,8 @@ def demo(
     cfg = f"--config {result.config_path}"
     message(
         "\nTry next:\n"
-        f"  ffctl {cfg} task list --breached          # the inbox, worst first\n"
+        f"  ffctl {cfg} --as judy task list --all --breached   # every late task (judy is an admin)\n"
+        f"  ffctl {cfg} --as alice task list          # alice's inbox, most urgent first\n"
         f"  ffctl {cfg} order list --flag shipping_exception\n"
         f"  ffctl {cfg} report kpi --by region        # cut the KPIs\n"
         f"  ffctl {cfg} supplier list                 # who lost inspection exemption, and why\n"

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState, format_option
+from ffctl.i18n import _, ngettext
 
 app = typer.Typer(help="The inbox: open node tasks with owner, deadline and time left.", no_args_is_help=True)
 
@@ -16,34 +17,56 @@ def task() -> None:
     """The inbox: open node tasks with owner, deadline and time left."""
 
 
+def priority_text(value) -> str:
+    """A priority as people say it (low, normal, high, urgent), or the number past those."""
+    from ffctl.core.csvio import PRIORITY_WORDS
+
+    words = {n: word for word, n in PRIORITY_WORDS.items()}
+    return words.get(value, "-" if value is None else str(value))
+
+
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    mine: bool = typer.Option(False, "--mine", help="Only tasks assigned to a role you are a member of."),
+    mine: bool = typer.Option(False, "--mine", help="Only tasks assigned to a role you are a member of (the default without --role or --all)."),
     role: Optional[str] = typer.Option(None, "--role", help="Only tasks assigned (owner or escalation) to this role."),
+    everyone: bool = typer.Option(False, "--all", help="Every open task, whoever it is assigned to (members of admin)."),
     at_risk: bool = typer.Option(False, "--at-risk", help="Only tasks past their warning point."),
     breached: bool = typer.Option(False, "--breached", help="Only tasks past their deadline."),
     limit: int = typer.Option(200, "--limit", help="Show at most this many tasks (0: all)."),
     fmt=format_option(),
 ) -> None:
-    """Open tasks, most urgent first: breached, then by deadline; held orders last."""
-    from ffctl.commands._output import Column, message, render
+    """Open tasks, most urgent first: breached, then by deadline; held orders last.
+
+    Without options, the tasks of your roles (owned, or escalated to them).
+    """
+    from ffctl.commands._output import Column, message, render, resolve_format, say_cut
     from ffctl.commands.order import for_table, left_text, state_text
-    from ffctl.core.inbox import list_tasks, roles_of
+    from ffctl.core.inbox import list_tasks, only_mine, roles_of
 
     st = AppState.of(ctx)
     cfg = st.config()
+    mine = only_mine(cfg, st.user, mine=mine, role=role, everyone=everyone)
     if mine and not roles_of(cfg, st.user):
-        message(f"{st.user} is not a member of any role in {st.config_path}, so no task is theirs.")
+        message(_("{user} is not a member of any role in {config}, so no task is theirs; "
+                  "--role ROLE lists a role's tasks.").format(user=st.user, config=st.config_path))
     with st.store().session() as s:
-        rows, truncated = list_tasks(s, cfg, st.now(), user=st.user, mine=mine, role=role, at_risk=at_risk,
-                                     breached=breached, limit=limit)
-    columns = [
-        Column("order_id", "order"), Column("node"),
-        Column("owner", narrow_drop=1), Column("assignees"),  # assignees begin with the owner
-        Column("entered_at", "entered", narrow_drop=2), Column("deadline"), Column("state", show=state_text),
-        Column("seconds_left", "time left", justify="right", show=left_text),
-    ]
-    render(for_table(rows, fmt), columns, fmt, tz=st.tz, empty="No open tasks match.")
-    if truncated:
-        message(f"Showing the {limit} most urgent tasks; more match (--limit 0 shows all).")
+        rows, counts = list_tasks(s, cfg, st.now(), user=st.user, mine=mine, role=role, at_risk=at_risk,
+                                  breached=breached, limit=limit)
+    kind = resolve_format(fmt)
+    if kind == "table":
+        columns = [
+            Column("order_id", "order"), Column("customer", narrow_drop=4),
+            Column("priority", show=priority_text, narrow_drop=2), Column("node"),
+            Column("assignees", "assigned to"), Column("entered_at", "entered", narrow_drop=1),
+            Column("promised_ship_date", "promised", narrow_drop=3), Column("deadline"),
+            Column("state", show=state_text), Column("seconds_left", "time left", justify="right", show=left_text),
+        ]
+    else:
+        columns = [Column(key) for key in ("order_id", "customer", "priority", "node", "owner", "assignees",
+                                           "entered_at", "promised_ship_date", "deadline", "state", "seconds_left")]
+    render(for_table(rows, fmt), columns, fmt, tz=st.tz, empty=_("No open tasks match."))
+    say_cut(len(rows), counts["total"], ngettext("task", "tasks", counts["total"]))
+    if kind == "table" and counts["total"]:
+        message(ngettext("{n:,} task, {breached:,} breached", "{n:,} tasks, {breached:,} breached", counts["total"])
+                .format(n=counts["total"], breached=counts["breached"]))

@@ -1,5 +1,7 @@
 """The task inbox: open node tasks (manual and automatic), most urgent first.
 
+Whose tasks: by default the ones assigned (as owner or by escalation) to a role the user is a
+member of; ``--role R`` a role's; ``--all`` every open task, for members of ``admin`` only.
 Filtering, ordering and paging happen in SQL; only the page shown gets its business-time
 ``seconds_left`` from ``workflow.task_view``.
 """
@@ -12,14 +14,30 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import workflow
-from ffctl.core.errors import UsageError
-from ffctl.core.models import Order, Task, TaskAssignee
-from ffctl.core.orders import CHUNK, state_filter, urgency
+from ffctl.core.errors import PermissionDenied, UsageError
+from ffctl.core.models import Customer, Order, Task, TaskAssignee
+from ffctl.core.orders import CHUNK, breached_clause, state_filter, urgency
+from ffctl.core.paging import count_matches, fetch_page
+from ffctl.i18n import _
 
 
 def roles_of(cfg, user: str) -> list[str]:
     """The roles ``user`` is a member of, in config order."""
     return [name for name, role in cfg.roles.items() if user in role.members]
+
+
+def only_mine(cfg, user: str, *, mine: bool, role: str | None, everyone: bool) -> bool:
+    """Whether the list keeps to the user's own tasks: yes unless ``--role`` or ``--all`` says otherwise.
+
+    ``--all`` is for members of admin (who may act on every task); anyone may look at a role's tasks.
+    """
+    if everyone and mine:
+        raise UsageError(_("--all and --mine contradict each other; give one"))
+    if everyone and not workflow.is_admin(cfg, user):
+        raise PermissionDenied(_("{user} is not in the {admin} role; --all lists every open task for admins only")
+                               .format(user=user, admin=workflow.ADMIN),
+                               hint=_("--role ROLE lists a role's tasks; without options you see your own."))
+    return mine or not (everyone or role is not None)
 
 
 def _assigned_to(task, roles: list[str]):
@@ -33,11 +51,12 @@ def _assigned_to(task, roles: list[str]):
 
 def list_tasks(session: Session, cfg, now: datetime, *, user: str | None = None, mine: bool = False,
                role: str | None = None, at_risk: bool = False, breached: bool = False,
-               limit: int = 200) -> tuple[list[dict], bool]:
-    """Open tasks, breached first, then by deadline; on hold last. Returns (rows, truncated).
+               limit: int = 200) -> tuple[list[dict], dict[str, int]]:
+    """Open tasks, breached first, then by deadline; on hold last.
 
-    ``mine``: tasks assigned (owner or escalation) to a role ``user`` is a member of. Without it
-    everyone sees every open task; ``admin`` may act on all of them but does not own them.
+    ``mine``: tasks assigned (owner or escalation) to a role ``user`` is a member of; without it,
+    every open task (``only_mine`` decides which a person asked for). Returns (rows, counts):
+    ``counts`` has ``total`` and ``breached`` over every match, not just the rows shown.
     """
     if role is not None and role not in cfg.roles:
         raise UsageError(f"--role {role!r}: no such role; the config has {', '.join(cfg.roles)}")
@@ -46,14 +65,16 @@ def list_tasks(session: Session, cfg, now: datetime, *, user: str | None = None,
     t = Task.__table__.c
     stmt = (
         sa.select(t.id, t.order_id, t.workflow, t.node, t.owner, t.entered_at, t.deadline, t.risk_at, t.held_at,
-                  t.sla_state, t.escalation_level, Order.customer, Order.priority)
+                  t.sla_state, t.escalation_level, Order.customer, Order.priority, Order.promised_ship_date,
+                  Customer.name.label("customer_name"))
         .join(Order, Order.order_id == t.order_id)
+        .join(Customer, Customer.customer == Order.customer)
         .where(t.status == "open")
     )
     if mine:
         mine_roles = roles_of(cfg, user or "")
         if not mine_roles:
-            return [], False
+            return [], {"total": 0, "breached": 0}
         stmt = stmt.where(_assigned_to(t, mine_roles))
     if role is not None:
         stmt = stmt.where(_assigned_to(t, [role]))
@@ -61,11 +82,7 @@ def list_tasks(session: Session, cfg, now: datetime, *, user: str | None = None,
     if states is not None:
         stmt = stmt.where(states)
     stmt = stmt.order_by(urgency(t, now), t.deadline, t.order_id)
-    if limit:
-        stmt = stmt.limit(limit + 1)
-    rows = session.execute(stmt).all()
-    truncated = bool(limit) and len(rows) > limit
-    rows = rows[:limit] if limit else rows
+    rows, cut = fetch_page(session, stmt, limit)
     extra = _escalated_roles(session, [r.id for r in rows])
     out = []
     for r in rows:
@@ -78,8 +95,13 @@ def list_tasks(session: Session, cfg, now: datetime, *, user: str | None = None,
             "entered_at": r.entered_at, "deadline": r.deadline, "state": view["state"],
             "seconds_left": view["seconds_left"], "auto": spec.auto if spec else None,
             "customer": r.customer, "escalation_level": r.escalation_level,
+            "customer_name": r.customer_name, "priority": r.priority, "promised_ship_date": r.promised_ship_date,
         })
-    return out, truncated
+    if cut:
+        counts = count_matches(session, stmt, breached=breached_clause(t, now))
+    else:
+        counts = {"total": len(out), "breached": sum(1 for r in out if r["state"] == "breached")}
+    return out, counts
 
 
 def _escalated_roles(session: Session, task_ids: list[int]) -> dict[int, list[str]]:
