@@ -117,6 +117,18 @@ def _show_table(o: dict, tz: str) -> None:
     head.add_column()
     head.add_row("customer", escape(f"{o['customer_name']} ({o['customer']})"))
     head.add_row("status", f"{o['status']}  workflow {o['workflow'] or '-'}")
+    if o["waiting_for"]:
+        head.add_row("", f"[bold]{escape(o['waiting_for'])}[/]")
+    from ffctl.commands.task import priority_text
+
+    facts = [f"priority {priority_text(o['priority'])}"] + [
+        f"{name} {o[key]}" for name, key in (("channel", "channel"), ("region", "region"), ("sales rep", "sales_rep"))
+        if o[key]]
+    head.add_row("", escape("   ".join(facts)))
+    head.add_row("created", table_cell(o["created_at"], tz))
+    if o["status"] == "on_hold":
+        head.add_row("on hold", escape(o["hold_reason"] or "-")
+                     + f"  (`ffctl order release {escape(o['order_id'])}` resumes it)")
     if cur:
         head.add_row("now at", cur["node"])
         owner = _owner_text(cur["owner"], cur["auto"])
@@ -129,9 +141,17 @@ def _show_table(o: dict, tz: str) -> None:
         else:
             head.add_row("deadline", f"{table_cell(cur['deadline'], tz)} ({tz}), {left_text(cur['seconds_left'])}")
         head.add_row("state", state_text(cur["state"]))
-    else:
-        head.add_row("now at", "-" if o["status"] in ("shipped", "delivered", "cancelled") else "workflow finished")
+    elif o["status"] == "open":
+        head.add_row("now at", "workflow finished")
     head.add_row("promised", table_cell(o["promised_ship_date"], tz))
+    if o["shipped_at"]:
+        via = ", ".join(x for x in (o["carrier"] and f"by {o['carrier']}", o["tracking"] and f"tracking {o['tracking']}") if x)
+        head.add_row("shipped", escape(f"{table_cell(o['shipped_at'], tz)}" + (f", {via}" if via else "")))
+    if o["delivered_at"]:
+        issue = f", issue: {o['delivery_issue']}" if o["delivery_issue"] else ", no issue"
+        head.add_row("delivered", escape(f"{table_cell(o['delivered_at'], tz)}{issue}"))
+    if o["cancelled_at"]:
+        head.add_row("cancelled", escape(f"{table_cell(o['cancelled_at'], tz)}: {o['cancel_reason'] or '-'}"))
     if o["flags"]:
         head.add_row("flags", f"[bold red]{escape(', '.join(o['flags']))}[/]")
     console.print(Panel(head, title=f"order {o['order_id']}", expand=False))

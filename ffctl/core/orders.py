@@ -214,6 +214,7 @@ def show_order(session: Session, cfg, order_id: str, now: datetime) -> dict:
             sa.select(Event).where(Event.order_id == order_id).order_by(Event.at, Event.id)
         ).scalars()
     ]
+    hold_reason = _last_detail(timeline, "held") if order.status == "on_hold" else None
     return {
         "order_id": order.order_id, "status": order.status, "workflow": order.workflow, "node": order.node,
         "customer": order.customer, "customer_name": customer_name, "channel": order.channel,
@@ -227,9 +228,44 @@ def show_order(session: Session, cfg, order_id: str, now: datetime) -> dict:
         "seconds_left": current["seconds_left"] if current else None,
         "current_task": current,
         "shipped_at": order.shipped_at, "delivered_at": order.delivered_at, "cancelled_at": order.cancelled_at,
-        "carrier": order.carrier, "tracking": order.tracking,
+        "carrier": order.carrier, "tracking": order.tracking, "delivery_issue": order.delivery_issue,
+        "hold_reason": hold_reason,
+        "cancel_reason": _last_detail(timeline, "cancelled") if order.status == "cancelled" else None,
+        "waiting_for": waiting_for(order.status, current, lines, hold_reason),
         "lines": lines, "timeline": timeline,
     }
+
+
+def _last_detail(timeline: list[dict], event: str) -> str | None:
+    return next((e["detail"] for e in reversed(timeline) if e["event"] == event), None)
+
+
+def waiting_for(status: str, current: dict | None, lines: list[dict], hold_reason: str | None) -> str | None:
+    """What the order waits for, in one line: stock (with its ATP date), a node and whose it is, a
+    release, a delivery; None once it is delivered or cancelled."""
+    if status == "on_hold":
+        return _("on hold: {reason}").format(reason=hold_reason or _("no reason recorded"))
+    if status == "shipped":
+        return _("waiting for delivery")
+    if status != "open":
+        return None
+    if current is None:
+        return _("workflow finished")
+    if current["auto"] == "allocate":
+        short = [_("{qty} × {sku}, ATP {date}").format(qty=ln["backordered"], sku=ln["sku"], date=ln["atp_date"])
+                 if ln["atp_date"] else
+                 _("{qty} × {sku}, {why}").format(qty=ln["backordered"], sku=ln["sku"], why=ln["atp_note"])
+                 for ln in lines if ln["backordered"]]
+        if short:
+            return _("waiting for {lines}").format(lines="; ".join(short))
+        return _("waiting for `ffctl allocate` to reserve its stock")
+    whose = ", ".join(current["assignees"])
+    if current["auto"] == "ship":
+        return (_("waiting for shipment by {roles}").format(roles=whose) if whose
+                else _("waiting for shipment (`ffctl ship`)"))
+    if current["auto"]:
+        return _("waiting for {node} (automatic)").format(node=current["node"])
+    return _("waiting for {node} by {roles}").format(node=current["node"], roles=whose or _("nobody (no owner)"))
 
 
 # --- advance ---------------------------------------------------------------------------------
