@@ -174,3 +174,30 @@ def test_two_people_advancing_the_same_node_at_once(ws, order_id, guard):
         open_tasks = s.execute(sa.select(Task.node).where(Task.order_id == order_id, Task.status == "open")).scalars().all()
     assert completed == 1
     assert open_tasks == (["tech_confirm"] if order_id == "O2" else ["allocation"])
+
+
+def test_several_orders_at_once_each_in_its_own_transaction(ws):
+    seed(ws.db, ws.cfg, [{"id": "O3"}, {"id": "O4"}])
+    r = ws.run("advance", "O1", "NOPE", "O3", "O2", "O1", "P1", now=MON_0910, user="alice")
+    assert r.exit_code == 1
+    assert r.stderr.splitlines() == [
+        "O1: credit_review completed (SLA met) → now at allocation",
+        "Error: no order 'NOPE'",
+        "O3: credit_review completed (SLA met) → now at allocation",
+        "O2: credit_review completed (SLA met) → now at tech_confirm",
+        "P1: credit_review completed (SLA met) → now at allocation",
+        "Refused 1 of 5 orders: NOPE",
+    ]
+    assert node_of(ws, "O3") == ("open", "allocation") and node_of(ws, "O4") == ("open", "credit_review")
+    # a refusal in the middle undoes nothing before or after it, and each refusal is named
+    r = ws.run("advance", "O4", "O2", "O1", "--node", "credit_review", now=MON_0910, user="alice")
+    assert r.exit_code == 1
+    assert r.stderr.splitlines() == [
+        "O4: credit_review completed (SLA met) → now at allocation",
+        "Error: order O2 is at node tech_confirm, not credit_review; nothing was changed",
+        "Error: order O1 is at node allocation, not credit_review; nothing was changed",
+        "Refused 2 of 3 orders: O2, O1",
+    ]
+    assert node_of(ws, "O4") == ("open", "allocation")
+    r = ws.run("advance", "O2", now=MON_0910, user="erin")  # one id: as before, no summary
+    assert r.exit_code == 0 and r.stderr.splitlines() == ["O2: tech_confirm completed (SLA met) → now at allocation"]

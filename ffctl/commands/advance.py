@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState
+from ffctl.i18n import ngettext
 
 app = typer.Typer(help="Complete (or reject) an order's current manual node.")
 
@@ -14,19 +15,21 @@ app = typer.Typer(help="Complete (or reject) an order's current manual node.")
 @app.command()
 def advance(
     ctx: typer.Context,
-    order_id: str = typer.Argument(..., help="The order id."),
+    order_ids: list[str] = typer.Argument(..., metavar="ORDER_ID", help="One or more order ids."),
     node: Optional[str] = typer.Option(None, "--node", help="Guard: refuse unless the order is at this node."),
     reject: bool = typer.Option(False, "--reject", help="Send the order back to the previous node instead."),
     reason: Optional[str] = typer.Option(None, "--reason", help="Why it is rejected (required with --reject)."),
     note: Optional[str] = typer.Option(None, "--note", help="A note recorded with the completion."),
 ) -> None:
-    """Complete the order's current manual node (or reject it back to the previous one).
+    """Complete each order's current manual node (or reject it back to the previous one).
 
     Allowed for members of the node's owner role, of roles it was escalated to, and of admin.
+    Each order is its own transaction: one refused order leaves the others done, and is named;
+    the exit code is 1 if any was refused.
     """
     from ffctl.commands._output import message
     from ffctl.core import orders
-    from ffctl.core.errors import UsageError
+    from ffctl.core.errors import FfctlError, UsageError
 
     if reject and not (reason and reason.strip()):
         raise UsageError("--reject needs --reason: say why the order goes back")
@@ -36,12 +39,28 @@ def advance(
     cfg = st.config()
     orders.check_node(cfg, node)
     store = st.store()
-    if node is None:
-        # act on the node this command saw: if someone moves the order first, refuse instead of
-        # completing the next node by accident
-        with store.session() as s:
-            node = orders.current_node(s, order_id)
-    with store.session(write=True) as s:
-        result = orders.advance(s, cfg, order_id, at=st.now(), actor=st.user, node=node, note=note,
-                                reject=reject, reason=reason)
-    message(orders.advance_message(result))
+    ids = list(dict.fromkeys(order_ids))
+    refused: list[str] = []
+    exit_code = 0
+    for order_id in ids:
+        try:
+            with store.session(write=True) as s:
+                # act on the node this command saw: if someone moves the order first, refuse instead of
+                # completing the next node by accident
+                seen = node if node is not None else orders.current_node(s, order_id)
+                result = orders.advance(s, cfg, order_id, at=st.now(), actor=st.user, node=seen, note=note,
+                                        reject=reject, reason=reason)
+        except FfctlError as exc:
+            if len(ids) == 1:
+                raise
+            refused.append(order_id)
+            exit_code = max(exit_code, exc.exit_code)
+            message(f"Error: {exc.message}")
+            if exc.hint:
+                message(f"Hint: {exc.hint}")
+            continue
+        message(orders.advance_message(result))
+    if refused:
+        message(ngettext("Refused {n} of {total} order: {ids}", "Refused {n} of {total} orders: {ids}",
+                         len(ids)).format(n=len(refused), total=len(ids), ids=", ".join(refused)))
+        raise typer.Exit(exit_code)
