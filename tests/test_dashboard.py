@@ -156,3 +156,29 @@ def test_dashboard_renders_in_headless_chromium(workspace, tmp_path):
             green += near(tuple(pixel), GREEN)
     assert len(colours) > 40, f"only {len(colours)} colours: the page looks blank"
     assert red > 300 and green > 100, (red, green)  # missed KPIs in red, met ones in green
+
+
+def test_the_cycle_time_axis_reaches_the_target_when_orders_ship_fast(workspace):
+    """Orders that ship in 1-2 h against a 48 h target: the axis runs past 48 h, not to about 2 h with the
+    target pinned to its right edge."""
+    from helpers import cli_ok, import_csv, open_shop
+
+    ws, day = workspace, "2026-11-23T{}:00+08:00"
+    open_shop(ws, now=day.format("09:00"))
+    import_csv(ws, "orders", "order_id,line_no,customer,sku,qty,channel,region\n"
+               + "".join(f"SO-{i},1,C-EAST,SKU-0001,1,b2b,east\n" for i in range(3)), now=day.format("09:00"))
+    cli_ok(ws, "advance", "SO-0", "SO-1", "SO-2", now=day.format("09:10"), user="alice")
+    cli_ok(ws, "allocate", "--all", "-f", "csv", now=day.format("09:11"))
+    for i, hhmm in enumerate(("10:00", "10:30", "11:00")):
+        cli_ok(ws, "ship", f"SO-{i}", now=day.format(hhmm), user="frank")
+    html = cli_ok(ws, "report", "dashboard", "--out", "-", now=day.format("12:00")).stdout
+    chart = html.split('aria-label="cycle time distribution"', 1)[1].split("</svg>", 1)[0]
+    left, right = 48, 560 - 14
+    axis_hours = [float(v) for v in re.findall(r'text-anchor="middle"[^>]*>([\d.]+)\+?</text>', chart)]
+    assert max(axis_hours) >= 48, axis_hours
+    marks = {label: float(x) for x, label in re.findall(
+        r'<line x1="([\d.]+)" x2="[\d.]+" y1="\d+" y2="[\d.]+" stroke="[^"]+" stroke-width="2" stroke-dasharray="5 4"/>'
+        r'<rect[^>]*/><text[^>]*>(\w+) [\d.]+ h</text>', chart)}
+    assert set(marks) == {"p50", "p90", "target"}, chart
+    assert left < marks["p50"] < marks["p90"] < marks["target"] < right  # the target inside the axis, not on its edge
+    assert marks["target"] == pytest.approx(left + (right - left) * 48 / max(axis_hours), abs=0.1)

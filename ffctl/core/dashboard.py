@@ -39,7 +39,8 @@ def build_dashboard(session, cfg, *, now: datetime, period: Period = Period()) -
         "kpis": kpi_report(session, cfg, now=now, period=period),
         "weekly": kpi_report(session, cfg, now=now, period=period, by="week"),
         "nodes": sla_report(session, cfg, now=now, period=period),
-        "histogram": cycle_time_histogram(session, cfg, now=now, period=period),
+        "histogram": cycle_time_histogram(session, cfg, now=now, period=period,
+                                          at_least=cfg.kpi_targets.get("cycle_time_hours")),
         "owners": breaches_by_owner(session, cfg, now=now, period=period),
     }
     return render_dashboard(data, tz=cfg.timezone, now=now, period=period)

@@ -936,18 +936,20 @@ def nice_step(span: float, buckets: int = 12) -> float:
     return 10 * power
 
 
-def cycle_time_histogram(session: Session, cfg, *, now: datetime, period: Period = Period()) -> dict:
-    """Shipped orders by cycle time (hours) in round buckets up to about the p95; the last bucket
-    holds everything longer. ``{step, buckets: [{start, end, count}], overflow_from}``."""
+def cycle_time_histogram(session: Session, cfg, *, now: datetime, period: Period = Period(),
+                         at_least: float | None = None) -> dict:
+    """Shipped orders by cycle time (hours) in round buckets up to about the p95, or to ``at_least``
+    hours when that is further (so a target's mark lands on the axis); the last bucket holds
+    everything longer. ``{step, buckets: [{start, end, count}], overflow_from}``."""
     rep = _Report(session, cfg, now=now, period=period, by=None)
     hours = rep.sql.seconds("o.created_at", "o.shipped_at") + " / 3600.0"
     values = f"SELECT '{ALL}' AS g, {hours} AS x FROM orders o WHERE o.shipped_at IS NOT NULL AND {rep.created_in('o')}"
     stats = rep.rows(rep.sql.percentiles(values, (0.95,)))
     if not stats or stats[0].n == 0:
         return {"step": None, "buckets": [], "overflow_from": None}
-    p95 = max(float(stats[0].p95 or 0.0), 0.0)
-    step = nice_step(p95)
-    last = max(int(p95 // step), 0) + 1  # buckets 0..last-1, then last = overflow
+    span = max(float(stats[0].p95 or 0.0), float(at_least or 0.0), 0.0)
+    step = nice_step(span)
+    last = max(int(span // step), 0) + 1  # buckets 0..last-1, then last = overflow
     sql = (
         f"SELECT b, COUNT(*) AS n FROM (SELECT CASE WHEN x < 0 THEN 0 WHEN x >= {last * step} THEN {last} "
         f"ELSE CAST(x / {step} AS INTEGER) END AS b FROM ({values}) v) q GROUP BY b ORDER BY b"
