@@ -63,25 +63,26 @@ def list_tasks(session: Session, cfg, now: datetime, *, user: str | None = None,
     if limit < 0:
         raise UsageError("--limit must be 0 (no limit) or more")
     t = Task.__table__.c
+    filters = [t.status == "open"]
+    if mine:
+        mine_roles = roles_of(cfg, user or "")
+        if not mine_roles:
+            return [], {"total": 0, "breached": 0}
+        filters.append(_assigned_to(t, mine_roles))
+    if role is not None:
+        filters.append(_assigned_to(t, [role]))
+    states = state_filter(t, now, at_risk=at_risk, breached=breached)
+    if states is not None:
+        filters.append(states)
     stmt = (
         sa.select(t.id, t.order_id, t.workflow, t.node, t.owner, t.entered_at, t.deadline, t.risk_at, t.held_at,
                   t.sla_state, t.escalation_level, Order.customer, Order.priority, Order.promised_ship_date,
                   Customer.name.label("customer_name"))
         .join(Order, Order.order_id == t.order_id)
         .join(Customer, Customer.customer == Order.customer)
-        .where(t.status == "open")
+        .where(*filters)
+        .order_by(urgency(t, now), t.deadline, t.order_id)
     )
-    if mine:
-        mine_roles = roles_of(cfg, user or "")
-        if not mine_roles:
-            return [], {"total": 0, "breached": 0}
-        stmt = stmt.where(_assigned_to(t, mine_roles))
-    if role is not None:
-        stmt = stmt.where(_assigned_to(t, [role]))
-    states = state_filter(t, now, at_risk=at_risk, breached=breached)
-    if states is not None:
-        stmt = stmt.where(states)
-    stmt = stmt.order_by(urgency(t, now), t.deadline, t.order_id)
     rows, cut = fetch_page(session, stmt, limit)
     extra = _escalated_roles(session, [r.id for r in rows])
     out = []
@@ -97,8 +98,8 @@ def list_tasks(session: Session, cfg, now: datetime, *, user: str | None = None,
             "customer": r.customer, "escalation_level": r.escalation_level,
             "customer_name": r.customer_name, "priority": r.priority, "promised_ship_date": r.promised_ship_date,
         })
-    if cut:
-        counts = count_matches(session, stmt, breached=breached_clause(t, now))
+    if cut:  # counted over the open tasks alone: each has one order, and each order one customer
+        counts = count_matches(session, sa.select(t.id).where(*filters), breached=breached_clause(t, now))
     else:
         counts = {"total": len(out), "breached": sum(1 for r in out if r["state"] == "breached")}
     return out, counts

@@ -102,6 +102,25 @@ def list_orders(session: Session, cfg, now: datetime, *, node: str | None = None
     if limit < 0:
         raise UsageError("--limit must be 0 (no limit) or more")
     t = Task.__table__.c
+    open_task = sa.and_(t.order_id == Order.order_id, t.status == "open")
+    filters = []
+    if node is not None:
+        filters.append(Order.node == node)
+    if status is not None:
+        filters.append(Order.status == status)
+    states = state_filter(t, now, at_risk=at_risk, breached=breached)
+    if states is not None:
+        filters += [t.id.is_not(None), states]
+    if flag is not None:
+        filters.append(sa.exists().where(OrderFlag.order_id == Order.order_id, OrderFlag.flag == flag,
+                                         OrderFlag.cleared_at.is_(None)))
+    if customer is not None:
+        if session.get(Customer, customer) is None:
+            raise NotFound(_("no customer {customer!r}").format(customer=customer),
+                           hint=_("--customer takes a customer id; --search finds customers by name."))
+        filters.append(Order.customer == customer)
+    if search is not None and search.strip():
+        filters.append(Order.order_id.in_(_search_ids(search.strip())))
     stmt = (
         sa.select(
             Order.order_id, Order.customer, Customer.name.label("customer_name"), Order.status, Order.node,
@@ -109,30 +128,17 @@ def list_orders(session: Session, cfg, now: datetime, *, node: str | None = None
             t.id.label("task_id"), t.node.label("task_node"), t.owner, t.held_at, t.sla_state, t.deadline, t.risk_at,
         )
         .join(Customer, Customer.customer == Order.customer)
-        .outerjoin(Task, sa.and_(t.order_id == Order.order_id, t.status == "open"))
+        .outerjoin(Task, open_task)
+        .where(*filters)
+        .order_by(Order.created_at, Order.order_id)
     )
-    if node is not None:
-        stmt = stmt.where(Order.node == node)
-    if status is not None:
-        stmt = stmt.where(Order.status == status)
-    states = state_filter(t, now, at_risk=at_risk, breached=breached)
-    if states is not None:
-        stmt = stmt.where(t.id.is_not(None), states)
-    if flag is not None:
-        stmt = stmt.where(
-            sa.exists().where(OrderFlag.order_id == Order.order_id, OrderFlag.flag == flag,
-                              OrderFlag.cleared_at.is_(None))
-        )
-    if customer is not None:
-        if session.get(Customer, customer) is None:
-            raise NotFound(_("no customer {customer!r}").format(customer=customer),
-                           hint=_("--customer takes a customer id; --search finds customers by name."))
-        stmt = stmt.where(Order.customer == customer)
-    if search is not None and search.strip():
-        stmt = stmt.where(_search_clause(search.strip()))
-    stmt = stmt.order_by(Order.created_at, Order.order_id)
     rows, cut = fetch_page(session, stmt, limit)
-    total = count_matches(session, stmt)["total"] if cut else len(rows)
+    total = len(rows)
+    if cut:  # count over the orders alone (every order has one customer and at most one open task)
+        counted = sa.select(Order.order_id).where(*filters)
+        if states is not None:
+            counted = counted.outerjoin(Task, open_task)
+        total = count_matches(session, counted)["total"]
     flags = standing_flags(session, [r.order_id for r in rows])
     out = []
     for r in rows:
@@ -147,15 +153,19 @@ def list_orders(session: Session, cfg, now: datetime, *, node: str | None = None
     return out, total
 
 
-def _search_clause(text: str):
-    """The order id contains ``text``, or it is an order of a customer whose id or name does.
+def _search_ids(text: str):
+    """Ids of the orders whose id contains ``text``, or whose customer's id or name does (any case).
 
-    Customers are matched in their own (small) table first, so their orders come through
-    ix_orders_customer; the order id side reads the primary key index, not the orders' rows.
+    Two index-driven sets: the order ids are read off the primary key's index (never the orders'
+    rows), and the customers are matched in their own small table, then their orders through
+    ix_orders_customer.
     """
     matching_customers = sa.select(Customer.customer).where(
         sa.or_(Customer.customer.icontains(text, autoescape=True), Customer.name.icontains(text, autoescape=True)))
-    return sa.or_(Order.order_id.icontains(text, autoescape=True), Order.customer.in_(matching_customers))
+    return sa.union(
+        sa.select(Order.order_id).where(Order.order_id.icontains(text, autoescape=True)),
+        sa.select(Order.order_id).where(Order.customer.in_(matching_customers)),
+    )
 
 
 # --- order show ------------------------------------------------------------------------------
