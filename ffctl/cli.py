@@ -142,17 +142,19 @@ def main_options(
     from ffctl.commands._common import AppState
 
     if as_user is not None and not as_user.strip():
-        _refuse_blank_user(ctx)
+        _refuse_blank_user(from_env=getattr(ctx.get_parameter_source("as_user"), "name", None) == "ENVIRONMENT")
+    if as_user is None and os.environ.get("FFCTL_USER", "x").strip() == "":  # set but empty: Click ignores it
+        _refuse_blank_user(from_env=True)
     ctx.obj = AppState(config_path=config, db_url=db, now_text=now, user=as_user)
     ctx.call_on_close(ctx.obj.close)
 
 
-def _refuse_blank_user(ctx: typer.Context) -> None:
+def _refuse_blank_user(*, from_env: bool) -> None:
     """A blank acting user would silently become the OS login: say so instead (exit 2)."""
     from ffctl.core.errors import UsageError
     from ffctl.i18n import _
 
-    if getattr(ctx.get_parameter_source("as_user"), "name", None) == "ENVIRONMENT":
+    if from_env:
         raise UsageError(_("FFCTL_USER is blank; set it to a user name, or unset it to act as your login"))
     raise UsageError(_("--as needs a user name; leave --as out to act as your login"))
 

@@ -17,8 +17,9 @@ def test_a_blank_acting_user_is_refused(workspace):
         assert r.exit_code == 2, r.output
         assert r.stderr == "Error: --as needs a user name; leave --as out to act as your login\n"
         assert r.stdout == ""
-    r = CliRunner().invoke(app, ["task", "list"], env={**env, "FFCTL_USER": " "})
-    assert r.exit_code == 2 and "FFCTL_USER is blank" in r.stderr
+    for blank in ("", " "):
+        r = CliRunner().invoke(app, ["task", "list"], env={**env, "FFCTL_USER": blank})
+        assert r.exit_code == 2 and "FFCTL_USER is blank" in r.stderr, r.output
     r = CliRunner().invoke(app, ["--as", "alice", "task", "list", "-f", "json"], env=env)
     assert r.exit_code == 0, r.output
 
