@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState, format_option
-from ffctl.i18n import ngettext
+from ffctl.i18n import _, ngettext
 
 app = typer.Typer(help="Find orders and see where each one is; hold, release, cancel.", no_args_is_help=True)
 
@@ -21,6 +21,14 @@ def left_text(seconds) -> str:
     if seconds is None:
         return "-"
     return f"{approx_duration(seconds)} left" if seconds >= 0 else f"{approx_duration(-seconds)} late"
+
+
+def priority_text(value) -> str:
+    """A priority as people say it (low, normal, high, urgent), or the number past those."""
+    from ffctl.core.csvio import PRIORITY_WORDS
+
+    words = {n: word for word, n in PRIORITY_WORDS.items()}
+    return words.get(value, "-" if value is None else str(value))
 
 
 def state_text(state) -> str:
@@ -119,16 +127,14 @@ def _show_table(o: dict, tz: str) -> None:
     head.add_row("status", f"{o['status']}  workflow {o['workflow'] or '-'}")
     if o["waiting_for"]:
         head.add_row("", f"[bold]{escape(o['waiting_for'])}[/]")
-    from ffctl.commands.task import priority_text
-
-    facts = [f"priority {priority_text(o['priority'])}"] + [
-        f"{name} {o[key]}" for name, key in (("channel", "channel"), ("region", "region"), ("sales rep", "sales_rep"))
-        if o[key]]
+    facts = [_("priority {priority}").format(priority=priority_text(o["priority"]))] + [
+        f"{name} {o[key]}" for name, key in ((_("channel"), "channel"), (_("region"), "region"),
+                                            (_("sales rep"), "sales_rep")) if o[key]]
     head.add_row("", escape("   ".join(facts)))
-    head.add_row("created", table_cell(o["created_at"], tz))
+    head.add_row(_("created"), table_cell(o["created_at"], tz))
     if o["status"] == "on_hold":
-        head.add_row("on hold", escape(o["hold_reason"] or "-")
-                     + f"  (`ffctl order release {escape(o['order_id'])}` resumes it)")
+        head.add_row(_("on hold"), escape(_("{reason}  (`ffctl order release {order}` resumes it)").format(
+            reason=o["hold_reason"] or "-", order=o["order_id"])))
     if cur:
         head.add_row("now at", cur["node"])
         owner = _owner_text(cur["owner"], cur["auto"])
@@ -145,13 +151,14 @@ def _show_table(o: dict, tz: str) -> None:
         head.add_row("now at", "workflow finished")
     head.add_row("promised", table_cell(o["promised_ship_date"], tz))
     if o["shipped_at"]:
-        via = ", ".join(x for x in (o["carrier"] and f"by {o['carrier']}", o["tracking"] and f"tracking {o['tracking']}") if x)
-        head.add_row("shipped", escape(f"{table_cell(o['shipped_at'], tz)}" + (f", {via}" if via else "")))
+        via = [_("by {carrier}").format(carrier=o["carrier"])] if o["carrier"] else []
+        via += [_("tracking {tracking}").format(tracking=o["tracking"])] if o["tracking"] else []
+        head.add_row(_("shipped"), escape(", ".join([table_cell(o["shipped_at"], tz), *via])))
     if o["delivered_at"]:
-        issue = f", issue: {o['delivery_issue']}" if o["delivery_issue"] else ", no issue"
-        head.add_row("delivered", escape(f"{table_cell(o['delivered_at'], tz)}{issue}"))
+        issue = (_("issue: {issue}").format(issue=o["delivery_issue"]) if o["delivery_issue"] else _("no issue"))
+        head.add_row(_("delivered"), escape(f"{table_cell(o['delivered_at'], tz)}, {issue}"))
     if o["cancelled_at"]:
-        head.add_row("cancelled", escape(f"{table_cell(o['cancelled_at'], tz)}: {o['cancel_reason'] or '-'}"))
+        head.add_row(_("cancelled"), escape(f"{table_cell(o['cancelled_at'], tz)}: {o['cancel_reason'] or '-'}"))
     if o["flags"]:
         head.add_row("flags", f"[bold red]{escape(', '.join(o['flags']))}[/]")
     console.print(Panel(head, title=f"order {o['order_id']}", expand=False))

@@ -17,14 +17,6 @@ def task() -> None:
     """The inbox: open node tasks with owner, deadline and time left."""
 
 
-def priority_text(value) -> str:
-    """A priority as people say it (low, normal, high, urgent), or the number past those."""
-    from ffctl.core.csvio import PRIORITY_WORDS
-
-    words = {n: word for word, n in PRIORITY_WORDS.items()}
-    return words.get(value, "-" if value is None else str(value))
-
-
 @app.command("list")
 def list_(
     ctx: typer.Context,
@@ -41,7 +33,7 @@ def list_(
     Without options, the tasks of your roles (owned, or escalated to them).
     """
     from ffctl.commands._output import Column, message, render, resolve_format, say_cut
-    from ffctl.commands.order import for_table, left_text, state_text
+    from ffctl.commands.order import for_table, left_text, priority_text, state_text
     from ffctl.core.inbox import list_tasks, only_mine, roles_of
 
     st = AppState.of(ctx)
@@ -58,8 +50,8 @@ def list_(
         columns = [
             Column("order_id", "order"), Column("customer", narrow_drop=4),
             Column("priority", show=priority_text, narrow_drop=2), Column("node"),
-            Column("assignees", "assigned to"), Column("entered_at", "entered", narrow_drop=1),
-            Column("promised_ship_date", "promised", narrow_drop=3), Column("deadline"),
+            Column("assignees", _("assigned to")), Column("entered_at", "entered", narrow_drop=1),
+            Column("promised_ship_date", _("promised"), narrow_drop=3), Column("deadline"),
             Column("state", show=state_text), Column("seconds_left", "time left", justify="right", show=left_text),
         ]
     else:
