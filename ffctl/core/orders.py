@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit, workflow
+from ffctl.core.bulk import is_postgresql
 from ffctl.core.errors import Conflict, FfctlError, NotFound, UsageError
 from ffctl.core.models import Allocation, Customer, Event, Order, OrderFlag, OrderLine, Task
 from ffctl.core.paging import count_matches, fetch_page
@@ -120,7 +121,7 @@ def list_orders(session: Session, cfg, now: datetime, *, node: str | None = None
                            hint=_("--customer takes a customer id; --search finds customers by name."))
         filters.append(Order.customer == customer)
     if search is not None and search.strip():
-        filters.append(Order.order_id.in_(_search_ids(search.strip())))
+        filters.append(Order.order_id.in_(_search_ids(search.strip(), postgresql=is_postgresql(session))))
     stmt = (
         sa.select(
             Order.order_id, Order.customer, Customer.name.label("customer_name"), Order.status, Order.node,
@@ -153,17 +154,20 @@ def list_orders(session: Session, cfg, now: datetime, *, node: str | None = None
     return out, total
 
 
-def _search_ids(text: str):
+def _search_ids(text: str, *, postgresql: bool):
     """Ids of the orders whose id contains ``text``, or whose customer's id or name does (any case).
 
     Two index-driven sets: the order ids are read off the primary key's index (never the orders'
     rows), and the customers are matched in their own small table, then their orders through
-    ix_orders_customer.
+    ix_orders_customer. SQLite's LIKE already ignores (ASCII) case; lower() on each key would
+    cost three times as much.
     """
-    matching_customers = sa.select(Customer.customer).where(
-        sa.or_(Customer.customer.icontains(text, autoescape=True), Customer.name.icontains(text, autoescape=True)))
+    def has(column):
+        return column.icontains(text, autoescape=True) if postgresql else column.contains(text, autoescape=True)
+
+    matching_customers = sa.select(Customer.customer).where(sa.or_(has(Customer.customer), has(Customer.name)))
     return sa.union(
-        sa.select(Order.order_id).where(Order.order_id.icontains(text, autoescape=True)),
+        sa.select(Order.order_id).where(has(Order.order_id)),
         sa.select(Order.order_id).where(Order.customer.in_(matching_customers)),
     )
 
