@@ -26,7 +26,9 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli backpo
     import tomli as tomllib  # type: ignore[no-redef]
 
 from ffctl.core.durations import format_duration, parse_duration
-from ffctl.core.errors import ConfigError, ConfigProblem, NotFound, mask_url
+from ffctl.core.errors import ConfigError, ConfigProblem, NotFound
+from ffctl.core.secrets import mask_endpoint, mask_url
+from ffctl.i18n import _
 
 # ---------------------------------------------------------------------------------------------
 # Vocabulary the config may use. Keys here are part of the file format users write.
@@ -62,7 +64,7 @@ _TOP_KEYS = ("database", "defaults", "calendars", "roles", "users", "workflows",
 _NODE_KEYS = ("owner", "sla", "calendar", "warn_at", "critical", "escalation", "when", "auto")
 _STEP_KEYS = ("after", "action", "to", "reason")
 _RULE_COMMON_KEYS = ("kind", "notify", "priority")
-_EMAIL_KEYS = ("host", "port", "sender", "username", "password_env", "starttls")
+_EMAIL_KEYS = ("host", "port", "sender", "username", "password_env", "starttls", "tls", "ca_file", "plain_login_on_loopback")
 
 DEFAULT_WARN_AT = 0.75
 
@@ -166,6 +168,25 @@ class EmailConfig:
     username: str | None = None
     password_env: str | None = None
     starttls: bool = False
+    tls: bool = False  # implicit TLS from the first byte (port 465)
+    ca_file: str | None = None  # trust these CAs instead of the system's (a company CA, a test relay)
+    plain_login_on_loopback: bool = False  # allow a password without TLS to a relay on this machine
+
+    def login_allowed(self) -> bool:
+        """Whether a password may be sent: over TLS, or in clear to loopback when allowed."""
+        return self.tls or self.starttls or (self.plain_login_on_loopback and is_loopback(self.host))
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: traffic that never leaves this machine."""
+    import ipaddress
+
+    if host.strip().lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -1053,7 +1074,12 @@ class _Checker:
             )
         self.known_keys({k: v for k, v in table.items() if k != "password"}, _EMAIL_KEYS, "notify.email")
         host = self.text(table, "host", "notify.email", required=True, hint='; the SMTP server, e.g. host = "localhost"')
-        port = self.get(table, "port", "notify.email", "int", default=25)
+        starttls = self.get(table, "starttls", "notify.email", "bool", default=False)
+        tls = self.get(table, "tls", "notify.email", "bool", default=False)
+        if starttls and tls:
+            self.problem("notify.email.tls", _("tls = true (TLS from the start, port 465) and starttls = true (port 587) "
+                                               "exclude each other; keep the one your server offers"))
+        port = self.get(table, "port", "notify.email", "int", default=465 if tls else 587 if starttls else 25)
         if not 0 < port < 65536:
             self.problem("notify.email.port", f"not a TCP port: {port}")
         sender = self.text(table, "sender", "notify.email", required=True, hint='; the From address, e.g. sender = "ffctl@example.com"')
@@ -1064,8 +1090,25 @@ class _Checker:
         if password_env is not None and not _ENV_NAME.fullmatch(password_env):
             # never echo the value: someone may have pasted the password itself here
             self.problem("notify.email.password_env", "must be the name of an environment variable that holds the password (like FFCTL_SMTP_PASSWORD), not the password itself")
-        starttls = self.get(table, "starttls", "notify.email", "bool", default=False)
-        return EmailConfig(host or "", port, sender or "", username, password_env, starttls)
+        ca_file = self.text(table, "ca_file", "notify.email")
+        if ca_file is not None:
+            path = Path(ca_file.strip()).expanduser()
+            ca_file = str(path if path.is_absolute() else self.base_dir / path)
+            if not Path(ca_file).is_file():
+                self.problem("notify.email.ca_file", _("no such file: {path} (a PEM file of the CA certificates to trust)").format(path=ca_file))
+        loopback_ok = self.get(table, "plain_login_on_loopback", "notify.email", "bool", default=False)
+        email = EmailConfig(host or "", port, sender or "", username, password_env, starttls, tls, ca_file, loopback_ok)
+        if loopback_ok and host and not is_loopback(host):
+            self.problem("notify.email.plain_login_on_loopback", _(
+                "only applies to a relay on this machine (localhost, 127.0.0.1 or ::1), not {host!r}; "
+                "use starttls = true or tls = true").format(host=host))
+        elif password_env is not None and host and not email.login_allowed():
+            local = is_loopback(host)
+            self.problem("notify.email.password_env", _(
+                "the SMTP password would cross the network in clear text: set starttls = true (port 587) or "
+                "tls = true (port 465){local}").format(
+                    local=_(", or plain_login_on_loopback = true for a relay on this machine") if local else ""))
+        return email
 
     def schedule(self, table: dict) -> dict[str, str]:
         self.known_keys(table, SCHEDULE_JOBS, "schedule", noun="job")
@@ -1245,7 +1288,8 @@ def _describe_roles(config: Config) -> list[tuple[str, str]]:
 def _describe_users(config: Config) -> list[tuple[str, str]]:
     rows = []
     for user in config.users.values():
-        channels = [c for c in (f"email {user.email}" if user.email else "", f"webhook {user.webhook}" if user.webhook else "") if c]
+        channels = [c for c in (f"email {user.email}" if user.email else "",
+                                f"webhook {mask_endpoint(user.webhook)}" if user.webhook else "") if c]
         rows.append((user.name, ", ".join(channels) or "(no channels: notifications only go to the log)"))
     return rows
 
@@ -1307,7 +1351,10 @@ def _describe_notify(notify: NotifyConfig) -> str:
     if notify.email:
         e = notify.email
         auth = f", login {e.username or e.sender} with the password from ${e.password_env}" if e.password_env else ""
-        parts.append(f"email via {e.host}:{e.port}{' (STARTTLS)' if e.starttls else ''} from {e.sender}{auth}")
+        security = " (TLS)" if e.tls else " (STARTTLS)" if e.starttls else _(" (no TLS)")
+        if e.ca_file:
+            security = security[:-1] + _(", trusting {file})").format(file=e.ca_file)
+        parts.append(f"email via {e.host}:{e.port}{security} from {e.sender}{auth}")
     else:
         parts.append("no email server: email recipients are not mailed")
     parts.append(f"up to {notify.max_attempts} attempts")
