@@ -27,7 +27,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli backpo
 
 from ffctl.core.durations import format_duration, parse_duration
 from ffctl.core.errors import ConfigError, ConfigProblem, NotFound
-from ffctl.core.secrets import mask_endpoint, mask_url
+from ffctl.core.secrets import mask_endpoint, mask_url, url_problem
 from ffctl.i18n import _
 
 # ---------------------------------------------------------------------------------------------
@@ -331,8 +331,9 @@ def load_config(path: str | Path) -> Config:
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
-        error = ConfigError([ConfigProblem(file, "", "config file not found; run `ffctl init` to create one from the example")])
-        error.hint = "Run `ffctl init` to write ffctl.toml here, or point --config / FFCTL_CONFIG at your config."
+        error = ConfigError([ConfigProblem(file, "", _("no such config file"))])
+        error.message = _("no config file at {path}").format(path=file)
+        error.hint = _("Run `ffctl init` to write one from the example, or point --config / FFCTL_CONFIG at your config.")
         raise error from None
     except IsADirectoryError:
         raise ConfigError([ConfigProblem(file, "", "is a directory, not a config file")]) from None
@@ -372,6 +373,8 @@ def _syntax_problem(file: str, message: str, text: str) -> ConfigProblem:
         lines = text.splitlines()
         shown = lines[line - 1].strip() if 0 < line <= len(lines) else ""
         shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        if _MAY_HOLD_SECRET.search(shown):  # a broken `url = "postgresql://u:pw@..."` line is never echoed
+            shown = _("(the line is not shown: it may hold a password)")
         message = f"{message[: found.start()]} at column {found.group(2)}" + (f": {shown}" if shown else "")
     elif message.rstrip().endswith("(at end of document)"):
         line = max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
@@ -389,7 +392,7 @@ _HOUR_RANGE = re.compile(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FLAG_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_MAY_HOLD_SECRET = re.compile(r"(?i)://|@|\burl\b|pass|secret|token")
 
 _KIND_NAMES = {
     "str": "a string",
@@ -731,8 +734,9 @@ class _Checker:
         if url is None:
             return None
         url = url.strip()
-        if not _URL_SCHEME.match(url):
-            self.problem("database.url", f"not a database URL: {mask_url(url)!r} (expected e.g. sqlite:///ffctl.db or postgresql+psycopg://user@host/db)")
+        problem = url_problem(url)
+        if problem is not None:
+            self.problem("database.url", f"{mask_url(url)!r}: {problem}")
             return None
         return self.sqlite_next_to_config(url)
 

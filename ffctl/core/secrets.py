@@ -16,38 +16,99 @@ from __future__ import annotations
 
 import hashlib
 import re
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
+
+from ffctl.i18n import _
 
 MASK = "***"
 
 # a query parameter whose name says it holds a secret: password=, sslpassword=, api_token=, ...
 _SECRET_PARAM = re.compile(r"(?i)((?:^|[?&;])[^=&;#?]*(?:pass|pwd|secret|token)[^=&;#?]*=)[^&;#]*")
-# what follows the '@' ending the user info: host[:port], or libpq's host1:port1,host2:port2
-_HOST = re.compile(r"[\w.\-\[\]:%,~]*(?:[/?#]|$)")
+# what follows the '@' ending the user info: host[:port], libpq's host1:port1,host2:port2, or no
+# host before the path (a local socket)
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_HOST = re.compile(r"[\w.\-\[\]:%,~]+(?:[/?#]|$)|/")
 
 
 def mask_url(url: object) -> str:
     """``url`` with every password in it replaced by ``***``; safe to print anywhere."""
-    text = str(url)
-    scheme, sep, rest = text.partition("://")
+    # query parameters first: an '@' in a masked value can no longer pass for the end of a user name
+    text = _SECRET_PARAM.sub(lambda m: m.group(1) + MASK, str(url))
+    found = split_credentials(text)
+    if found is not None:
+        head, user, password, tail = found
+        text = f"{head}{user}{'' if password is None else ':' + MASK}@{tail}"
+    return text
+
+
+def mask_urls_in(text: str) -> str:
+    """A message with every URL in it masked (driver errors, unexpected exceptions)."""
+    return _URL_IN_TEXT.sub(lambda m: mask_url(m.group()), text)
+
+
+def split_credentials(url: str) -> tuple[str, str, str | None, str] | None:
+    """``scheme://user:password@host/db`` -> (``scheme://``, user, password, ``host/db``), the
+    password None when there is no ``:``; None when the URL names no user.
+
+    The user info ends at the last '@' that is followed by a host (host[:port], or libpq's
+    host1:port1,host2:port2), so a password with an unescaped '@', ':' or '/' stays whole; the
+    scheme may be missing (``user:pw@host/db``); ``sqlite:///PATH`` has no user info.
+    """
+    scheme, sep, rest = url.partition("://")
     if not sep:
-        scheme, rest = "", text
-    if not rest.startswith("/"):  # sqlite:///PATH has no user info; a path may hold an '@'
-        rest = _mask_userinfo(rest)
-    return f"{scheme}{sep}{_SECRET_PARAM.sub(lambda m: m.group(1) + MASK, rest)}"
-
-
-def _mask_userinfo(rest: str) -> str:
-    """``user:password@host/db`` -> ``user:***@host/db``, splitting at the last '@' that is
-    followed by a host, so an unescaped '@' or '/' in the password never shows."""
+        scheme, rest = "", url
+    if rest.startswith("/"):
+        return None
     for at in reversed([i for i, ch in enumerate(rest) if ch == "@"]):
         if _HOST.match(rest, at + 1):
-            user, colon, _password = rest[:at].partition(":")
+            user, colon, password = rest[:at].partition(":")
             if not colon and any(ch in user for ch in "/?#"):
-                # "host/db?x=a@b": the '@' was in the path or query, not after a user name
-                continue
-            return f"{user}{':' + MASK if colon else ''}@{rest[at + 1:]}"
-    return rest
+                continue  # "host/db?x=a@b": that '@' is in the path or the query
+            return f"{scheme}{sep}", user, password if colon else None, rest[at + 1:]
+    return None
+
+
+def normalise_url(url: str) -> str:
+    """Accept ``postgresql://`` and ``postgres://`` as psycopg 3 URLs, and a user name or password
+    holding an unescaped ``@``, ``:`` or ``/`` (``p@ss:w@rd``), which SQLAlchemy would split at
+    the wrong place and then echo in a host name."""
+    url = url.strip()
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            url = "postgresql+psycopg://" + url[len(prefix):]
+            break
+    found = split_credentials(url)
+    if found is None:
+        return url
+    head, user, password, tail = found
+    escaped = quote(unquote(user), safe="") + ("" if password is None else ":" + quote(unquote(password), safe=""))
+    host, mark, query = tail.partition("?")
+    if "@" in query:  # SQLAlchemy takes the first '@' anywhere for the end of the user info
+        query = query.replace("@", "%40")
+    return f"{head}{escaped}@{host}{mark}{query}"
+
+
+def url_secrets(url: str) -> list[str]:
+    """The passwords a URL holds (user info and query), as typed: for scrubbing driver messages."""
+    found = split_credentials(normalise_url(url))
+    secrets = [unquote(found[2])] if found and found[2] else []
+    query = urlsplit(normalise_url(url)).query
+    secrets += [unquote(m.group(0).split("=", 1)[1]) for m in _SECRET_PARAM.finditer("?" + query)
+                if "=" in m.group(0)]
+    return [s for s in secrets if s]
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a database URL, or None; never quotes a password."""
+    if not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", url):
+        return _("not a database URL (expected e.g. sqlite:///ffctl.db or postgresql+psycopg://user@host/db)")
+    parts = urlsplit(normalise_url(url))
+    try:
+        parts.port
+    except ValueError:
+        port = parts.netloc.rpartition("@")[2].rpartition(":")[2]
+        return _("the port {port!r} is not a number from 1 to 65535").format(port=port)
+    return None
 
 
 def mask_endpoint(url: object) -> str:
