@@ -414,8 +414,7 @@ def test_a_typo_is_not_reported_twice_as_missing() -> None:
 def test_missing_file_says_to_run_init(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "ffctl.toml")
-    assert "ffctl init" in str(caught.value)
-    assert str(tmp_path / "ffctl.toml") in str(caught.value)
+    assert str(caught.value) == f"no config file at {tmp_path / 'ffctl.toml'}"
     assert "ffctl init" in (caught.value.hint or "")
 
 

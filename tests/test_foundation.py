@@ -80,8 +80,9 @@ def test_commands_refuse_an_empty_store(tmp_path):
     if "No such command" in r.output:
         pytest.skip("stock command not built yet")
     assert r.exit_code == 1
-    assert "is empty" in r.stderr and "ffctl init" in r.stderr
+    assert "there is no store at sqlite:///" in r.stderr and "ffctl init" in r.stderr
     assert "Traceback" not in r.output
+    assert not (tmp_path / "none.db").exists()  # a read command creates nothing
 
 
 def test_audit_trail_refuses_update_and_delete(store):

@@ -34,6 +34,6 @@ def init(ctx: typer.Context) -> None:
         path.write_text(example_config_text(), encoding="utf-8")
         typer.echo(f"Wrote {path} from the example; edit it, then run `ffctl config check`.", err=True)
     st.config()  # refuse an invalid config before touching the store
-    store = st.store(check=False)
+    store = st.store(check=False, create=True)
     store.upgrade()
     typer.echo(f"Store ready: {mask_url(store.url)} (revision {store.current_revision()}).", err=True)

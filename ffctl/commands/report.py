@@ -63,7 +63,7 @@ def kpi(
     st = AppState.of(ctx)
     cfg = st.config()
     period = _period(st, start, end)
-    refresh_facts(st.store(), cfg, cuts=(by.value if by else None,), now=st.now())
+    _say_if_read_only(st, refresh_facts(st.store(), cfg, cuts=(by.value if by else None,), now=st.now()))
     with st.store().session() as s:
         rows = kpi_report(s, cfg, now=st.now(), period=period, by=by.value if by else None)
     kind = resolve_format(fmt)
@@ -102,6 +102,17 @@ def sla(
     _sla_table(rows, period, st.tz)
 
 
+def _say_if_read_only(st: AppState, refreshed: dict) -> None:
+    """On a read-only store the figures are those of the last refresh where it took writes."""
+    if refreshed.get("mode") == "read-only":
+        from ffctl.commands._output import message
+        from ffctl.core.clock import shown
+        from ffctl.i18n import _
+
+        message(_("Note: the store is read-only; the figures are as of its last refresh ({at}).").format(
+            at=shown(refreshed.get("refreshed_at"), st.tz)))
+
+
 @app.command()
 def dashboard(
     ctx: typer.Context,
@@ -118,7 +129,7 @@ def dashboard(
     st = AppState.of(ctx)
     cfg = st.config()
     period = _period(st, start, end)
-    refresh_facts(st.store(), cfg, cuts=(None, "week"), now=st.now())
+    _say_if_read_only(st, refresh_facts(st.store(), cfg, cuts=(None, "week"), now=st.now()))
     with st.store().session() as s:
         html = build_dashboard(s, cfg, now=st.now(), period=period)
     if str(out) == "-":

@@ -90,7 +90,7 @@ def receive(
 
     st = AppState.of(ctx)
     with st.store().session(write=True) as s:
-        result = receive_one(s, receipt_id, at=st.now(), actor=st.user)
+        result = receive_one(s, receipt_id, at=st.now(), actor=st.user, tz=st.tz)
     lines = ", ".join(f"{ln['sku']} {ln['qty']} into {ln['warehouse']}" for ln in result["lines"])
     message(f"Received {receipt_id}: {result['units']} units ({lines}).")
     message("Orders waiting for this stock get it on the next `ffctl allocate`.")

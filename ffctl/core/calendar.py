@@ -258,7 +258,7 @@ class BusinessCalendar:
 
     def _too_closed(self, start: datetime) -> str:
         return (
-            f"no deadline within {MAX_SEARCH_DAYS // 365} years of {start.isoformat()}: "
+            f"no deadline within {MAX_SEARCH_DAYS // 365} years of {start.astimezone(self._tz).isoformat(' ', 'minutes')}: "
             "the calendar has (almost) no working time (check its hours and holidays)"
         )
 

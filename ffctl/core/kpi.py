@@ -54,8 +54,10 @@ from sqlalchemy.orm import Session
 
 from ffctl.core.bulk import sqlite_working_set
 from ffctl.core.clock import parse_date, parse_time, start_of_day, zone
+from ffctl.core.errors import FfctlError
 from ffctl.core.models import UTCDateTime
 from ffctl.core.stock import allocation_nodes
+from ffctl.i18n import _
 
 #: KPI name -> (unit, higher_is_better). The order is the report's order.
 KPIS: dict[str, tuple[str, bool]] = {
@@ -292,8 +294,8 @@ _FACT_INSERT = ("order_id, created_at, customer, region, channel, sales_rep, wee
 _DIRTY = "fact_dirty"
 
 
-class FactsNotReady(RuntimeError):
-    """``kpi_report`` was called before ``refresh_facts`` built the facts for this config."""
+class FactsNotReady(FfctlError, RuntimeError):
+    """``kpi_report`` was called before ``refresh_facts`` built the facts for this config (exit 1)."""
 
 
 def fingerprint(cfg) -> str:
@@ -324,6 +326,23 @@ def refresh_facts(store, cfg, *, cuts: Iterable[str | None] = (None,), now: date
     cuts = list(cuts)
     if _up_to_date(store, fp, cuts):  # the usual case: no write transaction, no lock
         return {"mode": "none", "orders": 0}
+    from ffctl.core.store import ReadOnlyStore
+
+    try:
+        return _refresh(store, cfg, fp, cuts, now)
+    except ReadOnlyStore:  # a read-only file or database: report from the facts as they were last refreshed
+        with store.session() as s:
+            state = s.execute(sa.text("SELECT event_id, fingerprint, refreshed_at FROM fact_state WHERE id = 1")
+                              .columns(refreshed_at=UTCDateTime)).one_or_none()
+        if state is None or state.event_id is None or state.fingerprint != fp:
+            raise FactsNotReady(
+                _("the store is read-only and its report facts were never built for this config"),
+                hint=_("Run `ffctl report kpi` once where the store takes writes (its primary, or a writable "
+                       "copy of the file); reports here then read what it built.")) from None
+        return {"mode": "read-only", "orders": 0, "refreshed_at": state.refreshed_at}
+
+
+def _refresh(store, cfg, fp: str, cuts: list[str | None], now: datetime) -> dict:
     top = None
     if not store.is_sqlite:
         with store.session(write=True) as s:
