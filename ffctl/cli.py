@@ -106,7 +106,9 @@ def _report(exc: Exception) -> None:
 
 
 def _stderr(text: str) -> None:
-    typer.echo(text, err=True)
+    from ffctl.core.text import printable
+
+    typer.echo(printable(text, keep_newlines=True), err=True)  # an id from data must not drive the terminal
 
 
 app = typer.Typer(

@@ -99,25 +99,24 @@ def show(
 
 
 def _show_table(o: dict, tz: str) -> None:
-    from rich.markup import escape
     from rich.panel import Panel
     from rich.table import Table
 
-    from ffctl.commands._output import get_console, table_cell
+    from ffctl.commands._output import get_console, safe, table_cell
 
     console = get_console()
     cur = o.get("current_task")
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("customer", escape(f"{o['customer_name']} ({o['customer']})"))
-    head.add_row("status", f"{o['status']}  workflow {o['workflow'] or '-'}")
+    head.add_row("customer", safe(f"{o['customer_name']} ({o['customer']})"))
+    head.add_row("status", safe(f"{o['status']}  workflow {o['workflow'] or '-'}"))
     if cur:
-        head.add_row("now at", cur["node"])
+        head.add_row("now at", safe(cur["node"]))
         owner = _owner_text(cur["owner"], cur["auto"])
         extra = [r for r in cur["assignees"] if r != cur["owner"]]
         people = f"  ({', '.join(cur['people'])})" if cur["people"] else ""
-        head.add_row("owner", owner + (f", escalated to {', '.join(extra)}" if extra else "") + people)
+        head.add_row("owner", safe(owner + (f", escalated to {', '.join(extra)}" if extra else "") + people))
         if cur["held_at"] is not None:
             head.add_row("deadline", f"paused since {table_cell(cur['held_at'], tz)}; "
                                      f"{left_text(cur['seconds_left'])} when released")
@@ -128,8 +127,8 @@ def _show_table(o: dict, tz: str) -> None:
         head.add_row("now at", "-" if o["status"] in ("shipped", "delivered", "cancelled") else "workflow finished")
     head.add_row("promised", table_cell(o["promised_ship_date"], tz))
     if o["flags"]:
-        head.add_row("flags", f"[bold red]{escape(', '.join(o['flags']))}[/]")
-    console.print(Panel(head, title=f"order {o['order_id']}", expand=False))
+        head.add_row("flags", f"[bold red]{safe(', '.join(o['flags']))}[/]")
+    console.print(Panel(head, title=f"order {safe(o['order_id'])}", expand=False))
 
     lines = Table(title="lines", header_style="bold")
     for name, justify in (("line", "right"), ("sku", "left"), ("qty", "right"), ("allocated", "right"),
@@ -137,16 +136,16 @@ def _show_table(o: dict, tz: str) -> None:
         lines.add_column(name, justify=justify)
     for line in o["lines"]:
         atp = table_cell(line["atp_date"], tz) if line["atp_date"] else (line.get("atp_note") or "")
-        lines.add_row(str(line["line_no"]), escape(line["sku"]), str(line["qty"]), str(line["allocated"]),
-                      str(line["backordered"]) if line["backordered"] else "-", escape(atp))
+        lines.add_row(str(line["line_no"]), safe(line["sku"]), str(line["qty"]), str(line["allocated"]),
+                      str(line["backordered"]) if line["backordered"] else "-", safe(atp))
     console.print(lines)
 
     timeline = Table(title="timeline", header_style="bold")
     for name in ("when", "event", "node", "who", "what"):
         timeline.add_column(name, overflow="fold")
     for e in o["timeline"]:
-        timeline.add_row(table_cell(e["at"], tz), _event_text(e), e["node"] or "", escape(e["actor"]),
-                         escape(e["detail"] or ""))
+        timeline.add_row(table_cell(e["at"], tz), _event_text(e), safe(e["node"] or ""), safe(e["actor"]),
+                         safe(e["detail"] or ""))
     console.print(timeline)
 
 
@@ -156,7 +155,7 @@ _EVENT_STYLES = {"breached": "bold red", "escalated": "red", "auto_rejected": "r
 
 
 def _event_text(e: dict) -> str:
-    from rich.markup import escape
+    from ffctl.commands._output import safe as escape
 
     style = _EVENT_STYLES.get(e["event"])
     if e["event"] == "completed" and e["detail"] and "SLA breached" in e["detail"]:

@@ -62,13 +62,12 @@ def atp(
 
 
 def _atp_table(result: dict) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
-    from ffctl.commands._output import get_console
+    from ffctl.commands._output import get_console, safe
 
     console = get_console()
-    table = Table(title=f"available to promise: {escape(result['sku'])}", header_style="bold")
+    table = Table(title=f"available to promise: {safe(result['sku'])}", header_style="bold")
     table.add_column("date")
     table.add_column("available", justify="right")
     for row in result["schedule"]:
