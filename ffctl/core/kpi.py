@@ -45,6 +45,7 @@ over every node visit of the period's orders (one for the report, whatever the c
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping
@@ -317,9 +318,10 @@ def refresh_facts(store, cfg, *, cuts: Iterable[str | None] = (None,), now: date
     customers whose region changed; the config fingerprint changing (time zone, allocation
     nodes) or a backlog larger than the facts rebuilds everything. Concurrent refreshes queue
     on the ``fact_state`` row. PostgreSQL hands out event ids before commit, so the high-water
-    mark is read under ``LOCK TABLE event IN SHARE MODE`` (it waits for transactions writing
-    events to finish): every event up to it is committed. On SQLite writers are serial and the
-    mark is read in the refresh's own write transaction.
+    mark is one every event up to which is committed (``_committed_event_mark``: it waits for
+    the transactions writing when it was read). On SQLite writers are serial and the mark is
+    read in the refresh's own write transaction. A read-only store reports from the facts as
+    last refreshed (mode ``read-only``).
     """
     now = now or datetime.now(timezone.utc)
     fp = fingerprint(cfg)
@@ -342,14 +344,36 @@ def refresh_facts(store, cfg, *, cuts: Iterable[str | None] = (None,), now: date
         return {"mode": "read-only", "orders": 0, "refreshed_at": state.refreshed_at}
 
 
+def _committed_event_mark(s: Session) -> int:
+    """PostgreSQL: an event id at or below which every event is committed (or rolled back).
+
+    Ids are handed out before commit, so the largest visible id is read together with the
+    transactions still running at that instant, and the mark is ready once those have ended:
+    any invisible id below it belongs to one of them. No lock is taken (LOCK TABLE ... SHARE
+    needs UPDATE rights on the audit trail, which ffctl's role does not have, and it made every
+    writer wait for the report).
+    """
+    top, running = s.execute(sa.text(
+        "SELECT COALESCE((SELECT MAX(id) FROM event), 0), "
+        "ARRAY(SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) AS x)")).one()
+    delay = 0.005
+    while running:
+        running = s.execute(sa.text(
+            "SELECT ARRAY(SELECT x FROM unnest(CAST(:xids AS text[])) AS x "
+            "WHERE pg_xact_status(CAST(x AS xid8)) = 'in progress')"), {"xids": list(running)}).scalar_one()
+        if running:
+            time.sleep(delay)
+            delay = min(2 * delay, 0.2)
+    return int(top)
+
+
 def _refresh(store, cfg, fp: str, cuts: list[str | None], now: datetime) -> dict:
     top = None
     if not store.is_sqlite:
         with store.session(write=True) as s:
             if s.execute(sa.text("SELECT pg_is_in_recovery()")).scalar_one():
                 return {"mode": "replica", "orders": 0}  # read-only: the primary's refreshes replicate here
-            s.execute(sa.text("LOCK TABLE event IN SHARE MODE"))
-            top = s.execute(sa.text("SELECT COALESCE(MAX(id), 0) FROM event")).scalar_one()
+            top = _committed_event_mark(s)
     with store.session(write=True) as s:
         lock = "" if store.is_sqlite else " FOR UPDATE"
         state = s.execute(sa.text(f"SELECT event_id, fingerprint FROM fact_state WHERE id = 1{lock}")).one_or_none()
