@@ -30,11 +30,7 @@ def demo(
 
     st = AppState.of(ctx)
     if directory is None:
-        directory = Path(tempfile.mkdtemp(prefix="ffctl-demo-"))
-    elif (directory / "ffctl.toml").exists() or (directory / "ffctl.db").exists():
-        from ffctl.core.errors import Conflict
-
-        raise Conflict(f"{directory} already holds a demo store", hint="Pick an empty folder with --dir.")
+        directory = Path(tempfile.mkdtemp(prefix="ffctl-demo-"))  # 0700, new: build_demo wants a new or empty folder
     message(f"Building a demo store in {directory} ({orders} orders over {days} days) ...")
     started = time.perf_counter()
     now = st.now() if st.now_text else None
