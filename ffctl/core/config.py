@@ -25,7 +25,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli backport
     import tomli as tomllib  # type: ignore[no-redef]
 
-from ffctl.core.durations import format_duration, parse_duration
+from ffctl.core.durations import HORIZON_DAYS, format_duration, parse_duration
 from ffctl.core.errors import ConfigError, ConfigProblem, NotFound
 from ffctl.core.secrets import mask_endpoint, mask_url, url_problem
 from ffctl.i18n import _
@@ -218,6 +218,8 @@ class Config:
     notify: NotifyConfig
     schedule: Mapping[str, str]
     kpi_targets: Mapping[str, float]
+    #: things `config check` points out that are allowed but probably not meant (never errors)
+    warnings: tuple[str, ...] = ()
     _calendar_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -354,6 +356,9 @@ def parse_config(text: str, file: str = "ffctl.toml") -> Config:
         data = tomllib.loads(text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_syntax_problem(file, str(exc), text)]) from None
+    except RecursionError:  # arrays or tables nested thousands deep: no config needs that
+        raise ConfigError([ConfigProblem(file, "", _("invalid TOML: values are nested too deeply "
+                                                     "(arrays or inline tables inside each other, thousands deep)"))]) from None
     checker = _Checker(file, Path(os.path.abspath(file)).parent)
     config = checker.build(data)
     if checker.problems:
@@ -484,6 +489,32 @@ def _suggest(name: str, choices: Iterable[str], *, listing: bool = True) -> str:
     return f" (expected one of: {', '.join(choices)})"
 
 
+#: Abbreviations people write for a zone (not zone names themselves), most likely meaning first:
+#: ffctl's users are in China first, so CST is China Standard Time before US Central.
+_ZONE_ABBREVIATIONS = {
+    "CST": ("Asia/Shanghai", "America/Chicago"), "BJT": ("Asia/Shanghai",), "CCT": ("Asia/Shanghai",),
+    "CHINA": ("Asia/Shanghai",), "BEIJING": ("Asia/Shanghai",), "HKT": ("Asia/Hong_Kong",),
+    "TWT": ("Asia/Taipei",), "JST": ("Asia/Tokyo",), "KST": ("Asia/Seoul",), "SGT": ("Asia/Singapore",),
+    "IST": ("Asia/Kolkata", "Europe/Dublin"), "ICT": ("Asia/Bangkok",), "WIB": ("Asia/Jakarta",),
+    "PST": ("America/Los_Angeles",), "PDT": ("America/Los_Angeles",), "MDT": ("America/Denver",),
+    "CDT": ("America/Chicago",), "EDT": ("America/New_York",), "BST": ("Europe/London",),
+    "CEST": ("Europe/Berlin",), "AEST": ("Australia/Sydney",), "AEDT": ("Australia/Sydney",),
+}
+
+
+def _zones_meant_by(name: str) -> tuple[str, ...]:
+    """Real zones for an abbreviation or a UTC offset ("CST", "GMT+8"), most likely first."""
+    key = name.strip().upper()
+    if key in _ZONE_ABBREVIATIONS:
+        return _ZONE_ABBREVIATIONS[key]
+    found = re.fullmatch(r"(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?00)?", key)
+    if found and 0 <= int(found.group(2)) <= 14:
+        hours = int(found.group(2))
+        fixed = "UTC" if hours == 0 else f"Etc/GMT{'-' if found.group(1) == '+' else '+'}{hours}"  # Etc signs are inverted
+        return (("Asia/Shanghai",) if (found.group(1), hours) == ("+", 8) else ()) + (fixed,)
+    return ()
+
+
 def _hhmm(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
@@ -504,11 +535,15 @@ class _Checker:
         self.file = file
         self.base_dir = base_dir
         self.problems: list[ConfigProblem] = []
+        self.warnings: list[ConfigProblem] = []
         self.misspelled: set[tuple[str, str]] = set()  # (table key, the key a typo was probably meant to be)
         self.broken_matches: set[str] = set()  # workflows whose match had problems: no shadowing verdicts on them
 
     def problem(self, key: str, message: str) -> None:
         self.problems.append(ConfigProblem(self.file, key, message))
+
+    def warning(self, key: str, message: str) -> None:
+        self.warnings.append(ConfigProblem(self.file, key, message))
 
     # --- shapes and scalars -------------------------------------------------------------------
 
@@ -608,17 +643,26 @@ class _Checker:
             self.problem(dkey, f'expected a duration in quotes such as "30m", got {_describe_value(value)}')
             return None
         try:
-            return parse_duration(value)
+            seconds = parse_duration(value)
         except ValueError as exc:
             self.problem(dkey, str(exc))
             return None
+        if seconds > HORIZON_DAYS * 86400:  # a deadline that far out is past what any clock computes
+            self.problem(dkey, _("duration {value!r} is too long: at most {days}d (10 years)").format(
+                value=value.strip(), days=HORIZON_DAYS))
+            return None
+        return seconds
 
     def timezone(self, name: str, key: str) -> bool:
         try:
             zoneinfo.ZoneInfo(name)
             return True
         except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-            hint = _did_you_mean(name, sorted(zoneinfo.available_timezones()))
+            meant = _zones_meant_by(name)
+            if meant:
+                hint = _(" (did you mean {zones}?)").format(zones=_(" or ").join(f"'{z}'" for z in meant))
+            else:
+                hint = _did_you_mean(name, sorted(zoneinfo.available_timezones()))
             self.problem(key, f"unknown time zone {name!r}{hint}; use an IANA name such as Asia/Shanghai or UTC")
             return False
 
@@ -707,6 +751,9 @@ class _Checker:
         workflows = tuple(self.workflow(name, raw, known, nodes) for name, raw in self.named_tables(sections["workflows"], "workflows").items())
         self.unreachable_workflows(workflows)
         rules = tuple(self.rule(name, raw, known) for name, raw in self.named_tables(sections["rules"], "rules").items())
+        self.calendar_room(calendars, nodes, rules)
+        self.workflows_without_stock(workflows, nodes)
+        self.roles_nobody_holds(roles)
         notify = self.notify(sections["notify"])
         schedule = self.schedule(sections["schedule"])
         kpi_targets = self.kpi(sections["kpi"])
@@ -724,6 +771,7 @@ class _Checker:
             notify=notify,
             schedule=FrozenDict(schedule),
             kpi_targets=FrozenDict(kpi_targets),
+            warnings=tuple(str(w) for w in self.warnings),
         )
 
     def database(self, table: dict) -> str | None:
@@ -964,6 +1012,58 @@ class _Checker:
             self.problem(nkey, "the auto = 'ship' node comes before the auto = 'allocate' node; stock must be allocated before it ships")
         return WorkflowConfig(name, match, tuple(dict.fromkeys(listed or ())))
 
+    def calendar_room(self, calendars: dict[str, CalendarConfig], nodes: dict[str, NodeConfig],
+                      rules: tuple[RuleConfig, ...]) -> None:
+        """A calendar must hold, within the horizon ffctl plans deadlines in, each node's SLA plus
+        its ladder (steps count from the deadline on the same clock) and each calendar dwell limit:
+        otherwise every import and sweep would fail with "no deadline within 10 years"."""
+        needs: list[tuple[str, str, int, str]] = []  # (key, calendar, seconds, what needs them)
+        for node in nodes.values():
+            if node.calendar in calendars and node.sla_seconds:
+                ladder = max((step.after_seconds for step in node.escalation), default=0)
+                what = _("the SLA {sla} of node {node!r}").format(sla=format_duration(node.sla_seconds), node=node.name)
+                if ladder:
+                    what += _(" and its escalation ladder ({after} past the deadline)").format(after=format_duration(ladder))
+                needs.append((_join(_join("nodes", node.name), "calendar"), node.calendar, node.sla_seconds + ladder, what))
+        for rule in rules:
+            spec = nodes.get(str(rule.params.get("node")))
+            if rule.kind == "dwell" and rule.params.get("clock") == "calendar" and spec and spec.calendar in calendars:
+                needs.append((_join(_join("rules", rule.name), "longer_than"), spec.calendar,
+                               int(rule.params["longer_than_seconds"]),
+                               _("the dwell limit of rule {rule!r}").format(rule=rule.name)))
+        for key, name, seconds, what in needs:
+            calendar = calendars[name]
+            weekly = 60 * sum(end - start for ranges in calendar.hours.values() for start, end in ranges)
+            lost = 60 * sum(end - start for day in calendar.holidays for start, end in calendar.hours.get(day.weekday(), ()))
+            room = weekly * (HORIZON_DAYS // 7) - lost
+            if weekly and seconds > room:
+                self.problem(key, _("calendar {calendar!r} has {weekly} of working time a week: {what} would take "
+                                    "about {years:.0f} years of it, and ffctl plans deadlines at most 10 years ahead; "
+                                    "give the calendar more hours or the node a shorter SLA").format(
+                    calendar=name, weekly=format_duration(weekly), what=what, years=seconds / weekly / 52.18))
+
+    def workflows_without_stock(self, workflows: tuple[WorkflowConfig, ...], nodes: dict[str, NodeConfig]) -> None:
+        """Allowed, but rarely meant: a workflow whose orders never reserve or ship through ffctl."""
+        for wf in workflows:
+            autos = {nodes[n].auto for n in wf.nodes if n in nodes}
+            key = _join(_join("workflows", wf.name), "nodes")
+            if wf.nodes and "allocate" not in autos:
+                self.warning(key, _('workflow {name!r} has no auto = "allocate" node: its orders never reserve '
+                                    'stock, so they ship without touching stock').format(name=wf.name))
+            if wf.nodes and "ship" not in autos:
+                self.warning(key, _('workflow {name!r} has no auto = "ship" node: its orders leave the workflow '
+                                    'before they ship, with no SLA or owner for shipping them').format(name=wf.name))
+
+    def roles_nobody_holds(self, roles: dict[str, RoleConfig]) -> None:
+        """A role that escalations reach but that has no members: they would reach nobody."""
+        for role in roles.values():
+            below = sorted(r.name for r in roles.values() if r.escalate_to == role.name)
+            if below and not role.members:
+                top = _(" (the top of the chain)") if role.escalate_to is None else ""
+                self.warning(_join(_join("roles", role.name), "members"), _(
+                    "role {role!r}{top} has no members: escalations from {below} reach nobody").format(
+                    role=role.name, top=top, below=", ".join(repr(b) for b in below)))
+
     def unreachable_workflows(self, workflows: tuple[WorkflowConfig, ...]) -> None:
         for j, later in enumerate(workflows):
             for earlier in workflows[:j]:
@@ -1157,15 +1257,35 @@ _RULE_KINDS: dict[str, tuple[tuple[str, ...], Callable[..., dict[str, object]]]]
 _RULE_KEY_ORDER = tuple(dict.fromkeys(k for keys, _ in _RULE_KINDS.values() for k in keys))
 
 
+_CRON_FIELDS = (("minute", "0-59"), ("hour", "0-23"), ("day-of-month", "1-31"), ("month", "1-12 or jan-dec"),
+                ("day-of-week", "0-7 or sun-sat"))
+
+
 def _cron_problem(expression: str) -> str | None:
-    """Why a cron expression is invalid, or None. Five fields: ffctl's scheduler ticks once a minute."""
-    from croniter import croniter
+    """Why a cron expression is invalid, or None. Five fields: ffctl's scheduler ticks once a minute.
+
+    A valid expression must also fire: its next run is computed from a fixed instant (no wall
+    clock here), so "0 0 30 2 *" (February 30th) is refused now, not by `schedule tick` later."""
+    from croniter import CroniterBadDateError, croniter
 
     form = 'expected 5 fields "minute hour day-of-month month day-of-week", e.g. "*/5 * * * *"'
-    if not expression.startswith("@") and len(expression.split()) != 5:
+    fields = expression.split()
+    if not expression.startswith("@") and len(fields) != 5:
         return f"invalid cron expression {expression!r}: {form}"
     if not croniter.is_valid(expression):
+        for i, (name, allowed) in enumerate(_CRON_FIELDS if len(fields) == 5 else ()):
+            alone = " ".join(fields[i] if j == i else "*" for j in range(5))
+            if not croniter.is_valid(alone):
+                what = _("is out of range") if re.fullmatch(r"[\d,*/-]+", fields[i]) else _("is not understood")
+                return _("invalid cron expression {expression!r}: the {field} field {value!r} {what} "
+                         "(allowed: {allowed}, with *, lists a,b, ranges a-b and steps */n)").format(
+                    expression=expression, field=name, value=fields[i], what=what, allowed=allowed)
         return f"invalid cron expression {expression!r}: {form}"
+    try:
+        croniter(expression, datetime(2000, 1, 1)).get_next(datetime)
+    except (CroniterBadDateError, ValueError, OverflowError):
+        return _("cron expression {expression!r} never fires (no such date in any year); "
+                 "check its day-of-month and month").format(expression=expression)
     return None
 
 
