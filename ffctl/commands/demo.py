@@ -48,12 +48,14 @@ def demo(
             root([*base, *args, "--format", "table"], standalone_mode=False)
         except SystemExit:
             pass
-    cfg = f"--config {result.config_path}"
+    from ffctl.core.text import command
+
+    cfg = ("--config", result.config_path)  # a folder name with a space or a quote still pastes right
     message(
         "\nTry next:\n"
-        f"  ffctl {cfg} task list --breached          # the inbox, worst first\n"
-        f"  ffctl {cfg} order list --flag shipping_exception\n"
-        f"  ffctl {cfg} report kpi --by region        # cut the KPIs\n"
-        f"  ffctl {cfg} supplier list                 # who lost inspection exemption, and why\n"
-        f"  ffctl {cfg} report dashboard --out {result.directory / 'dashboard.html'}\n"
+        f"  {command(*cfg, 'task', 'list', '--breached')}          # the inbox, worst first\n"
+        f"  {command(*cfg, 'order', 'list', '--flag', 'shipping_exception')}\n"
+        f"  {command(*cfg, 'report', 'kpi', '--by', 'region')}        # cut the KPIs\n"
+        f"  {command(*cfg, 'supplier', 'list')}                 # who lost inspection exemption, and why\n"
+        f"  {command(*cfg, 'report', 'dashboard', '--out', result.directory / 'dashboard.html')}\n"
     )

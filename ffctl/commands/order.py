@@ -177,7 +177,9 @@ def hold(
     cfg = st.config()
     with st.store().session(write=True) as s:
         workflow.hold(s, cfg, order_id, at=st.now(), actor=st.user, reason=reason)
-    message(f"{order_id}: on hold ({reason}); its SLA clocks are paused until `ffctl order release {order_id}`.")
+    from ffctl.core.text import command
+
+    message(f"{order_id}: on hold ({reason}); its SLA clocks are paused until `{command('order', 'release', order_id)}`.")
 
 
 @app.command()

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from ffctl.core import audit, workflow
 from ffctl.core.errors import Conflict, FfctlError, NotFound, UsageError
+from ffctl.core.text import command
 from ffctl.core.models import Allocation, Customer, Event, Order, OrderFlag, OrderLine, Task
 
 CHUNK = 500
@@ -258,7 +259,7 @@ def advance_message(result: dict) -> str:
     if result["outcome"] == "rejected":
         if result["on_hold"]:
             return (f"{head} → on hold at {result['next_node']} (the first node); "
-                    f"`ffctl order release {result['order_id']}` resumes it")
+                    f"`{command('order', 'release', result['order_id'])}` resumes it")
         return f"{head} → back at {result['next_node']}"
     if result["next_node"] is None:
         return f"{head} → workflow finished"

@@ -34,6 +34,7 @@ from ffctl.core.bulk import (CopyRows, among, insert_rows, int_array, is_postgre
                               sqlite_working_set, time_texts)
 from ffctl.core.clock import local_date, shown
 from ffctl.core.errors import Conflict, FfctlError, NotFound, PermissionDenied, UsageError
+from ffctl.core.text import command
 from ffctl.core.models import Allocation, Order, OrderLine, Product, Receipt, Stock, StockMove, Task
 
 STOCK = Stock.__table__
@@ -512,7 +513,7 @@ def adjust(session: Session, sku: str, warehouse: str, delta: int, *, reason: st
     row = _lock_stock(session, [(sku, warehouse)]).get((sku, warehouse))
     if row is None:
         raise Conflict(f"no stock of {sku} in {warehouse}: cannot take {-delta} away",
-                       hint=f"`ffctl stock show {sku}` lists its warehouses.")
+                       hint=f"`{command('stock', 'show', sku)}` lists its warehouses.")
     new = row["on_hand"] + delta
     if new < 0:
         raise Conflict(f"{sku} in {warehouse} has {row['on_hand']} on hand: taking {-delta} away would leave {new}")
@@ -653,7 +654,7 @@ def ship(session: Session, cfg, order_id: str, *, at: datetime, actor: str, carr
         raise Conflict(f"order {order_id} is cancelled; it cannot ship")
     if status == "on_hold":
         raise Conflict(f"order {order_id} is on hold; release it before shipping",
-                       hint=f"`ffctl order release {order_id}`")
+                       hint=f"`{command('order', 'release', order_id)}`")
     node = order["node"]
     spec = cfg.nodes.get(node) if node else None
     if node is not None and (spec is None or spec.auto != "ship"):
@@ -663,7 +664,7 @@ def ship(session: Session, cfg, order_id: str, *, at: datetime, actor: str, carr
         raise Conflict(
             f"order {order_id} is at node {node}{owner}; it can ship only from "
             + (" or ".join(ship_nodes) if ship_nodes else "a node with auto = \"ship\""),
-            hint=f"`ffctl order show {order_id}` shows where it is.",
+            hint=f"`{command('order', 'show', order_id)}` shows where it is.",
         )
     if manual and node is not None:
         task = workflow.current_task(session, order_id, lock=True)
@@ -705,7 +706,7 @@ def deliver(session: Session, cfg, order_id: str, *, at: datetime, actor: str, i
     if status != "shipped":
         where = f" at node {order['node']}" if order["node"] else ""
         raise Conflict(f"order {order_id} has not shipped (it is {status}{where}); record the shipment first",
-                       hint=f"`ffctl ship {order_id}`")
+                       hint=f"`{command('ship', order_id)}`")
     if order["shipped_at"] is not None and at < order["shipped_at"]:
         raise Conflict(f"order {order_id} shipped at {shown(order['shipped_at'], cfg.timezone)}; "
                        "it cannot be delivered before that")

@@ -29,3 +29,11 @@ def printable(text: str, *, keep_newlines: bool = False) -> str:
 def header_value(text: str) -> str:
     """``text`` as one line for a mail header: no CR/LF or other control can start a header."""
     return " ".join(_CONTROLS.sub(" ", text).split())
+
+
+def command(*words: object) -> str:
+    """An ffctl command line to copy and paste, every word quoted for the shell as needed:
+    ``command("order", "show", "SO6; touch /tmp/x")`` -> ``ffctl order show 'SO6; touch /tmp/x'``."""
+    import shlex
+
+    return " ".join(shlex.quote(str(word)) for word in ("ffctl", *words))
