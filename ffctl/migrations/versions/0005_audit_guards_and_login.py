@@ -28,9 +28,10 @@ def upgrade() -> None:
             "FOR EACH STATEMENT EXECUTE FUNCTION ffctl_event_append_only()"
         )
     else:
+        # NEW.id is -1 when the insert leaves the id to SQLite (every ffctl writer): no lookup then
         op.execute(
             "CREATE TRIGGER event_no_replace BEFORE INSERT ON event "
-            "WHEN NEW.id IS NOT NULL AND EXISTS (SELECT 1 FROM event WHERE id = NEW.id) "
+            "WHEN NEW.id > 0 AND EXISTS (SELECT 1 FROM event WHERE id = NEW.id) "
             "BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only: an insert over an existing event is refused'); END"
         )
 
