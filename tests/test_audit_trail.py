@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import getpass
 import re
-import shutil
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import REPO, Workspace, _pg_admin, _pg_url_for, require_pg
+from tests.conftest import REPO, Workspace, _pg_admin, require_pg
 
 NOW = "2026-11-23T09:25:00+08:00"
 

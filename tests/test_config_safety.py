@@ -71,7 +71,7 @@ def test_a_cron_expression_that_never_fires_is_refused(tmp_path):
                                                ("0 24 * * *", "the hour field '24' is out of range (allowed: 0-23"),
                                                ("0 8 * * mon-fro", "the day-of-week field 'mon-fro' is not understood")])
 def test_a_cron_field_out_of_range_is_named(tmp_path, expression, field):
-    refused(check(tmp_path, BASE + f'daily_report = "{expression}"\n'), f"schedule.daily_report: invalid cron expression", field)
+    refused(check(tmp_path, BASE + f'daily_report = "{expression}"\n'), "schedule.daily_report: invalid cron expression", field)
 
 
 def test_a_huge_duration_is_a_config_error_not_an_overflow(tmp_path):

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from tests.conftest import EXAMPLE_CONFIG, PG_ADMIN_URL, require_pg
+from tests.conftest import EXAMPLE_CONFIG, require_pg
 from tests.helpers import free_port
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)

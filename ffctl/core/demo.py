@@ -185,7 +185,7 @@ class Simulation:
         self.bump(f"imported_{kind}", report.written + report.updated)
 
     def step(self, prev: datetime, now: datetime) -> None:
-        for _ in range(6):  # a completed node can be followed by the next within the hour
+        for _step in range(6):  # a completed node can be followed by the next within the hour
             if not self.work(prev, now):
                 break
         self.receive(now)

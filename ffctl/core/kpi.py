@@ -198,7 +198,7 @@ class _Sql:
         if len(self._offsets) == 1:
             return f"'{first:+d} minutes'"
         whens = []
-        for (_, minutes), (until, _) in zip(self._offsets, self._offsets[1:]):
+        for (_since, minutes), (until, _next) in zip(self._offsets, self._offsets[1:]):
             whens.append(f"WHEN {col} < '{_stamp(until)}' THEN '{minutes:+d} minutes'")
         return f"(CASE {' '.join(whens)} ELSE '{self._offsets[-1][1]:+d} minutes' END)"
 
