@@ -43,6 +43,7 @@ from ffctl.core.clock import iso
 from ffctl.core.models import Notification
 from ffctl.core.secrets import mask_endpoint
 from ffctl.core.text import header_value
+from ffctl.i18n import _
 
 NOTE = Notification.__table__
 BATCH = 20  # rows per claim: bounds how long a SQLite sender holds the write lock
@@ -104,17 +105,18 @@ class _Channels:
                     smtp.starttls(context=context)
             if email.password_env:
                 if not email.login_allowed():
-                    raise DeliveryError(
-                        f"SMTP {email.host}:{email.port}: refusing to send the password without verified TLS; "
-                        "set starttls = true or tls = true in [notify] email")
+                    raise DeliveryError(_(
+                        "SMTP {host}:{port}: refusing to send the password without verified TLS; "
+                        "set starttls = true or tls = true in [notify] email").format(host=email.host, port=email.port))
                 password = os.environ.get(email.password_env)
                 if password is None:
                     raise DeliveryError(f"the SMTP password variable {email.password_env} is not set")
                 try:
                     smtp.login(email.username or email.sender, password)
                 except UnicodeEncodeError:  # smtplib sends AUTH as ASCII
-                    raise DeliveryError(f"SMTP {email.host}:{email.port}: the user name or the password in "
-                                        f"{email.password_env} is not ASCII text, which SMTP login cannot carry") from None
+                    raise DeliveryError(_("SMTP {host}:{port}: the user name or the password in {variable} is not "
+                                          "ASCII text, which SMTP login cannot carry").format(
+                        host=email.host, port=email.port, variable=email.password_env)) from None
         except DeliveryError as exc:
             _quit(smtp)
             self._down["smtp"] = str(exc)  # the same for every row of this run
@@ -279,7 +281,7 @@ def _attempt(channels: _Channels, cfg, row, now: datetime, report: SendReport) -
             error = str(exc)
         else:
             channels.close()  # a session in an unknown state: the next row opens a fresh one
-            error = f"unexpected {exc.__class__.__name__}: {_one_line(exc)}"
+            error = _("unexpected {error}: {message}").format(error=exc.__class__.__name__, message=_one_line(exc))
         if attempts >= cfg.notify.max_attempts:
             report.failed += 1
             status, nxt = "failed", None
