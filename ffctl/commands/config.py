@@ -18,7 +18,9 @@ def check(ctx: typer.Context) -> None:
 
     st = AppState.of(ctx)
     cfg = st.config()
-    typer.echo(describe_workflows(cfg))
+    from ffctl.core.text import printable
+
+    typer.echo(printable(describe_workflows(cfg), keep_newlines=True))  # names in the file are data too
     for warning in cfg.warnings:
         typer.echo(f"Warning: {warning}", err=True)
     if cfg.warnings:
