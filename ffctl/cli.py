@@ -100,15 +100,17 @@ def _report(exc: Exception) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         raise typer.Exit(1)
-    from ffctl.core.errors import mask_url
+    from ffctl.core.secrets import mask_urls_in
 
-    _stderr(f"Error: unexpected {exc.__class__.__name__}: {mask_url(str(exc)).splitlines()[0] if str(exc) else ''}")
+    _stderr(f"Error: unexpected {exc.__class__.__name__}: {mask_urls_in(str(exc)).splitlines()[0] if str(exc) else ''}")
     _stderr("Hint: this is a bug in ffctl; run again with FFCTL_DEBUG=1 for the traceback and report it.")
     raise typer.Exit(1)
 
 
 def _stderr(text: str) -> None:
-    typer.echo(text, err=True)
+    from ffctl.core.text import printable
+
+    typer.echo(printable(text, keep_newlines=True), err=True)  # an id from data must not drive the terminal
 
 
 app = typer.Typer(

@@ -1,8 +1,15 @@
-"""Helpers for tests that drive ffctl through its CLI the way a user would (imports, then commands)."""
+"""Helpers for tests: driving ffctl through its CLI the way a user would (imports, then commands),
+and real parts (a loopback SMTP server with TLS, a self-signed certificate for it)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import json
+import socket
+import ssl
+from email import message_from_bytes
+from pathlib import Path
 
 SUPPLIERS = "supplier,name\nSUP-1,华东紧固件有限公司\n"
 PRODUCTS = ("sku,name,category,safety_stock,supplier\n"
@@ -35,3 +42,85 @@ def open_shop(ws, *, now: str | None = None, stock: str = STOCK) -> None:
     for kind, text in (("suppliers", SUPPLIERS), ("products", PRODUCTS), ("customers", CUSTOMERS),
                        ("stock", stock)):
         import_csv(ws, kind, text, now=now)
+
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def self_signed_certificate(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A certificate for ``host`` (an IP address or a name) signed by itself: (cert.pem, key.pem).
+
+    A client trusts it only when told to (``ca_file``): the system's CAs never signed it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    try:
+        alt = x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        alt = x509.DNSName(host)
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+class SmtpServer:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it receives and who logged in.
+
+    ``tls``: None (plain), "starttls" (offers STARTTLS and refuses a login before it) or
+    "implicit" (TLS from the first byte, as on port 465); ``cert`` is (cert.pem, key.pem).
+    """
+
+    def __init__(self, *, password: str | None = None, tls: str | None = None,
+                 cert: tuple[Path, Path] | None = None) -> None:
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
+
+        self.messages: list = []
+        self.logins: list = []  # (login, accepted, over TLS)
+
+        def authenticate(server, session, envelope, mechanism, auth_data):
+            ok = password is not None and auth_data.password == password.encode()
+            over_tls = server.transport.get_extra_info("ssl_object") is not None
+            self.logins.append((auth_data.login.decode(), ok, over_tls))
+            return AuthResult(success=ok)
+
+        kwargs: dict = {}
+        if password is not None:
+            # implicit TLS: aiosmtpd knows only STARTTLS as "TLS", but the socket is encrypted from the start
+            kwargs.update(authenticator=authenticate, auth_require_tls=tls == "starttls")
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*cert)
+            if tls == "starttls":
+                kwargs.update(tls_context=context, require_starttls=True)
+            else:
+                kwargs.update(ssl_context=context)
+        self.port = free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **kwargs)
+        self.controller.start()
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's naming
+        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
+        return "250 OK"
+
+    def stop(self) -> None:
+        self.controller.stop()

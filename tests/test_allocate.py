@@ -450,7 +450,7 @@ def test_schema_0004_round_trip_keeps_reservations_and_their_cascade(store, exam
     command.downgrade(alembic_cfg, "0003")
     assert store.current_revision() == "0003"
     store.upgrade()
-    assert store.current_revision() == "0004"
+    assert store.current_revision() == store.head_revision()
     with store.session(write=True) as s:
         assert {o: allocations(s, o) for o in ("O1", "O2")} == before
         s.execute(sa.text("DELETE FROM orders WHERE order_id = 'O2'"))

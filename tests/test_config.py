@@ -120,7 +120,7 @@ def test_example_typed_values(config: Config) -> None:
     assert rules["supplier_quality"].params["avg_delay_days_above"] == 5.0
 
     email = config.notify.email
-    assert email is not None and (email.host, email.port, email.password_env) == ("localhost", 25, "FFCTL_SMTP_PASSWORD")
+    assert email is not None and (email.host, email.port, email.password_env) == ("localhost", 587, "FFCTL_SMTP_PASSWORD")
     assert config.notify.max_attempts == 5 and config.notify.webhook_timeout_seconds == 5.0
     assert config.kpi_targets["pick_accuracy"] == 0.999
     assert isinstance(config.kpi_targets["allocation_minutes"], float)
@@ -414,8 +414,7 @@ def test_a_typo_is_not_reported_twice_as_missing() -> None:
 def test_missing_file_says_to_run_init(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "ffctl.toml")
-    assert "ffctl init" in str(caught.value)
-    assert str(tmp_path / "ffctl.toml") in str(caught.value)
+    assert str(caught.value) == f"no config file at {tmp_path / 'ffctl.toml'}"
     assert "ffctl init" in (caught.value.hint or "")
 
 

@@ -56,4 +56,4 @@ def test_demo_refuses_a_folder_that_holds_a_store(tmp_path):
 
     (tmp_path / "ffctl.toml").write_text("")
     r = CliRunner().invoke(app, ["demo", "--dir", str(tmp_path), "--orders", "10", "--days", "1"])
-    assert r.exit_code == 1 and "already holds a demo store" in r.stderr
+    assert r.exit_code == 1 and "is not a new or empty folder" in r.stderr

@@ -66,7 +66,7 @@ def test_init_then_upgrade_and_current(workspace, tmp_path):
     r = CliRunner().invoke(app, ["db", "current"], env=env)
     from ffctl.migrations import HEAD
 
-    assert r.exit_code == 0 and r.stdout.strip() == HEAD == "0004"
+    assert r.exit_code == 0 and r.stdout.strip() == HEAD == "0005"
 
 
 def test_commands_refuse_an_empty_store(tmp_path):
@@ -80,8 +80,9 @@ def test_commands_refuse_an_empty_store(tmp_path):
     if "No such command" in r.output:
         pytest.skip("stock command not built yet")
     assert r.exit_code == 1
-    assert "is empty" in r.stderr and "ffctl init" in r.stderr
+    assert "there is no store at sqlite:///" in r.stderr and "ffctl init" in r.stderr
     assert "Traceback" not in r.output
+    assert not (tmp_path / "none.db").exists()  # a read command creates nothing
 
 
 def test_audit_trail_refuses_update_and_delete(store):

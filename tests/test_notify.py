@@ -96,7 +96,7 @@ def hooks():
 
 
 def config_text(smtp_port: int, hook_url: str, *, max_attempts: int = 5, login: bool = True) -> str:
-    auth = ', username = "ffctl", password_env = "FFCTL_TEST_SMTP_PASSWORD"' if login else ""
+    auth = ', username = "ffctl", password_env = "FFCTL_TEST_SMTP_PASSWORD", plain_login_on_loopback = true' if login else ""
     return f"""
 [defaults]
 timezone = "UTC"

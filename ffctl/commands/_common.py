@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from ffctl.core.errors import ConfigError, ConfigProblem, UsageError
+from ffctl.core.errors import UsageError
 
 if TYPE_CHECKING:
     from ffctl.core.config import Config
@@ -66,12 +66,7 @@ class AppState:
         if self._config is None:
             from ffctl.core.config import load_config
 
-            if not self.config_path.exists():
-                raise ConfigError(
-                    [ConfigProblem(str(self.config_path), "", "no such config file; run `ffctl init` "
-                                   "to write one, or pass --config / set FFCTL_CONFIG")]
-                )
-            self._config = load_config(self.config_path)
+            self._config = load_config(self.config_path)  # a missing file: one message, one hint
         return self._config
 
     def config_if_present(self) -> "Config | None":
@@ -94,11 +89,12 @@ class AppState:
             return cfg.database_url
         return f"sqlite:///{(self.config_path.resolve().parent / 'ffctl.db')}"
 
-    def store(self, *, check: bool = True) -> "Store":
+    def store(self, *, check: bool = True, create: bool = False) -> "Store":
+        """The store; ``create`` only for the commands that make one (init, db upgrade)."""
         if self._store is None:
             from ffctl.core.store import Store
 
-            self._store = Store(self.db_url())
+            self._store = Store(self.db_url(), create=create)
             if check:
                 self._store.check_schema()
         return self._store

@@ -4,6 +4,12 @@ Core functions return plain dicts; commands pick columns and call ``render``. Da
 stdout, messages to stderr. Times become ISO 8601 with the configured zone's offset in JSON and
 CSV, and a short local form in tables. CSV cells that a spreadsheet would run as a formula are
 neutralised.
+
+Data is never markup and never a terminal instruction: a plain cell is a ``Text`` of the value
+with control characters taken out (``core/text.printable``); a ``show`` function or a command's
+own layout that mixes styling with data puts each value in through ``safe`` (escaped markup,
+no controls), so a region ``[/]`` or ``[link=...]`` prints as typed and ``ESC]0;…`` never
+reaches the terminal.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from datetime import date, datetime
 from typing import Any, Callable, Iterable, Sequence
 
 from ffctl.core.clock import iso, local
+from ffctl.core.text import printable
 from ffctl.i18n import _
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -33,6 +40,20 @@ class Column:
     @property
     def title(self) -> str:
         return self.header or self.key.replace("_", " ")
+
+
+def safe(value: Any) -> str:
+    """A data value to put inside Rich markup: printed as typed, with no control characters."""
+    from rich.markup import escape
+
+    return escape(printable("" if value is None else str(value)))
+
+
+def data_text(value: Any):
+    """A data value as a Rich ``Text`` (never parsed as markup), with no control characters."""
+    from rich.text import Text
+
+    return Text(printable("" if value is None else str(value)))
 
 
 def resolve_format(fmt) -> str:
@@ -66,7 +87,7 @@ def safe_cell(value: Any, tz: str) -> str:
         value = iso(value, tz)
     elif isinstance(value, bool):
         value = "true" if value else "false"
-    text = str(value)
+    text = printable(str(value), keep_newlines=True)  # CSV quotes a newline; an ESC would reach the terminal
     if text.startswith(FORMULA_PREFIXES) and not _is_number(text):
         text = "'" + text
     return text
@@ -117,11 +138,10 @@ def render(
         if not rows:
             message(empty)
             return
-        from rich.text import Text
-
-        # plain cells are data, not Rich markup: "[b2b]" must print as typed
-        cells = [[(c.show(row.get(c.key)) if c.show else Text(table_cell(row.get(c.key), tz))) for c in columns]
-                 for row in rows]
+        # plain cells are data, not Rich markup: "[b2b]" must print as typed; a show function's
+        # markup puts its data in through safe(), and no control character survives either way
+        cells = [[(_shown(c.show(row.get(c.key))) if c.show else data_text(table_cell(row.get(c.key), tz)))
+                  for c in columns] for row in rows]
 
         droppable = sorted((c.narrow_drop, i) for i, c in enumerate(columns) if c.narrow_drop)
         layouts = [("ruled", 0), ("compact", 0), ("narrow", 0)] + [("narrow", k + 1) for k in range(len(droppable))]
@@ -144,6 +164,10 @@ def render(
 
         _style, dropped = print_fitted(build, layouts)
         say_not_shown([columns[i].title for _, i in droppable[:dropped]])
+
+
+def _shown(cell: Any) -> Any:
+    return printable(cell) if isinstance(cell, str) else cell
 
 
 def say_not_shown(names: Sequence[str]) -> None:
@@ -256,7 +280,7 @@ def message(text: str) -> None:
     """A message for the person (stderr), never mixed into data; one message, one line."""
     from rich.console import Console
 
-    Console(stderr=True, highlight=False, soft_wrap=True).print(text, markup=False)
+    Console(stderr=True, highlight=False, soft_wrap=True).print(printable(text, keep_newlines=True), markup=False)
 
 
 def warn(text: str) -> None:

@@ -17,8 +17,10 @@ RESULT_STYLES = {"allocated": "green", "partial": "yellow", "backordered": "red"
 
 
 def _result_text(value) -> str:
+    from ffctl.commands._output import safe
+
     style = RESULT_STYLES.get(value)
-    return f"[{style}]{value}[/]" if style else str(value or "-")
+    return f"[{style}]{value}[/]" if style else safe(value or "-")
 
 
 def _order_row(o: dict) -> dict:

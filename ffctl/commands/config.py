@@ -14,10 +14,21 @@ def check(ctx: typer.Context) -> None:
     """Validate the config: list every problem (exit 2), or print the workflows as a tree."""
     from ffctl.core.config import describe_workflows
 
+    from ffctl.i18n import ngettext
+
     st = AppState.of(ctx)
     cfg = st.config()
-    typer.echo(describe_workflows(cfg))
-    typer.echo(f"{st.config_path}: OK", err=True)
+    from ffctl.core.text import printable
+
+    typer.echo(printable(describe_workflows(cfg), keep_newlines=True))  # names in the file are data too
+    for warning in cfg.warnings:
+        typer.echo(f"Warning: {warning}", err=True)
+    if cfg.warnings:
+        count = len(cfg.warnings)
+        typer.echo(ngettext("{path}: OK, with {n} warning", "{path}: OK, with {n} warnings", count).format(
+            path=st.config_path, n=count), err=True)
+    else:
+        typer.echo(f"{st.config_path}: OK", err=True)
 
 
 @app.command()

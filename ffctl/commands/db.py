@@ -14,7 +14,7 @@ def upgrade(ctx: typer.Context) -> None:
     """Create the store, or upgrade it to this ffctl's schema (safe to run again)."""
     from ffctl.core.errors import mask_url
 
-    store = AppState.of(ctx).store(check=False)
+    store = AppState.of(ctx).store(check=False, create=True)
     before = store.current_revision()
     store.upgrade()
     after = store.current_revision()

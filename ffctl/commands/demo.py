@@ -31,11 +31,7 @@ def demo(
 
     st = AppState.of(ctx)
     if directory is None:
-        directory = Path(tempfile.mkdtemp(prefix="ffctl-demo-"))
-    elif (directory / "ffctl.toml").exists() or (directory / "ffctl.db").exists():
-        from ffctl.core.errors import Conflict
-
-        raise Conflict(f"{directory} already holds a demo store", hint="Pick an empty folder with --dir.")
+        directory = Path(tempfile.mkdtemp(prefix="ffctl-demo-"))  # 0700, new: build_demo wants a new or empty folder
     message(ngettext("Building a demo store in {dir} ({orders} orders over {days} day) ...",
                      "Building a demo store in {dir} ({orders} orders over {days} days) ...", days)
             .format(dir=directory, orders=orders, days=days))
@@ -55,13 +51,15 @@ def demo(
             root([*base, *args, "--format", "table"], standalone_mode=False)
         except SystemExit:
             pass
-    cfg = f"--config {result.config_path}"
+    from ffctl.core.text import command
+
+    cfg = ("--config", result.config_path)  # a folder name with a space or a quote still pastes right
     message(
         "\nTry next:\n"
-        f"  ffctl {cfg} --as judy task list --all --breached   # every late task (judy is an admin)\n"
-        f"  ffctl {cfg} --as alice task list          # alice's inbox, most urgent first\n"
-        f"  ffctl {cfg} order list --flag shipping_exception\n"
-        f"  ffctl {cfg} report kpi --by region        # cut the KPIs\n"
-        f"  ffctl {cfg} supplier list                 # who lost inspection exemption, and why\n"
-        f"  ffctl {cfg} report dashboard --out {result.directory / 'dashboard.html'}\n"
+        f"  {command(*cfg, '--as', 'judy', 'task', 'list', '--all', '--breached')}   # every late task (judy is an admin)\n"
+        f"  {command(*cfg, '--as', 'alice', 'task', 'list')}          # alice's inbox, most urgent first\n"
+        f"  {command(*cfg, 'order', 'list', '--flag', 'shipping_exception')}\n"
+        f"  {command(*cfg, 'report', 'kpi', '--by', 'region')}        # cut the KPIs\n"
+        f"  {command(*cfg, 'supplier', 'list')}                 # who lost inspection exemption, and why\n"
+        f"  {command(*cfg, 'report', 'dashboard', '--out', result.directory / 'dashboard.html')}\n"
     )

@@ -23,17 +23,25 @@ def example_config_text() -> str:
 @app.command()
 def init(ctx: typer.Context) -> None:
     """Write ffctl.toml from the example (never overwrites) and create or upgrade the store."""
-    from ffctl.core.errors import mask_url
+    from ffctl.core.errors import FfctlError
+    from ffctl.core.files import write_private
+    from ffctl.core.secrets import mask_url
+    from ffctl.i18n import _
 
     st = AppState.of(ctx)
     path = st.config_path
-    if path.exists():
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:  # never overwrite, never through a symlink (a dangling one would create its target)
+        write_private(path, example_config_text(), exclusive=True)
+    except FileExistsError:
+        if path.is_symlink() and not path.exists():
+            raise FfctlError(_("{path} is a symbolic link to a file that does not exist; init writes a config "
+                               "only as a new file, never through a link").format(path=path),
+                             hint=_("Remove the link, or point --config / FFCTL_CONFIG where the config should be.")) from None
         typer.echo(f"{path} exists; leaving it as it is.", err=True)
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(example_config_text(), encoding="utf-8")
         typer.echo(f"Wrote {path} from the example; edit it, then run `ffctl config check`.", err=True)
     st.config()  # refuse an invalid config before touching the store
-    store = st.store(check=False)
+    store = st.store(check=False, create=True)
     store.upgrade()
     typer.echo(f"Store ready: {mask_url(store.url)} (revision {store.current_revision()}).", err=True)

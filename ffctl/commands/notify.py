@@ -23,8 +23,6 @@ def send(
     Failures are retried later with exponential backoff (2, 4, 8, ... minutes), up to
     [notify] max_attempts, then marked failed. Exit code 1 if any notification failed for good.
     """
-    from rich.markup import escape
-
     from ffctl.commands._output import Column, dumps, message, render, resolve_format
     from ffctl.core import notify
 
@@ -37,7 +35,7 @@ def send(
     else:
         columns = [Column("id", justify="right"), Column("recipient"), Column("channel"),
                    Column("status", show=_status_text), Column("attempts", justify="right"),
-                   Column("next_attempt_at", "next try"), Column("error", show=lambda v: escape(v or ""))]
+                   Column("next_attempt_at", "next try"), Column("error")]
         render(report.items, columns, kind, tz=st.tz, empty="Nothing to send.")
     if report.items:
         message(f"{report.sent} sent, {report.retrying} to retry later, {report.failed} failed for good.")
@@ -59,8 +57,6 @@ def list_(
     fmt=format_option(),
 ) -> None:
     """Notifications, newest first: who, on which channel, what, and whether it went out."""
-    from rich.markup import escape
-
     from ffctl.commands._output import Column, render, say_cut
     from ffctl.core import notify
     from ffctl.core.errors import UsageError
@@ -76,9 +72,9 @@ def list_(
         rows, total = notify.list_notifications(s, status=status, limit=limit)
     columns = [
         Column("id", justify="right"), Column("created_at", "created"), Column("recipient"), Column("channel"),
-        Column("subject", show=lambda v: escape(v or "")), Column("status", show=_status_text),
+        Column("subject"), Column("status", show=_status_text),
         Column("attempts", justify="right"), Column("sent_at", "sent"),
-        Column("last_error", "last error", show=lambda v: escape(v or "")),
+        Column("last_error", "last error"),
     ]
     render(rows, columns, fmt, tz=st.tz, empty="No notifications match.")
     say_cut(len(rows), total, ngettext("notification", "notifications", total))

@@ -112,35 +112,34 @@ def show(
 
 
 def _show_table(o: dict, tz: str) -> None:
-    from rich.markup import escape
     from rich.panel import Panel
     from rich.table import Table
 
-    from ffctl.commands._output import get_console, table_cell
+    from ffctl.commands._output import get_console, safe, table_cell
 
     console = get_console()
     cur = o.get("current_task")
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("customer", escape(f"{o['customer_name']} ({o['customer']})"))
+    head.add_row("customer", safe(f"{o['customer_name']} ({o['customer']})"))
     head.add_row("status", f"{o['status']}  workflow {o['workflow'] or '-'}")
     if o["waiting_for"]:
-        head.add_row("", f"[bold]{escape(o['waiting_for'])}[/]")
+        head.add_row("", f"[bold]{safe(o['waiting_for'])}[/]")
     facts = [_("priority {priority}").format(priority=priority_text(o["priority"]))] + [
         f"{name} {o[key]}" for name, key in ((_("channel"), "channel"), (_("region"), "region"),
                                             (_("sales rep"), "sales_rep")) if o[key]]
-    head.add_row("", escape("   ".join(facts)))
+    head.add_row("", safe("   ".join(facts)))
     head.add_row(_("created"), table_cell(o["created_at"], tz))
     if o["status"] == "on_hold":
-        head.add_row(_("on hold"), escape(_("{reason}  (`ffctl order release {order}` resumes it)").format(
+        head.add_row(_("on hold"), safe(_("{reason}  (`ffctl order release {order}` resumes it)").format(
             reason=o["hold_reason"] or "-", order=o["order_id"])))
     if cur:
-        head.add_row("now at", cur["node"])
+        head.add_row("now at", safe(cur["node"]))
         owner = _owner_text(cur["owner"], cur["auto"])
         extra = [r for r in cur["assignees"] if r != cur["owner"]]
         people = f"  ({', '.join(cur['people'])})" if cur["people"] else ""
-        head.add_row("owner", owner + (f", escalated to {', '.join(extra)}" if extra else "") + people)
+        head.add_row("owner", safe(owner + (f", escalated to {', '.join(extra)}" if extra else "") + people))
         if cur["held_at"] is not None:
             head.add_row("deadline", f"paused since {table_cell(cur['held_at'], tz)}; "
                                      f"{left_text(cur['seconds_left'])} when released")
@@ -153,15 +152,15 @@ def _show_table(o: dict, tz: str) -> None:
     if o["shipped_at"]:
         via = [_("by {carrier}").format(carrier=o["carrier"])] if o["carrier"] else []
         via += [_("tracking {tracking}").format(tracking=o["tracking"])] if o["tracking"] else []
-        head.add_row(_("shipped"), escape(", ".join([table_cell(o["shipped_at"], tz), *via])))
+        head.add_row(_("shipped"), safe(", ".join([table_cell(o["shipped_at"], tz), *via])))
     if o["delivered_at"]:
         issue = (_("issue: {issue}").format(issue=o["delivery_issue"]) if o["delivery_issue"] else _("no issue"))
-        head.add_row(_("delivered"), escape(f"{table_cell(o['delivered_at'], tz)}, {issue}"))
+        head.add_row(_("delivered"), safe(f"{table_cell(o['delivered_at'], tz)}, {issue}"))
     if o["cancelled_at"]:
-        head.add_row(_("cancelled"), escape(f"{table_cell(o['cancelled_at'], tz)}: {o['cancel_reason'] or '-'}"))
+        head.add_row(_("cancelled"), safe(f"{table_cell(o['cancelled_at'], tz)}: {o['cancel_reason'] or '-'}"))
     if o["flags"]:
-        head.add_row("flags", f"[bold red]{escape(', '.join(o['flags']))}[/]")
-    console.print(Panel(head, title=f"order {o['order_id']}", expand=False))
+        head.add_row("flags", f"[bold red]{safe(', '.join(o['flags']))}[/]")
+    console.print(Panel(head, title=f"order {safe(o['order_id'])}", expand=False))
 
     lines = Table(title="lines", header_style="bold")
     for name, justify in (("line", "right"), ("sku", "left"), ("qty", "right"), ("allocated", "right"),
@@ -169,16 +168,16 @@ def _show_table(o: dict, tz: str) -> None:
         lines.add_column(name, justify=justify)
     for line in o["lines"]:
         atp = table_cell(line["atp_date"], tz) if line["atp_date"] else (line.get("atp_note") or "")
-        lines.add_row(str(line["line_no"]), escape(line["sku"]), str(line["qty"]), str(line["allocated"]),
-                      str(line["backordered"]) if line["backordered"] else "-", escape(atp))
+        lines.add_row(str(line["line_no"]), safe(line["sku"]), str(line["qty"]), str(line["allocated"]),
+                      str(line["backordered"]) if line["backordered"] else "-", safe(atp))
     console.print(lines)
 
     timeline = Table(title="timeline", header_style="bold")
     for name in ("when", "event", "node", "who", "what"):
         timeline.add_column(name, overflow="fold")
     for e in o["timeline"]:
-        timeline.add_row(table_cell(e["at"], tz), _event_text(e), e["node"] or "", escape(e["actor"]),
-                         escape(e["detail"] or ""))
+        timeline.add_row(table_cell(e["at"], tz), _event_text(e), safe(e["node"] or ""), safe(e["actor"]),
+                         safe(e["detail"] or ""))
     console.print(timeline)
 
 
@@ -188,7 +187,7 @@ _EVENT_STYLES = {"breached": "bold red", "escalated": "red", "auto_rejected": "r
 
 
 def _event_text(e: dict) -> str:
-    from rich.markup import escape
+    from ffctl.commands._output import safe as escape
 
     style = _EVENT_STYLES.get(e["event"])
     if e["event"] == "completed" and e["detail"] and "SLA breached" in e["detail"]:
@@ -210,7 +209,9 @@ def hold(
     cfg = st.config()
     with st.store().session(write=True) as s:
         workflow.hold(s, cfg, order_id, at=st.now(), actor=st.user, reason=reason)
-    message(f"{order_id}: on hold ({reason}); its SLA clocks are paused until `ffctl order release {order_id}`.")
+    from ffctl.core.text import command
+
+    message(f"{order_id}: on hold ({reason}); its SLA clocks are paused until `{command('order', 'release', order_id)}`.")
 
 
 @app.command()

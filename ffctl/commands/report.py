@@ -63,7 +63,7 @@ def kpi(
     st = AppState.of(ctx)
     cfg = st.config()
     period = _period(st, start, end)
-    refresh_facts(st.store(), cfg, cuts=(by.value if by else None,), now=st.now())
+    _say_if_read_only(st, refresh_facts(st.store(), cfg, cuts=(by.value if by else None,), now=st.now()))
     with st.store().session() as s:
         rows = kpi_report(s, cfg, now=st.now(), period=period, by=by.value if by else None)
     kind = resolve_format(fmt)
@@ -102,6 +102,17 @@ def sla(
     _sla_table(rows, period, st.tz)
 
 
+def _say_if_read_only(st: AppState, refreshed: dict) -> None:
+    """On a read-only store the figures are those of the last refresh where it took writes."""
+    if refreshed.get("mode") == "read-only":
+        from ffctl.commands._output import message
+        from ffctl.core.clock import shown
+        from ffctl.i18n import _
+
+        message(_("Note: the store is read-only; the figures are as of its last refresh ({at}).").format(
+            at=shown(refreshed.get("refreshed_at"), st.tz)))
+
+
 @app.command()
 def dashboard(
     ctx: typer.Context,
@@ -118,7 +129,7 @@ def dashboard(
     st = AppState.of(ctx)
     cfg = st.config()
     period = _period(st, start, end)
-    refresh_facts(st.store(), cfg, cuts=(None, "week"), now=st.now())
+    _say_if_read_only(st, refresh_facts(st.store(), cfg, cuts=(None, "week"), now=st.now()))
     with st.store().session() as s:
         html = build_dashboard(s, cfg, now=st.now(), period=period)
     if str(out) == "-":
@@ -186,7 +197,7 @@ def bar(actual, target, unit: str, met, width: int = 20):
 
 
 def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
-    from ffctl.commands._output import get_console, message, new_table, print_fitted
+    from ffctl.commands._output import get_console, message, new_table, print_fitted, safe
     from ffctl.core.durations import approx_duration
     from ffctl.core.kpi import percent_decimals
 
@@ -212,9 +223,9 @@ def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
                 table.add_section()
             previous = r["kpi"]
             style = "red" if r["met"] is False else None
-            cells = [r["kpi"] if first or not by else ""]
+            cells = [safe(r["kpi"]) if first or not by else ""]
             if by:
-                cells.append("-" if r["group"] is None else str(r["group"]))
+                cells.append("-" if r["group"] is None else safe(r["group"]))  # a region may be "[/]"
             digits = percent_decimals(r["actual"], r["target"])
             cells += [
                 value_text(r["actual"], r["unit"], digits),
@@ -236,14 +247,14 @@ def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
             console.print("Bottleneck: none — no node breached its SLA.")
         else:
             console.print(
-                f"[bold]Bottleneck: {b['node']}[/bold] — {b['breach_share'] * 100:.0f}% of breaches "
+                f"[bold]Bottleneck: {safe(b['node'])}[/bold] — {b['breach_share'] * 100:.0f}% of breaches "
                 f"({b['count']:,}), {b['over_sla_share'] * 100:.0f}% of time over SLA "
                 f"({approx_duration(b['over_sla_seconds'])})"
             )
 
 
 def _sla_table(rows: list[dict], period, tz: str) -> None:
-    from ffctl.commands._output import get_console, message, new_table, print_fitted, say_not_shown
+    from ffctl.commands._output import get_console, message, new_table, print_fitted, safe, say_not_shown
     from ffctl.core.durations import approx_duration, format_duration
 
     if not rows:
@@ -268,7 +279,7 @@ def _sla_table(rows: list[dict], period, tz: str) -> None:
             style = "red" if r["met"] is False else None
             node = f"{r['node']} *" if r["bottleneck"] else r["node"]
             cells = (
-                node, r["owner"] or "(auto)", f"{r['completed']:,}", f"{r['within_sla']:,}",
+                safe(node), safe(r["owner"] or "(auto)"), f"{r['completed']:,}", f"{r['within_sla']:,}",
                 value_text(r["attainment"], "rate"),
                 dur(r["p50_seconds"]), dur(r["p90_seconds"]), "-" if r["sla_seconds"] is None else format_duration(r["sla_seconds"]),
                 f"{r['breaches']:,}", f"{r['escalations']:,}", f"{r['auto_actions']:,}", dur(r["over_sla_seconds"]),
@@ -280,6 +291,6 @@ def _sla_table(rows: list[dict], period, tz: str) -> None:
     console = get_console()
     worst = next((r["node"] for r in rows if r["bottleneck"]), None)
     if worst:
-        console.print(f"[bold]* bottleneck: {worst}[/bold] (largest share of breaches and time over SLA)")
+        console.print(f"[bold]* bottleneck: {safe(worst)}[/bold] (largest share of breaches and time over SLA)")
     console.print("[dim]done: visits closed by a decision; p50/p90: wall-clock time in the node; 'in SLA' "
                   "compares with the deadline, counted in the node's calendar.[/dim]")

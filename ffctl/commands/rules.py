@@ -27,7 +27,7 @@ def run(
     Each hit happens once: a SKU gets one draft requisition, an order one standing flag, a supplier
     one freeze, however often (or however many at once) the rules run.
     """
-    from ffctl.commands._output import Column, dumps, get_console, message, render, resolve_format
+    from ffctl.commands._output import Column, dumps, get_console, message, render, resolve_format, safe, table_cell
     from ffctl.core.rules import run_rules
 
     st = AppState.of(ctx)
@@ -43,7 +43,6 @@ def run(
     if kind == "csv":
         render(result["items"], columns, "csv", tz=st.tz)
         return
-    from rich.markup import escape
     from rich.table import Table
 
     summary = Table(header_style="bold", title="rules" + (" (dry run)" if dry_run else ""))
@@ -52,11 +51,10 @@ def run(
     summary.add_column("hits", justify="right")
     kinds = {r.name: r.kind for r in cfg.rules}
     for name, hits in result["per_rule"].items():
-        summary.add_row(escape(name), kinds.get(name, ""), str(hits))
+        summary.add_row(safe(name), safe(kinds.get(name, "")), str(hits))
     get_console().print(summary)
     if result["items"]:
-        render(result["items"], [Column(k, show=escape) for k in ITEM_COLUMNS], "table", tz=st.tz)
-    from ffctl.commands._output import table_cell
+        render(result["items"], [Column(k) for k in ITEM_COLUMNS], "table", tz=st.tz)
 
     verb = "would queue" if dry_run else "queued"
     hits = ngettext("{n} hit", "{n} hits", result["hits"]).format(n=result["hits"])

@@ -27,8 +27,6 @@ def tick(
     Missed runs coalesce into one; overlapping ticks never run a job twice for one cron time.
     Exit code 1 if a job failed (the others still run).
     """
-    from rich.markup import escape
-
     from ffctl.commands._output import Column, message, render
     from ffctl.core import schedule
     from ffctl.core.errors import UsageError
@@ -41,7 +39,7 @@ def tick(
         message(f"No jobs in [schedule] of {st.config_path}; nothing to run.")
     rows = schedule.tick(st.store(), cfg, now=st.now(), only=job)
     columns = [Column("job"), Column("cron"), Column("due_at", "cron time"), Column("ran"),
-               Column("result", show=lambda v: escape(v or ""))]
+               Column("result")]
     render(rows, columns, fmt, tz=st.tz, empty="No scheduled jobs.")
     failed = [r["job"] for r in rows if not r["ok"]]
     if failed:
@@ -52,8 +50,6 @@ def tick(
 @app.command()
 def show(ctx: typer.Context, fmt=format_option()) -> None:
     """Each scheduled job: cron, last run and its result, and the next run (local time)."""
-    from rich.markup import escape
-
     from ffctl.commands._output import Column, render
     from ffctl.core import schedule
 
@@ -62,6 +58,6 @@ def show(ctx: typer.Context, fmt=format_option()) -> None:
     with st.store().session() as s:
         rows = schedule.show(s, cfg, now=st.now())
     columns = [Column("job"), Column("cron"), Column("last_due_at", "last cron time"),
-               Column("last_ran_at", "last ran"), Column("last_result", "result", show=lambda v: escape(v or "-")),
+               Column("last_ran_at", "last ran"), Column("last_result", "result"),
                Column("next_run_at", "next run")]
     render(rows, columns, fmt, tz=st.tz, empty="No jobs in [schedule].")

@@ -70,12 +70,10 @@ def _csv_items(items: list[dict], tz: str) -> None:
 
 
 def _item_columns():
-    from rich.markup import escape
-
     from ffctl.commands._output import Column
 
-    return [Column("order_id", "order", show=lambda v: escape(v or "-")), Column("node", show=lambda v: v or "-"),
-            Column("what"), Column("due_at", "due"), Column("detail", show=lambda v: escape(v or "")),
+    return [Column("order_id", "order"), Column("node"),
+            Column("what"), Column("due_at", "due"), Column("detail"),
             Column("task_id", "task", justify="right")]
 
 
@@ -116,7 +114,7 @@ def status(ctx: typer.Context, fmt=format_option()) -> None:
 
     Counted from the clocks against the command clock, so it is right even before a sweep.
     """
-    from ffctl.commands._output import Column, render
+    from ffctl.commands._output import Column, render, safe
     from ffctl.core import sla
 
     st = AppState.of(ctx)
@@ -128,7 +126,7 @@ def status(ctx: typer.Context, fmt=format_option()) -> None:
         return lambda v: f"[{style}]{v}[/]" if v else "0"
 
     columns = [
-        Column("node"), Column("owner", show=lambda v: v or "auto"), Column("open", justify="right"),
+        Column("node"), Column("owner", show=lambda v: safe(v or "auto")), Column("open", justify="right"),
         Column("on_hold", "on hold", justify="right"), Column("at_risk", "at risk", justify="right", show=warn("yellow")),
         Column("breached", justify="right", show=warn("red")), Column("escalated", justify="right", show=warn("magenta")),
     ]

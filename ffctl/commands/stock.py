@@ -63,13 +63,12 @@ def atp(
 
 
 def _atp_table(result: dict) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
-    from ffctl.commands._output import get_console
+    from ffctl.commands._output import get_console, safe
 
     console = get_console()
-    table = Table(title=f"available to promise: {escape(result['sku'])}", header_style="bold")
+    table = Table(title=f"available to promise: {safe(result['sku'])}", header_style="bold")
     table.add_column("date")
     table.add_column("available", justify="right")
     for row in result["schedule"]:
@@ -91,7 +90,7 @@ def receive(
 
     st = AppState.of(ctx)
     with st.store().session(write=True) as s:
-        result = receive_one(s, receipt_id, at=st.now(), actor=st.user)
+        result = receive_one(s, receipt_id, at=st.now(), actor=st.user, tz=st.tz)
     lines = ", ".join(f"{ln['sku']} {ln['qty']} into {ln['warehouse']}" for ln in result["lines"])
     message(ngettext("Received {receipt}: {n} unit ({lines}).", "Received {receipt}: {n} units ({lines}).",
                      result["units"]).format(receipt=receipt_id, n=result["units"], lines=lines))

@@ -56,28 +56,27 @@ def show(
 
 
 def _show_table(o: dict, tz: str) -> None:
-    from rich.markup import escape
     from rich.panel import Panel
     from rich.table import Table
 
-    from ffctl.commands._output import get_console, table_cell
+    from ffctl.commands._output import get_console, safe, table_cell
 
     console = get_console()
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("name", escape(o["name"]))
+    head.add_row("name", safe(o["name"]))
     if o["inspection_exempt"]:
         head.add_row("inspection", "[green]exempt[/]")
     elif o["exempt_frozen_at"]:
         head.add_row("inspection", f"[bold red]exemption frozen[/] at {table_cell(o['exempt_frozen_at'], tz)} ({tz})")
-        head.add_row("why", escape(o["exempt_frozen_reason"] or "-"))
+        head.add_row("why", safe(o["exempt_frozen_reason"] or "-"))
     else:
         head.add_row("inspection", "not exempt (every batch is inspected)")
     head.add_row("pass rate", f"{_rate(o['qc_pass_rate_last3'])} over the last 3 batches")
     head.add_row("avg delay", f"{_days(o['avg_delay_days'])} " + ngettext(
         "over the last batch", "over the last {n} batches", o["window_batches"]).format(n=o["window_batches"]))
-    console.print(Panel(head, title=f"supplier {escape(o['supplier'])}", expand=False))
+    console.print(Panel(head, title=f"supplier {safe(o['supplier'])}", expand=False))
 
     if o["batches"]:
         batches = Table(title="recent QC batches (newest first)", header_style="bold")
@@ -87,7 +86,7 @@ def _show_table(o: dict, tz: str) -> None:
             batches.add_column(name, justify=justify)
         for b in o["batches"]:
             batches.add_row(
-                escape(b["batch_id"]), escape(b["sku"] or "-"), table_cell(b["inspected_at"], tz), str(b["passed"]),
+                safe(b["batch_id"]), safe(b["sku"] or "-"), table_cell(b["inspected_at"], tz), str(b["passed"]),
                 str(b["total"]), _rate(b["pass_rate"]), table_cell(b["promised_at"], tz),
                 table_cell(b["received_at"], tz), _days(b["delay_days"]),
             )
@@ -99,5 +98,5 @@ def _show_table(o: dict, tz: str) -> None:
         for name in ("at", "event", "by", "detail"):
             history.add_column(name, overflow="fold")
         for e in o["history"]:
-            history.add_row(table_cell(e["at"], tz), e["event"], escape(e["actor"]), escape(e["detail"] or ""))
+            history.add_row(table_cell(e["at"], tz), safe(e["event"]), safe(e["actor"]), safe(e["detail"] or ""))
         console.print(history)

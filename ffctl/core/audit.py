@@ -1,12 +1,16 @@
 """The one writer of the audit trail.
 
 Every state change, by a person or a sweep, goes through ``record``: the effective time is
-the command clock (``--now``), ``wall_at`` the real time it was written. Events are never
-updated or deleted (a trigger refuses it).
+the command clock (``--now``), ``wall_at`` the real time it was written, ``actor`` who the
+command acted as (``--as``: advisory) and ``login`` the operating-system login that ran it.
+Events are never updated, deleted, replaced or truncated (triggers refuse it: 0002, 0005).
+Writers that build event rows themselves (the import's bulk path) take ``stamp`` from here.
 """
 
 from __future__ import annotations
 
+import functools
+import getpass
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
@@ -21,6 +25,20 @@ EVENTS = frozenset(
     updated stock_adjusted stock_counted received requisition_drafted requisition_approved
     requisition_rejected exemption_frozen""".split()
 )
+
+
+@functools.cache
+def login() -> str | None:
+    """The operating-system login running this process (None where there is none)."""
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry and no LOGNAME/USER in some containers
+        return None
+
+
+def stamp(actor: str, wall: object) -> dict:
+    """The columns every event of one write shares: its wall time, actor and login."""
+    return {"wall_at": wall, "actor": actor, "login": login()}
 
 
 def record(
@@ -41,8 +59,7 @@ def record(
     session.execute(
         sa.insert(Event).values(
             at=at,
-            wall_at=datetime.now(timezone.utc),
-            actor=actor,
+            **stamp(actor, datetime.now(timezone.utc)),
             event=event,
             order_id=order_id,
             task_id=task_id,
@@ -68,12 +85,12 @@ def record_many(session: Session, rows: list[dict]) -> None:
     keys = ("order_id", "task_id", "node", "subject", "detail")
     session.execute(
         sa.insert(Event.__table__),
-        [{"wall_at": wall, **{k: None for k in keys}, **row} for row in rows],
+        [{"wall_at": wall, "login": login(), **{k: None for k in keys}, **row} for row in rows],
     )
 
 
 BULK_ROWS = 200  # from this many events on, write through the driver (COPY / executemany)
-_COLUMNS = ("at", "wall_at", "actor", "event", "order_id", "task_id", "node", "subject", "detail")
+_COLUMNS = ("at", "wall_at", "actor", "event", "order_id", "task_id", "node", "subject", "detail", "login")
 
 
 def _check(rows: list[dict]) -> None:
@@ -83,8 +100,9 @@ def _check(rows: list[dict]) -> None:
 
 
 def _values(rows: list[dict], wall: datetime):
+    who = login()
     return ((r["at"], wall, r["actor"], r["event"], r.get("order_id"), r.get("task_id"), r.get("node"),
-             r.get("subject"), r.get("detail")) for r in rows)
+             r.get("subject"), r.get("detail"), who) for r in rows)
 
 
 class PreparedEvents:
@@ -116,7 +134,8 @@ def _bulk_write(session: Session, rows: list[dict], wall: datetime) -> None:
     if is_postgresql(session):
         insert_rows(session, "event", _COLUMNS, _values(rows, wall))
         return
-    stamp = time_texts()
+    text = time_texts()
+    who = login()
     insert_rows(session, "event", _COLUMNS,
-                [(stamp(r["at"]), stamp(wall), r["actor"], r["event"], r.get("order_id"), r.get("task_id"),
-                  r.get("node"), r.get("subject"), r.get("detail")) for r in rows])
+                [(text(r["at"]), text(wall), r["actor"], r["event"], r.get("order_id"), r.get("task_id"),
+                  r.get("node"), r.get("subject"), r.get("detail"), who) for r in rows])

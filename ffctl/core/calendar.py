@@ -25,6 +25,8 @@ from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ffctl.core.durations import HORIZON_DAYS
+
 __all__ = ["BusinessCalendar", "Clock", "WALL_CLOCK", "WallClock"]
 
 UTC = timezone.utc
@@ -34,8 +36,9 @@ _EPOCH_ORDINAL = _EPOCH_NAIVE.toordinal()
 _US = 1_000_000
 _MINUTE_US = 60 * _US
 _DAY_US = 86_400 * _US
-# A deadline further than this from its start means the calendar is (practically) always closed.
-MAX_SEARCH_DAYS = 3653
+# A deadline further than this from its start means the calendar is (practically) always closed;
+# config check refuses a calendar that cannot hold a node's SLA and ladder within it.
+MAX_SEARCH_DAYS = HORIZON_DAYS
 _CHUNK_DAYS = 256  # days added to the index per extension
 # Keep one day of margin at both ends of the datetime range (local midnights are computed
 # for day + 1, and zone offsets may push UTC instants past datetime.min/max).
@@ -258,7 +261,7 @@ class BusinessCalendar:
 
     def _too_closed(self, start: datetime) -> str:
         return (
-            f"no deadline within {MAX_SEARCH_DAYS // 365} years of {start.isoformat()}: "
+            f"no deadline within {MAX_SEARCH_DAYS // 365} years of {start.astimezone(self._tz).isoformat(' ', 'minutes')}: "
             "the calendar has (almost) no working time (check its hours and holidays)"
         )
 

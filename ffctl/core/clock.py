@@ -82,6 +82,12 @@ def iso(dt: datetime | None, tz: str) -> str | None:
     return shown.isoformat(timespec="seconds") if shown else None
 
 
+def shown(dt: datetime | None, tz: str) -> str:
+    """A time in a message, in zone ``tz`` with its offset: ``2026-03-02 17:00+08:00``."""
+    moment = local(dt, tz)
+    return moment.isoformat(" ", "minutes") if moment else "?"
+
+
 def local_date(dt: datetime, tz: str) -> date:
     return local(dt, tz).date()
 

@@ -25,9 +25,10 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli backport
     import tomli as tomllib  # type: ignore[no-redef]
 
-from ffctl.core.durations import format_duration, parse_duration
-from ffctl.core.errors import ConfigError, ConfigProblem, NotFound, mask_url
-from ffctl.i18n import ngettext
+from ffctl.core.durations import HORIZON_DAYS, format_duration, parse_duration
+from ffctl.core.errors import ConfigError, ConfigProblem, NotFound
+from ffctl.core.secrets import mask_endpoint, mask_url, url_problem
+from ffctl.i18n import _, ngettext
 
 # ---------------------------------------------------------------------------------------------
 # Vocabulary the config may use. Keys here are part of the file format users write.
@@ -63,7 +64,7 @@ _TOP_KEYS = ("database", "defaults", "calendars", "roles", "users", "workflows",
 _NODE_KEYS = ("owner", "sla", "calendar", "warn_at", "critical", "escalation", "when", "auto")
 _STEP_KEYS = ("after", "action", "to", "reason")
 _RULE_COMMON_KEYS = ("kind", "notify", "priority")
-_EMAIL_KEYS = ("host", "port", "sender", "username", "password_env", "starttls")
+_EMAIL_KEYS = ("host", "port", "sender", "username", "password_env", "starttls", "tls", "ca_file", "plain_login_on_loopback")
 
 DEFAULT_WARN_AT = 0.75
 
@@ -167,6 +168,25 @@ class EmailConfig:
     username: str | None = None
     password_env: str | None = None
     starttls: bool = False
+    tls: bool = False  # implicit TLS from the first byte (port 465)
+    ca_file: str | None = None  # trust these CAs instead of the system's (a company CA, a test relay)
+    plain_login_on_loopback: bool = False  # allow a password without TLS to a relay on this machine
+
+    def login_allowed(self) -> bool:
+        """Whether a password may be sent: over TLS, or in clear to loopback when allowed."""
+        return self.tls or self.starttls or (self.plain_login_on_loopback and is_loopback(self.host))
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: traffic that never leaves this machine."""
+    import ipaddress
+
+    if host.strip().lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -198,6 +218,8 @@ class Config:
     notify: NotifyConfig
     schedule: Mapping[str, str]
     kpi_targets: Mapping[str, float]
+    #: things `config check` points out that are allowed but probably not meant (never errors)
+    warnings: tuple[str, ...] = ()
     _calendar_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -311,8 +333,9 @@ def load_config(path: str | Path) -> Config:
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
-        error = ConfigError([ConfigProblem(file, "", "config file not found; run `ffctl init` to create one from the example")])
-        error.hint = "Run `ffctl init` to write ffctl.toml here, or point --config / FFCTL_CONFIG at your config."
+        error = ConfigError([ConfigProblem(file, "", _("no such config file"))])
+        error.message = _("no config file at {path}").format(path=file)
+        error.hint = _("Run `ffctl init` to write one from the example, or point --config / FFCTL_CONFIG at your config.")
         raise error from None
     except IsADirectoryError:
         raise ConfigError([ConfigProblem(file, "", "is a directory, not a config file")]) from None
@@ -333,6 +356,9 @@ def parse_config(text: str, file: str = "ffctl.toml") -> Config:
         data = tomllib.loads(text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_syntax_problem(file, str(exc), text)]) from None
+    except RecursionError:  # arrays or tables nested thousands deep: no config needs that
+        raise ConfigError([ConfigProblem(file, "", _("invalid TOML: values are nested too deeply "
+                                                     "(arrays or inline tables inside each other, thousands deep)"))]) from None
     checker = _Checker(file, Path(os.path.abspath(file)).parent)
     config = checker.build(data)
     if checker.problems:
@@ -352,6 +378,8 @@ def _syntax_problem(file: str, message: str, text: str) -> ConfigProblem:
         lines = text.splitlines()
         shown = lines[line - 1].strip() if 0 < line <= len(lines) else ""
         shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        if _MAY_HOLD_SECRET.search(shown):  # a broken `url = "postgresql://u:pw@..."` line is never echoed
+            shown = _("(the line is not shown: it may hold a password)")
         message = f"{message[: found.start()]} at column {found.group(2)}" + (f": {shown}" if shown else "")
     elif message.rstrip().endswith("(at end of document)"):
         line = max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
@@ -369,7 +397,7 @@ _HOUR_RANGE = re.compile(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FLAG_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-_URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_MAY_HOLD_SECRET = re.compile(r"(?i)://|@|\burl\b|pass|secret|token")
 
 _KIND_NAMES = {
     "str": "a string",
@@ -461,6 +489,32 @@ def _suggest(name: str, choices: Iterable[str], *, listing: bool = True) -> str:
     return f" (expected one of: {', '.join(choices)})"
 
 
+#: Abbreviations people write for a zone (not zone names themselves), most likely meaning first:
+#: ffctl's users are in China first, so CST is China Standard Time before US Central.
+_ZONE_ABBREVIATIONS = {
+    "CST": ("Asia/Shanghai", "America/Chicago"), "BJT": ("Asia/Shanghai",), "CCT": ("Asia/Shanghai",),
+    "CHINA": ("Asia/Shanghai",), "BEIJING": ("Asia/Shanghai",), "HKT": ("Asia/Hong_Kong",),
+    "TWT": ("Asia/Taipei",), "JST": ("Asia/Tokyo",), "KST": ("Asia/Seoul",), "SGT": ("Asia/Singapore",),
+    "IST": ("Asia/Kolkata", "Europe/Dublin"), "ICT": ("Asia/Bangkok",), "WIB": ("Asia/Jakarta",),
+    "PST": ("America/Los_Angeles",), "PDT": ("America/Los_Angeles",), "MDT": ("America/Denver",),
+    "CDT": ("America/Chicago",), "EDT": ("America/New_York",), "BST": ("Europe/London",),
+    "CEST": ("Europe/Berlin",), "AEST": ("Australia/Sydney",), "AEDT": ("Australia/Sydney",),
+}
+
+
+def _zones_meant_by(name: str) -> tuple[str, ...]:
+    """Real zones for an abbreviation or a UTC offset ("CST", "GMT+8"), most likely first."""
+    key = name.strip().upper()
+    if key in _ZONE_ABBREVIATIONS:
+        return _ZONE_ABBREVIATIONS[key]
+    found = re.fullmatch(r"(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?00)?", key)
+    if found and 0 <= int(found.group(2)) <= 14:
+        hours = int(found.group(2))
+        fixed = "UTC" if hours == 0 else f"Etc/GMT{'-' if found.group(1) == '+' else '+'}{hours}"  # Etc signs are inverted
+        return (("Asia/Shanghai",) if (found.group(1), hours) == ("+", 8) else ()) + (fixed,)
+    return ()
+
+
 def _hhmm(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
@@ -481,11 +535,15 @@ class _Checker:
         self.file = file
         self.base_dir = base_dir
         self.problems: list[ConfigProblem] = []
+        self.warnings: list[ConfigProblem] = []
         self.misspelled: set[tuple[str, str]] = set()  # (table key, the key a typo was probably meant to be)
         self.broken_matches: set[str] = set()  # workflows whose match had problems: no shadowing verdicts on them
 
     def problem(self, key: str, message: str) -> None:
         self.problems.append(ConfigProblem(self.file, key, message))
+
+    def warning(self, key: str, message: str) -> None:
+        self.warnings.append(ConfigProblem(self.file, key, message))
 
     # --- shapes and scalars -------------------------------------------------------------------
 
@@ -585,17 +643,26 @@ class _Checker:
             self.problem(dkey, f'expected a duration in quotes such as "30m", got {_describe_value(value)}')
             return None
         try:
-            return parse_duration(value)
+            seconds = parse_duration(value)
         except ValueError as exc:
             self.problem(dkey, str(exc))
             return None
+        if seconds > HORIZON_DAYS * 86400:  # a deadline that far out is past what any clock computes
+            self.problem(dkey, _("duration {value!r} is too long: at most {days}d (10 years)").format(
+                value=value.strip(), days=HORIZON_DAYS))
+            return None
+        return seconds
 
     def timezone(self, name: str, key: str) -> bool:
         try:
             zoneinfo.ZoneInfo(name)
             return True
         except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-            hint = _did_you_mean(name, sorted(zoneinfo.available_timezones()))
+            meant = _zones_meant_by(name)
+            if meant:
+                hint = _(" (did you mean {zones}?)").format(zones=_(" or ").join(f"'{z}'" for z in meant))
+            else:
+                hint = _did_you_mean(name, sorted(zoneinfo.available_timezones()))
             self.problem(key, f"unknown time zone {name!r}{hint}; use an IANA name such as Asia/Shanghai or UTC")
             return False
 
@@ -684,6 +751,9 @@ class _Checker:
         workflows = tuple(self.workflow(name, raw, known, nodes) for name, raw in self.named_tables(sections["workflows"], "workflows").items())
         self.unreachable_workflows(workflows)
         rules = tuple(self.rule(name, raw, known) for name, raw in self.named_tables(sections["rules"], "rules").items())
+        self.calendar_room(calendars, nodes, rules)
+        self.workflows_without_stock(workflows, nodes)
+        self.roles_nobody_holds(roles)
         notify = self.notify(sections["notify"])
         schedule = self.schedule(sections["schedule"])
         kpi_targets = self.kpi(sections["kpi"])
@@ -701,6 +771,7 @@ class _Checker:
             notify=notify,
             schedule=FrozenDict(schedule),
             kpi_targets=FrozenDict(kpi_targets),
+            warnings=tuple(str(w) for w in self.warnings),
         )
 
     def database(self, table: dict) -> str | None:
@@ -711,8 +782,9 @@ class _Checker:
         if url is None:
             return None
         url = url.strip()
-        if not _URL_SCHEME.match(url):
-            self.problem("database.url", f"not a database URL: {mask_url(url)!r} (expected e.g. sqlite:///ffctl.db or postgresql+psycopg://user@host/db)")
+        problem = url_problem(url)
+        if problem is not None:
+            self.problem("database.url", f"{mask_url(url)!r}: {problem}")
             return None
         return self.sqlite_next_to_config(url)
 
@@ -940,6 +1012,58 @@ class _Checker:
             self.problem(nkey, "the auto = 'ship' node comes before the auto = 'allocate' node; stock must be allocated before it ships")
         return WorkflowConfig(name, match, tuple(dict.fromkeys(listed or ())))
 
+    def calendar_room(self, calendars: dict[str, CalendarConfig], nodes: dict[str, NodeConfig],
+                      rules: tuple[RuleConfig, ...]) -> None:
+        """A calendar must hold, within the horizon ffctl plans deadlines in, each node's SLA plus
+        its ladder (steps count from the deadline on the same clock) and each calendar dwell limit:
+        otherwise every import and sweep would fail with "no deadline within 10 years"."""
+        needs: list[tuple[str, str, int, str]] = []  # (key, calendar, seconds, what needs them)
+        for node in nodes.values():
+            if node.calendar in calendars and node.sla_seconds:
+                ladder = max((step.after_seconds for step in node.escalation), default=0)
+                what = _("the SLA {sla} of node {node!r}").format(sla=format_duration(node.sla_seconds), node=node.name)
+                if ladder:
+                    what += _(" and its escalation ladder ({after} past the deadline)").format(after=format_duration(ladder))
+                needs.append((_join(_join("nodes", node.name), "calendar"), node.calendar, node.sla_seconds + ladder, what))
+        for rule in rules:
+            spec = nodes.get(str(rule.params.get("node")))
+            if rule.kind == "dwell" and rule.params.get("clock") == "calendar" and spec and spec.calendar in calendars:
+                needs.append((_join(_join("rules", rule.name), "longer_than"), spec.calendar,
+                               int(rule.params["longer_than_seconds"]),
+                               _("the dwell limit of rule {rule!r}").format(rule=rule.name)))
+        for key, name, seconds, what in needs:
+            calendar = calendars[name]
+            weekly = 60 * sum(end - start for ranges in calendar.hours.values() for start, end in ranges)
+            lost = 60 * sum(end - start for day in calendar.holidays for start, end in calendar.hours.get(day.weekday(), ()))
+            room = weekly * (HORIZON_DAYS // 7) - lost
+            if weekly and seconds > room:
+                self.problem(key, _("calendar {calendar!r} has {weekly} of working time a week: {what} would take "
+                                    "about {years:.0f} years of it, and ffctl plans deadlines at most 10 years ahead; "
+                                    "give the calendar more hours or the node a shorter SLA").format(
+                    calendar=name, weekly=format_duration(weekly), what=what, years=seconds / weekly / 52.18))
+
+    def workflows_without_stock(self, workflows: tuple[WorkflowConfig, ...], nodes: dict[str, NodeConfig]) -> None:
+        """Allowed, but rarely meant: a workflow whose orders never reserve or ship through ffctl."""
+        for wf in workflows:
+            autos = {nodes[n].auto for n in wf.nodes if n in nodes}
+            key = _join(_join("workflows", wf.name), "nodes")
+            if wf.nodes and "allocate" not in autos:
+                self.warning(key, _('workflow {name!r} has no auto = "allocate" node: its orders never reserve '
+                                    'stock, so they ship without touching stock').format(name=wf.name))
+            if wf.nodes and "ship" not in autos:
+                self.warning(key, _('workflow {name!r} has no auto = "ship" node: its orders leave the workflow '
+                                    'before they ship, with no SLA or owner for shipping them').format(name=wf.name))
+
+    def roles_nobody_holds(self, roles: dict[str, RoleConfig]) -> None:
+        """A role that escalations reach but that has no members: they would reach nobody."""
+        for role in roles.values():
+            below = sorted(r.name for r in roles.values() if r.escalate_to == role.name)
+            if below and not role.members:
+                top = _(" (the top of the chain)") if role.escalate_to is None else ""
+                self.warning(_join(_join("roles", role.name), "members"), _(
+                    "role {role!r}{top} has no members: escalations from {below} reach nobody").format(
+                    role=role.name, top=top, below=", ".join(repr(b) for b in below)))
+
     def unreachable_workflows(self, workflows: tuple[WorkflowConfig, ...]) -> None:
         for j, later in enumerate(workflows):
             for earlier in workflows[:j]:
@@ -1054,7 +1178,12 @@ class _Checker:
             )
         self.known_keys({k: v for k, v in table.items() if k != "password"}, _EMAIL_KEYS, "notify.email")
         host = self.text(table, "host", "notify.email", required=True, hint='; the SMTP server, e.g. host = "localhost"')
-        port = self.get(table, "port", "notify.email", "int", default=25)
+        starttls = self.get(table, "starttls", "notify.email", "bool", default=False)
+        tls = self.get(table, "tls", "notify.email", "bool", default=False)
+        if starttls and tls:
+            self.problem("notify.email.tls", _("tls = true (TLS from the start, port 465) and starttls = true (port 587) "
+                                               "exclude each other; keep the one your server offers"))
+        port = self.get(table, "port", "notify.email", "int", default=465 if tls else 587 if starttls else 25)
         if not 0 < port < 65536:
             self.problem("notify.email.port", f"not a TCP port: {port}")
         sender = self.text(table, "sender", "notify.email", required=True, hint='; the From address, e.g. sender = "ffctl@example.com"')
@@ -1065,8 +1194,25 @@ class _Checker:
         if password_env is not None and not _ENV_NAME.fullmatch(password_env):
             # never echo the value: someone may have pasted the password itself here
             self.problem("notify.email.password_env", "must be the name of an environment variable that holds the password (like FFCTL_SMTP_PASSWORD), not the password itself")
-        starttls = self.get(table, "starttls", "notify.email", "bool", default=False)
-        return EmailConfig(host or "", port, sender or "", username, password_env, starttls)
+        ca_file = self.text(table, "ca_file", "notify.email")
+        if ca_file is not None:
+            path = Path(ca_file.strip()).expanduser()
+            ca_file = str(path if path.is_absolute() else self.base_dir / path)
+            if not Path(ca_file).is_file():
+                self.problem("notify.email.ca_file", _("no such file: {path} (a PEM file of the CA certificates to trust)").format(path=ca_file))
+        loopback_ok = self.get(table, "plain_login_on_loopback", "notify.email", "bool", default=False)
+        email = EmailConfig(host or "", port, sender or "", username, password_env, starttls, tls, ca_file, loopback_ok)
+        if loopback_ok and host and not is_loopback(host):
+            self.problem("notify.email.plain_login_on_loopback", _(
+                "only applies to a relay on this machine (localhost, 127.0.0.1 or ::1), not {host!r}; "
+                "use starttls = true or tls = true").format(host=host))
+        elif password_env is not None and host and not email.login_allowed():
+            local = is_loopback(host)
+            self.problem("notify.email.password_env", _(
+                "the SMTP password would cross the network in clear text: set starttls = true (port 587) or "
+                "tls = true (port 465){local}").format(
+                    local=_(", or plain_login_on_loopback = true for a relay on this machine") if local else ""))
+        return email
 
     def schedule(self, table: dict) -> dict[str, str]:
         self.known_keys(table, SCHEDULE_JOBS, "schedule", noun="job")
@@ -1111,15 +1257,35 @@ _RULE_KINDS: dict[str, tuple[tuple[str, ...], Callable[..., dict[str, object]]]]
 _RULE_KEY_ORDER = tuple(dict.fromkeys(k for keys, _ in _RULE_KINDS.values() for k in keys))
 
 
+_CRON_FIELDS = (("minute", "0-59"), ("hour", "0-23"), ("day-of-month", "1-31"), ("month", "1-12 or jan-dec"),
+                ("day-of-week", "0-7 or sun-sat"))
+
+
 def _cron_problem(expression: str) -> str | None:
-    """Why a cron expression is invalid, or None. Five fields: ffctl's scheduler ticks once a minute."""
-    from croniter import croniter
+    """Why a cron expression is invalid, or None. Five fields: ffctl's scheduler ticks once a minute.
+
+    A valid expression must also fire: its next run is computed from a fixed instant (no wall
+    clock here), so "0 0 30 2 *" (February 30th) is refused now, not by `schedule tick` later."""
+    from croniter import CroniterBadDateError, croniter
 
     form = 'expected 5 fields "minute hour day-of-month month day-of-week", e.g. "*/5 * * * *"'
-    if not expression.startswith("@") and len(expression.split()) != 5:
+    fields = expression.split()
+    if not expression.startswith("@") and len(fields) != 5:
         return f"invalid cron expression {expression!r}: {form}"
     if not croniter.is_valid(expression):
+        for i, (name, allowed) in enumerate(_CRON_FIELDS if len(fields) == 5 else ()):
+            alone = " ".join(fields[i] if j == i else "*" for j in range(5))
+            if not croniter.is_valid(alone):
+                what = _("is out of range") if re.fullmatch(r"[\d,*/-]+", fields[i]) else _("is not understood")
+                return _("invalid cron expression {expression!r}: the {field} field {value!r} {what} "
+                         "(allowed: {allowed}, with *, lists a,b, ranges a-b and steps */n)").format(
+                    expression=expression, field=name, value=fields[i], what=what, allowed=allowed)
         return f"invalid cron expression {expression!r}: {form}"
+    try:
+        croniter(expression, datetime(2000, 1, 1)).get_next(datetime)
+    except (CroniterBadDateError, ValueError, OverflowError):
+        return _("cron expression {expression!r} never fires (no such date in any year); "
+                 "check its day-of-month and month").format(expression=expression)
     return None
 
 
@@ -1247,7 +1413,8 @@ def _describe_roles(config: Config) -> list[tuple[str, str]]:
 def _describe_users(config: Config) -> list[tuple[str, str]]:
     rows = []
     for user in config.users.values():
-        channels = [c for c in (f"email {user.email}" if user.email else "", f"webhook {user.webhook}" if user.webhook else "") if c]
+        channels = [c for c in (f"email {user.email}" if user.email else "",
+                                f"webhook {mask_endpoint(user.webhook)}" if user.webhook else "") if c]
         rows.append((user.name, ", ".join(channels) or "(no channels: notifications only go to the log)"))
     return rows
 
@@ -1313,7 +1480,10 @@ def _describe_notify(notify: NotifyConfig) -> str:
     if notify.email:
         e = notify.email
         auth = f", login {e.username or e.sender} with the password from ${e.password_env}" if e.password_env else ""
-        parts.append(f"email via {e.host}:{e.port}{' (STARTTLS)' if e.starttls else ''} from {e.sender}{auth}")
+        security = " (TLS)" if e.tls else " (STARTTLS)" if e.starttls else _(" (no TLS)")
+        if e.ca_file:
+            security = security[:-1] + _(", trusting {file})").format(file=e.ca_file)
+        parts.append(f"email via {e.host}:{e.port}{security} from {e.sender}{auth}")
     else:
         parts.append("no email server: email recipients are not mailed")
     parts.append(f"up to {notify.max_attempts} attempts")

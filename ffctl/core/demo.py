@@ -11,6 +11,7 @@ are delivered with a few issues. Randomness is seeded, so a demo is reproducible
 from __future__ import annotations
 
 import csv
+import io
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -18,6 +19,10 @@ from pathlib import Path
 from typing import Callable
 
 import sqlalchemy as sa
+
+from ffctl.core.errors import Conflict
+from ffctl.core.files import private_folder, write_private
+from ffctl.i18n import _
 
 REGIONS = ["华东", "华南", "华北", "西南", "east"]
 CHANNELS = ["b2b", "b2c", "marketplace"]
@@ -42,10 +47,11 @@ class DemoResult:
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list], encoding: str = "utf-8") -> Path:
-    with path.open("w", newline="", encoding=encoding) as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_private(path, buffer.getvalue(), exclusive=True, encoding=encoding, newline="")
     return path
 
 
@@ -155,7 +161,7 @@ def write_config(directory: Path, example_text: str) -> Path:
             line = 'url = "sqlite:///ffctl.db"'
         lines.append(line)
     path = directory / "ffctl.toml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_private(path, "\n".join(lines) + "\n", exclusive=True)
     return path
 
 
@@ -179,7 +185,7 @@ class Simulation:
         self.bump(f"imported_{kind}", report.written + report.updated)
 
     def step(self, prev: datetime, now: datetime) -> None:
-        for _ in range(6):  # a completed node can be followed by the next within the hour
+        for _step in range(6):  # a completed node can be followed by the next within the hour
             if not self.work(prev, now):
                 break
         self.receive(now)
@@ -325,6 +331,14 @@ class Simulation:
         self.bump("rule_hits", report.rule_hits)
 
 
+def _new_or_empty(directory: Path) -> None:
+    """The demo writes into a new or empty folder only: it never mixes with (or overwrites) files."""
+    if directory.is_symlink() or (directory.exists() and (not directory.is_dir() or any(directory.iterdir()))):
+        raise Conflict(_("{path} is not a new or empty folder; the demo writes only into one").format(path=directory),
+                       hint=_("Pick a new folder with --dir (or leave --dir out for a temporary one)."))
+    directory.mkdir(parents=True, exist_ok=True)
+
+
 def build_demo(directory: Path, *, orders: int = 2000, days: int = 30, seed: int = 7,
                now: datetime | None = None, progress: Callable[[str], None] | None = None) -> DemoResult:
     """Create a store and config in ``directory`` and run ``days`` days of business into it."""
@@ -333,7 +347,7 @@ def build_demo(directory: Path, *, orders: int = 2000, days: int = 30, seed: int
 
     progress = progress or default_progress
     rng = random.Random(seed)
-    directory.mkdir(parents=True, exist_ok=True)
+    _new_or_empty(directory)
     from ffctl.commands.init import example_config_text
 
     from ffctl.core import kpi
@@ -368,7 +382,7 @@ def build_demo(directory: Path, *, orders: int = 2000, days: int = 30, seed: int
             day_index = (t - start).days
             rows = by_day.get(day_index, [])
             if rows:
-                (directory / "orders").mkdir(exist_ok=True)
+                private_folder(directory / "orders")
                 path = _write_csv(directory / "orders" / f"orders-{day_index + 1:02d}.csv", ORDER_HEADER, rows)
                 sim.import_file("orders", path, t)
             qc_rows.extend(_qc_day(rng, day_index, start))

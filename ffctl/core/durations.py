@@ -10,6 +10,9 @@ from __future__ import annotations
 import re
 
 DURATION_FORMS = "a whole number with units d, h, m, s, largest first, e.g. 90s, 30m, 4h, 2d, 1h30m"
+#: How far ffctl plans: no configured duration is longer, and no deadline is looked for further
+#: out (a calendar that cannot reach one within it is practically always closed).
+HORIZON_DAYS = 3653
 
 _UNIT_SECONDS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")

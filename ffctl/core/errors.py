@@ -75,11 +75,4 @@ class StoreError(FfctlError):
     """The store cannot be reached or is not at the expected schema version (exit 1)."""
 
 
-def mask_url(url: str) -> str:
-    """A database URL with any password replaced by ***, safe to print."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    creds, at, host = rest.rpartition("@")
-    user, colon, _password = creds.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+from ffctl.core.secrets import mask_url  # noqa: E402,F401 - the one masking function (core/secrets.py)

@@ -46,7 +46,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ffctl.core import csvio
+from ffctl.core import audit, csvio
 from ffctl.core.bulk import CopyRows, Rows, among, insert_rows, sqlite_analyze_stale, sqlite_working_set
 from ffctl.core.calendar import WALL_CLOCK
 from ffctl.core.csvio import CsvFileError, EncodingRetry
@@ -1128,8 +1128,6 @@ class Orders(Handler):
         grown["event"] += len(events)
 
     def _replace(self, session, ctx: Context, changed: list[tuple[Record, str]]) -> None:
-        from ffctl.core import audit
-
         promises = self._promises(session, ctx, [r for r, _ in changed])
         orders, lines = Order.__table__, OrderLine.__table__
         ids = [r.key for r, _ in changed]
@@ -1279,7 +1277,7 @@ class _Entries:
         self.opened = Rows("task", OPEN_TASK, OPEN_TASK_FIXED)
         self.skipped = Rows("task", SKIPPED_TASK, {"status": "skipped", **_NEW_TASK, "completed_by": actor,
                                                    "outcome": "skipped", "next_action_at": None})
-        self.entered = Rows("event", NEW_EVENT, {"wall_at": wall, "actor": actor, "task_id": None, "subject": None})
+        self.entered = Rows("event", NEW_EVENT, {**audit.stamp(actor, wall), "task_id": None, "subject": None})
 
     def tasks(self) -> list[Rows]:
         return [self.skipped, self.opened]

@@ -45,6 +45,7 @@ over every node visit of the period's orders (one for the report, whatever the c
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping
@@ -54,8 +55,10 @@ from sqlalchemy.orm import Session
 
 from ffctl.core.bulk import sqlite_working_set
 from ffctl.core.clock import parse_date, parse_time, start_of_day, zone
+from ffctl.core.errors import FfctlError
 from ffctl.core.models import UTCDateTime
 from ffctl.core.stock import allocation_nodes
+from ffctl.i18n import _
 
 #: KPI name -> (unit, higher_is_better). The order is the report's order.
 KPIS: dict[str, tuple[str, bool]] = {
@@ -195,7 +198,7 @@ class _Sql:
         if len(self._offsets) == 1:
             return f"'{first:+d} minutes'"
         whens = []
-        for (_, minutes), (until, _) in zip(self._offsets, self._offsets[1:]):
+        for (_since, minutes), (until, _next) in zip(self._offsets, self._offsets[1:]):
             whens.append(f"WHEN {col} < '{_stamp(until)}' THEN '{minutes:+d} minutes'")
         return f"(CASE {' '.join(whens)} ELSE '{self._offsets[-1][1]:+d} minutes' END)"
 
@@ -292,8 +295,8 @@ _FACT_INSERT = ("order_id, created_at, customer, region, channel, sales_rep, wee
 _DIRTY = "fact_dirty"
 
 
-class FactsNotReady(RuntimeError):
-    """``kpi_report`` was called before ``refresh_facts`` built the facts for this config."""
+class FactsNotReady(FfctlError, RuntimeError):
+    """``kpi_report`` was called before ``refresh_facts`` built the facts for this config (exit 1)."""
 
 
 def fingerprint(cfg) -> str:
@@ -315,22 +318,62 @@ def refresh_facts(store, cfg, *, cuts: Iterable[str | None] = (None,), now: date
     customers whose region changed; the config fingerprint changing (time zone, allocation
     nodes) or a backlog larger than the facts rebuilds everything. Concurrent refreshes queue
     on the ``fact_state`` row. PostgreSQL hands out event ids before commit, so the high-water
-    mark is read under ``LOCK TABLE event IN SHARE MODE`` (it waits for transactions writing
-    events to finish): every event up to it is committed. On SQLite writers are serial and the
-    mark is read in the refresh's own write transaction.
+    mark is one every event up to which is committed (``_committed_event_mark``: it waits for
+    the transactions writing when it was read). On SQLite writers are serial and the mark is
+    read in the refresh's own write transaction. A read-only store reports from the facts as
+    last refreshed (mode ``read-only``).
     """
     now = now or datetime.now(timezone.utc)
     fp = fingerprint(cfg)
     cuts = list(cuts)
     if _up_to_date(store, fp, cuts):  # the usual case: no write transaction, no lock
         return {"mode": "none", "orders": 0}
+    from ffctl.core.store import ReadOnlyStore
+
+    try:
+        return _refresh(store, cfg, fp, cuts, now)
+    except ReadOnlyStore:  # a read-only file or database: report from the facts as they were last refreshed
+        with store.session() as s:
+            state = s.execute(sa.text("SELECT event_id, fingerprint, refreshed_at FROM fact_state WHERE id = 1")
+                              .columns(refreshed_at=UTCDateTime)).one_or_none()
+        if state is None or state.event_id is None or state.fingerprint != fp:
+            raise FactsNotReady(
+                _("the store is read-only and its report facts were never built for this config"),
+                hint=_("Run `ffctl report kpi` once where the store takes writes (its primary, or a writable "
+                       "copy of the file); reports here then read what it built.")) from None
+        return {"mode": "read-only", "orders": 0, "refreshed_at": state.refreshed_at}
+
+
+def _committed_event_mark(s: Session) -> int:
+    """PostgreSQL: an event id at or below which every event is committed (or rolled back).
+
+    Ids are handed out before commit, so the largest visible id is read together with the
+    transactions still running at that instant, and the mark is ready once those have ended:
+    any invisible id below it belongs to one of them. No lock is taken (LOCK TABLE ... SHARE
+    needs UPDATE rights on the audit trail, which ffctl's role does not have, and it made every
+    writer wait for the report).
+    """
+    top, running = s.execute(sa.text(
+        "SELECT COALESCE((SELECT MAX(id) FROM event), 0), "
+        "ARRAY(SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) AS x)")).one()
+    delay = 0.005
+    while running:
+        running = s.execute(sa.text(
+            "SELECT ARRAY(SELECT x FROM unnest(CAST(:xids AS text[])) AS x "
+            "WHERE pg_xact_status(CAST(x AS xid8)) = 'in progress')"), {"xids": list(running)}).scalar_one()
+        if running:
+            time.sleep(delay)
+            delay = min(2 * delay, 0.2)
+    return int(top)
+
+
+def _refresh(store, cfg, fp: str, cuts: list[str | None], now: datetime) -> dict:
     top = None
     if not store.is_sqlite:
         with store.session(write=True) as s:
             if s.execute(sa.text("SELECT pg_is_in_recovery()")).scalar_one():
                 return {"mode": "replica", "orders": 0}  # read-only: the primary's refreshes replicate here
-            s.execute(sa.text("LOCK TABLE event IN SHARE MODE"))
-            top = s.execute(sa.text("SELECT COALESCE(MAX(id), 0) FROM event")).scalar_one()
+            top = _committed_event_mark(s)
     with store.session(write=True) as s:
         lock = "" if store.is_sqlite else " FOR UPDATE"
         state = s.execute(sa.text(f"SELECT event_id, fingerprint FROM fact_state WHERE id = 1{lock}")).one_or_none()

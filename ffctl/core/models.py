@@ -326,13 +326,14 @@ class Event(SQLModel, table=True):
     id: Optional[int] = Field(default=None, primary_key=True)
     at: datetime = _utc()  # effective time: the command clock
     wall_at: datetime = _utc()  # when it was actually written
-    actor: str
+    actor: str  # who the command acted as (--as, FFCTL_USER, else the login): advisory
     event: str
     order_id: Optional[str] = None
     task_id: Optional[int] = None
     node: Optional[str] = None
     subject: Optional[str] = None  # for events not about an order: "sku:X", "supplier:S", ...
     detail: Optional[str] = None
+    login: Optional[str] = None  # the OS login that ran the command (NULL before schema 0005)
 
 
 class OrderFlag(SQLModel, table=True):

@@ -11,7 +11,14 @@ pending, and the next sender sends it again. Webhooks carry the row id in the
 ``X-Ffctl-Notification-Id`` header (and ``Idempotency-Key``) so a receiver can drop a repeat.
 
 A failed send counts an attempt, keeps the error, and is retried after 2^attempts minutes;
-after ``[notify] max_attempts`` the row is ``failed`` (``ffctl notify list --failed``).
+after ``[notify] max_attempts`` the row is ``failed`` (``ffctl notify list --failed``). Whatever
+goes wrong while one row is delivered is that row's failed attempt: the rows sent before and
+after it in the batch are recorded as sent, never sent again.
+
+Mail: headers built from data are one line (``core/text.header_value``), so an order id holding
+CR/LF cannot add a ``Bcc:``. TLS verifies the server's certificate and host name (the system's
+CAs, or ``ca_file``); a password is sent only over verified TLS (``starttls`` or ``tls``), or in
+clear to a relay on this machine when ``plain_login_on_loopback = true`` says so.
 Every successful send, whatever its channel, is appended to the ``[notify] log`` file as one
 JSON line; a ``log`` row (a person with no channel) is delivered by that line alone.
 """
@@ -21,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import smtplib
+import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -34,6 +42,9 @@ from sqlalchemy.orm import Session
 from ffctl.core.clock import iso
 from ffctl.core.models import Notification
 from ffctl.core.paging import count_matches, fetch_page
+from ffctl.core.secrets import mask_endpoint
+from ffctl.core.text import header_value
+from ffctl.i18n import _
 
 NOTE = Notification.__table__
 BATCH = 20  # rows per claim: bounds how long a SQLite sender holds the write lock
@@ -84,17 +95,35 @@ class _Channels:
             raise DeliveryError("no email server: set [notify] email = { host = ..., sender = ... } in the config")
         if "smtp" in self._down:
             raise DeliveryError(self._down["smtp"])
+        smtp = None
         try:
-            smtp = smtplib.SMTP(email.host, email.port, timeout=SMTP_TIMEOUT_SECONDS)
-            if email.starttls:
-                smtp.starttls()
+            context = ssl.create_default_context(cafile=email.ca_file)  # checks the certificate and host name
+            if email.tls:
+                smtp = smtplib.SMTP_SSL(email.host, email.port, timeout=SMTP_TIMEOUT_SECONDS, context=context)
+            else:
+                smtp = smtplib.SMTP(email.host, email.port, timeout=SMTP_TIMEOUT_SECONDS)
+                if email.starttls:
+                    smtp.starttls(context=context)
             if email.password_env:
+                if not email.login_allowed():
+                    raise DeliveryError(_(
+                        "SMTP {host}:{port}: refusing to send the password without verified TLS; "
+                        "set starttls = true or tls = true in [notify] email").format(host=email.host, port=email.port))
                 password = os.environ.get(email.password_env)
                 if password is None:
-                    smtp.quit()
                     raise DeliveryError(f"the SMTP password variable {email.password_env} is not set")
-                smtp.login(email.username or email.sender, password)
+                try:
+                    smtp.login(email.username or email.sender, password)
+                except UnicodeEncodeError:  # smtplib sends AUTH as ASCII
+                    raise DeliveryError(_("SMTP {host}:{port}: the user name or the password in {variable} is not "
+                                          "ASCII text, which SMTP login cannot carry").format(
+                        host=email.host, port=email.port, variable=email.password_env)) from None
+        except DeliveryError as exc:
+            _quit(smtp)
+            self._down["smtp"] = str(exc)  # the same for every row of this run
+            raise
         except (smtplib.SMTPException, OSError) as exc:
+            _quit(smtp)
             self._down["smtp"] = f"SMTP {email.host}:{email.port}: {_one_line(exc)}"
             raise DeliveryError(self._down["smtp"]) from None
         self._smtp = smtp
@@ -103,9 +132,9 @@ class _Channels:
     def email(self, row, address: str) -> None:
         email = self.cfg.notify.email
         msg = EmailMessage()
-        msg["From"] = email.sender if email else "ffctl"
-        msg["To"] = address
-        msg["Subject"] = row.subject
+        msg["From"] = header_value(email.sender if email else "ffctl")
+        msg["To"] = header_value(address)
+        msg["Subject"] = header_value(row.subject)
         msg["X-Ffctl-Notification-Id"] = str(row.id)
         if row.priority == "high":
             msg["X-Priority"] = "1"
@@ -129,13 +158,13 @@ class _Channels:
             with urllib.request.urlopen(request, timeout=self.cfg.notify.webhook_timeout_seconds) as response:
                 code = response.status
         except urllib.error.HTTPError as exc:
-            raise DeliveryError(f"webhook {_mask(url)} answered HTTP {exc.code}") from None
+            raise DeliveryError(f"webhook {mask_endpoint(url)} answered HTTP {exc.code}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
-            self._down[url] = f"webhook {_mask(url)}: {_one_line(reason)}"
+            self._down[url] = f"webhook {mask_endpoint(url)}: {_one_line(reason)}"
             raise DeliveryError(self._down[url]) from None
         if not 200 <= code < 300:
-            raise DeliveryError(f"webhook {_mask(url)} answered HTTP {code}")
+            raise DeliveryError(f"webhook {mask_endpoint(url)} answered HTTP {code}")
 
     def log(self, row, address: str | None, at: datetime) -> None:
         """Append the sent notification to the log file as one JSON line (one write call)."""
@@ -144,7 +173,7 @@ class _Channels:
             return
         line = json.dumps({**_payload(row, self.cfg.timezone), "address": address, "sent_at": iso(at, self.cfg.timezone)},
                           ensure_ascii=False) + "\n"
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # it holds customer data
         try:
             os.write(fd, line.encode("utf-8"))
         finally:
@@ -167,7 +196,7 @@ class _Channels:
         elif row.channel != "log":
             raise DeliveryError(f"unknown channel {row.channel!r}")
         try:
-            self.log(row, _mask(address) if address else None, at)
+            self.log(row, _shown_address(row.channel, address), at)
         except OSError as exc:
             if row.channel == "log":
                 raise DeliveryError(f"cannot append to {self.cfg.notify.log}: {exc.strerror or exc}") from None
@@ -181,10 +210,20 @@ def _payload(row, tz: str) -> dict:
             "created_at": iso(row.created_at, tz)}
 
 
-def _mask(url: str) -> str:
-    from ffctl.core.errors import mask_url
+def _quit(smtp: smtplib.SMTP | None) -> None:
+    if smtp is None:
+        return
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        smtp.close()
 
-    return mask_url(url)
+
+def _shown_address(channel: str, address: str | None) -> str | None:
+    """Where a row went, as logs and reports show it: a webhook's token never shows."""
+    if not address:
+        return None
+    return mask_endpoint(address) if channel == "webhook" else address
 
 
 def _one_line(exc: object) -> str:
@@ -237,9 +276,13 @@ def send(store, cfg, *, now: datetime, limit: int | None = None, batch: int = BA
 def _attempt(channels: _Channels, cfg, row, now: datetime, report: SendReport) -> dict:
     try:
         address = channels.deliver(row, now)
-    except DeliveryError as exc:
+    except Exception as exc:  # noqa: BLE001 - one row's failure is that row's attempt, never its batch's
         attempts = row.attempts + 1
-        error = str(exc)
+        if isinstance(exc, DeliveryError):
+            error = str(exc)
+        else:
+            channels.close()  # a session in an unknown state: the next row opens a fresh one
+            error = _("unexpected {error}: {message}").format(error=exc.__class__.__name__, message=_one_line(exc))
         if attempts >= cfg.notify.max_attempts:
             report.failed += 1
             status, nxt = "failed", None
@@ -252,7 +295,7 @@ def _attempt(channels: _Channels, cfg, row, now: datetime, report: SendReport) -
     report.sent += 1
     report.items.append({"id": row.id, "recipient": row.recipient, "channel": row.channel, "status": "sent",
                          "attempts": row.attempts + 1, "next_attempt_at": None, "error": None,
-                         "address": _mask(address) if address else None})
+                         "address": _shown_address(row.channel, address)})
     return {"nid": row.id, "st": "sent", "at": row.attempts + 1, "err": None, "nxt": None, "sent": now}
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from ffctl.core import audit, workflow
 from ffctl.core.bulk import is_postgresql
 from ffctl.core.errors import Conflict, FfctlError, NotFound, UsageError
+from ffctl.core.text import command
 from ffctl.core.models import Allocation, Customer, Event, Order, OrderFlag, OrderLine, Task
 from ffctl.core.paging import count_matches, fetch_page
 from ffctl.i18n import _, ngettext
@@ -329,7 +330,7 @@ def advance_message(result: dict) -> str:
     if result["outcome"] == "rejected":
         if result["on_hold"]:
             return (f"{head} → on hold at {result['next_node']} (the first node); "
-                    f"`ffctl order release {result['order_id']}` resumes it")
+                    f"`{command('order', 'release', result['order_id'])}` resumes it")
         return f"{head} → back at {result['next_node']}"
     if result["next_node"] is None:
         return f"{head} → workflow finished"

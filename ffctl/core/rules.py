@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from ffctl.core import audit, outbox
 from ffctl.core.durations import format_duration
 from ffctl.core.errors import Conflict, NotFound, UsageError
+from ffctl.core.text import command
 from ffctl.core.models import (
     Order,
     OrderFlag,
@@ -225,7 +226,7 @@ def _stock_below(run: _Run, rule) -> list[dict]:
             rule,
             subject=f"Purchase requisition drafted for {r['sku']}: {r['qty']}",
             body=f"{ref} for {r['qty']} x {r['sku']}{supplier}, drafted by rule {rule.name}: {r['reason']}. "
-                 f"Approve with `ffctl requisition approve {r['id']}`.",
+                 f"Approve with `{command('requisition', 'approve', r['id'])}`.",
             dedupe_key=f"rule:{rule.name}:requisition:{r['id']}",
         )
     if not run.dry_run:
@@ -281,7 +282,7 @@ def _dwell(run: _Run, rule) -> list[dict]:
             rule,
             subject=f"Order {oid} flagged {flag}",
             body=f"Order {oid} has been in {node} for {format_duration(dwelt)}{clock_words}, longer than "
-                 f"{format_duration(limit)} (rule {rule.name}). Clear with `ffctl order unflag {oid} {flag}`.",
+                 f"{format_duration(limit)} (rule {rule.name}). Clear with `{command('order', 'unflag', oid, flag)}`.",
             order=orders[oid],
             dedupe_key=f"rule:{rule.name}:flag:{raised[oid]}",
         )
@@ -379,7 +380,7 @@ def _supplier(run: _Run, rule) -> list[dict]:
             rule,
             subject=f"Supplier {name} lost its inspection exemption",
             body=f"Supplier {name}: inspection exemption frozen. Why: {reason}. "
-                 f"Details: `ffctl supplier show {name}`.",
+                 f"Details: `{command('supplier', 'show', name)}`.",
             dedupe_key=f"rule:{rule.name}:frozen:{name}:{run.now.isoformat()}",
         )
     if not run.dry_run:

@@ -109,6 +109,7 @@ def _daily_report(job: JobContext) -> str:
 
     from ffctl.commands._output import jsonable
     from ffctl.core import kpi
+    from ffctl.core.files import private_folder, write_private
 
     tz = job.cfg.timezone
     today = local(job.now, tz).date()
@@ -117,10 +118,10 @@ def _daily_report(job: JobContext) -> str:
     with job.store.session() as session:
         rows = kpi.kpi_report(session, job.cfg, now=job.now, period=period)
     folder = job.cfg.directory / "reports"
-    folder.mkdir(exist_ok=True)
+    private_folder(folder)
     target = folder / f"kpi-{today.isoformat()}.json"
     document = {"generated_at": job.now, "from": period.start, "to": period.end, "kpis": rows}
-    target.write_text(json.dumps(jsonable(document, tz), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    write_private(target, json.dumps(jsonable(document, tz), ensure_ascii=False, indent=2) + "\n", exclusive=False)
     missed = [r["kpi"] for r in rows if r.get("met") is False]
     return f"wrote {target}" + (f"; missed targets: {', '.join(missed)}" if missed else "")
 

@@ -33,6 +33,7 @@ from ffctl.core import audit, outbox, workflow
 from ffctl.core.clock import local
 from ffctl.core.durations import format_duration
 from ffctl.core.errors import FfctlError
+from ffctl.core.text import command
 from ffctl.core.models import Order, Task, TaskAssignee, TaskStep
 
 SWEEP_ACTOR = "sla-sweep"
@@ -349,7 +350,7 @@ class _Context:
         self.notes.extend(outbox.notification_rows(
             self.session, self.cfg, [r for r in recipients if r],
             subject=f"[ffctl] {row.order_id} {row.node}: {subject}",
-            body=f"{body}\n\nOrder {row.order_id}: `ffctl order show {row.order_id}`.", at=self.now,
+            body=f"{body}\n\nOrder {row.order_id}: `{command('order', 'show', row.order_id)}`.", at=self.now,
             priority=priority, order_id=row.order_id, dedupe_key=f"task:{row.id}:{due.step}",
         ))
 

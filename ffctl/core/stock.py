@@ -32,8 +32,9 @@ from sqlalchemy.orm import Session
 from ffctl.core import audit
 from ffctl.core.bulk import (CopyRows, among, insert_rows, int_array, is_postgresql, keyed, sqlite_analyze_stale,
                               sqlite_working_set, time_texts)
-from ffctl.core.clock import local_date
+from ffctl.core.clock import local_date, shown
 from ffctl.core.errors import Conflict, FfctlError, NotFound, PermissionDenied, UsageError
+from ffctl.core.text import command
 from ffctl.core.models import Allocation, Order, OrderLine, Product, Receipt, Stock, StockMove, Task
 from ffctl.i18n import ngettext
 
@@ -513,7 +514,7 @@ def adjust(session: Session, sku: str, warehouse: str, delta: int, *, reason: st
     row = _lock_stock(session, [(sku, warehouse)]).get((sku, warehouse))
     if row is None:
         raise Conflict(f"no stock of {sku} in {warehouse}: cannot take {-delta} away",
-                       hint=f"`ffctl stock show {sku}` lists its warehouses.")
+                       hint=f"`{command('stock', 'show', sku)}` lists its warehouses.")
     new = row["on_hand"] + delta
     if new < 0:
         raise Conflict(f"{sku} in {warehouse} has {row['on_hand']} on hand: taking {-delta} away would leave {new}")
@@ -532,7 +533,7 @@ def adjust(session: Session, sku: str, warehouse: str, delta: int, *, reason: st
             "allocated": row["allocated"], "available": new - row["allocated"]}
 
 
-def receive(session: Session, receipt_id: str, *, at: datetime, actor: str) -> dict:
+def receive(session: Session, receipt_id: str, *, at: datetime, actor: str, tz: str = "UTC") -> dict:
     """Move all open lines of a receipt onto on hand. NotFound / Conflict when already received."""
     done = session.execute(
         sa.update(RECEIPT).where(RECEIPT.c.receipt_id == receipt_id, RECEIPT.c.status == "open")
@@ -546,8 +547,8 @@ def receive(session: Session, receipt_id: str, *, at: datetime, actor: str) -> d
         if not seen[0]:
             raise NotFound(f"no receipt {receipt_id!r}", hint="`ffctl import receipts FILE` adds expected receipts.")
         when = seen[1]
-        shown = when.isoformat(timespec="minutes") if isinstance(when, datetime) else str(when)
-        raise Conflict(f"receipt {receipt_id} was already received (at {shown}); nothing to do")
+        at_text = shown(when, tz) if isinstance(when, datetime) else str(when)
+        raise Conflict(f"receipt {receipt_id} was already received (at {at_text}); nothing to do")
     lines = sorted((r.sku, r.warehouse, int(r.qty)) for r in done)
     totals: dict[tuple[str, str], int] = defaultdict(int)
     for s, w, q in lines:
@@ -651,14 +652,14 @@ def ship(session: Session, cfg, order_id: str, *, at: datetime, actor: str, carr
         if shipment is not None and shipment.shipped_at == at and _same(carrier, shipment.carrier) \
                 and _same(tracking, shipment.tracking):
             return False
-        when = shipment.shipped_at.isoformat(timespec="minutes") if shipment else "?"
+        when = shown(shipment.shipped_at if shipment else None, cfg.timezone)
         raise Conflict(f"order {order_id} was already shipped (at {when}"
                        + (f", {shipment.carrier}" if shipment and shipment.carrier else "") + ")")
     if status == "cancelled":
         raise Conflict(f"order {order_id} is cancelled; it cannot ship")
     if status == "on_hold":
         raise Conflict(f"order {order_id} is on hold; release it before shipping",
-                       hint=f"`ffctl order release {order_id}`")
+                       hint=f"`{command('order', 'release', order_id)}`")
     node = order["node"]
     spec = cfg.nodes.get(node) if node else None
     if node is not None and (spec is None or spec.auto != "ship"):
@@ -668,7 +669,7 @@ def ship(session: Session, cfg, order_id: str, *, at: datetime, actor: str, carr
         raise Conflict(
             f"order {order_id} is at node {node}{owner}; it can ship only from "
             + (" or ".join(ship_nodes) if ship_nodes else "a node with auto = \"ship\""),
-            hint=f"`ffctl order show {order_id}` shows where it is.",
+            hint=f"`{command('order', 'show', order_id)}` shows where it is.",
         )
     if manual and node is not None:
         task = workflow.current_task(session, order_id, lock=True)
@@ -705,14 +706,14 @@ def deliver(session: Session, cfg, order_id: str, *, at: datetime, actor: str, i
         found = session.get(Delivery, order_id)
         if found is not None and found.delivered_at == at and found.issue == issue:
             return False
-        when = found.delivered_at.isoformat(timespec="minutes") if found else "?"
+        when = shown(found.delivered_at if found else None, cfg.timezone)
         raise Conflict(f"order {order_id} was already delivered (at {when})")
     if status != "shipped":
         where = f" at node {order['node']}" if order["node"] else ""
         raise Conflict(f"order {order_id} has not shipped (it is {status}{where}); record the shipment first",
-                       hint=f"`ffctl ship {order_id}`")
+                       hint=f"`{command('ship', order_id)}`")
     if order["shipped_at"] is not None and at < order["shipped_at"]:
-        raise Conflict(f"order {order_id} shipped at {order['shipped_at'].isoformat(timespec='minutes')}; "
+        raise Conflict(f"order {order_id} shipped at {shown(order['shipped_at'], cfg.timezone)}; "
                        "it cannot be delivered before that")
     session.execute(sa.insert(Delivery.__table__).values(order_id=order_id, delivered_at=at, issue=issue))
     session.execute(sa.update(ORDERS).where(ORDERS.c.order_id == order_id)

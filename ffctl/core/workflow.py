@@ -31,6 +31,7 @@ from ffctl.core.clock import local
 from ffctl.core.config import describe_spec, matches
 from ffctl.core.durations import format_duration
 from ffctl.core.errors import Conflict, NotFound, PermissionDenied
+from ffctl.core.text import command
 from ffctl.core.models import Customer, Order, OrderLine, Product, Task, TaskAssignee
 from ffctl.i18n import ngettext
 
@@ -341,7 +342,7 @@ def is_admin(cfg, user: str) -> bool:
 def _open_order(order: Order, verb: str) -> None:
     if order.status == "on_hold":
         raise Conflict(f"order {order.order_id} is on hold; cannot {verb} it",
-                       hint=f"Release it first: `ffctl order release {order.order_id}`.")
+                       hint=f"Release it first: `{command('order', 'release', order.order_id)}`.")
     if order.status != "open":
         raise Conflict(f"order {order.order_id} is {order.status}; cannot {verb} it")
 
@@ -393,8 +394,8 @@ def complete(session: Session, cfg, order_id: str, *, at: datetime, actor: str, 
     if manual:
         spec = cfg.nodes.get(task.node)
         if spec is not None and spec.auto:
-            command = "ffctl allocate" if spec.auto == "allocate" else "ffctl ship"
-            raise Conflict(f"node {task.node} of order {order_id} is completed by `{command}`, not by advance")
+            by = "ffctl allocate" if spec.auto == "allocate" else "ffctl ship"
+            raise Conflict(f"node {task.node} of order {order_id} is completed by `{by}`, not by advance")
         if not may_act(session, cfg, task, actor):
             need = " or ".join(assignees(session, task) + ["admin"])
             raise PermissionDenied(f"{actor} may not complete {task.node} of order {order_id}: it needs a member of {need}")
