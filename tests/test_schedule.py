@@ -149,3 +149,67 @@ def test_a_first_tick_skips_a_job_whose_last_cron_time_is_stale(workspace_with_c
     assert shown["daily_report"]["due_now"] is False
     assert shown["daily_report"]["next_run_at"] == "2026-03-09T08:00:00+08:00"
     assert ran(tick(ws, datetime(2026, 3, 9, 0, 1, tzinfo=timezone.utc))) == {"daily_report", "notify_send"}
+
+
+def test_a_future_tick_then_a_present_tick_runs_the_sweep(ws):
+    """SPEC 9.1: a tick with a future --now must not stop the schedule for years."""
+    from ffctl.core.config import load_config
+
+    future = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    assert ran(tick(ws, future)) == {"sla_sweep", "notify_send", "rules_run", "daily_report"}
+    store = ws.store()
+    add_orders(store, load_config(ws.config_path), 2, at=NOW - timedelta(hours=3))
+    store.dispose()
+    shown = {r["job"]: r for r in json.loads(ws.run("schedule", "show", "-f", "json", now=NOW.isoformat()).stdout)}
+    assert shown["sla_sweep"]["due_now"] is True and shown["sla_sweep"]["next_run_at"] == "2026-03-02T10:37:20+08:00"
+    assert "later than the clock" in shown["sla_sweep"]["note"]
+    r = ws.run("schedule", "tick", "-f", "json", now=NOW.isoformat())
+    assert r.exit_code == 0, r.output
+    assert "sla_sweep: it had claimed the cron time 2030-01-01 08:00, later than the clock 2026-03-02 10:37" in r.stderr
+    rows = {row["job"]: row for row in json.loads(r.stdout)}
+    assert ran(rows) == {"sla_sweep", "notify_send", "rules_run", "daily_report"}
+    assert rows["sla_sweep"]["due_at"] == "2026-03-02T10:35:00+08:00"
+    assert rows["sla_sweep"]["result"].startswith("2 at risk, 2 breached")
+    # back in step: the same minute again runs nothing, and says nothing more
+    r = ws.run("schedule", "tick", "-f", "json", now=NOW.isoformat())
+    assert ran({row["job"]: row for row in json.loads(r.stdout)}) == set() and "later than" not in r.stderr
+    shown = {r["job"]: r for r in json.loads(ws.run("schedule", "show", "-f", "json", now=NOW.isoformat()).stdout)}
+    assert shown["sla_sweep"]["note"] is None and shown["sla_sweep"]["next_run_at"] == "2026-03-02T10:40:00+08:00"
+
+
+def test_a_cron_expression_that_never_fires_fails_its_job_alone(ws):
+    """Issue 26: "0 0 30 2 *" (February 30th) must neither crash tick midway nor crash show."""
+    import dataclasses
+
+    from ffctl.core import schedule
+    from ffctl.core.config import load_config
+
+    cfg = load_config(ws.config_path)
+    cfg = dataclasses.replace(cfg, schedule={**cfg.schedule, "rules_run": "0 0 30 2 *"})
+    store = ws.store()
+    try:
+        rows = {r["job"]: r for r in schedule.tick(store, cfg, now=NOW)}
+        assert ran(rows) == {"sla_sweep", "notify_send", "daily_report"}
+        assert rows["rules_run"]["ok"] is False and "never fires" in rows["rules_run"]["result"]
+        with store.session() as s:
+            shown = {r["job"]: r for r in schedule.show(s, cfg, now=NOW)}
+    finally:
+        store.dispose()
+    assert shown["rules_run"]["next_run_at"] is None and shown["rules_run"]["due_now"] is False
+    assert "never fires" in shown["rules_run"]["note"]
+    assert shown["sla_sweep"]["next_run_at"] is not None
+
+
+def test_a_job_that_raises_anything_fails_alone_and_the_tick_exits_1(ws, monkeypatch):
+    from ffctl.core import schedule
+
+    def broken(job):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setitem(schedule.JOBS, "sla_sweep", broken)
+    r = ws.run("schedule", "tick", "-f", "json", now=NOW.isoformat())
+    assert r.exit_code == 1 and "Failed: sla_sweep" in r.stderr
+    rows = {row["job"]: row for row in json.loads(r.stdout)}
+    assert rows["sla_sweep"]["ok"] is False and rows["sla_sweep"]["result"] == "error: ZeroDivisionError: division by zero"
+    assert ran(rows) == {"sla_sweep", "notify_send", "rules_run", "daily_report"}
+    assert all(rows[j]["ok"] for j in ("notify_send", "rules_run", "daily_report"))

@@ -30,6 +30,7 @@ def tick(
     from ffctl.commands._output import Column, message, render
     from ffctl.core import schedule
     from ffctl.core.errors import UsageError
+    from ffctl.i18n import _
 
     st = AppState.of(ctx)
     cfg = st.config()
@@ -38,20 +39,25 @@ def tick(
     if not cfg.schedule:
         message(f"No jobs in [schedule] of {st.config_path}; nothing to run.")
     rows = schedule.tick(st.store(), cfg, now=st.now(), only=job)
+    for row in rows:
+        if row["note"]:
+            message(_("{job}: {note}; ran it for the clock's cron time.").format(job=row["job"], note=row["note"])
+                    if row["ran"] else _("{job}: {note}.").format(job=row["job"], note=row["note"]))
     columns = [Column("job"), Column("cron"), Column("due_at", "cron time"), Column("ran"),
                Column("result")]
     render(rows, columns, fmt, tz=st.tz, empty="No scheduled jobs.")
     failed = [r["job"] for r in rows if not r["ok"]]
     if failed:
-        message(f"Failed: {', '.join(failed)} (recorded; see `ffctl schedule show`).")
+        message(_("Failed: {jobs} (recorded; see `ffctl schedule show`).").format(jobs=", ".join(failed)))
         raise typer.Exit(1)
 
 
 @app.command()
 def show(ctx: typer.Context, fmt=format_option()) -> None:
     """Each scheduled job: cron, last run and its result, and the next run (local time)."""
-    from ffctl.commands._output import Column, render
+    from ffctl.commands._output import Column, message, render, table_cell
     from ffctl.core import schedule
+    from ffctl.i18n import _
 
     st = AppState.of(ctx)
     cfg = st.config()
@@ -59,5 +65,9 @@ def show(ctx: typer.Context, fmt=format_option()) -> None:
         rows = schedule.show(s, cfg, now=st.now())
     columns = [Column("job"), Column("cron"), Column("last_due_at", "last cron time"),
                Column("last_ran_at", "last ran"), Column("last_result", "result"),
-               Column("next_run_at", "next run")]
+               Column("next_run_at", "next run", show=lambda v: _("never") if v is None else table_cell(v, st.tz))]
     render(rows, columns, fmt, tz=st.tz, empty="No jobs in [schedule].")
+    for row in rows:
+        if row["note"]:
+            message(_("{job}: {note}.").format(job=row["job"], note=row["note"])
+                    + (" " + _("The next tick runs it.") if row["due_now"] else ""))

@@ -11,6 +11,12 @@ with a conditional UPDATE (``... WHERE last_due_at IS NULL OR last_due_at < :due
 short transaction; only the tick whose UPDATE hit the row runs the job. The claim commits before
 the job runs, so a tick killed mid-job does not run that cron time again: the jobs themselves
 catch up (a sweep fires everything due by its clock, delivery sends everything pending).
+
+The schedule follows the clock (SPEC 9.1). A tick run with a future ``--now`` (or before the
+system clock was set back) leaves ``last_due_at`` later than the present; the next tick notes it
+and claims the job again at the present cron time (the claim also moves ``last_due_at`` back when
+it is later than the tick's clock), so nothing stays silently stopped. Each job is handled on its
+own: a cron expression that never fires, or a job that raises, fails that job alone.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import sqlalchemy as sa
 from ffctl.core.clock import local, start_of_day
 from ffctl.core.models import ScheduleRun
 from ffctl.core.store import insert_or_ignore
-from ffctl.i18n import ngettext
+from ffctl.i18n import _, ngettext
 
 RUNS = ScheduleRun.__table__
 ACTOR = "schedule"
@@ -138,12 +144,14 @@ JOBS: dict[str, Callable[[JobContext], str]] = {
 # --- tick and show ---------------------------------------------------------------------------------
 
 def _claim(store, job: str, due: datetime, now: datetime) -> bool:
-    """Move the job's last_due_at forward to ``due``; True only for the one tick that did."""
+    """Move the job's last_due_at to ``due``: forward, or back from a cron time later than ``now``
+    (claimed by a tick with a later clock); True only for the one tick that did."""
     with store.session(write=True) as session:
         insert_or_ignore(session, ScheduleRun, [{"job": job}], ["job"])
         hit = session.execute(
             sa.update(RUNS)
-            .where(RUNS.c.job == job, sa.or_(RUNS.c.last_due_at.is_(None), RUNS.c.last_due_at < due))
+            .where(RUNS.c.job == job, sa.or_(RUNS.c.last_due_at.is_(None), RUNS.c.last_due_at < due,
+                                              RUNS.c.last_due_at > now))
             .values(last_due_at=due, last_ran_at=now, last_result="running")
         ).rowcount
     return hit == 1
@@ -155,11 +163,39 @@ def _record(store, job: str, due: datetime, result: str) -> None:
                         .values(last_result=result[:1000]))
 
 
+def never_fires(expression: str) -> str:
+    return _("its cron expression {cron!r} never fires (no date matches it); fix it in [schedule]").format(
+        cron=expression)
+
+
+def _ahead(last_due: datetime | None, now: datetime, tz: str) -> str | None:
+    """The note for a job whose claimed cron time is later than the clock, else None."""
+    if last_due is None or last_due <= now:
+        return None
+
+    def shown(moment: datetime) -> str:
+        return local(moment, tz).strftime("%Y-%m-%d %H:%M")
+
+    return _("it had claimed the cron time {claimed}, later than the clock {now} (a tick with a future --now, "
+             "or a clock set back); the schedule follows the clock").format(claimed=shown(last_due), now=shown(now))
+
+
+def _failure(exc: Exception, expression: str) -> str:
+    from croniter import CroniterBadDateError
+
+    if isinstance(exc, CroniterBadDateError):
+        return _("error: {why}").format(why=never_fires(expression))
+    message = getattr(exc, "message", None) or f"{exc.__class__.__name__}: {exc}"
+    return _("error: {why}").format(why=str(message).splitlines()[0] if str(message) else exc.__class__.__name__)
+
+
 def tick(store, cfg, *, now: datetime, actor: str = ACTOR, only: str | None = None) -> list[dict]:
     """Run every scheduled job whose cron time has come since its last run, once each.
 
-    Returns one row per scheduled job: ``{job, cron, due_at, ran, ok, result}``. A job that
-    fails is recorded with its error and does not stop the others.
+    Returns one row per scheduled job: ``{job, cron, due_at, ran, ok, result, note}``; ``note``
+    says when the job had claimed a cron time later than ``now`` (it is then run for ``now``).
+    A job that fails (its handler raises, its cron expression never fires) is recorded with its
+    error and does not stop the others.
     """
     out = []
     with store.session() as session:
@@ -167,42 +203,59 @@ def tick(store, cfg, *, now: datetime, actor: str = ACTOR, only: str | None = No
     for job, expression in cfg.schedule.items():
         if only is not None and job != only:
             continue
-        due = latest_due(expression, now, cfg.timezone)
-        row = {"job": job, "cron": expression, "due_at": due, "ran": False, "ok": True, "result": None}
+        row = {"job": job, "cron": expression, "due_at": None, "ran": False, "ok": True, "result": None,
+               "note": _ahead(history.get(job), now, cfg.timezone)}
         out.append(row)
-        if history.get(job) is None and not first_run_due(expression, now, cfg.timezone):
-            row["result"] = "not due: its last cron time is more than a period ago; first run at the next one"
-            continue
-        if not _claim(store, job, due, now):
-            row["result"] = "not due (already ran for this cron time)"
-            continue
-        row["ran"] = True
         try:
-            result = JOBS[job](JobContext(store, cfg, now, actor))
+            _tick_one(store, cfg, job, expression, row, now=now, actor=actor, first=history.get(job) is None)
         except Exception as exc:  # noqa: BLE001 - a failing job is recorded, the others still run
             row["ok"] = False
-            message = getattr(exc, "message", None) or f"{exc.__class__.__name__}: {exc}"
-            result = f"error: {str(message).splitlines()[0] if str(message) else exc.__class__.__name__}"
+            row["result"] = _failure(exc, expression)
             if os.environ.get("FFCTL_DEBUG") == "1":
                 traceback.print_exc()
-        row["result"] = result
-        _record(store, job, due, result)
+            if row["ran"]:
+                _record(store, job, row["due_at"], row["result"])
     return out
 
 
+def _tick_one(store, cfg, job: str, expression: str, row: dict, *, now: datetime, actor: str, first: bool) -> None:
+    due = row["due_at"] = latest_due(expression, now, cfg.timezone)
+    if first and not first_run_due(expression, now, cfg.timezone):
+        row["result"] = _("not due: its last cron time is more than a period ago; first run at the next one")
+        return
+    if not _claim(store, job, due, now):
+        row["result"] = _("not due (already ran for this cron time)")
+        return
+    row["ran"] = True
+    row["result"] = JOBS[job](JobContext(store, cfg, now, actor))
+    _record(store, job, due, row["result"])
+
+
 def show(session, cfg, *, now: datetime) -> list[dict]:
-    """Each scheduled job: its cron, last run (cron time and clock), result, and next run."""
+    """Each scheduled job: its cron, last run (cron time and clock), result, and next run.
+
+    ``next_run_at`` is when a tick next runs the job (``now`` when it is due now, None when its
+    cron expression never fires); ``note`` says why, when that is not the plain cron arithmetic.
+    """
+    from croniter import CroniterBadDateError
+
     runs = {r.job: r for r in session.execute(sa.select(RUNS)).all()}
     out = []
     for job, expression in cfg.schedule.items():
         run = runs.get(job)
         last_due = run.last_due_at if run else None
-        due = latest_due(expression, now, cfg.timezone)
-        pending = first_run_due(expression, now, cfg.timezone) if last_due is None else last_due < due
-        out.append({
-            "job": job, "cron": expression, "last_due_at": last_due,
-            "last_ran_at": run.last_ran_at if run else None, "last_result": run.last_result if run else None,
-            "next_run_at": now if pending else next_due(expression, now, cfg.timezone),
-            "due_now": pending,
-        })
+        row = {"job": job, "cron": expression, "last_due_at": last_due,
+               "last_ran_at": run.last_ran_at if run else None, "last_result": run.last_result if run else None,
+               "next_run_at": None, "due_now": False, "note": _ahead(last_due, now, cfg.timezone)}
+        out.append(row)
+        try:
+            due = latest_due(expression, now, cfg.timezone)
+            if last_due is None:
+                pending = first_run_due(expression, now, cfg.timezone)
+            else:
+                pending = last_due < due or last_due > now
+            row["due_now"] = pending
+            row["next_run_at"] = now if pending else next_due(expression, now, cfg.timezone)
+        except CroniterBadDateError:
+            row["note"] = never_fires(expression)
     return out
