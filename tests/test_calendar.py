@@ -511,3 +511,22 @@ def test_property_on_clock_change_days_ranges_run_from_when_the_clock_first_read
     day_start = first_instant_reading(zone, midnight)
     day_end = first_instant_reading(zone, midnight + timedelta(days=1))
     assert cal.between(day_start, day_end) == expected
+
+
+@PROPERTY
+@given(working(), instants, st.integers(0, 20 * 86400))
+def test_property_the_utc_day_table_counts_what_between_counts(cal, a, span):
+    """``utc_days`` is how reports count business time in SQL (lateness): a day's running total
+    plus its ranges before the instant, differences of two such totals equal ``between``."""
+    lo, hi = utc(a), utc(a) + timedelta(seconds=span)
+    first, last = int(lo.timestamp() // 86400), int(hi.timestamp() // 86400)
+    table = {d: (cum, ranges) for d, cum, ranges in cal.utc_days(first, last)}
+    assert sorted(table) == list(range(first, last + 1))
+
+    def total(t: datetime) -> float:
+        cum, ranges = table[int(t.timestamp() // 86400)]
+        assert all(d * 86400 <= start < end <= (d + 1) * 86400 for start, end in ranges
+                   for d in [int(t.timestamp() // 86400)])
+        return cum + sum(min(t.timestamp(), end) - start for start, end in ranges if t.timestamp() > start)
+
+    assert total(hi) - total(lo) == pytest.approx(cal.between(lo, hi), abs=1e-3)

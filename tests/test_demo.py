@@ -40,6 +40,7 @@ def test_demo_runs_end_to_end_and_prints_the_kpi_report(tmp_path):
 
     cfg = load_config(folder / "ffctl.toml")
     store = Store(cfg.database_url)
+    _summary_and_dashboard_count_the_late_visits(r.stderr, folder, store)
     rows = "SELECT * FROM order_fact ORDER BY order_id", "SELECT * FROM node_fact ORDER BY task_id"
     with store.session() as s:
         kept = [s.execute(sa.text(q)).all() for q in rows]
@@ -49,6 +50,45 @@ def test_demo_runs_end_to_end_and_prints_the_kpi_report(tmp_path):
     with store.session() as s:
         assert [s.execute(sa.text(q)).all() for q in rows] == kept
     store.dispose()
+
+
+def _summary_and_dashboard_count_the_late_visits(summary: str, folder, store) -> None:
+    """SPEC 9.1: the demo's summary, its dashboard and `report sla` count every late node visit
+    (done after its deadline, held after it, or open past it at the clock), swept or not: the
+    same number as a count straight from the task table."""
+    import re
+
+    import sqlalchemy as sa
+
+    from ffctl.cli import app
+
+    end = "2026-11-20 04:00:00"  # the demo's clock, 12:00 in Shanghai, as stored (naive UTC)
+    with store.session() as s:
+        late = s.execute(sa.text(
+            "SELECT node, COUNT(*) FROM task WHERE status <> 'skipped' AND deadline IS NOT NULL AND ("
+            "  (held_at IS NOT NULL AND held_at > deadline)"
+            "  OR (held_at IS NULL AND completed_at IS NOT NULL AND completed_at > deadline)"
+            "  OR (held_at IS NULL AND completed_at IS NULL AND deadline <= :end)) GROUP BY node"), {"end": end}).all()
+        unswept = s.execute(sa.text(
+            "SELECT COUNT(*) FROM task WHERE status = 'done' AND completed_at > deadline AND sla_state <> 'breached'"
+        )).scalar_one()
+    late = dict(late)
+    assert unswept > 0, "the demo should complete some visits late between sweeps"
+    said = re.search(r"([\d,]+) SLA breaches", summary)
+    assert said and int(said.group(1).replace(",", "")) == sum(late.values()), (summary, late)
+    env = {"FFCTL_CONFIG": str(folder / "ffctl.toml"), "FFCTL_NOW": "2026-11-20T12:00:00+08:00"}
+    r = CliRunner().invoke(app, ["report", "dashboard", "--out", "-"], env=env)
+    assert r.exit_code == 0, r.output
+    shown = {}
+    for node, cells in re.findall(r"<tr class=\"[a-z]*\"><td>(\w+)(.*?)</tr>", r.stdout):
+        done, in_sla, breaches, *_ = re.findall(r"<td>([\d,]+)</td>", cells)  # numbers only: not times, not %
+        shown[node] = int(breaches.replace(",", ""))
+    assert {n: c for n, c in shown.items() if c} == late
+    rows = json.loads(CliRunner().invoke(app, ["report", "sla", "--format", "json"], env=env).stdout)
+    assert {row["node"]: row["breaches"] for row in rows if row["breaches"]} == late
+    kpis = json.loads(CliRunner().invoke(app, ["report", "kpi", "--format", "json"], env=env).stdout)
+    bottleneck = next(row for row in kpis if row["kpi"] == "bottleneck")
+    assert bottleneck["count"] == late[bottleneck["node"]]
 
 
 def test_demo_refuses_a_folder_that_holds_a_store(tmp_path):

@@ -170,6 +170,8 @@ def test_whole_history_matches_hand_computed_values(history, example_config):
     assert bottleneck["node"] == "wave_pick" and bottleneck["count"] == 1
     assert bottleneck["breach_share"] == pytest.approx(0.25)
     assert bottleneck["over_sla_share"] == pytest.approx(2860 / 2920, abs=1e-6)
+    # its lateness in business (warehouse) hours, not a sum of wall-clock time
+    assert bottleneck["late_p50_seconds"] == pytest.approx((520 + 720 + 180) * 60, abs=1)
     assert [r["kpi"] for r in rows] == [
         "order_confirmation_minutes", "allocation_minutes", "pick_accuracy", "on_time_shipping",
         "perfect_order", "cycle_time_hours", "sla_attainment", "bottleneck"]
@@ -288,11 +290,17 @@ def test_sla_report_per_node(history, example_config):
             credit["reminders"], credit["auto_actions"]) == (5, 4, 1, 1, 1, 1)
     assert credit["attainment"] == pytest.approx(0.8) and credit["met"] is False
     assert credit["p50_seconds"] == pytest.approx(15 * 60) and credit["sla_seconds"] == 1800
-    assert credit["over_sla_seconds"] == pytest.approx(30 * 60, abs=1)
+    # lateness is business time past the deadline: 09:30-10:00 Monday in office hours
+    assert credit["late_p50_seconds"] == pytest.approx(30 * 60, abs=1) == credit["late_p90_seconds"]
     pick_node = rows["wave_pick"]
     assert (pick_node["completed"], pick_node["breaches"], pick_node["escalations"]) == (3, 1, 2)
     assert pick_node["bottleneck"] is True and credit["bottleneck"] is False
-    assert pick_node["over_sla_seconds"] == pytest.approx(2860 * 60, abs=1)
+    # open since its deadline Mon 11:20: warehouse hours to Wed 11:00 = 8h40m + 12h + 3h
+    assert pick_node["late_p50_seconds"] == pytest.approx((520 + 720 + 180) * 60, abs=1)
+    alloc = rows["allocation"]  # no calendar: 10 and 20 minutes of wall-clock time
+    assert alloc["breaches"] == 2 and alloc["late_p50_seconds"] == pytest.approx(900, abs=1)
+    assert alloc["late_p90_seconds"] == pytest.approx(1140, abs=1)
+    assert "over_sla_seconds" not in credit
     assert rows["tech_confirm"]["completed"] == 2 and rows["dispatch"]["attainment"] == 1.0
 
 
@@ -543,3 +551,44 @@ def test_indexed_and_generic_paths_agree(store, example_config, by):
             assert got == want, name
         assert {r["group"]: r["count"] for r in fast if r["kpi"] == "on_time_shipping" and r["count"]} == {
             ("all" if by is None else g): v["shipped"] for g, v in sums.items() if v["shipped"]}
+
+
+def test_lateness_in_sql_is_business_time_across_clock_changes(store, tmp_path):
+    """`report sla` counts lateness in SQL from the calendar's day table: it must agree with the
+    calendar itself, here an office in Berlin across both 2026 clock changes."""
+    import random
+    import statistics
+
+    from ffctl.core.config import load_config
+    from ffctl.core.kpi import sla_report
+    from tests.conftest import EXAMPLE_CONFIG
+
+    text = EXAMPLE_CONFIG.read_text(encoding="utf-8").replace(
+        '[calendars.office]\ntimezone = "Asia/Shanghai"', '[calendars.office]\ntimezone = "Europe/Berlin"')
+    (tmp_path / "berlin.toml").write_text(text, encoding="utf-8")
+    cfg = load_config(tmp_path / "berlin.toml")
+    assert cfg.calendars["office"].timezone == "Europe/Berlin"
+    cal = cfg.calendar("credit_review")
+    rng = random.Random(16)
+    now = datetime(2026, 11, 3, 12, 0, tzinfo=timezone.utc)
+    orders, tasks, late = [], [], []
+    for i in range(60):
+        deadline = datetime(2026, 3, 20, tzinfo=timezone.utc) + timedelta(seconds=rng.uniform(0, 225 * 86400))
+        stop = None if i % 10 == 0 else deadline + timedelta(seconds=rng.uniform(1, 9 * 86400))
+        late.append(cal.between(deadline, stop or now))
+        orders.append({"order_id": f"B{i:02d}", "customer": "C", "created_at": deadline - timedelta(hours=1),
+                       "status": "open"})
+        tasks.append({"order_id": f"B{i:02d}", "workflow": "standard", "node": "credit_review", "seq": 0,
+                      "status": "open" if stop is None else "done", "entered_at": deadline - timedelta(hours=1),
+                      "sla_seconds": 1800, "deadline": deadline, "completed_at": stop,
+                      "outcome": None if stop is None else "completed"})
+    with store.session(write=True) as s:
+        s.execute(sa.insert(Customer.__table__), [{"customer": "C", "name": "C"}])
+        s.execute(sa.insert(Order.__table__), orders)
+        s.execute(sa.insert(Task.__table__), tasks)
+    with store.session() as s:
+        credit = next(r for r in sla_report(s, cfg, now=now) if r["node"] == "credit_review")
+    assert credit["breaches"] == 60
+    q = statistics.quantiles(late, n=10, method="inclusive")
+    assert credit["late_p50_seconds"] == pytest.approx(statistics.median(late), abs=0.01)
+    assert credit["late_p90_seconds"] == pytest.approx(q[8], abs=0.01)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
 import test_stock as sd
@@ -71,4 +72,40 @@ def test_every_write_path_reaches_the_facts(store, example_config):
     with store.session(write=True) as s:
         s.execute(sa.text("UPDATE fact_state SET event_id = NULL"))
     assert kpi.refresh_facts(store, cfg, now=at)["mode"] == "full"
+    assert facts(store) == kept
+
+
+def test_late_completions_without_a_sweep_are_breaches_and_choose_the_bottleneck(store, example_config):
+    """SPEC 9.1 (the issue's tour): three credit reviews go late, two are done late and one is still
+    open, and no sweep ever ran. All three are breaches, for `report sla`, the KPIs, the bottleneck
+    and its lateness, through incremental refreshes that equal a rebuild."""
+    from ffctl.core import kpi, workflow
+
+    cfg = example_config
+    with store.session(write=True) as s:  # created 09:57-09:59 Monday in Shanghai: due 10:27-10:29
+        sd.seed(s, products=["A"], stock=[("A", "WH1", 50)], customers=("C1",))
+        sd.add_orders(s, cfg, [("O1", 0, [("A", 1)]), ("O2", 0, [("A", 1)]), ("O3", 0, [("A", 1)])],
+                      to_allocation=False)
+    kpi.refresh_facts(store, cfg, now=NOW)
+    for order_id, minutes in (("O1", 120), ("O2", 125)):  # done at 12:00 and 12:05
+        with store.session(write=True) as s:
+            workflow.complete(s, cfg, order_id, at=NOW + timedelta(minutes=minutes), actor="alice")
+    report_at = NOW + timedelta(minutes=128)  # 12:08: O3 still waits; allocation is not late yet
+    assert kpi.refresh_facts(store, cfg, now=report_at)["mode"] == "incremental"
+    with store.session() as s:
+        assert s.execute(sa.text("SELECT COUNT(*) FROM task WHERE sla_state = 'breached'")).scalar_one() == 0
+        credit = next(r for r in kpi.sla_report(s, cfg, now=report_at) if r["node"] == "credit_review")
+        rows = kpi.kpi_report(s, cfg, now=report_at)
+    assert (credit["completed"], credit["within_sla"], credit["breaches"]) == (2, 0, 3)
+    # late by 93, 97 and 99 minutes of office hours
+    assert credit["late_p50_seconds"] == 97 * 60 and credit["late_p90_seconds"] == pytest.approx(98.6 * 60)
+    bottleneck = rows[-1]
+    assert (bottleneck["node"], bottleneck["count"], bottleneck["breach_share"]) == ("credit_review", 3, 1.0)
+    assert bottleneck["late_p50_seconds"] == 97 * 60
+    sla_attainment = next(r for r in rows if r["kpi"] == "sla_attainment")
+    assert (sla_attainment["count"], sla_attainment["actual"]) == (2, 0.0)
+    kept = facts(store)
+    with store.session(write=True) as s:
+        s.execute(sa.text("UPDATE fact_state SET event_id = NULL"))
+    assert kpi.refresh_facts(store, cfg, now=report_at)["mode"] == "full"
     assert facts(store) == kept

@@ -28,6 +28,7 @@ def demo(
     from ffctl.cli import app as root
     from ffctl.commands._output import message
     from ffctl.core.demo import build_demo
+    from ffctl.i18n import _
 
     st = AppState.of(ctx)
     if directory is None:
@@ -39,11 +40,13 @@ def demo(
     now = st.now() if st.now_text else None
     result = build_demo(directory, orders=orders, days=days, seed=seed, now=now, progress=message)
     c = result.counts
-    message(
-        f"Done in {time.perf_counter() - started:.0f} s: {c.get('imported_orders', 0)} orders imported, "
-        f"{c.get('advances', 0)} node completions, {c.get('shipped', 0)} shipped, {c.get('delivered', 0)} delivered, "
-        f"{c.get('breaches', 0)} SLA breaches, {c.get('escalations', 0)} escalations, {c.get('rule_hits', 0)} rule hits."
-    )
+    message(_(
+        "Done in {seconds} s: {orders} orders imported, {advances} node completions, {shipped} shipped, "
+        "{delivered} delivered, {breaches} SLA breaches (node visits done after their deadline or still open "
+        "past it), {escalations} escalations, {hits} rule hits.").format(
+        seconds=f"{time.perf_counter() - started:.0f}", orders=c.get("imported_orders", 0),
+        advances=c.get("advances", 0), shipped=c.get("shipped", 0), delivered=c.get("delivered", 0),
+        breaches=c.get("breaches", 0), escalations=c.get("escalations", 0), hits=c.get("rule_hits", 0)))
     base = ["--config", str(result.config_path), "--now", result.now.isoformat()]
     for title, args in (("KPI report", ["report", "kpi"]), ("SLA status", ["sla", "status"])):
         message(f"\n== {title} ==")

@@ -28,8 +28,8 @@ FROM_HELP = "Orders created from this date or time on (a date means its start, i
 TO_HELP = "Orders created up to this date (inclusive) or before this time."
 KPI_COLUMNS = ("kpi", "group", "actual", "target", "gap", "count", "p90", "unit", "met", "node")
 SLA_COLUMNS = ("node", "owner", "completed", "within_sla", "attainment", "target", "met", "p50_seconds",
-               "p90_seconds", "sla_seconds", "breaches", "escalations", "reminders", "auto_actions",
-               "over_sla_seconds", "bottleneck")
+               "p90_seconds", "sla_seconds", "breaches", "late_p50_seconds", "late_p90_seconds", "escalations",
+               "reminders", "auto_actions", "bottleneck")
 
 
 def _period(st: AppState, start: str | None, end: str | None):
@@ -55,7 +55,8 @@ def kpi(
     gap = actual - target: a time KPI misses its target when the gap is positive, a rate when
     it is negative; `met` says which. JSON/CSV rows: kpi, group, actual, target, gap, count,
     p90 (time KPIs), unit, met, node; the last row (kpi `bottleneck`) names the node with the
-    largest share of breaches and time over SLA.
+    largest share of breaches and time over SLA. A breach is a node visit that stopped after its
+    deadline or still runs past it, whether or not a sweep ran.
     """
     from ffctl.commands._output import Column, render, resolve_format
     from ffctl.core.kpi import kpi_report, refresh_facts
@@ -83,9 +84,11 @@ def sla(
     """SLA attainment per node, with time in node against the SLA, breaches and escalations.
 
     Per node: visits closed by a decision (completed, approved or rejected), those within the SLA,
-    attainment, p50/p90 wall-clock time in the node, the SLA, breaches, escalations, reminders,
-    automatic actions and time over SLA; `bottleneck` marks the node with the largest share of
-    breaches and time over SLA. Durations in JSON/CSV are seconds.
+    attainment, p50/p90 wall-clock time in the node, the SLA, breaches (visits that stopped after
+    their deadline or still run past it, whether or not a sweep ran), their lateness (p50/p90
+    business time past the deadline), escalations, reminders and automatic actions; `bottleneck`
+    marks the node with the largest share of breaches and time over SLA. Durations in JSON/CSV
+    are seconds.
     """
     from ffctl.commands._output import Column, render, resolve_format
     from ffctl.core.kpi import sla_report
@@ -198,8 +201,8 @@ def bar(actual, target, unit: str, met, width: int = 20):
 
 def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
     from ffctl.commands._output import get_console, message, new_table, print_fitted, safe
-    from ffctl.core.durations import approx_duration
     from ffctl.core.kpi import percent_decimals
+    from ffctl.i18n import _
 
     kpis = [r for r in rows if r["kpi"] != "bottleneck"]
     if not kpis:
@@ -247,15 +250,25 @@ def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
             console.print("Bottleneck: none — no node breached its SLA.")
         else:
             console.print(
-                f"[bold]Bottleneck: {safe(b['node'])}[/bold] — {b['breach_share'] * 100:.0f}% of breaches "
-                f"({b['count']:,}), {b['over_sla_share'] * 100:.0f}% of time over SLA "
-                f"({approx_duration(b['over_sla_seconds'])})"
+                _("[bold]Bottleneck: {node}[/bold] — {breaches}% of breaches ({count}), {over}% of time over "
+                  "SLA; late by {p50} (p50), {p90} (p90)").format(
+                    node=safe(b["node"]), breaches=f"{b['breach_share'] * 100:.0f}", count=f"{b['count']:,}",
+                    over=f"{b['over_sla_share'] * 100:.0f}", p50=_late(b["late_p50_seconds"]),
+                    p90=_late(b["late_p90_seconds"]))
             )
+
+
+def _late(seconds) -> str:
+    """A lateness for people: business time past the deadline, rounded."""
+    from ffctl.core.durations import approx_duration
+
+    return "-" if seconds is None else approx_duration(seconds)
 
 
 def _sla_table(rows: list[dict], period, tz: str) -> None:
     from ffctl.commands._output import get_console, message, new_table, print_fitted, safe, say_not_shown
     from ffctl.core.durations import approx_duration, format_duration
+    from ffctl.i18n import _
 
     if not rows:
         message(f"No node visits: {_describe_period(period, tz)}.")
@@ -266,7 +279,8 @@ def _sla_table(rows: list[dict], period, tz: str) -> None:
 
     columns = (("node", "left"), ("owner", "left"), ("done", "right"), ("in SLA", "right"),
                ("attainment", "right"), ("p50", "right"), ("p90", "right"), ("SLA", "right"),
-               ("breaches", "right"), ("esc.", "right"), ("auto", "right"), ("over SLA", "right"))
+               ("breaches", "right"), ("late p50", "right"), ("late p90", "right"), ("esc.", "right"),
+               ("auto", "right"))
     # on a narrow terminal, the columns least needed to find the bottleneck go first
     layouts = ((), ("owner",), ("owner", "in SLA"), ("owner", "in SLA", "esc.", "auto"))
 
@@ -282,7 +296,8 @@ def _sla_table(rows: list[dict], period, tz: str) -> None:
                 safe(node), safe(r["owner"] or "(auto)"), f"{r['completed']:,}", f"{r['within_sla']:,}",
                 value_text(r["attainment"], "rate"),
                 dur(r["p50_seconds"]), dur(r["p90_seconds"]), "-" if r["sla_seconds"] is None else format_duration(r["sla_seconds"]),
-                f"{r['breaches']:,}", f"{r['escalations']:,}", f"{r['auto_actions']:,}", dur(r["over_sla_seconds"]),
+                f"{r['breaches']:,}", _late(r["late_p50_seconds"]), _late(r["late_p90_seconds"]),
+                f"{r['escalations']:,}", f"{r['auto_actions']:,}",
             )
             table.add_row(*(cells[i] for i in shown), style=style)
         return table
@@ -292,5 +307,7 @@ def _sla_table(rows: list[dict], period, tz: str) -> None:
     worst = next((r["node"] for r in rows if r["bottleneck"]), None)
     if worst:
         console.print(f"[bold]* bottleneck: {safe(worst)}[/bold] (largest share of breaches and time over SLA)")
-    console.print("[dim]done: visits closed by a decision; p50/p90: wall-clock time in the node; 'in SLA' "
-                  "compares with the deadline, counted in the node's calendar.[/dim]")
+    console.print("[dim]" + _("done: visits closed by a decision; p50/p90: wall-clock time in the node; 'in SLA' "
+                              "compares with the deadline, counted in the node's calendar; breaches: visits that "
+                              "stopped after their deadline or still run past it; late: business time past the "
+                              "deadline of the breached visits.") + "[/dim]")

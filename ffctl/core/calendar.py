@@ -257,6 +257,36 @@ class BusinessCalendar:
                 return True
         return False
 
+    def utc_days(self, first: int, last: int) -> list[tuple[int, float, tuple[tuple[float, float], ...]]]:
+        """Business time by UTC day, for counting it in SQL (report lateness): for each day
+        ``d`` in [first, last] (days since 1970-01-01 UTC), ``(d, cum, ranges)``: the business
+        seconds from the start of ``first`` to d's 00:00 UTC, and d's open ranges as epoch
+        seconds. Then ``between(a, b) = B(b) - B(a)`` with, for t on day d,
+        ``B(t) = cum + sum(min(t, end) - start for start, end in ranges if t > start)``."""
+        lo, hi = first * _DAY_US, (last + 1) * _DAY_US
+        # local days overlapping [lo, hi), with a day's margin for zone offsets
+        self._covering(_from_us(lo).astimezone(self._tz).toordinal() - 1,
+                       _from_us(hi).astimezone(self._tz).toordinal() + 2)
+        _first, _starts, _cum, days = self._index
+        opens = [iv for day in days for iv in day if iv[1] > lo and iv[0] < hi]
+        base = self._reached(lo)
+        out = []
+        k = 0
+        for d in range(first, last + 1):
+            start, end = d * _DAY_US, (d + 1) * _DAY_US
+            cum = (self._reached(start) - base) / _US
+            while k < len(opens) and opens[k][1] <= start:
+                k += 1
+            ranges = []
+            j = k
+            while j < len(opens) and opens[j][0] < end:
+                a, b = max(opens[j][0], start), min(opens[j][1], end)
+                if a < b:
+                    ranges.append((a / _US, b / _US))
+                j += 1
+            out.append((d, cum, tuple(ranges)))
+        return out
+
     # -- internals --------------------------------------------------------------------------
 
     def _too_closed(self, start: datetime) -> str:

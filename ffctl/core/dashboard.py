@@ -16,6 +16,7 @@ from ffctl.core.clock import local
 from ffctl.core.durations import approx_duration, format_duration
 from ffctl.core.kpi import (ALL, KPIS, Period, breaches_by_owner, cycle_time_histogram, kpi_report, nice_step,
                             percent_decimals, sla_report)
+from ffctl.i18n import _
 
 GREEN, RED, GREY, BLUE, PURPLE, AMBER = "#1f9d61", "#d64545", "#9aa3b2", "#2f6fdf", "#8e5bd6", "#e08a1e"
 INK, MUTED, GRID = "#1d2433", "#5c667a", "#e6e9f0"
@@ -299,11 +300,19 @@ def _bottleneck_card(row: dict | None) -> str:
         body = '<div class="big" style="color:#1f9d61">none</div><div class="def">no node breached its SLA</div>'
     else:
         body = (f'<div class="big">{escape(row["node"])}</div>'
-                f'<div class="meta"><span>{row["breach_share"] * 100:.0f}% of breaches ({row["count"]:,})</span></div>'
-                f'<div class="meta"><span>{row["over_sla_share"] * 100:.0f}% of time over SLA '
-                f'({escape(approx_duration(row["over_sla_seconds"]))})</span></div>')
+                f'<div class="meta"><span>{row["breach_share"] * 100:.0f}% of breaches ({row["count"]:,})</span>'
+                f'<span>{row["over_sla_share"] * 100:.0f}% of time over SLA</span></div>'
+                f'<div class="meta"><span>{escape(_late_words(row))}</span></div>')
     return ('<div class="card bottleneck"><div class="name">Bottleneck</div>'
             '<div class="def">largest share of breaches and time over SLA</div>' + body + "</div>")
+
+
+def _late_words(row: dict) -> str:
+    """How late a node's breached visits were: business time past the deadline, p50 and p90."""
+    if row.get("late_p50_seconds") is None:
+        return _("late: –")
+    return _("late by {p50} (p50), {p90} (p90)").format(p50=approx_duration(row["late_p50_seconds"]),
+                                                         p90=approx_duration(row["late_p90_seconds"]))
 
 
 def _period_text(period: Period, tz: str) -> str:
@@ -375,8 +384,8 @@ def render_dashboard(data: dict, *, tz: str, now: datetime, period: Period) -> s
             f'<td>{n["completed"]:,}</td><td>{n["within_sla"]:,}</td>'
             f'<td class="att">{_value(n["attainment"], "rate")}</td>'
             f'<td>{d(n["p50_seconds"])}</td><td>{d(n["p90_seconds"])}</td><td>{"–" if n["sla_seconds"] is None else format_duration(n["sla_seconds"])}</td>'
-            f'<td>{n["breaches"]:,}</td><td>{n["escalations"]:,}</td><td>{n["auto_actions"]:,}</td>'
-            f'<td>{d(n["over_sla_seconds"])}</td></tr>'
+            f'<td>{n["breaches"]:,}</td><td>{d(n["late_p50_seconds"])}</td><td>{d(n["late_p90_seconds"])}</td>'
+            f'<td>{n["escalations"]:,}</td><td>{n["auto_actions"]:,}</td></tr>'
         )
     generated = local(now, tz).strftime("%Y-%m-%d %H:%M")
     return f"""<!DOCTYPE html>
@@ -408,10 +417,12 @@ def render_dashboard(data: dict, *, tz: str, now: datetime, period: Period) -> s
 </div>
 <section class="panel"><h2>Nodes in detail</h2>
 <table><thead><tr><th>node</th><th>owner</th><th>done</th><th>in SLA</th><th>attainment</th><th>p50 in node</th>
-<th>p90 in node</th><th>SLA</th><th>breaches</th><th>escalations</th><th>auto</th><th>over SLA</th></tr></thead>
+<th>p90 in node</th><th>SLA</th><th>breaches</th><th>late p50</th><th>late p90</th><th>escalations</th><th>auto</th></tr></thead>
 <tbody>{''.join(table_rows)}</tbody></table></section>
 <footer>Gap = actual − target: a time KPI misses when its gap is positive, a rate when it is negative.
-Time in node is wall-clock time; SLAs count each node's business calendar.</footer>
+Time in node is wall-clock time; SLAs count each node's business calendar. A breach is a node visit that
+stopped after its deadline or still runs past it, whether or not a sweep ran; late: the business time past
+the deadline of the breached visits.</footer>
 </main>
 </body>
 </html>

@@ -326,7 +326,7 @@ class Simulation:
 
         report = sla.sweep(self.store, self.cfg, now=now)
         self.bump("sweeps")
-        self.bump("breaches", report.breached)
+        self.bump("breaches_flagged", report.breached)  # what sweeps saw; the breaches are counted at the end
         self.bump("escalations", report.actions.get("escalate", 0))
         self.bump("rule_hits", report.rule_hits)
 
@@ -395,9 +395,21 @@ def build_demo(directory: Path, *, orders: int = 2000, days: int = 30, seed: int
                                                 "promised_at", "received_at", "sku"], qc_rows)
     sim.import_file("qc", qc_path, end)
     sim.sweep(end)  # the rules see the QC history
+    sim.counts["breaches"] = count_breaches(store, end)
     store.dispose()
     return DemoResult(directory=directory, config_path=config_path, db_url=cfg.database_url, orders=orders,
                       days=days, now=end, counts=sim.counts)
+
+
+def count_breaches(store, now: datetime) -> int:
+    """Node visits breached by ``now`` (``workflow.breached``: late, whether or not a sweep saw it)."""
+    from ffctl.core.models import Task
+    from ffctl.core.workflow import breached
+
+    t = Task.__table__.c
+    with store.session() as s:
+        return s.execute(sa.select(sa.func.count()).select_from(Task.__table__).where(
+            t.status != "skipped", breached(t.deadline, sa.func.coalesce(t.held_at, t.completed_at), now))).scalar_one()
 
 
 def _qc_day(rng: random.Random, day: int, start: datetime) -> list[list]:

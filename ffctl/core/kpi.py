@@ -29,8 +29,13 @@ Definitions (the history these read is written by the workflow, imports and ``sh
 - cycle_time_hours: created_at -> shipped_at, median; with ``--by node`` it is the time spent in
   each node per visit (entered -> left).
 - sla_attainment: node tasks closed by a decision (completed, auto_approved, rejected,
-  auto_rejected) with completed_at <= deadline / those tasks. Skipped and cancelled visits and
-  open tasks do not count.
+  auto_rejected) that are not breached / those tasks. Skipped and cancelled visits and open
+  tasks do not count.
+- breaches: node visits breached by ``workflow.breached`` (SPEC 9.1): stopped after their
+  deadline, or still running at or past it at ``now``, whether or not a sweep flagged them
+  (``sla_state`` only records what a sweep saw). Skipped visits never breach.
+- lateness: p50/p90 of the breached visits' business time past the deadline (up to when they
+  stopped, or ``now``), in each node's calendar (``_BusinessTime``).
 
 Targets and gaps: ``gap = actual - target`` for every KPI (plain arithmetic, so its sign reads
 differently per KPI: for the time KPIs lower is better and a positive gap misses; for rates
@@ -38,8 +43,10 @@ higher is better and a negative gap misses). ``met`` says whether the target is 
 knowing the direction.
 
 The bottleneck is the node with the largest mean of its share of breaches and its share of
-time over SLA (wall-clock time past the deadline, up to completion or ``now`` for open tasks),
-over every node visit of the period's orders (one for the report, whatever the cut).
+time over SLA (wall-clock time past the deadline, up to when the visit stopped or ``now``),
+over every node visit of the period's orders (one for the report, whatever the cut). The sum
+only weighs nodes against each other: what a report shows of it is the share, and the node's
+lateness beside it.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ from ffctl.core.clock import parse_date, parse_time, start_of_day, zone
 from ffctl.core.errors import FfctlError
 from ffctl.core.models import UTCDateTime
 from ffctl.core.stock import allocation_nodes
+from ffctl.core.workflow import STOP_SQL, breached_sql
 from ffctl.i18n import _
 
 #: KPI name -> (unit, higher_is_better). The order is the report's order.
@@ -161,6 +169,7 @@ class _Sql:
         self.sqlite = session.get_bind().dialect.name == "sqlite"
         self.tz = tz
         self._offsets: list[tuple[datetime | None, int]] | None = None
+        self._span: tuple[datetime, datetime] | None = None
         self._session = session
         self._now = now
 
@@ -184,16 +193,38 @@ class _Sql:
             return f"((julianday({b}) - julianday({a})) * 86400.0)"
         return f"EXTRACT(EPOCH FROM ({b} - {a}))"
 
-    def _sqlite_shift(self, col: str) -> str:
-        """A SQLite datetime modifier moving UTC ``col`` to local time (zone offsets as a CASE)."""
-        if self._offsets is None:
+    def span(self) -> tuple[datetime, datetime]:
+        """The times the report's rows can fall in: the first order's created_at to 400 days past
+        the last one (or past ``now``, if later)."""
+        if self._span is None:
             # two subqueries: SQLite reads a lone MIN or MAX off ix_orders_created_at, but scans
             # every order for both in one SELECT (0.35 s at 1M orders, on every refresh)
             lo, hi = self._session.execute(sa.text(
                 "SELECT (SELECT MIN(created_at) FROM orders), (SELECT MAX(created_at) FROM orders)")).one()
             lo = UTCDateTime().process_result_value(lo, None) or self._now
             hi = UTCDateTime().process_result_value(hi, None) or self._now
-            self._offsets = utc_offsets(self.tz, min(lo, self._now), max(hi, self._now) + timedelta(days=400))
+            self._span = (min(lo, self._now), max(hi, self._now) + timedelta(days=400))
+        return self._span
+
+    def epoch(self, col: str) -> str:
+        """Seconds since 1970-01-01 UTC of a stored (naive UTC) time."""
+        if self.sqlite:
+            return f"((julianday({col}) - 2440587.5) * 86400.0)"
+        return f"EXTRACT(EPOCH FROM {col})"
+
+    def epoch_day(self, col: str) -> str:
+        """Days since 1970-01-01 UTC of a stored time (whole days; times after 1970)."""
+        if self.sqlite:
+            return f"CAST(julianday({col}) - 2440587.5 AS INTEGER)"
+        return f"CAST(FLOOR(EXTRACT(EPOCH FROM {col}) / 86400) AS INTEGER)"
+
+    def least(self, a: str, b: str) -> str:
+        return f"min({a}, {b})" if self.sqlite else f"LEAST({a}, {b})"
+
+    def _sqlite_shift(self, col: str) -> str:
+        """A SQLite datetime modifier moving UTC ``col`` to local time (zone offsets as a CASE)."""
+        if self._offsets is None:
+            self._offsets = utc_offsets(self.tz, *self.span())
         first = self._offsets[0][1]
         if len(self._offsets) == 1:
             return f"'{first:+d} minutes'"
@@ -242,6 +273,65 @@ class _Sql:
         )
 
 
+class _BusinessTime:
+    """Business seconds between two times in SQL, counted in each node's calendar (lateness,
+    SPEC 9.1: the business time a breached visit ran past its deadline).
+
+    Each calendar becomes a table of UTC days over the report's span (``BusinessCalendar.utc_days``:
+    the business seconds before each day's 00:00 UTC and the day's open ranges), inlined as a
+    ``VALUES`` list, not a temp table (reports run on read-only standbys too). A time's running
+    total is its day's total plus the part of the day's ranges before it, and the business seconds
+    between two times are the difference of their totals: two equality joins per row. A node
+    without a calendar counts wall-clock time.
+    """
+
+    def __init__(self, sql: _Sql, cfg) -> None:
+        self.sql, self.cfg = sql, cfg
+        names = sorted({spec.calendar for spec in cfg.nodes.values() if spec.calendar})
+        self.key = {name: i + 1 for i, name in enumerate(names)}
+        self.node_key = {node: self.key[spec.calendar] for node, spec in cfg.nodes.items() if spec.calendar}
+        self._table: tuple[str, int] | None = None
+
+    def _days(self) -> tuple[str, int]:
+        """(the CTE ``calday(cal, day, cum, s1, e1, ...)``, how many ranges a row has)."""
+        if self._table is None:
+            lo, hi = self.sql.span()
+            first, last = int(lo.timestamp() // 86400), int(hi.timestamp() // 86400)
+            rows = []
+            for name, key in self.key.items():
+                node = next(n for n, k in self.node_key.items() if k == key)
+                rows.extend((key, d, cum, ranges) for d, cum, ranges in self.cfg.calendar(node).utc_days(first, last))
+            width = max([len(r[3]) for r in rows] + [1])
+            values = ", ".join(
+                f"({key}, {d}, {cum!r}, " + ", ".join(f"{a!r}, {b!r}" for a, b in ranges + ((0.0, 0.0),) * (width - len(ranges))) + ")"
+                for key, d, cum, ranges in rows)
+            columns = ", ".join(f"s{i}, e{i}" for i in range(width))
+            self._table = (f"calday(cal, day, cum, {columns}) AS (VALUES {values})", width)
+        return self._table
+
+    def _total(self, alias: str, col: str, width: int) -> str:
+        """The running business total of time ``col`` from its day's row ``alias``."""
+        t = self.sql.epoch(col)
+        parts = [f"CASE WHEN {t} > {alias}.s{i} THEN {self.sql.least(t, f'{alias}.e{i}')} - {alias}.s{i} ELSE 0 END"
+                 for i in range(width)]
+        return f"({alias}.cum + {' + '.join(parts)})"
+
+    def values(self, visits: str) -> str:
+        """``SELECT g, x`` over ``visits`` (a query of columns g, node, a, b): x = business
+        seconds from a to b in the node's calendar."""
+        wall = self.sql.seconds("v.a", "v.b")
+        if not self.key:
+            return f"SELECT v.g AS g, {wall} AS x FROM ({visits}) v"
+        cte, width = self._days()
+        cal = "CASE v.node " + " ".join(f"WHEN '{n}' THEN {k}" for n, k in sorted(self.node_key.items())) + " ELSE 0 END"
+        business = f"{self._total('cb', 'v.b', width)} - {self._total('ca', 'v.a', width)}"
+        return (
+            f"WITH {cte} SELECT v.g AS g, CASE WHEN {cal} = 0 THEN {wall} ELSE {business} END AS x "
+            f"FROM ({visits}) v LEFT JOIN calday ca ON ca.cal = {cal} AND ca.day = {self.sql.epoch_day('v.a')} "
+            f"LEFT JOIN calday cb ON cb.cal = {cal} AND cb.day = {self.sql.epoch_day('v.b')}"
+        )
+
+
 # --- cuts ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -282,7 +372,7 @@ def _cut(by: str | None) -> _Cut:
 # --- the facts ------------------------------------------------------------------------------
 
 #: Bump when the facts' definitions change: the next refresh rebuilds every row.
-FACTS_VERSION = 1
+FACTS_VERSION = 2  # 2: breaches by the visit's own times (SPEC 9.1), not by what a sweep flagged
 #: Single-valued cuts: dimension -> its order_fact column (None: the whole selection).
 FACT_COLUMNS: dict[str | None, str | None] = {
     None: None, "region": "region", "channel": "channel", "team": "sales_rep", "customer": "customer", "week": "week",
@@ -520,7 +610,7 @@ def _facts_sql(sql: "_Sql", cfg, *, scoped: bool) -> str:
         f"SELECT t.order_id, MIN(CASE WHEN t.outcome IN {_in(PASSED)} THEN t.completed_at END) AS first_done, "
         f"MIN(CASE WHEN t.outcome IN {_in(PASSED)} AND {is_alloc} THEN t.completed_at END) AS alloc_done, "
         f"SUM(CASE WHEN t.outcome IN {_in(DECIDED)} THEN 1 ELSE 0 END) AS decided, "
-        f"SUM(CASE WHEN t.outcome IN {_in(DECIDED)} AND (t.deadline IS NULL OR t.completed_at <= t.deadline) "
+        f"SUM(CASE WHEN t.outcome IN {_in(DECIDED)} AND NOT {breached_sql('t', now=_STOPPED)} "
         f"THEN 1 ELSE 0 END) AS within FROM task t{scope('t')} GROUP BY t.order_id"
     )
     per_order_picks = (
@@ -554,15 +644,22 @@ def _facts_sql(sql: "_Sql", cfg, *, scoped: bool) -> str:
     )
 
 
+#: ``breached_sql``'s clock for visits whose clock stopped (decided ones): it plays no part.
+_STOPPED = "NULL"
+#: ... and a clock past every deadline: "breached, or running and so still able to breach".
+_EVENTUALLY = "'9999-12-31 00:00:00'"
+
+
 def _node_facts_sql(*, scoped: bool) -> str:
-    """INSERT ... SELECT of the visits that can count for the bottleneck (see ``NodeFact``)."""
+    """INSERT ... SELECT of the visits that can count for the bottleneck (see ``NodeFact``):
+    breached, or still running (a hold or a release writes an event, so a held visit's row is
+    rewritten when its clock stops and starts again)."""
     scope = f"t.order_id IN (SELECT order_id FROM {_DIRTY}) AND " if scoped else ""
     return (
         "INSERT INTO node_fact (task_id, order_id, node, created_at, breached, deadline, completed_at) "
-        "SELECT t.id, t.order_id, t.node, o.created_at, CASE WHEN t.sla_state = 'breached' THEN 1 ELSE 0 END, "
-        f"t.deadline, t.completed_at FROM task t JOIN orders o ON o.order_id = t.order_id "
-        f"WHERE {scope}t.status <> 'skipped' AND (t.sla_state = 'breached' OR (t.deadline IS NOT NULL "
-        "AND (t.completed_at IS NULL OR t.completed_at > t.deadline)))"
+        f"SELECT t.id, t.order_id, t.node, o.created_at, CASE WHEN {breached_sql('t', now=_STOPPED)} THEN 1 ELSE 0 END, "
+        f"t.deadline, {STOP_SQL.format(t='t')} FROM task t JOIN orders o ON o.order_id = t.order_id "
+        f"WHERE {scope}t.status <> 'skipped' AND {breached_sql('t', now=_EVENTUALLY)}"
     )
 
 
@@ -750,18 +847,40 @@ class _Report:
         )
         return self.percentiles(values)
 
-    def _over(self, alias: str) -> str:
-        end = f"COALESCE({alias}.completed_at, :now)"
+    def _over(self, alias: str, stop: str) -> str:
+        """Sum of wall-clock seconds past the deadline of visits ``alias`` that stopped at ``stop``."""
+        end = f"COALESCE({stop}, :now)"
         return (f"SUM(CASE WHEN {alias}.deadline IS NOT NULL AND {end} > {alias}.deadline "
                 f"THEN {self.sql.seconds(f'{alias}.deadline', end)} ELSE 0 END)")
 
+    def _fact_breached(self) -> str:
+        return breached_sql("nf", stop="nf.completed_at")
+
     def bottleneck_stats(self) -> list[dict]:
         """Per node: breaches and seconds over SLA (what the bottleneck weighs), from node_fact."""
-        sql = (f"SELECT nf.node AS node, SUM(nf.breached) AS breaches, {self._over('nf')} AS over_sla_seconds "
+        sql = (f"SELECT nf.node AS node, SUM(CASE WHEN {self._fact_breached()} THEN 1 ELSE 0 END) AS breaches, "
+               f"{self._over('nf', 'nf.completed_at')} AS over_sla_seconds "
                f"FROM node_fact nf WHERE {self.created_in('nf')} GROUP BY nf.node")
         return [{"node": r.node, "decided": 0, "within": 0, "breaches": int(r.breaches or 0), "auto_actions": 0,
                  "over_sla_seconds": float(r.over_sla_seconds or 0.0), "escalations": 0, "reminders": 0}
                 for r in self.rows(sql)]
+
+    def fact_lateness(self, node: str) -> tuple[int, float | None, float | None]:
+        """(breached visits, p50, p90 of their business seconds past the deadline) of one node,
+        from node_fact (the bottleneck's)."""
+        visits = (f"SELECT nf.node AS g, nf.node AS node, nf.deadline AS a, COALESCE(nf.completed_at, :now) AS b "
+                  f"FROM node_fact nf WHERE nf.node = '{node.replace(chr(39), chr(39) * 2)}' "
+                  f"AND {self._fact_breached()} AND {self.created_in('nf')}")
+        return self.percentiles(_BusinessTime(self.sql, self.cfg).values(visits)).get(node, (0, None, None))
+
+    def lateness(self) -> dict[str | None, tuple[int, float | None, float | None]]:
+        """Per node: (breached visits, p50, p90 of their business seconds past the deadline), from
+        the task history."""
+        join, cond = self.in_period("t")
+        stop = STOP_SQL.format(t="t")
+        visits = (f"SELECT t.node AS g, t.node AS node, t.deadline AS a, COALESCE({stop}, :now) AS b FROM task t{join} "
+                  f"WHERE t.status <> 'skipped' AND {breached_sql('t')} AND {cond}")
+        return self.percentiles(_BusinessTime(self.sql, self.cfg).values(visits))
 
     def node_stats(self) -> list[dict]:
         """Per node: decided, within SLA, breaches, auto actions, seconds over SLA, escalations, reminders."""
@@ -769,11 +888,10 @@ class _Report:
         sql = (
             "SELECT t.node AS node, "
             f"SUM(CASE WHEN t.outcome IN {_in(DECIDED)} THEN 1 ELSE 0 END) AS decided, "
-            f"SUM(CASE WHEN t.outcome IN {_in(DECIDED)} AND (t.deadline IS NULL OR t.completed_at <= t.deadline) "
-            f"THEN 1 ELSE 0 END) AS within, "
-            f"SUM(CASE WHEN t.sla_state = 'breached' THEN 1 ELSE 0 END) AS breaches, "
+            f"SUM(CASE WHEN t.outcome IN {_in(DECIDED)} AND NOT {breached_sql('t')} THEN 1 ELSE 0 END) AS within, "
+            f"SUM(CASE WHEN {breached_sql('t')} THEN 1 ELSE 0 END) AS breaches, "
             f"SUM(CASE WHEN t.outcome IN {_in(AUTO_ACTIONS)} THEN 1 ELSE 0 END) AS auto_actions, "
-            f"{self._over('t')} AS over_sla_seconds "
+            f"{self._over('t', STOP_SQL.format(t='t'))} AS over_sla_seconds "
             f"FROM task t{join} WHERE t.status <> 'skipped' AND {cond} GROUP BY t.node"
         )
         stats = {
@@ -851,16 +969,18 @@ def bottleneck(node_stats: list[dict]) -> dict | None:
     return best
 
 
-def bottleneck_row(stats: list[dict]) -> dict:
-    """The ``bottleneck`` row of ``report kpi``: ``node`` names it, ``actual`` is its score."""
+def bottleneck_row(stats: list[dict], lateness=lambda node: (0, None, None)) -> dict:
+    """The ``bottleneck`` row of ``report kpi``: ``node`` names it, ``actual`` is its score;
+    ``lateness(node)`` gives its breached visits' (n, p50, p90) business seconds past the deadline."""
     b = bottleneck(stats)
     row = {"kpi": "bottleneck", "group": ALL, "actual": None, "target": None, "gap": None, "count": 0,
            "p90": None, "unit": "share", "met": None, "node": None,
-           "breach_share": None, "over_sla_share": None, "over_sla_seconds": 0.0}
+           "breach_share": None, "over_sla_share": None, "late_p50_seconds": None, "late_p90_seconds": None}
     if b:
+        _n, p50, p90 = lateness(b["node"])
         row.update(actual=round(b["score"], 6), count=b["breaches"], node=b["node"],
                    breach_share=round(b["breach_share"], 6), over_sla_share=round(b["over_sla_share"], 6),
-                   over_sla_seconds=round(b["over_sla_seconds"], 1))
+                   late_p50_seconds=_round(p50, "seconds"), late_p90_seconds=_round(p90, "seconds"))
     return row
 
 
@@ -870,7 +990,8 @@ def kpi_report(session: Session, cfg, *, now: datetime, period: Period = Period(
     KPI-major (every group of one KPI, then the next KPI), then one ``bottleneck`` row for the
     whole selection (group ``all``): ``node`` names it (null when nothing breached), ``actual``
     is its score (the mean of its share of breaches and of time over SLA), ``count`` its
-    breaches, with ``breach_share``, ``over_sla_share`` and ``over_sla_seconds`` beside.
+    breaches, with ``breach_share``, ``over_sla_share`` and its lateness (``late_p50_seconds``,
+    ``late_p90_seconds``: business time past the deadline of its breached visits) beside.
     """
     rep = _Report(session, cfg, now=now, period=period, by=by)
     rep.check_facts()
@@ -881,9 +1002,9 @@ def kpi_report(session: Session, cfg, *, now: datetime, period: Period = Period(
         "cycle_time_hours": rep.time_in_node(3600.0) if by == "node" else facts_times["cycle"],
     }
     picks = rep.line_pick_accuracy() if rep.cut.line else {g: (v["picked"], v["picked_right"]) for g, v in sums.items()}
-    stats = rep.node_stats() if by == "node" else rep.bottleneck_stats()
+    stats = rep.bottleneck_stats()
     if by == "node":  # SLA attainment of a node is that of its own visits
-        sla = {r["node"]: (r["decided"], r["within"]) for r in stats}
+        sla = {r["node"]: (r["decided"], r["within"]) for r in rep.node_stats()}
     else:
         sla = {g: (v["decided"], v["within"]) for g, v in sums.items()}
     rates = {
@@ -906,7 +1027,7 @@ def kpi_report(session: Session, cfg, *, now: datetime, period: Period = Period(
             else:
                 n, good = rates[name].get(g, (0, 0))
                 rows.append(kpi_row(name, g, good / n if n else None, n, targets))
-    rows.append(bottleneck_row(stats))
+    rows.append(bottleneck_row(stats, rep.fact_lateness))
     return rows
 
 
@@ -917,11 +1038,13 @@ def _node_order(cfg, names: Iterable[str]) -> list[str]:
 
 def sla_report(session: Session, cfg, *, now: datetime, period: Period = Period()) -> list[dict]:
     """``report sla``: per node, completed (decided) visits, within SLA, attainment, p50/p90 time
-    in node (seconds, wall clock) against the SLA, breaches, escalations, reminders, auto actions,
-    seconds over SLA, and whether it is the bottleneck."""
+    in node (seconds, wall clock) against the SLA, breaches, their lateness (p50/p90 business
+    seconds past the deadline), escalations, reminders, auto actions, and whether it is the
+    bottleneck."""
     rep = _Report(session, cfg, now=now, period=period, by=None)
     stats = {r["node"]: r for r in rep.node_stats()}
     times = rep.time_in_node()
+    late = rep.lateness()
     worst = bottleneck(list(stats.values()))
     target = cfg.kpi_targets.get("sla_attainment")
     out = []
@@ -929,6 +1052,7 @@ def sla_report(session: Session, cfg, *, now: datetime, period: Period = Period(
         r = stats.get(node, {"decided": 0, "within": 0, "breaches": 0, "auto_actions": 0, "escalations": 0,
                              "reminders": 0, "over_sla_seconds": 0.0})
         n, p50, p90 = times.get(node, (0, None, None))
+        _late_n, late50, late90 = late.get(node, (0, None, None))
         spec = cfg.nodes.get(node)
         attainment = r["within"] / r["decided"] if r["decided"] else None
         out.append({
@@ -943,10 +1067,11 @@ def sla_report(session: Session, cfg, *, now: datetime, period: Period = Period(
             "p90_seconds": _round(p90, "seconds"),
             "sla_seconds": spec.sla_seconds if spec else None,
             "breaches": r["breaches"],
+            "late_p50_seconds": _round(late50, "seconds"),
+            "late_p90_seconds": _round(late90, "seconds"),
             "escalations": r["escalations"],
             "reminders": r["reminders"],
             "auto_actions": r["auto_actions"],
-            "over_sla_seconds": round(r["over_sla_seconds"], 1),
             "bottleneck": bool(worst and worst["node"] == node),
         })
     return out
@@ -960,7 +1085,7 @@ def breaches_by_owner(session: Session, cfg, *, now: datetime, period: Period = 
     join, cond = rep.in_period("t")
     sql = (
         f"SELECT t.owner AS owner, COUNT(*) AS breaches FROM task t{join} "
-        f"WHERE t.sla_state = 'breached' AND {cond} GROUP BY t.owner ORDER BY 2 DESC, 1"
+        f"WHERE t.status <> 'skipped' AND {breached_sql('t')} AND {cond} GROUP BY t.owner ORDER BY 2 DESC, 1"
     )
     return [{"owner": r.owner, "breaches": int(r.breaches)} for r in rep.rows(sql)]
 

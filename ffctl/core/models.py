@@ -441,8 +441,9 @@ class OrderFact(SQLModel, table=True):
 
 
 class NodeFact(SQLModel, table=True):
-    """The node visits that can count for the bottleneck: breached, over their deadline, or
-    still open with a deadline (their time over SLA grows with the report's clock)."""
+    """The node visits that can count for the bottleneck and lateness: breached, or still running
+    with a deadline (whether they breach, and their time over SLA, grow with the report's clock;
+    ``workflow.breached`` decides at report time)."""
 
     __tablename__ = "node_fact"
     __table_args__ = (sa.Index("ix_node_fact_order", "order_id"),)
@@ -450,9 +451,9 @@ class NodeFact(SQLModel, table=True):
     order_id: str
     node: str
     created_at: datetime = _utc()  # the order's, for the report's period
-    breached: int = 0
+    breached: int = 0  # 1: its clock stopped past the deadline (a running visit's depends on the clock)
     deadline: Optional[datetime] = _utc(default=None)
-    completed_at: Optional[datetime] = _utc(default=None)
+    completed_at: Optional[datetime] = _utc(default=None)  # when its clock stopped (held or closed); NULL: running
 
 
 class FactCustomer(SQLModel, table=True):

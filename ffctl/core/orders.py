@@ -31,15 +31,15 @@ FINAL = ("shipped", "delivered", "cancelled")
 # --- the task state in SQL (mirrors workflow.task_view) --------------------------------------
 
 def breached_clause(task, now: datetime):
-    """Open task past its deadline (or already recorded as breached), not on hold."""
-    return sa.and_(task.held_at.is_(None), sa.or_(task.sla_state == "breached", task.deadline <= now))
+    """Open task past its deadline (``workflow.breached``), not on hold (that is a state of its own)."""
+    return sa.and_(task.held_at.is_(None), workflow.breached(task.deadline, task.held_at, now))
 
 
 def at_risk_clause(task, now: datetime):
     """Past warn_at of the SLA (or recorded at risk), not yet breached, not on hold."""
     return sa.and_(
-        task.held_at.is_(None), task.sla_state != "breached", task.deadline > now,
-        sa.or_(task.sla_state == "at_risk", task.risk_at <= now),
+        task.held_at.is_(None), task.deadline > now,
+        sa.or_(task.sla_state != "on_track", task.risk_at <= now),
     )
 
 

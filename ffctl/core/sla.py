@@ -509,13 +509,14 @@ _HANDLERS: dict[str, Callable[[_Context, _TaskWork, _Due], None]] = {
 def status(session: Session, cfg, *, now: datetime) -> list[dict]:
     """Per node, in workflow order: open, on hold, at risk, breached, escalated (open tasks).
 
-    Computed from the clocks against ``now``, so it is right before the next sweep has run.
+    Computed from the clocks against ``now`` (breached: ``workflow.breached``, which counts a task
+    held after its deadline too), so it is right whether or not a sweep has run.
     """
     open_ = TASK.c.status == "open"
     held = TASK.c.held_at.isnot(None)
     running = TASK.c.held_at.is_(None)
-    breached = sa.and_(running, sa.or_(TASK.c.sla_state == "breached", TASK.c.deadline <= now))
-    at_risk = sa.and_(running, sa.not_(breached), sa.or_(TASK.c.sla_state == "at_risk", TASK.c.risk_at <= now))
+    breached = workflow.breached(TASK.c.deadline, TASK.c.held_at, now)
+    at_risk = sa.and_(running, sa.not_(breached), sa.or_(TASK.c.sla_state != "on_track", TASK.c.risk_at <= now))
 
     def count(cond):
         return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)

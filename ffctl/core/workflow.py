@@ -61,6 +61,41 @@ def clocks(cfg, node: str, entered_at: datetime, paused: float, sla_state: str, 
     return {"risk_at": risk_at, "deadline": deadline, "next_action_at": next_action}
 
 
+#: When a visit's clock stopped: the start of the hold that pauses it, else its completion (or
+#: rejection, skip or cancel); NULL while it runs. SQL over a task row ``t``.
+STOP_SQL = "COALESCE({t}.held_at, {t}.completed_at)"
+
+
+def breached(deadline, stop, now):
+    """The breach rule (SPEC 9.1), as a SQL condition over a visit's deadline, the time its clock
+    stopped (None: still running) and the clock asked about.
+
+    A visit is breached when its clock ran past its deadline: it stopped (completed, rejected,
+    cancelled, held) after the deadline, or it still runs at or past it. A fact of the visit's own
+    times, whether or not a sweep ran (a sweep only records it: ``sla_state``, the ``breached``
+    event). Every count of breaches calls this (reports, facts, bottleneck, ``sla status``, the
+    task lists, the demo's summary); ``is_breached`` is the same rule for one visit in Python.
+    """
+    # never NULL (NOT of it is meaningful): each branch tests the NULL it depends on
+    return sa.and_(deadline.is_not(None),
+                   sa.or_(sa.and_(stop.is_(None), deadline <= now), sa.and_(stop.is_not(None), stop > deadline)))
+
+
+def breached_sql(t: str, *, stop: str | None = None, now: str = ":now") -> str:
+    """``breached`` as SQL text, for the reports' raw SQL over a visit row aliased ``t`` (``stop``:
+    another expression for when its clock stopped, e.g. a fact table's column)."""
+    condition = breached(sa.literal_column(f"{t}.deadline"), sa.literal_column(stop or STOP_SQL.format(t=t)),
+                         sa.literal_column(now))
+    return f"({condition.compile(compile_kwargs={'literal_binds': True})})"
+
+
+def is_breached(deadline: datetime | None, stop: datetime | None, now: datetime) -> bool:
+    """``breached`` for one visit in Python."""
+    if deadline is None:
+        return False
+    return deadline <= now if stop is None else stop > deadline
+
+
 def reschedule(task: Task, cfg) -> None:
     """Recompute a task row's clocks in place (after a release, or a config change)."""
     values = clocks(cfg, task.node, task.entered_at, task.paused_seconds or 0, task.sla_state, task.next_step)
@@ -79,9 +114,9 @@ def task_view(task, cfg, now: datetime) -> dict:
         state, ref = "on_hold", task.held_at
     else:
         ref = now
-        if task.sla_state == "breached" or (task.deadline and now >= task.deadline):
+        if is_breached(task.deadline, None, now):
             state = "breached"
-        elif task.sla_state == "at_risk" or (task.risk_at and now >= task.risk_at):
+        elif task.sla_state != "on_track" or (task.risk_at and now >= task.risk_at):
             state = "at_risk"
         else:
             state = "on_track"
