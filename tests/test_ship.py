@@ -122,7 +122,7 @@ def test_deliver(store, example_config):
         with pytest.raises(Conflict, match="has not shipped"):
             stock.deliver(s, cfg, "O1", at=NOW, actor="frank")
         stock.ship(s, cfg, "O1", at=NOW + timedelta(hours=1), actor="frank")
-        with pytest.raises(Conflict, match="cannot be delivered before"):
+        with pytest.raises(Conflict, match=r"earlier than its latest event \(shipped at"):
             stock.deliver(s, cfg, "O1", at=NOW, actor="frank")
         with pytest.raises(UsageError, match="unknown delivery issue"):
             stock.deliver(s, cfg, "O1", at=NOW + timedelta(days=1), actor="frank", issue="lost")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import getpass
 import os
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ffctl.core.store import Store
 
 DEFAULT_CONFIG = "ffctl.toml"
+FUTURE_NOW = timedelta(days=1)  # a --now further ahead of the wall clock than this is warned about (SPEC 9.1)
 
 
 class Format(str, Enum):
@@ -114,6 +115,14 @@ class AppState:
                     self._now = parse_time(self.now_text, self.tz)
                 except ValueError as exc:
                     raise UsageError(f"--now {self.now_text!r}: {exc}") from None
+                if self._now - datetime.now(timezone.utc) > FUTURE_NOW:
+                    from ffctl.commands._output import warn
+                    from ffctl.i18n import _
+
+                    # what a command records at a future clock stays ahead of everything done after it
+                    warn(_("--now {now} is more than a day ahead of this machine's clock; what this command "
+                           "records happens at that time, and the orders it changes cannot be changed at an "
+                           "earlier clock afterwards.").format(now=self.now_text))
             else:
                 self._now = datetime.now(timezone.utc)
         return self._now

@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from ffctl.commands._common import AppState, format_option
-from ffctl.i18n import ngettext
+from ffctl.i18n import _, ngettext
 
 app = typer.Typer(help="Reserve stock for orders waiting at the allocation node.")
 
@@ -93,8 +93,8 @@ def allocate(
         if kind == "json":
             sys.stdout.write(f'{{\n  "dry_run": {json.dumps(result["dry_run"])},\n  "orders": [')
             shutil.copyfileobj(spool, sys.stdout)
-            tail = json.dumps({"skipped": result["skipped"], "summary": result["summary"]}, ensure_ascii=False,
-                              indent=2)
+            tail = json.dumps(jsonable({"skipped": result["skipped"], "after_clock": result["after_clock"],
+                                        "summary": result["summary"]}, st.tz), ensure_ascii=False, indent=2)
             sys.stdout.write(("\n  ]," if count[0] else "],") + tail[1:] + "\n")
         elif kind == "csv":
             sys.stdout.write(",".join(c.key for c in columns) + "\n")
@@ -120,3 +120,13 @@ def allocate(
         message(ngettext("{n:,} order was being changed by another process and was left for the next run: {ids}",
                          "{n:,} orders were being changed by another process and were left for the next run: {ids}",
                          len(skipped)).format(n=len(skipped), ids=", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")))
+    if result["after_clock"]:
+        from ffctl.commands._output import table_cell
+
+        later = result["after_clock"]
+        shown = ", ".join(_("{order} ({event} at {at})").format(order=o["order_id"], event=o["latest_event"],
+                                                               at=table_cell(o["latest_at"], st.tz)) for o in later[:5])
+        message(ngettext("{n:,} order has events later than the clock {now} and was left as it is (its timeline "
+                         "cannot run backwards): {orders}", "{n:,} orders have events later than the clock {now} and "
+                         "were left as they are (their timelines cannot run backwards): {orders}", len(later)).format(
+            n=len(later), now=table_cell(st.now(), st.tz), orders=shown + (" ..." if len(later) > 5 else "")))

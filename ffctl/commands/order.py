@@ -265,5 +265,5 @@ def unflag(
 
     st = AppState.of(ctx)
     with st.store().session(write=True) as s:
-        clear(s, order_id, flag, at=st.now(), actor=st.user)
+        clear(s, order_id, flag, at=st.now(), actor=st.user, tz=st.tz)
     message(f"{order_id}: flag {flag} cleared.")

@@ -139,3 +139,64 @@ def _bulk_write(session: Session, rows: list[dict], wall: datetime) -> None:
     insert_rows(session, "event", _COLUMNS,
                 [(text(r["at"]), text(wall), r["actor"], r["event"], r.get("order_id"), r.get("task_id"),
                   r.get("node"), r.get("subject"), r.get("detail"), who) for r in rows])
+
+
+# --- the timeline never runs backwards (SPEC 9.1) ----------------------------------------------
+# A command that changes an order records it at its clock; a clock earlier than the order's
+# latest event would put effects before their causes (a node completed before the order was
+# created, a negative confirmation time). Single-order commands lock the order and then call
+# ``refuse_earlier``; set-based paths leave such orders out with ``later_event`` in their query
+# (sweeps, rules) or skip them by ``later_events`` per chunk (allocation, imports). Equal times
+# are fine: one command writes several events at its clock.
+
+EVENTS_TABLE = Event.__table__
+
+
+def later_event(order_id, at):
+    """SQL condition: the order (a column or a value) has an event later than ``at``."""
+    e = EVENTS_TABLE.c
+    return sa.exists().where(e.order_id == order_id, e.at > at)
+
+
+def later_events(session: Session, order_ids: list[str], at: datetime) -> dict[str, tuple[datetime, str]]:
+    """``{order_id: (at, event)}`` of the latest event of each order among ``order_ids`` that has
+    one later than ``at``: set-based, by the order index (one statement on PostgreSQL)."""
+    from ffctl.core.bulk import keyed
+
+    e = EVENTS_TABLE.c
+    found: dict[str, tuple[datetime, str]] = {}
+    size = max(len(order_ids), 1) if is_postgresql(session) else 900  # one array; IN lists on SQLite
+    for start in range(0, len(order_ids), size):
+        part = order_ids[start:start + size]
+        for order_id, when, event in session.execute(
+            sa.select(e.order_id, e.at, e.event).where(keyed(session, e.order_id, part), e.at > at)
+            .order_by(e.order_id, e.at, e.id)
+        ):
+            found[order_id] = (when, event)  # the latest wins
+    return found
+
+
+def earlier_message(order_id: str, at: datetime, latest: tuple[datetime, str], tz: str) -> str:
+    from ffctl.core.clock import local
+    from ffctl.i18n import _
+
+    def shown(moment: datetime) -> str:
+        return local(moment, tz).strftime("%Y-%m-%d %H:%M")
+
+    return _("order {order}: the clock {now} is earlier than its latest event ({event} at {latest}); its "
+             "timeline cannot run backwards, nothing was changed").format(
+        order=order_id, now=shown(at), event=latest[1], latest=shown(latest[0]))
+
+
+def refuse_earlier(session: Session, order_id: str, at: datetime, tz: str) -> None:
+    """Refuse (exit 1) to change ``order_id`` at ``at`` when it has an event later than that.
+
+    Call it with the order row locked, before writing: the caller's transaction then writes nothing.
+    """
+    from ffctl.core.errors import Conflict
+    from ffctl.i18n import _
+
+    later = later_events(session, [order_id], at)
+    if later:
+        raise Conflict(earlier_message(order_id, at, later[order_id], tz),
+                       hint=_("Give a --now at or after that time, or leave --now out to use the current time."))

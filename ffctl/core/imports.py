@@ -1004,6 +1004,17 @@ class Orders(Handler):
                             REJECTED, f"order {record.key} has stock allocated: it can no longer change "
                                       "(cancel it and import it under a new order_id)")
                 changed = [(r, d) for r, d in changed if r.key not in allocated]
+        if changed:  # an order's timeline never runs backwards: no update at a clock before its latest event
+            from ffctl.core import audit
+
+            later = audit.later_events(session, [r.key for r, _d in changed], ctx.now)
+            if later:
+                position = {r.key: i for i, r in enumerate(records)}
+                for record, _d in changed:
+                    if record.key in later:
+                        outcomes[position[record.key]] = (
+                            REJECTED, audit.earlier_message(record.key, ctx.now, later[record.key], ctx.tz))
+                changed = [(r, d) for r, d in changed if r.key not in later]
         if not write:
             return outcomes
         if new:

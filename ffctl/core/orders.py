@@ -343,7 +343,7 @@ def cancel_order(session: Session, cfg, order_id: str, *, at: datetime, actor: s
     """Release the order's reservations, close its open tasks, and mark it cancelled."""
     if not reason or not reason.strip():
         raise UsageError("--reason is required: say why the order is cancelled")
-    order = workflow._lock_order(session, order_id)
+    order = workflow._lock_order(session, order_id, at=at, tz=cfg.timezone)
     if order.status in FINAL:
         raise Conflict(f"order {order_id} is {order.status}; it cannot be cancelled")
     try:
@@ -371,10 +371,9 @@ def cancel_order(session: Session, cfg, order_id: str, *, at: datetime, actor: s
     return {"order_id": order_id, "node": node, "released": int(reserved)}
 
 
-def unflag(session: Session, order_id: str, flag: str, *, at: datetime, actor: str) -> None:
+def unflag(session: Session, order_id: str, flag: str, *, at: datetime, actor: str, tz: str = "UTC") -> None:
     """Clear a standing flag (it stays in the history)."""
-    if session.get(Order, order_id) is None:
-        raise NotFound(f"no order {order_id!r}")
+    workflow._lock_order(session, order_id, at=at, tz=tz)
     cleared = session.execute(
         sa.update(OrderFlag)
         .where(OrderFlag.order_id == order_id, OrderFlag.flag == flag, OrderFlag.cleared_at.is_(None))

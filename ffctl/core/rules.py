@@ -251,7 +251,8 @@ def _dwell(run: _Run, rule) -> list[dict]:
                   *[ORDERS.c[f].label(f"order_{f}") for f in fields])
         .select_from(TASKS.join(ORDERS, ORDERS.c.order_id == TASKS.c.order_id))
         .where(TASKS.c.node == node, TASKS.c.status == "open", TASKS.c.held_at.is_(None),
-               ORDERS.c.status == "open", TASKS.c.entered_at < _at(cutoff), ~standing)
+               ORDERS.c.status == "open", TASKS.c.entered_at < _at(cutoff), ~standing,
+               ~audit.later_event(TASKS.c.order_id, _at(run.now)))  # an order's timeline never runs backwards
         .order_by(TASKS.c.order_id)
     )
     found, orders = [], {}

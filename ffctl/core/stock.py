@@ -36,7 +36,7 @@ from ffctl.core.clock import local_date, shown
 from ffctl.core.errors import Conflict, FfctlError, NotFound, PermissionDenied, UsageError
 from ffctl.core.text import command
 from ffctl.core.models import Allocation, Order, OrderLine, Product, Receipt, Stock, StockMove, Task
-from ffctl.i18n import ngettext
+from ffctl.i18n import _, ngettext
 
 STOCK = Stock.__table__
 LINE = OrderLine.__table__
@@ -676,6 +676,7 @@ def ship(session: Session, cfg, order_id: str, *, at: datetime, actor: str, carr
         if task is not None and not workflow.may_act(session, cfg, task, actor):
             need = " or ".join(workflow.assignees(session, task) + ["admin"])
             raise PermissionDenied(f"{actor} may not ship order {order_id} from {node}: it needs a member of {need}")
+    audit.refuse_earlier(session, order_id, at, cfg.timezone)
     allocs = _take_reservations(session, order_id, consume=True)
     _moves(session, [{"sku": a["sku"], "warehouse": a["warehouse"], "delta": -a["qty"], "kind": "ship",
                       "reason": None, "ref": order_id, "actor": actor, "at": at} for a in allocs])
@@ -712,9 +713,7 @@ def deliver(session: Session, cfg, order_id: str, *, at: datetime, actor: str, i
         where = f" at node {order['node']}" if order["node"] else ""
         raise Conflict(f"order {order_id} has not shipped (it is {status}{where}); record the shipment first",
                        hint=f"`{command('ship', order_id)}`")
-    if order["shipped_at"] is not None and at < order["shipped_at"]:
-        raise Conflict(f"order {order_id} shipped at {shown(order['shipped_at'], cfg.timezone)}; "
-                       "it cannot be delivered before that")
+    audit.refuse_earlier(session, order_id, at, cfg.timezone)  # not before its shipment, nor any later event
     session.execute(sa.insert(Delivery.__table__).values(order_id=order_id, delivered_at=at, issue=issue))
     session.execute(sa.update(ORDERS).where(ORDERS.c.order_id == order_id)
                     .values(status="delivered", delivered_at=at, delivery_issue=issue))
@@ -771,6 +770,17 @@ def _candidates(session: Session, nodes: list[str], order_ids: list[str] | None)
     rows.sort(key=lambda r: (-r.priority, r.promised_ship_date is None, r.promised_ship_date or date.min,
                              r.created_at, r.order_id))
     return rows
+
+
+def _check_clock(session: Session, order_ids: list[str], at: datetime, tz: str) -> None:
+    """Named orders with an event later than ``at`` refuse the whole run (``--all`` skips them)."""
+    later = audit.later_events(session, order_ids, at)
+    if later:
+        first = next(o for o in order_ids if o in later)
+        more = len(later) - 1
+        raise Conflict(audit.earlier_message(first, at, later[first], tz)
+                       + (_("; {n} more of the named orders likewise").format(n=more) if more else ""),
+                       hint=_("Give a --now at or after that time, or leave --now out to use the current time."))
 
 
 def _check_explicit(session: Session, order_ids: list[str], nodes: list[str]) -> None:
@@ -896,10 +906,14 @@ def _pick_warehouses(rows: list[list], need: int, used) -> list[tuple[list, int]
     return plan
 
 
-def _read_chunk(session: Session, chunk_rows: Sequence, nodes: list[str], lock: bool):
-    """(orders locked with their tasks, their lines by order, existing reservations by line) for a
-    chunk of candidates (see ``_lock_chunk``)."""
+def _read_chunk(session: Session, chunk_rows: Sequence, nodes: list[str], lock: bool, at: datetime):
+    """(orders locked with their tasks, their lines by order, existing reservations by line, the
+    locked orders left out because they have events later than ``at``: ``{order_id: (at, event)}``)
+    for a chunk of candidates (see ``_lock_chunk``)."""
     locked = _lock_chunk(session, chunk_rows, nodes, lock)
+    later = audit.later_events(session, list(locked), at)  # their timelines cannot run backwards
+    for order_id in later:
+        del locked[order_id]
     lines_by_order: dict[str, list] = defaultdict(list)
     ids_locked = [r.order_id for r in chunk_rows if r.order_id in locked]
     if is_postgresql(session):
@@ -919,14 +933,15 @@ def _read_chunk(session: Session, chunk_rows: Sequence, nodes: list[str], lock: 
             sa.select(ALLOC.c.id, ALLOC.c.line_id, ALLOC.c.warehouse).where(keyed(session, ALLOC.c.order_id, part))
         ).all():
             existing[line_id][wh] = a_id
-    return locked, lines_by_order, existing
+    return locked, lines_by_order, existing, later
 
 
-def _write_then_read(session: Session, writes, chunks: list, index: int, nodes: list[str], lock: bool):
+def _write_then_read(session: Session, writes, chunks: list, index: int, nodes: list[str], lock: bool,
+                     at: datetime):
     """The planned chunk's writes, then the reads of chunk ``index`` (None past the last)."""
     if writes is not None:
         writes.write(session)
-    return _read_chunk(session, chunks[index], nodes, lock) if index < len(chunks) else None
+    return _read_chunk(session, chunks[index], nodes, lock, at) if index < len(chunks) else None
 
 
 class _Pipeline:
@@ -1030,11 +1045,13 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
     if not nodes:
         if ids:
             raise Conflict("no node of the config has auto = \"allocate\": nothing can be allocated")
-        return {"dry_run": dry_run, "orders": [], "skipped": [], "summary": _summary([], 0, 0, 0, 0, 0)}
+        return {"dry_run": dry_run, "orders": [], "skipped": [], "after_clock": [],
+                "summary": _summary([], 0, 0, 0, 0, 0)}
     if not is_postgresql(session):
         sqlite_working_set(session, cache_mib=SQLITE_CACHE_MIB)
     if ids:
         _check_explicit(session, ids, nodes)
+        _check_clock(session, ids, at, tz)
     else:
         _fresh_statistics(session, write=not dry_run)
     lock = not dry_run
@@ -1056,6 +1073,7 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
 
     report: list[dict] = []
     skipped: list[str] = []
+    after_clock: list[dict] = []
 
     def deliver(chunk_report: list[dict]) -> None:
         if on_orders is None:
@@ -1073,12 +1091,14 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
     chunks = list(_ramp(candidates, CHUNK))
     pipeline = _Pipeline(background)
     try:
-        data = _read_chunk(session, chunks[0], nodes, lock) if chunks else None
+        data = _read_chunk(session, chunks[0], nodes, lock, at) if chunks else None
         writes: _ChunkWrites | None = None
         for index, chunk_rows in enumerate(chunks):
-            pipeline.start(partial(_write_then_read, session, writes, chunks, index + 1, nodes, lock))
-            locked, lines_by_order, existing = data
-            skipped.extend(r.order_id for r in chunk_rows if r.order_id not in locked)
+            pipeline.start(partial(_write_then_read, session, writes, chunks, index + 1, nodes, lock, at))
+            locked, lines_by_order, existing, later = data
+            skipped.extend(r.order_id for r in chunk_rows if r.order_id not in locked and r.order_id not in later)
+            after_clock.extend({"order_id": r.order_id, "latest_at": later[r.order_id][0],
+                                "latest_event": later[r.order_id][1]} for r in chunk_rows if r.order_id in later)
 
             line_deltas: dict[int, int] = {}
             alloc_updates: dict[int, int] = {}
@@ -1182,6 +1202,7 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
         "dry_run": dry_run,
         "orders": report,
         "skipped": skipped,
+        "after_clock": after_clock,
         "summary": _summary(report, n_complete, n_partial, n_back, units, units_back),
     }
 

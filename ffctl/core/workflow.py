@@ -338,13 +338,16 @@ def enter_orders(session: Session, cfg, orders: list[dict], *, actor: str) -> No
 
 # --- reading ---------------------------------------------------------------------------------
 
-def _lock_order(session: Session, order_id: str) -> Order:
+def _lock_order(session: Session, order_id: str, *, at: datetime, tz: str) -> Order:
+    """Lock the order a command is about to change at ``at``; refused if its timeline would run
+    backwards (``audit.refuse_earlier``)."""
     stmt = sa.select(Order).where(Order.order_id == order_id)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     order = session.execute(stmt).scalar_one_or_none()
     if order is None:
         raise NotFound(f"no order {order_id!r}", hint="`ffctl order list` shows the orders in the store.")
+    audit.refuse_earlier(session, order_id, at, tz)
     return order
 
 
@@ -423,7 +426,7 @@ def complete(session: Session, cfg, order_id: str, *, at: datetime, actor: str, 
 
     ``manual=True`` is a person's ``advance``: only manual nodes, only people allowed on the task.
     """
-    order = _lock_order(session, order_id)
+    order = _lock_order(session, order_id, at=at, tz=cfg.timezone)
     _open_order(order, "advance")
     task = _require_task(session, order, node, "complete")
     if manual:
@@ -558,7 +561,7 @@ def reject(session: Session, cfg, order_id: str, *, at: datetime, actor: str, re
 
     Returns the node the order is now at.
     """
-    order = _lock_order(session, order_id)
+    order = _lock_order(session, order_id, at=at, tz=cfg.timezone)
     _open_order(order, "reject")
     task = _require_task(session, order, node, "reject")
     if manual and cfg.nodes.get(task.node) is not None and cfg.nodes[task.node].auto:
@@ -592,7 +595,7 @@ def reject(session: Session, cfg, order_id: str, *, at: datetime, actor: str, re
 
 def hold(session: Session, cfg, order_id: str, *, at: datetime, actor: str, reason: str) -> None:
     """Pause every SLA clock of the order."""
-    order = _lock_order(session, order_id)
+    order = _lock_order(session, order_id, at=at, tz=cfg.timezone)
     _open_order(order, "hold")
     session.execute(
         sa.update(TASK).where(TASK.c.order_id == order_id, TASK.c.status == "open")
@@ -604,7 +607,7 @@ def hold(session: Session, cfg, order_id: str, *, at: datetime, actor: str, reas
 
 def release(session: Session, cfg, order_id: str, *, at: datetime, actor: str) -> None:
     """Resume the clocks with the business time that was left."""
-    order = _lock_order(session, order_id)
+    order = _lock_order(session, order_id, at=at, tz=cfg.timezone)
     if order.status != "on_hold":
         raise Conflict(f"order {order_id} is {order.status}, not on hold; nothing to release")
     task = current_task(session, order_id, lock=True)
