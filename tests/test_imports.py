@@ -536,7 +536,7 @@ def test_shipments_and_deliveries(quick):
            "NOPE,2026/11/25,SF,,,\n"
            "O1,2026/11/26,SF,,,\n"
            "O3,2026/11/25,SF,1,A1,\n"
-           "O4,2026/11/25,SF,,,\n")
+           "O4,2026/11/25 12:00,SF,,,\n")  # after it was created (10:00): a timeline never runs backwards
     r = run(ws, "shipments", ws.write("bad.csv", bad))
     assert r.exit_code == 1
     assert "line 4: qty '': missing: a picked line needs line_no, sku and qty" in r.stderr

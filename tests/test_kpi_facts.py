@@ -109,3 +109,25 @@ def test_late_completions_without_a_sweep_are_breaches_and_choose_the_bottleneck
         s.execute(sa.text("UPDATE fact_state SET event_id = NULL"))
     assert kpi.refresh_facts(store, cfg, now=report_at)["mode"] == "full"
     assert facts(store) == kept
+
+
+def test_a_hold_stops_the_clock_also_when_the_order_is_cancelled_on_hold(store, example_config):
+    """Held at 10:05 (due 10:29), cancelled the next day: never past its deadline, so no breach;
+    one held after its deadline is one, whenever it is cancelled."""
+    from ffctl.core import kpi, orders, workflow
+
+    cfg = example_config
+    with store.session(write=True) as s:
+        sd.seed(s, products=["A"], stock=[("A", "WH1", 50)], customers=("C1",))
+        sd.add_orders(s, cfg, [("O1", 0, [("A", 1)]), ("O2", 0, [("A", 1)])], to_allocation=False)
+        workflow.hold(s, cfg, "O2", at=NOW + timedelta(minutes=5), actor="alice", reason="call")
+        workflow.hold(s, cfg, "O1", at=NOW + timedelta(minutes=40), actor="alice", reason="call")
+    later = NOW + timedelta(days=1)
+    with store.session(write=True) as s:
+        for order_id in ("O1", "O2"):
+            orders.cancel_order(s, cfg, order_id, at=later, actor="alice", reason="customer left")
+    kpi.refresh_facts(store, cfg, now=later)
+    with store.session() as s:
+        credit = next(r for r in kpi.sla_report(s, cfg, now=later) if r["node"] == "credit_review")
+        assert credit["breaches"] == 1 and credit["late_p50_seconds"] == 12 * 60  # O1: held 10:40, due 10:28
+        assert kpi.kpi_report(s, cfg, now=later)[-1]["count"] == 1

@@ -112,7 +112,9 @@ def _count(n: int, style: str) -> str:
 def status(ctx: typer.Context, fmt=format_option()) -> None:
     """Per node, in workflow order: open tasks, on hold, at risk, breached, escalated.
 
-    Counted from the clocks against the command clock, so it is right even before a sweep.
+    Counted from the clocks against the command clock, so it is right whether or not a sweep ran:
+    breached is an open task past its deadline (a held one if its hold began after the deadline).
+    `report sla` counts the closed visits too.
     """
     from ffctl.commands._output import Column, render, safe
     from ffctl.core import sla

@@ -624,11 +624,12 @@ def release(session: Session, cfg, order_id: str, *, at: datetime, actor: str) -
 
 
 def cancel_tasks(session: Session, order_id: str, *, at: datetime, actor: str, reason: str) -> None:
-    """Close the order's open tasks (the order is being cancelled)."""
+    """Close the order's open tasks (the order is being cancelled). A held task keeps ``held_at``:
+    its clock stopped there, which is what ``breached`` compares with its deadline."""
     session.execute(
         sa.update(TASK).where(TASK.c.order_id == order_id, TASK.c.status == "open")
         .values(status="cancelled", outcome="cancelled", completed_at=at, completed_by=actor,
-                note=reason, next_action_at=None, held_at=None)
+                note=reason, next_action_at=None)
     )
 
 
