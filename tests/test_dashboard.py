@@ -105,6 +105,9 @@ def test_dashboard_is_self_contained_and_escapes_names(workspace):
         assert title in html
     assert html.count("<svg") >= 12  # 7 KPI gauges and the 5 charts
     assert "wave_pick" in html and "33.3%" in html
+    # lateness, not a sum of time over SLA: the bottleneck wave_pick's one breach is 23h40m late in
+    # warehouse hours (Mon 11:20 to Wed 11:00)
+    assert "late by 23h40m (p50), 23h40m (p90)" in html and "over SLA</th>" not in html
 
 
 def test_dashboard_of_an_empty_store_and_to_stdout(workspace):

@@ -101,7 +101,6 @@ def test_late_completions_without_a_sweep_are_breaches_and_choose_the_bottleneck
     assert credit["late_p50_seconds"] == 97 * 60 and credit["late_p90_seconds"] == pytest.approx(98.6 * 60)
     bottleneck = rows[-1]
     assert (bottleneck["node"], bottleneck["count"], bottleneck["breach_share"]) == ("credit_review", 3, 1.0)
-    assert bottleneck["late_p50_seconds"] == 97 * 60
     sla_attainment = next(r for r in rows if r["kpi"] == "sla_attainment")
     assert (sla_attainment["count"], sla_attainment["actual"]) == (2, 0.0)
     kept = facts(store)

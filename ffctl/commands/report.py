@@ -55,8 +55,9 @@ def kpi(
     gap = actual - target: a time KPI misses its target when the gap is positive, a rate when
     it is negative; `met` says which. JSON/CSV rows: kpi, group, actual, target, gap, count,
     p90 (time KPIs), unit, met, node; the last row (kpi `bottleneck`) names the node with the
-    largest share of breaches and time over SLA. A breach is a node visit that stopped after its
-    deadline or still runs past it, whether or not a sweep ran.
+    largest share of breaches and time over SLA (`report sla` shows each node's lateness). A
+    breach is a node visit that stopped after its deadline or still runs past it, whether or not
+    a sweep ran.
     """
     from ffctl.commands._output import Column, render, resolve_format
     from ffctl.core.kpi import kpi_report, refresh_facts
@@ -251,10 +252,9 @@ def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
         else:
             console.print(
                 _("[bold]Bottleneck: {node}[/bold] — {breaches}% of breaches ({count}), {over}% of time over "
-                  "SLA; late by {p50} (p50), {p90} (p90)").format(
+                  "SLA; `ffctl report sla` shows how late each node's breaches were.").format(
                     node=safe(b["node"]), breaches=f"{b['breach_share'] * 100:.0f}", count=f"{b['count']:,}",
-                    over=f"{b['over_sla_share'] * 100:.0f}", p50=_late(b["late_p50_seconds"]),
-                    p90=_late(b["late_p90_seconds"]))
+                    over=f"{b['over_sla_share'] * 100:.0f}")
             )
 
 

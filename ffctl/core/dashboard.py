@@ -295,14 +295,16 @@ def _card(row: dict) -> str:
     )
 
 
-def _bottleneck_card(row: dict | None) -> str:
+def _bottleneck_card(row: dict | None, nodes: list[dict]) -> str:
+    """The bottleneck's shares, and its lateness from its ``sla_report`` row."""
     if not row or row.get("node") is None:
         body = '<div class="big" style="color:#1f9d61">none</div><div class="def">no node breached its SLA</div>'
     else:
         body = (f'<div class="big">{escape(row["node"])}</div>'
                 f'<div class="meta"><span>{row["breach_share"] * 100:.0f}% of breaches ({row["count"]:,})</span>'
                 f'<span>{row["over_sla_share"] * 100:.0f}% of time over SLA</span></div>'
-                f'<div class="meta"><span>{escape(_late_words(row))}</span></div>')
+                f'<div class="meta"><span>{escape(_late_words(next((n for n in nodes if n["node"] == row["node"]), {})))}'
+                '</span></div>')
     return ('<div class="card bottleneck"><div class="name">Bottleneck</div>'
             '<div class="def">largest share of breaches and time over SLA</div>' + body + "</div>")
 
@@ -335,7 +337,8 @@ def _week_label(group: Any) -> str:
 
 def render_dashboard(data: dict, *, tz: str, now: datetime, period: Period) -> str:
     kpis = {r["kpi"]: r for r in data["kpis"] if r["group"] == ALL}
-    cards = "".join(_card(kpis[name]) for name in KPIS if name in kpis) + _bottleneck_card(kpis.get("bottleneck"))
+    cards = "".join(_card(kpis[name]) for name in KPIS if name in kpis) + _bottleneck_card(kpis.get("bottleneck"),
+                                                                                          data["nodes"])
 
     weekly = [r for r in data["weekly"] if r["kpi"] in ("on_time_shipping", "perfect_order")]
     weeks = sorted({r["group"] for r in weekly if r["group"] is not None})

@@ -273,6 +273,9 @@ class _Sql:
         )
 
 
+_DAY_KEY = 1_000_000  # more days than 1970 to 4707: calday's key is calendar * _DAY_KEY + day
+
+
 class _BusinessTime:
     """Business seconds between two times in SQL, counted in each node's calendar (lateness,
     SPEC 9.1: the business time a breached visit ran past its deadline).
@@ -302,11 +305,14 @@ class _BusinessTime:
                 node = next(n for n, k in self.node_key.items() if k == key)
                 rows.extend((key, d, cum, ranges) for d, cum, ranges in self.cfg.calendar(node).utc_days(first, last))
             width = max([len(r[3]) for r in rows] + [1])
+            # keyed by one integer, cal * 10^6 + day: SQLite then indexes the materialized list for
+            # the join (with two equalities it indexed the calendar alone and scanned its days)
             values = ", ".join(
-                f"({key}, {d}, {cum!r}, " + ", ".join(f"{a!r}, {b!r}" for a, b in ranges + ((0.0, 0.0),) * (width - len(ranges))) + ")"
+                f"({key * _DAY_KEY + d}, {cum!r}, "
+                + ", ".join(f"{a!r}, {b!r}" for a, b in ranges + ((0.0, 0.0),) * (width - len(ranges))) + ")"
                 for key, d, cum, ranges in rows)
             columns = ", ".join(f"s{i}, e{i}" for i in range(width))
-            self._table = (f"calday(cal, day, cum, {columns}) AS (VALUES {values})", width)
+            self._table = (f"calday(k, cum, {columns}) AS (VALUES {values})", width)
         return self._table
 
     def _total(self, alias: str, col: str, width: int) -> str:
@@ -327,8 +333,8 @@ class _BusinessTime:
         business = f"{self._total('cb', 'v.b', width)} - {self._total('ca', 'v.a', width)}"
         return (
             f"WITH {cte} SELECT v.g AS g, CASE WHEN {cal} = 0 THEN {wall} ELSE {business} END AS x "
-            f"FROM ({visits}) v LEFT JOIN calday ca ON ca.cal = {cal} AND ca.day = {self.sql.epoch_day('v.a')} "
-            f"LEFT JOIN calday cb ON cb.cal = {cal} AND cb.day = {self.sql.epoch_day('v.b')}"
+            f"FROM ({visits}) v LEFT JOIN calday ca ON ca.k = {cal} * {_DAY_KEY} + {self.sql.epoch_day('v.a')} "
+            f"LEFT JOIN calday cb ON cb.k = {cal} * {_DAY_KEY} + {self.sql.epoch_day('v.b')}"
         )
 
 
@@ -865,14 +871,6 @@ class _Report:
                  "over_sla_seconds": float(r.over_sla_seconds or 0.0), "escalations": 0, "reminders": 0}
                 for r in self.rows(sql)]
 
-    def fact_lateness(self, node: str) -> tuple[int, float | None, float | None]:
-        """(breached visits, p50, p90 of their business seconds past the deadline) of one node,
-        from node_fact (the bottleneck's)."""
-        visits = (f"SELECT nf.node AS g, nf.node AS node, nf.deadline AS a, COALESCE(nf.completed_at, :now) AS b "
-                  f"FROM node_fact nf WHERE nf.node = '{node.replace(chr(39), chr(39) * 2)}' "
-                  f"AND {self._fact_breached()} AND {self.created_in('nf')}")
-        return self.percentiles(_BusinessTime(self.sql, self.cfg).values(visits)).get(node, (0, None, None))
-
     def lateness(self) -> dict[str | None, tuple[int, float | None, float | None]]:
         """Per node: (breached visits, p50, p90 of their business seconds past the deadline), from
         the task history."""
@@ -969,18 +967,16 @@ def bottleneck(node_stats: list[dict]) -> dict | None:
     return best
 
 
-def bottleneck_row(stats: list[dict], lateness=lambda node: (0, None, None)) -> dict:
-    """The ``bottleneck`` row of ``report kpi``: ``node`` names it, ``actual`` is its score;
-    ``lateness(node)`` gives its breached visits' (n, p50, p90) business seconds past the deadline."""
+def bottleneck_row(stats: list[dict]) -> dict:
+    """The ``bottleneck`` row of ``report kpi``: ``node`` names it, ``actual`` is its score. The
+    sum of time over SLA only weighs nodes against each other: the row gives its share, and
+    ``report sla`` the node's lateness (business time past the deadline, p50/p90)."""
     b = bottleneck(stats)
     row = {"kpi": "bottleneck", "group": ALL, "actual": None, "target": None, "gap": None, "count": 0,
-           "p90": None, "unit": "share", "met": None, "node": None,
-           "breach_share": None, "over_sla_share": None, "late_p50_seconds": None, "late_p90_seconds": None}
+           "p90": None, "unit": "share", "met": None, "node": None, "breach_share": None, "over_sla_share": None}
     if b:
-        _n, p50, p90 = lateness(b["node"])
         row.update(actual=round(b["score"], 6), count=b["breaches"], node=b["node"],
-                   breach_share=round(b["breach_share"], 6), over_sla_share=round(b["over_sla_share"], 6),
-                   late_p50_seconds=_round(p50, "seconds"), late_p90_seconds=_round(p90, "seconds"))
+                   breach_share=round(b["breach_share"], 6), over_sla_share=round(b["over_sla_share"], 6))
     return row
 
 
@@ -990,8 +986,7 @@ def kpi_report(session: Session, cfg, *, now: datetime, period: Period = Period(
     KPI-major (every group of one KPI, then the next KPI), then one ``bottleneck`` row for the
     whole selection (group ``all``): ``node`` names it (null when nothing breached), ``actual``
     is its score (the mean of its share of breaches and of time over SLA), ``count`` its
-    breaches, with ``breach_share``, ``over_sla_share`` and its lateness (``late_p50_seconds``,
-    ``late_p90_seconds``: business time past the deadline of its breached visits) beside.
+    breaches, with ``breach_share`` and ``over_sla_share`` beside (``sla_report`` has its lateness).
     """
     rep = _Report(session, cfg, now=now, period=period, by=by)
     rep.check_facts()
@@ -1027,7 +1022,7 @@ def kpi_report(session: Session, cfg, *, now: datetime, period: Period = Period(
             else:
                 n, good = rates[name].get(g, (0, 0))
                 rows.append(kpi_row(name, g, good / n if n else None, n, targets))
-    rows.append(bottleneck_row(stats, rep.fact_lateness))
+    rows.append(bottleneck_row(stats))
     return rows
 
 
