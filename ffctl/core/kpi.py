@@ -324,7 +324,8 @@ class _BusinessTime:
 
     def values(self, visits: str) -> str:
         """``SELECT g, x`` over ``visits`` (a query of columns g, node, a, b): x = business
-        seconds from a to b in the node's calendar."""
+        seconds from a to b in the node's calendar (NULL, so left out, for a time outside the
+        report's span: 400 days past the last order)."""
         wall = self.sql.seconds("v.a", "v.b")
         if not self.key:
             return f"SELECT v.g AS g, {wall} AS x FROM ({visits}) v"
