@@ -404,12 +404,12 @@ def build_demo(directory: Path, *, orders: int = 2000, days: int = 30, seed: int
 def count_breaches(store, now: datetime) -> int:
     """Node visits breached by ``now`` (``workflow.breached``: late, whether or not a sweep saw it)."""
     from ffctl.core.models import Task
-    from ffctl.core.workflow import breached
+    from ffctl.core.workflow import breached, stopped_at
 
     t = Task.__table__.c
     with store.session() as s:
         return s.execute(sa.select(sa.func.count()).select_from(Task.__table__).where(
-            t.status != "skipped", breached(t.deadline, sa.func.coalesce(t.held_at, t.completed_at), now))).scalar_one()
+            t.status != "skipped", breached(t.deadline, stopped_at(t), now))).scalar_one()
 
 
 def _qc_day(rng: random.Random, day: int, start: datetime) -> list[list]:

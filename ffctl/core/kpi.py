@@ -65,7 +65,7 @@ from ffctl.core.clock import parse_date, parse_time, start_of_day, zone
 from ffctl.core.errors import FfctlError
 from ffctl.core.models import UTCDateTime
 from ffctl.core.stock import allocation_nodes
-from ffctl.core.workflow import STOP_SQL, breached_sql
+from ffctl.core.workflow import breached_sql, stopped_sql
 from ffctl.i18n import _
 
 #: KPI name -> (unit, higher_is_better). The order is the report's order.
@@ -665,7 +665,7 @@ def _node_facts_sql(*, scoped: bool) -> str:
     return (
         "INSERT INTO node_fact (task_id, order_id, node, created_at, breached, deadline, completed_at) "
         f"SELECT t.id, t.order_id, t.node, o.created_at, CASE WHEN {breached_sql('t', now=_STOPPED)} THEN 1 ELSE 0 END, "
-        f"t.deadline, {STOP_SQL.format(t='t')} FROM task t JOIN orders o ON o.order_id = t.order_id "
+        f"t.deadline, {stopped_sql('t')} FROM task t JOIN orders o ON o.order_id = t.order_id "
         f"WHERE {scope}t.status <> 'skipped' AND {breached_sql('t', now=_EVENTUALLY)}"
     )
 
@@ -876,7 +876,7 @@ class _Report:
         """Per node: (breached visits, p50, p90 of their business seconds past the deadline), from
         the task history."""
         join, cond = self.in_period("t")
-        stop = STOP_SQL.format(t="t")
+        stop = stopped_sql("t")
         visits = (f"SELECT t.node AS g, t.node AS node, t.deadline AS a, COALESCE({stop}, :now) AS b FROM task t{join} "
                   f"WHERE t.status <> 'skipped' AND {breached_sql('t')} AND {cond}")
         return self.percentiles(_BusinessTime(self.sql, self.cfg).values(visits))
@@ -890,7 +890,7 @@ class _Report:
             f"SUM(CASE WHEN t.outcome IN {_in(DECIDED)} AND NOT {breached_sql('t')} THEN 1 ELSE 0 END) AS within, "
             f"SUM(CASE WHEN {breached_sql('t')} THEN 1 ELSE 0 END) AS breaches, "
             f"SUM(CASE WHEN t.outcome IN {_in(AUTO_ACTIONS)} THEN 1 ELSE 0 END) AS auto_actions, "
-            f"{self._over('t', STOP_SQL.format(t='t'))} AS over_sla_seconds "
+            f"{self._over('t', stopped_sql('t'))} AS over_sla_seconds "
             f"FROM task t{join} WHERE t.status <> 'skipped' AND {cond} GROUP BY t.node"
         )
         stats = {

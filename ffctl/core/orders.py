@@ -32,7 +32,7 @@ FINAL = ("shipped", "delivered", "cancelled")
 
 def breached_clause(task, now: datetime):
     """Open task past its deadline (``workflow.breached``), not on hold (that is a state of its own)."""
-    return sa.and_(task.held_at.is_(None), workflow.breached(task.deadline, task.held_at, now))
+    return sa.and_(task.held_at.is_(None), workflow.breached(task.deadline, workflow.stopped_at(task), now))
 
 
 def at_risk_clause(task, now: datetime):

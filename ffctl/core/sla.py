@@ -521,7 +521,7 @@ def status(session: Session, cfg, *, now: datetime) -> list[dict]:
     open_ = TASK.c.status == "open"
     held = TASK.c.held_at.isnot(None)
     running = TASK.c.held_at.is_(None)
-    breached = workflow.breached(TASK.c.deadline, TASK.c.held_at, now)
+    breached = workflow.breached(TASK.c.deadline, workflow.stopped_at(TASK.c), now)
     at_risk = sa.and_(running, sa.not_(breached), sa.or_(TASK.c.sla_state != "on_track", TASK.c.risk_at <= now))
 
     def count(cond):

@@ -19,6 +19,7 @@ people or a person and a sweep cannot both complete one task.
 from __future__ import annotations
 
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Iterable
 
 import sqlalchemy as sa
@@ -61,9 +62,21 @@ def clocks(cfg, node: str, entered_at: datetime, paused: float, sla_state: str, 
     return {"risk_at": risk_at, "deadline": deadline, "next_action_at": next_action}
 
 
-#: When a visit's clock stopped: the start of the hold that pauses it, else its completion (or
-#: rejection, skip or cancel); NULL while it runs. SQL over a task row ``t``.
-STOP_SQL = "COALESCE({t}.held_at, {t}.completed_at)"
+def stopped_at(task):
+    """When a visit's clock stopped, over a task's columns: the start of the hold that pauses it,
+    else its completion (or rejection, skip or cancel); NULL while it runs."""
+    return sa.func.coalesce(task.held_at, task.completed_at)
+
+
+def stopped_sql(t: str) -> str:
+    """``stopped_at`` as SQL text for a task row aliased ``t``."""
+    return _text(stopped_at(SimpleNamespace(held_at=sa.literal_column(f"{t}.held_at"),
+                                            completed_at=sa.literal_column(f"{t}.completed_at"))))
+
+
+def _text(expression) -> str:
+    """A SQL expression as text for the reports' raw SQL (the same on both backends)."""
+    return str(expression.compile(compile_kwargs={"literal_binds": True}))
 
 
 def breached(deadline, stop, now):
@@ -84,9 +97,9 @@ def breached(deadline, stop, now):
 def breached_sql(t: str, *, stop: str | None = None, now: str = ":now") -> str:
     """``breached`` as SQL text, for the reports' raw SQL over a visit row aliased ``t`` (``stop``:
     another expression for when its clock stopped, e.g. a fact table's column)."""
-    condition = breached(sa.literal_column(f"{t}.deadline"), sa.literal_column(stop or STOP_SQL.format(t=t)),
+    condition = breached(sa.literal_column(f"{t}.deadline"), sa.literal_column(stop or stopped_sql(t)),
                          sa.literal_column(now))
-    return f"({condition.compile(compile_kwargs={'literal_binds': True})})"
+    return f"({_text(condition)})"
 
 
 def is_breached(deadline: datetime | None, stop: datetime | None, now: datetime) -> bool:
