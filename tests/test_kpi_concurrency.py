@@ -41,7 +41,8 @@ SCRIPT = textwrap.dedent(
                 with store.session(write=True) as s:
                     task = workflow.current_task(s, f"K{i:03d}")
                     if task is not None and cfg.nodes[task.node].auto is None:
-                        workflow.complete(s, cfg, f"K{i:03d}", at=base + timedelta(minutes=10 * step + i % 7),
+                        # after every order was created (+0..39 min): a timeline never runs backwards
+                        workflow.complete(s, cfg, f"K{i:03d}", at=base + timedelta(minutes=60 + 10 * step + i % 7),
                                           actor="admin")
         open(done, "w").close()
     else:
