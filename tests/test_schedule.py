@@ -165,7 +165,8 @@ def test_a_future_tick_then_a_present_tick_runs_the_sweep(ws):
     assert "later than the clock" in shown["sla_sweep"]["note"]
     r = ws.run("schedule", "tick", "-f", "json", now=NOW.isoformat())
     assert r.exit_code == 0, r.output
-    assert "sla_sweep: it had claimed the cron time 2030-01-01 08:00, later than the clock 2026-03-02 10:37" in r.stderr
+    assert ("sla_sweep: it had claimed the cron time 2030-01-01 08:00+08:00, later than the clock "
+            "2026-03-02 10:37+08:00") in r.stderr
     rows = {row["job"]: row for row in json.loads(r.stdout)}
     assert ran(rows) == {"sla_sweep", "notify_send", "rules_run", "daily_report"}
     assert rows["sla_sweep"]["due_at"] == "2026-03-02T10:35:00+08:00"

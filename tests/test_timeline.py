@@ -53,8 +53,8 @@ def refused(ws, order_id: str, *args, now: str, latest: str, user: str = "judy")
     r = ws.run(*args, now=now, user=user)
     assert r.exit_code == 1, r.output
     clock = now[:16].replace("T", " ")
-    assert f"order {order_id}: the clock {clock} is earlier than its latest event" in r.stderr, r.stderr
-    assert f"at 2026-12-02 {latest})" in r.stderr, r.stderr
+    assert f"order {order_id}: the clock {clock}+08:00 is earlier than its latest event" in r.stderr, r.stderr
+    assert f"at 2026-12-02 {latest}+08:00)" in r.stderr, r.stderr
     assert "nothing was changed" in r.stderr
     assert timeline(ws, order_id) == before
     return r
@@ -62,7 +62,8 @@ def refused(ws, order_id: str, *args, now: str, latest: str, user: str = "judy")
 
 def test_the_issue_reproduction_is_refused_and_no_kpi_goes_negative(ws):
     r = refused(ws, "CH1", "advance", "CH1", now="2026-12-01T10:00+08:00", latest="09:00", user="alice")
-    assert "the clock 2026-12-01 10:00 is earlier than its latest event (entered at 2026-12-02 09:00)" in r.stderr
+    assert ("the clock 2026-12-01 10:00+08:00 is earlier than its latest event (entered at 2026-12-02 09:00+08:00)"
+            in r.stderr)
     kpis = json.loads(ok(ws, "report", "kpi", "-f", "json", now=at("09:30")).stdout)
     conf = next(row for row in kpis if row["kpi"] == "order_confirmation_minutes")
     assert conf["count"] == 0 and conf["actual"] is None
@@ -132,11 +133,11 @@ def test_imports_reject_rows_that_would_rewrite_the_past(ws):
     ok(ws, "allocate", "P1", now=at("09:15"))
     ws.write("shipments.csv", "order_id,shipped_at\nP1,2026-12-02 09:12\n")
     r = ws.run("import", "shipments", ws.path / "shipments.csv", now=at("10:00"))
-    assert r.exit_code == 1 and "the clock 2026-12-02 09:12 is earlier than its latest event" in r.output
+    assert r.exit_code == 1 and "the clock 2026-12-02 09:12+08:00 is earlier than its latest event" in r.output
     ws.write("orders2.csv", "order_id,line_no,customer,sku,qty,channel,created_at\nCH1,1,C1,A,3,web,2026-12-02 09:00\n")
     ok(ws, "advance", "CH1", now=at("09:30"), user="alice")
     r = ws.run("import", "orders", ws.path / "orders2.csv", "--update", now=at("09:20"))
-    assert r.exit_code == 1 and "order CH1: the clock 2026-12-02 09:20 is earlier than its latest event" in r.output
+    assert r.exit_code == 1 and "order CH1: the clock 2026-12-02 09:20+08:00 is earlier than its latest event" in r.output
 
 
 def test_a_now_more_than_a_day_ahead_of_the_machine_warns(ws):

@@ -187,15 +187,12 @@ def later_events(session: Session, order_ids: list[str], at: datetime) -> dict[s
 
 
 def earlier_message(order_id: str, at: datetime, latest: tuple[datetime, str], tz: str) -> str:
-    from ffctl.core.clock import local
+    from ffctl.core.clock import shown
     from ffctl.i18n import _
-
-    def shown(moment: datetime) -> str:
-        return local(moment, tz).strftime("%Y-%m-%d %H:%M")
 
     return _("order {order}: the clock {now} is earlier than its latest event ({event} at {latest}); its "
              "timeline cannot run backwards, nothing was changed").format(
-        order=order_id, now=shown(at), event=latest[1], latest=shown(latest[0]))
+        order=order_id, now=shown(at, tz), event=latest[1], latest=shown(latest[0], tz))
 
 
 def refuse_earlier(session: Session, order_id: str, at: datetime, tz: str) -> None:

@@ -29,7 +29,7 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from ffctl.core.clock import local, start_of_day
+from ffctl.core.clock import local, shown, start_of_day
 from ffctl.core.models import ScheduleRun
 from ffctl.core.store import insert_or_ignore
 from ffctl.i18n import _, ngettext
@@ -172,12 +172,9 @@ def _ahead(last_due: datetime | None, now: datetime, tz: str) -> str | None:
     """The note for a job whose claimed cron time is later than the clock, else None."""
     if last_due is None or last_due <= now:
         return None
-
-    def shown(moment: datetime) -> str:
-        return local(moment, tz).strftime("%Y-%m-%d %H:%M")
-
     return _("it had claimed the cron time {claimed}, later than the clock {now} (a tick with a future --now, "
-             "or a clock set back); the schedule follows the clock").format(claimed=shown(last_due), now=shown(now))
+             "or a clock set back); the schedule follows the clock").format(claimed=shown(last_due, tz),
+                                                                             now=shown(now, tz))
 
 
 def _failure(exc: Exception, expression: str) -> str:
