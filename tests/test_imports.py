@@ -341,8 +341,14 @@ def test_a_changed_order_is_reported_and_replaced_only_with_update(ws):
     src = ws.write("changed.csv", changed)
     r = ok(run(ws, "orders", src))
     assert "orders: 0 new, 0 updated, 3 unchanged, 1 skipped" in r.stderr
-    assert "Warning: 1 orders changed since they were imported and were left as they are (O2); pass --update" in r.stderr
+    assert "Warning: 1 order changed since it was imported and was left as it is (O2); pass --update" in r.stderr
+    assert "pass --strict to exit 1" in r.stderr
+    r = run(ws, "orders", src, "--strict")
+    assert r.exit_code == 1 and "Error: --strict: 1 changed order was skipped" in r.stderr
+    assert "orders: 0 new, 0 updated, 3 unchanged, 1 skipped" in r.stderr
+    assert "--strict: the import fails because of the skipped ones" in r.stderr
     assert query(ws, "SELECT qty FROM order_line WHERE order_id = 'O2'") == [(5,)]
+    ok(run(ws, "orders", ws.path / "orders.csv", "--strict"))  # nothing skipped: strict passes
     r = ok(run(ws, "orders", src, "--update"))
     assert "orders: 0 new, 1 updated, 3 unchanged, 0 skipped" in r.stderr
     assert query(ws, "SELECT line_no, sku, qty FROM order_line WHERE order_id = 'O2' ORDER BY line_no") == [(1, "A3", 7), (2, "A1", 1)]
@@ -420,7 +426,7 @@ def test_more_than_fifty_errors_are_counted(ws):
     r = run(ws, "orders", ws.write("many.csv", text))
     assert r.exit_code == 1
     assert sum(1 for line in r.stderr.splitlines() if line.startswith("line ")) == 50
-    assert "... and 10 more error(s)" in r.stderr and "Error: 60 errors in" in r.stderr
+    assert "... and 10 more errors" in r.stderr and "Error: 60 errors in" in r.stderr
 
 
 # --- encodings ---------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from ffctl.i18n import _, ngettext
+
 app = typer.Typer()
 
 KIND_NAMES = ("products", "customers", "suppliers", "stock", "receipts", "orders", "shipments", "deliveries", "qc")
@@ -22,7 +24,8 @@ class OnError(str, Enum):
 def import_command(
     ctx: typer.Context,
     kind: str = typer.Argument(..., metavar="KIND", help=f"What the file holds: {', '.join(KIND_NAMES)}."),
-    file: str = typer.Argument(..., metavar="FILE", help="The CSV file (header row first); - reads stdin."),
+    file: Optional[str] = typer.Argument(
+        None, metavar="FILE", help="The CSV file (header row first); - reads stdin. Not with --template."),
     on_error: OnError = typer.Option(
         OnError.abort, "--on-error", case_sensitive=False,
         help="abort: any bad row and nothing is written. skip: write the good rows, reject the bad.",
@@ -38,18 +41,39 @@ def import_command(
         None, "--encoding", metavar="NAME", help="The file's encoding [default: detected: UTF-8, UTF-8 with BOM, GBK/GB18030]."
     ),
     batch_rows: int = typer.Option(10_000, "--batch-rows", hidden=True, min=1, help="Rows per transaction."),
+    delimiter: Optional[str] = typer.Option(
+        None, "--delimiter", metavar="CHAR",
+        help="What separates the cells: a character, or tab [default: detected on the header: comma, semicolon or tab].",
+    ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Exit 1 when a changed record was left as it is (skipped for want of --update)."
+    ),
+    template: bool = typer.Option(False, "--template", help="Write KIND's header as CSV to stdout and stop (no FILE)."),
+    example: bool = typer.Option(False, "--example", help="With --template: three example rows under the header."),
 ) -> None:
     """Import a CSV file of KIND: validated, idempotent, in batches of whole orders.
 
     Columns may come in any order. Times are ISO 8601, YYYY/MM/DD HH:MM[:SS] or YYYY/MM/DD,
     in [defaults] timezone when they carry no offset. Re-importing a file adds nothing twice.
+    docs/csv.md lists every column of every kind.
     """
-    from ffctl.commands._common import AppState
     from ffctl.core.errors import FfctlError, UsageError
-    from ffctl.core.imports import KINDS, import_file
 
-    if kind not in KINDS:
-        raise UsageError(f"unknown import kind {kind!r}: use one of {', '.join(KINDS)}")
+    if kind not in KIND_NAMES:
+        raise UsageError(f"unknown import kind {kind!r}: use one of {', '.join(KIND_NAMES)}")
+    if template or example:
+        if not template:
+            raise UsageError(_("--example goes with --template"))
+        if file is not None:
+            raise UsageError(_("--template writes the header to stdout: leave out FILE"))
+        _write_template(kind, example=example)
+        return
+    if file is None:
+        raise UsageError(_("give the CSV FILE to import (- reads stdin), or --template for its header"))
+
+    from ffctl.commands._common import AppState
+    from ffctl.core.imports import import_file
+
     st = AppState.of(ctx)
     cfg = st.config()
     store = st.store()
@@ -57,50 +81,100 @@ def import_command(
         report = import_file(
             store, cfg, kind, file, now=st.now(), actor=st.user, on_error=on_error.value, dry_run=dry_run,
             update=update, ignore_unknown=ignore_unknown, encoding=encoding, rejects=rejects,
-            progress=progress, batch_rows=batch_rows,
+            progress=progress, batch_rows=batch_rows, delimiter=delimiter,
         )
-    _render(report)
+    _render(report, strict=strict)
     if report.aborted:
         raise FfctlError(
-            f"{report.error_count:,} error{'s' if report.error_count != 1 else ''} in {report.path}: nothing was imported",
-            hint="Fix the rows listed above, or pass --on-error skip --rejects FILE to import the good rows.",
+            ngettext("{count} error in {path}: nothing was imported", "{count} errors in {path}: nothing was imported",
+                     report.error_count).format(count=f"{report.error_count:,}", path=report.path),
+            hint=_("Fix the rows listed above, or pass --on-error skip --rejects FILE to import the good rows."),
         )
     if report.error_count and not report.dry_run:
-        where = f"; they are in {report.rejects_path}" if report.rejects_path else ""
+        if report.rejects_path:
+            text = ngettext("{count} row rejected; it is in {path}", "{count} rows rejected; they are in {path}",
+                            report.rejected_rows)
+        else:
+            text = ngettext("{count} row rejected", "{count} rows rejected", report.rejected_rows)
         raise FfctlError(
-            f"{report.rejected_rows:,} row{'s' if report.rejected_rows != 1 else ''} rejected{where}",
-            hint=None if report.rejects_path else "Pass --rejects FILE to save them with their errors.",
+            text.format(count=f"{report.rejected_rows:,}", path=report.rejects_path),
+            hint=None if report.rejects_path else _("Pass --rejects FILE to save them with their errors."),
         )
     if report.error_count:
-        raise FfctlError(f"{report.error_count} error{'s' if report.error_count != 1 else ''} found (dry run)")
+        raise FfctlError(ngettext("{count} error found (dry run)", "{count} errors found (dry run)",
+                                  report.error_count).format(count=f"{report.error_count:,}"))
+    if strict and report.skipped:
+        raise FfctlError(
+            ngettext("--strict: {count} changed {unit} was skipped", "--strict: {count} changed {units} were skipped",
+                     report.skipped).format(count=f"{report.skipped:,}", unit=report.unit_one, units=report.unit),
+            hint=_("Pass --update to replace them, or import them under new keys."),
+        )
 
 
-def _render(report) -> None:
+def _write_template(kind: str, *, example: bool) -> None:
+    import csv
+
+    from ffctl.core.imports import template
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    for row in template(kind, example=example):
+        writer.writerow(row)
+
+
+def _rows(n: int) -> str:
+    return ngettext("{count} row", "{count} rows", n).format(count=f"{n:,}")
+
+
+def _render(report, *, strict: bool = False) -> None:
     from ffctl.commands._output import message, warn
+    from ffctl.core.csvio import delimiter_name, encoding_label
 
+    if report.encoding_detected and report.encoding != "utf-8":
+        message(_("Note: read {path} as {encoding} (detected; --encoding NAME overrides).").format(
+            path=report.path, encoding=encoding_label(report.encoding)))
+    if report.delimiter_detected and report.delimiter != ",":
+        message(_("Note: the cells of {path} are separated by {delimiter} (detected; --delimiter overrides).").format(
+            path=report.path, delimiter=delimiter_name(report.delimiter)))
     for error in report.errors:
         message(str(error))
     if report.error_count > len(report.errors):
-        message(f"... and {report.error_count - len(report.errors)} more error(s)")
+        more = report.error_count - len(report.errors)
+        message(ngettext("... and {count} more error", "... and {count} more errors", more).format(count=f"{more:,}"))
     for note in report.notes:
-        message(f"Note: {note}")
+        message(_("Note: {note}").format(note=note))
     if report.skipped:
         shown = ", ".join(report.changed[:10]) + (" ..." if report.skipped > 10 else "")
-        warn(f"{report.skipped} {report.unit} changed since they were imported and were left as they are "
-             f"({shown}); pass --update to replace them")
-    verb = "would be" if report.dry_run else "were"
+        text = ngettext(
+            "{count} {unit} changed since it was imported and was left as it is ({keys}); pass --update to replace it",
+            "{count} {units} changed since they were imported and were left as they are ({keys}); "
+            "pass --update to replace them", report.skipped,
+        ).format(count=f"{report.skipped:,}", unit=report.unit_one, units=report.unit, keys=shown)
+        warn(text)
     if report.aborted:
-        message(f"{report.path} ({report.encoding}): {report.read:,} rows read; nothing imported.")
+        message(_("{path} ({encoding}): {rows} read; nothing imported.").format(
+            path=report.path, encoding=report.encoding, rows=_rows(report.read)))
         return
-    prefix = "Dry run: " if report.dry_run else ""
-    message(
-        f"{prefix}{report.path} ({report.encoding}): {report.read:,} rows read in {report.seconds:.1f}s; "
-        f"{report.unit}: {report.written:,} new, {report.updated:,} updated, {report.unchanged:,} unchanged, "
-        f"{report.skipped:,} skipped; {report.rejected_rows:,} rows rejected."
-    )
+    text = _("{path} ({encoding}): {rows} read in {seconds}s; {unit}: {new} new, {updated} updated, "
+             "{unchanged} unchanged, {skipped} skipped; {rejected} rejected.").format(
+        path=report.path, encoding=report.encoding, rows=_rows(report.read), seconds=f"{report.seconds:.1f}",
+        unit=report.unit, new=f"{report.written:,}", updated=f"{report.updated:,}",
+        unchanged=f"{report.unchanged:,}", skipped=f"{report.skipped:,}", rejected=_rows(report.rejected_rows))
+    message(_("Dry run: {summary}").format(summary=text) if report.dry_run else text)
+    if report.skipped:
+        message(_("--strict: the import fails because of the skipped ones.") if strict else
+                _("Skipped records do not make the import fail; pass --strict to exit 1 when there are any."))
     if report.rejects_path and report.rejects_written:
-        message(f"{report.rejects_written:,} rejected rows {verb} written to {report.rejects_path} (fix them and "
-                "import that file as it is).")
+        message(ngettext(
+            "{count} rejected row was written to {path} (fix it and import that file as it is).",
+            "{count} rejected rows were written to {path} (fix them and import that file as it is).",
+            report.rejects_written).format(count=f"{report.rejects_written:,}", path=report.rejects_path))
+        if report.rejects_formulas:
+            warn(ngettext(
+                "{count} row in {path} has a cell starting with =, +, - or @, kept as it was so the file imports "
+                "as it is; a spreadsheet may run it as a formula: open the file as text (docs/csv.md)",
+                "{count} rows in {path} have a cell starting with =, +, - or @, kept as they were so the file "
+                "imports as it is; a spreadsheet may run them as formulas: open the file as text (docs/csv.md)",
+                report.rejects_formulas).format(count=f"{report.rejects_formulas:,}", path=report.rejects_path))
 
 
 class _progress_bar:
@@ -123,7 +197,7 @@ class _progress_bar:
         message("")  # make sure the stderr console exists
         self.bar = Progress(
             TextColumn("{task.description:<9}"), BarColumn(), TaskProgressColumn(),
-            TextColumn("{task.fields[rows]:>10,} rows  {task.fields[rate]:>8,.0f} rows/s"),
+            TextColumn("{task.fields[rows]:>10,} rows"), _RateColumn(),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
             transient=True, redirect_stdout=False, redirect_stderr=False,
         )
@@ -136,15 +210,33 @@ class _progress_bar:
         if task is None:
             for earlier in self.tasks.values():  # a new phase: the earlier ones are done
                 finished = bar.tasks[earlier]
-                took, count = finished.elapsed or 0.0, finished.fields.get("rows", 0)
-                bar.update(earlier, total=finished.total or 1, completed=finished.total or 1,
-                           rate=count / took if finished.total and took > 0 else 0.0)
+                bar.update(earlier, total=finished.total or 1, completed=finished.total or 1)
                 bar.stop_task(earlier)
-            task = self.tasks[phase] = bar.add_task(phase, total=total, rows=rows, rate=0.0)
-        elapsed = bar.tasks[task].elapsed or 0.0
-        rate = rows / elapsed if total is not None and elapsed > 0.5 else 0.0
-        bar.update(task, completed=done, total=total, rows=rows, rate=rate)
+            task = self.tasks[phase] = bar.add_task(phase, total=total, rows=rows)
+        bar.update(task, completed=done, total=total, rows=rows)
 
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def _rate_column():
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        """Rows per second of a phase, from its rows and its elapsed time as it renders: real while
+        reading stdin (no total) and while checking (one step), blank until there is a figure."""
+
+        def render(self, task) -> Text:
+            elapsed = task.elapsed or 0.0
+            rows = task.fields.get("rows", 0)
+            if elapsed < 0.2 or not rows:
+                return Text(" " * 14)
+            return Text(f"{rows / elapsed:>8,.0f} rows/s")
+
+    return RateColumn
+
+
+def _RateColumn():  # noqa: N802 - built on first use: rich is imported only with a progress bar
+    return _rate_column()()

@@ -1,9 +1,13 @@
 """Reading CSV files as people export them, and parsing their cells.
 
 What shops, ERPs and Excel write: UTF-8 with or without a BOM, or GBK/GB18030 (Excel in
-China); a header row whose names may be capitalised or spaced; blank lines; trailing empty
-columns. ``open_csv`` detects the encoding, counts the bytes read (for a progress bar) and yields
-``(line, cells)`` where ``line`` is the physical line a record starts on, as an editor shows it.
+China); commas, semicolons (Excel where the decimal mark is a comma) or tabs between cells; a
+header row whose names may be capitalised or spaced; blank lines; trailing empty columns.
+``open_csv`` reads a file line by line (bounded memory, stdin too): it chooses the encoding from
+a sample (charset-normalizer weighs how plausible each reading is), checks every later line
+against that choice, detects the delimiter on the header line, counts the bytes read (for a
+progress bar) and yields ``(line, cells, flaw)`` where ``line`` is the physical line a record
+starts on, as an editor shows it, and ``flaw`` says why a record cannot be taken as it is.
 
 Cell parsers raise ``ValueError`` with a reason a person can act on; they are plain functions
 (built once per import) because they run once per cell of a million-row file.
@@ -18,21 +22,30 @@ import math
 import re
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 from ffctl.core.clock import parse_date, parse_wall_time, zone
 from ffctl.core.errors import FfctlError
+from ffctl.i18n import _, ngettext
 
 SNIFF_BYTES = 1 << 16
 UTF8_BOM = codecs.BOM_UTF8
-# The encodings detected, in the order tried; GB18030 is a superset of GBK and GB2312.
-DETECTED = ("utf-8-sig", "utf-8", "gb18030")
+# What detection chooses between (charset-normalizer's names); GB18030 is a superset of GBK and GB2312.
+CANDIDATES = ("utf_8", "gb18030")
 REJECTS_ENCODING = "utf-8-sig"  # UTF-8 with a BOM: Excel opens it with the right characters
+DELIMITERS = ",;\t"  # detected on the header line; --delimiter gives any other
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe", " ": "space"}
+SHOWN_CHARS = 60  # an echoed value longer than this is cut (error messages, not the rejects file)
 
-_SURROGATE = re.compile("[\udc80-\udcff]")
+# Chinese characters (CJK Unified Ideographs, Extension A, Compatibility): a reading that shows
+# them is Chinese text; GBK bytes that happen to be valid UTF-8 read as Armenian, Greek, Latin
+_HANZI = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# C0 and C1 control characters and DEL: never part of a key or a name (they reach terminals,
+# mail headers and chat messages); NUL is refused in every cell (PostgreSQL cannot store it)
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 csv.field_size_limit(1 << 24)
 
@@ -41,45 +54,99 @@ class CsvFileError(FfctlError):
     """The file as a whole cannot be read as CSV (exit 1): encoding, structure, header."""
 
 
-class EncodingRetry(Exception):
-    """The detected encoding failed past the sniffed part of the file: read again with ``encoding``."""
+# --- echoing values ------------------------------------------------------------------------------
 
-    def __init__(self, encoding: str) -> None:
-        super().__init__(encoding)
-        self.encoding = encoding
+def shown(value: str, limit: int = SHOWN_CHARS) -> str:
+    """``value`` quoted for a message: control characters escaped, and cut with its length when
+    long (a 10 MB cell must not put 10 MB on a terminal)."""
+    if len(value) <= limit:
+        return repr(value)
+    return _("{start}... ({length} characters)").format(start=repr(value[:limit]), length=f"{len(value):,}")
+
+
+def plain(value: str, limit: int = SHOWN_CHARS) -> str:
+    """``value`` as it is when it is short and printable (an id in a sentence), else ``shown``."""
+    if len(value) <= limit and value.isprintable():
+        return value
+    return shown(value, limit)
+
+
+def control_name(text: str) -> str | None:
+    """What the first control character in ``text`` is, for a message; None when there is none."""
+    found = CONTROL.search(text)
+    if found is None:
+        return None
+    char = found.group()
+    names = {"\x00": _("a NUL byte"), "\n": _("a line break (LF)"), "\r": _("a carriage return (CR)"),
+             "\t": _("a tab"), "\x1b": _("an escape character (ESC)")}
+    return names.get(char) or _("the control character U+{code:04X}").format(code=ord(char))
 
 
 # --- encodings ---------------------------------------------------------------------------------
-
-def detect_encoding(head: bytes) -> str:
-    """The encoding of a file from its first bytes: a UTF-8 BOM, valid UTF-8, else GB18030."""
-    if head.startswith(UTF8_BOM):
-        return "utf-8-sig"
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise CsvFileError(
-            "the file is UTF-16 (Excel's 'Unicode text'); ffctl reads CSV in UTF-8 or GBK",
-            hint="In Excel use Save As > 'CSV UTF-8 (Comma delimited)'.",
-        )
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-        return "utf-8"
-    except UnicodeDecodeError:
-        pass
-    try:
-        codecs.getincrementaldecoder("gb18030")().decode(head, final=False)
-        return "gb18030"
-    except UnicodeDecodeError:
-        raise CsvFileError(
-            "cannot tell the file's encoding: it is neither UTF-8 nor GBK/GB18030",
-            hint="Pass --encoding NAME (for example --encoding big5).",
-        ) from None
-
 
 def check_encoding(name: str) -> str:
     try:
         return codecs.lookup(name).name
     except LookupError:
         raise FfctlError(f"unknown encoding {name!r}", hint="Use utf-8, utf-8-sig, gbk or gb18030.") from None
+
+
+def check_delimiter(text: str) -> str:
+    """``--delimiter``: one character, or tab written as ``tab`` or ``\\t``."""
+    value = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}.get(text.lower(), text)
+    if len(value) != 1 or value in "\"\r\n":
+        raise FfctlError(_("--delimiter {given}: give one character, for example ';' or tab").format(given=shown(text)))
+    return value
+
+
+def delimiter_name(delimiter: str) -> str:
+    return DELIMITER_NAMES.get(delimiter, repr(delimiter))
+
+
+def choose_encoding(sample: bytes) -> str | None:
+    """The encoding of a sample with non-ASCII bytes: ``utf-8`` or ``gb18030``; None when neither
+    reads as text.
+
+    charset-normalizer weighs how plausible each reading is. Valid UTF-8 stays UTF-8 unless GB18030
+    reads better and the UTF-8 reading shows no Chinese at all: Chinese names in GBK whose bytes
+    happen to be valid UTF-8 (郑伟 reads as '֣ΰ') are the case to catch, while a UTF-8 file of
+    odd symbols must not turn into Chinese.
+    """
+    import charset_normalizer  # ~50 ms: only files with non-ASCII bytes pay it
+
+    cut = sample.rfind(b"\n")
+    if 0 < cut < len(sample) - 1:
+        sample = sample[:cut + 1]  # whole lines: a character cut in two reads as neither
+    try:
+        as_utf8 = codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+    except UnicodeDecodeError:
+        as_utf8 = None
+    best = charset_normalizer.from_bytes(sample, cp_isolation=list(CANDIDATES)).best()
+    if as_utf8 is None:
+        if best is not None and best.encoding == "gb18030":
+            return "gb18030"
+        try:
+            codecs.getincrementaldecoder("gb18030")().decode(sample, final=False)
+            return "gb18030"
+        except UnicodeDecodeError:
+            return None
+    if best is not None and best.encoding == "gb18030" and not _HANZI.search(as_utf8) and _HANZI.search(str(best)):
+        return "gb18030"
+    return "utf-8"
+
+
+def reads_as_utf8(raw: bytes) -> bool:
+    """Whether a line of a GB18030 file that is also valid UTF-8 was written in UTF-8: its UTF-8
+    reading shows Chinese, or is clearly less of a mess than its GB18030 reading (café)."""
+    from charset_normalizer.md import mess_ratio
+
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    if _HANZI.search(text):
+        return True
+    return mess_ratio(raw.decode("gb18030", "replace"), 1.0) > mess_ratio(text, 1.0) + 0.1
 
 
 class CountingReader(io.RawIOBase):
@@ -104,17 +171,149 @@ class CountingReader(io.RawIOBase):
         super().close()
 
 
+class MixedEncodings(CsvFileError):
+    def __init__(self, path: str, line: int, found: str, expected: str) -> None:
+        super().__init__(
+            _("{path}: line {line} is written in {found}, while the file reads as {expected}: a file that mixes "
+              "encodings would garble names, so nothing was imported").format(
+                path=path, line=line, found=encoding_label(found), expected=encoding_label(expected)),
+            hint=_("Save the whole file in one encoding (Excel: Save As > 'CSV UTF-8'), or pass --encoding NAME "
+                   "to read every line in one."),
+        )
+
+
+def encoding_label(codec: str) -> str:
+    return {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "gb18030": "GBK/GB18030"}.get(codec, codec)
+
+
+class _Lines:
+    """The physical lines of a byte stream as text, in the encoding given, or detected and then
+    checked line by line: a line that reads as the other candidate means a mixed file.
+
+    Iterating yields each line's text; ``count`` is the number of lines handed out, ``taken``
+    the lines handed out since ``begin()`` (the current record's), ``bad_line`` the last line
+    with bytes that did not decode, ``ended`` whether the stream is exhausted.
+    """
+
+    def __init__(self, buffered: io.BufferedReader, path: str, encoding: str | None) -> None:
+        self.buffered, self.path = buffered, path
+        self.given = encoding is not None
+        self.codec = encoding  # None: not decided yet (every line so far was ASCII)
+        self.count = 0
+        self.bad_line = 0
+        self.taken: list[str] = []
+        self.ended = False
+        if encoding is None and buffered.peek(3)[:3] == UTF8_BOM:
+            self.codec = "utf-8-sig"
+        elif encoding is None and buffered.peek(2)[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            raise CsvFileError(
+                _("the file is UTF-16 (Excel's 'Unicode text'); ffctl reads CSV in UTF-8 or GBK"),
+                hint=_("In Excel use Save As > 'CSV UTF-8 (Comma delimited)'."),
+            )
+        self._lines = self._read()
+
+    @property
+    def encoding(self) -> str:
+        return self.codec or "utf-8"  # a file of nothing but ASCII is UTF-8 as well
+
+    def begin(self) -> None:
+        self.taken = []
+
+    def __iter__(self):
+        return self._lines
+
+    def _read(self) -> Iterator[str]:
+        taken_of = self  # attribute look-ups per line: keep them few
+        for raw in self.buffered:
+            if b"\r" in raw and not (raw.endswith(b"\r\n") and raw.count(b"\r") == 1):
+                pieces = _CR_LINES.findall(raw)  # lines ended by a lone CR (old Mac exports)
+            else:
+                pieces = (raw,)
+            for piece in pieces:
+                text = self._decode(piece)
+                taken_of.count += 1
+                taken_of.taken.append(text)
+                yield text
+        self.ended = True
+
+    def _decode(self, raw: bytes) -> str:
+        codec = self.codec
+        if codec is None:
+            if raw.isascii():
+                return raw.decode("ascii")
+            codec = self._decide(raw)
+        elif codec == "utf-8-sig":
+            if self.count == 0:
+                raw = raw[len(UTF8_BOM):]
+            codec = "utf-8"
+        try:
+            text = raw.decode(codec)
+        except UnicodeDecodeError:
+            return self._undecodable(raw, codec)
+        if codec == "gb18030" and not self.given and not raw.isascii() and reads_as_utf8(raw):
+            raise MixedEncodings(self.path, self.count + 1, "utf-8", codec)
+        return text
+
+    def _decide(self, raw: bytes) -> str:
+        """The first line with non-ASCII bytes: choose from it and what follows it."""
+        sample = raw + self.buffered.peek(SNIFF_BYTES)[:SNIFF_BYTES]
+        codec = choose_encoding(sample)
+        if codec is None:
+            raise CsvFileError(
+                _("line {line}: cannot tell the file's encoding: it reads neither as UTF-8 nor as GBK/GB18030").format(
+                    line=self.count + 1),
+                hint=_("Pass --encoding NAME (for example --encoding big5)."),
+            )
+        self.codec = codec
+        return codec
+
+    def _undecodable(self, raw: bytes, codec: str) -> str:
+        if not self.given:
+            other = "gb18030" if codec == "utf-8" else "utf-8"
+            try:
+                raw.decode(other)
+            except UnicodeDecodeError:
+                pass
+            else:
+                raise MixedEncodings(self.path, self.count + 1, other, self.codec)
+        self.bad_line = self.count + 1
+        # surrogateescape: the bytes survive into the rejects file as they came
+        return raw.decode(codec, "surrogateescape")
+
+
+_CR_LINES = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
+
+
+@dataclass(frozen=True)
+class Flaw:
+    """Why a record cannot be taken as it is. ``garbled``: its cells are not text (bytes that did
+    not decode), so nothing in it is parsed."""
+
+    reason: str
+    garbled: bool = False
+
+
 @dataclass
 class CsvSource:
     """An open CSV file: its header, its records, and how far into the file the reader is."""
 
     path: str
-    encoding: str
-    detected: bool
     size: int | None
     header: list[str]
-    rows: Iterator[tuple[int, list[str], bool]]  # (line, cells, has undecodable bytes)
+    rows: Iterator[tuple[int, list[str], Flaw | None]]
     counter: CountingReader
+    lines: _Lines
+    delimiter: str
+    delimiter_detected: bool
+
+    @property
+    def encoding(self) -> str:
+        return self.lines.encoding
+
+    @property
+    def detected(self) -> bool:
+        """Whether the encoding was detected (not given), and the file had non-ASCII to detect from."""
+        return not self.lines.given and self.lines.codec is not None
 
     @property
     def bytes_read(self) -> int:
@@ -124,12 +323,12 @@ class CsvSource:
         self.counter.close()
 
 
-def open_csv(path: str | Path, encoding: str | None = None) -> CsvSource:
+def open_csv(path: str | Path, encoding: str | None = None, delimiter: str | None = None) -> CsvSource:
     """Open ``path`` (``-`` for stdin) as CSV. Raises CsvFileError for unreadable files.
 
-    With ``encoding=None`` the encoding is detected from the first 64 KiB; if a later part of a
-    file that looked like UTF-8 turns out not to be, iterating raises ``EncodingRetry`` and the
-    caller starts again with GB18030 (files only; stdin cannot be read twice).
+    With ``encoding=None`` the encoding is chosen from the first line with non-ASCII bytes and
+    the 64 KiB after it, and every later line is checked against that choice (MixedEncodings);
+    with ``delimiter=None`` it is detected on the header line (comma, semicolon or tab).
     """
     text_path = str(path)
     if text_path == "-":
@@ -147,68 +346,115 @@ def open_csv(path: str | Path, encoding: str | None = None) -> CsvSource:
             raise CsvFileError(f"cannot read {text_path}: {exc.strerror or exc}") from None
         size = p.stat().st_size
     counter = CountingReader(raw, owned=text_path != "-")
-    buffered = io.BufferedReader(counter, buffer_size=1 << 20)
-    detected = encoding is None
-    if detected:
-        encoding = detect_encoding(buffered.peek(SNIFF_BYTES)[:SNIFF_BYTES])
-    # surrogateescape: undecodable bytes become lone surrogates, so the row they are on is known
-    text = io.TextIOWrapper(buffered, encoding=encoding, errors="surrogateescape", newline="")
-    reader = csv.reader(text)
-    retry = detected and encoding == "utf-8" and text_path != "-"
-    # a file that decodes as a whole has no undecodable row: no need to look in every row
-    check = text_path == "-" or not decodes_cleanly(Path(text_path), encoding)
-
-    def records() -> Iterator[tuple[int, list[str], bool]]:
-        last = 0
-        undecodable = False
-        while True:
-            try:
-                cells = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                raise CsvFileError(f"line {reader.line_num}: not valid CSV: {exc}") from None
-            start, last = last + 1, reader.line_num
-            if not cells or (len(cells) == 1 and not cells[0].strip()):
-                continue  # a blank line
-            if check:
-                undecodable = _SURROGATE.search("".join(cells)) is not None
-            if undecodable and retry:
-                raise EncodingRetry("gb18030")
-            yield start, cells, undecodable
-
-    rows = records()
     try:
-        first = next(rows, None)
+        lines = _Lines(io.BufferedReader(counter, buffer_size=1 << 20), text_path, encoding)
+        source = _open(text_path, size, counter, lines, delimiter)
     except BaseException:
         counter.close()
         raise
+    return source
+
+
+def _open(text_path: str, size: int | None, counter: CountingReader, lines: _Lines, delimiter: str | None) -> CsvSource:
+    stream = iter(lines)
+    first = next(stream, None)
+    while first is not None and not first.strip():
+        first = next(stream, None)  # blank lines before the header
     if first is None:
-        counter.close()
         raise CsvFileError(f"{text_path} is empty: a header row is required")
-    if first[2]:
-        counter.close()
+    if lines.bad_line == lines.count:
         raise CsvFileError(
-            f"line {first[0]}: the header has bytes that are not valid {encoding}",
+            f"line {lines.count}: the header has bytes that are not valid {lines.encoding}",
             hint="Pass --encoding NAME (gbk, gb18030, utf-8).",
         )
-    header = list(first[1])
-    if header and header[0].startswith("\ufeff"):
+    detected = delimiter is None
+    if detected:
+        try:
+            delimiter = csv.Sniffer().sniff(first, delimiters=DELIMITERS).delimiter
+        except csv.Error:
+            delimiter = ","  # one column, or nothing to tell by: the usual comma
+    lines.count -= 1  # the header line is handed out again, to the csv reader
+    rows = _records(lines, iter(_Replay(lines, [first], then=stream)), delimiter)
+    line, cells, flaw = next(rows, (lines.count, [], None))
+    if flaw is not None or not cells:
+        raise CsvFileError(_("line {line}: the header is not valid CSV: {reason}").format(
+            line=line, reason=flaw.reason if flaw else _("it has no columns")))
+    header = list(cells)
+    if header[0].startswith("\ufeff"):
         header[0] = header[0][1:]
-    return CsvSource(text_path, encoding, detected, size, header, rows, counter)
+    return CsvSource(text_path, size, header, rows, counter, lines, delimiter, detected)
 
 
-def decodes_cleanly(path: Path, encoding: str) -> bool:
-    """Whether the whole file decodes in ``encoding`` (a C loop over the bytes: ~0.1 s per 100 MB)."""
-    decoder = codecs.getincrementaldecoder(encoding)("strict")
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                decoder.decode(chunk)
-        decoder.decode(b"", final=True)
-    except (UnicodeDecodeError, OSError):
-        return False
-    return True
+def _records(lines: _Lines, stream: Iterator[str], delimiter: str) -> Iterator[tuple[int, list[str], Flaw | None]]:
+    """``(line, cells, flaw)`` per record. A quoted value still open at the end of the file is a
+    flaw of the record it starts in, and the lines after that record's first are read again as
+    records of their own: one stray quote loses no row."""
+    reader = csv.reader(stream, delimiter=delimiter)
+    while True:
+        start = lines.count + 1
+        lines.begin()
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise CsvFileError(f"line {lines.count}: not valid CSV: {exc}") from None
+        if lines.ended and lines.taken and _opened_quote(lines.taken[0], delimiter):
+            taken = lines.taken
+            cells = next(csv.reader([taken[0].rstrip("\r\n")], delimiter=delimiter), [])
+            yield start, cells, Flaw(_(
+                "a quoted value opens on this line and is never closed (a stray \" character?); "
+                "the lines after it were read on their own"))
+            if len(taken) > 1:  # read them again, as the records they are
+                lines.ended = False
+                lines.count = start
+                yield from _records(lines, iter(_Replay(lines, taken[1:])), delimiter)
+            return
+        if not cells or (len(cells) == 1 and not cells[0].strip()):
+            continue  # a blank line
+        flaw = None
+        if lines.bad_line >= start:
+            flaw = Flaw(_("bytes that are not valid {encoding}; pass --encoding NAME").format(
+                encoding=lines.encoding), garbled=True)
+        yield start, cells, flaw
+
+
+class _Replay:
+    """Lines already read, handed out again with ``lines``' bookkeeping; then ``then``, if any."""
+
+    def __init__(self, lines: _Lines, texts: list[str], then: Iterator[str] | None = None) -> None:
+        self.lines, self.texts, self.then = lines, texts, then
+
+    def __iter__(self):
+        lines = self.lines
+        for text in self.texts:
+            lines.count += 1
+            lines.taken.append(text)
+            yield text
+        if self.then is not None:
+            yield from self.then
+        else:
+            lines.ended = True
+
+
+def _opened_quote(line: str, delimiter: str) -> bool:
+    """Whether parsing ``line`` alone ends inside a quoted value (csv's reader does not say)."""
+    inside = False
+    at_start = True
+    i, n = 0, len(line)
+    while i < n:
+        c = line[i]
+        if inside:
+            if c == '"':
+                if i + 1 < n and line[i + 1] == '"':
+                    i += 1
+                else:
+                    inside = False
+        elif c == '"' and at_start:
+            inside = True
+        at_start = c == delimiter
+        i += 1
+    return inside
 
 
 def normalise_column(name: str) -> str:
@@ -216,17 +462,33 @@ def normalise_column(name: str) -> str:
     return re.sub(r"[\s\-]+", "_", name.strip().lower())
 
 
-def write_rejects(path: str | Path, header: list[str], rows: Iterator[tuple[list[str], str]]) -> int:
+# A cell a spreadsheet may run as a formula when the file is opened (=, +, -, @ first; not a number)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?[\d,]*\.?\d+")
+
+
+def is_formula(cell: str) -> bool:
+    return cell.startswith(_FORMULA_START) and _NUMBER.fullmatch(cell) is None
+
+
+@dataclass
+class RejectsWritten:
+    rows: int = 0
+    formulas: int = 0  # rows with a cell that is_formula: kept as they were, so the file imports as it is
+
+
+def write_rejects(path: str | Path, header: list[str], rows: Iterator[tuple[list[str], str]]) -> RejectsWritten:
     """Write rejected rows: the original columns plus ``error`` (replaced if already there).
 
-    UTF-8 with a BOM so that Excel shows Chinese names correctly; the file imports as it is.
+    UTF-8 with a BOM so that Excel shows Chinese names correctly; the file imports as it is, so
+    cells are written as they came, formulas too (counted: the caller warns).
     """
     header = list(header)
     names = [normalise_column(h) for h in header]
     error_at = names.index("error") if "error" in names else None
     if error_at is None:
         header.append("error")
-    count = 0
+    written = RejectsWritten()
     # surrogateescape: bytes that did not decode go back out as they came in
     with open(path, "w", encoding=REJECTS_ENCODING, errors="surrogateescape", newline="") as out:
         writer = csv.writer(out, lineterminator="\r\n")
@@ -239,8 +501,10 @@ def write_rejects(path: str | Path, header: list[str], rows: Iterator[tuple[list
             else:
                 cells.append(error)
             writer.writerow(cells)
-            count += 1
-    return count
+            written.rows += 1
+            if any(is_formula(c) for c in cells[:width]):
+                written.formulas += 1
+    return written
 
 
 # --- cell parsers --------------------------------------------------------------------------------
@@ -300,6 +564,9 @@ def text_value(text: str) -> str:
     return text
 
 
+text_value.text = True  # a text cell: control characters in it are refused (imports._control_problems)
+
+
 PRIORITY_WORDS = {"low": -1, "normal": 0, "high": 1, "urgent": 2}
 
 
@@ -356,28 +623,49 @@ def from_stored(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=_UTC)
 
 
-def time_parser(tz: str) -> Callable[[str], str]:
+EARLIEST_YEAR = 2000  # a time or date before it is a typing slip or a spreadsheet's zero date (1900, 1970)
+
+
+def too_early(year: int) -> str | None:
+    if year < EARLIEST_YEAR:
+        return _("is before {year}: not a plausible date here (a typing slip, or a spreadsheet's empty date?)").format(
+            year=EARLIEST_YEAR)
+    return None
+
+
+def time_parser(tz: str, *, latest: datetime | None = None, latest_reason: str = "") -> Callable[[str], str]:
     """Times as users write them (clock.parse_time), in ``tz`` when naive, as stored text.
 
-    Cached: an order's lines repeat its created_at, and exports repeat timestamps. A naive time
-    becomes UTC by subtracting its zone's offset there, which is what ``parse_time`` does with
-    fewer steps (a fifth of the time: a file's created_at values are mostly distinct).
+    A time written with a year before EARLIEST_YEAR is refused, and with ``latest`` one after it
+    (``latest_reason`` says why). Cached: an order's lines repeat its created_at, and exports
+    repeat timestamps. A naive time becomes UTC by subtracting its zone's offset there, which is
+    what ``parse_time`` does with fewer steps (a fifth of the time: a file's created_at values
+    are mostly distinct).
     """
     local = zone(tz)
+    limit = stored_time(latest) if latest is not None else None
 
     @lru_cache(maxsize=8192)
     def parse(text: str) -> str:
         try:
             moment = parse_wall_time(text)
+            early = too_early(moment.year)
+            if early:
+                raise ValueError(early)
             if moment.tzinfo is None:
                 moment = moment - local.utcoffset(moment)
                 stored = moment.isoformat(" ")
-                return stored if moment.microsecond else stored + ".000000"
-            return stored_time(moment)
+                if not moment.microsecond:
+                    stored += ".000000"
+            else:
+                stored = stored_time(moment)
         except ValueError as exc:
             raise ValueError(str(exc)) from None
         except OverflowError:
             raise ValueError("not a real date/time: out of range") from None
+        if limit is not None and stored > limit:
+            raise ValueError(latest_reason)
+        return stored
 
     return parse
 
@@ -385,4 +673,23 @@ def time_parser(tz: str) -> Callable[[str], str]:
 @lru_cache(maxsize=4096)
 def date_value(text: str) -> str:
     """A calendar date (YYYY-MM-DD or YYYY/MM/DD, a time part ignored) as ISO text."""
-    return parse_date(text).isoformat()
+    day = parse_date(text)
+    early = too_early(day.year)
+    if early:
+        raise ValueError(early)
+    return day.isoformat()
+
+
+def first_seen(spellings: dict[str, str]) -> Callable[[str], str]:
+    """Text compared without case (``WEB`` and ``web`` are one channel), kept as first seen:
+    ``spellings`` maps each casefolded value to the spelling the store (or this file) had first."""
+
+    def parse(text: str) -> str:
+        key = text.casefold()
+        found = spellings.get(key)
+        if found is None:
+            found = spellings[key] = text
+        return found
+
+    parse.text = True
+    return parse

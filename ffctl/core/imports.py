@@ -49,8 +49,9 @@ from sqlalchemy.orm import Session
 from ffctl.core import audit, csvio
 from ffctl.core.bulk import CopyRows, Rows, among, insert_rows, sqlite_analyze_stale, sqlite_working_set
 from ffctl.core.calendar import WALL_CLOCK
-from ffctl.core.csvio import CsvFileError, EncodingRetry
+from ffctl.core.csvio import CsvFileError
 from ffctl.core.errors import FfctlError, UsageError
+from ffctl.i18n import _
 from ffctl.core.models import (
     Allocation,
     Customer,
@@ -88,8 +89,7 @@ class RowError:
     def __str__(self) -> str:
         where = f"line {self.line}" if self.line else "file"
         if self.column:
-            shown = self.value if self.value is not None else ""
-            return f"{where}: {self.column} {shown!r}: {self.reason}"
+            return f"{where}: {self.column} {csvio.shown(self.value or '')}: {self.reason}"
         return f"{where}: {self.reason}"
 
 
@@ -100,7 +100,11 @@ class ImportReport:
     kind: str
     unit: str
     path: str
+    unit_one: str = ""  # one record, for "1 order"
     encoding: str = ""
+    encoding_detected: bool = False  # chosen by detection from non-ASCII text (not given, not plain ASCII)
+    delimiter: str = ","
+    delimiter_detected: bool = False
     on_error: str = "abort"
     dry_run: bool = False
     update: bool = False
@@ -117,6 +121,7 @@ class ImportReport:
     notes: list[str] = field(default_factory=list)
     rejects_path: str | None = None
     rejects_written: int = 0
+    rejects_formulas: int = 0  # rejected rows with a cell a spreadsheet would run as a formula
     batches: int = 0  # transactions committed
     aborted: bool = False  # abort mode found errors: nothing was written
     seconds: float = 0.0
@@ -128,6 +133,7 @@ class ImportReport:
     def as_dict(self) -> dict:
         return {
             "kind": self.kind, "unit": self.unit, "path": self.path, "encoding": self.encoding,
+            "delimiter": self.delimiter,
             "dry_run": self.dry_run, "read": self.read, "written": self.written, "updated": self.updated,
             "unchanged": self.unchanged, "skipped": self.skipped, "rejected": self.rejected,
             "rejected_rows": self.rejected_rows, "error_count": self.error_count,
@@ -153,6 +159,7 @@ class Context:
     skus: dict[str, tuple[str | None, bool]]  # sku -> (category, custom)
     customers: dict[str, tuple[str | None, str | None, str | None]]  # -> (tier, region, sales_rep)
     suppliers: set[str]
+    spellings: dict[str, dict[str, str]] = field(default_factory=dict)  # column -> casefolded -> as stored
 
     @property
     def now_text(self) -> str:
@@ -189,9 +196,17 @@ class Kind:
     key: tuple[str, ...]  # the columns naming a record
     sub: str | None = None  # numbers the rows of one record (line_no)
     shared: tuple[str, ...] = ()  # every row of one record must agree on these
-    row_check: Callable[[dict], list[tuple[str, str]]] | None = None  # -> [(column, reason)]
+    # a row's checks across its cells: (ctx) -> (values aligned with columns) -> [(column, reason)] or None
+    row_check: Callable[[Context], Callable[[tuple], list[tuple[str, str]] | None]] | None = None
     refusable: Callable[[Context], bool] = lambda ctx: False  # may the store refuse a valid record?
     plan_by_rollback: bool = False  # plan by applying in a rolled-back transaction
+    spelled: tuple[str, ...] = ()  # columns compared without case and stored as first seen (SPELLED_IN)
+    one: str = ""  # one record, when not ``unit`` less its last letter
+    example: tuple[tuple[str, ...], ...] = ()  # rows for ``import KIND --template --example``, by column
+
+    @property
+    def unit_one(self) -> str:
+        return self.one or self.unit[:-1]
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -226,6 +241,7 @@ def import_file(
     rejects: str | Path | None = None,
     progress: Progress | None = None,
     batch_rows: int = BATCH_ROWS,
+    delimiter: str | None = None,
 ) -> ImportReport:
     """Import one CSV file of ``kind`` into ``store``; returns what happened (never raises for
     bad rows: they are in the report). Raises CsvFileError for a file that cannot be read as
@@ -242,11 +258,13 @@ def import_file(
         raise UsageError("--rejects must not be the file being imported")
     if encoding is not None:
         encoding = csvio.check_encoding(encoding)
+    if delimiter is not None:
+        delimiter = csvio.check_delimiter(delimiter)
     progress = progress or (lambda phase, done, total, rows: None)
     with _cyclic_gc_paused():
         return _import(spec, store, cfg, kind, path, now=now, actor=actor, on_error=on_error, dry_run=dry_run,
                        update=update, ignore_unknown=ignore_unknown, encoding=encoding, rejects=rejects,
-                       progress=progress, batch_rows=batch_rows, started=started)
+                       progress=progress, batch_rows=batch_rows, started=started, delimiter=delimiter)
 
 
 @contextmanager
@@ -263,32 +281,24 @@ def _cyclic_gc_paused():
 
 
 def _import(spec, store, cfg, kind, path, *, now, actor, on_error, dry_run, update, ignore_unknown, encoding,
-            rejects, progress, batch_rows, started) -> ImportReport:
-    report = ImportReport(kind=kind, unit=spec.unit, path=str(path), on_error=on_error, dry_run=dry_run,
-                          update=update)
-    ctx = _context(store, cfg, now=now, actor=actor, update=update)
+            rejects, progress, batch_rows, started, delimiter) -> ImportReport:
+    report = ImportReport(kind=kind, unit=spec.unit, unit_one=spec.unit_one, path=str(path), on_error=on_error,
+                          dry_run=dry_run, update=update)
+    ctx = _context(store, cfg, now=now, actor=actor, update=update, spelled=spec.spelled)
 
-    while True:  # at most twice: a file that looked like UTF-8 and turned out to be GBK
-        try:
-            source = csvio.open_csv(path, encoding)
-        except EncodingRetry as retry:
-            encoding = retry.encoding
-            continue
-        staging = Staging()
-        try:
-            columns = _resolve_header(spec, source.header, ignore_unknown)
-            ctx.present = frozenset(c for _, c in columns.known)
-            _stage(spec, ctx, source, columns, staging, progress)
-            break
-        except EncodingRetry as retry:
-            staging.close()
-            encoding = retry.encoding
-        except BaseException:
-            staging.close()
-            raise
-        finally:
-            source.close()
-    report.encoding = source.encoding
+    source = csvio.open_csv(path, encoding, delimiter)
+    staging = Staging()
+    try:
+        columns = _resolve_header(spec, source.header, ignore_unknown, source.delimiter)
+        ctx.present = frozenset(c for _, c in columns.known)
+        _stage(spec, ctx, source, columns, staging, progress)
+    except BaseException:
+        staging.close()
+        raise
+    finally:
+        source.close()
+    report.encoding, report.encoding_detected = source.encoding, source.detected
+    report.delimiter, report.delimiter_detected = source.delimiter, source.delimiter_detected
 
     try:
         report.read = staging.rows
@@ -319,7 +329,7 @@ def _zero_counts(report: ImportReport) -> None:
     report.notes.clear()
 
 
-def _context(store, cfg, *, now: datetime, actor: str, update: bool) -> Context:
+def _context(store, cfg, *, now: datetime, actor: str, update: bool, spelled: tuple[str, ...] = ()) -> Context:
     with store.session() as s:
         skus = {r[0]: (r[1], bool(r[2])) for r in s.execute(sa.select(Product.sku, Product.category, Product.custom))}
         customers = {
@@ -327,8 +337,28 @@ def _context(store, cfg, *, now: datetime, actor: str, update: bool) -> Context:
             for r in s.execute(sa.select(Customer.customer, Customer.tier, Customer.region, Customer.sales_rep))
         }
         suppliers = set(s.scalars(sa.select(Supplier.supplier)))
+        spellings = {column: stored_spellings(s, column) for column in spelled}
     return Context(cfg=cfg, tz=cfg.timezone, now=now, actor=actor, update=update, dialect=store.dialect,
-                   present=frozenset(), skus=skus, customers=customers, suppliers=suppliers)
+                   present=frozenset(), skus=skus, customers=customers, suppliers=suppliers, spellings=spellings)
+
+
+# Where each case-insensitive column's values are stored: orders' region falls back to its customer's
+SPELLED_IN = {"channel": (("orders", "channel"),), "region": (("customer", "region"), ("orders", "region"))}
+
+
+def stored_spellings(session: Session, column: str) -> dict[str, str]:
+    """casefolded value -> the spelling stored first, of ``column`` (channel or region): a value
+    that differs only in case from a stored one is stored as that one (``WEB`` joins ``web``)."""
+    found: dict[str, tuple] = {}
+    for table, col in SPELLED_IN[column]:
+        when = "MIN(created_at)" if table == "orders" else "NULL"
+        rows = session.execute(sa.text(f"SELECT {col}, {when} FROM {table} WHERE {col} IS NOT NULL GROUP BY {col}"))
+        for value, first in rows:
+            key = value.casefold()
+            rank = (table != "customer", first is None, first or datetime.min, value)
+            if key not in found or rank < found[key]:
+                found[key] = rank
+    return {key: rank[-1] for key, rank in found.items()}
 
 
 @dataclass
@@ -339,28 +369,35 @@ class Columns:
     width: int  # cells a row may carry
 
 
-def _resolve_header(spec: Kind, header: list[str], ignore_unknown: bool) -> Columns:
+def _resolve_header(spec: Kind, header: list[str], ignore_unknown: bool, delimiter: str = ",") -> Columns:
     names = [csvio.normalise_column(h) for h in header]
     seen: dict[str, int] = {}
     for pos, name in enumerate(names):
         if name and name in seen:
-            raise CsvFileError(f"column {name!r} appears twice in the header (columns {seen[name] + 1} and {pos + 1})")
+            raise CsvFileError(f"column {csvio.shown(name)} appears twice in the header "
+                               f"(columns {seen[name] + 1} and {pos + 1})")
         seen[name] = pos
     allowed = set(spec.columns)
     unknown = [n for n in names if n and n not in allowed and n not in IGNORED_COLUMNS]
     if unknown and not ignore_unknown:
         hints = [_did_you_mean(n, spec.columns) for n in unknown]
-        listed = ", ".join(f"{n!r}{h}" for n, h in zip(unknown, hints))
+        listed = ", ".join(f"{csvio.shown(n)}{h}" for n, h in zip(unknown, hints))
+        hint = _("Rename the column, or pass --ignore-unknown to skip columns ffctl does not use.")
+        other = next((d for d in ";\t|" if d != delimiter and any(d in n for n in unknown)), None)
+        if other is not None:
+            hint = _("The header looks separated by {seen} rather than {used}: pass --delimiter {flag}.").format(
+                seen=csvio.delimiter_name(other), used=csvio.delimiter_name(delimiter),
+                flag="tab" if other == "\t" else repr(other))
         raise CsvFileError(
             f"unknown column{'s' if len(unknown) > 1 else ''} {listed}: {spec.name} takes "
             f"{', '.join(spec.required)} (required) and {', '.join(spec.optional) or 'nothing else'}",
-            hint="Rename the column, or pass --ignore-unknown to skip columns ffctl does not use.",
+            hint=hint,
         )
     missing = [c for c in spec.required if c not in seen]
     if missing:
         raise CsvFileError(
             f"missing required column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-            f"(the header has {', '.join(repr(n) for n in names if n) or 'nothing'})",
+            f"(the header has {', '.join(csvio.shown(n) for n in names if n) or 'nothing'})",
             hint=f"{spec.name} needs {', '.join(spec.required)}; optional: {', '.join(spec.optional) or '-'}.",
         )
     known = [(pos, name) for pos, name in enumerate(names) if name in allowed]
@@ -439,7 +476,11 @@ def compile_row_parser(spec: Kind, columns: Columns, parsers: dict) -> Callable:
 
 def _stage(spec: Kind, ctx: Context, source: csvio.CsvSource, columns: Columns, staging: "Staging",
            progress: Progress) -> None:
-    parse_row = compile_row_parser(spec, columns, spec.parsers(ctx))
+    parsers = spec.parsers(ctx)
+    parse_row = compile_row_parser(spec, columns, parsers)
+    # text cells (keys, names, channel, ...) are checked for control characters; others fail their parser
+    text_at = [(pos, name) for pos, name in columns.known if getattr(parsers[name], "text", False)]
+    has_control = csvio.CONTROL.search
     key_at = [spec.index(c) for c in spec.key]
     k0 = key_at[0] if len(key_at) == 1 else None
     sub_at = spec.index(spec.sub) if spec.sub else None
@@ -449,25 +490,29 @@ def _stage(spec: Kind, ctx: Context, source: csvio.CsvSource, columns: Columns, 
               else (lambda values, i=shared_at[0]: (values[i],)) if shared_at else None)
     header_width = len(columns.names)
     width, unnamed = columns.width, columns.unnamed
-    row_check = spec.row_check
+    row_check = spec.row_check(ctx) if spec.row_check is not None else None
     names = spec.columns
     dumps = marshal.dumps
     batch: list[tuple] = []
     errors: list[tuple] = []
     seq = 0
-    for line, cells, undecodable in source.rows:
+    for line, cells, flaw in source.rows:
         seq += 1
         if len(cells) < header_width:
             cells = cells + [""] * (header_width - len(cells))
-        if undecodable:  # its cells are not text: report the row, parse nothing
+        if flaw is not None and flaw.garbled:  # its cells are not text: report the row, parse nothing
             values = (None,) * len(names)
-            problems = [(None, None, f"bytes that are not valid {source.encoding}; pass --encoding NAME")]
+            problems = [(None, None, flaw.reason)]
         else:
             values, problems = parse_row(cells)
             if len(cells) > width or unnamed:
                 problems = _shape_problems(cells, problems, width, unnamed)
+            if has_control("".join(cells)) is not None:
+                problems = _control_problems(cells, problems, text_at, columns.names)
+            if flaw is not None:
+                problems = [*(problems or ()), (None, None, flaw.reason)]
         if row_check is not None and not problems:
-            problems = [(c, None, reason) for c, reason in row_check(dict(zip(names, values)))] or None
+            problems = [(c, None, reason) for c, reason in row_check(values) or ()] or None
         if k0 is not None:
             grp = values[k0]
         else:
@@ -508,6 +553,28 @@ def _shape_problems(cells, problems, width, unnamed):
     for pos in unnamed:
         if cells[pos].strip():
             problems.append((None, cells[pos].strip(), f"a value in column {pos + 1}, which has no header"))
+    return problems or None
+
+
+def _control_problems(cells, problems, text_at, names):
+    """Control characters inside a text cell (after trimming), and NUL in any cell (SQLite would
+    keep a truncated value, PostgreSQL refuse the whole batch)."""
+    problems = list(problems or [])
+    checked = set()
+    for pos, name in text_at:
+        text = cells[pos].strip()
+        what = csvio.control_name(text)
+        if what is not None:
+            checked.add(pos)
+            problems.append((name, text, _("contains {what}: keys and names must be one line of printable "
+                                           "text").format(what=what)))
+    for pos, cell in enumerate(cells):
+        if "\x00" in cell and pos not in checked:
+            name = names[pos] if pos < len(names) and names[pos] else None
+            where = name if name is not None else None
+            problems.append((where, cell.strip() if where else None,
+                             _("contains a NUL byte, which cannot be stored") if where else
+                             _("column {position} contains a NUL byte, which cannot be stored").format(position=pos + 1)))
     return problems or None
 
 
@@ -604,14 +671,14 @@ def _check_across_rows(spec: Kind, staging: Staging, columns: Columns) -> None:
     for grp, sub, pairs in dups:
         rows = sorted(tuple(map(int, p.split(":"))) for p in pairs.split(","))
         first_line = rows[0][1]
-        shown = grp.replace("\x1f", ", ")
+        shown = csvio.plain(grp.replace("\x1f", ", "))
         if spec.sub and sub != 0:
             column, value = spec.sub, str(sub)
             reason = f"duplicate line: {spec.key[0]} {shown} {spec.sub} {sub} is also on line {first_line}"
         elif spec.sub:
             column, value = spec.sub, ""
             reason = (f"duplicate {spec.key[0]} {shown}: also on line {first_line} "
-                      f"(give each row of one {spec.unit[:-1]} its own {spec.sub})")
+                      f"(give each row of one {spec.unit_one} its own {spec.sub})")
         else:
             column, value = spec.key[0], shown
             reason = f"duplicate {what}: also on line {first_line}"
@@ -635,8 +702,8 @@ def _check_across_rows(spec: Kind, staging: Staging, columns: Columns) -> None:
                         text = cells[pos].strip() if pos is not None else ""
                         ref_text = ref_cells[pos].strip() if pos is not None else ""
                         errors.append((seq, line, grp, col, text,
-                                       f"differs from line {ref_line} ({ref_text!r}): every row of one "
-                                       f"{spec.unit[:-1]} must have the same {col}"))
+                                       f"differs from line {ref_line} ({csvio.shown(ref_text)}): every row of one "
+                                       f"{spec.unit_one} must have the same {col}"))
     staging.add_errors(errors)
 
 
@@ -830,9 +897,9 @@ def _finish(report: ImportReport, staging: Staging, header: list[str], rejects: 
         return
     if not report.rejected_rows:  # a header-only file: no stale rejects from an earlier run
         report.rejects_path = str(rejects)
-        report.rejects_written = csvio.write_rejects(rejects, header, iter(()))
+        report.rejects_written = csvio.write_rejects(rejects, header, iter(())).rows
         return
-    unit = report.unit[:-1]
+    unit = KINDS[report.kind].unit_one
     # one streaming query, so that even a file of nothing but bad rows stays in bounded memory
     cursor = db.execute(
         """
@@ -853,7 +920,8 @@ def _finish(report: ImportReport, staging: Staging, header: list[str], rejects: 
             yield marshal.loads(raw), own or wide or f"not imported: this {unit} has an error on line {line} ({reason})"
 
     report.rejects_path = str(rejects)
-    report.rejects_written = csvio.write_rejects(rejects, header, rows())
+    written = csvio.write_rejects(rejects, header, rows())
+    report.rejects_written, report.rejects_formulas = written.rows, written.formulas
 
 
 # --- stored rows by key ------------------------------------------------------------------------
@@ -898,14 +966,44 @@ def _order_parsers(ctx: Context) -> dict:
         "customer": csvio.known(ctx.customers, "customer", "not in customers; import customers first"),
         "sku": csvio.known(ctx.skus, "SKU", "not in products; import products first"),
         "qty": csvio.positive_int,
-        "channel": csvio.text_value,
-        "region": csvio.text_value,
+        "channel": csvio.first_seen(ctx.spellings["channel"]),
+        "region": csvio.first_seen(ctx.spellings["region"]),
         "unit_price": csvio.non_negative_number,
-        "created_at": csvio.time_parser(ctx.tz),
+        "created_at": csvio.time_parser(ctx.tz, latest=ctx.now + CREATED_AHEAD, latest_reason=_(
+            "is more than a day after the command clock ({now}): an order cannot come from the future; "
+            "check the date, or give the clock with --now").format(now=_shown_time(ctx.now, ctx.tz))),
         "promised_ship_date": csvio.date_value,
         "priority": csvio.priority,
         "sales_rep": csvio.text_value,
     }
+
+
+CREATED_AHEAD = timedelta(days=1)  # how far past the command clock a created_at may be (clocks disagree)
+
+
+def _shown_time(moment: datetime, tz: str) -> str:
+    return moment.astimezone(csvio.zone(tz)).isoformat(" ", "minutes")
+
+
+def _order_check(ctx: Context):
+    """A promise before the order was created (both as given) is a typing slip, not a late order."""
+    local = csvio.zone(ctx.tz)
+    days: dict[str, str] = {}
+
+    def check(values: tuple):
+        promised, created = values[O_PROMISED], values[O_CREATED]
+        if promised is None or created is None:
+            return None
+        day = days.get(created)
+        if day is None:
+            if len(days) >= MEMO_CELLS:
+                days.clear()
+            day = days[created] = csvio.from_stored(created).astimezone(local).date().isoformat()
+        if promised < day:
+            return [("promised_ship_date", _("is before the order's created_at ({day})").format(day=day))]
+        return None
+
+    return check
 
 
 def order_hash(record: Record) -> str:
@@ -1416,7 +1514,7 @@ def _product_parsers(ctx: Context) -> dict:
 def _customer_parsers(ctx: Context) -> dict:
     return {
         "customer": csvio.text_value, "name": csvio.text_value, "tier": csvio.text_value,
-        "region": csvio.text_value, "credit_limit": csvio.non_negative_number, "sales_rep": csvio.text_value,
+        "region": csvio.first_seen(ctx.spellings["region"]), "credit_limit": csvio.non_negative_number, "sales_rep": csvio.text_value,
     }
 
 
@@ -1443,10 +1541,16 @@ def _qc_parsers(ctx: Context) -> dict:
     }
 
 
-def _qc_check(row: dict) -> list[tuple[str, str]]:
-    if row["passed"] > row["total"]:
-        return [("passed", f"is more than total ({row['total']})")]
-    return []
+Q_PASSED, Q_TOTAL = 3, 4
+
+
+def _qc_check(ctx: Context):
+    def check(values: tuple):
+        if values[Q_PASSED] > values[Q_TOTAL]:
+            return [("passed", f"is more than total ({values[Q_TOTAL]})")]
+        return None
+
+    return check
 
 
 # --- stock counts, shipments, deliveries -------------------------------------------------------
@@ -1540,12 +1644,16 @@ def _shipment_parsers(ctx: Context) -> dict:
     }
 
 
-def _shipment_check(row: dict) -> list[tuple[str, str]]:
-    pick = ("line_no", "sku", "qty")
-    given = [c for c in pick if row[c] is not None]
-    if given and len(given) < 3:
-        return [(c, "missing: a picked line needs line_no, sku and qty") for c in pick if row[c] is None]
-    return []
+def _shipment_check(ctx: Context):
+    pick = (("line_no", S_LINE), ("sku", S_SKU), ("qty", S_QTY))
+
+    def check(values: tuple):
+        given = [c for c, i in pick if values[i] is not None]
+        if given and len(given) < 3:
+            return [(c, "missing: a picked line needs line_no, sku and qty") for c, i in pick if values[i] is None]
+        return None
+
+    return check
 
 
 class Deliveries(_PerOrder):
@@ -1563,36 +1671,90 @@ def _delivery_parsers(ctx: Context) -> dict:
 
 # --- the kinds ---------------------------------------------------------------------------------
 
+# Examples (``import KIND --template --example``): one small business, each kind's rows naming the
+# rows of the kinds before it, so that importing them in this order works (tests do it).
+EXAMPLES = {
+    "suppliers": (("SUP-01", "华东五金有限公司", "yes"), ("SUP-02", "Acme Components", "no"), ("SUP-03", "深圳电子", "否")),
+    "products": (
+        ("SKU-001", "27 inch monitor", "electronics", "10", "50", "SUP-02", "7", "no"),
+        ("SKU-002", "不锈钢螺丝 M6", "hardware", "500", "2000", "SUP-01", "3", ""),
+        ("SKU-003", "定制机柜", "custom", "0", "", "SUP-03", "20", "是"),
+    ),
+    "customers": (
+        ("CUST-01", "北京科技有限公司", "gold", "华北", "500000", "oscar"),
+        ("CUST-02", "Pacific Trading Ltd", "silver", "east", "80,000", ""),
+        ("CUST-03", "广州贸易", "", "华南", "", "oscar"),
+    ),
+    "stock": (("SKU-001", "WH-SH", "40"), ("SKU-002", "WH-SH", "3000"), ("SKU-003", "WH-GZ", "2")),
+    "receipts": (
+        ("PO-1001", "SKU-001", "WH-SH", "100", "2026-03-10", "SUP-02"),
+        ("PO-1002", "SKU-002", "WH-SH", "5000", "2026/03/10 14:00", "SUP-01"),
+        ("PO-1003", "SKU-003", "WH-GZ", "5", "2026-03-20T09:00:00+08:00", "SUP-03"),
+    ),
+    "orders": (
+        ("SO-1001", "1", "CUST-01", "SKU-001", "2", "b2b", "", "1299.00", "2026-03-02 09:30", "2026-03-05", "high", ""),
+        ("SO-1002", "1", "CUST-02", "SKU-002", "200", "web", "east", "0.35", "2026/03/02 10:15", "", "normal", "oscar"),
+        ("SO-1003", "1", "CUST-03", "SKU-003", "1", "b2b", "", "8,800.00", "2026-03-03T08:00:00+08:00", "2026-03-20",
+         "2", ""),
+    ),
+    "shipments": (
+        ("SO-1001", "2026-03-04 16:00", "SF Express", "SF1234567890", "1", "SKU-001", "2"),
+        ("SO-1002", "2026/03/05 11:20", "顺丰速运", "SF1234567891", "", "", ""),
+        ("SO-1003", "2026-03-18 09:00", "", "", "1", "SKU-003", "1"),
+    ),
+    "deliveries": (("SO-1001", "2026-03-06 10:00", ""), ("SO-1002", "2026-03-07 15:30", "damaged"),
+                   ("SO-1003", "2026/03/19", "")),
+    "qc": (
+        ("SUP-01", "B-2026-031", "2026-03-11 09:00", "4980", "5000", "2026-03-10", "2026-03-10 15:00", "SKU-002"),
+        ("SUP-02", "B-2026-032", "2026-03-12 10:00", "98", "100", "2026-03-10", "2026-03-12 08:30", "SKU-001"),
+        ("SUP-03", "B-2026-033", "2026-03-21 14:00", "5", "5", "2026-03-20", "2026-03-21 11:00", ""),
+    ),
+}
+
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
         Kind("products", "products", ("sku", "name"),
              ("category", "safety_stock", "reorder_qty", "supplier", "lead_time_days", "custom"),
-             _product_parsers, lambda: Upsert(Product, {"safety_stock": 0, "custom": False}), key=("sku",)),
+             _product_parsers, lambda: Upsert(Product, {"safety_stock": 0, "custom": False}), key=("sku",),
+             example=EXAMPLES["products"]),
         Kind("customers", "customers", ("customer", "name"), ("tier", "region", "credit_limit", "sales_rep"),
-             _customer_parsers, lambda: Upsert(Customer, {}), key=("customer",)),
+             _customer_parsers, lambda: Upsert(Customer, {}), key=("customer",), spelled=("region",),
+             example=EXAMPLES["customers"]),
         Kind("suppliers", "suppliers", ("supplier", "name"), ("inspection_exempt",),
              _supplier_parsers, lambda: Upsert(Supplier, {"inspection_exempt": False}, guard=_supplier_guard),
-             key=("supplier",)),
+             key=("supplier",), example=EXAMPLES["suppliers"]),
         Kind("stock", "counts", ("sku", "warehouse", "on_hand"), (),
              lambda ctx: {"sku": csvio.known(ctx.skus, "SKU", "not in products; import products first"),
                           "warehouse": csvio.text_value, "on_hand": csvio.non_negative_int},
-             StockCounts, key=("sku", "warehouse"), refusable=lambda ctx: True),
+             StockCounts, key=("sku", "warehouse"), refusable=lambda ctx: True, example=EXAMPLES["stock"]),
         Kind("receipts", "receipt lines", ("receipt_id", "sku", "warehouse", "qty", "expected_at"), ("supplier",),
              _receipt_parsers,
              lambda: Upsert(Receipt, {"status": "open"}, times=("expected_at",), guard=_receipt_guard),
-             key=("receipt_id", "sku", "warehouse"), refusable=lambda ctx: True),
+             key=("receipt_id", "sku", "warehouse"), refusable=lambda ctx: True, example=EXAMPLES["receipts"]),
         Kind("orders", "orders", ORDER_COLUMNS, ORDER_OPTIONAL, _order_parsers, Orders,
-             key=("order_id",), sub="line_no", shared=ORDER_SHARED, refusable=lambda ctx: ctx.update),
+             key=("order_id",), sub="line_no", shared=ORDER_SHARED, row_check=_order_check,
+             refusable=lambda ctx: ctx.update, spelled=("channel", "region"), example=EXAMPLES["orders"]),
         Kind("shipments", "shipments", ("order_id", "shipped_at"), ("carrier", "tracking", "line_no", "sku", "qty"),
              _shipment_parsers, Shipments, key=("order_id",), sub="line_no",
              shared=("shipped_at", "carrier", "tracking"), row_check=_shipment_check,
-             refusable=lambda ctx: True, plan_by_rollback=True),
+             refusable=lambda ctx: True, plan_by_rollback=True, example=EXAMPLES["shipments"]),
         Kind("deliveries", "deliveries", ("order_id", "delivered_at"), ("issue",), _delivery_parsers, Deliveries,
-             key=("order_id",), refusable=lambda ctx: True, plan_by_rollback=True),
+             key=("order_id",), refusable=lambda ctx: True, plan_by_rollback=True, one="delivery",
+             example=EXAMPLES["deliveries"]),
         Kind("qc", "qc batches",
              ("supplier", "batch_id", "inspected_at", "passed", "total", "promised_at", "received_at"), ("sku",),
              _qc_parsers, lambda: Upsert(QcBatch, {}, times=("inspected_at", "promised_at", "received_at")),
-             key=("supplier", "batch_id"), row_check=_qc_check),
+             key=("supplier", "batch_id"), row_check=_qc_check, one="qc batch", example=EXAMPLES["qc"]),
     )
 }
+
+
+def template(kind: str, *, example: bool = False) -> Iterator[list[str]]:
+    """The rows of a CSV template for ``kind``: its header (required columns first), and with
+    ``example`` three example rows."""
+    spec = KINDS[kind]
+    yield list(spec.columns)
+    if example:
+        for row in spec.example:
+            yield list(row)
