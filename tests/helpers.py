@@ -1,5 +1,6 @@
 """Helpers for tests: driving ffctl through its CLI the way a user would (imports, then commands),
-and real parts (a loopback SMTP server with TLS, a self-signed certificate for it)."""
+real parts (a loopback SMTP server with TLS, a self-signed certificate for it), and the import
+tests' masters and calls."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import socket
 import ssl
 from email import message_from_bytes
 from pathlib import Path
+
+import sqlalchemy as sa
 
 SUPPLIERS = "supplier,name\nSUP-1,华东紧固件有限公司\n"
 PRODUCTS = ("sku,name,category,safety_stock,supplier\n"
@@ -124,3 +127,64 @@ class SmtpServer:
 
     def stop(self) -> None:
         self.controller.stop()
+
+
+# --- the import tests: their masters and CLI calls ---------------------------------------------
+
+NOW = "2026-11-25T10:00:00+08:00"
+
+IMPORT_SUPPLIERS = "supplier,name,inspection_exempt\nS1,华东供应,yes\nS2,Beta Parts,no\n"
+IMPORT_PRODUCTS = (
+    "sku,name,category,supplier,custom,lead_time_days,safety_stock\n"
+    "A1,Widget,tools,S1,no,3,5\n"
+    "A2,定制件,custom,S2,yes,5,\n"
+    "A3,Thing,tools,,,,\n"
+)
+IMPORT_CUSTOMERS = (
+    "customer,name,tier,region,sales_rep,credit_limit\n"
+    "C1,张三贸易有限公司,gold,east,alice,50000\n"
+    "C2,Beta Co,silver,华南,,\n"
+)
+
+# A config whose only workflow goes straight to dispatch, so that imported orders can ship.
+QUICK_CONFIG = """
+[defaults]
+timezone = "Asia/Shanghai"
+[roles.warehouse]
+members = ["frank"]
+[workflows.quick]
+match = {}
+nodes = ["dispatch"]
+[nodes.dispatch]
+owner = "warehouse"
+sla = "48h"
+auto = "ship"
+"""
+
+
+def run(ws, *args, now=NOW):
+    return ws.run("import", *[str(a) for a in args], now=now)
+
+
+def ok(result):
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
+def query(ws, text, **params):
+    store = ws.store()
+    try:
+        with store.session() as s:
+            return [tuple(r) for r in s.execute(sa.text(text), params)]
+    finally:
+        store.dispose()
+
+
+def scalar(ws, text, **params):
+    return query(ws, text, **params)[0][0]
+
+
+def masters(ws):
+    ok(run(ws, "suppliers", ws.write("suppliers.csv", IMPORT_SUPPLIERS)))
+    ok(run(ws, "products", ws.write("products.csv", IMPORT_PRODUCTS)))
+    ok(run(ws, "customers", ws.write("customers.csv", IMPORT_CUSTOMERS)))

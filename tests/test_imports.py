@@ -11,63 +11,8 @@ from datetime import date, datetime, timezone
 import pytest
 import sqlalchemy as sa
 
-NOW = "2026-11-25T10:00:00+08:00"
-
-SUPPLIERS = "supplier,name,inspection_exempt\nS1,华东供应,yes\nS2,Beta Parts,no\n"
-PRODUCTS = (
-    "sku,name,category,supplier,custom,lead_time_days,safety_stock\n"
-    "A1,Widget,tools,S1,no,3,5\n"
-    "A2,定制件,custom,S2,yes,5,\n"
-    "A3,Thing,tools,,,,\n"
-)
-CUSTOMERS = (
-    "customer,name,tier,region,sales_rep,credit_limit\n"
-    "C1,张三贸易有限公司,gold,east,alice,50000\n"
-    "C2,Beta Co,silver,华南,,\n"
-)
-
-# A config whose only workflow goes straight to dispatch, so that imported orders can ship.
-QUICK_CONFIG = """
-[defaults]
-timezone = "Asia/Shanghai"
-[roles.warehouse]
-members = ["frank"]
-[workflows.quick]
-match = {}
-nodes = ["dispatch"]
-[nodes.dispatch]
-owner = "warehouse"
-sla = "48h"
-auto = "ship"
-"""
-
-
-def run(ws, *args, now=NOW):
-    return ws.run("import", *[str(a) for a in args], now=now)
-
-
-def ok(result):
-    assert result.exit_code == 0, result.stderr
-    return result
-
-
-def query(ws, text, **params):
-    store = ws.store()
-    try:
-        with store.session() as s:
-            return [tuple(r) for r in s.execute(sa.text(text), params)]
-    finally:
-        store.dispose()
-
-
-def scalar(ws, text, **params):
-    return query(ws, text, **params)[0][0]
-
-
-def masters(ws):
-    ok(run(ws, "suppliers", ws.write("suppliers.csv", SUPPLIERS)))
-    ok(run(ws, "products", ws.write("products.csv", PRODUCTS)))
-    ok(run(ws, "customers", ws.write("customers.csv", CUSTOMERS)))
+from helpers import IMPORT_CUSTOMERS as CUSTOMERS, IMPORT_PRODUCTS as PRODUCTS, IMPORT_SUPPLIERS as SUPPLIERS  # noqa: F401
+from helpers import NOW, QUICK_CONFIG, masters, ok, query, run, scalar  # noqa: F401
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from conftest import Workspace
 from ffctl.core import csvio
 from ffctl.core.clock import parse_time
-from test_imports import NOW, masters
+from helpers import NOW, masters
 
 SETTINGS = settings(max_examples=int(os.environ.get("FFCTL_FUZZ_EXAMPLES", "40")), deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -18,7 +18,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from test_imports import CUSTOMERS, PRODUCTS, SUPPLIERS, ok, run
+from helpers import IMPORT_CUSTOMERS as CUSTOMERS, IMPORT_PRODUCTS as PRODUCTS, IMPORT_SUPPLIERS as SUPPLIERS, ok, run
 
 pytestmark = pytest.mark.slow
 

@@ -188,18 +188,16 @@ class _progress_bar:
     def __enter__(self):
         if not sys.stderr.isatty():
             return None
+        from rich.console import Console
         from rich.progress import (
             BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
         )
 
-        from ffctl.commands._output import message
-
-        message("")  # make sure the stderr console exists
         self.bar = Progress(
             TextColumn("{task.description:<9}"), BarColumn(), TaskProgressColumn(),
             TextColumn("{task.fields[rows]:>10,} rows"), _RateColumn(),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-            transient=True, redirect_stdout=False, redirect_stderr=False,
+            transient=True, redirect_stdout=False, redirect_stderr=False, console=Console(stderr=True),
         )
         self.bar.start()
         return self.update
@@ -231,8 +229,8 @@ def _rate_column():
         def render(self, task) -> Text:
             elapsed = task.elapsed or 0.0
             rows = task.fields.get("rows", 0)
-            if elapsed < 0.2 or not rows:
-                return Text(" " * 14)
+            if not rows or elapsed <= 0 or (elapsed < 0.2 and task.stop_time is None):
+                return Text(" " * 14)  # too early for a figure (a finished phase has its final one)
             return Text(f"{rows / elapsed:>8,.0f} rows/s")
 
     return RateColumn
