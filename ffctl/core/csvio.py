@@ -108,9 +108,9 @@ def choose_encoding(sample: bytes) -> str | None:
     reads as text.
 
     charset-normalizer weighs how plausible each reading is. Valid UTF-8 stays UTF-8 unless GB18030
-    reads better and the UTF-8 reading shows no Chinese at all: Chinese names in GBK whose bytes
-    happen to be valid UTF-8 (郑伟 reads as '֣ΰ') are the case to catch, while a UTF-8 file of
-    odd symbols must not turn into Chinese.
+    reads better, the UTF-8 reading shows no Chinese at all and the GB18030 one is common Chinese:
+    Chinese names in GBK whose bytes happen to be valid UTF-8 (郑伟 reads as '֣ΰ') are the case to
+    catch, while a UTF-8 file of odd symbols must not turn into rare characters.
     """
     import charset_normalizer  # ~50 ms: only files with non-ASCII bytes pay it
 
@@ -130,9 +130,25 @@ def choose_encoding(sample: bytes) -> str | None:
             return "gb18030"
         except UnicodeDecodeError:
             return None
-    if best is not None and best.encoding == "gb18030" and not _HANZI.search(as_utf8) and _HANZI.search(str(best)):
+    if best is not None and best.encoding == "gb18030" and not _HANZI.search(as_utf8) and _common_chinese(str(best)):
         return "gb18030"
     return "utf-8"
+
+
+def _common_chinese(text: str) -> bool:
+    """Whether ``text`` has Chinese characters and nearly all its non-ASCII ones are in GB2312,
+    the 6,763 characters of everyday use (GBK bytes misread as UTF-8 and back land elsewhere)."""
+    if not _HANZI.search(text):
+        return False
+    wide = [c for c in text if not c.isascii()]
+    common = 0
+    for char in wide:
+        try:
+            char.encode("gb2312")
+            common += 1
+        except UnicodeEncodeError:
+            pass
+    return common >= 0.9 * len(wide)
 
 
 def reads_as_utf8(raw: bytes) -> bool:
@@ -191,8 +207,9 @@ class _Lines:
     checked line by line: a line that reads as the other candidate means a mixed file.
 
     Iterating yields each line's text; ``count`` is the number of lines handed out, ``taken``
-    the lines handed out since ``begin()`` (the current record's), ``bad_line`` the last line
-    with bytes that did not decode, ``ended`` whether the stream is exhausted.
+    the lines handed out since ``begin()`` (the current record's), ``bad_lines`` the lines with
+    bytes that did not decode (``bad_line`` the last of them), ``ended`` whether the stream is
+    exhausted.
     """
 
     def __init__(self, buffered: io.BufferedReader, path: str, encoding: str | None) -> None:
@@ -201,6 +218,7 @@ class _Lines:
         self.codec = encoding  # None: not decided yet (every line so far was ASCII)
         self.count = 0
         self.bad_line = 0
+        self.bad_lines: set[int] = set()
         self.taken: list[str] = []
         self.ended = False
         if encoding is None and buffered.peek(3)[:3] == UTF8_BOM:
@@ -223,16 +241,28 @@ class _Lines:
         return self._lines
 
     def _read(self) -> Iterator[str]:
-        taken_of = self  # attribute look-ups per line: keep them few
+        decode = self._decode
         for raw in self.buffered:
             if b"\r" in raw and not (raw.endswith(b"\r\n") and raw.count(b"\r") == 1):
                 pieces = _CR_LINES.findall(raw)  # lines ended by a lone CR (old Mac exports)
             else:
-                pieces = (raw,)
+                # the usual line, inline: a UTF-8 (or so far ASCII) file's line that decodes
+                codec = self.codec
+                if codec == "utf-8" or (codec is None and raw.isascii()):
+                    try:
+                        text = raw.decode("utf-8")
+                    except UnicodeDecodeError:
+                        text = self._undecodable(raw, codec)
+                else:
+                    text = decode(raw)
+                self.count += 1
+                self.taken.append(text)
+                yield text
+                continue
             for piece in pieces:
-                text = self._decode(piece)
-                taken_of.count += 1
-                taken_of.taken.append(text)
+                text = decode(piece)
+                self.count += 1
+                self.taken.append(text)
                 yield text
         self.ended = True
 
@@ -277,6 +307,7 @@ class _Lines:
             else:
                 raise MixedEncodings(self.path, self.count + 1, other, self.codec)
         self.bad_line = self.count + 1
+        self.bad_lines.add(self.bad_line)
         # surrogateescape: the bytes survive into the rejects file as they came
         return raw.decode(codec, "surrogateescape")
 
@@ -402,7 +433,7 @@ def _records(lines: _Lines, stream: Iterator[str], delimiter: str) -> Iterator[t
         if lines.ended and lines.taken and _opened_quote(lines.taken[0], delimiter):
             taken = lines.taken
             cells = next(csv.reader([taken[0].rstrip("\r\n")], delimiter=delimiter), [])
-            yield start, cells, Flaw(_(
+            yield start, cells, _garbled(lines, start, start) or Flaw(_(
                 "a quoted value opens on this line and is never closed (a stray \" character?); "
                 "the lines after it were read on their own"))
             if len(taken) > 1:  # read them again, as the records they are
@@ -412,11 +443,15 @@ def _records(lines: _Lines, stream: Iterator[str], delimiter: str) -> Iterator[t
             return
         if not cells or (len(cells) == 1 and not cells[0].strip()):
             continue  # a blank line
-        flaw = None
-        if lines.bad_line >= start:
-            flaw = Flaw(_("bytes that are not valid {encoding}; pass --encoding NAME").format(
-                encoding=lines.encoding), garbled=True)
-        yield start, cells, flaw
+        yield start, cells, _garbled(lines, start, lines.count) if lines.bad_line >= start else None
+
+
+def _garbled(lines: _Lines, first: int, last: int) -> Flaw | None:
+    """The flaw of a record on lines ``first``..``last`` with bytes that did not decode, if any."""
+    if not any(first <= bad <= last for bad in lines.bad_lines):
+        return None
+    return Flaw(_("bytes that are not valid {encoding}; pass --encoding NAME").format(encoding=lines.encoding),
+                garbled=True)
 
 
 class _Replay:
