@@ -357,7 +357,7 @@ def test_empty_file_header_only_and_bad_arguments(ws):
     r = run(ws, "orders", ws.path / "header.csv", "--rejects", ws.path / "r.csv")
     assert r.exit_code == 2 and "--rejects goes with --on-error skip" in r.stderr
     r = run(ws, "orders", ws.path / "header.csv", "--encoding", "klingon")
-    assert r.exit_code == 1 and "unknown encoding 'klingon'" in r.stderr
+    assert r.exit_code == 2 and "unknown encoding 'klingon'" in r.stderr
 
 
 def test_stdin(ws):

@@ -127,7 +127,7 @@ def test_delimiter_option_overrides_detection(ws):
     tab = ws.write("t.csv", "order_id\tline_no\tcustomer\tsku\tqty\nD3\t1\tC1\tA1\t4\n")
     ok(run(ws, "orders", tab, "--delimiter", "tab"))
     r = run(ws, "orders", tab, "--delimiter", "ab")
-    assert r.exit_code == 1 and "--delimiter 'ab': give one character" in r.stderr
+    assert r.exit_code == 2 and "--delimiter 'ab': give one character" in r.stderr
 
 
 # --- long values -------------------------------------------------------------------------------

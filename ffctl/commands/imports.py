@@ -129,7 +129,7 @@ def _render(report, *, strict: bool = False) -> None:
     from ffctl.commands._output import message, warn
     from ffctl.core.csvio import delimiter_name, encoding_label
 
-    if report.encoding_detected and report.encoding != "utf-8":
+    if report.encoding_detected and encoding_label(report.encoding) != "UTF-8":
         message(_("Note: read {path} as {encoding} (detected; --encoding NAME overrides).").format(
             path=report.path, encoding=encoding_label(report.encoding)))
     if report.delimiter_detected and report.delimiter != ",":

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 from ffctl.core.clock import parse_date, parse_wall_time, zone
-from ffctl.core.errors import FfctlError
+from ffctl.core.errors import FfctlError, UsageError
 from ffctl.i18n import _, ngettext
 
 SNIFF_BYTES = 1 << 16
@@ -88,14 +88,14 @@ def check_encoding(name: str) -> str:
     try:
         return codecs.lookup(name).name
     except LookupError:
-        raise FfctlError(f"unknown encoding {name!r}", hint="Use utf-8, utf-8-sig, gbk or gb18030.") from None
+        raise UsageError(f"unknown encoding {name!r}", hint="Use utf-8, utf-8-sig, gbk or gb18030.") from None
 
 
 def check_delimiter(text: str) -> str:
     """``--delimiter``: one character, or tab written as ``tab`` or ``\\t``."""
     value = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}.get(text.lower(), text)
     if len(value) != 1 or value in "\"\r\n":
-        raise FfctlError(_("--delimiter {given}: give one character, for example ';' or tab").format(given=shown(text)))
+        raise UsageError(_("--delimiter {given}: give one character, for example ';' or tab").format(given=shown(text)))
     return value
 
 
@@ -221,8 +221,9 @@ class _Lines:
         self.bad_lines: set[int] = set()
         self.taken: list[str] = []
         self.ended = False
-        if encoding is None and buffered.peek(3)[:3] == UTF8_BOM:
-            self.codec = "utf-8-sig"
+        self.bom = encoding is None and buffered.peek(3)[:3] == UTF8_BOM
+        if self.bom:
+            self.codec = "utf-8"  # the BOM reads as U+FEFF, which the header drops
         elif encoding is None and buffered.peek(2)[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
             raise CsvFileError(
                 _("the file is UTF-16 (Excel's 'Unicode text'); ffctl reads CSV in UTF-8 or GBK"),
@@ -232,6 +233,8 @@ class _Lines:
 
     @property
     def encoding(self) -> str:
+        if self.bom:
+            return "utf-8-sig"
         return self.codec or "utf-8"  # a file of nothing but ASCII is UTF-8 as well
 
     def begin(self) -> None:
@@ -272,9 +275,7 @@ class _Lines:
             if raw.isascii():
                 return raw.decode("ascii")
             codec = self._decide(raw)
-        elif codec == "utf-8-sig":
-            if self.count == 0:
-                raw = raw[len(UTF8_BOM):]
+        elif codec == "utf-8-sig":  # given: the BOM, if any, reads as U+FEFF, which the header drops
             codec = "utf-8"
         try:
             text = raw.decode(codec)
