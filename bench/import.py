@@ -28,6 +28,7 @@ import time
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path when run)
 
@@ -82,8 +83,15 @@ def generate(folder: Path, lines: int, *, skus: int = 5000, customers: int = 200
     return {"lines": written, "orders": orders, "bytes": size, "skus": skus, "customers": customers}
 
 
-def timed(cmd: list[str], env: dict | None = None) -> tuple[float, int]:
-    """(seconds, peak RSS in MB) of one subprocess."""
+class Timed(NamedTuple):
+    seconds: float
+    rss: int  # peak RSS, MB
+    cpu: float  # the process's user + system CPU seconds: on a shared machine wall time swings with
+    # the neighbours' load, a process's own CPU time much less
+
+
+def timed(cmd: list[str], env: dict | None = None) -> Timed:
+    """How long one subprocess took, its peak memory and its CPU time."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -92,10 +100,10 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, int]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err}")
-    return seconds, usage.ru_maxrss // 1024
+    return Timed(seconds, usage.ru_maxrss // 1024, usage.ru_utime + usage.ru_stime)
 
 
-def ffctl(folder: Path, db_url: str, *args: str) -> tuple[float, int]:
+def ffctl(folder: Path, db_url: str, *args: str) -> Timed:
     env = {**os.environ, "FFCTL_CONFIG": str(folder / "ffctl.toml"), "FFCTL_DB": db_url, "FFCTL_USER": "bench"}
     return timed([sys.executable, "-m", "ffctl", *args], env)
 
@@ -109,14 +117,14 @@ def prepare_store(folder: Path, db_url: str) -> dict[str, float]:
 
 def bench_sqlite(folder: Path, data: Path) -> dict:
     ref_db = folder / "ref.db"
-    ref, _ = timed(["sqlite3", str(ref_db), ".mode csv", f".import {data} t"])
+    ref = timed(["sqlite3", str(ref_db), ".mode csv", f".import {data} t"]).seconds
     db = folder / "ffctl.db"
     url = f"sqlite:///{db}"
     masters = prepare_store(folder, url)
     shutil.copy(db, folder / "floor.db")
-    ours, rss = ffctl(folder, url, "import", "orders", str(data))
-    again, rss2 = ffctl(folder, url, "import", "orders", str(data))  # idempotent re-run: all unchanged
-    return {"backend": "SQLite", "ours": ours, "ref": ref, "ref_name": "sqlite3 .import",
+    ours, rss, cpu = ffctl(folder, url, "import", "orders", str(data))
+    again, rss2, _ = ffctl(folder, url, "import", "orders", str(data))  # idempotent re-run: all unchanged
+    return {"backend": "SQLite", "ours": ours, "cpu": cpu, "ref": ref, "ref_name": "sqlite3 .import",
             "rss": max(rss, rss2), "rerun": again, "floor": sqlite_floor(folder / "floor.db", db), "masters": masters}
 
 
@@ -177,10 +185,10 @@ def bench_postgresql(folder: Path, data: Path) -> dict | None:
         ref = time.perf_counter() - started
         url = f"postgresql+psycopg://{base.split('://', 1)[1]}/{names[0]}"
         masters = prepare_store(folder, url)
-        ours, rss = ffctl(folder, url, "import", "orders", str(data))
-        again, rss2 = ffctl(folder, url, "import", "orders", str(data))
+        ours, rss, cpu = ffctl(folder, url, "import", "orders", str(data))
+        again, rss2, _ = ffctl(folder, url, "import", "orders", str(data))
         floor = pg_floor(f"{base}/{names[0]}")
-        return {"backend": "PostgreSQL", "ours": ours, "ref": ref, "ref_name": "psql \\copy",
+        return {"backend": "PostgreSQL", "ours": ours, "cpu": cpu, "ref": ref, "ref_name": "psql \\copy",
                 "rss": max(rss, rss2), "rerun": again, "floor": floor, "masters": masters}
     finally:
         for name in names:
@@ -240,7 +248,8 @@ def main() -> None:
         for r in results:
             ratio = r["ours"] / r["ref"]
             rows.append(
-                f"| {r['backend']} | {r['ours']:.1f} s ({info['lines'] / r['ours']:,.0f} lines/s) | "
+                f"| {r['backend']} | {r['ours']:.1f} s ({info['lines'] / r['ours']:,.0f} lines/s; "
+                f"process CPU {r['cpu']:.1f} s) | "
                 f"{r['ref_name']} {r['ref']:.1f} s | {ratio:.1f}x {'(goal <= 3x: met)' if ratio <= 3 else '(goal <= 3x: NOT met)'} | "
                 f"{r['rss']} MB {'(<= 200: met)' if r['rss'] <= 200 else '(goal <= 200 MB: NOT met)'} | "
                 f"{r['rerun']:.1f} s |"
