@@ -268,3 +268,26 @@ def test_one_stray_quote_loses_no_row(tmp_path_factory, rows, at, field, delimit
     for line, read, flaw in records:
         if flaw is None:
             assert read == lines[line - 1].split(delimiter)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.lists(st.one_of(ASCII_CELLS, NAMES, st.just('a "quoted"\nvalue')), min_size=2, max_size=3),
+                     min_size=1, max_size=12),
+       endings=st.lists(st.sampled_from(["\n", "\r\n", "\r"]), min_size=1, max_size=3),
+       encoding=st.sampled_from(["utf-8", "gbk"]), block=st.sampled_from([1, 2, 3, 7, 64, 1 << 20]))
+def test_lines_read_in_blocks_as_a_text_file_reads_them(tmp_path_factory, monkeypatch, rows, endings, encoding, block):
+    """Whatever the line ends (LF, CRLF, a lone CR, mixed) and wherever a block of bytes ends, the
+    records are those Python's csv module reads from the text file."""
+    monkeypatch.setattr(csvio, "BLOCK_BYTES", block)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["a", "b", "c"][:len(rows[0])])
+    writer.writerows(rows)
+    lines = out.getvalue().split("\n")
+    text = "".join(line + endings[i % len(endings)] for i, line in enumerate(lines[:-1]))
+    path = tmp_path_factory.mktemp("blocks") / "f.csv"
+    path.write_bytes(text.encode(encoding))
+    with open(path, encoding="gb18030" if encoding == "gbk" else "utf-8", newline="") as f:
+        expected = [r for r in csv.reader(f) if r and not (len(r) == 1 and not r[0].strip())]
+    _, read = read_all(path, encoding="gb18030" if encoding == "gbk" else None)
+    assert read == expected

@@ -22,16 +22,17 @@ import math
 import re
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 from ffctl.core.clock import parse_date, parse_wall_time, zone
 from ffctl.core.errors import FfctlError, UsageError
-from ffctl.i18n import _, ngettext
+from ffctl.i18n import _
 
 SNIFF_BYTES = 1 << 16
+BLOCK_BYTES = 1 << 20  # read and decoded at once
 UTF8_BOM = codecs.BOM_UTF8
 # What detection chooses between (charset-normalizer's names); GB18030 is a superset of GBK and GB2312.
 CANDIDATES = ("utf_8", "gb18030")
@@ -206,10 +207,10 @@ class _Lines:
     """The physical lines of a byte stream as text, in the encoding given, or detected and then
     checked line by line: a line that reads as the other candidate means a mixed file.
 
-    Iterating yields each line's text; ``count`` is the number of lines handed out, ``taken``
-    the lines handed out since ``begin()`` (the current record's), ``bad_lines`` the lines with
-    bytes that did not decode (``bad_line`` the last of them), ``ended`` whether the stream is
-    exhausted.
+    Iterating yields each line's text. ``count``: the lines read before the one being decoded (for
+    the slow paths, which name the line); ``taken``: the lines handed out for the current record
+    (_records empties it); ``bad_lines``: the lines with bytes that did not decode (``bad_line``
+    the last of them); ``ended``: whether the stream is exhausted.
     """
 
     def __init__(self, buffered: io.BufferedReader, path: str, encoding: str | None) -> None:
@@ -219,6 +220,7 @@ class _Lines:
         self.count = 0
         self.bad_line = 0
         self.bad_lines: set[int] = set()
+        self.after = b""
         self.taken: list[str] = []
         self.ended = False
         self.bom = encoding is None and buffered.peek(3)[:3] == UTF8_BOM
@@ -237,44 +239,71 @@ class _Lines:
             return "utf-8-sig"
         return self.codec or "utf-8"  # a file of nothing but ASCII is UTF-8 as well
 
-    def begin(self) -> None:
-        self.taken = []
-
     def __iter__(self):
         return self._lines
 
     def _read(self) -> Iterator[str]:
-        decode = self._decode
-        for raw in self.buffered:
-            if b"\r" in raw and not (raw.endswith(b"\r\n") and raw.count(b"\r") == 1):
-                pieces = _CR_LINES.findall(raw)  # lines ended by a lone CR (old Mac exports)
+        """The lines, decoded: a block of whole lines at a time where the block decodes in one go
+        (the usual case, at the speed of a text file), else line by line. Lines end at LF, CRLF or
+        a lone CR. ``count`` is kept for the slow path only (it names lines); the csv reader's
+        own line count numbers the records."""
+        take = self.taken.append
+        n = self.count
+        pending = b""
+        while True:
+            block = self.buffered.read1(BLOCK_BYTES)
+            if not block:
+                block, pending = pending, b""
+                if not block:
+                    break
             else:
-                # the usual line, inline: a UTF-8 (or so far ASCII) file's line that decodes
-                codec = self.codec
-                if codec == "utf-8" or (codec is None and raw.isascii()):
-                    try:
-                        text = raw.decode("utf-8")
-                    except UnicodeDecodeError:
-                        text = self._undecodable(raw, codec)
-                else:
-                    text = decode(raw)
-                self.count += 1
-                self.taken.append(text)
-                yield text
+                block = pending + block
+                cut = max(block.rfind(b"\n"), block.rfind(b"\r")) + 1
+                if cut == 0 or (cut == len(block) and block.endswith(b"\r")):
+                    pending = block  # no line end yet, or a CR whose LF may be in the next block
+                    continue
+                block, pending = block[:cut], block[cut:]
+            text = self._decode_block(block)
+            if text is not None:
+                for line in io.StringIO(text, newline=""):
+                    n += 1
+                    take(line)
+                    yield line
                 continue
-            for piece in pieces:
-                text = decode(piece)
-                self.count += 1
-                self.taken.append(text)
-                yield text
+            raws = block.splitlines(keepends=True)
+            self.after = pending  # read, not yet in lines: part of a sample to choose the encoding from
+            for i, raw in enumerate(raws):
+                self.count = n
+                line = self._decode(raw, raws, i)
+                n += 1
+                take(line)
+                yield line
+        self.count = n
         self.ended = True
 
-    def _decode(self, raw: bytes) -> str:
+    def _decode_block(self, block: bytes) -> str | None:
+        """``block`` decoded at once, or None when its lines need looking at one by one: the
+        encoding is still to choose, a GB18030 choice is being checked, or a line does not decode."""
+        codec = self.codec
+        if block.isascii():
+            return block.decode("ascii")
+        if codec is None or (codec == "gb18030" and not self.given):
+            return None
+        try:
+            return block.decode("utf-8" if codec == "utf-8-sig" else codec)
+        except UnicodeDecodeError:
+            return None
+
+    def _decode(self, raw: bytes, raws: list[bytes], i: int) -> str:
+        """Line ``raws[i]`` decoded (the lines after it are the sample when it decides)."""
         codec = self.codec
         if codec is None:
             if raw.isascii():
                 return raw.decode("ascii")
-            codec = self._decide(raw)
+            sample = b"".join(raws[i:i + 2000])[:SNIFF_BYTES]
+            if len(sample) < SNIFF_BYTES:
+                sample += self.after + self.buffered.peek(SNIFF_BYTES)[:SNIFF_BYTES]
+            codec = self._decide(sample)
         elif codec == "utf-8-sig":  # given: the BOM, if any, reads as U+FEFF, which the header drops
             codec = "utf-8"
         try:
@@ -285,9 +314,8 @@ class _Lines:
             raise MixedEncodings(self.path, self.count + 1, "utf-8", codec)
         return text
 
-    def _decide(self, raw: bytes) -> str:
-        """The first line with non-ASCII bytes: choose from it and what follows it."""
-        sample = raw + self.buffered.peek(SNIFF_BYTES)[:SNIFF_BYTES]
+    def _decide(self, sample: bytes) -> str:
+        """At the first line with non-ASCII bytes: choose from it and what follows it."""
         codec = choose_encoding(sample)
         if codec is None:
             raise CsvFileError(
@@ -311,9 +339,6 @@ class _Lines:
         self.bad_lines.add(self.bad_line)
         # surrogateescape: the bytes survive into the rejects file as they came
         return raw.decode(codec, "surrogateescape")
-
-
-_CR_LINES = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
 
 
 @dataclass(frozen=True)
@@ -388,63 +413,70 @@ def open_csv(path: str | Path, encoding: str | None = None, delimiter: str | Non
 
 
 def _open(text_path: str, size: int | None, counter: CountingReader, lines: _Lines, delimiter: str | None) -> CsvSource:
-    stream = iter(lines)
-    first = next(stream, None)
-    while first is not None and not first.strip():
-        first = next(stream, None)  # blank lines before the header
-    if first is None:
-        raise CsvFileError(f"{text_path} is empty: a header row is required")
-    if lines.bad_line == lines.count:
-        raise CsvFileError(
-            f"line {lines.count}: the header has bytes that are not valid {lines.encoding}",
-            hint="Pass --encoding NAME (gbk, gb18030, utf-8).",
-        )
     detected = delimiter is None
     if detected:
-        try:
-            delimiter = csv.Sniffer().sniff(first, delimiters=DELIMITERS).delimiter
-        except csv.Error:
-            delimiter = ","  # one column, or nothing to tell by: the usual comma
-    lines.count -= 1  # the header line is handed out again, to the csv reader
-    rows = _records(lines, iter(_Replay(lines, [first], then=stream)), delimiter)
-    line, cells, flaw = next(rows, (lines.count, [], None))
-    if flaw is not None or not cells:
-        raise CsvFileError(_("line {line}: the header is not valid CSV: {reason}").format(
-            line=line, reason=flaw.reason if flaw else _("it has no columns")))
+        delimiter = sniff_delimiter(lines.buffered.peek(SNIFF_BYTES)[:SNIFF_BYTES])
+    rows = _records(lines, iter(lines), delimiter)
+    first = next(rows, None)
+    if first is None:
+        raise CsvFileError(f"{text_path} is empty: a header row is required")
+    line, cells, flaw = first
+    if flaw is not None and flaw.garbled:
+        raise CsvFileError(
+            f"line {line}: the header has bytes that are not valid {lines.encoding}",
+            hint="Pass --encoding NAME (gbk, gb18030, utf-8).",
+        )
+    if flaw is not None:
+        raise CsvFileError(_("line {line}: the header is not valid CSV: {reason}").format(line=line, reason=flaw.reason))
     header = list(cells)
     if header[0].startswith("\ufeff"):
         header[0] = header[0][1:]
     return CsvSource(text_path, size, header, rows, counter, lines, delimiter, detected)
 
 
-def _records(lines: _Lines, stream: Iterator[str], delimiter: str) -> Iterator[tuple[int, list[str], Flaw | None]]:
-    """``(line, cells, flaw)`` per record. A quoted value still open at the end of the file is a
-    flaw of the record it starts in, and the lines after that record's first are read again as
-    records of their own: one stray quote loses no row."""
+def sniff_delimiter(head: bytes) -> str:
+    """The delimiter of the first non-blank line of ``head`` (csv.Sniffer: comma, semicolon or
+    tab), else a comma. Read as Latin-1: delimiters are ASCII, and no byte of a GBK or UTF-8
+    character is one of them."""
+    for raw in head.split(b"\n"):
+        text = raw.decode("latin-1")
+        if text.strip():
+            try:
+                return csv.Sniffer().sniff(text, delimiters=DELIMITERS).delimiter
+            except csv.Error:
+                break  # one column, or nothing to tell by
+    return ","
+
+
+def _records(lines: _Lines, stream: Iterator[str], delimiter: str,
+             base: int = 0) -> Iterator[tuple[int, list[str], Flaw | None]]:
+    """``(line, cells, flaw)`` per record (``base``: the lines before ``stream``'s first). A quoted
+    value still open at the end of the file is a flaw of the record it starts in, and the lines
+    after that record's first are read again as records of their own: one stray quote loses no row."""
     reader = csv.reader(stream, delimiter=delimiter)
+    taken = lines.taken
     while True:
-        start = lines.count + 1
-        lines.begin()
+        start = base + reader.line_num + 1
+        del taken[:]  # the same list object: _read holds its append
         try:
             cells = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            raise CsvFileError(f"line {lines.count}: not valid CSV: {exc}") from None
-        if lines.ended and lines.taken and _opened_quote(lines.taken[0], delimiter):
-            taken = lines.taken
+            raise CsvFileError(f"line {base + reader.line_num}: not valid CSV: {exc}") from None
+        if lines.ended and taken and _opened_quote(taken[0], delimiter):
+            rest = taken[1:]
             cells = next(csv.reader([taken[0].rstrip("\r\n")], delimiter=delimiter), [])
             yield start, cells, _garbled(lines, start, start) or Flaw(_(
                 "a quoted value opens on this line and is never closed (a stray \" character?); "
                 "the lines after it were read on their own"))
-            if len(taken) > 1:  # read them again, as the records they are
+            if rest:  # read them again, as the records they are
                 lines.ended = False
-                lines.count = start
-                yield from _records(lines, iter(_Replay(lines, taken[1:])), delimiter)
+                yield from _records(lines, iter(_Replay(lines, rest)), delimiter, base=start)
             return
         if not cells or (len(cells) == 1 and not cells[0].strip()):
             continue  # a blank line
-        yield start, cells, _garbled(lines, start, lines.count) if lines.bad_line >= start else None
+        yield start, cells, _garbled(lines, start, base + reader.line_num) if lines.bad_line >= start else None
 
 
 def _garbled(lines: _Lines, first: int, last: int) -> Flaw | None:
@@ -456,21 +488,17 @@ def _garbled(lines: _Lines, first: int, last: int) -> Flaw | None:
 
 
 class _Replay:
-    """Lines already read, handed out again with ``lines``' bookkeeping; then ``then``, if any."""
+    """Lines already read, handed out again with ``lines``' bookkeeping."""
 
-    def __init__(self, lines: _Lines, texts: list[str], then: Iterator[str] | None = None) -> None:
-        self.lines, self.texts, self.then = lines, texts, then
+    def __init__(self, lines: _Lines, texts: list[str]) -> None:
+        self.lines, self.texts = lines, texts
 
     def __iter__(self):
         lines = self.lines
         for text in self.texts:
-            lines.count += 1
             lines.taken.append(text)
             yield text
-        if self.then is not None:
-            yield from self.then
-        else:
-            lines.ended = True
+        lines.ended = True
 
 
 def _opened_quote(line: str, delimiter: str) -> bool:
@@ -685,9 +713,8 @@ def time_parser(tz: str, *, latest: datetime | None = None, latest_reason: str =
     def parse(text: str) -> str:
         try:
             moment = parse_wall_time(text)
-            early = too_early(moment.year)
-            if early:
-                raise ValueError(early)
+            if moment.year < EARLIEST_YEAR:
+                raise ValueError(too_early(moment.year))
             if moment.tzinfo is None:
                 moment = moment - local.utcoffset(moment)
                 stored = moment.isoformat(" ")

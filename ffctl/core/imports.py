@@ -39,7 +39,7 @@ import zlib
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -51,7 +51,6 @@ from ffctl.core.bulk import CopyRows, Rows, among, insert_rows, sqlite_analyze_s
 from ffctl.core.calendar import WALL_CLOCK
 from ffctl.core.csvio import CsvFileError
 from ffctl.core.errors import FfctlError, UsageError
-from ffctl.i18n import _
 from ffctl.core.models import (
     Allocation,
     Customer,
@@ -63,6 +62,7 @@ from ffctl.core.models import (
     Stock,
     Supplier,
 )
+from ffctl.i18n import _
 
 MAX_ERRORS_SHOWN = 50
 BATCH_ROWS = 10_000
@@ -512,7 +512,9 @@ def _stage(spec: Kind, ctx: Context, source: csvio.CsvSource, columns: Columns, 
             if flaw is not None:
                 problems = [*(problems or ()), (None, None, flaw.reason)]
         if row_check is not None and not problems:
-            problems = [(c, None, reason) for c, reason in row_check(values) or ()] or None
+            found = row_check(values)
+            if found:
+                problems = [(c, None, reason) for c, reason in found]
         if k0 is not None:
             grp = values[k0]
         else:
@@ -571,10 +573,11 @@ def _control_problems(cells, problems, text_at, names):
     for pos, cell in enumerate(cells):
         if "\x00" in cell and pos not in checked:
             name = names[pos] if pos < len(names) and names[pos] else None
-            where = name if name is not None else None
-            problems.append((where, cell.strip() if where else None,
-                             _("contains a NUL byte, which cannot be stored") if where else
-                             _("column {position} contains a NUL byte, which cannot be stored").format(position=pos + 1)))
+            if name is not None:
+                problems.append((name, cell.strip(), _("contains a NUL byte, which cannot be stored")))
+            else:
+                problems.append((None, None, _("column {position} contains a NUL byte, which cannot be stored").format(
+                    position=pos + 1)))
     return problems or None
 
 
@@ -671,7 +674,8 @@ def _check_across_rows(spec: Kind, staging: Staging, columns: Columns) -> None:
     for grp, sub, pairs in dups:
         rows = sorted(tuple(map(int, p.split(":"))) for p in pairs.split(","))
         first_line = rows[0][1]
-        shown = csvio.plain(grp.replace("\x1f", ", "))
+        key = grp.replace("\x1f", ", ")
+        shown = csvio.plain(key)
         if spec.sub and sub != 0:
             column, value = spec.sub, str(sub)
             reason = f"duplicate line: {spec.key[0]} {shown} {spec.sub} {sub} is also on line {first_line}"
@@ -680,7 +684,7 @@ def _check_across_rows(spec: Kind, staging: Staging, columns: Columns) -> None:
             reason = (f"duplicate {spec.key[0]} {shown}: also on line {first_line} "
                       f"(give each row of one {spec.unit_one} its own {spec.sub})")
         else:
-            column, value = spec.key[0], shown
+            column, value = spec.key[0], key
             reason = f"duplicate {what}: also on line {first_line}"
         errors.extend((seq, line, grp, column, value, reason) for seq, line in rows[1:])
     if spec.shared:
@@ -986,20 +990,27 @@ def _shown_time(moment: datetime, tz: str) -> str:
 
 
 def _order_check(ctx: Context):
-    """A promise before the order was created (both as given) is a typing slip, not a late order."""
-    local = csvio.zone(ctx.tz)
-    days: dict[str, str] = {}
+    """A promise before the order was created (both as given) is a typing slip, not a late order:
+    created_at (stored UTC text) at or after the local midnight that ends the promised day."""
+    from ffctl.core.clock import start_of_day
+
+    ends: dict[str, str] = {}  # promised date -> the stored time its day ends (few distinct dates)
 
     def check(values: tuple):
         promised, created = values[O_PROMISED], values[O_CREATED]
         if promised is None or created is None:
             return None
-        day = days.get(created)
-        if day is None:
-            if len(days) >= MEMO_CELLS:
-                days.clear()
-            day = days[created] = csvio.from_stored(created).astimezone(local).date().isoformat()
-        if promised < day:
+        end = ends.get(promised)
+        if end is None:
+            if len(ends) >= MEMO_CELLS:
+                ends.clear()
+            try:
+                end = csvio.stored_time(start_of_day(date.fromisoformat(promised) + timedelta(days=1), ctx.tz))
+            except OverflowError:
+                end = "~"  # the last day there is: after every stored time
+            ends[promised] = end
+        if created >= end:
+            day = csvio.from_stored(created).astimezone(csvio.zone(ctx.tz)).date().isoformat()
             return [("promised_ship_date", _("is before the order's created_at ({day})").format(day=day))]
         return None
 
