@@ -1,15 +1,19 @@
 """Helpers for tests: driving ffctl through its CLI the way a user would (imports, then commands),
-real parts (a loopback SMTP server with TLS, a self-signed certificate for it), and the import
-tests' masters and calls."""
+real parts on loopback (an SMTP server, with TLS if asked, and a self-signed certificate for it;
+an HTTP server for webhooks), the import tests' masters and calls, and reading which orders a
+message names."""
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
 import json
+import re
 import socket
 import ssl
+import threading
 from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -188,3 +192,53 @@ def masters(ws):
     ok(run(ws, "suppliers", ws.write("suppliers.csv", IMPORT_SUPPLIERS)))
     ok(run(ws, "products", ws.write("products.csv", IMPORT_PRODUCTS)))
     ok(run(ws, "customers", ws.write("customers.csv", IMPORT_CUSTOMERS)))
+
+
+# --- webhooks, and what a message names ----------------------------------------------------------
+
+class Hooks:
+    """A real HTTP server on loopback: records POSTs; ``status`` makes it fail on purpose."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict, dict]] = []
+        self.status = 200
+        hooks = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if hooks.status == 200:
+                    hooks.received.append((dict(self.headers), json.loads(body)))
+                self.send_response(hooks.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+ORDER_ID = re.compile(r"\b[A-Z]+-\d{6}\b")  # the ids tests give orders: SO-000001, AP-000012, ...
+
+
+def orders_named(*texts: str) -> set[str]:
+    """The order ids a message names (in its subject, body, ...)."""
+    return {found for text in texts for found in ORDER_ID.findall(text or "")}
+
+
+def messages(store) -> list[tuple]:
+    """Every outbox row as (recipient, channel, subject, body, next_attempt_at), in queue order."""
+    import sqlalchemy as sa
+
+    from ffctl.core.models import Notification as N
+
+    with store.session() as s:
+        return [tuple(r) for r in s.execute(sa.select(N.recipient, N.channel, N.subject, N.body, N.next_attempt_at)
+                                            .order_by(N.id)).all()]

@@ -4,86 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime, timedelta, timezone
-from email import message_from_bytes
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from tests.helpers import Hooks, SmtpServer, free_port
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Mailbox:
-    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives."""
-
-    def __init__(self, password: str | None = None) -> None:
-        from aiosmtpd.controller import Controller
-        from aiosmtpd.smtp import AuthResult
-
-        self.messages: list = []
-        self.logins: list = []
-
-        def authenticate(server, session, envelope, mechanism, auth_data):
-            ok = password is not None and auth_data.password == password.encode()
-            self.logins.append((auth_data.login.decode(), ok))
-            return AuthResult(success=ok)
-
-        kwargs = {"authenticator": authenticate, "auth_require_tls": False} if password else {}
-        self.port = free_port()
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port, **kwargs)
-        self.controller.start()
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
-        return "250 OK"
-
-    def stop(self) -> None:
-        self.controller.stop()
-
-
-class Hooks:
-    """A real HTTP server on loopback: records POSTs; ``status`` makes it fail on purpose."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[dict, dict]] = []
-        self.status = 200
-        hooks = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if hooks.status == 200:
-                    hooks.received.append((dict(self.headers), json.loads(body)))
-                self.send_response(hooks.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def mailbox():
-    box = Mailbox(password="s3cret")
+    box = SmtpServer(password="s3cret")
     yield box
     box.stop()
 
@@ -175,7 +110,7 @@ def test_email_goes_through_smtp_with_login_and_is_logged(store, setup, mailbox)
     assert rcpts == ["ann@example.com"]
     assert msg["Subject"] == "order late" and msg["From"] == "ffctl@example.com"
     assert msg.get_payload().strip() == "body of order late"
-    assert mailbox.logins == [("ffctl", True)]
+    assert mailbox.logins == [("ffctl", True, False)]  # (login, accepted, over TLS)
     (row,) = listed(store)
     assert (row["status"], row["attempts"], row["sent_at"]) == ("sent", 1, NOW)
     assert msg["X-Ffctl-Notification-Id"] == str(row["id"])
@@ -213,7 +148,7 @@ def test_a_missing_smtp_password_is_retried_until_it_is_set(store, setup, mailbo
     assert mailbox.messages == [] and mailbox.logins == []
     monkeypatch.setenv("FFCTL_TEST_SMTP_PASSWORD", "s3cret")
     assert send(store, cfg, NOW + timedelta(minutes=2)).sent == 1
-    assert len(mailbox.messages) == 1 and mailbox.logins == [("ffctl", True)]
+    assert len(mailbox.messages) == 1 and mailbox.logins == [("ffctl", True, False)]
 
 
 # --- failures, backoff, recovery -----------------------------------------------------------------------
@@ -328,4 +263,4 @@ def test_the_sweep_sends_what_it_queued(store, setup, hooks, tmp_path):
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["at_risk"] == 1 and doc["notifications_queued"] == doc["notifications_sent"] == 3
-    assert [body["subject"] for _, body in hooks.received] == ["[ffctl] SO-000000 review: at risk"]
+    assert [body["subject"] for _, body in hooks.received] == ["[ffctl] SO-000000 review: at risk, due 2026-03-02 10:00"]

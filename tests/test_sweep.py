@@ -69,8 +69,9 @@ log = "notifications.jsonl"
 #: what a late sweep does to a review task, in ladder order: (step, audit event)
 REVIEW_LADDER = [("at_risk", "at_risk"), ("breached", "breached"), ("esc:0", "reminded"), ("esc:1", "escalated"),
                  ("esc:2", "escalated"), ("esc:3", "escalated"), ("esc:4", "notified")]
-#: notification rows each review step queues (ann: email; ben: webhook; cat: no channel, so the log; oscar: email)
-REVIEW_NOTES = {"at_risk": 1, "breached": 0, "esc:0": 1, "esc:1": 1, "esc:2": 1, "esc:3": 1, "esc:4": 2}
+#: who a late sweep over review tasks tells, and on what channel: one message each, however many
+#: tasks (ann: email; ben: webhook; cat: no channel, so the log; oscar, the sales rep: email)
+REVIEW_MESSAGES = [("ann", "email"), ("ben", "webhook"), ("cat", "log"), ("oscar", "email")]
 
 
 # --- helpers shared with the concurrency tests and the benchmark -------------------------------------
@@ -165,7 +166,7 @@ def test_on_track_then_at_risk_then_breached_each_recorded_once(store, cfg):
     assert rows(store, "SELECT event FROM event WHERE task_id IS NOT NULL ORDER BY id") == [
         ("at_risk",), ("breached",), ("reminded",)]
     note = rows(store, "SELECT recipient, channel, subject FROM notification ORDER BY id")[0]
-    assert note == ("ann", "email", f"[ffctl] {oid} review: at risk")
+    assert note == ("ann", "email", f"[ffctl] {oid} review: at risk, due 2026-03-02 10:00")
 
 
 def test_a_late_sweep_fires_every_due_step_once_in_ladder_order(store, cfg):
@@ -174,7 +175,8 @@ def test_a_late_sweep_fires_every_due_step_once_in_ladder_order(store, cfg):
     r = sweep(store, cfg, late)
     assert (r.at_risk, r.breached) == (3, 3)
     assert r.actions == {"remind": 3, "escalate": 9, "notify": 3, "auto_approve": 0, "auto_reject": 0}
-    assert r.notifications_queued == 3 * sum(REVIEW_NOTES.values())
+    assert r.notifications_queued == len(REVIEW_MESSAGES)  # one digest per person and channel
+    assert sorted(rows(store, "SELECT recipient, channel FROM notification")) == REVIEW_MESSAGES
     task = task_of(store, oids[0])
     from ffctl.core.models import Event
 
@@ -220,7 +222,10 @@ def test_escalate_adds_the_next_role_up_and_says_how_late_and_who_had_it(store, 
     assert "escalated to boss" in details[0] and "had by clerk (ann), lead (ben)" in details[0]
     assert "no role above boss, told boss again" in details[1]
     assert task_of(store, oid).escalation_level == 2
-    assert rows(store, "SELECT recipient FROM notification ORDER BY id DESC LIMIT 2") == [("cat",), ("cat",)]
+    # both reach cat in one message about the order
+    (subject, body), = rows(store, "SELECT subject, body FROM notification WHERE recipient = 'cat'")
+    assert subject == f"[ffctl] {oid} review: escalated, 2h late"
+    assert "escalated to you (boss)" in body and "no role above boss" in body
 
 
 def test_escalations_caught_up_in_one_sweep_keep_the_chain_order(store, cfg):
@@ -280,8 +285,8 @@ def test_auto_approve_rechecks_under_lock_and_skips_quietly(store, cfg, monkeypa
     advance(store, cfg, oid, T0 + timedelta(minutes=10))
     claim = sla._claim
 
-    def claim_then_lose_the_race(session, now, limit):
-        claimed = claim(session, now, limit)
+    def claim_then_lose_the_race(session, now, limit, order_ids=None):
+        claimed = claim(session, now, limit, order_ids)
         if claimed:
             workflow.complete(session, cfg, oid, at=now, actor="root")
         return claimed
@@ -384,7 +389,8 @@ def test_dry_run_after_a_partial_real_run_reports_only_the_rest(store, cfg):
 def test_small_batches_do_the_same_work(store, cfg):
     add_orders(store, cfg, 7)
     r = sweep(store, cfg, T0 + timedelta(hours=10), batch=3)
-    assert r.actions["escalate"] == 21 and r.notifications_queued == 7 * sum(REVIEW_NOTES.values())
+    assert r.actions["escalate"] == 21 and r.notifications_queued == len(REVIEW_MESSAGES)
+    assert sorted(rows(store, "SELECT recipient, channel FROM notification")) == REVIEW_MESSAGES
     assert scalar(store, "SELECT count(*) FROM task_step") == 7 * len(REVIEW_LADDER)
 
 
@@ -427,8 +433,9 @@ def test_sweep_sends_at_the_end_unless_no_send(ws):
     r = ws.run("sla", "sweep", "--format", "json", now="2026-03-02T09:31:00Z")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
-    # ann's only channel is email and no server is configured: queued, tried, kept for a retry
-    assert doc["notifications_queued"] == 2 and doc["notifications_sent"] == 0
+    # both orders at risk: one digest to ann, whose only channel is email; no server is configured:
+    # queued, tried, kept for a retry
+    assert doc["notifications_queued"] == 1 and doc["notifications_sent"] == 0
     assert "could not be delivered" in r.stderr
 
 

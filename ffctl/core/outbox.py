@@ -5,18 +5,37 @@ field naming a person (``order.sales_rep``). Each person gets one row per channe
 reached on (email, webhook), or one ``log`` row when they have none. ``dedupe_key`` makes a
 notification exactly-once: the same key for the same person and channel is never queued twice.
 Delivery (``ffctl notify send``) is core/notify.py.
+
+Digests (SPEC 9.1, one sweep, one message per person): a sweep runs in batches, one
+transaction each, so it cannot know a person's whole list until its last batch. Each batch
+therefore queues its items for a person and channel as one *part*: an outbox row that is
+pending but never due (``next_attempt_at`` NULL, ``dedupe_key`` ``part:...``), whose body holds
+the items as JSON, committed with the steps that caused them. When the sweep ends,
+``merge_parts`` turns every part there is into one message per person and channel, in one
+transaction: the first part becomes the message, the others are deleted. A sweep killed
+halfway leaves its parts, and the rerun merges them with its own: no item is lost and none
+is sent twice. The sender never sees a part (it only claims rows that are due).
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ffctl.i18n import _, ngettext
 from ffctl.core.models import Notification, Order
 from ffctl.core.store import insert_or_ignore
+from ffctl.core.text import command
+
+NOTE = Notification.__table__
+PART = "part:"  # dedupe_key prefix of a digest part
+MERGED = "sweep:"  # ... and of the message it was merged into
+#: what a digest lists first: past the deadline, then about to be, then the rules' alerts
+RANKS = ("breached", "at_risk", "alert")
 
 
 def resolve_people(session: Session, cfg, recipients: Iterable[str], *, order_id: str | None = None) -> list[str]:
@@ -123,3 +142,150 @@ def insert_rows(session: Session, rows: list[dict]) -> int:
     # executemany + RETURNING: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues")
     stmt = insert(table).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(table.c.id)
     return len(session.execute(stmt, rows).all())
+
+
+# --- digests ---------------------------------------------------------------------------------------
+
+def digest_item(*, key: str, head: str | None, short: str, body: str, rank: str, priority: str = "normal",
+                order_id: str | None = None) -> dict:
+    """One thing a person is told about. ``key`` groups items into one line (an order id);
+    ``head`` starts that line ("SO-1 review"); ``short`` says what happened in a few words;
+    ``body`` is the whole sentence, used when the message is about this one thing."""
+    if rank not in RANKS:
+        raise ValueError(f"unknown digest rank {rank!r}")
+    return {"key": key, "head": head, "short": short, "body": body, "rank": rank, "priority": priority,
+            "order": order_id}
+
+
+class Parts:
+    """The digest items one transaction queues, written as one part per person and channel."""
+
+    def __init__(self, session: Session, cfg) -> None:
+        self.session, self.cfg = session, cfg
+        self.items: dict[str, list[dict]] = {}
+        self.first: dict[str, str] = {}  # person -> the exactly-once key of their first item here
+
+    def add(self, recipients: Iterable[str], item: dict, *, key: str) -> None:
+        """Queue ``item`` for each person ``recipients`` name (roles, users); ``key`` is unique to
+        the cause (``task:<id>:<step>``), so each part gets a unique dedupe key."""
+        for person in resolve_people(self.session, self.cfg, recipients):
+            found = self.items.get(person)
+            if found is None:
+                found = self.items[person] = []
+                self.first[person] = key
+            found.append(item)
+
+    def write(self, at: datetime) -> int:
+        """Insert the parts (rows never due until ``merge_parts``); returns how many."""
+        rows = []
+        for person, items in self.items.items():
+            payload = json.dumps(items, ensure_ascii=False, separators=(",", ":"))
+            for channel in channels_for(self.cfg, person):
+                rows.append({
+                    "recipient": person, "channel": channel, "subject": _part_subject(len(items)), "body": payload,
+                    "priority": _priority(items), "order_id": None, "status": "pending", "attempts": 0,
+                    "dedupe_key": f"{PART}{self.first[person]}|{person}|{channel}", "created_at": at,
+                    "next_attempt_at": None,
+                })
+        self.items, self.first = {}, {}
+        return insert_rows(self.session, rows)
+
+
+def _part_subject(count: int) -> str:
+    return ngettext("[ffctl] part of a digest: {count} item, sent when the sweep ends",
+                    "[ffctl] part of a digest: {count} items, sent when the sweep ends", count).format(count=count)
+
+
+def _priority(items: list[dict]) -> str:
+    return "high" if any(i["priority"] == "high" for i in items) else "normal"
+
+
+def merge_parts(session: Session, cfg, *, now: datetime) -> int:
+    """Merge every digest part into one message per person and channel, due at ``now``; returns
+    how many messages that made. Parts are merged in the order they were queued."""
+    stmt = (sa.select(NOTE.c.id, NOTE.c.recipient, NOTE.c.channel, NOTE.c.body, NOTE.c.dedupe_key)
+            .where(NOTE.c.status == "pending", NOTE.c.next_attempt_at.is_(None), NOTE.c.dedupe_key.like(f"{PART}%"))
+            .order_by(NOTE.c.id))
+    if session.get_bind().dialect.name == "postgresql":
+        # waits for a concurrent merge, then skips the parts it merged (their row no longer matches)
+        stmt = stmt.with_for_update()
+    groups: dict[tuple[str, str], list] = {}
+    for row in session.execute(stmt):
+        groups.setdefault((row.recipient, row.channel), []).append(row)
+    if not groups:
+        return 0
+    messages, spent = [], []
+    for parts in groups.values():
+        first = parts[0]
+        subject, body, priority, order_id = render([item for p in parts for item in json.loads(p.body)])
+        messages.append({"nid": first.id, "subject": subject, "body": body, "priority": priority, "oid": order_id,
+                         "key": MERGED + first.dedupe_key[len(PART):], "due": now})
+        spent.extend(p.id for p in parts[1:])
+    session.execute(
+        sa.update(NOTE).where(NOTE.c.id == sa.bindparam("nid"))
+        .values(subject=sa.bindparam("subject"), body=sa.bindparam("body"), priority=sa.bindparam("priority"),
+                order_id=sa.bindparam("oid"), dedupe_key=sa.bindparam("key"), next_attempt_at=sa.bindparam("due")),
+        messages,
+    )
+    for start in range(0, len(spent), 500):
+        session.execute(sa.delete(NOTE).where(NOTE.c.id.in_(spent[start:start + 500])))
+    return len(messages)
+
+
+def render(items: list[dict]) -> tuple[str, str, str, str | None]:
+    """(subject, body, priority, order_id) of one message to one person about ``items``.
+
+    One item: its own subject and sentence. Several about one order: one subject naming them
+    all. Several orders: a digest, past-deadline orders first, one line per order.
+    """
+    lines: dict[str, list[dict]] = {}
+    for item in items:
+        lines.setdefault(item["key"], []).append(item)
+    priority = _priority(items)
+    if len(lines) == 1:
+        (group,) = lines.values()
+        order_id = group[0]["order"]
+        if len(group) == 1 and group[0]["head"] is None:
+            subject = group[0]["short"]
+        else:
+            subject = f"[ffctl] {_line(group)}"
+        body = "\n".join(i["body"] for i in group)
+        if order_id:
+            body += "\n\n" + _("Order {order}: `{command}`.").format(order=order_id,
+                                                                   command=command("order", "show", order_id))
+        return subject, body, priority, order_id
+    groups = sorted(lines.values(), key=lambda g: min(RANKS.index(i["rank"]) for i in g))  # stable: queue order
+    ranked = {rank: [g for g in groups if min(RANKS.index(i["rank"]) for i in g) == RANKS.index(rank)]
+              for rank in RANKS}
+    counts = ", ".join(_COUNTED[rank](len(found)) for rank, found in ranked.items() if found)
+    subject = ngettext("[ffctl] {count} order needs you: {counts}", "[ffctl] {count} orders need you: {counts}",
+                       len(groups)).format(count=len(groups), counts=counts)
+    out = [ngettext("{count} order needs your attention ({counts}):", "{count} orders need your attention ({counts}):",
+                    len(groups)).format(count=len(groups), counts=counts)]
+    for rank, found in ranked.items():
+        if found:
+            out.append("")
+            out.append(_HEADINGS[rank]())
+            out.extend(f"- {_line(g)}" for g in found)
+    out.append("")
+    out.append(_("Open one with `ffctl order show ORDER_ID`; your open tasks: `ffctl task list --mine`."))
+    return subject, "\n".join(out), priority, None
+
+
+def _line(group: list[dict]) -> str:
+    """One order's line: "SO-1 review: reminder, 1h late; escalated to you (lead), 1h late"."""
+    head = next((i["head"] for i in group if i["head"]), None)
+    said = "; ".join(dict.fromkeys(i["short"] for i in group))  # two escalations to the top say it once
+    return f"{head}: {said}" if head else said
+
+
+_COUNTED = {
+    "breached": lambda n: _("{count} breached").format(count=n),
+    "at_risk": lambda n: _("{count} at risk").format(count=n),
+    "alert": lambda n: ngettext("{count} alert", "{count} alerts", n).format(count=n),
+}
+_HEADINGS = {
+    "breached": lambda: _("Past the deadline:"),
+    "at_risk": lambda: _("At risk:"),
+    "alert": lambda: _("Alerts:"),
+}

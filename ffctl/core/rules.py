@@ -97,6 +97,7 @@ class _Run:
     dry_run: bool
     notifications: int = 0
     outbox_rows: list = field(default_factory=list)
+    parts: "outbox.Parts | None" = None  # a sweep's run: hits join the sweep's digests
 
     def notify(self, rule, *, subject: str, body: str, dedupe_key: str, order: dict | None = None) -> None:
         """Collect one hit's notification rows; ``order`` carries the order_id and the fields that
@@ -104,6 +105,12 @@ class _Run:
         if not rule.notify:
             return
         recipients = [_order_field(name, order) if name.startswith("order.") else name for name in rule.notify]
+        if self.parts is not None:
+            order_id = order["order_id"] if order is not None else None
+            item = outbox.digest_item(key=order_id or dedupe_key, head=None, short=subject, body=body, rank="alert",
+                                      priority=rule.priority, order_id=order_id)
+            self.parts.add([r for r in recipients if r], item, key=dedupe_key)
+            return
         rows = outbox.notification_rows(
             self.session, self.cfg, [r for r in recipients if r], subject=subject, body=body, at=self.now,
             priority=rule.priority, dedupe_key=dedupe_key,
@@ -114,6 +121,9 @@ class _Run:
 
     def flush(self) -> None:
         """Write the collected rows in a few statements (a dry run only counts them)."""
+        if self.parts is not None:  # written even in a dry run: the sweep's own transaction is rolled back
+            self.parts.write(self.now)
+            return
         rows, self.outbox_rows = self.outbox_rows, []
         self.notifications += len(rows) if self.dry_run else outbox.insert_rows(self.session, rows)
 
@@ -398,13 +408,16 @@ KINDS: dict[str, Callable[[_Run, object], list[dict]]] = {
 }
 
 
-def run_rules(session: Session, cfg, *, now: datetime, actor: str, dry_run: bool = False) -> dict:
+def run_rules(session: Session, cfg, *, now: datetime, actor: str, dry_run: bool = False,
+              digest: bool = False) -> dict:
     """Evaluate every configured rule once at ``now``, in the caller's transaction.
 
     Returns ``{hits, notifications, items: [{rule, kind, subject, what, detail}], per_rule: {name: hits},
     dry_run}``. With ``dry_run`` nothing is written: the hits are what a run now would do.
+    ``digest`` (the sweep): notifications are queued as digest parts, which the caller merges
+    (``outbox.merge_parts``), and ``notifications`` stays 0.
     """
-    run = _Run(session, cfg, now, actor, dry_run)
+    run = _Run(session, cfg, now, actor, dry_run, parts=outbox.Parts(session, cfg) if digest else None)
     items: list[dict] = []
     per_rule: dict[str, int] = {}
     restore_jit = _jit_off(session)

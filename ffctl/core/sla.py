@@ -16,6 +16,17 @@ SQLite (sweeps queue for the write lock and each sees the previous one's work). 
 halfway loses only its open batch, which the next sweep redoes; a late sweep fires every step
 due by ``now`` in ladder order.
 
+One message per person. Each batch queues what it tells people as digest parts (one per person
+and channel, in the batch's transaction); when the sweep ends, ``outbox.merge_parts`` merges all
+parts into one message per person and channel (see core/outbox.py for why a killed sweep still
+sends each item once). A task that becomes at risk and breached in one sweep gets only the
+breach notice; its at_risk event is still recorded (it did pass through at risk), saying so.
+
+Backfill. ``backfill`` runs these same batches over freshly imported orders at the import's
+clock, inside the import's transaction, with notifications suppressed and events marked: the
+history up to the import is recorded as applied on import, and the next sweep fires only what
+falls due after it.
+
 The sweep only queues notifications; delivering them is core/notify.py.
 """
 
@@ -30,13 +41,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit, outbox, workflow
+from ffctl.core.bulk import keyed
 from ffctl.core.clock import local
 from ffctl.core.durations import format_duration
 from ffctl.core.errors import FfctlError
-from ffctl.core.text import command
 from ffctl.core.models import Order, Task, TaskAssignee, TaskStep
+from ffctl.i18n import _
 
 SWEEP_ACTOR = "sla-sweep"
+BACKFILL_ACTOR = "sla-backfill"  # who applied the SLA history of orders imported with --backfill
 BATCH = 200
 BUSY_WAIT_SECONDS = 30  # how long a sweep waits for due tasks other transactions hold (PostgreSQL)
 ACTIONS = ("remind", "escalate", "notify", "auto_approve", "auto_reject")
@@ -97,8 +110,7 @@ def sweep(store, cfg, *, now: datetime, actor: str = SWEEP_ACTOR, dry_run: bool 
             with store.session(write=True) as session:
                 _drain(store, lambda: _sweep_batch(session, cfg, now, actor, batch, report, expire=True),
                        lambda: _due_left(session, now), report)
-                if rules:
-                    _run_rules(session, cfg, now, actor, report, dry_run=True)
+                _finish(session, cfg, now, actor, report, rules=rules, dry_run=True)
                 raise _DryRun
         except _DryRun:
             pass
@@ -113,10 +125,34 @@ def sweep(store, cfg, *, now: datetime, actor: str = SWEEP_ACTOR, dry_run: bool 
             return _due_left(session, now)
 
     _drain(store, one_batch, due_left, report)
-    if rules:
-        with store.session(write=True) as session:
-            _run_rules(session, cfg, now, actor, report, dry_run=False)
+    with store.session(write=True) as session:
+        _finish(session, cfg, now, actor, report, rules=rules, dry_run=False)
     return report
+
+
+def _finish(session: Session, cfg, now: datetime, actor: str, report: SweepReport, *, rules: bool,
+            dry_run: bool) -> None:
+    """Run the rules (their alerts join the digests), then merge every digest part into one
+    message per person and channel, in one transaction."""
+    if rules:
+        _run_rules(session, cfg, now, actor, report, dry_run=dry_run)
+    report.notifications_queued += outbox.merge_parts(session, cfg, now=now)
+
+
+def backfill(session: Session, cfg, order_ids: list[str], *, now: datetime, actor: str = BACKFILL_ACTOR,
+             report: SweepReport | None = None) -> SweepReport:
+    """Apply, in the caller's transaction, every SLA step of these orders due by ``now`` as the
+    sweep would (same plan, same handlers, same exactly-once rows), telling nobody: events are
+    marked as backfilled. For orders an import has just written (``import orders --backfill``)."""
+    report = report or SweepReport(now=now)
+    for start in range(0, len(order_ids), BACKFILL_CHUNK):
+        chunk = order_ids[start:start + BACKFILL_CHUNK]
+        while _sweep_batch(session, cfg, now, actor, BATCH, report, expire=True, order_ids=chunk, backfill=True):
+            report.items.clear()  # only the counts are wanted: keep memory flat over a large import
+    return report
+
+
+BACKFILL_CHUNK = 500  # order ids per claim: an IN list SQLite takes comfortably
 
 
 def _drain(store, one_batch: Callable[[], int], due_left: Callable[[], int], report: SweepReport) -> None:
@@ -158,9 +194,8 @@ def _due(now: datetime) -> tuple:
 def _run_rules(session: Session, cfg, now: datetime, actor: str, report: SweepReport, *, dry_run: bool) -> None:
     from ffctl.core.rules import run_rules
 
-    result = run_rules(session, cfg, now=now, actor=actor, dry_run=dry_run)
+    result = run_rules(session, cfg, now=now, actor=actor, dry_run=dry_run, digest=True)
     report.rule_hits += int(result.get("hits", 0))
-    report.notifications_queued += int(result.get("notifications", 0))
     for item in result.get("items", []):
         subject = item.get("subject") or ""
         report.items.append({
@@ -192,16 +227,19 @@ class _TaskWork:
     deadline: datetime | None = None
     next_action_at: datetime | None = None
     closed: bool = False
+    fired: frozenset = frozenset()  # the steps this sweep fires (inserted its task_step row for)
 
 
-def _claim(session: Session, now: datetime, limit: int) -> list:
-    """Lock and return up to ``limit`` due open tasks, earliest first."""
+def _claim(session: Session, now: datetime, limit: int, order_ids: list[str] | None = None) -> list:
+    """Lock and return up to ``limit`` due open tasks (of ``order_ids`` only, if given), earliest first."""
     cols = [TASK.c.id, TASK.c.order_id, TASK.c.workflow, TASK.c.node, TASK.c.seq, TASK.c.owner, TASK.c.entered_at,
             TASK.c.sla_seconds, TASK.c.sla_state, TASK.c.paused_seconds, TASK.c.next_step,
             TASK.c.escalation_level, TASK.c.next_action_at, *(ORDERS.c[f] for f in ORDER_FIELDS)]
     stmt = (sa.select(*cols).join(ORDERS, ORDERS.c.order_id == TASK.c.order_id)
             .where(*_due(now))
             .order_by(TASK.c.next_action_at, TASK.c.id).limit(limit))
+    if order_ids is not None:
+        stmt = stmt.where(keyed(session, TASK.c.order_id, order_ids))
     if session.get_bind().dialect.name == "postgresql":
         # the order row too, in one statement that never waits: workflow writers lock order then task
         stmt = stmt.with_for_update(skip_locked=True, of=[TASK, ORDERS])
@@ -272,11 +310,13 @@ def _insert_steps(session: Session, rows: list[dict]) -> set[tuple[int, str]]:
 
 
 def _sweep_batch(session: Session, cfg, now: datetime, actor: str, limit: int, report: SweepReport, *,
-                 expire: bool = False) -> int:
-    """Claim one batch of due tasks and fire their due steps; returns how many tasks were claimed."""
+                 expire: bool = False, order_ids: list[str] | None = None, backfill: bool = False) -> int:
+    """Claim one batch of due tasks and fire their due steps; returns how many tasks were claimed.
+
+    ``backfill``: the tasks of ``order_ids`` only, telling nobody (see ``backfill``)."""
     if expire:  # one long session (dry run): ORM rows loaded by auto actions must be read afresh
         session.expire_all()
-    rows = _claim(session, now, limit)
+    rows = _claim(session, now, limit, order_ids)
     if not rows:
         return 0
     roles = _assignee_roles(session, rows)
@@ -291,10 +331,11 @@ def _sweep_batch(session: Session, cfg, now: datetime, actor: str, limit: int, r
         works.append(work)
     inserted = _insert_steps(session, [{"task_id": w.row.id, "step": d.step, "fired_at": now}
                                        for w in works for d in w.plan])
-    ctx = _Context(session, cfg, now, actor, report)
+    ctx = _Context(session, cfg, now, actor, report, backfill=backfill)
     for work in works:
+        work.fired = frozenset(d.step for d in work.plan if (work.row.id, d.step) in inserted)
         for due in work.plan:
-            if (work.row.id, due.step) not in inserted:
+            if due.step not in work.fired:
                 continue  # fired before (by another sweep): never twice
             _HANDLERS[due.kind](ctx, work, due)
             if work.closed:
@@ -320,11 +361,13 @@ def _sweep_batch(session: Session, cfg, now: datetime, actor: str, limit: int, r
 class _Context:
     """What step handlers share within one batch: buffered events and assignee rows."""
 
-    def __init__(self, session: Session, cfg, now: datetime, actor: str, report: SweepReport) -> None:
+    def __init__(self, session: Session, cfg, now: datetime, actor: str, report: SweepReport, *,
+                 backfill: bool = False) -> None:
         self.session, self.cfg, self.now, self.actor, self.report = session, cfg, now, actor, report
+        self.backfill = backfill
         self.events: list[dict] = []
         self.assignees: list[dict] = []
-        self.notes: list[dict] = []
+        self.parts = outbox.Parts(session, cfg)
 
     def when(self, moment: datetime | None) -> str:
         return local(moment, self.cfg.timezone).strftime("%Y-%m-%d %H:%M") if moment else "-"
@@ -337,6 +380,8 @@ class _Context:
 
     def record(self, work: _TaskWork, due: _Due, what: str, detail: str) -> None:
         row = work.row
+        if self.backfill:
+            detail += "; " + _("backfilled on import, nobody was notified")
         event = EVENT_OF.get(what)
         if event is not None:
             self.events.append({"event": event, "at": self.now, "actor": self.actor, "order_id": row.order_id,
@@ -348,17 +393,18 @@ class _Context:
         elif what in ("at_risk", "breached"):
             setattr(self.report, what, getattr(self.report, what) + 1)
 
-    def notify(self, work: _TaskWork, due: _Due, recipients, subject: str, body: str, priority: str = "normal") -> None:
-        """Queue (buffered until flush) one notification per person and channel, exactly once per step."""
+    def notify(self, work: _TaskWork, due: _Due, recipients, short: str, body: str, priority: str = "normal") -> None:
+        """Queue (buffered until flush) a digest item for each person the recipients name, exactly
+        once per step: it commits with the step's task_step row. A backfill tells nobody."""
+        if self.backfill:
+            return
         row = work.row
         # order.<field> recipients from the claimed row: no query per notification
         recipients = [getattr(row, r[6:]) if r[6:] in ORDER_FIELDS else r for r in recipients]
-        self.notes.extend(outbox.notification_rows(
-            self.session, self.cfg, [r for r in recipients if r],
-            subject=f"[ffctl] {row.order_id} {row.node}: {subject}",
-            body=f"{body}\n\nOrder {row.order_id}: `{command('order', 'show', row.order_id)}`.", at=self.now,
-            priority=priority, order_id=row.order_id, dedupe_key=f"task:{row.id}:{due.step}",
-        ))
+        item = outbox.digest_item(key=row.order_id, head=f"{row.order_id} {row.node}", short=short, body=body,
+                                  rank="at_risk" if due.kind == "at_risk" else "breached", priority=priority,
+                                  order_id=row.order_id)
+        self.parts.add([r for r in recipients if r], item, key=f"task:{row.id}:{due.step}")
 
     def flush(self) -> None:
         """Write buffered rows: before an auto action (so events stay in ladder order) and at batch end."""
@@ -367,8 +413,7 @@ class _Context:
             self.assignees = []
         audit.record_many(self.session, self.events)
         self.events = []
-        self.report.notifications_queued += outbox.insert_rows(self.session, self.notes)
-        self.notes = []
+        self.parts.write(self.now)
 
 
 def _step_words(ctx: _Context, work: _TaskWork, due: _Due) -> str:
@@ -390,8 +435,14 @@ def _at_risk(ctx: _Context, work: _TaskWork, due: _Due) -> None:
     spec = ctx.cfg.nodes[work.row.node]
     detail = (f"at risk since {ctx.when(due.due_at)}: {spec.warn_at:.0%} of the {format_duration(spec.sla_seconds)} "
               f"SLA used; due {ctx.when(work.deadline)}")
-    ctx.notify(work, due, work.roles, "at risk", f"Order {work.row.order_id} at {work.row.node} is at risk: {detail}.")
-    ctx.record(work, due, "at_risk", detail + (f"; told {', '.join(work.roles)}" if work.roles else ""))
+    if "breached" in work.fired:  # breached in this same sweep: the breach notice says it all
+        ctx.record(work, due, "at_risk", detail + ("" if ctx.backfill else "; " + _("not notified: breached in the same sweep")))
+        return
+    ctx.notify(work, due, work.roles, _("at risk, due {deadline}").format(deadline=ctx.when(work.deadline)),
+               _("Order {order} at {node} is at risk: {detail}.").format(order=work.row.order_id, node=work.row.node,
+                                                                          detail=detail))
+    told = f"; told {', '.join(work.roles)}" if work.roles and not ctx.backfill else ""
+    ctx.record(work, due, "at_risk", detail + told)
 
 
 def _breached(ctx: _Context, work: _TaskWork, due: _Due) -> None:
@@ -399,15 +450,29 @@ def _breached(ctx: _Context, work: _TaskWork, due: _Due) -> None:
     detail = f"deadline {ctx.when(due.due_at)} passed (SLA {format_duration(spec.sla_seconds)})"
     if ctx.now > due.due_at:
         detail += f"; {ctx.late(work)} late by this sweep"
+    if _breach_notice_due(work):
+        ctx.notify(work, due, work.roles, _("past its deadline, {late} late").format(late=ctx.late(work)),
+                   _("Order {order} at {node} is past its deadline {deadline} (SLA {sla}) by {late} of business "
+                     "time.").format(order=work.row.order_id, node=work.row.node, deadline=ctx.when(due.due_at),
+                                     sla=format_duration(spec.sla_seconds), late=ctx.late(work)))
+        if work.roles and not ctx.backfill:
+            detail += f"; told {', '.join(work.roles)}"
     ctx.record(work, due, "breached", detail)
+
+
+def _breach_notice_due(work: _TaskWork) -> bool:
+    """Whether a breach is told to the assignees: only when this sweep also made the task at risk
+    (whose notice it replaces), and no reminder of this sweep tells them anyway."""
+    return "at_risk" in work.fired and not any(d.kind == "remind" and d.step in work.fired for d in work.plan)
 
 
 def _remind(ctx: _Context, work: _TaskWork, due: _Due) -> None:
     told = ", ".join(work.roles) or "nobody (the node has no owner)"
     detail = f"{_step_words(ctx, work, due)}: reminded {told}; {ctx.late(work)} late"
-    ctx.notify(work, due, work.roles, f"reminder, {ctx.late(work)} late",
-               f"Reminder: order {work.row.order_id} at {work.row.node} is past its deadline "
-               f"{ctx.when(work.deadline)} by {ctx.late(work)} of business time.")
+    ctx.notify(work, due, work.roles, _("reminder, {late} late").format(late=ctx.late(work)),
+               _("Reminder: order {order} at {node} is past its deadline {deadline} by {late} of business time.")
+               .format(order=work.row.order_id, node=work.row.node, deadline=ctx.when(work.deadline),
+                       late=ctx.late(work)))
     ctx.record(work, due, "remind", detail)
 
 
@@ -425,8 +490,9 @@ def _escalate(ctx: _Context, work: _TaskWork, due: _Due) -> None:
         ctx.assignees.append({"task_id": row.id, "role": role, "reason": "escalation",
                               "added_at": ctx.now + timedelta(microseconds=work.escalation_level)})
         detail = f"{_step_words(ctx, work, due)}: escalated to {role}; {late} late in business time; had by {had}"
-        body = (f"Order {row.order_id} at {row.node} is escalated to you ({role}): it is {late} past its deadline "
-                f"{ctx.when(work.deadline)} in business time, and was with {had}.")
+        body = _("Order {order} at {node} is escalated to you ({role}): it is {late} past its deadline {deadline} "
+                 "in business time, and was with {had}.").format(order=row.order_id, node=row.node, role=role,
+                                                                 late=late, deadline=ctx.when(work.deadline), had=had)
     else:
         role = chain[-1] if chain else row.owner
         if role is None:
@@ -435,9 +501,10 @@ def _escalate(ctx: _Context, work: _TaskWork, due: _Due) -> None:
             return
         detail = (f"{_step_words(ctx, work, due)}: no role above {role}, told {role} again; {late} late in business "
                   f"time; had by {had}")
-        body = (f"Order {row.order_id} at {row.node} is {late} past its deadline {ctx.when(work.deadline)} in "
-                f"business time and there is no role above {role} to escalate to; it is with {had}.")
-    ctx.notify(work, due, [role], f"escalated, {late} late", body, priority="high")
+        body = _("Order {order} at {node} is {late} past its deadline {deadline} in business time and there is no "
+                 "role above {role} to escalate to; it is with {had}.").format(
+            order=row.order_id, node=row.node, late=late, deadline=ctx.when(work.deadline), role=role, had=had)
+    ctx.notify(work, due, [role], _("escalated, {late} late").format(late=late), body, priority="high")
     ctx.record(work, due, "escalate", detail)
 
 
@@ -445,9 +512,13 @@ def _notify(ctx: _Context, work: _TaskWork, due: _Due) -> None:
     step = due.escalation
     reason = f": {step.reason}" if step.reason else ""
     detail = f"{_step_words(ctx, work, due)}: notified {', '.join(step.to)}{reason}; {ctx.late(work)} late"
-    ctx.notify(work, due, list(step.to), f"{ctx.late(work)} late" + (f", {step.reason}" if step.reason else ""),
-               f"Order {work.row.order_id} at {work.row.node} is {ctx.late(work)} past its deadline "
-               f"{ctx.when(work.deadline)}{reason}.")
+    late = ctx.late(work)
+    short = (_("{late} late, {reason}").format(late=late, reason=step.reason) if step.reason
+             else _("{late} late").format(late=late))
+    ctx.notify(work, due, list(step.to), short,
+               _("Order {order} at {node} is {late} past its deadline {deadline}{reason}.").format(
+                   order=work.row.order_id, node=work.row.node, late=late, deadline=ctx.when(work.deadline),
+                   reason=reason))
     ctx.record(work, due, "notify", detail)
 
 
