@@ -258,10 +258,17 @@ def render(items: list[dict]) -> tuple[str, str, str, str | None]:
     ranked = {rank: [g for g in groups if min(RANKS.index(i["rank"]) for i in g) == RANKS.index(rank)]
               for rank in RANKS}
     counts = ", ".join(_COUNTED[rank](len(found)) for rank, found in ranked.items() if found)
-    subject = ngettext("[ffctl] {count} order needs you: {counts}", "[ffctl] {count} orders need you: {counts}",
-                       len(groups)).format(count=len(groups), counts=counts)
-    out = [ngettext("{count} order needs your attention ({counts}):", "{count} orders need your attention ({counts}):",
-                    len(groups)).format(count=len(groups), counts=counts)]
+    n = len(groups)
+    if all(g[0]["order"] for g in groups):
+        subject = ngettext("[ffctl] {count} order needs you: {counts}", "[ffctl] {count} orders need you: {counts}", n)
+        intro = ngettext("{count} order needs your attention ({counts}):",
+                         "{count} orders need your attention ({counts}):", n)
+    else:  # a rule's alert about a SKU or a supplier is not an order
+        subject = ngettext("[ffctl] {count} item needs you: {counts}", "[ffctl] {count} items need you: {counts}", n)
+        intro = ngettext("{count} item needs your attention ({counts}):",
+                         "{count} items need your attention ({counts}):", n)
+    out = [intro.format(count=n, counts=counts)]
+    subject = subject.format(count=n, counts=counts)
     for rank, found in ranked.items():
         if found:
             out.append("")
