@@ -164,11 +164,16 @@ class Parts:
         self.session, self.cfg = session, cfg
         self.items: dict[str, list[dict]] = {}
         self.first: dict[str, str] = {}  # person -> the exactly-once key of their first item here
+        self._people: dict[tuple, list[str]] = {}
 
     def add(self, recipients: Iterable[str], item: dict, *, key: str) -> None:
         """Queue ``item`` for each person ``recipients`` name (roles, users); ``key`` is unique to
         the cause (``task:<id>:<step>``), so each part gets a unique dedupe key."""
-        for person in resolve_people(self.session, self.cfg, recipients):
+        names = tuple(recipients)
+        people = self._people.get(names)
+        if people is None:
+            people = self._people[names] = resolve_people(self.session, self.cfg, names)
+        for person in people:
             found = self.items.get(person)
             if found is None:
                 found = self.items[person] = []
@@ -215,9 +220,13 @@ def merge_parts(session: Session, cfg, *, now: datetime) -> int:
     if not groups:
         return 0
     messages, spent = [], []
+    rendered: dict[tuple, tuple] = {}  # a person's channels have the same parts: read and worded once
     for parts in groups.values():
         first = parts[0]
-        subject, body, priority, order_id = render([item for p in parts for item in json.loads(p.body)])
+        bodies = tuple(p.body for p in parts)
+        if bodies not in rendered:
+            rendered[bodies] = render([item for text in bodies for item in json.loads(text)])
+        subject, body, priority, order_id = rendered[bodies]
         messages.append({"nid": first.id, "subject": subject, "body": body, "priority": priority, "oid": order_id,
                          "key": MERGED + first.dedupe_key[len(PART):], "due": now})
         spent.extend(p.id for p in parts[1:])
@@ -254,9 +263,10 @@ def render(items: list[dict]) -> tuple[str, str, str, str | None]:
             body += "\n\n" + _("Order {order}: `{command}`.").format(order=order_id,
                                                                    command=command("order", "show", order_id))
         return subject, body, priority, order_id
-    groups = sorted(lines.values(), key=lambda g: min(RANKS.index(i["rank"]) for i in g))  # stable: queue order
-    ranked = {rank: [g for g in groups if min(RANKS.index(i["rank"]) for i in g) == RANKS.index(rank)]
-              for rank in RANKS}
+    ranked: dict[str, list[list[dict]]] = {rank: [] for rank in RANKS}  # each list in queue order
+    for group in lines.values():
+        ranked[RANKS[min(RANKS.index(i["rank"]) for i in group)]].append(group)
+    groups = [g for found in ranked.values() for g in found]
     counts = ", ".join(_COUNTED[rank](len(found)) for rank, found in ranked.items() if found)
     n = len(groups)
     if all(g[0]["order"] for g in groups):

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import datetime, timedelta
 from typing import Callable
 
@@ -41,16 +42,18 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit, outbox, workflow
-from ffctl.core.bulk import keyed
-from ffctl.core.clock import local
+from ffctl.core.bulk import is_postgresql, keyed, stored_time, time_texts
+from ffctl.core.clock import zone
 from ffctl.core.durations import format_duration
 from ffctl.core.errors import FfctlError
-from ffctl.core.models import Order, Task, TaskAssignee, TaskStep
+from ffctl.core.models import Order, Task, TaskAssignee
 from ffctl.i18n import _
+
+_duration = lru_cache(maxsize=1024)(format_duration)  # a config's few durations, worded per step
 
 SWEEP_ACTOR = "sla-sweep"
 BACKFILL_ACTOR = "sla-backfill"  # who applied the SLA history of orders imported with --backfill
-BATCH = 200
+BATCH = 1000  # due tasks per transaction: a catch-up sweep pays a claim and a commit per batch
 BUSY_WAIT_SECONDS = 30  # how long a sweep waits for due tasks other transactions hold (PostgreSQL)
 ACTIONS = ("remind", "escalate", "notify", "auto_approve", "auto_reject")
 #: Audit event written for each kind of step (auto actions: workflow writes its own event).
@@ -62,7 +65,6 @@ ORDER_FIELDS = ("sales_rep",)
 
 TASK = Task.__table__
 ORDERS = Order.__table__
-STEP = TaskStep.__table__
 ASSIGNEE = TaskAssignee.__table__
 
 
@@ -228,6 +230,7 @@ class _TaskWork:
     next_action_at: datetime | None = None
     closed: bool = False
     fired: frozenset = frozenset()  # the steps this sweep fires (inserted its task_step row for)
+    late: str | None = None  # business time past the deadline at the sweep's clock, once computed
 
 
 def _claim(session: Session, now: datetime, limit: int, order_ids: list[str] | None = None) -> list:
@@ -254,12 +257,13 @@ def _plan(cfg, row, now: datetime) -> _TaskWork | None:
     if row.node not in cfg.nodes:
         return None
     spec = cfg.nodes[row.node]
-    paused = row.paused_seconds or 0
+    times = workflow.ladder(cfg, row.node, row.entered_at, row.paused_seconds or 0)
     state, nxt = row.sla_state, row.next_step
+    position = workflow.ladder_position(state, nxt)
     plan: list[_Due] = []
-    clock = workflow.clocks(cfg, row.node, row.entered_at, paused, state, nxt)
-    while clock["next_action_at"] is not None and clock["next_action_at"] <= now:
-        due_at = clock["next_action_at"]
+    while position < len(times) and times[position] <= now:
+        due_at = times[position]
+        position += 1
         if state == "on_track":
             plan.append(_Due("at_risk", "at_risk", due_at))
             state = "at_risk"
@@ -271,12 +275,10 @@ def _plan(cfg, row, now: datetime) -> _TaskWork | None:
             plan.append(_Due(f"esc:{step.index}", step.action, due_at, step))
             nxt += 1
             if step.action in ("auto_approve", "auto_reject"):
-                clock = workflow.clocks(cfg, row.node, row.entered_at, paused, state, nxt)
                 break
-        clock = workflow.clocks(cfg, row.node, row.entered_at, paused, state, nxt)
     return _TaskWork(row=row, plan=plan, sla_state=state, next_step=nxt, escalation_level=row.escalation_level,
-                     roles=[], risk_at=clock["risk_at"], deadline=clock["deadline"],
-                     next_action_at=clock["next_action_at"])
+                     roles=[], risk_at=times[0], deadline=times[1],
+                     next_action_at=times[position] if position < len(times) else None)
 
 
 def _assignee_roles(session: Session, rows: list) -> dict[int, list[str]]:
@@ -292,21 +294,70 @@ def _assignee_roles(session: Session, rows: list) -> dict[int, list[str]]:
     return roles
 
 
-def _insert_ignore(session: Session, table, rows: list[dict], returning: list) -> list:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING for many rows: the rows this call inserted."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    # executemany + RETURNING: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues")
-    return session.execute(insert(table).on_conflict_do_nothing().returning(*returning), rows).all()
-
-
-def _insert_steps(session: Session, rows: list[dict]) -> set[tuple[int, str]]:
-    """Insert-or-ignore task_step rows; returns the (task_id, step) pairs this call inserted."""
-    if not rows:
+def _insert_steps(session: Session, pairs: list[tuple[int, str]], at: datetime) -> set[tuple[int, str]]:
+    """Insert-or-ignore the task_step rows ``(task_id, step)`` fired at ``at``; returns the pairs this
+    call inserted. One statement through the driver (a catch-up sweep fires 100k steps)."""
+    if not pairs:
         return set()
-    return {(t, s) for t, s in _insert_ignore(session, STEP, rows, [STEP.c.task_id, STEP.c.step])}
+    session.flush()
+    raw = session.connection().connection.driver_connection
+    if is_postgresql(session):
+        with raw.cursor() as cur:
+            cur.execute("INSERT INTO task_step (task_id, step, fired_at) SELECT v.t, v.s, %s "
+                        "FROM unnest(%s::int[], %s::text[]) AS v(t, s) ON CONFLICT DO NOTHING RETURNING task_id, step",
+                        (stored_time(at), [t for t, _ in pairs], [s for _, s in pairs]))
+            return {(t, s) for t, s in cur.fetchall()}
+    stamp = time_texts()(at)
+    inserted: set[tuple[int, str]] = set()
+    for start in range(0, len(pairs), 500):
+        chunk = pairs[start:start + 500]
+        sql = ("INSERT INTO task_step (task_id, step, fired_at) VALUES " + ", ".join(["(?, ?, ?)"] * len(chunk))
+               + " ON CONFLICT DO NOTHING RETURNING task_id, step")
+        inserted.update((t, s) for t, s in raw.execute(sql, [v for t, s in chunk for v in (t, s, stamp)]).fetchall())
+    return inserted
+
+
+def _insert_assignees(session: Session, rows: list[tuple[int, str, str, datetime]]) -> None:
+    """Insert-or-ignore task_assignee rows ``(task_id, role, reason, added_at)``, through the driver."""
+    if not rows:
+        return
+    session.flush()
+    raw = session.connection().connection.driver_connection
+    if is_postgresql(session):
+        with raw.cursor() as cur:
+            cur.executemany("INSERT INTO task_assignee (task_id, role, reason, added_at) VALUES (%s, %s, %s, %s) "
+                            "ON CONFLICT DO NOTHING", [(t, r, why, stored_time(at)) for t, r, why, at in rows])
+        return
+    stamp = time_texts()
+    raw.executemany("INSERT OR IGNORE INTO task_assignee (task_id, role, reason, added_at) VALUES (?, ?, ?, ?)",
+                    [(t, r, why, stamp(at)) for t, r, why, at in rows])
+
+
+def _update_tasks(session: Session, works: list[_TaskWork]) -> None:
+    """Write each task's new SLA state and clocks (still open ones only), through the driver."""
+    if not works:
+        return
+    session.flush()
+    raw = session.connection().connection.driver_connection
+    sql = ("UPDATE task SET sla_state = {p}, next_step = {p}, escalation_level = {p}, next_action_at = {p}, "
+           "risk_at = {p}, deadline = {p} WHERE id = {p} AND status = 'open'")
+    if is_postgresql(session):
+        def at(value):
+            return None if value is None else stored_time(value)
+
+        with raw.cursor() as cur:
+            cur.executemany(sql.format(p="%s"), [
+                (w.sla_state, w.next_step, w.escalation_level, at(w.next_action_at), at(w.risk_at), at(w.deadline),
+                 w.row.id) for w in works])
+        return
+    stamp = time_texts()
+
+    def text(value):
+        return None if value is None else stamp(value)
+
+    raw.executemany(sql.format(p="?"), [
+        (w.sla_state, w.next_step, w.escalation_level, text(w.next_action_at), text(w.risk_at), text(w.deadline),
+         w.row.id) for w in works])
 
 
 def _sweep_batch(session: Session, cfg, now: datetime, actor: str, limit: int, report: SweepReport, *,
@@ -329,8 +380,7 @@ def _sweep_batch(session: Session, cfg, now: datetime, actor: str, limit: int, r
             continue
         work.roles = roles[row.id]
         works.append(work)
-    inserted = _insert_steps(session, [{"task_id": w.row.id, "step": d.step, "fired_at": now}
-                                       for w in works for d in w.plan])
+    inserted = _insert_steps(session, [(w.row.id, d.step) for w in works for d in w.plan], now)
     ctx = _Context(session, cfg, now, actor, report, backfill=backfill)
     for work in works:
         work.fired = frozenset(d.step for d in work.plan if (work.row.id, d.step) in inserted)
@@ -341,16 +391,7 @@ def _sweep_batch(session: Session, cfg, now: datetime, actor: str, limit: int, r
             if work.closed:
                 break
     ctx.flush()
-    updates = [{"tid": w.row.id, "st": w.sla_state, "ns": w.next_step, "lvl": w.escalation_level,
-                "nat": w.next_action_at, "risk": w.risk_at, "dl": w.deadline} for w in works if not w.closed]
-    if updates:
-        session.execute(
-            sa.update(TASK).where(TASK.c.id == sa.bindparam("tid"), TASK.c.status == "open")
-            .values(sla_state=sa.bindparam("st"), next_step=sa.bindparam("ns"),
-                    escalation_level=sa.bindparam("lvl"), next_action_at=sa.bindparam("nat"),
-                    risk_at=sa.bindparam("risk"), deadline=sa.bindparam("dl")),
-            updates,
-        )
+    _update_tasks(session, [w for w in works if not w.closed])
     if orphans:
         session.execute(sa.update(TASK).where(TASK.c.id.in_(orphans)).values(next_action_at=None))
     return len(rows)
@@ -366,17 +407,47 @@ class _Context:
         self.session, self.cfg, self.now, self.actor, self.report = session, cfg, now, actor, report
         self.backfill = backfill
         self.events: list[dict] = []
-        self.assignees: list[dict] = []
+        self.assignees: list[tuple] = []  # (task_id, role, reason, added_at)
         self.parts = outbox.Parts(session, cfg)
+        self._zone = zone(cfg.timezone)
+        self._times: dict[datetime, str] = {}  # a catch-up sweep words thousands of times: once each
+        self._people: dict[tuple, str] = {}
+        self._chains: dict[str | None, tuple[str, ...]] = {}
+
+    def chain(self, role: str | None) -> tuple[str, ...]:
+        found = self._chains.get(role)
+        if found is None:
+            found = self._chains[role] = self.cfg.escalation_chain(role)
+        return found
 
     def when(self, moment: datetime | None) -> str:
-        return local(moment, self.cfg.timezone).strftime("%Y-%m-%d %H:%M") if moment else "-"
+        if moment is None:
+            return "-"
+        text = self._times.get(moment)
+        if text is None:  # "2026-03-02 10:00" (isoformat: a third of strftime's cost)
+            text = self._times[moment] = moment.astimezone(self._zone).isoformat(" ", "minutes")[:16]
+        return text
 
     def late(self, work: _TaskWork) -> str:
         """Business time from the deadline to now, in the node's calendar."""
-        if work.deadline is None or self.now <= work.deadline:
-            return "0s"
-        return format_duration(self.cfg.calendar(work.row.node).between(work.deadline, self.now))
+        if work.late is None:
+            if work.deadline is None or self.now <= work.deadline:
+                work.late = "0s"
+            else:
+                work.late = format_duration(self.cfg.calendar(work.row.node).between(work.deadline, self.now))
+        return work.late
+
+    def people(self, roles: list[str]) -> str:
+        """'finance_reviewer (alice, bob)' for a list of roles."""
+        key = tuple(roles)
+        text = self._people.get(key)
+        if text is None:
+            parts = []
+            for role in roles:
+                members = self.cfg.members(role)
+                parts.append(f"{role} ({', '.join(members)})" if members else role)
+            text = self._people[key] = ", ".join(parts) or "nobody"
+        return text
 
     def record(self, work: _TaskWork, due: _Due, what: str, detail: str) -> None:
         row = work.row
@@ -408,9 +479,8 @@ class _Context:
 
     def flush(self) -> None:
         """Write buffered rows: before an auto action (so events stay in ladder order) and at batch end."""
-        if self.assignees:
-            _insert_ignore(self.session, ASSIGNEE, self.assignees, [ASSIGNEE.c.task_id])
-            self.assignees = []
+        _insert_assignees(self.session, self.assignees)
+        self.assignees = []
         audit.record_many(self.session, self.events)
         self.events = []
         self.parts.write(self.now)
@@ -418,17 +488,8 @@ class _Context:
 
 def _step_words(ctx: _Context, work: _TaskWork, due: _Due) -> str:
     step = due.escalation
-    after = format_duration(step.after_seconds) if step.after_seconds else "0m"
+    after = _duration(step.after_seconds) if step.after_seconds else "0m"
     return f"step {step.index + 1} (+{after} past the deadline, due {ctx.when(due.due_at)})"
-
-
-def _people(ctx: _Context, roles: list[str]) -> str:
-    """'finance_reviewer (alice, bob)' for a list of roles."""
-    parts = []
-    for role in roles:
-        members = ctx.cfg.members(role)
-        parts.append(f"{role} ({', '.join(members)})" if members else role)
-    return ", ".join(parts) or "nobody"
 
 
 def _at_risk(ctx: _Context, work: _TaskWork, due: _Due) -> None:
@@ -478,8 +539,8 @@ def _remind(ctx: _Context, work: _TaskWork, due: _Due) -> None:
 
 def _escalate(ctx: _Context, work: _TaskWork, due: _Due) -> None:
     row = work.row
-    chain = ctx.cfg.escalation_chain(row.owner)
-    had = _people(ctx, work.roles)
+    chain = ctx.chain(row.owner)
+    had = ctx.people(work.roles)
     late = ctx.late(work)
     if work.escalation_level < len(chain):
         role = chain[work.escalation_level]
@@ -487,8 +548,7 @@ def _escalate(ctx: _Context, work: _TaskWork, due: _Due) -> None:
         work.roles.append(role)
         # a sweep that catches up fires several escalations of a task at once: a microsecond per
         # level keeps them in the chain's order wherever assignees are listed by added_at
-        ctx.assignees.append({"task_id": row.id, "role": role, "reason": "escalation",
-                              "added_at": ctx.now + timedelta(microseconds=work.escalation_level)})
+        ctx.assignees.append((row.id, role, "escalation", ctx.now + timedelta(microseconds=work.escalation_level)))
         detail = f"{_step_words(ctx, work, due)}: escalated to {role}; {late} late in business time; had by {had}"
         body = _("Order {order} at {node} is escalated to you ({role}): it is {late} past its deadline {deadline} "
                  "in business time, and was with {had}.").format(order=row.order_id, node=row.node, role=role,

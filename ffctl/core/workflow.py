@@ -48,18 +48,41 @@ def clocks(cfg, node: str, entered_at: datetime, paused: float, sla_state: str, 
     """risk_at, deadline and next_action_at of a task at ``node`` in the given SLA state."""
     spec = cfg.nodes[node]
     cal = cfg.calendar(node)
-    sla = spec.sla_seconds
-    risk_at = cal.add(entered_at, spec.warn_at * sla + paused)
-    deadline = cal.add(entered_at, sla + paused)
-    if sla_state == "on_track":
+    risk_at = _ladder_time(cal, spec, entered_at, paused, 0)
+    deadline = _ladder_time(cal, spec, entered_at, paused, 1)
+    position = ladder_position(sla_state, next_step)
+    if position == 0:
         next_action = risk_at
-    elif sla_state == "at_risk":
+    elif position == 1:
         next_action = deadline
-    elif next_step < len(spec.escalation):
-        next_action = cal.add(entered_at, sla + paused + spec.escalation[next_step].after_seconds)
+    elif position - 2 < len(spec.escalation):
+        next_action = _ladder_time(cal, spec, entered_at, paused, position)
     else:
         next_action = None
     return {"risk_at": risk_at, "deadline": deadline, "next_action_at": next_action}
+
+
+def ladder(cfg, node: str, entered_at: datetime, paused: float) -> list[datetime]:
+    """Every time the sweep acts on a task, in order: [risk_at, deadline, step 0, step 1, ...]
+    (a task in ``sla_state``/``next_step`` is next due at index ``ladder_position``)."""
+    spec = cfg.nodes[node]
+    cal = cfg.calendar(node)
+    return [_ladder_time(cal, spec, entered_at, paused, i) for i in range(2 + len(spec.escalation))]
+
+
+def ladder_position(sla_state: str, next_step: int) -> int:
+    """Where a task in this SLA state stands on its ``ladder``."""
+    return 0 if sla_state == "on_track" else 1 if sla_state == "at_risk" else 2 + next_step
+
+
+def _ladder_time(cal, spec, entered_at: datetime, paused: float, position: int) -> datetime:
+    """The formulas above: risk_at (0), the deadline (1), escalation step k (2 + k)."""
+    sla = spec.sla_seconds
+    if position == 0:
+        return cal.add(entered_at, spec.warn_at * sla + paused)
+    if position == 1:
+        return cal.add(entered_at, sla + paused)
+    return cal.add(entered_at, sla + paused + spec.escalation[position - 2].after_seconds)
 
 
 def stopped_at(task):
