@@ -50,6 +50,12 @@ def import_command(
     ),
     template: bool = typer.Option(False, "--template", help="Write KIND's header as CSV to stdout and stop (no FILE)."),
     example: bool = typer.Option(False, "--example", help="With --template: three example rows under the header."),
+    backfill: bool = typer.Option(
+        False, "--backfill",
+        help="Orders: record each new order's SLA history up to the command clock (at risk, breached, "
+             "escalations, auto actions) as applied on import, and notify nobody of it; the next sweep "
+             "fires only what falls due later. For going live with an open backlog.",
+    ),
 ) -> None:
     """Import a CSV file of KIND: validated, idempotent, in batches of whole orders.
 
@@ -81,7 +87,7 @@ def import_command(
         report = import_file(
             store, cfg, kind, file, now=st.now(), actor=st.user, on_error=on_error.value, dry_run=dry_run,
             update=update, ignore_unknown=ignore_unknown, encoding=encoding, rejects=rejects,
-            progress=progress, batch_rows=batch_rows, delimiter=delimiter,
+            progress=progress, batch_rows=batch_rows, delimiter=delimiter, backfill=backfill,
         )
     _render(report, strict=strict)
     if report.aborted:

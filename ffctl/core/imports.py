@@ -160,6 +160,7 @@ class Context:
     customers: dict[str, tuple[str | None, str | None, str | None]]  # -> (tier, region, sales_rep)
     suppliers: set[str]
     spellings: dict[str, dict[str, str]] = field(default_factory=dict)  # column -> casefolded -> as stored
+    backfill: bool = False  # import orders --backfill: new orders get their SLA history up to ``now``
 
     @property
     def now_text(self) -> str:
@@ -242,10 +243,14 @@ def import_file(
     progress: Progress | None = None,
     batch_rows: int = BATCH_ROWS,
     delimiter: str | None = None,
+    backfill: bool = False,
 ) -> ImportReport:
     """Import one CSV file of ``kind`` into ``store``; returns what happened (never raises for
     bad rows: they are in the report). Raises CsvFileError for a file that cannot be read as
-    a whole (encoding, header) and UsageError for bad arguments."""
+    a whole (encoding, header) and UsageError for bad arguments.
+
+    ``backfill`` (orders): each new order's SLA history up to ``now`` is applied as it is
+    written, in the same transaction, telling nobody (``sla.backfill``)."""
     started = time.perf_counter()
     spec = KINDS.get(kind)
     if spec is None:
@@ -256,6 +261,8 @@ def import_file(
         raise UsageError("--rejects goes with --on-error skip (in abort mode nothing is imported)")
     if rejects is not None and str(path) != "-" and Path(rejects).resolve() == Path(path).resolve():
         raise UsageError("--rejects must not be the file being imported")
+    if backfill and kind != "orders":
+        raise UsageError("--backfill goes with `import orders` (it records the SLA history of new orders)")
     if encoding is not None:
         encoding = csvio.check_encoding(encoding)
     if delimiter is not None:
@@ -264,7 +271,8 @@ def import_file(
     with _cyclic_gc_paused():
         return _import(spec, store, cfg, kind, path, now=now, actor=actor, on_error=on_error, dry_run=dry_run,
                        update=update, ignore_unknown=ignore_unknown, encoding=encoding, rejects=rejects,
-                       progress=progress, batch_rows=batch_rows, started=started, delimiter=delimiter)
+                       progress=progress, batch_rows=batch_rows, started=started, delimiter=delimiter,
+                       backfill=backfill)
 
 
 @contextmanager
@@ -281,10 +289,11 @@ def _cyclic_gc_paused():
 
 
 def _import(spec, store, cfg, kind, path, *, now, actor, on_error, dry_run, update, ignore_unknown, encoding,
-            rejects, progress, batch_rows, started, delimiter) -> ImportReport:
+            rejects, progress, batch_rows, started, delimiter, backfill=False) -> ImportReport:
     report = ImportReport(kind=kind, unit=spec.unit, unit_one=spec.unit_one, path=str(path), on_error=on_error,
                           dry_run=dry_run, update=update)
     ctx = _context(store, cfg, now=now, actor=actor, update=update, spelled=spec.spelled)
+    ctx.backfill = backfill
 
     source = csvio.open_csv(path, encoding, delimiter)
     staging = Staging()
@@ -314,6 +323,8 @@ def _import(spec, store, cfg, kind, path, *, now, actor, on_error, dry_run, upda
         elif not dry_run:
             _zero_counts(report)
             handler = _run(spec, ctx, store, staging, report, progress, batch_rows, write=True)
+            if backfill:
+                report.notes.append(_backfill_note(ctx, handler.backfilled))
             refresh_statistics(store, getattr(handler, "grown", {}), progress)
             staging.close_bad_groups()
         _finish(report, staging, source.header, rejects)
@@ -1064,6 +1075,7 @@ class Orders(Handler):
         self.planner: EntryPlanner | None = None
         self.grown: Counter[str] = Counter()  # rows written per table (refresh_statistics)
         self.analyzed_at = 0  # order lines written when this run last analyzed (_analyze_before_demand)
+        self.backfilled = None  # --backfill: what sla.backfill applied, summed over the batches
 
     def prepare(self, session, ctx, kind, records) -> tuple:
         """The writer's work that needs no lock, done ahead of it (``_run_pipelined``): every
@@ -1132,9 +1144,20 @@ class Orders(Handler):
                 self._insert(session, ctx, new, prepared[2])
             else:  # the store changed since: plan here (with a planner of this thread's own)
                 self._insert(session, ctx, new, planner=EntryPlanner(ctx.cfg, ctx.actor))
+            if ctx.backfill:
+                self._backfill(session, ctx, [r.key for r, _ in new])
         if changed:
             self._replace(session, ctx, changed)
         return outcomes
+
+    def _backfill(self, session, ctx: Context, order_ids: list[str]) -> None:
+        """The SLA history of the batch's new orders up to the import's clock, in its transaction:
+        the sweep's own steps (sla.backfill), recorded as applied on import, telling nobody."""
+        from ffctl.core import sla
+
+        if self.backfilled is None:
+            self.backfilled = sla.SweepReport(now=ctx.now)
+        sla.backfill(session, ctx.cfg, order_ids, now=ctx.now, report=self.backfilled)
 
     def _facts(self, ctx: Context, record: Record, created: datetime) -> dict:
         v = record.first
@@ -1435,6 +1458,22 @@ class _Entries:
                 self.opened.rows.append((order_id, workflow, step, seq, owner, at, sla, risk_at, deadline, risk_at))
                 events.append((at, "entered", order_id, step, detail + due))
         return workflow, node
+
+
+def _backfill_note(ctx: Context, done) -> str:
+    """What ``import orders --backfill`` recorded, in one line."""
+    from ffctl.core.clock import shown
+
+    when = shown(ctx.now, ctx.tz)
+    if done is None or not (done.at_risk or done.breached or any(done.actions.values())):
+        return _("--backfill: nothing had fallen due by {now}").format(now=when)
+    steps = ", ".join(f"{n:,} {what}" for what, n in (
+        (_("at risk"), done.at_risk), (_("breached"), done.breached), (_("reminders"), done.actions["remind"]),
+        (_("escalations"), done.actions["escalate"]), (_("notify steps"), done.actions["notify"]),
+        (_("auto-approved"), done.actions["auto_approve"]), (_("auto-rejected"), done.actions["auto_reject"]))
+        if n)
+    return _("--backfill: the SLA history up to {now} is recorded as applied on import ({steps}); "
+             "nobody was notified").format(now=when, steps=steps)
 
 
 # --- master data and other keyed rows ---------------------------------------------------------

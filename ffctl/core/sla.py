@@ -510,7 +510,7 @@ def _breached(ctx: _Context, work: _TaskWork, due: _Due) -> None:
     spec = ctx.cfg.nodes[work.row.node]
     detail = f"deadline {ctx.when(due.due_at)} passed (SLA {format_duration(spec.sla_seconds)})"
     if ctx.now > due.due_at:
-        detail += f"; {ctx.late(work)} late by this sweep"
+        detail += f"; {ctx.late(work)} late by {'the import' if ctx.backfill else 'this sweep'}"
     if _breach_notice_due(work):
         ctx.notify(work, due, work.roles, _("past its deadline, {late} late").format(late=ctx.late(work)),
                    _("Order {order} at {node} is past its deadline {deadline} (SLA {sla}) by {late} of business "
@@ -616,7 +616,8 @@ def _auto(ctx: _Context, work: _TaskWork, due: _Due, what: str, act: Callable[[]
 
 
 def _auto_approve(ctx: _Context, work: _TaskWork, due: _Due) -> None:
-    note = f"auto-approved by the SLA sweep, {_step_words(ctx, work, due)}"
+    by = "the SLA backfill on import" if ctx.backfill else "the SLA sweep"
+    note = f"auto-approved by {by}, {_step_words(ctx, work, due)}"
     _auto(ctx, work, due, "auto_approve", lambda: workflow.complete(
         ctx.session, ctx.cfg, work.row.order_id, at=ctx.now, actor=ctx.actor, outcome="auto_approved",
         node=work.row.node, note=note))
