@@ -184,6 +184,8 @@ class Parts:
         """Insert the parts (rows never due until ``merge_parts``); returns how many."""
         rows = []
         for person, items in self.items.items():
+            if len({i["key"] for i in items}) > 1:  # whatever it merges with, a digest: its lines need no sentences
+                items = [{**i, "body": ""} for i in items]
             payload = json.dumps(items, ensure_ascii=False, separators=(",", ":"))
             for channel in channels_for(self.cfg, person):
                 rows.append({

@@ -42,7 +42,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit, outbox, workflow
-from ffctl.core.bulk import is_postgresql, keyed, stored_time, time_texts
+from ffctl.core.bulk import among, is_postgresql, stored_time, time_texts
 from ffctl.core.clock import zone
 from ffctl.core.durations import format_duration
 from ffctl.core.errors import FfctlError
@@ -241,8 +241,8 @@ def _claim(session: Session, now: datetime, limit: int, order_ids: list[str] | N
     stmt = (sa.select(*cols).join(ORDERS, ORDERS.c.order_id == TASK.c.order_id)
             .where(*_due(now))
             .order_by(TASK.c.next_action_at, TASK.c.id).limit(limit))
-    if order_ids is not None:
-        stmt = stmt.where(keyed(session, TASK.c.order_id, order_ids))
+    if order_ids is not None:  # an import's orders, maybe not yet in the planner's statistics: a semi-join
+        stmt = stmt.where(among(session, TASK.c.order_id, order_ids))
     if session.get_bind().dialect.name == "postgresql":
         # the order row too, in one statement that never waits: workflow writers lock order then task
         stmt = stmt.with_for_update(skip_locked=True, of=[TASK, ORDERS])
@@ -325,8 +325,9 @@ def _insert_assignees(session: Session, rows: list[tuple[int, str, str, datetime
     raw = session.connection().connection.driver_connection
     if is_postgresql(session):
         with raw.cursor() as cur:
-            cur.executemany("INSERT INTO task_assignee (task_id, role, reason, added_at) VALUES (%s, %s, %s, %s) "
-                            "ON CONFLICT DO NOTHING", [(t, r, why, stored_time(at)) for t, r, why, at in rows])
+            cur.execute("INSERT INTO task_assignee (task_id, role, reason, added_at) SELECT * FROM "
+                        "unnest(%s::int[], %s::text[], %s::text[], %s::timestamp[]) ON CONFLICT DO NOTHING",
+                        [list(column) for column in zip(*((t, r, why, stored_time(at)) for t, r, why, at in rows))])
         return
     stamp = time_texts()
     raw.executemany("INSERT OR IGNORE INTO task_assignee (task_id, role, reason, added_at) VALUES (?, ?, ?, ?)",
@@ -339,25 +340,29 @@ def _update_tasks(session: Session, works: list[_TaskWork]) -> None:
         return
     session.flush()
     raw = session.connection().connection.driver_connection
-    sql = ("UPDATE task SET sla_state = {p}, next_step = {p}, escalation_level = {p}, next_action_at = {p}, "
-           "risk_at = {p}, deadline = {p} WHERE id = {p} AND status = 'open'")
     if is_postgresql(session):
         def at(value):
             return None if value is None else stored_time(value)
 
+        columns = zip(*((w.row.id, w.sla_state, w.next_step, w.escalation_level, at(w.next_action_at),
+                         at(w.risk_at), at(w.deadline)) for w in works))
         with raw.cursor() as cur:
-            cur.executemany(sql.format(p="%s"), [
-                (w.sla_state, w.next_step, w.escalation_level, at(w.next_action_at), at(w.risk_at), at(w.deadline),
-                 w.row.id) for w in works])
+            cur.execute(
+                "UPDATE task AS t SET sla_state = v.st, next_step = v.ns, escalation_level = v.lvl, "
+                "next_action_at = v.nat, risk_at = v.risk, deadline = v.dl FROM unnest(%s::int[], %s::text[], "
+                "%s::int[], %s::int[], %s::timestamp[], %s::timestamp[], %s::timestamp[]) AS v(id, st, ns, lvl, nat, "
+                "risk, dl) WHERE t.id = v.id AND t.status = 'open'", [list(c) for c in columns])
         return
     stamp = time_texts()
 
     def text(value):
         return None if value is None else stamp(value)
 
-    raw.executemany(sql.format(p="?"), [
-        (w.sla_state, w.next_step, w.escalation_level, text(w.next_action_at), text(w.risk_at), text(w.deadline),
-         w.row.id) for w in works])
+    raw.executemany(
+        "UPDATE task SET sla_state = ?, next_step = ?, escalation_level = ?, next_action_at = ?, risk_at = ?, "
+        "deadline = ? WHERE id = ? AND status = 'open'",
+        [(w.sla_state, w.next_step, w.escalation_level, text(w.next_action_at), text(w.risk_at), text(w.deadline),
+          w.row.id) for w in works])
 
 
 def _sweep_batch(session: Session, cfg, now: datetime, actor: str, limit: int, report: SweepReport, *,
