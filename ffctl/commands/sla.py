@@ -25,7 +25,8 @@ def sweep(
     """Flag at-risk and breached tasks, run the escalation ladders, run the rules, then send.
 
     Every step due by the command clock (--now) fires once and only once, even when sweeps
-    overlap, one was killed, or runs were missed. Exit code 0 even when there were breaches.
+    overlap, one was killed, or runs were missed. Each person gets at most one message per
+    channel: several orders make one digest. Exit code 0 even when there were breaches.
     """
     from ffctl.commands._output import dumps, message, resolve_format
     from ffctl.core import sla

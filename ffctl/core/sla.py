@@ -138,6 +138,7 @@ def _finish(session: Session, cfg, now: datetime, actor: str, report: SweepRepor
     message per person and channel, in one transaction."""
     if rules:
         _run_rules(session, cfg, now, actor, report, dry_run=dry_run)
+    # parts queued per batch, merged once at the end: a killed sweep's parts wait for the rerun's merge
     report.notifications_queued += outbox.merge_parts(session, cfg, now=now)
 
 
