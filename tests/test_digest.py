@@ -173,6 +173,7 @@ def test_the_rules_alerts_join_the_sweeps_digest(ws, mailbox, hooks):
     assert mail["Subject"] == "[ffctl] 3 orders need you: 3 breached"
     body = text(mail)
     assert "- SLOW-000000 review: escalated, 5h late; Order SLOW-000000 flagged slow_review" in body
+    assert orders_named(body) == set(late)
 
 
 def test_a_digest_that_fails_is_retried_whole_and_sent_once(ws, mailbox, hooks):

@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Callable
 
 import sqlalchemy as sa
@@ -49,11 +49,10 @@ from ffctl.core.errors import FfctlError
 from ffctl.core.models import Order, Task, TaskAssignee
 from ffctl.i18n import _
 
-_duration = lru_cache(maxsize=1024)(format_duration)  # a config's few durations, worded per step
-
 SWEEP_ACTOR = "sla-sweep"
 BACKFILL_ACTOR = "sla-backfill"  # who applied the SLA history of orders imported with --backfill
 BATCH = 1000  # due tasks per transaction: a catch-up sweep pays a claim and a commit per batch
+BACKFILL_CHUNK = 500  # order ids per backfill claim: an IN list SQLite takes comfortably
 BUSY_WAIT_SECONDS = 30  # how long a sweep waits for due tasks other transactions hold (PostgreSQL)
 ACTIONS = ("remind", "escalate", "notify", "auto_approve", "auto_reject")
 #: Audit event written for each kind of step (auto actions: workflow writes its own event).
@@ -66,6 +65,8 @@ ORDER_FIELDS = ("sales_rep",)
 TASK = Task.__table__
 ORDERS = Order.__table__
 ASSIGNEE = TaskAssignee.__table__
+
+_duration = lru_cache(maxsize=1024)(format_duration)  # a config's few durations, worded per step
 
 
 # --- the report ----------------------------------------------------------------------------------
@@ -153,9 +154,6 @@ def backfill(session: Session, cfg, order_ids: list[str], *, now: datetime, acto
         while _sweep_batch(session, cfg, now, actor, BATCH, report, expire=True, order_ids=chunk, backfill=True):
             report.items.clear()  # only the counts are wanted: keep memory flat over a large import
     return report
-
-
-BACKFILL_CHUNK = 500  # order ids per claim: an IN list SQLite takes comfortably
 
 
 def _drain(store, one_batch: Callable[[], int], due_left: Callable[[], int], report: SweepReport) -> None:
@@ -406,7 +404,8 @@ def _sweep_batch(session: Session, cfg, now: datetime, actor: str, limit: int, r
 # --- the steps -------------------------------------------------------------------------------------
 
 class _Context:
-    """What step handlers share within one batch: buffered events and assignee rows."""
+    """What step handlers share within one batch: buffered events, assignee rows and digest items,
+    and the texts worded so far."""
 
     def __init__(self, session: Session, cfg, now: datetime, actor: str, report: SweepReport, *,
                  backfill: bool = False) -> None:
