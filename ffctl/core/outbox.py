@@ -26,10 +26,10 @@ from typing import Iterable
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ffctl.i18n import _, ngettext
 from ffctl.core.models import Notification, Order
 from ffctl.core.store import insert_or_ignore
 from ffctl.core.text import command
+from ffctl.i18n import _, ngettext
 
 NOTE = Notification.__table__
 PART = "part:"  # dedupe_key prefix of a digest part
@@ -292,7 +292,7 @@ def render(items: list[dict]) -> tuple[str, str, str, str | None]:
 
 
 def _line(group: list[dict]) -> str:
-    """One order's line: "SO-1 review: reminder, 1h late; escalated to you (lead), 1h late"."""
+    """One order's line: "SO-1 review: reminder, 1h late; escalated, 1h late"."""
     head = next((i["head"] for i in group if i["head"]), None)
     said = "; ".join(dict.fromkeys(i["short"] for i in group))  # two escalations to the top say it once
     return f"{head}: {said}" if head else said
