@@ -284,7 +284,7 @@ def _assignee_roles(session: Session, rows: list) -> dict[int, list[str]]:
     """Assignee roles of each task (owner first, then escalations in the order added), one query."""
     roles = {r.id: ([r.owner] if r.owner else []) for r in rows}
     extra = session.execute(
-        sa.select(ASSIGNEE.c.task_id, ASSIGNEE.c.role).where(ASSIGNEE.c.task_id.in_(list(roles)))
+        sa.select(ASSIGNEE.c.task_id, ASSIGNEE.c.role).where(among(session, ASSIGNEE.c.task_id, list(roles)))
         .order_by(ASSIGNEE.c.task_id, ASSIGNEE.c.added_at, ASSIGNEE.c.role)
     ).all()
     for task_id, role in extra:
