@@ -198,7 +198,7 @@ def test_a_digest_that_fails_is_retried_whole_and_sent_once(ws, mailbox, hooks):
 def test_a_sweep_killed_halfway_then_rerun_sends_each_digest_once(ws, mailbox, hooks):
     """SIGKILL while the batches commit; the rerun sends ann one email and one webhook call that
     name every order once, the killed sweep's orders included."""
-    n = 1500
+    n = 3000  # three batches: the kill lands after the first commit
     oids = add(ws, n, created=T0 - timedelta(hours=1, minutes=30), prefix="KILL")  # at risk, breached, reminded
     env = {**os.environ, "FFCTL_CONFIG": str(ws.config_path), "FFCTL_DB": ws.db_url, "FFCTL_NOW": T0.isoformat(),
            "FFCTL_USER": "cron"}

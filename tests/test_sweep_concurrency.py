@@ -157,7 +157,8 @@ def test_sweeps_at_different_clocks_overlapping_then_late(env, tmp_path):
 
 
 def test_a_sweep_killed_halfway_then_rerun_fires_everything_once(env):
-    populate(env, review=1500, approve=0, rush=0)
+    n = 3000  # three batches: the kill lands after the first commit
+    populate(env, review=n, approve=0, rush=0)
     at = T0 + timedelta(hours=1, minutes=5)  # at_risk, breached, remind: three steps each
     store = env["store"]
     proc = start(env, *sweep_args(at))
@@ -172,20 +173,20 @@ def test_a_sweep_killed_halfway_then_rerun_fires_everything_once(env):
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL
     done = scalar(store, "SELECT count(*) FROM task_step")
-    assert 0 < done < 1500 * 3, f"the sweep was not killed halfway ({done} steps committed)"
+    assert 0 < done < n * 3, f"the sweep was not killed halfway ({done} steps committed)"
     assert done % 3 == 0  # whole tasks only: a batch commits with its steps, events and notifications
     assert scalar(store, "SELECT count(*) FROM event WHERE actor = 'sla-sweep'") == done
     # what the killed sweep queued waits, in parts, for a sweep to end: nothing can be sent yet
     assert scalar(store, "SELECT count(*) FROM notification") > 0
     assert scalar(store, "SELECT count(*) FROM notification WHERE next_attempt_at IS NOT NULL") == 0
     rerun = finish(start(env, *sweep_args(at)))
-    assert rerun["breached"] == 1500 - done // 3
-    assert scalar(store, "SELECT count(*) FROM task_step") == 1500 * 3
-    assert scalar(store, "SELECT count(*) FROM event WHERE actor = 'sla-sweep'") == 1500 * 3
+    assert rerun["breached"] == n - done // 3
+    assert scalar(store, "SELECT count(*) FROM task_step") == n * 3
+    assert scalar(store, "SELECT count(*) FROM event WHERE actor = 'sla-sweep'") == n * 3
     # one reminder digest to ann naming every order once: the killed sweep's part and the rerun's
     (who, channel, subject, body, due), = messages(store)
     assert (who, channel, due, rerun["notifications_queued"]) == ("ann", "email", at, 1)
-    assert subject == "[ffctl] 1500 orders need you: 1500 breached"
-    assert orders_named(body) == {f"SO-{i:06d}" for i in range(1500)} and body.count("\n- SO-") == 1500
-    assert scalar(store, "SELECT count(DISTINCT task_id) FROM event WHERE event = 'reminded'") == 1500
+    assert subject == f"[ffctl] {n} orders need you: {n} breached"
+    assert orders_named(body) == {f"SO-{i:06d}" for i in range(n)} and body.count("\n- SO-") == n
+    assert scalar(store, "SELECT count(DISTINCT task_id) FROM event WHERE event = 'reminded'") == n
     assert due_count(store, at) == 0
