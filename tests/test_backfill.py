@@ -96,7 +96,9 @@ def test_backfill_of_500_overdue_orders_queues_nothing_and_the_next_sweep_only_w
                        for event in ("at_risk", "breached", "reminded", "escalated")]
     assert all(e["detail"].endswith("backfilled on import, nobody was notified")
                for e in timeline if e["actor"] == "sla-backfill")
-    tasks = {t["order_id"]: t for t in json.loads(ws.run("task", "list", "-f", "json", now=T0.isoformat()).stdout)}
+    listed = ws.run("task", "list", "--role", "lead", "--limit", "0", "-f", "json", now=T0.isoformat())
+    tasks = {t["order_id"]: t for t in json.loads(listed.stdout)}  # the escalation put them in lead's inbox
+    assert set(tasks) == {f"OLD-{i:06d}" for i in range(250)}
     assert tasks["OLD-000000"]["assignees"] == ["clerk", "lead"] and tasks["OLD-000000"]["state"] == "breached"
     # the first sweep at the import's clock has nothing to do
     first = sweep(ws, T0)
