@@ -298,66 +298,68 @@ def _insert_steps(session: Session, pairs: list[tuple[int, str]], at: datetime) 
     call inserted. One statement through the driver (a catch-up sweep fires 100k steps)."""
     if not pairs:
         return set()
-    session.flush()
-    raw = session.connection().connection.driver_connection
+    conn = _driver(session)
     if is_postgresql(session):
-        with raw.cursor() as cur:
-            cur.execute("INSERT INTO task_step (task_id, step, fired_at) SELECT v.t, v.s, %s "
-                        "FROM unnest(%s::int[], %s::text[]) AS v(t, s) ON CONFLICT DO NOTHING RETURNING task_id, step",
-                        (stored_time(at), [t for t, _ in pairs], [s for _, s in pairs]))
-            return {(t, s) for t, s in cur.fetchall()}
+        return {(t, s) for t, s in conn.exec_driver_sql(
+            "INSERT INTO task_step (task_id, step, fired_at) SELECT v.t, v.s, %s FROM unnest(%s::int[], %s::text[]) "
+            "AS v(t, s) ON CONFLICT DO NOTHING RETURNING task_id, step",
+            (stored_time(at), [t for t, _ in pairs], [s for _, s in pairs]))}
     stamp = time_texts()(at)
     inserted: set[tuple[int, str]] = set()
     for start in range(0, len(pairs), 500):
         chunk = pairs[start:start + 500]
         sql = ("INSERT INTO task_step (task_id, step, fired_at) VALUES " + ", ".join(["(?, ?, ?)"] * len(chunk))
                + " ON CONFLICT DO NOTHING RETURNING task_id, step")
-        inserted.update((t, s) for t, s in raw.execute(sql, [v for t, s in chunk for v in (t, s, stamp)]).fetchall())
+        inserted.update((t, s) for t, s in conn.exec_driver_sql(sql, tuple(v for t, s in chunk for v in (t, s, stamp))))
     return inserted
+
+
+def _driver(session: Session):
+    """The session's connection, for SQL written for the driver: no per-row SQLAlchemy processing,
+    while driver errors still arrive wrapped (a read-only store is told as such)."""
+    session.flush()
+    return session.connection()
 
 
 def _insert_assignees(session: Session, rows: list[tuple[int, str, str, datetime]]) -> None:
     """Insert-or-ignore task_assignee rows ``(task_id, role, reason, added_at)``, through the driver."""
     if not rows:
         return
-    session.flush()
-    raw = session.connection().connection.driver_connection
+    conn = _driver(session)
     if is_postgresql(session):
-        with raw.cursor() as cur:
-            cur.execute("INSERT INTO task_assignee (task_id, role, reason, added_at) SELECT * FROM "
-                        "unnest(%s::int[], %s::text[], %s::text[], %s::timestamp[]) ON CONFLICT DO NOTHING",
-                        [list(column) for column in zip(*((t, r, why, stored_time(at)) for t, r, why, at in rows))])
+        conn.exec_driver_sql(
+            "INSERT INTO task_assignee (task_id, role, reason, added_at) SELECT * FROM "
+            "unnest(%s::int[], %s::text[], %s::text[], %s::timestamp[]) ON CONFLICT DO NOTHING",
+            tuple(list(column) for column in zip(*((t, r, why, stored_time(at)) for t, r, why, at in rows))))
         return
     stamp = time_texts()
-    raw.executemany("INSERT OR IGNORE INTO task_assignee (task_id, role, reason, added_at) VALUES (?, ?, ?, ?)",
-                    [(t, r, why, stamp(at)) for t, r, why, at in rows])
+    conn.exec_driver_sql("INSERT OR IGNORE INTO task_assignee (task_id, role, reason, added_at) VALUES (?, ?, ?, ?)",
+                         [(t, r, why, stamp(at)) for t, r, why, at in rows])
 
 
 def _update_tasks(session: Session, works: list[_TaskWork]) -> None:
     """Write each task's new SLA state and clocks (still open ones only), through the driver."""
     if not works:
         return
-    session.flush()
-    raw = session.connection().connection.driver_connection
+    conn = _driver(session)
     if is_postgresql(session):
         def at(value):
             return None if value is None else stored_time(value)
 
         columns = zip(*((w.row.id, w.sla_state, w.next_step, w.escalation_level, at(w.next_action_at),
                          at(w.risk_at), at(w.deadline)) for w in works))
-        with raw.cursor() as cur:
-            cur.execute(
-                "UPDATE task AS t SET sla_state = v.st, next_step = v.ns, escalation_level = v.lvl, "
-                "next_action_at = v.nat, risk_at = v.risk, deadline = v.dl FROM unnest(%s::int[], %s::text[], "
-                "%s::int[], %s::int[], %s::timestamp[], %s::timestamp[], %s::timestamp[]) AS v(id, st, ns, lvl, nat, "
-                "risk, dl) WHERE t.id = v.id AND t.status = 'open'", [list(c) for c in columns])
+        conn.exec_driver_sql(
+            "UPDATE task AS t SET sla_state = v.st, next_step = v.ns, escalation_level = v.lvl, "
+            "next_action_at = v.nat, risk_at = v.risk, deadline = v.dl FROM unnest(%s::int[], %s::text[], "
+            "%s::int[], %s::int[], %s::timestamp[], %s::timestamp[], %s::timestamp[]) AS v(id, st, ns, lvl, nat, "
+            "risk, dl) WHERE t.id = v.id AND t.status = 'open'", tuple(list(c) for c in columns))
         return
     stamp = time_texts()
 
     def text(value):
         return None if value is None else stamp(value)
 
-    raw.executemany(
+    conn.exec_driver_sql(
         "UPDATE task SET sla_state = ?, next_step = ?, escalation_level = ?, next_action_at = ?, risk_at = ?, "
         "deadline = ? WHERE id = ? AND status = 'open'",
         [(w.sla_state, w.next_step, w.escalation_level, text(w.next_action_at), text(w.risk_at), text(w.deadline),
