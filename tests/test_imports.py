@@ -519,7 +519,7 @@ def test_shipments_dry_run_changes_nothing(quick):
     assert scalar(ws, "SELECT status FROM orders WHERE order_id = 'O1'") == "open"
 
 
-# --- the import's entry planner against the workflow engine's ------------------------------------
+# --- the entry planner ----------------------------------------------------------------------------
 
 PLANNER_CONFIG = """
 [defaults]
@@ -554,10 +554,10 @@ auto = "allocate"
 """
 
 
-def test_entry_planner_plans_what_the_workflow_engine_plans():
+def test_entry_planner_routes_and_clocks():
     """Every route (a workflow, a skipped node, all nodes skipped, no workflow at all) and the
-    clocks on a business calendar: the import's rows are workflow.plan_entries' rows."""
-    from ffctl.core import csvio, imports, workflow
+    clocks on a business calendar, as the one entry planner plans them."""
+    from ffctl.core import csvio, workflow
     from ffctl.core.config import parse_config
 
     cfg = parse_config(PLANNER_CONFIG)
@@ -573,45 +573,31 @@ def test_entry_planner_plans_what_the_workflow_engine_plans():
         ("G", "C2", "shop", None, None, "2026-11-29 23:30", [("W", 1)]),       # closed: starts at D's opening
     ]
     parse_time = csvio.time_parser(cfg.timezone)
-    planner = imports.EntryPlanner(cfg, "importer")
-    entries = planner.begin()
-    moves, facts = {}, []
+    facts = []
     for oid, cust, channel, region, prio, created, lines in orders:
-        at = parse_time(created)
-        values = [(oid, n, cust, sku, qty, channel, region, None, at, None, prio, None)
-                  for n, (sku, qty) in enumerate(lines, 1)]
-        record = imports.Record(oid, [(i, i + 2, tuple(v)) for i, v in enumerate(values)])
         tier, cregion, rep = customers[cust]
-        custom = any(skus[s][1] for s, _ in lines)
-        moves[oid] = entries.add(record, at, channel, region or cregion, tier, cust, rep, prio or 0, custom, skus)
-        facts.append({"order_id": oid, "created_at": csvio.from_stored(at), "channel": channel,
-                      "region": region or cregion, "tier": tier, "customer": cust, "sales_rep": rep,
-                      "priority": prio or 0, "has_custom_items": custom,
-                      "categories": {skus[s][0] for s, _ in lines if skus[s][0]}, "skus": {s for s, _ in lines}})
-    expected = workflow.plan_entries(cfg, facts, actor="importer")
-    assert moves == expected.orders == {"A": ("pilot", None), "B": ("pilot", "tech_confirm"),
-                                        "C": ("gadgets", "credit_review"), "D": ("shops", "credit_review"),
-                                        "E": (None, None), "F": ("shops", "credit_review"),
-                                        "G": ("shops", "credit_review")}
-    stored = csvio.stored_time
+        facts.append(workflow.routing_facts(
+            oid, csvio.from_stored(parse_time(created)), channel=channel, region=region, customer=cust,
+            sales_rep=None, priority=prio, tier=tier, customer_region=cregion, customer_rep=rep,
+            lines=[(s, *skus[s]) for s, _ in lines]))
+    entries = workflow.plan_entries(cfg, facts, actor="importer")
+    assert entries.moves == {"A": ("pilot", None), "B": ("pilot", "tech_confirm"),
+                             "C": ("gadgets", "credit_review"), "D": ("shops", "credit_review"),
+                             "E": (None, None), "F": ("shops", "credit_review"),
+                             "G": ("shops", "credit_review")}
 
     def rows(part):  # each row as every column it writes
         return [{**part.fixed, **dict(zip(part.columns, row))} for row in part.rows]
 
-    def as_stored(row):
-        return {c: stored(v) if isinstance(v, datetime) else v for c, v in row.items()}
-
-    by_task = operator.itemgetter("order_id", "seq")
-    planned = sorted((r for part in entries.tasks() for r in rows(part)), key=by_task)
-    tasks = sorted((as_stored(t) for t in expected.tasks), key=by_task)
-    assert planned == tasks  # every column, none missing
-    d, g = (next(t for t in planned if t["order_id"] == oid) for oid in "DG")
+    tasks = {(t["order_id"], t["node"]): t for part in entries.tasks() for t in rows(part)}
+    assert tasks[("A", "tech_confirm")]["status"] == "skipped"
+    assert tasks[("C", "credit_review")]["deadline"] == "2026-11-24 01:20:00.000000"  # 10 min + 20 min next morning
+    d, g = tasks[("D", "credit_review")], tasks[("G", "credit_review")]
     assert d["entered_at"] != g["entered_at"] and d["deadline"] == g["deadline"]  # both wait for Monday's opening
-    events = [(stored(e["at"]), e["actor"], e["event"], e["order_id"], e["node"], e["detail"]) for e in expected.events]
-    written = rows(entries.events())
-    assert [(e["at"], e["actor"], e["event"], e["order_id"], e["node"], e["detail"]) for e in written] == events
-    assert {e["wall_at"] for e in written} == {entries.wall}
-    assert {(e["task_id"], e["subject"]) for e in written} == {(None, None)}
+    events = [(e["order_id"], e["event"], e["node"]) for e in rows(entries.events)]
+    assert events[:3] == [("A", "created", None), ("A", "skipped", "tech_confirm"), ("B", "created", None)]
+    assert ("E", "created", None) in events and not [e for e in events if e[0] == "E" and e[1] != "created"]
+    assert {e["actor"] for e in rows(entries.events)} == {"importer"}
 
 
 def test_a_bulk_import_leaves_fresh_planner_statistics(ws):

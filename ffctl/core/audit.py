@@ -4,7 +4,8 @@ Every state change, by a person or a sweep, goes through ``record``: the effecti
 the command clock (``--now``), ``wall_at`` the real time it was written, ``actor`` who the
 command acted as (``--as``: advisory) and ``login`` the operating-system login that ran it.
 Events are never updated, deleted, replaced or truncated (triggers refuse it: 0002, 0005).
-Writers that build event rows themselves (the import's bulk path) take ``stamp`` from here.
+Set-based writers append through ``record_many``/``prepare_many``, or collect ``EventRows`` (the
+same check, as rows ready for COPY: workflow entry, the import's bulk path).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ffctl.core.bulk import CopyRows, insert_rows, is_postgresql, time_texts
+from ffctl.core.bulk import CopyRows, Rows, insert_rows, is_postgresql, time_texts
 from ffctl.core.models import Event, UTCDateTime
 
 EVENTS = frozenset(
@@ -120,6 +121,23 @@ class PreparedEvents:
             self.copy.write(session)
         else:
             record_many(session, self.rows)
+
+
+class EventRows(Rows):
+    """Events of one writer (one actor, one wall time) as rows for ``bulk.insert_rows`` or COPY
+    (``formatted()``): the bulk form of ``record_many`` for planners that build thousands of
+    events. Times are given as stored text; ``add`` checks the event against the vocabulary."""
+
+    COLUMNS = ("at", "event", "order_id", "node", "detail")
+
+    def __init__(self, actor: str, wall: str) -> None:
+        super().__init__("event", self.COLUMNS, {**stamp(actor, wall), "task_id": None, "subject": None})
+        self.wall = wall
+
+    def add(self, at: str, event: str, order_id: str | None, node: str | None, detail: str | None) -> None:
+        if event not in EVENTS:
+            raise ValueError(f"unknown audit event {event!r}")
+        self.rows.append((at, event, order_id, node, detail))
 
 
 def prepare_many(rows: list[dict], *, postgresql: bool) -> PreparedEvents:

@@ -39,7 +39,7 @@ import zlib
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -47,8 +47,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit, csvio
-from ffctl.core.bulk import CopyRows, Rows, among, insert_rows, sqlite_analyze_stale, sqlite_working_set
-from ffctl.core.calendar import WALL_CLOCK
+from ffctl.core.bulk import CopyRows, among, insert_rows, sqlite_analyze_stale, sqlite_working_set
 from ffctl.core.csvio import CsvFileError
 from ffctl.core.errors import FfctlError, UsageError
 from ffctl.core.models import (
@@ -62,6 +61,8 @@ from ffctl.core.models import (
     Stock,
     Supplier,
 )
+from ffctl.core.workflow.entry import EntryPlanner
+from ffctl.core.workflow.routing import routing_facts
 from ffctl.i18n import _
 
 MAX_ERRORS_SHOWN = 50
@@ -1085,10 +1086,10 @@ class Orders(Handler):
         new = [(r, d) for r, d in zip(records, digests) if r.key not in stored]
         planned = None
         if new:
-            order_rows, line_rows, tasks, events = self._plan(ctx, new, self._planner(ctx))
+            order_rows, line_rows, entries = self._plan(ctx, new, self._planner(ctx))
             # the COPY text too, so that the writer only sends (the orders wait for their promises)
             planned = (order_rows, CopyRows("order_line", LINE_INSERT, line_rows, LINE_FIXED),
-                       [t.formatted() for t in tasks], events.formatted())
+                       entries.format(postgresql=True))
         return digests, [r.key for r, _ in new], planned
 
     def apply(self, session, ctx, kind, records, write, prepared: tuple | None = None):
@@ -1159,18 +1160,15 @@ class Orders(Handler):
             self.backfilled = sla.SweepReport(now=ctx.now)
         sla.backfill(session, ctx.cfg, order_ids, now=ctx.now, report=self.backfilled)
 
-    def _facts(self, ctx: Context, record: Record, created: datetime) -> dict:
+    @staticmethod
+    def _facts(ctx: Context, record: Record, created) -> dict:
+        """The order's routing facts (``workflow.routing_facts``), as the file gives them."""
         v = record.first
         tier, region, rep = ctx.customers[v[O_CUSTOMER]]
-        skus = {r[O_SKU] for _, _, r in record.rows}
-        products = [ctx.skus[s] for s in skus]
-        return {
-            "order_id": record.key, "created_at": created, "channel": v[O_CHANNEL],
-            "region": v[O_REGION] or region, "tier": tier, "customer": v[O_CUSTOMER],
-            "sales_rep": v[O_REP] or rep, "priority": v[O_PRIORITY] or 0,
-            "has_custom_items": any(custom for _, custom in products),
-            "categories": {cat for cat, _ in products if cat}, "skus": skus,
-        }
+        skus = ctx.skus
+        return routing_facts(record.key, created, channel=v[O_CHANNEL], region=v[O_REGION], customer=v[O_CUSTOMER],
+                             sales_rep=v[O_REP], priority=v[O_PRIORITY], tier=tier, customer_region=region,
+                             customer_rep=rep, lines=[(r[O_SKU], *skus[r[O_SKU]]) for _, _, r in record.rows])
 
     def _promises(self, session, ctx: Context, records: list[Record], *, ledger: dict | None = None,
                   stored: bool = True) -> dict:
@@ -1214,43 +1212,37 @@ class Orders(Handler):
         session.execute(sa.text("ANALYZE orders, order_line"))
         self.analyzed_at = written
 
-    def _planner(self, ctx: Context) -> "EntryPlanner":
+    def _planner(self, ctx: Context) -> EntryPlanner:
         if self.planner is None or self.planner.cfg is not ctx.cfg:
             self.planner = EntryPlanner(ctx.cfg, ctx.actor)
         return self.planner
 
-    @staticmethod
-    def _plan(ctx: Context, new: list[tuple[Record, str]], planner: "EntryPlanner") -> tuple:
-        """The rows of new orders: (orders, lines, tasks, events). Pure Python, no store: an order
-        without a promised_ship_date has None there until ``_insert`` asks available-to-promise."""
-        customers, skus, now_text = ctx.customers, ctx.skus, ctx.now_text
+    @classmethod
+    def _plan(cls, ctx: Context, new: list[tuple[Record, str]], planner: EntryPlanner) -> tuple:
+        """The rows of new orders: (orders, lines, their workflow entry). Pure Python, no store: an
+        order without a promised_ship_date has None there until ``_insert`` asks available-to-promise."""
+        now_text = ctx.now_text
         order_rows, line_rows = [], []
-        entry = planner.begin()
+        entries = planner.begin()
         for record, digest in new:
             v = record.first
             key = record.key
-            tier, region, rep = customers[v[O_CUSTOMER]]
-            region = v[O_REGION] or region
-            rep = v[O_REP] or rep
-            priority = v[O_PRIORITY] or 0
-            custom = False
-            for _, _, r in record.rows:
-                line_rows.append((key, r[O_LINE], r[O_SKU], r[O_QTY], r[O_PRICE]))
-                if skus[r[O_SKU]][1]:
-                    custom = True
+            line_rows.extend([(key, r[O_LINE], r[O_SKU], r[O_QTY], r[O_PRICE]) for _, _, r in record.rows])
             created = v[O_CREATED] or now_text
-            wf, node = entry.add(record, created, v[O_CHANNEL], region, tier, v[O_CUSTOMER], rep, priority, custom, skus)
+            facts = cls._facts(ctx, record, created)
+            wf, node = entries.enter(key, facts, created)
             given = v[O_PROMISED]
-            order_rows.append((key, v[O_CUSTOMER], v[O_CHANNEL], region, rep, priority, created, given,
-                               None if given is None else "import", custom, digest, wf, node))
-        return order_rows, line_rows, entry.tasks(), entry.events()
+            order_rows.append((key, v[O_CUSTOMER], v[O_CHANNEL], facts["region"], facts["sales_rep"],
+                               facts["priority"], created, given, None if given is None else "import",
+                               facts["has_custom_items"], digest, wf, node))
+        return order_rows, line_rows, entries
 
     def _insert(self, session, ctx: Context, new: list[tuple[Record, str]], planned: tuple | None = None,
-                planner: "EntryPlanner | None" = None) -> None:
+                planner: EntryPlanner | None = None) -> None:
         """The new orders, their lines, and their workflow entry (tasks and events), in bulk."""
         if planned is None:
             planned = self._plan(ctx, new, planner or self._planner(ctx))
-        order_rows, line_rows, tasks, events = planned
+        order_rows, line_rows, entries = planned
         if ctx.dialect == "postgresql":
             self._analyze_before_demand(session, [r for r, _ in new])
         promises = self._promises(session, ctx, [r for r, _ in new], ledger=self.ledger, stored=False)
@@ -1261,13 +1253,12 @@ class Orders(Handler):
                     order_rows[i] = row[:7] + (promise[0].isoformat(), promise[1]) + row[9:]
         insert_rows(session, "orders", NEW_ORDER, order_rows, NEW_ORDER_FIXED)
         insert_rows(session, "order_line", LINE_INSERT, line_rows, LINE_FIXED)
-        for part in (*tasks, events):
-            part.write(session)
+        entries.write(session, move_orders=False)  # the order rows carry their (workflow, node)
         grown = self.grown
         grown["orders"] += len(order_rows)
         grown["order_line"] += len(line_rows)
-        grown["task"] += sum(map(len, tasks))
-        grown["event"] += len(events)
+        grown["task"] += entries.task_count()
+        grown["event"] += len(entries.events)
 
     def _replace(self, session, ctx: Context, changed: list[tuple[Record, str]]) -> None:
         promises = self._promises(session, ctx, [r for r, _ in changed])
@@ -1295,169 +1286,6 @@ class Orders(Handler):
         audit.record_many(session, events)
         self.grown["order_line"] += len(line_rows)
         self.ledger.clear()  # it counted the replaced lines: read their SKUs afresh next time
-
-
-# --- workflow entry of new orders ------------------------------------------------------------
-
-# A new order's tasks and events: the columns that differ row by row, and what they all have
-# (given once: bulk.insert_rows)
-OPEN_TASK = ("order_id", "workflow", "node", "seq", "owner", "entered_at", "sla_seconds", "risk_at", "deadline",
-             "next_action_at")
-SKIPPED_TASK = ("order_id", "workflow", "node", "seq", "owner", "entered_at", "sla_seconds", "completed_at",
-                "risk_at", "deadline")
-_NEW_TASK = {"sla_state": "on_track", "held_at": None, "paused_seconds": 0.0, "next_step": 0, "escalation_level": 0,
-             "note": None}
-OPEN_TASK_FIXED = {"status": "open", **_NEW_TASK, "completed_at": None, "completed_by": None, "outcome": None}
-NEW_EVENT = ("at", "event", "order_id", "node", "detail")
-_MEMO_LIMIT = 20_000  # entries a memo may hold before it starts over (bounded memory)
-_ORDER_ATTRS = ("channel", "region", "tier", "customer", "sales_rep", "priority", "has_custom_items")
-
-
-class EntryPlanner:
-    """``workflow.plan_entries`` for an import's new orders, as rows ready to write.
-
-    The same decisions, rows and events (a test compares them with ``plan_entries``), made once per
-    distinct combination of the attributes the config's ``match`` and ``when`` read instead of
-    once per order, with each task's clocks computed once per (node, entered_at), and written as
-    tuples of stored values instead of dicts of datetimes: planning through ``plan_entries``
-    cost about 25 us an order, a fifth of an import.
-    """
-
-    def __init__(self, cfg, actor: str) -> None:
-        keys: set[str] = set()
-        for wf in cfg.workflows:
-            keys.update(wf.match)
-        for spec in cfg.nodes.values():
-            keys.update(spec.when)
-        self.cfg, self.actor = cfg, actor
-        self.keys = tuple(sorted(keys))
-        self.by_line = bool({"category", "sku"} & keys)
-        # the order-level attributes a route depends on, picked out of _Entries.add's arguments
-        used = [i for i, k in enumerate(_ORDER_ATTRS) if k in keys]
-        self.pick = (lambda values: ()) if not used else (
-            operator.itemgetter(*used) if len(used) > 1 else (lambda values, i=used[0]: (values[i],)))
-        self.routes: dict[tuple, tuple] = {}
-        self.clocks: dict[tuple[str, datetime], tuple[str, str, str]] = {}
-        self.calendars: dict[str, tuple] = {}  # node -> (its clock, whether closed hours may share a start)
-        from ffctl.core.clock import zone
-        from ffctl.core.workflow import clocks
-
-        self._clocks, self._zone = clocks, zone(cfg.timezone)  # the entered event shows due times there
-
-    def begin(self) -> "_Entries":
-        return _Entries(self, csvio.stored_time(datetime.now(timezone.utc)))
-
-    def route(self, attrs: dict) -> tuple:
-        """(workflow or None, detail of the created event, steps, node the order waits at) where
-        each step is (node, seq, skipped, owner, sla_seconds, event detail or its prefix)."""
-        from ffctl.core.config import matches
-        from ffctl.core.durations import format_duration
-        from ffctl.core.config import describe_spec
-
-        cfg = self.cfg
-        wf = cfg.workflow_for(attrs)
-        if wf is None:
-            return None, "no workflow matches this order", (), None
-        steps = []
-        for seq, node in enumerate(wf.nodes):
-            spec = cfg.nodes[node]
-            if spec.when and not matches(spec.when, attrs):
-                steps.append((node, seq, True, spec.owner, spec.sla_seconds,
-                              f"skipped: the order does not match {describe_spec(spec.when)}"))
-                continue
-            owner = f"owner {spec.owner}" if spec.owner else f"auto: {spec.auto}"
-            steps.append((node, seq, False, spec.owner, spec.sla_seconds,
-                          f"{owner}; SLA {format_duration(spec.sla_seconds)}, due "))
-            return wf.name, f"workflow {wf.name}", tuple(steps), node
-        return wf.name, f"workflow {wf.name}", tuple(steps), None
-
-    def clock(self, node: str, at: str) -> tuple[str, str, str]:
-        """(risk_at, deadline, the deadline as the entered event shows it) of a task entered at ``at``.
-
-        Remembered per instant the clock starts from: every order that arrives while a node's
-        calendar is closed (nights, weekends: most of the week) starts at its next opening and
-        gets the same deadlines, so those cost one calendar step instead of two and the texts."""
-        entered = csvio.from_stored(at)
-        start = self._start(node, entered)
-        memo = self.clocks
-        found = memo.get((node, start))
-        if found is None:
-            if len(memo) >= _MEMO_LIMIT:
-                memo.clear()
-            c = self._clocks(self.cfg, node, entered, 0.0, "on_track", 0)
-            stored = csvio.stored_time
-            found = memo[(node, start)] = (stored(c["risk_at"]), stored(c["deadline"]),
-                                           c["deadline"].astimezone(self._zone).isoformat(" ", "minutes")[:16])
-        return found
-
-    def _start(self, node: str, entered: datetime) -> datetime:
-        """The instant ``node``'s SLA clock starts counting for a task entered at ``entered``: its
-        calendar's next opening when closed then (adding business time from either instant gives
-        the same deadline), else ``entered``."""
-        found = self.calendars.get(node)
-        if found is None:
-            spec = self.cfg.nodes[node]
-            cal = self.cfg.calendar(node)
-            # a zero duration returns its start as it is: only positive ones may share a start
-            counts = cal is not WALL_CLOCK and spec.sla_seconds > 0 and spec.warn_at > 0
-            found = self.calendars[node] = (cal, counts)
-        cal, counts = found
-        if not counts:
-            return entered
-        return cal.add(entered, 1e-6) - _MICROSECOND  # open: entered itself; closed: the next opening
-
-
-_MICROSECOND = timedelta(microseconds=1)
-
-
-class _Entries:
-    """The task and event rows of one batch of new orders."""
-
-    def __init__(self, planner: EntryPlanner, wall: str) -> None:
-        self.planner, self.wall = planner, wall
-        actor = planner.actor
-        self.opened = Rows("task", OPEN_TASK, OPEN_TASK_FIXED)
-        self.skipped = Rows("task", SKIPPED_TASK, {"status": "skipped", **_NEW_TASK, "completed_by": actor,
-                                                   "outcome": "skipped", "next_action_at": None})
-        self.entered = Rows("event", NEW_EVENT, {**audit.stamp(actor, wall), "task_id": None, "subject": None})
-
-    def tasks(self) -> list[Rows]:
-        return [self.skipped, self.opened]
-
-    def events(self) -> Rows:
-        return self.entered
-
-    def add(self, record: Record, at: str, channel, region, tier, customer, sales_rep, priority, custom: bool,
-            skus: dict) -> tuple[str | None, str | None]:
-        """Plan one order's entry at ``at`` (stored text); returns its (workflow, node)."""
-        planner = self.planner
-        values = (channel, region, tier, customer, sales_rep, priority, custom)
-        key = planner.pick(values)
-        if planner.by_line:
-            line_skus = frozenset([r[O_SKU] for _, _, r in record.rows])
-            categories = frozenset([skus[s][0] for s in line_skus if skus[s][0]])
-            key = (key, line_skus, categories)
-        route = planner.routes.get(key)
-        if route is None:
-            if len(planner.routes) >= _MEMO_LIMIT:
-                planner.routes.clear()
-            facts = dict(zip(_ORDER_ATTRS, values))
-            if planner.by_line:
-                facts["sku"], facts["category"] = set(line_skus), set(categories)
-            route = planner.routes[key] = planner.route(facts)
-        workflow, created, steps, node = route
-        order_id = record.key
-        events = self.entered.rows
-        events.append((at, "created", order_id, None, created))
-        for step, seq, skipped, owner, sla, detail in steps:
-            risk_at, deadline, due = planner.clock(step, at)
-            if skipped:
-                self.skipped.rows.append((order_id, workflow, step, seq, owner, at, sla, at, risk_at, deadline))
-                events.append((at, "skipped", order_id, step, detail))
-            else:
-                self.opened.rows.append((order_id, workflow, step, seq, owner, at, sla, risk_at, deadline, risk_at))
-                events.append((at, "entered", order_id, step, detail + due))
-        return workflow, node
 
 
 def _backfill_note(ctx: Context, done) -> str:

@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session
 from ffctl.core import workflow
 from ffctl.core.errors import PermissionDenied, UsageError
 from ffctl.core.models import Customer, Order, Task, TaskAssignee
-from ffctl.core.orders import CHUNK, breached_clause, state_filter, urgency
+from ffctl.core.orders import CHUNK
 from ffctl.core.paging import count_matches, fetch_page
+from ffctl.core.workflow.clocks import breached_clause, state_filter, urgency
 from ffctl.i18n import _
 
 

@@ -1,7 +1,7 @@
 """Orders as people look them up and act on them: list, show, advance, cancel, unflag.
 
 Queries filter and page in SQL (never load every order to filter in Python); the state of an
-order's current task is computed in SQL from its clocks with the same rules as
+order's current task is selected in SQL by ``workflow.clocks``' clauses, the SQL twins of
 ``workflow.task_view``, which then gives the business-time ``seconds_left`` of each row shown.
 """
 
@@ -20,42 +20,13 @@ from ffctl.core.errors import Conflict, FfctlError, NotFound, UsageError
 from ffctl.core.text import command
 from ffctl.core.models import Allocation, Customer, Event, Order, OrderFlag, OrderLine, Task
 from ffctl.core.paging import count_matches, fetch_page
+from ffctl.core.workflow.clocks import state_filter
 from ffctl.i18n import _, ngettext
 
 CHUNK = 500
 STATUSES = ("open", "on_hold", "shipped", "delivered", "cancelled")
 STATES = ("on_track", "at_risk", "breached", "on_hold")
 FINAL = ("shipped", "delivered", "cancelled")
-
-
-# --- the task state in SQL (mirrors workflow.task_view) --------------------------------------
-
-def breached_clause(task, now: datetime):
-    """Open task past its deadline (``workflow.breached``), not on hold (that is a state of its own)."""
-    return sa.and_(task.held_at.is_(None), workflow.breached(task.deadline, workflow.stopped_at(task), now))
-
-
-def at_risk_clause(task, now: datetime):
-    """Past warn_at of the SLA (or recorded at risk), not yet breached, not on hold."""
-    return sa.and_(
-        task.held_at.is_(None), task.deadline > now,
-        sa.or_(task.sla_state != "on_track", task.risk_at <= now),
-    )
-
-
-def state_filter(task, now: datetime, *, at_risk: bool, breached: bool):
-    """The WHERE clause for --at-risk / --breached (both given: either state); None for no filter."""
-    clauses = []
-    if breached:
-        clauses.append(breached_clause(task, now))
-    if at_risk:
-        clauses.append(at_risk_clause(task, now))
-    return sa.or_(*clauses) if clauses else None
-
-
-def urgency(task, now: datetime):
-    """Sort key: breached first, then the rest by deadline; on hold last."""
-    return sa.case((task.held_at.is_not(None), 2), (breached_clause(task, now), 0), else_=1)
 
 
 def check_node(cfg, node: str | None) -> None:
@@ -307,12 +278,12 @@ def advance(session: Session, cfg, order_id: str, *, at: datetime, actor: str, n
         session.refresh(order)
         closed = _closed_task(session, order_id, at, actor, "rejected")
         return {"order_id": order_id, "node": closed.node, "outcome": "rejected",
-                "sla": workflow._sla_words(cfg, closed, at), "next_node": now_at,
+                "sla": workflow.sla_words(cfg, closed, at), "next_node": now_at,
                 "on_hold": order.status == "on_hold", "reason": reason}
     nxt = workflow.complete(session, cfg, order_id, at=at, actor=actor, node=node, note=note, manual=True)
     closed = _closed_task(session, order_id, at, actor, "done")
     return {"order_id": order_id, "node": closed.node, "outcome": "completed",
-            "sla": workflow._sla_words(cfg, closed, at), "next_node": nxt, "on_hold": False, "reason": None}
+            "sla": workflow.sla_words(cfg, closed, at), "next_node": nxt, "on_hold": False, "reason": None}
 
 
 def _closed_task(session: Session, order_id: str, at: datetime, actor: str, status: str) -> Task:
@@ -343,7 +314,7 @@ def cancel_order(session: Session, cfg, order_id: str, *, at: datetime, actor: s
     """Release the order's reservations, close its open tasks, and mark it cancelled."""
     if not reason or not reason.strip():
         raise UsageError("--reason is required: say why the order is cancelled")
-    order = workflow._lock_order(session, order_id, at=at, tz=cfg.timezone)
+    order = workflow.lock_order(session, order_id, at=at, tz=cfg.timezone)
     if order.status in FINAL:
         raise Conflict(f"order {order_id} is {order.status}; it cannot be cancelled")
     try:
@@ -373,7 +344,7 @@ def cancel_order(session: Session, cfg, order_id: str, *, at: datetime, actor: s
 
 def unflag(session: Session, order_id: str, flag: str, *, at: datetime, actor: str, tz: str = "UTC") -> None:
     """Clear a standing flag (it stays in the history)."""
-    workflow._lock_order(session, order_id, at=at, tz=tz)
+    workflow.lock_order(session, order_id, at=at, tz=tz)
     cleared = session.execute(
         sa.update(OrderFlag)
         .where(OrderFlag.order_id == order_id, OrderFlag.flag == flag, OrderFlag.cleared_at.is_(None))

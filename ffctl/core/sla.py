@@ -659,9 +659,8 @@ def status(session: Session, cfg, *, now: datetime) -> list[dict]:
     """
     open_ = TASK.c.status == "open"
     held = TASK.c.held_at.isnot(None)
-    running = TASK.c.held_at.is_(None)
-    breached = workflow.breached(TASK.c.deadline, workflow.stopped_at(TASK.c), now)
-    at_risk = sa.and_(running, sa.not_(breached), sa.or_(TASK.c.sla_state != "on_track", TASK.c.risk_at <= now))
+    breached = workflow.visit_breached(TASK.c, now)
+    at_risk = workflow.at_risk_clause(TASK.c, now)
 
     def count(cond):
         return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)

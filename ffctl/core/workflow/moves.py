@@ -1,0 +1,336 @@
+"""Moves of an order through its workflow: complete, reject, hold, release, cancel.
+
+Writers lock the order row (``FOR UPDATE`` on PostgreSQL; SQLite's write transaction is already
+exclusive) and close a task with a conditional UPDATE (``... AND status = 'open'``), so two
+people or a person and a sweep cannot both complete one task. The next node is planned by
+``entry`` (the one planner of entries), the events checked by ``audit``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from ffctl.core import audit
+from ffctl.core.bulk import is_postgresql, keyed
+from ffctl.core.durations import format_duration
+from ffctl.core.errors import Conflict, NotFound, PermissionDenied
+from ffctl.core.models import Order, Task, TaskAssignee
+from ffctl.core.text import command
+from ffctl.core.workflow.clocks import reschedule, sla_words as _words
+from ffctl.core.workflow.entry import Entries, EntryPlanner, stored
+from ffctl.core.workflow.routing import needs_facts, order_facts
+from ffctl.i18n import ngettext
+
+CHUNK = 500
+ADMIN = "admin"  # the role whose members may act on every node
+TASK = Task.__table__
+ORDERS = Order.__table__
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+def lock_order(session: Session, order_id: str, *, at: datetime, tz: str) -> Order:
+    """Lock the order a command is about to change at ``at``; refused if its timeline would run
+    backwards (``audit.refuse_earlier``)."""
+    stmt = sa.select(Order).where(Order.order_id == order_id)
+    if is_postgresql(session):
+        stmt = stmt.with_for_update()
+    order = session.execute(stmt).scalar_one_or_none()
+    if order is None:
+        raise NotFound(f"no order {order_id!r}", hint="`ffctl order list` shows the orders in the store.")
+    audit.refuse_earlier(session, order_id, at, tz)
+    return order
+
+
+def current_task(session: Session, order_id: str, *, lock: bool = False) -> Task | None:
+    stmt = sa.select(Task).where(Task.order_id == order_id, Task.status == "open")
+    if lock and is_postgresql(session):
+        stmt = stmt.with_for_update()
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def assignees(session: Session, task: Task) -> list[str]:
+    """Roles a task is assigned to: its owner, then roles it was escalated to."""
+    extra = session.execute(
+        sa.select(TaskAssignee.role).where(TaskAssignee.task_id == task.id).order_by(TaskAssignee.added_at)
+    ).scalars().all()
+    roles = [task.owner] if task.owner else []
+    return roles + [r for r in extra if r not in roles]
+
+
+def may_act(session: Session, cfg, task: Task, user: str) -> bool:
+    """Members of the owner role, of roles the task escalated to, and of ``admin``."""
+    return is_admin(cfg, user) or any(user in cfg.roles[r].members for r in assignees(session, task) if r in cfg.roles)
+
+
+def is_admin(cfg, user: str) -> bool:
+    """Members of the ``admin`` role may act on every node (and see every task)."""
+    return ADMIN in cfg.roles and user in cfg.roles[ADMIN].members
+
+
+def sla_words(cfg, task, at: datetime) -> str:
+    """How ``task`` kept its SLA when closed at ``at`` (``clocks.sla_words``)."""
+    return _words(cfg, task.node, task.deadline, at)
+
+
+def _open_order(order: Order, verb: str) -> None:
+    if order.status == "on_hold":
+        raise Conflict(f"order {order.order_id} is on hold; cannot {verb} it",
+                       hint=f"Release it first: `{command('order', 'release', order.order_id)}`.")
+    if order.status != "open":
+        raise Conflict(f"order {order.order_id} is {order.status}; cannot {verb} it")
+
+
+def _require_task(session: Session, order: Order, node: str | None, verb: str) -> Task:
+    task = current_task(session, order.order_id, lock=True)
+    if task is None:
+        raise Conflict(f"order {order.order_id} has no open node to {verb} (its workflow is finished)")
+    if node is not None and task.node != node:
+        raise Conflict(f"order {order.order_id} is at node {task.node}, not {node}; nothing was changed")
+    return task
+
+
+def _close(session: Session, task: Task, *, status: str, outcome: str, at: datetime, actor: str,
+           note: str | None) -> None:
+    done = session.execute(
+        sa.update(TASK)
+        .where(TASK.c.id == task.id, TASK.c.status == "open")
+        .values(status=status, outcome=outcome, completed_at=at, completed_by=actor, note=note, next_action_at=None)
+    ).rowcount
+    if not done:
+        raise Conflict(f"order {task.order_id}: node {task.node} was closed by someone else just now; nothing was changed")
+    # the object now says what the UPDATE wrote, without reading the row back or marking it dirty
+    for name, value in (("status", status), ("outcome", outcome), ("completed_at", at), ("completed_by", actor),
+                        ("note", note), ("next_action_at", None)):
+        set_committed_value(task, name, value)
+
+
+def _entries(cfg, actor: str) -> Entries:
+    return EntryPlanner(cfg, actor).begin()
+
+
+# --- complete ----------------------------------------------------------------------------------
+
+def complete(session: Session, cfg, order_id: str, *, at: datetime, actor: str, outcome: str = "completed",
+             node: str | None = None, note: str | None = None, manual: bool = False) -> str | None:
+    """Complete the order's current node and enter the next; returns the new node (None: finished).
+
+    ``manual=True`` is a person's ``advance``: only manual nodes, only people allowed on the task.
+    """
+    order = lock_order(session, order_id, at=at, tz=cfg.timezone)
+    _open_order(order, "advance")
+    task = _require_task(session, order, node, "complete")
+    if manual:
+        spec = cfg.nodes.get(task.node)
+        if spec is not None and spec.auto:
+            by = "ffctl allocate" if spec.auto == "allocate" else "ffctl ship"
+            raise Conflict(f"node {task.node} of order {order_id} is completed by `{by}`, not by advance")
+        if not may_act(session, cfg, task, actor):
+            need = " or ".join(assignees(session, task) + ["admin"])
+            raise PermissionDenied(f"{actor} may not complete {task.node} of order {order_id}: it needs a member of {need}")
+    words = sla_words(cfg, task, at)
+    _close(session, task, status="done", outcome=outcome, at=at, actor=actor, note=note)
+    event = "auto_approved" if outcome == "auto_approved" else "completed"
+    detail = "; ".join(x for x in (words, note) if x)
+    entries, when = _entries(cfg, actor), stored(at)
+    entries.event(when, event, order_id, task.node, detail or None)
+    facts = _facts_one(session, order_id) if needs_facts(cfg, task.workflow, task.seq + 1) else None
+    _, nxt = entries.enter(order_id, facts, when, workflow=task.workflow, seq=task.seq + 1)
+    entries.write(session)
+    return nxt
+
+
+def complete_auto(session: Session, cfg, order_ids: Iterable[str], kind: str, *, at: datetime, actor: str) -> list[str]:
+    """Complete the current ``auto = kind`` node of each listed order (set-based); returns those moved."""
+    nodes = [name for name, spec in cfg.nodes.items() if spec.auto == kind]
+    ids = list(dict.fromkeys(order_ids))
+    moved: list[str] = []
+    if not nodes:
+        return moved
+    size = max(len(ids), 1) if is_postgresql(session) else CHUNK  # one array parameter on PostgreSQL
+    for start in range(0, len(ids), size):
+        chunk = ids[start:start + size]
+        rows = session.execute(
+            sa.select(TASK.c.id, TASK.c.order_id, TASK.c.node, TASK.c.workflow, TASK.c.seq, TASK.c.deadline)
+            .join(ORDERS, ORDERS.c.order_id == TASK.c.order_id)
+            .where(keyed(session, TASK.c.order_id, chunk), TASK.c.status == "open", TASK.c.node.in_(nodes),
+                   TASK.c.held_at.is_(None), ORDERS.c.status == "open")
+        ).all()
+        moved.extend(complete_tasks(session, cfg, rows, at=at, actor=actor))
+    return moved
+
+
+def complete_tasks(session: Session, cfg, tasks: list, *, at: datetime, actor: str) -> dict[str, str | None]:
+    """Complete open tasks whose orders the caller has checked (open, not held) and enter each
+    order's next node; set-based. ``tasks`` are rows with id, order_id, node, workflow, seq and
+    deadline (a caller that has read and locked them, like ``allocate``, saves reading them again).
+
+    Returns ``{order_id: node it is now at}`` (None: its workflow is finished) for the tasks this
+    transaction closed, in the given order: one conditional UPDATE whose RETURNING says which, so
+    a concurrent completer's tasks are neither advanced twice nor re-entered.
+    """
+    if not tasks:
+        return {}
+    closed: set[int] = set()
+    for result in _close_completed(session, [r.id for r in tasks], at=at, actor=actor):
+        closed.update(result.scalars())
+    rows = [r for r in tasks if r.id in closed]
+    if not rows:
+        return {}
+    facts = None
+    if any(needs_facts(cfg, r.workflow, r.seq + 1) for r in rows):
+        facts = {f["order_id"]: f for f in order_facts(session, [r.order_id for r in rows])}
+    entries = _entries(cfg, actor)
+    moved = _advance(entries, cfg, rows, facts, at)
+    entries.write(session)
+    return moved
+
+
+def _advance(entries: Entries, cfg, rows: list, facts: dict[str, dict] | None, at: datetime) -> dict[str, str | None]:
+    """Plan each closed task's "completed" event and its order's entry into the next node."""
+    words: dict[tuple, str | None] = {}  # (node, deadline) -> "SLA met" / "SLA breached by ..."
+    when = stored(at)
+    for r in rows:
+        said = words.get((r.node, r.deadline), False)
+        if said is False:
+            said = words[(r.node, r.deadline)] = _words(cfg, r.node, r.deadline, at) or None
+        entries.event(when, "completed", r.order_id, r.node, said)
+        entries.enter(r.order_id, facts[r.order_id] if facts is not None else None, when,
+                      workflow=r.workflow, seq=r.seq + 1)
+    return {r.order_id: entries.moves[r.order_id][1] for r in rows}
+
+
+def plannable(cfg, tasks: list) -> bool:
+    """Whether ``PlannedMoves`` can plan these tasks' moves without the store (no later node of
+    their workflows has a ``when``, which would need the orders' facts)."""
+    return not any(needs_facts(cfg, r.workflow, r.seq + 1) for r in tasks)
+
+
+class PlannedMoves:
+    """``complete_tasks`` in two steps, for open tasks the caller holds locked: planned now without
+    the store (see ``plannable``), and on PostgreSQL formatted for COPY; ``write`` closes the tasks,
+    enters the next nodes, moves the orders and appends the events. ``allocate`` plans a chunk's
+    moves on its planning thread while its writing thread writes the chunk before.
+
+    ``moved`` is ``{order_id: node it is now at}`` (None: its workflow is finished).
+    """
+
+    def __init__(self, cfg, tasks: list, *, at: datetime, actor: str, postgresql: bool) -> None:
+        self.at, self.actor = at, actor
+        self.task_ids = sorted(r.id for r in tasks)
+        entries = _entries(cfg, actor)
+        self.moved = _advance(entries, cfg, tasks, None, at)
+        self.entries = entries.format(postgresql=postgresql)
+
+    def write(self, session: Session) -> None:
+        if not self.task_ids:
+            return
+        closed = sum(len(result.all())
+                     for result in _close_completed(session, self.task_ids, at=self.at, actor=self.actor))
+        if closed != len(self.task_ids):  # the caller holds them locked: cannot happen; refuse rather than guess
+            raise Conflict(ngettext("{n} of {total} task was closed by someone else while being completed; "
+                                    "nothing was written, run the command again",
+                                    "{n} of {total} tasks were closed by someone else while being completed; "
+                                    "nothing was written, run the command again",
+                                    len(self.task_ids)).format(n=len(self.task_ids) - closed, total=len(self.task_ids)))
+        self.entries.write(session)
+
+
+def _close_completed(session: Session, ids: list[int], *, at: datetime, actor: str) -> Iterable:
+    """The UPDATEs that complete the open tasks among ``ids`` (one on PostgreSQL, IN-list sized on
+    SQLite); each RETURNs the ids it closed."""
+    size = max(len(ids), 1) if is_postgresql(session) else CHUNK
+    for start in range(0, len(ids), size):
+        yield session.execute(
+            sa.update(TASK).where(keyed(session, TASK.c.id, ids[start:start + size]), TASK.c.status == "open")
+            .values(status="done", outcome="completed", completed_at=at, completed_by=actor, next_action_at=None)
+            .returning(TASK.c.id))
+
+
+# --- reject, hold, release, cancel -------------------------------------------------------------
+
+def reject(session: Session, cfg, order_id: str, *, at: datetime, actor: str, reason: str,
+           outcome: str = "rejected", node: str | None = None, manual: bool = False) -> str | None:
+    """Send the order back to the previous node (a fresh task), or on hold at the first node.
+
+    Returns the node the order is now at.
+    """
+    order = lock_order(session, order_id, at=at, tz=cfg.timezone)
+    _open_order(order, "reject")
+    task = _require_task(session, order, node, "reject")
+    if manual and cfg.nodes.get(task.node) is not None and cfg.nodes[task.node].auto:
+        raise Conflict(f"node {task.node} of order {order_id} is automatic ({cfg.nodes[task.node].auto}); "
+                       "advance --reject works on manual nodes only")
+    if manual and not may_act(session, cfg, task, actor):
+        need = " or ".join(assignees(session, task) + ["admin"])
+        raise PermissionDenied(f"{actor} may not reject {task.node} of order {order_id}: it needs a member of {need}")
+    _close(session, task, status="rejected", outcome=outcome, at=at, actor=actor, note=reason)
+    previous = session.execute(
+        sa.select(Task.node, Task.seq).where(Task.order_id == order_id, Task.seq < task.seq, Task.status == "done")
+        .order_by(Task.seq.desc(), Task.id.desc()).limit(1)
+    ).first()
+    entries, when = _entries(cfg, actor), stored(at)
+    entries.event(when, "auto_rejected" if outcome == "auto_rejected" else "rejected", order_id, task.node, reason)
+    if previous is not None:
+        entries.reopen(order_id, task.workflow, previous.node, previous.seq, when,
+                       f"sent back from {task.node}: {reason}")
+        entries.write(session)
+        return previous.node
+    # first node: a fresh task there, and the order goes on hold with the reason
+    entries.reopen(order_id, task.workflow, task.node, task.seq, when, f"rejected at the first node: {reason}",
+                   held=True)
+    entries.write(session)
+    session.execute(sa.update(ORDERS).where(ORDERS.c.order_id == order_id).values(status="on_hold"))
+    return task.node
+
+
+def hold(session: Session, cfg, order_id: str, *, at: datetime, actor: str, reason: str) -> None:
+    """Pause every SLA clock of the order."""
+    order = lock_order(session, order_id, at=at, tz=cfg.timezone)
+    _open_order(order, "hold")
+    session.execute(
+        sa.update(TASK).where(TASK.c.order_id == order_id, TASK.c.status == "open")
+        .values(held_at=at, next_action_at=None)
+    )
+    session.execute(sa.update(ORDERS).where(ORDERS.c.order_id == order_id).values(status="on_hold"))
+    audit.record(session, event="held", at=at, actor=actor, order_id=order_id, node=order.node, detail=reason)
+
+
+def release(session: Session, cfg, order_id: str, *, at: datetime, actor: str) -> None:
+    """Resume the clocks with the business time that was left."""
+    order = lock_order(session, order_id, at=at, tz=cfg.timezone)
+    if order.status != "on_hold":
+        raise Conflict(f"order {order_id} is {order.status}, not on hold; nothing to release")
+    task = current_task(session, order_id, lock=True)
+    detail = None
+    if task is not None and task.held_at is not None:
+        covered = cfg.calendar(task.node).between(task.held_at, at) if at > task.held_at else 0.0
+        task.paused_seconds = (task.paused_seconds or 0) + covered
+        task.held_at = None
+        reschedule(task, cfg)
+        detail = f"clock resumes; the hold covered {format_duration(covered)} of business time"
+    order.status = "open"
+    session.flush()
+    audit.record(session, event="released", at=at, actor=actor, order_id=order_id, node=order.node, detail=detail)
+
+
+def cancel_tasks(session: Session, order_id: str, *, at: datetime, actor: str, reason: str) -> None:
+    """Close the order's open tasks (the order is being cancelled). A held task keeps ``held_at``:
+    its clock stopped there, which is what ``breached`` compares with its deadline."""
+    session.execute(
+        sa.update(TASK).where(TASK.c.order_id == order_id, TASK.c.status == "open")
+        .values(status="cancelled", outcome="cancelled", completed_at=at, completed_by=actor,
+                note=reason, next_action_at=None)
+    )
+
+
+def _facts_one(session: Session, order_id: str) -> dict:
+    found = order_facts(session, [order_id])
+    if not found:
+        raise NotFound(f"no order {order_id!r}")
+    return found[0]
