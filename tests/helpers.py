@@ -225,6 +225,55 @@ class Hooks:
         self.server.server_close()
 
 
+class ChatRobot:
+    """A real HTTP server on loopback standing in for a chat robot (WeCom, DingTalk, Feishu, Slack):
+    records each POST (path, query, headers, raw body, JSON) and answers ``answer`` (status, body),
+    which a test changes to play an outage or an in-band error."""
+
+    OK = {
+        "wecom": (200, b'{"errcode":0,"errmsg":"ok"}'),
+        "dingtalk": (200, b'{"errcode":0,"errmsg":"ok"}'),
+        "feishu": (200, b'{"code":0,"data":{},"msg":"success"}'),
+        "slack": (200, b"ok"),
+        "webhook": (200, b""),
+    }
+
+    def __init__(self, vendor: str = "webhook") -> None:
+        from urllib.parse import parse_qs, urlsplit
+
+        self.received: list[dict] = []
+        self.answer = self.OK[vendor]
+        robot = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                parts = urlsplit(self.path)
+                status, body = robot.answer
+                robot.received.append({"path": parts.path, "query": {k: v[0] for k, v in parse_qs(parts.query).items()},
+                                       "raw_query": parts.query, "headers": dict(self.headers), "raw": raw,
+                                       "json": json.loads(raw), "answered": status, "ok": (status, body) == robot.OK[vendor]})
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def delivered(self) -> list[dict]:
+        """The posts the robot accepted."""
+        return [r for r in self.received if r["ok"]]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 ORDER_ID = re.compile(r"\b[A-Z]+-\d{6}\b")  # the ids tests give orders: SO-000001, AP-000012, ...
 
 

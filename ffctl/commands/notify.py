@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState, format_option
-from ffctl.i18n import ngettext
+from ffctl.i18n import _, ngettext
 
 app = typer.Typer(help="Deliver queued notifications; see what went where.", no_args_is_help=True)
 
@@ -18,7 +18,11 @@ def send(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Send at most this many [default: all due]."),
     fmt=format_option(),
 ) -> None:
-    """Deliver pending notifications whose time has come: email, webhook, and the log file.
+    """Deliver pending notifications whose time has come: email, webhook, group chats, the log file.
+
+    Group chats (wecom, dingtalk, feishu, slack) get their vendor's message format; a vendor's
+    error inside an HTTP 200 is retried like any failure, and a robot's rate limit (DingTalk
+    and WeCom: 20 a minute) holds the rest back for the next run, never dropping them.
 
     Failures are retried later with exponential backoff (2, 4, 8, ... minutes), up to
     [notify] max_attempts, then marked failed. Exit code 1 if any notification failed for good.
@@ -38,7 +42,9 @@ def send(
                    Column("next_attempt_at", "next try"), Column("error")]
         render(report.items, columns, kind, tz=st.tz, empty="Nothing to send.")
     if report.items:
-        message(f"{report.sent} sent, {report.retrying} to retry later, {report.failed} failed for good.")
+        deferred = _(", {count} held back by a chat's rate limit").format(count=report.deferred) if report.deferred else ""
+        message(_("{sent} sent, {retrying} to retry later, {failed} failed for good{deferred}.").format(
+            sent=report.sent, retrying=report.retrying, failed=report.failed, deferred=deferred))
     if report.failed:
         message("Hint: `ffctl notify list --failed` shows them with the last error.")
         raise typer.Exit(1)

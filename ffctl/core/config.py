@@ -65,6 +65,11 @@ _NODE_KEYS = ("owner", "sla", "calendar", "warn_at", "critical", "escalation", "
 _STEP_KEYS = ("after", "action", "to", "reason")
 _RULE_COMMON_KEYS = ("kind", "notify", "priority")
 _EMAIL_KEYS = ("host", "port", "sender", "username", "password_env", "starttls", "tls", "ca_file", "plain_login_on_loopback")
+#: Channels reached by an HTTP POST, on a user or a role (a team's group chat belongs to the role).
+HTTP_CHANNELS = ("webhook", "wecom", "dingtalk", "feishu", "slack")
+#: ... and those whose vendor signs requests with a shared secret (the plain webhook: X-Ffctl-Signature).
+SIGNED_CHANNELS = frozenset({"webhook", "dingtalk", "feishu"})
+_CHANNEL_KEYS = ("url", "url_env", "secret_env")
 
 DEFAULT_WARN_AT = 0.75
 
@@ -109,17 +114,46 @@ class CalendarConfig:
 
 
 @dataclass(frozen=True)
+class ChannelTarget:
+    """Where an HTTP channel posts: a URL written in the file or named by an environment variable
+    (robot URLs carry their token), and the variable holding the signing secret, if any."""
+
+    channel: str
+    url: str | None = None
+    url_env: str | None = None
+    secret_env: str | None = None
+
+    def resolve_url(self) -> str | None:
+        """The URL to post to now; None when its variable is not set."""
+        if self.url is not None:
+            return self.url
+        found = os.environ.get(self.url_env or "", "").strip()
+        return found or None
+
+    def secret(self) -> str | None:
+        """The signing secret from its variable; None when there is none (or it is not set)."""
+        return os.environ.get(self.secret_env) if self.secret_env else None
+
+    def shown(self) -> str:
+        """The target as config check shows it: the URL masked, secrets by their variable's name."""
+        where = mask_endpoint(self.url) if self.url is not None else f"${self.url_env}"
+        return where + (_(", signed with ${variable}").format(variable=self.secret_env) if self.secret_env else "")
+
+
+@dataclass(frozen=True)
 class RoleConfig:
     name: str
     members: tuple[str, ...]
     escalate_to: str | None
+    channels: Mapping[str, ChannelTarget] = field(default_factory=lambda: FrozenDict())
 
 
 @dataclass(frozen=True)
 class UserConfig:
     name: str
     email: str | None
-    webhook: str | None
+    webhook: str | None  # the plain webhook's URL when the file writes it (url_env: see channels)
+    channels: Mapping[str, ChannelTarget] = field(default_factory=lambda: FrozenDict())
 
 
 @dataclass(frozen=True)
@@ -262,6 +296,11 @@ class Config:
             chain.append(current.escalate_to)
             current = self.roles.get(current.escalate_to)
         return tuple(chain)
+
+    def channel_target(self, name: str, channel: str) -> ChannelTarget | None:
+        """The HTTP channel ``channel`` of a user or a role (a team's group chat), or None."""
+        holder = self.roles.get(name) or self.users.get(name)
+        return holder.channels.get(channel) if holder is not None else None
 
     def members(self, role_or_user: str) -> tuple[str, ...]:
         """The people a name stands for: a role's members, or (name,) for a user or a role member.
@@ -884,7 +923,7 @@ class _Checker:
 
     def role(self, name: str, table: dict, known: _Names) -> RoleConfig:
         key = _join("roles", name)
-        self.known_keys(table, ("members", "escalate_to"), key)
+        self.known_keys(table, ("members", "escalate_to", *HTTP_CHANNELS), key)
         members = self.names(table, "members", key) or ()
         for member in {m for m in members if members.count(m) > 1}:
             self.problem(_join(key, "members"), f"{member!r} is listed more than once")
@@ -893,7 +932,7 @@ class _Checker:
             escalate_to = None
         if name in known.users:
             self.problem(_join("users", name), f"{name!r} is both a role and a user; recipients would be ambiguous, rename one")
-        return RoleConfig(name, tuple(dict.fromkeys(members)), escalate_to)
+        return RoleConfig(name, tuple(dict.fromkeys(members)), escalate_to, self.channels(table, key))
 
     def escalation_cycles(self, roles: dict[str, RoleConfig]) -> None:
         reported: set[frozenset[str]] = set()
@@ -913,16 +952,85 @@ class _Checker:
 
     def user(self, name: str, table: dict, known: _Names) -> UserConfig:
         key = _join("users", name)
-        self.known_keys(table, ("email", "webhook"), key)
+        self.known_keys(table, ("email", *HTTP_CHANNELS), key)
         email = self.text(table, "email", key)
         if email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+", email.strip()):
             self.problem(_join(key, "email"), f"not an email address: {email!r}")
-        webhook = self.text(table, "webhook", key)
-        if webhook is not None:
-            parts = urlsplit(webhook.strip())
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                self.problem(_join(key, "webhook"), f"not an http(s) URL: {webhook!r}")
-        return UserConfig(name, email.strip() if email else None, webhook.strip() if webhook else None)
+        channels = self.channels(table, key)
+        webhook = channels.get("webhook")
+        return UserConfig(name, email.strip() if email else None, webhook.url if webhook else None, channels)
+
+    def channels(self, table: dict, key: str) -> FrozenDict:
+        """The HTTP channels of a user or a role: ``dingtalk = "URL"`` or
+        ``dingtalk = { url_env = "VAR", secret_env = "VAR" }`` (a URL never echoed: it holds a token)."""
+        found = {}
+        for channel in HTTP_CHANNELS:
+            if channel in table:
+                target = self.channel(channel, table[channel], _join(key, channel))
+                if target is not None:
+                    found[channel] = target
+        return FrozenDict(found)
+
+    def channel(self, channel: str, value: object, key: str) -> ChannelTarget | None:
+        if isinstance(value, str):
+            value = {"url": value}
+        elif not isinstance(value, dict):
+            self.problem(key, _('expected a URL in quotes or a table such as {{ url_env = "FFCTL_{upper}_URL" }}, '
+                                'got {value}').format(upper=channel.upper(), value=_describe_value(value)))
+            return None
+        for secret in ("secret", "token", "password"):
+            if secret in value:
+                self.problem(_join(key, secret), _(
+                    'secrets never go in the config file: put it in an environment variable and name it with '
+                    'secret_env = "FFCTL_{upper}_SECRET"').format(upper=channel.upper()))
+        self.known_keys({k: v for k, v in value.items() if k not in ("secret", "token", "password")},
+                        _CHANNEL_KEYS, key)
+        url = self.text(value, "url", key)
+        url_env = self.env_name(value, "url_env", key, _("the URL"))
+        secret_env = self.env_name(value, "secret_env", key, _("the signing secret"))
+        if url is not None and url_env is not None:
+            self.problem(key, _("give url or url_env, not both"))
+            return None
+        if url is None and url_env is None:
+            if "url" not in value and "url_env" not in value:
+                self.problem(key, _('missing url_env (or url): the robot\'s address, e.g. url_env = "FFCTL_{upper}_URL"')
+                             .format(upper=channel.upper()))
+            return None
+        if secret_env is not None and channel not in SIGNED_CHANNELS:
+            self.problem(_join(key, "secret_env"), _(
+                "{channel} does not sign its requests: remove secret_env (signing works with webhook, dingtalk "
+                "and feishu)").format(channel=channel))
+            secret_env = None
+        if url is not None:
+            url = url.strip()
+            problem = _http_url_problem(url)
+            if problem:
+                self.problem(_join(key, "url"), f"{mask_endpoint(url)}: {problem}")
+                return None
+        else:
+            held = os.environ.get(url_env or "", "").strip()
+            if not held:
+                self.warning(_join(key, "url_env"), _(
+                    "the environment variable {variable} is not set here: messages on this channel wait, and are "
+                    "retried, until it is").format(variable=url_env))
+            elif _http_url_problem(held):
+                self.warning(_join(key, "url_env"), _("${variable} holds {url}: {problem}").format(
+                    variable=url_env, url=mask_endpoint(held), problem=_http_url_problem(held)))
+        if secret_env is not None and not os.environ.get(secret_env):
+            self.warning(_join(key, "secret_env"), _(
+                "the environment variable {variable} is not set here: signed messages on this channel wait, and are "
+                "retried, until it is").format(variable=secret_env))
+        return ChannelTarget(channel, url, url_env, secret_env)
+
+    def env_name(self, table: dict, name: str, key: str, what: str) -> str | None:
+        """The name of an environment variable (never its value, nor a URL or secret typed in its place)."""
+        value = self.text(table, name, key)
+        if value is not None and not _ENV_NAME.fullmatch(value.strip()):
+            self.problem(_join(key, name), _(
+                "must be the name of an environment variable that holds {what} (like FFCTL_ROBOT_URL), not "
+                "{what} itself").format(what=what))
+            return None
+        return value.strip() if value is not None else None
 
     def node(self, name: str, table: dict, known: _Names) -> NodeConfig:
         key = _join("nodes", name)
@@ -1293,6 +1401,17 @@ def _cron_problem(expression: str) -> str | None:
 # The readable summary printed by `ffctl config check`
 
 
+def _http_url_problem(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        parts.port
+    except ValueError:
+        return _("not a URL")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return _("not an http(s) URL")
+    return None
+
+
 def describe_workflows(config: Config) -> str:
     """A plain-text picture of the config for business users: workflows as node lists with their
     SLA, owner and escalation ladder, then one line per role, calendar, rule and schedule job."""
@@ -1406,17 +1525,23 @@ def _describe_roles(config: Config) -> list[tuple[str, str]]:
     for role in config.roles.values():
         members = ", ".join(role.members) if role.members else "(no members)"
         chain = config.escalation_chain(role.name)
-        rows.append((role.name, members + (f"   escalates to {' → '.join(chain)}" if chain else "")))
+        chat = _(" · group chat {channels}").format(channels=_describe_channels(role.channels)) if role.channels else ""
+        rows.append((role.name, members + (f"   escalates to {' → '.join(chain)}" if chain else "") + chat))
     return rows
 
 
 def _describe_users(config: Config) -> list[tuple[str, str]]:
     rows = []
     for user in config.users.values():
-        channels = [c for c in (f"email {user.email}" if user.email else "",
-                                f"webhook {mask_endpoint(user.webhook)}" if user.webhook else "") if c]
+        channels = [f"email {user.email}"] if user.email else []
+        if user.channels:
+            channels.append(_describe_channels(user.channels))
         rows.append((user.name, ", ".join(channels) or "(no channels: notifications only go to the log)"))
     return rows
+
+
+def _describe_channels(channels: Mapping[str, ChannelTarget]) -> str:
+    return ", ".join(f"{name} {target.shown()}" for name, target in channels.items())
 
 
 def _describe_calendar(calendar: CalendarConfig) -> str:

@@ -1,4 +1,4 @@
-"""Delivering the outbox: email (SMTP), webhook (HTTP POST of JSON) and the log file.
+"""Delivering the outbox: email (SMTP), webhook and group chats (HTTP POST of JSON), the log file.
 
 Rows are written by core/outbox.py in the transaction of the event that causes them; this
 module sends the pending ones whose ``next_attempt_at`` has come. Each batch is claimed in a
@@ -9,6 +9,12 @@ SQLite (senders take turns), so two ffctl processes never send one row twice.
 Delivery is at least once: a sender killed after a send but before its commit leaves the row
 pending, and the next sender sends it again. Webhooks carry the row id in the
 ``X-Ffctl-Notification-Id`` header (and ``Idempotency-Key``) so a receiver can drop a repeat.
+
+Chats (wecom, dingtalk, feishu, slack) are posted in their vendor's format (core/channels.py);
+a vendor's error inside an HTTP 200 is a failed send like any other. A robot's rate limit is
+kept by spreading: past a vendor's messages a minute for one URL in a run, or when the vendor
+says "too fast" (in band or HTTP 429), the row is *deferred* to a later run: still pending, no
+attempt counted, never dropped.
 
 A failed send counts an attempt, keeps the error, and is retried after 2^attempts minutes;
 after ``[notify] max_attempts`` the row is ``failed`` (``ffctl notify list --failed``). Whatever
@@ -29,6 +35,7 @@ import json
 import os
 import smtplib
 import ssl
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -39,6 +46,7 @@ from typing import Callable
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ffctl.core import channels as vendors
 from ffctl.core.clock import iso
 from ffctl.core.models import Notification
 from ffctl.core.paging import count_matches, fetch_page
@@ -56,15 +64,25 @@ class DeliveryError(Exception):
     """A send failed; the message says why in one line."""
 
 
+class Deferred(DeliveryError):
+    """Not sent now because of a rate limit: tried again at ``after`` seconds past now, no attempt counted."""
+
+    def __init__(self, message: str, after: float = 60.0) -> None:
+        super().__init__(message)
+        self.after = after
+
+
 @dataclass
 class SendReport:
     sent: int = 0
     retrying: int = 0
     failed: int = 0
+    deferred: int = 0  # held back by a rate limit, sent by a later run
     items: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"sent": self.sent, "retrying": self.retrying, "failed": self.failed, "items": list(self.items)}
+        return {"sent": self.sent, "retrying": self.retrying, "failed": self.failed, "deferred": self.deferred,
+                "items": list(self.items)}
 
 
 # --- channels --------------------------------------------------------------------------------------
@@ -72,12 +90,17 @@ class SendReport:
 class _Channels:
     """One delivery run's connections (one SMTP session reused across a batch)."""
 
-    def __init__(self, cfg) -> None:
+    def __init__(self, cfg, *, wall_clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.cfg = cfg
         self._smtp: smtplib.SMTP | None = None
         # endpoints that could not be reached in this run: their other rows fail at once, so
         # one dead server costs one timeout per run, not one per notification
         self._down: dict[str, str] = {}
+        self._posted: dict[str, int] = {}  # URL -> messages posted to it in this run
+        self._last_post: dict[str, float] = {}  # URL -> monotonic time of its last post
+        self._throttled: dict[str, float] = {}  # URL -> seconds the vendor asked us to wait
+        self.wall_clock, self.sleep = wall_clock, sleep  # signing timestamps: the real clock, never --now
 
     def close(self) -> None:
         if self._smtp is not None:
@@ -146,25 +169,71 @@ class _Channels:
             self.close()  # the session may be broken: the next row opens a fresh one
             raise DeliveryError(f"SMTP: {_one_line(exc)}") from None
 
-    def webhook(self, row, url: str) -> None:
-        payload = json.dumps(_payload(row, self.cfg.timezone), ensure_ascii=False).encode("utf-8")
-        request = urllib.request.Request(url, data=payload, method="POST", headers={
-            "Content-Type": "application/json; charset=utf-8", "User-Agent": "ffctl",
-            "X-Ffctl-Notification-Id": str(row.id), "Idempotency-Key": f"ffctl-notification-{row.id}",
-        })
+    def post(self, row, channel: str, target) -> str:
+        """POST ``row`` on an HTTP channel (webhook or a chat robot); returns the URL. Raises
+        DeliveryError, or Deferred when the robot's rate limit says later."""
+        url = target.resolve_url() if target is not None else None
+        if url is None:
+            if target is None:
+                raise DeliveryError(_("{recipient} has no {channel} in the config").format(
+                    recipient=row.recipient, channel=channel))
+            raise DeliveryError(_("the environment variable {variable} (the {channel} URL of {recipient}) is not "
+                                  "set").format(variable=target.url_env, channel=channel, recipient=row.recipient))
+        secret = target.secret()
+        if target.secret_env and not secret:
+            raise DeliveryError(_("the environment variable {variable} (the {channel} signing secret of {recipient}) "
+                                  "is not set").format(variable=target.secret_env, channel=channel,
+                                                       recipient=row.recipient))
+        shown = f"{channel} {mask_endpoint(url)}"
         if url in self._down:
             raise DeliveryError(self._down[url])
+        vendor = vendors.VENDORS[channel]
+        if url in self._throttled:
+            raise Deferred(_("{where} asked to slow down: sent in a later run").format(where=shown),
+                           self._throttled[url])
+        if vendor.per_minute is not None and self._posted.get(url, 0) >= vendor.per_minute:
+            raise Deferred(_("{where} takes {count} messages a minute: sent in a later run").format(
+                where=shown, count=vendor.per_minute))
+        if vendor.interval and url in self._last_post:
+            wait = self._last_post[url] + vendor.interval - time.monotonic()
+            if wait > 0:
+                self.sleep(wait)
+        message = vendors.Message(row.id, row.subject, row.body, row.priority, _payload(row, self.cfg.timezone))
+        request = vendors.build(channel, message, url, secret, int(self.wall_clock() * 1000))
+        http = urllib.request.Request(request.url, data=request.body, method="POST", headers=request.headers)
+        self._posted[url] = self._posted.get(url, 0) + 1
+        self._last_post[url] = time.monotonic()
         try:
-            with urllib.request.urlopen(request, timeout=self.cfg.notify.webhook_timeout_seconds) as response:
-                code = response.status
+            with urllib.request.urlopen(http, timeout=self.cfg.notify.webhook_timeout_seconds) as response:
+                code, answer = response.status, response.read(65536)
         except urllib.error.HTTPError as exc:
-            raise DeliveryError(f"webhook {mask_endpoint(url)} answered HTTP {exc.code}") from None
+            answer = exc.read(65536) if exc.fp is not None else b""
+            if exc.code == 429:
+                self._throttled[url] = _retry_after(exc.headers.get("Retry-After"))
+                raise Deferred(_("{where} answered HTTP 429 (too many requests): sent in a later run").format(
+                    where=shown), self._throttled[url]) from None
+            found = vendors.in_band_code(answer)
+            if found is not None and found[0] in vendor.throttled:  # Feishu: HTTP 400 with a rate-limit code
+                self._throttled[url] = 60.0
+                raise Deferred(_("{where} said too fast (error {code}): sent in a later run").format(
+                    where=shown, code=found[0])) from None
+            detail = _(": error {code} {text}").format(code=found[0], text=found[1]).rstrip() if found else ""
+            raise DeliveryError(f"{shown} answered HTTP {exc.code}{detail}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
-            self._down[url] = f"webhook {mask_endpoint(url)}: {_one_line(reason)}"
+            self._down[url] = f"{shown}: {_one_line(reason)}"
             raise DeliveryError(self._down[url]) from None
         if not 200 <= code < 300:
-            raise DeliveryError(f"webhook {mask_endpoint(url)} answered HTTP {code}")
+            raise DeliveryError(f"{shown} answered HTTP {code}")
+        found = vendors.in_band_code(answer) if channel != "webhook" else None
+        if found is not None and found[0] in vendor.throttled:
+            self._throttled[url] = 60.0
+            raise Deferred(_("{where} said too fast (error {code}): sent in a later run").format(
+                where=shown, code=found[0]))
+        problem = vendor.answer(code, answer)
+        if problem is not None:
+            raise DeliveryError(f"{shown} {problem}")
+        return url
 
     def log(self, row, address: str | None, at: datetime) -> None:
         """Append the sent notification to the log file as one JSON line (one write call)."""
@@ -188,11 +257,8 @@ class _Channels:
             if not address:
                 raise DeliveryError(f"{row.recipient} has no email address in the config")
             self.email(row, address)
-        elif row.channel == "webhook":
-            address = user.webhook if user else None
-            if not address:
-                raise DeliveryError(f"{row.recipient} has no webhook in the config")
-            self.webhook(row, address)
+        elif row.channel in vendors.VENDORS:
+            address = self.post(row, row.channel, self.cfg.channel_target(row.recipient, row.channel))
         elif row.channel != "log":
             raise DeliveryError(f"unknown channel {row.channel!r}")
         try:
@@ -210,6 +276,14 @@ def _payload(row, tz: str) -> dict:
             "created_at": iso(row.created_at, tz)}
 
 
+def _retry_after(header: str | None) -> float:
+    """Seconds a 429's Retry-After asks for (a number; a date or nothing: a minute)."""
+    try:
+        return min(max(float(header or ""), 1.0), 3600.0)
+    except ValueError:
+        return 60.0
+
+
 def _quit(smtp: smtplib.SMTP | None) -> None:
     if smtp is None:
         return
@@ -223,7 +297,7 @@ def _shown_address(channel: str, address: str | None) -> str | None:
     """Where a row went, as logs and reports show it: a webhook's token never shows."""
     if not address:
         return None
-    return mask_endpoint(address) if channel == "webhook" else address
+    return mask_endpoint(address) if channel in vendors.VENDORS else address
 
 
 def _one_line(exc: object) -> str:
@@ -276,6 +350,12 @@ def send(store, cfg, *, now: datetime, limit: int | None = None, batch: int = BA
 def _attempt(channels: _Channels, cfg, row, now: datetime, report: SendReport) -> dict:
     try:
         address = channels.deliver(row, now)
+    except Deferred as exc:  # a rate limit: later, and no attempt spent
+        report.deferred += 1
+        nxt = now + timedelta(seconds=exc.after)
+        report.items.append({"id": row.id, "recipient": row.recipient, "channel": row.channel, "status": "pending",
+                             "attempts": row.attempts, "next_attempt_at": nxt, "error": str(exc)})
+        return {"nid": row.id, "st": "pending", "at": row.attempts, "err": str(exc), "nxt": nxt, "sent": None}
     except Exception as exc:  # noqa: BLE001 - one row's failure is that row's attempt, never its batch's
         attempts = row.attempts + 1
         if isinstance(exc, DeliveryError):

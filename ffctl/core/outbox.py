@@ -2,7 +2,9 @@
 
 Recipients are names from the config: a role (expands to its members), a user, or an order
 field naming a person (``order.sales_rep``). Each person gets one row per channel they can be
-reached on (email, webhook), or one ``log`` row when they have none. ``dedupe_key`` makes a
+reached on (email, webhook, wecom, dingtalk, feishu, slack), or one ``log`` row when they have
+none. A role with a group chat (``[roles.NAME] dingtalk = ...``) is a recipient too, under its
+own name: the team's chat gets one message besides its members' own. ``dedupe_key`` makes a
 notification exactly-once: the same key for the same person and channel is never queued twice.
 Delivery (``ffctl notify send``) is core/notify.py.
 
@@ -52,7 +54,8 @@ def resolve_people(session: Session, cfg, recipients: Iterable[str], *, order_id
             value = session.execute(sa.select(column).where(Order.order_id == order_id)).scalar()
             found = (value,) if value else ()
         elif name in cfg.roles:
-            found = cfg.roles[name].members
+            role = cfg.roles[name]
+            found = ((name,) if role.channels else ()) + role.members  # the team's chat, then its people
         else:
             found = (name,)
         for person in found:
@@ -62,12 +65,17 @@ def resolve_people(session: Session, cfg, recipients: Iterable[str], *, order_id
 
 
 def channels_for(cfg, person: str) -> list[str]:
+    """The channels a recipient is reached on: a role's group chats, or a user's email and chats
+    (``log`` for a person with none)."""
+    role = cfg.roles.get(person)
+    if role is not None and role.channels:
+        return list(role.channels)
     user = cfg.users.get(person)
     chans = []
     if user is not None and user.email:
         chans.append("email")
-    if user is not None and user.webhook:
-        chans.append("webhook")
+    if user is not None:
+        chans.extend(user.channels)
     return chans or ["log"]
 
 
