@@ -48,6 +48,11 @@ def import_command(
     strict: bool = typer.Option(
         False, "--strict", help="Exit 1 when a changed record was left as it is (skipped for want of --update)."
     ),
+    profile: Optional[str] = typer.Option(
+        None, "--profile", metavar="NAME",
+        help="Orders: the file is another system's export, mapped by a profile: shopify, woocommerce, or "
+             "[import_profiles.NAME] in the config (docs/csv.md).",
+    ),
     template: bool = typer.Option(False, "--template", help="Write KIND's header as CSV to stdout and stop (no FILE)."),
     example: bool = typer.Option(False, "--example", help="With --template: three example rows under the header."),
     backfill: bool = typer.Option(
@@ -82,12 +87,17 @@ def import_command(
 
     st = AppState.of(ctx)
     cfg = st.config()
+    mapping = None
+    if profile is not None:
+        from ffctl.core.profiles import resolve
+
+        mapping = resolve(cfg, profile, kind)
     store = st.store()
     with _progress_bar(file) as progress:
         report = import_file(
             store, cfg, kind, file, now=st.now(), actor=st.user, on_error=on_error.value, dry_run=dry_run,
             update=update, ignore_unknown=ignore_unknown, encoding=encoding, rejects=rejects,
-            progress=progress, batch_rows=batch_rows, delimiter=delimiter, backfill=backfill,
+            progress=progress, batch_rows=batch_rows, delimiter=delimiter, backfill=backfill, profile=mapping,
         )
     _render(report, strict=strict)
     if report.aborted:

@@ -60,7 +60,8 @@ KPI_TARGETS = {
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
-_TOP_KEYS = ("database", "defaults", "calendars", "roles", "users", "workflows", "nodes", "rules", "notify", "schedule", "kpi")
+_TOP_KEYS = ("database", "defaults", "calendars", "roles", "users", "workflows", "nodes", "rules", "notify", "schedule", "kpi",
+             "import_profiles")
 _NODE_KEYS = ("owner", "sla", "calendar", "warn_at", "critical", "escalation", "when", "auto")
 _STEP_KEYS = ("after", "action", "to", "reason")
 _RULE_COMMON_KEYS = ("kind", "notify", "priority")
@@ -70,6 +71,13 @@ HTTP_CHANNELS = ("webhook", "wecom", "dingtalk", "feishu", "slack")
 #: ... and those whose vendor signs requests with a shared secret (the plain webhook: X-Ffctl-Signature).
 SIGNED_CHANNELS = frozenset({"webhook", "dingtalk", "feishu"})
 _CHANNEL_KEYS = ("url", "url_env", "secret_env")
+#: What an import profile may map to: the columns of the orders import (core/imports.py KINDS,
+#: which this light module cannot import; core/profiles.py checks that the two agree).
+PROFILE_TARGETS = {"orders": (("order_id", "customer", "sku", "qty"),
+                              ("line_no", "channel", "region", "unit_price", "created_at", "promised_ship_date",
+                               "priority", "sales_rep"))}
+PROFILE_TIMES = ("created_at", "promised_ship_date")  # the columns a profile's date_format reads
+_PROFILE_KEYS = ("kind", "base", "columns", "constants", "date_format", "skip", "fill_down")
 
 DEFAULT_WARN_AT = 0.75
 
@@ -195,6 +203,20 @@ class RuleConfig:
 
 
 @dataclass(frozen=True)
+class ImportProfile:
+    """``[import_profiles.NAME]``: how another system's export becomes ffctl's orders file."""
+
+    name: str
+    columns: Mapping[str, str]  # source column, as the file spells it -> ffctl column
+    constants: Mapping[str, str] = field(default_factory=lambda: FrozenDict())  # ffctl column -> value
+    date_formats: tuple[str, ...] = ()  # strptime formats for created_at / promised_ship_date
+    skip: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: FrozenDict())  # source column -> values
+    fill_down: tuple[str, ...] = ()  # source columns only an order's first row carries
+    kind: str = "orders"
+    base: str | None = None  # a built-in profile this one extends
+
+
+@dataclass(frozen=True)
 class EmailConfig:
     host: str
     port: int
@@ -254,6 +276,7 @@ class Config:
     kpi_targets: Mapping[str, float]
     #: things `config check` points out that are allowed but probably not meant (never errors)
     warnings: tuple[str, ...] = ()
+    import_profiles: Mapping[str, ImportProfile] = field(default_factory=lambda: FrozenDict())
     _calendar_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -796,6 +819,8 @@ class _Checker:
         notify = self.notify(sections["notify"])
         schedule = self.schedule(sections["schedule"])
         kpi_targets = self.kpi(sections["kpi"])
+        profiles = {name: self.import_profile(name, raw)
+                    for name, raw in self.named_tables(sections["import_profiles"], "import_profiles").items()}
 
         return Config(
             file=self.file,
@@ -811,6 +836,7 @@ class _Checker:
             schedule=FrozenDict(schedule),
             kpi_targets=FrozenDict(kpi_targets),
             warnings=tuple(str(w) for w in self.warnings),
+            import_profiles=FrozenDict({k: v for k, v in profiles.items() if v is not None}),
         )
 
     def database(self, table: dict) -> str | None:
@@ -1321,6 +1347,87 @@ class _Checker:
                 "tls = true (port 465){local}").format(
                     local=_(", or plain_login_on_loopback = true for a relay on this machine") if local else ""))
         return email
+
+    def import_profile(self, name: str, table: dict) -> ImportProfile | None:
+        """A column mapping for ``import orders --profile NAME`` (SPEC 9.6)."""
+        from ffctl.core.profiles import BUILTIN
+
+        key = _join("import_profiles", name)
+        before = len(self.problems)
+        self.known_keys(table, _PROFILE_KEYS, key)
+        kind = self.choice(table, "kind", key, tuple(PROFILE_TARGETS), default="orders") or "orders"
+        required, optional = PROFILE_TARGETS[kind]
+        targets = required + optional
+        base = self.text(table, "base", key)
+        if base is not None and base not in BUILTIN:
+            self.problem(_join(key, "base"), _("unknown built-in profile {name!r}: use one of {names}").format(
+                name=base, names=", ".join(BUILTIN)))
+            base = None
+        columns = self.string_table(table, "columns", key, _('a table of source column = ffctl column, e.g. '
+                                                             '"订单编号" = "order_id"'))
+        ckey = _join(key, "columns")
+        seen: dict[str, str] = {}
+        for source, target in columns.items():
+            if target not in targets:
+                self.problem(_join(ckey, source), _("unknown ffctl column {column!r}{hint}: orders take {columns}")
+                             .format(column=target, hint=_did_you_mean(target, targets), columns=", ".join(targets)))
+            elif target in seen:
+                self.problem(_join(ckey, source), _("{column} is already the mapping of {other!r}").format(
+                    column=target, other=seen[target]))
+            seen[target] = source
+        constants = self.string_table(table, "constants", key, _('a table of ffctl column = value, e.g. channel = "tmall"'))
+        for target in constants:
+            if target not in targets:
+                self.problem(_join(_join(key, "constants"), target), _("unknown ffctl column {column!r}{hint}").format(
+                    column=target, hint=_did_you_mean(target, targets)))
+            elif target in seen:
+                self.problem(_join(_join(key, "constants"), target), _(
+                    "{column} is also mapped from the source column {other!r}: give one or the other").format(
+                    column=target, other=seen[target]))
+        formats = table.get("date_format", [])
+        formats = [formats] if isinstance(formats, str) else formats
+        if not isinstance(formats, list) or not all(isinstance(f, str) and "%" in f for f in formats):
+            self.problem(_join(key, "date_format"), _(
+                'expected a strptime format such as "%Y-%m-%d %H:%M:%S" (or a list of them)'))
+            formats = []
+        skip_raw = self.section(table, "skip", _join(key, "skip"))
+        skip = {}
+        for source, values in skip_raw.items():
+            listed = [values] if isinstance(values, str) else values
+            if not isinstance(listed, list) or not all(isinstance(v, str) for v in listed):
+                self.problem(_join(_join(key, "skip"), source), _(
+                    'expected the values that make a row skipped, e.g. ["refunded", "voided"]'))
+                continue
+            skip[source] = tuple(listed)
+        fill = self.names(table, "fill_down", key) or ()
+        if base is not None:  # a profile extends its base: its own entries win
+            parent = BUILTIN[base]
+            own_targets = set(columns.values()) | set(constants)
+            columns = {**{s: t for s, t in parent.columns.items() if t not in own_targets}, **columns}
+            constants = {**{t: v for t, v in parent.constants.items() if t not in own_targets}, **constants}
+            formats = formats or list(parent.date_formats)
+            skip = {**parent.skip, **skip}
+            fill = tuple(dict.fromkeys((*parent.fill_down, *fill)))
+        covered = set(columns.values()) | set(constants)
+        missing = [t for t in required if t not in covered]
+        if missing and len(self.problems) == before:
+            self.problem(_join(key, "columns"), _("no source column for {columns}: map them, or give them as "
+                                                  "constants").format(columns=", ".join(missing)))
+        if len(self.problems) > before:
+            return None
+        return ImportProfile(name, FrozenDict(columns), FrozenDict(constants), tuple(formats), FrozenDict(skip),
+                             tuple(fill), kind, base)
+
+    def string_table(self, table: dict, name: str, key: str, expected: str) -> dict[str, str]:
+        found = self.section(table, name, _join(key, name))
+        out = {}
+        for k, v in found.items():
+            if isinstance(v, str) and v.strip():
+                out[k.strip()] = v.strip()
+            else:
+                self.problem(_join(_join(key, name), k), _("expected {what}, got {value}").format(
+                    what=expected, value=_describe_value(v)))
+        return out
 
     def schedule(self, table: dict) -> dict[str, str]:
         self.known_keys(table, SCHEDULE_JOBS, "schedule", noun="job")

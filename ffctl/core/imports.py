@@ -245,13 +245,17 @@ def import_file(
     batch_rows: int = BATCH_ROWS,
     delimiter: str | None = None,
     backfill: bool = False,
+    profile=None,
 ) -> ImportReport:
     """Import one CSV file of ``kind`` into ``store``; returns what happened (never raises for
     bad rows: they are in the report). Raises CsvFileError for a file that cannot be read as
     a whole (encoding, header) and UsageError for bad arguments.
 
     ``backfill`` (orders): each new order's SLA history up to ``now`` is applied as it is
-    written, in the same transaction, telling nobody (``sla.backfill``)."""
+    written, in the same transaction, telling nobody (``sla.backfill``).
+
+    ``profile`` (a config.ImportProfile): the file is another system's export, read through
+    core/profiles.py's row mapping in front of this pipeline."""
     started = time.perf_counter()
     spec = KINDS.get(kind)
     if spec is None:
@@ -273,7 +277,7 @@ def import_file(
         return _import(spec, store, cfg, kind, path, now=now, actor=actor, on_error=on_error, dry_run=dry_run,
                        update=update, ignore_unknown=ignore_unknown, encoding=encoding, rejects=rejects,
                        progress=progress, batch_rows=batch_rows, started=started, delimiter=delimiter,
-                       backfill=backfill)
+                       backfill=backfill, profile=profile)
 
 
 @contextmanager
@@ -290,13 +294,21 @@ def _cyclic_gc_paused():
 
 
 def _import(spec, store, cfg, kind, path, *, now, actor, on_error, dry_run, update, ignore_unknown, encoding,
-            rejects, progress, batch_rows, started, delimiter, backfill=False) -> ImportReport:
+            rejects, progress, batch_rows, started, delimiter, backfill=False, profile=None) -> ImportReport:
     report = ImportReport(kind=kind, unit=spec.unit, unit_one=spec.unit_one, path=str(path), on_error=on_error,
                           dry_run=dry_run, update=update)
     ctx = _context(store, cfg, now=now, actor=actor, update=update, spelled=spec.spelled)
     ctx.backfill = backfill
 
     source = csvio.open_csv(path, encoding, delimiter)
+    if profile is not None:  # another system's export: mapped row by row into this kind's columns
+        from ffctl.core.profiles import ProfileReader
+
+        try:
+            source = ProfileReader(profile, source)
+        except BaseException:
+            source.close()
+            raise
     staging = Staging()
     try:
         columns = _resolve_header(spec, source.header, ignore_unknown, source.delimiter)
@@ -329,6 +341,8 @@ def _import(spec, store, cfg, kind, path, *, now, actor, on_error, dry_run, upda
             refresh_statistics(store, getattr(handler, "grown", {}), progress)
             staging.close_bad_groups()
         _finish(report, staging, source.header, rejects)
+        if profile is not None:
+            source.name_columns(report)
     finally:
         staging.close()
     report.seconds = time.perf_counter() - started
