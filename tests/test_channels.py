@@ -10,9 +10,11 @@ import hmac
 import json
 import time
 from datetime import datetime, timedelta, timezone
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, unquote_plus
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.helpers import ChatRobot
 
@@ -321,3 +323,28 @@ def test_config_check_refuses_bad_channels_without_echoing_secrets(workspace_wit
     assert r.exit_code == 2, r.output
     assert problem in r.stderr
     assert TOKEN not in r.output and "SECabc" not in r.output
+
+
+# --- pure parts, over many inputs ------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=0, max_size=3000), st.integers(min_value=20, max_value=5000))
+def test_a_cut_message_fits_the_limit_in_whole_characters(text, limit):
+    from ffctl.core.channels import CUT_NOTE, _cut
+
+    cut = _cut(text, limit)
+    assert cut == text or len(cut.encode("utf-8")) <= limit
+    assert cut == text or (cut.endswith(CUT_NOTE) and text.startswith(cut[: -len(CUT_NOTE)]))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(min_size=1, max_size=40), st.integers(min_value=1_600_000_000_000, max_value=2_000_000_000_000))
+def test_dingtalk_signing_matches_its_documented_recipe(secret, ms):
+    from ffctl.core.channels import Message, build
+
+    request = build("dingtalk", Message(1, "s", "b", "normal", {}), "http://h/robot/send?access_token=t", secret, ms)
+    query = dict(part.split("=", 1) for part in request.url.split("?", 1)[1].split("&"))
+    assert query["timestamp"] == str(ms)
+    digest = hmac.new(secret.encode(), f"{ms}\n{secret}".encode(), hashlib.sha256).digest()
+    assert unquote_plus(query["sign"]) == base64.b64encode(digest).decode()

@@ -5,8 +5,11 @@ that name the source column, skipped rows, and the config's checks of a profile.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.helpers import NOW, ok, query, run, scalar
 
@@ -204,3 +207,30 @@ constants = { customer = "TMALL-RETAIL" }
     ok(run(ws, "orders", ws.write("erp.csv", "No.,Item,Qty,Date\nE1,MUG,4,2026/11/24 10:00\n"), "--profile", "erp"))
     assert str(scalar(ws, "SELECT created_at FROM orders")).startswith("2026-11-24 02:00:00")
     assert NOW  # the import clock is helpers.NOW (2026-11-25), after every created_at here
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(min_value=1, max_value=4), st.booleans()), min_size=1, max_size=12))
+def test_shopify_rows_become_numbered_lines_with_the_orders_fields(orders_spec):
+    """Any run of orders, each of n line items (refunded or not): every kept line carries its
+    order's email and time, and an order's lines are numbered 1..n."""
+    from ffctl.core.profiles import BUILTIN, ProfileReader
+
+    header = ["Name", "Email", "Financial Status", "Created at", "Lineitem quantity", "Lineitem sku", "Lineitem price"]
+    rows, expected = [], []
+    for i, (lines, refunded) in enumerate(orders_spec):
+        name, email, when = f"#{1000 + i}", f"c{i}@example.com", f"2026-11-24 09:{i:02d}:00 +0800"
+        for n in range(1, lines + 1):
+            first = n == 1
+            rows.append([name, email if first else "", ("refunded" if refunded else "paid") if first else "",
+                         when if first else "", str(n), f"SKU-{n}", "1.00"])
+            if not refunded:
+                expected.append((name, email, f"2026-11-24T09:{i:02d}:00+08:00", str(n), f"SKU-{n}"))
+
+    source = SimpleNamespace(path="orders_export.csv", header=header)
+    source.rows = iter([(line, cells, None) for line, cells in enumerate(rows, start=2)])
+    reader = ProfileReader(BUILTIN["shopify"], source)
+    at = {c: reader.header.index(c) for c in ("order_id", "customer", "created_at", "line_no", "sku")}
+    got = [tuple(cells[at[c]] for c in at) for _line, cells, flaw in reader.rows]
+    assert got == expected
+    assert sum(reader.skipped.values()) == sum(n for n, refunded in orders_spec if refunded)

@@ -218,13 +218,14 @@ class _Channels:
                 raise Deferred(_("{where} said too fast (error {code}): sent in a later run").format(
                     where=shown, code=found[0])) from None
             detail = _(": error {code} {text}").format(code=found[0], text=found[1]).rstrip() if found else ""
-            raise DeliveryError(f"{shown} answered HTTP {exc.code}{detail}") from None
+            raise DeliveryError(_("{where} answered HTTP {status}{detail}").format(
+                where=shown, status=exc.code, detail=detail)) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             self._down[url] = f"{shown}: {_one_line(reason)}"
             raise DeliveryError(self._down[url]) from None
         if not 200 <= code < 300:
-            raise DeliveryError(f"{shown} answered HTTP {code}")
+            raise DeliveryError(_("{where} answered HTTP {status}{detail}").format(where=shown, status=code, detail=""))
         found = vendors.in_band_code(answer) if channel != "webhook" else None
         if found is not None and found[0] in vendor.throttled:
             self._throttled[url] = 60.0
