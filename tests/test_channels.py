@@ -263,6 +263,20 @@ def test_a_missing_url_variable_is_retried_until_it_is_set(store, cfg, robots, e
     assert send(store, cfg, NOW + timedelta(minutes=2)).sent == 1
 
 
+def test_slack_refusals_say_what_slack_said(store, cfg, robots):
+    robots["slack"].answer = (400, b"invalid_payload")
+    queue(store, cfg, ["sales"])
+    (item,) = [i for i in send(store, cfg).items if i["channel"] == "slack"]
+    assert item["error"].endswith("answered HTTP 400: invalid_payload") and item["attempts"] == 1
+
+
+def test_a_url_variable_that_is_not_http_fails_without_showing_its_token(store, cfg, env):
+    env.setenv("FFCTL_WH_DINGTALK_URL", f"ftp://oapi.dingtalk.com/robot/send?access_token={TOKEN}")
+    queue(store, cfg, ["warehouse"])
+    (item,) = [i for i in send(store, cfg).items if i["channel"] == "dingtalk"]
+    assert "not an http(s) URL" in item["error"] and TOKEN not in item["error"]
+
+
 # --- digests reach the team's chat ----------------------------------------------------------------------
 
 def test_a_sweep_sends_the_teams_chat_one_digest(workspace_with_config, robots, env):

@@ -37,6 +37,7 @@ import smtplib
 import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -172,6 +173,22 @@ class _Channels:
     def post(self, row, channel: str, target) -> str:
         """POST ``row`` on an HTTP channel (webhook or a chat robot); returns the URL. Raises
         DeliveryError, or Deferred when the robot's rate limit says later."""
+        url, secret = self._endpoint(row, channel, target)
+        shown = f"{channel} {mask_endpoint(url)}"
+        vendor = vendors.VENDORS[channel]
+        self._pace(url, vendor, shown)
+        message = vendors.Message(row.id, row.subject, row.body, row.priority, _payload(row, self.cfg.timezone))
+        request = vendors.build(channel, message, url, secret, int(self.wall_clock() * 1000))
+        status, answer = self._exchange(request, url, vendor, shown)
+        if channel != "webhook":
+            self._throttled_by(vendors.in_band_code(answer), url, vendor, shown)
+        problem = vendor.answer(status, answer)
+        if problem is not None:
+            raise DeliveryError(f"{shown} {problem}")
+        return url
+
+    def _endpoint(self, row, channel: str, target) -> tuple[str, str | None]:
+        """(URL, signing secret) of a recipient's channel, from the config and its variables."""
         url = target.resolve_url() if target is not None else None
         if url is None:
             if target is None:
@@ -179,15 +196,21 @@ class _Channels:
                     recipient=row.recipient, channel=channel))
             raise DeliveryError(_("the environment variable {variable} (the {channel} URL of {recipient}) is not "
                                   "set").format(variable=target.url_env, channel=channel, recipient=row.recipient))
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):  # urllib's own error would quote the token
+            raise DeliveryError(_("{channel} {url} of {recipient}: not an http(s) URL").format(
+                channel=channel, url=mask_endpoint(url), recipient=row.recipient))
         secret = target.secret()
         if target.secret_env and not secret:
             raise DeliveryError(_("the environment variable {variable} (the {channel} signing secret of {recipient}) "
                                   "is not set").format(variable=target.secret_env, channel=channel,
                                                        recipient=row.recipient))
-        shown = f"{channel} {mask_endpoint(url)}"
+        return url, secret
+
+    def _pace(self, url: str, vendor, shown: str) -> None:
+        """Keep a robot's rate limit: defer past its messages a minute in this run, or when it said
+        too fast; wait out its interval between two messages."""
         if url in self._down:
             raise DeliveryError(self._down[url])
-        vendor = vendors.VENDORS[channel]
         if url in self._throttled:
             raise Deferred(_("{where} asked to slow down: sent in a later run").format(where=shown),
                            self._throttled[url])
@@ -198,14 +221,15 @@ class _Channels:
             wait = self._last_post[url] + vendor.interval - time.monotonic()
             if wait > 0:
                 self.sleep(wait)
-        message = vendors.Message(row.id, row.subject, row.body, row.priority, _payload(row, self.cfg.timezone))
-        request = vendors.build(channel, message, url, secret, int(self.wall_clock() * 1000))
-        http = urllib.request.Request(request.url, data=request.body, method="POST", headers=request.headers)
         self._posted[url] = self._posted.get(url, 0) + 1
         self._last_post[url] = time.monotonic()
+
+    def _exchange(self, request, url: str, vendor, shown: str) -> tuple[int, bytes]:
+        """POST the request; (status, answer) of a 2xx. Raises DeliveryError or Deferred."""
+        http = urllib.request.Request(request.url, data=request.body, method="POST", headers=request.headers)
         try:
             with urllib.request.urlopen(http, timeout=self.cfg.notify.webhook_timeout_seconds) as response:
-                code, answer = response.status, response.read(65536)
+                status, answer = response.status, response.read(65536)
         except urllib.error.HTTPError as exc:
             answer = exc.read(65536) if exc.fp is not None else b""
             if exc.code == 429:
@@ -213,28 +237,22 @@ class _Channels:
                 raise Deferred(_("{where} answered HTTP 429 (too many requests): sent in a later run").format(
                     where=shown), self._throttled[url]) from None
             found = vendors.in_band_code(answer)
-            if found is not None and found[0] in vendor.throttled:  # Feishu: HTTP 400 with a rate-limit code
-                self._throttled[url] = 60.0
-                raise Deferred(_("{where} said too fast (error {code}): sent in a later run").format(
-                    where=shown, code=found[0])) from None
-            detail = _(": error {code} {text}").format(code=found[0], text=found[1]).rstrip() if found else ""
+            self._throttled_by(found, url, vendor, shown)  # Feishu: a rate limit as HTTP 400 with a code
             raise DeliveryError(_("{where} answered HTTP {status}{detail}").format(
-                where=shown, status=exc.code, detail=detail)) from None
+                where=shown, status=exc.code, detail=_answer_detail(found, answer))) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
+            reason = getattr(exc, "reason", None) or exc.__class__.__name__  # never str(ValueError): it quotes the URL
             self._down[url] = f"{shown}: {_one_line(reason)}"
             raise DeliveryError(self._down[url]) from None
-        if not 200 <= code < 300:
-            raise DeliveryError(_("{where} answered HTTP {status}{detail}").format(where=shown, status=code, detail=""))
-        found = vendors.in_band_code(answer) if channel != "webhook" else None
+        if not 200 <= status < 300:
+            raise DeliveryError(_("{where} answered HTTP {status}{detail}").format(where=shown, status=status, detail=""))
+        return status, answer
+
+    def _throttled_by(self, found: tuple | None, url: str, vendor, shown: str) -> None:
         if found is not None and found[0] in vendor.throttled:
             self._throttled[url] = 60.0
             raise Deferred(_("{where} said too fast (error {code}): sent in a later run").format(
                 where=shown, code=found[0]))
-        problem = vendor.answer(code, answer)
-        if problem is not None:
-            raise DeliveryError(f"{shown} {problem}")
-        return url
 
     def log(self, row, address: str | None, at: datetime) -> None:
         """Append the sent notification to the log file as one JSON line (one write call)."""
@@ -275,6 +293,14 @@ def _payload(row, tz: str) -> dict:
     return {"id": row.id, "recipient": row.recipient, "channel": row.channel, "subject": row.subject,
             "body": row.body, "priority": row.priority, "order_id": row.order_id,
             "created_at": iso(row.created_at, tz)}
+
+
+def _answer_detail(found: tuple | None, answer: bytes) -> str:
+    """What a refusing server said, in a few words: a vendor's code, or Slack's one-word text."""
+    if found is not None:
+        return _(": error {code} {text}").format(code=found[0], text=found[1]).rstrip()
+    text = answer.decode("utf-8", "replace").strip()
+    return f": {text}" if text and len(text) <= 80 and text.isprintable() and "<" not in text else ""
 
 
 def _retry_after(header: str | None) -> float:
