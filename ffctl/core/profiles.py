@@ -111,6 +111,8 @@ class ProfileReader:
                 self._mapped.append((target, pos, source.header[pos].strip()))
             elif target in required:
                 absent.append(column)
+        # times last: a row's cells are its plain columns, then the times the profile reads, as the header says
+        self._mapped.sort(key=lambda m: bool(profile.date_formats) and m[0] in PROFILE_TIMES)
         if absent:
             raise CsvFileError(
                 ngettext("the {profile} profile reads the column {columns}, which {path} does not have",
@@ -140,52 +142,56 @@ class ProfileReader:
         return getattr(self._source, name)
 
     def _rows(self) -> Iterator[tuple]:
-        from ffctl.core.csvio import Flaw, shown
+        from ffctl.core.csvio import Flaw
 
         profile = self.profile
         constants = list(profile.constants.values())
-        times = {t for t in PROFILE_TIMES if profile.date_formats}
+        timed = {t for t in PROFILE_TIMES if profile.date_formats}
+        plain = [pos for target, pos, _s in self._mapped if target not in timed]
+        times = [(pos, target, source) for target, pos, source in self._mapped if target in timed]
         width = len(self.header)
-        previous: dict[int, str] = {}
+        need = max([pos for _t, pos, _s in self._mapped] + self._fill + [p for p, _c, _v in self._skip] + [0]) + 1
+        fill, skip, order_at, auto_line = self._fill, self._skip, self._order_at, self._auto_line
+        read_time = _TimeReader(profile.date_formats)
+        previous: list[str] = []
         previous_order = None
         line_order, line_no = None, 0
         for line, cells, flaw in self._source.rows:
             if flaw is not None and flaw.garbled:
                 yield line, [""] * width, flaw
                 continue
-            row = [c.strip() for c in cells]
-            get = (lambda pos: row[pos] if pos < len(row) else "")
-            order = get(self._order_at) if self._order_at is not None else ""
-            if self._fill and order and order == previous_order:
-                for pos in self._fill:
-                    if not get(pos) and previous.get(pos):
-                        while len(row) <= pos:
-                            row.append("")
-                        row[pos] = previous[pos]
-            previous_order = order
-            previous = {pos: get(pos) for pos in self._fill}
-            why = next((f"{column} = {get(pos)}" for pos, column, values in self._skip
-                        if get(pos).casefold() in values), None)
-            if why is not None:
-                self.skipped[why] = self.skipped.get(why, 0) + 1
-                continue
-            out, problems = [], []
-            for target, pos, source_name in self._mapped:
-                value = get(pos)
-                if value and target in times:
-                    value, problem = _read_time(value, profile.date_formats, target)
-                    if problem:
-                        problems.append(_("{column} {value}: {problem}").format(
-                            column=source_name, value=shown(get(pos)), problem=problem))
+            if len(cells) < need:
+                cells = cells + [""] * (need - len(cells))
+            key = cells[order_at].strip() if order_at is not None else ""
+            if fill:
+                if key and key == previous_order:
+                    for i, pos in enumerate(fill):
+                        if not cells[pos].strip():
+                            cells[pos] = previous[i]
+                previous = [cells[pos].strip() for pos in fill]
+                previous_order = key
+            if skip:
+                why = next((f"{column} = {cells[pos].strip()}" for pos, column, values in skip
+                            if cells[pos].strip().casefold() in values), None)
+                if why is not None:
+                    self.skipped[why] = self.skipped.get(why, 0) + 1
+                    continue
+            out = [cells[pos].strip() for pos in plain]
+            problems = None
+            for pos, target, source in times:
+                text = cells[pos].strip()
+                value, problem = read_time(text, target) if text else ("", None)
+                if problem:
+                    problems = (problems or []) + [_("{column} {value}: {problem}").format(
+                        column=source, value=_shown(text), problem=problem)]
                 out.append(value)
-            out.extend(constants)
-            if self._auto_line:
-                line_no = line_no + 1 if order and order == line_order else 1
-                line_order = order
+            out += constants
+            if auto_line:
+                line_no = line_no + 1 if key and key == line_order else 1
+                line_order = key
                 out.append(str(line_no))
             if problems:
-                reason = "; ".join(problems) if flaw is None else "; ".join([flaw.reason, *problems])
-                flaw = Flaw(reason)
+                flaw = Flaw("; ".join(problems if flaw is None else [flaw.reason, *problems]))
             yield line, out, flaw
 
     def name_columns(self, report) -> None:
@@ -197,14 +203,43 @@ class ProfileReader:
                 count=f"{count:,}", profile=self.profile.name, why=why))
 
 
-def _read_time(text: str, formats: tuple[str, ...], target: str) -> tuple[str, str | None]:
-    """``text`` read by the first format that fits, as ISO text the import reads; or ("", why)."""
-    for fmt in formats:
-        try:
-            moment = datetime.strptime(text, fmt)
-        except ValueError:
-            continue
-        if target == "promised_ship_date":
-            return moment.date().isoformat(), None
-        return moment.isoformat(), None
-    return "", _("does not match the profile's date format {formats}").format(formats=" or ".join(formats))
+def _shown(text: str) -> str:
+    from ffctl.core.csvio import shown
+
+    return shown(text)
+
+
+# formats whose every reading datetime.fromisoformat gives too (with "+0800" after a space joined on)
+_ISO_FORMATS = frozenset({"%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%dT%H:%M:%S%z",
+                          "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"})
+
+
+class _TimeReader:
+    """Times read by the profile's formats, as ISO text the import reads; remembered per text
+    (exports repeat an order's time on each of its rows), up to MEMO entries."""
+
+    MEMO = 4096
+
+    def __init__(self, formats: tuple[str, ...]) -> None:
+        self.formats = formats
+        self.memo: dict[tuple[str, str], tuple[str, str | None]] = {}
+
+    def __call__(self, text: str, target: str) -> tuple[str, str | None]:
+        found = self.memo.get((text, target))
+        if found is None:
+            if len(self.memo) >= self.MEMO:
+                self.memo.clear()
+            found = self.memo[(text, target)] = self._read(text, target)
+        return found
+
+    def _read(self, text: str, target: str) -> tuple[str, str | None]:
+        for fmt in self.formats:
+            try:
+                if fmt in _ISO_FORMATS:  # strptime costs ten times as much; these read the same text
+                    moment = datetime.fromisoformat(text.replace(" +", "+").replace(" -", "-"))
+                else:
+                    moment = datetime.strptime(text, fmt)
+            except ValueError:
+                continue
+            return (moment.date().isoformat() if target == "promised_ship_date" else moment.isoformat()), None
+        return "", _("does not match the profile's date format {formats}").format(formats=" or ".join(self.formats))
