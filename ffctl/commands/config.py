@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from ffctl.commands._common import AppState
+from ffctl.commands._common import AppState, format_option
 
-app = typer.Typer(help="Validate the config and print the workflows.", no_args_is_help=True)
+app = typer.Typer(help="Validate the config and print the workflows; compare two configs.", no_args_is_help=True)
 
 
 @app.command()
@@ -39,3 +39,38 @@ def show_path(ctx: typer.Context) -> None:
     st = AppState.of(ctx)
     typer.echo(f"config: {st.config_path.resolve()}{'' if st.config_path.exists() else ' (missing)'}")
     typer.echo(f"database: {mask_url(st.db_url())}")
+
+
+@app.command()
+def diff(
+    ctx: typer.Context,
+    old: str = typer.Argument(..., metavar="OLD.toml", help="The config as it is."),
+    new: str = typer.Argument(..., metavar="NEW.toml", help="The config as proposed."),
+    exit_code: bool = typer.Option(False, "--exit-code", help="Exit 1 when the configs differ (as `git diff --exit-code`)."),
+    fmt=format_option(),
+) -> None:
+    """What changed from OLD.toml to NEW.toml, in the config's terms.
+
+    One line per change: "node review: SLA 30m -> 45m", "calendar office: holiday 2026-10-08
+    added", "role lead: members +carol". Both files are validated first (exit 2 with the
+    problems, as `config check`). JSON/CSV rows: section, name, field, old, new, text.
+    """
+    from ffctl.commands._output import Column, message, render
+    from ffctl.core.config import load_config
+    from ffctl.core.configdiff import diff as config_diff
+    from ffctl.i18n import _
+
+    changes = config_diff(load_config(old), load_config(new))
+    columns = [Column("section"), Column("name"), Column("field"), Column("old"), Column("new"), Column("text")]
+    if not changes:
+        message(_("No differences between {old} and {new}.").format(old=old, new=new))
+    if changes or not _is_table(fmt):  # JSON and CSV print an empty list: a script reads "no changes"
+        render(changes, [Column("text", _("change"))] if _is_table(fmt) else columns, fmt)
+    if exit_code and changes:
+        raise typer.Exit(1)
+
+
+def _is_table(fmt) -> bool:
+    from ffctl.commands._output import resolve_format
+
+    return resolve_format(fmt) == "table"

@@ -134,3 +134,136 @@ def status(ctx: typer.Context, fmt=format_option()) -> None:
         Column("breached", justify="right", show=warn("red")), Column("escalated", justify="right", show=warn("magenta")),
     ]
     render(rows, columns, fmt, tz=st.tz, empty="No workflow nodes in the config.")
+
+
+# --- sla replay --------------------------------------------------------------------------------
+
+_REPLAY_METRICS = (("breached", "breached"), ("attainment", "attainment"), ("late_p90_seconds", "late p90"),
+                   ("at_risk", "at risk"))
+
+
+@app.command()
+def replay(
+    ctx: typer.Context,
+    candidate: str = typer.Argument(..., metavar="CANDIDATE.toml", help="The proposed config."),
+    start: str = typer.Option(None, "--from", metavar="DATE|TIME",
+                              help="Visits that entered from this date or time on [default: 30 days before --to]."),
+    end: str = typer.Option(None, "--to", metavar="DATE|TIME",
+                            help="... up to this date (inclusive) or before this time [default: the clock]."),
+    by: str = typer.Option("node", "--by", metavar="node|workflow|role", help="Group the figures by node, workflow or role."),
+    orders: bool = typer.Option(False, "--orders", help="List the orders whose path would change, and why."),
+    fmt=format_option(),
+) -> None:
+    """What the period's SLA history would have been under CANDIDATE.toml, beside the current config.
+
+    Every node visit that entered in the period is evaluated under both configs with the sweep's
+    own clock: breached, attainment, p90 lateness, at-risk warnings, escalation steps per action
+    and automatic actions, with the recorded figures beside the current column. People's recorded
+    completion times and holds are kept; the assumptions are printed under the table. Reads only:
+    it writes nothing and runs on a read-only store or standby.
+    """
+    from ffctl.commands._output import dumps, message, resolve_format
+    from ffctl.core import configdiff, replay as replay_core
+    from ffctl.core.config import load_config
+    from ffctl.core.errors import UsageError
+    from ffctl.core.kpi import parse_period
+    from ffctl.i18n import _
+
+    st = AppState.of(ctx)
+    cfg = st.config()
+    if by not in replay_core.GROUPINGS:
+        raise UsageError(_("--by {by!r}: use node, workflow or role").format(by=by))
+    proposed = load_config(candidate)  # a candidate that fails `config check` stops here (exit 2)
+    try:
+        given = parse_period(start, end, st.tz)
+        period = replay_core.default_period(given.start, given.end, st.now())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    changes = [c["text"] for c in configdiff.diff(cfg, proposed)]
+    with st.store().session() as s:
+        result = replay_core.replay(s, cfg, proposed, period=period, now=st.now(), by=by, list_orders=orders,
+                                    changes=changes)
+    kind = resolve_format(fmt)
+    if kind == "json":
+        print(dumps(result, st.tz))
+        return
+    if kind == "csv":
+        _replay_csv(result, st.tz)
+        return
+    _replay_table(result, st.tz)
+    if not changes:
+        message(_("The candidate changes nothing the replay looks at: both columns are the current config."))
+
+
+def _replay_lines(result: dict):
+    """(group, metric, recorded, current, candidate, delta) for every group, then the totals."""
+    for row in [*result["rows"], {**result["totals"], "group": "total"}]:
+        group = row["group"] if row["group"] is not None else "(none)"
+        yield group, "visits", row["visits"], row["visits"], row["visits_candidate"], \
+            row["visits_candidate"] - row["visits"]
+        for key, words in _REPLAY_METRICS:
+            m = row[key]
+            yield group, words, m["recorded"], m["current"], m["candidate"], m["delta"]
+        for action, m in row["steps"].items():
+            yield group, _ACTION_WORDS[action], m["recorded"], m["current"], m["candidate"], m["delta"]
+
+
+def _replay_csv(result: dict, tz: str) -> None:
+    from ffctl.commands._output import Column, render
+
+    keys = ("group", "metric", "recorded", "current", "candidate", "delta")
+    render([dict(zip(keys, line)) for line in _replay_lines(result)], [Column(k) for k in keys], "csv", tz=tz)
+
+
+def _replay_cell(metric: str, value, *, delta: bool = False) -> str:
+    from ffctl.core.durations import format_duration
+
+    if value is None:
+        return "-"
+    if delta and not value:
+        return "0"
+    sign = "+" if delta and value > 0 else "-" if delta and value < 0 else ""
+    if metric == "attainment":
+        return f"{sign}{abs(value) * 100:.1f}{' pts' if delta else '%'}"
+    if metric == "late p90":
+        return f"{sign}{format_duration(abs(value))}" if value else "0"
+    return f"{sign}{abs(value):,}" if delta else f"{value:,}"
+
+
+def _replay_table(result: dict, tz: str) -> None:
+    from rich.table import Table
+
+    from ffctl.commands._output import get_console, safe
+    from ffctl.core.clock import shown
+    from ffctl.i18n import _
+
+    console = get_console()
+    title = _("SLA replay of visits entered {start} to {end}").format(start=shown(result["from"], tz),
+                                                                      end=shown(result["to"], tz))
+    table = Table(title=title, title_justify="left")
+    for header, justify in ((result["by"], "left"), ("", "left"), ("recorded", "right"), ("current", "right"),
+                            ("candidate", "right"), ("Δ", "right")):
+        table.add_column(header, justify=justify)
+    previous = None
+    for group, metric, rec, cur, cand, delta in _replay_lines(result):
+        if previous is not None and group != previous:
+            table.add_section()
+        shown_delta = _replay_cell(metric, delta, delta=True)
+        if delta:
+            better = delta < 0 if metric not in ("attainment", "visits") else delta > 0
+            shown_delta = f"[{'green' if better else 'red'}]{shown_delta}[/]"
+        table.add_row(safe(group) if group != previous else "", metric, _replay_cell(metric, rec),
+                      _replay_cell(metric, cur), _replay_cell(metric, cand), shown_delta)
+        previous = group
+    console.print(table)
+    if result["changes"]:
+        console.print(_("Changes in the candidate:"))
+        for text in result["changes"]:
+            console.print(f"  {safe(text)}")
+    console.print(_("Orders whose path would change: {n}").format(n=f"{result['changed_path_orders']:,}")
+                  + ("" if "orders" in result or not result["changed_path_orders"] else _(" (--orders lists them)")))
+    for o in result.get("orders", []):
+        console.print(f"  {safe(o['order_id'])}: {safe('; '.join(o['why']))}")
+    console.print(_("Assumptions:"))
+    for text in result["assumptions"]:
+        console.print(f"  - {safe(text)}")

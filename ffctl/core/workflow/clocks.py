@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from types import SimpleNamespace
+from typing import Iterator
 
 import sqlalchemy as sa
 
@@ -47,9 +48,16 @@ def clocks(cfg, node: str, entered_at: datetime, paused: float, sla_state: str, 
 def ladder(cfg, node: str, entered_at: datetime, paused: float) -> list[datetime]:
     """Every time the sweep acts on a task, in order: [risk_at, deadline, step 0, step 1, ...]
     (a task in ``sla_state``/``next_step`` is next due at index ``ladder_position``)."""
+    return list(ladder_times(cfg, node, entered_at, paused))
+
+
+def ladder_times(cfg, node: str, entered_at: datetime, paused: float, *, clock=None) -> Iterator[datetime]:
+    """``ladder`` one time at a time: a caller that stops at the first time past a visit's end
+    (``sla replay``) computes no more. ``clock``: the node's calendar, when the caller holds it."""
     spec = cfg.nodes[node]
-    cal = cfg.calendar(node)
-    return [_ladder_time(cal, spec, entered_at, paused, i) for i in range(2 + len(spec.escalation))]
+    cal = clock or cfg.calendar(node)
+    for position in range(2 + len(spec.escalation)):
+        yield _ladder_time(cal, spec, entered_at, paused, position)
 
 
 def ladder_position(sla_state: str, next_step: int) -> int:

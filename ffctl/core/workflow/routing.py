@@ -74,6 +74,17 @@ def order_facts(session: Session, order_ids: Iterable[str]) -> list[dict]:
     return [facts[i] for i in ids if i in facts]
 
 
+def path(cfg, facts: dict) -> tuple[str | None, tuple[str, ...]]:
+    """The workflow an order with these facts enters and every node it visits (those whose
+    ``when`` it fits), as ``EntryPlanner`` routes it node by node: ``sla replay`` compares two
+    configs' paths."""
+    attrs = match_attrs(facts)
+    wf = cfg.workflow_for(attrs)
+    if wf is None:
+        return None, ()
+    return wf.name, tuple(n for n in wf.nodes if not cfg.nodes[n].when or matches(cfg.nodes[n].when, attrs))
+
+
 def needs_facts(cfg, workflow: str, seq: int) -> bool:
     """Whether a node from ``seq`` on has a ``when`` (only then are the order's facts read)."""
     nodes = next((wf.nodes for wf in cfg.workflows if wf.name == workflow), ())

@@ -1,0 +1,480 @@
+"""``sla replay``: the SLA history of a period evaluated under the current config and a candidate.
+
+Read-only: it writes nothing (it runs on a PostgreSQL standby and leaves a SQLite file as it was).
+Every node visit that entered in the period is evaluated twice by one model, built on the sweep's
+own clock (``workflow.ladder_times``: risk_at, deadline, escalation steps; ``workflow.is_breached``):
+
+    stop      = when the visit's clock stopped as recorded (held_at, else completed_at; None: runs)
+    stretches = the visit's running stretches between its holds, each with the business time the
+                holds before it covered (counted in that config's calendar)
+    step k fires  <=>  in some stretch, is_breached(due_k, end of stretch, now): the visit still ran
+                       at its due time, as if a sweep ran at every instant (a step whose time comes
+                       before the previous step's is due with it, as the sweep fires them in order)
+    breached      <=>  is_breached(deadline, stop, now)                                (SPEC 9.1)
+    an auto action that fires ends the visit at its due time (breached: it is past the deadline);
+    the steps after it do not fire, the nodes after it are not re-simulated (the order is counted)
+
+People's completion times and holds are kept. A visit a recorded auto action ended, which a config
+does not end sooner, ends at the recorded time. The recorded column is what happened: breaches by
+the same rule over the stored deadline, at-risk warnings and steps from ``task_step`` (what the
+sweeps fired), auto actions from the visits' outcomes; with sweeps at every due time it equals the
+current column, so the difference is what sweep cadence explains.
+
+The visits stream through one ordered query (bounded memory); per group only counters and the
+lateness of the breached visits are kept.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Iterable, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ffctl.core import workflow
+from ffctl.core.bulk import keyed
+from ffctl.core.clock import shown
+from ffctl.core.config import ESCALATION_ACTIONS, Config
+from ffctl.core.errors import Conflict
+from ffctl.core.models import Event, Task, TaskStep
+from ffctl.i18n import _
+
+COLUMNS = ("recorded", "current", "candidate")
+GROUPINGS = ("node", "workflow", "role")
+AUTO = ("auto_approve", "auto_reject")
+RECORDED_AUTO = {"auto_approved": "auto_approve", "auto_rejected": "auto_reject"}
+DECIDED = frozenset(("completed", "auto_approved", "rejected", "auto_rejected"))
+DEFAULT_DAYS = 30  # the period when --from is not given: the 30 days before --to
+CHUNK = 2000  # visits read per batch (and the hold events of their orders)
+
+TASK = Task.__table__
+STEP = TaskStep.__table__
+EVENT = Event.__table__
+
+
+# --- one visit ---------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class Visit:
+    """A node visit as recorded."""
+
+    id: int
+    order_id: str
+    workflow: str
+    node: str
+    entered_at: datetime
+    stop: datetime | None  # when its clock stopped (workflow.stopped_at); None: still running
+    outcome: str | None
+    paused: float
+    deadline: datetime | None  # as stored
+    steps: list  # task_step keys: at_risk, breached, esc:<index>
+    holds: list = field(default_factory=list)  # [(held, released)] inside the visit, released holds only
+
+
+@dataclass(slots=True)
+class Outcome:
+    """A visit under one config."""
+
+    breached: bool = False
+    late: float | None = None  # business seconds past the deadline (breached visits)
+    at_risk: bool = False
+    steps: tuple = ()  # escalation actions fired, in order
+    auto: str | None = None  # auto_approve | auto_reject when one ended the visit
+    decided: bool = False
+    evaluated: bool = True  # False: the config has no such node
+
+
+_NOT_EVALUATED = Outcome(evaluated=False)
+
+
+def evaluate(cfg: Config, visit: Visit, now: datetime) -> Outcome:
+    """The visit under ``cfg`` by the model in this module's docstring."""
+    if visit.node not in cfg.nodes:
+        return _NOT_EVALUATED
+    spec = cfg.nodes[visit.node]
+    cal = cfg.calendar(visit.node)
+    stretches = _stretches(cal, visit)
+    stop = visit.stop
+    recorded_auto = RECORDED_AUTO.get(visit.outcome or "")
+    fired: list[str] = []
+    at_risk = False
+    auto = None
+    deadline = None
+    ladders = [workflow.ladder_times(cfg, visit.node, visit.entered_at, paused) for paused, _end in stretches]
+    due = [None] * len(stretches)  # per stretch: the running maximum of the ladder times so far
+    last = len(stretches) - 1
+    for position in range(2 + len(spec.escalation)):
+        when = None  # the time this position fires, if it does
+        for i, (_paused, end) in enumerate(stretches):
+            t = next(ladders[i])
+            due[i] = t if due[i] is None or t > due[i] else due[i]
+            if position == 1 and i == last:
+                deadline = t
+            if when is None and workflow.is_breached(due[i], end, now):
+                when = due[i]
+        if when is None:
+            break
+        if position == 0:
+            at_risk = True
+        elif position >= 2:
+            action = spec.escalation[position - 2].action
+            fired.append(action)
+            if action in AUTO:
+                auto, stop = action, when
+                break
+    if deadline is None:  # never reached: it stopped before its risk time, so before its deadline
+        return Outcome(at_risk=at_risk, steps=tuple(fired),
+                       decided=visit.outcome in DECIDED)
+    breached = auto is not None or workflow.is_breached(deadline, stop, now)
+    late = cal.between(deadline, stop or now) if breached else None
+    decided = auto is not None or visit.outcome in DECIDED
+    if recorded_auto and auto is None:
+        decided = True  # ended at the recorded time: what a person would have done instead is unknown
+    return Outcome(breached=breached, late=late, at_risk=at_risk, steps=tuple(fired), auto=auto, decided=decided)
+
+
+def _stretches(cal, visit: Visit) -> list[tuple[float, datetime | None]]:
+    """The visit's running stretches: (business time its holds covered before it, when it ended)."""
+    if not visit.holds:
+        return [(0.0, visit.stop)]
+    out, paused = [], 0.0
+    for held, released in visit.holds:
+        out.append((paused, held))
+        paused += cal.between(held, released) if released > held else 0.0
+    out.append((paused, visit.stop))
+    return out
+
+
+def recorded(cfg: Config, visit: Visit, now: datetime) -> Outcome:
+    """What happened: the breach fact over the stored deadline, the steps the sweeps fired."""
+    stop = visit.stop
+    breached = workflow.is_breached(visit.deadline, stop, now)
+    late = None
+    if breached and visit.node in cfg.nodes:
+        late = cfg.calendar(visit.node).between(visit.deadline, stop or now)
+    escalation = cfg.nodes[visit.node].escalation if visit.node in cfg.nodes else ()
+    fired = []
+    for key in visit.steps:
+        if key.startswith("esc:"):
+            index = int(key[4:])
+            action = escalation[index].action if index < len(escalation) else None
+            if action and action not in AUTO:  # an auto step's row exists even when it found the task closed
+                fired.append(action)
+    auto = RECORDED_AUTO.get(visit.outcome or "")
+    if auto:
+        fired.append(auto)
+    return Outcome(breached=breached, late=late, at_risk="at_risk" in visit.steps, steps=tuple(fired), auto=auto,
+                   decided=visit.outcome in DECIDED)
+
+
+# --- reading the visits --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Period:
+    """Visits that entered in [start, end)."""
+
+    start: datetime
+    end: datetime
+
+
+def default_period(start: datetime | None, end: datetime | None, now: datetime) -> Period:
+    """--to defaults to the clock, --from to 30 days before --to."""
+    end = end or now
+    start = start or end - timedelta(days=DEFAULT_DAYS)
+    if end <= start:
+        raise ValueError("--to is not after --from")
+    return Period(start, end)
+
+
+def visits(session: Session, period: Period, *, chunk: int = CHUNK) -> Iterator[list[Visit]]:
+    """The period's visits (skipped nodes left out) in batches of about ``chunk``, in id order, each
+    with its fired steps; one ordered, streamed query, and the hold events of the batch's orders."""
+    t = TASK.c
+    stmt = (
+        sa.select(t.id, t.order_id, t.workflow, t.node, t.entered_at, t.held_at, t.completed_at, t.outcome,
+                  t.paused_seconds, t.deadline, STEP.c.step)
+        .select_from(TASK.outerjoin(STEP, STEP.c.task_id == t.id))
+        .where(t.status != "skipped", t.entered_at >= period.start, t.entered_at < period.end)
+        .order_by(t.id)
+        .execution_options(stream_results=True, yield_per=chunk)
+    )
+    batch: list[Visit] = []
+    last: Visit | None = None
+    for r in session.execute(stmt):
+        if last is not None and r.id == last.id:
+            last.steps.append(r.step)
+            continue
+        if len(batch) >= chunk:
+            _add_holds(session, batch)
+            yield batch
+            batch = []
+        last = Visit(r.id, r.order_id, r.workflow, r.node, r.entered_at, r.held_at or r.completed_at, r.outcome,
+                     r.paused_seconds or 0.0, r.deadline, [r.step] if r.step else [])
+        batch.append(last)
+    if batch:
+        _add_holds(session, batch)
+        yield batch
+
+
+def _add_holds(session: Session, batch: list[Visit]) -> None:
+    """The released holds inside each visit that has any (paused_seconds > 0), from the trail."""
+    paused = [v for v in batch if v.paused]
+    if not paused:
+        return
+    rows = session.execute(
+        sa.select(EVENT.c.order_id, EVENT.c.event, EVENT.c.at)
+        .where(keyed(session, EVENT.c.order_id, sorted({v.order_id for v in paused})),
+               EVENT.c.event.in_(("held", "released")))
+        .order_by(EVENT.c.order_id, EVENT.c.at, EVENT.c.id)
+    ).all()
+    intervals: dict[str, list[tuple[datetime, datetime]]] = {}
+    held: dict[str, datetime] = {}
+    for order_id, event, at in rows:
+        if event == "held":
+            held.setdefault(order_id, at)
+        elif order_id in held:
+            intervals.setdefault(order_id, []).append((held.pop(order_id), at))
+    for v in paused:
+        v.holds = [(h, r) for h, r in intervals.get(v.order_id, ())
+                   if h >= v.entered_at and (v.stop is None or r <= v.stop)]
+
+
+# --- adding up ----------------------------------------------------------------------------------
+
+class Tally:
+    """One column of one group: counters and the lateness of its breached visits."""
+
+    __slots__ = ("visits", "decided", "within", "breached", "late", "at_risk", "steps")
+
+    def __init__(self) -> None:
+        self.visits = self.decided = self.within = self.breached = self.at_risk = 0
+        self.late = array("d")
+        self.steps = dict.fromkeys(ESCALATION_ACTIONS, 0)
+
+    def add(self, o: Outcome) -> None:
+        self.visits += 1
+        if not o.evaluated:
+            return
+        if o.decided:
+            self.decided += 1
+            self.within += not o.breached
+        if o.breached:
+            self.breached += 1
+            if o.late is not None:
+                self.late.append(o.late)
+        self.at_risk += o.at_risk
+        for action in o.steps:
+            self.steps[action] += 1
+
+    def merge(self, other: "Tally") -> None:
+        self.visits += other.visits
+        self.decided += other.decided
+        self.within += other.within
+        self.breached += other.breached
+        self.at_risk += other.at_risk
+        self.late.extend(other.late)
+        for k, v in other.steps.items():
+            self.steps[k] += v
+
+    def attainment(self) -> float | None:
+        return round(self.within / self.decided, 4) if self.decided else None
+
+    def late_p90(self) -> float | None:
+        return percentile(self.late, 0.9)
+
+
+def percentile(values: Iterable[float], p: float) -> float | None:
+    """Linear interpolation between the closest ranks (what the reports' percentile_cont does)."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    pos = p * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return round(ordered[lo] + (pos - lo) * (ordered[hi] - ordered[lo]))
+
+
+def _metric(values: dict[str, float | int | None]) -> dict:
+    cur, cand = values["current"], values["candidate"]
+    delta = None if cur is None or cand is None else round(cand - cur, 4)
+    return {**values, "delta": delta}
+
+
+def _row(group: str | None, tallies: dict[str, Tally]) -> dict:
+    def each(fn):
+        return _metric({c: fn(tallies[c]) for c in COLUMNS})
+
+    return {
+        "group": group,
+        "visits": tallies["current"].visits,
+        "visits_candidate": tallies["candidate"].visits,
+        "breached": each(lambda t: t.breached),
+        "attainment": each(Tally.attainment),
+        "late_p90_seconds": each(Tally.late_p90),
+        "at_risk": each(lambda t: t.at_risk),
+        "steps": {a: each(lambda t, a=a: t.steps[a]) for a in ESCALATION_ACTIONS},
+        "auto_actions": each(lambda t: sum(t.steps[a] for a in AUTO)),
+    }
+
+
+# --- the replay ---------------------------------------------------------------------------------
+
+def _clock_key(cfg: Config, node: str):
+    """What a node's clock depends on: equal keys give equal outcomes for every visit."""
+    spec = cfg.nodes.get(node)
+    if spec is None:
+        return None
+    calendar = cfg.calendars.get(spec.calendar) if spec.calendar else None
+    return (spec.sla_seconds, spec.warn_at, spec.escalation, calendar)
+
+
+def _routing(cfg: Config) -> tuple:
+    return (tuple((wf.name, tuple(sorted(wf.match.items())), wf.nodes) for wf in cfg.workflows),
+            tuple(sorted((n, tuple(sorted(s.when.items()))) for n, s in cfg.nodes.items() if s.when)))
+
+
+class Replay:
+    """Adds up visits under both configs, by group; keeps the orders whose path would change."""
+
+    def __init__(self, current: Config, candidate: Config, *, now: datetime, by: str = "node") -> None:
+        if by not in GROUPINGS:
+            raise ValueError(f"--by {by!r}: use one of {', '.join(GROUPINGS)}")
+        self.current, self.candidate, self.now, self.by = current, candidate, now, by
+        self.groups: dict[tuple, dict[str, Tally]] = {}
+        self.changed: dict[str, set[str]] = {}  # order_id -> why its path would change
+        self.same: dict[str, bool] = {}  # node -> the candidate's clock is the current one's
+        self.orders: set[str] = set()  # the period's orders, kept only when the routing differs
+        self.rerouting = _routing(current) != _routing(candidate)
+        self.count = 0
+
+    def _group(self, cfg: Config, v: Visit):
+        if self.by == "node":
+            return v.node
+        if self.by == "workflow":
+            return v.workflow
+        spec = cfg.nodes.get(v.node)
+        return spec.owner if spec else None
+
+    def _tally(self, group, column: str) -> Tally:
+        tallies = self.groups.get(group)
+        if tallies is None:
+            tallies = self.groups[group] = {c: Tally() for c in COLUMNS}
+        return tallies[column]
+
+    def add(self, batch: list[Visit]) -> None:
+        cur_cfg, cand_cfg, now = self.current, self.candidate, self.now
+        for v in batch:
+            same = self.same.get(v.node)
+            if same is None:
+                same = self.same[v.node] = _clock_key(cur_cfg, v.node) == _clock_key(cand_cfg, v.node)
+            cur = evaluate(cur_cfg, v, now)
+            cand = cur if same else evaluate(cand_cfg, v, now)
+            group = self._group(cur_cfg, v)
+            self._tally(group, "recorded").add(recorded(cur_cfg, v, now))
+            self._tally(group, "current").add(cur)
+            self._tally(self._group(cand_cfg, v) if self.by == "role" else group, "candidate").add(cand)
+            if cand.auto != cur.auto:
+                what = cand.auto or cur.auto
+                words = (_("{node}: {action} would fire") if cand.auto else _("{node}: {action} would not fire"))
+                self.changed.setdefault(v.order_id, set()).add(words.format(node=v.node, action=what))
+            elif not cand.evaluated and cur.evaluated:
+                self.changed.setdefault(v.order_id, set()).add(
+                    _("{node}: not a node of the candidate").format(node=v.node))
+            self.count += 1
+        if self.rerouting:
+            self.orders.update(v.order_id for v in batch)
+
+    def reroute(self, session: Session) -> None:
+        """Orders the candidate's workflows (``match``, ``nodes``, a node's ``when``) route elsewhere."""
+        ids = sorted(self.orders)
+        for start in range(0, len(ids), 500):
+            for facts in workflow.order_facts(session, ids[start:start + 500]):
+                was = workflow.path(self.current, facts)
+                would = workflow.path(self.candidate, facts)
+                if was != would:
+                    self.changed.setdefault(facts["order_id"], set()).add(
+                        _("routed {was} → {would}").format(was=_path(was), would=_path(would)))
+        self.orders = set()
+
+    def result(self, period: Period, changes: list[str], *, list_orders: bool) -> dict:
+        known = list(self.current.nodes) + [n for n in self.candidate.nodes if n not in self.current.nodes]
+        order = {name: i for i, name in enumerate(known)} if self.by == "node" else {}
+        keys = sorted(self.groups, key=lambda g: (g is None, order.get(g, len(order)), str(g)))
+        totals = {c: Tally() for c in COLUMNS}
+        for g in keys:
+            for c in COLUMNS:
+                totals[c].merge(self.groups[g][c])
+        out = {
+            "from": period.start, "to": period.end, "now": self.now, "by": self.by,
+            "changes": changes,
+            "rows": [_row(g, self.groups[g]) for g in keys],
+            "totals": _row(None, totals),
+            "changed_path_orders": len(self.changed),
+            "assumptions": assumptions(self, period),
+        }
+        if list_orders:
+            out["orders"] = [{"order_id": o, "why": sorted(self.changed[o])} for o in sorted(self.changed)]
+        return out
+
+
+def _path(route: tuple[str | None, tuple[str, ...]]) -> str:
+    name, nodes = route
+    return f"{name} ({' > '.join(nodes)})" if name else "no workflow"
+
+
+def assumptions(rep: Replay, period: Period) -> list[str]:
+    tz = rep.current.timezone
+    out = [
+        _("Visits that entered a node from {start} to {end}; those still open are evaluated at {now}.").format(
+            start=shown(period.start, tz), end=shown(period.end, tz), now=shown(rep.now, tz)),
+        _("People's recorded completion times and holds are kept; each config counts the holds in its own "
+          "calendar."),
+        _("A step counts as fired when the visit was still open at its due time, as if a sweep ran at every "
+          "instant; the recorded column is what the sweeps fired, so the gap to the current column is what "
+          "sweep cadence explains."),
+        _("An automatic action that fires ends the visit at its due time; later nodes are not re-simulated. "
+          "A visit a recorded automatic action ended, which the other config does not end sooner, ends at the "
+          "recorded time."),
+        _("Orders whose path would change (automatic actions, routing by workflow match, nodes or when) are "
+          "counted, not simulated; --orders lists them."),
+    ]
+    if rep.by == "role":
+        out.append(_("By role: a visit counts for its node's owner under each config."))
+    return out
+
+
+def replay(session: Session, current: Config, candidate: Config, *, period: Period, now: datetime,
+           by: str = "node", list_orders: bool = False, changes: list[str] | None = None) -> dict:
+    """The side-by-side figures of ``sla replay`` (SPEC 9.3) as one plain dict; reads only."""
+    rep = Replay(current, candidate, now=now, by=by)
+    for batch in visits(session, period):
+        rep.add(batch)
+    if not rep.count:
+        raise NoVisits(period, _span(session), current.timezone)
+    rep.reroute(session)
+    return rep.result(period, changes or [], list_orders=list_orders)
+
+
+def _span(session: Session) -> tuple[datetime | None, datetime | None]:
+    first, last = session.execute(sa.select(sa.func.min(TASK.c.entered_at), sa.func.max(TASK.c.entered_at))
+                                  .where(TASK.c.status != "skipped")).one()
+    return first, last
+
+
+class NoVisits(Conflict):
+    """The period holds no node visit: nothing to compare."""
+
+    def __init__(self, period: Period, span: tuple[datetime | None, datetime | None], tz: str) -> None:
+        message = _("no node visit entered between {start} and {end}: nothing to replay").format(
+            start=shown(period.start, tz), end=shown(period.end, tz))
+        first, last = span
+        if first is None:
+            hint = _("The store has no node visits yet.")
+        else:
+            hint = _("The store's visits entered from {first} to {last}; pick --from and --to inside.").format(
+                first=shown(first, tz), last=shown(last, tz))
+        super().__init__(message, hint=hint)
+
