@@ -340,8 +340,10 @@ def _new_or_empty(directory: Path) -> None:
 
 
 def build_demo(directory: Path, *, orders: int = 2000, days: int = 30, seed: int = 7,
-               now: datetime | None = None, progress: Callable[[str], None] | None = None) -> DemoResult:
-    """Create a store and config in ``directory`` and run ``days`` days of business into it."""
+               now: datetime | None = None, progress: Callable[[str], None] | None = None,
+               db_url: str | None = None) -> DemoResult:
+    """Create a store and config in ``directory`` and run ``days`` days of business into it
+    (into the store at ``db_url`` instead when given: the tests run the demo on PostgreSQL too)."""
     from ffctl.core.config import load_config
     from ffctl.core.store import Store
 
@@ -356,7 +358,7 @@ def build_demo(directory: Path, *, orders: int = 2000, days: int = 30, seed: int
     cfg = load_config(config_path)
     end = (now or _utc_now()).astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
     start = (end - timedelta(days=days)).replace(hour=0)
-    store = Store(cfg.database_url)
+    store = Store(db_url or cfg.database_url)
     store.upgrade()
     sim = Simulation(store, cfg, directory, rng, progress)
 
@@ -397,7 +399,7 @@ def build_demo(directory: Path, *, orders: int = 2000, days: int = 30, seed: int
     sim.sweep(end)  # the rules see the QC history
     sim.counts["breaches"] = count_breaches(store, end)
     store.dispose()
-    return DemoResult(directory=directory, config_path=config_path, db_url=cfg.database_url, orders=orders,
+    return DemoResult(directory=directory, config_path=config_path, db_url=db_url or cfg.database_url, orders=orders,
                       days=days, now=end, counts=sim.counts)
 
 

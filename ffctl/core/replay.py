@@ -11,7 +11,8 @@ own clock (``workflow.ladder_times``: risk_at, deadline, escalation steps; ``wor
                        at its due time, as if a sweep ran at every instant (a step whose time comes
                        before the previous step's is due with it, as the sweep fires them in order)
     breached      <=>  is_breached(deadline, stop, now)                                (SPEC 9.1)
-    an auto action that fires ends the visit at its due time (breached: it is past the deadline);
+    an auto action that fires ends the visit at its due time (a recorded one: the visit was open
+                       at that instant, its own action stopped the clock);
     the steps after it do not fire, the nodes after it are not re-simulated (the order is counted)
 
 People's completion times and holds are kept. A visit a recorded auto action ended, which a config
@@ -96,9 +97,11 @@ def evaluate(cfg: Config, visit: Visit, now: datetime) -> Outcome:
         return _NOT_EVALUATED
     spec = cfg.nodes[visit.node]
     cal = cfg.calendar(visit.node)
-    stretches = _stretches(cal, visit)
     stop = visit.stop
     recorded_auto = RECORDED_AUTO.get(visit.outcome or "")
+    # a recorded auto action stopped the clock itself, at the sweep's clock: the visit was still open
+    # then, so a step due at that very instant fired (a person's completion at it came first)
+    stretches = _stretches(cal, visit, _JUST_AFTER if recorded_auto and stop is not None else _ZERO)
     fired: list[str] = []
     at_risk = False
     auto = None
@@ -128,7 +131,7 @@ def evaluate(cfg: Config, visit: Visit, now: datetime) -> Outcome:
     if deadline is None:  # never reached: it stopped before its risk time, so before its deadline
         return Outcome(at_risk=at_risk, steps=tuple(fired),
                        decided=visit.outcome in DECIDED)
-    breached = auto is not None or workflow.is_breached(deadline, stop, now)
+    breached = workflow.is_breached(deadline, stop, now)
     late = cal.between(deadline, stop or now) if breached else None
     decided = auto is not None or visit.outcome in DECIDED
     if recorded_auto and auto is None:
@@ -136,15 +139,20 @@ def evaluate(cfg: Config, visit: Visit, now: datetime) -> Outcome:
     return Outcome(breached=breached, late=late, at_risk=at_risk, steps=tuple(fired), auto=auto, decided=decided)
 
 
-def _stretches(cal, visit: Visit) -> list[tuple[float, datetime | None]]:
+_ZERO = timedelta(0)
+_JUST_AFTER = timedelta(microseconds=1)
+
+
+def _stretches(cal, visit: Visit, slack: timedelta) -> list[tuple[float, datetime | None]]:
     """The visit's running stretches: (business time its holds covered before it, when it ended)."""
+    last = visit.stop + slack if visit.stop is not None else None
     if not visit.holds:
-        return [(0.0, visit.stop)]
+        return [(0.0, last)]
     out, paused = [], 0.0
     for held, released in visit.holds:
         out.append((paused, held))
         paused += cal.between(held, released) if released > held else 0.0
-    out.append((paused, visit.stop))
+    out.append((paused, last))
     return out
 
 
