@@ -46,12 +46,12 @@ def diff(
     ctx: typer.Context,
     old: str = typer.Argument(..., metavar="OLD.toml", help="The config as it is."),
     new: str = typer.Argument(..., metavar="NEW.toml", help="The config as proposed."),
-    exit_code: bool = typer.Option(False, "--exit-code", help="Exit 1 when the configs differ (as `git diff --exit-code`)."),
+    exit_code: bool = typer.Option(False, "--exit-code", help="Exit 1 when the configs differ, 0 when they are the same."),
     fmt=format_option(),
 ) -> None:
     """What changed from OLD.toml to NEW.toml, in the config's terms.
 
-    One line per change: "node review: SLA 30m -> 45m", "calendar office: holiday 2026-10-08
+    One line per change: "node review: SLA 30m → 45m", "calendar office: holiday 2026-10-08
     added", "role lead: members +carol". Both files are validated first (exit 2 with the
     problems, as `config check`). JSON/CSV rows: section, name, field, old, new, text.
     """

@@ -149,7 +149,7 @@ def replay(
     start: str = typer.Option(None, "--from", metavar="DATE|TIME",
                               help="Visits that entered from this date or time on [default: 30 days before --to]."),
     end: str = typer.Option(None, "--to", metavar="DATE|TIME",
-                            help="... up to this date (inclusive) or before this time [default: the clock]."),
+                            help="Visits that entered up to this date (inclusive) or before this time [default: the clock]."),
     by: str = typer.Option("node", "--by", metavar="node|workflow|role", help="Group the figures by node, workflow or role."),
     orders: bool = typer.Option(False, "--orders", help="List the orders whose path would change, and why."),
     fmt=format_option(),
@@ -161,6 +161,11 @@ def replay(
     and automatic actions, with the recorded figures beside the current column. People's recorded
     completion times and holds are kept; the assumptions are printed under the table. Reads only:
     it writes nothing and runs on a read-only store or standby.
+
+    JSON: from, to, changes (as `config diff` words them), rows and totals (each metric as
+    recorded, current, candidate, delta), changed_path_orders (auto actions, rerouting by
+    match), assumptions; --orders adds orders. Exit 2 when CANDIDATE.toml fails `config check`,
+    1 when no visit entered in the period.
     """
     from ffctl.commands._output import dumps, message, resolve_format
     from ffctl.core import configdiff, replay as replay_core
