@@ -36,8 +36,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import workflow
-from ffctl.core.bulk import keyed
-from ffctl.core.clock import shown
+from ffctl.core.bulk import is_postgresql, keyed, stored_time, time_texts
+from ffctl.core.clock import UTC, shown
 from ffctl.core.config import ESCALATION_ACTIONS, Config
 from ffctl.core.errors import Conflict
 from ffctl.core.models import Event, Task, TaskStep
@@ -91,12 +91,13 @@ class Outcome:
 _NOT_EVALUATED = Outcome(evaluated=False)
 
 
-def evaluate(cfg: Config, visit: Visit, now: datetime) -> Outcome:
-    """The visit under ``cfg`` by the model in this module's docstring."""
+def evaluate(cfg: Config, visit: Visit, now: datetime, clock=None) -> Outcome:
+    """The visit under ``cfg`` by the model in this module's docstring (``clock``: the node's
+    calendar in ``cfg``, when the caller holds it)."""
     if visit.node not in cfg.nodes:
         return _NOT_EVALUATED
     spec = cfg.nodes[visit.node]
-    cal = cfg.calendar(visit.node)
+    cal = clock or cfg.calendar(visit.node)
     stop = visit.stop
     recorded_auto = RECORDED_AUTO.get(visit.outcome or "")
     # a recorded auto action stopped the clock itself, at the sweep's clock: the visit was still open
@@ -106,7 +107,8 @@ def evaluate(cfg: Config, visit: Visit, now: datetime) -> Outcome:
     at_risk = False
     auto = None
     deadline = None
-    ladders = [workflow.ladder_times(cfg, visit.node, visit.entered_at, paused) for paused, _end in stretches]
+    ladders = [workflow.ladder_times(cfg, visit.node, visit.entered_at, paused, clock=cal)
+               for paused, _end in stretches]
     due = [None] * len(stretches)  # per stretch: the running maximum of the ladder times so far
     last = len(stretches) - 1
     for position in range(2 + len(spec.escalation)):
@@ -156,13 +158,13 @@ def _stretches(cal, visit: Visit, slack: timedelta) -> list[tuple[float, datetim
     return out
 
 
-def recorded(cfg: Config, visit: Visit, now: datetime) -> Outcome:
+def recorded(cfg: Config, visit: Visit, now: datetime, clock=None) -> Outcome:
     """What happened: the breach fact over the stored deadline, the steps the sweeps fired."""
     stop = visit.stop
     breached = workflow.is_breached(visit.deadline, stop, now)
     late = None
     if breached and visit.node in cfg.nodes:
-        late = cfg.calendar(visit.node).between(visit.deadline, stop or now)
+        late = (clock or cfg.calendar(visit.node)).between(visit.deadline, stop or now)
     escalation = cfg.nodes[visit.node].escalation if visit.node in cfg.nodes else ()
     fired = []
     for key in visit.steps:
@@ -197,34 +199,54 @@ def default_period(start: datetime | None, end: datetime | None, now: datetime) 
     return Period(start, end)
 
 
+_VISITS_SQL = (
+    "SELECT t.id, t.order_id, t.workflow, t.node, t.entered_at, t.held_at, t.completed_at, t.outcome, "
+    "t.paused_seconds, t.deadline, s.step FROM task t LEFT JOIN task_step s ON s.task_id = t.id "
+    "WHERE t.status <> 'skipped' AND t.entered_at >= {start} AND t.entered_at < {end} ORDER BY t.id"
+)
+
+
 def visits(session: Session, period: Period, *, chunk: int = CHUNK) -> Iterator[list[Visit]]:
     """The period's visits (skipped nodes left out) in batches of about ``chunk``, in id order, each
-    with its fired steps; one ordered, streamed query, and the hold events of the batch's orders."""
-    t = TASK.c
-    stmt = (
-        sa.select(t.id, t.order_id, t.workflow, t.node, t.entered_at, t.held_at, t.completed_at, t.outcome,
-                  t.paused_seconds, t.deadline, STEP.c.step)
-        .select_from(TASK.outerjoin(STEP, STEP.c.task_id == t.id))
-        .where(t.status != "skipped", t.entered_at >= period.start, t.entered_at < period.end)
-        .order_by(t.id)
-        .execution_options(stream_results=True, yield_per=chunk)
-    )
+    with its fired steps; one ordered, streamed query, and the hold events of the batch's orders.
+
+    Rows come through the driver (a million visits: SQLAlchemy's per-value type processing alone
+    cost more than evaluating them); times are naive UTC there, made aware here."""
+    postgresql = is_postgresql(session)
+    mark = "%s" if postgresql else "?"
+    conn = session.connection().execution_options(stream_results=True, max_row_buffer=chunk)
+    bounds = tuple(stored_time(t) if postgresql else time_texts()(t) for t in (period.start, period.end))
+    result = conn.exec_driver_sql(_VISITS_SQL.format(start=mark, end=mark), bounds)
+    when = _aware if postgresql else _parsed
     batch: list[Visit] = []
     last: Visit | None = None
-    for r in session.execute(stmt):
-        if last is not None and r.id == last.id:
-            last.steps.append(r.step)
-            continue
-        if len(batch) >= chunk:
-            _add_holds(session, batch)
-            yield batch
-            batch = []
-        last = Visit(r.id, r.order_id, r.workflow, r.node, r.entered_at, r.held_at or r.completed_at, r.outcome,
-                     r.paused_seconds or 0.0, r.deadline, [r.step] if r.step else [])
-        batch.append(last)
+    while True:
+        rows = result.fetchmany(chunk)
+        if not rows:
+            break
+        for id_, order_id, wf, node, entered, held, completed, outcome, paused, deadline, step in rows:
+            if last is not None and id_ == last.id:
+                last.steps.append(step)
+                continue
+            if len(batch) >= chunk:
+                _add_holds(session, batch)
+                yield batch
+                batch = []
+            stop = held or completed
+            last = Visit(id_, order_id, wf, node, when(entered), when(stop) if stop else None, outcome,
+                         paused or 0.0, when(deadline) if deadline else None, [step] if step else [])
+            batch.append(last)
     if batch:
         _add_holds(session, batch)
         yield batch
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC)
+
+
+def _parsed(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
 def _add_holds(session: Session, batch: list[Visit]) -> None:
@@ -353,10 +375,14 @@ class Replay:
         self.current, self.candidate, self.now, self.by = current, candidate, now, by
         self.groups: dict[tuple, dict[str, Tally]] = {}
         self.changed: dict[str, set[str]] = {}  # order_id -> why its path would change
-        self.same: dict[str, bool] = {}  # node -> the candidate's clock is the current one's
+        self.nodes: dict[str, tuple] = {}  # node -> (the candidate's clock is the current one's, both clocks)
         self.orders: set[str] = set()  # the period's orders, kept only when the routing differs
         self.rerouting = _routing(current) != _routing(candidate)
         self.count = 0
+
+    def _node(self, node: str) -> tuple:
+        clocks = tuple(cfg.calendar(node) if node in cfg.nodes else None for cfg in (self.current, self.candidate))
+        return (_clock_key(self.current, node) == _clock_key(self.candidate, node), *clocks)
 
     def _group(self, cfg: Config, v: Visit):
         if self.by == "node":
@@ -375,13 +401,14 @@ class Replay:
     def add(self, batch: list[Visit]) -> None:
         cur_cfg, cand_cfg, now = self.current, self.candidate, self.now
         for v in batch:
-            same = self.same.get(v.node)
-            if same is None:
-                same = self.same[v.node] = _clock_key(cur_cfg, v.node) == _clock_key(cand_cfg, v.node)
-            cur = evaluate(cur_cfg, v, now)
-            cand = cur if same else evaluate(cand_cfg, v, now)
+            node = self.nodes.get(v.node)
+            if node is None:
+                node = self.nodes[v.node] = self._node(v.node)
+            same, cur_clock, cand_clock = node
+            cur = evaluate(cur_cfg, v, now, cur_clock)
+            cand = cur if same else evaluate(cand_cfg, v, now, cand_clock)
             group = self._group(cur_cfg, v)
-            self._tally(group, "recorded").add(recorded(cur_cfg, v, now))
+            self._tally(group, "recorded").add(recorded(cur_cfg, v, now, cur_clock))
             self._tally(group, "current").add(cur)
             self._tally(self._group(cand_cfg, v) if self.by == "role" else group, "candidate").add(cand)
             if cand.auto != cur.auto:

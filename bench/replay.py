@@ -1,0 +1,183 @@
+"""Benchmark `ffctl sla replay` over a million node visits against `report sla` in the same run.
+
+    python bench/replay.py                          # ~1M visits (200,000 orders), SQLite
+    python bench/replay.py --orders 40000 --backend both
+    python bench/replay.py --record                 # also write the figures to docs/performance.md
+
+The store is the one bench/report.py builds in SQL (a year of orders through the example config's
+workflows, one task per node visit with its deadline). The candidate changes one node's SLA
+(wave_pick 2h -> 3h) and one calendar (office: a holiday and shorter Friday hours, which
+credit_review counts in). Timed in the same run, over the same period: `replay.replay` (the core
+call) against `kpi.sla_report` (the core of `report sla`); then both whole CLI processes, with the
+replay process's peak RSS. Goals: replay <= 3x report sla, <= 20 s on SQLite, peak RSS <= 500 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path when run)
+from report import CONFIG, NOW, PG_ADMIN, Dialect, build  # the store bench/report.py builds
+
+REPO = Path(__file__).resolve().parent.parent
+# bench/calendar.py would shadow the standard library's calendar (dateutil, under croniter, needs it)
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
+sys.modules.pop("calendar", None)
+sys.path.insert(0, str(REPO))
+START = datetime(2025, 1, 1, tzinfo=timezone.utc)
+
+
+def candidate_text() -> str:
+    text = CONFIG.read_text(encoding="utf-8")
+    edits = [
+        ('holidays = ["2026-10-01", "2026-10-02", "2026-10-05"]',
+         'holidays = ["2025-05-01", "2025-10-01", "2026-10-01", "2026-10-02", "2026-10-05"]'),
+        ('sla = "2h"', 'sla = "3h"'),
+    ]
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    return text
+
+
+def rss_of(command: list[str], env: dict) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    if status:
+        raise SystemExit(f"{' '.join(command)} failed: {proc.stderr.read().decode()}")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def bench(backend: str, n: int) -> dict:
+    from ffctl.core import configdiff, kpi, replay
+    from ffctl.core.config import load_config, parse_config
+    from ffctl.core.store import Store
+
+    cfg = load_config(CONFIG)
+    tmp = Path(tempfile.mkdtemp(prefix="ffctl-bench-replay-"))
+    cand_path = tmp / "candidate.toml"
+    cand_path.write_text(candidate_text(), encoding="utf-8")
+    cand = parse_config(candidate_text(), str(cand_path))
+    pg_name = None
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp / 'bench.db'}"
+    else:
+        import psycopg
+
+        pg_name = f"ffctl_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+            c.execute(f"CREATE DATABASE {pg_name}")
+        url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{pg_name}"
+    store = Store(url)
+    try:
+        store.upgrade()
+        start = time.perf_counter()
+        with store.engine.begin() as conn:
+            build(conn, n, Dialect(store.is_sqlite))
+        if not store.is_sqlite:
+            with store.engine.connect() as conn:
+                conn.exec_driver_sql("VACUUM ANALYZE")
+                conn.commit()
+        built = time.perf_counter() - start
+        period = replay.Period(START, NOW)
+        changes = [c["text"] for c in configdiff.diff(cfg, cand)]
+        start = time.perf_counter()
+        with store.session() as s:
+            sla_rows = kpi.sla_report(s, cfg, now=NOW, period=kpi.Period(START, NOW))
+        report_s = time.perf_counter() - start
+        start = time.perf_counter()
+        with store.session() as s:
+            result = replay.replay(s, cfg, cand, period=period, now=NOW, changes=changes)
+        replay_s = time.perf_counter() - start
+        exe = shutil.which("ffctl", path=str(Path(sys.executable).parent)) or shutil.which("ffctl")
+        env = dict(os.environ, FFCTL_CONFIG=str(CONFIG), FFCTL_DB=url, FFCTL_NOW=NOW.isoformat())
+        dates = ["--from", START.date().isoformat(), "--to", NOW.date().isoformat(), "--format", "json"]
+        replay_cli, replay_rss = rss_of([exe, "sla", "replay", str(cand_path), *dates], env)
+        report_cli, report_rss = rss_of([exe, "report", "sla", *dates], env)
+        return {"backend": backend, "orders": n, "built": built, "visits": result["totals"]["visits"],
+                "report": report_s, "replay": replay_s, "replay_cli": replay_cli, "report_cli": report_cli,
+                "replay_rss": replay_rss, "report_rss": report_rss, "changes": changes,
+                "breaches": sum(r["breaches"] for r in sla_rows), "totals": result["totals"],
+                "load": os.getloadavg()}
+    finally:
+        store.dispose()
+        shutil.rmtree(tmp, ignore_errors=True)
+        if pg_name:
+            import psycopg
+
+            with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+                c.execute(f"DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)")
+
+
+def describe(r: dict) -> str:
+    t = r["totals"]
+    return (
+        f"{r['backend']}: {r['orders']:,} orders built in {r['built']:.0f} s; {r['visits']:,} node visits in the period\n"
+        f"  report sla (core)                          {r['report']:6.2f} s\n"
+        f"  sla replay (core)                          {r['replay']:6.2f} s   {r['replay'] / r['report']:4.1f}x report sla"
+        f"   {r['replay'] / r['visits'] * 1e6:5.1f} us/visit\n"
+        f"  ffctl report sla (process)                 {r['report_cli']:6.2f} s   peak RSS {r['report_rss']:5.0f} MB\n"
+        f"  ffctl sla replay (process)                 {r['replay_cli']:6.2f} s   peak RSS {r['replay_rss']:5.0f} MB"
+        f"   {r['replay_cli'] / r['report_cli']:4.1f}x report sla\n"
+        f"  breaches: report sla {r['breaches']:,}; replay recorded {t['breached']['recorded']:,}, current "
+        f"{t['breached']['current']:,}, candidate {t['breached']['candidate']:,}\n"
+        f"  load average {r['load'][0]:.1f} / {r['load'][1]:.1f} / {r['load'][2]:.1f}"
+    )
+
+
+def record(results: list[dict], command: str) -> None:
+    body = "\n\n".join(describe(r) for r in results)
+    changes = "; ".join(results[0]["changes"])
+    section = f"""## SLA replay (`bench/replay.py`)
+
+`{command}` on CPython {platform.python_version()}, {platform.machine()}, {date.today().isoformat()}; 2 cores shared
+with other jobs (load averages in the figures). The store bench/report.py builds (a year of orders,
+one task per node visit with its deadline); the candidate: {changes}. Timed in the same run over
+the same period: `kpi.sla_report` (the core of `report sla`) and `replay.replay` (the core of
+`sla replay`), then both whole processes with their peak RSS.
+
+```
+{body}
+```
+
+How: one ordered, streamed query over the period's visits (joined with their fired steps); each
+visit is evaluated with the sweep's own ladder (`workflow.ladder_times`, lazily: a visit done
+before its risk time costs one business-time addition), a node whose clock the candidate does not
+change is evaluated once for both columns, and per group only counters and the lateness of the
+breached visits are kept, so memory follows the breaches, not the visits.
+"""
+    record_section("replay.py", section)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=200_000)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="sqlite")
+    parser.add_argument("--record", action="store_true", help="write the figures to docs/performance.md")
+    args = parser.parse_args()
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    results = []
+    for backend in backends:
+        r = bench(backend, args.orders)
+        print(describe(r), flush=True)
+        results.append(r)
+    if args.record:
+        command = "python bench/replay.py " + " ".join(a for a in sys.argv[1:] if a != "--record")
+        record(results, command.strip())
+
+
+if __name__ == "__main__":
+    main()
