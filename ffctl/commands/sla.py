@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 import typer
 
 from ffctl.commands._common import AppState, format_option
@@ -138,6 +140,12 @@ def status(ctx: typer.Context, fmt=format_option()) -> None:
 
 # --- sla replay --------------------------------------------------------------------------------
 
+class Grouping(str, Enum):
+    node = "node"
+    workflow = "workflow"
+    role = "role"
+
+
 _REPLAY_METRICS = (("breached", "breached"), ("attainment", "attainment"), ("late_p90_seconds", "late p90"),
                    ("at_risk", "at risk"))
 
@@ -150,7 +158,8 @@ def replay(
                               help="Visits that entered from this date or time on [default: 30 days before --to]."),
     end: str = typer.Option(None, "--to", metavar="DATE|TIME",
                             help="Visits that entered up to this date (inclusive) or before this time [default: the clock]."),
-    by: str = typer.Option("node", "--by", metavar="node|workflow|role", help="Group the figures by node, workflow or role."),
+    by: Grouping = typer.Option(Grouping.node, "--by", help="Group the figures by node, workflow or role.",
+                                case_sensitive=False),
     orders: bool = typer.Option(False, "--orders", help="List the orders whose path would change, and why."),
     fmt=format_option(),
 ) -> None:
@@ -176,8 +185,6 @@ def replay(
 
     st = AppState.of(ctx)
     cfg = st.config()
-    if by not in replay_core.GROUPINGS:
-        raise UsageError(_("--by {by!r}: use node, workflow or role").format(by=by))
     proposed = load_config(candidate)  # a candidate that fails `config check` stops here (exit 2)
     try:
         given = parse_period(start, end, st.tz)
@@ -186,7 +193,7 @@ def replay(
         raise UsageError(str(exc)) from None
     changes = [c["text"] for c in configdiff.diff(cfg, proposed)]
     with st.store().session() as s:
-        result = replay_core.replay(s, cfg, proposed, period=period, now=st.now(), by=by, list_orders=orders,
+        result = replay_core.replay(s, cfg, proposed, period=period, now=st.now(), by=by.value, list_orders=orders,
                                     changes=changes)
     kind = resolve_format(fmt)
     if kind == "json":

@@ -195,7 +195,7 @@ def default_period(start: datetime | None, end: datetime | None, now: datetime) 
     end = end or now
     start = start or end - timedelta(days=DEFAULT_DAYS)
     if end <= start:
-        raise ValueError("--to is not after --from")
+        raise ValueError(f"--from {start.isoformat()} is not before --to (the clock when --to is not given)")
     return Period(start, end)
 
 
@@ -214,9 +214,10 @@ def visits(session: Session, period: Period, *, chunk: int = CHUNK) -> Iterator[
     cost more than evaluating them); times are naive UTC there, made aware here."""
     postgresql = is_postgresql(session)
     mark = "%s" if postgresql else "?"
-    conn = session.connection().execution_options(stream_results=True, max_row_buffer=chunk)
     bounds = tuple(stored_time(t) if postgresql else time_texts()(t) for t in (period.start, period.end))
-    result = conn.exec_driver_sql(_VISITS_SQL.format(start=mark, end=mark), bounds)
+    result = session.connection().exec_driver_sql(
+        _VISITS_SQL.format(start=mark, end=mark), bounds,
+        execution_options={"stream_results": True, "max_row_buffer": chunk})  # a server-side cursor on PostgreSQL
     when = _aware if postgresql else _parsed
     batch: list[Visit] = []
     last: Visit | None = None
