@@ -19,7 +19,9 @@ People's completion times and holds are kept. A visit a recorded auto action end
 does not end sooner, ends at the recorded time. The recorded column is what happened: breaches by
 the same rule over the stored deadline, at-risk warnings and steps from ``task_step`` (what the
 sweeps fired), auto actions from the visits' outcomes; with sweeps at every due time it equals the
-current column, so the difference is what sweep cadence explains.
+current column, so the difference is what sweep cadence explains. A fired escalation step is named
+by the current config's ladder (``esc:<index>``): after its ladder was reordered, older rows read
+with the new names.
 
 The visits stream through one ordered query (bounded memory); per group only counters and the
 lateness of the breached visits are kept.
