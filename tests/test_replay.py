@@ -175,6 +175,17 @@ def test_a_longer_sla_alone_moves_breaches_and_steps(swept):
     assert review["steps"]["remind"]["candidate"] == 1 and review["steps"]["escalate"]["candidate"] == 0
 
 
+def test_a_later_automatic_action_still_fires_where_the_clock_reaches_it(swept):
+    """Nobody completed the visits confirm's auto_reject ended: with the step 20m later they run on
+    until it; SO-3's would come after the clock, so it ends at the recorded time (path changed)."""
+    path = candidate(swept, "later.toml", ('after = "10m", action = "auto_reject"', 'after = "30m", action = "auto_reject"'))
+    result = replay(swept, path, "--orders")
+    confirm = {r["group"]: r for r in result["rows"]}["confirm"]
+    assert confirm["steps"]["auto_reject"]["candidate"] == 4
+    assert confirm["late_p90_seconds"]["candidate"] > confirm["late_p90_seconds"]["current"]
+    assert result["orders"] == [{"order_id": "SO-3", "why": ["confirm: auto_reject would not fire"]}]
+
+
 def test_rerouting_by_match_is_counted_not_simulated(swept):
     path = candidate(swept, "pilot.toml", ('[workflows.standard]', '[workflows.pilot]\nmatch = { region = ["east"] }\n'
                                            'nodes = ["review", "allocation"]\n[workflows.standard]'))

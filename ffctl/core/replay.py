@@ -15,8 +15,9 @@ own clock (``workflow.ladder_times``: risk_at, deadline, escalation steps; ``wor
                        at that instant, its own action stopped the clock);
     the steps after it do not fire, the nodes after it are not re-simulated (the order is counted)
 
-People's completion times and holds are kept. A visit a recorded auto action ended, which a config
-does not end sooner, ends at the recorded time. The recorded column is what happened: breaches by
+People's completion times and holds are kept. A visit a recorded auto action ended ran, as far as
+each config knows, until that config's own auto action; a config with none due by the clock ends it
+at the recorded time. The recorded column is what happened: breaches by
 the same rule over the stored deadline, at-risk warnings and steps from ``task_step`` (what the
 sweeps fired), auto actions from the visits' outcomes; with sweeps at every due time it equals the
 current column, so the difference is what sweep cadence explains. A fired escalation step is named
@@ -98,13 +99,25 @@ def evaluate(cfg: Config, visit: Visit, now: datetime, clock=None) -> Outcome:
     calendar in ``cfg``, when the caller holds it)."""
     if visit.node not in cfg.nodes:
         return _NOT_EVALUATED
-    spec = cfg.nodes[visit.node]
     cal = clock or cfg.calendar(visit.node)
-    stop = visit.stop
-    recorded_auto = RECORDED_AUTO.get(visit.outcome or "")
+    if visit.outcome in RECORDED_AUTO and visit.stop is not None:
+        # nobody completed it: it ran until an automatic action of this config, or (none by the
+        # clock) until the recorded one, when a person's doing instead is unknown
+        outcome = _walk(cfg, visit, now, cal, None)
+        if outcome.auto is None:
+            outcome = _walk(cfg, visit, now, cal, visit.stop)
+            outcome.decided = True
+        return outcome
+    return _walk(cfg, visit, now, cal, visit.stop)
+
+
+def _walk(cfg: Config, visit: Visit, now: datetime, cal, stop: datetime | None) -> Outcome:
+    """Up the ladder while the visit, running until ``stop``, was still open at each time."""
+    spec = cfg.nodes[visit.node]
     # a recorded auto action stopped the clock itself, at the sweep's clock: the visit was still open
     # then, so a step due at that very instant fired (a person's completion at it came first)
-    stretches = _stretches(cal, visit, _JUST_AFTER if recorded_auto and stop is not None else _ZERO)
+    slack = _JUST_AFTER if visit.outcome in RECORDED_AUTO else _ZERO
+    stretches = _stretches(cal, visit, stop + slack if stop is not None else None)
     fired: list[str] = []
     at_risk = False
     auto = None
@@ -132,14 +145,11 @@ def evaluate(cfg: Config, visit: Visit, now: datetime, clock=None) -> Outcome:
             if action in AUTO:
                 auto, stop = action, when
                 break
+    decided = auto is not None or visit.outcome in DECIDED
     if deadline is None:  # never reached: it stopped before its risk time, so before its deadline
-        return Outcome(at_risk=at_risk, steps=tuple(fired),
-                       decided=visit.outcome in DECIDED)
+        return Outcome(at_risk=at_risk, steps=tuple(fired), decided=decided)
     breached = workflow.is_breached(deadline, stop, now)
     late = cal.between(deadline, stop or now) if breached else None
-    decided = auto is not None or visit.outcome in DECIDED
-    if recorded_auto and auto is None:
-        decided = True  # ended at the recorded time: what a person would have done instead is unknown
     return Outcome(breached=breached, late=late, at_risk=at_risk, steps=tuple(fired), auto=auto, decided=decided)
 
 
@@ -147,9 +157,9 @@ _ZERO = timedelta(0)
 _JUST_AFTER = timedelta(microseconds=1)
 
 
-def _stretches(cal, visit: Visit, slack: timedelta) -> list[tuple[float, datetime | None]]:
-    """The visit's running stretches: (business time its holds covered before it, when it ended)."""
-    last = visit.stop + slack if visit.stop is not None else None
+def _stretches(cal, visit: Visit, last: datetime | None) -> list[tuple[float, datetime | None]]:
+    """The visit's running stretches: (business time its holds covered before it, when it ended),
+    the last one ending at ``last``."""
     if not visit.holds:
         return [(0.0, last)]
     out, paused = [], 0.0
@@ -474,8 +484,8 @@ def assumptions(rep: Replay, period: Period) -> list[str]:
           "instant; the recorded column is what the sweeps fired, so the gap to the current column is what "
           "sweep cadence explains."),
         _("An automatic action that fires ends the visit at its due time; later nodes are not re-simulated. "
-          "A visit a recorded automatic action ended, which the other config does not end sooner, ends at the "
-          "recorded time."),
+          "A visit a recorded automatic action ended runs until the config's own automatic action, or ends at "
+          "the recorded time when the config has none due by the clock."),
         _("Orders whose path would change (automatic actions, routing by workflow match, nodes or when) are "
           "counted, not simulated; --orders lists them."),
     ]
