@@ -171,9 +171,10 @@ def replay(
     completion times and holds are kept; the assumptions are printed under the table. Reads only:
     it writes nothing and runs on a read-only store or standby.
 
-    JSON: from, to, changes (as `config diff` words them), rows and totals (each metric as
-    recorded, current, candidate, delta), changed_path_orders (auto actions, rerouting by
-    match), assumptions; --orders adds orders. Exit 2 when CANDIDATE.toml fails `config check`,
+    JSON: from, to, changes (as `config diff` words them), rows and totals (group, visits,
+    visits_candidate (differs with --by role when owners change), each metric as recorded,
+    current, candidate, delta), changed_path_orders (auto actions, rerouting by match),
+    assumptions; --orders adds orders. Exit 2 when CANDIDATE.toml fails `config check`,
     1 when no visit entered in the period.
     """
     from ffctl.commands._output import dumps, message, resolve_format
