@@ -291,3 +291,75 @@ def messages(store) -> list[tuple]:
     with store.session() as s:
         return [tuple(r) for r in s.execute(sa.select(N.recipient, N.channel, N.subject, N.body, N.next_attempt_at)
                                             .order_by(N.id)).all()]
+
+
+# --- the breach forecast's stores (tests/test_forecast.py) -------------------------------------------
+
+FORECAST_CONFIG = """
+[defaults]
+timezone = "UTC"
+
+[roles.clerk]
+members = ["ann"]
+escalate_to = "lead"
+[roles.lead]
+members = ["ben"]
+[roles.admin]
+members = ["root"]
+[users.ann]
+email = "ann@example.com"
+[users.ben]
+email = "ben@example.com"
+
+[workflows.main]
+match = {}
+nodes = ["review", "pack"]
+
+[nodes.review]
+owner = "clerk"
+sla = "1h"
+warn_at = 0.75
+escalation = [ { after = "0m", action = "remind" } ]
+[nodes.pack]
+owner = "lead"
+sla = "2h"
+
+[forecast]
+window = "30d"
+min_history = 20
+
+[notify]
+log = "notifications.jsonl"
+"""
+
+
+def enter_orders(store, cfg, ids: list[str], at) -> None:
+    """Orders ``ids`` for one customer, created and entered into their workflow at ``at``."""
+    from ffctl.core import workflow
+    from ffctl.core.models import Customer, Order
+    from ffctl.core.store import insert_or_ignore
+
+    with store.session(write=True) as s:
+        insert_or_ignore(s, Customer, [{"customer": "c1", "name": "Customer One", "region": "west"}], ["customer"])
+        s.execute(sa.insert(Order), [{"order_id": i, "customer": "c1", "created_at": at, "channel": "web"}
+                                     for i in ids])
+        workflow.enter_orders(s, cfg, workflow.order_facts(s, ids), actor="test")
+
+
+def complete_order_task(store, cfg, order_id: str, at) -> None:
+    from ffctl.core import workflow
+
+    with store.session(write=True) as s:
+        workflow.complete(s, cfg, order_id, at=at, actor="root")
+
+
+def review_history(store, cfg, start, minutes: list[float], prefix: str = "H", gap=dt.timedelta(hours=1)) -> list[str]:
+    """One past review visit per entry of ``minutes`` (how long it took), ``gap`` apart from ``start``."""
+    ids = []
+    for n, took in enumerate(minutes):
+        oid = f"{prefix}-{n:04d}"
+        at = start + gap * n
+        enter_orders(store, cfg, [oid], at)
+        complete_order_task(store, cfg, oid, at + dt.timedelta(minutes=took))
+        ids.append(oid)
+    return ids

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Optional
 
 import typer
 
 from ffctl.commands._common import AppState, format_option
-from ffctl.i18n import ngettext
+from ffctl.i18n import _, ngettext
 
 app = typer.Typer(help="The SLA sweep (cron) and the SLA status board.", no_args_is_help=True)
 
@@ -280,3 +281,95 @@ def _replay_table(result: dict, tz: str) -> None:
     console.print(_("Assumptions:"))
     for text in result["assumptions"]:
         console.print(f"  - {safe(text)}")
+
+
+@app.command()
+def forecast(
+    ctx: typer.Context,
+    node: Optional[str] = typer.Option(None, "--node", help="Only tasks at this node."),
+    role: Optional[str] = typer.Option(None, "--role", help="Only tasks assigned (owner or escalation) to this role."),
+    threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0,
+                                    help="Only tasks at least this likely to breach (0 shows every task)."),
+    backtest: bool = typer.Option(False, "--backtest", help="Replay a past period and score the forecast against the warn_at rule."),
+    start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME",
+                                        help="--backtest: the period's start [default: 30 days before --to]."),
+    end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME",
+                                      help="--backtest: the period's end, a date inclusive [default: the command clock]."),
+    fmt=format_option(),
+) -> None:
+    """Open tasks likely to breach, most likely first, each with its reason in words.
+
+    p_breach comes from the node's own history (business time of the visits completed in
+    the last 30 days, given how long the task has already run), the tasks ahead of it in its
+    node's queue and how fast the node completes them. With --backtest: replays the period at
+    15-minute steps, predicting each instant from visits completed before it only, and prints
+    precision, recall, F1 and median lead time beside the warn_at rule on the same tasks.
+    """
+    from datetime import timedelta
+
+    from ffctl.commands._output import Column, render, render_object, resolve_format
+    from ffctl.core import forecast as model
+    from ffctl.core.errors import UsageError
+    from ffctl.core.orders import check_node
+
+    st = AppState.of(ctx)
+    cfg = st.config()
+    check_node(cfg, node)
+    if role is not None and role not in cfg.roles:
+        raise UsageError(_("--role {role!r}: no such role; the config has {roles}").format(
+            role=role, roles=", ".join(cfg.roles)))
+    now = st.now()
+    if not backtest:
+        if start is not None or end is not None:
+            raise UsageError(_("--from and --to go with --backtest (the forecast itself is at the command clock)"))
+        with st.store().session() as s:
+            rows = model.forecast(s, cfg, now, node=node, role=role, threshold=threshold)
+        columns = [Column("order_id", "order"), Column("node"), Column("p_breach", "p(breach)", justify="right",
+                                                                         show=lambda p: "-" if p is None else f"{p:.0%}"),
+                   Column("deadline"), Column("ahead", justify="right"), Column("reason")]
+        if resolve_format(fmt) != "table":
+            columns = [Column(k) for k in ("order_id", "task_id", "node", "owner", "deadline", "p_breach", "ahead",
+                                           "seconds_left", "waited_seconds", "pace_per_hour", "history", "reason")]
+        render(rows, columns, fmt, tz=st.tz, empty=_("No open task is at least {p:.0%} likely to breach.").format(p=threshold))
+        return
+    if role is not None:
+        raise UsageError(_("--role does not go with --backtest; --node narrows a backtest"))
+    from ffctl.core.kpi import parse_period
+
+    try:
+        period = parse_period(start, end, st.tz)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    stop = period.end or now
+    begin = period.start or stop - timedelta(days=30)
+    if stop <= begin:
+        raise UsageError(_("--to must come after --from"))
+    with st.store().session() as s:
+        result = model.backtest(s, cfg, start=begin, end=stop, now=now, threshold=threshold, node=node)
+    render_object(result, fmt, tz=st.tz, table=lambda r: _backtest_table(r, st.tz))
+
+
+def _backtest_table(result: dict, tz: str) -> None:
+    from ffctl.commands._output import Column, get_console, render
+    from ffctl.core.clock import shown
+    from ffctl.core.durations import approx_duration
+
+    def pct(x):
+        return "-" if x is None else f"{x:.0%}"
+
+    def lead(x):
+        return "-" if x is None else approx_duration(x)
+
+    rows = []
+    for label, part in ([("all", result)] + [(n["node"], n) for n in result["nodes"]]):
+        for model, words in (("forecast", _("forecast")), ("warn_at", _("warn_at rule"))):
+            figures = part[model]
+            rows.append({"node": label, "tasks": part["tasks"], "breached": part["breached"], "by": words,
+                         "warned": figures["warned"], "precision": figures["precision"], "recall": figures["recall"],
+                         "f1": figures["f1"], "lead": figures["median_lead_seconds"]})
+    get_console().print(_("Backtest {start} to {end}, a prediction every 15 minutes, threshold {p:.0%}").format(
+        start=shown(result["from"], tz), end=shown(result["to"], tz), p=result["threshold"]))
+    render(rows, [Column("node"), Column("tasks", justify="right"), Column("breached", justify="right"), Column("by"),
+                  Column("warned", justify="right"), Column("precision", justify="right", show=pct),
+                  Column("recall", justify="right", show=pct), Column("f1", "F1", justify="right", show=pct),
+                  Column("lead", _("median lead"), justify="right", show=lead)], "table", tz=tz)

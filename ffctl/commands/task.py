@@ -53,10 +53,13 @@ def list_(
             Column("assignees", _("assigned to")), Column("entered_at", "entered", narrow_drop=1),
             Column("promised_ship_date", _("promised"), narrow_drop=3), Column("deadline"),
             Column("state", show=state_text), Column("seconds_left", "time left", justify="right", show=left_text),
+            Column("p_breach", _("p(breach)"), justify="right", show=lambda p: "-" if p is None else f"{p:.0%}",
+                   narrow_drop=5),
         ]
     else:
         columns = [Column(key) for key in ("order_id", "customer", "priority", "node", "owner", "assignees",
-                                           "entered_at", "promised_ship_date", "deadline", "state", "seconds_left")]
+                                           "entered_at", "promised_ship_date", "deadline", "state", "seconds_left",
+                                           "p_breach", "p_breach_reason")]
     render(for_table(rows, fmt), columns, fmt, tz=st.tz, empty=_("No open tasks match."))
     say_cut(len(rows), counts["total"], ngettext("task", "tasks", counts["total"]))
     if kind == "table" and counts["total"]:

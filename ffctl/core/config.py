@@ -61,8 +61,9 @@ KPI_TARGETS = {
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 _TOP_KEYS = ("database", "defaults", "calendars", "roles", "users", "workflows", "nodes", "rules", "notify", "schedule", "kpi",
-             "import_profiles")
-_NODE_KEYS = ("owner", "sla", "calendar", "warn_at", "critical", "escalation", "when", "auto")
+             "import_profiles", "forecast")
+_NODE_KEYS = ("owner", "sla", "calendar", "warn_at", "critical", "escalation", "when", "auto", "forecast_alert")
+_FORECAST_KEYS = ("window", "min_history", "sample")
 _STEP_KEYS = ("after", "action", "to", "reason")
 _RULE_COMMON_KEYS = ("kind", "notify", "priority")
 _EMAIL_KEYS = ("host", "port", "sender", "username", "password_env", "starttls", "tls", "ca_file", "plain_login_on_loopback")
@@ -191,6 +192,16 @@ class NodeConfig:
     escalation: tuple[EscalationStep, ...]
     when: Mapping[str, tuple]
     auto: str | None
+    forecast_alert: float | None = None  # p_breach at which the sweep warns the assignees (SPEC 9.4)
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    """``[forecast]``: what history the breach forecast learns from (core/forecast.py)."""
+
+    window_seconds: int = 30 * 86400  # completed visits of the last 30 days
+    min_history: int = 20  # fewer completed visits in the window: no figure, say so
+    sample: int = 2000  # at most the node's most recent visits of the window
 
 
 @dataclass(frozen=True)
@@ -277,6 +288,7 @@ class Config:
     #: things `config check` points out that are allowed but probably not meant (never errors)
     warnings: tuple[str, ...] = ()
     import_profiles: Mapping[str, ImportProfile] = field(default_factory=lambda: FrozenDict())
+    forecast: ForecastConfig = ForecastConfig()
     _calendar_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -821,6 +833,7 @@ class _Checker:
         kpi_targets = self.kpi(sections["kpi"])
         profiles = {name: self.import_profile(name, raw)
                     for name, raw in self.named_tables(sections["import_profiles"], "import_profiles").items()}
+        forecast = self.forecast(sections["forecast"])
 
         return Config(
             file=self.file,
@@ -837,6 +850,7 @@ class _Checker:
             kpi_targets=FrozenDict(kpi_targets),
             warnings=tuple(str(w) for w in self.warnings),
             import_profiles=FrozenDict({k: v for k, v in profiles.items() if v is not None}),
+            forecast=forecast,
         )
 
     def database(self, table: dict) -> str | None:
@@ -1079,7 +1093,13 @@ class _Checker:
             self.problem(_join(key, "owner"), 'missing: a manual node needs an owner role (or auto = "allocate" / "ship" for a node ffctl completes itself)')
         when = self.match_spec(table.get("when", _MISSING), _join(key, "when"))
         escalation = self.escalation(table, key, known, owner="owner" in table, critical=critical, auto=auto)
-        return NodeConfig(name, owner, sla or 0, calendar, float(warn_at), critical, escalation, when, auto)
+        alert = self.get(table, "forecast_alert", key, "number")
+        if alert is not None and not 0 < alert <= 1:
+            self.problem(_join(key, "forecast_alert"), f"must be a probability above 0 and at most 1, got {alert}; "
+                         "e.g. 0.7 warns once a breach is 70% likely")
+            alert = None
+        return NodeConfig(name, owner, sla or 0, calendar, float(warn_at), critical, escalation, when, auto,
+                          None if alert is None else float(alert))
 
     def escalation(self, table: dict, key: str, known: _Names, *, owner: bool, critical: bool, auto: str | None) -> tuple[EscalationStep, ...]:
         ekey = _join(key, "escalation")
@@ -1443,6 +1463,20 @@ class _Checker:
                 continue
             out[job] = expression
         return out
+
+    def forecast(self, table: dict) -> ForecastConfig:
+        self.known_keys(table, _FORECAST_KEYS, "forecast")
+        default = ForecastConfig()
+        window = self.duration(table, "window", "forecast")
+        if window == 0:
+            self.problem("forecast.window", 'must be longer than 0s, e.g. "30d"')
+        least = self.get(table, "min_history", "forecast", "int", default=default.min_history)
+        if least < 1:
+            self.problem("forecast.min_history", f"must be 1 or more completed visits, got {least}")
+        sample = self.get(table, "sample", "forecast", "int", default=default.sample)
+        if sample < max(least, 1):
+            self.problem("forecast.sample", f"must be at least min_history ({least}), got {sample}")
+        return ForecastConfig(window or default.window_seconds, least, sample)
 
     def kpi(self, table: dict) -> dict[str, float]:
         self.known_keys(table, ("targets",), "kpi")

@@ -86,6 +86,9 @@ def list_tasks(session: Session, cfg, now: datetime, *, user: str | None = None,
     )
     rows, cut = fetch_page(session, stmt, limit)
     extra = _escalated_roles(session, [r.id for r in rows])
+    from ffctl.core.forecast import for_tasks
+
+    likely = for_tasks(session, cfg, now, [r.id for r in rows])  # the page only: one window query
     out = []
     for r in rows:
         view = workflow.task_view(r, cfg, now)
@@ -98,6 +101,7 @@ def list_tasks(session: Session, cfg, now: datetime, *, user: str | None = None,
             "seconds_left": view["seconds_left"], "auto": spec.auto if spec else None,
             "customer": r.customer, "escalation_level": r.escalation_level,
             "customer_name": r.customer_name, "priority": r.priority, "promised_ship_date": r.promised_ship_date,
+            "p_breach": likely[r.id][0], "p_breach_reason": likely[r.id][1],
         })
     if cut:  # counted over the open tasks alone: each has one order, and each order one customer
         counts = count_matches(session, sa.select(t.id).where(*filters), breached=breached_clause(t, now))

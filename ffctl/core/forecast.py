@@ -1,0 +1,418 @@
+"""Breach forecast (SPEC 9.4): how likely each open task is to finish after its deadline.
+
+For a running task at node N at clock ``now`` (all times business time in N's calendar):
+
+    history  D = durations of N's visits completed in [now - window, now) (holds left out),
+                 at most the ``sample`` most recent ones
+    waited   w = business time the task has run (holds left out)
+    left     r = business time to its deadline (``workflow.task_view``'s seconds_left)
+    ahead    k = running tasks of the same node and owner role due before it (earlier deadline;
+                 ties: entered earlier), i.e. its place in the queue
+    pace     λ = the node's last m = min(20, |D|) completions / business time since the m-th
+
+    p_history = S(w + r) / S(w)          S(x): share of D longer than x (a visit that has lasted
+                                         w, outlasting its deadline)
+    p_queue   = P(Poisson(λ r) < k)      the k ahead are not all done in the time left
+    p_breach  = max(p_history, p_queue)
+
+A task past its deadline is breached (``workflow.is_breached``): 1. Fewer than ``min_history``
+visits in the window: no figure (None), and the reason says so. A held task's clock is stopped:
+no figure either. Cheap and explainable: no model weights, one pass over sorted lists.
+
+The live forecast reads the histories and the queue positions with window functions
+(``ROW_NUMBER() OVER (PARTITION BY ...)``); the backtest replays a period at 15-minute instants
+in one chronological pass, feeding each instant only visits completed before it.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from bisect import bisect_left, bisect_right, insort
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Iterable, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ffctl.core import workflow
+from ffctl.core.durations import approx_duration
+from ffctl.core.models import Task, TaskAssignee
+from ffctl.i18n import _, ngettext
+
+PACE_VISITS = 20  # the node's pace: its last 20 completions (fewer if the history is shorter)
+STEP = timedelta(minutes=15)  # the backtest's instants
+FINISHED = ("done", "rejected")  # a visit that ended with its node's work done (or sent back)
+TASK = Task.__table__
+
+
+# --- the model ---------------------------------------------------------------------------------
+
+@dataclass
+class History:
+    """A node's completed visits as the model reads them at one clock."""
+
+    durations: list  # business seconds, sorted
+    pace: float | None  # completions per business second; None: no time has passed since them
+
+    @property
+    def count(self) -> int:
+        return len(self.durations)
+
+
+def survival(durations: list, x: float) -> float:
+    """Share of the visits longer than ``x``, smoothed (+1 / +2) so it is never 0 or 1."""
+    return (len(durations) - bisect_right(durations, x) + 1) / (len(durations) + 2)
+
+
+def queue_late(ahead: int, pace: float | None, left: float) -> float:
+    """P(Poisson(pace * left) < ahead): the tasks ahead are not all done in the time left."""
+    if ahead <= 0:
+        return 0.0
+    if pace is None:
+        return 0.0  # no pace known: the history term speaks alone
+    mu = pace * max(left, 0.0)
+    if mu <= 0:
+        return 1.0
+    spread = 12 * math.sqrt(mu) + 12
+    if ahead > mu + spread:
+        return 1.0
+    first = max(0, int(mu - spread))
+    if first >= ahead:
+        return 0.0
+    # terms j = first .. ahead - 1 of the Poisson mass, starting in log space (no overflow)
+    term = math.exp(first * math.log(mu) - mu - math.lgamma(first + 1))
+    total = 0.0
+    for j in range(first, ahead):
+        total += term
+        term *= mu / (j + 1)
+    return min(1.0, total)
+
+
+def probability(history: History, waited: float, left: float, ahead: int) -> tuple[float, float, float]:
+    """(p_breach, p_history, p_queue) of a running task; see the module's formulas."""
+    waited = max(waited, 0.0)
+    p_history = min(1.0, survival(history.durations, waited + max(left, 0.0)) / survival(history.durations, waited))
+    p_queue = queue_late(ahead, history.pace, left)
+    return max(p_history, p_queue), p_history, p_queue
+
+
+# --- the live forecast ---------------------------------------------------------------------------
+
+def histories(session: Session, cfg, nodes: Iterable[str], now: datetime) -> dict[str, History]:
+    """Each node's history at ``now``: one query, the window's most recent ``sample`` visits per node."""
+    nodes = [n for n in nodes if n in cfg.nodes]
+    if not nodes:
+        return {}
+    settings = cfg.forecast
+    since = now - timedelta(seconds=settings.window_seconds)
+    ranked = (
+        sa.select(TASK.c.node, TASK.c.entered_at, TASK.c.completed_at, TASK.c.paused_seconds,
+                  sa.func.row_number().over(partition_by=TASK.c.node,
+                                            order_by=(TASK.c.completed_at.desc(), TASK.c.id.desc())).label("rn"))
+        .where(TASK.c.status.in_(FINISHED), TASK.c.node.in_(nodes), TASK.c.completed_at >= since,
+               TASK.c.completed_at < now)
+        .subquery()
+    )
+    rows = session.execute(
+        sa.select(ranked.c.node, ranked.c.entered_at, ranked.c.completed_at, ranked.c.paused_seconds)
+        .where(ranked.c.rn <= settings.sample).order_by(ranked.c.node, ranked.c.rn)
+    )
+    found: dict[str, list] = {n: [] for n in nodes}
+    for row in rows:
+        found[row.node].append(row)
+    out = {}
+    for node, visits in found.items():
+        cal = cfg.calendar(node)
+        durations = sorted(max(cal.between(v.entered_at, v.completed_at) - (v.paused_seconds or 0), 0.0)
+                           for v in visits)
+        pace = None
+        if visits:  # newest first
+            m = min(PACE_VISITS, len(visits))
+            spent = cal.between(visits[m - 1].completed_at, now)
+            pace = m / spent if spent > 0 else None
+        out[node] = History(durations, pace)
+    return out
+
+
+def _queue(nodes: list[str], task_ids: list[int] | None = None):
+    """Running tasks of ``nodes`` with their place in their queue (``ahead``), set-based; the
+    places count every running task, then ``task_ids`` (if given) picks the rows returned."""
+    ranked = (
+        sa.select(TASK.c.id, TASK.c.order_id, TASK.c.node, TASK.c.owner, TASK.c.entered_at, TASK.c.deadline,
+                  TASK.c.paused_seconds,
+                  (sa.func.row_number().over(partition_by=(TASK.c.node, TASK.c.owner),
+                                             order_by=(TASK.c.deadline, TASK.c.entered_at, TASK.c.id)) - 1)
+                  .label("ahead"))
+        .where(TASK.c.status == "open", TASK.c.held_at.is_(None), TASK.c.node.in_(nodes))
+        .subquery()
+    )
+    stmt = sa.select(ranked)
+    return stmt if task_ids is None else stmt.where(ranked.c.id.in_(task_ids))
+
+
+def _reason(history: History, row, waited: float, left: float, p_history: float) -> str:
+    """'14 ahead, 3.1 done per business hour, 42m of SLA left; 9% of 340 past visits ...'"""
+    pace = "?" if history.pace is None else f"{history.pace * 3600:.1f}"
+
+    def minutes(seconds: float) -> str:
+        return approx_duration(round(max(seconds, 0) / 60) * 60)
+
+    return _("{ahead} ahead, {pace} done per business hour, {left} of SLA left; {share} of the last {n} visits "
+             "that had run {waited} ran past {limit}").format(
+        ahead=row.ahead, pace=pace, left=minutes(left), share=f"{p_history:.0%}", n=history.count,
+        waited=minutes(waited), limit=minutes(waited + max(left, 0)))
+
+
+def assess(cfg, history: History | None, row, now: datetime) -> tuple[float | None, str, dict]:
+    """(p_breach, reason, figures) of one running task row (``_queue``'s columns)."""
+    least = cfg.forecast.min_history
+    cal = cfg.calendar(row.node)
+    if workflow.is_breached(row.deadline, None, now):
+        late = cal.between(row.deadline, now)
+        return 1.0, _("past its deadline by {late}").format(late=approx_duration(late)), {"ahead": row.ahead}
+    left = cal.between(now, row.deadline)
+    waited = max(cal.between(row.entered_at, now) - (row.paused_seconds or 0), 0.0)
+    figures = {"ahead": row.ahead, "seconds_left": round(left), "waited_seconds": round(waited),
+               "pace_per_hour": None, "history": 0}
+    if history is None or history.count < least:
+        n = 0 if history is None else history.count
+        return None, ngettext("fewer than {least} completed visit in the last {window} (has {n})",
+                              "fewer than {least} completed visits in the last {window} (has {n})", least).format(
+            least=least, window=approx_duration(cfg.forecast.window_seconds), n=n), figures
+    p, p_history, _p_queue = probability(history, waited, left, row.ahead)
+    figures.update(pace_per_hour=None if history.pace is None else round(history.pace * 3600, 2),
+                   history=history.count)
+    return p, _reason(history, row, waited, left, p_history), figures
+
+
+def forecast(session: Session, cfg, now: datetime, *, node: str | None = None, role: str | None = None,
+             threshold: float | None = None) -> list[dict]:
+    """Every running task (of ``node``, assigned to ``role``) with its p_breach and reason, most
+    likely first; ``threshold``: only those at or above it (tasks without a figure are left out)."""
+    nodes = [node] if node is not None else list(cfg.nodes)
+    hist = histories(session, cfg, nodes, now)
+    stmt = _queue(nodes)
+    if role is not None:
+        ranked = stmt.subquery()
+        assigned = sa.or_(ranked.c.owner == role, sa.exists().where(TaskAssignee.task_id == ranked.c.id,
+                                                                    TaskAssignee.role == role))
+        stmt = sa.select(ranked).where(assigned)
+    out = []
+    for row in session.execute(stmt):
+        p, reason, figures = assess(cfg, hist.get(row.node), row, now)
+        if threshold and (p is None or p < threshold):  # 0 keeps every task, those without a figure too
+            continue
+        out.append({"order_id": row.order_id, "task_id": row.id, "node": row.node, "owner": row.owner,
+                    "deadline": row.deadline, **figures,
+                    "p_breach": None if p is None else round(p, 3), "reason": reason})
+    out.sort(key=lambda r: (-(r["p_breach"] if r["p_breach"] is not None else -1), r["deadline"], r["task_id"]))
+    return out
+
+
+def for_tasks(session: Session, cfg, now: datetime, task_ids: list[int]) -> dict[int, tuple[float | None, str]]:
+    """p_breach and reason of these open tasks (a page of ``task list``); held ones get None."""
+    if not task_ids:
+        return {}
+    nodes = sorted({n for (n,) in session.execute(sa.select(TASK.c.node).where(TASK.c.id.in_(task_ids)).distinct())
+                    if n in cfg.nodes})
+    hist = histories(session, cfg, nodes, now)
+    out: dict[int, tuple[float | None, str]] = {}
+    if nodes:
+        for row in session.execute(_queue(nodes, task_ids)):
+            p, reason, _figures = assess(cfg, hist.get(row.node), row, now)
+            out[row.id] = (None if p is None else round(p, 3), reason)
+    for task_id in task_ids:
+        out.setdefault(task_id, (None, _("on hold: its clock is stopped")))
+    return out
+
+
+# --- the backtest ---------------------------------------------------------------------------------
+
+@dataclass
+class _Visit:
+    id: int
+    node: str
+    part: tuple  # (node, owner): its queue
+    key: tuple  # its place in the queue: (deadline, entered_at, id)
+    entered_at: datetime
+    deadline: datetime
+    stop: datetime | None  # when its clock stopped (held or closed)
+    done_at: datetime | None  # completed (or rejected): joins the history then
+    c_entered: float  # business seconds since the anchor
+    c_deadline: float
+    c_done: float | None
+    paused: float
+    duration: float | None
+    target: bool = False
+    warned_at: datetime | None = None
+    lead: float | None = None
+
+
+def backtest(session: Session, cfg, *, start: datetime, end: datetime, now: datetime, threshold: float = 0.5,
+             node: str | None = None, detail: bool = False) -> dict:
+    """Replay [start, end) at 15-minute instants; at each, predict every running task from the visits
+    completed before that instant only, and compare the first warnings with the ``warn_at`` rule's.
+
+    Scored tasks: entered on or after ``start`` with their deadline before ``end`` (so both could
+    warn in time) and their outcome known at ``now``. Lead time: business time from the warning
+    to the deadline, over the breached tasks warned. Held-and-released visits are replayed with
+    their final paused time (holds are rare; their history is not replayed)."""
+    window = timedelta(seconds=cfg.forecast.window_seconds)
+    least, sample = cfg.forecast.min_history, cfg.forecast.sample
+    nodes = [node] if node is not None else list(cfg.nodes)
+    stop_col = workflow.stopped_at(TASK.c)
+    rows = session.execute(
+        sa.select(TASK.c.id, TASK.c.node, TASK.c.owner, TASK.c.status, TASK.c.entered_at, TASK.c.deadline,
+                  TASK.c.risk_at, TASK.c.held_at, TASK.c.completed_at, TASK.c.paused_seconds)
+        .where(TASK.c.node.in_(nodes), TASK.c.deadline.is_not(None), TASK.c.entered_at < end,
+               sa.or_(stop_col.is_(None), stop_col >= start - window))
+        .order_by(TASK.c.entered_at, TASK.c.id)
+        .execution_options(yield_per=20000)
+    )
+    anchor = start - window
+    visits: list[_Visit] = []
+    risk: dict[int, datetime] = {}
+    for r in rows:
+        cal = cfg.calendar(r.node)
+        origin = min(anchor, r.entered_at)  # every cumulative figure counts from ``anchor``
+        base = cal.between(origin, anchor) if origin < anchor else 0.0
+        stop = r.held_at if r.held_at is not None else r.completed_at
+        done_at = r.completed_at if r.status in FINISHED and r.completed_at is not None else None
+        paused = r.paused_seconds or 0
+        c_done = cal.between(origin, done_at) - base if done_at is not None else None
+        c_entered = cal.between(origin, r.entered_at) - base
+        v = _Visit(r.id, r.node, (r.node, r.owner), (r.deadline, r.entered_at, r.id), r.entered_at, r.deadline,
+                   stop, done_at, c_entered, cal.between(origin, r.deadline) - base, c_done, paused,
+                   None if c_done is None else max(c_done - c_entered - paused, 0.0))
+        v.target = (r.entered_at >= start and r.deadline < end
+                    and (stop is not None or r.deadline <= now))
+        if v.target:
+            risk[r.id] = r.risk_at
+        visits.append(v)
+
+    events: list[tuple] = []  # (time, order, visit): enter 0, stop 1, joins history 2
+    for v in visits:
+        events.append((v.entered_at, 0, v.id))
+        if v.stop is not None:
+            events.append((v.stop, 1, v.id))
+        if v.done_at is not None:
+            events.append((v.done_at, 2, v.id))
+    events.sort(key=lambda e: (e[0], e[1], e[2]))
+    by_id = {v.id: v for v in visits}
+
+    queues: dict[tuple, list] = {}  # part -> sorted keys of its running visits
+    pending: dict[tuple, dict] = {}  # part -> {id: visit} running targets not yet warned
+    past: dict[str, deque] = {n: deque() for n in nodes}  # node -> (done_at, c_done, duration), oldest first
+    sorted_d: dict[str, list] = {n: [] for n in nodes}
+    clocks = {n: cfg.calendar(n) for n in nodes}
+    last_c: dict[str, float] = {}
+    dirty: set = set(nodes)
+    i = 0
+    t = start
+    while t < end:
+        while i < len(events) and events[i][0] < t:
+            at, kind, vid = events[i]
+            v = by_id[vid]
+            i += 1
+            dirty.add(v.node)
+            if kind == 0:
+                if v.stop is None or v.stop > at:
+                    insort(queues.setdefault(v.part, []), v.key)
+                    if v.target:
+                        pending.setdefault(v.part, {})[vid] = v
+            elif kind == 1:
+                q = queues.get(v.part)
+                if q is not None:
+                    j = bisect_left(q, v.key)
+                    if j < len(q) and q[j] == v.key:
+                        del q[j]
+                pending.get(v.part, {}).pop(vid, None)
+            else:
+                past[v.node].append((v.done_at, v.c_done, v.duration))
+                insort(sorted_d[v.node], v.duration)
+        for n in nodes:
+            cal = clocks[n]
+            c_t = cal.between(anchor, t) if t > anchor else 0.0
+            if last_c.get(n) == c_t and n not in dirty:
+                continue  # closed for the whole step and nothing moved: the same predictions
+            last_c[n] = c_t
+            dirty.discard(n)
+            hist, d = past[n], sorted_d[n]
+            while hist and (hist[0][0] < t - window or len(hist) > sample):
+                _at, _c, old = hist.popleft()
+                del d[bisect_left(d, old)]
+            if len(d) < least:
+                continue
+            m = min(PACE_VISITS, len(hist))
+            spent = c_t - hist[-m][1]
+            history = History(d, m / spent if spent > 0 else None)
+            for part, waiting in pending.items():
+                if part[0] != n or not waiting:
+                    continue
+                q = queues[part]
+                for vid, v in list(waiting.items()):
+                    if t >= v.deadline:
+                        del waiting[vid]
+                        continue
+                    left = v.c_deadline - c_t
+                    p, _h, _q = probability(history, c_t - v.c_entered - v.paused, left, bisect_left(q, v.key))
+                    if p >= threshold:
+                        v.warned_at, v.lead = t, left
+                        del waiting[vid]
+        t += STEP
+    targets = [v for v in visits if v.target]
+    result = _score(cfg, targets, risk, now, start=start, end=end, threshold=threshold)
+    if detail:  # each scored task's first warning (tests; a period holds many)
+        result["warnings"] = {v.id: v.warned_at for v in targets}
+    return result
+
+
+def _score(cfg, targets: list[_Visit], risk: dict, now: datetime, *, start, end, threshold) -> dict:
+    """Precision, recall, F1 and median lead of the forecast and of the warn_at rule, overall and per node."""
+    def blank():
+        return {"tasks": 0, "breached": 0, "forecast": [0, 0, []], "rule": [0, 0, []]}  # tp, fp, leads
+
+    per: dict[str, dict] = {}
+    total = blank()
+    for v in targets:
+        truth = workflow.is_breached(v.deadline, v.stop, now)
+        risk_at = risk[v.id]
+        rule_warned = risk_at is not None and (v.stop is None or v.stop > risk_at) and risk_at < v.deadline
+        rule_lead = cfg.calendar(v.node).between(risk_at, v.deadline) if rule_warned else None
+        for acc in (per.setdefault(v.node, blank()), total):
+            acc["tasks"] += 1
+            acc["breached"] += truth
+            for name, warned, lead in (("forecast", v.warned_at is not None, v.lead), ("rule", rule_warned, rule_lead)):
+                if warned and truth:
+                    acc[name][0] += 1
+                    acc[name][2].append(lead)
+                elif warned:
+                    acc[name][1] += 1
+
+    def figures(acc: dict) -> dict:
+        out = {"tasks": acc["tasks"], "breached": acc["breached"]}
+        for name, label in (("forecast", "forecast"), ("rule", "warn_at")):
+            tp, fp, leads = acc[name]
+            fn = acc["breached"] - tp
+            precision = tp / (tp + fp) if tp + fp else None
+            recall = tp / (tp + fn) if tp + fn else None
+            f1 = (2 * precision * recall / (precision + recall)) if precision and recall else (
+                0.0 if precision is not None or recall is not None else None)
+            out[label] = {"warned": tp + fp, "true_warnings": tp, "precision": _r(precision), "recall": _r(recall),
+                          "f1": _r(f1), "median_lead_seconds": round(statistics.median(leads)) if leads else None}
+        return out
+
+    return {"from": start, "to": end, "threshold": threshold, "step_seconds": int(STEP.total_seconds()),
+            **figures(total), "nodes": [{"node": n, **figures(acc)} for n, acc in per.items()]}
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def likely(session: Session, cfg, now: datetime, *, threshold: float = 0.5, limit: int = 20) -> Iterator[dict]:
+    """The dashboard's "likely to breach" panel: the most likely open tasks at or above ``threshold``."""
+    yield from forecast(session, cfg, now, threshold=threshold)[:limit]
