@@ -162,3 +162,33 @@ def test_probabilities_stay_in_0_1_and_grow_with_the_queue(durations, waited, le
     p, p_history, p_queue = probability(history, waited, left, ahead)
     assert 0 <= p_history <= 1 and 0 <= p_queue <= 1 and p == max(p_history, p_queue)
     assert probability(history, waited, left, ahead + 1)[0] >= p
+
+
+# --- the sweep's alert -------------------------------------------------------------------------------
+
+ALERTING = FORECAST_CONFIG.replace('[nodes.pack]', 'forecast_alert = 0.7\n[nodes.pack]')
+
+
+def test_the_sweep_alerts_once_per_task_before_it_is_at_risk(workspace_with_config):
+    from ffctl.core.config import load_config
+
+    ws = workspace_with_config(ALERTING)
+    cfg = load_config(ws.config_path)
+    review_history(ws.store(), cfg, NOW - timedelta(hours=40), TOOK)
+    cli_ok(ws, "sla", "sweep", "--no-send", now=(NOW - timedelta(minutes=11)).isoformat())  # the history's steps
+    ids = queue(ws, cfg, 6)
+    first = cli_json(ws, "sla", "sweep", "--no-send", now=NOW.isoformat())
+    expected = {r["order_id"] for r in cli_json(ws, "sla", "forecast", "--node", "review", "--threshold", "0.7",
+                                                now=NOW.isoformat())}
+    assert expected and expected < set(ids) and "Q-000" not in expected
+    assert first["forecast_alerts"] == len(expected)
+    assert {i["order_id"] for i in first["items"] if i["what"] == "forecast"} == expected
+    again = cli_json(ws, "sla", "sweep", "--no-send", now=(NOW + timedelta(minutes=5)).isoformat())
+    assert again["forecast_alerts"] == 0  # once per task
+    timeline = cli_json(ws, "order", "show", sorted(expected)[0], now=(NOW + timedelta(minutes=5)).isoformat())
+    told = [e for e in timeline["timeline"] if e["event"] == "forecast"]
+    assert len(told) == 1 and "likely to breach" in told[0]["detail"] and "told clerk" in told[0]["detail"]
+    notes = cli_json(ws, "notify", "list", now=(NOW + timedelta(minutes=5)).isoformat())
+    digests = [n for n in notes if n["recipient"] == "ann" and "likely to breach" in json.dumps(n, ensure_ascii=False)]
+    assert len(digests) == 1, notes  # one message to ann lists every alerted order
+    assert all(oid in json.dumps(digests[0]) for oid in expected)

@@ -59,6 +59,7 @@ def test_json_shape_times_and_business_seconds(ws):
         "entered_at": "2026-11-23T09:00:00+08:00", "deadline": "2026-11-23T09:30:00+08:00", "state": "at_risk",
         "seconds_left": 300, "auto": None, "customer": "C-WEST", "escalation_level": 0,
         "customer_name": "Western Goods", "priority": 0, "promised_ship_date": None,
+        "p_breach": None, "p_breach_reason": "fewer than 20 completed visits in the last 30d (has 2)",
     }
     # Friday 16:30 -> Monday 09:25 is 30 min + 25 min of office time
     assert rows["LATE"]["seconds_left"] == -55 * 60
@@ -111,7 +112,7 @@ def test_role_and_state_filters(ws):
 def test_limit_keeps_the_most_urgent(ws):
     r = ws.run("task", "list", "--all", "-f", "csv", "--limit", "2", now=NOW, user="judy")
     assert r.stdout.splitlines()[0] == ("order_id,customer,priority,node,owner,assignees,entered_at,promised_ship_date,"
-                                        "deadline,state,seconds_left")
+                                        "deadline,state,seconds_left,p_breach,p_breach_reason")
     assert [line.split(",")[0] for line in r.stdout.splitlines()[1:]] == ["ESC", "LATE"]
     assert r.stderr == "Showing 2 of 7 tasks; --limit 0 for all.\n"
     r = ws.run("task", "list", "--all", "-f", "table", "--limit", "3", now=NOW, user="judy")

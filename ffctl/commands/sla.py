@@ -97,6 +97,7 @@ def _sweep_table(result: dict, tz: str) -> None:
         summary.add_row(words, _count(result[key], "yellow" if key == "at_risk" else "red"))
     for action, words in _ACTION_WORDS.items():
         summary.add_row(words, _count(result["actions"][action], "bold"))
+    summary.add_row(_("forecast alerts"), _count(result.get("forecast_alerts", 0), "yellow"))
     summary.add_row("rule hits", _count(result["rule_hits"], "bold"))
     summary.add_row("notifications queued", str(result["notifications_queued"]))
     if "notifications_sent" in result:

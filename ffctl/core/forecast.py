@@ -8,11 +8,14 @@ For a running task at node N at clock ``now`` (all times business time in N's ca
     left     r = business time to its deadline (``workflow.task_view``'s seconds_left)
     ahead    k = running tasks of the same node and owner role due before it (earlier deadline;
                  ties: entered earlier), i.e. its place in the queue
-    pace     λ = the node's last m = min(20, |D|) completions / business time since the m-th
+    pace     λ = the node's best pace in the window: the most completions per business hour over
+                 any run of 20 consecutive completions (its capacity when it had work queued; a
+                 node that works many tasks at once shows a high pace, and its queue weighs little)
 
     p_history = S(w + r) / S(w)          S(x): share of D longer than x (a visit that has lasted
                                          w, outlasting its deadline)
-    p_queue   = P(Poisson(λ r) < k)      the k ahead are not all done in the time left
+    p_queue   = P(Poisson(λ r) < k)      even at its best pace the node does not finish the k
+                                         ahead in the time left
     p_breach  = max(p_history, p_queue)
 
 A task past its deadline is breached (``workflow.is_breached``): 1. Fewer than ``min_history``
@@ -31,7 +34,7 @@ import statistics
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Iterable, Iterator
 
 import sqlalchemy as sa
@@ -39,13 +42,15 @@ from sqlalchemy.orm import Session
 
 from ffctl.core import workflow
 from ffctl.core.durations import approx_duration
-from ffctl.core.models import Task, TaskAssignee
+from ffctl.core.models import Task, TaskAssignee, TaskStep
 from ffctl.i18n import _, ngettext
 
-PACE_VISITS = 20  # the node's pace: its last 20 completions (fewer if the history is shorter)
+PACE_VISITS = 20  # the node's pace: its fastest run of 20 consecutive completions (min_history, if fewer)
 STEP = timedelta(minutes=15)  # the backtest's instants
 FINISHED = ("done", "rejected")  # a visit that ended with its node's work done (or sent back)
+ALERT_STEP = "forecast"  # the task_step row that makes a forecast alert fire once per task
 TASK = Task.__table__
+UTC = timezone.utc
 
 
 # --- the model ---------------------------------------------------------------------------------
@@ -55,11 +60,28 @@ class History:
     """A node's completed visits as the model reads them at one clock."""
 
     durations: list  # business seconds, sorted
-    pace: float | None  # completions per business second; None: no time has passed since them
+    pace: float | None  # completions per business second at its best; inf: many at one instant
 
     @property
     def count(self) -> int:
         return len(self.durations)
+
+
+def run_length(cfg) -> int:
+    """How many consecutive completions make one measure of the node's pace."""
+    return max(2, min(PACE_VISITS, cfg.forecast.min_history))
+
+
+def best_pace(done: list, run: int) -> float | None:
+    """Most completions per business second over any ``run`` consecutive ones (``done``: business
+    times, in order); inf when a run ended in no time (a batch); None with fewer than ``run``."""
+    best = None
+    for i in range(len(done) - run + 1):
+        span = done[i + run - 1] - done[i]
+        rate = math.inf if span <= 0 else (run - 1) / span
+        if best is None or rate > best:
+            best = rate
+    return best
 
 
 def survival(durations: list, x: float) -> float:
@@ -67,12 +89,15 @@ def survival(durations: list, x: float) -> float:
     return (len(durations) - bisect_right(durations, x) + 1) / (len(durations) + 2)
 
 
-def queue_late(ahead: int, pace: float | None, left: float) -> float:
+def queue_late(ahead: float, pace: float | None, left: float) -> float:
     """P(Poisson(pace * left) < ahead): the tasks ahead are not all done in the time left."""
+    ahead = math.ceil(ahead)
     if ahead <= 0:
         return 0.0
     if pace is None:
         return 0.0  # no pace known: the history term speaks alone
+    if math.isinf(pace):
+        return 0.0
     mu = pace * max(left, 0.0)
     if mu <= 0:
         return 1.0
@@ -128,25 +153,21 @@ def histories(session: Session, cfg, nodes: Iterable[str], now: datetime) -> dic
         cal = cfg.calendar(node)
         durations = sorted(max(cal.between(v.entered_at, v.completed_at) - (v.paused_seconds or 0), 0.0)
                            for v in visits)
-        pace = None
-        if visits:  # newest first
-            m = min(PACE_VISITS, len(visits))
-            spent = cal.between(visits[m - 1].completed_at, now)
-            pace = m / spent if spent > 0 else None
-        out[node] = History(durations, pace)
+        done = [cal.between(since, v.completed_at) for v in reversed(visits)]  # oldest first
+        out[node] = History(durations, best_pace(done, run_length(cfg)))
     return out
 
 
-def _queue(nodes: list[str], task_ids: list[int] | None = None):
-    """Running tasks of ``nodes`` with their place in their queue (``ahead``), set-based; the
-    places count every running task, then ``task_ids`` (if given) picks the rows returned."""
+def _queue(nodes: list[str], now: datetime, task_ids: list[int] | None = None):
+    """Running tasks of ``nodes`` (entered by ``now``) with their place in their queue (``ahead``),
+    set-based; the places count every running task, then ``task_ids`` (if given) picks the rows."""
     ranked = (
         sa.select(TASK.c.id, TASK.c.order_id, TASK.c.node, TASK.c.owner, TASK.c.entered_at, TASK.c.deadline,
-                  TASK.c.paused_seconds,
+                  TASK.c.paused_seconds, TASK.c.risk_at, TASK.c.sla_state,
                   (sa.func.row_number().over(partition_by=(TASK.c.node, TASK.c.owner),
                                              order_by=(TASK.c.deadline, TASK.c.entered_at, TASK.c.id)) - 1)
                   .label("ahead"))
-        .where(TASK.c.status == "open", TASK.c.held_at.is_(None), TASK.c.node.in_(nodes))
+        .where(TASK.c.status == "open", TASK.c.held_at.is_(None), TASK.c.node.in_(nodes), TASK.c.entered_at <= now)
         .subquery()
     )
     stmt = sa.select(ranked)
@@ -155,7 +176,7 @@ def _queue(nodes: list[str], task_ids: list[int] | None = None):
 
 def _reason(history: History, row, waited: float, left: float, p_history: float) -> str:
     """'14 ahead, 3.1 done per business hour, 42m of SLA left; 9% of 340 past visits ...'"""
-    pace = "?" if history.pace is None else f"{history.pace * 3600:.1f}"
+    pace = "?" if history.pace is None else _("many at once") if math.isinf(history.pace) else f"{history.pace * 3600:.1f}"
 
     def minutes(seconds: float) -> str:
         return approx_duration(round(max(seconds, 0) / 60) * 60)
@@ -183,7 +204,7 @@ def assess(cfg, history: History | None, row, now: datetime) -> tuple[float | No
                               "fewer than {least} completed visits in the last {window} (has {n})", least).format(
             least=least, window=approx_duration(cfg.forecast.window_seconds), n=n), figures
     p, p_history, _p_queue = probability(history, waited, left, row.ahead)
-    figures.update(pace_per_hour=None if history.pace is None else round(history.pace * 3600, 2),
+    figures.update(pace_per_hour=None if history.pace is None or math.isinf(history.pace) else round(history.pace * 3600, 2),
                    history=history.count)
     return p, _reason(history, row, waited, left, p_history), figures
 
@@ -194,7 +215,7 @@ def forecast(session: Session, cfg, now: datetime, *, node: str | None = None, r
     likely first; ``threshold``: only those at or above it (tasks without a figure are left out)."""
     nodes = [node] if node is not None else list(cfg.nodes)
     hist = histories(session, cfg, nodes, now)
-    stmt = _queue(nodes)
+    stmt = _queue(nodes, now)
     if role is not None:
         ranked = stmt.subquery()
         assigned = sa.or_(ranked.c.owner == role, sa.exists().where(TaskAssignee.task_id == ranked.c.id,
@@ -221,7 +242,7 @@ def for_tasks(session: Session, cfg, now: datetime, task_ids: list[int]) -> dict
     hist = histories(session, cfg, nodes, now)
     out: dict[int, tuple[float | None, str]] = {}
     if nodes:
-        for row in session.execute(_queue(nodes, task_ids)):
+        for row in session.execute(_queue(nodes, now, task_ids)):
             p, reason, _figures = assess(cfg, hist.get(row.node), row, now)
             out[row.id] = (None if p is None else round(p, 3), reason)
     for task_id in task_ids:
@@ -229,9 +250,30 @@ def for_tasks(session: Session, cfg, now: datetime, task_ids: list[int]) -> dict
     return out
 
 
+def alerts_due(session: Session, cfg, now: datetime) -> list:
+    """Tasks of nodes with ``forecast_alert`` whose p_breach has reached it while still on track
+    (before their warn_at point) and that were not alerted before: (row, p, reason) each."""
+    nodes = [name for name, spec in cfg.nodes.items() if spec.forecast_alert is not None]
+    if not nodes:
+        return []
+    hist = histories(session, cfg, nodes, now)
+    nodes = [n for n in nodes if hist[n].count >= cfg.forecast.min_history]  # no figure: nothing to tell
+    if not nodes:
+        return []
+    ranked = _queue(nodes, now).subquery()
+    told = sa.select(TaskStep.task_id).where(TaskStep.task_id == ranked.c.id, TaskStep.step == ALERT_STEP)
+    out = []
+    for row in session.execute(sa.select(ranked).where(ranked.c.sla_state == "on_track", ranked.c.risk_at > now,
+                                                        ~sa.exists(told))):
+        p, reason, _figures = assess(cfg, hist[row.node], row, now)
+        if p is not None and p >= cfg.nodes[row.node].forecast_alert:
+            out.append((row, p, reason))
+    return out
+
+
 # --- the backtest ---------------------------------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)
 class _Visit:
     id: int
     node: str
@@ -263,34 +305,24 @@ def backtest(session: Session, cfg, *, start: datetime, end: datetime, now: date
     window = timedelta(seconds=cfg.forecast.window_seconds)
     least, sample = cfg.forecast.min_history, cfg.forecast.sample
     nodes = [node] if node is not None else list(cfg.nodes)
-    stop_col = workflow.stopped_at(TASK.c)
-    rows = session.execute(
-        sa.select(TASK.c.id, TASK.c.node, TASK.c.owner, TASK.c.status, TASK.c.entered_at, TASK.c.deadline,
-                  TASK.c.risk_at, TASK.c.held_at, TASK.c.completed_at, TASK.c.paused_seconds)
-        .where(TASK.c.node.in_(nodes), TASK.c.deadline.is_not(None), TASK.c.entered_at < end,
-               sa.or_(stop_col.is_(None), stop_col >= start - window))
-        .order_by(TASK.c.entered_at, TASK.c.id)
-        .execution_options(yield_per=20000)
-    )
     anchor = start - window
     visits: list[_Visit] = []
     risk: dict[int, datetime] = {}
-    for r in rows:
+    for r in _replayed(session, nodes, since=start - window, end=end):
         cal = cfg.calendar(r.node)
-        origin = min(anchor, r.entered_at)  # every cumulative figure counts from ``anchor``
-        base = cal.between(origin, anchor) if origin < anchor else 0.0
-        stop = r.held_at if r.held_at is not None else r.completed_at
-        done_at = r.completed_at if r.status in FINISHED and r.completed_at is not None else None
+        entered, deadline, held, completed = r.entered_at, r.deadline, r.held_at, r.completed_at
+        # business seconds since ``anchor`` (negative before it); deadline = entered + sla + paused
+        c_entered = cal.between(anchor, entered) if entered >= anchor else -cal.between(entered, anchor)
+        stop = held if held is not None else completed
+        done_at = completed if r.status in FINISHED and completed is not None else None
         paused = r.paused_seconds or 0
-        c_done = cal.between(origin, done_at) - base if done_at is not None else None
-        c_entered = cal.between(origin, r.entered_at) - base
-        v = _Visit(r.id, r.node, (r.node, r.owner), (r.deadline, r.entered_at, r.id), r.entered_at, r.deadline,
-                   stop, done_at, c_entered, cal.between(origin, r.deadline) - base, c_done, paused,
+        c_done = None if done_at is None else cal.between(anchor, done_at) if done_at >= anchor else -cal.between(done_at, anchor)
+        v = _Visit(r.id, r.node, (r.node, r.owner), (deadline, entered, r.id), entered, deadline, stop, done_at,
+                   c_entered, c_entered + r.sla_seconds + paused, c_done, paused,
                    None if c_done is None else max(c_done - c_entered - paused, 0.0))
-        v.target = (r.entered_at >= start and r.deadline < end
-                    and (stop is not None or r.deadline <= now))
+        v.target = entered >= start and deadline < end and (stop is not None or deadline <= now)
         if v.target:
-            risk[r.id] = r.risk_at
+            risk[r.id] = _aware(r.risk_at)
         visits.append(v)
 
     events: list[tuple] = []  # (time, order, visit): enter 0, stop 1, joins history 2
@@ -307,6 +339,8 @@ def backtest(session: Session, cfg, *, start: datetime, end: datetime, now: date
     pending: dict[tuple, dict] = {}  # part -> {id: visit} running targets not yet warned
     past: dict[str, deque] = {n: deque() for n in nodes}  # node -> (done_at, c_done, duration), oldest first
     sorted_d: dict[str, list] = {n: [] for n in nodes}
+    run = run_length(cfg)
+    peaks: dict[str, deque] = {n: deque() for n in nodes}  # node -> (done_at, pace), pace decreasing: a sliding max
     clocks = {n: cfg.calendar(n) for n in nodes}
     last_c: dict[str, float] = {}
     dirty: set = set(nodes)
@@ -331,8 +365,16 @@ def backtest(session: Session, cfg, *, start: datetime, end: datetime, now: date
                         del q[j]
                 pending.get(v.part, {}).pop(vid, None)
             else:
-                past[v.node].append((v.done_at, v.c_done, v.duration))
+                hist = past[v.node]
+                hist.append((v.done_at, v.c_done, v.duration))
                 insort(sorted_d[v.node], v.duration)
+                if len(hist) >= run:
+                    span = v.c_done - hist[-run][1]
+                    pace = math.inf if span <= 0 else (run - 1) / span
+                    peak = peaks[v.node]
+                    while peak and peak[-1][1] <= pace:
+                        peak.pop()
+                    peak.append((hist[-run][0], pace))
         for n in nodes:
             cal = clocks[n]
             c_t = cal.between(anchor, t) if t > anchor else 0.0
@@ -344,11 +386,12 @@ def backtest(session: Session, cfg, *, start: datetime, end: datetime, now: date
             while hist and (hist[0][0] < t - window or len(hist) > sample):
                 _at, _c, old = hist.popleft()
                 del d[bisect_left(d, old)]
+            peak = peaks[n]
+            while peak and peak[0][0] < t - window:  # runs that began before the window
+                peak.popleft()
             if len(d) < least:
                 continue
-            m = min(PACE_VISITS, len(hist))
-            spent = c_t - hist[-m][1]
-            history = History(d, m / spent if spent > 0 else None)
+            history = History(d, peak[0][1] if peak else None)
             for part, waiting in pending.items():
                 if part[0] != n or not waiting:
                     continue
@@ -368,6 +411,50 @@ def backtest(session: Session, cfg, *, start: datetime, end: datetime, now: date
     if detail:  # each scored task's first warning (tests; a period holds many)
         result["warnings"] = {v.id: v.warned_at for v in targets}
     return result
+
+
+def _replayed(session: Session, nodes: list[str], *, since: datetime, end: datetime) -> Iterator:
+    """Visits of ``nodes`` that entered before ``end`` and still ran at ``since``, earliest first.
+
+    Read through the driver and parsed here: SQLite's DateTime type parses each text with a
+    regular expression, a third of a 30-day replay's time."""
+    from ffctl.core.bulk import is_postgresql, stored_time, time_texts
+
+    stop = workflow.stopped_sql("task")
+    sql = sa.text(
+        "SELECT id, node, owner, status, entered_at, deadline, risk_at, held_at, completed_at, paused_seconds, "
+        f"sla_seconds FROM task WHERE node IN :nodes AND deadline IS NOT NULL AND entered_at < :end "
+        f"AND ({stop} IS NULL OR {stop} >= :since) ORDER BY entered_at, id"
+    ).bindparams(sa.bindparam("nodes", expanding=True))
+    stamp = stored_time if is_postgresql(session) else time_texts()
+    result = session.execute(sql, {"nodes": nodes, "end": stamp(end), "since": stamp(since)})
+    for row in result.yield_per(20000):
+        yield _Row(row.id, row.node, row.owner, row.status, _aware(row.entered_at), _aware(row.deadline), row.risk_at,
+                   _aware(row.held_at), _aware(row.completed_at), row.paused_seconds, row.sla_seconds)
+
+
+@dataclass(slots=True)
+class _Row:
+    id: int
+    node: str
+    owner: str | None
+    status: str
+    entered_at: datetime
+    deadline: datetime
+    risk_at: object  # as the driver gave it: parsed only for the scored visits
+    held_at: datetime | None
+    completed_at: datetime | None
+    paused_seconds: float | None
+    sla_seconds: int
+
+
+def _aware(value) -> datetime | None:
+    """A time as the driver returns it (SQLite: text; PostgreSQL: naive UTC) -> aware UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC)
 
 
 def _score(cfg, targets: list[_Visit], risk: dict, now: datetime, *, start, end, threshold) -> dict:

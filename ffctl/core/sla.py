@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from ffctl.core import audit, outbox, workflow
 from ffctl.core.bulk import among, is_postgresql, stored_time, time_texts
-from ffctl.core.clock import zone
+from ffctl.core.clock import shown, zone
 from ffctl.core.durations import format_duration
 from ffctl.core.errors import FfctlError
 from ffctl.core.models import Order, Task, TaskAssignee
@@ -84,12 +84,13 @@ class SweepReport:
     notifications_queued: int = 0
     items: list = field(default_factory=list)
     busy: int = 0  # due tasks still held by other transactions when the sweep gave up waiting
+    forecast: int = 0  # tasks whose breach forecast reached their node's forecast_alert (SPEC 9.4)
 
     def as_dict(self) -> dict:
         """The JSON shape of SPEC section 5."""
         return {
             "now": self.now, "dry_run": self.dry_run, "at_risk": self.at_risk, "breached": self.breached,
-            "actions": dict(self.actions), "rule_hits": self.rule_hits,
+            "actions": dict(self.actions), "forecast_alerts": self.forecast, "rule_hits": self.rule_hits,
             "notifications_queued": self.notifications_queued, "items": list(self.items),
         }
 
@@ -137,6 +138,7 @@ def _finish(session: Session, cfg, now: datetime, actor: str, report: SweepRepor
             dry_run: bool) -> None:
     """Run the rules (their alerts join the digests), then merge every digest part into one
     message per person and channel, in one transaction."""
+    _forecast_alerts(session, cfg, now, actor, report)
     if rules:
         _run_rules(session, cfg, now, actor, report, dry_run=dry_run)
     # parts queued per batch, merged once at the end: a killed sweep's parts wait for the rerun's merge
@@ -190,6 +192,39 @@ def _due(now: datetime) -> tuple:
     """Open tasks due by ``now``, of orders whose timeline ``now`` does not precede: a sweep at an
     earlier clock than an order's latest event finds nothing due on it (SPEC 9.1)."""
     return (TASK.c.status == "open", TASK.c.next_action_at <= now, ~audit.later_event(TASK.c.order_id, now))
+
+
+def _forecast_alerts(session: Session, cfg, now: datetime, actor: str, report: SweepReport) -> None:
+    """Tell the assignees of each on-track task whose breach forecast reached its node's
+    ``forecast_alert`` (SPEC 9.4); once per task: its ``task_step`` row commits with the
+    event and the digest part, as every step's does."""
+    from ffctl.core import forecast
+
+    found = forecast.alerts_due(session, cfg, now)
+    if not found:
+        return
+    fired = _insert_steps(session, [(row.id, forecast.ALERT_STEP) for row, _p, _why in found], now)
+    found = [f for f in found if (f[0].id, forecast.ALERT_STEP) in fired]
+    roles = _assignee_roles(session, [row for row, _p, _why in found])
+    parts = outbox.Parts(session, cfg)
+    events = []
+    for row, p, why in found:
+        told = roles[row.id]
+        detail = f"{p:.0%} likely to breach (alert at {cfg.nodes[row.node].forecast_alert:.0%}): {why}"
+        short = _("{p} likely to breach").format(p=f"{p:.0%}")
+        body = _("Order {order} at {node} is {p} likely to miss its deadline {deadline}: {why}.").format(
+            order=row.order_id, node=row.node, p=f"{p:.0%}", deadline=shown(row.deadline, cfg.timezone), why=why)
+        parts.add(told, outbox.digest_item(key=row.order_id, head=f"{row.order_id} {row.node}", short=short, body=body,
+                                           rank="alert", order_id=row.order_id), key=f"task:{row.id}:{forecast.ALERT_STEP}")
+        if told:
+            detail += f"; told {', '.join(told)}"
+        events.append({"event": "forecast", "at": now, "actor": actor, "order_id": row.order_id, "task_id": row.id,
+                       "node": row.node, "detail": detail})
+        report.items.append({"order_id": row.order_id, "node": row.node, "task_id": row.id, "what": "forecast",
+                             "detail": detail, "due_at": None})
+    report.forecast = len(found)
+    audit.record_many(session, events)
+    parts.write(now)
 
 
 def _run_rules(session: Session, cfg, now: datetime, actor: str, report: SweepReport, *, dry_run: bool) -> None:

@@ -1,0 +1,360 @@
+"""Benchmark and score the breach forecast (SPEC 9.4): its quality against the warn_at rule on two
+histories, and its speed.
+
+    python bench/forecast.py                      # everything below, SQLite
+    python bench/forecast.py --quality-only       # only the backtests of the two histories
+    python bench/forecast.py --record             # also write the figures to docs/performance.md
+
+Quality (``sla forecast --backtest`` at threshold 0.5, last 30 days):
+- the demo's history (``core.demo.build_demo``, 2,000 orders over 30 days, seed 7);
+- a queueing history (``queueing_store``): bursty arrivals (most business hours quiet, some at
+  1.5x, one in ten at 3x the mean) into two nodes served first come first served by a few people,
+  ``review`` with capacity to spare and ``pack`` with fewer people than its load at busy times.
+Speed, SQLite, each the median of --runs, beside a reference measured in the same run:
+- ``sla forecast`` over 100,000 open tasks (goal <= 2 s), against reading those tasks;
+- the backtest of 30 days x 100,000 orders (goal <= 60 s), against reading the period's tasks;
+- ``sla sweep`` with forecast alerts on, 1,000 due among 1M open (bench/sweep.py's store, with
+  a history for the node), against the same sweep without them (goal <= 1.2x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path when run)
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+UTC = timezone.utc
+START = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)  # a Monday
+
+QUEUE_CONFIG = """
+[defaults]
+timezone = "UTC"
+[calendars.office]
+timezone = "UTC"
+hours = { mon = "09:00-18:00", tue = "09:00-18:00", wed = "09:00-18:00", thu = "09:00-18:00", fri = "09:00-18:00" }
+[roles.clerk]
+members = ["ann", "bob", "cy"]
+[roles.packer]
+members = ["dan", "eve"]
+[workflows.main]
+match = {}
+nodes = ["review", "pack"]
+[nodes.review]
+owner = "clerk"
+sla = "2h"
+calendar = "office"
+forecast_alert = 0.7
+[nodes.pack]
+owner = "packer"
+sla = "4h"
+calendar = "office"
+"""
+
+SERVICE = {"review": (3, 1.25), "pack": (2, 1.02)}  # node -> (people, capacity / mean arrival rate)
+BURSTS = ((0.7, 0.7), (0.2, 1.5), (0.1, 3.0))  # (share of business hours, arrival rate x mean)
+
+
+def stamp(dt: datetime) -> str:
+    return dt.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def simulate(orders: int, days: int, seed: int) -> tuple[list, float]:
+    """Business-second times of each order's visits: [(arrive, (review_in, review_out), (pack_in,
+    pack_out))], and the business seconds the period spans."""
+    rng = random.Random(seed)
+    hours = days * 9 * 5 // 7
+    base = orders / hours  # arrivals per business hour, on average
+    arrivals = []
+    for h in range(hours):
+        u, acc = rng.random(), 0.0
+        factor = BURSTS[-1][1]
+        for share, f in BURSTS:
+            acc += share
+            if u < acc:
+                factor = f
+                break
+        n = max(0, round(rng.gauss(base * factor, (base * factor) ** 0.5)))
+        arrivals.extend(h * 3600 + rng.random() * 3600 for _ in range(n))
+    arrivals.sort()
+    arrivals = arrivals[:orders]
+
+    def serve(node: str, times: list[float]) -> list[float]:
+        people, spare = SERVICE[node]
+        mean = people * 3600 / (base * spare)  # seconds of work per task
+        free = [0.0] * people
+        out = []
+        for t in times:  # first come, first served (one SLA per node: by deadline too)
+            start = max(t, heapq.heappop(free))
+            done = start + rng.lognormvariate(0, 0.6) * mean / 1.197  # lognormal with that mean
+            heapq.heappush(free, done)
+            out.append(done)
+        return out
+
+    review_out = serve("review", arrivals)
+    order = sorted(range(len(arrivals)), key=lambda i: review_out[i])
+    pack_out_sorted = serve("pack", [review_out[i] for i in order])
+    pack_out = [0.0] * len(arrivals)
+    for j, i in enumerate(order):
+        pack_out[i] = pack_out_sorted[j]
+    return [(a, (a, r), (r, p)) for a, r, p in zip(arrivals, review_out, pack_out)], hours * 3600.0
+
+
+def queueing_store(folder: Path, orders: int = 20_000, days: int = 30, seed: int = 11) -> tuple[Path, str, datetime]:
+    """A store whose history is ``simulate``'s; returns (config, url, now)."""
+    from ffctl.core import workflow
+    from ffctl.core.config import load_config
+    from ffctl.core.store import Store
+
+    config = folder / "ffctl.toml"
+    config.write_text(QUEUE_CONFIG, encoding="utf-8")
+    cfg = load_config(config)
+    path = folder / "queue.db"
+    url = f"sqlite:///{path}"
+    store = Store(url)
+    store.upgrade()
+    store.dispose()
+    cal = cfg.calendar("review")
+    visits, span = simulate(orders, days, seed)
+    now = cal.add(START, span)
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA synchronous = OFF")
+    order_rows, task_rows = [], []
+    for i, (arrive, *stays) in enumerate(visits):
+        oid = f"Q{i:07d}"
+        created = cal.add(START, arrive)
+        order_rows.append((oid, "C1", 0, stamp(created), "open", "main", None, False))
+        for seq, (node, (came, left)) in enumerate(zip(("review", "pack"), stays)):
+            if came >= span:
+                break
+            entered = cal.add(START, came)
+            risk_at, deadline = workflow.ladder(cfg, node, entered, 0)[:2]
+            done = left < span
+            task_rows.append((oid, "main", node, seq, "done" if done else "open", cfg.nodes[node].owner,
+                              stamp(entered), cfg.nodes[node].sla_seconds, stamp(risk_at), stamp(deadline),
+                              "on_track", 0.0, 0, 0, None if done else stamp(risk_at),
+                              stamp(cal.add(START, left)) if done else None, "completed" if done else None))
+            if not done:
+                break
+    with conn:
+        conn.execute("INSERT INTO customer (customer, name) VALUES ('C1', 'Customer one')")
+        conn.executemany("INSERT INTO orders (order_id, customer, priority, created_at, status, workflow, node, "
+                         "has_custom_items) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", order_rows)
+        conn.executemany("INSERT INTO task (order_id, workflow, node, seq, status, owner, entered_at, sla_seconds, "
+                         "risk_at, deadline, sla_state, paused_seconds, next_step, escalation_level, next_action_at, "
+                         "completed_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", task_rows)
+    conn.execute("ANALYZE")
+    conn.close()
+    return config, url, now
+
+
+def backtest(config: Path, url: str, now: datetime, *, node: str | None = None) -> tuple[dict, float]:
+    from ffctl.core import forecast
+    from ffctl.core.config import load_config
+    from ffctl.core.store import Store
+
+    cfg = load_config(config)
+    store = Store(url)
+    try:
+        with store.session() as s:
+            started = time.perf_counter()
+            result = forecast.backtest(s, cfg, start=now - timedelta(days=30), end=now, now=now, threshold=0.5, node=node)
+            return result, time.perf_counter() - started
+    finally:
+        store.dispose()
+
+
+def demo_store(folder: Path) -> tuple[Path, str, datetime]:
+    from ffctl.core.demo import build_demo
+
+    result = build_demo(folder / "demo", orders=2000, days=30, seed=7, now=datetime(2026, 12, 2, 4, 0, tzinfo=UTC))
+    return result.config_path, result.db_url, result.now
+
+
+def line(name: str, r: dict) -> str:
+    def pct(x):
+        return "   -" if x is None else f"{x:4.0%}"
+
+    def lead(x):
+        return "-" if x is None else f"{x / 60:.0f}m"
+
+    f, w = r["forecast"], r["warn_at"]
+    return (f"  {name:<14} {r['tasks']:>6} tasks {r['breached']:>5} breached | forecast P {pct(f['precision'])} "
+            f"R {pct(f['recall'])} F1 {pct(f['f1'])} lead {lead(f['median_lead_seconds']):>6} | warn_at P "
+            f"{pct(w['precision'])} R {pct(w['recall'])} F1 {pct(w['f1'])} lead {lead(w['median_lead_seconds']):>6}")
+
+
+def quality(folder: Path) -> list[str]:
+    out = []
+    for label, build in (("demo", demo_store), ("queueing", lambda f: queueing_store(f))):
+        sub = folder / label
+        sub.mkdir()
+        config, url, now = build(sub)
+        result, _seconds = backtest(config, url, now)
+        out.append(f"{label} history, last 30 days, threshold 50%:")
+        out.append(line("all nodes", result))
+        out.extend(line(n["node"], n) for n in result["nodes"])
+        print("\n".join(out[-(len(result['nodes']) + 2):]), flush=True)
+    return out
+
+
+# --- speed -------------------------------------------------------------------------------------------
+
+def open_tasks(url: str, cfg, n: int, now: datetime) -> None:
+    """``n`` more open tasks, entered over the last business day (half at review, half at pack)."""
+    from ffctl.core import workflow
+
+    path = url.split("///", 1)[1]
+    conn = sqlite3.connect(path)
+    cal = cfg.calendar("review")
+    rows, orders = [], []
+    for i in range(n):
+        node = ("review", "pack")[i % 2]
+        entered = now - timedelta(seconds=60 + (i * 37) % 28_000)
+        risk_at, deadline = workflow.ladder(cfg, node, entered, 0)[:2]
+        oid = f"OPEN{i:07d}"
+        orders.append((oid, "C1", 0, stamp(entered), "open", "main", node, False))
+        rows.append((oid, "main", node, i % 2, "open", cfg.nodes[node].owner, stamp(entered), cfg.nodes[node].sla_seconds,
+                     stamp(risk_at), stamp(deadline), "on_track", 0.0, 0, 0, stamp(risk_at)))
+    del cal
+    with conn:
+        conn.executemany("INSERT INTO orders (order_id, customer, priority, created_at, status, workflow, node, "
+                         "has_custom_items) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", orders)
+        conn.executemany("INSERT INTO task (order_id, workflow, node, seq, status, owner, entered_at, sla_seconds, "
+                         "risk_at, deadline, sla_state, paused_seconds, next_step, escalation_level, next_action_at) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.execute("ANALYZE")
+    conn.close()
+
+
+def speed(folder: Path, runs: int) -> list[str]:
+    import sqlalchemy as sa
+
+    from ffctl.core import forecast
+    from ffctl.core.config import load_config
+    from ffctl.core.store import Store
+
+    out = []
+    sub = folder / "speed"
+    sub.mkdir()
+    t = time.perf_counter()
+    config, url, now = queueing_store(sub, orders=100_000, days=30, seed=5)
+    cfg = load_config(config)
+    print(f"  built 100,000 orders over 30 days in {time.perf_counter() - t:.1f} s", flush=True)
+    result, took = backtest(config, url, now)
+    store = Store(url)
+    with store.session() as s:
+        t = time.perf_counter()
+        period = s.execute(sa.text("SELECT id, node, entered_at, deadline, completed_at FROM task WHERE entered_at < :e"),
+                           {"e": stamp(now)}).all()
+        read = time.perf_counter() - t
+    out.append(f"  backtest, 30 days x 100,000 orders ({result['tasks']:,} scored visits)  {took:8.2f} s"
+               f"   (goal <= 60 s; reading its {len(period):,} visits {read:.2f} s: {took / read:.0f}x)")
+    print(out[-1], flush=True)
+    with store.session() as s:
+        opened = s.execute(sa.text("SELECT count(*) FROM task WHERE status = 'open'")).scalar()
+    open_tasks(url, cfg, 100_000 - opened, now)
+    times, reads = [], []
+    for _ in range(runs):
+        with store.session() as s:
+            t = time.perf_counter()
+            rows = forecast.forecast(s, cfg, now, threshold=0)
+            times.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            s.execute(sa.text("SELECT id, order_id, node, owner, entered_at, deadline FROM task WHERE status = 'open'")).all()
+            reads.append(time.perf_counter() - t)
+    f, r = statistics.median(times), statistics.median(reads)
+    out.append(f"  sla forecast over {len(rows):,} open tasks             {f:8.2f} s   (goal <= 2 s; reading them "
+               f"{r:.2f} s: {f / r:.1f}x)")
+    print(out[-1], flush=True)
+    store.dispose()
+    out.extend(sweep_ratio(folder, runs))
+    return out
+
+
+def sweep_ratio(folder: Path, runs: int) -> list[str]:
+    """bench/sweep.py's steady store (1,000 due among 1M open review tasks) plus 2,000 completed
+    review visits, swept with and without ``forecast_alert`` on review."""
+    import sweep as sweep_bench  # bench/sweep.py
+
+    from ffctl.core.config import load_config
+    from ffctl.core.store import Store
+
+    sub = folder / "sweep"
+    sub.mkdir()
+    path = sub / "sweep.db"
+    url = f"sqlite:///{path}"
+    store = Store(url)
+    store.upgrade()
+    t = time.perf_counter()
+    sweep_bench.load_sqlite(str(path), 0, 1_000_000)
+    conn = sqlite3.connect(path)
+    with conn:
+        done = []
+        for i in range(2000):
+            entered = sweep_bench.NOW - timedelta(hours=30) + timedelta(seconds=50 * i)
+            done.append((f"H{i:07d}", "main", "review", 0, "done", "clerk", stamp(entered), 3600,
+                         stamp(entered + timedelta(minutes=45)), stamp(entered + timedelta(hours=1)), "on_track", 0.0,
+                         0, 0, None, stamp(entered + timedelta(minutes=5 + i % 70)), "completed"))
+        conn.executemany("INSERT INTO orders (order_id, customer, priority, created_at, status, workflow, node, "
+                         "has_custom_items) VALUES (?, 'C1', 0, ?, 'shipped', 'main', NULL, 0)",
+                         [(d[0], d[6]) for d in done])
+        conn.executemany("INSERT INTO task (order_id, workflow, node, seq, status, owner, entered_at, sla_seconds, "
+                         "risk_at, deadline, sla_state, paused_seconds, next_step, escalation_level, next_action_at, "
+                         "completed_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", done)
+    conn.execute("ANALYZE")
+    conn.close()
+    print(f"  loaded bench/sweep.py's 1M open tasks and a history in {time.perf_counter() - t:.1f} s", flush=True)
+    plain, alerting = sub / "plain.toml", sub / "alerting.toml"
+    plain.write_text(sweep_bench.CONFIG, encoding="utf-8")
+    alerting.write_text(sweep_bench.CONFIG.replace('sla = "1h"', 'sla = "1h"\nforecast_alert = 0.7', 1), encoding="utf-8")
+    figures = {}
+    for label, config in (("without", plain), ("with", alerting)):
+        cfg = load_config(config)
+        figures[label] = sweep_bench.measure(store, cfg, runs)[0]
+    store.dispose()
+    ratio = figures["with"] / figures["without"]
+    out = [f"  sweep, 1,000 due among 1M open, forecast alerts on  {figures['with'] * 1000:8.1f} ms   "
+           f"(without them {figures['without'] * 1000:.1f} ms: {ratio:.2f}x; goal <= 1.2x)"]
+    print(out[-1], flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quality-only", action="store_true")
+    parser.add_argument("--speed-only", action="store_true")
+    parser.add_argument("--record", action="store_true")
+    args = parser.parse_args()
+    load = os.getloadavg()
+    head = (f"`python bench/forecast.py` on CPython {platform.python_version()}, {platform.machine()}, "
+            f"{datetime.now(UTC):%Y-%m-%d}, load average {load[0]:.1f} at the start")
+    print(head, flush=True)
+    with tempfile.TemporaryDirectory(prefix="ffctl-bench-forecast-") as tmp:
+        folder = Path(tmp)
+        lines = [] if args.speed_only else quality(folder)
+        if not args.quality_only:
+            lines += ["", "Speed (SQLite):"] + speed(folder, args.runs)
+    lines.append(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    print(lines[-1])
+    if args.record:
+        record_section("forecast", "## The breach forecast (`bench/forecast.py`)\n\n" + head + "\n\n```\n"
+                       + "\n".join(lines) + "\n```\n")
+
+
+if __name__ == "__main__":
+    main()
