@@ -141,7 +141,7 @@ def test_table_has_customer_priority_and_promised_and_one_assignee_column(ws):
     header = next(line for line in r.stdout.splitlines() if "order" in line and "deadline" in line).split("┃")
     header = [h.strip() for h in header if h.strip()]
     assert header == ["order", "customer", "priority", "node", "assigned to", "entered", "promised", "deadline",
-                      "state", "time left"]
+                      "state", "time left", "p(breach)"]
     esc = next(line for line in r.stdout.splitlines() if "ESC" in line)
     assert "finance_reviewer, finance_manager" in esc and "normal" in esc and "C-WEST" in esc
     assert "auto (allocate)" in r.stdout

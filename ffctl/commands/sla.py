@@ -10,7 +10,7 @@ import typer
 from ffctl.commands._common import AppState, format_option
 from ffctl.i18n import _, ngettext
 
-app = typer.Typer(help="The SLA sweep (cron) and the SLA status board.", no_args_is_help=True)
+app = typer.Typer(help="The SLA sweep (cron), the SLA status board and the breach forecast.", no_args_is_help=True)
 
 _SWEEP_ROWS = (("at_risk", "newly at risk"), ("breached", "newly breached"))
 _ACTION_WORDS = {"remind": "reminders", "escalate": "escalations", "notify": "notify steps",

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from ffctl.core.clock import local
 from ffctl.core.durations import approx_duration, format_duration
+from ffctl.core.forecast import likely
 from ffctl.core.kpi import (ALL, KPIS, Period, breaches_by_owner, cycle_time_histogram, kpi_report, nice_step,
                             percent_decimals, sla_report)
 from ffctl.i18n import _
@@ -43,8 +44,24 @@ def build_dashboard(session, cfg, *, now: datetime, period: Period = Period()) -
         "histogram": cycle_time_histogram(session, cfg, now=now, period=period,
                                           at_least=cfg.kpi_targets.get("cycle_time_hours")),
         "owners": breaches_by_owner(session, cfg, now=now, period=period),
+        "likely": likely(session, cfg, now),
     }
     return render_dashboard(data, tz=cfg.timezone, now=now, period=period)
+
+
+def _likely_panel(rows: list[dict], tz: str) -> str:
+    """Open tasks at least 50% likely to breach (core/forecast.py), most likely first."""
+    if not rows:
+        body = '<div class="sub">no open task is at least 50% likely to breach</div>'
+    else:
+        lines = "".join(
+            f'<tr><td>{escape(r["order_id"])}</td><td>{escape(r["node"])}</td><td class="att">{r["p_breach"]:.0%}</td>'
+            f'<td>{escape(local(r["deadline"], tz).strftime("%m-%d %H:%M"))}</td><td>{escape(r["reason"])}</td></tr>'
+            for r in rows)
+        body = (f'<table><thead><tr><th>order</th><th>node</th><th>p(breach)</th><th>due</th><th>why</th></tr></thead>'
+                f'<tbody>{lines}</tbody></table>')
+    return ('<section class="panel"><h2>Likely to breach</h2><div class="sub">open tasks not yet late, by the '
+            f'chance they will be (their node\'s history and queue; ffctl sla forecast)</div>{body}</section>')
 
 
 # --- formatting --------------------------------------------------------------------------------
@@ -407,6 +424,7 @@ def render_dashboard(data: dict, *, tz: str, now: datetime, period: Period) -> s
   <div class="sub">generated {escape(generated)} by ffctl</div>
 </header>
 <section class="cards">{cards}</section>
+{_likely_panel(data.get("likely", []), tz)}
 <section class="panel"><h2>Weekly on-time shipping and perfect orders</h2>
 <div class="sub">by the week the order was created (week starting Monday); hollow points miss the target</div>
 {trend}</section>

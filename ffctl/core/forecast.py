@@ -8,9 +8,10 @@ For a running task at node N at clock ``now`` (all times business time in N's ca
     left     r = business time to its deadline (``workflow.task_view``'s seconds_left)
     ahead    k = running tasks of the same node and owner role due before it (earlier deadline;
                  ties: entered earlier), i.e. its place in the queue
-    pace     λ = the node's best pace in the window: the most completions per business hour over
-                 any run of 20 consecutive completions (its capacity when it had work queued; a
-                 node that works many tasks at once shows a high pace, and its queue weighs little)
+    pace     λ = the node's pace when busy: over every run of 20 consecutive completions in the
+                 history, completions per business hour; the 90th percentile of those (its capacity
+                 when it had work queued; a node that works many tasks at once shows a high pace,
+                 and its queue weighs little)
 
     p_history = S(w + r) / S(w)          S(x): share of D longer than x (a visit that has lasted
                                          w, outlasting its deadline)
@@ -45,7 +46,8 @@ from ffctl.core.durations import approx_duration
 from ffctl.core.models import Task, TaskAssignee, TaskStep
 from ffctl.i18n import _, ngettext
 
-PACE_VISITS = 20  # the node's pace: its fastest run of 20 consecutive completions (min_history, if fewer)
+PACE_VISITS = 20  # the node's pace: runs of 20 consecutive completions (min_history, if fewer)
+PACE_QUANTILE = 0.9  # ... its pace when busy: 9 runs in 10 were slower (the fastest is luck, the median idle time)
 STEP = timedelta(minutes=15)  # the backtest's instants
 FINISHED = ("done", "rejected")  # a visit that ended with its node's work done (or sent back)
 ALERT_STEP = "forecast"  # the task_step row that makes a forecast alert fire once per task
@@ -72,16 +74,22 @@ def run_length(cfg) -> int:
     return max(2, min(PACE_VISITS, cfg.forecast.min_history))
 
 
+def run_pace(span: float, run: int) -> float:
+    """Completions per business second of ``run`` consecutive completions over ``span``; inf for
+    a run done in no time (a batch)."""
+    return math.inf if span <= 0 else (run - 1) / span
+
+
+def brisk(paces: list) -> float | None:
+    """The node's pace when busy: the PACE_QUANTILE of its runs' paces (sorted); None without any."""
+    if not paces:
+        return None
+    return paces[min(len(paces) - 1, int(PACE_QUANTILE * len(paces)))]
+
+
 def best_pace(done: list, run: int) -> float | None:
-    """Most completions per business second over any ``run`` consecutive ones (``done``: business
-    times, in order); inf when a run ended in no time (a batch); None with fewer than ``run``."""
-    best = None
-    for i in range(len(done) - run + 1):
-        span = done[i + run - 1] - done[i]
-        rate = math.inf if span <= 0 else (run - 1) / span
-        if best is None or rate > best:
-            best = rate
-    return best
+    """``brisk`` over every run of ``run`` consecutive completions (``done``: business times, in order)."""
+    return brisk(sorted(run_pace(done[i + run - 1] - done[i], run) for i in range(len(done) - run + 1)))
 
 
 def survival(durations: list, x: float) -> float:
@@ -340,7 +348,8 @@ def backtest(session: Session, cfg, *, start: datetime, end: datetime, now: date
     past: dict[str, deque] = {n: deque() for n in nodes}  # node -> (done_at, c_done, duration), oldest first
     sorted_d: dict[str, list] = {n: [] for n in nodes}
     run = run_length(cfg)
-    peaks: dict[str, deque] = {n: deque() for n in nodes}  # node -> (done_at, pace), pace decreasing: a sliding max
+    paces: dict[str, deque] = {n: deque() for n in nodes}  # node -> (done_at of the run's first, pace), in order
+    paces_sorted: dict[str, list] = {n: [] for n in nodes}
     clocks = {n: cfg.calendar(n) for n in nodes}
     last_c: dict[str, float] = {}
     dirty: set = set(nodes)
@@ -369,12 +378,9 @@ def backtest(session: Session, cfg, *, start: datetime, end: datetime, now: date
                 hist.append((v.done_at, v.c_done, v.duration))
                 insort(sorted_d[v.node], v.duration)
                 if len(hist) >= run:
-                    span = v.c_done - hist[-run][1]
-                    pace = math.inf if span <= 0 else (run - 1) / span
-                    peak = peaks[v.node]
-                    while peak and peak[-1][1] <= pace:
-                        peak.pop()
-                    peak.append((hist[-run][0], pace))
+                    pace = run_pace(v.c_done - hist[-run][1], run)
+                    paces[v.node].append((hist[-run][0], pace))
+                    insort(paces_sorted[v.node], pace)
         for n in nodes:
             cal = clocks[n]
             c_t = cal.between(anchor, t) if t > anchor else 0.0
@@ -386,12 +392,12 @@ def backtest(session: Session, cfg, *, start: datetime, end: datetime, now: date
             while hist and (hist[0][0] < t - window or len(hist) > sample):
                 _at, _c, old = hist.popleft()
                 del d[bisect_left(d, old)]
-            peak = peaks[n]
-            while peak and peak[0][0] < t - window:  # runs that began before the window
-                peak.popleft()
+            ran, ran_sorted = paces[n], paces_sorted[n]
+            while ran and (ran[0][0] < t - window or len(ran) > sample):  # runs that began before the window
+                del ran_sorted[bisect_left(ran_sorted, ran.popleft()[1])]
             if len(d) < least:
                 continue
-            history = History(d, peak[0][1] if peak else None)
+            history = History(d, brisk(ran_sorted))
             for part, waiting in pending.items():
                 if part[0] != n or not waiting:
                     continue
@@ -500,6 +506,7 @@ def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
 
 
-def likely(session: Session, cfg, now: datetime, *, threshold: float = 0.5, limit: int = 20) -> Iterator[dict]:
-    """The dashboard's "likely to breach" panel: the most likely open tasks at or above ``threshold``."""
-    yield from forecast(session, cfg, now, threshold=threshold)[:limit]
+def likely(session: Session, cfg, now: datetime, *, threshold: float = 0.5, limit: int = 15) -> list[dict]:
+    """The dashboard's "likely to breach" panel: the open tasks not yet past their deadline at or
+    above ``threshold``, most likely first (the breached ones have panels of their own)."""
+    return [r for r in forecast(session, cfg, now, threshold=threshold) if r["deadline"] > now][:limit]
