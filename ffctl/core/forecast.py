@@ -189,7 +189,7 @@ def _reason(history: History, row, waited: float, left: float, p_history: float)
     def minutes(seconds: float) -> str:
         return approx_duration(round(max(seconds, 0) / 60) * 60)
 
-    return _("{ahead} ahead, {pace} done per business hour, {left} of SLA left; {share} of the last {n} visits "
+    return _("{ahead} ahead, {pace} done per business hour, {left} of SLA left; {share} of the last {n:,} visits "
              "that had run {waited} ran past {limit}").format(
         ahead=row.ahead, pace=pace, left=minutes(left), share=f"{p_history:.0%}", n=history.count,
         waited=minutes(waited), limit=minutes(waited + max(left, 0)))
