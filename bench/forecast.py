@@ -34,7 +34,10 @@ from pathlib import Path
 
 from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path when run)
 
-REPO = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+# bench/calendar.py would shadow the standard library's calendar (croniter reads it): bench/ off the path
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 sys.path.insert(0, str(REPO))
 
 UTC = timezone.utc
@@ -288,7 +291,11 @@ def speed(folder: Path, runs: int) -> list[str]:
 def sweep_ratio(folder: Path, runs: int) -> list[str]:
     """bench/sweep.py's steady store (1,000 due among 1M open review tasks) plus 2,000 completed
     review visits, swept with and without ``forecast_alert`` on review."""
-    import sweep as sweep_bench  # bench/sweep.py
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sweep_bench", BENCH / "sweep.py")  # bench/sweep.py's store builder
+    sweep_bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep_bench)
 
     from ffctl.core.config import load_config
     from ffctl.core.store import Store

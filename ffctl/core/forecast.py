@@ -50,6 +50,7 @@ PACE_VISITS = 20  # the node's pace: runs of 20 consecutive completions (min_his
 PACE_QUANTILE = 0.9  # ... its pace when busy: 9 runs in 10 were slower (the fastest is luck, the median idle time)
 STEP = timedelta(minutes=15)  # the backtest's instants
 FINISHED = ("done", "rejected")  # a visit that ended with its node's work done (or sent back)
+FINISHED_SQL = "task.status IN ('done', 'rejected')"  # as ix_task_finished's predicate says it
 ALERT_STEP = "forecast"  # the task_step row that makes a forecast alert fire once per task
 TASK = Task.__table__
 UTC = timezone.utc
@@ -141,18 +142,14 @@ def histories(session: Session, cfg, nodes: Iterable[str], now: datetime) -> dic
         return {}
     settings = cfg.forecast
     since = now - timedelta(seconds=settings.window_seconds)
-    ranked = (
-        sa.select(TASK.c.node, TASK.c.entered_at, TASK.c.completed_at, TASK.c.paused_seconds,
-                  sa.func.row_number().over(partition_by=TASK.c.node,
-                                            order_by=(TASK.c.completed_at.desc(), TASK.c.id.desc())).label("rn"))
-        .where(TASK.c.status.in_(FINISHED), TASK.c.node.in_(nodes), TASK.c.completed_at >= since,
-               TASK.c.completed_at < now)
-        .subquery()
-    )
-    rows = session.execute(
-        sa.select(ranked.c.node, ranked.c.entered_at, ranked.c.completed_at, ranked.c.paused_seconds)
-        .where(ranked.c.rn <= settings.sample).order_by(ranked.c.node, ranked.c.rn)
-    )
+    # per node, its latest ``sample`` finished visits by key (ix_task_finished), in one statement
+    latest = [
+        sa.select(TASK.c.node, TASK.c.entered_at, TASK.c.completed_at, TASK.c.paused_seconds)
+        .where(sa.text(FINISHED_SQL), TASK.c.node == node, TASK.c.completed_at >= since, TASK.c.completed_at < now)
+        .order_by(TASK.c.completed_at.desc()).limit(settings.sample).subquery()
+        for node in nodes
+    ]
+    rows = session.execute(sa.union_all(*(sa.select(q) for q in latest)))
     found: dict[str, list] = {n: [] for n in nodes}
     for row in rows:
         found[row.node].append(row)
@@ -161,7 +158,8 @@ def histories(session: Session, cfg, nodes: Iterable[str], now: datetime) -> dic
         cal = cfg.calendar(node)
         durations = sorted(max(cal.between(v.entered_at, v.completed_at) - (v.paused_seconds or 0), 0.0)
                            for v in visits)
-        done = [cal.between(since, v.completed_at) for v in reversed(visits)]  # oldest first
+        visits.sort(key=lambda v: v.completed_at)
+        done = [cal.between(since, v.completed_at) for v in visits]
         out[node] = History(durations, best_pace(done, run_length(cfg)))
     return out
 
