@@ -214,3 +214,15 @@ def test_schema_0008_upgrades_and_downgrades(ws, cfg):
         assert rows == []  # the history reads the same; no review task is open
     finally:
         store.dispose()
+
+
+def test_config_check_names_a_bad_forecast_setting(tmp_path):
+    from ffctl.core.config import parse_config
+    from ffctl.core.errors import FfctlError
+
+    text = FORECAST_CONFIG.replace('sla = "1h"\n', 'sla = "1h"\nforecast_alert = 1.5\n', 1)
+    text = text.replace('min_history = 20', 'min_history = 0').replace('window = "30d"', 'window = "soon"')
+    with pytest.raises(FfctlError) as caught:
+        parse_config(text)
+    said = str(caught.value) + " ".join(str(p) for p in getattr(caught.value, "problems", []))
+    assert "nodes.review.forecast_alert" in said and "forecast.min_history" in said and "forecast.window" in said
