@@ -203,13 +203,14 @@ def test_schema_0008_upgrades_and_downgrades(ws, cfg):
     try:
         def indexes():
             with store.session() as s:
-                return {i["name"] for i in sa.inspect(s.connection()).get_indexes("task")}
+                return {i["name"]: i["column_names"] for i in sa.inspect(s.connection()).get_indexes("task")}
 
-        assert "ix_task_finished" in indexes()
+        assert indexes()["ix_task_finished"] == ["node", "completed_at"]
+        assert indexes()["ix_task_node"] == ["node", "entered_at"]
         command.downgrade(store._alembic_config(), "0005")
-        assert "ix_task_finished" not in indexes()
+        assert "ix_task_finished" not in indexes() and indexes()["ix_task_node"] == ["node"]
         store.upgrade()
-        assert "ix_task_finished" in indexes() and store.current_revision() == "0008"
+        assert indexes()["ix_task_finished"] == ["node", "completed_at"] and store.current_revision() == "0008"
         rows = cli_json(ws, "sla", "forecast", "--node", "review", "--threshold", "0", now=NOW.isoformat())
         assert rows == []  # the history reads the same; no review task is open
     finally:

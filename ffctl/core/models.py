@@ -267,7 +267,7 @@ class Task(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_task_due", "next_action_at", "id", **_where("status = 'open'")),
         sa.Index("ix_task_order", "order_id"),
-        sa.Index("ix_task_node", "node", **_where("status = 'open'")),
+        sa.Index("ix_task_node", "node", "entered_at", **_where("status = 'open'")),
         # the breach forecast's history: a node's latest finished visits (core/forecast.py)
         sa.Index("ix_task_finished", "node", "completed_at", **_where("status IN ('done', 'rejected')")),
         sa.Index("uq_task_one_open", "order_id", unique=True, **_where("status = 'open'")),
