@@ -227,3 +227,14 @@ def test_config_check_names_a_bad_forecast_setting(tmp_path):
         parse_config(text)
     said = str(caught.value) + " ".join(str(p) for p in getattr(caught.value, "problems", []))
     assert "nodes.review.forecast_alert" in said and "forecast.min_history" in said and "forecast.window" in said
+
+
+def test_dashboard_lists_the_tasks_likely_to_breach(ws, cfg):
+    review_history(ws.store(), cfg, NOW - timedelta(hours=40), TOOK)
+    queue(ws, cfg, 8)
+    out = ws.path / "dashboard.html"
+    cli_ok(ws, "report", "dashboard", "--out", out, now=NOW.isoformat())
+    html = out.read_text(encoding="utf-8")
+    panel = html.split("Likely to breach", 1)[1].split("</section>", 1)[0]
+    assert "Q-007" in panel and "7 ahead" in panel and "Q-000" not in panel  # the front is under 50%
+    assert "H-0000" not in panel  # already past its deadline at pack: the breach panels show it
