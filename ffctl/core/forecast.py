@@ -98,15 +98,10 @@ def survival(durations: list, x: float) -> float:
     return (len(durations) - bisect_right(durations, x) + 1) / (len(durations) + 2)
 
 
-def queue_late(ahead: float, pace: float | None, left: float) -> float:
+def queue_late(ahead: int, pace: float | None, left: float) -> float:
     """P(Poisson(pace * left) < ahead): the tasks ahead are not all done in the time left."""
-    ahead = math.ceil(ahead)
-    if ahead <= 0:
-        return 0.0
-    if pace is None:
-        return 0.0  # no pace known: the history term speaks alone
-    if math.isinf(pace):
-        return 0.0
+    if ahead <= 0 or pace is None or math.isinf(pace):
+        return 0.0  # nobody ahead, no pace known (the history speaks alone), or a node done in batches
     mu = pace * max(left, 0.0)
     if mu <= 0:
         return 1.0
