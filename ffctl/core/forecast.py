@@ -35,6 +35,7 @@ import statistics
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Iterator
 
@@ -161,10 +162,12 @@ def histories(session: Session, cfg, nodes: Iterable[str], now: datetime) -> dic
 
 def _queue(nodes: list[str], now: datetime, task_ids: list[int] | None = None):
     """Running tasks of ``nodes`` (entered by ``now``) with their place in their queue (``ahead``),
-    set-based; the places count every running task, then ``task_ids`` (if given) picks the rows."""
+    set-based; the places count every running task, then ``task_ids`` (if given) picks the rows.
+    Times come as the driver gives them (``_open`` parses them: SQLite's DateTime type costs a
+    regular expression per value, most of a 100k-task forecast)."""
+    raw = {c: sa.type_coerce(TASK.c[c], sa.String).label(c) for c in ("deadline", "risk_at")}
     ranked = (
-        sa.select(TASK.c.id, TASK.c.order_id, TASK.c.node, TASK.c.owner, TASK.c.entered_at, TASK.c.deadline,
-                  TASK.c.paused_seconds, TASK.c.risk_at, TASK.c.sla_state,
+        sa.select(TASK.c.id, TASK.c.order_id, TASK.c.node, TASK.c.owner, *raw.values(), TASK.c.sla_state,
                   (sa.func.row_number().over(partition_by=(TASK.c.node, TASK.c.owner),
                                              order_by=(TASK.c.deadline, TASK.c.entered_at, TASK.c.id)) - 1)
                   .label("ahead"))
@@ -175,39 +178,80 @@ def _queue(nodes: list[str], now: datetime, task_ids: list[int] | None = None):
     return stmt if task_ids is None else stmt.where(ranked.c.id.in_(task_ids))
 
 
+@dataclass(slots=True)
+class _Open:
+    id: int
+    order_id: str
+    node: str
+    owner: str | None
+    deadline: datetime
+    risk_at: object  # as the driver gave it: only the sweep's alerts read it (``_aware``)
+    sla_state: str
+    ahead: int
+
+
+def _open(session: Session, stmt) -> Iterator[_Open]:
+    for r in session.execute(stmt):
+        yield _Open(r.id, r.order_id, r.node, r.owner, _aware(r.deadline), r.risk_at, r.sla_state, r.ahead)
+
+
 def _reason(history: History, row, waited: float, left: float, p_history: float) -> str:
     """'14 ahead, 3.1 done per business hour, 42m of SLA left; 9% of 340 past visits ...'"""
     pace = "?" if history.pace is None else _("many at once") if math.isinf(history.pace) else f"{history.pace * 3600:.1f}"
 
-    def minutes(seconds: float) -> str:
-        return approx_duration(round(max(seconds, 0) / 60) * 60)
-
     return _("{ahead} ahead, {pace} done per business hour, {left} of SLA left; {share} of the last {n:,} visits "
              "that had run {waited} ran past {limit}").format(
-        ahead=row.ahead, pace=pace, left=minutes(left), share=f"{p_history:.0%}", n=history.count,
-        waited=minutes(waited), limit=minutes(waited + max(left, 0)))
+        ahead=row.ahead, pace=pace, left=_minutes(round(max(left, 0) / 60)), share=f"{p_history:.0%}",
+        n=history.count, waited=_minutes(round(waited / 60)), limit=_minutes(round((waited + max(left, 0)) / 60)))
 
 
-def assess(cfg, history: History | None, row, now: datetime) -> tuple[float | None, str, dict]:
-    """(p_breach, reason, figures) of one running task row (``_queue``'s columns)."""
-    least = cfg.forecast.min_history
+@lru_cache(maxsize=4096)
+def _minutes(minutes: int) -> str:
+    """A reason's durations, to the minute (a 100k-task forecast words the same few hundred)."""
+    return approx_duration(minutes * 60)
+
+
+@dataclass(slots=True)
+class Estimate:
+    """One running task's figure and what it was made of; ``reason`` words it."""
+
+    p: float | None
+    row: _Open
+    history: History | None
+    waited: float = 0.0
+    left: float = 0.0  # business seconds to the deadline; negative: past it
+    p_history: float = 0.0
+    late: bool = False  # past its deadline (``workflow.is_breached``)
+
+    def reason(self, cfg) -> str:
+        if self.late:
+            return _("past its deadline by {late}").format(late=_minutes(round(-self.left / 60)))
+        if self.p is None:
+            least, n = cfg.forecast.min_history, 0 if self.history is None else self.history.count
+            return ngettext("fewer than {least} completed visit in the last {window} (has {n})",
+                            "fewer than {least} completed visits in the last {window} (has {n})", least).format(
+                least=least, window=approx_duration(cfg.forecast.window_seconds), n=n)
+        return _reason(self.history, self.row, self.waited, self.left, self.p_history)
+
+    def figures(self) -> dict:
+        pace = None if self.history is None else self.history.pace
+        return {"ahead": self.row.ahead, "seconds_left": round(self.left), "waited_seconds": round(self.waited),
+                "pace_per_hour": None if pace is None or math.isinf(pace) else round(pace * 3600, 2),
+                "history": 0 if self.history is None else self.history.count}
+
+
+def assess(cfg, history: History | None, row: _Open, now: datetime) -> Estimate:
+    """The p_breach of one running task (``_open``'s rows); the reason is worded on demand."""
     cal = cfg.calendar(row.node)
     if workflow.is_breached(row.deadline, None, now):
-        late = cal.between(row.deadline, now)
-        return 1.0, _("past its deadline by {late}").format(late=approx_duration(late)), {"ahead": row.ahead}
+        return Estimate(1.0, row, history, left=-cal.between(row.deadline, now), late=True)
     left = cal.between(now, row.deadline)
-    waited = max(cal.between(row.entered_at, now) - (row.paused_seconds or 0), 0.0)
-    figures = {"ahead": row.ahead, "seconds_left": round(left), "waited_seconds": round(waited),
-               "pace_per_hour": None, "history": 0}
-    if history is None or history.count < least:
-        n = 0 if history is None else history.count
-        return None, ngettext("fewer than {least} completed visit in the last {window} (has {n})",
-                              "fewer than {least} completed visits in the last {window} (has {n})", least).format(
-            least=least, window=approx_duration(cfg.forecast.window_seconds), n=n), figures
+    # deadline = entered + sla + paused (workflow's clocks), so what it has run, holds left out, is sla - left
+    waited = max(cfg.nodes[row.node].sla_seconds - left, 0.0)
+    if history is None or history.count < cfg.forecast.min_history:
+        return Estimate(None, row, history, waited, left)
     p, p_history, _p_queue = probability(history, waited, left, row.ahead)
-    figures.update(pace_per_hour=None if history.pace is None or math.isinf(history.pace) else round(history.pace * 3600, 2),
-                   history=history.count)
-    return p, _reason(history, row, waited, left, p_history), figures
+    return Estimate(p, row, history, waited, left, p_history)
 
 
 def forecast(session: Session, cfg, now: datetime, *, node: str | None = None, role: str | None = None,
@@ -222,16 +266,16 @@ def forecast(session: Session, cfg, now: datetime, *, node: str | None = None, r
         assigned = sa.or_(ranked.c.owner == role, sa.exists().where(TaskAssignee.task_id == ranked.c.id,
                                                                     TaskAssignee.role == role))
         stmt = sa.select(ranked).where(assigned)
-    out = []
-    for row in session.execute(stmt):
-        p, reason, figures = assess(cfg, hist.get(row.node), row, now)
-        if threshold and (p is None or p < threshold):  # 0 keeps every task, those without a figure too
+    kept = []
+    for row in _open(session, stmt):
+        estimate = assess(cfg, hist.get(row.node), row, now)
+        if threshold and (estimate.p is None or estimate.p < threshold):  # 0 keeps every task, those without a figure too
             continue
-        out.append({"order_id": row.order_id, "task_id": row.id, "node": row.node, "owner": row.owner,
-                    "deadline": row.deadline, **figures,
-                    "p_breach": None if p is None else round(p, 3), "reason": reason})
-    out.sort(key=lambda r: (-(r["p_breach"] if r["p_breach"] is not None else -1), r["deadline"], r["task_id"]))
-    return out
+        kept.append(estimate)
+    kept.sort(key=lambda e: (-(e.p if e.p is not None else -1), e.row.deadline, e.row.id))
+    return [{"order_id": e.row.order_id, "task_id": e.row.id, "node": e.row.node, "owner": e.row.owner,
+             "deadline": e.row.deadline, **e.figures(), "p_breach": None if e.p is None else round(e.p, 3),
+             "reason": e.reason(cfg)} for e in kept]
 
 
 def for_tasks(session: Session, cfg, now: datetime, task_ids: list[int]) -> dict[int, tuple[float | None, str]]:
@@ -243,9 +287,9 @@ def for_tasks(session: Session, cfg, now: datetime, task_ids: list[int]) -> dict
     hist = histories(session, cfg, nodes, now)
     out: dict[int, tuple[float | None, str]] = {}
     if nodes:
-        for row in session.execute(_queue(nodes, now, task_ids)):
-            p, reason, _figures = assess(cfg, hist.get(row.node), row, now)
-            out[row.id] = (None if p is None else round(p, 3), reason)
+        for row in _open(session, _queue(nodes, now, task_ids)):
+            estimate = assess(cfg, hist.get(row.node), row, now)
+            out[row.id] = (None if estimate.p is None else round(estimate.p, 3), estimate.reason(cfg))
     for task_id in task_ids:
         out.setdefault(task_id, (None, _("on hold: its clock is stopped")))
     return out
@@ -264,11 +308,13 @@ def alerts_due(session: Session, cfg, now: datetime) -> list:
     ranked = _queue(nodes, now).subquery()
     told = sa.select(TaskStep.task_id).where(TaskStep.task_id == ranked.c.id, TaskStep.step == ALERT_STEP)
     out = []
-    for row in session.execute(sa.select(ranked).where(ranked.c.sla_state == "on_track", ranked.c.risk_at > now,
-                                                        ~sa.exists(told))):
-        p, reason, _figures = assess(cfg, hist[row.node], row, now)
-        if p is not None and p >= cfg.nodes[row.node].forecast_alert:
-            out.append((row, p, reason))
+    for row in _open(session, sa.select(ranked).where(ranked.c.sla_state == "on_track", ~sa.exists(told))):
+        risk_at = _aware(row.risk_at)
+        if risk_at is None or risk_at <= now:
+            continue  # at risk already: the at-risk notice tells them
+        estimate = assess(cfg, hist[row.node], row, now)
+        if estimate.p is not None and estimate.p >= cfg.nodes[row.node].forecast_alert:
+            out.append((row, estimate.p, estimate.reason(cfg)))
     return out
 
 
