@@ -314,10 +314,10 @@ def sweep_ratio(folder: Path, runs: int) -> list[str]:
     sweep_bench.load_sqlite(str(path), 0, 1_000_000)
     conn = sqlite3.connect(path)
     with conn:
-        done = []
+        done = []  # ids after bench/sweep.py's "SO..." ones: its reset_due resets order_id < SO00001000
         for i in range(2000):
             entered = sweep_bench.NOW - timedelta(hours=30) + timedelta(seconds=50 * i)
-            done.append((f"H{i:07d}", "main", "review", 0, "done", "clerk", stamp(entered), 3600,
+            done.append((f"ZH{i:07d}", "main", "review", 0, "done", "clerk", stamp(entered), 3600,
                          stamp(entered + timedelta(minutes=45)), stamp(entered + timedelta(hours=1)), "on_track", 0.0,
                          0, 0, None, stamp(entered + timedelta(minutes=5 + i % 70)), "completed"))
         conn.executemany("INSERT INTO orders (order_id, customer, priority, created_at, status, workflow, node, "
@@ -350,6 +350,7 @@ def main() -> None:
     parser.add_argument("--quality-only", action="store_true")
     parser.add_argument("--speed-only", action="store_true")
     parser.add_argument("--queueing-only", action="store_true", help="quality: skip the demo (it takes minutes to build)")
+    parser.add_argument("--sweep-only", action="store_true", help="only the sweep with and without forecast alerts")
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
     load = os.getloadavg()
@@ -358,12 +359,15 @@ def main() -> None:
     print(head, flush=True)
     with tempfile.TemporaryDirectory(prefix="ffctl-bench-forecast-") as tmp:
         folder = Path(tmp)
-        lines = [] if args.speed_only else quality(folder, demo=not args.queueing_only)
-        if not args.quality_only:
-            lines += ["", "Speed (SQLite):"] + speed(folder, args.runs)
+        if args.sweep_only:
+            lines = sweep_ratio(folder, args.runs)
+        else:
+            lines = [] if args.speed_only else quality(folder, demo=not args.queueing_only)
+            if not args.quality_only:
+                lines += ["", "Speed (SQLite):"] + speed(folder, args.runs)
     lines.append(f"load average at the end: {os.getloadavg()[0]:.1f}")
     print(lines[-1])
-    if args.record:
+    if args.record and not args.sweep_only:
         record_section("forecast", "## The breach forecast (`bench/forecast.py`)\n\n" + head + "\n\n```\n"
                        + "\n".join(lines) + "\n```\n")
 

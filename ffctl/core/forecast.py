@@ -191,8 +191,8 @@ class _Open:
 
 
 def _open(session: Session, stmt) -> Iterator[_Open]:
-    for r in session.execute(stmt):
-        yield _Open(r.id, r.order_id, r.node, r.owner, _aware(r.deadline), r.risk_at, r.sla_state, r.ahead)
+    for id_, order_id, node, owner, deadline, risk_at, sla_state, ahead in session.execute(stmt).yield_per(5000):
+        yield _Open(id_, order_id, node, owner, _aware(deadline), risk_at, sla_state, ahead)
 
 
 def _reason(history: History, row, waited: float, left: float, p_history: float) -> str:
@@ -240,9 +240,10 @@ class Estimate:
                 "history": 0 if self.history is None else self.history.count}
 
 
-def assess(cfg, history: History | None, row: _Open, now: datetime) -> Estimate:
-    """The p_breach of one running task (``_open``'s rows); the reason is worded on demand."""
-    cal = cfg.calendar(row.node)
+def assess(cfg, history: History | None, row: _Open, now: datetime, cal=None) -> Estimate:
+    """The p_breach of one running task (``_open``'s rows); the reason is worded on demand.
+    ``cal``: the node's calendar, if the caller has it at hand."""
+    cal = cal or cfg.calendar(row.node)
     if workflow.is_breached(row.deadline, None, now):
         return Estimate(1.0, row, history, left=-cal.between(row.deadline, now), late=True)
     left = cal.between(now, row.deadline)
@@ -267,8 +268,9 @@ def forecast(session: Session, cfg, now: datetime, *, node: str | None = None, r
                                                                     TaskAssignee.role == role))
         stmt = sa.select(ranked).where(assigned)
     kept = []
+    clocks = {n: cfg.calendar(n) for n in nodes}
     for row in _open(session, stmt):
-        estimate = assess(cfg, hist.get(row.node), row, now)
+        estimate = assess(cfg, hist.get(row.node), row, now, clocks[row.node])
         if threshold and (estimate.p is None or estimate.p < threshold):  # 0 keeps every task, those without a figure too
             continue
         kept.append(estimate)
