@@ -303,17 +303,18 @@ def alerts_due(session: Session, cfg, now: datetime) -> list:
     nodes = [name for name, spec in cfg.nodes.items() if spec.forecast_alert is not None]
     if not nodes:
         return []
-    hist = histories(session, cfg, nodes, now)
-    nodes = [n for n in nodes if hist[n].count >= cfg.forecast.min_history]  # no figure: nothing to tell
-    if not nodes:
-        return []
     ranked = _queue(nodes, now).subquery()
     told = sa.select(TaskStep.task_id).where(TaskStep.task_id == ranked.c.id, TaskStep.step == ALERT_STEP)
-    out = []
+    candidates = []
     for row in _open(session, sa.select(ranked).where(ranked.c.sla_state == "on_track", ~sa.exists(told))):
         risk_at = _aware(row.risk_at)
-        if risk_at is None or risk_at <= now:
-            continue  # at risk already: the at-risk notice tells them
+        if risk_at is not None and risk_at > now:  # at risk already: the at-risk notice tells them
+            candidates.append(row)
+    if not candidates:
+        return []  # the histories only when some task may be told
+    hist = histories(session, cfg, sorted({row.node for row in candidates}), now)
+    out = []
+    for row in candidates:
         estimate = assess(cfg, hist[row.node], row, now)
         if estimate.p is not None and estimate.p >= cfg.nodes[row.node].forecast_alert:
             out.append((row, estimate.p, estimate.reason(cfg)))
