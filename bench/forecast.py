@@ -368,7 +368,7 @@ def main() -> None:
     lines.append(f"load average at the end: {os.getloadavg()[0]:.1f}")
     print(lines[-1])
     if args.record and not args.sweep_only:
-        record_section("forecast", "## The breach forecast (`bench/forecast.py`)\n\n" + head + "\n\n```\n"
+        record_section("forecast.py", "## The breach forecast (`bench/forecast.py`)\n\n" + head + "\n\n```\n"
                        + "\n".join(lines) + "\n```\n")
 
 
