@@ -182,7 +182,7 @@ def _show_table(o: dict, tz: str) -> None:
 
 
 _EVENT_STYLES = {"breached": "bold red", "escalated": "red", "auto_rejected": "red", "rejected": "yellow",
-                 "at_risk": "yellow", "held": "magenta", "released": "magenta", "flagged": "bold red",
+                 "at_risk": "yellow", "forecast": "yellow", "held": "magenta", "released": "magenta", "flagged": "bold red",
                  "cancelled": "red", "completed": "green", "shipped": "green", "delivered": "green"}
 
 
