@@ -361,12 +361,14 @@ def backtest(session: Session, cfg, *, start: datetime, end: datetime, now: date
     for r in _replayed(session, nodes, since=start - window, end=end):
         cal = cfg.calendar(r.node)
         entered, deadline, held, completed = r.entered_at, r.deadline, r.held_at, r.completed_at
-        # business seconds since ``anchor`` (negative before it); deadline = entered + sla + paused
-        c_entered = cal.between(anchor, entered) if entered >= anchor else -cal.between(entered, anchor)
+        def since_anchor(t: datetime) -> float:  # business seconds since ``anchor``, negative before it
+            return cal.between(anchor, t) if t >= anchor else -cal.between(t, anchor)
+
+        c_entered = since_anchor(entered)  # and the deadline's, entered + sla + paused (workflow's clocks)
         stop = held if held is not None else completed
         done_at = completed if r.status in FINISHED and completed is not None else None
         paused = r.paused_seconds or 0
-        c_done = None if done_at is None else cal.between(anchor, done_at) if done_at >= anchor else -cal.between(done_at, anchor)
+        c_done = None if done_at is None else since_anchor(done_at)
         v = _Visit(r.id, r.node, (r.node, r.owner), (deadline, entered, r.id), entered, deadline, stop, done_at,
                    c_entered, c_entered + r.sla_seconds + paused, c_done, paused,
                    None if c_done is None else max(c_done - c_entered - paused, 0.0))
