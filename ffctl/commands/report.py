@@ -22,11 +22,12 @@ class Dimension(str, Enum):
     customer = "customer"
     node = "node"
     week = "week"
+    workflow = "workflow"
 
 
 FROM_HELP = "Orders created from this date or time on (a date means its start, in the configured zone)."
 TO_HELP = "Orders created up to this date (inclusive) or before this time."
-KPI_COLUMNS = ("kpi", "group", "actual", "target", "gap", "count", "p90", "unit", "met", "node")
+KPI_COLUMNS = ("kpi", "group", "baseline", "actual", "target", "gap", "count", "p90", "unit", "met", "node")
 SLA_COLUMNS = ("node", "owner", "completed", "within_sla", "attainment", "target", "met", "p50_seconds",
                "p90_seconds", "sla_seconds", "breaches", "late_p50_seconds", "late_p90_seconds", "escalations",
                "reminders", "auto_actions", "bottleneck")
@@ -53,8 +54,10 @@ def kpi(
     """KPIs against their targets (actual, target, gap, count), and the bottleneck node.
 
     gap = actual - target: a time KPI misses its target when the gap is positive, a rate when
-    it is negative; `met` says which. JSON/CSV rows: kpi, group, actual, target, gap, count,
-    p90 (time KPIs), unit, met, node; the last row (kpi `bottleneck`) names the node with the
+    it is negative; `met` says which. With `[kpi.baseline]` in the config a baseline column
+    shows where each KPI stood before (baseline → actual → target); `--by workflow` compares a
+    pilot workflow with the rest. JSON/CSV rows: kpi, group, baseline, actual, target, gap,
+    count, p90 (time KPIs), unit, met, node; the last row (kpi `bottleneck`) names the node with the
     largest share of breaches and time over SLA (`report sla` shows each node's lateness). A
     breach is a node visit that stopped after its deadline or still runs past it, whether or not
     a sweep ran.
@@ -209,6 +212,7 @@ def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
     if not kpis:
         message(f"No orders: {_describe_period(period, tz)}.")
         return
+    with_baseline = any(r.get("baseline") is not None for r in kpis)  # only when [kpi.baseline] is set
 
     def build(compact: bool):
         # compact (a narrow terminal): no bar, so the KPI names stay whole; red still marks a miss
@@ -216,6 +220,8 @@ def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
         table.add_column("KPI", no_wrap=compact)
         if by:
             table.add_column(by)
+        if with_baseline:
+            table.add_column("baseline", justify="right")
         for name in ("actual", "p90", "target", "gap", "count"):
             table.add_column(name, justify="right")
         if not compact:
@@ -231,6 +237,8 @@ def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
             if by:
                 cells.append("-" if r["group"] is None else safe(r["group"]))  # a region may be "[/]"
             digits = percent_decimals(r["actual"], r["target"])
+            if with_baseline:
+                cells.append(value_text(r["baseline"], r["unit"], digits))
             cells += [
                 value_text(r["actual"], r["unit"], digits),
                 value_text(r["p90"], r["unit"]) if r["unit"] != "rate" else "",
@@ -246,6 +254,9 @@ def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
     print_fitted(build)
     console = get_console()
     console.print("[dim]gap = actual - target; red: the target is missed. Times are medians (p90 beside).[/dim]")
+    if with_baseline:
+        console.print("[dim]" + _("baseline: where the KPI stood before ([kpi.baseline] in the config); read "
+                                  "baseline → actual → target.") + "[/dim]")
     for b in (r for r in rows if r["kpi"] == "bottleneck"):
         if b["node"] is None:
             console.print("Bottleneck: none — no node breached its SLA.")

@@ -285,6 +285,8 @@ class Config:
     notify: NotifyConfig
     schedule: Mapping[str, str]
     kpi_targets: Mapping[str, float]
+    #: ``[kpi.baseline]``: where each KPI stood before a change (same keys as the targets)
+    kpi_baseline: Mapping[str, float] = field(default_factory=FrozenDict)
     #: things `config check` points out that are allowed but probably not meant (never errors)
     warnings: tuple[str, ...] = ()
     import_profiles: Mapping[str, ImportProfile] = field(default_factory=lambda: FrozenDict())
@@ -830,7 +832,7 @@ class _Checker:
         self.roles_nobody_holds(roles)
         notify = self.notify(sections["notify"])
         schedule = self.schedule(sections["schedule"])
-        kpi_targets = self.kpi(sections["kpi"])
+        kpi_targets, kpi_baseline = self.kpi(sections["kpi"])
         profiles = {name: self.import_profile(name, raw)
                     for name, raw in self.named_tables(sections["import_profiles"], "import_profiles").items()}
         forecast = self.forecast(sections["forecast"])
@@ -848,6 +850,7 @@ class _Checker:
             notify=notify,
             schedule=FrozenDict(schedule),
             kpi_targets=FrozenDict(kpi_targets),
+            kpi_baseline=FrozenDict(kpi_baseline),
             warnings=tuple(str(w) for w in self.warnings),
             import_profiles=FrozenDict({k: v for k, v in profiles.items() if v is not None}),
             forecast=forecast,
@@ -1478,20 +1481,25 @@ class _Checker:
             self.problem("forecast.sample", f"must be at least min_history ({least}), got {sample}")
         return ForecastConfig(window or default.window_seconds, least, sample)
 
-    def kpi(self, table: dict) -> dict[str, float]:
-        self.known_keys(table, ("targets",), "kpi")
-        targets = self.section(table, "targets", "kpi.targets")
-        self.known_keys(targets, KPI_TARGETS, "kpi.targets", noun="KPI")
+    def kpi(self, table: dict) -> tuple[dict[str, float], dict[str, float]]:
+        """``[kpi.targets]`` and ``[kpi.baseline]``: the same KPI names, checked the same way."""
+        self.known_keys(table, ("targets", "baseline"), "kpi")
+        return self.kpi_values(table, "targets"), self.kpi_values(table, "baseline")
+
+    def kpi_values(self, table: dict, part: str) -> dict[str, float]:
+        key = f"kpi.{part}"
+        values = self.section(table, part, key)
+        self.known_keys(values, KPI_TARGETS, key, noun="KPI")
         out = {}
         for name, measure in KPI_TARGETS.items():
-            value = self.get(targets, name, "kpi.targets", "number")
+            value = self.get(values, name, key, "number")
             if value is None:
                 continue
             if measure == "rate" and not 0 <= value <= 1:
                 hint = f" ({value / 100:g} means {value:g}%)" if 1 < value <= 100 else ""
-                self.problem(_join("kpi.targets", name), f"rates are fractions from 0 to 1, got {value}{hint}")
+                self.problem(_join(key, name), f"rates are fractions from 0 to 1, got {value}{hint}")
             elif measure != "rate" and value <= 0:
-                self.problem(_join("kpi.targets", name), f"must be more than 0 {measure}, got {value}")
+                self.problem(_join(key, name), f"must be more than 0 {measure}, got {value}")
             else:
                 out[name] = float(value)
         return out
@@ -1583,6 +1591,9 @@ def describe_workflows(config: Config) -> str:
     out.extend(_section("notifications", [("", _describe_notify(config.notify))]))
     out.extend(_section("schedule (run by `ffctl schedule tick` from cron every minute)", _describe_schedule(config.schedule)))
     out.extend(_section("kpi targets", _describe_targets(config.kpi_targets)))
+    if config.kpi_baseline:
+        out.extend(_section("kpi baseline (where each KPI stood before; reports show baseline → actual → target)",
+                            _describe_baseline(config.kpi_baseline)))
     return "\n".join(out) + "\n"
 
 
@@ -1805,4 +1816,12 @@ def _describe_targets(targets: Mapping[str, float]) -> list[tuple[str, str]]:
             rows.append((name, f"≥ {value * 100:g}%"))
         else:
             rows.append((name, f"≤ {value:g} {measure}"))
+    return rows
+
+
+def _describe_baseline(baseline: Mapping[str, float]) -> list[tuple[str, str]]:
+    rows = []
+    for name, value in baseline.items():
+        measure = KPI_TARGETS[name]
+        rows.append((name, f"{value * 100:g}%" if measure == "rate" else f"{value:g} {measure}"))
     return rows

@@ -301,6 +301,7 @@ def _card(row: dict) -> str:
     target = "no target" if row["target"] is None else f"target {_value(row['target'], unit, digits)}"
     p90 = f" · p90 {_value(row['p90'], unit)}" if row.get("p90") is not None else ""
     status = "" if row["met"] is None else ("✓ met" if row["met"] else "✗ missed")
+    baseline = _baseline_line(row, digits)
     return (
         f'<div class="card" style="border-top-color:{colour}">'
         f'<div class="name">{escape(name)}</div><div class="def">{escape(definition)}</div>'
@@ -308,8 +309,19 @@ def _card(row: dict) -> str:
         f'{gauge(row["actual"], row["target"], unit, row["met"])}'
         f'<div class="meta"><span>{escape(target)}</span>'
         f'<span class="gap" style="color:{colour}">{escape(_gap(row["gap"], unit, digits))} {status}</span></div>'
-        f'<div class="meta"><span>n = {row["count"]:,}{escape(p90)}</span></div></div>'
+        f'<div class="meta"><span>n = {row["count"]:,}{escape(p90)}</span></div>{baseline}</div>'
     )
+
+
+def _baseline_line(row: dict, digits: int) -> str:
+    """``[kpi.baseline]`` on a card: where the KPI stood before, then now, then the target."""
+    if row.get("baseline") is None:
+        return ""
+    unit = row["unit"]
+    words = _("baseline {baseline} → {actual} → target {target}").format(
+        baseline=_value(row["baseline"], unit, digits), actual=_value(row["actual"], unit, digits),
+        target="–" if row["target"] is None else _value(row["target"], unit, digits))
+    return f'<div class="meta baseline"><span>{escape(words)}</span></div>'
 
 
 def _bottleneck_card(row: dict | None, nodes: list[dict]) -> str:

@@ -78,7 +78,7 @@ KPIS: dict[str, tuple[str, bool]] = {
     "cycle_time_hours": ("hours", False),
     "sla_attainment": ("rate", True),
 }
-DIMENSIONS = ("product", "category", "region", "channel", "team", "customer", "node", "week")
+DIMENSIONS = ("product", "category", "region", "channel", "team", "customer", "node", "week", "workflow")
 ALL = "all"  # the group of a report that is not cut
 
 #: Task outcomes that close a visit by a decision (they count for SLA attainment).
@@ -347,7 +347,8 @@ class _Cut:
 
     Single-valued dimensions are a column of ``order_fact`` (``column``; neither a column nor a
     mapping: not cut); product, category and node can put one order in several groups, so they
-    are a mapping subquery of (order_id, g) rows. ``line`` cuts line-level facts by the line's
+    are a mapping subquery of (order_id, g) rows, and so is workflow (one per order, read off the
+    order itself: the facts need no copy of it, and a fact refresh no rebuild). ``line`` cuts line-level facts by the line's
     own SKU or category.
     """
 
@@ -373,6 +374,8 @@ def _cut(by: str | None) -> _Cut:
             "GROUP BY l.order_id, p.category"))
     if by == "node":
         return _Cut(mapping="SELECT order_id, node AS g FROM task WHERE status <> 'skipped' GROUP BY order_id, node")
+    if by == "workflow":  # a pilot against the rest: the workflow the order was routed to, read off the order
+        return _Cut(mapping="SELECT order_id, workflow AS g FROM orders")
     raise ValueError(f"unknown dimension {by!r}: use one of {', '.join(DIMENSIONS)}")
 
 
@@ -927,15 +930,16 @@ def _round(value: float | None, unit: str) -> float | None:
 
 
 def kpi_row(name: str, group: str | None, actual: float | None, count: int, targets: Mapping[str, float],
-            p90: float | None = None) -> dict:
-    """One KPI row: actual, target, gap (= actual - target), met, count; p90 for time KPIs."""
+            p90: float | None = None, baseline: Mapping[str, float] | None = None) -> dict:
+    """One KPI row: baseline (``[kpi.baseline]``, where it stood before), actual, target, gap
+    (= actual - target), met, count; p90 for time KPIs."""
     unit, higher_better = KPIS[name]
     target = targets.get(name)
     actual = _round(actual, unit)
     gap = _round(actual - target, unit) if actual is not None and target is not None else None
     met = None if gap is None else (gap >= 0 if higher_better else gap <= 0)
-    return {"kpi": name, "group": group, "actual": actual, "target": target, "gap": gap, "count": count,
-            "p90": _round(p90, unit), "unit": unit, "met": met, "node": None}
+    return {"kpi": name, "group": group, "baseline": (baseline or {}).get(name), "actual": actual, "target": target,
+            "gap": gap, "count": count, "p90": _round(p90, unit), "unit": unit, "met": met, "node": None}
 
 
 def percent_decimals(actual: float | None, target: float | None, least: int = 2) -> int:
@@ -973,7 +977,7 @@ def bottleneck_row(stats: list[dict]) -> dict:
     sum of time over SLA only weighs nodes against each other: the row gives its share, and
     ``report sla`` the node's lateness (business time past the deadline, p50/p90)."""
     b = bottleneck(stats)
-    row = {"kpi": "bottleneck", "group": ALL, "actual": None, "target": None, "gap": None, "count": 0,
+    row = {"kpi": "bottleneck", "group": ALL, "baseline": None, "actual": None, "target": None, "gap": None, "count": 0,
            "p90": None, "unit": "share", "met": None, "node": None, "breach_share": None, "over_sla_share": None}
     if b:
         row.update(actual=round(b["score"], 6), count=b["breaches"], node=b["node"],
@@ -982,7 +986,7 @@ def bottleneck_row(stats: list[dict]) -> dict:
 
 
 def kpi_report(session: Session, cfg, *, now: datetime, period: Period = Period(), by: str | None = None) -> list[dict]:
-    """``report kpi``: rows ``{kpi, group, actual, target, gap, count, p90, unit, met, node}``.
+    """``report kpi``: rows ``{kpi, group, baseline, actual, target, gap, count, p90, unit, met, node}``.
 
     KPI-major (every group of one KPI, then the next KPI), then one ``bottleneck`` row for the
     whole selection (group ``all``): ``node`` names it (null when nothing breached), ``actual``
@@ -1013,16 +1017,16 @@ def kpi_report(session: Session, cfg, *, now: datetime, period: Period = Period(
     for table in (*times.values(), *rates.values()):
         groups.update(table)
     ordered = _sort_groups(groups) if by else [ALL]
-    targets = cfg.kpi_targets
+    targets, baseline = cfg.kpi_targets, cfg.kpi_baseline
     rows: list[dict] = []
     for name in KPIS:
         for g in ordered:
             if name in times:
                 n, p50, p90 = times[name].get(g, (0, None, None))
-                rows.append(kpi_row(name, g, p50, n, targets, p90))
+                rows.append(kpi_row(name, g, p50, n, targets, p90, baseline=baseline))
             else:
                 n, good = rates[name].get(g, (0, 0))
-                rows.append(kpi_row(name, g, good / n if n else None, n, targets))
+                rows.append(kpi_row(name, g, good / n if n else None, n, targets, baseline=baseline))
     rows.append(bottleneck_row(stats))
     return rows
 
