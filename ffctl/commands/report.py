@@ -10,7 +10,7 @@ import typer
 
 from ffctl.commands._common import AppState, Format, format_option
 
-app = typer.Typer(help="Fulfillment KPIs against targets, and the HTML dashboard.", no_args_is_help=True)
+app = typer.Typer(help="Fulfillment KPIs against targets, workload per role, and the HTML dashboard.", no_args_is_help=True)
 
 
 class Dimension(str, Enum):
@@ -23,6 +23,11 @@ class Dimension(str, Enum):
     node = "node"
     week = "week"
     workflow = "workflow"
+
+
+class WorkloadBy(str, Enum):
+    role = "role"
+    person = "person"
 
 
 FROM_HELP = "Orders created from this date or time on (a date means its start, in the configured zone)."
@@ -107,6 +112,112 @@ def sla(
         render(rows, [Column(k) for k in SLA_COLUMNS], kind, tz=st.tz)
         return
     _sla_table(rows, period, st.tz)
+
+
+WORKLOAD_COLUMNS = ("group", "arrived", "completed", "business_days", "arrived_per_day", "completed_per_day",
+                    "handling_p50_seconds", "handling_p90_seconds", "open_now", "oldest_open_order", "oldest_open_node",
+                    "oldest_open_since", "oldest_open_seconds", "breached", "breach_share")
+
+
+@app.command()
+def workload(
+    ctx: typer.Context,
+    start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME",
+                                        help="Node visits from this date or time on (a date means its start)."),
+    end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME",
+                                      help="Node visits up to this date (inclusive) or before this time."),
+    by: WorkloadBy = typer.Option(WorkloadBy.role, "--by", help="One row per owner role, or per person.",
+                                  case_sensitive=False),
+    fmt: Optional[Format] = format_option(),
+) -> None:
+    """Is a role short of people? Arrivals against completions per business day, and the backlog.
+
+    Per role (or person): node visits that arrived and were completed in the period, per business
+    day (days on which the calendar of one of its nodes has working time); p50/p90 handling time
+    (business time from arriving to the decision, holds left out); visits open now and the
+    oldest of them; breaches (a visit that stopped after its deadline or still runs past it) as
+    a share of the visits that arrived (per person: of the visits they closed). --from/--to
+    select visits by when they arrived or were completed, not orders by creation. Arrivals and
+    open visits belong to roles: per person they are empty. JSON/CSV keys: group, arrived,
+    completed, business_days, arrived_per_day, completed_per_day, handling_p50_seconds,
+    handling_p90_seconds, open_now, oldest_open_order, oldest_open_node, oldest_open_since,
+    oldest_open_seconds, breached, breach_share.
+    """
+    from ffctl.commands._output import Column, message, render, resolve_format
+    from ffctl.core.workload import workload_report
+    from ffctl.i18n import _
+
+    st = AppState.of(ctx)
+    cfg = st.config()
+    period = _period(st, start, end)
+    with st.store().session() as s:
+        rows = workload_report(s, cfg, now=st.now(), period=period, by=by.value)
+    if not any(r["completed"] or r["arrived"] for r in rows):
+        message(_("No node visits arrived or were completed: {period}.").format(
+            period=_describe_visits(period, st.tz)))
+    kind = resolve_format(fmt)
+    if kind in ("json", "csv"):
+        render(rows, [Column(k) for k in WORKLOAD_COLUMNS], kind, tz=st.tz)
+        return
+    if rows:
+        _workload_table(rows, by.value, period, st.tz)
+
+
+def _describe_visits(period, tz: str) -> str:
+    from ffctl.core.clock import local
+    from ffctl.i18n import _
+
+    def show(dt):
+        return local(dt, tz).strftime("%Y-%m-%d %H:%M")
+
+    if period.start and period.end:
+        return _("visits from {start} to {end} ({tz})").format(start=show(period.start), end=show(period.end), tz=tz)
+    if period.start:
+        return _("visits since {start} ({tz})").format(start=show(period.start), tz=tz)
+    if period.end:
+        return _("visits before {end} ({tz})").format(end=show(period.end), tz=tz)
+    return _("all visits")
+
+
+def _workload_table(rows: list[dict], by: str, period, tz: str) -> None:
+    from ffctl.commands._output import Column, get_console, render
+    from ffctl.core.durations import approx_duration
+    from ffctl.i18n import _
+
+    def dur(seconds):
+        return "-" if seconds is None else approx_duration(seconds)
+
+    def per_day(value):
+        return "-" if value is None else f"{value:,.1f}"
+
+    def share(row):
+        return "-" if row["breach_share"] is None else f"{row['breach_share'] * 100:.1f}% ({row['breached']:,})"
+
+    def oldest(row):
+        if row["oldest_open_order"] is None:
+            return "-"
+        return _("{age} ({order} at {node})").format(age=dur(row["oldest_open_seconds"]), order=row["oldest_open_order"],
+                                                     node=row["oldest_open_node"])
+
+    for r in rows:  # table-only cells computed from several keys
+        r["_group"] = r["group"] if r["group"] is not None else _("(auto nodes)") if by == "role" else "-"
+        r["_share"], r["_oldest"] = share(r), oldest(r)
+    columns = [Column("_group", by)]
+    if by == "role":
+        columns.append(Column("arrived_per_day", _("arrived/day"), "right", show=per_day))
+    columns += [Column("completed_per_day", _("done/day"), "right", show=per_day),
+                Column("completed", _("done"), "right", narrow_drop=3),
+                Column("handling_p50_seconds", _("handling p50"), "right", show=dur),
+                Column("handling_p90_seconds", _("p90"), "right", show=dur, narrow_drop=2)]
+    if by == "role":
+        columns += [Column("open_now", _("open now"), "right"), Column("_oldest", _("oldest open"), narrow_drop=1)]
+    columns.append(Column("_share", _("breached"), "right"))
+    render(rows, columns, "table", tz=tz, title=_("Workload per {by} — {period}").format(
+        by=by, period=_describe_visits(period, tz)))
+    get_console().print("[dim]" + _(
+        "per day: over the business days of the period (days the calendar of one of the group's nodes works); "
+        "handling: business time from arriving to the decision, holds left out; breached: share of the visits "
+        "that arrived (per person: that they closed), stopped after the deadline or still running past it.") + "[/dim]")
 
 
 def _say_if_read_only(st: AppState, refreshed: dict) -> None:

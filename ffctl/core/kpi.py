@@ -322,18 +322,20 @@ class _BusinessTime:
                  for i in range(width)]
         return f"({alias}.cum + {' + '.join(parts)})"
 
-    def values(self, visits: str) -> str:
+    def values(self, visits: str, *, less: str | None = None) -> str:
         """``SELECT g, x`` over ``visits`` (a query of columns g, node, a, b): x = business
         seconds from a to b in the node's calendar (NULL, so left out, for a time outside the
-        report's span: 400 days past the last order)."""
+        report's span: 400 days past the last order), minus ``visits``' column ``less`` if given
+        (the business seconds a hold stopped the clock: ``task.paused_seconds``)."""
+        minus = f" - COALESCE(v.{less}, 0)" if less else ""
         wall = self.sql.seconds("v.a", "v.b")
         if not self.key:
-            return f"SELECT v.g AS g, {wall} AS x FROM ({visits}) v"
+            return f"SELECT v.g AS g, {wall}{minus} AS x FROM ({visits}) v"
         cte, width = self._days()
         cal = "CASE v.node " + " ".join(f"WHEN '{n}' THEN {k}" for n, k in sorted(self.node_key.items())) + " ELSE 0 END"
         business = f"{self._total('cb', 'v.b', width)} - {self._total('ca', 'v.a', width)}"
         return (
-            f"WITH {cte} SELECT v.g AS g, CASE WHEN {cal} = 0 THEN {wall} ELSE {business} END AS x "
+            f"WITH {cte} SELECT v.g AS g, CASE WHEN {cal} = 0 THEN {wall} ELSE {business} END{minus} AS x "
             f"FROM ({visits}) v LEFT JOIN calday ca ON ca.k = {cal} * {_DAY_KEY} + {self.sql.epoch_day('v.a')} "
             f"LEFT JOIN calday cb ON cb.k = {cal} * {_DAY_KEY} + {self.sql.epoch_day('v.b')}"
         )

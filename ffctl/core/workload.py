@@ -1,0 +1,191 @@
+"""``report workload``: per role or person, is work arriving faster than it is done? (SPEC 9.3)
+
+A node visit (a ``task`` row; skipped visits never count) belongs to its owner role (auto nodes
+without one: group None) and to the person who closed it (``completed_by``; the sweep's name for
+automatic actions). Over the period ``[start, end)`` (``--from``/``--to``, times of the visits,
+not of the orders):
+
+- arrived: visits that entered in the period (a role's only: work reaches a role, not a person).
+- completed: visits closed by a decision (completed, approved, rejected, automatic ones) in it.
+- handling time: p50/p90 over the completed visits of the business time from entering to that
+  decision, in the node's calendar, less the time holds stopped the clock (``paused_seconds``);
+  counted in SQL by the reports' own business-time table (``kpi._BusinessTime``).
+- per business day: arrived and completed over the period's business days, up to the command
+  clock: the local dates on which a calendar of the group's nodes has working time (any date,
+  for a node without a calendar). ``BusinessCalendar.between`` decides a date, so holidays and
+  time zones are the SLA clocks' own.
+- open now: visits running at the command clock (entered by then, not closed by then; held ones
+  included: they still wait); the oldest of them, its order and node, and its age in business time.
+- breached / breach share: by the one breach rule (``workflow.breached``: stopped after the
+  deadline, or still running past it at the command clock). A role's share is over the visits
+  that arrived in the period (the base ``sla replay`` uses); a person's over the visits they closed.
+
+Every figure is a GROUP BY (or a window) in the database; Python receives one row per group and
+node, and counts business days over the period's dates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Iterable, Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ffctl.core.clock import local_date, start_of_day
+from ffctl.core.kpi import DECIDED, Period, _BusinessTime, _in, _Sql
+from ffctl.core.models import UTCDateTime
+from ffctl.core.workflow import breached_sql
+
+BY = ("role", "person")
+#: the grouping column of a visit per ``--by``
+_GROUP = {"role": "t.owner", "person": "t.completed_by"}
+
+
+@dataclass
+class _Group:
+    arrived: int = 0
+    breached_arrived: int = 0
+    completed: int = 0
+    breached_completed: int = 0
+    first_entered: datetime | None = None
+    nodes: set[str] = field(default_factory=set)
+    handling: tuple[int, float | None, float | None] = (0, None, None)
+    open_now: int | None = None
+    oldest: Any = None
+
+
+def workload_report(session: Session, cfg, *, now: datetime, period: Period = Period(), by: str = "role") -> list[dict]:
+    """One row per role (or person): ``{group, arrived, completed, business_days, arrived_per_day,
+    completed_per_day, handling_p50_seconds, handling_p90_seconds, open_now, oldest_open_order,
+    oldest_open_node, oldest_open_since, oldest_open_seconds, breached, breach_share}``; figures a
+    person has no share of (arrivals, open visits) are None. Groups sorted by name, None last."""
+    if by not in BY:
+        raise ValueError(f"unknown grouping {by!r}: use one of {', '.join(BY)}")
+    query = _Query(session, cfg, now, period)
+    g = _GROUP[by]
+    groups: dict[str | None, _Group] = {}
+
+    def group(key: str | None) -> _Group:
+        return groups.setdefault(key, _Group())
+
+    if by == "role":
+        for r in query.rows(
+                f"SELECT {g} AS g, t.node AS node, COUNT(*) AS n, SUM(CASE WHEN {breached_sql('t')} THEN 1 ELSE 0 END) "
+                f"AS breached, MIN(t.entered_at) AS first FROM task t WHERE t.status <> 'skipped' "
+                f"AND {query.within('t.entered_at')} GROUP BY {g}, t.node", first=True):
+            row = group(r.g)
+            row.arrived += int(r.n)
+            row.breached_arrived += int(r.breached or 0)
+            row.nodes.add(r.node)
+            row.first_entered = min(filter(None, (row.first_entered, r.first)), default=None)
+    decided = f"t.outcome IN {_in(DECIDED)} AND {query.within('t.completed_at')}"
+    for r in query.rows(
+            f"SELECT {g} AS g, t.node AS node, COUNT(*) AS n, SUM(CASE WHEN {breached_sql('t')} THEN 1 ELSE 0 END) "
+            f"AS breached, MIN(t.entered_at) AS first FROM task t WHERE {decided} GROUP BY {g}, t.node", first=True):
+        row = group(r.g)
+        row.completed += int(r.n)
+        row.breached_completed += int(r.breached or 0)
+        row.nodes.add(r.node)
+        row.first_entered = min(filter(None, (row.first_entered, r.first)), default=None)
+    if groups:
+        visits = (f"SELECT {g} AS g, t.node AS node, t.entered_at AS a, t.completed_at AS b, "
+                  f"t.paused_seconds AS held FROM task t WHERE {decided}")
+        business = _BusinessTime(query.sql, cfg).values(visits, less="held")
+        for r in query.rows(query.sql.percentiles(business, (0.5, 0.9))):
+            group(r.g).handling = (int(r.n), r.p50, r.p90)
+    if by == "role":
+        for key in groups:
+            groups[key].open_now = 0
+        for r in query.open_now(g):
+            row = group(r.g)
+            row.open_now, row.oldest = int(r.n), r
+            row.nodes.add(r.node)
+    start = period.start or min((x.first_entered for x in groups.values() if x.first_entered), default=None)
+    end = min(period.end or now, now)
+    return [_row(key, groups[key], cfg, start, end, now, by)
+            for key in sorted(groups, key=lambda k: (k is None, k or ""))]
+
+
+def _row(key: str | None, row: _Group, cfg, start: datetime | None, end: datetime, now: datetime, by: str) -> dict:
+    days = business_days([_clock(cfg, n) for n in sorted(row.nodes)], start, end, cfg.timezone) if start else 0
+    _n, p50, p90 = row.handling
+    oldest = row.oldest
+    base, breached = (row.arrived, row.breached_arrived) if by == "role" else (row.completed, row.breached_completed)
+    return {
+        "group": key,
+        "arrived": row.arrived if by == "role" else None,
+        "completed": row.completed,
+        "business_days": days,
+        "arrived_per_day": round(row.arrived / days, 3) if days and by == "role" else None,
+        "completed_per_day": round(row.completed / days, 3) if days else None,
+        "handling_p50_seconds": None if p50 is None else round(float(p50), 3),
+        "handling_p90_seconds": None if p90 is None else round(float(p90), 3),
+        "open_now": row.open_now,
+        "oldest_open_order": oldest.order_id if oldest else None,
+        "oldest_open_node": oldest.node if oldest else None,
+        "oldest_open_since": oldest.entered_at if oldest else None,
+        "oldest_open_seconds": round(_clock(cfg, oldest.node).between(oldest.entered_at, now)) if oldest else None,
+        "breached": breached,
+        "breach_share": round(breached / base, 6) if base else None,
+    }
+
+
+def _clock(cfg, node: str):
+    """The node's SLA clock; a node the config no longer has counts wall-clock time, as in the reports."""
+    from ffctl.core.calendar import WALL_CLOCK
+
+    return cfg.calendar(node) if node in cfg.nodes else WALL_CLOCK
+
+
+def business_days(clocks: Iterable, start: datetime, end: datetime, tz: str) -> int:
+    """How many local dates in [start, end) have working time in at least one of ``clocks`` (each
+    date in its own calendar's time zone; a wall clock, in ``tz``, has working time every day)."""
+    dates: set[date] = set()
+    for clock in set(clocks):
+        zone_name = getattr(clock, "timezone", None) or tz
+        day = local_date(start, zone_name)
+        last = local_date(end - timedelta(microseconds=1), zone_name)
+        while day <= last:
+            if day not in dates:
+                lo = max(start, start_of_day(day, zone_name))
+                hi = min(end, start_of_day(day + timedelta(days=1), zone_name))
+                if clock.between(lo, hi) > 0:
+                    dates.add(day)
+            day += timedelta(days=1)
+    return len(dates)
+
+
+class _Query:
+    """The period as SQL conditions on a visit's times, and statements with UTC times bound."""
+
+    def __init__(self, session: Session, cfg, now: datetime, period: Period) -> None:
+        self.s = session
+        self.sql = _Sql(session, cfg.timezone, now)
+        self.params: dict[str, Any] = {"now": now, "start": period.start, "end": period.end}
+        self.period = period
+
+    def within(self, column: str) -> str:
+        bounds = [f"{column} >= :start" if self.period.start else "", f"{column} < :end" if self.period.end else ""]
+        return " AND ".join(b for b in bounds if b) or "1 = 1"
+
+    def rows(self, sql: str, *, first: bool = False) -> list:
+        stmt = sa.text(sql)
+        binds = [sa.bindparam(k, type_=UTCDateTime) for k in ("now", "start", "end") if f":{k}" in sql]
+        columns: Mapping[str, Any] = {"first": UTCDateTime} if first else {}
+        stmt = stmt.bindparams(*binds).columns(**columns) if columns else stmt.bindparams(*binds)
+        return self.s.execute(stmt, {k: v for k, v in self.params.items() if f":{k}" in sql}).all()
+
+    def open_now(self, g: str) -> list:
+        """Per group: visits running at the command clock, and the one that entered first."""
+        sql = (
+            "SELECT g, node, order_id, entered_at, n FROM ("
+            f"SELECT {g} AS g, t.node AS node, t.order_id AS order_id, t.entered_at AS entered_at, "
+            f"COUNT(*) OVER (PARTITION BY {g}) AS n, "
+            f"ROW_NUMBER() OVER (PARTITION BY {g} ORDER BY t.entered_at, t.id) AS rn "
+            "FROM task t WHERE t.status <> 'skipped' AND t.entered_at <= :now "
+            "AND (t.completed_at IS NULL OR t.completed_at > :now)) q WHERE rn = 1"
+        )
+        stmt = sa.text(sql).bindparams(sa.bindparam("now", type_=UTCDateTime)).columns(entered_at=UTCDateTime)
+        return self.s.execute(stmt, {"now": self.params["now"]}).all()
