@@ -16,6 +16,7 @@ from tests.test_kpi import NOW_TEXT, insert_history
 
 RED = (0xD6, 0x45, 0x45)
 GREEN = (0x1F, 0x9D, 0x61)
+TEAL = (0x16, 0x93, 0xA5)  # the workload panel's arrivals
 
 
 def chromium_binary() -> str | None:
@@ -147,18 +148,22 @@ def test_dashboard_renders_in_headless_chromium(workspace, tmp_path):
         capture_output=True, timeout=180, check=False,
     )
     assert shot.exists() and shot.stat().st_size > 20_000, "chromium wrote no (or a blank) screenshot"
-    width, height, rows, bpp = read_png_rows(shot.read_bytes(), max_rows=520)  # header and the KPI cards
+    width, height, rows, bpp = read_png_rows(shot.read_bytes(), max_rows=2000)
     assert (width, height) == (1280, 2000)
     colours: set[bytes] = set()
-    red = green = 0
-    for line in rows:
+    red = green = teal = 0
+    for y, line in enumerate(rows):
         for x in range(0, width * bpp, bpp * 2):
             pixel = line[x:x + 3]
-            colours.add(pixel)
-            red += near(tuple(pixel), RED)
-            green += near(tuple(pixel), GREEN)
+            if y < 520:  # header and the KPI cards
+                colours.add(pixel)
+                red += near(tuple(pixel), RED)
+                green += near(tuple(pixel), GREEN)
+            else:
+                teal += near(tuple(pixel), TEAL, tolerance=8)
     assert len(colours) > 40, f"only {len(colours)} colours: the page looks blank"
     assert red > 300 and green > 100, (red, green)  # missed KPIs in red, met ones in green
+    assert teal > 1000, teal  # the workload panel drew each role's arrivals
 
 
 def test_the_cycle_time_axis_reaches_the_target_when_orders_ship_fast(workspace):

@@ -23,6 +23,7 @@ auto (allocation, no owner, wall clock): B1 Tue 09:50 -> 10:00 judy
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -192,3 +193,26 @@ def test_business_days_follow_each_calendar():
     assert business_days([WALL_CLOCK], start, end, "Asia/Shanghai") == 7
     assert business_days([office], at(2, "18:00"), end, "UTC") == 0  # Monday's hours are over
     assert business_days([office], end, start, "UTC") == 0
+
+
+def test_dashboard_has_a_workload_panel(week):
+    r = week.run("report", "dashboard", "--out", "-", "--from", "2026-03-02", "--to", "2026-03-06", now=NOW_TEXT)
+    assert r.exit_code == 0, r.output
+    panel = r.stdout.split("<h2>Workload per role</h2>", 1)[1].split("</section>", 1)[0]
+    chart = panel.split('aria-label="workload per role"', 1)[1]
+    roles = re.findall(r'text-anchor="end" font-weight="normal">([^<]+)</text>', chart)
+    assert roles == ["finance_reviewer", "warehouse", "(auto nodes)"]
+    # finance_reviewer falls behind (1.4 in, 1.0 done): its words and its done bar are red
+    assert '#d64545" text-anchor="start" font-weight="600">1.4 in · 1.0 done per day</text>' in chart
+    assert "open 2 · oldest 16h · 43% breached" in chart
+    assert "0.6 in · 0.6 done per day" in chart and "open 0 · 0% breached" in chart
+    assert "<title>finance_reviewer: arrived 1.4 / day</title>" in chart
+    # the longest bar (finance_reviewer's arrivals) spans the plot; the others are to scale
+    widths = [float(w) for w in re.findall(r'<rect x="170" y="[\d.]+" width="([\d.]+)" height="14" rx="3" fill="#(?:1693a5|1f9d61|d64545)"', chart)]
+    assert widths[0] == pytest.approx(660) and widths[1] == pytest.approx(660 * 1.0 / 1.4, abs=0.1)
+
+
+def test_dashboard_workload_panel_when_nothing_happened(workspace):
+    r = workspace.run("report", "dashboard", "--out", "-", now=NOW_TEXT)
+    assert r.exit_code == 0, r.output
+    assert "<h2>Workload per role</h2>" in r.stdout and "no node visits in the period" in r.stdout

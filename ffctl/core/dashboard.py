@@ -17,9 +17,11 @@ from ffctl.core.durations import approx_duration, format_duration
 from ffctl.core.forecast import likely
 from ffctl.core.kpi import (ALL, KPIS, Period, breaches_by_owner, cycle_time_histogram, kpi_report, nice_step,
                             percent_decimals, sla_report)
+from ffctl.core.workload import workload_report
 from ffctl.i18n import _
 
 GREEN, RED, GREY, BLUE, PURPLE, AMBER = "#1f9d61", "#d64545", "#9aa3b2", "#2f6fdf", "#8e5bd6", "#e08a1e"
+TEAL = "#1693a5"  # work arriving (the workload panel), apart from every other series
 INK, MUTED, GRID = "#1d2433", "#5c667a", "#e6e9f0"
 FONT = ('-apple-system, "Segoe UI", "Noto Sans CJK SC", "Noto Sans SC", "PingFang SC", "Hiragino Sans GB", '
         '"Microsoft YaHei", "Source Han Sans SC", "WenQuanYi Micro Hei", Roboto, "Helvetica Neue", Arial, sans-serif')
@@ -45,6 +47,7 @@ def build_dashboard(session, cfg, *, now: datetime, period: Period = Period()) -
                                           at_least=cfg.kpi_targets.get("cycle_time_hours")),
         "owners": breaches_by_owner(session, cfg, now=now, period=period),
         "likely": likely(session, cfg, now),
+        "workload": workload_report(session, cfg, now=now, period=period, by="role"),
     }
     return render_dashboard(data, tz=cfg.timezone, now=now, period=period)
 
@@ -204,6 +207,43 @@ def hbar_chart(rows: Sequence[dict], *, max_value: float, width: int = 560, targ
         parts.append(f'<line x1="{_num(tx)}" x2="{_num(tx)}" y1="{top}" y2="{bottom}" stroke="{INK}" '
                      'stroke-width="2" stroke-dasharray="4 3"/>')
         parts.append(_text(tx, bottom + 14, f"target {unit}", size=11, anchor="middle"))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def workload_chart(rows: Sequence[dict], *, width: int = 1160, label_width: int = 170, value_width: int = 330) -> str:
+    """Per role, arrivals (teal) over completions per business day (green, red when fewer than the
+    arrivals: the queue grows), on one scale; the backlog beside."""
+    bar_h, row_h, top = 14, 44, 8
+    height = top * 2 + max(1, len(rows)) * row_h
+    pw = width - label_width - value_width
+    most = max([r["arrived_per_day"] or 0 for r in rows] + [r["completed_per_day"] or 0 for r in rows] + [0])
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="workload per role">']
+    if not rows:
+        parts.append(_text(width / 2, height / 2 + 4, _("no node visits in the period"), size=13, anchor="middle"))
+    for i, r in enumerate(rows):
+        y0 = top + i * row_h
+        role = r["group"] or _("(auto nodes)")
+        parts.append(_text(label_width - 10, y0 + 26, role, size=12, fill=INK, anchor="end"))
+        arrived, done = r["arrived_per_day"] or 0.0, r["completed_per_day"] or 0.0
+        falling_behind = done < arrived
+        for k, (value, colour, what) in enumerate(((arrived, TEAL, _("arrived")),
+                                                   (done, RED if falling_behind else GREEN, _("done")))):
+            y = y0 + 4 + k * (bar_h + 2)
+            parts.append(f'<rect x="{label_width}" y="{y}" width="{pw}" height="{bar_h}" rx="3" fill="#f1f3f7"/>')
+            w = pw * value / most if most else 0
+            if w > 0:
+                parts.append(f'<rect x="{label_width}" y="{y}" width="{_num(w)}" height="{bar_h}" rx="3" fill="{colour}">'
+                             f'<title>{escape(role)}: {escape(what)} {value:,.1f} / day</title></rect>')
+        words = _("{arrived} in · {done} done per day").format(arrived=f"{arrived:,.1f}", done=f"{done:,.1f}")
+        parts.append(_text(label_width + pw + 10, y0 + 17, words, size=12, fill=RED if falling_behind else INK,
+                           weight="600" if falling_behind else "normal"))
+        backlog = _("open {n}").format(n=f"{r['open_now'] or 0:,}")
+        if r.get("oldest_open_seconds") is not None:
+            backlog += " · " + _("oldest {age}").format(age=approx_duration(r["oldest_open_seconds"]))
+        if r.get("breach_share") is not None:
+            backlog += " · " + _("{share} breached").format(share=f"{r['breach_share'] * 100:.0f}%")
+        parts.append(_text(label_width + pw + 10, y0 + 33, backlog, size=11))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -419,6 +459,7 @@ def render_dashboard(data: dict, *, tz: str, now: datetime, period: Period) -> s
             f'<td>{n["breaches"]:,}</td><td>{d(n["late_p50_seconds"])}</td><td>{d(n["late_p90_seconds"])}</td>'
             f'<td>{n["escalations"]:,}</td><td>{n["auto_actions"]:,}</td></tr>'
         )
+    workload = workload_chart(data.get("workload", []))
     generated = local(now, tz).strftime("%Y-%m-%d %H:%M")
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -448,6 +489,7 @@ def render_dashboard(data: dict, *, tz: str, now: datetime, period: Period) -> s
 <section class="panel"><h2>Cycle time distribution</h2><div class="sub">shipped orders by hours from created to shipped; amber: the long tail</div>{hist}</section>
 <section class="panel"><h2>Breaches by owner role</h2><div class="sub">who owned the node visits that breached</div>{owner_chart}</section>
 </div>
+<section class="panel"><h2>Workload per role</h2><div class="sub">node visits per business day of the role's calendars, by when they arrived (teal) or were done (green; red: fewer done than arrived, the queue grows), same dates as above; open now, the oldest open visit and the breach share beside; ffctl report workload has the detail</div>{workload}</section>
 <section class="panel"><h2>Nodes in detail</h2>
 <table><thead><tr><th>node</th><th>owner</th><th>done</th><th>in SLA</th><th>attainment</th><th>p50 in node</th>
 <th>p90 in node</th><th>SLA</th><th>breaches</th><th>late p50</th><th>late p90</th><th>escalations</th><th>auto</th></tr></thead>
