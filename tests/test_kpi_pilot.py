@@ -84,9 +84,12 @@ def test_kpi_by_workflow_after_the_facts_were_built(workspace):
     rows = cli_json(workspace, "report", "kpi", "--by", "workflow", "--from", "2026-11-23", "--to", "2026-11-23",
                     now=NOW)
     assert pick(rows, "order_confirmation_minutes", "pilot")["count"] == 2
-    assert cli_json(workspace, "report", "kpi", "--by", "workflow", "--from", "2026-11-24", now=NOW) == [
-        r for r in cli_json(workspace, "report", "kpi", "--by", "workflow", "--from", "2026-11-24", now=NOW)
-        if r["kpi"] == "bottleneck"]
+    empty = cli_json(workspace, "report", "kpi", "--by", "workflow", "--from", "2026-11-24", now=NOW)
+    assert [(r["kpi"], r["node"]) for r in empty] == [("bottleneck", None)]
+    r = workspace.run("report", "kpi", "--by", "workflow", "--from", "2026-11-24", "--format", "table", now=NOW)
+    assert r.exit_code == 0 and "No orders: orders created since 2026-11-24 00:00 (Asia/Shanghai)." in r.stderr
+    r = workspace.run("report", "kpi", "--by", "workflow", "--from", "2026-11-24", "--to", "2026-11-23", now=NOW)
+    assert r.exit_code == 2 and "--to '2026-11-23' is not after --from '2026-11-24'" in r.stderr
 
 
 def test_baseline_column_in_table_json_csv_and_dashboard(workspace):

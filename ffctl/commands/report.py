@@ -136,7 +136,8 @@ def workload(
     day (days on which the calendar of one of its nodes has working time); p50/p90 handling time
     (business time from arriving to the decision, holds left out); visits open now and the
     oldest of them; breaches (a visit that stopped after its deadline or still runs past it) as
-    a share of the visits that arrived (per person: of the visits they closed). --from/--to
+    a share of the visits that arrived (per person: of the visits they closed; automatic
+    actions show under the sweep's name, sla-sweep). --from/--to
     select visits by when they arrived or were completed, not orders by creation. Arrivals and
     open visits belong to roles: per person they are empty. JSON/CSV keys: group, arrived,
     completed, business_days, arrived_per_day, completed_per_day, handling_p50_seconds,

@@ -1,0 +1,138 @@
+"""Benchmark `report workload` over the store bench/report.py builds, against `report sla` in the same run.
+
+    python bench/workload.py                                  # 1M orders, SQLite and PostgreSQL
+    python bench/workload.py --orders 100000 --backend sqlite
+    python bench/workload.py --record                         # also write the figures to docs/performance.md
+
+Both reports read the task history (one row per node visit) over the same month: `sla_report`
+(orders created in the month, the reference) and `workload_report` by role and by person
+(visits that arrived or were completed in the month, plus what is open at the clock). The
+figure that matters is the ratio: workload does two or three scans of the visits where
+`report sla` does two, and both count business time through the same SQL calendar table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+_HERE = str(Path(__file__).resolve().parent)
+sys.path[:] = [p for p in sys.path if p != _HERE]
+import calendar  # noqa: E402,F401  the stdlib's, before bench/calendar.py can shadow it (croniter needs it)
+sys.path.insert(0, _HERE)
+
+from _perfdoc import record_section  # noqa: E402  bench/_perfdoc.py
+from report import CONFIG, NOW, PG_ADMIN, Dialect, build  # noqa: E402  bench/report.py builds the store
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+MONTH = (datetime(2025, 12, 1, tzinfo=timezone.utc), datetime(2026, 1, 1, tzinfo=timezone.utc))
+
+
+def timed(fn, runs: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(runs):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def bench(backend: str, n: int, runs: int) -> dict:
+    from ffctl.core.config import load_config
+    from ffctl.core.kpi import Period, sla_report
+    from ffctl.core.store import Store
+    from ffctl.core.workload import workload_report
+
+    cfg = load_config(CONFIG)
+    tmp = Path(tempfile.mkdtemp(prefix="ffctl-bench-workload-"))
+    pg_name = None
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp / 'bench.db'}"
+    else:
+        import psycopg
+
+        pg_name = f"ffctl_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+            c.execute(f"CREATE DATABASE {pg_name}")
+        url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{pg_name}"
+    store = Store(url)
+    try:
+        store.upgrade()
+        with store.engine.begin() as conn:
+            build(conn, n, Dialect(store.is_sqlite))
+        if not store.is_sqlite:
+            with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM ANALYZE")
+        period = Period(*MONTH)
+        with store.session() as s:
+            visits = s.execute(__import__("sqlalchemy").text("SELECT COUNT(*) FROM task")).scalar_one()
+
+        def run(fn, **kw):
+            with store.session() as s:
+                return fn(s, cfg, now=NOW, period=period, **kw)
+
+        run(sla_report)  # warm the cache alike for all three
+        sla, _rows = timed(lambda: run(sla_report), runs)
+        role, roles = timed(lambda: run(workload_report, by="role"), runs)
+        person, people = timed(lambda: run(workload_report, by="person"), runs)
+        return {"backend": backend, "orders": n, "visits": visits, "sla": sla, "role": role, "person": person,
+                "roles": roles, "people": len(people)}
+    finally:
+        store.dispose()
+        if pg_name:
+            import psycopg
+
+            with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+                c.execute(f"DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)")
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def describe(r: dict) -> str:
+    busiest = max(r["roles"], key=lambda x: x["arrived"] or 0)
+    return (f"| {r['backend']} | {r['orders']:,} | {r['visits']:,} | {r['sla']:.2f} s | {r['role']:.2f} s "
+            f"({r['role'] / r['sla']:.1f}x) | {r['person']:.2f} s ({r['person'] / r['sla']:.1f}x) | "
+            f"{busiest['group']}: {busiest['arrived_per_day']} in, {busiest['completed_per_day']} done per day |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--record", action="store_true", help="write the figures to docs/performance.md")
+    args = parser.parse_args()
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    load = os.getloadavg()
+    lines = []
+    for backend in backends:
+        r = bench(backend, args.orders, args.runs)
+        lines.append(describe(r))
+        print(lines[-1], flush=True)
+    print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the start", flush=True)
+    if args.record:
+        command = "python bench/workload.py" + "".join(
+            f" --{k} {v}" for k, v in (("orders", args.orders), ("backend", args.backend), ("runs", args.runs)))
+        record_section("workload.py", "\n".join([
+            "## report workload",
+            "",
+            f"`{command}` on {datetime.now(timezone.utc):%Y-%m-%d} (load average {load[0]:.1f} at the start; "
+            "2 cores shared). The store of bench/report.py; one month (December) of its year; medians of "
+            f"{args.runs} runs; the reference is `report sla` over the same month in the same run.",
+            "",
+            "| backend | orders | node visits | report sla | workload by role | workload by person | busiest role |",
+            "|---|---:|---:|---:|---:|---:|---|",
+            *lines,
+        ]))
+
+
+if __name__ == "__main__":
+    main()
