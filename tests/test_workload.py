@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -216,3 +216,38 @@ def test_dashboard_workload_panel_when_nothing_happened(workspace):
     r = workspace.run("report", "dashboard", "--out", "-", now=NOW_TEXT)
     assert r.exit_code == 0, r.output
     assert "<h2>Workload per role</h2>" in r.stdout and "no node visits in the period" in r.stdout
+
+
+def test_handling_time_in_sql_matches_the_calendar_for_random_visits(workspace, example_config):
+    """Random credit reviews over two weeks with a weekend and three office holidays (Oct 1, 2 and
+    5): the SQL business time, less holds, agrees with the calendar's own ``between``."""
+    import random
+    import statistics
+
+    rng = random.Random(20)
+    office = example_config.calendar("credit_review")
+    start = datetime(2026, 9, 28, 0, 0, tzinfo=SH)
+    tasks, expected = [], []
+    for i in range(60):
+        entered = start + timedelta(minutes=rng.randrange(0, 12 * 24 * 60))
+        completed = entered + timedelta(minutes=rng.randrange(1, 3 * 24 * 60))
+        business = office.between(entered, completed)
+        held = float(rng.choice([0, 0, min(business, rng.randrange(60, 7200))]))
+        expected.append(business - held)
+        tasks.append(visit(f"R{i}", "credit_review", entered.astimezone(timezone.utc),
+                           entered.astimezone(timezone.utc), completed.astimezone(timezone.utc),
+                           rng.choice(["alice", "bob"]), paused=held))
+    with workspace.store().session(write=True) as s:
+        s.execute(sa.insert(Customer.__table__), [{"customer": "C", "name": "C"}])
+        s.execute(sa.insert(Order.__table__), [{"order_id": t["order_id"], "customer": "C", "created_at": t["entered_at"],
+                                                "status": "open", "workflow": "standard"} for t in tasks])
+        s.execute(sa.insert(Task.__table__), tasks)
+    r = workspace.run("report", "workload", "--format", "json", now="2026-10-20T12:00+08:00")
+    row = json.loads(r.stdout)[0]
+    assert (row["group"], row["completed"], row["arrived"]) == ("finance_reviewer", 60, 60)
+    assert row["handling_p50_seconds"] == pytest.approx(statistics.median(expected), abs=1)
+    assert row["handling_p90_seconds"] == pytest.approx(statistics.quantiles(expected, n=10, method="inclusive")[8], abs=1)
+    two_weeks = workspace.run("report", "workload", "--from", "2026-09-28", "--to", "2026-10-09", "--format", "json",
+                              now="2026-10-20T12:00+08:00")
+    # Mon-Wed, then Thu 1 and Fri 2 are holidays, Mon 5 too, Tue 6-Fri 9
+    assert json.loads(two_weeks.stdout)[0]["business_days"] == 7

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core.clock import local_date, start_of_day
+# the reports' SQL plumbing (dialect fragments, percentiles, the business-time calendar table): shared, not copied
 from ffctl.core.kpi import DECIDED, Period, _BusinessTime, _in, _Sql
 from ffctl.core.models import UTCDateTime
 from ffctl.core.workflow import breached_sql
