@@ -63,6 +63,8 @@ def demo(
         f"  {command(*cfg, '--as', 'alice', 'task', 'list')}          # alice's inbox, most urgent first\n"
         f"  {command(*cfg, 'order', 'list', '--flag', 'shipping_exception')}\n"
         f"  {command(*cfg, 'report', 'kpi', '--by', 'region')}        # cut the KPIs\n"
+        f"  {command(*cfg, 'report', 'kpi', '--by', 'workflow')}      # the pilot workflow against the rest\n"
+        f"  {command(*cfg, 'report', 'workload')}               # is a role short of people?\n"
         f"  {command(*cfg, 'supplier', 'list')}                 # who lost inspection exemption, and why\n"
         f"  {command(*cfg, 'report', 'dashboard', '--out', result.directory / 'dashboard.html')}\n"
     )
