@@ -350,8 +350,8 @@ class _Cut:
     Single-valued dimensions are a column of ``order_fact`` (``column``; neither a column nor a
     mapping: not cut); product, category and node can put one order in several groups, so they
     are a mapping subquery of (order_id, g) rows, and so is workflow (one per order, read off the
-    order itself: the facts need no copy of it, and a fact refresh no rebuild). ``line`` cuts line-level facts by the line's
-    own SKU or category.
+    order itself: the facts need no copy of it, and a fact refresh no rebuild). ``line`` cuts
+    line-level facts by the line's own SKU or category.
     """
 
     column: str | None = None
