@@ -147,3 +147,13 @@ def test_config_check_shows_the_baseline(workspace):
     out = cli_ok(workspace, "config", "check").stdout
     section = out.split("kpi baseline", 1)[1]
     assert "order_confirmation_minutes  45 minutes" in section and "on_time_shipping" in section and "90%" in section
+
+
+def test_config_diff_names_a_changed_baseline(workspace):
+    """`config diff` (step 2 of the loop) sees [kpi.baseline] as the config's own terms."""
+    old = workspace.write("old.toml", workspace.config_path.read_text(encoding="utf-8") + BASELINE)
+    new = workspace.write("new.toml", workspace.config_path.read_text(encoding="utf-8")
+                          + BASELINE.replace("on_time_shipping = 0.9", "on_time_shipping = 0.93"))
+    rows = cli_json(workspace, "config", "diff", old, new)
+    assert [(r["section"], r["name"], r["old"], r["new"]) for r in rows] == [
+        ("kpi.baseline", "on_time_shipping", 0.9, 0.93)]
