@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from ffctl.commands._config_view import describe_workflows
 from ffctl.core.config import (
     Config,
     EscalationStep,
     FrozenDict,
-    describe_workflows,
     load_config,
     matches,
     parse_config,

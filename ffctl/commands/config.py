@@ -12,8 +12,7 @@ app = typer.Typer(help="Validate the config and print the workflows; compare two
 @app.command()
 def check(ctx: typer.Context) -> None:
     """Validate the config: list every problem (exit 2), or print the workflows as a tree."""
-    from ffctl.core.config import describe_workflows
-
+    from ffctl.commands._config_view import describe_workflows
     from ffctl.i18n import ngettext
 
     st = AppState.of(ctx)
