@@ -249,7 +249,7 @@ def test_stock_below_is_once_only_and_records_its_runs(stocked):
 
 
 def test_stock_below_can_draft_again_once_the_draft_is_decided(stocked):
-    from ffctl.core.rules import decide_requisition
+    from ffctl.core.requisitions import decide_requisition
 
     store = stocked
     cfg = make_config(low_stock())
@@ -263,7 +263,7 @@ def test_stock_below_can_draft_again_once_the_draft_is_decided(stocked):
 
 def approve_drafts(store, cfg, skus):
     """Run the low-stock rule once and approve its drafts for ``skus``."""
-    from ffctl.core.rules import decide_requisition
+    from ffctl.core.requisitions import decide_requisition
 
     ids = {i["subject"]: n for n, i in enumerate(run(store, cfg)["items"], 1)}
     with store.session(write=True) as s:
@@ -484,7 +484,7 @@ def test_rules_list_shows_each_rule_with_its_record(stocked):
 
 def test_requisition_decisions_only_on_drafts(stocked):
     from ffctl.core.errors import Conflict, NotFound
-    from ffctl.core.rules import decide_requisition, list_requisitions
+    from ffctl.core.requisitions import decide_requisition, list_requisitions
 
     store = stocked
     run(store, make_config(low_stock()))
@@ -508,7 +508,7 @@ def test_requisition_decisions_only_on_drafts(stocked):
 
 
 def test_supplier_numbers(store):
-    from ffctl.core.rules import list_suppliers, show_supplier
+    from ffctl.core.suppliers import list_suppliers, show_supplier
 
     with store.session(write=True) as s:
         seed_suppliers(s, ("S1", True), ("S2", False))

@@ -27,7 +27,7 @@ def list_(
 ) -> None:
     """Requisitions, oldest first, with the numbers that caused each one."""
     from ffctl.commands._output import Column, render
-    from ffctl.core.rules import list_requisitions
+    from ffctl.core.requisitions import list_requisitions
 
     st = AppState.of(ctx)
     with st.store().session() as s:
@@ -42,7 +42,7 @@ def list_(
 
 def _decide(ctx: typer.Context, req_id: int, approve: bool, reason: str | None) -> None:
     from ffctl.commands._output import message
-    from ffctl.core.rules import decide_requisition
+    from ffctl.core.requisitions import decide_requisition
 
     st = AppState.of(ctx)
     with st.store().session(write=True) as s:

@@ -22,7 +22,7 @@ def _days(value) -> str:
 def list_(ctx: typer.Context, fmt=format_option()) -> None:
     """Every supplier: pass rate over the last 3 QC batches, average delay, exemption."""
     from ffctl.commands._output import Column, render
-    from ffctl.core.rules import list_suppliers, supplier_window
+    from ffctl.core.suppliers import list_suppliers, supplier_window
 
     st = AppState.of(ctx)
     cfg = st.config()
@@ -46,7 +46,7 @@ def show(
 ) -> None:
     """A supplier's numbers, its recent QC batches, and why its exemption was frozen."""
     from ffctl.commands._output import render_object
-    from ffctl.core.rules import show_supplier
+    from ffctl.core.suppliers import show_supplier
 
     st = AppState.of(ctx)
     cfg = st.config()

@@ -30,14 +30,11 @@ from sqlalchemy.orm import Session
 
 from ffctl.core import audit, outbox
 from ffctl.core.durations import format_duration
-from ffctl.core.errors import Conflict, NotFound, UsageError
-from ffctl.core.text import command
 from ffctl.core.models import (
     Order,
     OrderFlag,
     OrderLine,
     Product,
-    QcBatch,
     Receipt,
     Requisition,
     RuleRun,
@@ -47,6 +44,8 @@ from ffctl.core.models import (
     UTCDateTime,
 )
 from ffctl.core.store import insert_or_ignore
+from ffctl.core.suppliers import DEFAULT_WINDOW, ranked_batches
+from ffctl.core.text import command
 from ffctl.i18n import ngettext
 
 ORDERS = Order.__table__
@@ -58,15 +57,10 @@ REQS = Requisition.__table__
 FLAGS = OrderFlag.__table__
 TASKS = Task.__table__
 SUPPLIERS = Supplier.__table__
-QC = QcBatch.__table__
 RUNS = RuleRun.__table__
 
 #: Orders whose unallocated lines still need stock (held orders resume and will need it too).
 DEMAND_STATUSES = ("open", "on_hold")
-REQUISITION_STATUSES = ("draft", "approved", "rejected")
-#: The window of `supplier list` when the config has no supplier rule.
-DEFAULT_WINDOW = 10
-LAST_N = 3  # qc_pass_rate_last3
 
 
 def _insert(session: Session, table):
@@ -304,25 +298,6 @@ def _dwell(run: _Run, rule) -> list[dict]:
 
 # --- supplier ----------------------------------------------------------------------------------
 
-def _delay_days(session: Session) -> sa.ColumnElement:
-    """received_at - promised_at in days (fractional), per backend."""
-    if session.get_bind().dialect.name == "postgresql":
-        return sa.extract("epoch", QC.c.received_at - QC.c.promised_at) / 86400.0
-    return sa.func.julianday(QC.c.received_at) - sa.func.julianday(QC.c.promised_at)
-
-
-def _ranked(session: Session, *, suppliers=None) -> sa.Subquery:
-    """QC batches numbered newest first per supplier (rn = 1 is the latest inspection)."""
-    rn = sa.func.row_number().over(partition_by=QC.c.supplier, order_by=(QC.c.inspected_at.desc(), QC.c.id.desc()))
-    query = sa.select(
-        QC.c.supplier, QC.c.batch_id, QC.c.sku, QC.c.inspected_at, QC.c.passed, QC.c.total,
-        QC.c.promised_at, QC.c.received_at, _delay_days(session).label("delay_days"), rn.label("rn"),
-    )
-    if suppliers is not None:
-        query = query.where(QC.c.supplier.in_(suppliers))
-    return query.subquery("ranked")
-
-
 def _pct(rate: float) -> str:
     return f"{rate * 100:.1f}".rstrip("0").rstrip(".") + "%"
 
@@ -333,7 +308,7 @@ def _supplier(run: _Run, rule) -> list[dict]:
     max_delay, window = p.get("avg_delay_days_above"), int(p.get("window_batches") or DEFAULT_WINDOW)
     depth = max(streak if rate is not None else 0, window if max_delay is not None else 0)
     exempt = sa.select(SUPPLIERS.c.supplier).where(SUPPLIERS.c.inspection_exempt.is_(True))
-    r = _ranked(run.session, suppliers=exempt)
+    r = ranked_batches(run.session, suppliers=exempt)
     conditions, columns = [], [r.c.supplier]
     if rate is not None:
         failing = sa.and_(r.c.rn <= streak, r.c.total > 0, r.c.passed < sa.literal(float(rate)) * r.c.total)
@@ -353,7 +328,7 @@ def _supplier(run: _Run, rule) -> list[dict]:
         return []
     names = [h["supplier"] for h in hits]
     evidence: dict[str, list] = {n: [] for n in names}
-    er = _ranked(run.session, suppliers=names)
+    er = ranked_batches(run.session, suppliers=names)
     for b in run.session.execute(sa.select(er).where(er.c.rn <= depth).order_by(er.c.supplier, er.c.rn.desc())):
         evidence[b.supplier].append(b)
     items, events = [], []
@@ -497,120 +472,3 @@ def list_rules(session: Session, cfg) -> list[dict]:
             "total_hits": rec.total_hits if rec else 0,
         })
     return rows
-
-
-# --- requisitions ------------------------------------------------------------------------------
-
-def _requisition_row(r) -> dict:
-    return {"id": r.id, "sku": r.sku, "qty": r.qty, "status": r.status, "created_at": r.created_at,
-            "reason": r.reason, "supplier": r.supplier, "rule": r.rule, "decided_at": r.decided_at,
-            "decided_by": r.decided_by}
-
-
-def list_requisitions(session: Session, *, status: str | None = None) -> list[dict]:
-    if status is not None and status not in REQUISITION_STATUSES:
-        raise UsageError(f"--status {status!r}: use one of {', '.join(REQUISITION_STATUSES)}")
-    query = sa.select(REQS).order_by(REQS.c.id)
-    if status is not None:
-        query = query.where(REQS.c.status == status)
-    return [_requisition_row(r) for r in session.execute(query)]
-
-
-def decide_requisition(session: Session, req_id: int, *, approve: bool, at: datetime, actor: str,
-                       reason: str | None = None) -> dict:
-    """Approve or reject a draft requisition (a conditional UPDATE: two deciders cannot both win)."""
-    status = "approved" if approve else "rejected"
-    done = session.execute(
-        sa.update(REQS).where(REQS.c.id == req_id, REQS.c.status == "draft")
-        .values(status=status, decided_at=at, decided_by=actor)
-    ).rowcount
-    row = session.execute(sa.select(REQS).where(REQS.c.id == req_id)).first()
-    if row is None:
-        raise NotFound(f"no requisition #{req_id}", hint="`ffctl requisition list` shows the requisitions.")
-    if not done:
-        when = f" by {row.decided_by}" if row.decided_by else ""
-        raise Conflict(f"requisition #{req_id} is already {row.status}{when}; only drafts can be approved or rejected")
-    detail = f"requisition #{req_id}: {row.qty} x {row.sku}" + (f" from {row.supplier}" if row.supplier else "")
-    if reason:
-        detail += f"; reason: {reason}"
-    audit.record(session, event=f"requisition_{status}", at=at, actor=actor, subject=f"sku:{row.sku}", detail=detail)
-    return _requisition_row(row)
-
-
-# --- suppliers ---------------------------------------------------------------------------------
-
-def supplier_window(cfg) -> int:
-    """The delay window: the first supplier rule's window_batches, else 10."""
-    for rule in getattr(cfg, "rules", ()):
-        if rule.kind == "supplier":
-            return int(rule.params.get("window_batches") or DEFAULT_WINDOW)
-    return DEFAULT_WINDOW
-
-
-def _supplier_stats(session: Session, window: int, suppliers=None) -> dict[str, dict]:
-    r = _ranked(session, suppliers=suppliers)
-    last = r.c.rn <= LAST_N
-    in_window = r.c.rn <= window
-    query = (
-        sa.select(
-            r.c.supplier,
-            sa.func.sum(sa.case((last, r.c.passed), else_=0)).label("passed"),
-            sa.func.sum(sa.case((last, r.c.total), else_=0)).label("total"),
-            sa.func.avg(sa.case((in_window, r.c.delay_days))).label("avg_delay"),
-            sa.func.sum(sa.case((in_window, 1), else_=0)).label("n_window"),
-            sa.func.count().label("batches"),
-        )
-        .where(r.c.rn <= max(LAST_N, window))
-        .group_by(r.c.supplier)
-    )
-    out = {}
-    for s in session.execute(query):
-        out[s.supplier] = {
-            "qc_pass_rate_last3": round(s.passed / s.total, 4) if s.total else None,
-            "avg_delay_days": round(float(s.avg_delay), 2) if s.avg_delay is not None else None,
-            "window_batches": int(s.n_window),
-        }
-    return out
-
-
-def _supplier_base(s, stats: dict | None) -> dict:
-    stats = stats or {}
-    return {
-        "supplier": s.supplier, "name": s.name, "inspection_exempt": bool(s.inspection_exempt),
-        "qc_pass_rate_last3": stats.get("qc_pass_rate_last3"), "avg_delay_days": stats.get("avg_delay_days"),
-        "exempt_frozen_at": s.exempt_frozen_at, "exempt_frozen_reason": s.exempt_frozen_reason,
-    }
-
-
-def list_suppliers(session: Session, cfg) -> list[dict]:
-    stats = _supplier_stats(session, supplier_window(cfg))
-    rows = session.execute(sa.select(SUPPLIERS).order_by(SUPPLIERS.c.supplier))
-    return [_supplier_base(s, stats.get(s.supplier)) for s in rows]
-
-
-def show_supplier(session: Session, cfg, supplier: str) -> dict:
-    """A supplier's numbers, its recent batches and why its exemption was frozen."""
-    s = session.execute(sa.select(SUPPLIERS).where(SUPPLIERS.c.supplier == supplier)).first()
-    if s is None:
-        raise NotFound(f"no supplier {supplier!r}", hint="`ffctl supplier list` shows the suppliers.")
-    window = supplier_window(cfg)
-    out = _supplier_base(s, _supplier_stats(session, window, [supplier]).get(supplier))
-    out["window_batches"] = window
-    r = _ranked(session, suppliers=[supplier])
-    out["batches"] = [
-        {"batch_id": b.batch_id, "sku": b.sku, "inspected_at": b.inspected_at, "passed": b.passed, "total": b.total,
-         "pass_rate": round(b.passed / b.total, 4) if b.total else None, "promised_at": b.promised_at,
-         "received_at": b.received_at, "delay_days": round(float(b.delay_days), 2)}
-        for b in session.execute(sa.select(r).where(r.c.rn <= max(window, LAST_N)).order_by(r.c.rn))
-    ]
-    from ffctl.core.models import Event
-
-    ev = Event.__table__
-    out["history"] = [
-        {"at": e.at, "event": e.event, "actor": e.actor, "detail": e.detail}
-        for e in session.execute(
-            sa.select(ev.c.at, ev.c.event, ev.c.actor, ev.c.detail)
-            .where(ev.c.subject == f"supplier:{supplier}").order_by(ev.c.id)
-        )
-    ]
-    return out
