@@ -458,3 +458,70 @@ def test_schema_0004_round_trip_keeps_reservations_and_their_cascade(store, exam
         assert allocations(s, "O2") == []
         assert s.execute(sa.text("SELECT count(*) FROM order_line WHERE order_id = 'O2'")).scalar() == 0
         assert allocations(s, "O1") == before["O1"]
+
+
+@pytest.fixture
+def many_waiting(workspace):
+    """400 orders over 6 SKUs (some with odd ids and a promised date), stock for some of them."""
+    from ffctl.core.config import load_config
+    from ffctl.core.store import Store
+
+    skus = [f"S{k}" for k in range(6)]
+    orders = []
+    for i in range(400):
+        lines = [(skus[(i + j) % 6], 1 + (i * 7 + j) % 5) for j in range(1 + i % 3)]
+        order_id = f"=O{i:04d}" if i % 97 == 0 else f"O{i:04d} \u00e9" if i % 89 == 0 else f"O{i:04d}"
+        spec = (order_id, i % 3, lines) + ((date(2026, 11, 10 + i % 9),) if i % 4 == 0 else ())
+        orders.append(spec)
+    store = Store(workspace.db_url)
+    with store.session(write=True) as s:
+        sd.seed(s, products=skus, stock=[(sku, wh, 150 + 40 * k) for k, sku in enumerate(skus) for wh in ("WH1", "WH2")],
+                receipts=[(f"R{k}", sku, "WH1", 30, NOW + timedelta(days=2 + k)) for k, sku in enumerate(skus[:4])])
+        sd.add_orders(s, load_config(workspace.config_path), orders)
+    store.dispose()
+    return workspace
+
+
+def test_cli_allocate_json_and_csv_of_many_orders_keep_their_layout(many_waiting):
+    """The bytes scripts read: JSON an object with one order a line inside "orders", CSV one row an
+    order (ids formula-safe); the dry run's CSV is its JSON's plan, and the real run's JSON the same layout."""
+    import csv
+    import io
+    import json
+
+    at = "2026-11-02T10:00:00+08:00"
+
+    def check_json(stdout: str, dry_run: bool) -> list[dict]:
+        doc = json.loads(stdout)
+        rows = ",\n    ".join(json.dumps(o, ensure_ascii=False) for o in doc["orders"])
+        rest = json.dumps({k: doc[k] for k in ("skipped", "after_clock", "summary")}, ensure_ascii=False, indent=2)
+        opened = '{\n  "dry_run": %s,\n  "orders": [' % json.dumps(dry_run)
+        assert stdout == opened + ("\n    " + rows + "\n  ]," if rows else "],") + rest[1:] + "\n"
+        return doc["orders"]
+
+    plan = many_waiting.run("allocate", "--all", "--dry-run", "--format", "json", now=at)
+    assert plan.exit_code == 0, plan.output
+    orders = check_json(plan.stdout, True)
+    assert len(orders) == 400 and {o["result"] for o in orders} == {"allocated", "partial", "backordered"}
+
+    keys = ["order_id", "priority", "promised_ship_date", "result", "allocated_now", "backordered", "backorder_atp",
+            "next_node"]
+    as_csv = many_waiting.run("allocate", "--all", "--dry-run", "--format", "csv", now=at)
+    assert as_csv.exit_code == 0, as_csv.output
+    expected = io.StringIO()
+    writer = csv.writer(expected, lineterminator="\n")
+    writer.writerow(keys)
+    for o in orders:
+        cells = ["" if o[k] is None else o[k] for k in keys]
+        cells[0] = "'" + cells[0] if cells[0].startswith("=") else cells[0]
+        writer.writerow(cells)
+    assert as_csv.stdout == expected.getvalue()
+    assert "'=O0000" in as_csv.stdout and "O0089 \u00e9" in as_csv.stdout
+
+    real = many_waiting.run("allocate", "--all", "--format", "json", now=at)
+    assert real.exit_code == 0, real.output
+    assert [o["order_id"] for o in check_json(real.stdout, False)] == [o["order_id"] for o in orders]
+    again = many_waiting.run("allocate", "--all", "--dry-run", "--format", "json", now=at)
+    assert all(o["result"] != "allocated" for o in check_json(again.stdout, True))
+    nothing = many_waiting.run("allocate", "--all", "--dry-run", "--format", "json", now="2026-11-01T10:00:00+08:00")
+    assert check_json(nothing.stdout, True) == [] and '"orders": [],\n  "skipped": []' in nothing.stdout

@@ -81,3 +81,29 @@ def test_json_has_offsets_and_keeps_chinese(capsys):
     data = json.loads(capsys.readouterr().out)
     assert data[0]["at"] == "2026-11-25T09:00:00+08:00" and data[0]["name"] == "六角螺栓 M8"
     assert data[1]["at"] is None
+
+
+def test_json_and_csv_stream_an_iterator_with_the_bytes_of_the_whole_list(capsys):
+    """render takes a generator: each row is out before the next is made, and the text is what
+    the list at once would give (json.dumps(indent=2); CSV with its header, even when empty)."""
+    from ffctl.commands._output import dumps
+
+    def rows(out: list[str]):
+        for row in ROWS * 3:
+            out.append(capsys.readouterr().out)  # what was printed before this row was made
+            yield row
+
+    for kind in ("json", "csv"):
+        render(ROWS * 3, COLUMNS, kind, tz="Asia/Shanghai")
+        whole = capsys.readouterr().out
+        seen: list[str] = []
+        render(rows(seen), COLUMNS, kind, tz="Asia/Shanghai")
+        streamed = "".join(seen) + capsys.readouterr().out
+        assert streamed == whole
+        assert all(seen[1:]), kind  # every row after the first found the one before it already printed
+    assert whole.startswith("sku,name,qty,at\n")
+    render([], COLUMNS, "json")
+    render(iter([]), COLUMNS, "csv")
+    assert capsys.readouterr().out == "[]\nsku,name,qty,at\n"
+    render(iter(ROWS), COLUMNS, "json", tz="Asia/Shanghai")
+    assert capsys.readouterr().out == dumps(ROWS, "Asia/Shanghai") + "\n"

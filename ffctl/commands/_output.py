@@ -78,9 +78,53 @@ def dumps(value: Any, tz: str) -> str:
     return json.dumps(jsonable(value, tz), ensure_ascii=False, indent=2)
 
 
+class RowStream:
+    """JSON or CSV written a row at a time to ``out`` (stdout by default), as sqlite-utils'
+    ``output_rows`` does: a JSON array opened on the first row and closed by ``close``, CSV row by
+    row. ``render`` writes through it; a command whose rows arrive by callback (``allocate``) feeds
+    it directly. With ``envelope=(key, head)`` the JSON is an object: ``head``'s keys, then the
+    rows under ``key`` one a line, then the keys given to ``close`` (known once the rows are out).
+    """
+
+    def __init__(self, columns: Sequence[Column], kind: str, *, tz: str, out=None,
+                 envelope: tuple[str, dict] | None = None) -> None:
+        self.kind, self.tz, self.rows = kind, tz, 0
+        self.out = out if out is not None else sys.stdout
+        self.keys = [c.key for c in columns]
+        self.envelope = envelope
+        # nested one level in an envelope; a plain array lays each row out as json.dumps(indent=2) would
+        self.pad, self.indent = ("    ", None) if envelope else ("  ", 2)
+        if kind == "csv":
+            self.writer = csv.writer(self.out, lineterminator="\n")
+            self.writer.writerow(self.keys)
+        elif envelope is not None:
+            key, head = envelope
+            self.out.write((dumps(head, tz)[:-2] + "," if head else "{") + "\n  " + json.dumps(key) + ": ")
+
+    def write(self, row: dict) -> None:
+        if self.kind == "csv":
+            self.writer.writerow([safe_cell(row.get(k), self.tz) for k in self.keys])
+        else:
+            text = json.dumps(jsonable(row, self.tz), ensure_ascii=False, indent=self.indent)
+            if self.indent:
+                text = text.replace("\n", "\n" + self.pad)
+            self.out.write(("," if self.rows else "[") + "\n" + self.pad + text)
+        self.rows += 1
+
+    def close(self, tail: dict | None = None) -> None:
+        if self.kind == "csv":
+            return
+        self.out.write(("\n" + self.pad[:-2] + "]") if self.rows else "[]")
+        if self.envelope is not None:
+            self.out.write(("," + dumps(tail, self.tz)[1:]) if tail else "\n}")
+        self.out.write("\n")
+
+
 def safe_cell(value: Any, tz: str) -> str:
     if value is None:
         return ""
+    if type(value) is int:  # the common cell: never a formula (even "-5"), never a control
+        return str(value)
     if isinstance(value, (list, tuple, set, frozenset)):
         value = ";".join(str(v) for v in value)
     elif isinstance(value, datetime):
@@ -124,17 +168,18 @@ def render(
     title: str | None = None,
     empty: str = "Nothing to show.",
 ) -> None:
-    """Print rows as a table, a JSON array or CSV, per ``fmt``."""
+    """Print rows as a table, a JSON array or CSV, per ``fmt``.
+
+    JSON and CSV are written as ``rows`` yields them (``RowStream``), so an iterator keeps memory
+    bounded; a table needs every row for its widths."""
     kind = resolve_format(fmt)
-    rows = list(rows)
-    if kind == "json":
-        print(dumps(rows, tz))
-    elif kind == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow([c.key for c in columns])
+    if kind in ("json", "csv"):
+        stream = RowStream(columns, kind, tz=tz)
         for row in rows:
-            writer.writerow([safe_cell(row.get(c.key), tz) for c in columns])
+            stream.write(row)
+        stream.close()
     else:
+        rows = list(rows)
         if not rows:
             message(empty)
             return

@@ -43,13 +43,11 @@ def allocate(
     a partial one stays (backordered, with the date available-to-promise covers it) and is
     topped up by a later run. Never reserves more than is on hand.
     """
-    import csv
-    import json
     import shutil
     import sys
     import tempfile
 
-    from ffctl.commands._output import Column, jsonable, message, render, resolve_format, safe_cell
+    from ffctl.commands._output import Column, RowStream, message, render, resolve_format
     from ffctl.core.errors import UsageError
     from ffctl.core.stock import allocate as run
 
@@ -68,18 +66,15 @@ def allocate(
     # Rows are spooled (to disk past 8 MB) and printed once the transaction has committed, so a
     # big --all run keeps bounded memory and never prints a plan that was then rolled back.
     spool = tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+", encoding="utf-8", newline="")
-    writer = csv.writer(spool, lineterminator="\n")
+    stream = None if kind == "table" else RowStream(columns, kind, tz=st.tz, out=spool,
+                                                    envelope=("orders", {"dry_run": dry_run}))
     table_rows: list[dict] = []
     count = [0]
 
     def take(rows: list[dict]) -> None:
         for o in rows:
-            if kind == "json":
-                spool.write(("," if count[0] else "") + "\n    " + json.dumps(jsonable(o, st.tz), ensure_ascii=False))
-            elif kind == "csv":  # only the ids are free text; the rest are numbers, dates and fixed words
-                writer.writerow([safe_cell(o["order_id"], st.tz), o["priority"], o["promised_ship_date"] or "",
-                                 o["result"], o["allocated_now"], o["backordered"], o["backorder_atp"] or "",
-                                 safe_cell(o["next_node"], st.tz)])
+            if stream is not None:
+                stream.write(o)  # JSON: the whole order, with its lines
             elif len(table_rows) < TABLE_ROWS:
                 table_rows.append(_order_row(o))
             count[0] += 1
@@ -89,15 +84,9 @@ def allocate(
             result = run(s, cfg, order_ids or None, all_orders=all_orders, dry_run=dry_run, at=st.now(),
                          actor=st.user, tz=cfg.timezone, on_orders=take,
                          details=True if kind == "json" else "orders")
-        spool.seek(0)
-        if kind == "json":
-            sys.stdout.write(f'{{\n  "dry_run": {json.dumps(result["dry_run"])},\n  "orders": [')
-            shutil.copyfileobj(spool, sys.stdout)
-            tail = json.dumps(jsonable({"skipped": result["skipped"], "after_clock": result["after_clock"],
-                                        "summary": result["summary"]}, st.tz), ensure_ascii=False, indent=2)
-            sys.stdout.write(("\n  ]," if count[0] else "],") + tail[1:] + "\n")
-        elif kind == "csv":
-            sys.stdout.write(",".join(c.key for c in columns) + "\n")
+        if stream is not None:
+            stream.close({k: result[k] for k in ("skipped", "after_clock", "summary")})
+            spool.seek(0)
             shutil.copyfileobj(spool, sys.stdout)
         else:
             render(table_rows, columns, kind, tz=st.tz, title="allocation plan (dry run)" if dry_run else None,
