@@ -164,10 +164,9 @@ def insert_rows(session: Session, table: str, columns: Sequence[str], rows: "Ite
     ``CopyRows`` formatted ahead), the driver's executemany on SQLite, where the values must
     already be what SQLite stores (times as ``time_texts`` gives them). ``fixed``: columns with
     one value for every row (a status, a NULL, the batch's actor), given once instead of in each
-    row: on SQLite they are literals in the statement, and each value bound per row costs about
-    as much as SQLite's own work for it (a NULL more: the driver looks for an adapter). On SQLite
-    the columns whose value is the same in every row are found and given once too. An empty
-    list writes nothing."""
+    row: on SQLite they are literals in the statement, since binding is most of the driver's cost.
+    On SQLite the columns whose value is the same in every row are found and given once too. An
+    empty list writes nothing."""
     if isinstance(rows, CopyRows):
         rows.write(session)
     elif not rows:
@@ -277,8 +276,7 @@ def among(session: Session, column, values: Iterable):
     filling); ``column`` may be a tuple of columns, each value then a tuple. On PostgreSQL
     ``IN (SELECT ... FROM unnest(arrays))``, a semi-join the planner hashes when it reads the
     table through: ``keyed``'s ``= ANY(array)`` (or an IN list of tuples) under a sequential scan
-    compares every row with every key, 2.8 s for a 2,000-key batch against 10,000 customers the
-    same import had just written. SQLite: an IN list."""
+    compares every row with every key (docs/performance.md, import). SQLite: an IN list."""
     values = list(values)
     columns = tuple(column) if isinstance(column, (tuple, list)) else (column,)
     if not is_postgresql(session):

@@ -411,9 +411,8 @@ def run_rules(session: Session, cfg, *, now: datetime, actor: str, dry_run: bool
 def _jit_off(session: Session) -> Callable[[], None]:
     """Turn PostgreSQL's JIT off for the rules' queries; returns what puts the setting back.
 
-    The correlated subqueries make the planner's cost estimates large enough to trigger JIT, whose
-    compilation (~0.6 s) costs several times what the queries themselves take. SET LOCAL scope:
-    a rollback restores the setting by itself.
+    The correlated subqueries' cost estimates trigger JIT, whose compilation costs more than the
+    queries themselves (docs/performance.md). SET LOCAL scope: a rollback restores the setting by itself.
     """
     if session.get_bind().dialect.name != "postgresql":
         return lambda: None
