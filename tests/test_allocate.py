@@ -495,7 +495,7 @@ def test_cli_allocate_json_and_csv_of_many_orders_keep_their_layout(many_waiting
         doc = json.loads(stdout)
         rows = ",\n    ".join(json.dumps(o, ensure_ascii=False) for o in doc["orders"])
         rest = json.dumps({k: doc[k] for k in ("skipped", "after_clock", "summary")}, ensure_ascii=False, indent=2)
-        opened = '{\n  "dry_run": %s,\n  "orders": [' % json.dumps(dry_run)
+        opened = '{\n  "dry_run": ' + json.dumps(dry_run) + ',\n  "orders": ['
         assert stdout == opened + ("\n    " + rows + "\n  ]," if rows else "],") + rest[1:] + "\n"
         return doc["orders"]
 

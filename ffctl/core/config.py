@@ -1550,7 +1550,7 @@ def _cron_problem(expression: str) -> str | None:
 def _http_url_problem(url: str) -> str | None:
     try:
         parts = urlsplit(url)
-        parts.port
+        parts.port  # noqa: B018 (reading the port raises ValueError for a bad one)
     except ValueError:
         return _("not a URL")
     if parts.scheme not in ("http", "https") or not parts.hostname:
