@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "supplier": ("ffctl.commands.supplier:app", "Supplier QC pass rates, delays and inspection exemption."),
     "notify": ("ffctl.commands.notify:app", "Deliver queued notifications; see what went where."),
     "report": ("ffctl.commands.report:app", "Fulfillment KPIs against targets, workload per role, and the HTML dashboard."),
+    "export": ("ffctl.commands.export:app", "Export the audit trail as a process-mining event log."),
     "schedule": ("ffctl.commands.schedule:app", "Run due scheduled jobs (one cron line); show next runs."),
     "demo": ("ffctl.commands.demo:app", "Build a realistic demo store and run it end to end."),
 }

@@ -237,6 +237,24 @@ class _Sql:
             return f"date({col}, {self._sqlite_shift(col)})"
         return f"CAST(({col} AT TIME ZONE 'UTC') AT TIME ZONE :tz AS DATE)"
 
+    def local_iso(self, col: str) -> str:
+        """ISO 8601 text of stored (naive UTC) ``col`` in the zone, with its offset, to the
+        millisecond: ``2026-12-02T09:00:00.000+08:00`` (the process-mining export's times)."""
+        if self._offsets is None:
+            self._offsets = utc_offsets(self.tz, *self.span())
+
+        def offset(minutes: int) -> str:
+            return f"'{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}'"
+
+        text = offset(self._offsets[-1][1])
+        if len(self._offsets) > 1:
+            whens = [f"WHEN {col} < '{_stamp(until)}' THEN {offset(minutes)}"
+                     for (_since, minutes), (until, _next) in zip(self._offsets, self._offsets[1:])]
+            text = f"(CASE {' '.join(whens)} ELSE {text} END)"
+        if self.sqlite:
+            return f"(strftime('%Y-%m-%dT%H:%M:%f', {col}, {self._sqlite_shift(col)}) || {text})"
+        return f"(to_char(({col} AT TIME ZONE 'UTC') AT TIME ZONE :tz, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS') || {text})"
+
     def local_week(self, col: str) -> str:
         """The Monday (a local date) of the week ``col`` falls in."""
         if self.sqlite:

@@ -1,0 +1,347 @@
+"""``export events``: the orders' audit trail as a process-mining event log (SPEC 9.7).
+
+Three formats, each written as it is read (a streamed cursor: a server-side one on PostgreSQL,
+SQLite's own stepping), so memory stays bounded whatever the size of the store:
+
+- ``csv``: one row per event: case_id (the order), activity, timestamp, resource (the actor),
+  node, detail; in the order the events were written.
+- ``xes``: IEEE XES, one trace per order (case = order), its events in time order, with
+  concept:name, time:timestamp, org:resource and, where the event is a step of a node visit,
+  lifecycle:transition (entered: start, completed: complete, skipped: autoskip, ...).
+- ``ocel``: OCEL 2.0 JSON: objects of types order, order_line, sku and shipment (lines name
+  their order and SKU, shipments their order), and the events, each linked to its order and,
+  where the event is about them, to the order's lines and SKUs (created, allocated, shipped,
+  cancelled) and its shipment (shipped, delivered).
+
+The events are those of orders (the timeline vocabulary); ``period`` selects the orders created
+in it, with their whole trail, as the reports do. An event's activity is its kind, followed by
+its node when it has one (``entered credit_review``), the same in every format. Times are ISO
+8601 in the configured zone with their offset, to the millisecond, formatted by the database.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Callable, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ffctl.core.csvio import is_formula
+from ffctl.core.kpi import Period, _Sql
+from ffctl.core.models import UTCDateTime
+
+FORMATS = ("ocel", "xes", "csv")
+CSV_COLUMNS = ("case_id", "activity", "timestamp", "resource", "node", "detail")
+LINE_EVENTS = ("created", "allocated", "shipped", "cancelled")  # events about the order's lines
+SHIPMENT_EVENTS = ("shipped", "delivered")
+#: XES lifecycle transitions (the standard lifecycle model) of the events that are one.
+LIFECYCLE = {"entered": "start", "completed": "complete", "auto_approved": "complete", "rejected": "ate_abort",
+             "auto_rejected": "ate_abort", "skipped": "autoskip", "held": "suspend", "released": "resume",
+             "cancelled": "pi_abort"}
+BATCH = 2000  # rows a fetch brings: bounded memory, few round trips
+
+
+def activity(event: str, node: str | None) -> str:
+    """An event's activity in every format: its kind, and its node when it has one."""
+    return event if not node else f"{event} {node}"
+
+
+def shipments_sql() -> str:
+    """The shipments as rows (shipment_id, order_id, shipped_at, carrier, tracking).
+
+    Today an order has at most one shipment (the ``shipment`` table is keyed by order), so a
+    shipment's id is its order's; the one place to change when orders ship in several parts.
+    """
+    return "SELECT order_id AS shipment_id, order_id, shipped_at, carrier, tracking FROM shipment"
+
+
+class _Query:
+    """The period's orders and the SQL around them, on either backend."""
+
+    def __init__(self, session: Session, tz: str, now, period: Period) -> None:
+        self.s, self.period = session, period
+        self.sql = _Sql(session, tz, now)
+        self.sql.tune()
+        self.params: dict[str, Any] = {"tz": tz}
+        bounds = []
+        if period.start is not None:
+            bounds.append("o.created_at >= :start")
+            self.params["start"] = period.start
+        if period.end is not None:
+            bounds.append("o.created_at < :end")
+            self.params["end"] = period.end
+        self.orders_where = " AND ".join(bounds) or "1 = 1"
+
+    def of_orders(self, alias: str) -> tuple[str, str]:
+        """(join, condition) keeping rows of ``alias`` (with an order_id) of the period's orders."""
+        if self.orders_where == "1 = 1":
+            return "", f"{alias}.order_id IS NOT NULL"
+        return f" JOIN orders o ON o.order_id = {alias}.order_id", self.orders_where
+
+    def stream(self, sql: str) -> Iterator[tuple]:
+        stmt = sa.text(sql)
+        binds = [sa.bindparam(k, type_=UTCDateTime) for k in ("start", "end") if f":{k}" in sql]
+        if binds:
+            stmt = stmt.bindparams(*binds)
+        params = {k: v for k, v in self.params.items() if f":{k}" in sql}
+        conn = self.s.connection().execution_options(stream_results=True, yield_per=BATCH)
+        result = conn.execute(stmt, params)
+        try:
+            for rows in result.partitions():
+                yield from rows
+        finally:
+            result.close()
+
+    def events(self, order: str) -> Iterator[tuple]:
+        """(id, time, event, actor, node, detail, order_id) of the period's order events."""
+        join, cond = self.of_orders("e")
+        return self.stream(
+            f"SELECT e.id, {self.sql.local_iso('e.at')}, e.event, e.actor, e.node, e.detail, e.order_id "
+            f"FROM event e{join} WHERE {cond} ORDER BY {order}")
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+def export_events(session: Session, fmt: str, out: Path | str, *, tz: str, now, period: Period = Period()) -> dict:
+    """Write the event log to ``out`` ('-': stdout); returns what was written:
+    ``{"format", "events", "cases", "objects": {type: count}}``.
+
+    A file is written under a temporary name beside it and renamed when complete, so a failed
+    export leaves no half a log where a complete one is expected.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}")
+    q = _Query(session, tz, now, period)
+    writer: Callable[[_Query, IO[str]], dict] = {"csv": _csv, "xes": _xes, "ocel": _ocel}[fmt]
+    if str(out) == "-":
+        import sys
+
+        summary = writer(q, sys.stdout)
+        sys.stdout.flush()
+        return {"format": fmt, **summary}
+    target = Path(out)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent or ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            summary = writer(q, f)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return {"format": fmt, **summary}
+
+
+def _cell(value: str | None) -> str:
+    """A text cell: a spreadsheet must not run it as a formula when the file is opened."""
+    if not value:
+        return ""
+    return "'" + value if is_formula(value) else value
+
+
+def _csv(q: _Query, f: IO[str]) -> dict:
+    w = csv.writer(f, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    events = 0
+    for _id, time, event, actor, node, detail, order_id in q.events("e.id"):
+        w.writerow((_cell(order_id), _cell(activity(event, node)), time, _cell(actor), _cell(node), _cell(detail)))
+        events += 1
+    return {"events": events, "cases": _count_cases(q), "objects": {}}
+
+
+def _count_cases(q: _Query) -> int:
+    """The orders the log has events of (counted by the database: the ids are not kept here)."""
+    join, cond = q.of_orders("e")
+    return int(next(q.stream(f"SELECT COUNT(DISTINCT e.order_id) FROM event e{join} WHERE {cond}"))[0])
+
+
+# XML 1.0 cannot carry most control characters, not even escaped
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_XML_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"}
+_XML_SPECIAL = re.compile('[&<>"\n\r\t]')
+
+
+def _attr(value: str) -> str:
+    return _XML_SPECIAL.sub(lambda m: _XML_ESCAPES[m.group()], _NOT_XML.sub("\ufffd", value))
+
+
+XES_HEAD = """<?xml version="1.0" encoding="UTF-8"?>
+<log xes.version="1.0" xes.features="nested-attributes" xmlns="http://www.xes-standard.org/">
+<extension name="Concept" prefix="concept" uri="http://www.xes-standard.org/concept.xesext"/>
+<extension name="Time" prefix="time" uri="http://www.xes-standard.org/time.xesext"/>
+<extension name="Organizational" prefix="org" uri="http://www.xes-standard.org/org.xesext"/>
+<extension name="Lifecycle" prefix="lifecycle" uri="http://www.xes-standard.org/lifecycle.xesext"/>
+<global scope="trace"><string key="concept:name" value="__INVALID__"/></global>
+<global scope="event"><string key="concept:name" value="__INVALID__"/><date key="time:timestamp" value="1970-01-01T00:00:00.000+00:00"/></global>
+<classifier name="Activity" keys="concept:name"/>
+<string key="concept:name" value="ffctl audit trail"/>
+"""
+
+
+def _xes(q: _Query, f: IO[str]) -> dict:
+    f.write(XES_HEAD)
+    events = cases = 0
+    current = None
+    for _id, time, event, actor, node, detail, order_id in q.events("e.order_id, e.at, e.id"):
+        if order_id != current:
+            if current is not None:
+                f.write("</trace>\n")
+            f.write(f'<trace><string key="concept:name" value="{_attr(order_id)}"/>\n')
+            current = order_id
+            cases += 1
+        parts = [f'<event><string key="concept:name" value="{_attr(activity(event, node))}"/>'
+                 f'<date key="time:timestamp" value="{time}"/><string key="org:resource" value="{_attr(actor)}"/>'
+                 f'<string key="event" value="{event}"/>']
+        if event in LIFECYCLE:
+            parts.append(f'<string key="lifecycle:transition" value="{LIFECYCLE[event]}"/>')
+        if node:
+            parts.append(f'<string key="node" value="{_attr(node)}"/>')
+        if detail:
+            parts.append(f'<string key="detail" value="{_attr(detail)}"/>')
+        parts.append("</event>\n")
+        f.write("".join(parts))
+        events += 1
+    if current is not None:
+        f.write("</trace>\n")
+    f.write("</log>\n")
+    return {"events": events, "cases": cases, "objects": {}}
+
+
+# --- OCEL 2.0 ----------------------------------------------------------------------------------
+
+STATIC = "1970-01-01T00:00:00Z"  # OCEL 2.0's time of an attribute value that never changed
+OBJECT_TYPES = [
+    {"name": "order", "attributes": [{"name": n, "type": "string"} for n in
+                                     ("customer", "channel", "region", "workflow", "status")]},
+    {"name": "order_line", "attributes": [{"name": "line_no", "type": "integer"}, {"name": "sku", "type": "string"},
+                                          {"name": "qty", "type": "integer"}]},
+    {"name": "sku", "attributes": [{"name": "name", "type": "string"}, {"name": "category", "type": "string"}]},
+    {"name": "shipment", "attributes": [{"name": "carrier", "type": "string"}, {"name": "tracking", "type": "string"},
+                                        {"name": "shipped_at", "type": "time"}]},
+]
+EVENT_ATTRIBUTES = [{"name": n, "type": "string"} for n in ("event", "node", "actor", "detail")]
+
+
+def order_oid(order_id: str) -> str:
+    return f"order:{order_id}"
+
+
+def line_oid(order_id: str, line_no: int) -> str:
+    return f"line:{order_id}/{line_no}"
+
+
+def sku_oid(sku: str) -> str:
+    return f"sku:{sku}"
+
+
+def shipment_oid(shipment_id: str) -> str:
+    return f"shipment:{shipment_id}"
+
+
+def _attrs(**values: Any) -> list[dict]:
+    return [{"name": k, "time": STATIC, "value": v} for k, v in values.items() if v is not None]
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class _Array:
+    """A JSON array written one element at a time."""
+
+    def __init__(self, f: IO[str], key: str, first: bool = False) -> None:
+        self.f, self.n = f, 0
+        f.write(("" if first else ",\n") + f'"{key}":[')
+
+    def add(self, value: Any) -> None:
+        self.f.write(("\n" if self.n == 0 else ",\n") + _dump(value))
+        self.n += 1
+
+    def close(self) -> None:
+        self.f.write("]")
+
+
+def _ocel(q: _Query, f: IO[str]) -> dict:
+    f.write("{")
+    _Array(f, "objectTypes", first=True)
+    for t in OBJECT_TYPES:
+        f.write(("" if t is OBJECT_TYPES[0] else ",") + _dump(t))
+    f.write("]")
+    counts = {}
+    objects = _Array(f, "objects")
+    join, cond = q.of_orders("x")
+    for order_id, customer, channel, region, workflow, status in q.stream(
+            "SELECT o.order_id, o.customer, o.channel, o.region, o.workflow, o.status FROM orders o "
+            f"WHERE {q.orders_where}"):
+        objects.add({"id": order_oid(order_id), "type": "order",
+                     "attributes": _attrs(customer=customer, channel=channel, region=region, workflow=workflow,
+                                          status=status)})
+    counts["order"] = objects.n
+    for order_id, line_no, sku, qty in q.stream(
+            f"SELECT x.order_id, x.line_no, x.sku, x.qty FROM order_line x{join} WHERE {cond}"):
+        objects.add({"id": line_oid(order_id, line_no), "type": "order_line",
+                     "attributes": _attrs(line_no=line_no, sku=sku, qty=qty),
+                     "relationships": [{"objectId": order_oid(order_id), "qualifier": "part of"},
+                                       {"objectId": sku_oid(sku), "qualifier": "item"}]})
+    counts["order_line"] = objects.n - counts["order"]
+    seen = objects.n
+    for sku, name, category in q.stream(
+            "SELECT p.sku, p.name, p.category FROM product p WHERE p.sku IN "
+            f"(SELECT x.sku FROM order_line x{join} WHERE {cond})"):
+        objects.add({"id": sku_oid(sku), "type": "sku", "attributes": _attrs(name=name, category=category)})
+    counts["sku"], seen = objects.n - seen, objects.n
+    for shipment_id, order_id, shipped_at, carrier, tracking in q.stream(
+            f"SELECT x.shipment_id, x.order_id, {q.sql.local_iso('x.shipped_at')}, x.carrier, x.tracking "
+            f"FROM ({shipments_sql()}) x{join} WHERE {cond}"):
+        objects.add({"id": shipment_oid(shipment_id), "type": "shipment",
+                     "attributes": _attrs(carrier=carrier, tracking=tracking, shipped_at=shipped_at),
+                     "relationships": [{"objectId": order_oid(order_id), "qualifier": "ships"}]})
+    counts["shipment"] = objects.n - seen
+    objects.close()
+
+    events = _Array(f, "events")
+    types: set[str] = set()
+    join, cond = q.of_orders("e")
+    lines = ", ".join(f"'{e}'" for e in LINE_EVENTS)
+    shipped = ", ".join(f"'{e}'" for e in SHIPMENT_EVENTS)
+    # one row per (event, line, shipment) it links to; the rows of an event come together (by id)
+    rows = q.stream(
+        f"SELECT e.id, {q.sql.local_iso('e.at')}, e.event, e.actor, e.node, e.detail, e.order_id, l.line_no, l.sku, "
+        f"sh.shipment_id FROM event e{join} "
+        f"LEFT JOIN order_line l ON l.order_id = e.order_id AND e.event IN ({lines}) "
+        f"LEFT JOIN ({shipments_sql()}) sh ON sh.order_id = e.order_id AND e.event IN ({shipped}) "
+        f"WHERE {cond} ORDER BY e.id, l.line_no")
+    pending: dict | None = None
+    links: dict[str, str] = {}
+    for event_id, time, event, actor, node, detail, order_id, line_no, sku, shipment_id in rows:
+        if pending is None or pending["id"] != f"e{event_id}":
+            if pending is not None:
+                events.add(_finish(pending, links))
+            name = activity(event, node)
+            types.add(name)
+            pending = {"id": f"e{event_id}", "type": name, "time": time,
+                       "attributes": [{"name": k, "value": v} for k, v in
+                                      (("event", event), ("node", node), ("actor", actor), ("detail", detail))
+                                      if v is not None]}
+            links = {order_oid(order_id): "order"}
+        if line_no is not None:
+            links[line_oid(order_id, line_no)] = "line"
+            links[sku_oid(sku)] = "sku"
+        if shipment_id is not None:
+            links[shipment_oid(shipment_id)] = "shipment"
+    if pending is not None:
+        events.add(_finish(pending, links))
+    events.close()
+    event_types = [{"name": name, "attributes": EVENT_ATTRIBUTES} for name in sorted(types)]
+    f.write(',\n"eventTypes":' + _dump(event_types) + "}\n")
+    return {"events": events.n, "cases": counts["order"], "objects": counts}
+
+
+def _finish(event: dict, links: dict[str, str]) -> dict:
+    event["relationships"] = [{"objectId": oid, "qualifier": qualifier} for oid, qualifier in links.items()]
+    return event
