@@ -363,3 +363,47 @@ def review_history(store, cfg, start, minutes: list[float], prefix: str = "H", g
         complete_order_task(store, cfg, oid, at + dt.timedelta(minutes=took))
         ids.append(oid)
     return ids
+
+
+# --- a small process history for the process-mining export and the flow report -----------------
+
+FLOW_DAY = "2026-12-02T"
+
+
+def flow_at(hhmm: str, day: str = FLOW_DAY) -> str:
+    return f"{day}{hhmm}:00+08:00"
+
+
+def flow_history(ws) -> None:
+    """Orders through the example config's workflows, driven as users would (Asia/Shanghai):
+
+    - P1 (pilot): credit_review -> allocation -> dispatch, shipped and delivered;
+    - CH1 (standard, no custom items: tech_confirm skipped): ... wave_pick -> pack_check, which
+      rejects it back to wave_pick (a reason with characters CSV, XML and JSON must carry), then
+      wave_pick -> pack_check -> dispatch, shipped;
+    - CH2 (standard, two lines): credit_review done, waits at allocation (not enough B);
+    - X1 (standard), created the next day: still at credit_review.
+    """
+    for name, text in (("products", "sku,name,category\nA,Widget,parts\nB,Bolt <M8>,parts\n"),
+                       ("customers", "customer,name,region\nC1,客户一,east\nC2,Western,west\n"),
+                       ("stock", "sku,warehouse,on_hand\nA,WH1,100\nB,WH1,1\n"),
+                       ("orders", "order_id,line_no,customer,sku,qty,channel,created_at\n"
+                                  "P1,1,C1,A,2,b2b,2026-12-02 09:00\n"
+                                  "CH1,1,C2,A,1,web,2026-12-02 09:01\n"
+                                  "CH2,1,C2,A,1,web,2026-12-02 09:02\n"
+                                  "CH2,2,C2,B,5,web,2026-12-02 09:02\n")):
+        import_csv(ws, name, text, now=flow_at("09:05"))
+    judy = {"user": "judy"}
+    cli_ok(ws, "advance", "P1", now=flow_at("09:10"), **judy)
+    cli_ok(ws, "advance", "CH1", now=flow_at("09:20"), **judy)
+    cli_ok(ws, "advance", "CH2", now=flow_at("09:25"), **judy)
+    cli_ok(ws, "allocate", "P1", "CH1", "CH2", now=flow_at("09:30"), **judy)
+    cli_ok(ws, "advance", "CH1", now=flow_at("10:00"), **judy)  # wave_pick
+    cli_ok(ws, "advance", "CH1", "--reject", "--reason", '=short "2" <box> & tape', now=flow_at("10:30"), **judy)
+    cli_ok(ws, "advance", "CH1", now=flow_at("11:00"), **judy)  # wave_pick again
+    cli_ok(ws, "advance", "CH1", now=flow_at("11:30"), **judy)  # pack_check
+    cli_ok(ws, "ship", "P1", "--carrier", "SF", "--tracking", "T1", now=flow_at("12:00"), **judy)
+    cli_ok(ws, "ship", "CH1", "--carrier", "SF", now=flow_at("13:00"), **judy)
+    cli_ok(ws, "deliver", "P1", now=flow_at("18:00"), **judy)
+    import_csv(ws, "orders", "order_id,line_no,customer,sku,qty,channel,created_at\n"
+                             "X1,1,C2,A,1,web,2026-12-03 09:00\n", now=flow_at("09:05", "2026-12-03T"))

@@ -1,0 +1,182 @@
+"""SPEC 9.7: `export events` writes the orders' audit trail as OCEL 2.0 JSON, XES and CSV that
+PM4Py loads, with the store's counts, on SQLite and PostgreSQL (pm4py is imported inside the
+tests: it takes seconds)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from tests.helpers import cli_ok, flow_history
+
+NOW = "2026-12-04T00:00:00+08:00"
+
+
+def store_counts(ws, since: str | None = None) -> dict:
+    """What the log must hold, counted in the store: order events, orders, lines, SKUs, shipments."""
+    where = "1 = 1" if since is None else f"o.created_at >= '{since}'"
+    with ws.store().engine.connect() as conn:
+        def one(sql: str) -> int:
+            return conn.execute(sa.text(sql)).scalar()
+
+        return {
+            "events": one(f"SELECT COUNT(*) FROM event e JOIN orders o ON o.order_id = e.order_id WHERE {where}"),
+            "order": one(f"SELECT COUNT(*) FROM orders o WHERE {where}"),
+            "order_line": one(f"SELECT COUNT(*) FROM order_line l JOIN orders o ON o.order_id = l.order_id WHERE {where}"),
+            "sku": one(f"SELECT COUNT(DISTINCT l.sku) FROM order_line l JOIN orders o ON o.order_id = l.order_id "
+                       f"WHERE {where}"),
+            "shipment": one(f"SELECT COUNT(*) FROM shipment s JOIN orders o ON o.order_id = s.order_id WHERE {where}"),
+        }
+
+
+def export(ws, fmt: str, *options: str) -> tuple:
+    out = ws.path / f"events.{fmt}"
+    r = cli_ok(ws, "export", "events", "--format", fmt, "--out", out, *options, now=NOW)
+    return out, r
+
+
+@pytest.fixture
+def history(workspace):
+    flow_history(workspace)
+    return workspace
+
+
+def test_every_format_loads_in_pm4py_with_the_stores_counts(history):
+    import pandas as pd
+    import pm4py
+
+    ws = history
+    want = store_counts(ws)
+    assert want == {"events": want["events"], "order": 4, "order_line": 5, "sku": 2, "shipment": 2}
+
+    out, r = export(ws, "csv")
+    assert f"Wrote {out}: {want['events']} events of 4 orders (csv)." in r.stderr
+    df = pm4py.format_dataframe(pd.read_csv(out), case_id="case_id", activity_key="activity",
+                                timestamp_key="timestamp")
+    assert len(df) == want["events"] and df["case:concept:name"].nunique() == 4
+    assert str(df["time:timestamp"].dt.tz) == "UTC"
+
+    out, r = export(ws, "xes")
+    log = pm4py.read_xes(str(out))
+    assert len(log) == want["events"] and log["case:concept:name"].nunique() == 4
+    assert f"Wrote {out}: {want['events']} events of 4 orders (xes)." in r.stderr
+
+    out, r = export(ws, "ocel")
+    ocel = pm4py.read_ocel2_json(str(out))
+    assert len(ocel.events) == want["events"]
+    types = ocel.objects["ocel:type"].value_counts().to_dict()
+    assert types == {k: v for k, v in want.items() if k != "events"}
+    assert f"Wrote {out}: {want['events']} events of 4 orders (ocel)." in r.stderr
+
+
+def test_the_csv_is_the_trail_with_explicit_offsets(history):
+    out, _ = export(history, "csv")
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert list(rows[0]) == ["case_id", "activity", "timestamp", "resource", "node", "detail"]
+    ch1 = [r for r in rows if r["case_id"] == "CH1"]
+    assert ch1[0] == {"case_id": "CH1", "activity": "created", "timestamp": "2026-12-02T09:01:00.000+08:00",
+                      "resource": ch1[0]["resource"], "node": "", "detail": "workflow standard"}
+    reject = next(r for r in ch1 if r["activity"] == "rejected pack_check")
+    # a cell a spreadsheet would run as a formula is quoted; the rest is as recorded
+    assert reject == {"case_id": "CH1", "activity": "rejected pack_check", "timestamp": "2026-12-02T10:30:00.000+08:00",
+                      "resource": "judy", "node": "pack_check", "detail": "'=short \"2\" <box> & tape"}
+    assert [r["activity"] for r in ch1 if r["node"] in ("wave_pick", "pack_check")] == [
+        "entered wave_pick", "completed wave_pick", "entered pack_check", "rejected pack_check", "entered wave_pick",
+        "completed wave_pick", "entered pack_check", "completed pack_check"]
+
+
+def test_xes_traces_are_orders_in_time_order_with_lifecycle(history):
+    import pm4py
+
+    out, _ = export(history, "xes")
+    log = pm4py.read_xes(str(out))
+    ch1 = log[log["case:concept:name"] == "CH1"]
+    assert list(ch1["time:timestamp"]) == sorted(ch1["time:timestamp"])
+    reject = ch1[ch1["concept:name"] == "rejected pack_check"].iloc[0]
+    assert reject["detail"] == '=short "2" <box> & tape'  # XML carries it exactly
+    assert reject["lifecycle:transition"] == "ate_abort" and reject["org:resource"] == "judy"
+    assert reject["time:timestamp"].isoformat() == "2026-12-02T02:30:00+00:00"
+    entered = ch1[ch1["concept:name"] == "entered credit_review"].iloc[0]
+    assert entered["lifecycle:transition"] == "start" and entered["node"] == "credit_review"
+    assert set(ch1[ch1["concept:name"] == "created"]["lifecycle:transition"].isna()) == {True}
+    assert 'value="2026-12-02T09:01:00.000+08:00"' in out.read_text(encoding="utf-8")
+
+
+def test_ocel_events_link_to_the_objects_they_are_about(history):
+    import pm4py
+
+    out, _ = export(history, "ocel")
+    raw = json.loads(out.read_text(encoding="utf-8"))
+    assert {t["name"] for t in raw["objectTypes"]} == {"order", "order_line", "sku", "shipment"}
+    events = {(e["type"], next(r["objectId"] for r in e["relationships"] if r["qualifier"] == "order")): e
+              for e in raw["events"]}
+    created = events[("created", "order:CH2")]
+    assert sorted((r["objectId"], r["qualifier"]) for r in created["relationships"]) == [
+        ("line:CH2/1", "line"), ("line:CH2/2", "line"), ("order:CH2", "order"), ("sku:A", "sku"), ("sku:B", "sku")]
+    assert {(r["objectId"], r["qualifier"]) for r in events[("shipped dispatch", "order:P1")]["relationships"]} == {
+        ("order:P1", "order"), ("line:P1/1", "line"), ("sku:A", "sku"), ("shipment:P1", "shipment")}
+    assert [r["objectId"] for r in events[("delivered", "order:P1")]["relationships"]] == ["order:P1", "shipment:P1"]
+    assert [r["objectId"] for r in events[("entered wave_pick", "order:CH1")]["relationships"]] == ["order:CH1"]
+    attrs = {a["name"]: a["value"] for a in events[("rejected pack_check", "order:CH1")]["attributes"]}
+    assert attrs == {"event": "rejected", "node": "pack_check", "actor": "judy", "detail": '=short "2" <box> & tape'}
+    assert events[("rejected pack_check", "order:CH1")]["time"] == "2026-12-02T10:30:00.000+08:00"
+    objects = {o["id"]: o for o in raw["objects"]}
+    assert {r["objectId"] for r in objects["line:CH2/2"]["relationships"]} == {"order:CH2", "sku:B"}
+    assert {a["name"]: a["value"] for a in objects["sku:B"]["attributes"]} == {"name": "Bolt <M8>", "category": "parts"}
+
+    ocel = pm4py.read_ocel2_json(str(out))
+    per_type = ocel.relations.groupby("ocel:type")["ocel:eid"].nunique().to_dict()
+    assert per_type["shipment"] == 3  # shipped and delivered of P1, shipped of CH1
+    assert per_type["order"] == len(ocel.events)
+
+
+def test_a_period_exports_the_orders_created_in_it_with_their_whole_trail(history):
+    import pm4py
+
+    ws = history
+    want = store_counts(ws, since="2026-12-03 00:00:00")
+    assert want["order"] == 1
+    for fmt in ("csv", "xes", "ocel"):
+        out, r = export(ws, fmt, "--from", "2026-12-03", "--to", "2026-12-03")
+        assert f"{want['events']} events of 1 order ({fmt})" in r.stderr
+    ocel = pm4py.read_ocel2_json(str(ws.path / "events.ocel"))
+    assert set(ocel.objects["ocel:oid"]) == {"order:X1", "line:X1/1", "sku:A"}
+    assert len(pm4py.read_xes(str(ws.path / "events.xes"))) == want["events"]
+
+
+def test_an_empty_period_gives_valid_empty_logs(history):
+    import pandas as pd
+    import pm4py
+
+    ws = history
+    for fmt in ("csv", "xes", "ocel"):
+        out, r = export(ws, fmt, "--from", "2030-01-01")
+        assert "0 events of 0 orders" in r.stderr
+    assert pd.read_csv(ws.path / "events.csv").empty
+    assert len(pm4py.read_xes(str(ws.path / "events.xes"))) == 0
+    raw = json.loads((ws.path / "events.ocel").read_text(encoding="utf-8"))
+    assert {k: v for k, v in raw.items() if k != "objectTypes"} == {"objects": [], "events": [], "eventTypes": []}
+    assert [t["name"] for t in raw["objectTypes"]] == ["order", "order_line", "sku", "shipment"]
+    # pm4py 2.7's OCEL 2.0 JSON importer cannot load a log without events (it sorts an events
+    # table that has no columns); a log with one event loads (the period test). If this starts
+    # passing, pm4py fixed it: assert the load instead.
+    with pytest.raises(KeyError, match="ocel:timestamp"):
+        pm4py.read_ocel2_json(str(ws.path / "events.ocel"))
+
+
+def test_export_to_stdout_and_mistakes_users_can_fix(history):
+    ws = history
+    r = cli_ok(ws, "export", "events", "-f", "csv", "-o", "-", "--from", "2026-12-03", now=NOW)
+    assert r.stdout.startswith("case_id,activity,timestamp,resource,node,detail\nX1,created,2026-12-03T09:00:00.000+08:00,")
+    r = ws.run("export", "events", "-f", "xes", "-o", ws.path, now=NOW)
+    assert r.exit_code == 2 and f"--out {ws.path} is a folder" in r.stderr
+    r = ws.run("export", "events", "-f", "xes", "-o", ws.path / "missing" / "log.xes", now=NOW)
+    assert r.exit_code == 1 and "cannot write" in r.stderr and "Traceback" not in r.output
+    r = ws.run("export", "events", "-f", "csv", "-o", ws.path / "x.csv", "--from", "2026-12-03", "--to", "2026-12-01")
+    assert r.exit_code == 2 and "--to '2026-12-01' is not after --from '2026-12-03'" in r.stderr
+    r = ws.run("export", "events", "-f", "parquet", "-o", ws.path / "x.csv")
+    assert r.exit_code == 2
+    assert not (ws.path / "x.csv").exists() and not list(ws.path.glob(".*.part"))
