@@ -104,7 +104,7 @@ def test_dashboard_is_self_contained_and_escapes_names(workspace):
     for title in ("Weekly on-time shipping", "SLA attainment per node", "Breaches per node",
                   "Cycle time distribution", "Breaches by owner role"):
         assert title in html
-    assert html.count("<svg") >= 12  # 7 KPI gauges and the 5 charts
+    assert html.count("<svg") >= 13  # 7 KPI gauges and the 6 charts (the last: the order flow)
     assert "wave_pick" in html and "33.3%" in html
     # lateness, not a sum of time over SLA: the bottleneck wave_pick's one breach is 23h40m late in
     # warehouse hours (Mon 11:20 to Wed 11:00)
@@ -164,6 +164,8 @@ def test_dashboard_renders_in_headless_chromium(workspace, tmp_path):
     assert len(colours) > 40, f"only {len(colours)} colours: the page looks blank"
     assert red > 300 and green > 100, (red, green)  # missed KPIs in red, met ones in green
     assert teal > 1000, teal  # the workload panel drew each role's arrivals
+    flow = page.read_text(encoding="utf-8").split('aria-label="order flow"', 1)[1].split("</svg>", 1)[0]
+    assert flow.count("<rect") >= 3 and flow.count("<polygon") >= 2  # the order flow: node boxes and arrows
 
 
 def test_the_cycle_time_axis_reaches_the_target_when_orders_ship_fast(workspace):

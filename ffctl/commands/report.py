@@ -221,6 +221,41 @@ def _workload_table(rows: list[dict], by: str, period, tz: str) -> None:
         "that arrived (per person: that they closed), stopped after the deadline or still running past it.") + "[/dim]")
 
 
+@app.command()
+def flow(
+    ctx: typer.Context,
+    start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
+    end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
+    top: int = typer.Option(10, "--top", min=1, metavar="N", help="How many paths (variants) to show."),
+    fmt: Optional[Format] = format_option(),
+) -> None:
+    """The paths orders actually took: node to node counts, rework, and the commonest paths.
+
+    edges: how often an order went from one node straight to the next (skipped nodes left out),
+    with the median business time from entering the first to entering the second, in the first
+    node's calendar; rework: per node, visits, rejects (visits that sent the order back) and
+    revisits (visits beyond an order's first); variants: the distinct node sequences with their
+    share of the orders, most common first. JSON: {orders, edges: [{from, to, count,
+    median_business_seconds}], rework: [{node, visits, orders, rejects, revisits}], variants:
+    [{path, orders, share}], variants_total, other_orders}. CSV: the edges.
+    """
+    from ffctl.commands._output import Column, dumps, render, resolve_format
+    from ffctl.core.flow import flow_report
+
+    st = AppState.of(ctx)
+    cfg = st.config()
+    period = _period(st, start, end)
+    with st.store().session() as s:
+        report = flow_report(s, cfg, now=st.now(), period=period, top=top)
+    kind = resolve_format(fmt)
+    if kind == "json":
+        print(dumps(report, st.tz))
+    elif kind == "csv":
+        render(report["edges"], [Column(k) for k in ("from", "to", "count", "median_business_seconds")], "csv")
+    else:
+        _flow_tables(report, period, st.tz)
+
+
 def _say_if_read_only(st: AppState, refreshed: dict) -> None:
     """On a read-only store the figures are those of the last refresh where it took writes."""
     if refreshed.get("mode") == "read-only":
@@ -434,3 +469,44 @@ def _sla_table(rows: list[dict], period, tz: str) -> None:
                               "compares with the deadline, counted in the node's calendar; breaches: visits that "
                               "stopped after their deadline or still run past it; late: business time past the "
                               "deadline of the breached visits.") + "[/dim]")
+
+
+def _flow_tables(report: dict, period, tz: str) -> None:
+    from ffctl.commands._output import get_console, message, new_table, safe
+    from ffctl.core.durations import approx_duration
+    from ffctl.i18n import _, ngettext
+
+    if not report["orders"]:
+        message(_("No node visits: {period}.").format(period=_describe_period(period, tz)))
+        return
+    console = get_console()
+    edges = new_table(True, title=_("Node to node — {period}").format(period=_describe_period(period, tz)))
+    for name, justify in (("from", "left"), ("to", "left"), ("orders", "right"), ("median time", "right")):
+        edges.add_column(_(name), justify=justify, no_wrap=True)
+    for e in report["edges"]:
+        median = e["median_business_seconds"]
+        edges.add_row(safe(e["from"]), safe(e["to"]), f"{e['count']:,}", "-" if median is None else approx_duration(median))
+    console.print(edges)
+    rework = new_table(True, title=_("Rework per node"))
+    for name in ("node", "visits", "rejects", "revisits"):
+        rework.add_column(_(name), justify="left" if name == "node" else "right", no_wrap=True)
+    for r in report["rework"]:
+        rework.add_row(safe(r["node"]), f"{r['visits']:,}", f"{r['rejects']:,}", f"{r['revisits']:,}",
+                       style="red" if r["rejects"] else None)
+    console.print(rework)
+    variants = new_table(True, title=_("Paths (variants) — {shown} of {total}").format(
+        shown=len(report["variants"]), total=f"{report['variants_total']:,}"))
+    for name, justify in (("share", "right"), ("orders", "right"), ("path", "left")):
+        variants.add_column(_(name), justify=justify)
+    for v in report["variants"]:
+        variants.add_row(f"{v['share'] * 100:.1f}%", f"{v['orders']:,}", safe(" → ".join(v["path"])))
+    console.print(variants)
+    if report["other_orders"]:
+        others = report["variants_total"] - len(report["variants"])
+        console.print("[dim]" + ngettext("{orders} more order", "{orders} more orders", report["other_orders"]).format(
+            orders=f"{report['other_orders']:,}") + " " + ngettext(
+            "took {paths} other path (--top shows more).", "took {paths} other paths (--top shows more).",
+            others).format(paths=f"{others:,}") + "[/dim]")
+    console.print("[dim]" + _("median time: business time from entering the first node to entering the next, in "
+                              "the first node's calendar; rejects send an order back; revisits: visits beyond an "
+                              "order's first to the node.") + "[/dim]")

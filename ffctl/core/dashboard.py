@@ -14,11 +14,12 @@ from typing import Any, Sequence
 
 from ffctl.core.clock import local
 from ffctl.core.durations import approx_duration, format_duration
+from ffctl.core.flow import flow_report
 from ffctl.core.forecast import likely
 from ffctl.core.kpi import (ALL, KPIS, Period, breaches_by_owner, cycle_time_histogram, kpi_report, nice_step,
                             percent_decimals, sla_report)
 from ffctl.core.workload import workload_report
-from ffctl.i18n import _
+from ffctl.i18n import _, ngettext
 
 GREEN, RED, GREY, BLUE, PURPLE, AMBER = "#1f9d61", "#d64545", "#9aa3b2", "#2f6fdf", "#8e5bd6", "#e08a1e"
 TEAL = "#1693a5"  # work arriving (the workload panel), apart from every other series
@@ -48,6 +49,7 @@ def build_dashboard(session, cfg, *, now: datetime, period: Period = Period()) -
         "owners": breaches_by_owner(session, cfg, now=now, period=period),
         "likely": likely(session, cfg, now),
         "workload": workload_report(session, cfg, now=now, period=period, by="role"),
+        "flow": flow_report(session, cfg, now=now, period=period, top=5),
     }
     return render_dashboard(data, tz=cfg.timezone, now=now, period=period)
 
@@ -300,6 +302,79 @@ def histogram(hist: dict, *, width: int = 560, height: int = 250, marks: Sequenc
     return "".join(parts)
 
 
+def flow_diagram(flow: dict, *, width: int = 1160, height: int = 230) -> str:
+    """The paths orders took: the nodes in a row (config order), an arrow per directly-follows
+    pair, as thick as it is common; forward jumps arc above, rework (back) arcs below in red."""
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="order flow">']
+    names = [r["node"] for r in flow.get("rework", [])]
+    if not names:
+        parts.append(_text(width / 2, height / 2, "no node visits in the period", size=13, anchor="middle"))
+        parts.append("</svg>")
+        return "".join(parts)
+    box_w, box_h, mid = 130, 44, height / 2
+    gap = (width - 40 - box_w * len(names)) / max(1, len(names) - 1) if len(names) > 1 else 0
+    x = {n: 20 + i * (box_w + gap) for i, n in enumerate(names)}
+    index = {n: i for i, n in enumerate(names)}
+    top = max([e["count"] for e in flow["edges"]] + [1])
+    for e in flow["edges"]:
+        a, b = e["from"], e["to"]
+        if a not in x or b not in x:
+            continue
+        stroke = _num(1.5 + 7 * e["count"] / top)
+        back = index[b] < index[a]
+        colour = RED if back else BLUE
+        median = "" if e["median_business_seconds"] is None else f" · {approx_duration(e['median_business_seconds'])}"
+        label = f"{e['count']:,}{median}"
+        orders = ngettext("{n} order", "{n} orders", e["count"]).format(n=f"{e['count']:,}")
+        title = f"<title>{escape(a)} → {escape(b)}: {orders}{escape(median)}</title>"
+        if index[b] == index[a] + 1:  # the next node: a straight arrow between the boxes
+            x1, x2 = x[a] + box_w, x[b]
+            parts.append(f'<line x1="{_num(x1)}" y1="{_num(mid)}" x2="{_num(x2 - 8)}" y2="{_num(mid)}" stroke="{colour}" '
+                         f'stroke-width="{stroke}">{title}</line>')
+            parts.append(_arrowhead(x2, mid, 1.0, 0.0))
+            parts.append(_text((x1 + x2) / 2, mid - 10, label, size=10, fill=INK, anchor="middle"))
+            continue
+        span = abs(index[b] - index[a])
+        x1, x2 = x[a] + box_w / 2, x[b] + box_w / 2
+        y0 = mid + (box_h / 2 if back else -box_h / 2)
+        lift = min(mid - box_h / 2 - 14, 26 + 14 * span)
+        cy = y0 + lift if back else y0 - lift
+        parts.append(f'<path d="M{_num(x1)},{_num(y0)} Q{_num((x1 + x2) / 2)},{_num(cy + (lift if back else -lift))} '
+                     f'{_num(x2)},{_num(y0)}" fill="none" stroke="{colour}" stroke-width="{stroke}" opacity="0.8">'
+                     f'{title}</path>')
+        # the curve ends heading from its control point to its end
+        parts.append(_arrowhead(x2, y0, x2 - (x1 + x2) / 2, y0 - (cy + (lift if back else -lift))))
+        parts.append(_text((x1 + x2) / 2, cy + (16 if back else -9), label, size=11, fill=RED if back else INK,
+                           anchor="middle"))
+    for r in flow["rework"]:
+        n = r["node"]
+        edge = RED if r["rejects"] else GRID
+        parts.append(f'<rect x="{_num(x[n])}" y="{_num(mid - box_h / 2)}" width="{box_w}" height="{box_h}" rx="8" '
+                     f'fill="#f7f9fc" stroke="{edge}" stroke-width="1.5"><title>{escape(n)}: {r["visits"]:,} visits, '
+                     f'{r["rejects"]:,} rejects, {r["revisits"]:,} revisits</title></rect>')
+        parts.append(_text(x[n] + box_w / 2, mid - 3, n, size=12, fill=INK, anchor="middle", weight="600"))
+        rework = f" · {r['rejects']:,} rejects" if r["rejects"] else ""
+        parts.append(_text(x[n] + box_w / 2, mid + 13, f"{r['visits']:,} visits{rework}", size=10, anchor="middle"))
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _arrowhead(x: float, y: float, dx: float, dy: float, size: float = 9.0) -> str:
+    """A small triangle with its tip at (x, y), pointing along (dx, dy)."""
+    length = math.hypot(dx, dy) or 1.0
+    ux, uy = dx / length, dy / length
+    bx, by = x - ux * size, y - uy * size
+    points = [(x, y), (bx - uy * size / 2, by + ux * size / 2), (bx + uy * size / 2, by - ux * size / 2)]
+    return f'<polygon points="{" ".join(f"{_num(px)},{_num(py)}" for px, py in points)}" fill="{MUTED}"/>'
+
+
+def _variants_text(flow: dict) -> str:
+    rows = "".join(f'<tr><td>{v["share"] * 100:.1f}%</td><td>{v["orders"]:,}</td>'
+                   f'<td>{escape(" → ".join(v["path"]))}</td></tr>' for v in flow.get("variants", []))
+    return ('<table class="paths"><thead><tr><th>share</th><th>orders</th><th>path</th></tr></thead>'
+            f"<tbody>{rows}</tbody></table>")
+
+
 # --- the page ----------------------------------------------------------------------------------
 
 CSS = """
@@ -327,6 +402,7 @@ th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left}
 th{color:%(muted)s;font-weight:600}
 tr.miss td.att{color:%(red)s;font-weight:600}
 tr.ok td.att{color:%(green)s;font-weight:600}
+table.paths td:nth-child(3),table.paths th:nth-child(3){text-align:left;white-space:normal}
 .tag{display:inline-block;background:%(amber)s;color:#fff;border-radius:4px;padding:0 6px;font-size:11px;margin-left:6px}
 footer{color:%(muted)s;font-size:12px;margin-top:8px}
 """ % {"ink": INK, "font": FONT, "muted": MUTED, "grey": GREY, "grid": GRID, "red": RED, "green": GREEN,
@@ -460,6 +536,7 @@ def render_dashboard(data: dict, *, tz: str, now: datetime, period: Period) -> s
             f'<td>{n["escalations"]:,}</td><td>{n["auto_actions"]:,}</td></tr>'
         )
     workload = workload_chart(data.get("workload", []))
+    flow = data.get("flow") or {}
     generated = local(now, tz).strftime("%Y-%m-%d %H:%M")
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -490,6 +567,9 @@ def render_dashboard(data: dict, *, tz: str, now: datetime, period: Period) -> s
 <section class="panel"><h2>Breaches by owner role</h2><div class="sub">who owned the node visits that breached</div>{owner_chart}</section>
 </div>
 <section class="panel"><h2>Workload per role</h2><div class="sub">node visits per business day of the role's calendars, by when they arrived (teal) or were done (green; red: fewer done than arrived, the queue grows), same dates as above; open now, the oldest open visit and the breach share beside; ffctl report workload has the detail</div>{workload}</section>
+<section class="panel"><h2>Order flow</h2><div class="sub">how often orders went from one node straight to the next, and the median business time between; red arcs: sent back (rework)</div>
+{flow_diagram(flow)}
+{_variants_text(flow)}</section>
 <section class="panel"><h2>Nodes in detail</h2>
 <table><thead><tr><th>node</th><th>owner</th><th>done</th><th>in SLA</th><th>attainment</th><th>p50 in node</th>
 <th>p90 in node</th><th>SLA</th><th>breaches</th><th>late p50</th><th>late p90</th><th>escalations</th><th>auto</th></tr></thead>
