@@ -27,14 +27,13 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from datetime import datetime, timezone
 from typing import IO, Any, Callable, Iterator
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core.csvio import is_formula
 from ffctl.core.kpi import Period, _Sql
-from ffctl.core.models import UTCDateTime
 
 FORMATS = ("ocel", "xes", "csv")
 CSV_COLUMNS = ("case_id", "activity", "timestamp", "resource", "node", "detail")
@@ -61,8 +60,13 @@ def shipments_sql() -> str:
     return "SELECT order_id AS shipment_id, order_id, shipped_at, carrier, tracking FROM shipment"
 
 
+_PARAM = re.compile(r":(tz|start|end)\b")  # the queries' parameters, in psycopg's style on PostgreSQL
+
+
 class _Query:
     """The period's orders and the SQL around them, on either backend."""
+
+    cursors = 0  # server-side cursors opened: each gets its own name
 
     def __init__(self, session: Session, tz: str, now, period: Period) -> None:
         self.s, self.period = session, period
@@ -85,18 +89,27 @@ class _Query:
         return f" JOIN orders o ON o.order_id = {alias}.order_id", self.orders_where
 
     def stream(self, sql: str) -> Iterator[tuple]:
-        stmt = sa.text(sql)
-        binds = [sa.bindparam(k, type_=UTCDateTime) for k in ("start", "end") if f":{k}" in sql]
-        if binds:
-            stmt = stmt.bindparams(*binds)
+        """The rows of ``sql`` (named parameters :tz, :start, :end), fetched ``BATCH`` at a time
+        through the driver's own cursor: a server-side (named) one on PostgreSQL, SQLite's
+        stepping statement (per-row SQLAlchemy processing cost more than the rest of an export)."""
         params = {k: v for k, v in self.params.items() if f":{k}" in sql}
-        conn = self.s.connection().execution_options(stream_results=True, yield_per=BATCH)
-        result = conn.execute(stmt, params)
+        params = {k: v.astimezone(timezone.utc).replace(tzinfo=None) if isinstance(v, datetime) else v
+                  for k, v in params.items()}
+        raw = self.s.connection().connection.driver_connection
+        if self.sql.sqlite:
+            params = {k: v.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(v, datetime) else v
+                      for k, v in params.items()}  # as UTCDateTime stores them: text order is time order
+            cursor = raw.execute(sql, params)
+        else:
+            _Query.cursors += 1
+            cursor = raw.cursor(name=f"ffctl_export_{_Query.cursors}")
+            cursor.itersize = BATCH
+            cursor.execute(_PARAM.sub(r"%(\1)s", sql), params)
         try:
-            for rows in result.partitions():
+            while rows := cursor.fetchmany(BATCH):
                 yield from rows
         finally:
-            result.close()
+            cursor.close()
 
     def events(self, order: str) -> Iterator[tuple]:
         """(id, time, event, actor, node, detail, order_id) of the period's order events."""
@@ -137,21 +150,45 @@ def export_events(session: Session, fmt: str, out: Path | str, *, tz: str, now, 
     return {"format": fmt, **summary}
 
 
+_RISKY = frozenset("=+-@\t\r")  # the first characters is_formula looks at (a cheap test first)
+
+
 def _cell(value: str | None) -> str:
     """A text cell: a spreadsheet must not run it as a formula when the file is opened."""
     if not value:
         return ""
-    return "'" + value if is_formula(value) else value
+    return "'" + value if value[0] in _RISKY and is_formula(value) else value
 
 
 def _csv(q: _Query, f: IO[str]) -> dict:
+    """The database hands each row over as it is written, with a flag for a row that has a cell
+    a spreadsheet could run as a formula (its first character only: ``_cell`` decides)."""
     w = csv.writer(f, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
-    events = 0
-    for _id, time, event, actor, node, detail, order_id in q.events("e.id"):
-        w.writerow((_cell(order_id), _cell(activity(event, node)), time, _cell(actor), _cell(node), _cell(detail)))
-        events += 1
-    return {"events": events, "cases": _count_cases(q), "objects": {}}
+    join, cond = q.of_orders("e")
+    first = "substr({}, 1, 1) IN ('=', '+', '-', '@', '\t', '\r')"
+    risky = " OR ".join(first.format(c) for c in ("e.order_id", "e.actor", "e.node", "e.detail"))
+    count = [0]
+
+    def rows() -> Iterator[tuple]:
+        n = 0
+        for row in q.stream(
+                f"SELECT e.order_id, {_ACTIVITY_SQL}, {q.sql.local_iso('e.at')}, e.actor, e.node, e.detail, "
+                f"CASE WHEN {risky} THEN 1 ELSE 0 END FROM event e{join} WHERE {cond} ORDER BY e.id"):
+            n += 1
+            if row[6]:
+                order_id, name, time, actor, node, detail, _risky = row
+                yield _cell(order_id), name, time, _cell(actor), _cell(node), _cell(detail)
+            else:
+                yield row[:6]
+        count[0] = n
+
+    w.writerows(rows())  # one call: the csv module loops in C
+    return {"events": count[0], "cases": _count_cases(q), "objects": {}}
+
+
+# ``activity`` in SQL (the CSV's rows are put together by the database)
+_ACTIVITY_SQL = "CASE WHEN e.node IS NULL OR e.node = '' THEN e.event ELSE e.event || ' ' || e.node END"
 
 
 def _count_cases(q: _Query) -> int:
@@ -247,22 +284,38 @@ def _attrs(**values: Any) -> list[dict]:
     return [{"name": k, "time": STATIC, "value": v} for k, v in values.items() if v is not None]
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _JSON.encode(value)
 
 
 class _Array:
-    """A JSON array written one element at a time."""
+    """A JSON array written as it grows: elements are encoded ``BATCH`` at a time (one call of the
+    C encoder for many small objects), one per line."""
 
     def __init__(self, f: IO[str], key: str, first: bool = False) -> None:
-        self.f, self.n = f, 0
+        self.f, self.n, self.pending = f, 0, []
         f.write(("" if first else ",\n") + f'"{key}":[')
 
     def add(self, value: Any) -> None:
-        self.f.write(("\n" if self.n == 0 else ",\n") + _dump(value))
-        self.n += 1
+        self.pending.append(value)
+        if len(self.pending) >= BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.f.write(("\n" if self.n == 0 else ",\n") + _JSON.encode(self.pending)[1:-1])
+            self.n += len(self.pending)
+            self.pending = []
+
+    @property
+    def total(self) -> int:
+        return self.n + len(self.pending)
 
     def close(self) -> None:
+        self._flush()
         self.f.write("]")
 
 
@@ -281,27 +334,27 @@ def _ocel(q: _Query, f: IO[str]) -> dict:
         objects.add({"id": order_oid(order_id), "type": "order",
                      "attributes": _attrs(customer=customer, channel=channel, region=region, workflow=workflow,
                                           status=status)})
-    counts["order"] = objects.n
+    counts["order"] = objects.total
     for order_id, line_no, sku, qty in q.stream(
             f"SELECT x.order_id, x.line_no, x.sku, x.qty FROM order_line x{join} WHERE {cond}"):
         objects.add({"id": line_oid(order_id, line_no), "type": "order_line",
                      "attributes": _attrs(line_no=line_no, sku=sku, qty=qty),
                      "relationships": [{"objectId": order_oid(order_id), "qualifier": "part of"},
                                        {"objectId": sku_oid(sku), "qualifier": "item"}]})
-    counts["order_line"] = objects.n - counts["order"]
-    seen = objects.n
+    counts["order_line"] = objects.total - counts["order"]
+    seen = objects.total
     for sku, name, category in q.stream(
             "SELECT p.sku, p.name, p.category FROM product p WHERE p.sku IN "
             f"(SELECT x.sku FROM order_line x{join} WHERE {cond})"):
         objects.add({"id": sku_oid(sku), "type": "sku", "attributes": _attrs(name=name, category=category)})
-    counts["sku"], seen = objects.n - seen, objects.n
+    counts["sku"], seen = objects.total - seen, objects.total
     for shipment_id, order_id, shipped_at, carrier, tracking in q.stream(
             f"SELECT x.shipment_id, x.order_id, {q.sql.local_iso('x.shipped_at')}, x.carrier, x.tracking "
             f"FROM ({shipments_sql()}) x{join} WHERE {cond}"):
         objects.add({"id": shipment_oid(shipment_id), "type": "shipment",
                      "attributes": _attrs(carrier=carrier, tracking=tracking, shipped_at=shipped_at),
                      "relationships": [{"objectId": order_oid(order_id), "qualifier": "ships"}]})
-    counts["shipment"] = objects.n - seen
+    counts["shipment"] = objects.total - seen
     objects.close()
 
     events = _Array(f, "events")
@@ -339,7 +392,7 @@ def _ocel(q: _Query, f: IO[str]) -> dict:
     events.close()
     event_types = [{"name": name, "attributes": EVENT_ATTRIBUTES} for name in sorted(types)]
     f.write(',\n"eventTypes":' + _dump(event_types) + "}\n")
-    return {"events": events.n, "cases": counts["order"], "objects": counts}
+    return {"events": events.total, "cases": counts["order"], "objects": counts}
 
 
 def _finish(event: dict, links: dict[str, str]) -> dict:
