@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "requisition": ("ffctl.commands.requisition:app", "Purchase requisitions drafted by the rules."),
     "supplier": ("ffctl.commands.supplier:app", "Supplier QC pass rates, delays and inspection exemption."),
     "notify": ("ffctl.commands.notify:app", "Deliver queued notifications; see what went where."),
-    "report": ("ffctl.commands.report:app", "Fulfillment KPIs against targets, workload per role, and the HTML dashboard."),
+    "report": ("ffctl.commands.report:app", "KPIs against targets, workload per role, the paths orders take, the dashboard."),
     "export": ("ffctl.commands.export:app", "Export the audit trail as a process-mining event log."),
     "schedule": ("ffctl.commands.schedule:app", "Run due scheduled jobs (one cron line); show next runs."),
     "demo": ("ffctl.commands.demo:app", "Build a realistic demo store and run it end to end."),

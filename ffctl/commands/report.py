@@ -10,7 +10,7 @@ import typer
 
 from ffctl.commands._common import AppState, Format, format_option
 
-app = typer.Typer(help="Fulfillment KPIs against targets, workload per role, and the HTML dashboard.", no_args_is_help=True)
+app = typer.Typer(help="KPIs against targets, workload per role, the paths orders take, the dashboard.", no_args_is_help=True)
 
 
 class Dimension(str, Enum):
