@@ -180,3 +180,31 @@ def test_export_to_stdout_and_mistakes_users_can_fix(history):
     r = ws.run("export", "events", "-f", "parquet", "-o", ws.path / "x.csv")
     assert r.exit_code == 2
     assert not (ws.path / "x.csv").exists() and not list(ws.path.glob(".*.part"))
+
+
+@pytest.mark.parametrize("tz", ["Europe/Berlin", "America/New_York", "Asia/Kolkata", "UTC"])
+def test_times_carry_the_offset_in_force_at_each_instant(store, tz):
+    """The database formats every time of an export (kpi._Sql.local_iso): across daylight-saving
+    changes it gives what Python's zoneinfo gives, to the millisecond."""
+    from datetime import datetime, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    from ffctl.core.kpi import _Sql
+    from ffctl.core.models import UTCDateTime
+
+    instants = [datetime(2026, 3, 8, 6, 59, 59, 123456, tzinfo=timezone.utc),  # New York's spring change is 07:00 UTC
+                datetime(2026, 3, 8, 7, 0, tzinfo=timezone.utc),
+                datetime(2026, 3, 29, 0, 59, 59, tzinfo=timezone.utc),  # Berlin's is 01:00 UTC
+                datetime(2026, 3, 29, 1, 0, 0, 500000, tzinfo=timezone.utc),
+                datetime(2026, 10, 25, 0, 30, tzinfo=timezone.utc), datetime(2026, 10, 25, 1, 30, tzinfo=timezone.utc),
+                datetime(2026, 11, 1, 5, 30, tzinfo=timezone.utc), datetime(2026, 11, 1, 6, 30, tzinfo=timezone.utc)]
+    with store.session() as s:
+        sql = _Sql(s, tz, datetime(2026, 1, 1, tzinfo=timezone.utc))
+        stmt = sa.text(f"SELECT {sql.local_iso('x.t')} FROM (SELECT :t AS t) x").bindparams(
+            sa.bindparam("t", type_=UTCDateTime))
+        for instant in instants:
+            got = s.execute(stmt, {"t": instant, "tz": tz}).scalar()
+            local = instant.astimezone(ZoneInfo(tz))
+            want = local.isoformat(timespec="milliseconds")
+            assert got == want, (instant, got, want)
+            assert datetime.fromisoformat(got) == instant - timedelta(microseconds=instant.microsecond % 1000)
