@@ -46,9 +46,9 @@ LIFECYCLE = {"entered": "start", "completed": "complete", "auto_approved": "comp
 BATCH = 2000  # rows a fetch brings: bounded memory, few round trips
 
 
-def activity(event: str, node: str | None) -> str:
-    """An event's activity in every format: its kind, and its node when it has one."""
-    return event if not node else f"{event} {node}"
+#: An event's activity in every format: its kind, and its node when it has one (in SQL: the
+#: database puts it together as it reads the row).
+ACTIVITY_SQL = "CASE WHEN e.node IS NULL OR e.node = '' THEN e.event ELSE e.event || ' ' || e.node END"
 
 
 def shipments_sql() -> str:
@@ -112,10 +112,10 @@ class _Query:
             cursor.close()
 
     def events(self, order: str) -> Iterator[tuple]:
-        """(id, time, event, actor, node, detail, order_id) of the period's order events."""
+        """(id, time, event, activity, actor, node, detail, order_id) of the period's order events."""
         join, cond = self.of_orders("e")
         return self.stream(
-            f"SELECT e.id, {self.sql.local_iso('e.at')}, e.event, e.actor, e.node, e.detail, e.order_id "
+            f"SELECT e.id, {self.sql.local_iso('e.at')}, e.event, {ACTIVITY_SQL}, e.actor, e.node, e.detail, e.order_id "
             f"FROM event e{join} WHERE {cond} ORDER BY {order}")
 
 
@@ -173,7 +173,7 @@ def _csv(q: _Query, f: IO[str]) -> dict:
     def rows() -> Iterator[tuple]:
         n = 0
         for row in q.stream(
-                f"SELECT e.order_id, {_ACTIVITY_SQL}, {q.sql.local_iso('e.at')}, e.actor, e.node, e.detail, "
+                f"SELECT e.order_id, {ACTIVITY_SQL}, {q.sql.local_iso('e.at')}, e.actor, e.node, e.detail, "
                 f"CASE WHEN {risky} THEN 1 ELSE 0 END FROM event e{join} WHERE {cond} ORDER BY e.id"):
             n += 1
             if row[6]:
@@ -185,10 +185,6 @@ def _csv(q: _Query, f: IO[str]) -> dict:
 
     w.writerows(rows())  # one call: the csv module loops in C
     return {"events": count[0], "cases": _count_cases(q), "objects": {}}
-
-
-# ``activity`` in SQL (the CSV's rows are put together by the database)
-_ACTIVITY_SQL = "CASE WHEN e.node IS NULL OR e.node = '' THEN e.event ELSE e.event || ' ' || e.node END"
 
 
 def _count_cases(q: _Query) -> int:
@@ -224,14 +220,14 @@ def _xes(q: _Query, f: IO[str]) -> dict:
     f.write(XES_HEAD)
     events = cases = 0
     current = None
-    for _id, time, event, actor, node, detail, order_id in q.events("e.order_id, e.at, e.id"):
+    for _id, time, event, name, actor, node, detail, order_id in q.events("e.order_id, e.at, e.id"):
         if order_id != current:
             if current is not None:
                 f.write("</trace>\n")
             f.write(f'<trace><string key="concept:name" value="{_attr(order_id)}"/>\n')
             current = order_id
             cases += 1
-        parts = [f'<event><string key="concept:name" value="{_attr(activity(event, node))}"/>'
+        parts = [f'<event><string key="concept:name" value="{_attr(name)}"/>'
                  f'<date key="time:timestamp" value="{time}"/><string key="org:resource" value="{_attr(actor)}"/>'
                  f'<string key="event" value="{event}"/>']
         if event in LIFECYCLE:
@@ -364,18 +360,18 @@ def _ocel(q: _Query, f: IO[str]) -> dict:
     shipped = ", ".join(f"'{e}'" for e in SHIPMENT_EVENTS)
     # one row per (event, line, shipment) it links to; the rows of an event come together (by id)
     rows = q.stream(
-        f"SELECT e.id, {q.sql.local_iso('e.at')}, e.event, e.actor, e.node, e.detail, e.order_id, l.line_no, l.sku, "
+        f"SELECT e.id, {q.sql.local_iso('e.at')}, e.event, {ACTIVITY_SQL}, e.actor, e.node, e.detail, e.order_id, "
+        "l.line_no, l.sku, "
         f"sh.shipment_id FROM event e{join} "
         f"LEFT JOIN order_line l ON l.order_id = e.order_id AND e.event IN ({lines}) "
         f"LEFT JOIN ({shipments_sql()}) sh ON sh.order_id = e.order_id AND e.event IN ({shipped}) "
         f"WHERE {cond} ORDER BY e.id, l.line_no")
     pending: dict | None = None
     links: dict[str, str] = {}
-    for event_id, time, event, actor, node, detail, order_id, line_no, sku, shipment_id in rows:
+    for event_id, time, event, name, actor, node, detail, order_id, line_no, sku, shipment_id in rows:
         if pending is None or pending["id"] != f"e{event_id}":
             if pending is not None:
                 events.add(_finish(pending, links))
-            name = activity(event, node)
             types.add(name)
             pending = {"id": f"e{event_id}", "type": name, "time": time,
                        "attributes": [{"name": k, "value": v} for k, v in
