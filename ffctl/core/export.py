@@ -26,13 +26,13 @@ import json
 import os
 import re
 import tempfile
-from pathlib import Path
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
 from sqlalchemy.orm import Session
 
-from ffctl.core.csvio import is_formula
+from ffctl.core.csvio import _FORMULA_START, is_formula
 from ffctl.core.kpi import Period, _Sql
 
 FORMATS = ("ocel", "xes", "csv")
@@ -150,7 +150,7 @@ def export_events(session: Session, fmt: str, out: Path | str, *, tz: str, now, 
     return {"format": fmt, **summary}
 
 
-_RISKY = frozenset("=+-@\t\r")  # the first characters is_formula looks at (a cheap test first)
+_RISKY = frozenset(_FORMULA_START)  # the first characters is_formula looks at (a cheap test first)
 
 
 def _cell(value: str | None) -> str:
@@ -166,7 +166,7 @@ def _csv(q: _Query, f: IO[str]) -> dict:
     w = csv.writer(f, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
     join, cond = q.of_orders("e")
-    first = "substr({}, 1, 1) IN ('=', '+', '-', '@', '\t', '\r')"
+    first = "substr({}, 1, 1) IN (" + ", ".join(f"'{c}'" for c in _FORMULA_START) + ")"
     risky = " OR ".join(first.format(c) for c in ("e.order_id", "e.actor", "e.node", "e.detail"))
     count = [0]
 
