@@ -71,7 +71,10 @@ class _Query:
     def __init__(self, session: Session, tz: str, now, period: Period) -> None:
         self.s, self.period = session, period
         self.sql = _Sql(session, tz, now)
-        self.sql.tune()
+        if not self.sql.sqlite:
+            # the reports' PostgreSQL settings (no JIT); on SQLite their page cache and mmap would
+            # count a whole-table scan in this process's memory, and a scan in order needs neither
+            self.sql.tune()
         self.params: dict[str, Any] = {"tz": tz}
         bounds = []
         if period.start is not None:
