@@ -407,3 +407,27 @@ def flow_history(ws) -> None:
     cli_ok(ws, "deliver", "P1", now=flow_at("18:00"), **judy)
     import_csv(ws, "orders", "order_id,line_no,customer,sku,qty,channel,created_at\n"
                              "X1,1,C2,A,1,web,2026-12-03 09:00\n", now=flow_at("09:05", "2026-12-03T"))
+def open_orders(session, cfg, orders, *, at, customer: str = "C1", region: str = "north") -> None:
+    """Store-level set-up for report tests: each SKU stocked (100 in WH1), the customer, and
+    ``orders`` ((order_id, [(sku, qty), ...], minutes before ``at`` it was created)) entered into
+    their workflow at credit_review. Skips what an earlier call already stored."""
+    from ffctl.core import workflow
+    from ffctl.core.models import Customer, Order, OrderLine, Product, Stock
+
+    if session.get(Customer, customer) is None:
+        session.add(Customer(customer=customer, name=f"Customer {customer}", region=region))
+    for sku in sorted({sku for _, lines, _ in orders for sku, _ in lines}):
+        if session.get(Product, sku) is None:
+            session.add(Product(sku=sku, name=f"Product {sku}", safety_stock=0))
+            session.flush()
+            session.add(Stock(sku=sku, warehouse="WH1", on_hand=100))
+    session.flush()
+    for order_id, lines, minutes in orders:
+        session.add(Order(order_id=order_id, customer=customer, channel="web", region=region, priority=0,
+                          created_at=at - dt.timedelta(minutes=minutes)))
+        session.flush()
+        for n, (sku, qty) in enumerate(lines, start=1):
+            session.add(OrderLine(order_id=order_id, line_no=n, sku=sku, qty=qty))
+    session.flush()
+    workflow.enter_orders(session, cfg, workflow.order_facts(session, [o[0] for o in orders]), actor="tester")
+    session.expire_all()

@@ -21,7 +21,8 @@ NOW, TZ = sd.NOW, sd.TZ
 def facts(store):
     with store.session() as s:
         return ([tuple(r) for r in s.execute(sa.text("SELECT * FROM order_fact ORDER BY order_id"))],
-                [tuple(r) for r in s.execute(sa.text("SELECT * FROM node_fact ORDER BY task_id"))])
+                [tuple(r) for r in s.execute(sa.text("SELECT * FROM node_fact ORDER BY task_id"))],
+                [tuple(r) for r in s.execute(sa.text("SELECT * FROM visit_fact ORDER BY task_id"))])
 
 
 def test_every_write_path_reaches_the_facts(store, example_config):
@@ -69,6 +70,12 @@ def test_every_write_path_reaches_the_facts(store, example_config):
         assert s.execute(sa.text("SELECT region FROM order_fact WHERE order_id = 'O1'")).scalar_one() == "华南"
         assert s.execute(sa.text("SELECT shipped, delivered, picked, perfect FROM order_fact "
                                  "WHERE order_id = 'O1'")).one() == (1, 1, 1, 0)
+        # O1's visits: one row each, the first of each node carrying the order's facts
+        assert s.execute(sa.text("SELECT COUNT(*), SUM(first), SUM(shipped), SUM(decided) FROM visit_fact "
+                                 "WHERE order_id = 'O1'")).one() == (5, 5, 5, 5)
+        # one first visit per (order, node) visited, whatever the rejections sent back
+        assert s.execute(sa.text("SELECT COUNT(*) FROM (SELECT order_id, node FROM visit_fact GROUP BY order_id, node "
+                                 "HAVING SUM(first) <> 1) x")).scalar_one() == 0
     with store.session(write=True) as s:
         s.execute(sa.text("UPDATE fact_state SET event_id = NULL"))
     assert kpi.refresh_facts(store, cfg, now=at)["mode"] == "full"

@@ -100,11 +100,13 @@ def sla(
     are seconds.
     """
     from ffctl.commands._output import Column, render, resolve_format
-    from ffctl.core.kpi import sla_report
+    from ffctl.core.kpi import refresh_facts, sla_report
 
     st = AppState.of(ctx)
     cfg = st.config()
     period = _period(st, start, end)
+    # current facts let it read visit_fact by (node, time); otherwise it reads the task history
+    _say_if_read_only(st, refresh_facts(st.store(), cfg, cuts=(), now=st.now()))
     with st.store().session() as s:
         rows = sla_report(s, cfg, now=st.now(), period=period)
     kind = resolve_format(fmt)

@@ -401,7 +401,7 @@ def _cut(by: str | None) -> _Cut:
 # --- the facts ------------------------------------------------------------------------------
 
 #: Bump when the facts' definitions change: the next refresh rebuilds every row.
-FACTS_VERSION = 2  # 2: breaches by the visit's own times (SPEC 9.1), not by what a sweep flagged
+FACTS_VERSION = 3  # 2: breaches by the visit's own times (SPEC 9.1); 3: visit_fact and node_fact.owner
 #: Single-valued cuts: dimension -> its order_fact column (None: the whole selection).
 FACT_COLUMNS: dict[str | None, str | None] = {
     None: None, "region": "region", "channel": "channel", "team": "sales_rep", "customer": "customer", "week": "week",
@@ -589,16 +589,28 @@ def _rebuild(s: Session, sql: "_Sql", cfg) -> int:
             s.execute(sa.text(f"DROP INDEX {name}"))
         s.execute(sa.text("DELETE FROM order_fact"))
         s.execute(sa.text("DELETE FROM node_fact"))
+        s.execute(sa.text("DELETE FROM visit_fact"))
     else:
-        s.execute(sa.text("TRUNCATE order_fact, node_fact"))
+        s.execute(sa.text("TRUNCATE order_fact, node_fact, visit_fact"))
+    from ffctl.core.models import VisitFact
+
+    # a sorted build of each index beats millions of inserts into it (both backends)
+    visit_indexes = [ix for ix in VisitFact.__table__.indexes if ix.name != "ix_visit_fact_order"]
+    for ix in visit_indexes:
+        ix.drop(s.connection())
     s.execute(sa.text(_facts_sql(sql, cfg, scoped=False)), {"tz": cfg.timezone})
     s.execute(sa.text(_node_facts_sql(scoped=False)))
+    for statement in _visit_facts_sql(sql, cfg, scoped=False):
+        s.execute(sa.text(statement))
     _snapshot_customers(s, None)
     for ddl in lazy:
         s.execute(sa.text(ddl))
+    for ix in visit_indexes:
+        ix.create(s.connection())
     if not sql.sqlite:
         s.execute(sa.text("ANALYZE order_fact"))
         s.execute(sa.text("ANALYZE node_fact"))
+        s.execute(sa.text("ANALYZE visit_fact"))
     return s.execute(sa.text("SELECT COUNT(*) FROM order_fact")).scalar_one()
 
 
@@ -620,8 +632,11 @@ def _update(s: Session, sql: "_Sql", cfg, seen: int, top: int, customers: list[s
         s.execute(sa.text(f"ANALYZE {_DIRTY}"))
     s.execute(sa.text(f"DELETE FROM order_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
     s.execute(sa.text(f"DELETE FROM node_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
+    s.execute(sa.text(f"DELETE FROM visit_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
     s.execute(sa.text(_facts_sql(sql, cfg, scoped=True)), {"tz": cfg.timezone})
     s.execute(sa.text(_node_facts_sql(scoped=True)))
+    for statement in _visit_facts_sql(sql, cfg, scoped=True):
+        s.execute(sa.text(statement))
     _snapshot_customers(s, customers)
     n = s.execute(sa.text(f"SELECT COUNT(*) FROM {_DIRTY}")).scalar_one()
     s.execute(sa.text(f"DROP TABLE {_DIRTY}" if not sql.sqlite else f"DELETE FROM temp.{_DIRTY}"))
@@ -685,11 +700,51 @@ def _node_facts_sql(*, scoped: bool) -> str:
     rewritten when its clock stops and starts again)."""
     scope = f"t.order_id IN (SELECT order_id FROM {_DIRTY}) AND " if scoped else ""
     return (
-        "INSERT INTO node_fact (task_id, order_id, node, created_at, breached, deadline, completed_at) "
+        "INSERT INTO node_fact (task_id, order_id, node, created_at, breached, deadline, completed_at, owner) "
         f"SELECT t.id, t.order_id, t.node, o.created_at, CASE WHEN {breached_sql('t', now=_STOPPED)} THEN 1 ELSE 0 END, "
-        f"t.deadline, {stopped_sql('t')} FROM task t JOIN orders o ON o.order_id = t.order_id "
+        f"t.deadline, {stopped_sql('t')}, t.owner FROM task t JOIN orders o ON o.order_id = t.order_id "
         f"WHERE {scope}t.status <> 'skipped' AND {breached_sql('t', now=_EVENTUALLY)}"
     )
+
+
+#: The order facts a node cut sums over the orders that visited the node (visit_fact's copies).
+_VISIT_COUNTERS = ("shipped", "on_time", "delivered", "perfect", "picked", "picked_right")
+
+
+def _visit_facts_sql(sql: "_Sql", cfg, *, scoped: bool) -> list[str]:
+    """INSERT ... SELECTs of one visit_fact row per node visit that was not skipped (``scoped``:
+    the orders in fact_dirty), after their order_fact rows are written (they copy from them):
+    the first visits of each (order, node), then the others.
+
+    What each column counts is what the task-history paths count (``_Report``'s generic paths;
+    tests/test_kpi_visits.py compares them): time in node over visits that were left and not
+    cancelled, decided and within SLA by ``breached`` with the clock stopped, automatic actions;
+    an order's escalation and reminder events of the node on its first visit's row."""
+    scope = (lambda alias: f" AND {alias}.order_id IN (SELECT order_id FROM {_DIRTY})") if scoped else (lambda alias: "")
+    events = ("SELECT e.order_id, e.node, SUM(CASE WHEN e.event = 'escalated' THEN 1 ELSE 0 END) AS escalations, "
+              "SUM(CASE WHEN e.event = 'reminded' THEN 1 ELSE 0 END) AS reminders FROM event e "
+              f"WHERE e.event IN ('escalated', 'reminded') AND e.node IS NOT NULL{scope('e')} GROUP BY e.order_id, e.node")
+    # a lookup by ix_task_order per visit (an order has a handful): no sort or join of every visit
+    earlier = ("EXISTS (SELECT 1 FROM task ft WHERE ft.order_id = t.order_id AND ft.node = t.node "
+               "AND ft.status <> 'skipped' AND ft.id < t.id)")
+    columns = ("task_id, order_id, node, created_at, seconds, decided, within, auto, first, escalations, reminders, "
+               f"conf, alloc, {', '.join(_VISIT_COUNTERS)}")
+    visit = (
+        f"t.id, t.order_id, t.node, f.created_at, CASE WHEN t.completed_at IS NOT NULL AND t.status <> 'cancelled' "
+        f"THEN {sql.seconds('t.entered_at', 't.completed_at')} END, "
+        f"CASE WHEN t.outcome IN {_in(DECIDED)} THEN 1 ELSE 0 END, "
+        f"CASE WHEN t.outcome IN {_in(DECIDED)} AND NOT {breached_sql('t', now=_STOPPED)} THEN 1 ELSE 0 END, "
+        f"CASE WHEN t.outcome IN {_in(AUTO_ACTIONS)} THEN 1 ELSE 0 END"
+    )
+    source = "FROM task t JOIN order_fact f ON f.order_id = t.order_id"
+    where = f"WHERE t.status <> 'skipped'{scope('t')}"
+    return [
+        f"INSERT INTO visit_fact ({columns}) SELECT {visit}, 1, COALESCE(ev.escalations, 0), "
+        f"COALESCE(ev.reminders, 0), f.conf, f.alloc, {', '.join(f'f.{c}' for c in _VISIT_COUNTERS)} {source} "
+        f"LEFT JOIN ({events}) ev ON ev.order_id = t.order_id AND ev.node = t.node {where} AND NOT {earlier}",
+        f"INSERT INTO visit_fact ({columns}) SELECT {visit}, 0, 0, 0, NULL, NULL, "
+        f"{', '.join('0' for _ in _VISIT_COUNTERS)} {source} {where} AND {earlier}",
+    ]
 
 
 def _index_name(column: str | None, time: str) -> str:
@@ -715,15 +770,29 @@ def _ensure_indexes(s: Session, column: str | None) -> None:
 
 # --- the report ------------------------------------------------------------------------------
 
+#: Where the node-level figures come from: ``auto`` reads the facts when they are current (every
+#: audit event refreshed in) and the task history otherwise; ``facts`` and ``tasks`` force one.
+SOURCES = ("auto", "facts", "tasks")
+
+
 class _Report:
     """One report over the orders of a period, read from the facts ``refresh_facts`` keeps.
 
-    Order-level KPIs read ``order_fact`` (one row per order); the bottleneck reads ``node_fact``;
-    the node cut and ``report sla`` read the task history itself.
+    Order-level KPIs read ``order_fact`` (one row per order); the bottleneck, breaches and
+    lateness read ``node_fact``; per-node figures (``report sla``, the node cut) read
+    ``visit_fact`` through its (node, time) indexes. With ``source="tasks"``, or when the facts
+    are behind the audit trail (a caller that did not refresh), the node-level figures are
+    computed from the task history instead: the generic paths the facts are tested against.
     """
 
-    def __init__(self, session: Session, cfg, *, now: datetime, period: Period, by: str | None) -> None:
+    def __init__(self, session: Session, cfg, *, now: datetime, period: Period, by: str | None,
+                 source: str = "auto") -> None:
+        if source not in SOURCES:
+            raise ValueError(f"unknown source {source!r}: use one of {', '.join(SOURCES)}")
         self.s, self.cfg, self.now, self.period, self.by = session, cfg, now, period, by
+        self.source = source
+        self._visits: bool | None = None
+        self._visit_sums: dict | None = None
         self.sql = _Sql(session, cfg.timezone, now)
         self.sql.tune()
         self.cut = _cut(by)
@@ -776,6 +845,70 @@ class _Report:
         if state is None or state.event_id is None or state.fingerprint != fingerprint(self.cfg):
             raise FactsNotReady("the report facts are not built for this config: call kpi.refresh_facts(store, cfg) first")
 
+    def visits(self) -> bool:
+        """Whether node-level figures read the facts (see ``SOURCES``)."""
+        if self._visits is None:
+            if self.source == "tasks":
+                self._visits = False
+            elif self.source == "facts":
+                self.check_facts()
+                self._visits = True
+            else:
+                # every visible event is in the facts (PostgreSQL: refresh_facts stores a mark up to
+                # which every event was committed, so an event it missed has a higher id)
+                state = self.s.execute(sa.text("SELECT event_id, fingerprint FROM fact_state WHERE id = 1")).one_or_none()
+                self._visits = bool(
+                    state is not None and state.event_id is not None and state.fingerprint == fingerprint(self.cfg)
+                    and self.s.execute(sa.text("SELECT COALESCE(MAX(id), 0) FROM event")).scalar_one() <= state.event_id)
+        return self._visits
+
+    def pick(self, table: str, index: str, col: str, where: str, extra: Mapping[str, Any], n: int,
+             ps: Iterable[float] = (0.5, 0.9)) -> list[float]:
+        """Exact percentiles (linear interpolation, as percentile_cont) of ``col`` over the ``n``
+        rows of ``table x`` matching ``where`` and the period, by stepping to each rank from the
+        nearer end of an index on (..., col, created_at): no sort of the rows."""
+        hint = f" INDEXED BY {index}" if self.sql.sqlite else ""
+        out = []
+        for p in ps:
+            pos = p * (n - 1)
+            k = int(pos)  # interpolate between the values of ranks k and k + 1 (0-based)
+            descending = k >= n // 2
+            order, skip = ("DESC", max(n - 2 - k, 0)) if descending else ("ASC", k)
+            got = [v for (v,) in self.rows(
+                f"SELECT x.{col} FROM {table} x{hint} WHERE {where} AND x.{col} IS NOT NULL "
+                f"AND {self.created_in('x')} ORDER BY x.{col} {order} LIMIT 2 OFFSET {skip}", extra)]
+            if descending:
+                got = got[::-1] if k + 1 < n else got[:1]
+            lo = got[0]
+            hi = got[1] if len(got) > 1 else lo
+            out.append(lo + (pos - k) * (hi - lo))
+        return out
+
+    def visit_sums(self) -> dict[str, Any]:
+        """Per node, from visit_fact's covering index in node order: visits with a time in node
+        (n_seconds), orders (first) with a confirmation / allocation time, and every sum."""
+        if self._visit_sums is None:
+            hint = " INDEXED BY ix_visit_fact_seconds" if self.sql.sqlite else ""
+            from ffctl.core.models import VISIT_SUMS
+
+            sums = ", ".join(f"SUM(v.{c}) AS {c}" for c in VISIT_SUMS)
+            self._visit_sums = {r.g: r for r in self.rows(
+                f"SELECT v.node AS g, COUNT(v.seconds) AS n_seconds, COUNT(v.conf) AS n_conf, "
+                f"COUNT(v.alloc) AS n_alloc, {sums} FROM visit_fact v{hint} WHERE {self.created_in('v')} "
+                "GROUP BY v.node")}
+        return self._visit_sums
+
+    def visit_times(self, col: str, count: str, unit_seconds: float = 1.0) -> dict[str, tuple[int, float, float]]:
+        """Per node: (n, p50, p90) of visit_fact's ``col`` (over index ix_visit_fact_<col>)."""
+        index = "ix_visit_fact_seconds" if col == "seconds" else f"ix_visit_fact_{col}"
+        out = {}
+        for node, r in self.visit_sums().items():
+            n = int(getattr(r, count) or 0)
+            if n:
+                p50, p90 = self.pick("visit_fact", index, col, "x.node = :g", {"g": node}, n)
+                out[node] = (n, p50 / unit_seconds, p90 / unit_seconds)
+        return out
+
     # -- order-level KPIs from order_fact --
     def order_kpis(self) -> tuple[dict, dict]:
         """(sums, times): per group the order count and counter sums; per time KPI and group
@@ -785,7 +918,24 @@ class _Report:
                 return self._grouped_pg()
             if _have_indexes(self.s, [self.cut.column]):
                 return self._grouped_sqlite()
+        # the node cut from visit_fact's first visits, when it copies every order counter
+        elif self.by == "node" and set(_COUNTERS) <= {*_VISIT_COUNTERS, "decided", "within"} and self.visits():
+            return self._by_node_visits()
         return self._generic()
+
+    def _by_node_visits(self) -> tuple[dict, dict]:
+        """The node cut over the orders that visited each node: their first visit's row carries
+        the order's facts. ``decided``/``within`` are the node's own visits (what the cut's SLA
+        attainment counts). The cut's cycle time is time in node (``time_in_node``)."""
+        sums, times = {}, {"conf": {}, "alloc": {}, "cycle": {}}
+        for node, r in self.visit_sums().items():
+            if not r.first:
+                continue
+            sums[node] = {"orders": int(r.first), **{c: int(getattr(r, c) or 0) for c in _COUNTERS}}
+        conf, alloc = self.visit_times("conf", "n_conf"), self.visit_times("alloc", "n_alloc")
+        times["conf"] = {g: v for g, v in conf.items() if g in sums}
+        times["alloc"] = {g: v for g, v in alloc.items() if g in sums}
+        return sums, times
 
     def _sums_of(self, rows) -> dict:
         return {self._key(r.g): {c: int(getattr(r, c) or 0) for c in ("orders", *_COUNTERS)} for r in rows}
@@ -820,24 +970,10 @@ class _Report:
                 if column is None:
                     where, extra = "1 = 1", {}
                 elif r.g is None:
-                    where, extra = f"f.{column} IS NULL", {}
+                    where, extra = f"x.{column} IS NULL", {}
                 else:
-                    where, extra = f"f.{column} = :g", {"g": r.g}
-                picks = []
-                for p in (0.5, 0.9):
-                    pos = p * (n - 1)
-                    k = int(pos)  # interpolate between the values of ranks k and k + 1 (0-based)
-                    # step to the rank from the nearer end of the group's range
-                    descending = k >= n // 2
-                    order, skip = ("DESC", max(n - 2 - k, 0)) if descending else ("ASC", k)
-                    got = [v for (v,) in self.rows(
-                        f"SELECT f.{t} FROM order_fact f INDEXED BY {_index_name(column, t)} WHERE {where} "
-                        f"AND f.{t} IS NOT NULL AND {self.frange} ORDER BY f.{t} {order} LIMIT 2 OFFSET {skip}", extra)]
-                    if descending:
-                        got = got[::-1] if k + 1 < n else got[:1]
-                    lo = got[0]
-                    hi = got[1] if len(got) > 1 else lo
-                    picks.append(lo + (pos - k) * (hi - lo))
+                    where, extra = f"x.{column} = :g", {"g": r.g}
+                picks = self.pick("order_fact", _index_name(column, t), t, where, extra, n)
                 times[t][self._key(r.g)] = (n, picks[0], picks[1])
         return self._sums_of(rows), times
 
@@ -869,6 +1005,8 @@ class _Report:
 
     def time_in_node(self, unit_seconds: float = 1.0) -> dict[str | None, tuple[int, float | None, float | None]]:
         """Per node: visits left (not skipped or cancelled) and p50/p90 of the time spent in it."""
+        if self.visits():
+            return self.visit_times("seconds", "n_seconds", unit_seconds)
         join, cond = self.in_period("t")
         values = (
             f"SELECT t.node AS g, {self.sql.seconds('t.entered_at', 't.completed_at')} / {unit_seconds} AS x "
@@ -896,7 +1034,11 @@ class _Report:
 
     def lateness(self) -> dict[str | None, tuple[int, float | None, float | None]]:
         """Per node: (breached visits, p50, p90 of their business seconds past the deadline), from
-        the task history."""
+        node_fact (every visit that can breach is there), or the task history."""
+        if self.visits():
+            visits = (f"SELECT nf.node AS g, nf.node AS node, nf.deadline AS a, COALESCE(nf.completed_at, :now) AS b "
+                      f"FROM node_fact nf WHERE {self._fact_breached()} AND {self.created_in('nf')}")
+            return self.percentiles(_BusinessTime(self.sql, self.cfg).values(visits))
         join, cond = self.in_period("t")
         stop = stopped_sql("t")
         visits = (f"SELECT t.node AS g, t.node AS node, t.deadline AS a, COALESCE({stop}, :now) AS b FROM task t{join} "
@@ -905,6 +1047,13 @@ class _Report:
 
     def node_stats(self) -> list[dict]:
         """Per node: decided, within SLA, breaches, auto actions, seconds over SLA, escalations, reminders."""
+        if self.visits():
+            late = {r["node"]: r for r in self.bottleneck_stats()}
+            return [{"node": node, "decided": int(r.decided or 0), "within": int(r.within or 0),
+                     "breaches": late.get(node, {}).get("breaches", 0), "auto_actions": int(r.auto or 0),
+                     "over_sla_seconds": late.get(node, {}).get("over_sla_seconds", 0.0),
+                     "escalations": int(r.escalations or 0), "reminders": int(r.reminders or 0)}
+                    for node, r in self.visit_sums().items()]
         join, cond = self.in_period("t")
         sql = (
             "SELECT t.node AS node, "
@@ -1004,15 +1153,17 @@ def bottleneck_row(stats: list[dict]) -> dict:
     return row
 
 
-def kpi_report(session: Session, cfg, *, now: datetime, period: Period = Period(), by: str | None = None) -> list[dict]:
+def kpi_report(session: Session, cfg, *, now: datetime, period: Period = Period(), by: str | None = None,
+               source: str = "auto") -> list[dict]:
     """``report kpi``: rows ``{kpi, group, baseline, actual, target, gap, count, p90, unit, met, node}``.
 
     KPI-major (every group of one KPI, then the next KPI), then one ``bottleneck`` row for the
     whole selection (group ``all``): ``node`` names it (null when nothing breached), ``actual``
     is its score (the mean of its share of breaches and of time over SLA), ``count`` its
     breaches, with ``breach_share`` and ``over_sla_share`` beside (``sla_report`` has its lateness).
+    ``source``: where the node cut's figures come from (``SOURCES``).
     """
-    rep = _Report(session, cfg, now=now, period=period, by=by)
+    rep = _Report(session, cfg, now=now, period=period, by=by, source=source)
     rep.check_facts()
     sums, facts_times = rep.order_kpis()
     times = {
@@ -1055,12 +1206,12 @@ def _node_order(cfg, names: Iterable[str]) -> list[str]:
     return sorted(set(names), key=lambda n: (known.index(n) if n in known else len(known), n))
 
 
-def sla_report(session: Session, cfg, *, now: datetime, period: Period = Period()) -> list[dict]:
+def sla_report(session: Session, cfg, *, now: datetime, period: Period = Period(), source: str = "auto") -> list[dict]:
     """``report sla``: per node, completed (decided) visits, within SLA, attainment, p50/p90 time
     in node (seconds, wall clock) against the SLA, breaches, their lateness (p50/p90 business
     seconds past the deadline), escalations, reminders, auto actions, and whether it is the
-    bottleneck."""
-    rep = _Report(session, cfg, now=now, period=period, by=None)
+    bottleneck. ``source``: visit facts or task history (``SOURCES``)."""
+    rep = _Report(session, cfg, now=now, period=period, by=None, source=source)
     stats = {r["node"]: r for r in rep.node_stats()}
     times = rep.time_in_node()
     late = rep.lateness()
@@ -1098,9 +1249,14 @@ def sla_report(session: Session, cfg, *, now: datetime, period: Period = Period(
 
 # --- dashboard series ------------------------------------------------------------------------
 
-def breaches_by_owner(session: Session, cfg, *, now: datetime, period: Period = Period()) -> list[dict]:
+def breaches_by_owner(session: Session, cfg, *, now: datetime, period: Period = Period(),
+                      source: str = "auto") -> list[dict]:
     """Breached node visits per owner role (auto nodes without an owner show as null)."""
-    rep = _Report(session, cfg, now=now, period=period, by=None)
+    rep = _Report(session, cfg, now=now, period=period, by=None, source=source)
+    if rep.visits():
+        sql = (f"SELECT nf.owner AS owner, COUNT(*) AS breaches FROM node_fact nf WHERE {rep._fact_breached()} "
+               f"AND {rep.created_in('nf')} GROUP BY nf.owner ORDER BY 2 DESC, 1")
+        return [{"owner": r.owner, "breaches": int(r.breaches)} for r in rep.rows(sql)]
     join, cond = rep.in_period("t")
     sql = (
         f"SELECT t.owner AS owner, COUNT(*) AS breaches FROM task t{join} "
@@ -1124,17 +1280,31 @@ def nice_step(span: float, buckets: int = 12) -> float:
 
 
 def cycle_time_histogram(session: Session, cfg, *, now: datetime, period: Period = Period(),
-                         at_least: float | None = None) -> dict:
+                         at_least: float | None = None, source: str = "auto") -> dict:
     """Shipped orders by cycle time (hours) in round buckets up to about the p95, or to ``at_least``
     hours when that is further (so a target's mark lands on the axis); the last bucket holds
-    everything longer. ``{step, buckets: [{start, end, count}], overflow_from}``."""
-    rep = _Report(session, cfg, now=now, period=period, by=None)
-    hours = rep.sql.seconds("o.created_at", "o.shipped_at") + " / 3600.0"
-    values = f"SELECT '{ALL}' AS g, {hours} AS x FROM orders o WHERE o.shipped_at IS NOT NULL AND {rep.created_in('o')}"
-    stats = rep.rows(rep.sql.percentiles(values, (0.95,)))
-    if not stats or stats[0].n == 0:
-        return {"step": None, "buckets": [], "overflow_from": None}
-    span = max(float(stats[0].p95 or 0.0), float(at_least or 0.0), 0.0)
+    everything longer. ``{step, buckets: [{start, end, count}], overflow_from}``. From order_fact's
+    cycle times (the same expression) when the facts are current, else from the orders."""
+    rep = _Report(session, cfg, now=now, period=period, by=None, source=source)
+    cycle_index = _index_name(None, "cycle")
+    if rep.visits():
+        hint = f" INDEXED BY {cycle_index}" if rep.sql.sqlite and _have_indexes(session, [None]) else ""
+        values = f"SELECT '{ALL}' AS g, f.cycle AS x FROM order_fact f{hint} WHERE f.cycle IS NOT NULL AND {rep.frange}"
+        n = rep.rows(f"SELECT COUNT(f.cycle) AS n FROM order_fact f{hint} WHERE {rep.frange}")[0].n
+        if not n:
+            return {"step": None, "buckets": [], "overflow_from": None}
+        if hint or not rep.sql.sqlite:
+            (p95,) = rep.pick("order_fact", cycle_index, "cycle", "1 = 1", {}, int(n), (0.95,))
+        else:
+            p95 = rep.rows(rep.sql.percentiles(values, (0.95,)))[0].p95
+    else:
+        hours = rep.sql.seconds("o.created_at", "o.shipped_at") + " / 3600.0"
+        values = f"SELECT '{ALL}' AS g, {hours} AS x FROM orders o WHERE o.shipped_at IS NOT NULL AND {rep.created_in('o')}"
+        stats = rep.rows(rep.sql.percentiles(values, (0.95,)))
+        if not stats or stats[0].n == 0:
+            return {"step": None, "buckets": [], "overflow_from": None}
+        p95 = stats[0].p95
+    span = max(float(p95 or 0.0), float(at_least or 0.0), 0.0)
     step = nice_step(span)
     last = max(int(span // step), 0) + 1  # buckets 0..last-1, then last = overflow
     sql = (

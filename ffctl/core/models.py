@@ -456,6 +456,47 @@ class NodeFact(SQLModel, table=True):
     breached: int = 0  # 1: its clock stopped past the deadline (a running visit's depends on the clock)
     deadline: Optional[datetime] = _utc(default=None)
     completed_at: Optional[datetime] = _utc(default=None)  # when its clock stopped (held or closed); NULL: running
+    owner: Optional[str] = None  # the visit's owner role (breaches per owner)
+
+
+#: visit_fact's per-node sums, read in node order off its covering index (no sort of every visit)
+VISIT_SUMS = ("decided", "within", "auto", "first", "escalations", "reminders",
+              "shipped", "on_time", "delivered", "perfect", "picked", "picked_right")
+
+
+class VisitFact(SQLModel, table=True):
+    """One row per node visit that was not skipped, with what ``report sla`` and ``report kpi
+    --by node`` need, so they read narrow rows through indexes by (node, time) instead of sorting
+    the task history. ``first`` marks an order's first visit of a node: that row also carries the
+    order's own facts (copied from ``order_fact``) and the node's escalations and reminders for the
+    order, so the node cut counts each order once. Kept by ``kpi.refresh_facts`` like order_fact."""
+
+    __tablename__ = "visit_fact"
+    __table_args__ = (
+        sa.Index("ix_visit_fact_order", "order_id"),
+        sa.Index("ix_visit_fact_seconds", "node", "seconds", "created_at", *VISIT_SUMS, "conf", "alloc"),
+        sa.Index("ix_visit_fact_conf", "node", "conf", "created_at"),
+        sa.Index("ix_visit_fact_alloc", "node", "alloc", "created_at"),
+    )
+    task_id: int = Field(primary_key=True)
+    order_id: str
+    node: str
+    created_at: datetime = _utc()  # the order's, for the report's period
+    seconds: Optional[float] = None  # time in node (entered -> left); NULL: not left, or cancelled
+    decided: int = 0  # closed by a decision (completed, approved, rejected)
+    within: int = 0  # ... and not breached
+    auto: int = 0  # auto_approved or auto_rejected
+    first: int = 0  # the order's first visit of this node; the columns below are set only there
+    escalations: int = 0
+    reminders: int = 0
+    conf: Optional[float] = None
+    alloc: Optional[float] = None
+    shipped: int = 0
+    on_time: int = 0
+    delivered: int = 0
+    perfect: int = 0
+    picked: int = 0
+    picked_right: int = 0
 
 
 class FactCustomer(SQLModel, table=True):

@@ -6,13 +6,13 @@
   clock is a range of it (tasks entered later are not in it), and node-only lookups still use it.
 
 Revision ID: 0008
-Revises: 0005 (until 0007 lands; the lead renumbers)
+Revises: 0007 (0005 until 0007 landed; the lead renumbers)
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
