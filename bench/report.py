@@ -274,7 +274,47 @@ def time_cli(url: str, runs: int) -> float:
     return statistics.median(times)
 
 
-def bench(backend: str, n: int, runs: int, analyze: bool, keep: bool = False) -> dict:
+#: Every report command, as users run them (``report kpi`` with each ``--by``, ``report sla``, the dashboard).
+COMMANDS = [["report", "kpi"], *(["report", "kpi", "--by", by] for by in
+                                 ("region", "channel", "team", "customer", "week", "node", "product", "category")),
+            ["report", "sla"], ["report", "dashboard", "--out", "-"]]
+
+
+def time_commands(url: str, commands: list[list[str]] = COMMANDS) -> dict[str, float]:
+    """Each report command as a whole process, once, with the facts current (the first timed call
+    of each cut builds its indexes on SQLite: it is run once untimed before)."""
+    exe = shutil.which("ffctl", path=str(Path(sys.executable).parent)) or shutil.which("ffctl")
+    env = dict(os.environ, FFCTL_CONFIG=str(CONFIG), FFCTL_DB=url, FFCTL_NOW=NOW.isoformat())
+    out = {}
+    for args in commands:
+        fmt = [] if "dashboard" in args else ["--format", "json"]
+        subprocess.run([exe, *args, *fmt], env=env, check=True, capture_output=True)
+        start = time.perf_counter()
+        subprocess.run([exe, *args, *fmt], env=env, check=True, capture_output=True)
+        out[" ".join(a for a in args if a not in ("--out", "-"))] = time.perf_counter() - start
+    return out
+
+
+def time_change_all(store, url: str, cfg, changed: int) -> dict[str, float]:
+    """``changed`` more orders get an audit event, then each command's refresh + report, as a process."""
+    out = {}
+    for args in COMMANDS:
+        step = max(1, store_orders(store) // changed)
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO event (at, wall_at, actor, event, order_id) SELECT created_at, created_at, 'bench', "
+                f"'updated', order_id FROM (SELECT order_id, created_at, ROW_NUMBER() OVER (ORDER BY order_id) AS rn "
+                f"FROM orders) o WHERE MOD(rn, {step}) = 0")
+        exe = shutil.which("ffctl", path=str(Path(sys.executable).parent)) or shutil.which("ffctl")
+        env = dict(os.environ, FFCTL_CONFIG=str(CONFIG), FFCTL_DB=url, FFCTL_NOW=NOW.isoformat())
+        fmt = [] if "dashboard" in args else ["--format", "json"]
+        start = time.perf_counter()
+        subprocess.run([exe, *args, *fmt], env=env, check=True, capture_output=True)
+        out[" ".join(a for a in args if a not in ("--out", "-"))] = time.perf_counter() - start
+    return out
+
+
+def bench(backend: str, n: int, runs: int, analyze: bool, keep: bool = False, commands: bool = False) -> dict:
     from ffctl.core.config import load_config
     from ffctl.core.store import Store
 
@@ -311,11 +351,14 @@ def bench(backend: str, n: int, runs: int, analyze: bool, keep: bool = False) ->
         cli_seconds = time_cli(url, max(1, runs // 2))
         changed = max(1, n // 100)
         change_seconds, refreshed = time_changes(store, cfg, changed)
+        every = time_commands(url) if commands else {}
+        every_changed = time_change_all(store, url, cfg, changed) if commands else {}
         size = (tmp / "bench.db").stat().st_size if store.is_sqlite else None
         return {"backend": backend, "orders": n, "build": build_seconds, "timings": timings, "counts": counts,
                 "count": count_seconds, "report": report_seconds, "cli": cli_seconds, "rows": rows,
                 "size": size, "analyze": analyze or not store.is_sqlite, "catch_up": catch_up,
-                "caught": caught, "change": change_seconds, "refreshed": refreshed}
+                "caught": caught, "change": change_seconds, "refreshed": refreshed, "every": every,
+                "every_changed": every_changed}
     finally:
         store.dispose()
         if pg_name and keep:
@@ -346,6 +389,8 @@ def describe(r: dict) -> str:
         f"  ratio report / count(*)                  {r['report'] / r['count']:6.1f}x\n"
         f"  e.g. on_time_shipping {on_time['group']}: {on_time['actual']} of {on_time['count']:,}; "
         f"bottleneck {bottleneck['group']}: {bottleneck['node']}"
+        + "".join(f"\n  ffctl {cmd:<34} {t:6.2f} s (ratio {t / r['count']:5.1f}x); after 1% changed "
+                  f"{r['every_changed'].get(cmd, float('nan')):6.2f} s" for cmd, t in r["every"].items())
     )
 
 
@@ -404,11 +449,33 @@ def main() -> None:
     parser.add_argument("--analyze", action="store_true", help="run ANALYZE on SQLite too (ffctl never does)")
     parser.add_argument("--keep", action="store_true", help="keep the store for profiling (prints its URL)")
     parser.add_argument("--record", action="store_true", help="write the figures to docs/performance.md")
+    parser.add_argument("--every", action="store_true",
+                        help="also time every report command as a process, and each after 1%% more orders changed")
+    parser.add_argument("--store", help="time the commands over this kept store (a URL) instead of building one")
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     results = []
+    if args.store:  # a kept store (from --keep): the commands only
+        from ffctl.core.config import load_config
+        from ffctl.core.kpi import refresh_facts
+        from ffctl.core.store import Store
+
+        store, cfg = Store(args.store), load_config(CONFIG)
+        store.upgrade()
+        start = time.perf_counter()
+        print("refresh:", refresh_facts(store, cfg, cuts=(None, "week"), now=NOW), f"{time.perf_counter() - start:.2f} s",
+              flush=True)
+        count_all(store.engine)
+        count_seconds, _ = count_all(store.engine)
+        print(f"SELECT count(*) over the {len(TABLES)} tables {count_seconds:.2f} s; load {os.getloadavg()[0]:.1f}",
+              flush=True)
+        for cmd, t in time_commands(args.store).items():
+            print(f"  ffctl {cmd:<34} {t:6.2f} s (ratio {t / count_seconds:5.1f}x)", flush=True)
+        for cmd, t in time_change_all(store, args.store, cfg, store_orders(store) // 100).items():
+            print(f"  after 1% changed: ffctl {cmd:<34} {t:6.2f} s", flush=True)
+        return
     for backend in backends:
-        r = bench(backend, args.orders, args.runs, args.analyze, args.keep)
+        r = bench(backend, args.orders, args.runs, args.analyze, args.keep, args.every)
         print(describe(r), flush=True)
         results.append(r)
     if args.record:
