@@ -888,7 +888,7 @@ class _Report:
         """Per node, from visit_fact's covering index in node order: visits with a time in node
         (n_seconds), orders (first) with a confirmation / allocation time, and every sum."""
         if self._visit_sums is None:
-            hint = " INDEXED BY ix_visit_fact_seconds" if self.sql.sqlite else ""
+            hint = " INDEXED BY ix_visit_fact_sums" if self.sql.sqlite else ""
             from ffctl.core.models import VISIT_SUMS
 
             sums = ", ".join(f"SUM(v.{c}) AS {c}" for c in VISIT_SUMS)
@@ -900,7 +900,7 @@ class _Report:
 
     def visit_times(self, col: str, count: str, unit_seconds: float = 1.0) -> dict[str, tuple[int, float, float]]:
         """Per node: (n, p50, p90) of visit_fact's ``col`` (over index ix_visit_fact_<col>)."""
-        index = "ix_visit_fact_seconds" if col == "seconds" else f"ix_visit_fact_{col}"
+        index = f"ix_visit_fact_{col}"
         out = {}
         for node, r in self.visit_sums().items():
             n = int(getattr(r, count) or 0)

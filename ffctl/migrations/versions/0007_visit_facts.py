@@ -34,7 +34,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("task_id"),
     )
     op.create_index("ix_visit_fact_order", "visit_fact", ["order_id"], unique=False)
-    op.create_index("ix_visit_fact_seconds", "visit_fact", ["node", "seconds", "created_at", *_SUMS, "conf", "alloc"], unique=False)
+    op.create_index("ix_visit_fact_seconds", "visit_fact", ["node", "seconds", "created_at"], unique=False)
+    op.create_index("ix_visit_fact_sums", "visit_fact", ["node", "created_at", "seconds", "conf", "alloc", *_SUMS],
+                    unique=False)
     op.create_index("ix_visit_fact_conf", "visit_fact", ["node", "conf", "created_at"], unique=False)
     op.create_index("ix_visit_fact_alloc", "visit_fact", ["node", "alloc", "created_at"], unique=False)
     with op.batch_alter_table("node_fact") as batch_op:
@@ -48,6 +50,7 @@ def downgrade() -> None:
         batch_op.drop_column("owner")
     op.drop_index("ix_visit_fact_alloc", table_name="visit_fact")
     op.drop_index("ix_visit_fact_conf", table_name="visit_fact")
+    op.drop_index("ix_visit_fact_sums", table_name="visit_fact")
     op.drop_index("ix_visit_fact_seconds", table_name="visit_fact")
     op.drop_index("ix_visit_fact_order", table_name="visit_fact")
     op.drop_table("visit_fact")
