@@ -295,10 +295,10 @@ def time_commands(url: str, commands: list[list[str]] = COMMANDS) -> dict[str, f
     return out
 
 
-def time_change_all(store, url: str, cfg, changed: int) -> dict[str, float]:
+def time_change_all(store, url: str, cfg, changed: int, commands: list[list[str]] = COMMANDS) -> dict[str, float]:
     """``changed`` more orders get an audit event, then each command's refresh + report, as a process."""
     out = {}
-    for args in COMMANDS:
+    for args in commands:
         step = max(1, store_orders(store) // changed)
         with store.engine.begin() as conn:
             conn.exec_driver_sql(
@@ -452,6 +452,7 @@ def main() -> None:
     parser.add_argument("--every", action="store_true",
                         help="also time every report command as a process, and each after 1%% more orders changed")
     parser.add_argument("--store", help="time the commands over this kept store (a URL) instead of building one")
+    parser.add_argument("--only", nargs="*", help="with --store: only the commands whose words contain one of these")
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     results = []
@@ -469,9 +470,11 @@ def main() -> None:
         count_seconds, _ = count_all(store.engine)
         print(f"SELECT count(*) over the {len(TABLES)} tables {count_seconds:.2f} s; load {os.getloadavg()[0]:.1f}",
               flush=True)
-        for cmd, t in time_commands(args.store).items():
-            print(f"  ffctl {cmd:<34} {t:6.2f} s (ratio {t / count_seconds:5.1f}x)", flush=True)
-        for cmd, t in time_change_all(store, args.store, cfg, store_orders(store) // 100).items():
+        chosen = [c for c in COMMANDS if not args.only or any(w in " ".join(c) for w in args.only)]
+        for cmd in chosen:
+            for name, t in time_commands(args.store, [cmd]).items():
+                print(f"  ffctl {name:<34} {t:6.2f} s (ratio {t / count_seconds:5.1f}x)", flush=True)
+        for cmd, t in time_change_all(store, args.store, cfg, store_orders(store) // 100, chosen).items():
             print(f"  after 1% changed: ffctl {cmd:<34} {t:6.2f} s", flush=True)
         return
     for backend in backends:

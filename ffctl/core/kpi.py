@@ -712,9 +712,8 @@ _VISIT_COUNTERS = ("shipped", "on_time", "delivered", "perfect", "picked", "pick
 
 
 def _visit_facts_sql(sql: "_Sql", cfg, *, scoped: bool) -> list[str]:
-    """INSERT ... SELECTs of one visit_fact row per node visit that was not skipped (``scoped``:
-    the orders in fact_dirty), after their order_fact rows are written (they copy from them):
-    the first visits of each (order, node), then the others.
+    """INSERT ... SELECT of one visit_fact row per node visit that was not skipped (``scoped``:
+    the orders in fact_dirty), after their order_fact rows are written (it copies from them).
 
     What each column counts is what the task-history paths count (``_Report``'s generic paths;
     tests/test_kpi_visits.py compares them): time in node over visits that were left and not
@@ -724,26 +723,27 @@ def _visit_facts_sql(sql: "_Sql", cfg, *, scoped: bool) -> list[str]:
     events = ("SELECT e.order_id, e.node, SUM(CASE WHEN e.event = 'escalated' THEN 1 ELSE 0 END) AS escalations, "
               "SUM(CASE WHEN e.event = 'reminded' THEN 1 ELSE 0 END) AS reminders FROM event e "
               f"WHERE e.event IN ('escalated', 'reminded') AND e.node IS NOT NULL{scope('e')} GROUP BY e.order_id, e.node")
-    # a lookup by ix_task_order per visit (an order has a handful): no sort or join of every visit
-    earlier = ("EXISTS (SELECT 1 FROM task ft WHERE ft.order_id = t.order_id AND ft.node = t.node "
-               "AND ft.status <> 'skipped' AND ft.id < t.id)")
+    # the visit's rank among its order's visits of the node, over the scoped orders' tasks only (an
+    # EXISTS for earlier visits became a merge join over every task on PostgreSQL)
+    visits = ("SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.order_id, t.node ORDER BY t.id) AS rn "
+              f"FROM task t WHERE t.status <> 'skipped'{scope('t')}")
+
+    def first(value: str, otherwise: str = "0") -> str:
+        return f"CASE WHEN t.rn = 1 THEN {value} ELSE {otherwise} END"
+
     columns = ("task_id, order_id, node, created_at, seconds, decided, within, auto, first, escalations, reminders, "
                f"conf, alloc, {', '.join(_VISIT_COUNTERS)}")
-    visit = (
-        f"t.id, t.order_id, t.node, f.created_at, CASE WHEN t.completed_at IS NOT NULL AND t.status <> 'cancelled' "
+    return [
+        f"INSERT INTO visit_fact ({columns}) SELECT t.id, t.order_id, t.node, f.created_at, "
+        f"CASE WHEN t.completed_at IS NOT NULL AND t.status <> 'cancelled' "
         f"THEN {sql.seconds('t.entered_at', 't.completed_at')} END, "
         f"CASE WHEN t.outcome IN {_in(DECIDED)} THEN 1 ELSE 0 END, "
         f"CASE WHEN t.outcome IN {_in(DECIDED)} AND NOT {breached_sql('t', now=_STOPPED)} THEN 1 ELSE 0 END, "
-        f"CASE WHEN t.outcome IN {_in(AUTO_ACTIONS)} THEN 1 ELSE 0 END"
-    )
-    source = "FROM task t JOIN order_fact f ON f.order_id = t.order_id"
-    where = f"WHERE t.status <> 'skipped'{scope('t')}"
-    return [
-        f"INSERT INTO visit_fact ({columns}) SELECT {visit}, 1, COALESCE(ev.escalations, 0), "
-        f"COALESCE(ev.reminders, 0), f.conf, f.alloc, {', '.join(f'f.{c}' for c in _VISIT_COUNTERS)} {source} "
-        f"LEFT JOIN ({events}) ev ON ev.order_id = t.order_id AND ev.node = t.node {where} AND NOT {earlier}",
-        f"INSERT INTO visit_fact ({columns}) SELECT {visit}, 0, 0, 0, NULL, NULL, "
-        f"{', '.join('0' for _ in _VISIT_COUNTERS)} {source} {where} AND {earlier}",
+        f"CASE WHEN t.outcome IN {_in(AUTO_ACTIONS)} THEN 1 ELSE 0 END, {first('1')}, "
+        f"{first('COALESCE(ev.escalations, 0)')}, {first('COALESCE(ev.reminders, 0)')}, "
+        f"{first('f.conf', 'NULL')}, {first('f.alloc', 'NULL')}, {', '.join(first(f'f.{c}') for c in _VISIT_COUNTERS)} "
+        f"FROM ({visits}) t JOIN order_fact f ON f.order_id = t.order_id "
+        f"LEFT JOIN ({events}) ev ON ev.order_id = t.order_id AND ev.node = t.node"
     ]
 
 
