@@ -490,7 +490,7 @@ def test_shipments_and_deliveries(quick):
            "O4,2026/11/25 12:00,SF,,,\n")  # after it was created (10:00): a timeline never runs backwards
     r = run(ws, "shipments", ws.write("bad.csv", bad))
     assert r.exit_code == 1
-    assert "line 4: qty '': missing: a picked line needs line_no, sku and qty" in r.stderr
+    assert "line 4: qty '': missing: how many units of the line left in this shipment" in r.stderr
     assert "nothing imported" in r.stderr
     r = run(ws, "shipments", ws.path / "bad.csv", "--on-error", "skip")
     assert r.exit_code == 1

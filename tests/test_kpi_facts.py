@@ -26,7 +26,7 @@ def facts(store):
 
 
 def test_every_write_path_reaches_the_facts(store, example_config):
-    from ffctl.core import kpi, orders, sla, stock, workflow
+    from ffctl.core import kpi, orders, shipping, sla, stock, workflow
 
     cfg = example_config
     modes = []
@@ -48,8 +48,10 @@ def test_every_write_path_reaches_the_facts(store, example_config):
         lambda s, at: workflow.release(s, cfg, "O2", at=at, actor="frank"),
         lambda s, at: workflow.reject(s, cfg, "O4", at=at, actor="frank", reason="wrong bin"),
         lambda s, at: workflow.complete(s, cfg, "O1", at=at, actor="frank", node="pack_check"),
-        lambda s, at: stock.ship(s, cfg, "O1", at=at, actor="frank", carrier="SF", tracking="T1",
-                                 picks=[(1, "A", 1)]),
+        lambda s, at: shipping.ship(s, cfg, "O1", at=at, actor="frank", carrier="SF", tracking="T1",
+                                    picks=[(1, "A", 1)]),  # a partial shipment: the order stays at dispatch
+        lambda s, at: shipping.ship(s, cfg, "O1", at=at, actor="frank", carrier="SF", tracking="T2",
+                                    picks=[(1, "A", 1)]),  # the rest: shipped in full
         lambda s, at: stock.deliver(s, cfg, "O1", at=at, actor="frank", issue="short"),
         lambda s, at: orders.cancel_order(s, cfg, "O5", at=at, actor="admin", reason="duplicate"),
         lambda s, at: s.execute(sa.text("UPDATE customer SET region = '华南' WHERE customer = 'C1'")),
@@ -69,7 +71,7 @@ def test_every_write_path_reaches_the_facts(store, example_config):
         assert s.execute(sa.text("SELECT COUNT(*) FROM node_fact WHERE breached = 1")).scalar_one() > 0
         assert s.execute(sa.text("SELECT region FROM order_fact WHERE order_id = 'O1'")).scalar_one() == "华南"
         assert s.execute(sa.text("SELECT shipped, delivered, picked, perfect FROM order_fact "
-                                 "WHERE order_id = 'O1'")).one() == (1, 1, 1, 0)
+                                 "WHERE order_id = 'O1'")).one() == (1, 1, 2, 0)
         # O1's visits: one row each, the first of each node carrying the order's facts
         assert s.execute(sa.text("SELECT COUNT(*), SUM(first), SUM(shipped), SUM(decided) FROM visit_fact "
                                  "WHERE order_id = 'O1'")).one() == (5, 5, 5, 5)

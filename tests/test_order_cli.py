@@ -128,8 +128,9 @@ def test_show_json_shape(ws):
         "AT-RISK", "open", "standard", "credit_review", "C-WEST")
     assert (o["state"], o["seconds_left"], o["deadline"]) == ("at_risk", 300, "2026-11-23T09:30:00+08:00")
     assert o["owner"] == "finance_reviewer" and o["assignees"] == ["finance_reviewer"]
-    assert o["lines"] == [{"line_no": 1, "sku": "STD-1", "qty": 2, "allocated": 0, "backordered": 0,
-                           "atp_date": None, "atp_note": None}]
+    assert o["lines"] == [{"line_no": 1, "sku": "STD-1", "qty": 2, "allocated": 0, "shipped": 0, "cancelled": 0,
+                           "backordered": 0, "atp_date": None, "atp_note": None}]
+    assert o["shipments"] == []
     assert [e["event"] for e in o["timeline"]] == ["created", "entered"]
     assert set(o["timeline"][0]) == {"at", "event", "node", "actor", "detail"}
     assert o["timeline"][1]["at"] == "2026-11-23T09:00:00+08:00"
@@ -162,7 +163,7 @@ def test_show_backorder_with_its_atp_date(ws):
     r = ws.run("order", "show", "ALLOC", "-f", "json", now=NOW)
     o = json.loads(r.stdout)
     assert o["node"] == "allocation"
-    assert o["lines"][0] == {"line_no": 1, "sku": "STD-1", "qty": 2, "allocated": 1, "backordered": 1,
+    assert o["lines"][0] == {"line_no": 1, "sku": "STD-1", "qty": 2, "allocated": 1, "shipped": 0, "cancelled": 0, "backordered": 1,
                                   "atp_date": "2026-11-30", "atp_note": None}
     r = ws.run("order", "show", "ALLOC", "-f", "table", now=NOW)
     assert "2026-11-30" in r.stdout

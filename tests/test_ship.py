@@ -32,7 +32,7 @@ def order_row(session, order_id):
 
 
 def test_ship_consumes_reservations_and_completes_dispatch(store, example_config):
-    from ffctl.core import stock
+    from ffctl.core import shipping
 
     cfg = example_config
     at = NOW + timedelta(hours=3)
@@ -41,8 +41,8 @@ def test_ship_consumes_reservations_and_completes_dispatch(store, example_config
         sd.add_orders(s, cfg, [("O1", 0, [("A", 7), ("B", 1)])])
         to_dispatch(s, cfg, ["O1"])
         assert order_row(s, "O1")["node"] == "dispatch"
-        assert stock.ship(s, cfg, "O1", at=at, actor="frank", carrier="SF", tracking="T1",
-                          picks=[(1, "A", 7), (2, "B", 1)]) is True
+        assert shipping.ship(s, cfg, "O1", at=at, actor="frank", carrier="SF", tracking="T1",
+                          picks=[(1, "A", 7), (2, "B", 1)])["complete"] is True
     with store.session() as s:
         o = order_row(s, "O1")
         assert (o["status"], o["node"], o["carrier"], o["tracking"], o["shipped_at"]) == ("shipped", None, "SF", "T1", at)
@@ -52,35 +52,36 @@ def test_ship_consumes_reservations_and_completes_dispatch(store, example_config
         assert s.execute(sa.text("SELECT count(*) FROM allocation")).scalar() == 0
         moves = s.execute(sa.text("SELECT sku, warehouse, delta, ref FROM stock_move WHERE kind = 'ship' "
                                   "ORDER BY sku, warehouse")).all()
-        assert [tuple(m) for m in moves] == [("A", "WH1", -5, "O1"), ("A", "WH2", -2, "O1"), ("B", "WH1", -1, "O1")]
+        assert [tuple(m) for m in moves] == [("A", "WH1", -5, "O1/1"), ("A", "WH2", -2, "O1/1"), ("B", "WH1", -1, "O1/1")]
         assert s.execute(sa.text("SELECT count(*) FROM pick_line WHERE order_id = 'O1'")).scalar() == 2
         assert s.execute(sa.text("SELECT status, node FROM task WHERE order_id = 'O1' AND node = 'dispatch'")).one() \
             == ("done", "dispatch")
-        assert sd.events(s, "shipped")[0].detail == "carrier SF, tracking T1, 8 units from reservations"
-        assert s.execute(sa.text("SELECT shipped_at FROM shipment WHERE order_id = 'O1'")).scalar() is not None
+        assert sd.events(s, "shipped")[0].detail == ("shipment O1/1; L1 A 7, L2 B 1; carrier SF; tracking T1; "
+                                                     "8 units from reservations")
+        assert s.execute(sa.text("SELECT shipment_id FROM shipment WHERE order_id = 'O1'")).scalar() == "O1/1"
         sd.check_invariants(s)
 
 
 def test_ship_is_idempotent_with_the_same_data_and_refuses_otherwise(store, example_config):
-    from ffctl.core import stock
+    from ffctl.core import shipping
 
     cfg = example_config
     with store.session(write=True) as s:
         sd.seed(s, products=["A"], stock=[("A", "WH1", 5)])
         sd.add_orders(s, cfg, [("O1", 0, [("A", 1)])])
         to_dispatch(s, cfg, ["O1"])
-        assert stock.ship(s, cfg, "O1", at=NOW, actor="import", carrier="SF") is True
-        assert stock.ship(s, cfg, "O1", at=NOW, actor="import", carrier="SF") is False
-        assert stock.ship(s, cfg, "O1", at=NOW, actor="import") is False
+        assert shipping.ship(s, cfg, "O1", at=NOW, actor="import", carrier="SF") is not None
+        assert shipping.ship(s, cfg, "O1", at=NOW, actor="import", carrier="SF") is None
+        assert shipping.ship(s, cfg, "O1", at=NOW, actor="import") is None
         with pytest.raises(Conflict, match="already shipped"):
-            stock.ship(s, cfg, "O1", at=NOW + timedelta(hours=1), actor="import")
+            shipping.ship(s, cfg, "O1", at=NOW + timedelta(hours=1), actor="import")
         with pytest.raises(Conflict, match="already shipped"):
-            stock.ship(s, cfg, "O1", at=NOW, actor="import", carrier="EMS")
+            shipping.ship(s, cfg, "O1", at=NOW, actor="import", carrier="EMS")
         assert len(sd.events(s, "shipped")) == 1
 
 
 def test_ship_refusals(store, example_config):
-    from ffctl.core import stock, workflow
+    from ffctl.core import shipping, stock, workflow
 
     cfg = example_config
     with store.session(write=True) as s:
@@ -100,19 +101,19 @@ def test_ship_refusals(store, example_config):
     for oid, error, text in cases:
         with pytest.raises(error, match=text):
             with store.session(write=True) as s:
-                stock.ship(s, cfg, oid, at=NOW, actor="frank")
+                shipping.ship(s, cfg, oid, at=NOW, actor="frank")
     with store.session(write=True) as s:
         for node in ("wave_pick", "pack_check"):
             workflow.complete(s, cfg, "O1", at=NOW, actor="frank", node=node)
         with pytest.raises(PermissionDenied, match="oscar may not ship order O1"):
-            stock.ship(s, cfg, "O1", at=NOW, actor="oscar", manual=True)
+            shipping.ship(s, cfg, "O1", at=NOW, actor="oscar", manual=True)
     with store.session() as s:
         assert order_row(s, "O1")["status"] == "open"
         sd.check_invariants(s)
 
 
 def test_deliver(store, example_config):
-    from ffctl.core import stock
+    from ffctl.core import shipping, stock
 
     cfg = example_config
     with store.session(write=True) as s:
@@ -121,7 +122,7 @@ def test_deliver(store, example_config):
         to_dispatch(s, cfg, ["O1"])
         with pytest.raises(Conflict, match="has not shipped"):
             stock.deliver(s, cfg, "O1", at=NOW, actor="frank")
-        stock.ship(s, cfg, "O1", at=NOW + timedelta(hours=1), actor="frank")
+        shipping.ship(s, cfg, "O1", at=NOW + timedelta(hours=1), actor="frank")
         with pytest.raises(Conflict, match=r"earlier than its latest event \(shipped at"):
             stock.deliver(s, cfg, "O1", at=NOW, actor="frank")
         with pytest.raises(UsageError, match="unknown delivery issue"):
@@ -163,7 +164,7 @@ def test_cli_ship_and_deliver(cli):
     now = "2026-11-02T14:00:00+08:00"
     r = cli.run("ship", "O1", "--carrier", "SF", "--tracking", "SF123", now=now, user="frank")
     assert r.exit_code == 0, r.output
-    assert "O1: shipped (SF, tracking SF123)" in r.stderr and r.stdout == ""
+    assert "O1: shipped (SF, tracking SF123): 2 units in shipment O1/1." in r.stderr and r.stdout == ""
     r = cli.run("ship", "O1", "--carrier", "SF", "--tracking", "SF123", now=now, user="frank")
     assert r.exit_code == 0 and "already recorded" in r.stderr
     r = cli.run("ship", "O2", now=now, user="frank")

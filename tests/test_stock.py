@@ -80,13 +80,15 @@ def check_invariants(session):
         "AND s.warehouse = a.warehouse WHERE s.id IS NULL")).all()
     assert not orphans
     by_line = session.execute(sa.text(
-        "SELECT l.order_id, l.line_no, l.allocated, COALESCE(SUM(a.qty), 0) FROM order_line l "
+        "SELECT l.order_id, l.line_no, l.allocated - l.shipped, COALESCE(SUM(a.qty), 0) FROM order_line l "
         "JOIN orders o ON o.order_id = l.order_id LEFT JOIN allocation a ON a.line_id = l.id "
         "WHERE o.status IN ('open', 'on_hold', 'cancelled') "
-        "GROUP BY l.id, l.order_id, l.line_no, l.allocated HAVING l.allocated <> COALESCE(SUM(a.qty), 0)"
+        "GROUP BY l.id, l.order_id, l.line_no, l.allocated, l.shipped "
+        "HAVING l.allocated - l.shipped <> COALESCE(SUM(a.qty), 0)"
     )).all()
     assert not by_line, f"order_line.allocated differs from its reservations: {by_line}"
-    over = session.execute(sa.text("SELECT id FROM order_line WHERE allocated > qty")).all()
+    over = session.execute(sa.text("SELECT id FROM order_line WHERE allocated + cancelled > qty "
+                                   "OR shipped > allocated")).all()
     assert not over
 
 

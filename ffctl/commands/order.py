@@ -239,13 +239,34 @@ def cancel(
     ctx: typer.Context,
     order_id: str = typer.Argument(..., help="The order id."),
     reason: str = typer.Option(..., "--reason", help="Why the order is cancelled (recorded in its timeline)."),
+    line: Optional[list[str]] = typer.Option(
+        None, "--line", metavar="LINE_NO[:QTY]",
+        help="Cancel only what is left of order line LINE_NO (QTY of its units; repeatable).",
+    ),
 ) -> None:
-    """Cancel an order: its reservations are released and its open tasks closed."""
+    """Cancel an order (its reservations are released and its open tasks closed), or with --line
+    what is left of some of its lines."""
     from ffctl.commands._output import message
-    from ffctl.core.orders import cancel_order
 
     st = AppState.of(ctx)
     cfg = st.config()
+    if line:
+        from ffctl.core.shipping import cancel_lines, parse_line_spec
+
+        specs = [parse_line_spec(x, qty_optional=True) for x in line]
+        with st.store().session(write=True) as s:
+            result = cancel_lines(s, cfg, order_id, specs, at=st.now(), actor=st.user, reason=reason)
+        n = result["released"]
+        what = ", ".join(_("line {line}: {n}").format(line=x["line_no"], n=x["cancelled"]) for x in result["lines"])
+        released = ngettext("; released {n} reserved unit", "; released {n} reserved units", n).format(n=n) if n else ""
+        tail = (_("; every unit is now shipped or cancelled: the order is shipped") if result["status"] == "shipped"
+                else ngettext("; {n} unit still to ship", "; {n} units still to ship", result["still_to_ship"])
+                .format(n=result["still_to_ship"]))
+        message(_("{order}: cancelled {what}{released}{tail}.").format(order=order_id, what=what, released=released,
+                                                                     tail=tail))
+        return
+    from ffctl.core.orders import cancel_order
+
     with st.store().session(write=True) as s:
         result = cancel_order(s, cfg, order_id, at=st.now(), actor=st.user, reason=reason)
     n = result["released"]

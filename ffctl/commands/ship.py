@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState
+from ffctl.i18n import _, ngettext
 
 ship_app = typer.Typer(help="Record that an order has shipped.")
 deliver_app = typer.Typer(help="Record that an order was delivered, with any issue.")
@@ -16,24 +17,36 @@ deliver_app = typer.Typer(help="Record that an order was delivered, with any iss
 def ship(
     ctx: typer.Context,
     order_id: str = typer.Argument(..., help="The order id."),
+    line: Optional[list[str]] = typer.Option(
+        None, "--line", metavar="LINE_NO:QTY",
+        help="Ship QTY units of order line LINE_NO (repeatable); without it, every allocated, unshipped unit.",
+    ),
     carrier: Optional[str] = typer.Option(None, "--carrier", help="Carrier name."),
     tracking: Optional[str] = typer.Option(None, "--tracking", help="Tracking number."),
 ) -> None:
-    """Record a shipment at the command clock: consumes the order's reservations and completes
-    its dispatch (auto = "ship") node."""
+    """Record a shipment at the command clock: what left comes off on hand and the reservations;
+    once every unit is shipped or cancelled, the dispatch (auto = "ship") node completes."""
     from ffctl.commands._output import message
-    from ffctl.core.stock import ship as ship_one
+    from ffctl.core.shipping import parse_line_spec, ship as ship_one
 
     st = AppState.of(ctx)
+    lines = [parse_line_spec(x) for x in line] if line else None
     cfg = st.config()
     with st.store().session(write=True) as s:
         done = ship_one(s, cfg, order_id, at=st.now(), actor=st.user, carrier=carrier, tracking=tracking,
-                        manual=True)
-    if not done:
-        message(f"{order_id} was already recorded as shipped with these details; nothing changed.")
+                        lines=lines, manual=True)
+    if done is None:
+        message(_("{order} was already recorded as shipped with these details; nothing changed.").format(order=order_id))
         return
-    via = ", ".join(x for x in (carrier, tracking and f"tracking {tracking}") if x)
-    message(f"{order_id}: shipped{f' ({via})' if via else ''}.")
+    via = ", ".join(x for x in (carrier, tracking and _("tracking {t}").format(t=tracking)) if x)
+    units = ngettext("{n} unit", "{n} units", done["units"]).format(n=done["units"])
+    if done["complete"]:
+        message(_("{order}: shipped{via}: {units} in shipment {id}.").format(
+            order=order_id, via=f" ({via})" if via else "", units=units, id=done["shipment_id"]))
+    else:
+        left = ngettext("{n} unit", "{n} units", done["still_to_ship"]).format(n=done["still_to_ship"])
+        message(_("{order}: partially shipped{via}: {units} in shipment {id}, {left} still to ship.").format(
+            order=order_id, via=f" ({via})" if via else "", units=units, id=done["shipment_id"], left=left))
 
 
 @deliver_app.command()

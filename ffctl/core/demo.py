@@ -261,8 +261,8 @@ class Simulation:
                            details=False)
 
     def ship(self, prev: datetime, now: datetime) -> None:
-        from ffctl.core import stock
-        from ffctl.core.models import Order, OrderLine, Task
+        from ffctl.core import shipping
+        from ffctl.core.models import Order, OrderLine, Shipment, Task
 
         ship_nodes = [n for n, spec in self.cfg.nodes.items() if spec.auto == "ship"]
         with self.store.session(write=True) as s:
@@ -277,19 +277,35 @@ class Simulation:
                 at = w.entered_at + delay
                 if at > now:
                     continue
-                lines = s.execute(sa.select(OrderLine.line_no, OrderLine.sku, OrderLine.qty)
+                lines = s.execute(sa.select(OrderLine.line_no, OrderLine.sku,
+                                            OrderLine.qty - OrderLine.shipped - OrderLine.cancelled)
                                   .where(OrderLine.order_id == w.order_id)).all()
+                todo = [(ln, sku, left) for ln, sku, left in lines if left > 0]
+                first = s.execute(sa.select(sa.func.max(Shipment.shipped_at))
+                                  .where(Shipment.order_id == w.order_id)).scalar()
+                # some orders ship in two parts: what the shelf has now, the rest about a day later
+                split = first is None and _fraction(w.order_id, "split") < 0.15 and sum(q for *_, q in todo) > 1
+                if first is not None:
+                    at = first + timedelta(hours=18 + 30 * _fraction(w.order_id, "rest"))
+                    if at > now:
+                        continue
                 picks = []
-                for line in lines:
-                    qty = line.qty
-                    if _fraction(f"{w.order_id}:{line.line_no}", "pick") < 0.02:
-                        qty = max(1, qty - 1) if qty > 1 else qty + 1
+                for line_no, sku, left in todo:
+                    qty = left
+                    if split:
+                        qty = left // 2
+                    elif _fraction(f"{w.order_id}:{line_no}", "pick") < 0.02:
+                        qty = left + 1  # one too many picked: a pick error
                         self.bump("pick_errors")
-                    picks.append((line.line_no, line.sku, qty))
-                stock.ship(s, self.cfg, w.order_id, at=max(at, prev), actor="grace",
-                           carrier=self.rng.choice(["顺丰", "京东物流", "EMS"]),
-                           tracking=f"T{self.rng.randrange(10**9):09d}", picks=picks)
-                self.bump("shipped")
+                    if qty:
+                        picks.append((line_no, sku, qty))
+                done = shipping.ship(s, self.cfg, w.order_id, at=max(at, prev), actor="grace",
+                                     carrier=self.rng.choice(["顺丰", "京东物流", "EMS"]),
+                                     tracking=f"T{self.rng.randrange(10**9):09d}", picks=picks)
+                if done is not None and done["complete"]:
+                    self.bump("shipped")
+                elif done is not None:
+                    self.bump("split")
 
     def deliver(self, now: datetime) -> None:
         from ffctl.core import stock

@@ -204,6 +204,8 @@ class Kind:
     plan_by_rollback: bool = False  # plan by applying in a rolled-back transaction
     spelled: tuple[str, ...] = ()  # columns compared without case and stored as first seen (SPELLED_IN)
     one: str = ""  # one record, when not ``unit`` less its last letter
+    # the record a row belongs to, when that is not its key's values: (values) -> group or None
+    group: Callable[[tuple], str | None] | None = None
     example: tuple[tuple[str, ...], ...] = ()  # rows for ``import KIND --template --example``, by column
 
     @property
@@ -540,7 +542,9 @@ def _stage(spec: Kind, ctx: Context, source: csvio.CsvSource, columns: Columns, 
             found = row_check(values)
             if found:
                 problems = [(c, None, reason) for c, reason in found]
-        if k0 is not None:
+        if spec.group is not None:
+            grp = spec.group(values)
+        elif k0 is not None:
             grp = values[k0]
         else:
             key = [values[i] for i in key_at]
@@ -1481,18 +1485,23 @@ class _PerOrder(Handler):
     may ship, what counts as the same shipment again), each in a savepoint, so that a refused
     order is rejected alone and the rest of the batch goes in."""
 
+    @staticmethod
+    def order_of(record: Record) -> str:
+        return record.key
+
     def apply(self, session, ctx, kind, records, write):
+        ids = [self.order_of(r) for r in records]
         known = set(session.scalars(
-            sa.select(Order.order_id).where(among(session, Order.__table__.c.order_id, [r.key for r in records]))
+            sa.select(Order.order_id).where(among(session, Order.__table__.c.order_id, sorted(set(ids))))
         ))
         outcomes = []
         if write and self.locks_stock:  # take the batch's orders and stock rows at once: no deadlock cycles
             from ffctl.core import stock
 
-            stock.lock_for_orders(session, [r.key for r in records if r.key in known])
-        for record in records:
-            if record.key not in known:
-                outcomes.append((REJECTED, f"unknown order {record.key!r} (not in orders; import orders first)"))
+            stock.lock_for_orders(session, [o for o in ids if o in known])
+        for record, order_id in zip(records, ids):
+            if order_id not in known:
+                outcomes.append((REJECTED, f"unknown order {order_id!r} (not in orders; import orders first)"))
                 continue
             if not write:
                 outcomes.append((NEW, None))
@@ -1511,19 +1520,40 @@ class _PerOrder(Handler):
         raise NotImplementedError
 
 
-S_ORDER, S_SHIPPED, S_CARRIER, S_TRACKING, S_LINE, S_SKU, S_QTY = range(7)
+S_ORDER, S_SHIPPED, S_CARRIER, S_TRACKING, S_LINE, S_SKU, S_QTY, S_SHIPMENT = range(8)
+
+
+def _shipment_group(values: tuple) -> str | None:
+    """A row's shipment: its shipment_id, else its order, time, carrier and tracking (SPEC 9.2)."""
+    order_id = values[S_ORDER]
+    if order_id is None:
+        return None
+    if values[S_SHIPMENT] is not None:
+        return f"{order_id}\x1f{values[S_SHIPMENT]}"
+    return "\x1f".join((order_id, "", *("" if values[i] is None else str(values[i])
+                                         for i in (S_SHIPPED, S_CARRIER, S_TRACKING))))
 
 
 class Shipments(_PerOrder):
+    """One record per shipment; what its rows say left moves stock (``shipping.ship``)."""
+
     locks_stock = True
 
+    @staticmethod
+    def order_of(record: Record) -> str:
+        return record.first[S_ORDER]
+
     def do(self, session, ctx, record):
-        from ffctl.core import stock
+        from ffctl.core import shipping
 
         v = record.first
         picks = [(r[S_LINE], r[S_SKU], r[S_QTY]) for _, _, r in record.rows if r[S_LINE] is not None]
-        return stock.ship(session, ctx.cfg, record.key, at=csvio.from_stored(v[S_SHIPPED]), actor=ctx.actor,
-                          carrier=v[S_CARRIER], tracking=v[S_TRACKING], picks=picks)
+        if picks and not any(q for _l, _s, q in picks):
+            raise FfctlError(f"shipment of order {v[S_ORDER]}: every row ships 0 units; nothing left")
+        at = csvio.from_stored(v[S_SHIPPED]) if v[S_SHIPPED] is not None else ctx.now
+        done = shipping.ship(session, ctx.cfg, v[S_ORDER], at=at, actor=ctx.actor, carrier=v[S_CARRIER],
+                             tracking=v[S_TRACKING], picks=picks or None, shipment_id=v[S_SHIPMENT])
+        return done is not None
 
 
 def _shipment_parsers(ctx: Context) -> dict:
@@ -1531,17 +1561,16 @@ def _shipment_parsers(ctx: Context) -> dict:
         "order_id": csvio.text_value, "shipped_at": csvio.time_parser(ctx.tz), "carrier": csvio.text_value,
         "tracking": csvio.text_value, "line_no": csvio.positive_int,
         "sku": csvio.text_value,  # a wrong SKU picked is what pick accuracy measures: not checked
-        "qty": csvio.non_negative_int,
+        "qty": csvio.non_negative_int, "shipment_id": csvio.text_value,
     }
 
 
 def _shipment_check(ctx: Context):
-    pick = (("line_no", S_LINE), ("sku", S_SKU), ("qty", S_QTY))
-
     def check(values: tuple):
-        given = [c for c, i in pick if values[i] is not None]
-        if given and len(given) < 3:
-            return [(c, "missing: a picked line needs line_no, sku and qty") for c, i in pick if values[i] is None]
+        if values[S_LINE] is None and (values[S_QTY] is not None or values[S_SKU] is not None):
+            return [("line_no", "missing: a row with sku or qty names the order line it ships (line_no)")]
+        if values[S_LINE] is not None and values[S_QTY] is None:
+            return [("qty", "missing: how many units of the line left in this shipment")]
         return None
 
     return check
@@ -1589,9 +1618,9 @@ EXAMPLES = {
          "2", ""),
     ),
     "shipments": (
-        ("SO-1001", "2026-03-04 16:00", "SF Express", "SF1234567890", "1", "SKU-001", "2"),
-        ("SO-1002", "2026/03/05 11:20", "顺丰速运", "SF1234567891", "", "", ""),
-        ("SO-1003", "2026-03-18 09:00", "", "", "1", "SKU-003", "1"),
+        ("SO-1001", "2026-03-04 16:00", "SF Express", "SF1234567890", "1", "SKU-001", "2", "SHP-1"),
+        ("SO-1002", "2026/03/05 11:20", "顺丰速运", "SF1234567891", "", "", "", ""),
+        ("SO-1003", "2026-03-18 09:00", "", "", "1", "SKU-003", "1", ""),
     ),
     "deliveries": (("SO-1001", "2026-03-06 10:00", ""), ("SO-1002", "2026-03-07 15:30", "damaged"),
                    ("SO-1003", "2026/03/19", "")),
@@ -1626,8 +1655,9 @@ KINDS: dict[str, Kind] = {
         Kind("orders", "orders", ORDER_COLUMNS, ORDER_OPTIONAL, _order_parsers, Orders,
              key=("order_id",), sub="line_no", shared=ORDER_SHARED, row_check=_order_check,
              refusable=lambda ctx: ctx.update, spelled=("channel", "region"), example=EXAMPLES["orders"]),
-        Kind("shipments", "shipments", ("order_id", "shipped_at"), ("carrier", "tracking", "line_no", "sku", "qty"),
-             _shipment_parsers, Shipments, key=("order_id",), sub="line_no",
+        Kind("shipments", "shipments", ("order_id",),
+             ("shipped_at", "carrier", "tracking", "line_no", "sku", "qty", "shipment_id"),
+             _shipment_parsers, Shipments, key=("order_id",), sub="line_no", group=_shipment_group,
              shared=("shipped_at", "carrier", "tracking"), row_check=_shipment_check,
              refusable=lambda ctx: True, plan_by_rollback=True, example=EXAMPLES["shipments"]),
         Kind("deliveries", "deliveries", ("order_id", "delivered_at"), ("issue",), _delivery_parsers, Deliveries,

@@ -174,6 +174,8 @@ class OrderLine(SQLModel, table=True):
         sa.UniqueConstraint("order_id", "line_no", name="uq_order_line"),
         sa.CheckConstraint("qty > 0", name="ck_order_line_qty_pos"),
         sa.CheckConstraint("allocated >= 0 AND allocated <= qty", name="ck_order_line_allocated"),
+        sa.CheckConstraint("cancelled >= 0 AND shipped >= 0 AND shipped <= allocated AND allocated + cancelled <= qty",
+                           name="ck_order_line_served"),
     )
     id: Optional[int] = Field(default=None, primary_key=True)
     order_id: str = Field(foreign_key="orders.order_id", ondelete="CASCADE")
@@ -181,7 +183,11 @@ class OrderLine(SQLModel, table=True):
     sku: str = Field(foreign_key="product.sku", index=True)
     qty: int
     unit_price: Optional[float] = None
-    allocated: int = 0  # == sum(allocation.qty) for the line; written only by core/stock.py
+    # units served from stock: reserved now (== sum(allocation.qty)) plus shipped; written only by
+    # core/stock.py. The backorder is qty - cancelled - allocated.
+    allocated: int = 0
+    shipped: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    cancelled: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # units cancelled (order cancel --line)
 
 
 class Allocation(SQLModel, table=True):
@@ -208,22 +214,45 @@ class Allocation(SQLModel, table=True):
 
 
 class Shipment(SQLModel, table=True):
-    order_id: str = Field(primary_key=True, foreign_key="orders.order_id", ondelete="CASCADE")
+    """One parcel that left for an order (SPEC 9.2): an order has any number of them."""
+
+    __table_args__ = (sa.Index("ix_shipment_order", "order_id"),)
+    shipment_id: str = Field(primary_key=True)  # given by an import, else "<order_id>/<n>"
+    order_id: str = Field(foreign_key="orders.order_id", ondelete="CASCADE")
     shipped_at: datetime = _utc()
     carrier: Optional[str] = None
     tracking: Optional[str] = None
 
 
+class ShipmentLine(SQLModel, table=True):
+    """What one shipment took of one order line (``sku`` is what left: a wrong pick shows here)."""
+
+    __tablename__ = "shipment_line"
+    __table_args__ = (
+        sa.UniqueConstraint("shipment_id", "line_no", name="uq_shipment_line"),
+        sa.Index("ix_shipment_line_order", "order_id"),
+        sa.CheckConstraint("qty > 0", name="ck_shipment_line_qty_pos"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    shipment_id: str = Field(foreign_key="shipment.shipment_id", ondelete="CASCADE")
+    order_id: str  # the shipment's, so an order's shipped units are summed by one index
+    line_no: int
+    sku: str
+    qty: int
+
+
 class PickLine(SQLModel, table=True):
-    """What was actually picked for a line (from shipments imports), for pick accuracy."""
+    """What was reported picked for a line in one shipment (shipments imports), for pick accuracy."""
 
     __tablename__ = "pick_line"
-    __table_args__ = (sa.UniqueConstraint("order_id", "line_no", name="uq_pick_line"),)
+    __table_args__ = (sa.UniqueConstraint("shipment_id", "line_no", name="uq_pick_line"),)
     id: Optional[int] = Field(default=None, primary_key=True)
     order_id: str = Field(foreign_key="orders.order_id", ondelete="CASCADE")
     line_no: int
     sku: str
     qty: int
+    shipment_id: Optional[str] = None
+    error: Optional[str] = None  # None: right; wrong_sku | too_many | unknown_line | wrong_qty (before 0006)
 
 
 class Delivery(SQLModel, table=True):

@@ -18,13 +18,13 @@ from ffctl.core import audit, workflow
 from ffctl.core.bulk import is_postgresql
 from ffctl.core.errors import Conflict, FfctlError, NotFound, UsageError
 from ffctl.core.text import command
-from ffctl.core.models import Allocation, Customer, Event, Order, OrderFlag, OrderLine, Task
+from ffctl.core.models import Allocation, Customer, Event, Order, OrderFlag, OrderLine, Shipment, Task
 from ffctl.core.paging import count_matches, fetch_page
 from ffctl.core.workflow.clocks import state_filter
 from ffctl.i18n import _, ngettext
 
 CHUNK = 500
-STATUSES = ("open", "on_hold", "shipped", "delivered", "cancelled")
+STATUSES = ("open", "partially_shipped", "on_hold", "shipped", "delivered", "cancelled")
 STATES = ("on_track", "at_risk", "breached", "on_hold")
 FINAL = ("shipped", "delivered", "cancelled")
 
@@ -79,7 +79,13 @@ def list_orders(session: Session, cfg, now: datetime, *, node: str | None = None
     filters = []
     if node is not None:
         filters.append(Order.node == node)
-    if status is not None:
+    # partially_shipped is an open order something has left for (an index lookup by order per row)
+    some_shipped = sa.exists().where(Shipment.order_id == Order.order_id)
+    if status == "partially_shipped":
+        filters += [Order.status == "open", some_shipped]
+    elif status == "open":
+        filters += [Order.status == "open", ~some_shipped]
+    elif status is not None:
         filters.append(Order.status == status)
     states = state_filter(t, now, at_risk=at_risk, breached=breached)
     if states is not None:
@@ -98,6 +104,8 @@ def list_orders(session: Session, cfg, now: datetime, *, node: str | None = None
         sa.select(
             Order.order_id, Order.customer, Customer.name.label("customer_name"), Order.status, Order.node,
             Order.workflow, Order.promised_ship_date, Order.created_at,
+            sa.case((sa.and_(Order.status == "open", some_shipped), "partially_shipped"), else_=Order.status)
+            .label("shown_status"),
             t.id.label("task_id"), t.node.label("task_node"), t.owner, t.held_at, t.sla_state, t.deadline, t.risk_at,
         )
         .join(Customer, Customer.customer == Order.customer)
@@ -118,7 +126,7 @@ def list_orders(session: Session, cfg, now: datetime, *, node: str | None = None
         view = _view(cfg, r, now)
         out.append({
             "order_id": r.order_id, "customer": r.customer, "customer_name": r.customer_name,
-            "status": r.status, "workflow": r.workflow, "node": r.node, "owner": r.owner,
+            "status": r.shown_status, "workflow": r.workflow, "node": r.node, "owner": r.owner,
             "state": view["state"], "deadline": r.deadline if r.task_id is not None else None,
             "seconds_left": view["seconds_left"], "flags": flags.get(r.order_id, []),
             "promised_ship_date": r.promised_ship_date, "created_at": r.created_at,
@@ -182,18 +190,27 @@ def show_order(session: Session, cfg, order_id: str, now: datetime) -> dict:
             "seconds_left": view["seconds_left"], "escalation_level": task.escalation_level,
             "held_at": task.held_at,
         }
+    from ffctl.core import shipping
+
     lines = []
-    # a shortfall is a backorder once the order waits at its allocation node (before that, nothing is reserved yet)
-    waiting_for_stock = order.status in ("open", "on_hold") and current is not None and current["auto"] == "allocate"
+    # a shortfall is a backorder once the order waits at its allocation node (before that, nothing
+    # is reserved yet) or, in a workflow that reserves stock, at its ship node (SPEC 9.2)
+    waiting_for_stock = order.status in ("open", "on_hold") and current is not None and (
+        current["auto"] == "allocate"
+        or current["auto"] == "ship" and shipping._reserving(cfg, {"workflow": order.workflow}))
     for line in session.execute(
         sa.select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.line_no)
     ).scalars():
-        short = line.qty - line.allocated if waiting_for_stock else 0
-        item = {"line_no": line.line_no, "sku": line.sku, "qty": line.qty, "allocated": line.allocated,
+        short = line.qty - line.cancelled - line.allocated if waiting_for_stock else 0
+        item = {"line_no": line.line_no, "sku": line.sku, "qty": line.qty, "allocated": line.allocated - line.shipped,
+                "shipped": line.shipped, "cancelled": line.cancelled,
                 "backordered": short, "atp_date": None, "atp_note": None}
         if short > 0:
             item["atp_date"], item["atp_note"] = _backorder_date(session, cfg, order_id, line.sku, short, now)
         lines.append(item)
+    shipments = [{"shipment_id": sh["shipment_id"], "at": sh["shipped_at"], "carrier": sh["carrier"],
+                  "tracking": sh["tracking"], "lines": [{"line_no": ln, "sku": sku, "qty": q} for ln, sku, q in sh["lines"]]}
+                 for sh in shipping._shipments(session, order_id)]
     timeline = [
         {"at": e.at, "event": e.event, "node": e.node, "actor": e.actor, "detail": e.detail}
         for e in session.execute(
@@ -202,7 +219,8 @@ def show_order(session: Session, cfg, order_id: str, now: datetime) -> dict:
     ]
     hold_reason = _last_detail(timeline, "held") if order.status == "on_hold" else None
     return {
-        "order_id": order.order_id, "status": order.status, "workflow": order.workflow, "node": order.node,
+        "order_id": order.order_id, "status": shipping.display_status(order.status, sum(ln["shipped"] for ln in lines)),
+        "workflow": order.workflow, "node": order.node,
         "customer": order.customer, "customer_name": customer_name, "channel": order.channel,
         "region": order.region, "sales_rep": order.sales_rep, "priority": order.priority,
         "created_at": order.created_at, "promised_ship_date": order.promised_ship_date,
@@ -218,7 +236,7 @@ def show_order(session: Session, cfg, order_id: str, now: datetime) -> dict:
         "hold_reason": hold_reason,
         "cancel_reason": _last_detail(timeline, "cancelled") if order.status == "cancelled" else None,
         "waiting_for": waiting_for(order.status, current, lines, hold_reason),
-        "lines": lines, "timeline": timeline,
+        "lines": lines, "shipments": shipments, "timeline": timeline,
     }
 
 
@@ -237,14 +255,15 @@ def waiting_for(status: str, current: dict | None, lines: list[dict], hold_reaso
         return None
     if current is None:
         return _("workflow finished")
-    if current["auto"] == "allocate":
+    if current["auto"] in ("allocate", "ship"):
         short = [_("{qty} × {sku}, ATP {date}").format(qty=ln["backordered"], sku=ln["sku"], date=ln["atp_date"])
                  if ln["atp_date"] else
                  _("{qty} × {sku}, {why}").format(qty=ln["backordered"], sku=ln["sku"], why=ln["atp_note"])
                  for ln in lines if ln["backordered"]]
         if short:
             return _("waiting for {lines}").format(lines="; ".join(short))
-        return _("waiting for `ffctl allocate` to reserve its stock")
+        if current["auto"] == "allocate":
+            return _("waiting for `ffctl allocate` to reserve its stock")
     whose = ", ".join(current["assignees"])
     if current["auto"] == "ship":
         return (_("waiting for shipment by {roles}").format(roles=whose) if whose
@@ -317,6 +336,13 @@ def cancel_order(session: Session, cfg, order_id: str, *, at: datetime, actor: s
     order = workflow.lock_order(session, order_id, at=at, tz=cfg.timezone)
     if order.status in FINAL:
         raise Conflict(f"order {order_id} is {order.status}; it cannot be cancelled")
+    shipped = session.execute(sa.select(sa.func.coalesce(sa.func.sum(OrderLine.shipped), 0))
+                              .where(OrderLine.order_id == order_id)).scalar_one()
+    if shipped:
+        raise Conflict(_("order {order} has shipped {n} units already; it cannot be cancelled as a whole")
+                       .format(order=order_id, n=shipped),
+                       hint=_("Cancel what is left of its lines: `{cmd}`.").format(
+                           cmd=command("order", "cancel", order_id, "--line", "LINE_NO", "--reason", reason)))
     try:
         from ffctl.core.stock import release_order
     except ImportError:  # a build without core/stock.py: refuse rather than strand reservations

@@ -50,6 +50,7 @@ from ffctl.i18n import ngettext
 
 ORDERS = Order.__table__
 LINES = OrderLine.__table__
+UNSERVED = LINES.c.qty - LINES.c.cancelled - LINES.c.allocated  # neither reserved, shipped nor cancelled (stock.UNSERVED)
 PRODUCTS = Product.__table__
 STOCK = Stock.__table__
 RECEIPTS = Receipt.__table__
@@ -158,9 +159,9 @@ def _low_stock_query(rule, now: datetime) -> sa.Select:
         position = available + sa.func.coalesce(inbound.c.inbound, 0)
     # correlated, so it is computed only for the SKUs that are already low (through ix_order_line_sku)
     demand = (
-        sa.select(sa.func.coalesce(sa.func.sum(LINES.c.qty - LINES.c.allocated), 0))
+        sa.select(sa.func.coalesce(sa.func.sum(UNSERVED), 0))
         .select_from(LINES.join(ORDERS, ORDERS.c.order_id == LINES.c.order_id))
-        .where(LINES.c.sku == PRODUCTS.c.sku, LINES.c.allocated < LINES.c.qty, ORDERS.c.status.in_(DEMAND_STATUSES))
+        .where(LINES.c.sku == PRODUCTS.c.sku, UNSERVED > 0, ORDERS.c.status.in_(DEMAND_STATUSES))
         .scalar_subquery()
     )
     # open = a draft, or an approved requisition whose goods have not been received since

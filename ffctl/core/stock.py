@@ -45,6 +45,7 @@ ORDERS = Order.__table__
 RECEIPT = Receipt.__table__
 TASK = Task.__table__
 MOVE = StockMove.__table__
+UNSERVED = LINE.c.qty - LINE.c.cancelled - LINE.c.allocated  # a line's units neither reserved, shipped nor cancelled
 
 ALLOC_COLUMNS = ("order_id", "line_id", "sku", "warehouse", "qty", "created_at")  # a new reservation's row
 CHUNK = 20000  # orders per allocation step: bounds memory; larger steps walk the tables fewer times
@@ -136,9 +137,9 @@ def _open_demand(session: Session, skus: Sequence[str], exclude_orders: Iterable
     demand: dict[str, int] = defaultdict(int)
     for part in _parts(session, list(skus)):
         q = (
-            sa.select(LINE.c.sku, sa.func.sum(LINE.c.qty - LINE.c.allocated))
+            sa.select(LINE.c.sku, sa.func.sum(UNSERVED))
             .join(ORDERS, ORDERS.c.order_id == LINE.c.order_id)
-            .where(keyed(session, LINE.c.sku, part), ORDERS.c.status.in_(OPEN_DEMAND), LINE.c.allocated < LINE.c.qty)
+            .where(keyed(session, LINE.c.sku, part), ORDERS.c.status.in_(OPEN_DEMAND), UNSERVED > 0)
             .group_by(LINE.c.sku)
         )
         for s, qty in session.execute(q):
@@ -146,9 +147,9 @@ def _open_demand(session: Session, skus: Sequence[str], exclude_orders: Iterable
     excluded = list(dict.fromkeys(exclude_orders))
     for part in _parts(session, excluded):
         q = (
-            sa.select(LINE.c.sku, sa.func.sum(LINE.c.qty - LINE.c.allocated))
+            sa.select(LINE.c.sku, sa.func.sum(UNSERVED))
             .join(ORDERS, ORDERS.c.order_id == LINE.c.order_id)
-            .where(keyed(session, LINE.c.order_id, part), ORDERS.c.status.in_(OPEN_DEMAND), LINE.c.allocated < LINE.c.qty)
+            .where(keyed(session, LINE.c.order_id, part), ORDERS.c.status.in_(OPEN_DEMAND), UNSERVED > 0)
             .group_by(LINE.c.sku)
         )
         for s, qty in session.execute(q):
@@ -626,73 +627,138 @@ def release_order(session: Session, order_id: str, *, at: datetime, actor: str) 
     return sum(a["qty"] for a in allocs)
 
 
-def _same(given, stored) -> bool:
-    return given is None or given == stored
+class LineShipment(NamedTuple):
+    """What one shipment takes of one order line (``core/shipping.py`` decides, this module moves stock)."""
+
+    line_id: int
+    line_sku: str
+    sku: str  # what left (a wrong pick differs from line_sku)
+    qty: int  # units that left
+    counted: int  # units the line counts as shipped (at most what it had left to ship)
 
 
-def _units_from_reservations(n: int) -> str:
-    return ngettext("{n} unit from reservations", "{n} units from reservations", n).format(n=n)
+def ship_lines(session: Session, order_id: str, items: Sequence[LineShipment], *, at: datetime, actor: str,
+               ref: str) -> dict:
+    """Move stock for one shipment of an order (its row already locked by the caller).
 
-
-def ship(session: Session, cfg, order_id: str, *, at: datetime, actor: str, carrier: str | None = None,
-         tracking: str | None = None, picks: list[tuple[int, str, int]] | None = None, manual: bool = False) -> bool:
-    """Record an order's shipment; True if recorded, False if it was already shipped with this data.
-
-    Consumes the order's reservations (on hand and allocated both go down, stock_move kind ship),
-    records picked lines, completes the workflow's ``auto = "ship"`` node, audits ``shipped``.
-    ``manual=True`` is a person's ``ffctl ship``: they must be allowed on the ship node's task.
+    Per line: the units that left come out of the line's reservations first (on hand and allocated
+    both fall, warehouse by warehouse), the rest out of unreserved stock of that SKU (on hand falls
+    where some is available; what no stock row covers is counted as ``untracked``). A wrong SKU
+    consumes none of the line's reservation: the reservation of what the line counts as shipped is
+    released. ``order_line.shipped`` grows by ``counted`` and ``allocated`` stays reserved + shipped.
+    Returns ``{"reserved": n, "unreserved": n, "untracked": n}`` units.
     """
-    from ffctl.core import workflow
-    from ffctl.core.models import PickLine, Shipment
+    if not items:
+        return {"reserved": 0, "unreserved": 0, "untracked": 0}
+    line_ids = sorted({i.line_id for i in items})
+    lines = {r.id: {"allocated": r.allocated, "shipped": r.shipped} for r in session.execute(
+        sa.select(LINE.c.id, LINE.c.allocated, LINE.c.shipped).where(LINE.c.id.in_(line_ids)))}
+    allocs: dict[int, list[dict]] = defaultdict(list)
+    for r in session.execute(sa.select(ALLOC.c.id, ALLOC.c.line_id, ALLOC.c.warehouse, ALLOC.c.qty)
+                             .where(ALLOC.c.order_id == order_id).order_by(ALLOC.c.qty.desc(), ALLOC.c.warehouse)):
+        allocs[r.line_id].append(dict(r._mapping))
+    skus = {i.sku for i in items} | {i.line_sku for i in items}
+    rows = _stock_of_skus(session, sorted(skus), lock=True)
+    stock_by_sku: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        stock_by_sku[r["sku"]].append(r)
+    row_of = {(r["sku"], r["warehouse"]): r for r in rows}
+    on_hand_delta: dict[int, int] = defaultdict(int)
+    alloc_delta: dict[int, int] = defaultdict(int)
+    alloc_change: dict[int, int] = {}  # allocation id -> new qty (0: deleted)
+    moves: dict[tuple[str, str], int] = defaultdict(int)
+    line_updates = []
+    totals = {"reserved": 0, "unreserved": 0, "untracked": 0}
+    for item in items:
+        line = lines[item.line_id]
+        reserved_line = line["allocated"] - line["shipped"]
+        take = min(item.counted, reserved_line)  # reservation units this shipment uses up
+        left = item.qty
+        for a in allocs[item.line_id]:
+            if take <= 0:
+                break
+            have = alloc_change.get(a["id"], a["qty"])
+            n = min(have, take)
+            if n <= 0:
+                continue
+            alloc_change[a["id"]] = have - n
+            row = row_of[(item.line_sku, a["warehouse"])]
+            alloc_delta[row["id"]] -= n
+            row["allocated"] -= n
+            take -= n
+            if item.sku == item.line_sku:  # the reserved units are the ones that left
+                on_hand_delta[row["id"]] -= n
+                row["on_hand"] -= n
+                moves[(item.sku, a["warehouse"])] -= n
+                left -= n
+                totals["reserved"] += n
+        # the rest left from unreserved stock: the warehouses with the most available first
+        for row in sorted(stock_by_sku.get(item.sku, []), key=lambda r: (r["allocated"] - r["on_hand"], r["warehouse"])):
+            if left <= 0:
+                break
+            n = min(row["on_hand"] - row["allocated"], left)
+            if n <= 0:
+                continue
+            on_hand_delta[row["id"]] -= n
+            row["on_hand"] -= n
+            moves[(item.sku, row["warehouse"])] -= n
+            left -= n
+            totals["unreserved"] += n
+        totals["untracked"] += max(left, 0)
+        reserved_after = reserved_line - min(item.counted, reserved_line)
+        shipped_after = line["shipped"] + item.counted
+        line["allocated"], line["shipped"] = reserved_after + shipped_after, shipped_after
+        line_updates.append({"i": item.line_id, "a": line["allocated"], "s": shipped_after})
+    _bulk_add(session, "stock", "allocated", {k: v for k, v in alloc_delta.items() if v}, guard="t.allocated + :q >= 0",
+              what="stock")
+    _bulk_add(session, "stock", "on_hand", {k: v for k, v in on_hand_delta.items() if v},
+              guard="t.on_hand + :q >= t.allocated", what="stock")
+    gone = [a for a, q in alloc_change.items() if q == 0]
+    if gone:
+        session.execute(sa.delete(ALLOC).where(ALLOC.c.id.in_(gone)))
+    for a, q in alloc_change.items():
+        if q:
+            session.execute(sa.update(ALLOC).where(ALLOC.c.id == a).values(qty=q))
+    for u in {u["i"]: u for u in line_updates}.values():  # a line twice in one shipment: its last state
+        done = session.execute(sa.update(LINE).where(LINE.c.id == u["i"]).values(allocated=u["a"], shipped=u["s"]))
+        if done.rowcount != 1:
+            raise Conflict(f"order {order_id} changed while it was being shipped; nothing was written, run it again")
+    _moves(session, [{"sku": k[0], "warehouse": k[1], "delta": d, "kind": "ship", "reason": None, "ref": ref,
+                      "actor": actor, "at": at} for k, d in sorted(moves.items()) if d])
+    return totals
 
-    order = _lock_order_row(session, order_id)
-    status = order["status"]
-    if status in ("shipped", "delivered"):
-        shipment = session.get(Shipment, order_id)
-        if shipment is not None and shipment.shipped_at == at and _same(carrier, shipment.carrier) \
-                and _same(tracking, shipment.tracking):
-            return False
-        when = shown(shipment.shipped_at if shipment else None, cfg.timezone)
-        raise Conflict(f"order {order_id} was already shipped (at {when}"
-                       + (f", {shipment.carrier}" if shipment and shipment.carrier else "") + ")")
-    if status == "cancelled":
-        raise Conflict(f"order {order_id} is cancelled; it cannot ship")
-    if status == "on_hold":
-        raise Conflict(f"order {order_id} is on hold; release it before shipping",
-                       hint=f"`{command('order', 'release', order_id)}`")
-    node = order["node"]
-    spec = cfg.nodes.get(node) if node else None
-    if node is not None and (spec is None or spec.auto != "ship"):
-        ship_nodes = [n for n, s in cfg.nodes.items() if s.auto == "ship"]
-        owner = f" (owner {spec.owner})" if spec is not None and spec.owner else \
-            (f" (completed by `ffctl {spec.auto}`)" if spec is not None and spec.auto else "")
-        raise Conflict(
-            f"order {order_id} is at node {node}{owner}; it can ship only from "
-            + (" or ".join(ship_nodes) if ship_nodes else "a node with auto = \"ship\""),
-            hint=f"`{command('order', 'show', order_id)}` shows where it is.",
-        )
-    if manual and node is not None:
-        task = workflow.current_task(session, order_id, lock=True)
-        if task is not None and not workflow.may_act(session, cfg, task, actor):
-            need = " or ".join(workflow.assignees(session, task) + ["admin"])
-            raise PermissionDenied(f"{actor} may not ship order {order_id} from {node}: it needs a member of {need}")
-    audit.refuse_earlier(session, order_id, at, cfg.timezone)
-    allocs = _take_reservations(session, order_id, consume=True)
-    _moves(session, [{"sku": a["sku"], "warehouse": a["warehouse"], "delta": -a["qty"], "kind": "ship",
-                      "reason": None, "ref": order_id, "actor": actor, "at": at} for a in allocs])
-    session.execute(sa.insert(Shipment.__table__).values(order_id=order_id, shipped_at=at, carrier=carrier,
-                                                         tracking=tracking))
-    if picks:
-        session.execute(sa.insert(PickLine.__table__),
-                        [{"order_id": order_id, "line_no": ln, "sku": s, "qty": q} for ln, s, q in picks])
-    if node is not None:  # while the order is still open: complete_auto moves open orders only
-        workflow.complete_auto(session, cfg, [order_id], "ship", at=at, actor=actor)
-    session.execute(sa.update(ORDERS).where(ORDERS.c.order_id == order_id)
-                    .values(status="shipped", shipped_at=at, carrier=carrier, tracking=tracking))
-    detail = ", ".join(x for x in (carrier and f"carrier {carrier}", tracking and f"tracking {tracking}",
-                                   _units_from_reservations(sum(a["qty"] for a in allocs))) if x)
-    audit.record(session, event="shipped", at=at, actor=actor, order_id=order_id, node=node, detail=detail)
-    return True
+
+def cancel_line_units(session: Session, order_id: str, line_id: int, qty: int) -> int:
+    """Cancel ``qty`` unshipped units of an order line (its order row locked by the caller),
+    releasing as much of its reservation as the line no longer needs; returns units released."""
+    line = session.execute(sa.select(LINE.c.qty, LINE.c.allocated, LINE.c.shipped, LINE.c.cancelled)
+                           .where(LINE.c.id == line_id)).one()
+    remaining = line.qty - line.cancelled - line.shipped
+    if qty > remaining:
+        raise Conflict(f"order {order_id}: only {remaining} units of the line are left to cancel")
+    reserved = line.allocated - line.shipped
+    backordered = remaining - reserved
+    release = max(qty - backordered, 0)  # cancel the backorder first, then the reservation
+    if release:
+        allocs = session.execute(sa.select(ALLOC.c.id, ALLOC.c.sku, ALLOC.c.warehouse, ALLOC.c.qty)
+                                 .where(ALLOC.c.line_id == line_id).order_by(ALLOC.c.qty, ALLOC.c.warehouse)).all()
+        rows = _lock_stock(session, {(a.sku, a.warehouse) for a in allocs})
+        left = release
+        deltas: dict[int, int] = defaultdict(int)
+        for a in allocs:
+            if left <= 0:
+                break
+            n = min(a.qty, left)
+            deltas[rows[(a.sku, a.warehouse)]["id"]] -= n
+            if n == a.qty:
+                session.execute(sa.delete(ALLOC).where(ALLOC.c.id == a.id))
+            else:
+                session.execute(sa.update(ALLOC).where(ALLOC.c.id == a.id).values(qty=a.qty - n))
+            left -= n
+        _bulk_add(session, "stock", "allocated", dict(deltas), guard="t.allocated + :q >= 0", what="stock")
+    session.execute(sa.update(LINE).where(LINE.c.id == line_id)
+                    .values(cancelled=line.cancelled + qty, allocated=line.allocated - release))
+    return release
 
 
 def deliver(session: Session, cfg, order_id: str, *, at: datetime, actor: str, issue: str | None = None) -> bool:
@@ -813,7 +879,7 @@ def _load_stock_for(session: Session, nodes: list[str], order_ids: list[str] | N
     q = (
         sa.select(LINE.c.sku).distinct()
         .join(ORDERS, ORDERS.c.order_id == LINE.c.order_id)
-        .where(ORDERS.c.status == "open", ORDERS.c.node.in_(nodes), LINE.c.allocated < LINE.c.qty)
+        .where(ORDERS.c.status == "open", ORDERS.c.node.in_(nodes), UNSERVED > 0)
     )
     skus: set[str] = set()
     for part in ([None] if order_ids is None else _parts(session, order_ids)):
@@ -918,11 +984,11 @@ def _read_chunk(session: Session, chunk_rows: Sequence, nodes: list[str], lock: 
     ids_locked = [r.order_id for r in chunk_rows if r.order_id in locked]
     if is_postgresql(session):
         lines = session.execute(
-            sa.select(LINE.c.order_id, LINE.c.line_no, LINE.c.id, LINE.c.sku, LINE.c.qty, LINE.c.allocated)
+            sa.select(LINE.c.order_id, LINE.c.line_no, LINE.c.id, LINE.c.sku, LINE.c.qty - LINE.c.cancelled, LINE.c.allocated)
             .where(keyed(session, LINE.c.order_id, ids_locked))
         ).all() if ids_locked else []
     else:
-        lines = _sqlite_rows(session, "SELECT order_id, line_no, id, sku, qty, allocated FROM order_line "
+        lines = _sqlite_rows(session, "SELECT order_id, line_no, id, sku, qty - cancelled, allocated FROM order_line "
                                       "WHERE order_id IN ({keys})", ids_locked)
     for ln in lines:
         lines_by_order[ln[0]].append(ln[1:])
@@ -1013,7 +1079,7 @@ class _ChunkWrites:
     def write(self, session: Session) -> None:
         from ffctl.core import workflow
 
-        _bulk_add(session, "order_line", "allocated", self.line_deltas, guard="t.allocated + :q <= t.qty",
+        _bulk_add(session, "order_line", "allocated", self.line_deltas, guard="t.allocated + t.cancelled + :q <= t.qty",
                   what="order line")
         _bulk_add(session, "allocation", "qty", self.alloc_updates, what="allocation")
         insert_rows(session, "allocation", ALLOC_COLUMNS, self.allocs)

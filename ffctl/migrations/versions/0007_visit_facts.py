@@ -5,13 +5,13 @@ data, kept by core/kpi.py's refresh_facts: the facts' version changes with this 
 first report after the upgrade rebuilds them.
 
 Revision ID: 0007
-Revises: 0005 (chained on 0005 until 0006 lands on main)
+Revises: 0006
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

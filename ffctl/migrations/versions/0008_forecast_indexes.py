@@ -6,7 +6,7 @@
   clock is a range of it (tasks entered later are not in it), and node-only lookups still use it.
 
 Revision ID: 0008
-Revises: 0007 (0005 until 0007 landed; the lead renumbers)
+Revises: 0007
 """
 from alembic import op
 import sqlalchemy as sa
