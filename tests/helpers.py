@@ -431,3 +431,56 @@ def open_orders(session, cfg, orders, *, at, customer: str = "C1", region: str =
     session.flush()
     workflow.enter_orders(session, cfg, workflow.order_facts(session, [o[0] for o in orders]), actor="tester")
     session.expire_all()
+
+
+# --- partial shipments: a shop whose orders go allocation -> dispatch ----------------------------
+
+SHIP_CONFIG = """
+[defaults]
+timezone = "Asia/Shanghai"
+[roles.warehouse]
+members = ["frank"]
+[workflows.main]
+match = {}
+nodes = ["allocation", "dispatch"]
+[nodes.allocation]
+sla = "10m"
+auto = "allocate"
+[nodes.dispatch]
+owner = "warehouse"
+sla = "48h"
+auto = "ship"
+"""
+SHIP_NOW = "2026-11-23T09:00:00+08:00"
+
+
+def shop_at_dispatch(ws, orders: str, *, stock: str = STOCK) -> None:
+    """Masters, stock and ``orders`` (CSV text) imported and allocated: what could be reserved
+    waits at dispatch."""
+    open_shop(ws, now=SHIP_NOW, stock=stock)
+    import_csv(ws, "orders", orders, now=SHIP_NOW)
+    cli_ok(ws, "allocate", "--all", now=SHIP_NOW)
+
+
+def stock_row(ws, sku: str, warehouse: str = "WH-SH") -> tuple:
+    """(on_hand, allocated) of a stock row."""
+    store = ws.store()
+    try:
+        with store.session() as s:
+            return tuple(s.execute(sa.text("SELECT on_hand, allocated FROM stock WHERE sku = :s AND warehouse = :w"),
+                                   {"s": sku, "w": warehouse}).one())
+    finally:
+        store.dispose()
+
+
+def spawn_ffctl(ws, *args: str, now: str, user: str = "frank"):
+    """A real ffctl process on the workspace's store (concurrency tests)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, FFCTL_CONFIG=str(ws.config_path), FFCTL_DB=ws.db_url, FFCTL_USER=user,
+               FFCTL_NOW=now, COLUMNS="200")
+    env.pop("FFCTL_DEBUG", None)
+    return subprocess.Popen([sys.executable, "-m", "ffctl", *args], env=env, cwd=ws.path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

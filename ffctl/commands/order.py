@@ -164,13 +164,26 @@ def _show_table(o: dict, tz: str) -> None:
 
     lines = Table(title="lines", header_style="bold")
     for name, justify in (("line", "right"), ("sku", "left"), ("qty", "right"), ("allocated", "right"),
-                          ("backordered", "right"), ("available to promise", "left")):
+                          ("shipped", "right"), ("cancelled", "right"), ("backordered", "right"),
+                          ("available to promise", "left")):
         lines.add_column(name, justify=justify)
     for line in o["lines"]:
         atp = table_cell(line["atp_date"], tz) if line["atp_date"] else (line.get("atp_note") or "")
         lines.add_row(str(line["line_no"]), safe(line["sku"]), str(line["qty"]), str(line["allocated"]),
+                      str(line["shipped"]) if line["shipped"] else "-",
+                      str(line["cancelled"]) if line["cancelled"] else "-",
                       str(line["backordered"]) if line["backordered"] else "-", safe(atp))
     console.print(lines)
+
+    if o["shipments"]:
+        shipments = Table(title=_("shipments"), header_style="bold")
+        for name in (_("shipment"), _("when"), _("carrier"), _("tracking"), _("lines")):
+            shipments.add_column(name, overflow="fold")
+        for sh in o["shipments"]:
+            what = ", ".join(f"L{ln['line_no']} {ln['sku']} × {ln['qty']}" for ln in sh["lines"])
+            shipments.add_row(safe(sh["shipment_id"]), table_cell(sh["at"], tz), safe(sh["carrier"] or "-"),
+                              safe(sh["tracking"] or "-"), safe(what))
+        console.print(shipments)
 
     timeline = Table(title="timeline", header_style="bold")
     for name in ("when", "event", "node", "who", "what"):

@@ -53,6 +53,7 @@ KPI_TARGETS = {
     "allocation_minutes": "minutes",
     "pick_accuracy": "rate",
     "on_time_shipping": "rate",
+    "fill_rate": "rate",
     "perfect_order": "rate",
     "cycle_time_hours": "hours",
     "sla_attainment": "rate",

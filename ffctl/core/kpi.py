@@ -19,13 +19,17 @@ Definitions (the history these read is written by the workflow, imports and ``sh
   node, since no later node can be entered before the first one is passed. Median is ``actual``.
 - allocation_minutes: that first completion -> first completion of a node whose config says
   ``auto = "allocate"``. Median.
-- pick_accuracy: pick_line rows whose (order_id, line_no) order line has the same SKU and qty
-  / pick_line rows.
-- on_time_shipping: shipped orders whose shipped date in ``[defaults] timezone`` is on or before
-  promised_ship_date / shipped orders (an order without a promised date cannot be on time).
-- perfect_order: delivered orders that shipped on time, in full with the right SKUs (every order
-  line picked with its SKU and qty, nothing else picked; an order without pick lines counts as
-  picked as ordered) and had no delivery issue / delivered orders.
+- pick_accuracy: pick_line rows (one per shipment and line an import reported) recorded without
+  a pick error (a different SKU than the line's, more units than it had left) / pick_line rows.
+- on_time_shipping: orders shipped in full (every unit shipped or cancelled) whose last shipment's
+  date in ``[defaults] timezone`` is on or before promised_ship_date, i.e. every unit left by
+  then / orders shipped in full (an order without a promised date cannot be on time).
+- fill_rate: units shipped (with the line's SKU) by the promised date / units ordered less those
+  cancelled, over the orders that are shipped in full or whose promised date is before the
+  report's day (an order still inside its promise does not count yet); cancelled orders do not count.
+- perfect_order: delivered orders that shipped on time, in full with the right SKUs (no pick
+  error, no unit cancelled; an order without pick lines counts as picked as ordered) and had no
+  delivery issue / delivered orders.
 - cycle_time_hours: created_at -> shipped_at, median; with ``--by node`` it is the time spent in
   each node per visit (entered -> left).
 - sla_attainment: node tasks closed by a decision (completed, auto_approved, rejected,
@@ -61,7 +65,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core.bulk import sqlite_working_set
-from ffctl.core.clock import parse_date, parse_time, start_of_day, zone
+from ffctl.core.clock import local_date, parse_date, parse_time, start_of_day, zone
 from ffctl.core.errors import FfctlError
 from ffctl.core.models import UTCDateTime
 from ffctl.core.stock import allocation_nodes
@@ -74,6 +78,7 @@ KPIS: dict[str, tuple[str, bool]] = {
     "allocation_minutes": ("minutes", False),
     "pick_accuracy": ("rate", True),
     "on_time_shipping": ("rate", True),
+    "fill_rate": ("rate", True),
     "perfect_order": ("rate", True),
     "cycle_time_hours": ("hours", False),
     "sla_attainment": ("rate", True),
@@ -401,16 +406,17 @@ def _cut(by: str | None) -> _Cut:
 # --- the facts ------------------------------------------------------------------------------
 
 #: Bump when the facts' definitions change: the next refresh rebuilds every row.
-FACTS_VERSION = 3  # 2: breaches by the visit's own times (SPEC 9.1); 3: visit_fact and node_fact.owner
+FACTS_VERSION = 4  # 2: breaches by the visit's own times (SPEC 9.1); 3: visit_fact and node_fact.owner; 4: partial shipments, fill rate (9.2)
 #: Single-valued cuts: dimension -> its order_fact column (None: the whole selection).
 FACT_COLUMNS: dict[str | None, str | None] = {
     None: None, "region": "region", "channel": "channel", "team": "sales_rep", "customer": "customer", "week": "week",
 }
-_COUNTERS = ("shipped", "on_time", "delivered", "perfect", "picked", "picked_right", "decided", "within")
+_COUNTERS = ("shipped", "on_time", "delivered", "perfect", "picked", "picked_right", "decided", "within",
+             "units", "units_on_time")
 _TIMES = ("conf", "alloc", "cycle")
 _SUMS = ", ".join(f"SUM(f.{c}) AS {c}" for c in _COUNTERS)  # per group, over order_fact f
 _FACT_INSERT = ("order_id, created_at, customer, region, channel, sales_rep, week, conf, alloc, cycle, "
-                + ", ".join(_COUNTERS))
+                + ", ".join(_COUNTERS) + ", due")
 _DIRTY = "fact_dirty"
 
 
@@ -663,17 +669,28 @@ def _facts_sql(sql: "_Sql", cfg, *, scoped: bool) -> str:
         f"THEN 1 ELSE 0 END) AS within FROM task t{scope('t')} GROUP BY t.order_id"
     )
     per_order_picks = (
-        "SELECT pl.order_id, COUNT(*) AS picked, "
-        "SUM(CASE WHEN ol.sku = pl.sku AND ol.qty = pl.qty THEN 1 ELSE 0 END) AS picked_right "
-        "FROM pick_line pl LEFT JOIN order_line ol ON ol.order_id = pl.order_id "
-        f"AND ol.line_no = pl.line_no{scope('pl')} GROUP BY pl.order_id"
+        "SELECT pl.order_id, COUNT(*) AS picked, SUM(CASE WHEN pl.error IS NULL THEN 1 ELSE 0 END) AS picked_right "
+        f"FROM pick_line pl{scope('pl')} GROUP BY pl.order_id"
+    )
+    per_order_units = (
+        "SELECT l.order_id, SUM(l.qty - l.cancelled) AS units, SUM(l.cancelled) AS cancelled "
+        f"FROM order_line l{scope('l')} GROUP BY l.order_id"
+    )
+    and_scope = (f" AND sl.order_id IN (SELECT order_id FROM {_DIRTY})") if scoped else ""
+    # units that left with their line's SKU on or before the promised date (shipments of one order)
+    per_order_on_time = (
+        "SELECT sl.order_id, SUM(sl.qty) AS units FROM shipment_line sl "
+        "JOIN shipment sh ON sh.shipment_id = sl.shipment_id JOIN orders so ON so.order_id = sl.order_id "
+        "JOIN order_line ol ON ol.order_id = sl.order_id AND ol.line_no = sl.line_no AND ol.sku = sl.sku "
+        f"WHERE so.promised_ship_date IS NOT NULL AND {sql.local_date('sh.shipped_at')} <= so.promised_ship_date"
+        f"{and_scope} GROUP BY sl.order_id"
     )
     on_time = f"(o.promised_ship_date IS NOT NULL AND {sql.local_date('o.shipped_at')} <= o.promised_ship_date)"
     delivered = "(o.delivered_at IS NOT NULL OR d.order_id IS NOT NULL)"
-    # in full with the right SKUs: every order line picked as ordered and nothing else picked
-    # (pick lines are unique per order line); an order without pick lines was picked as ordered
-    in_full = ("(pa.picked IS NULL OR (pa.picked_right = pa.picked AND pa.picked_right = "
-               "(SELECT COUNT(*) FROM order_line l WHERE l.order_id = o.order_id)))")
+    # in full with the right SKUs: no pick error and no unit cancelled (shipped_at is set once every
+    # unit is shipped or cancelled); an order without pick lines was picked as ordered
+    in_full = "(pa.picked IS NULL OR pa.picked_right = pa.picked) AND COALESCE(ua.cancelled, 0) = 0"
+    units = "CASE WHEN o.status = 'cancelled' THEN 0 ELSE COALESCE(ua.units, 0) END"
     return (
         f"INSERT INTO order_fact ({_FACT_INSERT}) SELECT o.order_id, o.created_at, o.customer, "
         f"COALESCE(o.region, c.region), o.channel, o.sales_rep, {sql.local_week('o.created_at')}, "
@@ -685,10 +702,14 @@ def _facts_sql(sql: "_Sql", cfg, *, scoped: bool) -> str:
         f"CASE WHEN {delivered} THEN 1 ELSE 0 END, "
         f"CASE WHEN {delivered} AND o.shipped_at IS NOT NULL AND {on_time} "
         f"AND COALESCE(o.delivery_issue, d.issue) IS NULL AND {in_full} THEN 1 ELSE 0 END, "
-        "COALESCE(pa.picked, 0), COALESCE(pa.picked_right, 0), COALESCE(ta.decided, 0), COALESCE(ta.within, 0) "
+        "COALESCE(pa.picked, 0), COALESCE(pa.picked_right, 0), COALESCE(ta.decided, 0), COALESCE(ta.within, 0), "
+        f"{units}, CASE WHEN {units} < COALESCE(oa.units, 0) THEN {units} ELSE COALESCE(oa.units, 0) END, "
+        "o.promised_ship_date "
         "FROM orders o LEFT JOIN customer c ON c.customer = o.customer "
         f"LEFT JOIN ({per_order_tasks}) ta ON ta.order_id = o.order_id "
         f"LEFT JOIN ({per_order_picks}) pa ON pa.order_id = o.order_id "
+        f"LEFT JOIN ({per_order_units}) ua ON ua.order_id = o.order_id "
+        f"LEFT JOIN ({per_order_on_time}) oa ON oa.order_id = o.order_id "
         f"LEFT JOIN delivery d ON d.order_id = o.order_id{scope('o')}"
     )
 
@@ -995,6 +1016,20 @@ class _Report:
         times = {t: self.percentiles(f"SELECT {g} AS g, f.{t} AS x FROM {source} WHERE {self.frange}") for t in _TIMES}
         return self._sums_of(rows), times
 
+    def fill_rate(self) -> dict[str | None, tuple[int, int]]:
+        """Per group: (units due, units shipped on time) of the orders shipped in full or past their
+        promised date at the report's day (SPEC 9.2)."""
+        if self.cut.mapping:
+            source = f"order_fact f JOIN ({self.cut.mapping}) gx ON gx.order_id = f.order_id"
+            g, group = "gx.g", " GROUP BY gx.g"
+        else:
+            source, (g, group) = "order_fact f", self.cut.group()
+        today = local_date(self.now, self.cfg.timezone)
+        rows = self.rows(f"SELECT {g} AS g, SUM(f.units) AS n, SUM(f.units_on_time) AS good FROM {source} "
+                         f"WHERE {self.frange} AND f.units > 0 AND (f.shipped = 1 OR f.due < :today){group}",
+                         {"today": today})
+        return {self._key(r.g): (int(r.n or 0), int(r.good or 0)) for r in rows if r.n}
+
     # -- facts that are not per order --
     def line_pick_accuracy(self) -> dict[str | None, tuple[int, int]]:
         """Pick accuracy cut by each picked line's own SKU or category."""
@@ -1002,7 +1037,7 @@ class _Report:
         extra = "" if self.cut.line == "sku" else " LEFT JOIN product lp ON lp.sku = COALESCE(ol.sku, pl.sku)"
         join, cond = self.in_period("pl")
         sql = (
-            f"SELECT {g} AS g, COUNT(*) AS n, SUM(CASE WHEN ol.sku = pl.sku AND ol.qty = pl.qty THEN 1 ELSE 0 END) AS good "
+            f"SELECT {g} AS g, COUNT(*) AS n, SUM(CASE WHEN pl.error IS NULL THEN 1 ELSE 0 END) AS good "
             f"FROM pick_line pl{join} LEFT JOIN order_line ol ON ol.order_id = pl.order_id AND ol.line_no = pl.line_no"
             f"{extra} WHERE {cond} GROUP BY {g}"
         )
@@ -1185,6 +1220,7 @@ def kpi_report(session: Session, cfg, *, now: datetime, period: Period = Period(
     rates = {
         "pick_accuracy": picks,
         "on_time_shipping": {g: (v["shipped"], v["on_time"]) for g, v in sums.items()},
+        "fill_rate": rep.fill_rate(),
         "perfect_order": {g: (v["delivered"], v["perfect"]) for g, v in sums.items()},
         "sla_attainment": sla,
     }

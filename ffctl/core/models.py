@@ -469,6 +469,9 @@ class OrderFact(SQLModel, table=True):
     picked_right: int = 0
     decided: int = 0
     within: int = 0
+    units: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # ordered less cancelled (0: order cancelled)
+    units_on_time: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # shipped by the promised date
+    due: Optional[date] = None  # the promised ship date: fill rate counts the order once it passed
 
 
 class NodeFact(SQLModel, table=True):

@@ -10,6 +10,9 @@
   Lines of orders shipped before 0006 are shipped (and served) in full.
 - pick_line: one row per (shipment, line) with the pick error it was recorded with (NULL: right),
   instead of one per order line.
+- order_fact: units, units_on_time and due for the fill rate (derived: the next report rebuilds
+  the facts, since their definitions' version changed; SQLite's covering report indexes are
+  dropped and built again on first use).
 
 SQLite adds the columns with ALTER TABLE (a rebuild of order_line would cascade into its
 reservations); the CHECK rides on the last column added.
@@ -50,8 +53,21 @@ def _rename_with_key(old: str, new: str) -> None:
         op.execute(f"ALTER INDEX IF EXISTS pk_{old} RENAME TO pk_{new}")
 
 
+def _drop_report_indexes() -> None:
+    """SQLite's per-cut covering indexes on order_fact (kpi._ensure_indexes builds them on use)."""
+    bind = op.get_bind()
+    if bind.dialect.name == "sqlite":
+        for (name,) in bind.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                            "AND name LIKE 'ix_order_fact_by_%'").fetchall():
+            op.execute(f"DROP INDEX {name}")
+
+
 def upgrade() -> None:
     pg = op.get_bind().dialect.name == "postgresql"
+    _drop_report_indexes()
+    op.add_column("order_fact", sa.Column("units", sa.Integer(), nullable=False, server_default="0"))
+    op.add_column("order_fact", sa.Column("units_on_time", sa.Integer(), nullable=False, server_default="0"))
+    op.add_column("order_fact", sa.Column("due", sa.Date(), nullable=True))
     # order lines: what shipped and what was cancelled
     op.add_column("order_line", sa.Column("shipped", sa.Integer(), nullable=False, server_default="0"))
     op.execute(f"UPDATE order_line SET shipped = qty, allocated = qty WHERE order_id IN ({SHIPPED_ORDERS})")
@@ -103,6 +119,13 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     pg = op.get_bind().dialect.name == "postgresql"
+    _drop_report_indexes()
+    if pg:
+        for column in ("due", "units_on_time", "units"):
+            op.drop_column("order_fact", column)
+    else:
+        for column in ("due", "units_on_time", "units"):
+            op.execute(f"ALTER TABLE order_fact DROP COLUMN {column}")
     # a partially shipped order was open before 0006: it keeps its place, and its reservations
     op.execute("DELETE FROM pick_line WHERE id NOT IN (SELECT MIN(id) FROM pick_line GROUP BY order_id, line_no)")
     with op.batch_alter_table("pick_line") as batch_op:
