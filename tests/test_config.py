@@ -68,7 +68,7 @@ def test_the_example_is_valid_and_complete(config: Config) -> None:
     assert [r.name for r in config.rules] == ["low_stock", "stuck_in_dispatch", "supplier_quality"]
     assert set(config.schedule) == {"sla_sweep", "notify_send", "rules_run", "daily_report"}
     assert set(config.kpi_targets) == {
-        "order_confirmation_minutes", "allocation_minutes", "pick_accuracy", "on_time_shipping",
+        "order_confirmation_minutes", "allocation_minutes", "pick_accuracy", "on_time_shipping", "fill_rate",
         "perfect_order", "cycle_time_hours", "sla_attainment",
     }
     assert config.roles["admin"].members  # someone can always act

@@ -83,7 +83,7 @@ def insert_history(store, *, with_o5=False, extra=None):
         order("O4", "C3", None, None, "pat", date(2026, 3, 5)),
     ]
     lines = [("O1", 1, "A", 2), ("O2", 1, "B", 1), ("O3", 1, "A", 3), ("O3", 2, "C", 1), ("O4", 1, "B", 1)]
-    picks = [("O3", 1, "A", 2), ("O3", 2, "C", 1)]
+    picks = [("O3", 1, "A", 2, "wrong_qty"), ("O3", 2, "C", 1, None)]  # as schema 0006 keeps picks made before it
     tasks = (
         flow("O1", [("credit_review", 0, 20, "completed", 30), ("tech_confirm", 20, 20, "skipped", 260),
                     ("allocation", 20, 25, "completed", 30), ("wave_pick", 25, 85, "completed", 145),
@@ -116,7 +116,7 @@ def insert_history(store, *, with_o5=False, extra=None):
         s.execute(sa.insert(OrderLine.__table__),
                   [{"order_id": o, "line_no": n, "sku": k, "qty": q} for o, n, k, q in lines])
         s.execute(sa.insert(PickLine.__table__),
-                  [{"order_id": o, "line_no": n, "sku": k, "qty": q} for o, n, k, q in picks])
+                  [{"order_id": o, "line_no": n, "sku": k, "qty": q, "error": e} for o, n, k, q, e in picks])
         s.execute(sa.insert(Delivery.__table__),
                   [{"order_id": o["order_id"], "delivered_at": o["delivered_at"], "issue": o["delivery_issue"]}
                    for o in orders if o["delivered_at"] is not None])
@@ -172,7 +172,7 @@ def test_whole_history_matches_hand_computed_values(history, example_config):
     assert bottleneck["over_sla_share"] == pytest.approx(2860 / 2920, abs=1e-6)
     assert "over_sla_seconds" not in bottleneck  # a sum of lateness no reader can use: report sla has p50/p90
     assert [r["kpi"] for r in rows] == [
-        "order_confirmation_minutes", "allocation_minutes", "pick_accuracy", "on_time_shipping",
+        "order_confirmation_minutes", "allocation_minutes", "pick_accuracy", "on_time_shipping", "fill_rate",
         "perfect_order", "cycle_time_hours", "sla_attainment", "bottleneck"]
 
 
@@ -267,15 +267,18 @@ def test_all_late(store, example_config):
 
 def test_partial_shipment_and_wrong_sku_are_not_perfect(store, example_config):
     def picks(s):
-        # O1 was picked short on its only line; O2 picked the wrong SKU
-        s.execute(sa.insert(PickLine.__table__), [{"order_id": "O1", "line_no": 1, "sku": "A", "qty": 1},
-                                                  {"order_id": "O2", "line_no": 1, "sku": "A", "qty": 1}])
+        # O1 shipped 1 of its 2 units and the other was cancelled (a partial shipment, not a pick
+        # error); O2 picked the wrong SKU
+        s.execute(sa.insert(PickLine.__table__), [{"order_id": "O1", "line_no": 1, "sku": "A", "qty": 1, "error": None},
+                                                  {"order_id": "O2", "line_no": 1, "sku": "A", "qty": 1,
+                                                   "error": "wrong_sku"}])
+        s.execute(sa.text("UPDATE order_line SET cancelled = 1 WHERE order_id = 'O1'"))
 
     insert_history(store, extra=picks)
     rows = report(store, example_config)
     assert pick(rows, "perfect_order")["actual"] == 0.0
     acc = pick(rows, "pick_accuracy")
-    assert (acc["count"], acc["actual"]) == (4, 0.25)
+    assert (acc["count"], acc["actual"]) == (4, 0.5)
 
 
 def test_sla_report_per_node(history, example_config):

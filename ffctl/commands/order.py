@@ -65,7 +65,7 @@ def _owner_text(owner, auto=None) -> str:
 def list_(
     ctx: typer.Context,
     node: Optional[str] = typer.Option(None, "--node", help="Only orders at this node."),
-    status: Optional[str] = typer.Option(None, "--status", help="open, on_hold, shipped, delivered or cancelled."),
+    status: Optional[str] = typer.Option(None, "--status", help="open (nothing shipped yet), partially_shipped, on_hold, shipped, delivered or cancelled."),
     at_risk: bool = typer.Option(False, "--at-risk", help="Only orders whose current task is at risk."),
     breached: bool = typer.Option(False, "--breached", help="Only orders whose current task is past its deadline."),
     flag: Optional[str] = typer.Option(None, "--flag", help="Only orders with this standing flag."),

@@ -30,8 +30,9 @@ FONT = ('-apple-system, "Segoe UI", "Noto Sans CJK SC", "Noto Sans SC", "PingFan
 LABELS = {
     "order_confirmation_minutes": ("Order confirmation", "created → first node done, median"),
     "allocation_minutes": ("Allocation", "first node → stock allocated, median"),
-    "pick_accuracy": ("Pick accuracy", "picked lines with the right SKU and qty"),
-    "on_time_shipping": ("On-time shipping", "shipped by the promised date"),
+    "pick_accuracy": ("Pick accuracy", "picked lines with the right SKU, no more than ordered"),
+    "on_time_shipping": ("On-time shipping", "every unit shipped by the promised date"),
+    "fill_rate": ("Fill rate", "units shipped by the promised date / units ordered"),
     "perfect_order": ("Perfect orders", "on time, in full, no delivery issue"),
     "cycle_time_hours": ("Fulfillment cycle", "created → shipped, median"),
     "sla_attainment": ("SLA attainment", "node visits done within their SLA"),
