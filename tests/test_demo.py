@@ -20,9 +20,17 @@ def test_demo_runs_end_to_end_and_prints_the_kpi_report(tmp_path):
     env = {"FFCTL_CONFIG": str(folder / "ffctl.toml")}
     kpis = json.loads(CliRunner().invoke(app, ["report", "kpi", "--format", "json"], env=env).stdout)
     names = {row["kpi"] for row in kpis}
-    assert {"order_confirmation_minutes", "on_time_shipping", "perfect_order"} <= names
+    assert {"order_confirmation_minutes", "on_time_shipping", "fill_rate", "perfect_order"} <= names
+    assert "fill_rate" in r.stdout or "fill_ra" in r.stdout  # the demo's KPI table
     shipped = next(row for row in kpis if row["kpi"] == "on_time_shipping")
     assert shipped["count"] > 0
+    assert next(row for row in kpis if row["kpi"] == "fill_rate")["count"] > 0
+    store_path = folder / "ffctl.db"
+    import sqlite3
+
+    with sqlite3.connect(store_path) as db:  # some orders shipped in two parts
+        assert db.execute("SELECT count(*) FROM (SELECT order_id FROM shipment GROUP BY order_id "
+                          "HAVING count(*) > 1)").fetchone()[0] > 0
     orders = json.loads(CliRunner().invoke(app, ["order", "list", "--format", "json", "--limit", "0"], env=env).stdout)
     assert len(orders) == 120
     timeline = json.loads(CliRunner().invoke(app, ["order", "show", orders[0]["order_id"], "--format", "json"],

@@ -68,7 +68,9 @@ def test_readme_tour_runs_as_written(tmp_path, monkeypatch, backend, make_db_url
             raise AssertionError(f"the tour runs `{shlex.join(command)}`; this test only knows mkdir, cd, cp, ffctl")
 
     order = json.loads(CliRunner().invoke(app, ["order", "show", "SO000123", "-f", "json"], env=env).stdout)
-    assert (order["status"], order["carrier"], order["tracking"]) == ("shipped", "顺丰", "SF123")
+    assert (order["status"], order["carrier"], order["tracking"]) == ("shipped", "顺丰", "SF124")
+    assert [(s["shipment_id"], s["tracking"], [ln["qty"] for ln in s["lines"]]) for s in order["shipments"]] == [
+        ("SO000123/1", "SF123", [25, 100]), ("SO000123/2", "SF124", [15])]
     assert order["waiting_for"] == "waiting for delivery"
     assert (Path.cwd() / "dashboard.html").stat().st_size > 10_000
     requisitions = json.loads(CliRunner().invoke(app, ["requisition", "list", "-f", "json"], env=env).stdout)

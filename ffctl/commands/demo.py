@@ -41,11 +41,13 @@ def demo(
     result = build_demo(directory, orders=orders, days=days, seed=seed, now=now, progress=message)
     c = result.counts
     message(_(
-        "Done in {seconds} s: {orders} orders imported, {advances} node completions, {shipped} shipped, "
+        "Done in {seconds} s: {orders} orders imported, {advances} node completions, {shipped} shipped "
+        "({split} of them first in part), "
         "{delivered} delivered, {breaches} SLA breaches (node visits done after their deadline or still open "
         "past it), {escalations} escalations, {hits} rule hits.").format(
         seconds=f"{time.perf_counter() - started:.0f}", orders=c.get("imported_orders", 0),
-        advances=c.get("advances", 0), shipped=c.get("shipped", 0), delivered=c.get("delivered", 0),
+        advances=c.get("advances", 0), shipped=c.get("shipped", 0), split=c.get("split", 0),
+        delivered=c.get("delivered", 0),
         breaches=c.get("breaches", 0), escalations=c.get("escalations", 0), hits=c.get("rule_hits", 0)))
     base = ["--config", str(result.config_path), "--now", result.now.isoformat()]
     for title, args in (("KPI report", ["report", "kpi"]), ("SLA status", ["sla", "status"])):
