@@ -734,7 +734,7 @@ def _node_facts_sql(*, scoped: bool) -> str:
 
 
 #: The order facts a node cut sums over the orders that visited the node (visit_fact's copies).
-_VISIT_COUNTERS = ("shipped", "on_time", "delivered", "perfect", "picked", "picked_right")
+_VISIT_COUNTERS = ("shipped", "on_time", "delivered", "perfect", "picked", "picked_right", "units", "units_on_time")
 
 
 def _visit_facts_sql(sql: "_Sql", cfg, *, scoped: bool) -> list[str]:

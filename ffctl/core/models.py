@@ -494,7 +494,7 @@ class NodeFact(SQLModel, table=True):
 #: visit_fact's per-node sums, read in node order off its covering index ix_visit_fact_sums (no sort
 #: of every visit); the percentiles step through the narrow (node, time, created_at) indexes
 VISIT_SUMS = ("decided", "within", "auto", "first", "escalations", "reminders",
-              "shipped", "on_time", "delivered", "perfect", "picked", "picked_right")
+              "shipped", "on_time", "delivered", "perfect", "picked", "picked_right", "units", "units_on_time")
 
 
 class VisitFact(SQLModel, table=True):
@@ -531,6 +531,8 @@ class VisitFact(SQLModel, table=True):
     perfect: int = 0
     picked: int = 0
     picked_right: int = 0
+    units: int = 0
+    units_on_time: int = 0
 
 
 class FactCustomer(SQLModel, table=True):

@@ -16,7 +16,7 @@ branch_labels = None
 depends_on = None
 
 _SUMS = ("decided", "within", "auto", "first", "escalations", "reminders",
-         "shipped", "on_time", "delivered", "perfect", "picked", "picked_right")
+         "shipped", "on_time", "delivered", "perfect", "picked", "picked_right", "units", "units_on_time")
 
 
 def upgrade() -> None:
