@@ -47,7 +47,7 @@ def close(a, b) -> bool:
 
 def step(store, cfg, op, order_id, at) -> None:
     """One operation of a history; refusals (an order not at a node it can do this at) are skipped."""
-    from ffctl.core import orders, sla, stock, workflow
+    from ffctl.core import orders, shipping, sla, stock, workflow
     from ffctl.core.errors import FfctlError
 
     kind = op[0]
@@ -62,7 +62,7 @@ def step(store, cfg, op, order_id, at) -> None:
             elif kind == "advance" and row.node == "allocation":
                 stock.allocate(s, cfg, [order_id], at=at, actor="cron", tz=TZ)
             elif kind == "advance" and row.node == "dispatch":
-                stock.ship(s, cfg, order_id, at=at, actor="frank", carrier="SF", tracking=f"T-{order_id}")
+                shipping.ship(s, cfg, order_id, at=at, actor="frank", carrier="SF", tracking=f"T-{order_id}")
             elif kind == "advance":
                 workflow.complete(s, cfg, order_id, at=at, actor="alice")
             elif kind == "reject":
