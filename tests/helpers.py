@@ -407,6 +407,8 @@ def flow_history(ws) -> None:
     cli_ok(ws, "deliver", "P1", now=flow_at("18:00"), **judy)
     import_csv(ws, "orders", "order_id,line_no,customer,sku,qty,channel,created_at\n"
                              "X1,1,C2,A,1,web,2026-12-03 09:00\n", now=flow_at("09:05", "2026-12-03T"))
+
+
 def open_orders(session, cfg, orders, *, at, customer: str = "C1", region: str = "north") -> None:
     """Store-level set-up for report tests: each SKU stocked (100 in WH1), the customer, and
     ``orders`` ((order_id, [(sku, qty), ...], minutes before ``at`` it was created)) entered into

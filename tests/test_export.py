@@ -10,7 +10,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import cli_ok, flow_history
+from tests.helpers import cli_ok, flow_at, flow_history, import_csv
 
 NOW = "2026-12-04T00:00:00+08:00"
 
@@ -117,8 +117,8 @@ def test_ocel_events_link_to_the_objects_they_are_about(history):
     assert sorted((r["objectId"], r["qualifier"]) for r in created["relationships"]) == [
         ("line:CH2/1", "line"), ("line:CH2/2", "line"), ("order:CH2", "order"), ("sku:A", "sku"), ("sku:B", "sku")]
     assert {(r["objectId"], r["qualifier"]) for r in events[("shipped dispatch", "order:P1")]["relationships"]} == {
-        ("order:P1", "order"), ("line:P1/1", "line"), ("sku:A", "sku"), ("shipment:P1", "shipment")}
-    assert [r["objectId"] for r in events[("delivered", "order:P1")]["relationships"]] == ["order:P1", "shipment:P1"]
+        ("order:P1", "order"), ("line:P1/1", "line"), ("sku:A", "sku"), ("shipment:P1/1", "shipment")}
+    assert [r["objectId"] for r in events[("delivered", "order:P1")]["relationships"]] == ["order:P1", "shipment:P1/1"]
     assert [r["objectId"] for r in events[("entered wave_pick", "order:CH1")]["relationships"]] == ["order:CH1"]
     attrs = {a["name"]: a["value"] for a in events[("rejected pack_check", "order:CH1")]["attributes"]}
     assert attrs == {"event": "rejected", "node": "pack_check", "actor": "judy", "detail": '=short "2" <box> & tape'}
@@ -131,6 +131,28 @@ def test_ocel_events_link_to_the_objects_they_are_about(history):
     per_type = ocel.relations.groupby("ocel:type")["ocel:eid"].nunique().to_dict()
     assert per_type["shipment"] == 3  # shipped and delivered of P1, shipped of CH1
     assert per_type["order"] == len(ocel.events)
+
+
+def test_an_order_shipped_in_two_parts_is_two_shipments_each_linked_to_its_own_event(history):
+    ws = history
+    import_csv(ws, "orders", "order_id,line_no,customer,sku,qty,channel,created_at\n"
+                             "P2,1,C1,A,2,b2b,2026-12-02 09:00\nP2,2,C1,A,3,b2b,2026-12-02 09:00\n",
+               now=flow_at("09:06"))
+    cli_ok(ws, "advance", "P2", now=flow_at("09:11"), user="judy")
+    cli_ok(ws, "allocate", "P2", now=flow_at("09:31"), user="judy")
+    cli_ok(ws, "ship", "P2", "--line", "1:2", "--carrier", "SF", "--tracking", "T2a", now=flow_at("12:10"), user="judy")
+    cli_ok(ws, "ship", "P2", "--line", "2:3", "--carrier", "SF", "--tracking", "T2b", now=flow_at("12:20"), user="judy")
+
+    out, _ = export(ws, "ocel")
+    raw = json.loads(out.read_text(encoding="utf-8"))
+    shipments = {o["id"]: {a["name"]: a["value"] for a in o["attributes"]}
+                 for o in raw["objects"] if o["type"] == "shipment" and o["id"].startswith("shipment:P2/")}
+    assert {s["tracking"] for s in shipments.values()} == {"T2a", "T2b"}
+    shipped = [e for e in raw["events"] if e["type"].startswith("shipped")
+               and any(r["objectId"] == "order:P2" for r in e["relationships"])]
+    assert len(shipped) == 2
+    linked = [[r["objectId"] for r in e["relationships"] if r["qualifier"] == "shipment"] for e in shipped]
+    assert all(len(ids) == 1 for ids in linked) and len({ids[0] for ids in linked}) == 2
 
 
 def test_a_period_exports_the_orders_created_in_it_with_their_whole_trail(history):

@@ -52,12 +52,9 @@ ACTIVITY_SQL = "CASE WHEN e.node IS NULL OR e.node = '' THEN e.event ELSE e.even
 
 
 def shipments_sql() -> str:
-    """The shipments as rows (shipment_id, order_id, shipped_at, carrier, tracking).
-
-    Today an order has at most one shipment (the ``shipment`` table is keyed by order), so a
-    shipment's id is its order's; the one place to change when orders ship in several parts.
-    """
-    return "SELECT order_id AS shipment_id, order_id, shipped_at, carrier, tracking FROM shipment"
+    """The shipments as rows (shipment_id, order_id, shipped_at, carrier, tracking): an order may
+    ship in several parts (SPEC 9.2), each its own shipment."""
+    return "SELECT shipment_id, order_id, shipped_at, carrier, tracking FROM shipment"
 
 
 _PARAM = re.compile(r":(tz|start|end)\b")  # the queries' parameters, in psycopg's style on PostgreSQL
@@ -367,7 +364,9 @@ def _ocel(q: _Query, f: IO[str]) -> dict:
         "l.line_no, l.sku, "
         f"sh.shipment_id FROM event e{join} "
         f"LEFT JOIN order_line l ON l.order_id = e.order_id AND e.event IN ({lines}) "
+        # a shipped event is about the shipment that left at its time; a delivery about all of them
         f"LEFT JOIN ({shipments_sql()}) sh ON sh.order_id = e.order_id AND e.event IN ({shipped}) "
+        "AND (e.event <> 'shipped' OR sh.shipped_at = e.at) "
         f"WHERE {cond} ORDER BY e.id, l.line_no")
     pending: dict | None = None
     links: dict[str, str] = {}
