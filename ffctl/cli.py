@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "advance": ("ffctl.commands.advance:app", "Complete (or reject) an order's current manual node."),
     "ship": ("ffctl.commands.ship:ship_app", "Record that an order has shipped."),
     "deliver": ("ffctl.commands.ship:deliver_app", "Record that an order was delivered, with any issue."),
+    "return": ("ffctl.commands.returns:app", "Record units of a shipped order that came back, with the reason."),
     "sla": ("ffctl.commands.sla:app", "The SLA sweep (cron), the SLA status board and the breach forecast."),
     "rules": ("ffctl.commands.rules:app", "Run or list the rules: low stock, dwelling orders, suppliers."),
     "requisition": ("ffctl.commands.requisition:app", "Purchase requisitions drafted by the rules."),

@@ -12,7 +12,7 @@ from ffctl.i18n import _, ngettext
 
 app = typer.Typer()
 
-KIND_NAMES = ("products", "customers", "suppliers", "stock", "receipts", "orders", "shipments", "deliveries", "qc")
+KIND_NAMES = ("products", "customers", "suppliers", "stock", "receipts", "orders", "shipments", "deliveries", "returns", "qc")
 
 
 class OnError(str, Enum):

@@ -156,6 +156,10 @@ def _show_table(o: dict, tz: str) -> None:
     if o["delivered_at"]:
         issue = (_("issue: {issue}").format(issue=o["delivery_issue"]) if o["delivery_issue"] else _("no issue"))
         head.add_row(_("delivered"), safe(f"{table_cell(o['delivered_at'], tz)}, {issue}"))
+    if o.get("why_not_perfect"):
+        from ffctl.core.misses import describe
+
+        head.add_row(_("not perfect"), safe(describe(o["why_not_perfect"])))
     if o["cancelled_at"]:
         head.add_row(_("cancelled"), safe(f"{table_cell(o['cancelled_at'], tz)}: {o['cancel_reason'] or '-'}"))
     if o["flags"]:
@@ -184,6 +188,15 @@ def _show_table(o: dict, tz: str) -> None:
             shipments.add_row(safe(sh["shipment_id"]), table_cell(sh["at"], tz), safe(sh["carrier"] or "-"),
                               safe(sh["tracking"] or "-"), safe(what))
         console.print(shipments)
+
+    if o.get("returns"):
+        returns = Table(title=_("returns"), header_style="bold")
+        for name in (_("when"), _("line"), _("sku"), _("qty"), _("reason"), _("restocked in")):
+            returns.add_column(name, overflow="fold")
+        for r in o["returns"]:
+            returns.add_row(table_cell(r["returned_at"], tz), str(r["line_no"]), safe(r["sku"]), str(r["qty"]),
+                            safe(r["reason"]), safe(r["warehouse"] or "-"))
+        console.print(returns)
 
     timeline = Table(title="timeline", header_style="bold")
     for name in ("when", "event", "node", "who", "what"):

@@ -83,6 +83,70 @@ def kpi(
     _kpi_table(rows, by.value if by else None, period, st.tz)
 
 
+class MissDimension(str, Enum):
+    cause = "cause"
+    node = "node"
+    role = "role"
+    sku = "sku"
+    supplier = "supplier"
+    region = "region"
+    channel = "channel"
+
+
+MISS_COLUMNS = ("group", "orders", "share", "cumulative_share", "role", "supplier")
+MISSED_ORDER_COLUMNS = ("order_id", "created_at", "components", "cause", "node", "role", "sku", "supplier", "region",
+                        "channel")
+
+
+@app.command()
+def misses(
+    ctx: typer.Context,
+    start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
+    end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
+    by: MissDimension = typer.Option(MissDimension.cause, "--by", case_sensitive=False,
+                                     help="Group the misses by their cause, or the cause's node, role, SKU or "
+                                          "supplier, or the order's region or channel."),
+    orders: bool = typer.Option(False, "--orders", help="List the missed orders instead of the Pareto."),
+    group: Optional[str] = typer.Option(None, "--group", metavar="VALUE",
+                                        help="With --orders: only the orders of this group (with --by cause, a "
+                                             "family such as `node` takes every node:... cause)."),
+    fmt: Optional[Format] = format_option(),
+) -> None:
+    """Why orders were not perfect: every shipped order with a failed component (late, short,
+    wrong_item, delivery_issue, returned) and its one primary cause, as a Pareto (orders, share,
+    cumulative share). Causes, first that applies: stockout:SKU, node:NAME, hold:REASON,
+    pick_error, delivery:ISSUE, returned:REASON (docs/cli.md explains each)."""
+    from ffctl.commands._output import Column, render, resolve_format
+    from ffctl.core.kpi import refresh_facts
+    from ffctl.core.misses import missed_orders, pareto
+
+    st = AppState.of(ctx)
+    cfg = st.config()
+    period = _period(st, start, end)
+    _say_if_read_only(st, refresh_facts(st.store(), cfg, now=st.now()))
+    kind = resolve_format(fmt)
+    with st.store().session() as s:
+        if orders:
+            rows = missed_orders(s, cfg, period=period, by=by.value, group=group)
+            if kind != "json" and kind != "csv":
+                rows = [dict(r, components=", ".join(r["components"])) for r in rows]
+            render(rows, [Column(k) for k in MISSED_ORDER_COLUMNS], kind, tz=st.tz,
+                   title=f"Missed orders — {_describe_period(period, st.tz)}", empty="No missed orders.")
+            return
+        rows = pareto(s, cfg, period=period, by=by.value)
+    if kind in ("json", "csv"):
+        render(rows, [Column(k) for k in MISS_COLUMNS], kind, tz=st.tz)
+        return
+    shown = [dict(r, share=f"{r['share'] * 100:.1f}%", cumulative_share=f"{r['cumulative_share'] * 100:.1f}%",
+                  group=r["group"] if r["group"] is not None else "-") for r in rows]
+    columns = [Column("group", header=by.value), Column("orders", justify="right"),
+               Column("share", justify="right"), Column("cumulative_share", header="cumulative", justify="right")]
+    if by.value == "cause":
+        columns += [Column("role", header="owner role"), Column("supplier")]
+    render(shown, columns, kind, tz=st.tz, title=f"Why orders were not perfect — {_describe_period(period, st.tz)}",
+           empty="No missed orders: every shipped order in the period is perfect or not delivered yet.")
+
+
 @app.command()
 def sla(
     ctx: typer.Context,
@@ -406,6 +470,11 @@ def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
     if with_baseline:
         console.print("[dim]" + _("baseline: where the KPI stood before ([kpi.baseline] in the config); read "
                                   "baseline → actual → target.") + "[/dim]")
+    for r in kpis:
+        if r["kpi"] == "return_rate" and r.get("top_reasons"):
+            reasons = ", ".join(f"{safe(x['reason'])} {x['units']:,}" for x in r["top_reasons"])
+            where = f" ({safe(r['group']) if r['group'] is not None else '-'})" if by else ""
+            console.print(_("Top return reasons{where}: {reasons}").format(where=where, reasons=reasons))
     for b in (r for r in rows if r["kpi"] == "bottleneck"):
         if b["node"] is None:
             console.print("Bottleneck: none — no node breached its SLA.")

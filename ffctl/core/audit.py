@@ -24,7 +24,7 @@ EVENTS = frozenset(
     """created entered completed rejected skipped allocated at_risk breached reminded escalated
     notified auto_approved auto_rejected held released flagged unflagged shipped delivered cancelled
     updated stock_adjusted stock_counted received requisition_drafted requisition_approved
-    requisition_rejected exemption_frozen forecast line_cancelled""".split()
+    requisition_rejected exemption_frozen forecast line_cancelled returned""".split()
 )
 
 

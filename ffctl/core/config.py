@@ -57,6 +57,7 @@ KPI_TARGETS = {
     "perfect_order": "rate",
     "cycle_time_hours": "hours",
     "sla_attainment": "rate",
+    "return_rate": "rate",
 }
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

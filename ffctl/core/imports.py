@@ -1589,6 +1589,33 @@ def _delivery_parsers(ctx: Context) -> dict:
             "issue": csvio.one_of(DELIVERY_ISSUES)}
 
 
+R_ORDER, R_LINE, R_QTY, R_REASON, R_AT, R_WAREHOUSE = range(6)
+
+
+class Returns(_PerOrder):
+    """One record per return line (order, line, time, reason: the natural key), recorded through
+    ``returns.record_return``, which refuses more than the line shipped less what came back."""
+
+    locks_stock = True
+
+    @staticmethod
+    def order_of(record: Record) -> str:
+        return record.first[R_ORDER]
+
+    def do(self, session, ctx, record):
+        from ffctl.core import returns
+
+        v = record.first
+        done = returns.record_return(session, ctx.cfg, v[R_ORDER], [(v[R_LINE], v[R_QTY])], reason=v[R_REASON],
+                                     at=csvio.from_stored(v[R_AT]), actor=ctx.actor, restock=v[R_WAREHOUSE])
+        return done is not None
+
+
+def _return_parsers(ctx: Context) -> dict:
+    return {"order_id": csvio.text_value, "line_no": csvio.positive_int, "qty": csvio.positive_int,
+            "reason": csvio.text_value, "returned_at": csvio.time_parser(ctx.tz), "warehouse": csvio.text_value}
+
+
 # --- the kinds ---------------------------------------------------------------------------------
 
 # Examples (``import KIND --template --example``): one small business, each kind's rows naming the
@@ -1624,6 +1651,8 @@ EXAMPLES = {
     ),
     "deliveries": (("SO-1001", "2026-03-06 10:00", ""), ("SO-1002", "2026-03-07 15:30", "damaged"),
                    ("SO-1003", "2026/03/19", "")),
+    "returns": (("SO-1001", "1", "1", "damaged", "2026-03-09 11:00", ""),
+                ("SO-1002", "1", "20", "wrong_size", "2026/03/10 09:30", "WH-SH")),
     "qc": (
         ("SUP-01", "B-2026-031", "2026-03-11 09:00", "4980", "5000", "2026-03-10", "2026-03-10 15:00", "SKU-002"),
         ("SUP-02", "B-2026-032", "2026-03-12 10:00", "98", "100", "2026-03-10", "2026-03-12 08:30", "SKU-001"),
@@ -1663,6 +1692,9 @@ KINDS: dict[str, Kind] = {
         Kind("deliveries", "deliveries", ("order_id", "delivered_at"), ("issue",), _delivery_parsers, Deliveries,
              key=("order_id",), refusable=lambda ctx: True, plan_by_rollback=True, one="delivery",
              example=EXAMPLES["deliveries"]),
+        Kind("returns", "return lines", ("order_id", "line_no", "qty", "reason", "returned_at"), ("warehouse",),
+             _return_parsers, Returns, key=("order_id", "line_no", "returned_at", "reason"), refusable=lambda ctx: True,
+             plan_by_rollback=True, example=EXAMPLES["returns"]),
         Kind("qc", "qc batches",
              ("supplier", "batch_id", "inspected_at", "passed", "total", "promised_at", "received_at"), ("sku",),
              _qc_parsers, lambda: Upsert(QcBatch, {}, times=("inspected_at", "promised_at", "received_at")),

@@ -64,6 +64,7 @@ from typing import Any, Iterable, Mapping
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ffctl.core import misses
 from ffctl.core.bulk import sqlite_working_set
 from ffctl.core.clock import local_date, parse_date, parse_time, start_of_day, zone
 from ffctl.core.errors import FfctlError
@@ -82,6 +83,7 @@ KPIS: dict[str, tuple[str, bool]] = {
     "perfect_order": ("rate", True),
     "cycle_time_hours": ("hours", False),
     "sla_attainment": ("rate", True),
+    "return_rate": ("rate", False),
 }
 DIMENSIONS = ("product", "category", "region", "channel", "team", "customer", "node", "week", "workflow")
 ALL = "all"  # the group of a report that is not cut
@@ -406,13 +408,13 @@ def _cut(by: str | None) -> _Cut:
 # --- the facts ------------------------------------------------------------------------------
 
 #: Bump when the facts' definitions change: the next refresh rebuilds every row.
-FACTS_VERSION = 4  # 2: breaches by the visit's own times (SPEC 9.1); 3: visit_fact and node_fact.owner; 4: partial shipments, fill rate (9.2)
+FACTS_VERSION = 5  # 2: breaches by the visit's own times (SPEC 9.1); 3: visit_fact and node_fact.owner; 4: partial shipments, fill rate (9.2); 5: returns, misses (9.5)
 #: Single-valued cuts: dimension -> its order_fact column (None: the whole selection).
 FACT_COLUMNS: dict[str | None, str | None] = {
     None: None, "region": "region", "channel": "channel", "team": "sales_rep", "customer": "customer", "week": "week",
 }
 _COUNTERS = ("shipped", "on_time", "delivered", "perfect", "picked", "picked_right", "decided", "within",
-             "units", "units_on_time")
+             "units", "units_on_time", "units_shipped", "units_returned")
 _TIMES = ("conf", "alloc", "cycle")
 _SUMS = ", ".join(f"SUM(f.{c}) AS {c}" for c in _COUNTERS)  # per group, over order_fact f
 _FACT_INSERT = ("order_id, created_at, customer, region, channel, sales_rep, week, conf, alloc, cycle, "
@@ -613,6 +615,8 @@ def _rebuild(s: Session, sql: "_Sql", cfg) -> int:
     s.execute(sa.text(_node_facts_sql(scoped=False)))
     for statement in _visit_facts_sql(sql, cfg, scoped=False):
         s.execute(sa.text(statement))
+    s.execute(sa.text("DELETE FROM miss_fact"))
+    s.execute(sa.text(misses.refresh_sql(sql, cfg, dirty=None)), {"tz": cfg.timezone})
     _snapshot_customers(s, None)
     for ddl in lazy:
         s.execute(sa.text(ddl))
@@ -648,6 +652,8 @@ def _update(s: Session, sql: "_Sql", cfg, seen: int, top: int, customers: list[s
     s.execute(sa.text(_node_facts_sql(scoped=True)))
     for statement in _visit_facts_sql(sql, cfg, scoped=True):
         s.execute(sa.text(statement))
+    s.execute(sa.text(f"DELETE FROM miss_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
+    s.execute(sa.text(misses.refresh_sql(sql, cfg, dirty=_DIRTY)), {"tz": cfg.timezone})
     _snapshot_customers(s, customers)
     n = s.execute(sa.text(f"SELECT COUNT(*) FROM {_DIRTY}")).scalar_one()
     s.execute(sa.text(f"DROP TABLE {_DIRTY}" if not sql.sqlite else f"DELETE FROM temp.{_DIRTY}"))
@@ -673,7 +679,7 @@ def _facts_sql(sql: "_Sql", cfg, *, scoped: bool) -> str:
         f"FROM pick_line pl{scope('pl')} GROUP BY pl.order_id"
     )
     per_order_units = (
-        "SELECT l.order_id, SUM(l.qty - l.cancelled) AS units, SUM(l.cancelled) AS cancelled "
+        "SELECT l.order_id, SUM(l.qty - l.cancelled) AS units, SUM(l.cancelled) AS cancelled, SUM(l.shipped) AS shipped "
         f"FROM order_line l{scope('l')} GROUP BY l.order_id"
     )
     and_scope = (f" AND sl.order_id IN (SELECT order_id FROM {_DIRTY})") if scoped else ""
@@ -685,11 +691,13 @@ def _facts_sql(sql: "_Sql", cfg, *, scoped: bool) -> str:
         f"WHERE so.promised_ship_date IS NOT NULL AND {sql.local_date('sh.shipped_at')} <= so.promised_ship_date"
         f"{and_scope} GROUP BY sl.order_id"
     )
+    per_order_returns = f"SELECT rl.order_id, SUM(rl.qty) AS units FROM return_line rl{scope('rl')} GROUP BY rl.order_id"
     on_time = f"(o.promised_ship_date IS NOT NULL AND {sql.local_date('o.shipped_at')} <= o.promised_ship_date)"
     delivered = "(o.delivered_at IS NOT NULL OR d.order_id IS NOT NULL)"
     # in full with the right SKUs: no pick error and no unit cancelled (shipped_at is set once every
     # unit is shipped or cancelled); an order without pick lines was picked as ordered
-    in_full = "(pa.picked IS NULL OR pa.picked_right = pa.picked) AND COALESCE(ua.cancelled, 0) = 0"
+    in_full = ("(pa.picked IS NULL OR pa.picked_right = pa.picked) AND COALESCE(ua.cancelled, 0) = 0 "
+               "AND ra.units IS NULL")  # ... and nothing came back (SPEC 9.5)
     units = "CASE WHEN o.status = 'cancelled' THEN 0 ELSE COALESCE(ua.units, 0) END"
     return (
         f"INSERT INTO order_fact ({_FACT_INSERT}) SELECT o.order_id, o.created_at, o.customer, "
@@ -704,12 +712,13 @@ def _facts_sql(sql: "_Sql", cfg, *, scoped: bool) -> str:
         f"AND COALESCE(o.delivery_issue, d.issue) IS NULL AND {in_full} THEN 1 ELSE 0 END, "
         "COALESCE(pa.picked, 0), COALESCE(pa.picked_right, 0), COALESCE(ta.decided, 0), COALESCE(ta.within, 0), "
         f"{units}, CASE WHEN {units} < COALESCE(oa.units, 0) THEN {units} ELSE COALESCE(oa.units, 0) END, "
-        "o.promised_ship_date "
+        "COALESCE(ua.shipped, 0), COALESCE(ra.units, 0), o.promised_ship_date "
         "FROM orders o LEFT JOIN customer c ON c.customer = o.customer "
         f"LEFT JOIN ({per_order_tasks}) ta ON ta.order_id = o.order_id "
         f"LEFT JOIN ({per_order_picks}) pa ON pa.order_id = o.order_id "
         f"LEFT JOIN ({per_order_units}) ua ON ua.order_id = o.order_id "
         f"LEFT JOIN ({per_order_on_time}) oa ON oa.order_id = o.order_id "
+        f"LEFT JOIN ({per_order_returns}) ra ON ra.order_id = o.order_id "
         f"LEFT JOIN delivery d ON d.order_id = o.order_id{scope('o')}"
     )
 
@@ -1030,6 +1039,37 @@ class _Report:
                          {"today": today})
         return {self._key(r.g): (int(r.n or 0), int(r.good or 0)) for r in rows if r.n}
 
+    def return_reasons(self, top: int = 3) -> dict[str | None, list[dict]]:
+        """Per group: the ``top`` return reasons by units (ties: alphabetical), SPEC 9.5."""
+        if self.cut.line:
+            g = "rl.sku" if self.cut.line == "sku" else "rp.category"
+            source = ("return_line rl JOIN order_fact f ON f.order_id = rl.order_id"
+                      + ("" if self.cut.line == "sku" else " LEFT JOIN product rp ON rp.sku = rl.sku"))
+        elif self.cut.mapping:
+            source = (f"return_line rl JOIN order_fact f ON f.order_id = rl.order_id "
+                      f"JOIN ({self.cut.mapping}) gx ON gx.order_id = rl.order_id")
+            g = "gx.g"
+        else:
+            source, g = "return_line rl JOIN order_fact f ON f.order_id = rl.order_id", self.cut.group()[0]
+        out: dict[str | None, list[dict]] = {}
+        for r in self.rows(f"SELECT g, reason, n FROM (SELECT {g} AS g, rl.reason AS reason, SUM(rl.qty) AS n, "
+                           f"ROW_NUMBER() OVER (PARTITION BY {g} ORDER BY SUM(rl.qty) DESC, rl.reason) AS rn "
+                           f"FROM {source} WHERE {self.frange} GROUP BY {g}, rl.reason) x WHERE rn <= {top} "
+                           "ORDER BY g, n DESC, reason"):
+            out.setdefault(self._key(r.g), []).append({"reason": r.reason, "units": int(r.n)})
+        return out
+
+    def line_returns(self) -> dict[str | None, tuple[int, int]]:
+        """Return rate cut by each line's own SKU or category: (units shipped, units returned)."""
+        g = "l.sku" if self.cut.line == "sku" else "lp.category"
+        extra = "" if self.cut.line == "sku" else " LEFT JOIN product lp ON lp.sku = l.sku"
+        rows = self.rows(
+            f"SELECT {g} AS g, SUM(l.shipped) AS n, SUM(COALESCE(rl.units, 0)) AS back FROM order_line l "
+            f"JOIN order_fact f ON f.order_id = l.order_id{extra} LEFT JOIN (SELECT order_id, line_no, SUM(qty) AS units "
+            "FROM return_line GROUP BY order_id, line_no) rl ON rl.order_id = l.order_id AND rl.line_no = l.line_no "
+            f"WHERE {self.frange} AND l.shipped > 0 GROUP BY {g}")
+        return {self._key(r.g): (int(r.n or 0), int(r.back or 0)) for r in rows}
+
     # -- facts that are not per order --
     def line_pick_accuracy(self) -> dict[str | None, tuple[int, int]]:
         """Pick accuracy cut by each picked line's own SKU or category."""
@@ -1223,7 +1263,10 @@ def kpi_report(session: Session, cfg, *, now: datetime, period: Period = Period(
         "fill_rate": rep.fill_rate(),
         "perfect_order": {g: (v["delivered"], v["perfect"]) for g, v in sums.items()},
         "sla_attainment": sla,
+        "return_rate": rep.line_returns() if rep.cut.line else {
+            g: (v["units_shipped"], v["units_returned"]) for g, v in sums.items() if v["units_shipped"]},
     }
+    reasons = rep.return_reasons()
     groups: set[str | None] = set(sums)
     for table in (*times.values(), *rates.values()):
         groups.update(table)
@@ -1238,6 +1281,8 @@ def kpi_report(session: Session, cfg, *, now: datetime, period: Period = Period(
             else:
                 n, good = rates[name].get(g, (0, 0))
                 rows.append(kpi_row(name, g, good / n if n else None, n, targets, baseline=baseline))
+                if name == "return_rate":
+                    rows[-1]["top_reasons"] = reasons.get(g, [])
     rows.append(bottleneck_row(stats))
     return rows
 

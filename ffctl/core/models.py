@@ -261,6 +261,25 @@ class Delivery(SQLModel, table=True):
     issue: Optional[str] = None  # wrong_item | short | late | damaged | wrong_address | documents
 
 
+class ReturnLine(SQLModel, table=True):
+    """Units of an order line that came back (SPEC 9.5), with their reason; ``warehouse``: where
+    they were restocked (None: not restocked). The natural key makes ``import returns`` idempotent."""
+
+    __tablename__ = "return_line"
+    __table_args__ = (
+        sa.UniqueConstraint("order_id", "line_no", "returned_at", "reason", name="uq_return_line"),
+        sa.CheckConstraint("qty > 0", name="ck_return_line_qty_pos"),
+    )
+    id: Optional[int] = Field(default=None, primary_key=True)
+    order_id: str = Field(foreign_key="orders.order_id", ondelete="CASCADE")
+    line_no: int
+    sku: str  # the line's
+    qty: int
+    reason: str
+    returned_at: datetime = _utc()
+    warehouse: Optional[str] = None
+
+
 class QcBatch(SQLModel, table=True):
     __tablename__ = "qc_batch"
     __table_args__ = (
@@ -472,6 +491,8 @@ class OrderFact(SQLModel, table=True):
     units: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # ordered less cancelled (0: order cancelled)
     units_on_time: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # shipped by the promised date
     due: Optional[date] = None  # the promised ship date: fill rate counts the order once it passed
+    units_shipped: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # return rate's denominator
+    units_returned: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class NodeFact(SQLModel, table=True):
@@ -533,6 +554,26 @@ class VisitFact(SQLModel, table=True):
     picked_right: int = 0
     units: int = 0
     units_on_time: int = 0
+
+
+class MissFact(SQLModel, table=True):
+    """One row per shipped order that is not perfect (``report misses``): its failed components
+    and its one primary cause (core/misses.py). Derived like order_fact, refreshed with it."""
+
+    __tablename__ = "miss_fact"
+    __table_args__ = (sa.Index("ix_miss_fact_created", "created_at"),)
+    order_id: str = Field(primary_key=True)
+    created_at: datetime = _utc()
+    late: int = 0
+    short: int = 0
+    wrong_item: int = 0
+    delivery_issue: int = 0
+    returned: int = 0
+    cause: str  # node:NAME | stockout:SKU | hold:REASON | pick_error | delivery:ISSUE | returned:REASON | ...
+    node: Optional[str] = None  # the node the cause names (or where the order waited)
+    role: Optional[str] = None  # that node's owner role
+    sku: Optional[str] = None
+    supplier: Optional[str] = None
 
 
 class FactCustomer(SQLModel, table=True):

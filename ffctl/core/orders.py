@@ -170,6 +170,9 @@ def _backorder_date(session: Session, cfg, order_id: str, sku: str, qty: int, no
 
 def show_order(session: Session, cfg, order_id: str, now: datetime) -> dict:
     """Where the order is, who owns it, its lines with allocation, and its timeline."""
+    from ffctl.core.misses import why_not_perfect
+    from ffctl.core.returns import order_returns
+
     row = session.execute(
         sa.select(Order, Customer.name).join(Customer, Customer.customer == Order.customer)
         .where(Order.order_id == order_id)
@@ -237,6 +240,8 @@ def show_order(session: Session, cfg, order_id: str, now: datetime) -> dict:
         "cancel_reason": _last_detail(timeline, "cancelled") if order.status == "cancelled" else None,
         "waiting_for": waiting_for(order.status, current, lines, hold_reason),
         "lines": lines, "shipments": shipments, "timeline": timeline,
+        "returns": order_returns(session, order_id),
+        "why_not_perfect": why_not_perfect(session, cfg, order_id, now) if order.shipped_at else None,
     }
 
 
