@@ -112,10 +112,15 @@ def misses(
                                              "family such as `node` takes every node:... cause)."),
     fmt: Optional[Format] = format_option(),
 ) -> None:
-    """Why orders were not perfect: every shipped order with a failed component (late, short,
-    wrong_item, delivery_issue, returned) and its one primary cause, as a Pareto (orders, share,
-    cumulative share). Causes, first that applies: stockout:SKU, node:NAME, hold:REASON,
-    pick_error, delivery:ISSUE, returned:REASON (docs/cli.md explains each)."""
+    """Why orders were not perfect: every order shipped in full with a failed component (late,
+    short = a unit cancelled, wrong_item = a pick error, delivery_issue, returned) and its one
+    primary cause, as a Pareto (orders, share, cumulative share). The cause is the first that
+    applies, in the order an order lives them: stockout:SKU (late or short, and it waited at an
+    allocation node past its SLA until a receipt of SKU came in; the supplier is that receipt's),
+    hold:REASON (late, and held: the first hold's reason), node:NAME (late: the node with the most
+    business time over its SLA, with its owner role), pick_error, delivery:ISSUE,
+    returned:REASON (the reason with the most units), else unexplained:late or unexplained:short.
+    """
     from ffctl.commands._output import Column, render, resolve_format
     from ffctl.core.kpi import refresh_facts
     from ffctl.core.misses import missed_orders, pareto

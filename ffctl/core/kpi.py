@@ -28,8 +28,11 @@ Definitions (the history these read is written by the workflow, imports and ``sh
   cancelled, over the orders that are shipped in full or whose promised date is before the
   report's day (an order still inside its promise does not count yet); cancelled orders do not count.
 - perfect_order: delivered orders that shipped on time, in full with the right SKUs (no pick
-  error, no unit cancelled; an order without pick lines counts as picked as ordered) and had no
-  delivery issue / delivered orders.
+  error, no unit cancelled; an order without pick lines counts as picked as ordered), had no
+  delivery issue and had nothing returned / delivered orders. ``report misses`` says why the
+  others were not (core/misses.py, ``miss_fact``).
+- return_rate: units returned / units shipped (SPEC 9.5), with the top three return reasons by
+  units per group; product and category cut by each line's own SKU.
 - cycle_time_hours: created_at -> shipped_at, median; with ``--by node`` it is the time spent in
   each node per visit (entered -> left).
 - sla_attainment: node tasks closed by a decision (completed, auto_approved, rejected,
