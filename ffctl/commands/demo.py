@@ -56,6 +56,7 @@ def demo(
             root([*base, *args, "--format", "table"], standalone_mode=False)
         except SystemExit:
             pass
+    _top_misses(result)
     from ffctl.core.text import command
 
     cfg = ("--config", result.config_path)  # a folder name with a space or a quote still pastes right
@@ -70,3 +71,27 @@ def demo(
         f"  {command(*cfg, 'supplier', 'list')}                 # who lost inspection exemption, and why\n"
         f"  {command(*cfg, 'report', 'dashboard', '--out', result.directory / 'dashboard.html')}\n"
     )
+
+
+def _top_misses(result) -> None:
+    """The three causes behind most misses (``report misses``), after the KPI table."""
+    from ffctl.commands._output import message
+    from ffctl.core.config import load_config
+    from ffctl.core.kpi import Period
+    from ffctl.core.misses import pareto
+    from ffctl.core.store import Store
+    from ffctl.i18n import _
+
+    cfg = load_config(result.config_path)
+    store = Store(cfg.database_url)
+    try:
+        with store.session() as s:
+            rows = pareto(s, cfg, period=Period())[:3]
+    finally:
+        store.dispose()
+    if not rows:
+        return
+    message("\n== " + _("Why orders were not perfect (top three causes)") + " ==")
+    for r in rows:
+        message(_("  {cause}: {orders} orders ({share}% of misses)").format(
+            cause=r["group"], orders=r["orders"], share=f"{r['share'] * 100:.0f}"))

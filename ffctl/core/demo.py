@@ -325,6 +325,16 @@ class Simulation:
                     self.bump("delivery_issues")
                 stock.deliver(s, self.cfg, o.order_id, at=at, actor="oscar", issue=issue)
                 self.bump("delivered")
+                back = at + timedelta(days=2)
+                if _fraction(o.order_id, "return") < 0.03 and back <= now:  # a few come back (SPEC 9.5)
+                    from ffctl.core.returns import record_return
+
+                    line = s.execute(sa.text("SELECT line_no FROM order_line WHERE order_id = :o AND shipped > 0 "
+                                             "ORDER BY line_no LIMIT 1"), {"o": o.order_id}).scalar()
+                    if line is not None:
+                        reason = RETURN_REASONS[int(_fraction(o.order_id, "why") * len(RETURN_REASONS))]
+                        record_return(s, self.cfg, o.order_id, [(line, 1)], reason=reason, at=back, actor="oscar")
+                        self.bump("returned")
 
     def releases(self, now: datetime) -> None:
         from ffctl.core import workflow
@@ -345,6 +355,9 @@ class Simulation:
         self.bump("breaches_flagged", report.breached)  # what sweeps saw; the breaches are counted at the end
         self.bump("escalations", report.actions.get("escalate", 0))
         self.bump("rule_hits", report.rule_hits)
+
+
+RETURN_REASONS = ("damaged", "wrong_size", "not_as_described")
 
 
 def _new_or_empty(directory: Path) -> None:

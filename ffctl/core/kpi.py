@@ -1055,9 +1055,11 @@ class _Report:
         else:
             source, g = "return_line rl JOIN order_fact f ON f.order_id = rl.order_id", self.cut.group()[0]
         out: dict[str | None, list[dict]] = {}
+        # not cut: g is a constant, which PostgreSQL refuses in GROUP BY
+        by_g, part = (f"{g}, ", f"PARTITION BY {g} ") if g != f"'{ALL}'" else ("", "")
         for r in self.rows(f"SELECT g, reason, n FROM (SELECT {g} AS g, rl.reason AS reason, SUM(rl.qty) AS n, "
-                           f"ROW_NUMBER() OVER (PARTITION BY {g} ORDER BY SUM(rl.qty) DESC, rl.reason) AS rn "
-                           f"FROM {source} WHERE {self.frange} GROUP BY {g}, rl.reason) x WHERE rn <= {top} "
+                           f"ROW_NUMBER() OVER ({part}ORDER BY SUM(rl.qty) DESC, rl.reason) AS rn "
+                           f"FROM {source} WHERE {self.frange} GROUP BY {by_g}rl.reason) x WHERE rn <= {top} "
                            "ORDER BY g, n DESC, reason"):
             out.setdefault(self._key(r.g), []).append({"reason": r.reason, "units": int(r.n)})
         return out
