@@ -124,6 +124,7 @@ def misses(
     from ffctl.commands._output import Column, render, resolve_format
     from ffctl.core.kpi import refresh_facts
     from ffctl.core.misses import missed_orders, pareto
+    from ffctl.i18n import _
 
     st = AppState.of(ctx)
     cfg = st.config()
@@ -136,7 +137,8 @@ def misses(
             if kind != "json" and kind != "csv":
                 rows = [dict(r, components=", ".join(r["components"])) for r in rows]
             render(rows, [Column(k) for k in MISSED_ORDER_COLUMNS], kind, tz=st.tz,
-                   title=f"Missed orders — {_describe_period(period, st.tz)}", empty="No missed orders.")
+                   title=_("Missed orders — {period}").format(period=_describe_period(period, st.tz)),
+                   empty=_("No missed orders."))
             return
         rows = pareto(s, cfg, period=period, by=by.value)
     if kind in ("json", "csv"):
@@ -148,8 +150,9 @@ def misses(
                Column("share", justify="right"), Column("cumulative_share", header="cumulative", justify="right")]
     if by.value == "cause":
         columns += [Column("role", header="owner role"), Column("supplier")]
-    render(shown, columns, kind, tz=st.tz, title=f"Why orders were not perfect — {_describe_period(period, st.tz)}",
-           empty="No missed orders: every shipped order in the period is perfect or not delivered yet.")
+    render(shown, columns, kind, tz=st.tz,
+           title=_("Why orders were not perfect — {period}").format(period=_describe_period(period, st.tz)),
+           empty=_("No missed orders: every shipped order in the period is perfect or not delivered yet."))
 
 
 @app.command()
