@@ -173,7 +173,7 @@ def test_whole_history_matches_hand_computed_values(history, example_config):
     assert "over_sla_seconds" not in bottleneck  # a sum of lateness no reader can use: report sla has p50/p90
     assert [r["kpi"] for r in rows] == [
         "order_confirmation_minutes", "allocation_minutes", "pick_accuracy", "on_time_shipping", "fill_rate",
-        "perfect_order", "cycle_time_hours", "sla_attainment", "bottleneck"]
+        "perfect_order", "cycle_time_hours", "sla_attainment", "return_rate", "bottleneck"]
 
 
 def test_by_region_uses_the_customers_region_when_the_order_has_none(history, example_config):

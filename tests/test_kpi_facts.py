@@ -1,7 +1,7 @@
 """The report facts follow every way ffctl changes an order, on both backends.
 
 Orders go through the real write paths (workflow entry, allocation, manual nodes, holds,
-rejection, the sweep, shipping, delivery, cancellation, a customer's new region); after each
+rejection, the sweep, shipping, delivery, returns, cancellation, a customer's new region); after each
 step the facts are refreshed incrementally, and at the end they equal a rebuild from scratch.
 A write path that changed an order without an audit event naming it would show up here.
 """
@@ -22,11 +22,12 @@ def facts(store):
     with store.session() as s:
         return ([tuple(r) for r in s.execute(sa.text("SELECT * FROM order_fact ORDER BY order_id"))],
                 [tuple(r) for r in s.execute(sa.text("SELECT * FROM node_fact ORDER BY task_id"))],
-                [tuple(r) for r in s.execute(sa.text("SELECT * FROM visit_fact ORDER BY task_id"))])
+                [tuple(r) for r in s.execute(sa.text("SELECT * FROM visit_fact ORDER BY task_id"))],
+                [tuple(r) for r in s.execute(sa.text("SELECT * FROM miss_fact ORDER BY order_id"))])
 
 
 def test_every_write_path_reaches_the_facts(store, example_config):
-    from ffctl.core import kpi, orders, shipping, sla, stock, workflow
+    from ffctl.core import kpi, orders, returns, shipping, sla, stock, workflow
 
     cfg = example_config
     modes = []
@@ -53,6 +54,13 @@ def test_every_write_path_reaches_the_facts(store, example_config):
         lambda s, at: shipping.ship(s, cfg, "O1", at=at, actor="frank", carrier="SF", tracking="T2",
                                     picks=[(1, "A", 1)]),  # the rest: shipped in full
         lambda s, at: stock.deliver(s, cfg, "O1", at=at, actor="frank", issue="short"),
+        lambda s, at: returns.record_return(s, cfg, "O1", [(1, 1)], reason="damaged", at=at, actor="frank",
+                                            restock="WH1"),
+        lambda s, at: workflow.complete(s, cfg, "O2", at=at, actor="frank", node="wave_pick"),
+        lambda s, at: workflow.complete(s, cfg, "O2", at=at, actor="frank", node="pack_check"),
+        lambda s, at: shipping.ship(s, cfg, "O2", at=at, actor="frank", carrier="SF", tracking="T3",
+                                    picks=[(1, "A", 1), (2, "B", 1)]),
+        lambda s, at: returns.record_return(s, cfg, "O2", [(2, 1)], reason="wrong_size", at=at, actor="frank"),
         lambda s, at: orders.cancel_order(s, cfg, "O5", at=at, actor="admin", reason="duplicate"),
         lambda s, at: s.execute(sa.text("UPDATE customer SET region = '华南' WHERE customer = 'C1'")),
     ]
@@ -78,6 +86,13 @@ def test_every_write_path_reaches_the_facts(store, example_config):
         # one first visit per (order, node) visited, whatever the rejections sent back
         assert s.execute(sa.text("SELECT COUNT(*) FROM (SELECT order_id, node FROM visit_fact GROUP BY order_id, node "
                                  "HAVING SUM(first) <> 1) x")).scalar_one() == 0
+        assert s.execute(sa.text("SELECT order_id, units_shipped, units_returned FROM order_fact WHERE units_returned > 0 "
+                                 "ORDER BY order_id")).all() == [("O1", 2, 1), ("O2", 2, 1)]
+        misses = s.execute(sa.text("SELECT order_id, delivery_issue, returned, cause FROM miss_fact "
+                                   "ORDER BY order_id")).all()
+    assert [tuple(m[:3]) for m in misses] == [("O1", 1, 1), ("O2", 0, 1)]
+    # O1 waited 30 hours at pack_check: late, and the breach comes before its delivery issue and return
+    assert misses[0].cause == "node:pack_check"
     with store.session(write=True) as s:
         s.execute(sa.text("UPDATE fact_state SET event_id = NULL"))
     assert kpi.refresh_facts(store, cfg, now=at)["mode"] == "full"
