@@ -357,7 +357,7 @@ def dashboard(
     st = AppState.of(ctx)
     cfg = st.config()
     period = _period(st, start, end)
-    _say_if_read_only(st, refresh_facts(st.store(), cfg, cuts=(None, "week"), now=st.now()))
+    _say_if_read_only(st, refresh_facts(st.store(), cfg, cuts=(None, "week", "region"), now=st.now()))
     with st.store().session() as s:
         html = build_dashboard(s, cfg, now=st.now(), period=period)
     if str(out) == "-":

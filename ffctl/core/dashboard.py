@@ -18,6 +18,7 @@ from ffctl.core.flow import flow_report
 from ffctl.core.forecast import likely
 from ffctl.core.kpi import (ALL, KPIS, Period, breaches_by_owner, cycle_time_histogram, kpi_report, nice_step,
                             percent_decimals, sla_report)
+from ffctl.core.misses import pareto
 from ffctl.core.workload import workload_report
 from ffctl.i18n import _, ngettext
 
@@ -36,6 +37,7 @@ LABELS = {
     "perfect_order": ("Perfect orders", "on time, in full, no delivery issue"),
     "cycle_time_hours": ("Fulfillment cycle", "created → shipped, median"),
     "sla_attainment": ("SLA attainment", "node visits done within their SLA"),
+    "return_rate": ("Return rate", "units returned / units shipped"),
 }
 
 
@@ -51,6 +53,9 @@ def build_dashboard(session, cfg, *, now: datetime, period: Period = Period()) -
         "likely": likely(session, cfg, now),
         "workload": workload_report(session, cfg, now=now, period=period, by="role"),
         "flow": flow_report(session, cfg, now=now, period=period, top=5),
+        "misses": pareto(session, cfg, period=period),
+        "returns": [r for r in kpi_report(session, cfg, now=now, period=period, by="region")
+                    if r["kpi"] == "return_rate"],
     }
     return render_dashboard(data, tz=cfg.timezone, now=now, period=period)
 
@@ -455,6 +460,31 @@ def _bottleneck_card(row: dict | None, nodes: list[dict]) -> str:
             '<div class="def">largest share of breaches and time over SLA</div>' + body + "</div>")
 
 
+def _misses_chart(rows: list[dict], top: int = 8) -> str:
+    """The misses Pareto (``misses.pareto`` rows): the ``top`` causes as bars, the rest counted below."""
+    most = max([r["orders"] for r in rows] + [1])
+    bars = [{"label": r["group"] or "–", "value": r["orders"], "colour": RED,
+             "text": f"{r['orders']:,} · {r['share'] * 100:.0f}% · {r['cumulative_share'] * 100:.0f}%"}
+            for r in rows[:top]]
+    rest = rows[top:]
+    more = (f'<div class="sub">{len(rest):,} more causes, {sum(r["orders"] for r in rest):,} orders</div>'
+            if rest else "")
+    return hbar_chart(bars, max_value=most, value_width=150, label_width=190) + more
+
+
+def _returns_chart(rows: list[dict]) -> str:
+    """Return rate per region (``return_rate`` rows of ``kpi_report`` by region), highest first."""
+    rows = sorted((r for r in rows if r["actual"] is not None), key=lambda r: (-r["actual"], str(r["group"])))
+    most = max([r["actual"] for r in rows] + [0.0]) or 1.0
+    bars = []
+    for r in rows:
+        reasons = ", ".join(t["reason"] for t in r.get("top_reasons") or [])
+        bars.append({"label": "(no region)" if r["group"] is None else str(r["group"]), "value": r["actual"],
+                     "colour": AMBER, "text": f"{r['actual'] * 100:.1f}% of {r['count']:,}"
+                     + (f" · {reasons}" if reasons else "")})
+    return hbar_chart(bars, max_value=most, value_width=230, label_width=110)
+
+
 def _late_words(row: dict) -> str:
     """How late a node's breached visits were: business time past the deadline, p50 and p90."""
     if row.get("late_p50_seconds") is None:
@@ -519,6 +549,8 @@ def render_dashboard(data: dict, *, tz: str, now: datetime, period: Period) -> s
     if cycle.get("target"):
         marks.append(("target", cycle["target"], RED))
     hist = histogram(data["histogram"], marks=marks)
+    misses_chart = _misses_chart(data.get("misses") or [])
+    returns_chart = _returns_chart(data.get("returns") or [])
 
     table_rows = []
     for n in nodes:
@@ -571,6 +603,10 @@ def render_dashboard(data: dict, *, tz: str, now: datetime, period: Period) -> s
 <section class="panel"><h2>Order flow</h2><div class="sub">how often orders went from one node straight to the next, and the median business time between; red arcs: sent back (rework)</div>
 {flow_diagram(flow)}
 {_variants_text(flow)}</section>
+<div class="row">
+<section class="panel"><h2>Why orders were not perfect</h2><div class="sub">missed orders by primary cause, most first; the text: orders · share · cumulative share</div>{misses_chart}</section>
+<section class="panel"><h2>Return rate by region</h2><div class="sub">units returned / units shipped; the top return reasons by units</div>{returns_chart}</section>
+</div>
 <section class="panel"><h2>Nodes in detail</h2>
 <table><thead><tr><th>node</th><th>owner</th><th>done</th><th>in SLA</th><th>attainment</th><th>p50 in node</th>
 <th>p90 in node</th><th>SLA</th><th>breaches</th><th>late p50</th><th>late p90</th><th>escalations</th><th>auto</th></tr></thead>

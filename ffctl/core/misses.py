@@ -231,7 +231,7 @@ def pareto(session: Session, cfg, *, period, by: str = "cause") -> list[dict]:
     extra = ", MAX(mf.role) AS role, MAX(mf.supplier) AS supplier" if by == "cause" else \
         ", NULL AS role, NULL AS supplier"
     rows = session.execute(_statement(
-        f"SELECT {g} AS g, COUNT(*) AS n{extra} FROM {source} WHERE {where} GROUP BY {g}", params)).all()
+        f"SELECT {g} AS g, COUNT(*) AS n{extra} FROM {source} WHERE {where} GROUP BY {g}", params), params).all()
     rows = sorted(rows, key=lambda r: (-r.n, r.g is None, r.g or ""))
     total = sum(r.n for r in rows)
     out, running = [], 0
