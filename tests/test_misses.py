@@ -77,6 +77,21 @@ def test_each_miss_gets_its_cause_and_the_pareto_adds_up(ws):
     assert "stockout:SKU-0002" in table and "cumulative" in table
     only = cli_json(ws, "report", "misses", "--orders", "--group", "node", now=at(28, "12:00"))
     assert [r["order_id"] for r in only] == ["SO-NODE"]
+    assert_fits_80_columns(ws)
+
+
+def assert_fits_80_columns(ws):
+    """Like the other reports: on an 80-column terminal nothing is cut or folded inside a cause or
+    an order id, and what does not fit is left out and named."""
+    from rich.cells import cell_len
+
+    for args, words in ((("report", "misses"), ["hold:customer", "stockout:SKU-0002", "cumulative"]),
+                        (("report", "misses", "--orders"), ["SO-OUT", "SO-HOLD", "stockout:SKU-0002", "pick_error"])):
+        r = ws.run(*args, "--format", "table", now=at(28, "12:00"), columns=80)
+        assert r.exit_code == 0, r.output
+        assert "…" not in r.stdout, r.stdout
+        assert max(cell_len(line) for line in r.stdout.splitlines()) <= 80, r.stdout
+        assert all(w in r.stdout.split() for w in words), r.stdout
 
 
 def test_order_show_says_why_not_perfect_and_refresh_equals_rebuild(ws):

@@ -96,6 +96,8 @@ class MissDimension(str, Enum):
 MISS_COLUMNS = ("group", "orders", "share", "cumulative_share", "role", "supplier")
 MISSED_ORDER_COLUMNS = ("order_id", "created_at", "components", "cause", "node", "role", "sku", "supplier", "region",
                         "channel")
+#: on a narrow terminal, the order's own fields go first, then the cause's details (1: first left out)
+MISSED_ORDER_DROPS = {"channel": 1, "created_at": 2, "region": 3, "supplier": 4, "role": 5, "sku": 6}
 
 
 @app.command()
@@ -136,7 +138,9 @@ def misses(
             rows = missed_orders(s, cfg, period=period, by=by.value, group=group)
             if kind != "json" and kind != "csv":
                 rows = [dict(r, components=", ".join(r["components"])) for r in rows]
-            render(rows, [Column(k) for k in MISSED_ORDER_COLUMNS], kind, tz=st.tz,
+            columns = [Column(k, header="order" if k == "order_id" else None, narrow_drop=MISSED_ORDER_DROPS.get(k, 0))
+                       for k in MISSED_ORDER_COLUMNS]
+            render(rows, columns, kind, tz=st.tz,
                    title=_("Missed orders — {period}").format(period=_describe_period(period, st.tz)),
                    empty=_("No missed orders."))
             return
