@@ -144,7 +144,8 @@ def build(conn, n: int, d: Dialect) -> dict[str, float]:
         "1 + (i + k) % 5 + CASE WHEN (i * 7 + k) % 997 = 0 THEN 1 ELSE 0 END "
         f"FROM bench_plan JOIN (SELECT 1 AS k UNION ALL SELECT 2 UNION ALL SELECT 3) ks ON ks.k <= 1 + i % 3 "
         f"WHERE {shipped} AND i % 2 = 0"))
-    run("shipment", f"INSERT INTO shipment (order_id, shipped_at, carrier) SELECT {oid}, {d.ts('m6')}, 'SF' "
+    run("shipment", f"INSERT INTO shipment (shipment_id, order_id, shipped_at, carrier) SELECT {oid} || '/1', {oid}, "
+                    f"{d.ts('m6')}, 'SF' "
                     f"FROM bench_plan WHERE {shipped}")
     run("delivery", (
         f"INSERT INTO delivery (order_id, delivered_at, issue) SELECT {oid}, {d.ts('m6 + 1440')}, "
