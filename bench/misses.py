@@ -51,7 +51,8 @@ def add_returns(conn, d: Dialect) -> int:
     conn.exec_driver_sql("UPDATE order_line SET allocated = qty, shipped = qty WHERE order_id IN "
                          "(SELECT order_id FROM orders WHERE shipped_at IS NOT NULL)")
     n = "CAST(substr(o.order_id, 3) AS INTEGER)"
-    reason = "CASE " + " ".join(f"WHEN MOD({n}, 200) = {25 + 50 * k} THEN '{r}'" for k, r in enumerate(REASONS)) + " END"
+    whens = " ".join(f"WHEN MOD({n}, 200) = {25 + 50 * k} THEN '{r}'" for k, r in enumerate(REASONS))
+    reason = f"CASE {whens} END"
     later = ("datetime(o.shipped_at, '+3 days')" if d.sqlite else "o.shipped_at + INTERVAL '3 days'")
     conn.exec_driver_sql(
         "INSERT INTO return_line (order_id, line_no, sku, qty, reason, returned_at) "
@@ -169,10 +170,10 @@ def describe(r: dict) -> str:
         f"    of which miss_fact (DELETE + INSERT ... SELECT, run again alone)   {r['miss_part']:6.2f} s\n"
         f"    so without the misses SQL                                     {r['rebuild'] - r['miss_part']:6.2f} s\n"
         f"  report misses (core: refresh + pareto, median)                    {r['misses']:6.2f} s  "
-        f"{r['misses'] / c:5.1f}x count(*)\n"
+        f"{r['misses'] / c:5.2f}x count(*)\n"
         f"  ffctl report misses --format json (process)                       {r['misses_cli']:6.2f} s\n"
         f"  report kpi --by region with return_rate (core, median)            {r['region']:6.2f} s  "
-        f"{r['region'] / c:5.1f}x count(*)\n"
+        f"{r['region'] / c:5.2f}x count(*)\n"
         f"  ffctl report kpi --by region --format json (process)              {r['region_cli']:6.2f} s\n"
         f"  SELECT count(*) over the 7 tables (reference)                     {c:6.2f} s\n"
         f"  ffctl --help (reference: a process that starts and exits)         {r['help_cli']:6.2f} s\n"
