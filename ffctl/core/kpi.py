@@ -746,7 +746,8 @@ def _node_facts_sql(*, scoped: bool) -> str:
 
 
 #: The order facts a node cut sums over the orders that visited the node (visit_fact's copies).
-_VISIT_COUNTERS = ("shipped", "on_time", "delivered", "perfect", "picked", "picked_right", "units", "units_on_time")
+_VISIT_COUNTERS = ("shipped", "on_time", "delivered", "perfect", "picked", "picked_right", "units", "units_on_time",
+                   "units_shipped", "units_returned")
 
 
 def _visit_facts_sql(sql: "_Sql", cfg, *, scoped: bool) -> list[str]:

@@ -515,7 +515,8 @@ class NodeFact(SQLModel, table=True):
 #: visit_fact's per-node sums, read in node order off its covering index ix_visit_fact_sums (no sort
 #: of every visit); the percentiles step through the narrow (node, time, created_at) indexes
 VISIT_SUMS = ("decided", "within", "auto", "first", "escalations", "reminders",
-              "shipped", "on_time", "delivered", "perfect", "picked", "picked_right", "units", "units_on_time")
+              "shipped", "on_time", "delivered", "perfect", "picked", "picked_right", "units", "units_on_time",
+              "units_shipped", "units_returned")
 
 
 class VisitFact(SQLModel, table=True):
@@ -554,6 +555,8 @@ class VisitFact(SQLModel, table=True):
     picked_right: int = 0
     units: int = 0
     units_on_time: int = 0
+    units_shipped: int = 0
+    units_returned: int = 0
 
 
 class MissFact(SQLModel, table=True):

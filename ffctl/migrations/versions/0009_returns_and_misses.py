@@ -23,6 +23,17 @@ branch_labels = None
 depends_on = None
 
 
+# visit_fact copies every order counter so the node cut keeps its indexed path (kpi._VISIT_COUNTERS)
+_VISIT_SUMS_0007 = ("decided", "within", "auto", "first", "escalations", "reminders", "shipped", "on_time",
+                    "delivered", "perfect", "picked", "picked_right", "units", "units_on_time")
+_VISIT_NEW = ("units_shipped", "units_returned")
+
+
+def _visit_sums_index(sums: tuple[str, ...]) -> None:
+    op.drop_index("ix_visit_fact_sums", table_name="visit_fact")
+    op.create_index("ix_visit_fact_sums", "visit_fact", ["node", "created_at", "seconds", "conf", "alloc", *sums])
+
+
 def _drop_report_indexes() -> None:
     """SQLite's per-cut covering indexes on order_fact (kpi._ensure_indexes builds them on use)."""
     bind = op.get_bind()
@@ -68,10 +79,19 @@ def upgrade() -> None:
     _drop_report_indexes()
     op.add_column("order_fact", sa.Column("units_shipped", sa.Integer(), nullable=False, server_default="0"))
     op.add_column("order_fact", sa.Column("units_returned", sa.Integer(), nullable=False, server_default="0"))
+    for column in _VISIT_NEW:
+        op.add_column("visit_fact", sa.Column(column, sa.Integer(), nullable=False, server_default="0"))
+    _visit_sums_index(_VISIT_SUMS_0007 + _VISIT_NEW)
 
 
 def downgrade() -> None:
     _drop_report_indexes()
+    _visit_sums_index(_VISIT_SUMS_0007)
+    for column in reversed(_VISIT_NEW):
+        if op.get_bind().dialect.name == "postgresql":
+            op.drop_column("visit_fact", column)
+        else:
+            op.execute(f"ALTER TABLE visit_fact DROP COLUMN {column}")
     if op.get_bind().dialect.name == "postgresql":
         op.drop_column("order_fact", "units_returned")
         op.drop_column("order_fact", "units_shipped")
