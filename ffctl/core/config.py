@@ -74,7 +74,7 @@ HTTP_CHANNELS = ("webhook", "wecom", "dingtalk", "feishu", "slack")
 #: ... and those whose vendor signs requests with a shared secret (the plain webhook: X-Ffctl-Signature).
 SIGNED_CHANNELS = frozenset({"webhook", "dingtalk", "feishu"})
 _CHANNEL_KEYS = ("url", "url_env", "secret_env")
-#: What an import profile may map to: the columns of the orders import (core/imports.py KINDS,
+#: What an import profile may map to: the columns of the orders import (core/imports/kinds.py KINDS,
 #: which this light module cannot import; core/profiles.py checks that the two agree).
 PROFILE_TARGETS = {"orders": (("order_id", "customer", "sku", "qty"),
                               ("line_no", "channel", "region", "unit_price", "created_at", "promised_ship_date",

@@ -628,7 +628,7 @@ def text_value(text: str) -> str:
     return text
 
 
-text_value.text = True  # a text cell: control characters in it are refused (imports._control_problems)
+text_value.text = True  # a text cell: control characters in it are refused (imports.pipeline._control_problems)
 
 
 PRIORITY_WORDS = {"low": -1, "normal": 0, "high": 1, "urgent": 2}

@@ -77,7 +77,7 @@ def resolve(cfg, name: str, kind: str) -> ImportProfile:
 
 
 def _check_targets(kind: str) -> None:
-    """The config's list of orders columns is the import's (the one owner: core/imports.py KINDS)."""
+    """The config's list of orders columns is the import's (the one owner: core/imports/kinds.py KINDS)."""
     from ffctl.core.imports import KINDS
 
     required, optional = PROFILE_TARGETS[kind]
