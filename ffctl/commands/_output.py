@@ -18,10 +18,10 @@ import csv
 import json
 import sys
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, Callable, Iterable, Sequence
 
-from ffctl.core.clock import iso, local
+from ffctl.core.clock import iso, jsonable, local  # noqa: F401  (jsonable: the commands' JSON form)
 from ffctl.core.text import printable
 from ffctl.i18n import _
 
@@ -60,18 +60,6 @@ def resolve_format(fmt) -> str:
     if fmt is not None:
         return getattr(fmt, "value", fmt)
     return "table" if sys.stdout.isatty() else "csv"
-
-
-def jsonable(value: Any, tz: str) -> Any:
-    if isinstance(value, datetime):
-        return iso(value, tz)
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: jsonable(v, tz) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [jsonable(v, tz) for v in value]
-    return value
 
 
 def dumps(value: Any, tz: str) -> str:

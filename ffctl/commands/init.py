@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from ffctl.commands._common import AppState
@@ -11,18 +9,10 @@ from ffctl.commands._common import AppState
 app = typer.Typer()
 
 
-def example_config_text() -> str:
-    """The shipped config.example.toml (packaged copy, or the source checkout's)."""
-    here = Path(__file__).resolve().parent.parent
-    for candidate in (here / "config.example.toml", here.parent / "config.example.toml"):
-        if candidate.exists():
-            return candidate.read_text(encoding="utf-8")
-    raise FileNotFoundError("config.example.toml is missing from this installation")
-
-
 @app.command()
 def init(ctx: typer.Context) -> None:
     """Write ffctl.toml from the example (never overwrites) and create or upgrade the store."""
+    from ffctl.core.config import example_config_text
     from ffctl.core.errors import FfctlError
     from ffctl.core.files import write_private
     from ffctl.core.secrets import mask_url

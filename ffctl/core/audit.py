@@ -17,8 +17,9 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ffctl.core.bulk import CopyRows, Rows, insert_rows, is_postgresql, time_texts
+from ffctl.core.bulk import CopyRows, Rows, insert_rows, time_texts
 from ffctl.core.models import Event, UTCDateTime
+from ffctl.core.store import is_postgresql
 
 EVENTS = frozenset(
     """created entered completed rejected skipped allocated at_risk breached reminded escalated

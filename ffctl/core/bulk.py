@@ -16,6 +16,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ffctl.core.store import is_postgresql  # noqa: F401  (re-exported: callers ask bulk or store alike)
+
 _ESCAPE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _BATCH = 2000  # rows per write to the COPY stream
 
@@ -247,10 +249,6 @@ def text_array(values: Iterable[str | None]) -> str:
     return "{" + ",".join(
         "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values
     ) + "}"
-
-
-def is_postgresql(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
 
 
 def keyed(session: Session, column, values: Iterable):

@@ -82,6 +82,20 @@ def iso(dt: datetime | None, tz: str) -> str | None:
     return shown.isoformat(timespec="seconds") if shown else None
 
 
+def jsonable(value, tz: str):
+    """``value`` with its times as ISO 8601 in zone ``tz`` and its dates as ISO text (lists for
+    tuples and sets), ready for ``json.dumps``."""
+    if isinstance(value, datetime):
+        return iso(value, tz)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: jsonable(v, tz) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v, tz) for v in value]
+    return value
+
+
 def shown(dt: datetime | None, tz: str) -> str:
     """A time in a message, in zone ``tz`` with its offset: ``2026-03-02 17:00+08:00``."""
     moment = local(dt, tz)

@@ -405,6 +405,15 @@ def _covers(earlier: Mapping[str, tuple], later: Mapping[str, tuple]) -> bool:
 # Loading
 
 
+def example_config_text() -> str:
+    """The shipped config.example.toml (packaged copy, or the source checkout's)."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "config.example.toml", here.parent / "config.example.toml"):
+        if candidate.exists():
+            return candidate.read_text(encoding="utf-8")
+    raise FileNotFoundError("config.example.toml is missing from this installation")
+
+
 def load_config(path: str | Path) -> Config:
     """Read, parse and validate the config at ``path``; raises ConfigError listing every problem."""
     file = str(path)

@@ -379,7 +379,7 @@ def build_demo(directory: Path, *, orders: int = 2000, days: int = 30, seed: int
     progress = progress or default_progress
     rng = random.Random(seed)
     _new_or_empty(directory)
-    from ffctl.commands.init import example_config_text
+    from ffctl.core.config import example_config_text
 
     from ffctl.core import kpi
 

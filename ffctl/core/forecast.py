@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session
 from ffctl.core import workflow
 from ffctl.core.durations import approx_duration
 from ffctl.core.models import Task, TaskAssignee, TaskStep
+from ffctl.core.store import is_postgresql
 from ffctl.i18n import _, ngettext
 
 PACE_VISITS = 20  # the node's pace: runs of 20 consecutive completions (min_history, if fewer)
@@ -468,7 +469,7 @@ def _replayed(session: Session, nodes: list[str], *, since: datetime, end: datet
 
     Read through the driver and parsed here: SQLite's DateTime type parses each text with a
     regular expression, a third of a 30-day replay's time."""
-    from ffctl.core.bulk import is_postgresql, stored_time, time_texts
+    from ffctl.core.bulk import stored_time, time_texts
 
     stop = workflow.stopped_sql("task")
     sql = sa.text(

@@ -73,6 +73,7 @@ from ffctl.core.clock import local_date, parse_date, parse_time, start_of_day, z
 from ffctl.core.errors import FfctlError
 from ffctl.core.models import UTCDateTime
 from ffctl.core.stock import allocation_nodes
+from ffctl.core.store import is_postgresql
 from ffctl.core.workflow import breached_sql, stopped_sql
 from ffctl.i18n import _
 
@@ -176,7 +177,7 @@ class _Sql:
     """SQL fragments that differ between SQLite and PostgreSQL."""
 
     def __init__(self, session: Session, tz: str, now: datetime) -> None:
-        self.sqlite = session.get_bind().dialect.name == "sqlite"
+        self.sqlite = not is_postgresql(session)
         self.tz = tz
         self._offsets: list[tuple[datetime | None, int]] | None = None
         self._span: tuple[datetime, datetime] | None = None
@@ -499,13 +500,13 @@ def _committed_event_mark(s: Session) -> int:
 
 def _refresh(store, cfg, fp: str, cuts: list[str | None], now: datetime) -> dict:
     top = None
-    if not store.is_sqlite:
+    if is_postgresql(store):
         with store.session(write=True) as s:
             if s.execute(sa.text("SELECT pg_is_in_recovery()")).scalar_one():
                 return {"mode": "replica", "orders": 0}  # read-only: the primary's refreshes replicate here
             top = _committed_event_mark(s)
     with store.session(write=True) as s:
-        lock = "" if store.is_sqlite else " FOR UPDATE"
+        lock = " FOR UPDATE" if is_postgresql(store) else ""
         state = s.execute(sa.text(f"SELECT event_id, fingerprint FROM fact_state WHERE id = 1{lock}")).one_or_none()
         if state is None:  # a store whose row was removed by hand: start again
             s.execute(sa.text("INSERT INTO fact_state (id) VALUES (1)"))
@@ -529,7 +530,7 @@ def _refresh(store, cfg, fp: str, cuts: list[str | None], now: datetime) -> dict
         if mode != "none" or seen != top:
             s.execute(sa.text("UPDATE fact_state SET event_id = :top, fingerprint = :fp, refreshed_at = :at WHERE id = 1")
                       .bindparams(sa.bindparam("at", type_=UTCDateTime)), {"top": max(top, seen or 0), "fp": fp, "at": now})
-        if store.is_sqlite:
+        if not is_postgresql(store):
             for by in cuts:
                 if by in FACT_COLUMNS:
                     _ensure_indexes(s, FACT_COLUMNS[by])
@@ -555,14 +556,14 @@ def _up_to_date(store, fp: str, cuts: list[str | None]) -> bool:
             return False
         if _changed_customers(s):
             return False
-        if store.is_sqlite and not _have_indexes(s, [FACT_COLUMNS[by] for by in cuts if by in FACT_COLUMNS]):
+        if not is_postgresql(store) and not _have_indexes(s, [FACT_COLUMNS[by] for by in cuts if by in FACT_COLUMNS]):
             return False
     return True
 
 
 def _changed_customers(s: Session) -> list[str]:
     """Customers whose region differs from the one the facts were written with (or are new)."""
-    differs = "IS NOT" if s.get_bind().dialect.name == "sqlite" else "IS DISTINCT FROM"
+    differs = "IS DISTINCT FROM" if is_postgresql(s) else "IS NOT"
     return list(s.execute(sa.text(
         "SELECT c.customer FROM customer c LEFT JOIN fact_customer fc ON fc.customer = c.customer "
         f"WHERE fc.customer IS NULL OR fc.region {differs} c.region"

@@ -52,6 +52,7 @@ from ffctl.core.clock import iso
 from ffctl.core.models import Notification
 from ffctl.core.paging import count_matches, fetch_page
 from ffctl.core.secrets import mask_endpoint
+from ffctl.core.store import is_postgresql
 from ffctl.core.text import header_value
 from ffctl.i18n import _
 
@@ -342,7 +343,7 @@ def backoff(attempts: int) -> timedelta:
 def _claim(session: Session, now: datetime, limit: int) -> list:
     stmt = (sa.select(NOTE).where(NOTE.c.status == "pending", NOTE.c.next_attempt_at <= now)
             .order_by(NOTE.c.next_attempt_at, NOTE.c.id).limit(limit))  # oldest first, along ix_notification_pending
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         stmt = stmt.with_for_update(skip_locked=True)
     return session.execute(stmt).all()
 

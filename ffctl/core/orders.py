@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit, workflow
-from ffctl.core.bulk import is_postgresql
 from ffctl.core.errors import Conflict, FfctlError, NotFound, UsageError
+from ffctl.core.store import is_postgresql
 from ffctl.core.text import command
 from ffctl.core.models import Allocation, Customer, Event, Order, OrderFlag, OrderLine, Shipment, Task
 from ffctl.core.paging import count_matches, fetch_page
@@ -302,12 +302,12 @@ def advance(session: Session, cfg, order_id: str, *, at: datetime, actor: str, n
         session.refresh(order)
         closed = _closed_task(session, order_id, at, actor, "rejected")
         return {"order_id": order_id, "node": closed.node, "outcome": "rejected",
-                "sla": workflow.sla_words(cfg, closed, at), "next_node": now_at,
+                "sla": workflow.sla_words(cfg, closed.node, closed.deadline, at), "next_node": now_at,
                 "on_hold": order.status == "on_hold", "reason": reason}
     nxt = workflow.complete(session, cfg, order_id, at=at, actor=actor, node=node, note=note, manual=True)
     closed = _closed_task(session, order_id, at, actor, "done")
     return {"order_id": order_id, "node": closed.node, "outcome": "completed",
-            "sla": workflow.sla_words(cfg, closed, at), "next_node": nxt, "on_hold": False, "reason": None}
+            "sla": workflow.sla_words(cfg, closed.node, closed.deadline, at), "next_node": nxt, "on_hold": False, "reason": None}
 
 
 def _closed_task(session: Session, order_id: str, at: datetime, actor: str, status: str) -> Task:

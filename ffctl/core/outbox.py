@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from ffctl.core.models import Notification, Order
 from ffctl.core.store import insert_or_ignore
+from ffctl.core.store import dialect_insert, is_postgresql
 from ffctl.core.text import command
 from ffctl.i18n import _, ngettext
 
@@ -142,10 +143,7 @@ def insert_rows(session: Session, rows: list[dict]) -> int:
     """
     if not rows:
         return 0
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    insert = dialect_insert(session)
     table = Notification.__table__
     # executemany + RETURNING: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues")
     stmt = insert(table).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(table.c.id)
@@ -221,7 +219,7 @@ def merge_parts(session: Session, cfg, *, now: datetime) -> int:
     stmt = (sa.select(NOTE.c.id, NOTE.c.recipient, NOTE.c.channel, NOTE.c.body, NOTE.c.dedupe_key)
             .where(NOTE.c.status == "pending", NOTE.c.next_attempt_at.is_(None), NOTE.c.dedupe_key.like(f"{PART}%"))
             .order_by(NOTE.c.id))
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         # waits for a concurrent merge, then skips the parts it merged (their row no longer matches)
         stmt = stmt.with_for_update()
     groups: dict[tuple[str, str], list] = {}

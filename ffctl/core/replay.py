@@ -39,11 +39,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import workflow
-from ffctl.core.bulk import is_postgresql, keyed, stored_time, time_texts
+from ffctl.core.bulk import keyed, stored_time, time_texts
 from ffctl.core.clock import UTC, shown
 from ffctl.core.config import ESCALATION_ACTIONS, Config
 from ffctl.core.errors import Conflict
 from ffctl.core.models import Event, Task, TaskStep
+from ffctl.core.store import is_postgresql
 from ffctl.i18n import _
 
 COLUMNS = ("recorded", "current", "candidate")

@@ -43,7 +43,7 @@ from ffctl.core.models import (
     Task,
     UTCDateTime,
 )
-from ffctl.core.store import insert_or_ignore
+from ffctl.core.store import dialect_insert, insert_or_ignore, is_postgresql
 from ffctl.core.suppliers import DEFAULT_WINDOW, ranked_batches
 from ffctl.core.text import command
 from ffctl.i18n import ngettext
@@ -66,11 +66,7 @@ DEMAND_STATUSES = ("open", "on_hold")
 
 def _insert(session: Session, table):
     """The dialect's INSERT, which has ON CONFLICT DO NOTHING on both backends."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
+    return dialect_insert(session)(table)
 
 
 def _text(*parts) -> sa.ColumnElement:
@@ -415,7 +411,7 @@ def _jit_off(session: Session) -> Callable[[], None]:
     The correlated subqueries' cost estimates trigger JIT, whose compilation costs more than the
     queries themselves (docs/performance.md). SET LOCAL scope: a rollback restores the setting by itself.
     """
-    if session.get_bind().dialect.name != "postgresql":
+    if not is_postgresql(session):
         return lambda: None
     previous = session.execute(sa.text("SELECT current_setting('jit')")).scalar()
     session.execute(sa.text("SELECT set_config('jit', 'off', true)"))

@@ -113,7 +113,7 @@ def _daily_report(job: JobContext) -> str:
     """The KPI report for the last 7 days, written as JSON next to the config (reports/kpi-DATE.json)."""
     import json
 
-    from ffctl.commands._output import jsonable
+    from ffctl.core.clock import jsonable
     from ffctl.core import kpi
     from ffctl.core.files import private_folder, write_private
 

@@ -42,11 +42,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit, outbox, workflow
-from ffctl.core.bulk import among, is_postgresql, stored_time, time_texts
+from ffctl.core.bulk import among, stored_time, time_texts
 from ffctl.core.clock import shown, zone
 from ffctl.core.durations import format_duration
 from ffctl.core.errors import FfctlError
 from ffctl.core.models import Order, Task, TaskAssignee
+from ffctl.core.store import is_postgresql
 from ffctl.i18n import _
 
 SWEEP_ACTOR = "sla-sweep"
@@ -169,7 +170,7 @@ def _drain(store, one_batch: Callable[[], int], due_left: Callable[[], int], rep
     while True:
         if one_batch():
             continue
-        if store.is_sqlite:  # the write lock serialises sweeps: nothing due was skipped
+        if not is_postgresql(store):  # the write lock serialises sweeps: nothing due was skipped
             return
         left = due_left()
         if not left:
@@ -277,7 +278,7 @@ def _claim(session: Session, now: datetime, limit: int, order_ids: list[str] | N
             .order_by(TASK.c.next_action_at, TASK.c.id).limit(limit))
     if order_ids is not None:  # an import's orders, maybe not yet in the planner's statistics: a semi-join
         stmt = stmt.where(among(session, TASK.c.order_id, order_ids))
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         # the order row too, in one statement that never waits: workflow writers lock order then task
         stmt = stmt.with_for_update(skip_locked=True, of=[TASK, ORDERS])
     return session.execute(stmt).all()
@@ -637,7 +638,7 @@ def _auto(ctx: _Context, work: _TaskWork, due: _Due, what: str, act: Callable[[]
     )
     ctx.flush()
     current = sa.select(TASK.c.id).where(TASK.c.order_id == row.order_id, TASK.c.status == "open")
-    if ctx.session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(ctx.session):
         current = current.with_for_update()
     if ctx.session.execute(current).scalar() != row.id:
         return  # completed, rejected or cancelled by someone first: the step is spent, quietly

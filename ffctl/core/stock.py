@@ -30,10 +30,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit
-from ffctl.core.bulk import (CopyRows, among, insert_rows, int_array, is_postgresql, keyed, sqlite_analyze_stale,
+from ffctl.core.bulk import (CopyRows, among, insert_rows, int_array, keyed, sqlite_analyze_stale,
                               sqlite_working_set, time_texts)
 from ffctl.core.clock import local_date, shown
 from ffctl.core.errors import Conflict, FfctlError, NotFound, PermissionDenied, UsageError
+from ffctl.core.store import is_postgresql
 from ffctl.core.text import command
 from ffctl.core.models import Allocation, Order, OrderLine, Product, Receipt, Stock, StockMove, Task
 from ffctl.i18n import _, ngettext
@@ -50,12 +51,8 @@ UNSERVED = LINE.c.qty - LINE.c.cancelled - LINE.c.allocated  # a line's units ne
 ALLOC_COLUMNS = ("order_id", "line_id", "sku", "warehouse", "qty", "created_at")  # a new reservation's row
 CHUNK = 20000  # orders per allocation step: bounds memory; larger steps walk the tables fewer times
 IN_CHUNK = 900  # values per IN (...) list on reads
-# SQLite: the page cache of an allocation run. A run touches lines, tasks, orders, reservations and
-# the event indexes all over the file, and its one transaction keeps every page it changes: with
-# the default 2 MiB cache it reads and spills the same pages again and again (100k orders: 16.2 s
-# against 13.3 s with 128 MiB, measured before the other savings; 1M orders now: 150 s with 64 MiB,
-# 123 s with 512 MiB). SQLite takes the memory only as pages are used. A memory map on top gained
-# nothing once the cache was this size.
+# SQLite page cache of an allocation run: its one transaction touches pages all over the file and
+# keeps every page it changes (taken only as used; measurements: docs/performance.md, allocate)
 SQLITE_CACHE_MIB = 512
 DEFAULT_LEAD_TIME_DAYS = 7
 OPEN_DEMAND = ("open", "on_hold")  # order statuses whose unallocated lines are demand
@@ -798,9 +795,9 @@ def _fresh_statistics(session: Session, *, write: bool) -> None:
 
     Right after a bulk import the planner knows nothing of the new rows: PostgreSQL's autovacuum
     analyzes within a minute or so, SQLite never does. Planned blind, key lookups by order id
-    become scans of every open task (SQLite picks ``ix_task_due`` for ``id IN (...)``), ten times
-    slower at 100k orders, in this module and in the workflow's ``complete_auto``. ANALYZE takes
-    ~0.1 s per 100k rows. PostgreSQL: on its own autocommit connection, outside the caller's
+    become scans of every open task (SQLite picks ``ix_task_due`` for ``id IN (...)``), in this
+    module and in the workflow's ``complete_auto`` (docs/performance.md, allocate).
+    PostgreSQL: on its own autocommit connection, outside the caller's
     transaction, so no lock is held past it (without the privilege it only warns). SQLite: inside
     the write transaction (skipped for a read-only dry run).
     """

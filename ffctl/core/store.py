@@ -60,7 +60,7 @@ class Store:
                 "postgresql+psycopg://USER@HOST/DB"
             )
         kwargs: dict = {"echo": echo}
-        if self.dialect == "sqlite":
+        if not is_postgresql(self):
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
             path = sqlite_path(self.url)
             if path is not None and not path.exists():
@@ -75,7 +75,7 @@ class Store:
             self.engine = sa.create_engine(self.url, **kwargs)
         except (ValueError, sa.exc.ArgumentError) as exc:
             raise UsageError(f"{mask_url(url)}: {self.scrub(_first_line(exc))}") from None
-        if self.dialect == "sqlite":
+        if not is_postgresql(self):
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "connect", self._remember_file)
             event.listen(self.engine, "begin", _sqlite_begin)
@@ -114,7 +114,7 @@ class Store:
 
     @property
     def is_sqlite(self) -> bool:
-        return self.dialect == "sqlite"
+        return not is_postgresql(self)
 
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:
@@ -239,6 +239,24 @@ def _first_line(exc: BaseException) -> str:
     return text.strip().splitlines()[0]
 
 
+def is_postgresql(where) -> bool:
+    """The one dialect question: is this session, connection, engine, ``Store`` or import context
+    (anything with a ``dialect`` name) on PostgreSQL? Otherwise it is SQLite."""
+    dialect = getattr(where, "dialect", None)
+    if dialect is None:  # a Session
+        dialect = where.get_bind().dialect
+    return (dialect if isinstance(dialect, str) else dialect.name) == "postgresql"
+
+
+def dialect_insert(session: Session):
+    """The session's dialect's ``insert``, which has ON CONFLICT DO NOTHING on both backends."""
+    if is_postgresql(session):
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
 def insert_or_ignore(session: Session, table, rows: list[dict], conflict: list[str] | None = None) -> int:
     """INSERT rows, silently skipping those that hit a unique key (both backends).
 
@@ -247,11 +265,7 @@ def insert_or_ignore(session: Session, table, rows: list[dict], conflict: list[s
     """
     if not rows:
         return 0
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    insert = dialect_insert(session)
     table = getattr(table, "__table__", table)
     stmt = insert(table).on_conflict_do_nothing(index_elements=conflict) if conflict else insert(table).on_conflict_do_nothing()
     inserted = 0

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from ffctl.core.errors import NotFound
 from ffctl.core.models import QcBatch, Supplier
+from ffctl.core.store import is_postgresql
 
 SUPPLIERS = Supplier.__table__
 QC = QcBatch.__table__
@@ -22,7 +23,7 @@ LAST_N = 3  # qc_pass_rate_last3
 
 def _delay_days(session: Session) -> sa.ColumnElement:
     """received_at - promised_at in days (fractional), per backend."""
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         return sa.extract("epoch", QC.c.received_at - QC.c.promised_at) / 86400.0
     return sa.func.julianday(QC.c.received_at) - sa.func.julianday(QC.c.promised_at)
 

@@ -28,6 +28,7 @@ from ffctl.core.imports.pipeline import (
     positions,
 )
 from ffctl.core.models import Allocation, Order, OrderLine
+from ffctl.core.store import is_postgresql
 from ffctl.core.workflow.entry import EntryPlanner
 from ffctl.core.workflow.routing import routing_facts
 from ffctl.i18n import _
@@ -126,7 +127,7 @@ def stored_orders(session: Session, keys: list[str], *, lock: bool = False) -> d
     if not keys:
         return {}
     conn = session.connection()
-    if session.bind.dialect.name == "postgresql":
+    if is_postgresql(session):
         sql = "SELECT order_id, status, content_hash FROM orders WHERE order_id IN (SELECT unnest(%s::text[]))"
         raw = conn.connection.driver_connection
         with raw.cursor() as cur:
@@ -283,8 +284,8 @@ class Orders(Handler):
     def _analyze_before_demand(self, session, records: list[Record]) -> None:
         """ANALYZE orders and order_line before the ATP ledger reads open demand of SKUs it has not
         seen, once the import has doubled what it had written at the last ANALYZE: planned without
-        statistics on the lines this import just wrote, PostgreSQL's demand query took a second a
-        batch at 50k lines (and grows with them); ANALYZE samples, ~0.1 s."""
+        statistics on the lines this import just wrote, the demand query slows down batch by batch
+        (docs/performance.md, import)."""
         written = self.grown["order_line"]
         if written < ANALYZE_MIN_ROWS or written < 2 * self.analyzed_at:
             return
@@ -326,7 +327,7 @@ class Orders(Handler):
         if planned is None:
             planned = self._plan(ctx, new, planner or self._planner(ctx))
         order_rows, line_rows, entries = planned
-        if ctx.dialect == "postgresql":
+        if is_postgresql(ctx):
             self._analyze_before_demand(session, [r for r, _ in new])
         promises = self._promises(session, ctx, [r for r, _ in new], ledger=self.ledger, stored=False)
         if promises:

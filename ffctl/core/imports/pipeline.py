@@ -31,14 +31,14 @@ from ffctl.core.bulk import among, sqlite_analyze_stale, sqlite_working_set
 from ffctl.core.csvio import CsvFileError
 from ffctl.core.errors import UsageError
 from ffctl.core.models import Customer, Product, Supplier
+from ffctl.core.store import is_postgresql
 from ffctl.i18n import _
 
 MAX_ERRORS_SHOWN = 50
 BATCH_ROWS = 10_000
 MEMO_CELLS = 4096  # parsed cell values remembered per column (compile_row_parser)
-# SQLite page cache of the connection that writes an import's batches (the default is 2 MiB): the
-# random inserts into order_line's sku index and orders' customer index outgrow that at about
-# 200k orders; with 32 MiB a 1M-line import spends a fifth less time in the driver.
+# SQLite page cache of the connection writing an import's batches: random index inserts outgrow the
+# default 2 MiB (docs/performance.md, import)
 SQLITE_CACHE_MIB = 32
 IGNORED_COLUMNS = frozenset({"error"})  # a rejects file imports as it is
 
@@ -727,7 +727,7 @@ class _Rollback(Exception):
 def _lock_kind(session: Session, ctx: Context, kind: str) -> None:
     """Serialise imports of one kind across processes on PostgreSQL (SQLite's BEGIN IMMEDIATE
     already does): two imports of the same file never both insert one order."""
-    if ctx.dialect == "postgresql":
+    if is_postgresql(ctx):
         session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(f"ffctl:import:{kind}".encode())})
 
 
@@ -739,7 +739,7 @@ def _run(spec: Kind, ctx: Context, store, staging: Staging, report: ImportReport
     refusals: list[tuple] = []
     phase = "writing" if write else "planning"
     progress(phase, 0, total, 0)
-    if write and ctx.dialect == "postgresql" and hasattr(handler, "prepare"):
+    if write and is_postgresql(ctx) and hasattr(handler, "prepare"):
         _run_pipelined(spec, ctx, store, staging, report, progress, batch_rows, handler, total, refusals)
         staging.add_errors(refusals)
         return handler
@@ -748,7 +748,7 @@ def _run(spec: Kind, ctx: Context, store, staging: Staging, report: ImportReport
         if write:
             with store.session(write=True) as s:
                 _lock_kind(s, ctx, spec.name)
-                if ctx.dialect == "sqlite":  # the pooled connection keeps it, and its pages, batch to batch
+                if not is_postgresql(ctx):  # the pooled connection keeps it, and its pages, batch to batch
                     sqlite_working_set(s, cache_mib=SQLITE_CACHE_MIB)
                 outcomes = handler.apply(s, ctx, spec, batch, True)
             report.batches += 1
@@ -868,17 +868,16 @@ def refresh_statistics(store, grown: dict[str, int], progress: Progress) -> None
 
     Right after a bulk load the planner knows nothing of the new rows (SQLite never gathers
     statistics on its own; PostgreSQL's autovacuum gets to it within a minute or so), and key
-    lookups planned blind become scans (``allocate`` took 592 s instead of 24 s on PostgreSQL).
-    SQLite: a table whose rows are more than twice what its statistics say (or that has none);
-    a full ANALYZE, ~0.2 s per 100k orders with their lines, tasks and events. PostgreSQL: a
-    table the import added more than a fifth of its estimated rows to (a sample: well under a
-    second), on an autocommit connection.
+    lookups planned blind become scans (docs/performance.md, import). SQLite: a table
+    whose rows are more than twice what its statistics say (or that has none). PostgreSQL: a table
+    the import added more than a fifth of its estimated rows to (a sample), on an autocommit
+    connection.
     """
     tables = sorted(t for t, n in grown.items() if n >= ANALYZE_MIN_ROWS)
     if not tables:
         return
     progress("analyzing", 0, None, 0)
-    if store.dialect == "postgresql":
+    if is_postgresql(store):
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             known = dict(conn.exec_driver_sql(
                 "SELECT relname, reltuples FROM pg_class WHERE relname = ANY(%(names)s) "
@@ -945,7 +944,7 @@ def existing_rows(session: Session, table, key_cols: Sequence[str], keys: list, 
         chunk = keys[start:start + 2000]
         cond = among(session, cols[0] if len(cols) == 1 else cols, chunk)
         stmt = sa.select(table).where(cond)
-        if lock and session.bind.dialect.name == "postgresql":
+        if lock and is_postgresql(session):
             stmt = stmt.with_for_update()
         for row in session.execute(stmt).mappings():
             key = row[key_cols[0]] if len(cols) == 1 else tuple(row[c] for c in key_cols)

@@ -20,6 +20,7 @@ from ffctl.core.workflow.clocks import (
     ladder_position,
     ladder_times,
     reschedule,
+    sla_words,
     state_filter,
     stopped_at,
     stopped_sql,
@@ -44,9 +45,9 @@ from ffctl.core.workflow.moves import (
     plannable,
     reject,
     release,
-    sla_words,
 )
-from ffctl.core.workflow.routing import match_attrs, matches, needs_facts, order_facts, path, routing_facts
+from ffctl.core.config import matches  # whether routing facts fit a match/when spec
+from ffctl.core.workflow.routing import match_attrs, needs_facts, order_facts, path, routing_facts
 
 __all__ = [
     "ADMIN", "Entries", "EntryPlanner", "PlannedMoves", "assignees", "at_risk_clause", "breached",

@@ -19,10 +19,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit, csvio
-from ffctl.core.bulk import Rows, is_postgresql, text_array
+from ffctl.core.bulk import Rows, text_array
 from ffctl.core.calendar import WALL_CLOCK
 from ffctl.core.config import describe_spec, matches
 from ffctl.core.durations import format_duration
+from ffctl.core.store import is_postgresql
 from ffctl.core.workflow.clocks import clocks
 from ffctl.core.workflow.routing import match_attrs, workflow_nodes
 

@@ -16,12 +16,13 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ffctl.core import audit
-from ffctl.core.bulk import is_postgresql, keyed
+from ffctl.core.bulk import keyed
 from ffctl.core.durations import format_duration
 from ffctl.core.errors import Conflict, NotFound, PermissionDenied
 from ffctl.core.models import Order, Task, TaskAssignee
+from ffctl.core.store import is_postgresql
 from ffctl.core.text import command
-from ffctl.core.workflow.clocks import reschedule, sla_words as _words
+from ffctl.core.workflow.clocks import reschedule, sla_words
 from ffctl.core.workflow.entry import Entries, EntryPlanner, stored
 from ffctl.core.workflow.routing import needs_facts, order_facts
 from ffctl.i18n import ngettext
@@ -71,11 +72,6 @@ def may_act(session: Session, cfg, task: Task, user: str) -> bool:
 def is_admin(cfg, user: str) -> bool:
     """Members of the ``admin`` role may act on every node (and see every task)."""
     return ADMIN in cfg.roles and user in cfg.roles[ADMIN].members
-
-
-def sla_words(cfg, task, at: datetime) -> str:
-    """How ``task`` kept its SLA when closed at ``at`` (``clocks.sla_words``)."""
-    return _words(cfg, task.node, task.deadline, at)
 
 
 def _open_order(order: Order, verb: str) -> None:
@@ -133,7 +129,7 @@ def complete(session: Session, cfg, order_id: str, *, at: datetime, actor: str, 
         if not may_act(session, cfg, task, actor):
             need = " or ".join(assignees(session, task) + ["admin"])
             raise PermissionDenied(f"{actor} may not complete {task.node} of order {order_id}: it needs a member of {need}")
-    words = sla_words(cfg, task, at)
+    words = sla_words(cfg, task.node, task.deadline, at)
     _close(session, task, status="done", outcome=outcome, at=at, actor=actor, note=note)
     event = "auto_approved" if outcome == "auto_approved" else "completed"
     detail = "; ".join(x for x in (words, note) if x)
@@ -198,7 +194,7 @@ def _advance(entries: Entries, cfg, rows: list, facts: dict[str, dict] | None, a
     for r in rows:
         said = words.get((r.node, r.deadline), False)
         if said is False:
-            said = words[(r.node, r.deadline)] = _words(cfg, r.node, r.deadline, at) or None
+            said = words[(r.node, r.deadline)] = sla_words(cfg, r.node, r.deadline, at) or None
         entries.event(when, "completed", r.order_id, r.node, said)
         entries.enter(r.order_id, facts[r.order_id] if facts is not None else None, when,
                       workflow=r.workflow, seq=r.seq + 1)

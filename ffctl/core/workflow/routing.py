@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core.bulk import keyed
-from ffctl.core.config import matches  # noqa: F401  (routing's predicate, re-exported here)
+from ffctl.core.config import matches
 from ffctl.core.models import Customer, Order, OrderLine, Product
 
 CHUNK = 500
