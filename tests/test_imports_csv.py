@@ -19,7 +19,7 @@ import pytest
 
 from helpers import NOW, QUICK_CONFIG, masters, ok, query, run, scalar
 
-KIND_ORDER = ("suppliers", "products", "customers", "stock", "receipts", "orders", "shipments", "deliveries", "qc")
+KIND_ORDER = ("suppliers", "products", "customers", "stock", "receipts", "orders", "shipments", "deliveries", "returns", "qc")
 
 
 @pytest.fixture
