@@ -172,6 +172,7 @@ class Simulation:
         self.store, self.cfg, self.folder, self.rng, self.progress = store, cfg, folder, rng, progress
         self.counts: dict[str, int] = {}
         self.holds: dict[str, datetime] = {}  # order_id -> release time
+        self.comebacks: dict[str, datetime] = {}  # order_id -> when its return arrives
 
     def bump(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
@@ -192,6 +193,7 @@ class Simulation:
         self.allocate(now)
         self.ship(prev, now)
         self.deliver(now)
+        self.come_back(now)
         self.releases(now)
         self.sweep(now)
 
@@ -325,16 +327,25 @@ class Simulation:
                     self.bump("delivery_issues")
                 stock.deliver(s, self.cfg, o.order_id, at=at, actor="oscar", issue=issue)
                 self.bump("delivered")
-                back = at + timedelta(days=2)
-                if _fraction(o.order_id, "return") < 0.03 and back <= now:  # a few come back (SPEC 9.5)
-                    from ffctl.core.returns import record_return
+                if _fraction(o.order_id, "return") < 0.03:  # a few come back two days later (SPEC 9.5)
+                    self.comebacks[o.order_id] = at + timedelta(days=2)
 
-                    line = s.execute(sa.text("SELECT line_no FROM order_line WHERE order_id = :o AND shipped > 0 "
-                                             "ORDER BY line_no LIMIT 1"), {"o": o.order_id}).scalar()
-                    if line is not None:
-                        reason = RETURN_REASONS[int(_fraction(o.order_id, "why") * len(RETURN_REASONS))]
-                        record_return(s, self.cfg, o.order_id, [(line, 1)], reason=reason, at=back, actor="oscar")
-                        self.bump("returned")
+    def come_back(self, now: datetime) -> None:
+        """The returns that arrived by ``now``: one unit of the order's first shipped line."""
+        due = sorted((at, oid) for oid, at in self.comebacks.items() if at <= now)
+        if not due:
+            return
+        from ffctl.core.returns import record_return
+
+        with self.store.session(write=True) as s:
+            for at, order_id in due:
+                del self.comebacks[order_id]
+                line = s.execute(sa.text("SELECT line_no FROM order_line WHERE order_id = :o AND shipped > 0 "
+                                         "ORDER BY line_no LIMIT 1"), {"o": order_id}).scalar()
+                if line is not None:
+                    reason = RETURN_REASONS[int(_fraction(order_id, "why") * len(RETURN_REASONS))]
+                    record_return(s, self.cfg, order_id, [(line, 1)], reason=reason, at=at, actor="oscar")
+                    self.bump("returned")
 
     def releases(self, now: datetime) -> None:
         from ffctl.core import workflow
