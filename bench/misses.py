@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import date
 from pathlib import Path
 
@@ -41,7 +40,7 @@ import calendar  # noqa: E402,F401  the standard library's, before bench/calenda
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _perfdoc import record_section  # noqa: E402  bench/_perfdoc.py
-from report import CONFIG, NOW, PG_ADMIN, Dialect, build, count_all  # noqa: E402  bench/report.py's store
+from report import CONFIG, Dialect, NOW, build, count_all, scratch_store  # noqa: E402  bench/report.py's store
 
 REASONS = ("damaged", "wrong_size", "not_as_described", "changed_mind")
 
@@ -86,23 +85,10 @@ def bench(backend: str, n: int, runs: int) -> dict:
     from ffctl.core import misses
     from ffctl.core.config import load_config
     from ffctl.core.kpi import Period, _Sql, kpi_report, refresh_facts
-    from ffctl.core.store import Store
 
     cfg = load_config(CONFIG)
     tmp = Path(tempfile.mkdtemp(prefix="ffctl-bench-misses-"))
-    pg_name = None
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp / 'bench.db'}"
-    else:
-        import psycopg
-
-        pg_name = f"ffctl_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-            c.execute(f"CREATE DATABASE {pg_name}")
-        url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{pg_name}"
-    store = Store(url)
-    try:
-        store.upgrade()
+    with scratch_store(backend, tmp) as (store, url):
         start = time.perf_counter()
         d = Dialect(store.is_sqlite)
         with store.engine.begin() as conn:
@@ -145,14 +131,6 @@ def bench(backend: str, n: int, runs: int) -> dict:
                 "count": count_seconds, "rebuild": rebuild, "miss_part": miss_part, "caught": caught,
                 "misses": misses_seconds, "misses_cli": misses_cli, "pareto": pareto,
                 "region": region_seconds, "region_cli": region_cli, "rows": rows, "help_cli": help_cli}
-    finally:
-        store.dispose()
-        if pg_name:
-            import psycopg
-
-            with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-                c.execute(f"DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)")
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def describe(r: dict) -> str:

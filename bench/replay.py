@@ -22,12 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import date, datetime, timezone
 from pathlib import Path
 
 from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path when run)
-from report import CONFIG, NOW, PG_ADMIN, Dialect, build  # the store bench/report.py builds
+from report import CONFIG, Dialect, NOW, build, scratch_store  # the store bench/report.py builds
 
 REPO = Path(__file__).resolve().parent.parent
 # bench/calendar.py would shadow the standard library's calendar (dateutil, under croniter, needs it)
@@ -81,26 +80,13 @@ def timed(fn):
 def bench(backend: str, n: int) -> dict:
     from ffctl.core import configdiff, kpi, replay
     from ffctl.core.config import load_config, parse_config
-    from ffctl.core.store import Store
 
     cfg = load_config(CONFIG)
     tmp = Path(tempfile.mkdtemp(prefix="ffctl-bench-replay-"))
     cand_path = tmp / "candidate.toml"
     cand_path.write_text(candidate_text(), encoding="utf-8")
     cand = parse_config(candidate_text(), str(cand_path))
-    pg_name = None
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp / 'bench.db'}"
-    else:
-        import psycopg
-
-        pg_name = f"ffctl_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-            c.execute(f"CREATE DATABASE {pg_name}")
-        url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{pg_name}"
-    store = Store(url)
-    try:
-        store.upgrade()
+    with scratch_store(backend, tmp) as (store, url):
         start = time.perf_counter()
         with store.engine.begin() as conn:
             build(conn, n, Dialect(store.is_sqlite))
@@ -132,14 +118,6 @@ def bench(backend: str, n: int) -> dict:
                 "replay_rss": replay_rss, "report_rss": report_rss, "changes": changes,
                 "breaches": sum(r["breaches"] for r in sla_rows), "totals": result["totals"],
                 "load": os.getloadavg()}
-    finally:
-        store.dispose()
-        shutil.rmtree(tmp, ignore_errors=True)
-        if pg_name:
-            import psycopg
-
-            with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-                c.execute(f"DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)")
 
 
 def describe(r: dict) -> str:

@@ -26,6 +26,7 @@ import argparse
 import os
 import platform
 import shutil
+from contextlib import contextmanager
 import statistics
 import subprocess
 import sys
@@ -315,12 +316,12 @@ def time_change_all(store, url: str, cfg, changed: int, commands: list[list[str]
     return out
 
 
-def bench(backend: str, n: int, runs: int, analyze: bool, keep: bool = False, commands: bool = False) -> dict:
-    from ffctl.core.config import load_config
+@contextmanager
+def scratch_store(backend: str, tmp: Path, *, keep: bool = False):
+    """A fresh store at the schema's head for one bench run, as (store, url): a SQLite file in
+    ``tmp`` or a PostgreSQL database of its own, dropped with ``tmp`` afterwards unless ``keep``."""
     from ffctl.core.store import Store
 
-    cfg = load_config(CONFIG)
-    tmp = Path(tempfile.mkdtemp(prefix="ffctl-bench-report-"))
     pg_name = None
     if backend == "sqlite":
         url = f"sqlite:///{tmp / 'bench.db'}"
@@ -334,6 +335,26 @@ def bench(backend: str, n: int, runs: int, analyze: bool, keep: bool = False, co
     store = Store(url)
     try:
         store.upgrade()
+        yield store, url
+    finally:
+        store.dispose()
+        if keep:
+            print(f"kept the store: {url}", flush=True)
+        else:
+            if pg_name:
+                import psycopg
+
+                with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+                    c.execute(f"DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)")
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def bench(backend: str, n: int, runs: int, analyze: bool, keep: bool = False, commands: bool = False) -> dict:
+    from ffctl.core.config import load_config
+
+    cfg = load_config(CONFIG)
+    tmp = Path(tempfile.mkdtemp(prefix="ffctl-bench-report-"))
+    with scratch_store(backend, tmp, keep=keep) as (store, url):
         start = time.perf_counter()
         with store.engine.begin() as conn:
             timings = build(conn, n, Dialect(store.is_sqlite))
@@ -360,19 +381,6 @@ def bench(backend: str, n: int, runs: int, analyze: bool, keep: bool = False, co
                 "size": size, "analyze": analyze or not store.is_sqlite, "catch_up": catch_up,
                 "caught": caught, "change": change_seconds, "refreshed": refreshed, "every": every,
                 "every_changed": every_changed}
-    finally:
-        store.dispose()
-        if pg_name and keep:
-            print(f"kept the store: {url}", flush=True)
-        elif pg_name:
-            import psycopg
-
-            with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-                c.execute(f"DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)")
-        if keep and store.is_sqlite:
-            print(f"kept the store: {url}", flush=True)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def describe(r: dict) -> str:

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,7 +30,7 @@ import calendar  # noqa: E402,F401  the stdlib's, before bench/calendar.py can s
 sys.path.insert(0, _HERE)
 
 from _perfdoc import record_section  # noqa: E402  bench/_perfdoc.py
-from report import CONFIG, NOW, PG_ADMIN, Dialect, build  # noqa: E402  bench/report.py builds the store
+from report import CONFIG, Dialect, NOW, build, scratch_store  # noqa: E402  bench/report.py builds the store
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -51,24 +49,11 @@ def timed(fn, runs: int) -> tuple[float, object]:
 def bench(backend: str, n: int, runs: int) -> dict:
     from ffctl.core.config import load_config
     from ffctl.core.kpi import Period, kpi_report, refresh_facts, sla_report
-    from ffctl.core.store import Store
     from ffctl.core.workload import workload_report
 
     cfg = load_config(CONFIG)
     tmp = Path(tempfile.mkdtemp(prefix="ffctl-bench-workload-"))
-    pg_name = None
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp / 'bench.db'}"
-    else:
-        import psycopg
-
-        pg_name = f"ffctl_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-            c.execute(f"CREATE DATABASE {pg_name}")
-        url = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{pg_name}"
-    store = Store(url)
-    try:
-        store.upgrade()
+    with scratch_store(backend, tmp) as (store, url):
         with store.engine.begin() as conn:
             build(conn, n, Dialect(store.is_sqlite))
         if not store.is_sqlite:
@@ -98,14 +83,6 @@ def bench(backend: str, n: int, runs: int) -> dict:
         workflow, _rows = timed(lambda: kpi("workflow"), runs)
         return {"backend": backend, "orders": n, "visits": visits, "sla": sla, "role": role, "person": person,
                 "roles": roles, "people": len(people), "kpi_region": region, "kpi_workflow": workflow}
-    finally:
-        store.dispose()
-        if pg_name:
-            import psycopg
-
-            with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-                c.execute(f"DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)")
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def describe(r: dict) -> str:
