@@ -243,10 +243,11 @@ def test_steps_written_beside_the_planning_give_the_dry_run_plan(store, example_
     """Orders planned in steps (1, 2, 4, 8, 8, ...), each written (on PostgreSQL by a second thread)
     while the next is planned: the same plan as one dry run, every completed order moved on."""
     from ffctl.core import stock
+    from ffctl.core.stock import allocation
 
     cfg = example_config
     _many_orders(store, cfg)
-    monkeypatch.setattr(stock, "CHUNK", 8)
+    monkeypatch.setattr(allocation, "CHUNK", 8)
     with store.session() as s:
         plan = stock.allocate(s, cfg, all_orders=True, dry_run=True, at=NOW, actor="cron", tz=TZ)
     with store.session(write=True) as s:
@@ -265,11 +266,12 @@ def test_steps_written_beside_the_planning_give_the_dry_run_plan(store, example_
 
 def test_a_failed_step_leaves_nothing_written(store, example_config, monkeypatch):
     from ffctl.core import stock
+    from ffctl.core.stock import allocation
 
     cfg = example_config
     _many_orders(store, cfg)
-    monkeypatch.setattr(stock, "CHUNK", 8)
-    write, calls = stock._ChunkWrites.write, []
+    monkeypatch.setattr(allocation, "CHUNK", 8)
+    write, calls = allocation._ChunkWrites.write, []
 
     def fail_third(self, session):
         calls.append(1)
@@ -277,7 +279,7 @@ def test_a_failed_step_leaves_nothing_written(store, example_config, monkeypatch
             raise Conflict("order line changed while it was being updated")
         return write(self, session)
 
-    monkeypatch.setattr(stock._ChunkWrites, "write", fail_third)
+    monkeypatch.setattr(allocation._ChunkWrites, "write", fail_third)
     with pytest.raises(Conflict, match="order line changed"):
         with store.session(write=True) as s:
             stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)

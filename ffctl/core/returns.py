@@ -21,9 +21,10 @@ from typing import Sequence
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ffctl.core import audit, stock
+from ffctl.core import audit
 from ffctl.core.errors import Conflict, NotFound, UsageError
 from ffctl.core.models import OrderLine, ReturnLine, Shipment
+from ffctl.core.stock import moves, reservations
 from ffctl.core.text import command
 from ffctl.i18n import _, ngettext
 
@@ -52,7 +53,7 @@ def record_return(session: Session, cfg, order_id: str, lines: Sequence[tuple[in
     if not lines:
         raise UsageError(_("say which units came back: --line LINE_NO:QTY (repeatable)"))
     restock = restock.strip() if restock else None
-    stock._lock_order_row(session, order_id)
+    reservations._lock_order_row(session, order_id)
     by_no = {r.line_no: r for r in session.execute(
         sa.select(LINE.c.line_no, LINE.c.sku, LINE.c.shipped).where(LINE.c.order_id == order_id))}
     asked: dict[int, int] = {}
@@ -118,10 +119,10 @@ def _restock(session: Session, order_id: str, rows: list[dict], warehouse: str, 
     for r in rows:
         per_sku[r["sku"]] = per_sku.get(r["sku"], 0) + r["qty"]
     pairs = [(sku, warehouse) for sku in sorted(per_sku)]
-    stock._ensure_rows(session, pairs)
-    found = stock._lock_stock(session, pairs)
-    stock._bulk_add(session, "stock", "on_hand", {found[p]["id"]: per_sku[p[0]] for p in pairs}, what="stock")
-    stock._moves(session, [{"sku": sku, "warehouse": warehouse, "delta": q, "kind": "return", "reason": reason,
+    moves._ensure_rows(session, pairs)
+    found = moves._lock_stock(session, pairs)
+    moves._bulk_add(session, "stock", "on_hand", {found[p]["id"]: per_sku[p[0]] for p in pairs}, what="stock")
+    moves._moves(session, [{"sku": sku, "warehouse": warehouse, "delta": q, "kind": "return", "reason": reason,
                             "ref": order_id, "actor": actor, "at": at} for sku, q in sorted(per_sku.items())])
 
 

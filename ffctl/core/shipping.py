@@ -35,6 +35,7 @@ from ffctl.core import audit, stock
 from ffctl.core.clock import shown
 from ffctl.core.errors import Conflict, NotFound, PermissionDenied, UsageError
 from ffctl.core.models import Order, OrderLine, PickLine, Shipment, ShipmentLine
+from ffctl.core.stock import reservations
 from ffctl.core.text import command
 from ffctl.i18n import _, ngettext
 
@@ -176,7 +177,7 @@ def ship(session: Session, cfg, order_id: str, *, at: datetime, actor: str, carr
     Neither: every reserved unit. Returns ``{shipment_id, order_id, at, lines: [{line_no, sku, qty,
     error}], units, complete, status, still_to_ship}``.
     """
-    order = stock._lock_order_row(session, order_id)
+    order = reservations._lock_order_row(session, order_id)
     status = order["status"]
     tz = cfg.timezone
     shipments = _shipments(session, order_id)
@@ -327,7 +328,7 @@ def cancel_lines(session: Session, cfg, order_id: str, lines: Iterable[tuple[int
     shipped; of an order nothing shipped for, it is refused (cancel the order instead)."""
     if not reason or not reason.strip():
         raise UsageError(_("--reason is required: say why the lines are cancelled"))
-    order = stock._lock_order_row(session, order_id)
+    order = reservations._lock_order_row(session, order_id)
     status = order["status"]
     if status in ("shipped", "delivered", "cancelled"):
         raise Conflict(_("order {order} is {status}; nothing is left to cancel").format(order=order_id, status=status))

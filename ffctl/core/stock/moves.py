@@ -1,0 +1,259 @@
+"""Locking and writing stock rows: counts, adjustments and receipts, and the locking and
+bulk-update helpers every stock writer uses."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from typing import Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ffctl.core import audit
+from ffctl.core.bulk import (
+    among,
+    int_array,
+    keyed,
+)
+from ffctl.core.clock import shown
+from ffctl.core.errors import Conflict, NotFound, UsageError
+from ffctl.core.models import Product
+from ffctl.core.stock.availability import _require_product
+from ffctl.core.stock.common import MOVE, RECEIPT, STOCK, _parts
+from ffctl.core.store import is_postgresql
+from ffctl.core.text import command
+
+
+def _ensure_rows(session: Session, pairs: Iterable[tuple[str, str]]) -> None:
+    """Create missing (sku, warehouse) stock rows with nothing on hand; safe under concurrency."""
+    wanted = sorted(set(pairs))
+    if not wanted:
+        return
+    existing: set[tuple[str, str]] = set()
+    for part in _parts(session, sorted({s for s, _ in wanted})):
+        existing.update(
+            (r[0], r[1]) for r in session.execute(sa.select(STOCK.c.sku, STOCK.c.warehouse).where(among(session, STOCK.c.sku, part)))
+        )
+    missing = [{"sku": s, "warehouse": w, "on_hand": 0, "allocated": 0} for s, w in wanted if (s, w) not in existing]
+    if not missing:
+        return
+    if is_postgresql(session):
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    session.execute(insert(STOCK).on_conflict_do_nothing(index_elements=["sku", "warehouse"]), missing)
+
+
+LOCK_WAIT_SECONDS = 60.0  # how long a many-row stock lock retries before giving up (like SQLite's busy timeout)
+
+
+def _stock_of_skus(session: Session, skus: Sequence[str], *, lock: bool, all_or_nothing: bool = False) -> list[dict]:
+    """Every stock row of the SKUs; with ``lock`` on PostgreSQL, locked in primary-key order by one
+    statement (several statements would each lock in order but not all together).
+
+    ``all_or_nothing`` (the many-row lockers: allocate, counts) takes the rows with NOWAIT inside a
+    savepoint and retries with backoff, so it never waits while holding some of them: a
+    transaction that already holds one stock row (a batch shipping order after order) and waits
+    for another cannot then close a cycle with it.
+    """
+    skus = sorted(set(skus))
+    if not skus:
+        return []
+    if is_postgresql(session):
+        sql = "SELECT id, sku, warehouse, on_hand, allocated FROM stock WHERE sku = ANY(:skus) ORDER BY id"
+        if not lock:
+            return [dict(r) for r in session.execute(sa.text(sql), {"skus": skus}).mappings()]
+        if not all_or_nothing:
+            return [dict(r) for r in session.execute(sa.text(sql + " FOR UPDATE"), {"skus": skus}).mappings()]
+        return _lock_all_or_nothing(session, sql + " FOR UPDATE NOWAIT", {"skus": skus})
+    rows = []
+    for part in _parts(session, skus):
+        rows.extend(dict(r) for r in session.execute(
+            sa.select(STOCK.c.id, STOCK.c.sku, STOCK.c.warehouse, STOCK.c.on_hand, STOCK.c.allocated)
+            .where(keyed(session, STOCK.c.sku, part))
+        ).mappings())
+    rows.sort(key=lambda r: r["id"])
+    return rows
+
+
+def _lock_all_or_nothing(session: Session, sql: str, params: dict) -> list[dict]:
+    import random
+    import time
+
+    from psycopg.errors import LockNotAvailable
+
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    pause = 0.02
+    while True:
+        try:
+            with session.begin_nested():
+                return [dict(r) for r in session.execute(sa.text(sql), params).mappings()]
+        except sa.exc.OperationalError as exc:
+            if not isinstance(exc.orig, LockNotAvailable):
+                raise
+        if time.monotonic() > deadline:
+            raise Conflict(f"stock rows stayed locked by other ffctl processes for {LOCK_WAIT_SECONDS:.0f} s; "
+                           "nothing was changed, run the command again")
+        time.sleep(pause * (0.5 + random.random()))
+        pause = min(pause * 2, 0.5)
+
+
+def _lock_stock(session: Session, pairs: Iterable[tuple[str, str]], *,
+                all_or_nothing: bool = False) -> dict[tuple[str, str], dict]:
+    """Current stock rows for the pairs, locked (with the other rows of their SKUs) in id order."""
+    wanted = set(pairs)
+    rows = _stock_of_skus(session, [s for s, _ in wanted], lock=True, all_or_nothing=all_or_nothing)
+    return {(r["sku"], r["warehouse"]): r for r in rows if (r["sku"], r["warehouse"]) in wanted}
+
+
+def _bulk_add(session: Session, table: str, column: str, deltas: dict[int, int], *, guard: str | None = None,
+              what: str = "row") -> None:
+    """``column += delta`` for each row id, in one statement on PostgreSQL (executemany on SQLite).
+
+    ``guard`` is an SQL condition on the row (``t``) and the delta (``v.q`` / ``:q``) every row must
+    meet; a row that fails it aborts the whole operation (the caller's transaction rolls back).
+    """
+    if not deltas:
+        return
+    ids = sorted(deltas)
+    if is_postgresql(session):
+        cond = f" AND {guard.replace(':q', 'v.q')}" if guard else ""
+        sql = (
+            f"UPDATE {table} AS t SET {column} = t.{column} + v.q "
+            f"FROM unnest(CAST(:ids AS bigint[]), CAST(:qs AS bigint[])) AS v(id, q) WHERE t.id = v.id{cond}"
+        )
+        done = session.execute(sa.text(sql), {"ids": int_array(ids), "qs": int_array(deltas[i] for i in ids)}).rowcount
+    else:  # plain integers: the driver's own executemany, without per-row SQLAlchemy processing
+        cond = f" AND {guard.replace('v.q', ':q')}" if guard else ""
+        sql = f"UPDATE {table} AS t SET {column} = t.{column} + :q WHERE t.id = :id{cond}"
+        cur = _raw(session).cursor()
+        try:
+            cur.executemany(sql, ({"id": i, "q": deltas[i]} for i in ids))
+            done = cur.rowcount
+        finally:
+            cur.close()
+    if done != len(ids):
+        raise Conflict(f"{what} changed while it was being updated ({len(ids) - done} of {len(ids)} refused); "
+                       "nothing was written, run the command again")
+
+
+def _raw(session: Session):
+    """The DBAPI connection of the session's transaction (bulk paths that skip per-row processing)."""
+    return session.connection().connection.driver_connection
+
+
+def _moves(session: Session, rows: list[dict]) -> None:
+    if rows:
+        session.execute(sa.insert(MOVE), rows)
+
+
+def apply_counts(session: Session, counts: list[tuple[str, str, int]], *, at: datetime, actor: str,
+                 reason: str = "count") -> int:
+    """Set counted on-hand quantities; returns how many rows changed.
+
+    Each changed row gets a stock_move (kind count) with the delta and a stock_counted event.
+    A count below what is allocated there is refused (Conflict) and nothing is written.
+    """
+    latest: dict[tuple[str, str], int] = {}
+    for s, w, n in counts:
+        if n < 0:
+            raise UsageError(f"count of {s} in {w} is negative ({n})")
+        latest[(s, w)] = n  # the last count of a pair wins
+    if not latest:
+        return 0
+    skus = sorted({s for s, _ in latest})
+    known: set[str] = set()
+    for part in _parts(session, skus):
+        known.update(session.execute(sa.select(Product.sku).where(keyed(session, Product.sku, part))).scalars().all())
+    unknown = [s for s in skus if s not in known]
+    if unknown:
+        raise NotFound(f"unknown SKU{'s' if len(unknown) > 1 else ''}: {', '.join(unknown[:10])}"
+                       + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""))
+    _ensure_rows(session, latest)
+    rows = _lock_stock(session, latest, all_or_nothing=True)
+    short = [f"{s} in {w}: counted {n}, allocated {rows[(s, w)]['allocated']}"
+             for (s, w), n in sorted(latest.items()) if n < rows[(s, w)]["allocated"]]
+    if short:
+        raise Conflict("a count is below what is allocated there (" + "; ".join(short[:10])
+                       + (f"; and {len(short) - 10} more" if len(short) > 10 else "") + ")",
+                       hint="Cancel or ship the orders holding the stock first, or check the count.")
+    deltas: dict[int, int] = {}
+    moves, events = [], []
+    for (s, w), n in sorted(latest.items()):
+        row = rows[(s, w)]
+        delta = n - row["on_hand"]
+        if delta == 0:
+            continue
+        deltas[row["id"]] = delta
+        moves.append({"sku": s, "warehouse": w, "delta": delta, "kind": "count", "reason": reason,
+                      "ref": None, "actor": actor, "at": at})
+        events.append({"event": "stock_counted", "at": at, "actor": actor, "subject": f"sku:{s}",
+                       "detail": f"{w}: on hand {row['on_hand']} -> {n} ({delta:+d}); {reason}"})
+    _bulk_add(session, "stock", "on_hand", deltas, guard="t.on_hand + :q >= t.allocated", what="stock")
+    _moves(session, moves)
+    audit.record_many(session, events)
+    return len(deltas)
+
+
+def adjust(session: Session, sku: str, warehouse: str, delta: int, *, reason: str, at: datetime, actor: str) -> dict:
+    """A counted correction of on hand (positive or negative), with its reason."""
+    if not reason or not reason.strip():
+        raise UsageError("a stock adjustment needs a reason (--reason)")
+    if delta == 0:
+        raise UsageError("DELTA must not be 0")
+    _require_product(session, sku)
+    if delta > 0:
+        _ensure_rows(session, [(sku, warehouse)])
+    row = _lock_stock(session, [(sku, warehouse)]).get((sku, warehouse))
+    if row is None:
+        raise Conflict(f"no stock of {sku} in {warehouse}: cannot take {-delta} away",
+                       hint=f"`{command('stock', 'show', sku)}` lists its warehouses.")
+    new = row["on_hand"] + delta
+    if new < 0:
+        raise Conflict(f"{sku} in {warehouse} has {row['on_hand']} on hand: taking {-delta} away would leave {new}")
+    if new < row["allocated"]:
+        raise Conflict(
+            f"{sku} in {warehouse}: {row['allocated']} of its {row['on_hand']} on hand are allocated to orders; "
+            f"taking {-delta} away would leave {new}, below what is allocated",
+            hint="Cancel or ship the orders holding the stock first.",
+        )
+    _bulk_add(session, "stock", "on_hand", {row["id"]: delta}, guard="t.on_hand + :q >= t.allocated", what="stock")
+    _moves(session, [{"sku": sku, "warehouse": warehouse, "delta": delta, "kind": "adjust", "reason": reason,
+                      "ref": None, "actor": actor, "at": at}])
+    audit.record(session, event="stock_adjusted", at=at, actor=actor, subject=f"sku:{sku}",
+                 detail=f"{warehouse}: on hand {row['on_hand']} -> {new} ({delta:+d}); {reason}")
+    return {"sku": sku, "warehouse": warehouse, "delta": delta, "on_hand_before": row["on_hand"], "on_hand": new,
+            "allocated": row["allocated"], "available": new - row["allocated"]}
+
+
+def receive(session: Session, receipt_id: str, *, at: datetime, actor: str, tz: str = "UTC") -> dict:
+    """Move all open lines of a receipt onto on hand. NotFound / Conflict when already received."""
+    done = session.execute(
+        sa.update(RECEIPT).where(RECEIPT.c.receipt_id == receipt_id, RECEIPT.c.status == "open")
+        .values(status="received", received_at=at)
+        .returning(RECEIPT.c.sku, RECEIPT.c.warehouse, RECEIPT.c.qty)
+    ).all()
+    if not done:
+        seen = session.execute(
+            sa.select(sa.func.count(), sa.func.max(RECEIPT.c.received_at)).where(RECEIPT.c.receipt_id == receipt_id)
+        ).one()
+        if not seen[0]:
+            raise NotFound(f"no receipt {receipt_id!r}", hint="`ffctl import receipts FILE` adds expected receipts.")
+        when = seen[1]
+        at_text = shown(when, tz) if isinstance(when, datetime) else str(when)
+        raise Conflict(f"receipt {receipt_id} was already received (at {at_text}); nothing to do")
+    lines = sorted((r.sku, r.warehouse, int(r.qty)) for r in done)
+    totals: dict[tuple[str, str], int] = defaultdict(int)
+    for s, w, q in lines:
+        totals[(s, w)] += q
+    _ensure_rows(session, totals)
+    rows = _lock_stock(session, totals)
+    _bulk_add(session, "stock", "on_hand", {rows[k]["id"]: q for k, q in totals.items()}, what="stock")
+    _moves(session, [{"sku": s, "warehouse": w, "delta": q, "kind": "receipt", "reason": None,
+                      "ref": receipt_id, "actor": actor, "at": at} for s, w, q in lines])
+    units = sum(q for _s, _w, q in lines)
+    audit.record(session, event="received", at=at, actor=actor, subject=f"receipt:{receipt_id}",
+                 detail="; ".join(f"{s} {q} into {w}" for s, w, q in lines))
+    return {"receipt_id": receipt_id, "received_at": at, "units": units,
+            "lines": [{"sku": s, "warehouse": w, "qty": q} for s, w, q in lines]}
