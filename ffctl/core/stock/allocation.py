@@ -344,6 +344,129 @@ class _ChunkWrites:
             self._moved(workflow.complete_tasks(session, self.cfg, self.complete, at=self.at, actor=self.actor))
 
 
+class _ChunkPlan:
+    """What planning one chunk decides: the inputs of its writes (``_ChunkWrites``) and its report rows."""
+
+    __slots__ = ("line_deltas", "alloc_updates", "alloc_inserts", "events", "complete", "report")
+
+    def __init__(self) -> None:
+        self.line_deltas: dict[int, int] = {}  # order line id -> units reserved now
+        self.alloc_updates: dict[int, int] = {}  # existing allocation id -> units added
+        self.alloc_inserts: list[tuple] = []  # new reservations: (order_id, line_id, sku, warehouse, qty)
+        self.events: list[dict] = []
+        self.complete: list[str] = []  # orders fully allocated: their node completes
+        self.report: list[dict] = []
+
+
+def _reserve_line(rows: list[list], need: int, used: dict[str, int], order_id: str, line_id: int, sku: str,
+                  plan: _ChunkPlan, stock_deltas: dict[int, int]) -> list[tuple[str, int]]:
+    """Reserve up to ``need`` units of one order line from its SKU's stock ``rows`` (updated in
+    place): ``[(warehouse, qty)]`` reserved. A warehouse the line already holds (``used``:
+    warehouse -> allocation id) grows that reservation; any other gets a new one."""
+    reserved = []
+    for row, take in _pick_warehouses(rows, need, used):
+        row[3] += take
+        stock_deltas[row[0]] += take
+        reserved.append((row[1], take))
+        held = used.get(row[1])
+        if held is not None:
+            plan.alloc_updates[held] = plan.alloc_updates.get(held, 0) + take
+        else:
+            plan.alloc_inserts.append((order_id, line_id, sku, row[1], take))
+    return reserved
+
+
+class _Run:
+    """One allocation run: the stock it holds (locked) and reserves from, the backorder dates it
+    promises, its counts; ``allocate_order`` plans one order at a time, in run order."""
+
+    def __init__(self, session: Session, stock: dict[str, list[list]], skus: set[str], *, at: datetime, actor: str,
+                 tz: str, details: bool | str) -> None:
+        self.stock = stock
+        # written once at the end: the rows stay locked till commit
+        self.stock_deltas: dict[int, int] = defaultdict(int)
+        self.at, self.actor = at, actor
+        self.details, self.with_lines = details, details is True
+        self.complete = self.partial = self.backordered = self.units = self.units_back = 0
+        self.today = local_date(at, tz)
+        # Backorder dates: after this run a backordered SKU has nothing available, so its open receipts
+        # serve the backorders in run order. One read of the receipts of every SKU in play.
+        self.incoming = _open_receipts(session, sorted(skus), self.today, tz) if skus else {}
+        self.profiles: dict[str, _Profile] = {}
+
+    def backorder_date(self, sku: str, qty: int) -> date | None:
+        p = self.profiles.get(sku)
+        if p is None:
+            p = self.profiles[sku] = _Profile(self.today, 0, [(d, q) for d, _w, q in self.incoming.get(sku, [])])
+        d = p.earliest(qty)
+        p.consume(qty, d)
+        return d
+
+    def allocate_order(self, r, order_lines: list, existing: dict[int, dict[str, int]], plan: _ChunkPlan) -> None:
+        """Reserve what is available for each line of order ``r`` (a candidate row), date what is
+        not, and add the order's writes, event and report row to ``plan``."""
+        order_id = r.order_id
+        order_lines.sort()  # by line_no
+        line_reports, notes, back_notes, back_dates = [], [], [], []
+        got_now = back_total = 0
+        had_some = False
+        for line_no, line_id, sku, qty, already in order_lines:
+            need = qty - already
+            had_some = had_some or already > 0
+            reserved: list[tuple[str, int]] = []
+            if need > 0:
+                used = existing.get(line_id, {}) if already else {}
+                reserved = _reserve_line(self.stock.get(sku, []), need, used, order_id, line_id, sku, plan,
+                                         self.stock_deltas)
+                if reserved:
+                    took = sum(q for _w, q in reserved)
+                    plan.line_deltas[line_id] = took
+                    got_now += took
+                    need -= took
+                    notes.append(f"L{line_no} {sku} " + " + ".join(f"{q} @ {w}" for w, q in reserved))
+            atp_date = None
+            if need > 0:
+                back_total += need
+                atp_date = self.backorder_date(sku, need)
+                back_dates.append(atp_date)
+                back_notes.append(f"L{line_no} {sku} {need} backordered"
+                                  + (f" (ATP {atp_date.isoformat()})" if atp_date else " (no known supply)"))
+            if self.with_lines:
+                line_reports.append({"line_no": line_no, "sku": sku, "qty": qty, "allocated": qty - need,
+                                     "reserved": [{"warehouse": w, "qty": q} for w, q in reserved],
+                                     "backordered": need, "atp_date": atp_date})
+        self.units += got_now
+        self.units_back += back_total
+        if back_total == 0:
+            plan.complete.append(order_id)
+            self.complete += 1
+            result = "allocated"
+        elif got_now or had_some:
+            self.partial += 1
+            result = "partial"
+        else:
+            self.backordered += 1
+            result = "backordered"
+        if got_now:
+            plan.events.append({"event": "allocated", "at": self.at, "actor": self.actor, "order_id": order_id,
+                                "node": r.node, "detail": "; ".join(notes + back_notes)})
+        if self.details:
+            row_out = {
+                "order_id": order_id, "node": r.node, "priority": r.priority,
+                "promised_ship_date": r.promised_ship_date, "result": result,
+                "allocated_now": got_now, "backordered": back_total,
+                # the order is covered once its last backordered line is; unknown if any has no date
+                "backorder_atp": max(back_dates) if back_dates and all(back_dates) else None,
+                "next_node": None,
+            }
+            if self.with_lines:
+                row_out["lines"] = line_reports
+            plan.report.append(row_out)
+
+    def summary(self, report: list[dict]) -> dict:
+        return _summary(report, self.complete, self.partial, self.backordered, self.units, self.units_back)
+
+
 def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_orders: bool = False,
              dry_run: bool = False, at: datetime, actor: str, tz: str, details: bool | str = True,
              on_orders: Callable[[list[dict]], None] | None = None) -> dict:
@@ -377,19 +500,7 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
     lock = not dry_run
     stock, stock_skus = _load_stock_for(session, nodes, ids, lock)
     candidates = _candidates(session, nodes, ids)
-    today = local_date(at, tz)
-    # Backorder dates: after this run a backordered SKU has nothing available, so its open receipts
-    # serve the backorders in run order. One read of the receipts of every SKU in play.
-    incoming = _open_receipts(session, sorted(stock_skus), today, tz) if stock_skus else {}
-    profiles: dict[str, _Profile] = {}
-
-    def backorder_date(sku: str, qty: int) -> date | None:
-        p = profiles.get(sku)
-        if p is None:
-            p = profiles[sku] = _Profile(today, 0, [(d, q) for d, _w, q in incoming.get(sku, [])])
-        d = p.earliest(qty)
-        p.consume(qty, d)
-        return d
+    run = _Run(session, stock, stock_skus, at=at, actor=actor, tz=tz, details=details)
 
     report: list[dict] = []
     skipped: list[str] = []
@@ -401,15 +512,11 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
         elif chunk_report:
             on_orders(chunk_report)
 
-    stock_deltas: dict[int, int] = defaultdict(int)  # written once at the end: the rows stay locked till commit
-    n_complete = n_partial = n_back = units = units_back = 0
-    with_lines = details is True
     # PostgreSQL: while a chunk is planned, a second thread writes the chunk before it and reads and
     # locks the chunk after it, so the server works on one core while Python plans on the other
     pg = is_postgresql(session)
-    background = lock and pg
     chunks = list(_ramp(candidates, CHUNK))
-    pipeline = _Pipeline(background)
+    pipeline = _Pipeline(lock and pg)
     try:
         data = _read_chunk(session, chunks[0], nodes, lock, at) if chunks else None
         writes: _ChunkWrites | None = None
@@ -419,111 +526,36 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
             skipped.extend(r.order_id for r in chunk_rows if r.order_id not in locked and r.order_id not in later)
             after_clock.extend({"order_id": r.order_id, "latest_at": later[r.order_id][0],
                                 "latest_event": later[r.order_id][1]} for r in chunk_rows if r.order_id in later)
-
-            line_deltas: dict[int, int] = {}
-            alloc_updates: dict[int, int] = {}
-            alloc_inserts: list[tuple] = []
-            events: list[dict] = []
-            complete: list[str] = []
-            chunk_report: list[dict] = []
-            no_rows: list = []
+            plan = _ChunkPlan()
             for r in chunk_rows:
-                order_id = r.order_id
-                if order_id not in locked:
-                    continue
-                order_lines = lines_by_order[order_id]
-                order_lines.sort()  # by line_no
-                line_reports, notes, back_notes = [], [], []
-                got_now = back_total = 0
-                had_some = False
-                back_dates = []
-                for line_no, line_id, sku, qty, already in order_lines:
-                    need = qty - already
-                    had_some = had_some or already > 0
-                    reserved = no_rows
-                    if need > 0:
-                        used = existing.get(line_id, {}) if already else {}
-                        picks = _pick_warehouses(stock.get(sku, no_rows), need, used)
-                        if picks:
-                            reserved = []
-                            took = 0
-                            for row, take in picks:
-                                row[3] += take
-                                stock_deltas[row[0]] += take
-                                reserved.append((row[1], take))
-                                took += take
-                                held = used.get(row[1])
-                                if held is not None:
-                                    alloc_updates[held] = alloc_updates.get(held, 0) + take
-                                else:
-                                    alloc_inserts.append((order_id, line_id, sku, row[1], take))
-                            line_deltas[line_id] = took
-                            got_now += took
-                            need -= took
-                            notes.append(f"L{line_no} {sku} " + " + ".join(f"{q} @ {w}" for w, q in reserved))
-                    atp_date = None
-                    if need > 0:
-                        back_total += need
-                        atp_date = backorder_date(sku, need)
-                        back_dates.append(atp_date)
-                        back_notes.append(f"L{line_no} {sku} {need} backordered"
-                                          + (f" (ATP {atp_date.isoformat()})" if atp_date else " (no known supply)"))
-                    if with_lines:
-                        line_reports.append({"line_no": line_no, "sku": sku, "qty": qty, "allocated": qty - need,
-                                             "reserved": [{"warehouse": w, "qty": q} for w, q in reserved],
-                                             "backordered": need, "atp_date": atp_date})
-                units += got_now
-                units_back += back_total
-                if back_total == 0:
-                    complete.append(order_id)
-                    n_complete += 1
-                    result = "allocated"
-                elif got_now or had_some:
-                    n_partial += 1
-                    result = "partial"
-                else:
-                    n_back += 1
-                    result = "backordered"
-                if got_now:
-                    events.append({"event": "allocated", "at": at, "actor": actor, "order_id": order_id,
-                                   "node": r.node, "detail": "; ".join(notes + back_notes)})
-                if details:
-                    row_out = {
-                        "order_id": order_id, "node": r.node, "priority": r.priority,
-                        "promised_ship_date": r.promised_ship_date, "result": result,
-                        "allocated_now": got_now, "backordered": back_total,
-                        # the order is covered once its last backordered line is; unknown if any has no date
-                        "backorder_atp": max(back_dates) if back_dates and all(back_dates) else None,
-                        "next_node": None,
-                    }
-                    if with_lines:
-                        row_out["lines"] = line_reports
-                    chunk_report.append(row_out)
+                if r.order_id in locked:
+                    run.allocate_order(r, lines_by_order[r.order_id], existing, plan)
             previous = writes
             writes = None
             if not dry_run:
-                writes = _ChunkWrites(cfg, at, actor, pg=pg, line_deltas=line_deltas,
-                                      alloc_updates=alloc_updates, alloc_inserts=alloc_inserts, events=events,
-                                      complete=[locked[o] for o in complete], report=chunk_report)
+                writes = _ChunkWrites(cfg, at, actor, pg=pg, line_deltas=plan.line_deltas,
+                                      alloc_updates=plan.alloc_updates, alloc_inserts=plan.alloc_inserts,
+                                      events=plan.events, complete=[locked[o] for o in plan.complete],
+                                      report=plan.report)
             data = pipeline.wait()
             if previous is not None:
                 deliver(previous.report)
-            if dry_run and chunk_report:
-                deliver(chunk_report)
+            if dry_run and plan.report:
+                deliver(plan.report)
         if writes is not None:
             writes.write(session)
             deliver(writes.report)
     finally:
         pipeline.close()
     if not dry_run:
-        _bulk_add(session, "stock", "allocated", dict(stock_deltas), guard="t.on_hand - t.allocated >= :q",
+        _bulk_add(session, "stock", "allocated", dict(run.stock_deltas), guard="t.on_hand - t.allocated >= :q",
                   what="stock")
     return {
         "dry_run": dry_run,
         "orders": report,
         "skipped": skipped,
         "after_clock": after_clock,
-        "summary": _summary(report, n_complete, n_partial, n_back, units, units_back),
+        "summary": run.summary(report),
     }
 
 
