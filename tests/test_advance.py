@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from ffctl.core import workflow
 from ffctl.core.config import load_config
 from ffctl.core.models import Event, Order, Task, TaskAssignee
-from test_workflow import events, seed, t
+from helpers import order_events as events, seed_workflow_orders as seed, workflow_time as t
 
 MON_0910 = "2026-11-23T09:10:00+08:00"
 

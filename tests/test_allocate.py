@@ -10,10 +10,9 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import test_stock as sd
+from helpers import STOCK_NOW as NOW, STOCK_TZ as TZ, add_orders, check_invariants, events, seed, stock_of
 from ffctl.core.errors import Conflict, NotFound, UsageError
 
-NOW, TZ = sd.NOW, sd.TZ
 
 
 def lines_of(session, order_id):
@@ -36,8 +35,8 @@ def test_priority_then_promised_then_created_and_partial(store, example_config):
 
     cfg = example_config
     with store.session(write=True) as s:
-        sd.seed(s, products=["A"], stock=[("A", "WH1", 10)])
-        sd.add_orders(s, cfg, [
+        seed(s, products=["A"], stock=[("A", "WH1", 10)])
+        add_orders(s, cfg, [
             ("O1", 0, [("A", 6)]),
             ("O2", 5, [("A", 6)]),
             ("O3", 5, [("A", 3)], date(2026, 11, 20)),
@@ -55,13 +54,13 @@ def test_priority_then_promised_then_created_and_partial(store, example_config):
         assert node_of(s, "O3") == "wave_pick" and node_of(s, "O2") == "wave_pick"
         assert node_of(s, "O1") == "allocation"
         assert lines_of(s, "O1") == [(1, 6, 1)]
-        assert tuple(sd.stock_of(s, "A", "WH1")) == (10, 10)
+        assert tuple(stock_of(s, "A", "WH1")) == (10, 10)
         from ffctl.core.models import Allocation
 
         assert set(s.execute(sa.select(Allocation.created_at)).scalars()) == {NOW}
-        assert [e.order_id for e in sd.events(s, "allocated")] == ["O3", "O2", "O1"]
-        assert sd.events(s, "allocated")[2].detail == "L1 A 1 @ WH1; L1 A 5 backordered (no known supply)"
-        sd.check_invariants(s)
+        assert [e.order_id for e in events(s, "allocated")] == ["O3", "O2", "O1"]
+        assert events(s, "allocated")[2].detail == "L1 A 1 @ WH1; L1 A 5 backordered (no known supply)"
+        check_invariants(s)
 
 
 def test_top_up_after_a_receipt_and_backorder_atp_dates(store, example_config):
@@ -69,9 +68,9 @@ def test_top_up_after_a_receipt_and_backorder_atp_dates(store, example_config):
 
     cfg = example_config
     with store.session(write=True) as s:
-        sd.seed(s, products=["A", "B"], stock=[("A", "WH1", 4), ("B", "WH1", 10)], receipts=[
+        seed(s, products=["A", "B"], stock=[("A", "WH1", 4), ("B", "WH1", 10)], receipts=[
             ("R1", "A", "WH2", 3, NOW + timedelta(days=1)), ("R2", "A", "WH1", 10, NOW + timedelta(days=5))])
-        sd.add_orders(s, cfg, [("O1", 1, [("A", 6), ("B", 2)]), ("O2", 0, [("A", 3)])])
+        add_orders(s, cfg, [("O1", 1, [("A", 6), ("B", 2)]), ("O2", 0, [("A", 3)])])
         got = stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)
     # O1 line 1 waits for 2: R1 (11-03) covers it; O2 waits for 3: 1 left of R1, so R2 (11-07)
     assert [(o["order_id"], o["result"], [ln["atp_date"] for ln in o["lines"]]) for o in got["orders"]] == [
@@ -85,7 +84,7 @@ def test_top_up_after_a_receipt_and_backorder_atp_dates(store, example_config):
         assert allocations(s, "O1") == [(1, "WH1", 4), (1, "WH2", 2), (2, "WH1", 2)]
         assert node_of(s, "O1") == "wave_pick"
         assert lines_of(s, "O2") == [(1, 3, 1)]
-        sd.check_invariants(s)
+        check_invariants(s)
 
 
 def test_warehouse_choice(store, example_config):
@@ -93,12 +92,12 @@ def test_warehouse_choice(store, example_config):
 
     cfg = example_config
     with store.session(write=True) as s:
-        sd.seed(s, products=["A", "B", "C"], stock=[
+        seed(s, products=["A", "B", "C"], stock=[
             ("A", "WH1", 5), ("A", "WH2", 8), ("A", "WH3", 3),
             ("B", "WH1", 5), ("B", "WH2", 4), ("B", "WH3", 3),
             ("C", "WH1", 9), ("C", "WH2", 7),
         ])
-        sd.add_orders(s, cfg, [
+        add_orders(s, cfg, [
             ("O1", 9, [("A", 6)]),     # only WH2 fills it whole
             ("O2", 8, [("B", 10)]),    # nobody can: most available first, WH1 5, WH2 4, WH3 1
             ("O3", 7, [("C", 6)]),     # both can: the most available, WH1
@@ -107,7 +106,7 @@ def test_warehouse_choice(store, example_config):
         assert allocations(s, "O1") == [(1, "WH2", 6)]
         assert allocations(s, "O2") == [(1, "WH1", 5), (1, "WH2", 4), (1, "WH3", 1)]
         assert allocations(s, "O3") == [(1, "WH1", 6)]
-        sd.check_invariants(s)
+        check_invariants(s)
 
 
 def test_top_up_prefers_the_warehouse_the_line_already_uses(store, example_config):
@@ -115,14 +114,14 @@ def test_top_up_prefers_the_warehouse_the_line_already_uses(store, example_confi
 
     cfg = example_config
     with store.session(write=True) as s:
-        sd.seed(s, products=["A"], stock=[("A", "WH1", 2)])
-        sd.add_orders(s, cfg, [("O1", 0, [("A", 5)])])
+        seed(s, products=["A"], stock=[("A", "WH1", 2)])
+        add_orders(s, cfg, [("O1", 0, [("A", 5)])])
         stock.allocate(s, cfg, ["O1"], at=NOW, actor="cron", tz=TZ)
         stock.adjust(s, "A", "WH1", 3, reason="found", at=NOW, actor="frank")
         stock.adjust(s, "A", "WH2", 9, reason="found", at=NOW, actor="frank")
         stock.allocate(s, cfg, ["O1"], at=NOW, actor="cron", tz=TZ)
         assert allocations(s, "O1") == [(1, "WH1", 5)]
-        sd.check_invariants(s)
+        check_invariants(s)
 
 
 def test_dry_run_shows_the_plan_and_writes_nothing(store, example_config):
@@ -130,8 +129,8 @@ def test_dry_run_shows_the_plan_and_writes_nothing(store, example_config):
 
     cfg = example_config
     with store.session(write=True) as s:
-        sd.seed(s, products=["A"], stock=[("A", "WH1", 5)])
-        sd.add_orders(s, cfg, [("O1", 0, [("A", 3)]), ("O2", 0, [("A", 3)])])
+        seed(s, products=["A"], stock=[("A", "WH1", 5)])
+        add_orders(s, cfg, [("O1", 0, [("A", 3)]), ("O2", 0, [("A", 3)])])
 
     def snapshot(s):
         return [s.execute(sa.text(q)).all() for q in (
@@ -159,8 +158,8 @@ def test_release_order_frees_stock(store, example_config):
 
     cfg = example_config
     with store.session(write=True) as s:
-        sd.seed(s, products=["A", "B"], stock=[("A", "WH1", 5), ("A", "WH2", 5), ("B", "WH1", 1)])
-        sd.add_orders(s, cfg, [("O1", 1, [("A", 7), ("B", 2)]), ("O2", 0, [("A", 4)])])
+        seed(s, products=["A", "B"], stock=[("A", "WH1", 5), ("A", "WH2", 5), ("B", "WH1", 1)])
+        add_orders(s, cfg, [("O1", 1, [("A", 7), ("B", 2)]), ("O2", 0, [("A", 4)])])
         stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)
         assert lines_of(s, "O2") == [(1, 4, 3)]
     with store.session(write=True) as s:
@@ -170,9 +169,9 @@ def test_release_order_frees_stock(store, example_config):
         assert stock.release_order(s, "O1", at=NOW, actor="oscar") == 0
     with store.session(write=True) as s:
         assert lines_of(s, "O1") == [(1, 7, 0), (2, 2, 0)]
-        assert sd.stock_of(s, "A", "WH1")[1] + sd.stock_of(s, "A", "WH2")[1] == 3
-        assert tuple(sd.stock_of(s, "B", "WH1")) == (1, 0)
-        sd.check_invariants(s)
+        assert stock_of(s, "A", "WH1")[1] + stock_of(s, "A", "WH2")[1] == 3
+        assert tuple(stock_of(s, "B", "WH1")) == (1, 0)
+        check_invariants(s)
         got = stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)
         assert [(o["order_id"], o["result"]) for o in got["orders"]] == [("O2", "allocated")]
         with pytest.raises(NotFound):
@@ -184,9 +183,9 @@ def test_explicit_orders_are_checked_first(store, example_config):
 
     cfg = example_config
     with store.session(write=True) as s:
-        sd.seed(s, products=["A"], stock=[("A", "WH1", 5)])
-        sd.add_orders(s, cfg, [("O1", 0, [("A", 1)])])
-        sd.add_orders(s, cfg, [("O2", 0, [("A", 1)])], to_allocation=False)
+        seed(s, products=["A"], stock=[("A", "WH1", 5)])
+        add_orders(s, cfg, [("O1", 0, [("A", 1)])])
+        add_orders(s, cfg, [("O2", 0, [("A", 1)])], to_allocation=False)
     with store.session(write=True) as s:
         with pytest.raises(NotFound, match="no order NOPE"):
             stock.allocate(s, cfg, ["O1", "NOPE"], at=NOW, actor="cron", tz=TZ)
@@ -204,8 +203,8 @@ def test_an_order_sent_back_to_allocation_fully_allocated_moves_on(store, exampl
 
     cfg = example_config
     with store.session(write=True) as s:
-        sd.seed(s, products=["A"], stock=[("A", "WH1", 5)])
-        sd.add_orders(s, cfg, [("O1", 0, [("A", 2)])])
+        seed(s, products=["A"], stock=[("A", "WH1", 5)])
+        add_orders(s, cfg, [("O1", 0, [("A", 2)])])
         stock.allocate(s, cfg, ["O1"], at=NOW, actor="cron", tz=TZ)
         assert node_of(s, "O1") == "wave_pick"
         workflow.reject(s, cfg, "O1", at=NOW, actor="frank", reason="recount")
@@ -213,8 +212,8 @@ def test_an_order_sent_back_to_allocation_fully_allocated_moves_on(store, exampl
         got = stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)
         assert [(o["order_id"], o["result"], o["allocated_now"]) for o in got["orders"]] == [("O1", "allocated", 0)]
         assert node_of(s, "O1") == "wave_pick"
-        assert len(sd.events(s, "allocated")) == 1
-        sd.check_invariants(s)
+        assert len(events(s, "allocated")) == 1
+        check_invariants(s)
 
 
 def test_held_orders_wait(store, example_config):
@@ -222,8 +221,8 @@ def test_held_orders_wait(store, example_config):
 
     cfg = example_config
     with store.session(write=True) as s:
-        sd.seed(s, products=["A"], stock=[("A", "WH1", 5)])
-        sd.add_orders(s, cfg, [("O1", 0, [("A", 2)])])
+        seed(s, products=["A"], stock=[("A", "WH1", 5)])
+        add_orders(s, cfg, [("O1", 0, [("A", 2)])])
         workflow.hold(s, cfg, "O1", at=NOW, actor="judy", reason="credit")
         assert stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)["orders"] == []
         with pytest.raises(Conflict, match="O1 is on_hold"):
@@ -233,9 +232,9 @@ def test_held_orders_wait(store, example_config):
 def _many_orders(store, cfg):
     """40 orders over three SKUs, stock for most of them (several steps with CHUNK patched to 8)."""
     with store.session(write=True) as s:
-        sd.seed(s, products=["A", "B", "C"],
+        seed(s, products=["A", "B", "C"],
                 stock=[("A", "WH1", 40), ("A", "WH2", 15), ("B", "WH1", 30), ("C", "WH2", 12)])
-        sd.add_orders(s, cfg, [(f"O{i:02d}", i % 3, [("A", 1 + i % 4), ("B", 1 + i % 3)]
+        add_orders(s, cfg, [(f"O{i:02d}", i % 3, [("A", 1 + i % 4), ("B", 1 + i % 3)]
                                 + ([("C", 2)] if i % 5 == 0 else [])) for i in range(40)])
 
 
@@ -259,9 +258,9 @@ def test_steps_written_beside_the_planning_give_the_dry_run_plan(store, example_
             expected = "wave_pick" if o["result"] == "allocated" else "allocation"
             assert o["next_node"] == (expected if o["result"] == "allocated" else None)
             assert node_of(s, o["order_id"]) == expected
-        assert [e.order_id for e in sd.events(s, "allocated")] == [o["order_id"] for o in got["orders"]
+        assert [e.order_id for e in events(s, "allocated")] == [o["order_id"] for o in got["orders"]
                                                                    if o["allocated_now"]]
-        sd.check_invariants(s)
+        check_invariants(s)
 
 
 def test_a_failed_step_leaves_nothing_written(store, example_config, monkeypatch):
@@ -287,8 +286,8 @@ def test_a_failed_step_leaves_nothing_written(store, example_config, monkeypatch
         assert s.execute(sa.text("SELECT count(*) FROM allocation")).scalar() == 0
         assert s.execute(sa.text("SELECT sum(allocated) FROM stock")).scalar() == 0
         assert s.execute(sa.text("SELECT count(*) FROM orders WHERE node <> 'allocation'")).scalar() == 0
-        assert sd.events(s, "allocated") == []
-        sd.check_invariants(s)
+        assert events(s, "allocated") == []
+        check_invariants(s)
 
 
 # --- the invariant under random operation sequences ---------------------------------------------
@@ -331,12 +330,12 @@ def test_invariant_holds_over_random_operations(store, example_config, data):
     p = f"x{_examples['n']}_"
     sku = {s: p + s for s in SKUS}
     with store.session(write=True) as s:
-        sd.seed(s, products=list(sku.values()), customers=() if _examples["n"] > 1 and _has_c1(s) else ("C1",),
+        seed(s, products=list(sku.values()), customers=() if _examples["n"] > 1 and _has_c1(s) else ("C1",),
                 stock=[(sku[a], w, n) for a, w, n in data["stock"]],
                 receipts=[(f"{p}R{i}", sku[a], w, q, NOW + timedelta(days=i)) for i, (a, w, q) in
                           enumerate(data["receipts"])])
         orders = [(f"{p}O{i}", prio, [(sku[a], q) for a, q in lines]) for i, (prio, lines) in enumerate(data["orders"])]
-        sd.add_orders(s, cfg, orders)
+        add_orders(s, cfg, orders)
     ids = [o[0] for o in orders]
     for op in data["ops"]:
         try:
@@ -367,7 +366,7 @@ def test_invariant_holds_over_random_operations(store, example_config, data):
         except (Conflict, NotFound, UsageError):
             pass  # a refused operation writes nothing
         with store.session() as s:
-            sd.check_invariants(s)
+            check_invariants(s)
     with store.session() as s:
         # shipped orders were fully allocated and consumed what they held
         shipped = s.execute(sa.text(
@@ -389,8 +388,8 @@ def waiting(workspace):
 
     store = Store(workspace.db_url)
     with store.session(write=True) as s:
-        sd.seed(s, products=["A"], stock=[("A", "WH1", 5)], receipts=[("R1", "A", "WH1", 4, NOW + timedelta(days=3))])
-        sd.add_orders(s, load_config(workspace.config_path), [("O1", 1, [("A", 3)]), ("O2", 0, [("A", 4)])])
+        seed(s, products=["A"], stock=[("A", "WH1", 5)], receipts=[("R1", "A", "WH1", 4, NOW + timedelta(days=3))])
+        add_orders(s, load_config(workspace.config_path), [("O1", 1, [("A", 3)]), ("O2", 0, [("A", 4)])])
     store.dispose()
     return workspace
 
@@ -442,8 +441,8 @@ def test_schema_0004_round_trip_keeps_reservations_and_their_cascade(store, exam
 
     cfg = example_config
     with store.session(write=True) as s:
-        sd.seed(s, products=["A", "B"], stock=[("A", "WH1", 10), ("B", "WH2", 4)])
-        sd.add_orders(s, cfg, [("O1", 0, [("A", 6), ("B", 2)]), ("O2", 0, [("A", 3)])])
+        seed(s, products=["A", "B"], stock=[("A", "WH1", 10), ("B", "WH2", 4)])
+        add_orders(s, cfg, [("O1", 0, [("A", 6), ("B", 2)]), ("O2", 0, [("A", 3)])])
         stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)
     with store.session() as s:
         before = {o: allocations(s, o) for o in ("O1", "O2")}
@@ -477,9 +476,9 @@ def many_waiting(workspace):
         orders.append(spec)
     store = Store(workspace.db_url)
     with store.session(write=True) as s:
-        sd.seed(s, products=skus, stock=[(sku, wh, 150 + 40 * k) for k, sku in enumerate(skus) for wh in ("WH1", "WH2")],
+        seed(s, products=skus, stock=[(sku, wh, 150 + 40 * k) for k, sku in enumerate(skus) for wh in ("WH1", "WH2")],
                 receipts=[(f"R{k}", sku, "WH1", 30, NOW + timedelta(days=2 + k)) for k, sku in enumerate(skus[:4])])
-        sd.add_orders(s, load_config(workspace.config_path), orders)
+        add_orders(s, load_config(workspace.config_path), orders)
     store.dispose()
     return workspace
 

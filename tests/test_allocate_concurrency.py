@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-import test_stock as sd
+from helpers import STOCK_NOW as NOW, STOCK_TZ as TZ, add_orders, check_invariants, seed
 
 pytestmark = pytest.mark.slow
 
@@ -29,14 +29,14 @@ def _build(workspace):
     cfg = load_config(workspace.config_path)
     store = Store(workspace.db_url)
     with store.session(write=True) as s:
-        sd.seed(s, products=SKUS,
+        seed(s, products=SKUS,
                 stock=[(sku, wh, rng.randint(5, 40)) for sku in SKUS for wh in WAREHOUSES],
                 receipts=[(f"R{i}", rng.choice(SKUS), rng.choice(WAREHOUSES), rng.randint(5, 30),
-                           sd.NOW + timedelta(days=i)) for i in range(6)])
+                           NOW + timedelta(days=i)) for i in range(6)])
         orders = [(f"O{i:04d}", rng.randint(0, 3),
                    [(sku, rng.randint(1, 6)) for sku in rng.sample(SKUS, rng.randint(1, 3))])
                   for i in range(N_ORDERS)]
-        sd.add_orders(s, cfg, orders)
+        add_orders(s, cfg, orders)
     store.dispose()
     return [o[0] for o in orders]
 
@@ -74,7 +74,7 @@ def test_many_processes_allocating_at_once_never_oversell(workspace):
     store = workspace.store()
     try:
         with store.session() as s:
-            sd.check_invariants(s)
+            check_invariants(s)
             # a fully allocated order never waits at allocation, and each order completed it at most once
             waiting_full = s.execute(sa.text(
                 "SELECT o.order_id FROM orders o JOIN order_line l ON l.order_id = o.order_id "
@@ -112,19 +112,19 @@ def _worker(url, config_path, job, barrier, results):
         with store.session(write=True) as s:
             kind = job[0]
             if kind == "all":
-                got = stock.allocate(s, cfg, all_orders=True, at=sd.NOW, actor="p", tz=sd.TZ, details=False)
+                got = stock.allocate(s, cfg, all_orders=True, at=NOW, actor="p", tz=TZ, details=False)
                 results.put(("ok", got["summary"]["units_allocated"]))
             elif kind == "some":
-                got = stock.allocate(s, cfg, job[1], at=sd.NOW, actor="p", tz=sd.TZ, details=False)
+                got = stock.allocate(s, cfg, job[1], at=NOW, actor="p", tz=TZ, details=False)
                 results.put(("ok", got["summary"]["units_allocated"]))
             elif kind == "counts":
-                stock.apply_counts(s, job[1], at=sd.NOW, actor="p")
+                stock.apply_counts(s, job[1], at=NOW, actor="p")
                 results.put(("ok", 0))
             elif kind in ("release", "release_plain"):
                 if kind == "release":  # a batch in one transaction locks first, as batch callers should
                     stock.lock_for_orders(s, job[1])
                 for oid in job[1]:
-                    stock.release_order(s, oid, at=sd.NOW, actor="p")
+                    stock.release_order(s, oid, at=NOW, actor="p")
                 results.put(("ok", 0))
     except Conflict as exc:
         results.put(("conflict", str(exc)))
@@ -166,6 +166,6 @@ def test_barrier_started_processes_with_counts_and_releases(workspace):
     store = workspace.store()
     try:
         with store.session() as s:
-            sd.check_invariants(s)
+            check_invariants(s)
     finally:
         store.dispose()

@@ -13,9 +13,8 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-import test_stock as sd
+from helpers import STOCK_NOW as NOW, STOCK_TZ as TZ, add_orders, seed
 
-NOW, TZ = sd.NOW, sd.TZ
 
 
 def facts(store):
@@ -36,8 +35,8 @@ def test_every_write_path_reaches_the_facts(store, example_config):
         modes.append(kpi.refresh_facts(store, cfg, cuts=(None, "region"), now=at)["mode"])
 
     with store.session(write=True) as s:
-        sd.seed(s, products=["A", "B"], stock=[("A", "WH1", 50), ("B", "WH1", 1)], customers=("C1", "C2"))
-        sd.add_orders(s, cfg, [("O1", 0, [("A", 2)]), ("O2", 1, [("A", 1), ("B", 1)]), ("O3", 0, [("B", 5)]),
+        seed(s, products=["A", "B"], stock=[("A", "WH1", 50), ("B", "WH1", 1)], customers=("C1", "C2"))
+        add_orders(s, cfg, [("O1", 0, [("A", 2)]), ("O2", 1, [("A", 1), ("B", 1)]), ("O3", 0, [("B", 5)]),
                                ("O4", 0, [("A", 1)]), ("O5", 0, [("A", 3)])])
         s.execute(sa.text("UPDATE orders SET region = NULL"))  # they follow their customer's region
     refresh(NOW)
@@ -107,8 +106,8 @@ def test_late_completions_without_a_sweep_are_breaches_and_choose_the_bottleneck
 
     cfg = example_config
     with store.session(write=True) as s:  # created 09:57-09:59 Monday in Shanghai: due 10:27-10:29
-        sd.seed(s, products=["A"], stock=[("A", "WH1", 50)], customers=("C1",))
-        sd.add_orders(s, cfg, [("O1", 0, [("A", 1)]), ("O2", 0, [("A", 1)]), ("O3", 0, [("A", 1)])],
+        seed(s, products=["A"], stock=[("A", "WH1", 50)], customers=("C1",))
+        add_orders(s, cfg, [("O1", 0, [("A", 1)]), ("O2", 0, [("A", 1)]), ("O3", 0, [("A", 1)])],
                       to_allocation=False)
     kpi.refresh_facts(store, cfg, now=NOW)
     for order_id, minutes in (("O1", 120), ("O2", 125)):  # done at 12:00 and 12:05
@@ -141,8 +140,8 @@ def test_a_hold_stops_the_clock_also_when_the_order_is_cancelled_on_hold(store, 
 
     cfg = example_config
     with store.session(write=True) as s:
-        sd.seed(s, products=["A"], stock=[("A", "WH1", 50)], customers=("C1",))
-        sd.add_orders(s, cfg, [("O1", 0, [("A", 1)]), ("O2", 0, [("A", 1)])], to_allocation=False)
+        seed(s, products=["A"], stock=[("A", "WH1", 50)], customers=("C1",))
+        add_orders(s, cfg, [("O1", 0, [("A", 1)]), ("O2", 0, [("A", 1)])], to_allocation=False)
         workflow.hold(s, cfg, "O2", at=NOW + timedelta(minutes=5), actor="alice", reason="call")
         workflow.hold(s, cfg, "O1", at=NOW + timedelta(minutes=40), actor="alice", reason="call")
     later = NOW + timedelta(days=1)

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from ffctl.core import stock, workflow
 from ffctl.core.config import load_config
 from ffctl.core.models import Event, Order, OrderFlag, Receipt, Stock, Task
-from test_workflow import events, seed, t
+from helpers import order_events as events, seed_workflow_orders as seed, workflow_time as t
 
 NOW = "2026-11-23T09:25:00+08:00"  # a Monday
 

@@ -8,10 +8,9 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-import test_stock as sd
+from helpers import STOCK_NOW as NOW, STOCK_TZ as TZ, add_orders, check_invariants, events, seed, stock_of
 from ffctl.core.errors import Conflict, NotFound, PermissionDenied, UsageError
 
-NOW, TZ = sd.NOW, sd.TZ
 
 
 def to_dispatch(session, cfg, order_ids):
@@ -37,8 +36,8 @@ def test_ship_consumes_reservations_and_completes_dispatch(store, example_config
     cfg = example_config
     at = NOW + timedelta(hours=3)
     with store.session(write=True) as s:
-        sd.seed(s, products=["A", "B"], stock=[("A", "WH1", 5), ("A", "WH2", 4), ("B", "WH1", 3)])
-        sd.add_orders(s, cfg, [("O1", 0, [("A", 7), ("B", 1)])])
+        seed(s, products=["A", "B"], stock=[("A", "WH1", 5), ("A", "WH2", 4), ("B", "WH1", 3)])
+        add_orders(s, cfg, [("O1", 0, [("A", 7), ("B", 1)])])
         to_dispatch(s, cfg, ["O1"])
         assert order_row(s, "O1")["node"] == "dispatch"
         assert shipping.ship(s, cfg, "O1", at=at, actor="frank", carrier="SF", tracking="T1",
@@ -46,9 +45,9 @@ def test_ship_consumes_reservations_and_completes_dispatch(store, example_config
     with store.session() as s:
         o = order_row(s, "O1")
         assert (o["status"], o["node"], o["carrier"], o["tracking"], o["shipped_at"]) == ("shipped", None, "SF", "T1", at)
-        assert tuple(sd.stock_of(s, "A", "WH1")) == (0, 0)
-        assert tuple(sd.stock_of(s, "A", "WH2")) == (2, 0)
-        assert tuple(sd.stock_of(s, "B", "WH1")) == (2, 0)
+        assert tuple(stock_of(s, "A", "WH1")) == (0, 0)
+        assert tuple(stock_of(s, "A", "WH2")) == (2, 0)
+        assert tuple(stock_of(s, "B", "WH1")) == (2, 0)
         assert s.execute(sa.text("SELECT count(*) FROM allocation")).scalar() == 0
         moves = s.execute(sa.text("SELECT sku, warehouse, delta, ref FROM stock_move WHERE kind = 'ship' "
                                   "ORDER BY sku, warehouse")).all()
@@ -56,10 +55,10 @@ def test_ship_consumes_reservations_and_completes_dispatch(store, example_config
         assert s.execute(sa.text("SELECT count(*) FROM pick_line WHERE order_id = 'O1'")).scalar() == 2
         assert s.execute(sa.text("SELECT status, node FROM task WHERE order_id = 'O1' AND node = 'dispatch'")).one() \
             == ("done", "dispatch")
-        assert sd.events(s, "shipped")[0].detail == ("shipment O1/1; L1 A 7, L2 B 1; carrier SF; tracking T1; "
+        assert events(s, "shipped")[0].detail == ("shipment O1/1; L1 A 7, L2 B 1; carrier SF; tracking T1; "
                                                      "8 units from reservations")
         assert s.execute(sa.text("SELECT shipment_id FROM shipment WHERE order_id = 'O1'")).scalar() == "O1/1"
-        sd.check_invariants(s)
+        check_invariants(s)
 
 
 def test_ship_is_idempotent_with_the_same_data_and_refuses_otherwise(store, example_config):
@@ -67,8 +66,8 @@ def test_ship_is_idempotent_with_the_same_data_and_refuses_otherwise(store, exam
 
     cfg = example_config
     with store.session(write=True) as s:
-        sd.seed(s, products=["A"], stock=[("A", "WH1", 5)])
-        sd.add_orders(s, cfg, [("O1", 0, [("A", 1)])])
+        seed(s, products=["A"], stock=[("A", "WH1", 5)])
+        add_orders(s, cfg, [("O1", 0, [("A", 1)])])
         to_dispatch(s, cfg, ["O1"])
         assert shipping.ship(s, cfg, "O1", at=NOW, actor="import", carrier="SF") is not None
         assert shipping.ship(s, cfg, "O1", at=NOW, actor="import", carrier="SF") is None
@@ -77,7 +76,7 @@ def test_ship_is_idempotent_with_the_same_data_and_refuses_otherwise(store, exam
             shipping.ship(s, cfg, "O1", at=NOW + timedelta(hours=1), actor="import")
         with pytest.raises(Conflict, match="already shipped"):
             shipping.ship(s, cfg, "O1", at=NOW, actor="import", carrier="EMS")
-        assert len(sd.events(s, "shipped")) == 1
+        assert len(events(s, "shipped")) == 1
 
 
 def test_ship_refusals(store, example_config):
@@ -85,8 +84,8 @@ def test_ship_refusals(store, example_config):
 
     cfg = example_config
     with store.session(write=True) as s:
-        sd.seed(s, products=["A"], stock=[("A", "WH1", 5)])
-        sd.add_orders(s, cfg, [("O1", 0, [("A", 1)]), ("O2", 0, [("A", 1)]), ("O3", 0, [("A", 1)])])
+        seed(s, products=["A"], stock=[("A", "WH1", 5)])
+        add_orders(s, cfg, [("O1", 0, [("A", 1)]), ("O2", 0, [("A", 1)]), ("O3", 0, [("A", 1)])])
         stock.allocate(s, cfg, ["O1", "O2", "O3"], at=NOW, actor="cron", tz=TZ)
         workflow.hold(s, cfg, "O2", at=NOW, actor="judy", reason="check")
         workflow.cancel_tasks(s, "O3", at=NOW, actor="judy", reason="gone")
@@ -109,7 +108,7 @@ def test_ship_refusals(store, example_config):
             shipping.ship(s, cfg, "O1", at=NOW, actor="oscar", manual=True)
     with store.session() as s:
         assert order_row(s, "O1")["status"] == "open"
-        sd.check_invariants(s)
+        check_invariants(s)
 
 
 def test_deliver(store, example_config):
@@ -117,8 +116,8 @@ def test_deliver(store, example_config):
 
     cfg = example_config
     with store.session(write=True) as s:
-        sd.seed(s, products=["A"], stock=[("A", "WH1", 5)])
-        sd.add_orders(s, cfg, [("O1", 0, [("A", 1)]), ("O2", 0, [("A", 1)])])
+        seed(s, products=["A"], stock=[("A", "WH1", 5)])
+        add_orders(s, cfg, [("O1", 0, [("A", 1)]), ("O2", 0, [("A", 1)])])
         to_dispatch(s, cfg, ["O1"])
         with pytest.raises(Conflict, match="has not shipped"):
             stock.deliver(s, cfg, "O1", at=NOW, actor="frank")
@@ -134,7 +133,7 @@ def test_deliver(store, example_config):
             stock.deliver(s, cfg, "O1", at=at, actor="frank")
         o = order_row(s, "O1")
         assert (o["status"], o["delivered_at"], o["delivery_issue"]) == ("delivered", at, "damaged")
-        assert sd.events(s, "delivered")[0].detail == "issue: damaged"
+        assert events(s, "delivered")[0].detail == "issue: damaged"
         with pytest.raises(Conflict, match="has not shipped \\(it is open at node allocation\\)"):
             stock.deliver(s, cfg, "O2", at=at, actor="frank")
 
@@ -150,8 +149,8 @@ def cli(workspace):
     cfg = load_config(workspace.config_path)
     store = Store(workspace.db_url)
     with store.session(write=True) as s:
-        sd.seed(s, products=["A"], stock=[("A", "WH1", 5)])
-        sd.add_orders(s, cfg, [("O1", 0, [("A", 2)]), ("O2", 0, [("A", 1)])])
+        seed(s, products=["A"], stock=[("A", "WH1", 5)])
+        add_orders(s, cfg, [("O1", 0, [("A", 2)]), ("O2", 0, [("A", 1)])])
         to_dispatch(s, cfg, ["O1"])
         from ffctl.core import stock
 

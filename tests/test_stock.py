@@ -1,7 +1,7 @@
 """Stock: rows, available-to-promise, promise dates, counts, adjustments, receipts (both backends).
 
-The helpers at the top build a store the way imports would (products, customers, stock,
-receipts, orders entering their workflow) and are shared by the allocation and ship tests.
+The store builders (products, customers, stock, receipts, orders entering their workflow) live in
+tests/helpers.py, shared with the allocation and ship tests.
 """
 
 from __future__ import annotations
@@ -13,93 +13,8 @@ import sqlalchemy as sa
 
 from ffctl.core.errors import Conflict, NotFound, UsageError
 
-NOW = datetime(2026, 11, 2, 2, 0, tzinfo=timezone.utc)  # 10:00 Monday in Asia/Shanghai
-TZ = "Asia/Shanghai"
-
-
-# --- builders (used by test_allocate, test_ship, test_allocate_concurrency) --------------------
-
-def seed(session, *, products=(), stock=(), receipts=(), customers=("C1",)):
-    """products: sku or (sku, lead_time_days); stock: (sku, wh, on_hand); receipts: (id, sku, wh, qty, expected_at)."""
-    from ffctl.core.models import Customer, Product, Receipt, Stock
-
-    for c in customers:
-        session.add(Customer(customer=c, name=f"Customer {c}", region="north"))
-    for p in products:
-        sku, lead = (p, None) if isinstance(p, str) else p
-        session.add(Product(sku=sku, name=f"Product {sku}", lead_time_days=lead, safety_stock=2))
-    session.flush()
-    for sku, wh, n in stock:
-        session.add(Stock(sku=sku, warehouse=wh, on_hand=n))
-    for rid, sku, wh, qty, expected in receipts:
-        session.add(Receipt(receipt_id=rid, sku=sku, warehouse=wh, qty=qty, expected_at=expected))
-    session.flush()
-
-
-def add_orders(session, cfg, orders, *, at=NOW, to_allocation=True, actor="tester"):
-    """orders: (order_id, priority, [(sku, qty), ...]) or with a 4th item, promised_ship_date.
-
-    The orders enter their workflow (credit_review first) and, with ``to_allocation``, credit review
-    is completed so they wait at the allocation node.
-    """
-    from ffctl.core import workflow
-    from ffctl.core.models import Order, OrderLine
-
-    facts = []
-    for i, spec in enumerate(orders):
-        order_id, priority, lines = spec[0], spec[1], spec[2]
-        promised = spec[3] if len(spec) > 3 else None
-        created = at - timedelta(minutes=len(orders) - i)
-        session.add(Order(order_id=order_id, customer="C1", channel="web", region="north", priority=priority,
-                          created_at=created, promised_ship_date=promised))
-        session.flush()
-        for n, (sku, qty) in enumerate(lines, start=1):
-            session.add(OrderLine(order_id=order_id, line_no=n, sku=sku, qty=qty))
-        facts.append(order_id)
-    session.flush()
-    workflow.enter_orders(session, cfg, workflow.order_facts(session, facts), actor=actor)
-    if to_allocation:
-        for order_id in facts:
-            workflow.complete(session, cfg, order_id, at=at, actor=actor, node="credit_review")
-    session.expire_all()
-
-
-def check_invariants(session):
-    """Never oversold, and every reservation is accounted for on both sides."""
-    bad = session.execute(sa.text("SELECT sku, warehouse, on_hand, allocated FROM stock "
-                                  "WHERE allocated > on_hand OR allocated < 0 OR on_hand < 0")).all()
-    assert not bad, f"oversold: {bad}"
-    by_stock = session.execute(sa.text(
-        "SELECT s.sku, s.warehouse, s.allocated, COALESCE(SUM(a.qty), 0) FROM stock s "
-        "LEFT JOIN allocation a ON a.sku = s.sku AND a.warehouse = s.warehouse "
-        "GROUP BY s.id, s.sku, s.warehouse, s.allocated HAVING s.allocated <> COALESCE(SUM(a.qty), 0)"
-    )).all()
-    assert not by_stock, f"stock.allocated differs from its reservations: {by_stock}"
-    orphans = session.execute(sa.text(
-        "SELECT a.sku, a.warehouse FROM allocation a LEFT JOIN stock s ON s.sku = a.sku "
-        "AND s.warehouse = a.warehouse WHERE s.id IS NULL")).all()
-    assert not orphans
-    by_line = session.execute(sa.text(
-        "SELECT l.order_id, l.line_no, l.allocated - l.shipped, COALESCE(SUM(a.qty), 0) FROM order_line l "
-        "JOIN orders o ON o.order_id = l.order_id LEFT JOIN allocation a ON a.line_id = l.id "
-        "WHERE o.status IN ('open', 'on_hold', 'cancelled') "
-        "GROUP BY l.id, l.order_id, l.line_no, l.allocated, l.shipped "
-        "HAVING l.allocated - l.shipped <> COALESCE(SUM(a.qty), 0)"
-    )).all()
-    assert not by_line, f"order_line.allocated differs from its reservations: {by_line}"
-    over = session.execute(sa.text("SELECT id FROM order_line WHERE allocated + cancelled > qty "
-                                   "OR shipped > allocated")).all()
-    assert not over
-
-
-def stock_of(session, sku, wh):
-    return session.execute(sa.text("SELECT on_hand, allocated FROM stock WHERE sku = :s AND warehouse = :w"),
-                           {"s": sku, "w": wh}).one()
-
-
-def events(session, kind):
-    return session.execute(sa.text("SELECT order_id, subject, detail FROM event WHERE event = :e ORDER BY id"),
-                           {"e": kind}).all()
+from helpers import STOCK_NOW as NOW, STOCK_TZ as TZ
+from helpers import add_orders, check_invariants, events, seed, stock_of
 
 
 # --- stock rows --------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from ffctl.core import workflow
 from ffctl.core.config import load_config
 from ffctl.core.models import TaskAssignee
-from test_workflow import seed, t
+from helpers import seed_workflow_orders as seed, workflow_time as t
 
 NOW = "2026-11-23T09:25:00+08:00"  # a Monday
 

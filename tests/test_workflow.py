@@ -12,50 +12,10 @@ import pytest
 import sqlalchemy as sa
 
 from ffctl.core import workflow
-from ffctl.core.clock import parse_time
 from ffctl.core.errors import Conflict, PermissionDenied
-from ffctl.core.models import Customer, Event, Order, OrderLine, Product, Task, TaskAssignee
+from ffctl.core.models import Event, Order, Task, TaskAssignee
 
-TZ = "Asia/Shanghai"
-
-
-def t(text: str) -> datetime:
-    """A local Shanghai time like '2026-11-23 09:00'."""
-    return parse_time(text, TZ)
-
-
-def seed(store, cfg, orders: list[dict], *, actor: str = "importer") -> None:
-    """Master data plus the given orders, entered into their workflows.
-
-    Each order: id, created ('2026-11-23 09:00' local), channel (web), customer (C-WEST / C-EAST),
-    custom (False: a standard SKU; True: adds a custom SKU), qty (2).
-    """
-    with store.session(write=True) as s:
-        if s.get(Customer, "C-EAST") is None:
-            s.add_all([
-                Customer(customer="C-EAST", name="Eastern Trading", region="east", tier="gold", sales_rep="oscar"),
-                Customer(customer="C-WEST", name="Western Goods", region="west", tier="silver"),
-                Product(sku="STD-1", name="Standard widget", category="widgets", safety_stock=5),
-                Product(sku="CUS-1", name="Custom widget", category="widgets", custom=True),
-            ])
-            s.flush()
-        for o in orders:
-            s.add(Order(order_id=o["id"], customer=o.get("customer", "C-WEST"), channel=o.get("channel", "web"),
-                        created_at=t(o.get("created", "2026-11-23 09:00")), priority=o.get("priority", 0),
-                        promised_ship_date=o.get("promised")))
-        s.flush()
-        for o in orders:
-            s.add(OrderLine(order_id=o["id"], line_no=1, sku="STD-1", qty=o.get("qty", 2)))
-            if o.get("custom"):
-                s.add(OrderLine(order_id=o["id"], line_no=2, sku="CUS-1", qty=1))
-        s.flush()
-        workflow.enter_orders(s, cfg, workflow.order_facts(s, [o["id"] for o in orders]), actor=actor)
-
-
-def events(store, order_id: str) -> list[tuple[str, str | None]]:
-    with store.session() as s:
-        return [(e.event, e.node) for e in s.execute(
-            sa.select(Event).where(Event.order_id == order_id).order_by(Event.id)).scalars()]
+from helpers import order_events as events, seed_workflow_orders as seed, workflow_time as t
 
 
 def order_row(store, order_id: str) -> Order:
