@@ -250,7 +250,7 @@ def test_a_reader_that_stops_early_gets_no_error(workspace):
     import subprocess
     import sys
 
-    from test_rules import seed_orders
+    from helpers import seed_orders
 
     store = workspace.store()
     with store.session(write=True) as s:  # ~300 KB of CSV: more than a pipe holds

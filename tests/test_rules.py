@@ -7,7 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)  # a Tuesday
+from helpers import QC_BAD as BAD, QC_GOOD as GOOD, RULES_NOW as NOW
+from helpers import add_rows, seed_batches, seed_orders, seed_products, seed_stock, seed_suppliers
 
 BASE_CONFIG = """
 [defaults]
@@ -92,84 +93,6 @@ def dwell(node: str = "dispatch", longer: str = "48h", clock: str = "wall") -> s
 
 def supplier_rule(window: int = 10) -> str:
     return SUPPLIER.format(window=window)
-
-
-# --- seeding helpers (also used by the CLI and concurrency tests) ------------------------------
-
-def add_rows(session, model, rows: list[dict], defaults: dict) -> None:
-    session.execute(sa.insert(model.__table__), [{**defaults, **r} for r in rows])
-
-
-def seed_suppliers(session, *suppliers: tuple[str, bool]) -> None:
-    from ffctl.core.models import Supplier
-
-    add_rows(session, Supplier, [{"supplier": s, "name": f"Supplier {s}", "inspection_exempt": e} for s, e in suppliers],
-             {"exempt_frozen_at": None, "exempt_frozen_reason": None})
-
-
-def seed_products(session, *products: dict) -> None:
-    from ffctl.core.models import Product
-
-    add_rows(session, Product, [{"name": p["sku"], **p} for p in products],
-             {"category": None, "safety_stock": 0, "reorder_qty": None, "supplier": None, "lead_time_days": None,
-              "custom": False})
-
-
-def seed_stock(session, *rows: tuple[str, str, int, int]) -> None:
-    from ffctl.core.models import Stock
-
-    add_rows(session, Stock, [{"sku": s, "warehouse": w, "on_hand": h, "allocated": a} for s, w, h, a in rows], {})
-
-
-def seed_orders(session, *orders: dict, customer: str = "C1") -> None:
-    """Orders with their lines and (for status open/on_hold) an open task at ``node`` entered at ``entered_at``."""
-    from ffctl.core.models import Customer, Order, OrderLine, Task
-
-    if session.execute(sa.select(Customer.customer).where(Customer.customer == customer)).first() is None:
-        add_rows(session, Customer, [{"customer": customer, "name": customer}],
-                 {"tier": None, "region": None, "credit_limit": None, "sales_rep": None})
-    order_defaults = {
-        "customer": customer, "channel": None, "region": None, "sales_rep": None, "priority": 0, "created_at": NOW,
-        "promised_ship_date": None, "promise_source": None, "status": "open", "workflow": "standard", "node": None,
-        "has_custom_items": False, "content_hash": None, "shipped_at": None, "delivered_at": None,
-        "delivery_issue": None, "cancelled_at": None, "carrier": None, "tracking": None,
-    }
-    keys = set(order_defaults) | {"order_id"}
-    add_rows(session, Order, [{k: v for k, v in o.items() if k in keys} for o in orders], order_defaults)
-    lines = [
-        {"order_id": o["order_id"], "line_no": i + 1, "sku": sku, "qty": qty, "allocated": allocated}
-        for o in orders for i, (sku, qty, allocated) in enumerate(o.get("lines", ()))
-    ]
-    if lines:
-        add_rows(session, OrderLine, lines, {"unit_price": None})
-    tasks = [
-        {"order_id": o["order_id"], "node": o["node"], "entered_at": o.get("entered_at", NOW),
-         "held_at": o.get("entered_at", NOW) if o.get("status") == "on_hold" else None}
-        for o in orders if o.get("node") and o.get("status", "open") in ("open", "on_hold")
-    ]
-    if tasks:
-        add_rows(session, Task, tasks, {
-            "workflow": "standard", "seq": 1, "status": "open", "owner": None, "sla_seconds": 3600,
-            "risk_at": None, "deadline": None, "sla_state": "on_track", "paused_seconds": 0.0, "next_step": 0,
-            "escalation_level": 0, "next_action_at": None, "completed_at": None, "completed_by": None,
-            "outcome": None, "note": None,
-        })
-
-
-def seed_batches(session, supplier: str, batches: list[tuple[int, int, float]], *, start: datetime | None = None) -> None:
-    """QC batches, oldest first: (passed, total, delay_days); received and inspected a day apart, before NOW."""
-    from ffctl.core.models import QcBatch
-
-    start = start or NOW - timedelta(days=len(batches) + 1)
-    rows = []
-    for i, (passed, total, delay) in enumerate(batches):
-        received = start + timedelta(days=i)
-        rows.append({
-            "supplier": supplier, "batch_id": f"{supplier}-B{i + 1}", "sku": None, "passed": passed, "total": total,
-            "promised_at": received - timedelta(days=delay), "received_at": received,
-            "inspected_at": received + timedelta(hours=1),
-        })
-    add_rows(session, QcBatch, rows, {})
 
 
 def run(store, cfg, *, now: datetime = NOW, dry_run: bool = False) -> dict:
@@ -420,8 +343,6 @@ def test_dwell_on_the_calendar_clock_counts_business_hours(store):
 
 
 # --- supplier ----------------------------------------------------------------------------------
-
-GOOD, BAD = (100, 100, 0.0), (90, 100, 0.0)
 
 
 def test_supplier_frozen_by_pass_rate_in_a_row_once(store):

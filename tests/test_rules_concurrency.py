@@ -17,7 +17,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from tests.conftest import REPO
-from tests.test_rules import BAD, NOW, seed_batches, seed_orders, seed_products, seed_stock, seed_suppliers
+from helpers import QC_BAD as BAD, RULES_NOW as NOW, seed_batches, seed_orders, seed_products, seed_stock, seed_suppliers
 
 NOW_ISO = "2026-03-10T12:00:00Z"
 SKUS, ORDERS, SUPPLIERS = 60, 60, 8
