@@ -711,3 +711,207 @@ def seed_batches(session, supplier: str, batches: list[tuple[int, int, float]], 
             "inspected_at": received + dt.timedelta(hours=1),
         })
     add_rows(session, QcBatch, rows, {})
+
+
+# --- sweep: a wall-clock config and orders entered into it (test_sweep, test_sweep_concurrency, test_schedule, test_notify)
+
+SWEEP_T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone.utc)  # a Monday; every node here counts wall-clock time
+
+SWEEP_CONFIG = """
+[defaults]
+timezone = "UTC"
+
+[roles.clerk]
+members = ["ann"]
+escalate_to = "lead"
+[roles.lead]
+members = ["ben"]
+escalate_to = "boss"
+[roles.boss]
+members = ["cat"]
+[roles.admin]
+members = ["root"]
+[users.ann]
+email = "ann@example.com"
+[users.ben]
+webhook = "http://127.0.0.1:9/hook"
+[users.oscar]
+email = "oscar@example.com"
+
+[workflows.rush]
+match = { channel = ["rush"] }
+nodes = ["triage", "pack"]
+[workflows.main]
+match = {}
+nodes = ["review", "approve", "pack"]
+
+[nodes.review]
+owner = "clerk"
+sla = "1h"
+warn_at = 0.5
+escalation = [
+  { after = "0m", action = "remind" },
+  { after = "30m", action = "escalate" },
+  { after = "1h", action = "escalate" },
+  { after = "2h", action = "escalate" },
+  { after = "3h", action = "notify", to = ["boss", "order.sales_rep"], reason = "customer waiting" },
+]
+[nodes.approve]
+owner = "clerk"
+sla = "1h"
+escalation = [ { after = "30m", action = "auto_approve" } ]
+[nodes.pack]
+owner = "clerk"
+sla = "1h"
+escalation = [ { after = "1h", action = "auto_reject", reason = "nobody packed" } ]
+[nodes.triage]
+owner = "clerk"
+sla = "1h"
+escalation = [ { after = "0m", action = "auto_reject" } ]
+
+[notify]
+log = "notifications.jsonl"
+"""
+
+#: what a late sweep does to a review task, in ladder order: (step, audit event)
+REVIEW_LADDER = [("at_risk", "at_risk"), ("breached", "breached"), ("esc:0", "reminded"), ("esc:1", "escalated"),
+                 ("esc:2", "escalated"), ("esc:3", "escalated"), ("esc:4", "notified")]
+#: who a late sweep over review tasks tells, and on what channel: one message each, however many
+#: tasks (ann: email; ben: webhook; cat: no channel, so the log; oscar, the sales rep: email)
+REVIEW_MESSAGES = [("ann", "email"), ("ben", "webhook"), ("cat", "log"), ("oscar", "email")]
+
+
+def sweep_config(tmp_path, text: str = SWEEP_CONFIG):
+    from ffctl.core.config import load_config
+
+    path = tmp_path / "ffctl.toml"
+    path.write_text(text, encoding="utf-8")
+    return load_config(path)
+
+
+def add_sweep_orders(store, cfg, n: int, *, at: dt.datetime = SWEEP_T0, prefix: str = "SO", channel: str = "web", start: int = 0) -> list[str]:
+    """n orders for one customer, entered into their workflow at ``at``."""
+    from ffctl.core import workflow
+    from ffctl.core.models import Customer, Order
+    from ffctl.core.store import insert_or_ignore
+
+    ids = [f"{prefix}-{i:06d}" for i in range(start, start + n)]
+    if not ids:
+        return ids
+    with store.session(write=True) as s:
+        insert_or_ignore(s, Customer, [{"customer": "c1", "name": "Customer One", "region": "west"}], ["customer"])
+        s.execute(sa.insert(Order), [{"order_id": i, "customer": "c1", "created_at": at, "channel": channel,
+                                      "sales_rep": "oscar"} for i in ids])
+        workflow.enter_orders(s, cfg, workflow.order_facts(s, ids), actor="test")
+    return ids
+
+
+def store_scalar(store, sql: str, **params):
+    with store.session() as s:
+        return s.execute(sa.text(sql), params).scalar()
+
+
+def complete_task_of(store, cfg, order_id: str, at: dt.datetime) -> None:
+    from ffctl.core import workflow
+
+    with store.session(write=True) as s:
+        workflow.complete(s, cfg, order_id, at=at, actor="root")
+
+
+# --- kpi: a hand-made history of four orders (test_kpi, test_dashboard) ---------------------------
+
+KPI_BASE = dt.datetime(2026, 3, 2, 1, 0, tzinfo=dt.timezone.utc)  # Monday 09:00 in Asia/Shanghai
+KPI_NOW = KPI_BASE + dt.timedelta(minutes=3000)
+KPI_NOW_TEXT = KPI_NOW.isoformat()
+KPI_SEQ = {"credit_review": 0, "tech_confirm": 1, "allocation": 2, "wave_pick": 3, "pack_check": 4, "dispatch": 5}
+KPI_OWNER = {"credit_review": "finance_reviewer", "tech_confirm": "engineering", "allocation": None,
+         "wave_pick": "warehouse", "pack_check": "warehouse", "dispatch": "warehouse"}
+
+
+def kpi_time(minutes: float) -> dt.datetime:
+    return KPI_BASE + dt.timedelta(minutes=minutes)
+
+
+def kpi_task(order_id, node, entered, completed=None, outcome=None, *, deadline, breached=False):
+    status = {None: "open", "completed": "done", "auto_approved": "done", "rejected": "rejected",
+              "auto_rejected": "rejected", "skipped": "skipped", "cancelled": "cancelled"}[outcome]
+    return {
+        "order_id": order_id, "workflow": "standard", "node": node, "seq": KPI_SEQ[node], "status": status,
+        "owner": KPI_OWNER[node], "entered_at": kpi_time(entered), "sla_seconds": 600, "deadline": kpi_time(deadline),
+        "sla_state": "breached" if breached else "on_track", "completed_at": None if completed is None else kpi_time(completed),
+        "outcome": outcome,
+    }
+
+
+def kpi_flow(order_id, steps):
+    """steps: (node, entered, completed, outcome, deadline[, breached])"""
+    return [kpi_task(order_id, n, e, c, o, deadline=d, breached=bool(rest and rest[0])) for n, e, c, o, d, *rest in steps]
+
+
+def insert_kpi_history(store, *, with_o5=False, extra=None):
+    """Four orders' hand-made histories through the example workflow (and O5 the week before)."""
+    from ffctl.core.models import Customer, Delivery, Event, Order, OrderLine, PickLine, Product, Task
+
+    products = [{"sku": "A", "name": "Widget A", "category": "widgets"},
+                {"sku": "B", "name": "Widget B", "category": "widgets"},
+                {"sku": "C", "name": "Gadget C", "category": "gadgets", "custom": True}]
+    customers = [{"customer": "C1", "name": "One", "region": "east"},
+                 {"customer": "C2", "name": "Two", "region": "west"},
+                 {"customer": "C3", "name": "三号客户", "region": "north"}]
+
+    def order(oid, customer, region, channel, rep, promised, shipped=None, delivered=None, issue=None, created=0):
+        status = "delivered" if delivered is not None else "shipped" if shipped is not None else "open"
+        return {"order_id": oid, "customer": customer, "region": region, "channel": channel, "sales_rep": rep,
+                "created_at": kpi_time(created), "promised_ship_date": promised, "status": status, "workflow": "standard",
+                "shipped_at": None if shipped is None else kpi_time(shipped),
+                "delivered_at": None if delivered is None else kpi_time(delivered), "delivery_issue": issue}
+
+    d2 = dt.date(2026, 3, 2)
+    orders = [
+        order("O1", "C1", "east", "web", "oscar", d2, shipped=600, delivered=2000),
+        order("O2", "C2", "west", "web", "oscar", d2, shipped=1800, delivered=2500, issue="damaged"),
+        order("O3", "C1", "east", "b2b", "pat", d2, shipped=1200, delivered=2400),
+        order("O4", "C3", None, None, "pat", dt.date(2026, 3, 5)),
+    ]
+    lines = [("O1", 1, "A", 2), ("O2", 1, "B", 1), ("O3", 1, "A", 3), ("O3", 2, "C", 1), ("O4", 1, "B", 1)]
+    picks = [("O3", 1, "A", 2, "wrong_qty"), ("O3", 2, "C", 1, None)]  # as schema 0006 keeps picks made before it
+    tasks = (
+        kpi_flow("O1", [("credit_review", 0, 20, "completed", 30), ("tech_confirm", 20, 20, "skipped", 260),
+                    ("allocation", 20, 25, "completed", 30), ("wave_pick", 25, 85, "completed", 145),
+                    ("pack_check", 85, 115, "completed", 145), ("dispatch", 115, 600, "completed", 115 + 2880)])
+        + kpi_flow("O2", [("credit_review", 0, 60, "completed", 30, True), ("tech_confirm", 60, 60, "skipped", 300),
+                      ("allocation", 60, 80, "completed", 70, True), ("wave_pick", 80, 140, "completed", 200),
+                      ("pack_check", 140, 170, "completed", 200), ("dispatch", 170, 1800, "completed", 170 + 2880)])
+        + kpi_flow("O3", [("credit_review", 0, 10, "completed", 30), ("tech_confirm", 10, 40, "rejected", 250),
+                      ("credit_review", 40, 50, "completed", 70), ("tech_confirm", 50, 100, "completed", 290),
+                      ("allocation", 100, 130, "completed", 110, True), ("wave_pick", 130, 190, "completed", 250),
+                      ("pack_check", 190, 220, "completed", 250), ("dispatch", 220, 1200, "completed", 220 + 2880)])
+        + kpi_flow("O4", [("credit_review", 0, 15, "auto_approved", 30), ("tech_confirm", 15, 15, "skipped", 255),
+                      ("allocation", 15, 20, "completed", 25), ("wave_pick", 20, None, None, 140, True)])
+    )
+    events = [
+        {"event": "reminded", "order_id": "O2", "node": "credit_review", "at": kpi_time(30)},
+        {"event": "escalated", "order_id": "O2", "node": "credit_review", "at": kpi_time(45)},
+        {"event": "breached", "order_id": "O2", "node": "credit_review", "at": kpi_time(30)},
+        {"event": "escalated", "order_id": "O4", "node": "wave_pick", "at": kpi_time(200)},
+        {"event": "escalated", "order_id": "O4", "node": "wave_pick", "at": kpi_time(300)},
+    ]
+    if with_o5:  # Sunday 2026-03-01 23:00 local: the week before
+        orders.append(order("O5", "C2", "west", "web", "oscar", dt.date(2026, 3, 3), created=-600))
+        lines.append(("O5", 1, "B", 1))
+        tasks += kpi_flow("O5", [("credit_review", -600, -595, "completed", -570)])
+    with store.session(write=True) as s:
+        s.execute(sa.insert(Product.__table__), products)
+        s.execute(sa.insert(Customer.__table__), customers)
+        s.execute(sa.insert(Order.__table__), orders)
+        s.execute(sa.insert(OrderLine.__table__),
+                  [{"order_id": o, "line_no": n, "sku": k, "qty": q} for o, n, k, q in lines])
+        s.execute(sa.insert(PickLine.__table__),
+                  [{"order_id": o, "line_no": n, "sku": k, "qty": q, "error": e} for o, n, k, q, e in picks])
+        s.execute(sa.insert(Delivery.__table__),
+                  [{"order_id": o["order_id"], "delivered_at": o["delivered_at"], "issue": o["delivery_issue"]}
+                   for o in orders if o["delivered_at"] is not None])
+        s.execute(sa.insert(Task.__table__), tasks)
+        s.execute(sa.insert(Event.__table__), [dict(e, actor="sweep", wall_at=KPI_NOW) for e in events])
+        if extra:
+            extra(s)

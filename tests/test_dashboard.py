@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.test_kpi import NOW_TEXT, insert_history
+from helpers import KPI_NOW_TEXT as NOW_TEXT, insert_kpi_history as insert_history
 
 RED = (0xD6, 0x45, 0x45)
 GREEN = (0x1F, 0x9D, 0x61)
@@ -165,7 +165,7 @@ def history_with_returns(s):
     import sqlalchemy as sa
 
     from ffctl.core.models import ReturnLine
-    from tests.test_kpi import T
+    from helpers import kpi_time as T
 
     s.execute(sa.text("UPDATE order_line SET allocated = qty, shipped = qty WHERE order_id IN ('O1', 'O2', 'O3')"))
     s.execute(sa.insert(ReturnLine.__table__), [

@@ -30,100 +30,10 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from ffctl.core.models import Customer, Event, Order, OrderLine, PickLine, Product, Task, Delivery
+from ffctl.core.models import Customer, Delivery, Order, PickLine, Task
 
-BASE = datetime(2026, 3, 2, 1, 0, tzinfo=timezone.utc)  # Monday 09:00 in Asia/Shanghai
-NOW = BASE + timedelta(minutes=3000)
-NOW_TEXT = NOW.isoformat()
-SEQ = {"credit_review": 0, "tech_confirm": 1, "allocation": 2, "wave_pick": 3, "pack_check": 4, "dispatch": 5}
-OWNER = {"credit_review": "finance_reviewer", "tech_confirm": "engineering", "allocation": None,
-         "wave_pick": "warehouse", "pack_check": "warehouse", "dispatch": "warehouse"}
-
-
-def T(minutes: float) -> datetime:
-    return BASE + timedelta(minutes=minutes)
-
-
-def task(order_id, node, entered, completed=None, outcome=None, *, deadline, breached=False):
-    status = {None: "open", "completed": "done", "auto_approved": "done", "rejected": "rejected",
-              "auto_rejected": "rejected", "skipped": "skipped", "cancelled": "cancelled"}[outcome]
-    return {
-        "order_id": order_id, "workflow": "standard", "node": node, "seq": SEQ[node], "status": status,
-        "owner": OWNER[node], "entered_at": T(entered), "sla_seconds": 600, "deadline": T(deadline),
-        "sla_state": "breached" if breached else "on_track", "completed_at": None if completed is None else T(completed),
-        "outcome": outcome,
-    }
-
-
-def flow(order_id, steps):
-    """steps: (node, entered, completed, outcome, deadline[, breached])"""
-    return [task(order_id, n, e, c, o, deadline=d, breached=bool(rest and rest[0])) for n, e, c, o, d, *rest in steps]
-
-
-def insert_history(store, *, with_o5=False, extra=None):
-    products = [{"sku": "A", "name": "Widget A", "category": "widgets"},
-                {"sku": "B", "name": "Widget B", "category": "widgets"},
-                {"sku": "C", "name": "Gadget C", "category": "gadgets", "custom": True}]
-    customers = [{"customer": "C1", "name": "One", "region": "east"},
-                 {"customer": "C2", "name": "Two", "region": "west"},
-                 {"customer": "C3", "name": "三号客户", "region": "north"}]
-
-    def order(oid, customer, region, channel, rep, promised, shipped=None, delivered=None, issue=None, created=0):
-        status = "delivered" if delivered is not None else "shipped" if shipped is not None else "open"
-        return {"order_id": oid, "customer": customer, "region": region, "channel": channel, "sales_rep": rep,
-                "created_at": T(created), "promised_ship_date": promised, "status": status, "workflow": "standard",
-                "shipped_at": None if shipped is None else T(shipped),
-                "delivered_at": None if delivered is None else T(delivered), "delivery_issue": issue}
-
-    d2 = date(2026, 3, 2)
-    orders = [
-        order("O1", "C1", "east", "web", "oscar", d2, shipped=600, delivered=2000),
-        order("O2", "C2", "west", "web", "oscar", d2, shipped=1800, delivered=2500, issue="damaged"),
-        order("O3", "C1", "east", "b2b", "pat", d2, shipped=1200, delivered=2400),
-        order("O4", "C3", None, None, "pat", date(2026, 3, 5)),
-    ]
-    lines = [("O1", 1, "A", 2), ("O2", 1, "B", 1), ("O3", 1, "A", 3), ("O3", 2, "C", 1), ("O4", 1, "B", 1)]
-    picks = [("O3", 1, "A", 2, "wrong_qty"), ("O3", 2, "C", 1, None)]  # as schema 0006 keeps picks made before it
-    tasks = (
-        flow("O1", [("credit_review", 0, 20, "completed", 30), ("tech_confirm", 20, 20, "skipped", 260),
-                    ("allocation", 20, 25, "completed", 30), ("wave_pick", 25, 85, "completed", 145),
-                    ("pack_check", 85, 115, "completed", 145), ("dispatch", 115, 600, "completed", 115 + 2880)])
-        + flow("O2", [("credit_review", 0, 60, "completed", 30, True), ("tech_confirm", 60, 60, "skipped", 300),
-                      ("allocation", 60, 80, "completed", 70, True), ("wave_pick", 80, 140, "completed", 200),
-                      ("pack_check", 140, 170, "completed", 200), ("dispatch", 170, 1800, "completed", 170 + 2880)])
-        + flow("O3", [("credit_review", 0, 10, "completed", 30), ("tech_confirm", 10, 40, "rejected", 250),
-                      ("credit_review", 40, 50, "completed", 70), ("tech_confirm", 50, 100, "completed", 290),
-                      ("allocation", 100, 130, "completed", 110, True), ("wave_pick", 130, 190, "completed", 250),
-                      ("pack_check", 190, 220, "completed", 250), ("dispatch", 220, 1200, "completed", 220 + 2880)])
-        + flow("O4", [("credit_review", 0, 15, "auto_approved", 30), ("tech_confirm", 15, 15, "skipped", 255),
-                      ("allocation", 15, 20, "completed", 25), ("wave_pick", 20, None, None, 140, True)])
-    )
-    events = [
-        {"event": "reminded", "order_id": "O2", "node": "credit_review", "at": T(30)},
-        {"event": "escalated", "order_id": "O2", "node": "credit_review", "at": T(45)},
-        {"event": "breached", "order_id": "O2", "node": "credit_review", "at": T(30)},
-        {"event": "escalated", "order_id": "O4", "node": "wave_pick", "at": T(200)},
-        {"event": "escalated", "order_id": "O4", "node": "wave_pick", "at": T(300)},
-    ]
-    if with_o5:  # Sunday 2026-03-01 23:00 local: the week before
-        orders.append(order("O5", "C2", "west", "web", "oscar", date(2026, 3, 3), created=-600))
-        lines.append(("O5", 1, "B", 1))
-        tasks += flow("O5", [("credit_review", -600, -595, "completed", -570)])
-    with store.session(write=True) as s:
-        s.execute(sa.insert(Product.__table__), products)
-        s.execute(sa.insert(Customer.__table__), customers)
-        s.execute(sa.insert(Order.__table__), orders)
-        s.execute(sa.insert(OrderLine.__table__),
-                  [{"order_id": o, "line_no": n, "sku": k, "qty": q} for o, n, k, q in lines])
-        s.execute(sa.insert(PickLine.__table__),
-                  [{"order_id": o, "line_no": n, "sku": k, "qty": q, "error": e} for o, n, k, q, e in picks])
-        s.execute(sa.insert(Delivery.__table__),
-                  [{"order_id": o["order_id"], "delivered_at": o["delivered_at"], "issue": o["delivery_issue"]}
-                   for o in orders if o["delivered_at"] is not None])
-        s.execute(sa.insert(Task.__table__), tasks)
-        s.execute(sa.insert(Event.__table__), [dict(e, actor="sweep", wall_at=NOW) for e in events])
-        if extra:
-            extra(s)
+from helpers import KPI_BASE as BASE, KPI_NOW as NOW, KPI_NOW_TEXT as NOW_TEXT, kpi_flow as flow, kpi_time as T
+from helpers import insert_kpi_history as insert_history
 
 
 def report(store, cfg, by=None, start=None, end=None):

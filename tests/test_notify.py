@@ -255,7 +255,7 @@ def test_notify_list_json_shape_and_filters(store, setup, tmp_path):
 
 
 def test_the_sweep_sends_what_it_queued(store, setup, hooks, tmp_path):
-    from tests.test_sweep import add_orders
+    from helpers import add_sweep_orders as add_orders
 
     cfg = setup()
     add_orders(store, cfg, 1)

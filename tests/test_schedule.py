@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.test_sweep import CONFIG, add_orders
+from helpers import SWEEP_CONFIG as CONFIG, add_sweep_orders as add_orders
 
 SCHEDULE = """
 [schedule]

@@ -3,113 +3,22 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)  # a Monday; every node here counts wall-clock time
-
-CONFIG = """
-[defaults]
-timezone = "UTC"
-
-[roles.clerk]
-members = ["ann"]
-escalate_to = "lead"
-[roles.lead]
-members = ["ben"]
-escalate_to = "boss"
-[roles.boss]
-members = ["cat"]
-[roles.admin]
-members = ["root"]
-[users.ann]
-email = "ann@example.com"
-[users.ben]
-webhook = "http://127.0.0.1:9/hook"
-[users.oscar]
-email = "oscar@example.com"
-
-[workflows.rush]
-match = { channel = ["rush"] }
-nodes = ["triage", "pack"]
-[workflows.main]
-match = {}
-nodes = ["review", "approve", "pack"]
-
-[nodes.review]
-owner = "clerk"
-sla = "1h"
-warn_at = 0.5
-escalation = [
-  { after = "0m", action = "remind" },
-  { after = "30m", action = "escalate" },
-  { after = "1h", action = "escalate" },
-  { after = "2h", action = "escalate" },
-  { after = "3h", action = "notify", to = ["boss", "order.sales_rep"], reason = "customer waiting" },
-]
-[nodes.approve]
-owner = "clerk"
-sla = "1h"
-escalation = [ { after = "30m", action = "auto_approve" } ]
-[nodes.pack]
-owner = "clerk"
-sla = "1h"
-escalation = [ { after = "1h", action = "auto_reject", reason = "nobody packed" } ]
-[nodes.triage]
-owner = "clerk"
-sla = "1h"
-escalation = [ { after = "0m", action = "auto_reject" } ]
-
-[notify]
-log = "notifications.jsonl"
-"""
-
-#: what a late sweep does to a review task, in ladder order: (step, audit event)
-REVIEW_LADDER = [("at_risk", "at_risk"), ("breached", "breached"), ("esc:0", "reminded"), ("esc:1", "escalated"),
-                 ("esc:2", "escalated"), ("esc:3", "escalated"), ("esc:4", "notified")]
-#: who a late sweep over review tasks tells, and on what channel: one message each, however many
-#: tasks (ann: email; ben: webhook; cat: no channel, so the log; oscar, the sales rep: email)
-REVIEW_MESSAGES = [("ann", "email"), ("ben", "webhook"), ("cat", "log"), ("oscar", "email")]
+from helpers import REVIEW_LADDER, REVIEW_MESSAGES, SWEEP_CONFIG as CONFIG, SWEEP_T0 as T0
+from helpers import add_sweep_orders as add_orders, complete_task_of as advance, store_scalar as scalar
+from helpers import sweep_config as load
 
 
-# --- helpers shared with the concurrency tests and the benchmark -------------------------------------
-
-def load(tmp_path, text: str = CONFIG):
-    from ffctl.core.config import load_config
-
-    path = tmp_path / "ffctl.toml"
-    path.write_text(text, encoding="utf-8")
-    return load_config(path)
-
-
-def add_orders(store, cfg, n: int, *, at: datetime = T0, prefix: str = "SO", channel: str = "web", start: int = 0) -> list[str]:
-    """n orders for one customer, entered into their workflow at ``at``."""
-    from ffctl.core import workflow
-    from ffctl.core.models import Customer, Order
-    from ffctl.core.store import insert_or_ignore
-
-    ids = [f"{prefix}-{i:06d}" for i in range(start, start + n)]
-    if not ids:
-        return ids
-    with store.session(write=True) as s:
-        insert_or_ignore(s, Customer, [{"customer": "c1", "name": "Customer One", "region": "west"}], ["customer"])
-        s.execute(sa.insert(Order), [{"order_id": i, "customer": "c1", "created_at": at, "channel": channel,
-                                      "sales_rep": "oscar"} for i in ids])
-        workflow.enter_orders(s, cfg, workflow.order_facts(s, ids), actor="test")
-    return ids
-
+# --- helpers -----------------------------------------------------------------------------------------
 
 def sweep(store, cfg, at: datetime, **kw):
     from ffctl.core import sla
 
     return sla.sweep(store, cfg, now=at, rules=False, **kw)
-
-
-def scalar(store, sql: str, **params):
-    with store.session() as s:
-        return s.execute(sa.text(sql), params).scalar()
 
 
 def rows(store, sql: str, **params) -> list:
@@ -123,13 +32,6 @@ def task_of(store, order_id: str, status: str = "open"):
     with store.session() as s:
         return s.execute(sa.select(Task).where(Task.order_id == order_id, Task.status == status)
                          .order_by(Task.id.desc())).scalars().first()
-
-
-def advance(store, cfg, order_id: str, at: datetime) -> None:
-    from ffctl.core import workflow
-
-    with store.session(write=True) as s:
-        workflow.complete(s, cfg, order_id, at=at, actor="root")
 
 
 def snapshot(store) -> dict:

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.helpers import messages, orders_named
-from tests.test_sweep import REVIEW_LADDER, REVIEW_MESSAGES, T0, add_orders, advance, load, scalar
+from helpers import REVIEW_LADDER, REVIEW_MESSAGES, SWEEP_T0 as T0, add_sweep_orders as add_orders, complete_task_of as advance, store_scalar as scalar, sweep_config as load
 
 pytestmark = pytest.mark.slow
 
