@@ -29,9 +29,7 @@ from ffctl.i18n import _
 
 ALLOC_COLUMNS = ("order_id", "line_id", "sku", "warehouse", "qty", "created_at")  # a new reservation's row
 CHUNK = 20000  # orders per allocation step: bounds memory; larger steps walk the tables fewer times
-# SQLite page cache of an allocation run: its one transaction touches pages all over the file and
-# keeps every page it changes (taken only as used; measurements: docs/performance.md, allocate)
-SQLITE_CACHE_MIB = 512
+SQLITE_CACHE_MIB = 512  # one transaction changes pages all over the file and keeps them all (docs/performance.md)
 
 
 def _ramp(items: Sequence, size: int) -> Iterable[Sequence]:
