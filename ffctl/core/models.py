@@ -80,7 +80,7 @@ class Customer(SQLModel, table=True):
 # --- stock -----------------------------------------------------------------------------------
 
 class Stock(SQLModel, table=True):
-    """On hand and reserved per (sku, warehouse). Only core/stock.py writes ``allocated``."""
+    """On hand and reserved per (sku, warehouse). Only core/stock/ writes ``allocated``."""
 
     __table_args__ = (
         sa.UniqueConstraint("sku", "warehouse", name="uq_stock_sku_warehouse"),
@@ -184,7 +184,7 @@ class OrderLine(SQLModel, table=True):
     qty: int
     unit_price: Optional[float] = None
     # units served from stock: reserved now (== sum(allocation.qty)) plus shipped; written only by
-    # core/stock.py. The backorder is qty - cancelled - allocated.
+    # core/stock/. The backorder is qty - cancelled - allocated.
     allocated: int = 0
     shipped: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     cancelled: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # units cancelled (order cancel --line)
