@@ -11,8 +11,8 @@ import zlib
 from datetime import datetime, timezone
 
 import pytest
-
-from helpers import KPI_NOW_TEXT as NOW_TEXT, insert_kpi_history as insert_history
+from helpers import KPI_NOW_TEXT as NOW_TEXT
+from helpers import insert_kpi_history as insert_history
 
 RED = (0xD6, 0x45, 0x45)
 GREEN = (0x1F, 0x9D, 0x61)
@@ -163,9 +163,9 @@ def count_colours(rows, width: int, bpp: int, *wanted, tolerance: int = 14) -> t
 def history_with_returns(s):
     """insert_history's shipped orders shipped every unit; O1 (east) and O2 (west) each send one back."""
     import sqlalchemy as sa
+    from helpers import kpi_time as T
 
     from ffctl.core.models import ReturnLine
-    from helpers import kpi_time as T
 
     s.execute(sa.text("UPDATE order_line SET allocated = qty, shipped = qty WHERE order_id IN ('O1', 'O2', 'O3')"))
     s.execute(sa.insert(ReturnLine.__table__), [

@@ -7,8 +7,9 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-
-from helpers import QC_GOOD as GOOD, RULES_NOW as NOW, seed_batches, seed_orders, seed_products, seed_stock, seed_suppliers
+from helpers import QC_GOOD as GOOD
+from helpers import RULES_NOW as NOW
+from helpers import seed_batches, seed_orders, seed_products, seed_stock, seed_suppliers
 
 NOW_ISO = "2026-03-10T12:00:00Z"
 

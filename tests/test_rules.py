@@ -6,8 +6,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
-
-from helpers import QC_BAD as BAD, QC_GOOD as GOOD, RULES_NOW as NOW
+from helpers import QC_BAD as BAD
+from helpers import QC_GOOD as GOOD
+from helpers import RULES_NOW as NOW
 from helpers import add_rows, seed_batches, seed_orders, seed_products, seed_stock, seed_suppliers
 
 BASE_CONFIG = """

@@ -15,9 +15,11 @@ import time
 from datetime import timedelta
 
 import sqlalchemy as sa
+from helpers import QC_BAD as BAD
+from helpers import RULES_NOW as NOW
+from helpers import seed_batches, seed_orders, seed_products, seed_stock, seed_suppliers
 
 from tests.conftest import REPO
-from helpers import QC_BAD as BAD, RULES_NOW as NOW, seed_batches, seed_orders, seed_products, seed_stock, seed_suppliers
 
 NOW_ISO = "2026-03-10T12:00:00Z"
 SKUS, ORDERS, SUPPLIERS = 60, 60, 8

@@ -10,8 +10,8 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
-from helpers import SWEEP_CONFIG as CONFIG, add_sweep_orders as add_orders
+from helpers import SWEEP_CONFIG as CONFIG
+from helpers import add_sweep_orders as add_orders
 
 SCHEDULE = """
 [schedule]

@@ -10,12 +10,11 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
-
-from ffctl.core.errors import Conflict, NotFound, UsageError
-
-from helpers import STOCK_NOW as NOW, STOCK_TZ as TZ
+from helpers import STOCK_NOW as NOW
+from helpers import STOCK_TZ as TZ
 from helpers import add_orders, check_invariants, events, seed, stock_of
 
+from ffctl.core.errors import Conflict, NotFound, UsageError
 
 # --- stock rows --------------------------------------------------------------------------------
 

@@ -7,11 +7,13 @@ from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-
-from helpers import REVIEW_LADDER, REVIEW_MESSAGES, SWEEP_CONFIG as CONFIG, SWEEP_T0 as T0
-from helpers import add_sweep_orders as add_orders, complete_task_of as advance, store_scalar as scalar
+from helpers import REVIEW_LADDER, REVIEW_MESSAGES
+from helpers import SWEEP_CONFIG as CONFIG
+from helpers import SWEEP_T0 as T0
+from helpers import add_sweep_orders as add_orders
+from helpers import complete_task_of as advance
+from helpers import store_scalar as scalar
 from helpers import sweep_config as load
-
 
 # --- helpers -----------------------------------------------------------------------------------------
 

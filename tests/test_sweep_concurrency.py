@@ -13,9 +13,14 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from helpers import REVIEW_LADDER, REVIEW_MESSAGES
+from helpers import SWEEP_T0 as T0
+from helpers import add_sweep_orders as add_orders
+from helpers import complete_task_of as advance
+from helpers import store_scalar as scalar
+from helpers import sweep_config as load
 
 from tests.helpers import messages, orders_named
-from helpers import REVIEW_LADDER, REVIEW_MESSAGES, SWEEP_T0 as T0, add_sweep_orders as add_orders, complete_task_of as advance, store_scalar as scalar, sweep_config as load
 
 pytestmark = pytest.mark.slow
 

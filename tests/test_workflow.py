@@ -10,12 +10,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
+from helpers import order_events as events
+from helpers import seed_workflow_orders as seed
+from helpers import workflow_time as t
 
 from ffctl.core import workflow
 from ffctl.core.errors import Conflict, PermissionDenied
 from ffctl.core.models import Event, Order, Task, TaskAssignee
-
-from helpers import order_events as events, seed_workflow_orders as seed, workflow_time as t
 
 
 def order_row(store, order_id: str) -> Order:

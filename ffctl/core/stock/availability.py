@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
-from typing import Iterable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session

@@ -4,8 +4,8 @@ bulk-update helpers every stock writer uses."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Iterable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session

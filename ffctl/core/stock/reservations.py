@@ -4,8 +4,9 @@ units, and recording deliveries."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Iterable, NamedTuple, Sequence
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
