@@ -113,7 +113,7 @@ def test_backtest_never_learns_from_the_future(ws, cfg):
     start = NOW - timedelta(days=3)
     review_history(ws.store(), cfg, start - timedelta(hours=30), TOOK)
     period_orders(ws, cfg, start, 30, prefix="P")
-    planted = start + timedelta(hours=10)  # outliers enter just before this instant, finish 16h later
+    planted = start + timedelta(hours=10)  # outliers enter just before this instant, finish 3h later
 
     def run():
         with ws.store().session() as s:
@@ -123,7 +123,7 @@ def test_backtest_never_learns_from_the_future(ws, cfg):
     for i in range(15):
         oid = f"OUT-{i:02d}"
         enter_orders(ws.store(), cfg, [oid], planted - timedelta(minutes=1))
-        complete_order_task(ws.store(), cfg, oid, planted + timedelta(hours=16))
+        complete_order_task(ws.store(), cfg, oid, planted + timedelta(hours=3))
     after = run()
     def warned_by_then(result):  # the tasks of the first run (the outliers are scored tasks too)
         return {k: v for k, v in result["warnings"].items() if k in before["warnings"] and v and v <= planted}

@@ -35,7 +35,7 @@ import statistics
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Iterator
 
@@ -50,6 +50,7 @@ from ffctl.i18n import _, ngettext
 
 PACE_VISITS = 20  # the node's pace: runs of 20 consecutive completions (min_history, if fewer)
 PACE_QUANTILE = 0.9  # ... its pace when busy: 9 runs in 10 were slower (the fastest is luck, the median idle time)
+QUEUE_WARNS = 0.5  # a past visit the queue estimate would have warned at entry (its track record)
 STEP = timedelta(minutes=15)  # the backtest's instants
 FINISHED = ("done", "rejected")  # a visit that ended with its node's work done (or sent back)
 FINISHED_SQL = "task.status IN ('done', 'rejected')"  # as ix_task_finished's predicate says it
@@ -66,10 +67,72 @@ class History:
 
     durations: list  # business seconds, sorted
     pace: float | None  # completions per business second at its best; inf: many at one instant
+    queued: int = 0  # past visits the queue estimate would have warned at their entry
+    queued_late: int = 0  # ... of which ended past their deadline
 
     @property
     def count(self) -> int:
         return len(self.durations)
+
+    @cached_property
+    def pace_text(self) -> str:
+        """The pace as a reason says it, per business hour."""
+        return "?" if self.pace is None else _("many at once") if math.isinf(self.pace) else f"{self.pace * 3600:.1f}"
+
+    @property
+    def trust(self) -> float:
+        """How far the queue estimate has held here: the late share of the visits it would have
+        warned at entry; 1 before any (the queue speaks as the Poisson count says)."""
+        return (self.queued_late + 1) / (self.queued + 1)
+
+
+class Tracker:
+    """A node's completed visits in the order they completed, as the model reads them: durations,
+    paces of runs, and the queue estimate's track record. One owner for the live forecast (fed the
+    window's sample) and the backtest (fed visits as they complete, the old ones dropped)."""
+
+    def __init__(self, run: int) -> None:
+        self.run = run
+        self.visits: deque = deque()  # (done_at, c_entered, c_done, duration, queued, late), oldest first
+        self.durations: list = []  # sorted
+        self.entered: list = []  # business times of entry, sorted
+        self.done: list = []  # business times of completion, sorted
+        self.runs: deque = deque()  # (done_at of the run's first, pace), in order
+        self.paces: list = []  # sorted
+        self.queued = self.queued_late = 0
+
+    def add(self, done_at, c_entered: float, c_done: float, duration: float, allowed: float) -> None:
+        """One visit completed at ``c_done`` (business seconds), ``allowed`` its SLA (holds included):
+        was it behind a queue the estimate would have warned about at its entry, and was it late?"""
+        ahead = (len(self.done) - bisect_right(self.done, c_entered)) - (len(self.entered) - bisect_right(self.entered, c_entered))
+        queued = queue_late(ahead, brisk(self.paces), allowed) >= QUEUE_WARNS
+        late = duration > allowed
+        self.queued += queued
+        self.queued_late += queued and late
+        self.visits.append((done_at, c_entered, c_done, duration, queued, late))
+        insort(self.durations, duration)
+        insort(self.entered, c_entered)
+        insort(self.done, c_done)
+        if len(self.visits) >= self.run:
+            first = self.visits[-self.run]
+            pace = run_pace(c_done - first[2], self.run)
+            self.runs.append((first[0], pace))
+            insort(self.paces, pace)
+
+    def drop(self, since, keep: int) -> None:
+        """Forget the visits completed before ``since`` and all but the ``keep`` latest."""
+        visits = self.visits
+        while visits and (visits[0][0] < since or len(visits) > keep):
+            _at, c_entered, c_done, duration, queued, late = visits.popleft()
+            for values, x in ((self.durations, duration), (self.entered, c_entered), (self.done, c_done)):
+                del values[bisect_left(values, x)]
+            self.queued -= queued
+            self.queued_late -= queued and late
+        while self.runs and (self.runs[0][0] < since or len(self.runs) > keep):  # runs that began before the window
+            del self.paces[bisect_left(self.paces, self.runs.popleft()[1])]
+
+    def history(self) -> History:
+        return History(self.durations, brisk(self.paces), self.queued, self.queued_late)
 
 
 def run_length(cfg) -> int:
@@ -124,10 +187,13 @@ def queue_late(ahead: int, pace: float | None, left: float) -> float:
 
 def probability(history: History, waited: float, left: float, ahead: int) -> tuple[float, float, float]:
     """(p_breach, p_history, p_queue) of a running task; see the module's formulas."""
-    waited = max(waited, 0.0)
-    p_history = min(1.0, survival(history.durations, waited + max(left, 0.0)) / survival(history.durations, waited))
-    p_queue = queue_late(ahead, history.pace, left)
-    return max(p_history, p_queue), p_history, p_queue
+    d = history.durations
+    waited = waited if waited > 0 else 0.0
+    end = waited + left if left > 0 else waited
+    # survival(d, end) / survival(d, waited), their common denominator cancelled
+    p_history = min(1.0, (len(d) - bisect_right(d, end) + 1) / (len(d) - bisect_right(d, waited) + 1))
+    p_queue = min(queue_late(ahead, history.pace, left), history.trust) if ahead > 0 else 0.0
+    return (p_history if p_history >= p_queue else p_queue), p_history, p_queue
 
 
 # --- the live forecast ---------------------------------------------------------------------------
@@ -141,7 +207,7 @@ def histories(session: Session, cfg, nodes: Iterable[str], now: datetime) -> dic
     since = now - timedelta(seconds=settings.window_seconds)
     # per node, its latest ``sample`` finished visits by key (ix_task_finished), in one statement
     latest = [
-        sa.select(TASK.c.node, TASK.c.entered_at, TASK.c.completed_at, TASK.c.paused_seconds)
+        sa.select(TASK.c.node, TASK.c.entered_at, TASK.c.completed_at, TASK.c.paused_seconds, TASK.c.sla_seconds)
         .where(sa.text(FINISHED_SQL), TASK.c.node == node, TASK.c.completed_at >= since, TASK.c.completed_at < now)
         .order_by(TASK.c.completed_at.desc()).limit(settings.sample).subquery()
         for node in nodes
@@ -153,11 +219,14 @@ def histories(session: Session, cfg, nodes: Iterable[str], now: datetime) -> dic
     out = {}
     for node, visits in found.items():
         cal = cfg.calendar(node)
-        durations = sorted(max(cal.between(v.entered_at, v.completed_at) - (v.paused_seconds or 0), 0.0)
-                           for v in visits)
+        track = Tracker(run_length(cfg))
         visits.sort(key=lambda v: v.completed_at)
-        done = [cal.between(since, v.completed_at) for v in visits]
-        out[node] = History(durations, best_pace(done, run_length(cfg)))
+        for v in visits:
+            paused = v.paused_seconds or 0
+            c_entered = cal.between(since, v.entered_at) if v.entered_at >= since else -cal.between(v.entered_at, since)
+            c_done = cal.between(since, v.completed_at)
+            track.add(v.completed_at, c_entered, c_done, max(c_done - c_entered - paused, 0.0), v.sla_seconds + paused)
+        out[node] = track.history()
     return out
 
 
@@ -198,7 +267,7 @@ def _open(session: Session, stmt) -> Iterator[_Open]:
 
 def _reason(history: History, row, waited: float, left: float, p_history: float) -> str:
     """'14 ahead, 3.1 done per business hour, 42m of SLA left; 9% of 340 past visits ...'"""
-    pace = "?" if history.pace is None else _("many at once") if math.isinf(history.pace) else f"{history.pace * 3600:.1f}"
+    pace = history.pace_text
 
     return _("{ahead} ahead, {pace} done per business hour, {left} of SLA left; {share} of the last {n:,} visits "
              "that had run {waited} ran past {limit}").format(
@@ -234,26 +303,77 @@ class Estimate:
                 least=least, window=approx_duration(cfg.forecast.window_seconds), n=n)
         return _reason(self.history, self.row, self.waited, self.left, self.p_history)
 
-    def figures(self) -> dict:
-        pace = None if self.history is None else self.history.pace
-        return {"ahead": self.row.ahead, "seconds_left": round(self.left), "waited_seconds": round(self.waited),
+    def shown(self, cfg) -> dict:
+        """The row ``sla forecast`` shows (JSON keys)."""
+        row, history = self.row, self.history
+        pace = None if history is None else history.pace
+        return {"order_id": row.order_id, "task_id": row.id, "node": row.node, "owner": row.owner,
+                "deadline": row.deadline, "ahead": row.ahead, "seconds_left": round(self.left),
+                "waited_seconds": round(self.waited),
                 "pace_per_hour": None if pace is None or math.isinf(pace) else round(pace * 3600, 2),
-                "history": 0 if self.history is None else self.history.count}
+                "history": 0 if history is None else len(history.durations),
+                "p_breach": None if self.p is None else round(self.p, 3), "reason": self.reason(cfg)}
 
 
-def assess(cfg, history: History | None, row: _Open, now: datetime, cal=None) -> Estimate:
-    """The p_breach of one running task (``_open``'s rows); the reason is worded on demand.
-    ``cal``: the node's calendar, if the caller has it at hand."""
-    cal = cal or cfg.calendar(row.node)
-    if workflow.is_breached(row.deadline, None, now):
-        return Estimate(1.0, row, history, left=-cal.between(row.deadline, now), late=True)
-    left = cal.between(now, row.deadline)
-    # deadline = entered + sla + paused (workflow's clocks), so what it has run, holds left out, is sla - left
-    waited = max(cfg.nodes[row.node].sla_seconds - left, 0.0)
-    if history is None or history.count < cfg.forecast.min_history:
-        return Estimate(None, row, history, waited, left)
-    p, p_history, _p_queue = probability(history, waited, left, row.ahead)
-    return Estimate(p, row, history, waited, left, p_history)
+class _Clock:
+    """A node's business seconds near ``now`` as a running total over epoch seconds, for many tasks
+    at once: one bisect per deadline instead of a walk through the calendar (``utc_days``, the
+    calendar's own table of its days); a time outside the span it covers asks the calendar."""
+
+    def __init__(self, cal, now: datetime, ahead: float) -> None:
+        self.cal, self.now, self.x_now = cal, now, now.timestamp()
+        self.starts = None
+        if hasattr(cal, "utc_days"):  # a business calendar, not WALL_CLOCK
+            first = int(self.x_now // 86400) - 7  # a week of past deadlines: "past its deadline by"
+            last = int(cal.add(now, ahead).timestamp() // 86400) + 1  # a running task is due within its SLA
+            self.starts, self.ends, self.totals = [], [], []
+            for _day, total, ranges in cal.utc_days(first, last):
+                for a, b in ranges:
+                    self.starts.append(a)
+                    self.ends.append(b)
+                    self.totals.append(total)
+                    total += b - a
+            self.lo, self.hi = first * 86400.0, (last + 1) * 86400.0
+            self.total_now = self._total(self.x_now)
+
+    def _total(self, x: float) -> float:
+        i = bisect_right(self.starts, x) - 1
+        return 0.0 if i < 0 else self.totals[i] + (x if x < self.ends[i] else self.ends[i]) - self.starts[i]
+
+    def left(self, deadline: datetime) -> float:
+        """Business seconds from ``now`` to ``deadline``; negative: past it by that much."""
+        x = deadline.timestamp()
+        if self.starts is None:
+            return x - self.x_now
+        if self.lo <= x < self.hi:
+            return self._total(x) - self.total_now
+        return self.cal.between(self.now, deadline) if x > self.x_now else -self.cal.between(deadline, self.now)
+
+
+class View:
+    """One node at one clock: its history and calendar, ready to assess its running tasks."""
+
+    def __init__(self, cfg, node: str, history: History | None, now: datetime) -> None:
+        self.now, self.history = now, history
+        self.sla = cfg.nodes[node].sla_seconds
+        self.clock = _Clock(cfg.calendar(node), now, self.sla)
+        self.enough = history is not None and history.count >= cfg.forecast.min_history
+
+    def assess(self, row: _Open) -> Estimate:
+        """The p_breach of one running task (``_open``'s rows); the reason is worded on demand."""
+        left = self.clock.left(row.deadline)
+        if workflow.is_breached(row.deadline, None, self.now):
+            return Estimate(1.0, row, self.history, left=left, late=True)
+        # deadline = entered + sla + paused (workflow's clocks), so what it has run, holds left out, is sla - left
+        waited = max(self.sla - left, 0.0)
+        if not self.enough:
+            return Estimate(None, row, self.history, waited, left)
+        p, p_history, _p_queue = probability(self.history, waited, left, row.ahead)
+        return Estimate(p, row, self.history, waited, left, p_history)
+
+
+def views(cfg, nodes: Iterable[str], hist: dict[str, History], now: datetime) -> dict[str, View]:
+    return {n: View(cfg, n, hist.get(n), now) for n in nodes}
 
 
 def forecast(session: Session, cfg, now: datetime, *, node: str | None = None, role: str | None = None,
@@ -269,16 +389,14 @@ def forecast(session: Session, cfg, now: datetime, *, node: str | None = None, r
                                                                     TaskAssignee.role == role))
         stmt = sa.select(ranked).where(assigned)
     kept = []
-    clocks = {n: cfg.calendar(n) for n in nodes}
+    seen = views(cfg, nodes, hist, now)
     for row in _open(session, stmt):
-        estimate = assess(cfg, hist.get(row.node), row, now, clocks[row.node])
+        estimate = seen[row.node].assess(row)
         if threshold and (estimate.p is None or estimate.p < threshold):  # 0 keeps every task, those without a figure too
             continue
         kept.append(estimate)
     kept.sort(key=lambda e: (-(e.p if e.p is not None else -1), e.row.deadline, e.row.id))
-    return [{"order_id": e.row.order_id, "task_id": e.row.id, "node": e.row.node, "owner": e.row.owner,
-             "deadline": e.row.deadline, **e.figures(), "p_breach": None if e.p is None else round(e.p, 3),
-             "reason": e.reason(cfg)} for e in kept]
+    return [e.shown(cfg) for e in kept]
 
 
 def for_tasks(session: Session, cfg, now: datetime, task_ids: list[int]) -> dict[int, tuple[float | None, str]]:
@@ -290,8 +408,9 @@ def for_tasks(session: Session, cfg, now: datetime, task_ids: list[int]) -> dict
     hist = histories(session, cfg, nodes, now)
     out: dict[int, tuple[float | None, str]] = {}
     if nodes:
+        seen = views(cfg, nodes, hist, now)
         for row in _open(session, _queue(nodes, now, task_ids)):
-            estimate = assess(cfg, hist.get(row.node), row, now)
+            estimate = seen[row.node].assess(row)
             out[row.id] = (None if estimate.p is None else round(estimate.p, 3), estimate.reason(cfg))
     for task_id in task_ids:
         out.setdefault(task_id, (None, _("on hold: its clock is stopped")))
@@ -313,10 +432,11 @@ def alerts_due(session: Session, cfg, now: datetime) -> list:
             candidates.append(row)
     if not candidates:
         return []  # the histories only when some task may be told
-    hist = histories(session, cfg, sorted({row.node for row in candidates}), now)
+    told = sorted({row.node for row in candidates})
+    seen = views(cfg, told, histories(session, cfg, told, now), now)
     out = []
     for row in candidates:
-        estimate = assess(cfg, hist[row.node], row, now)
+        estimate = seen[row.node].assess(row)
         if estimate.p is not None and estimate.p >= cfg.nodes[row.node].forecast_alert:
             out.append((row, estimate.p, estimate.reason(cfg)))
     return out
@@ -390,11 +510,8 @@ def backtest(session: Session, cfg, *, start: datetime, end: datetime, now: date
 
     queues: dict[tuple, list] = {}  # part -> sorted keys of its running visits
     pending: dict[tuple, dict] = {}  # part -> {id: visit} running targets not yet warned
-    past: dict[str, deque] = {n: deque() for n in nodes}  # node -> (done_at, c_done, duration), oldest first
-    sorted_d: dict[str, list] = {n: [] for n in nodes}
     run = run_length(cfg)
-    paces: dict[str, deque] = {n: deque() for n in nodes}  # node -> (done_at of the run's first, pace), in order
-    paces_sorted: dict[str, list] = {n: [] for n in nodes}
+    tracks = {n: Tracker(run) for n in nodes}
     clocks = {n: cfg.calendar(n) for n in nodes}
     last_c: dict[str, float] = {}
     dirty: set = set(nodes)
@@ -419,13 +536,7 @@ def backtest(session: Session, cfg, *, start: datetime, end: datetime, now: date
                         del q[j]
                 pending.get(v.part, {}).pop(vid, None)
             else:
-                hist = past[v.node]
-                hist.append((v.done_at, v.c_done, v.duration))
-                insort(sorted_d[v.node], v.duration)
-                if len(hist) >= run:
-                    pace = run_pace(v.c_done - hist[-run][1], run)
-                    paces[v.node].append((hist[-run][0], pace))
-                    insort(paces_sorted[v.node], pace)
+                tracks[v.node].add(v.done_at, v.c_entered, v.c_done, v.duration, v.c_deadline - v.c_entered)
         for n in nodes:
             cal = clocks[n]
             c_t = cal.between(anchor, t) if t > anchor else 0.0
@@ -433,16 +544,11 @@ def backtest(session: Session, cfg, *, start: datetime, end: datetime, now: date
                 continue  # closed for the whole step and nothing moved: the same predictions
             last_c[n] = c_t
             dirty.discard(n)
-            hist, d = past[n], sorted_d[n]
-            while hist and (hist[0][0] < t - window or len(hist) > sample):
-                _at, _c, old = hist.popleft()
-                del d[bisect_left(d, old)]
-            ran, ran_sorted = paces[n], paces_sorted[n]
-            while ran and (ran[0][0] < t - window or len(ran) > sample):  # runs that began before the window
-                del ran_sorted[bisect_left(ran_sorted, ran.popleft()[1])]
-            if len(d) < least:
+            track = tracks[n]
+            track.drop(t - window, sample)
+            if len(track.durations) < least:
                 continue
-            history = History(d, brisk(ran_sorted))
+            history = track.history()
             for part, waiting in pending.items():
                 if part[0] != n or not waiting:
                     continue
@@ -517,9 +623,9 @@ def _score(cfg, targets: list[_Visit], risk: dict, now: datetime, *, start, end,
     total = blank()
     for v in targets:
         truth = workflow.is_breached(v.deadline, v.stop, now)
-        risk_at = risk[v.id]
-        rule_warned = risk_at is not None and (v.stop is None or v.stop > risk_at) and risk_at < v.deadline
-        rule_lead = cfg.calendar(v.node).between(risk_at, v.deadline) if rule_warned else None
+        told = _rule_instant(risk[v.id], v, start)
+        rule_warned = told is not None
+        rule_lead = cfg.calendar(v.node).between(told, v.deadline) if rule_warned else None
         for acc in (per.setdefault(v.node, blank()), total):
             acc["tasks"] += 1
             acc["breached"] += truth
@@ -545,6 +651,19 @@ def _score(cfg, targets: list[_Visit], risk: dict, now: datetime, *, start, end,
 
     return {"from": start, "to": end, "threshold": threshold, "step_seconds": int(STEP.total_seconds()),
             **figures(total), "nodes": [{"node": n, **figures(acc)} for n, acc in per.items()]}
+
+
+def _rule_instant(risk_at: datetime | None, v: _Visit, start: datetime) -> datetime | None:
+    """The replay's first instant at which the warn_at rule tells ``v``: the first 15-minute step at
+    or after its risk time while it still runs and is not yet due, as the forecast is scored (a sweep
+    every 15 minutes); None if no step falls there."""
+    if risk_at is None:
+        return None
+    steps = -((start - risk_at) // STEP)  # ceil((risk_at - start) / STEP)
+    at = start + steps * STEP
+    if at <= v.entered_at:  # the replay sees a task from the first step after it entered
+        at += STEP
+    return at if at < v.deadline and (v.stop is None or v.stop >= at) else None
 
 
 def _r(x: float | None) -> float | None:
