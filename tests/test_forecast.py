@@ -57,6 +57,21 @@ def test_every_open_task_gets_a_probability_and_a_reason_and_the_queue_orders_th
     assert "Q-007" in table and "Q-000" not in table  # the front of the queue is below 50%
 
 
+def test_a_queue_this_node_has_always_cleared_in_time_weighs_little(ws, cfg):
+    review_history(ws.store(), cfg, NOW - timedelta(hours=60), TOOK)
+    burst = NOW - timedelta(hours=20)  # ten visits at once, each done within the hour: queues never made it late
+    for i in range(10):
+        enter_orders(ws.store(), cfg, [f"B-{i:02d}"], burst + timedelta(seconds=i))
+    for i in range(10):
+        complete_order_task(ws.store(), cfg, f"B-{i:02d}", burst + timedelta(minutes=10 + 5 * i))
+    queue(ws, cfg, 8)
+    rows = cli_json(ws, "sla", "forecast", "--node", "review", "--threshold", "0", now=NOW.isoformat())
+    by_place = sorted(rows, key=lambda r: r["ahead"])
+    assert max(r["p_breach"] for r in rows) < 0.5  # 7 ahead, yet not called late: such queues were cleared
+    back = by_place[-1]["reason"]
+    assert "came in behind a queue this node could not clear in time, 0 ran late" in back, back
+
+
 def test_too_little_history_says_so_instead_of_guessing(ws, cfg):
     # 5 reviews: each order now at pack, which has no history
     review_history(ws.store(), cfg, NOW - timedelta(hours=1), TOOK[:5], gap=timedelta(minutes=1))

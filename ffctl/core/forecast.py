@@ -34,10 +34,10 @@ import math
 import statistics
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Iterator
+from functools import cached_property, lru_cache
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -78,6 +78,11 @@ class History:
     def pace_text(self) -> str:
         """The pace as a reason says it, per business hour."""
         return "?" if self.pace is None else _("many at once") if math.isinf(self.pace) else f"{self.pace * 3600:.1f}"
+
+    @cached_property
+    def per_hour(self) -> float | None:
+        """The pace in JSON: completions per business hour (None: unknown, or many at once)."""
+        return None if self.pace is None or math.isinf(self.pace) else round(self.pace * 3600, 2)
 
     @property
     def trust(self) -> float:
@@ -261,18 +266,28 @@ class _Open:
 
 
 def _open(session: Session, stmt) -> Iterator[_Open]:
+    parse = datetime.fromisoformat
     for id_, order_id, node, owner, deadline, risk_at, sla_state, ahead in session.execute(stmt).yield_per(5000):
-        yield _Open(id_, order_id, node, owner, _aware(deadline), risk_at, sla_state, ahead)
+        # _aware, inline: a 100k-task forecast parses 100k deadlines (SQLite: text; PostgreSQL: naive UTC)
+        if deadline is not None:
+            deadline = (parse(deadline) if isinstance(deadline, str) else deadline).replace(tzinfo=UTC)
+        yield _Open(id_, order_id, node, owner, deadline, risk_at, sla_state, ahead)
 
 
 def _reason(history: History, row, waited: float, left: float, p_history: float) -> str:
     """'14 ahead, 3.1 done per business hour, 42m of SLA left; 9% of 340 past visits ...'"""
     pace = history.pace_text
 
-    return _("{ahead} ahead, {pace} done per business hour, {left} of SLA left; {share} of the last {n:,} visits "
+    said = _("{ahead} ahead, {pace} done per business hour, {left} of SLA left; {share} of the last {n:,} visits "
              "that had run {waited} ran past {limit}").format(
         ahead=row.ahead, pace=pace, left=_minutes(round(max(left, 0) / 60)), share=f"{p_history:.0%}",
         n=history.count, waited=_minutes(round(waited / 60)), limit=_minutes(round((waited + max(left, 0)) / 60)))
+    if row.ahead and history.queued:  # the queue estimate is held to its track record (History.trust)
+        said += ngettext("; of {queued} past visit that came in behind a queue this node could not clear in time, "
+                         "{late} ran late",
+                         "; of {queued} past visits that came in behind a queue this node could not clear in time, "
+                         "{late} ran late", history.queued).format(queued=history.queued, late=history.queued_late)
+    return said
 
 
 @lru_cache(maxsize=4096)
@@ -306,11 +321,9 @@ class Estimate:
     def shown(self, cfg) -> dict:
         """The row ``sla forecast`` shows (JSON keys)."""
         row, history = self.row, self.history
-        pace = None if history is None else history.pace
         return {"order_id": row.order_id, "task_id": row.id, "node": row.node, "owner": row.owner,
                 "deadline": row.deadline, "ahead": row.ahead, "seconds_left": round(self.left),
-                "waited_seconds": round(self.waited),
-                "pace_per_hour": None if pace is None or math.isinf(pace) else round(pace * 3600, 2),
+                "waited_seconds": round(self.waited), "pace_per_hour": None if history is None else history.per_hour,
                 "history": 0 if history is None else len(history.durations),
                 "p_breach": None if self.p is None else round(self.p, 3), "reason": self.reason(cfg)}
 
@@ -472,7 +485,10 @@ def backtest(session: Session, cfg, *, start: datetime, end: datetime, now: date
     Scored tasks: entered on or after ``start`` with their deadline before ``end`` (so both could
     warn in time) and their outcome known at ``now``. Lead time: business time from the warning
     to the deadline, over the breached tasks warned. Held-and-released visits are replayed with
-    their final paused time (holds are rare; their history is not replayed)."""
+    their final paused time (holds are rare; their history is not replayed). The rule is scored at
+    the same steps (a sweep every 15 minutes tells at the first step at or after its risk time);
+    ``detail`` adds each scored task's first warning and the rule scored at its exact risk time
+    (``warn_at_exact``, as if swept continuously)."""
     window = timedelta(seconds=cfg.forecast.window_seconds)
     least, sample = cfg.forecast.min_history, cfg.forecast.sample
     nodes = [node] if node is not None else list(cfg.nodes)
@@ -482,7 +498,7 @@ def backtest(session: Session, cfg, *, start: datetime, end: datetime, now: date
     for r in _replayed(session, nodes, since=start - window, end=end):
         cal = cfg.calendar(r.node)
         entered, deadline, held, completed = r.entered_at, r.deadline, r.held_at, r.completed_at
-        def since_anchor(t: datetime) -> float:  # business seconds since ``anchor``, negative before it
+        def since_anchor(t: datetime, cal=cal) -> float:  # business seconds since ``anchor``, negative before it
             return cal.between(anchor, t) if t >= anchor else -cal.between(t, anchor)
 
         c_entered = since_anchor(entered)  # and the deadline's, entered + sla + paused (workflow's clocks)
@@ -564,7 +580,7 @@ def backtest(session: Session, cfg, *, start: datetime, end: datetime, now: date
                         del waiting[vid]
         t += STEP
     targets = [v for v in visits if v.target]
-    result = _score(cfg, targets, risk, now, start=start, end=end, threshold=threshold)
+    result = _score(cfg, targets, risk, now, start=start, end=end, threshold=threshold, exact_too=detail)
     if detail:  # each scored task's first warning (tests; a period holds many)
         result["warnings"] = {v.id: v.warned_at for v in targets}
     return result
@@ -614,10 +630,10 @@ def _aware(value) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-def _score(cfg, targets: list[_Visit], risk: dict, now: datetime, *, start, end, threshold) -> dict:
+def _score(cfg, targets: list[_Visit], risk: dict, now: datetime, *, start, end, threshold, exact_too=False) -> dict:
     """Precision, recall, F1 and median lead of the forecast and of the warn_at rule, overall and per node."""
     def blank():
-        return {"tasks": 0, "breached": 0, "forecast": [0, 0, []], "rule": [0, 0, []]}  # tp, fp, leads
+        return {"tasks": 0, "breached": 0, "forecast": [0, 0, []], "rule": [0, 0, []], "exact": [0, 0, []]}  # tp, fp, leads
 
     per: dict[str, dict] = {}
     total = blank()
@@ -626,10 +642,14 @@ def _score(cfg, targets: list[_Visit], risk: dict, now: datetime, *, start, end,
         told = _rule_instant(risk[v.id], v, start)
         rule_warned = told is not None
         rule_lead = cfg.calendar(v.node).between(told, v.deadline) if rule_warned else None
+        at = risk[v.id]  # the rule as if swept continuously: at its exact risk time (shown by bench/forecast.py)
+        exact = at is not None and at > v.entered_at and at < v.deadline and (v.stop is None or v.stop > at)
+        exact_lead = cfg.calendar(v.node).between(at, v.deadline) if exact else None
         for acc in (per.setdefault(v.node, blank()), total):
             acc["tasks"] += 1
             acc["breached"] += truth
-            for name, warned, lead in (("forecast", v.warned_at is not None, v.lead), ("rule", rule_warned, rule_lead)):
+            for name, warned, lead in (("forecast", v.warned_at is not None, v.lead), ("rule", rule_warned, rule_lead),
+                                       ("exact", exact, exact_lead)):
                 if warned and truth:
                     acc[name][0] += 1
                     acc[name][2].append(lead)
@@ -638,7 +658,7 @@ def _score(cfg, targets: list[_Visit], risk: dict, now: datetime, *, start, end,
 
     def figures(acc: dict) -> dict:
         out = {"tasks": acc["tasks"], "breached": acc["breached"]}
-        for name, label in (("forecast", "forecast"), ("rule", "warn_at")):
+        for name, label in (("forecast", "forecast"), ("rule", "warn_at")) + ((("exact", "warn_at_exact"),) if exact_too else ()):
             tp, fp, leads = acc[name]
             fn = acc["breached"] - tp
             precision = tp / (tp + fp) if tp + fp else None
