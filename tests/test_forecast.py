@@ -253,3 +253,23 @@ def test_dashboard_lists_the_tasks_likely_to_breach(ws, cfg):
     panel = html.split("Likely to breach", 1)[1].split("</section>", 1)[0]
     assert "Q-007" in panel and "7 ahead" in panel and "Q-000" not in panel  # the front is under 50%
     assert "H-0000" not in panel  # already past its deadline at pack: the breach panels show it
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 400 * 86400), st.integers(-8 * 86400, 30 * 86400))
+def test_many_tasks_count_business_time_as_the_calendar_does(offset, delta):
+    """sla forecast counts a deadline's business time by bisect over the calendar's days (100k
+    tasks at once): the same seconds as the calendar's own walk, across a DST change and a holiday."""
+    from datetime import date
+
+    from ffctl.core.calendar import WALL_CLOCK, BusinessCalendar
+    from ffctl.core.forecast import _Clock
+
+    hours = {d: ((9 * 60, 12 * 60), (13 * 60, 18 * 60)) for d in range(5)} | {5: ((22 * 60, 24 * 60),)}
+    berlin = BusinessCalendar("Europe/Berlin", hours, {date(2026, 3, 30)})
+    now = datetime(2026, 1, 5, 7, 13, tzinfo=timezone.utc) + timedelta(seconds=offset)
+    deadline = now + timedelta(seconds=delta)
+    for cal in (berlin, WALL_CLOCK):
+        clock = _Clock(cal, now, 3 * 86400)
+        expected = cal.between(now, deadline) if deadline > now else -cal.between(deadline, now)
+        assert clock.left(deadline) == pytest.approx(expected, abs=1e-3)

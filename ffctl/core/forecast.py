@@ -15,8 +15,12 @@ For a running task at node N at clock ``now`` (all times business time in N's ca
 
     p_history = S(w + r) / S(w)          S(x): share of D longer than x (a visit that has lasted
                                          w, outlasting its deadline)
-    p_queue   = P(Poisson(λ r) < k)      even at its best pace the node does not finish the k
-                                         ahead in the time left
+    p_queue   = min(P(Poisson(λ r) < k), even at its best pace the node does not finish the k
+                    trust)               ahead in the time left; trust: of the past visits this
+                                         estimate would have warned at their entry (ahead then: the
+                                         visits running when it came in), the share that ran late
+                                         (1 before any), so a node whose visits take their own time
+                                         whatever the queue is judged by its history alone
     p_breach  = max(p_history, p_queue)
 
 A task past its deadline is breached (``workflow.is_breached``): 1. Fewer than ``min_history``
@@ -24,8 +28,10 @@ visits in the window: no figure (None), and the reason says so. A held task's cl
 no figure either. Cheap and explainable: no model weights, one pass over sorted lists.
 
 The live forecast reads the histories and the queue positions with window functions
-(``ROW_NUMBER() OVER (PARTITION BY ...)``); the backtest replays a period at 15-minute instants
-in one chronological pass, feeding each instant only visits completed before it.
+(``ROW_NUMBER() OVER (PARTITION BY ...)``) and a node's business time by bisect over its
+calendar's days; the backtest replays a period at 15-minute instants in one chronological pass,
+feeding each instant only visits completed before it. One ``Tracker`` builds a node's history for
+both, so the backtest scores the model the live forecast runs.
 """
 
 from __future__ import annotations
