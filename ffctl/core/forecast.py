@@ -116,7 +116,7 @@ class Tracker:
         """One visit completed at ``c_done`` (business seconds), ``allowed`` its SLA (holds included):
         was it behind a queue the estimate would have warned about at its entry, and was it late?"""
         ahead = (len(self.done) - bisect_right(self.done, c_entered)) - (len(self.entered) - bisect_right(self.entered, c_entered))
-        queued = queue_late(ahead, brisk(self.paces), allowed) >= QUEUE_WARNS
+        queued = queue_warns(ahead, brisk(self.paces), allowed)
         late = duration > allowed
         self.queued += queued
         self.queued_late += queued and late
@@ -196,15 +196,41 @@ def queue_late(ahead: int, pace: float | None, left: float) -> float:
     return min(1.0, total)
 
 
-def probability(history: History, waited: float, left: float, ahead: int) -> tuple[float, float, float]:
-    """(p_breach, p_history, p_queue) of a running task; see the module's formulas."""
+def queue_warns(ahead: int, pace: float | None, left: float) -> bool:
+    """``queue_late(...) >= 0.5`` (QUEUE_WARNS), summing the Poisson terms only near the median:
+    mu - ln 2 <= median(Poisson(mu)) < mu + 1/3, and P(X < k) >= 1/2 exactly when k - 1 >= median."""
+    if ahead <= 0 or pace is None or math.isinf(pace):
+        return False
+    mu = pace * max(left, 0.0)
+    if ahead - 1 < mu - math.log(2):
+        return False
+    if ahead - 1 >= mu + 1 / 3:
+        return True
+    return queue_late(ahead, pace, left) >= QUEUE_WARNS
+
+
+def p_history_of(history: History, waited: float, left: float) -> float:
+    """S(waited + left) / S(waited): of the past visits that lasted ``waited``, the share that went on
+    past the deadline (``survival``'s, their common denominator cancelled)."""
     d = history.durations
     waited = waited if waited > 0 else 0.0
     end = waited + left if left > 0 else waited
-    # survival(d, end) / survival(d, waited), their common denominator cancelled
-    p_history = min(1.0, (len(d) - bisect_right(d, end) + 1) / (len(d) - bisect_right(d, waited) + 1))
+    return min(1.0, (len(d) - bisect_right(d, end) + 1) / (len(d) - bisect_right(d, waited) + 1))
+
+
+def probability(history: History, waited: float, left: float, ahead: int) -> tuple[float, float, float]:
+    """(p_breach, p_history, p_queue) of a running task; see the module's formulas."""
+    p_history = p_history_of(history, waited, left)
     p_queue = min(queue_late(ahead, history.pace, left), history.trust) if ahead > 0 else 0.0
     return (p_history if p_history >= p_queue else p_queue), p_history, p_queue
+
+
+def reaches(history: History, waited: float, left: float, ahead: int, threshold: float) -> bool:
+    """``probability(...)[0] >= threshold``, the queue's Poisson sum only when it can decide (the
+    backtest asks this of every running task at every instant)."""
+    if p_history_of(history, waited, left) >= threshold:
+        return True
+    return ahead > 0 and history.trust >= threshold and queue_late(ahead, history.pace, left) >= threshold
 
 
 # --- the live forecast ---------------------------------------------------------------------------
@@ -339,12 +365,12 @@ class _Clock:
     at once: one bisect per deadline instead of a walk through the calendar (``utc_days``, the
     calendar's own table of its days); a time outside the span it covers asks the calendar."""
 
-    def __init__(self, cal, now: datetime, ahead: float) -> None:
+    def __init__(self, cal, now: datetime, until: datetime) -> None:
         self.cal, self.now, self.x_now = cal, now, now.timestamp()
         self.starts = None
         if hasattr(cal, "utc_days"):  # a business calendar, not WALL_CLOCK
             first = int(self.x_now // 86400) - 7  # a week of past deadlines: "past its deadline by"
-            last = int(cal.add(now, ahead).timestamp() // 86400) + 1  # a running task is due within its SLA
+            last = int(until.timestamp() // 86400) + 1
             self.starts, self.ends, self.totals = [], [], []
             for _day, total, ranges in cal.utc_days(first, last):
                 for a, b in ranges:
@@ -375,7 +401,8 @@ class View:
     def __init__(self, cfg, node: str, history: History | None, now: datetime) -> None:
         self.now, self.history = now, history
         self.sla = cfg.nodes[node].sla_seconds
-        self.clock = _Clock(cfg.calendar(node), now, self.sla)
+        cal = cfg.calendar(node)
+        self.clock = _Clock(cal, now, cal.add(now, self.sla))  # a running task is due within its SLA
         self.enough = history is not None and history.count >= cfg.forecast.min_history
 
     def assess(self, row: _Open) -> Estimate:
@@ -501,11 +528,11 @@ def backtest(session: Session, cfg, *, start: datetime, end: datetime, now: date
     anchor = start - window
     visits: list[_Visit] = []
     risk: dict[int, datetime] = {}
+    # business seconds since ``anchor`` (negative before it), by bisect: a replay counts 500k times
+    clocks = {n: _Clock(cfg.calendar(n), anchor, max(end, now) + timedelta(days=2)) for n in nodes}
     for r in _replayed(session, nodes, since=start - window, end=end):
-        cal = cfg.calendar(r.node)
+        since_anchor = clocks[r.node].left
         entered, deadline, held, completed = r.entered_at, r.deadline, r.held_at, r.completed_at
-        def since_anchor(t: datetime, cal=cal) -> float:  # business seconds since ``anchor``, negative before it
-            return cal.between(anchor, t) if t >= anchor else -cal.between(t, anchor)
 
         c_entered = since_anchor(entered)  # and the deadline's, entered + sla + paused (workflow's clocks)
         stop = held if held is not None else completed
@@ -534,7 +561,7 @@ def backtest(session: Session, cfg, *, start: datetime, end: datetime, now: date
     pending: dict[tuple, dict] = {}  # part -> {id: visit} running targets not yet warned
     run = run_length(cfg)
     tracks = {n: Tracker(run) for n in nodes}
-    clocks = {n: cfg.calendar(n) for n in nodes}
+    clocks = {n: cfg.calendar(n) for n in nodes}  # from here on, the calendars themselves
     last_c: dict[str, float] = {}
     dirty: set = set(nodes)
     i = 0
@@ -580,8 +607,7 @@ def backtest(session: Session, cfg, *, start: datetime, end: datetime, now: date
                         del waiting[vid]
                         continue
                     left = v.c_deadline - c_t
-                    p, _h, _q = probability(history, c_t - v.c_entered - v.paused, left, bisect_left(q, v.key))
-                    if p >= threshold:
+                    if reaches(history, c_t - v.c_entered - v.paused, left, bisect_left(q, v.key), threshold):
                         v.warned_at, v.lead = t, left
                         del waiting[vid]
         t += STEP
@@ -642,15 +668,17 @@ def _score(cfg, targets: list[_Visit], risk: dict, now: datetime, *, start, end,
         return {"tasks": 0, "breached": 0, "forecast": [0, 0, []], "rule": [0, 0, []], "exact": [0, 0, []]}  # tp, fp, leads
 
     per: dict[str, dict] = {}
+    cals: dict = {}
     total = blank()
     for v in targets:
         truth = workflow.is_breached(v.deadline, v.stop, now)
         told = _rule_instant(risk[v.id], v, start)
         rule_warned = told is not None
-        rule_lead = cfg.calendar(v.node).between(told, v.deadline) if rule_warned else None
+        cal = cals.get(v.node) or cals.setdefault(v.node, cfg.calendar(v.node))
+        rule_lead = cal.between(told, v.deadline) if rule_warned else None
         at = risk[v.id]  # the rule as if swept continuously: at its exact risk time (shown by bench/forecast.py)
         exact = at is not None and at > v.entered_at and at < v.deadline and (v.stop is None or v.stop > at)
-        exact_lead = cfg.calendar(v.node).between(at, v.deadline) if exact else None
+        exact_lead = cal.between(at, v.deadline) if exact else None
         for acc in (per.setdefault(v.node, blank()), total):
             acc["tasks"] += 1
             acc["breached"] += truth
