@@ -86,6 +86,16 @@ class History:
         return "?" if self.pace is None else _("many at once") if math.isinf(self.pace) else f"{self.pace * 3600:.1f}"
 
     @cached_property
+    def track_text(self) -> str:
+        """The queue's track record as a reason adds it (``trust``); empty before any."""
+        if not self.queued:
+            return ""
+        return ngettext("; of {queued} past visit that came in behind a queue this node could not clear in time, "
+                        "{late} ran late",
+                        "; of {queued} past visits that came in behind a queue this node could not clear in time, "
+                        "{late} ran late", self.queued).format(queued=self.queued, late=self.queued_late)
+
+    @cached_property
     def per_hour(self) -> float | None:
         """The pace in JSON: completions per business hour (None: unknown, or many at once)."""
         return None if self.pace is None or math.isinf(self.pace) else round(self.pace * 3600, 2)
@@ -308,18 +318,11 @@ def _open(session: Session, stmt) -> Iterator[_Open]:
 
 def _reason(history: History, row, waited: float, left: float, p_history: float) -> str:
     """'14 ahead, 3.1 done per business hour, 42m of SLA left; 9% of 340 past visits ...'"""
-    pace = history.pace_text
-
     said = _("{ahead} ahead, {pace} done per business hour, {left} of SLA left; {share} of the last {n:,} visits "
              "that had run {waited} ran past {limit}").format(
-        ahead=row.ahead, pace=pace, left=_minutes(round(max(left, 0) / 60)), share=f"{p_history:.0%}",
+        ahead=row.ahead, pace=history.pace_text, left=_minutes(round(max(left, 0) / 60)), share=f"{p_history:.0%}",
         n=history.count, waited=_minutes(round(waited / 60)), limit=_minutes(round((waited + max(left, 0)) / 60)))
-    if row.ahead and history.queued:  # the queue estimate is held to its track record (History.trust)
-        said += ngettext("; of {queued} past visit that came in behind a queue this node could not clear in time, "
-                         "{late} ran late",
-                         "; of {queued} past visits that came in behind a queue this node could not clear in time, "
-                         "{late} ran late", history.queued).format(queued=history.queued, late=history.queued_late)
-    return said
+    return said + history.track_text if row.ahead else said  # the queue held to its record (History.trust)
 
 
 @lru_cache(maxsize=4096)
