@@ -179,6 +179,18 @@ def test_probabilities_stay_in_0_1_and_grow_with_the_queue(durations, waited, le
     assert probability(history, waited, left, ahead + 1)[0] >= p
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(0, 1e5), min_size=1, max_size=50), st.floats(-1e4, 1e5), st.floats(-1e4, 1e5),
+       st.integers(0, 500), st.one_of(st.none(), st.floats(1e-6, 1)), st.integers(0, 20), st.integers(0, 20),
+       st.floats(0.01, 1))
+def test_the_backtests_shortcuts_decide_as_the_model_does(durations, waited, left, ahead, pace, queued, late, threshold):
+    from ffctl.core.forecast import History, probability, queue_late, queue_warns, reaches
+
+    history = History(sorted(durations), pace, queued + late, late)
+    assert queue_warns(ahead, pace, left) == (queue_late(ahead, pace, left) >= 0.5)
+    assert reaches(history, waited, left, ahead, threshold) == (probability(history, waited, left, ahead)[0] >= threshold)
+
+
 # --- the sweep's alert -------------------------------------------------------------------------------
 
 ALERTING = FORECAST_CONFIG.replace('[nodes.pack]', 'forecast_alert = 0.7\n[nodes.pack]')
