@@ -174,16 +174,6 @@ def brisk(paces: list) -> float | None:
     return paces[min(len(paces) - 1, int(PACE_QUANTILE * len(paces)))]
 
 
-def best_pace(done: list, run: int) -> float | None:
-    """``brisk`` over every run of ``run`` consecutive completions (``done``: business times, in order)."""
-    return brisk(sorted(run_pace(done[i + run - 1] - done[i], run) for i in range(len(done) - run + 1)))
-
-
-def survival(durations: list, x: float) -> float:
-    """Share of the visits longer than ``x``, smoothed (+1 / +2) so it is never 0 or 1."""
-    return (len(durations) - bisect_right(durations, x) + 1) / (len(durations) + 2)
-
-
 def queue_late(ahead: int, pace: float | None, left: float) -> float:
     """P(Poisson(pace * left) < ahead): the tasks ahead are not all done in the time left."""
     if ahead <= 0 or pace is None or math.isinf(pace):
@@ -220,8 +210,9 @@ def queue_warns(ahead: int, pace: float | None, left: float) -> bool:
 
 
 def p_history_of(history: History, waited: float, left: float) -> float:
-    """S(waited + left) / S(waited): of the past visits that lasted ``waited``, the share that went on
-    past the deadline (``survival``'s, their common denominator cancelled)."""
+    """S(waited + left) / S(waited), S(x) the share of the visits longer than x smoothed (+1 / +2) so it
+    is never 0 or 1: of the past visits that lasted ``waited``, the share that went on past the
+    deadline (the common denominator cancelled)."""
     d = history.durations
     waited = waited if waited > 0 else 0.0
     end = waited + left if left > 0 else waited
