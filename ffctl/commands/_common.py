@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from ffctl.core.errors import UsageError
+from ffctl.i18n import _
 
 if TYPE_CHECKING:
     from ffctl.core.config import Config
@@ -34,7 +35,7 @@ class Format(str, Enum):
     csv = "csv"
 
 
-FORMAT_HELP = "Output format: table, json or csv [default: table on a terminal, csv when piped]."
+FORMAT_HELP = _("Output format: table, json or csv [default: table on a terminal, csv when piped].")
 
 
 def format_option() -> Optional[Format]:
@@ -114,10 +115,9 @@ class AppState:
                 try:
                     self._now = parse_time(self.now_text, self.tz)
                 except ValueError as exc:
-                    raise UsageError(f"--now {self.now_text!r}: {exc}") from None
+                    raise UsageError(_("--now {now_text!r}: {exc}").format(now_text=self.now_text, exc=exc)) from None
                 if self._now - datetime.now(timezone.utc) > FUTURE_NOW:
                     from ffctl.commands._output import warn
-                    from ffctl.i18n import _
 
                     # what a command records at a future clock stays ahead of everything done after it
                     warn(_("--now {now} is more than a day ahead of this machine's clock; what this command "
@@ -144,4 +144,4 @@ def parse_user_time(text: str | None, st: AppState, option: str) -> datetime | N
     try:
         return parse_time(text, st.tz)
     except ValueError as exc:
-        raise UsageError(f"{option} {text!r}: {exc}") from None
+        raise UsageError(_("{option} {text!r}: {exc}").format(option=option, text=text, exc=exc)) from None

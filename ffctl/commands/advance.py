@@ -7,34 +7,32 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState
-from ffctl.i18n import ngettext
+from ffctl.i18n import _, ngettext
 
-app = typer.Typer(help="Complete (or reject) an order's current manual node.")
+app = typer.Typer(help=_("Complete (or reject) an order's current manual node."))
 
 
-@app.command()
+@app.command(help=_("Complete each order's current manual node (or reject it back to the previous one).\n"
+               "\n"
+               "Allowed for members of the node's owner role, of roles it was escalated to, and of admin.\n"
+               "Each order is its own transaction: one refused order leaves the others done, and is named;\n"
+               "the exit code is 1 if any was refused."))
 def advance(
     ctx: typer.Context,
-    order_ids: list[str] = typer.Argument(..., metavar="ORDER_ID", help="One or more order ids."),
-    node: Optional[str] = typer.Option(None, "--node", help="Guard: refuse unless the order is at this node."),
-    reject: bool = typer.Option(False, "--reject", help="Send the order back to the previous node instead."),
-    reason: Optional[str] = typer.Option(None, "--reason", help="Why it is rejected (required with --reject)."),
-    note: Optional[str] = typer.Option(None, "--note", help="A note recorded with the completion."),
+    order_ids: list[str] = typer.Argument(..., metavar="ORDER_ID", help=_("One or more order ids.")),
+    node: Optional[str] = typer.Option(None, "--node", help=_("Guard: refuse unless the order is at this node.")),
+    reject: bool = typer.Option(False, "--reject", help=_("Send the order back to the previous node instead.")),
+    reason: Optional[str] = typer.Option(None, "--reason", help=_("Why it is rejected (required with --reject).")),
+    note: Optional[str] = typer.Option(None, "--note", help=_("A note recorded with the completion.")),
 ) -> None:
-    """Complete each order's current manual node (or reject it back to the previous one).
-
-    Allowed for members of the node's owner role, of roles it was escalated to, and of admin.
-    Each order is its own transaction: one refused order leaves the others done, and is named;
-    the exit code is 1 if any was refused.
-    """
     from ffctl.commands._output import message
     from ffctl.core import orders
     from ffctl.core.errors import FfctlError, UsageError
 
     if reject and not (reason and reason.strip()):
-        raise UsageError("--reject needs --reason: say why the order goes back")
+        raise UsageError(_("--reject needs --reason: say why the order goes back"))
     if reason and not reject:
-        raise UsageError("--reason goes with --reject; use --note to comment on a completion")
+        raise UsageError(_("--reason goes with --reject; use --note to comment on a completion"))
     st = AppState.of(ctx)
     cfg = st.config()
     orders.check_node(cfg, node)
@@ -55,9 +53,9 @@ def advance(
                 raise
             refused.append(order_id)
             exit_code = max(exit_code, exc.exit_code)
-            message(f"Error: {exc.message}")
+            message(_("Error: {message}").format(message=exc.message))
             if exc.hint:
-                message(f"Hint: {exc.hint}")
+                message(_("Hint: {hint}").format(hint=exc.hint))
             continue
         message(orders.advance_message(result))
     if refused:

@@ -9,7 +9,7 @@ import typer
 from ffctl.commands._common import AppState, format_option
 from ffctl.i18n import _, ngettext
 
-app = typer.Typer(help="Reserve stock for orders waiting at the allocation node.")
+app = typer.Typer(help=_("Reserve stock for orders waiting at the allocation node."))
 
 TABLE_ROWS = 50  # a terminal table shows this many orders; json/csv show all
 
@@ -28,21 +28,19 @@ def _order_row(o: dict) -> dict:
                               "backordered", "backorder_atp", "next_node")}
 
 
-@app.command()
+@app.command(help=_("Reserve stock for orders at the allocation node: priority first, then promised date, then age.\n"
+               "\n"
+               "Each line takes what is available, from one warehouse that can fill it when there is one,\n"
+               "else from the warehouses with the most first. A fully allocated order completes the node;\n"
+               "a partial one stays (backordered, with the date available-to-promise covers it) and is\n"
+               "topped up by a later run. Never reserves more than is on hand."))
 def allocate(
     ctx: typer.Context,
-    order_ids: Optional[List[str]] = typer.Argument(None, metavar="[ORDER_ID]...", help="Orders to allocate."),
-    all_orders: bool = typer.Option(False, "--all", help="Every order waiting at an allocation node."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; write nothing."),
+    order_ids: Optional[List[str]] = typer.Argument(None, metavar="[ORDER_ID]...", help=_("Orders to allocate.")),
+    all_orders: bool = typer.Option(False, "--all", help=_("Every order waiting at an allocation node.")),
+    dry_run: bool = typer.Option(False, "--dry-run", help=_("Show the plan; write nothing.")),
     fmt=format_option(),
 ) -> None:
-    """Reserve stock for orders at the allocation node: priority first, then promised date, then age.
-
-    Each line takes what is available, from one warehouse that can fill it when there is one,
-    else from the warehouses with the most first. A fully allocated order completes the node;
-    a partial one stays (backordered, with the date available-to-promise covers it) and is
-    topped up by a later run. Never reserves more than is on hand.
-    """
     import shutil
     import sys
     import tempfile
@@ -52,7 +50,7 @@ def allocate(
     from ffctl.core.stock import allocate as run
 
     if order_ids and all_orders:
-        raise UsageError("give ORDER_IDs or --all, not both")
+        raise UsageError(_("give ORDER_IDs or --all, not both"))
     st = AppState.of(ctx)
     cfg = st.config()
     kind = resolve_format(fmt)
@@ -89,8 +87,8 @@ def allocate(
             spool.seek(0)
             shutil.copyfileobj(spool, sys.stdout)
         else:
-            render(table_rows, columns, kind, tz=st.tz, title="allocation plan (dry run)" if dry_run else None,
-                   empty="No orders are waiting for allocation.")
+            render(table_rows, columns, kind, tz=st.tz, title=_("allocation plan (dry run)") if dry_run else None,
+                   empty=_("No orders are waiting for allocation."))
             if count[0] > len(table_rows):
                 message(ngettext("Showing the first {shown:,} of {total:,} order (--format csv or json shows all).",
                                  "Showing the first {shown:,} of {total:,} orders (--format csv or json shows all).",
@@ -100,10 +98,8 @@ def allocate(
     units = ngettext("{n:,} unit", "{n:,} units", sm["units_allocated"]).format(n=sm["units_allocated"])
     orders = ngettext("{n:,} order", "{n:,} orders", sm["orders"]).format(n=sm["orders"])
     short = ngettext("{n:,} unit", "{n:,} units", sm["units_backordered"]).format(n=sm["units_backordered"])
-    message(f"{verb} {units} for {orders}: "
-            f"{sm['completed']} fully allocated{' (node completed)' if not dry_run and sm['completed'] else ''}, "
-            f"{sm['partial']} partial, {sm['backordered']} waiting for stock; "
-            f"{short} backordered." + (" Dry run: nothing was written." if dry_run else ""))
+    message(_("{verb} {units} for {orders}: {completed} fully allocated{value}, {partial} partial, "
+              "{backordered} waiting for stock; {short} backordered.").format(verb=verb, units=units, orders=orders, completed=sm['completed'], value=' (node completed)' if not dry_run and sm['completed'] else '', partial=sm['partial'], backordered=sm['backordered'], short=short) + (_(" Dry run: nothing was written.") if dry_run else ""))
     if result["skipped"]:
         skipped = result["skipped"]
         message(ngettext("{n:,} order was being changed by another process and was left for the next run: {ids}",

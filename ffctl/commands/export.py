@@ -9,14 +9,15 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState
+from ffctl.i18n import _, ngettext
 
-app = typer.Typer(help="Export the audit trail as a process-mining event log (OCEL 2.0, XES, CSV).",
+app = typer.Typer(help=_("Export the audit trail as a process-mining event log (OCEL 2.0, XES, CSV)."),
                   no_args_is_help=True)
 
 
-@app.callback()
+@app.callback(help=_("Export the audit trail as a process-mining event log (OCEL 2.0, XES, CSV)."))
 def main() -> None:
-    """Export the audit trail as a process-mining event log (OCEL 2.0, XES, CSV)."""
+    pass
 
 
 class LogFormat(str, Enum):
@@ -25,34 +26,31 @@ class LogFormat(str, Enum):
     csv = "csv"
 
 
-FROM_HELP = "Orders created from this date or time on (a date means its start, in the configured zone)."
-TO_HELP = "Orders created up to this date (inclusive) or before this time."
+FROM_HELP = _("Orders created from this date or time on (a date means its start, in the configured zone).")
+TO_HELP = _("Orders created up to this date (inclusive) or before this time.")
 
 
-@app.command()
+@app.command(help=_("Write the orders' audit trail as an event log that PM4Py, Celonis or Disco load.\n"
+               "\n"
+               "Case = order; activity = the event and its node (`entered credit_review`); resource = the\n"
+               "actor. csv: case_id, activity, timestamp, resource, node, detail. xes: one trace per order,\n"
+               "with lifecycle:transition where the event is one. ocel: OCEL 2.0 JSON with objects order,\n"
+               "order_line, sku and shipment; each event links to its order and to the lines, SKUs or\n"
+               "shipment it is about. --from/--to pick the orders created in the period, with their whole\n"
+               "trail. Times are ISO 8601 in the configured zone, with the offset. Written as it is read:\n"
+               "memory stays small whatever the size of the store."))
 def events(
     ctx: typer.Context,
-    fmt: LogFormat = typer.Option(..., "--format", "-f", help="ocel (OCEL 2.0 JSON), xes or csv.",
+    fmt: LogFormat = typer.Option(..., "--format", "-f", help=_("ocel (OCEL 2.0 JSON), xes or csv."),
                                   case_sensitive=False),
-    out: Path = typer.Option(..., "--out", "-o", metavar="FILE", help="Where to write the log ('-': stdout)."),
+    out: Path = typer.Option(..., "--out", "-o", metavar="FILE", help=_("Where to write the log ('-': stdout).")),
     start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
     end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
 ) -> None:
-    """Write the orders' audit trail as an event log that PM4Py, Celonis or Disco load.
-
-    Case = order; activity = the event and its node (`entered credit_review`); resource = the
-    actor. csv: case_id, activity, timestamp, resource, node, detail. xes: one trace per order,
-    with lifecycle:transition where the event is one. ocel: OCEL 2.0 JSON with objects order,
-    order_line, sku and shipment; each event links to its order and to the lines, SKUs or
-    shipment it is about. --from/--to pick the orders created in the period, with their whole
-    trail. Times are ISO 8601 in the configured zone, with the offset. Written as it is read:
-    memory stays small whatever the size of the store.
-    """
     from ffctl.commands._output import message
     from ffctl.core.errors import FfctlError, UsageError
     from ffctl.core.export import export_events
     from ffctl.core.kpi import parse_period
-    from ffctl.i18n import _, ngettext
 
     st = AppState.of(ctx)
     cfg = st.config()

@@ -20,58 +20,57 @@ class OnError(str, Enum):
     skip = "skip"
 
 
-@app.command("import")
+@app.command("import", help=_("Import a CSV file of KIND: validated, idempotent, in batches of whole orders.\n"
+               "\n"
+               "Columns may come in any order. Times are ISO 8601, YYYY/MM/DD HH:MM[:SS] or YYYY/MM/DD,\n"
+               "in [defaults] timezone when they carry no offset. Re-importing a file adds nothing twice.\n"
+               "docs/csv.md lists every column of every kind."))
 def import_command(
     ctx: typer.Context,
-    kind: str = typer.Argument(..., metavar="KIND", help=f"What the file holds: {', '.join(KIND_NAMES)}."),
+    kind: str = typer.Argument(..., metavar="KIND", help=_("What the file holds: {names}.").format(names=', '.join(KIND_NAMES))),
     file: Optional[str] = typer.Argument(
-        None, metavar="FILE", help="The CSV file (header row first); - reads stdin. Not with --template."),
+        None, metavar="FILE", help=_("The CSV file (header row first); - reads stdin. Not with --template.")),
     on_error: OnError = typer.Option(
         OnError.abort, "--on-error", case_sensitive=False,
-        help="abort: any bad row and nothing is written. skip: write the good rows, reject the bad.",
+        help=_("abort: any bad row and nothing is written. skip: write the good rows, reject the bad."),
     ),
     rejects: Optional[str] = typer.Option(
         None, "--rejects", metavar="FILE",
-        help="With --on-error skip: write rejected rows here (the original columns plus error).",
+        help=_("With --on-error skip: write rejected rows here (the original columns plus error)."),
     ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and report what would change; write nothing."),
-    update: bool = typer.Option(False, "--update", help="Replace orders that changed since they were imported (not shipped, no stock allocated)."),
-    ignore_unknown: bool = typer.Option(False, "--ignore-unknown", help="Skip columns ffctl does not use instead of refusing the file."),
+    dry_run: bool = typer.Option(False, "--dry-run", help=_("Validate and report what would change; write nothing.")),
+    update: bool = typer.Option(False, "--update", help=_("Replace orders that changed since they were imported (not shipped, no stock allocated).")),
+    ignore_unknown: bool = typer.Option(False, "--ignore-unknown", help=_("Skip columns ffctl does not use instead of refusing the file.")),
     encoding: Optional[str] = typer.Option(
-        None, "--encoding", metavar="NAME", help="The file's encoding [default: detected: UTF-8, UTF-8 with BOM, GBK/GB18030]."
+        None, "--encoding", metavar="NAME", help=_("The file's encoding [default: detected: UTF-8, UTF-8 with BOM, GBK/GB18030].")
     ),
-    batch_rows: int = typer.Option(10_000, "--batch-rows", hidden=True, min=1, help="Rows per transaction."),
+    batch_rows: int = typer.Option(10_000, "--batch-rows", hidden=True, min=1, help=_("Rows per transaction.")),
     delimiter: Optional[str] = typer.Option(
         None, "--delimiter", metavar="CHAR",
-        help="What separates the cells: a character, or tab [default: detected on the header: comma, semicolon or tab].",
+        help=_("What separates the cells: a character, or tab [default: detected on the header: comma, "
+               "semicolon or tab]."),
     ),
     strict: bool = typer.Option(
-        False, "--strict", help="Exit 1 when a changed record was left as it is (skipped for want of --update)."
+        False, "--strict", help=_("Exit 1 when a changed record was left as it is (skipped for want of --update).")
     ),
     profile: Optional[str] = typer.Option(
         None, "--profile", metavar="NAME",
-        help="Orders: the file is another system's export, mapped by a profile: shopify, woocommerce, or "
-             "[import_profiles.NAME] in the config (docs/csv.md).",
+        help=_("Orders: the file is another system's export, mapped by a profile: shopify, woocommerce, or "
+               "[import_profiles.NAME] in the config (docs/csv.md)."),
     ),
-    template: bool = typer.Option(False, "--template", help="Write KIND's header as CSV to stdout and stop (no FILE)."),
-    example: bool = typer.Option(False, "--example", help="With --template: three example rows under the header."),
+    template: bool = typer.Option(False, "--template", help=_("Write KIND's header as CSV to stdout and stop (no FILE).")),
+    example: bool = typer.Option(False, "--example", help=_("With --template: three example rows under the header.")),
     backfill: bool = typer.Option(
         False, "--backfill",
-        help="Orders: record each new order's SLA history up to the command clock (at risk, breached, "
-             "escalations, auto actions) as applied on import, and notify nobody of it; the next sweep "
-             "fires only what falls due later. For going live with an open backlog.",
+        help=_("Orders: record each new order's SLA history up to the command clock (at risk, breached, "
+               "escalations, auto actions) as applied on import, and notify nobody of it; the next sweep fires "
+               "only what falls due later. For going live with an open backlog."),
     ),
 ) -> None:
-    """Import a CSV file of KIND: validated, idempotent, in batches of whole orders.
-
-    Columns may come in any order. Times are ISO 8601, YYYY/MM/DD HH:MM[:SS] or YYYY/MM/DD,
-    in [defaults] timezone when they carry no offset. Re-importing a file adds nothing twice.
-    docs/csv.md lists every column of every kind.
-    """
     from ffctl.core.errors import FfctlError, UsageError
 
     if kind not in KIND_NAMES:
-        raise UsageError(f"unknown import kind {kind!r}: use one of {', '.join(KIND_NAMES)}")
+        raise UsageError(_("unknown import kind {kind!r}: use one of {names}").format(kind=kind, names=', '.join(KIND_NAMES)))
     if template or example:
         if not template:
             raise UsageError(_("--example goes with --template"))

@@ -9,7 +9,7 @@ import typer
 from ffctl.commands._common import AppState, format_option
 from ffctl.i18n import _, ngettext
 
-app = typer.Typer(help="Find orders and see where each one is; hold, release, cancel.", no_args_is_help=True)
+app = typer.Typer(help=_("Find orders and see where each one is; hold, release, cancel."), no_args_is_help=True)
 
 STATE_STYLES = {"on_track": "green", "at_risk": "yellow", "breached": "bold red", "on_hold": "magenta"}
 
@@ -61,21 +61,20 @@ def _owner_text(owner, auto=None) -> str:
     return owner or (f"auto ({auto})" if auto else "auto")
 
 
-@app.command("list")
+@app.command("list", help=_("List orders, oldest first, with where each one is and how its SLA stands."))
 def list_(
     ctx: typer.Context,
-    node: Optional[str] = typer.Option(None, "--node", help="Only orders at this node."),
-    status: Optional[str] = typer.Option(None, "--status", help="open (nothing shipped yet), partially_shipped, on_hold, shipped, delivered or cancelled."),
-    at_risk: bool = typer.Option(False, "--at-risk", help="Only orders whose current task is at risk."),
-    breached: bool = typer.Option(False, "--breached", help="Only orders whose current task is past its deadline."),
-    flag: Optional[str] = typer.Option(None, "--flag", help="Only orders with this standing flag."),
-    customer: Optional[str] = typer.Option(None, "--customer", metavar="CUSTOMER", help="Only this customer's orders (the customer id)."),
+    node: Optional[str] = typer.Option(None, "--node", help=_("Only orders at this node.")),
+    status: Optional[str] = typer.Option(None, "--status", help=_("open (nothing shipped yet), partially_shipped, on_hold, shipped, delivered or cancelled.")),
+    at_risk: bool = typer.Option(False, "--at-risk", help=_("Only orders whose current task is at risk.")),
+    breached: bool = typer.Option(False, "--breached", help=_("Only orders whose current task is past its deadline.")),
+    flag: Optional[str] = typer.Option(None, "--flag", help=_("Only orders with this standing flag.")),
+    customer: Optional[str] = typer.Option(None, "--customer", metavar="CUSTOMER", help=_("Only this customer's orders (the customer id).")),
     search: Optional[str] = typer.Option(
-        None, "--search", metavar="TEXT", help="Orders whose id, or whose customer's id or name, contains TEXT (any case)."),
-    limit: int = typer.Option(200, "--limit", help="Show at most this many orders (0: all)."),
+        None, "--search", metavar="TEXT", help=_("Orders whose id, or whose customer's id or name, contains TEXT (any case).")),
+    limit: int = typer.Option(200, "--limit", help=_("Show at most this many orders (0: all).")),
     fmt=format_option(),
 ) -> None:
-    """List orders, oldest first, with where each one is and how its SLA stands."""
     from ffctl.commands._output import Column, render, say_cut
     from ffctl.core.orders import list_orders
 
@@ -90,17 +89,16 @@ def list_(
         Column("seconds_left", "time left", justify="right", show=left_text),
         Column("flags"), Column("promised_ship_date", "promised", narrow_drop=1),
     ]
-    render(for_table(rows, fmt), columns, fmt, tz=st.tz, empty="No orders match.")
+    render(for_table(rows, fmt), columns, fmt, tz=st.tz, empty=_("No orders match."))
     say_cut(len(rows), total, ngettext("order", "orders", total))
 
 
-@app.command()
+@app.command(help=_("Where an order is, who owns it, its lines with allocation, and its timeline."))
 def show(
     ctx: typer.Context,
-    order_id: str = typer.Argument(..., help="The order id."),
+    order_id: str = typer.Argument(..., help=_("The order id.")),
     fmt=format_option(),
 ) -> None:
-    """Where an order is, who owns it, its lines with allocation, and its timeline."""
     from ffctl.commands._output import render_object
     from ffctl.core.orders import show_order
 
@@ -164,9 +162,9 @@ def _show_table(o: dict, tz: str) -> None:
         head.add_row(_("cancelled"), safe(f"{table_cell(o['cancelled_at'], tz)}: {o['cancel_reason'] or '-'}"))
     if o["flags"]:
         head.add_row("flags", f"[bold red]{safe(', '.join(o['flags']))}[/]")
-    console.print(Panel(head, title=f"order {safe(o['order_id'])}", expand=False))
+    console.print(Panel(head, title=_("order {safe}").format(safe=safe(o['order_id'])), expand=False))
 
-    lines = Table(title="lines", header_style="bold")
+    lines = Table(title=_("lines"), header_style="bold")
     for name, justify in (("line", "right"), ("sku", "left"), ("qty", "right"), ("allocated", "right"),
                           ("shipped", "right"), ("cancelled", "right"), ("backordered", "right"),
                           ("available to promise", "left")):
@@ -198,7 +196,7 @@ def _show_table(o: dict, tz: str) -> None:
                             safe(r["reason"]), safe(r["warehouse"] or "-"))
         console.print(returns)
 
-    timeline = Table(title="timeline", header_style="bold")
+    timeline = Table(title=_("timeline"), header_style="bold")
     for name in ("when", "event", "node", "who", "what"):
         timeline.add_column(name, overflow="fold")
     for e in o["timeline"]:
@@ -221,13 +219,12 @@ def _event_text(e: dict) -> str:
     return f"[{style}]{escape(e['event'])}[/]" if style else escape(e["event"])
 
 
-@app.command()
+@app.command(help=_("Put an order on hold: every SLA clock of the order pauses."))
 def hold(
     ctx: typer.Context,
-    order_id: str = typer.Argument(..., help="The order id."),
-    reason: str = typer.Option(..., "--reason", help="Why the order is held (recorded in its timeline)."),
+    order_id: str = typer.Argument(..., help=_("The order id.")),
+    reason: str = typer.Option(..., "--reason", help=_("Why the order is held (recorded in its timeline).")),
 ) -> None:
-    """Put an order on hold: every SLA clock of the order pauses."""
     from ffctl.commands._output import message
     from ffctl.core import workflow
 
@@ -237,15 +234,14 @@ def hold(
         workflow.hold(s, cfg, order_id, at=st.now(), actor=st.user, reason=reason)
     from ffctl.core.text import command
 
-    message(f"{order_id}: on hold ({reason}); its SLA clocks are paused until `{command('order', 'release', order_id)}`.")
+    message(_("{order_id}: on hold ({reason}); its SLA clocks are paused until `{command}`.").format(order_id=order_id, reason=reason, command=command('order', 'release', order_id)))
 
 
-@app.command()
+@app.command(help=_("Release a held order: its clocks resume with the business time that was left."))
 def release(
     ctx: typer.Context,
-    order_id: str = typer.Argument(..., help="The order id."),
+    order_id: str = typer.Argument(..., help=_("The order id.")),
 ) -> None:
-    """Release a held order: its clocks resume with the business time that was left."""
     from ffctl.commands._output import message
     from ffctl.core import workflow
 
@@ -257,21 +253,20 @@ def release(
         view = workflow.task_view(task, cfg, st.now()) if task is not None and task.node in cfg.nodes else None
         node = task.node if task is not None else None
     tail = f" at {node}, {left_text(view['seconds_left'])}" if view else ""
-    message(f"{order_id}: released{tail}.")
+    message(_("{order_id}: released{tail}.").format(order_id=order_id, tail=tail))
 
 
-@app.command()
+@app.command(help=_("Cancel an order (its reservations are released and its open tasks closed), or with --line\n"
+               "what is left of some of its lines."))
 def cancel(
     ctx: typer.Context,
-    order_id: str = typer.Argument(..., help="The order id."),
-    reason: str = typer.Option(..., "--reason", help="Why the order is cancelled (recorded in its timeline)."),
+    order_id: str = typer.Argument(..., help=_("The order id.")),
+    reason: str = typer.Option(..., "--reason", help=_("Why the order is cancelled (recorded in its timeline).")),
     line: Optional[list[str]] = typer.Option(
         None, "--line", metavar="LINE_NO[:QTY]",
-        help="Cancel only what is left of order line LINE_NO (QTY of its units; repeatable).",
+        help=_("Cancel only what is left of order line LINE_NO (QTY of its units; repeatable)."),
     ),
 ) -> None:
-    """Cancel an order (its reservations are released and its open tasks closed), or with --line
-    what is left of some of its lines."""
     from ffctl.commands._output import message
 
     st = AppState.of(ctx)
@@ -297,20 +292,19 @@ def cancel(
         result = cancel_order(s, cfg, order_id, at=st.now(), actor=st.user, reason=reason)
     n = result["released"]
     released = ngettext("; released {n} reserved unit", "; released {n} reserved units", n).format(n=n) if n else ""
-    message(f"{order_id}: cancelled{released}.")
+    message(_("{order_id}: cancelled{released}.").format(order_id=order_id, released=released))
 
 
-@app.command()
+@app.command(help=_("Clear a standing flag from an order (it stays in the timeline)."))
 def unflag(
     ctx: typer.Context,
-    order_id: str = typer.Argument(..., help="The order id."),
-    flag: str = typer.Argument(..., help="The standing flag to clear (e.g. shipping_exception)."),
+    order_id: str = typer.Argument(..., help=_("The order id.")),
+    flag: str = typer.Argument(..., help=_("The standing flag to clear (e.g. shipping_exception).")),
 ) -> None:
-    """Clear a standing flag from an order (it stays in the timeline)."""
     from ffctl.commands._output import message
     from ffctl.core.orders import unflag as clear
 
     st = AppState.of(ctx)
     with st.store().session(write=True) as s:
         clear(s, order_id, flag, at=st.now(), actor=st.user, tz=st.tz)
-    message(f"{order_id}: flag {flag} cleared.")
+    message(_("{order_id}: flag {flag} cleared.").format(order_id=order_id, flag=flag))

@@ -9,8 +9,9 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState, Format, format_option
+from ffctl.i18n import _, ngettext
 
-app = typer.Typer(help="KPIs against targets, workload per role, the paths orders take, the dashboard.", no_args_is_help=True)
+app = typer.Typer(help=_("KPIs against targets, workload per role, the paths orders take, the dashboard."), no_args_is_help=True)
 
 
 class Dimension(str, Enum):
@@ -30,8 +31,8 @@ class WorkloadBy(str, Enum):
     person = "person"
 
 
-FROM_HELP = "Orders created from this date or time on (a date means its start, in the configured zone)."
-TO_HELP = "Orders created up to this date (inclusive) or before this time."
+FROM_HELP = _("Orders created from this date or time on (a date means its start, in the configured zone).")
+TO_HELP = _("Orders created up to this date (inclusive) or before this time.")
 KPI_COLUMNS = ("kpi", "group", "baseline", "actual", "target", "gap", "count", "p90", "unit", "met", "node")
 SLA_COLUMNS = ("node", "owner", "completed", "within_sla", "attainment", "target", "met", "p50_seconds",
                "p90_seconds", "sla_seconds", "breaches", "late_p50_seconds", "late_p90_seconds", "escalations",
@@ -48,25 +49,23 @@ def _period(st: AppState, start: str | None, end: str | None):
         raise UsageError(str(exc)) from None
 
 
-@app.command()
+@app.command(help=_("KPIs against their targets (actual, target, gap, count), and the bottleneck node.\n"
+               "\n"
+               "gap = actual - target: a time KPI misses its target when the gap is positive, a rate when\n"
+               "it is negative; `met` says which. With `[kpi.baseline]` in the config a baseline column\n"
+               "shows where each KPI stood before (baseline → actual → target); `--by workflow` compares a\n"
+               "pilot workflow with the rest. JSON/CSV rows: kpi, group, baseline, actual, target, gap,\n"
+               "count, p90 (time KPIs), unit, met, node; the last row (kpi `bottleneck`) names the node with the\n"
+               "largest share of breaches and time over SLA (`report sla` shows each node's lateness). A\n"
+               "breach is a node visit that stopped after its deadline or still runs past it, whether or not\n"
+               "a sweep ran."))
 def kpi(
     ctx: typer.Context,
     start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
     end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
-    by: Optional[Dimension] = typer.Option(None, "--by", help="Cut every KPI by this dimension.", case_sensitive=False),
+    by: Optional[Dimension] = typer.Option(None, "--by", help=_("Cut every KPI by this dimension."), case_sensitive=False),
     fmt: Optional[Format] = format_option(),
 ) -> None:
-    """KPIs against their targets (actual, target, gap, count), and the bottleneck node.
-
-    gap = actual - target: a time KPI misses its target when the gap is positive, a rate when
-    it is negative; `met` says which. With `[kpi.baseline]` in the config a baseline column
-    shows where each KPI stood before (baseline → actual → target); `--by workflow` compares a
-    pilot workflow with the rest. JSON/CSV rows: kpi, group, baseline, actual, target, gap,
-    count, p90 (time KPIs), unit, met, node; the last row (kpi `bottleneck`) names the node with the
-    largest share of breaches and time over SLA (`report sla` shows each node's lateness). A
-    breach is a node visit that stopped after its deadline or still runs past it, whether or not
-    a sweep ran.
-    """
     from ffctl.commands._output import Column, render, resolve_format
     from ffctl.core.kpi import kpi_report, refresh_facts
 
@@ -100,33 +99,30 @@ MISSED_ORDER_COLUMNS = ("order_id", "created_at", "components", "cause", "node",
 MISSED_ORDER_DROPS = {"channel": 1, "created_at": 2, "region": 3, "supplier": 4, "role": 5, "sku": 6}
 
 
-@app.command()
+@app.command(help=_("Why orders were not perfect: every order shipped in full with a failed component (late,\n"
+               "short = a unit cancelled, wrong_item = a pick error, delivery_issue, returned) and its one\n"
+               "primary cause, as a Pareto (orders, share, cumulative share). The cause is the first that\n"
+               "applies, in the order an order lives them: stockout:SKU (late or short, and it waited at an\n"
+               "allocation node past its SLA until a receipt of SKU came in; the supplier is that receipt's),\n"
+               "hold:REASON (late, and held: the first hold's reason), node:NAME (late: the node with the most\n"
+               "business time over its SLA, with its owner role), pick_error, delivery:ISSUE,\n"
+               "returned:REASON (the reason with the most units), else unexplained:late or unexplained:short."))
 def misses(
     ctx: typer.Context,
     start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
     end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
     by: MissDimension = typer.Option(MissDimension.cause, "--by", case_sensitive=False,
-                                     help="Group the misses by their cause, or the cause's node, role, SKU or "
-                                          "supplier, or the order's region or channel."),
-    orders: bool = typer.Option(False, "--orders", help="List the missed orders instead of the Pareto."),
+                                     help=_("Group the misses by their cause, or the cause's node, role, SKU or supplier, or the order's "
+                                            "region or channel.")),
+    orders: bool = typer.Option(False, "--orders", help=_("List the missed orders instead of the Pareto.")),
     group: Optional[str] = typer.Option(None, "--group", metavar="VALUE",
-                                        help="With --orders: only the orders of this group (with --by cause, a "
-                                             "family such as `node` takes every node:... cause)."),
+                                        help=_("With --orders: only the orders of this group (with --by cause, a family such as `node` takes "
+                                               "every node:... cause).")),
     fmt: Optional[Format] = format_option(),
 ) -> None:
-    """Why orders were not perfect: every order shipped in full with a failed component (late,
-    short = a unit cancelled, wrong_item = a pick error, delivery_issue, returned) and its one
-    primary cause, as a Pareto (orders, share, cumulative share). The cause is the first that
-    applies, in the order an order lives them: stockout:SKU (late or short, and it waited at an
-    allocation node past its SLA until a receipt of SKU came in; the supplier is that receipt's),
-    hold:REASON (late, and held: the first hold's reason), node:NAME (late: the node with the most
-    business time over its SLA, with its owner role), pick_error, delivery:ISSUE,
-    returned:REASON (the reason with the most units), else unexplained:late or unexplained:short.
-    """
     from ffctl.commands._output import Column, render, resolve_format
     from ffctl.core.kpi import refresh_facts
     from ffctl.core.misses import missed_orders, pareto
-    from ffctl.i18n import _
 
     st = AppState.of(ctx)
     cfg = st.config()
@@ -159,22 +155,20 @@ def misses(
            empty=_("No missed orders: every shipped order in the period is perfect or not delivered yet."))
 
 
-@app.command()
+@app.command(help=_("SLA attainment per node, with time in node against the SLA, breaches and escalations.\n"
+               "\n"
+               "Per node: visits closed by a decision (completed, approved or rejected), those within the SLA,\n"
+               "attainment, p50/p90 wall-clock time in the node, the SLA, breaches (visits that stopped after\n"
+               "their deadline or still run past it, whether or not a sweep ran), their lateness (p50/p90\n"
+               "business time past the deadline), escalations, reminders and automatic actions; `bottleneck`\n"
+               "marks the node with the largest share of breaches and time over SLA. Durations in JSON/CSV\n"
+               "are seconds."))
 def sla(
     ctx: typer.Context,
     start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
     end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
     fmt: Optional[Format] = format_option(),
 ) -> None:
-    """SLA attainment per node, with time in node against the SLA, breaches and escalations.
-
-    Per node: visits closed by a decision (completed, approved or rejected), those within the SLA,
-    attainment, p50/p90 wall-clock time in the node, the SLA, breaches (visits that stopped after
-    their deadline or still run past it, whether or not a sweep ran), their lateness (p50/p90
-    business time past the deadline), escalations, reminders and automatic actions; `bottleneck`
-    marks the node with the largest share of breaches and time over SLA. Durations in JSON/CSV
-    are seconds.
-    """
     from ffctl.commands._output import Column, render, resolve_format
     from ffctl.core.kpi import refresh_facts, sla_report
 
@@ -197,34 +191,31 @@ WORKLOAD_COLUMNS = ("group", "arrived", "completed", "business_days", "arrived_p
                     "oldest_open_since", "oldest_open_seconds", "breached", "breach_share")
 
 
-@app.command()
+@app.command(help=_("Is a role short of people? Arrivals against completions per business day, and the backlog.\n"
+               "\n"
+               "Per role (or person): node visits that arrived and were completed in the period, per business\n"
+               "day (days on which the calendar of one of its nodes has working time); p50/p90 handling time\n"
+               "(business time from arriving to the decision, holds left out); visits open now and the\n"
+               "oldest of them; breaches (a visit that stopped after its deadline or still runs past it) as\n"
+               "a share of the visits that arrived (per person: of the visits they closed; automatic\n"
+               "actions show under the sweep's name, sla-sweep). --from/--to\n"
+               "select visits by when they arrived or were completed, not orders by creation. Arrivals and\n"
+               "open visits belong to roles: per person they are empty. JSON/CSV keys: group, arrived,\n"
+               "completed, business_days, arrived_per_day, completed_per_day, handling_p50_seconds,\n"
+               "handling_p90_seconds, open_now, oldest_open_order, oldest_open_node, oldest_open_since,\n"
+               "oldest_open_seconds, breached, breach_share."))
 def workload(
     ctx: typer.Context,
     start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME",
-                                        help="Node visits from this date or time on (a date means its start)."),
+                                        help=_("Node visits from this date or time on (a date means its start).")),
     end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME",
-                                      help="Node visits up to this date (inclusive) or before this time."),
-    by: WorkloadBy = typer.Option(WorkloadBy.role, "--by", help="One row per owner role, or per person.",
+                                      help=_("Node visits up to this date (inclusive) or before this time.")),
+    by: WorkloadBy = typer.Option(WorkloadBy.role, "--by", help=_("One row per owner role, or per person."),
                                   case_sensitive=False),
     fmt: Optional[Format] = format_option(),
 ) -> None:
-    """Is a role short of people? Arrivals against completions per business day, and the backlog.
-
-    Per role (or person): node visits that arrived and were completed in the period, per business
-    day (days on which the calendar of one of its nodes has working time); p50/p90 handling time
-    (business time from arriving to the decision, holds left out); visits open now and the
-    oldest of them; breaches (a visit that stopped after its deadline or still runs past it) as
-    a share of the visits that arrived (per person: of the visits they closed; automatic
-    actions show under the sweep's name, sla-sweep). --from/--to
-    select visits by when they arrived or were completed, not orders by creation. Arrivals and
-    open visits belong to roles: per person they are empty. JSON/CSV keys: group, arrived,
-    completed, business_days, arrived_per_day, completed_per_day, handling_p50_seconds,
-    handling_p90_seconds, open_now, oldest_open_order, oldest_open_node, oldest_open_since,
-    oldest_open_seconds, breached, breach_share.
-    """
     from ffctl.commands._output import Column, message, render, resolve_format
     from ffctl.core.workload import workload_report
-    from ffctl.i18n import _
 
     st = AppState.of(ctx)
     cfg = st.config()
@@ -244,7 +235,6 @@ def workload(
 
 def _describe_visits(period, tz: str) -> str:
     from ffctl.core.clock import local
-    from ffctl.i18n import _
 
     def show(dt):
         return local(dt, tz).strftime("%Y-%m-%d %H:%M")
@@ -261,7 +251,6 @@ def _describe_visits(period, tz: str) -> str:
 def _workload_table(rows: list[dict], by: str, period, tz: str) -> None:
     from ffctl.commands._output import Column, get_console, render
     from ffctl.core.durations import approx_duration
-    from ffctl.i18n import _
 
     def dur(seconds):
         return "-" if seconds is None else approx_duration(seconds)
@@ -299,24 +288,22 @@ def _workload_table(rows: list[dict], by: str, period, tz: str) -> None:
         "that arrived (per person: that they closed), stopped after the deadline or still running past it.") + "[/dim]")
 
 
-@app.command()
+@app.command(help=_("The paths orders actually took: node to node counts, rework, and the commonest paths.\n"
+               "\n"
+               "edges: how often an order went from one node straight to the next (skipped nodes left out),\n"
+               "with the median business time from entering the first to entering the second, in the first\n"
+               "node's calendar; rework: per node, visits, rejects (visits that sent the order back) and\n"
+               "revisits (visits beyond an order's first); variants: the distinct node sequences with their\n"
+               "share of the orders, most common first. JSON: {orders, edges: [{from, to, count,\n"
+               "median_business_seconds}], rework: [{node, visits, orders, rejects, revisits}], variants:\n"
+               "[{path, orders, share}], variants_total, other_orders}. CSV: the edges."))
 def flow(
     ctx: typer.Context,
     start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
     end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
-    top: int = typer.Option(10, "--top", min=1, metavar="N", help="How many paths (variants) to show."),
+    top: int = typer.Option(10, "--top", min=1, metavar="N", help=_("How many paths (variants) to show.")),
     fmt: Optional[Format] = format_option(),
 ) -> None:
-    """The paths orders actually took: node to node counts, rework, and the commonest paths.
-
-    edges: how often an order went from one node straight to the next (skipped nodes left out),
-    with the median business time from entering the first to entering the second, in the first
-    node's calendar; rework: per node, visits, rejects (visits that sent the order back) and
-    revisits (visits beyond an order's first); variants: the distinct node sequences with their
-    share of the orders, most common first. JSON: {orders, edges: [{from, to, count,
-    median_business_seconds}], rework: [{node, visits, orders, rejects, revisits}], variants:
-    [{path, orders, share}], variants_total, other_orders}. CSV: the edges.
-    """
     from ffctl.commands._output import Column, dumps, render, resolve_format
     from ffctl.core.flow import flow_report
 
@@ -339,20 +326,18 @@ def _say_if_read_only(st: AppState, refreshed: dict) -> None:
     if refreshed.get("mode") == "read-only":
         from ffctl.commands._output import message
         from ffctl.core.clock import shown
-        from ffctl.i18n import _
 
         message(_("Note: the store is read-only; the figures are as of its last refresh ({at}).").format(
             at=shown(refreshed.get("refreshed_at"), st.tz)))
 
 
-@app.command()
+@app.command(help=_("Write a self-contained HTML dashboard (inline SVG charts; opens offline, no scripts)."))
 def dashboard(
     ctx: typer.Context,
-    out: Path = typer.Option(..., "--out", "-o", metavar="FILE.html", help="Where to write the HTML file ('-': stdout)."),
+    out: Path = typer.Option(..., "--out", "-o", metavar="FILE.html", help=_("Where to write the HTML file ('-': stdout).")),
     start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
     end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
 ) -> None:
-    """Write a self-contained HTML dashboard (inline SVG charts; opens offline, no scripts)."""
     from ffctl.commands._output import message
     from ffctl.core.dashboard import build_dashboard
     from ffctl.core.errors import FfctlError
@@ -370,8 +355,8 @@ def dashboard(
     try:
         out.write_text(html, encoding="utf-8")
     except OSError as exc:
-        raise FfctlError(f"cannot write {out}: {exc.strerror or exc}") from None
-    message(f"Wrote {out} ({len(html.encode('utf-8')) // 1024 + 1} KB); open it in a browser, it needs no network.")
+        raise FfctlError(_("cannot write {out}: {value}").format(out=out, value=exc.strerror or exc)) from None
+    message(_("Wrote {out} ({value} KB); open it in a browser, it needs no network.").format(out=out, value=len(html.encode('utf-8')) // 1024 + 1))
 
 
 # --- table views -----------------------------------------------------------------------------
@@ -431,17 +416,16 @@ def bar(actual, target, unit: str, met, width: int = 20):
 def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
     from ffctl.commands._output import get_console, message, new_table, print_fitted, safe
     from ffctl.core.kpi import percent_decimals
-    from ffctl.i18n import _
 
     kpis = [r for r in rows if r["kpi"] != "bottleneck"]
     if not kpis:
-        message(f"No orders: {_describe_period(period, tz)}.")
+        message(_("No orders: {describe_period}.").format(describe_period=_describe_period(period, tz)))
         return
     with_baseline = any(r.get("baseline") is not None for r in kpis)  # only when [kpi.baseline] is set
 
     def build(compact: bool):
         # compact (a narrow terminal): no bar, so the KPI names stay whole; red still marks a miss
-        table = new_table(compact, title=f"Fulfillment KPIs — {_describe_period(period, tz)}")
+        table = new_table(compact, title=_("Fulfillment KPIs — {describe_period}").format(describe_period=_describe_period(period, tz)))
         table.add_column("KPI", no_wrap=compact)
         if by:
             table.add_column(by)
@@ -478,10 +462,10 @@ def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
 
     print_fitted(build)
     console = get_console()
-    console.print("[dim]gap = actual - target; red: the target is missed. Times are medians (p90 beside).[/dim]")
+    console.print(_("[dim]gap = actual - target; red: the target is missed. Times are medians (p90 beside).[/dim]"))
     if with_baseline:
-        console.print("[dim]" + _("baseline: where the KPI stood before ([kpi.baseline] in the config); read "
-                                  "baseline → actual → target.") + "[/dim]")
+        console.print(_("[dim]") + _("baseline: where the KPI stood before ([kpi.baseline] in the config); read "
+                                  "baseline → actual → target.") + _("[/dim]"))
     for r in kpis:
         if r["kpi"] == "return_rate" and r.get("top_reasons"):
             reasons = ", ".join(f"{safe(x['reason'])} {x['units']:,}" for x in r["top_reasons"])
@@ -489,7 +473,7 @@ def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
             console.print(_("Top return reasons{where}: {reasons}").format(where=where, reasons=reasons))
     for b in (r for r in rows if r["kpi"] == "bottleneck"):
         if b["node"] is None:
-            console.print("Bottleneck: none — no node breached its SLA.")
+            console.print(_("Bottleneck: none — no node breached its SLA."))
         else:
             console.print(
                 _("[bold]Bottleneck: {node}[/bold] — {breaches}% of breaches ({count}), {over}% of time over "
@@ -509,10 +493,9 @@ def _late(seconds) -> str:
 def _sla_table(rows: list[dict], period, tz: str) -> None:
     from ffctl.commands._output import get_console, message, new_table, print_fitted, safe, say_not_shown
     from ffctl.core.durations import approx_duration, format_duration
-    from ffctl.i18n import _
 
     if not rows:
-        message(f"No node visits: {_describe_period(period, tz)}.")
+        message(_("No node visits: {describe_period}.").format(describe_period=_describe_period(period, tz)))
         return
 
     def dur(seconds):
@@ -526,7 +509,7 @@ def _sla_table(rows: list[dict], period, tz: str) -> None:
     layouts = ((), ("owner",), ("owner", "in SLA"), ("owner", "in SLA", "esc.", "auto"))
 
     def build(hidden: tuple[str, ...]):
-        table = new_table(True, title=f"SLA per node — {_describe_period(period, tz)}")
+        table = new_table(True, title=_("SLA per node — {describe_period}").format(describe_period=_describe_period(period, tz)))
         shown = [i for i, (name, _justify) in enumerate(columns) if name not in hidden]
         for i in shown:
             table.add_column(columns[i][0], justify=columns[i][1], no_wrap=True)
@@ -547,17 +530,16 @@ def _sla_table(rows: list[dict], period, tz: str) -> None:
     console = get_console()
     worst = next((r["node"] for r in rows if r["bottleneck"]), None)
     if worst:
-        console.print(f"[bold]* bottleneck: {safe(worst)}[/bold] (largest share of breaches and time over SLA)")
-    console.print("[dim]" + _("done: visits closed by a decision; p50/p90: wall-clock time in the node; 'in SLA' "
+        console.print(_("[bold]* bottleneck: {safe}[/bold] (largest share of breaches and time over SLA)").format(safe=safe(worst)))
+    console.print(_("[dim]") + _("done: visits closed by a decision; p50/p90: wall-clock time in the node; 'in SLA' "
                               "compares with the deadline, counted in the node's calendar; breaches: visits that "
                               "stopped after their deadline or still run past it; late: business time past the "
-                              "deadline of the breached visits.") + "[/dim]")
+                              "deadline of the breached visits.") + _("[/dim]"))
 
 
 def _flow_tables(report: dict, period, tz: str) -> None:
     from ffctl.commands._output import get_console, message, new_table, safe
     from ffctl.core.durations import approx_duration
-    from ffctl.i18n import _, ngettext
 
     if not report["orders"]:
         message(_("No node visits: {period}.").format(period=_describe_period(period, tz)))
@@ -586,10 +568,10 @@ def _flow_tables(report: dict, period, tz: str) -> None:
     console.print(variants)
     if report["other_orders"]:
         others = report["variants_total"] - len(report["variants"])
-        console.print("[dim]" + ngettext("{orders} more order", "{orders} more orders", report["other_orders"]).format(
+        console.print(_("[dim]") + ngettext("{orders} more order", "{orders} more orders", report["other_orders"]).format(
             orders=f"{report['other_orders']:,}") + " " + ngettext(
             "took {paths} other path (--top shows more).", "took {paths} other paths (--top shows more).",
-            others).format(paths=f"{others:,}") + "[/dim]")
-    console.print("[dim]" + _("median time: business time from entering the first node to entering the next, in "
+            others).format(paths=f"{others:,}") + _("[/dim]"))
+    console.print(_("[dim]") + _("median time: business time from entering the first node to entering the next, in "
                               "the first node's calendar; rejects send an order back; revisits: visits beyond an "
-                              "order's first to the node.") + "[/dim]")
+                              "order's first to the node.") + _("[/dim]"))

@@ -8,8 +8,9 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState, format_option
+from ffctl.i18n import _
 
-app = typer.Typer(help="Purchase requisitions drafted by the rules.", no_args_is_help=True)
+app = typer.Typer(help=_("Purchase requisitions drafted by the rules."), no_args_is_help=True)
 
 
 class Status(str, Enum):
@@ -18,14 +19,13 @@ class Status(str, Enum):
     rejected = "rejected"
 
 
-@app.command("list")
+@app.command("list", help=_("Requisitions, oldest first, with the numbers that caused each one."))
 def list_(
     ctx: typer.Context,
-    status: Optional[Status] = typer.Option(None, "--status", help="Only draft, approved or rejected ones.",
+    status: Optional[Status] = typer.Option(None, "--status", help=_("Only draft, approved or rejected ones."),
                                             case_sensitive=False),
     fmt=format_option(),
 ) -> None:
-    """Requisitions, oldest first, with the numbers that caused each one."""
     from ffctl.commands._output import Column, render
     from ffctl.core.requisitions import list_requisitions
 
@@ -37,7 +37,7 @@ def list_(
         Column("status"), Column("created_at", "created"), Column("reason"),
         Column("decided_by", "decided by"), Column("decided_at", "decided"),
     ]
-    render(rows, columns, fmt, tz=st.tz, empty="No requisitions" + (f" with status {status.value}." if status else "."))
+    render(rows, columns, fmt, tz=st.tz, empty=_("No requisitions") + (_(" with status {value}.").format(value=status.value) if status else "."))
 
 
 def _decide(ctx: typer.Context, req_id: int, approve: bool, reason: str | None) -> None:
@@ -48,24 +48,21 @@ def _decide(ctx: typer.Context, req_id: int, approve: bool, reason: str | None) 
     with st.store().session(write=True) as s:
         row = decide_requisition(s, req_id, approve=approve, at=st.now(), actor=st.user, reason=reason)
     supplier = f" from {row['supplier']}" if row["supplier"] else ""
-    message(f"Requisition #{row['id']} {row['status']}: {row['qty']} x {row['sku']}{supplier}.")
+    message(_("Requisition #{id} {status}: {qty} x {sku}{supplier}.").format(id=row['id'], status=row['status'], qty=row['qty'], sku=row['sku'], supplier=supplier))
 
 
-@app.command()
-def approve(ctx: typer.Context, req_id: int = typer.Argument(..., metavar="ID", help="The requisition id.")) -> None:
-    """Approve a draft requisition (only drafts can be decided)."""
+@app.command(help=_("Approve a draft requisition (only drafts can be decided)."))
+def approve(ctx: typer.Context, req_id: int = typer.Argument(..., metavar="ID", help=_("The requisition id."))) -> None:
     _decide(ctx, req_id, True, None)
 
 
-@app.command()
+@app.command(help=_("Reject a draft requisition.\n"
+               "\n"
+               "While the SKU stays below safety stock the rule drafts a new one at its next run; set the\n"
+               "product's safety_stock to 0 to stop reordering it."))
 def reject(
     ctx: typer.Context,
-    req_id: int = typer.Argument(..., metavar="ID", help="The requisition id."),
-    reason: Optional[str] = typer.Option(None, "--reason", help="Why (kept in the audit trail)."),
+    req_id: int = typer.Argument(..., metavar="ID", help=_("The requisition id.")),
+    reason: Optional[str] = typer.Option(None, "--reason", help=_("Why (kept in the audit trail).")),
 ) -> None:
-    """Reject a draft requisition.
-
-    While the SKU stays below safety stock the rule drafts a new one at its next run; set the
-    product's safety_stock to 0 to stop reordering it.
-    """
     _decide(ctx, req_id, False, reason)

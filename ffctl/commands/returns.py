@@ -9,23 +9,22 @@ import typer
 from ffctl.commands._common import AppState
 from ffctl.i18n import _, ngettext
 
-app = typer.Typer(help="Record units of a shipped order that came back, with the reason.")
+app = typer.Typer(help=_("Record units of a shipped order that came back, with the reason."))
 
 
-@app.command(name="return")
+@app.command(name="return", help=_("Record a return: at most what each line shipped less what came back already; the order's\n"
+               "timeline gets a `returned` event; with --restock the units go back on hand (a stock move)."))
 def return_(
     ctx: typer.Context,
-    order_id: str = typer.Argument(..., help="The order id."),
+    order_id: str = typer.Argument(..., help=_("The order id.")),
     line: list[str] = typer.Option(..., "--line", metavar="LINE_NO:QTY",
-                                   help="QTY units of order line LINE_NO came back (repeatable)."),
-    reason: str = typer.Option(..., "--reason", help="Why they came back, e.g. damaged or wrong_size."),
+                                   help=_("QTY units of order line LINE_NO came back (repeatable).")),
+    reason: str = typer.Option(..., "--reason", help=_("Why they came back, e.g. damaged or wrong_size.")),
     at: Optional[str] = typer.Option(None, "--at", metavar="TIME",
-                                     help="When they came back (default: the command clock)."),
+                                     help=_("When they came back (default: the command clock).")),
     restock: Optional[str] = typer.Option(None, "--restock", metavar="WAREHOUSE",
-                                          help="Put the units back on hand in this warehouse."),
+                                          help=_("Put the units back on hand in this warehouse.")),
 ) -> None:
-    """Record a return: at most what each line shipped less what came back already; the order's
-    timeline gets a `returned` event; with --restock the units go back on hand (a stock move)."""
     from ffctl.commands._output import message
     from ffctl.core.clock import parse_time
     from ffctl.core.errors import UsageError

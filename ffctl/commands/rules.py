@@ -7,26 +7,24 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState, format_option, parse_user_time
-from ffctl.i18n import ngettext
+from ffctl.i18n import _, ngettext
 
-app = typer.Typer(help="Run or list the rules: low stock, dwelling orders, suppliers.", no_args_is_help=True)
+app = typer.Typer(help=_("Run or list the rules: low stock, dwelling orders, suppliers."), no_args_is_help=True)
 
 ITEM_COLUMNS = ("rule", "kind", "subject", "what", "detail")
 
 
-@app.command()
+@app.command(help=_("Evaluate every rule once: draft requisitions, flag dwelling orders, freeze weak suppliers.\n"
+               "\n"
+               "Each hit happens once: a SKU gets one draft requisition, an order one standing flag, a supplier\n"
+               "one freeze, however often (or however many at once) the rules run."))
 def run(
     ctx: typer.Context,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show what the rules would do; change nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run", help=_("Show what the rules would do; change nothing.")),
     now: Optional[str] = typer.Option(None, "--now", metavar="ISO",
-                                      help="Evaluate at this time (same as the global --now)."),
+                                      help=_("Evaluate at this time (same as the global --now).")),
     fmt=format_option(),
 ) -> None:
-    """Evaluate every rule once: draft requisitions, flag dwelling orders, freeze weak suppliers.
-
-    Each hit happens once: a SKU gets one draft requisition, an order one standing flag, a supplier
-    one freeze, however often (or however many at once) the rules run.
-    """
     from ffctl.commands._output import Column, dumps, get_console, message, render, resolve_format, safe, table_cell
     from ffctl.core.rules import run_rules
 
@@ -45,7 +43,7 @@ def run(
         return
     from rich.table import Table
 
-    summary = Table(header_style="bold", title="rules" + (" (dry run)" if dry_run else ""))
+    summary = Table(header_style="bold", title=_("rules") + (_(" (dry run)") if dry_run else ""))
     summary.add_column("rule")
     summary.add_column("kind")
     summary.add_column("hits", justify="right")
@@ -59,14 +57,12 @@ def run(
     verb = "would queue" if dry_run else "queued"
     hits = ngettext("{n} hit", "{n} hits", result["hits"]).format(n=result["hits"])
     notes = ngettext("{n} notification", "{n} notifications", result["notifications"]).format(n=result["notifications"])
-    message(f"Rules at {table_cell(at, st.tz)} ({st.tz}): {hits}; "
-            f"{verb} {notes}"
-            + (" — dry run, nothing changed." if dry_run else "."))
+    message(_("Rules at {table_cell} ({tz}): {hits}; {verb} {notes}").format(table_cell=table_cell(at, st.tz), tz=st.tz, hits=hits, verb=verb, notes=notes)
+            + (_(" — dry run, nothing changed.") if dry_run else "."))
 
 
-@app.command("list")
+@app.command("list", help=_("Each rule in the config: its condition and action, when it last ran and what it hit."))
 def list_(ctx: typer.Context, fmt=format_option()) -> None:
-    """Each rule in the config: its condition and action, when it last ran and what it hit."""
     from ffctl.commands._output import Column, render
     from ffctl.core.rules import list_rules
 
@@ -79,4 +75,4 @@ def list_(ctx: typer.Context, fmt=format_option()) -> None:
         Column("last_run_at", "last run"), Column("last_hits", "last hits", justify="right"),
         Column("total_hits", "total hits", justify="right"),
     ]
-    render(rows, columns, fmt, tz=st.tz, empty="No rules in the config ([rules.NAME] sections).")
+    render(rows, columns, fmt, tz=st.tz, empty=_("No rules in the config ([rules.NAME] sections)."))

@@ -7,37 +7,35 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState, format_option
+from ffctl.i18n import _
 
-app = typer.Typer(help="Run due scheduled jobs (one cron line); show next runs.", no_args_is_help=True)
+app = typer.Typer(help=_("Run due scheduled jobs (one cron line); show next runs."), no_args_is_help=True)
 
 
-@app.command()
+@app.command(help=_("Run each [schedule] job whose cron time has come since its last run, once.\n"
+               "\n"
+               "Meant for cron every minute:\n"
+               "\n"
+               "\b\n"
+               "    * * * * *  ffctl --config /path/ffctl.toml schedule tick\n"
+               "\n"
+               "Missed runs coalesce into one; overlapping ticks never run a job twice for one cron time.\n"
+               "Exit code 1 if a job failed (the others still run)."))
 def tick(
     ctx: typer.Context,
-    job: Optional[str] = typer.Option(None, "--job", metavar="JOB", help="Consider only this job."),
+    job: Optional[str] = typer.Option(None, "--job", metavar="JOB", help=_("Consider only this job.")),
     fmt=format_option(),
 ) -> None:
-    """Run each [schedule] job whose cron time has come since its last run, once.
-
-    Meant for cron every minute:
-
-    \b
-        * * * * *  ffctl --config /path/ffctl.toml schedule tick
-
-    Missed runs coalesce into one; overlapping ticks never run a job twice for one cron time.
-    Exit code 1 if a job failed (the others still run).
-    """
     from ffctl.commands._output import Column, message, render
     from ffctl.core import schedule
     from ffctl.core.errors import UsageError
-    from ffctl.i18n import _
 
     st = AppState.of(ctx)
     cfg = st.config()
     if job is not None and job not in cfg.schedule:
-        raise UsageError(f"--job {job!r} is not in [schedule]; scheduled jobs: {', '.join(cfg.schedule) or 'none'}")
+        raise UsageError(_("--job {job!r} is not in [schedule]; scheduled jobs: {value}").format(job=job, value=', '.join(cfg.schedule) or 'none'))
     if not cfg.schedule:
-        message(f"No jobs in [schedule] of {st.config_path}; nothing to run.")
+        message(_("No jobs in [schedule] of {config_path}; nothing to run.").format(config_path=st.config_path))
     rows = schedule.tick(st.store(), cfg, now=st.now(), only=job)
     for row in rows:
         if row["note"]:
@@ -45,19 +43,17 @@ def tick(
                     if row["ran"] else _("{job}: {note}.").format(job=row["job"], note=row["note"]))
     columns = [Column("job"), Column("cron"), Column("due_at", "cron time"), Column("ran"),
                Column("result")]
-    render(rows, columns, fmt, tz=st.tz, empty="No scheduled jobs.")
+    render(rows, columns, fmt, tz=st.tz, empty=_("No scheduled jobs."))
     failed = [r["job"] for r in rows if not r["ok"]]
     if failed:
         message(_("Failed: {jobs} (recorded; see `ffctl schedule show`).").format(jobs=", ".join(failed)))
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(help=_("Each scheduled job: cron, last run and its result, and the next run (local time)."))
 def show(ctx: typer.Context, fmt=format_option()) -> None:
-    """Each scheduled job: cron, last run and its result, and the next run (local time)."""
     from ffctl.commands._output import Column, message, render, table_cell
     from ffctl.core import schedule
-    from ffctl.i18n import _
 
     st = AppState.of(ctx)
     cfg = st.config()
@@ -66,7 +62,7 @@ def show(ctx: typer.Context, fmt=format_option()) -> None:
     columns = [Column("job"), Column("cron"), Column("last_due_at", "last cron time"),
                Column("last_ran_at", "last ran"), Column("last_result", "result"),
                Column("next_run_at", "next run", show=lambda v: _("never") if v is None else table_cell(v, st.tz))]
-    render(rows, columns, fmt, tz=st.tz, empty="No jobs in [schedule].")
+    render(rows, columns, fmt, tz=st.tz, empty=_("No jobs in [schedule]."))
     for row in rows:
         if row["note"]:
             message(_("{job}: {note}.").format(job=row["job"], note=row["note"])

@@ -9,23 +9,22 @@ import typer
 from ffctl.commands._common import AppState
 from ffctl.i18n import _, ngettext
 
-ship_app = typer.Typer(help="Record that an order has shipped.")
-deliver_app = typer.Typer(help="Record that an order was delivered, with any issue.")
+ship_app = typer.Typer(help=_("Record that an order has shipped."))
+deliver_app = typer.Typer(help=_("Record that an order was delivered, with any issue."))
 
 
-@ship_app.command()
+@ship_app.command(help=_("Record a shipment at the command clock: what left comes off on hand and the reservations;\n"
+               "once every unit is shipped or cancelled, the dispatch (auto = \"ship\") node completes."))
 def ship(
     ctx: typer.Context,
-    order_id: str = typer.Argument(..., help="The order id."),
+    order_id: str = typer.Argument(..., help=_("The order id.")),
     line: Optional[list[str]] = typer.Option(
         None, "--line", metavar="LINE_NO:QTY",
-        help="Ship QTY units of order line LINE_NO (repeatable); without it, every allocated, unshipped unit.",
+        help=_("Ship QTY units of order line LINE_NO (repeatable); without it, every allocated, unshipped unit."),
     ),
-    carrier: Optional[str] = typer.Option(None, "--carrier", help="Carrier name."),
-    tracking: Optional[str] = typer.Option(None, "--tracking", help="Tracking number."),
+    carrier: Optional[str] = typer.Option(None, "--carrier", help=_("Carrier name.")),
+    tracking: Optional[str] = typer.Option(None, "--tracking", help=_("Tracking number.")),
 ) -> None:
-    """Record a shipment at the command clock: what left comes off on hand and the reservations;
-    once every unit is shipped or cancelled, the dispatch (auto = "ship") node completes."""
     from ffctl.commands._output import message
     from ffctl.core.shipping import parse_line_spec, ship as ship_one
 
@@ -49,16 +48,15 @@ def ship(
             order=order_id, via=f" ({via})" if via else "", units=units, id=done["shipment_id"], left=left))
 
 
-@deliver_app.command()
+@deliver_app.command(help=_("Record a delivery at the command clock, with the issue if there was one."))
 def deliver(
     ctx: typer.Context,
-    order_id: str = typer.Argument(..., help="The order id."),
+    order_id: str = typer.Argument(..., help=_("The order id.")),
     issue: Optional[str] = typer.Option(
         None, "--issue", metavar="ISSUE",
-        help="A delivery problem: wrong_item, short, late, damaged, wrong_address or documents.",
+        help=_("A delivery problem: wrong_item, short, late, damaged, wrong_address or documents."),
     ),
 ) -> None:
-    """Record a delivery at the command clock, with the issue if there was one."""
     from ffctl.commands._output import message
     from ffctl.core.stock import deliver as deliver_one
 
@@ -67,6 +65,6 @@ def deliver(
     with st.store().session(write=True) as s:
         done = deliver_one(s, cfg, order_id, at=st.now(), actor=st.user, issue=issue)
     if not done:
-        message(f"{order_id} was already recorded as delivered with these details; nothing changed.")
+        message(_("{order_id} was already recorded as delivered with these details; nothing changed.").format(order_id=order_id))
         return
-    message(f"{order_id}: delivered{f' with an issue: {issue}' if issue else ''}.")
+    message(_("{order_id}: delivered{value}.").format(order_id=order_id, value=f' with an issue: {issue}' if issue else ''))

@@ -10,27 +10,25 @@ import typer
 from ffctl.commands._common import AppState, format_option
 from ffctl.i18n import _, ngettext
 
-app = typer.Typer(help="The SLA sweep (cron), the SLA status board and the breach forecast.", no_args_is_help=True)
+app = typer.Typer(help=_("The SLA sweep (cron), the SLA status board and the breach forecast."), no_args_is_help=True)
 
 _SWEEP_ROWS = (("at_risk", "newly at risk"), ("breached", "newly breached"))
 _ACTION_WORDS = {"remind": "reminders", "escalate": "escalations", "notify": "notify steps",
                  "auto_approve": "auto-approved", "auto_reject": "auto-rejected"}
 
 
-@app.command()
+@app.command(help=_("Flag at-risk and breached tasks, run the escalation ladders, run the rules, then send.\n"
+               "\n"
+               "Every step due by the command clock (--now) fires once and only once, even when sweeps\n"
+               "overlap, one was killed, or runs were missed. Each person gets at most one message per\n"
+               "channel: several orders make one digest. Exit code 0 even when there were breaches."))
 def sweep(
     ctx: typer.Context,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Report what a sweep now would do; change nothing."),
-    no_send: bool = typer.Option(False, "--no-send", help="Only queue notifications; leave delivery to `ffctl notify send`."),
-    no_rules: bool = typer.Option(False, "--no-rules", help="Skip the rule engine (`ffctl rules run` runs it alone)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help=_("Report what a sweep now would do; change nothing.")),
+    no_send: bool = typer.Option(False, "--no-send", help=_("Only queue notifications; leave delivery to `ffctl notify send`.")),
+    no_rules: bool = typer.Option(False, "--no-rules", help=_("Skip the rule engine (`ffctl rules run` runs it alone).")),
     fmt=format_option(),
 ) -> None:
-    """Flag at-risk and breached tasks, run the escalation ladders, run the rules, then send.
-
-    Every step due by the command clock (--now) fires once and only once, even when sweeps
-    overlap, one was killed, or runs were missed. Each person gets at most one message per
-    channel: several orders make one digest. Exit code 0 even when there were breaches.
-    """
     from ffctl.commands._output import dumps, message, resolve_format
     from ffctl.core import sla
 
@@ -55,7 +53,7 @@ def sweep(
     else:
         _sweep_table(result, st.tz)
     if dry_run:
-        message("Dry run: nothing was changed.")
+        message(_("Dry run: nothing was changed."))
     if report.busy:
         message(ngettext("Warning: {n} due task stayed locked by another transaction; the next sweep takes it.",
                          "Warning: {n} due tasks stayed locked by other transactions; the next sweep takes them.",
@@ -106,21 +104,19 @@ def _sweep_table(result: dict, tz: str) -> None:
     if result["items"]:
         render(result["items"], _item_columns(), "table", tz=tz)
     else:
-        console.print("Nothing was due.")
+        console.print(_("Nothing was due."))
 
 
 def _count(n: int, style: str) -> str:
     return f"[{style}]{n}[/]" if n else "0"
 
 
-@app.command()
+@app.command(help=_("Per node, in workflow order: open tasks, on hold, at risk, breached, escalated.\n"
+               "\n"
+               "Counted from the clocks against the command clock, so it is right whether or not a sweep ran:\n"
+               "breached is an open task past its deadline (a held one if its hold began after the deadline).\n"
+               "`report sla` counts the closed visits too."))
 def status(ctx: typer.Context, fmt=format_option()) -> None:
-    """Per node, in workflow order: open tasks, on hold, at risk, breached, escalated.
-
-    Counted from the clocks against the command clock, so it is right whether or not a sweep ran:
-    breached is an open task past its deadline (a held one if its hold began after the deadline).
-    `report sla` counts the closed visits too.
-    """
     from ffctl.commands._output import Column, render, safe
     from ffctl.core import sla
 
@@ -134,10 +130,10 @@ def status(ctx: typer.Context, fmt=format_option()) -> None:
 
     columns = [
         Column("node"), Column("owner", show=lambda v: safe(v or "auto")), Column("open", justify="right"),
-        Column("on_hold", "on hold", justify="right"), Column("at_risk", "at risk", justify="right", show=warn("yellow")),
-        Column("breached", justify="right", show=warn("red")), Column("escalated", justify="right", show=warn("magenta")),
+        Column("on_hold", "on hold", justify="right"), Column("at_risk", "at risk", justify="right", show=warn(_("yellow"))),
+        Column("breached", justify="right", show=warn(_("red"))), Column("escalated", justify="right", show=warn(_("magenta"))),
     ]
-    render(rows, columns, fmt, tz=st.tz, empty="No workflow nodes in the config.")
+    render(rows, columns, fmt, tz=st.tz, empty=_("No workflow nodes in the config."))
 
 
 # --- sla replay --------------------------------------------------------------------------------
@@ -152,39 +148,36 @@ _REPLAY_METRICS = (("breached", "breached"), ("attainment", "attainment"), ("lat
                    ("at_risk", "at risk"))
 
 
-@app.command()
+@app.command(help=_("What the period's SLA history would have been under CANDIDATE.toml, beside the current config.\n"
+               "\n"
+               "Every node visit that entered in the period is evaluated under both configs with the sweep's\n"
+               "own clock: breached, attainment, p90 lateness, at-risk warnings, escalation steps per action\n"
+               "and automatic actions, with the recorded figures beside the current column. People's recorded\n"
+               "completion times and holds are kept; the assumptions are printed under the table. Reads only:\n"
+               "it writes nothing and runs on a read-only store or standby.\n"
+               "\n"
+               "JSON: from, to, changes (as `config diff` words them), rows and totals (group, visits,\n"
+               "visits_candidate (differs with --by role when owners change), each metric as recorded,\n"
+               "current, candidate, delta), changed_path_orders (auto actions, rerouting by match),\n"
+               "assumptions; --orders adds orders. Exit 2 when CANDIDATE.toml fails `config check`,\n"
+               "1 when no visit entered in the period."))
 def replay(
     ctx: typer.Context,
-    candidate: str = typer.Argument(..., metavar="CANDIDATE.toml", help="The proposed config."),
+    candidate: str = typer.Argument(..., metavar="CANDIDATE.toml", help=_("The proposed config.")),
     start: str = typer.Option(None, "--from", metavar="DATE|TIME",
-                              help="Visits that entered from this date or time on [default: 30 days before --to]."),
+                              help=_("Visits that entered from this date or time on [default: 30 days before --to].")),
     end: str = typer.Option(None, "--to", metavar="DATE|TIME",
-                            help="Visits that entered up to this date (inclusive) or before this time [default: the clock]."),
-    by: Grouping = typer.Option(Grouping.node, "--by", help="Group the figures by node, workflow or role.",
+                            help=_("Visits that entered up to this date (inclusive) or before this time [default: the clock].")),
+    by: Grouping = typer.Option(Grouping.node, "--by", help=_("Group the figures by node, workflow or role."),
                                 case_sensitive=False),
-    orders: bool = typer.Option(False, "--orders", help="List the orders whose path would change, and why."),
+    orders: bool = typer.Option(False, "--orders", help=_("List the orders whose path would change, and why.")),
     fmt=format_option(),
 ) -> None:
-    """What the period's SLA history would have been under CANDIDATE.toml, beside the current config.
-
-    Every node visit that entered in the period is evaluated under both configs with the sweep's
-    own clock: breached, attainment, p90 lateness, at-risk warnings, escalation steps per action
-    and automatic actions, with the recorded figures beside the current column. People's recorded
-    completion times and holds are kept; the assumptions are printed under the table. Reads only:
-    it writes nothing and runs on a read-only store or standby.
-
-    JSON: from, to, changes (as `config diff` words them), rows and totals (group, visits,
-    visits_candidate (differs with --by role when owners change), each metric as recorded,
-    current, candidate, delta), changed_path_orders (auto actions, rerouting by match),
-    assumptions; --orders adds orders. Exit 2 when CANDIDATE.toml fails `config check`,
-    1 when no visit entered in the period.
-    """
     from ffctl.commands._output import dumps, message, resolve_format
     from ffctl.core import configdiff, replay as replay_core
     from ffctl.core.config import load_config
     from ffctl.core.errors import UsageError
     from ffctl.core.kpi import parse_period
-    from ffctl.i18n import _
 
     st = AppState.of(ctx)
     cfg = st.config()
@@ -250,7 +243,6 @@ def _replay_table(result: dict, tz: str) -> None:
 
     from ffctl.commands._output import get_console, safe
     from ffctl.core.clock import shown
-    from ffctl.i18n import _
 
     console = get_console()
     title = _("SLA replay of visits entered {start} to {end}").format(start=shown(result["from"], tz),
@@ -274,39 +266,37 @@ def _replay_table(result: dict, tz: str) -> None:
     if result["changes"]:
         console.print(_("Changes in the candidate:"))
         for text in result["changes"]:
-            console.print(f"  {safe(text)}")
+            console.print(_("  {safe}").format(safe=safe(text)))
     console.print(_("Orders whose path would change: {n}").format(n=f"{result['changed_path_orders']:,}")
                   + ("" if "orders" in result or not result["changed_path_orders"] else _(" (--orders lists them)")))
     for o in result.get("orders", []):
-        console.print(f"  {safe(o['order_id'])}: {safe('; '.join(o['why']))}")
+        console.print(_("  {safe}: {safe2}").format(safe=safe(o['order_id']), safe2=safe('; '.join(o['why']))))
     console.print(_("Assumptions:"))
     for text in result["assumptions"]:
-        console.print(f"  - {safe(text)}")
+        console.print(_("  - {safe}").format(safe=safe(text)))
 
 
-@app.command()
+@app.command(help=_("Open tasks likely to breach, most likely first, each with its reason in words.\n"
+               "\n"
+               "p_breach comes from the node's own history (business time of the visits completed in\n"
+               "the last 30 days, given how long the task has already run), the tasks ahead of it in its\n"
+               "node's queue and how fast the node completes them. With --backtest: replays the period at\n"
+               "15-minute steps, predicting each instant from visits completed before it only, and prints\n"
+               "precision, recall, F1 and median lead time beside the warn_at rule on the same tasks."))
 def forecast(
     ctx: typer.Context,
-    node: Optional[str] = typer.Option(None, "--node", help="Only tasks at this node."),
-    role: Optional[str] = typer.Option(None, "--role", help="Only tasks assigned (owner or escalation) to this role."),
+    node: Optional[str] = typer.Option(None, "--node", help=_("Only tasks at this node.")),
+    role: Optional[str] = typer.Option(None, "--role", help=_("Only tasks assigned (owner or escalation) to this role.")),
     threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0,
-                                    help="Only tasks at least this likely to breach (0 shows every task)."),
+                                    help=_("Only tasks at least this likely to breach (0 shows every task).")),
     backtest: bool = typer.Option(False, "--backtest",
-                                  help="Replay a past period and score the forecast against the warn_at rule."),
+                                  help=_("Replay a past period and score the forecast against the warn_at rule.")),
     start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME",
-                                        help="--backtest: the period's start [default: 30 days before --to]."),
+                                        help=_("--backtest: the period's start [default: 30 days before --to].")),
     end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME",
-                                      help="--backtest: the period's end, a date inclusive [default: the command clock]."),
+                                      help=_("--backtest: the period's end, a date inclusive [default: the command clock].")),
     fmt=format_option(),
 ) -> None:
-    """Open tasks likely to breach, most likely first, each with its reason in words.
-
-    p_breach comes from the node's own history (business time of the visits completed in
-    the last 30 days, given how long the task has already run), the tasks ahead of it in its
-    node's queue and how fast the node completes them. With --backtest: replays the period at
-    15-minute steps, predicting each instant from visits completed before it only, and prints
-    precision, recall, F1 and median lead time beside the warn_at rule on the same tasks.
-    """
     from datetime import timedelta
 
     from ffctl.commands._output import Column, render, render_object, resolve_format

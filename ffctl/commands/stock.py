@@ -7,23 +7,22 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState, format_option
-from ffctl.i18n import ngettext
+from ffctl.i18n import _, ngettext
 
-app = typer.Typer(help="Stock per warehouse, available-to-promise, receipts, counts.", no_args_is_help=True)
+app = typer.Typer(help=_("Stock per warehouse, available-to-promise, receipts, counts."), no_args_is_help=True)
 
 
 def _available_text(value) -> str:
     return f"[bold red]{value}[/]" if isinstance(value, int) and value <= 0 else str(value)
 
 
-@app.command()
+@app.command(help=_("On hand, allocated, available, inbound and safety stock, per SKU and warehouse."))
 def show(
     ctx: typer.Context,
-    sku: Optional[str] = typer.Argument(None, help="One SKU [default: every SKU with stock or receipts]."),
-    warehouse: Optional[str] = typer.Option(None, "--warehouse", "-w", help="Only this warehouse."),
+    sku: Optional[str] = typer.Argument(None, help=_("One SKU [default: every SKU with stock or receipts].")),
+    warehouse: Optional[str] = typer.Option(None, "--warehouse", "-w", help=_("Only this warehouse.")),
     fmt=format_option(),
 ) -> None:
-    """On hand, allocated, available, inbound and safety stock, per SKU and warehouse."""
     from ffctl.commands._output import Column, render
     from ffctl.core.stock import stock_rows
 
@@ -36,22 +35,20 @@ def show(
         Column("inbound", justify="right"), Column("safety_stock", "safety stock", justify="right"),
     ]
     what = f" for {sku}" if sku else ""
-    render(rows, columns, fmt, tz=st.tz, empty=f"No stock recorded{what}.")
+    render(rows, columns, fmt, tz=st.tz, empty=_("No stock recorded{what}.").format(what=what))
 
 
-@app.command()
+@app.command(help=_("Time-phased available-to-promise and the earliest date QTY can ship.\n"
+               "\n"
+               "Today's figure is on hand minus allocated minus what open orders still need (unallocated);\n"
+               "each open receipt adds its quantity on its expected date (an overdue receipt counts today)."))
 def atp(
     ctx: typer.Context,
-    sku: str = typer.Argument(..., help="The SKU."),
-    qty: Optional[int] = typer.Option(None, "--qty", "-q", min=1, help="Quantity to ship [default: 1]."),
-    warehouse: Optional[str] = typer.Option(None, "--warehouse", "-w", help="Only this warehouse's supply."),
+    sku: str = typer.Argument(..., help=_("The SKU.")),
+    qty: Optional[int] = typer.Option(None, "--qty", "-q", min=1, help=_("Quantity to ship [default: 1].")),
+    warehouse: Optional[str] = typer.Option(None, "--warehouse", "-w", help=_("Only this warehouse's supply.")),
     fmt=format_option(),
 ) -> None:
-    """Time-phased available-to-promise and the earliest date QTY can ship.
-
-    Today's figure is on hand minus allocated minus what open orders still need (unallocated);
-    each open receipt adds its quantity on its expected date (an overdue receipt counts today).
-    """
     from ffctl.commands._output import render_object
     from ffctl.core.stock import atp as atp_of
 
@@ -68,23 +65,22 @@ def _atp_table(result: dict) -> None:
     from ffctl.commands._output import get_console, safe
 
     console = get_console()
-    table = Table(title=f"available to promise: {safe(result['sku'])}", header_style="bold")
+    table = Table(title=_("available to promise: {safe}").format(safe=safe(result['sku'])), header_style="bold")
     table.add_column("date")
     table.add_column("available", justify="right")
     for row in result["schedule"]:
         table.add_row(row["date"].isoformat(), _available_text(row["available"]))
     console.print(table)
     when = result["earliest_date"]
-    console.print(f"{result['qty']} can ship on {when.isoformat()}" if when else
-                  f"{result['qty']}: no known supply covers it (no date)", highlight=False)
+    console.print(_("{qty} can ship on {isoformat}").format(qty=result['qty'], isoformat=when.isoformat()) if when else
+                  _("{qty}: no known supply covers it (no date)").format(qty=result['qty']), highlight=False)
 
 
-@app.command()
+@app.command(help=_("Receive an expected receipt: its quantities move from inbound to on hand."))
 def receive(
     ctx: typer.Context,
-    receipt_id: str = typer.Argument(..., help="The receipt id (all its open lines are received)."),
+    receipt_id: str = typer.Argument(..., help=_("The receipt id (all its open lines are received).")),
 ) -> None:
-    """Receive an expected receipt: its quantities move from inbound to on hand."""
     from ffctl.commands._output import message
     from ffctl.core.stock import receive as receive_one
 
@@ -94,23 +90,22 @@ def receive(
     lines = ", ".join(f"{ln['sku']} {ln['qty']} into {ln['warehouse']}" for ln in result["lines"])
     message(ngettext("Received {receipt}: {n} unit ({lines}).", "Received {receipt}: {n} units ({lines}).",
                      result["units"]).format(receipt=receipt_id, n=result["units"], lines=lines))
-    message("Orders waiting for this stock get it on the next `ffctl allocate`.")
+    message(_("Orders waiting for this stock get it on the next `ffctl allocate`."))
 
 
-@app.command(context_settings={"ignore_unknown_options": True})
+@app.command(context_settings={"ignore_unknown_options": True}, help=_("Correct on hand by DELTA after a count; refused below zero or below what is allocated."))
 def adjust(
     ctx: typer.Context,
-    sku: str = typer.Argument(..., help="The SKU."),
-    warehouse: str = typer.Argument(..., help="The warehouse."),
-    delta: int = typer.Argument(..., help="Units to add (positive) or take away (negative, e.g. -3)."),
-    reason: str = typer.Option(..., "--reason", "-r", help="Why (counted, damaged, found...): recorded with the change."),
+    sku: str = typer.Argument(..., help=_("The SKU.")),
+    warehouse: str = typer.Argument(..., help=_("The warehouse.")),
+    delta: int = typer.Argument(..., help=_("Units to add (positive) or take away (negative, e.g. -3).")),
+    reason: str = typer.Option(..., "--reason", "-r", help=_("Why (counted, damaged, found...): recorded with the change.")),
 ) -> None:
-    """Correct on hand by DELTA after a count; refused below zero or below what is allocated."""
     from ffctl.commands._output import message
     from ffctl.core.stock import adjust as adjust_one
 
     st = AppState.of(ctx)
     with st.store().session(write=True) as s:
         r = adjust_one(s, sku, warehouse, delta, reason=reason, at=st.now(), actor=st.user)
-    message(f"{sku} in {warehouse}: on hand {r['on_hand_before']} -> {r['on_hand']} ({delta:+d}); "
-            f"{r['allocated']} allocated, {r['available']} available.")
+    message(_("{sku} in {warehouse}: on hand {on_hand_before} -> {on_hand} ({delta:+d}); {allocated} "
+              "allocated, {available} available.").format(sku=sku, warehouse=warehouse, on_hand_before=r['on_hand_before'], on_hand=r['on_hand'], delta=delta, allocated=r['allocated'], available=r['available']))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import typer
 
 from ffctl.commands._common import AppState, format_option
-from ffctl.i18n import ngettext
+from ffctl.i18n import _, ngettext
 
-app = typer.Typer(help="Supplier QC pass rates, delays and inspection exemption.", no_args_is_help=True)
+app = typer.Typer(help=_("Supplier QC pass rates, delays and inspection exemption."), no_args_is_help=True)
 
 
 def _rate(value) -> str:
@@ -18,9 +18,8 @@ def _days(value) -> str:
     return "-" if value is None else f"{value:+.1f}d"
 
 
-@app.command("list")
+@app.command("list", help=_("Every supplier: pass rate over the last 3 QC batches, average delay, exemption."))
 def list_(ctx: typer.Context, fmt=format_option()) -> None:
-    """Every supplier: pass rate over the last 3 QC batches, average delay, exemption."""
     from ffctl.commands._output import Column, render
     from ffctl.core.suppliers import list_suppliers, supplier_window
 
@@ -35,16 +34,15 @@ def list_(ctx: typer.Context, fmt=format_option()) -> None:
         Column("avg_delay_days", f"avg delay (last {window})", justify="right", show=_days),
         Column("exempt_frozen_at", "frozen"),
     ]
-    render(rows, columns, fmt, tz=st.tz, empty="No suppliers (ffctl import suppliers FILE).")
+    render(rows, columns, fmt, tz=st.tz, empty=_("No suppliers (ffctl import suppliers FILE)."))
 
 
-@app.command()
+@app.command(help=_("A supplier's numbers, its recent QC batches, and why its exemption was frozen."))
 def show(
     ctx: typer.Context,
-    supplier: str = typer.Argument(..., help="The supplier code."),
+    supplier: str = typer.Argument(..., help=_("The supplier code.")),
     fmt=format_option(),
 ) -> None:
-    """A supplier's numbers, its recent QC batches, and why its exemption was frozen."""
     from ffctl.commands._output import render_object
     from ffctl.core.suppliers import show_supplier
 
@@ -76,10 +74,10 @@ def _show_table(o: dict, tz: str) -> None:
     head.add_row("pass rate", f"{_rate(o['qc_pass_rate_last3'])} over the last 3 batches")
     head.add_row("avg delay", f"{_days(o['avg_delay_days'])} " + ngettext(
         "over the last batch", "over the last {n} batches", o["window_batches"]).format(n=o["window_batches"]))
-    console.print(Panel(head, title=f"supplier {safe(o['supplier'])}", expand=False))
+    console.print(Panel(head, title=_("supplier {safe}").format(safe=safe(o['supplier'])), expand=False))
 
     if o["batches"]:
-        batches = Table(title="recent QC batches (newest first)", header_style="bold")
+        batches = Table(title=_("recent QC batches (newest first)"), header_style="bold")
         for name, justify in (("batch", "left"), ("sku", "left"), ("inspected", "left"), ("passed", "right"),
                               ("total", "right"), ("pass rate", "right"), ("promised", "left"),
                               ("received", "left"), ("delay", "right")):
@@ -92,9 +90,9 @@ def _show_table(o: dict, tz: str) -> None:
             )
         console.print(batches)
     else:
-        console.print("No QC batches yet (ffctl import qc FILE).")
+        console.print(_("No QC batches yet (ffctl import qc FILE)."))
     if o["history"]:
-        history = Table(title="history", header_style="bold")
+        history = Table(title=_("history"), header_style="bold")
         for name in ("at", "event", "by", "detail"):
             history.add_column(name, overflow="fold")
         for e in o["history"]:

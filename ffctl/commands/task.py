@@ -9,29 +9,27 @@ import typer
 from ffctl.commands._common import AppState, format_option
 from ffctl.i18n import _, ngettext
 
-app = typer.Typer(help="The inbox: open node tasks with owner, deadline and time left.", no_args_is_help=True)
+app = typer.Typer(help=_("The inbox: open node tasks with owner, deadline and time left."), no_args_is_help=True)
 
 
-@app.callback()
+@app.callback(help=_("The inbox: open node tasks with owner, deadline and time left."))
 def task() -> None:
-    """The inbox: open node tasks with owner, deadline and time left."""
+    pass
 
 
-@app.command("list")
+@app.command("list", help=_("Open tasks, most urgent first: breached, then by deadline; held orders last.\n"
+               "\n"
+               "Without options, the tasks of your roles (owned, or escalated to them)."))
 def list_(
     ctx: typer.Context,
-    mine: bool = typer.Option(False, "--mine", help="Only tasks assigned to a role you are a member of (the default without --role or --all)."),
-    role: Optional[str] = typer.Option(None, "--role", help="Only tasks assigned (owner or escalation) to this role."),
-    everyone: bool = typer.Option(False, "--all", help="Every open task, whoever it is assigned to (members of admin)."),
-    at_risk: bool = typer.Option(False, "--at-risk", help="Only tasks past their warning point."),
-    breached: bool = typer.Option(False, "--breached", help="Only tasks past their deadline."),
-    limit: int = typer.Option(200, "--limit", help="Show at most this many tasks (0: all)."),
+    mine: bool = typer.Option(False, "--mine", help=_("Only tasks assigned to a role you are a member of (the default without --role or --all).")),
+    role: Optional[str] = typer.Option(None, "--role", help=_("Only tasks assigned (owner or escalation) to this role.")),
+    everyone: bool = typer.Option(False, "--all", help=_("Every open task, whoever it is assigned to (members of admin).")),
+    at_risk: bool = typer.Option(False, "--at-risk", help=_("Only tasks past their warning point.")),
+    breached: bool = typer.Option(False, "--breached", help=_("Only tasks past their deadline.")),
+    limit: int = typer.Option(200, "--limit", help=_("Show at most this many tasks (0: all).")),
     fmt=format_option(),
 ) -> None:
-    """Open tasks, most urgent first: breached, then by deadline; held orders last.
-
-    Without options, the tasks of your roles (owned, or escalated to them).
-    """
     from ffctl.commands._output import Column, message, render, resolve_format, say_cut
     from ffctl.commands.order import for_table, left_text, priority_text, state_text
     from ffctl.core.inbox import list_tasks, only_mine, roles_of
