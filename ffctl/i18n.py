@@ -23,3 +23,9 @@ def _(message: str) -> str:
 
 def ngettext(singular: str, plural: str, n: int) -> str:
     return _translation.ngettext(singular, plural, n)
+
+
+def N_(message: str) -> str:
+    """Mark a message for extraction without translating it: for module-level tables and column
+    labels whose text is translated where it is shown (``_(label)`` at render)."""
+    return message

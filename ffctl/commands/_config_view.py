@@ -25,48 +25,48 @@ from ffctl.core.config import (
 )
 from ffctl.core.durations import format_duration
 from ffctl.core.secrets import mask_url
-from ffctl.i18n import _, ngettext
+from ffctl.i18n import N_, _, ngettext
 
 
 def describe_workflows(config: Config) -> str:
     """A plain-text picture of the config for business users: workflows as node lists with their
     SLA, owner and escalation ladder, then one line per role, calendar, rule and schedule job."""
-    out: list[str] = [f"config {config.file}"]
+    out: list[str] = [_("config {file}").format(file=config.file)]
     if config.database_url:
-        out.append(f"  database  {mask_url(config.database_url)}")
+        out.append(_("  database  {mask_url}").format(mask_url=mask_url(config.database_url)))
     else:
-        out.append("  database  not set: sqlite ffctl.db next to this file (unless --db or FFCTL_DB)")
-    out.append(f"  timezone  {config.timezone}")
+        out.append(_("  database  not set: sqlite ffctl.db next to this file (unless --db or FFCTL_DB)"))
+    out.append(_("  timezone  {timezone}").format(timezone=config.timezone))
     out.append("")
-    out.append("Workflows are tried in this order; an order takes the first one that matches.")
-    out.append("Ladder times count from the node's deadline, on the node's clock.")
+    out.append(_("Workflows are tried in this order; an order takes the first one that matches."))
+    out.append(_("Ladder times count from the node's deadline, on the node's clock."))
     for workflow in config.workflows:
         out.append("")
         out.extend(_describe_workflow(config, workflow))
     if not config.workflows:
         out.append("")
-        out.append("no workflows: imported orders have nowhere to go")
+        out.append(_("no workflows: imported orders have nowhere to go"))
     unused = [n for n in config.nodes if not any(n in wf.nodes for wf in config.workflows)]
     if unused:
         out.append("")
-        out.append(f"nodes in no workflow: {', '.join(unused)}")
+        out.append(_("nodes in no workflow: {names}").format(names=', '.join(unused)))
 
-    out.extend(_section("roles", _describe_roles(config)))
-    out.extend(_section("users (how people are reached)", _describe_users(config)))
-    out.extend(_section("calendars", [(c.name, _describe_calendar(c)) for c in config.calendars.values()]))
-    out.extend(_section("rules", [(r.name, _describe_rule(config, r)) for r in config.rules]))
-    out.extend(_section("notifications", [("", _describe_notify(config.notify))]))
-    out.extend(_section("schedule (run by `ffctl schedule tick` from cron every minute)", _describe_schedule(config.schedule)))
-    out.extend(_section("kpi targets", _describe_targets(config.kpi_targets)))
+    out.extend(_section(_("roles"), _describe_roles(config)))
+    out.extend(_section(_("users (how people are reached)"), _describe_users(config)))
+    out.extend(_section(_("calendars"), [(c.name, _describe_calendar(c)) for c in config.calendars.values()]))
+    out.extend(_section(_("rules"), [(r.name, _describe_rule(config, r)) for r in config.rules]))
+    out.extend(_section(_("notifications"), [("", _describe_notify(config.notify))]))
+    out.extend(_section(_("schedule (run by `ffctl schedule tick` from cron every minute)"), _describe_schedule(config.schedule)))
+    out.extend(_section(_("kpi targets"), _describe_targets(config.kpi_targets)))
     if config.kpi_baseline:
-        out.extend(_section("kpi baseline (where each KPI stood before; reports show baseline → actual → target)",
+        out.extend(_section(_("kpi baseline (where each KPI stood before; reports show baseline → actual → target)"),
                             _describe_baseline(config.kpi_baseline)))
     return "\n".join(out) + "\n"
 
 
 def _section(title: str, rows: list[tuple[str, str]]) -> list[str]:
     if not rows:
-        return ["", f"{title}: none"]
+        return ["", _("{title}: none").format(title=title)]
     width = max(len(name) for name, _ in rows)
     lines = ["", title]
     for name, text in rows:
@@ -75,50 +75,51 @@ def _section(title: str, rows: list[tuple[str, str]]) -> list[str]:
 
 
 def _describe_workflow(config: Config, workflow: WorkflowConfig) -> list[str]:
-    fits = f"matches {describe_spec(workflow.match)}" if workflow.match else "matches every order"
-    lines = [f"workflow {workflow.name}  ({fits})"]
+    fits = _("matches {describe_spec}").format(describe_spec=describe_spec(workflow.match)) if workflow.match else _("matches every order")
+    lines = [_("workflow {name}  ({fits})").format(name=workflow.name, fits=fits)]
     width = max((len(n) for n in workflow.nodes), default=0)
     for position, name in enumerate(workflow.nodes, start=1):
         node = config.nodes[name]
         if node.auto:
-            who = f"auto: {node.auto}" + (f", owner {node.owner}" if node.owner else "")
+            who = _("auto: {auto}").format(auto=node.auto) + (_(", owner {owner}").format(owner=node.owner) if node.owner else "")
         else:
-            who = f"manual, owner {node.owner}"
-        clock = f"{node.calendar} hours" if node.calendar else "wall clock"
-        text = f"  {position}. {name:<{width}}  {who}   SLA {format_duration(node.sla_seconds)} ({clock}), at risk at {node.warn_at:.0%}"
+            who = _("manual, owner {owner}").format(owner=node.owner)
+        clock = _("{calendar} hours").format(calendar=node.calendar) if node.calendar else _("wall clock")
+        text = f"  {position}. {name:<{width}}  " + _("{who}   SLA {sla} ({clock}), at risk at {warn_at:.0%}").format(
+            who=who, sla=format_duration(node.sla_seconds), clock=clock, warn_at=node.warn_at)
         if node.critical:
-            text += "   critical"
+            text += _("   critical")
         if node.when:
-            text += f"   only when {describe_spec(node.when)}"
+            text += _("   only when {describe_spec}").format(describe_spec=describe_spec(node.when))
         lines.append(text)
         previous = workflow.nodes[position - 2] if position > 1 else None
-        lines.append(f"     ladder: {_describe_ladder(config, node, previous)}")
+        lines.append(_("     ladder: {describe_ladder}").format(describe_ladder=_describe_ladder(config, node, previous)))
     return lines
 
 
 def _describe_ladder(config: Config, node: NodeConfig, previous: str | None) -> str:
     if not node.escalation:
-        return "none (a breach is recorded, nobody is chased)"
+        return _("none (a breach is recorded, nobody is chased)")
     chain = config.escalation_chain(node.owner)
     escalations = 0
     steps = []
     for step in node.escalation:
         text = f"+{format_duration(step.after_seconds) if step.after_seconds else '0m'} "
         if step.action == "remind":
-            text += f"remind {node.owner}"
+            text += _("remind {owner}").format(owner=node.owner)
         elif step.action == "escalate":
             escalations += 1
             if escalations <= len(chain):
-                text += f"escalate → {chain[escalations - 1]}"
+                text += _("escalate → {role}").format(role=chain[escalations - 1])
             else:
                 top = chain[-1] if chain else node.owner
-                text += f"escalate → (no role above {top}: nobody new is added)"
+                text += _("escalate → (no role above {top}: nobody new is added)").format(top=top)
         elif step.action == "notify":
-            text += f"notify {', '.join(step.to)}"
+            text += _("notify {names}").format(names=', '.join(step.to))
         elif step.action == "auto_approve":
-            text += "auto-approve (the node completes by itself)"
+            text += _("auto-approve (the node completes by itself)")
         elif step.action == "auto_reject":
-            text += f"auto-reject → back to {previous}" if previous else "auto-reject → order on hold"
+            text += _("auto-reject → back to {previous}").format(previous=previous) if previous else _("auto-reject → order on hold")
         if step.reason:
             text += f' ("{step.reason}")'
         steps.append(text)
@@ -128,20 +129,20 @@ def _describe_ladder(config: Config, node: NodeConfig, previous: str | None) -> 
 def _describe_roles(config: Config) -> list[tuple[str, str]]:
     rows = []
     for role in config.roles.values():
-        members = ", ".join(role.members) if role.members else "(no members)"
+        members = ", ".join(role.members) if role.members else _("(no members)")
         chain = config.escalation_chain(role.name)
         chat = _(" · group chat {channels}").format(channels=_describe_channels(role.channels)) if role.channels else ""
-        rows.append((role.name, members + (f"   escalates to {' → '.join(chain)}" if chain else "") + chat))
+        rows.append((role.name, members + (_("   escalates to {names}").format(names=' → '.join(chain)) if chain else "") + chat))
     return rows
 
 
 def _describe_users(config: Config) -> list[tuple[str, str]]:
     rows = []
     for user in config.users.values():
-        channels = [f"email {user.email}"] if user.email else []
+        channels = [_("email {email}").format(email=user.email)] if user.email else []
         if user.channels:
             channels.append(_describe_channels(user.channels))
-        rows.append((user.name, ", ".join(channels) or "(no channels: notifications only go to the log)"))
+        rows.append((user.name, ", ".join(channels) or _("(no channels: notifications only go to the log)")))
     return rows
 
 
@@ -167,65 +168,66 @@ def _describe_calendar(calendar: CalendarConfig) -> str:
             closed.append(names)
     text = f"{calendar.timezone}   " + " · ".join(parts)
     if closed:
-        text += f" · closed {', '.join(closed)}"
+        text += _(" · closed {names}").format(names=', '.join(closed))
     if calendar.holidays:
         days = sorted(calendar.holidays)
-        shown = ", ".join(d.isoformat() for d in days[:4]) + (f" and {len(days) - 4} more" if len(days) > 4 else "")
-        text += f" · holidays {shown}"
+        shown = ", ".join(d.isoformat() for d in days[:4]) + (_(" and {n} more").format(n=len(days) - 4) if len(days) > 4 else "")
+        text += _(" · holidays {shown}").format(shown=shown)
     return text
 
 
 def _describe_rule(config: Config, rule: RuleConfig) -> str:
     p = rule.params
     if rule.kind == "stock_below":
-        level = "available + inbound stock" if p.get("include_inbound") else "available stock"
-        text = f"stock_below: {level} under the product's safety stock → draft a purchase requisition (one open per SKU)"
+        level = _("available + inbound stock") if p.get("include_inbound") else _("available stock")
+        text = _("stock_below: {level} under the product's safety stock → draft a purchase requisition (one open "
+                 "per SKU)").format(level=level)
     elif rule.kind == "dwell":
         node = config.nodes.get(str(p["node"]))
         if p["clock"] == "calendar":
-            clock = f"{node.calendar} hours" if node and node.calendar else "calendar clock, but the node has none: wall clock"
+            clock = _("{calendar} hours").format(calendar=node.calendar) if node and node.calendar else _("calendar clock, but the node has none: wall clock")
         else:
-            clock = "wall clock"
-        text = f"dwell: orders at {p['node']} longer than {format_duration(int(p['longer_than_seconds']))} ({clock}) → flag {p['flag']}"
+            clock = _("wall clock")
+        text = _("dwell: orders at {node} longer than {format_duration} ({clock}) → flag {flag}").format(node=p['node'], format_duration=format_duration(int(p['longer_than_seconds'])), clock=clock, flag=p['flag'])
     elif rule.kind == "supplier":
         reasons = []
         if p.get("qc_pass_rate_below") is not None:
             n = int(p["consecutive_batches"])
-            reasons.append(f"QC pass rate below {float(p['qc_pass_rate_below']) * 100:g}% "
+            reasons.append(_("QC pass rate below {percent:g}% ").format(percent=float(p['qc_pass_rate_below']) * 100)
                            + ngettext("in the last batch", "for {n} batches in a row", n).format(n=n))
         if p.get("avg_delay_days_above") is not None:
             n = int(p["window_batches"])
-            reasons.append(f"average delay above {float(p['avg_delay_days_above']):g} days "
+            reasons.append(_("average delay above {days:g} days ").format(days=float(p["avg_delay_days_above"]))
                            + ngettext("over the last batch", "over the last {n} batches", n).format(n=n))
-        text = f"supplier: {' or '.join(reasons)} → freeze inspection exemption"
+        text = _("supplier: {reasons} → freeze inspection exemption").format(reasons=_(" or ").join(reasons))
     else:
         text = rule.kind
     if rule.notify:
-        text += f" · notify {', '.join(rule.notify)}"
-    return text + f" · {rule.priority} priority"
+        text += _(" · notify {names}").format(names=', '.join(rule.notify))
+    return text + _(" · {priority} priority").format(priority=rule.priority)
 
 
 def _describe_notify(notify: NotifyConfig) -> str:
-    parts = [f"log {notify.log}" if notify.log else "no log file"]
+    parts = [_("log {log}").format(log=notify.log) if notify.log else _("no log file")]
     if notify.email:
         e = notify.email
-        auth = f", login {e.username or e.sender} with the password from ${e.password_env}" if e.password_env else ""
-        security = " (TLS)" if e.tls else " (STARTTLS)" if e.starttls else _(" (no TLS)")
+        auth = _(", login {login} with the password from ${password_env}").format(login=e.username or e.sender, password_env=e.password_env) if e.password_env else ""
+        security = _(" (TLS)") if e.tls else _(" (STARTTLS)") if e.starttls else _(" (no TLS)")
         if e.ca_file:
             security = security[:-1] + _(", trusting {file})").format(file=e.ca_file)
-        parts.append(f"email via {e.host}:{e.port}{security} from {e.sender}{auth}")
+        parts.append(_("email via {host}:{port}{security} from {sender}{auth}").format(host=e.host, port=e.port, security=security, sender=e.sender, auth=auth))
     else:
-        parts.append("no email server: email recipients are not mailed")
-    parts.append(f"up to {notify.max_attempts} attempts")
-    parts.append(f"webhook timeout {notify.webhook_timeout_seconds:g}s")
+        parts.append(_("no email server: email recipients are not mailed"))
+    parts.append(_("up to {max_attempts} attempts").format(max_attempts=notify.max_attempts))
+    parts.append(_("webhook timeout {webhook_timeout_seconds:g}s").format(webhook_timeout_seconds=notify.webhook_timeout_seconds))
     return " · ".join(parts)
 
 
 _JOB_PURPOSE = {
-    "sla_sweep": "flag at-risk and breached tasks, escalate, run the rules",
-    "notify_send": "deliver queued notifications",
-    "rules_run": "run the rule engine alone",
-    "daily_report": "the KPI report",
+    "sla_sweep": N_("flag at-risk and breached tasks, escalate, run the rules"),
+    "notify_send": N_("deliver queued notifications"),
+    "rules_run": N_("run the rule engine alone"),
+    "daily_report": N_("the KPI report"),
 }
 
 
@@ -235,9 +237,10 @@ def _describe_schedule(schedule: Mapping[str, str]) -> list[tuple[str, str]]:
     for job in SCHEDULE_JOBS:
         expression = schedule.get(job)
         if expression is None:
-            rows.append((job, f"{'-':<{width}}   not scheduled ({_JOB_PURPOSE[job]})"))
+            rows.append((job, f"{'-':<{width}}   " + _("not scheduled ({purpose})").format(purpose=_(_JOB_PURPOSE[job]))))
         else:
-            rows.append((job, f"{expression:<{width}}   {_describe_cron(expression)} ({_JOB_PURPOSE[job]})"))
+            rows.append((job, f"{expression:<{width}}   " + _("{schedule} ({purpose})").format(
+                schedule=_describe_cron(expression), purpose=_(_JOB_PURPOSE[job]))))
     return rows
 
 
@@ -248,17 +251,17 @@ def _describe_cron(expression: str) -> str:
         return expression
     minute, hour, dom, month, dow = fields
     if (dom, month, dow) != ("*", "*", "*"):
-        return "custom"
+        return _("custom")
     if hour == "*":
         if minute == "*":
-            return "every minute"
+            return _("every minute")
         if re.fullmatch(r"\*/\d+", minute):
-            return f"every {minute[2:]} minutes"
+            return _("every {n} minutes").format(n=minute[2:])
         if minute.isdigit():
-            return f"hourly at :{int(minute):02d}"
+            return _("hourly at :{minute:02d}").format(minute=int(minute))
     elif hour.isdigit() and minute.isdigit():
-        return f"daily at {int(hour):02d}:{int(minute):02d}"
-    return "custom"
+        return _("daily at {hour:02d}:{minute:02d}").format(hour=int(hour), minute=int(minute))
+    return _("custom")
 
 
 def _describe_targets(targets: Mapping[str, float]) -> list[tuple[str, str]]:

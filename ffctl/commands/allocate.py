@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from ffctl.commands._common import AppState, format_option
-from ffctl.i18n import _, ngettext
+from ffctl.i18n import N_, _, ngettext
 
 app = typer.Typer(help=_("Reserve stock for orders waiting at the allocation node."))
 
@@ -55,11 +55,11 @@ def allocate(
     cfg = st.config()
     kind = resolve_format(fmt)
     columns = [
-        Column("order_id", "order"), Column("priority", justify="right"),
-        Column("promised_ship_date", "promised"), Column("result", show=_result_text),
-        Column("allocated_now", "reserved now", justify="right"),
-        Column("backordered", justify="right"), Column("backorder_atp", "backorder ATP"),
-        Column("next_node", "now at"),
+        Column("order_id", N_("order")), Column("priority", justify="right"),
+        Column("promised_ship_date", N_("promised")), Column("result", show=_result_text),
+        Column("allocated_now", N_("reserved now"), justify="right"),
+        Column("backordered", justify="right"), Column("backorder_atp", N_("backorder ATP")),
+        Column("next_node", N_("now at")),
     ]
     # Rows are spooled (to disk past 8 MB) and printed once the transaction has committed, so a
     # big --all run keeps bounded memory and never prints a plan that was then rolled back.
@@ -94,12 +94,12 @@ def allocate(
                                  "Showing the first {shown:,} of {total:,} orders (--format csv or json shows all).",
                                  count[0]).format(shown=len(table_rows), total=count[0]))
     sm = result["summary"]
-    verb = "Would reserve" if dry_run else "Reserved"
+    verb = _("Would reserve") if dry_run else _("Reserved")
     units = ngettext("{n:,} unit", "{n:,} units", sm["units_allocated"]).format(n=sm["units_allocated"])
     orders = ngettext("{n:,} order", "{n:,} orders", sm["orders"]).format(n=sm["orders"])
     short = ngettext("{n:,} unit", "{n:,} units", sm["units_backordered"]).format(n=sm["units_backordered"])
     message(_("{verb} {units} for {orders}: {completed} fully allocated{value}, {partial} partial, "
-              "{backordered} waiting for stock; {short} backordered.").format(verb=verb, units=units, orders=orders, completed=sm['completed'], value=' (node completed)' if not dry_run and sm['completed'] else '', partial=sm['partial'], backordered=sm['backordered'], short=short) + (_(" Dry run: nothing was written.") if dry_run else ""))
+              "{backordered} waiting for stock; {short} backordered.").format(verb=verb, units=units, orders=orders, completed=sm['completed'], value=_(" (node completed)") if not dry_run and sm["completed"] else "", partial=sm['partial'], backordered=sm['backordered'], short=short) + (_(" Dry run: nothing was written.") if dry_run else ""))
     if result["skipped"]:
         skipped = result["skipped"]
         message(ngettext("{n:,} order was being changed by another process and was left for the next run: {ids}",

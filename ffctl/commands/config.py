@@ -34,7 +34,7 @@ def show_path(ctx: typer.Context) -> None:
     from ffctl.core.errors import mask_url
 
     st = AppState.of(ctx)
-    typer.echo(_("config: {resolve}{value}").format(resolve=st.config_path.resolve(), value='' if st.config_path.exists() else ' (missing)'))
+    typer.echo(_("config: {resolve}{value}").format(resolve=st.config_path.resolve(), value="" if st.config_path.exists() else _(" (missing)")))
     typer.echo(_("database: {mask_url}").format(mask_url=mask_url(st.db_url())))
 
 

@@ -210,7 +210,7 @@ class _progress_bar:
 
         self.bar = Progress(
             TextColumn("{task.description:<9}"), BarColumn(), TaskProgressColumn(),
-            TextColumn("{task.fields[rows]:>10,} rows"), _RateColumn(),
+            TextColumn(_("{task.fields[rows]:>10,} rows")), _RateColumn(),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
             transient=True, redirect_stdout=False, redirect_stderr=False, console=Console(stderr=True),
         )
@@ -246,7 +246,7 @@ def _rate_column():
             rows = task.fields.get("rows", 0)
             if not rows or elapsed <= 0 or (elapsed < 0.2 and task.stop_time is None):
                 return Text(" " * 14)  # too early for a figure (a finished phase has its final one)
-            return Text(f"{rows / elapsed:>8,.0f} rows/s")
+            return Text(_("{rate:>8,.0f} rows/s").format(rate=rows / elapsed))
 
     return RateColumn
 

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState, format_option
-from ffctl.i18n import _, ngettext
+from ffctl.i18n import N_, _, ngettext
 
 app = typer.Typer(help=_("Deliver queued notifications; see what went where."), no_args_is_help=True)
 
@@ -37,7 +37,7 @@ def send(
     else:
         columns = [Column("id", justify="right"), Column("recipient"), Column("channel"),
                    Column("status", show=_status_text), Column("attempts", justify="right"),
-                   Column("next_attempt_at", "next try"), Column("error")]
+                   Column("next_attempt_at", N_("next try")), Column("error")]
         render(report.items, columns, kind, tz=st.tz, empty=_("Nothing to send."))
     if report.items:
         deferred = _(", {count} held back by a chat's rate limit").format(count=report.deferred) if report.deferred else ""
@@ -74,10 +74,10 @@ def list_(
     with st.store().session() as s:
         rows, total = notify.list_notifications(s, status=status, limit=limit)
     columns = [
-        Column("id", justify="right"), Column("created_at", "created"), Column("recipient"), Column("channel"),
+        Column("id", justify="right"), Column("created_at", N_("created")), Column("recipient"), Column("channel"),
         Column("subject"), Column("status", show=_status_text),
-        Column("attempts", justify="right"), Column("sent_at", "sent"),
-        Column("last_error", "last error"),
+        Column("attempts", justify="right"), Column("sent_at", N_("sent")),
+        Column("last_error", N_("last error")),
     ]
     render(rows, columns, fmt, tz=st.tz, empty=_("No notifications match."))
     say_cut(len(rows), total, ngettext("notification", "notifications", total))

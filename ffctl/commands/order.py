@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState, format_option
-from ffctl.i18n import _, ngettext
+from ffctl.i18n import N_, _, ngettext
 
 app = typer.Typer(help=_("Find orders and see where each one is; hold, release, cancel."), no_args_is_help=True)
 
@@ -20,7 +20,8 @@ def left_text(seconds) -> str:
 
     if seconds is None:
         return "-"
-    return f"{approx_duration(seconds)} left" if seconds >= 0 else f"{approx_duration(-seconds)} late"
+    return (_("{duration} left").format(duration=approx_duration(seconds)) if seconds >= 0
+            else _("{duration} late").format(duration=approx_duration(-seconds)))
 
 
 def priority_text(value) -> str:
@@ -48,7 +49,7 @@ def for_table(rows: list[dict], fmt) -> list[dict]:
     for r in rows:
         r = dict(r)
         if r.get("state") == "on_hold":
-            r["deadline"] = "paused"
+            r["deadline"] = _("paused")
         if "owner" in r and r["owner"] is None:
             r["owner"] = _owner_text(None, r.get("auto"))
             if "assignees" in r and not r["assignees"]:
@@ -58,7 +59,7 @@ def for_table(rows: list[dict], fmt) -> list[dict]:
 
 
 def _owner_text(owner, auto=None) -> str:
-    return owner or (f"auto ({auto})" if auto else "auto")
+    return owner or (_("auto ({auto})").format(auto=auto) if auto else _("auto"))
 
 
 @app.command("list", help=_("List orders, oldest first, with where each one is and how its SLA stands."))
@@ -84,10 +85,10 @@ def list_(
         rows, total = list_orders(s, cfg, st.now(), node=node, status=status, at_risk=at_risk, breached=breached,
                                   flag=flag, customer=customer, search=search, limit=limit)
     columns = [
-        Column("order_id", "order"), Column("customer", narrow_drop=3), Column("status"), Column("node"),
+        Column("order_id", N_("order")), Column("customer", narrow_drop=3), Column("status"), Column("node"),
         Column("state", show=state_text), Column("deadline", narrow_drop=2),
-        Column("seconds_left", "time left", justify="right", show=left_text),
-        Column("flags"), Column("promised_ship_date", "promised", narrow_drop=1),
+        Column("seconds_left", N_("time left"), justify="right", show=left_text),
+        Column("flags"), Column("promised_ship_date", N_("promised"), narrow_drop=1),
     ]
     render(for_table(rows, fmt), columns, fmt, tz=st.tz, empty=_("No orders match."))
     say_cut(len(rows), total, ngettext("order", "orders", total))
@@ -120,8 +121,8 @@ def _show_table(o: dict, tz: str) -> None:
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("customer", safe(f"{o['customer_name']} ({o['customer']})"))
-    head.add_row("status", f"{o['status']}  workflow {o['workflow'] or '-'}")
+    head.add_row(_("customer"), safe(f"{o['customer_name']} ({o['customer']})"))
+    head.add_row(_("status"), _("{status}  workflow {workflow}").format(status=o["status"], workflow=o["workflow"] or "-"))
     if o["waiting_for"]:
         head.add_row("", f"[bold]{safe(o['waiting_for'])}[/]")
     facts = [_("priority {priority}").format(priority=priority_text(o["priority"]))] + [
@@ -133,20 +134,21 @@ def _show_table(o: dict, tz: str) -> None:
         head.add_row(_("on hold"), safe(_("{reason}  (`ffctl order release {order}` resumes it)").format(
             reason=o["hold_reason"] or "-", order=o["order_id"])))
     if cur:
-        head.add_row("now at", safe(cur["node"]))
+        head.add_row(_("now at"), safe(cur["node"]))
         owner = _owner_text(cur["owner"], cur["auto"])
         extra = [r for r in cur["assignees"] if r != cur["owner"]]
         people = f"  ({', '.join(cur['people'])})" if cur["people"] else ""
-        head.add_row("owner", safe(owner + (f", escalated to {', '.join(extra)}" if extra else "") + people))
+        head.add_row(_("owner"), safe(owner + (_(", escalated to {roles}").format(roles=", ".join(extra)) if extra else "")
+                                     + people))
         if cur["held_at"] is not None:
-            head.add_row("deadline", f"paused since {table_cell(cur['held_at'], tz)}; "
-                                     f"{left_text(cur['seconds_left'])} when released")
+            head.add_row(_("deadline"), _("paused since {held_at}; {left} when released").format(
+                held_at=table_cell(cur["held_at"], tz), left=left_text(cur["seconds_left"])))
         else:
-            head.add_row("deadline", f"{table_cell(cur['deadline'], tz)} ({tz}), {left_text(cur['seconds_left'])}")
-        head.add_row("state", state_text(cur["state"]))
+            head.add_row(_("deadline"), f"{table_cell(cur['deadline'], tz)} ({tz}), {left_text(cur['seconds_left'])}")
+        head.add_row(_("state"), state_text(cur["state"]))
     elif o["status"] == "open":
-        head.add_row("now at", "workflow finished")
-    head.add_row("promised", table_cell(o["promised_ship_date"], tz))
+        head.add_row(_("now at"), _("workflow finished"))
+    head.add_row(_("promised"), table_cell(o["promised_ship_date"], tz))
     if o["shipped_at"]:
         via = [_("by {carrier}").format(carrier=o["carrier"])] if o["carrier"] else []
         via += [_("tracking {tracking}").format(tracking=o["tracking"])] if o["tracking"] else []
@@ -161,14 +163,14 @@ def _show_table(o: dict, tz: str) -> None:
     if o["cancelled_at"]:
         head.add_row(_("cancelled"), safe(f"{table_cell(o['cancelled_at'], tz)}: {o['cancel_reason'] or '-'}"))
     if o["flags"]:
-        head.add_row("flags", f"[bold red]{safe(', '.join(o['flags']))}[/]")
+        head.add_row(_("flags"), f"[bold red]{safe(', '.join(o['flags']))}[/]")
     console.print(Panel(head, title=_("order {safe}").format(safe=safe(o['order_id'])), expand=False))
 
     lines = Table(title=_("lines"), header_style="bold")
-    for name, justify in (("line", "right"), ("sku", "left"), ("qty", "right"), ("allocated", "right"),
-                          ("shipped", "right"), ("cancelled", "right"), ("backordered", "right"),
-                          ("available to promise", "left")):
-        lines.add_column(name, justify=justify)
+    for name, justify in ((N_("line"), "right"), (N_("sku"), "left"), (N_("qty"), "right"), (N_("allocated"), "right"),
+                          (N_("shipped"), "right"), (N_("cancelled"), "right"), (N_("backordered"), "right"),
+                          (N_("available to promise"), "left")):
+        lines.add_column(_(name), justify=justify)
     for line in o["lines"]:
         atp = table_cell(line["atp_date"], tz) if line["atp_date"] else (line.get("atp_note") or "")
         lines.add_row(str(line["line_no"]), safe(line["sku"]), str(line["qty"]), str(line["allocated"]),
@@ -197,7 +199,7 @@ def _show_table(o: dict, tz: str) -> None:
         console.print(returns)
 
     timeline = Table(title=_("timeline"), header_style="bold")
-    for name in ("when", "event", "node", "who", "what"):
+    for name in (_("when"), _("event"), _("node"), _("who"), _("what")):
         timeline.add_column(name, overflow="fold")
     for e in o["timeline"]:
         timeline.add_row(table_cell(e["at"], tz), _event_text(e), safe(e["node"] or ""), safe(e["actor"]),
@@ -252,7 +254,7 @@ def release(
         task = workflow.current_task(s, order_id)
         view = workflow.task_view(task, cfg, st.now()) if task is not None and task.node in cfg.nodes else None
         node = task.node if task is not None else None
-    tail = f" at {node}, {left_text(view['seconds_left'])}" if view else ""
+    tail = _(" at {node}, {left}").format(node=node, left=left_text(view["seconds_left"])) if view else ""
     message(_("{order_id}: released{tail}.").format(order_id=order_id, tail=tail))
 
 

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState, Format, format_option
-from ffctl.i18n import _, ngettext
+from ffctl.i18n import N_, _, ngettext
 
 app = typer.Typer(help=_("KPIs against targets, workload per role, the paths orders take, the dashboard."), no_args_is_help=True)
 
@@ -134,7 +134,7 @@ def misses(
             rows = missed_orders(s, cfg, period=period, by=by.value, group=group)
             if kind != "json" and kind != "csv":
                 rows = [dict(r, components=", ".join(r["components"])) for r in rows]
-            columns = [Column(k, header="order" if k == "order_id" else None, narrow_drop=MISSED_ORDER_DROPS.get(k, 0))
+            columns = [Column(k, header=N_("order") if k == "order_id" else None, narrow_drop=MISSED_ORDER_DROPS.get(k, 0))
                        for k in MISSED_ORDER_COLUMNS]
             render(rows, columns, kind, tz=st.tz,
                    title=_("Missed orders — {period}").format(period=_describe_period(period, st.tz)),
@@ -147,9 +147,9 @@ def misses(
     shown = [dict(r, share=f"{r['share'] * 100:.1f}%", cumulative_share=f"{r['cumulative_share'] * 100:.1f}%",
                   group=r["group"] if r["group"] is not None else "-") for r in rows]
     columns = [Column("group", header=by.value), Column("orders", justify="right"),
-               Column("share", justify="right"), Column("cumulative_share", header="cumulative", justify="right")]
+               Column("share", justify="right"), Column("cumulative_share", header=N_("cumulative"), justify="right")]
     if by.value == "cause":
-        columns += [Column("role", header="owner role"), Column("supplier")]
+        columns += [Column("role", header=N_("owner role")), Column("supplier")]
     render(shown, columns, kind, tz=st.tz,
            title=_("Why orders were not perfect — {period}").format(period=_describe_period(period, st.tz)),
            empty=_("No missed orders: every shipped order in the period is perfect or not delivered yet."))
@@ -368,12 +368,12 @@ def _describe_period(period, tz: str) -> str:
         return local(dt, tz).strftime("%Y-%m-%d %H:%M")
 
     if period.start and period.end:
-        return f"orders created {show(period.start)} to {show(period.end)} ({tz})"
+        return _("orders created {start} to {end} ({tz})").format(start=show(period.start), end=show(period.end), tz=tz)
     if period.start:
-        return f"orders created since {show(period.start)} ({tz})"
+        return _("orders created since {start} ({tz})").format(start=show(period.start), tz=tz)
     if period.end:
-        return f"orders created before {show(period.end)} ({tz})"
-    return "all orders"
+        return _("orders created before {end} ({tz})").format(end=show(period.end), tz=tz)
+    return _("all orders")
 
 
 def value_text(value, unit: str, digits: int = 2) -> str:
@@ -426,15 +426,15 @@ def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
     def build(compact: bool):
         # compact (a narrow terminal): no bar, so the KPI names stay whole; red still marks a miss
         table = new_table(compact, title=_("Fulfillment KPIs — {describe_period}").format(describe_period=_describe_period(period, tz)))
-        table.add_column("KPI", no_wrap=compact)
+        table.add_column(_("KPI"), no_wrap=compact)
         if by:
             table.add_column(by)
         if with_baseline:
-            table.add_column("baseline", justify="right")
-        for name in ("actual", "p90", "target", "gap", "count"):
+            table.add_column(_("baseline"), justify="right")
+        for name in (_("actual"), _("p90"), _("target"), _("gap"), _("count")):
             table.add_column(name, justify="right")
         if not compact:
-            table.add_column("vs target (┃)")
+            table.add_column(_("vs target (┃)"))
         previous = None
         for r in kpis:
             first = r["kpi"] != previous
@@ -464,8 +464,8 @@ def _kpi_table(rows: list[dict], by: str | None, period, tz: str) -> None:
     console = get_console()
     console.print(_("[dim]gap = actual - target; red: the target is missed. Times are medians (p90 beside).[/dim]"))
     if with_baseline:
-        console.print(_("[dim]") + _("baseline: where the KPI stood before ([kpi.baseline] in the config); read "
-                                  "baseline → actual → target.") + _("[/dim]"))
+        console.print("[dim]" + _("baseline: where the KPI stood before ([kpi.baseline] in the config); read "
+                                  "baseline → actual → target.") + "[/dim]")
     for r in kpis:
         if r["kpi"] == "return_rate" and r.get("top_reasons"):
             reasons = ", ".join(f"{safe(x['reason'])} {x['units']:,}" for x in r["top_reasons"])
@@ -501,10 +501,10 @@ def _sla_table(rows: list[dict], period, tz: str) -> None:
     def dur(seconds):
         return "-" if seconds is None else approx_duration(seconds)
 
-    columns = (("node", "left"), ("owner", "left"), ("done", "right"), ("in SLA", "right"),
-               ("attainment", "right"), ("p50", "right"), ("p90", "right"), ("SLA", "right"),
-               ("breaches", "right"), ("late p50", "right"), ("late p90", "right"), ("esc.", "right"),
-               ("auto", "right"))
+    columns = ((N_("node"), "left"), (N_("owner"), "left"), (N_("done"), "right"), (N_("in SLA"), "right"),
+               (N_("attainment"), "right"), (N_("p50"), "right"), (N_("p90"), "right"), (N_("SLA"), "right"),
+               (N_("breaches"), "right"), (N_("late p50"), "right"), (N_("late p90"), "right"), (N_("esc."), "right"),
+               (N_("auto"), "right"))
     # on a narrow terminal, the columns least needed to find the bottleneck go first
     layouts = ((), ("owner",), ("owner", "in SLA"), ("owner", "in SLA", "esc.", "auto"))
 
@@ -512,12 +512,12 @@ def _sla_table(rows: list[dict], period, tz: str) -> None:
         table = new_table(True, title=_("SLA per node — {describe_period}").format(describe_period=_describe_period(period, tz)))
         shown = [i for i, (name, _justify) in enumerate(columns) if name not in hidden]
         for i in shown:
-            table.add_column(columns[i][0], justify=columns[i][1], no_wrap=True)
+            table.add_column(_(columns[i][0]), justify=columns[i][1], no_wrap=True)
         for r in rows:
             style = "red" if r["met"] is False else None
             node = f"{r['node']} *" if r["bottleneck"] else r["node"]
             cells = (
-                safe(node), safe(r["owner"] or "(auto)"), f"{r['completed']:,}", f"{r['within_sla']:,}",
+                safe(node), safe(r["owner"] or _("(auto)")), f"{r['completed']:,}", f"{r['within_sla']:,}",
                 value_text(r["attainment"], "rate"),
                 dur(r["p50_seconds"]), dur(r["p90_seconds"]), "-" if r["sla_seconds"] is None else format_duration(r["sla_seconds"]),
                 f"{r['breaches']:,}", _late(r["late_p50_seconds"]), _late(r["late_p90_seconds"]),
@@ -531,10 +531,10 @@ def _sla_table(rows: list[dict], period, tz: str) -> None:
     worst = next((r["node"] for r in rows if r["bottleneck"]), None)
     if worst:
         console.print(_("[bold]* bottleneck: {safe}[/bold] (largest share of breaches and time over SLA)").format(safe=safe(worst)))
-    console.print(_("[dim]") + _("done: visits closed by a decision; p50/p90: wall-clock time in the node; 'in SLA' "
+    console.print("[dim]" + _("done: visits closed by a decision; p50/p90: wall-clock time in the node; 'in SLA' "
                               "compares with the deadline, counted in the node's calendar; breaches: visits that "
                               "stopped after their deadline or still run past it; late: business time past the "
-                              "deadline of the breached visits.") + _("[/dim]"))
+                              "deadline of the breached visits.") + "[/dim]")
 
 
 def _flow_tables(report: dict, period, tz: str) -> None:
@@ -546,14 +546,14 @@ def _flow_tables(report: dict, period, tz: str) -> None:
         return
     console = get_console()
     edges = new_table(True, title=_("Node to node — {period}").format(period=_describe_period(period, tz)))
-    for name, justify in (("from", "left"), ("to", "left"), ("orders", "right"), ("median time", "right")):
+    for name, justify in ((N_("from"), "left"), (N_("to"), "left"), (N_("orders"), "right"), (N_("median time"), "right")):
         edges.add_column(_(name), justify=justify, no_wrap=True)
     for e in report["edges"]:
         median = e["median_business_seconds"]
         edges.add_row(safe(e["from"]), safe(e["to"]), f"{e['count']:,}", "-" if median is None else approx_duration(median))
     console.print(edges)
     rework = new_table(True, title=_("Rework per node"))
-    for name in ("node", "visits", "rejects", "revisits"):
+    for name in (N_("node"), N_("visits"), N_("rejects"), N_("revisits")):
         rework.add_column(_(name), justify="left" if name == "node" else "right", no_wrap=True)
     for r in report["rework"]:
         rework.add_row(safe(r["node"]), f"{r['visits']:,}", f"{r['rejects']:,}", f"{r['revisits']:,}",
@@ -561,17 +561,17 @@ def _flow_tables(report: dict, period, tz: str) -> None:
     console.print(rework)
     variants = new_table(True, title=_("Paths (variants) — {shown} of {total}").format(
         shown=len(report["variants"]), total=f"{report['variants_total']:,}"))
-    for name, justify in (("share", "right"), ("orders", "right"), ("path", "left")):
+    for name, justify in ((N_("share"), "right"), (N_("orders"), "right"), (N_("path"), "left")):
         variants.add_column(_(name), justify=justify)
     for v in report["variants"]:
         variants.add_row(f"{v['share'] * 100:.1f}%", f"{v['orders']:,}", safe(" → ".join(v["path"])))
     console.print(variants)
     if report["other_orders"]:
         others = report["variants_total"] - len(report["variants"])
-        console.print(_("[dim]") + ngettext("{orders} more order", "{orders} more orders", report["other_orders"]).format(
+        console.print("[dim]" + ngettext("{orders} more order", "{orders} more orders", report["other_orders"]).format(
             orders=f"{report['other_orders']:,}") + " " + ngettext(
             "took {paths} other path (--top shows more).", "took {paths} other paths (--top shows more).",
-            others).format(paths=f"{others:,}") + _("[/dim]"))
-    console.print(_("[dim]") + _("median time: business time from entering the first node to entering the next, in "
+            others).format(paths=f"{others:,}") + "[/dim]")
+    console.print("[dim]" + _("median time: business time from entering the first node to entering the next, in "
                               "the first node's calendar; rejects send an order back; revisits: visits beyond an "
-                              "order's first to the node.") + _("[/dim]"))
+                              "order's first to the node.") + "[/dim]")

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState, format_option
-from ffctl.i18n import _
+from ffctl.i18n import N_, _
 
 app = typer.Typer(help=_("Purchase requisitions drafted by the rules."), no_args_is_help=True)
 
@@ -34,8 +34,8 @@ def list_(
         rows = list_requisitions(s, status=status.value if status else None)
     columns = [
         Column("id", justify="right"), Column("sku"), Column("qty", justify="right"), Column("supplier"),
-        Column("status"), Column("created_at", "created"), Column("reason"),
-        Column("decided_by", "decided by"), Column("decided_at", "decided"),
+        Column("status"), Column("created_at", N_("created")), Column("reason"),
+        Column("decided_by", N_("decided by")), Column("decided_at", N_("decided")),
     ]
     render(rows, columns, fmt, tz=st.tz, empty=_("No requisitions") + (_(" with status {value}.").format(value=status.value) if status else "."))
 
@@ -47,7 +47,7 @@ def _decide(ctx: typer.Context, req_id: int, approve: bool, reason: str | None) 
     st = AppState.of(ctx)
     with st.store().session(write=True) as s:
         row = decide_requisition(s, req_id, approve=approve, at=st.now(), actor=st.user, reason=reason)
-    supplier = f" from {row['supplier']}" if row["supplier"] else ""
+    supplier = _(" from {supplier}").format(supplier=row["supplier"]) if row["supplier"] else ""
     message(_("Requisition #{id} {status}: {qty} x {sku}{supplier}.").format(id=row['id'], status=row['status'], qty=row['qty'], sku=row['sku'], supplier=supplier))
 
 

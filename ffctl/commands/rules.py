@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState, format_option, parse_user_time
-from ffctl.i18n import _, ngettext
+from ffctl.i18n import N_, _, ngettext
 
 app = typer.Typer(help=_("Run or list the rules: low stock, dwelling orders, suppliers."), no_args_is_help=True)
 
@@ -44,9 +44,9 @@ def run(
     from rich.table import Table
 
     summary = Table(header_style="bold", title=_("rules") + (_(" (dry run)") if dry_run else ""))
-    summary.add_column("rule")
-    summary.add_column("kind")
-    summary.add_column("hits", justify="right")
+    summary.add_column(_("rule"))
+    summary.add_column(_("kind"))
+    summary.add_column(_("hits"), justify="right")
     kinds = {r.name: r.kind for r in cfg.rules}
     for name, hits in result["per_rule"].items():
         summary.add_row(safe(name), safe(kinds.get(name, "")), str(hits))
@@ -54,7 +54,7 @@ def run(
     if result["items"]:
         render(result["items"], [Column(k) for k in ITEM_COLUMNS], "table", tz=st.tz)
 
-    verb = "would queue" if dry_run else "queued"
+    verb = _("would queue") if dry_run else _("queued")
     hits = ngettext("{n} hit", "{n} hits", result["hits"]).format(n=result["hits"])
     notes = ngettext("{n} notification", "{n} notifications", result["notifications"]).format(n=result["notifications"])
     message(_("Rules at {table_cell} ({tz}): {hits}; {verb} {notes}").format(table_cell=table_cell(at, st.tz), tz=st.tz, hits=hits, verb=verb, notes=notes)
@@ -72,7 +72,7 @@ def list_(ctx: typer.Context, fmt=format_option()) -> None:
         rows = list_rules(s, cfg)
     columns = [
         Column("rule"), Column("kind"), Column("description"), Column("notify"), Column("priority"),
-        Column("last_run_at", "last run"), Column("last_hits", "last hits", justify="right"),
-        Column("total_hits", "total hits", justify="right"),
+        Column("last_run_at", N_("last run")), Column("last_hits", N_("last hits"), justify="right"),
+        Column("total_hits", N_("total hits"), justify="right"),
     ]
     render(rows, columns, fmt, tz=st.tz, empty=_("No rules in the config ([rules.NAME] sections)."))

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState, format_option
-from ffctl.i18n import _
+from ffctl.i18n import N_, _
 
 app = typer.Typer(help=_("Run due scheduled jobs (one cron line); show next runs."), no_args_is_help=True)
 
@@ -33,7 +33,7 @@ def tick(
     st = AppState.of(ctx)
     cfg = st.config()
     if job is not None and job not in cfg.schedule:
-        raise UsageError(_("--job {job!r} is not in [schedule]; scheduled jobs: {value}").format(job=job, value=', '.join(cfg.schedule) or 'none'))
+        raise UsageError(_("--job {job!r} is not in [schedule]; scheduled jobs: {value}").format(job=job, value=", ".join(cfg.schedule) or _("none")))
     if not cfg.schedule:
         message(_("No jobs in [schedule] of {config_path}; nothing to run.").format(config_path=st.config_path))
     rows = schedule.tick(st.store(), cfg, now=st.now(), only=job)
@@ -41,7 +41,7 @@ def tick(
         if row["note"]:
             message(_("{job}: {note}; ran it for the clock's cron time.").format(job=row["job"], note=row["note"])
                     if row["ran"] else _("{job}: {note}.").format(job=row["job"], note=row["note"]))
-    columns = [Column("job"), Column("cron"), Column("due_at", "cron time"), Column("ran"),
+    columns = [Column("job"), Column("cron"), Column("due_at", N_("cron time")), Column("ran"),
                Column("result")]
     render(rows, columns, fmt, tz=st.tz, empty=_("No scheduled jobs."))
     failed = [r["job"] for r in rows if not r["ok"]]
@@ -59,9 +59,9 @@ def show(ctx: typer.Context, fmt=format_option()) -> None:
     cfg = st.config()
     with st.store().session() as s:
         rows = schedule.show(s, cfg, now=st.now())
-    columns = [Column("job"), Column("cron"), Column("last_due_at", "last cron time"),
-               Column("last_ran_at", "last ran"), Column("last_result", "result"),
-               Column("next_run_at", "next run", show=lambda v: _("never") if v is None else table_cell(v, st.tz))]
+    columns = [Column("job"), Column("cron"), Column("last_due_at", N_("last cron time")),
+               Column("last_ran_at", N_("last ran")), Column("last_result", N_("result")),
+               Column("next_run_at", N_("next run"), show=lambda v: _("never") if v is None else table_cell(v, st.tz))]
     render(rows, columns, fmt, tz=st.tz, empty=_("No jobs in [schedule]."))
     for row in rows:
         if row["note"]:

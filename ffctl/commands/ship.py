@@ -67,4 +67,5 @@ def deliver(
     if not done:
         message(_("{order_id} was already recorded as delivered with these details; nothing changed.").format(order_id=order_id))
         return
-    message(_("{order_id}: delivered{value}.").format(order_id=order_id, value=f' with an issue: {issue}' if issue else ''))
+    message(_("{order_id}: delivered with an issue: {issue}.").format(order_id=order_id, issue=issue) if issue
+            else _("{order_id}: delivered.").format(order_id=order_id))

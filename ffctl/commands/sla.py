@@ -8,13 +8,14 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState, format_option
-from ffctl.i18n import _, ngettext
+from ffctl.i18n import N_, _, ngettext
 
 app = typer.Typer(help=_("The SLA sweep (cron), the SLA status board and the breach forecast."), no_args_is_help=True)
 
-_SWEEP_ROWS = (("at_risk", "newly at risk"), ("breached", "newly breached"))
-_ACTION_WORDS = {"remind": "reminders", "escalate": "escalations", "notify": "notify steps",
-                 "auto_approve": "auto-approved", "auto_reject": "auto-rejected"}
+# labels are translated where shown (the CSV of `sla replay` keeps them as they are)
+_SWEEP_ROWS = (("at_risk", N_("newly at risk")), ("breached", N_("newly breached")))
+_ACTION_WORDS = {"remind": N_("reminders"), "escalate": N_("escalations"), "notify": N_("notify steps"),
+                 "auto_approve": N_("auto-approved"), "auto_reject": N_("auto-rejected")}
 
 
 @app.command(help=_("Flag at-risk and breached tasks, run the escalation ladders, run the rules, then send.\n"
@@ -74,9 +75,9 @@ def _csv_items(items: list[dict], tz: str) -> None:
 def _item_columns():
     from ffctl.commands._output import Column
 
-    return [Column("order_id", "order"), Column("node"),
-            Column("what"), Column("due_at", "due"), Column("detail"),
-            Column("task_id", "task", justify="right")]
+    return [Column("order_id", N_("order")), Column("node"),
+            Column("what"), Column("due_at", N_("due")), Column("detail"),
+            Column("task_id", N_("task"), justify="right")]
 
 
 def _sweep_table(result: dict, tz: str) -> None:
@@ -87,19 +88,19 @@ def _sweep_table(result: dict, tz: str) -> None:
 
     console = get_console()
     when = local(result["now"], tz).strftime("%Y-%m-%d %H:%M")
-    title = f"SLA sweep at {when}" + (" (dry run)" if result["dry_run"] else "")
+    title = (_("SLA sweep at {when} (dry run)") if result["dry_run"] else _("SLA sweep at {when}")).format(when=when)
     summary = Table(title=title, show_header=False, title_justify="left")
-    summary.add_column("what")
-    summary.add_column("count", justify="right")
+    summary.add_column(_("what"))
+    summary.add_column(_("count"), justify="right")
     for key, words in _SWEEP_ROWS:
-        summary.add_row(words, _count(result[key], "yellow" if key == "at_risk" else "red"))
+        summary.add_row(_(words), _count(result[key], "yellow" if key == "at_risk" else "red"))
     for action, words in _ACTION_WORDS.items():
-        summary.add_row(words, _count(result["actions"][action], "bold"))
+        summary.add_row(_(words), _count(result["actions"][action], "bold"))
     summary.add_row(_("forecast alerts"), _count(result.get("forecast_alerts", 0), "yellow"))
-    summary.add_row("rule hits", _count(result["rule_hits"], "bold"))
-    summary.add_row("notifications queued", str(result["notifications_queued"]))
+    summary.add_row(_("rule hits"), _count(result["rule_hits"], "bold"))
+    summary.add_row(_("notifications queued"), str(result["notifications_queued"]))
     if "notifications_sent" in result:
-        summary.add_row("notifications sent", str(result["notifications_sent"]))
+        summary.add_row(_("notifications sent"), str(result["notifications_sent"]))
     console.print(summary)
     if result["items"]:
         render(result["items"], _item_columns(), "table", tz=tz)
@@ -129,9 +130,9 @@ def status(ctx: typer.Context, fmt=format_option()) -> None:
         return lambda v: f"[{style}]{v}[/]" if v else "0"
 
     columns = [
-        Column("node"), Column("owner", show=lambda v: safe(v or "auto")), Column("open", justify="right"),
-        Column("on_hold", "on hold", justify="right"), Column("at_risk", "at risk", justify="right", show=warn(_("yellow"))),
-        Column("breached", justify="right", show=warn(_("red"))), Column("escalated", justify="right", show=warn(_("magenta"))),
+        Column("node"), Column("owner", show=lambda v: safe(v or _("auto"))), Column("open", justify="right"),
+        Column("on_hold", N_("on hold"), justify="right"), Column("at_risk", N_("at risk"), justify="right", show=warn("yellow")),
+        Column("breached", justify="right", show=warn("red")), Column("escalated", justify="right", show=warn("magenta")),
     ]
     render(rows, columns, fmt, tz=st.tz, empty=_("No workflow nodes in the config."))
 
@@ -144,8 +145,8 @@ class Grouping(str, Enum):
     role = "role"
 
 
-_REPLAY_METRICS = (("breached", "breached"), ("attainment", "attainment"), ("late_p90_seconds", "late p90"),
-                   ("at_risk", "at risk"))
+_REPLAY_METRICS = (("breached", N_("breached")), ("attainment", N_("attainment")), ("late_p90_seconds", N_("late p90")),
+                   ("at_risk", N_("at risk")))
 
 
 @app.command(help=_("What the period's SLA history would have been under CANDIDATE.toml, beside the current config.\n"
@@ -205,9 +206,9 @@ def replay(
 
 def _replay_lines(result: dict):
     """(group, metric, recorded, current, candidate, delta) for every group, then the totals."""
-    for row in [*result["rows"], {**result["totals"], "group": "total"}]:
-        group = row["group"] if row["group"] is not None else "(none)"
-        yield group, "visits", row["visits"], row["visits"], row["visits_candidate"], \
+    for row in [*result["rows"], {**result["totals"], "group": N_("total")}]:
+        group = row["group"] if row["group"] is not None else N_("(none)")
+        yield group, N_("visits"), row["visits"], row["visits"], row["visits_candidate"], \
             row["visits_candidate"] - row["visits"]
         for key, words in _REPLAY_METRICS:
             m = row[key]
@@ -248,8 +249,8 @@ def _replay_table(result: dict, tz: str) -> None:
     title = _("SLA replay of visits entered {start} to {end}").format(start=shown(result["from"], tz),
                                                                       end=shown(result["to"], tz))
     table = Table(title=title, title_justify="left")
-    for header, justify in ((result["by"], "left"), ("", "left"), ("recorded", "right"), ("current", "right"),
-                            ("candidate", "right"), ("Δ", "right")):
+    for header, justify in ((_(result["by"]), "left"), ("", "left"), (_("recorded"), "right"), (_("current"), "right"),
+                            (_("candidate"), "right"), ("Δ", "right")):
         table.add_column(header, justify=justify)
     previous = None
     for group, metric, rec, cur, cand, delta in _replay_lines(result):
@@ -259,7 +260,8 @@ def _replay_table(result: dict, tz: str) -> None:
         if delta:
             better = delta < 0 if metric not in ("attainment", "visits") else delta > 0
             shown_delta = f"[{'green' if better else 'red'}]{shown_delta}[/]"
-        table.add_row(safe(group) if group != previous else "", metric, _replay_cell(metric, rec),
+        label = _(group) if group in ("total", "(none)") else group
+        table.add_row(safe(label) if group != previous else "", _(metric), _replay_cell(metric, rec),
                       _replay_cell(metric, cur), _replay_cell(metric, cand), shown_delta)
         previous = group
     console.print(table)
@@ -316,7 +318,7 @@ def forecast(
             raise UsageError(_("--from and --to go with --backtest (the forecast itself is at the command clock)"))
         with st.store().session() as s:
             rows = model.forecast(s, cfg, now, node=node, role=role, threshold=threshold)
-        columns = [Column("order_id", "order"), Column("node"), Column("p_breach", "p(breach)", justify="right",
+        columns = [Column("order_id", N_("order")), Column("node"), Column("p_breach", N_("p(breach)"), justify="right",
                                                                          show=lambda p: "-" if p is None else f"{p:.0%}"),
                    Column("deadline"), Column("ahead", justify="right"), Column("reason")]
         if resolve_format(fmt) != "table":

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState, format_option
-from ffctl.i18n import _, ngettext
+from ffctl.i18n import N_, _, ngettext
 
 app = typer.Typer(help=_("Stock per warehouse, available-to-promise, receipts, counts."), no_args_is_help=True)
 
@@ -30,11 +30,11 @@ def show(
     with st.store().session() as s:
         rows = stock_rows(s, sku, warehouse)
     columns = [
-        Column("sku"), Column("warehouse"), Column("on_hand", "on hand", justify="right"),
+        Column("sku"), Column("warehouse"), Column("on_hand", N_("on hand"), justify="right"),
         Column("allocated", justify="right"), Column("available", justify="right", show=_available_text),
-        Column("inbound", justify="right"), Column("safety_stock", "safety stock", justify="right"),
+        Column("inbound", justify="right"), Column("safety_stock", N_("safety stock"), justify="right"),
     ]
-    what = f" for {sku}" if sku else ""
+    what = _(" for {sku}").format(sku=sku) if sku else ""
     render(rows, columns, fmt, tz=st.tz, empty=_("No stock recorded{what}.").format(what=what))
 
 
@@ -66,8 +66,8 @@ def _atp_table(result: dict) -> None:
 
     console = get_console()
     table = Table(title=_("available to promise: {safe}").format(safe=safe(result['sku'])), header_style="bold")
-    table.add_column("date")
-    table.add_column("available", justify="right")
+    table.add_column(_("date"))
+    table.add_column(_("available"), justify="right")
     for row in result["schedule"]:
         table.add_row(row["date"].isoformat(), _available_text(row["available"]))
     console.print(table)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ffctl.commands._common import AppState, format_option
-from ffctl.i18n import _, ngettext
+from ffctl.i18n import N_, _, ngettext
 
 app = typer.Typer(help=_("Supplier QC pass rates, delays and inspection exemption."), no_args_is_help=True)
 
@@ -29,10 +29,10 @@ def list_(ctx: typer.Context, fmt=format_option()) -> None:
         rows = list_suppliers(s, cfg)
     window = supplier_window(cfg)
     columns = [
-        Column("supplier"), Column("name"), Column("inspection_exempt", "exempt"),
-        Column("qc_pass_rate_last3", "pass rate (last 3)", justify="right", show=_rate),
-        Column("avg_delay_days", f"avg delay (last {window})", justify="right", show=_days),
-        Column("exempt_frozen_at", "frozen"),
+        Column("supplier"), Column("name"), Column("inspection_exempt", N_("exempt")),
+        Column("qc_pass_rate_last3", N_("pass rate (last 3)"), justify="right", show=_rate),
+        Column("avg_delay_days", _("avg delay (last {window})").format(window=window), justify="right", show=_days),
+        Column("exempt_frozen_at", N_("frozen")),
     ]
     render(rows, columns, fmt, tz=st.tz, empty=_("No suppliers (ffctl import suppliers FILE)."))
 
@@ -63,25 +63,26 @@ def _show_table(o: dict, tz: str) -> None:
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("name", safe(o["name"]))
+    head.add_row(_("name"), safe(o["name"]))
     if o["inspection_exempt"]:
-        head.add_row("inspection", "[green]exempt[/]")
+        head.add_row(_("inspection"), "[green]" + _("exempt") + "[/]")
     elif o["exempt_frozen_at"]:
-        head.add_row("inspection", f"[bold red]exemption frozen[/] at {table_cell(o['exempt_frozen_at'], tz)} ({tz})")
-        head.add_row("why", safe(o["exempt_frozen_reason"] or "-"))
+        head.add_row(_("inspection"), _("[bold red]exemption frozen[/] at {at} ({tz})").format(
+            at=table_cell(o["exempt_frozen_at"], tz), tz=tz))
+        head.add_row(_("why"), safe(o["exempt_frozen_reason"] or "-"))
     else:
-        head.add_row("inspection", "not exempt (every batch is inspected)")
-    head.add_row("pass rate", f"{_rate(o['qc_pass_rate_last3'])} over the last 3 batches")
-    head.add_row("avg delay", f"{_days(o['avg_delay_days'])} " + ngettext(
+        head.add_row(_("inspection"), _("not exempt (every batch is inspected)"))
+    head.add_row(_("pass rate"), _("{rate} over the last 3 batches").format(rate=_rate(o["qc_pass_rate_last3"])))
+    head.add_row(_("avg delay"), f"{_days(o['avg_delay_days'])} " + ngettext(
         "over the last batch", "over the last {n} batches", o["window_batches"]).format(n=o["window_batches"]))
     console.print(Panel(head, title=_("supplier {safe}").format(safe=safe(o['supplier'])), expand=False))
 
     if o["batches"]:
         batches = Table(title=_("recent QC batches (newest first)"), header_style="bold")
-        for name, justify in (("batch", "left"), ("sku", "left"), ("inspected", "left"), ("passed", "right"),
-                              ("total", "right"), ("pass rate", "right"), ("promised", "left"),
-                              ("received", "left"), ("delay", "right")):
-            batches.add_column(name, justify=justify)
+        for name, justify in ((N_("batch"), "left"), (N_("sku"), "left"), (N_("inspected"), "left"),
+                              (N_("passed"), "right"), (N_("total"), "right"), (N_("pass rate"), "right"),
+                              (N_("promised"), "left"), (N_("received"), "left"), (N_("delay"), "right")):
+            batches.add_column(_(name), justify=justify)
         for b in o["batches"]:
             batches.add_row(
                 safe(b["batch_id"]), safe(b["sku"] or "-"), table_cell(b["inspected_at"], tz), str(b["passed"]),

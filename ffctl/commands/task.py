@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from ffctl.commands._common import AppState, format_option
-from ffctl.i18n import _, ngettext
+from ffctl.i18n import N_, _, ngettext
 
 app = typer.Typer(help=_("The inbox: open node tasks with owner, deadline and time left."), no_args_is_help=True)
 
@@ -46,11 +46,11 @@ def list_(
     kind = resolve_format(fmt)
     if kind == "table":
         columns = [
-            Column("order_id", "order"), Column("customer", narrow_drop=4),
+            Column("order_id", N_("order")), Column("customer", narrow_drop=4),
             Column("priority", show=priority_text, narrow_drop=2), Column("node"),
-            Column("assignees", _("assigned to")), Column("entered_at", "entered", narrow_drop=1),
+            Column("assignees", _("assigned to")), Column("entered_at", N_("entered"), narrow_drop=1),
             Column("promised_ship_date", _("promised"), narrow_drop=3), Column("deadline"),
-            Column("state", show=state_text), Column("seconds_left", "time left", justify="right", show=left_text),
+            Column("state", show=state_text), Column("seconds_left", N_("time left"), justify="right", show=left_text),
             Column("p_breach", _("p(breach)"), justify="right", show=lambda p: "-" if p is None else f"{p:.0%}",
                    narrow_drop=5),
         ]

@@ -26,6 +26,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ffctl.core.durations import HORIZON_DAYS
+from ffctl.i18n import _
 
 __all__ = ["BusinessCalendar", "Clock", "WALL_CLOCK", "WallClock"]
 
@@ -201,7 +202,7 @@ class BusinessCalendar:
         need = _seconds_to_us(seconds)
         t = _to_us(start)
         if seconds > 0 and not self._hours:
-            raise ValueError("calendar has no working hours")
+            raise ValueError(_("calendar has no working hours"))
         if need == 0:
             return _from_us(t)
         index = self._index
@@ -237,7 +238,7 @@ class BusinessCalendar:
             if left <= close - open_:
                 return _from_us(open_ + left)
             left -= close - open_
-        raise AssertionError("business-time index is inconsistent")  # pragma: no cover
+        raise AssertionError(_("business-time index is inconsistent"))  # pragma: no cover
 
     def between(self, a: datetime, b: datetime) -> float:
         """Business seconds in [a, b); 0 if b <= a."""
@@ -320,7 +321,7 @@ class BusinessCalendar:
         if index is not None and index[0] <= lo and hi <= index[0] + len(index[3]):
             return index
         if lo < _MIN_ORDINAL or hi > _MAX_ORDINAL:
-            raise ValueError("time is outside the range a business calendar can count")
+            raise ValueError(_("time is outside the range a business calendar can count"))
         with self._lock:
             index = self._index
             if index is None:

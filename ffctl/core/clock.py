@@ -12,6 +12,8 @@ from datetime import date, datetime, time, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from ffctl.i18n import _
+
 UTC = timezone.utc
 _SLASHED = re.compile(
     r"^(\d{4})/(\d{1,2})/(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$"
@@ -36,14 +38,14 @@ def parse_wall_time(text: str) -> datetime:
     the zone the caller applies). ValueError with a plain reason."""
     value = text.strip()
     if not value:
-        raise ValueError("empty time")
+        raise ValueError(_("empty time"))
     m = _SLASHED.match(value)
     if m:
         y, mo, d, hh, mm, ss = m.groups()
         try:
             parsed = datetime(int(y), int(mo), int(d), int(hh or 0), int(mm or 0), int(ss or 0))
         except ValueError as exc:
-            raise ValueError(f"not a real date/time: {exc}") from None
+            raise ValueError(_("not a real date/time: {exc}").format(exc=exc)) from None
     else:
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)

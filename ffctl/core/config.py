@@ -28,7 +28,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli backpo
 from ffctl.core.durations import HORIZON_DAYS, format_duration, parse_duration
 from ffctl.core.errors import ConfigError, ConfigProblem, NotFound
 from ffctl.core.secrets import mask_endpoint, mask_url, url_problem
-from ffctl.i18n import _
+from ffctl.i18n import N_, _
 
 # ---------------------------------------------------------------------------------------------
 # Vocabulary the config may use. Keys here are part of the file format users write.
@@ -309,7 +309,7 @@ class Config:
         from ffctl.core.calendar import WALL_CLOCK, BusinessCalendar
 
         if node not in self.nodes:
-            raise UnknownName(f"unknown node {node!r}{_did_you_mean(node, self.nodes)}")
+            raise UnknownName(_("unknown node {node!r}{did_you_mean}").format(node=node, did_you_mean=_did_you_mean(node, self.nodes)))
         name = self.nodes[node].calendar
         if name is None:
             return WALL_CLOCK
@@ -411,7 +411,7 @@ def example_config_text() -> str:
     for candidate in (here / "config.example.toml", here.parent / "config.example.toml"):
         if candidate.exists():
             return candidate.read_text(encoding="utf-8")
-    raise FileNotFoundError("config.example.toml is missing from this installation")
+    raise FileNotFoundError(_("config.example.toml is missing from this installation"))
 
 
 def load_config(path: str | Path) -> Config:
@@ -425,14 +425,14 @@ def load_config(path: str | Path) -> Config:
         error.hint = _("Run `ffctl init` to write one from the example, or point --config / FFCTL_CONFIG at your config.")
         raise error from None
     except IsADirectoryError:
-        raise ConfigError([ConfigProblem(file, "", "is a directory, not a config file")]) from None
+        raise ConfigError([ConfigProblem(file, "", _("is a directory, not a config file"))]) from None
     except OSError as exc:
-        raise ConfigError([ConfigProblem(file, "", f"cannot read the config file: {exc.strerror or exc}")]) from None
+        raise ConfigError([ConfigProblem(file, "", _("cannot read the config file: {value}").format(value=exc.strerror or exc))]) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        message = "the file is not UTF-8 text (TOML must be UTF-8); save it as UTF-8 and try again"
+        message = _("the file is not UTF-8 text (TOML must be UTF-8); save it as UTF-8 and try again")
         raise ConfigError([ConfigProblem(file, "", message, line)]) from None
     return parse_config(text, file)
 
@@ -467,11 +467,11 @@ def _syntax_problem(file: str, message: str, text: str) -> ConfigProblem:
         shown = shown if len(shown) <= 80 else shown[:77] + "..."
         if _MAY_HOLD_SECRET.search(shown):  # a broken `url = "postgresql://u:pw@..."` line is never echoed
             shown = _("(the line is not shown: it may hold a password)")
-        message = f"{message[: found.start()]} at column {found.group(2)}" + (f": {shown}" if shown else "")
+        message = _("{problem} at column {column}").format(problem=message[:found.start()], column=found.group(2)) + (f": {shown}" if shown else "")
     elif message.rstrip().endswith("(at end of document)"):
         line = max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
-        message = message.rstrip().removesuffix("(at end of document)").rstrip() + " (at the end of the file)"
-    return ConfigProblem(file, "", f"invalid TOML: {message[:1].lower()}{message[1:]}", line)
+        message = message.rstrip().removesuffix("(at end of document)").rstrip() + _(" (at the end of the file)")
+    return ConfigProblem(file, "", _("invalid TOML: {problem}").format(problem=message[:1].lower() + message[1:]), line)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,12 +487,12 @@ _FLAG_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _MAY_HOLD_SECRET = re.compile(r"(?i)://|@|\burl\b|pass|secret|token")
 
 _KIND_NAMES = {
-    "str": "a string",
-    "int": "a whole number",
-    "number": "a number",
-    "bool": "true or false",
-    "list": "a list",
-    "table": "a table",
+    "str": N_("a string"),
+    "int": N_("a whole number"),
+    "number": N_("a number"),
+    "bool": N_("true or false"),
+    "list": N_("a list"),
+    "table": N_("a table"),
 }
 
 
@@ -515,23 +515,23 @@ def _is_kind(value: object, kind: str) -> bool:
 def _describe_value(value: object) -> str:
     """'a string ("30")', 'an integer (30)', 'a table' - what the file actually holds."""
     if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
+        return _("a boolean ({value})").format(value=str(value).lower())
     if isinstance(value, int):
-        return f"an integer ({value})"
+        return _("an integer ({value})").format(value=value)
     if isinstance(value, float):
-        return f"a number ({value})"
+        return _("a number ({value})").format(value=value)
     if isinstance(value, str):
-        return f"a string ({_quote(value)})"
+        return _("a string ({quote})").format(quote=_quote(value))
     if isinstance(value, dict):
-        return "a table"
+        return _("a table")
     if isinstance(value, list):
-        return "a list"
+        return _("a list")
     if isinstance(value, datetime):
-        return f"a date-time ({value.isoformat()})"
+        return _("a date-time ({value})").format(value=value.isoformat())
     if isinstance(value, date):
-        return f"a date ({value.isoformat()})"
+        return _("a date ({value})").format(value=value.isoformat())
     if isinstance(value, time):
-        return f"a time ({value.isoformat()})"
+        return _("a time ({value})").format(value=value.isoformat())
     return type(value).__name__
 
 
@@ -564,7 +564,7 @@ def _closest(name: str, choices: Iterable[str]) -> str | None:
 
 def _did_you_mean(name: str, choices: Iterable[str]) -> str:
     close = _closest(name, choices)
-    return f" (did you mean {close!r}?)" if close else ""
+    return _(" (did you mean {close!r}?)").format(close=close) if close else _("")
 
 
 def _suggest(name: str, choices: Iterable[str], *, listing: bool = True) -> str:
@@ -573,7 +573,7 @@ def _suggest(name: str, choices: Iterable[str], *, listing: bool = True) -> str:
     hint = _did_you_mean(name, choices)
     if hint or not listing or not choices or len(choices) > 12:
         return hint
-    return f" (expected one of: {', '.join(choices)})"
+    return _(" (expected one of: {names})").format(names=', '.join(choices))
 
 
 #: Abbreviations people write for a zone (not zone names themselves), most likely meaning first:
@@ -638,7 +638,7 @@ class _Checker:
     def table(self, value: object, key: str) -> dict | None:
         if isinstance(value, dict):
             return value
-        self.problem(key, f"expected a table, got {_describe_value(value)}")
+        self.problem(key, _("expected a table, got {got}").format(got=_describe_value(value)))
         return None
 
     def section(self, parent: dict, name: str, key: str) -> dict:
@@ -661,7 +661,7 @@ class _Checker:
         allowed = list(allowed)
         for name in table:
             if name not in allowed:
-                self.problem(key, f"unknown {noun} {name!r}{_suggest(name, allowed)}")
+                self.problem(key, _("unknown {noun} {name!r}{suggest}").format(noun=noun, name=name, suggest=_suggest(name, allowed)))
                 close = _closest(name, allowed)
                 if close is not None:
                     self.misspelled.add((key, close))
@@ -669,7 +669,7 @@ class _Checker:
     def missing(self, key: str, name: str, hint: str) -> None:
         """Report a required key, unless a misspelling of it was already reported."""
         if (key, name) not in self.misspelled:
-            self.problem(_join(key, name), f"missing{hint}")
+            self.problem(_join(key, name), _("missing{hint}").format(hint=hint))
 
     def get(self, table: dict, name: str, key: str, kind: str, *, required: bool = False, default: Any = None, hint: str = "") -> Any:
         value = table.get(name, _MISSING)
@@ -678,14 +678,14 @@ class _Checker:
                 self.missing(key, name, hint)
             return default
         if not _is_kind(value, kind):
-            self.problem(_join(key, name), f"expected {_KIND_NAMES[kind]}, got {_describe_value(value)}")
+            self.problem(_join(key, name), _("expected {value}, got {got}").format(value=_(_KIND_NAMES[kind]), got=_describe_value(value)))
             return default
         return value
 
     def text(self, table: dict, name: str, key: str, *, required: bool = False, hint: str = "") -> str | None:
         value = self.get(table, name, key, "str", required=required, hint=hint)
         if value is not None and not value.strip():
-            self.problem(_join(key, name), "must not be empty")
+            self.problem(_join(key, name), _("must not be empty"))
             return None
         return value
 
@@ -694,7 +694,7 @@ class _Checker:
         if value is None:
             return default
         if value not in choices:
-            self.problem(_join(key, name), f"unknown {name} {value!r}{_suggest(value, choices)}")
+            self.problem(_join(key, name), _("unknown {name} {value!r}{suggest}").format(name=name, value=value, suggest=_suggest(value, choices)))
             return default
         return value
 
@@ -707,15 +707,15 @@ class _Checker:
                 self.missing(key, name, hint)
             return None
         if isinstance(value, str):
-            self.problem(lkey, f"expected a list, e.g. [{_quote(value)}], got {_describe_value(value)}")
+            self.problem(lkey, _("expected a list, e.g. [{quote}], got {got}").format(quote=_quote(value), got=_describe_value(value)))
             return None
         if not isinstance(value, list):
-            self.problem(lkey, f"expected a list of names, got {_describe_value(value)}")
+            self.problem(lkey, _("expected a list of names, got {got}").format(got=_describe_value(value)))
             return None
         out = []
         for i, item in enumerate(value):
             if not isinstance(item, str) or not item.strip():
-                self.problem(f"{lkey}[{i}]", f"expected a name, got {_describe_value(item)}")
+                self.problem(f"{lkey}[{i}]", _("expected a name, got {got}").format(got=_describe_value(item)))
             else:
                 out.append(item)
         return tuple(out)
@@ -728,7 +728,7 @@ class _Checker:
                 self.missing(key, name, hint)
             return None
         if not isinstance(value, str):
-            self.problem(dkey, f'expected a duration in quotes such as "30m", got {_describe_value(value)}')
+            self.problem(dkey, _("expected a duration in quotes such as \"30m\", got {got}").format(got=_describe_value(value)))
             return None
         try:
             seconds = parse_duration(value)
@@ -751,13 +751,13 @@ class _Checker:
                 hint = _(" (did you mean {zones}?)").format(zones=_(" or ").join(f"'{z}'" for z in meant))
             else:
                 hint = _did_you_mean(name, sorted(zoneinfo.available_timezones()))
-            self.problem(key, f"unknown time zone {name!r}{hint}; use an IANA name such as Asia/Shanghai or UTC")
+            self.problem(key, _("unknown time zone {name!r}{hint}; use an IANA name such as Asia/Shanghai or UTC").format(name=name, hint=hint))
             return False
 
     def reference(self, name: str, defined: list[str], key: str, noun: str) -> bool:
         if name in defined:
             return True
-        self.problem(key, f"unknown {noun} {name!r}{_suggest(name, defined, listing=False)}")
+        self.problem(key, _("unknown {noun} {name!r}{suggest}").format(noun=noun, name=name, suggest=_suggest(name, defined, listing=False)))
         return False
 
     def recipients(self, names: tuple[str, ...] | None, key: str, known: _Names) -> None:
@@ -767,10 +767,10 @@ class _Checker:
             if name in known.roles or name in known.people or name in ORDER_RECIPIENTS:
                 continue
             if name.startswith("order."):
-                self.problem(ikey, f"unknown recipient {name!r}: order.sales_rep is the only order field that names a person")
+                self.problem(ikey, _("unknown recipient {name!r}: order.sales_rep is the only order field that names a person").format(name=name))
                 continue
             candidates = [*known.roles, *sorted(known.people), *ORDER_RECIPIENTS]
-            self.problem(ikey, f"unknown recipient {name!r}: not a role, a user or order.sales_rep{_did_you_mean(name, candidates)}")
+            self.problem(ikey, _("unknown recipient {name!r}: not a role, a user or order.sales_rep{did_you_mean}").format(name=name, did_you_mean=_did_you_mean(name, candidates)))
 
     def match_spec(self, value: object, key: str) -> FrozenDict:
         """A workflow's `match` or a node's `when`: order attribute -> tuple of accepted values."""
@@ -786,22 +786,22 @@ class _Checker:
                 continue
             akey = _join(key, attr)
             if isinstance(wanted, list) and not wanted:
-                self.problem(akey, "an empty list matches no order; remove the key to accept any value")
+                self.problem(akey, _("an empty list matches no order; remove the key to accept any value"))
                 continue
             listed = wanted if isinstance(wanted, list) else [wanted]
             accepted = []
             for i, item in enumerate(listed):
                 ikey = f"{akey}[{i}]" if isinstance(wanted, list) else akey
                 if attr in _BOOL_MATCH_KEYS:
-                    ok, expected = isinstance(item, bool), "true or false"
+                    ok, expected = isinstance(item, bool), _("true or false")
                 elif attr == "priority":
-                    ok, expected = (isinstance(item, str) and bool(item.strip())) or _is_kind(item, "int"), "a priority (text or a whole number)"
+                    ok, expected = (isinstance(item, str) and bool(item.strip())) or _is_kind(item, _("int")), _("a priority (text or a whole number)")
                 else:
-                    ok, expected = isinstance(item, str) and bool(item.strip()), "a string"
+                    ok, expected = isinstance(item, str) and bool(item.strip()), _("a string")
                 if ok:
                     accepted.append(item)
                 else:
-                    self.problem(ikey, f"expected {expected}, got {_describe_value(item)}")
+                    self.problem(ikey, _("expected {expected}, got {got}").format(expected=expected, got=_describe_value(item)))
             out[attr] = tuple(accepted)
         return FrozenDict(out)
 
@@ -870,7 +870,8 @@ class _Checker:
 
     def database(self, table: dict) -> str | None:
         if "password" in table:
-            self.problem("database.password", "put the password in the url (it is masked whenever ffctl prints it), or use PGPASSWORD / ~/.pgpass")
+            self.problem("database.password", _("put the password in the url (it is masked whenever ffctl prints it), or use PGPASSWORD / "
+                                                "~/.pgpass"))
         self.known_keys({k: v for k, v in table.items() if k != "password"}, ("url",), "database")
         url = self.text(table, "url", "database")
         if url is None:
@@ -878,7 +879,7 @@ class _Checker:
         url = url.strip()
         problem = url_problem(url)
         if problem is not None:
-            self.problem("database.url", f"{mask_url(url)!r}: {problem}")
+            self.problem("database.url", _("{mask_url!r}: {problem}").format(mask_url=mask_url(url), problem=problem))
             return None
         return self.sqlite_next_to_config(url)
 
@@ -908,7 +909,8 @@ class _Checker:
         if "hours" not in table:
             if (key, "hours") in self.misspelled:
                 return days
-            self.problem(hkey, 'missing; give working hours per weekday, e.g. hours = { mon = "09:00-18:00", fri = ["09:00-12:00", "13:00-17:00"] }')
+            self.problem(hkey, _("missing; give working hours per weekday, e.g. hours = { mon = \"09:00-18:00\", fri = "
+                                 "[\"09:00-12:00\", \"13:00-17:00\"] }"))
             return days
         spec = self.table(table["hours"], hkey)
         if spec is None:
@@ -929,28 +931,29 @@ class _Checker:
             for (start_a, end_a), (start_b, end_b) in zip(ranges, ranges[1:]):
                 if start_b < end_a:
                     shown_a, shown_b = f"{hhmm(start_a)}-{hhmm(end_a)}", f"{hhmm(start_b)}-{hhmm(end_b)}"
-                    self.problem(dkey, f"hour ranges {shown_a} and {shown_b} overlap")
+                    self.problem(dkey, _("hour ranges {shown_a} and {shown_b} overlap").format(shown_a=shown_a, shown_b=shown_b))
             days[WEEKDAYS.index(day_name)] = tuple(ranges)
         if not any(spec.get(day) for day in WEEKDAYS):
-            self.problem(hkey, "no working hours on any day: an SLA on this calendar would never run out")
+            self.problem(hkey, _("no working hours on any day: an SLA on this calendar would never run out"))
         return days
 
     def hour_range(self, text: object, key: str) -> tuple[int, int] | None:
-        form = 'expected HH:MM-HH:MM, e.g. "09:00-18:00"'
+        form = _("expected HH:MM-HH:MM, e.g. \"09:00-18:00\"")
         if not isinstance(text, str):
-            self.problem(key, f"{form}, got {_describe_value(text)}")
+            self.problem(key, _("{form}, got {got}").format(form=form, got=_describe_value(text)))
             return None
         found = _HOUR_RANGE.fullmatch(text.strip())
         if not found:
-            self.problem(key, f"bad hour range {text!r}: {form}")
+            self.problem(key, _("bad hour range {text!r}: {form}").format(text=text, form=form))
             return None
         sh, sm, eh, em = (int(g) for g in found.groups())
         if sh > 23 or sm > 59 or em > 59 or eh > 24 or (eh == 24 and em != 0):
-            self.problem(key, f"bad hour range {text!r}: hours run 00:00 to 24:00 and minutes 00 to 59")
+            self.problem(key, _("bad hour range {text!r}: hours run 00:00 to 24:00 and minutes 00 to 59").format(text=text))
             return None
         start, end = sh * 60 + sm, eh * 60 + em
         if start >= end:
-            self.problem(key, f"bad hour range {text!r}: the start must be before the end (a range cannot cross midnight; split it over two days)")
+            self.problem(key, _("bad hour range {text!r}: the start must be before the end (a range cannot cross midnight; split "
+                                "it over two days)").format(text=text))
             return None
         return (start, end)
 
@@ -958,22 +961,22 @@ class _Checker:
         if value is _MISSING:
             return frozenset()
         if not isinstance(value, list):
-            self.problem(key, f'expected a list of dates, e.g. ["2026-10-01"], got {_describe_value(value)}')
+            self.problem(key, _("expected a list of dates, e.g. [\"2026-10-01\"], got {got}").format(got=_describe_value(value)))
             return frozenset()
         days = set()
         for i, item in enumerate(value):
             ikey = f"{key}[{i}]"
             if isinstance(item, datetime) or isinstance(item, time):
-                self.problem(ikey, f"expected a date (YYYY-MM-DD), got {_describe_value(item)}")
+                self.problem(ikey, _("expected a date (YYYY-MM-DD), got {got}").format(got=_describe_value(item)))
             elif isinstance(item, date):
                 days.add(item)
             elif isinstance(item, str) and _ISO_DATE.fullmatch(item.strip()):
                 try:
                     days.add(date.fromisoformat(item.strip()))
                 except ValueError:
-                    self.problem(ikey, f"not a real date: {item!r}")
+                    self.problem(ikey, _("not a real date: {item!r}").format(item=item))
             else:
-                self.problem(ikey, f"expected a date (YYYY-MM-DD), got {_describe_value(item)}")
+                self.problem(ikey, _("expected a date (YYYY-MM-DD), got {got}").format(got=_describe_value(item)))
         return frozenset(days)
 
     def role(self, name: str, table: dict, known: _Names) -> RoleConfig:
@@ -981,12 +984,12 @@ class _Checker:
         self.known_keys(table, ("members", "escalate_to", *HTTP_CHANNELS), key)
         members = self.names(table, "members", key) or ()
         for member in {m for m in members if members.count(m) > 1}:
-            self.problem(_join(key, "members"), f"{member!r} is listed more than once")
+            self.problem(_join(key, "members"), _("{member!r} is listed more than once").format(member=member))
         escalate_to = self.text(table, "escalate_to", key)
         if escalate_to is not None and not self.reference(escalate_to, known.roles, _join(key, "escalate_to"), "role"):
             escalate_to = None
         if name in known.users:
-            self.problem(_join("users", name), f"{name!r} is both a role and a user; recipients would be ambiguous, rename one")
+            self.problem(_join("users", name), _("{name!r} is both a role and a user; recipients would be ambiguous, rename one").format(name=name))
         return RoleConfig(name, tuple(dict.fromkeys(members)), escalate_to, self.channels(table, key))
 
     def escalation_cycles(self, roles: dict[str, RoleConfig]) -> None:
@@ -999,7 +1002,7 @@ class _Checker:
                     cycle = path[position[current]:] + [current]
                     if frozenset(cycle) not in reported:
                         reported.add(frozenset(cycle))
-                        self.problem(_join(_join("roles", cycle[0]), "escalate_to"), f"escalation cycle {' -> '.join(cycle)}")
+                        self.problem(_join(_join("roles", cycle[0]), "escalate_to"), _("escalation cycle {names}").format(names=' -> '.join(cycle)))
                     break
                 position[current] = len(path)
                 path.append(current)
@@ -1010,7 +1013,7 @@ class _Checker:
         self.known_keys(table, ("email", *HTTP_CHANNELS), key)
         email = self.text(table, "email", key)
         if email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+", email.strip()):
-            self.problem(_join(key, "email"), f"not an email address: {email!r}")
+            self.problem(_join(key, "email"), _("not an email address: {email!r}").format(email=email))
         channels = self.channels(table, key)
         webhook = channels.get("webhook")
         return UserConfig(name, email.strip() if email else None, webhook.url if webhook else None, channels)
@@ -1060,7 +1063,7 @@ class _Checker:
             url = url.strip()
             problem = _http_url_problem(url)
             if problem:
-                self.problem(_join(key, "url"), f"{mask_endpoint(url)}: {problem}")
+                self.problem(_join(key, "url"), _("{mask_endpoint}: {problem}").format(mask_endpoint=mask_endpoint(url), problem=problem))
                 return None
         else:
             held = os.environ.get(url_env or "", "").strip()
@@ -1093,25 +1096,27 @@ class _Checker:
         owner = self.text(table, "owner", key)
         if owner is not None and not self.reference(owner, known.roles, _join(key, "owner"), "role"):
             owner = None
-        sla = self.duration(table, "sla", key, required=True, hint='; every node needs an SLA, e.g. sla = "30m"')
+        sla = self.duration(table, "sla", key, required=True, hint=_("; every node needs an SLA, e.g. sla = \"30m\""))
         if sla == 0:
-            self.problem(_join(key, "sla"), "must be longer than 0s")
+            self.problem(_join(key, "sla"), _("must be longer than 0s"))
         calendar = self.text(table, "calendar", key)
         if calendar is not None:
             self.reference(calendar, known.calendars, _join(key, "calendar"), "calendar")
         warn_at = self.get(table, "warn_at", key, "number", default=DEFAULT_WARN_AT)
         if not 0 < warn_at < 1:
-            self.problem(_join(key, "warn_at"), f"must be between 0 and 1 (exclusive), got {warn_at}; e.g. 0.75 means 'at risk once 75% of the SLA is used'")
+            self.problem(_join(key, "warn_at"), _("must be between 0 and 1 (exclusive), got {warn_at}; e.g. 0.75 means 'at risk once 75% of the "
+                                                  "SLA is used'").format(warn_at=warn_at))
         critical = self.get(table, "critical", key, "bool", default=False)
         auto = self.choice(table, "auto", key, AUTO_KINDS)
         if "owner" not in table and "auto" not in table and (key, "owner") not in self.misspelled and (key, "auto") not in self.misspelled:
-            self.problem(_join(key, "owner"), 'missing: a manual node needs an owner role (or auto = "allocate" / "ship" for a node ffctl completes itself)')
+            self.problem(_join(key, "owner"), _("missing: a manual node needs an owner role (or auto = \"allocate\" / \"ship\" for a node ffctl "
+                                                "completes itself)"))
         when = self.match_spec(table.get("when", _MISSING), _join(key, "when"))
         escalation = self.escalation(table, key, known, owner="owner" in table, critical=critical, auto=auto)
         alert = self.get(table, "forecast_alert", key, "number")
         if alert is not None and not 0 < alert <= 1:
-            self.problem(_join(key, "forecast_alert"), f"must be a probability above 0 and at most 1, got {alert}; "
-                         "e.g. 0.7 warns once a breach is 70% likely")
+            self.problem(_join(key, "forecast_alert"), _("must be a probability above 0 and at most 1, got {alert}; e.g. 0.7 warns once a breach is 70% "
+                                                         "likely").format(alert=alert))
             alert = None
         return NodeConfig(name, owner, sla or 0, calendar, float(warn_at), critical, escalation, when, auto,
                           None if alert is None else float(alert))
@@ -1122,7 +1127,8 @@ class _Checker:
         if value is _MISSING:
             return ()
         if not isinstance(value, list):
-            self.problem(ekey, f'expected a list of steps, e.g. [ {{ after = "30m", action = "escalate" }} ], got {_describe_value(value)}')
+            self.problem(ekey, _("expected a list of steps, e.g. [ {{ after = \"30m\", action = \"escalate\" }} ], got "
+                                 "{got}").format(got=_describe_value(value)))
             return ()
         steps: list[EscalationStep] = []
         previous: tuple[int, int] | None = None  # (index, after) of the last step with a valid after
@@ -1132,25 +1138,27 @@ class _Checker:
             if step is None:
                 continue
             self.known_keys(step, _STEP_KEYS, skey)
-            after = self.duration(step, "after", skey, required=True, hint='; the time past the deadline, e.g. after = "30m"')
-            action = self.choice(step, "action", skey, ESCALATION_ACTIONS, required=True, hint=f": one of {', '.join(ESCALATION_ACTIONS)}")
+            after = self.duration(step, "after", skey, required=True, hint=_("; the time past the deadline, e.g. after = \"30m\""))
+            action = self.choice(step, "action", skey, ESCALATION_ACTIONS, required=True, hint=_(": one of {names}").format(names=', '.join(ESCALATION_ACTIONS)))
             to = self.names(step, "to", skey)
             reason = self.text(step, "reason", skey)
             if action == "notify":
                 if not to:
-                    self.problem(_join(skey, "to"), 'missing: a notify step needs recipients, e.g. to = ["warehouse_supervisor"]')
+                    self.problem(_join(skey, "to"), _("missing: a notify step needs recipients, e.g. to = [\"warehouse_supervisor\"]"))
                 self.recipients(to, _join(skey, "to"), known)
             elif action is not None and to is not None:
-                self.problem(_join(skey, "to"), f"only a notify step takes 'to'; {action} goes to the node's assignees and roles")
+                self.problem(_join(skey, "to"), _("only a notify step takes 'to'; {action} goes to the node's assignees and roles").format(action=action))
             if action in ("remind", "escalate") and not owner:
-                self.problem(_join(skey, "action"), f"{action} needs the node to have an owner role to {'remind' if action == 'remind' else 'escalate from'}")
+                self.problem(_join(skey, "action"), (_("remind needs the node to have an owner role to remind") if action == "remind" else
+                                  _("{action} needs the node to have an owner role to escalate from").format(action=action)))
             if action == "auto_approve" and critical:
-                self.problem(_join(skey, "action"), "auto_approve is refused on a critical node (critical = true); use escalate or auto_reject")
+                self.problem(_join(skey, "action"), _("auto_approve is refused on a critical node (critical = true); use escalate or auto_reject"))
             if action == "auto_approve" and auto is not None:
-                self.problem(_join(skey, "action"), f"auto_approve cannot complete an auto = {auto!r} node; `ffctl {auto}` completes it")
+                self.problem(_join(skey, "action"), _("auto_approve cannot complete an auto = {auto!r} node; `ffctl {auto}` completes it").format(auto=auto))
             if after is not None:
                 if previous is not None and after < previous[1]:
-                    self.problem(_join(skey, "after"), f"steps must be in order of 'after': {format_duration(after)} comes after {format_duration(previous[1])} in escalation[{previous[0]}]")
+                    self.problem(_join(skey, "after"), _("steps must be in order of 'after': {format_duration} comes after {format_duration2} in "
+                                                         "escalation[{value}]").format(format_duration=format_duration(after), format_duration2=format_duration(previous[1]), value=previous[0]))
                 previous = (index, after)
             steps.append(EscalationStep(index, after or 0, action or "", to if action == "notify" and to else (), reason))
         return tuple(steps)
@@ -1163,22 +1171,24 @@ class _Checker:
         if len(self.problems) > before or (key, "match") in self.misspelled:
             self.broken_matches.add(name)
         nkey = _join(key, "nodes")
-        listed = self.names(table, "nodes", key, required=True, hint='; the nodes an order goes through, in order, e.g. nodes = ["credit_review", "allocation", "dispatch"]')
+        listed = self.names(table, "nodes", key, required=True, hint=_("; the nodes an order goes through, in order, e.g. nodes = [\"credit_review\", \"allocation\", "
+                                                                       "\"dispatch\"]"))
         if listed == ():
-            self.problem(nkey, "a workflow needs at least one node")
+            self.problem(nkey, _("a workflow needs at least one node"))
         seen: set[str] = set()
         for i, node in enumerate(listed or ()):
             if node in seen:
-                self.problem(f"{nkey}[{i}]", f"node {node!r} appears more than once; a node can be in a workflow only once")
+                self.problem(f"{nkey}[{i}]", _("node {node!r} appears more than once; a node can be in a workflow only once").format(node=node))
             seen.add(node)
             self.reference(node, known.nodes, f"{nkey}[{i}]", "node")
         autos = [(i, nodes[n].auto) for i, n in enumerate(dict.fromkeys(listed or ())) if n in nodes and nodes[n].auto]
         for kind in AUTO_KINDS:
             if sum(1 for _, a in autos if a == kind) > 1:
-                self.problem(nkey, f"more than one auto = {kind!r} node; a workflow has at most one")
+                self.problem(nkey, _("more than one auto = {kind!r} node; a workflow has at most one").format(kind=kind))
         first = {a: i for i, a in reversed(autos)}
         if "allocate" in first and "ship" in first and first["ship"] < first["allocate"]:
-            self.problem(nkey, "the auto = 'ship' node comes before the auto = 'allocate' node; stock must be allocated before it ships")
+            self.problem(nkey, _("the auto = 'ship' node comes before the auto = 'allocate' node; stock must be allocated before "
+                                 "it ships"))
         return WorkflowConfig(name, match, tuple(dict.fromkeys(listed or ())))
 
     def calendar_room(self, calendars: dict[str, CalendarConfig], nodes: dict[str, NodeConfig],
@@ -1239,23 +1249,24 @@ class _Checker:
                 if earlier.name in self.broken_matches or later.name in self.broken_matches:
                     continue
                 if _covers(earlier.match, later.match):
-                    what = "matches every order" if not earlier.match else "matches every order this one would"
+                    what = _("matches every order") if not earlier.match else _("matches every order this one would")
                     self.problem(
                         _join(_join("workflows", later.name), "match"),
-                        f"workflow {later.name!r} is never used: {earlier.name!r} comes before it and {what} (the first match wins; move {later.name!r} above it)",
+                        _("workflow {name!r} is never used: {name2!r} comes before it and {what} (the first match wins; "
+                          "move {name!r} above it)").format(name=later.name, name2=earlier.name, what=what),
                     )
                     break
 
     def rule(self, name: str, table: dict, known: _Names) -> RuleConfig:
         key = _join("rules", name)
-        kind = self.choice(table, "kind", key, tuple(_RULE_KINDS), required=True, hint=f": one of {', '.join(_RULE_KINDS)}")
+        kind = self.choice(table, "kind", key, tuple(_RULE_KINDS), required=True, hint=_(": one of {names}").format(names=', '.join(_RULE_KINDS)))
         if kind is None:
-            allowed = set(_RULE_COMMON_KEYS).union(*(keys for keys, _ in _RULE_KINDS.values()))
+            allowed = set(_RULE_COMMON_KEYS).union(*(keys for keys, _handler in _RULE_KINDS.values()))
         else:
             allowed = set(_RULE_COMMON_KEYS) | set(_RULE_KINDS[kind][0])
-            for other, (keys, _) in _RULE_KINDS.items():
+            for other, (keys, _handler) in _RULE_KINDS.items():
                 for extra in [k for k in table if k in keys and k not in allowed]:
-                    self.problem(key, f"key {extra!r} does not apply to kind {kind!r} (it belongs to kind {other!r})")
+                    self.problem(key, _("key {extra!r} does not apply to kind {kind!r} (it belongs to kind {other!r})").format(extra=extra, kind=kind, other=other))
                     allowed.add(extra)
         self.known_keys(table, [*_RULE_COMMON_KEYS, *(k for k in _RULE_KEY_ORDER if k in allowed)], key)
         notify = self.names(table, "notify", key) or ()
@@ -1264,53 +1275,53 @@ class _Checker:
             for i, recipient in enumerate(notify):
                 if recipient in ORDER_RECIPIENTS:
                     self.problem(f"{_join(key, 'notify')}[{i}]",
-                                 f"{recipient} names no one here: a {kind} rule is not about an order")
+                                 _("{recipient} names no one here: a {kind} rule is not about an order").format(recipient=recipient, kind=kind))
         priority = self.choice(table, "priority", key, RULE_PRIORITIES, default="normal") or "normal"
         params = _RULE_KINDS[kind][1](self, table, key, known) if kind else {}
         return RuleConfig(name, kind or "", notify, priority, FrozenDict(params))
 
     def rule_stock_below(self, table: dict, key: str, known: _Names) -> dict[str, object]:
-        action = self.get(table, "action", key, "str", required=True, hint='; stock_below rules take action = "purchase_requisition"')
+        action = self.get(table, "action", key, "str", required=True, hint=_("; stock_below rules take action = \"purchase_requisition\""))
         if action is not None and action != "purchase_requisition":
-            self.problem(_join(key, "action"), f'unknown action {action!r} for kind stock_below; the only one is "purchase_requisition"')
+            self.problem(_join(key, "action"), _("unknown action {action!r} for kind stock_below; the only one is \"purchase_requisition\"").format(action=action))
         include_inbound = self.get(table, "include_inbound", key, "bool", default=False)
         return {"action": "purchase_requisition", "include_inbound": include_inbound}
 
     def rule_dwell(self, table: dict, key: str, known: _Names) -> dict[str, object]:
-        node = self.text(table, "node", key, required=True, hint='; the node orders dwell at, e.g. node = "dispatch"')
+        node = self.text(table, "node", key, required=True, hint=_("; the node orders dwell at, e.g. node = \"dispatch\""))
         if node is not None:
             self.reference(node, known.nodes, _join(key, "node"), "node")
-        longer_than = self.duration(table, "longer_than", key, required=True, hint='; e.g. longer_than = "48h"')
+        longer_than = self.duration(table, "longer_than", key, required=True, hint=_("; e.g. longer_than = \"48h\""))
         if longer_than == 0:
-            self.problem(_join(key, "longer_than"), "must be longer than 0s")
+            self.problem(_join(key, "longer_than"), _("must be longer than 0s"))
         clock = self.choice(table, "clock", key, DWELL_CLOCKS, default="wall") or "wall"
-        flag = self.text(table, "flag", key, required=True, hint='; the flag set on dwelling orders, e.g. flag = "shipping_exception"')
+        flag = self.text(table, "flag", key, required=True, hint=_("; the flag set on dwelling orders, e.g. flag = \"shipping_exception\""))
         if flag is not None and not _FLAG_NAME.fullmatch(flag):
-            self.problem(_join(key, "flag"), f"flag names are single words like shipping_exception, got {flag!r}")
+            self.problem(_join(key, "flag"), _("flag names are single words like shipping_exception, got {flag!r}").format(flag=flag))
         return {"node": node, "longer_than_seconds": longer_than or 0, "clock": clock, "flag": flag}
 
     def rule_supplier(self, table: dict, key: str, known: _Names) -> dict[str, object]:
         rate = self.get(table, "qc_pass_rate_below", key, "number")
         if rate is not None and not 0 <= rate <= 1:
-            self.problem(_join(key, "qc_pass_rate_below"), f"rates are fractions from 0 to 1 (0.95 means 95%), got {rate}")
+            self.problem(_join(key, "qc_pass_rate_below"), _("rates are fractions from 0 to 1 (0.95 means 95%), got {rate}").format(rate=rate))
         delay = self.get(table, "avg_delay_days_above", key, "number")
         if delay is not None and delay < 0:
-            self.problem(_join(key, "avg_delay_days_above"), f"must be 0 or more days, got {delay}")
+            self.problem(_join(key, "avg_delay_days_above"), _("must be 0 or more days, got {delay}").format(delay=delay))
         consecutive = self.get(table, "consecutive_batches", key, "int", default=3)
         if consecutive < 1:
-            self.problem(_join(key, "consecutive_batches"), f"must be at least 1, got {consecutive}")
+            self.problem(_join(key, "consecutive_batches"), _("must be at least 1, got {consecutive}").format(consecutive=consecutive))
         window = self.get(table, "window_batches", key, "int", default=10)
         if window < 1:
-            self.problem(_join(key, "window_batches"), f"must be at least 1, got {window}")
+            self.problem(_join(key, "window_batches"), _("must be at least 1, got {window}").format(window=window))
         if "qc_pass_rate_below" not in table and "avg_delay_days_above" not in table:
-            self.problem(key, "a supplier rule needs qc_pass_rate_below, avg_delay_days_above, or both")
+            self.problem(key, _("a supplier rule needs qc_pass_rate_below, avg_delay_days_above, or both"))
         elif "consecutive_batches" in table and "qc_pass_rate_below" not in table:
-            self.problem(_join(key, "consecutive_batches"), "only applies with qc_pass_rate_below")
+            self.problem(_join(key, "consecutive_batches"), _("only applies with qc_pass_rate_below"))
         elif "window_batches" in table and "avg_delay_days_above" not in table:
-            self.problem(_join(key, "window_batches"), "only applies with avg_delay_days_above")
+            self.problem(_join(key, "window_batches"), _("only applies with avg_delay_days_above"))
         action = self.get(table, "action", key, "str", default="freeze_inspection_exempt")
         if action != "freeze_inspection_exempt":
-            self.problem(_join(key, "action"), f'unknown action {action!r} for kind supplier; the only one is "freeze_inspection_exempt"')
+            self.problem(_join(key, "action"), _("unknown action {action!r} for kind supplier; the only one is \"freeze_inspection_exempt\"").format(action=action))
         return {
             "qc_pass_rate_below": float(rate) if rate is not None else None,
             "consecutive_batches": consecutive,
@@ -1330,10 +1341,10 @@ class _Checker:
             email = self.email(table["email"])
         attempts = self.get(table, "max_attempts", "notify", "int", default=5)
         if attempts < 1:
-            self.problem("notify.max_attempts", f"must be at least 1, got {attempts}")
+            self.problem("notify.max_attempts", _("must be at least 1, got {attempts}").format(attempts=attempts))
         timeout = self.get(table, "webhook_timeout_seconds", "notify", "number", default=5.0)
         if timeout <= 0:
-            self.problem("notify.webhook_timeout_seconds", f"must be more than 0, got {timeout}")
+            self.problem("notify.webhook_timeout_seconds", _("must be more than 0, got {timeout}").format(timeout=timeout))
         return NotifyConfig(log, email, attempts, float(timeout))
 
     def email(self, value: object) -> EmailConfig | None:
@@ -1343,10 +1354,11 @@ class _Checker:
         if "password" in table:
             self.problem(
                 "notify.email.password",
-                'secrets never go in the config file: put the password in an environment variable and name it with password_env = "FFCTL_SMTP_PASSWORD"',
+                _("secrets never go in the config file: put the password in an environment variable and name it "
+                  "with password_env = \"FFCTL_SMTP_PASSWORD\""),
             )
         self.known_keys({k: v for k, v in table.items() if k != "password"}, _EMAIL_KEYS, "notify.email")
-        host = self.text(table, "host", "notify.email", required=True, hint='; the SMTP server, e.g. host = "localhost"')
+        host = self.text(table, "host", "notify.email", required=True, hint=_("; the SMTP server, e.g. host = \"localhost\""))
         starttls = self.get(table, "starttls", "notify.email", "bool", default=False)
         tls = self.get(table, "tls", "notify.email", "bool", default=False)
         if starttls and tls:
@@ -1354,15 +1366,16 @@ class _Checker:
                                                "exclude each other; keep the one your server offers"))
         port = self.get(table, "port", "notify.email", "int", default=465 if tls else 587 if starttls else 25)
         if not 0 < port < 65536:
-            self.problem("notify.email.port", f"not a TCP port: {port}")
-        sender = self.text(table, "sender", "notify.email", required=True, hint='; the From address, e.g. sender = "ffctl@example.com"')
+            self.problem("notify.email.port", _("not a TCP port: {port}").format(port=port))
+        sender = self.text(table, "sender", "notify.email", required=True, hint=_("; the From address, e.g. sender = \"ffctl@example.com\""))
         if sender is not None and "@" not in sender:
-            self.problem("notify.email.sender", f"not an email address: {sender!r}")
+            self.problem("notify.email.sender", _("not an email address: {sender!r}").format(sender=sender))
         username = self.text(table, "username", "notify.email")
         password_env = self.text(table, "password_env", "notify.email")
         if password_env is not None and not _ENV_NAME.fullmatch(password_env):
             # never echo the value: someone may have pasted the password itself here
-            self.problem("notify.email.password_env", "must be the name of an environment variable that holds the password (like FFCTL_SMTP_PASSWORD), not the password itself")
+            self.problem("notify.email.password_env", _("must be the name of an environment variable that holds the password (like FFCTL_SMTP_PASSWORD), "
+                                                        "not the password itself"))
         ca_file = self.text(table, "ca_file", "notify.email")
         if ca_file is not None:
             path = Path(ca_file.strip()).expanduser()
@@ -1484,13 +1497,13 @@ class _Checker:
         default = ForecastConfig()
         window = self.duration(table, "window", "forecast")
         if window == 0:
-            self.problem("forecast.window", 'must be longer than 0s, e.g. "30d"')
+            self.problem("forecast.window", _("must be longer than 0s, e.g. \"30d\""))
         least = self.get(table, "min_history", "forecast", "int", default=default.min_history)
         if least < 1:
-            self.problem("forecast.min_history", f"must be 1 or more completed visits, got {least}")
+            self.problem("forecast.min_history", _("must be 1 or more completed visits, got {least}").format(least=least))
         sample = self.get(table, "sample", "forecast", "int", default=default.sample)
         if sample < max(least, 1):
-            self.problem("forecast.sample", f"must be at least min_history ({least}), got {sample}")
+            self.problem("forecast.sample", _("must be at least min_history ({least}), got {sample}").format(least=least, sample=sample))
         return ForecastConfig(window or default.window_seconds, least, sample)
 
     def kpi(self, table: dict) -> tuple[dict[str, float], dict[str, float]]:
@@ -1508,10 +1521,10 @@ class _Checker:
             if value is None:
                 continue
             if measure == "rate" and not 0 <= value <= 1:
-                hint = f" ({value / 100:g} means {value:g}%)" if 1 < value <= 100 else ""
-                self.problem(_join(key, name), f"rates are fractions from 0 to 1, got {value}{hint}")
+                hint = _(" ({value:g} means {value2:g}%)").format(value=value / 100, value2=value) if 1 < value <= 100 else _("")
+                self.problem(_join(key, name), _("rates are fractions from 0 to 1, got {value}{hint}").format(value=value, hint=hint))
             elif measure != "rate" and value <= 0:
-                self.problem(_join(key, name), f"must be more than 0 {measure}, got {value}")
+                self.problem(_join(key, name), _("must be more than 0 {measure}, got {value}").format(measure=measure, value=value))
             else:
                 out[name] = float(value)
         return out
@@ -1537,10 +1550,10 @@ def _cron_problem(expression: str) -> str | None:
     clock here), so "0 0 30 2 *" (February 30th) is refused now, not by `schedule tick` later."""
     from croniter import CroniterBadDateError, croniter
 
-    form = 'expected 5 fields "minute hour day-of-month month day-of-week", e.g. "*/5 * * * *"'
+    form = _("expected 5 fields \"minute hour day-of-month month day-of-week\", e.g. \"*/5 * * * *\"")
     fields = expression.split()
     if not expression.startswith("@") and len(fields) != 5:
-        return f"invalid cron expression {expression!r}: {form}"
+        return _("invalid cron expression {expression!r}: {form}").format(expression=expression, form=form)
     if not croniter.is_valid(expression):
         for i, (name, allowed) in enumerate(_CRON_FIELDS if len(fields) == 5 else ()):
             alone = " ".join(fields[i] if j == i else "*" for j in range(5))
@@ -1549,7 +1562,7 @@ def _cron_problem(expression: str) -> str | None:
                 return _("invalid cron expression {expression!r}: the {field} field {value!r} {what} "
                          "(allowed: {allowed}, with *, lists a,b, ranges a-b and steps */n)").format(
                     expression=expression, field=name, value=fields[i], what=what, allowed=allowed)
-        return f"invalid cron expression {expression!r}: {form}"
+        return _("invalid cron expression {expression!r}: {form}").format(expression=expression, form=form)
     try:
         croniter(expression, datetime(2000, 1, 1)).get_next(datetime)
     except (CroniterBadDateError, ValueError, OverflowError):
@@ -1579,5 +1592,5 @@ def describe_spec(spec: Mapping[str, tuple]) -> str:
         else:
             parts.append(f"{key} in ({', '.join(shown)})")
         if key in LINE_MATCH_KEYS:
-            parts[-1] += " on any line"
-    return " and ".join(parts)
+            parts[-1] += _(" on any line")
+    return _(" and ").join(parts)

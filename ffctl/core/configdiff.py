@@ -80,7 +80,8 @@ def _named(add: Callable, section: str, old: Mapping[str, Any], new: Mapping[str
             add(section, name, None, None, name, _("{section} {name}: added").format(section=section, name=name))
         elif old[name] != new[name]:
             for field, was, now, words in fields(old[name], new[name]):
-                add(section, name, field, was, now, f"{section} {name}: {words}")
+                add(section, name, field, was, now, _("{section} {name}: {words}").format(section=section, name=name,
+                                                                                            words=words))
 
 
 def _change(field: str, label: str, was: Any, now: Any, show: Callable[[Any], str] = _none):
@@ -128,7 +129,7 @@ def _step(step) -> str:
     after = format_duration(step.after_seconds) if step.after_seconds else "0m"
     words = f"+{after} {step.action}"
     if step.to:
-        words += f" to {', '.join(step.to)}"
+        words += _(" to {recipients}").format(recipients=", ".join(step.to))
     return words
 
 

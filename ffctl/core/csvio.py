@@ -89,7 +89,7 @@ def check_encoding(name: str) -> str:
     try:
         return codecs.lookup(name).name
     except LookupError:
-        raise UsageError(f"unknown encoding {name!r}", hint="Use utf-8, utf-8-sig, gbk or gb18030.") from None
+        raise UsageError(_("unknown encoding {name!r}").format(name=name), hint=_("Use utf-8, utf-8-sig, gbk or gb18030.")) from None
 
 
 def check_delimiter(text: str) -> str:
@@ -394,13 +394,13 @@ def open_csv(path: str | Path, encoding: str | None = None, delimiter: str | Non
     else:
         p = Path(text_path)
         if p.is_dir():
-            raise CsvFileError(f"{text_path} is a folder, not a CSV file")
+            raise CsvFileError(_("{text_path} is a folder, not a CSV file").format(text_path=text_path))
         try:
             raw = open(p, "rb", buffering=0)  # noqa: SIM115 - closed by CsvSource.close
         except FileNotFoundError:
-            raise CsvFileError(f"no such file: {text_path}") from None
+            raise CsvFileError(_("no such file: {text_path}").format(text_path=text_path)) from None
         except OSError as exc:
-            raise CsvFileError(f"cannot read {text_path}: {exc.strerror or exc}") from None
+            raise CsvFileError(_("cannot read {text_path}: {value}").format(text_path=text_path, value=exc.strerror or exc)) from None
         size = p.stat().st_size
     counter = CountingReader(raw, owned=text_path != "-")
     try:
@@ -419,12 +419,12 @@ def _open(text_path: str, size: int | None, counter: CountingReader, lines: _Lin
     rows = _records(lines, iter(lines), delimiter)
     first = next(rows, None)
     if first is None:
-        raise CsvFileError(f"{text_path} is empty: a header row is required")
+        raise CsvFileError(_("{text_path} is empty: a header row is required").format(text_path=text_path))
     line, cells, flaw = first
     if flaw is not None and flaw.garbled:
         raise CsvFileError(
-            f"line {line}: the header has bytes that are not valid {lines.encoding}",
-            hint="Pass --encoding NAME (gbk, gb18030, utf-8).",
+            _("line {line}: the header has bytes that are not valid {encoding}").format(line=line, encoding=lines.encoding),
+            hint=_("Pass --encoding NAME (gbk, gb18030, utf-8)."),
         )
     if flaw is not None:
         raise CsvFileError(_("line {line}: the header is not valid CSV: {reason}").format(line=line, reason=flaw.reason))
@@ -463,7 +463,7 @@ def _records(lines: _Lines, stream: Iterator[str], delimiter: str,
         except StopIteration:
             return
         except csv.Error as exc:
-            raise CsvFileError(f"line {base + reader.line_num}: not valid CSV: {exc}") from None
+            raise CsvFileError(_("line {value}: not valid CSV: {exc}").format(value=base + reader.line_num, exc=exc)) from None
         if lines.ended and taken and _opened_quote(taken[0], delimiter):
             rest = taken[1:]
             cells = next(csv.reader([taken[0].rstrip("\r\n")], delimiter=delimiter), [])
@@ -583,8 +583,8 @@ def positive_int(text: str) -> int:
         if 0 < value <= MAX_INT:
             return value
         if value > MAX_INT:
-            raise ValueError(f"is too large (at most {MAX_INT})")
-    raise ValueError("must be a positive whole number")
+            raise ValueError(_("is too large (at most {max_int})").format(max_int=MAX_INT))
+    raise ValueError(_("must be a positive whole number"))
 
 
 def non_negative_int(text: str) -> int:
@@ -592,8 +592,8 @@ def non_negative_int(text: str) -> int:
         value = int(text)
         if value <= MAX_INT:
             return value
-        raise ValueError(f"is too large (at most {MAX_INT})")
-    raise ValueError("must be a whole number, 0 or more")
+        raise ValueError(_("is too large (at most {max_int})").format(max_int=MAX_INT))
+    raise ValueError(_("must be a whole number, 0 or more"))
 
 
 _THOUSANDS = re.compile(r"\d{1,3}(,\d{3})+(\.\d+)?")
@@ -604,10 +604,10 @@ def non_negative_number(text: str) -> float:
         value = float(text)
     except ValueError:
         if not _THOUSANDS.fullmatch(text):  # 1,234.50 as Excel shows it
-            raise ValueError("must be a number") from None
+            raise ValueError(_("must be a number")) from None
         value = float(text.replace(",", ""))
     if not math.isfinite(value) or value < 0:
-        raise ValueError("must be a number, 0 or more")
+        raise ValueError(_("must be a number, 0 or more"))
     return value
 
 
@@ -621,7 +621,7 @@ def boolean(text: str) -> bool:
         return True
     if low in _FALSE:
         return False
-    raise ValueError("must be true or false (yes/no, 1/0)")
+    raise ValueError(_("must be true or false (yes/no, 1/0)"))
 
 
 def text_value(text: str) -> str:
@@ -641,7 +641,7 @@ def priority(text: str) -> int:
         return PRIORITY_WORDS[low]
     if re.fullmatch(r"[+-]?\d{1,6}", text):
         return int(text)
-    raise ValueError("must be a whole number or one of low, normal, high, urgent")
+    raise ValueError(_("must be a whole number or one of low, normal, high, urgent"))
 
 
 def one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
@@ -651,7 +651,7 @@ def one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
         value = text.lower()
         if value in allowed:
             return value
-        raise ValueError(f"must be one of {', '.join(choices)}")
+        raise ValueError(_("must be one of {names}").format(names=', '.join(choices)))
 
     return parse
 
@@ -661,7 +661,7 @@ def known(names, noun: str, hint: str) -> Callable[[str], str]:
 
     ``parse.members`` and ``parse.reason`` let a compiled row parser inline the lookup.
     """
-    reason = f"unknown {noun} ({hint})"
+    reason = _("unknown {noun} ({hint})").format(noun=noun, hint=hint)
 
     def parse(text: str) -> str:
         if text in names:
@@ -725,7 +725,7 @@ def time_parser(tz: str, *, latest: datetime | None = None, latest_reason: str =
         except ValueError as exc:
             raise ValueError(str(exc)) from None
         except OverflowError:
-            raise ValueError("not a real date/time: out of range") from None
+            raise ValueError(_("not a real date/time: out of range")) from None
         if limit is not None and stored > limit:
             raise ValueError(latest_reason)
         return stored

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 
-DURATION_FORMS = "a whole number with units d, h, m, s, largest first, e.g. 90s, 30m, 4h, 2d, 1h30m"
+from ffctl.i18n import N_, _
+
+DURATION_FORMS = N_("a whole number with units d, h, m, s, largest first, e.g. 90s, 30m, 4h, 2d, 1h30m")
 #: How far ffctl plans: no configured duration is longer, and no deadline is looked for further
 #: out (a calendar that cannot reach one within it is practically always closed).
 HORIZON_DAYS = 3653
@@ -25,12 +27,12 @@ def parse_duration(text: str) -> int:
     raises ``ValueError`` with a message saying which forms are allowed.
     """
     if not isinstance(text, str):
-        raise ValueError(f"expected a duration such as 30m, got {text!r}")
+        raise ValueError(_("expected a duration such as 30m, got {text!r}").format(text=text))
     cleaned = text.strip()
     match = _DURATION.fullmatch(cleaned)
     if not cleaned or match is None or not any(match.groups()):
-        shown = repr(text) if cleaned else "an empty value"
-        raise ValueError(f"invalid duration {shown}: use {DURATION_FORMS}")
+        shown = repr(text) if cleaned else _("an empty value")
+        raise ValueError(_("invalid duration {shown}: use {forms}").format(shown=shown, forms=_(DURATION_FORMS)))
     return sum(int(amount) * seconds for amount, (_unit, seconds) in zip(match.groups(), _UNIT_SECONDS) if amount)
 
 

@@ -7,6 +7,8 @@ The CLI entry point renders ``str(error)`` as one line on stderr and exits with 
 
 from __future__ import annotations
 
+from ffctl.i18n import _
+
 
 class FfctlError(Exception):
     """Base class: the operation was refused or failed (exit 1)."""
@@ -52,11 +54,11 @@ class ConfigError(FfctlError):
     def __init__(self, problems: list[ConfigProblem]) -> None:
         self.problems = list(problems)
         if len(self.problems) == 1:
-            message = f"invalid config: {self.problems[0]}"
+            message = _("invalid config: {problem}").format(problem=self.problems[0])
         else:
             lines = "\n".join(f"  {p}" for p in self.problems)
-            message = f"invalid config ({len(self.problems)} problems):\n{lines}"
-        super().__init__(message, hint="Fix the file and run `ffctl config check`.")
+            message = _("invalid config ({n} problems):\n{lines}").format(n=len(self.problems), lines=lines)
+        super().__init__(message, hint=_("Fix the file and run `ffctl config check`."))
 
 
 class NotFound(FfctlError):

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from ffctl.core.csvio import _FORMULA_START, is_formula
 from ffctl.core.kpi import Period, _Sql
+from ffctl.i18n import _
 
 FORMATS = ("ocel", "xes", "csv")
 CSV_COLUMNS = ("case_id", "activity", "timestamp", "resource", "node", "detail")
@@ -129,7 +130,7 @@ def export_events(session: Session, fmt: str, out: Path | str, *, tz: str, now, 
     export leaves no half a log where a complete one is expected.
     """
     if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}")
+        raise ValueError(_("unknown format {fmt!r}").format(fmt=fmt))
     q = _Query(session, tz, now, period)
     writer: Callable[[_Query, IO[str]], dict] = {"csv": _csv, "xes": _xes, "ocel": _ocel}[fmt]
     if str(out) == "-":

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ffctl.i18n import _
+
 PRIVATE = 0o600
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
@@ -33,5 +35,5 @@ def write_private(path: Path, text: str, *, exclusive: bool, encoding: str = "ut
 def private_folder(path: Path) -> None:
     """Create ``path`` (owner-only) if it does not exist; a symlink in its place is refused."""
     if path.is_symlink():
-        raise FileExistsError(f"{path} is a symbolic link")
+        raise FileExistsError(_("{path} is a symbolic link").format(path=path))
     path.mkdir(mode=0o700, exist_ok=True)

@@ -60,9 +60,9 @@ def list_tasks(session: Session, cfg, now: datetime, *, user: str | None = None,
     ``counts`` has ``total`` and ``breached`` over every match, not just the rows shown.
     """
     if role is not None and role not in cfg.roles:
-        raise UsageError(f"--role {role!r}: no such role; the config has {', '.join(cfg.roles)}")
+        raise UsageError(_("--role {role!r}: no such role; the config has {names}").format(role=role, names=', '.join(cfg.roles)))
     if limit < 0:
-        raise UsageError("--limit must be 0 (no limit) or more")
+        raise UsageError(_("--limit must be 0 (no limit) or more"))
     t = Task.__table__.c
     filters = [t.status == "open"]
     if mine:

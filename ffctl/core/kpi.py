@@ -126,11 +126,11 @@ def parse_period(start: str | None, end: str | None, tz: str) -> Period:
                 return start_of_day(day + timedelta(days=1) if upper else day, tz)
             return parse_time(text, tz)
         except ValueError as exc:
-            raise ValueError(f"{option} {text!r}: {exc}") from None
+            raise ValueError(_("{option} {text!r}: {exc}").format(option=option, text=text, exc=exc)) from None
 
     period = Period(bound(start, "--from", False), bound(end, "--to", True))
     if period.start and period.end and period.end <= period.start:
-        raise ValueError(f"--to {end!r} is not after --from {start!r}")
+        raise ValueError(_("--to {end!r} is not after --from {start!r}").format(end=end, start=start))
     return period
 
 
@@ -883,7 +883,7 @@ class _Report:
     def check_facts(self) -> None:
         state = self.s.execute(sa.text("SELECT event_id, fingerprint FROM fact_state WHERE id = 1")).one_or_none()
         if state is None or state.event_id is None or state.fingerprint != fingerprint(self.cfg):
-            raise FactsNotReady("the report facts are not built for this config: call kpi.refresh_facts(store, cfg) first")
+            raise FactsNotReady(_("the report facts are not built for this config: call kpi.refresh_facts(store, cfg) first"))
 
     def visits(self) -> bool:
         """Whether node-level figures read the facts (see ``SOURCES``)."""

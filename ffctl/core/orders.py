@@ -31,7 +31,7 @@ FINAL = ("shipped", "delivered", "cancelled")
 
 def check_node(cfg, node: str | None) -> None:
     if node is not None and node not in cfg.nodes:
-        raise UsageError(f"--node {node!r}: no such node; the config has {', '.join(cfg.nodes)}")
+        raise UsageError(_("--node {node!r}: no such node; the config has {names}").format(node=node, names=', '.join(cfg.nodes)))
 
 
 def standing_flags(session: Session, order_ids: Iterable[str]) -> dict[str, list[str]]:
@@ -71,9 +71,9 @@ def list_orders(session: Session, cfg, now: datetime, *, node: str | None = None
     """
     check_node(cfg, node)
     if status is not None and status not in STATUSES:
-        raise UsageError(f"--status {status!r}: use one of {', '.join(STATUSES)}")
+        raise UsageError(_("--status {status!r}: use one of {names}").format(status=status, names=', '.join(STATUSES)))
     if limit < 0:
-        raise UsageError("--limit must be 0 (no limit) or more")
+        raise UsageError(_("--limit must be 0 (no limit) or more"))
     t = Task.__table__.c
     open_task = sa.and_(t.order_id == Order.order_id, t.status == "open")
     filters = []
@@ -162,10 +162,10 @@ def _backorder_date(session: Session, cfg, order_id: str, sku: str, qty: int, no
     try:
         from ffctl.core import stock
     except ImportError:
-        return None, "available-to-promise is not available in this build"
+        return None, _("available-to-promise is not available in this build")
     result = stock.atp(session, sku, qty, now=now, tz=cfg.timezone, exclude_orders=[order_id])
     earliest = result.get("earliest_date")
-    return earliest, None if earliest else "no known supply covers it"
+    return earliest, None if earliest else _("no known supply covers it")
 
 
 def show_order(session: Session, cfg, order_id: str, now: datetime) -> dict:
@@ -178,7 +178,7 @@ def show_order(session: Session, cfg, order_id: str, now: datetime) -> dict:
         .where(Order.order_id == order_id)
     ).first()
     if row is None:
-        raise NotFound(f"no order {order_id!r}")
+        raise NotFound(_("no order {order_id!r}").format(order_id=order_id))
     order, customer_name = row
     task = workflow.current_task(session, order_id)
     current = None
@@ -283,7 +283,7 @@ def waiting_for(status: str, current: dict | None, lines: list[dict], hold_reaso
 def current_node(session: Session, order_id: str) -> str | None:
     """The node of the order's open task (None when it has none); NotFound for no such order."""
     if session.get(Order, order_id) is None:
-        raise NotFound(f"no order {order_id!r}")
+        raise NotFound(_("no order {order_id!r}").format(order_id=order_id))
     task = workflow.current_task(session, order_id)
     return task.node if task else None
 
@@ -296,7 +296,7 @@ def advance(session: Session, cfg, order_id: str, *, at: datetime, actor: str, n
     """
     if reject:
         if not reason:
-            raise UsageError("--reject needs --reason: say why the order goes back")
+            raise UsageError(_("--reject needs --reason: say why the order goes back"))
         now_at = workflow.reject(session, cfg, order_id, at=at, actor=actor, reason=reason, node=node, manual=True)
         order = session.get(Order, order_id)
         session.refresh(order)
@@ -324,12 +324,12 @@ def advance_message(result: dict) -> str:
     head = f"{result['order_id']}: {result['node']} {result['outcome']}{sla}"
     if result["outcome"] == "rejected":
         if result["on_hold"]:
-            return (f"{head} → on hold at {result['next_node']} (the first node); "
-                    f"`{command('order', 'release', result['order_id'])}` resumes it")
-        return f"{head} → back at {result['next_node']}"
+            return _("{head} → on hold at {node} (the first node); `{command}` resumes it").format(
+                head=head, node=result["next_node"], command=command("order", "release", result["order_id"]))
+        return _("{head} → back at {node}").format(head=head, node=result["next_node"])
     if result["next_node"] is None:
-        return f"{head} → workflow finished"
-    return f"{head} → now at {result['next_node']}"
+        return _("{head} → workflow finished").format(head=head)
+    return _("{head} → now at {node}").format(head=head, node=result["next_node"])
 
 
 # --- cancel and unflag -----------------------------------------------------------------------
@@ -337,10 +337,10 @@ def advance_message(result: dict) -> str:
 def cancel_order(session: Session, cfg, order_id: str, *, at: datetime, actor: str, reason: str) -> dict:
     """Release the order's reservations, close its open tasks, and mark it cancelled."""
     if not reason or not reason.strip():
-        raise UsageError("--reason is required: say why the order is cancelled")
+        raise UsageError(_("--reason is required: say why the order is cancelled"))
     order = workflow.lock_order(session, order_id, at=at, tz=cfg.timezone)
     if order.status in FINAL:
-        raise Conflict(f"order {order_id} is {order.status}; it cannot be cancelled")
+        raise Conflict(_("order {order_id} is {status}; it cannot be cancelled").format(order_id=order_id, status=order.status))
     shipped = session.execute(sa.select(sa.func.coalesce(sa.func.sum(OrderLine.shipped), 0))
                               .where(OrderLine.order_id == order_id)).scalar_one()
     if shipped:
@@ -383,6 +383,7 @@ def unflag(session: Session, order_id: str, flag: str, *, at: datetime, actor: s
     ).rowcount
     if not cleared:
         standing = standing_flags(session, [order_id]).get(order_id, [])
-        known = f"; its standing flags: {', '.join(standing)}" if standing else "; it has no standing flags"
-        raise NotFound(f"order {order_id} has no standing flag {flag!r}{known}")
-    audit.record(session, event="unflagged", at=at, actor=actor, order_id=order_id, detail=f"{flag} cleared")
+        known = (_("; its standing flags: {flags}").format(flags=", ".join(standing)) if standing
+                 else _("; it has no standing flags"))
+        raise NotFound(_("order {order_id} has no standing flag {flag!r}{known}").format(order_id=order_id, flag=flag, known=known))
+    audit.record(session, event="unflagged", at=at, actor=actor, order_id=order_id, detail=_("{flag} cleared").format(flag=flag))

@@ -82,7 +82,7 @@ def _check_targets(kind: str) -> None:
 
     required, optional = PROFILE_TARGETS[kind]
     if set(required + optional) != set(KINDS[kind].columns):  # pragma: no cover - a programming slip
-        raise AssertionError(f"config.PROFILE_TARGETS[{kind!r}] no longer matches the import's columns")
+        raise AssertionError(_("config.PROFILE_TARGETS[{kind!r}] no longer matches the import's columns").format(kind=kind))
 
 
 def _key(name: str) -> str:
@@ -242,4 +242,4 @@ class _TimeReader:
             except ValueError:
                 continue
             return (moment.date().isoformat() if target == "promised_ship_date" else moment.isoformat()), None
-        return "", _("does not match the profile's date format {formats}").format(formats=" or ".join(self.formats))
+        return "", _("does not match the profile's date format {formats}").format(formats=_(" or ").join(self.formats))

@@ -208,7 +208,7 @@ def default_period(start: datetime | None, end: datetime | None, now: datetime) 
     end = end or now
     start = start or end - timedelta(days=DEFAULT_DAYS)
     if end <= start:
-        raise ValueError(f"--from {start.isoformat()} is not before --to (the clock when --to is not given)")
+        raise ValueError(_("--from {isoformat} is not before --to (the clock when --to is not given)").format(isoformat=start.isoformat()))
     return Period(start, end)
 
 
@@ -471,7 +471,7 @@ class Replay:
 
 def _path(route: tuple[str | None, tuple[str, ...]]) -> str:
     name, nodes = route
-    return f"{name} ({' > '.join(nodes)})" if name else "no workflow"
+    return f"{name} ({' > '.join(nodes)})" if name else _("no workflow")
 
 
 def assumptions(rep: Replay, period: Period) -> list[str]:

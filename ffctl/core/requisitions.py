@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from ffctl.core import audit
 from ffctl.core.errors import Conflict, NotFound, UsageError
 from ffctl.core.models import Requisition
+from ffctl.i18n import _
 
 REQS = Requisition.__table__
 REQUISITION_STATUSES = ("draft", "approved", "rejected")
@@ -25,7 +26,7 @@ def _requisition_row(r) -> dict:
 
 def list_requisitions(session: Session, *, status: str | None = None) -> list[dict]:
     if status is not None and status not in REQUISITION_STATUSES:
-        raise UsageError(f"--status {status!r}: use one of {', '.join(REQUISITION_STATUSES)}")
+        raise UsageError(_("--status {status!r}: use one of {names}").format(status=status, names=', '.join(REQUISITION_STATUSES)))
     query = sa.select(REQS).order_by(REQS.c.id)
     if status is not None:
         query = query.where(REQS.c.status == status)
@@ -42,12 +43,13 @@ def decide_requisition(session: Session, req_id: int, *, approve: bool, at: date
     ).rowcount
     row = session.execute(sa.select(REQS).where(REQS.c.id == req_id)).first()
     if row is None:
-        raise NotFound(f"no requisition #{req_id}", hint="`ffctl requisition list` shows the requisitions.")
+        raise NotFound(_("no requisition #{req_id}").format(req_id=req_id), hint=_("`ffctl requisition list` shows the requisitions."))
     if not done:
-        when = f" by {row.decided_by}" if row.decided_by else ""
-        raise Conflict(f"requisition #{req_id} is already {row.status}{when}; only drafts can be approved or rejected")
-    detail = f"requisition #{req_id}: {row.qty} x {row.sku}" + (f" from {row.supplier}" if row.supplier else "")
+        when = _(" by {user}").format(user=row.decided_by) if row.decided_by else ""
+        raise Conflict(_("requisition #{req_id} is already {status}{when}; only drafts can be approved or rejected").format(req_id=req_id, status=row.status, when=when))
+    detail = _("requisition #{id}: {qty} x {sku}").format(id=req_id, qty=row.qty, sku=row.sku) + (
+        _(" from {supplier}").format(supplier=row.supplier) if row.supplier else "")
     if reason:
-        detail += f"; reason: {reason}"
+        detail += _("; reason: {reason}").format(reason=reason)
     audit.record(session, event=f"requisition_{status}", at=at, actor=actor, subject=f"sku:{row.sku}", detail=detail)
     return _requisition_row(row)

@@ -46,7 +46,7 @@ from ffctl.core.models import (
 from ffctl.core.store import dialect_insert, insert_or_ignore, is_postgresql
 from ffctl.core.suppliers import DEFAULT_WINDOW, ranked_batches
 from ffctl.core.text import command
-from ffctl.i18n import ngettext
+from ffctl.i18n import _, ngettext
 
 ORDERS = Order.__table__
 LINES = OrderLine.__table__
@@ -182,15 +182,16 @@ def _low_stock_query(rule, now: datetime) -> sa.Select:
     by_reorder = sa.func.coalesce(low.c.reorder_qty, 0) > 0
     qty = sa.case((by_reorder, low.c.reorder_qty), else_=low.c.safety_stock + low.c.demand - pos)
     stock_words = (
-        ("available ", low.c.available, " + inbound ", low.c.inbound, " = ", pos) if include_inbound
-        else ("available ", low.c.available)
+        (_("available "), low.c.available, _(" + inbound "), low.c.inbound, " = ", pos) if include_inbound
+        else (_("available "), low.c.available)
     )
-    gap = " - available - inbound" if include_inbound else " - available"
+    # the reason is stored with the requisition, in the words of the language the rule ran in
+    gap = _(" - available - inbound") if include_inbound else _(" - available")
     reason = sa.case(
-        (by_reorder, _text(*stock_words, " < safety stock ", low.c.safety_stock, "; open demand ", low.c.demand,
-                           "; qty ", low.c.reorder_qty, " = the product's reorder qty")),
-        else_=_text(*stock_words, " < safety stock ", low.c.safety_stock, "; open demand ", low.c.demand,
-                    "; qty ", qty, " = safety stock + open demand", gap),
+        (by_reorder, _text(*stock_words, _(" < safety stock "), low.c.safety_stock, _("; open demand "), low.c.demand,
+                           _("; qty "), low.c.reorder_qty, _(" = the product's reorder qty"))),
+        else_=_text(*stock_words, _(" < safety stock "), low.c.safety_stock, _("; open demand "), low.c.demand,
+                    _("; qty "), qty, _(" = safety stock + open demand"), gap),
     )
     return (
         sa.select(
@@ -217,17 +218,20 @@ def _stock_below(run: _Run, rule) -> list[dict]:
         drafted = sorted((dict(r) for r in run.session.execute(stmt).mappings()), key=lambda r: r["sku"])
     items, events = [], []
     for r in drafted:
-        ref = f"requisition #{r['id']}" if r["id"] is not None else "a requisition"
-        supplier = f" from {r['supplier']}" if r["supplier"] else " (no supplier on the product)"
-        what = f"{'would draft' if run.dry_run else 'drafted'} {ref}: {r['qty']}{supplier}"
+        ref = _("requisition #{id}").format(id=r["id"]) if r["id"] is not None else _("a requisition")
+        supplier = _(" from {supplier}").format(supplier=r["supplier"]) if r["supplier"] else _(" (no supplier on the product)")
+        what = (_("would draft {ref}: {qty}{supplier}") if run.dry_run else _("drafted {ref}: {qty}{supplier}")).format(
+            ref=ref, qty=r["qty"], supplier=supplier)
         items.append(_item(rule, f"sku:{r['sku']}", what, r["reason"]))
         events.append({"event": "requisition_drafted", "at": run.now, "actor": run.actor, "subject": f"sku:{r['sku']}",
-                       "detail": f"{ref} for {r['qty']}{supplier} (rule {rule.name}): {r['reason']}"})
+                       "detail": _("{ref} for {qty}{supplier} (rule {rule}): {reason}").format(
+                           ref=ref, qty=r["qty"], supplier=supplier, rule=rule.name, reason=r["reason"])})
         run.notify(
             rule,
-            subject=f"Purchase requisition drafted for {r['sku']}: {r['qty']}",
-            body=f"{ref} for {r['qty']} x {r['sku']}{supplier}, drafted by rule {rule.name}: {r['reason']}. "
-                 f"Approve with `{command('requisition', 'approve', r['id'])}`.",
+            subject=_("Purchase requisition drafted for {sku}: {qty}").format(sku=r["sku"], qty=r["qty"]),
+            body=_("{ref} for {qty} x {sku}{supplier}, drafted by rule {rule}: {reason}. Approve with `{command}`.").format(
+                ref=ref, qty=r["qty"], sku=r["sku"], supplier=supplier, rule=rule.name, reason=r["reason"],
+                command=command("requisition", "approve", r["id"])),
             dedupe_key=f"rule:{rule.name}:requisition:{r['id']}",
         )
     if not run.dry_run:
@@ -262,7 +266,7 @@ def _dwell(run: _Run, rule) -> list[dict]:
         if dwelt > limit:
             found.append((r["order_id"], r["task_id"], dwelt))
             orders[r["order_id"]] = {"order_id": r["order_id"], **{f: r[f"order_{f}"] for f in fields}}
-    clock_words = f" of {run.cfg.nodes[node].calendar} hours" if clock is not None and run.cfg.nodes[node].calendar else ""
+    clock_words = _(" of {calendar} hours").format(calendar=run.cfg.nodes[node].calendar) if clock is not None and run.cfg.nodes[node].calendar else ""
     raised: dict[str, int | None] = {}
     if run.dry_run:
         raised = {oid: None for oid, _, _ in found}
@@ -276,15 +280,19 @@ def _dwell(run: _Run, rule) -> list[dict]:
     for oid, task_id, dwelt in found:
         if oid not in raised:
             continue  # a concurrent run raised it first
-        detail = f"{flag}: in {node} for {format_duration(dwelt)}{clock_words} > {format_duration(limit)}"
-        items.append(_item(rule, f"order:{oid}", f"{'would flag' if run.dry_run else 'flagged'} {flag}", detail))
+        detail = _("{flag}: in {node} for {dwelt}{clock} > {limit}").format(
+            flag=flag, node=node, dwelt=format_duration(dwelt), clock=clock_words, limit=format_duration(limit))
+        items.append(_item(rule, f"order:{oid}", (_("would flag {flag}") if run.dry_run else _("flagged {flag}")).format(flag=flag),
+                           detail))
         events.append({"event": "flagged", "at": run.now, "actor": run.actor, "order_id": oid, "task_id": task_id,
-                       "node": node, "detail": f"{detail} (rule {rule.name})"})
+                       "node": node, "detail": _("{detail} (rule {rule})").format(detail=detail, rule=rule.name)})
         run.notify(
             rule,
-            subject=f"Order {oid} flagged {flag}",
-            body=f"Order {oid} has been in {node} for {format_duration(dwelt)}{clock_words}, longer than "
-                 f"{format_duration(limit)} (rule {rule.name}). Clear with `{command('order', 'unflag', oid, flag)}`.",
+            subject=_("Order {order} flagged {flag}").format(order=oid, flag=flag),
+            body=_("Order {order} has been in {node} for {dwelt}{clock}, longer than {limit} (rule {rule}). "
+                   "Clear with `{command}`.").format(order=oid, node=node, dwelt=format_duration(dwelt), clock=clock_words,
+                                                     limit=format_duration(limit), rule=rule.name,
+                                                     command=command("order", "unflag", oid, flag)),
             order=orders[oid],
             dedupe_key=f"rule:{rule.name}:flag:{raised[oid]}",
         )
@@ -343,10 +351,11 @@ def _supplier(run: _Run, rule) -> list[dict]:
                 and float(hit["avg_delay"]) > float(max_delay):
             recent = [b for b in batches if b.rn <= window]
             shown = ", ".join(f"{b.batch_id} {float(b.delay_days):+.1f}d" for b in recent)
-            reasons.append(f"average delay {float(hit['avg_delay']):.1f} days > {float(max_delay):g} days "
+            reasons.append(_("average delay {delay:.1f} days > {limit:g} days ").format(
+                delay=float(hit["avg_delay"]), limit=float(max_delay))
                            + ngettext("over the last batch: {shown}", "over the last {n} batches: {shown}",
                                       window).format(n=window, shown=shown))
-        reason = "; ".join(reasons) + f" (rule {rule.name})"
+        reason = "; ".join(reasons) + _(" (rule {rule})").format(rule=rule.name)
         if not run.dry_run:
             frozen = run.session.execute(
                 sa.update(SUPPLIERS)
@@ -356,14 +365,14 @@ def _supplier(run: _Run, rule) -> list[dict]:
             if not frozen:
                 continue  # a concurrent run froze it first
         items.append(_item(rule, f"supplier:{name}",
-                           "would freeze inspection exemption" if run.dry_run else "inspection exemption frozen", reason))
+                           _("would freeze inspection exemption") if run.dry_run else _("inspection exemption frozen"), reason))
         events.append({"event": "exemption_frozen", "at": run.now, "actor": run.actor, "subject": f"supplier:{name}",
                        "detail": reason})
         run.notify(
             rule,
-            subject=f"Supplier {name} lost its inspection exemption",
-            body=f"Supplier {name}: inspection exemption frozen. Why: {reason}. "
-                 f"Details: `{command('supplier', 'show', name)}`.",
+            subject=_("Supplier {supplier} lost its inspection exemption").format(supplier=name),
+            body=_("Supplier {supplier}: inspection exemption frozen. Why: {reason}. Details: `{command}`.").format(
+                supplier=name, reason=reason, command=command("supplier", "show", name)),
             dedupe_key=f"rule:{rule.name}:frozen:{name}:{run.now.isoformat()}",
         )
     if not run.dry_run:
@@ -432,25 +441,26 @@ def describe_rule(cfg, rule) -> str:
     """One line: the condition and the action."""
     p = rule.params
     if rule.kind == "stock_below":
-        level = "available + open inbound" if p.get("include_inbound") else "available (on hand - allocated)"
-        return (f"{level} < the product's safety stock → draft a purchase requisition "
-                f"(reorder qty, else safety stock + open demand - stock; one draft per SKU)")
+        level = _("available + open inbound") if p.get("include_inbound") else _("available (on hand - allocated)")
+        return _("{level} < the product's safety stock → draft a purchase requisition "
+                 "(reorder qty, else safety stock + open demand - stock; one draft per SKU)").format(level=level)
     if rule.kind == "dwell":
         node = cfg.nodes.get(str(p["node"]))
-        clock = f"{node.calendar} hours" if p.get("clock") == "calendar" and node and node.calendar else "wall clock"
-        return (f"open order at {p['node']} longer than {format_duration(int(p['longer_than_seconds']))} ({clock}) "
-                f"→ flag {p['flag']} (once until cleared)")
+        clock = (_("{calendar} hours").format(calendar=node.calendar) if p.get("clock") == "calendar" and node and node.calendar
+                 else _("wall clock"))
+        return _("open order at {node} longer than {limit} ({clock}) → flag {flag} (once until cleared)").format(
+            node=p["node"], limit=format_duration(int(p["longer_than_seconds"])), clock=clock, flag=p["flag"])
     if rule.kind == "supplier":
         why = []
         if p.get("qc_pass_rate_below") is not None:
             n = int(p["consecutive_batches"])
-            why.append(f"QC pass rate < {_pct(float(p['qc_pass_rate_below']))} "
+            why.append(_("QC pass rate < {rate} ").format(rate=_pct(float(p["qc_pass_rate_below"])))
                        + ngettext("in the last batch", "in {n} batches in a row", n).format(n=n))
         if p.get("avg_delay_days_above") is not None:
             n = int(p["window_batches"])
-            why.append(f"average delay > {float(p['avg_delay_days_above']):g} days "
+            why.append(_("average delay > {days:g} days ").format(days=float(p["avg_delay_days_above"]))
                        + ngettext("over the last batch", "over the last {n} batches", n).format(n=n))
-        return f"exempt supplier with {' or '.join(why)} → freeze inspection exemption"
+        return _("exempt supplier with {why} → freeze inspection exemption").format(why=_(" or ").join(why))
     return rule.kind
 
 

@@ -80,7 +80,7 @@ def _sla_sweep(job: JobContext) -> str:
     from ffctl.core import sla
 
     report = sla.sweep(job.store, job.cfg, now=job.now, actor=sla.SWEEP_ACTOR)
-    text = (f"{report.at_risk} at risk, {report.breached} breached, "
+    text = (_("{at_risk} at risk, {breached} breached, ").format(at_risk=report.at_risk, breached=report.breached)
             + ", ".join(f"{n} {a}" for a, n in report.actions.items() if n)
             + f"{', ' if any(report.actions.values()) else ''}"
             + _hits_and_queued(report.rule_hits, report.notifications_queued))
@@ -93,7 +93,8 @@ def _notify_send(job: JobContext) -> str:
     from ffctl.core import notify
 
     report = notify.send(job.store, job.cfg, now=job.now)
-    return f"{report.sent} sent, {report.retrying} to retry, {report.failed} failed"
+    return _("{sent} sent, {retrying} to retry, {failed} failed").format(sent=report.sent, retrying=report.retrying,
+                                                                         failed=report.failed)
 
 
 def _rules_run(job: JobContext) -> str:
@@ -129,7 +130,8 @@ def _daily_report(job: JobContext) -> str:
     document = {"generated_at": job.now, "from": period.start, "to": period.end, "kpis": rows}
     write_private(target, json.dumps(jsonable(document, tz), ensure_ascii=False, indent=2) + "\n", exclusive=False)
     missed = [r["kpi"] for r in rows if r.get("met") is False]
-    return f"wrote {target}" + (f"; missed targets: {', '.join(missed)}" if missed else "")
+    return _("wrote {path}").format(path=target) + (
+        _("; missed targets: {kpis}").format(kpis=", ".join(missed)) if missed else "")
 
 
 #: job name (a [schedule] key) -> handler returning a one-line result. Adding a job is adding a row.

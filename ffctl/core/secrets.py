@@ -120,9 +120,9 @@ def mask_endpoint(url: object) -> str:
         host = parts.hostname or ""
         port = parts.port
     except ValueError:
-        return f"(unreadable URL #{digest})"
+        return _("(unreadable URL #{digest})").format(digest=digest)
     if not parts.scheme or not host:
-        return f"(unreadable URL #{digest})"
+        return _("(unreadable URL #{digest})").format(digest=digest)
     where = f"[{host}]" if ":" in host else host
     if port is not None:
         where += f":{port}"

@@ -145,18 +145,18 @@ def _check_node(session: Session, cfg, order, actor: str, manual: bool) -> None:
     spec = cfg.nodes.get(node) if node else None
     if node is not None and (spec is None or spec.auto != "ship"):
         ship_nodes = [n for n, s in cfg.nodes.items() if s.auto == "ship"]
-        owner = f" (owner {spec.owner})" if spec is not None and spec.owner else \
-            (f" (completed by `ffctl {spec.auto}`)" if spec is not None and spec.auto else "")
+        owner = _(" (owner {owner})").format(owner=spec.owner) if spec is not None and spec.owner else \
+            (_(" (completed by `ffctl {command}`)").format(command=spec.auto) if spec is not None and spec.auto else "")
         raise Conflict(
-            f"order {order_id} is at node {node}{owner}; it can ship only from "
-            + (" or ".join(ship_nodes) if ship_nodes else "a node with auto = \"ship\""),
-            hint=f"`{command('order', 'show', order_id)}` shows where it is.",
+            _("order {order_id} is at node {node}{owner}; it can ship only from ").format(order_id=order_id, node=node, owner=owner)
+            + (" or ".join(ship_nodes) if ship_nodes else _("a node with auto = \"ship\"")),
+            hint=_("`{command}` shows where it is.").format(command=command('order', 'show', order_id)),
         )
     if manual and node is not None:
         task = workflow.current_task(session, order_id, lock=True)
         if task is not None and not workflow.may_act(session, cfg, task, actor):
             need = " or ".join(workflow.assignees(session, task) + ["admin"])
-            raise PermissionDenied(f"{actor} may not ship order {order_id} from {node}: it needs a member of {need}")
+            raise PermissionDenied(_("{actor} may not ship order {order_id} from {node}: it needs a member of {need}").format(actor=actor, order_id=order_id, node=node, need=need))
 
 
 def _next_id(session: Session, order_id: str) -> str:
@@ -202,13 +202,13 @@ def ship(session: Session, cfg, order_id: str, *, at: datetime, actor: str, carr
             return None
     if status in ("shipped", "delivered"):
         last = shipments[-1] if shipments else None
-        raise Conflict(f"order {order_id} was already shipped (at {shown(last['shipped_at'] if last else None, tz)}"
-                       + (f", {last['carrier']}" if last and last["carrier"] else "") + ")")
+        raise Conflict(_("order {order_id} was already shipped (at {shown}").format(order_id=order_id, shown=shown(last['shipped_at'] if last else None, tz))
+                       + (_(", {carrier}").format(carrier=last['carrier']) if last and last["carrier"] else "") + ")")
     if status == "cancelled":
-        raise Conflict(f"order {order_id} is cancelled; it cannot ship")
+        raise Conflict(_("order {order_id} is cancelled; it cannot ship").format(order_id=order_id))
     if status == "on_hold":
-        raise Conflict(f"order {order_id} is on hold; release it before shipping",
-                       hint=f"`{command('order', 'release', order_id)}`")
+        raise Conflict(_("order {order_id} is on hold; release it before shipping").format(order_id=order_id),
+                       hint=_("`{command}`").format(command=command('order', 'release', order_id)))
     _check_node(session, cfg, order, actor, manual)
     audit.refuse_earlier(session, order_id, at, tz)
 
@@ -286,10 +286,11 @@ def ship(session: Session, cfg, order_id: str, *, at: datetime, actor: str, carr
     node = order["node"]
     if left == 0:
         _complete(session, cfg, order_id, node, at=at, actor=actor, carrier=carrier, tracking=tracking)
-    notes = [f"shipment {sid}", ", ".join(f"L{ln['line_no']} {ln['sku']} {ln['qty']}"
+    notes = [_("shipment {id}").format(id=sid), ", ".join(f"L{ln['line_no']} {ln['sku']} {ln['qty']}"
                                           + (f" ({ln['error'].replace('_', ' ')})" if ln["error"] else "")
                                           for ln in out_lines)]
-    notes += [x for x in (carrier and f"carrier {carrier}", tracking and f"tracking {tracking}") if x]
+    notes += [x for x in (carrier and _("carrier {carrier}").format(carrier=carrier),
+                          tracking and _("tracking {tracking}").format(tracking=tracking)) if x]
     if moved["reserved"]:
         notes.append(ngettext("{n} unit from reservations", "{n} units from reservations", moved["reserved"])
                      .format(n=moved["reserved"]))

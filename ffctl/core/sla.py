@@ -48,7 +48,7 @@ from ffctl.core.durations import format_duration
 from ffctl.core.errors import FfctlError
 from ffctl.core.models import Order, Task, TaskAssignee
 from ffctl.core.store import is_postgresql
-from ffctl.i18n import _
+from ffctl.i18n import N_, _
 
 SWEEP_ACTOR = "sla-sweep"
 BACKFILL_ACTOR = "sla-backfill"  # who applied the SLA history of orders imported with --backfill
@@ -211,14 +211,15 @@ def _forecast_alerts(session: Session, cfg, now: datetime, actor: str, report: S
     events = []
     for row, p, why in found:
         told = roles[row.id]
-        detail = f"{p:.0%} likely to breach (alert at {cfg.nodes[row.node].forecast_alert:.0%}): {why}"
+        detail = _("{p:.0%} likely to breach (alert at {alert:.0%}): {why}").format(
+            p=p, alert=cfg.nodes[row.node].forecast_alert, why=why)
         short = _("{p} likely to breach").format(p=f"{p:.0%}")
         body = _("Order {order} at {node} is {p} likely to miss its deadline {deadline}: {why}.").format(
             order=row.order_id, node=row.node, p=f"{p:.0%}", deadline=shown(row.deadline, cfg.timezone), why=why)
         parts.add(told, outbox.digest_item(key=row.order_id, head=f"{row.order_id} {row.node}", short=short, body=body,
                                            rank="alert", order_id=row.order_id), key=f"task:{row.id}:{forecast.ALERT_STEP}")
         if told:
-            detail += f"; told {', '.join(told)}"
+            detail += _("; told {roles}").format(roles=", ".join(told))
         events.append({"event": "forecast", "at": now, "actor": actor, "order_id": row.order_id, "task_id": row.id,
                        "node": row.node, "detail": detail})
         report.items.append({"order_id": row.order_id, "node": row.node, "task_id": row.id, "what": "forecast",
@@ -237,7 +238,7 @@ def _run_rules(session: Session, cfg, now: datetime, actor: str, report: SweepRe
         subject = item.get("subject") or ""
         report.items.append({
             "order_id": subject.split(":", 1)[1] if subject.startswith("order:") else None,
-            "node": None, "task_id": None, "what": f"rule {item.get('rule')}",
+            "node": None, "task_id": None, "what": _("rule {rule}").format(rule=item.get("rule")),
             "detail": f"{subject}: {item.get('what')}; {item.get('detail')}", "due_at": None,
         })
 
@@ -532,35 +533,38 @@ class _Context:
 def _step_words(ctx: _Context, work: _TaskWork, due: _Due) -> str:
     step = due.escalation
     after = _duration(step.after_seconds) if step.after_seconds else "0m"
-    return f"step {step.index + 1} (+{after} past the deadline, due {ctx.when(due.due_at)})"
+    return _("step {n} (+{after} past the deadline, due {due})").format(n=step.index + 1, after=after, due=ctx.when(due.due_at))
 
 
 def _at_risk(ctx: _Context, work: _TaskWork, due: _Due) -> None:
     spec = ctx.cfg.nodes[work.row.node]
-    detail = (f"at risk since {ctx.when(due.due_at)}: {spec.warn_at:.0%} of the {format_duration(spec.sla_seconds)} "
-              f"SLA used; due {ctx.when(work.deadline)}")
+    detail = _("at risk since {since}: {warn_at:.0%} of the {sla} SLA used; due {deadline}").format(
+        since=ctx.when(due.due_at), warn_at=spec.warn_at, sla=format_duration(spec.sla_seconds),
+        deadline=ctx.when(work.deadline))
     if "breached" in work.fired:  # breached in this same sweep: the breach notice says it all
         ctx.record(work, due, "at_risk", detail + ("" if ctx.backfill else "; " + _("not notified: breached in the same sweep")))
         return
     ctx.notify(work, due, work.roles, _("at risk, due {deadline}").format(deadline=ctx.when(work.deadline)),
                _("Order {order} at {node} is at risk: {detail}.").format(order=work.row.order_id, node=work.row.node,
                                                                           detail=detail))
-    told = f"; told {', '.join(work.roles)}" if work.roles and not ctx.backfill else ""
+    told = _("; told {roles}").format(roles=", ".join(work.roles)) if work.roles and not ctx.backfill else ""
     ctx.record(work, due, "at_risk", detail + told)
 
 
 def _breached(ctx: _Context, work: _TaskWork, due: _Due) -> None:
     spec = ctx.cfg.nodes[work.row.node]
-    detail = f"deadline {ctx.when(due.due_at)} passed (SLA {format_duration(spec.sla_seconds)})"
+    detail = _("deadline {deadline} passed (SLA {sla})").format(deadline=ctx.when(due.due_at),
+                                                                sla=format_duration(spec.sla_seconds))
     if ctx.now > due.due_at:
-        detail += f"; {ctx.late(work)} late by {'the import' if ctx.backfill else 'this sweep'}"
+        detail += (_("; {late} late by the import") if ctx.backfill else _("; {late} late by this sweep")).format(
+            late=ctx.late(work))
     if _breach_notice_due(work):
         ctx.notify(work, due, work.roles, _("past its deadline, {late} late").format(late=ctx.late(work)),
                    _("Order {order} at {node} is past its deadline {deadline} (SLA {sla}) by {late} of business "
                      "time.").format(order=work.row.order_id, node=work.row.node, deadline=ctx.when(due.due_at),
                                      sla=format_duration(spec.sla_seconds), late=ctx.late(work)))
         if work.roles and not ctx.backfill:
-            detail += f"; told {', '.join(work.roles)}"
+            detail += _("; told {roles}").format(roles=", ".join(work.roles))
     ctx.record(work, due, "breached", detail)
 
 
@@ -571,8 +575,9 @@ def _breach_notice_due(work: _TaskWork) -> bool:
 
 
 def _remind(ctx: _Context, work: _TaskWork, due: _Due) -> None:
-    told = ", ".join(work.roles) or "nobody (the node has no owner)"
-    detail = f"{_step_words(ctx, work, due)}: reminded {told}; {ctx.late(work)} late"
+    told = ", ".join(work.roles) or _("nobody (the node has no owner)")
+    detail = _("{step}: reminded {told}; {late} late").format(step=_step_words(ctx, work, due), told=told,
+                                                              late=ctx.late(work))
     ctx.notify(work, due, work.roles, _("reminder, {late} late").format(late=ctx.late(work)),
                _("Reminder: order {order} at {node} is past its deadline {deadline} by {late} of business time.")
                .format(order=work.row.order_id, node=work.row.node, deadline=ctx.when(work.deadline),
@@ -592,18 +597,20 @@ def _escalate(ctx: _Context, work: _TaskWork, due: _Due) -> None:
         # a sweep that catches up fires several escalations of a task at once: a microsecond per
         # level keeps them in the chain's order wherever assignees are listed by added_at
         ctx.assignees.append((row.id, role, "escalation", ctx.now + timedelta(microseconds=work.escalation_level)))
-        detail = f"{_step_words(ctx, work, due)}: escalated to {role}; {late} late in business time; had by {had}"
+        detail = _("{step}: escalated to {role}; {late} late in business time; had by {had}").format(
+            step=_step_words(ctx, work, due), role=role, late=late, had=had)
         body = _("Order {order} at {node} is escalated to you ({role}): it is {late} past its deadline {deadline} "
                  "in business time, and was with {had}.").format(order=row.order_id, node=row.node, role=role,
                                                                  late=late, deadline=ctx.when(work.deadline), had=had)
     else:
         role = chain[-1] if chain else row.owner
         if role is None:
-            detail = f"{_step_words(ctx, work, due)}: nobody to escalate to (the node has no owner); {late} late"
+            detail = _("{step}: nobody to escalate to (the node has no owner); {late} late").format(
+                step=_step_words(ctx, work, due), late=late)
             ctx.record(work, due, "escalate", detail)
             return
-        detail = (f"{_step_words(ctx, work, due)}: no role above {role}, told {role} again; {late} late in business "
-                  f"time; had by {had}")
+        detail = _("{step}: no role above {role}, told {role} again; {late} late in business time; had by {had}").format(
+            step=_step_words(ctx, work, due), role=role, late=late, had=had)
         body = _("Order {order} at {node} is {late} past its deadline {deadline} in business time and there is no "
                  "role above {role} to escalate to; it is with {had}.").format(
             order=row.order_id, node=row.node, late=late, deadline=ctx.when(work.deadline), role=role, had=had)
@@ -614,7 +621,9 @@ def _escalate(ctx: _Context, work: _TaskWork, due: _Due) -> None:
 def _notify(ctx: _Context, work: _TaskWork, due: _Due) -> None:
     step = due.escalation
     reason = f": {step.reason}" if step.reason else ""
-    detail = f"{_step_words(ctx, work, due)}: notified {', '.join(step.to)}{reason}; {ctx.late(work)} late"
+    detail = _("{step}: notified {to}{reason}; {late} late").format(step=_step_words(ctx, work, due),
+                                                                     to=", ".join(step.to), reason=reason,
+                                                                     late=ctx.late(work))
     late = ctx.late(work)
     short = (_("{late} late, {reason}").format(late=late, reason=step.reason) if step.reason
              else _("{late} late").format(late=late))
@@ -625,7 +634,7 @@ def _notify(ctx: _Context, work: _TaskWork, due: _Due) -> None:
     ctx.record(work, due, "notify", detail)
 
 
-_DONE = {"auto_approve": "auto-approved", "auto_reject": "auto-rejected"}
+_DONE = {"auto_approve": N_("auto-approved"), "auto_reject": N_("auto-rejected")}
 
 
 def _auto(ctx: _Context, work: _TaskWork, due: _Due, what: str, act: Callable[[], object]) -> None:
@@ -650,24 +659,25 @@ def _auto(ctx: _Context, work: _TaskWork, due: _Due, what: str, act: Callable[[]
     work.closed = True
     status = ctx.session.execute(sa.select(ORDERS.c.status).where(ORDERS.c.order_id == row.order_id)).scalar()
     if status == "on_hold":
-        where = f"order on hold at {moved_to}"
+        where = _("order on hold at {node}").format(node=moved_to)
     else:
-        where = f"order now at {moved_to}" if moved_to else "workflow finished"
-    detail = f"{_step_words(ctx, work, due)}: {_DONE[what]} after {ctx.late(work)} late; {where}"
+        where = _("order now at {node}").format(node=moved_to) if moved_to else _("workflow finished")
+    detail = _("{step}: {done} after {late} late; {where}").format(step=_step_words(ctx, work, due), done=_(_DONE[what]),
+                                                                  late=ctx.late(work), where=where)
     ctx.record(work, due, what, detail)
 
 
 
 def _auto_approve(ctx: _Context, work: _TaskWork, due: _Due) -> None:
-    by = "the SLA backfill on import" if ctx.backfill else "the SLA sweep"
-    note = f"auto-approved by {by}, {_step_words(ctx, work, due)}"
+    note = (_("auto-approved by the SLA backfill on import, {step}") if ctx.backfill
+            else _("auto-approved by the SLA sweep, {step}")).format(step=_step_words(ctx, work, due))
     _auto(ctx, work, due, "auto_approve", lambda: workflow.complete(
         ctx.session, ctx.cfg, work.row.order_id, at=ctx.now, actor=ctx.actor, outcome="auto_approved",
         node=work.row.node, note=note))
 
 
 def _auto_reject(ctx: _Context, work: _TaskWork, due: _Due) -> None:
-    reason = due.escalation.reason or "SLA timeout"
+    reason = due.escalation.reason or _("SLA timeout")
     _auto(ctx, work, due, "auto_reject", lambda: workflow.reject(
         ctx.session, ctx.cfg, work.row.order_id, at=ctx.now, actor=ctx.actor, reason=reason,
         outcome="auto_rejected", node=work.row.node))

@@ -48,7 +48,7 @@ class Store:
         """``create=False``: a SQLite file that does not exist is refused (NoStore), not made."""
         problem = url_problem(url)
         if problem is not None:
-            raise UsageError(f"{mask_url(url)}: {problem}")
+            raise UsageError(_("{mask_url}: {problem}").format(mask_url=mask_url(url), problem=problem))
         self.url = normalise_url(url)
         self._secrets = url_secrets(url)
         self.dialect = self.url.split(":", 1)[0].split("+", 1)[0]
@@ -56,8 +56,7 @@ class Store:
         self._identity: tuple[int, int] | None = None
         if self.dialect not in ("sqlite", "postgresql"):
             raise StoreError(
-                f"unsupported database URL {mask_url(url)!r}: use sqlite:///PATH or "
-                "postgresql+psycopg://USER@HOST/DB"
+                _("unsupported database URL {mask_url!r}: use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB").format(mask_url=mask_url(url))
             )
         kwargs: dict = {"echo": echo}
         if not is_postgresql(self):
@@ -68,13 +67,13 @@ class Store:
                     raise NoStore(_("there is no store at {url}").format(url=mask_url(url)),
                                   hint=_("Run `ffctl init` to create one, or point --db / FFCTL_DB at your store."))
                 if not path.parent.exists():
-                    raise StoreError(f"cannot open {mask_url(url)}: folder {path.parent} does not exist")
+                    raise StoreError(_("cannot open {mask_url}: folder {parent} does not exist").format(mask_url=mask_url(url), parent=path.parent))
                 _create_private(path)
             self._file = path
         try:
             self.engine = sa.create_engine(self.url, **kwargs)
         except (ValueError, sa.exc.ArgumentError) as exc:
-            raise UsageError(f"{mask_url(url)}: {self.scrub(_first_line(exc))}") from None
+            raise UsageError(_("{mask_url}: {scrub}").format(mask_url=mask_url(url), scrub=self.scrub(_first_line(exc)))) from None
         if not is_postgresql(self):
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "connect", self._remember_file)
@@ -122,7 +121,7 @@ class Store:
         try:
             conn = self.engine.connect()
         except sa.exc.OperationalError as exc:
-            raise StoreError(f"cannot connect to {mask_url(self.url)}: {self.scrub(_first_line(exc))}") from None
+            raise StoreError(_("cannot connect to {mask_url}: {scrub}").format(mask_url=mask_url(self.url), scrub=self.scrub(_first_line(exc)))) from None
         with conn:
             conn = conn.execution_options(ffctl_write=write)
             with Session(bind=conn, expire_on_commit=False, autoflush=True) as session:
@@ -154,7 +153,7 @@ class Store:
         try:
             command.upgrade(self._alembic_config(), revision)
         except sa.exc.OperationalError as exc:
-            raise StoreError(f"cannot upgrade {mask_url(self.url)}: {self.scrub(_first_line(exc))}") from None
+            raise StoreError(_("cannot upgrade {mask_url}: {scrub}").format(mask_url=mask_url(self.url), scrub=self.scrub(_first_line(exc)))) from None
 
     def current_revision(self) -> str | None:
         """The store's schema revision (None for an empty store), read without loading Alembic."""
@@ -164,7 +163,7 @@ class Store:
                     return None
                 return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
         except sa.exc.OperationalError as exc:
-            raise StoreError(f"cannot connect to {mask_url(self.url)}: {self.scrub(_first_line(exc))}") from None
+            raise StoreError(_("cannot connect to {mask_url}: {scrub}").format(mask_url=mask_url(self.url), scrub=self.scrub(_first_line(exc)))) from None
 
     def head_revision(self) -> str:
         """The revision this ffctl's migrations end at (``migrations.HEAD``; a test keeps it true)."""
@@ -179,12 +178,12 @@ class Store:
             return
         if current is None:
             raise StoreError(
-                f"the store at {mask_url(self.url)} is empty",
-                hint="Run `ffctl init` (or `ffctl db upgrade`) to create it.",
+                _("the store at {mask_url} is empty").format(mask_url=mask_url(self.url)),
+                hint=_("Run `ffctl init` (or `ffctl db upgrade`) to create it."),
             )
         raise StoreError(
-            f"the store at {mask_url(self.url)} is at schema {current}, this ffctl needs {head}",
-            hint="Run `ffctl db upgrade`.",
+            _("the store at {mask_url} is at schema {current}, this ffctl needs {head}").format(mask_url=mask_url(self.url), current=current, head=head),
+            hint=_("Run `ffctl db upgrade`."),
         )
 
     def dispose(self) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from ffctl.core.errors import NotFound
 from ffctl.core.models import QcBatch, Supplier
 from ffctl.core.store import is_postgresql
+from ffctl.i18n import _
 
 SUPPLIERS = Supplier.__table__
 QC = QcBatch.__table__
@@ -93,7 +94,7 @@ def show_supplier(session: Session, cfg, supplier: str) -> dict:
     """A supplier's numbers, its recent batches and why its exemption was frozen."""
     s = session.execute(sa.select(SUPPLIERS).where(SUPPLIERS.c.supplier == supplier)).first()
     if s is None:
-        raise NotFound(f"no supplier {supplier!r}", hint="`ffctl supplier list` shows the suppliers.")
+        raise NotFound(_("no supplier {supplier!r}").format(supplier=supplier), hint=_("`ffctl supplier list` shows the suppliers."))
     window = supplier_window(cfg)
     out = _supplier_base(s, _supplier_stats(session, window, [supplier]).get(supplier))
     out["window_batches"] = window

@@ -38,6 +38,7 @@ from ffctl.core.clock import local_date, start_of_day
 from ffctl.core.kpi import DECIDED, Period, _BusinessTime, _in, _Sql
 from ffctl.core.models import UTCDateTime
 from ffctl.core.workflow import breached_sql
+from ffctl.i18n import _
 
 BY = ("role", "person")
 #: the grouping column of a visit per ``--by``
@@ -63,7 +64,7 @@ def workload_report(session: Session, cfg, *, now: datetime, period: Period = Pe
     oldest_open_node, oldest_open_since, oldest_open_seconds, breached, breach_share}``; figures a
     person has no share of (arrivals, open visits) are None. Groups sorted by name, None last."""
     if by not in BY:
-        raise ValueError(f"unknown grouping {by!r}: use one of {', '.join(BY)}")
+        raise ValueError(_("unknown grouping {by!r}: use one of {names}").format(by=by, names=', '.join(BY)))
     query = _Query(session, cfg, now, period)
     g = _GROUP[by]
     groups: dict[str | None, _Group] = {}

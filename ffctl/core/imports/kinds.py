@@ -32,6 +32,7 @@ from ffctl.core.imports.pipeline import (
     positions,
 )
 from ffctl.core.models import Customer, Order, Product, QcBatch, Receipt, Stock, Supplier
+from ffctl.i18n import _
 
 DELIVERY_ISSUES = ("wrong_item", "short", "late", "damaged", "wrong_address", "documents")
 
@@ -97,16 +98,14 @@ class Upsert(Handler):
 def _supplier_guard(current, changes):
     if changes.get("inspection_exempt") is True and current["exempt_frozen_at"] is not None:
         changes = {k: v for k, v in changes.items() if k != "inspection_exempt"}
-        reason = current["exempt_frozen_reason"] or "quality rule"
-        return changes, (f"supplier {current['supplier']}: inspection exemption stays frozen "
-                         f"({reason}); it was not set back"), False
+        reason = current[_("exempt_frozen_reason")] or _("quality rule")
+        return changes, (_("supplier {supplier}: inspection exemption stays frozen ({reason}); it was not set back").format(supplier=current['supplier'], reason=reason)), False
     return changes, None, False
 
 
 def _receipt_guard(current, changes):
     if current["status"] == "received":
-        return changes, (f"receipt {current['receipt_id']} ({current['sku']}, {current['warehouse']}) "
-                         f"was already received: it can no longer change"), True
+        return changes, (_("receipt {receipt_id} ({sku}, {warehouse}) was already received: it can no longer change").format(receipt_id=current['receipt_id'], sku=current['sku'], warehouse=current['warehouse'])), True
     return changes, None, False
 
 
@@ -161,7 +160,7 @@ QC_AT = positions(QC_COLUMNS + QC_OPTIONAL)
 def _qc_check(ctx: Context):
     def check(values: tuple):
         if values[QC_AT.passed] > values[QC_AT.total]:
-            return [("passed", f"is more than total ({values[QC_AT.total]})")]
+            return [(_("passed"), _("is more than total ({value})").format(value=values[QC_AT.total]))]
         return None
 
     return check
@@ -190,8 +189,8 @@ class StockCounts(Handler):
                 outcomes.append((UNCHANGED, None))
                 continue
             elif on_hand < current["allocated"]:
-                outcomes.append((REJECTED, f"count {on_hand} for {key[0]} in {key[1]} is below the "
-                                           f"{current['allocated']} allocated to orders; release them first"))
+                outcomes.append((REJECTED, _("count {on_hand} for {value} in {value2} is below the {allocated} allocated to orders; release "
+                                             "them first").format(on_hand=on_hand, value=key[0], value2=key[1], allocated=current['allocated'])))
                 continue
             else:
                 outcomes.append((UPDATED, None))
@@ -224,7 +223,7 @@ class _PerOrder(Handler):
             stock.lock_for_orders(session, [o for o in ids if o in known])
         for record, order_id in zip(records, ids):
             if order_id not in known:
-                outcomes.append((REJECTED, f"unknown order {order_id!r} (not in orders; import orders first)"))
+                outcomes.append((REJECTED, _("unknown order {order_id!r} (not in orders; import orders first)").format(order_id=order_id)))
                 continue
             if not write:
                 outcomes.append((NEW, None))
@@ -275,7 +274,7 @@ class Shipments(_PerOrder):
         picks = [(r[SHIP_AT.line_no], r[SHIP_AT.sku], r[SHIP_AT.qty]) for _, _, r in record.rows
                  if r[SHIP_AT.line_no] is not None]
         if picks and not any(q for _l, _s, q in picks):
-            raise FfctlError(f"shipment of order {v[SHIP_AT.order_id]}: every row ships 0 units; nothing left")
+            raise FfctlError(_("shipment of order {value}: every row ships 0 units; nothing left").format(value=v[SHIP_AT.order_id]))
         at = csvio.from_stored(v[SHIP_AT.shipped_at]) if v[SHIP_AT.shipped_at] is not None else ctx.now
         done = shipping.ship(session, ctx.cfg, v[SHIP_AT.order_id], at=at, actor=ctx.actor, carrier=v[SHIP_AT.carrier],
                              tracking=v[SHIP_AT.tracking], picks=picks or None, shipment_id=v[SHIP_AT.shipment_id])
@@ -294,9 +293,9 @@ def _shipment_parsers(ctx: Context) -> dict:
 def _shipment_check(ctx: Context):
     def check(values: tuple):
         if values[SHIP_AT.line_no] is None and (values[SHIP_AT.qty] is not None or values[SHIP_AT.sku] is not None):
-            return [("line_no", "missing: a row with sku or qty names the order line it ships (line_no)")]
+            return [(_("line_no"), _("missing: a row with sku or qty names the order line it ships (line_no)"))]
         if values[SHIP_AT.line_no] is not None and values[SHIP_AT.qty] is None:
-            return [("qty", "missing: how many units of the line left in this shipment")]
+            return [(_("qty"), _("missing: how many units of the line left in this shipment"))]
         return None
 
     return check

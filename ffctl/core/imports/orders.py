@@ -184,9 +184,9 @@ class Orders(Handler):
             elif current[1] == digest:
                 outcomes.append((UNCHANGED, None))
             elif not ctx.update:
-                outcomes.append((SKIPPED, "changed since it was imported; pass --update to replace it"))
+                outcomes.append((SKIPPED, _("changed since it was imported; pass --update to replace it")))
             elif current[0] not in OPEN_STATUSES:
-                outcomes.append((REJECTED, f"order {record.key} is {current[0]}: it can no longer change"))
+                outcomes.append((REJECTED, _("order {key} is {value}: it can no longer change").format(key=record.key, value=current[0])))
             else:
                 changed.append((record, digest))
                 outcomes.append((UPDATED, None))
@@ -197,11 +197,11 @@ class Orders(Handler):
             ))
             if allocated:
                 position = {r.key: i for i, r in enumerate(records)}
-                for record, _ in changed:
+                for record, _outcome in changed:
                     if record.key in allocated:
                         outcomes[position[record.key]] = (
-                            REJECTED, f"order {record.key} has stock allocated: it can no longer change "
-                                      "(cancel it and import it under a new order_id)")
+                            REJECTED, _("order {key} has stock allocated: it can no longer change (cancel it and import it under a new "
+                                        "order_id)").format(key=record.key))
                 changed = [(r, d) for r, d in changed if r.key not in allocated]
         if changed:  # an order's timeline never runs backwards: no update at a clock before its latest event
             from ffctl.core import audit
@@ -366,7 +366,8 @@ class Orders(Handler):
             session.execute(sa.update(orders).where(orders.c.order_id == record.key).values(**values))
             line_rows.extend(self._line_rows(record))
             events.append({"event": "updated", "at": ctx.now, "actor": ctx.actor, "order_id": record.key,
-                           "detail": f"replaced by import: {len(record.rows)} line(s), was {before.get(record.key, 0)}"})
+                           "detail": _("replaced by import: {n} line(s), was {was}").format(
+                               n=len(record.rows), was=before.get(record.key, 0))})
         insert_rows(session, "order_line", LINE_INSERT, line_rows, LINE_FIXED)
         audit.record_many(session, events)
         self.grown["order_line"] += len(line_rows)

@@ -32,7 +32,7 @@ from ffctl.core.csvio import CsvFileError
 from ffctl.core.errors import UsageError
 from ffctl.core.models import Customer, Product, Supplier
 from ffctl.core.store import is_postgresql
-from ffctl.i18n import _
+from ffctl.i18n import N_, _, ngettext
 
 MAX_ERRORS_SHOWN = 50
 BATCH_ROWS = 10_000
@@ -47,6 +47,9 @@ NEW, UPDATED, UNCHANGED, SKIPPED, REJECTED = "new", "updated", "unchanged", "ski
 
 # --- the report ---------------------------------------------------------------------------------
 
+# the generated row parser records this English text; RowError translates it when shown
+_MISSING_VALUE = N_("missing required value")
+
 @dataclass(frozen=True)
 class RowError:
     line: int | None
@@ -55,10 +58,10 @@ class RowError:
     reason: str
 
     def __str__(self) -> str:
-        where = f"line {self.line}" if self.line else "file"
+        where = _("line {line}").format(line=self.line) if self.line else _("file")
         if self.column:
-            return f"{where}: {self.column} {csvio.shown(self.value or '')}: {self.reason}"
-        return f"{where}: {self.reason}"
+            return _("{where}: {column} {shown}: {reason}").format(where=where, column=self.column, shown=csvio.shown(self.value or ''), reason=_(self.reason))
+        return f"{where}: {_(self.reason)}"
 
 
 @dataclass
@@ -240,15 +243,15 @@ def import_file(
     started = time.perf_counter()
     spec = KINDS.get(kind)
     if spec is None:
-        raise UsageError(f"unknown import kind {kind!r}: use one of {', '.join(KINDS)}")
+        raise UsageError(_("unknown import kind {kind!r}: use one of {names}").format(kind=kind, names=', '.join(KINDS)))
     if on_error not in ("abort", "skip"):
-        raise UsageError(f"--on-error {on_error!r}: use abort or skip")
+        raise UsageError(_("--on-error {on_error!r}: use abort or skip").format(on_error=on_error))
     if rejects is not None and on_error != "skip":
-        raise UsageError("--rejects goes with --on-error skip (in abort mode nothing is imported)")
+        raise UsageError(_("--rejects goes with --on-error skip (in abort mode nothing is imported)"))
     if rejects is not None and str(path) != "-" and Path(rejects).resolve() == Path(path).resolve():
-        raise UsageError("--rejects must not be the file being imported")
+        raise UsageError(_("--rejects must not be the file being imported"))
     if backfill and not spec.backfills:
-        raise UsageError("--backfill goes with `import orders` (it records the SLA history of new orders)")
+        raise UsageError(_("--backfill goes with `import orders` (it records the SLA history of new orders)"))
     if encoding is not None:
         encoding = csvio.check_encoding(encoding)
     if delimiter is not None:
@@ -380,8 +383,7 @@ def _resolve_header(spec: Kind, header: list[str], ignore_unknown: bool, delimit
     seen: dict[str, int] = {}
     for pos, name in enumerate(names):
         if name and name in seen:
-            raise CsvFileError(f"column {csvio.shown(name)} appears twice in the header "
-                               f"(columns {seen[name] + 1} and {pos + 1})")
+            raise CsvFileError(_("column {shown} appears twice in the header (columns {value} and {value2})").format(shown=csvio.shown(name), value=seen[name] + 1, value2=pos + 1))
         seen[name] = pos
     allowed = set(spec.columns)
     unknown = [n for n in names if n and n not in allowed and n not in IGNORED_COLUMNS]
@@ -395,16 +397,19 @@ def _resolve_header(spec: Kind, header: list[str], ignore_unknown: bool, delimit
                 seen=csvio.delimiter_name(other), used=csvio.delimiter_name(delimiter),
                 flag="tab" if other == "\t" else repr(other))
         raise CsvFileError(
-            f"unknown column{'s' if len(unknown) > 1 else ''} {listed}: {spec.name} takes "
-            f"{', '.join(spec.required)} (required) and {', '.join(spec.optional) or 'nothing else'}",
+            ngettext("unknown column {listed}: {kind} takes {required} (required) and {optional}",
+                     "unknown columns {listed}: {kind} takes {required} (required) and {optional}", len(unknown)).format(
+                listed=listed, kind=spec.name, required=", ".join(spec.required),
+                optional=", ".join(spec.optional) or _("nothing else")),
             hint=hint,
         )
     missing = [c for c in spec.required if c not in seen]
     if missing:
         raise CsvFileError(
-            f"missing required column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-            f"(the header has {', '.join(csvio.shown(n) for n in names if n) or 'nothing'})",
-            hint=f"{spec.name} needs {', '.join(spec.required)}; optional: {', '.join(spec.optional) or '-'}.",
+            ngettext("missing required column {missing} (the header has {header})",
+                     "missing required columns {missing} (the header has {header})", len(missing)).format(
+                missing=", ".join(missing), header=", ".join(csvio.shown(n) for n in names if n) or _("nothing")),
+            hint=_("{name} needs {names}; optional: {value}.").format(name=spec.name, names=', '.join(spec.required), value=', '.join(spec.optional) or '-'),
         )
     known = [(pos, name) for pos, name in enumerate(names) if name in allowed]
     unnamed = [pos for pos, name in enumerate(names) if not name] if not ignore_unknown else []
@@ -415,7 +420,7 @@ def _did_you_mean(name: str, choices: Sequence[str]) -> str:
     import difflib
 
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return _(" (did you mean {value!r}?)").format(value=close[0]) if close else _("")
 
 
 # --- 1. stage ----------------------------------------------------------------------------------
@@ -474,7 +479,7 @@ def compile_row_parser(spec: Kind, columns: Columns, parsers: dict) -> Callable:
         body.append(f"        {var} = None")
         if name in required:
             body.append("        problems = (problems or [])")
-            body.append(f"        problems.append(({name!r}, '', 'missing required value'))")
+            body.append(f"        problems.append(({name!r}, '', {_MISSING_VALUE!r}))")
     body.append(f"    return ({', '.join(out)},), problems")
     exec("\n".join(body), env)  # noqa: S102 - generated from the kind's own column names
     return env["parse_row"]
@@ -558,10 +563,10 @@ def _shape_problems(cells, problems, width, unnamed):
     """Problems with a row as a whole: cells beyond the header, values under no column name."""
     problems = list(problems or [])
     if len(cells) > width and any(c.strip() for c in cells[width:]):
-        problems.append((None, None, f"{len(cells)} cells but the header has {width} columns"))
+        problems.append((None, None, _("{count} cells but the header has {width} columns").format(count=len(cells), width=width)))
     for pos in unnamed:
         if cells[pos].strip():
-            problems.append((None, cells[pos].strip(), f"a value in column {pos + 1}, which has no header"))
+            problems.append((None, cells[pos].strip(), _("a value in column {value}, which has no header").format(value=pos + 1)))
     return problems or None
 
 
@@ -685,14 +690,14 @@ def _check_across_rows(spec: Kind, staging: Staging, columns: Columns) -> None:
         shown = csvio.plain(key)
         if spec.sub and sub != 0:
             column, value = spec.sub, str(sub)
-            reason = f"duplicate line: {spec.key[0]} {shown} {spec.sub} {sub} is also on line {first_line}"
+            reason = _("duplicate line: {value} {shown} {sub} {sub2} is also on line {first_line}").format(value=spec.key[0], shown=shown, sub=spec.sub, sub2=sub, first_line=first_line)
         elif spec.sub:
             column, value = spec.sub, ""
-            reason = (f"duplicate {spec.key[0]} {shown}: also on line {first_line} "
-                      f"(give each row of one {spec.unit_one} its own {spec.sub})")
+            reason = (_("duplicate {value} {shown}: also on line {first_line} (give each row of one {unit_one} its own "
+                        "{sub})").format(value=spec.key[0], shown=shown, first_line=first_line, unit_one=spec.unit_one, sub=spec.sub))
         else:
             column, value = spec.key[0], key
-            reason = f"duplicate {what}: also on line {first_line}"
+            reason = _("duplicate {what}: also on line {first_line}").format(what=what, first_line=first_line)
         errors.extend((seq, line, grp, column, value, reason) for seq, line in rows[1:])
     if spec.shared:
         names = columns.names
@@ -701,7 +706,7 @@ def _check_across_rows(spec: Kind, staging: Staging, columns: Columns) -> None:
         ).fetchall()
         for (grp,) in conflicting:
             rows = db.execute("SELECT seq, line, hdr, raw FROM rec WHERE grp = ? AND bad = 0 ORDER BY seq", (grp,)).fetchall()
-            _, ref_line, ref_hdr, ref_raw = rows[0]
+            _seq, ref_line, ref_hdr, ref_raw = rows[0]
             ref_values, ref_cells = marshal.loads(ref_hdr), marshal.loads(ref_raw)
             for seq, line, hdr, raw in rows[1:]:
                 if hdr == ref_hdr:
@@ -713,8 +718,7 @@ def _check_across_rows(spec: Kind, staging: Staging, columns: Columns) -> None:
                         text = cells[pos].strip() if pos is not None else ""
                         ref_text = ref_cells[pos].strip() if pos is not None else ""
                         errors.append((seq, line, grp, col, text,
-                                       f"differs from line {ref_line} ({csvio.shown(ref_text)}): every row of one "
-                                       f"{spec.unit_one} must have the same {col}"))
+                                       _("differs from line {ref_line} ({shown}): every row of one {unit_one} must have the same {col}").format(ref_line=ref_line, shown=csvio.shown(ref_text), unit_one=spec.unit_one, col=col)))
     staging.add_errors(errors)
 
 
@@ -787,7 +791,7 @@ def _account(report: ImportReport, batch: list[Record], outcomes: list[Outcome],
             if len(report.changed) < MAX_ERRORS_SHOWN:
                 report.changed.append(record.key.replace("\x1f", ", "))
         if reason and action != SKIPPED and len(report.notes) < MAX_ERRORS_SHOWN:
-            report.notes.append(f"line {record.line}: {reason}")
+            report.notes.append(_("line {line}: {reason}").format(line=record.line, reason=reason))
     return sum(len(r.rows) for r in batch)
 
 
@@ -927,7 +931,7 @@ def _finish(report: ImportReport, staging: Staging, header: list[str], rejects: 
 
     def rows():
         for raw, own, wide, line, reason in cursor:
-            yield marshal.loads(raw), own or wide or f"not imported: this {unit} has an error on line {line} ({reason})"
+            yield marshal.loads(raw), own or wide or _("not imported: this {unit} has an error on line {line} ({reason})").format(unit=unit, line=line, reason=reason)
 
     report.rejects_path = str(rejects)
     written = csvio.write_rejects(rejects, header, rows())

@@ -25,6 +25,7 @@ from typing import Iterator
 import sqlalchemy as sa
 
 from ffctl.core.durations import format_duration
+from ffctl.i18n import _
 
 
 def clocks(cfg, node: str, entered_at: datetime, paused: float, sla_state: str, next_step: int) -> dict:
@@ -142,8 +143,8 @@ def sla_words(cfg, node: str, deadline: datetime | None, at: datetime) -> str:
     if deadline is None:
         return ""
     if at <= deadline:
-        return "SLA met"
-    return f"SLA breached by {format_duration(cfg.calendar(node).between(deadline, at))}"
+        return _("SLA met")
+    return _("SLA breached by {duration}").format(duration=format_duration(cfg.calendar(node).between(deadline, at)))
 
 
 # --- an open task's state: Python and SQL ------------------------------------------------------

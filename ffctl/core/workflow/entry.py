@@ -26,6 +26,7 @@ from ffctl.core.durations import format_duration
 from ffctl.core.store import is_postgresql
 from ffctl.core.workflow.clocks import clocks
 from ffctl.core.workflow.routing import match_attrs, workflow_nodes
+from ffctl.i18n import _
 
 # A planned task's columns that differ row by row, and what they all have (given once)
 OPEN_TASK = ("order_id", "workflow", "node", "seq", "owner", "entered_at", "sla_seconds", "risk_at", "deadline",
@@ -91,7 +92,7 @@ class EntryPlanner:
         if workflow is None:
             wf = cfg.workflow_for(attrs)
             if wf is None:
-                return None, "no workflow matches this order", (), None
+                return None, _("no workflow matches this order"), (), None
             workflow, nodes = wf.name, wf.nodes
         else:
             nodes = workflow_nodes(cfg, workflow)
@@ -101,17 +102,17 @@ class EntryPlanner:
             spec = cfg.nodes[node]
             if spec.when and not matches(spec.when, attrs):
                 steps.append((node, position, True, spec.owner, spec.sla_seconds,
-                              f"skipped: the order does not match {describe_spec(spec.when)}"))
+                              _("skipped: the order does not match {when}").format(when=describe_spec(spec.when))))
                 continue
             steps.append((node, position, False, spec.owner, spec.sla_seconds, self.entered_prefix(node)))
-            return workflow, f"workflow {workflow}", tuple(steps), node
-        return workflow, f"workflow {workflow}", tuple(steps), None
+            return workflow, _("workflow {workflow}").format(workflow=workflow), tuple(steps), node
+        return workflow, _("workflow {workflow}").format(workflow=workflow), tuple(steps), None
 
     def entered_prefix(self, node: str) -> str:
         """The "entered" event's detail up to its due time."""
         spec = self.cfg.nodes[node]
-        owner = f"owner {spec.owner}" if spec.owner else f"auto: {spec.auto}"
-        return f"{owner}; SLA {format_duration(spec.sla_seconds)}, due "
+        owner = _("owner {owner}").format(owner=spec.owner) if spec.owner else _("auto: {auto}").format(auto=spec.auto)
+        return _("{owner}; SLA {sla}, due ").format(owner=owner, sla=format_duration(spec.sla_seconds))
 
     def clock(self, node: str, at: str) -> tuple[str, str, str]:
         """(risk_at, deadline, the deadline as the entered event shows it) of a task entered at ``at``

@@ -25,7 +25,7 @@ from ffctl.core.text import command
 from ffctl.core.workflow.clocks import reschedule, sla_words
 from ffctl.core.workflow.entry import Entries, EntryPlanner, stored
 from ffctl.core.workflow.routing import needs_facts, order_facts
-from ffctl.i18n import ngettext
+from ffctl.i18n import _, ngettext
 
 CHUNK = 500
 ADMIN = "admin"  # the role whose members may act on every node
@@ -43,7 +43,7 @@ def lock_order(session: Session, order_id: str, *, at: datetime, tz: str) -> Ord
         stmt = stmt.with_for_update()
     order = session.execute(stmt).scalar_one_or_none()
     if order is None:
-        raise NotFound(f"no order {order_id!r}", hint="`ffctl order list` shows the orders in the store.")
+        raise NotFound(_("no order {order_id!r}").format(order_id=order_id), hint=_("`ffctl order list` shows the orders in the store."))
     audit.refuse_earlier(session, order_id, at, tz)
     return order
 
@@ -76,18 +76,18 @@ def is_admin(cfg, user: str) -> bool:
 
 def _open_order(order: Order, verb: str) -> None:
     if order.status == "on_hold":
-        raise Conflict(f"order {order.order_id} is on hold; cannot {verb} it",
-                       hint=f"Release it first: `{command('order', 'release', order.order_id)}`.")
+        raise Conflict(_("order {order_id} is on hold; cannot {verb} it").format(order_id=order.order_id, verb=verb),
+                       hint=_("Release it first: `{command}`.").format(command=command('order', 'release', order.order_id)))
     if order.status != "open":
-        raise Conflict(f"order {order.order_id} is {order.status}; cannot {verb} it")
+        raise Conflict(_("order {order_id} is {status}; cannot {verb} it").format(order_id=order.order_id, status=order.status, verb=verb))
 
 
 def _require_task(session: Session, order: Order, node: str | None, verb: str) -> Task:
     task = current_task(session, order.order_id, lock=True)
     if task is None:
-        raise Conflict(f"order {order.order_id} has no open node to {verb} (its workflow is finished)")
+        raise Conflict(_("order {order_id} has no open node to {verb} (its workflow is finished)").format(order_id=order.order_id, verb=verb))
     if node is not None and task.node != node:
-        raise Conflict(f"order {order.order_id} is at node {task.node}, not {node}; nothing was changed")
+        raise Conflict(_("order {order_id} is at node {node}, not {node2}; nothing was changed").format(order_id=order.order_id, node=task.node, node2=node))
     return task
 
 
@@ -99,7 +99,7 @@ def _close(session: Session, task: Task, *, status: str, outcome: str, at: datet
         .values(status=status, outcome=outcome, completed_at=at, completed_by=actor, note=note, next_action_at=None)
     ).rowcount
     if not done:
-        raise Conflict(f"order {task.order_id}: node {task.node} was closed by someone else just now; nothing was changed")
+        raise Conflict(_("order {order_id}: node {node} was closed by someone else just now; nothing was changed").format(order_id=task.order_id, node=task.node))
     # the object now says what the UPDATE wrote, without reading the row back or marking it dirty
     for name, value in (("status", status), ("outcome", outcome), ("completed_at", at), ("completed_by", actor),
                         ("note", note), ("next_action_at", None)):
@@ -125,10 +125,10 @@ def complete(session: Session, cfg, order_id: str, *, at: datetime, actor: str, 
         spec = cfg.nodes.get(task.node)
         if spec is not None and spec.auto:
             by = "ffctl allocate" if spec.auto == "allocate" else "ffctl ship"
-            raise Conflict(f"node {task.node} of order {order_id} is completed by `{by}`, not by advance")
+            raise Conflict(_("node {node} of order {order_id} is completed by `{by}`, not by advance").format(node=task.node, order_id=order_id, by=by))
         if not may_act(session, cfg, task, actor):
             need = " or ".join(assignees(session, task) + ["admin"])
-            raise PermissionDenied(f"{actor} may not complete {task.node} of order {order_id}: it needs a member of {need}")
+            raise PermissionDenied(_("{actor} may not complete {node} of order {order_id}: it needs a member of {need}").format(actor=actor, node=task.node, order_id=order_id, need=need))
     words = sla_words(cfg, task.node, task.deadline, at)
     _close(session, task, status="done", outcome=outcome, at=at, actor=actor, note=note)
     event = "auto_approved" if outcome == "auto_approved" else "completed"
@@ -136,7 +136,7 @@ def complete(session: Session, cfg, order_id: str, *, at: datetime, actor: str, 
     entries, when = _entries(cfg, actor), stored(at)
     entries.event(when, event, order_id, task.node, detail or None)
     facts = _facts_one(session, order_id) if needs_facts(cfg, task.workflow, task.seq + 1) else None
-    _, nxt = entries.enter(order_id, facts, when, workflow=task.workflow, seq=task.seq + 1)
+    _entered, nxt = entries.enter(order_id, facts, when, workflow=task.workflow, seq=task.seq + 1)
     entries.write(session)
     return nxt
 
@@ -260,11 +260,11 @@ def reject(session: Session, cfg, order_id: str, *, at: datetime, actor: str, re
     _open_order(order, "reject")
     task = _require_task(session, order, node, "reject")
     if manual and cfg.nodes.get(task.node) is not None and cfg.nodes[task.node].auto:
-        raise Conflict(f"node {task.node} of order {order_id} is automatic ({cfg.nodes[task.node].auto}); "
-                       "advance --reject works on manual nodes only")
+        raise Conflict(_("node {node} of order {order_id} is automatic ({auto}); advance --reject works on manual nodes "
+                         "only").format(node=task.node, order_id=order_id, auto=cfg.nodes[task.node].auto))
     if manual and not may_act(session, cfg, task, actor):
         need = " or ".join(assignees(session, task) + ["admin"])
-        raise PermissionDenied(f"{actor} may not reject {task.node} of order {order_id}: it needs a member of {need}")
+        raise PermissionDenied(_("{actor} may not reject {node} of order {order_id}: it needs a member of {need}").format(actor=actor, node=task.node, order_id=order_id, need=need))
     _close(session, task, status="rejected", outcome=outcome, at=at, actor=actor, note=reason)
     previous = session.execute(
         sa.select(Task.node, Task.seq).where(Task.order_id == order_id, Task.seq < task.seq, Task.status == "done")
@@ -274,11 +274,11 @@ def reject(session: Session, cfg, order_id: str, *, at: datetime, actor: str, re
     entries.event(when, "auto_rejected" if outcome == "auto_rejected" else "rejected", order_id, task.node, reason)
     if previous is not None:
         entries.reopen(order_id, task.workflow, previous.node, previous.seq, when,
-                       f"sent back from {task.node}: {reason}")
+                       _("sent back from {node}: {reason}").format(node=task.node, reason=reason))
         entries.write(session)
         return previous.node
     # first node: a fresh task there, and the order goes on hold with the reason
-    entries.reopen(order_id, task.workflow, task.node, task.seq, when, f"rejected at the first node: {reason}",
+    entries.reopen(order_id, task.workflow, task.node, task.seq, when, _("rejected at the first node: {reason}").format(reason=reason),
                    held=True)
     entries.write(session)
     session.execute(sa.update(ORDERS).where(ORDERS.c.order_id == order_id).values(status="on_hold"))
@@ -301,7 +301,7 @@ def release(session: Session, cfg, order_id: str, *, at: datetime, actor: str) -
     """Resume the clocks with the business time that was left."""
     order = lock_order(session, order_id, at=at, tz=cfg.timezone)
     if order.status != "on_hold":
-        raise Conflict(f"order {order_id} is {order.status}, not on hold; nothing to release")
+        raise Conflict(_("order {order_id} is {status}, not on hold; nothing to release").format(order_id=order_id, status=order.status))
     task = current_task(session, order_id, lock=True)
     detail = None
     if task is not None and task.held_at is not None:
@@ -309,7 +309,7 @@ def release(session: Session, cfg, order_id: str, *, at: datetime, actor: str) -
         task.paused_seconds = (task.paused_seconds or 0) + covered
         task.held_at = None
         reschedule(task, cfg)
-        detail = f"clock resumes; the hold covered {format_duration(covered)} of business time"
+        detail = _("clock resumes; the hold covered {format_duration} of business time").format(format_duration=format_duration(covered))
     order.status = "open"
     session.flush()
     audit.record(session, event="released", at=at, actor=actor, order_id=order_id, node=order.node, detail=detail)
@@ -328,5 +328,5 @@ def cancel_tasks(session: Session, order_id: str, *, at: datetime, actor: str, r
 def _facts_one(session: Session, order_id: str) -> dict:
     found = order_facts(session, [order_id])
     if not found:
-        raise NotFound(f"no order {order_id!r}")
+        raise NotFound(_("no order {order_id!r}").format(order_id=order_id))
     return found[0]
