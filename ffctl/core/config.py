@@ -564,7 +564,7 @@ def _closest(name: str, choices: Iterable[str]) -> str | None:
 
 def _did_you_mean(name: str, choices: Iterable[str]) -> str:
     close = _closest(name, choices)
-    return _(" (did you mean {close!r}?)").format(close=close) if close else _("")
+    return _(" (did you mean {close!r}?)").format(close=close) if close else ""
 
 
 def _suggest(name: str, choices: Iterable[str], *, listing: bool = True) -> str:
@@ -795,7 +795,7 @@ class _Checker:
                 if attr in _BOOL_MATCH_KEYS:
                     ok, expected = isinstance(item, bool), _("true or false")
                 elif attr == "priority":
-                    ok, expected = (isinstance(item, str) and bool(item.strip())) or _is_kind(item, _("int")), _("a priority (text or a whole number)")
+                    ok, expected = (isinstance(item, str) and bool(item.strip())) or _is_kind(item, "int"), _("a priority (text or a whole number)")
                 else:
                     ok, expected = isinstance(item, str) and bool(item.strip()), _("a string")
                 if ok:
@@ -1521,7 +1521,7 @@ class _Checker:
             if value is None:
                 continue
             if measure == "rate" and not 0 <= value <= 1:
-                hint = _(" ({value:g} means {value2:g}%)").format(value=value / 100, value2=value) if 1 < value <= 100 else _("")
+                hint = _(" ({value:g} means {value2:g}%)").format(value=value / 100, value2=value) if 1 < value <= 100 else ""
                 self.problem(_join(key, name), _("rates are fractions from 0 to 1, got {value}{hint}").format(value=value, hint=hint))
             elif measure != "rate" and value <= 0:
                 self.problem(_join(key, name), _("must be more than 0 {measure}, got {value}").format(measure=measure, value=value))

@@ -98,7 +98,7 @@ class Upsert(Handler):
 def _supplier_guard(current, changes):
     if changes.get("inspection_exempt") is True and current["exempt_frozen_at"] is not None:
         changes = {k: v for k, v in changes.items() if k != "inspection_exempt"}
-        reason = current[_("exempt_frozen_reason")] or _("quality rule")
+        reason = current["exempt_frozen_reason"] or _("quality rule")
         return changes, (_("supplier {supplier}: inspection exemption stays frozen ({reason}); it was not set back").format(supplier=current['supplier'], reason=reason)), False
     return changes, None, False
 
@@ -160,7 +160,7 @@ QC_AT = positions(QC_COLUMNS + QC_OPTIONAL)
 def _qc_check(ctx: Context):
     def check(values: tuple):
         if values[QC_AT.passed] > values[QC_AT.total]:
-            return [(_("passed"), _("is more than total ({value})").format(value=values[QC_AT.total]))]
+            return [("passed", _("is more than total ({value})").format(value=values[QC_AT.total]))]
         return None
 
     return check
@@ -293,9 +293,9 @@ def _shipment_parsers(ctx: Context) -> dict:
 def _shipment_check(ctx: Context):
     def check(values: tuple):
         if values[SHIP_AT.line_no] is None and (values[SHIP_AT.qty] is not None or values[SHIP_AT.sku] is not None):
-            return [(_("line_no"), _("missing: a row with sku or qty names the order line it ships (line_no)"))]
+            return [("line_no", _("missing: a row with sku or qty names the order line it ships (line_no)"))]
         if values[SHIP_AT.line_no] is not None and values[SHIP_AT.qty] is None:
-            return [(_("qty"), _("missing: how many units of the line left in this shipment"))]
+            return [("qty", _("missing: how many units of the line left in this shipment"))]
         return None
 
     return check

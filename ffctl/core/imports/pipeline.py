@@ -420,7 +420,7 @@ def _did_you_mean(name: str, choices: Sequence[str]) -> str:
     import difflib
 
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
-    return _(" (did you mean {value!r}?)").format(value=close[0]) if close else _("")
+    return _(" (did you mean {value!r}?)").format(value=close[0]) if close else ""
 
 
 # --- 1. stage ----------------------------------------------------------------------------------
