@@ -210,7 +210,7 @@ class _progress_bar:
 
         self.bar = Progress(
             TextColumn("{task.description:<9}"), BarColumn(), TaskProgressColumn(),
-            TextColumn(_("{task.fields[rows]:>10,} rows")), _RateColumn(),
+            TextColumn("{task.fields[rows]:>10,} " + _("rows")), _RateColumn(),
             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
             transient=True, redirect_stdout=False, redirect_stderr=False, console=Console(stderr=True),
         )
