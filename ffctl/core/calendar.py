@@ -292,8 +292,8 @@ class BusinessCalendar:
 
     def _too_closed(self, start: datetime) -> str:
         return (
-            f"no deadline within {MAX_SEARCH_DAYS // 365} years of {start.astimezone(self._tz).isoformat(' ', 'minutes')}: "
-            "the calendar has (almost) no working time (check its hours and holidays)"
+            _("no deadline within {value} years of {isoformat}: the calendar has (almost) no working time "
+              "(check its hours and holidays)").format(value=MAX_SEARCH_DAYS // 365, isoformat=start.astimezone(self._tz).isoformat(' ', 'minutes'))
         )
 
     def _reached(self, t: int) -> int:

@@ -113,7 +113,7 @@ def _product_parsers(ctx: Context) -> dict:
     return {
         "sku": csvio.text_value, "name": csvio.text_value, "category": csvio.text_value,
         "safety_stock": csvio.non_negative_int, "reorder_qty": csvio.positive_int,
-        "supplier": csvio.known(ctx.suppliers, "supplier", "not in suppliers; import suppliers first"),
+        "supplier": csvio.known(ctx.suppliers, _("supplier"), _("not in suppliers; import suppliers first")),
         "lead_time_days": csvio.non_negative_int, "custom": csvio.boolean,
     }
 
@@ -132,9 +132,9 @@ def _supplier_parsers(ctx: Context) -> dict:
 def _receipt_parsers(ctx: Context) -> dict:
     return {
         "receipt_id": csvio.text_value,
-        "sku": csvio.known(ctx.skus, "SKU", "not in products; import products first"),
+        "sku": csvio.known(ctx.skus, _("SKU"), _("not in products; import products first")),
         "warehouse": csvio.text_value, "qty": csvio.positive_int, "expected_at": csvio.time_parser(ctx.tz),
-        "supplier": csvio.known(ctx.suppliers, "supplier", "not in suppliers; import suppliers first"),
+        "supplier": csvio.known(ctx.suppliers, _("supplier"), _("not in suppliers; import suppliers first")),
     }
 
 
@@ -145,10 +145,10 @@ QC_OPTIONAL = ("sku",)
 def _qc_parsers(ctx: Context) -> dict:
     when = csvio.time_parser(ctx.tz)
     return {
-        "supplier": csvio.known(ctx.suppliers, "supplier", "not in suppliers; import suppliers first"),
+        "supplier": csvio.known(ctx.suppliers, _("supplier"), _("not in suppliers; import suppliers first")),
         "batch_id": csvio.text_value, "inspected_at": when, "passed": csvio.non_negative_int,
         "total": csvio.positive_int, "promised_at": when, "received_at": when,
-        "sku": csvio.known(ctx.skus, "SKU", "not in products; import products first"),
+        "sku": csvio.known(ctx.skus, _("SKU"), _("not in products; import products first")),
     }
 
 
@@ -407,7 +407,7 @@ KINDS: dict[str, Kind] = {
              _supplier_parsers, lambda: Upsert(Supplier, {"inspection_exempt": False}, guard=_supplier_guard),
              key=("supplier",), example=EXAMPLES["suppliers"]),
         Kind("stock", "counts", STOCK_COLUMNS, (),
-             lambda ctx: {"sku": csvio.known(ctx.skus, "SKU", "not in products; import products first"),
+             lambda ctx: {"sku": csvio.known(ctx.skus, _("SKU"), _("not in products; import products first")),
                           "warehouse": csvio.text_value, "on_hand": csvio.non_negative_int},
              StockCounts, key=("sku", "warehouse"), refusable=lambda ctx: True, example=EXAMPLES["stock"]),
         Kind("receipts", "receipt lines", ("receipt_id", "sku", "warehouse", "qty", "expected_at"), ("supplier",),

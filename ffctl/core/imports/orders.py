@@ -55,8 +55,8 @@ def order_parsers(ctx: Context) -> dict:
     return {
         "order_id": csvio.text_value,
         "line_no": csvio.positive_int,
-        "customer": csvio.known(ctx.customers, "customer", "not in customers; import customers first"),
-        "sku": csvio.known(ctx.skus, "SKU", "not in products; import products first"),
+        "customer": csvio.known(ctx.customers, _("customer"), _("not in customers; import customers first")),
+        "sku": csvio.known(ctx.skus, _("SKU"), _("not in products; import products first")),
         "qty": csvio.positive_int,
         "channel": csvio.first_seen(ctx.spellings["channel"]),
         "region": csvio.first_seen(ctx.spellings["region"]),
