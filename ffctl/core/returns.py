@@ -121,7 +121,7 @@ def _restock(session: Session, order_id: str, rows: list[dict], warehouse: str, 
     pairs = [(sku, warehouse) for sku in sorted(per_sku)]
     moves._ensure_rows(session, pairs)
     found = moves._lock_stock(session, pairs)
-    moves._bulk_add(session, "stock", "on_hand", {found[p]["id"]: per_sku[p[0]] for p in pairs}, what="stock")
+    moves._bulk_add(session, "stock", "on_hand", {found[p]["id"]: per_sku[p[0]] for p in pairs}, what=_("stock"))
     moves._moves(session, [{"sku": sku, "warehouse": warehouse, "delta": q, "kind": "return", "reason": reason,
                             "ref": order_id, "actor": actor, "at": at} for sku, q in sorted(per_sku.items())])
 

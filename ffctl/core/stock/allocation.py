@@ -26,7 +26,7 @@ from ffctl.core.stock.availability import _open_receipts, _Profile
 from ffctl.core.stock.common import ALLOC, LINE, ORDERS, TASK, UNSERVED, _chunks, _parts
 from ffctl.core.stock.moves import _bulk_add, _raw, _stock_of_skus
 from ffctl.core.store import is_postgresql
-from ffctl.i18n import _
+from ffctl.i18n import _, ngettext
 
 ALLOC_COLUMNS = ("order_id", "line_id", "sku", "warehouse", "qty", "created_at")  # a new reservation's row
 CHUNK = 20000  # orders per allocation step: bounds memory; larger steps walk the tables fewer times
@@ -111,19 +111,20 @@ def _check_explicit(session: Session, order_ids: list[str], nodes: list[str]) ->
             found[r.order_id] = (r.status, r.node)
     unknown = [o for o in order_ids if o not in found]
     if unknown:
-        raise NotFound(f"no order{'s' if len(unknown) > 1 else ''} {', '.join(unknown[:10])}",
-                       hint="`ffctl order list` shows the orders in the store.")
+        raise NotFound(ngettext("no order {orders}", "no orders {orders}", len(unknown)).format(orders=", ".join(unknown[:10])),
+                       hint=_("`ffctl order list` shows the orders in the store."))
     wrong = []
     for o in order_ids:
         status, node = found[o]
         if status != "open":
-            wrong.append(f"{o} is {status}")
+            wrong.append(_("{order} is {status}").format(order=o, status=status))
         elif node not in nodes:
-            wrong.append(f"{o} is at node {node}" if node else f"{o} has finished its workflow")
+            wrong.append(_("{order} is at node {node}").format(order=o, node=node) if node
+                         else _("{order} has finished its workflow").format(order=o))
     if wrong:
-        at = " or ".join(nodes) if nodes else "an allocation node"
-        raise Conflict(f"only orders waiting at {at} can be allocated: " + "; ".join(wrong[:10])
-                       + (f"; and {len(wrong) - 10} more" if len(wrong) > 10 else ""))
+        at = _(" or ").join(nodes) if nodes else _("an allocation node")
+        raise Conflict(_("only orders waiting at {at} can be allocated: ").format(at=at) + "; ".join(wrong[:10])
+                       + (_("; and {value} more").format(value=len(wrong) - 10) if len(wrong) > 10 else ""))
 
 
 def _load_stock_for(session: Session, nodes: list[str], order_ids: list[str] | None, lock: bool):
@@ -333,8 +334,8 @@ class _ChunkWrites:
         from ffctl.core import workflow
 
         _bulk_add(session, "order_line", "allocated", self.line_deltas, guard="t.allocated + t.cancelled + :q <= t.qty",
-                  what="order line")
-        _bulk_add(session, "allocation", "qty", self.alloc_updates, what="allocation")
+                  what=_("order line"))
+        _bulk_add(session, "allocation", "qty", self.alloc_updates, what=_("allocation"))
         insert_rows(session, "allocation", ALLOC_COLUMNS, self.allocs)
         self.events.write(session)
         if self.moves is not None:
@@ -428,8 +429,9 @@ class _Run:
                 back_total += need
                 atp_date = self.backorder_date(sku, need)
                 back_dates.append(atp_date)
-                back_notes.append(f"L{line_no} {sku} {need} backordered"
-                                  + (f" (ATP {atp_date.isoformat()})" if atp_date else " (no known supply)"))
+                back_notes.append(_("L{line} {sku} {n} backordered").format(line=line_no, sku=sku, n=need)
+                                  + (_(" (ATP {date})").format(date=atp_date.isoformat()) if atp_date
+                                     else _(" (no known supply)")))
             if self.with_lines:
                 line_reports.append({"line_no": line_no, "sku": sku, "qty": qty, "allocated": qty - need,
                                      "reserved": [{"warehouse": w, "qty": q} for w, q in reserved],
@@ -479,14 +481,14 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
     the result holding them all (bounded memory for --all on a big store).
     """
     if not all_orders and not order_ids:
-        raise UsageError("name the orders to allocate, or pass --all")
+        raise UsageError(_("name the orders to allocate, or pass --all"))
     nodes = allocation_nodes(cfg)
     ids = list(dict.fromkeys(order_ids)) if order_ids else None
     if all_orders:
         ids = None
     if not nodes:
         if ids:
-            raise Conflict("no node of the config has auto = \"allocate\": nothing can be allocated")
+            raise Conflict(_("no node of the config has auto = \"allocate\": nothing can be allocated"))
         return {"dry_run": dry_run, "orders": [], "skipped": [], "after_clock": [],
                 "summary": _summary([], 0, 0, 0, 0, 0)}
     if not is_postgresql(session):
@@ -548,7 +550,7 @@ def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_o
         pipeline.close()
     if not dry_run:
         _bulk_add(session, "stock", "allocated", dict(run.stock_deltas), guard="t.on_hand - t.allocated >= :q",
-                  what="stock")
+                  what=_("stock"))
     return {
         "dry_run": dry_run,
         "orders": report,

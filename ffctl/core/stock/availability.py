@@ -23,6 +23,7 @@ from ffctl.core.clock import local_date
 from ffctl.core.errors import NotFound, UsageError
 from ffctl.core.models import Product
 from ffctl.core.stock.common import LINE, ORDERS, RECEIPT, STOCK, UNSERVED, _parts
+from ffctl.i18n import _
 
 DEFAULT_LEAD_TIME_DAYS = 7
 OPEN_DEMAND = ("open", "on_hold")  # order statuses whose unallocated lines are demand
@@ -31,7 +32,7 @@ OPEN_DEMAND = ("open", "on_hold")  # order statuses whose unallocated lines are 
 def _require_product(session: Session, sku: str) -> Product:
     product = session.get(Product, sku)
     if product is None:
-        raise NotFound(f"no product {sku!r}", hint="`ffctl import products FILE` adds products.")
+        raise NotFound(_("no product {sku!r}").format(sku=sku), hint=_("`ffctl import products FILE` adds products."))
     return product
 
 
@@ -178,7 +179,7 @@ def atp(session: Session, sku: str, qty: int | None = None, *, now: datetime, tz
     _require_product(session, sku)
     qty = 1 if qty is None else qty
     if qty <= 0:
-        raise UsageError(f"--qty must be a positive whole number, not {qty}")
+        raise UsageError(_("--qty must be a positive whole number, not {qty}").format(qty=qty))
     today = local_date(now, tz)
     avail = _available_now(session, [sku]).get(sku, {})
     demand = _open_demand(session, [sku], exclude_orders).get(sku, 0)

@@ -23,6 +23,7 @@ from ffctl.core.stock.availability import _require_product
 from ffctl.core.stock.common import MOVE, RECEIPT, STOCK, _parts
 from ffctl.core.store import is_postgresql
 from ffctl.core.text import command
+from ffctl.i18n import _, ngettext
 
 
 def _ensure_rows(session: Session, pairs: Iterable[tuple[str, str]]) -> None:
@@ -31,7 +32,7 @@ def _ensure_rows(session: Session, pairs: Iterable[tuple[str, str]]) -> None:
     if not wanted:
         return
     existing: set[tuple[str, str]] = set()
-    for part in _parts(session, sorted({s for s, _ in wanted})):
+    for part in _parts(session, sorted({s for s, _w in wanted})):
         existing.update(
             (r[0], r[1]) for r in session.execute(sa.select(STOCK.c.sku, STOCK.c.warehouse).where(among(session, STOCK.c.sku, part)))
         )
@@ -93,8 +94,8 @@ def _lock_all_or_nothing(session: Session, sql: str, params: dict) -> list[dict]
             if not isinstance(exc.orig, LockNotAvailable):
                 raise
         if time.monotonic() > deadline:
-            raise Conflict(f"stock rows stayed locked by other ffctl processes for {LOCK_WAIT_SECONDS:.0f} s; "
-                           "nothing was changed, run the command again")
+            raise Conflict(_("stock rows stayed locked by other ffctl processes for {lock_wait_seconds:.0f} s; nothing was "
+                             "changed, run the command again").format(lock_wait_seconds=LOCK_WAIT_SECONDS))
         time.sleep(pause * (0.5 + random.random()))
         pause = min(pause * 2, 0.5)
 
@@ -103,7 +104,7 @@ def _lock_stock(session: Session, pairs: Iterable[tuple[str, str]], *,
                 all_or_nothing: bool = False) -> dict[tuple[str, str], dict]:
     """Current stock rows for the pairs, locked (with the other rows of their SKUs) in id order."""
     wanted = set(pairs)
-    rows = _stock_of_skus(session, [s for s, _ in wanted], lock=True, all_or_nothing=all_or_nothing)
+    rows = _stock_of_skus(session, [s for s, _w in wanted], lock=True, all_or_nothing=all_or_nothing)
     return {(r["sku"], r["warehouse"]): r for r in rows if (r["sku"], r["warehouse"]) in wanted}
 
 
@@ -134,8 +135,8 @@ def _bulk_add(session: Session, table: str, column: str, deltas: dict[int, int],
         finally:
             cur.close()
     if done != len(ids):
-        raise Conflict(f"{what} changed while it was being updated ({len(ids) - done} of {len(ids)} refused); "
-                       "nothing was written, run the command again")
+        raise Conflict(_("{what} changed while it was being updated ({value} of {count} refused); nothing was written, "
+                         "run the command again").format(what=what, value=len(ids) - done, count=len(ids)))
 
 
 def _raw(session: Session):
@@ -158,26 +159,27 @@ def apply_counts(session: Session, counts: list[tuple[str, str, int]], *, at: da
     latest: dict[tuple[str, str], int] = {}
     for s, w, n in counts:
         if n < 0:
-            raise UsageError(f"count of {s} in {w} is negative ({n})")
+            raise UsageError(_("count of {s} in {w} is negative ({n})").format(s=s, w=w, n=n))
         latest[(s, w)] = n  # the last count of a pair wins
     if not latest:
         return 0
-    skus = sorted({s for s, _ in latest})
+    skus = sorted({s for s, _w in latest})
     known: set[str] = set()
     for part in _parts(session, skus):
         known.update(session.execute(sa.select(Product.sku).where(keyed(session, Product.sku, part))).scalars().all())
     unknown = [s for s in skus if s not in known]
     if unknown:
-        raise NotFound(f"unknown SKU{'s' if len(unknown) > 1 else ''}: {', '.join(unknown[:10])}"
-                       + (f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""))
+        raise NotFound(ngettext("unknown SKU: {skus}", "unknown SKUs: {skus}", len(unknown)).format(skus=", ".join(unknown[:10]))
+                       + (_(" and {value} more").format(value=len(unknown) - 10) if len(unknown) > 10 else ""))
     _ensure_rows(session, latest)
     rows = _lock_stock(session, latest, all_or_nothing=True)
-    short = [f"{s} in {w}: counted {n}, allocated {rows[(s, w)]['allocated']}"
+    short = [_("{sku} in {warehouse}: counted {n}, allocated {allocated}").format(
+        sku=s, warehouse=w, n=n, allocated=rows[(s, w)]["allocated"])
              for (s, w), n in sorted(latest.items()) if n < rows[(s, w)]["allocated"]]
     if short:
-        raise Conflict("a count is below what is allocated there (" + "; ".join(short[:10])
-                       + (f"; and {len(short) - 10} more" if len(short) > 10 else "") + ")",
-                       hint="Cancel or ship the orders holding the stock first, or check the count.")
+        raise Conflict(_("a count is below what is allocated there (") + "; ".join(short[:10])
+                       + (_("; and {value} more").format(value=len(short) - 10) if len(short) > 10 else "") + ")",
+                       hint=_("Cancel or ship the orders holding the stock first, or check the count."))
     deltas: dict[int, int] = {}
     moves, events = [], []
     for (s, w), n in sorted(latest.items()):
@@ -189,8 +191,9 @@ def apply_counts(session: Session, counts: list[tuple[str, str, int]], *, at: da
         moves.append({"sku": s, "warehouse": w, "delta": delta, "kind": "count", "reason": reason,
                       "ref": None, "actor": actor, "at": at})
         events.append({"event": "stock_counted", "at": at, "actor": actor, "subject": f"sku:{s}",
-                       "detail": f"{w}: on hand {row['on_hand']} -> {n} ({delta:+d}); {reason}"})
-    _bulk_add(session, "stock", "on_hand", deltas, guard="t.on_hand + :q >= t.allocated", what="stock")
+                       "detail": _("{warehouse}: on hand {before} -> {after} ({delta:+d}); {reason}").format(
+                           warehouse=w, before=row["on_hand"], after=n, delta=delta, reason=reason)})
+    _bulk_add(session, "stock", "on_hand", deltas, guard="t.on_hand + :q >= t.allocated", what=_("stock"))
     _moves(session, moves)
     audit.record_many(session, events)
     return len(deltas)
@@ -199,30 +202,31 @@ def apply_counts(session: Session, counts: list[tuple[str, str, int]], *, at: da
 def adjust(session: Session, sku: str, warehouse: str, delta: int, *, reason: str, at: datetime, actor: str) -> dict:
     """A counted correction of on hand (positive or negative), with its reason."""
     if not reason or not reason.strip():
-        raise UsageError("a stock adjustment needs a reason (--reason)")
+        raise UsageError(_("a stock adjustment needs a reason (--reason)"))
     if delta == 0:
-        raise UsageError("DELTA must not be 0")
+        raise UsageError(_("DELTA must not be 0"))
     _require_product(session, sku)
     if delta > 0:
         _ensure_rows(session, [(sku, warehouse)])
     row = _lock_stock(session, [(sku, warehouse)]).get((sku, warehouse))
     if row is None:
-        raise Conflict(f"no stock of {sku} in {warehouse}: cannot take {-delta} away",
-                       hint=f"`{command('stock', 'show', sku)}` lists its warehouses.")
+        raise Conflict(_("no stock of {sku} in {warehouse}: cannot take {value} away").format(sku=sku, warehouse=warehouse, value=-delta),
+                       hint=_("`{command}` lists its warehouses.").format(command=command('stock', 'show', sku)))
     new = row["on_hand"] + delta
     if new < 0:
-        raise Conflict(f"{sku} in {warehouse} has {row['on_hand']} on hand: taking {-delta} away would leave {new}")
+        raise Conflict(_("{sku} in {warehouse} has {on_hand} on hand: taking {value} away would leave {new}").format(sku=sku, warehouse=warehouse, on_hand=row['on_hand'], value=-delta, new=new))
     if new < row["allocated"]:
         raise Conflict(
-            f"{sku} in {warehouse}: {row['allocated']} of its {row['on_hand']} on hand are allocated to orders; "
-            f"taking {-delta} away would leave {new}, below what is allocated",
-            hint="Cancel or ship the orders holding the stock first.",
+            _("{sku} in {warehouse}: {allocated} of its {on_hand} on hand are allocated to orders; taking "
+              "{value} away would leave {new}, below what is allocated").format(sku=sku, warehouse=warehouse, allocated=row['allocated'], on_hand=row['on_hand'], value=-delta, new=new),
+            hint=_("Cancel or ship the orders holding the stock first."),
         )
-    _bulk_add(session, "stock", "on_hand", {row["id"]: delta}, guard="t.on_hand + :q >= t.allocated", what="stock")
+    _bulk_add(session, "stock", "on_hand", {row["id"]: delta}, guard="t.on_hand + :q >= t.allocated", what=_("stock"))
     _moves(session, [{"sku": sku, "warehouse": warehouse, "delta": delta, "kind": "adjust", "reason": reason,
                       "ref": None, "actor": actor, "at": at}])
     audit.record(session, event="stock_adjusted", at=at, actor=actor, subject=f"sku:{sku}",
-                 detail=f"{warehouse}: on hand {row['on_hand']} -> {new} ({delta:+d}); {reason}")
+                 detail=_("{warehouse}: on hand {before} -> {after} ({delta:+d}); {reason}").format(
+                     warehouse=warehouse, before=row["on_hand"], after=new, delta=delta, reason=reason))
     return {"sku": sku, "warehouse": warehouse, "delta": delta, "on_hand_before": row["on_hand"], "on_hand": new,
             "allocated": row["allocated"], "available": new - row["allocated"]}
 
@@ -239,21 +243,21 @@ def receive(session: Session, receipt_id: str, *, at: datetime, actor: str, tz: 
             sa.select(sa.func.count(), sa.func.max(RECEIPT.c.received_at)).where(RECEIPT.c.receipt_id == receipt_id)
         ).one()
         if not seen[0]:
-            raise NotFound(f"no receipt {receipt_id!r}", hint="`ffctl import receipts FILE` adds expected receipts.")
+            raise NotFound(_("no receipt {receipt_id!r}").format(receipt_id=receipt_id), hint=_("`ffctl import receipts FILE` adds expected receipts."))
         when = seen[1]
         at_text = shown(when, tz) if isinstance(when, datetime) else str(when)
-        raise Conflict(f"receipt {receipt_id} was already received (at {at_text}); nothing to do")
+        raise Conflict(_("receipt {receipt_id} was already received (at {at_text}); nothing to do").format(receipt_id=receipt_id, at_text=at_text))
     lines = sorted((r.sku, r.warehouse, int(r.qty)) for r in done)
     totals: dict[tuple[str, str], int] = defaultdict(int)
     for s, w, q in lines:
         totals[(s, w)] += q
     _ensure_rows(session, totals)
     rows = _lock_stock(session, totals)
-    _bulk_add(session, "stock", "on_hand", {rows[k]["id"]: q for k, q in totals.items()}, what="stock")
+    _bulk_add(session, "stock", "on_hand", {rows[k]["id"]: q for k, q in totals.items()}, what=_("stock"))
     _moves(session, [{"sku": s, "warehouse": w, "delta": q, "kind": "receipt", "reason": None,
                       "ref": receipt_id, "actor": actor, "at": at} for s, w, q in lines])
     units = sum(q for _s, _w, q in lines)
     audit.record(session, event="received", at=at, actor=actor, subject=f"receipt:{receipt_id}",
-                 detail="; ".join(f"{s} {q} into {w}" for s, w, q in lines))
+                 detail="; ".join(_("{sku} {qty} into {warehouse}").format(sku=s, qty=q, warehouse=w) for s, w, q in lines))
     return {"receipt_id": receipt_id, "received_at": at, "units": units,
             "lines": [{"sku": s, "warehouse": w, "qty": q} for s, w, q in lines]}

@@ -21,6 +21,7 @@ from ffctl.core.stock.common import ALLOC, LINE, ORDERS
 from ffctl.core.stock.moves import _bulk_add, _lock_stock, _moves, _stock_of_skus
 from ffctl.core.store import is_postgresql
 from ffctl.core.text import command
+from ffctl.i18n import _
 
 DELIVERY_ISSUES = ("wrong_item", "short", "late", "damaged", "wrong_address", "documents")
 
@@ -31,7 +32,7 @@ def _lock_order_row(session: Session, order_id: str):
         stmt = stmt.with_for_update()
     order = session.execute(stmt).mappings().first()
     if order is None:
-        raise NotFound(f"no order {order_id!r}", hint="`ffctl order list` shows the orders in the store.")
+        raise NotFound(_("no order {order_id!r}").format(order_id=order_id), hint=_("`ffctl order list` shows the orders in the store."))
     return order
 
 
@@ -67,11 +68,11 @@ def _take_reservations(session: Session, order_id: str, *, consume: bool) -> lis
     rows = _lock_stock(session, totals)
     missing = [k for k in totals if k not in rows]
     if missing:  # cannot happen while the FK-free allocation rows match stock; refuse rather than guess
-        raise FfctlError(f"order {order_id}: reservations in {missing} have no stock row")
+        raise FfctlError(_("order {order_id}: reservations in {missing} have no stock row").format(order_id=order_id, missing=missing))
     by_id = {rows[k]["id"]: -q for k, q in totals.items()}
-    _bulk_add(session, "stock", "allocated", by_id, guard="t.allocated + :q >= 0", what="stock")
+    _bulk_add(session, "stock", "allocated", by_id, guard="t.allocated + :q >= 0", what=_("stock"))
     if consume:
-        _bulk_add(session, "stock", "on_hand", by_id, guard="t.on_hand + :q >= t.allocated", what="stock")
+        _bulk_add(session, "stock", "on_hand", by_id, guard="t.on_hand + :q >= t.allocated", what=_("stock"))
     session.execute(sa.delete(ALLOC).where(ALLOC.c.order_id == order_id))
     return allocs
 
@@ -167,9 +168,9 @@ def ship_lines(session: Session, order_id: str, items: Sequence[LineShipment], *
         line["allocated"], line["shipped"] = reserved_after + shipped_after, shipped_after
         line_updates.append({"i": item.line_id, "a": line["allocated"], "s": shipped_after})
     _bulk_add(session, "stock", "allocated", {k: v for k, v in alloc_delta.items() if v}, guard="t.allocated + :q >= 0",
-              what="stock")
+              what=_("stock"))
     _bulk_add(session, "stock", "on_hand", {k: v for k, v in on_hand_delta.items() if v},
-              guard="t.on_hand + :q >= t.allocated", what="stock")
+              guard="t.on_hand + :q >= t.allocated", what=_("stock"))
     gone = [a for a, q in alloc_change.items() if q == 0]
     if gone:
         session.execute(sa.delete(ALLOC).where(ALLOC.c.id.in_(gone)))
@@ -179,7 +180,7 @@ def ship_lines(session: Session, order_id: str, items: Sequence[LineShipment], *
     for u in {u["i"]: u for u in line_updates}.values():  # a line twice in one shipment: its last state
         done = session.execute(sa.update(LINE).where(LINE.c.id == u["i"]).values(allocated=u["a"], shipped=u["s"]))
         if done.rowcount != 1:
-            raise Conflict(f"order {order_id} changed while it was being shipped; nothing was written, run it again")
+            raise Conflict(_("order {order_id} changed while it was being shipped; nothing was written, run it again").format(order_id=order_id))
     _moves(session, [{"sku": k[0], "warehouse": k[1], "delta": d, "kind": "ship", "reason": None, "ref": ref,
                       "actor": actor, "at": at} for k, d in sorted(moves.items()) if d])
     return totals
@@ -192,7 +193,7 @@ def cancel_line_units(session: Session, order_id: str, line_id: int, qty: int) -
                            .where(LINE.c.id == line_id)).one()
     remaining = line.qty - line.cancelled - line.shipped
     if qty > remaining:
-        raise Conflict(f"order {order_id}: only {remaining} units of the line are left to cancel")
+        raise Conflict(_("order {order_id}: only {remaining} units of the line are left to cancel").format(order_id=order_id, remaining=remaining))
     reserved = line.allocated - line.shipped
     backordered = remaining - reserved
     release = max(qty - backordered, 0)  # cancel the backorder first, then the reservation
@@ -212,7 +213,7 @@ def cancel_line_units(session: Session, order_id: str, line_id: int, qty: int) -
             else:
                 session.execute(sa.update(ALLOC).where(ALLOC.c.id == a.id).values(qty=a.qty - n))
             left -= n
-        _bulk_add(session, "stock", "allocated", dict(deltas), guard="t.allocated + :q >= 0", what="stock")
+        _bulk_add(session, "stock", "allocated", dict(deltas), guard="t.allocated + :q >= 0", what=_("stock"))
     session.execute(sa.update(LINE).where(LINE.c.id == line_id)
                     .values(cancelled=line.cancelled + qty, allocated=line.allocated - release))
     return release
@@ -223,7 +224,7 @@ def deliver(session: Session, cfg, order_id: str, *, at: datetime, actor: str, i
     from ffctl.core.models import Delivery
 
     if issue is not None and issue not in DELIVERY_ISSUES:
-        raise UsageError(f"unknown delivery issue {issue!r}: use one of {', '.join(DELIVERY_ISSUES)}")
+        raise UsageError(_("unknown delivery issue {issue!r}: use one of {names}").format(issue=issue, names=', '.join(DELIVERY_ISSUES)))
     order = _lock_order_row(session, order_id)
     status = order["status"]
     if status == "delivered":
@@ -231,15 +232,15 @@ def deliver(session: Session, cfg, order_id: str, *, at: datetime, actor: str, i
         if found is not None and found.delivered_at == at and found.issue == issue:
             return False
         when = shown(found.delivered_at if found else None, cfg.timezone)
-        raise Conflict(f"order {order_id} was already delivered (at {when})")
+        raise Conflict(_("order {order_id} was already delivered (at {when})").format(order_id=order_id, when=when))
     if status != "shipped":
-        where = f" at node {order['node']}" if order["node"] else ""
-        raise Conflict(f"order {order_id} has not shipped (it is {status}{where}); record the shipment first",
-                       hint=f"`{command('ship', order_id)}`")
+        where = _(" at node {node}").format(node=order["node"]) if order["node"] else ""
+        raise Conflict(_("order {order_id} has not shipped (it is {status}{where}); record the shipment first").format(order_id=order_id, status=status, where=where),
+                       hint=_("`{command}`").format(command=command('ship', order_id)))
     audit.refuse_earlier(session, order_id, at, cfg.timezone)  # not before its shipment, nor any later event
     session.execute(sa.insert(Delivery.__table__).values(order_id=order_id, delivered_at=at, issue=issue))
     session.execute(sa.update(ORDERS).where(ORDERS.c.order_id == order_id)
                     .values(status="delivered", delivered_at=at, delivery_issue=issue))
     audit.record(session, event="delivered", at=at, actor=actor, order_id=order_id, node=order["node"],
-                 detail=f"issue: {issue}" if issue else "delivered without issue")
+                 detail=_("issue: {issue}").format(issue=issue) if issue else _("delivered without issue"))
     return True
