@@ -194,7 +194,7 @@ def _describe_rule(config: Config, rule: RuleConfig) -> str:
         if p.get("qc_pass_rate_below") is not None:
             n = int(p["consecutive_batches"])
             reasons.append(_("QC pass rate below {percent:g}% ").format(percent=float(p['qc_pass_rate_below']) * 100)
-                           + ngettext("in the last batch", "for {n} batches in a row", n).format(n=n))
+                           + (_("in the last batch") if n == 1 else _("for {n} batches in a row").format(n=n)))
         if p.get("avg_delay_days_above") is not None:
             n = int(p["window_batches"])
             reasons.append(_("average delay above {days:g} days ").format(days=float(p["avg_delay_days_above"]))

@@ -77,7 +77,7 @@ def _item_columns():
 
     return [Column("order_id", N_("order")), Column("node"),
             Column("what"), Column("due_at", N_("due")), Column("detail"),
-            Column("task_id", N_("task"), justify="right")]
+            Column("task_id", "task", justify="right")]
 
 
 def _sweep_table(result: dict, tz: str) -> None:

@@ -455,7 +455,8 @@ def describe_rule(cfg, rule) -> str:
         if p.get("qc_pass_rate_below") is not None:
             n = int(p["consecutive_batches"])
             why.append(_("QC pass rate < {rate} ").format(rate=_pct(float(p["qc_pass_rate_below"])))
-                       + ngettext("in the last batch", "in {n} batches in a row", n).format(n=n))
+                       # one message per form: Babel keys a plural by its singular, which the config view's words share
+                       + (_("in the last batch") if n == 1 else _("in {n} batches in a row").format(n=n)))
         if p.get("avg_delay_days_above") is not None:
             n = int(p["window_batches"])
             why.append(_("average delay > {days:g} days ").format(days=float(p["avg_delay_days_above"]))
