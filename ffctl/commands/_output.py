@@ -39,7 +39,8 @@ class Column:
 
     @property
     def title(self) -> str:
-        return self.header or self.key.replace("_", " ")
+        """The header a table shows, in the current language (JSON and CSV keep ``key``)."""
+        return _(self.header or self.key.replace("_", " "))
 
 
 def safe(value: Any) -> str:
@@ -139,7 +140,7 @@ def table_cell(value: Any, tz: str) -> str:
     if isinstance(value, datetime):
         return local(value, tz).strftime("%Y-%m-%d %H:%M")
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return _("yes") if value else _("no")
     if isinstance(value, float):
         return f"{value:,.3f}".rstrip("0").rstrip(".")
     if isinstance(value, (list, tuple, set, frozenset)):
@@ -154,7 +155,7 @@ def render(
     *,
     tz: str = "UTC",
     title: str | None = None,
-    empty: str = "Nothing to show.",
+    empty: str | None = None,
 ) -> None:
     """Print rows as a table, a JSON array or CSV, per ``fmt``.
 
@@ -169,7 +170,7 @@ def render(
     else:
         rows = list(rows)
         if not rows:
-            message(empty)
+            message(empty if empty is not None else _("Nothing to show."))
             return
         # plain cells are data, not Rich markup: "[b2b]" must print as typed; a show function's
         # markup puts its data in through safe(), and no control character survives either way
@@ -206,8 +207,8 @@ def _shown(cell: Any) -> Any:
 def say_not_shown(names: Sequence[str]) -> None:
     """Tell the person which columns a narrow terminal left out of a table (nothing if none)."""
     if names:
-        message(f"Not shown, for the terminal's width: {', '.join(names)} "
-                "(a wider terminal or --format csv shows every column).")
+        message(_("Not shown, for the terminal's width: {columns} (a wider terminal or --format csv shows "
+                  "every column).").format(columns=", ".join(names)))
 
 
 def say_cut(shown: int, total: int, what: str) -> None:
@@ -317,4 +318,4 @@ def message(text: str) -> None:
 
 
 def warn(text: str) -> None:
-    message(f"Warning: {text}")
+    message(_("Warning: {text}").format(text=text))

@@ -3,33 +3,43 @@
 from __future__ import annotations
 
 import tempfile
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from ffctl.commands._common import AppState
-from ffctl.i18n import ngettext
+from ffctl.i18n import _, ngettext
 
 app = typer.Typer()
 
 
-@app.command()
+class Language(str, Enum):
+    zh_CN = "zh-CN"
+    en = "en"
+
+
+@app.command(help=_("Build a demo store (config, CSVs, SQLite) and simulate days of business, then report."))
 def demo(
     ctx: typer.Context,
-    directory: Optional[Path] = typer.Option(None, "--dir", help="Folder for the demo store [default: a new temp dir]."),
-    orders: int = typer.Option(2000, "--orders", min=10, help="How many orders to simulate."),
-    days: int = typer.Option(30, "--days", min=1, max=365, help="How many days of business to simulate."),
-    seed: int = typer.Option(7, "--seed", help="Random seed (the same seed gives the same demo)."),
+    directory: Optional[Path] = typer.Option(None, "--dir", help=_("Folder for the demo store [default: a new temp dir].")),
+    orders: int = typer.Option(2000, "--orders", min=10, help=_("How many orders to simulate.")),
+    days: int = typer.Option(30, "--days", min=1, max=365, help=_("How many days of business to simulate.")),
+    seed: int = typer.Option(7, "--seed", help=_("Random seed (the same seed gives the same demo).")),
+    language: Optional[Language] = typer.Option(
+        None, "--language",
+        help=_("Run the demo in this language and write it into the demo's config [default: as configured, else LANG].")),
 ) -> None:
-    """Build a demo store (config, CSVs, SQLite) and simulate days of business, then report."""
     import time
 
+    from ffctl import i18n
     from ffctl.cli import app as root
     from ffctl.commands._output import message
     from ffctl.core.demo import build_demo
-    from ffctl.i18n import _
 
+    if language is not None:
+        i18n.use(language.value)
     st = AppState.of(ctx)
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix="ffctl-demo-"))  # 0700, new: build_demo wants a new or empty folder
@@ -38,7 +48,8 @@ def demo(
             .format(dir=directory, orders=orders, days=days))
     started = time.perf_counter()
     now = st.now() if st.now_text else None
-    result = build_demo(directory, orders=orders, days=days, seed=seed, now=now, progress=message)
+    result = build_demo(directory, orders=orders, days=days, seed=seed, now=now, progress=message,
+                        language=language.value if language is not None else None)
     c = result.counts
     message(_(
         "Done in {seconds} s: {orders} orders imported, {advances} node completions, {shipped} shipped "
@@ -50,27 +61,31 @@ def demo(
         delivered=c.get("delivered", 0),
         breaches=c.get("breaches", 0), escalations=c.get("escalations", 0), hits=c.get("rule_hits", 0)))
     base = ["--config", str(result.config_path), "--now", result.now.isoformat()]
-    for title, args in (("KPI report", ["report", "kpi"]), ("SLA status", ["sla", "status"])):
+    for title, args in ((_("KPI report"), ["report", "kpi"]), (_("SLA status"), ["sla", "status"])):
         message(f"\n== {title} ==")
         try:
             root([*base, *args, "--format", "table"], standalone_mode=False)
         except SystemExit:
             pass
     _top_misses(result)
+    from rich.cells import cell_len
+
     from ffctl.core.text import command
 
     cfg = ("--config", result.config_path)  # a folder name with a space or a quote still pastes right
-    message(
-        "\nTry next:\n"
-        f"  {command(*cfg, '--as', 'judy', 'task', 'list', '--all', '--breached')}   # every late task (judy is an admin)\n"
-        f"  {command(*cfg, '--as', 'alice', 'task', 'list')}          # alice's inbox, most urgent first\n"
-        f"  {command(*cfg, 'order', 'list', '--flag', 'shipping_exception')}\n"
-        f"  {command(*cfg, 'report', 'kpi', '--by', 'region')}        # cut the KPIs\n"
-        f"  {command(*cfg, 'report', 'kpi', '--by', 'workflow')}      # the pilot workflow against the rest\n"
-        f"  {command(*cfg, 'report', 'workload')}               # is a role short of people?\n"
-        f"  {command(*cfg, 'supplier', 'list')}                 # who lost inspection exemption, and why\n"
-        f"  {command(*cfg, 'report', 'dashboard', '--out', result.directory / 'dashboard.html')}\n"
-    )
+    tries = [
+        (command(*cfg, "--as", "judy", "task", "list", "--all", "--breached"), _("every late task (judy is an admin)")),
+        (command(*cfg, "--as", "alice", "task", "list"), _("alice’s inbox, most urgent first")),
+        (command(*cfg, "order", "list", "--flag", "shipping_exception"), ""),
+        (command(*cfg, "report", "kpi", "--by", "region"), _("cut the KPIs")),
+        (command(*cfg, "report", "kpi", "--by", "workflow"), _("the pilot workflow against the rest")),
+        (command(*cfg, "report", "workload"), _("is a role short of people?")),
+        (command(*cfg, "supplier", "list"), _("who lost inspection exemption, and why")),
+        (command(*cfg, "report", "dashboard", "--out", result.directory / "dashboard.html"), ""),
+    ]
+    width = max(cell_len(line) for line, note in tries if note)  # terminal cells: a folder name may be Chinese
+    message("\n" + _("Try next:") + "\n" + "".join(
+        f"  {line}{' ' * (width - cell_len(line))}   # {note}\n" if note else f"  {line}\n" for line, note in tries))
 
 
 def _top_misses(result) -> None:
@@ -80,7 +95,6 @@ def _top_misses(result) -> None:
     from ffctl.core.kpi import Period
     from ffctl.core.misses import pareto
     from ffctl.core.store import Store
-    from ffctl.i18n import _
 
     cfg = load_config(result.config_path)
     store = Store(cfg.database_url)

@@ -28,7 +28,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli backpo
 from ffctl.core.durations import HORIZON_DAYS, format_duration, parse_duration
 from ffctl.core.errors import ConfigError, ConfigProblem, NotFound
 from ffctl.core.secrets import mask_endpoint, mask_url, url_problem
-from ffctl.i18n import N_, _
+from ffctl.i18n import LANGUAGES, N_, _
 
 # ---------------------------------------------------------------------------------------------
 # Vocabulary the config may use. Keys here are part of the file format users write.
@@ -293,6 +293,8 @@ class Config:
     warnings: tuple[str, ...] = ()
     import_profiles: Mapping[str, ImportProfile] = field(default_factory=lambda: FrozenDict())
     forecast: ForecastConfig = ForecastConfig()
+    #: ``[defaults] language`` ("zh-CN" or "en"); None: the locale's (ffctl/i18n.py)
+    language: str | None = None
     _calendar_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -825,7 +827,8 @@ class _Checker:
 
         database_url = self.database(sections["database"])
         defaults = sections["defaults"]
-        self.known_keys(defaults, ("timezone",), "defaults")
+        self.known_keys(defaults, ("timezone", "language"), "defaults")
+        language = self.choice(defaults, "language", "defaults", LANGUAGES)
         timezone = self.text(defaults, "timezone", "defaults")
         if timezone is not None:
             self.timezone(timezone, "defaults.timezone")
@@ -866,6 +869,7 @@ class _Checker:
             warnings=tuple(str(w) for w in self.warnings),
             import_profiles=FrozenDict({k: v for k, v in profiles.items() if v is not None}),
             forecast=forecast,
+            language=language,
         )
 
     def database(self, table: dict) -> str | None:

@@ -20,7 +20,7 @@ from ffctl.core.kpi import (ALL, KPIS, Period, breaches_by_owner, cycle_time_his
                             percent_decimals, sla_report)
 from ffctl.core.misses import pareto
 from ffctl.core.workload import workload_report
-from ffctl.i18n import _, ngettext
+from ffctl.i18n import _, current, ngettext
 
 GREEN, RED, GREY, BLUE, PURPLE, AMBER = "#1f9d61", "#d64545", "#9aa3b2", "#2f6fdf", "#8e5bd6", "#e08a1e"
 TEAL = "#1693a5"  # work arriving (the workload panel), apart from every other series
@@ -28,16 +28,18 @@ INK, MUTED, GRID = "#1d2433", "#5c667a", "#e6e9f0"
 FONT = ('-apple-system, "Segoe UI", "Noto Sans CJK SC", "Noto Sans SC", "PingFang SC", "Hiragino Sans GB", '
         '"Microsoft YaHei", "Source Han Sans SC", "WenQuanYi Micro Hei", Roboto, "Helvetica Neue", Arial, sans-serif')
 
-LABELS = {
-    "order_confirmation_minutes": ("Order confirmation", "created → first node done, median"),
-    "allocation_minutes": ("Allocation", "first node → stock allocated, median"),
-    "pick_accuracy": ("Pick accuracy", "picked lines with the right SKU, no more than ordered"),
-    "on_time_shipping": ("On-time shipping", "every unit shipped by the promised date"),
-    "fill_rate": ("Fill rate", "units shipped by the promised date / units ordered"),
-    "perfect_order": ("Perfect orders", "on time, in full, no delivery issue"),
-    "cycle_time_hours": ("Fulfillment cycle", "created → shipped, median"),
-    "sla_attainment": ("SLA attainment", "node visits done within their SLA"),
-    "return_rate": ("Return rate", "units returned / units shipped"),
+def kpi_labels() -> dict[str, tuple[str, str]]:
+    """Each KPI's card name and definition, in the current language."""
+    return {
+        "order_confirmation_minutes": (_("Order confirmation"), _("created → first node done, median")),
+        "allocation_minutes": (_("Allocation"), _("first node → stock allocated, median")),
+        "pick_accuracy": (_("Pick accuracy"), _("picked lines with the right SKU, no more than ordered")),
+        "on_time_shipping": (_("On-time shipping"), _("every unit shipped by the promised date")),
+        "fill_rate": (_("Fill rate"), _("units shipped by the promised date / units ordered")),
+        "perfect_order": (_("Perfect orders"), _("on time, in full, no delivery issue")),
+        "cycle_time_hours": (_("Fulfillment cycle"), _("created → shipped, median")),
+        "sla_attainment": (_("SLA attainment"), _("node visits done within their SLA")),
+        "return_rate": (_("Return rate"), _("units returned / units shipped")),
 }
 
 
@@ -63,16 +65,20 @@ def build_dashboard(session, cfg, *, now: datetime, period: Period = Period()) -
 def _likely_panel(rows: list[dict], tz: str) -> str:
     """Open tasks at least 50% likely to breach (core/forecast.py), most likely first."""
     if not rows:
-        body = '<div class="sub">no open task is at least 50% likely to breach</div>'
+        body = f'<div class="sub">{escape(_("no open task is at least 50% likely to breach"))}</div>'
     else:
         lines = "".join(
             f'<tr><td>{escape(r["order_id"])}</td><td>{escape(r["node"])}</td><td class="att">{r["p_breach"]:.0%}</td>'
             f'<td>{escape(local(r["deadline"], tz).strftime("%m-%d %H:%M"))}</td><td>{escape(r["reason"])}</td></tr>'
             for r in rows)
-        body = (f'<table><thead><tr><th>order</th><th>node</th><th>p(breach)</th><th>due</th><th>why</th></tr></thead>'
-                f'<tbody>{lines}</tbody></table>')
-    return ('<section class="panel"><h2>Likely to breach</h2><div class="sub">open tasks not yet late, by the '
-            f'chance they will be (their node\'s history and queue; ffctl sla forecast)</div>{body}</section>')
+        body = f'<table><thead>{_header_row(_("order"), _("node"), _("p(breach)"), _("due"), _("why"))}</thead><tbody>{lines}</tbody></table>'
+    return (f'<section class="panel"><h2>{escape(_("Likely to breach"))}</h2><div class="sub">'
+            f'{escape(_("open tasks not yet late, by the chance they will be (their node’s history and queue; ffctl sla forecast)"))}'
+            f'</div>{body}</section>')
+
+
+def _header_row(*names: str) -> str:
+    return "<tr>" + "".join(f"<th>{escape(n)}</th>" for n in names) + "</tr>"
 
 
 # --- formatting --------------------------------------------------------------------------------
@@ -83,9 +89,9 @@ def _value(value: float | None, unit: str, digits: int = 2) -> str:
     if unit == "rate":
         return f"{value * 100:.{digits}f}%"
     if unit == "minutes":
-        return f"{value:,.1f} min"
+        return _("{value} min").format(value=f"{value:,.1f}")
     if unit == "hours":
-        return f"{value:,.1f} h"
+        return _("{value} h").format(value=f"{value:,.1f}")
     return f"{value:,.2f}"
 
 
@@ -94,7 +100,7 @@ def _gap(gap: float | None, unit: str, digits: int = 2) -> str:
         return ""
     if unit == "rate":
         return f"{gap * 100:+.{digits}f} pp"
-    return f"{gap:+,.1f} {'min' if unit == 'minutes' else 'h'}"
+    return (_("{value} min") if unit == "minutes" else _("{value} h")).format(value=f"{gap:+,.1f}")
 
 
 def _state_colour(met: bool | None) -> str:
@@ -133,7 +139,7 @@ def line_chart(labels: Sequence[str], series: Sequence[dict], *, width: int = 11
     left, right, top, bottom = 52, 170, 16, 34
     pw, ph = width - left - right, height - top - bottom
     n = len(labels)
-    parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="weekly trends">']
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="{escape(_("weekly trends"))}">']
     values = [v for s in series for v in s["values"] if v is not None]
     targets = [s["target"] for s in series if s.get("target") is not None]
     floor = min(values + targets) if values else 0.0
@@ -155,7 +161,7 @@ def line_chart(labels: Sequence[str], series: Sequence[dict], *, width: int = 11
         parts.append(_text(left - 8, y(v) + 4, f"{v * 100:.0f}%" if tick >= 0.01 - 1e-9 else f"{v * 100:.1f}%",
                            size=11, anchor="end"))
     if not n:
-        parts.append(_text(left + pw / 2, top + ph / 2, "no orders in the period", size=14, anchor="middle"))
+        parts.append(_text(left + pw / 2, top + ph / 2, _("no orders in the period"), size=14, anchor="middle"))
     every = max(1, -(-n // 14))
     for i, label in enumerate(labels):
         if i % every == 0 or i == n - 1:
@@ -185,7 +191,7 @@ def line_chart(labels: Sequence[str], series: Sequence[dict], *, width: int = 11
         parts.append(f'<rect x="{left + pw + 18}" y="{ly - 8}" width="14" height="4" fill="{colour}"/>')
         parts.append(_text(left + pw + 38, ly - 2, s["name"], size=12, fill=INK, weight="600"))
         if s.get("target") is not None:
-            parts.append(_text(left + pw + 38, ly + 14, f"target {s['target'] * 100:.1f}% (dashed)", size=11))
+            parts.append(_text(left + pw + 38, ly + 14, _("target {target} (dashed)").format(target=f"{s['target'] * 100:.1f}%"), size=11))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -198,7 +204,7 @@ def hbar_chart(rows: Sequence[dict], *, max_value: float, width: int = 560, targ
     pw = width - label_width - value_width
     parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img">']
     if not rows:
-        parts.append(_text(width / 2, height / 2 + 4, "nothing to show", size=13, anchor="middle"))
+        parts.append(_text(width / 2, height / 2 + 4, _("nothing to show"), size=13, anchor="middle"))
     for i, r in enumerate(rows):
         y0 = top + i * row_h
         parts.append(_text(label_width - 10, y0 + 19, r["label"], size=12, fill=INK, anchor="end"))
@@ -214,7 +220,7 @@ def hbar_chart(rows: Sequence[dict], *, max_value: float, width: int = 560, targ
         bottom = top + max(1, len(rows)) * row_h
         parts.append(f'<line x1="{_num(tx)}" x2="{_num(tx)}" y1="{top}" y2="{bottom}" stroke="{INK}" '
                      'stroke-width="2" stroke-dasharray="4 3"/>')
-        parts.append(_text(tx, bottom + 14, f"target {unit}", size=11, anchor="middle"))
+        parts.append(_text(tx, bottom + 14, _("target {target}").format(target=unit), size=11, anchor="middle"))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -226,7 +232,7 @@ def workload_chart(rows: Sequence[dict], *, width: int = 1160, label_width: int 
     height = top * 2 + max(1, len(rows)) * row_h
     pw = width - label_width - value_width
     most = max([r["arrived_per_day"] or 0 for r in rows] + [r["completed_per_day"] or 0 for r in rows] + [0])
-    parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="workload per role">']
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="{escape(_("workload per role"))}">']
     if not rows:
         parts.append(_text(width / 2, height / 2 + 4, _("no node visits in the period"), size=13, anchor="middle"))
     for i, r in enumerate(rows):
@@ -261,9 +267,9 @@ def histogram(hist: dict, *, width: int = 560, height: int = 250, marks: Sequenc
     buckets = hist.get("buckets") or []
     left, right, top, bottom = 48, 14, 16, 40
     pw, ph = width - left - right, height - top - bottom
-    parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="cycle time distribution">']
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="{escape(_("cycle time distribution"))}">']
     if not buckets:
-        parts.append(_text(width / 2, height / 2, "no shipped orders in the period", size=13, anchor="middle"))
+        parts.append(_text(width / 2, height / 2, _("no shipped orders in the period"), size=13, anchor="middle"))
         parts.append("</svg>")
         return "".join(parts)
     most = max(b["count"] for b in buckets) or 1
@@ -280,16 +286,17 @@ def histogram(hist: dict, *, width: int = 560, height: int = 250, marks: Sequenc
     step = hist["step"]
     for i, b in enumerate(buckets):
         h = ph * b["count"] / top_count
+        count = escape(ngettext("{n} order", "{n} orders", b["count"]).format(n=f"{b['count']:,}"))
         colour = AMBER if b["end"] is None else BLUE
         span = f"≥ {_num(b['start'])} h" if b["end"] is None else f"{_num(b['start'])}–{_num(b['end'])} h"
         parts.append(f'<rect x="{_num(left + i * bw + 1)}" y="{_num(top + ph - h)}" width="{_num(max(bw - 2, 1))}" '
-                     f'height="{_num(h)}" fill="{colour}" rx="2"><title>{span}: {b["count"]:,} orders</title></rect>')
+                     f'height="{_num(h)}" fill="{colour}" rx="2"><title>{span}: {count}</title></rect>')
     every = max(1, -(-n // 10))
     for i in range(0, n + 1, every):
         label = f"{_num(i * step)}" + ("+" if i == n - 1 and buckets[-1]["end"] is None else "")
         if i <= n - 1 or buckets[-1]["end"] is not None:
             parts.append(_text(left + i * bw, top + ph + 16, label, size=11, anchor="middle"))
-    parts.append(_text(left + pw / 2, height - 6, "hours from created to shipped", size=11, anchor="middle"))
+    parts.append(_text(left + pw / 2, height - 6, _("hours from created to shipped"), size=11, anchor="middle"))
     limit = (n - 1) * step if buckets[-1]["end"] is None else n * step
     for i, (label, hours, colour) in enumerate(marks):
         if hours is None or not limit:
@@ -297,7 +304,7 @@ def histogram(hist: dict, *, width: int = 560, height: int = 250, marks: Sequenc
         mx = left + pw * min(1.0, hours / (n * step))
         parts.append(f'<line x1="{_num(mx)}" x2="{_num(mx)}" y1="{top}" y2="{top + ph}" stroke="{colour}" '
                      'stroke-width="2" stroke-dasharray="5 4"/>')
-        words = f"{label} {_num(hours)} h"
+        words = f"{label} " + _("{value} h").format(value=_num(hours))
         box = len(words) * 6.5 + 6
         near_end = mx + box > left + pw
         parts.append(f'<rect x="{_num(mx - box - 2 if near_end else mx + 2)}" y="{top + 2 + i * 16}" '
@@ -311,10 +318,10 @@ def histogram(hist: dict, *, width: int = 560, height: int = 250, marks: Sequenc
 def flow_diagram(flow: dict, *, width: int = 1160, height: int = 230) -> str:
     """The paths orders took: the nodes in a row (config order), an arrow per directly-follows
     pair, as thick as it is common; forward jumps arc above, rework (back) arcs below in red."""
-    parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="order flow">']
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="{escape(_("order flow"))}">']
     names = [r["node"] for r in flow.get("rework", [])]
     if not names:
-        parts.append(_text(width / 2, height / 2, "no node visits in the period", size=13, anchor="middle"))
+        parts.append(_text(width / 2, height / 2, _("no node visits in the period"), size=13, anchor="middle"))
         parts.append("</svg>")
         return "".join(parts)
     box_w, box_h, mid = 130, 44, height / 2
@@ -354,13 +361,16 @@ def flow_diagram(flow: dict, *, width: int = 1160, height: int = 230) -> str:
                            anchor="middle"))
     for r in flow["rework"]:
         n = r["node"]
+        visits = _("{visits} visits, {rejects} rejects, {revisits} revisits").format(
+            visits=f"{r['visits']:,}", rejects=f"{r['rejects']:,}", revisits=f"{r['revisits']:,}")
         edge = RED if r["rejects"] else GRID
         parts.append(f'<rect x="{_num(x[n])}" y="{_num(mid - box_h / 2)}" width="{box_w}" height="{box_h}" rx="8" '
-                     f'fill="#f7f9fc" stroke="{edge}" stroke-width="1.5"><title>{escape(n)}: {r["visits"]:,} visits, '
-                     f'{r["rejects"]:,} rejects, {r["revisits"]:,} revisits</title></rect>')
+                     f'fill="#f7f9fc" stroke="{edge}" stroke-width="1.5"><title>{escape(n)}: {escape(visits)}</title></rect>')
         parts.append(_text(x[n] + box_w / 2, mid - 3, n, size=12, fill=INK, anchor="middle", weight="600"))
-        rework = f" · {r['rejects']:,} rejects" if r["rejects"] else ""
-        parts.append(_text(x[n] + box_w / 2, mid + 13, f"{r['visits']:,} visits{rework}", size=10, anchor="middle"))
+        words = _("{visits} visits").format(visits=f"{r['visits']:,}")
+        if r["rejects"]:
+            words += " · " + _("{rejects} rejects").format(rejects=f"{r['rejects']:,}")
+        parts.append(_text(x[n] + box_w / 2, mid + 13, words, size=10, anchor="middle"))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -377,7 +387,7 @@ def _arrowhead(x: float, y: float, dx: float, dy: float, size: float = 9.0) -> s
 def _variants_text(flow: dict) -> str:
     rows = "".join(f'<tr><td>{v["share"] * 100:.1f}%</td><td>{v["orders"]:,}</td>'
                    f'<td>{escape(" → ".join(v["path"]))}</td></tr>' for v in flow.get("variants", []))
-    return ('<table class="paths"><thead><tr><th>share</th><th>orders</th><th>path</th></tr></thead>'
+    return (f'<table class="paths"><thead>{_header_row(_("share"), _("orders"), _("path"))}</thead>'
             f"<tbody>{rows}</tbody></table>")
 
 
@@ -416,13 +426,13 @@ footer{color:%(muted)s;font-size:12px;margin-top:8px}
 
 
 def _card(row: dict) -> str:
-    name, definition = LABELS[row["kpi"]]
+    name, definition = kpi_labels()[row["kpi"]]
     unit = row["unit"]
     colour = _state_colour(row["met"])
     digits = percent_decimals(row["actual"], row["target"])
-    target = "no target" if row["target"] is None else f"target {_value(row['target'], unit, digits)}"
+    target = _("no target") if row["target"] is None else _("target {target}").format(target=_value(row["target"], unit, digits))
     p90 = f" · p90 {_value(row['p90'], unit)}" if row.get("p90") is not None else ""
-    status = "" if row["met"] is None else ("✓ met" if row["met"] else "✗ missed")
+    status = "" if row["met"] is None else ("✓ " + _("met") if row["met"] else "✗ " + _("missed"))
     baseline = _baseline_line(row, digits)
     return (
         f'<div class="card" style="border-top-color:{colour}">'
@@ -449,15 +459,18 @@ def _baseline_line(row: dict, digits: int) -> str:
 def _bottleneck_card(row: dict | None, nodes: list[dict]) -> str:
     """The bottleneck's shares, and its lateness from its ``sla_report`` row."""
     if not row or row.get("node") is None:
-        body = '<div class="big" style="color:#1f9d61">none</div><div class="def">no node breached its SLA</div>'
+        body = (f'<div class="big" style="color:#1f9d61">{escape(_("none"))}</div>'
+                f'<div class="def">{escape(_("no node breached its SLA"))}</div>')
     else:
+        shares = _("{share} of breaches ({count})").format(share=f"{row['breach_share'] * 100:.0f}%",
+                                                          count=f"{row['count']:,}")
+        over = _("{share} of time over SLA").format(share=f"{row['over_sla_share'] * 100:.0f}%")
         body = (f'<div class="big">{escape(row["node"])}</div>'
-                f'<div class="meta"><span>{row["breach_share"] * 100:.0f}% of breaches ({row["count"]:,})</span>'
-                f'<span>{row["over_sla_share"] * 100:.0f}% of time over SLA</span></div>'
+                f'<div class="meta"><span>{escape(shares)}</span><span>{escape(over)}</span></div>'
                 f'<div class="meta"><span>{escape(_late_words(next((n for n in nodes if n["node"] == row["node"]), {})))}'
                 '</span></div>')
-    return ('<div class="card bottleneck"><div class="name">Bottleneck</div>'
-            '<div class="def">largest share of breaches and time over SLA</div>' + body + "</div>")
+    return (f'<div class="card bottleneck"><div class="name">{escape(_("Bottleneck"))}</div>'
+            f'<div class="def">{escape(_("largest share of breaches and time over SLA"))}</div>' + body + "</div>")
 
 
 def _misses_chart(rows: list[dict], top: int = 8) -> str:
@@ -467,7 +480,9 @@ def _misses_chart(rows: list[dict], top: int = 8) -> str:
              "text": f"{r['orders']:,} · {r['share'] * 100:.0f}% · {r['cumulative_share'] * 100:.0f}%"}
             for r in rows[:top]]
     rest = rows[top:]
-    more = (f'<div class="sub">{len(rest):,} more causes, {sum(r["orders"] for r in rest):,} orders</div>'
+    words = _("{causes} more causes, {orders} orders").format(causes=f"{len(rest):,}",
+                                                             orders=f"{sum(r['orders'] for r in rest):,}")
+    more = (f'<div class="sub">{escape(words)}</div>'
             if rest else "")
     return hbar_chart(bars, max_value=most, value_width=150, label_width=190) + more
 
@@ -479,8 +494,8 @@ def _returns_chart(rows: list[dict]) -> str:
     bars = []
     for r in rows:
         reasons = ", ".join(t["reason"] for t in r.get("top_reasons") or [])
-        bars.append({"label": "(no region)" if r["group"] is None else str(r["group"]), "value": r["actual"],
-                     "colour": AMBER, "text": f"{r['actual'] * 100:.1f}% of {r['count']:,}"
+        bars.append({"label": _("(no region)") if r["group"] is None else str(r["group"]), "value": r["actual"],
+                     "colour": AMBER, "text": _("{share} of {count}").format(share=f"{r['actual'] * 100:.1f}%", count=f"{r['count']:,}")
                      + (f" · {reasons}" if reasons else "")})
     return hbar_chart(bars, max_value=most, value_width=230, label_width=110)
 
@@ -498,12 +513,12 @@ def _period_text(period: Period, tz: str) -> str:
         return local(dt, tz).strftime("%Y-%m-%d %H:%M")
 
     if period.start and period.end:
-        return f"Orders created {show(period.start)} – {show(period.end)}"
+        return _("Orders created {start} – {end}").format(start=show(period.start), end=show(period.end))
     if period.start:
-        return f"Orders created since {show(period.start)}"
+        return _("Orders created since {start}").format(start=show(period.start))
     if period.end:
-        return f"Orders created before {show(period.end)}"
-    return "All orders"
+        return _("Orders created before {end}").format(end=show(period.end))
+    return _("All orders")
 
 
 def _week_label(group: Any) -> str:
@@ -512,6 +527,7 @@ def _week_label(group: Any) -> str:
 
 
 def render_dashboard(data: dict, *, tz: str, now: datetime, period: Period) -> str:
+    labels = kpi_labels()
     kpis = {r["kpi"]: r for r in data["kpis"] if r["group"] == ALL}
     cards = "".join(_card(kpis[name]) for name in KPIS if name in kpis) + _bottleneck_card(kpis.get("bottleneck"),
                                                                                           data["nodes"])
@@ -522,7 +538,7 @@ def render_dashboard(data: dict, *, tz: str, now: datetime, period: Period) -> s
     series = []
     for name, colour in (("on_time_shipping", BLUE), ("perfect_order", PURPLE)):
         target = kpis.get(name, {}).get("target")
-        series.append({"name": LABELS[name][0], "colour": colour, "target": target,
+        series.append({"name": labels[name][0], "colour": colour, "target": target,
                        "values": [by.get((name, w), {}).get("actual") for w in weeks]})
     trend = line_chart([_week_label(w) for w in weeks], series)
 
@@ -530,24 +546,26 @@ def render_dashboard(data: dict, *, tz: str, now: datetime, period: Period) -> s
     sla_target = kpis.get("sla_attainment", {}).get("target")
     attainment = hbar_chart(
         [{"label": n["node"], "value": n["attainment"], "colour": _state_colour(n["met"]),
-          "text": "–" if n["attainment"] is None else f"{n['attainment'] * 100:.1f}% of {n['completed']:,}"}
+          "text": "–" if n["attainment"] is None else _("{share} of {count}").format(
+              share=f"{n['attainment'] * 100:.1f}%", count=f"{n['completed']:,}")}
          for n in nodes],
         max_value=1.0, target=sla_target, unit="" if sla_target is None else f"{sla_target * 100:.0f}%")
     top_breaches = max([n["breaches"] for n in nodes] + [1])
     breaches = hbar_chart(
         [{"label": n["node"], "value": n["breaches"], "colour": AMBER if n["bottleneck"] else RED,
-          "text": f"{n['breaches']:,} · {n['escalations']:,} esc · {n['auto_actions']:,} auto"}
+          "text": _("{breaches} · {escalations} esc · {auto} auto").format(
+              breaches=f"{n['breaches']:,}", escalations=f"{n['escalations']:,}", auto=f"{n['auto_actions']:,}")}
          for n in nodes],
         max_value=top_breaches, value_width=180)
     owners = data["owners"]
     top_owner = max([o["breaches"] for o in owners] + [1])
     owner_chart = hbar_chart(
-        [{"label": o["owner"] or "(auto nodes)", "value": o["breaches"], "colour": RED, "text": f"{o['breaches']:,}"}
+        [{"label": o["owner"] or _("(auto nodes)"), "value": o["breaches"], "colour": RED, "text": f"{o['breaches']:,}"}
          for o in owners], max_value=top_owner, value_width=80, label_width=170)
     cycle = kpis.get("cycle_time_hours", {})
     marks = [("p50", cycle.get("actual"), INK), ("p90", cycle.get("p90"), MUTED)]
     if cycle.get("target"):
-        marks.append(("target", cycle["target"], RED))
+        marks.append((_("target"), cycle["target"], RED))
     hist = histogram(data["histogram"], marks=marks)
     misses_chart = _misses_chart(data.get("misses") or [])
     returns_chart = _returns_chart(data.get("returns") or [])
@@ -555,13 +573,13 @@ def render_dashboard(data: dict, *, tz: str, now: datetime, period: Period) -> s
     table_rows = []
     for n in nodes:
         cls = "" if n["met"] is None else ("ok" if n["met"] else "miss")
-        tag = '<span class="tag">bottleneck</span>' if n["bottleneck"] else ""
+        tag = f'<span class="tag">{escape(_("bottleneck"))}</span>' if n["bottleneck"] else ""
 
         def d(s):
             return "–" if s is None else approx_duration(s)
 
         table_rows.append(
-            f'<tr class="{cls}"><td>{escape(n["node"])}{tag}</td><td>{escape(n["owner"] or "(auto)")}</td>'
+            f'<tr class="{cls}"><td>{escape(n["node"])}{tag}</td><td>{escape(n["owner"] or _("(auto)"))}</td>'
             f'<td>{n["completed"]:,}</td><td>{n["within_sla"]:,}</td>'
             f'<td class="att">{_value(n["attainment"], "rate")}</td>'
             f'<td>{d(n["p50_seconds"])}</td><td>{d(n["p90_seconds"])}</td><td>{"–" if n["sla_seconds"] is None else format_duration(n["sla_seconds"])}</td>'
@@ -571,50 +589,78 @@ def render_dashboard(data: dict, *, tz: str, now: datetime, period: Period) -> s
     workload = workload_chart(data.get("workload", []))
     flow = data.get("flow") or {}
     generated = local(now, tz).strftime("%Y-%m-%d %H:%M")
+    w = {key: escape(text) for key, text in {
+        "title": _("Fulfillment dashboard"),
+        "weekly": _("Weekly on-time shipping and perfect orders"),
+        "weekly_sub": _("by the week the order was created (week starting Monday); hollow points miss the target"),
+        "att": _("SLA attainment per node"),
+        "att_sub": _("visits closed within their SLA; dashed line: target"),
+        "br": _("Breaches per node"),
+        "br_sub": _("visits that breached their SLA · escalations · automatic actions; amber: the bottleneck"),
+        "cyc": _("Cycle time distribution"),
+        "cyc_sub": _("shipped orders by hours from created to shipped; amber: the long tail"),
+        "own": _("Breaches by owner role"),
+        "own_sub": _("who owned the node visits that breached"),
+        "wl": _("Workload per role"),
+        "wl_sub": _("node visits per business day of the role’s calendars, by when they arrived (teal) or were done (green; red: fewer done than arrived, the queue grows), same dates as above; open now, the oldest open visit and the breach share beside; ffctl report workload has the detail"),
+        "flow": _("Order flow"),
+        "flow_sub": _("how often orders went from one node straight to the next, and the median business time between; red arcs: sent back (rework)"),
+        "why": _("Why orders were not perfect"),
+        "why_sub": _("missed orders by primary cause, most first; the text: orders · share · cumulative share"),
+        "ret": _("Return rate by region"),
+        "ret_sub": _("units returned / units shipped; the top return reasons by units"),
+        "detail": _("Nodes in detail"),
+        "times_in": _("times in {zone}").format(zone=tz),
+        "generated": _("generated {at} by ffctl").format(at=generated),
+        "footer": _("Gap = actual − target: a time KPI misses when its gap is positive, a rate when it is negative. "
+                    "Time in node is wall-clock time; SLAs count each node’s business calendar. A breach is a node "
+                    "visit that stopped after its deadline or still runs past it, whether or not a sweep ran; late: "
+                    "the business time past the deadline of the breached visits."),
+    }.items()}
+    w["lang"] = "zh-CN" if current() == "zh-CN" else "en"
+    w["columns"] = _header_row(_("node"), _("owner"), _("done"), _("in SLA"), _("attainment"), _("p50 in node"),
+                               _("p90 in node"), _("SLA"), _("breaches"), _("late p50"), _("late p90"),
+                               _("escalations"), _("auto"))
     return f"""<!DOCTYPE html>
-<html lang="en">
+<html lang="{w['lang']}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Fulfillment dashboard — {escape(generated)}</title>
+<title>{w['title']} — {escape(generated)}</title>
 <style>{CSS}</style>
 </head>
 <body>
 <main>
 <header>
-  <div><h1>Fulfillment dashboard</h1>
-  <div class="sub">{escape(_period_text(period, tz))} · times in {escape(tz)}</div></div>
-  <div class="sub">generated {escape(generated)} by ffctl</div>
+  <div><h1>{w['title']}</h1>
+  <div class="sub">{escape(_period_text(period, tz))} · {w['times_in']}</div></div>
+  <div class="sub">{w['generated']}</div>
 </header>
 <section class="cards">{cards}</section>
 {_likely_panel(data.get("likely", []), tz)}
-<section class="panel"><h2>Weekly on-time shipping and perfect orders</h2>
-<div class="sub">by the week the order was created (week starting Monday); hollow points miss the target</div>
+<section class="panel"><h2>{w['weekly']}</h2>
+<div class="sub">{w['weekly_sub']}</div>
 {trend}</section>
 <div class="row">
-<section class="panel"><h2>SLA attainment per node</h2><div class="sub">visits closed within their SLA; dashed line: target</div>{attainment}</section>
-<section class="panel"><h2>Breaches per node</h2><div class="sub">visits that breached their SLA · escalations · automatic actions; amber: the bottleneck</div>{breaches}</section>
+<section class="panel"><h2>{w['att']}</h2><div class="sub">{w['att_sub']}</div>{attainment}</section>
+<section class="panel"><h2>{w['br']}</h2><div class="sub">{w['br_sub']}</div>{breaches}</section>
 </div>
 <div class="row">
-<section class="panel"><h2>Cycle time distribution</h2><div class="sub">shipped orders by hours from created to shipped; amber: the long tail</div>{hist}</section>
-<section class="panel"><h2>Breaches by owner role</h2><div class="sub">who owned the node visits that breached</div>{owner_chart}</section>
+<section class="panel"><h2>{w['cyc']}</h2><div class="sub">{w['cyc_sub']}</div>{hist}</section>
+<section class="panel"><h2>{w['own']}</h2><div class="sub">{w['own_sub']}</div>{owner_chart}</section>
 </div>
-<section class="panel"><h2>Workload per role</h2><div class="sub">node visits per business day of the role's calendars, by when they arrived (teal) or were done (green; red: fewer done than arrived, the queue grows), same dates as above; open now, the oldest open visit and the breach share beside; ffctl report workload has the detail</div>{workload}</section>
-<section class="panel"><h2>Order flow</h2><div class="sub">how often orders went from one node straight to the next, and the median business time between; red arcs: sent back (rework)</div>
+<section class="panel"><h2>{w['wl']}</h2><div class="sub">{w['wl_sub']}</div>{workload}</section>
+<section class="panel"><h2>{w['flow']}</h2><div class="sub">{w['flow_sub']}</div>
 {flow_diagram(flow)}
 {_variants_text(flow)}</section>
 <div class="row">
-<section class="panel"><h2>Why orders were not perfect</h2><div class="sub">missed orders by primary cause, most first; the text: orders · share · cumulative share</div>{misses_chart}</section>
-<section class="panel"><h2>Return rate by region</h2><div class="sub">units returned / units shipped; the top return reasons by units</div>{returns_chart}</section>
+<section class="panel"><h2>{w['why']}</h2><div class="sub">{w['why_sub']}</div>{misses_chart}</section>
+<section class="panel"><h2>{w['ret']}</h2><div class="sub">{w['ret_sub']}</div>{returns_chart}</section>
 </div>
-<section class="panel"><h2>Nodes in detail</h2>
-<table><thead><tr><th>node</th><th>owner</th><th>done</th><th>in SLA</th><th>attainment</th><th>p50 in node</th>
-<th>p90 in node</th><th>SLA</th><th>breaches</th><th>late p50</th><th>late p90</th><th>escalations</th><th>auto</th></tr></thead>
+<section class="panel"><h2>{w['detail']}</h2>
+<table><thead>{w['columns']}</thead>
 <tbody>{''.join(table_rows)}</tbody></table></section>
-<footer>Gap = actual − target: a time KPI misses when its gap is positive, a rate when it is negative.
-Time in node is wall-clock time; SLAs count each node's business calendar. A breach is a node visit that
-stopped after its deadline or still runs past it, whether or not a sweep ran; late: the business time past
-the deadline of the breached visits.</footer>
+<footer>{w['footer']}</footer>
 </main>
 </body>
 </html>

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from ffctl.core.errors import Conflict
 from ffctl.core.files import private_folder, write_private
-from ffctl.i18n import _
+from ffctl.i18n import _, ngettext
 
 REGIONS = ["华东", "华南", "华北", "西南", "east"]
 CHANNELS = ["b2b", "b2c", "marketplace"]
@@ -148,18 +148,23 @@ def _work_factor(key: str) -> float:
     return 1.1 + 3.0 * v
 
 
-def write_config(directory: Path, example_text: str) -> Path:
-    """The example config with the store and log inside the demo folder."""
+def write_config(directory: Path, example_text: str, *, language: str | None = None) -> Path:
+    """The example config with the store and log inside the demo folder (and ``[defaults] language``
+    when given: the demo's later commands, notifications and dashboard speak it too)."""
     text = example_text
     lines = []
-    in_database = False
+    section = None
     for line in text.splitlines():
         stripped = line.strip()
         if stripped.startswith("["):
-            in_database = stripped == "[database]"
-        if in_database and stripped.startswith("url"):
+            section = stripped
+        if section == "[database]" and stripped.startswith("url"):
             line = 'url = "sqlite:///ffctl.db"'
+        if section == "[defaults]" and language and stripped.startswith(("language", "# language")):
+            continue
         lines.append(line)
+        if stripped == "[defaults]" and language:
+            lines.append(f'language = "{language}"')
     path = directory / "ffctl.toml"
     write_private(path, "\n".join(lines) + "\n", exclusive=True)
     return path
@@ -182,7 +187,7 @@ class Simulation:
 
         report = import_file(self.store, self.cfg, kind, path, now=now, actor="importer")
         if not report.ok:
-            raise RuntimeError(f"demo import of {path.name} failed: {report.errors[:3]}")
+            raise RuntimeError(_("demo import of {file} failed: {errors}").format(file=path.name, errors=report.errors[:3]))
         self.bump(f"imported_{kind}", report.written + report.updated)
 
     def step(self, prev: datetime, now: datetime) -> None:
@@ -381,9 +386,10 @@ def _new_or_empty(directory: Path) -> None:
 
 def build_demo(directory: Path, *, orders: int = 2000, days: int = 30, seed: int = 7,
                now: datetime | None = None, progress: Callable[[str], None] | None = None,
-               db_url: str | None = None) -> DemoResult:
+               db_url: str | None = None, language: str | None = None) -> DemoResult:
     """Create a store and config in ``directory`` and run ``days`` days of business into it
-    (into the store at ``db_url`` instead when given: the tests run the demo on PostgreSQL too)."""
+    (into the store at ``db_url`` instead when given: the tests run the demo on PostgreSQL too);
+    ``language`` goes into the demo's config."""
     from ffctl.core.config import load_config
     from ffctl.core.store import Store
 
@@ -394,7 +400,7 @@ def build_demo(directory: Path, *, orders: int = 2000, days: int = 30, seed: int
 
     from ffctl.core import kpi
 
-    config_path = write_config(directory, example_config_text())
+    config_path = write_config(directory, example_config_text(), language=language)
     cfg = load_config(config_path)
     end = (now or _utc_now()).astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
     start = (end - timedelta(days=days)).replace(hour=0)
@@ -402,7 +408,7 @@ def build_demo(directory: Path, *, orders: int = 2000, days: int = 30, seed: int
     store.upgrade()
     sim = Simulation(store, cfg, directory, rng, progress)
 
-    progress("writing and importing master data")
+    progress(_("writing and importing master data"))
     files = write_masters(directory, rng, start=start, days=days, n_orders=orders)
     for kind in ("suppliers", "products", "customers", "stock", "receipts"):
         sim.import_file(kind, files[kind], start)
@@ -430,7 +436,9 @@ def build_demo(directory: Path, *, orders: int = 2000, days: int = 30, seed: int
             qc_rows.extend(_qc_day(rng, day_index, start))
             kpi.refresh_facts(store, cfg, now=t)  # as the daily report job does: reports stay quick
             if day_index < days:
-                progress(f"day {day_index + 1}/{days}: {len(rows)} order lines imported")
+                progress(ngettext("day {day}/{days}: {lines} order line imported",
+                                  "day {day}/{days}: {lines} order lines imported", len(rows))
+                         .format(day=day_index + 1, days=days, lines=len(rows)))
         sim.step(t, nxt)
         t = nxt
     qc_path = _write_csv(directory / "qc.csv", ["supplier", "batch_id", "inspected_at", "passed", "total",

@@ -117,7 +117,7 @@ class _Channels:
             return self._smtp
         email = self.cfg.notify.email
         if email is None:
-            raise DeliveryError("no email server: set [notify] email = { host = ..., sender = ... } in the config")
+            raise DeliveryError(_("no email server: set [notify] email = { host = ..., sender = ... } in the config"))
         if "smtp" in self._down:
             raise DeliveryError(self._down["smtp"])
         smtp = None
@@ -136,7 +136,7 @@ class _Channels:
                         "set starttls = true or tls = true in [notify] email").format(host=email.host, port=email.port))
                 password = os.environ.get(email.password_env)
                 if password is None:
-                    raise DeliveryError(f"the SMTP password variable {email.password_env} is not set")
+                    raise DeliveryError(_("the SMTP password variable {variable} is not set").format(variable=email.password_env))
                 try:
                     smtp.login(email.username or email.sender, password)
                 except UnicodeEncodeError:  # smtplib sends AUTH as ASCII
@@ -275,17 +275,18 @@ class _Channels:
         if row.channel == "email":
             address = user.email if user else None
             if not address:
-                raise DeliveryError(f"{row.recipient} has no email address in the config")
+                raise DeliveryError(_("{recipient} has no email address in the config").format(recipient=row.recipient))
             self.email(row, address)
         elif row.channel in vendors.VENDORS:
             address = self.post(row, row.channel, self.cfg.channel_target(row.recipient, row.channel))
         elif row.channel != "log":
-            raise DeliveryError(f"unknown channel {row.channel!r}")
+            raise DeliveryError(_("unknown channel {channel}").format(channel=repr(row.channel)))
         try:
             self.log(row, _shown_address(row.channel, address), at)
         except OSError as exc:
             if row.channel == "log":
-                raise DeliveryError(f"cannot append to {self.cfg.notify.log}: {exc.strerror or exc}") from None
+                raise DeliveryError(_("cannot append to {path}: {reason}").format(
+                    path=self.cfg.notify.log, reason=exc.strerror or exc)) from None
             # the message went out; a log write failure must not make it go out twice
         return address
 
