@@ -134,8 +134,8 @@ def _translate_help(command) -> None:
 
     def get_help_option(ctx):
         option = made(ctx)
-        if option is not None:
-            option.help = _(option.help or "")
+        if option is not None and option.help:
+            option.help = _(option.help)
         return option
 
     command.get_help_option = get_help_option

@@ -132,6 +132,34 @@ def store(db_url):
     s.dispose()
 
 
+@pytest.fixture(autouse=True)
+def english_between_tests(monkeypatch):
+    """Each test starts in English and leaves nothing of another language behind: the language is
+    process state (ffctl/i18n.py), and a command module imported while Chinese was on keeps its
+    help= texts in Chinese, so the command modules first imported by such a test are dropped after it."""
+    import sys
+
+    from ffctl import i18n
+
+    i18n.use("en")
+    before = set(sys.modules)
+    spoken = []
+    use = i18n.use
+
+    def recording_use(language):
+        spoken.append(use(language))
+        return spoken[-1]
+
+    monkeypatch.setattr(i18n, "use", recording_use)
+    yield
+    monkeypatch.undo()
+    if any(language != "en" for language in spoken):
+        for name in set(sys.modules) - before:
+            if name.startswith("ffctl.commands."):
+                del sys.modules[name]
+    i18n.use("en")
+
+
 @pytest.fixture
 def example_config():
     from ffctl.core.config import load_config
@@ -148,7 +176,9 @@ class Workspace:
     config_path: Path
 
     def run(self, *args: str, now: str | None = None, user: str | None = None, input: str | None = None,
-            columns: int = 200):
+            columns: int = 200, lang: str = "C.UTF-8"):
+        """Run ffctl; ``lang`` is the LANG it sees (LC_ALL and LC_MESSAGES unset): English unless a
+        test asks for, e.g., zh_CN.UTF-8, whatever the developer's own locale."""
         from typer.testing import CliRunner
 
         from ffctl.cli import app
@@ -160,6 +190,9 @@ class Workspace:
             "FFCTL_USER": user or "admin_user",
             "FFCTL_DEBUG": None,
             "COLUMNS": str(columns),
+            "LANG": lang,
+            "LC_ALL": None,
+            "LC_MESSAGES": None,
         }
         return CliRunner().invoke(app, [str(a) for a in args], env=env, input=input)
 

@@ -28,9 +28,9 @@ CUSTOMERS = ("customer,name,region,tier,sales_rep\n"
 STOCK = "sku,warehouse,on_hand\nSKU-0001,WH-SH,100\nSKU-0002,WH-SH,10\n"
 
 
-def cli_ok(ws, *args, now: str | None = None, user: str | None = None):
-    """Run a command that must succeed; returns the result."""
-    r = ws.run(*args, now=now, user=user)
+def cli_ok(ws, *args, now: str | None = None, user: str | None = None, **run):
+    """Run a command that must succeed; returns the result (``run``: more of Workspace.run's keywords)."""
+    r = ws.run(*args, now=now, user=user, **run)
     assert r.exit_code == 0, f"ffctl {' '.join(map(str, args))}: exit {r.exit_code}\n{r.stdout}\n{r.stderr}"
     return r
 
@@ -915,3 +915,51 @@ def insert_kpi_history(store, *, with_o5=False, extra=None):
         s.execute(sa.insert(Event.__table__), [dict(e, actor="sweep", wall_at=KPI_NOW) for e in events])
         if extra:
             extra(s)
+
+
+# --- translations (ffctl/locale, docs/glossary.md) -------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+CJK = re.compile(r"[\u4e00-\u9fff]")
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+
+
+def build_hook():
+    """hatch_build.py (the catalog compiler the build runs), imported from the checkout."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ffctl_hatch_build", REPO / "hatch_build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def marked_messages() -> list[tuple[object, str, int]]:
+    """Every message marked in ffctl/ as Babel extracts it (keywords ``_`` and ``ngettext``):
+    (msgid or (singular, plural), file, line)."""
+    from babel.messages.extract import extract_from_dir
+
+    return [(message, f"ffctl/{name}", line) for name, line, message, _comments, _context in
+            extract_from_dir(str(REPO / "ffctl"), method_map=[("**.py", "python")],
+                             keywords={"_": None, "ngettext": (1, 2)})]
+
+
+def placeholders(text: str) -> list[str]:
+    """The ``str.format`` fields of ``text``, sorted (``{{`` and ``}}`` are literal braces)."""
+    return sorted(_PLACEHOLDER.findall(text.replace("{{", "").replace("}}", "")))
+
+
+def glossary() -> list[tuple[tuple[str, ...], str, bool]]:
+    """docs/glossary.md's table: (English forms, Chinese term, checked by the tests)."""
+    rows = []
+    for line in (REPO / "docs" / "glossary.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not line.lstrip().startswith("|") or set(cells[0]) <= set("-: ") or cells[0] == "English":
+            continue
+        forms = tuple(f.strip() for f in cells[0].split(",") if f.strip())
+        rows.append((forms, cells[1], cells[2].lower().startswith("yes")))
+    return rows
+
+
+def has_cjk(text: str) -> bool:
+    return CJK.search(text) is not None

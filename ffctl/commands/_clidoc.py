@@ -43,6 +43,20 @@ def _walk(cmd, path: list[str], out: list[str], missing: list[str]) -> None:
                 _walk(sub, [*path, sub_name], out, missing)
 
 
+LANGUAGE = """## Language
+
+ffctl speaks English or Simplified Chinese (SPEC 9.6): `[defaults] language = "zh-CN"` (or `"en"`)
+in the config; unset, the locale decides (`LC_ALL`, else `LC_MESSAGES`, else `LANG`:
+`zh_CN.UTF-8` speaks Chinese), else English. It covers help, table headers, messages, errors and
+hints, notifications (composed in the language of the process that queues them: the config's, so
+a store's alerts speak one language), the dashboard and `ffctl demo --language zh-CN`. JSON and CSV
+keys, ids, node and event names, config keys and exit codes never change. Domain words follow
+`docs/glossary.md`. Translations live in `ffctl/locale/zh_CN/*.po` (one fragment per contributor),
+compiled into `ffctl.mo` when the package is built or installed; after editing a fragment in a
+checkout, `python hatch_build.py` compiles it again (the tests say so when it is stale).
+"""
+
+
 def generate() -> tuple[str, list[str]]:
     """The markdown, and the commands that have no help text."""
     from ffctl.cli import COMMANDS, LazyGroup, app
@@ -53,6 +67,7 @@ def generate() -> tuple[str, list[str]]:
     out.append("## `ffctl` (global options)\n")
     out.extend(_params(root))
     out.append("")
+    out.append(LANGUAGE)
     for name in root.list_commands(None):
         cmd = LazyGroup.get_command(root, None, name)
         if not (cmd.help or "").strip():

@@ -200,6 +200,21 @@ def render(
         say_not_shown([columns[i].title for _, i in droppable[:dropped]])
 
 
+def pad(text: str, width: int) -> str:
+    """``text`` left-justified to ``width`` terminal cells: a Chinese character takes two, so
+    ``str.ljust`` and ``f"{text:<{width}}"`` (which count characters) misalign a column of it."""
+    from rich.cells import cell_len
+
+    return text + " " * max(0, width - cell_len(text))
+
+
+def cells(text: str) -> int:
+    """How many terminal cells ``text`` takes (the width to align on, not ``len``)."""
+    from rich.cells import cell_len
+
+    return cell_len(text)
+
+
 def _shown(cell: Any) -> Any:
     return printable(cell) if isinstance(cell, str) else cell
 

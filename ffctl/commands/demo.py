@@ -68,8 +68,7 @@ def demo(
         except SystemExit:
             pass
     _top_misses(result)
-    from rich.cells import cell_len
-
+    from ffctl.commands._output import cells, pad
     from ffctl.core.text import command
 
     cfg = ("--config", result.config_path)  # a folder name with a space or a quote still pastes right
@@ -83,9 +82,9 @@ def demo(
         (command(*cfg, "supplier", "list"), _("who lost inspection exemption, and why")),
         (command(*cfg, "report", "dashboard", "--out", result.directory / "dashboard.html"), ""),
     ]
-    width = max(cell_len(line) for line, note in tries if note)  # terminal cells: a folder name may be Chinese
+    width = max(cells(line) for line, note in tries if note)  # a folder name may be Chinese
     message("\n" + _("Try next:") + "\n" + "".join(
-        f"  {line}{' ' * (width - cell_len(line))}   # {note}\n" if note else f"  {line}\n" for line, note in tries))
+        f"  {pad(line, width)}   # {note}\n" if note else f"  {line}\n" for line, note in tries))
 
 
 def _top_misses(result) -> None:
