@@ -15,8 +15,19 @@ from collections import defaultdict
 
 import pytest
 
-from tests.helpers import (REPO, ChatRobot, build_hook, cli_ok, flow_at, flow_history, glossary, has_cjk,
-                           import_csv, marked_messages, placeholders)
+from tests.helpers import (
+    REPO,
+    ChatRobot,
+    build_hook,
+    cli_ok,
+    flow_at,
+    flow_history,
+    glossary,
+    has_cjk,
+    import_csv,
+    marked_messages,
+    placeholders,
+)
 
 FRAGMENTS = REPO / "ffctl" / "locale" / "zh_CN"
 REBUILD = ".venv/bin/python hatch_build.py"
