@@ -61,6 +61,9 @@ class LazyGroup(TyperGroup):
         if i18n.missing_catalog is not None:
             _stderr(f"Warning: the {i18n.current()} catalog {i18n.missing_catalog} is not built; messages "
                     "stay in English (pip install -e . or python hatch_build.py builds it).")
+        elif i18n.stale_fragments:  # a checkout where a fragment was edited (or pulled) after the build
+            _stderr(_("Warning: {fragments} changed after the catalog was compiled; run `python hatch_build.py` "
+                      "in the checkout to see the new translations.").format(fragments=", ".join(i18n.stale_fragments)))
         _translate_help(self)
         return super().main(args, *rest, **kwargs)
 

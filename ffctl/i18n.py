@@ -32,6 +32,8 @@ _SIMPLIFIED = ("zh_cn", "zh_sg", "zh_hans", "zh")  # locale names that read Simp
 _translation: _gettext.NullTranslations = _gettext.NullTranslations()
 _current = DEFAULT
 missing_catalog: Path | None = None  # set when a language's catalog was not built (the CLI says so)
+#: fragments edited after the catalog was compiled (a checkout: wheels ship no fragments; the CLI says so)
+stale_fragments: list[str] = []
 
 
 def _(message: str) -> str:
@@ -55,16 +57,20 @@ def current() -> str:
 
 def use(language: str | None) -> str:
     """Speak ``language`` ("zh-CN" or "en"; None: from the environment) from now on; returns it."""
-    global _translation, _current, missing_catalog
+    global _translation, _current, missing_catalog, stale_fragments
     language = language if language in LANGUAGES else language_from_env()
-    missing_catalog = None
+    missing_catalog, stale_fragments = None, []
     translation: _gettext.NullTranslations = _gettext.NullTranslations()
     if language in CATALOGS:
         try:
             with open(CATALOGS[language], "rb") as fp:
                 translation = _gettext.GNUTranslations(fp)
+                built = os.fstat(fp.fileno()).st_mtime
         except OSError:
             missing_catalog = CATALOGS[language]
+        else:
+            with os.scandir(CATALOGS[language].parent.parent) as entries:  # one directory read
+                stale_fragments = sorted(e.name for e in entries if e.name.endswith(".po") and e.stat().st_mtime > built)
     _translation, _current = translation, language
     return language
 

@@ -53,7 +53,8 @@ a store's alerts speak one language), the dashboard and `ffctl demo --language z
 keys, ids, node and event names, config keys and exit codes never change. Domain words follow
 `docs/glossary.md`. Translations live in `ffctl/locale/zh_CN/*.po` (one fragment per contributor),
 compiled into `ffctl.mo` when the package is built or installed; after editing a fragment in a
-checkout, `python hatch_build.py` compiles it again (the tests say so when it is stale).
+checkout, `python hatch_build.py` compiles it again (until then ffctl warns in Chinese runs, and the
+tests fail, naming the command).
 """
 
 
