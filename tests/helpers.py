@@ -935,13 +935,14 @@ def build_hook():
 
 
 def marked_messages() -> list[tuple[object, str, int]]:
-    """Every message marked in ffctl/ as Babel extracts it (keywords ``_`` and ``ngettext``):
+    """Every message marked in ffctl/ as Babel extracts it (keywords ``_``, ``ngettext`` and ``N_``,
+    the mark for a label translated where it is shown):
     (msgid or (singular, plural), file, line)."""
     from babel.messages.extract import extract_from_dir
 
     return [(message, f"ffctl/{name}", line) for name, line, message, _comments, _context in
             extract_from_dir(str(REPO / "ffctl"), method_map=[("**.py", "python")],
-                             keywords={"_": None, "ngettext": (1, 2)})]
+                             keywords={"_": None, "ngettext": (1, 2), "N_": None})]
 
 
 def placeholders(text: str) -> list[str]:
