@@ -36,20 +36,6 @@ missing_catalog: Path | None = None  # set when a language's catalog was not bui
 stale_fragments: list[str] = []
 
 
-def _(message: str) -> str:
-    return _translation.gettext(message)
-
-
-def ngettext(singular: str, plural: str, n: int) -> str:
-    return _translation.ngettext(singular, plural, n)
-
-
-def N_(message: str) -> str:
-    """Mark a message for extraction without translating it: for module-level tables and column
-    labels whose text is translated where it is shown (``_(label)`` at render)."""
-    return message
-
-
 def current() -> str:
     """The language in use: "zh-CN" or "en"."""
     return _current
@@ -109,3 +95,17 @@ def choose(config_path: str | os.PathLike | None) -> str:
     """Install the language of the config at ``config_path`` (or of the environment); returns it."""
     found = language_from_config(config_path) if config_path is not None else None
     return use(found)
+
+
+def _(message: str) -> str:
+    return _translation.gettext(message)
+
+
+def ngettext(singular: str, plural: str, n: int) -> str:
+    return _translation.ngettext(singular, plural, n)
+
+
+def N_(message: str) -> str:
+    """Mark a message for extraction without translating it: for module-level tables and column
+    labels whose text is translated where it is shown (``_(label)`` at render)."""
+    return message

@@ -25,10 +25,11 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli backport
     import tomli as tomllib  # type: ignore[no-redef]
 
+from ffctl import i18n
 from ffctl.core.durations import HORIZON_DAYS, format_duration, parse_duration
 from ffctl.core.errors import ConfigError, ConfigProblem, NotFound
 from ffctl.core.secrets import mask_endpoint, mask_url, url_problem
-from ffctl.i18n import LANGUAGES, N_, _
+from ffctl.i18n import N_, _
 
 # ---------------------------------------------------------------------------------------------
 # Vocabulary the config may use. Keys here are part of the file format users write.
@@ -828,7 +829,7 @@ class _Checker:
         database_url = self.database(sections["database"])
         defaults = sections["defaults"]
         self.known_keys(defaults, ("timezone", "language"), "defaults")
-        language = self.choice(defaults, "language", "defaults", LANGUAGES)
+        language = self.choice(defaults, "language", "defaults", i18n.LANGUAGES)
         timezone = self.text(defaults, "timezone", "defaults")
         if timezone is not None:
             self.timezone(timezone, "defaults.timezone")
