@@ -10,6 +10,11 @@ Delivery is at least once: a sender killed after a send but before its commit le
 pending, and the next sender sends it again. Webhooks carry the row id in the
 ``X-Ffctl-Notification-Id`` header (and ``Idempotency-Key``) so a receiver can drop a repeat.
 
+Language: a notification is worded when it is queued (core/outbox.py), in the language of the
+process that queues it, which is ``[defaults] language`` when set: one store, one language for
+its alerts (cron's LANG decides only when the config does not). Delivery only carries the text;
+its own errors (``last_error``) are in the sender's language.
+
 Chats (wecom, dingtalk, feishu, slack) are posted in their vendor's format (core/channels.py);
 a vendor's error inside an HTTP 200 is a failed send like any other. A robot's rate limit is
 kept by spreading: past a vendor's messages a minute for one URL in a run, or when the vendor
