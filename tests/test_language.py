@@ -198,7 +198,8 @@ def test_help_is_in_chinese_and_loads_no_sqlalchemy(tmp_path, how):
     assert "构建演示数据库" in demo.stdout and "显示此帮助并退出" in demo.stdout
     report = _ffctl("report", "--help", env=env, cwd=tmp_path)
     assert report.returncode == 0 and has_cjk(report.stdout), report.stdout
-    english = _ffctl("--help", cwd=tmp_path if how == "LANG" else REPO)
+    (tmp_path / "elsewhere").mkdir()
+    english = _ffctl("--help", cwd=tmp_path / "elsewhere")
     assert "Fulfillment operations" in english.stdout and not has_cjk(english.stdout)
 
 
