@@ -22,7 +22,9 @@ def facts(store):
         return ([tuple(r) for r in s.execute(sa.text("SELECT * FROM order_fact ORDER BY order_id"))],
                 [tuple(r) for r in s.execute(sa.text("SELECT * FROM node_fact ORDER BY task_id"))],
                 [tuple(r) for r in s.execute(sa.text("SELECT * FROM visit_fact ORDER BY task_id"))],
-                [tuple(r) for r in s.execute(sa.text("SELECT * FROM miss_fact ORDER BY order_id"))])
+                [tuple(r) for r in s.execute(sa.text("SELECT * FROM miss_fact ORDER BY order_id"))],
+                [tuple(r) for r in s.execute(sa.text("SELECT * FROM flow_edge ORDER BY task_id"))],
+                [tuple(r) for r in s.execute(sa.text("SELECT * FROM flow_path ORDER BY order_id"))])
 
 
 def test_every_write_path_reaches_the_facts(store, example_config):

@@ -1,7 +1,8 @@
 """The node-visit facts give the same reports as the task history, on both backends.
 
-``report sla``, the node cut of ``report kpi``, breaches per owner and the cycle-time histogram
-read ``visit_fact``/``node_fact``/``order_fact`` when the facts are current; ``source="tasks"``
+``report sla``, the node cut of ``report kpi``, breaches per owner, the cycle-time histogram and
+``report flow`` read ``visit_fact``/``node_fact``/``order_fact``/``flow_edge``/``flow_path`` when
+the facts are current; ``source="tasks"``
 computes them from the task history (the generic paths). Random histories (hypothesis) go
 through the real write paths (completions, rejections, holds, releases, cancellations, the
 sweep, allocation, shipping, delivery) with the facts refreshed incrementally, and every report
@@ -78,7 +79,7 @@ def step(store, cfg, op, order_id, at) -> None:
 
 
 def compare(store, cfg, at, created) -> None:
-    from ffctl.core import kpi
+    from ffctl.core import flow, kpi
 
     periods = [kpi.Period(), kpi.Period(start=created[len(created) // 2]), kpi.Period(end=created[0] + timedelta(seconds=1))]
     with store.session() as s:
@@ -90,6 +91,7 @@ def compare(store, cfg, at, created) -> None:
                     ("owners", lambda src: kpi.breaches_by_owner(s, cfg, now=now, period=period, source=src)),
                     ("histogram", lambda src: kpi.cycle_time_histogram(s, cfg, now=now, period=period, at_least=30.0,
                                                                        source=src)),
+                    ("flow", lambda src: flow.flow_report(s, cfg, now=now, period=period, top=3, source=src)),
                 ):
                     facts, tasks = report("facts"), report("tasks")
                     assert close(facts, tasks), (name, now, period, facts, tasks)

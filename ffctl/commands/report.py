@@ -306,10 +306,12 @@ def flow(
 ) -> None:
     from ffctl.commands._output import Column, dumps, render, resolve_format
     from ffctl.core.flow import flow_report
+    from ffctl.core.kpi import refresh_facts
 
     st = AppState.of(ctx)
     cfg = st.config()
     period = _period(st, start, end)
+    _say_if_read_only(st, refresh_facts(st.store(), cfg, cuts=(), now=st.now()))
     with st.store().session() as s:
         report = flow_report(s, cfg, now=st.now(), period=period, top=top)
     kind = resolve_format(fmt)

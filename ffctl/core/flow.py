@@ -1,28 +1,44 @@
 """``report flow``: the paths orders actually took through their workflows (SPEC 9.7).
 
 Read from the node visits (``task``, skipped visits left out) of the orders created in the
-period, aggregated in SQL:
+period:
 
 - edges: directly-follows pairs of nodes (an order's visit to A, then its next visit to B) with
   how many times they were taken and the median business time from entering A to entering B
   (the time the order spent at A), counted in A's calendar by the reports' own business-time
-  SQL (``kpi._BusinessTime``): wall-clock time for a node without a calendar;
+  SQL (``kpi._BusinessTime``): wall-clock time for a node without a calendar, or for a time
+  past the calendar table's span (400 days past the last order);
 - rework per node: visits, the orders that visited, rejects (visits closed by a reject, which
   send the order back) and revisits (visits beyond an order's first to the node);
 - variants: the distinct sequences of nodes, with the orders and share of orders on each, most
   common first (``top`` of them; the rest are counted together).
+
+One definition of each: ``_visits_sql`` and ``_steps_sql`` (an order's visits, each with the
+next one, and the business time between) and ``_paths_sql`` (an order's path and rejected nodes). The facts
+(``flow_edge``, ``flow_path``), kept by ``kpi.refresh_facts`` through ``refresh``, are those
+queries' rows written down; the report reads them when they are current and the queries
+themselves otherwise (``source``, as ``kpi.SOURCES``). Edge counts, rework and variants are
+counted in Python over the period's (path, rejects) groups (one row per distinct group, a few
+hundred in a real store); an edge's exact median is an OFFSET into flow_edge's (node, next_node,
+seconds) index, or a ranking of the task history on the generic path.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections import Counter
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ffctl.core.kpi import Period, _BusinessTime, _node_order, _Report
+from ffctl.core.kpi import Period, _BusinessTime, _node_order, _Report, _Sql
 
 SEP = "\t"  # between node names in one SQL value (no node name holds a tab: config keys are words)
 REJECTED = ("rejected", "auto_rejected")
+_INDEXES = ("ix_flow_edge_seconds", "ix_flow_path_groups")  # built after a rebuild's inserts
+_VISITS = "flow_visits"  # SQLite: the refreshed orders' visits, for the time of one refresh
 
 
 # An order's visits in the order they were entered are its tasks in id order: each is written
@@ -30,66 +46,162 @@ REJECTED = ("rejected", "auto_rejected")
 # windows read ix_task_order (order_id, then the row id) in order instead of sorting every visit.
 
 
-def _visits(rep: _Report) -> str:
-    """Every visit of the period's orders, with the next visit of the same order."""
-    join, cond = rep.in_period("t")
+def _visits_sql(scope: str, period: str) -> str:
+    """Every visit of the orders in ``scope`` (a condition on task ``t``) created in ``period`` (a
+    condition on orders ``o``) followed by another: (g: the task id, order_id, created_at, node,
+    next_node, a: its entry, b: the next visit's)."""
     return (
-        "SELECT t.order_id, t.node, t.entered_at, t.outcome, "
-        "LEAD(t.node) OVER (PARTITION BY t.order_id ORDER BY t.id) AS next_node, "
-        "LEAD(t.entered_at) OVER (PARTITION BY t.order_id ORDER BY t.id) AS next_at "
-        f"FROM task t{join} WHERE t.status <> 'skipped' AND {cond}"
-    )
+        "SELECT * FROM (SELECT t.id AS g, t.order_id AS order_id, o.created_at AS created_at, t.node AS node, "
+        "LEAD(t.node) OVER w AS next_node, t.entered_at AS a, LEAD(t.entered_at) OVER w AS b "
+        f"FROM task t JOIN orders o ON o.order_id = t.order_id WHERE t.status <> 'skipped' AND {scope} AND {period} "
+        "WINDOW w AS (PARTITION BY t.order_id ORDER BY t.id)) v WHERE v.next_node IS NOT NULL")
 
 
-def _paths(rep: _Report) -> str:
-    """One row per order of the period: its nodes in visit order, joined by ``SEP``."""
-    join, cond = rep.in_period("t")
-    if not rep.sql.sqlite:
-        return (f"SELECT t.order_id, string_agg(t.node, '{SEP}' ORDER BY t.id) AS path "
-                f"FROM task t{join} WHERE t.status <> 'skipped' AND {cond} GROUP BY t.order_id")
+def _steps_sql(sql: _Sql, cfg, visits: str) -> str:
+    """``visits`` (``_visits_sql``'s rows) as (task_id, order_id, created_at, node, next_node,
+    seconds): seconds the business time from the visit's entry to the next's in its node's
+    calendar (wall-clock past the calendar table's span)."""
+    values = _BusinessTime(sql, cfg).values(visits, keep=("order_id", "created_at", "node", "next_node", "a", "b"))
+    return (f"SELECT s.g AS task_id, s.order_id, s.created_at, s.node, s.next_node, "
+            f"COALESCE(s.x, {sql.seconds('s.a', 's.b')}) AS seconds FROM ({values}) s")
+
+
+def _paths_sql(sql: _Sql, scope: str, period: str) -> str:
+    """One row per order in ``scope`` created in ``period`` with a visit: (order_id, created_at,
+    path, rejects): its nodes in visit order, and the nodes of its visits closed by a reject,
+    each joined by ``SEP`` ('' for none)."""
+    rejected = ", ".join(f"'{o}'" for o in REJECTED)
+    rejects = f"CASE WHEN t.outcome IN ({rejected}) THEN t.node END"
+    source = (f"FROM task t JOIN orders o ON o.order_id = t.order_id "
+              f"WHERE t.status <> 'skipped' AND {scope} AND {period}")
+    if not sql.sqlite:
+        return (f"SELECT t.order_id, MIN(o.created_at) AS created_at, "
+                f"string_agg(t.node, '{SEP}' ORDER BY t.id) AS path, "
+                f"COALESCE(string_agg({rejects}, '{SEP}' ORDER BY t.id), '') AS rejects "
+                f"{source} GROUP BY t.order_id")
     # SQLite before 3.44 has no ORDER BY inside an aggregate; as a window function it is ordered
+    frame = "OVER (PARTITION BY t.order_id ORDER BY t.id ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)"
     return (
-        "SELECT order_id, path FROM ("
-        f"SELECT t.order_id, group_concat(t.node, '{SEP}') OVER (PARTITION BY t.order_id ORDER BY t.id "
-        "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS path, "
-        "ROW_NUMBER() OVER (PARTITION BY t.order_id ORDER BY t.id) AS rn "
-        f"FROM task t{join} WHERE t.status <> 'skipped' AND {cond}) p WHERE rn = 1"
+        "SELECT order_id, created_at, path, rejects FROM ("
+        f"SELECT t.order_id AS order_id, o.created_at AS created_at, group_concat(t.node, '{SEP}') {frame} AS path, "
+        f"COALESCE(group_concat({rejects}, '{SEP}') {frame}, '') AS rejects, "
+        f"ROW_NUMBER() OVER (PARTITION BY t.order_id ORDER BY t.id) AS rn {source}) p WHERE rn = 1"
     )
 
 
-def flow_report(session: Session, cfg, *, now: datetime, period: Period = Period(), top: int = 10) -> dict:
+# --- the facts --------------------------------------------------------------------------------
+
+def fingerprint(cfg) -> str:
+    """What the flow facts depend on besides the data: the calendars of the nodes (the edges'
+    business time). Part of ``kpi.fingerprint``: a change rebuilds the facts."""
+    calendars = {}
+    for node, spec in sorted(cfg.nodes.items()):
+        if spec.calendar:
+            c = cfg.calendars[spec.calendar]
+            calendars[node] = [c.timezone, sorted((d, list(map(list, r))) for d, r in c.hours.items()),
+                               sorted(d.isoformat() for d in c.holidays)]
+    return hashlib.sha1(json.dumps(calendars, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def refresh(s: Session, sql: _Sql, cfg, *, dirty: str | None) -> None:
+    """Rewrite flow_edge and flow_path: every order's (``dirty`` None: called by the facts'
+    rebuild), or the orders in the table ``dirty`` (the incremental refresh), in the refresh's
+    transaction. A rebuild drops the report indexes and builds them after the inserts (a sorted
+    build beats millions of inserts into each), where the role owns the tables."""
+    from ffctl.core.models import FlowEdge, FlowPath
+
+    indexes = [ix for table in (FlowEdge, FlowPath) for ix in table.__table__.indexes if ix.name in _INDEXES]
+    if dirty is None:
+        if sql.sqlite:
+            s.execute(sa.text("DELETE FROM flow_edge"))
+            s.execute(sa.text("DELETE FROM flow_path"))
+        else:
+            s.execute(sa.text("TRUNCATE flow_edge, flow_path"))
+            if not s.execute(sa.text("SELECT pg_has_role(current_user, c.relowner, 'USAGE') FROM pg_class c "
+                                     "WHERE c.oid = 'flow_edge'::regclass")).scalar_one():
+                indexes = []
+        for ix in indexes:
+            ix.drop(s.connection())
+        scope = "1 = 1"
+    else:
+        s.execute(sa.text(f"DELETE FROM flow_edge WHERE order_id IN (SELECT order_id FROM {dirty})"))
+        s.execute(sa.text(f"DELETE FROM flow_path WHERE order_id IN (SELECT order_id FROM {dirty})"))
+        scope = f"t.order_id IN (SELECT order_id FROM {dirty})"
+        indexes = []
+    visits = _visits_sql(scope, "1 = 1")
+    staged = sql.sqlite and dirty is not None
+    if staged:
+        # written down first: SQLite then plans the calendar joins for a table of unknown (so
+        # large) size and indexes the calendar's days, where for a few orders' visits it scanned them
+        s.execute(sa.text(f"CREATE TEMP TABLE {_VISITS} AS {visits}"))
+        visits = f"SELECT * FROM temp.{_VISITS}"
+    s.execute(sa.text("INSERT INTO flow_edge (task_id, order_id, created_at, node, next_node, seconds) "
+                      + _steps_sql(sql, cfg, visits)))
+    if staged:
+        s.execute(sa.text(f"DROP TABLE temp.{_VISITS}"))
+    s.execute(sa.text("INSERT INTO flow_path (order_id, created_at, path, rejects) " + _paths_sql(sql, scope, "1 = 1")))
+    for ix in indexes:
+        ix.create(s.connection())
+    if dirty is None and not sql.sqlite:
+        s.execute(sa.text("ANALYZE flow_edge"))
+        s.execute(sa.text("ANALYZE flow_path"))
+
+
+# --- the report -------------------------------------------------------------------------------
+
+def flow_report(session: Session, cfg, *, now: datetime, period: Period = Period(), top: int = 10,
+                source: str = "auto") -> dict:
     """``{orders, edges: [{from, to, count, median_business_seconds}], rework: [{node, visits,
     orders, rejects, revisits}], variants: [{path, orders, share}], variants_total,
-    other_orders}``; edges and rework in the config's node order."""
-    rep = _Report(session, cfg, now=now, period=period, by=None)
-    timed = (f"SELECT v.node || '{SEP}' || v.next_node AS g, v.node AS node, v.entered_at AS a, v.next_at AS b "
-             f"FROM ({_visits(rep)}) v WHERE v.next_node IS NOT NULL")
-    # one pass: the count of each pair is the n of its median (every visit of a report's orders
-    # falls inside the span the business time is counted over)
-    stats = {tuple(r.g.split(SEP)): (int(r.n), r.p50)
-             for r in rep.rows(rep.sql.percentiles(_BusinessTime(rep.sql, cfg).values(timed), (0.5,)))}
-    order = {n: i for i, n in enumerate(_node_order(cfg, {n for pair in stats for n in pair}))}
-    edges = [{"from": a, "to": b, "count": n, "median_business_seconds": None if p50 is None else round(float(p50), 1)}
-             for (a, b), (n, p50) in sorted(stats.items(), key=lambda kv: (order[kv[0][0]], order[kv[0][1]]))]
+    other_orders}``; edges and rework in the config's node order. ``source``: the flow facts
+    or the task history (``kpi.SOURCES``)."""
+    rep = _Report(session, cfg, now=now, period=period, by=None, source=source)
+    facts = rep.visits()
+    if facts:
+        groups = f"SELECT p.path, p.rejects, COUNT(*) AS n FROM flow_path p WHERE {rep.created_in('p')} "
+    else:
+        groups = f"SELECT p.path, p.rejects, COUNT(*) AS n FROM ({_paths_sql(rep.sql, '1 = 1', rep.created_in('o'))}) p "
+    paths: Counter[str] = Counter()
+    visits: Counter[str] = Counter()
+    orders_at: Counter[str] = Counter()
+    rejects: Counter[str] = Counter()
+    counts: Counter[tuple[str, str]] = Counter()
+    for path, rejected, n in rep.rows(groups + "GROUP BY p.path, p.rejects"):
+        n = int(n)
+        nodes = path.split(SEP)
+        paths[path] += n
+        for node, k in Counter(nodes).items():
+            visits[node] += k * n
+            orders_at[node] += n
+        for node in rejected.split(SEP) if rejected else ():
+            rejects[node] += n
+        for pair in zip(nodes, nodes[1:]):
+            counts[pair] += n
 
-    join, cond = rep.in_period("t")
-    rejected = ", ".join(f"'{o}'" for o in REJECTED)
-    rework_rows = {r.node: r for r in rep.rows(
-        "SELECT t.node AS node, COUNT(*) AS visits, COUNT(DISTINCT t.order_id) AS orders, "
-        f"SUM(CASE WHEN t.outcome IN ({rejected}) THEN 1 ELSE 0 END) AS rejects "
-        f"FROM task t{join} WHERE t.status <> 'skipped' AND {cond} GROUP BY t.node")}
-    rework = [{"node": node, "visits": int(r.visits), "orders": int(r.orders), "rejects": int(r.rejects or 0),
-               "revisits": int(r.visits) - int(r.orders)}
-              for node in _node_order(cfg, rework_rows) for r in (rework_rows[node],)]
-
-    # the top paths, and over every path (window functions over the groups) the orders and paths
-    total = distinct = 0
-    variants = []
-    for r in rep.rows(f"SELECT path, COUNT(*) AS n, SUM(COUNT(*)) OVER () AS total, COUNT(*) OVER () AS k "
-                      f"FROM ({_paths(rep)}) p GROUP BY path ORDER BY COUNT(*) DESC, path LIMIT :top", {"top": top}):
-        total, distinct = int(r.total), int(r.k)
-        variants.append({"path": r.path.split(SEP), "orders": int(r.n)})
-    for v in variants:
-        v["share"] = round(v["orders"] / total, 4)
-    return {"orders": total, "edges": edges, "rework": rework, "variants": variants, "variants_total": distinct,
+    medians = _edge_medians(rep, cfg, counts) if facts else _generic_medians(rep, cfg)
+    order = {n: i for i, n in enumerate(_node_order(cfg, {n for pair in counts for n in pair}))}
+    edges = [{"from": a, "to": b, "count": n,
+              "median_business_seconds": None if medians.get((a, b)) is None else round(float(medians[(a, b)]), 1)}
+             for (a, b), n in sorted(counts.items(), key=lambda kv: (order[kv[0][0]], order[kv[0][1]]))]
+    rework = [{"node": node, "visits": visits[node], "orders": orders_at[node], "rejects": rejects[node],
+               "revisits": visits[node] - orders_at[node]} for node in _node_order(cfg, visits)]
+    total = sum(paths.values())
+    ranked = sorted(paths.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    variants = [{"path": path.split(SEP), "orders": n, "share": round(n / total, 4)} for path, n in ranked]
+    return {"orders": total, "edges": edges, "rework": rework, "variants": variants, "variants_total": len(paths),
             "other_orders": total - sum(v["orders"] for v in variants)}
+
+
+def _edge_medians(rep: _Report, cfg, counts: Counter) -> dict[tuple[str, str], float]:
+    """Each edge's exact median off flow_edge's (node, next_node, seconds, created_at) index: the
+    edge's count in the period is its number of rows there (both come from the same refresh)."""
+    return {(a, b): rep.pick("flow_edge", "ix_flow_edge_seconds", "seconds", "x.node = :a AND x.next_node = :b",
+                             {"a": a, "b": b}, n, ps=(0.5,))[0]
+            for (a, b), n in counts.items()}
+
+
+def _generic_medians(rep: _Report, cfg) -> dict[tuple[str, str], float]:
+    """Each edge's median from the task history (window functions: ranks, or percentile_cont)."""
+    steps = _steps_sql(rep.sql, cfg, _visits_sql("1 = 1", rep.created_in("o")))
+    values = f"SELECT st.node || '{SEP}' || st.next_node AS g, st.seconds AS x FROM ({steps}) st"
+    return {tuple(r.g.split(SEP)): r.p50 for r in rep.rows(rep.sql.percentiles(values, (0.5,)))}

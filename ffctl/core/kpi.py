@@ -350,20 +350,22 @@ class _BusinessTime:
                  for i in range(width)]
         return f"({alias}.cum + {' + '.join(parts)})"
 
-    def values(self, visits: str, *, less: str | None = None) -> str:
+    def values(self, visits: str, *, less: str | None = None, keep: Iterable[str] = ()) -> str:
         """``SELECT g, x`` over ``visits`` (a query of columns g, node, a, b): x = business
         seconds from a to b in the node's calendar (NULL, so left out, for a time outside the
         report's span: 400 days past the last order), minus ``visits``' column ``less`` if given
-        (the business seconds a hold stopped the clock: ``task.paused_seconds``)."""
+        (the business seconds a hold stopped the clock: ``task.paused_seconds``); ``keep``:
+        more columns of ``visits`` passed through."""
         minus = f" - COALESCE(v.{less}, 0)" if less else ""
         wall = self.sql.seconds("v.a", "v.b")
+        kept = "".join(f", v.{c} AS {c}" for c in keep)
         if not self.key:
-            return f"SELECT v.g AS g, {wall}{minus} AS x FROM ({visits}) v"
+            return f"SELECT v.g AS g{kept}, {wall}{minus} AS x FROM ({visits}) v"
         cte, width = self._days()
         cal = "CASE v.node " + " ".join(f"WHEN '{n}' THEN {k}" for n, k in sorted(self.node_key.items())) + " ELSE 0 END"
         business = f"{self._total('cb', 'v.b', width)} - {self._total('ca', 'v.a', width)}"
         return (
-            f"WITH {cte} SELECT v.g AS g, CASE WHEN {cal} = 0 THEN {wall} ELSE {business} END{minus} AS x "
+            f"WITH {cte} SELECT v.g AS g{kept}, CASE WHEN {cal} = 0 THEN {wall} ELSE {business} END{minus} AS x "
             f"FROM ({visits}) v LEFT JOIN calday ca ON ca.k = {cal} * {_DAY_KEY} + {self.sql.epoch_day('v.a')} "
             f"LEFT JOIN calday cb ON cb.k = {cal} * {_DAY_KEY} + {self.sql.epoch_day('v.b')}"
         )
@@ -434,8 +436,11 @@ def fingerprint(cfg) -> str:
     """What the facts depend on besides the data: a change rebuilds them all."""
     import json
 
+    from ffctl.core import flow
+
     nodes = sorted(allocation_nodes(cfg))
-    return json.dumps({"v": FACTS_VERSION, "tz": cfg.timezone, "allocate": nodes}, sort_keys=True)
+    return json.dumps({"v": FACTS_VERSION, "tz": cfg.timezone, "allocate": nodes, "flow": flow.fingerprint(cfg)},
+                      sort_keys=True)
 
 
 def refresh_facts(store, cfg, *, cuts: Iterable[str | None] = (None,), now: datetime | None = None) -> dict:
@@ -621,6 +626,7 @@ def _rebuild(s: Session, sql: "_Sql", cfg) -> int:
         s.execute(sa.text(statement))
     s.execute(sa.text("DELETE FROM miss_fact"))
     s.execute(sa.text(misses.refresh_sql(sql, cfg, dirty=None)), {"tz": cfg.timezone})
+    _refresh_flow(s, sql, cfg, dirty=None)
     _snapshot_customers(s, None)
     for ddl in lazy:
         s.execute(sa.text(ddl))
@@ -658,10 +664,18 @@ def _update(s: Session, sql: "_Sql", cfg, seen: int, top: int, customers: list[s
         s.execute(sa.text(statement))
     s.execute(sa.text(f"DELETE FROM miss_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
     s.execute(sa.text(misses.refresh_sql(sql, cfg, dirty=_DIRTY)), {"tz": cfg.timezone})
+    _refresh_flow(s, sql, cfg, dirty=_DIRTY)
     _snapshot_customers(s, customers)
     n = s.execute(sa.text(f"SELECT COUNT(*) FROM {_DIRTY}")).scalar_one()
     s.execute(sa.text(f"DROP TABLE {_DIRTY}" if not sql.sqlite else f"DELETE FROM temp.{_DIRTY}"))
     return n
+
+
+def _refresh_flow(s: Session, sql: "_Sql", cfg, *, dirty: str | None) -> None:
+    """``report flow``'s facts (flow_edge, flow_path), kept by core/flow.py (it imports this module)."""
+    from ffctl.core import flow
+
+    flow.refresh(s, sql, cfg, dirty=dirty)
 
 
 def _facts_sql(sql: "_Sql", cfg, *, scoped: bool) -> str:

@@ -579,6 +579,39 @@ class MissFact(SQLModel, table=True):
     supplier: Optional[str] = None
 
 
+class FlowEdge(SQLModel, table=True):
+    """One row per directly-follows step of an order (a visit that was not skipped, then the
+    order's next such visit): ``report flow``'s edges, with the business time from entering
+    ``node`` to entering ``next_node`` in ``node``'s calendar (core/flow.py). Indexed by (node,
+    next_node, seconds) so an edge's median is an OFFSET into its range. Kept by
+    ``kpi.refresh_facts`` like order_fact."""
+
+    __tablename__ = "flow_edge"
+    __table_args__ = (
+        sa.Index("ix_flow_edge_order", "order_id"),
+        sa.Index("ix_flow_edge_seconds", "node", "next_node", "seconds", "created_at"),
+    )
+    task_id: int = Field(primary_key=True)  # the visit to ``node``
+    order_id: str
+    created_at: datetime = _utc()  # the order's, for the report's period
+    node: str
+    next_node: str
+    seconds: float
+
+
+class FlowPath(SQLModel, table=True):
+    """One row per order with a node visit: its nodes in visit order and the nodes of its visits
+    closed by a reject, each joined by a tab (``report flow``'s variants, edge counts and rework
+    come from counting these by group). Kept by ``kpi.refresh_facts`` like order_fact."""
+
+    __tablename__ = "flow_path"
+    __table_args__ = (sa.Index("ix_flow_path_groups", "path", "rejects", "created_at"),)
+    order_id: str = Field(primary_key=True)
+    created_at: datetime = _utc()
+    path: str
+    rejects: str = ""
+
+
 class FactCustomer(SQLModel, table=True):
     """The customer regions the facts were written with (a changed region rewrites its orders)."""
 
