@@ -88,6 +88,23 @@ def test_the_csv_is_the_trail_with_explicit_offsets(history):
         "completed wave_pick", "entered pack_check", "completed pack_check"]
 
 
+def test_the_csv_is_the_same_whatever_the_database_had_to_quote(history, monkeypatch):
+    """The database writes the lines in chunks; a chunk with a cell to quote or a formula to
+    defuse is written row by row: the file is the same either way, and reads back as recorded."""
+    from ffctl.core import export as core_export
+
+    reason = 'customer call, see "notes"\nthen\x1fcall back'
+    cli_ok(history, "order", "hold", "X1", "--reason", reason, now="2026-12-03T10:00:00+08:00", user="judy")
+    whole, _ = export(history, "csv")
+    expected = whole.read_bytes()
+    monkeypatch.setattr(core_export, "CHUNK", 3)  # many chunks: some plain, some read row by row
+    small, _ = export(history, "csv")
+    assert small.read_bytes() == expected
+    rows = list(csv.DictReader(small.open(encoding="utf-8", newline="")))
+    assert next(r for r in rows if r["activity"].startswith("held"))["detail"].endswith(reason)
+    assert sum(1 for r in rows if r["detail"] == "'=short \"2\" <box> & tape") == 1
+
+
 def test_xes_traces_are_orders_in_time_order_with_lifecycle(history):
     import pm4py
 
