@@ -147,6 +147,14 @@ def refresh(s: Session, sql: _Sql, cfg, *, dirty: str | None) -> None:
         s.execute(sa.text("ANALYZE flow_path"))
 
 
+def vacuum(store) -> None:
+    """PostgreSQL, after a rebuild has committed: mark the flow facts' pages all-visible, so an
+    edge's median is an index-only scan (autovacuum would, some time later; until then the
+    planner sorts the edge's rows). A role that does not own the tables is told and skips it."""
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM (ANALYZE) flow_edge, flow_path")
+
+
 # --- the report -------------------------------------------------------------------------------
 
 def flow_report(session: Session, cfg, *, now: datetime, period: Period = Period(), top: int = 10,

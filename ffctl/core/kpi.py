@@ -539,6 +539,10 @@ def _refresh(store, cfg, fp: str, cuts: list[str | None], now: datetime) -> dict
             for by in cuts:
                 if by in FACT_COLUMNS:
                     _ensure_indexes(s, FACT_COLUMNS[by])
+    if mode == "full" and is_postgresql(store):
+        from ffctl.core import flow
+
+        flow.vacuum(store)
     return {"mode": mode, "orders": orders}
 
 
