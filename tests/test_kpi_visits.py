@@ -2,8 +2,7 @@
 
 ``report sla``, the node cut of ``report kpi``, breaches per owner, the cycle-time histogram and
 ``report flow`` read ``visit_fact``/``node_fact``/``order_fact``/``flow_edge``/``flow_path`` when
-the facts are current; ``source="tasks"``
-computes them from the task history (the generic paths). Random histories (hypothesis) go
+the facts are current; ``source="tasks"`` computes them from the task history (the generic paths). Random histories (hypothesis) go
 through the real write paths (completions, rejections, holds, releases, cancellations, the
 sweep, allocation, shipping, delivery) with the facts refreshed incrementally, and every report
 is compared between the two sources for several clocks and periods.
@@ -91,7 +90,8 @@ def compare(store, cfg, at, created) -> None:
                     ("owners", lambda src: kpi.breaches_by_owner(s, cfg, now=now, period=period, source=src)),
                     ("histogram", lambda src: kpi.cycle_time_histogram(s, cfg, now=now, period=period, at_least=30.0,
                                                                        source=src)),
-                    ("flow", lambda src: flow.flow_report(s, cfg, now=now, period=period, top=3, source=src)),
+                    ("flow", lambda src, now=now, period=period: flow.flow_report(s, cfg, now=now, period=period, top=3,
+                                                                                    source=src)),
                 ):
                     facts, tasks = report("facts"), report("tasks")
                     assert close(facts, tasks), (name, now, period, facts, tasks)

@@ -675,7 +675,7 @@ def _update(s: Session, sql: "_Sql", cfg, seen: int, top: int, customers: list[s
     return n
 
 
-def _refresh_flow(s: Session, sql: "_Sql", cfg, *, dirty: str | None) -> None:
+def _refresh_flow(s: Session, sql: _Sql, cfg, *, dirty: str | None) -> None:
     """``report flow``'s facts (flow_edge, flow_path), kept by core/flow.py (it imports this module)."""
     from ffctl.core import flow
 
