@@ -26,6 +26,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli backpo
     import tomli as tomllib  # type: ignore[no-redef]
 
 from ffctl import i18n
+from ffctl.core.configcache import record_env, record_file
 from ffctl.core.durations import HORIZON_DAYS, format_duration, parse_duration
 from ffctl.core.errors import ConfigError, ConfigProblem, NotFound
 from ffctl.core.secrets import mask_endpoint, mask_url, url_problem
@@ -437,7 +438,14 @@ def load_config(path: str | Path) -> Config:
         line = raw[: exc.start].count(b"\n") + 1
         message = _("the file is not UTF-8 text (TOML must be UTF-8); save it as UTF-8 and try again")
         raise ConfigError([ConfigProblem(file, "", message, line)]) from None
-    return parse_config(text, file)
+    from ffctl.core import configcache
+
+    config = configcache.get(file, raw)
+    if config is None:
+        with configcache.recording() as inputs:
+            config = parse_config(text, file)
+        configcache.put(file, raw, config, inputs)
+    return config
 
 
 def parse_config(text: str, file: str = "ffctl.toml") -> Config:
@@ -1071,7 +1079,7 @@ class _Checker:
                 self.problem(_join(key, "url"), _("{mask_endpoint}: {problem}").format(mask_endpoint=mask_endpoint(url), problem=problem))
                 return None
         else:
-            held = os.environ.get(url_env or "", "").strip()
+            held = (record_env(url_env or "") or "").strip()
             if not held:
                 self.warning(_join(key, "url_env"), _(
                     "the environment variable {variable} is not set here: messages on this channel wait, and are "
@@ -1079,7 +1087,7 @@ class _Checker:
             elif _http_url_problem(held):
                 self.warning(_join(key, "url_env"), _("${variable} holds {url}: {problem}").format(
                     variable=url_env, url=mask_endpoint(held), problem=_http_url_problem(held)))
-        if secret_env is not None and not os.environ.get(secret_env):
+        if secret_env is not None and not record_env(secret_env):
             self.warning(_join(key, "secret_env"), _(
                 "the environment variable {variable} is not set here: signed messages on this channel wait, and are "
                 "retried, until it is").format(variable=secret_env))
@@ -1385,7 +1393,7 @@ class _Checker:
         if ca_file is not None:
             path = Path(ca_file.strip()).expanduser()
             ca_file = str(path if path.is_absolute() else self.base_dir / path)
-            if not Path(ca_file).is_file():
+            if not record_file(ca_file):
                 self.problem("notify.email.ca_file", _("no such file: {path} (a PEM file of the CA certificates to trust)").format(path=ca_file))
         loopback_ok = self.get(table, "plain_login_on_loopback", "notify.email", "bool", default=False)
         email = EmailConfig(host or "", port, sender or "", username, password_env, starttls, tls, ca_file, loopback_ok)

@@ -14,7 +14,15 @@ from typing import Optional
 
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
+from pydantic import ConfigDict
 from sqlmodel import Field, SQLModel
+
+
+class _Table(SQLModel):
+    """Every table's base: pydantic builds a table's validator only if something validates one
+    (table models are constructed without validation), not at import by every command."""
+
+    model_config = ConfigDict(defer_build=True)
 
 
 class UTCDateTime(TypeDecorator):
@@ -49,7 +57,7 @@ def _where(cond: str) -> dict:
 
 # --- master data -----------------------------------------------------------------------------
 
-class Supplier(SQLModel, table=True):
+class Supplier(_Table, table=True):
     supplier: str = Field(primary_key=True)
     name: str
     inspection_exempt: bool = False
@@ -57,7 +65,7 @@ class Supplier(SQLModel, table=True):
     exempt_frozen_reason: Optional[str] = None
 
 
-class Product(SQLModel, table=True):
+class Product(_Table, table=True):
     sku: str = Field(primary_key=True)
     name: str
     category: Optional[str] = Field(default=None, index=True)
@@ -68,7 +76,7 @@ class Product(SQLModel, table=True):
     custom: bool = False
 
 
-class Customer(SQLModel, table=True):
+class Customer(_Table, table=True):
     customer: str = Field(primary_key=True)
     name: str
     tier: Optional[str] = None
@@ -79,7 +87,7 @@ class Customer(SQLModel, table=True):
 
 # --- stock -----------------------------------------------------------------------------------
 
-class Stock(SQLModel, table=True):
+class Stock(_Table, table=True):
     """On hand and reserved per (sku, warehouse). Only core/stock/ writes ``allocated``."""
 
     __table_args__ = (
@@ -95,7 +103,7 @@ class Stock(SQLModel, table=True):
     allocated: int = 0
 
 
-class Receipt(SQLModel, table=True):
+class Receipt(_Table, table=True):
     """Inbound supply: open until received, then on hand."""
 
     __table_args__ = (
@@ -114,7 +122,7 @@ class Receipt(SQLModel, table=True):
     received_at: Optional[datetime] = _utc(default=None)
 
 
-class StockMove(SQLModel, table=True):
+class StockMove(_Table, table=True):
     """Ledger of on-hand changes: counts, adjustments, receipts, shipments."""
 
     __tablename__ = "stock_move"
@@ -132,7 +140,7 @@ class StockMove(SQLModel, table=True):
 
 # --- orders ----------------------------------------------------------------------------------
 
-class Order(SQLModel, table=True):
+class Order(_Table, table=True):
     __tablename__ = "orders"
     __table_args__ = (
         sa.Index("ix_orders_status_node", "status", "node"),
@@ -163,7 +171,7 @@ class Order(SQLModel, table=True):
     tracking: Optional[str] = None
 
 
-class OrderLine(SQLModel, table=True):
+class OrderLine(_Table, table=True):
     """On PostgreSQL the table is stored with ``fillfactor = 50`` (migration 0004): allocation
     updates ``allocated`` on most lines soon after a bulk import, and room on the page for a new
     version of each row lets the update stay on it without new index entries (a HOT update; at
@@ -190,7 +198,7 @@ class OrderLine(SQLModel, table=True):
     cancelled: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # units cancelled (order cancel --line)
 
 
-class Allocation(SQLModel, table=True):
+class Allocation(_Table, table=True):
     """A reservation of stock in one warehouse for one order line.
 
     ``order_id`` is the line's order, kept here so an order's reservations are found by one index;
@@ -213,7 +221,7 @@ class Allocation(SQLModel, table=True):
     created_at: datetime = _utc()
 
 
-class Shipment(SQLModel, table=True):
+class Shipment(_Table, table=True):
     """One parcel that left for an order (SPEC 9.2): an order has any number of them."""
 
     __table_args__ = (sa.Index("ix_shipment_order", "order_id"),)
@@ -224,7 +232,7 @@ class Shipment(SQLModel, table=True):
     tracking: Optional[str] = None
 
 
-class ShipmentLine(SQLModel, table=True):
+class ShipmentLine(_Table, table=True):
     """What one shipment took of one order line (``sku`` is what left: a wrong pick shows here)."""
 
     __tablename__ = "shipment_line"
@@ -241,7 +249,7 @@ class ShipmentLine(SQLModel, table=True):
     qty: int
 
 
-class PickLine(SQLModel, table=True):
+class PickLine(_Table, table=True):
     """What was reported picked for a line in one shipment (shipments imports), for pick accuracy."""
 
     __tablename__ = "pick_line"
@@ -255,13 +263,13 @@ class PickLine(SQLModel, table=True):
     error: Optional[str] = None  # None: right; wrong_sku | too_many | unknown_line | wrong_qty (before 0006)
 
 
-class Delivery(SQLModel, table=True):
+class Delivery(_Table, table=True):
     order_id: str = Field(primary_key=True, foreign_key="orders.order_id", ondelete="CASCADE")
     delivered_at: datetime = _utc()
     issue: Optional[str] = None  # wrong_item | short | late | damaged | wrong_address | documents
 
 
-class ReturnLine(SQLModel, table=True):
+class ReturnLine(_Table, table=True):
     """Units of an order line that came back (SPEC 9.5), with their reason; ``warehouse``: where
     they were restocked (None: not restocked). The natural key makes ``import returns`` idempotent."""
 
@@ -280,7 +288,7 @@ class ReturnLine(SQLModel, table=True):
     warehouse: Optional[str] = None
 
 
-class QcBatch(SQLModel, table=True):
+class QcBatch(_Table, table=True):
     __tablename__ = "qc_batch"
     __table_args__ = (
         sa.UniqueConstraint("supplier", "batch_id", name="uq_qc_batch"),
@@ -299,7 +307,7 @@ class QcBatch(SQLModel, table=True):
 
 # --- workflow --------------------------------------------------------------------------------
 
-class Task(SQLModel, table=True):
+class Task(_Table, table=True):
     """One visit of an order to a workflow node, with its SLA clock.
 
     ``next_action_at`` is when the sweep next has something to do for this task (becoming at
@@ -347,7 +355,7 @@ class Task(SQLModel, table=True):
     note: Optional[str] = None
 
 
-class TaskAssignee(SQLModel, table=True):
+class TaskAssignee(_Table, table=True):
     __tablename__ = "task_assignee"
     task_id: int = Field(primary_key=True, foreign_key="task.id", ondelete="CASCADE")
     role: str = Field(primary_key=True)
@@ -355,7 +363,7 @@ class TaskAssignee(SQLModel, table=True):
     added_at: datetime = _utc()
 
 
-class TaskStep(SQLModel, table=True):
+class TaskStep(_Table, table=True):
     """Exactly-once guard: a (task, step) row exists iff that step has fired."""
 
     __tablename__ = "task_step"
@@ -364,7 +372,7 @@ class TaskStep(SQLModel, table=True):
     fired_at: datetime = _utc()
 
 
-class Event(SQLModel, table=True):
+class Event(_Table, table=True):
     """The append-only audit trail. Written only by core/audit.py; never updated or deleted."""
 
     __table_args__ = (
@@ -386,7 +394,7 @@ class Event(SQLModel, table=True):
     login: Optional[str] = None  # the OS login that ran the command (NULL before schema 0005)
 
 
-class OrderFlag(SQLModel, table=True):
+class OrderFlag(_Table, table=True):
     __tablename__ = "order_flag"
     __table_args__ = (
         sa.Index("uq_order_flag_standing", "order_id", "flag", unique=True, **_where("cleared_at IS NULL")),
@@ -404,7 +412,7 @@ class OrderFlag(SQLModel, table=True):
 
 # --- notifications, rules, schedules ---------------------------------------------------------
 
-class Notification(SQLModel, table=True):
+class Notification(_Table, table=True):
     """The outbox: written in the transaction of the event that causes it, delivered later."""
 
     __table_args__ = (
@@ -427,7 +435,7 @@ class Notification(SQLModel, table=True):
     sent_at: Optional[datetime] = _utc(default=None)
 
 
-class Requisition(SQLModel, table=True):
+class Requisition(_Table, table=True):
     __table_args__ = (
         sa.Index("uq_requisition_open_sku", "sku", unique=True, **_where("status = 'draft'")),
         sa.Index("ix_requisition_sku", "sku", "status"),  # the low-stock rule: is a SKU's requisition open?
@@ -445,7 +453,7 @@ class Requisition(SQLModel, table=True):
     decided_by: Optional[str] = None
 
 
-class RuleRun(SQLModel, table=True):
+class RuleRun(_Table, table=True):
     __tablename__ = "rule_run"
     rule: str = Field(primary_key=True)
     last_run_at: Optional[datetime] = _utc(default=None)
@@ -453,7 +461,7 @@ class RuleRun(SQLModel, table=True):
     total_hits: int = 0
 
 
-class ScheduleRun(SQLModel, table=True):
+class ScheduleRun(_Table, table=True):
     __tablename__ = "schedule_run"
     job: str = Field(primary_key=True)
     last_due_at: Optional[datetime] = _utc(default=None)  # the cron time last run
@@ -463,7 +471,7 @@ class ScheduleRun(SQLModel, table=True):
 
 # --- report facts (derived; rebuilt from the tables above by core/kpi.py) ---------------------
 
-class OrderFact(SQLModel, table=True):
+class OrderFact(_Table, table=True):
     """One row per order with what ``report kpi`` needs, so a report reads 1 narrow row per
     order instead of the task history. Written only by ``kpi.refresh_facts``, which rewrites
     the rows of every order the audit trail says changed since the last refresh. Derived data:
@@ -495,7 +503,7 @@ class OrderFact(SQLModel, table=True):
     units_returned: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
-class NodeFact(SQLModel, table=True):
+class NodeFact(_Table, table=True):
     """The node visits that can count for the bottleneck and lateness: breached, or still running
     with a deadline (whether they breach, and their time over SLA, grow with the report's clock;
     ``workflow.breached`` decides at report time)."""
@@ -519,7 +527,7 @@ VISIT_SUMS = ("decided", "within", "auto", "first", "escalations", "reminders",
               "units_shipped", "units_returned")
 
 
-class VisitFact(SQLModel, table=True):
+class VisitFact(_Table, table=True):
     """One row per node visit that was not skipped, with what ``report sla`` and ``report kpi
     --by node`` need, so they read narrow rows through indexes by (node, time) instead of sorting
     the task history. ``first`` marks an order's first visit of a node: that row also carries the
@@ -559,7 +567,7 @@ class VisitFact(SQLModel, table=True):
     units_returned: int = 0
 
 
-class MissFact(SQLModel, table=True):
+class MissFact(_Table, table=True):
     """One row per shipped order that is not perfect (``report misses``): its failed components
     and its one primary cause (core/misses.py). Derived like order_fact, refreshed with it."""
 
@@ -579,7 +587,7 @@ class MissFact(SQLModel, table=True):
     supplier: Optional[str] = None
 
 
-class FlowEdge(SQLModel, table=True):
+class FlowEdge(_Table, table=True):
     """One row per directly-follows step of an order (a visit that was not skipped, then the
     order's next such visit): ``report flow``'s edges, with the business time from entering
     ``node`` to entering ``next_node`` in ``node``'s calendar (core/flow.py). Indexed by (node,
@@ -599,7 +607,7 @@ class FlowEdge(SQLModel, table=True):
     seconds: float
 
 
-class FlowPath(SQLModel, table=True):
+class FlowPath(_Table, table=True):
     """One row per order with a node visit: its nodes in visit order and the nodes of its visits
     closed by a reject, each joined by a tab (``report flow``'s variants, edge counts and rework
     come from counting these by group). Kept by ``kpi.refresh_facts`` like order_fact."""
@@ -612,7 +620,7 @@ class FlowPath(SQLModel, table=True):
     rejects: str = ""
 
 
-class FactCustomer(SQLModel, table=True):
+class FactCustomer(_Table, table=True):
     """The customer regions the facts were written with (a changed region rewrites its orders)."""
 
     __tablename__ = "fact_customer"
@@ -620,7 +628,7 @@ class FactCustomer(SQLModel, table=True):
     region: Optional[str] = None
 
 
-class FactState(SQLModel, table=True):
+class FactState(_Table, table=True):
     """One row (id 1): the last audit event the facts include, and what they were computed under."""
 
     __tablename__ = "fact_state"
