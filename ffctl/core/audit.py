@@ -43,6 +43,9 @@ def stamp(actor: str, wall: object) -> dict:
     return {"wall_at": wall, "actor": actor, "login": login()}
 
 
+_INSERT = sa.insert(Event.__table__)  # built once: its compiled form is reused by every record()
+
+
 def record(
     session: Session,
     *,
@@ -58,18 +61,9 @@ def record(
     """Append one audit event in the caller's transaction."""
     if event not in EVENTS:
         raise ValueError(f"unknown audit event {event!r}")
-    session.execute(
-        sa.insert(Event).values(
-            at=at,
-            **stamp(actor, datetime.now(timezone.utc)),
-            event=event,
-            order_id=order_id,
-            task_id=task_id,
-            node=node,
-            subject=subject,
-            detail=detail,
-        )
-    )
+    session.execute(_INSERT, {"at": at, **stamp(actor, datetime.now(timezone.utc)), "event": event,
+                              "order_id": order_id, "task_id": task_id, "node": node, "subject": subject,
+                              "detail": detail})
 
 
 def record_many(session: Session, rows: list[dict]) -> None:

@@ -19,9 +19,10 @@ import os
 import pickle
 import stat
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 _VERSION = 1
 _KEEP = 64  # entries kept: one per config path in use, old ones pruned

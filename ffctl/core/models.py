@@ -13,8 +13,8 @@ from datetime import date, datetime, timezone
 from typing import Optional
 
 import sqlalchemy as sa
-from sqlalchemy.types import TypeDecorator
 from pydantic import ConfigDict
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 

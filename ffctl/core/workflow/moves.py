@@ -32,16 +32,27 @@ ADMIN = "admin"  # the role whose members may act on every node
 TASK = Task.__table__
 ORDERS = Order.__table__
 
+# The single-order statements of every advance, built once per process: SQLAlchemy then reuses
+# each one's cache key and compiled form instead of building the expression again per call.
+_ORDER = sa.select(Order).where(Order.order_id == sa.bindparam("order_id"))
+_ORDER_LOCKED = _ORDER.with_for_update()
+_OPEN_TASK = sa.select(Task).where(Task.order_id == sa.bindparam("order_id"), Task.status == "open")
+_OPEN_TASK_LOCKED = _OPEN_TASK.with_for_update()
+_ASSIGNEES = (sa.select(TaskAssignee.role).where(TaskAssignee.task_id == sa.bindparam("task_id"))
+              .order_by(TaskAssignee.added_at))
+_CLOSE = (sa.update(TASK).where(TASK.c.id == sa.bindparam("task_id"), TASK.c.status == "open")
+          .values(status=sa.bindparam("to_status"), outcome=sa.bindparam("to_outcome"),
+                  completed_at=sa.bindparam("to_completed_at", type_=TASK.c.completed_at.type),
+                  completed_by=sa.bindparam("to_completed_by"), note=sa.bindparam("to_note"), next_action_at=None))
+
 
 # --- reading ---------------------------------------------------------------------------------
 
 def lock_order(session: Session, order_id: str, *, at: datetime, tz: str) -> Order:
     """Lock the order a command is about to change at ``at``; refused if its timeline would run
     backwards (``audit.refuse_earlier``)."""
-    stmt = sa.select(Order).where(Order.order_id == order_id)
-    if is_postgresql(session):
-        stmt = stmt.with_for_update()
-    order = session.execute(stmt).scalar_one_or_none()
+    stmt = _ORDER_LOCKED if is_postgresql(session) else _ORDER
+    order = session.execute(stmt, {"order_id": order_id}).scalar_one_or_none()
     if order is None:
         raise NotFound(_("no order {order_id!r}").format(order_id=order_id), hint=_("`ffctl order list` shows the orders in the store."))
     audit.refuse_earlier(session, order_id, at, tz)
@@ -49,17 +60,13 @@ def lock_order(session: Session, order_id: str, *, at: datetime, tz: str) -> Ord
 
 
 def current_task(session: Session, order_id: str, *, lock: bool = False) -> Task | None:
-    stmt = sa.select(Task).where(Task.order_id == order_id, Task.status == "open")
-    if lock and is_postgresql(session):
-        stmt = stmt.with_for_update()
-    return session.execute(stmt).scalar_one_or_none()
+    stmt = _OPEN_TASK_LOCKED if lock and is_postgresql(session) else _OPEN_TASK
+    return session.execute(stmt, {"order_id": order_id}).scalar_one_or_none()
 
 
 def assignees(session: Session, task: Task) -> list[str]:
     """Roles a task is assigned to: its owner, then roles it was escalated to."""
-    extra = session.execute(
-        sa.select(TaskAssignee.role).where(TaskAssignee.task_id == task.id).order_by(TaskAssignee.added_at)
-    ).scalars().all()
+    extra = session.execute(_ASSIGNEES, {"task_id": task.id}).scalars().all()
     roles = [task.owner] if task.owner else []
     return roles + [r for r in extra if r not in roles]
 
@@ -93,11 +100,8 @@ def _require_task(session: Session, order: Order, node: str | None, verb: str) -
 
 def _close(session: Session, task: Task, *, status: str, outcome: str, at: datetime, actor: str,
            note: str | None) -> None:
-    done = session.execute(
-        sa.update(TASK)
-        .where(TASK.c.id == task.id, TASK.c.status == "open")
-        .values(status=status, outcome=outcome, completed_at=at, completed_by=actor, note=note, next_action_at=None)
-    ).rowcount
+    done = session.execute(_CLOSE, {"task_id": task.id, "to_status": status, "to_outcome": outcome,
+                                    "to_completed_at": at, "to_completed_by": actor, "to_note": note}).rowcount
     if not done:
         raise Conflict(_("order {order_id}: node {node} was closed by someone else just now; nothing was changed").format(order_id=task.order_id, node=task.node))
     # the object now says what the UPDATE wrote, without reading the row back or marking it dirty
