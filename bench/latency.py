@@ -127,8 +127,8 @@ def main() -> None:
     store.dispose()
     reference = [ref, "query", path, "SELECT o.*, t.node, t.status, t.deadline FROM orders o JOIN task t "
                  "ON t.order_id = o.order_id WHERE o.order_id = :o", "-p", "o", shown]
-    results: dict[str, list[tuple[float, float]]] = {k: [] for k in ("reference", "order show", "task list --mine", "advance", "ship",
-                                                       "sla status")}
+    results: dict[str, list[tuple[float, float]]] = {
+        k: [] for k in ("reference", "order show", "task list --mine", "advance", "ship", "sla status")}
     run(reference, env)
     run([ffctl, "order", "show", shown], env)  # warm the file cache for both alike
     for i in range(args.runs):

@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "config.example.toml"
 BACKENDS = ["sqlite", "postgresql"]
 # the validated-config cache (ffctl/core/configcache.py) goes to a folder of this test process, not ~/.cache
-os.environ.setdefault("FFCTL_CACHE_DIR", os.path.join(__import__("tempfile").mkdtemp(prefix="ffctl-test-cache-"), "ffctl"))
+os.environ.setdefault("FFCTL_CACHE_DIR",
+                      os.path.join(__import__("tempfile").mkdtemp(prefix="ffctl-test-cache-"), "ffctl"))
 
 
 def _pg_conninfo(url: str) -> str:
