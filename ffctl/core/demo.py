@@ -278,18 +278,29 @@ class Simulation:
                 .join(Order, Order.order_id == Task.order_id)
                 .where(Task.status == "open", Task.node.in_(ship_nodes), Task.entered_at <= now, Order.status == "open")
             ).all()
+            due = []
             for w in waiting:
                 u = _fraction(w.order_id, "ship")
                 delay = timedelta(hours=2 + 30 * u) if u < 0.9 else timedelta(hours=40 + 400 * (u - 0.9))
-                at = w.entered_at + delay
-                if at > now:
-                    continue
-                lines = s.execute(sa.select(OrderLine.line_no, OrderLine.sku,
-                                            OrderLine.qty - OrderLine.shipped - OrderLine.cancelled)
-                                  .where(OrderLine.order_id == w.order_id)).all()
-                todo = [(ln, sku, left) for ln, sku, left in lines if left > 0]
-                first = s.execute(sa.select(sa.func.max(Shipment.shipped_at))
-                                  .where(Shipment.order_id == w.order_id)).scalar()
+                if w.entered_at + delay <= now:
+                    due.append((w, w.entered_at + delay))
+            # what is left to ship and the first shipment of every due order, read once for the hour
+            # (each order's own rows change only when it ships, which the loop does after reading them)
+            ids = [w.order_id for w, _at in due]
+            remaining: dict[str, list] = {oid: [] for oid in ids}
+            firsts: dict[str, datetime] = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                for oid, ln, sku, qty in s.execute(
+                        sa.select(OrderLine.order_id, OrderLine.line_no, OrderLine.sku,
+                                  OrderLine.qty - OrderLine.shipped - OrderLine.cancelled)
+                        .where(OrderLine.order_id.in_(chunk)).order_by(OrderLine.order_id, OrderLine.line_no)):
+                    remaining[oid].append((ln, sku, qty))
+                firsts.update(s.execute(sa.select(Shipment.order_id, sa.func.max(Shipment.shipped_at))
+                                        .where(Shipment.order_id.in_(chunk)).group_by(Shipment.order_id)).all())
+            for w, at in due:
+                todo = [(ln, sku, q) for ln, sku, q in remaining[w.order_id] if q > 0]
+                first = firsts.get(w.order_id)
                 # some orders ship in two parts: what the shelf has now, the rest about a day later
                 split = first is None and _fraction(w.order_id, "split") < 0.15 and sum(q for *_, q in todo) > 1
                 if first is not None:
