@@ -136,8 +136,13 @@ def get(file: str, raw: bytes):
 
 
 def put(file: str, raw: bytes, config, inputs: dict[str, Any]) -> None:
-    """Remember ``config`` for these inputs; a folder that cannot be written means no cache."""
+    """Remember ``config`` for these inputs; a folder that cannot be written means no cache.
+    A config whose database URL holds a password is not cached: no second copy of a secret."""
     try:
+        from ffctl.core.secrets import url_secrets
+
+        if config.database_url and url_secrets(config.database_url):
+            return
         found = _entry(file, raw)
         if found is None:
             return
