@@ -82,6 +82,8 @@ with store.session() as s:
     orders.show_order(s, cfg, {order_id!r}, datetime.now(timezone.utc))
 mark("show_order again (queries alone)")
 print(json.dumps(got))
+import gc
+gc.freeze()  # as ffctl.cli.main does before exit
 """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, check=True, text=True).stdout
