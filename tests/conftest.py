@@ -22,8 +22,10 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "config.example.toml"
 BACKENDS = ["sqlite", "postgresql"]
 # the validated-config cache (ffctl/core/configcache.py) goes to a folder of this test process, not ~/.cache
-os.environ.setdefault("FFCTL_CACHE_DIR",
-                      os.path.join(__import__("tempfile").mkdtemp(prefix="ffctl-test-cache-"), "ffctl"))
+if "FFCTL_CACHE_DIR" not in os.environ:
+    _CACHE = __import__("tempfile").mkdtemp(prefix="ffctl-test-cache-")
+    __import__("atexit").register(shutil.rmtree, _CACHE, True)
+    os.environ["FFCTL_CACHE_DIR"] = os.path.join(_CACHE, "ffctl")
 
 
 def _pg_conninfo(url: str) -> str:
