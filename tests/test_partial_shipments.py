@@ -177,6 +177,56 @@ def test_two_processes_shipping_one_order_never_ship_more_than_allocated(ws):
     assert query(ws, "SELECT count(*) FROM shipment") == [(1,)]
 
 
+def test_an_import_batch_rejects_a_refused_shipment_alone_and_abort_mode_writes_nothing(ws):
+    """One batch: SO-2 is on hold (refused), SO-1 ships in two parts, the second finishing it; a
+    third SO-1 row after it is refused as already shipped. Abort mode writes nothing; skip mode
+    writes the rest, batch-set-based as `ffctl ship` would one by one."""
+    cli_ok(ws, "order", "hold", "SO-2", "--reason", "customer call", now=at("09:30"))
+    text = ("order_id,shipment_id,shipped_at,carrier,tracking,line_no,sku,qty\n"
+            "SO-1,A,2026-11-23 10:00,SF,T1,1,SKU-0001,6\n"
+            "SO-2,B,2026-11-23 10:00,SF,T2,1,SKU-0001,3\n"
+            "SO-1,C,2026-11-23 11:00,SF,T3,1,SKU-0001,4\n"
+            "SO-1,C,2026-11-23 11:00,SF,T3,2,SKU-0002,4\n"
+            "SO-1,D,2026-11-23 12:00,SF,T4,1,SKU-0001,1\n")
+    path = ws.write("ship.csv", text)
+    r = ws.run("import", "shipments", path, now=at("13:00"))
+    assert r.exit_code == 1 and "nothing imported" in r.stderr
+    assert "order SO-2 is on hold; release it before shipping" in r.stderr
+    assert "order SO-1 was already shipped (at 2026-11-23 11:00+08:00, SF)" in r.stderr
+    assert query(ws, "SELECT count(*) FROM shipment") == [(0,)] and stock_row(ws, "SKU-0001") == (100, 13)
+    r = ws.run("import", "shipments", path, "--on-error", "skip", now=at("13:00"))
+    assert r.exit_code == 1 and "shipments: 2 new" in r.stderr
+    o = show(ws, "SO-1")
+    assert (o["status"], o["node"], o["shipped_at"]) == ("shipped", None, "2026-11-23T11:00:00+08:00")
+    assert [s["shipment_id"] for s in o["shipments"]] == ["A", "C"]
+    assert [e["event"] for e in o["timeline"]][-3:] == ["shipped", "completed", "shipped"]
+    assert stock_row(ws, "SKU-0001") == (90, 3) and stock_row(ws, "SKU-0002") == (6, 0)
+    assert show(ws, "SO-2")["status"] == "on_hold"
+    assert query(ws, "SELECT completed_at FROM task WHERE order_id = 'SO-1' AND node = 'dispatch'")[0][0] is not None
+
+
+def test_an_import_and_a_ship_of_one_order_at_once_never_ship_more_than_the_line(ws):
+    """A real `import shipments` process and a real `ffctl ship` process on SO-1 at once: whichever
+    goes second sees what the first took (the order rows are locked first, then stock)."""
+    path = ws.write("ship.csv", "order_id,shipped_at,carrier,tracking,line_no,sku,qty\n"
+                                "SO-1,2026-11-23 10:00,SF,T1,1,SKU-0001,7\n"
+                                "SO-2,2026-11-23 10:00,SF,T2,1,SKU-0001,3\n")
+    procs = [spawn_ffctl(ws, "import", "shipments", str(path), now=at("10:00")),
+             spawn_ffctl(ws, "ship", "SO-1", "--line", "1:7", "--tracking", "P1", now=at("10:00"))]
+    results = [(p.wait(timeout=180), p.stderr.read()) for p in procs]
+    assert all("Traceback" not in err for _code, err in results), results
+    shipped, allocated = query(ws, "SELECT shipped, allocated FROM order_line WHERE order_id = 'SO-1' AND line_no = 1")[0]
+    assert shipped <= 10 and shipped <= allocated <= 10
+    on_hand, held = stock_row(ws, "SKU-0001")
+    assert held == query(ws, "SELECT coalesce(sum(qty), 0) FROM allocation WHERE sku = 'SKU-0001'")[0][0]
+    assert 0 <= held <= on_hand
+    if results[1][0] == 0:  # ship went first (7 of 10) or second (the import left 3 reserved: refused)
+        assert shipped == 10 and results[0][0] == 0  # the import's 7 count 3 (a too_many pick) after it
+    else:
+        assert "has 3 allocated and unshipped, not 7; nothing was shipped" in results[1][1], results
+        assert shipped == 7
+
+
 def test_schema_0006_round_trip_keeps_shipped_orders(ws):
     """A store with orders shipped whole and in part goes down to 0005 (one shipment per shipped
     order, the partial order open with what it still holds) and back up with nothing lost."""

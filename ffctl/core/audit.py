@@ -213,10 +213,15 @@ def refuse_earlier(session: Session, order_id: str, at: datetime, tz: str) -> No
 
     Call it with the order row locked, before writing: the caller's transaction then writes nothing.
     """
+    later = later_events(session, [order_id], at)
+    if later:
+        raise earlier_conflict(order_id, at, later[order_id], tz)
+
+
+def earlier_conflict(order_id: str, at: datetime, latest: tuple[datetime, str], tz: str):
+    """The refusal of a change at ``at`` to an order whose latest event (``later_events``) is later."""
     from ffctl.core.errors import Conflict
     from ffctl.i18n import _
 
-    later = later_events(session, [order_id], at)
-    if later:
-        raise Conflict(earlier_message(order_id, at, later[order_id], tz),
-                       hint=_("Give a --now at or after that time, or leave --now out to use the current time."))
+    return Conflict(earlier_message(order_id, at, latest, tz),
+                    hint=_("Give a --now at or after that time, or leave --now out to use the current time."))

@@ -286,6 +286,29 @@ def among(session: Session, column, values: Iterable):
     return sa.tuple_(*columns).in_(sa.select(*keys.c))
 
 
+def keyed_rows(session: Session, sql: str, column: str, keys: Sequence, *, tail: str = "") -> list[tuple]:
+    """Rows of ``sql`` whose ``{where}`` is ``column`` among ``keys``, through the driver (no
+    per-row SQLAlchemy processing): one array parameter on PostgreSQL (as ``among``), IN lists on SQLite.
+    Times come back as the driver gives them (text on SQLite, naive UTC on PostgreSQL). ``tail``
+    (ORDER BY, FOR UPDATE) follows each statement."""
+    if not keys:
+        return []
+    raw = session.connection().connection.driver_connection
+    if is_postgresql(session):
+        ints = isinstance(keys[0], int)  # one array literal: the driver dumps a list element by element
+        kind, literal = ("bigint[]", int_array(keys)) if ints else ("text[]", text_array(keys))
+        with raw.cursor() as cur:
+            # as ``among``: a semi-join the planner can hash, even on a table it has no statistics of
+            cur.execute(sql.format(where=f"{column} IN (SELECT unnest(CAST(%(keys)s AS {kind})))") + tail,
+                        {"keys": literal})
+            return cur.fetchall()
+    rows: list[tuple] = []
+    for start in range(0, len(keys), 900):
+        part = list(keys[start:start + 900])
+        rows.extend(raw.execute(sql.format(where=f"{column} IN ({', '.join('?' * len(part))})") + tail, part))
+    return rows
+
+
 def sqlite_analyze_stale(session: Session, tables: Iterable[str], *, min_rows: int = 0) -> None:
     """ANALYZE each of ``tables`` (SQLite) that holds more than ``min_rows`` rows and more than
     twice what its statistics say, or has none: SQLite never gathers them by itself, and planned

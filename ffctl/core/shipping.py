@@ -8,7 +8,7 @@ Per order line, with ``allocated`` = units served from stock (reserved now + shi
 
 - ``ship`` records one shipment: without lines, every reserved unit (an order whose workflow
   reserves nothing ships everything left); with lines, those quantities, never more than the
-  line has reserved (or, reserving nothing, left to ship). Stock moves in ``stock.ship_lines``,
+  line has reserved (or, reserving nothing, left to ship). Stock moves in ``stock.ShippedStock``,
   in the same transaction.
 - An import's rows are what left: a different SKU or more units than the line had left to
   ship is a pick error (kept in ``pick_line``); stock moves for what left all the same.
@@ -20,22 +20,33 @@ Per order line, with ``allocated`` = units served from stock (reserved now + shi
 
 The order row is locked first (as every order writer does), then stock: two ``ship`` runs on
 one order are serial, and the second sees what the first took.
+
+One path for one shipment and for thousands: a ``Shipper`` reads its orders, lines, shipments and
+stock once, checks and plans each shipment in memory in the order given (a refused one changes
+nothing), and writes them all with a few set-based statements. ``ship`` is a Shipper of one;
+``import shipments`` is one per batch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from operator import itemgetter
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit, stock
+from ffctl.core.bulk import insert_rows, keyed_rows, text_array
 from ffctl.core.clock import shown
+from ffctl.core.csvio import from_stored
+from ffctl.core.csvio import stored_time as stored_text
 from ffctl.core.errors import Conflict, NotFound, PermissionDenied, UsageError
 from ffctl.core.models import Order, OrderLine, PickLine, Shipment, ShipmentLine
 from ffctl.core.stock import reservations
+from ffctl.core.store import is_postgresql
 from ffctl.core.text import command
 from ffctl.i18n import _, ngettext
 
@@ -159,65 +170,244 @@ def _check_node(session: Session, cfg, order, actor: str, manual: bool) -> None:
             raise PermissionDenied(_("{actor} may not ship order {order_id} from {node}: it needs a member of {need}").format(actor=actor, order_id=order_id, node=node, need=need))
 
 
-def _next_id(session: Session, order_id: str) -> str:
-    n = session.execute(sa.select(sa.func.count()).where(SHIPMENT.c.order_id == order_id)).scalar_one() + 1
-    while session.get(Shipment, f"{order_id}/{n}") is not None:
-        n += 1
-    return f"{order_id}/{n}"
+@dataclass(frozen=True)
+class ShipmentRequest:
+    """One shipment to record: ``lines`` (``(line_no, qty)``) is a person's ``ship --line``,
+    refused beyond what the line has reserved; ``picks`` (``(line_no, sku or None, qty)``) what
+    an import's rows say left; neither: every reserved unit."""
+
+    order_id: str
+    at: datetime
+    carrier: str | None = None
+    tracking: str | None = None
+    lines: Sequence[tuple[int, int]] | None = None
+    picks: Sequence[tuple[int, str | None, int]] | None = None
+    shipment_id: str | None = None
 
 
-def ship(session: Session, cfg, order_id: str, *, at: datetime, actor: str, carrier: str | None = None,
-         tracking: str | None = None, lines: Sequence[tuple[int, int]] | None = None,
-         picks: Sequence[tuple[int, str, int]] | None = None, shipment_id: str | None = None,
-         manual: bool = False) -> dict | None:
-    """Record one shipment of an order; None if exactly this shipment was recorded already.
+class _Finished(NamedTuple):
+    """An order every unit of which is now shipped or cancelled."""
 
-    ``lines``: ``(line_no, qty)`` to ship (a person's ``ffctl ship --line``), refused beyond what the
-    line has reserved. ``picks``: ``(line_no, sku, qty)`` as an import reports them (what left).
-    Neither: every reserved unit. Returns ``{shipment_id, order_id, at, lines: [{line_no, sku, qty,
-    error}], units, complete, status, still_to_ship}``.
+    order_id: str
+    node: str | None  # its current node (None: its workflow has finished)
+    at: datetime  # when (the ship node completes then)
+    shipped_at: datetime  # its last shipment's time
+    carrier: str | None
+    tracking: str | None
+
+
+@dataclass
+class _OrderState:
+    row: dict  # order_id, status, node, workflow
+    lines: dict[int, _Line] = field(default_factory=dict)
+    shipments: list[dict] = field(default_factory=list)  # recorded, by time: shipment_id, shipped_at, ..., lines
+    latest: tuple[datetime, str] | None = None  # its latest event, when later than the earliest request
+
+
+def _aware(value) -> datetime:
+    """A time read through the driver (``bulk.keyed_rows``) as an aware UTC datetime."""
+    return from_stored(value) if isinstance(value, str) else value.replace(tzinfo=timezone.utc)
+
+
+class Shipper:
+    """Shipments of many orders: the store read once (orders and stock locked), each shipment
+    checked and planned in memory in the order given (``plan``), all written by a few set-based
+    statements (``write``). The one path of the rules above: ``ship`` is one shipment of it,
+    ``import shipments`` a batch (``many``: stock locked as many-row lockers take it)."""
+
+    def __init__(self, session: Session, cfg, requests: Sequence[ShipmentRequest], *, actor: str,
+                 write: bool = True, many: bool = False) -> None:
+        """``write`` False: only ``plan`` (what each shipment would do; nothing locked, stock not read)."""
+        self.session, self.cfg, self.actor, self.writes = session, cfg, actor, write
+        lock = write
+        self.orders: dict[str, _OrderState] = {}
+        ids = sorted({r.order_id for r in requests})
+        for oid, status, node, workflow in keyed_rows(
+                session, "SELECT order_id, status, node, workflow FROM orders WHERE {where}", "order_id", ids,
+                tail=" ORDER BY order_id FOR UPDATE" if lock and is_postgresql(session) else ""):
+            self.orders[oid] = _OrderState({"order_id": oid, "status": status, "node": node, "workflow": workflow})
+        known = sorted(self.orders)
+        given = sorted({r.shipment_id for r in requests if r.shipment_id is not None})
+        self.owner: dict[str, str] = {}  # shipment id -> its order, of every shipment id looked at
+        orders = self.orders
+        for row in keyed_rows(session, "SELECT order_id, id, line_no, sku, qty, allocated, shipped, cancelled "
+                                       "FROM order_line WHERE {where}", "order_id", known, tail=" ORDER BY order_id, line_no"):
+            orders[row[0]].lines[row[2]] = _Line(*row[1:])
+        recorded = {sid: {"shipment_id": sid, "order_id": oid, "shipped_at": _aware(at), "carrier": carrier,
+                          "tracking": tracking, "lines": []}
+                    for sid, oid, at, carrier, tracking in keyed_rows(
+                        session, "SELECT shipment_id, order_id, shipped_at, carrier, tracking FROM shipment "
+                                 "WHERE {where}", "order_id", known)}
+        if recorded:
+            for sid, line_no, sku, qty in keyed_rows(session, "SELECT shipment_id, line_no, sku, qty FROM shipment_line "
+                                                              "WHERE {where}", "order_id", known, tail=" ORDER BY line_no"):
+                recorded[sid]["lines"].append((line_no, sku, qty))
+            for sid, sh in recorded.items():
+                orders[sh["order_id"]].shipments.append(sh)
+                self.owner[sid] = sh["order_id"]
+            for st in orders.values():
+                st.shipments.sort(key=_SHIPMENT_ORDER)
+        # the ids looked up: those given, and the next few "<order>/<n>" ids each order may take
+        unnamed: dict[str, int] = {}
+        for r in requests:
+            if r.shipment_id is None and r.order_id in self.orders:
+                unnamed[r.order_id] = unnamed.get(r.order_id, 0) + 1
+        wanted = given + [f"{oid}/{len(self.orders[oid].shipments) + k}" for oid, n in unnamed.items()
+                          for k in range(1, n + 1)]
+        self.looked_up = set(wanted)
+        self._look_up(wanted)
+        if requests and known:
+            earliest = min(r.at for r in requests)
+            for oid, latest in audit.later_events(session, known, earliest).items():
+                self.orders[oid].latest = latest
+        skus = {x.sku for st in self.orders.values() for x in st.lines.values()}
+        skus |= {sku for r in requests for _ln, sku, _q in (r.picks or ()) if sku is not None}
+        self.stock = stock.ShippedStock(
+            session, known, {x.id: (x.allocated, x.shipped) for st in self.orders.values() for x in st.lines.values()},
+            skus, lock=lock, all_or_nothing=many, stock=write)
+        self.shipment_rows: list[tuple] = []
+        self.line_rows: list[tuple] = []
+        self.pick_rows: list[tuple] = []
+        self.events: list[dict] = []  # "shipped" of shipments that leave something to ship
+        self.last_events: list[dict] = []  # ... and of those that finish their order (after its node completes)
+        self.finished: list[_Finished] = []
+        self.reserving: dict[str | None, bool] = {}  # workflow -> whether it reserves stock
+
+    def known(self, order_id: str) -> bool:
+        return order_id in self.orders
+
+    def _look_up(self, ids: Sequence[str]) -> None:
+        self.owner.update(keyed_rows(self.session, "SELECT shipment_id, order_id FROM shipment WHERE {where}",
+                                     "shipment_id", sorted(set(ids))))
+
+    def _next_id(self, order_id: str) -> str:
+        n = len(self.orders[order_id].shipments) + 1
+        while True:
+            sid = f"{order_id}/{n}"
+            if sid not in self.looked_up:
+                self.looked_up.add(sid)
+                self._look_up([sid])
+            if sid not in self.owner:
+                return sid
+            n += 1
+
+    def plan(self, req: ShipmentRequest, *, manual: bool = False) -> dict | None:
+        """Check one shipment against the store as the shipments planned before it left it, and plan
+        it; None if exactly this shipment was recorded already. Raises ``FfctlError`` (nothing of it
+        planned) when it is refused. Returns ``{shipment_id, order_id, at, lines: [{line_no, sku,
+        qty, error}], units, complete, status, still_to_ship}``."""
+        order_id, at, carrier, tracking, picks = req.order_id, req.at, req.carrier, req.tracking, req.picks
+        st = self.orders.get(order_id)
+        if st is None:
+            raise NotFound(_("no order {order_id!r}").format(order_id=order_id),
+                           hint=_("`ffctl order list` shows the orders in the store."))
+        order, cfg = st.row, self.cfg
+        status = order["status"]
+        tz = cfg.timezone
+        shipments = st.shipments
+        if req.shipment_id is not None:
+            owner = self.owner.get(req.shipment_id)
+            if owner is not None:
+                if owner != order_id:
+                    raise Conflict(_("shipment {id} belongs to order {other}, not {order}").format(
+                        id=req.shipment_id, other=owner, order=order_id))
+                return None
+        wanted = None  # (line_no, sku or None, qty)
+        if req.lines is not None:
+            wanted = [(ln, None, q) for ln, q in req.lines]
+        elif picks is not None:
+            wanted = [(ln, s, q) for ln, s, q in picks if q > 0]
+        if req.shipment_id is None and shipments:
+            same_lines = None if not wanted else [(ln, q) for ln, _s, q in wanted]
+            repeat = _already(shipments, at, carrier, tracking, same_lines)
+            # the same shipment again: an import's rows, a person's same --line, or a plain `ship` with nothing left
+            if repeat is not None and (picks is not None or same_lines is not None or status in ("shipped", "delivered")
+                                       or not any(x.reserved for x in st.lines.values())):
+                return None
+        if status in ("shipped", "delivered"):
+            last = shipments[-1] if shipments else None
+            raise Conflict(_("order {order_id} was already shipped (at {shown}").format(
+                order_id=order_id, shown=shown(last['shipped_at'] if last else None, tz))
+                + (_(", {carrier}").format(carrier=last['carrier']) if last and last["carrier"] else "") + ")")
+        if status == "cancelled":
+            raise Conflict(_("order {order_id} is cancelled; it cannot ship").format(order_id=order_id))
+        if status == "on_hold":
+            raise Conflict(_("order {order_id} is on hold; release it before shipping").format(order_id=order_id),
+                           hint=_("`{command}`").format(command=command('order', 'release', order_id)))
+        _check_node(self.session, cfg, order, self.actor, manual)
+        if st.latest is not None and st.latest[0] > at:
+            raise audit.earlier_conflict(order_id, at, st.latest, tz)
+        reserving = self.reserving.get(order["workflow"])
+        if reserving is None:
+            reserving = self.reserving[order["workflow"]] = _reserving(cfg, order)
+        items, out_lines, errors = _decide(order_id, st.lines, wanted, picks is not None and bool(wanted),
+                                           reserving or any(x.allocated > x.shipped for x in st.lines.values()))
+        # nothing below refuses: the shipment is planned
+        sid = req.shipment_id or self._next_id(order_id)
+        moved = self.stock.take(order_id, items, at=at, ref=sid)
+        for line in st.lines.values():
+            line.allocated, line.shipped = self.stock.line(line.id)
+        if st.latest is None or st.latest[0] < at:
+            st.latest = (at, "shipped")
+        left = sum(x.to_ship for x in st.lines.values())
+        rows: dict[int, list] = {}
+        for ln in out_lines:  # one row per line (a line reported twice in one shipment is summed)
+            rows.setdefault(ln["line_no"], [ln["sku"], 0])[1] += ln["qty"]
+        shipments.append({"shipment_id": sid, "order_id": order_id, "shipped_at": at, "carrier": carrier,
+                          "tracking": tracking, "lines": [(no, sku, qty) for no, (sku, qty) in sorted(rows.items())]})
+        if len(shipments) > 1 and _SHIPMENT_ORDER(shipments[-2]) > _SHIPMENT_ORDER(shipments[-1]):
+            shipments.sort(key=_SHIPMENT_ORDER)
+        self.owner[sid] = order_id
+        if left == 0:
+            order["status"] = "shipped"
+        if not self.writes:
+            return {"shipment_id": sid, "order_id": order_id, "complete": left == 0}
+        when = stored_text(at)
+        self.shipment_rows.append((sid, order_id, when, carrier, tracking))
+        self.line_rows.extend((sid, order_id, no, sku, qty) for no, (sku, qty) in rows.items())
+        self.pick_rows.extend((order_id, sid, ln, s, q, e) for ln, s, q, e in errors)
+        units = sum(ln["qty"] for ln in out_lines)
+        node = order["node"]
+        if left == 0:
+            last = shipments[-1]
+            self.finished.append(_Finished(order_id, node, at, last["shipped_at"],
+                                           carrier if carrier is not None else last["carrier"],
+                                           tracking if tracking is not None else last["tracking"]))
+        (self.last_events if left == 0 else self.events).append(
+            {"event": "shipped", "at": at, "actor": self.actor, "order_id": order_id, "node": node,
+             "detail": _shipped_detail(sid, out_lines, carrier, tracking, moved, left)})
+        return {"shipment_id": sid, "order_id": order_id, "at": at, "carrier": carrier, "tracking": tracking,
+                "lines": out_lines, "units": units, "complete": left == 0,
+                "status": "shipped" if left == 0 else PARTIALLY_SHIPPED, "still_to_ship": left}
+
+    def write(self) -> None:
+        """Write every planned shipment, in the caller's transaction."""
+        session = self.session
+        self.stock.write(session, actor=self.actor)
+        insert_rows(session, "shipment", ("shipment_id", "order_id", "shipped_at", "carrier", "tracking"),
+                    self.shipment_rows)
+        insert_rows(session, "shipment_line", ("shipment_id", "order_id", "line_no", "sku", "qty"), self.line_rows)
+        insert_rows(session, "pick_line", ("order_id", "shipment_id", "line_no", "sku", "qty", "error"), self.pick_rows)
+        audit.record_many(session, self.events)
+        _complete(session, self.cfg, self.finished, actor=self.actor)
+        audit.record_many(session, self.last_events)
+
+
+_SHIPMENT_ORDER = itemgetter("shipped_at", "shipment_id")
+
+
+def _decide(order_id: str, by_no: dict[int, _Line], wanted: list[tuple] | None, picked: bool,
+            reserving: bool) -> tuple[list, list[dict], list[tuple]]:
+    """What one shipment takes of each line: ``(stock.LineShipment items, lines shown, pick rows)``.
+
+    ``picked`` (an import's rows): what left, a different SKU or more units than the line had left
+    to ship a pick error, stock moving for what left. Otherwise a person's quantities (``wanted``;
+    None: everything reserved, or left to ship when the workflow reserves nothing), refused beyond it.
     """
-    order = reservations._lock_order_row(session, order_id)
-    status = order["status"]
-    tz = cfg.timezone
-    shipments = _shipments(session, order_id)
-    if shipment_id is not None:
-        found = session.get(Shipment, shipment_id)
-        if found is not None:
-            if found.order_id != order_id:
-                raise Conflict(_("shipment {id} belongs to order {other}, not {order}").format(
-                    id=shipment_id, other=found.order_id, order=order_id))
-            return None
-    wanted = None  # (line_no, sku or None, qty)
-    if lines is not None:
-        wanted = [(ln, None, q) for ln, q in lines]
-    elif picks is not None:
-        wanted = [(ln, s, q) for ln, s, q in picks if q > 0]
-    if shipment_id is None and shipments:
-        same_lines = None if not wanted else [(ln, q) for ln, _s, q in wanted]
-        repeat = _already(shipments, at, carrier, tracking, same_lines)
-        # the same shipment again: an import's rows, a person's same --line, or a plain `ship` with nothing left
-        if repeat is not None and (picks is not None or same_lines is not None or status in ("shipped", "delivered")
-                                   or not any(x.reserved for x in _lines(session, order_id).values())):
-            return None
-    if status in ("shipped", "delivered"):
-        last = shipments[-1] if shipments else None
-        raise Conflict(_("order {order_id} was already shipped (at {shown}").format(order_id=order_id, shown=shown(last['shipped_at'] if last else None, tz))
-                       + (_(", {carrier}").format(carrier=last['carrier']) if last and last["carrier"] else "") + ")")
-    if status == "cancelled":
-        raise Conflict(_("order {order_id} is cancelled; it cannot ship").format(order_id=order_id))
-    if status == "on_hold":
-        raise Conflict(_("order {order_id} is on hold; release it before shipping").format(order_id=order_id),
-                       hint=_("`{command}`").format(command=command('order', 'release', order_id)))
-    _check_node(session, cfg, order, actor, manual)
-    audit.refuse_earlier(session, order_id, at, tz)
-
-    by_no = _lines(session, order_id)
-    reserving = _reserving(cfg, order) or any(x.allocated > x.shipped for x in by_no.values())
     items: list[stock.LineShipment] = []
     out_lines: list[dict] = []
     errors: list[tuple] = []  # pick rows: (line_no, sku, qty, error)
-    if picks is not None and wanted:  # an import: what left, pick errors recorded
+    if picked:
         seen: dict[int, int] = {}
         for line_no, sku, qty in wanted:
             line = by_no.get(line_no)
@@ -231,61 +421,45 @@ def ship(session: Session, cfg, order_id: str, *, at: datetime, actor: str, carr
             items.append(stock.LineShipment(line.id, line.sku, sku, qty, counted))
             out_lines.append({"line_no": line_no, "sku": sku, "qty": qty, "error": error})
             errors.append((line_no, sku, qty, error))
+        return items, out_lines, errors
+    asked: dict[int, int] = {}
+    if wanted is not None:
+        for line_no, _sku, qty in wanted:
+            if line_no not in by_no:
+                raise _unknown_line(order_id, line_no, by_no)
+            if qty <= 0:
+                raise UsageError(_("line {line}: the quantity must be a positive whole number, not {qty}")
+                                 .format(line=line_no, qty=qty))
+            asked[line_no] = asked.get(line_no, 0) + qty
     else:
-        asked: dict[int, int] = {}
-        if wanted is not None:
-            for line_no, _sku, qty in wanted:
-                if line_no not in by_no:
-                    raise _unknown_line(order_id, line_no, by_no)
-                if qty <= 0:
-                    raise UsageError(_("line {line}: the quantity must be a positive whole number, not {qty}")
-                                     .format(line=line_no, qty=qty))
-                asked[line_no] = asked.get(line_no, 0) + qty
-        else:
-            asked = {no: (x.reserved if reserving else x.to_ship) for no, x in by_no.items()}
-            asked = {no: q for no, q in asked.items() if q > 0}
-            if not asked:
-                raise Conflict(_("order {order} has nothing allocated and unshipped to ship").format(order=order_id),
-                               hint=_("`{cmd}` reserves stock for it; `{show}` shows what is backordered.").format(
-                                   cmd=command("allocate", order_id), show=command("order", "show", order_id)))
-        over = []
-        for line_no, qty in sorted(asked.items()):
-            line = by_no[line_no]
-            can = line.reserved if reserving else line.to_ship
-            if qty > can:
-                over.append(_("line {line} ({sku}) has {can} allocated and unshipped, not {qty}").format(
-                    line=line_no, sku=line.sku, can=can, qty=qty) if reserving else
-                    _("line {line} ({sku}) has {can} left to ship, not {qty}").format(
-                    line=line_no, sku=line.sku, can=can, qty=qty))
-        if over:
-            raise Conflict(_("order {order}: cannot ship more than is allocated: {what}; nothing was shipped").format(
-                order=order_id, what="; ".join(over)),
-                hint=_("`{cmd}` shows what each line has allocated.").format(cmd=command("order", "show", order_id)))
-        for line_no, qty in sorted(asked.items()):
-            line = by_no[line_no]
-            items.append(stock.LineShipment(line.id, line.sku, line.sku, qty, qty))
-            out_lines.append({"line_no": line_no, "sku": line.sku, "qty": qty, "error": None})
+        asked = {no: (x.reserved if reserving else x.to_ship) for no, x in by_no.items()}
+        asked = {no: q for no, q in asked.items() if q > 0}
+        if not asked:
+            raise Conflict(_("order {order} has nothing allocated and unshipped to ship").format(order=order_id),
+                           hint=_("`{cmd}` reserves stock for it; `{show}` shows what is backordered.").format(
+                               cmd=command("allocate", order_id), show=command("order", "show", order_id)))
+    over = []
+    for line_no, qty in sorted(asked.items()):
+        line = by_no[line_no]
+        can = line.reserved if reserving else line.to_ship
+        if qty > can:
+            over.append(_("line {line} ({sku}) has {can} allocated and unshipped, not {qty}").format(
+                line=line_no, sku=line.sku, can=can, qty=qty) if reserving else
+                _("line {line} ({sku}) has {can} left to ship, not {qty}").format(
+                line=line_no, sku=line.sku, can=can, qty=qty))
+    if over:
+        raise Conflict(_("order {order}: cannot ship more than is allocated: {what}; nothing was shipped").format(
+            order=order_id, what="; ".join(over)),
+            hint=_("`{cmd}` shows what each line has allocated.").format(cmd=command("order", "show", order_id)))
+    for line_no, qty in sorted(asked.items()):
+        line = by_no[line_no]
+        items.append(stock.LineShipment(line.id, line.sku, line.sku, qty, qty))
+        out_lines.append({"line_no": line_no, "sku": line.sku, "qty": qty, "error": None})
+    return items, out_lines, errors
 
-    sid = shipment_id or _next_id(session, order_id)
-    moved = stock.ship_lines(session, order_id, items, at=at, actor=actor, ref=sid)
-    session.execute(sa.insert(SHIPMENT).values(shipment_id=sid, order_id=order_id, shipped_at=at, carrier=carrier,
-                                               tracking=tracking))
-    rows = {}
-    for ln in out_lines:  # one row per line (a line reported twice in one shipment is summed)
-        r = rows.setdefault(ln["line_no"], {"shipment_id": sid, "order_id": order_id, "line_no": ln["line_no"],
-                                            "sku": ln["sku"], "qty": 0})
-        r["qty"] += ln["qty"]
-    if rows:
-        session.execute(sa.insert(SHIPMENT_LINE), list(rows.values()))
-    if errors:
-        session.execute(sa.insert(PICK), [{"order_id": order_id, "shipment_id": sid, "line_no": ln, "sku": s,
-                                           "qty": q, "error": e} for ln, s, q, e in errors])
-    after = _lines(session, order_id)
-    left = sum(x.to_ship for x in after.values())
-    units = sum(ln["qty"] for ln in out_lines)
-    node = order["node"]
-    if left == 0:
-        _complete(session, cfg, order_id, node, at=at, actor=actor, carrier=carrier, tracking=tracking)
+
+def _shipped_detail(sid: str, out_lines: list[dict], carrier, tracking, moved: dict, left: int) -> str:
+    """The "shipped" event's detail: the shipment, its lines, carrier, where its units came from, what is left."""
     notes = [_("shipment {id}").format(id=sid), ", ".join(f"L{ln['line_no']} {ln['sku']} {ln['qty']}"
                                           + (f" ({ln['error'].replace('_', ' ')})" if ln["error"] else "")
                                           for ln in out_lines)]
@@ -299,27 +473,48 @@ def ship(session: Session, cfg, order_id: str, *, at: datetime, actor: str, carr
                               moved["untracked"]).format(n=moved["untracked"]))
     if left:
         notes.append(ngettext("{n} unit still to ship", "{n} units still to ship", left).format(n=left))
-    audit.record(session, event="shipped", at=at, actor=actor, order_id=order_id, node=node, detail="; ".join(notes))
-    return {"shipment_id": sid, "order_id": order_id, "at": at, "carrier": carrier, "tracking": tracking,
-            "lines": out_lines, "units": units, "complete": left == 0,
-            "status": "shipped" if left == 0 else PARTIALLY_SHIPPED, "still_to_ship": left}
+    return "; ".join(notes)
 
 
-def _complete(session: Session, cfg, order_id: str, node: str | None, *, at: datetime, actor: str,
-              carrier: str | None = None, tracking: str | None = None) -> None:
-    """Every unit shipped or cancelled: the ship node completes and the order is shipped."""
+def ship(session: Session, cfg, order_id: str, *, at: datetime, actor: str, carrier: str | None = None,
+         tracking: str | None = None, lines: Sequence[tuple[int, int]] | None = None,
+         picks: Sequence[tuple[int, str, int]] | None = None, shipment_id: str | None = None,
+         manual: bool = False) -> dict | None:
+    """Record one shipment of an order (a ``Shipper`` of one); None if exactly this shipment was
+    recorded already. ``lines``/``picks``: see ``ShipmentRequest``; ``manual``: a person's ``ffctl
+    ship``, allowed to the ship node's people. Returns what ``Shipper.plan`` does."""
+    request = ShipmentRequest(order_id, at, carrier, tracking, lines, picks, shipment_id)
+    shipper = Shipper(session, cfg, [request], actor=actor)
+    done = shipper.plan(request, manual=manual)
+    if done is not None:
+        shipper.write()
+    return done
+
+
+def _complete(session: Session, cfg, finished: Sequence[_Finished], *, actor: str) -> None:
+    """Every unit shipped or cancelled: the ship node completes (at each order's own time) and the
+    order is shipped, with its last shipment's time, carrier and tracking; set-based."""
     from ffctl.core import workflow
 
-    last = session.execute(sa.select(SHIPMENT.c.shipped_at, SHIPMENT.c.carrier, SHIPMENT.c.tracking)
-                           .where(SHIPMENT.c.order_id == order_id)
-                           .order_by(SHIPMENT.c.shipped_at.desc(), SHIPMENT.c.shipment_id.desc()).limit(1)).first()
-    if node is not None:  # while the order is still open: complete_auto moves open orders only
-        workflow.complete_auto(session, cfg, [order_id], "ship", at=at, actor=actor)
-    shipped_at = last.shipped_at if last is not None else at
-    session.execute(sa.update(ORDERS).where(ORDERS.c.order_id == order_id).values(
-        status="shipped", shipped_at=shipped_at,
-        carrier=carrier if carrier is not None else (last.carrier if last else None),
-        tracking=tracking if tracking is not None else (last.tracking if last else None)))
+    if not finished:
+        return
+    at_of = {f.order_id: f.at for f in finished if f.node is not None}
+    if at_of:  # while the order is still open: complete_auto moves open orders only
+        workflow.complete_auto(session, cfg, list(at_of), "ship", at=at_of, actor=actor)
+    last = {f.order_id: f for f in finished}
+    ids = sorted(last)
+    if is_postgresql(session):
+        session.execute(sa.text(
+            "UPDATE orders AS o SET status = 'shipped', shipped_at = v.at, carrier = v.carrier, tracking = v.tracking "
+            "FROM unnest(CAST(:ids AS text[]), CAST(:ats AS timestamp[]), CAST(:carriers AS text[]), "
+            "CAST(:trackings AS text[])) AS v(id, at, carrier, tracking) WHERE o.order_id = v.id"),
+            {"ids": text_array(ids), "ats": text_array(stored_text(last[i].shipped_at) for i in ids),
+             "carriers": text_array(last[i].carrier for i in ids), "trackings": text_array(last[i].tracking for i in ids)})
+        return
+    session.flush()
+    session.connection().connection.driver_connection.executemany(
+        "UPDATE orders SET status = 'shipped', shipped_at = ?, carrier = ?, tracking = ? WHERE order_id = ?",
+        [(stored_text(last[i].shipped_at), last[i].carrier, last[i].tracking, i) for i in ids])
 
 
 def cancel_lines(session: Session, cfg, order_id: str, lines: Iterable[tuple[int, int | None]], *, at: datetime,
@@ -360,7 +555,12 @@ def cancel_lines(session: Session, cfg, order_id: str, lines: Iterable[tuple[int
         detail += ngettext("; released {n} reserved unit", "; released {n} reserved units", released).format(n=released)
     audit.record(session, event="line_cancelled", at=at, actor=actor, order_id=order_id, node=node, detail=detail)
     if left_after == 0:
-        _complete(session, cfg, order_id, node, at=at, actor=actor)
+        last = session.execute(sa.select(SHIPMENT.c.shipped_at, SHIPMENT.c.carrier, SHIPMENT.c.tracking)
+                               .where(SHIPMENT.c.order_id == order_id)
+                               .order_by(SHIPMENT.c.shipped_at.desc(), SHIPMENT.c.shipment_id.desc()).limit(1)).first()
+        _complete(session, cfg, [_Finished(order_id, node, at, last.shipped_at if last else at,
+                                           last.carrier if last else None, last.tracking if last else None)],
+                  actor=actor)
     return {"order_id": order_id, "lines": [{"line_no": no, "cancelled": q} for no, q in sorted(asked.items())],
             "released": released, "still_to_ship": left_after,
             "status": "shipped" if left_after == 0 else display_status("open", int(shipped_any))}

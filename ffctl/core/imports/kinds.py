@@ -258,27 +258,43 @@ def _shipment_group(values: tuple) -> str | None:
                                          for i in (SHIP_AT.shipped_at, SHIP_AT.carrier, SHIP_AT.tracking))))
 
 
-class Shipments(_PerOrder):
-    """One record per shipment; what its rows say left moves stock (``shipping.ship``)."""
+class Shipments(Handler):
+    """One record per shipment; what its rows say left moves stock. A batch is one
+    ``shipping.Shipper``: the store read once, each shipment checked and planned in memory in file
+    order (a refused one is rejected alone), all written set-based; planning writes nothing."""
 
-    locks_stock = True
-
-    @staticmethod
-    def order_of(record: Record) -> str:
-        return record.first[SHIP_AT.order_id]
-
-    def do(self, session, ctx, record):
+    def apply(self, session, ctx, kind, records, write):
         from ffctl.core import shipping
 
-        v = record.first
-        picks = [(r[SHIP_AT.line_no], r[SHIP_AT.sku], r[SHIP_AT.qty]) for _, _, r in record.rows
-                 if r[SHIP_AT.line_no] is not None]
-        if picks and not any(q for _l, _s, q in picks):
-            raise FfctlError(_("shipment of order {value}: every row ships 0 units; nothing left").format(value=v[SHIP_AT.order_id]))
-        at = csvio.from_stored(v[SHIP_AT.shipped_at]) if v[SHIP_AT.shipped_at] is not None else ctx.now
-        done = shipping.ship(session, ctx.cfg, v[SHIP_AT.order_id], at=at, actor=ctx.actor, carrier=v[SHIP_AT.carrier],
-                             tracking=v[SHIP_AT.tracking], picks=picks or None, shipment_id=v[SHIP_AT.shipment_id])
-        return done is not None
+        requests: list = []
+        for record in records:
+            v = record.first
+            picks = [(r[SHIP_AT.line_no], r[SHIP_AT.sku], r[SHIP_AT.qty]) for _, _, r in record.rows
+                     if r[SHIP_AT.line_no] is not None]
+            if picks and not any(q for _l, _s, q in picks):
+                requests.append(_("shipment of order {value}: every row ships 0 units; nothing left").format(
+                    value=v[SHIP_AT.order_id]))
+                continue
+            at = csvio.from_stored(v[SHIP_AT.shipped_at]) if v[SHIP_AT.shipped_at] is not None else ctx.now
+            requests.append(shipping.ShipmentRequest(v[SHIP_AT.order_id], at, v[SHIP_AT.carrier], v[SHIP_AT.tracking],
+                                                     picks=picks or None, shipment_id=v[SHIP_AT.shipment_id]))
+        shipper = shipping.Shipper(session, ctx.cfg, [r for r in requests if not isinstance(r, str)],
+                                   actor=ctx.actor, write=write, many=True)
+        outcomes = []
+        for request in requests:
+            if isinstance(request, str):
+                outcomes.append((REJECTED, request))
+            elif not shipper.known(request.order_id):
+                outcomes.append((REJECTED, _("unknown order {order_id!r} (not in orders; import orders first)").format(
+                    order_id=request.order_id)))
+            else:
+                try:
+                    outcomes.append((NEW, None) if shipper.plan(request) is not None else (UNCHANGED, None))
+                except FfctlError as exc:
+                    outcomes.append((REJECTED, exc.message))
+        if write:
+            shipper.write()
+        return outcomes
 
 
 def _shipment_parsers(ctx: Context) -> dict:
@@ -421,7 +437,7 @@ KINDS: dict[str, Kind] = {
         Kind("shipments", "shipments", SHIPMENT_COLUMNS, SHIPMENT_OPTIONAL,
              _shipment_parsers, Shipments, key=("order_id",), sub="line_no", group=_shipment_group,
              shared=("shipped_at", "carrier", "tracking"), row_check=_shipment_check,
-             refusable=lambda ctx: True, plan_by_rollback=True, example=EXAMPLES["shipments"]),
+             refusable=lambda ctx: True, example=EXAMPLES["shipments"]),
         Kind("deliveries", "deliveries", DELIVERY_COLUMNS, ("issue",), _delivery_parsers, Deliveries,
              key=("order_id",), refusable=lambda ctx: True, plan_by_rollback=True, one="delivery",
              example=EXAMPLES["deliveries"]),

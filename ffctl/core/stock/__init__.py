@@ -31,14 +31,14 @@ from ffctl.core.stock.availability import atp, promise_dates, stock_rows
 from ffctl.core.stock.moves import adjust, apply_counts, receive
 from ffctl.core.stock.reservations import (
     LineShipment,
+    ShippedStock,
     cancel_line_units,
     deliver,
     lock_for_orders,
     release_order,
-    ship_lines,
 )
 
 __all__ = [
-    "LineShipment", "adjust", "allocate", "allocation_nodes", "apply_counts", "atp", "cancel_line_units", "deliver",
-    "lock_for_orders", "promise_dates", "receive", "release_order", "ship_lines", "stock_rows",
+    "LineShipment", "ShippedStock", "adjust", "allocate", "allocation_nodes", "apply_counts", "atp",
+    "cancel_line_units", "deliver", "lock_for_orders", "promise_dates", "receive", "release_order", "stock_rows",
 ]

@@ -12,13 +12,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit
-from ffctl.core.bulk import (
-    keyed,
-)
+from ffctl.core.bulk import among, insert_rows, int_array, keyed, keyed_rows
 from ffctl.core.clock import shown
+from ffctl.core.csvio import stored_time as stored_text
 from ffctl.core.errors import Conflict, FfctlError, NotFound, UsageError
-from ffctl.core.stock.common import ALLOC, LINE, ORDERS
-from ffctl.core.stock.moves import _bulk_add, _lock_stock, _moves, _stock_of_skus
+from ffctl.core.stock.common import ALLOC, LINE, ORDERS, _parts
+from ffctl.core.stock.moves import _bulk_add, _lock_stock, _raw, _stock_of_skus
 from ffctl.core.store import is_postgresql
 from ffctl.core.text import command
 from ffctl.i18n import _
@@ -95,95 +94,143 @@ class LineShipment(NamedTuple):
     counted: int  # units the line counts as shipped (at most what it had left to ship)
 
 
-def ship_lines(session: Session, order_id: str, items: Sequence[LineShipment], *, at: datetime, actor: str,
-               ref: str) -> dict:
-    """Move stock for one shipment of an order (its row already locked by the caller).
+class ShippedStock:
+    """Stock that shipments take, for many shipments of many orders: planned in memory one
+    shipment after another (``take``, in the order they are recorded), written by a few
+    set-based statements (``write``). ``shipping.Shipper`` plans them.
 
     Per line: the units that left come out of the line's reservations first (on hand and allocated
     both fall, warehouse by warehouse), the rest out of unreserved stock of that SKU (on hand falls
     where some is available; what no stock row covers is counted as ``untracked``). A wrong SKU
     consumes none of the line's reservation: the reservation of what the line counts as shipped is
     released. ``order_line.shipped`` grows by ``counted`` and ``allocated`` stays reserved + shipped.
-    Returns ``{"reserved": n, "unreserved": n, "untracked": n}`` units.
+
+    ``lines``: ``{line_id: (allocated, shipped)}`` of every line the shipments may take from;
+    ``skus``: every SKU they may take (lines' and picked). The stock rows of those SKUs are locked
+    (with ``all_or_nothing``, as the many-row lockers take them), after the caller locked the orders.
     """
-    if not items:
-        return {"reserved": 0, "unreserved": 0, "untracked": 0}
-    line_ids = sorted({i.line_id for i in items})
-    lines = {r.id: {"allocated": r.allocated, "shipped": r.shipped} for r in session.execute(
-        sa.select(LINE.c.id, LINE.c.allocated, LINE.c.shipped).where(LINE.c.id.in_(line_ids)))}
-    allocs: dict[int, list[dict]] = defaultdict(list)
-    for r in session.execute(sa.select(ALLOC.c.id, ALLOC.c.line_id, ALLOC.c.warehouse, ALLOC.c.qty)
-                             .where(ALLOC.c.order_id == order_id).order_by(ALLOC.c.qty.desc(), ALLOC.c.warehouse)):
-        allocs[r.line_id].append(dict(r._mapping))
-    skus = {i.sku for i in items} | {i.line_sku for i in items}
-    rows = _stock_of_skus(session, sorted(skus), lock=True)
-    stock_by_sku: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        stock_by_sku[r["sku"]].append(r)
-    row_of = {(r["sku"], r["warehouse"]): r for r in rows}
-    on_hand_delta: dict[int, int] = defaultdict(int)
-    alloc_delta: dict[int, int] = defaultdict(int)
-    alloc_change: dict[int, int] = {}  # allocation id -> new qty (0: deleted)
-    moves: dict[tuple[str, str], int] = defaultdict(int)
-    line_updates = []
-    totals = {"reserved": 0, "unreserved": 0, "untracked": 0}
-    for item in items:
-        line = lines[item.line_id]
-        reserved_line = line["allocated"] - line["shipped"]
-        take = min(item.counted, reserved_line)  # reservation units this shipment uses up
-        left = item.qty
-        for a in allocs[item.line_id]:
-            if take <= 0:
-                break
-            have = alloc_change.get(a["id"], a["qty"])
-            n = min(have, take)
-            if n <= 0:
-                continue
-            alloc_change[a["id"]] = have - n
-            row = row_of[(item.line_sku, a["warehouse"])]
-            alloc_delta[row["id"]] -= n
-            row["allocated"] -= n
-            take -= n
-            if item.sku == item.line_sku:  # the reserved units are the ones that left
-                on_hand_delta[row["id"]] -= n
+
+    def __init__(self, session: Session, order_ids: Iterable[str], lines: dict[int, tuple[int, int]],
+                 skus: Iterable[str], *, lock: bool = True, all_or_nothing: bool = False,
+                 stock: bool = True) -> None:
+        self.lines = {i: [a, s] for i, (a, s) in lines.items()}  # line id -> [allocated, shipped]
+        self.allocs: dict[int, list[dict]] = defaultdict(list)
+        self.stock = stock  # False: only the lines' states are followed (planning what a batch would do)
+        ids = sorted(set(order_ids)) if stock else []
+        alloc_skus: set[str] = set()
+        for alloc_id, line_id, sku, warehouse, qty in keyed_rows(
+                session, "SELECT id, line_id, sku, warehouse, qty FROM allocation WHERE {where}", "order_id", ids,
+                tail=" ORDER BY qty DESC, warehouse"):
+            self.allocs[line_id].append({"id": alloc_id, "warehouse": warehouse, "qty": qty})
+            alloc_skus.add(sku)
+        rows = _stock_of_skus(session, sorted(set(skus) | alloc_skus), lock=lock, all_or_nothing=all_or_nothing) \
+            if stock else []
+        self.by_sku: dict[str, list[dict]] = defaultdict(list)
+        for r in rows:
+            self.by_sku[r["sku"]].append(r)
+        self.row_of = {(r["sku"], r["warehouse"]): r for r in rows}
+        self.on_hand_delta: dict[int, int] = defaultdict(int)
+        self.alloc_delta: dict[int, int] = defaultdict(int)
+        self.alloc_change: dict[int, int] = {}  # allocation id -> new qty (0: deleted)
+        self.changed_lines: set[int] = set()
+        self.moves: list[tuple] = []  # (sku, warehouse, delta, ref, at)
+
+    def line(self, line_id: int) -> tuple[int, int]:
+        """A line's (allocated, shipped) after the shipments taken so far."""
+        a, s = self.lines[line_id]
+        return a, s
+
+    def take(self, order_id: str, items: Sequence[LineShipment], *, at: datetime, ref: str) -> dict:
+        """Plan one shipment (``ref``) of an order; returns ``{"reserved", "unreserved", "untracked"}`` units."""
+        moves: dict[tuple[str, str], int] = defaultdict(int)
+        totals = {"reserved": 0, "unreserved": 0, "untracked": 0}
+        alloc_change, row_of = self.alloc_change, self.row_of
+        for item in items:
+            line = self.lines[item.line_id]
+            reserved_line = line[0] - line[1]
+            take = min(item.counted, reserved_line)  # reservation units this shipment uses up
+            left = item.qty if self.stock else 0
+            for a in self.allocs[item.line_id] if self.stock else ():
+                if take <= 0:
+                    break
+                have = alloc_change.get(a["id"], a["qty"])
+                n = min(have, take)
+                if n <= 0:
+                    continue
+                alloc_change[a["id"]] = have - n
+                row = row_of[(item.line_sku, a["warehouse"])]
+                self.alloc_delta[row["id"]] -= n
+                row["allocated"] -= n
+                take -= n
+                if item.sku == item.line_sku:  # the reserved units are the ones that left
+                    self.on_hand_delta[row["id"]] -= n
+                    row["on_hand"] -= n
+                    moves[(item.sku, a["warehouse"])] -= n
+                    left -= n
+                    totals["reserved"] += n
+            # the rest left from unreserved stock: the warehouses with the most available first
+            for row in sorted(self.by_sku.get(item.sku, []),
+                              key=lambda r: (r["allocated"] - r["on_hand"], r["warehouse"])) if left > 0 else ():
+                if left <= 0:
+                    break
+                n = min(row["on_hand"] - row["allocated"], left)
+                if n <= 0:
+                    continue
+                self.on_hand_delta[row["id"]] -= n
                 row["on_hand"] -= n
-                moves[(item.sku, a["warehouse"])] -= n
+                moves[(item.sku, row["warehouse"])] -= n
                 left -= n
-                totals["reserved"] += n
-        # the rest left from unreserved stock: the warehouses with the most available first
-        for row in sorted(stock_by_sku.get(item.sku, []), key=lambda r: (r["allocated"] - r["on_hand"], r["warehouse"])):
-            if left <= 0:
-                break
-            n = min(row["on_hand"] - row["allocated"], left)
-            if n <= 0:
-                continue
-            on_hand_delta[row["id"]] -= n
-            row["on_hand"] -= n
-            moves[(item.sku, row["warehouse"])] -= n
-            left -= n
-            totals["unreserved"] += n
-        totals["untracked"] += max(left, 0)
-        reserved_after = reserved_line - min(item.counted, reserved_line)
-        shipped_after = line["shipped"] + item.counted
-        line["allocated"], line["shipped"] = reserved_after + shipped_after, shipped_after
-        line_updates.append({"i": item.line_id, "a": line["allocated"], "s": shipped_after})
-    _bulk_add(session, "stock", "allocated", {k: v for k, v in alloc_delta.items() if v}, guard="t.allocated + :q >= 0",
-              what=_("stock"))
-    _bulk_add(session, "stock", "on_hand", {k: v for k, v in on_hand_delta.items() if v},
-              guard="t.on_hand + :q >= t.allocated", what=_("stock"))
-    gone = [a for a, q in alloc_change.items() if q == 0]
-    if gone:
-        session.execute(sa.delete(ALLOC).where(ALLOC.c.id.in_(gone)))
-    for a, q in alloc_change.items():
-        if q:
-            session.execute(sa.update(ALLOC).where(ALLOC.c.id == a).values(qty=q))
-    for u in {u["i"]: u for u in line_updates}.values():  # a line twice in one shipment: its last state
-        done = session.execute(sa.update(LINE).where(LINE.c.id == u["i"]).values(allocated=u["a"], shipped=u["s"]))
-        if done.rowcount != 1:
-            raise Conflict(_("order {order_id} changed while it was being shipped; nothing was written, run it again").format(order_id=order_id))
-    _moves(session, [{"sku": k[0], "warehouse": k[1], "delta": d, "kind": "ship", "reason": None, "ref": ref,
-                      "actor": actor, "at": at} for k, d in sorted(moves.items()) if d])
-    return totals
+                totals["unreserved"] += n
+            totals["untracked"] += max(left, 0)
+            reserved_after = reserved_line - min(item.counted, reserved_line)
+            line[1] += item.counted
+            line[0] = reserved_after + line[1]
+            self.changed_lines.add(item.line_id)
+        self.moves.extend((k[0], k[1], d, ref, at) for k, d in sorted(moves.items()) if d)
+        return totals
+
+    def write(self, session: Session, *, actor: str) -> None:
+        """Write what every ``take`` planned, in the caller's transaction."""
+        _bulk_add(session, "stock", "allocated", {k: v for k, v in self.alloc_delta.items() if v},
+                  guard="t.allocated + :q >= 0", what=_("stock"))
+        _bulk_add(session, "stock", "on_hand", {k: v for k, v in self.on_hand_delta.items() if v},
+                  guard="t.on_hand + :q >= t.allocated", what=_("stock"))
+        gone = sorted(a for a, q in self.alloc_change.items() if q == 0)
+        for part in _parts(session, gone):  # among: a hashed semi-join, whatever the statistics say
+            session.execute(sa.delete(ALLOC).where(among(session, ALLOC.c.id, part)))
+        _bulk_set(session, "allocation", ("qty",), {a: (q,) for a, q in self.alloc_change.items() if q},
+                  what=_("allocation"))
+        _bulk_set(session, "order_line", ("allocated", "shipped"),
+                  {i: tuple(self.lines[i]) for i in self.changed_lines}, what=_("order line"))
+        insert_rows(session, "stock_move", ("sku", "warehouse", "delta", "ref", "at"),
+                    [(s, w, d, ref, stored_text(at)) for s, w, d, ref, at in self.moves],
+                    {"kind": "ship", "reason": None, "actor": actor})
+
+
+def _bulk_set(session: Session, table: str, columns: Sequence[str], values: dict[int, tuple], *, what: str) -> None:
+    """Set integer ``columns`` of rows by id: one ``UPDATE ... FROM unnest`` on PostgreSQL, the
+    driver's executemany on SQLite; a row that is not there aborts (the transaction rolls back)."""
+    if not values:
+        return
+    ids = sorted(values)
+    if is_postgresql(session):
+        arrays = ", ".join(f"CAST(:c{n} AS bigint[])" for n in range(len(columns)))
+        names = ", ".join(f"c{n}" for n in range(len(columns)))
+        sets = ", ".join(f"{c} = v.c{n}" for n, c in enumerate(columns))
+        params = {f"c{n}": int_array(values[i][n] for i in ids) for n in range(len(columns))}
+        done = session.execute(sa.text(f"UPDATE {table} AS t SET {sets} FROM unnest(CAST(:ids AS bigint[]), {arrays}) "
+                                       f"AS v(id, {names}) WHERE t.id = v.id"), {"ids": int_array(ids), **params}).rowcount
+    else:
+        cur = _raw(session).cursor()
+        try:
+            cur.executemany(f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?",
+                            (values[i] + (i,) for i in ids))
+            done = cur.rowcount
+        finally:
+            cur.close()
+    if done != len(ids):
+        raise Conflict(_("{what} changed while it was being updated ({value} of {count} refused); nothing was written, "
+                         "run the command again").format(what=what, value=len(ids) - done, count=len(ids)))
 
 
 def cancel_line_units(session: Session, order_id: str, line_id: int, qty: int) -> int:

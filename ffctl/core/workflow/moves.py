@@ -9,14 +9,14 @@ people or a person and a sweep cannot both complete one task. The next node is p
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ffctl.core import audit
-from ffctl.core.bulk import keyed
+from ffctl.core.bulk import among, int_array, keyed, text_array
 from ffctl.core.durations import format_duration
 from ffctl.core.errors import Conflict, NotFound, PermissionDenied
 from ffctl.core.models import Order, Task, TaskAssignee
@@ -145,8 +145,11 @@ def complete(session: Session, cfg, order_id: str, *, at: datetime, actor: str, 
     return nxt
 
 
-def complete_auto(session: Session, cfg, order_ids: Iterable[str], kind: str, *, at: datetime, actor: str) -> list[str]:
-    """Complete the current ``auto = kind`` node of each listed order (set-based); returns those moved."""
+def complete_auto(session: Session, cfg, order_ids: Iterable[str], kind: str, *,
+                  at: datetime | Mapping[str, datetime], actor: str) -> list[str]:
+    """Complete the current ``auto = kind`` node of each listed order (set-based); returns those moved.
+
+    ``at``: one time for all, or each order's own (``{order_id: time}``: an import's shipments)."""
     nodes = [name for name, spec in cfg.nodes.items() if spec.auto == kind]
     ids = list(dict.fromkeys(order_ids))
     moved: list[str] = []
@@ -158,17 +161,19 @@ def complete_auto(session: Session, cfg, order_ids: Iterable[str], kind: str, *,
         rows = session.execute(
             sa.select(TASK.c.id, TASK.c.order_id, TASK.c.node, TASK.c.workflow, TASK.c.seq, TASK.c.deadline)
             .join(ORDERS, ORDERS.c.order_id == TASK.c.order_id)
-            .where(keyed(session, TASK.c.order_id, chunk), TASK.c.status == "open", TASK.c.node.in_(nodes),
+            .where(among(session, TASK.c.order_id, chunk), TASK.c.status == "open", TASK.c.node.in_(nodes),
                    TASK.c.held_at.is_(None), ORDERS.c.status == "open")
         ).all()
         moved.extend(complete_tasks(session, cfg, rows, at=at, actor=actor))
     return moved
 
 
-def complete_tasks(session: Session, cfg, tasks: list, *, at: datetime, actor: str) -> dict[str, str | None]:
+def complete_tasks(session: Session, cfg, tasks: list, *, at: datetime | Mapping[str, datetime],
+                   actor: str) -> dict[str, str | None]:
     """Complete open tasks whose orders the caller has checked (open, not held) and enter each
     order's next node; set-based. ``tasks`` are rows with id, order_id, node, workflow, seq and
-    deadline (a caller that has read and locked them, like ``allocate``, saves reading them again).
+    deadline (a caller that has read and locked them, like ``allocate``, saves reading them again);
+    ``at`` one time for all or ``{order_id: time}``.
 
     Returns ``{order_id: node it is now at}`` (None: its workflow is finished) for the tasks this
     transaction closed, in the given order: one conditional UPDATE whose RETURNING says which, so
@@ -177,7 +182,8 @@ def complete_tasks(session: Session, cfg, tasks: list, *, at: datetime, actor: s
     if not tasks:
         return {}
     closed: set[int] = set()
-    for result in _close_completed(session, [r.id for r in tasks], at=at, actor=actor):
+    when = at if isinstance(at, datetime) else [at[r.order_id] for r in tasks]
+    for result in _close_completed(session, [r.id for r in tasks], at=when, actor=actor):
         closed.update(result.scalars())
     rows = [r for r in tasks if r.id in closed]
     if not rows:
@@ -191,14 +197,18 @@ def complete_tasks(session: Session, cfg, tasks: list, *, at: datetime, actor: s
     return moved
 
 
-def _advance(entries: Entries, cfg, rows: list, facts: dict[str, dict] | None, at: datetime) -> dict[str, str | None]:
+def _advance(entries: Entries, cfg, rows: list, facts: dict[str, dict] | None,
+             at: datetime | Mapping[str, datetime]) -> dict[str, str | None]:
     """Plan each closed task's "completed" event and its order's entry into the next node."""
-    words: dict[tuple, str | None] = {}  # (node, deadline) -> "SLA met" / "SLA breached by ..."
-    when = stored(at)
+    words: dict[tuple, str | None] = {}  # (node, deadline, at) -> "SLA met" / "SLA breached by ..."
+    one = isinstance(at, datetime)
+    texts: dict[datetime, str] = {}
     for r in rows:
-        said = words.get((r.node, r.deadline), False)
+        t = at if one else at[r.order_id]
+        when = texts.get(t) or texts.setdefault(t, stored(t))
+        said = words.get((r.node, r.deadline, t), False)
         if said is False:
-            said = words[(r.node, r.deadline)] = sla_words(cfg, r.node, r.deadline, at) or None
+            said = words[(r.node, r.deadline, t)] = sla_words(cfg, r.node, r.deadline, t) or None
         entries.event(when, "completed", r.order_id, r.node, said)
         entries.enter(r.order_id, facts[r.order_id] if facts is not None else None, when,
                       workflow=r.workflow, seq=r.seq + 1)
@@ -241,15 +251,35 @@ class PlannedMoves:
         self.entries.write(session)
 
 
-def _close_completed(session: Session, ids: list[int], *, at: datetime, actor: str) -> Iterable:
+def _close_completed(session: Session, ids: list[int], *, at: datetime | list[datetime], actor: str) -> Iterable:
     """The UPDATEs that complete the open tasks among ``ids`` (one on PostgreSQL, IN-list sized on
-    SQLite); each RETURNs the ids it closed."""
+    SQLite); each RETURNs the ids it closed. ``at``: one time, or each task's (aligned with ``ids``)."""
+    if not isinstance(at, datetime):
+        yield from _close_completed_at(session, ids, at, actor=actor)
+        return
     size = max(len(ids), 1) if is_postgresql(session) else CHUNK
     for start in range(0, len(ids), size):
         yield session.execute(
             sa.update(TASK).where(keyed(session, TASK.c.id, ids[start:start + size]), TASK.c.status == "open")
             .values(status="done", outcome="completed", completed_at=at, completed_by=actor, next_action_at=None)
             .returning(TASK.c.id))
+
+
+def _close_completed_at(session: Session, ids: list[int], times: list[datetime], *, actor: str) -> Iterable:
+    """``_close_completed`` with each task's own completion time: one ``UPDATE ... FROM unnest`` on
+    PostgreSQL; on SQLite one IN-list UPDATE per time (its statements cost no round trip)."""
+    if is_postgresql(session):
+        yield session.execute(
+            sa.text("UPDATE task AS t SET status = 'done', outcome = 'completed', completed_at = v.at, "
+                    "completed_by = :actor, next_action_at = NULL FROM unnest(CAST(:ids AS bigint[]), "
+                    "CAST(:ats AS timestamp[])) AS v(id, at) WHERE t.id = v.id AND t.status = 'open' RETURNING t.id"),
+            {"ids": int_array(ids), "ats": text_array(stored(t) for t in times), "actor": actor})
+        return
+    by_time: dict[datetime, list[int]] = {}
+    for task_id, t in zip(ids, times):
+        by_time.setdefault(t, []).append(task_id)
+    for t, part in by_time.items():
+        yield from _close_completed(session, part, at=t, actor=actor)
 
 
 # --- reject, hold, release, cancel -------------------------------------------------------------
