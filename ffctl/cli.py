@@ -52,6 +52,17 @@ def _available(name: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+class _Formatter(typer._click.formatting.HelpFormatter):
+    """Click's help formatter with "Usage:" in the current language: Typer's copy of Click writes
+    that prefix without gettext (the other words of its help frame go through click.po)."""
+
+    def write_usage(self, prog: str, args: str = "", prefix: str | None = None) -> None:
+        super().write_usage(prog, args, _("Usage:") + " " if prefix is None else prefix)
+
+
+typer._click.core.Context.formatter_class = _Formatter
+
+
 class LazyGroup(TyperGroup):
     """Imports a sub-app on first use and renders every ffctl error the same way."""
 

@@ -189,7 +189,7 @@ def test_help_is_in_chinese_and_loads_no_sqlalchemy(tmp_path, how):
     assert top.returncode == 0, top.stderr
     assert "履约运营" in top.stdout and "命令" in top.stdout and "演示" in top.stdout
     # Click's and Typer's own words come from click.po through the global gettext
-    assert "选项" in top.stdout and "环境变量：FFCTL_CONFIG" in top.stdout and "默认：" in top.stdout
+    assert "用法：" in top.stdout and "选项" in top.stdout and "环境变量：FFCTL_CONFIG" in top.stdout and "默认：" in top.stdout
     probe = subprocess.run([sys.executable, "-c", "import sys; from ffctl.cli import app\n"
                             "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
                             "print('sqlalchemy' in sys.modules)"],
