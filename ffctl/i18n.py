@@ -91,7 +91,7 @@ def language_from_config(path: str | os.PathLike) -> str | None:
     try:
         with open(path, "rb") as fp:
             language = tomllib.load(fp).get("defaults", {}).get("language")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):  # the config check reports a bad file
         return None
     return language if language in LANGUAGES else None
 
