@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import sqlalchemy as sa
 
@@ -32,9 +32,8 @@ from ffctl.core.imports.pipeline import (
     positions,
 )
 from ffctl.core.models import Customer, Order, Product, QcBatch, Receipt, Stock, Supplier
+from ffctl.core.stock.reservations import DELIVERY_ISSUES
 from ffctl.i18n import _
-
-DELIVERY_ISSUES = ("wrong_item", "short", "late", "damaged", "wrong_address", "documents")
 
 # --- master data and other keyed rows ---------------------------------------------------------
 
