@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import zoneinfo
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,10 +21,10 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10: the same parser, as the tomli backport
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # Python 3.10: the same parser, as the tomli backport
+    import tomli as tomllib
 
 from ffctl import i18n
 from ffctl.core.configcache import record_env, record_file

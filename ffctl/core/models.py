@@ -10,7 +10,7 @@ no interleaving of processes can break them.
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
-from typing import Optional
+from typing import TYPE_CHECKING, ClassVar, Optional
 
 import sqlalchemy as sa
 from pydantic import ConfigDict
@@ -44,6 +44,15 @@ class UTCDateTime(TypeDecorator):
         if isinstance(value, str):  # raw SQL on SQLite
             value = datetime.fromisoformat(value)
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+if TYPE_CHECKING:
+    class _Table(SQLModel):
+        """SQLModel sets ``__table__`` on every table class at runtime; its stubs don't declare it."""
+
+        __table__: ClassVar[sa.Table]
+else:
+    _Table = SQLModel
 
 
 def _utc(**kw):
