@@ -37,8 +37,6 @@ from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path 
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-# bench/calendar.py would shadow the standard library's calendar (croniter reads it): bench/ off the path
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
 sys.path.insert(0, str(REPO))
 
 UTC = timezone.utc

@@ -30,7 +30,6 @@ from pathlib import Path
 import report as built  # bench/report.py: the store's builder (bench/ is on sys.path when run)
 
 BENCH = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]  # bench/calendar.py shadows the stdlib's
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 CONFIG = REPO / "config.example.toml"

@@ -35,12 +35,9 @@ import time
 from datetime import date
 from pathlib import Path
 
-sys.path.remove(str(Path(__file__).resolve().parent))
-import calendar  # noqa: E402,F401  the standard library's, before bench/calendar.py can shadow it
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _perfdoc import record_section  # noqa: E402  bench/_perfdoc.py
-from report import CONFIG, Dialect, NOW, build, count_all, scratch_store  # noqa: E402  bench/report.py's store
+from _perfdoc import record_section  # bench/_perfdoc.py
+from report import CONFIG, Dialect, NOW, build, count_all, scratch_store  # bench/report.py's store
 
 REASONS = ("damaged", "wrong_size", "not_as_described", "changed_mind")
 

@@ -24,9 +24,6 @@ from pathlib import Path
 from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path when run)
 
 REPO = Path(__file__).resolve().parent.parent
-# bench/calendar.py would shadow the standard library's calendar, which strptime imports
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.modules.pop("calendar", None)
 sys.path.insert(0, str(REPO))
 
 HEADER = ("Name,Email,Financial Status,Paid at,Fulfillment Status,Currency,Subtotal,Created at,"

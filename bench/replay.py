@@ -29,9 +29,6 @@ from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path 
 from report import CONFIG, Dialect, NOW, build, scratch_store  # the store bench/report.py builds
 
 REPO = Path(__file__).resolve().parent.parent
-# bench/calendar.py would shadow the standard library's calendar (dateutil, under croniter, needs it)
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
-sys.modules.pop("calendar", None)
 sys.path.insert(0, str(REPO))
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 

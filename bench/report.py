@@ -39,7 +39,6 @@ from pathlib import Path
 from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path when run)
 
 BENCH = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]  # bench/calendar.py shadows the stdlib's
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))

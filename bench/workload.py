@@ -24,13 +24,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-_HERE = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if p != _HERE]
-import calendar  # noqa: E402,F401  the stdlib's, before bench/calendar.py can shadow it (croniter needs it)
-sys.path.insert(0, _HERE)
 
-from _perfdoc import record_section  # noqa: E402  bench/_perfdoc.py
-from report import CONFIG, Dialect, NOW, build, scratch_store  # noqa: E402  bench/report.py builds the store
+from _perfdoc import record_section  # bench/_perfdoc.py
+from report import CONFIG, Dialect, NOW, build, scratch_store  # bench/report.py builds the store
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))

@@ -1,6 +1,6 @@
 """Business-time deadlines against plain wall-clock additions, measured in the same run.
 
-    python bench/calendar.py [--n 1000000] [--seed 7]
+    python bench/business_calendar.py [--n 1000000] [--seed 7]
 
 Computes deadlines for N (start, sla) pairs on the example office calendar (Asia/Shanghai,
 Mon-Thu 09:00-18:00, Fri 09:00-12:00 + 13:00-17:00, holidays 2026-10-01/02) with
