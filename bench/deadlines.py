@@ -23,10 +23,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path when run)
+
 from ffctl.core import workflow  # noqa: E402
 from ffctl.core.config import load_config  # noqa: E402
-
-from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path when run)
 
 DOC = REPO / "docs" / "performance.md"
 

@@ -19,10 +19,10 @@ import sys
 import tempfile
 import time
 
-import sqlalchemy as sa
-
 import rules as built  # bench/rules.py: the store's loader (bench/ is on sys.path when run)
+import sqlalchemy as sa
 from _perfdoc import record_section
+
 from ffctl.core.config import load_config
 from ffctl.core.inbox import list_tasks
 from ffctl.core.orders import list_orders

@@ -35,9 +35,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-
 from _perfdoc import record_section  # bench/_perfdoc.py
-from report import CONFIG, Dialect, NOW, build, count_all, scratch_store  # bench/report.py's store
+from report import CONFIG, NOW, Dialect, build, count_all, scratch_store  # bench/report.py's store
 
 REASONS = ("damaged", "wrong_size", "not_as_described", "changed_mind")
 

@@ -26,7 +26,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path when run)
-from report import CONFIG, Dialect, NOW, build, scratch_store  # the store bench/report.py builds
+from report import CONFIG, NOW, Dialect, build, scratch_store  # the store bench/report.py builds
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))

@@ -26,13 +26,13 @@ import argparse
 import os
 import platform
 import shutil
-from contextlib import contextmanager
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
 

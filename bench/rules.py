@@ -40,12 +40,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import sqlalchemy as sa  # noqa: E402
+from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path when run)
 
 from ffctl.core.config import load_config  # noqa: E402
 from ffctl.core.rules import run_rules  # noqa: E402
 from ffctl.core.store import Store  # noqa: E402
-
-from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path when run)
 
 PG_ADMIN = os.environ.get("FFCTL_BENCH_PG", "postgresql://root@127.0.0.1:5432/test")
 DOC = REPO / "docs" / "performance.md"

@@ -24,9 +24,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-
 from _perfdoc import record_section  # bench/_perfdoc.py
-from report import CONFIG, Dialect, NOW, build, scratch_store  # bench/report.py builds the store
+from report import CONFIG, NOW, Dialect, build, scratch_store  # bench/report.py builds the store
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))

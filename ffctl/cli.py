@@ -14,7 +14,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from typer.core import TyperGroup
@@ -207,16 +207,16 @@ app = typer.Typer(
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    config: Optional[str] = typer.Option(
+    config: str | None = typer.Option(
         None, "--config", metavar="PATH", envvar="FFCTL_CONFIG", help=_("Config file [default: ./ffctl.toml].")
     ),
-    db: Optional[str] = typer.Option(
+    db: str | None = typer.Option(
         None, "--db", metavar="URL", envvar="FFCTL_DB", help=_("Database URL (overrides [database] url).")
     ),
-    now: Optional[str] = typer.Option(
+    now: str | None = typer.Option(
         None, "--now", metavar="ISO", envvar="FFCTL_NOW", help=_("The command clock: ISO time to act at [default: now].")
     ),
-    as_user: Optional[str] = typer.Option(
+    as_user: str | None = typer.Option(
         None, "--as", metavar="USER", envvar="FFCTL_USER", help=_("Acting user [default: your login].")
     ),
 ) -> None:

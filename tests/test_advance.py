@@ -8,11 +8,13 @@ import sys
 
 import pytest
 import sqlalchemy as sa
+from helpers import order_events as events
+from helpers import seed_workflow_orders as seed
+from helpers import workflow_time as t
 
 from ffctl.core import workflow
 from ffctl.core.config import load_config
 from ffctl.core.models import Event, Order, Task, TaskAssignee
-from helpers import order_events as events, seed_workflow_orders as seed, workflow_time as t
 
 MON_0910 = "2026-11-23T09:10:00+08:00"
 

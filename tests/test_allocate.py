@@ -7,12 +7,13 @@ from datetime import date, timedelta
 
 import pytest
 import sqlalchemy as sa
+from helpers import STOCK_NOW as NOW
+from helpers import STOCK_TZ as TZ
+from helpers import add_orders, check_invariants, events, seed, stock_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import STOCK_NOW as NOW, STOCK_TZ as TZ, add_orders, check_invariants, events, seed, stock_of
 from ffctl.core.errors import Conflict, NotFound, UsageError
-
 
 
 def lines_of(session, order_id):

@@ -11,8 +11,9 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-
-from helpers import STOCK_NOW as NOW, STOCK_TZ as TZ, add_orders, check_invariants, seed
+from helpers import STOCK_NOW as NOW
+from helpers import STOCK_TZ as TZ
+from helpers import add_orders, check_invariants, seed
 
 pytestmark = pytest.mark.slow
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pickle
 import threading
 from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from zoneinfo import ZoneInfo
 
 from ffctl.core.calendar import WALL_CLOCK, BusinessCalendar
 

@@ -189,7 +189,7 @@ def test_a_long_digest_is_cut_to_the_robots_limit_on_a_character_boundary(store,
 
 def test_an_in_band_error_leaves_the_message_pending_until_the_robot_recovers(store, cfg, robots):
     robot = robots["dingtalk"]
-    robot.answer = (200, '{"errcode":310000,"errmsg":"sign not match, more: [https://ding-doc.dingtalk.com]"}'.encode())
+    robot.answer = (200, b'{"errcode":310000,"errmsg":"sign not match, more: [https://ding-doc.dingtalk.com]"}')
     queue(store, cfg, ["warehouse"])
     report = send(store, cfg)
     assert (report.sent, report.retrying) == (1, 1)  # wu's log line went; the chat did not

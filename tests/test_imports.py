@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
-import operator
 from datetime import date, datetime, timezone
 
 import pytest
 import sqlalchemy as sa
-
-from helpers import IMPORT_CUSTOMERS as CUSTOMERS, IMPORT_PRODUCTS as PRODUCTS, IMPORT_SUPPLIERS as SUPPLIERS  # noqa: F401
+from helpers import IMPORT_CUSTOMERS as CUSTOMERS  # noqa: F401
+from helpers import IMPORT_SUPPLIERS as SUPPLIERS
 from helpers import NOW, QUICK_CONFIG, masters, ok, query, run, scalar  # noqa: F401
 
 

@@ -16,7 +16,6 @@ import sys
 import time
 
 import pytest
-
 from helpers import NOW, QUICK_CONFIG, masters, ok, query, run, scalar
 
 KIND_ORDER = ("suppliers", "products", "customers", "stock", "receipts", "orders", "shipments", "deliveries", "returns", "qc")
@@ -74,7 +73,7 @@ def test_gbk_names_whose_bytes_are_valid_utf8_read_as_gbk(workspace):
 @pytest.mark.parametrize("utf8_first", [True, False])
 def test_a_file_mixing_utf8_and_gbk_lines_is_refused_naming_the_line(workspace, utf8_first):
     ws = workspace
-    utf8 = "G1,南京商贸,华东\n".encode("utf-8")
+    utf8 = "G1,南京商贸,华东\n".encode()
     gbk = "G2,北京科技,华北\n".encode("gbk")
     src = ws.path / "mixed.csv"
     src.write_bytes(b"customer,name,region\n" + (utf8 + gbk if utf8_first else gbk + utf8))

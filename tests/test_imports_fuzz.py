@@ -10,8 +10,8 @@ order, in UTF-8, UTF-8 with BOM or GBK.
 from __future__ import annotations
 
 import csv
-import os
 import io
+import os
 import shutil
 import uuid
 from datetime import datetime
@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from conftest import Workspace
+from helpers import NOW, masters
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import Workspace
 from ffctl.core import csvio
 from ffctl.core.clock import parse_time
-from helpers import NOW, masters
 
 SETTINGS = settings(max_examples=int(os.environ.get("FFCTL_FUZZ_EXAMPLES", "40")), deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -17,8 +17,10 @@ import time
 
 import pytest
 import sqlalchemy as sa
-
-from helpers import IMPORT_CUSTOMERS as CUSTOMERS, IMPORT_PRODUCTS as PRODUCTS, IMPORT_SUPPLIERS as SUPPLIERS, ok, run
+from helpers import IMPORT_CUSTOMERS as CUSTOMERS
+from helpers import IMPORT_PRODUCTS as PRODUCTS
+from helpers import IMPORT_SUPPLIERS as SUPPLIERS
+from helpers import ok, run
 
 pytestmark = pytest.mark.slow
 

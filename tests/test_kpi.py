@@ -29,11 +29,14 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
+from helpers import KPI_BASE as BASE
+from helpers import KPI_NOW as NOW
+from helpers import KPI_NOW_TEXT as NOW_TEXT
+from helpers import insert_kpi_history as insert_history
+from helpers import kpi_flow as flow
+from helpers import kpi_time as T
 
 from ffctl.core.models import Customer, Delivery, Order, PickLine, Task
-
-from helpers import KPI_BASE as BASE, KPI_NOW as NOW, KPI_NOW_TEXT as NOW_TEXT, kpi_flow as flow, kpi_time as T
-from helpers import insert_kpi_history as insert_history
 
 
 def report(store, cfg, by=None, start=None, end=None):

@@ -12,9 +12,9 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-
-from helpers import STOCK_NOW as NOW, STOCK_TZ as TZ, add_orders, seed
-
+from helpers import STOCK_NOW as NOW
+from helpers import STOCK_TZ as TZ
+from helpers import add_orders, seed
 
 
 def facts(store):

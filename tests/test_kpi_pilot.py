@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 
 import pytest
-
 from helpers import cli_json, cli_ok, import_csv, open_shop
 
 DAY = "2026-11-23T{}:00+08:00"

@@ -14,10 +14,9 @@ import math
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
+from helpers import open_orders
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from helpers import open_orders
 
 START = datetime(2026, 11, 2, 1, 0, tzinfo=timezone.utc)  # 09:00 Monday in Asia/Shanghai
 TZ = "Asia/Shanghai"

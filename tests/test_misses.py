@@ -6,7 +6,6 @@ show's why_not_perfect, and the return rate with its reasons in report kpi."""
 from __future__ import annotations
 
 import pytest
-
 from helpers import SHIP_CONFIG, cli_json, cli_ok, import_csv, shop_at_dispatch
 
 ORDERS = ("order_id,line_no,customer,sku,qty,created_at,promised_ship_date\n"
@@ -65,7 +64,7 @@ def test_each_miss_gets_its_cause_and_the_pareto_adds_up(ws):
     assert by_id["SO-RET"]["components"] == ["returned"] and by_id["SO-RET"]["region"] == "west"
 
     pareto = cli_json(ws, "report", "misses", now=at(28, "12:00"))
-    assert [(r["group"], r["orders"]) for r in pareto] == sorted(((c, 1) for c in CAUSES.values()))
+    assert [(r["group"], r["orders"]) for r in pareto] == sorted((c, 1) for c in CAUSES.values())
     assert pareto[-1]["cumulative_share"] == 1.0 and all(abs(r["share"] - 1 / 6) < 1e-6 for r in pareto)
     node_row = next(r for r in pareto if r["group"] == "node:dispatch")
     assert node_row["role"] == "warehouse"

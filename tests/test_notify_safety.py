@@ -44,7 +44,7 @@ class Hooks:
         self.server.server_close()
 
 
-def write_config(tmp_path, email: str, *, webhook: str = "http://127.0.0.1:9/hook") -> "object":
+def write_config(tmp_path, email: str, *, webhook: str = "http://127.0.0.1:9/hook") -> object:
     from ffctl.core.config import load_config
 
     path = tmp_path / "ffctl.toml"

@@ -6,11 +6,13 @@ import json
 
 import pytest
 import sqlalchemy as sa
+from helpers import order_events as events
+from helpers import seed_workflow_orders as seed
+from helpers import workflow_time as t
 
 from ffctl.core import stock, workflow
 from ffctl.core.config import load_config
 from ffctl.core.models import Event, Order, OrderFlag, Receipt, Stock, Task
-from helpers import order_events as events, seed_workflow_orders as seed, workflow_time as t
 
 NOW = "2026-11-23T09:25:00+08:00"  # a Monday
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-
 from helpers import SHIP_CONFIG, SHIP_NOW, cli_json, cli_ok, query, shop_at_dispatch, spawn_ffctl, stock_row
 
 ORDERS = ("order_id,line_no,customer,sku,qty,created_at,promised_ship_date\n"

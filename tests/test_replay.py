@@ -12,8 +12,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-
 from helpers import cli_json, cli_ok, import_csv, open_shop
+
 from tests.conftest import Workspace, _pg_admin, require_pg
 
 DAY = "2026-11-23"  # a Monday
@@ -283,9 +283,8 @@ def test_replaying_the_current_config_over_the_demo_reproduces_its_breaches(tmp_
     among what the replay fires (the rest is the sweep cadence), visit by visit."""
     from ffctl.core import replay as replay_core
     from ffctl.core.config import load_config
-    from ffctl.core.store import Store
-
     from ffctl.core.demo import build_demo
+    from ffctl.core.store import Store
 
     end = datetime(2026, 11, 27, 12, tzinfo=timezone.utc)
 

@@ -4,10 +4,8 @@ idempotent `import returns`, and schema 0009 down and up with returns in it."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-
 import pytest
-
+import sqlalchemy as sa
 from helpers import SHIP_CONFIG, cli_json, cli_ok, query, shop_at_dispatch, stock_row
 
 ORDERS = ("order_id,line_no,customer,sku,qty,created_at,promised_ship_date\n"

@@ -7,10 +7,11 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from helpers import STOCK_NOW as NOW
+from helpers import STOCK_TZ as TZ
+from helpers import add_orders, check_invariants, events, seed, stock_of
 
-from helpers import STOCK_NOW as NOW, STOCK_TZ as TZ, add_orders, check_invariants, events, seed, stock_of
 from ffctl.core.errors import Conflict, NotFound, PermissionDenied, UsageError
-
 
 
 def to_dispatch(session, cfg, order_ids):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import seed_workflow_orders as seed
+from helpers import workflow_time as t
 
 from ffctl.core import workflow
 from ffctl.core.config import load_config
 from ffctl.core.models import TaskAssignee
-from helpers import seed_workflow_orders as seed, workflow_time as t
 
 NOW = "2026-11-23T09:25:00+08:00"  # a Monday
 

@@ -3,9 +3,8 @@ true/false, and a blank --as is refused instead of quietly becoming the OS login
 
 from __future__ import annotations
 
-from typer.testing import CliRunner
-
 from helpers import cli_json, cli_ok, import_csv, open_shop
+from typer.testing import CliRunner
 
 
 def test_a_blank_acting_user_is_refused(workspace):

@@ -14,7 +14,7 @@ import os
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -38,7 +38,7 @@ class Format(str, Enum):
 FORMAT_HELP = _("Output format: table, json or csv [default: table on a terminal, csv when piped].")
 
 
-def format_option() -> Optional[Format]:
+def format_option() -> Format | None:
     """The shared ``--format`` option (use as a parameter default)."""
     return typer.Option(None, "--format", "-f", help=FORMAT_HELP, case_sensitive=False)
 
@@ -57,21 +57,21 @@ class AppState:
         self._now: datetime | None = None
 
     @staticmethod
-    def of(ctx: typer.Context) -> "AppState":
+    def of(ctx: typer.Context) -> AppState:
         root = ctx.find_root()
         if root.obj is None:  # a sub-app invoked on its own (tests)
             root.obj = AppState(config_path=None, db_url=None, now_text=None, user=None)
         return root.obj
 
     # --- config ------------------------------------------------------------------------------
-    def config(self) -> "Config":
+    def config(self) -> Config:
         if self._config is None:
             from ffctl.core.config import load_config
 
             self._config = load_config(self.config_path)  # a missing file: one message, one hint
         return self._config
 
-    def config_if_present(self) -> "Config | None":
+    def config_if_present(self) -> Config | None:
         """The config when there is one (explicit paths must exist); None for the default path."""
         if not self.config_given and not self.config_path.exists():
             return None
@@ -91,7 +91,7 @@ class AppState:
             return cfg.database_url
         return f"sqlite:///{(self.config_path.resolve().parent / 'ffctl.db')}"
 
-    def store(self, *, check: bool = True, create: bool = False) -> "Store":
+    def store(self, *, check: bool = True, create: bool = False) -> Store:
         """The store; ``create`` only for the commands that make one (init, db upgrade)."""
         if self._store is None:
             from ffctl.core.store import Store

@@ -17,9 +17,10 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from ffctl.core.clock import iso, jsonable, local  # noqa: F401  (jsonable: the commands' JSON form)
 from ffctl.core.text import printable

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from ffctl.commands._common import AppState
@@ -20,10 +18,10 @@ app = typer.Typer(help=_("Complete (or reject) an order's current manual node.")
 def advance(
     ctx: typer.Context,
     order_ids: list[str] = typer.Argument(..., metavar="ORDER_ID", help=_("One or more order ids.")),
-    node: Optional[str] = typer.Option(None, "--node", help=_("Guard: refuse unless the order is at this node.")),
+    node: str | None = typer.Option(None, "--node", help=_("Guard: refuse unless the order is at this node.")),
     reject: bool = typer.Option(False, "--reject", help=_("Send the order back to the previous node instead.")),
-    reason: Optional[str] = typer.Option(None, "--reason", help=_("Why it is rejected (required with --reject).")),
-    note: Optional[str] = typer.Option(None, "--note", help=_("A note recorded with the completion.")),
+    reason: str | None = typer.Option(None, "--reason", help=_("Why it is rejected (required with --reject).")),
+    note: str | None = typer.Option(None, "--note", help=_("A note recorded with the completion.")),
 ) -> None:
     from ffctl.commands._output import message
     from ffctl.core import orders

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
-
 import typer
 
 from ffctl.commands._common import AppState, format_option
@@ -36,7 +34,7 @@ def _order_row(o: dict) -> dict:
                "topped up by a later run. Never reserves more than is on hand."))
 def allocate(
     ctx: typer.Context,
-    order_ids: Optional[List[str]] = typer.Argument(None, metavar="[ORDER_ID]...", help=_("Orders to allocate.")),
+    order_ids: list[str] | None = typer.Argument(None, metavar="[ORDER_ID]...", help=_("Orders to allocate.")),
     all_orders: bool = typer.Option(False, "--all", help=_("Every order waiting at an allocation node.")),
     dry_run: bool = typer.Option(False, "--dry-run", help=_("Show the plan; write nothing.")),
     fmt=format_option(),

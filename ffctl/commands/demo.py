@@ -5,7 +5,6 @@ from __future__ import annotations
 import tempfile
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -23,11 +22,11 @@ class Language(str, Enum):
 @app.command(help=_("Build a demo store (config, CSVs, SQLite) and simulate days of business, then report."))
 def demo(
     ctx: typer.Context,
-    directory: Optional[Path] = typer.Option(None, "--dir", help=_("Folder for the demo store [default: a new temp dir].")),
+    directory: Path | None = typer.Option(None, "--dir", help=_("Folder for the demo store [default: a new temp dir].")),
     orders: int = typer.Option(2000, "--orders", min=10, help=_("How many orders to simulate.")),
     days: int = typer.Option(30, "--days", min=1, max=365, help=_("How many days of business to simulate.")),
     seed: int = typer.Option(7, "--seed", help=_("Random seed (the same seed gives the same demo).")),
-    language: Optional[Language] = typer.Option(
+    language: Language | None = typer.Option(
         None, "--language",
         help=_("Run the demo in this language and write it into the demo's config [default: as configured, else LANG].")),
 ) -> None:

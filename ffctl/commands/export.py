@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -44,8 +43,8 @@ def events(
     fmt: LogFormat = typer.Option(..., "--format", "-f", help=_("ocel (OCEL 2.0 JSON), xes or csv."),
                                   case_sensitive=False),
     out: Path = typer.Option(..., "--out", "-o", metavar="FILE", help=_("Where to write the log ('-': stdout).")),
-    start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
-    end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
+    start: str | None = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
+    end: str | None = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
 ) -> None:
     from ffctl.commands._output import message
     from ffctl.core.errors import FfctlError, UsageError

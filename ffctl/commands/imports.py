@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
-from typing import Optional
 
 import typer
 
@@ -28,24 +27,24 @@ class OnError(str, Enum):
 def import_command(
     ctx: typer.Context,
     kind: str = typer.Argument(..., metavar="KIND", help=_("What the file holds: {names}.").format(names=', '.join(KIND_NAMES))),
-    file: Optional[str] = typer.Argument(
+    file: str | None = typer.Argument(
         None, metavar="FILE", help=_("The CSV file (header row first); - reads stdin. Not with --template.")),
     on_error: OnError = typer.Option(
         OnError.abort, "--on-error", case_sensitive=False,
         help=_("abort: any bad row and nothing is written. skip: write the good rows, reject the bad."),
     ),
-    rejects: Optional[str] = typer.Option(
+    rejects: str | None = typer.Option(
         None, "--rejects", metavar="FILE",
         help=_("With --on-error skip: write rejected rows here (the original columns plus error)."),
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help=_("Validate and report what would change; write nothing.")),
     update: bool = typer.Option(False, "--update", help=_("Replace orders that changed since they were imported (not shipped, no stock allocated).")),
     ignore_unknown: bool = typer.Option(False, "--ignore-unknown", help=_("Skip columns ffctl does not use instead of refusing the file.")),
-    encoding: Optional[str] = typer.Option(
+    encoding: str | None = typer.Option(
         None, "--encoding", metavar="NAME", help=_("The file's encoding [default: detected: UTF-8, UTF-8 with BOM, GBK/GB18030].")
     ),
     batch_rows: int = typer.Option(10_000, "--batch-rows", hidden=True, min=1, help=_("Rows per transaction.")),
-    delimiter: Optional[str] = typer.Option(
+    delimiter: str | None = typer.Option(
         None, "--delimiter", metavar="CHAR",
         help=_("What separates the cells: a character, or tab [default: detected on the header: comma, "
                "semicolon or tab]."),
@@ -53,7 +52,7 @@ def import_command(
     strict: bool = typer.Option(
         False, "--strict", help=_("Exit 1 when a changed record was left as it is (skipped for want of --update).")
     ),
-    profile: Optional[str] = typer.Option(
+    profile: str | None = typer.Option(
         None, "--profile", metavar="NAME",
         help=_("Orders: the file is another system's export, mapped by a profile: shopify, woocommerce, or "
                "[import_profiles.NAME] in the config (docs/csv.md)."),
@@ -205,7 +204,12 @@ class _progress_bar:
             return None
         from rich.console import Console
         from rich.progress import (
-            BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+            BarColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
         )
 
         self.bar = Progress(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from ffctl.commands._common import AppState, format_option
@@ -22,7 +20,7 @@ app = typer.Typer(help=_("Deliver queued notifications; see what went where."), 
                "[notify] max_attempts, then marked failed. Exit code 1 if any notification failed for good."))
 def send(
     ctx: typer.Context,
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help=_("Send at most this many [default: all due].")),
+    limit: int | None = typer.Option(None, "--limit", min=1, help=_("Send at most this many [default: all due].")),
     fmt=format_option(),
 ) -> None:
     from ffctl.commands._output import Column, dumps, message, render, resolve_format
@@ -56,7 +54,7 @@ def _status_text(value: str) -> str:
 def list_(
     ctx: typer.Context,
     failed: bool = typer.Option(False, "--failed", help=_("Only notifications that failed for good.")),
-    status: Optional[str] = typer.Option(None, "--status", metavar="STATUS", help=_("Only this status: pending, sent or failed.")),
+    status: str | None = typer.Option(None, "--status", metavar="STATUS", help=_("Only this status: pending, sent or failed.")),
     limit: int = typer.Option(100, "--limit", min=0, help=_("Show at most this many, newest first (0: all).")),
     fmt=format_option(),
 ) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from ffctl.commands._common import AppState, format_option
@@ -65,13 +63,13 @@ def _owner_text(owner, auto=None) -> str:
 @app.command("list", help=_("List orders, oldest first, with where each one is and how its SLA stands."))
 def list_(
     ctx: typer.Context,
-    node: Optional[str] = typer.Option(None, "--node", help=_("Only orders at this node.")),
-    status: Optional[str] = typer.Option(None, "--status", help=_("open (nothing shipped yet), partially_shipped, on_hold, shipped, delivered or cancelled.")),
+    node: str | None = typer.Option(None, "--node", help=_("Only orders at this node.")),
+    status: str | None = typer.Option(None, "--status", help=_("open (nothing shipped yet), partially_shipped, on_hold, shipped, delivered or cancelled.")),
     at_risk: bool = typer.Option(False, "--at-risk", help=_("Only orders whose current task is at risk.")),
     breached: bool = typer.Option(False, "--breached", help=_("Only orders whose current task is past its deadline.")),
-    flag: Optional[str] = typer.Option(None, "--flag", help=_("Only orders with this standing flag.")),
-    customer: Optional[str] = typer.Option(None, "--customer", metavar="CUSTOMER", help=_("Only this customer's orders (the customer id).")),
-    search: Optional[str] = typer.Option(
+    flag: str | None = typer.Option(None, "--flag", help=_("Only orders with this standing flag.")),
+    customer: str | None = typer.Option(None, "--customer", metavar="CUSTOMER", help=_("Only this customer's orders (the customer id).")),
+    search: str | None = typer.Option(
         None, "--search", metavar="TEXT", help=_("Orders whose id, or whose customer's id or name, contains TEXT (any case).")),
     limit: int = typer.Option(200, "--limit", help=_("Show at most this many orders (0: all).")),
     fmt=format_option(),
@@ -264,7 +262,7 @@ def cancel(
     ctx: typer.Context,
     order_id: str = typer.Argument(..., help=_("The order id.")),
     reason: str = typer.Option(..., "--reason", help=_("Why the order is cancelled (recorded in its timeline).")),
-    line: Optional[list[str]] = typer.Option(
+    line: list[str] | None = typer.Option(
         None, "--line", metavar="LINE_NO[:QTY]",
         help=_("Cancel only what is left of order line LINE_NO (QTY of its units; repeatable)."),
     ),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -61,10 +60,10 @@ def _period(st: AppState, start: str | None, end: str | None):
                "a sweep ran."))
 def kpi(
     ctx: typer.Context,
-    start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
-    end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
-    by: Optional[Dimension] = typer.Option(None, "--by", help=_("Cut every KPI by this dimension."), case_sensitive=False),
-    fmt: Optional[Format] = format_option(),
+    start: str | None = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
+    end: str | None = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
+    by: Dimension | None = typer.Option(None, "--by", help=_("Cut every KPI by this dimension."), case_sensitive=False),
+    fmt: Format | None = format_option(),
 ) -> None:
     from ffctl.commands._output import Column, render, resolve_format
     from ffctl.core.kpi import kpi_report, refresh_facts
@@ -109,16 +108,16 @@ MISSED_ORDER_DROPS = {"channel": 1, "created_at": 2, "region": 3, "supplier": 4,
                "returned:REASON (the reason with the most units), else unexplained:late or unexplained:short."))
 def misses(
     ctx: typer.Context,
-    start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
-    end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
+    start: str | None = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
+    end: str | None = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
     by: MissDimension = typer.Option(MissDimension.cause, "--by", case_sensitive=False,
                                      help=_("Group the misses by their cause, or the cause's node, role, SKU or supplier, or the order's "
                                             "region or channel.")),
     orders: bool = typer.Option(False, "--orders", help=_("List the missed orders instead of the Pareto.")),
-    group: Optional[str] = typer.Option(None, "--group", metavar="VALUE",
+    group: str | None = typer.Option(None, "--group", metavar="VALUE",
                                         help=_("With --orders: only the orders of this group (with --by cause, a family such as `node` takes "
                                                "every node:... cause).")),
-    fmt: Optional[Format] = format_option(),
+    fmt: Format | None = format_option(),
 ) -> None:
     from ffctl.commands._output import Column, render, resolve_format
     from ffctl.core.kpi import refresh_facts
@@ -165,9 +164,9 @@ def misses(
                "are seconds."))
 def sla(
     ctx: typer.Context,
-    start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
-    end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
-    fmt: Optional[Format] = format_option(),
+    start: str | None = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
+    end: str | None = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
+    fmt: Format | None = format_option(),
 ) -> None:
     from ffctl.commands._output import Column, render, resolve_format
     from ffctl.core.kpi import refresh_facts, sla_report
@@ -206,13 +205,13 @@ WORKLOAD_COLUMNS = ("group", "arrived", "completed", "business_days", "arrived_p
                "oldest_open_seconds, breached, breach_share."))
 def workload(
     ctx: typer.Context,
-    start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME",
+    start: str | None = typer.Option(None, "--from", metavar="DATE|TIME",
                                         help=_("Node visits from this date or time on (a date means its start).")),
-    end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME",
+    end: str | None = typer.Option(None, "--to", metavar="DATE|TIME",
                                       help=_("Node visits up to this date (inclusive) or before this time.")),
     by: WorkloadBy = typer.Option(WorkloadBy.role, "--by", help=_("One row per owner role, or per person."),
                                   case_sensitive=False),
-    fmt: Optional[Format] = format_option(),
+    fmt: Format | None = format_option(),
 ) -> None:
     from ffctl.commands._output import Column, message, render, resolve_format
     from ffctl.core.workload import workload_report
@@ -299,10 +298,10 @@ def _workload_table(rows: list[dict], by: str, period, tz: str) -> None:
                "[{path, orders, share}], variants_total, other_orders}. CSV: the edges."))
 def flow(
     ctx: typer.Context,
-    start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
-    end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
+    start: str | None = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
+    end: str | None = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
     top: int = typer.Option(10, "--top", min=1, metavar="N", help=_("How many paths (variants) to show.")),
-    fmt: Optional[Format] = format_option(),
+    fmt: Format | None = format_option(),
 ) -> None:
     from ffctl.commands._output import Column, dumps, render, resolve_format
     from ffctl.core.flow import flow_report
@@ -337,8 +336,8 @@ def _say_if_read_only(st: AppState, refreshed: dict) -> None:
 def dashboard(
     ctx: typer.Context,
     out: Path = typer.Option(..., "--out", "-o", metavar="FILE.html", help=_("Where to write the HTML file ('-': stdout).")),
-    start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
-    end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
+    start: str | None = typer.Option(None, "--from", metavar="DATE|TIME", help=FROM_HELP),
+    end: str | None = typer.Option(None, "--to", metavar="DATE|TIME", help=TO_HELP),
 ) -> None:
     from ffctl.commands._output import message
     from ffctl.core.dashboard import build_dashboard

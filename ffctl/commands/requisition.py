@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Optional
 
 import typer
 
@@ -22,7 +21,7 @@ class Status(str, Enum):
 @app.command("list", help=_("Requisitions, oldest first, with the numbers that caused each one."))
 def list_(
     ctx: typer.Context,
-    status: Optional[Status] = typer.Option(None, "--status", help=_("Only draft, approved or rejected ones."),
+    status: Status | None = typer.Option(None, "--status", help=_("Only draft, approved or rejected ones."),
                                             case_sensitive=False),
     fmt=format_option(),
 ) -> None:
@@ -63,6 +62,6 @@ def approve(ctx: typer.Context, req_id: int = typer.Argument(..., metavar="ID", 
 def reject(
     ctx: typer.Context,
     req_id: int = typer.Argument(..., metavar="ID", help=_("The requisition id.")),
-    reason: Optional[str] = typer.Option(None, "--reason", help=_("Why (kept in the audit trail).")),
+    reason: str | None = typer.Option(None, "--reason", help=_("Why (kept in the audit trail).")),
 ) -> None:
     _decide(ctx, req_id, False, reason)

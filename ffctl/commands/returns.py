@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from ffctl.commands._common import AppState
@@ -20,9 +18,9 @@ def return_(
     line: list[str] = typer.Option(..., "--line", metavar="LINE_NO:QTY",
                                    help=_("QTY units of order line LINE_NO came back (repeatable).")),
     reason: str = typer.Option(..., "--reason", help=_("Why they came back, e.g. damaged or wrong_size.")),
-    at: Optional[str] = typer.Option(None, "--at", metavar="TIME",
+    at: str | None = typer.Option(None, "--at", metavar="TIME",
                                      help=_("When they came back (default: the command clock).")),
-    restock: Optional[str] = typer.Option(None, "--restock", metavar="WAREHOUSE",
+    restock: str | None = typer.Option(None, "--restock", metavar="WAREHOUSE",
                                           help=_("Put the units back on hand in this warehouse.")),
 ) -> None:
     from ffctl.commands._output import message

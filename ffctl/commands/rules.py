@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from ffctl.commands._common import AppState, format_option, parse_user_time
@@ -21,7 +19,7 @@ ITEM_COLUMNS = ("rule", "kind", "subject", "what", "detail")
 def run(
     ctx: typer.Context,
     dry_run: bool = typer.Option(False, "--dry-run", help=_("Show what the rules would do; change nothing.")),
-    now: Optional[str] = typer.Option(None, "--now", metavar="ISO",
+    now: str | None = typer.Option(None, "--now", metavar="ISO",
                                       help=_("Evaluate at this time (same as the global --now).")),
     fmt=format_option(),
 ) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from ffctl.commands._common import AppState, format_option
@@ -23,7 +21,7 @@ app = typer.Typer(help=_("Run due scheduled jobs (one cron line); show next runs
                "Exit code 1 if a job failed (the others still run)."))
 def tick(
     ctx: typer.Context,
-    job: Optional[str] = typer.Option(None, "--job", metavar="JOB", help=_("Consider only this job.")),
+    job: str | None = typer.Option(None, "--job", metavar="JOB", help=_("Consider only this job.")),
     fmt=format_option(),
 ) -> None:
     from ffctl.commands._output import Column, message, render

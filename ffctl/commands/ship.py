@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from ffctl.commands._common import AppState
@@ -18,15 +16,16 @@ deliver_app = typer.Typer(help=_("Record that an order was delivered, with any i
 def ship(
     ctx: typer.Context,
     order_id: str = typer.Argument(..., help=_("The order id.")),
-    line: Optional[list[str]] = typer.Option(
+    line: list[str] | None = typer.Option(
         None, "--line", metavar="LINE_NO:QTY",
         help=_("Ship QTY units of order line LINE_NO (repeatable); without it, every allocated, unshipped unit."),
     ),
-    carrier: Optional[str] = typer.Option(None, "--carrier", help=_("Carrier name.")),
-    tracking: Optional[str] = typer.Option(None, "--tracking", help=_("Tracking number.")),
+    carrier: str | None = typer.Option(None, "--carrier", help=_("Carrier name.")),
+    tracking: str | None = typer.Option(None, "--tracking", help=_("Tracking number.")),
 ) -> None:
     from ffctl.commands._output import message
-    from ffctl.core.shipping import parse_line_spec, ship as ship_one
+    from ffctl.core.shipping import parse_line_spec
+    from ffctl.core.shipping import ship as ship_one
 
     st = AppState.of(ctx)
     lines = [parse_line_spec(x) for x in line] if line else None
@@ -52,7 +51,7 @@ def ship(
 def deliver(
     ctx: typer.Context,
     order_id: str = typer.Argument(..., help=_("The order id.")),
-    issue: Optional[str] = typer.Option(
+    issue: str | None = typer.Option(
         None, "--issue", metavar="ISSUE",
         help=_("A delivery problem: wrong_item, short, late, damaged, wrong_address or documents."),
     ),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Optional
 
 import typer
 
@@ -175,7 +174,8 @@ def replay(
     fmt=format_option(),
 ) -> None:
     from ffctl.commands._output import dumps, message, resolve_format
-    from ffctl.core import configdiff, replay as replay_core
+    from ffctl.core import configdiff
+    from ffctl.core import replay as replay_core
     from ffctl.core.config import load_config
     from ffctl.core.errors import UsageError
     from ffctl.core.kpi import parse_period
@@ -287,15 +287,15 @@ def _replay_table(result: dict, tz: str) -> None:
                "precision, recall, F1 and median lead time beside the warn_at rule on the same tasks."))
 def forecast(
     ctx: typer.Context,
-    node: Optional[str] = typer.Option(None, "--node", help=_("Only tasks at this node.")),
-    role: Optional[str] = typer.Option(None, "--role", help=_("Only tasks assigned (owner or escalation) to this role.")),
+    node: str | None = typer.Option(None, "--node", help=_("Only tasks at this node.")),
+    role: str | None = typer.Option(None, "--role", help=_("Only tasks assigned (owner or escalation) to this role.")),
     threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0,
                                     help=_("Only tasks at least this likely to breach (0 shows every task).")),
     backtest: bool = typer.Option(False, "--backtest",
                                   help=_("Replay a past period and score the forecast against the warn_at rule.")),
-    start: Optional[str] = typer.Option(None, "--from", metavar="DATE|TIME",
+    start: str | None = typer.Option(None, "--from", metavar="DATE|TIME",
                                         help=_("--backtest: the period's start [default: 30 days before --to].")),
-    end: Optional[str] = typer.Option(None, "--to", metavar="DATE|TIME",
+    end: str | None = typer.Option(None, "--to", metavar="DATE|TIME",
                                       help=_("--backtest: the period's end, a date inclusive [default: the command clock].")),
     fmt=format_option(),
 ) -> None:

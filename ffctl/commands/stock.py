@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from ffctl.commands._common import AppState, format_option
@@ -19,8 +17,8 @@ def _available_text(value) -> str:
 @app.command(help=_("On hand, allocated, available, inbound and safety stock, per SKU and warehouse."))
 def show(
     ctx: typer.Context,
-    sku: Optional[str] = typer.Argument(None, help=_("One SKU [default: every SKU with stock or receipts].")),
-    warehouse: Optional[str] = typer.Option(None, "--warehouse", "-w", help=_("Only this warehouse.")),
+    sku: str | None = typer.Argument(None, help=_("One SKU [default: every SKU with stock or receipts].")),
+    warehouse: str | None = typer.Option(None, "--warehouse", "-w", help=_("Only this warehouse.")),
     fmt=format_option(),
 ) -> None:
     from ffctl.commands._output import Column, render
@@ -45,8 +43,8 @@ def show(
 def atp(
     ctx: typer.Context,
     sku: str = typer.Argument(..., help=_("The SKU.")),
-    qty: Optional[int] = typer.Option(None, "--qty", "-q", min=1, help=_("Quantity to ship [default: 1].")),
-    warehouse: Optional[str] = typer.Option(None, "--warehouse", "-w", help=_("Only this warehouse's supply.")),
+    qty: int | None = typer.Option(None, "--qty", "-q", min=1, help=_("Quantity to ship [default: 1].")),
+    warehouse: str | None = typer.Option(None, "--warehouse", "-w", help=_("Only this warehouse's supply.")),
     fmt=format_option(),
 ) -> None:
     from ffctl.commands._output import render_object

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from ffctl.commands._common import AppState, format_option
@@ -23,7 +21,7 @@ def task() -> None:
 def list_(
     ctx: typer.Context,
     mine: bool = typer.Option(False, "--mine", help=_("Only tasks assigned to a role you are a member of (the default without --role or --all).")),
-    role: Optional[str] = typer.Option(None, "--role", help=_("Only tasks assigned (owner or escalation) to this role.")),
+    role: str | None = typer.Option(None, "--role", help=_("Only tasks assigned (owner or escalation) to this role.")),
     everyone: bool = typer.Option(False, "--all", help=_("Every open task, whoever it is assigned to (members of admin).")),
     at_risk: bool = typer.Option(False, "--at-risk", help=_("Only tasks past their warning point.")),
     breached: bool = typer.Option(False, "--breached", help=_("Only tasks past their deadline.")),

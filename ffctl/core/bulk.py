@@ -9,9 +9,9 @@ naive UTC, exactly as ``models.UTCDateTime`` stores them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timezone
 from operator import itemgetter
-from typing import Callable, Iterable, Mapping, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -160,7 +160,7 @@ class Rows:
         return CopyRows(self.table, self.columns, self.rows, self.fixed)
 
 
-def insert_rows(session: Session, table: str, columns: Sequence[str], rows: "Iterable[Sequence] | CopyRows",
+def insert_rows(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence] | CopyRows,
                 fixed: Mapping[str, object] | None = None) -> None:
     """Insert many rows in the caller's transaction: COPY on PostgreSQL (``rows`` may be
     ``CopyRows`` formatted ahead), the driver's executemany on SQLite, where the values must

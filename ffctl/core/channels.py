@@ -28,8 +28,8 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 from urllib.parse import quote_plus
 
 from ffctl.i18n import _
@@ -113,13 +113,13 @@ def _json(payload: dict) -> bytes:
 
 def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
     """The ``sign`` query value: urlencoded base64 HMAC-SHA256 of "MS\\nsecret" keyed by the secret."""
-    digest = hmac.new(secret.encode("utf-8"), f"{timestamp_ms}\n{secret}".encode("utf-8"), hashlib.sha256).digest()
+    digest = hmac.new(secret.encode("utf-8"), f"{timestamp_ms}\n{secret}".encode(), hashlib.sha256).digest()
     return quote_plus(base64.b64encode(digest).decode("ascii"))
 
 
 def feishu_sign(secret: str, timestamp_s: int) -> str:
     """The body's ``sign``: base64 HMAC-SHA256 keyed by "S\\nsecret" over an empty message."""
-    digest = hmac.new(f"{timestamp_s}\n{secret}".encode("utf-8"), b"", hashlib.sha256).digest()
+    digest = hmac.new(f"{timestamp_s}\n{secret}".encode(), b"", hashlib.sha256).digest()
     return base64.b64encode(digest).decode("ascii")
 
 

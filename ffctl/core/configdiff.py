@@ -9,8 +9,9 @@ masked and webhook or e-mail credentials are only said to have changed.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from ffctl.core.config import WEEKDAYS, Config, describe_spec
 from ffctl.core.durations import format_duration

@@ -21,11 +21,12 @@ import io
 import math
 import re
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 from ffctl.core.clock import parse_date, parse_wall_time, zone
 from ffctl.core.errors import FfctlError, UsageError

@@ -8,16 +8,26 @@ file opens offline and can be mailed. ``render_dashboard`` is pure (data in, HTM
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import date, datetime
 from html import escape
-from typing import Any, Sequence
+from typing import Any
 
 from ffctl.core.clock import local
 from ffctl.core.durations import approx_duration, format_duration
 from ffctl.core.flow import flow_report
 from ffctl.core.forecast import likely
-from ffctl.core.kpi import (ALL, KPIS, Period, breaches_by_owner, cycle_time_histogram, kpi_report, nice_step,
-                            percent_decimals, sla_report)
+from ffctl.core.kpi import (
+    ALL,
+    KPIS,
+    Period,
+    breaches_by_owner,
+    cycle_time_histogram,
+    kpi_report,
+    nice_step,
+    percent_decimals,
+    sla_report,
+)
 from ffctl.core.misses import pareto
 from ffctl.core.workload import workload_report
 from ffctl.i18n import _, current, ngettext

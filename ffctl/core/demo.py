@@ -13,10 +13,10 @@ from __future__ import annotations
 import csv
 import io
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable
 
 import sqlalchemy as sa
 
@@ -407,9 +407,8 @@ def build_demo(directory: Path, *, orders: int = 2000, days: int = 30, seed: int
     progress = progress or default_progress
     rng = random.Random(seed)
     _new_or_empty(directory)
-    from ffctl.core.config import example_config_text
-
     from ffctl.core import kpi
+    from ffctl.core.config import example_config_text
 
     config_path = write_config(directory, example_config_text(), language=language)
     cfg = load_config(config_path)

@@ -60,9 +60,10 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -597,7 +598,7 @@ def _in_lists(values: list[str], size: int = 500) -> Iterable[tuple[str, dict]]:
         yield ", ".join(f":c{i}" for i in range(len(part))), {f"c{i}": v for i, v in enumerate(part)}
 
 
-def _rebuild(s: Session, sql: "_Sql", cfg) -> int:
+def _rebuild(s: Session, sql: _Sql, cfg) -> int:
     """Every order's facts from scratch. On SQLite the report indexes are dropped first and
     rebuilt after (a sorted build beats a million inserts into each)."""
     lazy: list[str] = []
@@ -643,7 +644,7 @@ def _rebuild(s: Session, sql: "_Sql", cfg) -> int:
     return s.execute(sa.text("SELECT COUNT(*) FROM order_fact")).scalar_one()
 
 
-def _update(s: Session, sql: "_Sql", cfg, seen: int, top: int, customers: list[str]) -> int:
+def _update(s: Session, sql: _Sql, cfg, seen: int, top: int, customers: list[str]) -> int:
     """Rewrite the facts of the orders named by events in (seen, top] and of ``customers``."""
     if sql.sqlite:
         s.execute(sa.text(f"CREATE TEMP TABLE IF NOT EXISTS {_DIRTY} (order_id TEXT PRIMARY KEY)"))
@@ -682,7 +683,7 @@ def _refresh_flow(s: Session, sql: _Sql, cfg, *, dirty: str | None) -> None:
     flow.refresh(s, sql, cfg, dirty=dirty)
 
 
-def _facts_sql(sql: "_Sql", cfg, *, scoped: bool) -> str:
+def _facts_sql(sql: _Sql, cfg, *, scoped: bool) -> str:
     """INSERT ... SELECT of one order_fact row per order (``scoped``: the orders in fact_dirty)."""
     alloc_nodes = allocation_nodes(cfg)
     is_alloc = f"t.node IN {_in(alloc_nodes)}" if alloc_nodes else "1 = 0"
@@ -769,7 +770,7 @@ _VISIT_COUNTERS = ("shipped", "on_time", "delivered", "perfect", "picked", "pick
                    "units_shipped", "units_returned")
 
 
-def _visit_facts_sql(sql: "_Sql", cfg, *, scoped: bool) -> list[str]:
+def _visit_facts_sql(sql: _Sql, cfg, *, scoped: bool) -> list[str]:
     """INSERT ... SELECT of one visit_fact row per node visit that was not skipped (``scoped``:
     the orders in fact_dirty), after their order_fact rows are written (it copies from them).
 

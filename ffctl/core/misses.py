@@ -35,8 +35,8 @@ missed order. ``why_not_perfect`` runs the same SQL for one order, live.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session

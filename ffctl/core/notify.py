@@ -44,10 +44,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from typing import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session

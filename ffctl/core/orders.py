@@ -7,19 +7,19 @@ order's current task is selected in SQL by ``workflow.clocks``' clauses, the SQL
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit, workflow
 from ffctl.core.errors import Conflict, FfctlError, NotFound, UsageError
-from ffctl.core.store import is_postgresql
-from ffctl.core.text import command
 from ffctl.core.models import Allocation, Customer, Event, Order, OrderFlag, OrderLine, Shipment, Task
 from ffctl.core.paging import count_matches, fetch_page
+from ffctl.core.store import is_postgresql
+from ffctl.core.text import command
 from ffctl.core.workflow.clocks import state_filter
 from ffctl.i18n import _, ngettext
 

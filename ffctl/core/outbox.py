@@ -22,15 +22,14 @@ is sent twice. The sender never sees a part (it only claims rows that are due).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core.models import Notification, Order
-from ffctl.core.store import insert_or_ignore
-from ffctl.core.store import dialect_insert, is_postgresql
+from ffctl.core.store import dialect_insert, insert_or_ignore, is_postgresql
 from ffctl.core.text import command
 from ffctl.i18n import _, ngettext
 

@@ -29,9 +29,9 @@ extends one.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
-from typing import Iterator
 
 from ffctl.core.config import PROFILE_TARGETS, PROFILE_TIMES, FrozenDict, ImportProfile
 from ffctl.core.errors import UsageError

@@ -31,9 +31,9 @@ lateness of the breached visits are kept.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Iterable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -316,7 +316,7 @@ class Tally:
         for action in o.steps:
             self.steps[action] += 1
 
-    def merge(self, other: "Tally") -> None:
+    def merge(self, other: Tally) -> None:
         self.visits += other.visits
         self.decided += other.decided
         self.within += other.within

@@ -15,8 +15,8 @@ and the second sees what the first took back.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session

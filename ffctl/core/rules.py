@@ -20,10 +20,10 @@ find the hits and writes nothing at all (not even ``rule_run``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import reduce
-from typing import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -88,7 +88,7 @@ class _Run:
     dry_run: bool
     notifications: int = 0
     outbox_rows: list = field(default_factory=list)
-    parts: "outbox.Parts | None" = None  # a sweep's run: hits join the sweep's digests
+    parts: outbox.Parts | None = None  # a sweep's run: hits join the sweep's digests
 
     def notify(self, rule, *, subject: str, body: str, dedupe_key: str, order: dict | None = None) -> None:
         """Collect one hit's notification rows; ``order`` carries the order_id and the fields that

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import os
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable
 
 import sqlalchemy as sa
 
@@ -114,8 +114,8 @@ def _daily_report(job: JobContext) -> str:
     """The KPI report for the last 7 days, written as JSON next to the config (reports/kpi-DATE.json)."""
     import json
 
-    from ffctl.core.clock import jsonable
     from ffctl.core import kpi
+    from ffctl.core.clock import jsonable
     from ffctl.core.files import private_folder, write_private
 
     tz = job.cfg.timezone

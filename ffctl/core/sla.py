@@ -33,10 +33,10 @@ The sweep only queues notifications; delivering them is core/notify.py.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session

@@ -9,9 +9,9 @@ half way; on PostgreSQL it is an ordinary READ COMMITTED transaction and writers
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import quote
 
 import sqlalchemy as sa

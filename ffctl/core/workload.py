@@ -26,14 +26,16 @@ node, and counts business days over the period's dates.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core.clock import local_date, start_of_day
+
 # the reports' SQL plumbing (dialect fragments, percentiles, the business-time calendar table): shared, not copied
 from ffctl.core.kpi import DECIDED, Period, _BusinessTime, _in, _Sql
 from ffctl.core.models import UTCDateTime

@@ -1,9 +1,9 @@
 """Alembic environment: ffctl hands over its engine through ``config.attributes``."""
 
 from alembic import context
+from sqlmodel import SQLModel
 
 import ffctl.core.models  # noqa: F401  (registers the tables)
-from sqlmodel import SQLModel
 
 target_metadata = SQLModel.metadata
 

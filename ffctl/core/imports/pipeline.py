@@ -17,11 +17,11 @@ import threading
 import time
 import zlib
 from collections import namedtuple
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -164,7 +164,7 @@ class Kind:
     required: tuple[str, ...]
     optional: tuple[str, ...]
     parsers: Callable[[Context], dict[str, Callable[[str], object]]]
-    handler: Callable[[], "Handler"]
+    handler: Callable[[], Handler]
     key: tuple[str, ...]  # the columns naming a record
     sub: str | None = None  # numbers the rows of one record (line_no)
     shared: tuple[str, ...] = ()  # every row of one record must agree on these
@@ -485,7 +485,7 @@ def compile_row_parser(spec: Kind, columns: Columns, parsers: dict) -> Callable:
     return env["parse_row"]
 
 
-def _stage(spec: Kind, ctx: Context, source: csvio.CsvSource, columns: Columns, staging: "Staging",
+def _stage(spec: Kind, ctx: Context, source: csvio.CsvSource, columns: Columns, staging: Staging,
            progress: Progress) -> None:
     parsers = spec.parsers(ctx)
     parse_row = compile_row_parser(spec, columns, parsers)

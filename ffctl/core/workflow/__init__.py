@@ -9,6 +9,7 @@
 Every name is re-exported here: ``from ffctl.core import workflow`` then ``workflow.complete``.
 """
 
+from ffctl.core.config import matches  # whether routing facts fit a match/when spec
 from ffctl.core.workflow.clocks import (
     at_risk_clause,
     breached,
@@ -28,7 +29,7 @@ from ffctl.core.workflow.clocks import (
     urgency,
     visit_breached,
 )
-from ffctl.core.workflow.entry import EntryPlanner, Entries, enter_orders, plan_entries, write_moves
+from ffctl.core.workflow.entry import Entries, EntryPlanner, enter_orders, plan_entries, write_moves
 from ffctl.core.workflow.moves import (
     ADMIN,
     PlannedMoves,
@@ -46,7 +47,6 @@ from ffctl.core.workflow.moves import (
     reject,
     release,
 )
-from ffctl.core.config import matches  # whether routing facts fit a match/when spec
 from ffctl.core.workflow.routing import match_attrs, needs_facts, order_facts, path, routing_facts
 
 __all__ = [

@@ -18,9 +18,9 @@ at_risk from ``risk_at`` (or once a sweep recorded it) until then; on_track befo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Iterator
 
 import sqlalchemy as sa
 

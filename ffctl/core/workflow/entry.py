@@ -66,7 +66,7 @@ class EntryPlanner:
 
         self._zone = zone(cfg.timezone)  # the entered event shows due times there
 
-    def begin(self) -> "Entries":
+    def begin(self) -> Entries:
         return Entries(self, stored(datetime.now(timezone.utc)))
 
     def route(self, facts: dict | None, workflow: str | None, seq: int) -> tuple:
@@ -224,7 +224,7 @@ class Entries:
     def task_count(self) -> int:
         return len(self.skipped) + len(self.opened) + len(self.held)
 
-    def format(self, *, postgresql: bool) -> "Entries":
+    def format(self, *, postgresql: bool) -> Entries:
         """On PostgreSQL, make the COPY text now (a planning thread), so that ``write`` only sends."""
         if postgresql:
             self._formatted = ([p.formatted() for p in self.tasks()], _order_moves(self.moves),

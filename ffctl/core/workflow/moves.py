@@ -8,8 +8,8 @@ people or a person and a sweep cannot both complete one task. The next node is p
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Iterable, Mapping
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
