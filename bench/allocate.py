@@ -110,9 +110,9 @@ def to_allocation(db_url: str, config: Path) -> int:
     cfg = load_config(config)
     at = parse_time(NOW, "UTC")
     spec = cfg.nodes["allocation"]
-    T, O = Task.__table__, Order.__table__
+    T, Ot = Task.__table__, Order.__table__
     seq = sa.case({wf.name: wf.nodes.index("allocation") for wf in cfg.workflows if "allocation" in wf.nodes},
-                  value=O.c.workflow, else_=0)
+                  value=Ot.c.workflow, else_=0)
 
     def ts(value):
         return sa.literal(value, UTCDateTime())
@@ -125,12 +125,12 @@ def to_allocation(db_url: str, config: Path) -> int:
                 "sla_state", "paused_seconds", "next_step", "escalation_level", "next_action_at"]
         risk = at + timedelta(seconds=spec.sla_seconds * spec.warn_at)
         sel = sa.select(
-            O.c.order_id, O.c.workflow, sa.literal("allocation"), seq, sa.literal("open"), ts(at),
+            Ot.c.order_id, Ot.c.workflow, sa.literal("allocation"), seq, sa.literal("open"), ts(at),
             sa.literal(spec.sla_seconds), ts(risk), ts(at + timedelta(seconds=spec.sla_seconds)),
             sa.literal("on_track"), sa.literal(0.0), sa.literal(0), sa.literal(0), ts(risk),
-        ).where(O.c.status == "open", O.c.workflow.is_not(None))
+        ).where(Ot.c.status == "open", Ot.c.workflow.is_not(None))
         s.execute(sa.insert(T).from_select(cols, sel))
-        moved = s.execute(sa.update(O).where(O.c.status == "open", O.c.workflow.is_not(None))
+        moved = s.execute(sa.update(Ot).where(Ot.c.status == "open", Ot.c.workflow.is_not(None))
                           .values(node="allocation")).rowcount
     store.dispose()
     return moved

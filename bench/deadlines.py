@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path when run)
+from _perfdoc import record_section  # noqa: E402  after the checkout is on sys.path
 
 from ffctl.core import workflow  # noqa: E402
 from ffctl.core.config import load_config  # noqa: E402

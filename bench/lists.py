@@ -80,7 +80,7 @@ def bench_backend(url: str, orders: int, repeat: int) -> list[str]:
     lines = [f"  {'SELECT count(*) FROM orders (reference)':<46}{reference:8.3f} s"]
     for label, kind, kw in CASES:
         run(kind, kw)  # warm
-        secs, (rows, total) = timed(lambda: run(kind, kw), repeat)
+        secs, (rows, total) = timed(lambda kind=kind, kw=kw: run(kind, kw), repeat)
         total = total["total"] if isinstance(total, dict) else total
         lines.append(f"  {label:<46}{secs:8.3f} s {secs / reference:7.1f}x   {len(rows):>4} shown of {total:,}")
     store.dispose()

@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import sqlalchemy as sa  # noqa: E402
-from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path when run)
+from _perfdoc import record_section  # noqa: E402  bench/_perfdoc.py (bench/ is on sys.path when run)
 
 from ffctl.core.config import load_config  # noqa: E402
 from ffctl.core.rules import run_rules  # noqa: E402
@@ -180,7 +180,7 @@ def bench_backend(url: str, orders: int, skus: int, repeat: int) -> dict:
     steady_s = median(lambda: timed_rules(store, cfg)[0], repeat)
     dry_s = median(lambda: timed_rules(store, cfg, dry_run=True)[0], repeat)
     per_rule = {
-        rule.name: median(lambda: timed_rules(store, dataclasses.replace(cfg, rules=(rule,)))[0], repeat)
+        rule.name: median(lambda rule=rule: timed_rules(store, dataclasses.replace(cfg, rules=(rule,)))[0], repeat)
         for rule in cfg.rules
     }
     count_after = median(lambda: reference_count(store), repeat)

@@ -125,7 +125,8 @@ def _flush_sqlite(conn, orders, tasks) -> None:
 def load_pg(conninfo: str, start: int, stop: int) -> None:
     import psycopg
 
-    naive = lambda row: tuple(v.astimezone(timezone.utc).replace(tzinfo=None) if isinstance(v, datetime) else v for v in row)
+    def naive(row):
+        return tuple(v.astimezone(timezone.utc).replace(tzinfo=None) if isinstance(v, datetime) else v for v in row)
     with psycopg.connect(conninfo) as conn:
         conn.execute("INSERT INTO customer (customer, name) VALUES ('C1', 'Customer one') ON CONFLICT DO NOTHING")
         data = list(rows(start, stop))
@@ -212,7 +213,8 @@ def bench_backend(backend: str, small: int, big: int, runs: int, folder: Path) -
     if backend == "sqlite":
         path = folder / "sweep.db"
         url = f"sqlite:///{path}"
-        loader = lambda a, b: load_sqlite(str(path), a, b)
+        def loader(a, b):
+            return load_sqlite(str(path), a, b)
     else:
         import psycopg
 
@@ -221,7 +223,8 @@ def bench_backend(backend: str, small: int, big: int, runs: int, folder: Path) -
             conn.execute(f"CREATE DATABASE {dbname}")
         conninfo = PG_ADMIN.rsplit("/", 1)[0] + f"/{dbname}"
         url = conninfo.replace("postgresql://", "postgresql+psycopg://")
-        loader = lambda a, b: load_pg(conninfo, a, b)
+        def loader(a, b):
+            return load_pg(conninfo, a, b)
     store = Store(url)
     try:
         store.upgrade()

@@ -109,12 +109,12 @@ def test_baseline_column_in_table_json_csv_and_dashboard(workspace):
     assert header[:5] == ["kpi", "group", "baseline", "actual", "target"]
 
     table = cli_ok(workspace, "report", "kpi", "--format", "table", now=NOW).stdout
-    line = next(l for l in table.splitlines() if "order_confirmation_minutes" in l)
+    line = next(ln for ln in table.splitlines() if "order_confirmation_minutes" in ln)
     assert line.index("45.0 min") < line.index("20.0 min") < line.index("30.0 min")  # baseline → actual → target
     assert "baseline: where the KPI stood before" in table
     narrow = workspace.run("report", "kpi", "--format", "table", now=NOW, columns=80)
     assert narrow.exit_code == 0 and "45.0 min" in narrow.stdout and "order_confirmation_minutes" in narrow.stdout
-    assert max(len(l) for l in narrow.stdout.splitlines()) <= 80 and "…" not in narrow.stdout
+    assert max(len(ln) for ln in narrow.stdout.splitlines()) <= 80 and "…" not in narrow.stdout
 
     html = cli_ok(workspace, "report", "dashboard", "--out", "-", now=NOW).stdout
     assert "baseline 45.0 min → 20.0 min → target 30.0 min" in html

@@ -84,10 +84,10 @@ def compare(store, cfg, at, created) -> None:
         for now in (at, at + timedelta(hours=3), at + timedelta(days=2)):
             for period in periods:
                 for name, report in (
-                    ("sla", lambda src: kpi.sla_report(s, cfg, now=now, period=period, source=src)),
-                    ("kpi by node", lambda src: kpi.kpi_report(s, cfg, now=now, period=period, by="node", source=src)),
-                    ("owners", lambda src: kpi.breaches_by_owner(s, cfg, now=now, period=period, source=src)),
-                    ("histogram", lambda src: kpi.cycle_time_histogram(s, cfg, now=now, period=period, at_least=30.0,
+                    ("sla", lambda src, now=now, period=period: kpi.sla_report(s, cfg, now=now, period=period, source=src)),
+                    ("kpi by node", lambda src, now=now, period=period: kpi.kpi_report(s, cfg, now=now, period=period, by="node", source=src)),
+                    ("owners", lambda src, now=now, period=period: kpi.breaches_by_owner(s, cfg, now=now, period=period, source=src)),
+                    ("histogram", lambda src, now=now, period=period: kpi.cycle_time_histogram(s, cfg, now=now, period=period, at_least=30.0,
                                                                        source=src)),
                     ("flow", lambda src, now=now, period=period: flow.flow_report(s, cfg, now=now, period=period, top=3,
                                                                                     source=src)),

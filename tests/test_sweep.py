@@ -363,7 +363,8 @@ def test_sla_status_counts_from_the_clocks_before_any_sweep(ws):
     with store.session(write=True) as s:
         workflow.hold(s, cfg, "LATE-000000", at=T0 - timedelta(hours=2), actor="root", reason="x")
     store.dispose()
-    status = lambda: {r["node"]: r for r in json.loads(ws.run("sla", "status", "-f", "json", now=T0.isoformat()).stdout)}
+    def status():
+        return {r["node"]: r for r in json.loads(ws.run("sla", "status", "-f", "json", now=T0.isoformat()).stdout)}
     board = status()
     assert list(board) == ["review", "approve", "pack", "triage"]
     assert board["review"] == {"node": "review", "owner": "clerk", "open": 6, "on_hold": 1, "at_risk": 1,

@@ -144,12 +144,12 @@ def test_the_period_moves_the_figures(week):
 def test_table(week):
     r = week.run("report", "workload", *WEEK, "--format", "table", now=NOW_TEXT)
     assert r.exit_code == 0, r.output
-    line = next(l for l in r.stdout.splitlines() if "finance_reviewer" in l)
+    line = next(ln for ln in r.stdout.splitlines() if "finance_reviewer" in ln)
     for cell in ("1.4", "1.0", "40m", "2", "16h (A5 at credit_review)", "42.9% (3)"):
         assert cell in line, (cell, line)
     assert "(auto nodes)" in r.stdout and "Workload per role — visits from 2026-03-02 00:00" in r.stdout
     narrow = week.run("report", "workload", *WEEK, "--format", "table", now=NOW_TEXT, columns=80)
-    assert narrow.exit_code == 0 and max(len(l) for l in narrow.stdout.splitlines()) <= 80
+    assert narrow.exit_code == 0 and max(len(ln) for ln in narrow.stdout.splitlines()) <= 80
     assert "finance_reviewer" in narrow.stdout
     person = week.run("report", "workload", *WEEK, "--by", "person", "--format", "table", now=NOW_TEXT)
     assert person.exit_code == 0 and "alice" in person.stdout and "arrived/day" not in person.stdout

@@ -330,7 +330,7 @@ class _BusinessTime:
             lo, hi = self.sql.span()
             first, last = int(lo.timestamp() // 86400), int(hi.timestamp() // 86400)
             rows = []
-            for name, key in self.key.items():
+            for key in self.key.values():
                 node = next(n for n, k in self.node_key.items() if k == key)
                 rows.extend((key, d, cum, ranges) for d, cum, ranges in self.cfg.calendar(node).utc_days(first, last))
             width = max([len(r[3]) for r in rows] + [1])

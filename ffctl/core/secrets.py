@@ -104,7 +104,7 @@ def url_problem(url: str) -> str | None:
         return _("not a database URL (expected e.g. sqlite:///ffctl.db or postgresql+psycopg://user@host/db)")
     parts = urlsplit(normalise_url(url))
     try:
-        parts.port
+        parts.port  # noqa: B018  reading it raises ValueError on a port that is not a number
     except ValueError:
         port = parts.netloc.rpartition("@")[2].rpartition(":")[2]
         return _("the port {port!r} is not a number from 1 to 65535").format(port=port)
