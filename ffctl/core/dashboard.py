@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from datetime import date, datetime
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ffctl.core.clock import local
 from ffctl.core.durations import approx_duration, format_duration
@@ -31,6 +31,9 @@ from ffctl.core.kpi import (
 from ffctl.core.misses import pareto
 from ffctl.core.workload import workload_report
 from ffctl.i18n import _, current, ngettext
+
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
 
 GREEN, RED, GREY, BLUE, PURPLE, AMBER = "#1f9d61", "#d64545", "#9aa3b2", "#2f6fdf", "#8e5bd6", "#e08a1e"
 TEAL = "#1693a5"  # work arriving (the workload panel), apart from every other series
@@ -53,7 +56,7 @@ def kpi_labels() -> dict[str, tuple[str, str]]:
 }
 
 
-def build_dashboard(session, cfg, *, now: datetime, period: Period = Period()) -> str:
+def build_dashboard(session, cfg: Config, *, now: datetime, period: Period = Period()) -> str:
     """Query every series the dashboard shows and render it."""
     data = {
         "kpis": kpi_report(session, cfg, now=now, period=period),

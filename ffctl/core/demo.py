@@ -17,12 +17,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from ffctl.core.errors import Conflict
 from ffctl.core.files import private_folder, write_private
 from ffctl.i18n import _, ngettext
+
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
+    from ffctl.core.store import Store
 
 REGIONS = ["华东", "华南", "华北", "西南", "east"]
 CHANNELS = ["b2b", "b2c", "marketplace"]
@@ -173,7 +178,7 @@ def write_config(directory: Path, example_text: str, *, language: str | None = N
 class Simulation:
     """Hour by hour through the demo period, with the command clock set to each hour."""
 
-    def __init__(self, store, cfg, folder: Path, rng: random.Random, progress: Callable[[str], None]) -> None:
+    def __init__(self, store: Store, cfg: Config, folder: Path, rng: random.Random, progress: Callable[[str], None]) -> None:
         self.store, self.cfg, self.folder, self.rng, self.progress = store, cfg, folder, rng, progress
         self.counts: dict[str, int] = {}
         self.holds: dict[str, datetime] = {}  # order_id -> release time
@@ -461,7 +466,7 @@ def build_demo(directory: Path, *, orders: int = 2000, days: int = 30, seed: int
                       days=days, now=end, counts=sim.counts)
 
 
-def count_breaches(store, now: datetime) -> int:
+def count_breaches(store: Store, now: datetime) -> int:
     """Node visits breached by ``now`` (``workflow.breached``: late, whether or not a sweep saw it)."""
     from ffctl.core.models import Task
     from ffctl.core.workflow import breached, stopped_at

@@ -29,11 +29,16 @@ import hashlib
 import json
 from collections import Counter
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core.kpi import Period, _BusinessTime, _node_order, _Report, _Sql
+
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
+    from ffctl.core.store import Store
 
 SEP = "\t"  # between node names in one SQL value (no node name holds a tab: config keys are words)
 REJECTED = ("rejected", "auto_rejected")
@@ -57,7 +62,7 @@ def _visits_sql(scope: str, period: str) -> str:
         "WINDOW w AS (PARTITION BY t.order_id ORDER BY t.id)) v WHERE v.next_node IS NOT NULL")
 
 
-def _steps_sql(sql: _Sql, cfg, visits: str) -> str:
+def _steps_sql(sql: _Sql, cfg: Config, visits: str) -> str:
     """``visits`` (``_visits_sql``'s rows) as (task_id, order_id, created_at, node, next_node,
     seconds): seconds the business time from the visit's entry to the next's in its node's
     calendar (wall-clock past the calendar table's span)."""
@@ -91,7 +96,7 @@ def _paths_sql(sql: _Sql, scope: str, period: str) -> str:
 
 # --- the facts --------------------------------------------------------------------------------
 
-def fingerprint(cfg) -> str:
+def fingerprint(cfg: Config) -> str:
     """What the flow facts depend on besides the data: the calendars of the nodes (the edges'
     business time). Part of ``kpi.fingerprint``: a change rebuilds the facts."""
     calendars = {}
@@ -103,7 +108,7 @@ def fingerprint(cfg) -> str:
     return hashlib.sha1(json.dumps(calendars, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def refresh(s: Session, sql: _Sql, cfg, *, dirty: str | None) -> None:
+def refresh(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> None:
     """Rewrite flow_edge and flow_path: every order's (``dirty`` None: called by the facts'
     rebuild), or the orders in the table ``dirty`` (the incremental refresh), in the refresh's
     transaction. A rebuild drops the report indexes and builds them after the inserts (a sorted
@@ -147,7 +152,7 @@ def refresh(s: Session, sql: _Sql, cfg, *, dirty: str | None) -> None:
         s.execute(sa.text("ANALYZE flow_path"))
 
 
-def vacuum(store) -> None:
+def vacuum(store: Store) -> None:
     """PostgreSQL, after a rebuild has committed: mark the flow facts' pages all-visible, so an
     edge's median is an index-only scan (autovacuum would, some time later; until then the
     planner sorts the edge's rows). A role that does not own the tables is told and skips it."""
@@ -157,7 +162,7 @@ def vacuum(store) -> None:
 
 # --- the report -------------------------------------------------------------------------------
 
-def flow_report(session: Session, cfg, *, now: datetime, period: Period = Period(), top: int = 10,
+def flow_report(session: Session, cfg: Config, *, now: datetime, period: Period = Period(), top: int = 10,
                 source: str = "auto") -> dict:
     """``{orders, edges: [{from, to, count, median_business_seconds}], rework: [{node, visits,
     orders, rejects, revisits}], variants: [{path, orders, share}], variants_total,
@@ -200,7 +205,7 @@ def flow_report(session: Session, cfg, *, now: datetime, period: Period = Period
             "other_orders": total - sum(v["orders"] for v in variants)}
 
 
-def _edge_medians(rep: _Report, cfg, counts: Counter) -> dict[tuple[str, str], float]:
+def _edge_medians(rep: _Report, cfg: Config, counts: Counter) -> dict[tuple[str, str], float]:
     """Each edge's exact median off flow_edge's (node, next_node, seconds, created_at) index: the
     edge's count in the period is its number of rows there (both come from the same refresh)."""
     return {(a, b): rep.pick("flow_edge", "ix_flow_edge_seconds", "seconds", "x.node = :a AND x.next_node = :b",
@@ -208,7 +213,7 @@ def _edge_medians(rep: _Report, cfg, counts: Counter) -> dict[tuple[str, str], f
             for (a, b), n in counts.items()}
 
 
-def _generic_medians(rep: _Report, cfg) -> dict[tuple[str, str], float]:
+def _generic_medians(rep: _Report, cfg: Config) -> dict[tuple[str, str], float]:
     """Each edge's median from the task history (window functions: ranks, or percentile_cont)."""
     steps = _steps_sql(rep.sql, cfg, _visits_sql("1 = 1", rep.created_in("o")))
     values = f"SELECT st.node || '{SEP}' || st.next_node AS g, st.seconds AS x FROM ({steps}) st"

@@ -44,6 +44,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -53,6 +54,9 @@ from ffctl.core.durations import approx_duration
 from ffctl.core.models import Task, TaskAssignee, TaskStep
 from ffctl.core.store import is_postgresql
 from ffctl.i18n import _, ngettext
+
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
 
 PACE_VISITS = 20  # the node's pace: runs of 20 consecutive completions (min_history, if fewer)
 PACE_QUANTILE = 0.9  # ... its pace when busy: 9 runs in 10 were slower (the fastest is luck, the median idle time)
@@ -156,7 +160,7 @@ class Tracker:
         return History(self.durations, brisk(self.paces), self.queued, self.queued_late)
 
 
-def run_length(cfg) -> int:
+def run_length(cfg: Config) -> int:
     """How many consecutive completions make one measure of the node's pace."""
     return max(2, min(PACE_VISITS, cfg.forecast.min_history))
 
@@ -236,7 +240,7 @@ def reaches(history: History, waited: float, left: float, ahead: int, threshold:
 
 # --- the live forecast ---------------------------------------------------------------------------
 
-def histories(session: Session, cfg, nodes: Iterable[str], now: datetime) -> dict[str, History]:
+def histories(session: Session, cfg: Config, nodes: Iterable[str], now: datetime) -> dict[str, History]:
     """Each node's history at ``now``: one query, the window's most recent ``sample`` visits per node."""
     nodes = [n for n in nodes if n in cfg.nodes]
     if not nodes:
@@ -334,7 +338,7 @@ class Estimate:
     p_history: float = 0.0
     late: bool = False  # past its deadline (``workflow.is_breached``)
 
-    def reason(self, cfg) -> str:
+    def reason(self, cfg: Config) -> str:
         if self.late:
             return _("past its deadline by {late}").format(late=_minutes(round(-self.left / 60)))
         if self.p is None:
@@ -344,7 +348,7 @@ class Estimate:
                 least=least, window=approx_duration(cfg.forecast.window_seconds), n=n)
         return _reason(self.history, self.row, self.waited, self.left, self.p_history)
 
-    def shown(self, cfg) -> dict:
+    def shown(self, cfg: Config) -> dict:
         """The row ``sla forecast`` shows (JSON keys)."""
         row, history = self.row, self.history
         return {"order_id": row.order_id, "task_id": row.id, "node": row.node, "owner": row.owner,
@@ -392,7 +396,7 @@ class _Clock:
 class View:
     """One node at one clock: its history and calendar, ready to assess its running tasks."""
 
-    def __init__(self, cfg, node: str, history: History | None, now: datetime) -> None:
+    def __init__(self, cfg: Config, node: str, history: History | None, now: datetime) -> None:
         self.now, self.history = now, history
         self.sla = cfg.nodes[node].sla_seconds
         cal = cfg.calendar(node)
@@ -412,11 +416,11 @@ class View:
         return Estimate(p, row, self.history, waited, left, p_history)
 
 
-def views(cfg, nodes: Iterable[str], hist: dict[str, History], now: datetime) -> dict[str, View]:
+def views(cfg: Config, nodes: Iterable[str], hist: dict[str, History], now: datetime) -> dict[str, View]:
     return {n: View(cfg, n, hist.get(n), now) for n in nodes}
 
 
-def forecast(session: Session, cfg, now: datetime, *, node: str | None = None, role: str | None = None,
+def forecast(session: Session, cfg: Config, now: datetime, *, node: str | None = None, role: str | None = None,
              threshold: float | None = None) -> list[dict]:
     """Every running task (of ``node``, assigned to ``role``) with its p_breach and reason, most
     likely first; ``threshold``: only those at or above it (tasks without a figure are left out)."""
@@ -439,7 +443,7 @@ def forecast(session: Session, cfg, now: datetime, *, node: str | None = None, r
     return [e.shown(cfg) for e in kept]
 
 
-def for_tasks(session: Session, cfg, now: datetime, task_ids: list[int]) -> dict[int, tuple[float | None, str]]:
+def for_tasks(session: Session, cfg: Config, now: datetime, task_ids: list[int]) -> dict[int, tuple[float | None, str]]:
     """p_breach and reason of these open tasks (a page of ``task list``); held ones get None."""
     if not task_ids:
         return {}
@@ -457,7 +461,7 @@ def for_tasks(session: Session, cfg, now: datetime, task_ids: list[int]) -> dict
     return out
 
 
-def alerts_due(session: Session, cfg, now: datetime) -> list:
+def alerts_due(session: Session, cfg: Config, now: datetime) -> list:
     """Tasks of nodes with ``forecast_alert`` whose p_breach has reached it while still on track
     (before their warn_at point) and that were not alerted before: (row, p, reason) each."""
     nodes = [name for name, spec in cfg.nodes.items() if spec.forecast_alert is not None]
@@ -504,7 +508,7 @@ class _Visit:
     lead: float | None = None
 
 
-def backtest(session: Session, cfg, *, start: datetime, end: datetime, now: datetime, threshold: float = 0.5,
+def backtest(session: Session, cfg: Config, *, start: datetime, end: datetime, now: datetime, threshold: float = 0.5,
              node: str | None = None, detail: bool = False) -> dict:
     """Replay [start, end) at 15-minute instants; at each, predict every running task from the visits
     completed before that instant only, and compare the first warnings with the ``warn_at`` rule's.
@@ -656,7 +660,7 @@ def _aware(value) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-def _score(cfg, targets: list[_Visit], risk: dict, now: datetime, *, start, end, threshold, exact_too=False) -> dict:
+def _score(cfg: Config, targets: list[_Visit], risk: dict, now: datetime, *, start, end, threshold, exact_too=False) -> dict:
     """Precision, recall, F1 and median lead of the forecast and of the warn_at rule, overall and per node."""
     def blank():
         return {"tasks": 0, "breached": 0, "forecast": [0, 0, []], "rule": [0, 0, []], "exact": [0, 0, []]}  # tp, fp, leads
@@ -718,7 +722,7 @@ def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
 
 
-def likely(session: Session, cfg, now: datetime, *, threshold: float = 0.5, limit: int = 15) -> list[dict]:
+def likely(session: Session, cfg: Config, now: datetime, *, threshold: float = 0.5, limit: int = 15) -> list[dict]:
     """The dashboard's "likely to breach" panel: the open tasks not yet past their deadline at or
     above ``threshold``, most likely first (the breached ones have panels of their own)."""
     return [r for r in forecast(session, cfg, now, threshold=threshold) if r["deadline"] > now][:limit]

@@ -9,6 +9,7 @@ Filtering, ordering and paging happen in SQL; only the page shown gets its busin
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -21,13 +22,16 @@ from ffctl.core.paging import count_matches, fetch_page
 from ffctl.core.workflow.clocks import breached_clause, state_filter, urgency
 from ffctl.i18n import _
 
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
 
-def roles_of(cfg, user: str) -> list[str]:
+
+def roles_of(cfg: Config, user: str) -> list[str]:
     """The roles ``user`` is a member of, in config order."""
     return [name for name, role in cfg.roles.items() if user in role.members]
 
 
-def only_mine(cfg, user: str, *, mine: bool, role: str | None, everyone: bool) -> bool:
+def only_mine(cfg: Config, user: str, *, mine: bool, role: str | None, everyone: bool) -> bool:
     """Whether the list keeps to the user's own tasks: yes unless ``--role`` or ``--all`` says otherwise.
 
     ``--all`` is for members of admin (who may act on every task); anyone may look at a role's tasks.
@@ -50,7 +54,7 @@ def _assigned_to(task, roles: list[str]):
     )
 
 
-def list_tasks(session: Session, cfg, now: datetime, *, user: str | None = None, mine: bool = False,
+def list_tasks(session: Session, cfg: Config, now: datetime, *, user: str | None = None, mine: bool = False,
                role: str | None = None, at_risk: bool = False, breached: bool = False,
                limit: int = 200) -> tuple[list[dict], dict[str, int]]:
     """Open tasks, breached first, then by deadline; on hold last.

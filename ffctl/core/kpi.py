@@ -63,7 +63,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -77,6 +77,10 @@ from ffctl.core.stock import allocation_nodes
 from ffctl.core.store import is_postgresql
 from ffctl.core.workflow import breached_sql, stopped_sql
 from ffctl.i18n import _
+
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
+    from ffctl.core.store import Store
 
 #: KPI name -> (unit, higher_is_better). The order is the report's order.
 KPIS: dict[str, tuple[str, bool]] = {
@@ -317,7 +321,7 @@ class _BusinessTime:
     without a calendar counts wall-clock time.
     """
 
-    def __init__(self, sql: _Sql, cfg) -> None:
+    def __init__(self, sql: _Sql, cfg: Config) -> None:
         self.sql, self.cfg = sql, cfg
         names = sorted({spec.calendar for spec in cfg.nodes.values() if spec.calendar})
         self.key = {name: i + 1 for i, name in enumerate(names)}
@@ -433,7 +437,7 @@ class FactsNotReady(FfctlError, RuntimeError):
     """``kpi_report`` was called before ``refresh_facts`` built the facts for this config (exit 1)."""
 
 
-def fingerprint(cfg) -> str:
+def fingerprint(cfg: Config) -> str:
     """What the facts depend on besides the data: a change rebuilds them all."""
     import json
 
@@ -444,7 +448,7 @@ def fingerprint(cfg) -> str:
                       sort_keys=True)
 
 
-def refresh_facts(store, cfg, *, cuts: Iterable[str | None] = (None,), now: datetime | None = None) -> dict:
+def refresh_facts(store: Store, cfg: Config, *, cuts: Iterable[str | None] = (None,), now: datetime | None = None) -> dict:
     """Bring ``order_fact``/``node_fact`` up to date with the store, and (SQLite) make sure the
     indexes that reports cut by each of ``cuts`` (None: not cut) read exist. Returns ``{"mode":
     "none"|"incremental"|"full"|"replica", "orders": n}`` (a PostgreSQL standby is read-only:
@@ -504,7 +508,7 @@ def _committed_event_mark(s: Session) -> int:
     return int(top)
 
 
-def _refresh(store, cfg, fp: str, cuts: list[str | None], now: datetime) -> dict:
+def _refresh(store: Store, cfg: Config, fp: str, cuts: list[str | None], now: datetime) -> dict:
     top = None
     if is_postgresql(store):
         with store.session(write=True) as s:
@@ -554,7 +558,7 @@ def _have_indexes(s: Session, columns: Iterable[str | None]) -> bool:
         f"SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN {_in(wanted)}")).scalar_one() == len(wanted)
 
 
-def _up_to_date(store, fp: str, cuts: list[str | None]) -> bool:
+def _up_to_date(store: Store, fp: str, cuts: list[str | None]) -> bool:
     """Whether a read-only look finds nothing to refresh. Safe on PostgreSQL too: every event id
     at or below the stored mark was committed when it was stored, so any event not visible yet
     has a higher id and the next refresh takes it."""
@@ -598,7 +602,7 @@ def _in_lists(values: list[str], size: int = 500) -> Iterable[tuple[str, dict]]:
         yield ", ".join(f":c{i}" for i in range(len(part))), {f"c{i}": v for i, v in enumerate(part)}
 
 
-def _rebuild(s: Session, sql: _Sql, cfg) -> int:
+def _rebuild(s: Session, sql: _Sql, cfg: Config) -> int:
     """Every order's facts from scratch. On SQLite the report indexes are dropped first and
     rebuilt after (a sorted build beats a million inserts into each)."""
     lazy: list[str] = []
@@ -644,7 +648,7 @@ def _rebuild(s: Session, sql: _Sql, cfg) -> int:
     return s.execute(sa.text("SELECT COUNT(*) FROM order_fact")).scalar_one()
 
 
-def _update(s: Session, sql: _Sql, cfg, seen: int, top: int, customers: list[str]) -> int:
+def _update(s: Session, sql: _Sql, cfg: Config, seen: int, top: int, customers: list[str]) -> int:
     """Rewrite the facts of the orders named by events in (seen, top] and of ``customers``."""
     if sql.sqlite:
         s.execute(sa.text(f"CREATE TEMP TABLE IF NOT EXISTS {_DIRTY} (order_id TEXT PRIMARY KEY)"))
@@ -676,14 +680,14 @@ def _update(s: Session, sql: _Sql, cfg, seen: int, top: int, customers: list[str
     return n
 
 
-def _refresh_flow(s: Session, sql: _Sql, cfg, *, dirty: str | None) -> None:
+def _refresh_flow(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> None:
     """``report flow``'s facts (flow_edge, flow_path), kept by core/flow.py (it imports this module)."""
     from ffctl.core import flow
 
     flow.refresh(s, sql, cfg, dirty=dirty)
 
 
-def _facts_sql(sql: _Sql, cfg, *, scoped: bool) -> str:
+def _facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> str:
     """INSERT ... SELECT of one order_fact row per order (``scoped``: the orders in fact_dirty)."""
     alloc_nodes = allocation_nodes(cfg)
     is_alloc = f"t.node IN {_in(alloc_nodes)}" if alloc_nodes else "1 = 0"
@@ -770,7 +774,7 @@ _VISIT_COUNTERS = ("shipped", "on_time", "delivered", "perfect", "picked", "pick
                    "units_shipped", "units_returned")
 
 
-def _visit_facts_sql(sql: _Sql, cfg, *, scoped: bool) -> list[str]:
+def _visit_facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> list[str]:
     """INSERT ... SELECT of one visit_fact row per node visit that was not skipped (``scoped``:
     the orders in fact_dirty), after their order_fact rows are written (it copies from them).
 
@@ -844,7 +848,7 @@ class _Report:
     computed from the task history instead: the generic paths the facts are tested against.
     """
 
-    def __init__(self, session: Session, cfg, *, now: datetime, period: Period, by: str | None,
+    def __init__(self, session: Session, cfg: Config, *, now: datetime, period: Period, by: str | None,
                  source: str = "auto") -> None:
         if source not in SOURCES:
             raise ValueError(f"unknown source {source!r}: use one of {', '.join(SOURCES)}")
@@ -1259,7 +1263,7 @@ def bottleneck_row(stats: list[dict]) -> dict:
     return row
 
 
-def kpi_report(session: Session, cfg, *, now: datetime, period: Period = Period(), by: str | None = None,
+def kpi_report(session: Session, cfg: Config, *, now: datetime, period: Period = Period(), by: str | None = None,
                source: str = "auto") -> list[dict]:
     """``report kpi``: rows ``{kpi, group, baseline, actual, target, gap, count, p90, unit, met, node}``.
 
@@ -1313,12 +1317,12 @@ def kpi_report(session: Session, cfg, *, now: datetime, period: Period = Period(
     return rows
 
 
-def _node_order(cfg, names: Iterable[str]) -> list[str]:
+def _node_order(cfg: Config, names: Iterable[str]) -> list[str]:
     known = list(cfg.nodes)
     return sorted(set(names), key=lambda n: (known.index(n) if n in known else len(known), n))
 
 
-def sla_report(session: Session, cfg, *, now: datetime, period: Period = Period(), source: str = "auto") -> list[dict]:
+def sla_report(session: Session, cfg: Config, *, now: datetime, period: Period = Period(), source: str = "auto") -> list[dict]:
     """``report sla``: per node, completed (decided) visits, within SLA, attainment, p50/p90 time
     in node (seconds, wall clock) against the SLA, breaches, their lateness (p50/p90 business
     seconds past the deadline), escalations, reminders, auto actions, and whether it is the
@@ -1361,7 +1365,7 @@ def sla_report(session: Session, cfg, *, now: datetime, period: Period = Period(
 
 # --- dashboard series ------------------------------------------------------------------------
 
-def breaches_by_owner(session: Session, cfg, *, now: datetime, period: Period = Period(),
+def breaches_by_owner(session: Session, cfg: Config, *, now: datetime, period: Period = Period(),
                       source: str = "auto") -> list[dict]:
     """Breached node visits per owner role (auto nodes without an owner show as null)."""
     rep = _Report(session, cfg, now=now, period=period, by=None, source=source)
@@ -1391,7 +1395,7 @@ def nice_step(span: float, buckets: int = 12) -> float:
     return 10 * power
 
 
-def cycle_time_histogram(session: Session, cfg, *, now: datetime, period: Period = Period(),
+def cycle_time_histogram(session: Session, cfg: Config, *, now: datetime, period: Period = Period(),
                          at_least: float | None = None, source: str = "auto") -> dict:
     """Shipped orders by cycle time (hours) in round buckets up to about the p95, or to ``at_least``
     hours when that is further (so a target's mark lands on the axis); the last bucket holds

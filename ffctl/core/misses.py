@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -44,6 +45,9 @@ from sqlalchemy.orm import Session
 from ffctl.core.models import UTCDateTime
 from ffctl.core.stock import allocation_nodes
 from ffctl.core.workflow import breached_sql, stopped_sql
+
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
 
 COMPONENTS = ("late", "short", "wrong_item", "delivery_issue", "returned")
 #: ``--by`` dimensions: cause and the cause's node, role, SKU, supplier (miss_fact columns), and
@@ -57,13 +61,13 @@ def _in(values) -> str:
     return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
 
 
-def _owner_case(cfg, col: str) -> str:
+def _owner_case(cfg: Config, col: str) -> str:
     whens = " ".join(f"WHEN '{n.replace(chr(39), chr(39) * 2)}' THEN '{s.owner.replace(chr(39), chr(39) * 2)}'"
                      for n, s in sorted(cfg.nodes.items()) if s.owner)
     return f"(CASE {col} {whens} END)" if whens else "NULL"
 
 
-def misses_select(sql, cfg, scope: str) -> str:
+def misses_select(sql, cfg: Config, scope: str) -> str:
     """SELECT of miss_fact's columns for the missed orders among ``orders o`` rows meeting
     ``scope`` (a condition on ``o``; its parameters are the caller's, plus ``:tz``)."""
     from ffctl.core.kpi import _BusinessTime
@@ -143,13 +147,13 @@ def misses_select(sql, cfg, scope: str) -> str:
     )
 
 
-def refresh_sql(sql, cfg, *, dirty: str | None) -> str:
+def refresh_sql(sql, cfg: Config, *, dirty: str | None) -> str:
     """INSERT ... SELECT of miss_fact rows: every order, or those in the table ``dirty``."""
     scope = f"o.order_id IN (SELECT order_id FROM {dirty})" if dirty else "1 = 1"
     return f"INSERT INTO miss_fact ({_MISS_COLUMNS}) {misses_select(sql, cfg, scope)}"
 
 
-def why_not_perfect(session: Session, cfg, order_id: str, now: datetime) -> dict | None:
+def why_not_perfect(session: Session, cfg: Config, order_id: str, now: datetime) -> dict | None:
     """One order's failed components and primary cause, from its history now (None: the order is
     perfect, or not shipped in full, or shipped and not judged yet)."""
     from ffctl.core.kpi import _Sql
@@ -221,7 +225,7 @@ def _statement(text: str, params: dict):
     return stmt.bindparams(*binds) if binds else stmt
 
 
-def pareto(session: Session, cfg, *, period, by: str = "cause") -> list[dict]:
+def pareto(session: Session, cfg: Config, *, period, by: str = "cause") -> list[dict]:
     """``report misses``: rows ``{group, orders, share, cumulative_share, role, supplier}``, the
     most orders first (ties: by group); share of every miss in the period. ``role``/``supplier``
     (``--by cause``): the owner role of a node cause, the supplier of a stockout."""
@@ -246,7 +250,7 @@ def pareto(session: Session, cfg, *, period, by: str = "cause") -> list[dict]:
     return out
 
 
-def missed_orders(session: Session, cfg, *, period, by: str = "cause", group: str | None = None,
+def missed_orders(session: Session, cfg: Config, *, period, by: str = "cause", group: str | None = None,
                   batch: int = 5000) -> Iterator[dict]:
     """The missed orders (streamed, by order id), optionally only those of one ``group`` of ``by``
     (``node`` alone matches every ``node:...`` cause when ``by`` is cause)."""

@@ -48,6 +48,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -60,6 +61,10 @@ from ffctl.core.secrets import mask_endpoint
 from ffctl.core.store import is_postgresql
 from ffctl.core.text import header_value
 from ffctl.i18n import _
+
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
+    from ffctl.core.store import Store
 
 NOTE = Notification.__table__
 BATCH = 20  # rows per claim: bounds how long a SQLite sender holds the write lock
@@ -97,7 +102,7 @@ class SendReport:
 class _Channels:
     """One delivery run's connections (one SMTP session reused across a batch)."""
 
-    def __init__(self, cfg, *, wall_clock: Callable[[], float] = time.time,
+    def __init__(self, cfg: Config, *, wall_clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.cfg = cfg
         self._smtp: smtplib.SMTP | None = None
@@ -354,7 +359,7 @@ def _claim(session: Session, now: datetime, limit: int) -> list:
     return session.execute(stmt).all()
 
 
-def send(store, cfg, *, now: datetime, limit: int | None = None, batch: int = BATCH,
+def send(store: Store, cfg: Config, *, now: datetime, limit: int | None = None, batch: int = BATCH,
          channels_factory: Callable[[object], _Channels] = _Channels) -> SendReport:
     """Deliver pending notifications due by ``now``; at most ``limit`` rows (None: all due)."""
     report = SendReport()
@@ -381,7 +386,7 @@ def send(store, cfg, *, now: datetime, limit: int | None = None, batch: int = BA
     return report
 
 
-def _attempt(channels: _Channels, cfg, row, now: datetime, report: SendReport) -> dict:
+def _attempt(channels: _Channels, cfg: Config, row, now: datetime, report: SendReport) -> dict:
     try:
         address = channels.deliver(row, now)
     except Deferred as exc:  # a rate limit: later, and no attempt spent

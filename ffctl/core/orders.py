@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -23,13 +24,16 @@ from ffctl.core.text import command
 from ffctl.core.workflow.clocks import state_filter
 from ffctl.i18n import _, ngettext
 
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
+
 CHUNK = 500
 STATUSES = ("open", "partially_shipped", "on_hold", "shipped", "delivered", "cancelled")
 STATES = ("on_track", "at_risk", "breached", "on_hold")
 FINAL = ("shipped", "delivered", "cancelled")
 
 
-def check_node(cfg, node: str | None) -> None:
+def check_node(cfg: Config, node: str | None) -> None:
     if node is not None and node not in cfg.nodes:
         raise UsageError(_("--node {node!r}: no such node; the config has {names}").format(node=node, names=', '.join(cfg.nodes)))
 
@@ -48,7 +52,7 @@ def standing_flags(session: Session, order_ids: Iterable[str]) -> dict[str, list
     return flags
 
 
-def _view(cfg, row, now: datetime) -> dict:
+def _view(cfg: Config, row, now: datetime) -> dict:
     """task_view of a task read as plain columns (None fields when the order has no open task)."""
     if row.task_id is None:
         return {"state": None, "seconds_left": None}
@@ -61,7 +65,7 @@ def _view(cfg, row, now: datetime) -> dict:
 
 # --- order list ------------------------------------------------------------------------------
 
-def list_orders(session: Session, cfg, now: datetime, *, node: str | None = None, status: str | None = None,
+def list_orders(session: Session, cfg: Config, now: datetime, *, node: str | None = None, status: str | None = None,
                 at_risk: bool = False, breached: bool = False, flag: str | None = None,
                 customer: str | None = None, search: str | None = None,
                 limit: int = 200) -> tuple[list[dict], int]:
@@ -154,7 +158,7 @@ def _search_ids(text: str, *, postgresql: bool):
 
 # --- order show ------------------------------------------------------------------------------
 
-def _backorder_date(session: Session, cfg, order_id: str, sku: str, qty: int, now: datetime):
+def _backorder_date(session: Session, cfg: Config, order_id: str, sku: str, qty: int, now: datetime):
     """Earliest date ``qty`` more of ``sku`` can ship for this order, from available-to-promise.
 
     Returns (date | None, note | None); the note says why there is no date.
@@ -168,7 +172,7 @@ def _backorder_date(session: Session, cfg, order_id: str, sku: str, qty: int, no
     return earliest, None if earliest else _("no known supply covers it")
 
 
-def show_order(session: Session, cfg, order_id: str, now: datetime) -> dict:
+def show_order(session: Session, cfg: Config, order_id: str, now: datetime) -> dict:
     """Where the order is, who owns it, its lines with allocation, and its timeline."""
     from ffctl.core.misses import why_not_perfect
     from ffctl.core.returns import order_returns
@@ -288,7 +292,7 @@ def current_node(session: Session, order_id: str) -> str | None:
     return task.node if task else None
 
 
-def advance(session: Session, cfg, order_id: str, *, at: datetime, actor: str, node: str | None,
+def advance(session: Session, cfg: Config, order_id: str, *, at: datetime, actor: str, node: str | None,
             note: str | None = None, reject: bool = False, reason: str | None = None) -> dict:
     """A person completes (or rejects) the order's current manual node; returns what happened.
 
@@ -334,7 +338,7 @@ def advance_message(result: dict) -> str:
 
 # --- cancel and unflag -----------------------------------------------------------------------
 
-def cancel_order(session: Session, cfg, order_id: str, *, at: datetime, actor: str, reason: str) -> dict:
+def cancel_order(session: Session, cfg: Config, order_id: str, *, at: datetime, actor: str, reason: str) -> dict:
     """Release the order's reservations, close its open tasks, and mark it cancelled."""
     if not reason or not reason.strip():
         raise UsageError(_("--reason is required: say why the order is cancelled"))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -33,6 +34,9 @@ from ffctl.core.store import dialect_insert, insert_or_ignore, is_postgresql
 from ffctl.core.text import command
 from ffctl.i18n import _, ngettext
 
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
+
 NOTE = Notification.__table__
 PART = "part:"  # dedupe_key prefix of a digest part
 MERGED = "sweep:"  # ... and of the message it was merged into
@@ -40,7 +44,7 @@ MERGED = "sweep:"  # ... and of the message it was merged into
 RANKS = ("breached", "at_risk", "alert")
 
 
-def resolve_people(session: Session, cfg, recipients: Iterable[str], *, order_id: str | None = None) -> list[str]:
+def resolve_people(session: Session, cfg: Config, recipients: Iterable[str], *, order_id: str | None = None) -> list[str]:
     """Names (roles, users, order.sales_rep) to distinct user names, in order."""
     people: list[str] = []
     for name in recipients:
@@ -64,7 +68,7 @@ def resolve_people(session: Session, cfg, recipients: Iterable[str], *, order_id
     return people
 
 
-def channels_for(cfg, person: str) -> list[str]:
+def channels_for(cfg: Config, person: str) -> list[str]:
     """The channels a recipient is reached on: a role's group chats, or a user's email and chats
     (``log`` for a person with none)."""
     role = cfg.roles.get(person)
@@ -81,7 +85,7 @@ def channels_for(cfg, person: str) -> list[str]:
 
 def queue(
     session: Session,
-    cfg,
+    cfg: Config,
     recipients: Iterable[str],
     *,
     subject: str,
@@ -103,7 +107,7 @@ def queue(
 
 def notification_rows(
     session: Session,
-    cfg,
+    cfg: Config,
     recipients: Iterable[str],
     *,
     subject: str,
@@ -165,7 +169,7 @@ def digest_item(*, key: str, head: str | None, short: str, body: str, rank: str,
 class Parts:
     """The digest items one transaction queues, written as one part per person and channel."""
 
-    def __init__(self, session: Session, cfg) -> None:
+    def __init__(self, session: Session, cfg: Config) -> None:
         self.session, self.cfg = session, cfg
         self.items: dict[str, list[dict]] = {}
         self.first: dict[str, str] = {}  # person -> the exactly-once key of their first item here
@@ -212,7 +216,7 @@ def _priority(items: list[dict]) -> str:
     return "high" if any(i["priority"] == "high" for i in items) else "normal"
 
 
-def merge_parts(session: Session, cfg, *, now: datetime) -> int:
+def merge_parts(session: Session, cfg: Config, *, now: datetime) -> int:
     """Merge every digest part into one message per person and channel, due at ``now``; returns
     how many messages that made. Parts are merged in the order they were queued."""
     stmt = (sa.select(NOTE.c.id, NOTE.c.recipient, NOTE.c.channel, NOTE.c.body, NOTE.c.dedupe_key)

@@ -32,10 +32,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from ffctl.core.config import PROFILE_TARGETS, PROFILE_TIMES, FrozenDict, ImportProfile
 from ffctl.core.errors import UsageError
 from ffctl.i18n import _, ngettext
+
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
 
 LINE_LEVEL = frozenset({"order_id", "line_no", "sku", "qty", "unit_price"})  # the rest is the order's
 
@@ -63,7 +67,7 @@ BUILTIN: dict[str, ImportProfile] = {
 }
 
 
-def resolve(cfg, name: str, kind: str) -> ImportProfile:
+def resolve(cfg: Config, name: str, kind: str) -> ImportProfile:
     """The profile ``--profile NAME`` means: the config's ``[import_profiles.NAME]``, else a built-in."""
     profile = cfg.import_profiles.get(name) or BUILTIN.get(name)
     if profile is None:

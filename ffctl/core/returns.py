@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -27,6 +28,9 @@ from ffctl.core.models import OrderLine, ReturnLine, Shipment
 from ffctl.core.stock import moves, reservations
 from ffctl.core.text import command
 from ffctl.i18n import _, ngettext
+
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
 
 RETURN = ReturnLine.__table__
 LINE = OrderLine.__table__
@@ -40,7 +44,7 @@ def returned_units(session: Session, order_id: str) -> dict[int, int]:
         .group_by(RETURN.c.line_no))}
 
 
-def record_return(session: Session, cfg, order_id: str, lines: Sequence[tuple[int, int]], *, reason: str,
+def record_return(session: Session, cfg: Config, order_id: str, lines: Sequence[tuple[int, int]], *, reason: str,
                   at: datetime, actor: str, restock: str | None = None) -> dict | None:
     """Record one return of ``lines`` (``(line_no, qty)``) of ``order_id`` at ``at``.
 
@@ -126,7 +130,7 @@ def _restock(session: Session, order_id: str, rows: list[dict], warehouse: str, 
                             "ref": order_id, "actor": actor, "at": at} for sku, q in sorted(per_sku.items())])
 
 
-def _shown(moment: datetime, cfg) -> str:
+def _shown(moment: datetime, cfg: Config) -> str:
     from ffctl.core.clock import shown
 
     return shown(moment, cfg.timezone)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import reduce
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -47,6 +48,9 @@ from ffctl.core.store import dialect_insert, insert_or_ignore, is_postgresql
 from ffctl.core.suppliers import DEFAULT_WINDOW, ranked_batches
 from ffctl.core.text import command
 from ffctl.i18n import _, ngettext
+
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
 
 ORDERS = Order.__table__
 LINES = OrderLine.__table__
@@ -82,7 +86,7 @@ def _at(moment: datetime) -> sa.BindParameter:
 @dataclass
 class _Run:
     session: Session
-    cfg: object
+    cfg: Config
     now: datetime
     actor: str
     dry_run: bool
@@ -389,7 +393,7 @@ KINDS: dict[str, Callable[[_Run, object], list[dict]]] = {
 }
 
 
-def run_rules(session: Session, cfg, *, now: datetime, actor: str, dry_run: bool = False,
+def run_rules(session: Session, cfg: Config, *, now: datetime, actor: str, dry_run: bool = False,
               digest: bool = False) -> dict:
     """Evaluate every configured rule once at ``now``, in the caller's transaction.
 
@@ -437,7 +441,7 @@ def _record_run(session: Session, rule: str, now: datetime, hits: int) -> None:
 
 # --- rules list --------------------------------------------------------------------------------
 
-def describe_rule(cfg, rule) -> str:
+def describe_rule(cfg: Config, rule) -> str:
     """One line: the condition and the action."""
     p = rule.params
     if rule.kind == "stock_below":
@@ -465,7 +469,7 @@ def describe_rule(cfg, rule) -> str:
     return rule.kind
 
 
-def list_rules(session: Session, cfg) -> list[dict]:
+def list_rules(session: Session, cfg: Config) -> list[dict]:
     """Each configured rule with its description and its run record."""
     runs = {r.rule: r for r in session.execute(sa.select(RUNS))}
     rows = []

@@ -26,6 +26,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -33,6 +34,10 @@ from ffctl.core.clock import local, shown, start_of_day
 from ffctl.core.models import ScheduleRun
 from ffctl.core.store import insert_or_ignore
 from ffctl.i18n import _, ngettext
+
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
+    from ffctl.core.store import Store
 
 RUNS = ScheduleRun.__table__
 ACTOR = "schedule"
@@ -70,8 +75,8 @@ def next_due(expression: str, now: datetime, tz: str) -> datetime:
 
 @dataclass(frozen=True)
 class JobContext:
-    store: object
-    cfg: object
+    store: Store
+    cfg: Config
     now: datetime
     actor: str
 
@@ -145,7 +150,7 @@ JOBS: dict[str, Callable[[JobContext], str]] = {
 
 # --- tick and show ---------------------------------------------------------------------------------
 
-def _claim(store, job: str, due: datetime, now: datetime) -> bool:
+def _claim(store: Store, job: str, due: datetime, now: datetime) -> bool:
     """Move the job's last_due_at to ``due``: forward, or back from a cron time later than ``now``
     (claimed by a tick with a later clock); True only for the one tick that did."""
     with store.session(write=True) as session:
@@ -159,7 +164,7 @@ def _claim(store, job: str, due: datetime, now: datetime) -> bool:
     return hit == 1
 
 
-def _record(store, job: str, due: datetime, result: str) -> None:
+def _record(store: Store, job: str, due: datetime, result: str) -> None:
     with store.session(write=True) as session:
         session.execute(sa.update(RUNS).where(RUNS.c.job == job, RUNS.c.last_due_at == due)
                         .values(last_result=result[:1000]))
@@ -188,7 +193,7 @@ def _failure(exc: Exception, expression: str) -> str:
     return _("error: {why}").format(why=str(message).splitlines()[0] if str(message) else exc.__class__.__name__)
 
 
-def tick(store, cfg, *, now: datetime, actor: str = ACTOR, only: str | None = None) -> list[dict]:
+def tick(store: Store, cfg: Config, *, now: datetime, actor: str = ACTOR, only: str | None = None) -> list[dict]:
     """Run every scheduled job whose cron time has come since its last run, once each.
 
     Returns one row per scheduled job: ``{job, cron, due_at, ran, ok, result, note}``; ``note``
@@ -217,7 +222,7 @@ def tick(store, cfg, *, now: datetime, actor: str = ACTOR, only: str | None = No
     return out
 
 
-def _tick_one(store, cfg, job: str, expression: str, row: dict, *, now: datetime, actor: str, first: bool) -> None:
+def _tick_one(store: Store, cfg: Config, job: str, expression: str, row: dict, *, now: datetime, actor: str, first: bool) -> None:
     due = row["due_at"] = latest_due(expression, now, cfg.timezone)
     if first and not first_run_due(expression, now, cfg.timezone):
         row["result"] = _("not due: its last cron time is more than a period ago; first run at the next one")
@@ -230,7 +235,7 @@ def _tick_one(store, cfg, job: str, expression: str, row: dict, *, now: datetime
     _record(store, job, due, row["result"])
 
 
-def show(session, cfg, *, now: datetime) -> list[dict]:
+def show(session, cfg: Config, *, now: datetime) -> list[dict]:
     """Each scheduled job: its cron, last run (cron time and clock), result, and next run.
 
     ``next_run_at`` is when a tick next runs the job (``now`` when it is due now, None when its

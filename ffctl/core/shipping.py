@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from operator import itemgetter
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -49,6 +49,9 @@ from ffctl.core.stock import reservations
 from ffctl.core.store import is_postgresql
 from ffctl.core.text import command
 from ffctl.i18n import _, ngettext
+
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
 
 ORDERS = Order.__table__
 LINE = OrderLine.__table__
@@ -113,7 +116,7 @@ def parse_line_spec(text: str, *, qty_optional: bool = False) -> tuple[int, int 
     return line_no, qty
 
 
-def _reserving(cfg, order) -> bool:
+def _reserving(cfg: Config, order) -> bool:
     """Does the order's workflow reserve stock (has an ``auto = "allocate"`` node)?"""
     wf = next((w for w in cfg.workflows if w.name == order["workflow"]), None)
     return wf is not None and any(cfg.nodes[n].auto == "allocate" for n in wf.nodes if n in cfg.nodes)
@@ -149,7 +152,7 @@ def _already(shipments: list[dict], at: datetime, carrier, tracking, lines: list
     return None
 
 
-def _check_node(session: Session, cfg, order, actor: str, manual: bool) -> None:
+def _check_node(session: Session, cfg: Config, order, actor: str, manual: bool) -> None:
     from ffctl.core import workflow
 
     order_id, node = order["order_id"], order["node"]
@@ -215,7 +218,7 @@ class Shipper:
     statements (``write``). The one path of the rules above: ``ship`` is one shipment of it,
     ``import shipments`` a batch (``many``: stock locked as many-row lockers take it)."""
 
-    def __init__(self, session: Session, cfg, requests: Sequence[ShipmentRequest], *, actor: str,
+    def __init__(self, session: Session, cfg: Config, requests: Sequence[ShipmentRequest], *, actor: str,
                  write: bool = True, many: bool = False) -> None:
         """``write`` False: only ``plan`` (what each shipment would do; nothing locked, stock not read)."""
         self.session, self.cfg, self.actor, self.writes = session, cfg, actor, write
@@ -476,7 +479,7 @@ def _shipped_detail(sid: str, out_lines: list[dict], carrier, tracking, moved: d
     return "; ".join(notes)
 
 
-def ship(session: Session, cfg, order_id: str, *, at: datetime, actor: str, carrier: str | None = None,
+def ship(session: Session, cfg: Config, order_id: str, *, at: datetime, actor: str, carrier: str | None = None,
          tracking: str | None = None, lines: Sequence[tuple[int, int]] | None = None,
          picks: Sequence[tuple[int, str, int]] | None = None, shipment_id: str | None = None,
          manual: bool = False) -> dict | None:
@@ -491,7 +494,7 @@ def ship(session: Session, cfg, order_id: str, *, at: datetime, actor: str, carr
     return done
 
 
-def _complete(session: Session, cfg, finished: Sequence[_Finished], *, actor: str) -> None:
+def _complete(session: Session, cfg: Config, finished: Sequence[_Finished], *, actor: str) -> None:
     """Every unit shipped or cancelled: the ship node completes (at each order's own time) and the
     order is shipped, with its last shipment's time, carrier and tracking; set-based."""
     from ffctl.core import workflow
@@ -517,7 +520,7 @@ def _complete(session: Session, cfg, finished: Sequence[_Finished], *, actor: st
         [(stored_text(last[i].shipped_at), last[i].carrier, last[i].tracking, i) for i in ids])
 
 
-def cancel_lines(session: Session, cfg, order_id: str, lines: Iterable[tuple[int, int | None]], *, at: datetime,
+def cancel_lines(session: Session, cfg: Config, order_id: str, lines: Iterable[tuple[int, int | None]], *, at: datetime,
                  actor: str, reason: str) -> dict:
     """Cancel what is left of some lines (``(line_no, qty or None = all left)``), releasing their
     reservations. Cancelling everything left of an order that shipped something completes it as

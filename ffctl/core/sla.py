@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -49,6 +50,10 @@ from ffctl.core.errors import FfctlError
 from ffctl.core.models import Order, Task, TaskAssignee
 from ffctl.core.store import is_postgresql
 from ffctl.i18n import N_, _
+
+if TYPE_CHECKING:
+    from ffctl.core.config import Config, EscalationStep
+    from ffctl.core.store import Store
 
 SWEEP_ACTOR = "sla-sweep"
 BACKFILL_ACTOR = "sla-backfill"  # who applied the SLA history of orders imported with --backfill
@@ -102,7 +107,7 @@ class _DryRun(Exception):
 
 # --- entry point -----------------------------------------------------------------------------------
 
-def sweep(store, cfg, *, now: datetime, actor: str = SWEEP_ACTOR, dry_run: bool = False,
+def sweep(store: Store, cfg: Config, *, now: datetime, actor: str = SWEEP_ACTOR, dry_run: bool = False,
           batch: int = BATCH, rules: bool = True) -> SweepReport:
     """Apply every SLA transition and escalation step due by ``now``, then run the rules.
 
@@ -135,7 +140,7 @@ def sweep(store, cfg, *, now: datetime, actor: str = SWEEP_ACTOR, dry_run: bool 
     return report
 
 
-def _finish(session: Session, cfg, now: datetime, actor: str, report: SweepReport, *, rules: bool,
+def _finish(session: Session, cfg: Config, now: datetime, actor: str, report: SweepReport, *, rules: bool,
             dry_run: bool) -> None:
     """Run the rules (their alerts join the digests), then merge every digest part into one
     message per person and channel, in one transaction."""
@@ -146,7 +151,7 @@ def _finish(session: Session, cfg, now: datetime, actor: str, report: SweepRepor
     report.notifications_queued += outbox.merge_parts(session, cfg, now=now)
 
 
-def backfill(session: Session, cfg, order_ids: list[str], *, now: datetime, actor: str = BACKFILL_ACTOR,
+def backfill(session: Session, cfg: Config, order_ids: list[str], *, now: datetime, actor: str = BACKFILL_ACTOR,
              report: SweepReport | None = None) -> SweepReport:
     """Apply, in the caller's transaction, every SLA step of these orders due by ``now`` as the
     sweep would (same plan, same handlers, same exactly-once rows), telling nobody: events are
@@ -159,7 +164,7 @@ def backfill(session: Session, cfg, order_ids: list[str], *, now: datetime, acto
     return report
 
 
-def _drain(store, one_batch: Callable[[], int], due_left: Callable[[], int], report: SweepReport) -> None:
+def _drain(store: Store, one_batch: Callable[[], int], due_left: Callable[[], int], report: SweepReport) -> None:
     """Run batches until no task is due by the sweep's clock.
 
     On PostgreSQL a claim skips rows another transaction holds (a sweep with an earlier clock,
@@ -195,7 +200,7 @@ def _due(now: datetime) -> tuple:
     return (TASK.c.status == "open", TASK.c.next_action_at <= now, ~audit.later_event(TASK.c.order_id, now))
 
 
-def _forecast_alerts(session: Session, cfg, now: datetime, actor: str, report: SweepReport) -> None:
+def _forecast_alerts(session: Session, cfg: Config, now: datetime, actor: str, report: SweepReport) -> None:
     """Tell the assignees of each on-track task whose breach forecast reached its node's
     ``forecast_alert`` (SPEC 9.4); once per task: its ``task_step`` row commits with the
     event and the digest part, as every step's does."""
@@ -229,7 +234,7 @@ def _forecast_alerts(session: Session, cfg, now: datetime, actor: str, report: S
     parts.write(now)
 
 
-def _run_rules(session: Session, cfg, now: datetime, actor: str, report: SweepReport, *, dry_run: bool) -> None:
+def _run_rules(session: Session, cfg: Config, now: datetime, actor: str, report: SweepReport, *, dry_run: bool) -> None:
     from ffctl.core.rules import run_rules
 
     result = run_rules(session, cfg, now=now, actor=actor, dry_run=dry_run, digest=True)
@@ -250,12 +255,12 @@ class _Due:
     step: str  # task_step key: at_risk | breached | esc:<index>
     kind: str  # at_risk | breached | an escalation action
     due_at: datetime
-    escalation: object = None  # the EscalationStep for esc:<index>
+    escalation: EscalationStep | None = None  # for esc:<index>
 
 
 @dataclass
 class _TaskWork:
-    row: object  # the claimed task row
+    row: Any  # the claimed task row (a driver row)
     plan: list  # _Due steps, in ladder order
     sla_state: str
     next_step: int
@@ -285,7 +290,7 @@ def _claim(session: Session, now: datetime, limit: int, order_ids: list[str] | N
     return session.execute(stmt).all()
 
 
-def _plan(cfg, row, now: datetime) -> _TaskWork | None:
+def _plan(cfg: Config, row, now: datetime) -> _TaskWork | None:
     """Every step due by ``now`` for a task, in ladder order, and the state it leaves the task in.
 
     An auto action closes the task, so nothing after it is planned. Pure: no store access.
@@ -403,7 +408,7 @@ def _update_tasks(session: Session, works: list[_TaskWork]) -> None:
           w.row.id) for w in works])
 
 
-def _sweep_batch(session: Session, cfg, now: datetime, actor: str, limit: int, report: SweepReport, *,
+def _sweep_batch(session: Session, cfg: Config, now: datetime, actor: str, limit: int, report: SweepReport, *,
                  expire: bool = False, order_ids: list[str] | None = None, backfill: bool = False) -> int:
     """Claim one batch of due tasks and fire their due steps; returns how many tasks were claimed.
 
@@ -446,7 +451,7 @@ class _Context:
     """What step handlers share within one batch: buffered events, assignee rows and digest items,
     and the texts worded so far."""
 
-    def __init__(self, session: Session, cfg, now: datetime, actor: str, report: SweepReport, *,
+    def __init__(self, session: Session, cfg: Config, now: datetime, actor: str, report: SweepReport, *,
                  backfill: bool = False) -> None:
         self.session, self.cfg, self.now, self.actor, self.report = session, cfg, now, actor, report
         self.backfill = backfill
@@ -697,7 +702,7 @@ _HANDLERS: dict[str, Callable[[_Context, _TaskWork, _Due], None]] = {
 
 # --- the status board ------------------------------------------------------------------------------
 
-def status(session: Session, cfg, *, now: datetime) -> list[dict]:
+def status(session: Session, cfg: Config, *, now: datetime) -> list[dict]:
     """Per node, in workflow order: open, on hold, at risk, breached, escalated (open tasks).
 
     Computed from the clocks against ``now`` (breached: ``workflow.breached``, which counts a task

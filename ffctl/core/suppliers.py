@@ -6,6 +6,8 @@ batches (:func:`ranked_batches`), so the numbers a user reads are the ones the r
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -13,6 +15,9 @@ from ffctl.core.errors import NotFound
 from ffctl.core.models import QcBatch, Supplier
 from ffctl.core.store import is_postgresql
 from ffctl.i18n import _
+
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
 
 SUPPLIERS = Supplier.__table__
 QC = QcBatch.__table__
@@ -41,7 +46,7 @@ def ranked_batches(session: Session, *, suppliers=None) -> sa.Subquery:
     return query.subquery("ranked")
 
 
-def supplier_window(cfg) -> int:
+def supplier_window(cfg: Config) -> int:
     """The delay window: the first supplier rule's window_batches, else 10."""
     for rule in getattr(cfg, "rules", ()):
         if rule.kind == "supplier":
@@ -84,13 +89,13 @@ def _supplier_base(s, stats: dict | None) -> dict:
     }
 
 
-def list_suppliers(session: Session, cfg) -> list[dict]:
+def list_suppliers(session: Session, cfg: Config) -> list[dict]:
     stats = _supplier_stats(session, supplier_window(cfg))
     rows = session.execute(sa.select(SUPPLIERS).order_by(SUPPLIERS.c.supplier))
     return [_supplier_base(s, stats.get(s.supplier)) for s in rows]
 
 
-def show_supplier(session: Session, cfg, supplier: str) -> dict:
+def show_supplier(session: Session, cfg: Config, supplier: str) -> dict:
     """A supplier's numbers, its recent batches and why its exemption was frozen."""
     s = session.execute(sa.select(SUPPLIERS).where(SUPPLIERS.c.supplier == supplier)).first()
     if s is None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -41,6 +41,9 @@ from ffctl.core.kpi import DECIDED, Period, _BusinessTime, _in, _Sql
 from ffctl.core.models import UTCDateTime
 from ffctl.core.workflow import breached_sql
 from ffctl.i18n import _
+
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
 
 BY = ("role", "person")
 #: the grouping column of a visit per ``--by``
@@ -60,7 +63,7 @@ class _Group:
     oldest: Any = None
 
 
-def workload_report(session: Session, cfg, *, now: datetime, period: Period = Period(), by: str = "role") -> list[dict]:
+def workload_report(session: Session, cfg: Config, *, now: datetime, period: Period = Period(), by: str = "role") -> list[dict]:
     """One row per role (or person): ``{group, arrived, completed, business_days, arrived_per_day,
     completed_per_day, handling_p50_seconds, handling_p90_seconds, open_now, oldest_open_order,
     oldest_open_node, oldest_open_since, oldest_open_seconds, breached, breach_share}``; figures a
@@ -112,7 +115,7 @@ def workload_report(session: Session, cfg, *, now: datetime, period: Period = Pe
             for key in sorted(groups, key=lambda k: (k is None, k or ""))]
 
 
-def _row(key: str | None, row: _Group, cfg, start: datetime | None, end: datetime, now: datetime, by: str) -> dict:
+def _row(key: str | None, row: _Group, cfg: Config, start: datetime | None, end: datetime, now: datetime, by: str) -> dict:
     days = business_days([_clock(cfg, n) for n in sorted(row.nodes)], start, end, cfg.timezone) if start else 0
     _n, p50, p90 = row.handling
     oldest = row.oldest
@@ -136,7 +139,7 @@ def _row(key: str | None, row: _Group, cfg, start: datetime | None, end: datetim
     }
 
 
-def _clock(cfg, node: str):
+def _clock(cfg: Config, node: str):
     """The node's SLA clock; a node the config no longer has counts wall-clock time, as in the reports."""
     from ffctl.core.calendar import WALL_CLOCK
 
@@ -164,7 +167,7 @@ def business_days(clocks: Iterable, start: datetime, end: datetime, tz: str) -> 
 class _Query:
     """The period as SQL conditions on a visit's times, and statements with UTC times bound."""
 
-    def __init__(self, session: Session, cfg, now: datetime, period: Period) -> None:
+    def __init__(self, session: Session, cfg: Config, now: datetime, period: Period) -> None:
         self.s = session
         self.sql = _Sql(session, cfg.timezone, now)
         self.params: dict[str, Any] = {"now": now, "start": period.start, "end": period.end}

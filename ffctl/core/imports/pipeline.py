@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -33,6 +34,10 @@ from ffctl.core.errors import UsageError
 from ffctl.core.models import Customer, Product, Supplier
 from ffctl.core.store import is_postgresql
 from ffctl.i18n import N_, _, ngettext
+
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
+    from ffctl.core.store import Store
 
 MAX_ERRORS_SHOWN = 50
 BATCH_ROWS = 10_000
@@ -120,7 +125,7 @@ Progress = Callable[[str, int, "int | None", int], None]  # (phase, done, total,
 
 @dataclass
 class Context:
-    cfg: object
+    cfg: Config
     tz: str
     now: datetime
     actor: str
@@ -210,8 +215,8 @@ class Handler:
 # --- the pipeline ----------------------------------------------------------------------------
 
 def import_file(
-    store,
-    cfg,
+    store: Store,
+    cfg: Config,
     kind: str,
     path: str | Path,
     *,
@@ -277,7 +282,7 @@ def _cyclic_gc_paused():
             gc.enable()
 
 
-def _import(spec, store, cfg, kind, path, *, now, actor, on_error, dry_run, update, ignore_unknown, encoding,
+def _import(spec, store: Store, cfg: Config, kind, path, *, now, actor, on_error, dry_run, update, ignore_unknown, encoding,
             rejects, progress, batch_rows, started, delimiter, backfill=False, profile=None) -> ImportReport:
     report = ImportReport(kind=kind, unit=spec.unit, unit_one=spec.unit_one, path=str(path), on_error=on_error,
                           dry_run=dry_run, update=update)
@@ -338,7 +343,7 @@ def _zero_counts(report: ImportReport) -> None:
     report.notes.clear()
 
 
-def _context(store, cfg, *, now: datetime, actor: str, update: bool, spelled: tuple[str, ...] = ()) -> Context:
+def _context(store: Store, cfg: Config, *, now: datetime, actor: str, update: bool, spelled: tuple[str, ...] = ()) -> Context:
     with store.session() as s:
         skus = {r[0]: (r[1], bool(r[2])) for r in s.execute(sa.select(Product.sku, Product.category, Product.custom))}
         customers = {
@@ -735,7 +740,7 @@ def _lock_kind(session: Session, ctx: Context, kind: str) -> None:
         session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(f"ffctl:import:{kind}".encode())})
 
 
-def _run(spec: Kind, ctx: Context, store, staging: Staging, report: ImportReport, progress: Progress,
+def _run(spec: Kind, ctx: Context, store: Store, staging: Staging, report: ImportReport, progress: Progress,
          batch_rows: int, *, write: bool) -> Handler:
     """Classify (write=False) or write every good record, batch by batch; returns the handler."""
     handler = spec.handler()
@@ -795,7 +800,7 @@ def _account(report: ImportReport, batch: list[Record], outcomes: list[Outcome],
     return sum(len(r.rows) for r in batch)
 
 
-def _run_pipelined(spec: Kind, ctx: Context, store, staging: Staging, report: ImportReport, progress: Progress,
+def _run_pipelined(spec: Kind, ctx: Context, store: Store, staging: Staging, report: ImportReport, progress: Progress,
                    batch_rows: int, handler: Handler, total: int, refusals: list[tuple]) -> None:
     """Write batches on PostgreSQL with the server's work overlapping ours.
 
@@ -866,7 +871,7 @@ PIPELINE_AHEAD = 1  # batches handed to the writer and not yet written, besides 
 ANALYZE_MIN_ROWS = 1000
 
 
-def refresh_statistics(store, grown: dict[str, int], progress: Progress) -> None:
+def refresh_statistics(store: Store, grown: dict[str, int], progress: Progress) -> None:
     """ANALYZE the tables an import grew by a large share, so that the commands after it are planned
     for the rows it wrote.
 

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timezone
 from functools import partial
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -27,6 +27,9 @@ from ffctl.core.stock.common import ALLOC, LINE, ORDERS, TASK, UNSERVED, _chunks
 from ffctl.core.stock.moves import _bulk_add, _raw, _stock_of_skus
 from ffctl.core.store import is_postgresql
 from ffctl.i18n import _, ngettext
+
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
 
 ALLOC_COLUMNS = ("order_id", "line_id", "sku", "warehouse", "qty", "created_at")  # a new reservation's row
 CHUNK = 20000  # orders per allocation step: bounds memory; larger steps walk the tables fewer times
@@ -71,7 +74,7 @@ def _fresh_statistics(session: Session, *, write: bool) -> None:
         sqlite_analyze_stale(session, _PLANNED_TABLES, min_rows=1000)
 
 
-def allocation_nodes(cfg) -> list[str]:
+def allocation_nodes(cfg: Config) -> list[str]:
     return [name for name, spec in cfg.nodes.items() if spec.auto == "allocate"]
 
 
@@ -304,7 +307,7 @@ class _ChunkWrites:
     node). On PostgreSQL everything is formatted here, on the planning thread, so the writing
     thread only sends (``write``)."""
 
-    def __init__(self, cfg, at: datetime, actor: str, *, pg: bool, line_deltas: dict[int, int],
+    def __init__(self, cfg: Config, at: datetime, actor: str, *, pg: bool, line_deltas: dict[int, int],
                  alloc_updates: dict[int, int], alloc_inserts: list[tuple], events: list[dict], complete: list,
                  report: list[dict]) -> None:
         from ffctl.core import workflow
@@ -468,7 +471,7 @@ class _Run:
         return _summary(report, self.complete, self.partial, self.backordered, self.units, self.units_back)
 
 
-def allocate(session: Session, cfg, order_ids: list[str] | None = None, *, all_orders: bool = False,
+def allocate(session: Session, cfg: Config, order_ids: list[str] | None = None, *, all_orders: bool = False,
              dry_run: bool = False, at: datetime, actor: str, tz: str, details: bool | str = True,
              on_orders: Callable[[list[dict]], None] | None = None) -> dict:
     """Reserve stock for orders waiting at an ``auto = "allocate"`` node, highest priority first.

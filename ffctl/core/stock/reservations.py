@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -21,6 +21,9 @@ from ffctl.core.stock.moves import _bulk_add, _lock_stock, _raw, _stock_of_skus
 from ffctl.core.store import is_postgresql
 from ffctl.core.text import command
 from ffctl.i18n import _
+
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
 
 DELIVERY_ISSUES = ("wrong_item", "short", "late", "damaged", "wrong_address", "documents")
 
@@ -266,7 +269,7 @@ def cancel_line_units(session: Session, order_id: str, line_id: int, qty: int) -
     return release
 
 
-def deliver(session: Session, cfg, order_id: str, *, at: datetime, actor: str, issue: str | None = None) -> bool:
+def deliver(session: Session, cfg: Config, order_id: str, *, at: datetime, actor: str, issue: str | None = None) -> bool:
     """Record a delivery (with an optional issue); True if recorded, False if already recorded so."""
     from ffctl.core.models import Delivery
 

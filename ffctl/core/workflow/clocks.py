@@ -21,14 +21,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from ffctl.core.durations import format_duration
 from ffctl.i18n import _
 
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
 
-def clocks(cfg, node: str, entered_at: datetime, paused: float, sla_state: str, next_step: int) -> dict:
+
+def clocks(cfg: Config, node: str, entered_at: datetime, paused: float, sla_state: str, next_step: int) -> dict:
     """risk_at, deadline and next_action_at of a task at ``node`` in the given SLA state."""
     spec = cfg.nodes[node]
     cal = cfg.calendar(node)
@@ -46,13 +50,13 @@ def clocks(cfg, node: str, entered_at: datetime, paused: float, sla_state: str, 
     return {"risk_at": risk_at, "deadline": deadline, "next_action_at": next_action}
 
 
-def ladder(cfg, node: str, entered_at: datetime, paused: float) -> list[datetime]:
+def ladder(cfg: Config, node: str, entered_at: datetime, paused: float) -> list[datetime]:
     """Every time the sweep acts on a task, in order: [risk_at, deadline, step 0, step 1, ...]
     (a task in ``sla_state``/``next_step`` is next due at index ``ladder_position``)."""
     return list(ladder_times(cfg, node, entered_at, paused))
 
 
-def ladder_times(cfg, node: str, entered_at: datetime, paused: float, *, clock=None) -> Iterator[datetime]:
+def ladder_times(cfg: Config, node: str, entered_at: datetime, paused: float, *, clock=None) -> Iterator[datetime]:
     """``ladder`` one time at a time: a caller that stops at the first time past a visit's end
     (``sla replay``) computes no more. ``clock``: the node's calendar, when the caller holds it."""
     spec = cfg.nodes[node]
@@ -76,7 +80,7 @@ def _ladder_time(cal, spec, entered_at: datetime, paused: float, position: int) 
     return cal.add(entered_at, sla + paused + spec.escalation[position - 2].after_seconds)
 
 
-def reschedule(task, cfg) -> None:
+def reschedule(task, cfg: Config) -> None:
     """Recompute a task row's clocks in place (after a release, or a config change)."""
     values = clocks(cfg, task.node, task.entered_at, task.paused_seconds or 0, task.sla_state, task.next_step)
     task.risk_at, task.deadline = values["risk_at"], values["deadline"]
@@ -137,7 +141,7 @@ def visit_breached(task, now: datetime):
     return breached(task.deadline, stopped_at(task), now)
 
 
-def sla_words(cfg, node: str, deadline: datetime | None, at: datetime) -> str:
+def sla_words(cfg: Config, node: str, deadline: datetime | None, at: datetime) -> str:
     """How a visit closed at ``at`` kept its SLA, as its event says: "SLA met" / "SLA breached by
     2h 5m" ("" without a deadline)."""
     if deadline is None:
@@ -149,7 +153,7 @@ def sla_words(cfg, node: str, deadline: datetime | None, at: datetime) -> str:
 
 # --- an open task's state: Python and SQL ------------------------------------------------------
 
-def task_view(task, cfg, now: datetime) -> dict:
+def task_view(task, cfg: Config, now: datetime) -> dict:
     """How a task stands at ``now``: state (on_track | at_risk | breached | on_hold) and seconds left.
 
     Computed from the clocks, so the inbox is right even before the next sweep has run.

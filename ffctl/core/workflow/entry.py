@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from operator import itemgetter
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -27,6 +28,9 @@ from ffctl.core.store import is_postgresql
 from ffctl.core.workflow.clocks import clocks
 from ffctl.core.workflow.routing import match_attrs, workflow_nodes
 from ffctl.i18n import _
+
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
 
 # A planned task's columns that differ row by row, and what they all have (given once)
 OPEN_TASK = ("order_id", "workflow", "node", "seq", "owner", "entered_at", "sla_seconds", "risk_at", "deadline",
@@ -47,7 +51,7 @@ stored = csvio.stored_time  # an aware time as the store keeps it (the planner's
 class EntryPlanner:
     """Routes and clocks, remembered for the life of one config (an import keeps one per run)."""
 
-    def __init__(self, cfg, actor: str) -> None:
+    def __init__(self, cfg: Config, actor: str) -> None:
         keys: set[str] = set()
         for wf in cfg.workflows:
             keys.update(wf.match)
@@ -278,7 +282,7 @@ def write_moves(session: Session, orders: dict[str, tuple[str | None, str | None
             [(orders[i][0], orders[i][1], i) for i in sorted(orders)])
 
 
-def enter_orders(session: Session, cfg, orders: list[dict], *, actor: str) -> None:
+def enter_orders(session: Session, cfg: Config, orders: list[dict], *, actor: str) -> None:
     """New orders (their routing facts: ``routing.order_facts``) enter their workflow's first
     applicable node at their created_at."""
     planner = EntryPlanner(cfg, actor)
@@ -286,7 +290,7 @@ def enter_orders(session: Session, cfg, orders: list[dict], *, actor: str) -> No
         plan_entries(cfg, orders[start:start + 5000], actor=actor, planner=planner).write(session)
 
 
-def plan_entries(cfg, orders: list[dict], *, actor: str, planner: EntryPlanner | None = None) -> Entries:
+def plan_entries(cfg: Config, orders: list[dict], *, actor: str, planner: EntryPlanner | None = None) -> Entries:
     """Plan (not write) the workflow entry of new orders given by their routing facts."""
     entries = (planner or EntryPlanner(cfg, actor)).begin()
     for facts in orders:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -26,6 +27,9 @@ from ffctl.core.workflow.clocks import reschedule, sla_words
 from ffctl.core.workflow.entry import Entries, EntryPlanner, stored
 from ffctl.core.workflow.routing import needs_facts, order_facts
 from ffctl.i18n import _, ngettext
+
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
 
 CHUNK = 500
 ADMIN = "admin"  # the role whose members may act on every node
@@ -71,12 +75,12 @@ def assignees(session: Session, task: Task) -> list[str]:
     return roles + [r for r in extra if r not in roles]
 
 
-def may_act(session: Session, cfg, task: Task, user: str) -> bool:
+def may_act(session: Session, cfg: Config, task: Task, user: str) -> bool:
     """Members of the owner role, of roles the task escalated to, and of ``admin``."""
     return is_admin(cfg, user) or any(user in cfg.roles[r].members for r in assignees(session, task) if r in cfg.roles)
 
 
-def is_admin(cfg, user: str) -> bool:
+def is_admin(cfg: Config, user: str) -> bool:
     """Members of the ``admin`` role may act on every node (and see every task)."""
     return ADMIN in cfg.roles and user in cfg.roles[ADMIN].members
 
@@ -110,13 +114,13 @@ def _close(session: Session, task: Task, *, status: str, outcome: str, at: datet
         set_committed_value(task, name, value)
 
 
-def _entries(cfg, actor: str) -> Entries:
+def _entries(cfg: Config, actor: str) -> Entries:
     return EntryPlanner(cfg, actor).begin()
 
 
 # --- complete ----------------------------------------------------------------------------------
 
-def complete(session: Session, cfg, order_id: str, *, at: datetime, actor: str, outcome: str = "completed",
+def complete(session: Session, cfg: Config, order_id: str, *, at: datetime, actor: str, outcome: str = "completed",
              node: str | None = None, note: str | None = None, manual: bool = False) -> str | None:
     """Complete the order's current node and enter the next; returns the new node (None: finished).
 
@@ -145,7 +149,7 @@ def complete(session: Session, cfg, order_id: str, *, at: datetime, actor: str, 
     return nxt
 
 
-def complete_auto(session: Session, cfg, order_ids: Iterable[str], kind: str, *,
+def complete_auto(session: Session, cfg: Config, order_ids: Iterable[str], kind: str, *,
                   at: datetime | Mapping[str, datetime], actor: str) -> list[str]:
     """Complete the current ``auto = kind`` node of each listed order (set-based); returns those moved.
 
@@ -168,7 +172,7 @@ def complete_auto(session: Session, cfg, order_ids: Iterable[str], kind: str, *,
     return moved
 
 
-def complete_tasks(session: Session, cfg, tasks: list, *, at: datetime | Mapping[str, datetime],
+def complete_tasks(session: Session, cfg: Config, tasks: list, *, at: datetime | Mapping[str, datetime],
                    actor: str) -> dict[str, str | None]:
     """Complete open tasks whose orders the caller has checked (open, not held) and enter each
     order's next node; set-based. ``tasks`` are rows with id, order_id, node, workflow, seq and
@@ -197,7 +201,7 @@ def complete_tasks(session: Session, cfg, tasks: list, *, at: datetime | Mapping
     return moved
 
 
-def _advance(entries: Entries, cfg, rows: list, facts: dict[str, dict] | None,
+def _advance(entries: Entries, cfg: Config, rows: list, facts: dict[str, dict] | None,
              at: datetime | Mapping[str, datetime]) -> dict[str, str | None]:
     """Plan each closed task's "completed" event and its order's entry into the next node."""
     words: dict[tuple, str | None] = {}  # (node, deadline, at) -> "SLA met" / "SLA breached by ..."
@@ -215,7 +219,7 @@ def _advance(entries: Entries, cfg, rows: list, facts: dict[str, dict] | None,
     return {r.order_id: entries.moves[r.order_id][1] for r in rows}
 
 
-def plannable(cfg, tasks: list) -> bool:
+def plannable(cfg: Config, tasks: list) -> bool:
     """Whether ``PlannedMoves`` can plan these tasks' moves without the store (no later node of
     their workflows has a ``when``, which would need the orders' facts)."""
     return not any(needs_facts(cfg, r.workflow, r.seq + 1) for r in tasks)
@@ -230,7 +234,7 @@ class PlannedMoves:
     ``moved`` is ``{order_id: node it is now at}`` (None: its workflow is finished).
     """
 
-    def __init__(self, cfg, tasks: list, *, at: datetime, actor: str, postgresql: bool) -> None:
+    def __init__(self, cfg: Config, tasks: list, *, at: datetime, actor: str, postgresql: bool) -> None:
         self.at, self.actor = at, actor
         self.task_ids = sorted(r.id for r in tasks)
         entries = _entries(cfg, actor)
@@ -284,7 +288,7 @@ def _close_completed_at(session: Session, ids: list[int], times: list[datetime],
 
 # --- reject, hold, release, cancel -------------------------------------------------------------
 
-def reject(session: Session, cfg, order_id: str, *, at: datetime, actor: str, reason: str,
+def reject(session: Session, cfg: Config, order_id: str, *, at: datetime, actor: str, reason: str,
            outcome: str = "rejected", node: str | None = None, manual: bool = False) -> str | None:
     """Send the order back to the previous node (a fresh task), or on hold at the first node.
 
@@ -319,7 +323,7 @@ def reject(session: Session, cfg, order_id: str, *, at: datetime, actor: str, re
     return task.node
 
 
-def hold(session: Session, cfg, order_id: str, *, at: datetime, actor: str, reason: str) -> None:
+def hold(session: Session, cfg: Config, order_id: str, *, at: datetime, actor: str, reason: str) -> None:
     """Pause every SLA clock of the order."""
     order = lock_order(session, order_id, at=at, tz=cfg.timezone)
     _open_order(order, "hold")
@@ -331,7 +335,7 @@ def hold(session: Session, cfg, order_id: str, *, at: datetime, actor: str, reas
     audit.record(session, event="held", at=at, actor=actor, order_id=order_id, node=order.node, detail=reason)
 
 
-def release(session: Session, cfg, order_id: str, *, at: datetime, actor: str) -> None:
+def release(session: Session, cfg: Config, order_id: str, *, at: datetime, actor: str) -> None:
     """Resume the clocks with the business time that was left."""
     order = lock_order(session, order_id, at=at, tz=cfg.timezone)
     if order.status != "on_hold":

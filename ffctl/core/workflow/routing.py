@@ -9,6 +9,7 @@ whether the facts fit a spec.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -16,6 +17,9 @@ from sqlalchemy.orm import Session
 from ffctl.core.bulk import keyed
 from ffctl.core.config import matches
 from ffctl.core.models import Customer, Order, OrderLine, Product
+
+if TYPE_CHECKING:
+    from ffctl.core.config import Config
 
 CHUNK = 500
 
@@ -74,7 +78,7 @@ def order_facts(session: Session, order_ids: Iterable[str]) -> list[dict]:
     return [facts[i] for i in ids if i in facts]
 
 
-def path(cfg, facts: dict) -> tuple[str | None, tuple[str, ...]]:
+def path(cfg: Config, facts: dict) -> tuple[str | None, tuple[str, ...]]:
     """The workflow an order with these facts enters and every node it visits (those whose
     ``when`` it fits), as ``EntryPlanner`` routes it node by node: ``sla replay`` compares two
     configs' paths."""
@@ -85,13 +89,13 @@ def path(cfg, facts: dict) -> tuple[str | None, tuple[str, ...]]:
     return wf.name, tuple(n for n in wf.nodes if not cfg.nodes[n].when or matches(cfg.nodes[n].when, attrs))
 
 
-def needs_facts(cfg, workflow: str, seq: int) -> bool:
+def needs_facts(cfg: Config, workflow: str, seq: int) -> bool:
     """Whether a node from ``seq`` on has a ``when`` (only then are the order's facts read)."""
     nodes = next((wf.nodes for wf in cfg.workflows if wf.name == workflow), ())
     return any(cfg.nodes[n].when for n in nodes[seq:] if n in cfg.nodes)
 
 
-def workflow_nodes(cfg, workflow: str) -> tuple[str, ...]:
+def workflow_nodes(cfg: Config, workflow: str) -> tuple[str, ...]:
     """The nodes of ``workflow`` in order."""
     return next(wf.nodes for wf in cfg.workflows if wf.name == workflow)
 
