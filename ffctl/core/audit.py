@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import getpass
 from datetime import datetime, timezone
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -188,7 +189,8 @@ def later_events(session: Session, order_ids: list[str], at: datetime) -> dict[s
         return found
     # SQLite: IN lists through the driver (allocate checks every order it locks: SQLAlchemy's
     # handling of 900 parameters a statement was most of the cost)
-    raw, stamp = session.connection().connection.driver_connection, time_texts()(at)
+    raw: Any = session.connection().connection.driver_connection
+    stamp = time_texts()(at)
     for start in range(0, len(order_ids), 900):
         part = order_ids[start:start + 900]
         for order_id, when, event in raw.execute(

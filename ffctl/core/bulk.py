@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timezone
 from operator import itemgetter
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -106,7 +107,7 @@ def _blocks(rows: Iterable[Sequence], fixed: Sequence = ()) -> Iterable[str]:
 
 def _copy(session: Session, table: str, columns: Sequence[str], blocks: Iterable[str]) -> None:
     session.flush()
-    raw = session.connection().connection.driver_connection
+    raw: Any = session.connection().connection.driver_connection
     with raw.cursor() as cur:
         with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
             for block in blocks:
@@ -191,7 +192,8 @@ def insert_rows(session: Session, table: str, columns: Sequence[str], rows: Iter
         if bound:
             extra = tuple(bound)
             rows = [tuple(r) + extra for r in rows]
-        session.connection().connection.driver_connection.executemany(
+        raw: Any = session.connection().connection.driver_connection
+        raw.executemany(
             f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(values)})", rows)
 
 

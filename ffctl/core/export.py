@@ -96,7 +96,7 @@ class _Query:
         params = {k: v for k, v in {**self.params, **(extra or {})}.items() if f":{k}" in sql}
         params = {k: v.astimezone(timezone.utc).replace(tzinfo=None) if isinstance(v, datetime) else v
                   for k, v in params.items()}
-        raw = self.s.connection().connection.driver_connection
+        raw: Any = self.s.connection().connection.driver_connection
         if self.sql.sqlite:
             params = {k: v.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(v, datetime) else v
                       for k, v in params.items()}  # as UTCDateTime stores them: text order is time order

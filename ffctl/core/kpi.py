@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -882,7 +882,7 @@ class _Report:
             stmt = stmt.bindparams(*binds)
         return stmt, {k: v for k, v in self.params.items() if f":{k}" in sql}
 
-    def rows(self, sql: str, extra: Mapping[str, Any] | None = None) -> list:
+    def rows(self, sql: str, extra: Mapping[str, Any] | None = None) -> Sequence[sa.Row]:
         stmt, params = self._statement(sql)
         return self.s.execute(stmt, {**params, **(extra or {})}).all()
 

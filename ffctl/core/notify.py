@@ -44,7 +44,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -351,7 +351,7 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(minutes=2 ** attempts)
 
 
-def _claim(session: Session, now: datetime, limit: int) -> list:
+def _claim(session: Session, now: datetime, limit: int) -> Sequence[sa.Row]:
     stmt = (sa.select(NOTE).where(NOTE.c.status == "pending", NOTE.c.next_attempt_at <= now)
             .order_by(NOTE.c.next_attempt_at, NOTE.c.id).limit(limit))  # oldest first, along ix_notification_pending
     if is_postgresql(session):

@@ -6,11 +6,13 @@ so a list that fits on its page pays no second query.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 
-def fetch_page(session: Session, stmt: sa.Select, limit: int) -> tuple[list, bool]:
+def fetch_page(session: Session, stmt: sa.Select, limit: int) -> tuple[Sequence[sa.Row], bool]:
     """The first ``limit`` rows of ``stmt`` (0: all of them) and whether more matched."""
     if not limit:
         return session.execute(stmt).all(), False

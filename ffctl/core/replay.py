@@ -34,6 +34,7 @@ from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -228,7 +229,7 @@ def visits(session: Session, period: Period, *, chunk: int = CHUNK) -> Iterator[
     postgresql = is_postgresql(session)
     mark = "%s" if postgresql else "?"
     bounds = tuple(stored_time(t) if postgresql else time_texts()(t) for t in (period.start, period.end))
-    driver = session.connection().connection.driver_connection  # inside the session's transaction
+    driver: Any = session.connection().connection.driver_connection  # inside the session's transaction
     cursor = driver.cursor(name="ffctl_replay") if postgresql else driver.cursor()  # server-side on PostgreSQL
     when = _aware if postgresql else _parsed
     batch: list[Visit] = []

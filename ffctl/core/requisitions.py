@@ -37,7 +37,7 @@ def decide_requisition(session: Session, req_id: int, *, approve: bool, at: date
                        reason: str | None = None) -> dict:
     """Approve or reject a draft requisition (a conditional UPDATE: two deciders cannot both win)."""
     status = "approved" if approve else "rejected"
-    done = session.execute(
+    done = session.execute(  # type: ignore[attr-defined]  # an UPDATE/INSERT gives a CursorResult; Session.execute is typed Result
         sa.update(REQS).where(REQS.c.id == req_id, REQS.c.status == "draft")
         .values(status=status, decided_at=at, decided_by=actor)
     ).rowcount

@@ -361,7 +361,7 @@ def _supplier(run: _Run, rule) -> list[dict]:
                                       window).format(n=window, shown=shown))
         reason = "; ".join(reasons) + _(" (rule {rule})").format(rule=rule.name)
         if not run.dry_run:
-            frozen = run.session.execute(
+            frozen = run.session.execute(  # type: ignore[attr-defined]  # an UPDATE/INSERT gives a CursorResult; Session.execute is typed Result
                 sa.update(SUPPLIERS)
                 .where(SUPPLIERS.c.supplier == name, SUPPLIERS.c.inspection_exempt.is_(True))
                 .values(inspection_exempt=False, exempt_frozen_at=run.now, exempt_frozen_reason=reason)

@@ -155,7 +155,7 @@ def _claim(store: Store, job: str, due: datetime, now: datetime) -> bool:
     (claimed by a tick with a later clock); True only for the one tick that did."""
     with store.session(write=True) as session:
         insert_or_ignore(session, ScheduleRun, [{"job": job}], ["job"])
-        hit = session.execute(
+        hit = session.execute(  # type: ignore[attr-defined]  # an UPDATE/INSERT gives a CursorResult; Session.execute is typed Result
             sa.update(RUNS)
             .where(RUNS.c.job == job, sa.or_(RUNS.c.last_due_at.is_(None), RUNS.c.last_due_at < due,
                                               RUNS.c.last_due_at > now))

@@ -270,5 +270,5 @@ def insert_or_ignore(session: Session, table, rows: list[dict], conflict: list[s
     inserted = 0
     for row in rows:  # rowcount per statement is reliable on both drivers once preserved
         # (psycopg 3.3 resets rowcount when SQLAlchemy closes an INSERT's cursor: -1 without this)
-        inserted += session.execute(stmt.values(**row), execution_options={"preserve_rowcount": True}).rowcount or 0
+        inserted += session.execute(stmt.values(**row), execution_options={"preserve_rowcount": True}).rowcount or 0  # type: ignore[attr-defined]  # an UPDATE/INSERT gives a CursorResult; Session.execute is typed Result
     return inserted

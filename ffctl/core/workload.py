@@ -26,7 +26,7 @@ node, and counts business days over the period's dates.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -177,14 +177,14 @@ class _Query:
         bounds = [f"{column} >= :start" if self.period.start else "", f"{column} < :end" if self.period.end else ""]
         return " AND ".join(b for b in bounds if b) or "1 = 1"
 
-    def rows(self, sql: str, *, first: bool = False) -> list:
+    def rows(self, sql: str, *, first: bool = False) -> Sequence[sa.Row]:
         stmt = sa.text(sql)
         binds = [sa.bindparam(k, type_=UTCDateTime) for k in ("now", "start", "end") if f":{k}" in sql]
         columns: Mapping[str, Any] = {"first": UTCDateTime} if first else {}
         stmt = stmt.bindparams(*binds).columns(**columns) if columns else stmt.bindparams(*binds)
         return self.s.execute(stmt, {k: v for k, v in self.params.items() if f":{k}" in sql}).all()
 
-    def open_now(self, g: str) -> list:
+    def open_now(self, g: str) -> Sequence[sa.Row]:
         """Per group: visits running at the command clock, and the one that entered first."""
         sql = (
             "SELECT g, node, order_id, entered_at, n FROM ("

@@ -7,6 +7,7 @@ import hashlib
 import operator
 from collections import Counter
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -129,11 +130,11 @@ def stored_orders(session: Session, keys: list[str], *, lock: bool = False) -> d
     conn = session.connection()
     if is_postgresql(session):
         sql = "SELECT order_id, status, content_hash FROM orders WHERE order_id IN (SELECT unnest(%s::text[]))"
-        raw = conn.connection.driver_connection
+        raw: Any = conn.connection.driver_connection
         with raw.cursor() as cur:
             cur.execute(sql + (" FOR UPDATE" if lock else ""), (keys,))
             return {r[0]: (r[1], r[2]) for r in cur}
-    raw = conn.connection.driver_connection
+    raw: Any = conn.connection.driver_connection
     if raw.execute("SELECT 1 FROM orders WHERE order_id BETWEEN ? AND ? LIMIT 1", (min(keys), max(keys))).fetchone() is None:
         return {}
     found: dict[str, tuple[str, str | None]] = {}

@@ -124,7 +124,7 @@ def _bulk_add(session: Session, table: str, column: str, deltas: dict[int, int],
             f"UPDATE {table} AS t SET {column} = t.{column} + v.q "
             f"FROM unnest(CAST(:ids AS bigint[]), CAST(:qs AS bigint[])) AS v(id, q) WHERE t.id = v.id{cond}"
         )
-        done = session.execute(sa.text(sql), {"ids": int_array(ids), "qs": int_array(deltas[i] for i in ids)}).rowcount
+        done = session.execute(sa.text(sql), {"ids": int_array(ids), "qs": int_array(deltas[i] for i in ids)}).rowcount  # type: ignore[attr-defined]  # an UPDATE/INSERT gives a CursorResult; Session.execute is typed Result
     else:  # plain integers: the driver's own executemany, without per-row SQLAlchemy processing
         cond = f" AND {guard.replace('v.q', ':q')}" if guard else ""
         sql = f"UPDATE {table} AS t SET {column} = t.{column} + :q WHERE t.id = :id{cond}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from operator import itemgetter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -277,7 +277,8 @@ def write_moves(session: Session, orders: dict[str, tuple[str | None, str | None
     if is_postgresql(session):
         session.execute(_MOVE_ORDERS, _order_moves(orders))
     else:
-        session.connection().connection.driver_connection.executemany(
+        raw: Any = session.connection().connection.driver_connection
+        raw.executemany(
             "UPDATE orders SET workflow = ?, node = ? WHERE order_id = ?",
             [(orders[i][0], orders[i][1], i) for i in sorted(orders)])
 
