@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time, timezone
 from functools import lru_cache
+from typing import overload
 from zoneinfo import ZoneInfo
 
 from ffctl.i18n import _
@@ -69,6 +70,10 @@ def parse_date(text: str) -> date:
         raise ValueError("not a date: use YYYY-MM-DD or YYYY/MM/DD") from None
 
 
+@overload
+def local(dt: datetime, tz: str) -> datetime: ...
+@overload
+def local(dt: None, tz: str) -> None: ...
 def local(dt: datetime | None, tz: str) -> datetime | None:
     """An aware datetime shown in zone ``tz``."""
     if dt is None:

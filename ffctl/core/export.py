@@ -325,7 +325,8 @@ class _Array:
     C encoder for many small objects), one per line."""
 
     def __init__(self, f: IO[str], key: str, first: bool = False) -> None:
-        self.f, self.n, self.pending = f, 0, []
+        self.f, self.n = f, 0
+        self.pending: list[str] = []
         f.write(("" if first else ",\n") + f'"{key}":[')
 
     def add(self, value: Any) -> None:

@@ -130,7 +130,7 @@ class _Channels:
             raise DeliveryError(_("no email server: set [notify] email = { host = ..., sender = ... } in the config"))
         if "smtp" in self._down:
             raise DeliveryError(self._down["smtp"])
-        smtp = None
+        smtp: smtplib.SMTP | None = None
         try:
             context = ssl.create_default_context(cafile=email.ca_file)  # checks the certificate and host name
             if email.tls:
@@ -360,7 +360,7 @@ def _claim(session: Session, now: datetime, limit: int) -> Sequence[sa.Row]:
 
 
 def send(store: Store, cfg: Config, *, now: datetime, limit: int | None = None, batch: int = BATCH,
-         channels_factory: Callable[[object], _Channels] = _Channels) -> SendReport:
+         channels_factory: Callable[[Config], _Channels] = _Channels) -> SendReport:
     """Deliver pending notifications due by ``now``; at most ``limit`` rows (None: all due)."""
     report = SendReport()
     channels = channels_factory(cfg)
@@ -440,5 +440,5 @@ def list_notifications(session: Session, *, status: str | None = None,
 
 def counts(session: Session) -> dict[str, int]:
     rows = session.execute(sa.select(NOTE.c.status, sa.func.count()).group_by(NOTE.c.status)).all()
-    found = dict(rows)
+    found: dict[str, int] = {status: n for status, n in rows}
     return {s: int(found.get(s, 0)) for s in STATUSES}

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from ffctl.core.models import Notification, Order
 from ffctl.core.store import dialect_insert, insert_or_ignore, is_postgresql
@@ -55,8 +56,8 @@ def resolve_people(session: Session, cfg: Config, recipients: Iterable[str], *, 
             column = getattr(Order, field, None)
             if column is None:
                 continue
-            value = session.execute(sa.select(column).where(Order.order_id == order_id)).scalar()
-            found = (value,) if value else ()
+            value = session.execute(sa.select(column).where(col(Order.order_id) == order_id)).scalar()
+            found: tuple[str, ...] = (value,) if value else ()
         elif name in cfg.roles:
             role = cfg.roles[name]
             found = ((name,) if role.channels else ()) + role.members  # the team's chat, then its people
@@ -230,7 +231,8 @@ def merge_parts(session: Session, cfg: Config, *, now: datetime) -> int:
         groups.setdefault((row.recipient, row.channel), []).append(row)
     if not groups:
         return 0
-    messages, spent = [], []
+    messages: list = []
+    spent: list = []
     rendered: dict[tuple, tuple] = {}  # a person's channels have the same parts: read and worded once
     for parts in groups.values():
         first = parts[0]

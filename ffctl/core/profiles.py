@@ -103,16 +103,16 @@ class ProfileReader:
         _check_targets(profile.kind)
         self.profile, self._source = profile, source
         self.skipped: dict[str, int] = {}  # "Financial Status = refunded" -> rows
-        at = {}
+        at: dict[str, int] = {}
         for pos, cell in enumerate(source.header):
             at.setdefault(_key(cell), pos)
         required = PROFILE_TARGETS[profile.kind][0]
         self._mapped: list[tuple[str, int, str]] = []  # (ffctl column, position, source column)
-        absent = []
+        absent: list[str] = []
         for column, target in profile.columns.items():
-            pos = at.get(_key(column))
-            if pos is not None:
-                self._mapped.append((target, pos, source.header[pos].strip()))
+            where = at.get(_key(column))
+            if where is not None:
+                self._mapped.append((target, where, source.header[where].strip()))
             elif target in required:
                 absent.append(column)
         # times last: a row's cells are its plain columns, then the times the profile reads, as the header says

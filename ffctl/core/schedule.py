@@ -26,7 +26,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -207,7 +207,7 @@ def tick(store: Store, cfg: Config, *, now: datetime, actor: str = ACTOR, only: 
     for job, expression in cfg.schedule.items():
         if only is not None and job != only:
             continue
-        row = {"job": job, "cron": expression, "due_at": None, "ran": False, "ok": True, "result": None,
+        row: dict[str, Any] = {"job": job, "cron": expression, "due_at": None, "ran": False, "ok": True, "result": None,
                "note": _ahead(history.get(job), now, cfg.timezone)}
         out.append(row)
         try:
