@@ -283,8 +283,8 @@ def among(session: Session, column, values: Iterable):
         return column.in_(values) if len(columns) == 1 else sa.tuple_(*columns).in_(values)
     if len(columns) == 1:
         return columns[0].in_(sa.select(sa.func.unnest(_array(columns[0], values))).scalar_subquery())
-    keys = sa.func.unnest(*[_array(c, [v[i] for v in values]) for i, c in enumerate(columns)])
-    keys = keys.table_valued(*[f"k{i}" for i in range(len(columns))]).render_derived()
+    unnest = sa.func.unnest(*[_array(c, [v[i] for v in values]) for i, c in enumerate(columns)])
+    keys = unnest.table_valued(*[f"k{i}" for i in range(len(columns))]).render_derived()
     return sa.tuple_(*columns).in_(sa.select(*keys.c))
 
 

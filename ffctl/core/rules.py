@@ -418,7 +418,7 @@ def run_rules(session: Session, cfg: Config, *, now: datetime, actor: str, dry_r
             "dry_run": dry_run}
 
 
-def _jit_off(session: Session) -> Callable[[], None]:
+def _jit_off(session: Session) -> Callable[[], object]:
     """Turn PostgreSQL's JIT off for the rules' queries; returns what puts the setting back.
 
     The correlated subqueries' cost estimates trigger JIT, whose compilation costs more than the

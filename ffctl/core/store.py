@@ -251,9 +251,9 @@ def dialect_insert(session: Session):
     """The session's dialect's ``insert``, which has ON CONFLICT DO NOTHING on both backends."""
     if is_postgresql(session):
         from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+        return insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+    return sqlite_insert
 
 
 def insert_or_ignore(session: Session, table, rows: list[dict], conflict: list[str] | None = None) -> int:

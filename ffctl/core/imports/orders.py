@@ -134,7 +134,7 @@ def stored_orders(session: Session, keys: list[str], *, lock: bool = False) -> d
         with raw.cursor() as cur:
             cur.execute(sql + (" FOR UPDATE" if lock else ""), (keys,))
             return {r[0]: (r[1], r[2]) for r in cur}
-    raw: Any = conn.connection.driver_connection
+    raw = conn.connection.driver_connection
     if raw.execute("SELECT 1 FROM orders WHERE order_id BETWEEN ? AND ? LIMIT 1", (min(keys), max(keys))).fetchone() is None:
         return {}
     found: dict[str, tuple[str, str | None]] = {}
