@@ -144,7 +144,7 @@ def _low_stock_query(rule, now: datetime) -> sa.Select:
         sa.select(STOCK.c.sku, sa.func.sum(STOCK.c.on_hand - STOCK.c.allocated).label("available"))
         .group_by(STOCK.c.sku).subquery("avail")
     )
-    available = sa.func.coalesce(avail.c.available, 0)
+    available: sa.ColumnElement = sa.func.coalesce(avail.c.available, 0)
     source = PRODUCTS.outerjoin(avail, avail.c.sku == PRODUCTS.c.sku)
     columns = [PRODUCTS.c.sku, PRODUCTS.c.supplier, PRODUCTS.c.safety_stock, PRODUCTS.c.reorder_qty,
                available.label("available")]

@@ -181,8 +181,8 @@ class _Query:
         stmt = sa.text(sql)
         binds = [sa.bindparam(k, type_=UTCDateTime) for k in ("now", "start", "end") if f":{k}" in sql]
         columns: Mapping[str, Any] = {"first": UTCDateTime} if first else {}
-        stmt = stmt.bindparams(*binds).columns(**columns) if columns else stmt.bindparams(*binds)
-        return self.s.execute(stmt, {k: v for k, v in self.params.items() if f":{k}" in sql}).all()
+        query = stmt.bindparams(*binds).columns(**columns) if columns else stmt.bindparams(*binds)
+        return self.s.execute(query, {k: v for k, v in self.params.items() if f":{k}" in sql}).all()
 
     def open_now(self, g: str) -> Sequence[sa.Row]:
         """Per group: visits running at the command clock, and the one that entered first."""

@@ -78,6 +78,7 @@ class EntryPlanner:
         order entering ``workflow`` at ``seq`` (None: the workflow its facts match, from its
         start). Each step is (node, seq, skipped, owner, sla_seconds, event detail or its prefix).
         ``facts`` None: the nodes from ``seq`` on have no ``when`` (``routing.needs_facts``)."""
+        key: tuple
         if facts is None:
             key = (workflow, seq)
         else:
@@ -175,7 +176,7 @@ class Entries:
         self.held = Rows("task", HELD_TASK, _OPEN)
         self.events = audit.EventRows(actor, wall)
         self.moves: dict[str, tuple[str | None, str | None]] = {}  # order -> (workflow, node) it is now at
-        self._formatted = None
+        self._formatted: tuple | None = None
 
     def enter(self, order_id: str, facts: dict | None, at: str, *, workflow: str | None = None,
               seq: int = 0) -> tuple[str | None, str | None]:
