@@ -427,7 +427,7 @@ def build_demo(directory: Path, *, orders: int = 2000, days: int = 30, seed: int
     files = write_masters(directory, rng, start=start, days=days, n_orders=orders)
     for kind in ("suppliers", "products", "customers", "stock", "receipts"):
         sim.import_file(kind, files[kind], start)
-    order_rows = plan_orders(rng, products=files["_products"], customers=files["_customers"],  # type: ignore[arg-type]
+    order_rows = plan_orders(rng, products=files["_products"], customers=files["_customers"],
                              start=start, days=days, n_orders=orders)
     by_day: dict[int, list[list]] = {}
     for row in order_rows:

@@ -380,7 +380,7 @@ def cancel_order(session: Session, cfg: Config, order_id: str, *, at: datetime, 
 def unflag(session: Session, order_id: str, flag: str, *, at: datetime, actor: str, tz: str = "UTC") -> None:
     """Clear a standing flag (it stays in the history)."""
     workflow.lock_order(session, order_id, at=at, tz=tz)
-    cleared = session.execute(  # type: ignore[attr-defined]  # an UPDATE/INSERT gives a CursorResult; Session.execute is typed Result
+    cleared = session.execute(
         sa.update(OrderFlag)
         .where(OrderFlag.order_id == order_id, OrderFlag.flag == flag, OrderFlag.cleared_at.is_(None))
         .values(cleared_at=at, cleared_by=actor)
