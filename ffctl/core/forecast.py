@@ -559,7 +559,7 @@ def backtest(session: Session, cfg: Config, *, start: datetime, end: datetime, n
     pending: dict[tuple, dict] = {}  # part -> {id: visit} running targets not yet warned
     run = run_length(cfg)
     tracks = {n: Tracker(run) for n in nodes}
-    clocks = {n: cfg.calendar(n) for n in nodes}  # from here on, the calendars themselves
+    calendars = {n: cfg.calendar(n) for n in nodes}
     last_c: dict[str, float] = {}
     dirty: set = set(nodes)
     i = 0
@@ -585,7 +585,7 @@ def backtest(session: Session, cfg: Config, *, start: datetime, end: datetime, n
             else:
                 tracks[v.node].add(v.done_at, v.c_entered, v.c_done, v.duration, v.c_deadline - v.c_entered)
         for n in nodes:
-            cal = clocks[n]
+            cal = calendars[n]
             c_t = cal.between(anchor, t) if t > anchor else 0.0
             if last_c.get(n) == c_t and n not in dirty:
                 continue  # closed for the whole step and nothing moved: the same predictions
