@@ -440,10 +440,11 @@ class Replay:
     def reroute(self, session: Session) -> None:
         """Orders the candidate's workflows (``match``, ``nodes``, a node's ``when``) route elsewhere."""
         ids = sorted(self.orders)
+        current, candidate = (workflow.EntryPlanner(cfg, "sla replay") for cfg in (self.current, self.candidate))
         for start in range(0, len(ids), 500):
             for facts in workflow.order_facts(session, ids[start:start + 500]):
-                was = workflow.path(self.current, facts)
-                would = workflow.path(self.candidate, facts)
+                was = current.path(facts)
+                would = candidate.path(facts)
                 if was != would:
                     self.changed.setdefault(facts["order_id"], set()).add(
                         _("routed {was} → {would}").format(was=_path(was), would=_path(would)))

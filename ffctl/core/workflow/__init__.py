@@ -47,13 +47,13 @@ from ffctl.core.workflow.moves import (
     reject,
     release,
 )
-from ffctl.core.workflow.routing import match_attrs, needs_facts, order_facts, path, routing_facts
+from ffctl.core.workflow.routing import match_attrs, needs_facts, order_facts, routing_facts
 
 __all__ = [
     "ADMIN", "Entries", "EntryPlanner", "PlannedMoves", "assignees", "at_risk_clause", "breached",
     "breached_clause", "breached_sql", "cancel_tasks", "clocks", "complete", "complete_auto", "complete_tasks",
     "current_task", "enter_orders", "hold", "is_admin", "is_breached", "ladder", "ladder_position", "ladder_times",
-    "lock_order", "match_attrs", "matches", "may_act", "needs_facts", "order_facts", "path", "plan_entries", "plannable", "reject",
+    "lock_order", "match_attrs", "matches", "may_act", "needs_facts", "order_facts", "plan_entries", "plannable", "reject",
     "release", "reschedule", "routing_facts", "sla_words", "state_filter", "stopped_at", "stopped_sql",
     "task_view", "urgency", "visit_breached", "write_moves",
 ]

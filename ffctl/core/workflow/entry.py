@@ -92,6 +92,16 @@ class EntryPlanner:
             found = self.routes[key] = self._route(match_attrs(facts) if facts is not None else {}, workflow, seq)
         return found
 
+    def path(self, facts: dict) -> tuple[str | None, tuple[str, ...]]:
+        """The workflow an order with these facts enters and every node it would visit, its entry
+        routed on node after node as the order completes each (``sla replay`` compares two configs')."""
+        workflow, _created, steps, node = self.route(facts, None, 0)
+        visited = [step[0] for step in steps if not step[2]]
+        while node is not None:
+            _wf, _detail, steps, node = self.route(facts, workflow, steps[-1][1] + 1)
+            visited += [step[0] for step in steps if not step[2]]
+        return workflow, tuple(visited)
+
     def _route(self, attrs: dict, workflow: str | None, seq: int) -> tuple:
         cfg = self.cfg
         if workflow is None:

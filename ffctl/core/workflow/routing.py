@@ -3,7 +3,7 @@
 One rule, wherever the order comes from (a CSV row, the store): the order's region, else its
 customer's; its sales rep, else its customer's; its priority, else 0; its lines' SKUs and their
 products' categories; custom items when any line's product is custom. ``config.matches`` decides
-whether the facts fit a spec.
+whether the facts fit a spec; ``entry.EntryPlanner`` routes an order by them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core.bulk import keyed
-from ffctl.core.config import matches
 from ffctl.core.models import Customer, Order, OrderLine, Product
 
 if TYPE_CHECKING:
@@ -76,17 +75,6 @@ def order_facts(session: Session, order_ids: Iterable[str]) -> list[dict]:
                 sales_rep=r.sales_rep, priority=r.priority, tier=r.tier, customer_region=r.customer_region,
                 customer_rep=r.customer_rep, lines=lines.get(r.order_id, ()))
     return [facts[i] for i in ids if i in facts]
-
-
-def path(cfg: Config, facts: dict) -> tuple[str | None, tuple[str, ...]]:
-    """The workflow an order with these facts enters and every node it visits (those whose
-    ``when`` it fits), as ``EntryPlanner`` routes it node by node: ``sla replay`` compares two
-    configs' paths."""
-    attrs = match_attrs(facts)
-    wf = cfg.workflow_for(attrs)
-    if wf is None:
-        return None, ()
-    return wf.name, tuple(n for n in wf.nodes if not cfg.nodes[n].when or matches(cfg.nodes[n].when, attrs))
 
 
 def needs_facts(cfg: Config, workflow: str, seq: int) -> bool:
