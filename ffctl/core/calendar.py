@@ -268,6 +268,7 @@ class BusinessCalendar:
         # local days overlapping [lo, hi), with a day's margin for zone offsets
         self._covering(_from_us(lo).astimezone(self._tz).toordinal() - 1,
                        _from_us(hi).astimezone(self._tz).toordinal() + 2)
+        assert self._index is not None  # _covering just built it
         _first, _starts, _cum, days = self._index
         opens = [iv for day in days for iv in day if iv[1] > lo and iv[0] < hi]
         base = self._reached(lo)
@@ -393,7 +394,7 @@ class BusinessCalendar:
         wall = _EPOCH_NAIVE + timedelta(days=ordinal - _EPOCH_ORDINAL)
         aware = wall.replace(tzinfo=self._tz)
         offset = aware.utcoffset()
-        if offset == aware.replace(fold=1).utcoffset():
+        if offset is not None and offset == aware.replace(fold=1).utcoffset():
             offset_us = _offset_us(offset)
             return (ordinal - _EPOCH_ORDINAL) * _DAY_US - offset_us, offset_us
         return self._wall_to_us(wall), None

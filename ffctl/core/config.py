@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 if sys.version_info >= (3, 11):
@@ -1222,7 +1222,7 @@ class _Checker:
             spec = nodes.get(str(rule.params.get("node")))
             if rule.kind == "dwell" and rule.params.get("clock") == "calendar" and spec and spec.calendar in calendars:
                 needs.append((_join(_join("rules", rule.name), "longer_than"), spec.calendar,
-                               int(rule.params["longer_than_seconds"]),
+                               int(cast(float, rule.params["longer_than_seconds"])),  # a duration in seconds (rule_dwell)
                                _("the dwell limit of rule {rule!r}").format(rule=rule.name)))
         for key, name, seconds, what in needs:
             calendar = calendars[name]
