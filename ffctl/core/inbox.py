@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from ffctl.core import workflow
 from ffctl.core.errors import PermissionDenied, UsageError
@@ -81,10 +82,10 @@ def list_tasks(session: Session, cfg: Config, now: datetime, *, user: str | None
         filters.append(states)
     stmt = (
         sa.select(t.id, t.order_id, t.workflow, t.node, t.owner, t.entered_at, t.deadline, t.risk_at, t.held_at,
-                  t.sla_state, t.escalation_level, Order.customer, Order.priority, Order.promised_ship_date,
-                  Customer.name.label("customer_name"))
-        .join(Order, Order.order_id == t.order_id)
-        .join(Customer, Customer.customer == Order.customer)
+                  t.sla_state, t.escalation_level, col(Order.customer), col(Order.priority), col(Order.promised_ship_date),
+                  col(Customer.name).label("customer_name"))
+        .join(Order, col(Order.order_id) == t.order_id)
+        .join(Customer, col(Customer.customer) == Order.customer)
         .where(*filters)
         .order_by(urgency(t, now), t.deadline, t.order_id)
     )
@@ -118,9 +119,9 @@ def _escalated_roles(session: Session, task_ids: list[int]) -> dict[int, list[st
     found: dict[int, list[str]] = {}
     for start in range(0, len(task_ids), CHUNK):
         for task_id, role in session.execute(
-            sa.select(TaskAssignee.task_id, TaskAssignee.role)
-            .where(TaskAssignee.task_id.in_(task_ids[start:start + CHUNK]))
-            .order_by(TaskAssignee.task_id, TaskAssignee.added_at)
+            sa.select(col(TaskAssignee.task_id), col(TaskAssignee.role))
+            .where(col(TaskAssignee.task_id).in_(task_ids[start:start + CHUNK]))
+            .order_by(col(TaskAssignee.task_id), col(TaskAssignee.added_at))
         ).all():
             found.setdefault(task_id, []).append(role)
     return found

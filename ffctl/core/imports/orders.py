@@ -7,10 +7,11 @@ import hashlib
 import operator
 from collections import Counter
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from ffctl.core import audit, csvio
 from ffctl.core.bulk import CopyRows, among, insert_rows
@@ -33,6 +34,9 @@ from ffctl.core.store import is_postgresql
 from ffctl.core.workflow.entry import EntryPlanner
 from ffctl.core.workflow.routing import routing_facts
 from ffctl.i18n import _
+
+if TYPE_CHECKING:
+    from ffctl.core.sla import SweepReport
 
 # --- orders ------------------------------------------------------------------------------------
 
@@ -155,7 +159,7 @@ class Orders(Handler):
         self.planner: EntryPlanner | None = None
         self.grown: Counter[str] = Counter()  # rows written per table (refresh_statistics)
         self.analyzed_at = 0  # order lines written when this run last analyzed (_analyze_before_demand)
-        self.backfilled = None  # --backfill: what sla.backfill applied, summed over the batches
+        self.backfilled: SweepReport | None = None  # --backfill: what sla.backfill applied, summed over the batches
 
     def prepare(self, session, ctx, kind, records) -> tuple:
         """The writer's work that needs no lock, done ahead of it (``_run_pipelined``): every
@@ -193,7 +197,7 @@ class Orders(Handler):
                 outcomes.append((UPDATED, None))
         if changed:
             allocated = set(session.scalars(
-                sa.select(Allocation.order_id).where(among(session, Allocation.__table__.c.order_id,
+                sa.select(col(Allocation.order_id)).where(among(session, Allocation.__table__.c.order_id,
                                                             [r.key for r, _ in changed])).distinct()
             ))
             if allocated:

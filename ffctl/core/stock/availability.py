@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from ffctl.core.bulk import (
     keyed,
@@ -58,17 +59,17 @@ def stock_rows(session: Session, sku: str | None = None, warehouse: str | None =
             "sku": r.sku, "warehouse": r.warehouse, "on_hand": r.on_hand, "allocated": r.allocated,
             "available": r.on_hand - r.allocated, "inbound": 0, "safety_stock": 0,
         }
-    for r in session.execute(inbound_q):
-        row = rows.setdefault((r.sku, r.warehouse), {
-            "sku": r.sku, "warehouse": r.warehouse, "on_hand": 0, "allocated": 0,
+    for ib in session.execute(inbound_q):
+        row = rows.setdefault((ib.sku, ib.warehouse), {
+            "sku": ib.sku, "warehouse": ib.warehouse, "on_hand": 0, "allocated": 0,
             "available": 0, "inbound": 0, "safety_stock": 0,
         })
-        row["inbound"] = int(r.qty)
+        row["inbound"] = int(ib.qty)
     skus = sorted({k[0] for k in rows})
     safety: dict[str, int] = {}
     for part in _parts(session, skus):
         safety.update(dict(session.execute(
-            sa.select(Product.sku, Product.safety_stock).where(keyed(session, Product.sku, part))
+            sa.select(col(Product.sku), col(Product.safety_stock)).where(keyed(session, Product.sku, part))
         ).all()))
     for (s, _w), row in rows.items():
         row["safety_stock"] = safety.get(s) or 0
@@ -236,7 +237,7 @@ def promise_dates(session: Session, orders: Sequence[tuple], *, now: datetime, t
         lead: dict[str, int | None] = {}
         for part in _parts(session, unread):
             lead.update(dict(session.execute(
-                sa.select(Product.sku, Product.lead_time_days).where(keyed(session, Product.sku, part))
+                sa.select(col(Product.sku), col(Product.lead_time_days)).where(keyed(session, Product.sku, part))
             ).all()))
         for s in unread:
             start = sum(avail.get(s, {}).values()) - demand.get(s, 0)

@@ -9,6 +9,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from ffctl.core import audit
 from ffctl.core.bulk import (
@@ -21,7 +22,7 @@ from ffctl.core.errors import Conflict, NotFound, UsageError
 from ffctl.core.models import Product
 from ffctl.core.stock.availability import _require_product
 from ffctl.core.stock.common import MOVE, RECEIPT, STOCK, _parts
-from ffctl.core.store import is_postgresql
+from ffctl.core.store import dialect_insert, is_postgresql
 from ffctl.core.text import command
 from ffctl.i18n import _, ngettext
 
@@ -39,11 +40,7 @@ def _ensure_rows(session: Session, pairs: Iterable[tuple[str, str]]) -> None:
     missing = [{"sku": s, "warehouse": w, "on_hand": 0, "allocated": 0} for s, w in wanted if (s, w) not in existing]
     if not missing:
         return
-    if is_postgresql(session):
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    session.execute(insert(STOCK).on_conflict_do_nothing(index_elements=["sku", "warehouse"]), missing)
+    session.execute(dialect_insert(session)(STOCK).on_conflict_do_nothing(index_elements=["sku", "warehouse"]), missing)
 
 
 LOCK_WAIT_SECONDS = 60.0  # how long a many-row stock lock retries before giving up (like SQLite's busy timeout)
@@ -68,7 +65,7 @@ def _stock_of_skus(session: Session, skus: Sequence[str], *, lock: bool, all_or_
         if not all_or_nothing:
             return [dict(r) for r in session.execute(sa.text(sql + " FOR UPDATE"), {"skus": skus}).mappings()]
         return _lock_all_or_nothing(session, sql + " FOR UPDATE NOWAIT", {"skus": skus})
-    rows = []
+    rows: list[dict] = []
     for part in _parts(session, skus):
         rows.extend(dict(r) for r in session.execute(
             sa.select(STOCK.c.id, STOCK.c.sku, STOCK.c.warehouse, STOCK.c.on_hand, STOCK.c.allocated)
@@ -166,7 +163,7 @@ def apply_counts(session: Session, counts: list[tuple[str, str, int]], *, at: da
     skus = sorted({s for s, _w in latest})
     known: set[str] = set()
     for part in _parts(session, skus):
-        known.update(session.execute(sa.select(Product.sku).where(keyed(session, Product.sku, part))).scalars().all())
+        known.update(session.execute(sa.select(col(Product.sku)).where(keyed(session, Product.sku, part))).scalars().all())
     unknown = [s for s in skus if s not in known]
     if unknown:
         raise NotFound(ngettext("unknown SKU: {skus}", "unknown SKUs: {skus}", len(unknown)).format(skus=", ".join(unknown[:10]))
