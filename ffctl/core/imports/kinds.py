@@ -178,7 +178,8 @@ class StockCounts(Handler):
         rows = [record.first for record in records]
         keys = [(r[COUNT_AT.sku], r[COUNT_AT.warehouse]) for r in rows]
         existing = existing_rows(session, Stock.__table__, ("sku", "warehouse"), keys, lock=write)
-        outcomes, counts = [], []
+        outcomes: list[tuple[str, str | None]] = []
+        counts = []
         for key, row in zip(keys, rows):
             current = existing.get(key)
             on_hand = row[COUNT_AT.on_hand]
@@ -213,9 +214,9 @@ class _PerOrder(Handler):
     def apply(self, session, ctx, kind, records, write):
         ids = [self.order_of(r) for r in records]
         known = set(session.scalars(
-            sa.select(Order.order_id).where(among(session, Order.__table__.c.order_id, sorted(set(ids))))
+            sa.select(Order.__table__.c.order_id).where(among(session, Order.__table__.c.order_id, sorted(set(ids))))
         ))
-        outcomes = []
+        outcomes: list[tuple[str, str | None]] = []
         if write and self.locks_stock:  # take the batch's orders and stock rows at once: no deadlock cycles
             from ffctl.core import stock
 

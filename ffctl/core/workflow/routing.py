@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from ffctl.core.bulk import keyed
 from ffctl.core.models import Customer, Order, OrderLine, Product
@@ -56,18 +57,19 @@ def order_facts(session: Session, order_ids: Iterable[str]) -> list[dict]:
         chunk = ids[start:start + CHUNK]
         lines: dict[str, list[tuple]] = {}
         for line in session.execute(
-            sa.select(OrderLine.order_id, OrderLine.sku, Product.category, Product.custom)
-            .join(Product, Product.sku == OrderLine.sku)
+            sa.select(col(OrderLine.order_id), col(OrderLine.sku), col(Product.category), col(Product.custom))
+            .join(Product, col(Product.sku) == OrderLine.sku)
             .where(keyed(session, OrderLine.order_id, chunk))
         ):
             lines.setdefault(line.order_id, []).append((line.sku, line.category, line.custom))
+        r: sa.Row  # ten columns: past the stubs' typed overloads
         for r in session.execute(
             sa.select(
-                Order.order_id, Order.created_at, Order.channel, Order.region, Order.customer,
-                Order.sales_rep, Order.priority, Customer.tier, Customer.region.label("customer_region"),
-                Customer.sales_rep.label("customer_rep"),
+                col(Order.order_id), col(Order.created_at), col(Order.channel), col(Order.region), col(Order.customer),
+                col(Order.sales_rep), col(Order.priority), col(Customer.tier), col(Customer.region).label("customer_region"),
+                col(Customer.sales_rep).label("customer_rep"),
             )
-            .join(Customer, Customer.customer == Order.customer)
+            .join(Customer, col(Customer.customer) == Order.customer)
             .where(keyed(session, Order.order_id, chunk))
         ):
             facts[r.order_id] = routing_facts(
