@@ -295,7 +295,7 @@ def keyed_rows(session: Session, sql: str, column: str, keys: Sequence, *, tail:
     (ORDER BY, FOR UPDATE) follows each statement."""
     if not keys:
         return []
-    raw = session.connection().connection.driver_connection
+    raw: Any = session.connection().connection.driver_connection
     if is_postgresql(session):
         ints = isinstance(keys[0], int)  # one array literal: the driver dumps a list element by element
         kind, literal = ("bigint[]", int_array(keys)) if ints else ("text[]", text_array(keys))

@@ -10,7 +10,7 @@ no interleaving of processes can break them.
 from __future__ import annotations
 
 from datetime import date, datetime, timezone
-from typing import TYPE_CHECKING, ClassVar, Optional
+from typing import TYPE_CHECKING, ClassVar
 
 import sqlalchemy as sa
 from pydantic import ConfigDict
@@ -22,7 +22,9 @@ class _Table(SQLModel):
     """Every table's base: pydantic builds a table's validator only if something validates one
     (table models are constructed without validation), not at import by every command."""
 
-    model_config = ConfigDict(defer_build=True)
+    model_config = ConfigDict(defer_build=True)  # type: ignore[assignment]  # SQLModel's stubs want its own TypedDict; pydantic reads this one
+    if TYPE_CHECKING:  # SQLModel sets __table__ on every table class at runtime; its stubs don't declare it
+        __table__: ClassVar[sa.Table]
 
 
 class UTCDateTime(TypeDecorator):
@@ -46,15 +48,6 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
-if TYPE_CHECKING:
-    class _Table(SQLModel):
-        """SQLModel sets ``__table__`` on every table class at runtime; its stubs don't declare it."""
-
-        __table__: ClassVar[sa.Table]
-else:
-    _Table = SQLModel
-
-
 def _utc(**kw):
     return Field(sa_type=UTCDateTime, **kw)
 
@@ -70,28 +63,28 @@ class Supplier(_Table, table=True):
     supplier: str = Field(primary_key=True)
     name: str
     inspection_exempt: bool = False
-    exempt_frozen_at: Optional[datetime] = _utc(default=None)
-    exempt_frozen_reason: Optional[str] = None
+    exempt_frozen_at: datetime | None = _utc(default=None)
+    exempt_frozen_reason: str | None = None
 
 
 class Product(_Table, table=True):
     sku: str = Field(primary_key=True)
     name: str
-    category: Optional[str] = Field(default=None, index=True)
+    category: str | None = Field(default=None, index=True)
     safety_stock: int = 0
-    reorder_qty: Optional[int] = None
-    supplier: Optional[str] = Field(default=None, foreign_key="supplier.supplier")
-    lead_time_days: Optional[int] = None
+    reorder_qty: int | None = None
+    supplier: str | None = Field(default=None, foreign_key="supplier.supplier")
+    lead_time_days: int | None = None
     custom: bool = False
 
 
 class Customer(_Table, table=True):
     customer: str = Field(primary_key=True)
     name: str
-    tier: Optional[str] = None
-    region: Optional[str] = None
-    credit_limit: Optional[float] = None
-    sales_rep: Optional[str] = None
+    tier: str | None = None
+    region: str | None = None
+    credit_limit: float | None = None
+    sales_rep: str | None = None
 
 
 # --- stock -----------------------------------------------------------------------------------
@@ -105,7 +98,7 @@ class Stock(_Table, table=True):
         sa.CheckConstraint("allocated >= 0", name="ck_stock_allocated_nonneg"),
         sa.CheckConstraint("allocated <= on_hand", name="ck_stock_never_oversold"),
     )
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     sku: str = Field(foreign_key="product.sku")
     warehouse: str
     on_hand: int = 0
@@ -120,15 +113,15 @@ class Receipt(_Table, table=True):
         sa.Index("ix_receipt_sku_status", "sku", "status"),
         sa.CheckConstraint("qty > 0", name="ck_receipt_qty_pos"),
     )
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     receipt_id: str = Field(index=True)
     sku: str = Field(foreign_key="product.sku")
     warehouse: str
     qty: int
     expected_at: datetime = _utc()
-    supplier: Optional[str] = Field(default=None, foreign_key="supplier.supplier")
+    supplier: str | None = Field(default=None, foreign_key="supplier.supplier")
     status: str = "open"  # open | received
-    received_at: Optional[datetime] = _utc(default=None)
+    received_at: datetime | None = _utc(default=None)
 
 
 class StockMove(_Table, table=True):
@@ -136,13 +129,13 @@ class StockMove(_Table, table=True):
 
     __tablename__ = "stock_move"
     __table_args__ = (sa.Index("ix_stock_move_sku", "sku", "warehouse"),)
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     sku: str
     warehouse: str
     delta: int
     kind: str  # count | adjust | receipt | ship
-    reason: Optional[str] = None
-    ref: Optional[str] = None
+    reason: str | None = None
+    ref: str | None = None
     actor: str
     at: datetime = _utc()
 
@@ -160,24 +153,24 @@ class Order(_Table, table=True):
     )
     order_id: str = Field(primary_key=True)
     customer: str = Field(foreign_key="customer.customer", index=True)
-    channel: Optional[str] = None
-    region: Optional[str] = None
-    sales_rep: Optional[str] = None
+    channel: str | None = None
+    region: str | None = None
+    sales_rep: str | None = None
     priority: int = 0
     created_at: datetime = _utc()
-    promised_ship_date: Optional[date] = None
-    promise_source: Optional[str] = None  # import | atp | lead_time
+    promised_ship_date: date | None = None
+    promise_source: str | None = None  # import | atp | lead_time
     status: str = "open"
-    workflow: Optional[str] = None
-    node: Optional[str] = None  # where an open order is; None once the workflow is finished
+    workflow: str | None = None
+    node: str | None = None  # where an open order is; None once the workflow is finished
     has_custom_items: bool = False
-    content_hash: Optional[str] = None  # of the imported lines, to detect changed re-imports
-    shipped_at: Optional[datetime] = _utc(default=None)
-    delivered_at: Optional[datetime] = _utc(default=None)
-    delivery_issue: Optional[str] = None
-    cancelled_at: Optional[datetime] = _utc(default=None)
-    carrier: Optional[str] = None
-    tracking: Optional[str] = None
+    content_hash: str | None = None  # of the imported lines, to detect changed re-imports
+    shipped_at: datetime | None = _utc(default=None)
+    delivered_at: datetime | None = _utc(default=None)
+    delivery_issue: str | None = None
+    cancelled_at: datetime | None = _utc(default=None)
+    carrier: str | None = None
+    tracking: str | None = None
 
 
 class OrderLine(_Table, table=True):
@@ -194,12 +187,12 @@ class OrderLine(_Table, table=True):
         sa.CheckConstraint("cancelled >= 0 AND shipped >= 0 AND shipped <= allocated AND allocated + cancelled <= qty",
                            name="ck_order_line_served"),
     )
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     order_id: str = Field(foreign_key="orders.order_id", ondelete="CASCADE")
     line_no: int
     sku: str = Field(foreign_key="product.sku", index=True)
     qty: int
-    unit_price: Optional[float] = None
+    unit_price: float | None = None
     # units served from stock: reserved now (== sum(allocation.qty)) plus shipped; written only by
     # core/stock/. The backorder is qty - cancelled - allocated.
     allocated: int = 0
@@ -221,7 +214,7 @@ class Allocation(_Table, table=True):
         sa.Index("ix_allocation_order", "order_id"),
         sa.CheckConstraint("qty > 0", name="ck_allocation_qty_pos"),
     )
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     order_id: str
     line_id: int = Field(foreign_key="order_line.id", ondelete="CASCADE")
     sku: str
@@ -237,8 +230,8 @@ class Shipment(_Table, table=True):
     shipment_id: str = Field(primary_key=True)  # given by an import, else "<order_id>/<n>"
     order_id: str = Field(foreign_key="orders.order_id", ondelete="CASCADE")
     shipped_at: datetime = _utc()
-    carrier: Optional[str] = None
-    tracking: Optional[str] = None
+    carrier: str | None = None
+    tracking: str | None = None
 
 
 class ShipmentLine(_Table, table=True):
@@ -250,7 +243,7 @@ class ShipmentLine(_Table, table=True):
         sa.Index("ix_shipment_line_order", "order_id"),
         sa.CheckConstraint("qty > 0", name="ck_shipment_line_qty_pos"),
     )
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     shipment_id: str = Field(foreign_key="shipment.shipment_id", ondelete="CASCADE")
     order_id: str  # the shipment's, so an order's shipped units are summed by one index
     line_no: int
@@ -263,19 +256,19 @@ class PickLine(_Table, table=True):
 
     __tablename__ = "pick_line"
     __table_args__ = (sa.UniqueConstraint("shipment_id", "line_no", name="uq_pick_line"),)
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     order_id: str = Field(foreign_key="orders.order_id", ondelete="CASCADE")
     line_no: int
     sku: str
     qty: int
-    shipment_id: Optional[str] = None
-    error: Optional[str] = None  # None: right; wrong_sku | too_many | unknown_line | wrong_qty (before 0006)
+    shipment_id: str | None = None
+    error: str | None = None  # None: right; wrong_sku | too_many | unknown_line | wrong_qty (before 0006)
 
 
 class Delivery(_Table, table=True):
     order_id: str = Field(primary_key=True, foreign_key="orders.order_id", ondelete="CASCADE")
     delivered_at: datetime = _utc()
-    issue: Optional[str] = None  # wrong_item | short | late | damaged | wrong_address | documents
+    issue: str | None = None  # wrong_item | short | late | damaged | wrong_address | documents
 
 
 class ReturnLine(_Table, table=True):
@@ -287,14 +280,14 @@ class ReturnLine(_Table, table=True):
         sa.UniqueConstraint("order_id", "line_no", "returned_at", "reason", name="uq_return_line"),
         sa.CheckConstraint("qty > 0", name="ck_return_line_qty_pos"),
     )
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     order_id: str = Field(foreign_key="orders.order_id", ondelete="CASCADE")
     line_no: int
     sku: str  # the line's
     qty: int
     reason: str
     returned_at: datetime = _utc()
-    warehouse: Optional[str] = None
+    warehouse: str | None = None
 
 
 class QcBatch(_Table, table=True):
@@ -303,10 +296,10 @@ class QcBatch(_Table, table=True):
         sa.UniqueConstraint("supplier", "batch_id", name="uq_qc_batch"),
         sa.Index("ix_qc_batch_supplier_inspected", "supplier", "inspected_at"),
     )
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     supplier: str = Field(foreign_key="supplier.supplier")
     batch_id: str
-    sku: Optional[str] = None
+    sku: str | None = None
     inspected_at: datetime = _utc()
     passed: int
     total: int
@@ -341,27 +334,27 @@ class Task(_Table, table=True):
         ),
         sa.CheckConstraint("sla_state in ('on_track','at_risk','breached')", name="ck_task_sla_state"),
     )
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     order_id: str = Field(foreign_key="orders.order_id", ondelete="CASCADE")
     workflow: str
     node: str
     seq: int  # position of the node in its workflow
     status: str = "open"
-    owner: Optional[str] = None  # role
+    owner: str | None = None  # role
     entered_at: datetime = _utc()
     sla_seconds: int
-    risk_at: Optional[datetime] = _utc(default=None)
-    deadline: Optional[datetime] = _utc(default=None)
+    risk_at: datetime | None = _utc(default=None)
+    deadline: datetime | None = _utc(default=None)
     sla_state: str = "on_track"
-    held_at: Optional[datetime] = _utc(default=None)
+    held_at: datetime | None = _utc(default=None)
     paused_seconds: float = 0  # business seconds of holds so far; stretches every clock of the task
     next_step: int = 0  # index of the next escalation step to fire
     escalation_level: int = 0  # roles up the chain added so far
-    next_action_at: Optional[datetime] = _utc(default=None)
-    completed_at: Optional[datetime] = _utc(default=None)
-    completed_by: Optional[str] = None
-    outcome: Optional[str] = None  # completed | auto_approved | rejected | auto_rejected | skipped | cancelled
-    note: Optional[str] = None
+    next_action_at: datetime | None = _utc(default=None)
+    completed_at: datetime | None = _utc(default=None)
+    completed_by: str | None = None
+    outcome: str | None = None  # completed | auto_approved | rejected | auto_rejected | skipped | cancelled
+    note: str | None = None
 
 
 class TaskAssignee(_Table, table=True):
@@ -390,17 +383,17 @@ class Event(_Table, table=True):
         # only the kinds a report counts (report sla: escalations and reminders per node)
         sa.Index("ix_event_kind_at", "event", "at", **_where("event IN ('escalated', 'reminded')")),
     )
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     at: datetime = _utc()  # effective time: the command clock
     wall_at: datetime = _utc()  # when it was actually written
     actor: str  # who the command acted as (--as, FFCTL_USER, else the login): advisory
     event: str
-    order_id: Optional[str] = None
-    task_id: Optional[int] = None
-    node: Optional[str] = None
-    subject: Optional[str] = None  # for events not about an order: "sku:X", "supplier:S", ...
-    detail: Optional[str] = None
-    login: Optional[str] = None  # the OS login that ran the command (NULL before schema 0005)
+    order_id: str | None = None
+    task_id: int | None = None
+    node: str | None = None
+    subject: str | None = None  # for events not about an order: "sku:X", "supplier:S", ...
+    detail: str | None = None
+    login: str | None = None  # the OS login that ran the command (NULL before schema 0005)
 
 
 class OrderFlag(_Table, table=True):
@@ -409,14 +402,14 @@ class OrderFlag(_Table, table=True):
         sa.Index("uq_order_flag_standing", "order_id", "flag", unique=True, **_where("cleared_at IS NULL")),
         sa.Index("ix_order_flag_flag", "flag", "cleared_at"),
     )
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     order_id: str = Field(foreign_key="orders.order_id", ondelete="CASCADE")
     flag: str
     priority: str = "normal"
-    rule: Optional[str] = None
+    rule: str | None = None
     raised_at: datetime = _utc()
-    cleared_at: Optional[datetime] = _utc(default=None)
-    cleared_by: Optional[str] = None
+    cleared_at: datetime | None = _utc(default=None)
+    cleared_by: str | None = None
 
 
 # --- notifications, rules, schedules ---------------------------------------------------------
@@ -428,20 +421,20 @@ class Notification(_Table, table=True):
         sa.Index("ix_notification_pending", "status", "next_attempt_at"),
         sa.CheckConstraint("status in ('pending','sent','failed')", name="ck_notification_status"),
     )
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     recipient: str
     channel: str  # email | webhook | log
     subject: str
     body: str
     priority: str = "normal"
-    order_id: Optional[str] = None
-    dedupe_key: Optional[str] = Field(default=None, unique=True)
+    order_id: str | None = None
+    dedupe_key: str | None = Field(default=None, unique=True)
     status: str = "pending"
     attempts: int = 0
-    last_error: Optional[str] = None
+    last_error: str | None = None
     created_at: datetime = _utc()
-    next_attempt_at: Optional[datetime] = _utc(default=None)
-    sent_at: Optional[datetime] = _utc(default=None)
+    next_attempt_at: datetime | None = _utc(default=None)
+    sent_at: datetime | None = _utc(default=None)
 
 
 class Requisition(_Table, table=True):
@@ -450,22 +443,22 @@ class Requisition(_Table, table=True):
         sa.Index("ix_requisition_sku", "sku", "status"),  # the low-stock rule: is a SKU's requisition open?
         sa.CheckConstraint("status in ('draft','approved','rejected')", name="ck_requisition_status"),
     )
-    id: Optional[int] = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True)
     sku: str = Field(foreign_key="product.sku")
     qty: int
-    supplier: Optional[str] = None
+    supplier: str | None = None
     status: str = "draft"
     reason: str
-    rule: Optional[str] = None
+    rule: str | None = None
     created_at: datetime = _utc()
-    decided_at: Optional[datetime] = _utc(default=None)
-    decided_by: Optional[str] = None
+    decided_at: datetime | None = _utc(default=None)
+    decided_by: str | None = None
 
 
 class RuleRun(_Table, table=True):
     __tablename__ = "rule_run"
     rule: str = Field(primary_key=True)
-    last_run_at: Optional[datetime] = _utc(default=None)
+    last_run_at: datetime | None = _utc(default=None)
     last_hits: int = 0
     total_hits: int = 0
 
@@ -473,9 +466,9 @@ class RuleRun(_Table, table=True):
 class ScheduleRun(_Table, table=True):
     __tablename__ = "schedule_run"
     job: str = Field(primary_key=True)
-    last_due_at: Optional[datetime] = _utc(default=None)  # the cron time last run
-    last_ran_at: Optional[datetime] = _utc(default=None)  # the command clock when it ran
-    last_result: Optional[str] = None
+    last_due_at: datetime | None = _utc(default=None)  # the cron time last run
+    last_ran_at: datetime | None = _utc(default=None)  # the command clock when it ran
+    last_result: str | None = None
 
 
 # --- report facts (derived; rebuilt from the tables above by core/kpi.py) ---------------------
@@ -490,13 +483,13 @@ class OrderFact(_Table, table=True):
     order_id: str = Field(primary_key=True)
     created_at: datetime = _utc()
     customer: str
-    region: Optional[str] = None  # the order's region, else its customer's
-    channel: Optional[str] = None
-    sales_rep: Optional[str] = None
-    week: Optional[date] = None  # Monday of the local week created_at falls in
-    conf: Optional[float] = None  # order confirmation, minutes
-    alloc: Optional[float] = None  # allocation, minutes
-    cycle: Optional[float] = None  # created -> shipped, hours
+    region: str | None = None  # the order's region, else its customer's
+    channel: str | None = None
+    sales_rep: str | None = None
+    week: date | None = None  # Monday of the local week created_at falls in
+    conf: float | None = None  # order confirmation, minutes
+    alloc: float | None = None  # allocation, minutes
+    cycle: float | None = None  # created -> shipped, hours
     shipped: int = 0
     on_time: int = 0
     delivered: int = 0
@@ -507,7 +500,7 @@ class OrderFact(_Table, table=True):
     within: int = 0
     units: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # ordered less cancelled (0: order cancelled)
     units_on_time: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # shipped by the promised date
-    due: Optional[date] = None  # the promised ship date: fill rate counts the order once it passed
+    due: date | None = None  # the promised ship date: fill rate counts the order once it passed
     units_shipped: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # return rate's denominator
     units_returned: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
@@ -524,9 +517,9 @@ class NodeFact(_Table, table=True):
     node: str
     created_at: datetime = _utc()  # the order's, for the report's period
     breached: int = 0  # 1: its clock stopped past the deadline (a running visit's depends on the clock)
-    deadline: Optional[datetime] = _utc(default=None)
-    completed_at: Optional[datetime] = _utc(default=None)  # when its clock stopped (held or closed); NULL: running
-    owner: Optional[str] = None  # the visit's owner role (breaches per owner)
+    deadline: datetime | None = _utc(default=None)
+    completed_at: datetime | None = _utc(default=None)  # when its clock stopped (held or closed); NULL: running
+    owner: str | None = None  # the visit's owner role (breaches per owner)
 
 
 #: visit_fact's per-node sums, read in node order off its covering index ix_visit_fact_sums (no sort
@@ -555,15 +548,15 @@ class VisitFact(_Table, table=True):
     order_id: str
     node: str
     created_at: datetime = _utc()  # the order's, for the report's period
-    seconds: Optional[float] = None  # time in node (entered -> left); NULL: not left, or cancelled
+    seconds: float | None = None  # time in node (entered -> left); NULL: not left, or cancelled
     decided: int = 0  # closed by a decision (completed, approved, rejected)
     within: int = 0  # ... and not breached
     auto: int = 0  # auto_approved or auto_rejected
     first: int = 0  # the order's first visit of this node; the columns below are set only there
     escalations: int = 0
     reminders: int = 0
-    conf: Optional[float] = None
-    alloc: Optional[float] = None
+    conf: float | None = None
+    alloc: float | None = None
     shipped: int = 0
     on_time: int = 0
     delivered: int = 0
@@ -590,10 +583,10 @@ class MissFact(_Table, table=True):
     delivery_issue: int = 0
     returned: int = 0
     cause: str  # node:NAME | stockout:SKU | hold:REASON | pick_error | delivery:ISSUE | returned:REASON | ...
-    node: Optional[str] = None  # the node the cause names (or where the order waited)
-    role: Optional[str] = None  # that node's owner role
-    sku: Optional[str] = None
-    supplier: Optional[str] = None
+    node: str | None = None  # the node the cause names (or where the order waited)
+    role: str | None = None  # that node's owner role
+    sku: str | None = None
+    supplier: str | None = None
 
 
 class FlowEdge(_Table, table=True):
@@ -634,7 +627,7 @@ class FactCustomer(_Table, table=True):
 
     __tablename__ = "fact_customer"
     customer: str = Field(primary_key=True)
-    region: Optional[str] = None
+    region: str | None = None
 
 
 class FactState(_Table, table=True):
@@ -642,6 +635,6 @@ class FactState(_Table, table=True):
 
     __tablename__ = "fact_state"
     id: int = Field(primary_key=True)
-    event_id: Optional[int] = None  # None: never built
-    fingerprint: Optional[str] = None  # time zone, allocation nodes, definitions version
-    refreshed_at: Optional[datetime] = _utc(default=None)
+    event_id: int | None = None  # None: never built
+    fingerprint: str | None = None  # time zone, allocation nodes, definitions version
+    refreshed_at: datetime | None = _utc(default=None)

@@ -221,7 +221,7 @@ def _bulk_set(session: Session, table: str, columns: Sequence[str], values: dict
         names = ", ".join(f"c{n}" for n in range(len(columns)))
         sets = ", ".join(f"{c} = v.c{n}" for n, c in enumerate(columns))
         params = {f"c{n}": int_array(values[i][n] for i in ids) for n in range(len(columns))}
-        done = session.execute(sa.text(f"UPDATE {table} AS t SET {sets} FROM unnest(CAST(:ids AS bigint[]), {arrays}) "
+        done = session.execute(sa.text(f"UPDATE {table} AS t SET {sets} FROM unnest(CAST(:ids AS bigint[]), {arrays}) "  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult; Session.execute is typed Result
                                        f"AS v(id, {names}) WHERE t.id = v.id"), {"ids": int_array(ids), **params}).rowcount
     else:
         cur = _raw(session).cursor()
