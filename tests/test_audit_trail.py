@@ -95,7 +95,7 @@ def test_schema_0005_upgrades_and_downgrades_keeping_the_trail(ws):
             s.execute(sa.text("INSERT INTO event (at, wall_at, actor, event) VALUES (:t, :t, 'old', 'created')"),
                       {"t": datetime(2026, 11, 1, tzinfo=timezone.utc)})
         store.upgrade()
-        assert store.current_revision() == store.head_revision() == "0009"
+        assert store.current_revision() == store.head_revision() == "0011"
         assert ws.run("order", "hold", "SO-0001", "--reason", "call", now=NOW, user="judy").exit_code == 0
         with store.session() as s:
             logins = s.execute(sa.text("SELECT event, login FROM event ORDER BY id")).all()
