@@ -531,7 +531,7 @@ class VisitFact(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_visit_fact_order", "order_id"),
         sa.Index("ix_visit_fact_seconds", "node", "seconds", "created_at"),
-        sa.Index("ix_visit_fact_sums", "node", "created_at", "seconds", "conf", "alloc", *VISIT_SUMS),
+        sa.Index("ix_visit_fact_sums", "node", "created_at", "seconds", "conf", "alloc", "due", *VISIT_SUMS),
         sa.Index("ix_visit_fact_conf", "node", "conf", "created_at"),
         sa.Index("ix_visit_fact_alloc", "node", "alloc", "created_at"),
     )
