@@ -558,6 +558,7 @@ class VisitFact(SQLModel, table=True):
     units_on_time: int = 0
     units_shipped: int = 0
     units_returned: int = 0
+    due: Optional[date] = None  # the order's promised ship date (fill rate of the node cut)
 
 
 #: group_fact's sums, read in (cut, g) order off its covering index ix_group_fact_sums
