@@ -1036,8 +1036,8 @@ class _Report:
     def picks(self, table: str, index: str, col: str, groups: list[tuple[str, Mapping[str, Any], int]],
               ps: Iterable[float] = (0.5, 0.9), chunk: int = 200) -> list[list[float]]:
         """Per group ``(where, params, n)``: exact percentiles (linear interpolation, as
-        percentile_cont) of ``col`` over the ``n`` rows of ``table x`` matching ``where`` (its
-        parameter ``:g``) and the period, by stepping to each rank from the nearer end of an index
+        percentile_cont) of ``col`` over the ``n`` rows of ``table x`` matching ``where`` (with
+        ``params``) and the period, by stepping to each rank from the nearer end of an index
         on (..., col, created_at): no sort of the rows. The steps of many groups go in one
         statement (a UNION ALL of LIMIT 2 OFFSET k reads), not one statement each."""
         hint = f" INDEXED BY {index}" if self.sql.sqlite else ""
@@ -1050,10 +1050,13 @@ class _Report:
                 descending = k >= n // 2
                 order, skip = ("DESC", max(n - 2 - k, 0)) if descending else ("ASC", k)
                 j = len(jobs)
+                own = where  # each read's own names for the group's parameters
+                for key in extra:
+                    own = re.sub(rf":{key}\b", f":{key}_{j}", own)
                 read = (f"SELECT {j} AS j, s{j}.v AS v FROM (SELECT x.{col} AS v FROM {table} x{hint} "
-                        f"WHERE {where.replace(':g', f':g{j}')} AND x.{col} IS NOT NULL AND {self.created_in('x')} "
+                        f"WHERE {own} AND x.{col} IS NOT NULL AND {self.created_in('x')} "
                         f"ORDER BY x.{col} {order} LIMIT 2 OFFSET {skip}) s{j}")
-                jobs.append((i, pos, k, descending and k + 1 >= n, read, {f"g{j}": v for v in extra.values()}))
+                jobs.append((i, pos, k, descending and k + 1 >= n, read, {f"{key}_{j}": v for key, v in extra.items()}))
         got: dict[int, list[float]] = {}
         for start in range(0, len(jobs), chunk):
             part = jobs[start:start + chunk]
