@@ -275,10 +275,13 @@ def time_cli(url: str, runs: int) -> float:
     return statistics.median(times)
 
 
-#: Every report command, as users run them (``report kpi`` with each ``--by``, ``report sla``, ``report flow``, the dashboard).
+#: Every report command, as users run them (``report kpi`` with each ``--by``, ``report sla``, ``report flow``,
+#: the dashboard, ``report misses``, ``report workload``).
 COMMANDS = [["report", "kpi"], *(["report", "kpi", "--by", by] for by in
-                                 ("region", "channel", "team", "customer", "week", "node", "product", "category")),
-            ["report", "sla"], ["report", "flow"], ["report", "dashboard", "--out", "-"]]
+                                 ("region", "channel", "team", "customer", "week", "node", "product", "category",
+                                  "workflow")),
+            ["report", "sla"], ["report", "flow"], ["report", "dashboard", "--out", "-"], ["report", "misses"],
+            ["report", "workload"]]
 
 
 def time_commands(url: str, commands: list[list[str]] = COMMANDS) -> dict[str, float]:

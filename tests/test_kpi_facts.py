@@ -24,7 +24,12 @@ def facts(store):
                 [tuple(r) for r in s.execute(sa.text("SELECT * FROM visit_fact ORDER BY task_id"))],
                 [tuple(r) for r in s.execute(sa.text("SELECT * FROM miss_fact ORDER BY order_id"))],
                 [tuple(r) for r in s.execute(sa.text("SELECT * FROM flow_edge ORDER BY task_id"))],
-                [tuple(r) for r in s.execute(sa.text("SELECT * FROM flow_path ORDER BY order_id"))])
+                [tuple(r) for r in s.execute(sa.text("SELECT * FROM flow_path ORDER BY order_id"))],
+                [tuple(r) for r in s.execute(sa.text(
+                    "SELECT cut, g, order_id, created_at, member, conf, alloc, cycle, shipped, on_time, delivered, "
+                    "perfect, picked, picked_right, decided, within, units, units_on_time, units_shipped, units_returned, "
+                    "due, line_picked, line_picked_right, line_shipped, line_returned FROM group_fact "
+                    "ORDER BY cut, order_id, g"))])
 
 
 def test_every_write_path_reaches_the_facts(store, example_config):
@@ -64,6 +69,7 @@ def test_every_write_path_reaches_the_facts(store, example_config):
         lambda s, at: returns.record_return(s, cfg, "O2", [(2, 1)], reason="wrong_size", at=at, actor="frank"),
         lambda s, at: orders.cancel_order(s, cfg, "O5", at=at, actor="admin", reason="duplicate"),
         lambda s, at: s.execute(sa.text("UPDATE customer SET region = '华南' WHERE customer = 'C1'")),
+        lambda s, at: s.execute(sa.text("UPDATE product SET category = 'spares' WHERE sku = 'B'")),
     ]
     at = NOW
     for i, step in enumerate(steps):
@@ -79,6 +85,10 @@ def test_every_write_path_reaches_the_facts(store, example_config):
     with store.session() as s:
         assert s.execute(sa.text("SELECT COUNT(*) FROM node_fact WHERE breached = 1")).scalar_one() > 0
         assert s.execute(sa.text("SELECT region FROM order_fact WHERE order_id = 'O1'")).scalar_one() == "华南"
+        # the line cuts: O2's lines of A and B, its picks of each, B's new category
+        assert s.execute(sa.text("SELECT member, line_picked, line_shipped, line_returned FROM group_fact "
+                                 "WHERE order_id = 'O2' AND cut = 'category' AND g = 'spares'")).one() == (1, 1, 1, 1)
+        assert s.execute(sa.text("SELECT COUNT(*) FROM group_fact WHERE order_id = 'O2' AND cut = 'product'")).scalar_one() == 2
         assert s.execute(sa.text("SELECT shipped, delivered, picked, perfect FROM order_fact "
                                  "WHERE order_id = 'O1'")).one() == (1, 1, 2, 0)
         # O1's visits: one row each, the first of each node carrying the order's facts

@@ -94,7 +94,7 @@ def test_schema_0009_round_trip_keeps_returns(ws):
             names = set(sa.inspect(s.get_bind()).get_table_names())
             assert "return_line" not in names and "miss_fact" not in names
         store.upgrade()
-        assert store.current_revision() == store.head_revision() == "0009"
+        assert store.current_revision() == store.head_revision() == "0011"
     finally:
         store.dispose()
     assert query(ws, "SELECT count(*) FROM return_line") == [(0,)]

@@ -384,9 +384,10 @@ class _Cut:
 
     Single-valued dimensions are a column of ``order_fact`` (``column``; neither a column nor a
     mapping: not cut); product, category and node can put one order in several groups, so they
-    are a mapping subquery of (order_id, g) rows, and so is workflow (one per order, read off the
-    order itself: the facts need no copy of it, and a fact refresh no rebuild). ``line`` cuts
-    line-level facts by the line's own SKU or category.
+    are a mapping subquery of (order_id, g) rows. Workflow is a column of the facts whose
+    ``mapping`` reads it off the order itself (the generic path the copy is tested against).
+    ``line`` cuts line-level facts by the line's own SKU or category; those cuts read
+    ``group_fact`` when the facts are current.
     """
 
     column: str | None = None
@@ -400,8 +401,43 @@ class _Cut:
         return f"f.{self.column}", f" GROUP BY f.{self.column}"
 
 
+#: line cut -> group_fact's cut name
+LINE_CUTS = {"sku": "product", "category": "category"}
+
+
+def _line_group(line: str, sku: str) -> tuple[str, str]:
+    """(g, join): the group of a line whose SKU is ``sku`` in a line cut (its SKU, or its
+    product's category)."""
+    if line == "sku":
+        return sku, ""
+    return "lp.category", f" LEFT JOIN product lp ON lp.sku = {sku}"
+
+
+def _line_units_sql(line: str, scope: str = "") -> str:
+    """Per order and group of its lines: (order_id, g, shipped, returned): units shipped, and
+    returned, of the lines that shipped anything (the return rate's units, SPEC 9.5)."""
+    g, join = _line_group(line, "l.sku")
+    return (f"SELECT l.order_id AS order_id, {g} AS g, SUM(CASE WHEN l.shipped > 0 THEN l.shipped ELSE 0 END) AS shipped, "
+            "SUM(CASE WHEN l.shipped > 0 THEN COALESCE(rl.units, 0) ELSE 0 END) AS returned "
+            f"FROM order_line l{join} LEFT JOIN (SELECT order_id, line_no, SUM(qty) AS units FROM return_line GROUP BY "
+            "order_id, line_no) rl ON rl.order_id = l.order_id AND rl.line_no = l.line_no"
+            f"{scope.format(alias='l')} GROUP BY l.order_id, {g}")
+
+
+def _line_picks_sql(line: str, scope: str = "") -> str:
+    """Per order and group of its pick lines: (order_id, g, picked, picked_right), a pick line
+    grouped by its order line's SKU (or its own, when it names no line of the order)."""
+    g, join = _line_group(line, "COALESCE(ol.sku, pl.sku)")
+    return (f"SELECT pl.order_id AS order_id, {g} AS g, COUNT(*) AS picked, "
+            "SUM(CASE WHEN pl.error IS NULL THEN 1 ELSE 0 END) AS picked_right FROM pick_line pl "
+            f"LEFT JOIN order_line ol ON ol.order_id = pl.order_id AND ol.line_no = pl.line_no{join}"
+            f"{scope.format(alias='pl')} GROUP BY pl.order_id, {g}")
+
+
 def _cut(by: str | None) -> _Cut:
     if by in FACT_COLUMNS:
+        if by == "workflow":  # a pilot against the rest: the workflow the order was routed to
+            return _Cut(column="workflow", mapping="SELECT order_id, workflow AS g FROM orders")
         return _Cut(column=FACT_COLUMNS[by])
     if by == "product":
         return _Cut(mapping="SELECT order_id, sku AS g FROM order_line GROUP BY order_id, sku", line="sku")
@@ -411,24 +447,23 @@ def _cut(by: str | None) -> _Cut:
             "GROUP BY l.order_id, p.category"))
     if by == "node":
         return _Cut(mapping="SELECT order_id, node AS g FROM task WHERE status <> 'skipped' GROUP BY order_id, node")
-    if by == "workflow":  # a pilot against the rest: the workflow the order was routed to, read off the order
-        return _Cut(mapping="SELECT order_id, workflow AS g FROM orders")
     raise ValueError(f"unknown dimension {by!r}: use one of {', '.join(DIMENSIONS)}")
 
 
 # --- the facts ------------------------------------------------------------------------------
 
 #: Bump when the facts' definitions change: the next refresh rebuilds every row.
-FACTS_VERSION = 5  # 2: breaches by the visit's own times (SPEC 9.1); 3: visit_fact and node_fact.owner; 4: partial shipments, fill rate (9.2); 5: returns, misses (9.5)
+FACTS_VERSION = 6  # 2: breaches by the visit's own times (SPEC 9.1); 3: visit_fact and node_fact.owner; 4: partial shipments, fill rate (9.2); 5: returns, misses (9.5); 6: group_fact, order_fact.workflow
 #: Single-valued cuts: dimension -> its order_fact column (None: the whole selection).
 FACT_COLUMNS: dict[str | None, str | None] = {
     None: None, "region": "region", "channel": "channel", "team": "sales_rep", "customer": "customer", "week": "week",
+    "workflow": "workflow",
 }
 _COUNTERS = ("shipped", "on_time", "delivered", "perfect", "picked", "picked_right", "decided", "within",
              "units", "units_on_time", "units_shipped", "units_returned")
 _TIMES = ("conf", "alloc", "cycle")
 _SUMS = ", ".join(f"SUM(f.{c}) AS {c}" for c in _COUNTERS)  # per group, over order_fact f
-_FACT_INSERT = ("order_id, created_at, customer, region, channel, sales_rep, week, conf, alloc, cycle, "
+_FACT_INSERT = ("order_id, created_at, customer, region, channel, sales_rep, week, workflow, conf, alloc, cycle, "
                 + ", ".join(_COUNTERS) + ", due")
 _DIRTY = "fact_dirty"
 
@@ -456,7 +491,8 @@ def refresh_facts(store: Store, cfg: Config, *, cuts: Iterable[str | None] = (No
 
     Every change to an order writes an audit event naming it (core/audit.py), so the orders to
     rewrite are those named by events after the last refresh's event id, plus the orders of
-    customers whose region changed; the config fingerprint changing (time zone, allocation
+    customers whose region changed and those with a line of a product whose category changed
+    (``_MASTERS``); the config fingerprint changing (time zone, allocation
     nodes) or a backlog larger than the facts rebuilds everything. Concurrent refreshes queue
     on the ``fact_state`` row. PostgreSQL hands out event ids before commit, so the high-water
     mark is one every event up to which is committed (``_committed_event_mark``: it waits for
@@ -489,22 +525,25 @@ def _committed_event_mark(s: Session) -> int:
     """PostgreSQL: an event id at or below which every event is committed (or rolled back).
 
     Ids are handed out before commit, so the largest visible id is read together with the
-    transactions still running at that instant, and the mark is ready once those have ended:
-    any invisible id below it belongs to one of them. No lock is taken (LOCK TABLE ... SHARE
-    needs UPDATE rights on the audit trail, which ffctl's role does not have, and it made every
-    writer wait for the report).
+    transactions writing to the audit trail at that instant (an INSERT locks the table ROW
+    EXCLUSIVE before it draws its id, and keeps the lock to the end of its transaction), and the
+    mark is ready once those have ended: any invisible id below it belongs to one of them.
+    Transactions of other tables and other databases on the server are not waited for. No lock
+    is taken (LOCK TABLE ... SHARE needs UPDATE rights on the audit trail, which ffctl's role
+    does not have, and it made every writer wait for the report).
     """
-    top, running = s.execute(sa.text(
-        "SELECT COALESCE((SELECT MAX(id) FROM event), 0), "
-        "ARRAY(SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) AS x)")).one()
+    writers = ("SELECT DISTINCT l.virtualtransaction FROM pg_locks l WHERE l.locktype = 'relation' "
+               "AND l.relation = CAST('event' AS regclass) AND l.mode = 'RowExclusiveLock' "
+               "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+               "AND l.pid IS DISTINCT FROM pg_backend_pid()")
+    top, running = s.execute(sa.text(f"SELECT COALESCE((SELECT MAX(id) FROM event), 0), ARRAY({writers})")).one()
     delay = 0.005
     while running:
-        running = s.execute(sa.text(
-            "SELECT ARRAY(SELECT x FROM unnest(CAST(:xids AS text[])) AS x "
-            "WHERE pg_xact_status(CAST(x AS xid8)) = 'in progress')"), {"xids": list(running)}).scalar_one()
-        if running:
-            time.sleep(delay)
-            delay = min(2 * delay, 0.2)
+        time.sleep(delay)
+        delay = min(2 * delay, 0.2)
+        running = s.execute(sa.text(f"SELECT ARRAY(SELECT w.virtualtransaction FROM ({writers}) w "
+                                    "WHERE w.virtualtransaction = ANY(CAST(:running AS text[])))"),
+                            {"running": list(running)}).scalar_one()
     return int(top)
 
 
@@ -530,7 +569,7 @@ def _refresh(store: Store, cfg: Config, fp: str, cuts: list[str | None], now: da
             mode, orders = "full", _rebuild(s, sql, cfg)
         else:
             mode, orders = "none", 0
-            changed = _changed_customers(s)
+            changed = _changed_masters(s)
             if top > seen or changed:
                 facts = s.execute(sa.text("SELECT COUNT(*) FROM order_fact")).scalar_one()
                 if top - seen > max(facts, 10_000):  # a backlog bigger than the facts: rebuild
@@ -545,6 +584,10 @@ def _refresh(store: Store, cfg: Config, fp: str, cuts: list[str | None], now: da
                 if by in FACT_COLUMNS:
                     _ensure_indexes(s, FACT_COLUMNS[by])
     if mode == "full" and is_postgresql(store):
+        # the reports' index-only scans read the heap for every row until the visibility map is set
+        # (each p50/p90 step a heap page); a role that does not own the tables gets a warning, not an error
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM (ANALYZE) order_fact, node_fact, visit_fact, group_fact")
         from ffctl.core import flow
 
         flow.vacuum(store)
@@ -568,31 +611,47 @@ def _up_to_date(store: Store, fp: str, cuts: list[str | None]) -> bool:
             return False
         if s.execute(sa.text("SELECT COALESCE(MAX(id), 0) FROM event")).scalar_one() > state.event_id:
             return False
-        if _changed_customers(s):
+        if _changed_masters(s):
             return False
         if not is_postgresql(store) and not _have_indexes(s, [FACT_COLUMNS[by] for by in cuts if by in FACT_COLUMNS]):
             return False
     return True
 
 
-def _changed_customers(s: Session) -> list[str]:
-    """Customers whose region differs from the one the facts were written with (or are new)."""
+#: Master data the facts copy, by snapshot: (table, key, column, snapshot table, the orders a changed
+#: key rewrites). A customer's region cuts its orders; a product's category its orders' lines.
+_MASTERS = {
+    "customer": ("customer", "customer", "region", "fact_customer", "SELECT order_id FROM orders WHERE customer IN ({names})"),
+    "product": ("product", "sku", "category", "fact_product",
+                "SELECT DISTINCT order_id FROM order_line WHERE sku IN ({names})"),
+}
+
+
+def _changed_masters(s: Session) -> dict[str, list[str]]:
+    """Per master table, the keys whose copied column differs from the one the facts were written
+    with (or are new); only tables with changes."""
     differs = "IS DISTINCT FROM" if is_postgresql(s) else "IS NOT"
-    return list(s.execute(sa.text(
-        "SELECT c.customer FROM customer c LEFT JOIN fact_customer fc ON fc.customer = c.customer "
-        f"WHERE fc.customer IS NULL OR fc.region {differs} c.region"
-    )).scalars())
+    out = {}
+    for name, (table, key, column, snapshot, _orders) in _MASTERS.items():
+        keys = list(s.execute(sa.text(
+            f"SELECT m.{key} FROM {table} m LEFT JOIN {snapshot} fm ON fm.{key} = m.{key} "
+            f"WHERE fm.{key} IS NULL OR fm.{column} {differs} m.{column}")).scalars())
+        if keys:
+            out[name] = keys
+    return out
 
 
-def _snapshot_customers(s: Session, customers: list[str] | None) -> None:
-    if customers is None:
-        s.execute(sa.text("DELETE FROM fact_customer"))
-        s.execute(sa.text("INSERT INTO fact_customer (customer, region) SELECT customer, region FROM customer"))
-        return
-    for names, params in _in_lists(customers):
-        s.execute(sa.text(f"DELETE FROM fact_customer WHERE customer IN ({names})"), params)
-        s.execute(sa.text(f"INSERT INTO fact_customer (customer, region) SELECT customer, region FROM customer "
-                          f"WHERE customer IN ({names})"), params)
+def _snapshot_masters(s: Session, changed: dict[str, list[str]] | None) -> None:
+    """Record the master data the facts were just written with (None: all of it)."""
+    for name, (table, key, column, snapshot, _orders) in _MASTERS.items():
+        copy = f"INSERT INTO {snapshot} ({key}, {column}) SELECT {key}, {column} FROM {table}"
+        if changed is None:
+            s.execute(sa.text(f"DELETE FROM {snapshot}"))
+            s.execute(sa.text(copy))
+            continue
+        for names, params in _in_lists(changed.get(name, [])):
+            s.execute(sa.text(f"DELETE FROM {snapshot} WHERE {key} IN ({names})"), params)
+            s.execute(sa.text(f"{copy} WHERE {key} IN ({names})"), params)
 
 
 def _in_lists(values: list[str], size: int = 500) -> Iterable[tuple[str, dict]]:
@@ -616,13 +675,15 @@ def _rebuild(s: Session, sql: _Sql, cfg: Config) -> int:
         s.execute(sa.text("DELETE FROM order_fact"))
         s.execute(sa.text("DELETE FROM node_fact"))
         s.execute(sa.text("DELETE FROM visit_fact"))
+        s.execute(sa.text("DELETE FROM group_fact"))
     else:
-        s.execute(sa.text("TRUNCATE order_fact, node_fact, visit_fact"))
-    from ffctl.core.models import VisitFact
+        s.execute(sa.text("TRUNCATE order_fact, node_fact, visit_fact, group_fact"))
+    from ffctl.core.models import GroupFact, VisitFact
 
     # a sorted build of each index beats millions of inserts into it (both backends); only the
     # table's owner may drop its indexes, so a least-privilege role rebuilds through them
-    visit_indexes = [ix for ix in VisitFact.__table__.indexes if ix.name != "ix_visit_fact_order"]
+    visit_indexes = [ix for ix in (*VisitFact.__table__.indexes, *GroupFact.__table__.indexes)
+                     if ix.name not in ("ix_visit_fact_order", "ix_group_fact_order")]
     if not sql.sqlite and not s.execute(sa.text(
             "SELECT pg_has_role(current_user, c.relowner, 'USAGE') FROM pg_class c "
             "WHERE c.oid = 'visit_fact'::regclass")).scalar_one():
@@ -631,12 +692,12 @@ def _rebuild(s: Session, sql: _Sql, cfg: Config) -> int:
         ix.drop(s.connection())
     s.execute(sa.text(_facts_sql(sql, cfg, scoped=False)), {"tz": cfg.timezone})
     s.execute(sa.text(_node_facts_sql(scoped=False)))
-    for statement in _visit_facts_sql(sql, cfg, scoped=False):
+    for statement in (*_visit_facts_sql(sql, cfg, scoped=False), *_group_facts_sql(scoped=False)):
         s.execute(sa.text(statement))
     s.execute(sa.text("DELETE FROM miss_fact"))
     s.execute(sa.text(misses.refresh_sql(sql, cfg, dirty=None)), {"tz": cfg.timezone})
     _refresh_flow(s, sql, cfg, dirty=None)
-    _snapshot_customers(s, None)
+    _snapshot_masters(s, None)
     for ddl in lazy:
         s.execute(sa.text(ddl))
     for ix in visit_indexes:
@@ -645,11 +706,13 @@ def _rebuild(s: Session, sql: _Sql, cfg: Config) -> int:
         s.execute(sa.text("ANALYZE order_fact"))
         s.execute(sa.text("ANALYZE node_fact"))
         s.execute(sa.text("ANALYZE visit_fact"))
+        s.execute(sa.text("ANALYZE group_fact"))
     return s.execute(sa.text("SELECT COUNT(*) FROM order_fact")).scalar_one()
 
 
-def _update(s: Session, sql: _Sql, cfg: Config, seen: int, top: int, customers: list[str]) -> int:
-    """Rewrite the facts of the orders named by events in (seen, top] and of ``customers``."""
+def _update(s: Session, sql: _Sql, cfg: Config, seen: int, top: int, changed: dict[str, list[str]]) -> int:
+    """Rewrite the facts of the orders named by events in (seen, top] and of the ``changed``
+    customers and products (``_changed_masters``)."""
     if sql.sqlite:
         s.execute(sa.text(f"CREATE TEMP TABLE IF NOT EXISTS {_DIRTY} (order_id TEXT PRIMARY KEY)"))
         s.execute(sa.text(f"DELETE FROM temp.{_DIRTY}"))
@@ -659,22 +722,27 @@ def _update(s: Session, sql: _Sql, cfg: Config, seen: int, top: int, customers: 
         ignore, conflict = "INSERT", " ON CONFLICT DO NOTHING"
     s.execute(sa.text(f"{ignore} INTO {_DIRTY} (order_id) SELECT DISTINCT order_id FROM event "
                       f"WHERE id > :seen AND id <= :top AND order_id IS NOT NULL{conflict}"), {"seen": seen, "top": top})
-    for names, params in _in_lists(customers):
-        s.execute(sa.text(f"{ignore} INTO {_DIRTY} (order_id) SELECT order_id FROM orders "
-                          f"WHERE customer IN ({names}){conflict}"), params)
+    for name, keys in changed.items():
+        for names, params in _in_lists(keys):
+            orders = _MASTERS[name][4].format(names=names)
+            s.execute(sa.text(f"{ignore} INTO {_DIRTY} (order_id) {orders}{conflict}"), params)
     if not sql.sqlite:  # the planner's guess for a fresh temp table is blind: count it
         s.execute(sa.text(f"ANALYZE {_DIRTY}"))
+        # the changed orders' rows by index (the store is read through the cache): at the default
+        # cost the planner hashed them against a scan of every task
+        s.execute(sa.text("SET LOCAL random_page_cost = 1.1"))
     s.execute(sa.text(f"DELETE FROM order_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
     s.execute(sa.text(f"DELETE FROM node_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
     s.execute(sa.text(f"DELETE FROM visit_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
+    s.execute(sa.text(f"DELETE FROM group_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
     s.execute(sa.text(_facts_sql(sql, cfg, scoped=True)), {"tz": cfg.timezone})
     s.execute(sa.text(_node_facts_sql(scoped=True)))
-    for statement in _visit_facts_sql(sql, cfg, scoped=True):
+    for statement in (*_visit_facts_sql(sql, cfg, scoped=True), *_group_facts_sql(scoped=True)):
         s.execute(sa.text(statement))
     s.execute(sa.text(f"DELETE FROM miss_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
     s.execute(sa.text(misses.refresh_sql(sql, cfg, dirty=_DIRTY)), {"tz": cfg.timezone})
     _refresh_flow(s, sql, cfg, dirty=_DIRTY)
-    _snapshot_customers(s, customers)
+    _snapshot_masters(s, changed)
     n = s.execute(sa.text(f"SELECT COUNT(*) FROM {_DIRTY}")).scalar_one()
     s.execute(sa.text(f"DROP TABLE {_DIRTY}" if not sql.sqlite else f"DELETE FROM temp.{_DIRTY}"))
     return n
@@ -728,7 +796,7 @@ def _facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> str:
     units = "CASE WHEN o.status = 'cancelled' THEN 0 ELSE COALESCE(ua.units, 0) END"
     return (
         f"INSERT INTO order_fact ({_FACT_INSERT}) SELECT o.order_id, o.created_at, o.customer, "
-        f"COALESCE(o.region, c.region), o.channel, o.sales_rep, {sql.local_week('o.created_at')}, "
+        f"COALESCE(o.region, c.region), o.channel, o.sales_rep, {sql.local_week('o.created_at')}, o.workflow, "
         f"{sql.seconds('o.created_at', 'ta.first_done')} / 60.0, "
         f"{sql.seconds('ta.first_done', 'ta.alloc_done')} / 60.0, "
         f"{sql.seconds('o.created_at', 'o.shipped_at')} / 3600.0, "
@@ -795,7 +863,7 @@ def _visit_facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> list[str]:
         return f"CASE WHEN t.rn = 1 THEN {value} ELSE {otherwise} END"
 
     columns = ("task_id, order_id, node, created_at, seconds, decided, within, auto, first, escalations, reminders, "
-               f"conf, alloc, {', '.join(_VISIT_COUNTERS)}")
+               f"conf, alloc, {', '.join(_VISIT_COUNTERS)}, due")
     return [
         f"INSERT INTO visit_fact ({columns}) SELECT t.id, t.order_id, t.node, f.created_at, "
         f"CASE WHEN t.completed_at IS NOT NULL AND t.status <> 'cancelled' "
@@ -804,10 +872,45 @@ def _visit_facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> list[str]:
         f"CASE WHEN t.outcome IN {_in(DECIDED)} AND NOT {breached_sql('t', now=_STOPPED)} THEN 1 ELSE 0 END, "
         f"CASE WHEN t.outcome IN {_in(AUTO_ACTIONS)} THEN 1 ELSE 0 END, {first('1')}, "
         f"{first('COALESCE(ev.escalations, 0)')}, {first('COALESCE(ev.reminders, 0)')}, "
-        f"{first('f.conf', 'NULL')}, {first('f.alloc', 'NULL')}, {', '.join(first(f'f.{c}') for c in _VISIT_COUNTERS)} "
+        f"{first('f.conf', 'NULL')}, {first('f.alloc', 'NULL')}, {', '.join(first(f'f.{c}') for c in _VISIT_COUNTERS)}, "
+        f"{first('f.due', 'NULL')} "
         f"FROM ({visits}) t JOIN order_fact f ON f.order_id = t.order_id "
         f"LEFT JOIN ({events}) ev ON ev.order_id = t.order_id AND ev.node = t.node"
     ]
+
+
+#: group_fact's sums of the lines themselves (the line cuts' pick accuracy and return rate)
+_LINE_SUMS = ("line_picked", "line_picked_right", "line_shipped", "line_returned")
+#: The order facts group_fact copies onto an order's rows of its groups (``member = 1``).
+_GROUP_COPIES = ("conf", "alloc", "cycle", *_COUNTERS, "due")
+
+
+def _group_facts_sql(*, scoped: bool) -> list[str]:
+    """INSERT ... SELECT of group_fact's rows for each line cut (``scoped``: the orders in
+    fact_dirty), after the order_fact rows (it copies from them): one row per order and group of
+    its lines or pick lines, through the same per-line SQL the generic line paths sum
+    (``_line_units_sql``, ``_line_picks_sql``) and the cuts' own mappings."""
+    scope = (" WHERE {alias}.order_id IN (SELECT order_id FROM " + _DIRTY + ")") if scoped else ""
+    out = []
+    for line, cut in LINE_CUTS.items():
+        mapping = _cut(cut).mapping
+        members = f"SELECT m.order_id, m.g FROM ({mapping}) m" + (
+            f" WHERE m.order_id IN (SELECT order_id FROM {_DIRTY})" if scoped else "")
+        rows = (
+            "SELECT u.order_id AS order_id, u.g AS g, MAX(u.member) AS member, SUM(u.lp) AS lp, SUM(u.lpr) AS lpr, "
+            "SUM(u.ls) AS ls, SUM(u.lr) AS lr FROM ("
+            f"SELECT order_id, g, 1 AS member, 0 AS lp, 0 AS lpr, 0 AS ls, 0 AS lr FROM ({members}) a UNION ALL "
+            f"SELECT order_id, g, 0, 0, 0, shipped, returned FROM ({_line_units_sql(line, scope)}) b UNION ALL "
+            f"SELECT order_id, g, 0, picked, picked_right, 0, 0 FROM ({_line_picks_sql(line, scope)}) c"
+            ") u GROUP BY u.order_id, u.g"
+        )
+        copies = ", ".join(f"CASE WHEN u.member = 1 THEN f.{c} ELSE {'NULL' if c in ('conf', 'alloc', 'cycle', 'due') else '0'} END"
+                           for c in _GROUP_COPIES)
+        out.append(
+            f"INSERT INTO group_fact (cut, g, order_id, created_at, member, {', '.join(_GROUP_COPIES)}, line_picked, "
+            f"line_picked_right, line_shipped, line_returned) SELECT '{cut}', u.g, u.order_id, f.created_at, u.member, "
+            f"{copies}, u.lp, u.lpr, u.ls, u.lr FROM ({rows}) u JOIN order_fact f ON f.order_id = u.order_id")
+    return out
 
 
 def _index_name(column: str | None, time: str) -> str:
@@ -858,7 +961,11 @@ class _Report:
         self._visit_sums: dict | None = None
         self.sql = _Sql(session, cfg.timezone, now)
         self.sql.tune()
-        self.cut = _cut(by)
+        cut = _cut(by)
+        if cut.column and cut.mapping:  # workflow: the facts' copy, or (source "tasks") read off the orders
+            cut = _Cut(mapping=cut.mapping) if source == "tasks" else _Cut(column=cut.column)
+        self.cut = cut
+        self._line_rows: dict | None = None
         self.params: dict[str, Any] = {"now": now, "tz": cfg.timezone}
         self.bounds = []  # conditions on an order's created_at
         if period.start is not None:
@@ -927,24 +1034,47 @@ class _Report:
 
     def pick(self, table: str, index: str, col: str, where: str, extra: Mapping[str, Any], n: int,
              ps: Iterable[float] = (0.5, 0.9)) -> list[float]:
-        """Exact percentiles (linear interpolation, as percentile_cont) of ``col`` over the ``n``
-        rows of ``table x`` matching ``where`` and the period, by stepping to each rank from the
-        nearer end of an index on (..., col, created_at): no sort of the rows."""
+        """Exact percentiles of ``col`` over the ``n`` rows of ``table x`` matching ``where`` and
+        the period (``picks`` for one group)."""
+        return self.picks(table, index, col, [(where, extra, n)], ps)[0]
+
+    def picks(self, table: str, index: str, col: str, groups: list[tuple[str, Mapping[str, Any], int]],
+              ps: Iterable[float] = (0.5, 0.9), chunk: int = 200) -> list[list[float]]:
+        """Per group ``(where, params, n)``: exact percentiles (linear interpolation, as
+        percentile_cont) of ``col`` over the ``n`` rows of ``table x`` matching ``where`` (with
+        ``params``) and the period, by stepping to each rank from the nearer end of an index
+        on (..., col, created_at): no sort of the rows. The steps of many groups go in one
+        statement (a UNION ALL of LIMIT 2 OFFSET k reads), not one statement each."""
         hint = f" INDEXED BY {index}" if self.sql.sqlite else ""
-        out = []
-        for p in ps:
-            pos = p * (n - 1)
-            k = int(pos)  # interpolate between the values of ranks k and k + 1 (0-based)
-            descending = k >= n // 2
-            order, skip = ("DESC", max(n - 2 - k, 0)) if descending else ("ASC", k)
-            got = [v for (v,) in self.rows(
-                f"SELECT x.{col} FROM {table} x{hint} WHERE {where} AND x.{col} IS NOT NULL "
-                f"AND {self.created_in('x')} ORDER BY x.{col} {order} LIMIT 2 OFFSET {skip}", extra)]
-            if descending:
-                got = got[::-1] if k + 1 < n else got[:1]
-            lo = got[0]
-            hi = got[1] if len(got) > 1 else lo
-            out.append(lo + (pos - k) * (hi - lo))
+        ps = list(ps)
+        jobs = []  # (group index, pos, k, descending, the read)
+        for i, (where, extra, n) in enumerate(groups):
+            for p in ps:
+                pos = p * (n - 1)
+                k = int(pos)  # interpolate between the values of ranks k and k + 1 (0-based)
+                descending = k >= n // 2
+                order, skip = ("DESC", max(n - 2 - k, 0)) if descending else ("ASC", k)
+                j = len(jobs)
+                own = where  # each read's own names for the group's parameters
+                for key in extra:
+                    own = re.sub(rf":{key}\b", f":{key}_{j}", own)
+                read = (f"SELECT {j} AS j, s{j}.v AS v FROM (SELECT x.{col} AS v FROM {table} x{hint} "
+                        f"WHERE {own} AND x.{col} IS NOT NULL AND {self.created_in('x')} "
+                        f"ORDER BY x.{col} {order} LIMIT 2 OFFSET {skip}) s{j}")
+                jobs.append((i, pos, k, descending and k + 1 >= n, read, {f"{key}_{j}": v for key, v in extra.items()}))
+        got: dict[int, list[float]] = {}
+        for start in range(0, len(jobs), chunk):
+            part = jobs[start:start + chunk]
+            params = {key: v for job in part for key, v in job[5].items()}
+            for r in self.rows(" UNION ALL ".join(job[4] for job in part), params):
+                got.setdefault(r.j, []).append(r.v)
+        out: list[list[float]] = [[] for _ in groups]
+        for j, (i, pos, k, last, _read, _params) in enumerate(jobs):
+            values = got[j]
+            lo = hi = max(values)
+            if not last:  # ranks k and k + 1, read from either end
+                lo = min(values)
+            out[i].append(lo + (pos - k) * (hi - lo))
         return out
 
     def visit_sums(self) -> dict[str, Any]:
@@ -964,13 +1094,10 @@ class _Report:
     def visit_times(self, col: str, count: str, unit_seconds: float = 1.0) -> dict[str, tuple[int, float, float]]:
         """Per node: (n, p50, p90) of visit_fact's ``col`` (over index ix_visit_fact_<col>)."""
         index = f"ix_visit_fact_{col}"
-        out = {}
-        for node, r in self.visit_sums().items():
-            n = int(getattr(r, count) or 0)
-            if n:
-                p50, p90 = self.pick("visit_fact", index, col, "x.node = :g", {"g": node}, n)
-                out[node] = (n, p50 / unit_seconds, p90 / unit_seconds)
-        return out
+        counted = [(node, int(getattr(r, count) or 0)) for node, r in self.visit_sums().items()]
+        counted = [(node, n) for node, n in counted if n]
+        picked = self.picks("visit_fact", index, col, [("x.node = :g", {"g": node}, n) for node, n in counted])
+        return {node: (n, p50 / unit_seconds, p90 / unit_seconds) for (node, n), (p50, p90) in zip(counted, picked)}
 
     # -- order-level KPIs from order_fact --
     def order_kpis(self) -> tuple[dict, dict]:
@@ -981,6 +1108,9 @@ class _Report:
                 return self._grouped_pg()
             if _have_indexes(self.s, [self.cut.column]):
                 return self._grouped_sqlite()
+        # the line cuts from group_fact, whose member rows carry the order's facts
+        elif self.cut.line and self.visits():
+            return self._grouped_pg() if not self.sql.sqlite else self._grouped_sqlite()
         # the node cut from visit_fact's first visits, when it copies every order counter
         elif self.by == "node" and set(_COUNTERS) <= {*_VISIT_COUNTERS, "decided", "within"} and self.visits():
             return self._by_node_visits()
@@ -1003,14 +1133,35 @@ class _Report:
     def _sums_of(self, rows) -> dict:
         return {self._key(r.g): {c: int(getattr(r, c) or 0) for c in ("orders", *_COUNTERS)} for r in rows}
 
+    def _facts_table(self) -> tuple[str, str | None, str, str, str]:
+        """Where a grouped path reads: (table, its group column or None, a condition, the order
+        count, more sums). order_fact for the single-valued cuts; group_fact's rows of the cut for
+        product and category (its member rows are the orders; its line sums serve the line KPIs)."""
+        if self.cut.line:
+            lines = ", ".join(f"SUM(f.{c}) AS {c}" for c in _LINE_SUMS)
+            return "group_fact", "g", f"{{a}}.cut = '{LINE_CUTS[self.cut.line]}'", "SUM(f.member)", f", {lines}"
+        return "order_fact", self.cut.column, "1 = 1", "COUNT(*)", ""
+
+    def _index(self, time: str) -> str:
+        """SQLite: the index on (group..., ``time``, created_at) of the grouped path's table."""
+        if self.cut.line:
+            return "ix_group_fact_sums" if time == "conf" else f"ix_group_fact_{time}"
+        return _index_name(self.cut.column, time)
+
+    def _keep(self, rows) -> list:
+        """The groups with orders; a line cut keeps every group's row for its line sums."""
+        if self.cut.line:
+            self._line_rows = {self._key(r.g): r for r in rows}
+        return [r for r in rows if r.orders]
+
     def _grouped_pg(self) -> tuple[dict, dict]:
-        g, group = self.cut.group()
+        table, column, where, orders, more = self._facts_table()
+        g, group = (f"f.{column}", f" GROUP BY f.{column}") if column else self.cut.group()
         pcts = ", ".join(
             f"COUNT(f.{t}) AS n_{t}, percentile_cont(0.5) WITHIN GROUP (ORDER BY f.{t}) AS {t}50, "
             f"percentile_cont(0.9) WITHIN GROUP (ORDER BY f.{t}) AS {t}90" for t in _TIMES)
-        rows = self.rows(f"SELECT {g} AS g, COUNT(*) AS orders, {_SUMS}, {pcts} FROM order_fact f "
-                         f"WHERE {self.frange}{group}")
-        rows = [r for r in rows if r.orders]
+        rows = self._keep(self.rows(f"SELECT {g} AS g, {orders} AS orders, {_SUMS}{more}, {pcts} FROM {table} f "
+                                    f"WHERE {where.format(a='f')} AND {self.frange}{group}"))
         times = {t: {self._key(r.g): (int(getattr(r, f"n_{t}")), getattr(r, f"{t}50"), getattr(r, f"{t}90"))
                      for r in rows if getattr(r, f"n_{t}")} for t in _TIMES}
         return self._sums_of(rows), times
@@ -1018,27 +1169,38 @@ class _Report:
     def _grouped_sqlite(self) -> tuple[dict, dict]:
         """Per-group sums over the (g, conf, ...) covering index, then each percentile by
         stepping to its rank within the group's range of the time's own index."""
-        column = self.cut.column
-        g, group = self.cut.group()
+        table, column, cond, orders, more = self._facts_table()
+        g, group = (f"f.{column}", f" GROUP BY f.{column}") if column else self.cut.group()
         counts = ", ".join(f"COUNT(f.{t}) AS n_{t}" for t in _TIMES)
-        rows = self.rows(f"SELECT {g} AS g, COUNT(*) AS orders, {_SUMS}, {counts} "
-                         f"FROM order_fact f INDEXED BY {_index_name(column, 'conf')} WHERE {self.frange}{group}")
-        rows = [r for r in rows if r.orders]
+        rows = self._keep(self.rows(f"SELECT {g} AS g, {orders} AS orders, {_SUMS}{more}, {counts} "
+                                    f"FROM {table} f INDEXED BY {self._index('conf')} "
+                                    f"WHERE {cond.format(a='f')} AND {self.frange}{group}"))
+        cond = cond.format(a="x")
         times: dict[str, dict] = {t: {} for t in _TIMES}
-        for r in rows:
-            for t in _TIMES:
+        for t in _TIMES:
+            groups = []
+            for r in rows:
                 n = int(getattr(r, f"n_{t}"))
                 if not n:
                     continue
                 if column is None:
-                    where, extra = "1 = 1", {}
+                    groups.append((r, (cond, {}, n)))
                 elif r.g is None:
-                    where, extra = f"x.{column} IS NULL", {}
+                    groups.append((r, (f"{cond} AND x.{column} IS NULL", {}, n)))
                 else:
-                    where, extra = f"x.{column} = :g", {"g": r.g}
-                picks = self.pick("order_fact", _index_name(column, t), t, where, extra, n)
-                times[t][self._key(r.g)] = (n, picks[0], picks[1])
+                    groups.append((r, (f"{cond} AND x.{column} = :g", {"g": r.g}, n)))
+            for (r, (_w, _e, n)), (p50, p90) in zip(groups, self.picks(table, self._index(t), t, [g[1] for g in groups])):
+                times[t][self._key(r.g)] = (n, p50, p90)
         return self._sums_of(rows), times
+
+    def line_sums(self) -> dict | None:
+        """A line cut's rows of group_fact per group (every group, with or without orders), when
+        the facts are current; None: the generic paths read the lines."""
+        if not self.cut.line or not self.visits():
+            return None
+        if self._line_rows is None:
+            self.order_kpis()
+        return self._line_rows
 
     def _generic(self) -> tuple[dict, dict]:
         """Any cut, any backend: GROUP BY and window-function percentiles over order_fact
@@ -1056,7 +1218,13 @@ class _Report:
     def fill_rate(self) -> dict[str | None, tuple[int, int]]:
         """Per group: (units due, units shipped on time) of the orders shipped in full or past their
         promised date at the report's day (SPEC 9.2)."""
-        if self.cut.mapping:
+        if self.cut.line and self.visits():  # group_fact's member rows carry the orders' units
+            hint = " INDEXED BY ix_group_fact_sums" if self.sql.sqlite else ""
+            source, g, group = f"group_fact f{hint}", "f.g", f" AND f.cut = '{LINE_CUTS[self.cut.line]}' GROUP BY f.g"
+        elif self.by == "node" and self.visits():  # an order's first visit of a node carries its units
+            hint = " INDEXED BY ix_visit_fact_sums" if self.sql.sqlite else ""
+            source, g, group = f"visit_fact f{hint}", "f.node", " GROUP BY f.node"
+        elif self.cut.mapping:
             source = f"order_fact f JOIN ({self.cut.mapping}) gx ON gx.order_id = f.order_id"
             g, group = "gx.g", " GROUP BY gx.g"
         else:
@@ -1073,6 +1241,10 @@ class _Report:
             g = "rl.sku" if self.cut.line == "sku" else "rp.category"
             source = ("return_line rl JOIN order_fact f ON f.order_id = rl.order_id"
                       + ("" if self.cut.line == "sku" else " LEFT JOIN product rp ON rp.sku = rl.sku"))
+        elif self.by == "node" and self.visits():  # the orders' first visits of each node, by index
+            source = ("return_line rl JOIN order_fact f ON f.order_id = rl.order_id "
+                      "JOIN visit_fact gx ON gx.order_id = rl.order_id AND gx.first = 1")
+            g = "gx.node"
         elif self.cut.mapping:
             source = (f"return_line rl JOIN order_fact f ON f.order_id = rl.order_id "
                       f"JOIN ({self.cut.mapping}) gx ON gx.order_id = rl.order_id")
@@ -1091,26 +1263,23 @@ class _Report:
 
     def line_returns(self) -> dict[str | None, tuple[int, int]]:
         """Return rate cut by each line's own SKU or category: (units shipped, units returned)."""
-        g = "l.sku" if self.cut.line == "sku" else "lp.category"
-        extra = "" if self.cut.line == "sku" else " LEFT JOIN product lp ON lp.sku = l.sku"
+        facts = self.line_sums()
+        if facts is not None:
+            return {g: (int(r.line_shipped), int(r.line_returned or 0)) for g, r in facts.items() if r.line_shipped}
         rows = self.rows(
-            f"SELECT {g} AS g, SUM(l.shipped) AS n, SUM(COALESCE(rl.units, 0)) AS back FROM order_line l "
-            f"JOIN order_fact f ON f.order_id = l.order_id{extra} LEFT JOIN (SELECT order_id, line_no, SUM(qty) AS units "
-            "FROM return_line GROUP BY order_id, line_no) rl ON rl.order_id = l.order_id AND rl.line_no = l.line_no "
-            f"WHERE {self.frange} AND l.shipped > 0 GROUP BY {g}")
+            f"SELECT x.g AS g, SUM(x.shipped) AS n, SUM(x.returned) AS back FROM ({_line_units_sql(self.cut.line)}) x "
+            f"JOIN order_fact f ON f.order_id = x.order_id WHERE {self.frange} GROUP BY x.g HAVING SUM(x.shipped) > 0")
         return {self._key(r.g): (int(r.n or 0), int(r.back or 0)) for r in rows}
 
     # -- facts that are not per order --
     def line_pick_accuracy(self) -> dict[str | None, tuple[int, int]]:
         """Pick accuracy cut by each picked line's own SKU or category."""
-        g = "COALESCE(ol.sku, pl.sku)" if self.cut.line == "sku" else "lp.category"
-        extra = "" if self.cut.line == "sku" else " LEFT JOIN product lp ON lp.sku = COALESCE(ol.sku, pl.sku)"
-        join, cond = self.in_period("pl")
-        sql = (
-            f"SELECT {g} AS g, COUNT(*) AS n, SUM(CASE WHEN pl.error IS NULL THEN 1 ELSE 0 END) AS good "
-            f"FROM pick_line pl{join} LEFT JOIN order_line ol ON ol.order_id = pl.order_id AND ol.line_no = pl.line_no"
-            f"{extra} WHERE {cond} GROUP BY {g}"
-        )
+        facts = self.line_sums()
+        if facts is not None:
+            return {g: (int(r.line_picked), int(r.line_picked_right or 0)) for g, r in facts.items() if r.line_picked}
+        join, cond = self.in_period("x")
+        sql = (f"SELECT x.g AS g, SUM(x.picked) AS n, SUM(x.picked_right) AS good "
+               f"FROM ({_line_picks_sql(self.cut.line)}) x{join} WHERE {cond} GROUP BY x.g")
         return {self._key(r.g): (int(r.n), int(r.good or 0)) for r in self.rows(sql)}
 
     def time_in_node(self, unit_seconds: float = 1.0) -> dict[str | None, tuple[int, float | None, float | None]]:

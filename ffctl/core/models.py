@@ -503,6 +503,7 @@ class OrderFact(_Table, table=True):
     due: date | None = None  # the promised ship date: fill rate counts the order once it passed
     units_shipped: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # return rate's denominator
     units_returned: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    workflow: str | None = None  # the workflow the order was routed to (the pilot cut)
 
 
 class NodeFact(_Table, table=True):
@@ -540,7 +541,7 @@ class VisitFact(_Table, table=True):
     __table_args__ = (
         sa.Index("ix_visit_fact_order", "order_id"),
         sa.Index("ix_visit_fact_seconds", "node", "seconds", "created_at"),
-        sa.Index("ix_visit_fact_sums", "node", "created_at", "seconds", "conf", "alloc", *VISIT_SUMS),
+        sa.Index("ix_visit_fact_sums", "node", "created_at", "seconds", "conf", "alloc", "due", *VISIT_SUMS),
         sa.Index("ix_visit_fact_conf", "node", "conf", "created_at"),
         sa.Index("ix_visit_fact_alloc", "node", "alloc", "created_at"),
     )
@@ -567,6 +568,56 @@ class VisitFact(_Table, table=True):
     units_on_time: int = 0
     units_shipped: int = 0
     units_returned: int = 0
+    due: date | None = None  # the order's promised ship date (fill rate of the node cut)
+
+
+#: group_fact's sums, read in (cut, g) order off its covering index ix_group_fact_sums
+GROUP_SUMS = ("member", "shipped", "on_time", "delivered", "perfect", "picked", "picked_right", "decided", "within",
+              "units", "units_on_time", "units_shipped", "units_returned",
+              "line_picked", "line_picked_right", "line_shipped", "line_returned")
+
+
+class GroupFact(_Table, table=True):
+    """One row per order and product (``cut = 'product'``) or category it touches, so the line cuts
+    of ``report kpi`` read narrow rows through (cut, group, time) indexes instead of joining every
+    order line. ``member``: the order has a line of the group; those rows also carry the order's
+    own facts (copied from ``order_fact``). The ``line_*`` columns count the order's lines of the
+    group itself: pick lines and their errors, units shipped and returned (a pick of a SKU the
+    order has no line of makes a row with ``member = 0``). Kept by ``kpi.refresh_facts``."""
+
+    __tablename__ = "group_fact"
+    __table_args__ = (
+        sa.Index("ix_group_fact_order", "order_id"),
+        sa.Index("ix_group_fact_sums", "cut", "g", "conf", "created_at", "alloc", "cycle", "due", *GROUP_SUMS),
+        sa.Index("ix_group_fact_alloc", "cut", "g", "alloc", "created_at"),
+        sa.Index("ix_group_fact_cycle", "cut", "g", "cycle", "created_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    cut: str  # product | category
+    g: str | None = None  # the SKU or category (NULL: a SKU without a category)
+    order_id: str
+    created_at: datetime = _utc()  # the order's, for the report's period
+    member: int = 0
+    conf: float | None = None
+    alloc: float | None = None
+    cycle: float | None = None
+    shipped: int = 0
+    on_time: int = 0
+    delivered: int = 0
+    perfect: int = 0
+    picked: int = 0
+    picked_right: int = 0
+    decided: int = 0
+    within: int = 0
+    units: int = 0
+    units_on_time: int = 0
+    units_shipped: int = 0
+    units_returned: int = 0
+    due: date | None = None
+    line_picked: int = 0
+    line_picked_right: int = 0
+    line_shipped: int = 0
+    line_returned: int = 0
 
 
 class MissFact(_Table, table=True):
@@ -628,6 +679,15 @@ class FactCustomer(_Table, table=True):
     __tablename__ = "fact_customer"
     customer: str = Field(primary_key=True)
     region: str | None = None
+
+
+class FactProduct(_Table, table=True):
+    """The product categories the facts were written with (a changed category rewrites the orders
+    with a line of the product)."""
+
+    __tablename__ = "fact_product"
+    sku: str = Field(primary_key=True)
+    category: str | None = None
 
 
 class FactState(_Table, table=True):
