@@ -38,6 +38,7 @@ def main() -> None:
         sys.exit("needs ffctl on PATH: pip install -e .")
     folder = Path(tempfile.mkdtemp(prefix="ffctl-bench-advance-"))
     try:
+
         def run(*args: str) -> None:
             subprocess.run([ffctl, "--as", "alice", *args], cwd=folder, check=True, capture_output=True)
 
@@ -58,17 +59,21 @@ def main() -> None:
         batch = (time.perf_counter() - start) / n
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    text = (f"{n} processes, one order each   {each * 1000:7.1f} ms per order (reference)\n"
-            f"1 process, {n} orders           {batch * 1000:7.1f} ms per order\n"
-            f"ratio                          {batch / each:7.2f}x")
+    text = (
+        f"{n} processes, one order each   {each * 1000:7.1f} ms per order (reference)\n"
+        f"1 process, {n} orders           {batch * 1000:7.1f} ms per order\n"
+        f"ratio                          {batch / each:7.2f}x"
+    )
     print(text)
     if args.record:
-        body = (f"## Advancing many orders (`bench/advance_batch.py`)\n\n"
-                f"`python bench/advance_batch.py --orders {n}` on SQLite, {time.strftime('%Y-%m-%d')}, on the shared\n"
-                f"2-core machine (load average {os.getloadavg()[0]:.1f} while other sessions ran their tests, so the\n"
-                f"absolute times are inflated; the ratio is measured in the same run). Most of a lone\n"
-                f"`ffctl advance` is start-up: importing SQLAlchemy and the models, reading the config.\n\n"
-                f"```\n{text}\n```\n")
+        body = (
+            f"## Advancing many orders (`bench/advance_batch.py`)\n\n"
+            f"`python bench/advance_batch.py --orders {n}` on SQLite, {time.strftime('%Y-%m-%d')}, on the shared\n"
+            f"2-core machine (load average {os.getloadavg()[0]:.1f} while other sessions ran their tests, so the\n"
+            f"absolute times are inflated; the ratio is measured in the same run). Most of a lone\n"
+            f"`ffctl advance` is start-up: importing SQLAlchemy and the models, reading the config.\n\n"
+            f"```\n{text}\n```\n"
+        )
         print(f"recorded in {record_section('advance_batch.py', body)}")
 
 

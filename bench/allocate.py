@@ -74,8 +74,10 @@ def generate(folder: Path, orders: int, *, skus: int = 2000, customers: int = 50
     with open(folder / "receipts.csv", "w", encoding="utf-8") as f:
         f.write("receipt_id,sku,warehouse,qty,expected_at\n")
         for i in range(skus // 2):
-            f.write(f"PO{i:05d},SKU{rnd.randrange(skus):05d},{rnd.choice(WAREHOUSES)},{rnd.randint(10, 200)},"
-                    f"2026-06-{rnd.randint(2, 28):02d}\n")
+            f.write(
+                f"PO{i:05d},SKU{rnd.randrange(skus):05d},{rnd.choice(WAREHOUSES)},{rnd.randint(10, 200)},"
+                f"2026-06-{rnd.randint(2, 28):02d}\n"
+            )
     return {"orders": orders, "lines": lines}
 
 
@@ -92,8 +94,13 @@ def timed(cmd: list[str], env: dict, stdout=subprocess.DEVNULL) -> tuple[float, 
 
 
 def ffctl(folder: Path, db_url: str, *args: str, stdout=subprocess.DEVNULL) -> tuple[float, int]:
-    env = {**os.environ, "FFCTL_CONFIG": str(folder / "ffctl.toml"), "FFCTL_DB": db_url, "FFCTL_USER": "bench",
-           "FFCTL_NOW": NOW}
+    env = {
+        **os.environ,
+        "FFCTL_CONFIG": str(folder / "ffctl.toml"),
+        "FFCTL_DB": db_url,
+        "FFCTL_USER": "bench",
+        "FFCTL_NOW": NOW,
+    }
     return timed([sys.executable, "-m", "ffctl", *args], env, stdout)
 
 
@@ -111,27 +118,59 @@ def to_allocation(db_url: str, config: Path) -> int:
     at = parse_time(NOW, "UTC")
     spec = cfg.nodes["allocation"]
     T, Ot = Task.__table__, Order.__table__
-    seq = sa.case({wf.name: wf.nodes.index("allocation") for wf in cfg.workflows if "allocation" in wf.nodes},
-                  value=Ot.c.workflow, else_=0)
+    seq = sa.case(
+        {wf.name: wf.nodes.index("allocation") for wf in cfg.workflows if "allocation" in wf.nodes},
+        value=Ot.c.workflow,
+        else_=0,
+    )
 
     def ts(value):
         return sa.literal(value, UTCDateTime())
 
     store = Store(db_url)
     with store.session(write=True) as s:
-        s.execute(sa.update(T).where(T.c.status == "open").values(
-            status="done", outcome="completed", completed_at=at, completed_by="bench", next_action_at=None))
-        cols = ["order_id", "workflow", "node", "seq", "status", "entered_at", "sla_seconds", "risk_at", "deadline",
-                "sla_state", "paused_seconds", "next_step", "escalation_level", "next_action_at"]
+        s.execute(
+            sa.update(T)
+            .where(T.c.status == "open")
+            .values(status="done", outcome="completed", completed_at=at, completed_by="bench", next_action_at=None)
+        )
+        cols = [
+            "order_id",
+            "workflow",
+            "node",
+            "seq",
+            "status",
+            "entered_at",
+            "sla_seconds",
+            "risk_at",
+            "deadline",
+            "sla_state",
+            "paused_seconds",
+            "next_step",
+            "escalation_level",
+            "next_action_at",
+        ]
         risk = at + timedelta(seconds=spec.sla_seconds * spec.warn_at)
         sel = sa.select(
-            Ot.c.order_id, Ot.c.workflow, sa.literal("allocation"), seq, sa.literal("open"), ts(at),
-            sa.literal(spec.sla_seconds), ts(risk), ts(at + timedelta(seconds=spec.sla_seconds)),
-            sa.literal("on_track"), sa.literal(0.0), sa.literal(0), sa.literal(0), ts(risk),
+            Ot.c.order_id,
+            Ot.c.workflow,
+            sa.literal("allocation"),
+            seq,
+            sa.literal("open"),
+            ts(at),
+            sa.literal(spec.sla_seconds),
+            ts(risk),
+            ts(at + timedelta(seconds=spec.sla_seconds)),
+            sa.literal("on_track"),
+            sa.literal(0.0),
+            sa.literal(0),
+            sa.literal(0),
+            ts(risk),
         ).where(Ot.c.status == "open", Ot.c.workflow.is_not(None))
         s.execute(sa.insert(T).from_select(cols, sel))
-        moved = s.execute(sa.update(Ot).where(Ot.c.status == "open", Ot.c.workflow.is_not(None))
-                          .values(node="allocation")).rowcount
+        moved = s.execute(
+            sa.update(Ot).where(Ot.c.status == "open", Ot.c.workflow.is_not(None)).values(node="allocation")
+        ).rowcount
     store.dispose()
     return moved
 
@@ -146,11 +185,15 @@ def check(db_url: str) -> dict:
         q = lambda sql: s.execute(sa.text(sql)).scalar()  # noqa: E731
         out = {
             "oversold": q("SELECT count(*) FROM stock WHERE allocated > on_hand"),
-            "stock_mismatch": q("SELECT count(*) FROM stock st LEFT JOIN (SELECT sku, warehouse, SUM(qty) AS q "
-                                "FROM allocation GROUP BY sku, warehouse) a ON a.sku = st.sku "
-                                "AND a.warehouse = st.warehouse WHERE st.allocated <> COALESCE(a.q, 0)"),
-            "line_mismatch": q("SELECT count(*) FROM order_line l WHERE allocated <> COALESCE((SELECT SUM(qty) "
-                               "FROM allocation a WHERE a.line_id = l.id), 0)"),
+            "stock_mismatch": q(
+                "SELECT count(*) FROM stock st LEFT JOIN (SELECT sku, warehouse, SUM(qty) AS q "
+                "FROM allocation GROUP BY sku, warehouse) a ON a.sku = st.sku "
+                "AND a.warehouse = st.warehouse WHERE st.allocated <> COALESCE(a.q, 0)"
+            ),
+            "line_mismatch": q(
+                "SELECT count(*) FROM order_line l WHERE allocated <> COALESCE((SELECT SUM(qty) "
+                "FROM allocation a WHERE a.line_id = l.id), 0)"
+            ),
             "completed": q("SELECT count(*) FROM orders WHERE node <> 'allocation'"),
             "waiting": q("SELECT count(*) FROM orders WHERE node = 'allocation'"),
             "allocations": q("SELECT count(*) FROM allocation"),
@@ -168,8 +211,16 @@ def run_backend(folder: Path, url: str, name: str) -> dict:
     with open(folder / f"plan-{name}.csv", "w") as out:
         allocated, rss = ffctl(folder, url, "allocate", "--all", "--format", "csv", stdout=out)
     again, _ = ffctl(folder, url, "allocate", "--all", "--format", "csv")  # top-up run: nothing new
-    return {"backend": name, "import": imported, "allocate": allocated, "rss": rss, "import_rss": import_rss,
-            "moved": moved, "again": again, **check(url)}
+    return {
+        "backend": name,
+        "import": imported,
+        "allocate": allocated,
+        "rss": rss,
+        "import_rss": import_rss,
+        "moved": moved,
+        "again": again,
+        **check(url),
+    }
 
 
 def main() -> None:
@@ -265,12 +316,12 @@ NOTES = [
     "`import orders` analyzes the tables it grew; for stores loaded another way `allocate --all`",
     "analyzes stale tables first, without which the key lookups became scans (PostgreSQL: 592 s). The",
     "second run is the top-up pass cron makes: it reads the waiting orders and finds nothing new.",
-    'The figures above are from a slower machine than the earlier ones (about half the speed, the',
+    "The figures above are from a slower machine than the earlier ones (about half the speed, the",
     "reference included), and the import, the reference here, got faster in the same session. SQLite's",
     "ratio over ten runs that day, across the session's changes to the bulk writes (alternated A/B",
-    'runs showed they do not slow allocation): 0.79, 0.80, 0.87, 0.87, 0.88, 0.89, 0.90, 0.91, 0.96',
+    "runs showed they do not slow allocation): 0.79, 0.80, 0.87, 0.87, 0.88, 0.89, 0.90, 0.91, 0.96",
     "and once 1.03. PostgreSQL's over six, its allocation code unchanged: 0.76, 0.86, 0.87, 0.90, 0.91",
-    'and once 1.00. The goal holds in the median, with less margin than on the quieter machine.',
+    "and once 1.00. The goal holds in the median, with less margin than on the quieter machine.",
     "Where PostgreSQL's server time goes (an earlier run; py-spy of the writing thread, about 9 s):",
     "reservations by COPY ~1.7 s (a foreign-key check and three index entries each), task inserts",
     "~1.3 s, events ~1.2 s, order moves ~1.1 s, line updates ~0.9 s (2.1 s at fillfactor 70), task",

@@ -66,9 +66,17 @@ def main() -> None:
         template = folder / "template.db"
         Store(f"sqlite:///{template}").upgrade()
         at = datetime(2026, 11, 23, 1, 0, tzinfo=timezone.utc)
-        events = [{"event": "entered", "at": at + timedelta(seconds=i), "actor": "bench", "order_id": f"SO-{i:07d}",
-                   "node": "credit_review", "detail": "owner finance_reviewer; SLA 30m, due 2026-11-23 09:30"}
-                  for i in range(args.events)]
+        events = [
+            {
+                "event": "entered",
+                "at": at + timedelta(seconds=i),
+                "actor": "bench",
+                "order_id": f"SO-{i:07d}",
+                "node": "credit_review",
+                "detail": "owner finance_reviewer; SLA 30m, due 2026-11-23 09:30",
+            }
+            for i in range(args.events)
+        ]
         guarded, bare = [], []
         for _ in range(args.rounds):
             for is_guarded, times in ((False, bare), (True, guarded)):
@@ -77,10 +85,12 @@ def main() -> None:
                 store.dispose()
         g, b = statistics.median(guarded), statistics.median(bare)
         load = os.getloadavg()[0]
-        text = (f"{SECTION}\n\n{args.events:,} events through `audit.record_many`'s bulk path into a fresh SQLite "
-                f"store, median of {args.rounds} (`python bench/audit_guard.py --rounds {args.rounds}`, 2 cores, load average {load:.1f} "
-                f"at the end):\n\n| with the 0005 insert guard | without it (reference) | ratio |\n|---|---|---|\n"
-                f"| {g:.2f} s ({args.events / g:,.0f} events/s) | {b:.2f} s | {g / b:.2f}x |\n")
+        text = (
+            f"{SECTION}\n\n{args.events:,} events through `audit.record_many`'s bulk path into a fresh SQLite "
+            f"store, median of {args.rounds} (`python bench/audit_guard.py --rounds {args.rounds}`, 2 cores, load average {load:.1f} "
+            f"at the end):\n\n| with the 0005 insert guard | without it (reference) | ratio |\n|---|---|---|\n"
+            f"| {g:.2f} s ({args.events / g:,.0f} events/s) | {b:.2f} s | {g / b:.2f}x |\n"
+        )
         print(text)
         if args.record:
             print(f"recorded in {record_section('audit_guard', text)}")

@@ -38,9 +38,7 @@ def pairs(n: int, seed: int) -> list[tuple[datetime, int]]:
     rng = random.Random(seed)
     year_start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     year = 365 * 86_400
-    return [
-        (year_start + timedelta(seconds=rng.randrange(year)), rng.choice(SLAS)) for _ in range(n)
-    ]
+    return [(year_start + timedelta(seconds=rng.randrange(year)), rng.choice(SLAS)) for _ in range(n)]
 
 
 def main() -> None:

@@ -83,10 +83,19 @@ def bench(n: int, reuse: Path | None = None) -> dict:
         run([exe, "report", "flow", "--format", "json"], tmp / "flow.json", env)
         flow = run([exe, "report", "flow", "--format", "json"], tmp / "flow.json", env)
         count = run([sqlite3, str(db), "SELECT count(*) FROM task"], tmp / "count.txt")
-        return {"orders": n, "events": events, "build": build_seconds, "ref": ref, "results": results, "flow": flow,
-                "count": count,
-                "sizes": sizes, "ref_size": (tmp / "ref.csv").stat().st_size, "db_size": db.stat().st_size,
-                "load": os.getloadavg()}
+        return {
+            "orders": n,
+            "events": events,
+            "build": build_seconds,
+            "ref": ref,
+            "results": results,
+            "flow": flow,
+            "count": count,
+            "sizes": sizes,
+            "ref_size": (tmp / "ref.csv").stat().st_size,
+            "db_size": db.stat().st_size,
+            "load": os.getloadavg(),
+        }
     finally:
         store.dispose()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -95,17 +104,23 @@ def bench(n: int, reuse: Path | None = None) -> dict:
 def describe(r: dict) -> str:
     ref_s, ref_cpu, ref_mb = r["ref"]
     built = "kept from an earlier run" if r["build"] is None else f"built in {r['build']:.0f} s"
-    lines = [f"sqlite: {r['orders']:,} orders, {r['events']:,} order events, {built}; "
-             f"file {r['db_size'] / 1e9:.2f} GB; load average {r['load'][0]:.1f} {r['load'][1]:.1f} {r['load'][2]:.1f}",
-             f"  sqlite3 -csv 'SELECT * FROM event' (reference) {ref_s:7.1f} s (CPU {ref_cpu:6.1f} s)  "
-             f"peak RSS {ref_mb:5.0f} MB  {r['ref_size'] / 1e9:.2f} GB"]
+    lines = [
+        f"sqlite: {r['orders']:,} orders, {r['events']:,} order events, {built}; "
+        f"file {r['db_size'] / 1e9:.2f} GB; load average {r['load'][0]:.1f} {r['load'][1]:.1f} {r['load'][2]:.1f}",
+        f"  sqlite3 -csv 'SELECT * FROM event' (reference) {ref_s:7.1f} s (CPU {ref_cpu:6.1f} s)  "
+        f"peak RSS {ref_mb:5.0f} MB  {r['ref_size'] / 1e9:.2f} GB",
+    ]
     for fmt, (seconds, cpu, mb) in r["results"].items():
-        lines.append(f"  ffctl export events --format {fmt:<4}          {seconds:7.1f} s (CPU {cpu:6.1f} s)  "
-                     f"peak RSS {mb:5.0f} MB  {r['sizes'][fmt] / 1e9:.2f} GB  ({seconds / ref_s:.2f}x the reference's "
-                     f"time, {cpu / ref_cpu:.2f}x its CPU)")
+        lines.append(
+            f"  ffctl export events --format {fmt:<4}          {seconds:7.1f} s (CPU {cpu:6.1f} s)  "
+            f"peak RSS {mb:5.0f} MB  {r['sizes'][fmt] / 1e9:.2f} GB  ({seconds / ref_s:.2f}x the reference's "
+            f"time, {cpu / ref_cpu:.2f}x its CPU)"
+        )
     flow_s, flow_cpu, flow_mb = r["flow"]
-    lines.append(f"  ffctl report flow (facts current)             {flow_s:7.1f} s (CPU {flow_cpu:6.1f} s)  "
-                 f"peak RSS {flow_mb:5.0f} MB  (sqlite3 'SELECT count(*) FROM task' {r['count'][0]:.1f} s)")
+    lines.append(
+        f"  ffctl report flow (facts current)             {flow_s:7.1f} s (CPU {flow_cpu:6.1f} s)  "
+        f"peak RSS {flow_mb:5.0f} MB  (sqlite3 'SELECT count(*) FROM task' {r['count'][0]:.1f} s)"
+    )
     return "\n".join(lines)
 
 
@@ -113,9 +128,11 @@ def verdict(r: dict) -> str:
     ref_s = r["ref"][0]
     csv_s = r["results"]["csv"][0]
     worst = max(mb for _s, _cpu, mb in r["results"].values())
-    return (f"CSV <= 2x the reference: {'met' if csv_s <= 2 * ref_s else 'not met'} ({csv_s / ref_s:.2f}x). "
-            f"Peak RSS <= {RSS_GOAL_MB} MB for every format: {'met' if worst <= RSS_GOAL_MB else 'not met'} "
-            f"(at most {worst:.0f} MB).")
+    return (
+        f"CSV <= 2x the reference: {'met' if csv_s <= 2 * ref_s else 'not met'} ({csv_s / ref_s:.2f}x). "
+        f"Peak RSS <= {RSS_GOAL_MB} MB for every format: {'met' if worst <= RSS_GOAL_MB else 'not met'} "
+        f"(at most {worst:.0f} MB)."
+    )
 
 
 def record(results: list[dict], command: str) -> None:

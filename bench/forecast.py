@@ -145,25 +145,50 @@ def queueing_store(folder: Path, orders: int = 10_000, days: int = 30, seed: int
             entered = cal.add(START, came)
             risk_at, deadline = workflow.ladder(cfg, node, entered, 0)[:2]
             done = left < span
-            task_rows.append((oid, "main", node, seq, "done" if done else "open", cfg.nodes[node].owner,
-                              stamp(entered), cfg.nodes[node].sla_seconds, stamp(risk_at), stamp(deadline),
-                              "on_track", 0.0, 0, 0, None if done else stamp(risk_at),
-                              stamp(cal.add(START, left)) if done else None, "completed" if done else None))
+            task_rows.append(
+                (
+                    oid,
+                    "main",
+                    node,
+                    seq,
+                    "done" if done else "open",
+                    cfg.nodes[node].owner,
+                    stamp(entered),
+                    cfg.nodes[node].sla_seconds,
+                    stamp(risk_at),
+                    stamp(deadline),
+                    "on_track",
+                    0.0,
+                    0,
+                    0,
+                    None if done else stamp(risk_at),
+                    stamp(cal.add(START, left)) if done else None,
+                    "completed" if done else None,
+                )
+            )
             if not done:
                 break
     with conn:
         conn.execute("INSERT INTO customer (customer, name) VALUES ('C1', 'Customer one')")
-        conn.executemany("INSERT INTO orders (order_id, customer, priority, created_at, status, workflow, node, "
-                         "has_custom_items) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", order_rows)
-        conn.executemany("INSERT INTO task (order_id, workflow, node, seq, status, owner, entered_at, sla_seconds, "
-                         "risk_at, deadline, sla_state, paused_seconds, next_step, escalation_level, next_action_at, "
-                         "completed_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", task_rows)
+        conn.executemany(
+            "INSERT INTO orders (order_id, customer, priority, created_at, status, workflow, node, "
+            "has_custom_items) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            order_rows,
+        )
+        conn.executemany(
+            "INSERT INTO task (order_id, workflow, node, seq, status, owner, entered_at, sla_seconds, "
+            "risk_at, deadline, sla_state, paused_seconds, next_step, escalation_level, next_action_at, "
+            "completed_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            task_rows,
+        )
     conn.execute("ANALYZE")
     conn.close()
     return config, url, now
 
 
-def backtest(config: Path, url: str, now: datetime, *, node: str | None = None, detail: bool = False) -> tuple[dict, float]:
+def backtest(
+    config: Path, url: str, now: datetime, *, node: str | None = None, detail: bool = False
+) -> tuple[dict, float]:
     from ffctl.core import forecast
     from ffctl.core.config import load_config
     from ffctl.core.store import Store
@@ -173,8 +198,9 @@ def backtest(config: Path, url: str, now: datetime, *, node: str | None = None, 
     try:
         with store.session() as s:
             started = time.perf_counter()
-            result = forecast.backtest(s, cfg, start=now - timedelta(days=30), end=now, now=now, threshold=0.5, node=node,
-                                       detail=detail)
+            result = forecast.backtest(
+                s, cfg, start=now - timedelta(days=30), end=now, now=now, threshold=0.5, node=node, detail=detail
+            )
             return result, time.perf_counter() - started
     finally:
         store.dispose()
@@ -195,17 +221,23 @@ def line(name: str, r: dict) -> str:
         return "-" if x is None else f"{x / 60:.0f}m"
 
     def model(label: str, m: dict) -> str:
-        return (f" | {label} P {pct(m['precision'])} R {pct(m['recall'])} F1 {pct(m['f1'])} "
-                f"lead {lead(m['median_lead_seconds']):>6}")
+        return (
+            f" | {label} P {pct(m['precision'])} R {pct(m['recall'])} F1 {pct(m['f1'])} "
+            f"lead {lead(m['median_lead_seconds']):>6}"
+        )
 
     exact = model("exact", r["warn_at_exact"]) if "warn_at_exact" in r else ""
-    return (f"  {name:<14} {r['tasks']:>6} tasks {r['breached']:>5} breached" + model("forecast", r["forecast"])
-            + model("warn_at", r["warn_at"]) + exact)
+    return (
+        f"  {name:<14} {r['tasks']:>6} tasks {r['breached']:>5} breached"
+        + model("forecast", r["forecast"])
+        + model("warn_at", r["warn_at"])
+        + exact
+    )
 
 
 def quality(folder: Path, *, demo: bool = True) -> list[str]:
     out = []
-    for label, build in (("demo", demo_store), ("queueing", lambda f: queueing_store(f)))[0 if demo else 1:]:
+    for label, build in (("demo", demo_store), ("queueing", lambda f: queueing_store(f)))[0 if demo else 1 :]:
         sub = folder / label
         sub.mkdir()
         config, url, now = build(sub)
@@ -213,11 +245,12 @@ def quality(folder: Path, *, demo: bool = True) -> list[str]:
         out.append(f"{label} history, last 30 days, threshold 50%:")
         out.append(line("all nodes", result))
         out.extend(line(n["node"], n) for n in result["nodes"])
-        print("\n".join(out[-(len(result['nodes']) + 2):]), flush=True)
+        print("\n".join(out[-(len(result["nodes"]) + 2) :]), flush=True)
     return out
 
 
 # --- speed -------------------------------------------------------------------------------------------
+
 
 def open_tasks(url: str, cfg, n: int, now: datetime) -> None:
     """``n`` more open tasks, entered over the last business day (half at review, half at pack)."""
@@ -233,15 +266,38 @@ def open_tasks(url: str, cfg, n: int, now: datetime) -> None:
         risk_at, deadline = workflow.ladder(cfg, node, entered, 0)[:2]
         oid = f"OPEN{i:07d}"
         orders.append((oid, "C1", 0, stamp(entered), "open", "main", node, False))
-        rows.append((oid, "main", node, i % 2, "open", cfg.nodes[node].owner, stamp(entered), cfg.nodes[node].sla_seconds,
-                     stamp(risk_at), stamp(deadline), "on_track", 0.0, 0, 0, stamp(risk_at)))
+        rows.append(
+            (
+                oid,
+                "main",
+                node,
+                i % 2,
+                "open",
+                cfg.nodes[node].owner,
+                stamp(entered),
+                cfg.nodes[node].sla_seconds,
+                stamp(risk_at),
+                stamp(deadline),
+                "on_track",
+                0.0,
+                0,
+                0,
+                stamp(risk_at),
+            )
+        )
     del cal
     with conn:
-        conn.executemany("INSERT INTO orders (order_id, customer, priority, created_at, status, workflow, node, "
-                         "has_custom_items) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", orders)
-        conn.executemany("INSERT INTO task (order_id, workflow, node, seq, status, owner, entered_at, sla_seconds, "
-                         "risk_at, deadline, sla_state, paused_seconds, next_step, escalation_level, next_action_at) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.executemany(
+            "INSERT INTO orders (order_id, customer, priority, created_at, status, workflow, node, "
+            "has_custom_items) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            orders,
+        )
+        conn.executemany(
+            "INSERT INTO task (order_id, workflow, node, seq, status, owner, entered_at, sla_seconds, "
+            "risk_at, deadline, sla_state, paused_seconds, next_step, escalation_level, next_action_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
     conn.execute("ANALYZE")
     conn.close()
 
@@ -266,11 +322,15 @@ def speed(folder: Path, runs: int) -> list[str]:
     store = Store(url)
     with store.session() as s:
         t = time.perf_counter()
-        period = s.execute(sa.text("SELECT id, node, entered_at, deadline, completed_at FROM task WHERE entered_at < :e"),
-                           {"e": stamp(now)}).all()
+        period = s.execute(
+            sa.text("SELECT id, node, entered_at, deadline, completed_at FROM task WHERE entered_at < :e"),
+            {"e": stamp(now)},
+        ).all()
         read = time.perf_counter() - t
-    out.append(f"  backtest, 30 days x 100,000 orders ({result['tasks']:,} scored visits)  {took:8.2f} s"
-               f"   (goal <= 60 s; CPU {took_cpu:.1f} s; reading its {len(period):,} visits {read:.2f} s: {took / read:.0f}x)")
+    out.append(
+        f"  backtest, 30 days x 100,000 orders ({result['tasks']:,} scored visits)  {took:8.2f} s"
+        f"   (goal <= 60 s; CPU {took_cpu:.1f} s; reading its {len(period):,} visits {read:.2f} s: {took / read:.0f}x)"
+    )
     print(out[-1], flush=True)
     with store.session() as s:
         opened = s.execute(sa.text("SELECT count(*) FROM task WHERE status = 'open'")).scalar()
@@ -283,11 +343,15 @@ def speed(folder: Path, runs: int) -> list[str]:
             times.append(time.perf_counter() - t)
             cpu.append(time.process_time() - c)
             t = time.perf_counter()
-            s.execute(sa.text("SELECT id, order_id, node, owner, entered_at, deadline FROM task WHERE status = 'open'")).all()
+            s.execute(
+                sa.text("SELECT id, order_id, node, owner, entered_at, deadline FROM task WHERE status = 'open'")
+            ).all()
             reads.append(time.perf_counter() - t)
     f, r = statistics.median(times), statistics.median(reads)
-    out.append(f"  sla forecast over {len(rows):,} open tasks             {f:8.2f} s   (goal <= 2 s; reading them "
-               f"{r:.2f} s: {f / r:.1f}x; CPU {statistics.median(cpu):.2f} s)")
+    out.append(
+        f"  sla forecast over {len(rows):,} open tasks             {f:8.2f} s   (goal <= 2 s; reading them "
+        f"{r:.2f} s: {f / r:.1f}x; CPU {statistics.median(cpu):.2f} s)"
+    )
     print(out[-1], flush=True)
     store.dispose()
     out.extend(sweep_ratio(folder, runs))
@@ -319,21 +383,46 @@ def sweep_ratio(folder: Path, runs: int) -> list[str]:
         done = []  # ids after bench/sweep.py's "SO..." ones: its reset_due resets order_id < SO00001000
         for i in range(2000):
             entered = sweep_bench.NOW - timedelta(hours=30) + timedelta(seconds=50 * i)
-            done.append((f"ZH{i:07d}", "main", "review", 0, "done", "clerk", stamp(entered), 3600,
-                         stamp(entered + timedelta(minutes=45)), stamp(entered + timedelta(hours=1)), "on_track", 0.0,
-                         0, 0, None, stamp(entered + timedelta(minutes=5 + i % 70)), "completed"))
-        conn.executemany("INSERT INTO orders (order_id, customer, priority, created_at, status, workflow, node, "
-                         "has_custom_items) VALUES (?, 'C1', 0, ?, 'shipped', 'main', NULL, 0)",
-                         [(d[0], d[6]) for d in done])
-        conn.executemany("INSERT INTO task (order_id, workflow, node, seq, status, owner, entered_at, sla_seconds, "
-                         "risk_at, deadline, sla_state, paused_seconds, next_step, escalation_level, next_action_at, "
-                         "completed_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", done)
+            done.append(
+                (
+                    f"ZH{i:07d}",
+                    "main",
+                    "review",
+                    0,
+                    "done",
+                    "clerk",
+                    stamp(entered),
+                    3600,
+                    stamp(entered + timedelta(minutes=45)),
+                    stamp(entered + timedelta(hours=1)),
+                    "on_track",
+                    0.0,
+                    0,
+                    0,
+                    None,
+                    stamp(entered + timedelta(minutes=5 + i % 70)),
+                    "completed",
+                )
+            )
+        conn.executemany(
+            "INSERT INTO orders (order_id, customer, priority, created_at, status, workflow, node, "
+            "has_custom_items) VALUES (?, 'C1', 0, ?, 'shipped', 'main', NULL, 0)",
+            [(d[0], d[6]) for d in done],
+        )
+        conn.executemany(
+            "INSERT INTO task (order_id, workflow, node, seq, status, owner, entered_at, sla_seconds, "
+            "risk_at, deadline, sla_state, paused_seconds, next_step, escalation_level, next_action_at, "
+            "completed_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            done,
+        )
     conn.execute("ANALYZE")
     conn.close()
     print(f"  loaded bench/sweep.py's 1M open tasks and a history in {time.perf_counter() - t:.1f} s", flush=True)
     plain, alerting = sub / "plain.toml", sub / "alerting.toml"
     plain.write_text(sweep_bench.CONFIG, encoding="utf-8")
-    alerting.write_text(sweep_bench.CONFIG.replace('sla = "1h"', 'sla = "1h"\nforecast_alert = 0.7', 1), encoding="utf-8")
+    alerting.write_text(
+        sweep_bench.CONFIG.replace('sla = "1h"', 'sla = "1h"\nforecast_alert = 0.7', 1), encoding="utf-8"
+    )
     cfgs = {"without": load_config(plain), "with": load_config(alerting)}
     wall: dict[str, list] = {"without": [], "with": []}
     cpu: dict[str, list] = {"without": [], "with": []}
@@ -346,9 +435,11 @@ def sweep_ratio(folder: Path, runs: int) -> list[str]:
     store.dispose()
     w = {k: statistics.median(v) for k, v in wall.items()}
     c = {k: statistics.median(v) for k, v in cpu.items()}
-    out = [f"  sweep, 1,000 due among 1M open, forecast alerts on  {w['with'] * 1000:8.1f} ms   "
-           f"(without them {w['without'] * 1000:.1f} ms: {w['with'] / w['without']:.2f}x; goal <= 1.2x; CPU "
-           f"{c['with'] * 1000:.1f} ms vs {c['without'] * 1000:.1f} ms: {c['with'] / c['without']:.2f}x)"]
+    out = [
+        f"  sweep, 1,000 due among 1M open, forecast alerts on  {w['with'] * 1000:8.1f} ms   "
+        f"(without them {w['without'] * 1000:.1f} ms: {w['with'] / w['without']:.2f}x; goal <= 1.2x; CPU "
+        f"{c['with'] * 1000:.1f} ms vs {c['without'] * 1000:.1f} ms: {c['with'] / c['without']:.2f}x)"
+    ]
     print(out[-1], flush=True)
     return out
 
@@ -358,13 +449,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quality-only", action="store_true")
     parser.add_argument("--speed-only", action="store_true")
-    parser.add_argument("--queueing-only", action="store_true", help="quality: skip the demo (it takes minutes to build)")
+    parser.add_argument(
+        "--queueing-only", action="store_true", help="quality: skip the demo (it takes minutes to build)"
+    )
     parser.add_argument("--sweep-only", action="store_true", help="only the sweep with and without forecast alerts")
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
     load = os.getloadavg()
-    head = (f"`python bench/forecast.py` on CPython {platform.python_version()}, {platform.machine()}, "
-            f"{datetime.now(UTC):%Y-%m-%d}, load average {load[0]:.1f} at the start")
+    head = (
+        f"`python bench/forecast.py` on CPython {platform.python_version()}, {platform.machine()}, "
+        f"{datetime.now(UTC):%Y-%m-%d}, load average {load[0]:.1f} at the start"
+    )
     print(head, flush=True)
     with tempfile.TemporaryDirectory(prefix="ffctl-bench-forecast-") as tmp:
         folder = Path(tmp)
@@ -377,8 +472,10 @@ def main() -> None:
     lines.append(f"load average at the end: {os.getloadavg()[0]:.1f}")
     print(lines[-1])
     if args.record and not args.sweep_only:
-        record_section("forecast.py", "## The breach forecast (`bench/forecast.py`)\n\n" + head + "\n\n```\n"
-                       + "\n".join(lines) + "\n```\n")
+        record_section(
+            "forecast.py",
+            "## The breach forecast (`bench/forecast.py`)\n\n" + head + "\n\n```\n" + "\n".join(lines) + "\n```\n",
+        )
 
 
 if __name__ == "__main__":

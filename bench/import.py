@@ -41,8 +41,9 @@ REPS = ["alice", "bob", "carol", "dave", "erin"]
 SECTION = "## CSV import (bench/import.py)"
 
 
-def generate(folder: Path, lines: int, *, skus: int = 5000, customers: int = 20000, missing_promise: float = 0.0,
-             seed: int = 7) -> dict:
+def generate(
+    folder: Path, lines: int, *, skus: int = 5000, customers: int = 20000, missing_promise: float = 0.0, seed: int = 7
+) -> dict:
     """products.csv, customers.csv, suppliers.csv and orders.csv of about ``lines`` order lines."""
     rnd = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -54,13 +55,17 @@ def generate(folder: Path, lines: int, *, skus: int = 5000, customers: int = 200
         f.write("sku,name,category,safety_stock,reorder_qty,supplier,lead_time_days,custom\n")
         for i in range(skus):
             cat = CATEGORIES[i % len(CATEGORIES)]
-            f.write(f"SKU{i:05d},产品{i:05d},{cat},{rnd.randint(0, 50)},{rnd.randint(10, 200)},"
-                    f"SUP{i % 50:03d},{rnd.randint(1, 30)},{'yes' if cat == 'custom' else 'no'}\n")
+            f.write(
+                f"SKU{i:05d},产品{i:05d},{cat},{rnd.randint(0, 50)},{rnd.randint(10, 200)},"
+                f"SUP{i % 50:03d},{rnd.randint(1, 30)},{'yes' if cat == 'custom' else 'no'}\n"
+            )
     with open(folder / "customers.csv", "w", encoding="utf-8", newline="") as f:
         f.write("customer,name,tier,region,credit_limit,sales_rep\n")
         for i in range(customers):
-            f.write(f"C{i:06d},客户{i:06d}有限公司,{rnd.choice(['gold', 'silver', 'bronze'])},"
-                    f"{rnd.choice(REGIONS)},{rnd.randint(1, 100) * 1000},{rnd.choice(REPS)}\n")
+            f.write(
+                f"C{i:06d},客户{i:06d}有限公司,{rnd.choice(['gold', 'silver', 'bronze'])},"
+                f"{rnd.choice(REGIONS)},{rnd.randint(1, 100) * 1000},{rnd.choice(REPS)}\n"
+            )
     start = datetime(2026, 3, 1, 8, 0, 0)
     written = orders = 0
     with open(folder / "orders.csv", "w", encoding="utf-8", newline="") as f:
@@ -72,12 +77,18 @@ def generate(folder: Path, lines: int, *, skus: int = 5000, customers: int = 200
             customer = f"C{rnd.randrange(customers):06d}"
             when = start + timedelta(seconds=orders * 7)
             created = when.strftime("%Y-%m-%d %H:%M:%S")
-            promised = "" if rnd.random() < missing_promise else (when + timedelta(days=rnd.randint(1, 5))).strftime("%Y/%m/%d")
+            promised = (
+                ""
+                if rnd.random() < missing_promise
+                else (when + timedelta(days=rnd.randint(1, 5))).strftime("%Y/%m/%d")
+            )
             channel, region = rnd.choice(CHANNELS), rnd.choice(REGIONS)
             prio = rnd.choice(["normal", "normal", "normal", "high", "low"])
             for line_no in range(1, n + 1):
-                f.write(f"SO{orders:09d},{line_no},{customer},SKU{rnd.randrange(skus):05d},{rnd.randint(1, 20)},"
-                        f"{channel},{region},{rnd.randint(100, 99999) / 100:.2f},{created},{promised},{prio}\n")
+                f.write(
+                    f"SO{orders:09d},{line_no},{customer},SKU{rnd.randrange(skus):05d},{rnd.randint(1, 20)},"
+                    f"{channel},{region},{rnd.randint(100, 99999) / 100:.2f},{created},{promised},{prio}\n"
+                )
             written += n
     size = (folder / "orders.csv").stat().st_size
     return {"lines": written, "orders": orders, "bytes": size, "skus": skus, "customers": customers}
@@ -111,8 +122,10 @@ def ffctl(folder: Path, db_url: str, *args: str) -> Timed:
 def prepare_store(folder: Path, db_url: str) -> dict[str, float]:
     """A fresh store with the masters imported; returns each master import's seconds."""
     ffctl(folder, db_url, "db", "upgrade")
-    return {kind: ffctl(folder, db_url, "import", kind, str(folder / f"{kind}.csv"))[0]
-            for kind in ("suppliers", "products", "customers")}
+    return {
+        kind: ffctl(folder, db_url, "import", kind, str(folder / f"{kind}.csv"))[0]
+        for kind in ("suppliers", "products", "customers")
+    }
 
 
 def bench_sqlite(folder: Path, data: Path) -> dict:
@@ -124,8 +137,17 @@ def bench_sqlite(folder: Path, data: Path) -> dict:
     shutil.copy(db, folder / "floor.db")
     ours, rss, cpu = ffctl(folder, url, "import", "orders", str(data))
     again, rss2, _ = ffctl(folder, url, "import", "orders", str(data))  # idempotent re-run: all unchanged
-    return {"backend": "SQLite", "ours": ours, "cpu": cpu, "ref": ref, "ref_name": "sqlite3 .import",
-            "rss": max(rss, rss2), "rerun": again, "floor": sqlite_floor(folder / "floor.db", db), "masters": masters}
+    return {
+        "backend": "SQLite",
+        "ours": ours,
+        "cpu": cpu,
+        "ref": ref,
+        "ref_name": "sqlite3 .import",
+        "rss": max(rss, rss2),
+        "rerun": again,
+        "floor": sqlite_floor(folder / "floor.db", db),
+        "masters": masters,
+    }
 
 
 FLOOR_TABLES = ("orders", "order_line", "task", "event")
@@ -159,8 +181,7 @@ def sqlite_floor(empty: Path, filled: Path) -> dict[str, tuple[int, float]]:
 
 
 def _psql(conninfo: str, *args: str) -> None:
-    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", conninfo, *args], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", conninfo, *args], check=True, stdout=subprocess.DEVNULL)
 
 
 def bench_postgresql(folder: Path, data: Path) -> dict | None:
@@ -188,8 +209,17 @@ def bench_postgresql(folder: Path, data: Path) -> dict | None:
         ours, rss, cpu = ffctl(folder, url, "import", "orders", str(data))
         again, rss2, _ = ffctl(folder, url, "import", "orders", str(data))
         floor = pg_floor(f"{base}/{names[0]}")
-        return {"backend": "PostgreSQL", "ours": ours, "cpu": cpu, "ref": ref, "ref_name": "psql \\copy",
-                "rss": max(rss, rss2), "rerun": again, "floor": floor, "masters": masters}
+        return {
+            "backend": "PostgreSQL",
+            "ours": ours,
+            "cpu": cpu,
+            "ref": ref,
+            "ref_name": "psql \\copy",
+            "rss": max(rss, rss2),
+            "rerun": again,
+            "floor": floor,
+            "masters": masters,
+        }
     finally:
         for name in names:
             _psql(PG_ADMIN, "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -223,8 +253,13 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--dir", help="work folder (kept); default a temp folder, removed after")
-    parser.add_argument("--missing-promise", type=float, default=0.0, metavar="SHARE",
-                        help="share of orders without promised_ship_date (filled from ATP) [default: 0]")
+    parser.add_argument(
+        "--missing-promise",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of orders without promised_ship_date (filled from ATP) [default: 0]",
+    )
     parser.add_argument("--record", action="store_true", help="write the figures to docs/performance.md")
     args = parser.parse_args()
 
@@ -234,8 +269,10 @@ def main() -> None:
         shutil.copy(REPO / "config.example.toml", folder / "ffctl.toml")
         started = time.perf_counter()
         info = generate(folder, args.lines, missing_promise=args.missing_promise)
-        print(f"generated {info['lines']:,} lines / {info['orders']:,} orders, "
-              f"{info['bytes'] / 1e6:.1f} MB in {time.perf_counter() - started:.1f}s")
+        print(
+            f"generated {info['lines']:,} lines / {info['orders']:,} orders, "
+            f"{info['bytes'] / 1e6:.1f} MB in {time.perf_counter() - started:.1f}s"
+        )
         data = folder / "orders.csv"
         results = []
         if args.backend in ("sqlite", "both"):
@@ -266,9 +303,15 @@ def main() -> None:
         ]
         for r in results:
             table += ["", *floor_lines(r)]
-        table += ["", "Masters, each a fresh import (`ffctl import KIND FILE`): " + "; ".join(
-            f"{r['backend']} " + ", ".join(f"{kind} {seconds:.1f} s" for kind, seconds in r["masters"].items())
-            for r in results) + f" ({info['skus']:,} products, {info['customers']:,} customers)."]
+        table += [
+            "",
+            "Masters, each a fresh import (`ffctl import KIND FILE`): "
+            + "; ".join(
+                f"{r['backend']} " + ", ".join(f"{kind} {seconds:.1f} s" for kind, seconds in r["masters"].items())
+                for r in results
+            )
+            + f" ({info['skus']:,} products, {info['customers']:,} customers).",
+        ]
         print("\n".join(table))
         if args.record:
             record(table)
@@ -283,10 +326,12 @@ def floor_lines(r: dict) -> list[str]:
     total = sum(seconds for _, seconds in floor.values())
     first = sum(floor[t][1] for t in ("orders", "order_line"))
     parts = ", ".join(f"{t} {n:,} rows {seconds:.1f} s" for t, (n, seconds) in floor.items())
-    return [f"Lower bound ({r['backend']}): {r['backend']} alone inserting the rows the import wrote, by "
-            f"`INSERT ... SELECT` with this schema's indexes and checks but no foreign keys, no Python: {parts}; "
-            f"**all four {total:.1f} s = {total / ref:.1f}x the reference**; orders and lines alone "
-            f"{first:.1f} s = {first / ref:.1f}x."]
+    return [
+        f"Lower bound ({r['backend']}): {r['backend']} alone inserting the rows the import wrote, by "
+        f"`INSERT ... SELECT` with this schema's indexes and checks but no foreign keys, no Python: {parts}; "
+        f"**all four {total:.1f} s = {total / ref:.1f}x the reference**; orders and lines alone "
+        f"{first:.1f} s = {first / ref:.1f}x."
+    ]
 
 
 def record(table: list[str]) -> None:

@@ -120,16 +120,30 @@ def main() -> None:
     env = dict(os.environ, FFCTL_CONFIG=str(CONFIG), FFCTL_DB=url, FFCTL_NOW=NOW.isoformat(), FFCTL_USER="frank")
     store = Store(url)
     with store.engine.connect() as conn:  # orders waiting at wave_pick (the last 1%)
-        open_ids = [r[0] for r in conn.exec_driver_sql(
-            "SELECT order_id FROM task WHERE status = 'open' AND node = 'wave_pick' ORDER BY order_id DESC "
-            f"LIMIT {4 * args.runs + 4}")]
-        shown = conn.exec_driver_sql("SELECT order_id FROM orders WHERE status = 'delivered' "
-                                     "ORDER BY order_id LIMIT 1 OFFSET 5000").scalar()
+        open_ids = [
+            r[0]
+            for r in conn.exec_driver_sql(
+                "SELECT order_id FROM task WHERE status = 'open' AND node = 'wave_pick' ORDER BY order_id DESC "
+                f"LIMIT {4 * args.runs + 4}"
+            )
+        ]
+        shown = conn.exec_driver_sql(
+            "SELECT order_id FROM orders WHERE status = 'delivered' ORDER BY order_id LIMIT 1 OFFSET 5000"
+        ).scalar()
     store.dispose()
-    reference = [ref, "query", path, "SELECT o.*, t.node, t.status, t.deadline FROM orders o JOIN task t "
-                 "ON t.order_id = o.order_id WHERE o.order_id = :o", "-p", "o", shown]
+    reference = [
+        ref,
+        "query",
+        path,
+        "SELECT o.*, t.node, t.status, t.deadline FROM orders o JOIN task t "
+        "ON t.order_id = o.order_id WHERE o.order_id = :o",
+        "-p",
+        "o",
+        shown,
+    ]
     results: dict[str, list[tuple[float, float]]] = {
-        k: [] for k in ("reference", "order show", "task list --mine", "advance", "ship", "sla status")}
+        k: [] for k in ("reference", "order show", "task list --mine", "advance", "ship", "sla status")
+    }
     run(reference, env)
     run([ffctl, "order", "show", shown], env)  # warm the file cache for both alike
     for i in range(args.runs):
@@ -147,12 +161,16 @@ def main() -> None:
     cpu = {k: statistics.median(c for _, c in v) for k, v in results.items()}
     print(f"{args.orders:,}-order SQLite store; median of {args.runs}; load average {os.getloadavg()[0]:.1f}")
     print(f"  {'':<32} {'wall':>8} {'ratio':>6}   {'CPU':>7} {'ratio':>6}   (goal <= 1.5x)")
-    print(f"  {'sqlite-utils query (reference)':<32} {wall['reference'] * 1000:6.0f} ms {'':>6}   "
-          f"{cpu['reference'] * 1000:5.0f} ms")
+    print(
+        f"  {'sqlite-utils query (reference)':<32} {wall['reference'] * 1000:6.0f} ms {'':>6}   "
+        f"{cpu['reference'] * 1000:5.0f} ms"
+    )
     for k in results:
         if k != "reference":
-            print(f"  {'ffctl ' + k:<32} {wall[k] * 1000:6.0f} ms {wall[k] / wall['reference']:5.2f}x   "
-                  f"{cpu[k] * 1000:5.0f} ms {cpu[k] / cpu['reference']:5.2f}x")
+            print(
+                f"  {'ffctl ' + k:<32} {wall[k] * 1000:6.0f} ms {wall[k] / wall['reference']:5.2f}x   "
+                f"{cpu[k] * 1000:5.0f} ms {cpu[k] / cpu['reference']:5.2f}x"
+            )
     if args.phases:
         got = [phases(url, shown, env) for _ in range(args.runs)]
         print("  where an `order show` process's CPU time goes (median ms):")

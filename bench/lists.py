@@ -47,7 +47,8 @@ NOTES = (
     "the orders' rows; plain LIKE on SQLite, which already ignores ASCII case, ILIKE on PostgreSQL), and the "
     "orders of customers whose id or name contains it (the customer table, then `ix_orders_customer`). "
     "A piece of text inside a key cannot use a B-tree, so the id side reads the whole key index; that is "
-    "what the three searches cost alike.\n")
+    "what the three searches cost alike.\n"
+)
 
 
 def timed(fn, repeat: int) -> tuple[float, object]:
@@ -109,15 +110,22 @@ def main() -> None:
         print("\n".join(lines), flush=True)
     if args.no_doc:
         return
-    command = "python bench/lists.py" + (f" --orders {args.orders}" if args.orders != 1_000_000 else "") \
+    command = (
+        "python bench/lists.py"
+        + (f" --orders {args.orders}" if args.orders != 1_000_000 else "")
         + (f" --backend {args.backend}" if args.backend != "both" else "")
-    record_section("lists.py", (
-        "## Lists over a large store (`bench/lists.py`)\n\n"
-        f"`{command}` on {platform.python_implementation()} {platform.python_version()}, "
-        f"{time.strftime('%Y-%m-%d')} (a shared 2-core machine; wall-clock medians of {args.repeat}). "
-        f"bench/rules.py's store: {args.orders:,} orders (4% open, one task each), 10,000 customers. Each list at "
-        "its default `--limit 200`; a cut list also counts its matches for 'Showing 200 of N'.\n\n"
-        "```\n" + "\n".join(body).rstrip() + "\n```\n\n" + NOTES))
+    )
+    record_section(
+        "lists.py",
+        (
+            "## Lists over a large store (`bench/lists.py`)\n\n"
+            f"`{command}` on {platform.python_implementation()} {platform.python_version()}, "
+            f"{time.strftime('%Y-%m-%d')} (a shared 2-core machine; wall-clock medians of {args.repeat}). "
+            f"bench/rules.py's store: {args.orders:,} orders (4% open, one task each), 10,000 customers. Each list at "
+            "its default `--limit 200`; a cut list also counts its matches for 'Showing 200 of N'.\n\n"
+            "```\n" + "\n".join(body).rstrip() + "\n```\n\n" + NOTES
+        ),
+    )
     print("recorded in docs/performance.md", file=sys.stderr)
 
 

@@ -43,19 +43,24 @@ REASONS = ("damaged", "wrong_size", "not_as_described", "changed_mind")
 
 def add_returns(conn, d: Dialect) -> int:
     """Shipped orders' lines shipped in full; one unit of line 1 of every 50th shipped order comes back."""
-    conn.exec_driver_sql("UPDATE order_line SET allocated = qty, shipped = qty WHERE order_id IN "
-                         "(SELECT order_id FROM orders WHERE shipped_at IS NOT NULL)")
+    conn.exec_driver_sql(
+        "UPDATE order_line SET allocated = qty, shipped = qty WHERE order_id IN "
+        "(SELECT order_id FROM orders WHERE shipped_at IS NOT NULL)"
+    )
     n = "CAST(substr(o.order_id, 3) AS INTEGER)"
     whens = " ".join(f"WHEN MOD({n}, 200) = {25 + 50 * k} THEN '{r}'" for k, r in enumerate(REASONS))
     reason = f"CASE {whens} END"
-    later = ("datetime(o.shipped_at, '+3 days')" if d.sqlite else "o.shipped_at + INTERVAL '3 days'")
+    later = "datetime(o.shipped_at, '+3 days')" if d.sqlite else "o.shipped_at + INTERVAL '3 days'"
     conn.exec_driver_sql(
         "INSERT INTO return_line (order_id, line_no, sku, qty, reason, returned_at) "
         f"SELECT o.order_id, 1, l.sku, 1, {reason}, {later} FROM orders o "
         f"JOIN order_line l ON l.order_id = o.order_id AND l.line_no = 1 "
-        f"WHERE o.shipped_at IS NOT NULL AND MOD({n}, 50) = 25")
-    conn.exec_driver_sql("INSERT INTO event (at, wall_at, actor, event, order_id) "
-                         "SELECT returned_at, returned_at, 'bench', 'returned', order_id FROM return_line")
+        f"WHERE o.shipped_at IS NOT NULL AND MOD({n}, 50) = 25"
+    )
+    conn.exec_driver_sql(
+        "INSERT INTO event (at, wall_at, actor, event, order_id) "
+        "SELECT returned_at, returned_at, 'bench', 'returned', order_id FROM return_line"
+    )
     return conn.exec_driver_sql("SELECT count(*) FROM return_line").scalar()
 
 
@@ -71,8 +76,9 @@ def median_time(fn, runs: int):
 def time_cli(url: str, args: list[str], runs: int) -> float:
     exe = shutil.which("ffctl", path=str(Path(sys.executable).parent)) or shutil.which("ffctl")
     env = dict(os.environ, FFCTL_CONFIG=str(CONFIG), FFCTL_DB=url, FFCTL_NOW=NOW.isoformat())
-    return median_time(lambda: subprocess.run([exe, *args, "--format", "json"], env=env, check=True,
-                                              capture_output=True), runs)[0]
+    return median_time(
+        lambda: subprocess.run([exe, *args, "--format", "json"], env=env, check=True, capture_output=True), runs
+    )[0]
 
 
 def bench(backend: str, n: int, runs: int) -> dict:
@@ -123,20 +129,41 @@ def bench(backend: str, n: int, runs: int) -> dict:
         region_cli = time_cli(url, ["report", "kpi", "--by", "region"], cli_runs)
         exe = shutil.which("ffctl", path=str(Path(sys.executable).parent)) or shutil.which("ffctl")
         help_cli = median_time(lambda: subprocess.run([exe, "--help"], check=True, capture_output=True), cli_runs)[0]
-        return {"backend": backend, "orders": n, "returns": returns, "build": build_seconds, "counts": counts,
-                "count": count_seconds, "rebuild": rebuild, "miss_part": miss_part, "caught": caught,
-                "misses": misses_seconds, "misses_cli": misses_cli, "pareto": pareto,
-                "region": region_seconds, "region_cli": region_cli, "rows": rows, "help_cli": help_cli}
+        return {
+            "backend": backend,
+            "orders": n,
+            "returns": returns,
+            "build": build_seconds,
+            "counts": counts,
+            "count": count_seconds,
+            "rebuild": rebuild,
+            "miss_part": miss_part,
+            "caught": caught,
+            "misses": misses_seconds,
+            "misses_cli": misses_cli,
+            "pareto": pareto,
+            "region": region_seconds,
+            "region_cli": region_cli,
+            "rows": rows,
+            "help_cli": help_cli,
+        }
 
 
 def describe(r: dict) -> str:
     c = r["count"]
     top = ", ".join(f"{p['group']} {p['orders']:,}" for p in r["pareto"][:3])
-    rates = sorted((x for x in r["rows"] if x["kpi"] == "return_rate" and x["actual"] is not None),
-                   key=lambda x: -x["actual"])
+    rates = sorted(
+        (x for x in r["rows"] if x["kpi"] == "return_rate" and x["actual"] is not None), key=lambda x: -x["actual"]
+    )
     worst = rates[0] if rates else None
-    worst_text = (f"{worst['group']} {worst['actual'] * 100:.2f}% of {worst['count']:,} units, top reason "
-                  f"{(worst.get('top_reasons') or [{'reason': '-'}])[0]['reason']}") if worst else "-"
+    worst_text = (
+        (
+            f"{worst['group']} {worst['actual'] * 100:.2f}% of {worst['count']:,} units, top reason "
+            f"{(worst.get('top_reasons') or [{'reason': '-'}])[0]['reason']}"
+        )
+        if worst
+        else "-"
+    )
     return (
         f"{r['backend']}: built in {r['build']:.0f} s (orders {r['counts']['orders']:,}, "
         f"event {r['counts']['event']:,}; return lines {r['returns']:,})\n"
@@ -173,7 +200,7 @@ against a plain `SELECT count(*)` of the tables and an `ffctl --help` process.
 {body}
 ```
 
-Goal <= 3 s for each report on both backends: {'met' if worst <= 3 else 'not met'} at {n:,} orders
+Goal <= 3 s for each report on both backends: {"met" if worst <= 3 else "not met"} at {n:,} orders
 (slowest: {worst:.2f} s).
 
 How: `report misses` reads `miss_fact`, one row per missed order written by the facts' refresh

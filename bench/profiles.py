@@ -26,8 +26,10 @@ from _perfdoc import record_section  # bench/_perfdoc.py (bench/ is on sys.path 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-HEADER = ("Name,Email,Financial Status,Paid at,Fulfillment Status,Currency,Subtotal,Created at,"
-          "Lineitem quantity,Lineitem name,Lineitem price,Lineitem sku,Shipping Province,Shipping Country\n")
+HEADER = (
+    "Name,Email,Financial Status,Paid at,Fulfillment Status,Currency,Subtotal,Created at,"
+    "Lineitem quantity,Lineitem name,Lineitem price,Lineitem sku,Shipping Province,Shipping Country\n"
+)
 
 
 def write_export(path: Path, lines: int, seed: int = 7) -> int:
@@ -43,8 +45,10 @@ def write_export(path: Path, lines: int, seed: int = 7) -> int:
             for n in range(items):
                 sku, qty = f"SKU-{rng.randint(1, 5000):05d}", rng.randint(1, 5)
                 if n == 0:
-                    f.write(f"#{order},c{rng.randint(1, 20000)}@example.com,{status},{when},unfulfilled,CNY,"
-                            f"99.00,{when},{qty},商品 {sku},19.90,{sku},ZJ,CN\n")
+                    f.write(
+                        f"#{order},c{rng.randint(1, 20000)}@example.com,{status},{when},unfulfilled,CNY,"
+                        f"99.00,{when},{qty},商品 {sku},19.90,{sku},ZJ,CN\n"
+                    )
                 else:
                     f.write(f"#{order},,,,,,,,{qty},商品 {sku},19.90,{sku},,\n")
                 written += 1
@@ -107,9 +111,12 @@ def main() -> None:
     ]
     print("\n".join(lines_out))
     if args.record:
-        text = ("## Import profiles (`bench/profiles.py`)\n\n"
-                f"`python bench/profiles.py --lines {args.lines}` on {time.strftime('%Y-%m-%d')}. "
-                + "\n".join(lines_out) + "\n")
+        text = (
+            "## Import profiles (`bench/profiles.py`)\n\n"
+            f"`python bench/profiles.py --lines {args.lines}` on {time.strftime('%Y-%m-%d')}. "
+            + "\n".join(lines_out)
+            + "\n"
+        )
         print(f"recorded in {record_section('profiles.py', text)}")
 
 

@@ -36,8 +36,10 @@ START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 def candidate_text() -> str:
     text = CONFIG.read_text(encoding="utf-8")
     edits = [
-        ('holidays = ["2026-10-01", "2026-10-02", "2026-10-05"]',
-         'holidays = ["2025-05-01", "2025-10-01", "2026-10-01", "2026-10-02", "2026-10-05"]'),
+        (
+            'holidays = ["2026-10-01", "2026-10-02", "2026-10-05"]',
+            'holidays = ["2025-05-01", "2025-10-01", "2026-10-01", "2026-10-02", "2026-10-05"]',
+        ),
         ('sla = "2h"', 'sla = "3h"'),
     ]
     for old, new in edits:
@@ -109,12 +111,24 @@ def bench(backend: str, n: int) -> dict:
 
         report_s, report_cpu, sla_rows = timed(report_core)
         replay_s, replay_cpu, result = timed(replay_core)
-        return {"backend": backend, "orders": n, "built": built, "visits": result["totals"]["visits"],
-                "report": report_s, "replay": replay_s, "report_cpu": report_cpu, "replay_cpu": replay_cpu,
-                "replay_cli": replay_cli, "report_cli": report_cli,
-                "replay_rss": replay_rss, "report_rss": report_rss, "changes": changes,
-                "breaches": sum(r["breaches"] for r in sla_rows), "totals": result["totals"],
-                "load": os.getloadavg()}
+        return {
+            "backend": backend,
+            "orders": n,
+            "built": built,
+            "visits": result["totals"]["visits"],
+            "report": report_s,
+            "replay": replay_s,
+            "report_cpu": report_cpu,
+            "replay_cpu": replay_cpu,
+            "replay_cli": replay_cli,
+            "report_cli": report_cli,
+            "replay_rss": replay_rss,
+            "report_rss": report_rss,
+            "changes": changes,
+            "breaches": sum(r["breaches"] for r in sla_rows),
+            "totals": result["totals"],
+            "load": os.getloadavg(),
+        }
 
 
 def describe(r: dict) -> str:
@@ -136,11 +150,13 @@ def describe(r: dict) -> str:
 def verdict(r: dict) -> str:
     ratio, ratio_cli = r["replay"] / r["report"], r["replay_cli"] / r["report_cli"]
     fastest = min(r["replay"], r["replay_cli"])
-    return (f"Goals ({r['backend']}, {r['visits']:,} visits): replay <= 3x report sla: "
-            f"{'met' if max(ratio, ratio_cli) <= 3 else 'not met'} ({ratio:.1f}x core, {ratio_cli:.1f}x process); "
-            f"<= 20 s: {'met' if fastest <= 20 else 'not met in wall time'} ({fastest:.0f} s wall at load average "
-            f"{r['load'][0]:.0f} on 2 shared cores; {r['replay_cpu']:.1f} s of CPU); peak RSS <= 500 MB: "
-            f"{'met' if r['replay_rss'] <= 500 else 'not met'} ({r['replay_rss']:.0f} MB).")
+    return (
+        f"Goals ({r['backend']}, {r['visits']:,} visits): replay <= 3x report sla: "
+        f"{'met' if max(ratio, ratio_cli) <= 3 else 'not met'} ({ratio:.1f}x core, {ratio_cli:.1f}x process); "
+        f"<= 20 s: {'met' if fastest <= 20 else 'not met in wall time'} ({fastest:.0f} s wall at load average "
+        f"{r['load'][0]:.0f} on 2 shared cores; {r['replay_cpu']:.1f} s of CPU); peak RSS <= 500 MB: "
+        f"{'met' if r['replay_rss'] <= 500 else 'not met'} ({r['replay_rss']:.0f} MB)."
+    )
 
 
 def record(results: list[dict], command: str) -> None:

@@ -100,56 +100,91 @@ def build(conn, n: int, d: Dialect) -> dict[str, float]:
 
     open_from = n - n // 100  # orders after this are still at wave_pick
     regions = " ".join(f"WHEN {k} THEN '{r}'" for k, r in enumerate(REGIONS))
-    run("customer", d.series(5000) + (
-        "INSERT INTO customer (customer, name, tier, region, sales_rep) "
-        f"SELECT 'C' || {d.pad('i', 5)}, '客户' || {d.pad('i', 5)}, 'gold', CASE i % 7 {regions} END, "
-        f"'rep' || {d.text('i % 40')} FROM s"))
-    run("product", d.series(500) + (
-        "INSERT INTO product (sku, name, category, safety_stock, custom) "
-        f"SELECT 'SKU' || {d.pad('i', 4)}, 'Product ' || {d.text('i')}, 'cat' || {d.text('i % 20')}, 0, "
-        "(i % 20 = 3) FROM s"))
+    run(
+        "customer",
+        d.series(5000)
+        + (
+            "INSERT INTO customer (customer, name, tier, region, sales_rep) "
+            f"SELECT 'C' || {d.pad('i', 5)}, '客户' || {d.pad('i', 5)}, 'gold', CASE i % 7 {regions} END, "
+            f"'rep' || {d.text('i % 40')} FROM s"
+        ),
+    )
+    run(
+        "product",
+        d.series(500)
+        + (
+            "INSERT INTO product (sku, name, category, safety_stock, custom) "
+            f"SELECT 'SKU' || {d.pad('i', 4)}, 'Product ' || {d.text('i')}, 'cat' || {d.text('i % 20')}, 0, "
+            "(i % 20 = 3) FROM s"
+        ),
+    )
     # per-order plan: pilot?, custom?, node durations (minutes) -> the minute each node is entered
-    run("plan", "CREATE TABLE bench_plan AS " + d.series(n) + (
-        "SELECT i, pilot, custom, m0, m0 + d0 AS m1, m0 + d0 + d1 AS m2, m0 + d0 + d1 + d2 AS m3, "
-        "m0 + d0 + d1 + d2 + d3 AS m4, m0 + d0 + d1 + d2 + d3 + d4 AS m5, m0 + d0 + d1 + d2 + d3 + d4 + d5 AS m6 "
-        "FROM (SELECT i, pilot, custom, m0, 2 + (i * 7919) % 34 AS d0, "
-        "CASE WHEN custom = 1 THEN 30 + (i * 104729) % 240 ELSE 0 END AS d1, 1 + (i * 1299709) % 12 AS d2, "
-        "CASE WHEN pilot = 1 THEN 0 ELSE 20 + (i * 15485863) % 110 END AS d3, "
-        "CASE WHEN pilot = 1 THEN 0 ELSE 10 + (i * 32452843) % 55 END AS d4, "
-        "60 * (4 + (i * 49979687) % 40) + CASE WHEN i % 97 = 0 THEN 1800 ELSE 0 END AS d5 FROM ("
-        f"SELECT i, CASE WHEN i % 10 = 0 THEN 1 ELSE 0 END AS pilot, CASE WHEN i % 20 = 3 THEN 1 ELSE 0 END AS custom, "
-        f"(i - 1) * {YEAR_MINUTES}.0 / {n} AS m0 FROM s) a) b"))
+    run(
+        "plan",
+        "CREATE TABLE bench_plan AS "
+        + d.series(n)
+        + (
+            "SELECT i, pilot, custom, m0, m0 + d0 AS m1, m0 + d0 + d1 AS m2, m0 + d0 + d1 + d2 AS m3, "
+            "m0 + d0 + d1 + d2 + d3 AS m4, m0 + d0 + d1 + d2 + d3 + d4 AS m5, m0 + d0 + d1 + d2 + d3 + d4 + d5 AS m6 "
+            "FROM (SELECT i, pilot, custom, m0, 2 + (i * 7919) % 34 AS d0, "
+            "CASE WHEN custom = 1 THEN 30 + (i * 104729) % 240 ELSE 0 END AS d1, 1 + (i * 1299709) % 12 AS d2, "
+            "CASE WHEN pilot = 1 THEN 0 ELSE 20 + (i * 15485863) % 110 END AS d3, "
+            "CASE WHEN pilot = 1 THEN 0 ELSE 10 + (i * 32452843) % 55 END AS d4, "
+            "60 * (4 + (i * 49979687) % 40) + CASE WHEN i % 97 = 0 THEN 1800 ELSE 0 END AS d5 FROM ("
+            f"SELECT i, CASE WHEN i % 10 = 0 THEN 1 ELSE 0 END AS pilot, CASE WHEN i % 20 = 3 THEN 1 ELSE 0 END AS custom, "
+            f"(i - 1) * {YEAR_MINUTES}.0 / {n} AS m0 FROM s) a) b"
+        ),
+    )
     oid = f"'SO' || {d.pad('i', 7)}"
     shipped = f"i < {open_from}"
     delivered = f"{shipped} AND i % 50 <> 0"
-    run("orders", (
-        "INSERT INTO orders (order_id, customer, channel, region, sales_rep, priority, created_at, promised_ship_date, "
-        "promise_source, status, workflow, node, has_custom_items, shipped_at, delivered_at, delivery_issue) "
-        f"SELECT {oid}, 'C' || {d.pad('1 + i % 5000', 5)}, "
-        "CASE WHEN pilot = 1 THEN 'b2b' WHEN i % 3 = 0 THEN 'tmall' WHEN i % 3 = 1 THEN 'jd' ELSE 'wechat' END, "
-        f"CASE WHEN pilot = 1 THEN 'east' WHEN i % 10 < 3 THEN CASE i % 7 {regions} END END, "
-        f"'rep' || {d.text('i % 40')}, 0, {d.ts('m0')}, {d.local_date_plus('m0', 2)}, 'import', "
-        f"CASE WHEN {delivered} THEN 'delivered' WHEN {shipped} THEN 'shipped' ELSE 'open' END, "
-        f"CASE WHEN pilot = 1 THEN 'pilot' ELSE 'standard' END, CASE WHEN {shipped} THEN NULL ELSE 'wave_pick' END, "
-        "custom = 1, "
-        f"CASE WHEN {shipped} THEN {d.ts('m6')} END, CASE WHEN {delivered} THEN {d.ts('m6 + 1440')} END, "
-        f"CASE WHEN {delivered} AND i % 40 = 7 THEN 'damaged' END FROM bench_plan"))
-    run("order_line", (
-        "INSERT INTO order_line (order_id, line_no, sku, qty, unit_price, allocated) "
-        f"SELECT {oid}, k, 'SKU' || {d.pad('1 + (i * 31 + k * 17) % 500', 4)}, 1 + (i + k) % 5, 9.9, 0 "
-        "FROM bench_plan JOIN (SELECT 1 AS k UNION ALL SELECT 2 UNION ALL SELECT 3) ks ON ks.k <= 1 + i % 3"))
-    run("pick_line", (
-        "INSERT INTO pick_line (order_id, line_no, sku, qty) "
-        f"SELECT {oid}, k, 'SKU' || {d.pad('1 + (i * 31 + k * 17) % 500', 4)}, "
-        "1 + (i + k) % 5 + CASE WHEN (i * 7 + k) % 997 = 0 THEN 1 ELSE 0 END "
-        f"FROM bench_plan JOIN (SELECT 1 AS k UNION ALL SELECT 2 UNION ALL SELECT 3) ks ON ks.k <= 1 + i % 3 "
-        f"WHERE {shipped} AND i % 2 = 0"))
-    run("shipment", f"INSERT INTO shipment (shipment_id, order_id, shipped_at, carrier) SELECT {oid} || '/1', {oid}, "
-                    f"{d.ts('m6')}, 'SF' "
-                    f"FROM bench_plan WHERE {shipped}")
-    run("delivery", (
-        f"INSERT INTO delivery (order_id, delivered_at, issue) SELECT {oid}, {d.ts('m6 + 1440')}, "
-        f"CASE WHEN i % 40 = 7 THEN 'damaged' END FROM bench_plan WHERE {delivered}"))
+    run(
+        "orders",
+        (
+            "INSERT INTO orders (order_id, customer, channel, region, sales_rep, priority, created_at, promised_ship_date, "
+            "promise_source, status, workflow, node, has_custom_items, shipped_at, delivered_at, delivery_issue) "
+            f"SELECT {oid}, 'C' || {d.pad('1 + i % 5000', 5)}, "
+            "CASE WHEN pilot = 1 THEN 'b2b' WHEN i % 3 = 0 THEN 'tmall' WHEN i % 3 = 1 THEN 'jd' ELSE 'wechat' END, "
+            f"CASE WHEN pilot = 1 THEN 'east' WHEN i % 10 < 3 THEN CASE i % 7 {regions} END END, "
+            f"'rep' || {d.text('i % 40')}, 0, {d.ts('m0')}, {d.local_date_plus('m0', 2)}, 'import', "
+            f"CASE WHEN {delivered} THEN 'delivered' WHEN {shipped} THEN 'shipped' ELSE 'open' END, "
+            f"CASE WHEN pilot = 1 THEN 'pilot' ELSE 'standard' END, CASE WHEN {shipped} THEN NULL ELSE 'wave_pick' END, "
+            "custom = 1, "
+            f"CASE WHEN {shipped} THEN {d.ts('m6')} END, CASE WHEN {delivered} THEN {d.ts('m6 + 1440')} END, "
+            f"CASE WHEN {delivered} AND i % 40 = 7 THEN 'damaged' END FROM bench_plan"
+        ),
+    )
+    run(
+        "order_line",
+        (
+            "INSERT INTO order_line (order_id, line_no, sku, qty, unit_price, allocated) "
+            f"SELECT {oid}, k, 'SKU' || {d.pad('1 + (i * 31 + k * 17) % 500', 4)}, 1 + (i + k) % 5, 9.9, 0 "
+            "FROM bench_plan JOIN (SELECT 1 AS k UNION ALL SELECT 2 UNION ALL SELECT 3) ks ON ks.k <= 1 + i % 3"
+        ),
+    )
+    run(
+        "pick_line",
+        (
+            "INSERT INTO pick_line (order_id, line_no, sku, qty) "
+            f"SELECT {oid}, k, 'SKU' || {d.pad('1 + (i * 31 + k * 17) % 500', 4)}, "
+            "1 + (i + k) % 5 + CASE WHEN (i * 7 + k) % 997 = 0 THEN 1 ELSE 0 END "
+            f"FROM bench_plan JOIN (SELECT 1 AS k UNION ALL SELECT 2 UNION ALL SELECT 3) ks ON ks.k <= 1 + i % 3 "
+            f"WHERE {shipped} AND i % 2 = 0"
+        ),
+    )
+    run(
+        "shipment",
+        f"INSERT INTO shipment (shipment_id, order_id, shipped_at, carrier) SELECT {oid} || '/1', {oid}, "
+        f"{d.ts('m6')}, 'SF' "
+        f"FROM bench_plan WHERE {shipped}",
+    )
+    run(
+        "delivery",
+        (
+            f"INSERT INTO delivery (order_id, delivered_at, issue) SELECT {oid}, {d.ts('m6 + 1440')}, "
+            f"CASE WHEN i % 40 = 7 THEN 'damaged' END FROM bench_plan WHERE {delivered}"
+        ),
+    )
     now_minutes = (NOW - datetime(2025, 1, 1, tzinfo=timezone.utc)).total_seconds() / 60
     for k, (node, (seq, pilot_seq, sla, owner)) in enumerate(NODES.items()):
         entered, left = f"m{k}", f"m{k + 1}"
@@ -161,46 +196,81 @@ def build(conn, n: int, d: Dialect) -> dict[str, float]:
         seq_expr = f"{seq}" if pilot_seq is None else f"CASE WHEN pilot = 1 THEN {pilot_seq} ELSE {seq} END"
         late = f"({left} - {entered} > {sla_min})"
         late_open = f"({now_minutes} - {entered} > {sla_min})"
-        run("task", (
-            "INSERT INTO task (order_id, workflow, node, seq, status, owner, entered_at, sla_seconds, risk_at, "
-            "deadline, sla_state, paused_seconds, next_step, escalation_level, next_action_at, completed_at, "
-            "completed_by, outcome) "
-            f"SELECT {oid}, CASE WHEN pilot = 1 THEN 'pilot' ELSE 'standard' END, '{node}', {seq_expr}, "
-            f"CASE WHEN {skipped} THEN 'skipped' WHEN {is_open} THEN 'open' ELSE 'done' END, "
-            f"{'NULL' if owner is None else repr(owner)}, {d.ts(entered)}, {sla}, {d.ts(f'{entered} + {sla_min * 0.75}')}, "
-            f"{d.ts(f'{entered} + {sla_min}')}, "
-            f"CASE WHEN {skipped} THEN 'on_track' WHEN {is_open} THEN CASE WHEN {late_open} THEN 'breached' "
-            f"ELSE 'on_track' END WHEN {late} THEN 'breached' ELSE 'on_track' END, 0, 0, 0, "
-            f"CASE WHEN {is_open} THEN {d.ts(f'{entered} + {sla_min}')} END, "
-            f"CASE WHEN {is_open} THEN NULL ELSE {d.ts(left)} END, "
-            f"CASE WHEN {is_open} THEN NULL ELSE 'bench' END, "
-            f"CASE WHEN {skipped} THEN 'skipped' WHEN {is_open} THEN NULL ELSE 'completed' END "
-            f"FROM bench_plan WHERE {applies} AND {started}"))
-        ev = ("INSERT INTO event (at, wall_at, actor, event, order_id, node, detail) "
-              "SELECT at, at, 'bench', event, order_id, node, detail FROM (")
-        run("event", ev + (
-            f"SELECT {d.ts(entered)} AS at, CASE WHEN {skipped} THEN 'skipped' ELSE 'entered' END AS event, "
-            f"{oid} AS order_id, '{node}' AS node, NULL AS detail FROM bench_plan WHERE {applies} AND {started}) e"))
-        run("event", ev + (
-            f"SELECT {d.ts(left)} AS at, 'completed' AS event, {oid} AS order_id, '{node}' AS node, NULL AS detail "
-            f"FROM bench_plan WHERE {applies} AND {started} AND NOT {skipped} AND NOT {is_open}) e"))
+        run(
+            "task",
+            (
+                "INSERT INTO task (order_id, workflow, node, seq, status, owner, entered_at, sla_seconds, risk_at, "
+                "deadline, sla_state, paused_seconds, next_step, escalation_level, next_action_at, completed_at, "
+                "completed_by, outcome) "
+                f"SELECT {oid}, CASE WHEN pilot = 1 THEN 'pilot' ELSE 'standard' END, '{node}', {seq_expr}, "
+                f"CASE WHEN {skipped} THEN 'skipped' WHEN {is_open} THEN 'open' ELSE 'done' END, "
+                f"{'NULL' if owner is None else repr(owner)}, {d.ts(entered)}, {sla}, {d.ts(f'{entered} + {sla_min * 0.75}')}, "
+                f"{d.ts(f'{entered} + {sla_min}')}, "
+                f"CASE WHEN {skipped} THEN 'on_track' WHEN {is_open} THEN CASE WHEN {late_open} THEN 'breached' "
+                f"ELSE 'on_track' END WHEN {late} THEN 'breached' ELSE 'on_track' END, 0, 0, 0, "
+                f"CASE WHEN {is_open} THEN {d.ts(f'{entered} + {sla_min}')} END, "
+                f"CASE WHEN {is_open} THEN NULL ELSE {d.ts(left)} END, "
+                f"CASE WHEN {is_open} THEN NULL ELSE 'bench' END, "
+                f"CASE WHEN {skipped} THEN 'skipped' WHEN {is_open} THEN NULL ELSE 'completed' END "
+                f"FROM bench_plan WHERE {applies} AND {started}"
+            ),
+        )
+        ev = (
+            "INSERT INTO event (at, wall_at, actor, event, order_id, node, detail) "
+            "SELECT at, at, 'bench', event, order_id, node, detail FROM ("
+        )
+        run(
+            "event",
+            ev
+            + (
+                f"SELECT {d.ts(entered)} AS at, CASE WHEN {skipped} THEN 'skipped' ELSE 'entered' END AS event, "
+                f"{oid} AS order_id, '{node}' AS node, NULL AS detail FROM bench_plan WHERE {applies} AND {started}) e"
+            ),
+        )
+        run(
+            "event",
+            ev
+            + (
+                f"SELECT {d.ts(left)} AS at, 'completed' AS event, {oid} AS order_id, '{node}' AS node, NULL AS detail "
+                f"FROM bench_plan WHERE {applies} AND {started} AND NOT {skipped} AND NOT {is_open}) e"
+            ),
+        )
         breached = f"(({late} AND NOT {is_open}) OR ({is_open} AND {late_open}))"
-        run("event", ev + (
-            f"SELECT {d.ts(f'{entered} + {sla_min}')} AS at, x.event, {oid} AS order_id, '{node}' AS node, "
-            "NULL AS detail FROM bench_plan "
-            "JOIN (SELECT 'breached' AS event UNION ALL SELECT 'reminded') x ON 1 = 1 "
-            f"WHERE {applies} AND {started} AND NOT {skipped} AND {breached}) e"))
-        run("event", ev + (
-            f"SELECT {d.ts(f'{entered} + {sla_min} + 30')} AS at, 'escalated' AS event, {oid} AS order_id, "
-            f"'{node}' AS node, NULL AS detail FROM bench_plan WHERE {applies} AND {started} AND NOT {skipped} "
-            f"AND ((NOT {is_open} AND {left} - {entered} > {sla_min} + 30) OR ({is_open} AND {now_minutes} - {entered} > {sla_min} + 30))) e"))
-    run("event", "INSERT INTO event (at, wall_at, actor, event, order_id, detail) "
-                 f"SELECT {d.ts('m0')}, {d.ts('m0')}, 'bench', 'created', {oid}, NULL FROM bench_plan")
-    run("event", "INSERT INTO event (at, wall_at, actor, event, order_id) "
-                 f"SELECT {d.ts('m6')}, {d.ts('m6')}, 'bench', 'shipped', {oid} FROM bench_plan WHERE {shipped}")
-    run("event", "INSERT INTO event (at, wall_at, actor, event, order_id) "
-                 f"SELECT {d.ts('m6 + 1440')}, {d.ts('m6 + 1440')}, 'bench', 'delivered', {oid} FROM bench_plan "
-                 f"WHERE {delivered}")
+        run(
+            "event",
+            ev
+            + (
+                f"SELECT {d.ts(f'{entered} + {sla_min}')} AS at, x.event, {oid} AS order_id, '{node}' AS node, "
+                "NULL AS detail FROM bench_plan "
+                "JOIN (SELECT 'breached' AS event UNION ALL SELECT 'reminded') x ON 1 = 1 "
+                f"WHERE {applies} AND {started} AND NOT {skipped} AND {breached}) e"
+            ),
+        )
+        run(
+            "event",
+            ev
+            + (
+                f"SELECT {d.ts(f'{entered} + {sla_min} + 30')} AS at, 'escalated' AS event, {oid} AS order_id, "
+                f"'{node}' AS node, NULL AS detail FROM bench_plan WHERE {applies} AND {started} AND NOT {skipped} "
+                f"AND ((NOT {is_open} AND {left} - {entered} > {sla_min} + 30) OR ({is_open} AND {now_minutes} - {entered} > {sla_min} + 30))) e"
+            ),
+        )
+    run(
+        "event",
+        "INSERT INTO event (at, wall_at, actor, event, order_id, detail) "
+        f"SELECT {d.ts('m0')}, {d.ts('m0')}, 'bench', 'created', {oid}, NULL FROM bench_plan",
+    )
+    run(
+        "event",
+        "INSERT INTO event (at, wall_at, actor, event, order_id) "
+        f"SELECT {d.ts('m6')}, {d.ts('m6')}, 'bench', 'shipped', {oid} FROM bench_plan WHERE {shipped}",
+    )
+    run(
+        "event",
+        "INSERT INTO event (at, wall_at, actor, event, order_id) "
+        f"SELECT {d.ts('m6 + 1440')}, {d.ts('m6 + 1440')}, 'bench', 'delivered', {oid} FROM bench_plan "
+        f"WHERE {delivered}",
+    )
     run("plan", "DROP TABLE bench_plan")
     return timings
 
@@ -250,7 +320,8 @@ def time_changes(store, cfg, changed: int) -> tuple[float, dict]:
         conn.exec_driver_sql(
             "INSERT INTO event (at, wall_at, actor, event, order_id) SELECT created_at, created_at, 'bench', "
             f"'updated', order_id FROM (SELECT order_id, created_at, ROW_NUMBER() OVER (ORDER BY order_id) AS rn "
-            f"FROM orders) o WHERE MOD(rn, {step}) = 0")
+            f"FROM orders) o WHERE MOD(rn, {step}) = 0"
+        )
     start = time.perf_counter()
     result = refresh_facts(store, cfg, cuts=("region",), now=NOW)
     with store.session() as s:
@@ -269,19 +340,27 @@ def time_cli(url: str, runs: int) -> float:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        subprocess.run([exe, "report", "kpi", "--by", "region", "--format", "json"], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [exe, "report", "kpi", "--by", "region", "--format", "json"], env=env, check=True, capture_output=True
+        )
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
 #: Every report command, as users run them (``report kpi`` with each ``--by``, ``report sla``, ``report flow``,
 #: the dashboard, ``report misses``, ``report workload``).
-COMMANDS = [["report", "kpi"], *(["report", "kpi", "--by", by] for by in
-                                 ("region", "channel", "team", "customer", "week", "node", "product", "category",
-                                  "workflow")),
-            ["report", "sla"], ["report", "flow"], ["report", "dashboard", "--out", "-"], ["report", "misses"],
-            ["report", "workload"]]
+COMMANDS = [
+    ["report", "kpi"],
+    *(
+        ["report", "kpi", "--by", by]
+        for by in ("region", "channel", "team", "customer", "week", "node", "product", "category", "workflow")
+    ),
+    ["report", "sla"],
+    ["report", "flow"],
+    ["report", "dashboard", "--out", "-"],
+    ["report", "misses"],
+    ["report", "workload"],
+]
 
 
 def time_commands(url: str, commands: list[list[str]] = COMMANDS) -> dict[str, float]:
@@ -308,7 +387,8 @@ def time_change_all(store, url: str, cfg, changed: int, commands: list[list[str]
             conn.exec_driver_sql(
                 "INSERT INTO event (at, wall_at, actor, event, order_id) SELECT created_at, created_at, 'bench', "
                 f"'updated', order_id FROM (SELECT order_id, created_at, ROW_NUMBER() OVER (ORDER BY order_id) AS rn "
-                f"FROM orders) o WHERE MOD(rn, {step}) = 0")
+                f"FROM orders) o WHERE MOD(rn, {step}) = 0"
+            )
         exe = shutil.which("ffctl", path=str(Path(sys.executable).parent)) or shutil.which("ffctl")
         env = dict(os.environ, FFCTL_CONFIG=str(CONFIG), FFCTL_DB=url, FFCTL_NOW=NOW.isoformat())
         fmt = [] if "dashboard" in args else ["--format", "json"]
@@ -378,11 +458,25 @@ def bench(backend: str, n: int, runs: int, analyze: bool, keep: bool = False, co
         every = time_commands(url) if commands else {}
         every_changed = time_change_all(store, url, cfg, changed) if commands else {}
         size = (tmp / "bench.db").stat().st_size if store.is_sqlite else None
-        return {"backend": backend, "orders": n, "build": build_seconds, "timings": timings, "counts": counts,
-                "count": count_seconds, "report": report_seconds, "cli": cli_seconds, "rows": rows,
-                "size": size, "analyze": analyze or not store.is_sqlite, "catch_up": catch_up,
-                "caught": caught, "change": change_seconds, "refreshed": refreshed, "every": every,
-                "every_changed": every_changed}
+        return {
+            "backend": backend,
+            "orders": n,
+            "build": build_seconds,
+            "timings": timings,
+            "counts": counts,
+            "count": count_seconds,
+            "report": report_seconds,
+            "cli": cli_seconds,
+            "rows": rows,
+            "size": size,
+            "analyze": analyze or not store.is_sqlite,
+            "catch_up": catch_up,
+            "caught": caught,
+            "change": change_seconds,
+            "refreshed": refreshed,
+            "every": every,
+            "every_changed": every_changed,
+        }
 
 
 def describe(r: dict) -> str:
@@ -400,8 +494,11 @@ def describe(r: dict) -> str:
         f"  ratio report / count(*)                  {r['report'] / r['count']:6.1f}x\n"
         f"  e.g. on_time_shipping {on_time['group']}: {on_time['actual']} of {on_time['count']:,}; "
         f"bottleneck {bottleneck['group']}: {bottleneck['node']}"
-        + "".join(f"\n  ffctl {cmd:<34} {t:6.2f} s (ratio {t / r['count']:5.1f}x); after 1% changed "
-                  f"{r['every_changed'].get(cmd, float('nan')):6.2f} s" for cmd, t in r["every"].items())
+        + "".join(
+            f"\n  ffctl {cmd:<34} {t:6.2f} s (ratio {t / r['count']:5.1f}x); after 1% changed "
+            f"{r['every_changed'].get(cmd, float('nan')):6.2f} s"
+            for cmd, t in r["every"].items()
+        )
     )
 
 
@@ -411,9 +508,11 @@ def record(results: list[dict], command: str) -> None:
     verdict = ""
     if sqlite:
         worst = max(sqlite["report"], sqlite["cli"], sqlite["change"])
-        verdict = (f"Goal <= 3 s on SQLite: {'met' if worst <= 3 else 'not met'} "
-                   f"({sqlite['report']:.2f} s for the core call, {sqlite['cli']:.2f} s for the whole process, "
-                   f"{sqlite['change']:.2f} s when 1% of the orders changed since the last report).")
+        verdict = (
+            f"Goal <= 3 s on SQLite: {'met' if worst <= 3 else 'not met'} "
+            f"({sqlite['report']:.2f} s for the core call, {sqlite['cli']:.2f} s for the whole process, "
+            f"{sqlite['change']:.2f} s when 1% of the orders changed since the last report)."
+        )
     section = f"""## KPI report (`bench/report.py`)
 
 `{command}` on CPython {platform.python_version()}, {platform.machine()}, {date.today().isoformat()}; 2 cores shared
@@ -460,8 +559,11 @@ def main() -> None:
     parser.add_argument("--analyze", action="store_true", help="run ANALYZE on SQLite too (ffctl never does)")
     parser.add_argument("--keep", action="store_true", help="keep the store for profiling (prints its URL)")
     parser.add_argument("--record", action="store_true", help="write the figures to docs/performance.md")
-    parser.add_argument("--every", action="store_true",
-                        help="also time every report command as a process, and each after 1%% more orders changed")
+    parser.add_argument(
+        "--every",
+        action="store_true",
+        help="also time every report command as a process, and each after 1%% more orders changed",
+    )
     parser.add_argument("--store", help="time the commands over this kept store (a URL) instead of building one")
     parser.add_argument("--only", nargs="*", help="with --store: only the commands whose words contain one of these")
     args = parser.parse_args()
@@ -475,12 +577,18 @@ def main() -> None:
         store, cfg = Store(args.store), load_config(CONFIG)
         store.upgrade()
         start = time.perf_counter()
-        print("refresh:", refresh_facts(store, cfg, cuts=(None, "week"), now=NOW), f"{time.perf_counter() - start:.2f} s",
-              flush=True)
+        print(
+            "refresh:",
+            refresh_facts(store, cfg, cuts=(None, "week"), now=NOW),
+            f"{time.perf_counter() - start:.2f} s",
+            flush=True,
+        )
         count_all(store.engine)
         count_seconds, _ = count_all(store.engine)
-        print(f"SELECT count(*) over the {len(TABLES)} tables {count_seconds:.2f} s; load {os.getloadavg()[0]:.1f}",
-              flush=True)
+        print(
+            f"SELECT count(*) over the {len(TABLES)} tables {count_seconds:.2f} s; load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
         chosen = [c for c in COMMANDS if not args.only or any(w in " ".join(c) for w in args.only)]
         for cmd in chosen:
             for name, t in time_commands(args.store, [cmd]).items():

@@ -51,7 +51,18 @@ DOC = REPO / "docs" / "performance.md"
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
 BASE = "2026-03-10 12:00:00"  # NOW, naive UTC as stored
 SUPPLIERS, BATCHES, CUSTOMERS = 1000, 20, 10_000
-TABLES = ("orders", "order_line", "task", "product", "stock", "receipt", "supplier", "qc_batch", "requisition", "order_flag")
+TABLES = (
+    "orders",
+    "order_line",
+    "task",
+    "product",
+    "stock",
+    "receipt",
+    "supplier",
+    "qc_batch",
+    "requisition",
+    "order_flag",
+)
 OPEN_NODES = ("credit_review", "allocation", "wave_pick", "dispatch")
 DONE_NODES = ("credit_review", "tech_confirm", "allocation", "wave_pick", "pack_check", "dispatch")
 
@@ -84,14 +95,16 @@ def load(store: Store, orders: int, skus: int) -> dict[str, float]:
     done_node = "CASE i % 6 " + " ".join(f"WHEN {k} THEN '{n}'" for k, n in enumerate(DONE_NODES)) + " END"
     # the open orders are the newest 4%: rows arrive in time order, so open tasks sit at the end
     first_open = orders - orders // 25
-    status = (f"CASE WHEN i > {first_open} THEN 'open' WHEN i % 100 = 4 THEN 'cancelled' "
-              "WHEN i % 100 < 50 THEN 'shipped' ELSE 'delivered' END")
+    status = (
+        f"CASE WHEN i > {first_open} THEN 'open' WHEN i % 100 = 4 THEN 'cancelled' "
+        "WHEN i % 100 < 50 THEN 'shipped' ELSE 'delivered' END"
+    )
     statements = {
         "supplier": f"""INSERT INTO supplier (supplier, name, inspection_exempt)
-            SELECT 'S' || CAST(i AS TEXT), 'Supplier ' || CAST(i AS TEXT), {d.true('i % 2 = 0')} FROM {d.series(SUPPLIERS)}""",
+            SELECT 'S' || CAST(i AS TEXT), 'Supplier ' || CAST(i AS TEXT), {d.true("i % 2 = 0")} FROM {d.series(SUPPLIERS)}""",
         "product": f"""INSERT INTO product (sku, name, category, safety_stock, reorder_qty, supplier, lead_time_days, custom)
             SELECT 'K' || CAST(i AS TEXT), 'Product ' || CAST(i AS TEXT), 'cat' || CAST(i % 50 AS TEXT), 10 + i % 41,
-                   CASE WHEN i % 2 = 0 THEN 100 END, 'S' || CAST(1 + i % {SUPPLIERS} AS TEXT), 7, {d.true('1 = 0')}
+                   CASE WHEN i % 2 = 0 THEN 100 END, 'S' || CAST(1 + i % {SUPPLIERS} AS TEXT), 7, {d.true("1 = 0")}
             FROM {d.series(skus)}""",
         "stock": f"""INSERT INTO stock (sku, warehouse, on_hand, allocated)
             SELECT 'K' || CAST((i + 1) / 2 AS TEXT), CASE WHEN i % 2 = 1 THEN 'WH1' ELSE 'WH2' END,
@@ -99,7 +112,7 @@ def load(store: Store, orders: int, skus: int) -> dict[str, float]:
             FROM {d.series(2 * skus)}""",
         "receipt": f"""INSERT INTO receipt (receipt_id, sku, warehouse, qty, expected_at, supplier, status)
             SELECT 'R' || CAST(i AS TEXT), 'K' || CAST(1 + (i * 5) % {skus} AS TEXT), 'WH1', 50,
-                   {d.ago('-86400 * (1 + i % 20)')}, NULL, 'open'
+                   {d.ago("-86400 * (1 + i % 20)")}, NULL, 'open'
             FROM {d.series(skus // 5)}""",
         "customer": f"""INSERT INTO customer (customer, name, sales_rep)
             SELECT 'C' || CAST(i AS TEXT), 'Customer ' || CAST(i AS TEXT), CASE WHEN i % 3 = 0 THEN 'oscar' END
@@ -107,8 +120,8 @@ def load(store: Store, orders: int, skus: int) -> dict[str, float]:
         "orders": f"""INSERT INTO orders (order_id, customer, sales_rep, priority, created_at, status, workflow, node,
                                           has_custom_items)
             SELECT 'SO' || CAST(i AS TEXT), 'C' || CAST(1 + i % {CUSTOMERS} AS TEXT), CASE WHEN i % 3 = 0 THEN 'oscar' END, 0,
-                   {d.ago(f'({orders} - i) * {90 * 86400} / {orders} + 3600')}, {status}, 'standard',
-                   CASE WHEN i > {first_open} THEN {open_node} END, {d.true('1 = 0')}
+                   {d.ago(f"({orders} - i) * {90 * 86400} / {orders} + 3600")}, {status}, 'standard',
+                   CASE WHEN i > {first_open} THEN {open_node} END, {d.true("1 = 0")}
             FROM {d.series(orders)}""",
         "order_line": f"""INSERT INTO order_line (order_id, line_no, sku, qty, allocated)
             SELECT 'SO' || CAST((i + 1) / 2 AS TEXT), 2 - i % 2, 'K' || CAST(1 + (i * 7) % {skus} AS TEXT), 1 + i % 5,
@@ -119,16 +132,16 @@ def load(store: Store, orders: int, skus: int) -> dict[str, float]:
             SELECT 'SO' || CAST(i AS TEXT), 'standard',
                    CASE WHEN i > {first_open} THEN {open_node} ELSE {done_node} END, 5,
                    CASE WHEN i > {first_open} THEN 'open' ELSE 'done' END, 'warehouse',
-                   {d.ago('(i * 7919) % (5 * 86400)')}, 172800, 'on_track', 0, 0, 0,
-                   CASE WHEN i > {first_open} THEN NULL ELSE {d.ago('(i * 7919) % (5 * 86400)')} END,
+                   {d.ago("(i * 7919) % (5 * 86400)")}, 172800, 'on_track', 0, 0, 0,
+                   CASE WHEN i > {first_open} THEN NULL ELSE {d.ago("(i * 7919) % (5 * 86400)")} END,
                    CASE WHEN i > {first_open} THEN NULL ELSE 'completed' END
             FROM {d.series(orders)}""",
         "qc_batch": f"""INSERT INTO qc_batch (supplier, batch_id, sku, inspected_at, passed, total, promised_at, received_at)
             SELECT 'S' || CAST(1 + (i - 1) / {BATCHES} AS TEXT), 'B' || CAST(i AS TEXT), NULL,
-                   {d.ago(f'86400 * ({BATCHES} - (i - 1) % {BATCHES})')},
+                   {d.ago(f"86400 * ({BATCHES} - (i - 1) % {BATCHES})")},
                    CASE WHEN ((i - 1) / {BATCHES}) % 20 = 1 AND (i - 1) % {BATCHES} >= {BATCHES - 3} THEN 90 ELSE 100 END, 100,
-                   {d.ago(f'86400 * ({BATCHES} - (i - 1) % {BATCHES}) + CASE WHEN ((i - 1) / {BATCHES}) % 20 = 3 THEN 7 * 86400 ELSE 3600 END')},
-                   {d.ago(f'86400 * ({BATCHES} - (i - 1) % {BATCHES}) + 3600')}
+                   {d.ago(f"86400 * ({BATCHES} - (i - 1) % {BATCHES}) + CASE WHEN ((i - 1) / {BATCHES}) % 20 = 3 THEN 7 * 86400 ELSE 3600 END")},
+                   {d.ago(f"86400 * ({BATCHES} - (i - 1) % {BATCHES}) + 3600")}
             FROM {d.series(SUPPLIERS * BATCHES)}""",
     }
     took = {}
@@ -186,9 +199,16 @@ def bench_backend(url: str, orders: int, skus: int, repeat: int) -> dict:
     count_after = median(lambda: reference_count(store), repeat)
     store.dispose()
     return {
-        "loaded": loaded, "load_times": load_times, "sizes": sizes, "count": min(count_s, count_after),
-        "first": first_s, "first_hits": first["per_rule"], "first_notes": first["notifications"],
-        "steady": steady_s, "dry": dry_s, "per_rule": per_rule,
+        "loaded": loaded,
+        "load_times": load_times,
+        "sizes": sizes,
+        "count": min(count_s, count_after),
+        "first": first_s,
+        "first_hits": first["per_rule"],
+        "first_notes": first["notifications"],
+        "steady": steady_s,
+        "dry": dry_s,
+        "per_rule": per_rule,
     }
 
 
@@ -209,11 +229,13 @@ def pg_database():
 
 def report(backend: str, r: dict) -> list[str]:
     hits = ", ".join(f"{k} {v:,}" for k, v in r["first_hits"].items())
-    lines = [f"{backend}  (loaded in {r['loaded']:.0f} s: "
-             + ", ".join(f"{t} {r['sizes'][t]:,}" for t in ("orders", "order_line", "task", "product", "stock", "qc_batch"))
-             + ")",
-             f"  {'SELECT count(*) of the 10 tables the rules read':<52}{r['count']:8.3f} s",
-             f"  {'rules, steady state (nothing new due)':<52}{r['steady']:8.3f} s   {r['steady'] / r['count']:6.1f}x count(*)"]
+    lines = [
+        f"{backend}  (loaded in {r['loaded']:.0f} s: "
+        + ", ".join(f"{t} {r['sizes'][t]:,}" for t in ("orders", "order_line", "task", "product", "stock", "qc_batch"))
+        + ")",
+        f"  {'SELECT count(*) of the 10 tables the rules read':<52}{r['count']:8.3f} s",
+        f"  {'rules, steady state (nothing new due)':<52}{r['steady']:8.3f} s   {r['steady'] / r['count']:6.1f}x count(*)",
+    ]
     for name, secs in r["per_rule"].items():
         lines.append(f"  {'  ' + name + ' alone':<52}{secs:8.3f} s")
     lines += [
@@ -253,8 +275,12 @@ def main() -> None:
     body = []
     for backend, r in results.items():
         body += report(backend, r) + [""]
-    command = "python bench/rules.py" + (f" --orders {args.orders}" if args.orders != 1_000_000 else "") \
-        + (f" --skus {args.skus}" if args.skus != 50_000 else "") + (f" --backend {args.backend}" if args.backend != "both" else "")
+    command = (
+        "python bench/rules.py"
+        + (f" --orders {args.orders}" if args.orders != 1_000_000 else "")
+        + (f" --skus {args.skus}" if args.skus != 50_000 else "")
+        + (f" --backend {args.backend}" if args.backend != "both" else "")
+    )
     first = next(iter(results.values()))
     record(
         "## Rule engine (`bench/rules.py`)\n\n"

@@ -56,8 +56,10 @@ def generate(folder: Path, lines: int) -> int:
     (folder / "customers.csv").write_text("customer,name,region\nC1,客户一,华东\n", encoding="utf-8")
     with open(folder / "stock.csv", "w", encoding="utf-8") as f:
         f.write("sku,warehouse,on_hand\n" + "".join(f"SKU{i:05d},WH-SH,{lines * 5}\n" for i in range(SKUS)))
-    with open(folder / "orders.csv", "w", encoding="utf-8") as f, \
-            open(folder / "shipments.csv", "w", encoding="utf-8") as g:
+    with (
+        open(folder / "orders.csv", "w", encoding="utf-8") as f,
+        open(folder / "shipments.csv", "w", encoding="utf-8") as g,
+    ):
         f.write("order_id,line_no,customer,sku,qty,created_at,promised_ship_date\n")
         g.write("order_id,shipped_at,carrier,tracking,line_no,sku,qty\n")
         for o in range(orders):
@@ -75,19 +77,20 @@ CPU: dict[tuple, float] = {}  # (args) -> CPU seconds (user + system) of the las
 def ffctl(folder: Path, db_url: str, *args: str, now: str = NOW) -> float:
     """Run one ffctl process; returns its wall time (its CPU time goes to ``CPU``: on a loaded
     machine the wall time also counts waiting for a core, the CPU time only the work done)."""
-    env = dict(os.environ, FFCTL_CONFIG=str(folder / "ffctl.toml"), FFCTL_DB=db_url, FFCTL_NOW=now,
-               FFCTL_USER="frank")
+    env = dict(os.environ, FFCTL_CONFIG=str(folder / "ffctl.toml"), FFCTL_DB=db_url, FFCTL_NOW=now, FFCTL_USER="frank")
     started = time.perf_counter()
     with tempfile.TemporaryFile() as err:
-        p = subprocess.Popen([sys.executable, "-m", "ffctl", *args], env=env, cwd=folder,
-                             stdout=subprocess.DEVNULL, stderr=err)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "ffctl", *args], env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=err
+        )
         _pid, status, usage = os.wait4(p.pid, 0)
         p.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started
         if p.returncode != 0:
             err.seek(0)
-            raise SystemExit(f"ffctl {' '.join(args)} failed ({p.returncode}):\n"
-                             f"{err.read().decode(errors='replace')[-3000:]}")
+            raise SystemExit(
+                f"ffctl {' '.join(args)} failed ({p.returncode}):\n{err.read().decode(errors='replace')[-3000:]}"
+            )
     CPU[args[:2]] = usage.ru_utime + usage.ru_stime
     return seconds
 
@@ -98,11 +101,18 @@ def run(folder: Path, db_url: str, orders: int) -> dict:
         ffctl(folder, db_url, "import", kind, str(folder / f"{kind}.csv"))
     t_orders = ffctl(folder, db_url, "import", "orders", str(folder / "orders.csv"))
     ffctl(folder, db_url, "allocate", "--all", now="2026-11-23T09:30:00+08:00")
-    t_ship = ffctl(folder, db_url, "import", "shipments", str(folder / "shipments.csv"),
-                   now="2026-11-23T13:00:00+08:00")
+    t_ship = ffctl(
+        folder, db_url, "import", "shipments", str(folder / "shipments.csv"), now="2026-11-23T13:00:00+08:00"
+    )
     t_one = ffctl(folder, db_url, "ship", f"SO{orders - 1:07d}", "--carrier", "SF", now="2026-11-23T14:00:00+08:00")
-    return {"orders": t_orders, "shipments": t_ship, "one": t_one, "cpu_orders": CPU[("import", "orders")],
-            "cpu_shipments": CPU[("import", "shipments")], "cpu_one": CPU[("ship", f"SO{orders - 1:07d}")]}
+    return {
+        "orders": t_orders,
+        "shipments": t_ship,
+        "one": t_one,
+        "cpu_orders": CPU[("import", "orders")],
+        "cpu_shipments": CPU[("import", "shipments")],
+        "cpu_one": CPU[("ship", f"SO{orders - 1:07d}")],
+    }
 
 
 def main() -> None:
@@ -130,15 +140,24 @@ def main() -> None:
                 with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
                     conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     load = os.getloadavg()
-    lines = ["## Partial shipments (bench/ship.py)", "",
-             "`python bench/ship.py --lines N`: each figure beside its reference from the same run and store.", "",
-             f"{args.lines:,} order lines / {args.lines - 2:,} shipment lines; load average "
-             f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (2 cores, shared)", ""]
+    lines = [
+        "## Partial shipments (bench/ship.py)",
+        "",
+        "`python bench/ship.py --lines N`: each figure beside its reference from the same run and store.",
+        "",
+        f"{args.lines:,} order lines / {args.lines - 2:,} shipment lines; load average "
+        f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f} (2 cores, shared)",
+        "",
+    ]
     for backend, r in results:
-        lines.append(f"- {backend}: import shipments {r['shipments']:.1f} s vs import orders {r['orders']:.1f} s: "
-                     f"ratio {r['shipments'] / r['orders']:.2f} (goal <= 1.0); one `ffctl ship` {r['one']:.2f} s")
-        lines.append(f"  CPU time of the same processes: {r['cpu_shipments']:.1f} s vs {r['cpu_orders']:.1f} s: "
-                     f"ratio {r['cpu_shipments'] / r['cpu_orders']:.2f}; one `ffctl ship` {r['cpu_one']:.2f} s")
+        lines.append(
+            f"- {backend}: import shipments {r['shipments']:.1f} s vs import orders {r['orders']:.1f} s: "
+            f"ratio {r['shipments'] / r['orders']:.2f} (goal <= 1.0); one `ffctl ship` {r['one']:.2f} s"
+        )
+        lines.append(
+            f"  CPU time of the same processes: {r['cpu_shipments']:.1f} s vs {r['cpu_orders']:.1f} s: "
+            f"ratio {r['cpu_shipments'] / r['cpu_orders']:.2f}; one `ffctl ship` {r['cpu_one']:.2f} s"
+        )
     text = "\n".join(lines)
     print(text)
     if args.record:

@@ -38,8 +38,10 @@ def main() -> None:
         sys.exit("needs ffctl and sqlite-utils on PATH: pip install -e '.[bench]'")
     ours = median_seconds([ffctl, "--help"], runs)
     theirs = median_seconds([reference, "--help"], runs)
-    light = median_seconds([ffctl, "--config", str(Path(__file__).resolve().parent.parent / "config.example.toml"),
-                            "config", "check"], runs)
+    light = median_seconds(
+        [ffctl, "--config", str(Path(__file__).resolve().parent.parent / "config.example.toml"), "config", "check"],
+        runs,
+    )
     print(f"ffctl --help              {ours * 1000:7.1f} ms (median of {runs})")
     print(f"sqlite-utils --help       {theirs * 1000:7.1f} ms (reference)")
     print(f"ratio                     {ours / theirs:7.2f}x  (goal <= 1.5x)")

@@ -83,8 +83,23 @@ def stamp(dt: datetime) -> str:
 # --- bulk loading (not timed) ------------------------------------------------------------------------
 
 ORDER_COLS = ("order_id", "customer", "priority", "created_at", "status", "workflow", "node", "has_custom_items")
-TASK_COLS = ("order_id", "workflow", "node", "seq", "status", "owner", "entered_at", "sla_seconds", "risk_at",
-             "deadline", "sla_state", "paused_seconds", "next_step", "escalation_level", "next_action_at")
+TASK_COLS = (
+    "order_id",
+    "workflow",
+    "node",
+    "seq",
+    "status",
+    "owner",
+    "entered_at",
+    "sla_seconds",
+    "risk_at",
+    "deadline",
+    "sla_state",
+    "paused_seconds",
+    "next_step",
+    "escalation_level",
+    "next_action_at",
+)
 
 
 def rows(start: int, stop: int):
@@ -94,8 +109,10 @@ def rows(start: int, stop: int):
         entered = NOW - timedelta(minutes=50) if due else NOW + timedelta(days=90, seconds=i)
         oid = f"SO{i:08d}"
         risk, deadline = entered + timedelta(minutes=45), entered + timedelta(hours=1)
-        yield ((oid, "C1", 0, entered, "open", "main", "review", False),
-               (oid, "main", "review", 0, "open", "clerk", entered, 3600, risk, deadline, "on_track", 0.0, 0, 0, risk))
+        yield (
+            (oid, "C1", 0, entered, "open", "main", "review", False),
+            (oid, "main", "review", 0, "open", "clerk", entered, 3600, risk, deadline, "on_track", 0.0, 0, 0, risk),
+        )
 
 
 def load_sqlite(path: str, start: int, stop: int) -> None:
@@ -127,6 +144,7 @@ def load_pg(conninfo: str, start: int, stop: int) -> None:
 
     def naive(row):
         return tuple(v.astimezone(timezone.utc).replace(tzinfo=None) if isinstance(v, datetime) else v for v in row)
+
     with psycopg.connect(conninfo) as conn:
         conn.execute("INSERT INTO customer (customer, name) VALUES ('C1', 'Customer one') ON CONFLICT DO NOTHING")
         data = list(rows(start, stop))
@@ -143,6 +161,7 @@ def load_pg(conninfo: str, start: int, stop: int) -> None:
 
 # --- measuring ---------------------------------------------------------------------------------------
 
+
 def reset_due(store) -> None:
     """Put the DUE tasks back to 'due, on track' and forget what the last sweep did to them."""
     import sqlalchemy as sa
@@ -153,9 +172,11 @@ def reset_due(store) -> None:
         s.execute(sa.delete(TaskStep))
         s.execute(sa.delete(TaskAssignee))
         s.execute(sa.delete(Notification))
-        s.execute(sa.update(Task).where(Task.order_id < f"SO{DUE:08d}")
-                  .values(sla_state="on_track", next_step=0, escalation_level=0, status="open",
-                          next_action_at=Task.risk_at))
+        s.execute(
+            sa.update(Task)
+            .where(Task.order_id < f"SO{DUE:08d}")
+            .values(sla_state="on_track", next_step=0, escalation_level=0, status="open", next_action_at=Task.risk_at)
+        )
 
 
 def timed_sweep(store, cfg, *, expect: int) -> float:
@@ -196,8 +217,12 @@ def cli_idle(config: Path, url: str, runs: int) -> float:
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "ffctl", "sla", "sweep", "--no-send", "--no-rules", "-f", "json"],
-                       env=env, check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "ffctl", "sla", "sweep", "--no-send", "--no-rules", "-f", "json"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
@@ -213,6 +238,7 @@ def bench_backend(backend: str, small: int, big: int, runs: int, folder: Path) -
     if backend == "sqlite":
         path = folder / "sweep.db"
         url = f"sqlite:///{path}"
+
         def loader(a, b):
             return load_sqlite(str(path), a, b)
     else:
@@ -223,8 +249,10 @@ def bench_backend(backend: str, small: int, big: int, runs: int, folder: Path) -
             conn.execute(f"CREATE DATABASE {dbname}")
         conninfo = PG_ADMIN.rsplit("/", 1)[0] + f"/{dbname}"
         url = conninfo.replace("postgresql://", "postgresql+psycopg://")
+
         def loader(a, b):
             return load_pg(conninfo, a, b)
+
     store = Store(url)
     try:
         store.upgrade()
@@ -237,9 +265,15 @@ def bench_backend(backend: str, small: int, big: int, runs: int, folder: Path) -
         print(f"  [{backend}] loaded {big - small:,} more in {time.perf_counter() - t:.1f} s", flush=True)
         big_busy, big_idle = measure(store, cfg, runs)
         return {
-            "backend": backend, "small": small, "big": big,
-            "small_busy": small_busy, "big_busy": big_busy, "small_idle": small_idle, "big_idle": big_idle,
-            "count_open": count_open(store, runs), "cli_idle": cli_idle(config, url, runs),
+            "backend": backend,
+            "small": small,
+            "big": big,
+            "small_busy": small_busy,
+            "big_busy": big_busy,
+            "small_idle": small_idle,
+            "big_idle": big_idle,
+            "count_open": count_open(store, runs),
+            "cli_idle": cli_idle(config, url, runs),
         }
     finally:
         store.dispose()
@@ -378,17 +412,25 @@ def bench_backlog(backend: str, n: int, folder: Path) -> dict:
     with fresh_store(backend, folder, "backlog") as store:
         masters(store)
         imported, out["import"], out["import_cpu"], out["import_server"] = timed_call(
-            lambda: import_file(store, cfg, "orders", orders, now=NOW, actor="bench"), store)
+            lambda: import_file(store, cfg, "orders", orders, now=NOW, actor="bench"), store
+        )
         assert imported.written == n, imported.as_dict()
         report, out["sweep"], out["sweep_cpu"], out["sweep_server"] = timed_call(
-            lambda: sla.sweep(store, cfg, now=NOW), store)
-        assert (report.at_risk, report.breached, report.actions["remind"], report.actions["escalate"]) == (n, n, n, 2 * n)
+            lambda: sla.sweep(store, cfg, now=NOW), store
+        )
+        assert (report.at_risk, report.breached, report.actions["remind"], report.actions["escalate"]) == (
+            n,
+            n,
+            n,
+            2 * n,
+        )
         assert report.notifications_queued == BACKLOG_MESSAGES, report.notifications_queued
         print(f"  [{backend}] backlog: import {out['import']:.1f} s, first sweep {out['sweep']:.1f} s", flush=True)
     with fresh_store(backend, folder, "backfill") as store:
         masters(store)
         imported, out["backfill"], out["backfill_cpu"], out["backfill_server"] = timed_call(
-            lambda: import_file(store, cfg, "orders", orders, now=NOW, actor="bench", backfill=True), store)
+            lambda: import_file(store, cfg, "orders", orders, now=NOW, actor="bench", backfill=True), store
+        )
         assert imported.written == n, imported.as_dict()
         report, out["after_backfill"], _, _ = timed_call(lambda: sla.sweep(store, cfg, now=NOW))
         assert report.items == [] and report.notifications_queued == 0
@@ -398,6 +440,7 @@ def bench_backlog(backend: str, n: int, folder: Path) -> dict:
 
 def backlog_report(results: list[dict]) -> str:
     lines = []
+
     def cpu(r, what):
         server = f" + server {r[what + '_server']:.1f} s" if r["backend"] == "postgresql" else ""
         return f"CPU {r[what + '_cpu']:.1f} s{server}"
@@ -405,13 +448,17 @@ def backlog_report(results: list[dict]) -> str:
     for r in results:
         n = r["n"]
         rows = [
-            (f"first sweep, {n:,} overdue orders ({n * BACKLOG_STEPS:,} steps)",
-             f"{r['sweep']:8.1f} s   (goal <= 10 s; {cpu(r, 'sweep')})"),
+            (
+                f"first sweep, {n:,} overdue orders ({n * BACKLOG_STEPS:,} steps)",
+                f"{r['sweep']:8.1f} s   (goal <= 10 s; {cpu(r, 'sweep')})",
+            ),
             (f"reference: import of the same {n:,} orders", f"{r['import']:8.1f} s   ({cpu(r, 'import')})"),
             ("ratio", f"{r['sweep'] / r['import']:8.2f}x"),
             ("messages the sweep queued", f"{BACKLOG_MESSAGES:8d}     (one per person and channel)"),
-            (f"import --backfill of the same {n:,} orders", f"{r['backfill']:8.1f} s   ({cpu(r, 'backfill')}; "
-                                                            f"{r['backfill'] / r['import']:.2f}x the import)"),
+            (
+                f"import --backfill of the same {n:,} orders",
+                f"{r['backfill']:8.1f} s   ({cpu(r, 'backfill')}; {r['backfill'] / r['import']:.2f}x the import)",
+            ),
             ("first sweep after the backfill", f"{r['after_backfill'] * 1000:8.1f} ms  (nothing due, nothing sent)"),
             ("load average before / after", f"{r['load_before']:8.1f} / {r['load_after']:.1f}"),
         ]
@@ -438,10 +485,12 @@ def report(results: list[dict], args) -> str:
 
 
 def record(steady: str | None, backlog: str | None, args) -> None:
-    parts = [f"""## The SLA sweep (`bench/sweep.py`)
+    parts = [
+        f"""## The SLA sweep (`bench/sweep.py`)
 
 `python bench/sweep.py --runs {args.runs}` on CPython {platform.python_version()}, {platform.machine()}, {datetime.now():%Y-%m-%d}
-(2 cores shared with other work{f'; {args.note}' if args.note else ''})."""]
+(2 cores shared with other work{f"; {args.note}" if args.note else ""})."""
+    ]
     if steady:
         parts.append(f"""### Steady state: cost follows the due work
 

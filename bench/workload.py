@@ -76,16 +76,28 @@ def bench(backend: str, n: int, runs: int) -> dict:
         kpi("region")
         region, _rows = timed(lambda: kpi("region"), runs)
         workflow, _rows = timed(lambda: kpi("workflow"), runs)
-        return {"backend": backend, "orders": n, "visits": visits, "sla": sla, "role": role, "person": person,
-                "roles": roles, "people": len(people), "kpi_region": region, "kpi_workflow": workflow}
+        return {
+            "backend": backend,
+            "orders": n,
+            "visits": visits,
+            "sla": sla,
+            "role": role,
+            "person": person,
+            "roles": roles,
+            "people": len(people),
+            "kpi_region": region,
+            "kpi_workflow": workflow,
+        }
 
 
 def describe(r: dict) -> str:
     busiest = max(r["roles"], key=lambda x: x["arrived"] or 0)
-    return (f"| {r['backend']} | {r['orders']:,} | {r['visits']:,} | {r['sla']:.2f} s | {r['role']:.2f} s "
-            f"({r['role'] / r['sla']:.1f}x) | {r['person']:.2f} s ({r['person'] / r['sla']:.1f}x) | "
-            f"{busiest['group']}: {busiest['arrived_per_day']} in, {busiest['completed_per_day']} done per day | "
-            f"{r['kpi_region']:.2f} s | {r['kpi_workflow']:.2f} s ({r['kpi_workflow'] / r['kpi_region']:.1f}x) |")
+    return (
+        f"| {r['backend']} | {r['orders']:,} | {r['visits']:,} | {r['sla']:.2f} s | {r['role']:.2f} s "
+        f"({r['role'] / r['sla']:.1f}x) | {r['person']:.2f} s ({r['person'] / r['sla']:.1f}x) | "
+        f"{busiest['group']}: {busiest['arrived_per_day']} in, {busiest['completed_per_day']} done per day | "
+        f"{r['kpi_region']:.2f} s | {r['kpi_workflow']:.2f} s ({r['kpi_workflow'] / r['kpi_region']:.1f}x) |"
+    )
 
 
 def main() -> None:
@@ -105,25 +117,31 @@ def main() -> None:
     print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the start", flush=True)
     if args.record:
         command = "python bench/workload.py" + "".join(
-            f" --{k} {v}" for k, v in (("orders", args.orders), ("backend", args.backend), ("runs", args.runs)))
-        record_section("workload.py", "\n".join([
-            "## report workload",
-            "",
-            f"`{command}` on {datetime.now(timezone.utc):%Y-%m-%d} (load average {load[0]:.1f} at the start; "
-            "2 cores shared). The store of bench/report.py; one month (December) of its year; medians of "
-            f"{args.runs} runs; the reference is `report sla` over the same month in the same run.",
-            "",
-            "| backend | orders | node visits | report sla | workload by role | workload by person | busiest role "
-            "| kpi --by region | kpi --by workflow |",
-            "|---|---:|---:|---:|---:|---:|---|---:|---:|",
-            *lines,
-            "",
-            "`report kpi --by workflow` reads each order's workflow off `orders` and joins it to the facts "
-            "(no copy in `order_fact`, so no migration and no rebuild), so it takes the generic path of the "
-            "product and category cuts rather than the indexed one of `--by region` (whole year, after the facts "
-            "were refreshed). A `workflow` column in `order_fact` (a migration, and a rebuild of the facts) would "
-            "put it on region's path.",
-        ]))
+            f" --{k} {v}" for k, v in (("orders", args.orders), ("backend", args.backend), ("runs", args.runs))
+        )
+        record_section(
+            "workload.py",
+            "\n".join(
+                [
+                    "## report workload",
+                    "",
+                    f"`{command}` on {datetime.now(timezone.utc):%Y-%m-%d} (load average {load[0]:.1f} at the start; "
+                    "2 cores shared). The store of bench/report.py; one month (December) of its year; medians of "
+                    f"{args.runs} runs; the reference is `report sla` over the same month in the same run.",
+                    "",
+                    "| backend | orders | node visits | report sla | workload by role | workload by person | busiest role "
+                    "| kpi --by region | kpi --by workflow |",
+                    "|---|---:|---:|---:|---:|---:|---|---:|---:|",
+                    *lines,
+                    "",
+                    "`report kpi --by workflow` reads each order's workflow off `orders` and joins it to the facts "
+                    "(no copy in `order_fact`, so no migration and no rebuild), so it takes the generic path of the "
+                    "product and category cuts rather than the indexed one of `--by region` (whole year, after the facts "
+                    "were refreshed). A `workflow` column in `order_fact` (a migration, and a rebuild of the facts) would "
+                    "put it on region's path.",
+                ]
+            ),
+        )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "requisition": ("ffctl.commands.requisition:app", _("Purchase requisitions drafted by the rules.")),
     "supplier": ("ffctl.commands.supplier:app", _("Supplier QC pass rates, delays and inspection exemption.")),
     "notify": ("ffctl.commands.notify:app", _("Deliver queued notifications; see what went where.")),
-    "report": ("ffctl.commands.report:app", _("KPIs against targets, workload per role, the paths orders take, the dashboard.")),
+    "report": (
+        "ffctl.commands.report:app",
+        _("KPIs against targets, workload per role, the paths orders take, the dashboard."),
+    ),
     "export": ("ffctl.commands.export:app", _("Export the audit trail as a process-mining event log.")),
     "schedule": ("ffctl.commands.schedule:app", _("Run due scheduled jobs (one cron line); show next runs.")),
     "demo": ("ffctl.commands.demo:app", _("Build a realistic demo store and run it end to end.")),
@@ -70,11 +73,17 @@ class LazyGroup(TyperGroup):
         argv = list(sys.argv[1:] if args is None else args)
         i18n.choose(_config_path(argv))
         if i18n.missing_catalog is not None:
-            _stderr(f"Warning: the {i18n.current()} catalog {i18n.missing_catalog} is not built; messages "
-                    "stay in English (pip install -e . or python hatch_build.py builds it).")
+            _stderr(
+                f"Warning: the {i18n.current()} catalog {i18n.missing_catalog} is not built; messages "
+                "stay in English (pip install -e . or python hatch_build.py builds it)."
+            )
         elif i18n.stale_fragments:  # a checkout where a fragment was edited (or pulled) after the build
-            _stderr(_("Warning: {fragments} changed after the catalog was compiled; run `python hatch_build.py` "
-                      "in the checkout to see the new translations.").format(fragments=", ".join(i18n.stale_fragments)))
+            _stderr(
+                _(
+                    "Warning: {fragments} changed after the catalog was compiled; run `python hatch_build.py` "
+                    "in the checkout to see the new translations."
+                ).format(fragments=", ".join(i18n.stale_fragments))
+            )
         _translate_help(self)
         return super().main(args, *rest, **kwargs)
 
@@ -180,8 +189,11 @@ def _report(exc: Exception) -> None:
         raise typer.Exit(1)
     from ffctl.core.secrets import mask_urls_in
 
-    _stderr(_("Error: unexpected {error}: {message}").format(
-        error=exc.__class__.__name__, message=mask_urls_in(str(exc)).splitlines()[0] if str(exc) else ""))
+    _stderr(
+        _("Error: unexpected {error}: {message}").format(
+            error=exc.__class__.__name__, message=mask_urls_in(str(exc)).splitlines()[0] if str(exc) else ""
+        )
+    )
     _stderr(_("Hint: this is a bug in ffctl; run again with FFCTL_DEBUG=1 for the traceback and report it."))
     raise typer.Exit(1)
 
@@ -214,7 +226,11 @@ def main_options(
         None, "--db", metavar="URL", envvar="FFCTL_DB", help=_("Database URL (overrides [database] url).")
     ),
     now: str | None = typer.Option(
-        None, "--now", metavar="ISO", envvar="FFCTL_NOW", help=_("The command clock: ISO time to act at [default: now].")
+        None,
+        "--now",
+        metavar="ISO",
+        envvar="FFCTL_NOW",
+        help=_("The command clock: ISO time to act at [default: now]."),
     ),
     as_user: str | None = typer.Option(
         None, "--as", metavar="USER", envvar="FFCTL_USER", help=_("Acting user [default: your login].")

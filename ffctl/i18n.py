@@ -56,7 +56,9 @@ def use(language: str | None) -> str:
             missing_catalog = CATALOGS[language]
         else:
             with os.scandir(CATALOGS[language].parent.parent) as entries:  # one directory read
-                stale_fragments = sorted(e.name for e in entries if e.name.endswith(".po") and e.stat().st_mtime > built)
+                stale_fragments = sorted(
+                    e.name for e in entries if e.name.endswith(".po") and e.stat().st_mtime > built
+                )
     _translation, _current = translation, language
     # Click and Typer mark their own words ("Usage:", "Options", usage errors) with the standard
     # library's global gettext: point it at our catalog, in our language (click.po translates them).

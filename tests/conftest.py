@@ -180,8 +180,15 @@ class Workspace:
     db_url: str
     config_path: Path
 
-    def run(self, *args: str, now: str | None = None, user: str | None = None, input: str | None = None,
-            columns: int = 200, lang: str = "C.UTF-8"):
+    def run(
+        self,
+        *args: str,
+        now: str | None = None,
+        user: str | None = None,
+        input: str | None = None,
+        columns: int = 200,
+        lang: str = "C.UTF-8",
+    ):
         """Run ffctl; ``lang`` is the LANG it sees (LC_ALL and LC_MESSAGES unset): English unless a
         test asks for, e.g., zh_CN.UTF-8, whatever the developer's own locale."""
         from typer.testing import CliRunner

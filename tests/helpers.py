@@ -19,12 +19,14 @@ from pathlib import Path
 import sqlalchemy as sa
 
 SUPPLIERS = "supplier,name\nSUP-1,华东紧固件有限公司\n"
-PRODUCTS = ("sku,name,category,safety_stock,supplier\n"
-            "SKU-0001,六角螺栓 M8,fasteners,0,SUP-1\n"
-            "SKU-0002,不锈钢垫圈 M8,fasteners,0,SUP-1\n")
-CUSTOMERS = ("customer,name,region,tier,sales_rep\n"
-             "C-EAST,上海宏达机械厂,east,gold,oscar\n"
-             "C-WEST,Western Goods,west,silver,\n")
+PRODUCTS = (
+    "sku,name,category,safety_stock,supplier\n"
+    "SKU-0001,六角螺栓 M8,fasteners,0,SUP-1\n"
+    "SKU-0002,不锈钢垫圈 M8,fasteners,0,SUP-1\n"
+)
+CUSTOMERS = (
+    "customer,name,region,tier,sales_rep\nC-EAST,上海宏达机械厂,east,gold,oscar\nC-WEST,Western Goods,west,silver,\n"
+)
 STOCK = "sku,warehouse,on_hand\nSKU-0001,WH-SH,100\nSKU-0002,WH-SH,10\n"
 
 
@@ -46,10 +48,8 @@ def import_csv(ws, kind: str, text: str, *, now: str | None = None) -> None:
 
 def open_shop(ws, *, now: str | None = None, stock: str = STOCK) -> None:
     """Suppliers, two products, an eastern (pilot workflow for b2b) and a western customer, stock."""
-    for kind, text in (("suppliers", SUPPLIERS), ("products", PRODUCTS), ("customers", CUSTOMERS),
-                       ("stock", stock)):
+    for kind, text in (("suppliers", SUPPLIERS), ("products", PRODUCTS), ("customers", CUSTOMERS), ("stock", stock)):
         import_csv(ws, kind, text, now=now)
-
 
 
 def free_port() -> int:
@@ -75,17 +75,22 @@ def self_signed_certificate(folder: Path, host: str = "127.0.0.1") -> tuple[Path
         alt = x509.DNSName(host)
     now = dt.datetime.now(dt.timezone.utc)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -96,8 +101,9 @@ class SmtpServer:
     "implicit" (TLS from the first byte, as on port 465); ``cert`` is (cert.pem, key.pem).
     """
 
-    def __init__(self, *, password: str | None = None, tls: str | None = None,
-                 cert: tuple[Path, Path] | None = None) -> None:
+    def __init__(
+        self, *, password: str | None = None, tls: str | None = None, cert: tuple[Path, Path] | None = None
+    ) -> None:
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import AuthResult
 
@@ -196,6 +202,7 @@ def masters(ws):
 
 # --- webhooks, and what a message names ----------------------------------------------------------
 
+
 class Hooks:
     """A real HTTP server on loopback: records POSTs; ``status`` makes it fail on purpose."""
 
@@ -250,9 +257,18 @@ class ChatRobot:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 parts = urlsplit(self.path)
                 status, body = robot.answer
-                robot.received.append({"path": parts.path, "query": {k: v[0] for k, v in parse_qs(parts.query).items()},
-                                       "raw_query": parts.query, "headers": dict(self.headers), "raw": raw,
-                                       "json": json.loads(raw), "answered": status, "ok": (status, body) == robot.OK[vendor]})
+                robot.received.append(
+                    {
+                        "path": parts.path,
+                        "query": {k: v[0] for k, v in parse_qs(parts.query).items()},
+                        "raw_query": parts.query,
+                        "headers": dict(self.headers),
+                        "raw": raw,
+                        "json": json.loads(raw),
+                        "answered": status,
+                        "ok": (status, body) == robot.OK[vendor],
+                    }
+                )
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -289,8 +305,12 @@ def messages(store) -> list[tuple]:
     from ffctl.core.models import Notification as N
 
     with store.session() as s:
-        return [tuple(r) for r in s.execute(sa.select(N.recipient, N.channel, N.subject, N.body, N.next_attempt_at)
-                                            .order_by(N.id)).all()]
+        return [
+            tuple(r)
+            for r in s.execute(
+                sa.select(N.recipient, N.channel, N.subject, N.body, N.next_attempt_at).order_by(N.id)
+            ).all()
+        ]
 
 
 # --- the breach forecast's stores (tests/test_forecast.py) -------------------------------------------
@@ -341,8 +361,9 @@ def enter_orders(store, cfg, ids: list[str], at) -> None:
 
     with store.session(write=True) as s:
         insert_or_ignore(s, Customer, [{"customer": "c1", "name": "Customer One", "region": "west"}], ["customer"])
-        s.execute(sa.insert(Order), [{"order_id": i, "customer": "c1", "created_at": at, "channel": "web"}
-                                     for i in ids])
+        s.execute(
+            sa.insert(Order), [{"order_id": i, "customer": "c1", "created_at": at, "channel": "web"} for i in ids]
+        )
         workflow.enter_orders(s, cfg, workflow.order_facts(s, ids), actor="test")
 
 
@@ -384,14 +405,19 @@ def flow_history(ws) -> None:
     - CH2 (standard, two lines): credit_review done, waits at allocation (not enough B);
     - X1 (standard), created the next day: still at credit_review.
     """
-    for name, text in (("products", "sku,name,category\nA,Widget,parts\nB,Bolt <M8>,parts\n"),
-                       ("customers", "customer,name,region\nC1,客户一,east\nC2,Western,west\n"),
-                       ("stock", "sku,warehouse,on_hand\nA,WH1,100\nB,WH1,1\n"),
-                       ("orders", "order_id,line_no,customer,sku,qty,channel,created_at\n"
-                                  "P1,1,C1,A,2,b2b,2026-12-02 09:00\n"
-                                  "CH1,1,C2,A,1,web,2026-12-02 09:01\n"
-                                  "CH2,1,C2,A,1,web,2026-12-02 09:02\n"
-                                  "CH2,2,C2,B,5,web,2026-12-02 09:02\n")):
+    for name, text in (
+        ("products", "sku,name,category\nA,Widget,parts\nB,Bolt <M8>,parts\n"),
+        ("customers", "customer,name,region\nC1,客户一,east\nC2,Western,west\n"),
+        ("stock", "sku,warehouse,on_hand\nA,WH1,100\nB,WH1,1\n"),
+        (
+            "orders",
+            "order_id,line_no,customer,sku,qty,channel,created_at\n"
+            "P1,1,C1,A,2,b2b,2026-12-02 09:00\n"
+            "CH1,1,C2,A,1,web,2026-12-02 09:01\n"
+            "CH2,1,C2,A,1,web,2026-12-02 09:02\n"
+            "CH2,2,C2,B,5,web,2026-12-02 09:02\n",
+        ),
+    ):
         import_csv(ws, name, text, now=flow_at("09:05"))
     judy = {"user": "judy"}
     cli_ok(ws, "advance", "P1", now=flow_at("09:10"), **judy)
@@ -405,8 +431,12 @@ def flow_history(ws) -> None:
     cli_ok(ws, "ship", "P1", "--carrier", "SF", "--tracking", "T1", now=flow_at("12:00"), **judy)
     cli_ok(ws, "ship", "CH1", "--carrier", "SF", now=flow_at("13:00"), **judy)
     cli_ok(ws, "deliver", "P1", now=flow_at("18:00"), **judy)
-    import_csv(ws, "orders", "order_id,line_no,customer,sku,qty,channel,created_at\n"
-                             "X1,1,C2,A,1,web,2026-12-03 09:00\n", now=flow_at("09:05", "2026-12-03T"))
+    import_csv(
+        ws,
+        "orders",
+        "order_id,line_no,customer,sku,qty,channel,created_at\nX1,1,C2,A,1,web,2026-12-03 09:00\n",
+        now=flow_at("09:05", "2026-12-03T"),
+    )
 
 
 def open_orders(session, cfg, orders, *, at, customer: str = "C1", region: str = "north") -> None:
@@ -425,8 +455,16 @@ def open_orders(session, cfg, orders, *, at, customer: str = "C1", region: str =
             session.add(Stock(sku=sku, warehouse="WH1", on_hand=100))
     session.flush()
     for order_id, lines, minutes in orders:
-        session.add(Order(order_id=order_id, customer=customer, channel="web", region=region, priority=0,
-                          created_at=at - dt.timedelta(minutes=minutes)))
+        session.add(
+            Order(
+                order_id=order_id,
+                customer=customer,
+                channel="web",
+                region=region,
+                priority=0,
+                created_at=at - dt.timedelta(minutes=minutes),
+            )
+        )
         session.flush()
         for n, (sku, qty) in enumerate(lines, start=1):
             session.add(OrderLine(order_id=order_id, line_no=n, sku=sku, qty=qty))
@@ -469,8 +507,12 @@ def stock_row(ws, sku: str, warehouse: str = "WH-SH") -> tuple:
     store = ws.store()
     try:
         with store.session() as s:
-            return tuple(s.execute(sa.text("SELECT on_hand, allocated FROM stock WHERE sku = :s AND warehouse = :w"),
-                                   {"s": sku, "w": warehouse}).one())
+            return tuple(
+                s.execute(
+                    sa.text("SELECT on_hand, allocated FROM stock WHERE sku = :s AND warehouse = :w"),
+                    {"s": sku, "w": warehouse},
+                ).one()
+            )
     finally:
         store.dispose()
 
@@ -481,11 +523,18 @@ def spawn_ffctl(ws, *args: str, now: str, user: str = "frank"):
     import subprocess
     import sys
 
-    env = dict(os.environ, FFCTL_CONFIG=str(ws.config_path), FFCTL_DB=ws.db_url, FFCTL_USER=user,
-               FFCTL_NOW=now, COLUMNS="200")
+    env = dict(
+        os.environ, FFCTL_CONFIG=str(ws.config_path), FFCTL_DB=ws.db_url, FFCTL_USER=user, FFCTL_NOW=now, COLUMNS="200"
+    )
     env.pop("FFCTL_DEBUG", None)
-    return subprocess.Popen([sys.executable, "-m", "ffctl", *args], env=env, cwd=ws.path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ffctl", *args],
+        env=env,
+        cwd=ws.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 # --- stock: a store built the way imports would -------------------------------------------------
@@ -495,6 +544,7 @@ STOCK_TZ = "Asia/Shanghai"
 
 
 # --- stock store builders (test_stock, test_allocate, test_ship, test_allocate_concurrency) ------
+
 
 def seed(session, *, products=(), stock=(), receipts=(), customers=("C1",)):
     """products: sku or (sku, lead_time_days); stock: (sku, wh, on_hand); receipts: (id, sku, wh, qty, expected_at)."""
@@ -527,8 +577,17 @@ def add_orders(session, cfg, orders, *, at=STOCK_NOW, to_allocation=True, actor=
         order_id, priority, lines = spec[0], spec[1], spec[2]
         promised = spec[3] if len(spec) > 3 else None
         created = at - dt.timedelta(minutes=len(orders) - i)
-        session.add(Order(order_id=order_id, customer="C1", channel="web", region="north", priority=priority,
-                          created_at=created, promised_ship_date=promised))
+        session.add(
+            Order(
+                order_id=order_id,
+                customer="C1",
+                channel="web",
+                region="north",
+                priority=priority,
+                created_at=created,
+                promised_ship_date=promised,
+            )
+        )
         session.flush()
         for n, (sku, qty) in enumerate(lines, start=1):
             session.add(OrderLine(order_id=order_id, line_no=n, sku=sku, qty=qty))
@@ -543,40 +602,54 @@ def add_orders(session, cfg, orders, *, at=STOCK_NOW, to_allocation=True, actor=
 
 def check_invariants(session):
     """Never oversold, and every reservation is accounted for on both sides."""
-    bad = session.execute(sa.text("SELECT sku, warehouse, on_hand, allocated FROM stock "
-                                  "WHERE allocated > on_hand OR allocated < 0 OR on_hand < 0")).all()
+    bad = session.execute(
+        sa.text(
+            "SELECT sku, warehouse, on_hand, allocated FROM stock "
+            "WHERE allocated > on_hand OR allocated < 0 OR on_hand < 0"
+        )
+    ).all()
     assert not bad, f"oversold: {bad}"
-    by_stock = session.execute(sa.text(
-        "SELECT s.sku, s.warehouse, s.allocated, COALESCE(SUM(a.qty), 0) FROM stock s "
-        "LEFT JOIN allocation a ON a.sku = s.sku AND a.warehouse = s.warehouse "
-        "GROUP BY s.id, s.sku, s.warehouse, s.allocated HAVING s.allocated <> COALESCE(SUM(a.qty), 0)"
-    )).all()
+    by_stock = session.execute(
+        sa.text(
+            "SELECT s.sku, s.warehouse, s.allocated, COALESCE(SUM(a.qty), 0) FROM stock s "
+            "LEFT JOIN allocation a ON a.sku = s.sku AND a.warehouse = s.warehouse "
+            "GROUP BY s.id, s.sku, s.warehouse, s.allocated HAVING s.allocated <> COALESCE(SUM(a.qty), 0)"
+        )
+    ).all()
     assert not by_stock, f"stock.allocated differs from its reservations: {by_stock}"
-    orphans = session.execute(sa.text(
-        "SELECT a.sku, a.warehouse FROM allocation a LEFT JOIN stock s ON s.sku = a.sku "
-        "AND s.warehouse = a.warehouse WHERE s.id IS NULL")).all()
+    orphans = session.execute(
+        sa.text(
+            "SELECT a.sku, a.warehouse FROM allocation a LEFT JOIN stock s ON s.sku = a.sku "
+            "AND s.warehouse = a.warehouse WHERE s.id IS NULL"
+        )
+    ).all()
     assert not orphans
-    by_line = session.execute(sa.text(
-        "SELECT l.order_id, l.line_no, l.allocated - l.shipped, COALESCE(SUM(a.qty), 0) FROM order_line l "
-        "JOIN orders o ON o.order_id = l.order_id LEFT JOIN allocation a ON a.line_id = l.id "
-        "WHERE o.status IN ('open', 'on_hold', 'cancelled') "
-        "GROUP BY l.id, l.order_id, l.line_no, l.allocated, l.shipped "
-        "HAVING l.allocated - l.shipped <> COALESCE(SUM(a.qty), 0)"
-    )).all()
+    by_line = session.execute(
+        sa.text(
+            "SELECT l.order_id, l.line_no, l.allocated - l.shipped, COALESCE(SUM(a.qty), 0) FROM order_line l "
+            "JOIN orders o ON o.order_id = l.order_id LEFT JOIN allocation a ON a.line_id = l.id "
+            "WHERE o.status IN ('open', 'on_hold', 'cancelled') "
+            "GROUP BY l.id, l.order_id, l.line_no, l.allocated, l.shipped "
+            "HAVING l.allocated - l.shipped <> COALESCE(SUM(a.qty), 0)"
+        )
+    ).all()
     assert not by_line, f"order_line.allocated differs from its reservations: {by_line}"
-    over = session.execute(sa.text("SELECT id FROM order_line WHERE allocated + cancelled > qty "
-                                   "OR shipped > allocated")).all()
+    over = session.execute(
+        sa.text("SELECT id FROM order_line WHERE allocated + cancelled > qty OR shipped > allocated")
+    ).all()
     assert not over
 
 
 def stock_of(session, sku, wh):
-    return session.execute(sa.text("SELECT on_hand, allocated FROM stock WHERE sku = :s AND warehouse = :w"),
-                           {"s": sku, "w": wh}).one()
+    return session.execute(
+        sa.text("SELECT on_hand, allocated FROM stock WHERE sku = :s AND warehouse = :w"), {"s": sku, "w": wh}
+    ).one()
 
 
 def events(session, kind):
-    return session.execute(sa.text("SELECT order_id, subject, detail FROM event WHERE event = :e ORDER BY id"),
-                           {"e": kind}).all()
+    return session.execute(
+        sa.text("SELECT order_id, subject, detail FROM event WHERE event = :e ORDER BY id"), {"e": kind}
+    ).all()
 
 
 # --- workflow: orders entered with the example config (test_workflow, test_advance, test_order_cli, test_task_cli)
@@ -602,17 +675,26 @@ def seed_workflow_orders(store, cfg, orders: list[dict], *, actor: str = "import
 
     with store.session(write=True) as s:
         if s.get(Customer, "C-EAST") is None:
-            s.add_all([
-                Customer(customer="C-EAST", name="Eastern Trading", region="east", tier="gold", sales_rep="oscar"),
-                Customer(customer="C-WEST", name="Western Goods", region="west", tier="silver"),
-                Product(sku="STD-1", name="Standard widget", category="widgets", safety_stock=5),
-                Product(sku="CUS-1", name="Custom widget", category="widgets", custom=True),
-            ])
+            s.add_all(
+                [
+                    Customer(customer="C-EAST", name="Eastern Trading", region="east", tier="gold", sales_rep="oscar"),
+                    Customer(customer="C-WEST", name="Western Goods", region="west", tier="silver"),
+                    Product(sku="STD-1", name="Standard widget", category="widgets", safety_stock=5),
+                    Product(sku="CUS-1", name="Custom widget", category="widgets", custom=True),
+                ]
+            )
             s.flush()
         for o in orders:
-            s.add(Order(order_id=o["id"], customer=o.get("customer", "C-WEST"), channel=o.get("channel", "web"),
-                        created_at=workflow_time(o.get("created", "2026-11-23 09:00")), priority=o.get("priority", 0),
-                        promised_ship_date=o.get("promised")))
+            s.add(
+                Order(
+                    order_id=o["id"],
+                    customer=o.get("customer", "C-WEST"),
+                    channel=o.get("channel", "web"),
+                    created_at=workflow_time(o.get("created", "2026-11-23 09:00")),
+                    priority=o.get("priority", 0),
+                    promised_ship_date=o.get("promised"),
+                )
+            )
         s.flush()
         for o in orders:
             s.add(OrderLine(order_id=o["id"], line_no=1, sku="STD-1", qty=o.get("qty", 2)))
@@ -627,8 +709,10 @@ def order_events(store, order_id: str) -> list[tuple[str, str | None]]:
     from ffctl.core.models import Event
 
     with store.session() as s:
-        return [(e.event, e.node) for e in s.execute(
-            sa.select(Event).where(Event.order_id == order_id).order_by(Event.id)).scalars()]
+        return [
+            (e.event, e.node)
+            for e in s.execute(sa.select(Event).where(Event.order_id == order_id).order_by(Event.id)).scalars()
+        ]
 
 
 # --- rules: rows seeded directly (test_rules, test_rules_concurrency, test_requisition_supplier_cli) ---
@@ -644,16 +728,30 @@ def add_rows(session, model, rows: list[dict], defaults: dict) -> None:
 def seed_suppliers(session, *suppliers: tuple[str, bool]) -> None:
     from ffctl.core.models import Supplier
 
-    add_rows(session, Supplier, [{"supplier": s, "name": f"Supplier {s}", "inspection_exempt": e} for s, e in suppliers],
-             {"exempt_frozen_at": None, "exempt_frozen_reason": None})
+    add_rows(
+        session,
+        Supplier,
+        [{"supplier": s, "name": f"Supplier {s}", "inspection_exempt": e} for s, e in suppliers],
+        {"exempt_frozen_at": None, "exempt_frozen_reason": None},
+    )
 
 
 def seed_products(session, *products: dict) -> None:
     from ffctl.core.models import Product
 
-    add_rows(session, Product, [{"name": p["sku"], **p} for p in products],
-             {"category": None, "safety_stock": 0, "reorder_qty": None, "supplier": None, "lead_time_days": None,
-              "custom": False})
+    add_rows(
+        session,
+        Product,
+        [{"name": p["sku"], **p} for p in products],
+        {
+            "category": None,
+            "safety_stock": 0,
+            "reorder_qty": None,
+            "supplier": None,
+            "lead_time_days": None,
+            "custom": False,
+        },
+    )
 
 
 def seed_stock(session, *rows: tuple[str, str, int, int]) -> None:
@@ -667,37 +765,81 @@ def seed_orders(session, *orders: dict, customer: str = "C1") -> None:
     from ffctl.core.models import Customer, Order, OrderLine, Task
 
     if session.execute(sa.select(Customer.customer).where(Customer.customer == customer)).first() is None:
-        add_rows(session, Customer, [{"customer": customer, "name": customer}],
-                 {"tier": None, "region": None, "credit_limit": None, "sales_rep": None})
+        add_rows(
+            session,
+            Customer,
+            [{"customer": customer, "name": customer}],
+            {"tier": None, "region": None, "credit_limit": None, "sales_rep": None},
+        )
     order_defaults = {
-        "customer": customer, "channel": None, "region": None, "sales_rep": None, "priority": 0, "created_at": RULES_NOW,
-        "promised_ship_date": None, "promise_source": None, "status": "open", "workflow": "standard", "node": None,
-        "has_custom_items": False, "content_hash": None, "shipped_at": None, "delivered_at": None,
-        "delivery_issue": None, "cancelled_at": None, "carrier": None, "tracking": None,
+        "customer": customer,
+        "channel": None,
+        "region": None,
+        "sales_rep": None,
+        "priority": 0,
+        "created_at": RULES_NOW,
+        "promised_ship_date": None,
+        "promise_source": None,
+        "status": "open",
+        "workflow": "standard",
+        "node": None,
+        "has_custom_items": False,
+        "content_hash": None,
+        "shipped_at": None,
+        "delivered_at": None,
+        "delivery_issue": None,
+        "cancelled_at": None,
+        "carrier": None,
+        "tracking": None,
     }
     keys = set(order_defaults) | {"order_id"}
     add_rows(session, Order, [{k: v for k, v in o.items() if k in keys} for o in orders], order_defaults)
     lines = [
         {"order_id": o["order_id"], "line_no": i + 1, "sku": sku, "qty": qty, "allocated": allocated}
-        for o in orders for i, (sku, qty, allocated) in enumerate(o.get("lines", ()))
+        for o in orders
+        for i, (sku, qty, allocated) in enumerate(o.get("lines", ()))
     ]
     if lines:
         add_rows(session, OrderLine, lines, {"unit_price": None})
     tasks = [
-        {"order_id": o["order_id"], "node": o["node"], "entered_at": o.get("entered_at", RULES_NOW),
-         "held_at": o.get("entered_at", RULES_NOW) if o.get("status") == "on_hold" else None}
-        for o in orders if o.get("node") and o.get("status", "open") in ("open", "on_hold")
+        {
+            "order_id": o["order_id"],
+            "node": o["node"],
+            "entered_at": o.get("entered_at", RULES_NOW),
+            "held_at": o.get("entered_at", RULES_NOW) if o.get("status") == "on_hold" else None,
+        }
+        for o in orders
+        if o.get("node") and o.get("status", "open") in ("open", "on_hold")
     ]
     if tasks:
-        add_rows(session, Task, tasks, {
-            "workflow": "standard", "seq": 1, "status": "open", "owner": None, "sla_seconds": 3600,
-            "risk_at": None, "deadline": None, "sla_state": "on_track", "paused_seconds": 0.0, "next_step": 0,
-            "escalation_level": 0, "next_action_at": None, "completed_at": None, "completed_by": None,
-            "outcome": None, "note": None,
-        })
+        add_rows(
+            session,
+            Task,
+            tasks,
+            {
+                "workflow": "standard",
+                "seq": 1,
+                "status": "open",
+                "owner": None,
+                "sla_seconds": 3600,
+                "risk_at": None,
+                "deadline": None,
+                "sla_state": "on_track",
+                "paused_seconds": 0.0,
+                "next_step": 0,
+                "escalation_level": 0,
+                "next_action_at": None,
+                "completed_at": None,
+                "completed_by": None,
+                "outcome": None,
+                "note": None,
+            },
+        )
 
 
-def seed_batches(session, supplier: str, batches: list[tuple[int, int, float]], *, start: dt.datetime | None = None) -> None:
+def seed_batches(
+    session, supplier: str, batches: list[tuple[int, int, float]], *, start: dt.datetime | None = None
+) -> None:
     """QC batches, oldest first: (passed, total, delay_days); received and inspected a day apart, before RULES_NOW."""
     from ffctl.core.models import QcBatch
 
@@ -705,11 +847,18 @@ def seed_batches(session, supplier: str, batches: list[tuple[int, int, float]], 
     rows = []
     for i, (passed, total, delay) in enumerate(batches):
         received = start + dt.timedelta(days=i)
-        rows.append({
-            "supplier": supplier, "batch_id": f"{supplier}-B{i + 1}", "sku": None, "passed": passed, "total": total,
-            "promised_at": received - dt.timedelta(days=delay), "received_at": received,
-            "inspected_at": received + dt.timedelta(hours=1),
-        })
+        rows.append(
+            {
+                "supplier": supplier,
+                "batch_id": f"{supplier}-B{i + 1}",
+                "sku": None,
+                "passed": passed,
+                "total": total,
+                "promised_at": received - dt.timedelta(days=delay),
+                "received_at": received,
+                "inspected_at": received + dt.timedelta(hours=1),
+            }
+        )
     add_rows(session, QcBatch, rows, {})
 
 
@@ -774,8 +923,15 @@ log = "notifications.jsonl"
 """
 
 #: what a late sweep does to a review task, in ladder order: (step, audit event)
-REVIEW_LADDER = [("at_risk", "at_risk"), ("breached", "breached"), ("esc:0", "reminded"), ("esc:1", "escalated"),
-                 ("esc:2", "escalated"), ("esc:3", "escalated"), ("esc:4", "notified")]
+REVIEW_LADDER = [
+    ("at_risk", "at_risk"),
+    ("breached", "breached"),
+    ("esc:0", "reminded"),
+    ("esc:1", "escalated"),
+    ("esc:2", "escalated"),
+    ("esc:3", "escalated"),
+    ("esc:4", "notified"),
+]
 #: who a late sweep over review tasks tells, and on what channel: one message each, however many
 #: tasks (ann: email; ben: webhook; cat: no channel, so the log; oscar, the sales rep: email)
 REVIEW_MESSAGES = [("ann", "email"), ("ben", "webhook"), ("cat", "log"), ("oscar", "email")]
@@ -789,7 +945,9 @@ def sweep_config(tmp_path, text: str = SWEEP_CONFIG):
     return load_config(path)
 
 
-def add_sweep_orders(store, cfg, n: int, *, at: dt.datetime = SWEEP_T0, prefix: str = "SO", channel: str = "web", start: int = 0) -> list[str]:
+def add_sweep_orders(
+    store, cfg, n: int, *, at: dt.datetime = SWEEP_T0, prefix: str = "SO", channel: str = "web", start: int = 0
+) -> list[str]:
     """n orders for one customer, entered into their workflow at ``at``."""
     from ffctl.core import workflow
     from ffctl.core.models import Customer, Order
@@ -800,8 +958,13 @@ def add_sweep_orders(store, cfg, n: int, *, at: dt.datetime = SWEEP_T0, prefix: 
         return ids
     with store.session(write=True) as s:
         insert_or_ignore(s, Customer, [{"customer": "c1", "name": "Customer One", "region": "west"}], ["customer"])
-        s.execute(sa.insert(Order), [{"order_id": i, "customer": "c1", "created_at": at, "channel": channel,
-                                      "sales_rep": "oscar"} for i in ids])
+        s.execute(
+            sa.insert(Order),
+            [
+                {"order_id": i, "customer": "c1", "created_at": at, "channel": channel, "sales_rep": "oscar"}
+                for i in ids
+            ],
+        )
         workflow.enter_orders(s, cfg, workflow.order_facts(s, ids), actor="test")
     return ids
 
@@ -824,8 +987,14 @@ KPI_BASE = dt.datetime(2026, 3, 2, 1, 0, tzinfo=dt.timezone.utc)  # Monday 09:00
 KPI_NOW = KPI_BASE + dt.timedelta(minutes=3000)
 KPI_NOW_TEXT = KPI_NOW.isoformat()
 KPI_SEQ = {"credit_review": 0, "tech_confirm": 1, "allocation": 2, "wave_pick": 3, "pack_check": 4, "dispatch": 5}
-KPI_OWNER = {"credit_review": "finance_reviewer", "tech_confirm": "engineering", "allocation": None,
-         "wave_pick": "warehouse", "pack_check": "warehouse", "dispatch": "warehouse"}
+KPI_OWNER = {
+    "credit_review": "finance_reviewer",
+    "tech_confirm": "engineering",
+    "allocation": None,
+    "wave_pick": "warehouse",
+    "pack_check": "warehouse",
+    "dispatch": "warehouse",
+}
 
 
 def kpi_time(minutes: float) -> dt.datetime:
@@ -833,38 +1002,69 @@ def kpi_time(minutes: float) -> dt.datetime:
 
 
 def kpi_task(order_id, node, entered, completed=None, outcome=None, *, deadline, breached=False):
-    status = {None: "open", "completed": "done", "auto_approved": "done", "rejected": "rejected",
-              "auto_rejected": "rejected", "skipped": "skipped", "cancelled": "cancelled"}[outcome]
+    status = {
+        None: "open",
+        "completed": "done",
+        "auto_approved": "done",
+        "rejected": "rejected",
+        "auto_rejected": "rejected",
+        "skipped": "skipped",
+        "cancelled": "cancelled",
+    }[outcome]
     return {
-        "order_id": order_id, "workflow": "standard", "node": node, "seq": KPI_SEQ[node], "status": status,
-        "owner": KPI_OWNER[node], "entered_at": kpi_time(entered), "sla_seconds": 600, "deadline": kpi_time(deadline),
-        "sla_state": "breached" if breached else "on_track", "completed_at": None if completed is None else kpi_time(completed),
+        "order_id": order_id,
+        "workflow": "standard",
+        "node": node,
+        "seq": KPI_SEQ[node],
+        "status": status,
+        "owner": KPI_OWNER[node],
+        "entered_at": kpi_time(entered),
+        "sla_seconds": 600,
+        "deadline": kpi_time(deadline),
+        "sla_state": "breached" if breached else "on_track",
+        "completed_at": None if completed is None else kpi_time(completed),
         "outcome": outcome,
     }
 
 
 def kpi_flow(order_id, steps):
     """steps: (node, entered, completed, outcome, deadline[, breached])"""
-    return [kpi_task(order_id, n, e, c, o, deadline=d, breached=bool(rest and rest[0])) for n, e, c, o, d, *rest in steps]
+    return [
+        kpi_task(order_id, n, e, c, o, deadline=d, breached=bool(rest and rest[0])) for n, e, c, o, d, *rest in steps
+    ]
 
 
 def insert_kpi_history(store, *, with_o5=False, extra=None):
     """Four orders' hand-made histories through the example workflow (and O5 the week before)."""
     from ffctl.core.models import Customer, Delivery, Event, Order, OrderLine, PickLine, Product, Task
 
-    products = [{"sku": "A", "name": "Widget A", "category": "widgets"},
-                {"sku": "B", "name": "Widget B", "category": "widgets"},
-                {"sku": "C", "name": "Gadget C", "category": "gadgets", "custom": True}]
-    customers = [{"customer": "C1", "name": "One", "region": "east"},
-                 {"customer": "C2", "name": "Two", "region": "west"},
-                 {"customer": "C3", "name": "三号客户", "region": "north"}]
+    products = [
+        {"sku": "A", "name": "Widget A", "category": "widgets"},
+        {"sku": "B", "name": "Widget B", "category": "widgets"},
+        {"sku": "C", "name": "Gadget C", "category": "gadgets", "custom": True},
+    ]
+    customers = [
+        {"customer": "C1", "name": "One", "region": "east"},
+        {"customer": "C2", "name": "Two", "region": "west"},
+        {"customer": "C3", "name": "三号客户", "region": "north"},
+    ]
 
     def order(oid, customer, region, channel, rep, promised, shipped=None, delivered=None, issue=None, created=0):
         status = "delivered" if delivered is not None else "shipped" if shipped is not None else "open"
-        return {"order_id": oid, "customer": customer, "region": region, "channel": channel, "sales_rep": rep,
-                "created_at": kpi_time(created), "promised_ship_date": promised, "status": status, "workflow": "standard",
-                "shipped_at": None if shipped is None else kpi_time(shipped),
-                "delivered_at": None if delivered is None else kpi_time(delivered), "delivery_issue": issue}
+        return {
+            "order_id": oid,
+            "customer": customer,
+            "region": region,
+            "channel": channel,
+            "sales_rep": rep,
+            "created_at": kpi_time(created),
+            "promised_ship_date": promised,
+            "status": status,
+            "workflow": "standard",
+            "shipped_at": None if shipped is None else kpi_time(shipped),
+            "delivered_at": None if delivered is None else kpi_time(delivered),
+            "delivery_issue": issue,
+        }
 
     d2 = dt.date(2026, 3, 2)
     orders = [
@@ -876,18 +1076,50 @@ def insert_kpi_history(store, *, with_o5=False, extra=None):
     lines = [("O1", 1, "A", 2), ("O2", 1, "B", 1), ("O3", 1, "A", 3), ("O3", 2, "C", 1), ("O4", 1, "B", 1)]
     picks = [("O3", 1, "A", 2, "wrong_qty"), ("O3", 2, "C", 1, None)]  # as schema 0006 keeps picks made before it
     tasks = (
-        kpi_flow("O1", [("credit_review", 0, 20, "completed", 30), ("tech_confirm", 20, 20, "skipped", 260),
-                    ("allocation", 20, 25, "completed", 30), ("wave_pick", 25, 85, "completed", 145),
-                    ("pack_check", 85, 115, "completed", 145), ("dispatch", 115, 600, "completed", 115 + 2880)])
-        + kpi_flow("O2", [("credit_review", 0, 60, "completed", 30, True), ("tech_confirm", 60, 60, "skipped", 300),
-                      ("allocation", 60, 80, "completed", 70, True), ("wave_pick", 80, 140, "completed", 200),
-                      ("pack_check", 140, 170, "completed", 200), ("dispatch", 170, 1800, "completed", 170 + 2880)])
-        + kpi_flow("O3", [("credit_review", 0, 10, "completed", 30), ("tech_confirm", 10, 40, "rejected", 250),
-                      ("credit_review", 40, 50, "completed", 70), ("tech_confirm", 50, 100, "completed", 290),
-                      ("allocation", 100, 130, "completed", 110, True), ("wave_pick", 130, 190, "completed", 250),
-                      ("pack_check", 190, 220, "completed", 250), ("dispatch", 220, 1200, "completed", 220 + 2880)])
-        + kpi_flow("O4", [("credit_review", 0, 15, "auto_approved", 30), ("tech_confirm", 15, 15, "skipped", 255),
-                      ("allocation", 15, 20, "completed", 25), ("wave_pick", 20, None, None, 140, True)])
+        kpi_flow(
+            "O1",
+            [
+                ("credit_review", 0, 20, "completed", 30),
+                ("tech_confirm", 20, 20, "skipped", 260),
+                ("allocation", 20, 25, "completed", 30),
+                ("wave_pick", 25, 85, "completed", 145),
+                ("pack_check", 85, 115, "completed", 145),
+                ("dispatch", 115, 600, "completed", 115 + 2880),
+            ],
+        )
+        + kpi_flow(
+            "O2",
+            [
+                ("credit_review", 0, 60, "completed", 30, True),
+                ("tech_confirm", 60, 60, "skipped", 300),
+                ("allocation", 60, 80, "completed", 70, True),
+                ("wave_pick", 80, 140, "completed", 200),
+                ("pack_check", 140, 170, "completed", 200),
+                ("dispatch", 170, 1800, "completed", 170 + 2880),
+            ],
+        )
+        + kpi_flow(
+            "O3",
+            [
+                ("credit_review", 0, 10, "completed", 30),
+                ("tech_confirm", 10, 40, "rejected", 250),
+                ("credit_review", 40, 50, "completed", 70),
+                ("tech_confirm", 50, 100, "completed", 290),
+                ("allocation", 100, 130, "completed", 110, True),
+                ("wave_pick", 130, 190, "completed", 250),
+                ("pack_check", 190, 220, "completed", 250),
+                ("dispatch", 220, 1200, "completed", 220 + 2880),
+            ],
+        )
+        + kpi_flow(
+            "O4",
+            [
+                ("credit_review", 0, 15, "auto_approved", 30),
+                ("tech_confirm", 15, 15, "skipped", 255),
+                ("allocation", 15, 20, "completed", 25),
+                ("wave_pick", 20, None, None, 140, True),
+            ],
+        )
     )
     events = [
         {"event": "reminded", "order_id": "O2", "node": "credit_review", "at": kpi_time(30)},
@@ -904,13 +1136,21 @@ def insert_kpi_history(store, *, with_o5=False, extra=None):
         s.execute(sa.insert(Product.__table__), products)
         s.execute(sa.insert(Customer.__table__), customers)
         s.execute(sa.insert(Order.__table__), orders)
-        s.execute(sa.insert(OrderLine.__table__),
-                  [{"order_id": o, "line_no": n, "sku": k, "qty": q} for o, n, k, q in lines])
-        s.execute(sa.insert(PickLine.__table__),
-                  [{"order_id": o, "line_no": n, "sku": k, "qty": q, "error": e} for o, n, k, q, e in picks])
-        s.execute(sa.insert(Delivery.__table__),
-                  [{"order_id": o["order_id"], "delivered_at": o["delivered_at"], "issue": o["delivery_issue"]}
-                   for o in orders if o["delivered_at"] is not None])
+        s.execute(
+            sa.insert(OrderLine.__table__), [{"order_id": o, "line_no": n, "sku": k, "qty": q} for o, n, k, q in lines]
+        )
+        s.execute(
+            sa.insert(PickLine.__table__),
+            [{"order_id": o, "line_no": n, "sku": k, "qty": q, "error": e} for o, n, k, q, e in picks],
+        )
+        s.execute(
+            sa.insert(Delivery.__table__),
+            [
+                {"order_id": o["order_id"], "delivered_at": o["delivered_at"], "issue": o["delivery_issue"]}
+                for o in orders
+                if o["delivered_at"] is not None
+            ],
+        )
         s.execute(sa.insert(Task.__table__), tasks)
         s.execute(sa.insert(Event.__table__), [dict(e, actor="sweep", wall_at=KPI_NOW) for e in events])
         if extra:
@@ -940,9 +1180,12 @@ def marked_messages() -> list[tuple[object, str, int]]:
     (msgid or (singular, plural), file, line)."""
     from babel.messages.extract import extract_from_dir
 
-    return [(message, f"ffctl/{name}", line) for name, line, message, _comments, _context in
-            extract_from_dir(str(REPO / "ffctl"), method_map=[("**.py", "python")],
-                             keywords={"_": None, "ngettext": (1, 2), "N_": None})]
+    return [
+        (message, f"ffctl/{name}", line)
+        for name, line, message, _comments, _context in extract_from_dir(
+            str(REPO / "ffctl"), method_map=[("**.py", "python")], keywords={"_": None, "ngettext": (1, 2), "N_": None}
+        )
+    ]
 
 
 def placeholders(text: str) -> list[str]:

@@ -23,11 +23,15 @@ MON_0910 = "2026-11-23T09:10:00+08:00"
 def ws(workspace):
     workspace.cfg = load_config(workspace.config_path)
     workspace.db = workspace.store()
-    seed(workspace.db, workspace.cfg, [
-        {"id": "O1"},                                        # standard, no custom items
-        {"id": "O2", "custom": True},                        # standard with tech_confirm
-        {"id": "P1", "customer": "C-EAST", "channel": "b2b"},  # pilot
-    ])
+    seed(
+        workspace.db,
+        workspace.cfg,
+        [
+            {"id": "O1"},  # standard, no custom items
+            {"id": "O2", "custom": True},  # standard with tech_confirm
+            {"id": "P1", "customer": "C-EAST", "channel": "b2b"},  # pilot
+        ],
+    )
     yield workspace
     workspace.db.dispose()
 
@@ -44,8 +48,11 @@ def test_advance_to_the_allocation_node(ws):
     assert r.stdout == ""
     assert r.stderr.strip() == "O1: credit_review completed (SLA met) → now at allocation"
     assert node_of(ws, "O1") == ("open", "allocation")
-    assert events(ws.db, "O1")[-3:] == [("completed", "credit_review"), ("skipped", "tech_confirm"),
-                                        ("entered", "allocation")]
+    assert events(ws.db, "O1")[-3:] == [
+        ("completed", "credit_review"),
+        ("skipped", "tech_confirm"),
+        ("entered", "allocation"),
+    ]
 
 
 def test_advance_through_tech_confirm_with_a_note(ws):
@@ -55,8 +62,11 @@ def test_advance_through_tech_confirm_with_a_note(ws):
     assert r.exit_code == 0, r.stderr
     assert r.stderr.strip() == "O2: tech_confirm completed (SLA breached by 1h50m) → now at allocation"
     with ws.db.session() as s:
-        detail = s.execute(sa.select(Event.detail).where(Event.order_id == "O2", Event.node == "tech_confirm",
-                                                         Event.event == "completed")).scalar_one()
+        detail = s.execute(
+            sa.select(Event.detail).where(
+                Event.order_id == "O2", Event.node == "tech_confirm", Event.event == "completed"
+            )
+        ).scalar_one()
     assert detail == "SLA breached by 1h50m; drawing checked"
 
 
@@ -85,7 +95,9 @@ def test_members_of_an_escalated_role_and_admins_may_act(ws):
     assert ws.run("advance", "O1", now=MON_0910, user="carol").exit_code == 1
     with ws.db.session(write=True) as s:
         task = workflow.current_task(s, "O1")
-        s.add(TaskAssignee(task_id=task.id, role="finance_manager", reason="escalation", added_at=t("2026-11-23 09:40")))
+        s.add(
+            TaskAssignee(task_id=task.id, role="finance_manager", reason="escalation", added_at=t("2026-11-23 09:40"))
+        )
     r = ws.run("advance", "O1", now=MON_0910, user="carol")
     assert r.exit_code == 0, r.stderr
     r = ws.run("advance", "O2", now=MON_0910, user="judy")
@@ -141,7 +153,11 @@ def test_reject_back_to_the_previous_node_then_on_hold_at_the_first(ws):
     assert r.stderr.strip() == "O2: tech_confirm rejected (SLA met) → back at credit_review"
     with ws.db.session() as s:
         task = workflow.current_task(s, "O2")
-        assert (task.node, task.entered_at, task.deadline) == ("credit_review", t("2026-11-23 10:00"), t("2026-11-23 10:30"))
+        assert (task.node, task.entered_at, task.deadline) == (
+            "credit_review",
+            t("2026-11-23 10:00"),
+            t("2026-11-23 10:30"),
+        )
     r = ws.run("advance", "O2", "--reject", "--reason", "credit limit", now="2026-11-23T10:05:00+08:00", user="bob")
     assert r.exit_code == 0, r.stderr
     assert "on hold at credit_review (the first node)" in r.stderr
@@ -152,11 +168,24 @@ def test_reject_back_to_the_previous_node_then_on_hold_at_the_first(ws):
 
 # --- two people at once, as real processes --------------------------------------------------
 
+
 def _spawn(ws, *args):
-    env = {**os.environ, "FFCTL_CONFIG": str(ws.config_path), "FFCTL_DB": ws.db_url, "FFCTL_NOW": MON_0910,
-           "FFCTL_USER": "judy", "FFCTL_DEBUG": ""}
-    return subprocess.Popen([sys.executable, "-m", "ffctl", *args], env=env, cwd=ws.path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "FFCTL_CONFIG": str(ws.config_path),
+        "FFCTL_DB": ws.db_url,
+        "FFCTL_NOW": MON_0910,
+        "FFCTL_USER": "judy",
+        "FFCTL_DEBUG": "",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "ffctl", *args],
+        env=env,
+        cwd=ws.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.slow
@@ -171,9 +200,12 @@ def test_two_people_advancing_the_same_node_at_once(ws, order_id, guard):
     assert loser.startswith("Error: ") and len(loser.strip().splitlines()) == 1, loser
     assert "credit_review" in loser or "allocate" in loser, loser
     with ws.db.session() as s:
-        completed = s.execute(sa.select(sa.func.count()).select_from(Event).where(
-            Event.order_id == order_id, Event.event == "completed")).scalar_one()
-        open_tasks = s.execute(sa.select(Task.node).where(Task.order_id == order_id, Task.status == "open")).scalars().all()
+        completed = s.execute(
+            sa.select(sa.func.count()).select_from(Event).where(Event.order_id == order_id, Event.event == "completed")
+        ).scalar_one()
+        open_tasks = (
+            s.execute(sa.select(Task.node).where(Task.order_id == order_id, Task.status == "open")).scalars().all()
+        )
     assert completed == 1
     assert open_tasks == (["tech_confirm"] if order_id == "O2" else ["allocation"])
 

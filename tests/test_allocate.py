@@ -17,8 +17,13 @@ from ffctl.core.errors import Conflict, NotFound, UsageError
 
 
 def lines_of(session, order_id):
-    return [tuple(r) for r in session.execute(sa.text(
-        "SELECT line_no, qty, allocated FROM order_line WHERE order_id = :o ORDER BY line_no"), {"o": order_id})]
+    return [
+        tuple(r)
+        for r in session.execute(
+            sa.text("SELECT line_no, qty, allocated FROM order_line WHERE order_id = :o ORDER BY line_no"),
+            {"o": order_id},
+        )
+    ]
 
 
 def node_of(session, order_id):
@@ -26,9 +31,16 @@ def node_of(session, order_id):
 
 
 def allocations(session, order_id):
-    return sorted(tuple(r) for r in session.execute(sa.text(
-        "SELECT l.line_no, a.warehouse, a.qty FROM allocation a JOIN order_line l ON l.id = a.line_id "
-        "WHERE a.order_id = :o"), {"o": order_id}))
+    return sorted(
+        tuple(r)
+        for r in session.execute(
+            sa.text(
+                "SELECT l.line_no, a.warehouse, a.qty FROM allocation a JOIN order_line l ON l.id = a.line_id "
+                "WHERE a.order_id = :o"
+            ),
+            {"o": order_id},
+        )
+    )
 
 
 def test_priority_then_promised_then_created_and_partial(store, example_config):
@@ -37,20 +49,39 @@ def test_priority_then_promised_then_created_and_partial(store, example_config):
     cfg = example_config
     with store.session(write=True) as s:
         seed(s, products=["A"], stock=[("A", "WH1", 10)])
-        add_orders(s, cfg, [
-            ("O1", 0, [("A", 6)]),
-            ("O2", 5, [("A", 6)]),
-            ("O3", 5, [("A", 3)], date(2026, 11, 20)),
-        ])
+        add_orders(
+            s,
+            cfg,
+            [
+                ("O1", 0, [("A", 6)]),
+                ("O2", 5, [("A", 6)]),
+                ("O3", 5, [("A", 3)], date(2026, 11, 20)),
+            ],
+        )
         got = stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)
     assert [(o["order_id"], o["result"], o["allocated_now"], o["backordered"]) for o in got["orders"]] == [
-        ("O3", "allocated", 3, 0), ("O2", "allocated", 6, 0), ("O1", "partial", 1, 5)]
-    assert got["summary"] == {"orders": 3, "completed": 2, "partial": 1, "backordered": 0,
-                              "units_allocated": 10, "units_backordered": 5}
+        ("O3", "allocated", 3, 0),
+        ("O2", "allocated", 6, 0),
+        ("O1", "partial", 1, 5),
+    ]
+    assert got["summary"] == {
+        "orders": 3,
+        "completed": 2,
+        "partial": 1,
+        "backordered": 0,
+        "units_allocated": 10,
+        "units_backordered": 5,
+    }
     assert got["orders"][0]["next_node"] == "wave_pick"
-    assert got["orders"][2]["lines"][0] == {"line_no": 1, "sku": "A", "qty": 6, "allocated": 1,
-                                            "reserved": [{"warehouse": "WH1", "qty": 1}], "backordered": 5,
-                                            "atp_date": None}
+    assert got["orders"][2]["lines"][0] == {
+        "line_no": 1,
+        "sku": "A",
+        "qty": 6,
+        "allocated": 1,
+        "reserved": [{"warehouse": "WH1", "qty": 1}],
+        "backordered": 5,
+        "atp_date": None,
+    }
     with store.session() as s:
         assert node_of(s, "O3") == "wave_pick" and node_of(s, "O2") == "wave_pick"
         assert node_of(s, "O1") == "allocation"
@@ -69,18 +100,26 @@ def test_top_up_after_a_receipt_and_backorder_atp_dates(store, example_config):
 
     cfg = example_config
     with store.session(write=True) as s:
-        seed(s, products=["A", "B"], stock=[("A", "WH1", 4), ("B", "WH1", 10)], receipts=[
-            ("R1", "A", "WH2", 3, NOW + timedelta(days=1)), ("R2", "A", "WH1", 10, NOW + timedelta(days=5))])
+        seed(
+            s,
+            products=["A", "B"],
+            stock=[("A", "WH1", 4), ("B", "WH1", 10)],
+            receipts=[("R1", "A", "WH2", 3, NOW + timedelta(days=1)), ("R2", "A", "WH1", 10, NOW + timedelta(days=5))],
+        )
         add_orders(s, cfg, [("O1", 1, [("A", 6), ("B", 2)]), ("O2", 0, [("A", 3)])])
         got = stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)
     # O1 line 1 waits for 2: R1 (11-03) covers it; O2 waits for 3: 1 left of R1, so R2 (11-07)
     assert [(o["order_id"], o["result"], [ln["atp_date"] for ln in o["lines"]]) for o in got["orders"]] == [
-        ("O1", "partial", [date(2026, 11, 3), None]), ("O2", "backordered", [date(2026, 11, 7)])]
+        ("O1", "partial", [date(2026, 11, 3), None]),
+        ("O2", "backordered", [date(2026, 11, 7)]),
+    ]
     with store.session(write=True) as s:
         stock.receive(s, "R1", at=NOW, actor="frank")
         again = stock.allocate(s, cfg, all_orders=True, at=NOW + timedelta(hours=1), actor="cron", tz=TZ)
     assert [(o["order_id"], o["result"], o["allocated_now"]) for o in again["orders"]] == [
-        ("O1", "allocated", 2), ("O2", "partial", 1)]
+        ("O1", "allocated", 2),
+        ("O2", "partial", 1),
+    ]
     with store.session() as s:
         assert allocations(s, "O1") == [(1, "WH1", 4), (1, "WH2", 2), (2, "WH1", 2)]
         assert node_of(s, "O1") == "wave_pick"
@@ -93,16 +132,29 @@ def test_warehouse_choice(store, example_config):
 
     cfg = example_config
     with store.session(write=True) as s:
-        seed(s, products=["A", "B", "C"], stock=[
-            ("A", "WH1", 5), ("A", "WH2", 8), ("A", "WH3", 3),
-            ("B", "WH1", 5), ("B", "WH2", 4), ("B", "WH3", 3),
-            ("C", "WH1", 9), ("C", "WH2", 7),
-        ])
-        add_orders(s, cfg, [
-            ("O1", 9, [("A", 6)]),     # only WH2 fills it whole
-            ("O2", 8, [("B", 10)]),    # nobody can: most available first, WH1 5, WH2 4, WH3 1
-            ("O3", 7, [("C", 6)]),     # both can: the most available, WH1
-        ])
+        seed(
+            s,
+            products=["A", "B", "C"],
+            stock=[
+                ("A", "WH1", 5),
+                ("A", "WH2", 8),
+                ("A", "WH3", 3),
+                ("B", "WH1", 5),
+                ("B", "WH2", 4),
+                ("B", "WH3", 3),
+                ("C", "WH1", 9),
+                ("C", "WH2", 7),
+            ],
+        )
+        add_orders(
+            s,
+            cfg,
+            [
+                ("O1", 9, [("A", 6)]),  # only WH2 fills it whole
+                ("O2", 8, [("B", 10)]),  # nobody can: most available first, WH1 5, WH2 4, WH3 1
+                ("O3", 7, [("C", 6)]),  # both can: the most available, WH1
+            ],
+        )
         stock.allocate(s, cfg, all_orders=True, at=NOW, actor="cron", tz=TZ)
         assert allocations(s, "O1") == [(1, "WH2", 6)]
         assert allocations(s, "O2") == [(1, "WH1", 5), (1, "WH2", 4), (1, "WH3", 1)]
@@ -134,10 +186,17 @@ def test_dry_run_shows_the_plan_and_writes_nothing(store, example_config):
         add_orders(s, cfg, [("O1", 0, [("A", 3)]), ("O2", 0, [("A", 3)])])
 
     def snapshot(s):
-        return [s.execute(sa.text(q)).all() for q in (
-            "SELECT * FROM stock ORDER BY id", "SELECT * FROM allocation ORDER BY id",
-            "SELECT id, allocated FROM order_line ORDER BY id", "SELECT order_id, node FROM orders ORDER BY order_id",
-            "SELECT count(*) FROM event", "SELECT count(*) FROM task")]
+        return [
+            s.execute(sa.text(q)).all()
+            for q in (
+                "SELECT * FROM stock ORDER BY id",
+                "SELECT * FROM allocation ORDER BY id",
+                "SELECT id, allocated FROM order_line ORDER BY id",
+                "SELECT order_id, node FROM orders ORDER BY order_id",
+                "SELECT count(*) FROM event",
+                "SELECT count(*) FROM task",
+            )
+        ]
 
     with store.session() as s:
         before = snapshot(s)
@@ -233,10 +292,17 @@ def test_held_orders_wait(store, example_config):
 def _many_orders(store, cfg):
     """40 orders over three SKUs, stock for most of them (several steps with CHUNK patched to 8)."""
     with store.session(write=True) as s:
-        seed(s, products=["A", "B", "C"],
-                stock=[("A", "WH1", 40), ("A", "WH2", 15), ("B", "WH1", 30), ("C", "WH2", 12)])
-        add_orders(s, cfg, [(f"O{i:02d}", i % 3, [("A", 1 + i % 4), ("B", 1 + i % 3)]
-                                + ([("C", 2)] if i % 5 == 0 else [])) for i in range(40)])
+        seed(
+            s, products=["A", "B", "C"], stock=[("A", "WH1", 40), ("A", "WH2", 15), ("B", "WH1", 30), ("C", "WH2", 12)]
+        )
+        add_orders(
+            s,
+            cfg,
+            [
+                (f"O{i:02d}", i % 3, [("A", 1 + i % 4), ("B", 1 + i % 3)] + ([("C", 2)] if i % 5 == 0 else []))
+                for i in range(40)
+            ],
+        )
 
 
 def test_steps_written_beside_the_planning_give_the_dry_run_plan(store, example_config, monkeypatch):
@@ -259,8 +325,9 @@ def test_steps_written_beside_the_planning_give_the_dry_run_plan(store, example_
             expected = "wave_pick" if o["result"] == "allocated" else "allocation"
             assert o["next_node"] == (expected if o["result"] == "allocated" else None)
             assert node_of(s, o["order_id"]) == expected
-        assert [e.order_id for e in events(s, "allocated")] == [o["order_id"] for o in got["orders"]
-                                                                   if o["allocated_now"]]
+        assert [e.order_id for e in events(s, "allocated")] == [
+            o["order_id"] for o in got["orders"] if o["allocated_now"]
+        ]
         check_invariants(s)
 
 
@@ -305,21 +372,33 @@ operation = st.one_of(
     st.tuples(st.just("cancel"), st.integers(0, 7)),
     st.tuples(st.just("ship"), st.integers(0, 7)),
 )
-scenario = st.fixed_dictionaries({
-    "stock": st.lists(st.tuples(st.sampled_from(SKUS), st.sampled_from(WAREHOUSES), st.integers(0, 8)),
-                      max_size=5, unique_by=lambda t: (t[0], t[1])),
-    "orders": st.lists(st.tuples(st.integers(0, 2), st.lists(st.tuples(st.sampled_from(SKUS), st.integers(1, 5)),
-                                                             min_size=1, max_size=3)), min_size=1, max_size=8),
-    "receipts": st.lists(st.tuples(st.sampled_from(SKUS), st.sampled_from(WAREHOUSES), st.integers(1, 6)),
-                         max_size=3),
-    "ops": st.lists(operation, min_size=1, max_size=8),
-})
+scenario = st.fixed_dictionaries(
+    {
+        "stock": st.lists(
+            st.tuples(st.sampled_from(SKUS), st.sampled_from(WAREHOUSES), st.integers(0, 8)),
+            max_size=5,
+            unique_by=lambda t: (t[0], t[1]),
+        ),
+        "orders": st.lists(
+            st.tuples(
+                st.integers(0, 2), st.lists(st.tuples(st.sampled_from(SKUS), st.integers(1, 5)), min_size=1, max_size=3)
+            ),
+            min_size=1,
+            max_size=8,
+        ),
+        "receipts": st.lists(
+            st.tuples(st.sampled_from(SKUS), st.sampled_from(WAREHOUSES), st.integers(1, 6)), max_size=3
+        ),
+        "ops": st.lists(operation, min_size=1, max_size=8),
+    }
+)
 
 _examples = {"n": 0}
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(data=scenario)
 def test_invariant_holds_over_random_operations(store, example_config, data):
     """Any mix of allocations, counts, adjustments, receipts, cancels and shipments never oversells,
@@ -331,10 +410,15 @@ def test_invariant_holds_over_random_operations(store, example_config, data):
     p = f"x{_examples['n']}_"
     sku = {s: p + s for s in SKUS}
     with store.session(write=True) as s:
-        seed(s, products=list(sku.values()), customers=() if _examples["n"] > 1 and _has_c1(s) else ("C1",),
-                stock=[(sku[a], w, n) for a, w, n in data["stock"]],
-                receipts=[(f"{p}R{i}", sku[a], w, q, NOW + timedelta(days=i)) for i, (a, w, q) in
-                          enumerate(data["receipts"])])
+        seed(
+            s,
+            products=list(sku.values()),
+            customers=() if _examples["n"] > 1 and _has_c1(s) else ("C1",),
+            stock=[(sku[a], w, n) for a, w, n in data["stock"]],
+            receipts=[
+                (f"{p}R{i}", sku[a], w, q, NOW + timedelta(days=i)) for i, (a, w, q) in enumerate(data["receipts"])
+            ],
+        )
         orders = [(f"{p}O{i}", prio, [(sku[a], q) for a, q in lines]) for i, (prio, lines) in enumerate(data["orders"])]
         add_orders(s, cfg, orders)
     ids = [o[0] for o in orders]
@@ -356,8 +440,9 @@ def test_invariant_holds_over_random_operations(store, example_config, data):
                     oid = ids[op[1] % len(ids)]
                     workflow.cancel_tasks(s, oid, at=NOW, actor="t", reason="test")
                     stock.release_order(s, oid, at=NOW, actor="t")
-                    s.execute(sa.text("UPDATE orders SET status = 'cancelled', node = NULL WHERE order_id = :o"),
-                              {"o": oid})
+                    s.execute(
+                        sa.text("UPDATE orders SET status = 'cancelled', node = NULL WHERE order_id = :o"), {"o": oid}
+                    )
                 elif kind == "ship":
                     oid = ids[op[1] % len(ids)]
                     for node in ("wave_pick", "pack_check"):
@@ -370,9 +455,12 @@ def test_invariant_holds_over_random_operations(store, example_config, data):
             check_invariants(s)
     with store.session() as s:
         # shipped orders were fully allocated and consumed what they held
-        shipped = s.execute(sa.text(
-            "SELECT count(*) FROM order_line l JOIN orders o ON o.order_id = l.order_id "
-            "WHERE o.status = 'shipped' AND l.allocated <> l.qty")).scalar()
+        shipped = s.execute(
+            sa.text(
+                "SELECT count(*) FROM order_line l JOIN orders o ON o.order_id = l.order_id "
+                "WHERE o.status = 'shipped' AND l.allocated <> l.qty"
+            )
+        ).scalar()
         assert shipped == 0
 
 
@@ -381,6 +469,7 @@ def _has_c1(session) -> bool:
 
 
 # --- CLI ---------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def waiting(workspace):
@@ -402,12 +491,27 @@ def test_cli_allocate_dry_run_then_for_real(waiting):
     assert r.exit_code == 0, r.output
     plan = json.loads(r.stdout)
     assert plan["dry_run"] is True and plan["skipped"] == []
-    assert plan["summary"] == {"orders": 2, "completed": 1, "partial": 1, "backordered": 0,
-                               "units_allocated": 5, "units_backordered": 2}
+    assert plan["summary"] == {
+        "orders": 2,
+        "completed": 1,
+        "partial": 1,
+        "backordered": 0,
+        "units_allocated": 5,
+        "units_backordered": 2,
+    }
     o2 = plan["orders"][1]
     assert o2["order_id"] == "O2" and o2["result"] == "partial"
-    assert o2["lines"] == [{"line_no": 1, "sku": "A", "qty": 4, "allocated": 2,
-                            "reserved": [{"warehouse": "WH1", "qty": 2}], "backordered": 2, "atp_date": "2026-11-05"}]
+    assert o2["lines"] == [
+        {
+            "line_no": 1,
+            "sku": "A",
+            "qty": 4,
+            "allocated": 2,
+            "reserved": [{"warehouse": "WH1", "qty": 2}],
+            "backordered": 2,
+            "atp_date": "2026-11-05",
+        }
+    ]
     assert "Dry run: nothing was written." in r.stderr
     r = waiting.run("allocate", "--all", "--format", "csv", now="2026-11-02T10:05:00+08:00")
     assert r.exit_code == 0, r.output
@@ -477,8 +581,12 @@ def many_waiting(workspace):
         orders.append(spec)
     store = Store(workspace.db_url)
     with store.session(write=True) as s:
-        seed(s, products=skus, stock=[(sku, wh, 150 + 40 * k) for k, sku in enumerate(skus) for wh in ("WH1", "WH2")],
-                receipts=[(f"R{k}", sku, "WH1", 30, NOW + timedelta(days=2 + k)) for k, sku in enumerate(skus[:4])])
+        seed(
+            s,
+            products=skus,
+            stock=[(sku, wh, 150 + 40 * k) for k, sku in enumerate(skus) for wh in ("WH1", "WH2")],
+            receipts=[(f"R{k}", sku, "WH1", 30, NOW + timedelta(days=2 + k)) for k, sku in enumerate(skus[:4])],
+        )
         add_orders(s, load_config(workspace.config_path), orders)
     store.dispose()
     return workspace
@@ -506,8 +614,16 @@ def test_cli_allocate_json_and_csv_of_many_orders_keep_their_layout(many_waiting
     orders = check_json(plan.stdout, True)
     assert len(orders) == 400 and {o["result"] for o in orders} == {"allocated", "partial", "backordered"}
 
-    keys = ["order_id", "priority", "promised_ship_date", "result", "allocated_now", "backordered", "backorder_atp",
-            "next_node"]
+    keys = [
+        "order_id",
+        "priority",
+        "promised_ship_date",
+        "result",
+        "allocated_now",
+        "backordered",
+        "backorder_atp",
+        "next_node",
+    ]
     as_csv = many_waiting.run("allocate", "--all", "--dry-run", "--format", "csv", now=at)
     assert as_csv.exit_code == 0, as_csv.output
     expected = io.StringIO()

@@ -30,24 +30,42 @@ def _build(workspace):
     cfg = load_config(workspace.config_path)
     store = Store(workspace.db_url)
     with store.session(write=True) as s:
-        seed(s, products=SKUS,
-                stock=[(sku, wh, rng.randint(5, 40)) for sku in SKUS for wh in WAREHOUSES],
-                receipts=[(f"R{i}", rng.choice(SKUS), rng.choice(WAREHOUSES), rng.randint(5, 30),
-                           NOW + timedelta(days=i)) for i in range(6)])
-        orders = [(f"O{i:04d}", rng.randint(0, 3),
-                   [(sku, rng.randint(1, 6)) for sku in rng.sample(SKUS, rng.randint(1, 3))])
-                  for i in range(N_ORDERS)]
+        seed(
+            s,
+            products=SKUS,
+            stock=[(sku, wh, rng.randint(5, 40)) for sku in SKUS for wh in WAREHOUSES],
+            receipts=[
+                (f"R{i}", rng.choice(SKUS), rng.choice(WAREHOUSES), rng.randint(5, 30), NOW + timedelta(days=i))
+                for i in range(6)
+            ],
+        )
+        orders = [
+            (f"O{i:04d}", rng.randint(0, 3), [(sku, rng.randint(1, 6)) for sku in rng.sample(SKUS, rng.randint(1, 3))])
+            for i in range(N_ORDERS)
+        ]
         add_orders(s, cfg, orders)
     store.dispose()
     return [o[0] for o in orders]
 
 
 def _spawn(workspace, *args):
-    env = dict(os.environ, FFCTL_CONFIG=str(workspace.config_path), FFCTL_DB=workspace.db_url,
-               FFCTL_USER="cron", FFCTL_NOW="2026-11-02T10:00:00+08:00", COLUMNS="200")
+    env = dict(
+        os.environ,
+        FFCTL_CONFIG=str(workspace.config_path),
+        FFCTL_DB=workspace.db_url,
+        FFCTL_USER="cron",
+        FFCTL_NOW="2026-11-02T10:00:00+08:00",
+        COLUMNS="200",
+    )
     env.pop("FFCTL_DEBUG", None)
-    return subprocess.Popen([sys.executable, "-m", "ffctl", *args], env=env, cwd=workspace.path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ffctl", *args],
+        env=env,
+        cwd=workspace.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_many_processes_allocating_at_once_never_oversell(workspace):
@@ -77,21 +95,32 @@ def test_many_processes_allocating_at_once_never_oversell(workspace):
         with store.session() as s:
             check_invariants(s)
             # a fully allocated order never waits at allocation, and each order completed it at most once
-            waiting_full = s.execute(sa.text(
-                "SELECT o.order_id FROM orders o JOIN order_line l ON l.order_id = o.order_id "
-                "WHERE o.node = 'allocation' GROUP BY o.order_id HAVING SUM(l.qty - l.allocated) = 0")).all()
+            waiting_full = s.execute(
+                sa.text(
+                    "SELECT o.order_id FROM orders o JOIN order_line l ON l.order_id = o.order_id "
+                    "WHERE o.node = 'allocation' GROUP BY o.order_id HAVING SUM(l.qty - l.allocated) = 0"
+                )
+            ).all()
             assert not waiting_full
-            twice = s.execute(sa.text(
-                "SELECT order_id FROM event WHERE event = 'completed' AND node = 'allocation' "
-                "GROUP BY order_id HAVING count(*) > 1")).all()
+            twice = s.execute(
+                sa.text(
+                    "SELECT order_id FROM event WHERE event = 'completed' AND node = 'allocation' "
+                    "GROUP BY order_id HAVING count(*) > 1"
+                )
+            ).all()
             assert not twice
             # stock left over only where no waiting order needs that SKU
-            starved = s.execute(sa.text(
-                "SELECT DISTINCT l.sku FROM order_line l JOIN orders o ON o.order_id = l.order_id "
-                "JOIN stock st ON st.sku = l.sku WHERE o.node = 'allocation' AND o.status = 'open' "
-                "AND l.allocated < l.qty AND st.on_hand > st.allocated")).all()
+            starved = s.execute(
+                sa.text(
+                    "SELECT DISTINCT l.sku FROM order_line l JOIN orders o ON o.order_id = l.order_id "
+                    "JOIN stock st ON st.sku = l.sku WHERE o.node = 'allocation' AND o.status = 'open' "
+                    "AND l.allocated < l.qty AND st.on_hand > st.allocated"
+                )
+            ).all()
             assert not starved, f"stock left while orders wait: {starved}"
-            received = s.execute(sa.text("SELECT count(DISTINCT receipt_id) FROM receipt WHERE status = 'received'")).scalar()
+            received = s.execute(
+                sa.text("SELECT count(DISTINCT receipt_id) FROM receipt WHERE status = 'received'")
+            ).scalar()
             assert received == 3
             allocated = s.execute(sa.text("SELECT SUM(allocated) FROM stock")).scalar()
             assert allocated > 0
@@ -150,8 +179,10 @@ def test_barrier_started_processes_with_counts_and_releases(workspace):
     jobs.append(("release", released[:20]))
     jobs.append(("release_plain", released[20:]))  # order by order: the many-row lockers must not deadlock with it
     barrier, results = ctx.Barrier(len(jobs)), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(workspace.db_url, str(workspace.config_path), job, barrier, results))
-             for job in jobs]
+    procs = [
+        ctx.Process(target=_worker, args=(workspace.db_url, str(workspace.config_path), job, barrier, results))
+        for job in jobs
+    ]
     for p in procs:
         p.start()
     for p in procs:

@@ -44,7 +44,7 @@ def seed(ws: Workspace, orders: int = 240) -> None:
         "customers.csv": "customer,name\nC1,Acme\n",
         "stock.csv": f"sku,warehouse,on_hand\nSKU-1,SH,{orders * 2}\n",
         "orders.csv": "order_id,line_no,customer,sku,qty,created_at\n"
-                      + "".join(f"SO-{i:04d},1,C1,SKU-1,1,2026-11-23 09:00\n" for i in range(orders)),
+        + "".join(f"SO-{i:04d},1,C1,SKU-1,1,2026-11-23 09:00\n" for i in range(orders)),
     }
     for name, text in files.items():
         r = ws.run("import", name.removesuffix(".csv"), ws.write(name, text), now=NOW, user="judy")
@@ -53,13 +53,15 @@ def seed(ws: Workspace, orders: int = 240) -> None:
 
 def work(ws: Workspace) -> None:
     """Normal commands, each writing events through a different path."""
-    steps = [(["allocate", "--all"], "2026-11-23T09:26:00+08:00"),
-             (["sla", "sweep"], "2026-11-23T11:00:00+08:00"),  # 240 dispatch tasks breached at once
-             (["ship", "SO-0001"], "2026-11-23T11:05:00+08:00"),
-             (["order", "hold", "SO-0002", "--reason", "customer call"], "2026-11-23T11:06:00+08:00"),
-             (["rules", "run"], "2026-11-23T11:07:00+08:00"),
-             (["report", "kpi"], "2026-11-23T11:08:00+08:00"),
-             (["notify", "send"], "2026-11-23T11:09:00+08:00")]
+    steps = [
+        (["allocate", "--all"], "2026-11-23T09:26:00+08:00"),
+        (["sla", "sweep"], "2026-11-23T11:00:00+08:00"),  # 240 dispatch tasks breached at once
+        (["ship", "SO-0001"], "2026-11-23T11:05:00+08:00"),
+        (["order", "hold", "SO-0002", "--reason", "customer call"], "2026-11-23T11:06:00+08:00"),
+        (["rules", "run"], "2026-11-23T11:07:00+08:00"),
+        (["report", "kpi"], "2026-11-23T11:08:00+08:00"),
+        (["notify", "send"], "2026-11-23T11:09:00+08:00"),
+    ]
     for args, at in steps:
         r = ws.run(*args, now=at, user="judy")
         assert r.exit_code == 0, (args, r.output)
@@ -93,8 +95,10 @@ def test_schema_0005_upgrades_and_downgrades_keeping_the_trail(ws):
             assert "login" not in {c["name"] for c in sa.inspect(s.connection()).get_columns("event")}
             before = s.execute(sa.text("SELECT COUNT(*) FROM event")).scalar_one()
         with store.session(write=True) as s:  # 0004's trail: REPLACE / TRUNCATE were not refused yet
-            s.execute(sa.text("INSERT INTO event (at, wall_at, actor, event) VALUES (:t, :t, 'old', 'created')"),
-                      {"t": datetime(2026, 11, 1, tzinfo=timezone.utc)})
+            s.execute(
+                sa.text("INSERT INTO event (at, wall_at, actor, event) VALUES (:t, :t, 'old', 'created')"),
+                {"t": datetime(2026, 11, 1, tzinfo=timezone.utc)},
+            )
         store.upgrade()
         assert store.current_revision() == store.head_revision() == HEAD
         assert ws.run("order", "hold", "SO-0001", "--reason", "call", now=NOW, user="judy").exit_code == 0
@@ -118,10 +122,14 @@ def test_the_trail_cannot_be_replaced_or_truncated(store, backend):
         audit.record(s, event="stock_adjusted", at=datetime.now(timezone.utc), actor="t", subject="sku:X", detail="+1")
     with store.session() as s:
         (first,) = s.execute(sa.text("SELECT id FROM event")).scalars().all()
-    attacks = ["TRUNCATE event"] if backend == "postgresql" else [
-        f"REPLACE INTO event (id, at, wall_at, actor, event, detail) VALUES ({first}, '2026-01-01', '2026-01-01', 'x', 'stock_adjusted', 'rewritten')",
-        f"INSERT OR REPLACE INTO event (id, at, wall_at, actor, event) VALUES ({first}, '2026-01-01', '2026-01-01', 'x', 'created')",
-    ]
+    attacks = (
+        ["TRUNCATE event"]
+        if backend == "postgresql"
+        else [
+            f"REPLACE INTO event (id, at, wall_at, actor, event, detail) VALUES ({first}, '2026-01-01', '2026-01-01', 'x', 'stock_adjusted', 'rewritten')",
+            f"INSERT OR REPLACE INTO event (id, at, wall_at, actor, event) VALUES ({first}, '2026-01-01', '2026-01-01', 'x', 'created')",
+        ]
+    )
     for sql in attacks:
         with pytest.raises(sa.exc.DatabaseError, match="append-only"):
             with store.session(write=True) as s:
@@ -133,7 +141,7 @@ def test_the_trail_cannot_be_replaced_or_truncated(store, backend):
 def _least_privilege_sql(database: str, role: str) -> list[str]:
     """The SQL that docs/operations.md gives for ffctl's role, for this database and role name."""
     text = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
-    block = re.search(r"```sql\n(.*?)```", text[text.index("## Security"):], re.S).group(1)
+    block = re.search(r"```sql\n(.*?)```", text[text.index("## Security") :], re.S).group(1)
     lines = [line for line in block.splitlines() if line.strip() and not line.lstrip().startswith("--")]
     return [re.sub(r"\bffctl_app\b", role, re.sub(r"DATABASE ffctl\b", f"DATABASE {database}", line)) for line in lines]
 
@@ -162,8 +170,13 @@ def test_a_least_privilege_role_runs_ffctl_but_cannot_rewrite_the_trail(workspac
         assert r.exit_code == 0 and '"shipped"' in r.stdout
         store = ws.store()
         try:
-            for sql in ("UPDATE event SET actor = 'x'", "DELETE FROM event", "TRUNCATE event",
-                        "ALTER TABLE event DISABLE TRIGGER USER", "DROP TRIGGER event_append_only ON event"):
+            for sql in (
+                "UPDATE event SET actor = 'x'",
+                "DELETE FROM event",
+                "TRUNCATE event",
+                "ALTER TABLE event DISABLE TRIGGER USER",
+                "DROP TRIGGER event_append_only ON event",
+            ):
                 with pytest.raises(sa.exc.DatabaseError, match="permission denied|must be owner"):
                     with store.session(write=True) as s:
                         s.execute(sa.text(sql))

@@ -80,22 +80,31 @@ def sweep(ws, at: datetime) -> dict:
     return json.loads(r.stdout)
 
 
-BACKLOG = [("OLD", 250, T0 - timedelta(hours=2), "web"),  # breached 1h ago: at risk, breached, reminded, escalated
-           ("NEW", 250, T0 - timedelta(minutes=40), "web")]  # at risk 10m ago, breaches in 20m
+BACKLOG = [
+    ("OLD", 250, T0 - timedelta(hours=2), "web"),  # breached 1h ago: at risk, breached, reminded, escalated
+    ("NEW", 250, T0 - timedelta(minutes=40), "web"),
+]  # at risk 10m ago, breaches in 20m
 
 
 def test_backfill_of_500_overdue_orders_queues_nothing_and_the_next_sweep_only_what_falls_due_later(ws):
     r = ws.run("import", "orders", orders_file(ws, BACKLOG), "--backfill", now=T0.isoformat())
     assert r.exit_code == 0, r.output
-    assert ("--backfill: the SLA history up to 2026-03-02 12:00+00:00 is recorded as applied on import "
-            "(500 at risk, 250 breached, 250 reminders, 250 escalations); nobody was notified") in r.stderr
+    assert (
+        "--backfill: the SLA history up to 2026-03-02 12:00+00:00 is recorded as applied on import "
+        "(500 at risk, 250 breached, 250 reminders, 250 escalations); nobody was notified"
+    ) in r.stderr
     assert notes(ws) == []
     timeline = json.loads(ws.run("order", "show", "OLD-000000", "-f", "json").stdout)["timeline"]
     applied = [(e["event"], e["at"], e["actor"]) for e in timeline if e["actor"] == "sla-backfill"]
-    assert applied == [(event, "2026-03-02T12:00:00+00:00", "sla-backfill")
-                       for event in ("at_risk", "breached", "reminded", "escalated")]
-    assert all(e["detail"].endswith("backfilled on import, nobody was notified")
-               for e in timeline if e["actor"] == "sla-backfill")
+    assert applied == [
+        (event, "2026-03-02T12:00:00+00:00", "sla-backfill")
+        for event in ("at_risk", "breached", "reminded", "escalated")
+    ]
+    assert all(
+        e["detail"].endswith("backfilled on import, nobody was notified")
+        for e in timeline
+        if e["actor"] == "sla-backfill"
+    )
     listed = ws.run("task", "list", "--role", "lead", "--limit", "0", "-f", "json", now=T0.isoformat())
     tasks = {t["order_id"]: t for t in json.loads(listed.stdout)}  # the escalation put them in lead's inbox
     assert set(tasks) == {f"OLD-{i:06d}" for i in range(250)}
@@ -105,7 +114,12 @@ def test_backfill_of_500_overdue_orders_queues_nothing_and_the_next_sweep_only_w
     assert (first["items"], first["notifications_queued"]) == ([], 0)
     # 20 minutes on, the recent orders breach (and are reminded): that is all anyone hears
     later = sweep(ws, T0 + timedelta(minutes=30))
-    assert (later["at_risk"], later["breached"], later["actions"]["remind"], later["actions"]["escalate"]) == (0, 250, 250, 0)
+    assert (later["at_risk"], later["breached"], later["actions"]["remind"], later["actions"]["escalate"]) == (
+        0,
+        250,
+        250,
+        0,
+    )
     (note,) = notes(ws)
     assert note["recipient"] == "ann" and note["subject"] == "[ffctl] 250 orders need you: 250 breached"
     assert orders_named(note["body"]) == {f"NEW-{i:06d}" for i in range(250)}
@@ -120,22 +134,35 @@ def test_without_backfill_the_first_sweep_tells_the_whole_backlog(ws):
     """The contrast: what --backfill spares the team (one digest each, not a message per step)."""
     assert ws.run("import", "orders", orders_file(ws, BACKLOG), now=T0.isoformat()).exit_code == 0
     doc = sweep(ws, T0)
-    assert (doc["at_risk"], doc["breached"], doc["actions"]["escalate"], doc["notifications_queued"]) == (500, 250, 250, 2)
+    assert (doc["at_risk"], doc["breached"], doc["actions"]["escalate"], doc["notifications_queued"]) == (
+        500,
+        250,
+        250,
+        2,
+    )
     told = {n["recipient"]: orders_named(n["body"]) for n in notes(ws)}
     assert told["ann"] == {f"{p}-{i:06d}" for p in ("OLD", "NEW") for i in range(250)}
     assert told["ben"] == {f"OLD-{i:06d}" for i in range(250)}
 
 
 def test_backfill_applies_auto_actions_on_import(ws):
-    r = ws.run("import", "orders", orders_file(ws, [("FAST", 3, T0 - timedelta(hours=3), "fast")]), "--backfill",
-               now=T0.isoformat())
+    r = ws.run(
+        "import",
+        "orders",
+        orders_file(ws, [("FAST", 3, T0 - timedelta(hours=3), "fast")]),
+        "--backfill",
+        now=T0.isoformat(),
+    )
     assert r.exit_code == 0, r.output
     assert "3 auto-approved" in r.stderr and notes(ws) == []
     order = json.loads(ws.run("order", "show", "FAST-000000", "-f", "json").stdout)
     assert order["node"] == "pack"
     events = [(e["event"], e["node"], e["actor"]) for e in order["timeline"]][-3:]
-    assert events == [("breached", "approve", "sla-backfill"), ("auto_approved", "approve", "sla-backfill"),
-                      ("entered", "pack", "sla-backfill")]
+    assert events == [
+        ("breached", "approve", "sla-backfill"),
+        ("auto_approved", "approve", "sla-backfill"),
+        ("entered", "pack", "sla-backfill"),
+    ]
     assert order["timeline"][-1]["at"] == "2026-03-02T12:00:00+00:00"  # pack's clock starts at the import
     assert sweep(ws, T0 + timedelta(hours=1))["items"] == []
 
@@ -171,16 +198,26 @@ def test_an_import_killed_halfway_then_rerun_backfills_each_order_once(ws):
 
     n = 4000
     path = orders_file(ws, [("OLD", n, T0 - timedelta(hours=2), "web")])
-    env = {**os.environ, "FFCTL_CONFIG": str(ws.config_path), "FFCTL_DB": ws.db_url, "FFCTL_NOW": T0.isoformat(),
-           "FFCTL_USER": "importer"}
+    env = {
+        **os.environ,
+        "FFCTL_CONFIG": str(ws.config_path),
+        "FFCTL_DB": ws.db_url,
+        "FFCTL_NOW": T0.isoformat(),
+        "FFCTL_USER": "importer",
+    }
     command = [sys.executable, "-m", "ffctl", "import", "orders", path, "--backfill", "--batch-rows", "200"]
     store = ws.store()
 
     def histories() -> dict[str, int]:
         with store.session() as s:
-            return dict(s.execute(sa.text(
-                "SELECT o.order_id, (SELECT count(*) FROM event e WHERE e.order_id = o.order_id "
-                "AND e.actor = 'sla-backfill') FROM orders o")).all())
+            return dict(
+                s.execute(
+                    sa.text(
+                        "SELECT o.order_id, (SELECT count(*) FROM event e WHERE e.order_id = o.order_id "
+                        "AND e.actor = 'sla-backfill') FROM orders o"
+                    )
+                ).all()
+            )
 
     try:
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -10,46 +10,61 @@ from ffctl.core import bulk
 
 def _events(store) -> list[tuple]:
     with store.session() as s:
-        return [tuple(r) for r in s.execute(sa.text(
-            "SELECT actor, event, order_id, task_id, node, subject, detail FROM event ORDER BY id"))]
+        return [
+            tuple(r)
+            for r in s.execute(
+                sa.text("SELECT actor, event, order_id, task_id, node, subject, detail FROM event ORDER BY id")
+            )
+        ]
 
 
 def test_insert_rows_writes_the_rows_it_is_given(store):
     at = "2026-11-25 01:00:00.000000"
     columns = ("at", "wall_at", "actor", "event", "order_id", "task_id", "node", "subject", "detail")
-    rows = [(at, at, "O'Brien \u738b", "created", f"O{i}", None, None if i % 2 else "pick", None,
-             f"line {i}\twith a tab")
-            for i in range(5)]
+    rows = [
+        (at, at, "O'Brien \u738b", "created", f"O{i}", None, None if i % 2 else "pick", None, f"line {i}\twith a tab")
+        for i in range(5)
+    ]
     if store.dialect == "sqlite":  # SQLite keeps a NUL in text (PostgreSQL refuses it)
-        rows += [(at, at, "O'Brien \u738b", "created", "NUL", None, None, None, "a\x00b"),
-                 (at, at, "O'Brien \u738b", "created", "NUL2", None, None, None, "a\x00b")]
+        rows += [
+            (at, at, "O'Brien \u738b", "created", "NUL", None, None, None, "a\x00b"),
+            (at, at, "O'Brien \u738b", "created", "NUL2", None, None, None, "a\x00b"),
+        ]
     with store.session(write=True) as s:
         bulk.insert_rows(s, "event", columns, rows)
         if store.dialect == "sqlite":  # a shared value with no SQL literal is bound after all
-            bulk.insert_rows(s, "event", columns[:5], [(at, at, "a\x00b", "created", "N3"),
-                                                       (at, at, "a\x00b", "created", "N4")])
+            bulk.insert_rows(
+                s, "event", columns[:5], [(at, at, "a\x00b", "created", "N3"), (at, at, "a\x00b", "created", "N4")]
+            )
     expected = [r[2:] for r in rows]
     if store.dialect == "sqlite":
-        expected += [("a\x00b", "created", "N3", None, None, None, None),
-                     ("a\x00b", "created", "N4", None, None, None, None)]
+        expected += [
+            ("a\x00b", "created", "N3", None, None, None, None),
+            ("a\x00b", "created", "N4", None, None, None, None),
+        ]
     assert _events(store) == expected
 
 
 def test_fixed_values_and_shared_columns_are_written_to_every_row(store):
     at = "2026-11-25 01:00:00.000000"
-    rows = bulk.Rows("event", ("at", "event", "order_id", "detail"),
-                     {"wall_at": at, "actor": "it's me", "task_id": None, "node": None, "subject": None})
+    rows = bulk.Rows(
+        "event",
+        ("at", "event", "order_id", "detail"),
+        {"wall_at": at, "actor": "it's me", "task_id": None, "node": None, "subject": None},
+    )
     rows.rows += [(at, "created", "A", "same"), (at, "created", "B", "same")]
     with store.session(write=True) as s:
         rows.write(s)
         # one row alone, and rows that differ in nothing, are written as they are too
         bulk.insert_rows(s, "event", ("at", "wall_at", "actor", "event"), [(at, at, "x", "updated")])
         bulk.insert_rows(s, "event", ("at", "wall_at", "actor", "event"), [(at, at, "y", "updated")] * 2)
-    assert _events(store) == [("it's me", "created", "A", None, None, None, "same"),
-                              ("it's me", "created", "B", None, None, None, "same"),
-                              ("x", "updated", None, None, None, None, None),
-                              ("y", "updated", None, None, None, None, None),
-                              ("y", "updated", None, None, None, None, None)]
+    assert _events(store) == [
+        ("it's me", "created", "A", None, None, None, "same"),
+        ("it's me", "created", "B", None, None, None, "same"),
+        ("x", "updated", None, None, None, None, None),
+        ("y", "updated", None, None, None, None, None),
+        ("y", "updated", None, None, None, None, None),
+    ]
 
 
 def test_shared_columns_keep_values_of_other_types_apart():
@@ -67,12 +82,15 @@ def test_among_finds_exactly_the_given_keys(store):
 
     table = Event.__table__
     with store.session() as s:
-        one = s.execute(sa.select(table.c.order_id).distinct()
-                        .where(bulk.among(s, table.c.order_id, ["O1", "O7", "nope", "O'x"]))).scalars()
+        one = s.execute(
+            sa.select(table.c.order_id).distinct().where(bulk.among(s, table.c.order_id, ["O1", "O7", "nope", "O'x"]))
+        ).scalars()
         assert sorted(one) == ["O1", "O7"]
-        pairs = s.execute(sa.select(table.c.order_id, table.c.event)
-                          .where(bulk.among(s, (table.c.order_id, table.c.event),
-                                            [("O1", "updated"), ("O2", "created"), ("O3", "nope")]))).all()
+        pairs = s.execute(
+            sa.select(table.c.order_id, table.c.event).where(
+                bulk.among(s, (table.c.order_id, table.c.event), [("O1", "updated"), ("O2", "created"), ("O3", "nope")])
+            )
+        ).all()
         assert sorted(map(tuple, pairs)) == [("O1", "updated"), ("O2", "created")]
         first = s.execute(sa.select(sa.func.min(table.c.id))).scalar_one()
         ids = s.execute(sa.select(table.c.id).where(bulk.among(s, table.c.id, [first, first + 1, 10**9]))).scalars()

@@ -339,20 +339,37 @@ def test_concurrent_first_use_from_threads_gives_the_same_deadlines():
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Shanghai"]
 INPUT_ZONES = [None, UTC, BERLIN, ZoneInfo("America/New_York"), SHANGHAI]
 DST_CHANGES = [  # local dates on which the tested zones change their clocks, 2024-2028
-    datetime(2024, 3, 10), datetime(2024, 3, 31), datetime(2024, 10, 27), datetime(2024, 11, 3),
-    datetime(2025, 3, 9), datetime(2025, 3, 30), datetime(2025, 10, 26), datetime(2025, 11, 2),
-    datetime(2026, 3, 8), datetime(2026, 3, 29), datetime(2026, 10, 25), datetime(2026, 11, 1),
-    datetime(2027, 3, 14), datetime(2027, 3, 28), datetime(2027, 10, 31), datetime(2027, 11, 7),
-    datetime(2028, 3, 12), datetime(2028, 3, 26), datetime(2028, 10, 29), datetime(2028, 11, 5),
+    datetime(2024, 3, 10),
+    datetime(2024, 3, 31),
+    datetime(2024, 10, 27),
+    datetime(2024, 11, 3),
+    datetime(2025, 3, 9),
+    datetime(2025, 3, 30),
+    datetime(2025, 10, 26),
+    datetime(2025, 11, 2),
+    datetime(2026, 3, 8),
+    datetime(2026, 3, 29),
+    datetime(2026, 10, 25),
+    datetime(2026, 11, 1),
+    datetime(2027, 3, 14),
+    datetime(2027, 3, 28),
+    datetime(2027, 10, 31),
+    datetime(2027, 11, 7),
+    datetime(2028, 3, 12),
+    datetime(2028, 3, 26),
+    datetime(2028, 10, 29),
+    datetime(2028, 11, 5),
 ]
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def day_ranges(step: int):
     """One weekday's opening ranges: disjoint, on a grid of `step` minutes, 00:00-24:00."""
-    return st.lists(st.integers(0, 1440 // step), unique=True, max_size=6).map(
-        lambda marks: sorted(m * step for m in marks)
-    ).map(lambda m: [(m[i], m[i + 1]) for i in range(0, len(m) - 1, 2)])
+    return (
+        st.lists(st.integers(0, 1440 // step), unique=True, max_size=6)
+        .map(lambda marks: sorted(m * step for m in marks))
+        .map(lambda m: [(m[i], m[i + 1]) for i in range(0, len(m) - 1, 2)])
+    )
 
 
 def calendars(step: int = 15):
@@ -385,9 +402,7 @@ def near_a_clock_change():
 
 
 instants = st.one_of(
-    st.datetimes(
-        datetime(2024, 1, 1), datetime(2028, 12, 31, 23, 59), timezones=st.sampled_from(INPUT_ZONES)
-    ),
+    st.datetimes(datetime(2024, 1, 1), datetime(2028, 12, 31, 23, 59), timezones=st.sampled_from(INPUT_ZONES)),
     near_a_clock_change(),
 )
 slas = st.one_of(
@@ -481,7 +496,10 @@ def first_instant_reading(zone: ZoneInfo, wall: datetime) -> datetime:
 
 
 CHANGE_DAYS = DST_CHANGES + [  # and Santiago's and Lord Howe's
-    datetime(2024, 4, 7), datetime(2024, 10, 6), datetime(2026, 4, 5), datetime(2026, 9, 6),
+    datetime(2024, 4, 7),
+    datetime(2024, 10, 6),
+    datetime(2026, 4, 5),
+    datetime(2026, 9, 6),
 ]
 
 
@@ -489,16 +507,13 @@ CHANGE_DAYS = DST_CHANGES + [  # and Santiago's and Lord Howe's
 @given(
     st.sampled_from(
         # 30-minute shift, clock changes at midnight, negative DST, and the usual ones
-        ["Australia/Lord_Howe", "America/Santiago", "Europe/Dublin", "Europe/Berlin",
-         "America/New_York"]
+        ["Australia/Lord_Howe", "America/Santiago", "Europe/Dublin", "Europe/Berlin", "America/New_York"]
     ),
     st.sampled_from(CHANGE_DAYS),
     st.integers(-1, 1),
     day_ranges(5),
 )
-def test_property_on_clock_change_days_ranges_run_from_when_the_clock_first_reads_them(
-    tz, day, shift, ranges
-):
+def test_property_on_clock_change_days_ranges_run_from_when_the_clock_first_reads_them(tz, day, shift, ranges):
     zone = ZoneInfo(tz)
     d = (day + timedelta(days=shift)).date()
     cal = BusinessCalendar(tz, {d.weekday(): ranges})
@@ -525,8 +540,9 @@ def test_property_the_utc_day_table_counts_what_between_counts(cal, a, span):
 
     def total(t: datetime) -> float:
         cum, ranges = table[int(t.timestamp() // 86400)]
-        assert all(d * 86400 <= start < end <= (d + 1) * 86400 for start, end in ranges
-                   for d in [int(t.timestamp() // 86400)])
+        assert all(
+            d * 86400 <= start < end <= (d + 1) * 86400 for start, end in ranges for d in [int(t.timestamp() // 86400)]
+        )
         return cum + sum(min(t.timestamp(), end) - start for start, end in ranges if t.timestamp() > start)
 
     assert total(hi) - total(lo) == pytest.approx(cal.between(lo, hi), abs=1e-3)

@@ -42,14 +42,14 @@ members = ["wu"]
 dingtalk = {{ url_env = "FFCTL_WH_DINGTALK_URL", secret_env = "FFCTL_WH_DINGTALK_SECRET" }}
 [roles.finance]
 members = ["fei"]
-feishu = {{ url = "{robots['feishu'].base}/open-apis/bot/v2/hook/{TOKEN}", secret_env = "FFCTL_FEISHU_SECRET" }}
+feishu = {{ url = "{robots["feishu"].base}/open-apis/bot/v2/hook/{TOKEN}", secret_env = "FFCTL_FEISHU_SECRET" }}
 [roles.sales]
 members = []
-wecom = "{robots['wecom'].base}/cgi-bin/webhook/send?key={TOKEN}"
-slack = {{ url = "{robots['slack'].base}/services/T000/B000/{TOKEN}" }}
+wecom = "{robots["wecom"].base}/cgi-bin/webhook/send?key={TOKEN}"
+slack = {{ url = "{robots["slack"].base}/services/T000/B000/{TOKEN}" }}
 [users.wu]
 [users.fei]
-webhook = {{ url = "{robots['webhook'].base}/hook", secret_env = "FFCTL_HOOK_SECRET" }}
+webhook = {{ url = "{robots["webhook"].base}/hook", secret_env = "FFCTL_HOOK_SECRET" }}
 [workflows.main]
 match = {{}}
 nodes = ["dispatch"]
@@ -82,8 +82,15 @@ def cfg(tmp_path, robots, env):
     return load_config(path)
 
 
-def queue(store, cfg, recipients, subject="SO-1 dispatch: reminder, 1h late", body="Order SO-1 is late.\n- line two",
-          key=None, priority="normal") -> int:
+def queue(
+    store,
+    cfg,
+    recipients,
+    subject="SO-1 dispatch: reminder, 1h late",
+    body="Order SO-1 is late.\n- line two",
+    key=None,
+    priority="normal",
+) -> int:
     from ffctl.core import outbox
 
     with store.session(write=True) as s:
@@ -109,6 +116,7 @@ def near_real_clock(ms: int) -> bool:
 
 # --- formats and signatures ------------------------------------------------------------------------
 
+
 def test_a_role_with_a_dingtalk_robot_gets_one_signed_markdown_message_for_the_team(store, cfg, robots):
     assert queue(store, cfg, ["warehouse"]) == 2  # the team's chat, and wu (no channel: the log)
     assert [(r["recipient"], r["channel"]) for r in rows(store)] == [("warehouse", "dingtalk"), ("wu", "log")]
@@ -116,13 +124,18 @@ def test_a_role_with_a_dingtalk_robot_gets_one_signed_markdown_message_for_the_t
     assert (report.sent, report.retrying, report.failed) == (2, 0, 0)
     (post,) = robots["dingtalk"].received
     assert post["path"] == "/robot/send" and post["query"]["access_token"] == TOKEN
-    assert post["json"] == {"msgtype": "markdown", "markdown": {
-        "title": "SO-1 dispatch: reminder, 1h late",
-        "text": "#### SO-1 dispatch: reminder, 1h late\n\nOrder SO-1 is late.\n\n- line two"}}
+    assert post["json"] == {
+        "msgtype": "markdown",
+        "markdown": {
+            "title": "SO-1 dispatch: reminder, 1h late",
+            "text": "#### SO-1 dispatch: reminder, 1h late\n\nOrder SO-1 is late.\n\n- line two",
+        },
+    }
     stamp = post["query"]["timestamp"]
     assert near_real_clock(int(stamp))  # the real clock, not --now (March 2026)
-    expected = base64.b64encode(hmac.new(DING_SECRET.encode(), f"{stamp}\n{DING_SECRET}".encode(),
-                                         hashlib.sha256).digest()).decode()
+    expected = base64.b64encode(
+        hmac.new(DING_SECRET.encode(), f"{stamp}\n{DING_SECRET}".encode(), hashlib.sha256).digest()
+    ).decode()
     assert post["query"]["sign"] == expected
     assert f"sign={quote_plus(expected)}" in post["raw_query"]  # urlencoded, as DingTalk documents
     assert post["headers"]["Idempotency-Key"] == f"ffctl-notification-{rows(store)[0]['id']}"
@@ -144,12 +157,16 @@ def test_feishu_is_a_signed_post_message_and_wecom_and_slack_their_own_formats(s
     assert body["msg_type"] == "post"
     post_zh = body["content"]["post"]["zh_cn"]
     assert post_zh["title"] == "‼ [ffctl] 2 orders need you"  # high priority stands out
-    assert post_zh["content"] == [[{"tag": "text", "text": "Order SO-1 is late."}],
-                                  [{"tag": "text", "text": "- line two"}]]
+    assert post_zh["content"] == [
+        [{"tag": "text", "text": "Order SO-1 is late."}],
+        [{"tag": "text", "text": "- line two"}],
+    ]
     (post,) = robots["wecom"].received
     assert post["query"] == {"key": TOKEN}
-    assert post["json"] == {"msgtype": "markdown", "markdown": {
-        "content": "**‼ [ffctl] 2 orders need you**\nOrder SO-1 is late.\n- line two"}}
+    assert post["json"] == {
+        "msgtype": "markdown",
+        "markdown": {"content": "**‼ [ffctl] 2 orders need you**\nOrder SO-1 is late.\n- line two"},
+    }
     (post,) = robots["slack"].received
     assert post["json"] == {"text": "*‼ [ffctl] 2 orders need you*\nOrder SO-1 is late.\n- line two"}
 
@@ -187,6 +204,7 @@ def test_a_long_digest_is_cut_to_the_robots_limit_on_a_character_boundary(store,
 
 # --- vendor errors, outages, rate limits -------------------------------------------------------------
 
+
 def test_an_in_band_error_leaves_the_message_pending_until_the_robot_recovers(store, cfg, robots):
     robot = robots["dingtalk"]
     robot.answer = (200, b'{"errcode":310000,"errmsg":"sign not match, more: [https://ding-doc.dingtalk.com]"}')
@@ -206,17 +224,22 @@ def test_an_in_band_error_leaves_the_message_pending_until_the_robot_recovers(st
     assert send(store, cfg, NOW + timedelta(hours=1)).items == []  # delivered once
 
 
-@pytest.mark.parametrize("answer", [
-    (200, b'{"code":19021,"data":{},"msg":"sign match fail or timestamp is not within one hour"}'),
-    (200, b'{"StatusCode":9499,"StatusMessage":"Bad Request"}'),
-    (200, b"<html>gateway</html>"),
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        (200, b'{"code":19021,"data":{},"msg":"sign match fail or timestamp is not within one hour"}'),
+        (200, b'{"StatusCode":9499,"StatusMessage":"Bad Request"}'),
+        (200, b"<html>gateway</html>"),
+    ],
+)
 def test_feishu_errors_in_an_http_200_are_failures(store, cfg, robots, answer):
     robots["feishu"].answer = answer
     queue(store, cfg, ["finance"])
     report = send(store, cfg)
     (item,) = [i for i in report.items if i["channel"] == "feishu"]
-    assert item["status"] == "pending" and item["attempts"] == 1 and item["error"].startswith("feishu http://127.0.0.1:")
+    assert (
+        item["status"] == "pending" and item["attempts"] == 1 and item["error"].startswith("feishu http://127.0.0.1:")
+    )
 
 
 def test_dingtalk_takes_twenty_a_minute_the_rest_wait_for_the_next_run(store, cfg, robots):
@@ -230,7 +253,9 @@ def test_dingtalk_takes_twenty_a_minute_the_rest_wait_for_the_next_run(store, cf
     assert send(store, cfg, NOW + timedelta(seconds=30)).items == []  # not yet
     report = send(store, cfg, NOW + timedelta(minutes=1))
     assert (report.sent, report.deferred) == (5, 0)
-    assert sorted(p["json"]["markdown"]["title"] for p in robots["dingtalk"].received) == sorted(f"n{i}" for i in range(25))
+    assert sorted(p["json"]["markdown"]["title"] for p in robots["dingtalk"].received) == sorted(
+        f"n{i}" for i in range(25)
+    )
 
 
 def test_a_robot_that_says_too_fast_defers_without_spending_attempts(store, cfg, robots):
@@ -250,15 +275,18 @@ def test_slack_http_429_is_deferred_by_retry_after(store, cfg, robots):
     queue(store, cfg, ["sales"])
     report = send(store, cfg)
     (item,) = [i for i in report.items if i["channel"] == "slack"]
-    assert item["status"] == "pending" and item["attempts"] == 0 and item["next_attempt_at"] == NOW + timedelta(minutes=1)
+    assert (
+        item["status"] == "pending" and item["attempts"] == 0 and item["next_attempt_at"] == NOW + timedelta(minutes=1)
+    )
 
 
 def test_a_missing_url_variable_is_retried_until_it_is_set(store, cfg, robots, env):
     env.delenv("FFCTL_WH_DINGTALK_URL")
     queue(store, cfg, ["warehouse"])
     (item,) = [i for i in send(store, cfg).items if i["channel"] == "dingtalk"]
-    assert item["error"] == ("the environment variable FFCTL_WH_DINGTALK_URL (the dingtalk URL of warehouse) "
-                             "is not set")
+    assert item["error"] == (
+        "the environment variable FFCTL_WH_DINGTALK_URL (the dingtalk URL of warehouse) is not set"
+    )
     env.setenv("FFCTL_WH_DINGTALK_URL", f"{robots['dingtalk'].base}/robot/send?access_token={TOKEN}")
     assert send(store, cfg, NOW + timedelta(minutes=2)).sent == 1
 
@@ -279,6 +307,7 @@ def test_a_url_variable_that_is_not_http_fails_without_showing_its_token(store, 
 
 # --- digests reach the team's chat ----------------------------------------------------------------------
 
+
 def test_a_sweep_sends_the_teams_chat_one_digest(workspace_with_config, robots, env):
     import sqlalchemy as sa
 
@@ -292,8 +321,10 @@ def test_a_sweep_sends_the_teams_chat_one_digest(workspace_with_config, robots, 
     try:
         with store.session(write=True) as s:
             s.execute(sa.insert(Customer), [{"customer": "c1", "name": "客户一"}])
-            s.execute(sa.insert(Order), [{"order_id": i, "customer": "c1", "created_at": NOW - timedelta(hours=3)}
-                                         for i in ids])
+            s.execute(
+                sa.insert(Order),
+                [{"order_id": i, "customer": "c1", "created_at": NOW - timedelta(hours=3)} for i in ids],
+            )
             workflow.enter_orders(s, cfg, workflow.order_facts(s, ids), actor="test")
     finally:
         store.dispose()
@@ -307,6 +338,7 @@ def test_a_sweep_sends_the_teams_chat_one_digest(workspace_with_config, robots, 
 
 # --- config check ----------------------------------------------------------------------------------------
 
+
 def test_config_check_masks_robot_urls_and_names_the_variables(workspace_with_config, robots, env):
     ws = workspace_with_config(config_text(robots))
     env.delenv("FFCTL_FEISHU_SECRET")
@@ -315,22 +347,33 @@ def test_config_check_masks_robot_urls_and_names_the_variables(workspace_with_co
     assert TOKEN not in r.output and DING_SECRET not in r.output
     assert "group chat dingtalk $FFCTL_WH_DINGTALK_URL, signed with $FFCTL_WH_DINGTALK_SECRET" in r.stdout
     assert "wecom http://127.0.0.1:" in r.stdout and "/… (#" in r.stdout
-    assert ("roles.finance.feishu.secret_env: the environment variable FFCTL_FEISHU_SECRET is not set here"
-            in r.stderr)
+    assert "roles.finance.feishu.secret_env: the environment variable FFCTL_FEISHU_SECRET is not set here" in r.stderr
 
 
-@pytest.mark.parametrize("line, problem", [
-    ('dingtalk = { url_env = "FFCTL_X", secret = "SECabc" }',
-     "roles.ops.dingtalk.secret: secrets never go in the config file"),
-    ('dingtalk = { url_env = "https://oapi.dingtalk.com/robot/send?access_token=tok3n-that-must-never-show" }',
-     "roles.ops.dingtalk.url_env: must be the name of an environment variable that holds the URL"),
-    ('wecom = { url_env = "FFCTL_X", secret_env = "FFCTL_Y" }',
-     "roles.ops.wecom.secret_env: wecom does not sign its requests"),
-    ('slack = "ftp://example.com/tok3n-that-must-never-show"', "roles.ops.slack.url: ftp://example.com/… (#"),
-    ('feishu = {}', "roles.ops.feishu: missing url_env (or url)"),
-    ('feishu = { url = "https://x.example/a", url_env = "FFCTL_X" }', "roles.ops.feishu: give url or url_env, not both"),
-    ('dingtalk = 3', "roles.ops.dingtalk: expected a URL in quotes or a table"),
-])
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        (
+            'dingtalk = { url_env = "FFCTL_X", secret = "SECabc" }',
+            "roles.ops.dingtalk.secret: secrets never go in the config file",
+        ),
+        (
+            'dingtalk = { url_env = "https://oapi.dingtalk.com/robot/send?access_token=tok3n-that-must-never-show" }',
+            "roles.ops.dingtalk.url_env: must be the name of an environment variable that holds the URL",
+        ),
+        (
+            'wecom = { url_env = "FFCTL_X", secret_env = "FFCTL_Y" }',
+            "roles.ops.wecom.secret_env: wecom does not sign its requests",
+        ),
+        ('slack = "ftp://example.com/tok3n-that-must-never-show"', "roles.ops.slack.url: ftp://example.com/… (#"),
+        ("feishu = {}", "roles.ops.feishu: missing url_env (or url)"),
+        (
+            'feishu = { url = "https://x.example/a", url_env = "FFCTL_X" }',
+            "roles.ops.feishu: give url or url_env, not both",
+        ),
+        ("dingtalk = 3", "roles.ops.dingtalk: expected a URL in quotes or a table"),
+    ],
+)
 def test_config_check_refuses_bad_channels_without_echoing_secrets(workspace_with_config, line, problem):
     ws = workspace_with_config(f"[roles.ops]\nmembers = []\n{line}\n")
     r = ws.run("config", "check")

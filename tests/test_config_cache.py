@@ -91,8 +91,12 @@ def test_a_config_with_a_password_in_its_database_url_is_not_copied(tmp_path, mo
     monkeypatch.setenv("FFCTL_CACHE_DIR", str(cache))
     path = tmp_path / "ffctl.toml"
     text = EXAMPLE_CONFIG.read_text(encoding="utf-8")
-    lines = ['url = "postgresql+psycopg://ops:s3cret@db.example/ffctl"' if line.strip().startswith("url") and
-             i < 12 else line for i, line in enumerate(text.splitlines())]
+    lines = [
+        'url = "postgresql+psycopg://ops:s3cret@db.example/ffctl"'
+        if line.strip().startswith("url") and i < 12
+        else line
+        for i, line in enumerate(text.splitlines())
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert load_config(path).database_url.endswith("@db.example/ffctl")
     assert not list(cache.glob("*.pickle"))

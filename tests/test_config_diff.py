@@ -13,8 +13,9 @@ from tests.conftest import EXAMPLE_CONFIG
 def run(*args: str):
     from ffctl.cli import app
 
-    return CliRunner().invoke(app, ["config", "diff", *map(str, args)], env={"FFCTL_CONFIG": None, "FFCTL_DEBUG": None,
-                                                                             "COLUMNS": "200"})
+    return CliRunner().invoke(
+        app, ["config", "diff", *map(str, args)], env={"FFCTL_CONFIG": None, "FFCTL_DEBUG": None, "COLUMNS": "200"}
+    )
 
 
 def edited(tmp_path, name: str, *edits: tuple[str, str]):
@@ -28,12 +29,17 @@ def edited(tmp_path, name: str, *edits: tuple[str, str]):
 
 
 def test_config_diff_names_each_change_in_the_configs_terms(tmp_path):
-    new = edited(tmp_path, "new.toml",
-                 ('sla = "30m"', 'sla = "45m"'),
-                 ('holidays = ["2026-10-01", "2026-10-02", "2026-10-05"]',
-                  'holidays = ["2026-10-01", "2026-10-02", "2026-10-05", "2026-10-08"]'),
-                 ('[roles.finance_manager]\nmembers = ["carol"', '[roles.finance_manager]\nmembers = ["carol", "dave"'),
-                 ('fri = ["09:00-12:00", "13:00-17:00"]', 'fri = "09:00-17:00"'))
+    new = edited(
+        tmp_path,
+        "new.toml",
+        ('sla = "30m"', 'sla = "45m"'),
+        (
+            'holidays = ["2026-10-01", "2026-10-02", "2026-10-05"]',
+            'holidays = ["2026-10-01", "2026-10-02", "2026-10-05", "2026-10-08"]',
+        ),
+        ('[roles.finance_manager]\nmembers = ["carol"', '[roles.finance_manager]\nmembers = ["carol", "dave"'),
+        ('fri = ["09:00-12:00", "13:00-17:00"]', 'fri = "09:00-17:00"'),
+    )
     r = run(EXAMPLE_CONFIG, new, "--format", "json")
     assert r.exit_code == 0, r.output
     texts = [c["text"] for c in json.loads(r.stdout)]
@@ -43,8 +49,13 @@ def test_config_diff_names_each_change_in_the_configs_terms(tmp_path):
     assert "calendar office: hours fri 09:00-12:00, 13:00-17:00 → 09:00-17:00" in texts
     rows = {c["text"]: c for c in json.loads(r.stdout)}
     assert rows["node credit_review: SLA 30m → 45m"] == {
-        "section": "node", "name": "credit_review", "field": "sla", "old": 1800, "new": 2700,
-        "text": "node credit_review: SLA 30m → 45m"}
+        "section": "node",
+        "name": "credit_review",
+        "field": "sla",
+        "old": 1800,
+        "new": 2700,
+        "text": "node credit_review: SLA 30m → 45m",
+    }
     table = run(EXAMPLE_CONFIG, new, "--format", "table")
     assert table.exit_code == 0 and "node credit_review: SLA 30m → 45m" in table.stdout
     assert run(EXAMPLE_CONFIG, new, "--exit-code").exit_code == 1
@@ -60,10 +71,13 @@ def test_the_same_config_elsewhere_has_no_differences(tmp_path):
 
 
 def test_workflows_escalations_owners_and_chains(tmp_path):
-    new = edited(tmp_path, "new.toml",
-                 ('match = { channel = ["b2b"], region = ["east"] }', 'match = { channel = ["b2b"] }'),
-                 ('owner = "finance_reviewer"', 'owner = "finance_manager"'),
-                 ('{ after = "2h",  action = "escalate" },', ''))
+    new = edited(
+        tmp_path,
+        "new.toml",
+        ('match = { channel = ["b2b"], region = ["east"] }', 'match = { channel = ["b2b"] }'),
+        ('owner = "finance_reviewer"', 'owner = "finance_manager"'),
+        ('{ after = "2h",  action = "escalate" },', ""),
+    )
     texts = [c["text"] for c in json.loads(run(EXAMPLE_CONFIG, new, "-f", "json").stdout)]
     assert any(t.startswith("workflow pilot: match ") for t in texts), texts
     assert "node credit_review: owner finance_reviewer → finance_manager" in texts

@@ -44,8 +44,11 @@ def check(tmp_path, text: str, *args: str):
 
     path = tmp_path / "ffctl.toml"
     path.write_text(text, encoding="utf-8")
-    return CliRunner().invoke(app, ["--config", str(path), *(args or ("config", "check"))],
-                              env={"FFCTL_DEBUG": None, "FFCTL_DB": f"sqlite:///{tmp_path / 'none.db'}"})
+    return CliRunner().invoke(
+        app,
+        ["--config", str(path), *(args or ("config", "check"))],
+        env={"FFCTL_DEBUG": None, "FFCTL_DB": f"sqlite:///{tmp_path / 'none.db'}"},
+    )
 
 
 def refused(r, *expected: str) -> None:
@@ -67,11 +70,20 @@ def test_a_cron_expression_that_never_fires_is_refused(tmp_path):
     refused(check(tmp_path, text, "schedule", "tick"), "never fires")
 
 
-@pytest.mark.parametrize("expression, field", [("61 * * * *", "the minute field '61' is out of range (allowed: 0-59"),
-                                               ("0 24 * * *", "the hour field '24' is out of range (allowed: 0-23"),
-                                               ("0 8 * * mon-fro", "the day-of-week field 'mon-fro' is not understood")])
+@pytest.mark.parametrize(
+    "expression, field",
+    [
+        ("61 * * * *", "the minute field '61' is out of range (allowed: 0-59"),
+        ("0 24 * * *", "the hour field '24' is out of range (allowed: 0-23"),
+        ("0 8 * * mon-fro", "the day-of-week field 'mon-fro' is not understood"),
+    ],
+)
 def test_a_cron_field_out_of_range_is_named(tmp_path, expression, field):
-    refused(check(tmp_path, BASE + f'daily_report = "{expression}"\n'), "schedule.daily_report: invalid cron expression", field)
+    refused(
+        check(tmp_path, BASE + f'daily_report = "{expression}"\n'),
+        "schedule.daily_report: invalid cron expression",
+        field,
+    )
 
 
 def test_a_huge_duration_is_a_config_error_not_an_overflow(tmp_path):
@@ -85,13 +97,18 @@ def test_a_huge_duration_is_a_config_error_not_an_overflow(tmp_path):
 def test_a_calendar_that_cannot_hold_an_sla_is_refused_with_the_reason(tmp_path):
     one_minute = BASE.replace(BASE.splitlines()[4], 'hours = { mon = "09:00-09:01" }')
     r = check(tmp_path, one_minute.replace('sla = "4h"', 'sla = "12h"'))
-    refused(r, "nodes.review.calendar: calendar 'office' has 1m of working time a week: the SLA 12h of node 'review' "
-               "and its escalation ladder (1h past the deadline) would take about 15 years of it, and ffctl plans "
-               "deadlines at most 10 years ahead")
+    refused(
+        r,
+        "nodes.review.calendar: calendar 'office' has 1m of working time a week: the SLA 12h of node 'review' "
+        "and its escalation ladder (1h past the deadline) would take about 15 years of it, and ffctl plans "
+        "deadlines at most 10 years ahead",
+    )
     orders = tmp_path / "orders.csv"
     orders.write_text("order_id,line_no,customer,sku,qty\nSO-1,1,C1,SKU-1,1\n", encoding="utf-8")
-    refused(check(tmp_path, one_minute.replace('sla = "4h"', 'sla = "12h"'), "import", "orders", str(orders)),
-            "1m of working time a week")
+    refused(
+        check(tmp_path, one_minute.replace('sla = "4h"', 'sla = "12h"'), "import", "orders", str(orders)),
+        "1m of working time a week",
+    )
     # the same calendar holds 4h and its ladder in under six years: allowed, if slow
     assert check(tmp_path, one_minute).exit_code == 0
 
@@ -101,23 +118,35 @@ def test_a_config_nested_thousands_deep_is_a_config_error(tmp_path):
     refused(check(tmp_path, text), "invalid TOML: values are nested too deeply")
 
 
-@pytest.mark.parametrize("zone, suggestion", [("CST", "did you mean 'Asia/Shanghai' or 'America/Chicago'?"),
-                                              ("Beijing", "did you mean 'Asia/Shanghai'?"),
-                                              ("UTC+8", "did you mean 'Asia/Shanghai' or 'Etc/GMT-8'?"),
-                                              ("Asia/Shangai", "did you mean 'Asia/Shanghai'?")])
+@pytest.mark.parametrize(
+    "zone, suggestion",
+    [
+        ("CST", "did you mean 'Asia/Shanghai' or 'America/Chicago'?"),
+        ("Beijing", "did you mean 'Asia/Shanghai'?"),
+        ("UTC+8", "did you mean 'Asia/Shanghai' or 'Etc/GMT-8'?"),
+        ("Asia/Shangai", "did you mean 'Asia/Shanghai'?"),
+    ],
+)
 def test_time_zone_abbreviations_suggest_real_zones(tmp_path, zone, suggestion):
-    refused(check(tmp_path, BASE.replace('timezone = "Asia/Shanghai"', f'timezone = "{zone}"')),
-            f"defaults.timezone: unknown time zone '{zone}' ({suggestion})")
+    refused(
+        check(tmp_path, BASE.replace('timezone = "Asia/Shanghai"', f'timezone = "{zone}"')),
+        f"defaults.timezone: unknown time zone '{zone}' ({suggestion})",
+    )
 
 
 def test_config_check_warns_about_workflows_that_never_touch_stock(tmp_path):
-    text = BASE.replace("[workflows.main]", '[workflows.quick]\nmatch = { channel = "b2b" }\nnodes = ["review"]\n'
-                        '[workflows.quick_first]\nmatch = { channel = "b2c" }\nnodes = ["review", "allocation"]\n'
-                        "[workflows.main]")
+    text = BASE.replace(
+        "[workflows.main]",
+        '[workflows.quick]\nmatch = { channel = "b2b" }\nnodes = ["review"]\n'
+        '[workflows.quick_first]\nmatch = { channel = "b2c" }\nnodes = ["review", "allocation"]\n'
+        "[workflows.main]",
+    )
     r = check(tmp_path, text)
     assert r.exit_code == 0, r.output
-    assert ("Warning: " + str(tmp_path / "ffctl.toml") + ": workflows.quick.nodes: workflow 'quick' has no auto = "
-            '"allocate" node: its orders never reserve stock, so they ship without touching stock') in r.stderr
+    assert (
+        "Warning: " + str(tmp_path / "ffctl.toml") + ": workflows.quick.nodes: workflow 'quick' has no auto = "
+        '"allocate" node: its orders never reserve stock, so they ship without touching stock'
+    ) in r.stderr
     assert "workflow 'quick' has no auto = \"ship\" node" in r.stderr
     assert "workflow 'quick_first' has no auto = \"ship\" node" in r.stderr
     assert "workflow 'quick_first' has no auto = \"allocate\"" not in r.stderr and "workflow 'main'" not in r.stderr
@@ -127,7 +156,10 @@ def test_config_check_warns_about_workflows_that_never_touch_stock(tmp_path):
 def test_config_check_warns_when_escalations_reach_nobody(tmp_path):
     r = check(tmp_path, BASE.replace('[roles.lead]\nmembers = ["bob"]', "[roles.lead]\nmembers = []"))
     assert r.exit_code == 0, r.output
-    assert "roles.lead.members: role 'lead' (the top of the chain) has no members: escalations from 'ops' reach nobody" in r.stderr
+    assert (
+        "roles.lead.members: role 'lead' (the top of the chain) has no members: escalations from 'ops' reach nobody"
+        in r.stderr
+    )
 
 
 def test_the_example_config_has_no_warnings(tmp_path):

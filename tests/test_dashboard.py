@@ -43,8 +43,8 @@ def read_png_rows(data: bytes, max_rows: int) -> tuple[int, int, list[bytes], in
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
     pos, idat, header = 8, [], None
     while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", body)
         elif kind == b"IDAT":
@@ -58,7 +58,7 @@ def read_png_rows(data: bytes, max_rows: int) -> tuple[int, int, list[bytes], in
     rows, previous = [], bytearray(stride)
     for r in range(min(max_rows, height)):
         start = r * (stride + 1)
-        kind, line = raw[start], bytearray(raw[start + 1:start + 1 + stride])
+        kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
         if kind == 1:
             for i in range(bpp, stride):
                 line[i] = (line[i] + line[i - bpp]) & 0xFF
@@ -102,8 +102,13 @@ def test_dashboard_is_self_contained_and_escapes_names(workspace):
     assert "Noto Sans CJK SC" in html and "Microsoft YaHei" in html and "PingFang SC" in html
     assert not re.search(r"<script|<link|@import|url\(|src=|https?://", html, re.I)
     assert "包装&lt;b&gt;检查&lt;/b&gt;" in html and "<b>" not in html
-    for title in ("Weekly on-time shipping", "SLA attainment per node", "Breaches per node",
-                  "Cycle time distribution", "Breaches by owner role"):
+    for title in (
+        "Weekly on-time shipping",
+        "SLA attainment per node",
+        "Breaches per node",
+        "Cycle time distribution",
+        "Breaches by owner role",
+    ):
         assert title in html
     assert html.count("<svg") >= 13  # 7 KPI gauges and the 6 charts (the last: the order flow)
     assert "wave_pick" in html and "33.3%" in html
@@ -128,8 +133,12 @@ def test_render_dashboard_is_pure():
     from ffctl.core.dashboard import render_dashboard
     from ffctl.core.kpi import Period
 
-    html = render_dashboard({"kpis": [], "weekly": [], "nodes": [], "histogram": {"buckets": []}, "owners": []},
-                            tz="UTC", now=datetime(2026, 1, 1, tzinfo=timezone.utc), period=Period())
+    html = render_dashboard(
+        {"kpis": [], "weekly": [], "nodes": [], "histogram": {"buckets": []}, "owners": []},
+        tz="UTC",
+        now=datetime(2026, 1, 1, tzinfo=timezone.utc),
+        period=Period(),
+    )
     assert "Fulfillment dashboard" in html and "nothing to show" in html
 
 
@@ -137,11 +146,25 @@ def screenshot(chromium: str, page, tmp_path, size: tuple[int, int]):
     """Chromium's screenshot of ``page``: width, height, its rows (RGB or RGBA) and bytes per pixel."""
     shot = tmp_path / f"{page.stem}.png"
     subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-         f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={size[0]},{size[1]}", f"--screenshot={shot}",
-         page.as_uri()],
-        capture_output=True, timeout=180, check=False,
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--window-size={size[0]},{size[1]}",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=180,
+        check=False,
     )
     assert shot.exists() and shot.stat().st_size > 10_000, "chromium wrote no (or a blank) screenshot"
     return read_png_rows(shot.read_bytes(), max_rows=size[1])
@@ -153,7 +176,7 @@ def count_colours(rows, width: int, bpp: int, *wanted, tolerance: int = 14) -> t
     counts = [0] * len(wanted)
     for line in rows:
         for x in range(0, width * bpp, bpp * 2):
-            pixel = line[x:x + 3]
+            pixel = line[x : x + 3]
             colours.add(pixel)
             for i, colour in enumerate(wanted):
                 counts[i] += near(tuple(pixel), colour, tolerance)
@@ -168,9 +191,13 @@ def history_with_returns(s):
     from ffctl.core.models import ReturnLine
 
     s.execute(sa.text("UPDATE order_line SET allocated = qty, shipped = qty WHERE order_id IN ('O1', 'O2', 'O3')"))
-    s.execute(sa.insert(ReturnLine.__table__), [
-        {"order_id": "O1", "line_no": 1, "sku": "A", "qty": 1, "reason": "wrong_size", "returned_at": T(3000)},
-        {"order_id": "O2", "line_no": 1, "sku": "B", "qty": 1, "reason": "damaged", "returned_at": T(3100)}])
+    s.execute(
+        sa.insert(ReturnLine.__table__),
+        [
+            {"order_id": "O1", "line_no": 1, "sku": "A", "qty": 1, "reason": "wrong_size", "returned_at": T(3000)},
+            {"order_id": "O2", "line_no": 1, "sku": "B", "qty": 1, "reason": "damaged", "returned_at": T(3100)},
+        ],
+    )
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -212,8 +239,13 @@ def test_the_cycle_time_axis_reaches_the_target_when_orders_ship_fast(workspace)
 
     ws, day = workspace, "2026-11-23T{}:00+08:00"
     open_shop(ws, now=day.format("09:00"))
-    import_csv(ws, "orders", "order_id,line_no,customer,sku,qty,channel,region\n"
-               + "".join(f"SO-{i},1,C-EAST,SKU-0001,1,b2b,east\n" for i in range(3)), now=day.format("09:00"))
+    import_csv(
+        ws,
+        "orders",
+        "order_id,line_no,customer,sku,qty,channel,region\n"
+        + "".join(f"SO-{i},1,C-EAST,SKU-0001,1,b2b,east\n" for i in range(3)),
+        now=day.format("09:00"),
+    )
     cli_ok(ws, "advance", "SO-0", "SO-1", "SO-2", now=day.format("09:10"), user="alice")
     cli_ok(ws, "allocate", "--all", "-f", "csv", now=day.format("09:11"))
     for i, hhmm in enumerate(("10:00", "10:30", "11:00")):
@@ -223,9 +255,14 @@ def test_the_cycle_time_axis_reaches_the_target_when_orders_ship_fast(workspace)
     left, right = 48, 560 - 14
     axis_hours = [float(v) for v in re.findall(r'text-anchor="middle"[^>]*>([\d.]+)\+?</text>', chart)]
     assert max(axis_hours) >= 48, axis_hours
-    marks = {label: float(x) for x, label in re.findall(
-        r'<line x1="([\d.]+)" x2="[\d.]+" y1="\d+" y2="[\d.]+" stroke="[^"]+" stroke-width="2" stroke-dasharray="5 4"/>'
-        r'<rect[^>]*/><text[^>]*>(\w+) [\d.]+ h</text>', chart)}
+    marks = {
+        label: float(x)
+        for x, label in re.findall(
+            r'<line x1="([\d.]+)" x2="[\d.]+" y1="\d+" y2="[\d.]+" stroke="[^"]+" stroke-width="2" stroke-dasharray="5 4"/>'
+            r"<rect[^>]*/><text[^>]*>(\w+) [\d.]+ h</text>",
+            chart,
+        )
+    }
     assert set(marks) == {"p50", "p90", "target"}, chart
     assert left < marks["p50"] < marks["p90"] < marks["target"] < right  # the target inside the axis, not on its edge
     assert marks["target"] == pytest.approx(left + (right - left) * 48 / max(axis_hours), abs=0.1)

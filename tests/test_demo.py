@@ -11,8 +11,11 @@ def test_demo_runs_end_to_end_and_prints_the_kpi_report(tmp_path):
     from ffctl.cli import app
 
     folder = tmp_path / "demo"
-    r = CliRunner().invoke(app, ["--now", "2026-11-20T12:00:00+08:00", "demo", "--dir", str(folder),
-                                 "--orders", "120", "--days", "4"], env={"COLUMNS": "160"})
+    r = CliRunner().invoke(
+        app,
+        ["--now", "2026-11-20T12:00:00+08:00", "demo", "--dir", str(folder), "--orders", "120", "--days", "4"],
+        env={"COLUMNS": "160"},
+    )
     assert r.exit_code == 0, r.output
     assert (folder / "ffctl.toml").exists() and (folder / "ffctl.db").exists()
     assert "KPI report" in r.stderr and "Try next" in r.stderr
@@ -29,12 +32,17 @@ def test_demo_runs_end_to_end_and_prints_the_kpi_report(tmp_path):
     import sqlite3
 
     with sqlite3.connect(store_path) as db:  # some orders shipped in two parts
-        assert db.execute("SELECT count(*) FROM (SELECT order_id FROM shipment GROUP BY order_id "
-                          "HAVING count(*) > 1)").fetchone()[0] > 0
+        assert (
+            db.execute(
+                "SELECT count(*) FROM (SELECT order_id FROM shipment GROUP BY order_id HAVING count(*) > 1)"
+            ).fetchone()[0]
+            > 0
+        )
     orders = json.loads(CliRunner().invoke(app, ["order", "list", "--format", "json", "--limit", "0"], env=env).stdout)
     assert len(orders) == 120
-    timeline = json.loads(CliRunner().invoke(app, ["order", "show", orders[0]["order_id"], "--format", "json"],
-                                             env=env).stdout)["timeline"]
+    timeline = json.loads(
+        CliRunner().invoke(app, ["order", "show", orders[0]["order_id"], "--format", "json"], env=env).stdout
+    )["timeline"]
     assert timeline[0]["event"] == "created"
 
     # the demo refreshed the report facts every day, as the daily report does: what those
@@ -72,14 +80,20 @@ def _summary_and_dashboard_count_the_late_visits(summary: str, folder, store) ->
 
     end = "2026-11-20 04:00:00"  # the demo's clock, 12:00 in Shanghai, as stored (naive UTC)
     with store.session() as s:
-        late = s.execute(sa.text(
-            "SELECT node, COUNT(*) FROM task WHERE status <> 'skipped' AND deadline IS NOT NULL AND ("
-            "  (held_at IS NOT NULL AND held_at > deadline)"
-            "  OR (held_at IS NULL AND completed_at IS NOT NULL AND completed_at > deadline)"
-            "  OR (held_at IS NULL AND completed_at IS NULL AND deadline <= :end)) GROUP BY node"), {"end": end}).all()
-        unswept = s.execute(sa.text(
-            "SELECT COUNT(*) FROM task WHERE status = 'done' AND completed_at > deadline AND sla_state <> 'breached'"
-        )).scalar_one()
+        late = s.execute(
+            sa.text(
+                "SELECT node, COUNT(*) FROM task WHERE status <> 'skipped' AND deadline IS NOT NULL AND ("
+                "  (held_at IS NOT NULL AND held_at > deadline)"
+                "  OR (held_at IS NULL AND completed_at IS NOT NULL AND completed_at > deadline)"
+                "  OR (held_at IS NULL AND completed_at IS NULL AND deadline <= :end)) GROUP BY node"
+            ),
+            {"end": end},
+        ).all()
+        unswept = s.execute(
+            sa.text(
+                "SELECT COUNT(*) FROM task WHERE status = 'done' AND completed_at > deadline AND sla_state <> 'breached'"
+            )
+        ).scalar_one()
     late = dict(late)
     assert unswept > 0, "the demo should complete some visits late between sweeps"
     said = re.search(r"([\d,]+) SLA breaches", summary)

@@ -120,7 +120,7 @@ def test_a_digest_of_five_orders_is_one_message_per_channel(ws, mailbox, hooks):
     # ann: one email and one webhook call, each naming all five; ben: one email about the two late ones
     assert doc["notifications_queued"] == doc["notifications_sent"] == 3
     (mail,) = mail_to(mailbox, "ann@example.com")
-    (_, posted), = hooks.received
+    ((_, posted),) = hooks.received
     assert mail["Subject"] == posted["subject"] == "[ffctl] 5 orders need you: 2 breached, 3 at risk"
     body = text(mail)
     assert body == posted["body"] + "\n"
@@ -186,26 +186,40 @@ def test_a_digest_that_fails_is_retried_whole_and_sent_once(ws, mailbox, hooks):
     assert ws.run("notify", "send", now=(T0 + timedelta(minutes=1)).isoformat()).exit_code == 0
     assert hooks.received == []  # not due before its backoff
     assert ws.run("notify", "send", now=(T0 + timedelta(minutes=2)).isoformat()).exit_code == 0
-    (headers, posted), = hooks.received
+    ((headers, posted),) = hooks.received
     assert posted["subject"] == "[ffctl] 4 orders need you: 4 at risk"
     rows = json.loads(ws.run("notify", "list", "-f", "json").stdout)
-    assert sorted((n["channel"], n["status"], n["attempts"]) for n in rows) == [("email", "sent", 1), ("webhook", "sent", 2)]
+    assert sorted((n["channel"], n["status"], n["attempts"]) for n in rows) == [
+        ("email", "sent", 1),
+        ("webhook", "sent", 2),
+    ]
     assert headers["X-Ffctl-Notification-Id"] == str(next(n["id"] for n in rows if n["channel"] == "webhook"))
 
 
 # --- a killed sweep, with real processes --------------------------------------------------------------
+
 
 def test_a_sweep_killed_halfway_then_rerun_sends_each_digest_once(ws, mailbox, hooks):
     """SIGKILL while the batches commit; the rerun sends ann one email and one webhook call that
     name every order once, the killed sweep's orders included."""
     n = 3000  # three batches: the kill lands after the first commit
     oids = add(ws, n, created=T0 - timedelta(hours=1, minutes=30), prefix="KILL")  # at risk, breached, reminded
-    env = {**os.environ, "FFCTL_CONFIG": str(ws.config_path), "FFCTL_DB": ws.db_url, "FFCTL_NOW": T0.isoformat(),
-           "FFCTL_USER": "cron"}
+    env = {
+        **os.environ,
+        "FFCTL_CONFIG": str(ws.config_path),
+        "FFCTL_DB": ws.db_url,
+        "FFCTL_NOW": T0.isoformat(),
+        "FFCTL_USER": "cron",
+    }
     store = ws.store()
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "ffctl", "sla", "sweep", "-f", "json"], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ffctl", "sla", "sweep", "-f", "json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         give_up = time.monotonic() + 60
         while time.monotonic() < give_up and proc.poll() is None:
             with store.session() as s:
@@ -219,23 +233,35 @@ def test_a_sweep_killed_halfway_then_rerun_sends_each_digest_once(ws, mailbox, h
             fired = s.execute(sa.text("SELECT count(*) FROM task_step")).scalar()
         assert 0 < fired < n * 3, f"the sweep was not killed halfway ({fired} steps committed)"
         assert mailbox.messages == [] and hooks.received == []
-        rerun = subprocess.run([sys.executable, "-m", "ffctl", "sla", "sweep", "-f", "json"], env=env,
-                               capture_output=True, text=True, timeout=180)
+        rerun = subprocess.run(
+            [sys.executable, "-m", "ffctl", "sla", "sweep", "-f", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert rerun.returncode == 0, rerun.stderr
         doc = json.loads(rerun.stdout)
         assert doc["breached"] == n - fired // 3
         assert doc["notifications_queued"] == doc["notifications_sent"] == 2
         (mail,) = mail_to(mailbox, "ann@example.com")
-        (_, posted), = hooks.received
+        ((_, posted),) = hooks.received
         for subject, body in ((mail["Subject"], text(mail)), (posted["subject"], posted["body"])):
             assert subject == f"[ffctl] {n} orders need you: {n} breached"
             assert orders_named(body) == set(oids) and body.count("\n- KILL-") == n
         # nothing left to send, and another sweep or send adds nothing
         listed = json.loads(ws.run("notify", "list", "-f", "json").stdout)
         assert sorted((m["recipient"], m["channel"], m["status"]) for m in listed) == [
-            ("ann", "email", "sent"), ("ann", "webhook", "sent")]
-        again = subprocess.run([sys.executable, "-m", "ffctl", "sla", "sweep", "-f", "json"], env=env,
-                               capture_output=True, text=True, timeout=60)
+            ("ann", "email", "sent"),
+            ("ann", "webhook", "sent"),
+        ]
+        again = subprocess.run(
+            [sys.executable, "-m", "ffctl", "sla", "sweep", "-f", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert json.loads(again.stdout)["notifications_queued"] == 0
         assert len(mailbox.messages) == 1 and len(hooks.received) == 1
     finally:
@@ -244,6 +270,7 @@ def test_a_sweep_killed_halfway_then_rerun_sends_each_digest_once(ws, mailbox, h
 
 # --- the digest's shape, for any items (no store) ------------------------------------------------------
 
+
 def test_a_digest_names_each_order_on_one_line_past_deadline_first():
     from hypothesis import given, settings
     from hypothesis import strategies as st
@@ -251,11 +278,20 @@ def test_a_digest_names_each_order_on_one_line_past_deadline_first():
     from ffctl.core.outbox import RANKS, digest_item, render
 
     item = st.builds(
-        lambda n, rank, short, high: digest_item(key=f"SO-{n:06d}", head=f"SO-{n:06d} review", short=short,
-                                                 body=f"about SO-{n:06d}", rank=rank, order_id=f"SO-{n:06d}",
-                                                 priority="high" if high else "normal"),
-        st.integers(0, 12), st.sampled_from(RANKS), st.sampled_from(["reminder, 1h late", "at risk, due 10:00"]),
-        st.booleans())
+        lambda n, rank, short, high: digest_item(
+            key=f"SO-{n:06d}",
+            head=f"SO-{n:06d} review",
+            short=short,
+            body=f"about SO-{n:06d}",
+            rank=rank,
+            order_id=f"SO-{n:06d}",
+            priority="high" if high else "normal",
+        ),
+        st.integers(0, 12),
+        st.sampled_from(RANKS),
+        st.sampled_from(["reminder, 1h late", "at risk, due 10:00"]),
+        st.booleans(),
+    )
 
     @settings(max_examples=200, deadline=None)
     @given(st.lists(item, min_size=1, max_size=40))

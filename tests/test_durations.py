@@ -29,7 +29,9 @@ def test_parse_duration_accepts_the_documented_forms(text: str, seconds: int) ->
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "   ", "-5m", "30", "1.5h", "30x", "m30", "30m1h", "1h1h", "1 h", "h", "1H", "+5m", "1h 30m"])
+@pytest.mark.parametrize(
+    "text", ["", "   ", "-5m", "30", "1.5h", "30x", "m30", "30m1h", "1h1h", "1 h", "h", "1H", "+5m", "1h 30m"]
+)
 def test_parse_duration_refuses_anything_else_with_the_allowed_forms(text: str) -> None:
     with pytest.raises(ValueError) as caught:
         parse_duration(text)
@@ -87,8 +89,17 @@ def test_parse_sums_the_units_and_format_gives_the_canonical_form(parts: tuple[i
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0, "0s"), (45, "45s"), (90, "1m30s"), (3599, "59m59s"), (9000, "2h30m"), (172799, "2d"),
-     (150183109, "1738d6h"), (-5400, "-1h30m"), (93784, "1d2h")],
+    [
+        (0, "0s"),
+        (45, "45s"),
+        (90, "1m30s"),
+        (3599, "59m59s"),
+        (9000, "2h30m"),
+        (172799, "2d"),
+        (150183109, "1738d6h"),
+        (-5400, "-1h30m"),
+        (93784, "1d2h"),
+    ],
 )
 def test_approx_duration_keeps_the_two_largest_units(seconds: int, text: str) -> None:
     assert approx_duration(seconds) == text

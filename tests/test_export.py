@@ -19,15 +19,19 @@ def store_counts(ws, since: str | None = None) -> dict:
     """What the log must hold, counted in the store: order events, orders, lines, SKUs, shipments."""
     where = "1 = 1" if since is None else f"o.created_at >= '{since}'"
     with ws.store().engine.connect() as conn:
+
         def one(sql: str) -> int:
             return conn.execute(sa.text(sql)).scalar()
 
         return {
             "events": one(f"SELECT COUNT(*) FROM event e JOIN orders o ON o.order_id = e.order_id WHERE {where}"),
             "order": one(f"SELECT COUNT(*) FROM orders o WHERE {where}"),
-            "order_line": one(f"SELECT COUNT(*) FROM order_line l JOIN orders o ON o.order_id = l.order_id WHERE {where}"),
-            "sku": one(f"SELECT COUNT(DISTINCT l.sku) FROM order_line l JOIN orders o ON o.order_id = l.order_id "
-                       f"WHERE {where}"),
+            "order_line": one(
+                f"SELECT COUNT(*) FROM order_line l JOIN orders o ON o.order_id = l.order_id WHERE {where}"
+            ),
+            "sku": one(
+                f"SELECT COUNT(DISTINCT l.sku) FROM order_line l JOIN orders o ON o.order_id = l.order_id WHERE {where}"
+            ),
             "shipment": one(f"SELECT COUNT(*) FROM shipment s JOIN orders o ON o.order_id = s.order_id WHERE {where}"),
         }
 
@@ -54,8 +58,7 @@ def test_every_format_loads_in_pm4py_with_the_stores_counts(history):
 
     out, r = export(ws, "csv")
     assert f"Wrote {out}: {want['events']} events of 4 orders (csv)." in r.stderr
-    df = pm4py.format_dataframe(pd.read_csv(out), case_id="case_id", activity_key="activity",
-                                timestamp_key="timestamp")
+    df = pm4py.format_dataframe(pd.read_csv(out), case_id="case_id", activity_key="activity", timestamp_key="timestamp")
     assert len(df) == want["events"] and df["case:concept:name"].nunique() == 4
     assert str(df["time:timestamp"].dt.tz) == "UTC"
 
@@ -77,15 +80,34 @@ def test_the_csv_is_the_trail_with_explicit_offsets(history):
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert list(rows[0]) == ["case_id", "activity", "timestamp", "resource", "node", "detail"]
     ch1 = [r for r in rows if r["case_id"] == "CH1"]
-    assert ch1[0] == {"case_id": "CH1", "activity": "created", "timestamp": "2026-12-02T09:01:00.000+08:00",
-                      "resource": ch1[0]["resource"], "node": "", "detail": "workflow standard"}
+    assert ch1[0] == {
+        "case_id": "CH1",
+        "activity": "created",
+        "timestamp": "2026-12-02T09:01:00.000+08:00",
+        "resource": ch1[0]["resource"],
+        "node": "",
+        "detail": "workflow standard",
+    }
     reject = next(r for r in ch1 if r["activity"] == "rejected pack_check")
     # a cell a spreadsheet would run as a formula is quoted; the rest is as recorded
-    assert reject == {"case_id": "CH1", "activity": "rejected pack_check", "timestamp": "2026-12-02T10:30:00.000+08:00",
-                      "resource": "judy", "node": "pack_check", "detail": "'=short \"2\" <box> & tape"}
+    assert reject == {
+        "case_id": "CH1",
+        "activity": "rejected pack_check",
+        "timestamp": "2026-12-02T10:30:00.000+08:00",
+        "resource": "judy",
+        "node": "pack_check",
+        "detail": '\'=short "2" <box> & tape',
+    }
     assert [r["activity"] for r in ch1 if r["node"] in ("wave_pick", "pack_check")] == [
-        "entered wave_pick", "completed wave_pick", "entered pack_check", "rejected pack_check", "entered wave_pick",
-        "completed wave_pick", "entered pack_check", "completed pack_check"]
+        "entered wave_pick",
+        "completed wave_pick",
+        "entered pack_check",
+        "rejected pack_check",
+        "entered wave_pick",
+        "completed wave_pick",
+        "entered pack_check",
+        "completed pack_check",
+    ]
 
 
 def test_the_csv_is_the_same_whatever_the_database_had_to_quote(history, monkeypatch):
@@ -102,7 +124,7 @@ def test_the_csv_is_the_same_whatever_the_database_had_to_quote(history, monkeyp
     assert small.read_bytes() == expected
     rows = list(csv.DictReader(small.open(encoding="utf-8", newline="")))
     assert next(r for r in rows if r["activity"].startswith("held"))["detail"].endswith(reason)
-    assert sum(1 for r in rows if r["detail"] == "'=short \"2\" <box> & tape") == 1
+    assert sum(1 for r in rows if r["detail"] == '\'=short "2" <box> & tape') == 1
 
 
 def test_xes_traces_are_orders_in_time_order_with_lifecycle(history):
@@ -128,13 +150,24 @@ def test_ocel_events_link_to_the_objects_they_are_about(history):
     out, _ = export(history, "ocel")
     raw = json.loads(out.read_text(encoding="utf-8"))
     assert {t["name"] for t in raw["objectTypes"]} == {"order", "order_line", "sku", "shipment"}
-    events = {(e["type"], next(r["objectId"] for r in e["relationships"] if r["qualifier"] == "order")): e
-              for e in raw["events"]}
+    events = {
+        (e["type"], next(r["objectId"] for r in e["relationships"] if r["qualifier"] == "order")): e
+        for e in raw["events"]
+    }
     created = events[("created", "order:CH2")]
     assert sorted((r["objectId"], r["qualifier"]) for r in created["relationships"]) == [
-        ("line:CH2/1", "line"), ("line:CH2/2", "line"), ("order:CH2", "order"), ("sku:A", "sku"), ("sku:B", "sku")]
+        ("line:CH2/1", "line"),
+        ("line:CH2/2", "line"),
+        ("order:CH2", "order"),
+        ("sku:A", "sku"),
+        ("sku:B", "sku"),
+    ]
     assert {(r["objectId"], r["qualifier"]) for r in events[("shipped dispatch", "order:P1")]["relationships"]} == {
-        ("order:P1", "order"), ("line:P1/1", "line"), ("sku:A", "sku"), ("shipment:P1/1", "shipment")}
+        ("order:P1", "order"),
+        ("line:P1/1", "line"),
+        ("sku:A", "sku"),
+        ("shipment:P1/1", "shipment"),
+    }
     assert [r["objectId"] for r in events[("delivered", "order:P1")]["relationships"]] == ["order:P1", "shipment:P1/1"]
     assert [r["objectId"] for r in events[("entered wave_pick", "order:CH1")]["relationships"]] == ["order:CH1"]
     attrs = {a["name"]: a["value"] for a in events[("rejected pack_check", "order:CH1")]["attributes"]}
@@ -152,9 +185,13 @@ def test_ocel_events_link_to_the_objects_they_are_about(history):
 
 def test_an_order_shipped_in_two_parts_is_two_shipments_each_linked_to_its_own_event(history):
     ws = history
-    import_csv(ws, "orders", "order_id,line_no,customer,sku,qty,channel,created_at\n"
-                             "P2,1,C1,A,2,b2b,2026-12-02 09:00\nP2,2,C1,A,3,b2b,2026-12-02 09:00\n",
-               now=flow_at("09:06"))
+    import_csv(
+        ws,
+        "orders",
+        "order_id,line_no,customer,sku,qty,channel,created_at\n"
+        "P2,1,C1,A,2,b2b,2026-12-02 09:00\nP2,2,C1,A,3,b2b,2026-12-02 09:00\n",
+        now=flow_at("09:06"),
+    )
     cli_ok(ws, "advance", "P2", now=flow_at("09:11"), user="judy")
     cli_ok(ws, "allocate", "P2", now=flow_at("09:31"), user="judy")
     cli_ok(ws, "ship", "P2", "--line", "1:2", "--carrier", "SF", "--tracking", "T2a", now=flow_at("12:10"), user="judy")
@@ -162,11 +199,17 @@ def test_an_order_shipped_in_two_parts_is_two_shipments_each_linked_to_its_own_e
 
     out, _ = export(ws, "ocel")
     raw = json.loads(out.read_text(encoding="utf-8"))
-    shipments = {o["id"]: {a["name"]: a["value"] for a in o["attributes"]}
-                 for o in raw["objects"] if o["type"] == "shipment" and o["id"].startswith("shipment:P2/")}
+    shipments = {
+        o["id"]: {a["name"]: a["value"] for a in o["attributes"]}
+        for o in raw["objects"]
+        if o["type"] == "shipment" and o["id"].startswith("shipment:P2/")
+    }
     assert {s["tracking"] for s in shipments.values()} == {"T2a", "T2b"}
-    shipped = [e for e in raw["events"] if e["type"].startswith("shipped")
-               and any(r["objectId"] == "order:P2" for r in e["relationships"])]
+    shipped = [
+        e
+        for e in raw["events"]
+        if e["type"].startswith("shipped") and any(r["objectId"] == "order:P2" for r in e["relationships"])
+    ]
     assert len(shipped) == 2
     linked = [[r["objectId"] for r in e["relationships"] if r["qualifier"] == "shipment"] for e in shipped]
     assert all(len(ids) == 1 for ids in linked) and len({ids[0] for ids in linked}) == 2
@@ -210,7 +253,9 @@ def test_an_empty_period_gives_valid_empty_logs(history):
 def test_export_to_stdout_and_mistakes_users_can_fix(history):
     ws = history
     r = cli_ok(ws, "export", "events", "-f", "csv", "-o", "-", "--from", "2026-12-03", now=NOW)
-    assert r.stdout.startswith("case_id,activity,timestamp,resource,node,detail\nX1,created,2026-12-03T09:00:00.000+08:00,")
+    assert r.stdout.startswith(
+        "case_id,activity,timestamp,resource,node,detail\nX1,created,2026-12-03T09:00:00.000+08:00,"
+    )
     r = ws.run("export", "events", "-f", "xes", "-o", ws.path, now=NOW)
     assert r.exit_code == 2 and f"--out {ws.path} is a folder" in r.stderr
     r = ws.run("export", "events", "-f", "xes", "-o", ws.path / "missing" / "log.xes", now=NOW)
@@ -232,16 +277,21 @@ def test_times_carry_the_offset_in_force_at_each_instant(store, tz):
     from ffctl.core.kpi import _Sql
     from ffctl.core.models import UTCDateTime
 
-    instants = [datetime(2026, 3, 8, 6, 59, 59, 123456, tzinfo=timezone.utc),  # New York's spring change is 07:00 UTC
-                datetime(2026, 3, 8, 7, 0, tzinfo=timezone.utc),
-                datetime(2026, 3, 29, 0, 59, 59, tzinfo=timezone.utc),  # Berlin's is 01:00 UTC
-                datetime(2026, 3, 29, 1, 0, 0, 500000, tzinfo=timezone.utc),
-                datetime(2026, 10, 25, 0, 30, tzinfo=timezone.utc), datetime(2026, 10, 25, 1, 30, tzinfo=timezone.utc),
-                datetime(2026, 11, 1, 5, 30, tzinfo=timezone.utc), datetime(2026, 11, 1, 6, 30, tzinfo=timezone.utc)]
+    instants = [
+        datetime(2026, 3, 8, 6, 59, 59, 123456, tzinfo=timezone.utc),  # New York's spring change is 07:00 UTC
+        datetime(2026, 3, 8, 7, 0, tzinfo=timezone.utc),
+        datetime(2026, 3, 29, 0, 59, 59, tzinfo=timezone.utc),  # Berlin's is 01:00 UTC
+        datetime(2026, 3, 29, 1, 0, 0, 500000, tzinfo=timezone.utc),
+        datetime(2026, 10, 25, 0, 30, tzinfo=timezone.utc),
+        datetime(2026, 10, 25, 1, 30, tzinfo=timezone.utc),
+        datetime(2026, 11, 1, 5, 30, tzinfo=timezone.utc),
+        datetime(2026, 11, 1, 6, 30, tzinfo=timezone.utc),
+    ]
     with store.session() as s:
         sql = _Sql(s, tz, datetime(2026, 1, 1, tzinfo=timezone.utc))
         stmt = sa.text(f"SELECT {sql.local_iso('x.t')} FROM (SELECT :t AS t) x").bindparams(
-            sa.bindparam("t", type_=UTCDateTime))
+            sa.bindparam("t", type_=UTCDateTime)
+        )
         for instant in instants:
             got = s.execute(stmt, {"t": instant, "tz": tz}).scalar()
             local = instant.astimezone(ZoneInfo(tz))

@@ -85,8 +85,17 @@ def test_demo_wants_a_new_or_empty_folder_and_writes_private_files(tmp_path, uma
     r = cli("--now", NOW, "demo", "--dir", fresh, "--orders", "10", "--days", "1", env={"COLUMNS": "160"})
     assert r.exit_code == 0, r.output
     hint = next(line for line in r.stderr.splitlines() if "task list --all --breached" in line)
-    assert shlex.split(hint.split("#")[0]) == ["ffctl", "--config", str(fresh / "ffctl.toml"), "--as", "judy", "task",
-                                              "list", "--all", "--breached"]
+    assert shlex.split(hint.split("#")[0]) == [
+        "ffctl",
+        "--config",
+        str(fresh / "ffctl.toml"),
+        "--as",
+        "judy",
+        "task",
+        "list",
+        "--all",
+        "--breached",
+    ]
     written = [p for p in fresh.rglob("*") if p.is_file()]
     assert {"ffctl.toml", "ffctl.db", "orders-01.csv", "products.csv"} <= {p.name for p in written}
     assert {oct(mode(p)) for p in written} == {oct(0o600)}, {p.name: oct(mode(p)) for p in written}

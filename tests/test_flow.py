@@ -17,8 +17,12 @@ def history(workspace):
     """flow_history, and N1: created 17:50 on Wednesday, its credit review done 09:10 on Thursday
     (20 minutes of office hours, 15h20m of wall-clock time)."""
     flow_history(workspace)
-    import_csv(workspace, "orders", "order_id,line_no,customer,sku,qty,channel,created_at\n"
-                                    "N1,1,C2,A,1,web,2026-12-02 17:50\n", now=flow_at("09:06", "2026-12-03T"))
+    import_csv(
+        workspace,
+        "orders",
+        "order_id,line_no,customer,sku,qty,channel,created_at\nN1,1,C2,A,1,web,2026-12-02 17:50\n",
+        now=flow_at("09:06", "2026-12-03T"),
+    )
     cli_ok(workspace, "advance", "N1", now=flow_at("09:10", "2026-12-03T"), user="judy")
     return workspace
 
@@ -36,7 +40,10 @@ def test_flow_counts_edges_rework_and_variants(history):
         ("pack_check", "dispatch"): (1, 1800.0),
     }
     assert [(e["from"], e["to"]) for e in report["edges"]][:3] == [
-        ("credit_review", "allocation"), ("allocation", "wave_pick"), ("allocation", "dispatch")]  # config order
+        ("credit_review", "allocation"),
+        ("allocation", "wave_pick"),
+        ("allocation", "dispatch"),
+    ]  # config order
     rework = {r["node"]: r for r in report["rework"]}
     assert rework["pack_check"] == {"node": "pack_check", "visits": 2, "orders": 1, "rejects": 1, "revisits": 1}
     assert rework["wave_pick"] == {"node": "wave_pick", "visits": 2, "orders": 1, "rejects": 0, "revisits": 1}
@@ -46,8 +53,11 @@ def test_flow_counts_edges_rework_and_variants(history):
         {"path": ["credit_review", "allocation"], "orders": 2, "share": 0.4},  # CH2, N1
         {"path": ["credit_review"], "orders": 1, "share": 0.2},  # X1
         {"path": ["credit_review", "allocation", "dispatch"], "orders": 1, "share": 0.2},
-        {"path": ["credit_review", "allocation", "wave_pick", "pack_check", "wave_pick", "pack_check", "dispatch"],
-         "orders": 1, "share": 0.2},
+        {
+            "path": ["credit_review", "allocation", "wave_pick", "pack_check", "wave_pick", "pack_check", "dispatch"],
+            "orders": 1,
+            "share": 0.2,
+        },
     ]
 
 
@@ -63,8 +73,10 @@ def test_top_period_and_the_table(history):
     assert "credit_review allocation 4 19m30s" in lines and "pack_check wave_pick 1 30m" in lines
     assert "pack_check 2 1 1" in lines  # visits, rejects, revisits
     assert "Paths (variants) — 2 of 4" in lines
-    assert lines[lines.index("share orders path") + 2:][:2] == ["40.0% 2 credit_review → allocation",
-                                                               "20.0% 1 credit_review"]
+    assert lines[lines.index("share orders path") + 2 :][:2] == [
+        "40.0% 2 credit_review → allocation",
+        "20.0% 1 credit_review",
+    ]
     assert "2 more orders took 2 other paths (--top shows more)." in lines
 
     r = cli_ok(history, "report", "flow", "-f", "csv", now=NOW)
@@ -75,7 +87,13 @@ def test_an_empty_period_and_mistakes(history):
     r = cli_ok(history, "report", "flow", "-f", "table", "--from", "2030-01-01", now=NOW)
     assert "No node visits: orders created since 2030-01-01 00:00 (Asia/Shanghai)." in r.stderr
     assert json.loads(cli_ok(history, "report", "flow", "-f", "json", "--from", "2030-01-01", now=NOW).stdout) == {
-        "orders": 0, "edges": [], "rework": [], "variants": [], "variants_total": 0, "other_orders": 0}
+        "orders": 0,
+        "edges": [],
+        "rework": [],
+        "variants": [],
+        "variants_total": 0,
+        "other_orders": 0,
+    }
     r = history.run("report", "flow", "--top", "0", now=NOW)
     assert r.exit_code == 2 and "--top" in r.stderr
     r = history.run("report", "flow", "--from", "yesterday", now=NOW)

@@ -86,8 +86,9 @@ def test_too_little_history_says_so_instead_of_guessing(ws, cfg):
 def test_a_task_past_its_deadline_is_certain(ws, cfg):
     review_history(ws.store(), cfg, NOW - timedelta(hours=40), TOOK)
     enter_orders(ws.store(), cfg, ["LATE"], NOW - timedelta(hours=2))
-    (row,) = [r for r in cli_json(ws, "sla", "forecast", "--role", "clerk", now=NOW.isoformat())
-              if r["order_id"] == "LATE"]
+    (row,) = [
+        r for r in cli_json(ws, "sla", "forecast", "--role", "clerk", now=NOW.isoformat()) if r["order_id"] == "LATE"
+    ]
     assert row["p_breach"] == 1 and row["reason"] == "past its deadline by 1h"
 
 
@@ -98,8 +99,11 @@ def test_task_list_shows_p_breach(ws, cfg):
     assert [r["order_id"] for r in rows] == ["Q-000", "Q-001", "Q-002"]
     assert all(0 <= r["p_breach"] <= 1 and "ahead" in r["p_breach_reason"] for r in rows)
     packs = cli_json(ws, "task", "list", "--role", "lead", now=NOW.isoformat())
-    assert packs and all(r["p_breach"] == 1 and r["p_breach_reason"].startswith("past its deadline by ")
-                         for r in packs if r["state"] == "breached")
+    assert packs and all(
+        r["p_breach"] == 1 and r["p_breach_reason"].startswith("past its deadline by ")
+        for r in packs
+        if r["state"] == "breached"
+    )
     table = cli_ok(ws, "task", "list", "--role", "clerk", "--format", "table", now=NOW.isoformat()).stdout
     assert "p(breach)" in table
 
@@ -112,6 +116,7 @@ def test_forecast_refuses_unknown_names_and_mixed_options(ws):
 
 
 # --- the backtest ------------------------------------------------------------------------------------
+
 
 def period_orders(ws, cfg, start: datetime, hours: int, *, prefix: str) -> None:
     """A review order every 20 minutes from ``start``; each takes 10-80 minutes (a few run late)."""
@@ -140,6 +145,7 @@ def test_backtest_never_learns_from_the_future(ws, cfg):
         enter_orders(ws.store(), cfg, [oid], planted - timedelta(minutes=1))
         complete_order_task(ws.store(), cfg, oid, planted + timedelta(hours=3))
     after = run()
+
     def warned_by_then(result):  # the tasks of the first run (the outliers are scored tasks too)
         return {k: v for k, v in result["warnings"].items() if k in before["warnings"] and v and v <= planted}
 
@@ -154,22 +160,31 @@ def test_backtest_cli_prints_both_figures(ws, cfg):
     review_history(ws.store(), cfg, start - timedelta(hours=30), TOOK)
     period_orders(ws, cfg, start, 20, prefix="P")
     frm, to = start.isoformat(), (start + timedelta(hours=24)).isoformat()
-    out = cli_json(ws, "sla", "forecast", "--backtest", "--node", "review", "--from", frm, "--to", to, now=NOW.isoformat())
+    out = cli_json(
+        ws, "sla", "forecast", "--backtest", "--node", "review", "--from", frm, "--to", to, now=NOW.isoformat()
+    )
     assert out["tasks"] == 60 and out["breached"] == 12  # the 80-minute fifth of them
     for name in ("forecast", "warn_at"):
         figures = out[name]
         assert set(figures) >= {"precision", "recall", "f1", "median_lead_seconds"}
     assert out["warn_at"]["precision"] == 0.5  # 55 and 80 minutes are open at 45 minutes
-    table = cli_ok(ws, "sla", "forecast", "--backtest", "--from", frm, "--to", to, "--format", "table",
-                   now=NOW.isoformat()).stdout
+    table = cli_ok(
+        ws, "sla", "forecast", "--backtest", "--from", frm, "--to", to, "--format", "table", now=NOW.isoformat()
+    ).stdout
     assert "warn_at rule" in table and "median lead" in table and "review" in table
 
 
 # --- the model alone ---------------------------------------------------------------------------------
 
+
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.floats(0, 1e5), min_size=1, max_size=50), st.floats(0, 1e5), st.floats(-1e4, 1e5),
-       st.integers(0, 500), st.one_of(st.none(), st.floats(1e-6, 1)))
+@given(
+    st.lists(st.floats(0, 1e5), min_size=1, max_size=50),
+    st.floats(0, 1e5),
+    st.floats(-1e4, 1e5),
+    st.integers(0, 500),
+    st.one_of(st.none(), st.floats(1e-6, 1)),
+)
 def test_probabilities_stay_in_0_1_and_grow_with_the_queue(durations, waited, left, ahead, pace):
     from ffctl.core.forecast import History, probability
 
@@ -180,20 +195,31 @@ def test_probabilities_stay_in_0_1_and_grow_with_the_queue(durations, waited, le
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.floats(0, 1e5), min_size=1, max_size=50), st.floats(-1e4, 1e5), st.floats(-1e4, 1e5),
-       st.integers(0, 500), st.one_of(st.none(), st.floats(1e-6, 1)), st.integers(0, 20), st.integers(0, 20),
-       st.floats(0.01, 1))
-def test_the_backtests_shortcuts_decide_as_the_model_does(durations, waited, left, ahead, pace, queued, late, threshold):
+@given(
+    st.lists(st.floats(0, 1e5), min_size=1, max_size=50),
+    st.floats(-1e4, 1e5),
+    st.floats(-1e4, 1e5),
+    st.integers(0, 500),
+    st.one_of(st.none(), st.floats(1e-6, 1)),
+    st.integers(0, 20),
+    st.integers(0, 20),
+    st.floats(0.01, 1),
+)
+def test_the_backtests_shortcuts_decide_as_the_model_does(
+    durations, waited, left, ahead, pace, queued, late, threshold
+):
     from ffctl.core.forecast import History, probability, queue_late, queue_warns, reaches
 
     history = History(sorted(durations), pace, queued + late, late)
     assert queue_warns(ahead, pace, left) == (queue_late(ahead, pace, left) >= 0.5)
-    assert reaches(history, waited, left, ahead, threshold) == (probability(history, waited, left, ahead)[0] >= threshold)
+    assert reaches(history, waited, left, ahead, threshold) == (
+        probability(history, waited, left, ahead)[0] >= threshold
+    )
 
 
 # --- the sweep's alert -------------------------------------------------------------------------------
 
-ALERTING = FORECAST_CONFIG.replace('[nodes.pack]', 'forecast_alert = 0.7\n[nodes.pack]')
+ALERTING = FORECAST_CONFIG.replace("[nodes.pack]", "forecast_alert = 0.7\n[nodes.pack]")
 
 
 def test_the_sweep_alerts_once_per_task_before_it_is_at_risk(workspace_with_config):
@@ -205,8 +231,10 @@ def test_the_sweep_alerts_once_per_task_before_it_is_at_risk(workspace_with_conf
     cli_ok(ws, "sla", "sweep", "--no-send", now=(NOW - timedelta(minutes=11)).isoformat())  # the history's steps
     ids = queue(ws, cfg, 6)
     first = cli_json(ws, "sla", "sweep", "--no-send", now=NOW.isoformat())
-    expected = {r["order_id"] for r in cli_json(ws, "sla", "forecast", "--node", "review", "--threshold", "0.7",
-                                                now=NOW.isoformat())}
+    expected = {
+        r["order_id"]
+        for r in cli_json(ws, "sla", "forecast", "--node", "review", "--threshold", "0.7", now=NOW.isoformat())
+    }
     assert expected and expected < set(ids) and "Q-000" not in expected
     assert first["forecast_alerts"] == len(expected)
     assert {i["order_id"] for i in first["items"] if i["what"] == "forecast"} == expected
@@ -228,6 +256,7 @@ def test_schema_0008_upgrades_and_downgrades(ws, cfg):
     review_history(ws.store(), cfg, NOW - timedelta(hours=40), TOOK)
     store = ws.store()
     try:
+
         def indexes():
             with store.session() as s:
                 return {i["name"]: i["column_names"] for i in sa.inspect(s.connection()).get_indexes("task")}
@@ -237,7 +266,10 @@ def test_schema_0008_upgrades_and_downgrades(ws, cfg):
         command.downgrade(store._alembic_config(), "0005")
         assert "ix_task_finished" not in indexes() and indexes()["ix_task_node"] == ["node"]
         store.upgrade()
-        assert indexes()["ix_task_finished"] == ["node", "completed_at"] and store.current_revision() == store.head_revision()
+        assert (
+            indexes()["ix_task_finished"] == ["node", "completed_at"]
+            and store.current_revision() == store.head_revision()
+        )
         rows = cli_json(ws, "sla", "forecast", "--node", "review", "--threshold", "0", now=NOW.isoformat())
         assert rows == []  # the history reads the same; no review task is open
     finally:
@@ -249,7 +281,7 @@ def test_config_check_names_a_bad_forecast_setting(tmp_path):
     from ffctl.core.errors import FfctlError
 
     text = FORECAST_CONFIG.replace('sla = "1h"\n', 'sla = "1h"\nforecast_alert = 1.5\n', 1)
-    text = text.replace('min_history = 20', 'min_history = 0').replace('window = "30d"', 'window = "soon"')
+    text = text.replace("min_history = 20", "min_history = 0").replace('window = "30d"', 'window = "soon"')
     with pytest.raises(FfctlError) as caught:
         parse_config(text)
     said = str(caught.value) + " ".join(str(p) for p in getattr(caught.value, "problems", []))

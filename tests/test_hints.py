@@ -19,7 +19,7 @@ def test_hints_quote_ids_so_a_paste_runs_only_ffctl(workspace):
         "products.csv": "sku,name\nSKU-1,screwdriver\nSKU 2 $(id),wrench\n",
         "customers.csv": "customer,name\nC1,Acme\n",
         "stock.csv": "sku,warehouse,on_hand\nSKU-1,SH,10\n",
-        "orders.csv": f"order_id,line_no,customer,sku,qty,created_at\n\"{ODD}\",1,C1,SKU-1,1,2026-11-23 09:00\n",
+        "orders.csv": f'order_id,line_no,customer,sku,qty,created_at\n"{ODD}",1,C1,SKU-1,1,2026-11-23 09:00\n',
     }
     for name, text in files.items():
         r = workspace.run("import", name.removesuffix(".csv"), workspace.write(name, text), now=NOW, user="judy")

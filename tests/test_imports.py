@@ -21,38 +21,59 @@ def ws(workspace):
 
 
 def counts(ws):
-    return (scalar(ws, "SELECT count(*) FROM orders"), scalar(ws, "SELECT count(*) FROM order_line"),
-            scalar(ws, "SELECT count(*) FROM task"), scalar(ws, "SELECT count(*) FROM event"))
+    return (
+        scalar(ws, "SELECT count(*) FROM orders"),
+        scalar(ws, "SELECT count(*) FROM order_line"),
+        scalar(ws, "SELECT count(*) FROM task"),
+        scalar(ws, "SELECT count(*) FROM event"),
+    )
 
 
 # --- master data -----------------------------------------------------------------------------
+
 
 def test_masters_upsert_by_key_and_leave_empty_cells_alone(workspace):
     ws = workspace
     r = ok(run(ws, "suppliers", ws.write("suppliers.csv", SUPPLIERS)))
     assert "suppliers: 2 new, 0 updated, 0 unchanged" in r.stderr
     masters(ws)  # again: all unchanged
-    assert query(ws, "SELECT sku, name, category, supplier, CASE WHEN custom THEN 1 ELSE 0 END, lead_time_days, "
-                     "safety_stock FROM product ORDER BY sku") == [
+    assert query(
+        ws,
+        "SELECT sku, name, category, supplier, CASE WHEN custom THEN 1 ELSE 0 END, lead_time_days, "
+        "safety_stock FROM product ORDER BY sku",
+    ) == [
         ("A1", "Widget", "tools", "S1", 0, 3, 5),
         ("A2", "定制件", "custom", "S2", 1, 5, 0),
         ("A3", "Thing", "tools", None, 0, None, 0),
     ]
     r = ok(run(ws, "products", ws.write("p2.csv", "name,sku,safety_stock\nWidget v2,A1,\nThing,A3,9\nNew,A4,\n")))
     assert "products: 1 new, 2 updated, 0 unchanged" in r.stderr
-    assert query(ws, "SELECT sku, name, category, safety_stock FROM product WHERE sku IN ('A1', 'A3', 'A4') ORDER BY sku") == [
-        ("A1", "Widget v2", "tools", 5), ("A3", "Thing", "tools", 9), ("A4", "New", None, 0),
+    assert query(
+        ws, "SELECT sku, name, category, safety_stock FROM product WHERE sku IN ('A1', 'A3', 'A4') ORDER BY sku"
+    ) == [
+        ("A1", "Widget v2", "tools", 5),
+        ("A3", "Thing", "tools", 9),
+        ("A4", "New", None, 0),
     ]
-    assert query(ws, "SELECT customer, name, tier, region, sales_rep, credit_limit FROM customer ORDER BY customer") == [
-        ("C1", "张三贸易有限公司", "gold", "east", "alice", 50000.0), ("C2", "Beta Co", "silver", "华南", None, None),
+    assert query(
+        ws, "SELECT customer, name, tier, region, sales_rep, credit_limit FROM customer ORDER BY customer"
+    ) == [
+        ("C1", "张三贸易有限公司", "gold", "east", "alice", 50000.0),
+        ("C2", "Beta Co", "silver", "华南", None, None),
     ]
 
 
 def test_master_data_errors(workspace):
     ws = workspace
     ok(run(ws, "suppliers", ws.write("suppliers.csv", SUPPLIERS)))
-    r = run(ws, "products", ws.write("p.csv", "sku,name,supplier,custom,safety_stock,reorder_qty\n"
-                                               "B1,One,S9,maybe,-1,0\nB1,Dup,S1,,,\n,NoSku,,,,\n"))
+    r = run(
+        ws,
+        "products",
+        ws.write(
+            "p.csv",
+            "sku,name,supplier,custom,safety_stock,reorder_qty\nB1,One,S9,maybe,-1,0\nB1,Dup,S1,,,\n,NoSku,,,,\n",
+        ),
+    )
     assert r.exit_code == 1
     lines = r.stderr.splitlines()
     assert "line 2: supplier 'S9': unknown supplier (not in suppliers; import suppliers first)" in lines
@@ -70,9 +91,13 @@ def test_supplier_frozen_exemption_is_not_set_back(workspace):
     ok(run(ws, "suppliers", ws.write("suppliers.csv", SUPPLIERS)))
     store = ws.store()
     with store.session(write=True) as s:
-        s.execute(sa.text("UPDATE supplier SET inspection_exempt = :f, exempt_frozen_at = :t, "
-                          "exempt_frozen_reason = 'qc pass rate 0.90' WHERE supplier = 'S1'"),
-                  {"f": False, "t": datetime(2026, 11, 1)})
+        s.execute(
+            sa.text(
+                "UPDATE supplier SET inspection_exempt = :f, exempt_frozen_at = :t, "
+                "exempt_frozen_reason = 'qc pass rate 0.90' WHERE supplier = 'S1'"
+            ),
+            {"f": False, "t": datetime(2026, 11, 1)},
+        )
     store.dispose()
     r = ok(run(ws, "suppliers", ws.path / "suppliers.csv"))
     assert "inspection exemption stays frozen (qc pass rate 0.90)" in r.stderr
@@ -85,7 +110,7 @@ ORDERS = (
     "order_id,line_no,customer,sku,qty,channel,created_at,priority,unit_price\n"
     "O1,1,C1,A1,2,b2b,2026/11/24 09:00,high,12.50\n"
     "O2,1,C2,A3,5,shop,2026-11-24T10:00:00+08:00,,\n"
-    "O1,2,C1,A2,1,b2b,2026/11/24 09:00,high,\"1,299.00\"\n"
+    'O1,2,C1,A2,1,b2b,2026/11/24 09:00,high,"1,299.00"\n'
     "O3,1,C2,A1,1,shop,2026/11/24,,\n"
     "O4,1,C2,A3,1,,,,\n"
 )
@@ -94,17 +119,25 @@ ORDERS = (
 def test_orders_import_groups_lines_and_enters_the_workflow(ws):
     r = ok(run(ws, "orders", ws.write("orders.csv", ORDERS)))
     assert "5 rows read" in r.stderr and "orders: 4 new, 0 updated, 0 unchanged, 0 skipped; 0 rows rejected" in r.stderr
-    rows = query(ws, "SELECT order_id, customer, channel, region, sales_rep, priority, workflow, node, "
-                     "CASE WHEN has_custom_items THEN 1 ELSE 0 END, status FROM orders ORDER BY order_id")
+    rows = query(
+        ws,
+        "SELECT order_id, customer, channel, region, sales_rep, priority, workflow, node, "
+        "CASE WHEN has_custom_items THEN 1 ELSE 0 END, status FROM orders ORDER BY order_id",
+    )
     assert rows == [
         ("O1", "C1", "b2b", "east", "alice", 1, "pilot", "credit_review", 1, "open"),
         ("O2", "C2", "shop", "华南", None, 0, "standard", "credit_review", 0, "open"),
         ("O3", "C2", "shop", "华南", None, 0, "standard", "credit_review", 0, "open"),
         ("O4", "C2", None, "华南", None, 0, "standard", "credit_review", 0, "open"),
     ]
-    assert query(ws, "SELECT order_id, line_no, sku, qty, unit_price, allocated FROM order_line ORDER BY order_id, line_no") == [
-        ("O1", 1, "A1", 2, 12.5, 0), ("O1", 2, "A2", 1, 1299.0, 0), ("O2", 1, "A3", 5, None, 0),
-        ("O3", 1, "A1", 1, None, 0), ("O4", 1, "A3", 1, None, 0),
+    assert query(
+        ws, "SELECT order_id, line_no, sku, qty, unit_price, allocated FROM order_line ORDER BY order_id, line_no"
+    ) == [
+        ("O1", 1, "A1", 2, 12.5, 0),
+        ("O1", 2, "A2", 1, 1299.0, 0),
+        ("O2", 1, "A3", 5, None, 0),
+        ("O3", 1, "A1", 1, None, 0),
+        ("O4", 1, "A3", 1, None, 0),
     ]
     # created_at: naive times are in [defaults] timezone (Asia/Shanghai); absent = the import time
     store = ws.store()
@@ -117,8 +150,10 @@ def test_orders_import_groups_lines_and_enters_the_workflow(ws):
     store.dispose()
     utc = timezone.utc
     assert created == {
-        "O1": datetime(2026, 11, 24, 1, 0, tzinfo=utc), "O2": datetime(2026, 11, 24, 2, 0, tzinfo=utc),
-        "O3": datetime(2026, 11, 23, 16, 0, tzinfo=utc), "O4": datetime(2026, 11, 25, 2, 0, tzinfo=utc),
+        "O1": datetime(2026, 11, 24, 1, 0, tzinfo=utc),
+        "O2": datetime(2026, 11, 24, 2, 0, tzinfo=utc),
+        "O3": datetime(2026, 11, 23, 16, 0, tzinfo=utc),
+        "O4": datetime(2026, 11, 25, 2, 0, tzinfo=utc),
     }
     # every new order has an open task at its workflow's first node, entered at created_at
     assert sorted((t.order_id, t.node, t.status, t.entered_at) for t in tasks) == sorted(
@@ -145,12 +180,15 @@ def test_promises_consume_atp_across_batches_and_a_given_promise_counts_as_deman
     # P2 brings its own date and takes 6, so P3's 3 are not there today: the lead time. The same
     # whatever the batch size: the import keeps one ATP ledger across its batches.
     ok(run(ws, "stock", ws.write("stock.csv", "sku,warehouse,on_hand\nA1,WH1,10\n")))
-    text = ("order_id,line_no,customer,sku,qty,promised_ship_date\n"
-            "P3,1,C1,A1,3,\nP2,1,C2,A1,6,2026/12/01\nP1,1,C1,A1,3,\n")
+    text = (
+        "order_id,line_no,customer,sku,qty,promised_ship_date\nP3,1,C1,A1,3,\nP2,1,C2,A1,6,2026/12/01\nP1,1,C1,A1,3,\n"
+    )
     ok(run(ws, "orders", ws.write("o.csv", text), "--batch-rows", batch_rows))
     rows = query(ws, "SELECT order_id, promised_ship_date, promise_source FROM orders ORDER BY order_id")
     assert [(o, str(d)[:10], s) for o, d, s in rows] == [
-        ("P1", "2026-11-25", "atp"), ("P2", "2026-12-01", "import"), ("P3", "2026-11-28", "lead_time"),
+        ("P1", "2026-11-25", "atp"),
+        ("P2", "2026-12-01", "import"),
+        ("P3", "2026-11-28", "lead_time"),
     ]
 
 
@@ -160,7 +198,9 @@ def test_promises_read_demand_already_in_the_store(ws):
     ok(run(ws, "orders", ws.write("b.csv", "order_id,line_no,customer,sku,qty\nQ2,1,C1,A1,2\nQ3,1,C1,A1,1\n")))
     rows = query(ws, "SELECT order_id, promised_ship_date, promise_source FROM orders ORDER BY order_id")
     assert [(o, str(d)[:10], s) for o, d, s in rows] == [
-        ("Q1", "2026-11-25", "atp"), ("Q2", "2026-11-25", "atp"), ("Q3", "2026-11-28", "lead_time"),
+        ("Q1", "2026-11-25", "atp"),
+        ("Q2", "2026-11-25", "atp"),
+        ("Q3", "2026-11-28", "lead_time"),
     ]
 
 
@@ -239,10 +279,15 @@ def test_skip_writes_good_orders_rejects_whole_bad_orders_and_the_fixed_file_imp
     rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
     assert rows[0] == ["order_id", "line_no", "customer", "sku", "qty", "note", "error"]
     assert [r[:6] for r in rows[1:]] == [
-        ["K2", "1", "C1", "A1", "2", "b"], ["K2", "2", "C1", "BAD", "1", "c"],
-        ["K3", "1", "C1", "A1", "0", "d"], ["K2", "3", "C1", "A3", "1", "f"],
+        ["K2", "1", "C1", "A1", "2", "b"],
+        ["K2", "2", "C1", "BAD", "1", "c"],
+        ["K3", "1", "C1", "A1", "0", "d"],
+        ["K2", "3", "C1", "A3", "1", "f"],
     ]
-    assert rows[1][6] == "not imported: this order has an error on line 4 (unknown SKU (not in products; import products first))"
+    assert (
+        rows[1][6]
+        == "not imported: this order has an error on line 4 (unknown SKU (not in products; import products first))"
+    )
     assert rows[2][6] == "sku: unknown SKU (not in products; import products first)"
     assert rows[3][6] == "qty: must be a positive whole number"
     # fix the rejects file in place (the error column stays) and import it as it is
@@ -251,7 +296,10 @@ def test_skip_writes_good_orders_rejects_whole_bad_orders_and_the_fixed_file_imp
     r = ok(run(ws, "orders", rejects, "--ignore-unknown"))
     assert "orders: 2 new" in r.stderr
     assert query(ws, "SELECT order_id, count(*) FROM order_line GROUP BY order_id ORDER BY order_id") == [
-        ("K1", 1), ("K2", 3), ("K3", 1), ("K4", 1),
+        ("K1", 1),
+        ("K2", 3),
+        ("K3", 1),
+        ("K4", 1),
     ]
     # a clean run with --rejects leaves a header-only file, not the rejects of an earlier run
     clean = ws.write("clean.csv", "order_id,line_no,customer,sku,qty\nK5,1,C1,A1,1\n")
@@ -295,7 +343,10 @@ def test_a_changed_order_is_reported_and_replaced_only_with_update(ws):
     ok(run(ws, "orders", ws.path / "orders.csv", "--strict"))  # nothing skipped: strict passes
     r = ok(run(ws, "orders", src, "--update"))
     assert "orders: 0 new, 1 updated, 3 unchanged, 0 skipped" in r.stderr
-    assert query(ws, "SELECT line_no, sku, qty FROM order_line WHERE order_id = 'O2' ORDER BY line_no") == [(1, "A3", 7), (2, "A1", 1)]
+    assert query(ws, "SELECT line_no, sku, qty FROM order_line WHERE order_id = 'O2' ORDER BY line_no") == [
+        (1, "A3", 7),
+        (2, "A1", 1),
+    ]
     assert query(ws, "SELECT detail FROM event WHERE event = 'updated' AND order_id = 'O2'") == [
         ("replaced by import: 2 line(s), was 1",)
     ]
@@ -312,8 +363,13 @@ def test_update_refuses_shipped_and_allocated_orders(ws):
         s.execute(sa.text("INSERT INTO stock (sku, warehouse, on_hand, allocated) VALUES ('A1', 'WH1', 5, 1)"))
         line_id = s.execute(sa.text("SELECT id FROM order_line WHERE order_id = 'O3'")).scalar()
         s.execute(sa.text("UPDATE order_line SET allocated = 1 WHERE id = :i"), {"i": line_id})
-        s.execute(sa.text("INSERT INTO allocation (order_id, line_id, sku, warehouse, qty, created_at) "
-                          "VALUES ('O3', :i, 'A1', 'WH1', 1, :t)"), {"i": line_id, "t": datetime(2026, 11, 24)})
+        s.execute(
+            sa.text(
+                "INSERT INTO allocation (order_id, line_id, sku, warehouse, qty, created_at) "
+                "VALUES ('O3', :i, 'A1', 'WH1', 1, :t)"
+            ),
+            {"i": line_id, "t": datetime(2026, 11, 24)},
+        )
     store.dispose()
     changed = ORDERS.replace("O2,1,C2,A3,5,", "O2,1,C2,A3,6,").replace("O3,1,C2,A1,1,", "O3,1,C2,A1,2,")
     src = ws.write("changed.csv", changed)
@@ -375,6 +431,7 @@ def test_more_than_fifty_errors_are_counted(ws):
 
 # --- encodings ---------------------------------------------------------------------------------
 
+
 def test_gbk_and_bom_files_with_chinese_names(workspace):
     ws = workspace
     text = "customer,name,region\nG1,广州贸易有限公司,华南\nG2,北京科技,华北\n"
@@ -383,7 +440,9 @@ def test_gbk_and_bom_files_with_chinese_names(workspace):
     r = ok(run(ws, "customers", ws.write("bom.csv", "customer,name,region\nG3,上海商贸,华东\n", encoding="utf-8-sig")))
     assert "(utf-8-sig)" in r.stderr
     assert query(ws, "SELECT customer, name, region FROM customer ORDER BY customer") == [
-        ("G1", "广州贸易有限公司", "华南"), ("G2", "北京科技", "华北"), ("G3", "上海商贸", "华东"),
+        ("G1", "广州贸易有限公司", "华南"),
+        ("G2", "北京科技", "华北"),
+        ("G3", "上海商贸", "华东"),
     ]
     # a file that starts as plain ASCII and has GBK further down than the detector looks
     late = "customer,name\n" + "".join(f"L{i},name {i}\n" for i in range(6000)) + "L9999,深圳公司\n"
@@ -399,16 +458,23 @@ def test_rejects_of_a_gbk_file_are_utf8_with_bom(ws):
     rejects = ws.path / "r.csv"
     r = run(ws, "orders", ws.write("g.csv", text, encoding="gbk"), "--on-error", "skip", "--rejects", rejects)
     assert r.exit_code == 1
-    assert rejects.read_bytes().decode("utf-8-sig").splitlines()[1] == "R1,1,C1,A1,0,华东,qty: must be a positive whole number"
+    assert (
+        rejects.read_bytes().decode("utf-8-sig").splitlines()[1]
+        == "R1,1,C1,A1,0,华东,qty: must be a positive whole number"
+    )
 
 
 # --- stock, receipts, qc ------------------------------------------------------------------------
+
 
 def test_stock_counts_set_on_hand_and_are_idempotent(ws):
     src = ws.write("stock.csv", "sku,warehouse,on_hand\nA1,WH1,10\nA3,WH2,4\n")
     r = ok(run(ws, "stock", src))
     assert "counts: 2 new" in r.stderr
-    assert query(ws, "SELECT sku, warehouse, on_hand, allocated FROM stock ORDER BY sku") == [("A1", "WH1", 10, 0), ("A3", "WH2", 4, 0)]
+    assert query(ws, "SELECT sku, warehouse, on_hand, allocated FROM stock ORDER BY sku") == [
+        ("A1", "WH1", 10, 0),
+        ("A3", "WH2", 4, 0),
+    ]
     r = ok(run(ws, "stock", src))
     assert "counts: 0 new, 0 updated, 2 unchanged" in r.stderr
     assert scalar(ws, "SELECT count(*) FROM stock_move WHERE kind = 'count'") == 2
@@ -428,7 +494,9 @@ def test_stock_counts_set_on_hand_and_are_idempotent(ws):
 
 
 def test_receipts_are_keyed_and_received_ones_do_not_change(ws):
-    text = "receipt_id,sku,warehouse,qty,expected_at,supplier\nR1,A1,WH1,10,2026/12/01,S1\nR1,A3,WH1,5,2026/12/02 14:00,\n"
+    text = (
+        "receipt_id,sku,warehouse,qty,expected_at,supplier\nR1,A1,WH1,10,2026/12/01,S1\nR1,A3,WH1,5,2026/12/02 14:00,\n"
+    )
     src = ws.write("r.csv", text)
     assert "receipt lines: 2 new" in ok(run(ws, "receipts", src)).stderr
     assert "receipt lines: 0 new, 0 updated, 2 unchanged" in ok(run(ws, "receipts", src)).stderr
@@ -439,16 +507,22 @@ def test_receipts_are_keyed_and_received_ones_do_not_change(ws):
     r = run(ws, "receipts", ws.write("r2.csv", text.replace(",10,", ",12,").replace(",5,", ",6,")))
     assert r.exit_code == 1 and "line 2: receipt R1 (A1, WH1) was already received: it can no longer change" in r.stderr
     assert query(ws, "SELECT sku, qty FROM receipt ORDER BY sku") == [("A1", 10), ("A3", 5)]
-    r = run(ws, "receipts", ws.write("r3.csv", "receipt_id,sku,warehouse,qty,expected_at,supplier\nR2,A1,WH1,1,2026/02/30,S7\n"))
+    r = run(
+        ws,
+        "receipts",
+        ws.write("r3.csv", "receipt_id,sku,warehouse,qty,expected_at,supplier\nR2,A1,WH1,1,2026/02/30,S7\n"),
+    )
     assert "line 2: expected_at '2026/02/30': not a real date/time" in r.stderr
     assert "line 2: supplier 'S7': unknown supplier" in r.stderr
 
 
 def test_qc_batches(ws):
-    text = ("supplier,batch_id,inspected_at,passed,total,promised_at,received_at,sku\n"
-            "S1,B1,2026/11/20 10:00,98,100,2026/11/18,2026/11/19,A1\n"
-            "S1,B2,2026/11/21,101,100,2026/11/18,2026/11/19,\n"
-            "S2,B1,2026/11/21,5,0,2026/11/18,2026/11/19,\n")
+    text = (
+        "supplier,batch_id,inspected_at,passed,total,promised_at,received_at,sku\n"
+        "S1,B1,2026/11/20 10:00,98,100,2026/11/18,2026/11/19,A1\n"
+        "S1,B2,2026/11/21,101,100,2026/11/18,2026/11/19,\n"
+        "S2,B1,2026/11/21,5,0,2026/11/18,2026/11/19,\n"
+    )
     r = run(ws, "qc", ws.write("qc.csv", text), "--on-error", "skip")
     assert r.exit_code == 1
     assert "line 3: passed '101': is more than total (100)" in r.stderr
@@ -460,6 +534,7 @@ def test_qc_batches(ws):
 
 # --- shipments and deliveries -------------------------------------------------------------------
 
+
 @pytest.fixture
 def quick(workspace_with_config):
     ws = workspace_with_config(QUICK_CONFIG)
@@ -470,23 +545,33 @@ def quick(workspace_with_config):
 
 def test_shipments_and_deliveries(quick):
     ws = quick
-    ship = ("order_id,shipped_at,carrier,tracking,line_no,sku,qty\n"
-            "O1,2026/11/25 11:00,SF,T1,1,A1,2\n"
-            "O2,2026/11/25 12:00,EMS,,,,\n"
-            "O1,2026/11/25 11:00,SF,T1,2,A3,1\n")  # a wrong SKU picked: recorded for pick accuracy
+    ship = (
+        "order_id,shipped_at,carrier,tracking,line_no,sku,qty\n"
+        "O1,2026/11/25 11:00,SF,T1,1,A1,2\n"
+        "O2,2026/11/25 12:00,EMS,,,,\n"
+        "O1,2026/11/25 11:00,SF,T1,2,A3,1\n"
+    )  # a wrong SKU picked: recorded for pick accuracy
     src = ws.write("ship.csv", ship)
     r = ok(run(ws, "shipments", src))
     assert "shipments: 2 new" in r.stderr
-    assert query(ws, "SELECT order_id, status, carrier, tracking FROM orders WHERE status = 'shipped' ORDER BY order_id") == [
-        ("O1", "shipped", "SF", "T1"), ("O2", "shipped", "EMS", None),
+    assert query(
+        ws, "SELECT order_id, status, carrier, tracking FROM orders WHERE status = 'shipped' ORDER BY order_id"
+    ) == [
+        ("O1", "shipped", "SF", "T1"),
+        ("O2", "shipped", "EMS", None),
     ]
-    assert query(ws, "SELECT line_no, sku, qty FROM pick_line WHERE order_id = 'O1' ORDER BY line_no") == [(1, "A1", 2), (2, "A3", 1)]
+    assert query(ws, "SELECT line_no, sku, qty FROM pick_line WHERE order_id = 'O1' ORDER BY line_no") == [
+        (1, "A1", 2),
+        (2, "A3", 1),
+    ]
     assert "shipments: 0 new, 0 updated, 2 unchanged" in ok(run(ws, "shipments", src)).stderr
-    bad = ("order_id,shipped_at,carrier,line_no,sku,qty\n"
-           "NOPE,2026/11/25,SF,,,\n"
-           "O1,2026/11/26,SF,,,\n"
-           "O3,2026/11/25,SF,1,A1,\n"
-           "O4,2026/11/25 12:00,SF,,,\n")  # after it was created (10:00): a timeline never runs backwards
+    bad = (
+        "order_id,shipped_at,carrier,line_no,sku,qty\n"
+        "NOPE,2026/11/25,SF,,,\n"
+        "O1,2026/11/26,SF,,,\n"
+        "O3,2026/11/25,SF,1,A1,\n"
+        "O4,2026/11/25 12:00,SF,,,\n"
+    )  # after it was created (10:00): a timeline never runs backwards
     r = run(ws, "shipments", ws.write("bad.csv", bad))
     assert r.exit_code == 1
     assert "line 4: qty '': missing: how many units of the line left in this shipment" in r.stderr
@@ -496,12 +581,15 @@ def test_shipments_and_deliveries(quick):
     assert "line 2: unknown order 'NOPE' (not in orders; import orders first)" in r.stderr
     assert "line 3: order O1 was already shipped" in r.stderr
     assert "shipments: 1 new" in r.stderr  # O4
-    deliveries = ("order_id,delivered_at,issue\nO1,2026/11/27 09:00,\nO2,2026/11/27 10:00,damaged\n")
+    deliveries = "order_id,delivered_at,issue\nO1,2026/11/27 09:00,\nO2,2026/11/27 10:00,damaged\n"
     src = ws.write("d.csv", deliveries)
     assert "deliveries: 2 new" in ok(run(ws, "deliveries", src)).stderr
     assert "deliveries: 0 new, 0 updated, 2 unchanged" in ok(run(ws, "deliveries", src)).stderr
-    assert query(ws, "SELECT order_id, status, delivery_issue FROM orders WHERE status = 'delivered' ORDER BY order_id") == [
-        ("O1", "delivered", None), ("O2", "delivered", "damaged"),
+    assert query(
+        ws, "SELECT order_id, status, delivery_issue FROM orders WHERE status = 'delivered' ORDER BY order_id"
+    ) == [
+        ("O1", "delivered", None),
+        ("O2", "delivered", "damaged"),
     ]
     r = run(ws, "deliveries", ws.write("d2.csv", "order_id,delivered_at,issue\nO3,2026/11/27,\nO4,2026/11/27,lost\n"))
     assert r.exit_code == 1
@@ -563,27 +651,43 @@ def test_entry_planner_routes_and_clocks():
     skus = {"W": ("widgets", False), "G": ("gadgets", False), "X": (None, True)}
     customers = {"C1": ("gold", "east", "alice"), "C2": ("silver", None, None)}
     orders = [  # order_id, customer, channel, region, priority, created (local), [(sku, qty)]
-        ("A", "C1", "b2b", None, None, "2026-11-23 08:00", [("W", 1)]),        # pilot, tech_confirm skipped: all skipped
-        ("B", "C1", "b2b", None, None, "2026-11-27 16:59", [("X", 1)]),        # pilot at tech_confirm
+        ("A", "C1", "b2b", None, None, "2026-11-23 08:00", [("W", 1)]),  # pilot, tech_confirm skipped: all skipped
+        ("B", "C1", "b2b", None, None, "2026-11-27 16:59", [("X", 1)]),  # pilot at tech_confirm
         ("C", "C2", None, "west", 2, "2026-11-23 17:50", [("G", 1), ("W", 2)]),  # gadgets, credit review over the night
-        ("D", "C2", "shop", None, None, "2026-11-28 10:00", [("X", 3)]),       # shops: a Saturday
-        ("E", "C2", "web", None, 0, "2026-11-23 09:00", [("W", 1)]),           # no workflow matches
-        ("F", "C2", "shop", None, None, "2026-11-23 09:00", [("W", 1)]),       # the same clocks as E's time
-        ("G", "C2", "shop", None, None, "2026-11-29 23:30", [("W", 1)]),       # closed: starts at D's opening
+        ("D", "C2", "shop", None, None, "2026-11-28 10:00", [("X", 3)]),  # shops: a Saturday
+        ("E", "C2", "web", None, 0, "2026-11-23 09:00", [("W", 1)]),  # no workflow matches
+        ("F", "C2", "shop", None, None, "2026-11-23 09:00", [("W", 1)]),  # the same clocks as E's time
+        ("G", "C2", "shop", None, None, "2026-11-29 23:30", [("W", 1)]),  # closed: starts at D's opening
     ]
     parse_time = csvio.time_parser(cfg.timezone)
     facts = []
     for oid, cust, channel, region, prio, created, lines in orders:
         tier, cregion, rep = customers[cust]
-        facts.append(workflow.routing_facts(
-            oid, csvio.from_stored(parse_time(created)), channel=channel, region=region, customer=cust,
-            sales_rep=None, priority=prio, tier=tier, customer_region=cregion, customer_rep=rep,
-            lines=[(s, *skus[s]) for s, _ in lines]))
+        facts.append(
+            workflow.routing_facts(
+                oid,
+                csvio.from_stored(parse_time(created)),
+                channel=channel,
+                region=region,
+                customer=cust,
+                sales_rep=None,
+                priority=prio,
+                tier=tier,
+                customer_region=cregion,
+                customer_rep=rep,
+                lines=[(s, *skus[s]) for s, _ in lines],
+            )
+        )
     entries = workflow.plan_entries(cfg, facts, actor="importer")
-    assert entries.moves == {"A": ("pilot", None), "B": ("pilot", "tech_confirm"),
-                             "C": ("gadgets", "credit_review"), "D": ("shops", "credit_review"),
-                             "E": (None, None), "F": ("shops", "credit_review"),
-                             "G": ("shops", "credit_review")}
+    assert entries.moves == {
+        "A": ("pilot", None),
+        "B": ("pilot", "tech_confirm"),
+        "C": ("gadgets", "credit_review"),
+        "D": ("shops", "credit_review"),
+        "E": (None, None),
+        "F": ("shops", "credit_review"),
+        "G": ("shops", "credit_review"),
+    }
 
     def rows(part):  # each row as every column it writes
         return [{**part.fixed, **dict(zip(part.columns, row))} for row in part.rows]
@@ -606,9 +710,14 @@ def test_a_bulk_import_leaves_fresh_planner_statistics(ws):
     if ws.db_url.startswith("sqlite"):
         stats = dict(query(ws, "SELECT tbl, max(CAST(stat AS INTEGER)) FROM sqlite_stat1 GROUP BY tbl"))
     else:
-        stats = dict(query(ws, "SELECT relname, reltuples FROM pg_class WHERE relname IN "
-                               "('orders', 'order_line', 'task', 'event') AND relkind = 'r' "
-                               "AND relnamespace = to_regnamespace(current_schema())::oid"))
+        stats = dict(
+            query(
+                ws,
+                "SELECT relname, reltuples FROM pg_class WHERE relname IN "
+                "('orders', 'order_line', 'task', 'event') AND relkind = 'r' "
+                "AND relnamespace = to_regnamespace(current_schema())::oid",
+            )
+        )
     assert stats["orders"] == stats["order_line"] == stats["task"] == 1500
     assert stats["event"] == 3000
     # a small import on top does not analyze again
@@ -626,8 +735,9 @@ def test_prepared_rows_are_checked_again_by_the_writer(ws):
     cfg = load_config(ws.config_path)
     store = ws.store()
     try:
-        ctx = imports._context(store, cfg, now=datetime(2026, 11, 25, 2, tzinfo=timezone.utc), actor="importer",
-                               update=False)
+        ctx = imports._context(
+            store, cfg, now=datetime(2026, 11, 25, 2, tzinfo=timezone.utc), actor="importer", update=False
+        )
         ctx.present = frozenset(imports.ORDER_COLUMNS)
         spec = imports.KINDS["orders"]
 
@@ -639,14 +749,24 @@ def test_prepared_rows_are_checked_again_by_the_writer(ws):
         with store.session() as s:
             prepared = handler.prepare(s, ctx, spec, batch)
         assert prepared[1] == ["R1", "R2"]
-        ok(run(ws, "orders", ws.write("r1.csv", "order_id,line_no,customer,sku,qty\nR1,1,C1,A1,2\n"),
-               now="2026-11-25T10:00:00+08:00"))
+        ok(
+            run(
+                ws,
+                "orders",
+                ws.write("r1.csv", "order_id,line_no,customer,sku,qty\nR1,1,C1,A1,2\n"),
+                now="2026-11-25T10:00:00+08:00",
+            )
+        )
         with store.session(write=True) as s:
             outcomes = handler.apply(s, ctx, spec, batch, True, prepared=prepared)
     finally:
         store.dispose()
     assert outcomes == [(imports.UNCHANGED, None), (imports.NEW, None)]
-    assert query(ws, "SELECT order_id, count(*) FROM order_line GROUP BY order_id ORDER BY order_id") == [("R1", 1), ("R2", 1)]
-    assert query(ws, "SELECT order_id, count(*) FROM event WHERE event = 'created' GROUP BY order_id ORDER BY order_id") == [
-        ("R1", 1), ("R2", 1)]
+    assert query(ws, "SELECT order_id, count(*) FROM order_line GROUP BY order_id ORDER BY order_id") == [
+        ("R1", 1),
+        ("R2", 1),
+    ]
+    assert query(
+        ws, "SELECT order_id, count(*) FROM event WHERE event = 'created' GROUP BY order_id ORDER BY order_id"
+    ) == [("R1", 1), ("R2", 1)]
     assert scalar(ws, "SELECT count(*) FROM task WHERE order_id = 'R2' AND status = 'open'") == 1

@@ -18,7 +18,18 @@ import time
 import pytest
 from helpers import NOW, QUICK_CONFIG, masters, ok, query, run, scalar
 
-KIND_ORDER = ("suppliers", "products", "customers", "stock", "receipts", "orders", "shipments", "deliveries", "returns", "qc")
+KIND_ORDER = (
+    "suppliers",
+    "products",
+    "customers",
+    "stock",
+    "receipts",
+    "orders",
+    "shipments",
+    "deliveries",
+    "returns",
+    "qc",
+)
 
 
 @pytest.fixture
@@ -55,6 +66,7 @@ def test_an_unterminated_quote_is_a_row_error_and_swallows_no_row(workspace):
 
 # --- encodings ---------------------------------------------------------------------------------
 
+
 def test_gbk_names_whose_bytes_are_valid_utf8_read_as_gbk(workspace):
     ws = workspace
     text = "customer,name\nK1,郑伟\nK2,谢强\nK3,石英\n"
@@ -64,7 +76,11 @@ def test_gbk_names_whose_bytes_are_valid_utf8_read_as_gbk(workspace):
     src.write_bytes(data)
     r = ok(run(ws, "customers", src))
     assert "Note: read " in r.stderr and "as GBK/GB18030 (detected; --encoding NAME overrides)" in r.stderr
-    assert query(ws, "SELECT customer, name FROM customer ORDER BY customer") == [("K1", "郑伟"), ("K2", "谢强"), ("K3", "石英")]
+    assert query(ws, "SELECT customer, name FROM customer ORDER BY customer") == [
+        ("K1", "郑伟"),
+        ("K2", "谢强"),
+        ("K3", "石英"),
+    ]
     # --encoding still overrides: read as UTF-8 these are other characters
     ok(run(ws, "customers", src, "--encoding", "utf-8"))
     assert scalar(ws, "SELECT name FROM customer WHERE customer = 'K1'") == data.split(b"\n")[1][3:].decode("utf-8")
@@ -83,7 +99,9 @@ def test_a_file_mixing_utf8_and_gbk_lines_is_refused_naming_the_line(workspace, 
     assert "--encoding" in r.stderr
     assert scalar(ws, "SELECT count(*) FROM customer") == 0
     # far apart: a UTF-8 file with a GBK line long after the sample detection reads
-    far = b"customer,name\n" + "".join(f"F{i},客户{i}\n" for i in range(4000)).encode("utf-8") + "X9,深圳\n".encode("gbk")
+    far = (
+        b"customer,name\n" + "".join(f"F{i},客户{i}\n" for i in range(4000)).encode("utf-8") + "X9,深圳\n".encode("gbk")
+    )
     src.write_bytes(far)
     r = run(ws, "customers", src)
     assert r.exit_code == 1 and "line 4002 is written in GBK/GB18030, while the file reads as UTF-8" in r.stderr
@@ -103,12 +121,19 @@ def test_gbk_after_a_long_ascii_start_on_stdin(workspace):
 
 # --- delimiters --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("delimiter,name", [(";", "semicolon"), ("\t", "tab")])
 def test_semicolon_and_tab_files_are_detected_and_said(ws, delimiter, name):
-    text = "\n".join(delimiter.join(row) for row in (
-        ("order_id", "line_no", "customer", "sku", "qty", "unit_price"),
-        ("D1", "1", "C1", "A1", "2", "1,5" if delimiter == ";" else "1.5"),
-    )) + "\n"
+    text = (
+        "\n".join(
+            delimiter.join(row)
+            for row in (
+                ("order_id", "line_no", "customer", "sku", "qty", "unit_price"),
+                ("D1", "1", "C1", "A1", "2", "1,5" if delimiter == ";" else "1.5"),
+            )
+        )
+        + "\n"
+    )
     r = run(ws, "orders", ws.write("d.csv", text), "--ignore-unknown" if delimiter == ";" else "--dry-run")
     assert r.exit_code in (0, 1), r.stderr
     assert f"the cells of {ws.path / 'd.csv'} are separated by {name} (detected; --delimiter overrides)" in r.stderr
@@ -131,6 +156,7 @@ def test_delimiter_option_overrides_detection(ws):
 
 # --- long values -------------------------------------------------------------------------------
 
+
 def test_a_ten_megabyte_cell_is_cut_in_messages_and_kept_in_the_rejects_file(ws):
     huge = "x" * (10 * 1024 * 1024)
     src = ws.write("big.csv", f"order_id,line_no,customer,sku,qty\nB1,1,{huge},A1,1\nB2,1,C1,A1,1\n")
@@ -146,32 +172,44 @@ def test_a_ten_megabyte_cell_is_cut_in_messages_and_kept_in_the_rejects_file(ws)
 
 # --- hostile cells -----------------------------------------------------------------------------
 
+
 def test_control_characters_in_keys_and_names_are_row_errors_naming_the_column(ws):
-    text = ('order_id,line_no,customer,sku,qty,channel\n'
-            '"SO2\r\nBcc: x@evil.example",1,C1,A1,1,web\n'
-            'SO3,1,C1,A1,1,"\x1b]0;owned\x07\x1b[2J"\n'
-            'SO4,1,C1,A1,1,web\n')
+    text = (
+        "order_id,line_no,customer,sku,qty,channel\n"
+        '"SO2\r\nBcc: x@evil.example",1,C1,A1,1,web\n'
+        'SO3,1,C1,A1,1,"\x1b]0;owned\x07\x1b[2J"\n'
+        "SO4,1,C1,A1,1,web\n"
+    )
     rejects = ws.path / "rejects.csv"
     r = run(ws, "orders", ws.write("c.csv", text), "--on-error", "skip", "--rejects", rejects)
     assert r.exit_code == 1
-    assert ("line 2: order_id 'SO2\\r\\nBcc: x@evil.example': contains a carriage return (CR): "
-            "keys and names must be one line of printable text") in r.stderr
+    assert (
+        "line 2: order_id 'SO2\\r\\nBcc: x@evil.example': contains a carriage return (CR): "
+        "keys and names must be one line of printable text"
+    ) in r.stderr
     assert "line 4: channel '\\x1b]0;owned\\x07\\x1b[2J': contains an escape character (ESC)" in r.stderr
     assert "\x1b" not in r.stderr  # echoed escaped, never raw to the terminal
     assert query(ws, "SELECT order_id FROM orders") == [("SO4",)]
-    r = run(ws, "customers", ws.write("n.csv", "customer,name\nN1,\"Acme\nLtd\"\nN2,Tab\there\nN3, fine \n"),
-            "--on-error", "skip")
+    r = run(
+        ws,
+        "customers",
+        ws.write("n.csv", 'customer,name\nN1,"Acme\nLtd"\nN2,Tab\there\nN3, fine \n'),
+        "--on-error",
+        "skip",
+    )
     assert "line 2: name 'Acme\\nLtd': contains a line break (LF)" in r.stderr
     assert "line 4: name 'Tab\\there': contains a tab" in r.stderr
     assert query(ws, "SELECT customer, name FROM customer WHERE customer LIKE 'N%'") == [("N3", "fine")]
 
 
 def test_a_nul_byte_in_any_cell_is_a_row_error_and_the_rest_imports(ws):
-    text = ("order_id,line_no,customer,sku,qty,region,unit_price,colour\n"
-            "Z1,1,C1,A1,1,ea\x00st,,\n"          # a stored text column
-            "Z2,1,C1,A1,1,,1\x002,\n"              # a number
-            "Z3,1,C1,A1,1,,,re\x00d\n"             # a column ffctl does not keep
-            "Z4,1,C1,A1,1,east,,\n")
+    text = (
+        "order_id,line_no,customer,sku,qty,region,unit_price,colour\n"
+        "Z1,1,C1,A1,1,ea\x00st,,\n"  # a stored text column
+        "Z2,1,C1,A1,1,,1\x002,\n"  # a number
+        "Z3,1,C1,A1,1,,,re\x00d\n"  # a column ffctl does not keep
+        "Z4,1,C1,A1,1,east,,\n"
+    )
     r = run(ws, "orders", ws.write("nul.csv", text), "--on-error", "skip", "--ignore-unknown")
     assert r.exit_code == 1, r.stderr
     assert "line 2: region 'ea\\x00st': contains a NUL byte" in r.stderr
@@ -185,50 +223,94 @@ def test_rejects_holding_formula_cells_are_replayed_as_they_are_and_said(ws):
     text = "order_id,line_no,customer,sku,qty\nF1,1,C1,A1,=1+1\nF2,1,C1,A1,-3\n"
     r = run(ws, "orders", ws.write("f.csv", text), "--on-error", "skip", "--rejects", rejects)
     assert r.exit_code == 1
-    assert ("Warning: 1 row in " in r.stderr and "has a cell starting with =, +, - or @, kept as it was so the file "
-            "imports as it is; a spreadsheet may run it as a formula" in r.stderr)
+    assert (
+        "Warning: 1 row in " in r.stderr
+        and "has a cell starting with =, +, - or @, kept as it was so the file "
+        "imports as it is; a spreadsheet may run it as a formula"
+        in r.stderr
+    )
     assert "F1,1,C1,A1,=1+1," in rejects.read_text(encoding="utf-8-sig")
-    r = run(ws, "orders", ws.write("g.csv", "order_id,line_no,customer,sku,qty\nF3,1,C1,A1,0\n"),
-            "--on-error", "skip", "--rejects", rejects)
+    r = run(
+        ws,
+        "orders",
+        ws.write("g.csv", "order_id,line_no,customer,sku,qty\nF3,1,C1,A1,0\n"),
+        "--on-error",
+        "skip",
+        "--rejects",
+        rejects,
+    )
     assert "spreadsheet may run" not in r.stderr  # a plain number is not a formula
 
 
 # --- implausible times -------------------------------------------------------------------------
 
+
 def test_implausible_order_times_are_row_errors(ws):
-    text = ("order_id,line_no,customer,sku,qty,created_at,promised_ship_date\n"
-            "T1,1,C1,A1,1,2030-01-05 10:00,2030-01-09\n"    # after the command clock
-            "T2,1,C1,A1,1,1970-01-01 08:00,\n"              # a spreadsheet's zero date
-            "T3,1,C1,A1,1,2026-11-20 10:00,2026-11-19\n"    # promised before it was created
-            "T4,1,C1,A1,1,2026-11-26 09:00,\n"              # within a day ahead: clocks disagree
-            "T5,1,C1,A1,1,2026-11-20 23:30,2026/11/20\n"    # promised the day it was created (local date)
-            "T6,1,C1,A1,1,,1999/12/31\n")
+    text = (
+        "order_id,line_no,customer,sku,qty,created_at,promised_ship_date\n"
+        "T1,1,C1,A1,1,2030-01-05 10:00,2030-01-09\n"  # after the command clock
+        "T2,1,C1,A1,1,1970-01-01 08:00,\n"  # a spreadsheet's zero date
+        "T3,1,C1,A1,1,2026-11-20 10:00,2026-11-19\n"  # promised before it was created
+        "T4,1,C1,A1,1,2026-11-26 09:00,\n"  # within a day ahead: clocks disagree
+        "T5,1,C1,A1,1,2026-11-20 23:30,2026/11/20\n"  # promised the day it was created (local date)
+        "T6,1,C1,A1,1,,1999/12/31\n"
+    )
     r = run(ws, "orders", ws.write("t.csv", text), "--on-error", "skip")
     assert r.exit_code == 1
-    assert ("line 2: created_at '2030-01-05 10:00': is more than a day after the command clock "
-            "(2026-11-25 10:00+08:00): an order cannot come from the future") in r.stderr
+    assert (
+        "line 2: created_at '2030-01-05 10:00': is more than a day after the command clock "
+        "(2026-11-25 10:00+08:00): an order cannot come from the future"
+    ) in r.stderr
     assert "line 3: created_at '1970-01-01 08:00': is before 2000: not a plausible date here" in r.stderr
     assert "line 4: promised_ship_date '2026-11-19': is before the order's created_at (2026-11-20)" in r.stderr
     assert "line 7: promised_ship_date '1999/12/31': is before 2000" in r.stderr
     assert query(ws, "SELECT order_id FROM orders ORDER BY order_id") == [("T4",), ("T5",)]
     # the same 2030 order imports once the clock is there
-    ok(run(ws, "orders", ws.write("t2.csv", "order_id,line_no,customer,sku,qty,created_at\nT1,1,C1,A1,1,2030-01-05 10:00\n"),
-           now="2030-01-05T09:00:00+08:00"))
+    ok(
+        run(
+            ws,
+            "orders",
+            ws.write("t2.csv", "order_id,line_no,customer,sku,qty,created_at\nT1,1,C1,A1,1,2030-01-05 10:00\n"),
+            now="2030-01-05T09:00:00+08:00",
+        )
+    )
 
 
 # --- case-insensitive channel and region ---------------------------------------------------------
 
+
 def test_channel_and_region_compare_without_case_and_keep_the_first_spelling(ws):
-    ok(run(ws, "orders", ws.write("a.csv", "order_id,line_no,customer,sku,qty,channel,region\n"
-                                           "W1,1,C1,A1,1,Web,\nW2,1,C1,A1,1,WEB,EAST\nW3,1,C2,A1,1,b2b,East\n")))
-    ok(run(ws, "orders", ws.write("b.csv", "order_id,line_no,customer,sku,qty,channel,region\n"
-                                           "W4,1,C2,A1,1,web,\nW5,1,C1,A1,1,B2B,east\n")))
+    ok(
+        run(
+            ws,
+            "orders",
+            ws.write(
+                "a.csv",
+                "order_id,line_no,customer,sku,qty,channel,region\n"
+                "W1,1,C1,A1,1,Web,\nW2,1,C1,A1,1,WEB,EAST\nW3,1,C2,A1,1,b2b,East\n",
+            ),
+        )
+    )
+    ok(
+        run(
+            ws,
+            "orders",
+            ws.write(
+                "b.csv", "order_id,line_no,customer,sku,qty,channel,region\nW4,1,C2,A1,1,web,\nW5,1,C1,A1,1,B2B,east\n"
+            ),
+        )
+    )
     assert query(ws, "SELECT order_id, channel, region FROM orders ORDER BY order_id") == [
-        ("W1", "Web", "east"), ("W2", "Web", "east"), ("W3", "b2b", "east"), ("W4", "Web", "华南"), ("W5", "b2b", "east"),
+        ("W1", "Web", "east"),
+        ("W2", "Web", "east"),
+        ("W3", "b2b", "east"),
+        ("W4", "Web", "华南"),
+        ("W5", "b2b", "east"),
     ]
     # routing: the pilot workflow matches channel b2b and region east, whatever the case
     assert query(ws, "SELECT order_id, workflow FROM orders WHERE order_id IN ('W3', 'W5') ORDER BY order_id") == [
-        ("W3", "pilot"), ("W5", "pilot"),
+        ("W3", "pilot"),
+        ("W5", "pilot"),
     ]
     r = ws.run("report", "kpi", "--by", "channel", "--format", "json", now=NOW)
     assert r.exit_code == 0, r.stderr
@@ -238,11 +320,13 @@ def test_channel_and_region_compare_without_case_and_keep_the_first_spelling(ws)
     # a customer's region joins the spelling its orders have
     ok(run(ws, "customers", ws.write("c.csv", "customer,name,region\nC3,Gamma,EAST\nC4,Delta,华南\n")))
     assert query(ws, "SELECT customer, region FROM customer WHERE customer IN ('C3', 'C4') ORDER BY customer") == [
-        ("C3", "east"), ("C4", "华南"),
+        ("C3", "east"),
+        ("C4", "华南"),
     ]
 
 
 # --- summaries -----------------------------------------------------------------------------------
+
 
 def test_the_summary_counts_in_words(ws):
     r = ok(run(ws, "orders", ws.write("one.csv", "order_id,line_no,customer,sku,qty\nP1,1,C1,A1,1\n")))
@@ -254,6 +338,7 @@ def test_the_summary_counts_in_words(ws):
 
 
 # --- templates ---------------------------------------------------------------------------------
+
 
 def test_templates_have_every_column_and_the_examples_import_in_order(workspace_with_config):
     ws = workspace_with_config(QUICK_CONFIG)
@@ -281,17 +366,31 @@ def test_templates_have_every_column_and_the_examples_import_in_order(workspace_
 
 # --- progress ------------------------------------------------------------------------------------
 
+
 def test_progress_shows_a_real_rate_reading_stdin_and_checking(ws):
     """On a terminal, the rate column is rows over elapsed time for every phase: it showed 0
     rows/s for stdin (no size to measure against) and for the cross-row checks (one step)."""
     rows = 60_000
     data = ("sku,name\n" + "".join(f"PR{i:06d},Product {i}\n" for i in range(rows))).encode()
-    env = {**os.environ, "FFCTL_CONFIG": str(ws.config_path), "FFCTL_DB": ws.db_url, "FFCTL_NOW": NOW,
-           "FFCTL_USER": "admin_user", "COLUMNS": "160", "TERM": "xterm"}
+    env = {
+        **os.environ,
+        "FFCTL_CONFIG": str(ws.config_path),
+        "FFCTL_DB": ws.db_url,
+        "FFCTL_NOW": NOW,
+        "FFCTL_USER": "admin_user",
+        "COLUMNS": "160",
+        "TERM": "xterm",
+    }
     env.pop("FFCTL_DEBUG", None)
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "ffctl", "import", "products", "-"], stdin=subprocess.PIPE,
-                            stdout=slave, stderr=slave, env=env, cwd=ws.path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ffctl", "import", "products", "-"],
+        stdin=subprocess.PIPE,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=ws.path,
+    )
     os.close(slave)
     proc.stdin.write(data)
     proc.stdin.close()
@@ -313,8 +412,10 @@ def test_progress_shows_a_real_rate_reading_stdin_and_checking(ws):
     os.close(master)
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode("utf-8", "replace"))
     assert proc.returncode == 0, text[-2000:]
-    rates = {phase: [int(r.replace(",", "")) for r in re.findall(rf"{phase}\b[^\n\r]*?([\d,]+) rows/s", text)]
-             for phase in ("reading", "checking")}
+    rates = {
+        phase: [int(r.replace(",", "")) for r in re.findall(rf"{phase}\b[^\n\r]*?([\d,]+) rows/s", text)]
+        for phase in ("reading", "checking")
+    }
     assert rates["reading"] and rates["checking"], text[-3000:]
     assert all(rate > 0 for found in rates.values() for rate in found), rates
     assert not re.search(r"\s0 rows/s", text)

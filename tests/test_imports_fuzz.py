@@ -27,10 +27,25 @@ from hypothesis import strategies as st
 from ffctl.core import csvio
 from ffctl.core.clock import parse_time
 
-SETTINGS = settings(max_examples=int(os.environ.get("FFCTL_FUZZ_EXAMPLES", "40")), deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-COLUMNS = ["order_id", "line_no", "customer", "sku", "qty", "channel", "region", "unit_price", "created_at",
-           "promised_ship_date", "priority", "sales_rep"]
+SETTINGS = settings(
+    max_examples=int(os.environ.get("FFCTL_FUZZ_EXAMPLES", "40")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+COLUMNS = [
+    "order_id",
+    "line_no",
+    "customer",
+    "sku",
+    "qty",
+    "channel",
+    "region",
+    "unit_price",
+    "created_at",
+    "promised_ship_date",
+    "priority",
+    "sales_rep",
+]
 
 
 @pytest.fixture
@@ -57,7 +72,9 @@ def state(ws):
             lines: dict[str, set] = {}
             for oid, n, sku, qty in s.execute(sa.text("SELECT order_id, line_no, sku, qty FROM order_line")):
                 lines.setdefault(oid, set()).add((n, sku, qty))
-            tasks = dict(s.execute(sa.text("SELECT order_id, count(*) FROM task WHERE status = 'open' GROUP BY order_id")).all())
+            tasks = dict(
+                s.execute(sa.text("SELECT order_id, count(*) FROM task WHERE status = 'open' GROUP BY order_id")).all()
+            )
     finally:
         store.dispose()
     return orders, lines, tasks
@@ -119,9 +136,37 @@ GOOD = {
     "sales_rep": st.sampled_from(["alice", "王五", ""]),
 }
 BAD = st.one_of(
-    st.sampled_from(["", " ", "0", "-1", "1.5", "x", "ZZ", "C9", "2026-13-40", "nan", "inf", "1e309", "=1+1",
-                     "\"", "a,b", "line\nbreak", "\t", "99999999999999999999", "１２", "\x00", "A1\x00",
-                     "\x1b[2J", "SO2\r\nBcc: x@evil.example", "\x85", "=HYPERLINK(\"x\")", "1970/01/01", "2031/01/01"]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "0",
+            "-1",
+            "1.5",
+            "x",
+            "ZZ",
+            "C9",
+            "2026-13-40",
+            "nan",
+            "inf",
+            "1e309",
+            "=1+1",
+            '"',
+            "a,b",
+            "line\nbreak",
+            "\t",
+            "99999999999999999999",
+            "１２",
+            "\x00",
+            "A1\x00",
+            "\x1b[2J",
+            "SO2\r\nBcc: x@evil.example",
+            "\x85",
+            '=HYPERLINK("x")',
+            "1970/01/01",
+            "2031/01/01",
+        ]
+    ),
     st.text(max_size=12),
 )
 
@@ -175,19 +220,42 @@ def test_structured_files_import_whole_orders_or_reject_them(base, spec, mode):
         with open(rejects, encoding="utf-8-sig", newline="") as f:
             rejected = list(csv.reader(f))[1:]
         imported = sum(len(v) for v in lines.values())
-        assert imported + len(rejected) == sum(1 for r in rows if any(v.strip() for v in r.values())) or \
-            "not valid CSV" in result.stderr
+        assert (
+            imported + len(rejected) == sum(1 for r in rows if any(v.strip() for v in r.values()))
+            or "not valid CSV" in result.stderr
+        )
         # and the rejects file imports as it is (it may still have errors: then cleanly)
-        clean(ws.run("import", "orders", str(rejects), "--on-error", "skip", "--rejects", str(path.with_suffix(".r2.csv")),
-                     now=NOW))
+        clean(
+            ws.run(
+                "import",
+                "orders",
+                str(rejects),
+                "--on-error",
+                "skip",
+                "--rejects",
+                str(path.with_suffix(".r2.csv")),
+                now=NOW,
+            )
+        )
         whole_orders(ws)
 
 
 @settings(max_examples=400, deadline=None)
-@given(moment=st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)),
-       tz=st.sampled_from(["Asia/Shanghai", "UTC", "America/New_York", "Europe/London", "Australia/Lord_Howe",
-                           "America/Sao_Paulo", "Pacific/Chatham"]),
-       form=st.sampled_from(["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y/%m/%d %H:%M", "%Y/%m/%d"]))
+@given(
+    moment=st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)),
+    tz=st.sampled_from(
+        [
+            "Asia/Shanghai",
+            "UTC",
+            "America/New_York",
+            "Europe/London",
+            "Australia/Lord_Howe",
+            "America/Sao_Paulo",
+            "Pacific/Chatham",
+        ]
+    ),
+    form=st.sampled_from(["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y/%m/%d %H:%M", "%Y/%m/%d"]),
+)
 def test_import_times_are_stored_as_parse_time_gives_them(moment, tz, form):
     """The import's time parser (a naive time less its zone's offset there) stores exactly what
     clock.parse_time gives, in gaps and folds of daylight saving time too; a time written before
@@ -207,8 +275,12 @@ def test_import_times_are_stored_as_parse_time_gives_them(moment, tz, form):
 # --- reading: encodings, delimiters, stray quotes (csvio alone, no store) --------------------------
 
 # The 3,755 Chinese characters of GB2312's first level: what names and places are written with
-HANZI = [bytes([hi, lo]).decode("gb2312") for hi in range(0xB0, 0xD8) for lo in range(0xA1, 0xFF)
-         if not (hi == 0xD7 and lo > 0xF9)]
+HANZI = [
+    bytes([hi, lo]).decode("gb2312")
+    for hi in range(0xB0, 0xD8)
+    for lo in range(0xA1, 0xFF)
+    if not (hi == 0xD7 and lo > 0xF9)
+]
 HANZI_SET = frozenset(HANZI)
 NAMES = st.text(st.sampled_from(HANZI), min_size=1, max_size=8)
 ASCII_CELLS = st.text(st.sampled_from("abcdefghijklmnopqrstuvwxyz0123456789 -_./"), max_size=10)
@@ -223,11 +295,16 @@ def read_all(path, **kwargs):
 
 
 @settings(max_examples=300, deadline=None)
-@given(rows=st.lists(st.tuples(ASCII_CELLS, st.one_of(NAMES, ASCII_CELLS), st.one_of(NAMES, ASCII_CELLS)),
-                     min_size=1, max_size=20),
-       encoding=st.sampled_from(["utf-8", "utf-8-sig", "gbk"]), delimiter=st.sampled_from([",", ";", "\t"]))
-def test_a_file_of_chinese_names_reads_back_exactly_in_any_encoding_and_delimiter(tmp_path_factory, rows, encoding,
-                                                                                  delimiter):
+@given(
+    rows=st.lists(
+        st.tuples(ASCII_CELLS, st.one_of(NAMES, ASCII_CELLS), st.one_of(NAMES, ASCII_CELLS)), min_size=1, max_size=20
+    ),
+    encoding=st.sampled_from(["utf-8", "utf-8-sig", "gbk"]),
+    delimiter=st.sampled_from([",", ";", "\t"]),
+)
+def test_a_file_of_chinese_names_reads_back_exactly_in_any_encoding_and_delimiter(
+    tmp_path_factory, rows, encoding, delimiter
+):
     """Whatever the encoding (GBK whose bytes happen to be valid UTF-8 included) and the delimiter,
     detection reads a one-encoding file of real names as it was written. (One or two characters
     are not enough to tell by: GBK 一 is UTF-8 һ, as UTF-8 ± is GBK 卤.)"""
@@ -245,9 +322,14 @@ def test_a_file_of_chinese_names_reads_back_exactly_in_any_encoding_and_delimite
 
 
 @settings(max_examples=300, deadline=None)
-@given(rows=st.lists(st.lists(st.text(st.sampled_from("abcxyz019 "), max_size=6), min_size=3, max_size=3),
-                     min_size=1, max_size=15),
-       at=st.integers(0, 1000), field=st.integers(0, 2), delimiter=st.sampled_from([",", ";", "\t"]))
+@given(
+    rows=st.lists(
+        st.lists(st.text(st.sampled_from("abcxyz019 "), max_size=6), min_size=3, max_size=3), min_size=1, max_size=15
+    ),
+    at=st.integers(0, 1000),
+    field=st.integers(0, 2),
+    delimiter=st.sampled_from([",", ";", "\t"]),
+)
 def test_one_stray_quote_loses_no_row(tmp_path_factory, rows, at, field, delimiter):
     """A quote that opens a value and never closes is one flawed record on its own line; every
     other line is still read as the record it is."""
@@ -271,17 +353,23 @@ def test_one_stray_quote_loses_no_row(tmp_path_factory, rows, at, field, delimit
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(st.lists(st.one_of(ASCII_CELLS, NAMES, st.just('a "quoted"\nvalue')), min_size=2, max_size=3),
-                     min_size=1, max_size=12),
-       endings=st.lists(st.sampled_from(["\n", "\r\n", "\r"]), min_size=1, max_size=3),
-       encoding=st.sampled_from(["utf-8", "gbk"]), block=st.sampled_from([1, 2, 3, 7, 64, 1 << 20]))
+@given(
+    rows=st.lists(
+        st.lists(st.one_of(ASCII_CELLS, NAMES, st.just('a "quoted"\nvalue')), min_size=2, max_size=3),
+        min_size=1,
+        max_size=12,
+    ),
+    endings=st.lists(st.sampled_from(["\n", "\r\n", "\r"]), min_size=1, max_size=3),
+    encoding=st.sampled_from(["utf-8", "gbk"]),
+    block=st.sampled_from([1, 2, 3, 7, 64, 1 << 20]),
+)
 def test_lines_read_in_blocks_as_a_text_file_reads_them(tmp_path_factory, monkeypatch, rows, endings, encoding, block):
     """Whatever the line ends (LF, CRLF, a lone CR, mixed) and wherever a block of bytes ends, the
     records are those Python's csv module reads from the text file."""
     monkeypatch.setattr(csvio, "BLOCK_BYTES", block)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["a", "b", "c"][:len(rows[0])])
+    writer.writerow(["a", "b", "c"][: len(rows[0])])
     writer.writerows(rows)
     lines = out.getvalue().split("\n")
     text = "".join(line + endings[i % len(endings)] for i, line in enumerate(lines[:-1]))

@@ -52,8 +52,14 @@ def store_state(ws):
         with store.session() as s:
             lines = s.execute(sa.text("SELECT order_id, line_no, sku, qty FROM order_line")).all()
             orders = s.execute(sa.text("SELECT order_id FROM orders")).scalars().all()
-            tasks = dict(s.execute(sa.text("SELECT order_id, count(*) FROM task WHERE status = 'open' GROUP BY order_id")).all())
-            created = dict(s.execute(sa.text("SELECT order_id, count(*) FROM event WHERE event = 'created' GROUP BY order_id")).all())
+            tasks = dict(
+                s.execute(sa.text("SELECT order_id, count(*) FROM task WHERE status = 'open' GROUP BY order_id")).all()
+            )
+            created = dict(
+                s.execute(
+                    sa.text("SELECT order_id, count(*) FROM event WHERE event = 'created' GROUP BY order_id")
+                ).all()
+            )
     finally:
         store.dispose()
     by_order: dict[str, list] = {}
@@ -80,8 +86,13 @@ def test_kill_9_mid_import_leaves_whole_orders_and_a_rerun_completes(workspace):
     ok(run(ws, "customers", ws.write("c.csv", CUSTOMERS)))
     path = ws.path / "orders.csv"
     expected = orders_file(path, 12_000)
-    env = {**os.environ, "FFCTL_CONFIG": str(ws.config_path), "FFCTL_DB": ws.db_url, "FFCTL_USER": "importer",
-           "FFCTL_NOW": "2026-11-25T10:00:00+08:00"}
+    env = {
+        **os.environ,
+        "FFCTL_CONFIG": str(ws.config_path),
+        "FFCTL_DB": ws.db_url,
+        "FFCTL_USER": "importer",
+        "FFCTL_NOW": "2026-11-25T10:00:00+08:00",
+    }
     cmd = [sys.executable, "-m", "ffctl", "import", "orders", str(path), "--batch-rows", "300"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
@@ -119,11 +130,17 @@ def test_two_imports_of_one_file_at_once_write_each_order_once(workspace):
     ok(run(ws, "customers", ws.write("c.csv", CUSTOMERS)))
     path = ws.path / "orders.csv"
     expected = orders_file(path, 3_000, seed=5)
-    env = {**os.environ, "FFCTL_CONFIG": str(ws.config_path), "FFCTL_DB": ws.db_url, "FFCTL_USER": "importer",
-           "FFCTL_NOW": "2026-11-25T10:00:00+08:00"}
+    env = {
+        **os.environ,
+        "FFCTL_CONFIG": str(ws.config_path),
+        "FFCTL_DB": ws.db_url,
+        "FFCTL_USER": "importer",
+        "FFCTL_NOW": "2026-11-25T10:00:00+08:00",
+    }
     cmd = [sys.executable, "-m", "ffctl", "import", "orders", str(path), "--batch-rows", "200"]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=600)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     new = [int(out.split("orders: ", 1)[1].split(" new", 1)[0].replace(",", "")) for out in outputs]

@@ -85,8 +85,17 @@ def test_whole_history_matches_hand_computed_values(history, example_config):
     assert bottleneck["over_sla_share"] == pytest.approx(2860 / 2920, abs=1e-6)
     assert "over_sla_seconds" not in bottleneck  # a sum of lateness no reader can use: report sla has p50/p90
     assert [r["kpi"] for r in rows] == [
-        "order_confirmation_minutes", "allocation_minutes", "pick_accuracy", "on_time_shipping", "fill_rate",
-        "perfect_order", "cycle_time_hours", "sla_attainment", "return_rate", "bottleneck"]
+        "order_confirmation_minutes",
+        "allocation_minutes",
+        "pick_accuracy",
+        "on_time_shipping",
+        "fill_rate",
+        "perfect_order",
+        "cycle_time_hours",
+        "sla_attainment",
+        "return_rate",
+        "bottleneck",
+    ]
 
 
 def test_by_region_uses_the_customers_region_when_the_order_has_none(history, example_config):
@@ -104,28 +113,31 @@ def test_by_region_uses_the_customers_region_when_the_order_has_none(history, ex
     assert (east["count"], east["actual"]) == (13, pytest.approx(12 / 13))
 
 
-@pytest.mark.parametrize("by, group, kpi, count, actual", [
-    ("product", "A", "pick_accuracy", 1, 0.0),
-    ("product", "C", "pick_accuracy", 1, 1.0),
-    ("product", "A", "on_time_shipping", 2, 0.5),
-    ("product", "B", "on_time_shipping", 1, 0.0),
-    ("category", "widgets", "on_time_shipping", 3, 1 / 3),
-    ("category", "gadgets", "pick_accuracy", 1, 1.0),
-    ("category", "widgets", "pick_accuracy", 1, 0.0),
-    ("channel", "web", "perfect_order", 2, 0.5),
-    ("channel", None, "order_confirmation_minutes", 1, 15.0),
-    ("team", "oscar", "order_confirmation_minutes", 2, 40.0),
-    ("team", "pat", "allocation_minutes", 2, 62.5),
-    ("customer", "C1", "cycle_time_hours", 2, 15.0),
-    ("customer", "C3", "sla_attainment", 2, 1.0),
-    ("node", "credit_review", "sla_attainment", 5, 0.8),
-    ("node", "allocation", "sla_attainment", 4, 0.5),
-    ("node", "tech_confirm", "sla_attainment", 2, 1.0),
-    ("node", "tech_confirm", "on_time_shipping", 1, 0.0),
-    ("node", "credit_review", "on_time_shipping", 3, 1 / 3),
-    ("node", "credit_review", "cycle_time_hours", 5, 0.25),  # time in node: 10, 10, 15, 20, 60 min
-    ("week", "2026-03-02", "on_time_shipping", 3, 1 / 3),
-])
+@pytest.mark.parametrize(
+    "by, group, kpi, count, actual",
+    [
+        ("product", "A", "pick_accuracy", 1, 0.0),
+        ("product", "C", "pick_accuracy", 1, 1.0),
+        ("product", "A", "on_time_shipping", 2, 0.5),
+        ("product", "B", "on_time_shipping", 1, 0.0),
+        ("category", "widgets", "on_time_shipping", 3, 1 / 3),
+        ("category", "gadgets", "pick_accuracy", 1, 1.0),
+        ("category", "widgets", "pick_accuracy", 1, 0.0),
+        ("channel", "web", "perfect_order", 2, 0.5),
+        ("channel", None, "order_confirmation_minutes", 1, 15.0),
+        ("team", "oscar", "order_confirmation_minutes", 2, 40.0),
+        ("team", "pat", "allocation_minutes", 2, 62.5),
+        ("customer", "C1", "cycle_time_hours", 2, 15.0),
+        ("customer", "C3", "sla_attainment", 2, 1.0),
+        ("node", "credit_review", "sla_attainment", 5, 0.8),
+        ("node", "allocation", "sla_attainment", 4, 0.5),
+        ("node", "tech_confirm", "sla_attainment", 2, 1.0),
+        ("node", "tech_confirm", "on_time_shipping", 1, 0.0),
+        ("node", "credit_review", "on_time_shipping", 3, 1 / 3),
+        ("node", "credit_review", "cycle_time_hours", 5, 0.25),  # time in node: 10, 10, 15, 20, 60 min
+        ("week", "2026-03-02", "on_time_shipping", 3, 1 / 3),
+    ],
+)
 def test_each_cut(history, example_config, by, group, kpi, count, actual):
     row = pick(report(history, example_config, by=by), kpi, group)
     assert row["count"] == count
@@ -148,8 +160,12 @@ def test_period_and_week_cut(store, example_config):
     # a time bound: O5 was created at 23:00 local, the others at 09:00 the next day
     later = report(store, example_config, start="2026-03-01T23:30", end="2026-03-02 09:00:01")
     assert pick(later, "order_confirmation_minutes")["count"] == 4
-    assert pick(report(store, example_config, by="week", start="2026/03/02"),
-                "order_confirmation_minutes", "2026-03-02")["count"] == 4
+    assert (
+        pick(report(store, example_config, by="week", start="2026/03/02"), "order_confirmation_minutes", "2026-03-02")[
+            "count"
+        ]
+        == 4
+    )
 
 
 def test_no_deliveries_and_no_orders_give_null_not_a_crash(store, example_config):
@@ -182,9 +198,13 @@ def test_partial_shipment_and_wrong_sku_are_not_perfect(store, example_config):
     def picks(s):
         # O1 shipped 1 of its 2 units and the other was cancelled (a partial shipment, not a pick
         # error); O2 picked the wrong SKU
-        s.execute(sa.insert(PickLine.__table__), [{"order_id": "O1", "line_no": 1, "sku": "A", "qty": 1, "error": None},
-                                                  {"order_id": "O2", "line_no": 1, "sku": "A", "qty": 1,
-                                                   "error": "wrong_sku"}])
+        s.execute(
+            sa.insert(PickLine.__table__),
+            [
+                {"order_id": "O1", "line_no": 1, "sku": "A", "qty": 1, "error": None},
+                {"order_id": "O2", "line_no": 1, "sku": "A", "qty": 1, "error": "wrong_sku"},
+            ],
+        )
         s.execute(sa.text("UPDATE order_line SET cancelled = 1 WHERE order_id = 'O1'"))
 
     insert_history(store, extra=picks)
@@ -201,8 +221,14 @@ def test_sla_report_per_node(history, example_config):
         rows = {r["node"]: r for r in sla_report(s, example_config, now=NOW)}
     assert list(rows) == ["credit_review", "tech_confirm", "allocation", "wave_pick", "pack_check", "dispatch"]
     credit = rows["credit_review"]
-    assert (credit["completed"], credit["within_sla"], credit["breaches"], credit["escalations"],
-            credit["reminders"], credit["auto_actions"]) == (5, 4, 1, 1, 1, 1)
+    assert (
+        credit["completed"],
+        credit["within_sla"],
+        credit["breaches"],
+        credit["escalations"],
+        credit["reminders"],
+        credit["auto_actions"],
+    ) == (5, 4, 1, 1, 1, 1)
     assert credit["attainment"] == pytest.approx(0.8) and credit["met"] is False
     assert credit["p50_seconds"] == pytest.approx(15 * 60) and credit["sla_seconds"] == 1800
     # lateness is business time past the deadline: 09:30-10:00 Monday in office hours
@@ -255,13 +281,18 @@ def test_parse_period_rejects_bad_bounds():
 def test_utc_offsets_find_daylight_saving_changes():
     from ffctl.core.kpi import utc_offsets
 
-    offsets = utc_offsets("Europe/Berlin", datetime(2026, 1, 1, tzinfo=timezone.utc),
-                          datetime(2026, 12, 31, tzinfo=timezone.utc))
+    offsets = utc_offsets(
+        "Europe/Berlin", datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 12, 31, tzinfo=timezone.utc)
+    )
     assert [(t and t.isoformat(), m) for t, m in offsets] == [
-        (None, 60), ("2026-03-29T01:00:00+00:00", 120), ("2026-10-25T01:00:00+00:00", 60)]
+        (None, 60),
+        ("2026-03-29T01:00:00+00:00", 120),
+        ("2026-10-25T01:00:00+00:00", 60),
+    ]
 
 
 # --- the CLI -----------------------------------------------------------------------------------
+
 
 def test_cli_json_csv_and_table(workspace):
     insert_history(workspace.store())
@@ -321,7 +352,9 @@ def test_cli_refuses_bad_options(workspace):
 
 def test_csv_neutralises_formulas(workspace):
     def evil(s):
-        s.execute(sa.update(Order.__table__).where(Order.__table__.c.order_id == "O1").values(sales_rep="=HYPERLINK(1)"))
+        s.execute(
+            sa.update(Order.__table__).where(Order.__table__.c.order_id == "O1").values(sales_rep="=HYPERLINK(1)")
+        )
         s.execute(sa.update(Order.__table__).where(Order.__table__.c.order_id == "O2").values(sales_rep="@cmd"))
 
     insert_history(workspace.store(), extra=evil)
@@ -356,6 +389,7 @@ def test_rates_show_enough_decimals_to_tell_a_miss_from_the_target():
 
 
 # --- the facts behind the report -------------------------------------------------------------
+
 
 def _fact_rows(store):
     with store.session() as s:
@@ -437,18 +471,33 @@ def test_indexed_and_generic_paths_agree(store, example_config, by):
     from ffctl.core import kpi
 
     rng = random.Random(7)
-    customers = [{"customer": f"C{i}", "name": f"客户{i}", "region": rng.choice(["华东", "华南", None])} for i in range(6)]
+    customers = [
+        {"customer": f"C{i}", "name": f"客户{i}", "region": rng.choice(["华东", "华南", None])} for i in range(6)
+    ]
     orders, tasks = [], []
     for i in range(120):
         oid = f"R{i:03d}"
         created = rng.randrange(0, 20000)
         shipped = created + rng.randrange(60, 5000) if rng.random() < 0.7 else None
-        orders.append({"order_id": oid, "customer": f"C{rng.randrange(6)}", "created_at": T(created),
-                       "status": "shipped" if shipped else "open", "sales_rep": rng.choice(["pat", "oscar", None]),
-                       "shipped_at": T(shipped) if shipped else None, "promised_ship_date": date(2026, 3, 5)})
+        orders.append(
+            {
+                "order_id": oid,
+                "customer": f"C{rng.randrange(6)}",
+                "created_at": T(created),
+                "status": "shipped" if shipped else "open",
+                "sales_rep": rng.choice(["pat", "oscar", None]),
+                "shipped_at": T(shipped) if shipped else None,
+                "promised_ship_date": date(2026, 3, 5),
+            }
+        )
         done = created + rng.choice([1, 5, 5, 9, 30, 61])
-        tasks += flow(oid, [("credit_review", created, done, "completed", created + 30),
-                            ("allocation", done, done + rng.randrange(1, 40), "completed", done + 10)])
+        tasks += flow(
+            oid,
+            [
+                ("credit_review", created, done, "completed", created + 30),
+                ("allocation", done, done + rng.randrange(1, 40), "completed", done + 10),
+            ],
+        )
     with store.session(write=True) as s:
         s.execute(sa.insert(Customer.__table__), customers)
         s.execute(sa.insert(Order.__table__), orders)
@@ -458,14 +507,20 @@ def test_indexed_and_generic_paths_agree(store, example_config, by):
         with store.session() as s:
             rep = kpi._Report(s, example_config, now=NOW, period=kpi.parse_period(start, end, "Asia/Shanghai"), by=by)
             sums, times = rep._generic()
-        for name, col in (("order_confirmation_minutes", "conf"), ("allocation_minutes", "alloc"),
-                          ("cycle_time_hours", "cycle")):
+        for name, col in (
+            ("order_confirmation_minutes", "conf"),
+            ("allocation_minutes", "alloc"),
+            ("cycle_time_hours", "cycle"),
+        ):
             got = {r["group"]: (r["count"], r["actual"], r["p90"]) for r in fast if r["kpi"] == name and r["count"]}
-            want = {("all" if by is None else g): (n, kpi._round(p50, "minutes"), kpi._round(p90, "minutes"))
-                    for g, (n, p50, p90) in times[col].items()}
+            want = {
+                ("all" if by is None else g): (n, kpi._round(p50, "minutes"), kpi._round(p90, "minutes"))
+                for g, (n, p50, p90) in times[col].items()
+            }
             assert got == want, name
         assert {r["group"]: r["count"] for r in fast if r["kpi"] == "on_time_shipping" and r["count"]} == {
-            ("all" if by is None else g): v["shipped"] for g, v in sums.items() if v["shipped"]}
+            ("all" if by is None else g): v["shipped"] for g, v in sums.items() if v["shipped"]
+        }
 
 
 def test_lateness_in_sql_is_business_time_across_clock_changes(store, tmp_path):
@@ -479,7 +534,8 @@ def test_lateness_in_sql_is_business_time_across_clock_changes(store, tmp_path):
     from tests.conftest import EXAMPLE_CONFIG
 
     text = EXAMPLE_CONFIG.read_text(encoding="utf-8").replace(
-        '[calendars.office]\ntimezone = "Asia/Shanghai"', '[calendars.office]\ntimezone = "Europe/Berlin"')
+        '[calendars.office]\ntimezone = "Asia/Shanghai"', '[calendars.office]\ntimezone = "Europe/Berlin"'
+    )
     (tmp_path / "berlin.toml").write_text(text, encoding="utf-8")
     cfg = load_config(tmp_path / "berlin.toml")
     assert cfg.calendars["office"].timezone == "Europe/Berlin"
@@ -491,12 +547,23 @@ def test_lateness_in_sql_is_business_time_across_clock_changes(store, tmp_path):
         deadline = datetime(2026, 3, 20, tzinfo=timezone.utc) + timedelta(seconds=rng.uniform(0, 225 * 86400))
         stop = None if i % 10 == 0 else deadline + timedelta(seconds=rng.uniform(1, 9 * 86400))
         late.append(cal.between(deadline, stop or now))
-        orders.append({"order_id": f"B{i:02d}", "customer": "C", "created_at": deadline - timedelta(hours=1),
-                       "status": "open"})
-        tasks.append({"order_id": f"B{i:02d}", "workflow": "standard", "node": "credit_review", "seq": 0,
-                      "status": "open" if stop is None else "done", "entered_at": deadline - timedelta(hours=1),
-                      "sla_seconds": 1800, "deadline": deadline, "completed_at": stop,
-                      "outcome": None if stop is None else "completed"})
+        orders.append(
+            {"order_id": f"B{i:02d}", "customer": "C", "created_at": deadline - timedelta(hours=1), "status": "open"}
+        )
+        tasks.append(
+            {
+                "order_id": f"B{i:02d}",
+                "workflow": "standard",
+                "node": "credit_review",
+                "seq": 0,
+                "status": "open" if stop is None else "done",
+                "entered_at": deadline - timedelta(hours=1),
+                "sla_seconds": 1800,
+                "deadline": deadline,
+                "completed_at": stop,
+                "outcome": None if stop is None else "completed",
+            }
+        )
     with store.session(write=True) as s:
         s.execute(sa.insert(Customer.__table__), [{"customer": "C", "name": "C"}])
         s.execute(sa.insert(Order.__table__), orders)

@@ -70,13 +70,25 @@ def test_reports_refresh_while_orders_move(workspace, tmp_path):
     store = Store(workspace.db_url)
     with store.session(write=True) as s:
         s.execute(sa.insert(Product.__table__), [{"sku": "A", "name": "A", "custom": False, "safety_stock": 0}])
-        s.execute(sa.insert(Customer.__table__), [{"customer": f"C{i}", "name": f"客户{i}", "region": r}
-                                                  for i, r in enumerate(["华东", "华南", "华北"])])
-        orders = [{"order_id": f"K{i:03d}", "customer": f"C{i % 3}", "created_at": BASE + timedelta(minutes=i),
-                   "status": "open", "priority": 0} for i in range(ORDERS)]
+        s.execute(
+            sa.insert(Customer.__table__),
+            [{"customer": f"C{i}", "name": f"客户{i}", "region": r} for i, r in enumerate(["华东", "华南", "华北"])],
+        )
+        orders = [
+            {
+                "order_id": f"K{i:03d}",
+                "customer": f"C{i % 3}",
+                "created_at": BASE + timedelta(minutes=i),
+                "status": "open",
+                "priority": 0,
+            }
+            for i in range(ORDERS)
+        ]
         s.execute(sa.insert(Order.__table__), orders)
-        s.execute(sa.insert(OrderLine.__table__), [{"order_id": o["order_id"], "line_no": 1, "sku": "A", "qty": 1}
-                                                   for o in orders])
+        s.execute(
+            sa.insert(OrderLine.__table__),
+            [{"order_id": o["order_id"], "line_no": 1, "sku": "A", "qty": 1} for o in orders],
+        )
         workflow.enter_orders(s, cfg, workflow.order_facts(s, [o["order_id"] for o in orders]), actor="importer")
     assert refresh_facts(store, cfg, now=BASE)["mode"] == "full"
 
@@ -85,8 +97,16 @@ def test_reports_refresh_while_orders_move(workspace, tmp_path):
     done = tmp_path / "writer.done"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     args = [str(workspace.db_url), str(workspace.config_path), str(done)]
-    procs = [subprocess.Popen([sys.executable, str(script), role, *args], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for role in ("reader", "writer", "reader")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), role, *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for role in ("reader", "writer", "reader")
+    ]
     deadline = time.monotonic() + 240
     outs = []
     for p in procs:

@@ -19,17 +19,25 @@ from helpers import add_orders, seed
 
 def facts(store):
     with store.session() as s:
-        return ([tuple(r) for r in s.execute(sa.text("SELECT * FROM order_fact ORDER BY order_id"))],
-                [tuple(r) for r in s.execute(sa.text("SELECT * FROM node_fact ORDER BY task_id"))],
-                [tuple(r) for r in s.execute(sa.text("SELECT * FROM visit_fact ORDER BY task_id"))],
-                [tuple(r) for r in s.execute(sa.text("SELECT * FROM miss_fact ORDER BY order_id"))],
-                [tuple(r) for r in s.execute(sa.text("SELECT * FROM flow_edge ORDER BY task_id"))],
-                [tuple(r) for r in s.execute(sa.text("SELECT * FROM flow_path ORDER BY order_id"))],
-                [tuple(r) for r in s.execute(sa.text(
-                    "SELECT cut, g, order_id, created_at, member, conf, alloc, cycle, shipped, on_time, delivered, "
-                    "perfect, picked, picked_right, decided, within, units, units_on_time, units_shipped, units_returned, "
-                    "due, line_picked, line_picked_right, line_shipped, line_returned FROM group_fact "
-                    "ORDER BY cut, order_id, g"))])
+        return (
+            [tuple(r) for r in s.execute(sa.text("SELECT * FROM order_fact ORDER BY order_id"))],
+            [tuple(r) for r in s.execute(sa.text("SELECT * FROM node_fact ORDER BY task_id"))],
+            [tuple(r) for r in s.execute(sa.text("SELECT * FROM visit_fact ORDER BY task_id"))],
+            [tuple(r) for r in s.execute(sa.text("SELECT * FROM miss_fact ORDER BY order_id"))],
+            [tuple(r) for r in s.execute(sa.text("SELECT * FROM flow_edge ORDER BY task_id"))],
+            [tuple(r) for r in s.execute(sa.text("SELECT * FROM flow_path ORDER BY order_id"))],
+            [
+                tuple(r)
+                for r in s.execute(
+                    sa.text(
+                        "SELECT cut, g, order_id, created_at, member, conf, alloc, cycle, shipped, on_time, delivered, "
+                        "perfect, picked, picked_right, decided, within, units, units_on_time, units_shipped, units_returned, "
+                        "due, line_picked, line_picked_right, line_shipped, line_returned FROM group_fact "
+                        "ORDER BY cut, order_id, g"
+                    )
+                )
+            ],
+        )
 
 
 def test_every_write_path_reaches_the_facts(store, example_config):
@@ -43,8 +51,17 @@ def test_every_write_path_reaches_the_facts(store, example_config):
 
     with store.session(write=True) as s:
         seed(s, products=["A", "B"], stock=[("A", "WH1", 50), ("B", "WH1", 1)], customers=("C1", "C2"))
-        add_orders(s, cfg, [("O1", 0, [("A", 2)]), ("O2", 1, [("A", 1), ("B", 1)]), ("O3", 0, [("B", 5)]),
-                               ("O4", 0, [("A", 1)]), ("O5", 0, [("A", 3)])])
+        add_orders(
+            s,
+            cfg,
+            [
+                ("O1", 0, [("A", 2)]),
+                ("O2", 1, [("A", 1), ("B", 1)]),
+                ("O3", 0, [("B", 5)]),
+                ("O4", 0, [("A", 1)]),
+                ("O5", 0, [("A", 3)]),
+            ],
+        )
         s.execute(sa.text("UPDATE orders SET region = NULL"))  # they follow their customer's region
     refresh(NOW)
     assert modes == ["full"]
@@ -55,17 +72,21 @@ def test_every_write_path_reaches_the_facts(store, example_config):
         lambda s, at: workflow.release(s, cfg, "O2", at=at, actor="frank"),
         lambda s, at: workflow.reject(s, cfg, "O4", at=at, actor="frank", reason="wrong bin"),
         lambda s, at: workflow.complete(s, cfg, "O1", at=at, actor="frank", node="pack_check"),
-        lambda s, at: shipping.ship(s, cfg, "O1", at=at, actor="frank", carrier="SF", tracking="T1",
-                                    picks=[(1, "A", 1)]),  # a partial shipment: the order stays at dispatch
-        lambda s, at: shipping.ship(s, cfg, "O1", at=at, actor="frank", carrier="SF", tracking="T2",
-                                    picks=[(1, "A", 1)]),  # the rest: shipped in full
+        lambda s, at: shipping.ship(
+            s, cfg, "O1", at=at, actor="frank", carrier="SF", tracking="T1", picks=[(1, "A", 1)]
+        ),  # a partial shipment: the order stays at dispatch
+        lambda s, at: shipping.ship(
+            s, cfg, "O1", at=at, actor="frank", carrier="SF", tracking="T2", picks=[(1, "A", 1)]
+        ),  # the rest: shipped in full
         lambda s, at: stock.deliver(s, cfg, "O1", at=at, actor="frank", issue="short"),
-        lambda s, at: returns.record_return(s, cfg, "O1", [(1, 1)], reason="damaged", at=at, actor="frank",
-                                            restock="WH1"),
+        lambda s, at: returns.record_return(
+            s, cfg, "O1", [(1, 1)], reason="damaged", at=at, actor="frank", restock="WH1"
+        ),
         lambda s, at: workflow.complete(s, cfg, "O2", at=at, actor="frank", node="wave_pick"),
         lambda s, at: workflow.complete(s, cfg, "O2", at=at, actor="frank", node="pack_check"),
-        lambda s, at: shipping.ship(s, cfg, "O2", at=at, actor="frank", carrier="SF", tracking="T3",
-                                    picks=[(1, "A", 1), (2, "B", 1)]),
+        lambda s, at: shipping.ship(
+            s, cfg, "O2", at=at, actor="frank", carrier="SF", tracking="T3", picks=[(1, "A", 1), (2, "B", 1)]
+        ),
         lambda s, at: returns.record_return(s, cfg, "O2", [(2, 1)], reason="wrong_size", at=at, actor="frank"),
         lambda s, at: orders.cancel_order(s, cfg, "O5", at=at, actor="admin", reason="duplicate"),
         lambda s, at: s.execute(sa.text("UPDATE customer SET region = '华南' WHERE customer = 'C1'")),
@@ -86,21 +107,42 @@ def test_every_write_path_reaches_the_facts(store, example_config):
         assert s.execute(sa.text("SELECT COUNT(*) FROM node_fact WHERE breached = 1")).scalar_one() > 0
         assert s.execute(sa.text("SELECT region FROM order_fact WHERE order_id = 'O1'")).scalar_one() == "华南"
         # the line cuts: O2's lines of A and B, its picks of each, B's new category
-        assert s.execute(sa.text("SELECT member, line_picked, line_shipped, line_returned FROM group_fact "
-                                 "WHERE order_id = 'O2' AND cut = 'category' AND g = 'spares'")).one() == (1, 1, 1, 1)
-        assert s.execute(sa.text("SELECT COUNT(*) FROM group_fact WHERE order_id = 'O2' AND cut = 'product'")).scalar_one() == 2
-        assert s.execute(sa.text("SELECT shipped, delivered, picked, perfect FROM order_fact "
-                                 "WHERE order_id = 'O1'")).one() == (1, 1, 2, 0)
+        assert s.execute(
+            sa.text(
+                "SELECT member, line_picked, line_shipped, line_returned FROM group_fact "
+                "WHERE order_id = 'O2' AND cut = 'category' AND g = 'spares'"
+            )
+        ).one() == (1, 1, 1, 1)
+        assert (
+            s.execute(sa.text("SELECT COUNT(*) FROM group_fact WHERE order_id = 'O2' AND cut = 'product'")).scalar_one()
+            == 2
+        )
+        assert s.execute(
+            sa.text("SELECT shipped, delivered, picked, perfect FROM order_fact WHERE order_id = 'O1'")
+        ).one() == (1, 1, 2, 0)
         # O1's visits: one row each, the first of each node carrying the order's facts
-        assert s.execute(sa.text("SELECT COUNT(*), SUM(first), SUM(shipped), SUM(decided) FROM visit_fact "
-                                 "WHERE order_id = 'O1'")).one() == (5, 5, 5, 5)
+        assert s.execute(
+            sa.text("SELECT COUNT(*), SUM(first), SUM(shipped), SUM(decided) FROM visit_fact WHERE order_id = 'O1'")
+        ).one() == (5, 5, 5, 5)
         # one first visit per (order, node) visited, whatever the rejections sent back
-        assert s.execute(sa.text("SELECT COUNT(*) FROM (SELECT order_id, node FROM visit_fact GROUP BY order_id, node "
-                                 "HAVING SUM(first) <> 1) x")).scalar_one() == 0
-        assert s.execute(sa.text("SELECT order_id, units_shipped, units_returned FROM order_fact WHERE units_returned > 0 "
-                                 "ORDER BY order_id")).all() == [("O1", 2, 1), ("O2", 2, 1)]
-        misses = s.execute(sa.text("SELECT order_id, delivery_issue, returned, cause FROM miss_fact "
-                                   "ORDER BY order_id")).all()
+        assert (
+            s.execute(
+                sa.text(
+                    "SELECT COUNT(*) FROM (SELECT order_id, node FROM visit_fact GROUP BY order_id, node "
+                    "HAVING SUM(first) <> 1) x"
+                )
+            ).scalar_one()
+            == 0
+        )
+        assert s.execute(
+            sa.text(
+                "SELECT order_id, units_shipped, units_returned FROM order_fact WHERE units_returned > 0 "
+                "ORDER BY order_id"
+            )
+        ).all() == [("O1", 2, 1), ("O2", 2, 1)]
+        misses = s.execute(
+            sa.text("SELECT order_id, delivery_issue, returned, cause FROM miss_fact ORDER BY order_id")
+        ).all()
     assert [tuple(m[:3]) for m in misses] == [("O1", 1, 1), ("O2", 0, 1)]
     # O1 waited 30 hours at pack_check: late, and the breach comes before its delivery issue and return
     assert misses[0].cause == "node:pack_check"
@@ -119,8 +161,7 @@ def test_late_completions_without_a_sweep_are_breaches_and_choose_the_bottleneck
     cfg = example_config
     with store.session(write=True) as s:  # created 09:57-09:59 Monday in Shanghai: due 10:27-10:29
         seed(s, products=["A"], stock=[("A", "WH1", 50)], customers=("C1",))
-        add_orders(s, cfg, [("O1", 0, [("A", 1)]), ("O2", 0, [("A", 1)]), ("O3", 0, [("A", 1)])],
-                      to_allocation=False)
+        add_orders(s, cfg, [("O1", 0, [("A", 1)]), ("O2", 0, [("A", 1)]), ("O3", 0, [("A", 1)])], to_allocation=False)
     kpi.refresh_facts(store, cfg, now=NOW)
     for order_id, minutes in (("O1", 120), ("O2", 125)):  # done at 12:00 and 12:05
         with store.session(write=True) as s:

@@ -31,9 +31,14 @@ sla_attainment = 0.7
 
 def pilot_history(ws) -> None:
     open_shop(ws, now=DAY.format("09:00"))
-    import_csv(ws, "orders", "order_id,line_no,customer,sku,qty,channel,region\n"
-               "SO-P1,1,C-EAST,SKU-0001,1,b2b,east\nSO-P2,1,C-EAST,SKU-0001,1,b2b,east\n"
-               "SO-S1,1,C-WEST,SKU-0001,1,web,west\nSO-S2,1,C-WEST,SKU-0001,1,web,west\n", now=DAY.format("09:00"))
+    import_csv(
+        ws,
+        "orders",
+        "order_id,line_no,customer,sku,qty,channel,region\n"
+        "SO-P1,1,C-EAST,SKU-0001,1,b2b,east\nSO-P2,1,C-EAST,SKU-0001,1,b2b,east\n"
+        "SO-S1,1,C-WEST,SKU-0001,1,web,west\nSO-S2,1,C-WEST,SKU-0001,1,web,west\n",
+        now=DAY.format("09:00"),
+    )
     cli_ok(ws, "advance", "SO-P1", now=DAY.format("09:10"), user="alice")
     cli_ok(ws, "allocate", "SO-P1", now=DAY.format("09:11"))
     cli_ok(ws, "advance", "SO-P2", now=DAY.format("09:20"), user="alice")
@@ -79,8 +84,9 @@ def test_kpi_by_workflow_after_the_facts_were_built(workspace):
     """The workflow cut reads the order's own workflow: facts built before the cut serve it as they are."""
     pilot_history(workspace)
     cli_ok(workspace, "report", "kpi", now=NOW)
-    rows = cli_json(workspace, "report", "kpi", "--by", "workflow", "--from", "2026-11-23", "--to", "2026-11-23",
-                    now=NOW)
+    rows = cli_json(
+        workspace, "report", "kpi", "--by", "workflow", "--from", "2026-11-23", "--to", "2026-11-23", now=NOW
+    )
     assert pick(rows, "order_confirmation_minutes", "pilot")["count"] == 2
     empty = cli_json(workspace, "report", "kpi", "--by", "workflow", "--from", "2026-11-24", now=NOW)
     assert [(r["kpi"], r["node"]) for r in empty] == [("bottleneck", None)]
@@ -122,13 +128,16 @@ def test_baseline_column_in_table_json_csv_and_dashboard(workspace):
     assert html.count('class="meta baseline"') == 3
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[kpi.baseline]\non_time_shipping = 93\n", "kpi.baseline.on_time_shipping: rates are fractions from 0 to 1"),
-    ("[kpi.baseline]\norder_confirmation_minute = 40\n", "kpi.baseline: unknown KPI 'order_confirmation_minute'"),
-    ("[kpi.baseline]\ncycle_time_hours = -1\n", "kpi.baseline.cycle_time_hours: must be more than 0 hours"),
-    ("[kpi.baseline]\nperfect_order = \"high\"\n", "kpi.baseline.perfect_order"),
-    ("[kpi.baselines]\nperfect_order = 0.9\n", "unknown key 'baselines'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[kpi.baseline]\non_time_shipping = 93\n", "kpi.baseline.on_time_shipping: rates are fractions from 0 to 1"),
+        ("[kpi.baseline]\norder_confirmation_minute = 40\n", "kpi.baseline: unknown KPI 'order_confirmation_minute'"),
+        ("[kpi.baseline]\ncycle_time_hours = -1\n", "kpi.baseline.cycle_time_hours: must be more than 0 hours"),
+        ('[kpi.baseline]\nperfect_order = "high"\n', "kpi.baseline.perfect_order"),
+        ("[kpi.baselines]\nperfect_order = 0.9\n", "unknown key 'baselines'"),
+    ],
+)
 def test_config_check_validates_the_baseline(workspace, text, message):
     with workspace.config_path.open("a", encoding="utf-8") as f:
         f.write("\n" + text)
@@ -150,8 +159,12 @@ def test_config_check_shows_the_baseline(workspace):
 def test_config_diff_names_a_changed_baseline(workspace):
     """`config diff` (step 2 of the loop) sees [kpi.baseline] as the config's own terms."""
     old = workspace.write("old.toml", workspace.config_path.read_text(encoding="utf-8") + BASELINE)
-    new = workspace.write("new.toml", workspace.config_path.read_text(encoding="utf-8")
-                          + BASELINE.replace("on_time_shipping = 0.9", "on_time_shipping = 0.93"))
+    new = workspace.write(
+        "new.toml",
+        workspace.config_path.read_text(encoding="utf-8")
+        + BASELINE.replace("on_time_shipping = 0.9", "on_time_shipping = 0.93"),
+    )
     rows = cli_json(workspace, "config", "diff", old, new)
     assert [(r["section"], r["name"], r["old"], r["new"]) for r in rows] == [
-        ("kpi.baseline", "on_time_shipping", 0.9, 0.93)]
+        ("kpi.baseline", "on_time_shipping", 0.9, 0.93)
+    ]

@@ -24,14 +24,21 @@ START = datetime(2026, 11, 2, 1, 0, tzinfo=timezone.utc)  # 09:00 Monday in Asia
 TZ = "Asia/Shanghai"
 SKUS = ("A", "B", "CUSTOM")
 
-operation = st.tuples(st.sampled_from(["advance"] * 10 + ["reject", "hold", "release", "cancel", "sweep", "sweep",
-                                                          "return"]),
-                      st.integers(0, 3), st.integers(0, 240))
-history = st.fixed_dictionaries({
-    "orders": st.lists(st.tuples(st.lists(st.sampled_from(SKUS), min_size=1, max_size=2, unique=True),
-                                 st.integers(0, 120)), min_size=1, max_size=4),
-    "ops": st.lists(operation, min_size=10, max_size=40),
-})
+operation = st.tuples(
+    st.sampled_from(["advance"] * 10 + ["reject", "hold", "release", "cancel", "sweep", "sweep", "return"]),
+    st.integers(0, 3),
+    st.integers(0, 240),
+)
+history = st.fixed_dictionaries(
+    {
+        "orders": st.lists(
+            st.tuples(st.lists(st.sampled_from(SKUS), min_size=1, max_size=2, unique=True), st.integers(0, 120)),
+            min_size=1,
+            max_size=4,
+        ),
+        "ops": st.lists(operation, min_size=10, max_size=40),
+    }
+)
 
 _run = {"n": 0, "clock": START}
 
@@ -64,10 +71,20 @@ def step(store, cfg, op, order_id, at) -> None:
             elif kind == "advance" and row.node == "allocation":
                 stock.allocate(s, cfg, [order_id], at=at, actor="cron", tz=TZ)
             elif kind == "advance" and row.node == "dispatch" and op[1] % 2 == 0:  # picks as an import reports them
-                line = s.execute(sa.text("SELECT line_no, sku, qty FROM order_line WHERE order_id = :o ORDER BY line_no"),
-                                 {"o": order_id}).first()
-                shipping.ship(s, cfg, order_id, at=at, actor="frank", carrier="SF", tracking=f"T-{order_id}-{op[2]}",
-                              picks=[(line.line_no, "B" if op[1] == 0 else line.sku, line.qty)])
+                line = s.execute(
+                    sa.text("SELECT line_no, sku, qty FROM order_line WHERE order_id = :o ORDER BY line_no"),
+                    {"o": order_id},
+                ).first()
+                shipping.ship(
+                    s,
+                    cfg,
+                    order_id,
+                    at=at,
+                    actor="frank",
+                    carrier="SF",
+                    tracking=f"T-{order_id}-{op[2]}",
+                    picks=[(line.line_no, "B" if op[1] == 0 else line.sku, line.qty)],
+                )
             elif kind == "advance" and row.node == "dispatch":
                 shipping.ship(s, cfg, order_id, at=at, actor="frank", carrier="SF", tracking=f"T-{order_id}")
             elif kind == "return":
@@ -96,28 +113,60 @@ def _differing(facts, tasks):
 def compare(store, cfg, at, created) -> None:
     from ffctl.core import flow, kpi
 
-    periods = [kpi.Period(), kpi.Period(start=created[len(created) // 2]), kpi.Period(end=created[0] + timedelta(seconds=1))]
+    periods = [
+        kpi.Period(),
+        kpi.Period(start=created[len(created) // 2]),
+        kpi.Period(end=created[0] + timedelta(seconds=1)),
+    ]
     with store.session() as s:
         for now in (at, at + timedelta(hours=3), at + timedelta(days=2)):
             for period in periods:
                 for name, report in (
-                    ("sla", lambda src, now=now, period=period: kpi.sla_report(s, cfg, now=now, period=period, source=src)),
-                    ("kpi by node", lambda src, now=now, period=period: kpi.kpi_report(s, cfg, now=now, period=period, by="node", source=src)),
-                    *((f"kpi by {by}", lambda src, by=by, now=now, period=period: kpi.kpi_report(
-                        s, cfg, now=now, period=period, by=by, source=src))
-                      for by in ("product", "category", "workflow")),
-                    ("owners", lambda src, now=now, period=period: kpi.breaches_by_owner(s, cfg, now=now, period=period, source=src)),
-                    ("histogram", lambda src, now=now, period=period: kpi.cycle_time_histogram(s, cfg, now=now, period=period, at_least=30.0,
-                                                                       source=src)),
-                    ("flow", lambda src, now=now, period=period: flow.flow_report(s, cfg, now=now, period=period, top=3,
-                                                                                    source=src)),
+                    (
+                        "sla",
+                        lambda src, now=now, period=period: kpi.sla_report(s, cfg, now=now, period=period, source=src),
+                    ),
+                    (
+                        "kpi by node",
+                        lambda src, now=now, period=period: kpi.kpi_report(
+                            s, cfg, now=now, period=period, by="node", source=src
+                        ),
+                    ),
+                    *(
+                        (
+                            f"kpi by {by}",
+                            lambda src, by=by, now=now, period=period: kpi.kpi_report(
+                                s, cfg, now=now, period=period, by=by, source=src
+                            ),
+                        )
+                        for by in ("product", "category", "workflow")
+                    ),
+                    (
+                        "owners",
+                        lambda src, now=now, period=period: kpi.breaches_by_owner(
+                            s, cfg, now=now, period=period, source=src
+                        ),
+                    ),
+                    (
+                        "histogram",
+                        lambda src, now=now, period=period: kpi.cycle_time_histogram(
+                            s, cfg, now=now, period=period, at_least=30.0, source=src
+                        ),
+                    ),
+                    (
+                        "flow",
+                        lambda src, now=now, period=period: flow.flow_report(
+                            s, cfg, now=now, period=period, top=3, source=src
+                        ),
+                    ),
                 ):
                     facts, tasks = report("facts"), report("tasks")
                     assert close(facts, tasks), (name, now, period, _differing(facts, tasks))
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                 HealthCheck.too_slow])
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(data=history)
 def test_visit_facts_report_what_the_task_history_does(store, example_config, data):
     from ffctl.core import kpi
@@ -126,13 +175,18 @@ def test_visit_facts_report_what_the_task_history_does(store, example_config, da
     _run["n"] += 1
     at = _run["clock"]
     prefix = f"H{_run['n']}-"
-    orders = [(f"{prefix}{i}", [(sku, 1 + i % 3) for sku in skus], minutes)
-              for i, (skus, minutes) in enumerate(data["orders"])]
+    orders = [
+        (f"{prefix}{i}", [(sku, 1 + i % 3) for sku in skus], minutes)
+        for i, (skus, minutes) in enumerate(data["orders"])
+    ]
     with store.session(write=True) as s:
         open_orders(s, cfg, orders, at=at)
         # categories: one shared by two SKUs, one SKU without
-        s.execute(sa.text("UPDATE product SET category = CASE sku WHEN 'CUSTOM' THEN 'custom' WHEN 'A' THEN 'parts' "
-                          "ELSE NULL END"))
+        s.execute(
+            sa.text(
+                "UPDATE product SET category = CASE sku WHEN 'CUSTOM' THEN 'custom' WHEN 'A' THEN 'parts' ELSE NULL END"
+            )
+        )
         s.execute(sa.text("UPDATE product SET category = 'parts' WHERE sku = 'B' AND :odd = 1"), {"odd": _run["n"] % 2})
     kpi.refresh_facts(store, cfg, now=at)
     for op in data["ops"]:
@@ -144,8 +198,12 @@ def test_visit_facts_report_what_the_task_history_does(store, example_config, da
         created = sorted(s.execute(sa.text("SELECT created_at FROM orders")).scalars())
     from ffctl.core.models import UTCDateTime
 
-    created = [UTCDateTime().process_result_value(c, None) if isinstance(c, str) else
-               (c if c.tzinfo else c.replace(tzinfo=timezone.utc)) for c in created]
+    created = [
+        UTCDateTime().process_result_value(c, None)
+        if isinstance(c, str)
+        else (c if c.tzinfo else c.replace(tzinfo=timezone.utc))
+        for c in created
+    ]
     compare(store, cfg, at, created)
 
 
@@ -183,8 +241,9 @@ def test_schema_0007_upgrades_and_downgrades(store, example_config):
     with store.session() as s:
         assert kpi.sla_report(s, cfg, now=now, source="facts") == before
         # the late credit review, and the allocation it runs now (an automatic node: no owner)
-        assert s.execute(sa.text("SELECT owner FROM node_fact WHERE order_id = 'M1' ORDER BY task_id")).scalars().all() \
-            == ["finance_reviewer", None]
+        assert s.execute(
+            sa.text("SELECT owner FROM node_fact WHERE order_id = 'M1' ORDER BY task_id")
+        ).scalars().all() == ["finance_reviewer", None]
 
 
 def _tasks_sla(store, cfg, now):

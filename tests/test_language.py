@@ -35,6 +35,7 @@ REBUILD = ".venv/bin/python hatch_build.py"
 
 # --- the catalogs ------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def fragments():
     """{msgid: [(fragment file, line, translation), ...]} over every zh_CN fragment."""
@@ -60,15 +61,21 @@ def test_every_marked_message_has_a_chinese_translation(fragments):
         key = message if isinstance(message, str) else tuple(message)
         if not any(any(_strings(t)) for _f, _l, t in fragments.get(key, [])):
             missing.setdefault(key, f"{where}:{line}")
-    assert not missing, (f"{len(missing)} marked messages have no zh_CN translation in ffctl/locale/zh_CN/*.po "
-                         "(add them to your fragment):\n" + "\n".join(f"{w}: {m!r}" for m, w in missing.items()))
+    assert not missing, (
+        f"{len(missing)} marked messages have no zh_CN translation in ffctl/locale/zh_CN/*.po "
+        "(add them to your fragment):\n" + "\n".join(f"{w}: {m!r}" for m, w in missing.items())
+    )
 
 
 def test_no_message_is_translated_two_ways(fragments):
-    clashes = [f"{msgid!r}:\n" + "\n".join(f"    {f}:{line}: {t!r}" for f, line, t in places)
-               for msgid, places in fragments.items()
-               if len({tuple(_strings(t)) for _f, _l, t in places if any(_strings(t))}) > 1]
-    assert not clashes, "the same message is translated differently in two fragments (agree on one):\n" + "\n".join(clashes)
+    clashes = [
+        f"{msgid!r}:\n" + "\n".join(f"    {f}:{line}: {t!r}" for f, line, t in places)
+        for msgid, places in fragments.items()
+        if len({tuple(_strings(t)) for _f, _l, t in places if any(_strings(t))}) > 1
+    ]
+    assert not clashes, "the same message is translated differently in two fragments (agree on one):\n" + "\n".join(
+        clashes
+    )
 
 
 def test_translations_keep_the_placeholders(fragments):
@@ -88,7 +95,9 @@ def test_domain_words_follow_the_glossary(fragments):
     off = []
     for msgid, places in fragments.items():
         english = " ".join(msgid) if isinstance(msgid, tuple) else msgid
-        english = re.sub(r"`[^`]*`|\bffctl(?: [a-z][\w-]*)+|--[\w-]+|\[[\w.]+\]", "", english)  # commands, options, sections
+        english = re.sub(
+            r"`[^`]*`|\bffctl(?: [a-z][\w-]*)+|--[\w-]+|\[[\w.]+\]", "", english
+        )  # commands, options, sections
         for forms, term in rows:
             if re.search(r"\b(" + "|".join(re.escape(f) for f in forms) + r")\b", english, re.IGNORECASE):
                 for f, line, translation in places:
@@ -110,10 +119,18 @@ def test_the_compiled_catalog_is_the_fragments(fragments):
     assert path.exists(), f"{path} was never built: run `{REBUILD}` (pip install -e . builds it too)"
     with open(path, "rb") as fp:
         compiled = gettext.GNUTranslations(fp)
-    stale = [m.id for m in merged if m.id and (
-        compiled.gettext(m.id) != m.string if isinstance(m.id, str) else compiled.ngettext(*m.id, 5) != m.string[0])]
-    assert not stale, (f"{path.relative_to(REPO)} is older than the fragments ({len(stale)} messages differ, "
-                       f"e.g. {stale[0]!r}): run `{REBUILD}`")
+    stale = [
+        m.id
+        for m in merged
+        if m.id
+        and (
+            compiled.gettext(m.id) != m.string if isinstance(m.id, str) else compiled.ngettext(*m.id, 5) != m.string[0]
+        )
+    ]
+    assert not stale, (
+        f"{path.relative_to(REPO)} is older than the fragments ({len(stale)} messages differ, "
+        f"e.g. {stale[0]!r}): run `{REBUILD}`"
+    )
 
 
 def test_the_build_compiles_every_fragment_into_one_catalog(tmp_path):
@@ -121,11 +138,14 @@ def test_the_build_compiles_every_fragment_into_one_catalog(tmp_path):
     import shutil
 
     hook = build_hook()
-    shutil.copytree(REPO / "ffctl" / "locale", tmp_path / "ffctl" / "locale",
-                    ignore=shutil.ignore_patterns("LC_MESSAGES"))
+    shutil.copytree(
+        REPO / "ffctl" / "locale", tmp_path / "ffctl" / "locale", ignore=shutil.ignore_patterns("LC_MESSAGES")
+    )
     (tmp_path / "ffctl" / "locale" / "zh_CN" / "zz_test.po").write_text(
         'msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=UTF-8\\n"\n\n'
-        'msgid "a test message"\nmsgstr "测试消息"\n', encoding="utf-8")
+        'msgid "a test message"\nmsgstr "测试消息"\n',
+        encoding="utf-8",
+    )
     written = hook.compile_catalogs(tmp_path, say=lambda text: None)
     assert [p.relative_to(tmp_path).as_posix() for p in written] == ["ffctl/locale/zh_CN/LC_MESSAGES/ffctl.mo"]
     with open(written[0], "rb") as fp:
@@ -136,16 +156,20 @@ def test_the_build_compiles_every_fragment_into_one_catalog(tmp_path):
 
 # --- choosing the language ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("variables, expected", [
-    ({"LANG": "zh_CN.UTF-8"}, "zh-CN"),
-    ({"LANG": "zh_CN.GB18030"}, "zh-CN"),
-    ({"LC_ALL": "zh_CN.utf8", "LANG": "en_US.UTF-8"}, "zh-CN"),
-    ({"LC_ALL": "C.UTF-8", "LANG": "zh_CN.UTF-8"}, "en"),  # LC_ALL decides when set, as POSIX has it
-    ({"LC_MESSAGES": "zh_SG.UTF-8"}, "zh-CN"),
-    ({"LANG": "zh_TW.UTF-8"}, "en"),  # Traditional Chinese: not this catalog
-    ({"LANG": "en_GB.UTF-8"}, "en"),
-    ({}, "en"),
-])
+
+@pytest.mark.parametrize(
+    "variables, expected",
+    [
+        ({"LANG": "zh_CN.UTF-8"}, "zh-CN"),
+        ({"LANG": "zh_CN.GB18030"}, "zh-CN"),
+        ({"LC_ALL": "zh_CN.utf8", "LANG": "en_US.UTF-8"}, "zh-CN"),
+        ({"LC_ALL": "C.UTF-8", "LANG": "zh_CN.UTF-8"}, "en"),  # LC_ALL decides when set, as POSIX has it
+        ({"LC_MESSAGES": "zh_SG.UTF-8"}, "zh-CN"),
+        ({"LANG": "zh_TW.UTF-8"}, "en"),  # Traditional Chinese: not this catalog
+        ({"LANG": "en_GB.UTF-8"}, "en"),
+        ({}, "en"),
+    ],
+)
 def test_the_locale_variables_choose_the_language(variables, expected):
     from ffctl.i18n import language_from_env
 
@@ -176,8 +200,14 @@ HOW = ["config", "LANG"]
 def _ffctl(*args, env=None, cwd=None):
     """ffctl as a fresh process (help texts are evaluated when a command module is imported)."""
     base = {k: v for k, v in os.environ.items() if k not in ("LC_ALL", "LC_MESSAGES", "LANG", "FFCTL_CONFIG")}
-    return subprocess.run([sys.executable, "-m", "ffctl", *args], capture_output=True, text=True,
-                          env={**base, "LANG": "C.UTF-8", **(env or {})}, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ffctl", *args],
+        capture_output=True,
+        text=True,
+        env={**base, "LANG": "C.UTF-8", **(env or {})},
+        cwd=cwd,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("how", HOW)
@@ -189,12 +219,26 @@ def test_help_is_in_chinese_and_loads_no_sqlalchemy(tmp_path, how):
     assert top.returncode == 0, top.stderr
     assert "履约运营" in top.stdout and "命令" in top.stdout and "演示" in top.stdout
     # Click's and Typer's own words come from click.po through the global gettext
-    assert "用法：" in top.stdout and "选项" in top.stdout and "环境变量：FFCTL_CONFIG" in top.stdout and "默认：" in top.stdout
-    probe = subprocess.run([sys.executable, "-c", "import sys; from ffctl.cli import app\n"
-                            "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
-                            "print('sqlalchemy' in sys.modules)"],
-                           capture_output=True, text=True, cwd=tmp_path, timeout=120,
-                           env={**os.environ, "LC_ALL": "", "LANG": "zh_CN.UTF-8"})
+    assert (
+        "用法：" in top.stdout
+        and "选项" in top.stdout
+        and "环境变量：FFCTL_CONFIG" in top.stdout
+        and "默认：" in top.stdout
+    )
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from ffctl.cli import app\n"
+            "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('sqlalchemy' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        env={**os.environ, "LC_ALL": "", "LANG": "zh_CN.UTF-8"},
+    )
     assert probe.stdout.strip().endswith("False"), probe.stdout + probe.stderr
     demo = _ffctl("demo", "--help", env=env, cwd=tmp_path)
     assert "构建演示数据库" in demo.stdout and "显示此帮助并退出" in demo.stdout
@@ -207,6 +251,7 @@ def test_help_is_in_chinese_and_loads_no_sqlalchemy(tmp_path, how):
 
 # --- what a user sees --------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def shop(workspace):
     flow_history(workspace)
@@ -216,8 +261,9 @@ def shop(workspace):
 @pytest.mark.parametrize("how", HOW)
 def test_task_list_and_report_kpi_speak_chinese(shop, how):
     kw = _speak(shop, how)
-    tasks = cli_ok(shop, "task", "list", "--all", "--format", "table", now=flow_at("12:30", "2026-12-03T"),
-                   user="judy", **kw).stdout
+    tasks = cli_ok(
+        shop, "task", "list", "--all", "--format", "table", now=flow_at("12:30", "2026-12-03T"), user="judy", **kw
+    ).stdout
     assert "订单" in tasks and "节点" in tasks and "截止时间" in tasks, tasks
     assert "X1" in tasks and "credit_review" in tasks  # ids and node names stay as they are
     kpi = cli_ok(shop, "report", "kpi", "--format", "table", now=flow_at("12:30", "2026-12-03T"), **kw).stdout
@@ -280,8 +326,12 @@ def test_a_group_chat_alert_speaks_chinese(workspace_with_config, how, monkeypat
         kw = {} if how == "config" else {"lang": "zh_CN.UTF-8"}
         import_csv(ws, "products", "sku,name\nA,螺栓\n", now="2026-03-02T09:00:00+08:00")
         import_csv(ws, "customers", "customer,name,region\nC1,上海宏达机械厂,east\n", now="2026-03-02T09:00:00+08:00")
-        import_csv(ws, "orders", "order_id,line_no,customer,sku,qty,created_at\nSO-000001,1,C1,A,1,2026-03-02 09:00\n",
-                   now="2026-03-02T09:00:00+08:00")
+        import_csv(
+            ws,
+            "orders",
+            "order_id,line_no,customer,sku,qty,created_at\nSO-000001,1,C1,A,1,2026-03-02 09:00\n",
+            now="2026-03-02T09:00:00+08:00",
+        )
         cli_ok(ws, "sla", "sweep", now="2026-03-02T10:30:00+08:00", **kw)
         cli_ok(ws, "notify", "send", now="2026-03-02T10:30:00+08:00", **kw)
         posts = robot.delivered()
@@ -295,6 +345,7 @@ def test_a_group_chat_alert_speaks_chinese(workspace_with_config, how, monkeypat
 
 # --- what stays the same -----------------------------------------------------------------------------
 
+
 def _csv_header(text: str) -> list[str]:
     return next(csv.reader(io.StringIO(text)))
 
@@ -307,12 +358,20 @@ def _keys(doc) -> list:
 def test_json_and_csv_keys_ids_and_exit_codes_do_not_change(shop):
     at = flow_at("12:30", "2026-12-03T")
     zh = {"lang": "zh_CN.UTF-8"}
-    for args in (("task", "list", "--all"), ("report", "kpi"), ("report", "sla"), ("order", "list"),
-                 ("report", "workload")):
-        en_json, zh_json = (cli_ok(shop, *args, "--format", "json", now=at, user="judy", **kw).stdout for kw in ({}, zh))
+    for args in (
+        ("task", "list", "--all"),
+        ("report", "kpi"),
+        ("report", "sla"),
+        ("order", "list"),
+        ("report", "workload"),
+    ):
+        en_json, zh_json = (
+            cli_ok(shop, *args, "--format", "json", now=at, user="judy", **kw).stdout for kw in ({}, zh)
+        )
         assert _keys(json.loads(en_json)) == _keys(json.loads(zh_json)), args
-        assert [r.get("order_id") or r.get("kpi") or r.get("node") for r in json.loads(zh_json) if isinstance(r, dict)] == \
-               [r.get("order_id") or r.get("kpi") or r.get("node") for r in json.loads(en_json) if isinstance(r, dict)]
+        assert [
+            r.get("order_id") or r.get("kpi") or r.get("node") for r in json.loads(zh_json) if isinstance(r, dict)
+        ] == [r.get("order_id") or r.get("kpi") or r.get("node") for r in json.loads(en_json) if isinstance(r, dict)]
         en_csv, zh_csv = (cli_ok(shop, *args, "--format", "csv", now=at, user="judy", **kw).stdout for kw in ({}, zh))
         assert _csv_header(en_csv) == _csv_header(zh_csv), args
     for args in (("order", "show", "NOPE"), ("advance", "X1", "--node", "no_such_node"), ("task", "list", "--bad")):
@@ -333,13 +392,18 @@ def test_tables_stay_aligned_at_80_columns_with_chinese_text(workspace):
     at = "2026-12-02T09:05:00+08:00"
     import_csv(ws, "products", "sku,name,category\nA,六角螺栓,零件\n", now=at)
     import_csv(ws, "customers", CUSTOMERS, now=at)
-    import_csv(ws, "orders", "order_id,line_no,customer,sku,qty,channel,created_at\n"
-                             "SO-1,1,上海宏达机械制造,A,1,web,2026-12-02 09:00\nSO-2,1,C-B,A,1,web,2026-12-02 09:00\n",
-               now=at)
+    import_csv(
+        ws,
+        "orders",
+        "order_id,line_no,customer,sku,qty,channel,created_at\n"
+        "SO-1,1,上海宏达机械制造,A,1,web,2026-12-02 09:00\nSO-2,1,C-B,A,1,web,2026-12-02 09:00\n",
+        now=at,
+    )
     for columns in (80, 120):
         for args in (("task", "list", "--all"), ("order", "list")):
-            out = cli_ok(ws, *args, "--format", "table", now=at, user="judy", lang="zh_CN.UTF-8",
-                         columns=columns).stdout
+            out = cli_ok(
+                ws, *args, "--format", "table", now=at, user="judy", lang="zh_CN.UTF-8", columns=columns
+            ).stdout
             lines = [line for line in out.splitlines() if line.strip()]
             assert has_cjk(lines[0] + lines[1]), out  # the header is in Chinese
             # Rich pads every line of a table to the table's width in terminal cells (a Chinese
@@ -349,7 +413,7 @@ def test_tables_stay_aligned_at_80_columns_with_chinese_text(workspace):
             assert len(rows) == 2, out
             # the two rows differ only in the customer (12 cells against 3) when it is shown:
             # every cell after it starts at the same terminal column on both rows
-            starts = [[cell_len(line[:m.start()]) for m in re.finditer(r"(?<!\S)\S", line)] for line in rows]
+            starts = [[cell_len(line[: m.start()]) for m in re.finditer(r"(?<!\S)\S", line)] for line in rows]
             assert starts[0] == starts[1], out
             if columns == 120:
                 assert "上海宏达机械制造" in rows[0], out
@@ -361,8 +425,11 @@ def test_demo_runs_in_chinese(tmp_path):
     from ffctl.cli import app
 
     folder = tmp_path / "demo"
-    r = CliRunner().invoke(app, ["demo", "--dir", str(folder), "--orders", "20", "--days", "1",
-                                 "--language", "zh-CN"], env={"LANG": "C.UTF-8", "LC_ALL": None, "FFCTL_CONFIG": None})
+    r = CliRunner().invoke(
+        app,
+        ["demo", "--dir", str(folder), "--orders", "20", "--days", "1", "--language", "zh-CN"],
+        env={"LANG": "C.UTF-8", "LC_ALL": None, "FFCTL_CONFIG": None},
+    )
     assert r.exit_code == 0, r.output
     assert "正在" in r.stderr and "构建演示数据库" in r.stderr and "接下来可以试试" in r.stderr, r.stderr
     assert 'language = "zh-CN"' in (folder / "ffctl.toml").read_text(encoding="utf-8")

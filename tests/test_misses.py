@@ -8,28 +8,32 @@ from __future__ import annotations
 import pytest
 from helpers import SHIP_CONFIG, cli_json, cli_ok, import_csv, shop_at_dispatch
 
-ORDERS = ("order_id,line_no,customer,sku,qty,created_at,promised_ship_date\n"
-          "SO-OUT,1,C-EAST,SKU-0002,30,2026-11-23 08:00,2026-11-24\n"
-          "SO-NODE,1,C-EAST,SKU-0001,5,2026-11-23 08:00,2026-11-24\n"
-          "SO-HOLD,1,C-WEST,SKU-0001,5,2026-11-23 08:00,2026-11-24\n"
-          "SO-PICK,1,C-WEST,SKU-0001,5,2026-11-23 08:00,2026-11-27\n"
-          "SO-DLV,1,C-EAST,SKU-0001,5,2026-11-23 08:00,2026-11-27\n"
-          "SO-RET,1,C-WEST,SKU-0001,5,2026-11-23 08:00,2026-11-27\n"
-          "SO-OK,1,C-EAST,SKU-0001,5,2026-11-23 08:00,2026-11-27\n")
+ORDERS = (
+    "order_id,line_no,customer,sku,qty,created_at,promised_ship_date\n"
+    "SO-OUT,1,C-EAST,SKU-0002,30,2026-11-23 08:00,2026-11-24\n"
+    "SO-NODE,1,C-EAST,SKU-0001,5,2026-11-23 08:00,2026-11-24\n"
+    "SO-HOLD,1,C-WEST,SKU-0001,5,2026-11-23 08:00,2026-11-24\n"
+    "SO-PICK,1,C-WEST,SKU-0001,5,2026-11-23 08:00,2026-11-27\n"
+    "SO-DLV,1,C-EAST,SKU-0001,5,2026-11-23 08:00,2026-11-27\n"
+    "SO-RET,1,C-WEST,SKU-0001,5,2026-11-23 08:00,2026-11-27\n"
+    "SO-OK,1,C-EAST,SKU-0001,5,2026-11-23 08:00,2026-11-27\n"
+)
 
 
 def at(day: int, hhmm: str = "10:00") -> str:
     return f"2026-11-{day:02d}T{hhmm}:00+08:00"
 
 
-
-
 @pytest.fixture
 def ws(workspace_with_config):
     ws = workspace_with_config(SHIP_CONFIG)
     shop_at_dispatch(ws, ORDERS)  # SKU-0002 has 10 on hand: SO-OUT waits at allocation for stock
-    import_csv(ws, "receipts", "receipt_id,sku,warehouse,qty,expected_at,supplier\n"
-                               "PO-9,SKU-0002,WH-SH,50,2026-11-25,SUP-1\n", now=at(23))
+    import_csv(
+        ws,
+        "receipts",
+        "receipt_id,sku,warehouse,qty,expected_at,supplier\nPO-9,SKU-0002,WH-SH,50,2026-11-25,SUP-1\n",
+        now=at(23),
+    )
     cli_ok(ws, "stock", "receive", "PO-9", now=at(25, "08:00"))
     cli_ok(ws, "allocate", "--all", now=at(25, "08:05"))
     cli_ok(ws, "ship", "SO-OUT", now=at(25, "09:00"), user="frank")
@@ -37,8 +41,12 @@ def ws(workspace_with_config):
     cli_ok(ws, "order", "hold", "SO-HOLD", "--reason", "customer asked to wait", now=at(23, "09:30"), user="frank")
     cli_ok(ws, "order", "release", "SO-HOLD", now=at(25, "09:00"), user="frank")
     cli_ok(ws, "ship", "SO-HOLD", now=at(25, "12:00"), user="frank")  # late, but the hold paused its clock
-    import_csv(ws, "shipments", "order_id,shipped_at,line_no,sku,qty\nSO-PICK,2026-11-24 10:00,1,SKU-0002,5\n",
-               now=at(24, "11:00"))
+    import_csv(
+        ws,
+        "shipments",
+        "order_id,shipped_at,line_no,sku,qty\nSO-PICK,2026-11-24 10:00,1,SKU-0002,5\n",
+        now=at(24, "11:00"),
+    )
     for order in ("SO-DLV", "SO-RET", "SO-OK"):
         cli_ok(ws, "ship", order, now=at(24), user="frank")
     for order in ("SO-OUT", "SO-NODE", "SO-HOLD", "SO-PICK", "SO-RET", "SO-OK"):
@@ -48,8 +56,14 @@ def ws(workspace_with_config):
     return ws
 
 
-CAUSES = {"SO-OUT": "stockout:SKU-0002", "SO-NODE": "node:dispatch", "SO-HOLD": "hold:customer asked to wait",
-          "SO-PICK": "pick_error", "SO-DLV": "delivery:damaged", "SO-RET": "returned:wrong_size"}
+CAUSES = {
+    "SO-OUT": "stockout:SKU-0002",
+    "SO-NODE": "node:dispatch",
+    "SO-HOLD": "hold:customer asked to wait",
+    "SO-PICK": "pick_error",
+    "SO-DLV": "delivery:damaged",
+    "SO-RET": "returned:wrong_size",
+}
 
 
 def test_each_miss_gets_its_cause_and_the_pareto_adds_up(ws):
@@ -84,8 +98,10 @@ def assert_fits_80_columns(ws):
     an order id, and what does not fit is left out and named."""
     from rich.cells import cell_len
 
-    for args, words in ((("report", "misses"), ["hold:customer", "stockout:SKU-0002", "cumulative"]),
-                        (("report", "misses", "--orders"), ["SO-OUT", "SO-HOLD", "stockout:SKU-0002", "pick_error"])):
+    for args, words in (
+        (("report", "misses"), ["hold:customer", "stockout:SKU-0002", "cumulative"]),
+        (("report", "misses", "--orders"), ["SO-OUT", "SO-HOLD", "stockout:SKU-0002", "pick_error"]),
+    ):
         r = ws.run(*args, "--format", "table", now=at(28, "12:00"), columns=80)
         assert r.exit_code == 0, r.output
         assert "…" not in r.stdout, r.stdout
@@ -95,8 +111,14 @@ def assert_fits_80_columns(ws):
 
 def test_order_show_says_why_not_perfect_and_refresh_equals_rebuild(ws):
     o = cli_json(ws, "order", "show", "SO-OUT", now=at(28, "12:00"))
-    assert o["why_not_perfect"] == {"components": ["late"], "cause": "stockout:SKU-0002", "node": "allocation",
-                                    "role": None, "sku": "SKU-0002", "supplier": "SUP-1"}
+    assert o["why_not_perfect"] == {
+        "components": ["late"],
+        "cause": "stockout:SKU-0002",
+        "node": "allocation",
+        "role": None,
+        "sku": "SKU-0002",
+        "supplier": "SUP-1",
+    }
     assert cli_json(ws, "order", "show", "SO-OK", now=at(28, "12:00"))["why_not_perfect"] is None
     table = cli_ok(ws, "order", "show", "SO-NODE", "-f", "table", now=at(28, "12:00")).stdout
     assert "not perfect" in table and "node dispatch ran over its SLA the longest (owner warehouse)" in table

@@ -31,7 +31,11 @@ def hooks():
 
 
 def config_text(smtp_port: int, hook_url: str, *, max_attempts: int = 5, login: bool = True) -> str:
-    auth = ', username = "ffctl", password_env = "FFCTL_TEST_SMTP_PASSWORD", plain_login_on_loopback = true' if login else ""
+    auth = (
+        ', username = "ffctl", password_env = "FFCTL_TEST_SMTP_PASSWORD", plain_login_on_loopback = true'
+        if login
+        else ""
+    )
     return f"""
 [defaults]
 timezone = "UTC"
@@ -101,12 +105,13 @@ def log_lines(cfg) -> list[dict]:
 
 # --- channels ----------------------------------------------------------------------------------------
 
+
 def test_email_goes_through_smtp_with_login_and_is_logged(store, setup, mailbox):
     cfg = setup()
     assert queue(store, cfg, ["ann"], subject="order late") == 1
     report = send(store, cfg)
     assert (report.sent, report.retrying, report.failed) == (1, 0, 0)
-    (rcpts, msg), = mailbox.messages
+    ((rcpts, msg),) = mailbox.messages
     assert rcpts == ["ann@example.com"]
     assert msg["Subject"] == "order late" and msg["From"] == "ffctl@example.com"
     assert msg.get_payload().strip() == "body of order late"
@@ -115,7 +120,12 @@ def test_email_goes_through_smtp_with_login_and_is_logged(store, setup, mailbox)
     assert (row["status"], row["attempts"], row["sent_at"]) == ("sent", 1, NOW)
     assert msg["X-Ffctl-Notification-Id"] == str(row["id"])
     (line,) = log_lines(cfg)
-    assert (line["id"], line["recipient"], line["channel"], line["address"]) == (row["id"], "ann", "email", "ann@example.com")
+    assert (line["id"], line["recipient"], line["channel"], line["address"]) == (
+        row["id"],
+        "ann",
+        "email",
+        "ann@example.com",
+    )
     assert send(store, cfg, NOW + timedelta(hours=1)).items == []  # nothing is sent twice
 
 
@@ -123,7 +133,7 @@ def test_webhook_posts_json_with_a_stable_id_header(store, setup, hooks):
     cfg = setup()
     queue(store, cfg, ["ben"], subject="escalated")
     assert send(store, cfg).sent == 1
-    (headers, body), = hooks.received
+    ((headers, body),) = hooks.received
     (row,) = listed(store)
     assert headers["X-Ffctl-Notification-Id"] == str(row["id"])
     assert headers["Idempotency-Key"] == f"ffctl-notification-{row['id']}"
@@ -152,6 +162,7 @@ def test_a_missing_smtp_password_is_retried_until_it_is_set(store, setup, mailbo
 
 
 # --- failures, backoff, recovery -----------------------------------------------------------------------
+
 
 def test_an_outage_backs_off_exponentially_then_recovers(store, setup, hooks):
     cfg = setup()
@@ -200,13 +211,27 @@ def test_one_dead_server_costs_one_try_per_run(store, setup, mailbox):
 
 # --- two senders ---------------------------------------------------------------------------------------
 
+
 def test_two_senders_at_once_never_send_a_row_twice(store, setup, hooks, tmp_path):
     cfg = setup()
     for i in range(60):
         queue(store, cfg, ["ben", "cat"], subject=f"n{i}")  # 60 webhook rows and 60 log rows
-    env = {**os.environ, "FFCTL_CONFIG": str(tmp_path / "ffctl.toml"), "FFCTL_DB": store.url, "FFCTL_NOW": NOW.isoformat()}
-    procs = [subprocess.Popen([sys.executable, "-m", "ffctl", "notify", "send", "-f", "json"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    env = {
+        **os.environ,
+        "FFCTL_CONFIG": str(tmp_path / "ffctl.toml"),
+        "FFCTL_DB": store.url,
+        "FFCTL_NOW": NOW.isoformat(),
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "ffctl", "notify", "send", "-f", "json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     reports = []
     for p in procs:
         out, err = p.communicate(timeout=120)
@@ -222,13 +247,19 @@ def test_two_senders_at_once_never_send_a_row_twice(store, setup, hooks, tmp_pat
 
 # --- the CLI -------------------------------------------------------------------------------------------
 
+
 def run(tmp_path, store, *args, now=NOW):
     from typer.testing import CliRunner
 
     from ffctl.cli import app
 
-    env = {"FFCTL_CONFIG": str(tmp_path / "ffctl.toml"), "FFCTL_DB": store.url, "FFCTL_NOW": now.isoformat(),
-           "FFCTL_DEBUG": None, "COLUMNS": "250"}
+    env = {
+        "FFCTL_CONFIG": str(tmp_path / "ffctl.toml"),
+        "FFCTL_DB": store.url,
+        "FFCTL_NOW": now.isoformat(),
+        "FFCTL_DEBUG": None,
+        "COLUMNS": "250",
+    }
     return CliRunner().invoke(app, list(args), env=env)
 
 
@@ -239,11 +270,24 @@ def test_notify_list_json_shape_and_filters(store, setup, tmp_path):
     assert r.exit_code == 1 and "failed for good" in r.stderr  # dan's webhook port is closed
     doc = json.loads(run(tmp_path, store, "notify", "list", "-f", "json").stdout)
     assert [d["recipient"] for d in doc] == ["dan", "ann"]  # newest first
-    assert set(doc[0]) >= {"id", "recipient", "channel", "subject", "body", "status", "attempts", "created_at", "sent_at"}
+    assert set(doc[0]) >= {
+        "id",
+        "recipient",
+        "channel",
+        "subject",
+        "body",
+        "status",
+        "attempts",
+        "created_at",
+        "sent_at",
+    }
     assert doc[1]["sent_at"] == "2026-03-02T09:00:00+00:00" and doc[1]["status"] == "sent"
     failed = json.loads(run(tmp_path, store, "notify", "list", "--failed", "-f", "json").stdout)
     assert [(d["recipient"], d["status"], d["attempts"]) for d in failed] == [("dan", "failed", 1)]
-    assert json.loads(run(tmp_path, store, "notify", "list", "--status", "sent", "-f", "json").stdout)[0]["recipient"] == "ann"
+    assert (
+        json.loads(run(tmp_path, store, "notify", "list", "--status", "sent", "-f", "json").stdout)[0]["recipient"]
+        == "ann"
+    )
     r = run(tmp_path, store, "notify", "list", "--limit", "1", "-f", "json")
     assert len(json.loads(r.stdout)) == 1 and r.stderr == "Showing 1 of 2 notifications; --limit 0 for all.\n"
     r = run(tmp_path, store, "notify", "list", "--limit", "2", "-f", "csv")
@@ -263,4 +307,6 @@ def test_the_sweep_sends_what_it_queued(store, setup, hooks, tmp_path):
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
     assert doc["at_risk"] == 1 and doc["notifications_queued"] == doc["notifications_sent"] == 3
-    assert [body["subject"] for _, body in hooks.received] == ["[ffctl] SO-000000 review: at risk, due 2026-03-02 10:00"]
+    assert [body["subject"] for _, body in hooks.received] == [
+        "[ffctl] SO-000000 review: at risk, due 2026-03-02 10:00"
+    ]

@@ -48,7 +48,8 @@ def write_config(tmp_path, email: str, *, webhook: str = "http://127.0.0.1:9/hoo
     from ffctl.core.config import load_config
 
     path = tmp_path / "ffctl.toml"
-    path.write_text(f"""
+    path.write_text(
+        f"""
 [defaults]
 timezone = "UTC"
 [roles.ops]
@@ -66,7 +67,9 @@ sla = "1h"
 [notify]
 log = "sent.jsonl"
 email = {{ {email} }}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     return load_config(path)
 
 
@@ -87,8 +90,10 @@ def statuses(store) -> dict:
     from ffctl.core import notify
 
     with store.session() as s:
-        return {(r["recipient"], r["subject"]): (r["status"], r["attempts"], r["last_error"])
-                for r in notify.list_notifications(s, limit=None)[0]}
+        return {
+            (r["recipient"], r["subject"]): (r["status"], r["attempts"], r["last_error"])
+            for r in notify.list_notifications(s, limit=None)[0]
+        }
 
 
 @pytest.fixture
@@ -100,10 +105,14 @@ def plain_smtp():
 
 # --- headers built from data ---------------------------------------------------------------------
 
+
 def test_a_subject_with_crlf_cannot_add_a_header_and_never_stops_the_batch(store, tmp_path, plain_smtp, monkeypatch):
     monkeypatch.setenv(PASSWORD_ENV, "s3cret")
-    cfg = write_config(tmp_path, f'host = "127.0.0.1", port = {plain_smtp.port}, sender = "ffctl@example.com", '
-                                 f'password_env = "{PASSWORD_ENV}", plain_login_on_loopback = true')
+    cfg = write_config(
+        tmp_path,
+        f'host = "127.0.0.1", port = {plain_smtp.port}, sender = "ffctl@example.com", '
+        f'password_env = "{PASSWORD_ENV}", plain_login_on_loopback = true',
+    )
     subjects = ["[ffctl] SO1 late", "[ffctl] SO2\r\nBcc: x@evil.example\r\nX-Evil: 1 late", "[ffctl] SO3 late"]
     for subject in subjects:
         queue(store, cfg, ["ann"], subject)
@@ -111,8 +120,11 @@ def test_a_subject_with_crlf_cannot_add_a_header_and_never_stops_the_batch(store
     assert (report.sent, report.retrying, report.failed) == (3, 0, 0)
     assert [rcpts for rcpts, _ in plain_smtp.messages] == [["ann@example.com"]] * 3  # nobody was added
     got = [msg for _, msg in plain_smtp.messages]
-    assert [m["Subject"] for m in got] == ["[ffctl] SO1 late", "[ffctl] SO2 Bcc: x@evil.example X-Evil: 1 late",
-                                          "[ffctl] SO3 late"]
+    assert [m["Subject"] for m in got] == [
+        "[ffctl] SO1 late",
+        "[ffctl] SO2 Bcc: x@evil.example X-Evil: 1 late",
+        "[ffctl] SO3 late",
+    ]
     assert all(m["Bcc"] is None and m["X-Evil"] is None for m in got)
     # runs later send nothing again and leave nothing pending
     for minutes in (1, 10, 100):
@@ -125,9 +137,12 @@ def test_one_failing_notification_is_its_own_failed_attempt_not_its_batchs(store
     hooks = Hooks()
     try:
         monkeypatch.setenv(PASSWORD_ENV, "pässwörd")  # SMTP AUTH can only carry ASCII: this login raises
-        cfg = write_config(tmp_path, f'host = "127.0.0.1", port = {plain_smtp.port}, sender = "ffctl@example.com", '
-                                     f'password_env = "{PASSWORD_ENV}", plain_login_on_loopback = true',
-                           webhook=hooks.url)
+        cfg = write_config(
+            tmp_path,
+            f'host = "127.0.0.1", port = {plain_smtp.port}, sender = "ffctl@example.com", '
+            f'password_env = "{PASSWORD_ENV}", plain_login_on_loopback = true',
+            webhook=hooks.url,
+        )
         queue(store, cfg, ["ben", "ann", "cat"], "[ffctl] SO1 late")  # webhook, email and log rows, one batch
         report = send(store, cfg)
         assert (report.sent, report.retrying) == (2, 1)
@@ -148,6 +163,7 @@ def test_one_failing_notification_is_its_own_failed_attempt_not_its_batchs(store
 
 # --- TLS --------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def certificate(tmp_path):
     return self_signed_certificate(tmp_path)
@@ -159,8 +175,10 @@ def test_tls_checks_the_certificate_and_trusts_a_ca_file(store, tmp_path, certif
     server = SmtpServer(password="s3cret", tls=mode, cert=certificate)
     try:
         tls = "starttls = true" if mode == "starttls" else "tls = true"
-        base = (f'host = "127.0.0.1", port = {server.port}, sender = "ffctl@example.com", username = "ffctl", '
-                f'password_env = "{PASSWORD_ENV}", {tls}')
+        base = (
+            f'host = "127.0.0.1", port = {server.port}, sender = "ffctl@example.com", username = "ffctl", '
+            f'password_env = "{PASSWORD_ENV}", {tls}'
+        )
         cfg = write_config(tmp_path, base)
         queue(store, cfg, ["ann"], "[ffctl] SO1 late")
         report = send(store, cfg)
@@ -181,8 +199,11 @@ def test_the_host_name_is_checked_too(store, tmp_path, monkeypatch):
     cert = self_signed_certificate(tmp_path, host="mail.example.com")
     server = SmtpServer(password="s3cret", tls="starttls", cert=cert)
     try:
-        cfg = write_config(tmp_path, f'host = "127.0.0.1", port = {server.port}, sender = "ffctl@example.com", '
-                                     f'password_env = "{PASSWORD_ENV}", starttls = true, ca_file = "{cert[0]}"')
+        cfg = write_config(
+            tmp_path,
+            f'host = "127.0.0.1", port = {server.port}, sender = "ffctl@example.com", '
+            f'password_env = "{PASSWORD_ENV}", starttls = true, ca_file = "{cert[0]}"',
+        )
         queue(store, cfg, ["ann"], "hello")
         report = send(store, cfg)
         assert report.retrying == 1 and "CERTIFICATE_VERIFY_FAILED" in report.items[0]["error"]
@@ -192,6 +213,7 @@ def test_the_host_name_is_checked_too(store, tmp_path, monkeypatch):
 
 
 # --- config check: a password only over TLS -----------------------------------------------------------
+
 
 def check(tmp_path, email: str):
     from typer.testing import CliRunner
@@ -203,22 +225,27 @@ def check(tmp_path, email: str):
     start = text.index("email = {")
     end = text.index("\n", start)
     (tmp_path / "ffctl.toml").write_text(text[:start] + "email = { " + email + " }" + text[end:], encoding="utf-8")
-    return CliRunner().invoke(app, ["--config", str(tmp_path / "ffctl.toml"), "config", "check"],
-                              env={"FFCTL_DEBUG": None})
+    return CliRunner().invoke(
+        app, ["--config", str(tmp_path / "ffctl.toml"), "config", "check"], env={"FFCTL_DEBUG": None}
+    )
 
 
 def test_config_check_refuses_a_password_without_tls(tmp_path):
     r = check(tmp_path, 'host = "smtp.example.com", port = 25, sender = "a@example.com", password_env = "P"')
     assert r.exit_code == 2
-    assert "notify.email.password_env: the SMTP password would cross the network in clear text: " \
-           "set starttls = true (port 587) or tls = true (port 465)" in r.stderr
+    assert (
+        "notify.email.password_env: the SMTP password would cross the network in clear text: "
+        "set starttls = true (port 587) or tls = true (port 465)" in r.stderr
+    )
     assert "plain_login_on_loopback" not in r.stderr  # not an option for a remote server
 
     r = check(tmp_path, 'host = "127.0.0.1", port = 25, sender = "a@example.com", password_env = "P"')
     assert r.exit_code == 2 and "or plain_login_on_loopback = true for a relay on this machine" in r.stderr
 
-    r = check(tmp_path, 'host = "smtp.example.com", sender = "a@example.com", password_env = "P", '
-                        'plain_login_on_loopback = true')
+    r = check(
+        tmp_path,
+        'host = "smtp.example.com", sender = "a@example.com", password_env = "P", plain_login_on_loopback = true',
+    )
     assert r.exit_code == 2 and "plain_login_on_loopback: only applies to a relay on this machine" in r.stderr
 
     r = check(tmp_path, 'host = "smtp.example.com", sender = "a@example.com", starttls = true, tls = true')
@@ -227,10 +254,12 @@ def test_config_check_refuses_a_password_without_tls(tmp_path):
     r = check(tmp_path, 'host = "smtp.example.com", sender = "a@example.com", tls = true, ca_file = "nowhere.pem"')
     assert r.exit_code == 2 and "notify.email.ca_file: no such file" in r.stderr
 
-    for ok in ('host = "smtp.example.com", sender = "a@example.com", password_env = "P", tls = true',
-               'host = "smtp.example.com", port = 587, sender = "a@example.com", password_env = "P", starttls = true',
-               'host = "localhost", port = 25, sender = "a@example.com", password_env = "P", plain_login_on_loopback = true',
-               'host = "smtp.example.com", port = 25, sender = "a@example.com"'):  # no password: nothing to protect
+    for ok in (
+        'host = "smtp.example.com", sender = "a@example.com", password_env = "P", tls = true',
+        'host = "smtp.example.com", port = 587, sender = "a@example.com", password_env = "P", starttls = true',
+        'host = "localhost", port = 25, sender = "a@example.com", password_env = "P", plain_login_on_loopback = true',
+        'host = "smtp.example.com", port = 25, sender = "a@example.com"',
+    ):  # no password: nothing to protect
         r = check(tmp_path, ok)
         assert r.exit_code == 0, (ok, r.stderr)
     r = check(tmp_path, 'host = "smtp.example.com", sender = "a@example.com", password_env = "P", tls = true')

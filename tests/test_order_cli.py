@@ -23,21 +23,35 @@ def ws(workspace):
     workspace.cfg = load_config(workspace.config_path)
     workspace.db = db = workspace.store()
     cfg = workspace.cfg
-    seed(db, cfg, [
-        {"id": "BREACHED", "created": "2026-11-20 16:00"},  # Friday: due 16:30
-        {"id": "AT-RISK", "created": "2026-11-23 09:00"},   # due 09:30, at risk from 09:22:30
-        {"id": "ON-TRACK", "created": "2026-11-23 09:20"},  # due 09:50
-        {"id": "HELD", "created": "2026-11-23 09:01"},
-        {"id": "ALLOC", "created": "2026-11-23 09:02", "customer": "C-EAST", "channel": "b2b"},
-        {"id": "FLAGGED", "created": "2026-11-23 09:03"},
-        {"id": "GONE", "created": "2026-11-23 09:04"},
-    ])
+    seed(
+        db,
+        cfg,
+        [
+            {"id": "BREACHED", "created": "2026-11-20 16:00"},  # Friday: due 16:30
+            {"id": "AT-RISK", "created": "2026-11-23 09:00"},  # due 09:30, at risk from 09:22:30
+            {"id": "ON-TRACK", "created": "2026-11-23 09:20"},  # due 09:50
+            {"id": "HELD", "created": "2026-11-23 09:01"},
+            {"id": "ALLOC", "created": "2026-11-23 09:02", "customer": "C-EAST", "channel": "b2b"},
+            {"id": "FLAGGED", "created": "2026-11-23 09:03"},
+            {"id": "GONE", "created": "2026-11-23 09:04"},
+        ],
+    )
     with db.session(write=True) as s:
         workflow.hold(s, cfg, "HELD", at=t("2026-11-23 09:10"), actor="alice", reason="customer call")
         workflow.complete(s, cfg, "ALLOC", at=t("2026-11-23 09:20"), actor="alice", manual=True)
-        s.add(OrderFlag(order_id="FLAGGED", flag="shipping_exception", priority="high", rule="stuck_in_dispatch",
-                        raised_at=t("2026-11-23 09:06")))
-    assert workspace.run("order", "cancel", "GONE", "--reason", "duplicate", now="2026-11-23T09:07:00+08:00").exit_code == 0
+        s.add(
+            OrderFlag(
+                order_id="FLAGGED",
+                flag="shipping_exception",
+                priority="high",
+                rule="stuck_in_dispatch",
+                raised_at=t("2026-11-23 09:06"),
+            )
+        )
+    assert (
+        workspace.run("order", "cancel", "GONE", "--reason", "duplicate", now="2026-11-23T09:07:00+08:00").exit_code
+        == 0
+    )
     yield workspace
     db.dispose()
 
@@ -52,12 +66,24 @@ def test_list_every_order_oldest_first_with_its_state(ws):
     r = ws.run("order", "list", "-f", "json", now=NOW)
     rows = {row["order_id"]: row for row in json.loads(r.stdout)}
     assert list(rows) == ["BREACHED", "AT-RISK", "HELD", "ALLOC", "FLAGGED", "GONE", "ON-TRACK"]
-    assert {k: rows["AT-RISK"][k] for k in ("customer", "status", "node", "state", "deadline", "seconds_left", "flags")} == {
-        "customer": "C-WEST", "status": "open", "node": "credit_review", "state": "at_risk",
-        "deadline": "2026-11-23T09:30:00+08:00", "seconds_left": 300, "flags": []}
+    assert {
+        k: rows["AT-RISK"][k] for k in ("customer", "status", "node", "state", "deadline", "seconds_left", "flags")
+    } == {
+        "customer": "C-WEST",
+        "status": "open",
+        "node": "credit_review",
+        "state": "at_risk",
+        "deadline": "2026-11-23T09:30:00+08:00",
+        "seconds_left": 300,
+        "flags": [],
+    }
     assert rows["BREACHED"]["state"] == "breached"
     assert rows["BREACHED"]["seconds_left"] == -(30 * 60 + 25 * 60)  # Friday 16:30-17:00, Monday 09:00-09:25
-    assert (rows["HELD"]["status"], rows["HELD"]["state"], rows["HELD"]["seconds_left"]) == ("on_hold", "on_hold", 21 * 60)
+    assert (rows["HELD"]["status"], rows["HELD"]["state"], rows["HELD"]["seconds_left"]) == (
+        "on_hold",
+        "on_hold",
+        21 * 60,
+    )
     assert (rows["GONE"]["status"], rows["GONE"]["node"], rows["GONE"]["state"]) == ("cancelled", None, None)
     assert rows["FLAGGED"]["flags"] == ["shipping_exception"]
     assert "promised_ship_date" in rows["ON-TRACK"]
@@ -73,13 +99,21 @@ def test_list_filters(ws):
     assert listed(ws, "--flag", "shipping_exception") == ["FLAGGED"]
     assert listed(ws, "--node", "credit_review", "--status", "open") == ["BREACHED", "AT-RISK", "FLAGGED", "ON-TRACK"]
     # an hour later everything open and not held is breached
-    assert listed(ws, "--breached", now="2026-11-23T10:30:00+08:00") == ["BREACHED", "AT-RISK", "ALLOC", "FLAGGED", "ON-TRACK"]
+    assert listed(ws, "--breached", now="2026-11-23T10:30:00+08:00") == [
+        "BREACHED",
+        "AT-RISK",
+        "ALLOC",
+        "FLAGGED",
+        "ON-TRACK",
+    ]
 
 
 def test_list_pages_and_says_so(ws):
     r = ws.run("order", "list", "-f", "csv", "--limit", "2", now=NOW)
     assert r.exit_code == 0
-    assert r.stdout.splitlines()[0] == "order_id,customer,status,node,state,deadline,seconds_left,flags,promised_ship_date"
+    assert (
+        r.stdout.splitlines()[0] == "order_id,customer,status,node,state,deadline,seconds_left,flags,promised_ship_date"
+    )
     assert len(r.stdout.splitlines()) == 3
     assert r.stderr == "Showing 2 of 7 orders; --limit 0 for all.\n"
     for fmt in ("json", "table"):  # every format says so, on stderr
@@ -103,8 +137,10 @@ def test_list_by_customer_and_by_search(ws):
     assert listed(ws, "--search", "%") == [] and listed(ws, "--search", "_") == []  # typed text, not a pattern
     r = ws.run("order", "list", "--customer", "C-NORTH", now=NOW)
     assert r.exit_code == 1
-    assert r.stderr.splitlines() == ["Error: no customer 'C-NORTH'",
-                                     "Hint: --customer takes a customer id; --search finds customers by name."]
+    assert r.stderr.splitlines() == [
+        "Error: no customer 'C-NORTH'",
+        "Hint: --customer takes a customer id; --search finds customers by name.",
+    ]
 
 
 def test_list_refuses_bad_filters(ws):
@@ -124,14 +160,39 @@ def test_show_json_shape(ws):
     r = ws.run("order", "show", "AT-RISK", "-f", "json", now=NOW)
     assert r.exit_code == 0, r.stderr
     o = json.loads(r.stdout)
-    assert {"order_id", "status", "workflow", "node", "customer", "promised_ship_date", "flags", "lines",
-            "timeline"} <= set(o)
+    assert {
+        "order_id",
+        "status",
+        "workflow",
+        "node",
+        "customer",
+        "promised_ship_date",
+        "flags",
+        "lines",
+        "timeline",
+    } <= set(o)
     assert (o["order_id"], o["status"], o["workflow"], o["node"], o["customer"]) == (
-        "AT-RISK", "open", "standard", "credit_review", "C-WEST")
+        "AT-RISK",
+        "open",
+        "standard",
+        "credit_review",
+        "C-WEST",
+    )
     assert (o["state"], o["seconds_left"], o["deadline"]) == ("at_risk", 300, "2026-11-23T09:30:00+08:00")
     assert o["owner"] == "finance_reviewer" and o["assignees"] == ["finance_reviewer"]
-    assert o["lines"] == [{"line_no": 1, "sku": "STD-1", "qty": 2, "allocated": 0, "shipped": 0, "cancelled": 0,
-                           "backordered": 0, "atp_date": None, "atp_note": None}]
+    assert o["lines"] == [
+        {
+            "line_no": 1,
+            "sku": "STD-1",
+            "qty": 2,
+            "allocated": 0,
+            "shipped": 0,
+            "cancelled": 0,
+            "backordered": 0,
+            "atp_date": None,
+            "atp_note": None,
+        }
+    ]
     assert o["shipments"] == []
     assert [e["event"] for e in o["timeline"]] == ["created", "entered"]
     assert set(o["timeline"][0]) == {"at", "event", "node", "actor", "detail"}
@@ -150,8 +211,17 @@ def test_show_table_has_header_lines_and_timeline(ws):
     r = ws.run("order", "show", "AT-RISK", "-f", "table", now="2026-11-23T09:41:00+08:00")
     assert r.exit_code == 0, r.stderr
     out = r.stdout
-    for text in ("Western Goods", "now at", "allocation", "auto (allocate)", "lines", "timeline",
-                 "SLA breached by 10m", "alice", "2026-11-23 09:40"):
+    for text in (
+        "Western Goods",
+        "now at",
+        "allocation",
+        "auto (allocate)",
+        "lines",
+        "timeline",
+        "SLA breached by 10m",
+        "alice",
+        "2026-11-23 09:40",
+    ):
         assert text in out, text
 
 
@@ -159,14 +229,25 @@ def test_show_backorder_with_its_atp_date(ws):
     cfg = ws.cfg
     with ws.db.session(write=True) as s:
         s.add(Stock(sku="STD-1", warehouse="WH1", on_hand=1))
-        s.add(Receipt(receipt_id="R1", sku="STD-1", warehouse="WH1", qty=20, expected_at=t("2026-11-30 10:00")))  # 10 go to earlier open orders
+        s.add(
+            Receipt(receipt_id="R1", sku="STD-1", warehouse="WH1", qty=20, expected_at=t("2026-11-30 10:00"))
+        )  # 10 go to earlier open orders
         s.flush()
         stock.allocate(s, cfg, ["ALLOC"], at=t("2026-11-23 09:20"), actor="allocate", tz=cfg.timezone)
     r = ws.run("order", "show", "ALLOC", "-f", "json", now=NOW)
     o = json.loads(r.stdout)
     assert o["node"] == "allocation"
-    assert o["lines"][0] == {"line_no": 1, "sku": "STD-1", "qty": 2, "allocated": 1, "shipped": 0, "cancelled": 0, "backordered": 1,
-                                  "atp_date": "2026-11-30", "atp_note": None}
+    assert o["lines"][0] == {
+        "line_no": 1,
+        "sku": "STD-1",
+        "qty": 2,
+        "allocated": 1,
+        "shipped": 0,
+        "cancelled": 0,
+        "backordered": 1,
+        "atp_date": "2026-11-30",
+        "atp_note": None,
+    }
     r = ws.run("order", "show", "ALLOC", "-f", "table", now=NOW)
     assert "2026-11-30" in r.stdout
 
@@ -209,7 +290,10 @@ def test_cancel_releases_reservations_and_closes_tasks(ws):
         o = s.get(Order, "ALLOC")
         assert (o.status, o.node, o.cancelled_at) == ("cancelled", None, t("2026-11-23 09:25"))
         assert s.execute(sa.select(Stock.allocated)).scalar_one() == 0
-        assert s.execute(sa.select(Task.status).where(Task.order_id == "ALLOC", Task.node == "allocation")).scalar_one() == "cancelled"
+        assert (
+            s.execute(sa.select(Task.status).where(Task.order_id == "ALLOC", Task.node == "allocation")).scalar_one()
+            == "cancelled"
+        )
         e = s.execute(sa.select(Event).where(Event.order_id == "ALLOC", Event.event == "cancelled")).scalar_one()
     assert (e.actor, e.node, e.detail) == ("oscar", "allocation", "customer withdrew; released 1 reserved unit")
     r = ws.run("order", "cancel", "ALLOC", "--reason", "again", now=NOW)
@@ -261,8 +345,12 @@ def test_a_reader_that_stops_early_gets_no_error(workspace):
     env = dict(os.environ, FFCTL_CONFIG=str(workspace.config_path), FFCTL_DB=workspace.db_url, FFCTL_NOW=NOW)
     env.pop("FFCTL_DEBUG", None)
     for fmt in ("csv", "json"):
-        proc = subprocess.Popen([sys.executable, "-m", "ffctl", "order", "list", "--limit", "0", "--format", fmt],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ffctl", "order", "list", "--limit", "0", "--format", fmt],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         first = proc.stdout.readline()
         proc.stdout.close()
         stderr = proc.stderr.read().decode()

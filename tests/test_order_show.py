@@ -19,9 +19,14 @@ def test_the_panel_says_what_the_order_waits_for_and_how_it_shipped(workspace):
     ws = workspace
     open_shop(ws, now=NOW)
     import_csv(ws, "receipts", "receipt_id,sku,warehouse,qty,expected_at\nPO-1,SKU-0002,WH-SH,30,2026-12-10\n", now=NOW)
-    import_csv(ws, "orders", "order_id,line_no,customer,sku,qty,channel,region,priority\n"
-                             "SO-1,1,C-EAST,SKU-0001,5,b2b,east,high\n"
-                             "SO-1,2,C-EAST,SKU-0002,35,b2b,east,high\n", now=NOW)  # the pilot workflow
+    import_csv(
+        ws,
+        "orders",
+        "order_id,line_no,customer,sku,qty,channel,region,priority\n"
+        "SO-1,1,C-EAST,SKU-0001,5,b2b,east,high\n"
+        "SO-1,2,C-EAST,SKU-0002,35,b2b,east,high\n",
+        now=NOW,
+    )  # the pilot workflow
 
     o = cli_json(ws, "order", "show", "SO-1", now=at("09:05"))
     assert o["waiting_for"] == "waiting for credit_review by finance_reviewer"
@@ -48,7 +53,12 @@ def test_the_panel_says_what_the_order_waits_for_and_how_it_shipped(workspace):
     cli_ok(ws, "ship", "SO-1", "--carrier", "顺丰", "--tracking", "SF123", now=at("11:00", "2026-12-10"), user="frank")
 
     o = cli_json(ws, "order", "show", "SO-1", now=at("12:00", "2026-12-10"))
-    assert (o["status"], o["waiting_for"], o["carrier"], o["tracking"]) == ("shipped", "waiting for delivery", "顺丰", "SF123")
+    assert (o["status"], o["waiting_for"], o["carrier"], o["tracking"]) == (
+        "shipped",
+        "waiting for delivery",
+        "顺丰",
+        "SF123",
+    )
     assert o["shipped_at"] == "2026-12-10T11:00:00+08:00"
     out = panel(ws, "SO-1", at("12:00", "2026-12-10"))
     assert "2026-12-10 11:00, by 顺丰, tracking SF123" in out and "waiting for delivery" in out

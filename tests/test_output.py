@@ -9,7 +9,7 @@ from ffctl.commands._output import Column, render
 
 ROWS = [
     {"sku": "[b2b]", "name": "六角螺栓 M8", "qty": 3, "at": datetime(2026, 11, 25, 1, 0, tzinfo=timezone.utc)},
-    {"sku": "=HYPERLINK(\"x\")", "name": "Hex bolt", "qty": -2, "at": None},
+    {"sku": '=HYPERLINK("x")', "name": "Hex bolt", "qty": -2, "at": None},
 ]
 COLUMNS = [Column("sku"), Column("name"), Column("qty", justify="right"), Column("at")]
 
@@ -27,11 +27,25 @@ def test_table_prints_cells_as_data_and_aligns_cjk(capsys, monkeypatch):
 
 
 def test_a_narrow_terminal_wraps_words_whole_and_keeps_ids_whole(capsys, monkeypatch):
-    rows = [{"order_id": f"SO{i:06d}", "node": "credit_review", "customer": "马超静机械厂有限公司", "qty": 12345,
-             "at": datetime(2026, 11, 25, 1, 0, tzinfo=timezone.utc), "note": "waiting for the customer's answer"}
-            for i in range(3)]
-    columns = [Column("order_id", "order"), Column("node"), Column("customer"), Column("qty", "qty ordered", justify="right"),
-               Column("at", "entered"), Column("note")]
+    rows = [
+        {
+            "order_id": f"SO{i:06d}",
+            "node": "credit_review",
+            "customer": "马超静机械厂有限公司",
+            "qty": 12345,
+            "at": datetime(2026, 11, 25, 1, 0, tzinfo=timezone.utc),
+            "note": "waiting for the customer's answer",
+        }
+        for i in range(3)
+    ]
+    columns = [
+        Column("order_id", "order"),
+        Column("node"),
+        Column("customer"),
+        Column("qty", "qty ordered", justify="right"),
+        Column("at", "entered"),
+        Column("note"),
+    ]
     monkeypatch.setenv("COLUMNS", "200")
     render(rows, columns, "table", tz="Asia/Shanghai")
     assert "│" in capsys.readouterr().out  # wide enough: the ruled table
@@ -49,10 +63,24 @@ def test_a_narrow_terminal_wraps_words_whole_and_keeps_ids_whole(capsys, monkeyp
 
 
 def test_a_terminal_too_narrow_for_every_word_leaves_out_the_columns_marked_to_go_first(capsys, monkeypatch):
-    rows = [{"order_id": "SO000001", "node": "credit_review", "owner": "finance_reviewer",
-             "assignees": "finance_reviewer, finance_manager", "deadline": "2026-11-25 09:30", "state": "breached"}]
-    columns = [Column("order_id", "order"), Column("node"), Column("owner", narrow_drop=1), Column("assignees"),
-               Column("deadline", narrow_drop=2), Column("state")]
+    rows = [
+        {
+            "order_id": "SO000001",
+            "node": "credit_review",
+            "owner": "finance_reviewer",
+            "assignees": "finance_reviewer, finance_manager",
+            "deadline": "2026-11-25 09:30",
+            "state": "breached",
+        }
+    ]
+    columns = [
+        Column("order_id", "order"),
+        Column("node"),
+        Column("owner", narrow_drop=1),
+        Column("assignees"),
+        Column("deadline", narrow_drop=2),
+        Column("state"),
+    ]
     monkeypatch.setenv("COLUMNS", "66")  # the longest words of all but owner, two spaces apart
     render(rows, columns, "table", tz="UTC")
     out, err = capsys.readouterr()
@@ -73,7 +101,7 @@ def test_csv_neutralises_formulas_but_not_numbers(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "sku,name,qty,at"
     assert out[1].startswith("[b2b],六角螺栓 M8,3,2026-11-25T09:00:00+08:00")
-    assert out[2].startswith("\"'=HYPERLINK(\"\"x\"\")\",Hex bolt,-2,")
+    assert out[2].startswith('"\'=HYPERLINK(""x"")",Hex bolt,-2,')
 
 
 def test_json_has_offsets_and_keeps_chinese(capsys):

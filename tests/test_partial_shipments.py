@@ -9,10 +9,12 @@ import pytest
 import sqlalchemy as sa
 from helpers import SHIP_CONFIG, SHIP_NOW, cli_json, cli_ok, query, shop_at_dispatch, spawn_ffctl, stock_row
 
-ORDERS = ("order_id,line_no,customer,sku,qty,created_at,promised_ship_date\n"
-          "SO-1,1,C-EAST,SKU-0001,10,2026-11-23 08:00,2026-11-25\n"
-          "SO-1,2,C-EAST,SKU-0002,4,2026-11-23 08:00,2026-11-25\n"
-          "SO-2,1,C-WEST,SKU-0001,3,2026-11-23 08:00,2026-11-25\n")
+ORDERS = (
+    "order_id,line_no,customer,sku,qty,created_at,promised_ship_date\n"
+    "SO-1,1,C-EAST,SKU-0001,10,2026-11-23 08:00,2026-11-25\n"
+    "SO-1,2,C-EAST,SKU-0002,4,2026-11-23 08:00,2026-11-25\n"
+    "SO-2,1,C-WEST,SKU-0001,3,2026-11-23 08:00,2026-11-25\n"
+)
 
 
 def at(hhmm: str, day: str = "2026-11-23") -> str:
@@ -36,16 +38,35 @@ def lines_of(order):
 
 def test_ship_in_two_parts_moves_stock_and_completes_dispatch_on_the_last_unit(ws):
     assert stock_row(ws, "SKU-0001") == (100, 13) and stock_row(ws, "SKU-0002") == (10, 4)
-    r = cli_ok(ws, "ship", "SO-1", "--line", "1:6", "--line", "2:4", "--carrier", "SF", "--tracking", "SF1",
-               now=at("10:00"), user="frank")
+    r = cli_ok(
+        ws,
+        "ship",
+        "SO-1",
+        "--line",
+        "1:6",
+        "--line",
+        "2:4",
+        "--carrier",
+        "SF",
+        "--tracking",
+        "SF1",
+        now=at("10:00"),
+        user="frank",
+    )
     assert "SO-1: partially shipped (SF, tracking SF1): 10 units in shipment SO-1/1, 4 units still to ship." in r.stderr
     assert stock_row(ws, "SKU-0001") == (94, 7) and stock_row(ws, "SKU-0002") == (6, 0)
     o = show(ws, "SO-1", now=at("10:05"))
     assert (o["status"], o["node"]) == ("partially_shipped", "dispatch")
     assert lines_of(o) == [(1, 10, 4, 6, 0), (2, 4, 0, 4, 0)]
-    assert o["shipments"] == [{"shipment_id": "SO-1/1", "at": "2026-11-23T10:00:00+08:00", "carrier": "SF",
-                               "tracking": "SF1", "lines": [{"line_no": 1, "sku": "SKU-0001", "qty": 6},
-                                                            {"line_no": 2, "sku": "SKU-0002", "qty": 4}]}]
+    assert o["shipments"] == [
+        {
+            "shipment_id": "SO-1/1",
+            "at": "2026-11-23T10:00:00+08:00",
+            "carrier": "SF",
+            "tracking": "SF1",
+            "lines": [{"line_no": 1, "sku": "SKU-0001", "qty": 6}, {"line_no": 2, "sku": "SKU-0002", "qty": 4}],
+        }
+    ]
     assert o["shipped_at"] is None and o["current_task"]["node"] == "dispatch"
     listed = cli_json(ws, "order", "list", "--status", "partially_shipped", now=at("10:05"))
     assert [x["order_id"] for x in listed] == ["SO-1"] and listed[0]["status"] == "partially_shipped"
@@ -71,16 +92,23 @@ def test_ship_in_two_parts_moves_stock_and_completes_dispatch_on_the_last_unit(w
     assert r.exit_code == 1 and "order SO-1 was already shipped (at 2026-11-24 15:00+08:00, EMS)" in r.stderr
 
 
-@pytest.mark.parametrize("args, code, text", [
-    (["--line", "1:11"], 1, "order SO-1: cannot ship more than is allocated: line 1 (SKU-0001) has 10 allocated "
-                            "and unshipped, not 11; nothing was shipped"),
-    (["--line", "1:6", "--line", "1:5"], 1, "has 10 allocated and unshipped, not 11"),
-    (["--line", "3:1"], 1, "order SO-1 has no line 3 (its lines: 1, 2)"),
-    (["--line", "1:0"], 2, "--line '1:0': the quantity must be a positive whole number"),
-    (["--line", "1:-2"], 2, "--line '1:-2': the quantity must be a positive whole number"),
-    (["--line", "1"], 2, "say how many units, as LINE_NO:QTY"),
-    (["--line", "x:1"], 2, "use LINE_NO:QTY with whole numbers"),
-])
+@pytest.mark.parametrize(
+    "args, code, text",
+    [
+        (
+            ["--line", "1:11"],
+            1,
+            "order SO-1: cannot ship more than is allocated: line 1 (SKU-0001) has 10 allocated "
+            "and unshipped, not 11; nothing was shipped",
+        ),
+        (["--line", "1:6", "--line", "1:5"], 1, "has 10 allocated and unshipped, not 11"),
+        (["--line", "3:1"], 1, "order SO-1 has no line 3 (its lines: 1, 2)"),
+        (["--line", "1:0"], 2, "--line '1:0': the quantity must be a positive whole number"),
+        (["--line", "1:-2"], 2, "--line '1:-2': the quantity must be a positive whole number"),
+        (["--line", "1"], 2, "say how many units, as LINE_NO:QTY"),
+        (["--line", "x:1"], 2, "use LINE_NO:QTY with whole numbers"),
+    ],
+)
 def test_bad_lines_are_refused_and_nothing_is_written(ws, args, code, text):
     r = ws.run("ship", "SO-1", *args, now=at("10:00"), user="frank")
     assert r.exit_code == code and text in r.stderr, r.stderr
@@ -124,12 +152,19 @@ def test_cancel_a_remainder_releases_it_and_the_last_unit_completes_the_order(ws
 def test_a_backorder_shows_its_atp_date_and_allocate_fills_it(workspace_with_config):
     ws = workspace_with_config(SHIP_CONFIG)
     shop_at_dispatch(ws, ORDERS, stock="sku,warehouse,on_hand\nSKU-0001,WH-SH,8\nSKU-0002,WH-SH,10\n")
-    cli_ok(ws, "import", "receipts", ws.write("r.csv", "receipt_id,sku,warehouse,qty,expected_at\n"
-                                                       "PO-1,SKU-0001,WH-SH,20,2026-11-27\n"), now=SHIP_NOW)
+    cli_ok(
+        ws,
+        "import",
+        "receipts",
+        ws.write("r.csv", "receipt_id,sku,warehouse,qty,expected_at\nPO-1,SKU-0001,WH-SH,20,2026-11-27\n"),
+        now=SHIP_NOW,
+    )
     o = show(ws, "SO-1", now=at("09:30"))
     assert o["node"] == "allocation"
     assert [(ln["line_no"], ln["allocated"], ln["backordered"], ln["atp_date"]) for ln in o["lines"]] == [
-        (1, 8, 2, "2026-11-27"), (2, 4, 0, None)]
+        (1, 8, 2, "2026-11-27"),
+        (2, 4, 0, None),
+    ]
     atp = cli_json(ws, "stock", "atp", "SKU-0001", "--qty", "15", now=at("09:30"))
     assert atp["schedule"][0]["available"] == -5 and atp["earliest_date"] == "2026-11-27"  # backorders are demand
     cli_ok(ws, "stock", "receive", "PO-1", now=at("09:00", "2026-11-27"))
@@ -139,12 +174,14 @@ def test_a_backorder_shows_its_atp_date_and_allocate_fills_it(workspace_with_con
 
 
 def test_import_shipments_in_parts_with_pick_errors_and_a_rerun_adds_nothing(ws):
-    text = ("order_id,shipment_id,shipped_at,carrier,tracking,line_no,sku,qty\n"
-            "SO-1,P-1,2026-11-23 10:00,SF,T1,1,SKU-0001,4\n"
-            "SO-1,P-1,2026-11-23 10:00,SF,T1,2,SKU-0001,1\n"  # a wrong SKU for line 2
-            "SO-2,,2026-11-23 11:00,EMS,E1,1,SKU-0001,5\n"  # two more units than the line had
-            "SO-1,P-2,2026-11-24 09:00,SF,T2,1,SKU-0001,6\n"
-            "SO-1,P-2,2026-11-24 09:00,SF,T2,2,,3\n")
+    text = (
+        "order_id,shipment_id,shipped_at,carrier,tracking,line_no,sku,qty\n"
+        "SO-1,P-1,2026-11-23 10:00,SF,T1,1,SKU-0001,4\n"
+        "SO-1,P-1,2026-11-23 10:00,SF,T1,2,SKU-0001,1\n"  # a wrong SKU for line 2
+        "SO-2,,2026-11-23 11:00,EMS,E1,1,SKU-0001,5\n"  # two more units than the line had
+        "SO-1,P-2,2026-11-24 09:00,SF,T2,1,SKU-0001,6\n"
+        "SO-1,P-2,2026-11-24 09:00,SF,T2,2,,3\n"
+    )
     path = ws.write("ship.csv", text)
     r = cli_ok(ws, "import", "shipments", path, now=at("12:00", "2026-11-24"))
     assert "shipments: 3 new" in r.stderr
@@ -155,8 +192,12 @@ def test_import_shipments_in_parts_with_pick_errors_and_a_rerun_adds_nothing(ws)
     # what left moved stock: SKU-0001 10 + 1 wrong + 5 = 16, SKU-0002 3 (one reserved unit released)
     assert stock_row(ws, "SKU-0001") == (84, 0) and stock_row(ws, "SKU-0002") == (7, 0)
     assert query(ws, "SELECT shipment_id, line_no, sku, qty, error FROM pick_line ORDER BY shipment_id, line_no") == [
-        ("P-1", 1, "SKU-0001", 4, None), ("P-1", 2, "SKU-0001", 1, "wrong_sku"),
-        ("P-2", 1, "SKU-0001", 6, None), ("P-2", 2, "SKU-0002", 3, None), ("SO-2/1", 1, "SKU-0001", 5, "too_many")]
+        ("P-1", 1, "SKU-0001", 4, None),
+        ("P-1", 2, "SKU-0001", 1, "wrong_sku"),
+        ("P-2", 1, "SKU-0001", 6, None),
+        ("P-2", 2, "SKU-0002", 3, None),
+        ("SO-2/1", 1, "SKU-0001", 5, "too_many"),
+    ]
     r = cli_ok(ws, "import", "shipments", path, now=at("12:30", "2026-11-24"))
     assert "shipments: 0 new, 0 updated, 3 unchanged" in r.stderr
     assert query(ws, "SELECT count(*) FROM shipment_line") == [(5,)] and stock_row(ws, "SKU-0001") == (84, 0)
@@ -181,12 +222,14 @@ def test_an_import_batch_rejects_a_refused_shipment_alone_and_abort_mode_writes_
     third SO-1 row after it is refused as already shipped. Abort mode writes nothing; skip mode
     writes the rest, batch-set-based as `ffctl ship` would one by one."""
     cli_ok(ws, "order", "hold", "SO-2", "--reason", "customer call", now=at("09:30"))
-    text = ("order_id,shipment_id,shipped_at,carrier,tracking,line_no,sku,qty\n"
-            "SO-1,A,2026-11-23 10:00,SF,T1,1,SKU-0001,6\n"
-            "SO-2,B,2026-11-23 10:00,SF,T2,1,SKU-0001,3\n"
-            "SO-1,C,2026-11-23 11:00,SF,T3,1,SKU-0001,4\n"
-            "SO-1,C,2026-11-23 11:00,SF,T3,2,SKU-0002,4\n"
-            "SO-1,D,2026-11-23 12:00,SF,T4,1,SKU-0001,1\n")
+    text = (
+        "order_id,shipment_id,shipped_at,carrier,tracking,line_no,sku,qty\n"
+        "SO-1,A,2026-11-23 10:00,SF,T1,1,SKU-0001,6\n"
+        "SO-2,B,2026-11-23 10:00,SF,T2,1,SKU-0001,3\n"
+        "SO-1,C,2026-11-23 11:00,SF,T3,1,SKU-0001,4\n"
+        "SO-1,C,2026-11-23 11:00,SF,T3,2,SKU-0002,4\n"
+        "SO-1,D,2026-11-23 12:00,SF,T4,1,SKU-0001,1\n"
+    )
     path = ws.write("ship.csv", text)
     r = ws.run("import", "shipments", path, now=at("13:00"))
     assert r.exit_code == 1 and "nothing imported" in r.stderr
@@ -207,14 +250,21 @@ def test_an_import_batch_rejects_a_refused_shipment_alone_and_abort_mode_writes_
 def test_an_import_and_a_ship_of_one_order_at_once_never_ship_more_than_the_line(ws):
     """A real `import shipments` process and a real `ffctl ship` process on SO-1 at once: whichever
     goes second sees what the first took (the order rows are locked first, then stock)."""
-    path = ws.write("ship.csv", "order_id,shipped_at,carrier,tracking,line_no,sku,qty\n"
-                                "SO-1,2026-11-23 10:00,SF,T1,1,SKU-0001,7\n"
-                                "SO-2,2026-11-23 10:00,SF,T2,1,SKU-0001,3\n")
-    procs = [spawn_ffctl(ws, "import", "shipments", str(path), now=at("10:00")),
-             spawn_ffctl(ws, "ship", "SO-1", "--line", "1:7", "--tracking", "P1", now=at("10:00"))]
+    path = ws.write(
+        "ship.csv",
+        "order_id,shipped_at,carrier,tracking,line_no,sku,qty\n"
+        "SO-1,2026-11-23 10:00,SF,T1,1,SKU-0001,7\n"
+        "SO-2,2026-11-23 10:00,SF,T2,1,SKU-0001,3\n",
+    )
+    procs = [
+        spawn_ffctl(ws, "import", "shipments", str(path), now=at("10:00")),
+        spawn_ffctl(ws, "ship", "SO-1", "--line", "1:7", "--tracking", "P1", now=at("10:00")),
+    ]
     results = [(p.wait(timeout=180), p.stderr.read()) for p in procs]
     assert all("Traceback" not in err for _code, err in results), results
-    shipped, allocated = query(ws, "SELECT shipped, allocated FROM order_line WHERE order_id = 'SO-1' AND line_no = 1")[0]
+    shipped, allocated = query(ws, "SELECT shipped, allocated FROM order_line WHERE order_id = 'SO-1' AND line_no = 1")[
+        0
+    ]
     assert shipped <= 10 and shipped <= allocated <= 10
     on_hand, held = stock_row(ws, "SKU-0001")
     assert held == query(ws, "SELECT coalesce(sum(qty), 0) FROM allocation WHERE sku = 'SKU-0001'")[0][0]
@@ -238,17 +288,26 @@ def test_schema_0006_round_trip_keeps_shipped_orders(ws):
         command.downgrade(store._alembic_config(), "0005")
         assert store.current_revision() == "0005"
         with store.session() as s:
-            assert s.execute(sa.text("SELECT order_id, carrier, tracking FROM shipment")).all() == [("SO-2", "SF", "T9")]
-            assert s.execute(sa.text("SELECT line_no, allocated FROM order_line WHERE order_id = 'SO-1' "
-                                     "ORDER BY line_no")).all() == [(1, 6), (2, 4)]
+            assert s.execute(sa.text("SELECT order_id, carrier, tracking FROM shipment")).all() == [
+                ("SO-2", "SF", "T9")
+            ]
+            assert s.execute(
+                sa.text("SELECT line_no, allocated FROM order_line WHERE order_id = 'SO-1' ORDER BY line_no")
+            ).all() == [(1, 6), (2, 4)]
         store.upgrade()
         assert store.current_revision() == store.head_revision()
     finally:
         store.dispose()
     o = show(ws, "SO-2")
     assert o["status"] == "shipped" and o["shipments"] == [
-        {"shipment_id": "SO-2/1", "at": "2026-11-23T10:00:00+08:00", "carrier": "SF", "tracking": "T9",
-         "lines": [{"line_no": 1, "sku": "SKU-0001", "qty": 3}]}]
+        {
+            "shipment_id": "SO-2/1",
+            "at": "2026-11-23T10:00:00+08:00",
+            "carrier": "SF",
+            "tracking": "T9",
+            "lines": [{"line_no": 1, "sku": "SKU-0001", "qty": 3}],
+        }
+    ]
     assert [(ln["shipped"], ln["allocated"]) for ln in o["lines"]] == [(3, 0)]
     # 0005 had no partial shipments: the order shipped in part is open with what it still holds
     o = show(ws, "SO-1")

@@ -29,8 +29,7 @@ sla = "48h"
 auto = "ship"
 """
 PRODUCTS = "sku,name\nTEE-S,T-shirt S\nTEE-M,T-shirt M\nMUG,Mug\n"
-CUSTOMERS = ("customer,name,region\nann@example.com,Ann,east\nbo@example.com,Bo,west\n"
-             "TMALL-RETAIL,天猫零售,east\n")
+CUSTOMERS = "customer,name,region\nann@example.com,Ann,east\nbo@example.com,Bo,west\nTMALL-RETAIL,天猫零售,east\n"
 
 # Shopify admin's orders export (a subset of its columns, in its order): the order's own fields
 # only on its first row, one row per further line item.
@@ -68,7 +67,7 @@ def example_profile() -> str:
     """The Taobao/Tmall profile config.example.toml carries, uncommented."""
     text = (REPO / "config.example.toml").read_text(encoding="utf-8")
     start = text.index("# [import_profiles.tmall]")
-    block = text[start:text.index("\n\n", start)]
+    block = text[start : text.index("\n\n", start)]
     return "\n".join(line[2:] for line in block.splitlines()) + "\n"
 
 
@@ -81,8 +80,11 @@ def ws(workspace_with_config):
 
 
 def orders(ws) -> list[tuple]:
-    return query(ws, "SELECT o.order_id, o.customer, o.channel, ol.line_no, ol.sku, ol.qty, ol.unit_price "
-                     "FROM orders o JOIN order_line ol ON ol.order_id = o.order_id ORDER BY o.order_id, ol.line_no")
+    return query(
+        ws,
+        "SELECT o.order_id, o.customer, o.channel, ol.line_no, ol.sku, ol.qty, ol.unit_price "
+        "FROM orders o JOIN order_line ol ON ol.order_id = o.order_id ORDER BY o.order_id, ol.line_no",
+    )
 
 
 def test_a_shopify_export_imports_one_order_per_name_skipping_refunds(ws):
@@ -111,32 +113,49 @@ def test_errors_name_the_source_column_as_the_file_has_it(ws):
 
 def test_a_date_the_format_does_not_read_is_that_rows_error(ws):
     bad = SHOPIFY.replace("2026-11-25 08:00:00 +0800", "25/11/2026 08:00")
-    r = run(ws, "orders", ws.write("bad.csv", bad), "--profile", "shopify", "--on-error", "skip",
-            "--rejects", str(ws.path / "rejects.csv"))
+    r = run(
+        ws,
+        "orders",
+        ws.write("bad.csv", bad),
+        "--profile",
+        "shopify",
+        "--on-error",
+        "skip",
+        "--rejects",
+        str(ws.path / "rejects.csv"),
+    )
     assert r.exit_code == 1
-    assert ("line 6: Created at '25/11/2026 08:00': does not match the profile's date format "
-            "%Y-%m-%d %H:%M:%S %z or %Y-%m-%d %H:%M:%S") in r.stderr
+    assert (
+        "line 6: Created at '25/11/2026 08:00': does not match the profile's date format "
+        "%Y-%m-%d %H:%M:%S %z or %Y-%m-%d %H:%M:%S"
+    ) in r.stderr
     assert [o[0] for o in orders(ws)] == ["#1001", "#1001"]
     # the rejects file holds the mapped row: fixed, it imports without --profile
     rejects = (ws.path / "rejects.csv").read_text(encoding="utf-8-sig")
     assert rejects.splitlines()[0] == "order_id,customer,sku,qty,unit_price,created_at,channel,line_no,error"
-    fixed = rejects.splitlines()[0].rsplit(",", 1)[0] + "\n#1003,bo@example.com,TEE-M,1,40.00,2026-11-25 08:00,shopify,1\n"
+    fixed = (
+        rejects.splitlines()[0].rsplit(",", 1)[0] + "\n#1003,bo@example.com,TEE-M,1,40.00,2026-11-25 08:00,shopify,1\n"
+    )
     ok(run(ws, "orders", ws.write("fixed.csv", fixed)))
     assert [o[0] for o in orders(ws)] == ["#1001", "#1001", "#1003"]
 
 
 def test_a_woocommerce_export_skips_cancelled_orders(ws):
     r = ok(run(ws, "orders", ws.write("woo.csv", WOOCOMMERCE), "--profile", "woocommerce"))
-    assert orders(ws) == [("501", "ann@example.com", "woocommerce", 1, "TEE-S", 2, None),
-                          ("501", "ann@example.com", "woocommerce", 2, "MUG", 1, None)]
+    assert orders(ws) == [
+        ("501", "ann@example.com", "woocommerce", 1, "TEE-S", 2, None),
+        ("501", "ann@example.com", "woocommerce", 2, "MUG", 1, None),
+    ]
     assert "1 row skipped by the woocommerce profile: status = cancelled" in r.stderr
 
 
 def test_the_example_tmall_profile_reads_a_gbk_report_with_chinese_headers(ws):
     path = ws.write("宝贝报表.csv", TMALL, encoding="gbk")
     r = ok(run(ws, "orders", path, "--profile", "tmall"))
-    assert orders(ws) == [("TB-8801", "TMALL-RETAIL", "tmall", 1, "TEE-S", 3, 39.9),
-                          ("TB-8801", "TMALL-RETAIL", "tmall", 2, "MUG", 1, 25.0)]
+    assert orders(ws) == [
+        ("TB-8801", "TMALL-RETAIL", "tmall", 1, "TEE-S", 3, 39.9),
+        ("TB-8801", "TMALL-RETAIL", "tmall", 2, "MUG", 1, 25.0),
+    ]
     assert "1 row skipped by the tmall profile: 订单状态 = 交易关闭" in r.stderr
     created = scalar(ws, "SELECT created_at FROM orders")
     assert str(created).startswith("2026-11-24 12:15:00")  # Asia/Shanghai, as [defaults] says
@@ -157,33 +176,51 @@ def test_an_unknown_profile_or_kind_is_a_usage_error(ws):
 
 
 def test_a_profile_may_extend_a_built_in_one(workspace_with_config):
-    ws = workspace_with_config(CONFIG + """
+    ws = workspace_with_config(
+        CONFIG
+        + """
 [import_profiles.myshop]
 base = "shopify"
 constants = { channel = "web" }
 [import_profiles.myshop.columns]
 "Shipping Province" = "region"
-""")
+"""
+    )
     ok(run(ws, "products", ws.write("products.csv", PRODUCTS)))
     ok(run(ws, "customers", ws.write("customers.csv", CUSTOMERS)))
     ok(run(ws, "orders", ws.write("o.csv", SHOPIFY), "--profile", "myshop"))
     assert query(ws, "SELECT order_id, channel, region FROM orders ORDER BY order_id") == [
-        ("#1001", "web", "ZJ"), ("#1003", "web", "GD")]
+        ("#1001", "web", "ZJ"),
+        ("#1003", "web", "GD"),
+    ]
 
 
-@pytest.mark.parametrize("profile, problem", [
-    ('[import_profiles.p.columns]\n"单号" = "order_no"',
-     "import_profiles.p.columns.\"单号\": unknown ffctl column 'order_no' (did you mean 'order_id'?)"),
-    ('[import_profiles.p.columns]\n"单号" = "order_id"\n"数量" = "qty"',
-     "import_profiles.p.columns: no source column for customer, sku: map them, or give them as constants"),
-    ('[import_profiles.p]\nbase = "shopee"', "import_profiles.p.base: unknown built-in profile 'shopee'"),
-    ('[import_profiles.p]\nbase = "shopify"\nconstants = { customer = "X" }\n[import_profiles.p.columns]\n"Buyer" = "customer"',
-     "import_profiles.p.constants.customer: customer is also mapped from the source column 'Buyer'"),
-    ('[import_profiles.p]\nbase = "shopify"\ndate_format = "YYYY-MM-DD"',
-     "import_profiles.p.date_format: expected a strptime format"),
-    ('[import_profiles.p]\nbase = "shopify"\nskip = { "Financial Status" = 3 }',
-     'import_profiles.p.skip."Financial Status": expected the values that make a row skipped'),
-])
+@pytest.mark.parametrize(
+    "profile, problem",
+    [
+        (
+            '[import_profiles.p.columns]\n"单号" = "order_no"',
+            "import_profiles.p.columns.\"单号\": unknown ffctl column 'order_no' (did you mean 'order_id'?)",
+        ),
+        (
+            '[import_profiles.p.columns]\n"单号" = "order_id"\n"数量" = "qty"',
+            "import_profiles.p.columns: no source column for customer, sku: map them, or give them as constants",
+        ),
+        ('[import_profiles.p]\nbase = "shopee"', "import_profiles.p.base: unknown built-in profile 'shopee'"),
+        (
+            '[import_profiles.p]\nbase = "shopify"\nconstants = { customer = "X" }\n[import_profiles.p.columns]\n"Buyer" = "customer"',
+            "import_profiles.p.constants.customer: customer is also mapped from the source column 'Buyer'",
+        ),
+        (
+            '[import_profiles.p]\nbase = "shopify"\ndate_format = "YYYY-MM-DD"',
+            "import_profiles.p.date_format: expected a strptime format",
+        ),
+        (
+            '[import_profiles.p]\nbase = "shopify"\nskip = { "Financial Status" = 3 }',
+            'import_profiles.p.skip."Financial Status": expected the values that make a row skipped',
+        ),
+    ],
+)
 def test_config_check_names_the_profile_key_that_is_wrong(workspace_with_config, profile, problem):
     ws = workspace_with_config(CONFIG + profile + "\n")
     r = ws.run("config", "check")
@@ -193,7 +230,9 @@ def test_config_check_names_the_profile_key_that_is_wrong(workspace_with_config,
 
 def test_a_time_in_the_profile_is_converted_as_written(workspace_with_config):
     """No date_format: created_at goes to the import's own reader (ISO, Excel's YYYY/MM/DD)."""
-    ws = workspace_with_config(CONFIG + """
+    ws = workspace_with_config(
+        CONFIG
+        + """
 [import_profiles.erp]
 constants = { customer = "TMALL-RETAIL" }
 [import_profiles.erp.columns]
@@ -201,7 +240,8 @@ constants = { customer = "TMALL-RETAIL" }
 "Item" = "sku"
 "Qty" = "qty"
 "Date" = "created_at"
-""")
+"""
+    )
     ok(run(ws, "products", ws.write("products.csv", PRODUCTS)))
     ok(run(ws, "customers", ws.write("customers.csv", CUSTOMERS)))
     ok(run(ws, "orders", ws.write("erp.csv", "No.,Item,Qty,Date\nE1,MUG,4,2026/11/24 10:00\n"), "--profile", "erp"))
@@ -222,8 +262,17 @@ def test_shopify_rows_become_numbered_lines_with_the_orders_fields(orders_spec):
         name, email, when = f"#{1000 + i}", f"c{i}@example.com", f"2026-11-24 09:{i:02d}:00 +0800"
         for n in range(1, lines + 1):
             first = n == 1
-            rows.append([name, email if first else "", ("refunded" if refunded else "paid") if first else "",
-                         when if first else "", str(n), f"SKU-{n}", "1.00"])
+            rows.append(
+                [
+                    name,
+                    email if first else "",
+                    ("refunded" if refunded else "paid") if first else "",
+                    when if first else "",
+                    str(n),
+                    f"SKU-{n}",
+                    "1.00",
+                ]
+            )
             if not refunded:
                 expected.append((name, email, f"2026-11-24T09:{i:02d}:00+08:00", str(n), f"SKU-{n}"))
 

@@ -29,7 +29,7 @@ def tour_commands() -> list[list[str]]:
         while words:  # `a && b` runs a, then b
             cut = words.index("&&") if "&&" in words else len(words)
             commands.append(words[:cut])
-            words = words[cut + 1:]
+            words = words[cut + 1 :]
     return commands
 
 
@@ -45,8 +45,14 @@ def test_readme_tour_runs_as_written(tmp_path, monkeypatch, backend, make_db_url
     # the repository's root as the tour expects it: a folder holding examples/
     (tmp_path / "examples").symlink_to(REPO / "examples", target_is_directory=True)
     monkeypatch.chdir(tmp_path)
-    env = {"FFCTL_CONFIG": None, "FFCTL_NOW": None, "FFCTL_USER": None, "FFCTL_DEBUG": None, "COLUMNS": "200",
-           "FFCTL_DB": make_db_url(backend) if backend == "postgresql" else None}
+    env = {
+        "FFCTL_CONFIG": None,
+        "FFCTL_NOW": None,
+        "FFCTL_USER": None,
+        "FFCTL_DEBUG": None,
+        "COLUMNS": "200",
+        "FFCTL_DB": make_db_url(backend) if backend == "postgresql" else None,
+    }
     for command in tour_commands():
         name, args = command[0], command[1:]
         if name == "mkdir":
@@ -70,7 +76,9 @@ def test_readme_tour_runs_as_written(tmp_path, monkeypatch, backend, make_db_url
     order = json.loads(CliRunner().invoke(app, ["order", "show", "SO000123", "-f", "json"], env=env).stdout)
     assert (order["status"], order["carrier"], order["tracking"]) == ("shipped", "顺丰", "SF124")
     assert [(s["shipment_id"], s["tracking"], [ln["qty"] for ln in s["lines"]]) for s in order["shipments"]] == [
-        ("SO000123/1", "SF123", [25, 100]), ("SO000123/2", "SF124", [15])]
+        ("SO000123/1", "SF123", [25, 100]),
+        ("SO000123/2", "SF124", [15]),
+    ]
     assert order["waiting_for"] == "waiting for delivery"
     assert (Path.cwd() / "dashboard.html").stat().st_size > 10_000
     requisitions = json.loads(CliRunner().invoke(app, ["requisition", "list", "-f", "json"], env=env).stdout)

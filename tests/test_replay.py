@@ -61,21 +61,21 @@ auto = "allocate"
 #: (minute after 09:00, user, command...) -- people act first at a minute, then the sweep runs
 ACTIONS = [
     (5, "alice", "order", "hold", "SO-3", "--reason", "customer to confirm the address"),
-    (10, "alice", "advance", "SO-1", "--node", "review"),          # exactly at its risk time: no warning
+    (10, "alice", "advance", "SO-1", "--node", "review"),  # exactly at its risk time: no warning
     (10, "alice", "advance", "SO-5", "--node", "review"),
-    (12, "alice", "order", "hold", "SO-4", "--reason", "credit check"),   # after its at-risk warning
+    (12, "alice", "order", "hold", "SO-4", "--reason", "credit check"),  # after its at-risk warning
     (15, "alice", "advance", "SO-6", "--node", "review", "--reject", "--reason", "wrong customer"),  # held there
     (20, "grace", "advance", "SO-5", "--node", "confirm", "--reject", "--reason", "drawing missing"),
     (30, "grace", "advance", "SO-1", "--node", "confirm"),
     (30, "alice", "order", "release", "SO-6"),
     (40, "alice", "order", "release", "SO-4"),
     (44, "alice", "advance", "SO-4", "--node", "review"),
-    (45, "alice", "advance", "SO-2", "--node", "review"),         # breached, reminded and escalated
+    (45, "alice", "advance", "SO-2", "--node", "review"),  # breached, reminded and escalated
     (50, "alice", "order", "release", "SO-3"),
     (50, "alice", "advance", "SO-5", "--node", "review"),
     (55, "alice", "advance", "SO-6", "--node", "review"),
     (70, "alice", "advance", "SO-3", "--node", "review"),
-    (90, "alice", "advance", "SO-2", "--node", "review"),          # back after confirm's auto_reject
+    (90, "alice", "advance", "SO-2", "--node", "review"),  # back after confirm's auto_reject
     (100, "grace", "advance", "SO-2", "--node", "confirm"),
 ]
 
@@ -113,8 +113,9 @@ def replay(ws: Workspace, candidate: Path | str, *args: str) -> dict:
 
 
 def columns_agree(row: dict, a: str, b: str) -> bool:
-    return all(row[k][a] == row[k][b] for k in ("breached", "attainment", "late_p90_seconds", "at_risk")) and \
-        all(m[a] == m[b] for m in row["steps"].values())
+    return all(row[k][a] == row[k][b] for k in ("breached", "attainment", "late_p90_seconds", "at_risk")) and all(
+        m[a] == m[b] for m in row["steps"].values()
+    )
 
 
 def test_replaying_the_current_config_reproduces_a_history_swept_at_every_due_time(swept):
@@ -149,8 +150,12 @@ def candidate(ws: Workspace, name: str, *edits: tuple[str, str]) -> Path:
 
 
 def test_a_candidate_sla_and_calendar_change_the_figures_beside_the_current_ones(swept):
-    path = candidate(swept, "candidate.toml", ('sla = "20m"', 'sla = "40m"'),
-                     ('fri = "09:00-18:00" }', 'fri = "09:00-18:00" }\nholidays = ["2026-11-23"]'))
+    path = candidate(
+        swept,
+        "candidate.toml",
+        ('sla = "20m"', 'sla = "40m"'),
+        ('fri = "09:00-18:00" }', 'fri = "09:00-18:00" }\nholidays = ["2026-11-23"]'),
+    )
     result = replay(swept, path)
     assert result["changes"] == ["calendar office: holiday 2026-11-23 added", "node review: SLA 20m → 40m"]
     rows = {r["group"]: r for r in result["rows"]}
@@ -178,7 +183,9 @@ def test_a_longer_sla_alone_moves_breaches_and_steps(swept):
 def test_a_later_automatic_action_still_fires_where_the_clock_reaches_it(swept):
     """Nobody completed the visits confirm's auto_reject ended: with the step 20m later they run on
     until it; SO-3's would come after the clock, so it ends at the recorded time (path changed)."""
-    path = candidate(swept, "later.toml", ('after = "10m", action = "auto_reject"', 'after = "30m", action = "auto_reject"'))
+    path = candidate(
+        swept, "later.toml", ('after = "10m", action = "auto_reject"', 'after = "30m", action = "auto_reject"')
+    )
     result = replay(swept, path, "--orders")
     confirm = {r["group"]: r for r in result["rows"]}["confirm"]
     assert confirm["steps"]["auto_reject"]["candidate"] == 4
@@ -187,12 +194,20 @@ def test_a_later_automatic_action_still_fires_where_the_clock_reaches_it(swept):
 
 
 def test_rerouting_by_match_is_counted_not_simulated(swept):
-    path = candidate(swept, "pilot.toml", ('[workflows.standard]', '[workflows.pilot]\nmatch = { region = ["east"] }\n'
-                                           'nodes = ["review", "allocation"]\n[workflows.standard]'))
+    path = candidate(
+        swept,
+        "pilot.toml",
+        (
+            "[workflows.standard]",
+            '[workflows.pilot]\nmatch = { region = ["east"] }\nnodes = ["review", "allocation"]\n[workflows.standard]',
+        ),
+    )
     result = replay(swept, path, "--orders")
     assert result["changes"] == ["workflow pilot: added"]
     assert result["changed_path_orders"] == 6
-    assert result["orders"][0]["why"] == ["routed standard (review > confirm > allocation) → pilot (review > allocation)"]
+    assert result["orders"][0]["why"] == [
+        "routed standard (review > confirm > allocation) → pilot (review > allocation)"
+    ]
     assert all(columns_agree(r, "current", "candidate") for r in result["rows"])
 
 
@@ -231,6 +246,7 @@ def test_bad_input_is_told_plainly(swept):
 
 # --- read-only ---------------------------------------------------------------------------------
 
+
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -253,8 +269,11 @@ def test_replay_writes_nothing(swept, backend):
     database = owner_url.rsplit("/", 1)[1]
     role = f"ffctl_ro_{uuid.uuid4().hex[:8]}"
     # a role that can read and nothing else, in a session that takes no writes (a standby's view)
-    for sql in (f"CREATE ROLE {role} LOGIN", f"GRANT CONNECT ON DATABASE {database} TO {role}",
-                f"ALTER ROLE {role} SET default_transaction_read_only = on"):
+    for sql in (
+        f"CREATE ROLE {role} LOGIN",
+        f"GRANT CONNECT ON DATABASE {database} TO {role}",
+        f"ALTER ROLE {role} SET default_transaction_read_only = on",
+    ):
         _pg_admin(sql)
     import psycopg
 
@@ -263,9 +282,11 @@ def test_replay_writes_nothing(swept, backend):
         conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
     try:
         expected = replay(swept, path, "--orders")
-        reader = Workspace(path=swept.path, db_url=owner_url.replace("postgresql+psycopg://root@",
-                                                                     f"postgresql+psycopg://{role}@"),
-                           config_path=swept.config_path)
+        reader = Workspace(
+            path=swept.path,
+            db_url=owner_url.replace("postgresql+psycopg://root@", f"postgresql+psycopg://{role}@"),
+            config_path=swept.config_path,
+        )
         assert replay(reader, path, "--orders") == expected
         r = reader.run("order", "hold", "SO-1", "--reason", "x", now=NOW)
         assert r.exit_code == 1 and ("read-only" in r.stderr or "permission denied" in r.stderr), r.stderr
@@ -277,6 +298,7 @@ def test_replay_writes_nothing(swept, backend):
 
 
 # --- the demo's history --------------------------------------------------------------------------
+
 
 def test_replaying_the_current_config_over_the_demo_reproduces_its_breaches(tmp_path, db_url):
     """Sweeps ran hourly in the demo: breaches match exactly, and what the sweeps fired is always
@@ -292,8 +314,11 @@ def test_replaying_the_current_config_over_the_demo_reproduces_its_breaches(tmp_
     ws = Workspace(path=result.directory, db_url=db_url, config_path=result.config_path)
     now = end.isoformat()
     replayed = cli_json(ws, "sla", "replay", result.config_path, "--from", "2026-11-20", now=now)
-    assert replayed["totals"]["breached"]["recorded"] == replayed["totals"]["breached"]["current"] == \
-        result.counts["breaches"]
+    assert (
+        replayed["totals"]["breached"]["recorded"]
+        == replayed["totals"]["breached"]["current"]
+        == result.counts["breaches"]
+    )
     for row in [*replayed["rows"], replayed["totals"]]:
         assert row["breached"]["recorded"] == row["breached"]["current"], row
         assert row["at_risk"]["recorded"] <= row["at_risk"]["current"], row

@@ -22,8 +22,16 @@ def ws(workspace):
         seed_suppliers(s, ("ACME", True), ("GOODCO", True))
         seed_products(s, {"sku": "A", "safety_stock": 20, "supplier": "ACME"}, {"sku": "B", "safety_stock": 5})
         seed_stock(s, ("A", "WH1", 3, 0), ("B", "WH1", 9, 0))
-        seed_orders(s, {"order_id": "SO1", "node": "dispatch", "entered_at": NOW - timedelta(hours=49),
-                        "sales_rep": "oscar", "lines": [("A", 2, 0)]})
+        seed_orders(
+            s,
+            {
+                "order_id": "SO1",
+                "node": "dispatch",
+                "entered_at": NOW - timedelta(hours=49),
+                "sales_rep": "oscar",
+                "lines": [("A", 2, 0)],
+            },
+        )
         seed_batches(s, "ACME", [GOOD, (80, 100, 0.0), (85, 100, 1.0), (90, 100, 2.0)])
         seed_batches(s, "GOODCO", [GOOD, GOOD, GOOD])
     store.dispose()
@@ -71,12 +79,15 @@ def test_rules_run_table_and_csv(ws):
 def test_rules_list(ws):
     before = js(ws.run("rules", "list", "--format", "json"))
     assert [(r["rule"], r["kind"], r["last_run_at"], r["total_hits"]) for r in before] == [
-        ("low_stock", "stock_below", None, 0), ("stuck_in_dispatch", "dwell", None, 0),
-        ("supplier_quality", "supplier", None, 0)]
+        ("low_stock", "stock_below", None, 0),
+        ("stuck_in_dispatch", "dwell", None, 0),
+        ("supplier_quality", "supplier", None, 0),
+    ]
     ws.run("rules", "run", now=NOW_ISO)
     after = js(ws.run("rules", "list", "--format", "json"))
     assert [(r["last_run_at"], r["last_hits"], r["total_hits"]) for r in after] == [
-        ("2026-03-10T20:00:00+08:00", 1, 1)] * 3
+        ("2026-03-10T20:00:00+08:00", 1, 1)
+    ] * 3
     assert "flag shipping_exception" in after[1]["description"]
     table = ws.run("rules", "list", "--format", "table")
     assert "stuck_in_dispatch" in table.stdout and "total hits" in table.stdout
@@ -102,9 +113,12 @@ def test_requisition_list_approve_reject_and_refusals(ws):
     assert js(ws.run("requisition", "list", "--status", "draft", "--format", "json")) == []
     store = ws.store()
     with store.session(write=True) as s:  # one unit of A is received; A is still below safety stock
-        s.execute(sa.text(
-            "INSERT INTO receipt (receipt_id, sku, warehouse, qty, expected_at, status, received_at) "
-            "VALUES ('R-A', 'A', 'W1', 1, '2026-03-10 14:10:00', 'received', '2026-03-10 14:10:00')"))
+        s.execute(
+            sa.text(
+                "INSERT INTO receipt (receipt_id, sku, warehouse, qty, expected_at, status, received_at) "
+                "VALUES ('R-A', 'A', 'W1', 1, '2026-03-10 14:10:00', 'received', '2026-03-10 14:10:00')"
+            )
+        )
     store.dispose()
     ws.run("rules", "run", now="2026-03-10T14:30:00Z")  # still low, nothing open: a new draft
     rejected = ws.run("requisition", "reject", "2", "--reason", "wait for the promo", user="ivan")
@@ -120,7 +134,9 @@ def test_requisition_list_approve_reject_and_refusals(ws):
 def test_supplier_list_and_show_explain_a_freeze(ws):
     before = js(ws.run("supplier", "list", "--format", "json"))
     assert [(s["supplier"], s["inspection_exempt"], s["qc_pass_rate_last3"]) for s in before] == [
-        ("ACME", True, 0.85), ("GOODCO", True, 1.0)]
+        ("ACME", True, 0.85),
+        ("GOODCO", True, 1.0),
+    ]
     assert set(before[0]) >= {"supplier", "name", "inspection_exempt", "qc_pass_rate_last3", "avg_delay_days"}
     assert before[0]["avg_delay_days"] == 0.75  # (0 + 0 + 1 + 2) / 4 batches so far
 
@@ -131,7 +147,8 @@ def test_supplier_list_and_show_explain_a_freeze(ws):
     shown = js(ws.run("supplier", "show", "ACME", "--format", "json"))
     assert shown["inspection_exempt"] is False and shown["exempt_frozen_at"] == "2026-03-10T20:00:00+08:00"
     assert shown["exempt_frozen_reason"].startswith(
-        "QC pass rate below 95% in the last 3 batches in a row: ACME-B2 80%, ACME-B3 85%, ACME-B4 90%")
+        "QC pass rate below 95% in the last 3 batches in a row: ACME-B2 80%, ACME-B3 85%, ACME-B4 90%"
+    )
     assert [b["batch_id"] for b in shown["batches"]] == ["ACME-B4", "ACME-B3", "ACME-B2", "ACME-B1"]
     assert shown["batches"][0]["delay_days"] == 2.0 and shown["batches"][0]["pass_rate"] == 0.9
     assert [h["event"] for h in shown["history"]] == ["exemption_frozen"]

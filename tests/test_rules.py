@@ -114,22 +114,23 @@ def count(store, sql: str, **params) -> int:
 
 # --- stock_below -------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def stocked(store):
     with store.session(write=True) as s:
         seed_suppliers(s, ("S1", True))
         seed_products(
             s,
-            {"sku": "A", "safety_stock": 20, "supplier": "S1"},                 # low, no reorder qty
+            {"sku": "A", "safety_stock": 20, "supplier": "S1"},  # low, no reorder qty
             {"sku": "B", "safety_stock": 20, "reorder_qty": 50, "supplier": "S1"},  # low, reorder qty
-            {"sku": "C", "safety_stock": 5},                                     # fine
-            {"sku": "D"},                                                        # no safety stock
-            {"sku": "E", "safety_stock": 10},                                    # exactly at safety stock
+            {"sku": "C", "safety_stock": 5},  # fine
+            {"sku": "D"},  # no safety stock
+            {"sku": "E", "safety_stock": 10},  # exactly at safety stock
         )
         seed_stock(s, ("A", "W1", 4, 2), ("A", "W2", 1, 0), ("C", "W1", 10, 0), ("E", "W1", 12, 2))
         seed_orders(
             s,
-            {"order_id": "O1", "lines": [("A", 5, 2)]},                         # 3 unallocated
+            {"order_id": "O1", "lines": [("A", 5, 2)]},  # 3 unallocated
             {"order_id": "O2", "status": "on_hold", "node": "review", "lines": [("A", 2, 0)]},
             {"order_id": "O3", "status": "shipped", "lines": [("A", 100, 0)]},  # not demand
         )
@@ -146,9 +147,14 @@ def test_stock_below_drafts_one_requisition_per_low_sku_with_its_numbers(stocked
         ("A", 22, "S1", "draft", "low_stock"),  # safety 20 + open demand 5 - available 3
         ("B", 50, "S1", "draft", "low_stock"),  # the reorder qty
     ]
-    assert reqs[0].reason == "available 3 < safety stock 20; open demand 5; qty 22 = safety stock + open demand - available"
+    assert (
+        reqs[0].reason
+        == "available 3 < safety stock 20; open demand 5; qty 22 = safety stock + open demand - available"
+    )
     assert reqs[1].reason.startswith("available 0 < safety stock 20; open demand 0; qty 50 = the product's reorder qty")
-    events = fetch(store, "SELECT subject, actor, detail FROM event WHERE event = 'requisition_drafted' ORDER BY subject")
+    events = fetch(
+        store, "SELECT subject, actor, detail FROM event WHERE event = 'requisition_drafted' ORDER BY subject"
+    )
     assert [e.subject for e in events] == ["sku:A", "sku:B"] and events[0].actor == "rules-test"
     assert "qty 22" in events[0].detail or "for 22" in events[0].detail
     notes = fetch(store, "SELECT recipient, channel, subject FROM notification ORDER BY id")
@@ -199,8 +205,12 @@ def goods_received(store, sku):
     from ffctl.core.models import Receipt
 
     with store.session(write=True) as s:
-        add_rows(s, Receipt, [{"receipt_id": "R9", "sku": sku, "warehouse": "W1", "qty": 1, "status": "received"}],
-                 {"expected_at": NOW, "supplier": None, "received_at": NOW + timedelta(hours=1)})
+        add_rows(
+            s,
+            Receipt,
+            [{"receipt_id": "R9", "sku": sku, "warehouse": "W1", "qty": 1, "status": "received"}],
+            {"expected_at": NOW, "supplier": None, "received_at": NOW + timedelta(hours=1)},
+        )
 
 
 def test_an_approved_requisition_stays_open_until_its_goods_are_received(stocked):
@@ -229,11 +239,22 @@ def test_include_inbound_counts_open_receipts_like_a_forecast(stocked):
 
     store = stocked
     with store.session(write=True) as s:
-        add_rows(s, Receipt, [
-            {"receipt_id": "R1", "sku": "A", "warehouse": "W1", "qty": 17, "status": "open"},   # 3 + 17 = 20: not low
-            {"receipt_id": "R2", "sku": "B", "warehouse": "W1", "qty": 5, "status": "open"},    # 0 + 5 < 20: low
-            {"receipt_id": "R3", "sku": "B", "warehouse": "W1", "qty": 99, "status": "received"},  # already on hand
-        ], {"expected_at": NOW + timedelta(days=3), "supplier": None, "received_at": None})
+        add_rows(
+            s,
+            Receipt,
+            [
+                {
+                    "receipt_id": "R1",
+                    "sku": "A",
+                    "warehouse": "W1",
+                    "qty": 17,
+                    "status": "open",
+                },  # 3 + 17 = 20: not low
+                {"receipt_id": "R2", "sku": "B", "warehouse": "W1", "qty": 5, "status": "open"},  # 0 + 5 < 20: low
+                {"receipt_id": "R3", "sku": "B", "warehouse": "W1", "qty": 99, "status": "received"},  # already on hand
+            ],
+            {"expected_at": NOW + timedelta(days=3), "supplier": None, "received_at": None},
+        )
     result = run(store, make_config(low_stock(inbound=True)))
     assert [i["subject"] for i in result["items"]] == ["sku:B"]
     reason = fetch(store, "SELECT reason FROM requisition")[0].reason
@@ -248,8 +269,12 @@ def test_stock_below_without_reorder_qty_and_with_inbound_orders_the_gap(stocked
 
     store = stocked
     with store.session(write=True) as s:
-        add_rows(s, Receipt, [{"receipt_id": "R1", "sku": "A", "warehouse": "W1", "qty": 7, "status": "open"}],
-                 {"expected_at": NOW, "supplier": None, "received_at": None})
+        add_rows(
+            s,
+            Receipt,
+            [{"receipt_id": "R1", "sku": "A", "warehouse": "W1", "qty": 7, "status": "open"}],
+            {"expected_at": NOW, "supplier": None, "received_at": None},
+        )
     run(store, make_config(low_stock(inbound=True)))
     row = fetch(store, "SELECT qty, reason FROM requisition WHERE sku = 'A'")[0]
     assert row.qty == 20 + 5 - 3 - 7
@@ -266,6 +291,7 @@ def test_dry_run_writes_nothing(stocked):
 
 
 # --- dwell -------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def dwelling(store):
@@ -296,10 +322,15 @@ def test_dwell_flags_orders_in_the_node_too_long_once(dwelling):
     events = fetch(store, "SELECT order_id, node, detail FROM event WHERE event = 'flagged' ORDER BY order_id")
     assert [(e.order_id, e.node) for e in events] == [("LATE", "dispatch"), ("NORep", "dispatch")]
     assert events[0].detail.startswith("shipping_exception: in dispatch for 2d2h > 2d")
-    notes = fetch(store, "SELECT recipient, channel, priority, order_id FROM notification ORDER BY order_id, recipient, channel")
+    notes = fetch(
+        store, "SELECT recipient, channel, priority, order_id FROM notification ORDER BY order_id, recipient, channel"
+    )
     assert [(n.order_id, n.recipient, n.channel) for n in notes] == [
-        ("LATE", "heidi", "email"), ("LATE", "heidi", "webhook"), ("LATE", "oscar", "email"),
-        ("NORep", "heidi", "email"), ("NORep", "heidi", "webhook"),   # no sales rep on this order
+        ("LATE", "heidi", "email"),
+        ("LATE", "heidi", "webhook"),
+        ("LATE", "oscar", "email"),
+        ("NORep", "heidi", "email"),
+        ("NORep", "heidi", "webhook"),  # no sales rep on this order
     ]
     assert {n.priority for n in notes} == {"high"} and result["notifications"] == 5
     again = run(store, cfg, now=NOW + timedelta(hours=1))
@@ -330,9 +361,21 @@ def test_dwell_on_the_calendar_clock_counts_business_hours(store):
     with store.session(write=True) as s:
         seed_orders(
             s,
-            {"order_id": "MON9", "node": "review", "entered_at": datetime(2026, 3, 9, 9, 0, tzinfo=timezone.utc)},   # 11h business
-            {"order_id": "MON14", "node": "review", "entered_at": datetime(2026, 3, 9, 14, 0, tzinfo=timezone.utc)},  # 6h
-            {"order_id": "FRI", "node": "review", "entered_at": datetime(2026, 3, 6, 16, 0, tzinfo=timezone.utc)},   # 1+8+3 = 12h
+            {
+                "order_id": "MON9",
+                "node": "review",
+                "entered_at": datetime(2026, 3, 9, 9, 0, tzinfo=timezone.utc),
+            },  # 11h business
+            {
+                "order_id": "MON14",
+                "node": "review",
+                "entered_at": datetime(2026, 3, 9, 14, 0, tzinfo=timezone.utc),
+            },  # 6h
+            {
+                "order_id": "FRI",
+                "node": "review",
+                "entered_at": datetime(2026, 3, 6, 16, 0, tzinfo=timezone.utc),
+            },  # 1+8+3 = 12h
         )
     cfg = make_config(dwell(node="review", longer="10h", clock="calendar"))
     result = run(store, cfg)
@@ -350,13 +393,15 @@ def test_supplier_frozen_by_pass_rate_in_a_row_once(store):
     with store.session(write=True) as s:
         seed_suppliers(s, ("WEAK", True), ("MIXED", True), ("FEW", True), ("NOTEXEMPT", False))
         seed_batches(s, "WEAK", [GOOD, GOOD, BAD, (80, 100, 0.0), (94, 100, 0.0)])
-        seed_batches(s, "MIXED", [BAD, BAD, BAD, GOOD, BAD, BAD])      # the streak was broken
-        seed_batches(s, "FEW", [BAD, BAD])                               # too few batches
-        seed_batches(s, "NOTEXEMPT", [BAD, BAD, BAD])                   # nothing to freeze
+        seed_batches(s, "MIXED", [BAD, BAD, BAD, GOOD, BAD, BAD])  # the streak was broken
+        seed_batches(s, "FEW", [BAD, BAD])  # too few batches
+        seed_batches(s, "NOTEXEMPT", [BAD, BAD, BAD])  # nothing to freeze
     cfg = make_config(supplier_rule())
     result = run(store, cfg)
     assert [i["subject"] for i in result["items"]] == ["supplier:WEAK"]
-    row = fetch(store, "SELECT inspection_exempt, exempt_frozen_at, exempt_frozen_reason FROM supplier WHERE supplier = 'WEAK'")[0]
+    row = fetch(
+        store, "SELECT inspection_exempt, exempt_frozen_at, exempt_frozen_reason FROM supplier WHERE supplier = 'WEAK'"
+    )[0]
     assert not row.inspection_exempt and row.exempt_frozen_at is not None
     assert row.exempt_frozen_reason == (
         "QC pass rate below 95% in the last 3 batches in a row: WEAK-B3 90%, WEAK-B4 80%, WEAK-B5 94% (rule supplier_quality)"
@@ -373,9 +418,9 @@ def test_supplier_frozen_by_average_delay_over_a_full_window(store):
     late, ontime = (100, 100, 8.0), (100, 100, 1.0)
     with store.session(write=True) as s:
         seed_suppliers(s, ("SLOW", True), ("OK", True), ("NEW", True), ("OLDSLOW", True))
-        seed_batches(s, "SLOW", [late, late, ontime, late])      # avg (8+8+1+8)/4 = 6.25 > 5
-        seed_batches(s, "OK", [late, ontime, ontime, ontime])    # avg 2.75
-        seed_batches(s, "NEW", [late, late, late])               # fewer than window_batches
+        seed_batches(s, "SLOW", [late, late, ontime, late])  # avg (8+8+1+8)/4 = 6.25 > 5
+        seed_batches(s, "OK", [late, ontime, ontime, ontime])  # avg 2.75
+        seed_batches(s, "NEW", [late, late, late])  # fewer than window_batches
         seed_batches(s, "OLDSLOW", [late, late, late, late, ontime, ontime, ontime, ontime])  # last 4: 1.0
     result = run(store, make_config(supplier_rule(window=4)))
     assert [i["subject"] for i in result["items"]] == ["supplier:SLOW"]
@@ -392,7 +437,10 @@ def test_rules_list_shows_each_rule_with_its_record(stocked):
     with store.session() as s:
         before = list_rules(s, cfg)
     assert [(r["rule"], r["kind"], r["last_run_at"], r["total_hits"]) for r in before] == [
-        ("low_stock", "stock_below", None, 0), ("stuck", "dwell", None, 0), ("supplier_quality", "supplier", None, 0)]
+        ("low_stock", "stock_below", None, 0),
+        ("stuck", "dwell", None, 0),
+        ("supplier_quality", "supplier", None, 0),
+    ]
     run(store, cfg)
     with store.session() as s:
         after = {r["rule"]: r for r in list_rules(s, cfg)}
@@ -403,6 +451,7 @@ def test_rules_list_shows_each_rule_with_its_record(stocked):
 
 
 # --- requisitions and suppliers (core) ---------------------------------------------------------
+
 
 def test_requisition_decisions_only_on_drafts(stocked):
     from ffctl.core.errors import Conflict, NotFound
@@ -424,7 +473,10 @@ def test_requisition_decisions_only_on_drafts(stocked):
     with store.session() as s:
         assert [r["status"] for r in list_requisitions(s)] == ["approved", "rejected"]
         assert [r["id"] for r in list_requisitions(s, status="rejected")] == [2]
-    details = fetch(store, "SELECT event, detail FROM event WHERE event LIKE 'requisition_%' AND event != 'requisition_drafted' ORDER BY id")
+    details = fetch(
+        store,
+        "SELECT event, detail FROM event WHERE event LIKE 'requisition_%' AND event != 'requisition_drafted' ORDER BY id",
+    )
     assert [e.event for e in details] == ["requisition_approved", "requisition_rejected"]
     assert details[1].detail.endswith("reason: discontinued")
 
@@ -440,7 +492,9 @@ def test_supplier_numbers(store):
         rows = list_suppliers(s, cfg)
         shown = show_supplier(s, cfg, "S1")
     assert [(r["supplier"], r["inspection_exempt"], r["qc_pass_rate_last3"], r["avg_delay_days"]) for r in rows] == [
-        ("S1", True, 0.95, 2.0), ("S2", False, None, None)]
+        ("S1", True, 0.95, 2.0),
+        ("S2", False, None, None),
+    ]
     assert shown["window_batches"] == 3 and [b["batch_id"] for b in shown["batches"]] == ["S1-B4", "S1-B3", "S1-B2"]
     assert shown["batches"][1]["pass_rate"] == 0.95 and shown["batches"][1]["delay_days"] == 4.0
 

@@ -30,11 +30,24 @@ EXPECTED_NOTES = SKUS * 1 + ORDERS * 3 + SUPPLIERS * 1
 def seed_everything(store) -> None:
     with store.session(write=True) as s:
         seed_suppliers(s, *[(f"S{i:02d}", True) for i in range(SUPPLIERS)], ("FINE", True))
-        seed_products(s, *[{"sku": f"K{i:04d}", "safety_stock": 10, "supplier": "FINE"} for i in range(SKUS)],
-                      {"sku": "PLENTY", "safety_stock": 10})
+        seed_products(
+            s,
+            *[{"sku": f"K{i:04d}", "safety_stock": 10, "supplier": "FINE"} for i in range(SKUS)],
+            {"sku": "PLENTY", "safety_stock": 10},
+        )
         seed_stock(s, *[(f"K{i:04d}", "WH1", i % 5, 0) for i in range(SKUS)], ("PLENTY", "WH1", 100, 0))
-        seed_orders(s, *[{"order_id": f"SO{i:04d}", "node": "dispatch", "sales_rep": "oscar",
-                          "entered_at": NOW - timedelta(hours=49 + i % 7)} for i in range(ORDERS)])
+        seed_orders(
+            s,
+            *[
+                {
+                    "order_id": f"SO{i:04d}",
+                    "node": "dispatch",
+                    "sales_rep": "oscar",
+                    "entered_at": NOW - timedelta(hours=49 + i % 7),
+                }
+                for i in range(ORDERS)
+            ],
+        )
         for i in range(SUPPLIERS):
             seed_batches(s, f"S{i:02d}", [BAD, BAD, BAD])
 
@@ -57,8 +70,15 @@ def counts(store) -> dict:
 
 
 EXPECTED = {
-    "requisitions": SKUS, "skus": SKUS, "flags": ORDERS, "flagged_orders": ORDERS, "frozen": SUPPLIERS,
-    "notifications": EXPECTED_NOTES, "drafted_events": SKUS, "flagged_events": ORDERS, "frozen_events": SUPPLIERS,
+    "requisitions": SKUS,
+    "skus": SKUS,
+    "flags": ORDERS,
+    "flagged_orders": ORDERS,
+    "frozen": SUPPLIERS,
+    "notifications": EXPECTED_NOTES,
+    "drafted_events": SKUS,
+    "flagged_events": ORDERS,
+    "frozen_events": SUPPLIERS,
     "total_hits": SKUS + ORDERS + SUPPLIERS,
 }
 
@@ -77,8 +97,15 @@ STARTER = textwrap.dedent(
 
 def _env(ws) -> dict:
     env = dict(os.environ)
-    env.update({"FFCTL_CONFIG": str(ws.config_path), "FFCTL_DB": ws.db_url, "FFCTL_NOW": NOW_ISO,
-                "FFCTL_USER": "cron", "PYTHONPATH": str(REPO)})
+    env.update(
+        {
+            "FFCTL_CONFIG": str(ws.config_path),
+            "FFCTL_DB": ws.db_url,
+            "FFCTL_NOW": NOW_ISO,
+            "FFCTL_USER": "cron",
+            "PYTHONPATH": str(REPO),
+        }
+    )
     env.pop("FFCTL_DEBUG", None)
     return env
 
@@ -89,8 +116,14 @@ def test_concurrent_rules_runs_hit_everything_once(workspace):
     seed_everything(store)
     start = time.time() + 3.0  # after every process has imported
     procs = [
-        subprocess.Popen([sys.executable, "-c", STARTER, str(start), "rules", "run", "--format", "json"],
-                         env=_env(ws), cwd=ws.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", STARTER, str(start), "rules", "run", "--format", "json"],
+            env=_env(ws),
+            cwd=ws.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(4)
     ]
     outputs = []
@@ -138,15 +171,25 @@ def test_a_run_started_during_an_uncommitted_run_waits_and_adds_nothing(workspac
     env = _env(ws)
     now = "2026-03-10T12:00:00+00:00"
     first_ready, second_ready = tmp_path / "first", tmp_path / "second"
-    first = subprocess.Popen([sys.executable, "-c", HOLDER, ws.db_url, str(ws.config_path), now, str(first_ready), "2.0"],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, ws.db_url, str(ws.config_path), now, str(first_ready), "2.0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 60
     while not first_ready.exists():
         assert first.poll() is None, first.communicate()[1]
         assert time.time() < deadline, "the first run never got going"
         time.sleep(0.05)
-    second = subprocess.Popen([sys.executable, "-c", HOLDER, ws.db_url, str(ws.config_path), now, str(second_ready), "0"],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, ws.db_url, str(ws.config_path), now, str(second_ready), "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     out1, err1 = first.communicate(timeout=120)
     out2, err2 = second.communicate(timeout=120)
     assert first.returncode == 0, err1

@@ -43,8 +43,11 @@ def test_first_tick_runs_every_job_once_at_its_latest_cron_time(ws):
     rows = tick(ws, NOW)
     assert ran(rows) == {"sla_sweep", "notify_send", "rules_run", "daily_report"}
     assert {job: row["due_at"] for job, row in rows.items()} == {
-        "sla_sweep": "2026-03-02T10:35:00+08:00", "notify_send": "2026-03-02T10:37:00+08:00",
-        "rules_run": "2026-03-02T10:30:00+08:00", "daily_report": "2026-03-02T08:00:00+08:00"}
+        "sla_sweep": "2026-03-02T10:35:00+08:00",
+        "notify_send": "2026-03-02T10:37:00+08:00",
+        "rules_run": "2026-03-02T10:30:00+08:00",
+        "daily_report": "2026-03-02T08:00:00+08:00",
+    }
     assert ran(tick(ws, NOW)) == set()  # the same minute again: nothing
     assert ran(tick(ws, NOW + timedelta(seconds=40))) == {"notify_send"}  # 10:38
     assert ran(tick(ws, NOW + timedelta(minutes=3))) == {"notify_send", "sla_sweep"}  # 10:40
@@ -95,15 +98,21 @@ def test_a_failing_job_is_recorded_and_the_others_still_run(ws, monkeypatch):
     rows = {row["job"]: row for row in json.loads(r.stdout)}
     assert rows["rules_run"]["result"] == "error: the rules are broken today"
     assert ran(rows) == {"sla_sweep", "notify_send", "rules_run", "daily_report"}
-    shown = {row["job"]: row for row in json.loads(ws.run("schedule", "show", "-f", "json", now=NOW.isoformat()).stdout)}
+    shown = {
+        row["job"]: row for row in json.loads(ws.run("schedule", "show", "-f", "json", now=NOW.isoformat()).stdout)
+    }
     assert shown["rules_run"]["last_result"] == "error: the rules are broken today"
 
 
 def test_show_lists_last_and_next_runs_in_local_time(ws):
-    before = {row["job"]: row for row in json.loads(ws.run("schedule", "show", "-f", "json", now=NOW.isoformat()).stdout)}
+    before = {
+        row["job"]: row for row in json.loads(ws.run("schedule", "show", "-f", "json", now=NOW.isoformat()).stdout)
+    }
     assert before["daily_report"]["last_ran_at"] is None and before["daily_report"]["due_now"] is True
     tick(ws, NOW)
-    shown = {row["job"]: row for row in json.loads(ws.run("schedule", "show", "-f", "json", now=NOW.isoformat()).stdout)}
+    shown = {
+        row["job"]: row for row in json.loads(ws.run("schedule", "show", "-f", "json", now=NOW.isoformat()).stdout)
+    }
     assert shown["daily_report"]["last_due_at"] == "2026-03-02T08:00:00+08:00"
     assert shown["daily_report"]["last_ran_at"] == "2026-03-02T10:37:20+08:00"
     assert shown["daily_report"]["next_run_at"] == "2026-03-03T08:00:00+08:00"
@@ -121,12 +130,22 @@ def test_tick_refuses_an_unknown_job(ws):
 @pytest.mark.slow
 def test_overlapping_ticks_run_each_job_once(ws):
     barrier = ws.path / "go"
-    code = ("import os, sys, time\nfrom ffctl.cli import main\nimport ffctl.core.schedule, ffctl.core.sla, sqlalchemy\n"
-            "while not os.path.exists(sys.argv[1]):\n    time.sleep(0.002)\n"
-            "sys.argv = ['ffctl'] + sys.argv[2:]\nmain()\n")
+    code = (
+        "import os, sys, time\nfrom ffctl.cli import main\nimport ffctl.core.schedule, ffctl.core.sla, sqlalchemy\n"
+        "while not os.path.exists(sys.argv[1]):\n    time.sleep(0.002)\n"
+        "sys.argv = ['ffctl'] + sys.argv[2:]\nmain()\n"
+    )
     env = {**os.environ, "FFCTL_CONFIG": str(ws.config_path), "FFCTL_DB": ws.db_url, "FFCTL_NOW": NOW.isoformat()}
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(barrier), "schedule", "tick", "-f", "json"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(barrier), "schedule", "tick", "-f", "json"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     time.sleep(1.5)
     barrier.touch()
     runs: dict[str, int] = {}
@@ -139,8 +158,10 @@ def test_overlapping_ticks_run_each_job_once(ws):
 
 
 def test_a_first_tick_skips_a_job_whose_last_cron_time_is_stale(workspace_with_config):
-    ws = workspace_with_config(CONFIG.replace('timezone = "UTC"', 'timezone = "Asia/Shanghai"')
-                               + '\n[schedule]\ndaily_report = "0 8 * * 1-5"\nnotify_send = "* * * * *"\n')
+    ws = workspace_with_config(
+        CONFIG.replace('timezone = "UTC"', 'timezone = "Asia/Shanghai"')
+        + '\n[schedule]\ndaily_report = "0 8 * * 1-5"\nnotify_send = "* * * * *"\n'
+    )
     sunday = datetime(2026, 3, 8, 4, 0, tzinfo=timezone.utc)  # Sunday noon in Shanghai: Friday 08:00 is stale
     rows = tick(ws, sunday)
     assert ran(rows) == {"notify_send"}
@@ -165,8 +186,9 @@ def test_a_future_tick_then_a_present_tick_runs_the_sweep(ws):
     assert "later than the clock" in shown["sla_sweep"]["note"]
     r = ws.run("schedule", "tick", "-f", "json", now=NOW.isoformat())
     assert r.exit_code == 0, r.output
-    assert ("sla_sweep: it had claimed the cron time 2030-01-01 08:00+08:00, later than the clock "
-            "2026-03-02 10:37+08:00") in r.stderr
+    assert (
+        "sla_sweep: it had claimed the cron time 2030-01-01 08:00+08:00, later than the clock 2026-03-02 10:37+08:00"
+    ) in r.stderr
     rows = {row["job"]: row for row in json.loads(r.stdout)}
     assert ran(rows) == {"sla_sweep", "notify_send", "rules_run", "daily_report"}
     assert rows["sla_sweep"]["due_at"] == "2026-03-02T10:35:00+08:00"
@@ -211,6 +233,8 @@ def test_a_job_that_raises_anything_fails_alone_and_the_tick_exits_1(ws, monkeyp
     r = ws.run("schedule", "tick", "-f", "json", now=NOW.isoformat())
     assert r.exit_code == 1 and "Failed: sla_sweep" in r.stderr
     rows = {row["job"]: row for row in json.loads(r.stdout)}
-    assert rows["sla_sweep"]["ok"] is False and rows["sla_sweep"]["result"] == "error: ZeroDivisionError: division by zero"
+    assert (
+        rows["sla_sweep"]["ok"] is False and rows["sla_sweep"]["result"] == "error: ZeroDivisionError: division by zero"
+    )
     assert ran(rows) == {"sla_sweep", "notify_send", "rules_run", "daily_report"}
     assert all(rows[j]["ok"] for j in ("notify_send", "rules_run", "daily_report"))

@@ -47,9 +47,13 @@ _word = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, 
 
 
 @settings(max_examples=300, deadline=None)
-@given(user=st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True), password=_word,
-       host=st.from_regex(r"[a-z][a-z0-9-]{0,10}(\.[a-z]{2,5})?", fullmatch=True),
-       port=st.one_of(st.none(), st.integers(1, 65535)), db=st.from_regex(r"[a-z_]{1,10}", fullmatch=True))
+@given(
+    user=st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True),
+    password=_word,
+    host=st.from_regex(r"[a-z][a-z0-9-]{0,10}(\.[a-z]{2,5})?", fullmatch=True),
+    port=st.one_of(st.none(), st.integers(1, 65535)),
+    db=st.from_regex(r"[a-z_]{1,10}", fullmatch=True),
+)
 def test_mask_url_reads_urls_as_sqlalchemy_does_and_hides_the_password(user, password, host, port, db):
     from sqlalchemy.engine import make_url
 
@@ -59,7 +63,12 @@ def test_mask_url_reads_urls_as_sqlalchemy_does_and_hides_the_password(user, pas
     escaped = f"postgresql+psycopg://{user}:{quote(password, safe='')}@{where}/{db}"
     masked = mask_url(escaped)
     parsed, shown = make_url(escaped), make_url(masked)
-    assert (shown.username, shown.host, shown.port, shown.database) == (parsed.username, parsed.host, parsed.port, parsed.database)
+    assert (shown.username, shown.host, shown.port, shown.database) == (
+        parsed.username,
+        parsed.host,
+        parsed.port,
+        parsed.database,
+    )
     assert shown.password == "***"
     assert masked == parsed.render_as_string(hide_password=True)
     # typed without escaping ('@', ':', '/' and all): still the same user, host and database, and no password
@@ -76,31 +85,38 @@ def test_mask_endpoint_shows_scheme_and_host_and_tells_endpoints_apart():
     a = mask_endpoint("https://oapi.dingtalk.com/robot/send?access_token=tok-AAA")
     b = mask_endpoint("https://oapi.dingtalk.com/robot/send?access_token=tok-BBB")
     assert a.startswith("https://oapi.dingtalk.com/… (#") and "tok-" not in a + b and a != b
-    assert mask_endpoint("https://hooks.slack.com/services/T0/B0/XyZ") .startswith("https://hooks.slack.com/… (#")
+    assert mask_endpoint("https://hooks.slack.com/services/T0/B0/XyZ").startswith("https://hooks.slack.com/… (#")
     assert "XyZ" not in mask_endpoint("https://hooks.slack.com/services/T0/B0/XyZ")
     assert mask_endpoint("http://u:pw@127.0.0.1:8080/hook").startswith("http://127.0.0.1:8080/… (#")
 
 
 # --- database passwords --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("password", ["hunter2x", "P@ssw0rd", "p@ss:w@rd", "pa/ss@wd"])
 def test_no_error_path_prints_a_database_password(tmp_path, password):
     port = free_port()  # nothing listens there: a connection error
-    for url in (f"postgresql+psycopg://ops:{password}@127.0.0.1:{port}/ffctl",
-                f"postgresql://ops@127.0.0.1:{port}/ffctl?password={password}&sslmode=disable"):
+    for url in (
+        f"postgresql+psycopg://ops:{password}@127.0.0.1:{port}/ffctl",
+        f"postgresql://ops@127.0.0.1:{port}/ffctl?password={password}&sslmode=disable",
+    ):
         for args in (["db", "current"], ["order", "list"], ["config", "show-path"], ["init"]):
             config = tmp_path / "new" / "ffctl.toml" if args == ["init"] else EXAMPLE_CONFIG
             r = cli("--db", url, *args, env={"FFCTL_CONFIG": str(config)})
             assert_hidden(r, password, quote(password, safe=""), password.split("@")[-1])
             if args != ["config", "show-path"]:
-                assert r.exit_code == 1 and "Connection refused" in r.stderr and "postgresql+psycopg://ops" in r.stderr, r.output
+                assert (
+                    r.exit_code == 1 and "Connection refused" in r.stderr and "postgresql+psycopg://ops" in r.stderr
+                ), r.output
             else:
                 assert "***" in r.stdout
     # the same through the config file, and in `config check`
     (tmp_path / "ffctl.toml").write_text(
         EXAMPLE_CONFIG.read_text(encoding="utf-8").replace(
-            'url = "sqlite:///ffctl.db"', f'url = "postgresql://ops:{password}@127.0.0.1:{port}/ffctl"', 1),
-        encoding="utf-8")
+            'url = "sqlite:///ffctl.db"', f'url = "postgresql://ops:{password}@127.0.0.1:{port}/ffctl"', 1
+        ),
+        encoding="utf-8",
+    )
     env = {"FFCTL_CONFIG": str(tmp_path / "ffctl.toml")}
     r = cli("config", "check", env=env)
     assert r.exit_code == 0 and "database  postgresql://ops:***@127.0.0.1" in r.stdout
@@ -152,13 +168,19 @@ def test_config_errors_on_the_url_line_never_echo_it(tmp_path):
 
 
 def test_a_bad_port_given_with_db_is_a_usage_error(tmp_path):
-    r = cli("--db", "postgresql://ops:hunter2x@127.0.0.1:abc/ffctl", "order", "list",
-            env={"FFCTL_CONFIG": str(EXAMPLE_CONFIG)})
+    r = cli(
+        "--db",
+        "postgresql://ops:hunter2x@127.0.0.1:abc/ffctl",
+        "order",
+        "list",
+        env={"FFCTL_CONFIG": str(EXAMPLE_CONFIG)},
+    )
     assert r.exit_code == 2 and "the port 'abc' is not a number" in r.stderr
     assert_hidden(r, "hunter2x")
 
 
 # --- webhook tokens --------------------------------------------------------------------------------------
+
 
 class Hooks:
     def __init__(self) -> None:
@@ -215,8 +237,11 @@ max_attempts = 1
         cfg = load_config(ws.config_path)
         with ws.store().session(write=True) as s:
             outbox.queue(s, cfg, ["ops"], subject="late", body="body", at=NOW)
-        outputs = [ws.run("config", "check"), ws.run("notify", "send", now=NOW.isoformat()),
-                   ws.run("notify", "send", "-f", "json", now=NOW.isoformat())]
+        outputs = [
+            ws.run("config", "check"),
+            ws.run("notify", "send", now=NOW.isoformat()),
+            ws.run("notify", "send", "-f", "json", now=NOW.isoformat()),
+        ]
         assert outputs[1].exit_code == 1  # ben's endpoint is down
         for fmt in ("table", "json", "csv"):
             outputs.append(ws.run("notify", "list", "-f", fmt))

@@ -27,8 +27,15 @@ def order_row(session, order_id):
     from ffctl.core.models import Order
 
     o = Order.__table__.c
-    return session.execute(sa.select(o.status, o.node, o.carrier, o.tracking, o.shipped_at, o.delivered_at,
-                                     o.delivery_issue).where(o.order_id == order_id)).mappings().one()
+    return (
+        session.execute(
+            sa.select(o.status, o.node, o.carrier, o.tracking, o.shipped_at, o.delivered_at, o.delivery_issue).where(
+                o.order_id == order_id
+            )
+        )
+        .mappings()
+        .one()
+    )
 
 
 def test_ship_consumes_reservations_and_completes_dispatch(store, example_config):
@@ -41,23 +48,40 @@ def test_ship_consumes_reservations_and_completes_dispatch(store, example_config
         add_orders(s, cfg, [("O1", 0, [("A", 7), ("B", 1)])])
         to_dispatch(s, cfg, ["O1"])
         assert order_row(s, "O1")["node"] == "dispatch"
-        assert shipping.ship(s, cfg, "O1", at=at, actor="frank", carrier="SF", tracking="T1",
-                          picks=[(1, "A", 7), (2, "B", 1)])["complete"] is True
+        assert (
+            shipping.ship(
+                s, cfg, "O1", at=at, actor="frank", carrier="SF", tracking="T1", picks=[(1, "A", 7), (2, "B", 1)]
+            )["complete"]
+            is True
+        )
     with store.session() as s:
         o = order_row(s, "O1")
-        assert (o["status"], o["node"], o["carrier"], o["tracking"], o["shipped_at"]) == ("shipped", None, "SF", "T1", at)
+        assert (o["status"], o["node"], o["carrier"], o["tracking"], o["shipped_at"]) == (
+            "shipped",
+            None,
+            "SF",
+            "T1",
+            at,
+        )
         assert tuple(stock_of(s, "A", "WH1")) == (0, 0)
         assert tuple(stock_of(s, "A", "WH2")) == (2, 0)
         assert tuple(stock_of(s, "B", "WH1")) == (2, 0)
         assert s.execute(sa.text("SELECT count(*) FROM allocation")).scalar() == 0
-        moves = s.execute(sa.text("SELECT sku, warehouse, delta, ref FROM stock_move WHERE kind = 'ship' "
-                                  "ORDER BY sku, warehouse")).all()
-        assert [tuple(m) for m in moves] == [("A", "WH1", -5, "O1/1"), ("A", "WH2", -2, "O1/1"), ("B", "WH1", -1, "O1/1")]
+        moves = s.execute(
+            sa.text("SELECT sku, warehouse, delta, ref FROM stock_move WHERE kind = 'ship' ORDER BY sku, warehouse")
+        ).all()
+        assert [tuple(m) for m in moves] == [
+            ("A", "WH1", -5, "O1/1"),
+            ("A", "WH2", -2, "O1/1"),
+            ("B", "WH1", -1, "O1/1"),
+        ]
         assert s.execute(sa.text("SELECT count(*) FROM pick_line WHERE order_id = 'O1'")).scalar() == 2
-        assert s.execute(sa.text("SELECT status, node FROM task WHERE order_id = 'O1' AND node = 'dispatch'")).one() \
-            == ("done", "dispatch")
-        assert events(s, "shipped")[0].detail == ("shipment O1/1; L1 A 7, L2 B 1; carrier SF; tracking T1; "
-                                                     "8 units from reservations")
+        assert s.execute(
+            sa.text("SELECT status, node FROM task WHERE order_id = 'O1' AND node = 'dispatch'")
+        ).one() == ("done", "dispatch")
+        assert events(s, "shipped")[0].detail == (
+            "shipment O1/1; L1 A 7, L2 B 1; carrier SF; tracking T1; 8 units from reservations"
+        )
         assert s.execute(sa.text("SELECT shipment_id FROM shipment WHERE order_id = 'O1'")).scalar() == "O1/1"
         check_invariants(s)
 
@@ -140,6 +164,7 @@ def test_deliver(store, example_config):
 
 
 # --- CLI ---------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def cli(workspace):

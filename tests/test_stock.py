@@ -18,18 +18,47 @@ from ffctl.core.errors import Conflict, NotFound, UsageError
 
 # --- stock rows --------------------------------------------------------------------------------
 
+
 def test_stock_rows_combine_stock_receipts_and_safety(store):
     from ffctl.core import stock
 
     with store.session(write=True) as s:
-        seed(s, products=["A", "B"], stock=[("A", "WH1", 10), ("A", "WH2", 3)],
-             receipts=[("R1", "A", "WH1", 5, NOW + timedelta(days=2)), ("R2", "B", "WH3", 7, NOW)])
+        seed(
+            s,
+            products=["A", "B"],
+            stock=[("A", "WH1", 10), ("A", "WH2", 3)],
+            receipts=[("R1", "A", "WH1", 5, NOW + timedelta(days=2)), ("R2", "B", "WH3", 7, NOW)],
+        )
     with store.session() as s:
         rows = stock.stock_rows(s)
         assert rows == [
-            {"sku": "A", "warehouse": "WH1", "on_hand": 10, "allocated": 0, "available": 10, "inbound": 5, "safety_stock": 2},
-            {"sku": "A", "warehouse": "WH2", "on_hand": 3, "allocated": 0, "available": 3, "inbound": 0, "safety_stock": 2},
-            {"sku": "B", "warehouse": "WH3", "on_hand": 0, "allocated": 0, "available": 0, "inbound": 7, "safety_stock": 2},
+            {
+                "sku": "A",
+                "warehouse": "WH1",
+                "on_hand": 10,
+                "allocated": 0,
+                "available": 10,
+                "inbound": 5,
+                "safety_stock": 2,
+            },
+            {
+                "sku": "A",
+                "warehouse": "WH2",
+                "on_hand": 3,
+                "allocated": 0,
+                "available": 3,
+                "inbound": 0,
+                "safety_stock": 2,
+            },
+            {
+                "sku": "B",
+                "warehouse": "WH3",
+                "on_hand": 0,
+                "allocated": 0,
+                "available": 0,
+                "inbound": 7,
+                "safety_stock": 2,
+            },
         ]
         assert [r["warehouse"] for r in stock.stock_rows(s, "A", "WH2")] == ["WH2"]
         with pytest.raises(NotFound):
@@ -38,29 +67,42 @@ def test_stock_rows_combine_stock_receipts_and_safety(store):
 
 # --- ATP ---------------------------------------------------------------------------------------
 
+
 def test_atp_with_several_receipts(store, example_config):
     from ffctl.core import stock
 
     with store.session(write=True) as s:
-        seed(s, products=["A"], stock=[("A", "WH1", 4), ("A", "WH2", 1)], receipts=[
-            ("R1", "A", "WH1", 10, NOW + timedelta(days=3)),
-            ("R2", "A", "WH2", 5, NOW + timedelta(days=3, hours=1)),  # same local day
-            ("R3", "A", "WH1", 20, datetime(2026, 11, 10, 17, 0, tzinfo=timezone.utc)),  # 11-11 01:00 local
-            ("R0", "A", "WH1", 2, NOW - timedelta(days=5)),  # overdue: counts today
-        ])
+        seed(
+            s,
+            products=["A"],
+            stock=[("A", "WH1", 4), ("A", "WH2", 1)],
+            receipts=[
+                ("R1", "A", "WH1", 10, NOW + timedelta(days=3)),
+                ("R2", "A", "WH2", 5, NOW + timedelta(days=3, hours=1)),  # same local day
+                ("R3", "A", "WH1", 20, datetime(2026, 11, 10, 17, 0, tzinfo=timezone.utc)),  # 11-11 01:00 local
+                ("R0", "A", "WH1", 2, NOW - timedelta(days=5)),  # overdue: counts today
+            ],
+        )
     with store.session() as s:
         got = stock.atp(s, "A", 15, now=NOW, tz=TZ)
-        assert got == {"sku": "A", "qty": 15, "earliest_date": date(2026, 11, 5), "schedule": [
-            {"date": date(2026, 11, 2), "available": 7},
-            {"date": date(2026, 11, 5), "available": 22},
-            {"date": date(2026, 11, 11), "available": 42},
-        ]}
+        assert got == {
+            "sku": "A",
+            "qty": 15,
+            "earliest_date": date(2026, 11, 5),
+            "schedule": [
+                {"date": date(2026, 11, 2), "available": 7},
+                {"date": date(2026, 11, 5), "available": 22},
+                {"date": date(2026, 11, 11), "available": 42},
+            ],
+        }
         assert stock.atp(s, "A", 42, now=NOW, tz=TZ)["earliest_date"] == date(2026, 11, 11)
         assert stock.atp(s, "A", 43, now=NOW, tz=TZ)["earliest_date"] is None
         assert stock.atp(s, "A", now=NOW, tz=TZ)["qty"] == 1
         wh2 = stock.atp(s, "A", 5, now=NOW, tz=TZ, warehouse="WH2")
-        assert wh2["schedule"] == [{"date": date(2026, 11, 2), "available": 1},
-                                   {"date": date(2026, 11, 5), "available": 6}]
+        assert wh2["schedule"] == [
+            {"date": date(2026, 11, 2), "available": 1},
+            {"date": date(2026, 11, 5), "available": 6},
+        ]
         with pytest.raises(NotFound):
             stock.atp(s, "NOPE", now=NOW, tz=TZ)
 
@@ -69,8 +111,12 @@ def test_atp_subtracts_open_unallocated_demand(store, example_config):
     from ffctl.core import stock
 
     with store.session(write=True) as s:
-        seed(s, products=["A"], stock=[("A", "WH1", 10), ("A", "WH2", 4)],
-             receipts=[("R1", "A", "WH1", 10, NOW + timedelta(days=2))])
+        seed(
+            s,
+            products=["A"],
+            stock=[("A", "WH1", 10), ("A", "WH2", 4)],
+            receipts=[("R1", "A", "WH1", 10, NOW + timedelta(days=2))],
+        )
         add_orders(s, example_config, [("O1", 0, [("A", 6)]), ("O2", 0, [("A", 5)])], to_allocation=False)
     with store.session() as s:
         got = stock.atp(s, "A", 5, now=NOW, tz=TZ)
@@ -86,17 +132,26 @@ def test_promise_dates_batch_consumes_as_it_promises(store):
     from ffctl.core import stock
 
     with store.session(write=True) as s:
-        seed(s, products=["A", ("B", 3), "C"], stock=[("A", "WH1", 10), ("C", "WH1", 100)],
-             receipts=[("R1", "A", "WH1", 10, NOW + timedelta(days=4))])
+        seed(
+            s,
+            products=["A", ("B", 3), "C"],
+            stock=[("A", "WH1", 10), ("C", "WH1", 100)],
+            receipts=[("R1", "A", "WH1", 10, NOW + timedelta(days=4))],
+        )
     with store.session() as s:
-        got = stock.promise_dates(s, [
-            ("O1", [("A", 8)]),               # today
-            ("O2", [("A", 3), ("C", 1)]),     # only 2 left today: the receipt day
-            ("O3", [("A", 2), ("A", 3)]),     # two lines of one SKU add up: 5 of the 9 left then
-            ("O4", [("B", 1)]),               # no supply: B's lead time 3 days
-            ("O5", [("A", 5), ("C", 1)]),     # only 4 left: lead time (default 7 days)
-            ("O6", [("A", 1)]),               # O5 is first in line for anything after: lead time too
-        ], now=NOW, tz=TZ)
+        got = stock.promise_dates(
+            s,
+            [
+                ("O1", [("A", 8)]),  # today
+                ("O2", [("A", 3), ("C", 1)]),  # only 2 left today: the receipt day
+                ("O3", [("A", 2), ("A", 3)]),  # two lines of one SKU add up: 5 of the 9 left then
+                ("O4", [("B", 1)]),  # no supply: B's lead time 3 days
+                ("O5", [("A", 5), ("C", 1)]),  # only 4 left: lead time (default 7 days)
+                ("O6", [("A", 1)]),  # O5 is first in line for anything after: lead time too
+            ],
+            now=NOW,
+            tz=TZ,
+        )
     assert got == {
         "O1": (date(2026, 11, 2), "atp"),
         "O2": (date(2026, 11, 6), "atp"),
@@ -119,13 +174,15 @@ def test_promise_dates_ignore_the_batch_own_rows(store, example_config):
 
 # --- counts, adjustments, receipts ---------------------------------------------------------------
 
+
 def test_apply_counts_sets_on_hand_and_audits_changes(store):
     from ffctl.core import stock
 
     with store.session(write=True) as s:
         seed(s, products=["A", "B"], stock=[("A", "WH1", 10)])
-        changed = stock.apply_counts(s, [("A", "WH1", 12), ("B", "WH2", 5), ("A", "WH1", 7), ("B", "WH3", 0)],
-                                     at=NOW, actor="ivan")
+        changed = stock.apply_counts(
+            s, [("A", "WH1", 12), ("B", "WH2", 5), ("A", "WH1", 7), ("B", "WH3", 0)], at=NOW, actor="ivan"
+        )
         assert changed == 2  # A/WH1 10 -> 7 (the last count wins), B/WH2 new 5; B/WH3 0 is no change
         assert tuple(stock_of(s, "A", "WH1")) == (7, 0)
         assert tuple(stock_of(s, "B", "WH2")) == (5, 0)
@@ -162,7 +219,9 @@ def test_adjust_and_its_refusals(store, example_config):
         assert got["on_hand"] == 7 and got["available"] == 1
         assert stock.adjust(s, "A", "WH9", 4, reason="found", at=NOW, actor="frank")["on_hand"] == 4
         assert [e.detail for e in events(s, "stock_adjusted")] == [
-            "WH1: on hand 10 -> 7 (-3); damaged", "WH9: on hand 0 -> 4 (+4); found"]
+            "WH1: on hand 10 -> 7 (-3); damaged",
+            "WH9: on hand 0 -> 4 (+4); found",
+        ]
     for args, error, text in [
         (("A", "WH1", -2), Conflict, "below what is allocated"),
         (("A", "WH9", -5), Conflict, "would leave -1"),
@@ -185,8 +244,12 @@ def test_receive_moves_inbound_to_on_hand_once(store):
     from ffctl.core import stock
 
     with store.session(write=True) as s:
-        seed(s, products=["A", "B"], stock=[("A", "WH1", 1)], receipts=[
-            ("R1", "A", "WH1", 5, NOW), ("R1", "B", "WH2", 3, NOW), ("R2", "A", "WH1", 9, NOW)])
+        seed(
+            s,
+            products=["A", "B"],
+            stock=[("A", "WH1", 1)],
+            receipts=[("R1", "A", "WH1", 5, NOW), ("R1", "B", "WH2", 3, NOW), ("R2", "A", "WH1", 9, NOW)],
+        )
         got = stock.receive(s, "R1", at=NOW, actor="frank")
         assert got["units"] == 8 and len(got["lines"]) == 2
         assert tuple(stock_of(s, "A", "WH1")) == (6, 0)
@@ -205,14 +268,19 @@ def test_receive_moves_inbound_to_on_hand_once(store):
 
 # --- CLI ---------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def stocked(workspace):
     from ffctl.core.store import Store
 
     store = Store(workspace.db_url)
     with store.session(write=True) as s:
-        seed(s, products=["A", "B"], stock=[("A", "WH1", 10), ("A", "WH2", 3), ("B", "WH1", 1)],
-             receipts=[("R1", "A", "WH1", 5, NOW + timedelta(days=2))])
+        seed(
+            s,
+            products=["A", "B"],
+            stock=[("A", "WH1", 10), ("A", "WH2", 3), ("B", "WH1", 1)],
+            receipts=[("R1", "A", "WH1", 5, NOW + timedelta(days=2))],
+        )
     store.dispose()
     return workspace
 
@@ -223,12 +291,21 @@ def test_cli_stock_show(stocked):
     r = stocked.run("stock", "show", "--format", "json")
     assert r.exit_code == 0, r.output
     rows = json.loads(r.stdout)
-    assert rows[0] == {"sku": "A", "warehouse": "WH1", "on_hand": 10, "allocated": 0, "available": 10,
-                       "inbound": 5, "safety_stock": 2}
+    assert rows[0] == {
+        "sku": "A",
+        "warehouse": "WH1",
+        "on_hand": 10,
+        "allocated": 0,
+        "available": 10,
+        "inbound": 5,
+        "safety_stock": 2,
+    }
     assert len(rows) == 3
     r = stocked.run("stock", "show", "B", "--format", "csv")
-    assert r.stdout.splitlines() == ["sku,warehouse,on_hand,allocated,available,inbound,safety_stock",
-                                     "B,WH1,1,0,1,0,2"]
+    assert r.stdout.splitlines() == [
+        "sku,warehouse,on_hand,allocated,available,inbound,safety_stock",
+        "B,WH1,1,0,1,0,2",
+    ]
     r = stocked.run("stock", "show", "A", "--format", "table")
     assert r.exit_code == 0 and "WH2" in r.stdout and "safety stock" in r.stdout
     r = stocked.run("stock", "show", "NOPE")
@@ -240,8 +317,12 @@ def test_cli_stock_atp(stocked):
 
     r = stocked.run("stock", "atp", "A", "--qty", "15", "--format", "json", now="2026-11-02T10:00:00+08:00")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout) == {"sku": "A", "qty": 15, "earliest_date": "2026-11-04", "schedule": [
-        {"date": "2026-11-02", "available": 13}, {"date": "2026-11-04", "available": 18}]}
+    assert json.loads(r.stdout) == {
+        "sku": "A",
+        "qty": 15,
+        "earliest_date": "2026-11-04",
+        "schedule": [{"date": "2026-11-02", "available": 13}, {"date": "2026-11-04", "available": 18}],
+    }
     r = stocked.run("stock", "atp", "A", "--qty", "99", "--format", "json", now="2026-11-02T10:00:00+08:00")
     assert json.loads(r.stdout)["earliest_date"] is None
     r = stocked.run("stock", "atp", "A", "--qty", "15", "--format", "table", now="2026-11-02T10:00:00+08:00")

@@ -27,7 +27,7 @@ def seed(ws) -> None:
         "customers.csv": "customer,name,region\nC1,华东商贸,east\n",
         "stock.csv": "sku,warehouse,on_hand\nSKU-1,SH,100\nSKU-2,SH,100\n",
         "orders.csv": "order_id,line_no,customer,sku,qty,created_at\nSO-1,1,C1,SKU-1,2,2026-11-23 09:00\n"
-                      "SO-2,1,C1,SKU-2,1,2026-11-23 09:05\n",
+        "SO-2,1,C1,SKU-2,1,2026-11-23 09:05\n",
     }
     for name, text in files.items():
         r = ws.run("import", name.removesuffix(".csv"), ws.write(name, text), now=NOW)
@@ -44,8 +44,14 @@ def run_cli(args, *, env, cwd, as_nobody=False):
     return subprocess.run(command, env=full, cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-READS = [["order", "list"], ["order", "show", "SO-1", "-f", "json"], ["task", "list", "--all"], ["stock", "show"],
-         ["sla", "status"], ["report", "kpi", "--by", "region"]]
+READS = [
+    ["order", "list"],
+    ["order", "show", "SO-1", "-f", "json"],
+    ["task", "list", "--all"],
+    ["stock", "show"],
+    ["sla", "status"],
+    ["report", "kpi", "--by", "region"],
+]
 WRITES = [["order", "hold", "SO-1", "--reason", "call"], ["sla", "sweep"], ["import", "products", "more.csv"]]
 
 
@@ -73,8 +79,7 @@ def read_only_store(workspace, backend):
     else:
         dbname = url.rsplit("/", 1)[1]
         _pg_admin(f"ALTER DATABASE {dbname} SET default_transaction_read_only = on")
-    yield {"FFCTL_CONFIG": str(folder / "ffctl.toml"), "FFCTL_DB": url, "FFCTL_NOW": NOW,
-           "FFCTL_USER": "judy"}, folder
+    yield {"FFCTL_CONFIG": str(folder / "ffctl.toml"), "FFCTL_DB": url, "FFCTL_NOW": NOW, "FFCTL_USER": "judy"}, folder
     if dbname:
         _pg_admin(f"ALTER DATABASE {dbname} RESET default_transaction_read_only")
     shutil.rmtree(folder, ignore_errors=True)
@@ -100,8 +105,9 @@ def test_a_read_command_on_a_missing_sqlite_file_creates_nothing(tmp_path):
     from ffctl.cli import app
 
     for args in (["order", "list"], ["db", "current"], ["report", "kpi"], ["task", "list"]):
-        r = CliRunner().invoke(app, ["--db", "sqlite:///nowhere.db", *args],
-                               env={"FFCTL_CONFIG": str(EXAMPLE_CONFIG), "FFCTL_DEBUG": None})
+        r = CliRunner().invoke(
+            app, ["--db", "sqlite:///nowhere.db", *args], env={"FFCTL_CONFIG": str(EXAMPLE_CONFIG), "FFCTL_DEBUG": None}
+        )
         assert r.exit_code == 1, r.output
         assert "there is no store at sqlite:///nowhere.db" in r.stderr and "ffctl init" in r.stderr
         assert not Path("nowhere.db").exists() and not list(tmp_path.iterdir())
@@ -129,9 +135,13 @@ def test_a_sqlite_store_deleted_or_replaced_during_an_import_fails_the_import(sq
     shutil.copy(path, other)
     orders_csv(tmp_path / "big.csv", 60_000)
     env = {"FFCTL_CONFIG": str(workspace.config_path), "FFCTL_DB": workspace.db_url, "FFCTL_NOW": NOW}
-    proc = subprocess.Popen([sys.executable, "-m", "ffctl", "import", "orders", str(tmp_path / "big.csv")],
-                            env={**os.environ, "FFCTL_DEBUG": "", **env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ffctl", "import", "orders", str(tmp_path / "big.csv")],
+        env={**os.environ, "FFCTL_DEBUG": "", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:  # wait for the first batch to be committed
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:

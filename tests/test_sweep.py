@@ -17,6 +17,7 @@ from helpers import sweep_config as load
 
 # --- helpers -----------------------------------------------------------------------------------------
 
+
 def sweep(store, cfg, at: datetime, **kw):
     from ffctl.core import sla
 
@@ -32,8 +33,11 @@ def task_of(store, order_id: str, status: str = "open"):
     from ffctl.core.models import Task
 
     with store.session() as s:
-        return s.execute(sa.select(Task).where(Task.order_id == order_id, Task.status == status)
-                         .order_by(Task.id.desc())).scalars().first()
+        return (
+            s.execute(sa.select(Task).where(Task.order_id == order_id, Task.status == status).order_by(Task.id.desc()))
+            .scalars()
+            .first()
+        )
 
 
 def snapshot(store) -> dict:
@@ -56,6 +60,7 @@ def cfg(tmp_path):
 
 # --- states and the ladder -------------------------------------------------------------------------
 
+
 def test_on_track_then_at_risk_then_breached_each_recorded_once(store, cfg):
     (oid,) = add_orders(store, cfg, 1)
     assert sweep(store, cfg, T0 + timedelta(minutes=29)).items == []
@@ -68,7 +73,10 @@ def test_on_track_then_at_risk_then_breached_each_recorded_once(store, cfg):
     assert (r.at_risk, r.breached, r.actions["remind"]) == (0, 1, 1)  # after = 0m: due at the deadline
     assert sweep(store, cfg, T0 + timedelta(hours=1)).items == []
     assert rows(store, "SELECT event FROM event WHERE task_id IS NOT NULL ORDER BY id") == [
-        ("at_risk",), ("breached",), ("reminded",)]
+        ("at_risk",),
+        ("breached",),
+        ("reminded",),
+    ]
     note = rows(store, "SELECT recipient, channel, subject FROM notification ORDER BY id")[0]
     assert note == ("ann", "email", f"[ffctl] {oid} review: at risk, due 2026-03-02 10:00")
 
@@ -85,8 +93,9 @@ def test_a_late_sweep_fires_every_due_step_once_in_ladder_order(store, cfg):
     from ffctl.core.models import Event
 
     with store.session() as s:
-        events = s.execute(sa.select(Event.event, Event.at, Event.actor).where(Event.task_id == task.id)
-                           .order_by(Event.id)).all()
+        events = s.execute(
+            sa.select(Event.event, Event.at, Event.actor).where(Event.task_id == task.id).order_by(Event.id)
+        ).all()
     assert [e[0] for e in events] == [event for _, event in REVIEW_LADDER]
     assert {(e[1], e[2]) for e in events} == {(late, "sla-sweep")}  # `at` is the sweep's clock
     steps = rows(store, "SELECT step FROM task_step WHERE task_id = :t ORDER BY step", t=task.id)
@@ -94,9 +103,15 @@ def test_a_late_sweep_fires_every_due_step_once_in_ladder_order(store, cfg):
     assert (task.sla_state, task.next_step, task.escalation_level, task.next_action_at) == ("breached", 5, 2, None)
     # the items say when each step became due, in ladder order
     mine = [i for i in r.items if i["task_id"] == task.id]
-    assert [i["due_at"] for i in mine] == [T0 + timedelta(minutes=30), T0 + timedelta(hours=1), T0 + timedelta(hours=1),
-                                           T0 + timedelta(hours=1, minutes=30), T0 + timedelta(hours=2),
-                                           T0 + timedelta(hours=3), T0 + timedelta(hours=4)]
+    assert [i["due_at"] for i in mine] == [
+        T0 + timedelta(minutes=30),
+        T0 + timedelta(hours=1),
+        T0 + timedelta(hours=1),
+        T0 + timedelta(hours=1, minutes=30),
+        T0 + timedelta(hours=2),
+        T0 + timedelta(hours=3),
+        T0 + timedelta(hours=4),
+    ]
     # nothing fires twice, whenever the next sweeps run
     for later in (late, late + timedelta(days=3)):
         again = sweep(store, cfg, later)
@@ -127,7 +142,7 @@ def test_escalate_adds_the_next_role_up_and_says_how_late_and_who_had_it(store, 
     assert "no role above boss, told boss again" in details[1]
     assert task_of(store, oid).escalation_level == 2
     # both reach cat in one message about the order
-    (subject, body), = rows(store, "SELECT subject, body FROM notification WHERE recipient = 'cat'")
+    ((subject, body),) = rows(store, "SELECT subject, body FROM notification WHERE recipient = 'cat'")
     assert subject == f"[ffctl] {oid} review: escalated, 2h late"
     assert "escalated to you (boss)" in body and "no role above boss" in body
 
@@ -164,7 +179,12 @@ def test_auto_approve_completes_the_node(store, cfg):
     r = sweep(store, cfg, T0 + timedelta(hours=2))  # approve: deadline 10:10, auto_approve at 10:40
     assert r.actions["auto_approve"] == 1
     done = task_of(store, oid, status="done")
-    assert (done.node, done.outcome, done.completed_by, done.sla_state) == ("approve", "auto_approved", "sla-sweep", "breached")
+    assert (done.node, done.outcome, done.completed_by, done.sla_state) == (
+        "approve",
+        "auto_approved",
+        "sla-sweep",
+        "breached",
+    )
     assert task_of(store, oid).node == "pack"
     events = [e for (e,) in rows(store, "SELECT event FROM event WHERE order_id = :o ORDER BY id", o=oid)]
     assert events[-4:] == ["at_risk", "breached", "auto_approved", "entered"]
@@ -251,21 +271,30 @@ def test_cost_follows_the_due_work_through_the_due_index(store, cfg):
 
     with store.session() as s:
         if store.is_sqlite:
-            compiled = sa.select(sla.TASK.c.id).where(sla.TASK.c.status == "open", sla.TASK.c.next_action_at <= T0) \
-                .order_by(sla.TASK.c.next_action_at).limit(200).compile(dialect=sqlite.dialect(),
-                                                                        compile_kwargs={"literal_binds": True})
+            compiled = (
+                sa.select(sla.TASK.c.id)
+                .where(sla.TASK.c.status == "open", sla.TASK.c.next_action_at <= T0)
+                .order_by(sla.TASK.c.next_action_at)
+                .limit(200)
+                .compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True})
+            )
             plan = " ".join(str(r) for r in s.execute(sa.text(f"EXPLAIN QUERY PLAN {compiled}")).all())
             assert "ix_task_due" in plan and "SCAN task" not in plan, plan
         else:
             s.execute(sa.text("SET LOCAL enable_seqscan = off"))  # an empty table would be scanned anyway
-            compiled = sa.select(sla.TASK.c.id).where(sla.TASK.c.status == "open", sla.TASK.c.next_action_at <= T0) \
-                .order_by(sla.TASK.c.next_action_at).limit(200).compile(dialect=postgresql.dialect(),
-                                                                        compile_kwargs={"literal_binds": True})
+            compiled = (
+                sa.select(sla.TASK.c.id)
+                .where(sla.TASK.c.status == "open", sla.TASK.c.next_action_at <= T0)
+                .order_by(sla.TASK.c.next_action_at)
+                .limit(200)
+                .compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+            )
             plan = " ".join(str(r) for r in s.execute(sa.text(f"EXPLAIN {compiled}")).all())
             assert "ix_task_due" in plan, plan
 
 
 # --- dry run ---------------------------------------------------------------------------------------
+
 
 def test_dry_run_writes_nothing_and_reports_what_the_real_run_then_does(store, cfg):
     oids = add_orders(store, cfg, 4)
@@ -290,6 +319,7 @@ def test_dry_run_after_a_partial_real_run_reports_only_the_rest(store, cfg):
 
 # --- batches ---------------------------------------------------------------------------------------
 
+
 def test_small_batches_do_the_same_work(store, cfg):
     add_orders(store, cfg, 7)
     r = sweep(store, cfg, T0 + timedelta(hours=10), batch=3)
@@ -300,14 +330,19 @@ def test_small_batches_do_the_same_work(store, cfg):
 
 def test_a_task_whose_node_left_the_config_is_set_aside(store, cfg, tmp_path):
     add_orders(store, cfg, 1)
-    smaller = load(tmp_path, CONFIG.replace('nodes = ["review", "approve", "pack"]', 'nodes = ["approve", "pack"]')
-                   .replace("[nodes.review]", "[nodes.unused_review]"))
+    smaller = load(
+        tmp_path,
+        CONFIG.replace('nodes = ["review", "approve", "pack"]', 'nodes = ["approve", "pack"]').replace(
+            "[nodes.review]", "[nodes.unused_review]"
+        ),
+    )
     r = sweep(store, smaller, T0 + timedelta(hours=10))
     assert r.items == []
     assert rows(store, "SELECT next_action_at FROM task") == [(None,)]
 
 
 # --- the CLI ---------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def ws(workspace_with_config):
@@ -363,12 +398,21 @@ def test_sla_status_counts_from_the_clocks_before_any_sweep(ws):
     with store.session(write=True) as s:
         workflow.hold(s, cfg, "LATE-000000", at=T0 - timedelta(hours=2), actor="root", reason="x")
     store.dispose()
+
     def status():
         return {r["node"]: r for r in json.loads(ws.run("sla", "status", "-f", "json", now=T0.isoformat()).stdout)}
+
     board = status()
     assert list(board) == ["review", "approve", "pack", "triage"]
-    assert board["review"] == {"node": "review", "owner": "clerk", "open": 6, "on_hold": 1, "at_risk": 1,
-                               "breached": 2, "escalated": 0}
+    assert board["review"] == {
+        "node": "review",
+        "owner": "clerk",
+        "open": 6,
+        "on_hold": 1,
+        "at_risk": 1,
+        "breached": 2,
+        "escalated": 0,
+    }
     assert ws.run("sla", "sweep", "--no-send", now=T0.isoformat()).exit_code == 0
     assert status()["review"] == {**board["review"], "escalated": 2}
     r = ws.run("sla", "status", "-f", "csv", now=T0.isoformat())
@@ -376,14 +420,17 @@ def test_sla_status_counts_from_the_clocks_before_any_sweep(ws):
 
 
 def test_sweep_runs_the_rules(workspace_with_config):
-    ws = workspace_with_config(CONFIG + """
+    ws = workspace_with_config(
+        CONFIG
+        + """
 [rules.stuck]
 kind = "dwell"
 node = "review"
 longer_than = "2h"
 flag = "stuck_in_review"
 notify = ["boss"]
-""")
+"""
+    )
     from ffctl.core.config import load_config
 
     store = ws.store()

@@ -51,9 +51,19 @@ def env(request, make_db_url, tmp_path):
     from ffctl.core.store import Store
 
     store = Store(url)
-    yield {"url": url, "cfg": cfg, "store": store, "tmp": tmp_path,
-           "env": {**os.environ, "FFCTL_CONFIG": str(tmp_path / "ffctl.toml"), "FFCTL_DB": url, "FFCTL_USER": "cron",
-                   "FFCTL_DEBUG": "1"}}
+    yield {
+        "url": url,
+        "cfg": cfg,
+        "store": store,
+        "tmp": tmp_path,
+        "env": {
+            **os.environ,
+            "FFCTL_CONFIG": str(tmp_path / "ffctl.toml"),
+            "FFCTL_DB": url,
+            "FFCTL_USER": "cron",
+            "FFCTL_DEBUG": "1",
+        },
+    }
     store.dispose()
 
 
@@ -84,11 +94,14 @@ def due_count(store, at) -> int:
     from ffctl.core.models import Task
 
     with store.session() as s:
-        return s.execute(sa.select(sa.func.count()).select_from(Task)
-                         .where(Task.status == "open", Task.next_action_at <= at)).scalar()
+        return s.execute(
+            sa.select(sa.func.count()).select_from(Task).where(Task.status == "open", Task.next_action_at <= at)
+        ).scalar()
 
 
-def assert_exactly_once(env, review: int, approve: int, rush: int, reports: list[dict], *, one_clock: bool = True) -> None:
+def assert_exactly_once(
+    env, review: int, approve: int, rush: int, reports: list[dict], *, one_clock: bool = True
+) -> None:
     """Every due step fired once, in ladder order, and told once: one message per person and
     channel per sweep at most, and (sweeps at one clock) each order named in one of them."""
     store = env["store"]
@@ -96,10 +109,14 @@ def assert_exactly_once(env, review: int, approve: int, rush: int, reports: list
 
     with store.session() as s:
         nodes = dict(s.execute(sa.select(Task.id, Task.node)).all())
-        events = s.execute(sa.select(Event.task_id, Event.event).where(Event.actor == "sla-sweep",
-                                                                       Event.task_id.isnot(None))
-                           .order_by(Event.id)).all()
-        autos = Counter(s.execute(sa.select(Event.event).where(Event.event.in_(["auto_approved", "auto_rejected"]))).scalars())
+        events = s.execute(
+            sa.select(Event.task_id, Event.event)
+            .where(Event.actor == "sla-sweep", Event.task_id.isnot(None))
+            .order_by(Event.id)
+        ).all()
+        autos = Counter(
+            s.execute(sa.select(Event.event).where(Event.event.in_(["auto_approved", "auto_rejected"]))).scalars()
+        )
     per_task: dict[int, list[str]] = defaultdict(list)
     for task_id, event in events:
         per_task[task_id].append(event)
@@ -119,7 +136,9 @@ def assert_exactly_once(env, review: int, approve: int, rush: int, reports: list
     for who, channel, subject, body, _ in sent:
         named[(who, channel)].update(orders_named(subject, body))
     with store.session() as s:
-        reviewed = set(s.execute(sa.select(Task.order_id).where(Task.node == "review", Task.status == "open")).scalars())
+        reviewed = set(
+            s.execute(sa.select(Task.order_id).where(Task.node == "review", Task.status == "open")).scalars()
+        )
         every = set(s.execute(sa.select(Task.order_id)).scalars())
     for person, orders in named.items():
         assert set(orders) == (every if person == ("ann", "email") else reviewed), person
@@ -128,7 +147,9 @@ def assert_exactly_once(env, review: int, approve: int, rush: int, reports: list
     # and the reports of all the sweeps together count each thing once
     total = Counter()
     for r in reports:
-        total.update({"at_risk": r["at_risk"], "breached": r["breached"], "notes": r["notifications_queued"], **r["actions"]})
+        total.update(
+            {"at_risk": r["at_risk"], "breached": r["breached"], "notes": r["notifications_queued"], **r["actions"]}
+        )
     assert total["at_risk"] == total["breached"] == review + approve + rush
     assert (total["remind"], total["escalate"], total["notify"]) == (review, 3 * review, review)
     assert (total["auto_approve"], total["auto_reject"], total["notes"]) == (approve, rush, len(sent))
@@ -189,7 +210,7 @@ def test_a_sweep_killed_halfway_then_rerun_fires_everything_once(env):
     assert scalar(store, "SELECT count(*) FROM task_step") == n * 3
     assert scalar(store, "SELECT count(*) FROM event WHERE actor = 'sla-sweep'") == n * 3
     # one reminder digest to ann naming every order once: the killed sweep's part and the rerun's
-    (who, channel, subject, body, due), = messages(store)
+    ((who, channel, subject, body, due),) = messages(store)
     assert (who, channel, due, rerun["notifications_queued"]) == ("ann", "email", at, 1)
     assert subject == f"[ffctl] {n} orders need you: {n} breached"
     assert orders_named(body) == {f"SO-{i:06d}" for i in range(n)} and body.count("\n- SO-") == n

@@ -20,21 +20,27 @@ def ws(workspace):
     workspace.cfg = load_config(workspace.config_path)
     workspace.db = db = workspace.store()
     cfg = workspace.cfg
-    seed(db, cfg, [
-        {"id": "LATE", "created": "2026-11-20 16:00"},    # credit_review due Fri 16:30: breached
-        {"id": "SOON", "created": "2026-11-23 09:00"},    # due 09:30, at risk
-        {"id": "LATER", "created": "2026-11-23 09:20"},   # due 09:50, on track
-        {"id": "HELD", "created": "2026-11-23 08:00"},    # due 09:30 but held
-        {"id": "TECH", "created": "2026-11-23 09:00", "custom": True},
-        {"id": "AUTO", "created": "2026-11-23 09:00"},
-        {"id": "ESC", "created": "2026-11-20 15:00"},     # due Fri 15:30, escalated to finance_manager
-    ])
+    seed(
+        db,
+        cfg,
+        [
+            {"id": "LATE", "created": "2026-11-20 16:00"},  # credit_review due Fri 16:30: breached
+            {"id": "SOON", "created": "2026-11-23 09:00"},  # due 09:30, at risk
+            {"id": "LATER", "created": "2026-11-23 09:20"},  # due 09:50, on track
+            {"id": "HELD", "created": "2026-11-23 08:00"},  # due 09:30 but held
+            {"id": "TECH", "created": "2026-11-23 09:00", "custom": True},
+            {"id": "AUTO", "created": "2026-11-23 09:00"},
+            {"id": "ESC", "created": "2026-11-20 15:00"},  # due Fri 15:30, escalated to finance_manager
+        ],
+    )
     with db.session(write=True) as s:
         workflow.hold(s, cfg, "HELD", at=t("2026-11-23 09:05"), actor="alice", reason="waiting")
         workflow.complete(s, cfg, "TECH", at=t("2026-11-23 09:05"), actor="alice", manual=True)  # due 13:05 wall
         workflow.complete(s, cfg, "AUTO", at=t("2026-11-23 09:21"), actor="alice", manual=True)  # allocation 09:31
         task = workflow.current_task(s, "ESC")
-        s.add(TaskAssignee(task_id=task.id, role="finance_manager", reason="escalation", added_at=t("2026-11-20 16:00")))
+        s.add(
+            TaskAssignee(task_id=task.id, role="finance_manager", reason="escalation", added_at=t("2026-11-20 16:00"))
+        )
     yield workspace
     db.dispose()
 
@@ -50,17 +56,36 @@ def test_sorted_by_urgency(ws):
     rows = inbox(ws, "--all")
     # breached first (most overdue first), then by deadline; held last
     assert [r["order_id"] for r in rows] == ["ESC", "LATE", "SOON", "AUTO", "LATER", "TECH", "HELD"]
-    assert [r["state"] for r in rows] == ["breached", "breached", "at_risk", "on_track", "on_track", "on_track", "on_hold"]
+    assert [r["state"] for r in rows] == [
+        "breached",
+        "breached",
+        "at_risk",
+        "on_track",
+        "on_track",
+        "on_track",
+        "on_hold",
+    ]
 
 
 def test_json_shape_times_and_business_seconds(ws):
     rows = {r["order_id"]: r for r in inbox(ws, "--all")}
     assert rows["SOON"] == {
-        "order_id": "SOON", "node": "credit_review", "owner": "finance_reviewer", "assignees": ["finance_reviewer"],
-        "entered_at": "2026-11-23T09:00:00+08:00", "deadline": "2026-11-23T09:30:00+08:00", "state": "at_risk",
-        "seconds_left": 300, "auto": None, "customer": "C-WEST", "escalation_level": 0,
-        "customer_name": "Western Goods", "priority": 0, "promised_ship_date": None,
-        "p_breach": None, "p_breach_reason": "fewer than 20 completed visits in the last 30d (has 2)",
+        "order_id": "SOON",
+        "node": "credit_review",
+        "owner": "finance_reviewer",
+        "assignees": ["finance_reviewer"],
+        "entered_at": "2026-11-23T09:00:00+08:00",
+        "deadline": "2026-11-23T09:30:00+08:00",
+        "state": "at_risk",
+        "seconds_left": 300,
+        "auto": None,
+        "customer": "C-WEST",
+        "escalation_level": 0,
+        "customer_name": "Western Goods",
+        "priority": 0,
+        "promised_ship_date": None,
+        "p_breach": None,
+        "p_breach_reason": "fewer than 20 completed visits in the last 30d (has 2)",
     }
     # Friday 16:30 -> Monday 09:25 is 30 min + 25 min of office time
     assert rows["LATE"]["seconds_left"] == -55 * 60
@@ -87,7 +112,8 @@ def test_all_is_for_admins(ws):
     assert r.exit_code == 1 and r.stdout == ""
     assert r.stderr.splitlines() == [
         "Error: alice is not in the admin role; --all lists every open task for admins only",
-        "Hint: --role ROLE lists a role's tasks; without options you see your own."]
+        "Hint: --role ROLE lists a role's tasks; without options you see your own.",
+    ]
     r = ws.run("task", "list", "--all", "--mine", now=NOW, user="judy")
     assert r.exit_code == 2 and "--all and --mine contradict" in r.stderr
 
@@ -112,8 +138,10 @@ def test_role_and_state_filters(ws):
 
 def test_limit_keeps_the_most_urgent(ws):
     r = ws.run("task", "list", "--all", "-f", "csv", "--limit", "2", now=NOW, user="judy")
-    assert r.stdout.splitlines()[0] == ("order_id,customer,priority,node,owner,assignees,entered_at,promised_ship_date,"
-                                        "deadline,state,seconds_left,p_breach,p_breach_reason")
+    assert r.stdout.splitlines()[0] == (
+        "order_id,customer,priority,node,owner,assignees,entered_at,promised_ship_date,"
+        "deadline,state,seconds_left,p_breach,p_breach_reason"
+    )
     assert [line.split(",")[0] for line in r.stdout.splitlines()[1:]] == ["ESC", "LATE"]
     assert r.stderr == "Showing 2 of 7 tasks; --limit 0 for all.\n"
     r = ws.run("task", "list", "--all", "-f", "table", "--limit", "3", now=NOW, user="judy")
@@ -130,8 +158,12 @@ def test_table_in_the_viewers_zone(ws):
     assert "2026-11-23 09:30" in r.stdout  # SOON's deadline, local time
     assert "auto (allocate)" in r.stdout and "paused" in r.stdout and "55m late" in r.stdout
     # another viewer's zone
-    ws.config_path.write_text(ws.config_path.read_text().replace(
-        'timezone = "Asia/Shanghai"             # for times shown', 'timezone = "Europe/Berlin"             # for times shown'))
+    ws.config_path.write_text(
+        ws.config_path.read_text().replace(
+            'timezone = "Asia/Shanghai"             # for times shown',
+            'timezone = "Europe/Berlin"             # for times shown',
+        )
+    )
     r = ws.run("task", "list", "--all", "-f", "json", now=NOW, user="judy")
     soon = next(x for x in json.loads(r.stdout) if x["order_id"] == "SOON")
     assert soon["deadline"] == "2026-11-23T02:30:00+01:00"
@@ -141,8 +173,19 @@ def test_table_has_customer_priority_and_promised_and_one_assignee_column(ws):
     r = ws.run("task", "list", "--all", "-f", "table", now=NOW, user="judy", columns=200)
     header = next(line for line in r.stdout.splitlines() if "order" in line and "deadline" in line).split("┃")
     header = [h.strip() for h in header if h.strip()]
-    assert header == ["order", "customer", "priority", "node", "assigned to", "entered", "promised", "deadline",
-                      "state", "time left", "p(breach)"]
+    assert header == [
+        "order",
+        "customer",
+        "priority",
+        "node",
+        "assigned to",
+        "entered",
+        "promised",
+        "deadline",
+        "state",
+        "time left",
+        "p(breach)",
+    ]
     esc = next(line for line in r.stdout.splitlines() if "ESC" in line)
     assert "finance_reviewer, finance_manager" in esc and "normal" in esc and "C-WEST" in esc
     assert "auto (allocate)" in r.stdout

@@ -31,8 +31,8 @@ def seed(ws) -> None:
         "customers.csv": f"customer,name,region\nC1,{LINK},[/]\nC2,普通客户,[red]east\n",
         "stock.csv": "sku,warehouse,on_hand\nSKU-1,SH,100\n",
         "orders.csv": "order_id,line_no,customer,sku,qty,channel,created_at\n"
-                      f"[b]SO-1,1,C1,SKU-1,2,\"{LINK}\",2026-11-23 09:00\n"
-                      "SO-2,1,C2,SKU-1,1,[/],2026-11-23 09:05\n",
+        f'[b]SO-1,1,C1,SKU-1,2,"{LINK}",2026-11-23 09:00\n'
+        "SO-2,1,C2,SKU-1,1,[/],2026-11-23 09:05\n",
     }
     for name, text in files.items():
         r = ws.run("import", name.removesuffix(".csv"), ws.write(name, text), now=NOW, user="judy")
@@ -69,8 +69,12 @@ def test_control_characters_never_reach_the_terminal(workspace, monkeypatch):
     r = terminal(workspace, "order", "hold", "SO-2", "--reason", f"customer {HOSTILE} call", user=f"eve{HOSTILE}")
     assert r.exit_code == 0, r.output
     assert_clean(r.stderr)
-    for args in (["order", "show", "SO-2", "-f", "table"], ["order", "list", "-f", "table"],
-                 ["task", "list", "-f", "table"], ["order", "show", "SO-2", "-f", "csv"]):
+    for args in (
+        ["order", "show", "SO-2", "-f", "table"],
+        ["order", "list", "-f", "table"],
+        ["task", "list", "-f", "table"],
+        ["order", "show", "SO-2", "-f", "csv"],
+    ):
         r = terminal(workspace, *args)
         assert r.exit_code == 0, (args, r.output)
         assert_clean(r.stdout)

@@ -25,10 +25,13 @@ def ws(workspace):
     workspace.write("products.csv", "sku,name\nA,Widget\nB,Bolt\n")
     workspace.write("customers.csv", "customer,name,region\nC1,客户一,east\n")
     workspace.write("stock.csv", "sku,warehouse,on_hand\nA,WH1,100\nB,WH1,1\n")
-    workspace.write("orders.csv", "order_id,line_no,customer,sku,qty,channel,created_at\n"
-                                  "CH1,1,C1,A,1,web,2026-12-02 09:00\n"
-                                  "P1,1,C1,A,2,b2b,2026-12-02 09:01\n"
-                                  "P2,1,C1,B,5,b2b,2026-12-02 09:02\n")
+    workspace.write(
+        "orders.csv",
+        "order_id,line_no,customer,sku,qty,channel,created_at\n"
+        "CH1,1,C1,A,1,web,2026-12-02 09:00\n"
+        "P1,1,C1,A,2,b2b,2026-12-02 09:01\n"
+        "P2,1,C1,B,5,b2b,2026-12-02 09:02\n",
+    )
     for kind in ("products", "customers", "stock", "orders"):
         r = workspace.run("import", kind, workspace.path / f"{kind}.csv", now=at("09:05"))
         assert r.exit_code == 0, r.output
@@ -62,8 +65,10 @@ def refused(ws, order_id: str, *args, now: str, latest: str, user: str = "judy")
 
 def test_the_issue_reproduction_is_refused_and_no_kpi_goes_negative(ws):
     r = refused(ws, "CH1", "advance", "CH1", now="2026-12-01T10:00+08:00", latest="09:00", user="alice")
-    assert ("the clock 2026-12-01 10:00+08:00 is earlier than its latest event (entered at 2026-12-02 09:00+08:00)"
-            in r.stderr)
+    assert (
+        "the clock 2026-12-01 10:00+08:00 is earlier than its latest event (entered at 2026-12-02 09:00+08:00)"
+        in r.stderr
+    )
     kpis = json.loads(ok(ws, "report", "kpi", "-f", "json", now=at("09:30")).stdout)
     conf = next(row for row in kpis if row["kpi"] == "order_confirmation_minutes")
     assert conf["count"] == 0 and conf["actual"] is None
@@ -95,8 +100,14 @@ def test_unflag_refuses_an_earlier_clock(ws):
 
     store = ws.store()
     with store.session(write=True) as s:  # raised by hand, without an event: the order's latest is 09:00
-        s.add(OrderFlag(order_id="CH1", flag="shipping_exception", rule="stuck_in_dispatch",
-                        raised_at=datetime(2026, 12, 2, 0, 30, tzinfo=timezone.utc)))
+        s.add(
+            OrderFlag(
+                order_id="CH1",
+                flag="shipping_exception",
+                rule="stuck_in_dispatch",
+                raised_at=datetime(2026, 12, 2, 0, 30, tzinfo=timezone.utc),
+            )
+        )
     store.dispose()
     refused(ws, "CH1", "order", "unflag", "CH1", "shipping_exception", now=at("08:59"), latest="09:00")
     ok(ws, "order", "unflag", "CH1", "shipping_exception", now=at("09:01"))
@@ -109,8 +120,9 @@ def test_allocate_all_leaves_orders_with_later_events_and_says_so(ws):
     r = ok(ws, "allocate", "--all", "-f", "json", now=at("09:15"))
     result = json.loads(r.stdout)
     assert [o["order_id"] for o in result["orders"]] == ["P1"]
-    assert result["after_clock"] == [{"order_id": "P2", "latest_at": "2026-12-02T09:20:00+08:00",
-                                      "latest_event": "entered"}]
+    assert result["after_clock"] == [
+        {"order_id": "P2", "latest_at": "2026-12-02T09:20:00+08:00", "latest_event": "entered"}
+    ]
     assert "1 order has events later than the clock 2026-12-02 09:15" in r.stderr and "P2 (entered at" in r.stderr
     assert timeline(ws, "P2") == before
     result = json.loads(ok(ws, "allocate", "--all", "-f", "json", now=at("09:25")).stdout)
@@ -137,7 +149,9 @@ def test_imports_reject_rows_that_would_rewrite_the_past(ws):
     ws.write("orders2.csv", "order_id,line_no,customer,sku,qty,channel,created_at\nCH1,1,C1,A,3,web,2026-12-02 09:00\n")
     ok(ws, "advance", "CH1", now=at("09:30"), user="alice")
     r = ws.run("import", "orders", ws.path / "orders2.csv", "--update", now=at("09:20"))
-    assert r.exit_code == 1 and "order CH1: the clock 2026-12-02 09:20+08:00 is earlier than its latest event" in r.output
+    assert (
+        r.exit_code == 1 and "order CH1: the clock 2026-12-02 09:20+08:00 is earlier than its latest event" in r.output
+    )
 
 
 def test_a_now_more_than_a_day_ahead_of_the_machine_warns(ws):

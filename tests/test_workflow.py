@@ -35,11 +35,15 @@ def open_task(store, order_id: str) -> Task | None:
 
 
 def test_first_matching_workflow_wins(store, example_config):
-    seed(store, example_config, [
-        {"id": "PILOT", "customer": "C-EAST", "channel": "b2b"},
-        {"id": "EAST-WEB", "customer": "C-EAST", "channel": "web"},
-        {"id": "WEST-B2B", "customer": "C-WEST", "channel": "b2b"},
-    ])
+    seed(
+        store,
+        example_config,
+        [
+            {"id": "PILOT", "customer": "C-EAST", "channel": "b2b"},
+            {"id": "EAST-WEB", "customer": "C-EAST", "channel": "web"},
+            {"id": "WEST-B2B", "customer": "C-WEST", "channel": "b2b"},
+        ],
+    )
     assert order_row(store, "PILOT").workflow == "pilot"
     assert order_row(store, "EAST-WEB").workflow == "standard"
     assert order_row(store, "WEST-B2B").workflow == "standard"
@@ -64,13 +68,18 @@ def test_when_skips_tech_confirm_for_orders_without_custom_items(store, example_
     with store.session(write=True) as s:
         assert workflow.complete(s, example_config, "PLAIN", at=at, actor="alice", manual=True) == "allocation"
         assert workflow.complete(s, example_config, "CUSTOM", at=at, actor="alice", manual=True) == "tech_confirm"
-    assert events(store, "PLAIN")[-3:] == [("completed", "credit_review"), ("skipped", "tech_confirm"),
-                                          ("entered", "allocation")]
+    assert events(store, "PLAIN")[-3:] == [
+        ("completed", "credit_review"),
+        ("skipped", "tech_confirm"),
+        ("entered", "allocation"),
+    ]
     assert ("skipped", "tech_confirm") not in events(store, "CUSTOM")
     with store.session() as s:
         skipped = s.execute(sa.select(Task).where(Task.order_id == "PLAIN", Task.node == "tech_confirm")).scalar_one()
         assert (skipped.status, skipped.outcome) == ("skipped", "skipped")
-        detail = s.execute(sa.select(Event.detail).where(Event.order_id == "PLAIN", Event.event == "skipped")).scalar_one()
+        detail = s.execute(
+            sa.select(Event.detail).where(Event.order_id == "PLAIN", Event.event == "skipped")
+        ).scalar_one()
     assert "has_custom_items" in detail
 
 
@@ -96,7 +105,9 @@ def test_manual_complete_is_refused_on_an_auto_node(store, example_config):
             workflow.reject(s, example_config, "O1", at=t("2026-11-23 09:11"), actor="judy", reason="x", manual=True)
     # the allocation engine completes it
     with store.session(write=True) as s:
-        assert workflow.complete_auto(s, example_config, ["O1"], "allocate", at=t("2026-11-23 09:12"), actor="allocate") == ["O1"]
+        assert workflow.complete_auto(
+            s, example_config, ["O1"], "allocate", at=t("2026-11-23 09:12"), actor="allocate"
+        ) == ["O1"]
     assert order_row(store, "O1").node == "wave_pick"
 
 
@@ -129,22 +140,41 @@ def test_reject_goes_back_to_the_previous_node_with_a_fresh_task(store, example_
     with store.session(write=True) as s:
         workflow.complete(s, example_config, "O1", at=t("2026-11-23 09:10"), actor="alice", manual=True)
     with store.session(write=True) as s:
-        back = workflow.reject(s, example_config, "O1", at=t("2026-11-23 11:00"), actor="erin",
-                               reason="drawing missing", manual=True)
+        back = workflow.reject(
+            s, example_config, "O1", at=t("2026-11-23 11:00"), actor="erin", reason="drawing missing", manual=True
+        )
     assert back == "credit_review"
     task = open_task(store, "O1")
-    assert (task.node, task.entered_at, task.deadline) == ("credit_review", t("2026-11-23 11:00"), t("2026-11-23 11:30"))
+    assert (task.node, task.entered_at, task.deadline) == (
+        "credit_review",
+        t("2026-11-23 11:00"),
+        t("2026-11-23 11:30"),
+    )
     with store.session() as s:
         visits = s.execute(sa.select(Task.node, Task.status).where(Task.order_id == "O1").order_by(Task.id)).all()
-    assert [tuple(v) for v in visits] == [("credit_review", "done"), ("tech_confirm", "rejected"), ("credit_review", "open")]
+    assert [tuple(v) for v in visits] == [
+        ("credit_review", "done"),
+        ("tech_confirm", "rejected"),
+        ("credit_review", "open"),
+    ]
     assert events(store, "O1")[-2:] == [("rejected", "tech_confirm"), ("entered", "credit_review")]
 
 
 def test_reject_at_the_first_node_puts_the_order_on_hold(store, example_config):
     seed(store, example_config, [{"id": "O1"}])
     with store.session(write=True) as s:
-        assert workflow.reject(s, example_config, "O1", at=t("2026-11-23 09:10"), actor="alice",
-                               reason="credit limit exceeded", manual=True) == "credit_review"
+        assert (
+            workflow.reject(
+                s,
+                example_config,
+                "O1",
+                at=t("2026-11-23 09:10"),
+                actor="alice",
+                reason="credit limit exceeded",
+                manual=True,
+            )
+            == "credit_review"
+        )
     o = order_row(store, "O1")
     assert (o.status, o.node) == ("on_hold", "credit_review")
     task = open_task(store, "O1")
@@ -255,32 +285,60 @@ def test_events_record_effective_and_wall_time(store, example_config):
 def _moves_of(store, order_id: str) -> tuple[list, list]:
     """An order's tasks and events, without ids and without the order id (to compare two orders)."""
     with store.session() as s:
-        tasks = s.execute(sa.select(
-            Task.node, Task.seq, Task.status, Task.outcome, Task.owner, Task.entered_at, Task.risk_at, Task.deadline,
-            Task.next_action_at, Task.completed_at, Task.completed_by, Task.sla_state,
-        ).where(Task.order_id == order_id).order_by(Task.seq, Task.id)).all()
-        trail = s.execute(sa.select(Event.event, Event.node, Event.detail, Event.actor, Event.at)
-                          .where(Event.order_id == order_id).order_by(Event.id)).all()
+        tasks = s.execute(
+            sa.select(
+                Task.node,
+                Task.seq,
+                Task.status,
+                Task.outcome,
+                Task.owner,
+                Task.entered_at,
+                Task.risk_at,
+                Task.deadline,
+                Task.next_action_at,
+                Task.completed_at,
+                Task.completed_by,
+                Task.sla_state,
+            )
+            .where(Task.order_id == order_id)
+            .order_by(Task.seq, Task.id)
+        ).all()
+        trail = s.execute(
+            sa.select(Event.event, Event.node, Event.detail, Event.actor, Event.at)
+            .where(Event.order_id == order_id)
+            .order_by(Event.id)
+        ).all()
     return [tuple(r) for r in tasks], [tuple(r) for r in trail]
 
 
 def test_planned_moves_write_what_complete_tasks_writes(store, example_config):
     cfg = example_config
     # O0, O2: standard workflow (allocation -> wave_pick); O1, O3: pilot (allocation -> dispatch)
-    seed(store, cfg, [{"id": f"O{i}", "channel": "b2b" if i % 2 else "web",
-                       "customer": "C-EAST" if i % 2 else "C-WEST"} for i in range(4)])
+    seed(
+        store,
+        cfg,
+        [
+            {"id": f"O{i}", "channel": "b2b" if i % 2 else "web", "customer": "C-EAST" if i % 2 else "C-WEST"}
+            for i in range(4)
+        ],
+    )
     with store.session(write=True) as s:
         for i in range(4):
-            assert workflow.complete(s, cfg, f"O{i}", at=t("2026-11-23 09:10"), actor="alice",
-                                     manual=True) == "allocation"
+            assert (
+                workflow.complete(s, cfg, f"O{i}", at=t("2026-11-23 09:10"), actor="alice", manual=True) == "allocation"
+            )
     late = t("2026-11-23 10:40")  # past the 10-minute allocation SLA: "SLA breached by ..."
     with store.session(write=True) as s:
-        tasks = s.execute(sa.select(Task.id, Task.order_id, Task.node, Task.workflow, Task.seq, Task.deadline)
-                          .where(Task.status == "open").order_by(Task.order_id)).all()
+        tasks = s.execute(
+            sa.select(Task.id, Task.order_id, Task.node, Task.workflow, Task.seq, Task.deadline)
+            .where(Task.status == "open")
+            .order_by(Task.order_id)
+        ).all()
         direct = workflow.complete_tasks(s, cfg, tasks[:2], at=late, actor="allocate")
         assert workflow.plannable(cfg, tasks[2:])
-        planned = workflow.PlannedMoves(cfg, tasks[2:], at=late, actor="allocate",
-                                        postgresql=s.get_bind().dialect.name == "postgresql")
+        planned = workflow.PlannedMoves(
+            cfg, tasks[2:], at=late, actor="allocate", postgresql=s.get_bind().dialect.name == "postgresql"
+        )
         planned.write(s)
     assert direct == {"O0": "wave_pick", "O1": "dispatch"}
     assert planned.moved == {"O2": "wave_pick", "O3": "dispatch"}
@@ -288,7 +346,10 @@ def test_planned_moves_write_what_complete_tasks_writes(store, example_config):
     assert _moves_of(store, "O2") == _moves_of(store, "O0")
     assert _moves_of(store, "O3") == _moves_of(store, "O1")
     assert [e for e in events(store, "O2") if e[1] in ("allocation", "wave_pick")] == [
-        ("entered", "allocation"), ("completed", "allocation"), ("entered", "wave_pick")]
+        ("entered", "allocation"),
+        ("completed", "allocation"),
+        ("entered", "wave_pick"),
+    ]
 
 
 def test_planned_moves_refuse_a_task_closed_meanwhile(store, example_config):
@@ -297,24 +358,33 @@ def test_planned_moves_refuse_a_task_closed_meanwhile(store, example_config):
     with store.session(write=True) as s:
         workflow.complete(s, cfg, "O1", at=t("2026-11-23 09:10"), actor="alice", manual=True)
     with store.session(write=True) as s:
-        tasks = s.execute(sa.select(Task.id, Task.order_id, Task.node, Task.workflow, Task.seq, Task.deadline)
-                          .where(Task.status == "open")).all()
-        planned = workflow.PlannedMoves(cfg, tasks, at=t("2026-11-23 09:12"), actor="allocate",
-                                        postgresql=s.get_bind().dialect.name == "postgresql")
+        tasks = s.execute(
+            sa.select(Task.id, Task.order_id, Task.node, Task.workflow, Task.seq, Task.deadline).where(
+                Task.status == "open"
+            )
+        ).all()
+        planned = workflow.PlannedMoves(
+            cfg, tasks, at=t("2026-11-23 09:12"), actor="allocate", postgresql=s.get_bind().dialect.name == "postgresql"
+        )
     with store.session(write=True) as s:  # someone else completes it first
         assert workflow.complete_auto(s, cfg, ["O1"], "allocate", at=t("2026-11-23 09:11"), actor="cron") == ["O1"]
     with pytest.raises(Conflict, match="closed by someone else"):
         with store.session(write=True) as s:
             planned.write(s)
     assert order_row(store, "O1").node == "wave_pick"
-    assert [e for e in events(store, "O1") if e[0] == "completed"] == [("completed", "credit_review"),
-                                                                        ("completed", "allocation")]
+    assert [e for e in events(store, "O1") if e[0] == "completed"] == [
+        ("completed", "credit_review"),
+        ("completed", "allocation"),
+    ]
 
 
 def test_moves_past_a_when_node_are_not_plannable(store, example_config):
     seed(store, example_config, [{"id": "O1"}])
     with store.session() as s:
-        task = s.execute(sa.select(Task.id, Task.order_id, Task.node, Task.workflow, Task.seq, Task.deadline)
-                         .where(Task.status == "open")).one()
+        task = s.execute(
+            sa.select(Task.id, Task.order_id, Task.node, Task.workflow, Task.seq, Task.deadline).where(
+                Task.status == "open"
+            )
+        ).one()
     assert task.node == "credit_review"  # tech_confirm, next, has a `when`: the order's facts decide
     assert not workflow.plannable(example_config, [task])

@@ -36,8 +36,14 @@ SH = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 3, 6, 18, 0, tzinfo=SH)
 NOW_TEXT = NOW.isoformat()
 WEEK = ("--from", "2026-03-02", "--to", "2026-03-06")
-OWNER = {"credit_review": "finance_reviewer", "tech_confirm": "engineering", "allocation": None,
-         "wave_pick": "warehouse", "pack_check": "warehouse", "dispatch": "warehouse"}
+OWNER = {
+    "credit_review": "finance_reviewer",
+    "tech_confirm": "engineering",
+    "allocation": None,
+    "wave_pick": "warehouse",
+    "pack_check": "warehouse",
+    "dispatch": "warehouse",
+}
 
 
 def at(day: int, hhmm: str, month: int = 3) -> datetime:
@@ -46,12 +52,28 @@ def at(day: int, hhmm: str, month: int = 3) -> datetime:
 
 
 def visit(order, node, entered, deadline, completed=None, by=None, outcome="completed", paused=0.0):
-    status = {None: "open", "completed": "done", "rejected": "rejected", "cancelled": "cancelled",
-              "skipped": "skipped"}[outcome if completed is not None or outcome == "skipped" else None]
-    return {"order_id": order, "workflow": "standard", "node": node, "seq": 0, "status": status,
-            "owner": OWNER[node], "entered_at": entered, "sla_seconds": 1800, "deadline": deadline,
-            "completed_at": completed, "completed_by": by, "paused_seconds": paused,
-            "outcome": None if status == "open" else outcome}
+    status = {
+        None: "open",
+        "completed": "done",
+        "rejected": "rejected",
+        "cancelled": "cancelled",
+        "skipped": "skipped",
+    }[outcome if completed is not None or outcome == "skipped" else None]
+    return {
+        "order_id": order,
+        "workflow": "standard",
+        "node": node,
+        "seq": 0,
+        "status": status,
+        "owner": OWNER[node],
+        "entered_at": entered,
+        "sla_seconds": 1800,
+        "deadline": deadline,
+        "completed_at": completed,
+        "completed_by": by,
+        "paused_seconds": paused,
+        "outcome": None if status == "open" else outcome,
+    }
 
 
 def insert_week(store) -> None:
@@ -75,8 +97,19 @@ def insert_week(store) -> None:
     orders = sorted({t["order_id"] for t in tasks})
     with store.session(write=True) as s:
         s.execute(sa.insert(Customer.__table__), [{"customer": "C", "name": "C"}])
-        s.execute(sa.insert(Order.__table__), [{"order_id": o, "customer": "C", "created_at": at(27, "09:00", 2),
-                                                "status": "open", "workflow": "standard"} for o in orders])
+        s.execute(
+            sa.insert(Order.__table__),
+            [
+                {
+                    "order_id": o,
+                    "customer": "C",
+                    "created_at": at(27, "09:00", 2),
+                    "status": "open",
+                    "workflow": "standard",
+                }
+                for o in orders
+            ],
+        )
         s.execute(sa.insert(Task.__table__), tasks)
 
 
@@ -164,12 +197,16 @@ def test_bad_periods_and_empty_ones(week):
     assert r.exit_code == 2
     r = week.run("report", "workload", "--from", "2026-04-01", "--to", "2026-04-30", "--format", "json", now=NOW_TEXT)
     assert r.exit_code == 0, r.output
-    assert ("No node visits arrived or were completed: visits from 2026-04-01 00:00 to 2026-05-01 00:00 "
-            "(Asia/Shanghai).") in r.stderr
+    assert (
+        "No node visits arrived or were completed: visits from 2026-04-01 00:00 to 2026-05-01 00:00 (Asia/Shanghai)."
+    ) in r.stderr
     rows = {row["group"]: row for row in json.loads(r.stdout)}
     assert list(rows) == ["finance_reviewer"]  # only its backlog
-    assert (rows["finance_reviewer"]["arrived"], rows["finance_reviewer"]["completed"],
-            rows["finance_reviewer"]["open_now"]) == (0, 0, 2)
+    assert (
+        rows["finance_reviewer"]["arrived"],
+        rows["finance_reviewer"]["completed"],
+        rows["finance_reviewer"]["open_now"],
+    ) == (0, 0, 2)
     assert rows["finance_reviewer"]["breach_share"] is None and rows["finance_reviewer"]["business_days"] == 0
 
 
@@ -208,7 +245,12 @@ def test_dashboard_has_a_workload_panel(week):
     assert "0.6 in · 0.6 done per day" in chart and "open 0 · 0% breached" in chart
     assert "<title>finance_reviewer: arrived 1.4 / day</title>" in chart
     # the longest bar (finance_reviewer's arrivals) spans the plot; the others are to scale
-    widths = [float(w) for w in re.findall(r'<rect x="170" y="[\d.]+" width="([\d.]+)" height="14" rx="3" fill="#(?:1693a5|1f9d61|d64545)"', chart)]
+    widths = [
+        float(w)
+        for w in re.findall(
+            r'<rect x="170" y="[\d.]+" width="([\d.]+)" height="14" rx="3" fill="#(?:1693a5|1f9d61|d64545)"', chart
+        )
+    ]
     assert widths[0] == pytest.approx(660) and widths[1] == pytest.approx(660 * 1.0 / 1.4, abs=0.1)
 
 
@@ -234,20 +276,50 @@ def test_handling_time_in_sql_matches_the_calendar_for_random_visits(workspace, 
         business = office.between(entered, completed)
         held = float(rng.choice([0, 0, min(business, rng.randrange(60, 7200))]))
         expected.append(business - held)
-        tasks.append(visit(f"R{i}", "credit_review", entered.astimezone(timezone.utc),
-                           entered.astimezone(timezone.utc), completed.astimezone(timezone.utc),
-                           rng.choice(["alice", "bob"]), paused=held))
+        tasks.append(
+            visit(
+                f"R{i}",
+                "credit_review",
+                entered.astimezone(timezone.utc),
+                entered.astimezone(timezone.utc),
+                completed.astimezone(timezone.utc),
+                rng.choice(["alice", "bob"]),
+                paused=held,
+            )
+        )
     with workspace.store().session(write=True) as s:
         s.execute(sa.insert(Customer.__table__), [{"customer": "C", "name": "C"}])
-        s.execute(sa.insert(Order.__table__), [{"order_id": t["order_id"], "customer": "C", "created_at": t["entered_at"],
-                                                "status": "open", "workflow": "standard"} for t in tasks])
+        s.execute(
+            sa.insert(Order.__table__),
+            [
+                {
+                    "order_id": t["order_id"],
+                    "customer": "C",
+                    "created_at": t["entered_at"],
+                    "status": "open",
+                    "workflow": "standard",
+                }
+                for t in tasks
+            ],
+        )
         s.execute(sa.insert(Task.__table__), tasks)
     r = workspace.run("report", "workload", "--format", "json", now="2026-10-20T12:00+08:00")
     row = json.loads(r.stdout)[0]
     assert (row["group"], row["completed"], row["arrived"]) == ("finance_reviewer", 60, 60)
     assert row["handling_p50_seconds"] == pytest.approx(statistics.median(expected), abs=1)
-    assert row["handling_p90_seconds"] == pytest.approx(statistics.quantiles(expected, n=10, method="inclusive")[8], abs=1)
-    two_weeks = workspace.run("report", "workload", "--from", "2026-09-28", "--to", "2026-10-09", "--format", "json",
-                              now="2026-10-20T12:00+08:00")
+    assert row["handling_p90_seconds"] == pytest.approx(
+        statistics.quantiles(expected, n=10, method="inclusive")[8], abs=1
+    )
+    two_weeks = workspace.run(
+        "report",
+        "workload",
+        "--from",
+        "2026-09-28",
+        "--to",
+        "2026-10-09",
+        "--format",
+        "json",
+        now="2026-10-20T12:00+08:00",
+    )
     # Mon-Wed, then Thu 1 and Fri 2 are holidays, Mon 5 too, Tue 6-Fri 9
     assert json.loads(two_weeks.stdout)[0]["business_days"] == 7

@@ -120,9 +120,13 @@ class AppState:
                     from ffctl.commands._output import warn
 
                     # what a command records at a future clock stays ahead of everything done after it
-                    warn(_("--now {now} is more than a day ahead of this machine's clock; what this command "
-                           "records happens at that time, and the orders it changes cannot be changed at an "
-                           "earlier clock afterwards.").format(now=self.now_text))
+                    warn(
+                        _(
+                            "--now {now} is more than a day ahead of this machine's clock; what this command "
+                            "records happens at that time, and the orders it changes cannot be changed at an "
+                            "earlier clock afterwards."
+                        ).format(now=self.now_text)
+                    )
             else:
                 self._now = datetime.now(timezone.utc)
         return self._now

@@ -49,18 +49,26 @@ def describe_workflows(config: Config) -> str:
     unused = [n for n in config.nodes if not any(n in wf.nodes for wf in config.workflows)]
     if unused:
         out.append("")
-        out.append(_("nodes in no workflow: {names}").format(names=', '.join(unused)))
+        out.append(_("nodes in no workflow: {names}").format(names=", ".join(unused)))
 
     out.extend(_section(_("roles"), _describe_roles(config)))
     out.extend(_section(_("users (how people are reached)"), _describe_users(config)))
     out.extend(_section(_("calendars"), [(c.name, _describe_calendar(c)) for c in config.calendars.values()]))
     out.extend(_section(_("rules"), [(r.name, _describe_rule(config, r)) for r in config.rules]))
     out.extend(_section(_("notifications"), [("", _describe_notify(config.notify))]))
-    out.extend(_section(_("schedule (run by `ffctl schedule tick` from cron every minute)"), _describe_schedule(config.schedule)))
+    out.extend(
+        _section(
+            _("schedule (run by `ffctl schedule tick` from cron every minute)"), _describe_schedule(config.schedule)
+        )
+    )
     out.extend(_section(_("kpi targets"), _describe_targets(config.kpi_targets)))
     if config.kpi_baseline:
-        out.extend(_section(_("kpi baseline (where each KPI stood before; reports show baseline → actual → target)"),
-                            _describe_baseline(config.kpi_baseline)))
+        out.extend(
+            _section(
+                _("kpi baseline (where each KPI stood before; reports show baseline → actual → target)"),
+                _describe_baseline(config.kpi_baseline),
+            )
+        )
     return "\n".join(out) + "\n"
 
 
@@ -75,25 +83,34 @@ def _section(title: str, rows: list[tuple[str, str]]) -> list[str]:
 
 
 def _describe_workflow(config: Config, workflow: WorkflowConfig) -> list[str]:
-    fits = _("matches {describe_spec}").format(describe_spec=describe_spec(workflow.match)) if workflow.match else _("matches every order")
+    fits = (
+        _("matches {describe_spec}").format(describe_spec=describe_spec(workflow.match))
+        if workflow.match
+        else _("matches every order")
+    )
     lines = [_("workflow {name}  ({fits})").format(name=workflow.name, fits=fits)]
     width = max((len(n) for n in workflow.nodes), default=0)
     for position, name in enumerate(workflow.nodes, start=1):
         node = config.nodes[name]
         if node.auto:
-            who = _("auto: {auto}").format(auto=node.auto) + (_(", owner {owner}").format(owner=node.owner) if node.owner else "")
+            who = _("auto: {auto}").format(auto=node.auto) + (
+                _(", owner {owner}").format(owner=node.owner) if node.owner else ""
+            )
         else:
             who = _("manual, owner {owner}").format(owner=node.owner)
         clock = _("{calendar} hours").format(calendar=node.calendar) if node.calendar else _("wall clock")
         text = f"  {position}. {name:<{width}}  " + _("{who}   SLA {sla} ({clock}), at risk at {warn_at:.0%}").format(
-            who=who, sla=format_duration(node.sla_seconds), clock=clock, warn_at=node.warn_at)
+            who=who, sla=format_duration(node.sla_seconds), clock=clock, warn_at=node.warn_at
+        )
         if node.critical:
             text += _("   critical")
         if node.when:
             text += _("   only when {describe_spec}").format(describe_spec=describe_spec(node.when))
         lines.append(text)
         previous = workflow.nodes[position - 2] if position > 1 else None
-        lines.append(_("     ladder: {describe_ladder}").format(describe_ladder=_describe_ladder(config, node, previous)))
+        lines.append(
+            _("     ladder: {describe_ladder}").format(describe_ladder=_describe_ladder(config, node, previous))
+        )
     return lines
 
 
@@ -115,11 +132,15 @@ def _describe_ladder(config: Config, node: NodeConfig, previous: str | None) -> 
                 top = chain[-1] if chain else node.owner
                 text += _("escalate → (no role above {top}: nobody new is added)").format(top=top)
         elif step.action == "notify":
-            text += _("notify {names}").format(names=', '.join(step.to))
+            text += _("notify {names}").format(names=", ".join(step.to))
         elif step.action == "auto_approve":
             text += _("auto-approve (the node completes by itself)")
         elif step.action == "auto_reject":
-            text += _("auto-reject → back to {previous}").format(previous=previous) if previous else _("auto-reject → order on hold")
+            text += (
+                _("auto-reject → back to {previous}").format(previous=previous)
+                if previous
+                else _("auto-reject → order on hold")
+            )
         if step.reason:
             text += f' ("{step.reason}")'
         steps.append(text)
@@ -132,7 +153,12 @@ def _describe_roles(config: Config) -> list[tuple[str, str]]:
         members = ", ".join(role.members) if role.members else _("(no members)")
         chain = config.escalation_chain(role.name)
         chat = _(" · group chat {channels}").format(channels=_describe_channels(role.channels)) if role.channels else ""
-        rows.append((role.name, members + (_("   escalates to {names}").format(names=' → '.join(chain)) if chain else "") + chat))
+        rows.append(
+            (
+                role.name,
+                members + (_("   escalates to {names}").format(names=" → ".join(chain)) if chain else "") + chat,
+            )
+        )
     return rows
 
 
@@ -168,10 +194,12 @@ def _describe_calendar(calendar: CalendarConfig) -> str:
             closed.append(names)
     text = f"{calendar.timezone}   " + " · ".join(parts)
     if closed:
-        text += _(" · closed {names}").format(names=', '.join(closed))
+        text += _(" · closed {names}").format(names=", ".join(closed))
     if calendar.holidays:
         days = sorted(calendar.holidays)
-        shown = ", ".join(d.isoformat() for d in days[:4]) + (_(" and {n} more").format(n=len(days) - 4) if len(days) > 4 else "")
+        shown = ", ".join(d.isoformat() for d in days[:4]) + (
+            _(" and {n} more").format(n=len(days) - 4) if len(days) > 4 else ""
+        )
         text += _(" · holidays {shown}").format(shown=shown)
     return text
 
@@ -180,30 +208,41 @@ def _describe_rule(config: Config, rule: RuleConfig) -> str:
     p = rule.params
     if rule.kind == "stock_below":
         level = _("available + inbound stock") if p.get("include_inbound") else _("available stock")
-        text = _("stock_below: {level} under the product's safety stock → draft a purchase requisition (one open "
-                 "per SKU)").format(level=level)
+        text = _(
+            "stock_below: {level} under the product's safety stock → draft a purchase requisition (one open per SKU)"
+        ).format(level=level)
     elif rule.kind == "dwell":
         node = config.nodes.get(str(p["node"]))
         if p["clock"] == "calendar":
-            clock = _("{calendar} hours").format(calendar=node.calendar) if node and node.calendar else _("calendar clock, but the node has none: wall clock")
+            clock = (
+                _("{calendar} hours").format(calendar=node.calendar)
+                if node and node.calendar
+                else _("calendar clock, but the node has none: wall clock")
+            )
         else:
             clock = _("wall clock")
-        text = _("dwell: orders at {node} longer than {format_duration} ({clock}) → flag {flag}").format(node=p['node'], format_duration=format_duration(int(p['longer_than_seconds'])), clock=clock, flag=p['flag'])
+        text = _("dwell: orders at {node} longer than {format_duration} ({clock}) → flag {flag}").format(
+            node=p["node"], format_duration=format_duration(int(p["longer_than_seconds"])), clock=clock, flag=p["flag"]
+        )
     elif rule.kind == "supplier":
         reasons = []
         if p.get("qc_pass_rate_below") is not None:
             n = int(p["consecutive_batches"])
-            reasons.append(_("QC pass rate below {percent:g}% ").format(percent=float(p['qc_pass_rate_below']) * 100)
-                           + (_("in the last batch") if n == 1 else _("for {n} batches in a row").format(n=n)))
+            reasons.append(
+                _("QC pass rate below {percent:g}% ").format(percent=float(p["qc_pass_rate_below"]) * 100)
+                + (_("in the last batch") if n == 1 else _("for {n} batches in a row").format(n=n))
+            )
         if p.get("avg_delay_days_above") is not None:
             n = int(p["window_batches"])
-            reasons.append(_("average delay above {days:g} days ").format(days=float(p["avg_delay_days_above"]))
-                           + ngettext("over the last batch", "over the last {n} batches", n).format(n=n))
+            reasons.append(
+                _("average delay above {days:g} days ").format(days=float(p["avg_delay_days_above"]))
+                + ngettext("over the last batch", "over the last {n} batches", n).format(n=n)
+            )
         text = _("supplier: {reasons} → freeze inspection exemption").format(reasons=_(" or ").join(reasons))
     else:
         text = rule.kind
     if rule.notify:
-        text += _(" · notify {names}").format(names=', '.join(rule.notify))
+        text += _(" · notify {names}").format(names=", ".join(rule.notify))
     return text + _(" · {priority} priority").format(priority=rule.priority)
 
 
@@ -211,15 +250,27 @@ def _describe_notify(notify: NotifyConfig) -> str:
     parts = [_("log {log}").format(log=notify.log) if notify.log else _("no log file")]
     if notify.email:
         e = notify.email
-        auth = _(", login {login} with the password from ${password_env}").format(login=e.username or e.sender, password_env=e.password_env) if e.password_env else ""
+        auth = (
+            _(", login {login} with the password from ${password_env}").format(
+                login=e.username or e.sender, password_env=e.password_env
+            )
+            if e.password_env
+            else ""
+        )
         security = _(" (TLS)") if e.tls else _(" (STARTTLS)") if e.starttls else _(" (no TLS)")
         if e.ca_file:
             security = security[:-1] + _(", trusting {file})").format(file=e.ca_file)
-        parts.append(_("email via {host}:{port}{security} from {sender}{auth}").format(host=e.host, port=e.port, security=security, sender=e.sender, auth=auth))
+        parts.append(
+            _("email via {host}:{port}{security} from {sender}{auth}").format(
+                host=e.host, port=e.port, security=security, sender=e.sender, auth=auth
+            )
+        )
     else:
         parts.append(_("no email server: email recipients are not mailed"))
     parts.append(_("up to {max_attempts} attempts").format(max_attempts=notify.max_attempts))
-    parts.append(_("webhook timeout {webhook_timeout_seconds:g}s").format(webhook_timeout_seconds=notify.webhook_timeout_seconds))
+    parts.append(
+        _("webhook timeout {webhook_timeout_seconds:g}s").format(webhook_timeout_seconds=notify.webhook_timeout_seconds)
+    )
     return " · ".join(parts)
 
 
@@ -237,10 +288,19 @@ def _describe_schedule(schedule: Mapping[str, str]) -> list[tuple[str, str]]:
     for job in SCHEDULE_JOBS:
         expression = schedule.get(job)
         if expression is None:
-            rows.append((job, f"{'-':<{width}}   " + _("not scheduled ({purpose})").format(purpose=_(_JOB_PURPOSE[job]))))
+            rows.append(
+                (job, f"{'-':<{width}}   " + _("not scheduled ({purpose})").format(purpose=_(_JOB_PURPOSE[job])))
+            )
         else:
-            rows.append((job, f"{expression:<{width}}   " + _("{schedule} ({purpose})").format(
-                schedule=_describe_cron(expression), purpose=_(_JOB_PURPOSE[job]))))
+            rows.append(
+                (
+                    job,
+                    f"{expression:<{width}}   "
+                    + _("{schedule} ({purpose})").format(
+                        schedule=_describe_cron(expression), purpose=_(_JOB_PURPOSE[job])
+                    ),
+                )
+            )
     return rows
 
 

@@ -76,8 +76,9 @@ class RowStream:
     rows under ``key`` one a line, then the keys given to ``close`` (known once the rows are out).
     """
 
-    def __init__(self, columns: Sequence[Column], kind: str, *, tz: str, out=None,
-                 envelope: tuple[str, dict] | None = None) -> None:
+    def __init__(
+        self, columns: Sequence[Column], kind: str, *, tz: str, out=None, envelope: tuple[str, dict] | None = None
+    ) -> None:
         self.kind, self.tz, self.rows = kind, tz, 0
         self.out = out if out is not None else sys.stdout
         self.keys = [c.key for c in columns]
@@ -175,8 +176,10 @@ def render(
             return
         # plain cells are data, not Rich markup: "[b2b]" must print as typed; a show function's
         # markup puts its data in through safe(), and no control character survives either way
-        cells = [[(_shown(c.show(row.get(c.key))) if c.show else data_text(table_cell(row.get(c.key), tz)))
-                  for c in columns] for row in rows]
+        cells = [
+            [(_shown(c.show(row.get(c.key))) if c.show else data_text(table_cell(row.get(c.key), tz))) for c in columns]
+            for row in rows
+        ]
 
         droppable = sorted((c.narrow_drop, i) for i, c in enumerate(columns) if c.narrow_drop)
         layouts = [("ruled", 0), ("compact", 0), ("narrow", 0)] + [("narrow", k + 1) for k in range(len(droppable))]
@@ -223,8 +226,11 @@ def _shown(cell: Any) -> Any:
 def say_not_shown(names: Sequence[str]) -> None:
     """Tell the person which columns a narrow terminal left out of a table (nothing if none)."""
     if names:
-        message(_("Not shown, for the terminal's width: {columns} (a wider terminal or --format csv shows "
-                  "every column).").format(columns=", ".join(names)))
+        message(
+            _(
+                "Not shown, for the terminal's width: {columns} (a wider terminal or --format csv shows every column)."
+            ).format(columns=", ".join(names))
+        )
 
 
 def say_cut(shown: int, total: int, what: str) -> None:
@@ -234,7 +240,9 @@ def say_cut(shown: int, total: int, what: str) -> None:
     when every match was shown.
     """
     if total > shown:
-        message(_("Showing {shown:,} of {total:,} {what}; --limit 0 for all.").format(shown=shown, total=total, what=what))
+        message(
+            _("Showing {shown:,} of {total:,} {what}; --limit 0 for all.").format(shown=shown, total=total, what=what)
+        )
 
 
 def new_table(compact: bool, **kwargs):

@@ -10,11 +10,15 @@ from ffctl.i18n import _, ngettext
 app = typer.Typer(help=_("Complete (or reject) an order's current manual node."))
 
 
-@app.command(help=_("Complete each order's current manual node (or reject it back to the previous one).\n"
-               "\n"
-               "Allowed for members of the node's owner role, of roles it was escalated to, and of admin.\n"
-               "Each order is its own transaction: one refused order leaves the others done, and is named;\n"
-               "the exit code is 1 if any was refused."))
+@app.command(
+    help=_(
+        "Complete each order's current manual node (or reject it back to the previous one).\n"
+        "\n"
+        "Allowed for members of the node's owner role, of roles it was escalated to, and of admin.\n"
+        "Each order is its own transaction: one refused order leaves the others done, and is named;\n"
+        "the exit code is 1 if any was refused."
+    )
+)
 def advance(
     ctx: typer.Context,
     order_ids: list[str] = typer.Argument(..., metavar="ORDER_ID", help=_("One or more order ids.")),
@@ -44,8 +48,9 @@ def advance(
                 # act on the node this command saw: if someone moves the order first, refuse instead of
                 # completing the next node by accident
                 seen = node if node is not None else orders.current_node(s, order_id)
-                result = orders.advance(s, cfg, order_id, at=st.now(), actor=st.user, node=seen, note=note,
-                                        reject=reject, reason=reason)
+                result = orders.advance(
+                    s, cfg, order_id, at=st.now(), actor=st.user, node=seen, note=note, reject=reject, reason=reason
+                )
         except FfctlError as exc:
             if len(ids) == 1:
                 raise
@@ -57,6 +62,9 @@ def advance(
             continue
         message(orders.advance_message(result))
     if refused:
-        message(ngettext("Refused {n} of {total} order: {ids}", "Refused {n} of {total} orders: {ids}",
-                         len(ids)).format(n=len(refused), total=len(ids), ids=", ".join(refused)))
+        message(
+            ngettext("Refused {n} of {total} order: {ids}", "Refused {n} of {total} orders: {ids}", len(ids)).format(
+                n=len(refused), total=len(ids), ids=", ".join(refused)
+            )
+        )
         raise typer.Exit(exit_code)

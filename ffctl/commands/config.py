@@ -23,8 +23,12 @@ def check(ctx: typer.Context) -> None:
         typer.echo(_("Warning: {warning}").format(warning=warning), err=True)
     if cfg.warnings:
         count = len(cfg.warnings)
-        typer.echo(ngettext("{path}: OK, with {n} warning", "{path}: OK, with {n} warnings", count).format(
-            path=st.config_path, n=count), err=True)
+        typer.echo(
+            ngettext("{path}: OK, with {n} warning", "{path}: OK, with {n} warnings", count).format(
+                path=st.config_path, n=count
+            ),
+            err=True,
+        )
     else:
         typer.echo(_("{config_path}: OK").format(config_path=st.config_path), err=True)
 
@@ -34,20 +38,30 @@ def show_path(ctx: typer.Context) -> None:
     from ffctl.core.errors import mask_url
 
     st = AppState.of(ctx)
-    typer.echo(_("config: {resolve}{value}").format(resolve=st.config_path.resolve(), value="" if st.config_path.exists() else _(" (missing)")))
+    typer.echo(
+        _("config: {resolve}{value}").format(
+            resolve=st.config_path.resolve(), value="" if st.config_path.exists() else _(" (missing)")
+        )
+    )
     typer.echo(_("database: {mask_url}").format(mask_url=mask_url(st.db_url())))
 
 
-@app.command(help=_("What changed from OLD.toml to NEW.toml, in the config's terms.\n"
-               "\n"
-               "One line per change: \"node review: SLA 30m → 45m\", \"calendar office: holiday 2026-10-08\n"
-               "added\", \"role lead: members +carol\". Both files are validated first (exit 2 with the\n"
-               "problems, as `config check`). JSON/CSV rows: section, name, field, old, new, text."))
+@app.command(
+    help=_(
+        "What changed from OLD.toml to NEW.toml, in the config's terms.\n"
+        "\n"
+        'One line per change: "node review: SLA 30m → 45m", "calendar office: holiday 2026-10-08\n'
+        'added", "role lead: members +carol". Both files are validated first (exit 2 with the\n'
+        "problems, as `config check`). JSON/CSV rows: section, name, field, old, new, text."
+    )
+)
 def diff(
     ctx: typer.Context,
     old: str = typer.Argument(..., metavar="OLD.toml", help=_("The config as it is.")),
     new: str = typer.Argument(..., metavar="NEW.toml", help=_("The config as proposed.")),
-    exit_code: bool = typer.Option(False, "--exit-code", help=_("Exit 1 when the configs differ, 0 when they are the same.")),
+    exit_code: bool = typer.Option(
+        False, "--exit-code", help=_("Exit 1 when the configs differ, 0 when they are the same.")
+    ),
     fmt=format_option(),
 ) -> None:
     from ffctl.commands._output import Column, message, render

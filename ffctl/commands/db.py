@@ -22,7 +22,12 @@ def upgrade(ctx: typer.Context) -> None:
     if before == after:
         typer.echo(_("{where} is up to date (revision {after}).").format(where=where, after=after), err=True)
     else:
-        typer.echo(_("{where} upgraded from {value} to revision {after}.").format(where=where, value=before or _("empty"), after=after), err=True)
+        typer.echo(
+            _("{where} upgraded from {value} to revision {after}.").format(
+                where=where, value=before or _("empty"), after=after
+            ),
+            err=True,
+        )
 
 
 @app.command(help=_("Print the store's schema revision and whether it is up to date."))
@@ -32,7 +37,11 @@ def current(ctx: typer.Context) -> None:
     store = AppState.of(ctx).store(check=False)
     rev, head = store.current_revision(), store.head_revision()
     typer.echo(rev or "empty")
-    state = _("up to date") if rev == head else _("behind: this ffctl needs {head}; run `ffctl db upgrade`").format(head=head)
+    state = (
+        _("up to date")
+        if rev == head
+        else _("behind: this ffctl needs {head}; run `ffctl db upgrade`").format(head=head)
+    )
     typer.echo(_("{mask_url}: {state}").format(mask_url=mask_url(store.url), state=state), err=True)
     if rev != head:
         raise typer.Exit(1)

@@ -22,13 +22,19 @@ class Language(str, Enum):
 @app.command(help=_("Build a demo store (config, CSVs, SQLite) and simulate days of business, then report."))
 def demo(
     ctx: typer.Context,
-    directory: Path | None = typer.Option(None, "--dir", help=_("Folder for the demo store [default: a new temp dir].")),
+    directory: Path | None = typer.Option(
+        None, "--dir", help=_("Folder for the demo store [default: a new temp dir].")
+    ),
     orders: int = typer.Option(2000, "--orders", min=10, help=_("How many orders to simulate.")),
     days: int = typer.Option(30, "--days", min=1, max=365, help=_("How many days of business to simulate.")),
     seed: int = typer.Option(7, "--seed", help=_("Random seed (the same seed gives the same demo).")),
     language: Language | None = typer.Option(
-        None, "--language",
-        help=_("Run the demo in this language and write it into the demo's config [default: as configured, else LANG].")),
+        None,
+        "--language",
+        help=_(
+            "Run the demo in this language and write it into the demo's config [default: as configured, else LANG]."
+        ),
+    ),
 ) -> None:
     import time
 
@@ -42,23 +48,43 @@ def demo(
     st = AppState.of(ctx)
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix="ffctl-demo-"))  # 0700, new: build_demo wants a new or empty folder
-    message(ngettext("Building a demo store in {dir} ({orders} orders over {days} day) ...",
-                     "Building a demo store in {dir} ({orders} orders over {days} days) ...", days)
-            .format(dir=directory, orders=orders, days=days))
+    message(
+        ngettext(
+            "Building a demo store in {dir} ({orders} orders over {days} day) ...",
+            "Building a demo store in {dir} ({orders} orders over {days} days) ...",
+            days,
+        ).format(dir=directory, orders=orders, days=days)
+    )
     started = time.perf_counter()
     now = st.now() if st.now_text else None
-    result = build_demo(directory, orders=orders, days=days, seed=seed, now=now, progress=message,
-                        language=language.value if language is not None else None)
+    result = build_demo(
+        directory,
+        orders=orders,
+        days=days,
+        seed=seed,
+        now=now,
+        progress=message,
+        language=language.value if language is not None else None,
+    )
     c = result.counts
-    message(_(
-        "Done in {seconds} s: {orders} orders imported, {advances} node completions, {shipped} shipped "
-        "({split} of them first in part), "
-        "{delivered} delivered, {breaches} SLA breaches (node visits done after their deadline or still open "
-        "past it), {escalations} escalations, {hits} rule hits.").format(
-        seconds=f"{time.perf_counter() - started:.0f}", orders=c.get("imported_orders", 0),
-        advances=c.get("advances", 0), shipped=c.get("shipped", 0), split=c.get("split", 0),
-        delivered=c.get("delivered", 0),
-        breaches=c.get("breaches", 0), escalations=c.get("escalations", 0), hits=c.get("rule_hits", 0)))
+    message(
+        _(
+            "Done in {seconds} s: {orders} orders imported, {advances} node completions, {shipped} shipped "
+            "({split} of them first in part), "
+            "{delivered} delivered, {breaches} SLA breaches (node visits done after their deadline or still open "
+            "past it), {escalations} escalations, {hits} rule hits."
+        ).format(
+            seconds=f"{time.perf_counter() - started:.0f}",
+            orders=c.get("imported_orders", 0),
+            advances=c.get("advances", 0),
+            shipped=c.get("shipped", 0),
+            split=c.get("split", 0),
+            delivered=c.get("delivered", 0),
+            breaches=c.get("breaches", 0),
+            escalations=c.get("escalations", 0),
+            hits=c.get("rule_hits", 0),
+        )
+    )
     base = ["--config", str(result.config_path), "--now", result.now.isoformat()]
     for title, args in ((_("KPI report"), ["report", "kpi"]), (_("SLA status"), ["sla", "status"])):
         message(f"\n== {title} ==")
@@ -82,8 +108,12 @@ def demo(
         (command(*cfg, "report", "dashboard", "--out", result.directory / "dashboard.html"), ""),
     ]
     width = max(cells(line) for line, note in tries if note)  # a folder name may be Chinese
-    message("\n" + _("Try next:") + "\n" + "".join(
-        f"  {pad(line, width)}   # {note}\n" if note else f"  {line}\n" for line, note in tries))
+    message(
+        "\n"
+        + _("Try next:")
+        + "\n"
+        + "".join(f"  {pad(line, width)}   # {note}\n" if note else f"  {line}\n" for line, note in tries)
+    )
 
 
 def _top_misses(result) -> None:
@@ -105,5 +135,8 @@ def _top_misses(result) -> None:
         return
     message("\n== " + _("Why orders were not perfect (top three causes)") + " ==")
     for r in rows:
-        message(_("  {cause}: {orders} orders ({share}% of misses)").format(
-            cause=r["group"], orders=r["orders"], share=f"{r['share'] * 100:.0f}"))
+        message(
+            _("  {cause}: {orders} orders ({share}% of misses)").format(
+                cause=r["group"], orders=r["orders"], share=f"{r['share'] * 100:.0f}"
+            )
+        )

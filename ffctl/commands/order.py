@@ -18,8 +18,11 @@ def left_text(seconds) -> str:
 
     if seconds is None:
         return "-"
-    return (_("{duration} left").format(duration=approx_duration(seconds)) if seconds >= 0
-            else _("{duration} late").format(duration=approx_duration(-seconds)))
+    return (
+        _("{duration} left").format(duration=approx_duration(seconds))
+        if seconds >= 0
+        else _("{duration} late").format(duration=approx_duration(-seconds))
+    )
 
 
 def priority_text(value) -> str:
@@ -64,13 +67,23 @@ def _owner_text(owner, auto=None) -> str:
 def list_(
     ctx: typer.Context,
     node: str | None = typer.Option(None, "--node", help=_("Only orders at this node.")),
-    status: str | None = typer.Option(None, "--status", help=_("open (nothing shipped yet), partially_shipped, on_hold, shipped, delivered or cancelled.")),
+    status: str | None = typer.Option(
+        None,
+        "--status",
+        help=_("open (nothing shipped yet), partially_shipped, on_hold, shipped, delivered or cancelled."),
+    ),
     at_risk: bool = typer.Option(False, "--at-risk", help=_("Only orders whose current task is at risk.")),
     breached: bool = typer.Option(False, "--breached", help=_("Only orders whose current task is past its deadline.")),
     flag: str | None = typer.Option(None, "--flag", help=_("Only orders with this standing flag.")),
-    customer: str | None = typer.Option(None, "--customer", metavar="CUSTOMER", help=_("Only this customer's orders (the customer id).")),
+    customer: str | None = typer.Option(
+        None, "--customer", metavar="CUSTOMER", help=_("Only this customer's orders (the customer id).")
+    ),
     search: str | None = typer.Option(
-        None, "--search", metavar="TEXT", help=_("Orders whose id, or whose customer's id or name, contains TEXT (any case).")),
+        None,
+        "--search",
+        metavar="TEXT",
+        help=_("Orders whose id, or whose customer's id or name, contains TEXT (any case)."),
+    ),
     limit: int = typer.Option(200, "--limit", help=_("Show at most this many orders (0: all).")),
     fmt=format_option(),
 ) -> None:
@@ -80,13 +93,29 @@ def list_(
     st = AppState.of(ctx)
     cfg = st.config()
     with st.store().session() as s:
-        rows, total = list_orders(s, cfg, st.now(), node=node, status=status, at_risk=at_risk, breached=breached,
-                                  flag=flag, customer=customer, search=search, limit=limit)
+        rows, total = list_orders(
+            s,
+            cfg,
+            st.now(),
+            node=node,
+            status=status,
+            at_risk=at_risk,
+            breached=breached,
+            flag=flag,
+            customer=customer,
+            search=search,
+            limit=limit,
+        )
     columns = [
-        Column("order_id", N_("order")), Column("customer", narrow_drop=3), Column("status"), Column("node"),
-        Column("state", show=state_text), Column("deadline", narrow_drop=2),
+        Column("order_id", N_("order")),
+        Column("customer", narrow_drop=3),
+        Column("status"),
+        Column("node"),
+        Column("state", show=state_text),
+        Column("deadline", narrow_drop=2),
         Column("seconds_left", N_("time left"), justify="right", show=left_text),
-        Column("flags"), Column("promised_ship_date", N_("promised"), narrow_drop=1),
+        Column("flags"),
+        Column("promised_ship_date", N_("promised"), narrow_drop=1),
     ]
     render(for_table(rows, fmt), columns, fmt, tz=st.tz, empty=_("No orders match."))
     say_cut(len(rows), total, ngettext("order", "orders", total))
@@ -120,27 +149,43 @@ def _show_table(o: dict, tz: str) -> None:
     head.add_column(style="bold")
     head.add_column()
     head.add_row(_("customer"), safe(f"{o['customer_name']} ({o['customer']})"))
-    head.add_row(_("status"), _("{status}  workflow {workflow}").format(status=o["status"], workflow=o["workflow"] or "-"))
+    head.add_row(
+        _("status"), _("{status}  workflow {workflow}").format(status=o["status"], workflow=o["workflow"] or "-")
+    )
     if o["waiting_for"]:
         head.add_row("", f"[bold]{safe(o['waiting_for'])}[/]")
     facts = [_("priority {priority}").format(priority=priority_text(o["priority"]))] + [
-        f"{name} {o[key]}" for name, key in ((_("channel"), "channel"), (_("region"), "region"),
-                                            (_("sales rep"), "sales_rep")) if o[key]]
+        f"{name} {o[key]}"
+        for name, key in ((_("channel"), "channel"), (_("region"), "region"), (_("sales rep"), "sales_rep"))
+        if o[key]
+    ]
     head.add_row("", safe("   ".join(facts)))
     head.add_row(_("created"), table_cell(o["created_at"], tz))
     if o["status"] == "on_hold":
-        head.add_row(_("on hold"), safe(_("{reason}  (`ffctl order release {order}` resumes it)").format(
-            reason=o["hold_reason"] or "-", order=o["order_id"])))
+        head.add_row(
+            _("on hold"),
+            safe(
+                _("{reason}  (`ffctl order release {order}` resumes it)").format(
+                    reason=o["hold_reason"] or "-", order=o["order_id"]
+                )
+            ),
+        )
     if cur:
         head.add_row(_("now at"), safe(cur["node"]))
         owner = _owner_text(cur["owner"], cur["auto"])
         extra = [r for r in cur["assignees"] if r != cur["owner"]]
         people = f"  ({', '.join(cur['people'])})" if cur["people"] else ""
-        head.add_row(_("owner"), safe(owner + (_(", escalated to {roles}").format(roles=", ".join(extra)) if extra else "")
-                                     + people))
+        head.add_row(
+            _("owner"),
+            safe(owner + (_(", escalated to {roles}").format(roles=", ".join(extra)) if extra else "") + people),
+        )
         if cur["held_at"] is not None:
-            head.add_row(_("deadline"), _("paused since {held_at}; {left} when released").format(
-                held_at=table_cell(cur["held_at"], tz), left=left_text(cur["seconds_left"])))
+            head.add_row(
+                _("deadline"),
+                _("paused since {held_at}; {left} when released").format(
+                    held_at=table_cell(cur["held_at"], tz), left=left_text(cur["seconds_left"])
+                ),
+            )
         else:
             head.add_row(_("deadline"), f"{table_cell(cur['deadline'], tz)} ({tz}), {left_text(cur['seconds_left'])}")
         head.add_row(_("state"), state_text(cur["state"]))
@@ -152,7 +197,7 @@ def _show_table(o: dict, tz: str) -> None:
         via += [_("tracking {tracking}").format(tracking=o["tracking"])] if o["tracking"] else []
         head.add_row(_("shipped"), safe(", ".join([table_cell(o["shipped_at"], tz), *via])))
     if o["delivered_at"]:
-        issue = (_("issue: {issue}").format(issue=o["delivery_issue"]) if o["delivery_issue"] else _("no issue"))
+        issue = _("issue: {issue}").format(issue=o["delivery_issue"]) if o["delivery_issue"] else _("no issue")
         head.add_row(_("delivered"), safe(f"{table_cell(o['delivered_at'], tz)}, {issue}"))
     if o.get("why_not_perfect"):
         from ffctl.core.misses import describe
@@ -162,19 +207,32 @@ def _show_table(o: dict, tz: str) -> None:
         head.add_row(_("cancelled"), safe(f"{table_cell(o['cancelled_at'], tz)}: {o['cancel_reason'] or '-'}"))
     if o["flags"]:
         head.add_row(_("flags"), f"[bold red]{safe(', '.join(o['flags']))}[/]")
-    console.print(Panel(head, title=_("order {safe}").format(safe=safe(o['order_id'])), expand=False))
+    console.print(Panel(head, title=_("order {safe}").format(safe=safe(o["order_id"])), expand=False))
 
     lines = Table(title=_("lines"), header_style="bold")
-    for name, justify in ((N_("line"), "right"), (N_("sku"), "left"), (N_("qty"), "right"), (N_("allocated"), "right"),
-                          (N_("shipped"), "right"), (N_("cancelled"), "right"), (N_("backordered"), "right"),
-                          (N_("available to promise"), "left")):
+    for name, justify in (
+        (N_("line"), "right"),
+        (N_("sku"), "left"),
+        (N_("qty"), "right"),
+        (N_("allocated"), "right"),
+        (N_("shipped"), "right"),
+        (N_("cancelled"), "right"),
+        (N_("backordered"), "right"),
+        (N_("available to promise"), "left"),
+    ):
         lines.add_column(_(name), justify=justify)
     for line in o["lines"]:
         atp = table_cell(line["atp_date"], tz) if line["atp_date"] else (line.get("atp_note") or "")
-        lines.add_row(str(line["line_no"]), safe(line["sku"]), str(line["qty"]), str(line["allocated"]),
-                      str(line["shipped"]) if line["shipped"] else "-",
-                      str(line["cancelled"]) if line["cancelled"] else "-",
-                      str(line["backordered"]) if line["backordered"] else "-", safe(atp))
+        lines.add_row(
+            str(line["line_no"]),
+            safe(line["sku"]),
+            str(line["qty"]),
+            str(line["allocated"]),
+            str(line["shipped"]) if line["shipped"] else "-",
+            str(line["cancelled"]) if line["cancelled"] else "-",
+            str(line["backordered"]) if line["backordered"] else "-",
+            safe(atp),
+        )
     console.print(lines)
 
     if o["shipments"]:
@@ -183,8 +241,13 @@ def _show_table(o: dict, tz: str) -> None:
             shipments.add_column(name, overflow="fold")
         for sh in o["shipments"]:
             what = ", ".join(f"L{ln['line_no']} {ln['sku']} × {ln['qty']}" for ln in sh["lines"])
-            shipments.add_row(safe(sh["shipment_id"]), table_cell(sh["at"], tz), safe(sh["carrier"] or "-"),
-                              safe(sh["tracking"] or "-"), safe(what))
+            shipments.add_row(
+                safe(sh["shipment_id"]),
+                table_cell(sh["at"], tz),
+                safe(sh["carrier"] or "-"),
+                safe(sh["tracking"] or "-"),
+                safe(what),
+            )
         console.print(shipments)
 
     if o.get("returns"):
@@ -192,22 +255,41 @@ def _show_table(o: dict, tz: str) -> None:
         for name in (_("when"), _("line"), _("sku"), _("qty"), _("reason"), _("restocked in")):
             returns.add_column(name, overflow="fold")
         for r in o["returns"]:
-            returns.add_row(table_cell(r["returned_at"], tz), str(r["line_no"]), safe(r["sku"]), str(r["qty"]),
-                            safe(r["reason"]), safe(r["warehouse"] or "-"))
+            returns.add_row(
+                table_cell(r["returned_at"], tz),
+                str(r["line_no"]),
+                safe(r["sku"]),
+                str(r["qty"]),
+                safe(r["reason"]),
+                safe(r["warehouse"] or "-"),
+            )
         console.print(returns)
 
     timeline = Table(title=_("timeline"), header_style="bold")
     for name in (_("when"), _("event"), _("node"), _("who"), _("what")):
         timeline.add_column(name, overflow="fold")
     for e in o["timeline"]:
-        timeline.add_row(table_cell(e["at"], tz), _event_text(e), safe(e["node"] or ""), safe(e["actor"]),
-                         safe(e["detail"] or ""))
+        timeline.add_row(
+            table_cell(e["at"], tz), _event_text(e), safe(e["node"] or ""), safe(e["actor"]), safe(e["detail"] or "")
+        )
     console.print(timeline)
 
 
-_EVENT_STYLES = {"breached": "bold red", "escalated": "red", "auto_rejected": "red", "rejected": "yellow",
-                 "at_risk": "yellow", "forecast": "yellow", "held": "magenta", "released": "magenta", "flagged": "bold red",
-                 "cancelled": "red", "completed": "green", "shipped": "green", "delivered": "green"}
+_EVENT_STYLES = {
+    "breached": "bold red",
+    "escalated": "red",
+    "auto_rejected": "red",
+    "rejected": "yellow",
+    "at_risk": "yellow",
+    "forecast": "yellow",
+    "held": "magenta",
+    "released": "magenta",
+    "flagged": "bold red",
+    "cancelled": "red",
+    "completed": "green",
+    "shipped": "green",
+    "delivered": "green",
+}
 
 
 def _event_text(e: dict) -> str:
@@ -234,7 +316,11 @@ def hold(
         workflow.hold(s, cfg, order_id, at=st.now(), actor=st.user, reason=reason)
     from ffctl.core.text import command
 
-    message(_("{order_id}: on hold ({reason}); its SLA clocks are paused until `{command}`.").format(order_id=order_id, reason=reason, command=command('order', 'release', order_id)))
+    message(
+        _("{order_id}: on hold ({reason}); its SLA clocks are paused until `{command}`.").format(
+            order_id=order_id, reason=reason, command=command("order", "release", order_id)
+        )
+    )
 
 
 @app.command(help=_("Release a held order: its clocks resume with the business time that was left."))
@@ -256,14 +342,20 @@ def release(
     message(_("{order_id}: released{tail}.").format(order_id=order_id, tail=tail))
 
 
-@app.command(help=_("Cancel an order (its reservations are released and its open tasks closed), or with --line\n"
-               "what is left of some of its lines."))
+@app.command(
+    help=_(
+        "Cancel an order (its reservations are released and its open tasks closed), or with --line\n"
+        "what is left of some of its lines."
+    )
+)
 def cancel(
     ctx: typer.Context,
     order_id: str = typer.Argument(..., help=_("The order id.")),
     reason: str = typer.Option(..., "--reason", help=_("Why the order is cancelled (recorded in its timeline).")),
     line: list[str] | None = typer.Option(
-        None, "--line", metavar="LINE_NO[:QTY]",
+        None,
+        "--line",
+        metavar="LINE_NO[:QTY]",
         help=_("Cancel only what is left of order line LINE_NO (QTY of its units; repeatable)."),
     ),
 ) -> None:
@@ -280,11 +372,18 @@ def cancel(
         n = result["released"]
         what = ", ".join(_("line {line}: {n}").format(line=x["line_no"], n=x["cancelled"]) for x in result["lines"])
         released = ngettext("; released {n} reserved unit", "; released {n} reserved units", n).format(n=n) if n else ""
-        tail = (_("; every unit is now shipped or cancelled: the order is shipped") if result["status"] == "shipped"
-                else ngettext("; {n} unit still to ship", "; {n} units still to ship", result["still_to_ship"])
-                .format(n=result["still_to_ship"]))
-        message(_("{order}: cancelled {what}{released}{tail}.").format(order=order_id, what=what, released=released,
-                                                                     tail=tail))
+        tail = (
+            _("; every unit is now shipped or cancelled: the order is shipped")
+            if result["status"] == "shipped"
+            else ngettext("; {n} unit still to ship", "; {n} units still to ship", result["still_to_ship"]).format(
+                n=result["still_to_ship"]
+            )
+        )
+        message(
+            _("{order}: cancelled {what}{released}{tail}.").format(
+                order=order_id, what=what, released=released, tail=tail
+            )
+        )
         return
     from ffctl.core.orders import cancel_order
 

@@ -21,8 +21,9 @@ class Status(str, Enum):
 @app.command("list", help=_("Requisitions, oldest first, with the numbers that caused each one."))
 def list_(
     ctx: typer.Context,
-    status: Status | None = typer.Option(None, "--status", help=_("Only draft, approved or rejected ones."),
-                                            case_sensitive=False),
+    status: Status | None = typer.Option(
+        None, "--status", help=_("Only draft, approved or rejected ones."), case_sensitive=False
+    ),
     fmt=format_option(),
 ) -> None:
     from ffctl.commands._output import Column, render
@@ -32,11 +33,23 @@ def list_(
     with st.store().session() as s:
         rows = list_requisitions(s, status=status.value if status else None)
     columns = [
-        Column("id", justify="right"), Column("sku"), Column("qty", justify="right"), Column("supplier"),
-        Column("status"), Column("created_at", N_("created")), Column("reason"),
-        Column("decided_by", N_("decided by")), Column("decided_at", N_("decided")),
+        Column("id", justify="right"),
+        Column("sku"),
+        Column("qty", justify="right"),
+        Column("supplier"),
+        Column("status"),
+        Column("created_at", N_("created")),
+        Column("reason"),
+        Column("decided_by", N_("decided by")),
+        Column("decided_at", N_("decided")),
     ]
-    render(rows, columns, fmt, tz=st.tz, empty=_("No requisitions") + (_(" with status {value}.").format(value=status.value) if status else "."))
+    render(
+        rows,
+        columns,
+        fmt,
+        tz=st.tz,
+        empty=_("No requisitions") + (_(" with status {value}.").format(value=status.value) if status else "."),
+    )
 
 
 def _decide(ctx: typer.Context, req_id: int, approve: bool, reason: str | None) -> None:
@@ -47,7 +60,11 @@ def _decide(ctx: typer.Context, req_id: int, approve: bool, reason: str | None) 
     with st.store().session(write=True) as s:
         row = decide_requisition(s, req_id, approve=approve, at=st.now(), actor=st.user, reason=reason)
     supplier = _(" from {supplier}").format(supplier=row["supplier"]) if row["supplier"] else ""
-    message(_("Requisition #{id} {status}: {qty} x {sku}{supplier}.").format(id=row['id'], status=row['status'], qty=row['qty'], sku=row['sku'], supplier=supplier))
+    message(
+        _("Requisition #{id} {status}: {qty} x {sku}{supplier}.").format(
+            id=row["id"], status=row["status"], qty=row["qty"], sku=row["sku"], supplier=supplier
+        )
+    )
 
 
 @app.command(help=_("Approve a draft requisition (only drafts can be decided)."))
@@ -55,10 +72,14 @@ def approve(ctx: typer.Context, req_id: int = typer.Argument(..., metavar="ID", 
     _decide(ctx, req_id, True, None)
 
 
-@app.command(help=_("Reject a draft requisition.\n"
-               "\n"
-               "While the SKU stays below safety stock the rule drafts a new one at its next run; set the\n"
-               "product's safety_stock to 0 to stop reordering it."))
+@app.command(
+    help=_(
+        "Reject a draft requisition.\n"
+        "\n"
+        "While the SKU stays below safety stock the rule drafts a new one at its next run; set the\n"
+        "product's safety_stock to 0 to stop reordering it."
+    )
+)
 def reject(
     ctx: typer.Context,
     req_id: int = typer.Argument(..., metavar="ID", help=_("The requisition id.")),

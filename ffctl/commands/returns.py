@@ -10,18 +10,26 @@ from ffctl.i18n import _, ngettext
 app = typer.Typer(help=_("Record units of a shipped order that came back, with the reason."))
 
 
-@app.command(name="return", help=_("Record a return: at most what each line shipped less what came back already; the order's\n"
-               "timeline gets a `returned` event; with --restock the units go back on hand (a stock move)."))
+@app.command(
+    name="return",
+    help=_(
+        "Record a return: at most what each line shipped less what came back already; the order's\n"
+        "timeline gets a `returned` event; with --restock the units go back on hand (a stock move)."
+    ),
+)
 def return_(
     ctx: typer.Context,
     order_id: str = typer.Argument(..., help=_("The order id.")),
-    line: list[str] = typer.Option(..., "--line", metavar="LINE_NO:QTY",
-                                   help=_("QTY units of order line LINE_NO came back (repeatable).")),
+    line: list[str] = typer.Option(
+        ..., "--line", metavar="LINE_NO:QTY", help=_("QTY units of order line LINE_NO came back (repeatable).")
+    ),
     reason: str = typer.Option(..., "--reason", help=_("Why they came back, e.g. damaged or wrong_size.")),
-    at: str | None = typer.Option(None, "--at", metavar="TIME",
-                                     help=_("When they came back (default: the command clock).")),
-    restock: str | None = typer.Option(None, "--restock", metavar="WAREHOUSE",
-                                          help=_("Put the units back on hand in this warehouse.")),
+    at: str | None = typer.Option(
+        None, "--at", metavar="TIME", help=_("When they came back (default: the command clock).")
+    ),
+    restock: str | None = typer.Option(
+        None, "--restock", metavar="WAREHOUSE", help=_("Put the units back on hand in this warehouse.")
+    ),
 ) -> None:
     from ffctl.commands._output import message
     from ffctl.core.clock import parse_time
@@ -45,7 +53,10 @@ def return_(
         return
     units = ngettext("{n} unit", "{n} units", done["units"]).format(n=done["units"])
     if restock:
-        message(_("{order}: {units} returned ({reason}), restocked in {wh}.").format(
-            order=order_id, units=units, reason=done["reason"], wh=restock))
+        message(
+            _("{order}: {units} returned ({reason}), restocked in {wh}.").format(
+                order=order_id, units=units, reason=done["reason"], wh=restock
+            )
+        )
     else:
         message(_("{order}: {units} returned ({reason}).").format(order=order_id, units=units, reason=done["reason"]))

@@ -12,15 +12,20 @@ app = typer.Typer(help=_("Run or list the rules: low stock, dwelling orders, sup
 ITEM_COLUMNS = ("rule", "kind", "subject", "what", "detail")
 
 
-@app.command(help=_("Evaluate every rule once: draft requisitions, flag dwelling orders, freeze weak suppliers.\n"
-               "\n"
-               "Each hit happens once: a SKU gets one draft requisition, an order one standing flag, a supplier\n"
-               "one freeze, however often (or however many at once) the rules run."))
+@app.command(
+    help=_(
+        "Evaluate every rule once: draft requisitions, flag dwelling orders, freeze weak suppliers.\n"
+        "\n"
+        "Each hit happens once: a SKU gets one draft requisition, an order one standing flag, a supplier\n"
+        "one freeze, however often (or however many at once) the rules run."
+    )
+)
 def run(
     ctx: typer.Context,
     dry_run: bool = typer.Option(False, "--dry-run", help=_("Show what the rules would do; change nothing.")),
-    now: str | None = typer.Option(None, "--now", metavar="ISO",
-                                      help=_("Evaluate at this time (same as the global --now).")),
+    now: str | None = typer.Option(
+        None, "--now", metavar="ISO", help=_("Evaluate at this time (same as the global --now).")
+    ),
     fmt=format_option(),
 ) -> None:
     from ffctl.commands._output import Column, dumps, get_console, message, render, resolve_format, safe, table_cell
@@ -55,8 +60,12 @@ def run(
     verb = _("would queue") if dry_run else _("queued")
     hits = ngettext("{n} hit", "{n} hits", result["hits"]).format(n=result["hits"])
     notes = ngettext("{n} notification", "{n} notifications", result["notifications"]).format(n=result["notifications"])
-    message(_("Rules at {table_cell} ({tz}): {hits}; {verb} {notes}").format(table_cell=table_cell(at, st.tz), tz=st.tz, hits=hits, verb=verb, notes=notes)
-            + (_(" — dry run, nothing changed.") if dry_run else "."))
+    message(
+        _("Rules at {table_cell} ({tz}): {hits}; {verb} {notes}").format(
+            table_cell=table_cell(at, st.tz), tz=st.tz, hits=hits, verb=verb, notes=notes
+        )
+        + (_(" — dry run, nothing changed.") if dry_run else ".")
+    )
 
 
 @app.command("list", help=_("Each rule in the config: its condition and action, when it last ran and what it hit."))
@@ -69,8 +78,13 @@ def list_(ctx: typer.Context, fmt=format_option()) -> None:
     with st.store().session() as s:
         rows = list_rules(s, cfg)
     columns = [
-        Column("rule"), Column("kind"), Column("description"), Column("notify"), Column("priority"),
-        Column("last_run_at", N_("last run")), Column("last_hits", N_("last hits"), justify="right"),
+        Column("rule"),
+        Column("kind"),
+        Column("description"),
+        Column("notify"),
+        Column("priority"),
+        Column("last_run_at", N_("last run")),
+        Column("last_hits", N_("last hits"), justify="right"),
         Column("total_hits", N_("total hits"), justify="right"),
     ]
     render(rows, columns, fmt, tz=st.tz, empty=_("No rules in the config ([rules.NAME] sections)."))

@@ -10,15 +10,19 @@ from ffctl.i18n import N_, _
 app = typer.Typer(help=_("Run due scheduled jobs (one cron line); show next runs."), no_args_is_help=True)
 
 
-@app.command(help=_("Run each [schedule] job whose cron time has come since its last run, once.\n"
-               "\n"
-               "Meant for cron every minute:\n"
-               "\n"
-               "\b\n"
-               "    * * * * *  ffctl --config /path/ffctl.toml schedule tick\n"
-               "\n"
-               "Missed runs coalesce into one; overlapping ticks never run a job twice for one cron time.\n"
-               "Exit code 1 if a job failed (the others still run)."))
+@app.command(
+    help=_(
+        "Run each [schedule] job whose cron time has come since its last run, once.\n"
+        "\n"
+        "Meant for cron every minute:\n"
+        "\n"
+        "\b\n"
+        "    * * * * *  ffctl --config /path/ffctl.toml schedule tick\n"
+        "\n"
+        "Missed runs coalesce into one; overlapping ticks never run a job twice for one cron time.\n"
+        "Exit code 1 if a job failed (the others still run)."
+    )
+)
 def tick(
     ctx: typer.Context,
     job: str | None = typer.Option(None, "--job", metavar="JOB", help=_("Consider only this job.")),
@@ -31,16 +35,22 @@ def tick(
     st = AppState.of(ctx)
     cfg = st.config()
     if job is not None and job not in cfg.schedule:
-        raise UsageError(_("--job {job!r} is not in [schedule]; scheduled jobs: {value}").format(job=job, value=", ".join(cfg.schedule) or _("none")))
+        raise UsageError(
+            _("--job {job!r} is not in [schedule]; scheduled jobs: {value}").format(
+                job=job, value=", ".join(cfg.schedule) or _("none")
+            )
+        )
     if not cfg.schedule:
         message(_("No jobs in [schedule] of {config_path}; nothing to run.").format(config_path=st.config_path))
     rows = schedule.tick(st.store(), cfg, now=st.now(), only=job)
     for row in rows:
         if row["note"]:
-            message(_("{job}: {note}; ran it for the clock's cron time.").format(job=row["job"], note=row["note"])
-                    if row["ran"] else _("{job}: {note}.").format(job=row["job"], note=row["note"]))
-    columns = [Column("job"), Column("cron"), Column("due_at", N_("cron time")), Column("ran"),
-               Column("result")]
+            message(
+                _("{job}: {note}; ran it for the clock's cron time.").format(job=row["job"], note=row["note"])
+                if row["ran"]
+                else _("{job}: {note}.").format(job=row["job"], note=row["note"])
+            )
+    columns = [Column("job"), Column("cron"), Column("due_at", N_("cron time")), Column("ran"), Column("result")]
     render(rows, columns, fmt, tz=st.tz, empty=_("No scheduled jobs."))
     failed = [r["job"] for r in rows if not r["ok"]]
     if failed:
@@ -57,11 +67,18 @@ def show(ctx: typer.Context, fmt=format_option()) -> None:
     cfg = st.config()
     with st.store().session() as s:
         rows = schedule.show(s, cfg, now=st.now())
-    columns = [Column("job"), Column("cron"), Column("last_due_at", N_("last cron time")),
-               Column("last_ran_at", N_("last ran")), Column("last_result", N_("result")),
-               Column("next_run_at", N_("next run"), show=lambda v: _("never") if v is None else table_cell(v, st.tz))]
+    columns = [
+        Column("job"),
+        Column("cron"),
+        Column("last_due_at", N_("last cron time")),
+        Column("last_ran_at", N_("last ran")),
+        Column("last_result", N_("result")),
+        Column("next_run_at", N_("next run"), show=lambda v: _("never") if v is None else table_cell(v, st.tz)),
+    ]
     render(rows, columns, fmt, tz=st.tz, empty=_("No jobs in [schedule]."))
     for row in rows:
         if row["note"]:
-            message(_("{job}: {note}.").format(job=row["job"], note=row["note"])
-                    + (" " + _("The next tick runs it.") if row["due_now"] else ""))
+            message(
+                _("{job}: {note}.").format(job=row["job"], note=row["note"])
+                + (" " + _("The next tick runs it.") if row["due_now"] else "")
+            )

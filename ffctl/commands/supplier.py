@@ -29,7 +29,9 @@ def list_(ctx: typer.Context, fmt=format_option()) -> None:
         rows = list_suppliers(s, cfg)
     window = supplier_window(cfg)
     columns = [
-        Column("supplier"), Column("name"), Column("inspection_exempt", N_("exempt")),
+        Column("supplier"),
+        Column("name"),
+        Column("inspection_exempt", N_("exempt")),
         Column("qc_pass_rate_last3", N_("pass rate (last 3)"), justify="right", show=_rate),
         Column("avg_delay_days", _("avg delay (last {window})").format(window=window), justify="right", show=_days),
         Column("exempt_frozen_at", N_("frozen")),
@@ -67,27 +69,48 @@ def _show_table(o: dict, tz: str) -> None:
     if o["inspection_exempt"]:
         head.add_row(_("inspection"), "[green]" + _("exempt") + "[/]")
     elif o["exempt_frozen_at"]:
-        head.add_row(_("inspection"), _("[bold red]exemption frozen[/] at {at} ({tz})").format(
-            at=table_cell(o["exempt_frozen_at"], tz), tz=tz))
+        head.add_row(
+            _("inspection"),
+            _("[bold red]exemption frozen[/] at {at} ({tz})").format(at=table_cell(o["exempt_frozen_at"], tz), tz=tz),
+        )
         head.add_row(_("why"), safe(o["exempt_frozen_reason"] or "-"))
     else:
         head.add_row(_("inspection"), _("not exempt (every batch is inspected)"))
     head.add_row(_("pass rate"), _("{rate} over the last 3 batches").format(rate=_rate(o["qc_pass_rate_last3"])))
-    head.add_row(_("avg delay"), f"{_days(o['avg_delay_days'])} " + ngettext(
-        "over the last batch", "over the last {n} batches", o["window_batches"]).format(n=o["window_batches"]))
-    console.print(Panel(head, title=_("supplier {safe}").format(safe=safe(o['supplier'])), expand=False))
+    head.add_row(
+        _("avg delay"),
+        f"{_days(o['avg_delay_days'])} "
+        + ngettext("over the last batch", "over the last {n} batches", o["window_batches"]).format(
+            n=o["window_batches"]
+        ),
+    )
+    console.print(Panel(head, title=_("supplier {safe}").format(safe=safe(o["supplier"])), expand=False))
 
     if o["batches"]:
         batches = Table(title=_("recent QC batches (newest first)"), header_style="bold")
-        for name, justify in ((N_("batch"), "left"), (N_("sku"), "left"), (N_("inspected"), "left"),
-                              (N_("passed"), "right"), (N_("total"), "right"), (N_("pass rate"), "right"),
-                              (N_("promised"), "left"), (N_("received"), "left"), (N_("delay"), "right")):
+        for name, justify in (
+            (N_("batch"), "left"),
+            (N_("sku"), "left"),
+            (N_("inspected"), "left"),
+            (N_("passed"), "right"),
+            (N_("total"), "right"),
+            (N_("pass rate"), "right"),
+            (N_("promised"), "left"),
+            (N_("received"), "left"),
+            (N_("delay"), "right"),
+        ):
             batches.add_column(_(name), justify=justify)
         for b in o["batches"]:
             batches.add_row(
-                safe(b["batch_id"]), safe(b["sku"] or "-"), table_cell(b["inspected_at"], tz), str(b["passed"]),
-                str(b["total"]), _rate(b["pass_rate"]), table_cell(b["promised_at"], tz),
-                table_cell(b["received_at"], tz), _days(b["delay_days"]),
+                safe(b["batch_id"]),
+                safe(b["sku"] or "-"),
+                table_cell(b["inspected_at"], tz),
+                str(b["passed"]),
+                str(b["total"]),
+                _rate(b["pass_rate"]),
+                table_cell(b["promised_at"], tz),
+                table_cell(b["received_at"], tz),
+                _days(b["delay_days"]),
             )
         console.print(batches)
     else:

@@ -62,9 +62,19 @@ def record(
     """Append one audit event in the caller's transaction."""
     if event not in EVENTS:
         raise ValueError(f"unknown audit event {event!r}")
-    session.execute(_INSERT, {"at": at, **stamp(actor, datetime.now(timezone.utc)), "event": event,
-                              "order_id": order_id, "task_id": task_id, "node": node, "subject": subject,
-                              "detail": detail})
+    session.execute(
+        _INSERT,
+        {
+            "at": at,
+            **stamp(actor, datetime.now(timezone.utc)),
+            "event": event,
+            "order_id": order_id,
+            "task_id": task_id,
+            "node": node,
+            "subject": subject,
+            "detail": detail,
+        },
+    )
 
 
 def record_many(session: Session, rows: list[dict]) -> None:
@@ -98,8 +108,21 @@ def _check(rows: list[dict]) -> None:
 
 def _values(rows: list[dict], wall: datetime):
     who = login()
-    return ((r["at"], wall, r["actor"], r["event"], r.get("order_id"), r.get("task_id"), r.get("node"),
-             r.get("subject"), r.get("detail"), who) for r in rows)
+    return (
+        (
+            r["at"],
+            wall,
+            r["actor"],
+            r["event"],
+            r.get("order_id"),
+            r.get("task_id"),
+            r.get("node"),
+            r.get("subject"),
+            r.get("detail"),
+            who,
+        )
+        for r in rows
+    )
 
 
 class PreparedEvents:
@@ -150,9 +173,26 @@ def _bulk_write(session: Session, rows: list[dict], wall: datetime) -> None:
         return
     text = time_texts()
     who = login()
-    insert_rows(session, "event", _COLUMNS,
-                [(text(r["at"]), text(wall), r["actor"], r["event"], r.get("order_id"), r.get("task_id"),
-                  r.get("node"), r.get("subject"), r.get("detail"), who) for r in rows])
+    insert_rows(
+        session,
+        "event",
+        _COLUMNS,
+        [
+            (
+                text(r["at"]),
+                text(wall),
+                r["actor"],
+                r["event"],
+                r.get("order_id"),
+                r.get("task_id"),
+                r.get("node"),
+                r.get("subject"),
+                r.get("detail"),
+                who,
+            )
+            for r in rows
+        ],
+    )
 
 
 # --- the timeline never runs backwards (SPEC 9.1) ----------------------------------------------
@@ -182,7 +222,8 @@ def later_events(session: Session, order_ids: list[str], at: datetime) -> dict[s
     found: dict[str, tuple[datetime, str]] = {}
     if is_postgresql(session):  # one array parameter
         for order_id, when, event in session.execute(
-            sa.select(e.order_id, e.at, e.event).where(keyed(session, e.order_id, order_ids), e.at > at)
+            sa.select(e.order_id, e.at, e.event)
+            .where(keyed(session, e.order_id, order_ids), e.at > at)
             .order_by(e.order_id, e.at, e.id)
         ):
             found[order_id] = (when, event)  # the latest wins
@@ -192,10 +233,11 @@ def later_events(session: Session, order_ids: list[str], at: datetime) -> dict[s
     raw: Any = session.connection().connection.driver_connection
     stamp = time_texts()(at)
     for start in range(0, len(order_ids), 900):
-        part = order_ids[start:start + 900]
+        part = order_ids[start : start + 900]
         for order_id, when, event in raw.execute(
             f"SELECT order_id, at, event FROM event WHERE order_id IN ({','.join('?' * len(part))}) AND at > ? "
-            "ORDER BY order_id, at, id", [*part, stamp]
+            "ORDER BY order_id, at, id",
+            [*part, stamp],
         ):
             found[order_id] = (_STORED.process_result_value(when, None), event)
     return found
@@ -205,9 +247,10 @@ def earlier_message(order_id: str, at: datetime, latest: tuple[datetime, str], t
     from ffctl.core.clock import shown
     from ffctl.i18n import _
 
-    return _("order {order}: the clock {now} is earlier than its latest event ({event} at {latest}); its "
-             "timeline cannot run backwards, nothing was changed").format(
-        order=order_id, now=shown(at, tz), event=latest[1], latest=shown(latest[0], tz))
+    return _(
+        "order {order}: the clock {now} is earlier than its latest event ({event} at {latest}); its "
+        "timeline cannot run backwards, nothing was changed"
+    ).format(order=order_id, now=shown(at, tz), event=latest[1], latest=shown(latest[0], tz))
 
 
 def refuse_earlier(session: Session, order_id: str, at: datetime, tz: str) -> None:
@@ -225,5 +268,7 @@ def earlier_conflict(order_id: str, at: datetime, latest: tuple[datetime, str], 
     from ffctl.core.errors import Conflict
     from ffctl.i18n import _
 
-    return Conflict(earlier_message(order_id, at, latest, tz),
-                    hint=_("Give a --now at or after that time, or leave --now out to use the current time."))
+    return Conflict(
+        earlier_message(order_id, at, latest, tz),
+        hint=_("Give a --now at or after that time, or leave --now out to use the current time."),
+    )

@@ -114,8 +114,13 @@ def _copy(session: Session, table: str, columns: Sequence[str], blocks: Iterable
                 copy.write(block)
 
 
-def copy_rows(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence],
-              fixed: Mapping[str, object] | None = None) -> None:
+def copy_rows(
+    session: Session,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence],
+    fixed: Mapping[str, object] | None = None,
+) -> None:
     """``COPY table (columns) FROM STDIN`` of the rows (PostgreSQL, in the session's transaction);
     the server takes each block while the next is formatted. ``fixed``: columns with one value
     for every row, given once."""
@@ -128,8 +133,9 @@ class CopyRows:
     writes what it planned before (``allocate``, ``import orders``), so the writing thread only
     sends. ``len`` is the number of rows."""
 
-    def __init__(self, table: str, columns: Sequence[str], rows: Iterable[Sequence],
-                 fixed: Mapping[str, object] | None = None) -> None:
+    def __init__(
+        self, table: str, columns: Sequence[str], rows: Iterable[Sequence], fixed: Mapping[str, object] | None = None
+    ) -> None:
         fixed = fixed or {}
         self.table, self.columns = table, (*columns, *fixed)
         self.blocks = list(_blocks(rows, tuple(fixed.values())))
@@ -161,8 +167,13 @@ class Rows:
         return CopyRows(self.table, self.columns, self.rows, self.fixed)
 
 
-def insert_rows(session: Session, table: str, columns: Sequence[str], rows: Iterable[Sequence] | CopyRows,
-                fixed: Mapping[str, object] | None = None) -> None:
+def insert_rows(
+    session: Session,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence] | CopyRows,
+    fixed: Mapping[str, object] | None = None,
+) -> None:
     """Insert many rows in the caller's transaction: COPY on PostgreSQL (``rows`` may be
     ``CopyRows`` formatted ahead), the driver's executemany on SQLite, where the values must
     already be what SQLite stores (times as ``time_texts`` gives them). ``fixed``: columns with
@@ -193,8 +204,7 @@ def insert_rows(session: Session, table: str, columns: Sequence[str], rows: Iter
             extra = tuple(bound)
             rows = [tuple(r) + extra for r in rows]
         raw: Any = session.connection().connection.driver_connection
-        raw.executemany(
-            f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(values)})", rows)
+        raw.executemany(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(values)})", rows)
 
 
 def _shared_columns(columns: Sequence[str], rows) -> tuple[Sequence[str], list, dict]:
@@ -213,8 +223,7 @@ def _shared_columns(columns: Sequence[str], rows) -> tuple[Sequence[str], list, 
             continue
         values = list(map(itemgetter(i), rows))
         # equal to None or to a str means of that type; 1 == True == 1.0 needs the types checked
-        if values.count(first) == n and (first is None or first.__class__ is str
-                                         or len(set(map(type, values))) == 1):
+        if values.count(first) == n and (first is None or first.__class__ is str or len(set(map(type, values))) == 1):
             same[name] = first
     if not same:
         return columns, rows, {}
@@ -248,9 +257,11 @@ def int_array(values: Iterable[int]) -> str:
 
 def text_array(values: Iterable[str | None]) -> str:
     """A PostgreSQL array literal of strings (``CAST(:p AS text[])``); None is NULL."""
-    return "{" + ",".join(
-        "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values
-    ) + "}"
+    return (
+        "{"
+        + ",".join("NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+        + "}"
+    )
 
 
 def keyed(session: Session, column, values: Iterable):
@@ -301,12 +312,13 @@ def keyed_rows(session: Session, sql: str, column: str, keys: Sequence, *, tail:
         kind, literal = ("bigint[]", int_array(keys)) if ints else ("text[]", text_array(keys))
         with raw.cursor() as cur:
             # as ``among``: a semi-join the planner can hash, even on a table it has no statistics of
-            cur.execute(sql.format(where=f"{column} IN (SELECT unnest(CAST(%(keys)s AS {kind})))") + tail,
-                        {"keys": literal})
+            cur.execute(
+                sql.format(where=f"{column} IN (SELECT unnest(CAST(%(keys)s AS {kind})))") + tail, {"keys": literal}
+            )
             return cur.fetchall()
     rows: list[tuple] = []
     for start in range(0, len(keys), 900):
-        part = list(keys[start:start + 900])
+        part = list(keys[start : start + 900])
         rows.extend(raw.execute(sql.format(where=f"{column} IN ({', '.join('?' * len(part))})") + tail, part))
     return rows
 

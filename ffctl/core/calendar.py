@@ -99,13 +99,10 @@ def _normalise_hours(
             try:
                 start, end = item
             except (TypeError, ValueError):
-                raise ValueError(
-                    f"weekday {weekday}: a range is (start_minute, end_minute), got {item!r}"
-                ) from None
+                raise ValueError(f"weekday {weekday}: a range is (start_minute, end_minute), got {item!r}") from None
             if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= 1440):
                 raise ValueError(
-                    f"weekday {weekday}: range {item!r} must be whole minutes with "
-                    "0 <= start < end <= 1440"
+                    f"weekday {weekday}: range {item!r} must be whole minutes with 0 <= start < end <= 1440"
                 )
             cleaned.append((start, end))
         cleaned.sort()
@@ -125,9 +122,7 @@ def _resolve_zone(timezone_: str | tzinfo) -> tuple[tzinfo, str]:
         try:
             return ZoneInfo(timezone_), timezone_
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown timezone {timezone_!r} (use an IANA name such as 'Asia/Shanghai')"
-            ) from None
+            raise ValueError(f"unknown timezone {timezone_!r} (use an IANA name such as 'Asia/Shanghai')") from None
     if isinstance(timezone_, tzinfo):
         return timezone_, str(getattr(timezone_, "key", timezone_))
     raise ValueError(f"timezone must be an IANA name, got {timezone_!r}")
@@ -144,9 +139,7 @@ class BusinessCalendar:
     ) -> None:
         self._tz, self._tz_name = _resolve_zone(timezone)
         self._hours = _normalise_hours(hours)
-        self._holidays = frozenset(
-            h.date() if isinstance(h, datetime) else h for h in holidays
-        )
+        self._holidays = frozenset(h.date() if isinstance(h, datetime) else h for h in holidays)
         for h in self._holidays:
             if not isinstance(h, date):
                 raise ValueError(f"a holiday must be a date, got {h!r}")
@@ -172,8 +165,7 @@ class BusinessCalendar:
 
     def __repr__(self) -> str:
         return (
-            f"BusinessCalendar(timezone={self._tz_name!r}, hours={self._hours!r}, "
-            f"holidays={sorted(self._holidays)!r})"
+            f"BusinessCalendar(timezone={self._tz_name!r}, hours={self._hours!r}, holidays={sorted(self._holidays)!r})"
         )
 
     def __eq__(self, other: object) -> bool:
@@ -266,8 +258,9 @@ class BusinessCalendar:
         ``B(t) = cum + sum(min(t, end) - start for start, end in ranges if t > start)``."""
         lo, hi = first * _DAY_US, (last + 1) * _DAY_US
         # local days overlapping [lo, hi), with a day's margin for zone offsets
-        self._covering(_from_us(lo).astimezone(self._tz).toordinal() - 1,
-                       _from_us(hi).astimezone(self._tz).toordinal() + 2)
+        self._covering(
+            _from_us(lo).astimezone(self._tz).toordinal() - 1, _from_us(hi).astimezone(self._tz).toordinal() + 2
+        )
         assert self._index is not None  # _covering just built it
         _first, _starts, _cum, days = self._index
         opens = [iv for day in days for iv in day if iv[1] > lo and iv[0] < hi]
@@ -292,10 +285,10 @@ class BusinessCalendar:
     # -- internals --------------------------------------------------------------------------
 
     def _too_closed(self, start: datetime) -> str:
-        return (
-            _("no deadline within {value} years of {isoformat}: the calendar has (almost) no working time "
-              "(check its hours and holidays)").format(value=MAX_SEARCH_DAYS // 365, isoformat=start.astimezone(self._tz).isoformat(' ', 'minutes'))
-        )
+        return _(
+            "no deadline within {value} years of {isoformat}: the calendar has (almost) no working time "
+            "(check its hours and holidays)"
+        ).format(value=MAX_SEARCH_DAYS // 365, isoformat=start.astimezone(self._tz).isoformat(" ", "minutes"))
 
     def _reached(self, t: int) -> int:
         """Business microseconds from the index origin to instant `t`."""
@@ -378,9 +371,7 @@ class BusinessCalendar:
                 intervals: tuple[Interval, ...] = ()
             elif start_offset is not None and start_offset == end_offset:
                 # no clock change today: wall minutes are plain offsets from midnight
-                intervals = tuple(
-                    (day_start + a * _MINUTE_US, day_start + b * _MINUTE_US) for a, b in ranges
-                )
+                intervals = tuple((day_start + a * _MINUTE_US, day_start + b * _MINUTE_US) for a, b in ranges)
             else:
                 intervals = self._transition_day(ordinal, ranges, day_start, day_end)
             days.append(intervals)

@@ -67,6 +67,7 @@ class Vendor:
 
 # --- payloads ------------------------------------------------------------------------------------
 
+
 def _cut(text: str, limit: int) -> str:
     """``text`` in at most ``limit`` UTF-8 bytes, cut on a character boundary with a mark."""
     raw = text.encode("utf-8")
@@ -88,8 +89,13 @@ def wecom_payload(message: Message) -> dict:
 def dingtalk_payload(message: Message) -> dict:
     # DingTalk's markdown joins single line breaks: a list item per line needs a blank line
     body = "\n\n".join(line for line in message.body.split("\n") if line.strip())
-    return {"msgtype": "markdown",
-            "markdown": {"title": _cut(_headline(message), 200), "text": _cut(f"#### {_headline(message)}\n\n{body}", 18000)}}
+    return {
+        "msgtype": "markdown",
+        "markdown": {
+            "title": _cut(_headline(message), 200),
+            "text": _cut(f"#### {_headline(message)}\n\n{body}", 18000),
+        },
+    }
 
 
 def feishu_payload(message: Message) -> dict:
@@ -106,6 +112,7 @@ def webhook_payload(message: Message) -> dict:
 
 
 # --- signing -------------------------------------------------------------------------------------
+
 
 def _json(payload: dict) -> bytes:
     return json.dumps(payload, ensure_ascii=False).encode("utf-8")
@@ -134,8 +141,11 @@ def _sign_webhook(url: str, payload: dict, body: bytes | None, secret: str, now_
 
 def _sign_dingtalk(url: str, payload: dict, body: bytes | None, secret: str, now_ms: int) -> Request:
     joiner = "&" if "?" in url else "?"
-    return Request(f"{url}{joiner}timestamp={now_ms}&sign={dingtalk_sign(secret, now_ms)}",
-                   body if body is not None else _json(payload), {})
+    return Request(
+        f"{url}{joiner}timestamp={now_ms}&sign={dingtalk_sign(secret, now_ms)}",
+        body if body is not None else _json(payload),
+        {},
+    )
 
 
 def _sign_feishu(url: str, payload: dict, body: bytes | None, secret: str, now_ms: int) -> Request:
@@ -144,6 +154,7 @@ def _sign_feishu(url: str, payload: dict, body: bytes | None, secret: str, now_m
 
 
 # --- answers -------------------------------------------------------------------------------------
+
 
 def _read_json(body: bytes) -> dict | None:
     try:
@@ -193,8 +204,9 @@ VENDORS: dict[str, Vendor] = {
     "webhook": Vendor(webhook_payload, _sign_webhook, _answer_http),
     "wecom": Vendor(wecom_payload, None, _answer_json, per_minute=20, throttled=frozenset({45009})),
     "dingtalk": Vendor(dingtalk_payload, _sign_dingtalk, _answer_json, per_minute=20, throttled=frozenset({130101})),
-    "feishu": Vendor(feishu_payload, _sign_feishu, _answer_json, per_minute=100, interval=0.2,
-                     throttled=frozenset({11232, 230020})),
+    "feishu": Vendor(
+        feishu_payload, _sign_feishu, _answer_json, per_minute=100, interval=0.2, throttled=frozenset({11232, 230020})
+    ),
     "slack": Vendor(slack_payload, None, _answer_slack, per_minute=60, interval=1.0),
 }
 
@@ -207,7 +219,11 @@ def build(channel: str, message: Message, url: str, secret: str | None, now_ms: 
         request = vendor.sign(url, payload, None, secret, now_ms)
     else:
         request = Request(url, _json(payload), {})
-    headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "ffctl",
-               "X-Ffctl-Notification-Id": str(message.id), "Idempotency-Key": f"ffctl-notification-{message.id}",
-               **request.headers}
+    headers = {
+        "Content-Type": "application/json; charset=utf-8",
+        "User-Agent": "ffctl",
+        "X-Ffctl-Notification-Id": str(message.id),
+        "Idempotency-Key": f"ffctl-notification-{message.id}",
+        **request.headers,
+    }
     return Request(request.url, request.body, headers)

@@ -16,9 +16,7 @@ from zoneinfo import ZoneInfo
 from ffctl.i18n import _
 
 UTC = timezone.utc
-_SLASHED = re.compile(
-    r"^(\d{4})/(\d{1,2})/(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$"
-)
+_SLASHED = re.compile(r"^(\d{4})/(\d{1,2})/(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
 
 
 @lru_cache(maxsize=64)
@@ -52,8 +50,7 @@ def parse_wall_time(text: str) -> datetime:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
         except ValueError:
             raise ValueError(
-                "not a time: use ISO 8601 (2026-11-25T09:30:00+08:00), "
-                "YYYY/MM/DD HH:MM[:SS] or YYYY/MM/DD"
+                "not a time: use ISO 8601 (2026-11-25T09:30:00+08:00), YYYY/MM/DD HH:MM[:SS] or YYYY/MM/DD"
             ) from None
     return parsed
 

@@ -65,13 +65,36 @@ KPI_TARGETS = {
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
-_TOP_KEYS = ("database", "defaults", "calendars", "roles", "users", "workflows", "nodes", "rules", "notify", "schedule", "kpi",
-             "import_profiles", "forecast")
+_TOP_KEYS = (
+    "database",
+    "defaults",
+    "calendars",
+    "roles",
+    "users",
+    "workflows",
+    "nodes",
+    "rules",
+    "notify",
+    "schedule",
+    "kpi",
+    "import_profiles",
+    "forecast",
+)
 _NODE_KEYS = ("owner", "sla", "calendar", "warn_at", "critical", "escalation", "when", "auto", "forecast_alert")
 _FORECAST_KEYS = ("window", "min_history", "sample")
 _STEP_KEYS = ("after", "action", "to", "reason")
 _RULE_COMMON_KEYS = ("kind", "notify", "priority")
-_EMAIL_KEYS = ("host", "port", "sender", "username", "password_env", "starttls", "tls", "ca_file", "plain_login_on_loopback")
+_EMAIL_KEYS = (
+    "host",
+    "port",
+    "sender",
+    "username",
+    "password_env",
+    "starttls",
+    "tls",
+    "ca_file",
+    "plain_login_on_loopback",
+)
 #: Channels reached by an HTTP POST, on a user or a role (a team's group chat belongs to the role).
 HTTP_CHANNELS = ("webhook", "wecom", "dingtalk", "feishu", "slack")
 #: ... and those whose vendor signs requests with a shared secret (the plain webhook: X-Ffctl-Signature).
@@ -79,9 +102,12 @@ SIGNED_CHANNELS = frozenset({"webhook", "dingtalk", "feishu"})
 _CHANNEL_KEYS = ("url", "url_env", "secret_env")
 #: What an import profile may map to: the columns of the orders import (core/imports/kinds.py KINDS,
 #: which this light module cannot import; core/profiles.py checks that the two agree).
-PROFILE_TARGETS = {"orders": (("order_id", "customer", "sku", "qty"),
-                              ("line_no", "channel", "region", "unit_price", "created_at", "promised_ship_date",
-                               "priority", "sales_rep"))}
+PROFILE_TARGETS = {
+    "orders": (
+        ("order_id", "customer", "sku", "qty"),
+        ("line_no", "channel", "region", "unit_price", "created_at", "promised_ship_date", "priority", "sales_rep"),
+    )
+}
 PROFILE_TIMES = ("created_at", "promised_ship_date")  # the columns a profile's date_format reads
 _PROFILE_KEYS = ("kind", "base", "columns", "constants", "date_format", "skip", "fill_down")
 
@@ -314,7 +340,9 @@ class Config:
         from ffctl.core.calendar import WALL_CLOCK, BusinessCalendar
 
         if node not in self.nodes:
-            raise UnknownName(_("unknown node {node!r}{did_you_mean}").format(node=node, did_you_mean=_did_you_mean(node, self.nodes)))
+            raise UnknownName(
+                _("unknown node {node!r}{did_you_mean}").format(node=node, did_you_mean=_did_you_mean(node, self.nodes))
+            )
         name = self.nodes[node].calendar
         if name is None:
             return WALL_CLOCK
@@ -336,7 +364,12 @@ class Config:
         """
         chain: list[str] = []
         current = self.roles.get(role) if role else None
-        while current is not None and current.escalate_to and current.escalate_to not in chain and current.escalate_to != role:
+        while (
+            current is not None
+            and current.escalate_to
+            and current.escalate_to not in chain
+            and current.escalate_to != role
+        ):
             chain.append(current.escalate_to)
             current = self.roles.get(current.escalate_to)
         return tuple(chain)
@@ -427,12 +460,16 @@ def load_config(path: str | Path) -> Config:
     except FileNotFoundError:
         error = ConfigError([ConfigProblem(file, "", _("no such config file"))])
         error.message = _("no config file at {path}").format(path=file)
-        error.hint = _("Run `ffctl init` to write one from the example, or point --config / FFCTL_CONFIG at your config.")
+        error.hint = _(
+            "Run `ffctl init` to write one from the example, or point --config / FFCTL_CONFIG at your config."
+        )
         raise error from None
     except IsADirectoryError:
         raise ConfigError([ConfigProblem(file, "", _("is a directory, not a config file"))]) from None
     except OSError as exc:
-        raise ConfigError([ConfigProblem(file, "", _("cannot read the config file: {value}").format(value=exc.strerror or exc))]) from None
+        raise ConfigError(
+            [ConfigProblem(file, "", _("cannot read the config file: {value}").format(value=exc.strerror or exc))]
+        ) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -456,8 +493,18 @@ def parse_config(text: str, file: str = "ffctl.toml") -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_syntax_problem(file, str(exc), text)]) from None
     except RecursionError:  # arrays or tables nested thousands deep: no config needs that
-        raise ConfigError([ConfigProblem(file, "", _("invalid TOML: values are nested too deeply "
-                                                     "(arrays or inline tables inside each other, thousands deep)"))]) from None
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    file,
+                    "",
+                    _(
+                        "invalid TOML: values are nested too deeply "
+                        "(arrays or inline tables inside each other, thousands deep)"
+                    ),
+                )
+            ]
+        ) from None
     checker = _Checker(file, Path(os.path.abspath(file)).parent)
     config = checker.build(data)
     if checker.problems:
@@ -479,7 +526,9 @@ def _syntax_problem(file: str, message: str, text: str) -> ConfigProblem:
         shown = shown if len(shown) <= 80 else shown[:77] + "..."
         if _MAY_HOLD_SECRET.search(shown):  # a broken `url = "postgresql://u:pw@..."` line is never echoed
             shown = _("(the line is not shown: it may hold a password)")
-        message = _("{problem} at column {column}").format(problem=message[:found.start()], column=found.group(2)) + (f": {shown}" if shown else "")
+        message = _("{problem} at column {column}").format(problem=message[: found.start()], column=found.group(2)) + (
+            f": {shown}" if shown else ""
+        )
     elif message.rstrip().endswith("(at end of document)"):
         line = max(1, text.count("\n") + (0 if text.endswith("\n") else 1))
         message = message.rstrip().removesuffix("(at end of document)").rstrip() + _(" (at the end of the file)")
@@ -570,7 +619,11 @@ def _closest(name: str, choices: Iterable[str]) -> str | None:
     close = difflib.get_close_matches(name, choices, n=1)
     if close:
         return close[0]
-    prefixed = [c for c in choices if len(c) >= 3 and (folded.startswith(c.casefold()) or (len(folded) >= 3 and c.casefold().startswith(folded)))]
+    prefixed = [
+        c
+        for c in choices
+        if len(c) >= 3 and (folded.startswith(c.casefold()) or (len(folded) >= 3 and c.casefold().startswith(folded)))
+    ]
     return prefixed[0] if len(prefixed) == 1 else None
 
 
@@ -585,19 +638,34 @@ def _suggest(name: str, choices: Iterable[str], *, listing: bool = True) -> str:
     hint = _did_you_mean(name, choices)
     if hint or not listing or not choices or len(choices) > 12:
         return hint
-    return _(" (expected one of: {names})").format(names=', '.join(choices))
+    return _(" (expected one of: {names})").format(names=", ".join(choices))
 
 
 #: Abbreviations people write for a zone (not zone names themselves), most likely meaning first:
 #: ffctl's users are in China first, so CST is China Standard Time before US Central.
 _ZONE_ABBREVIATIONS = {
-    "CST": ("Asia/Shanghai", "America/Chicago"), "BJT": ("Asia/Shanghai",), "CCT": ("Asia/Shanghai",),
-    "CHINA": ("Asia/Shanghai",), "BEIJING": ("Asia/Shanghai",), "HKT": ("Asia/Hong_Kong",),
-    "TWT": ("Asia/Taipei",), "JST": ("Asia/Tokyo",), "KST": ("Asia/Seoul",), "SGT": ("Asia/Singapore",),
-    "IST": ("Asia/Kolkata", "Europe/Dublin"), "ICT": ("Asia/Bangkok",), "WIB": ("Asia/Jakarta",),
-    "PST": ("America/Los_Angeles",), "PDT": ("America/Los_Angeles",), "MDT": ("America/Denver",),
-    "CDT": ("America/Chicago",), "EDT": ("America/New_York",), "BST": ("Europe/London",),
-    "CEST": ("Europe/Berlin",), "AEST": ("Australia/Sydney",), "AEDT": ("Australia/Sydney",),
+    "CST": ("Asia/Shanghai", "America/Chicago"),
+    "BJT": ("Asia/Shanghai",),
+    "CCT": ("Asia/Shanghai",),
+    "CHINA": ("Asia/Shanghai",),
+    "BEIJING": ("Asia/Shanghai",),
+    "HKT": ("Asia/Hong_Kong",),
+    "TWT": ("Asia/Taipei",),
+    "JST": ("Asia/Tokyo",),
+    "KST": ("Asia/Seoul",),
+    "SGT": ("Asia/Singapore",),
+    "IST": ("Asia/Kolkata", "Europe/Dublin"),
+    "ICT": ("Asia/Bangkok",),
+    "WIB": ("Asia/Jakarta",),
+    "PST": ("America/Los_Angeles",),
+    "PDT": ("America/Los_Angeles",),
+    "MDT": ("America/Denver",),
+    "CDT": ("America/Chicago",),
+    "EDT": ("America/New_York",),
+    "BST": ("Europe/London",),
+    "CEST": ("Europe/Berlin",),
+    "AEST": ("Australia/Sydney",),
+    "AEDT": ("Australia/Sydney",),
 }
 
 
@@ -609,7 +677,9 @@ def _zones_meant_by(name: str) -> tuple[str, ...]:
     found = re.fullmatch(r"(?:UTC|GMT)?\s*([+-])(\d{1,2})(?::?00)?", key)
     if found and 0 <= int(found.group(2)) <= 14:
         hours = int(found.group(2))
-        fixed = "UTC" if hours == 0 else f"Etc/GMT{'-' if found.group(1) == '+' else '+'}{hours}"  # Etc signs are inverted
+        fixed = (
+            "UTC" if hours == 0 else f"Etc/GMT{'-' if found.group(1) == '+' else '+'}{hours}"
+        )  # Etc signs are inverted
         return (("Asia/Shanghai",) if (found.group(1), hours) == ("+", 8) else ()) + (fixed,)
     return ()
 
@@ -673,7 +743,10 @@ class _Checker:
         allowed = list(allowed)
         for name in table:
             if name not in allowed:
-                self.problem(key, _("unknown {noun} {name!r}{suggest}").format(noun=noun, name=name, suggest=_suggest(name, allowed)))
+                self.problem(
+                    key,
+                    _("unknown {noun} {name!r}{suggest}").format(noun=noun, name=name, suggest=_suggest(name, allowed)),
+                )
                 close = _closest(name, allowed)
                 if close is not None:
                     self.misspelled.add((key, close))
@@ -683,14 +756,27 @@ class _Checker:
         if (key, name) not in self.misspelled:
             self.problem(_join(key, name), _("missing{hint}").format(hint=hint))
 
-    def get(self, table: dict, name: str, key: str, kind: str, *, required: bool = False, default: Any = None, hint: str = "") -> Any:
+    def get(
+        self,
+        table: dict,
+        name: str,
+        key: str,
+        kind: str,
+        *,
+        required: bool = False,
+        default: Any = None,
+        hint: str = "",
+    ) -> Any:
         value = table.get(name, _MISSING)
         if value is _MISSING:
             if required:
                 self.missing(key, name, hint)
             return default
         if not _is_kind(value, kind):
-            self.problem(_join(key, name), _("expected {value}, got {got}").format(value=_(_KIND_NAMES[kind]), got=_describe_value(value)))
+            self.problem(
+                _join(key, name),
+                _("expected {value}, got {got}").format(value=_(_KIND_NAMES[kind]), got=_describe_value(value)),
+            )
             return default
         return value
 
@@ -701,16 +787,31 @@ class _Checker:
             return None
         return value
 
-    def choice(self, table: dict, name: str, key: str, choices: tuple[str, ...], *, default: str | None = None, required: bool = False, hint: str = "") -> str | None:
+    def choice(
+        self,
+        table: dict,
+        name: str,
+        key: str,
+        choices: tuple[str, ...],
+        *,
+        default: str | None = None,
+        required: bool = False,
+        hint: str = "",
+    ) -> str | None:
         value = self.get(table, name, key, "str", required=required, hint=hint)
         if value is None:
             return default
         if value not in choices:
-            self.problem(_join(key, name), _("unknown {name} {value!r}{suggest}").format(name=name, value=value, suggest=_suggest(value, choices)))
+            self.problem(
+                _join(key, name),
+                _("unknown {name} {value!r}{suggest}").format(name=name, value=value, suggest=_suggest(value, choices)),
+            )
             return default
         return value
 
-    def names(self, table: dict, name: str, key: str, *, required: bool = False, hint: str = "") -> tuple[str, ...] | None:
+    def names(
+        self, table: dict, name: str, key: str, *, required: bool = False, hint: str = ""
+    ) -> tuple[str, ...] | None:
         """A list of names (members, recipients, nodes); None when absent or not a list."""
         value = table.get(name, _MISSING)
         lkey = _join(key, name)
@@ -719,7 +820,10 @@ class _Checker:
                 self.missing(key, name, hint)
             return None
         if isinstance(value, str):
-            self.problem(lkey, _("expected a list, e.g. [{quote}], got {got}").format(quote=_quote(value), got=_describe_value(value)))
+            self.problem(
+                lkey,
+                _("expected a list, e.g. [{quote}], got {got}").format(quote=_quote(value), got=_describe_value(value)),
+            )
             return None
         if not isinstance(value, list):
             self.problem(lkey, _("expected a list of names, got {got}").format(got=_describe_value(value)))
@@ -740,7 +844,9 @@ class _Checker:
                 self.missing(key, name, hint)
             return None
         if not isinstance(value, str):
-            self.problem(dkey, _("expected a duration in quotes such as \"30m\", got {got}").format(got=_describe_value(value)))
+            self.problem(
+                dkey, _('expected a duration in quotes such as "30m", got {got}').format(got=_describe_value(value))
+            )
             return None
         try:
             seconds = parse_duration(value)
@@ -748,8 +854,12 @@ class _Checker:
             self.problem(dkey, str(exc))
             return None
         if seconds > HORIZON_DAYS * 86400:  # a deadline that far out is past what any clock computes
-            self.problem(dkey, _("duration {value!r} is too long: at most {days}d (10 years)").format(
-                value=value.strip(), days=HORIZON_DAYS))
+            self.problem(
+                dkey,
+                _("duration {value!r} is too long: at most {days}d (10 years)").format(
+                    value=value.strip(), days=HORIZON_DAYS
+                ),
+            )
             return None
         return seconds
 
@@ -763,13 +873,23 @@ class _Checker:
                 hint = _(" (did you mean {zones}?)").format(zones=_(" or ").join(f"'{z}'" for z in meant))
             else:
                 hint = _did_you_mean(name, sorted(zoneinfo.available_timezones()))
-            self.problem(key, _("unknown time zone {name!r}{hint}; use an IANA name such as Asia/Shanghai or UTC").format(name=name, hint=hint))
+            self.problem(
+                key,
+                _("unknown time zone {name!r}{hint}; use an IANA name such as Asia/Shanghai or UTC").format(
+                    name=name, hint=hint
+                ),
+            )
             return False
 
     def reference(self, name: str, defined: list[str], key: str, noun: str) -> bool:
         if name in defined:
             return True
-        self.problem(key, _("unknown {noun} {name!r}{suggest}").format(noun=noun, name=name, suggest=_suggest(name, defined, listing=False)))
+        self.problem(
+            key,
+            _("unknown {noun} {name!r}{suggest}").format(
+                noun=noun, name=name, suggest=_suggest(name, defined, listing=False)
+            ),
+        )
         return False
 
     def recipients(self, names: tuple[str, ...] | None, key: str, known: _Names) -> None:
@@ -779,10 +899,20 @@ class _Checker:
             if name in known.roles or name in known.people or name in ORDER_RECIPIENTS:
                 continue
             if name.startswith("order."):
-                self.problem(ikey, _("unknown recipient {name!r}: order.sales_rep is the only order field that names a person").format(name=name))
+                self.problem(
+                    ikey,
+                    _("unknown recipient {name!r}: order.sales_rep is the only order field that names a person").format(
+                        name=name
+                    ),
+                )
                 continue
             candidates = [*known.roles, *sorted(known.people), *ORDER_RECIPIENTS]
-            self.problem(ikey, _("unknown recipient {name!r}: not a role, a user or order.sales_rep{did_you_mean}").format(name=name, did_you_mean=_did_you_mean(name, candidates)))
+            self.problem(
+                ikey,
+                _("unknown recipient {name!r}: not a role, a user or order.sales_rep{did_you_mean}").format(
+                    name=name, did_you_mean=_did_you_mean(name, candidates)
+                ),
+            )
 
     def match_spec(self, value: object, key: str) -> FrozenDict:
         """A workflow's `match` or a node's `when`: order attribute -> tuple of accepted values."""
@@ -807,13 +937,18 @@ class _Checker:
                 if attr in _BOOL_MATCH_KEYS:
                     ok, expected = isinstance(item, bool), _("true or false")
                 elif attr == "priority":
-                    ok, expected = (isinstance(item, str) and bool(item.strip())) or _is_kind(item, "int"), _("a priority (text or a whole number)")
+                    ok, expected = (
+                        (isinstance(item, str) and bool(item.strip())) or _is_kind(item, "int"),
+                        _("a priority (text or a whole number)"),
+                    )
                 else:
                     ok, expected = isinstance(item, str) and bool(item.strip()), _("a string")
                 if ok:
                     accepted.append(item)
                 else:
-                    self.problem(ikey, _("expected {expected}, got {got}").format(expected=expected, got=_describe_value(item)))
+                    self.problem(
+                        ikey, _("expected {expected}, got {got}").format(expected=expected, got=_describe_value(item))
+                    )
             out[attr] = tuple(accepted)
         return FrozenDict(out)
 
@@ -826,7 +961,13 @@ class _Checker:
         users_raw = self.named_tables(sections["users"], "users")
         nodes_raw = self.named_tables(sections["nodes"], "nodes")
         calendars_raw = self.named_tables(sections["calendars"], "calendars")
-        members = {m for r in roles_raw.values() if isinstance(r.get("members"), list) for m in r["members"] if isinstance(m, str)}
+        members = {
+            m
+            for r in roles_raw.values()
+            if isinstance(r.get("members"), list)
+            for m in r["members"]
+            if isinstance(m, str)
+        }
         known = _Names(
             roles=list(sections["roles"]),
             users=list(sections["users"]),
@@ -849,17 +990,24 @@ class _Checker:
         self.escalation_cycles(roles)
         users = {name: self.user(name, raw, known) for name, raw in users_raw.items()}
         nodes = {name: self.node(name, raw, known) for name, raw in nodes_raw.items()}
-        workflows = tuple(self.workflow(name, raw, known, nodes) for name, raw in self.named_tables(sections["workflows"], "workflows").items())
+        workflows = tuple(
+            self.workflow(name, raw, known, nodes)
+            for name, raw in self.named_tables(sections["workflows"], "workflows").items()
+        )
         self.unreachable_workflows(workflows)
-        rules = tuple(self.rule(name, raw, known) for name, raw in self.named_tables(sections["rules"], "rules").items())
+        rules = tuple(
+            self.rule(name, raw, known) for name, raw in self.named_tables(sections["rules"], "rules").items()
+        )
         self.calendar_room(calendars, nodes, rules)
         self.workflows_without_stock(workflows, nodes)
         self.roles_nobody_holds(roles)
         notify = self.notify(sections["notify"])
         schedule = self.schedule(sections["schedule"])
         kpi_targets, kpi_baseline = self.kpi(sections["kpi"])
-        profiles = {name: self.import_profile(name, raw)
-                    for name, raw in self.named_tables(sections["import_profiles"], "import_profiles").items()}
+        profiles = {
+            name: self.import_profile(name, raw)
+            for name, raw in self.named_tables(sections["import_profiles"], "import_profiles").items()
+        }
         forecast = self.forecast(sections["forecast"])
 
         return Config(
@@ -884,8 +1032,10 @@ class _Checker:
 
     def database(self, table: dict) -> str | None:
         if "password" in table:
-            self.problem("database.password", _("put the password in the url (it is masked whenever ffctl prints it), or use PGPASSWORD / "
-                                                "~/.pgpass"))
+            self.problem(
+                "database.password",
+                _("put the password in the url (it is masked whenever ffctl prints it), or use PGPASSWORD / ~/.pgpass"),
+            )
         self.known_keys({k: v for k, v in table.items() if k != "password"}, ("url",), "database")
         url = self.text(table, "url", "database")
         if url is None:
@@ -923,8 +1073,13 @@ class _Checker:
         if "hours" not in table:
             if (key, "hours") in self.misspelled:
                 return days
-            self.problem(hkey, _("missing; give working hours per weekday, e.g. hours = { mon = \"09:00-18:00\", fri = "
-                                 "[\"09:00-12:00\", \"13:00-17:00\"] }"))
+            self.problem(
+                hkey,
+                _(
+                    'missing; give working hours per weekday, e.g. hours = { mon = "09:00-18:00", fri = '
+                    '["09:00-12:00", "13:00-17:00"] }'
+                ),
+            )
             return days
         spec = self.table(table["hours"], hkey)
         if spec is None:
@@ -945,14 +1100,16 @@ class _Checker:
             for (start_a, end_a), (start_b, end_b) in zip(ranges, ranges[1:]):
                 if start_b < end_a:
                     shown_a, shown_b = f"{hhmm(start_a)}-{hhmm(end_a)}", f"{hhmm(start_b)}-{hhmm(end_b)}"
-                    self.problem(dkey, _("hour ranges {shown_a} and {shown_b} overlap").format(shown_a=shown_a, shown_b=shown_b))
+                    self.problem(
+                        dkey, _("hour ranges {shown_a} and {shown_b} overlap").format(shown_a=shown_a, shown_b=shown_b)
+                    )
             days[WEEKDAYS.index(day_name)] = tuple(ranges)
         if not any(spec.get(day) for day in WEEKDAYS):
             self.problem(hkey, _("no working hours on any day: an SLA on this calendar would never run out"))
         return days
 
     def hour_range(self, text: object, key: str) -> tuple[int, int] | None:
-        form = _("expected HH:MM-HH:MM, e.g. \"09:00-18:00\"")
+        form = _('expected HH:MM-HH:MM, e.g. "09:00-18:00"')
         if not isinstance(text, str):
             self.problem(key, _("{form}, got {got}").format(form=form, got=_describe_value(text)))
             return None
@@ -962,12 +1119,19 @@ class _Checker:
             return None
         sh, sm, eh, em = (int(g) for g in found.groups())
         if sh > 23 or sm > 59 or em > 59 or eh > 24 or (eh == 24 and em != 0):
-            self.problem(key, _("bad hour range {text!r}: hours run 00:00 to 24:00 and minutes 00 to 59").format(text=text))
+            self.problem(
+                key, _("bad hour range {text!r}: hours run 00:00 to 24:00 and minutes 00 to 59").format(text=text)
+            )
             return None
         start, end = sh * 60 + sm, eh * 60 + em
         if start >= end:
-            self.problem(key, _("bad hour range {text!r}: the start must be before the end (a range cannot cross midnight; split "
-                                "it over two days)").format(text=text))
+            self.problem(
+                key,
+                _(
+                    "bad hour range {text!r}: the start must be before the end (a range cannot cross midnight; split "
+                    "it over two days)"
+                ).format(text=text),
+            )
             return None
         return (start, end)
 
@@ -975,7 +1139,9 @@ class _Checker:
         if value is _MISSING:
             return frozenset()
         if not isinstance(value, list):
-            self.problem(key, _("expected a list of dates, e.g. [\"2026-10-01\"], got {got}").format(got=_describe_value(value)))
+            self.problem(
+                key, _('expected a list of dates, e.g. ["2026-10-01"], got {got}').format(got=_describe_value(value))
+            )
             return frozenset()
         days = set()
         for i, item in enumerate(value):
@@ -1003,7 +1169,10 @@ class _Checker:
         if escalate_to is not None and not self.reference(escalate_to, known.roles, _join(key, "escalate_to"), "role"):
             escalate_to = None
         if name in known.users:
-            self.problem(_join("users", name), _("{name!r} is both a role and a user; recipients would be ambiguous, rename one").format(name=name))
+            self.problem(
+                _join("users", name),
+                _("{name!r} is both a role and a user; recipients would be ambiguous, rename one").format(name=name),
+            )
         return RoleConfig(name, tuple(dict.fromkeys(members)), escalate_to, self.channels(table, key))
 
     def escalation_cycles(self, roles: dict[str, RoleConfig]) -> None:
@@ -1013,10 +1182,13 @@ class _Checker:
             current = roles[start].escalate_to
             while current is not None and current in roles:
                 if current in position:
-                    cycle = path[position[current]:] + [current]
+                    cycle = path[position[current] :] + [current]
                     if frozenset(cycle) not in reported:
                         reported.add(frozenset(cycle))
-                        self.problem(_join(_join("roles", cycle[0]), "escalate_to"), _("escalation cycle {names}").format(names=' -> '.join(cycle)))
+                        self.problem(
+                            _join(_join("roles", cycle[0]), "escalate_to"),
+                            _("escalation cycle {names}").format(names=" -> ".join(cycle)),
+                        )
                     break
                 position[current] = len(path)
                 path.append(current)
@@ -1047,16 +1219,25 @@ class _Checker:
         if isinstance(value, str):
             value = {"url": value}
         elif not isinstance(value, dict):
-            self.problem(key, _('expected a URL in quotes or a table such as {{ url_env = "FFCTL_{upper}_URL" }}, '
-                                'got {value}').format(upper=channel.upper(), value=_describe_value(value)))
+            self.problem(
+                key,
+                _(
+                    'expected a URL in quotes or a table such as {{ url_env = "FFCTL_{upper}_URL" }}, got {value}'
+                ).format(upper=channel.upper(), value=_describe_value(value)),
+            )
             return None
         for secret in ("secret", "token", "password"):
             if secret in value:
-                self.problem(_join(key, secret), _(
-                    'secrets never go in the config file: put it in an environment variable and name it with '
-                    'secret_env = "FFCTL_{upper}_SECRET"').format(upper=channel.upper()))
-        self.known_keys({k: v for k, v in value.items() if k not in ("secret", "token", "password")},
-                        _CHANNEL_KEYS, key)
+                self.problem(
+                    _join(key, secret),
+                    _(
+                        "secrets never go in the config file: put it in an environment variable and name it with "
+                        'secret_env = "FFCTL_{upper}_SECRET"'
+                    ).format(upper=channel.upper()),
+                )
+        self.known_keys(
+            {k: v for k, v in value.items() if k not in ("secret", "token", "password")}, _CHANNEL_KEYS, key
+        )
         url = self.text(value, "url", key)
         url_env = self.env_name(value, "url_env", key, _("the URL"))
         secret_env = self.env_name(value, "secret_env", key, _("the signing secret"))
@@ -1065,42 +1246,69 @@ class _Checker:
             return None
         if url is None and url_env is None:
             if "url" not in value and "url_env" not in value:
-                self.problem(key, _('missing url_env (or url): the robot\'s address, e.g. url_env = "FFCTL_{upper}_URL"')
-                             .format(upper=channel.upper()))
+                self.problem(
+                    key,
+                    _('missing url_env (or url): the robot\'s address, e.g. url_env = "FFCTL_{upper}_URL"').format(
+                        upper=channel.upper()
+                    ),
+                )
             return None
         if secret_env is not None and channel not in SIGNED_CHANNELS:
-            self.problem(_join(key, "secret_env"), _(
-                "{channel} does not sign its requests: remove secret_env (signing works with webhook, dingtalk "
-                "and feishu)").format(channel=channel))
+            self.problem(
+                _join(key, "secret_env"),
+                _(
+                    "{channel} does not sign its requests: remove secret_env (signing works with webhook, dingtalk "
+                    "and feishu)"
+                ).format(channel=channel),
+            )
             secret_env = None
         if url is not None:
             url = url.strip()
             problem = _http_url_problem(url)
             if problem:
-                self.problem(_join(key, "url"), _("{mask_endpoint}: {problem}").format(mask_endpoint=mask_endpoint(url), problem=problem))
+                self.problem(
+                    _join(key, "url"),
+                    _("{mask_endpoint}: {problem}").format(mask_endpoint=mask_endpoint(url), problem=problem),
+                )
                 return None
         else:
             held = (record_env(url_env or "") or "").strip()
             if not held:
-                self.warning(_join(key, "url_env"), _(
-                    "the environment variable {variable} is not set here: messages on this channel wait, and are "
-                    "retried, until it is").format(variable=url_env))
+                self.warning(
+                    _join(key, "url_env"),
+                    _(
+                        "the environment variable {variable} is not set here: messages on this channel wait, and are "
+                        "retried, until it is"
+                    ).format(variable=url_env),
+                )
             elif _http_url_problem(held):
-                self.warning(_join(key, "url_env"), _("${variable} holds {url}: {problem}").format(
-                    variable=url_env, url=mask_endpoint(held), problem=_http_url_problem(held)))
+                self.warning(
+                    _join(key, "url_env"),
+                    _("${variable} holds {url}: {problem}").format(
+                        variable=url_env, url=mask_endpoint(held), problem=_http_url_problem(held)
+                    ),
+                )
         if secret_env is not None and not record_env(secret_env):
-            self.warning(_join(key, "secret_env"), _(
-                "the environment variable {variable} is not set here: signed messages on this channel wait, and are "
-                "retried, until it is").format(variable=secret_env))
+            self.warning(
+                _join(key, "secret_env"),
+                _(
+                    "the environment variable {variable} is not set here: signed messages on this channel wait, and are "
+                    "retried, until it is"
+                ).format(variable=secret_env),
+            )
         return ChannelTarget(channel, url, url_env, secret_env)
 
     def env_name(self, table: dict, name: str, key: str, what: str) -> str | None:
         """The name of an environment variable (never its value, nor a URL or secret typed in its place)."""
         value = self.text(table, name, key)
         if value is not None and not _ENV_NAME.fullmatch(value.strip()):
-            self.problem(_join(key, name), _(
-                "must be the name of an environment variable that holds {what} (like FFCTL_ROBOT_URL), not "
-                "{what} itself").format(what=what))
+            self.problem(
+                _join(key, name),
+                _(
+                    "must be the name of an environment variable that holds {what} (like FFCTL_ROBOT_URL), not "
+                    "{what} itself"
+                ).format(what=what),
+            )
             return None
         return value.strip() if value is not None else None
 
@@ -1110,7 +1318,7 @@ class _Checker:
         owner = self.text(table, "owner", key)
         if owner is not None and not self.reference(owner, known.roles, _join(key, "owner"), "role"):
             owner = None
-        sla = self.duration(table, "sla", key, required=True, hint=_("; every node needs an SLA, e.g. sla = \"30m\""))
+        sla = self.duration(table, "sla", key, required=True, hint=_('; every node needs an SLA, e.g. sla = "30m"'))
         if sla == 0:
             self.problem(_join(key, "sla"), _("must be longer than 0s"))
         calendar = self.text(table, "calendar", key)
@@ -1118,31 +1326,67 @@ class _Checker:
             self.reference(calendar, known.calendars, _join(key, "calendar"), "calendar")
         warn_at = self.get(table, "warn_at", key, "number", default=DEFAULT_WARN_AT)
         if not 0 < warn_at < 1:
-            self.problem(_join(key, "warn_at"), _("must be between 0 and 1 (exclusive), got {warn_at}; e.g. 0.75 means 'at risk once 75% of the "
-                                                  "SLA is used'").format(warn_at=warn_at))
+            self.problem(
+                _join(key, "warn_at"),
+                _(
+                    "must be between 0 and 1 (exclusive), got {warn_at}; e.g. 0.75 means 'at risk once 75% of the "
+                    "SLA is used'"
+                ).format(warn_at=warn_at),
+            )
         critical = self.get(table, "critical", key, "bool", default=False)
         auto = self.choice(table, "auto", key, AUTO_KINDS)
-        if "owner" not in table and "auto" not in table and (key, "owner") not in self.misspelled and (key, "auto") not in self.misspelled:
-            self.problem(_join(key, "owner"), _("missing: a manual node needs an owner role (or auto = \"allocate\" / \"ship\" for a node ffctl "
-                                                "completes itself)"))
+        if (
+            "owner" not in table
+            and "auto" not in table
+            and (key, "owner") not in self.misspelled
+            and (key, "auto") not in self.misspelled
+        ):
+            self.problem(
+                _join(key, "owner"),
+                _(
+                    'missing: a manual node needs an owner role (or auto = "allocate" / "ship" for a node ffctl '
+                    "completes itself)"
+                ),
+            )
         when = self.match_spec(table.get("when", _MISSING), _join(key, "when"))
         escalation = self.escalation(table, key, known, owner="owner" in table, critical=critical, auto=auto)
         alert = self.get(table, "forecast_alert", key, "number")
         if alert is not None and not 0 < alert <= 1:
-            self.problem(_join(key, "forecast_alert"), _("must be a probability above 0 and at most 1, got {alert}; e.g. 0.7 warns once a breach is 70% "
-                                                         "likely").format(alert=alert))
+            self.problem(
+                _join(key, "forecast_alert"),
+                _(
+                    "must be a probability above 0 and at most 1, got {alert}; e.g. 0.7 warns once a breach is 70% "
+                    "likely"
+                ).format(alert=alert),
+            )
             alert = None
-        return NodeConfig(name, owner, sla or 0, calendar, float(warn_at), critical, escalation, when, auto,
-                          None if alert is None else float(alert))
+        return NodeConfig(
+            name,
+            owner,
+            sla or 0,
+            calendar,
+            float(warn_at),
+            critical,
+            escalation,
+            when,
+            auto,
+            None if alert is None else float(alert),
+        )
 
-    def escalation(self, table: dict, key: str, known: _Names, *, owner: bool, critical: bool, auto: str | None) -> tuple[EscalationStep, ...]:
+    def escalation(
+        self, table: dict, key: str, known: _Names, *, owner: bool, critical: bool, auto: str | None
+    ) -> tuple[EscalationStep, ...]:
         ekey = _join(key, "escalation")
         value = table.get("escalation", _MISSING)
         if value is _MISSING:
             return ()
         if not isinstance(value, list):
-            self.problem(ekey, _("expected a list of steps, e.g. [ {{ after = \"30m\", action = \"escalate\" }} ], got "
-                                 "{got}").format(got=_describe_value(value)))
+            self.problem(
+                ekey,
+                _('expected a list of steps, e.g. [ {{ after = "30m", action = "escalate" }} ], got {got}').format(
+                    got=_describe_value(value)
+                ),
+            )
             return ()
         steps: list[EscalationStep] = []
         previous: tuple[int, int] | None = None  # (index, after) of the last step with a valid after
@@ -1152,29 +1396,71 @@ class _Checker:
             if step is None:
                 continue
             self.known_keys(step, _STEP_KEYS, skey)
-            after = self.duration(step, "after", skey, required=True, hint=_("; the time past the deadline, e.g. after = \"30m\""))
-            action = self.choice(step, "action", skey, ESCALATION_ACTIONS, required=True, hint=_(": one of {names}").format(names=', '.join(ESCALATION_ACTIONS)))
+            after = self.duration(
+                step, "after", skey, required=True, hint=_('; the time past the deadline, e.g. after = "30m"')
+            )
+            action = self.choice(
+                step,
+                "action",
+                skey,
+                ESCALATION_ACTIONS,
+                required=True,
+                hint=_(": one of {names}").format(names=", ".join(ESCALATION_ACTIONS)),
+            )
             to = self.names(step, "to", skey)
             reason = self.text(step, "reason", skey)
             if action == "notify":
                 if not to:
-                    self.problem(_join(skey, "to"), _("missing: a notify step needs recipients, e.g. to = [\"warehouse_supervisor\"]"))
+                    self.problem(
+                        _join(skey, "to"),
+                        _('missing: a notify step needs recipients, e.g. to = ["warehouse_supervisor"]'),
+                    )
                 self.recipients(to, _join(skey, "to"), known)
             elif action is not None and to is not None:
-                self.problem(_join(skey, "to"), _("only a notify step takes 'to'; {action} goes to the node's assignees and roles").format(action=action))
+                self.problem(
+                    _join(skey, "to"),
+                    _("only a notify step takes 'to'; {action} goes to the node's assignees and roles").format(
+                        action=action
+                    ),
+                )
             if action in ("remind", "escalate") and not owner:
-                self.problem(_join(skey, "action"), (_("remind needs the node to have an owner role to remind") if action == "remind" else
-                                  _("{action} needs the node to have an owner role to escalate from").format(action=action)))
+                self.problem(
+                    _join(skey, "action"),
+                    (
+                        _("remind needs the node to have an owner role to remind")
+                        if action == "remind"
+                        else _("{action} needs the node to have an owner role to escalate from").format(action=action)
+                    ),
+                )
             if action == "auto_approve" and critical:
-                self.problem(_join(skey, "action"), _("auto_approve is refused on a critical node (critical = true); use escalate or auto_reject"))
+                self.problem(
+                    _join(skey, "action"),
+                    _("auto_approve is refused on a critical node (critical = true); use escalate or auto_reject"),
+                )
             if action == "auto_approve" and auto is not None:
-                self.problem(_join(skey, "action"), _("auto_approve cannot complete an auto = {auto!r} node; `ffctl {auto}` completes it").format(auto=auto))
+                self.problem(
+                    _join(skey, "action"),
+                    _("auto_approve cannot complete an auto = {auto!r} node; `ffctl {auto}` completes it").format(
+                        auto=auto
+                    ),
+                )
             if after is not None:
                 if previous is not None and after < previous[1]:
-                    self.problem(_join(skey, "after"), _("steps must be in order of 'after': {format_duration} comes after {format_duration2} in "
-                                                         "escalation[{value}]").format(format_duration=format_duration(after), format_duration2=format_duration(previous[1]), value=previous[0]))
+                    self.problem(
+                        _join(skey, "after"),
+                        _(
+                            "steps must be in order of 'after': {format_duration} comes after {format_duration2} in "
+                            "escalation[{value}]"
+                        ).format(
+                            format_duration=format_duration(after),
+                            format_duration2=format_duration(previous[1]),
+                            value=previous[0],
+                        ),
+                    )
                 previous = (index, after)
-            steps.append(EscalationStep(index, after or 0, action or "", to if action == "notify" and to else (), reason))
+            steps.append(
+                EscalationStep(index, after or 0, action or "", to if action == "notify" and to else (), reason)
+            )
         return tuple(steps)
 
     def workflow(self, name: str, table: dict, known: _Names, nodes: dict[str, NodeConfig]) -> WorkflowConfig:
@@ -1185,28 +1471,46 @@ class _Checker:
         if len(self.problems) > before or (key, "match") in self.misspelled:
             self.broken_matches.add(name)
         nkey = _join(key, "nodes")
-        listed = self.names(table, "nodes", key, required=True, hint=_("; the nodes an order goes through, in order, e.g. nodes = [\"credit_review\", \"allocation\", "
-                                                                       "\"dispatch\"]"))
+        listed = self.names(
+            table,
+            "nodes",
+            key,
+            required=True,
+            hint=_(
+                '; the nodes an order goes through, in order, e.g. nodes = ["credit_review", "allocation", "dispatch"]'
+            ),
+        )
         if listed == ():
             self.problem(nkey, _("a workflow needs at least one node"))
         seen: set[str] = set()
         for i, node in enumerate(listed or ()):
             if node in seen:
-                self.problem(f"{nkey}[{i}]", _("node {node!r} appears more than once; a node can be in a workflow only once").format(node=node))
+                self.problem(
+                    f"{nkey}[{i}]",
+                    _("node {node!r} appears more than once; a node can be in a workflow only once").format(node=node),
+                )
             seen.add(node)
             self.reference(node, known.nodes, f"{nkey}[{i}]", "node")
         autos = [(i, nodes[n].auto) for i, n in enumerate(dict.fromkeys(listed or ())) if n in nodes and nodes[n].auto]
         for kind in AUTO_KINDS:
             if sum(1 for _, a in autos if a == kind) > 1:
-                self.problem(nkey, _("more than one auto = {kind!r} node; a workflow has at most one").format(kind=kind))
+                self.problem(
+                    nkey, _("more than one auto = {kind!r} node; a workflow has at most one").format(kind=kind)
+                )
         first = {a: i for i, a in reversed(autos)}
         if "allocate" in first and "ship" in first and first["ship"] < first["allocate"]:
-            self.problem(nkey, _("the auto = 'ship' node comes before the auto = 'allocate' node; stock must be allocated before "
-                                 "it ships"))
+            self.problem(
+                nkey,
+                _(
+                    "the auto = 'ship' node comes before the auto = 'allocate' node; stock must be allocated before "
+                    "it ships"
+                ),
+            )
         return WorkflowConfig(name, match, tuple(dict.fromkeys(listed or ())))
 
-    def calendar_room(self, calendars: dict[str, CalendarConfig], nodes: dict[str, NodeConfig],
-                      rules: tuple[RuleConfig, ...]) -> None:
+    def calendar_room(
+        self, calendars: dict[str, CalendarConfig], nodes: dict[str, NodeConfig], rules: tuple[RuleConfig, ...]
+    ) -> None:
         """A calendar must hold, within the horizon ffctl plans deadlines in, each node's SLA plus
         its ladder (steps count from the deadline on the same clock) and each calendar dwell limit:
         otherwise every import and sweep would fail with "no deadline within 10 years"."""
@@ -1216,24 +1520,39 @@ class _Checker:
                 ladder = max((step.after_seconds for step in node.escalation), default=0)
                 what = _("the SLA {sla} of node {node!r}").format(sla=format_duration(node.sla_seconds), node=node.name)
                 if ladder:
-                    what += _(" and its escalation ladder ({after} past the deadline)").format(after=format_duration(ladder))
-                needs.append((_join(_join("nodes", node.name), "calendar"), node.calendar, node.sla_seconds + ladder, what))
+                    what += _(" and its escalation ladder ({after} past the deadline)").format(
+                        after=format_duration(ladder)
+                    )
+                needs.append(
+                    (_join(_join("nodes", node.name), "calendar"), node.calendar, node.sla_seconds + ladder, what)
+                )
         for rule in rules:
             spec = nodes.get(str(rule.params.get("node")))
             if rule.kind == "dwell" and rule.params.get("clock") == "calendar" and spec and spec.calendar in calendars:
-                needs.append((_join(_join("rules", rule.name), "longer_than"), spec.calendar,
-                               int(cast(float, rule.params["longer_than_seconds"])),  # a duration in seconds (rule_dwell)
-                               _("the dwell limit of rule {rule!r}").format(rule=rule.name)))
+                needs.append(
+                    (
+                        _join(_join("rules", rule.name), "longer_than"),
+                        spec.calendar,
+                        int(cast(float, rule.params["longer_than_seconds"])),  # a duration in seconds (rule_dwell)
+                        _("the dwell limit of rule {rule!r}").format(rule=rule.name),
+                    )
+                )
         for key, name, seconds, what in needs:
             calendar = calendars[name]
             weekly = 60 * sum(end - start for ranges in calendar.hours.values() for start, end in ranges)
-            lost = 60 * sum(end - start for day in calendar.holidays for start, end in calendar.hours.get(day.weekday(), ()))
+            lost = 60 * sum(
+                end - start for day in calendar.holidays for start, end in calendar.hours.get(day.weekday(), ())
+            )
             room = weekly * (HORIZON_DAYS // 7) - lost
             if weekly and seconds > room:
-                self.problem(key, _("calendar {calendar!r} has {weekly} of working time a week: {what} would take "
-                                    "about {years:.0f} years of it, and ffctl plans deadlines at most 10 years ahead; "
-                                    "give the calendar more hours or the node a shorter SLA").format(
-                    calendar=name, weekly=format_duration(weekly), what=what, years=seconds / weekly / 52.18))
+                self.problem(
+                    key,
+                    _(
+                        "calendar {calendar!r} has {weekly} of working time a week: {what} would take "
+                        "about {years:.0f} years of it, and ffctl plans deadlines at most 10 years ahead; "
+                        "give the calendar more hours or the node a shorter SLA"
+                    ).format(calendar=name, weekly=format_duration(weekly), what=what, years=seconds / weekly / 52.18),
+                )
 
     def workflows_without_stock(self, workflows: tuple[WorkflowConfig, ...], nodes: dict[str, NodeConfig]) -> None:
         """Allowed, but rarely meant: a workflow whose orders never reserve or ship through ffctl."""
@@ -1241,11 +1560,21 @@ class _Checker:
             autos = {nodes[n].auto for n in wf.nodes if n in nodes}
             key = _join(_join("workflows", wf.name), "nodes")
             if wf.nodes and "allocate" not in autos:
-                self.warning(key, _('workflow {name!r} has no auto = "allocate" node: its orders never reserve '
-                                    'stock, so they ship without touching stock').format(name=wf.name))
+                self.warning(
+                    key,
+                    _(
+                        'workflow {name!r} has no auto = "allocate" node: its orders never reserve '
+                        "stock, so they ship without touching stock"
+                    ).format(name=wf.name),
+                )
             if wf.nodes and "ship" not in autos:
-                self.warning(key, _('workflow {name!r} has no auto = "ship" node: its orders leave the workflow '
-                                    'before they ship, with no SLA or owner for shipping them').format(name=wf.name))
+                self.warning(
+                    key,
+                    _(
+                        'workflow {name!r} has no auto = "ship" node: its orders leave the workflow '
+                        "before they ship, with no SLA or owner for shipping them"
+                    ).format(name=wf.name),
+                )
 
     def roles_nobody_holds(self, roles: dict[str, RoleConfig]) -> None:
         """A role that escalations reach but that has no members: they would reach nobody."""
@@ -1253,9 +1582,12 @@ class _Checker:
             below = sorted(r.name for r in roles.values() if r.escalate_to == role.name)
             if below and not role.members:
                 top = _(" (the top of the chain)") if role.escalate_to is None else ""
-                self.warning(_join(_join("roles", role.name), "members"), _(
-                    "role {role!r}{top} has no members: escalations from {below} reach nobody").format(
-                    role=role.name, top=top, below=", ".join(repr(b) for b in below)))
+                self.warning(
+                    _join(_join("roles", role.name), "members"),
+                    _("role {role!r}{top} has no members: escalations from {below} reach nobody").format(
+                        role=role.name, top=top, below=", ".join(repr(b) for b in below)
+                    ),
+                )
 
     def unreachable_workflows(self, workflows: tuple[WorkflowConfig, ...]) -> None:
         for j, later in enumerate(workflows):
@@ -1266,21 +1598,35 @@ class _Checker:
                     what = _("matches every order") if not earlier.match else _("matches every order this one would")
                     self.problem(
                         _join(_join("workflows", later.name), "match"),
-                        _("workflow {name!r} is never used: {name2!r} comes before it and {what} (the first match wins; "
-                          "move {name!r} above it)").format(name=later.name, name2=earlier.name, what=what),
+                        _(
+                            "workflow {name!r} is never used: {name2!r} comes before it and {what} (the first match wins; "
+                            "move {name!r} above it)"
+                        ).format(name=later.name, name2=earlier.name, what=what),
                     )
                     break
 
     def rule(self, name: str, table: dict, known: _Names) -> RuleConfig:
         key = _join("rules", name)
-        kind = self.choice(table, "kind", key, tuple(_RULE_KINDS), required=True, hint=_(": one of {names}").format(names=', '.join(_RULE_KINDS)))
+        kind = self.choice(
+            table,
+            "kind",
+            key,
+            tuple(_RULE_KINDS),
+            required=True,
+            hint=_(": one of {names}").format(names=", ".join(_RULE_KINDS)),
+        )
         if kind is None:
             allowed = set(_RULE_COMMON_KEYS).union(*(keys for keys, _handler in _RULE_KINDS.values()))
         else:
             allowed = set(_RULE_COMMON_KEYS) | set(_RULE_KINDS[kind][0])
             for other, (keys, _handler) in _RULE_KINDS.items():
                 for extra in [k for k in table if k in keys and k not in allowed]:
-                    self.problem(key, _("key {extra!r} does not apply to kind {kind!r} (it belongs to kind {other!r})").format(extra=extra, kind=kind, other=other))
+                    self.problem(
+                        key,
+                        _("key {extra!r} does not apply to kind {kind!r} (it belongs to kind {other!r})").format(
+                            extra=extra, kind=kind, other=other
+                        ),
+                    )
                     allowed.add(extra)
         self.known_keys(table, [*_RULE_COMMON_KEYS, *(k for k in _RULE_KEY_ORDER if k in allowed)], key)
         notify = self.names(table, "notify", key) or ()
@@ -1288,42 +1634,77 @@ class _Checker:
         if kind in ("stock_below", "supplier"):  # these rules are about a SKU or a supplier, not an order
             for i, recipient in enumerate(notify):
                 if recipient in ORDER_RECIPIENTS:
-                    self.problem(f"{_join(key, 'notify')}[{i}]",
-                                 _("{recipient} names no one here: a {kind} rule is not about an order").format(recipient=recipient, kind=kind))
+                    self.problem(
+                        f"{_join(key, 'notify')}[{i}]",
+                        _("{recipient} names no one here: a {kind} rule is not about an order").format(
+                            recipient=recipient, kind=kind
+                        ),
+                    )
         priority = self.choice(table, "priority", key, RULE_PRIORITIES, default="normal") or "normal"
         params = _RULE_KINDS[kind][1](self, table, key, known) if kind else {}
         return RuleConfig(name, kind or "", notify, priority, FrozenDict(params))
 
     def rule_stock_below(self, table: dict, key: str, known: _Names) -> dict[str, object]:
-        action = self.get(table, "action", key, "str", required=True, hint=_("; stock_below rules take action = \"purchase_requisition\""))
+        action = self.get(
+            table,
+            "action",
+            key,
+            "str",
+            required=True,
+            hint=_('; stock_below rules take action = "purchase_requisition"'),
+        )
         if action is not None and action != "purchase_requisition":
-            self.problem(_join(key, "action"), _("unknown action {action!r} for kind stock_below; the only one is \"purchase_requisition\"").format(action=action))
+            self.problem(
+                _join(key, "action"),
+                _('unknown action {action!r} for kind stock_below; the only one is "purchase_requisition"').format(
+                    action=action
+                ),
+            )
         include_inbound = self.get(table, "include_inbound", key, "bool", default=False)
         return {"action": "purchase_requisition", "include_inbound": include_inbound}
 
     def rule_dwell(self, table: dict, key: str, known: _Names) -> dict[str, object]:
-        node = self.text(table, "node", key, required=True, hint=_("; the node orders dwell at, e.g. node = \"dispatch\""))
+        node = self.text(
+            table, "node", key, required=True, hint=_('; the node orders dwell at, e.g. node = "dispatch"')
+        )
         if node is not None:
             self.reference(node, known.nodes, _join(key, "node"), "node")
-        longer_than = self.duration(table, "longer_than", key, required=True, hint=_("; e.g. longer_than = \"48h\""))
+        longer_than = self.duration(table, "longer_than", key, required=True, hint=_('; e.g. longer_than = "48h"'))
         if longer_than == 0:
             self.problem(_join(key, "longer_than"), _("must be longer than 0s"))
         clock = self.choice(table, "clock", key, DWELL_CLOCKS, default="wall") or "wall"
-        flag = self.text(table, "flag", key, required=True, hint=_("; the flag set on dwelling orders, e.g. flag = \"shipping_exception\""))
+        flag = self.text(
+            table,
+            "flag",
+            key,
+            required=True,
+            hint=_('; the flag set on dwelling orders, e.g. flag = "shipping_exception"'),
+        )
         if flag is not None and not _FLAG_NAME.fullmatch(flag):
-            self.problem(_join(key, "flag"), _("flag names are single words like shipping_exception, got {flag!r}").format(flag=flag))
+            self.problem(
+                _join(key, "flag"),
+                _("flag names are single words like shipping_exception, got {flag!r}").format(flag=flag),
+            )
         return {"node": node, "longer_than_seconds": longer_than or 0, "clock": clock, "flag": flag}
 
     def rule_supplier(self, table: dict, key: str, known: _Names) -> dict[str, object]:
         rate = self.get(table, "qc_pass_rate_below", key, "number")
         if rate is not None and not 0 <= rate <= 1:
-            self.problem(_join(key, "qc_pass_rate_below"), _("rates are fractions from 0 to 1 (0.95 means 95%), got {rate}").format(rate=rate))
+            self.problem(
+                _join(key, "qc_pass_rate_below"),
+                _("rates are fractions from 0 to 1 (0.95 means 95%), got {rate}").format(rate=rate),
+            )
         delay = self.get(table, "avg_delay_days_above", key, "number")
         if delay is not None and delay < 0:
-            self.problem(_join(key, "avg_delay_days_above"), _("must be 0 or more days, got {delay}").format(delay=delay))
+            self.problem(
+                _join(key, "avg_delay_days_above"), _("must be 0 or more days, got {delay}").format(delay=delay)
+            )
         consecutive = self.get(table, "consecutive_batches", key, "int", default=3)
         if consecutive < 1:
-            self.problem(_join(key, "consecutive_batches"), _("must be at least 1, got {consecutive}").format(consecutive=consecutive))
+            self.problem(
+                _join(key, "consecutive_batches"),
+                _("must be at least 1, got {consecutive}").format(consecutive=consecutive),
+            )
         window = self.get(table, "window_batches", key, "int", default=10)
         if window < 1:
             self.problem(_join(key, "window_batches"), _("must be at least 1, got {window}").format(window=window))
@@ -1335,7 +1716,12 @@ class _Checker:
             self.problem(_join(key, "window_batches"), _("only applies with avg_delay_days_above"))
         action = self.get(table, "action", key, "str", default="freeze_inspection_exempt")
         if action != "freeze_inspection_exempt":
-            self.problem(_join(key, "action"), _("unknown action {action!r} for kind supplier; the only one is \"freeze_inspection_exempt\"").format(action=action))
+            self.problem(
+                _join(key, "action"),
+                _('unknown action {action!r} for kind supplier; the only one is "freeze_inspection_exempt"').format(
+                    action=action
+                ),
+            )
         return {
             "qc_pass_rate_below": float(rate) if rate is not None else None,
             "consecutive_batches": consecutive,
@@ -1358,7 +1744,9 @@ class _Checker:
             self.problem("notify.max_attempts", _("must be at least 1, got {attempts}").format(attempts=attempts))
         timeout = self.get(table, "webhook_timeout_seconds", "notify", "number", default=5.0)
         if timeout <= 0:
-            self.problem("notify.webhook_timeout_seconds", _("must be more than 0, got {timeout}").format(timeout=timeout))
+            self.problem(
+                "notify.webhook_timeout_seconds", _("must be more than 0, got {timeout}").format(timeout=timeout)
+            )
         return NotifyConfig(log, email, attempts, float(timeout))
 
     def email(self, value: object) -> EmailConfig | None:
@@ -1368,46 +1756,76 @@ class _Checker:
         if "password" in table:
             self.problem(
                 "notify.email.password",
-                _("secrets never go in the config file: put the password in an environment variable and name it "
-                  "with password_env = \"FFCTL_SMTP_PASSWORD\""),
+                _(
+                    "secrets never go in the config file: put the password in an environment variable and name it "
+                    'with password_env = "FFCTL_SMTP_PASSWORD"'
+                ),
             )
         self.known_keys({k: v for k, v in table.items() if k != "password"}, _EMAIL_KEYS, "notify.email")
-        host = self.text(table, "host", "notify.email", required=True, hint=_("; the SMTP server, e.g. host = \"localhost\""))
+        host = self.text(
+            table, "host", "notify.email", required=True, hint=_('; the SMTP server, e.g. host = "localhost"')
+        )
         starttls = self.get(table, "starttls", "notify.email", "bool", default=False)
         tls = self.get(table, "tls", "notify.email", "bool", default=False)
         if starttls and tls:
-            self.problem("notify.email.tls", _("tls = true (TLS from the start, port 465) and starttls = true (port 587) "
-                                               "exclude each other; keep the one your server offers"))
+            self.problem(
+                "notify.email.tls",
+                _(
+                    "tls = true (TLS from the start, port 465) and starttls = true (port 587) "
+                    "exclude each other; keep the one your server offers"
+                ),
+            )
         port = self.get(table, "port", "notify.email", "int", default=465 if tls else 587 if starttls else 25)
         if not 0 < port < 65536:
             self.problem("notify.email.port", _("not a TCP port: {port}").format(port=port))
-        sender = self.text(table, "sender", "notify.email", required=True, hint=_("; the From address, e.g. sender = \"ffctl@example.com\""))
+        sender = self.text(
+            table,
+            "sender",
+            "notify.email",
+            required=True,
+            hint=_('; the From address, e.g. sender = "ffctl@example.com"'),
+        )
         if sender is not None and "@" not in sender:
             self.problem("notify.email.sender", _("not an email address: {sender!r}").format(sender=sender))
         username = self.text(table, "username", "notify.email")
         password_env = self.text(table, "password_env", "notify.email")
         if password_env is not None and not _ENV_NAME.fullmatch(password_env):
             # never echo the value: someone may have pasted the password itself here
-            self.problem("notify.email.password_env", _("must be the name of an environment variable that holds the password (like FFCTL_SMTP_PASSWORD), "
-                                                        "not the password itself"))
+            self.problem(
+                "notify.email.password_env",
+                _(
+                    "must be the name of an environment variable that holds the password (like FFCTL_SMTP_PASSWORD), "
+                    "not the password itself"
+                ),
+            )
         ca_file = self.text(table, "ca_file", "notify.email")
         if ca_file is not None:
             path = Path(ca_file.strip()).expanduser()
             ca_file = str(path if path.is_absolute() else self.base_dir / path)
             if not record_file(ca_file):
-                self.problem("notify.email.ca_file", _("no such file: {path} (a PEM file of the CA certificates to trust)").format(path=ca_file))
+                self.problem(
+                    "notify.email.ca_file",
+                    _("no such file: {path} (a PEM file of the CA certificates to trust)").format(path=ca_file),
+                )
         loopback_ok = self.get(table, "plain_login_on_loopback", "notify.email", "bool", default=False)
         email = EmailConfig(host or "", port, sender or "", username, password_env, starttls, tls, ca_file, loopback_ok)
         if loopback_ok and host and not is_loopback(host):
-            self.problem("notify.email.plain_login_on_loopback", _(
-                "only applies to a relay on this machine (localhost, 127.0.0.1 or ::1), not {host!r}; "
-                "use starttls = true or tls = true").format(host=host))
+            self.problem(
+                "notify.email.plain_login_on_loopback",
+                _(
+                    "only applies to a relay on this machine (localhost, 127.0.0.1 or ::1), not {host!r}; "
+                    "use starttls = true or tls = true"
+                ).format(host=host),
+            )
         elif password_env is not None and host and not email.login_allowed():
             local = is_loopback(host)
-            self.problem("notify.email.password_env", _(
-                "the SMTP password would cross the network in clear text: set starttls = true (port 587) or "
-                "tls = true (port 465){local}").format(
-                    local=_(", or plain_login_on_loopback = true for a relay on this machine") if local else ""))
+            self.problem(
+                "notify.email.password_env",
+                _(
+                    "the SMTP password would cross the network in clear text: set starttls = true (port 587) or "
+                    "tls = true (port 465){local}"
+                ).format(local=_(", or plain_login_on_loopback = true for a relay on this machine") if local else ""),
+            )
         return email
 
     def import_profile(self, name: str, table: dict) -> ImportProfile | None:
@@ -1422,43 +1840,65 @@ class _Checker:
         targets = required + optional
         base = self.text(table, "base", key)
         if base is not None and base not in BUILTIN:
-            self.problem(_join(key, "base"), _("unknown built-in profile {name!r}: use one of {names}").format(
-                name=base, names=", ".join(BUILTIN)))
+            self.problem(
+                _join(key, "base"),
+                _("unknown built-in profile {name!r}: use one of {names}").format(name=base, names=", ".join(BUILTIN)),
+            )
             base = None
-        columns = self.string_table(table, "columns", key, _('a table of source column = ffctl column, e.g. '
-                                                             '"订单编号" = "order_id"'))
+        columns = self.string_table(
+            table, "columns", key, _('a table of source column = ffctl column, e.g. "订单编号" = "order_id"')
+        )
         ckey = _join(key, "columns")
         seen: dict[str, str] = {}
         for source, target in columns.items():
             if target not in targets:
-                self.problem(_join(ckey, source), _("unknown ffctl column {column!r}{hint}: orders take {columns}")
-                             .format(column=target, hint=_did_you_mean(target, targets), columns=", ".join(targets)))
+                self.problem(
+                    _join(ckey, source),
+                    _("unknown ffctl column {column!r}{hint}: orders take {columns}").format(
+                        column=target, hint=_did_you_mean(target, targets), columns=", ".join(targets)
+                    ),
+                )
             elif target in seen:
-                self.problem(_join(ckey, source), _("{column} is already the mapping of {other!r}").format(
-                    column=target, other=seen[target]))
+                self.problem(
+                    _join(ckey, source),
+                    _("{column} is already the mapping of {other!r}").format(column=target, other=seen[target]),
+                )
             seen[target] = source
-        constants = self.string_table(table, "constants", key, _('a table of ffctl column = value, e.g. channel = "tmall"'))
+        constants = self.string_table(
+            table, "constants", key, _('a table of ffctl column = value, e.g. channel = "tmall"')
+        )
         for target in constants:
             if target not in targets:
-                self.problem(_join(_join(key, "constants"), target), _("unknown ffctl column {column!r}{hint}").format(
-                    column=target, hint=_did_you_mean(target, targets)))
+                self.problem(
+                    _join(_join(key, "constants"), target),
+                    _("unknown ffctl column {column!r}{hint}").format(
+                        column=target, hint=_did_you_mean(target, targets)
+                    ),
+                )
             elif target in seen:
-                self.problem(_join(_join(key, "constants"), target), _(
-                    "{column} is also mapped from the source column {other!r}: give one or the other").format(
-                    column=target, other=seen[target]))
+                self.problem(
+                    _join(_join(key, "constants"), target),
+                    _("{column} is also mapped from the source column {other!r}: give one or the other").format(
+                        column=target, other=seen[target]
+                    ),
+                )
         formats = table.get("date_format", [])
         formats = [formats] if isinstance(formats, str) else formats
         if not isinstance(formats, list) or not all(isinstance(f, str) and "%" in f for f in formats):
-            self.problem(_join(key, "date_format"), _(
-                'expected a strptime format such as "%Y-%m-%d %H:%M:%S" (or a list of them)'))
+            self.problem(
+                _join(key, "date_format"),
+                _('expected a strptime format such as "%Y-%m-%d %H:%M:%S" (or a list of them)'),
+            )
             formats = []
         skip_raw = self.section(table, "skip", _join(key, "skip"))
         skip = {}
         for source, values in skip_raw.items():
             listed = [values] if isinstance(values, str) else values
             if not isinstance(listed, list) or not all(isinstance(v, str) for v in listed):
-                self.problem(_join(_join(key, "skip"), source), _(
-                    'expected the values that make a row skipped, e.g. ["refunded", "voided"]'))
+                self.problem(
+                    _join(_join(key, "skip"), source),
+                    _('expected the values that make a row skipped, e.g. ["refunded", "voided"]'),
+                )
                 continue
             skip[source] = tuple(listed)
         fill = self.names(table, "fill_down", key) or ()
@@ -1473,12 +1913,17 @@ class _Checker:
         covered = set(columns.values()) | set(constants)
         missing = [t for t in required if t not in covered]
         if missing and len(self.problems) == before:
-            self.problem(_join(key, "columns"), _("no source column for {columns}: map them, or give them as "
-                                                  "constants").format(columns=", ".join(missing)))
+            self.problem(
+                _join(key, "columns"),
+                _("no source column for {columns}: map them, or give them as constants").format(
+                    columns=", ".join(missing)
+                ),
+            )
         if len(self.problems) > before:
             return None
-        return ImportProfile(name, FrozenDict(columns), FrozenDict(constants), tuple(formats), FrozenDict(skip),
-                             tuple(fill), kind, base)
+        return ImportProfile(
+            name, FrozenDict(columns), FrozenDict(constants), tuple(formats), FrozenDict(skip), tuple(fill), kind, base
+        )
 
     def string_table(self, table: dict, name: str, key: str, expected: str) -> dict[str, str]:
         found = self.section(table, name, _join(key, name))
@@ -1487,8 +1932,10 @@ class _Checker:
             if isinstance(v, str) and v.strip():
                 out[k.strip()] = v.strip()
             else:
-                self.problem(_join(_join(key, name), k), _("expected {what}, got {value}").format(
-                    what=expected, value=_describe_value(v)))
+                self.problem(
+                    _join(_join(key, name), k),
+                    _("expected {what}, got {value}").format(what=expected, value=_describe_value(v)),
+                )
         return out
 
     def schedule(self, table: dict) -> dict[str, str]:
@@ -1511,13 +1958,18 @@ class _Checker:
         default = ForecastConfig()
         window = self.duration(table, "window", "forecast")
         if window == 0:
-            self.problem("forecast.window", _("must be longer than 0s, e.g. \"30d\""))
+            self.problem("forecast.window", _('must be longer than 0s, e.g. "30d"'))
         least = self.get(table, "min_history", "forecast", "int", default=default.min_history)
         if least < 1:
-            self.problem("forecast.min_history", _("must be 1 or more completed visits, got {least}").format(least=least))
+            self.problem(
+                "forecast.min_history", _("must be 1 or more completed visits, got {least}").format(least=least)
+            )
         sample = self.get(table, "sample", "forecast", "int", default=default.sample)
         if sample < max(least, 1):
-            self.problem("forecast.sample", _("must be at least min_history ({least}), got {sample}").format(least=least, sample=sample))
+            self.problem(
+                "forecast.sample",
+                _("must be at least min_history ({least}), got {sample}").format(least=least, sample=sample),
+            )
         return ForecastConfig(window or default.window_seconds, least, sample)
 
     def kpi(self, table: dict) -> tuple[dict[str, float], dict[str, float]]:
@@ -1535,10 +1987,20 @@ class _Checker:
             if value is None:
                 continue
             if measure == "rate" and not 0 <= value <= 1:
-                hint = _(" ({value:g} means {value2:g}%)").format(value=value / 100, value2=value) if 1 < value <= 100 else ""
-                self.problem(_join(key, name), _("rates are fractions from 0 to 1, got {value}{hint}").format(value=value, hint=hint))
+                hint = (
+                    _(" ({value:g} means {value2:g}%)").format(value=value / 100, value2=value)
+                    if 1 < value <= 100
+                    else ""
+                )
+                self.problem(
+                    _join(key, name),
+                    _("rates are fractions from 0 to 1, got {value}{hint}").format(value=value, hint=hint),
+                )
             elif measure != "rate" and value <= 0:
-                self.problem(_join(key, name), _("must be more than 0 {measure}, got {value}").format(measure=measure, value=value))
+                self.problem(
+                    _join(key, name),
+                    _("must be more than 0 {measure}, got {value}").format(measure=measure, value=value),
+                )
             else:
                 out[name] = float(value)
         return out
@@ -1548,13 +2010,21 @@ class _Checker:
 _RULE_KINDS: dict[str, tuple[tuple[str, ...], Callable[..., dict[str, object]]]] = {
     "stock_below": (("action", "include_inbound"), _Checker.rule_stock_below),
     "dwell": (("node", "longer_than", "clock", "flag"), _Checker.rule_dwell),
-    "supplier": (("qc_pass_rate_below", "consecutive_batches", "avg_delay_days_above", "window_batches", "action"), _Checker.rule_supplier),
+    "supplier": (
+        ("qc_pass_rate_below", "consecutive_batches", "avg_delay_days_above", "window_batches", "action"),
+        _Checker.rule_supplier,
+    ),
 }
 _RULE_KEY_ORDER = tuple(dict.fromkeys(k for keys, _ in _RULE_KINDS.values() for k in keys))
 
 
-_CRON_FIELDS = (("minute", "0-59"), ("hour", "0-23"), ("day-of-month", "1-31"), ("month", "1-12 or jan-dec"),
-                ("day-of-week", "0-7 or sun-sat"))
+_CRON_FIELDS = (
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day-of-month", "1-31"),
+    ("month", "1-12 or jan-dec"),
+    ("day-of-week", "0-7 or sun-sat"),
+)
 
 
 def _cron_problem(expression: str) -> str | None:
@@ -1564,7 +2034,7 @@ def _cron_problem(expression: str) -> str | None:
     clock here), so "0 0 30 2 *" (February 30th) is refused now, not by `schedule tick` later."""
     from croniter import CroniterBadDateError, croniter
 
-    form = _("expected 5 fields \"minute hour day-of-month month day-of-week\", e.g. \"*/5 * * * *\"")
+    form = _('expected 5 fields "minute hour day-of-month month day-of-week", e.g. "*/5 * * * *"')
     fields = expression.split()
     if not expression.startswith("@") and len(fields) != 5:
         return _("invalid cron expression {expression!r}: {form}").format(expression=expression, form=form)
@@ -1573,15 +2043,17 @@ def _cron_problem(expression: str) -> str | None:
             alone = " ".join(fields[i] if j == i else "*" for j in range(5))
             if not croniter.is_valid(alone):
                 what = _("is out of range") if re.fullmatch(r"[\d,*/-]+", fields[i]) else _("is not understood")
-                return _("invalid cron expression {expression!r}: the {field} field {value!r} {what} "
-                         "(allowed: {allowed}, with *, lists a,b, ranges a-b and steps */n)").format(
-                    expression=expression, field=name, value=fields[i], what=what, allowed=allowed)
+                return _(
+                    "invalid cron expression {expression!r}: the {field} field {value!r} {what} "
+                    "(allowed: {allowed}, with *, lists a,b, ranges a-b and steps */n)"
+                ).format(expression=expression, field=name, value=fields[i], what=what, allowed=allowed)
         return _("invalid cron expression {expression!r}: {form}").format(expression=expression, form=form)
     try:
         croniter(expression, datetime(2000, 1, 1)).get_next(datetime)
     except (CroniterBadDateError, ValueError, OverflowError):
-        return _("cron expression {expression!r} never fires (no such date in any year); "
-                 "check its day-of-month and month").format(expression=expression)
+        return _(
+            "cron expression {expression!r} never fires (no such date in any year); check its day-of-month and month"
+        ).format(expression=expression)
     return None
 
 

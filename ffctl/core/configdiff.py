@@ -30,8 +30,14 @@ def diff(old: Config, new: Config) -> list[dict]:
         was, now = (mask_url(u) if u else None for u in (old.database_url, new.database_url))
         add("database", None, "url", was, now, _("database: url {old} → {new}").format(old=was, new=now))
     if old.timezone != new.timezone:
-        add("defaults", None, "timezone", old.timezone, new.timezone,
-            _("defaults: timezone {old} → {new}").format(old=old.timezone, new=new.timezone))
+        add(
+            "defaults",
+            None,
+            "timezone",
+            old.timezone,
+            new.timezone,
+            _("defaults: timezone {old} → {new}").format(old=old.timezone, new=new.timezone),
+        )
     _named(add, "calendar", old.calendars, new.calendars, _calendar)
     _named(add, "role", old.roles, new.roles, _role)
     _named(add, "user", old.users, new.users, _user)
@@ -43,15 +49,29 @@ def diff(old: Config, new: Config) -> list[dict]:
     for job in sorted(set(old.schedule) | set(new.schedule)):
         was, now = old.schedule.get(job), new.schedule.get(job)
         if was != now:
-            add("schedule", job, None, was, now, _("schedule {job}: {old} → {new}").format(
-                job=job, old=was or _("(none)"), new=now or _("(none)")))
+            add(
+                "schedule",
+                job,
+                None,
+                was,
+                now,
+                _("schedule {job}: {old} → {new}").format(job=job, old=was or _("(none)"), new=now or _("(none)")),
+            )
     for section, attr in (("kpi.targets", "kpi_targets"), ("kpi.baseline", "kpi_baseline")):
         was_all, now_all = getattr(old, attr, {}) or {}, getattr(new, attr, {}) or {}
         for key in sorted(set(was_all) | set(now_all)):
             was, now = was_all.get(key), now_all.get(key)
             if was != now:
-                add(section, key, None, was, now, _("{section} {key}: {old} → {new}").format(
-                    section=section, key=key, old=_none(was), new=_none(now)))
+                add(
+                    section,
+                    key,
+                    None,
+                    was,
+                    now,
+                    _("{section} {key}: {old} → {new}").format(
+                        section=section, key=key, old=_none(was), new=_none(now)
+                    ),
+                )
     return out
 
 
@@ -63,7 +83,7 @@ def _here(cfg: Config, value: str | None) -> str | None:
     prefix = "sqlite:///" if value.startswith("sqlite:///") else ""
     if value.startswith("sqlite:") and not prefix:
         return value
-    path = value[len(prefix):]
+    path = value[len(prefix) :]
     return prefix + os.path.relpath(path, cfg.directory) if os.path.isabs(path) else value
 
 
@@ -71,8 +91,13 @@ def _none(value: Any) -> str:
     return _("(none)") if value is None else str(value)
 
 
-def _named(add: Callable, section: str, old: Mapping[str, Any], new: Mapping[str, Any],
-           fields: Callable[[Any, Any], Iterable[tuple[str, Any, Any, str]]]) -> None:
+def _named(
+    add: Callable,
+    section: str,
+    old: Mapping[str, Any],
+    new: Mapping[str, Any],
+    fields: Callable[[Any, Any], Iterable[tuple[str, Any, Any, str]]],
+) -> None:
     """Added and removed names, then each changed field of a name both configs define."""
     for name in list(old) + [n for n in new if n not in old]:
         if name not in new:
@@ -81,8 +106,14 @@ def _named(add: Callable, section: str, old: Mapping[str, Any], new: Mapping[str
             add(section, name, None, None, name, _("{section} {name}: added").format(section=section, name=name))
         elif old[name] != new[name]:
             for field, was, now, words in fields(old[name], new[name]):
-                add(section, name, field, was, now, _("{section} {name}: {words}").format(section=section, name=name,
-                                                                                            words=words))
+                add(
+                    section,
+                    name,
+                    field,
+                    was,
+                    now,
+                    _("{section} {name}: {words}").format(section=section, name=name, words=words),
+                )
 
 
 def _change(field: str, label: str, was: Any, now: Any, show: Callable[[Any], str] = _none):
@@ -100,8 +131,12 @@ def _calendar(old, new):
     for day in range(7):
         was, now = tuple(old.hours.get(day, ())), tuple(new.hours.get(day, ()))
         if was != now:
-            yield (f"hours.{WEEKDAYS[day]}", _hours(was), _hours(now),
-                   _("hours {day} {old} → {new}").format(day=WEEKDAYS[day], old=_hours(was), new=_hours(now)))
+            yield (
+                f"hours.{WEEKDAYS[day]}",
+                _hours(was),
+                _hours(now),
+                _("hours {day} {old} → {new}").format(day=WEEKDAYS[day], old=_hours(was), new=_hours(now)),
+            )
     for day in sorted(new.holidays - old.holidays):
         yield "holidays", None, day.isoformat(), _("holiday {date} added").format(date=day.isoformat())
     for day in sorted(old.holidays - new.holidays):
@@ -136,28 +171,43 @@ def _step(step) -> str:
 
 def _node(old, new):
     yield from _change("sla", "SLA", old.sla_seconds, new.sla_seconds, format_duration)
-    yield from _change("calendar", _("calendar"), old.calendar, new.calendar,
-                       lambda c: c or _("(none: wall clock)"))
+    yield from _change("calendar", _("calendar"), old.calendar, new.calendar, lambda c: c or _("(none: wall clock)"))
     yield from _change("warn_at", "warn_at", old.warn_at, new.warn_at, lambda w: f"{w:g}")
     yield from _change("owner", _("owner"), old.owner, new.owner)
     yield from _change("critical", "critical", old.critical, new.critical, lambda c: str(c).lower())
     yield from _change("auto", "auto", old.auto, new.auto)
     if old.when != new.when:
-        yield "when", None, None, _("when {old} → {new}").format(
-            old=describe_spec(old.when) if old.when else _("(always)"),
-            new=describe_spec(new.when) if new.when else _("(always)"))
+        yield (
+            "when",
+            None,
+            None,
+            _("when {old} → {new}").format(
+                old=describe_spec(old.when) if old.when else _("(always)"),
+                new=describe_spec(new.when) if new.when else _("(always)"),
+            ),
+        )
     if old.escalation != new.escalation:
         was, now = [_step(s) for s in old.escalation], [_step(s) for s in new.escalation]
-        yield "escalation", was, now, _("escalation [{old}] → [{new}]").format(
-            old="; ".join(was) or _("none"), new="; ".join(now) or _("none"))
+        yield (
+            "escalation",
+            was,
+            now,
+            _("escalation [{old}] → [{new}]").format(old="; ".join(was) or _("none"), new="; ".join(now) or _("none")),
+        )
 
 
 def _rule(old, new):
     yield from _change("kind", _("kind"), old.kind, new.kind)
     yield from _change("priority", _("priority"), old.priority, new.priority)
     if replace(old.notify, log=_here(old, old.notify.log)) != replace(new.notify, log=_here(new, new.notify.log)):
-        yield "notify", list(old.notify), list(new.notify), _("notify {old} → {new}").format(
-            old=", ".join(old.notify) or _("nobody"), new=", ".join(new.notify) or _("nobody"))
+        yield (
+            "notify",
+            list(old.notify),
+            list(new.notify),
+            _("notify {old} → {new}").format(
+                old=", ".join(old.notify) or _("nobody"), new=", ".join(new.notify) or _("nobody")
+            ),
+        )
     for key in sorted(set(old.params) | set(new.params)):
         yield from _change(key, key, old.params.get(key), new.params.get(key))
 
@@ -168,16 +218,32 @@ def _workflows(add: Callable, old: Config, new: Config) -> None:
 
     def fields(a, b):
         if a.match != b.match:
-            yield "match", None, None, _("match {old} → {new}").format(
-                old=describe_spec(a.match) if a.match else _("(every order)"),
-                new=describe_spec(b.match) if b.match else _("(every order)"))
+            yield (
+                "match",
+                None,
+                None,
+                _("match {old} → {new}").format(
+                    old=describe_spec(a.match) if a.match else _("(every order)"),
+                    new=describe_spec(b.match) if b.match else _("(every order)"),
+                ),
+            )
         if a.nodes != b.nodes:
-            yield "nodes", list(a.nodes), list(b.nodes), _("nodes {old} → {new}").format(
-                old=" > ".join(a.nodes), new=" > ".join(b.nodes))
+            yield (
+                "nodes",
+                list(a.nodes),
+                list(b.nodes),
+                _("nodes {old} → {new}").format(old=" > ".join(a.nodes), new=" > ".join(b.nodes)),
+            )
 
     _named(add, "workflow", was, now, fields)
     common_old = [n for n in was if n in now]
     common_new = [n for n in now if n in was]
     if common_old != common_new:  # the first workflow that matches wins: order is routing
-        add("workflow", None, "order", common_old, common_new, _("workflow order {old} → {new}").format(
-            old=", ".join(common_old), new=", ".join(common_new)))
+        add(
+            "workflow",
+            None,
+            "order",
+            common_old,
+            common_new,
+            _("workflow order {old} → {new}").format(old=", ".join(common_old), new=", ".join(common_new)),
+        )

@@ -58,6 +58,7 @@ class CsvFileError(FfctlError):
 
 # --- echoing values ------------------------------------------------------------------------------
 
+
 def shown(value: str, limit: int = SHOWN_CHARS) -> str:
     """``value`` quoted for a message: control characters escaped, and cut with its length when
     long (a 10 MB cell must not put 10 MB on a terminal)."""
@@ -79,24 +80,34 @@ def control_name(text: str) -> str | None:
     if found is None:
         return None
     char = found.group()
-    names = {"\x00": _("a NUL byte"), "\n": _("a line break (LF)"), "\r": _("a carriage return (CR)"),
-             "\t": _("a tab"), "\x1b": _("an escape character (ESC)")}
+    names = {
+        "\x00": _("a NUL byte"),
+        "\n": _("a line break (LF)"),
+        "\r": _("a carriage return (CR)"),
+        "\t": _("a tab"),
+        "\x1b": _("an escape character (ESC)"),
+    }
     return names.get(char) or _("the control character U+{code:04X}").format(code=ord(char))
 
 
 # --- encodings ---------------------------------------------------------------------------------
 
+
 def check_encoding(name: str) -> str:
     try:
         return codecs.lookup(name).name
     except LookupError:
-        raise UsageError(_("unknown encoding {name!r}").format(name=name), hint=_("Use utf-8, utf-8-sig, gbk or gb18030.")) from None
+        raise UsageError(
+            _("unknown encoding {name!r}").format(name=name), hint=_("Use utf-8, utf-8-sig, gbk or gb18030.")
+        ) from None
 
 
 def check_delimiter(text: str) -> str:
     """``--delimiter``: one character, or tab written as ``tab`` or ``\\t``."""
-    value = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}.get(text.lower(), text)
-    if len(value) != 1 or value in "\"\r\n":
+    value = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|", "space": " "}.get(
+        text.lower(), text
+    )
+    if len(value) != 1 or value in '"\r\n':
         raise UsageError(_("--delimiter {given}: give one character, for example ';' or tab").format(given=shown(text)))
     return value
 
@@ -118,7 +129,7 @@ def choose_encoding(sample: bytes) -> str | None:
 
     cut = sample.rfind(b"\n")
     if 0 < cut < len(sample) - 1:
-        sample = sample[:cut + 1]  # whole lines: a character cut in two reads as neither
+        sample = sample[: cut + 1]  # whole lines: a character cut in two reads as neither
     try:
         as_utf8 = codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
     except UnicodeDecodeError:
@@ -192,11 +203,14 @@ class CountingReader(io.RawIOBase):
 class MixedEncodings(CsvFileError):
     def __init__(self, path: str, line: int, found: str, expected: str) -> None:
         super().__init__(
-            _("{path}: line {line} is written in {found}, while the file reads as {expected}: a file that mixes "
-              "encodings would garble names, so nothing was imported").format(
-                path=path, line=line, found=encoding_label(found), expected=encoding_label(expected)),
-            hint=_("Save the whole file in one encoding (Excel: Save As > 'CSV UTF-8'), or pass --encoding NAME "
-                   "to read every line in one."),
+            _(
+                "{path}: line {line} is written in {found}, while the file reads as {expected}: a file that mixes "
+                "encodings would garble names, so nothing was imported"
+            ).format(path=path, line=line, found=encoding_label(found), expected=encoding_label(expected)),
+            hint=_(
+                "Save the whole file in one encoding (Excel: Save As > 'CSV UTF-8'), or pass --encoding NAME "
+                "to read every line in one."
+            ),
         )
 
 
@@ -301,7 +315,7 @@ class _Lines:
         if codec is None:
             if raw.isascii():
                 return raw.decode("ascii")
-            sample = b"".join(raws[i:i + 2000])[:SNIFF_BYTES]
+            sample = b"".join(raws[i : i + 2000])[:SNIFF_BYTES]
             if len(sample) < SNIFF_BYTES:
                 sample += self.after + self.buffered.peek(SNIFF_BYTES)[:SNIFF_BYTES]
             codec = self._decide(sample)
@@ -321,7 +335,8 @@ class _Lines:
         if codec is None:
             raise CsvFileError(
                 _("line {line}: cannot tell the file's encoding: it reads neither as UTF-8 nor as GBK/GB18030").format(
-                    line=self.count + 1),
+                    line=self.count + 1
+                ),
                 hint=_("Pass --encoding NAME (for example --encoding big5)."),
             )
         self.codec = codec
@@ -401,7 +416,9 @@ def open_csv(path: str | Path, encoding: str | None = None, delimiter: str | Non
         except FileNotFoundError:
             raise CsvFileError(_("no such file: {text_path}").format(text_path=text_path)) from None
         except OSError as exc:
-            raise CsvFileError(_("cannot read {text_path}: {value}").format(text_path=text_path, value=exc.strerror or exc)) from None
+            raise CsvFileError(
+                _("cannot read {text_path}: {value}").format(text_path=text_path, value=exc.strerror or exc)
+            ) from None
         size = p.stat().st_size
     counter = CountingReader(raw, owned=text_path != "-")
     try:
@@ -424,11 +441,15 @@ def _open(text_path: str, size: int | None, counter: CountingReader, lines: _Lin
     line, cells, flaw = first
     if flaw is not None and flaw.garbled:
         raise CsvFileError(
-            _("line {line}: the header has bytes that are not valid {encoding}").format(line=line, encoding=lines.encoding),
+            _("line {line}: the header has bytes that are not valid {encoding}").format(
+                line=line, encoding=lines.encoding
+            ),
             hint=_("Pass --encoding NAME (gbk, gb18030, utf-8)."),
         )
     if flaw is not None:
-        raise CsvFileError(_("line {line}: the header is not valid CSV: {reason}").format(line=line, reason=flaw.reason))
+        raise CsvFileError(
+            _("line {line}: the header is not valid CSV: {reason}").format(line=line, reason=flaw.reason)
+        )
     header = list(cells)
     if header[0].startswith("\ufeff"):
         header[0] = header[0][1:]
@@ -449,8 +470,9 @@ def sniff_delimiter(head: bytes) -> str:
     return ","
 
 
-def _records(lines: _Lines, stream: Iterator[str], delimiter: str,
-             base: int = 0) -> Iterator[tuple[int, list[str], Flaw | None]]:
+def _records(
+    lines: _Lines, stream: Iterator[str], delimiter: str, base: int = 0
+) -> Iterator[tuple[int, list[str], Flaw | None]]:
     """``(line, cells, flaw)`` per record (``base``: the lines before ``stream``'s first). A quoted
     value still open at the end of the file is a flaw of the record it starts in, and the lines
     after that record's first are read again as records of their own: one stray quote loses no row."""
@@ -464,13 +486,23 @@ def _records(lines: _Lines, stream: Iterator[str], delimiter: str,
         except StopIteration:
             return
         except csv.Error as exc:
-            raise CsvFileError(_("line {value}: not valid CSV: {exc}").format(value=base + reader.line_num, exc=exc)) from None
+            raise CsvFileError(
+                _("line {value}: not valid CSV: {exc}").format(value=base + reader.line_num, exc=exc)
+            ) from None
         if lines.ended and taken and _opened_quote(taken[0], delimiter):
             rest = taken[1:]
             cells = next(csv.reader([taken[0].rstrip("\r\n")], delimiter=delimiter), [])
-            yield start, cells, _garbled(lines, start, start) or Flaw(_(
-                "a quoted value opens on this line and is never closed (a stray \" character?); "
-                "the lines after it were read on their own"))
+            yield (
+                start,
+                cells,
+                _garbled(lines, start, start)
+                or Flaw(
+                    _(
+                        'a quoted value opens on this line and is never closed (a stray " character?); '
+                        "the lines after it were read on their own"
+                    )
+                ),
+            )
             if rest:  # read them again, as the records they are
                 lines.ended = False
                 yield from _records(lines, iter(_Replay(lines, rest)), delimiter, base=start)
@@ -484,8 +516,9 @@ def _garbled(lines: _Lines, first: int, last: int) -> Flaw | None:
     """The flaw of a record on lines ``first``..``last`` with bytes that did not decode, if any."""
     if not any(first <= bad <= last for bad in lines.bad_lines):
         return None
-    return Flaw(_("bytes that are not valid {encoding}; pass --encoding NAME").format(encoding=lines.encoding),
-                garbled=True)
+    return Flaw(
+        _("bytes that are not valid {encoding}; pass --encoding NAME").format(encoding=lines.encoding), garbled=True
+    )
 
 
 class _Replay:
@@ -652,7 +685,7 @@ def one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
         value = text.lower()
         if value in allowed:
             return value
-        raise ValueError(_("must be one of {names}").format(names=', '.join(choices)))
+        raise ValueError(_("must be one of {names}").format(names=", ".join(choices)))
 
     return parse
 
@@ -694,7 +727,8 @@ EARLIEST_YEAR = 2000  # a time or date before it is a typing slip or a spreadshe
 def too_early(year: int) -> str | None:
     if year < EARLIEST_YEAR:
         return _("is before {year}: not a plausible date here (a typing slip, or a spreadsheet's empty date?)").format(
-            year=EARLIEST_YEAR)
+            year=EARLIEST_YEAR
+        )
     return None
 
 

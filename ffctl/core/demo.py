@@ -68,28 +68,45 @@ def write_masters(folder: Path, rng: random.Random, *, start: datetime, days: in
     """Suppliers, products, customers, stock and receipts as the CSV files a user would import."""
     files: dict[str, Path] = {}
     suppliers = [(f"S{i:02d}", f"{rng.choice(SURNAMES)}氏{rng.choice(COMPANY)}", "true") for i in range(1, 7)]
-    files["suppliers"] = _write_csv(folder / "suppliers.csv", ["supplier", "name", "inspection_exempt"],
-                                    [list(s) for s in suppliers])
+    files["suppliers"] = _write_csv(
+        folder / "suppliers.csv", ["supplier", "name", "inspection_exempt"], [list(s) for s in suppliers]
+    )
     n_products = max(20, min(300, n_orders // 10))
     products = []
     for i in range(1, n_products + 1):
         category = CATEGORIES[i % len(CATEGORIES)]
-        products.append([
-            f"SKU-{i:04d}", f"{rng.choice(PRODUCT_WORDS)} {i}", category,
-            rng.choice([10, 20, 40]), rng.choice([50, 100, 200]), suppliers[i % len(suppliers)][0],
-            rng.choice([3, 5, 7, 14]), "true" if category == "custom" else "false",
-        ])
+        products.append(
+            [
+                f"SKU-{i:04d}",
+                f"{rng.choice(PRODUCT_WORDS)} {i}",
+                category,
+                rng.choice([10, 20, 40]),
+                rng.choice([50, 100, 200]),
+                suppliers[i % len(suppliers)][0],
+                rng.choice([3, 5, 7, 14]),
+                "true" if category == "custom" else "false",
+            ]
+        )
     files["products"] = _write_csv(
         folder / "products.csv",
-        ["sku", "name", "category", "safety_stock", "reorder_qty", "supplier", "lead_time_days", "custom"], products)
+        ["sku", "name", "category", "safety_stock", "reorder_qty", "supplier", "lead_time_days", "custom"],
+        products,
+    )
     customers = []
     for i in range(1, max(30, n_orders // 8) + 1):
-        customers.append([
-            f"C{i:05d}", _name(rng) + rng.choice(COMPANY), rng.choice(["A", "B", "C"]), rng.choice(REGIONS),
-            rng.choice([50000, 100000, 500000]), rng.choice(SALES_REPS),
-        ])
+        customers.append(
+            [
+                f"C{i:05d}",
+                _name(rng) + rng.choice(COMPANY),
+                rng.choice(["A", "B", "C"]),
+                rng.choice(REGIONS),
+                rng.choice([50000, 100000, 500000]),
+                rng.choice(SALES_REPS),
+            ]
+        )
     files["customers"] = _write_csv(
-        folder / "customers.csv", ["customer", "name", "tier", "region", "credit_limit", "sales_rep"], customers)
+        folder / "customers.csv", ["customer", "name", "tier", "region", "credit_limit", "sales_rep"], customers
+    )
     stock = []
     for p in products:
         for wh in ("SH-01", "GZ-01"):
@@ -99,17 +116,27 @@ def write_masters(folder: Path, rng: random.Random, *, start: datetime, days: in
     for i in range(1, n_products + 1):
         p = products[rng.randrange(len(products))]
         expected = start + timedelta(days=rng.uniform(1, days), hours=rng.uniform(0, 8))
-        receipts.append([f"R{i:05d}", p[0], rng.choice(["SH-01", "GZ-01"]), rng.choice([100, 200, 400]),
-                         expected.strftime("%Y-%m-%dT%H:%M:%S+00:00"), p[5]])
+        receipts.append(
+            [
+                f"R{i:05d}",
+                p[0],
+                rng.choice(["SH-01", "GZ-01"]),
+                rng.choice([100, 200, 400]),
+                expected.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+                p[5],
+            ]
+        )
     files["receipts"] = _write_csv(
-        folder / "receipts.csv", ["receipt_id", "sku", "warehouse", "qty", "expected_at", "supplier"], receipts)
+        folder / "receipts.csv", ["receipt_id", "sku", "warehouse", "qty", "expected_at", "supplier"], receipts
+    )
     files["_products"] = products  # type: ignore[assignment]
     files["_customers"] = customers  # type: ignore[assignment]
     return files
 
 
-def plan_orders(rng: random.Random, *, products: list, customers: list, start: datetime, days: int,
-                n_orders: int) -> list[list]:
+def plan_orders(
+    rng: random.Random, *, products: list, customers: list, start: datetime, days: int, n_orders: int
+) -> list[list]:
     """Order lines (one row per line), created mostly in office hours across the period."""
     rows = []
     for i in range(1, n_orders + 1):
@@ -120,19 +147,43 @@ def plan_orders(rng: random.Random, *, products: list, customers: list, start: d
         channel = rng.choice(CHANNELS)
         priority = rng.choice([0, 0, 0, 1, 2])
         # most shops promise a few days out; a blank date is filled from available-to-promise
-        promised = "" if rng.random() < 0.2 else (created + timedelta(days=rng.choice([2, 3, 3, 4]))).strftime("%Y-%m-%d")
+        promised = (
+            "" if rng.random() < 0.2 else (created + timedelta(days=rng.choice([2, 3, 3, 4]))).strftime("%Y-%m-%d")
+        )
         for line_no in range(1, rng.choice([1, 1, 1, 2, 3]) + 1):
             p = products[rng.randrange(len(products))]
-            rows.append([f"SO{i:06d}", line_no, cust[0], p[0], rng.choice([1, 2, 5, 10, 20]), channel, cust[3],
-                         round(rng.uniform(5, 500), 2), created.strftime("%Y-%m-%dT%H:%M:%S+00:00"), priority,
-                         promised])
+            rows.append(
+                [
+                    f"SO{i:06d}",
+                    line_no,
+                    cust[0],
+                    p[0],
+                    rng.choice([1, 2, 5, 10, 20]),
+                    channel,
+                    cust[3],
+                    round(rng.uniform(5, 500), 2),
+                    created.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+                    priority,
+                    promised,
+                ]
+            )
     rows.sort(key=lambda r: (r[8], r[0], r[1]))
     return rows
 
 
-ORDER_HEADER = ["order_id", "line_no", "customer", "sku", "qty", "channel", "region", "unit_price", "created_at",
-                "priority", "promised_ship_date"]
-
+ORDER_HEADER = [
+    "order_id",
+    "line_no",
+    "customer",
+    "sku",
+    "qty",
+    "channel",
+    "region",
+    "unit_price",
+    "created_at",
+    "priority",
+    "promised_ship_date",
+]
 
 
 def _fraction(key: str, salt: str) -> float:
@@ -178,7 +229,9 @@ def write_config(directory: Path, example_text: str, *, language: str | None = N
 class Simulation:
     """Hour by hour through the demo period, with the command clock set to each hour."""
 
-    def __init__(self, store: Store, cfg: Config, folder: Path, rng: random.Random, progress: Callable[[str], None]) -> None:
+    def __init__(
+        self, store: Store, cfg: Config, folder: Path, rng: random.Random, progress: Callable[[str], None]
+    ) -> None:
         self.store, self.cfg, self.folder, self.rng, self.progress = store, cfg, folder, rng, progress
         self.counts: dict[str, int] = {}
         self.holds: dict[str, datetime] = {}  # order_id -> release time
@@ -192,7 +245,9 @@ class Simulation:
 
         report = import_file(self.store, self.cfg, kind, path, now=now, actor="importer")
         if not report.ok:
-            raise RuntimeError(_("demo import of {file} failed: {errors}").format(file=path.name, errors=report.errors[:3]))
+            raise RuntimeError(
+                _("demo import of {file} failed: {errors}").format(file=path.name, errors=report.errors[:3])
+            )
         self.bump(f"imported_{kind}", report.written + report.updated)
 
     def step(self, prev: datetime, now: datetime) -> None:
@@ -218,8 +273,13 @@ class Simulation:
             tasks = s.execute(
                 sa.select(Task.id, Task.order_id, Task.node, Task.entered_at, Task.sla_seconds, Task.escalation_level)
                 .join(Order, Order.order_id == Task.order_id)
-                .where(Task.status == "open", Task.held_at.is_(None), Task.node.in_(manual),
-                       Task.entered_at <= now, Order.status == "open")
+                .where(
+                    Task.status == "open",
+                    Task.held_at.is_(None),
+                    Task.node.in_(manual),
+                    Task.entered_at <= now,
+                    Order.status == "open",
+                )
                 .order_by(Task.entered_at)
             ).all()
             for t in tasks:
@@ -228,8 +288,14 @@ class Simulation:
                 finish = cal.add(t.entered_at, t.sla_seconds * _work_factor(key))
                 if t.node == "credit_review" and _fraction(t.order_id, "hold") < 0.03 and t.order_id not in self.holds:
                     held_at = max(prev, t.entered_at + timedelta(minutes=5))
-                    workflow.hold(s, self.cfg, t.order_id, at=held_at, actor=self._member(t.node, 0),
-                                  reason="customer asked to confirm the delivery address")
+                    workflow.hold(
+                        s,
+                        self.cfg,
+                        t.order_id,
+                        at=held_at,
+                        actor=self._member(t.node, 0),
+                        reason="customer asked to confirm the delivery address",
+                    )
                     self.holds[t.order_id] = held_at + timedelta(hours=2 + 20 * _fraction(t.order_id, "held"))
                     self.bump("holds")
                     continue
@@ -238,8 +304,15 @@ class Simulation:
                 at = max(finish, prev, t.entered_at)
                 actor = self._member(t.node, t.escalation_level)
                 if t.node == "tech_confirm" and _fraction(key, "reject") < 0.08:
-                    workflow.reject(s, self.cfg, t.order_id, at=at, actor=actor, manual=True,
-                                    reason="drawing revision missing; sales to confirm with the customer")
+                    workflow.reject(
+                        s,
+                        self.cfg,
+                        t.order_id,
+                        at=at,
+                        actor=actor,
+                        manual=True,
+                        reason="drawing revision missing; sales to confirm with the customer",
+                    )
                     self.bump("rejections")
                 else:
                     workflow.complete(s, self.cfg, t.order_id, at=at, actor=actor, manual=True, node=t.node)
@@ -258,9 +331,13 @@ class Simulation:
         from ffctl.core.models import Receipt
 
         with self.store.session(write=True) as s:
-            due = s.execute(
-                sa.select(Receipt.receipt_id).where(Receipt.status == "open", Receipt.expected_at <= now).distinct()
-            ).scalars().all()
+            due = (
+                s.execute(
+                    sa.select(Receipt.receipt_id).where(Receipt.status == "open", Receipt.expected_at <= now).distinct()
+                )
+                .scalars()
+                .all()
+            )
             for receipt_id in due:
                 stock.receive(s, receipt_id, at=now, actor="frank")
         self.bump("receipts", len(due))
@@ -269,8 +346,7 @@ class Simulation:
         from ffctl.core import stock
 
         with self.store.session(write=True) as s:
-            stock.allocate(s, self.cfg, all_orders=True, at=now, actor="allocator", tz=self.cfg.timezone,
-                           details=False)
+            stock.allocate(s, self.cfg, all_orders=True, at=now, actor="allocator", tz=self.cfg.timezone, details=False)
 
     def ship(self, prev: datetime, now: datetime) -> None:
         from ffctl.core import shipping
@@ -295,14 +371,25 @@ class Simulation:
             remaining: dict[str, list] = {oid: [] for oid in ids}
             firsts: dict[str, datetime] = {}
             for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
+                chunk = ids[start : start + 500]
                 for oid, ln, sku, qty in s.execute(
-                        sa.select(OrderLine.order_id, OrderLine.line_no, OrderLine.sku,
-                                  OrderLine.qty - OrderLine.shipped - OrderLine.cancelled)
-                        .where(OrderLine.order_id.in_(chunk)).order_by(OrderLine.order_id, OrderLine.line_no)):
+                    sa.select(
+                        OrderLine.order_id,
+                        OrderLine.line_no,
+                        OrderLine.sku,
+                        OrderLine.qty - OrderLine.shipped - OrderLine.cancelled,
+                    )
+                    .where(OrderLine.order_id.in_(chunk))
+                    .order_by(OrderLine.order_id, OrderLine.line_no)
+                ):
                     remaining[oid].append((ln, sku, qty))
-                firsts.update(s.execute(sa.select(Shipment.order_id, sa.func.max(Shipment.shipped_at))
-                                        .where(Shipment.order_id.in_(chunk)).group_by(Shipment.order_id)).all())
+                firsts.update(
+                    s.execute(
+                        sa.select(Shipment.order_id, sa.func.max(Shipment.shipped_at))
+                        .where(Shipment.order_id.in_(chunk))
+                        .group_by(Shipment.order_id)
+                    ).all()
+                )
             for w, at in due:
                 todo = [(ln, sku, q) for ln, sku, q in remaining[w.order_id] if q > 0]
                 first = firsts.get(w.order_id)
@@ -322,9 +409,16 @@ class Simulation:
                         self.bump("pick_errors")
                     if qty:
                         picks.append((line_no, sku, qty))
-                done = shipping.ship(s, self.cfg, w.order_id, at=max(at, prev), actor="grace",
-                                     carrier=self.rng.choice(["顺丰", "京东物流", "EMS"]),
-                                     tracking=f"T{self.rng.randrange(10**9):09d}", picks=picks)
+                done = shipping.ship(
+                    s,
+                    self.cfg,
+                    w.order_id,
+                    at=max(at, prev),
+                    actor="grace",
+                    carrier=self.rng.choice(["顺丰", "京东物流", "EMS"]),
+                    tracking=f"T{self.rng.randrange(10**9):09d}",
+                    picks=picks,
+                )
                 if done is not None and done["complete"]:
                     self.bump("shipped")
                 elif done is not None:
@@ -335,9 +429,7 @@ class Simulation:
         from ffctl.core.models import Order
 
         with self.store.session(write=True) as s:
-            shipped = s.execute(
-                sa.select(Order.order_id, Order.shipped_at).where(Order.status == "shipped")
-            ).all()
+            shipped = s.execute(sa.select(Order.order_id, Order.shipped_at).where(Order.status == "shipped")).all()
             for o in shipped:
                 at = o.shipped_at + timedelta(hours=20 + 50 * _fraction(o.order_id, "transit"))
                 if at > now:
@@ -361,8 +453,12 @@ class Simulation:
         with self.store.session(write=True) as s:
             for at, order_id in due:
                 del self.comebacks[order_id]
-                line = s.execute(sa.text("SELECT line_no FROM order_line WHERE order_id = :o AND shipped > 0 "
-                                         "ORDER BY line_no LIMIT 1"), {"o": order_id}).scalar()
+                line = s.execute(
+                    sa.text(
+                        "SELECT line_no FROM order_line WHERE order_id = :o AND shipped > 0 ORDER BY line_no LIMIT 1"
+                    ),
+                    {"o": order_id},
+                ).scalar()
                 if line is not None:
                     reason = RETURN_REASONS[int(_fraction(order_id, "why") * len(RETURN_REASONS))]
                     record_return(s, self.cfg, order_id, [(line, 1)], reason=reason, at=at, actor="oscar")
@@ -395,14 +491,24 @@ RETURN_REASONS = ("damaged", "wrong_size", "not_as_described")
 def _new_or_empty(directory: Path) -> None:
     """The demo writes into a new or empty folder only: it never mixes with (or overwrites) files."""
     if directory.is_symlink() or (directory.exists() and (not directory.is_dir() or any(directory.iterdir()))):
-        raise Conflict(_("{path} is not a new or empty folder; the demo writes only into one").format(path=directory),
-                       hint=_("Pick a new folder with --dir (or leave --dir out for a temporary one)."))
+        raise Conflict(
+            _("{path} is not a new or empty folder; the demo writes only into one").format(path=directory),
+            hint=_("Pick a new folder with --dir (or leave --dir out for a temporary one)."),
+        )
     directory.mkdir(parents=True, exist_ok=True)
 
 
-def build_demo(directory: Path, *, orders: int = 2000, days: int = 30, seed: int = 7,
-               now: datetime | None = None, progress: Callable[[str], None] | None = None,
-               db_url: str | None = None, language: str | None = None) -> DemoResult:
+def build_demo(
+    directory: Path,
+    *,
+    orders: int = 2000,
+    days: int = 30,
+    seed: int = 7,
+    now: datetime | None = None,
+    progress: Callable[[str], None] | None = None,
+    db_url: str | None = None,
+    language: str | None = None,
+) -> DemoResult:
     """Create a store and config in ``directory`` and run ``days`` days of business into it
     (into the store at ``db_url`` instead when given: the tests run the demo on PostgreSQL too);
     ``language`` goes into the demo's config."""
@@ -427,8 +533,9 @@ def build_demo(directory: Path, *, orders: int = 2000, days: int = 30, seed: int
     files = write_masters(directory, rng, start=start, days=days, n_orders=orders)
     for kind in ("suppliers", "products", "customers", "stock", "receipts"):
         sim.import_file(kind, files[kind], start)
-    order_rows = plan_orders(rng, products=files["_products"], customers=files["_customers"],
-                             start=start, days=days, n_orders=orders)
+    order_rows = plan_orders(
+        rng, products=files["_products"], customers=files["_customers"], start=start, days=days, n_orders=orders
+    )
     by_day: dict[int, list[list]] = {}
     for row in order_rows:
         created = datetime.fromisoformat(row[8])
@@ -451,19 +558,33 @@ def build_demo(directory: Path, *, orders: int = 2000, days: int = 30, seed: int
             qc_rows.extend(_qc_day(rng, day_index, start))
             kpi.refresh_facts(store, cfg, now=t)  # as the daily report job does: reports stay quick
             if day_index < days:
-                progress(ngettext("day {day}/{days}: {lines} order line imported",
-                                  "day {day}/{days}: {lines} order lines imported", len(rows))
-                         .format(day=day_index + 1, days=days, lines=len(rows)))
+                progress(
+                    ngettext(
+                        "day {day}/{days}: {lines} order line imported",
+                        "day {day}/{days}: {lines} order lines imported",
+                        len(rows),
+                    ).format(day=day_index + 1, days=days, lines=len(rows))
+                )
         sim.step(t, nxt)
         t = nxt
-    qc_path = _write_csv(directory / "qc.csv", ["supplier", "batch_id", "inspected_at", "passed", "total",
-                                                "promised_at", "received_at", "sku"], qc_rows)
+    qc_path = _write_csv(
+        directory / "qc.csv",
+        ["supplier", "batch_id", "inspected_at", "passed", "total", "promised_at", "received_at", "sku"],
+        qc_rows,
+    )
     sim.import_file("qc", qc_path, end)
     sim.sweep(end)  # the rules see the QC history
     sim.counts["breaches"] = count_breaches(store, end)
     store.dispose()
-    return DemoResult(directory=directory, config_path=config_path, db_url=db_url or cfg.database_url, orders=orders,
-                      days=days, now=end, counts=sim.counts)
+    return DemoResult(
+        directory=directory,
+        config_path=config_path,
+        db_url=db_url or cfg.database_url,
+        orders=orders,
+        days=days,
+        now=end,
+        counts=sim.counts,
+    )
 
 
 def count_breaches(store: Store, now: datetime) -> int:
@@ -473,8 +594,11 @@ def count_breaches(store: Store, now: datetime) -> int:
 
     t = Task.__table__.c
     with store.session() as s:
-        return s.execute(sa.select(sa.func.count()).select_from(Task.__table__).where(
-            t.status != "skipped", breached(t.deadline, stopped_at(t), now))).scalar_one()
+        return s.execute(
+            sa.select(sa.func.count())
+            .select_from(Task.__table__)
+            .where(t.status != "skipped", breached(t.deadline, stopped_at(t), now))
+        ).scalar_one()
 
 
 def _qc_day(rng: random.Random, day: int, start: datetime) -> list[list]:
@@ -488,9 +612,18 @@ def _qc_day(rng: random.Random, day: int, start: datetime) -> list[list]:
         promised = start + timedelta(days=day, hours=2)
         delay = timedelta(days=7 + rng.uniform(0, 3)) if supplier == "S05" else timedelta(hours=rng.uniform(-6, 30))
         received = promised + delay
-        rows.append([supplier, f"B{day:02d}-{supplier}", (received + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%S+00:00"),
-                     int(total * rate), total, promised.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
-                     received.strftime("%Y-%m-%dT%H:%M:%S+00:00"), ""])
+        rows.append(
+            [
+                supplier,
+                f"B{day:02d}-{supplier}",
+                (received + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+                int(total * rate),
+                total,
+                promised.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+                received.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+                "",
+            ]
+        )
     return rows
 
 

@@ -41,9 +41,17 @@ CSV_COLUMNS = ("case_id", "activity", "timestamp", "resource", "node", "detail")
 LINE_EVENTS = ("created", "allocated", "shipped", "cancelled")  # events about the order's lines
 SHIPMENT_EVENTS = ("shipped", "delivered")
 #: XES lifecycle transitions (the standard lifecycle model) of the events that are one.
-LIFECYCLE = {"entered": "start", "completed": "complete", "auto_approved": "complete", "rejected": "ate_abort",
-             "auto_rejected": "ate_abort", "skipped": "autoskip", "held": "suspend", "released": "resume",
-             "cancelled": "pi_abort"}
+LIFECYCLE = {
+    "entered": "start",
+    "completed": "complete",
+    "auto_approved": "complete",
+    "rejected": "ate_abort",
+    "auto_rejected": "ate_abort",
+    "skipped": "autoskip",
+    "held": "suspend",
+    "released": "resume",
+    "cancelled": "pi_abort",
+}
 BATCH = 2000  # rows a fetch brings: bounded memory, few round trips
 
 
@@ -94,12 +102,15 @@ class _Query:
         through the driver's own cursor: a server-side (named) one on PostgreSQL, SQLite's
         stepping statement (per-row SQLAlchemy processing cost more than the rest of an export)."""
         params = {k: v for k, v in {**self.params, **(extra or {})}.items() if f":{k}" in sql}
-        params = {k: v.astimezone(timezone.utc).replace(tzinfo=None) if isinstance(v, datetime) else v
-                  for k, v in params.items()}
+        params = {
+            k: v.astimezone(timezone.utc).replace(tzinfo=None) if isinstance(v, datetime) else v
+            for k, v in params.items()
+        }
         raw: Any = self.s.connection().connection.driver_connection
         if self.sql.sqlite:
-            params = {k: v.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(v, datetime) else v
-                      for k, v in params.items()}  # as UTCDateTime stores them: text order is time order
+            params = {
+                k: v.strftime("%Y-%m-%d %H:%M:%S.%f") if isinstance(v, datetime) else v for k, v in params.items()
+            }  # as UTCDateTime stores them: text order is time order
             cursor = raw.execute(sql, params)
         else:
             _Query.cursors += 1
@@ -117,10 +128,12 @@ class _Query:
         join, cond = self.of_orders("e")
         return self.stream(
             f"SELECT e.id, {self.sql.local_iso('e.at')}, e.event, {ACTIVITY_SQL}, e.actor, e.node, e.detail, e.order_id "
-            f"FROM event e{join} WHERE {cond} ORDER BY {order}")
+            f"FROM event e{join} WHERE {cond} ORDER BY {order}"
+        )
 
 
 # --- writing -----------------------------------------------------------------------------------
+
 
 def export_events(session: Session, fmt: str, out: Path | str, *, tz: str, now, period: Period = Period()) -> dict:
     """Write the event log to ``out`` ('-': stdout); returns what was written:
@@ -189,8 +202,9 @@ def _csv(q: _Query, f: IO[str]) -> dict:
     first = "unicode({})" if sqlite else "ascii({})"
     codes = ", ".join(str(ord(c)) for c in _FORMULA_START)
     risky = " OR ".join(f"{first.format(c)} IN ({codes})" for c in ("e.order_id", "e.actor", "e.node", "e.detail"))
-    unit, record = (f"char({ord(_UNIT)})", f"char({ord(_RECORD)})") if sqlite else (f"chr({ord(_UNIT)})",
-                                                                                     f"chr({ord(_RECORD)})")
+    unit, record = (
+        (f"char({ord(_UNIT)})", f"char({ord(_RECORD)})") if sqlite else (f"chr({ord(_UNIT)})", f"chr({ord(_RECORD)})")
+    )
     fields = ["e.order_id", ACTIVITY_SQL, q.sql.local_iso("e.at"), "e.actor", "e.node", "e.detail"]
     if sqlite:  # one printf beats ten concatenations; a NULL prints as nothing
         line = f"printf('{_UNIT.join(['%s'] * len(fields))}', {', '.join(fields)})"
@@ -200,8 +214,10 @@ def _csv(q: _Query, f: IO[str]) -> dict:
         lines = f"string_agg({line}, {record} ORDER BY e.id)"
     where = f"e.id >= :lo AND e.id < :hi AND {cond}"
     chunk = f"SELECT {lines}, COUNT(*), MAX(CASE WHEN {risky} THEN 1 ELSE 0 END) FROM event e{join} WHERE {where}"
-    by_row = (f"SELECT e.order_id, {ACTIVITY_SQL}, {q.sql.local_iso('e.at')}, e.actor, e.node, e.detail "
-              f"FROM event e{join} WHERE {where} ORDER BY e.id")
+    by_row = (
+        f"SELECT e.order_id, {ACTIVITY_SQL}, {q.sql.local_iso('e.at')}, e.actor, e.node, e.detail "
+        f"FROM event e{join} WHERE {where} ORDER BY e.id"
+    )
     lo, hi = next(q.stream("SELECT MIN(id), MAX(id) FROM event"))
     events = 0
     for start in range(lo or 0, (hi or -1) + 1, CHUNK):
@@ -210,13 +226,28 @@ def _csv(q: _Query, f: IO[str]) -> dict:
         if not n:
             continue
         events += n
-        if (not flagged and text.count(_UNIT) == (len(fields) - 1) * n and text.count(_RECORD) == n - 1
-                and not any(c in text for c in _CSV_SPECIAL)):
+        if (
+            not flagged
+            and text.count(_UNIT) == (len(fields) - 1) * n
+            and text.count(_RECORD) == n - 1
+            and not any(c in text for c in _CSV_SPECIAL)
+        ):
             f.write(text.replace(_UNIT, ",").replace(_RECORD, "\n") + "\n")
             continue
         for order_id, name, time, actor, node, detail in q.stream(by_row, bounds):
-            f.write(",".join((_quote(_cell(order_id)), _quote(name), time, _quote(_cell(actor)), _quote(_cell(node)),
-                              _quote(_cell(detail)))) + "\n")
+            f.write(
+                ",".join(
+                    (
+                        _quote(_cell(order_id)),
+                        _quote(name),
+                        time,
+                        _quote(_cell(actor)),
+                        _quote(_cell(node)),
+                        _quote(_cell(detail)),
+                    )
+                )
+                + "\n"
+            )
     return {"events": events, "cases": _count_cases(q), "objects": {}}
 
 
@@ -260,9 +291,11 @@ def _xes(q: _Query, f: IO[str]) -> dict:
             f.write(f'<trace><string key="concept:name" value="{_attr(order_id)}"/>\n')
             current = order_id
             cases += 1
-        parts = [f'<event><string key="concept:name" value="{_attr(name)}"/>'
-                 f'<date key="time:timestamp" value="{time}"/><string key="org:resource" value="{_attr(actor)}"/>'
-                 f'<string key="event" value="{event}"/>']
+        parts = [
+            f'<event><string key="concept:name" value="{_attr(name)}"/>'
+            f'<date key="time:timestamp" value="{time}"/><string key="org:resource" value="{_attr(actor)}"/>'
+            f'<string key="event" value="{event}"/>'
+        ]
         if event in LIFECYCLE:
             parts.append(f'<string key="lifecycle:transition" value="{LIFECYCLE[event]}"/>')
         if node:
@@ -282,13 +315,27 @@ def _xes(q: _Query, f: IO[str]) -> dict:
 
 STATIC = "1970-01-01T00:00:00Z"  # OCEL 2.0's time of an attribute value that never changed
 OBJECT_TYPES = [
-    {"name": "order", "attributes": [{"name": n, "type": "string"} for n in
-                                     ("customer", "channel", "region", "workflow", "status")]},
-    {"name": "order_line", "attributes": [{"name": "line_no", "type": "integer"}, {"name": "sku", "type": "string"},
-                                          {"name": "qty", "type": "integer"}]},
+    {
+        "name": "order",
+        "attributes": [{"name": n, "type": "string"} for n in ("customer", "channel", "region", "workflow", "status")],
+    },
+    {
+        "name": "order_line",
+        "attributes": [
+            {"name": "line_no", "type": "integer"},
+            {"name": "sku", "type": "string"},
+            {"name": "qty", "type": "integer"},
+        ],
+    },
     {"name": "sku", "attributes": [{"name": "name", "type": "string"}, {"name": "category", "type": "string"}]},
-    {"name": "shipment", "attributes": [{"name": "carrier", "type": "string"}, {"name": "tracking", "type": "string"},
-                                        {"name": "shipped_at", "type": "time"}]},
+    {
+        "name": "shipment",
+        "attributes": [
+            {"name": "carrier", "type": "string"},
+            {"name": "tracking", "type": "string"},
+            {"name": "shipped_at", "type": "time"},
+        ],
+    },
 ]
 EVENT_ATTRIBUTES = [{"name": n, "type": "string"} for n in ("event", "node", "actor", "detail")]
 
@@ -359,31 +406,52 @@ def _ocel(q: _Query, f: IO[str]) -> dict:
     objects = _Array(f, "objects")
     join, cond = q.of_orders("x")
     for order_id, customer, channel, region, workflow, status in q.stream(
-            "SELECT o.order_id, o.customer, o.channel, o.region, o.workflow, o.status FROM orders o "
-            f"WHERE {q.orders_where}"):
-        objects.add({"id": order_oid(order_id), "type": "order",
-                     "attributes": _attrs(customer=customer, channel=channel, region=region, workflow=workflow,
-                                          status=status)})
+        f"SELECT o.order_id, o.customer, o.channel, o.region, o.workflow, o.status FROM orders o WHERE {q.orders_where}"
+    ):
+        objects.add(
+            {
+                "id": order_oid(order_id),
+                "type": "order",
+                "attributes": _attrs(
+                    customer=customer, channel=channel, region=region, workflow=workflow, status=status
+                ),
+            }
+        )
     counts["order"] = objects.total
     for order_id, line_no, sku, qty in q.stream(
-            f"SELECT x.order_id, x.line_no, x.sku, x.qty FROM order_line x{join} WHERE {cond}"):
-        objects.add({"id": line_oid(order_id, line_no), "type": "order_line",
-                     "attributes": _attrs(line_no=line_no, sku=sku, qty=qty),
-                     "relationships": [{"objectId": order_oid(order_id), "qualifier": "part of"},
-                                       {"objectId": sku_oid(sku), "qualifier": "item"}]})
+        f"SELECT x.order_id, x.line_no, x.sku, x.qty FROM order_line x{join} WHERE {cond}"
+    ):
+        objects.add(
+            {
+                "id": line_oid(order_id, line_no),
+                "type": "order_line",
+                "attributes": _attrs(line_no=line_no, sku=sku, qty=qty),
+                "relationships": [
+                    {"objectId": order_oid(order_id), "qualifier": "part of"},
+                    {"objectId": sku_oid(sku), "qualifier": "item"},
+                ],
+            }
+        )
     counts["order_line"] = objects.total - counts["order"]
     seen = objects.total
     for sku, name, category in q.stream(
-            "SELECT p.sku, p.name, p.category FROM product p WHERE p.sku IN "
-            f"(SELECT x.sku FROM order_line x{join} WHERE {cond})"):
+        "SELECT p.sku, p.name, p.category FROM product p WHERE p.sku IN "
+        f"(SELECT x.sku FROM order_line x{join} WHERE {cond})"
+    ):
         objects.add({"id": sku_oid(sku), "type": "sku", "attributes": _attrs(name=name, category=category)})
     counts["sku"], seen = objects.total - seen, objects.total
     for shipment_id, order_id, shipped_at, carrier, tracking in q.stream(
-            f"SELECT x.shipment_id, x.order_id, {q.sql.local_iso('x.shipped_at')}, x.carrier, x.tracking "
-            f"FROM ({shipments_sql()}) x{join} WHERE {cond}"):
-        objects.add({"id": shipment_oid(shipment_id), "type": "shipment",
-                     "attributes": _attrs(carrier=carrier, tracking=tracking, shipped_at=shipped_at),
-                     "relationships": [{"objectId": order_oid(order_id), "qualifier": "ships"}]})
+        f"SELECT x.shipment_id, x.order_id, {q.sql.local_iso('x.shipped_at')}, x.carrier, x.tracking "
+        f"FROM ({shipments_sql()}) x{join} WHERE {cond}"
+    ):
+        objects.add(
+            {
+                "id": shipment_oid(shipment_id),
+                "type": "shipment",
+                "attributes": _attrs(carrier=carrier, tracking=tracking, shipped_at=shipped_at),
+                "relationships": [{"objectId": order_oid(order_id), "qualifier": "ships"}],
+            }
+        )
     counts["shipment"] = objects.total - seen
     objects.close()
 
@@ -401,7 +469,8 @@ def _ocel(q: _Query, f: IO[str]) -> dict:
         # a shipped event is about the shipment that left at its time; a delivery about all of them
         f"LEFT JOIN ({shipments_sql()}) sh ON sh.order_id = e.order_id AND e.event IN ({shipped}) "
         "AND (e.event <> 'shipped' OR sh.shipped_at = e.at) "
-        f"WHERE {cond} ORDER BY e.id, l.line_no")
+        f"WHERE {cond} ORDER BY e.id, l.line_no"
+    )
     pending: dict | None = None
     links: dict[str, str] = {}
     for event_id, time, event, name, actor, node, detail, order_id, line_no, sku, shipment_id in rows:
@@ -409,10 +478,16 @@ def _ocel(q: _Query, f: IO[str]) -> dict:
             if pending is not None:
                 events.add(_finish(pending, links))
             types.add(name)
-            pending = {"id": f"e{event_id}", "type": name, "time": time,
-                       "attributes": [{"name": k, "value": v} for k, v in
-                                      (("event", event), ("node", node), ("actor", actor), ("detail", detail))
-                                      if v is not None]}
+            pending = {
+                "id": f"e{event_id}",
+                "type": name,
+                "time": time,
+                "attributes": [
+                    {"name": k, "value": v}
+                    for k, v in (("event", event), ("node", node), ("actor", actor), ("detail", detail))
+                    if v is not None
+                ],
+            }
             links = {order_oid(order_id): "order"}
         if line_no is not None:
             links[line_oid(order_id, line_no)] = "line"

@@ -17,7 +17,9 @@ PRIVATE = 0o600
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
-def write_private(path: Path, text: str, *, exclusive: bool, encoding: str = "utf-8", newline: str | None = None) -> None:
+def write_private(
+    path: Path, text: str, *, exclusive: bool, encoding: str = "utf-8", newline: str | None = None
+) -> None:
     """Write ``text`` to ``path`` as a private file; ``exclusive``: FileExistsError if anything is
     there (a file, a directory or a symlink), else an existing regular file is replaced in place."""
     flags = os.O_WRONLY | os.O_CREAT | _NOFOLLOW | (os.O_EXCL if exclusive else os.O_TRUNC)

@@ -59,7 +59,8 @@ def _visits_sql(scope: str, period: str) -> str:
         "SELECT * FROM (SELECT t.id AS g, t.order_id AS order_id, o.created_at AS created_at, t.node AS node, "
         "LEAD(t.node) OVER w AS next_node, t.entered_at AS a, LEAD(t.entered_at) OVER w AS b "
         f"FROM task t JOIN orders o ON o.order_id = t.order_id WHERE t.status <> 'skipped' AND {scope} AND {period} "
-        "WINDOW w AS (PARTITION BY t.order_id ORDER BY t.id)) v WHERE v.next_node IS NOT NULL")
+        "WINDOW w AS (PARTITION BY t.order_id ORDER BY t.id)) v WHERE v.next_node IS NOT NULL"
+    )
 
 
 def _steps_sql(sql: _Sql, cfg: Config, visits: str) -> str:
@@ -67,8 +68,10 @@ def _steps_sql(sql: _Sql, cfg: Config, visits: str) -> str:
     seconds): seconds the business time from the visit's entry to the next's in its node's
     calendar (wall-clock past the calendar table's span)."""
     values = _BusinessTime(sql, cfg).values(visits, keep=("order_id", "created_at", "node", "next_node", "a", "b"))
-    return (f"SELECT s.g AS task_id, s.order_id, s.created_at, s.node, s.next_node, "
-            f"COALESCE(s.x, {sql.seconds('s.a', 's.b')}) AS seconds FROM ({values}) s")
+    return (
+        f"SELECT s.g AS task_id, s.order_id, s.created_at, s.node, s.next_node, "
+        f"COALESCE(s.x, {sql.seconds('s.a', 's.b')}) AS seconds FROM ({values}) s"
+    )
 
 
 def _paths_sql(sql: _Sql, scope: str, period: str) -> str:
@@ -77,13 +80,16 @@ def _paths_sql(sql: _Sql, scope: str, period: str) -> str:
     each joined by ``SEP`` ('' for none)."""
     rejected = ", ".join(f"'{o}'" for o in REJECTED)
     rejects = f"CASE WHEN t.outcome IN ({rejected}) THEN t.node END"
-    source = (f"FROM task t JOIN orders o ON o.order_id = t.order_id "
-              f"WHERE t.status <> 'skipped' AND {scope} AND {period}")
+    source = (
+        f"FROM task t JOIN orders o ON o.order_id = t.order_id WHERE t.status <> 'skipped' AND {scope} AND {period}"
+    )
     if not sql.sqlite:
-        return (f"SELECT t.order_id, MIN(o.created_at) AS created_at, "
-                f"string_agg(t.node, '{SEP}' ORDER BY t.id) AS path, "
-                f"COALESCE(string_agg({rejects}, '{SEP}' ORDER BY t.id), '') AS rejects "
-                f"{source} GROUP BY t.order_id")
+        return (
+            f"SELECT t.order_id, MIN(o.created_at) AS created_at, "
+            f"string_agg(t.node, '{SEP}' ORDER BY t.id) AS path, "
+            f"COALESCE(string_agg({rejects}, '{SEP}' ORDER BY t.id), '') AS rejects "
+            f"{source} GROUP BY t.order_id"
+        )
     # SQLite before 3.44 has no ORDER BY inside an aggregate; as a window function it is ordered
     frame = "OVER (PARTITION BY t.order_id ORDER BY t.id ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)"
     return (
@@ -96,6 +102,7 @@ def _paths_sql(sql: _Sql, scope: str, period: str) -> str:
 
 # --- the facts --------------------------------------------------------------------------------
 
+
 def fingerprint(cfg: Config) -> str:
     """What the flow facts depend on besides the data: the calendars of the nodes (the edges'
     business time). Part of ``kpi.fingerprint``: a change rebuilds the facts."""
@@ -103,8 +110,11 @@ def fingerprint(cfg: Config) -> str:
     for node, spec in sorted(cfg.nodes.items()):
         if spec.calendar:
             c = cfg.calendars[spec.calendar]
-            calendars[node] = [c.timezone, sorted((d, list(map(list, r))) for d, r in c.hours.items()),
-                               sorted(d.isoformat() for d in c.holidays)]
+            calendars[node] = [
+                c.timezone,
+                sorted((d, list(map(list, r))) for d, r in c.hours.items()),
+                sorted(d.isoformat() for d in c.holidays),
+            ]
     return hashlib.sha1(json.dumps(calendars, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -122,8 +132,12 @@ def refresh(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> None:
             s.execute(sa.text("DELETE FROM flow_path"))
         else:
             s.execute(sa.text("TRUNCATE flow_edge, flow_path"))
-            if not s.execute(sa.text("SELECT pg_has_role(current_user, c.relowner, 'USAGE') FROM pg_class c "
-                                     "WHERE c.oid = 'flow_edge'::regclass")).scalar_one():
+            if not s.execute(
+                sa.text(
+                    "SELECT pg_has_role(current_user, c.relowner, 'USAGE') FROM pg_class c "
+                    "WHERE c.oid = 'flow_edge'::regclass"
+                )
+            ).scalar_one():
                 indexes = []
         for ix in indexes:
             ix.drop(s.connection())
@@ -140,8 +154,12 @@ def refresh(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> None:
         # large) size and indexes the calendar's days, where for a few orders' visits it scanned them
         s.execute(sa.text(f"CREATE TEMP TABLE {_VISITS} AS {visits}"))
         visits = f"SELECT * FROM temp.{_VISITS}"
-    s.execute(sa.text("INSERT INTO flow_edge (task_id, order_id, created_at, node, next_node, seconds) "
-                      + _steps_sql(sql, cfg, visits)))
+    s.execute(
+        sa.text(
+            "INSERT INTO flow_edge (task_id, order_id, created_at, node, next_node, seconds) "
+            + _steps_sql(sql, cfg, visits)
+        )
+    )
     if staged:
         s.execute(sa.text(f"DROP TABLE temp.{_VISITS}"))
     s.execute(sa.text("INSERT INTO flow_path (order_id, created_at, path, rejects) " + _paths_sql(sql, scope, "1 = 1")))
@@ -162,8 +180,10 @@ def vacuum(store: Store) -> None:
 
 # --- the report -------------------------------------------------------------------------------
 
-def flow_report(session: Session, cfg: Config, *, now: datetime, period: Period = Period(), top: int = 10,
-                source: str = "auto") -> dict:
+
+def flow_report(
+    session: Session, cfg: Config, *, now: datetime, period: Period = Period(), top: int = 10, source: str = "auto"
+) -> dict:
     """``{orders, edges: [{from, to, count, median_business_seconds}], rework: [{node, visits,
     orders, rejects, revisits}], variants: [{path, orders, share}], variants_total,
     other_orders}``; edges and rework in the config's node order. ``source``: the flow facts
@@ -173,7 +193,9 @@ def flow_report(session: Session, cfg: Config, *, now: datetime, period: Period 
     if facts:
         groups = f"SELECT p.path, p.rejects, COUNT(*) AS n FROM flow_path p WHERE {rep.created_in('p')} "
     else:
-        groups = f"SELECT p.path, p.rejects, COUNT(*) AS n FROM ({_paths_sql(rep.sql, '1 = 1', rep.created_in('o'))}) p "
+        groups = (
+            f"SELECT p.path, p.rejects, COUNT(*) AS n FROM ({_paths_sql(rep.sql, '1 = 1', rep.created_in('o'))}) p "
+        )
     paths: Counter[str] = Counter()
     visits: Counter[str] = Counter()
     orders_at: Counter[str] = Counter()
@@ -193,24 +215,53 @@ def flow_report(session: Session, cfg: Config, *, now: datetime, period: Period 
 
     medians = _edge_medians(rep, cfg, counts) if facts else _generic_medians(rep, cfg)
     order = {n: i for i, n in enumerate(_node_order(cfg, {n for pair in counts for n in pair}))}
-    edges = [{"from": a, "to": b, "count": n,
-              "median_business_seconds": None if medians.get((a, b)) is None else round(float(medians[(a, b)]), 1)}
-             for (a, b), n in sorted(counts.items(), key=lambda kv: (order[kv[0][0]], order[kv[0][1]]))]
-    rework = [{"node": node, "visits": visits[node], "orders": orders_at[node], "rejects": rejects[node],
-               "revisits": visits[node] - orders_at[node]} for node in _node_order(cfg, visits)]
+    edges = [
+        {
+            "from": a,
+            "to": b,
+            "count": n,
+            "median_business_seconds": None if medians.get((a, b)) is None else round(float(medians[(a, b)]), 1),
+        }
+        for (a, b), n in sorted(counts.items(), key=lambda kv: (order[kv[0][0]], order[kv[0][1]]))
+    ]
+    rework = [
+        {
+            "node": node,
+            "visits": visits[node],
+            "orders": orders_at[node],
+            "rejects": rejects[node],
+            "revisits": visits[node] - orders_at[node],
+        }
+        for node in _node_order(cfg, visits)
+    ]
     total = sum(paths.values())
     ranked = sorted(paths.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
     variants = [{"path": path.split(SEP), "orders": n, "share": round(n / total, 4)} for path, n in ranked]
-    return {"orders": total, "edges": edges, "rework": rework, "variants": variants, "variants_total": len(paths),
-            "other_orders": total - sum(v["orders"] for v in variants)}
+    return {
+        "orders": total,
+        "edges": edges,
+        "rework": rework,
+        "variants": variants,
+        "variants_total": len(paths),
+        "other_orders": total - sum(v["orders"] for v in variants),
+    }
 
 
 def _edge_medians(rep: _Report, cfg: Config, counts: Counter) -> dict[tuple[str, str], float]:
     """Each edge's exact median off flow_edge's (node, next_node, seconds, created_at) index: the
     edge's count in the period is its number of rows there (both come from the same refresh)."""
-    return {(a, b): rep.pick("flow_edge", "ix_flow_edge_seconds", "seconds", "x.node = :a AND x.next_node = :b",
-                             {"a": a, "b": b}, n, ps=(0.5,))[0]
-            for (a, b), n in counts.items()}
+    return {
+        (a, b): rep.pick(
+            "flow_edge",
+            "ix_flow_edge_seconds",
+            "seconds",
+            "x.node = :a AND x.next_node = :b",
+            {"a": a, "b": b},
+            n,
+            ps=(0.5,),
+        )[0]
+        for (a, b), n in counts.items()
+    }
 
 
 def _generic_medians(rep: _Report, cfg: Config) -> dict[tuple[str, str], float]:

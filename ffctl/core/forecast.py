@@ -71,6 +71,7 @@ UTC = timezone.utc
 
 # --- the model ---------------------------------------------------------------------------------
 
+
 @dataclass
 class History:
     """A node's completed visits as the model reads them at one clock."""
@@ -94,10 +95,11 @@ class History:
         """The queue's track record as a reason adds it (``trust``); empty before any."""
         if not self.queued:
             return ""
-        return ngettext("; of {queued} past visit that came in behind a queue this node could not clear in time, "
-                        "{late} ran late",
-                        "; of {queued} past visits that came in behind a queue this node could not clear in time, "
-                        "{late} ran late", self.queued).format(queued=self.queued, late=self.queued_late)
+        return ngettext(
+            "; of {queued} past visit that came in behind a queue this node could not clear in time, {late} ran late",
+            "; of {queued} past visits that came in behind a queue this node could not clear in time, {late} ran late",
+            self.queued,
+        ).format(queued=self.queued, late=self.queued_late)
 
     @cached_property
     def per_hour(self) -> float | None:
@@ -129,7 +131,9 @@ class Tracker:
     def add(self, done_at, c_entered: float, c_done: float, duration: float, allowed: float) -> None:
         """One visit completed at ``c_done`` (business seconds), ``allowed`` its SLA (holds included):
         was it behind a queue the estimate would have warned about at its entry, and was it late?"""
-        ahead = (len(self.done) - bisect_right(self.done, c_entered)) - (len(self.entered) - bisect_right(self.entered, c_entered))
+        ahead = (len(self.done) - bisect_right(self.done, c_entered)) - (
+            len(self.entered) - bisect_right(self.entered, c_entered)
+        )
         queued = queue_warns(ahead, brisk(self.paces), allowed)
         late = duration > allowed
         self.queued += queued
@@ -240,6 +244,7 @@ def reaches(history: History, waited: float, left: float, ahead: int, threshold:
 
 # --- the live forecast ---------------------------------------------------------------------------
 
+
 def histories(session: Session, cfg: Config, nodes: Iterable[str], now: datetime) -> dict[str, History]:
     """Each node's history at ``now``: one query, the window's most recent ``sample`` visits per node."""
     nodes = [n for n in nodes if n in cfg.nodes]
@@ -251,7 +256,9 @@ def histories(session: Session, cfg: Config, nodes: Iterable[str], now: datetime
     latest = [
         sa.select(TASK.c.node, TASK.c.entered_at, TASK.c.completed_at, TASK.c.paused_seconds, TASK.c.sla_seconds)
         .where(sa.text(FINISHED_SQL), TASK.c.node == node, TASK.c.completed_at >= since, TASK.c.completed_at < now)
-        .order_by(TASK.c.completed_at.desc()).limit(settings.sample).subquery()
+        .order_by(TASK.c.completed_at.desc())
+        .limit(settings.sample)
+        .subquery()
         for node in nodes
     ]
     rows = session.execute(sa.union_all(*(sa.select(q) for q in latest)))
@@ -279,10 +286,20 @@ def _queue(nodes: list[str], now: datetime, task_ids: list[int] | None = None):
     regular expression per value, most of a 100k-task forecast)."""
     raw = {c: sa.type_coerce(TASK.c[c], sa.String).label(c) for c in ("deadline", "risk_at")}
     ranked = (
-        sa.select(TASK.c.id, TASK.c.order_id, TASK.c.node, TASK.c.owner, *raw.values(), TASK.c.sla_state,
-                  (sa.func.row_number().over(partition_by=(TASK.c.node, TASK.c.owner),
-                                             order_by=(TASK.c.deadline, TASK.c.entered_at, TASK.c.id)) - 1)
-                  .label("ahead"))
+        sa.select(
+            TASK.c.id,
+            TASK.c.order_id,
+            TASK.c.node,
+            TASK.c.owner,
+            *raw.values(),
+            TASK.c.sla_state,
+            (
+                sa.func.row_number().over(
+                    partition_by=(TASK.c.node, TASK.c.owner), order_by=(TASK.c.deadline, TASK.c.entered_at, TASK.c.id)
+                )
+                - 1
+            ).label("ahead"),
+        )
         .where(TASK.c.status == "open", TASK.c.held_at.is_(None), TASK.c.node.in_(nodes), TASK.c.entered_at <= now)
         .subquery()
     )
@@ -313,10 +330,18 @@ def _open(session: Session, stmt) -> Iterator[_Open]:
 
 def _reason(history: History, row, waited: float, left: float, p_history: float) -> str:
     """'14 ahead, 3.1 done per business hour, 42m of SLA left; 9% of 340 past visits ...'"""
-    said = _("{ahead} ahead, {pace} done per business hour, {left} of SLA left; {share} of the last {n:,} visits "
-             "that had run {waited} ran past {limit}").format(
-        ahead=row.ahead, pace=history.pace_text, left=_minutes(round(max(left, 0) / 60)), share=f"{p_history:.0%}",
-        n=history.count, waited=_minutes(round(waited / 60)), limit=_minutes(round((waited + max(left, 0)) / 60)))
+    said = _(
+        "{ahead} ahead, {pace} done per business hour, {left} of SLA left; {share} of the last {n:,} visits "
+        "that had run {waited} ran past {limit}"
+    ).format(
+        ahead=row.ahead,
+        pace=history.pace_text,
+        left=_minutes(round(max(left, 0) / 60)),
+        share=f"{p_history:.0%}",
+        n=history.count,
+        waited=_minutes(round(waited / 60)),
+        limit=_minutes(round((waited + max(left, 0)) / 60)),
+    )
     return said + history.track_text if row.ahead else said  # the queue held to its record (History.trust)
 
 
@@ -343,19 +368,30 @@ class Estimate:
             return _("past its deadline by {late}").format(late=_minutes(round(-self.left / 60)))
         if self.p is None:
             least, n = cfg.forecast.min_history, 0 if self.history is None else self.history.count
-            return ngettext("fewer than {least} completed visit in the last {window} (has {n})",
-                            "fewer than {least} completed visits in the last {window} (has {n})", least).format(
-                least=least, window=approx_duration(cfg.forecast.window_seconds), n=n)
+            return ngettext(
+                "fewer than {least} completed visit in the last {window} (has {n})",
+                "fewer than {least} completed visits in the last {window} (has {n})",
+                least,
+            ).format(least=least, window=approx_duration(cfg.forecast.window_seconds), n=n)
         return _reason(self.history, self.row, self.waited, self.left, self.p_history)
 
     def shown(self, cfg: Config) -> dict:
         """The row ``sla forecast`` shows (JSON keys)."""
         row, history = self.row, self.history
-        return {"order_id": row.order_id, "task_id": row.id, "node": row.node, "owner": row.owner,
-                "deadline": row.deadline, "ahead": row.ahead, "seconds_left": round(self.left),
-                "waited_seconds": round(self.waited), "pace_per_hour": None if history is None else history.per_hour,
-                "history": 0 if history is None else len(history.durations),
-                "p_breach": None if self.p is None else round(self.p, 3), "reason": self.reason(cfg)}
+        return {
+            "order_id": row.order_id,
+            "task_id": row.id,
+            "node": row.node,
+            "owner": row.owner,
+            "deadline": row.deadline,
+            "ahead": row.ahead,
+            "seconds_left": round(self.left),
+            "waited_seconds": round(self.waited),
+            "pace_per_hour": None if history is None else history.per_hour,
+            "history": 0 if history is None else len(history.durations),
+            "p_breach": None if self.p is None else round(self.p, 3),
+            "reason": self.reason(cfg),
+        }
 
 
 class _Clock:
@@ -420,8 +456,15 @@ def views(cfg: Config, nodes: Iterable[str], hist: dict[str, History], now: date
     return {n: View(cfg, n, hist.get(n), now) for n in nodes}
 
 
-def forecast(session: Session, cfg: Config, now: datetime, *, node: str | None = None, role: str | None = None,
-             threshold: float | None = None) -> list[dict]:
+def forecast(
+    session: Session,
+    cfg: Config,
+    now: datetime,
+    *,
+    node: str | None = None,
+    role: str | None = None,
+    threshold: float | None = None,
+) -> list[dict]:
     """Every running task (of ``node``, assigned to ``role``) with its p_breach and reason, most
     likely first; ``threshold``: only those at or above it (tasks without a figure are left out)."""
     nodes = [node] if node is not None else list(cfg.nodes)
@@ -429,14 +472,17 @@ def forecast(session: Session, cfg: Config, now: datetime, *, node: str | None =
     stmt = _queue(nodes, now)
     if role is not None:
         ranked = stmt.subquery()
-        assigned = sa.or_(ranked.c.owner == role, sa.exists().where(TaskAssignee.task_id == ranked.c.id,
-                                                                    TaskAssignee.role == role))
+        assigned = sa.or_(
+            ranked.c.owner == role, sa.exists().where(TaskAssignee.task_id == ranked.c.id, TaskAssignee.role == role)
+        )
         stmt = sa.select(ranked).where(assigned)
     kept = []
     seen = views(cfg, nodes, hist, now)
     for row in _open(session, stmt):
         estimate = seen[row.node].assess(row)
-        if threshold and (estimate.p is None or estimate.p < threshold):  # 0 keeps every task, those without a figure too
+        if threshold and (
+            estimate.p is None or estimate.p < threshold
+        ):  # 0 keeps every task, those without a figure too
             continue
         kept.append(estimate)
     kept.sort(key=lambda e: (-(e.p if e.p is not None else -1), e.row.deadline, e.row.id))
@@ -447,8 +493,13 @@ def for_tasks(session: Session, cfg: Config, now: datetime, task_ids: list[int])
     """p_breach and reason of these open tasks (a page of ``task list``); held ones get None."""
     if not task_ids:
         return {}
-    nodes = sorted({n for (n,) in session.execute(sa.select(TASK.c.node).where(TASK.c.id.in_(task_ids)).distinct())
-                    if n in cfg.nodes})
+    nodes = sorted(
+        {
+            n
+            for (n,) in session.execute(sa.select(TASK.c.node).where(TASK.c.id.in_(task_ids)).distinct())
+            if n in cfg.nodes
+        }
+    )
     hist = histories(session, cfg, nodes, now)
     out: dict[int, tuple[float | None, str]] = {}
     if nodes:
@@ -488,6 +539,7 @@ def alerts_due(session: Session, cfg: Config, now: datetime) -> list:
 
 # --- the backtest ---------------------------------------------------------------------------------
 
+
 @dataclass(slots=True)
 class _Visit:
     id: int
@@ -508,8 +560,17 @@ class _Visit:
     lead: float | None = None
 
 
-def backtest(session: Session, cfg: Config, *, start: datetime, end: datetime, now: datetime, threshold: float = 0.5,
-             node: str | None = None, detail: bool = False) -> dict:
+def backtest(
+    session: Session,
+    cfg: Config,
+    *,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    threshold: float = 0.5,
+    node: str | None = None,
+    detail: bool = False,
+) -> dict:
     """Replay [start, end) at 15-minute instants; at each, predict every running task from the visits
     completed before that instant only, and compare the first warnings with the ``warn_at`` rule's.
 
@@ -537,9 +598,21 @@ def backtest(session: Session, cfg: Config, *, start: datetime, end: datetime, n
         done_at = completed if r.status in FINISHED and completed is not None else None
         paused = r.paused_seconds or 0
         c_done = None if done_at is None else since_anchor(done_at)
-        v = _Visit(r.id, r.node, (r.node, r.owner), (deadline, entered, r.id), entered, deadline, stop, done_at,
-                   c_entered, c_entered + r.sla_seconds + paused, c_done, paused,
-                   None if c_done is None else max(c_done - c_entered - paused, 0.0))
+        v = _Visit(
+            r.id,
+            r.node,
+            (r.node, r.owner),
+            (deadline, entered, r.id),
+            entered,
+            deadline,
+            stop,
+            done_at,
+            c_entered,
+            c_entered + r.sla_seconds + paused,
+            c_done,
+            paused,
+            None if c_done is None else max(c_done - c_entered - paused, 0.0),
+        )
         v.target = entered >= start and deadline < end and (stop is not None or deadline <= now)
         if v.target:
             risk[r.id] = _aware(r.risk_at)
@@ -632,8 +705,19 @@ def _replayed(session: Session, nodes: list[str], *, since: datetime, end: datet
     stamp = stored_time if is_postgresql(session) else time_texts()
     result = session.execute(sql, {"nodes": nodes, "end": stamp(end), "since": stamp(since)})
     for row in result.yield_per(20000):
-        yield _Row(row.id, row.node, row.owner, row.status, _aware(row.entered_at), _aware(row.deadline), row.risk_at,
-                   _aware(row.held_at), _aware(row.completed_at), row.paused_seconds, row.sla_seconds)
+        yield _Row(
+            row.id,
+            row.node,
+            row.owner,
+            row.status,
+            _aware(row.entered_at),
+            _aware(row.deadline),
+            row.risk_at,
+            _aware(row.held_at),
+            _aware(row.completed_at),
+            row.paused_seconds,
+            row.sla_seconds,
+        )
 
 
 @dataclass(slots=True)
@@ -660,10 +744,19 @@ def _aware(value) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-def _score(cfg: Config, targets: list[_Visit], risk: dict, now: datetime, *, start, end, threshold, exact_too=False) -> dict:
+def _score(
+    cfg: Config, targets: list[_Visit], risk: dict, now: datetime, *, start, end, threshold, exact_too=False
+) -> dict:
     """Precision, recall, F1 and median lead of the forecast and of the warn_at rule, overall and per node."""
+
     def blank():
-        return {"tasks": 0, "breached": 0, "forecast": [0, 0, []], "rule": [0, 0, []], "exact": [0, 0, []]}  # tp, fp, leads
+        return {
+            "tasks": 0,
+            "breached": 0,
+            "forecast": [0, 0, []],
+            "rule": [0, 0, []],
+            "exact": [0, 0, []],
+        }  # tp, fp, leads
 
     per: dict[str, dict] = {}
     cals: dict = {}
@@ -680,8 +773,11 @@ def _score(cfg: Config, targets: list[_Visit], risk: dict, now: datetime, *, sta
         for acc in (per.setdefault(v.node, blank()), total):
             acc["tasks"] += 1
             acc["breached"] += truth
-            for name, warned, lead in (("forecast", v.warned_at is not None, v.lead), ("rule", rule_warned, rule_lead),
-                                       ("exact", exact, exact_lead)):
+            for name, warned, lead in (
+                ("forecast", v.warned_at is not None, v.lead),
+                ("rule", rule_warned, rule_lead),
+                ("exact", exact, exact_lead),
+            ):
                 if warned and truth:
                     acc[name][0] += 1
                     acc[name][2].append(lead)
@@ -690,19 +786,36 @@ def _score(cfg: Config, targets: list[_Visit], risk: dict, now: datetime, *, sta
 
     def figures(acc: dict) -> dict:
         out = {"tasks": acc["tasks"], "breached": acc["breached"]}
-        for name, label in (("forecast", "forecast"), ("rule", "warn_at")) + ((("exact", "warn_at_exact"),) if exact_too else ()):
+        for name, label in (("forecast", "forecast"), ("rule", "warn_at")) + (
+            (("exact", "warn_at_exact"),) if exact_too else ()
+        ):
             tp, fp, leads = acc[name]
             fn = acc["breached"] - tp
             precision = tp / (tp + fp) if tp + fp else None
             recall = tp / (tp + fn) if tp + fn else None
-            f1 = (2 * precision * recall / (precision + recall)) if precision and recall else (
-                0.0 if precision is not None or recall is not None else None)
-            out[label] = {"warned": tp + fp, "true_warnings": tp, "precision": _r(precision), "recall": _r(recall),
-                          "f1": _r(f1), "median_lead_seconds": round(statistics.median(leads)) if leads else None}
+            f1 = (
+                (2 * precision * recall / (precision + recall))
+                if precision and recall
+                else (0.0 if precision is not None or recall is not None else None)
+            )
+            out[label] = {
+                "warned": tp + fp,
+                "true_warnings": tp,
+                "precision": _r(precision),
+                "recall": _r(recall),
+                "f1": _r(f1),
+                "median_lead_seconds": round(statistics.median(leads)) if leads else None,
+            }
         return out
 
-    return {"from": start, "to": end, "threshold": threshold, "step_seconds": int(STEP.total_seconds()),
-            **figures(total), "nodes": [{"node": n, **figures(acc)} for n, acc in per.items()]}
+    return {
+        "from": start,
+        "to": end,
+        "threshold": threshold,
+        "step_seconds": int(STEP.total_seconds()),
+        **figures(total),
+        "nodes": [{"node": n, **figures(acc)} for n, acc in per.items()],
+    }
 
 
 def _rule_instant(risk_at: datetime | None, v: _Visit, start: datetime) -> datetime | None:

@@ -40,9 +40,12 @@ def only_mine(cfg: Config, user: str, *, mine: bool, role: str | None, everyone:
     if everyone and mine:
         raise UsageError(_("--all and --mine contradict each other; give one"))
     if everyone and not workflow.is_admin(cfg, user):
-        raise PermissionDenied(_("{user} is not in the {admin} role; --all lists every open task for admins only")
-                               .format(user=user, admin=workflow.ADMIN),
-                               hint=_("--role ROLE lists a role's tasks; without options you see your own."))
+        raise PermissionDenied(
+            _("{user} is not in the {admin} role; --all lists every open task for admins only").format(
+                user=user, admin=workflow.ADMIN
+            ),
+            hint=_("--role ROLE lists a role's tasks; without options you see your own."),
+        )
     return mine or not (everyone or role is not None)
 
 
@@ -55,9 +58,18 @@ def _assigned_to(task, roles: list[str]):
     )
 
 
-def list_tasks(session: Session, cfg: Config, now: datetime, *, user: str | None = None, mine: bool = False,
-               role: str | None = None, at_risk: bool = False, breached: bool = False,
-               limit: int = 200) -> tuple[list[dict], dict[str, int]]:
+def list_tasks(
+    session: Session,
+    cfg: Config,
+    now: datetime,
+    *,
+    user: str | None = None,
+    mine: bool = False,
+    role: str | None = None,
+    at_risk: bool = False,
+    breached: bool = False,
+    limit: int = 200,
+) -> tuple[list[dict], dict[str, int]]:
     """Open tasks, breached first, then by deadline; on hold last.
 
     ``mine``: tasks assigned (owner or escalation) to a role ``user`` is a member of; without it,
@@ -65,7 +77,9 @@ def list_tasks(session: Session, cfg: Config, now: datetime, *, user: str | None
     ``counts`` has ``total`` and ``breached`` over every match, not just the rows shown.
     """
     if role is not None and role not in cfg.roles:
-        raise UsageError(_("--role {role!r}: no such role; the config has {names}").format(role=role, names=', '.join(cfg.roles)))
+        raise UsageError(
+            _("--role {role!r}: no such role; the config has {names}").format(role=role, names=", ".join(cfg.roles))
+        )
     if limit < 0:
         raise UsageError(_("--limit must be 0 (no limit) or more"))
     t = Task.__table__.c
@@ -81,9 +95,23 @@ def list_tasks(session: Session, cfg: Config, now: datetime, *, user: str | None
     if states is not None:
         filters.append(states)
     stmt = (
-        sa.select(t.id, t.order_id, t.workflow, t.node, t.owner, t.entered_at, t.deadline, t.risk_at, t.held_at,
-                  t.sla_state, t.escalation_level, col(Order.customer), col(Order.priority), col(Order.promised_ship_date),
-                  col(Customer.name).label("customer_name"))
+        sa.select(
+            t.id,
+            t.order_id,
+            t.workflow,
+            t.node,
+            t.owner,
+            t.entered_at,
+            t.deadline,
+            t.risk_at,
+            t.held_at,
+            t.sla_state,
+            t.escalation_level,
+            col(Order.customer),
+            col(Order.priority),
+            col(Order.promised_ship_date),
+            col(Customer.name).label("customer_name"),
+        )
         .join(Order, col(Order.order_id) == t.order_id)
         .join(Customer, col(Customer.customer) == Order.customer)
         .where(*filters)
@@ -99,15 +127,26 @@ def list_tasks(session: Session, cfg: Config, now: datetime, *, user: str | None
         view = workflow.task_view(r, cfg, now)
         owners = [r.owner] if r.owner else []
         spec = cfg.nodes.get(r.node)
-        out.append({
-            "order_id": r.order_id, "node": r.node, "owner": r.owner,
-            "assignees": owners + [x for x in extra.get(r.id, []) if x not in owners],
-            "entered_at": r.entered_at, "deadline": r.deadline, "state": view["state"],
-            "seconds_left": view["seconds_left"], "auto": spec.auto if spec else None,
-            "customer": r.customer, "escalation_level": r.escalation_level,
-            "customer_name": r.customer_name, "priority": r.priority, "promised_ship_date": r.promised_ship_date,
-            "p_breach": likely[r.id][0], "p_breach_reason": likely[r.id][1],
-        })
+        out.append(
+            {
+                "order_id": r.order_id,
+                "node": r.node,
+                "owner": r.owner,
+                "assignees": owners + [x for x in extra.get(r.id, []) if x not in owners],
+                "entered_at": r.entered_at,
+                "deadline": r.deadline,
+                "state": view["state"],
+                "seconds_left": view["seconds_left"],
+                "auto": spec.auto if spec else None,
+                "customer": r.customer,
+                "escalation_level": r.escalation_level,
+                "customer_name": r.customer_name,
+                "priority": r.priority,
+                "promised_ship_date": r.promised_ship_date,
+                "p_breach": likely[r.id][0],
+                "p_breach_reason": likely[r.id][1],
+            }
+        )
     if cut:  # counted over the open tasks alone: each has one order, and each order one customer
         counts = count_matches(session, sa.select(t.id).where(*filters), breached=breached_clause(t, now))
     else:
@@ -120,7 +159,7 @@ def _escalated_roles(session: Session, task_ids: list[int]) -> dict[int, list[st
     for start in range(0, len(task_ids), CHUNK):
         for task_id, role in session.execute(
             sa.select(col(TaskAssignee.task_id), col(TaskAssignee.role))
-            .where(col(TaskAssignee.task_id).in_(task_ids[start:start + CHUNK]))
+            .where(col(TaskAssignee.task_id).in_(task_ids[start : start + CHUNK]))
             .order_by(col(TaskAssignee.task_id), col(TaskAssignee.added_at))
         ).all():
             found.setdefault(task_id, []).append(role)

@@ -108,6 +108,7 @@ _DATE_ONLY = re.compile(r"^\s*\d{4}[-/]\d{1,2}[-/]\d{1,2}\s*$")
 
 # --- the period ------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Period:
     """Orders created in [start, end); None is open-ended."""
@@ -122,6 +123,7 @@ def parse_period(start: str | None, end: str | None, tz: str) -> Period:
     ``--to`` with a date includes that day; with a time it is the exclusive end.
     ValueError names which bound is wrong.
     """
+
     def bound(text: str | None, option: str, upper: bool) -> datetime | None:
         if text is None:
             return None
@@ -140,6 +142,7 @@ def parse_period(start: str | None, end: str | None, tz: str) -> Period:
 
 
 # --- dialect helpers -------------------------------------------------------------------------
+
 
 def _stamp(dt: datetime) -> str:
     """How SQLAlchemy stores a UTC datetime on SQLite (string comparison = time order)."""
@@ -214,8 +217,9 @@ class _Sql:
         the last one (or past ``now``, if later)."""
         if self._span is None:
             # two subqueries: SQLite reads a lone MIN or MAX off ix_orders_created_at, both in one SELECT scan
-            lo, hi = self._session.execute(sa.text(
-                "SELECT (SELECT MIN(created_at) FROM orders), (SELECT MAX(created_at) FROM orders)")).one()
+            lo, hi = self._session.execute(
+                sa.text("SELECT (SELECT MIN(created_at) FROM orders), (SELECT MAX(created_at) FROM orders)")
+            ).one()
             lo = UTCDateTime().process_result_value(lo, None) or self._now
             hi = UTCDateTime().process_result_value(hi, None) or self._now
             self._span = (min(lo, self._now), max(hi, self._now) + timedelta(days=400))
@@ -264,8 +268,10 @@ class _Sql:
 
         text = offset(self._offsets[-1][1])
         if len(self._offsets) > 1:
-            whens = [f"WHEN {col} < '{_stamp(until)}' THEN {offset(minutes)}"
-                     for (_since, minutes), (until, _next) in zip(self._offsets, self._offsets[1:])]
+            whens = [
+                f"WHEN {col} < '{_stamp(until)}' THEN {offset(minutes)}"
+                for (_since, minutes), (until, _next) in zip(self._offsets, self._offsets[1:])
+            ]
             text = f"(CASE {' '.join(whens)} ELSE {text} END)"
         if self.sqlite:
             return f"(strftime('%Y-%m-%dT%H:%M:%f', {col}, {self._sqlite_shift(col)}) || {text})"
@@ -342,8 +348,10 @@ class _BusinessTime:
             # the join (with two equalities it indexed the calendar alone and scanned its days)
             values = ", ".join(
                 f"({key * _DAY_KEY + d}, {cum!r}, "
-                + ", ".join(f"{a!r}, {b!r}" for a, b in ranges + ((0.0, 0.0),) * (width - len(ranges))) + ")"
-                for key, d, cum, ranges in rows)
+                + ", ".join(f"{a!r}, {b!r}" for a, b in ranges + ((0.0, 0.0),) * (width - len(ranges)))
+                + ")"
+                for key, d, cum, ranges in rows
+            )
             columns = ", ".join(f"s{i}, e{i}" for i in range(width))
             self._table = (f"calday(k, cum, {columns}) AS (VALUES {values})", width)
         return self._table
@@ -351,8 +359,10 @@ class _BusinessTime:
     def _total(self, alias: str, col: str, width: int) -> str:
         """The running business total of time ``col`` from its day's row ``alias``."""
         t = self.sql.epoch(col)
-        parts = [f"CASE WHEN {t} > {alias}.s{i} THEN {self.sql.least(t, f'{alias}.e{i}')} - {alias}.s{i} ELSE 0 END"
-                 for i in range(width)]
+        parts = [
+            f"CASE WHEN {t} > {alias}.s{i} THEN {self.sql.least(t, f'{alias}.e{i}')} - {alias}.s{i} ELSE 0 END"
+            for i in range(width)
+        ]
         return f"({alias}.cum + {' + '.join(parts)})"
 
     def values(self, visits: str, *, less: str | None = None, keep: Iterable[str] = ()) -> str:
@@ -367,7 +377,9 @@ class _BusinessTime:
         if not self.key:
             return f"SELECT v.g AS g{kept}, {wall}{minus} AS x FROM ({visits}) v"
         cte, width = self._days()
-        cal = "CASE v.node " + " ".join(f"WHEN '{n}' THEN {k}" for n, k in sorted(self.node_key.items())) + " ELSE 0 END"
+        cal = (
+            "CASE v.node " + " ".join(f"WHEN '{n}' THEN {k}" for n, k in sorted(self.node_key.items())) + " ELSE 0 END"
+        )
         business = f"{self._total('cb', 'v.b', width)} - {self._total('ca', 'v.a', width)}"
         return (
             f"WITH {cte} SELECT v.g AS g{kept}, CASE WHEN {cal} = 0 THEN {wall} ELSE {business} END{minus} AS x "
@@ -377,6 +389,7 @@ class _BusinessTime:
 
 
 # --- cuts ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _Cut:
@@ -417,21 +430,25 @@ def _line_units_sql(line: str, scope: str = "") -> str:
     """Per order and group of its lines: (order_id, g, shipped, returned): units shipped, and
     returned, of the lines that shipped anything (the return rate's units, SPEC 9.5)."""
     g, join = _line_group(line, "l.sku")
-    return (f"SELECT l.order_id AS order_id, {g} AS g, SUM(CASE WHEN l.shipped > 0 THEN l.shipped ELSE 0 END) AS shipped, "
-            "SUM(CASE WHEN l.shipped > 0 THEN COALESCE(rl.units, 0) ELSE 0 END) AS returned "
-            f"FROM order_line l{join} LEFT JOIN (SELECT order_id, line_no, SUM(qty) AS units FROM return_line GROUP BY "
-            "order_id, line_no) rl ON rl.order_id = l.order_id AND rl.line_no = l.line_no"
-            f"{scope.format(alias='l')} GROUP BY l.order_id, {g}")
+    return (
+        f"SELECT l.order_id AS order_id, {g} AS g, SUM(CASE WHEN l.shipped > 0 THEN l.shipped ELSE 0 END) AS shipped, "
+        "SUM(CASE WHEN l.shipped > 0 THEN COALESCE(rl.units, 0) ELSE 0 END) AS returned "
+        f"FROM order_line l{join} LEFT JOIN (SELECT order_id, line_no, SUM(qty) AS units FROM return_line GROUP BY "
+        "order_id, line_no) rl ON rl.order_id = l.order_id AND rl.line_no = l.line_no"
+        f"{scope.format(alias='l')} GROUP BY l.order_id, {g}"
+    )
 
 
 def _line_picks_sql(line: str, scope: str = "") -> str:
     """Per order and group of its pick lines: (order_id, g, picked, picked_right), a pick line
     grouped by its order line's SKU (or its own, when it names no line of the order)."""
     g, join = _line_group(line, "COALESCE(ol.sku, pl.sku)")
-    return (f"SELECT pl.order_id AS order_id, {g} AS g, COUNT(*) AS picked, "
-            "SUM(CASE WHEN pl.error IS NULL THEN 1 ELSE 0 END) AS picked_right FROM pick_line pl "
-            f"LEFT JOIN order_line ol ON ol.order_id = pl.order_id AND ol.line_no = pl.line_no{join}"
-            f"{scope.format(alias='pl')} GROUP BY pl.order_id, {g}")
+    return (
+        f"SELECT pl.order_id AS order_id, {g} AS g, COUNT(*) AS picked, "
+        "SUM(CASE WHEN pl.error IS NULL THEN 1 ELSE 0 END) AS picked_right FROM pick_line pl "
+        f"LEFT JOIN order_line ol ON ol.order_id = pl.order_id AND ol.line_no = pl.line_no{join}"
+        f"{scope.format(alias='pl')} GROUP BY pl.order_id, {g}"
+    )
 
 
 def _cut(by: str | None) -> _Cut:
@@ -442,9 +459,13 @@ def _cut(by: str | None) -> _Cut:
     if by == "product":
         return _Cut(mapping="SELECT order_id, sku AS g FROM order_line GROUP BY order_id, sku", line="sku")
     if by == "category":
-        return _Cut(line="category", mapping=(
-            "SELECT l.order_id, p.category AS g FROM order_line l LEFT JOIN product p ON p.sku = l.sku "
-            "GROUP BY l.order_id, p.category"))
+        return _Cut(
+            line="category",
+            mapping=(
+                "SELECT l.order_id, p.category AS g FROM order_line l LEFT JOIN product p ON p.sku = l.sku "
+                "GROUP BY l.order_id, p.category"
+            ),
+        )
     if by == "node":
         return _Cut(mapping="SELECT order_id, node AS g FROM task WHERE status <> 'skipped' GROUP BY order_id, node")
     raise ValueError(f"unknown dimension {by!r}: use one of {', '.join(DIMENSIONS)}")
@@ -456,15 +477,35 @@ def _cut(by: str | None) -> _Cut:
 FACTS_VERSION = 6  # 2: breaches by the visit's own times (SPEC 9.1); 3: visit_fact and node_fact.owner; 4: partial shipments, fill rate (9.2); 5: returns, misses (9.5); 6: group_fact, order_fact.workflow
 #: Single-valued cuts: dimension -> its order_fact column (None: the whole selection).
 FACT_COLUMNS: dict[str | None, str | None] = {
-    None: None, "region": "region", "channel": "channel", "team": "sales_rep", "customer": "customer", "week": "week",
+    None: None,
+    "region": "region",
+    "channel": "channel",
+    "team": "sales_rep",
+    "customer": "customer",
+    "week": "week",
     "workflow": "workflow",
 }
-_COUNTERS = ("shipped", "on_time", "delivered", "perfect", "picked", "picked_right", "decided", "within",
-             "units", "units_on_time", "units_shipped", "units_returned")
+_COUNTERS = (
+    "shipped",
+    "on_time",
+    "delivered",
+    "perfect",
+    "picked",
+    "picked_right",
+    "decided",
+    "within",
+    "units",
+    "units_on_time",
+    "units_shipped",
+    "units_returned",
+)
 _TIMES = ("conf", "alloc", "cycle")
 _SUMS = ", ".join(f"SUM(f.{c}) AS {c}" for c in _COUNTERS)  # per group, over order_fact f
-_FACT_INSERT = ("order_id, created_at, customer, region, channel, sales_rep, week, workflow, conf, alloc, cycle, "
-                + ", ".join(_COUNTERS) + ", due")
+_FACT_INSERT = (
+    "order_id, created_at, customer, region, channel, sales_rep, week, workflow, conf, alloc, cycle, "
+    + ", ".join(_COUNTERS)
+    + ", due"
+)
 _DIRTY = "fact_dirty"
 
 
@@ -479,11 +520,14 @@ def fingerprint(cfg: Config) -> str:
     from ffctl.core import flow
 
     nodes = sorted(allocation_nodes(cfg))
-    return json.dumps({"v": FACTS_VERSION, "tz": cfg.timezone, "allocate": nodes, "flow": flow.fingerprint(cfg)},
-                      sort_keys=True)
+    return json.dumps(
+        {"v": FACTS_VERSION, "tz": cfg.timezone, "allocate": nodes, "flow": flow.fingerprint(cfg)}, sort_keys=True
+    )
 
 
-def refresh_facts(store: Store, cfg: Config, *, cuts: Iterable[str | None] = (None,), now: datetime | None = None) -> dict:
+def refresh_facts(
+    store: Store, cfg: Config, *, cuts: Iterable[str | None] = (None,), now: datetime | None = None
+) -> dict:
     """Bring ``order_fact``/``node_fact`` up to date with the store, and (SQLite) make sure the
     indexes that reports cut by each of ``cuts`` (None: not cut) read exist. Returns ``{"mode":
     "none"|"incremental"|"full"|"replica", "orders": n}`` (a PostgreSQL standby is read-only:
@@ -511,13 +555,19 @@ def refresh_facts(store: Store, cfg: Config, *, cuts: Iterable[str | None] = (No
         return _refresh(store, cfg, fp, cuts, now)
     except ReadOnlyStore:  # a read-only file or database: report from the facts as they were last refreshed
         with store.session() as s:
-            state = s.execute(sa.text("SELECT event_id, fingerprint, refreshed_at FROM fact_state WHERE id = 1")
-                              .columns(refreshed_at=UTCDateTime)).one_or_none()
+            state = s.execute(
+                sa.text("SELECT event_id, fingerprint, refreshed_at FROM fact_state WHERE id = 1").columns(
+                    refreshed_at=UTCDateTime
+                )
+            ).one_or_none()
         if state is None or state.event_id is None or state.fingerprint != fp:
             raise FactsNotReady(
                 _("the store is read-only and its report facts were never built for this config"),
-                hint=_("Run `ffctl report kpi` once where the store takes writes (its primary, or a writable "
-                       "copy of the file); reports here then read what it built.")) from None
+                hint=_(
+                    "Run `ffctl report kpi` once where the store takes writes (its primary, or a writable "
+                    "copy of the file); reports here then read what it built."
+                ),
+            ) from None
         return {"mode": "read-only", "orders": 0, "refreshed_at": state.refreshed_at}
 
 
@@ -532,18 +582,24 @@ def _committed_event_mark(s: Session) -> int:
     is taken (LOCK TABLE ... SHARE needs UPDATE rights on the audit trail, which ffctl's role
     does not have, and it made every writer wait for the report).
     """
-    writers = ("SELECT DISTINCT l.virtualtransaction FROM pg_locks l WHERE l.locktype = 'relation' "
-               "AND l.relation = CAST('event' AS regclass) AND l.mode = 'RowExclusiveLock' "
-               "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-               "AND l.pid IS DISTINCT FROM pg_backend_pid()")
+    writers = (
+        "SELECT DISTINCT l.virtualtransaction FROM pg_locks l WHERE l.locktype = 'relation' "
+        "AND l.relation = CAST('event' AS regclass) AND l.mode = 'RowExclusiveLock' "
+        "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND l.pid IS DISTINCT FROM pg_backend_pid()"
+    )
     top, running = s.execute(sa.text(f"SELECT COALESCE((SELECT MAX(id) FROM event), 0), ARRAY({writers})")).one()
     delay = 0.005
     while running:
         time.sleep(delay)
         delay = min(2 * delay, 0.2)
-        running = s.execute(sa.text(f"SELECT ARRAY(SELECT w.virtualtransaction FROM ({writers}) w "
-                                    "WHERE w.virtualtransaction = ANY(CAST(:running AS text[])))"),
-                            {"running": list(running)}).scalar_one()
+        running = s.execute(
+            sa.text(
+                f"SELECT ARRAY(SELECT w.virtualtransaction FROM ({writers}) w "
+                "WHERE w.virtualtransaction = ANY(CAST(:running AS text[])))"
+            ),
+            {"running": list(running)},
+        ).scalar_one()
     return int(top)
 
 
@@ -577,8 +633,12 @@ def _refresh(store: Store, cfg: Config, fp: str, cuts: list[str | None], now: da
                 else:
                     mode, orders = "incremental", _update(s, sql, cfg, seen, top, changed)
         if mode != "none" or seen != top:
-            s.execute(sa.text("UPDATE fact_state SET event_id = :top, fingerprint = :fp, refreshed_at = :at WHERE id = 1")
-                      .bindparams(sa.bindparam("at", type_=UTCDateTime)), {"top": max(top, seen or 0), "fp": fp, "at": now})
+            s.execute(
+                sa.text(
+                    "UPDATE fact_state SET event_id = :top, fingerprint = :fp, refreshed_at = :at WHERE id = 1"
+                ).bindparams(sa.bindparam("at", type_=UTCDateTime)),
+                {"top": max(top, seen or 0), "fp": fp, "at": now},
+            )
         if not is_postgresql(store):
             for by in cuts:
                 if by in FACT_COLUMNS:
@@ -597,8 +657,9 @@ def _refresh(store: Store, cfg: Config, fp: str, cuts: list[str | None], now: da
 def _have_indexes(s: Session, columns: Iterable[str | None]) -> bool:
     """SQLite: whether the report indexes of every cut column exist (see ``_ensure_indexes``)."""
     wanted = [_index_name(column, t) for column in columns for t in _TIMES]
-    return not wanted or s.execute(sa.text(
-        f"SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN {_in(wanted)}")).scalar_one() == len(wanted)
+    return not wanted or s.execute(
+        sa.text(f"SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN {_in(wanted)}")
+    ).scalar_one() == len(wanted)
 
 
 def _up_to_date(store: Store, fp: str, cuts: list[str | None]) -> bool:
@@ -621,9 +682,20 @@ def _up_to_date(store: Store, fp: str, cuts: list[str | None]) -> bool:
 #: Master data the facts copy, by snapshot: (table, key, column, snapshot table, the orders a changed
 #: key rewrites). A customer's region cuts its orders; a product's category its orders' lines.
 _MASTERS = {
-    "customer": ("customer", "customer", "region", "fact_customer", "SELECT order_id FROM orders WHERE customer IN ({names})"),
-    "product": ("product", "sku", "category", "fact_product",
-                "SELECT DISTINCT order_id FROM order_line WHERE sku IN ({names})"),
+    "customer": (
+        "customer",
+        "customer",
+        "region",
+        "fact_customer",
+        "SELECT order_id FROM orders WHERE customer IN ({names})",
+    ),
+    "product": (
+        "product",
+        "sku",
+        "category",
+        "fact_product",
+        "SELECT DISTINCT order_id FROM order_line WHERE sku IN ({names})",
+    ),
 }
 
 
@@ -633,9 +705,14 @@ def _changed_masters(s: Session) -> dict[str, list[str]]:
     differs = "IS DISTINCT FROM" if is_postgresql(s) else "IS NOT"
     out = {}
     for name, (table, key, column, snapshot, _orders) in _MASTERS.items():
-        keys = list(s.execute(sa.text(
-            f"SELECT m.{key} FROM {table} m LEFT JOIN {snapshot} fm ON fm.{key} = m.{key} "
-            f"WHERE fm.{key} IS NULL OR fm.{column} {differs} m.{column}")).scalars())
+        keys = list(
+            s.execute(
+                sa.text(
+                    f"SELECT m.{key} FROM {table} m LEFT JOIN {snapshot} fm ON fm.{key} = m.{key} "
+                    f"WHERE fm.{key} IS NULL OR fm.{column} {differs} m.{column}"
+                )
+            ).scalars()
+        )
         if keys:
             out[name] = keys
     return out
@@ -657,7 +734,7 @@ def _snapshot_masters(s: Session, changed: dict[str, list[str]] | None) -> None:
 def _in_lists(values: list[str], size: int = 500) -> Iterable[tuple[str, dict]]:
     """(":c0, :c1, ...", params) for an IN list, in parts a statement's bind limit allows."""
     for start in range(0, len(values), size):
-        part = values[start:start + size]
+        part = values[start : start + size]
         yield ", ".join(f":c{i}" for i in range(len(part))), {f"c{i}": v for i, v in enumerate(part)}
 
 
@@ -666,11 +743,19 @@ def _rebuild(s: Session, sql: _Sql, cfg: Config) -> int:
     rebuilt after (a sorted build beats a million inserts into each)."""
     lazy: list[str] = []
     if sql.sqlite:
-        lazy = list(s.execute(sa.text(
-            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'order_fact' "
-            "AND name LIKE 'ix_order_fact_by_%'")).scalars())
-        for name in s.execute(sa.text("SELECT name FROM sqlite_master WHERE type = 'index' "
-                                      "AND name LIKE 'ix_order_fact_by_%'")).scalars().all():
+        lazy = list(
+            s.execute(
+                sa.text(
+                    "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'order_fact' "
+                    "AND name LIKE 'ix_order_fact_by_%'"
+                )
+            ).scalars()
+        )
+        for name in (
+            s.execute(sa.text("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'ix_order_fact_by_%'"))
+            .scalars()
+            .all()
+        ):
             s.execute(sa.text(f"DROP INDEX {name}"))
         s.execute(sa.text("DELETE FROM order_fact"))
         s.execute(sa.text("DELETE FROM node_fact"))
@@ -682,11 +767,20 @@ def _rebuild(s: Session, sql: _Sql, cfg: Config) -> int:
 
     # a sorted build of each index beats millions of inserts into it (both backends); only the
     # table's owner may drop its indexes, so a least-privilege role rebuilds through them
-    visit_indexes = [ix for ix in (*VisitFact.__table__.indexes, *GroupFact.__table__.indexes)
-                     if ix.name not in ("ix_visit_fact_order", "ix_group_fact_order")]
-    if not sql.sqlite and not s.execute(sa.text(
-            "SELECT pg_has_role(current_user, c.relowner, 'USAGE') FROM pg_class c "
-            "WHERE c.oid = 'visit_fact'::regclass")).scalar_one():
+    visit_indexes = [
+        ix
+        for ix in (*VisitFact.__table__.indexes, *GroupFact.__table__.indexes)
+        if ix.name not in ("ix_visit_fact_order", "ix_group_fact_order")
+    ]
+    if (
+        not sql.sqlite
+        and not s.execute(
+            sa.text(
+                "SELECT pg_has_role(current_user, c.relowner, 'USAGE') FROM pg_class c "
+                "WHERE c.oid = 'visit_fact'::regclass"
+            )
+        ).scalar_one()
+    ):
         visit_indexes = []
     for ix in visit_indexes:
         ix.drop(s.connection())
@@ -720,8 +814,13 @@ def _update(s: Session, sql: _Sql, cfg: Config, seen: int, top: int, changed: di
     else:
         s.execute(sa.text(f"CREATE TEMP TABLE IF NOT EXISTS {_DIRTY} (order_id TEXT PRIMARY KEY) ON COMMIT DROP"))
         ignore, conflict = "INSERT", " ON CONFLICT DO NOTHING"
-    s.execute(sa.text(f"{ignore} INTO {_DIRTY} (order_id) SELECT DISTINCT order_id FROM event "
-                      f"WHERE id > :seen AND id <= :top AND order_id IS NOT NULL{conflict}"), {"seen": seen, "top": top})
+    s.execute(
+        sa.text(
+            f"{ignore} INTO {_DIRTY} (order_id) SELECT DISTINCT order_id FROM event "
+            f"WHERE id > :seen AND id <= :top AND order_id IS NOT NULL{conflict}"
+        ),
+        {"seen": seen, "top": top},
+    )
     for name, keys in changed.items():
         for names, params in _in_lists(keys):
             orders = _MASTERS[name][4].format(names=names)
@@ -760,7 +859,9 @@ def _facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> str:
     alloc_nodes = allocation_nodes(cfg)
     is_alloc = f"t.node IN {_in(alloc_nodes)}" if alloc_nodes else "1 = 0"
     # IN (subquery): both backends then look the dirty orders up by index instead of scanning
-    scope = (lambda alias: f" WHERE {alias}.order_id IN (SELECT order_id FROM {_DIRTY})") if scoped else (lambda alias: "")
+    scope = (
+        (lambda alias: f" WHERE {alias}.order_id IN (SELECT order_id FROM {_DIRTY})") if scoped else (lambda alias: "")
+    )
     per_order_tasks = (
         # an order's first completed visit is at its first node: no later node can be entered before it
         f"SELECT t.order_id, MIN(CASE WHEN t.outcome IN {_in(PASSED)} THEN t.completed_at END) AS first_done, "
@@ -786,13 +887,17 @@ def _facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> str:
         f"WHERE so.promised_ship_date IS NOT NULL AND {sql.local_date('sh.shipped_at')} <= so.promised_ship_date"
         f"{and_scope} GROUP BY sl.order_id"
     )
-    per_order_returns = f"SELECT rl.order_id, SUM(rl.qty) AS units FROM return_line rl{scope('rl')} GROUP BY rl.order_id"
+    per_order_returns = (
+        f"SELECT rl.order_id, SUM(rl.qty) AS units FROM return_line rl{scope('rl')} GROUP BY rl.order_id"
+    )
     on_time = f"(o.promised_ship_date IS NOT NULL AND {sql.local_date('o.shipped_at')} <= o.promised_ship_date)"
     delivered = "(o.delivered_at IS NOT NULL OR d.order_id IS NOT NULL)"
     # in full with the right SKUs: no pick error and no unit cancelled (shipped_at is set once every
     # unit is shipped or cancelled); an order without pick lines was picked as ordered
-    in_full = ("(pa.picked IS NULL OR pa.picked_right = pa.picked) AND COALESCE(ua.cancelled, 0) = 0 "
-               "AND ra.units IS NULL")  # ... and nothing came back (SPEC 9.5)
+    in_full = (
+        "(pa.picked IS NULL OR pa.picked_right = pa.picked) AND COALESCE(ua.cancelled, 0) = 0 "
+        "AND ra.units IS NULL"
+    )  # ... and nothing came back (SPEC 9.5)
     units = "CASE WHEN o.status = 'cancelled' THEN 0 ELSE COALESCE(ua.units, 0) END"
     return (
         f"INSERT INTO order_fact ({_FACT_INSERT}) SELECT o.order_id, o.created_at, o.customer, "
@@ -838,8 +943,18 @@ def _node_facts_sql(*, scoped: bool) -> str:
 
 
 #: The order facts a node cut sums over the orders that visited the node (visit_fact's copies).
-_VISIT_COUNTERS = ("shipped", "on_time", "delivered", "perfect", "picked", "picked_right", "units", "units_on_time",
-                   "units_shipped", "units_returned")
+_VISIT_COUNTERS = (
+    "shipped",
+    "on_time",
+    "delivered",
+    "perfect",
+    "picked",
+    "picked_right",
+    "units",
+    "units_on_time",
+    "units_shipped",
+    "units_returned",
+)
 
 
 def _visit_facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> list[str]:
@@ -850,20 +965,28 @@ def _visit_facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> list[str]:
     tests/test_kpi_visits.py compares them): time in node over visits that were left and not
     cancelled, decided and within SLA by ``breached`` with the clock stopped, automatic actions;
     an order's escalation and reminder events of the node on its first visit's row."""
-    scope = (lambda alias: f" AND {alias}.order_id IN (SELECT order_id FROM {_DIRTY})") if scoped else (lambda alias: "")
-    events = ("SELECT e.order_id, e.node, SUM(CASE WHEN e.event = 'escalated' THEN 1 ELSE 0 END) AS escalations, "
-              "SUM(CASE WHEN e.event = 'reminded' THEN 1 ELSE 0 END) AS reminders FROM event e "
-              f"WHERE e.event IN ('escalated', 'reminded') AND e.node IS NOT NULL{scope('e')} GROUP BY e.order_id, e.node")
+    scope = (
+        (lambda alias: f" AND {alias}.order_id IN (SELECT order_id FROM {_DIRTY})") if scoped else (lambda alias: "")
+    )
+    events = (
+        "SELECT e.order_id, e.node, SUM(CASE WHEN e.event = 'escalated' THEN 1 ELSE 0 END) AS escalations, "
+        "SUM(CASE WHEN e.event = 'reminded' THEN 1 ELSE 0 END) AS reminders FROM event e "
+        f"WHERE e.event IN ('escalated', 'reminded') AND e.node IS NOT NULL{scope('e')} GROUP BY e.order_id, e.node"
+    )
     # the visit's rank among its order's visits of the node, over the scoped orders' tasks only (an
     # EXISTS for earlier visits became a merge join over every task on PostgreSQL)
-    visits = ("SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.order_id, t.node ORDER BY t.id) AS rn "
-              f"FROM task t WHERE t.status <> 'skipped'{scope('t')}")
+    visits = (
+        "SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.order_id, t.node ORDER BY t.id) AS rn "
+        f"FROM task t WHERE t.status <> 'skipped'{scope('t')}"
+    )
 
     def first(value: str, otherwise: str = "0") -> str:
         return f"CASE WHEN t.rn = 1 THEN {value} ELSE {otherwise} END"
 
-    columns = ("task_id, order_id, node, created_at, seconds, decided, within, auto, first, escalations, reminders, "
-               f"conf, alloc, {', '.join(_VISIT_COUNTERS)}, due")
+    columns = (
+        "task_id, order_id, node, created_at, seconds, decided, within, auto, first, escalations, reminders, "
+        f"conf, alloc, {', '.join(_VISIT_COUNTERS)}, due"
+    )
     return [
         f"INSERT INTO visit_fact ({columns}) SELECT t.id, t.order_id, t.node, f.created_at, "
         f"CASE WHEN t.completed_at IS NOT NULL AND t.status <> 'cancelled' "
@@ -895,7 +1018,8 @@ def _group_facts_sql(*, scoped: bool) -> list[str]:
     for line, cut in LINE_CUTS.items():
         mapping = _cut(cut).mapping
         members = f"SELECT m.order_id, m.g FROM ({mapping}) m" + (
-            f" WHERE m.order_id IN (SELECT order_id FROM {_DIRTY})" if scoped else "")
+            f" WHERE m.order_id IN (SELECT order_id FROM {_DIRTY})" if scoped else ""
+        )
         rows = (
             "SELECT u.order_id AS order_id, u.g AS g, MAX(u.member) AS member, SUM(u.lp) AS lp, SUM(u.lpr) AS lpr, "
             "SUM(u.ls) AS ls, SUM(u.lr) AS lr FROM ("
@@ -904,12 +1028,15 @@ def _group_facts_sql(*, scoped: bool) -> list[str]:
             f"SELECT order_id, g, 0, picked, picked_right, 0, 0 FROM ({_line_picks_sql(line, scope)}) c"
             ") u GROUP BY u.order_id, u.g"
         )
-        copies = ", ".join(f"CASE WHEN u.member = 1 THEN f.{c} ELSE {'NULL' if c in ('conf', 'alloc', 'cycle', 'due') else '0'} END"
-                           for c in _GROUP_COPIES)
+        copies = ", ".join(
+            f"CASE WHEN u.member = 1 THEN f.{c} ELSE {'NULL' if c in ('conf', 'alloc', 'cycle', 'due') else '0'} END"
+            for c in _GROUP_COPIES
+        )
         out.append(
             f"INSERT INTO group_fact (cut, g, order_id, created_at, member, {', '.join(_GROUP_COPIES)}, line_picked, "
             f"line_picked_right, line_shipped, line_returned) SELECT '{cut}', u.g, u.order_id, f.created_at, u.member, "
-            f"{copies}, u.lp, u.lpr, u.ls, u.lr FROM ({rows}) u JOIN order_fact f ON f.order_id = u.order_id")
+            f"{copies}, u.lp, u.lpr, u.ls, u.lr FROM ({rows}) u JOIN order_fact f ON f.order_id = u.order_id"
+        )
     return out
 
 
@@ -951,8 +1078,9 @@ class _Report:
     computed from the task history instead: the generic paths the facts are tested against.
     """
 
-    def __init__(self, session: Session, cfg: Config, *, now: datetime, period: Period, by: str | None,
-                 source: str = "auto") -> None:
+    def __init__(
+        self, session: Session, cfg: Config, *, now: datetime, period: Period, by: str | None, source: str = "auto"
+    ) -> None:
         if source not in SOURCES:
             raise ValueError(f"unknown source {source!r}: use one of {', '.join(SOURCES)}")
         self.s, self.cfg, self.now, self.period, self.by = session, cfg, now, period, by
@@ -1013,7 +1141,9 @@ class _Report:
     def check_facts(self) -> None:
         state = self.s.execute(sa.text("SELECT event_id, fingerprint FROM fact_state WHERE id = 1")).one_or_none()
         if state is None or state.event_id is None or state.fingerprint != fingerprint(self.cfg):
-            raise FactsNotReady(_("the report facts are not built for this config: call kpi.refresh_facts(store, cfg) first"))
+            raise FactsNotReady(
+                _("the report facts are not built for this config: call kpi.refresh_facts(store, cfg) first")
+            )
 
     def visits(self) -> bool:
         """Whether node-level figures read the facts (see ``SOURCES``)."""
@@ -1026,20 +1156,40 @@ class _Report:
             else:
                 # every visible event is in the facts (PostgreSQL: refresh_facts stores a mark up to
                 # which every event was committed, so an event it missed has a higher id)
-                state = self.s.execute(sa.text("SELECT event_id, fingerprint FROM fact_state WHERE id = 1")).one_or_none()
+                state = self.s.execute(
+                    sa.text("SELECT event_id, fingerprint FROM fact_state WHERE id = 1")
+                ).one_or_none()
                 self._visits = bool(
-                    state is not None and state.event_id is not None and state.fingerprint == fingerprint(self.cfg)
-                    and self.s.execute(sa.text("SELECT COALESCE(MAX(id), 0) FROM event")).scalar_one() <= state.event_id)
+                    state is not None
+                    and state.event_id is not None
+                    and state.fingerprint == fingerprint(self.cfg)
+                    and self.s.execute(sa.text("SELECT COALESCE(MAX(id), 0) FROM event")).scalar_one() <= state.event_id
+                )
         return self._visits
 
-    def pick(self, table: str, index: str, col: str, where: str, extra: Mapping[str, Any], n: int,
-             ps: Iterable[float] = (0.5, 0.9)) -> list[float]:
+    def pick(
+        self,
+        table: str,
+        index: str,
+        col: str,
+        where: str,
+        extra: Mapping[str, Any],
+        n: int,
+        ps: Iterable[float] = (0.5, 0.9),
+    ) -> list[float]:
         """Exact percentiles of ``col`` over the ``n`` rows of ``table x`` matching ``where`` and
         the period (``picks`` for one group)."""
         return self.picks(table, index, col, [(where, extra, n)], ps)[0]
 
-    def picks(self, table: str, index: str, col: str, groups: list[tuple[str, Mapping[str, Any], int]],
-              ps: Iterable[float] = (0.5, 0.9), chunk: int = 200) -> list[list[float]]:
+    def picks(
+        self,
+        table: str,
+        index: str,
+        col: str,
+        groups: list[tuple[str, Mapping[str, Any], int]],
+        ps: Iterable[float] = (0.5, 0.9),
+        chunk: int = 200,
+    ) -> list[list[float]]:
         """Per group ``(where, params, n)``: exact percentiles (linear interpolation, as
         percentile_cont) of ``col`` over the ``n`` rows of ``table x`` matching ``where`` (with
         ``params``) and the period, by stepping to each rank from the nearer end of an index
@@ -1058,13 +1208,15 @@ class _Report:
                 own = where  # each read's own names for the group's parameters
                 for key in extra:
                     own = re.sub(rf":{key}\b", f":{key}_{j}", own)
-                read = (f"SELECT {j} AS j, s{j}.v AS v FROM (SELECT x.{col} AS v FROM {table} x{hint} "
-                        f"WHERE {own} AND x.{col} IS NOT NULL AND {self.created_in('x')} "
-                        f"ORDER BY x.{col} {order} LIMIT 2 OFFSET {skip}) s{j}")
+                read = (
+                    f"SELECT {j} AS j, s{j}.v AS v FROM (SELECT x.{col} AS v FROM {table} x{hint} "
+                    f"WHERE {own} AND x.{col} IS NOT NULL AND {self.created_in('x')} "
+                    f"ORDER BY x.{col} {order} LIMIT 2 OFFSET {skip}) s{j}"
+                )
                 jobs.append((i, pos, k, descending and k + 1 >= n, read, {f"{key}_{j}": v for key, v in extra.items()}))
         got: dict[int, list[float]] = {}
         for start in range(0, len(jobs), chunk):
-            part = jobs[start:start + chunk]
+            part = jobs[start : start + chunk]
             params = {key: v for job in part for key, v in job[5].items()}
             for r in self.rows(" UNION ALL ".join(job[4] for job in part), params):
                 got.setdefault(r.j, []).append(r.v)
@@ -1085,10 +1237,14 @@ class _Report:
             from ffctl.core.models import VISIT_SUMS
 
             sums = ", ".join(f"SUM(v.{c}) AS {c}" for c in VISIT_SUMS)
-            self._visit_sums = {r.g: r for r in self.rows(
-                f"SELECT v.node AS g, COUNT(v.seconds) AS n_seconds, COUNT(v.conf) AS n_conf, "
-                f"COUNT(v.alloc) AS n_alloc, {sums} FROM visit_fact v{hint} WHERE {self.created_in('v')} "
-                "GROUP BY v.node")}
+            self._visit_sums = {
+                r.g: r
+                for r in self.rows(
+                    f"SELECT v.node AS g, COUNT(v.seconds) AS n_seconds, COUNT(v.conf) AS n_conf, "
+                    f"COUNT(v.alloc) AS n_alloc, {sums} FROM visit_fact v{hint} WHERE {self.created_in('v')} "
+                    "GROUP BY v.node"
+                )
+            }
         return self._visit_sums
 
     def visit_times(self, col: str, count: str, unit_seconds: float = 1.0) -> dict[str, tuple[int, float, float]]:
@@ -1159,11 +1315,23 @@ class _Report:
         g, group = (f"f.{column}", f" GROUP BY f.{column}") if column else self.cut.group()
         pcts = ", ".join(
             f"COUNT(f.{t}) AS n_{t}, percentile_cont(0.5) WITHIN GROUP (ORDER BY f.{t}) AS {t}50, "
-            f"percentile_cont(0.9) WITHIN GROUP (ORDER BY f.{t}) AS {t}90" for t in _TIMES)
-        rows = self._keep(self.rows(f"SELECT {g} AS g, {orders} AS orders, {_SUMS}{more}, {pcts} FROM {table} f "
-                                    f"WHERE {where.format(a='f')} AND {self.frange}{group}"))
-        times = {t: {self._key(r.g): (int(getattr(r, f"n_{t}")), getattr(r, f"{t}50"), getattr(r, f"{t}90"))
-                     for r in rows if getattr(r, f"n_{t}")} for t in _TIMES}
+            f"percentile_cont(0.9) WITHIN GROUP (ORDER BY f.{t}) AS {t}90"
+            for t in _TIMES
+        )
+        rows = self._keep(
+            self.rows(
+                f"SELECT {g} AS g, {orders} AS orders, {_SUMS}{more}, {pcts} FROM {table} f "
+                f"WHERE {where.format(a='f')} AND {self.frange}{group}"
+            )
+        )
+        times = {
+            t: {
+                self._key(r.g): (int(getattr(r, f"n_{t}")), getattr(r, f"{t}50"), getattr(r, f"{t}90"))
+                for r in rows
+                if getattr(r, f"n_{t}")
+            }
+            for t in _TIMES
+        }
         return self._sums_of(rows), times
 
     def _grouped_sqlite(self) -> tuple[dict, dict]:
@@ -1172,9 +1340,13 @@ class _Report:
         table, column, cond, orders, more = self._facts_table()
         g, group = (f"f.{column}", f" GROUP BY f.{column}") if column else self.cut.group()
         counts = ", ".join(f"COUNT(f.{t}) AS n_{t}" for t in _TIMES)
-        rows = self._keep(self.rows(f"SELECT {g} AS g, {orders} AS orders, {_SUMS}{more}, {counts} "
-                                    f"FROM {table} f INDEXED BY {self._index('conf')} "
-                                    f"WHERE {cond.format(a='f')} AND {self.frange}{group}"))
+        rows = self._keep(
+            self.rows(
+                f"SELECT {g} AS g, {orders} AS orders, {_SUMS}{more}, {counts} "
+                f"FROM {table} f INDEXED BY {self._index('conf')} "
+                f"WHERE {cond.format(a='f')} AND {self.frange}{group}"
+            )
+        )
         cond = cond.format(a="x")
         times: dict[str, dict] = {t: {} for t in _TIMES}
         for t in _TIMES:
@@ -1189,7 +1361,9 @@ class _Report:
                     groups.append((r, (f"{cond} AND x.{column} IS NULL", {}, n)))
                 else:
                     groups.append((r, (f"{cond} AND x.{column} = :g", {"g": r.g}, n)))
-            for (r, (_w, _e, n)), (p50, p90) in zip(groups, self.picks(table, self._index(t), t, [g[1] for g in groups])):
+            for (r, (_w, _e, n)), (p50, p90) in zip(
+                groups, self.picks(table, self._index(t), t, [g[1] for g in groups])
+            ):
                 times[t][self._key(r.g)] = (n, p50, p90)
         return self._sums_of(rows), times
 
@@ -1210,8 +1384,11 @@ class _Report:
             g, group = "gx.g", " GROUP BY gx.g"
         else:
             source, (g, group) = "order_fact f", self.cut.group()
-        rows = [r for r in self.rows(f"SELECT {g} AS g, COUNT(*) AS orders, {_SUMS} FROM {source} "
-                                     f"WHERE {self.frange}{group}") if r.orders]
+        rows = [
+            r
+            for r in self.rows(f"SELECT {g} AS g, COUNT(*) AS orders, {_SUMS} FROM {source} WHERE {self.frange}{group}")
+            if r.orders
+        ]
         times = {t: self.percentiles(f"SELECT {g} AS g, f.{t} AS x FROM {source} WHERE {self.frange}") for t in _TIMES}
         return self._sums_of(rows), times
 
@@ -1230,34 +1407,43 @@ class _Report:
         else:
             source, (g, group) = "order_fact f", self.cut.group()
         today = local_date(self.now, self.cfg.timezone)
-        rows = self.rows(f"SELECT {g} AS g, SUM(f.units) AS n, SUM(f.units_on_time) AS good FROM {source} "
-                         f"WHERE {self.frange} AND f.units > 0 AND (f.shipped = 1 OR f.due < :today){group}",
-                         {"today": today})
+        rows = self.rows(
+            f"SELECT {g} AS g, SUM(f.units) AS n, SUM(f.units_on_time) AS good FROM {source} "
+            f"WHERE {self.frange} AND f.units > 0 AND (f.shipped = 1 OR f.due < :today){group}",
+            {"today": today},
+        )
         return {self._key(r.g): (int(r.n or 0), int(r.good or 0)) for r in rows if r.n}
 
     def return_reasons(self, top: int = 3) -> dict[str | None, list[dict]]:
         """Per group: the ``top`` return reasons by units (ties: alphabetical), SPEC 9.5."""
         if self.cut.line:
             g = "rl.sku" if self.cut.line == "sku" else "rp.category"
-            source = ("return_line rl JOIN order_fact f ON f.order_id = rl.order_id"
-                      + ("" if self.cut.line == "sku" else " LEFT JOIN product rp ON rp.sku = rl.sku"))
+            source = "return_line rl JOIN order_fact f ON f.order_id = rl.order_id" + (
+                "" if self.cut.line == "sku" else " LEFT JOIN product rp ON rp.sku = rl.sku"
+            )
         elif self.by == "node" and self.visits():  # the orders' first visits of each node, by index
-            source = ("return_line rl JOIN order_fact f ON f.order_id = rl.order_id "
-                      "JOIN visit_fact gx ON gx.order_id = rl.order_id AND gx.first = 1")
+            source = (
+                "return_line rl JOIN order_fact f ON f.order_id = rl.order_id "
+                "JOIN visit_fact gx ON gx.order_id = rl.order_id AND gx.first = 1"
+            )
             g = "gx.node"
         elif self.cut.mapping:
-            source = (f"return_line rl JOIN order_fact f ON f.order_id = rl.order_id "
-                      f"JOIN ({self.cut.mapping}) gx ON gx.order_id = rl.order_id")
+            source = (
+                f"return_line rl JOIN order_fact f ON f.order_id = rl.order_id "
+                f"JOIN ({self.cut.mapping}) gx ON gx.order_id = rl.order_id"
+            )
             g = "gx.g"
         else:
             source, g = "return_line rl JOIN order_fact f ON f.order_id = rl.order_id", self.cut.group()[0]
         out: dict[str | None, list[dict]] = {}
         # not cut: g is a constant, which PostgreSQL refuses in GROUP BY
         by_g, part = (f"{g}, ", f"PARTITION BY {g} ") if g != f"'{ALL}'" else ("", "")
-        for r in self.rows(f"SELECT g, reason, n FROM (SELECT {g} AS g, rl.reason AS reason, SUM(rl.qty) AS n, "
-                           f"ROW_NUMBER() OVER ({part}ORDER BY SUM(rl.qty) DESC, rl.reason) AS rn "
-                           f"FROM {source} WHERE {self.frange} GROUP BY {by_g}rl.reason) x WHERE rn <= {top} "
-                           "ORDER BY g, n DESC, reason"):
+        for r in self.rows(
+            f"SELECT g, reason, n FROM (SELECT {g} AS g, rl.reason AS reason, SUM(rl.qty) AS n, "
+            f"ROW_NUMBER() OVER ({part}ORDER BY SUM(rl.qty) DESC, rl.reason) AS rn "
+            f"FROM {source} WHERE {self.frange} GROUP BY {by_g}rl.reason) x WHERE rn <= {top} "
+            "ORDER BY g, n DESC, reason"
+        ):
             out.setdefault(self._key(r.g), []).append({"reason": r.reason, "units": int(r.n)})
         return out
 
@@ -1268,7 +1454,8 @@ class _Report:
             return {g: (int(r.line_shipped), int(r.line_returned or 0)) for g, r in facts.items() if r.line_shipped}
         rows = self.rows(
             f"SELECT x.g AS g, SUM(x.shipped) AS n, SUM(x.returned) AS back FROM ({_line_units_sql(self.cut.line)}) x "
-            f"JOIN order_fact f ON f.order_id = x.order_id WHERE {self.frange} GROUP BY x.g HAVING SUM(x.shipped) > 0")
+            f"JOIN order_fact f ON f.order_id = x.order_id WHERE {self.frange} GROUP BY x.g HAVING SUM(x.shipped) > 0"
+        )
         return {self._key(r.g): (int(r.n or 0), int(r.back or 0)) for r in rows}
 
     # -- facts that are not per order --
@@ -1278,8 +1465,10 @@ class _Report:
         if facts is not None:
             return {g: (int(r.line_picked), int(r.line_picked_right or 0)) for g, r in facts.items() if r.line_picked}
         join, cond = self.in_period("x")
-        sql = (f"SELECT x.g AS g, SUM(x.picked) AS n, SUM(x.picked_right) AS good "
-               f"FROM ({_line_picks_sql(self.cut.line)}) x{join} WHERE {cond} GROUP BY x.g")
+        sql = (
+            f"SELECT x.g AS g, SUM(x.picked) AS n, SUM(x.picked_right) AS good "
+            f"FROM ({_line_picks_sql(self.cut.line)}) x{join} WHERE {cond} GROUP BY x.g"
+        )
         return {self._key(r.g): (int(r.n), int(r.good or 0)) for r in self.rows(sql)}
 
     def time_in_node(self, unit_seconds: float = 1.0) -> dict[str | None, tuple[int, float | None, float | None]]:
@@ -1296,43 +1485,69 @@ class _Report:
     def _over(self, alias: str, stop: str) -> str:
         """Sum of wall-clock seconds past the deadline of visits ``alias`` that stopped at ``stop``."""
         end = f"COALESCE({stop}, :now)"
-        return (f"SUM(CASE WHEN {alias}.deadline IS NOT NULL AND {end} > {alias}.deadline "
-                f"THEN {self.sql.seconds(f'{alias}.deadline', end)} ELSE 0 END)")
+        return (
+            f"SUM(CASE WHEN {alias}.deadline IS NOT NULL AND {end} > {alias}.deadline "
+            f"THEN {self.sql.seconds(f'{alias}.deadline', end)} ELSE 0 END)"
+        )
 
     def _fact_breached(self) -> str:
         return breached_sql("nf", stop="nf.completed_at")
 
     def bottleneck_stats(self) -> list[dict]:
         """Per node: breaches and seconds over SLA (what the bottleneck weighs), from node_fact."""
-        sql = (f"SELECT nf.node AS node, SUM(CASE WHEN {self._fact_breached()} THEN 1 ELSE 0 END) AS breaches, "
-               f"{self._over('nf', 'nf.completed_at')} AS over_sla_seconds "
-               f"FROM node_fact nf WHERE {self.created_in('nf')} GROUP BY nf.node")
-        return [{"node": r.node, "decided": 0, "within": 0, "breaches": int(r.breaches or 0), "auto_actions": 0,
-                 "over_sla_seconds": float(r.over_sla_seconds or 0.0), "escalations": 0, "reminders": 0}
-                for r in self.rows(sql)]
+        sql = (
+            f"SELECT nf.node AS node, SUM(CASE WHEN {self._fact_breached()} THEN 1 ELSE 0 END) AS breaches, "
+            f"{self._over('nf', 'nf.completed_at')} AS over_sla_seconds "
+            f"FROM node_fact nf WHERE {self.created_in('nf')} GROUP BY nf.node"
+        )
+        return [
+            {
+                "node": r.node,
+                "decided": 0,
+                "within": 0,
+                "breaches": int(r.breaches or 0),
+                "auto_actions": 0,
+                "over_sla_seconds": float(r.over_sla_seconds or 0.0),
+                "escalations": 0,
+                "reminders": 0,
+            }
+            for r in self.rows(sql)
+        ]
 
     def lateness(self) -> dict[str | None, tuple[int, float | None, float | None]]:
         """Per node: (breached visits, p50, p90 of their business seconds past the deadline), from
         node_fact (every visit that can breach is there), or the task history."""
         if self.visits():
-            visits = (f"SELECT nf.node AS g, nf.node AS node, nf.deadline AS a, COALESCE(nf.completed_at, :now) AS b "
-                      f"FROM node_fact nf WHERE {self._fact_breached()} AND {self.created_in('nf')}")
+            visits = (
+                f"SELECT nf.node AS g, nf.node AS node, nf.deadline AS a, COALESCE(nf.completed_at, :now) AS b "
+                f"FROM node_fact nf WHERE {self._fact_breached()} AND {self.created_in('nf')}"
+            )
             return self.percentiles(_BusinessTime(self.sql, self.cfg).values(visits))
         join, cond = self.in_period("t")
         stop = stopped_sql("t")
-        visits = (f"SELECT t.node AS g, t.node AS node, t.deadline AS a, COALESCE({stop}, :now) AS b FROM task t{join} "
-                  f"WHERE t.status <> 'skipped' AND {breached_sql('t')} AND {cond}")
+        visits = (
+            f"SELECT t.node AS g, t.node AS node, t.deadline AS a, COALESCE({stop}, :now) AS b FROM task t{join} "
+            f"WHERE t.status <> 'skipped' AND {breached_sql('t')} AND {cond}"
+        )
         return self.percentiles(_BusinessTime(self.sql, self.cfg).values(visits))
 
     def node_stats(self) -> list[dict]:
         """Per node: decided, within SLA, breaches, auto actions, seconds over SLA, escalations, reminders."""
         if self.visits():
             late = {r["node"]: r for r in self.bottleneck_stats()}
-            return [{"node": node, "decided": int(r.decided or 0), "within": int(r.within or 0),
-                     "breaches": late.get(node, {}).get("breaches", 0), "auto_actions": int(r.auto or 0),
-                     "over_sla_seconds": late.get(node, {}).get("over_sla_seconds", 0.0),
-                     "escalations": int(r.escalations or 0), "reminders": int(r.reminders or 0)}
-                    for node, r in self.visit_sums().items()]
+            return [
+                {
+                    "node": node,
+                    "decided": int(r.decided or 0),
+                    "within": int(r.within or 0),
+                    "breaches": late.get(node, {}).get("breaches", 0),
+                    "auto_actions": int(r.auto or 0),
+                    "over_sla_seconds": late.get(node, {}).get("over_sla_seconds", 0.0),
+                    "escalations": int(r.escalations or 0),
+                    "reminders": int(r.reminders or 0),
+                }
+                for node, r in self.visit_sums().items()
+            ]
         join, cond = self.in_period("t")
         sql = (
             "SELECT t.node AS node, "
@@ -1344,9 +1559,16 @@ class _Report:
             f"FROM task t{join} WHERE t.status <> 'skipped' AND {cond} GROUP BY t.node"
         )
         stats = {
-            r.node: {"node": r.node, "decided": int(r.decided or 0), "within": int(r.within or 0),
-                     "breaches": int(r.breaches or 0), "auto_actions": int(r.auto_actions or 0),
-                     "over_sla_seconds": float(r.over_sla_seconds or 0.0), "escalations": 0, "reminders": 0}
+            r.node: {
+                "node": r.node,
+                "decided": int(r.decided or 0),
+                "within": int(r.within or 0),
+                "breaches": int(r.breaches or 0),
+                "auto_actions": int(r.auto_actions or 0),
+                "over_sla_seconds": float(r.over_sla_seconds or 0.0),
+                "escalations": 0,
+                "reminders": 0,
+            }
             for r in self.rows(sql)
         }
         join, cond = self.in_period("e")
@@ -1356,9 +1578,19 @@ class _Report:
             f"FROM event e{join} WHERE e.event IN ('escalated', 'reminded') AND {cond} GROUP BY e.node"
         )
         for r in self.rows(events):
-            row = stats.setdefault(r.node, {"node": r.node, "decided": 0, "within": 0, "breaches": 0,
-                                            "auto_actions": 0, "over_sla_seconds": 0.0, "escalations": 0,
-                                            "reminders": 0})
+            row = stats.setdefault(
+                r.node,
+                {
+                    "node": r.node,
+                    "decided": 0,
+                    "within": 0,
+                    "breaches": 0,
+                    "auto_actions": 0,
+                    "over_sla_seconds": 0.0,
+                    "escalations": 0,
+                    "reminders": 0,
+                },
+            )
             row["escalations"] += int(r.escalations or 0)
             row["reminders"] += int(r.reminders or 0)
         return list(stats.values())
@@ -1370,14 +1602,22 @@ def _in(values: Iterable[str]) -> str:
 
 # --- assembling rows -------------------------------------------------------------------------
 
+
 def _round(value: float | None, unit: str) -> float | None:
     if value is None:
         return None
     return round(float(value), 6 if unit == "rate" else 3)
 
 
-def kpi_row(name: str, group: str | None, actual: float | None, count: int, targets: Mapping[str, float],
-            p90: float | None = None, baseline: Mapping[str, float] | None = None) -> dict:
+def kpi_row(
+    name: str,
+    group: str | None,
+    actual: float | None,
+    count: int,
+    targets: Mapping[str, float],
+    p90: float | None = None,
+    baseline: Mapping[str, float] | None = None,
+) -> dict:
     """One KPI row: baseline (``[kpi.baseline]``, where it stood before), actual, target, gap
     (= actual - target), met, count; p90 for time KPIs."""
     unit, higher_better = KPIS[name]
@@ -1385,8 +1625,19 @@ def kpi_row(name: str, group: str | None, actual: float | None, count: int, targ
     actual = _round(actual, unit)
     gap = _round(actual - target, unit) if actual is not None and target is not None else None
     met = None if gap is None else (gap >= 0 if higher_better else gap <= 0)
-    return {"kpi": name, "group": group, "baseline": (baseline or {}).get(name), "actual": actual, "target": target,
-            "gap": gap, "count": count, "p90": _round(p90, unit), "unit": unit, "met": met, "node": None}
+    return {
+        "kpi": name,
+        "group": group,
+        "baseline": (baseline or {}).get(name),
+        "actual": actual,
+        "target": target,
+        "gap": gap,
+        "count": count,
+        "p90": _round(p90, unit),
+        "unit": unit,
+        "met": met,
+        "node": None,
+    }
 
 
 def percent_decimals(actual: float | None, target: float | None, least: int = 2) -> int:
@@ -1414,8 +1665,14 @@ def bottleneck(node_stats: list[dict]) -> dict | None:
         o_share = r["over_sla_seconds"] / over if over else 0.0
         score = (b_share + o_share) / 2
         if score > 0 and (best is None or score > best["score"]):
-            best = {"node": r["node"], "score": score, "breach_share": b_share, "over_sla_share": o_share,
-                    "breaches": r["breaches"], "over_sla_seconds": r["over_sla_seconds"]}
+            best = {
+                "node": r["node"],
+                "score": score,
+                "breach_share": b_share,
+                "over_sla_share": o_share,
+                "breaches": r["breaches"],
+                "over_sla_seconds": r["over_sla_seconds"],
+            }
     return best
 
 
@@ -1424,16 +1681,41 @@ def bottleneck_row(stats: list[dict]) -> dict:
     sum of time over SLA only weighs nodes against each other: the row gives its share, and
     ``report sla`` the node's lateness (business time past the deadline, p50/p90)."""
     b = bottleneck(stats)
-    row = {"kpi": "bottleneck", "group": ALL, "baseline": None, "actual": None, "target": None, "gap": None, "count": 0,
-           "p90": None, "unit": "share", "met": None, "node": None, "breach_share": None, "over_sla_share": None}
+    row = {
+        "kpi": "bottleneck",
+        "group": ALL,
+        "baseline": None,
+        "actual": None,
+        "target": None,
+        "gap": None,
+        "count": 0,
+        "p90": None,
+        "unit": "share",
+        "met": None,
+        "node": None,
+        "breach_share": None,
+        "over_sla_share": None,
+    }
     if b:
-        row.update(actual=round(b["score"], 6), count=b["breaches"], node=b["node"],
-                   breach_share=round(b["breach_share"], 6), over_sla_share=round(b["over_sla_share"], 6))
+        row.update(
+            actual=round(b["score"], 6),
+            count=b["breaches"],
+            node=b["node"],
+            breach_share=round(b["breach_share"], 6),
+            over_sla_share=round(b["over_sla_share"], 6),
+        )
     return row
 
 
-def kpi_report(session: Session, cfg: Config, *, now: datetime, period: Period = Period(), by: str | None = None,
-               source: str = "auto") -> list[dict]:
+def kpi_report(
+    session: Session,
+    cfg: Config,
+    *,
+    now: datetime,
+    period: Period = Period(),
+    by: str | None = None,
+    source: str = "auto",
+) -> list[dict]:
     """``report kpi``: rows ``{kpi, group, baseline, actual, target, gap, count, p90, unit, met, node}``.
 
     KPI-major (every group of one KPI, then the next KPI), then one ``bottleneck`` row for the
@@ -1462,8 +1744,9 @@ def kpi_report(session: Session, cfg: Config, *, now: datetime, period: Period =
         "fill_rate": rep.fill_rate(),
         "perfect_order": {g: (v["delivered"], v["perfect"]) for g, v in sums.items()},
         "sla_attainment": sla,
-        "return_rate": rep.line_returns() if rep.cut.line else {
-            g: (v["units_shipped"], v["units_returned"]) for g, v in sums.items() if v["units_shipped"]},
+        "return_rate": rep.line_returns()
+        if rep.cut.line
+        else {g: (v["units_shipped"], v["units_returned"]) for g, v in sums.items() if v["units_shipped"]},
     }
     reasons = rep.return_reasons()
     groups: set[str | None] = set(sums)
@@ -1491,7 +1774,9 @@ def _node_order(cfg: Config, names: Iterable[str]) -> list[str]:
     return sorted(set(names), key=lambda n: (known.index(n) if n in known else len(known), n))
 
 
-def sla_report(session: Session, cfg: Config, *, now: datetime, period: Period = Period(), source: str = "auto") -> list[dict]:
+def sla_report(
+    session: Session, cfg: Config, *, now: datetime, period: Period = Period(), source: str = "auto"
+) -> list[dict]:
     """``report sla``: per node, completed (decided) visits, within SLA, attainment, p50/p90 time
     in node (seconds, wall clock) against the SLA, breaches, their lateness (p50/p90 business
     seconds past the deadline), escalations, reminders, auto actions, and whether it is the
@@ -1504,43 +1789,59 @@ def sla_report(session: Session, cfg: Config, *, now: datetime, period: Period =
     target = cfg.kpi_targets.get("sla_attainment")
     out = []
     for node in _node_order(cfg, [*stats, *(n for n in times if n is not None)]):
-        r = stats.get(node, {"decided": 0, "within": 0, "breaches": 0, "auto_actions": 0, "escalations": 0,
-                             "reminders": 0, "over_sla_seconds": 0.0})
+        r = stats.get(
+            node,
+            {
+                "decided": 0,
+                "within": 0,
+                "breaches": 0,
+                "auto_actions": 0,
+                "escalations": 0,
+                "reminders": 0,
+                "over_sla_seconds": 0.0,
+            },
+        )
         n, p50, p90 = times.get(node, (0, None, None))
         _late_n, late50, late90 = late.get(node, (0, None, None))
         spec = cfg.nodes.get(node)
         attainment = r["within"] / r["decided"] if r["decided"] else None
-        out.append({
-            "node": node,
-            "owner": spec.owner if spec else None,
-            "completed": r["decided"],
-            "within_sla": r["within"],
-            "attainment": _round(attainment, "rate"),
-            "target": target,
-            "met": None if attainment is None or target is None else attainment >= target,
-            "p50_seconds": _round(p50, "seconds"),
-            "p90_seconds": _round(p90, "seconds"),
-            "sla_seconds": spec.sla_seconds if spec else None,
-            "breaches": r["breaches"],
-            "late_p50_seconds": _round(late50, "seconds"),
-            "late_p90_seconds": _round(late90, "seconds"),
-            "escalations": r["escalations"],
-            "reminders": r["reminders"],
-            "auto_actions": r["auto_actions"],
-            "bottleneck": bool(worst and worst["node"] == node),
-        })
+        out.append(
+            {
+                "node": node,
+                "owner": spec.owner if spec else None,
+                "completed": r["decided"],
+                "within_sla": r["within"],
+                "attainment": _round(attainment, "rate"),
+                "target": target,
+                "met": None if attainment is None or target is None else attainment >= target,
+                "p50_seconds": _round(p50, "seconds"),
+                "p90_seconds": _round(p90, "seconds"),
+                "sla_seconds": spec.sla_seconds if spec else None,
+                "breaches": r["breaches"],
+                "late_p50_seconds": _round(late50, "seconds"),
+                "late_p90_seconds": _round(late90, "seconds"),
+                "escalations": r["escalations"],
+                "reminders": r["reminders"],
+                "auto_actions": r["auto_actions"],
+                "bottleneck": bool(worst and worst["node"] == node),
+            }
+        )
     return out
 
 
 # --- dashboard series ------------------------------------------------------------------------
 
-def breaches_by_owner(session: Session, cfg: Config, *, now: datetime, period: Period = Period(),
-                      source: str = "auto") -> list[dict]:
+
+def breaches_by_owner(
+    session: Session, cfg: Config, *, now: datetime, period: Period = Period(), source: str = "auto"
+) -> list[dict]:
     """Breached node visits per owner role (auto nodes without an owner show as null)."""
     rep = _Report(session, cfg, now=now, period=period, by=None, source=source)
     if rep.visits():
-        sql = (f"SELECT nf.owner AS owner, COUNT(*) AS breaches FROM node_fact nf WHERE {rep._fact_breached()} "
-               f"AND {rep.created_in('nf')} GROUP BY nf.owner ORDER BY 2 DESC, 1")
+        sql = (
+            f"SELECT nf.owner AS owner, COUNT(*) AS breaches FROM node_fact nf WHERE {rep._fact_breached()} "
+            f"AND {rep.created_in('nf')} GROUP BY nf.owner ORDER BY 2 DESC, 1"
+        )
         return [{"owner": r.owner, "breaches": int(r.breaches)} for r in rep.rows(sql)]
     join, cond = rep.in_period("t")
     sql = (
@@ -1564,8 +1865,15 @@ def nice_step(span: float, buckets: int = 12) -> float:
     return 10 * power
 
 
-def cycle_time_histogram(session: Session, cfg: Config, *, now: datetime, period: Period = Period(),
-                         at_least: float | None = None, source: str = "auto") -> dict:
+def cycle_time_histogram(
+    session: Session,
+    cfg: Config,
+    *,
+    now: datetime,
+    period: Period = Period(),
+    at_least: float | None = None,
+    source: str = "auto",
+) -> dict:
     """Shipped orders by cycle time (hours) in round buckets up to about the p95, or to ``at_least``
     hours when that is further (so a target's mark lands on the axis); the last bucket holds
     everything longer. ``{step, buckets: [{start, end, count}], overflow_from}``. From order_fact's
@@ -1584,7 +1892,9 @@ def cycle_time_histogram(session: Session, cfg: Config, *, now: datetime, period
             p95 = rep.rows(rep.sql.percentiles(values, (0.95,)))[0].p95
     else:
         hours = rep.sql.seconds("o.created_at", "o.shipped_at") + " / 3600.0"
-        values = f"SELECT '{ALL}' AS g, {hours} AS x FROM orders o WHERE o.shipped_at IS NOT NULL AND {rep.created_in('o')}"
+        values = (
+            f"SELECT '{ALL}' AS g, {hours} AS x FROM orders o WHERE o.shipped_at IS NOT NULL AND {rep.created_in('o')}"
+        )
         stats = rep.rows(rep.sql.percentiles(values, (0.95,)))
         if not stats or stats[0].n == 0:
             return {"step": None, "buckets": [], "overflow_from": None}
@@ -1597,8 +1907,10 @@ def cycle_time_histogram(session: Session, cfg: Config, *, now: datetime, period
         f"ELSE CAST(x / {step} AS INTEGER) END AS b FROM ({values}) v) q GROUP BY b ORDER BY b"
     )
     counts = {int(r.b): int(r.n) for r in rep.rows(sql)}
-    buckets = [{"start": i * step, "end": (i + 1) * step if i < last else None, "count": counts.get(i, 0)}
-               for i in range(last + 1)]
+    buckets = [
+        {"start": i * step, "end": (i + 1) * step if i < last else None, "count": counts.get(i, 0)}
+        for i in range(last + 1)
+    ]
     if buckets and buckets[-1]["count"] == 0:
         buckets.pop()
     return {"step": step, "buckets": buckets, "overflow_from": last * step}

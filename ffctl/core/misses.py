@@ -53,8 +53,9 @@ COMPONENTS = ("late", "short", "wrong_item", "delivery_issue", "returned")
 #: ``--by`` dimensions: cause and the cause's node, role, SKU, supplier (miss_fact columns), and
 #: the order's region and channel (order_fact columns).
 DIMENSIONS = ("cause", "node", "role", "sku", "supplier", "region", "channel")
-_MISS_COLUMNS = ("order_id, created_at, late, short, wrong_item, delivery_issue, returned, cause, node, role, "
-                 "sku, supplier")
+_MISS_COLUMNS = (
+    "order_id, created_at, late, short, wrong_item, delivery_issue, returned, cause, node, role, sku, supplier"
+)
 
 
 def _in(values) -> str:
@@ -62,8 +63,11 @@ def _in(values) -> str:
 
 
 def _owner_case(cfg: Config, col: str) -> str:
-    whens = " ".join(f"WHEN '{n.replace(chr(39), chr(39) * 2)}' THEN '{s.owner.replace(chr(39), chr(39) * 2)}'"
-                     for n, s in sorted(cfg.nodes.items()) if s.owner)
+    whens = " ".join(
+        f"WHEN '{n.replace(chr(39), chr(39) * 2)}' THEN '{s.owner.replace(chr(39), chr(39) * 2)}'"
+        for n, s in sorted(cfg.nodes.items())
+        if s.owner
+    )
     return f"(CASE {col} {whens} END)" if whens else "NULL"
 
 
@@ -76,8 +80,10 @@ def misses_select(sql, cfg: Config, scope: str) -> str:
     stopped = stopped_sql("t")
     breached = breached_sql("t", now="NULL")  # stopped past the deadline: these orders have shipped
     shipped = f"SELECT o.order_id FROM orders o WHERE o.shipped_at IS NOT NULL AND {scope}"
-    late = (f"CASE WHEN o.promised_ship_date IS NOT NULL AND {sql.local_date('o.shipped_at')} <= o.promised_ship_date "
-            "THEN 0 ELSE 1 END")
+    late = (
+        f"CASE WHEN o.promised_ship_date IS NOT NULL AND {sql.local_date('o.shipped_at')} <= o.promised_ship_date "
+        "THEN 0 ELSE 1 END"
+    )
     base = (
         f"SELECT o.order_id, o.created_at, {late} AS late, "
         "CASE WHEN COALESCE(lu.cancelled, 0) > 0 THEN 1 ELSE 0 END AS short, "
@@ -102,8 +108,10 @@ def misses_select(sql, cfg: Config, scope: str) -> str:
         f"WHERE t.node IN {_in(alloc) if alloc else '(NULL)'} AND t.status <> 'skipped' AND {breached} "
         f"AND t.order_id IN ({shipped})) x WHERE rn = 1"
     )
-    visits = (f"SELECT t.id AS g, t.node AS node, t.deadline AS a, {stopped} AS b FROM task t "
-              f"WHERE t.status <> 'skipped' AND {breached} AND t.order_id IN ({shipped})")
+    visits = (
+        f"SELECT t.id AS g, t.node AS node, t.deadline AS a, {stopped} AS b FROM task t "
+        f"WHERE t.status <> 'skipped' AND {breached} AND t.order_id IN ({shipped})"
+    )
     over = _BusinessTime(sql, cfg).values(visits)
     worst = (
         "SELECT order_id, node FROM (SELECT t.order_id, t.node, ROW_NUMBER() OVER (PARTITION BY t.order_id "
@@ -129,10 +137,14 @@ def misses_select(sql, cfg: Config, scope: str) -> str:
         "WHEN rr.reason IS NOT NULL THEN 'returned:' || rr.reason "
         "WHEN m.late = 1 THEN 'unexplained:late' ELSE 'unexplained:short' END"
     )
-    node = ("CASE WHEN so.sku IS NOT NULL THEN so.node WHEN hd.order_id IS NOT NULL THEN hd.node "
-            "WHEN bn.node IS NOT NULL THEN bn.node END")
-    sku = ("CASE WHEN so.sku IS NOT NULL THEN so.sku WHEN bn.node IS NOT NULL OR hd.order_id IS NOT NULL THEN NULL "
-           "WHEN m.wrong_item = 1 THEN m.pick_sku WHEN m.issue IS NOT NULL THEN NULL ELSE rr.sku END")
+    node = (
+        "CASE WHEN so.sku IS NOT NULL THEN so.node WHEN hd.order_id IS NOT NULL THEN hd.node "
+        "WHEN bn.node IS NOT NULL THEN bn.node END"
+    )
+    sku = (
+        "CASE WHEN so.sku IS NOT NULL THEN so.sku WHEN bn.node IS NOT NULL OR hd.order_id IS NOT NULL THEN NULL "
+        "WHEN m.wrong_item = 1 THEN m.pick_sku WHEN m.issue IS NOT NULL THEN NULL ELSE rr.sku END"
+    )
     return (
         f"SELECT m.order_id, m.created_at, m.late, m.short, m.wrong_item, "
         f"CASE WHEN m.issue IS NOT NULL THEN 1 ELSE 0 END, m.returned, {cause}, {node}, "
@@ -159,13 +171,20 @@ def why_not_perfect(session: Session, cfg: Config, order_id: str, now: datetime)
     from ffctl.core.kpi import _Sql
 
     sql = _Sql(session, cfg.timezone, now)
-    row = session.execute(sa.text(misses_select(sql, cfg, "o.order_id = :oid")),
-                          {"oid": order_id, "tz": cfg.timezone}).first()
+    row = session.execute(
+        sa.text(misses_select(sql, cfg, "o.order_id = :oid")), {"oid": order_id, "tz": cfg.timezone}
+    ).first()
     if row is None:
         return None
     _oid, _created, *flags, cause, node, role, sku, supplier = row
-    return {"components": [c for c, f in zip(COMPONENTS, flags) if f], "cause": cause, "node": node,
-            "role": role, "sku": sku, "supplier": supplier}
+    return {
+        "components": [c for c, f in zip(COMPONENTS, flags) if f],
+        "cause": cause,
+        "node": node,
+        "role": role,
+        "sku": sku,
+        "supplier": supplier,
+    }
 
 
 def describe(why: dict | None) -> str | None:
@@ -194,10 +213,12 @@ def describe(why: dict | None) -> str | None:
     else:
         text = _("nothing in its history explains it")
     return _("{components}; cause: {cause}").format(
-        components=", ".join(c.replace("_", " ") for c in why["components"]), cause=text)
+        components=", ".join(c.replace("_", " ") for c in why["components"]), cause=text
+    )
 
 
 # --- the report ------------------------------------------------------------------------------
+
 
 def _source(by: str) -> tuple[str, str]:
     """(FROM clause over miss_fact mf, group expression) for a ``--by`` dimension."""
@@ -232,26 +253,35 @@ def pareto(session: Session, cfg: Config, *, period, by: str = "cause") -> list[
     source, g = _source(by)
     params: dict = {}
     where = _period(period, params)
-    extra = ", MAX(mf.role) AS role, MAX(mf.supplier) AS supplier" if by == "cause" else \
-        ", NULL AS role, NULL AS supplier"
-    rows = session.execute(_statement(
-        f"SELECT {g} AS g, COUNT(*) AS n{extra} FROM {source} WHERE {where} GROUP BY {g}", params), params).all()
+    extra = (
+        ", MAX(mf.role) AS role, MAX(mf.supplier) AS supplier" if by == "cause" else ", NULL AS role, NULL AS supplier"
+    )
+    rows = session.execute(
+        _statement(f"SELECT {g} AS g, COUNT(*) AS n{extra} FROM {source} WHERE {where} GROUP BY {g}", params), params
+    ).all()
     rows = sorted(rows, key=lambda r: (-r.n, r.g is None, r.g or ""))
     total = sum(r.n for r in rows)
     out, running = [], 0
     for r in rows:
         running += r.n
-        row = {"group": r.g, "orders": int(r.n), "share": round(r.n / total, 6),
-               "cumulative_share": round(running / total, 6)}
+        row = {
+            "group": r.g,
+            "orders": int(r.n),
+            "share": round(r.n / total, 6),
+            "cumulative_share": round(running / total, 6),
+        }
         if by == "cause":
-            row.update(role=r.role if str(r.g).startswith("node:") else None,
-                       supplier=r.supplier if str(r.g).startswith("stockout:") else None)
+            row.update(
+                role=r.role if str(r.g).startswith("node:") else None,
+                supplier=r.supplier if str(r.g).startswith("stockout:") else None,
+            )
         out.append(row)
     return out
 
 
-def missed_orders(session: Session, cfg: Config, *, period, by: str = "cause", group: str | None = None,
-                  batch: int = 5000) -> Iterator[dict]:
+def missed_orders(
+    session: Session, cfg: Config, *, period, by: str = "cause", group: str | None = None, batch: int = 5000
+) -> Iterator[dict]:
     """The missed orders (streamed, by order id), optionally only those of one ``group`` of ``by``
     (``node`` alone matches every ``node:...`` cause when ``by`` is cause)."""
     source, g = _source(by)
@@ -265,21 +295,33 @@ def missed_orders(session: Session, cfg: Config, *, period, by: str = "cause", g
         else:
             where += f" AND {g} = :group"
             params["group"] = group
-    cols = ("mf.order_id, mf.created_at, mf.late, mf.short, mf.wrong_item, mf.delivery_issue, mf.returned, "
-            "mf.cause, mf.node, mf.role, mf.sku, mf.supplier")
+    cols = (
+        "mf.order_id, mf.created_at, mf.late, mf.short, mf.wrong_item, mf.delivery_issue, mf.returned, "
+        "mf.cause, mf.node, mf.role, mf.sku, mf.supplier"
+    )
     if "order_fact f" not in source:
         source += " LEFT JOIN order_fact f ON f.order_id = mf.order_id"
     text = f"SELECT {cols}, f.region, f.channel FROM {source} WHERE {where}"
     after = ""
     while True:
-        rows = session.execute(_statement(
-            f"{text} AND mf.order_id > :after ORDER BY mf.order_id LIMIT {batch}", params),
-            {**params, "after": after}).all()
+        rows = session.execute(
+            _statement(f"{text} AND mf.order_id > :after ORDER BY mf.order_id LIMIT {batch}", params),
+            {**params, "after": after},
+        ).all()
         for r in rows:
             flags = (r.late, r.short, r.wrong_item, r.delivery_issue, r.returned)
-            yield {"order_id": r.order_id, "created_at": UTCDateTime().process_result_value(r.created_at, None),
-                   "components": [c for c, f in zip(COMPONENTS, flags) if f], "cause": r.cause, "node": r.node,
-                   "role": r.role, "sku": r.sku, "supplier": r.supplier, "region": r.region, "channel": r.channel}
+            yield {
+                "order_id": r.order_id,
+                "created_at": UTCDateTime().process_result_value(r.created_at, None),
+                "components": [c for c, f in zip(COMPONENTS, flags) if f],
+                "cause": r.cause,
+                "node": r.node,
+                "role": r.role,
+                "sku": r.sku,
+                "supplier": r.supplier,
+                "region": r.region,
+                "channel": r.channel,
+            }
         if len(rows) < batch:
             return
         after = rows[-1].order_id

@@ -59,6 +59,7 @@ def _where(cond: str) -> dict:
 
 # --- master data -----------------------------------------------------------------------------
 
+
 class Supplier(_Table, table=True):
     supplier: str = Field(primary_key=True)
     name: str
@@ -88,6 +89,7 @@ class Customer(_Table, table=True):
 
 
 # --- stock -----------------------------------------------------------------------------------
+
 
 class Stock(_Table, table=True):
     """On hand and reserved per (sku, warehouse). Only core/stock/ writes ``allocated``."""
@@ -142,14 +144,13 @@ class StockMove(_Table, table=True):
 
 # --- orders ----------------------------------------------------------------------------------
 
+
 class Order(_Table, table=True):
     __tablename__ = "orders"
     __table_args__ = (
         sa.Index("ix_orders_status_node", "status", "node"),
         sa.Index("ix_orders_created_at", "created_at"),
-        sa.CheckConstraint(
-            "status in ('open','on_hold','shipped','delivered','cancelled')", name="ck_orders_status"
-        ),
+        sa.CheckConstraint("status in ('open','on_hold','shipped','delivered','cancelled')", name="ck_orders_status"),
     )
     order_id: str = Field(primary_key=True)
     customer: str = Field(foreign_key="customer.customer", index=True)
@@ -184,8 +185,10 @@ class OrderLine(_Table, table=True):
         sa.UniqueConstraint("order_id", "line_no", name="uq_order_line"),
         sa.CheckConstraint("qty > 0", name="ck_order_line_qty_pos"),
         sa.CheckConstraint("allocated >= 0 AND allocated <= qty", name="ck_order_line_allocated"),
-        sa.CheckConstraint("cancelled >= 0 AND shipped >= 0 AND shipped <= allocated AND allocated + cancelled <= qty",
-                           name="ck_order_line_served"),
+        sa.CheckConstraint(
+            "cancelled >= 0 AND shipped >= 0 AND shipped <= allocated AND allocated + cancelled <= qty",
+            name="ck_order_line_served",
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     order_id: str = Field(foreign_key="orders.order_id", ondelete="CASCADE")
@@ -309,6 +312,7 @@ class QcBatch(_Table, table=True):
 
 # --- workflow --------------------------------------------------------------------------------
 
+
 class Task(_Table, table=True):
     """One visit of an order to a workflow node, with its SLA clock.
 
@@ -329,9 +333,7 @@ class Task(_Table, table=True):
         # the breach forecast's history: a node's latest finished visits (core/forecast.py)
         sa.Index("ix_task_finished", "node", "completed_at", **_where("status IN ('done', 'rejected')")),
         sa.Index("uq_task_one_open", "order_id", unique=True, **_where("status = 'open'")),
-        sa.CheckConstraint(
-            "status in ('open','done','rejected','skipped','cancelled')", name="ck_task_status"
-        ),
+        sa.CheckConstraint("status in ('open','done','rejected','skipped','cancelled')", name="ck_task_status"),
         sa.CheckConstraint("sla_state in ('on_track','at_risk','breached')", name="ck_task_sla_state"),
     )
     id: int | None = Field(default=None, primary_key=True)
@@ -414,6 +416,7 @@ class OrderFlag(_Table, table=True):
 
 # --- notifications, rules, schedules ---------------------------------------------------------
 
+
 class Notification(_Table, table=True):
     """The outbox: written in the transaction of the event that causes it, delivered later."""
 
@@ -473,6 +476,7 @@ class ScheduleRun(_Table, table=True):
 
 # --- report facts (derived; rebuilt from the tables above by core/kpi.py) ---------------------
 
+
 class OrderFact(_Table, table=True):
     """One row per order with what ``report kpi`` needs, so a report reads 1 narrow row per
     order instead of the task history. Written only by ``kpi.refresh_facts``, which rewrites
@@ -498,7 +502,9 @@ class OrderFact(_Table, table=True):
     picked_right: int = 0
     decided: int = 0
     within: int = 0
-    units: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # ordered less cancelled (0: order cancelled)
+    units: int = Field(
+        default=0, sa_column_kwargs={"server_default": "0"}
+    )  # ordered less cancelled (0: order cancelled)
     units_on_time: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # shipped by the promised date
     due: date | None = None  # the promised ship date: fill rate counts the order once it passed
     units_shipped: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # return rate's denominator
@@ -525,9 +531,24 @@ class NodeFact(_Table, table=True):
 
 #: visit_fact's per-node sums, read in node order off its covering index ix_visit_fact_sums (no sort
 #: of every visit); the percentiles step through the narrow (node, time, created_at) indexes
-VISIT_SUMS = ("decided", "within", "auto", "first", "escalations", "reminders",
-              "shipped", "on_time", "delivered", "perfect", "picked", "picked_right", "units", "units_on_time",
-              "units_shipped", "units_returned")
+VISIT_SUMS = (
+    "decided",
+    "within",
+    "auto",
+    "first",
+    "escalations",
+    "reminders",
+    "shipped",
+    "on_time",
+    "delivered",
+    "perfect",
+    "picked",
+    "picked_right",
+    "units",
+    "units_on_time",
+    "units_shipped",
+    "units_returned",
+)
 
 
 class VisitFact(_Table, table=True):
@@ -572,9 +593,25 @@ class VisitFact(_Table, table=True):
 
 
 #: group_fact's sums, read in (cut, g) order off its covering index ix_group_fact_sums
-GROUP_SUMS = ("member", "shipped", "on_time", "delivered", "perfect", "picked", "picked_right", "decided", "within",
-              "units", "units_on_time", "units_shipped", "units_returned",
-              "line_picked", "line_picked_right", "line_shipped", "line_returned")
+GROUP_SUMS = (
+    "member",
+    "shipped",
+    "on_time",
+    "delivered",
+    "perfect",
+    "picked",
+    "picked_right",
+    "decided",
+    "within",
+    "units",
+    "units_on_time",
+    "units_shipped",
+    "units_returned",
+    "line_picked",
+    "line_picked_right",
+    "line_shipped",
+    "line_returned",
+)
 
 
 class GroupFact(_Table, table=True):

@@ -93,17 +93,24 @@ class SendReport:
     items: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"sent": self.sent, "retrying": self.retrying, "failed": self.failed, "deferred": self.deferred,
-                "items": list(self.items)}
+        return {
+            "sent": self.sent,
+            "retrying": self.retrying,
+            "failed": self.failed,
+            "deferred": self.deferred,
+            "items": list(self.items),
+        }
 
 
 # --- channels --------------------------------------------------------------------------------------
 
+
 class _Channels:
     """One delivery run's connections (one SMTP session reused across a batch)."""
 
-    def __init__(self, cfg: Config, *, wall_clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, cfg: Config, *, wall_clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self.cfg = cfg
         self._smtp: smtplib.SMTP | None = None
         # endpoints that could not be reached in this run: their other rows fail at once, so
@@ -141,18 +148,26 @@ class _Channels:
                     smtp.starttls(context=context)
             if email.password_env:
                 if not email.login_allowed():
-                    raise DeliveryError(_(
-                        "SMTP {host}:{port}: refusing to send the password without verified TLS; "
-                        "set starttls = true or tls = true in [notify] email").format(host=email.host, port=email.port))
+                    raise DeliveryError(
+                        _(
+                            "SMTP {host}:{port}: refusing to send the password without verified TLS; "
+                            "set starttls = true or tls = true in [notify] email"
+                        ).format(host=email.host, port=email.port)
+                    )
                 password = os.environ.get(email.password_env)
                 if password is None:
-                    raise DeliveryError(_("the SMTP password variable {variable} is not set").format(variable=email.password_env))
+                    raise DeliveryError(
+                        _("the SMTP password variable {variable} is not set").format(variable=email.password_env)
+                    )
                 try:
                     smtp.login(email.username or email.sender, password)
                 except UnicodeEncodeError:  # smtplib sends AUTH as ASCII
-                    raise DeliveryError(_("SMTP {host}:{port}: the user name or the password in {variable} is not "
-                                          "ASCII text, which SMTP login cannot carry").format(
-                        host=email.host, port=email.port, variable=email.password_env)) from None
+                    raise DeliveryError(
+                        _(
+                            "SMTP {host}:{port}: the user name or the password in {variable} is not "
+                            "ASCII text, which SMTP login cannot carry"
+                        ).format(host=email.host, port=email.port, variable=email.password_env)
+                    ) from None
         except DeliveryError as exc:
             _quit(smtp)
             self._down["smtp"] = str(exc)  # the same for every row of this run
@@ -203,18 +218,27 @@ class _Channels:
         url = target.resolve_url() if target is not None else None
         if url is None:
             if target is None:
-                raise DeliveryError(_("{recipient} has no {channel} in the config").format(
-                    recipient=row.recipient, channel=channel))
-            raise DeliveryError(_("the environment variable {variable} (the {channel} URL of {recipient}) is not "
-                                  "set").format(variable=target.url_env, channel=channel, recipient=row.recipient))
+                raise DeliveryError(
+                    _("{recipient} has no {channel} in the config").format(recipient=row.recipient, channel=channel)
+                )
+            raise DeliveryError(
+                _("the environment variable {variable} (the {channel} URL of {recipient}) is not set").format(
+                    variable=target.url_env, channel=channel, recipient=row.recipient
+                )
+            )
         if urllib.parse.urlsplit(url).scheme not in ("http", "https"):  # urllib's own error would quote the token
-            raise DeliveryError(_("{channel} {url} of {recipient}: not an http(s) URL").format(
-                channel=channel, url=mask_endpoint(url), recipient=row.recipient))
+            raise DeliveryError(
+                _("{channel} {url} of {recipient}: not an http(s) URL").format(
+                    channel=channel, url=mask_endpoint(url), recipient=row.recipient
+                )
+            )
         secret = target.secret()
         if target.secret_env and not secret:
-            raise DeliveryError(_("the environment variable {variable} (the {channel} signing secret of {recipient}) "
-                                  "is not set").format(variable=target.secret_env, channel=channel,
-                                                       recipient=row.recipient))
+            raise DeliveryError(
+                _(
+                    "the environment variable {variable} (the {channel} signing secret of {recipient}) is not set"
+                ).format(variable=target.secret_env, channel=channel, recipient=row.recipient)
+            )
         return url, secret
 
     def _pace(self, url: str, vendor, shown: str) -> None:
@@ -223,11 +247,15 @@ class _Channels:
         if url in self._down:
             raise DeliveryError(self._down[url])
         if url in self._throttled:
-            raise Deferred(_("{where} asked to slow down: sent in a later run").format(where=shown),
-                           self._throttled[url])
+            raise Deferred(
+                _("{where} asked to slow down: sent in a later run").format(where=shown), self._throttled[url]
+            )
         if vendor.per_minute is not None and self._posted.get(url, 0) >= vendor.per_minute:
-            raise Deferred(_("{where} takes {count} messages a minute: sent in a later run").format(
-                where=shown, count=vendor.per_minute))
+            raise Deferred(
+                _("{where} takes {count} messages a minute: sent in a later run").format(
+                    where=shown, count=vendor.per_minute
+                )
+            )
         if vendor.interval and url in self._last_post:
             wait = self._last_post[url] + vendor.interval - time.monotonic()
             if wait > 0:
@@ -245,33 +273,46 @@ class _Channels:
             answer = exc.read(65536) if exc.fp is not None else b""
             if exc.code == 429:
                 self._throttled[url] = _retry_after(exc.headers.get("Retry-After"))
-                raise Deferred(_("{where} answered HTTP 429 (too many requests): sent in a later run").format(
-                    where=shown), self._throttled[url]) from None
+                raise Deferred(
+                    _("{where} answered HTTP 429 (too many requests): sent in a later run").format(where=shown),
+                    self._throttled[url],
+                ) from None
             found = vendors.in_band_code(answer)
             self._throttled_by(found, url, vendor, shown)  # Feishu: a rate limit as HTTP 400 with a code
-            raise DeliveryError(_("{where} answered HTTP {status}{detail}").format(
-                where=shown, status=exc.code, detail=_answer_detail(found, answer))) from None
+            raise DeliveryError(
+                _("{where} answered HTTP {status}{detail}").format(
+                    where=shown, status=exc.code, detail=_answer_detail(found, answer)
+                )
+            ) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", None) or exc.__class__.__name__  # never str(ValueError): it quotes the URL
             self._down[url] = f"{shown}: {_one_line(reason)}"
             raise DeliveryError(self._down[url]) from None
         if not 200 <= status < 300:
-            raise DeliveryError(_("{where} answered HTTP {status}{detail}").format(where=shown, status=status, detail=""))
+            raise DeliveryError(
+                _("{where} answered HTTP {status}{detail}").format(where=shown, status=status, detail="")
+            )
         return status, answer
 
     def _throttled_by(self, found: tuple | None, url: str, vendor, shown: str) -> None:
         if found is not None and found[0] in vendor.throttled:
             self._throttled[url] = 60.0
-            raise Deferred(_("{where} said too fast (error {code}): sent in a later run").format(
-                where=shown, code=found[0]))
+            raise Deferred(
+                _("{where} said too fast (error {code}): sent in a later run").format(where=shown, code=found[0])
+            )
 
     def log(self, row, address: str | None, at: datetime) -> None:
         """Append the sent notification to the log file as one JSON line (one write call)."""
         path = self.cfg.notify.log
         if not path:
             return
-        line = json.dumps({**_payload(row, self.cfg.timezone), "address": address, "sent_at": iso(at, self.cfg.timezone)},
-                          ensure_ascii=False) + "\n"
+        line = (
+            json.dumps(
+                {**_payload(row, self.cfg.timezone), "address": address, "sent_at": iso(at, self.cfg.timezone)},
+                ensure_ascii=False,
+            )
+            + "\n"
+        )
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # it holds customer data
         try:
             os.write(fd, line.encode("utf-8"))
@@ -295,16 +336,24 @@ class _Channels:
             self.log(row, _shown_address(row.channel, address), at)
         except OSError as exc:
             if row.channel == "log":
-                raise DeliveryError(_("cannot append to {path}: {reason}").format(
-                    path=self.cfg.notify.log, reason=exc.strerror or exc)) from None
+                raise DeliveryError(
+                    _("cannot append to {path}: {reason}").format(path=self.cfg.notify.log, reason=exc.strerror or exc)
+                ) from None
             # the message went out; a log write failure must not make it go out twice
         return address
 
 
 def _payload(row, tz: str) -> dict:
-    return {"id": row.id, "recipient": row.recipient, "channel": row.channel, "subject": row.subject,
-            "body": row.body, "priority": row.priority, "order_id": row.order_id,
-            "created_at": iso(row.created_at, tz)}
+    return {
+        "id": row.id,
+        "recipient": row.recipient,
+        "channel": row.channel,
+        "subject": row.subject,
+        "body": row.body,
+        "priority": row.priority,
+        "order_id": row.order_id,
+        "created_at": iso(row.created_at, tz),
+    }
 
 
 def _answer_detail(found: tuple | None, answer: bytes) -> str:
@@ -346,21 +395,33 @@ def _one_line(exc: object) -> str:
 
 # --- sending -------------------------------------------------------------------------------------
 
+
 def backoff(attempts: int) -> timedelta:
     """Wait before the next try after ``attempts`` failures: 2, 4, 8, ... minutes."""
-    return timedelta(minutes=2 ** attempts)
+    return timedelta(minutes=2**attempts)
 
 
 def _claim(session: Session, now: datetime, limit: int) -> Sequence[sa.Row]:
-    stmt = (sa.select(NOTE).where(NOTE.c.status == "pending", NOTE.c.next_attempt_at <= now)
-            .order_by(NOTE.c.next_attempt_at, NOTE.c.id).limit(limit))  # oldest first, along ix_notification_pending
+    stmt = (
+        sa.select(NOTE)
+        .where(NOTE.c.status == "pending", NOTE.c.next_attempt_at <= now)
+        .order_by(NOTE.c.next_attempt_at, NOTE.c.id)
+        .limit(limit)
+    )  # oldest first, along ix_notification_pending
     if is_postgresql(session):
         stmt = stmt.with_for_update(skip_locked=True)
     return session.execute(stmt).all()
 
 
-def send(store: Store, cfg: Config, *, now: datetime, limit: int | None = None, batch: int = BATCH,
-         channels_factory: Callable[[Config], _Channels] = _Channels) -> SendReport:
+def send(
+    store: Store,
+    cfg: Config,
+    *,
+    now: datetime,
+    limit: int | None = None,
+    batch: int = BATCH,
+    channels_factory: Callable[[Config], _Channels] = _Channels,
+) -> SendReport:
     """Deliver pending notifications due by ``now``; at most ``limit`` rows (None: all due)."""
     report = SendReport()
     channels = channels_factory(cfg)
@@ -375,10 +436,15 @@ def send(store: Store, cfg: Config, *, now: datetime, limit: int | None = None, 
                 updates = [_attempt(channels, cfg, row, now, report) for row in rows]
                 done += len(rows)
                 session.execute(
-                    sa.update(NOTE).where(NOTE.c.id == sa.bindparam("nid"))
-                    .values(status=sa.bindparam("st"), attempts=sa.bindparam("at"),
-                            last_error=sa.bindparam("err"), next_attempt_at=sa.bindparam("nxt"),
-                            sent_at=sa.bindparam("sent")),
+                    sa.update(NOTE)
+                    .where(NOTE.c.id == sa.bindparam("nid"))
+                    .values(
+                        status=sa.bindparam("st"),
+                        attempts=sa.bindparam("at"),
+                        last_error=sa.bindparam("err"),
+                        next_attempt_at=sa.bindparam("nxt"),
+                        sent_at=sa.bindparam("sent"),
+                    ),
                     updates,
                 )
     finally:
@@ -392,8 +458,17 @@ def _attempt(channels: _Channels, cfg: Config, row, now: datetime, report: SendR
     except Deferred as exc:  # a rate limit: later, and no attempt spent
         report.deferred += 1
         nxt = now + timedelta(seconds=exc.after)
-        report.items.append({"id": row.id, "recipient": row.recipient, "channel": row.channel, "status": "pending",
-                             "attempts": row.attempts, "next_attempt_at": nxt, "error": str(exc)})
+        report.items.append(
+            {
+                "id": row.id,
+                "recipient": row.recipient,
+                "channel": row.channel,
+                "status": "pending",
+                "attempts": row.attempts,
+                "next_attempt_at": nxt,
+                "error": str(exc),
+            }
+        )
         return {"nid": row.id, "st": "pending", "at": row.attempts, "err": str(exc), "nxt": nxt, "sent": None}
     except Exception as exc:  # noqa: BLE001 - one row's failure is that row's attempt, never its batch's
         attempts = row.attempts + 1
@@ -408,20 +483,40 @@ def _attempt(channels: _Channels, cfg: Config, row, now: datetime, report: SendR
         else:
             report.retrying += 1
             status, nxt = "pending", now + backoff(attempts)
-        report.items.append({"id": row.id, "recipient": row.recipient, "channel": row.channel, "status": status,
-                             "attempts": attempts, "next_attempt_at": nxt, "error": error})
+        report.items.append(
+            {
+                "id": row.id,
+                "recipient": row.recipient,
+                "channel": row.channel,
+                "status": status,
+                "attempts": attempts,
+                "next_attempt_at": nxt,
+                "error": error,
+            }
+        )
         return {"nid": row.id, "st": status, "at": attempts, "err": error, "nxt": nxt, "sent": None}
     report.sent += 1
-    report.items.append({"id": row.id, "recipient": row.recipient, "channel": row.channel, "status": "sent",
-                         "attempts": row.attempts + 1, "next_attempt_at": None, "error": None,
-                         "address": _shown_address(row.channel, address)})
+    report.items.append(
+        {
+            "id": row.id,
+            "recipient": row.recipient,
+            "channel": row.channel,
+            "status": "sent",
+            "attempts": row.attempts + 1,
+            "next_attempt_at": None,
+            "error": None,
+            "address": _shown_address(row.channel, address),
+        }
+    )
     return {"nid": row.id, "st": "sent", "at": row.attempts + 1, "err": None, "nxt": None, "sent": now}
 
 
 # --- listing -------------------------------------------------------------------------------------
 
-def list_notifications(session: Session, *, status: str | None = None,
-                       limit: int | None = 100) -> tuple[list[dict], int]:
+
+def list_notifications(
+    session: Session, *, status: str | None = None, limit: int | None = 100
+) -> tuple[list[dict], int]:
     """Notifications, newest first, in SPEC's JSON shape (plus priority, order and last error);
     returns (rows, how many match in all)."""
     stmt = sa.select(NOTE).order_by(NOTE.c.id.desc())
@@ -430,10 +525,21 @@ def list_notifications(session: Session, *, status: str | None = None,
     rows, cut = fetch_page(session, stmt, limit or 0)
     total = count_matches(session, stmt)["total"] if cut else len(rows)
     return [
-        {"id": r.id, "recipient": r.recipient, "channel": r.channel, "subject": r.subject, "body": r.body,
-         "status": r.status, "attempts": r.attempts, "created_at": r.created_at, "sent_at": r.sent_at,
-         "priority": r.priority, "order_id": r.order_id, "next_attempt_at": r.next_attempt_at,
-         "last_error": r.last_error}
+        {
+            "id": r.id,
+            "recipient": r.recipient,
+            "channel": r.channel,
+            "subject": r.subject,
+            "body": r.body,
+            "status": r.status,
+            "attempts": r.attempts,
+            "created_at": r.created_at,
+            "sent_at": r.sent_at,
+            "priority": r.priority,
+            "order_id": r.order_id,
+            "next_attempt_at": r.next_attempt_at,
+            "last_error": r.last_error,
+        }
         for r in rows
     ], total
 

@@ -45,7 +45,9 @@ MERGED = "sweep:"  # ... and of the message it was merged into
 RANKS = ("breached", "at_risk", "alert")
 
 
-def resolve_people(session: Session, cfg: Config, recipients: Iterable[str], *, order_id: str | None = None) -> list[str]:
+def resolve_people(
+    session: Session, cfg: Config, recipients: Iterable[str], *, order_id: str | None = None
+) -> list[str]:
     """Names (roles, users, order.sales_rep) to distinct user names, in order."""
     people: list[str] = []
     for name in recipients:
@@ -97,8 +99,17 @@ def queue(
     dedupe_key: str | None = None,
 ) -> int:
     """Queue one notification per person and channel; returns how many rows were written."""
-    rows = notification_rows(session, cfg, recipients, subject=subject, body=body, at=at, priority=priority,
-                             order_id=order_id, dedupe_key=dedupe_key)
+    rows = notification_rows(
+        session,
+        cfg,
+        recipients,
+        subject=subject,
+        body=body,
+        at=at,
+        priority=priority,
+        order_id=order_id,
+        dedupe_key=dedupe_key,
+    )
     if dedupe_key:
         return insert_or_ignore(session, Notification, rows, ["dedupe_key"])
     if rows:
@@ -156,15 +167,31 @@ def insert_rows(session: Session, rows: list[dict]) -> int:
 
 # --- digests ---------------------------------------------------------------------------------------
 
-def digest_item(*, key: str, head: str | None, short: str, body: str, rank: str, priority: str = "normal",
-                order_id: str | None = None) -> dict:
+
+def digest_item(
+    *,
+    key: str,
+    head: str | None,
+    short: str,
+    body: str,
+    rank: str,
+    priority: str = "normal",
+    order_id: str | None = None,
+) -> dict:
     """One thing a person is told about. ``key`` groups items into one line (an order id);
     ``head`` starts that line ("SO-1 review"); ``short`` says what happened in a few words;
     ``body`` is the whole sentence, used when the message is about this one thing."""
     if rank not in RANKS:
         raise ValueError(f"unknown digest rank {rank!r}")
-    return {"key": key, "head": head, "short": short, "body": body, "rank": rank, "priority": priority,
-            "order": order_id}
+    return {
+        "key": key,
+        "head": head,
+        "short": short,
+        "body": body,
+        "rank": rank,
+        "priority": priority,
+        "order": order_id,
+    }
 
 
 class Parts:
@@ -198,19 +225,31 @@ class Parts:
                 items = [{**i, "body": ""} for i in items]
             payload = json.dumps(items, ensure_ascii=False, separators=(",", ":"))
             for channel in channels_for(self.cfg, person):
-                rows.append({
-                    "recipient": person, "channel": channel, "subject": _part_subject(len(items)), "body": payload,
-                    "priority": _priority(items), "order_id": None, "status": "pending", "attempts": 0,
-                    "dedupe_key": f"{PART}{self.first[person]}|{person}|{channel}", "created_at": at,
-                    "next_attempt_at": None,
-                })
+                rows.append(
+                    {
+                        "recipient": person,
+                        "channel": channel,
+                        "subject": _part_subject(len(items)),
+                        "body": payload,
+                        "priority": _priority(items),
+                        "order_id": None,
+                        "status": "pending",
+                        "attempts": 0,
+                        "dedupe_key": f"{PART}{self.first[person]}|{person}|{channel}",
+                        "created_at": at,
+                        "next_attempt_at": None,
+                    }
+                )
         self.items, self.first = {}, {}
         return insert_rows(self.session, rows)
 
 
 def _part_subject(count: int) -> str:
-    return ngettext("[ffctl] part of a digest: {count} item, sent when the sweep ends",
-                    "[ffctl] part of a digest: {count} items, sent when the sweep ends", count).format(count=count)
+    return ngettext(
+        "[ffctl] part of a digest: {count} item, sent when the sweep ends",
+        "[ffctl] part of a digest: {count} items, sent when the sweep ends",
+        count,
+    ).format(count=count)
 
 
 def _priority(items: list[dict]) -> str:
@@ -220,9 +259,11 @@ def _priority(items: list[dict]) -> str:
 def merge_parts(session: Session, cfg: Config, *, now: datetime) -> int:
     """Merge every digest part into one message per person and channel, due at ``now``; returns
     how many messages that made. Parts are merged in the order they were queued."""
-    stmt = (sa.select(NOTE.c.id, NOTE.c.recipient, NOTE.c.channel, NOTE.c.body, NOTE.c.dedupe_key)
-            .where(NOTE.c.status == "pending", NOTE.c.next_attempt_at.is_(None), NOTE.c.dedupe_key.like(f"{PART}%"))
-            .order_by(NOTE.c.id))
+    stmt = (
+        sa.select(NOTE.c.id, NOTE.c.recipient, NOTE.c.channel, NOTE.c.body, NOTE.c.dedupe_key)
+        .where(NOTE.c.status == "pending", NOTE.c.next_attempt_at.is_(None), NOTE.c.dedupe_key.like(f"{PART}%"))
+        .order_by(NOTE.c.id)
+    )
     if is_postgresql(session):
         # waits for a concurrent merge, then skips the parts it merged (their row no longer matches)
         stmt = stmt.with_for_update()
@@ -240,17 +281,33 @@ def merge_parts(session: Session, cfg: Config, *, now: datetime) -> int:
         if bodies not in rendered:
             rendered[bodies] = render([item for text in bodies for item in json.loads(text)])
         subject, body, priority, order_id = rendered[bodies]
-        messages.append({"nid": first.id, "subject": subject, "body": body, "priority": priority, "oid": order_id,
-                         "key": MERGED + first.dedupe_key[len(PART):], "due": now})
+        messages.append(
+            {
+                "nid": first.id,
+                "subject": subject,
+                "body": body,
+                "priority": priority,
+                "oid": order_id,
+                "key": MERGED + first.dedupe_key[len(PART) :],
+                "due": now,
+            }
+        )
         spent.extend(p.id for p in parts[1:])
     session.execute(
-        sa.update(NOTE).where(NOTE.c.id == sa.bindparam("nid"))
-        .values(subject=sa.bindparam("subject"), body=sa.bindparam("body"), priority=sa.bindparam("priority"),
-                order_id=sa.bindparam("oid"), dedupe_key=sa.bindparam("key"), next_attempt_at=sa.bindparam("due")),
+        sa.update(NOTE)
+        .where(NOTE.c.id == sa.bindparam("nid"))
+        .values(
+            subject=sa.bindparam("subject"),
+            body=sa.bindparam("body"),
+            priority=sa.bindparam("priority"),
+            order_id=sa.bindparam("oid"),
+            dedupe_key=sa.bindparam("key"),
+            next_attempt_at=sa.bindparam("due"),
+        ),
         messages,
     )
     for start in range(0, len(spent), 500):
-        session.execute(sa.delete(NOTE).where(NOTE.c.id.in_(spent[start:start + 500])))
+        session.execute(sa.delete(NOTE).where(NOTE.c.id.in_(spent[start : start + 500])))
     return len(messages)
 
 
@@ -273,8 +330,9 @@ def render(items: list[dict]) -> tuple[str, str, str, str | None]:
             subject = f"[ffctl] {_line(group)}"
         body = "\n".join(i["body"] for i in group)
         if order_id:
-            body += "\n\n" + _("Order {order}: `{command}`.").format(order=order_id,
-                                                                   command=command("order", "show", order_id))
+            body += "\n\n" + _("Order {order}: `{command}`.").format(
+                order=order_id, command=command("order", "show", order_id)
+            )
         return subject, body, priority, order_id
     ranked: dict[str, list[list[dict]]] = {rank: [] for rank in RANKS}  # each list in queue order
     for group in lines.values():
@@ -284,12 +342,14 @@ def render(items: list[dict]) -> tuple[str, str, str, str | None]:
     n = len(groups)
     if all(g[0]["order"] for g in groups):
         subject = ngettext("[ffctl] {count} order needs you: {counts}", "[ffctl] {count} orders need you: {counts}", n)
-        intro = ngettext("{count} order needs your attention ({counts}):",
-                         "{count} orders need your attention ({counts}):", n)
+        intro = ngettext(
+            "{count} order needs your attention ({counts}):", "{count} orders need your attention ({counts}):", n
+        )
     else:  # a rule's alert about a SKU or a supplier is not an order
         subject = ngettext("[ffctl] {count} item needs you: {counts}", "[ffctl] {count} items need you: {counts}", n)
-        intro = ngettext("{count} item needs your attention ({counts}):",
-                         "{count} items need your attention ({counts}):", n)
+        intro = ngettext(
+            "{count} item needs your attention ({counts}):", "{count} items need your attention ({counts}):", n
+        )
     out = [intro.format(count=n, counts=counts)]
     subject = subject.format(count=n, counts=counts)
     for rank, found in ranked.items():

@@ -48,8 +48,16 @@ BUILTIN: dict[str, ImportProfile] = {
     # Financial Status, Created at, ...) only on its first row. Customers are keyed by email.
     "shopify": ImportProfile(
         name="shopify",
-        columns=FrozenDict({"Name": "order_id", "Email": "customer", "Lineitem sku": "sku",
-                            "Lineitem quantity": "qty", "Lineitem price": "unit_price", "Created at": "created_at"}),
+        columns=FrozenDict(
+            {
+                "Name": "order_id",
+                "Email": "customer",
+                "Lineitem sku": "sku",
+                "Lineitem quantity": "qty",
+                "Lineitem price": "unit_price",
+                "Created at": "created_at",
+            }
+        ),
         constants=FrozenDict({"channel": "shopify"}),
         date_formats=("%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M:%S"),
         skip=FrozenDict({"Financial Status": ("refunded", "voided")}),
@@ -58,8 +66,15 @@ BUILTIN: dict[str, ImportProfile] = {
     # WooCommerce Customer/Order CSV Export, "Default - one row per item": every row repeats its order.
     "woocommerce": ImportProfile(
         name="woocommerce",
-        columns=FrozenDict({"order_id": "order_id", "billing_email": "customer", "item_sku": "sku",
-                            "item_quantity": "qty", "order_date": "created_at"}),
+        columns=FrozenDict(
+            {
+                "order_id": "order_id",
+                "billing_email": "customer",
+                "item_sku": "sku",
+                "item_quantity": "qty",
+                "order_date": "created_at",
+            }
+        ),
         constants=FrozenDict({"channel": "woocommerce"}),
         date_formats=("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"),
         skip=FrozenDict({"status": ("cancelled", "refunded", "failed", "pending", "trash", "checkout-draft")}),
@@ -72,11 +87,17 @@ def resolve(cfg: Config, name: str, kind: str) -> ImportProfile:
     profile = cfg.import_profiles.get(name) or BUILTIN.get(name)
     if profile is None:
         names = sorted({*cfg.import_profiles, *BUILTIN})
-        raise UsageError(_("unknown import profile {name!r}: use one of {names}, or define "
-                           "[import_profiles.{name}] in the config").format(name=name, names=", ".join(names)))
+        raise UsageError(
+            _(
+                "unknown import profile {name!r}: use one of {names}, or define [import_profiles.{name}] in the config"
+            ).format(name=name, names=", ".join(names))
+        )
     if kind != profile.kind:
-        raise UsageError(_("--profile {name} maps {profile_kind} files, not {kind}").format(
-            name=name, profile_kind=profile.kind, kind=kind))
+        raise UsageError(
+            _("--profile {name} maps {profile_kind} files, not {kind}").format(
+                name=name, profile_kind=profile.kind, kind=kind
+            )
+        )
     return profile
 
 
@@ -86,7 +107,9 @@ def _check_targets(kind: str) -> None:
 
     required, optional = PROFILE_TARGETS[kind]
     if set(required + optional) != set(KINDS[kind].columns):  # pragma: no cover - a programming slip
-        raise AssertionError(_("config.PROFILE_TARGETS[{kind!r}] no longer matches the import's columns").format(kind=kind))
+        raise AssertionError(
+            _("config.PROFILE_TARGETS[{kind!r}] no longer matches the import's columns").format(kind=kind)
+        )
 
 
 def _key(name: str) -> str:
@@ -119,25 +142,36 @@ class ProfileReader:
         self._mapped.sort(key=lambda m: bool(profile.date_formats) and m[0] in PROFILE_TIMES)
         if absent:
             raise CsvFileError(
-                ngettext("the {profile} profile reads the column {columns}, which {path} does not have",
-                         "the {profile} profile reads the columns {columns}, which {path} does not have",
-                         len(absent)).format(profile=profile.name, columns=", ".join(shown(c) for c in absent),
-                                             path=source.path),
+                ngettext(
+                    "the {profile} profile reads the column {columns}, which {path} does not have",
+                    "the {profile} profile reads the columns {columns}, which {path} does not have",
+                    len(absent),
+                ).format(profile=profile.name, columns=", ".join(shown(c) for c in absent), path=source.path),
                 hint=_("The header has {header}. Is it the right file, or the right --profile?").format(
-                    header=", ".join(shown(h) for h in source.header if h.strip())[:500]))
+                    header=", ".join(shown(h) for h in source.header if h.strip())[:500]
+                ),
+            )
         self._fill = [at[_key(c)] for c in profile.fill_down if _key(c) in at]
         if self._fill:  # such an export writes every order-level field once: all of them fill down
-            self._fill += [pos for target, pos, _s in self._mapped if target not in LINE_LEVEL and pos not in self._fill]
-        self._skip = [(at[_key(c)], c, {v.strip().casefold() for v in values})
-                      for c, values in profile.skip.items() if _key(c) in at]
+            self._fill += [
+                pos for target, pos, _s in self._mapped if target not in LINE_LEVEL and pos not in self._fill
+            ]
+        self._skip = [
+            (at[_key(c)], c, {v.strip().casefold() for v in values})
+            for c, values in profile.skip.items()
+            if _key(c) in at
+        ]
         order_at = next((pos for target, pos, _s in self._mapped if target == "order_id"), None)
         self._order_at = order_at
         self._auto_line = "line_no" not in {t for t, _p, _s in self._mapped} and "line_no" not in profile.constants
-        self.header = ([t for t, _p, _s in self._mapped] + list(profile.constants)
-                       + (["line_no"] if self._auto_line else []))
+        self.header = (
+            [t for t, _p, _s in self._mapped] + list(profile.constants) + (["line_no"] if self._auto_line else [])
+        )
         #: ffctl column -> how an error names it: the source column as the file has it
         self.source_names = {t: s for t, _p, s in self._mapped}
-        self.source_names.update({t: _("{column} (the profile's constant)").format(column=t) for t in profile.constants})
+        self.source_names.update(
+            {t: _("{column} (the profile's constant)").format(column=t) for t in profile.constants}
+        )
         if self._auto_line:
             self.source_names["line_no"] = _("line_no (numbered by the profile)")
         self.rows = self._rows()
@@ -175,8 +209,14 @@ class ProfileReader:
                 previous = [cells[pos].strip() for pos in fill]
                 previous_order = key
             if skip:
-                why = next((f"{column} = {cells[pos].strip()}" for pos, column, values in skip
-                            if cells[pos].strip().casefold() in values), None)
+                why = next(
+                    (
+                        f"{column} = {cells[pos].strip()}"
+                        for pos, column, values in skip
+                        if cells[pos].strip().casefold() in values
+                    ),
+                    None,
+                )
                 if why is not None:
                     self.skipped[why] = self.skipped.get(why, 0) + 1
                     continue
@@ -186,8 +226,9 @@ class ProfileReader:
                 text = cells[pos].strip()
                 value, problem = read_time(text, target) if text else ("", None)
                 if problem:
-                    problems = (problems or []) + [_("{column} {value}: {problem}").format(
-                        column=source, value=_shown(text), problem=problem)]
+                    problems = (problems or []) + [
+                        _("{column} {value}: {problem}").format(column=source, value=_shown(text), problem=problem)
+                    ]
                 out.append(value)
             out += constants
             if auto_line:
@@ -202,9 +243,13 @@ class ProfileReader:
         """Name each error's column as the file has it, and say which rows the profile skipped."""
         report.errors[:] = [replace(e, column=self.source_names.get(e.column, e.column)) for e in report.errors]
         for why, count in sorted(self.skipped.items()):
-            report.notes.append(ngettext("{count} row skipped by the {profile} profile: {why}",
-                                         "{count} rows skipped by the {profile} profile: {why}", count).format(
-                count=f"{count:,}", profile=self.profile.name, why=why))
+            report.notes.append(
+                ngettext(
+                    "{count} row skipped by the {profile} profile: {why}",
+                    "{count} rows skipped by the {profile} profile: {why}",
+                    count,
+                ).format(count=f"{count:,}", profile=self.profile.name, why=why)
+            )
 
 
 def _shown(text: str) -> str:
@@ -214,8 +259,17 @@ def _shown(text: str) -> str:
 
 
 # formats whose every reading datetime.fromisoformat gives too (with "+0800" after a space joined on)
-_ISO_FORMATS = frozenset({"%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%dT%H:%M:%S%z",
-                          "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"})
+_ISO_FORMATS = frozenset(
+    {
+        "%Y-%m-%d %H:%M:%S %z",
+        "%Y-%m-%d %H:%M:%S%z",
+        "%Y-%m-%dT%H:%M:%S%z",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%d",
+    }
+)
 
 
 class _TimeReader:

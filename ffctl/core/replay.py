@@ -63,6 +63,7 @@ EVENT = Event.__table__
 
 # --- one visit ---------------------------------------------------------------------------------
 
+
 @dataclass(slots=True)
 class Visit:
     """A node visit as recorded."""
@@ -124,8 +125,9 @@ def _walk(cfg: Config, visit: Visit, now: datetime, cal, stop: datetime | None) 
     at_risk = False
     auto = None
     deadline = None
-    ladders = [workflow.ladder_times(cfg, visit.node, visit.entered_at, paused, clock=cal)
-               for paused, _end in stretches]
+    ladders = [
+        workflow.ladder_times(cfg, visit.node, visit.entered_at, paused, clock=cal) for paused, _end in stretches
+    ]
     due = [None] * len(stretches)  # per stretch: the running maximum of the ladder times so far
     last = len(stretches) - 1
     for position in range(2 + len(spec.escalation)):
@@ -190,11 +192,18 @@ def recorded(cfg: Config, visit: Visit, now: datetime, clock=None) -> Outcome:
     auto = RECORDED_AUTO.get(visit.outcome or "")
     if auto:
         fired.append(auto)
-    return Outcome(breached=breached, late=late, at_risk="at_risk" in visit.steps, steps=tuple(fired), auto=auto,
-                   decided=visit.outcome in DECIDED)
+    return Outcome(
+        breached=breached,
+        late=late,
+        at_risk="at_risk" in visit.steps,
+        steps=tuple(fired),
+        auto=auto,
+        decided=visit.outcome in DECIDED,
+    )
 
 
 # --- reading the visits --------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Period:
@@ -209,7 +218,11 @@ def default_period(start: datetime | None, end: datetime | None, now: datetime) 
     end = end or now
     start = start or end - timedelta(days=DEFAULT_DAYS)
     if end <= start:
-        raise ValueError(_("--from {isoformat} is not before --to (the clock when --to is not given)").format(isoformat=start.isoformat()))
+        raise ValueError(
+            _("--from {isoformat} is not before --to (the clock when --to is not given)").format(
+                isoformat=start.isoformat()
+            )
+        )
     return Period(start, end)
 
 
@@ -249,8 +262,18 @@ def visits(session: Session, period: Period, *, chunk: int = CHUNK) -> Iterator[
                     yield batch
                     batch = []
                 stop = held or completed
-                last = Visit(id_, order_id, wf, node, when(entered), when(stop) if stop else None, outcome,
-                             paused or 0.0, when(deadline) if deadline else None, [step] if step else [])
+                last = Visit(
+                    id_,
+                    order_id,
+                    wf,
+                    node,
+                    when(entered),
+                    when(stop) if stop else None,
+                    outcome,
+                    paused or 0.0,
+                    when(deadline) if deadline else None,
+                    [step] if step else [],
+                )
                 batch.append(last)
     finally:
         cursor.close()
@@ -274,8 +297,10 @@ def _add_holds(session: Session, batch: list[Visit]) -> None:
         return
     rows = session.execute(
         sa.select(EVENT.c.order_id, EVENT.c.event, EVENT.c.at)
-        .where(keyed(session, EVENT.c.order_id, sorted({v.order_id for v in paused})),
-               EVENT.c.event.in_(("held", "released")))
+        .where(
+            keyed(session, EVENT.c.order_id, sorted({v.order_id for v in paused})),
+            EVENT.c.event.in_(("held", "released")),
+        )
         .order_by(EVENT.c.order_id, EVENT.c.at, EVENT.c.id)
     ).all()
     intervals: dict[str, list[tuple[datetime, datetime]]] = {}
@@ -286,11 +311,13 @@ def _add_holds(session: Session, batch: list[Visit]) -> None:
         elif order_id in held:
             intervals.setdefault(order_id, []).append((held.pop(order_id), at))
     for v in paused:
-        v.holds = [(h, r) for h, r in intervals.get(v.order_id, ())
-                   if h >= v.entered_at and (v.stop is None or r <= v.stop)]
+        v.holds = [
+            (h, r) for h, r in intervals.get(v.order_id, ()) if h >= v.entered_at and (v.stop is None or r <= v.stop)
+        ]
 
 
 # --- adding up ----------------------------------------------------------------------------------
+
 
 class Tally:
     """One column of one group: counters and the lateness of its breached visits."""
@@ -370,6 +397,7 @@ def _row(group: str | None, tallies: dict[str, Tally]) -> dict:
 
 # --- the replay ---------------------------------------------------------------------------------
 
+
 def _clock_key(cfg: Config, node: str):
     """What a node's clock depends on: equal keys give equal outcomes for every visit."""
     spec = cfg.nodes.get(node)
@@ -380,8 +408,10 @@ def _clock_key(cfg: Config, node: str):
 
 
 def _routing(cfg: Config) -> tuple:
-    return (tuple((wf.name, tuple(sorted(wf.match.items())), wf.nodes) for wf in cfg.workflows),
-            tuple(sorted((n, tuple(sorted(s.when.items()))) for n, s in cfg.nodes.items() if s.when)))
+    return (
+        tuple((wf.name, tuple(sorted(wf.match.items())), wf.nodes) for wf in cfg.workflows),
+        tuple(sorted((n, tuple(sorted(s.when.items()))) for n, s in cfg.nodes.items() if s.when)),
+    )
 
 
 class Replay:
@@ -402,11 +432,21 @@ class Replay:
         """What a visit at ``node`` in workflow ``wf`` needs: whether the candidate's clock is the
         current one's, both clocks, and the tallies it adds to (recorded, current, candidate)."""
         clocks = tuple(cfg.calendar(node) if node in cfg.nodes else None for cfg in (self.current, self.candidate))
-        groups = [node if self.by == "node" else wf if self.by == "workflow" else
-                  (cfg.nodes[node].owner if node in cfg.nodes else None) for cfg in (self.current, self.candidate)]
-        return (_clock_key(self.current, node) == _clock_key(self.candidate, node), *clocks,
-                self._tally(groups[0], "recorded"), self._tally(groups[0], "current"),
-                self._tally(groups[1], "candidate"))
+        groups = [
+            node
+            if self.by == "node"
+            else wf
+            if self.by == "workflow"
+            else (cfg.nodes[node].owner if node in cfg.nodes else None)
+            for cfg in (self.current, self.candidate)
+        ]
+        return (
+            _clock_key(self.current, node) == _clock_key(self.candidate, node),
+            *clocks,
+            self._tally(groups[0], "recorded"),
+            self._tally(groups[0], "current"),
+            self._tally(groups[1], "candidate"),
+        )
 
     def _tally(self, group, column: str) -> Tally:
         tallies = self.groups.get(group)
@@ -428,11 +468,12 @@ class Replay:
             cand_tally.add(cand)
             if cand.auto != cur.auto:
                 what = cand.auto or cur.auto
-                words = (_("{node}: {action} would fire") if cand.auto else _("{node}: {action} would not fire"))
+                words = _("{node}: {action} would fire") if cand.auto else _("{node}: {action} would not fire")
                 self.changed.setdefault(v.order_id, set()).add(words.format(node=v.node, action=what))
             elif not cand.evaluated and cur.evaluated:
                 self.changed.setdefault(v.order_id, set()).add(
-                    _("{node}: not a node of the candidate").format(node=v.node))
+                    _("{node}: not a node of the candidate").format(node=v.node)
+                )
         self.count += len(batch)
         if self.rerouting:
             self.orders.update(v.order_id for v in batch)
@@ -442,12 +483,13 @@ class Replay:
         ids = sorted(self.orders)
         current, candidate = (workflow.EntryPlanner(cfg, "sla replay") for cfg in (self.current, self.candidate))
         for start in range(0, len(ids), 500):
-            for facts in workflow.order_facts(session, ids[start:start + 500]):
+            for facts in workflow.order_facts(session, ids[start : start + 500]):
                 was = current.path(facts)
                 would = candidate.path(facts)
                 if was != would:
                     self.changed.setdefault(facts["order_id"], set()).add(
-                        _("routed {was} → {would}").format(was=_path(was), would=_path(would)))
+                        _("routed {was} → {would}").format(was=_path(was), would=_path(would))
+                    )
         self.orders = set()
 
     def result(self, period: Period, changes: list[str], *, list_orders: bool) -> dict:
@@ -459,7 +501,10 @@ class Replay:
             for c in COLUMNS:
                 totals[c].merge(self.groups[g][c])
         out = {
-            "from": period.start, "to": period.end, "now": self.now, "by": self.by,
+            "from": period.start,
+            "to": period.end,
+            "now": self.now,
+            "by": self.by,
             "changes": changes,
             "rows": [_row(g, self.groups[g]) for g in keys],
             "totals": _row(None, totals),
@@ -480,25 +525,40 @@ def assumptions(rep: Replay, period: Period) -> list[str]:
     tz = rep.current.timezone
     out = [
         _("Visits that entered a node from {start} to {end}; those still open are evaluated at {now}.").format(
-            start=shown(period.start, tz), end=shown(period.end, tz), now=shown(rep.now, tz)),
-        _("People's recorded completion times and holds are kept; each config counts the holds in its own "
-          "calendar."),
-        _("A step counts as fired when the visit was still open at its due time, as if a sweep ran at every "
-          "instant; the recorded column is what the sweeps fired, so the gap to the current column is what "
-          "sweep cadence explains."),
-        _("An automatic action that fires ends the visit at its due time; later nodes are not re-simulated. "
-          "A visit a recorded automatic action ended runs until the config's own automatic action, or ends at "
-          "the recorded time when the config has none due by the clock."),
-        _("Orders whose path would change (automatic actions, routing by workflow match, nodes or when) are "
-          "counted, not simulated; --orders lists them."),
+            start=shown(period.start, tz), end=shown(period.end, tz), now=shown(rep.now, tz)
+        ),
+        _("People's recorded completion times and holds are kept; each config counts the holds in its own calendar."),
+        _(
+            "A step counts as fired when the visit was still open at its due time, as if a sweep ran at every "
+            "instant; the recorded column is what the sweeps fired, so the gap to the current column is what "
+            "sweep cadence explains."
+        ),
+        _(
+            "An automatic action that fires ends the visit at its due time; later nodes are not re-simulated. "
+            "A visit a recorded automatic action ended runs until the config's own automatic action, or ends at "
+            "the recorded time when the config has none due by the clock."
+        ),
+        _(
+            "Orders whose path would change (automatic actions, routing by workflow match, nodes or when) are "
+            "counted, not simulated; --orders lists them."
+        ),
     ]
     if rep.by == "role":
         out.append(_("By role: a visit counts for its node's owner under each config."))
     return out
 
 
-def replay(session: Session, current: Config, candidate: Config, *, period: Period, now: datetime,
-           by: str = "node", list_orders: bool = False, changes: list[str] | None = None) -> dict:
+def replay(
+    session: Session,
+    current: Config,
+    candidate: Config,
+    *,
+    period: Period,
+    now: datetime,
+    by: str = "node",
+    list_orders: bool = False,
+    changes: list[str] | None = None,
+) -> dict:
     """The side-by-side figures of ``sla replay`` (SPEC 9.3) as one plain dict; reads only."""
     rep = Replay(current, candidate, now=now, by=by)
     for batch in visits(session, period):
@@ -510,8 +570,9 @@ def replay(session: Session, current: Config, candidate: Config, *, period: Peri
 
 
 def _span(session: Session) -> tuple[datetime | None, datetime | None]:
-    first, last = session.execute(sa.select(sa.func.min(TASK.c.entered_at), sa.func.max(TASK.c.entered_at))
-                                  .where(TASK.c.status != "skipped")).one()
+    first, last = session.execute(
+        sa.select(sa.func.min(TASK.c.entered_at), sa.func.max(TASK.c.entered_at)).where(TASK.c.status != "skipped")
+    ).one()
     return first, last
 
 
@@ -520,12 +581,13 @@ class NoVisits(Conflict):
 
     def __init__(self, period: Period, span: tuple[datetime | None, datetime | None], tz: str) -> None:
         message = _("no node visit entered between {start} and {end}: nothing to replay").format(
-            start=shown(period.start, tz), end=shown(period.end, tz))
+            start=shown(period.start, tz), end=shown(period.end, tz)
+        )
         first, last = span
         if first is None:
             hint = _("The store has no node visits yet.")
         else:
             hint = _("The store's visits entered from {first} to {last}; pick --from and --to inside.").format(
-                first=shown(first, tz), last=shown(last, tz))
+                first=shown(first, tz), last=shown(last, tz)
+            )
         super().__init__(message, hint=hint)
-

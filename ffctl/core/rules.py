@@ -54,7 +54,9 @@ if TYPE_CHECKING:
 
 ORDERS = Order.__table__
 LINES = OrderLine.__table__
-UNSERVED = LINES.c.qty - LINES.c.cancelled - LINES.c.allocated  # neither reserved, shipped nor cancelled (stock.UNSERVED)
+UNSERVED = (
+    LINES.c.qty - LINES.c.cancelled - LINES.c.allocated
+)  # neither reserved, shipped nor cancelled (stock.UNSERVED)
 PRODUCTS = Product.__table__
 STOCK = Stock.__table__
 RECEIPTS = Receipt.__table__
@@ -102,13 +104,26 @@ class _Run:
         recipients = [_order_field(name, order) if name.startswith("order.") else name for name in rule.notify]
         if self.parts is not None:
             order_id = order["order_id"] if order is not None else None
-            item = outbox.digest_item(key=order_id or dedupe_key, head=None, short=subject, body=body, rank="alert",
-                                      priority=rule.priority, order_id=order_id)
+            item = outbox.digest_item(
+                key=order_id or dedupe_key,
+                head=None,
+                short=subject,
+                body=body,
+                rank="alert",
+                priority=rule.priority,
+                order_id=order_id,
+            )
             self.parts.add([r for r in recipients if r], item, key=dedupe_key)
             return
         rows = outbox.notification_rows(
-            self.session, self.cfg, [r for r in recipients if r], subject=subject, body=body, at=self.now,
-            priority=rule.priority, dedupe_key=dedupe_key,
+            self.session,
+            self.cfg,
+            [r for r in recipients if r],
+            subject=subject,
+            body=body,
+            at=self.now,
+            priority=rule.priority,
+            dedupe_key=dedupe_key,
         )
         for row in rows:
             row["order_id"] = order["order_id"] if order is not None else None
@@ -136,23 +151,32 @@ def _item(rule, subject: str, what: str, detail: str) -> dict:
 
 # --- stock_below -------------------------------------------------------------------------------
 
+
 def _low_stock_query(rule, now: datetime) -> sa.Select:
     """SKUs whose stock position is under safety stock and that have no draft requisition,
     with the requisition each one needs: (sku, qty, supplier, reason), ordered by sku."""
     include_inbound = bool(rule.params.get("include_inbound"))
     avail = (
         sa.select(STOCK.c.sku, sa.func.sum(STOCK.c.on_hand - STOCK.c.allocated).label("available"))
-        .group_by(STOCK.c.sku).subquery("avail")
+        .group_by(STOCK.c.sku)
+        .subquery("avail")
     )
     available: sa.ColumnElement = sa.func.coalesce(avail.c.available, 0)
     source = PRODUCTS.outerjoin(avail, avail.c.sku == PRODUCTS.c.sku)
-    columns = [PRODUCTS.c.sku, PRODUCTS.c.supplier, PRODUCTS.c.safety_stock, PRODUCTS.c.reorder_qty,
-               available.label("available")]
+    columns = [
+        PRODUCTS.c.sku,
+        PRODUCTS.c.supplier,
+        PRODUCTS.c.safety_stock,
+        PRODUCTS.c.reorder_qty,
+        available.label("available"),
+    ]
     position = available
     if include_inbound:
         inbound = (
             sa.select(RECEIPTS.c.sku, sa.func.sum(RECEIPTS.c.qty).label("inbound"))
-            .where(RECEIPTS.c.status == "open").group_by(RECEIPTS.c.sku).subquery("inbound")
+            .where(RECEIPTS.c.status == "open")
+            .group_by(RECEIPTS.c.sku)
+            .subquery("inbound")
         )
         source = source.outerjoin(inbound, inbound.c.sku == PRODUCTS.c.sku)
         columns.append(sa.func.coalesce(inbound.c.inbound, 0).label("inbound"))
@@ -180,27 +204,54 @@ def _low_stock_query(rule, now: datetime) -> sa.Select:
         .where(PRODUCTS.c.safety_stock > 0, position < PRODUCTS.c.safety_stock, ~has_draft)
         # materialized, so the correlated demand subquery runs once per low SKU however often the
         # outer query uses it (inlined, PostgreSQL repeats it per reference and JIT-compiles the lot)
-        .cte("low").prefix_with("MATERIALIZED")
+        .cte("low")
+        .prefix_with("MATERIALIZED")
     )
     pos = low.c.available + low.c.inbound if include_inbound else low.c.available
     by_reorder = sa.func.coalesce(low.c.reorder_qty, 0) > 0
     qty = sa.case((by_reorder, low.c.reorder_qty), else_=low.c.safety_stock + low.c.demand - pos)
     stock_words = (
-        (_("available "), low.c.available, _(" + inbound "), low.c.inbound, " = ", pos) if include_inbound
+        (_("available "), low.c.available, _(" + inbound "), low.c.inbound, " = ", pos)
+        if include_inbound
         else (_("available "), low.c.available)
     )
     # the reason is stored with the requisition, in the words of the language the rule ran in
     gap = _(" - available - inbound") if include_inbound else _(" - available")
     reason = sa.case(
-        (by_reorder, _text(*stock_words, _(" < safety stock "), low.c.safety_stock, _("; open demand "), low.c.demand,
-                           _("; qty "), low.c.reorder_qty, _(" = the product's reorder qty"))),
-        else_=_text(*stock_words, _(" < safety stock "), low.c.safety_stock, _("; open demand "), low.c.demand,
-                    _("; qty "), qty, _(" = safety stock + open demand"), gap),
+        (
+            by_reorder,
+            _text(
+                *stock_words,
+                _(" < safety stock "),
+                low.c.safety_stock,
+                _("; open demand "),
+                low.c.demand,
+                _("; qty "),
+                low.c.reorder_qty,
+                _(" = the product's reorder qty"),
+            ),
+        ),
+        else_=_text(
+            *stock_words,
+            _(" < safety stock "),
+            low.c.safety_stock,
+            _("; open demand "),
+            low.c.demand,
+            _("; qty "),
+            qty,
+            _(" = safety stock + open demand"),
+            gap,
+        ),
     )
     return (
         sa.select(
-            low.c.sku, qty.label("qty"), low.c.supplier, sa.literal("draft").label("status"),
-            reason.label("reason"), sa.literal(rule.name).label("rule"), _at(now).label("created_at"),
+            low.c.sku,
+            qty.label("qty"),
+            low.c.supplier,
+            sa.literal("draft").label("status"),
+            reason.label("reason"),
+            sa.literal(rule.name).label("rule"),
+            _at(now).label("created_at"),
         )
         .where(qty > 0)  # also: SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT
         .order_by(low.c.sku)
@@ -223,19 +274,40 @@ def _stock_below(run: _Run, rule) -> list[dict]:
     items, events = [], []
     for r in drafted:
         ref = _("requisition #{id}").format(id=r["id"]) if r["id"] is not None else _("a requisition")
-        supplier = _(" from {supplier}").format(supplier=r["supplier"]) if r["supplier"] else _(" (no supplier on the product)")
+        supplier = (
+            _(" from {supplier}").format(supplier=r["supplier"])
+            if r["supplier"]
+            else _(" (no supplier on the product)")
+        )
         what = (_("would draft {ref}: {qty}{supplier}") if run.dry_run else _("drafted {ref}: {qty}{supplier}")).format(
-            ref=ref, qty=r["qty"], supplier=supplier)
+            ref=ref, qty=r["qty"], supplier=supplier
+        )
         items.append(_item(rule, f"sku:{r['sku']}", what, r["reason"]))
-        events.append({"event": "requisition_drafted", "at": run.now, "actor": run.actor, "subject": f"sku:{r['sku']}",
-                       "detail": _("{ref} for {qty}{supplier} (rule {rule}): {reason}").format(
-                           ref=ref, qty=r["qty"], supplier=supplier, rule=rule.name, reason=r["reason"])})
+        events.append(
+            {
+                "event": "requisition_drafted",
+                "at": run.now,
+                "actor": run.actor,
+                "subject": f"sku:{r['sku']}",
+                "detail": _("{ref} for {qty}{supplier} (rule {rule}): {reason}").format(
+                    ref=ref, qty=r["qty"], supplier=supplier, rule=rule.name, reason=r["reason"]
+                ),
+            }
+        )
         run.notify(
             rule,
             subject=_("Purchase requisition drafted for {sku}: {qty}").format(sku=r["sku"], qty=r["qty"]),
-            body=_("{ref} for {qty} x {sku}{supplier}, drafted by rule {rule}: {reason}. Approve with `{command}`.").format(
-                ref=ref, qty=r["qty"], sku=r["sku"], supplier=supplier, rule=rule.name, reason=r["reason"],
-                command=command("requisition", "approve", r["id"])),
+            body=_(
+                "{ref} for {qty} x {sku}{supplier}, drafted by rule {rule}: {reason}. Approve with `{command}`."
+            ).format(
+                ref=ref,
+                qty=r["qty"],
+                sku=r["sku"],
+                supplier=supplier,
+                rule=rule.name,
+                reason=r["reason"],
+                command=command("requisition", "approve", r["id"]),
+            ),
             dedupe_key=f"rule:{rule.name}:requisition:{r['id']}",
         )
     if not run.dry_run:
@@ -245,38 +317,61 @@ def _stock_below(run: _Run, rule) -> list[dict]:
 
 # --- dwell -------------------------------------------------------------------------------------
 
+
 def _dwell(run: _Run, rule) -> list[dict]:
     p = rule.params
     node, flag, limit = str(p["node"]), str(p["flag"]), int(p["longer_than_seconds"])
     calendar = p.get("clock") == "calendar"
     clock = run.cfg.calendar(node) if calendar and node in run.cfg.nodes else None
-    standing = sa.exists().where(FLAGS.c.order_id == TASKS.c.order_id, FLAGS.c.flag == flag, FLAGS.c.cleared_at.is_(None))
+    standing = sa.exists().where(
+        FLAGS.c.order_id == TASKS.c.order_id, FLAGS.c.flag == flag, FLAGS.c.cleared_at.is_(None)
+    )
     # business time never exceeds wall time, so the wall-clock cutoff is a safe first filter
     cutoff = run.now - timedelta(seconds=limit)
     # order fields that recipients name (order.sales_rep), read here rather than once per hit
     fields = [n.split(".", 1)[1] for n in rule.notify if n.startswith("order.") and n.split(".", 1)[1] in ORDERS.c]
     query = (
-        sa.select(TASKS.c.order_id, TASKS.c.id.label("task_id"), TASKS.c.entered_at,
-                  *[ORDERS.c[f].label(f"order_{f}") for f in fields])
+        sa.select(
+            TASKS.c.order_id,
+            TASKS.c.id.label("task_id"),
+            TASKS.c.entered_at,
+            *[ORDERS.c[f].label(f"order_{f}") for f in fields],
+        )
         .select_from(TASKS.join(ORDERS, ORDERS.c.order_id == TASKS.c.order_id))
-        .where(TASKS.c.node == node, TASKS.c.status == "open", TASKS.c.held_at.is_(None),
-               ORDERS.c.status == "open", TASKS.c.entered_at < _at(cutoff), ~standing,
-               ~audit.later_event(TASKS.c.order_id, _at(run.now)))  # an order's timeline never runs backwards
+        .where(
+            TASKS.c.node == node,
+            TASKS.c.status == "open",
+            TASKS.c.held_at.is_(None),
+            ORDERS.c.status == "open",
+            TASKS.c.entered_at < _at(cutoff),
+            ~standing,
+            ~audit.later_event(TASKS.c.order_id, _at(run.now)),
+        )  # an order's timeline never runs backwards
         .order_by(TASKS.c.order_id)
     )
     found, orders = [], {}
     for r in run.session.execute(query).mappings():
-        dwelt = clock.between(r["entered_at"], run.now) if clock is not None else (run.now - r["entered_at"]).total_seconds()
+        dwelt = (
+            clock.between(r["entered_at"], run.now)
+            if clock is not None
+            else (run.now - r["entered_at"]).total_seconds()
+        )
         if dwelt > limit:
             found.append((r["order_id"], r["task_id"], dwelt))
             orders[r["order_id"]] = {"order_id": r["order_id"], **{f: r[f"order_{f}"] for f in fields}}
-    clock_words = _(" of {calendar} hours").format(calendar=run.cfg.nodes[node].calendar) if clock is not None and run.cfg.nodes[node].calendar else ""
+    clock_words = (
+        _(" of {calendar} hours").format(calendar=run.cfg.nodes[node].calendar)
+        if clock is not None and run.cfg.nodes[node].calendar
+        else ""
+    )
     raised: dict[str, int | None] = {}
     if run.dry_run:
         raised = {oid: None for oid, _, _ in found}
     else:
-        rows = [{"order_id": oid, "flag": flag, "priority": rule.priority, "rule": rule.name, "raised_at": run.now}
-                for oid, _, _ in found]
+        rows = [
+            {"order_id": oid, "flag": flag, "priority": rule.priority, "rule": rule.name, "raised_at": run.now}
+            for oid, _, _ in found
+        ]
         if rows:  # executemany + RETURNING: SQLAlchemy batches it into multi-row INSERTs
             stmt = _insert(run.session, FLAGS).on_conflict_do_nothing().returning(FLAGS.c.id, FLAGS.c.order_id)
             raised = {r.order_id: r.id for r in run.session.execute(stmt, rows)}
@@ -285,18 +380,42 @@ def _dwell(run: _Run, rule) -> list[dict]:
         if oid not in raised:
             continue  # a concurrent run raised it first
         detail = _("{flag}: in {node} for {dwelt}{clock} > {limit}").format(
-            flag=flag, node=node, dwelt=format_duration(dwelt), clock=clock_words, limit=format_duration(limit))
-        items.append(_item(rule, f"order:{oid}", (_("would flag {flag}") if run.dry_run else _("flagged {flag}")).format(flag=flag),
-                           detail))
-        events.append({"event": "flagged", "at": run.now, "actor": run.actor, "order_id": oid, "task_id": task_id,
-                       "node": node, "detail": _("{detail} (rule {rule})").format(detail=detail, rule=rule.name)})
+            flag=flag, node=node, dwelt=format_duration(dwelt), clock=clock_words, limit=format_duration(limit)
+        )
+        items.append(
+            _item(
+                rule,
+                f"order:{oid}",
+                (_("would flag {flag}") if run.dry_run else _("flagged {flag}")).format(flag=flag),
+                detail,
+            )
+        )
+        events.append(
+            {
+                "event": "flagged",
+                "at": run.now,
+                "actor": run.actor,
+                "order_id": oid,
+                "task_id": task_id,
+                "node": node,
+                "detail": _("{detail} (rule {rule})").format(detail=detail, rule=rule.name),
+            }
+        )
         run.notify(
             rule,
             subject=_("Order {order} flagged {flag}").format(order=oid, flag=flag),
-            body=_("Order {order} has been in {node} for {dwelt}{clock}, longer than {limit} (rule {rule}). "
-                   "Clear with `{command}`.").format(order=oid, node=node, dwelt=format_duration(dwelt), clock=clock_words,
-                                                     limit=format_duration(limit), rule=rule.name,
-                                                     command=command("order", "unflag", oid, flag)),
+            body=_(
+                "Order {order} has been in {node} for {dwelt}{clock}, longer than {limit} (rule {rule}). "
+                "Clear with `{command}`."
+            ).format(
+                order=oid,
+                node=node,
+                dwelt=format_duration(dwelt),
+                clock=clock_words,
+                limit=format_duration(limit),
+                rule=rule.name,
+                command=command("order", "unflag", oid, flag),
+            ),
             order=orders[oid],
             dedupe_key=f"rule:{rule.name}:flag:{raised[oid]}",
         )
@@ -306,6 +425,7 @@ def _dwell(run: _Run, rule) -> list[dict]:
 
 
 # --- supplier ----------------------------------------------------------------------------------
+
 
 def _pct(rate: float) -> str:
     return f"{rate * 100:.1f}".rstrip("0").rstrip(".") + "%"
@@ -330,8 +450,13 @@ def _supplier(run: _Run, rule) -> list[dict]:
         columns += [n_window.label("n_window"), avg_delay.label("avg_delay")]
         # a full window of evidence is needed: too few batches never freeze a supplier
         conditions.append(sa.and_(n_window == window, avg_delay > float(max_delay)))
-    query = (sa.select(*columns).where(r.c.rn <= depth).group_by(r.c.supplier)
-             .having(sa.or_(*conditions)).order_by(r.c.supplier))
+    query = (
+        sa.select(*columns)
+        .where(r.c.rn <= depth)
+        .group_by(r.c.supplier)
+        .having(sa.or_(*conditions))
+        .order_by(r.c.supplier)
+    )
     hits = run.session.execute(query).mappings().all()
     if not hits:
         return []
@@ -348,17 +473,29 @@ def _supplier(run: _Run, rule) -> list[dict]:
         if rate is not None and hit["n_failing"] == streak:
             recent = [b for b in batches if b.rn <= streak]
             shown = ", ".join(f"{b.batch_id} {_pct(b.passed / b.total)}" for b in recent)
-            reasons.append(ngettext("QC pass rate below {rate} in the last batch: {shown}",
-                                    "QC pass rate below {rate} in the last {n} batches in a row: {shown}",
-                                    streak).format(rate=_pct(float(rate)), n=streak, shown=shown))
-        if max_delay is not None and hit["n_window"] == window and hit["avg_delay"] is not None \
-                and float(hit["avg_delay"]) > float(max_delay):
+            reasons.append(
+                ngettext(
+                    "QC pass rate below {rate} in the last batch: {shown}",
+                    "QC pass rate below {rate} in the last {n} batches in a row: {shown}",
+                    streak,
+                ).format(rate=_pct(float(rate)), n=streak, shown=shown)
+            )
+        if (
+            max_delay is not None
+            and hit["n_window"] == window
+            and hit["avg_delay"] is not None
+            and float(hit["avg_delay"]) > float(max_delay)
+        ):
             recent = [b for b in batches if b.rn <= window]
             shown = ", ".join(f"{b.batch_id} {float(b.delay_days):+.1f}d" for b in recent)
-            reasons.append(_("average delay {delay:.1f} days > {limit:g} days ").format(
-                delay=float(hit["avg_delay"]), limit=float(max_delay))
-                           + ngettext("over the last batch: {shown}", "over the last {n} batches: {shown}",
-                                      window).format(n=window, shown=shown))
+            reasons.append(
+                _("average delay {delay:.1f} days > {limit:g} days ").format(
+                    delay=float(hit["avg_delay"]), limit=float(max_delay)
+                )
+                + ngettext("over the last batch: {shown}", "over the last {n} batches: {shown}", window).format(
+                    n=window, shown=shown
+                )
+            )
         reason = "; ".join(reasons) + _(" (rule {rule})").format(rule=rule.name)
         if not run.dry_run:
             frozen = run.session.execute(  # type: ignore[attr-defined]  # an UPDATE/INSERT gives a CursorResult; Session.execute is typed Result
@@ -368,15 +505,29 @@ def _supplier(run: _Run, rule) -> list[dict]:
             ).rowcount
             if not frozen:
                 continue  # a concurrent run froze it first
-        items.append(_item(rule, f"supplier:{name}",
-                           _("would freeze inspection exemption") if run.dry_run else _("inspection exemption frozen"), reason))
-        events.append({"event": "exemption_frozen", "at": run.now, "actor": run.actor, "subject": f"supplier:{name}",
-                       "detail": reason})
+        items.append(
+            _item(
+                rule,
+                f"supplier:{name}",
+                _("would freeze inspection exemption") if run.dry_run else _("inspection exemption frozen"),
+                reason,
+            )
+        )
+        events.append(
+            {
+                "event": "exemption_frozen",
+                "at": run.now,
+                "actor": run.actor,
+                "subject": f"supplier:{name}",
+                "detail": reason,
+            }
+        )
         run.notify(
             rule,
             subject=_("Supplier {supplier} lost its inspection exemption").format(supplier=name),
             body=_("Supplier {supplier}: inspection exemption frozen. Why: {reason}. Details: `{command}`.").format(
-                supplier=name, reason=reason, command=command("supplier", "show", name)),
+                supplier=name, reason=reason, command=command("supplier", "show", name)
+            ),
             dedupe_key=f"rule:{rule.name}:frozen:{name}:{run.now.isoformat()}",
         )
     if not run.dry_run:
@@ -393,8 +544,9 @@ KINDS: dict[str, Callable[[_Run, object], list[dict]]] = {
 }
 
 
-def run_rules(session: Session, cfg: Config, *, now: datetime, actor: str, dry_run: bool = False,
-              digest: bool = False) -> dict:
+def run_rules(
+    session: Session, cfg: Config, *, now: datetime, actor: str, dry_run: bool = False, digest: bool = False
+) -> dict:
     """Evaluate every configured rule once at ``now``, in the caller's transaction.
 
     Returns ``{hits, notifications, items: [{rule, kind, subject, what, detail}], per_rule: {name: hits},
@@ -414,8 +566,13 @@ def run_rules(session: Session, cfg: Config, *, now: datetime, actor: str, dry_r
         if not dry_run:
             _record_run(session, rule.name, now, len(found))
     restore_jit()
-    return {"hits": len(items), "notifications": run.notifications, "items": items, "per_rule": per_rule,
-            "dry_run": dry_run}
+    return {
+        "hits": len(items),
+        "notifications": run.notifications,
+        "items": items,
+        "per_rule": per_rule,
+        "dry_run": dry_run,
+    }
 
 
 def _jit_off(session: Session) -> Callable[[], object]:
@@ -434,37 +591,49 @@ def _jit_off(session: Session) -> Callable[[], object]:
 def _record_run(session: Session, rule: str, now: datetime, hits: int) -> None:
     insert_or_ignore(session, RuleRun, [{"rule": rule, "last_hits": 0, "total_hits": 0}], ["rule"])
     session.execute(
-        sa.update(RUNS).where(RUNS.c.rule == rule)
+        sa.update(RUNS)
+        .where(RUNS.c.rule == rule)
         .values(last_run_at=now, last_hits=hits, total_hits=RUNS.c.total_hits + hits)
     )
 
 
 # --- rules list --------------------------------------------------------------------------------
 
+
 def describe_rule(cfg: Config, rule) -> str:
     """One line: the condition and the action."""
     p = rule.params
     if rule.kind == "stock_below":
         level = _("available + open inbound") if p.get("include_inbound") else _("available (on hand - allocated)")
-        return _("{level} < the product's safety stock → draft a purchase requisition "
-                 "(reorder qty, else safety stock + open demand - stock; one draft per SKU)").format(level=level)
+        return _(
+            "{level} < the product's safety stock → draft a purchase requisition "
+            "(reorder qty, else safety stock + open demand - stock; one draft per SKU)"
+        ).format(level=level)
     if rule.kind == "dwell":
         node = cfg.nodes.get(str(p["node"]))
-        clock = (_("{calendar} hours").format(calendar=node.calendar) if p.get("clock") == "calendar" and node and node.calendar
-                 else _("wall clock"))
+        clock = (
+            _("{calendar} hours").format(calendar=node.calendar)
+            if p.get("clock") == "calendar" and node and node.calendar
+            else _("wall clock")
+        )
         return _("open order at {node} longer than {limit} ({clock}) → flag {flag} (once until cleared)").format(
-            node=p["node"], limit=format_duration(int(p["longer_than_seconds"])), clock=clock, flag=p["flag"])
+            node=p["node"], limit=format_duration(int(p["longer_than_seconds"])), clock=clock, flag=p["flag"]
+        )
     if rule.kind == "supplier":
         why = []
         if p.get("qc_pass_rate_below") is not None:
             n = int(p["consecutive_batches"])
-            why.append(_("QC pass rate < {rate} ").format(rate=_pct(float(p["qc_pass_rate_below"])))
-                       # one message per form: Babel keys a plural by its singular, which the config view's words share
-                       + (_("in the last batch") if n == 1 else _("in {n} batches in a row").format(n=n)))
+            why.append(
+                _("QC pass rate < {rate} ").format(rate=_pct(float(p["qc_pass_rate_below"])))
+                # one message per form: Babel keys a plural by its singular, which the config view's words share
+                + (_("in the last batch") if n == 1 else _("in {n} batches in a row").format(n=n))
+            )
         if p.get("avg_delay_days_above") is not None:
             n = int(p["window_batches"])
-            why.append(_("average delay > {days:g} days ").format(days=float(p["avg_delay_days_above"]))
-                       + ngettext("over the last batch", "over the last {n} batches", n).format(n=n))
+            why.append(
+                _("average delay > {days:g} days ").format(days=float(p["avg_delay_days_above"]))
+                + ngettext("over the last batch", "over the last {n} batches", n).format(n=n)
+            )
         return _("exempt supplier with {why} → freeze inspection exemption").format(why=_(" or ").join(why))
     return rule.kind
 
@@ -475,11 +644,16 @@ def list_rules(session: Session, cfg: Config) -> list[dict]:
     rows = []
     for rule in cfg.rules:
         rec = runs.get(rule.name)
-        rows.append({
-            "rule": rule.name, "kind": rule.kind, "description": describe_rule(cfg, rule),
-            "notify": list(rule.notify), "priority": rule.priority,
-            "last_run_at": rec.last_run_at if rec else None,
-            "last_hits": rec.last_hits if rec else None,
-            "total_hits": rec.total_hits if rec else 0,
-        })
+        rows.append(
+            {
+                "rule": rule.name,
+                "kind": rule.kind,
+                "description": describe_rule(cfg, rule),
+                "notify": list(rule.notify),
+                "priority": rule.priority,
+                "last_run_at": rec.last_run_at if rec else None,
+                "last_hits": rec.last_hits if rec else None,
+                "total_hits": rec.total_hits if rec else 0,
+            }
+        )
     return rows

@@ -45,6 +45,7 @@ ACTOR = "schedule"
 
 # --- cron arithmetic -------------------------------------------------------------------------------
 
+
 def latest_due(expression: str, now: datetime, tz: str) -> datetime:
     """The most recent cron time at or before ``now`` (aware UTC), evaluated in zone ``tz``."""
     from croniter import croniter
@@ -73,6 +74,7 @@ def next_due(expression: str, now: datetime, tz: str) -> datetime:
 
 # --- jobs ------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class JobContext:
     store: Store
@@ -85,10 +87,12 @@ def _sla_sweep(job: JobContext) -> str:
     from ffctl.core import sla
 
     report = sla.sweep(job.store, job.cfg, now=job.now, actor=sla.SWEEP_ACTOR)
-    text = (_("{at_risk} at risk, {breached} breached, ").format(at_risk=report.at_risk, breached=report.breached)
-            + ", ".join(f"{n} {a}" for a, n in report.actions.items() if n)
-            + f"{', ' if any(report.actions.values()) else ''}"
-            + _hits_and_queued(report.rule_hits, report.notifications_queued))
+    text = (
+        _("{at_risk} at risk, {breached} breached, ").format(at_risk=report.at_risk, breached=report.breached)
+        + ", ".join(f"{n} {a}" for a, n in report.actions.items() if n)
+        + f"{', ' if any(report.actions.values()) else ''}"
+        + _hits_and_queued(report.rule_hits, report.notifications_queued)
+    )
     if "notify_send" not in job.cfg.schedule:  # nothing else delivers them: send now
         text += "; " + _notify_send(job)
     return text
@@ -98,8 +102,9 @@ def _notify_send(job: JobContext) -> str:
     from ffctl.core import notify
 
     report = notify.send(job.store, job.cfg, now=job.now)
-    return _("{sent} sent, {retrying} to retry, {failed} failed").format(sent=report.sent, retrying=report.retrying,
-                                                                         failed=report.failed)
+    return _("{sent} sent, {retrying} to retry, {failed} failed").format(
+        sent=report.sent, retrying=report.retrying, failed=report.failed
+    )
 
 
 def _rules_run(job: JobContext) -> str:
@@ -111,8 +116,11 @@ def _rules_run(job: JobContext) -> str:
 
 
 def _hits_and_queued(hits: int, queued: int) -> str:
-    return (ngettext("{n} rule hit", "{n} rule hits", hits).format(n=hits) + ", "
-            + ngettext("{n} notification queued", "{n} notifications queued", queued).format(n=queued))
+    return (
+        ngettext("{n} rule hit", "{n} rule hits", hits).format(n=hits)
+        + ", "
+        + ngettext("{n} notification queued", "{n} notifications queued", queued).format(n=queued)
+    )
 
 
 def _daily_report(job: JobContext) -> str:
@@ -136,7 +144,8 @@ def _daily_report(job: JobContext) -> str:
     write_private(target, json.dumps(jsonable(document, tz), ensure_ascii=False, indent=2) + "\n", exclusive=False)
     missed = [r["kpi"] for r in rows if r.get("met") is False]
     return _("wrote {path}").format(path=target) + (
-        _("; missed targets: {kpis}").format(kpis=", ".join(missed)) if missed else "")
+        _("; missed targets: {kpis}").format(kpis=", ".join(missed)) if missed else ""
+    )
 
 
 #: job name (a [schedule] key) -> handler returning a one-line result. Adding a job is adding a row.
@@ -150,6 +159,7 @@ JOBS: dict[str, Callable[[JobContext], str]] = {
 
 # --- tick and show ---------------------------------------------------------------------------------
 
+
 def _claim(store: Store, job: str, due: datetime, now: datetime) -> bool:
     """Move the job's last_due_at to ``due``: forward, or back from a cron time later than ``now``
     (claimed by a tick with a later clock); True only for the one tick that did."""
@@ -157,8 +167,10 @@ def _claim(store: Store, job: str, due: datetime, now: datetime) -> bool:
         insert_or_ignore(session, ScheduleRun, [{"job": job}], ["job"])
         hit = session.execute(  # type: ignore[attr-defined]  # an UPDATE/INSERT gives a CursorResult; Session.execute is typed Result
             sa.update(RUNS)
-            .where(RUNS.c.job == job, sa.or_(RUNS.c.last_due_at.is_(None), RUNS.c.last_due_at < due,
-                                              RUNS.c.last_due_at > now))
+            .where(
+                RUNS.c.job == job,
+                sa.or_(RUNS.c.last_due_at.is_(None), RUNS.c.last_due_at < due, RUNS.c.last_due_at > now),
+            )
             .values(last_due_at=due, last_ran_at=now, last_result="running")
         ).rowcount
     return hit == 1
@@ -166,22 +178,25 @@ def _claim(store: Store, job: str, due: datetime, now: datetime) -> bool:
 
 def _record(store: Store, job: str, due: datetime, result: str) -> None:
     with store.session(write=True) as session:
-        session.execute(sa.update(RUNS).where(RUNS.c.job == job, RUNS.c.last_due_at == due)
-                        .values(last_result=result[:1000]))
+        session.execute(
+            sa.update(RUNS).where(RUNS.c.job == job, RUNS.c.last_due_at == due).values(last_result=result[:1000])
+        )
 
 
 def never_fires(expression: str) -> str:
     return _("its cron expression {cron!r} never fires (no date matches it); fix it in [schedule]").format(
-        cron=expression)
+        cron=expression
+    )
 
 
 def _ahead(last_due: datetime | None, now: datetime, tz: str) -> str | None:
     """The note for a job whose claimed cron time is later than the clock, else None."""
     if last_due is None or last_due <= now:
         return None
-    return _("it had claimed the cron time {claimed}, later than the clock {now} (a tick with a future --now, "
-             "or a clock set back); the schedule follows the clock").format(claimed=shown(last_due, tz),
-                                                                             now=shown(now, tz))
+    return _(
+        "it had claimed the cron time {claimed}, later than the clock {now} (a tick with a future --now, "
+        "or a clock set back); the schedule follows the clock"
+    ).format(claimed=shown(last_due, tz), now=shown(now, tz))
 
 
 def _failure(exc: Exception, expression: str) -> str:
@@ -207,8 +222,15 @@ def tick(store: Store, cfg: Config, *, now: datetime, actor: str = ACTOR, only: 
     for job, expression in cfg.schedule.items():
         if only is not None and job != only:
             continue
-        row: dict[str, Any] = {"job": job, "cron": expression, "due_at": None, "ran": False, "ok": True, "result": None,
-               "note": _ahead(history.get(job), now, cfg.timezone)}
+        row: dict[str, Any] = {
+            "job": job,
+            "cron": expression,
+            "due_at": None,
+            "ran": False,
+            "ok": True,
+            "result": None,
+            "note": _ahead(history.get(job), now, cfg.timezone),
+        }
         out.append(row)
         try:
             _tick_one(store, cfg, job, expression, row, now=now, actor=actor, first=history.get(job) is None)
@@ -222,7 +244,9 @@ def tick(store: Store, cfg: Config, *, now: datetime, actor: str = ACTOR, only: 
     return out
 
 
-def _tick_one(store: Store, cfg: Config, job: str, expression: str, row: dict, *, now: datetime, actor: str, first: bool) -> None:
+def _tick_one(
+    store: Store, cfg: Config, job: str, expression: str, row: dict, *, now: datetime, actor: str, first: bool
+) -> None:
     due = row["due_at"] = latest_due(expression, now, cfg.timezone)
     if first and not first_run_due(expression, now, cfg.timezone):
         row["result"] = _("not due: its last cron time is more than a period ago; first run at the next one")
@@ -248,9 +272,16 @@ def show(session, cfg: Config, *, now: datetime) -> list[dict]:
     for job, expression in cfg.schedule.items():
         run = runs.get(job)
         last_due = run.last_due_at if run else None
-        row = {"job": job, "cron": expression, "last_due_at": last_due,
-               "last_ran_at": run.last_ran_at if run else None, "last_result": run.last_result if run else None,
-               "next_run_at": None, "due_now": False, "note": _ahead(last_due, now, cfg.timezone)}
+        row = {
+            "job": job,
+            "cron": expression,
+            "last_due_at": last_due,
+            "last_ran_at": run.last_ran_at if run else None,
+            "last_result": run.last_result if run else None,
+            "next_run_at": None,
+            "due_now": False,
+            "note": _ahead(last_due, now, cfg.timezone),
+        }
         out.append(row)
         try:
             due = latest_due(expression, now, cfg.timezone)

@@ -64,7 +64,7 @@ def split_credentials(url: str) -> tuple[str, str, str | None, str] | None:
             user, colon, password = rest[:at].partition(":")
             if not colon and any(ch in user for ch in "/?#"):
                 continue  # "host/db?x=a@b": that '@' is in the path or the query
-            return f"{scheme}{sep}", user, password if colon else None, rest[at + 1:]
+            return f"{scheme}{sep}", user, password if colon else None, rest[at + 1 :]
     return None
 
 
@@ -75,7 +75,7 @@ def normalise_url(url: str) -> str:
     url = url.strip()
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            url = "postgresql+psycopg://" + url[len(prefix):]
+            url = "postgresql+psycopg://" + url[len(prefix) :]
             break
     found = split_credentials(url)
     if found is None:
@@ -93,8 +93,7 @@ def url_secrets(url: str) -> list[str]:
     found = split_credentials(normalise_url(url))
     secrets = [unquote(found[2])] if found and found[2] else []
     query = urlsplit(normalise_url(url)).query
-    secrets += [unquote(m.group(0).split("=", 1)[1]) for m in _SECRET_PARAM.finditer("?" + query)
-                if "=" in m.group(0)]
+    secrets += [unquote(m.group(0).split("=", 1)[1]) for m in _SECRET_PARAM.finditer("?" + query) if "=" in m.group(0)]
     return [s for s in secrets if s]
 
 

@@ -69,8 +69,10 @@ def display_status(status: str, shipped_units: int) -> str:
 
 def partially_shipped_sql(orders_alias: str = "orders") -> str:
     """SQL condition on an orders row: open, and some unit has shipped (``order list --status``)."""
-    return (f"{orders_alias}.status = 'open' AND EXISTS (SELECT 1 FROM shipment sh "
-            f"WHERE sh.order_id = {orders_alias}.order_id)")
+    return (
+        f"{orders_alias}.status = 'open' AND EXISTS (SELECT 1 FROM shipment sh "
+        f"WHERE sh.order_id = {orders_alias}.order_id)"
+    )
 
 
 @dataclass
@@ -94,9 +96,14 @@ class _Line:
 
 def _lines(session: Session, order_id: str) -> dict[int, _Line]:
     c = LINE.c
-    return {r.line_no: _Line(*r) for r in session.execute(
-        sa.select(c.id, c.line_no, c.sku, c.qty, c.allocated, c.shipped, c.cancelled)
-        .where(c.order_id == order_id).order_by(c.line_no))}
+    return {
+        r.line_no: _Line(*r)
+        for r in session.execute(
+            sa.select(c.id, c.line_no, c.sku, c.qty, c.allocated, c.shipped, c.cancelled)
+            .where(c.order_id == order_id)
+            .order_by(c.line_no)
+        )
+    }
 
 
 def parse_line_spec(text: str, *, qty_optional: bool = False) -> tuple[int, int | None]:
@@ -108,7 +115,9 @@ def parse_line_spec(text: str, *, qty_optional: bool = False) -> tuple[int, int 
     except ValueError:
         raise UsageError(_("--line {text!r}: use LINE_NO:QTY with whole numbers, e.g. 1:4").format(text=text)) from None
     if qty is None and not qty_optional:
-        raise UsageError(_("--line {text!r}: say how many units, as LINE_NO:QTY (e.g. {n}:4)").format(text=text, n=line_no))
+        raise UsageError(
+            _("--line {text!r}: say how many units, as LINE_NO:QTY (e.g. {n}:4)").format(text=text, n=line_no)
+        )
     if line_no <= 0:
         raise UsageError(_("--line {text!r}: line numbers start at 1").format(text=text))
     if qty is not None and qty <= 0:
@@ -123,18 +132,30 @@ def _reserving(cfg: Config, order) -> bool:
 
 
 def _unknown_line(order_id: str, line_no: int, lines: dict[int, _Line]) -> NotFound:
-    return NotFound(_("order {order} has no line {line} (its lines: {lines})").format(
-        order=order_id, line=line_no, lines=", ".join(map(str, lines)) or "none"),
-        hint=_("`{cmd}` lists its lines.").format(cmd=command("order", "show", order_id)))
+    return NotFound(
+        _("order {order} has no line {line} (its lines: {lines})").format(
+            order=order_id, line=line_no, lines=", ".join(map(str, lines)) or "none"
+        ),
+        hint=_("`{cmd}` lists its lines.").format(cmd=command("order", "show", order_id)),
+    )
 
 
 def _shipments(session: Session, order_id: str) -> list[dict]:
-    rows = session.execute(sa.select(SHIPMENT).where(SHIPMENT.c.order_id == order_id)
-                           .order_by(SHIPMENT.c.shipped_at, SHIPMENT.c.shipment_id)).mappings().all()
+    rows = (
+        session.execute(
+            sa.select(SHIPMENT)
+            .where(SHIPMENT.c.order_id == order_id)
+            .order_by(SHIPMENT.c.shipped_at, SHIPMENT.c.shipment_id)
+        )
+        .mappings()
+        .all()
+    )
     lines: dict[str, list[tuple]] = {}
-    for r in session.execute(sa.select(SHIPMENT_LINE.c.shipment_id, SHIPMENT_LINE.c.line_no, SHIPMENT_LINE.c.sku,
-                                       SHIPMENT_LINE.c.qty).where(SHIPMENT_LINE.c.order_id == order_id)
-                             .order_by(SHIPMENT_LINE.c.line_no)):
+    for r in session.execute(
+        sa.select(SHIPMENT_LINE.c.shipment_id, SHIPMENT_LINE.c.line_no, SHIPMENT_LINE.c.sku, SHIPMENT_LINE.c.qty)
+        .where(SHIPMENT_LINE.c.order_id == order_id)
+        .order_by(SHIPMENT_LINE.c.line_no)
+    ):
         lines.setdefault(r.shipment_id, []).append((r.line_no, r.sku, r.qty))
     return [dict(r, lines=lines.get(r["shipment_id"], [])) for r in rows]
 
@@ -146,8 +167,12 @@ def _same(given, stored) -> bool:
 def _already(shipments: list[dict], at: datetime, carrier, tracking, lines: list[tuple] | None) -> dict | None:
     """The recorded shipment this one repeats (same time, carrier, tracking, and lines when given)."""
     for sh in shipments:
-        if sh["shipped_at"] == at and _same(carrier, sh["carrier"]) and _same(tracking, sh["tracking"]) \
-                and (lines is None or sorted(lines) == sorted((ln, q) for ln, _s, q in sh["lines"])):
+        if (
+            sh["shipped_at"] == at
+            and _same(carrier, sh["carrier"])
+            and _same(tracking, sh["tracking"])
+            and (lines is None or sorted(lines) == sorted((ln, q) for ln, _s, q in sh["lines"]))
+        ):
             return sh
     return None
 
@@ -159,18 +184,31 @@ def _check_node(session: Session, cfg: Config, order, actor: str, manual: bool) 
     spec = cfg.nodes.get(node) if node else None
     if node is not None and (spec is None or spec.auto != "ship"):
         ship_nodes = [n for n, s in cfg.nodes.items() if s.auto == "ship"]
-        owner = _(" (owner {owner})").format(owner=spec.owner) if spec is not None and spec.owner else \
-            (_(" (completed by `ffctl {command}`)").format(command=spec.auto) if spec is not None and spec.auto else "")
+        owner = (
+            _(" (owner {owner})").format(owner=spec.owner)
+            if spec is not None and spec.owner
+            else (
+                _(" (completed by `ffctl {command}`)").format(command=spec.auto)
+                if spec is not None and spec.auto
+                else ""
+            )
+        )
         raise Conflict(
-            _("order {order_id} is at node {node}{owner}; it can ship only from ").format(order_id=order_id, node=node, owner=owner)
-            + (" or ".join(ship_nodes) if ship_nodes else _("a node with auto = \"ship\"")),
-            hint=_("`{command}` shows where it is.").format(command=command('order', 'show', order_id)),
+            _("order {order_id} is at node {node}{owner}; it can ship only from ").format(
+                order_id=order_id, node=node, owner=owner
+            )
+            + (" or ".join(ship_nodes) if ship_nodes else _('a node with auto = "ship"')),
+            hint=_("`{command}` shows where it is.").format(command=command("order", "show", order_id)),
         )
     if manual and node is not None:
         task = workflow.current_task(session, order_id, lock=True)
         if task is not None and not workflow.may_act(session, cfg, task, actor):
             need = " or ".join(workflow.assignees(session, task) + ["admin"])
-            raise PermissionDenied(_("{actor} may not ship order {order_id} from {node}: it needs a member of {need}").format(actor=actor, order_id=order_id, node=node, need=need))
+            raise PermissionDenied(
+                _("{actor} may not ship order {order_id} from {node}: it needs a member of {need}").format(
+                    actor=actor, order_id=order_id, node=node, need=need
+                )
+            )
 
 
 @dataclass(frozen=True)
@@ -218,32 +256,65 @@ class Shipper:
     statements (``write``). The one path of the rules above: ``ship`` is one shipment of it,
     ``import shipments`` a batch (``many``: stock locked as many-row lockers take it)."""
 
-    def __init__(self, session: Session, cfg: Config, requests: Sequence[ShipmentRequest], *, actor: str,
-                 write: bool = True, many: bool = False) -> None:
+    def __init__(
+        self,
+        session: Session,
+        cfg: Config,
+        requests: Sequence[ShipmentRequest],
+        *,
+        actor: str,
+        write: bool = True,
+        many: bool = False,
+    ) -> None:
         """``write`` False: only ``plan`` (what each shipment would do; nothing locked, stock not read)."""
         self.session, self.cfg, self.actor, self.writes = session, cfg, actor, write
         lock = write
         self.orders: dict[str, _OrderState] = {}
         ids = sorted({r.order_id for r in requests})
         for oid, status, node, workflow in keyed_rows(
-                session, "SELECT order_id, status, node, workflow FROM orders WHERE {where}", "order_id", ids,
-                tail=" ORDER BY order_id FOR UPDATE" if lock and is_postgresql(session) else ""):
+            session,
+            "SELECT order_id, status, node, workflow FROM orders WHERE {where}",
+            "order_id",
+            ids,
+            tail=" ORDER BY order_id FOR UPDATE" if lock and is_postgresql(session) else "",
+        ):
             self.orders[oid] = _OrderState({"order_id": oid, "status": status, "node": node, "workflow": workflow})
         known = sorted(self.orders)
         given = sorted({r.shipment_id for r in requests if r.shipment_id is not None})
         self.owner: dict[str, str] = {}  # shipment id -> its order, of every shipment id looked at
         orders = self.orders
-        for row in keyed_rows(session, "SELECT order_id, id, line_no, sku, qty, allocated, shipped, cancelled "
-                                       "FROM order_line WHERE {where}", "order_id", known, tail=" ORDER BY order_id, line_no"):
+        for row in keyed_rows(
+            session,
+            "SELECT order_id, id, line_no, sku, qty, allocated, shipped, cancelled FROM order_line WHERE {where}",
+            "order_id",
+            known,
+            tail=" ORDER BY order_id, line_no",
+        ):
             orders[row[0]].lines[row[2]] = _Line(*row[1:])
-        recorded = {sid: {"shipment_id": sid, "order_id": oid, "shipped_at": _aware(at), "carrier": carrier,
-                          "tracking": tracking, "lines": []}
-                    for sid, oid, at, carrier, tracking in keyed_rows(
-                        session, "SELECT shipment_id, order_id, shipped_at, carrier, tracking FROM shipment "
-                                 "WHERE {where}", "order_id", known)}
+        recorded = {
+            sid: {
+                "shipment_id": sid,
+                "order_id": oid,
+                "shipped_at": _aware(at),
+                "carrier": carrier,
+                "tracking": tracking,
+                "lines": [],
+            }
+            for sid, oid, at, carrier, tracking in keyed_rows(
+                session,
+                "SELECT shipment_id, order_id, shipped_at, carrier, tracking FROM shipment WHERE {where}",
+                "order_id",
+                known,
+            )
+        }
         if recorded:
-            for sid, line_no, sku, qty in keyed_rows(session, "SELECT shipment_id, line_no, sku, qty FROM shipment_line "
-                                                              "WHERE {where}", "order_id", known, tail=" ORDER BY line_no"):
+            for sid, line_no, sku, qty in keyed_rows(
+                session,
+                "SELECT shipment_id, line_no, sku, qty FROM shipment_line WHERE {where}",
+                "order_id",
+                known,
+                tail=" ORDER BY line_no",
+            ):
                 recorded[sid]["lines"].append((line_no, sku, qty))
             for sid, sh in recorded.items():
                 orders[sh["order_id"]].shipments.append(sh)
@@ -255,8 +326,9 @@ class Shipper:
         for r in requests:
             if r.shipment_id is None and r.order_id in self.orders:
                 unnamed[r.order_id] = unnamed.get(r.order_id, 0) + 1
-        wanted = given + [f"{oid}/{len(self.orders[oid].shipments) + k}" for oid, n in unnamed.items()
-                          for k in range(1, n + 1)]
+        wanted = given + [
+            f"{oid}/{len(self.orders[oid].shipments) + k}" for oid, n in unnamed.items() for k in range(1, n + 1)
+        ]
         self.looked_up = set(wanted)
         self._look_up(wanted)
         if requests and known:
@@ -266,8 +338,14 @@ class Shipper:
         skus = {x.sku for st in self.orders.values() for x in st.lines.values()}
         skus |= {sku for r in requests for _ln, sku, _q in (r.picks or ()) if sku is not None}
         self.stock = stock.ShippedStock(
-            session, known, {x.id: (x.allocated, x.shipped) for st in self.orders.values() for x in st.lines.values()},
-            skus, lock=lock, all_or_nothing=many, stock=write)
+            session,
+            known,
+            {x.id: (x.allocated, x.shipped) for st in self.orders.values() for x in st.lines.values()},
+            skus,
+            lock=lock,
+            all_or_nothing=many,
+            stock=write,
+        )
         self.shipment_rows: list[tuple] = []
         self.line_rows: list[tuple] = []
         self.pick_rows: list[tuple] = []
@@ -280,8 +358,14 @@ class Shipper:
         return order_id in self.orders
 
     def _look_up(self, ids: Sequence[str]) -> None:
-        self.owner.update(keyed_rows(self.session, "SELECT shipment_id, order_id FROM shipment WHERE {where}",
-                                     "shipment_id", sorted(set(ids))))
+        self.owner.update(
+            keyed_rows(
+                self.session,
+                "SELECT shipment_id, order_id FROM shipment WHERE {where}",
+                "shipment_id",
+                sorted(set(ids)),
+            )
+        )
 
     def _next_id(self, order_id: str) -> str:
         n = len(self.orders[order_id].shipments) + 1
@@ -302,8 +386,10 @@ class Shipper:
         order_id, at, carrier, tracking, picks = req.order_id, req.at, req.carrier, req.tracking, req.picks
         st = self.orders.get(order_id)
         if st is None:
-            raise NotFound(_("no order {order_id!r}").format(order_id=order_id),
-                           hint=_("`ffctl order list` shows the orders in the store."))
+            raise NotFound(
+                _("no order {order_id!r}").format(order_id=order_id),
+                hint=_("`ffctl order list` shows the orders in the store."),
+            )
         order, cfg = st.row, self.cfg
         status = order["status"]
         tz = cfg.timezone
@@ -312,8 +398,11 @@ class Shipper:
             owner = self.owner.get(req.shipment_id)
             if owner is not None:
                 if owner != order_id:
-                    raise Conflict(_("shipment {id} belongs to order {other}, not {order}").format(
-                        id=req.shipment_id, other=owner, order=order_id))
+                    raise Conflict(
+                        _("shipment {id} belongs to order {other}, not {order}").format(
+                            id=req.shipment_id, other=owner, order=order_id
+                        )
+                    )
                 return None
         wanted = None  # (line_no, sku or None, qty)
         if req.lines is not None:
@@ -324,27 +413,42 @@ class Shipper:
             same_lines = None if not wanted else [(ln, q) for ln, _s, q in wanted]
             repeat = _already(shipments, at, carrier, tracking, same_lines)
             # the same shipment again: an import's rows, a person's same --line, or a plain `ship` with nothing left
-            if repeat is not None and (picks is not None or same_lines is not None or status in ("shipped", "delivered")
-                                       or not any(x.reserved for x in st.lines.values())):
+            if repeat is not None and (
+                picks is not None
+                or same_lines is not None
+                or status in ("shipped", "delivered")
+                or not any(x.reserved for x in st.lines.values())
+            ):
                 return None
         if status in ("shipped", "delivered"):
             last = shipments[-1] if shipments else None
-            raise Conflict(_("order {order_id} was already shipped (at {shown}").format(
-                order_id=order_id, shown=shown(last['shipped_at'] if last else None, tz))
-                + (_(", {carrier}").format(carrier=last['carrier']) if last and last["carrier"] else "") + ")")
+            raise Conflict(
+                _("order {order_id} was already shipped (at {shown}").format(
+                    order_id=order_id, shown=shown(last["shipped_at"] if last else None, tz)
+                )
+                + (_(", {carrier}").format(carrier=last["carrier"]) if last and last["carrier"] else "")
+                + ")"
+            )
         if status == "cancelled":
             raise Conflict(_("order {order_id} is cancelled; it cannot ship").format(order_id=order_id))
         if status == "on_hold":
-            raise Conflict(_("order {order_id} is on hold; release it before shipping").format(order_id=order_id),
-                           hint=_("`{command}`").format(command=command('order', 'release', order_id)))
+            raise Conflict(
+                _("order {order_id} is on hold; release it before shipping").format(order_id=order_id),
+                hint=_("`{command}`").format(command=command("order", "release", order_id)),
+            )
         _check_node(self.session, cfg, order, self.actor, manual)
         if st.latest is not None and st.latest[0] > at:
             raise audit.earlier_conflict(order_id, at, st.latest, tz)
         reserving = self.reserving.get(order["workflow"])
         if reserving is None:
             reserving = self.reserving[order["workflow"]] = _reserving(cfg, order)
-        items, out_lines, errors = _decide(order_id, st.lines, wanted, picks is not None and bool(wanted),
-                                           reserving or any(x.allocated > x.shipped for x in st.lines.values()))
+        items, out_lines, errors = _decide(
+            order_id,
+            st.lines,
+            wanted,
+            picks is not None and bool(wanted),
+            reserving or any(x.allocated > x.shipped for x in st.lines.values()),
+        )
         # nothing below refuses: the shipment is planned
         sid = req.shipment_id or self._next_id(order_id)
         moved = self.stock.take(order_id, items, at=at, ref=sid)
@@ -356,8 +460,16 @@ class Shipper:
         rows: dict[int, list] = {}
         for ln in out_lines:  # one row per line (a line reported twice in one shipment is summed)
             rows.setdefault(ln["line_no"], [ln["sku"], 0])[1] += ln["qty"]
-        shipments.append({"shipment_id": sid, "order_id": order_id, "shipped_at": at, "carrier": carrier,
-                          "tracking": tracking, "lines": [(no, sku, qty) for no, (sku, qty) in sorted(rows.items())]})
+        shipments.append(
+            {
+                "shipment_id": sid,
+                "order_id": order_id,
+                "shipped_at": at,
+                "carrier": carrier,
+                "tracking": tracking,
+                "lines": [(no, sku, qty) for no, (sku, qty) in sorted(rows.items())],
+            }
+        )
         if len(shipments) > 1 and _SHIPMENT_ORDER(shipments[-2]) > _SHIPMENT_ORDER(shipments[-1]):
             shipments.sort(key=_SHIPMENT_ORDER)
         self.owner[sid] = order_id
@@ -373,22 +485,46 @@ class Shipper:
         node = order["node"]
         if left == 0:
             last = shipments[-1]
-            self.finished.append(_Finished(order_id, node, at, last["shipped_at"],
-                                           carrier if carrier is not None else last["carrier"],
-                                           tracking if tracking is not None else last["tracking"]))
+            self.finished.append(
+                _Finished(
+                    order_id,
+                    node,
+                    at,
+                    last["shipped_at"],
+                    carrier if carrier is not None else last["carrier"],
+                    tracking if tracking is not None else last["tracking"],
+                )
+            )
         (self.last_events if left == 0 else self.events).append(
-            {"event": "shipped", "at": at, "actor": self.actor, "order_id": order_id, "node": node,
-             "detail": _shipped_detail(sid, out_lines, carrier, tracking, moved, left)})
-        return {"shipment_id": sid, "order_id": order_id, "at": at, "carrier": carrier, "tracking": tracking,
-                "lines": out_lines, "units": units, "complete": left == 0,
-                "status": "shipped" if left == 0 else PARTIALLY_SHIPPED, "still_to_ship": left}
+            {
+                "event": "shipped",
+                "at": at,
+                "actor": self.actor,
+                "order_id": order_id,
+                "node": node,
+                "detail": _shipped_detail(sid, out_lines, carrier, tracking, moved, left),
+            }
+        )
+        return {
+            "shipment_id": sid,
+            "order_id": order_id,
+            "at": at,
+            "carrier": carrier,
+            "tracking": tracking,
+            "lines": out_lines,
+            "units": units,
+            "complete": left == 0,
+            "status": "shipped" if left == 0 else PARTIALLY_SHIPPED,
+            "still_to_ship": left,
+        }
 
     def write(self) -> None:
         """Write every planned shipment, in the caller's transaction."""
         session = self.session
         self.stock.write(session, actor=self.actor)
-        insert_rows(session, "shipment", ("shipment_id", "order_id", "shipped_at", "carrier", "tracking"),
-                    self.shipment_rows)
+        insert_rows(
+            session, "shipment", ("shipment_id", "order_id", "shipped_at", "carrier", "tracking"), self.shipment_rows
+        )
         insert_rows(session, "shipment_line", ("shipment_id", "order_id", "line_no", "sku", "qty"), self.line_rows)
         insert_rows(session, "pick_line", ("order_id", "shipment_id", "line_no", "sku", "qty", "error"), self.pick_rows)
         audit.record_many(session, self.events)
@@ -399,8 +535,9 @@ class Shipper:
 _SHIPMENT_ORDER = itemgetter("shipped_at", "shipment_id")
 
 
-def _decide(order_id: str, by_no: dict[int, _Line], wanted: list[tuple] | None, picked: bool,
-            reserving: bool) -> tuple[list, list[dict], list[tuple]]:
+def _decide(
+    order_id: str, by_no: dict[int, _Line], wanted: list[tuple] | None, picked: bool, reserving: bool
+) -> tuple[list, list[dict], list[tuple]]:
     """What one shipment takes of each line: ``(stock.LineShipment items, lines shown, pick rows)``.
 
     ``picked`` (an import's rows): what left, a different SKU or more units than the line had left
@@ -431,29 +568,43 @@ def _decide(order_id: str, by_no: dict[int, _Line], wanted: list[tuple] | None, 
             if line_no not in by_no:
                 raise _unknown_line(order_id, line_no, by_no)
             if qty <= 0:
-                raise UsageError(_("line {line}: the quantity must be a positive whole number, not {qty}")
-                                 .format(line=line_no, qty=qty))
+                raise UsageError(
+                    _("line {line}: the quantity must be a positive whole number, not {qty}").format(
+                        line=line_no, qty=qty
+                    )
+                )
             asked[line_no] = asked.get(line_no, 0) + qty
     else:
         asked = {no: (x.reserved if reserving else x.to_ship) for no, x in by_no.items()}
         asked = {no: q for no, q in asked.items() if q > 0}
         if not asked:
-            raise Conflict(_("order {order} has nothing allocated and unshipped to ship").format(order=order_id),
-                           hint=_("`{cmd}` reserves stock for it; `{show}` shows what is backordered.").format(
-                               cmd=command("allocate", order_id), show=command("order", "show", order_id)))
+            raise Conflict(
+                _("order {order} has nothing allocated and unshipped to ship").format(order=order_id),
+                hint=_("`{cmd}` reserves stock for it; `{show}` shows what is backordered.").format(
+                    cmd=command("allocate", order_id), show=command("order", "show", order_id)
+                ),
+            )
     over = []
     for line_no, qty in sorted(asked.items()):
         line = by_no[line_no]
         can = line.reserved if reserving else line.to_ship
         if qty > can:
-            over.append(_("line {line} ({sku}) has {can} allocated and unshipped, not {qty}").format(
-                line=line_no, sku=line.sku, can=can, qty=qty) if reserving else
-                _("line {line} ({sku}) has {can} left to ship, not {qty}").format(
-                line=line_no, sku=line.sku, can=can, qty=qty))
+            over.append(
+                _("line {line} ({sku}) has {can} allocated and unshipped, not {qty}").format(
+                    line=line_no, sku=line.sku, can=can, qty=qty
+                )
+                if reserving
+                else _("line {line} ({sku}) has {can} left to ship, not {qty}").format(
+                    line=line_no, sku=line.sku, can=can, qty=qty
+                )
+            )
     if over:
-        raise Conflict(_("order {order}: cannot ship more than is allocated: {what}; nothing was shipped").format(
-            order=order_id, what="; ".join(over)),
-            hint=_("`{cmd}` shows what each line has allocated.").format(cmd=command("order", "show", order_id)))
+        raise Conflict(
+            _("order {order}: cannot ship more than is allocated: {what}; nothing was shipped").format(
+                order=order_id, what="; ".join(over)
+            ),
+            hint=_("`{cmd}` shows what each line has allocated.").format(cmd=command("order", "show", order_id)),
+        )
     for line_no, qty in sorted(asked.items()):
         line = by_no[line_no]
         items.append(stock.LineShipment(line.id, line.sku, line.sku, qty, qty))
@@ -463,26 +614,52 @@ def _decide(order_id: str, by_no: dict[int, _Line], wanted: list[tuple] | None, 
 
 def _shipped_detail(sid: str, out_lines: list[dict], carrier, tracking, moved: dict, left: int) -> str:
     """The "shipped" event's detail: the shipment, its lines, carrier, where its units came from, what is left."""
-    notes = [_("shipment {id}").format(id=sid), ", ".join(f"L{ln['line_no']} {ln['sku']} {ln['qty']}"
-                                          + (f" ({ln['error'].replace('_', ' ')})" if ln["error"] else "")
-                                          for ln in out_lines)]
-    notes += [x for x in (carrier and _("carrier {carrier}").format(carrier=carrier),
-                          tracking and _("tracking {tracking}").format(tracking=tracking)) if x]
+    notes = [
+        _("shipment {id}").format(id=sid),
+        ", ".join(
+            f"L{ln['line_no']} {ln['sku']} {ln['qty']}" + (f" ({ln['error'].replace('_', ' ')})" if ln["error"] else "")
+            for ln in out_lines
+        ),
+    ]
+    notes += [
+        x
+        for x in (
+            carrier and _("carrier {carrier}").format(carrier=carrier),
+            tracking and _("tracking {tracking}").format(tracking=tracking),
+        )
+        if x
+    ]
     if moved["reserved"]:
-        notes.append(ngettext("{n} unit from reservations", "{n} units from reservations", moved["reserved"])
-                     .format(n=moved["reserved"]))
+        notes.append(
+            ngettext("{n} unit from reservations", "{n} units from reservations", moved["reserved"]).format(
+                n=moved["reserved"]
+            )
+        )
     if moved["untracked"]:
-        notes.append(ngettext("{n} unit not in the stock records", "{n} units not in the stock records",
-                              moved["untracked"]).format(n=moved["untracked"]))
+        notes.append(
+            ngettext(
+                "{n} unit not in the stock records", "{n} units not in the stock records", moved["untracked"]
+            ).format(n=moved["untracked"])
+        )
     if left:
         notes.append(ngettext("{n} unit still to ship", "{n} units still to ship", left).format(n=left))
     return "; ".join(notes)
 
 
-def ship(session: Session, cfg: Config, order_id: str, *, at: datetime, actor: str, carrier: str | None = None,
-         tracking: str | None = None, lines: Sequence[tuple[int, int]] | None = None,
-         picks: Sequence[tuple[int, str, int]] | None = None, shipment_id: str | None = None,
-         manual: bool = False) -> dict | None:
+def ship(
+    session: Session,
+    cfg: Config,
+    order_id: str,
+    *,
+    at: datetime,
+    actor: str,
+    carrier: str | None = None,
+    tracking: str | None = None,
+    lines: Sequence[tuple[int, int]] | None = None,
+    picks: Sequence[tuple[int, str, int]] | None = None,
+    shipment_id: str | None = None,
+    manual: bool = False,
+) -> dict | None:
     """Record one shipment of an order (a ``Shipper`` of one); None if exactly this shipment was
     recorded already. ``lines``/``picks``: see ``ShipmentRequest``; ``manual``: a person's ``ffctl
     ship``, allowed to the ship node's people. Returns what ``Shipper.plan`` does."""
@@ -507,21 +684,37 @@ def _complete(session: Session, cfg: Config, finished: Sequence[_Finished], *, a
     last = {f.order_id: f for f in finished}
     ids = sorted(last)
     if is_postgresql(session):
-        session.execute(sa.text(
-            "UPDATE orders AS o SET status = 'shipped', shipped_at = v.at, carrier = v.carrier, tracking = v.tracking "
-            "FROM unnest(CAST(:ids AS text[]), CAST(:ats AS timestamp[]), CAST(:carriers AS text[]), "
-            "CAST(:trackings AS text[])) AS v(id, at, carrier, tracking) WHERE o.order_id = v.id"),
-            {"ids": text_array(ids), "ats": text_array(stored_text(last[i].shipped_at) for i in ids),
-             "carriers": text_array(last[i].carrier for i in ids), "trackings": text_array(last[i].tracking for i in ids)})
+        session.execute(
+            sa.text(
+                "UPDATE orders AS o SET status = 'shipped', shipped_at = v.at, carrier = v.carrier, tracking = v.tracking "
+                "FROM unnest(CAST(:ids AS text[]), CAST(:ats AS timestamp[]), CAST(:carriers AS text[]), "
+                "CAST(:trackings AS text[])) AS v(id, at, carrier, tracking) WHERE o.order_id = v.id"
+            ),
+            {
+                "ids": text_array(ids),
+                "ats": text_array(stored_text(last[i].shipped_at) for i in ids),
+                "carriers": text_array(last[i].carrier for i in ids),
+                "trackings": text_array(last[i].tracking for i in ids),
+            },
+        )
         return
     session.flush()
     session.connection().connection.driver_connection.executemany(
         "UPDATE orders SET status = 'shipped', shipped_at = ?, carrier = ?, tracking = ? WHERE order_id = ?",
-        [(stored_text(last[i].shipped_at), last[i].carrier, last[i].tracking, i) for i in ids])
+        [(stored_text(last[i].shipped_at), last[i].carrier, last[i].tracking, i) for i in ids],
+    )
 
 
-def cancel_lines(session: Session, cfg: Config, order_id: str, lines: Iterable[tuple[int, int | None]], *, at: datetime,
-                 actor: str, reason: str) -> dict:
+def cancel_lines(
+    session: Session,
+    cfg: Config,
+    order_id: str,
+    lines: Iterable[tuple[int, int | None]],
+    *,
+    at: datetime,
+    actor: str,
+    reason: str,
+) -> dict:
     """Cancel what is left of some lines (``(line_no, qty or None = all left)``), releasing their
     reservations. Cancelling everything left of an order that shipped something completes it as
     shipped; of an order nothing shipped for, it is refused (cancel the order instead)."""
@@ -539,16 +732,22 @@ def cancel_lines(session: Session, cfg: Config, order_id: str, lines: Iterable[t
         if line is None:
             raise _unknown_line(order_id, line_no, by_no)
         asked[line_no] = asked.get(line_no, 0) + (line.to_ship if qty is None else qty)
-    over = [_("line {line} has {left} left to ship, not {qty}").format(line=no, left=by_no[no].to_ship, qty=q)
-            for no, q in sorted(asked.items()) if q > by_no[no].to_ship or q <= 0]
+    over = [
+        _("line {line} has {left} left to ship, not {qty}").format(line=no, left=by_no[no].to_ship, qty=q)
+        for no, q in sorted(asked.items())
+        if q > by_no[no].to_ship or q <= 0
+    ]
     if over:
-        raise Conflict(_("order {order}: cannot cancel {what}; nothing was cancelled").format(
-            order=order_id, what="; ".join(over)))
+        raise Conflict(
+            _("order {order}: cannot cancel {what}; nothing was cancelled").format(order=order_id, what="; ".join(over))
+        )
     shipped_any = any(x.shipped for x in by_no.values())
     left_after = sum(x.to_ship for x in by_no.values()) - sum(asked.values())
     if left_after == 0 and not shipped_any:
-        raise Conflict(_("that cancels every unit of order {order}: cancel the order instead").format(order=order_id),
-                       hint=_("`{cmd}`").format(cmd=command("order", "cancel", order_id, "--reason", reason)))
+        raise Conflict(
+            _("that cancels every unit of order {order}: cancel the order instead").format(order=order_id),
+            hint=_("`{cmd}`").format(cmd=command("order", "cancel", order_id, "--reason", reason)),
+        )
     released = 0
     for line_no, qty in sorted(asked.items()):
         released += stock.cancel_line_units(session, order_id, by_no[line_no].id, qty)
@@ -558,17 +757,37 @@ def cancel_lines(session: Session, cfg: Config, order_id: str, lines: Iterable[t
         detail += ngettext("; released {n} reserved unit", "; released {n} reserved units", released).format(n=released)
     audit.record(session, event="line_cancelled", at=at, actor=actor, order_id=order_id, node=node, detail=detail)
     if left_after == 0:
-        last = session.execute(sa.select(SHIPMENT.c.shipped_at, SHIPMENT.c.carrier, SHIPMENT.c.tracking)
-                               .where(SHIPMENT.c.order_id == order_id)
-                               .order_by(SHIPMENT.c.shipped_at.desc(), SHIPMENT.c.shipment_id.desc()).limit(1)).first()
-        _complete(session, cfg, [_Finished(order_id, node, at, last.shipped_at if last else at,
-                                           last.carrier if last else None, last.tracking if last else None)],
-                  actor=actor)
-    return {"order_id": order_id, "lines": [{"line_no": no, "cancelled": q} for no, q in sorted(asked.items())],
-            "released": released, "still_to_ship": left_after,
-            "status": "shipped" if left_after == 0 else display_status("open", int(shipped_any))}
+        last = session.execute(
+            sa.select(SHIPMENT.c.shipped_at, SHIPMENT.c.carrier, SHIPMENT.c.tracking)
+            .where(SHIPMENT.c.order_id == order_id)
+            .order_by(SHIPMENT.c.shipped_at.desc(), SHIPMENT.c.shipment_id.desc())
+            .limit(1)
+        ).first()
+        _complete(
+            session,
+            cfg,
+            [
+                _Finished(
+                    order_id,
+                    node,
+                    at,
+                    last.shipped_at if last else at,
+                    last.carrier if last else None,
+                    last.tracking if last else None,
+                )
+            ],
+            actor=actor,
+        )
+    return {
+        "order_id": order_id,
+        "lines": [{"line_no": no, "cancelled": q} for no, q in sorted(asked.items())],
+        "released": released,
+        "still_to_ship": left_after,
+        "status": "shipped" if left_after == 0 else display_status("open", int(shipped_any)),
+    }
 
 
 def shipped_units(session: Session, order_id: str) -> int:
-    return session.execute(sa.select(sa.func.coalesce(sa.func.sum(LINE.c.shipped), 0))
-                           .where(LINE.c.order_id == order_id)).scalar_one()
+    return session.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(LINE.c.shipped), 0)).where(LINE.c.order_id == order_id)
+    ).scalar_one()

@@ -62,8 +62,13 @@ BACKFILL_CHUNK = 500  # order ids per backfill claim: an IN list SQLite takes co
 BUSY_WAIT_SECONDS = 30  # how long a sweep waits for due tasks other transactions hold (PostgreSQL)
 ACTIONS = ("remind", "escalate", "notify", "auto_approve", "auto_reject")
 #: Audit event written for each kind of step (auto actions: workflow writes its own event).
-EVENT_OF = {"at_risk": "at_risk", "breached": "breached", "remind": "reminded", "escalate": "escalated",
-            "notify": "notified"}
+EVENT_OF = {
+    "at_risk": "at_risk",
+    "breached": "breached",
+    "remind": "reminded",
+    "escalate": "escalated",
+    "notify": "notified",
+}
 
 #: order fields a step may name as a recipient (``order.sales_rep``), read with the claimed task
 ORDER_FIELDS = ("sales_rep",)
@@ -76,6 +81,7 @@ _duration = lru_cache(maxsize=1024)(format_duration)  # a config's few durations
 
 
 # --- the report ----------------------------------------------------------------------------------
+
 
 @dataclass
 class SweepReport:
@@ -95,9 +101,15 @@ class SweepReport:
     def as_dict(self) -> dict:
         """The JSON shape of SPEC section 5."""
         return {
-            "now": self.now, "dry_run": self.dry_run, "at_risk": self.at_risk, "breached": self.breached,
-            "actions": dict(self.actions), "forecast_alerts": self.forecast, "rule_hits": self.rule_hits,
-            "notifications_queued": self.notifications_queued, "items": list(self.items),
+            "now": self.now,
+            "dry_run": self.dry_run,
+            "at_risk": self.at_risk,
+            "breached": self.breached,
+            "actions": dict(self.actions),
+            "forecast_alerts": self.forecast,
+            "rule_hits": self.rule_hits,
+            "notifications_queued": self.notifications_queued,
+            "items": list(self.items),
         }
 
 
@@ -107,8 +119,17 @@ class _DryRun(Exception):
 
 # --- entry point -----------------------------------------------------------------------------------
 
-def sweep(store: Store, cfg: Config, *, now: datetime, actor: str = SWEEP_ACTOR, dry_run: bool = False,
-          batch: int = BATCH, rules: bool = True) -> SweepReport:
+
+def sweep(
+    store: Store,
+    cfg: Config,
+    *,
+    now: datetime,
+    actor: str = SWEEP_ACTOR,
+    dry_run: bool = False,
+    batch: int = BATCH,
+    rules: bool = True,
+) -> SweepReport:
     """Apply every SLA transition and escalation step due by ``now``, then run the rules.
 
     A real run commits batch by batch; a dry run runs the very same code in one transaction
@@ -118,8 +139,12 @@ def sweep(store: Store, cfg: Config, *, now: datetime, actor: str = SWEEP_ACTOR,
     if dry_run:
         try:
             with store.session(write=True) as session:
-                _drain(store, lambda: _sweep_batch(session, cfg, now, actor, batch, report, expire=True),
-                       lambda: _due_left(session, now), report)
+                _drain(
+                    store,
+                    lambda: _sweep_batch(session, cfg, now, actor, batch, report, expire=True),
+                    lambda: _due_left(session, now),
+                    report,
+                )
                 _finish(session, cfg, now, actor, report, rules=rules, dry_run=True)
                 raise _DryRun
         except _DryRun:
@@ -140,8 +165,9 @@ def sweep(store: Store, cfg: Config, *, now: datetime, actor: str = SWEEP_ACTOR,
     return report
 
 
-def _finish(session: Session, cfg: Config, now: datetime, actor: str, report: SweepReport, *, rules: bool,
-            dry_run: bool) -> None:
+def _finish(
+    session: Session, cfg: Config, now: datetime, actor: str, report: SweepReport, *, rules: bool, dry_run: bool
+) -> None:
     """Run the rules (their alerts join the digests), then merge every digest part into one
     message per person and channel, in one transaction."""
     _forecast_alerts(session, cfg, now, actor, report)
@@ -151,14 +177,21 @@ def _finish(session: Session, cfg: Config, now: datetime, actor: str, report: Sw
     report.notifications_queued += outbox.merge_parts(session, cfg, now=now)
 
 
-def backfill(session: Session, cfg: Config, order_ids: list[str], *, now: datetime, actor: str = BACKFILL_ACTOR,
-             report: SweepReport | None = None) -> SweepReport:
+def backfill(
+    session: Session,
+    cfg: Config,
+    order_ids: list[str],
+    *,
+    now: datetime,
+    actor: str = BACKFILL_ACTOR,
+    report: SweepReport | None = None,
+) -> SweepReport:
     """Apply, in the caller's transaction, every SLA step of these orders due by ``now`` as the
     sweep would (same plan, same handlers, same exactly-once rows), telling nobody: events are
     marked as backfilled. For orders an import has just written (``import orders --backfill``)."""
     report = report or SweepReport(now=now)
     for start in range(0, len(order_ids), BACKFILL_CHUNK):
-        chunk = order_ids[start:start + BACKFILL_CHUNK]
+        chunk = order_ids[start : start + BACKFILL_CHUNK]
         while _sweep_batch(session, cfg, now, actor, BATCH, report, expire=True, order_ids=chunk, backfill=True):
             report.items.clear()  # only the counts are wanted: keep memory flat over a large import
     return report
@@ -188,10 +221,12 @@ def _drain(store: Store, one_batch: Callable[[], int], due_left: Callable[[], in
 
 def _due_left(session: Session, now: datetime) -> int:
     """How many open tasks are due by ``now`` (as committed; no locks taken)."""
-    return session.execute(
-        sa.select(sa.func.count()).select_from(
-            sa.select(TASK.c.id).where(*_due(now)).limit(BATCH).subquery())
-    ).scalar() or 0
+    return (
+        session.execute(
+            sa.select(sa.func.count()).select_from(sa.select(TASK.c.id).where(*_due(now)).limit(BATCH).subquery())
+        ).scalar()
+        or 0
+    )
 
 
 def _due(now: datetime) -> tuple:
@@ -217,18 +252,47 @@ def _forecast_alerts(session: Session, cfg: Config, now: datetime, actor: str, r
     for row, p, why in found:
         told = roles[row.id]
         detail = _("{p:.0%} likely to breach (alert at {alert:.0%}): {why}").format(
-            p=p, alert=cfg.nodes[row.node].forecast_alert, why=why)
+            p=p, alert=cfg.nodes[row.node].forecast_alert, why=why
+        )
         short = _("{p} likely to breach").format(p=f"{p:.0%}")
         body = _("Order {order} at {node} is {p} likely to miss its deadline {deadline}: {why}.").format(
-            order=row.order_id, node=row.node, p=f"{p:.0%}", deadline=shown(row.deadline, cfg.timezone), why=why)
-        parts.add(told, outbox.digest_item(key=row.order_id, head=f"{row.order_id} {row.node}", short=short, body=body,
-                                           rank="alert", order_id=row.order_id), key=f"task:{row.id}:{forecast.ALERT_STEP}")
+            order=row.order_id, node=row.node, p=f"{p:.0%}", deadline=shown(row.deadline, cfg.timezone), why=why
+        )
+        parts.add(
+            told,
+            outbox.digest_item(
+                key=row.order_id,
+                head=f"{row.order_id} {row.node}",
+                short=short,
+                body=body,
+                rank="alert",
+                order_id=row.order_id,
+            ),
+            key=f"task:{row.id}:{forecast.ALERT_STEP}",
+        )
         if told:
             detail += _("; told {roles}").format(roles=", ".join(told))
-        events.append({"event": "forecast", "at": now, "actor": actor, "order_id": row.order_id, "task_id": row.id,
-                       "node": row.node, "detail": detail})
-        report.items.append({"order_id": row.order_id, "node": row.node, "task_id": row.id, "what": "forecast",
-                             "detail": detail, "due_at": None})
+        events.append(
+            {
+                "event": "forecast",
+                "at": now,
+                "actor": actor,
+                "order_id": row.order_id,
+                "task_id": row.id,
+                "node": row.node,
+                "detail": detail,
+            }
+        )
+        report.items.append(
+            {
+                "order_id": row.order_id,
+                "node": row.node,
+                "task_id": row.id,
+                "what": "forecast",
+                "detail": detail,
+                "due_at": None,
+            }
+        )
     report.forecast = len(found)
     audit.record_many(session, events)
     parts.write(now)
@@ -241,14 +305,20 @@ def _run_rules(session: Session, cfg: Config, now: datetime, actor: str, report:
     report.rule_hits += int(result.get("hits", 0))
     for item in result.get("items", []):
         subject = item.get("subject") or ""
-        report.items.append({
-            "order_id": subject.split(":", 1)[1] if subject.startswith("order:") else None,
-            "node": None, "task_id": None, "what": _("rule {rule}").format(rule=item.get("rule")),
-            "detail": f"{subject}: {item.get('what')}; {item.get('detail')}", "due_at": None,
-        })
+        report.items.append(
+            {
+                "order_id": subject.split(":", 1)[1] if subject.startswith("order:") else None,
+                "node": None,
+                "task_id": None,
+                "what": _("rule {rule}").format(rule=item.get("rule")),
+                "detail": f"{subject}: {item.get('what')}; {item.get('detail')}",
+                "due_at": None,
+            }
+        )
 
 
 # --- one batch -------------------------------------------------------------------------------------
+
 
 @dataclass
 class _Due:
@@ -276,12 +346,29 @@ class _TaskWork:
 
 def _claim(session: Session, now: datetime, limit: int, order_ids: list[str] | None = None) -> list:
     """Lock and return up to ``limit`` due open tasks (of ``order_ids`` only, if given), earliest first."""
-    cols = [TASK.c.id, TASK.c.order_id, TASK.c.workflow, TASK.c.node, TASK.c.seq, TASK.c.owner, TASK.c.entered_at,
-            TASK.c.sla_seconds, TASK.c.sla_state, TASK.c.paused_seconds, TASK.c.next_step,
-            TASK.c.escalation_level, TASK.c.next_action_at, *(ORDERS.c[f] for f in ORDER_FIELDS)]
-    stmt = (sa.select(*cols).join(ORDERS, ORDERS.c.order_id == TASK.c.order_id)
-            .where(*_due(now))
-            .order_by(TASK.c.next_action_at, TASK.c.id).limit(limit))
+    cols = [
+        TASK.c.id,
+        TASK.c.order_id,
+        TASK.c.workflow,
+        TASK.c.node,
+        TASK.c.seq,
+        TASK.c.owner,
+        TASK.c.entered_at,
+        TASK.c.sla_seconds,
+        TASK.c.sla_state,
+        TASK.c.paused_seconds,
+        TASK.c.next_step,
+        TASK.c.escalation_level,
+        TASK.c.next_action_at,
+        *(ORDERS.c[f] for f in ORDER_FIELDS),
+    ]
+    stmt = (
+        sa.select(*cols)
+        .join(ORDERS, ORDERS.c.order_id == TASK.c.order_id)
+        .where(*_due(now))
+        .order_by(TASK.c.next_action_at, TASK.c.id)
+        .limit(limit)
+    )
     if order_ids is not None:  # an import's orders, maybe not yet in the planner's statistics: a semi-join
         stmt = stmt.where(among(session, TASK.c.order_id, order_ids))
     if is_postgresql(session):
@@ -317,16 +404,25 @@ def _plan(cfg: Config, row, now: datetime) -> _TaskWork | None:
             nxt += 1
             if step.action in ("auto_approve", "auto_reject"):
                 break
-    return _TaskWork(row=row, plan=plan, sla_state=state, next_step=nxt, escalation_level=row.escalation_level,
-                     roles=[], risk_at=times[0], deadline=times[1],
-                     next_action_at=times[position] if position < len(times) else None)
+    return _TaskWork(
+        row=row,
+        plan=plan,
+        sla_state=state,
+        next_step=nxt,
+        escalation_level=row.escalation_level,
+        roles=[],
+        risk_at=times[0],
+        deadline=times[1],
+        next_action_at=times[position] if position < len(times) else None,
+    )
 
 
 def _assignee_roles(session: Session, rows: list) -> dict[int, list[str]]:
     """Assignee roles of each task (owner first, then escalations in the order added), one query."""
     roles = {r.id: ([r.owner] if r.owner else []) for r in rows}
     extra = session.execute(
-        sa.select(ASSIGNEE.c.task_id, ASSIGNEE.c.role).where(among(session, ASSIGNEE.c.task_id, list(roles)))
+        sa.select(ASSIGNEE.c.task_id, ASSIGNEE.c.role)
+        .where(among(session, ASSIGNEE.c.task_id, list(roles)))
         .order_by(ASSIGNEE.c.task_id, ASSIGNEE.c.added_at, ASSIGNEE.c.role)
     ).all()
     for task_id, role in extra:
@@ -342,16 +438,23 @@ def _insert_steps(session: Session, pairs: list[tuple[int, str]], at: datetime) 
         return set()
     conn = _driver(session)
     if is_postgresql(session):
-        return {(t, s) for t, s in conn.exec_driver_sql(
-            "INSERT INTO task_step (task_id, step, fired_at) SELECT v.t, v.s, %s FROM unnest(%s::int[], %s::text[]) "
-            "AS v(t, s) ON CONFLICT DO NOTHING RETURNING task_id, step",
-            (stored_time(at), [t for t, _ in pairs], [s for _, s in pairs]))}
+        return {
+            (t, s)
+            for t, s in conn.exec_driver_sql(
+                "INSERT INTO task_step (task_id, step, fired_at) SELECT v.t, v.s, %s FROM unnest(%s::int[], %s::text[]) "
+                "AS v(t, s) ON CONFLICT DO NOTHING RETURNING task_id, step",
+                (stored_time(at), [t for t, _ in pairs], [s for _, s in pairs]),
+            )
+        }
     stamp = time_texts()(at)
     inserted: set[tuple[int, str]] = set()
     for start in range(0, len(pairs), 500):
-        chunk = pairs[start:start + 500]
-        sql = ("INSERT INTO task_step (task_id, step, fired_at) VALUES " + ", ".join(["(?, ?, ?)"] * len(chunk))
-               + " ON CONFLICT DO NOTHING RETURNING task_id, step")
+        chunk = pairs[start : start + 500]
+        sql = (
+            "INSERT INTO task_step (task_id, step, fired_at) VALUES "
+            + ", ".join(["(?, ?, ?)"] * len(chunk))
+            + " ON CONFLICT DO NOTHING RETURNING task_id, step"
+        )
         inserted.update((t, s) for t, s in conn.exec_driver_sql(sql, tuple(v for t, s in chunk for v in (t, s, stamp))))
     return inserted
 
@@ -372,11 +475,14 @@ def _insert_assignees(session: Session, rows: list[tuple[int, str, str, datetime
         conn.exec_driver_sql(
             "INSERT INTO task_assignee (task_id, role, reason, added_at) SELECT * FROM "
             "unnest(%s::int[], %s::text[], %s::text[], %s::timestamp[]) ON CONFLICT DO NOTHING",
-            tuple(list(column) for column in zip(*((t, r, why, stored_time(at)) for t, r, why, at in rows))))
+            tuple(list(column) for column in zip(*((t, r, why, stored_time(at)) for t, r, why, at in rows))),
+        )
         return
     stamp = time_texts()
-    conn.exec_driver_sql("INSERT OR IGNORE INTO task_assignee (task_id, role, reason, added_at) VALUES (?, ?, ?, ?)",
-                         [(t, r, why, stamp(at)) for t, r, why, at in rows])
+    conn.exec_driver_sql(
+        "INSERT OR IGNORE INTO task_assignee (task_id, role, reason, added_at) VALUES (?, ?, ?, ?)",
+        [(t, r, why, stamp(at)) for t, r, why, at in rows],
+    )
 
 
 def _update_tasks(session: Session, works: list[_TaskWork]) -> None:
@@ -385,16 +491,31 @@ def _update_tasks(session: Session, works: list[_TaskWork]) -> None:
         return
     conn = _driver(session)
     if is_postgresql(session):
+
         def at(value):
             return None if value is None else stored_time(value)
 
-        columns = zip(*((w.row.id, w.sla_state, w.next_step, w.escalation_level, at(w.next_action_at),
-                         at(w.risk_at), at(w.deadline)) for w in works))
+        columns = zip(
+            *(
+                (
+                    w.row.id,
+                    w.sla_state,
+                    w.next_step,
+                    w.escalation_level,
+                    at(w.next_action_at),
+                    at(w.risk_at),
+                    at(w.deadline),
+                )
+                for w in works
+            )
+        )
         conn.exec_driver_sql(
             "UPDATE task AS t SET sla_state = v.st, next_step = v.ns, escalation_level = v.lvl, "
             "next_action_at = v.nat, risk_at = v.risk, deadline = v.dl FROM unnest(%s::int[], %s::text[], "
             "%s::int[], %s::int[], %s::timestamp[], %s::timestamp[], %s::timestamp[]) AS v(id, st, ns, lvl, nat, "
-            "risk, dl) WHERE t.id = v.id AND t.status = 'open'", tuple(list(c) for c in columns))
+            "risk, dl) WHERE t.id = v.id AND t.status = 'open'",
+            tuple(list(c) for c in columns),
+        )
         return
     stamp = time_texts()
 
@@ -404,12 +525,33 @@ def _update_tasks(session: Session, works: list[_TaskWork]) -> None:
     conn.exec_driver_sql(
         "UPDATE task SET sla_state = ?, next_step = ?, escalation_level = ?, next_action_at = ?, risk_at = ?, "
         "deadline = ? WHERE id = ? AND status = 'open'",
-        [(w.sla_state, w.next_step, w.escalation_level, text(w.next_action_at), text(w.risk_at), text(w.deadline),
-          w.row.id) for w in works])
+        [
+            (
+                w.sla_state,
+                w.next_step,
+                w.escalation_level,
+                text(w.next_action_at),
+                text(w.risk_at),
+                text(w.deadline),
+                w.row.id,
+            )
+            for w in works
+        ],
+    )
 
 
-def _sweep_batch(session: Session, cfg: Config, now: datetime, actor: str, limit: int, report: SweepReport, *,
-                 expire: bool = False, order_ids: list[str] | None = None, backfill: bool = False) -> int:
+def _sweep_batch(
+    session: Session,
+    cfg: Config,
+    now: datetime,
+    actor: str,
+    limit: int,
+    report: SweepReport,
+    *,
+    expire: bool = False,
+    order_ids: list[str] | None = None,
+    backfill: bool = False,
+) -> int:
     """Claim one batch of due tasks and fire their due steps; returns how many tasks were claimed.
 
     ``backfill``: the tasks of ``order_ids`` only, telling nobody (see ``backfill``)."""
@@ -447,12 +589,14 @@ def _sweep_batch(session: Session, cfg: Config, now: datetime, actor: str, limit
 
 # --- the steps -------------------------------------------------------------------------------------
 
+
 class _Context:
     """What step handlers share within one batch: buffered events, assignee rows and digest items,
     and the texts worded so far."""
 
-    def __init__(self, session: Session, cfg: Config, now: datetime, actor: str, report: SweepReport, *,
-                 backfill: bool = False) -> None:
+    def __init__(
+        self, session: Session, cfg: Config, now: datetime, actor: str, report: SweepReport, *, backfill: bool = False
+    ) -> None:
         self.session, self.cfg, self.now, self.actor, self.report = session, cfg, now, actor, report
         self.backfill = backfill
         self.events: list[dict] = []
@@ -504,10 +648,27 @@ class _Context:
             detail += "; " + _("backfilled on import, nobody was notified")
         event = EVENT_OF.get(what)
         if event is not None:
-            self.events.append({"event": event, "at": self.now, "actor": self.actor, "order_id": row.order_id,
-                                "task_id": row.id, "node": row.node, "detail": detail})
-        self.report.items.append({"order_id": row.order_id, "node": row.node, "task_id": row.id, "what": what,
-                                  "detail": detail, "due_at": due.due_at})
+            self.events.append(
+                {
+                    "event": event,
+                    "at": self.now,
+                    "actor": self.actor,
+                    "order_id": row.order_id,
+                    "task_id": row.id,
+                    "node": row.node,
+                    "detail": detail,
+                }
+            )
+        self.report.items.append(
+            {
+                "order_id": row.order_id,
+                "node": row.node,
+                "task_id": row.id,
+                "what": what,
+                "detail": detail,
+                "due_at": due.due_at,
+            }
+        )
         if what in self.report.actions:
             self.report.actions[what] += 1
         elif what in ("at_risk", "breached"):
@@ -521,9 +682,15 @@ class _Context:
         row = work.row
         # order.<field> recipients from the claimed row: no query per notification
         recipients = [getattr(row, r[6:]) if r[6:] in ORDER_FIELDS else r for r in recipients]
-        item = outbox.digest_item(key=row.order_id, head=f"{row.order_id} {row.node}", short=short, body=body,
-                                  rank="at_risk" if due.kind == "at_risk" else "breached", priority=priority,
-                                  order_id=row.order_id)
+        item = outbox.digest_item(
+            key=row.order_id,
+            head=f"{row.order_id} {row.node}",
+            short=short,
+            body=body,
+            rank="at_risk" if due.kind == "at_risk" else "breached",
+            priority=priority,
+            order_id=row.order_id,
+        )
         self.parts.add([r for r in recipients if r], item, key=f"task:{row.id}:{due.step}")
 
     def flush(self) -> None:
@@ -538,36 +705,63 @@ class _Context:
 def _step_words(ctx: _Context, work: _TaskWork, due: _Due) -> str:
     step = due.escalation
     after = _duration(step.after_seconds) if step.after_seconds else "0m"
-    return _("step {n} (+{after} past the deadline, due {due})").format(n=step.index + 1, after=after, due=ctx.when(due.due_at))
+    return _("step {n} (+{after} past the deadline, due {due})").format(
+        n=step.index + 1, after=after, due=ctx.when(due.due_at)
+    )
 
 
 def _at_risk(ctx: _Context, work: _TaskWork, due: _Due) -> None:
     spec = ctx.cfg.nodes[work.row.node]
     detail = _("at risk since {since}: {warn_at:.0%} of the {sla} SLA used; due {deadline}").format(
-        since=ctx.when(due.due_at), warn_at=spec.warn_at, sla=format_duration(spec.sla_seconds),
-        deadline=ctx.when(work.deadline))
+        since=ctx.when(due.due_at),
+        warn_at=spec.warn_at,
+        sla=format_duration(spec.sla_seconds),
+        deadline=ctx.when(work.deadline),
+    )
     if "breached" in work.fired:  # breached in this same sweep: the breach notice says it all
-        ctx.record(work, due, "at_risk", detail + ("" if ctx.backfill else "; " + _("not notified: breached in the same sweep")))
+        ctx.record(
+            work,
+            due,
+            "at_risk",
+            detail + ("" if ctx.backfill else "; " + _("not notified: breached in the same sweep")),
+        )
         return
-    ctx.notify(work, due, work.roles, _("at risk, due {deadline}").format(deadline=ctx.when(work.deadline)),
-               _("Order {order} at {node} is at risk: {detail}.").format(order=work.row.order_id, node=work.row.node,
-                                                                          detail=detail))
+    ctx.notify(
+        work,
+        due,
+        work.roles,
+        _("at risk, due {deadline}").format(deadline=ctx.when(work.deadline)),
+        _("Order {order} at {node} is at risk: {detail}.").format(
+            order=work.row.order_id, node=work.row.node, detail=detail
+        ),
+    )
     told = _("; told {roles}").format(roles=", ".join(work.roles)) if work.roles and not ctx.backfill else ""
     ctx.record(work, due, "at_risk", detail + told)
 
 
 def _breached(ctx: _Context, work: _TaskWork, due: _Due) -> None:
     spec = ctx.cfg.nodes[work.row.node]
-    detail = _("deadline {deadline} passed (SLA {sla})").format(deadline=ctx.when(due.due_at),
-                                                                sla=format_duration(spec.sla_seconds))
+    detail = _("deadline {deadline} passed (SLA {sla})").format(
+        deadline=ctx.when(due.due_at), sla=format_duration(spec.sla_seconds)
+    )
     if ctx.now > due.due_at:
         detail += (_("; {late} late by the import") if ctx.backfill else _("; {late} late by this sweep")).format(
-            late=ctx.late(work))
+            late=ctx.late(work)
+        )
     if _breach_notice_due(work):
-        ctx.notify(work, due, work.roles, _("past its deadline, {late} late").format(late=ctx.late(work)),
-                   _("Order {order} at {node} is past its deadline {deadline} (SLA {sla}) by {late} of business "
-                     "time.").format(order=work.row.order_id, node=work.row.node, deadline=ctx.when(due.due_at),
-                                     sla=format_duration(spec.sla_seconds), late=ctx.late(work)))
+        ctx.notify(
+            work,
+            due,
+            work.roles,
+            _("past its deadline, {late} late").format(late=ctx.late(work)),
+            _("Order {order} at {node} is past its deadline {deadline} (SLA {sla}) by {late} of business time.").format(
+                order=work.row.order_id,
+                node=work.row.node,
+                deadline=ctx.when(due.due_at),
+                sla=format_duration(spec.sla_seconds),
+                late=ctx.late(work),
+            ),
+        )
         if work.roles and not ctx.backfill:
             detail += _("; told {roles}").format(roles=", ".join(work.roles))
     ctx.record(work, due, "breached", detail)
@@ -581,12 +775,18 @@ def _breach_notice_due(work: _TaskWork) -> bool:
 
 def _remind(ctx: _Context, work: _TaskWork, due: _Due) -> None:
     told = ", ".join(work.roles) or _("nobody (the node has no owner)")
-    detail = _("{step}: reminded {told}; {late} late").format(step=_step_words(ctx, work, due), told=told,
-                                                              late=ctx.late(work))
-    ctx.notify(work, due, work.roles, _("reminder, {late} late").format(late=ctx.late(work)),
-               _("Reminder: order {order} at {node} is past its deadline {deadline} by {late} of business time.")
-               .format(order=work.row.order_id, node=work.row.node, deadline=ctx.when(work.deadline),
-                       late=ctx.late(work)))
+    detail = _("{step}: reminded {told}; {late} late").format(
+        step=_step_words(ctx, work, due), told=told, late=ctx.late(work)
+    )
+    ctx.notify(
+        work,
+        due,
+        work.roles,
+        _("reminder, {late} late").format(late=ctx.late(work)),
+        _("Reminder: order {order} at {node} is past its deadline {deadline} by {late} of business time.").format(
+            order=work.row.order_id, node=work.row.node, deadline=ctx.when(work.deadline), late=ctx.late(work)
+        ),
+    )
     ctx.record(work, due, "remind", detail)
 
 
@@ -603,22 +803,27 @@ def _escalate(ctx: _Context, work: _TaskWork, due: _Due) -> None:
         # level keeps them in the chain's order wherever assignees are listed by added_at
         ctx.assignees.append((row.id, role, "escalation", ctx.now + timedelta(microseconds=work.escalation_level)))
         detail = _("{step}: escalated to {role}; {late} late in business time; had by {had}").format(
-            step=_step_words(ctx, work, due), role=role, late=late, had=had)
-        body = _("Order {order} at {node} is escalated to you ({role}): it is {late} past its deadline {deadline} "
-                 "in business time, and was with {had}.").format(order=row.order_id, node=row.node, role=role,
-                                                                 late=late, deadline=ctx.when(work.deadline), had=had)
+            step=_step_words(ctx, work, due), role=role, late=late, had=had
+        )
+        body = _(
+            "Order {order} at {node} is escalated to you ({role}): it is {late} past its deadline {deadline} "
+            "in business time, and was with {had}."
+        ).format(order=row.order_id, node=row.node, role=role, late=late, deadline=ctx.when(work.deadline), had=had)
     else:
         role = chain[-1] if chain else row.owner
         if role is None:
             detail = _("{step}: nobody to escalate to (the node has no owner); {late} late").format(
-                step=_step_words(ctx, work, due), late=late)
+                step=_step_words(ctx, work, due), late=late
+            )
             ctx.record(work, due, "escalate", detail)
             return
-        detail = _("{step}: no role above {role}, told {role} again; {late} late in business time; had by {had}").format(
-            step=_step_words(ctx, work, due), role=role, late=late, had=had)
-        body = _("Order {order} at {node} is {late} past its deadline {deadline} in business time and there is no "
-                 "role above {role} to escalate to; it is with {had}.").format(
-            order=row.order_id, node=row.node, late=late, deadline=ctx.when(work.deadline), role=role, had=had)
+        detail = _(
+            "{step}: no role above {role}, told {role} again; {late} late in business time; had by {had}"
+        ).format(step=_step_words(ctx, work, due), role=role, late=late, had=had)
+        body = _(
+            "Order {order} at {node} is {late} past its deadline {deadline} in business time and there is no "
+            "role above {role} to escalate to; it is with {had}."
+        ).format(order=row.order_id, node=row.node, late=late, deadline=ctx.when(work.deadline), role=role, had=had)
     ctx.notify(work, due, [role], _("escalated, {late} late").format(late=late), body, priority="high")
     ctx.record(work, due, "escalate", detail)
 
@@ -626,16 +831,24 @@ def _escalate(ctx: _Context, work: _TaskWork, due: _Due) -> None:
 def _notify(ctx: _Context, work: _TaskWork, due: _Due) -> None:
     step = due.escalation
     reason = f": {step.reason}" if step.reason else ""
-    detail = _("{step}: notified {to}{reason}; {late} late").format(step=_step_words(ctx, work, due),
-                                                                     to=", ".join(step.to), reason=reason,
-                                                                     late=ctx.late(work))
+    detail = _("{step}: notified {to}{reason}; {late} late").format(
+        step=_step_words(ctx, work, due), to=", ".join(step.to), reason=reason, late=ctx.late(work)
+    )
     late = ctx.late(work)
-    short = (_("{late} late, {reason}").format(late=late, reason=step.reason) if step.reason
-             else _("{late} late").format(late=late))
-    ctx.notify(work, due, list(step.to), short,
-               _("Order {order} at {node} is {late} past its deadline {deadline}{reason}.").format(
-                   order=work.row.order_id, node=work.row.node, late=late, deadline=ctx.when(work.deadline),
-                   reason=reason))
+    short = (
+        _("{late} late, {reason}").format(late=late, reason=step.reason)
+        if step.reason
+        else _("{late} late").format(late=late)
+    )
+    ctx.notify(
+        work,
+        due,
+        list(step.to),
+        short,
+        _("Order {order} at {node} is {late} past its deadline {deadline}{reason}.").format(
+            order=work.row.order_id, node=work.row.node, late=late, deadline=ctx.when(work.deadline), reason=reason
+        ),
+    )
     ctx.record(work, due, "notify", detail)
 
 
@@ -647,7 +860,8 @@ def _auto(ctx: _Context, work: _TaskWork, due: _Due, what: str, act: Callable[[]
     row = work.row
     # keep the SLA facts on the task it closes, and write the steps before it in order
     ctx.session.execute(
-        sa.update(TASK).where(TASK.c.id == row.id, TASK.c.status == "open")
+        sa.update(TASK)
+        .where(TASK.c.id == row.id, TASK.c.status == "open")
         .values(sla_state=work.sla_state, next_step=work.next_step, escalation_level=work.escalation_level)
     )
     ctx.flush()
@@ -667,25 +881,54 @@ def _auto(ctx: _Context, work: _TaskWork, due: _Due, what: str, act: Callable[[]
         where = _("order on hold at {node}").format(node=moved_to)
     else:
         where = _("order now at {node}").format(node=moved_to) if moved_to else _("workflow finished")
-    detail = _("{step}: {done} after {late} late; {where}").format(step=_step_words(ctx, work, due), done=_(_DONE[what]),
-                                                                  late=ctx.late(work), where=where)
+    detail = _("{step}: {done} after {late} late; {where}").format(
+        step=_step_words(ctx, work, due), done=_(_DONE[what]), late=ctx.late(work), where=where
+    )
     ctx.record(work, due, what, detail)
 
 
-
 def _auto_approve(ctx: _Context, work: _TaskWork, due: _Due) -> None:
-    note = (_("auto-approved by the SLA backfill on import, {step}") if ctx.backfill
-            else _("auto-approved by the SLA sweep, {step}")).format(step=_step_words(ctx, work, due))
-    _auto(ctx, work, due, "auto_approve", lambda: workflow.complete(
-        ctx.session, ctx.cfg, work.row.order_id, at=ctx.now, actor=ctx.actor, outcome="auto_approved",
-        node=work.row.node, note=note))
+    note = (
+        _("auto-approved by the SLA backfill on import, {step}")
+        if ctx.backfill
+        else _("auto-approved by the SLA sweep, {step}")
+    ).format(step=_step_words(ctx, work, due))
+    _auto(
+        ctx,
+        work,
+        due,
+        "auto_approve",
+        lambda: workflow.complete(
+            ctx.session,
+            ctx.cfg,
+            work.row.order_id,
+            at=ctx.now,
+            actor=ctx.actor,
+            outcome="auto_approved",
+            node=work.row.node,
+            note=note,
+        ),
+    )
 
 
 def _auto_reject(ctx: _Context, work: _TaskWork, due: _Due) -> None:
     reason = due.escalation.reason or _("SLA timeout")
-    _auto(ctx, work, due, "auto_reject", lambda: workflow.reject(
-        ctx.session, ctx.cfg, work.row.order_id, at=ctx.now, actor=ctx.actor, reason=reason,
-        outcome="auto_rejected", node=work.row.node))
+    _auto(
+        ctx,
+        work,
+        due,
+        "auto_reject",
+        lambda: workflow.reject(
+            ctx.session,
+            ctx.cfg,
+            work.row.order_id,
+            at=ctx.now,
+            actor=ctx.actor,
+            reason=reason,
+            outcome="auto_rejected",
+            node=work.row.node,
+        ),
+    )
 
 
 #: step kind -> handler; adding an escalation action is adding a row.
@@ -702,6 +945,7 @@ _HANDLERS: dict[str, Callable[[_Context, _TaskWork, _Due], None]] = {
 
 # --- the status board ------------------------------------------------------------------------------
 
+
 def status(session: Session, cfg: Config, *, now: datetime) -> list[dict]:
     """Per node, in workflow order: open, on hold, at risk, breached, escalated (open tasks).
 
@@ -717,10 +961,16 @@ def status(session: Session, cfg: Config, *, now: datetime) -> list[dict]:
         return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)
 
     rows = session.execute(
-        sa.select(TASK.c.node, sa.func.count().label("open"), count(held).label("on_hold"),
-                  count(at_risk).label("at_risk"), count(breached).label("breached"),
-                  count(TASK.c.escalation_level > 0).label("escalated"))
-        .where(open_).group_by(TASK.c.node)
+        sa.select(
+            TASK.c.node,
+            sa.func.count().label("open"),
+            count(held).label("on_hold"),
+            count(at_risk).label("at_risk"),
+            count(breached).label("breached"),
+            count(TASK.c.escalation_level > 0).label("escalated"),
+        )
+        .where(open_)
+        .group_by(TASK.c.node)
     ).all()
     found = {r.node: r for r in rows}
     longest_first = sorted(cfg.workflows, key=lambda wf: -len(wf.nodes))  # the main path sets the order
@@ -728,10 +978,15 @@ def status(session: Session, cfg: Config, *, now: datetime) -> list[dict]:
     out = []
     for node in order:
         r = found.get(node)
-        out.append({
-            "node": node, "owner": cfg.nodes[node].owner if node in cfg.nodes else None,
-            "open": int(r.open) if r else 0, "on_hold": int(r.on_hold) if r else 0,
-            "at_risk": int(r.at_risk) if r else 0, "breached": int(r.breached) if r else 0,
-            "escalated": int(r.escalated) if r else 0,
-        })
+        out.append(
+            {
+                "node": node,
+                "owner": cfg.nodes[node].owner if node in cfg.nodes else None,
+                "open": int(r.open) if r else 0,
+                "on_hold": int(r.on_hold) if r else 0,
+                "at_risk": int(r.at_risk) if r else 0,
+                "breached": int(r.breached) if r else 0,
+                "escalated": int(r.escalated) if r else 0,
+            }
+        )
     return out

@@ -56,7 +56,9 @@ class Store:
         self._identity: tuple[int, int] | None = None
         if self.dialect not in ("sqlite", "postgresql"):
             raise StoreError(
-                _("unsupported database URL {mask_url!r}: use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB").format(mask_url=mask_url(url))
+                _(
+                    "unsupported database URL {mask_url!r}: use sqlite:///PATH or postgresql+psycopg://USER@HOST/DB"
+                ).format(mask_url=mask_url(url))
             )
         kwargs: dict = {"echo": echo}
         if not is_postgresql(self):
@@ -64,16 +66,24 @@ class Store:
             path = sqlite_path(self.url)
             if path is not None and not path.exists():
                 if not create:
-                    raise NoStore(_("there is no store at {url}").format(url=mask_url(url)),
-                                  hint=_("Run `ffctl init` to create one, or point --db / FFCTL_DB at your store."))
+                    raise NoStore(
+                        _("there is no store at {url}").format(url=mask_url(url)),
+                        hint=_("Run `ffctl init` to create one, or point --db / FFCTL_DB at your store."),
+                    )
                 if not path.parent.exists():
-                    raise StoreError(_("cannot open {mask_url}: folder {parent} does not exist").format(mask_url=mask_url(url), parent=path.parent))
+                    raise StoreError(
+                        _("cannot open {mask_url}: folder {parent} does not exist").format(
+                            mask_url=mask_url(url), parent=path.parent
+                        )
+                    )
                 _create_private(path)
             self._file = path
         try:
             self.engine = sa.create_engine(self.url, **kwargs)
         except (ValueError, sa.exc.ArgumentError) as exc:
-            raise UsageError(_("{mask_url}: {scrub}").format(mask_url=mask_url(url), scrub=self.scrub(_first_line(exc)))) from None
+            raise UsageError(
+                _("{mask_url}: {scrub}").format(mask_url=mask_url(url), scrub=self.scrub(_first_line(exc)))
+            ) from None
         if not is_postgresql(self):
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "connect", self._remember_file)
@@ -100,9 +110,12 @@ class Store:
             same = False
         if not same:
             raise StoreError(
-                _("the store file {path} was deleted or replaced while this command was writing to it; "
-                  "nothing more was written, and what it wrote before went to the old file").format(path=self._file),
-                hint=_("Restore the store from its backup, then run the command again."))
+                _(
+                    "the store file {path} was deleted or replaced while this command was writing to it; "
+                    "nothing more was written, and what it wrote before went to the old file"
+                ).format(path=self._file),
+                hint=_("Restore the store from its backup, then run the command again."),
+            )
 
     def scrub(self, text: str) -> str:
         """A driver's message with this store's password (as typed or URL-escaped) taken out."""
@@ -121,7 +134,11 @@ class Store:
         try:
             conn = self.engine.connect()
         except sa.exc.OperationalError as exc:
-            raise StoreError(_("cannot connect to {mask_url}: {scrub}").format(mask_url=mask_url(self.url), scrub=self.scrub(_first_line(exc)))) from None
+            raise StoreError(
+                _("cannot connect to {mask_url}: {scrub}").format(
+                    mask_url=mask_url(self.url), scrub=self.scrub(_first_line(exc))
+                )
+            ) from None
         with conn:
             conn = conn.execution_options(ffctl_write=write)
             with Session(bind=conn, expire_on_commit=False, autoflush=True) as session:
@@ -133,8 +150,12 @@ class Store:
                 except sa.exc.DBAPIError as exc:
                     if is_read_only_error(exc):
                         raise ReadOnlyStore(
-                            _("the store at {url} is read-only: this command writes to it").format(url=mask_url(self.url)),
-                            hint=_("Run it against a store you may write to (the primary, or a file with write permission)."),
+                            _("the store at {url} is read-only: this command writes to it").format(
+                                url=mask_url(self.url)
+                            ),
+                            hint=_(
+                                "Run it against a store you may write to (the primary, or a file with write permission)."
+                            ),
                         ) from None
                     raise
 
@@ -153,7 +174,11 @@ class Store:
         try:
             command.upgrade(self._alembic_config(), revision)
         except sa.exc.OperationalError as exc:
-            raise StoreError(_("cannot upgrade {mask_url}: {scrub}").format(mask_url=mask_url(self.url), scrub=self.scrub(_first_line(exc)))) from None
+            raise StoreError(
+                _("cannot upgrade {mask_url}: {scrub}").format(
+                    mask_url=mask_url(self.url), scrub=self.scrub(_first_line(exc))
+                )
+            ) from None
 
     def current_revision(self) -> str | None:
         """The store's schema revision (None for an empty store), read without loading Alembic."""
@@ -163,7 +188,11 @@ class Store:
                     return None
                 return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
         except sa.exc.OperationalError as exc:
-            raise StoreError(_("cannot connect to {mask_url}: {scrub}").format(mask_url=mask_url(self.url), scrub=self.scrub(_first_line(exc)))) from None
+            raise StoreError(
+                _("cannot connect to {mask_url}: {scrub}").format(
+                    mask_url=mask_url(self.url), scrub=self.scrub(_first_line(exc))
+                )
+            ) from None
 
     def head_revision(self) -> str:
         """The revision this ffctl's migrations end at (``migrations.HEAD``; a test keeps it true)."""
@@ -182,7 +211,9 @@ class Store:
                 hint=_("Run `ffctl init` (or `ffctl db upgrade`) to create it."),
             )
         raise StoreError(
-            _("the store at {mask_url} is at schema {current}, this ffctl needs {head}").format(mask_url=mask_url(self.url), current=current, head=head),
+            _("the store at {mask_url} is at schema {current}, this ffctl needs {head}").format(
+                mask_url=mask_url(self.url), current=current, head=head
+            ),
             hint=_("Run `ffctl db upgrade`."),
         )
 
@@ -227,8 +258,12 @@ def _create_private(path: Path) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     except FileExistsError:
         if path.is_symlink() and not path.exists():
-            raise StoreError(_("{path} is a symbolic link to a file that does not exist; ffctl does not create "
-                               "a store through a link").format(path=path)) from None
+            raise StoreError(
+                _(
+                    "{path} is a symbolic link to a file that does not exist; ffctl does not create "
+                    "a store through a link"
+                ).format(path=path)
+            ) from None
         return  # created meanwhile by another process
     os.close(fd)
 
@@ -251,8 +286,10 @@ def dialect_insert(session: Session):
     """The session's dialect's ``insert``, which has ON CONFLICT DO NOTHING on both backends."""
     if is_postgresql(session):
         from sqlalchemy.dialects.postgresql import insert
+
         return insert
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
     return sqlite_insert
 
 
@@ -266,7 +303,11 @@ def insert_or_ignore(session: Session, table, rows: list[dict], conflict: list[s
         return 0
     insert = dialect_insert(session)
     table = getattr(table, "__table__", table)
-    stmt = insert(table).on_conflict_do_nothing(index_elements=conflict) if conflict else insert(table).on_conflict_do_nothing()
+    stmt = (
+        insert(table).on_conflict_do_nothing(index_elements=conflict)
+        if conflict
+        else insert(table).on_conflict_do_nothing()
+    )
     inserted = 0
     for row in rows:  # rowcount per statement is reliable on both drivers once preserved
         # (psycopg 3.3 resets rowcount when SQLAlchemy closes an INSERT's cursor: -1 without this)

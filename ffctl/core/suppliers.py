@@ -38,8 +38,16 @@ def ranked_batches(session: Session, *, suppliers=None) -> sa.Subquery:
     """QC batches numbered newest first per supplier (rn = 1 is the latest inspection)."""
     rn = sa.func.row_number().over(partition_by=QC.c.supplier, order_by=(QC.c.inspected_at.desc(), QC.c.id.desc()))
     query = sa.select(
-        QC.c.supplier, QC.c.batch_id, QC.c.sku, QC.c.inspected_at, QC.c.passed, QC.c.total,
-        QC.c.promised_at, QC.c.received_at, _delay_days(session).label("delay_days"), rn.label("rn"),
+        QC.c.supplier,
+        QC.c.batch_id,
+        QC.c.sku,
+        QC.c.inspected_at,
+        QC.c.passed,
+        QC.c.total,
+        QC.c.promised_at,
+        QC.c.received_at,
+        _delay_days(session).label("delay_days"),
+        rn.label("rn"),
     )
     if suppliers is not None:
         query = query.where(QC.c.supplier.in_(suppliers))
@@ -83,9 +91,13 @@ def _supplier_stats(session: Session, window: int, suppliers=None) -> dict[str, 
 def _supplier_base(s, stats: dict | None) -> dict:
     stats = stats or {}
     return {
-        "supplier": s.supplier, "name": s.name, "inspection_exempt": bool(s.inspection_exempt),
-        "qc_pass_rate_last3": stats.get("qc_pass_rate_last3"), "avg_delay_days": stats.get("avg_delay_days"),
-        "exempt_frozen_at": s.exempt_frozen_at, "exempt_frozen_reason": s.exempt_frozen_reason,
+        "supplier": s.supplier,
+        "name": s.name,
+        "inspection_exempt": bool(s.inspection_exempt),
+        "qc_pass_rate_last3": stats.get("qc_pass_rate_last3"),
+        "avg_delay_days": stats.get("avg_delay_days"),
+        "exempt_frozen_at": s.exempt_frozen_at,
+        "exempt_frozen_reason": s.exempt_frozen_reason,
     }
 
 
@@ -99,15 +111,26 @@ def show_supplier(session: Session, cfg: Config, supplier: str) -> dict:
     """A supplier's numbers, its recent batches and why its exemption was frozen."""
     s = session.execute(sa.select(SUPPLIERS).where(SUPPLIERS.c.supplier == supplier)).first()
     if s is None:
-        raise NotFound(_("no supplier {supplier!r}").format(supplier=supplier), hint=_("`ffctl supplier list` shows the suppliers."))
+        raise NotFound(
+            _("no supplier {supplier!r}").format(supplier=supplier),
+            hint=_("`ffctl supplier list` shows the suppliers."),
+        )
     window = supplier_window(cfg)
     out = _supplier_base(s, _supplier_stats(session, window, [supplier]).get(supplier))
     out["window_batches"] = window
     r = ranked_batches(session, suppliers=[supplier])
     out["batches"] = [
-        {"batch_id": b.batch_id, "sku": b.sku, "inspected_at": b.inspected_at, "passed": b.passed, "total": b.total,
-         "pass_rate": round(b.passed / b.total, 4) if b.total else None, "promised_at": b.promised_at,
-         "received_at": b.received_at, "delay_days": round(float(b.delay_days), 2)}
+        {
+            "batch_id": b.batch_id,
+            "sku": b.sku,
+            "inspected_at": b.inspected_at,
+            "passed": b.passed,
+            "total": b.total,
+            "pass_rate": round(b.passed / b.total, 4) if b.total else None,
+            "promised_at": b.promised_at,
+            "received_at": b.received_at,
+            "delay_days": round(float(b.delay_days), 2),
+        }
         for b in session.execute(sa.select(r).where(r.c.rn <= max(window, LAST_N)).order_by(r.c.rn))
     ]
     from ffctl.core.models import Event
@@ -117,7 +140,8 @@ def show_supplier(session: Session, cfg: Config, supplier: str) -> dict:
         {"at": e.at, "event": e.event, "actor": e.actor, "detail": e.detail}
         for e in session.execute(
             sa.select(ev.c.at, ev.c.event, ev.c.actor, ev.c.detail)
-            .where(ev.c.subject == f"supplier:{supplier}").order_by(ev.c.id)
+            .where(ev.c.subject == f"supplier:{supplier}")
+            .order_by(ev.c.id)
         )
     ]
     return out

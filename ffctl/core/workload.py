@@ -63,13 +63,15 @@ class _Group:
     oldest: Any = None
 
 
-def workload_report(session: Session, cfg: Config, *, now: datetime, period: Period = Period(), by: str = "role") -> list[dict]:
+def workload_report(
+    session: Session, cfg: Config, *, now: datetime, period: Period = Period(), by: str = "role"
+) -> list[dict]:
     """One row per role (or person): ``{group, arrived, completed, business_days, arrived_per_day,
     completed_per_day, handling_p50_seconds, handling_p90_seconds, open_now, oldest_open_order,
     oldest_open_node, oldest_open_since, oldest_open_seconds, breached, breach_share}``; figures a
     person has no share of (arrivals, open visits) are None. Groups sorted by name, None last."""
     if by not in BY:
-        raise ValueError(_("unknown grouping {by!r}: use one of {names}").format(by=by, names=', '.join(BY)))
+        raise ValueError(_("unknown grouping {by!r}: use one of {names}").format(by=by, names=", ".join(BY)))
     query = _Query(session, cfg, now, period)
     g = _GROUP[by]
     groups: dict[str | None, _Group] = {}
@@ -79,9 +81,11 @@ def workload_report(session: Session, cfg: Config, *, now: datetime, period: Per
 
     if by == "role":
         for r in query.rows(
-                f"SELECT {g} AS g, t.node AS node, COUNT(*) AS n, SUM(CASE WHEN {breached_sql('t')} THEN 1 ELSE 0 END) "
-                f"AS breached, MIN(t.entered_at) AS first FROM task t WHERE t.status <> 'skipped' "
-                f"AND {query.within('t.entered_at')} GROUP BY {g}, t.node", first=True):
+            f"SELECT {g} AS g, t.node AS node, COUNT(*) AS n, SUM(CASE WHEN {breached_sql('t')} THEN 1 ELSE 0 END) "
+            f"AS breached, MIN(t.entered_at) AS first FROM task t WHERE t.status <> 'skipped' "
+            f"AND {query.within('t.entered_at')} GROUP BY {g}, t.node",
+            first=True,
+        ):
             row = group(r.g)
             row.arrived += int(r.n)
             row.breached_arrived += int(r.breached or 0)
@@ -89,16 +93,20 @@ def workload_report(session: Session, cfg: Config, *, now: datetime, period: Per
             row.first_entered = min(filter(None, (row.first_entered, r.first)), default=None)
     decided = f"t.outcome IN {_in(DECIDED)} AND {query.within('t.completed_at')}"
     for r in query.rows(
-            f"SELECT {g} AS g, t.node AS node, COUNT(*) AS n, SUM(CASE WHEN {breached_sql('t')} THEN 1 ELSE 0 END) "
-            f"AS breached, MIN(t.entered_at) AS first FROM task t WHERE {decided} GROUP BY {g}, t.node", first=True):
+        f"SELECT {g} AS g, t.node AS node, COUNT(*) AS n, SUM(CASE WHEN {breached_sql('t')} THEN 1 ELSE 0 END) "
+        f"AS breached, MIN(t.entered_at) AS first FROM task t WHERE {decided} GROUP BY {g}, t.node",
+        first=True,
+    ):
         row = group(r.g)
         row.completed += int(r.n)
         row.breached_completed += int(r.breached or 0)
         row.nodes.add(r.node)
         row.first_entered = min(filter(None, (row.first_entered, r.first)), default=None)
     if groups:
-        visits = (f"SELECT {g} AS g, t.node AS node, t.entered_at AS a, t.completed_at AS b, "
-                  f"t.paused_seconds AS held FROM task t WHERE {decided}")
+        visits = (
+            f"SELECT {g} AS g, t.node AS node, t.entered_at AS a, t.completed_at AS b, "
+            f"t.paused_seconds AS held FROM task t WHERE {decided}"
+        )
         business = _BusinessTime(query.sql, cfg).values(visits, less="held")
         for r in query.rows(query.sql.percentiles(business, (0.5, 0.9))):
             group(r.g).handling = (int(r.n), r.p50, r.p90)
@@ -111,11 +119,14 @@ def workload_report(session: Session, cfg: Config, *, now: datetime, period: Per
             row.nodes.add(r.node)
     start = period.start or min((x.first_entered for x in groups.values() if x.first_entered), default=None)
     end = min(period.end or now, now)
-    return [_row(key, groups[key], cfg, start, end, now, by)
-            for key in sorted(groups, key=lambda k: (k is None, k or ""))]
+    return [
+        _row(key, groups[key], cfg, start, end, now, by) for key in sorted(groups, key=lambda k: (k is None, k or ""))
+    ]
 
 
-def _row(key: str | None, row: _Group, cfg: Config, start: datetime | None, end: datetime, now: datetime, by: str) -> dict:
+def _row(
+    key: str | None, row: _Group, cfg: Config, start: datetime | None, end: datetime, now: datetime, by: str
+) -> dict:
     days = business_days([_clock(cfg, n) for n in sorted(row.nodes)], start, end, cfg.timezone) if start else 0
     _n, p50, p90 = row.handling
     oldest = row.oldest

@@ -44,11 +44,36 @@ ORDER_COLUMNS = ("order_id", "line_no", "customer", "sku", "qty")
 ORDER_OPTIONAL = ("channel", "region", "unit_price", "created_at", "promised_ship_date", "priority", "sales_rep")
 ORDER_SHARED = ("customer", "channel", "region", "created_at", "promised_ship_date", "priority", "sales_rep")
 AT = positions(ORDER_COLUMNS + ORDER_OPTIONAL)  # a row's value of column c: values[AT.c]
-ORDER_INSERT = ("order_id", "customer", "channel", "region", "sales_rep", "priority", "created_at",
-                "promised_ship_date", "promise_source", "status", "has_custom_items", "content_hash")
+ORDER_INSERT = (
+    "order_id",
+    "customer",
+    "channel",
+    "region",
+    "sales_rep",
+    "priority",
+    "created_at",
+    "promised_ship_date",
+    "promise_source",
+    "status",
+    "has_custom_items",
+    "content_hash",
+)
 # the rows of new orders and their lines; what every one of them has is given once (bulk.insert_rows)
-NEW_ORDER = ("order_id", "customer", "channel", "region", "sales_rep", "priority", "created_at",
-             "promised_ship_date", "promise_source", "has_custom_items", "content_hash", "workflow", "node")
+NEW_ORDER = (
+    "order_id",
+    "customer",
+    "channel",
+    "region",
+    "sales_rep",
+    "priority",
+    "created_at",
+    "promised_ship_date",
+    "promise_source",
+    "has_custom_items",
+    "content_hash",
+    "workflow",
+    "node",
+)
 NEW_AT = positions(NEW_ORDER)  # promise_source follows promised_ship_date
 NEW_ORDER_FIXED = {"status": "open"}
 LINE_INSERT = ("order_id", "line_no", "sku", "qty", "unit_price")
@@ -66,9 +91,14 @@ def order_parsers(ctx: Context) -> dict:
         "channel": csvio.first_seen(ctx.spellings["channel"]),
         "region": csvio.first_seen(ctx.spellings["region"]),
         "unit_price": csvio.non_negative_number,
-        "created_at": csvio.time_parser(ctx.tz, latest=ctx.now + CREATED_AHEAD, latest_reason=_(
-            "is more than a day after the command clock ({now}): an order cannot come from the future; "
-            "check the date, or give the clock with --now").format(now=_shown_time(ctx.now, ctx.tz))),
+        "created_at": csvio.time_parser(
+            ctx.tz,
+            latest=ctx.now + CREATED_AHEAD,
+            latest_reason=_(
+                "is more than a day after the command clock ({now}): an order cannot come from the future; "
+                "check the date, or give the clock with --now"
+            ).format(now=_shown_time(ctx.now, ctx.tz)),
+        ),
         "promised_ship_date": csvio.date_value,
         "priority": csvio.priority,
         "sales_rep": csvio.text_value,
@@ -117,8 +147,9 @@ def order_hash(record: Record) -> str:
     return hashlib.blake2b(repr((shared, lines)).encode(), digest_size=16).hexdigest()
 
 
-_HASHED_SHARED = operator.itemgetter(AT.customer, AT.channel, AT.region, AT.created_at, AT.promised_ship_date,
-                                     AT.priority, AT.sales_rep)
+_HASHED_SHARED = operator.itemgetter(
+    AT.customer, AT.channel, AT.region, AT.created_at, AT.promised_ship_date, AT.priority, AT.sales_rep
+)
 _HASHED_LINE = operator.itemgetter(AT.line_no, AT.sku, AT.qty, AT.unit_price)
 
 
@@ -139,11 +170,14 @@ def stored_orders(session: Session, keys: list[str], *, lock: bool = False) -> d
             cur.execute(sql + (" FOR UPDATE" if lock else ""), (keys,))
             return {r[0]: (r[1], r[2]) for r in cur}
     raw = conn.connection.driver_connection
-    if raw.execute("SELECT 1 FROM orders WHERE order_id BETWEEN ? AND ? LIMIT 1", (min(keys), max(keys))).fetchone() is None:
+    if (
+        raw.execute("SELECT 1 FROM orders WHERE order_id BETWEEN ? AND ? LIMIT 1", (min(keys), max(keys))).fetchone()
+        is None
+    ):
         return {}
     found: dict[str, tuple[str, str | None]] = {}
     for start in range(0, len(keys), 900):
-        part = keys[start:start + 900]
+        part = keys[start : start + 900]
         sql = f"SELECT order_id, status, content_hash FROM orders WHERE order_id IN ({','.join('?' * len(part))})"
         found.update((r[0], (r[1], r[2])) for r in raw.execute(sql, part))
     return found
@@ -171,8 +205,11 @@ class Orders(Handler):
         if new:
             order_rows, line_rows, entries = self._plan(ctx, new, self._planner(ctx))
             # the COPY text too, so that the writer only sends (the orders wait for their promises)
-            planned = (order_rows, CopyRows("order_line", LINE_INSERT, line_rows, LINE_FIXED),
-                       entries.format(postgresql=True))
+            planned = (
+                order_rows,
+                CopyRows("order_line", LINE_INSERT, line_rows, LINE_FIXED),
+                entries.format(postgresql=True),
+            )
         return digests, [r.key for r, _ in new], planned
 
     def apply(self, session, ctx, kind, records, write, prepared: tuple | None = None):
@@ -191,22 +228,34 @@ class Orders(Handler):
             elif not ctx.update:
                 outcomes.append((SKIPPED, _("changed since it was imported; pass --update to replace it")))
             elif current[0] not in OPEN_STATUSES:
-                outcomes.append((REJECTED, _("order {key} is {value}: it can no longer change").format(key=record.key, value=current[0])))
+                outcomes.append(
+                    (
+                        REJECTED,
+                        _("order {key} is {value}: it can no longer change").format(key=record.key, value=current[0]),
+                    )
+                )
             else:
                 changed.append((record, digest))
                 outcomes.append((UPDATED, None))
         if changed:
-            allocated = set(session.scalars(
-                sa.select(col(Allocation.order_id)).where(among(session, Allocation.__table__.c.order_id,
-                                                            [r.key for r, _ in changed])).distinct()
-            ))
+            allocated = set(
+                session.scalars(
+                    sa.select(col(Allocation.order_id))
+                    .where(among(session, Allocation.__table__.c.order_id, [r.key for r, _ in changed]))
+                    .distinct()
+                )
+            )
             if allocated:
                 position = {r.key: i for i, r in enumerate(records)}
                 for record, _outcome in changed:
                     if record.key in allocated:
                         outcomes[position[record.key]] = (
-                            REJECTED, _("order {key} has stock allocated: it can no longer change (cancel it and import it under a new "
-                                        "order_id)").format(key=record.key))
+                            REJECTED,
+                            _(
+                                "order {key} has stock allocated: it can no longer change (cancel it and import it under a new "
+                                "order_id)"
+                            ).format(key=record.key),
+                        )
                 changed = [(r, d) for r, d in changed if r.key not in allocated]
         if changed:  # an order's timeline never runs backwards: no update at a clock before its latest event
             from ffctl.core import audit
@@ -217,7 +266,9 @@ class Orders(Handler):
                 for record, _d in changed:
                     if record.key in later:
                         outcomes[position[record.key]] = (
-                            REJECTED, audit.earlier_message(record.key, ctx.now, later[record.key], ctx.tz))
+                            REJECTED,
+                            audit.earlier_message(record.key, ctx.now, later[record.key], ctx.tz),
+                        )
                 changed = [(r, d) for r, d in changed if r.key not in later]
         if not write:
             return outcomes
@@ -252,13 +303,23 @@ class Orders(Handler):
         v = record.first
         tier, region, rep = ctx.customers[v[AT.customer]]
         skus = ctx.skus
-        return routing_facts(record.key, created, channel=v[AT.channel], region=v[AT.region],
-                             customer=v[AT.customer], sales_rep=v[AT.sales_rep], priority=v[AT.priority], tier=tier,
-                             customer_region=region, customer_rep=rep,
-                             lines=[(r[AT.sku], *skus[r[AT.sku]]) for _, _, r in record.rows])
+        return routing_facts(
+            record.key,
+            created,
+            channel=v[AT.channel],
+            region=v[AT.region],
+            customer=v[AT.customer],
+            sales_rep=v[AT.sales_rep],
+            priority=v[AT.priority],
+            tier=tier,
+            customer_region=region,
+            customer_rep=rep,
+            lines=[(r[AT.sku], *skus[r[AT.sku]]) for _, _, r in record.rows],
+        )
 
-    def _promises(self, session, ctx: Context, records: list[Record], *, ledger: dict | None = None,
-                  stored: bool = True) -> dict:
+    def _promises(
+        self, session, ctx: Context, records: list[Record], *, ledger: dict | None = None, stored: bool = True
+    ) -> dict:
         """ATP promises for the records without a promised_ship_date. With the run's ``ledger``
         every record goes in (one with a date counts as demand), so that each SKU is read from
         the store once per import and a batch costs what it holds, not what the store holds.
@@ -267,8 +328,10 @@ class Orders(Handler):
             return {}
         from ffctl.core.stock import promise_dates
 
-        entries = [(r.key, [(row[AT.sku], row[AT.qty]) for _, _, row in r.rows], r.first[AT.promised_ship_date])
-                   for r in records]
+        entries = [
+            (r.key, [(row[AT.sku], row[AT.qty]) for _, _, row in r.rows], r.first[AT.promised_ship_date])
+            for r in records
+        ]
         return promise_dates(session, entries, now=ctx.now, tz=ctx.tz, ledger=ledger, stored=stored)
 
     def _header_row(self, ctx: Context, record: Record, digest: str, facts: dict, promise) -> tuple:
@@ -279,8 +342,20 @@ class Orders(Handler):
             promised, source = promise[0].isoformat(), promise[1]
         else:
             promised, source = None, None
-        return (record.key, v[AT.customer], v[AT.channel], facts["region"], facts["sales_rep"], facts["priority"],
-                v[AT.created_at] or ctx.now_text, promised, source, "open", facts["has_custom_items"], digest)
+        return (
+            record.key,
+            v[AT.customer],
+            v[AT.channel],
+            facts["region"],
+            facts["sales_rep"],
+            facts["priority"],
+            v[AT.created_at] or ctx.now_text,
+            promised,
+            source,
+            "open",
+            facts["has_custom_items"],
+            digest,
+        )
 
     @staticmethod
     def _line_rows(record: Record) -> list[tuple]:
@@ -295,8 +370,10 @@ class Orders(Handler):
         if written < ANALYZE_MIN_ROWS or written < 2 * self.analyzed_at:
             return
         ledger = self.ledger
-        if all(r.first[AT.promised_ship_date] is not None or all(row[AT.sku] in ledger for _, _, row in r.rows)
-               for r in records):
+        if all(
+            r.first[AT.promised_ship_date] is not None or all(row[AT.sku] in ledger for _, _, row in r.rows)
+            for r in records
+        ):
             return
         session.execute(sa.text("ANALYZE orders, order_line"))
         self.analyzed_at = written
@@ -321,13 +398,33 @@ class Orders(Handler):
             facts = cls._facts(ctx, record, created)
             wf, node = entries.enter(key, facts, created)
             given = v[AT.promised_ship_date]
-            order_rows.append((key, v[AT.customer], v[AT.channel], facts["region"], facts["sales_rep"],
-                               facts["priority"], created, given, None if given is None else "import",
-                               facts["has_custom_items"], digest, wf, node))
+            order_rows.append(
+                (
+                    key,
+                    v[AT.customer],
+                    v[AT.channel],
+                    facts["region"],
+                    facts["sales_rep"],
+                    facts["priority"],
+                    created,
+                    given,
+                    None if given is None else "import",
+                    facts["has_custom_items"],
+                    digest,
+                    wf,
+                    node,
+                )
+            )
         return order_rows, line_rows, entries
 
-    def _insert(self, session, ctx: Context, new: list[tuple[Record, str]], planned: tuple | None = None,
-                planner: EntryPlanner | None = None) -> None:
+    def _insert(
+        self,
+        session,
+        ctx: Context,
+        new: list[tuple[Record, str]],
+        planned: tuple | None = None,
+        planner: EntryPlanner | None = None,
+    ) -> None:
         """The new orders, their lines, and their workflow entry (tasks and events), in bulk."""
         if planned is None:
             planned = self._plan(ctx, new, planner or self._planner(ctx))
@@ -354,25 +451,47 @@ class Orders(Handler):
         promises = self._promises(session, ctx, [r for r, _ in changed])
         orders, lines = Order.__table__, OrderLine.__table__
         ids = [r.key for r, _ in changed]
-        before = dict(session.execute(
-            sa.select(lines.c.order_id, sa.func.count()).where(lines.c.order_id.in_(ids)).group_by(lines.c.order_id)
-        ).all())
+        before = dict(
+            session.execute(
+                sa.select(lines.c.order_id, sa.func.count()).where(lines.c.order_id.in_(ids)).group_by(lines.c.order_id)
+            ).all()
+        )
         session.execute(sa.delete(lines).where(lines.c.order_id.in_(ids)))
         line_rows, events = [], []
         for record, digest in changed:
             facts = self._facts(ctx, record, ctx.now)
             row = dict(zip(ORDER_INSERT, self._header_row(ctx, record, digest, facts, promises.get(record.key))))
-            values = {k: row[k] for k in ("customer", "channel", "region", "sales_rep", "priority",
-                                          "promised_ship_date", "promise_source", "has_custom_items", "content_hash")}
+            values = {
+                k: row[k]
+                for k in (
+                    "customer",
+                    "channel",
+                    "region",
+                    "sales_rep",
+                    "priority",
+                    "promised_ship_date",
+                    "promise_source",
+                    "has_custom_items",
+                    "content_hash",
+                )
+            }
             if record.first[AT.created_at]:
                 values["created_at"] = csvio.from_stored(record.first[AT.created_at])
             if values["promised_ship_date"]:
                 values["promised_ship_date"] = datetime.fromisoformat(values["promised_ship_date"]).date()
             session.execute(sa.update(orders).where(orders.c.order_id == record.key).values(**values))
             line_rows.extend(self._line_rows(record))
-            events.append({"event": "updated", "at": ctx.now, "actor": ctx.actor, "order_id": record.key,
-                           "detail": _("replaced by import: {n} line(s), was {was}").format(
-                               n=len(record.rows), was=before.get(record.key, 0))})
+            events.append(
+                {
+                    "event": "updated",
+                    "at": ctx.now,
+                    "actor": ctx.actor,
+                    "order_id": record.key,
+                    "detail": _("replaced by import: {n} line(s), was {was}").format(
+                        n=len(record.rows), was=before.get(record.key, 0)
+                    ),
+                }
+            )
         insert_rows(session, "order_line", LINE_INSERT, line_rows, LINE_FIXED)
         audit.record_many(session, events)
         self.grown["order_line"] += len(line_rows)
@@ -386,10 +505,19 @@ def _backfill_note(ctx: Context, done) -> str:
     when = shown(ctx.now, ctx.tz)
     if done is None or not (done.at_risk or done.breached or any(done.actions.values())):
         return _("--backfill: nothing had fallen due by {now}").format(now=when)
-    steps = ", ".join(f"{n:,} {what}" for what, n in (
-        (_("at risk"), done.at_risk), (_("breached"), done.breached), (_("reminders"), done.actions["remind"]),
-        (_("escalations"), done.actions["escalate"]), (_("notify steps"), done.actions["notify"]),
-        (_("auto-approved"), done.actions["auto_approve"]), (_("auto-rejected"), done.actions["auto_reject"]))
-        if n)
-    return _("--backfill: the SLA history up to {now} is recorded as applied on import ({steps}); "
-             "nobody was notified").format(now=when, steps=steps)
+    steps = ", ".join(
+        f"{n:,} {what}"
+        for what, n in (
+            (_("at risk"), done.at_risk),
+            (_("breached"), done.breached),
+            (_("reminders"), done.actions["remind"]),
+            (_("escalations"), done.actions["escalate"]),
+            (_("notify steps"), done.actions["notify"]),
+            (_("auto-approved"), done.actions["auto_approve"]),
+            (_("auto-rejected"), done.actions["auto_reject"]),
+        )
+        if n
+    )
+    return _(
+        "--backfill: the SLA history up to {now} is recorded as applied on import ({steps}); nobody was notified"
+    ).format(now=when, steps=steps)

@@ -55,6 +55,7 @@ NEW, UPDATED, UNCHANGED, SKIPPED, REJECTED = "new", "updated", "unchanged", "ski
 # the generated row parser records this English text; RowError translates it when shown
 _MISSING_VALUE = N_("missing required value")
 
+
 @dataclass(frozen=True)
 class RowError:
     line: int | None
@@ -65,7 +66,9 @@ class RowError:
     def __str__(self) -> str:
         where = _("line {line}").format(line=self.line) if self.line else _("file")
         if self.column:
-            return _("{where}: {column} {shown}: {reason}").format(where=where, column=self.column, shown=csvio.shown(self.value or ''), reason=_(self.reason))
+            return _("{where}: {column} {shown}: {reason}").format(
+                where=where, column=self.column, shown=csvio.shown(self.value or ""), reason=_(self.reason)
+            )
         return f"{where}: {_(self.reason)}"
 
 
@@ -108,13 +111,26 @@ class ImportReport:
 
     def as_dict(self) -> dict:
         return {
-            "kind": self.kind, "unit": self.unit, "path": self.path, "encoding": self.encoding,
+            "kind": self.kind,
+            "unit": self.unit,
+            "path": self.path,
+            "encoding": self.encoding,
             "delimiter": self.delimiter,
-            "dry_run": self.dry_run, "read": self.read, "written": self.written, "updated": self.updated,
-            "unchanged": self.unchanged, "skipped": self.skipped, "rejected": self.rejected,
-            "rejected_rows": self.rejected_rows, "error_count": self.error_count,
-            "errors": [e.__dict__ for e in self.errors], "changed": self.changed, "notes": self.notes,
-            "rejects_path": self.rejects_path, "aborted": self.aborted, "seconds": round(self.seconds, 3),
+            "dry_run": self.dry_run,
+            "read": self.read,
+            "written": self.written,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "skipped": self.skipped,
+            "rejected": self.rejected,
+            "rejected_rows": self.rejected_rows,
+            "error_count": self.error_count,
+            "errors": [e.__dict__ for e in self.errors],
+            "changed": self.changed,
+            "notes": self.notes,
+            "rejects_path": self.rejects_path,
+            "aborted": self.aborted,
+            "seconds": round(self.seconds, 3),
         }
 
 
@@ -122,6 +138,7 @@ Progress = Callable[[str, int, "int | None", int], None]  # (phase, done, total,
 
 
 # --- what every handler gets ----------------------------------------------------------------
+
 
 @dataclass
 class Context:
@@ -214,6 +231,7 @@ class Handler:
 
 # --- the pipeline ----------------------------------------------------------------------------
 
+
 def import_file(
     store: Store,
     cfg: Config,
@@ -248,7 +266,9 @@ def import_file(
     started = time.perf_counter()
     spec = KINDS.get(kind)
     if spec is None:
-        raise UsageError(_("unknown import kind {kind!r}: use one of {names}").format(kind=kind, names=', '.join(KINDS)))
+        raise UsageError(
+            _("unknown import kind {kind!r}: use one of {names}").format(kind=kind, names=", ".join(KINDS))
+        )
     if on_error not in ("abort", "skip"):
         raise UsageError(_("--on-error {on_error!r}: use abort or skip").format(on_error=on_error))
     if rejects is not None and on_error != "skip":
@@ -263,10 +283,27 @@ def import_file(
         delimiter = csvio.check_delimiter(delimiter)
     progress = progress or (lambda phase, done, total, rows: None)
     with _cyclic_gc_paused():
-        return _import(spec, store, cfg, kind, path, now=now, actor=actor, on_error=on_error, dry_run=dry_run,
-                       update=update, ignore_unknown=ignore_unknown, encoding=encoding, rejects=rejects,
-                       progress=progress, batch_rows=batch_rows, started=started, delimiter=delimiter,
-                       backfill=backfill, profile=profile)
+        return _import(
+            spec,
+            store,
+            cfg,
+            kind,
+            path,
+            now=now,
+            actor=actor,
+            on_error=on_error,
+            dry_run=dry_run,
+            update=update,
+            ignore_unknown=ignore_unknown,
+            encoding=encoding,
+            rejects=rejects,
+            progress=progress,
+            batch_rows=batch_rows,
+            started=started,
+            delimiter=delimiter,
+            backfill=backfill,
+            profile=profile,
+        )
 
 
 @contextmanager
@@ -282,10 +319,37 @@ def _cyclic_gc_paused():
             gc.enable()
 
 
-def _import(spec, store: Store, cfg: Config, kind, path, *, now, actor, on_error, dry_run, update, ignore_unknown, encoding,
-            rejects, progress, batch_rows, started, delimiter, backfill=False, profile=None) -> ImportReport:
-    report = ImportReport(kind=kind, unit=spec.unit, unit_one=spec.unit_one, path=str(path), on_error=on_error,
-                          dry_run=dry_run, update=update)
+def _import(
+    spec,
+    store: Store,
+    cfg: Config,
+    kind,
+    path,
+    *,
+    now,
+    actor,
+    on_error,
+    dry_run,
+    update,
+    ignore_unknown,
+    encoding,
+    rejects,
+    progress,
+    batch_rows,
+    started,
+    delimiter,
+    backfill=False,
+    profile=None,
+) -> ImportReport:
+    report = ImportReport(
+        kind=kind,
+        unit=spec.unit,
+        unit_one=spec.unit_one,
+        path=str(path),
+        on_error=on_error,
+        dry_run=dry_run,
+        update=update,
+    )
     ctx = _context(store, cfg, now=now, actor=actor, update=update, spelled=spec.spelled)
     ctx.backfill = backfill
 
@@ -343,7 +407,9 @@ def _zero_counts(report: ImportReport) -> None:
     report.notes.clear()
 
 
-def _context(store: Store, cfg: Config, *, now: datetime, actor: str, update: bool, spelled: tuple[str, ...] = ()) -> Context:
+def _context(
+    store: Store, cfg: Config, *, now: datetime, actor: str, update: bool, spelled: tuple[str, ...] = ()
+) -> Context:
     with store.session() as s:
         skus = {r[0]: (r[1], bool(r[2])) for r in s.execute(sa.select(Product.sku, Product.category, Product.custom))}
         customers = {
@@ -352,8 +418,19 @@ def _context(store: Store, cfg: Config, *, now: datetime, actor: str, update: bo
         }
         suppliers = set(s.scalars(sa.select(Supplier.supplier)))
         spellings = {column: stored_spellings(s, column) for column in spelled}
-    return Context(cfg=cfg, tz=cfg.timezone, now=now, actor=actor, update=update, dialect=store.dialect,
-                   present=frozenset(), skus=skus, customers=customers, suppliers=suppliers, spellings=spellings)
+    return Context(
+        cfg=cfg,
+        tz=cfg.timezone,
+        now=now,
+        actor=actor,
+        update=update,
+        dialect=store.dialect,
+        present=frozenset(),
+        skus=skus,
+        customers=customers,
+        suppliers=suppliers,
+        spellings=spellings,
+    )
 
 
 # Where each case-insensitive column's values are stored: orders' region falls back to its customer's
@@ -388,7 +465,11 @@ def _resolve_header(spec: Kind, header: list[str], ignore_unknown: bool, delimit
     seen: dict[str, int] = {}
     for pos, name in enumerate(names):
         if name and name in seen:
-            raise CsvFileError(_("column {shown} appears twice in the header (columns {value} and {value2})").format(shown=csvio.shown(name), value=seen[name] + 1, value2=pos + 1))
+            raise CsvFileError(
+                _("column {shown} appears twice in the header (columns {value} and {value2})").format(
+                    shown=csvio.shown(name), value=seen[name] + 1, value2=pos + 1
+                )
+            )
         seen[name] = pos
     allowed = set(spec.columns)
     unknown = [n for n in names if n and n not in allowed and n not in IGNORED_COLUMNS]
@@ -399,22 +480,34 @@ def _resolve_header(spec: Kind, header: list[str], ignore_unknown: bool, delimit
         other = next((d for d in ";\t|" if d != delimiter and any(d in n for n in unknown)), None)
         if other is not None:
             hint = _("The header looks separated by {seen} rather than {used}: pass --delimiter {flag}.").format(
-                seen=csvio.delimiter_name(other), used=csvio.delimiter_name(delimiter),
-                flag="tab" if other == "\t" else repr(other))
+                seen=csvio.delimiter_name(other),
+                used=csvio.delimiter_name(delimiter),
+                flag="tab" if other == "\t" else repr(other),
+            )
         raise CsvFileError(
-            ngettext("unknown column {listed}: {kind} takes {required} (required) and {optional}",
-                     "unknown columns {listed}: {kind} takes {required} (required) and {optional}", len(unknown)).format(
-                listed=listed, kind=spec.name, required=", ".join(spec.required),
-                optional=", ".join(spec.optional) or _("nothing else")),
+            ngettext(
+                "unknown column {listed}: {kind} takes {required} (required) and {optional}",
+                "unknown columns {listed}: {kind} takes {required} (required) and {optional}",
+                len(unknown),
+            ).format(
+                listed=listed,
+                kind=spec.name,
+                required=", ".join(spec.required),
+                optional=", ".join(spec.optional) or _("nothing else"),
+            ),
             hint=hint,
         )
     missing = [c for c in spec.required if c not in seen]
     if missing:
         raise CsvFileError(
-            ngettext("missing required column {missing} (the header has {header})",
-                     "missing required columns {missing} (the header has {header})", len(missing)).format(
-                missing=", ".join(missing), header=", ".join(csvio.shown(n) for n in names if n) or _("nothing")),
-            hint=_("{name} needs {names}; optional: {value}.").format(name=spec.name, names=', '.join(spec.required), value=', '.join(spec.optional) or '-'),
+            ngettext(
+                "missing required column {missing} (the header has {header})",
+                "missing required columns {missing} (the header has {header})",
+                len(missing),
+            ).format(missing=", ".join(missing), header=", ".join(csvio.shown(n) for n in names if n) or _("nothing")),
+            hint=_("{name} needs {names}; optional: {value}.").format(
+                name=spec.name, names=", ".join(spec.required), value=", ".join(spec.optional) or "-"
+            ),
         )
     known = [(pos, name) for pos, name in enumerate(names) if name in allowed]
     unnamed = [pos for pos, name in enumerate(names) if not name] if not ignore_unknown else []
@@ -429,6 +522,7 @@ def _did_you_mean(name: str, choices: Sequence[str]) -> str:
 
 
 # --- 1. stage ----------------------------------------------------------------------------------
+
 
 def compile_row_parser(spec: Kind, columns: Columns, parsers: dict) -> Callable:
     """A function ``cells -> (values, problems)`` for this file's header, generated once.
@@ -490,8 +584,9 @@ def compile_row_parser(spec: Kind, columns: Columns, parsers: dict) -> Callable:
     return env["parse_row"]
 
 
-def _stage(spec: Kind, ctx: Context, source: csvio.CsvSource, columns: Columns, staging: Staging,
-           progress: Progress) -> None:
+def _stage(
+    spec: Kind, ctx: Context, source: csvio.CsvSource, columns: Columns, staging: Staging, progress: Progress
+) -> None:
     parsers = spec.parsers(ctx)
     parse_row = compile_row_parser(spec, columns, parsers)
     # text cells (keys, names, channel, ...) are checked for control characters; others fail their parser
@@ -501,8 +596,13 @@ def _stage(spec: Kind, ctx: Context, source: csvio.CsvSource, columns: Columns, 
     sub_at = spec.index(spec.sub) if spec.sub else None
     sub_required = spec.sub in spec.required
     shared_at = [spec.index(c) for c in spec.shared]
-    shared = (operator.itemgetter(*shared_at) if len(shared_at) > 1
-              else (lambda values, i=shared_at[0]: (values[i],)) if shared_at else None)
+    shared = (
+        operator.itemgetter(*shared_at)
+        if len(shared_at) > 1
+        else (lambda values, i=shared_at[0]: (values[i],))
+        if shared_at
+        else None
+    )
     header_width = len(columns.names)
     width, unnamed = columns.width, columns.unnamed
     row_check = spec.row_check(ctx) if spec.row_check is not None else None
@@ -545,8 +645,18 @@ def _stage(spec: Kind, ctx: Context, source: csvio.CsvSource, columns: Columns, 
             sub = values[sub_at]
             if sub is None:
                 sub = -seq if sub_required else 0
-        batch.append((grp, sub, seq, line, problems is not None, dumps(shared(values)) if shared else None,
-                      dumps(values), dumps(cells)))
+        batch.append(
+            (
+                grp,
+                sub,
+                seq,
+                line,
+                problems is not None,
+                dumps(shared(values)) if shared else None,
+                dumps(values),
+                dumps(cells),
+            )
+        )
         if problems:
             for column, value, reason in problems:
                 if column is not None and value is None:
@@ -568,10 +678,14 @@ def _shape_problems(cells, problems, width, unnamed):
     """Problems with a row as a whole: cells beyond the header, values under no column name."""
     problems = list(problems or [])
     if len(cells) > width and any(c.strip() for c in cells[width:]):
-        problems.append((None, None, _("{count} cells but the header has {width} columns").format(count=len(cells), width=width)))
+        problems.append(
+            (None, None, _("{count} cells but the header has {width} columns").format(count=len(cells), width=width))
+        )
     for pos in unnamed:
         if cells[pos].strip():
-            problems.append((None, cells[pos].strip(), _("a value in column {value}, which has no header").format(value=pos + 1)))
+            problems.append(
+                (None, cells[pos].strip(), _("a value in column {value}, which has no header").format(value=pos + 1))
+            )
     return problems or None
 
 
@@ -585,16 +699,22 @@ def _control_problems(cells, problems, text_at, names):
         what = csvio.control_name(text)
         if what is not None:
             checked.add(pos)
-            problems.append((name, text, _("contains {what}: keys and names must be one line of printable "
-                                           "text").format(what=what)))
+            problems.append(
+                (name, text, _("contains {what}: keys and names must be one line of printable text").format(what=what))
+            )
     for pos, cell in enumerate(cells):
         if "\x00" in cell and pos not in checked:
             name = names[pos] if pos < len(names) and names[pos] else None
             if name is not None:
                 problems.append((name, cell.strip(), _("contains a NUL byte, which cannot be stored")))
             else:
-                problems.append((None, None, _("column {position} contains a NUL byte, which cannot be stored").format(
-                    position=pos + 1)))
+                problems.append(
+                    (
+                        None,
+                        None,
+                        _("column {position} contains a NUL byte, which cannot be stored").format(position=pos + 1),
+                    )
+                )
     return problems or None
 
 
@@ -604,8 +724,14 @@ class Staging:
     def __init__(self) -> None:
         # "" = a private temporary database, deleted when closed (or when the process dies)
         self.db = sqlite3.connect("", isolation_level=None)
-        for pragma in ("page_size = 32768", "cache_size = -16384", "journal_mode = OFF",
-                       "synchronous = OFF", "temp_store = FILE", "locking_mode = EXCLUSIVE"):
+        for pragma in (
+            "page_size = 32768",
+            "cache_size = -16384",
+            "journal_mode = OFF",
+            "synchronous = OFF",
+            "temp_store = FILE",
+            "locking_mode = EXCLUSIVE",
+        ):
             self.db.execute(f"PRAGMA {pragma}")
         self.db.executescript(
             """
@@ -680,6 +806,7 @@ class Staging:
 
 # --- 2. cross-row checks ---------------------------------------------------------------------
 
+
 def _check_across_rows(spec: Kind, staging: Staging, columns: Columns) -> None:
     db = staging.db
     errors: list[tuple] = []
@@ -695,11 +822,14 @@ def _check_across_rows(spec: Kind, staging: Staging, columns: Columns) -> None:
         shown = csvio.plain(key)
         if spec.sub and sub != 0:
             column, value = spec.sub, str(sub)
-            reason = _("duplicate line: {value} {shown} {sub} {sub2} is also on line {first_line}").format(value=spec.key[0], shown=shown, sub=spec.sub, sub2=sub, first_line=first_line)
+            reason = _("duplicate line: {value} {shown} {sub} {sub2} is also on line {first_line}").format(
+                value=spec.key[0], shown=shown, sub=spec.sub, sub2=sub, first_line=first_line
+            )
         elif spec.sub:
             column, value = spec.sub, ""
-            reason = (_("duplicate {value} {shown}: also on line {first_line} (give each row of one {unit_one} its own "
-                        "{sub})").format(value=spec.key[0], shown=shown, first_line=first_line, unit_one=spec.unit_one, sub=spec.sub))
+            reason = _(
+                "duplicate {value} {shown}: also on line {first_line} (give each row of one {unit_one} its own {sub})"
+            ).format(value=spec.key[0], shown=shown, first_line=first_line, unit_one=spec.unit_one, sub=spec.sub)
         else:
             column, value = spec.key[0], key
             reason = _("duplicate {what}: also on line {first_line}").format(what=what, first_line=first_line)
@@ -710,7 +840,9 @@ def _check_across_rows(spec: Kind, staging: Staging, columns: Columns) -> None:
             "SELECT grp FROM rec WHERE bad = 0 GROUP BY grp HAVING count(DISTINCT hdr) > 1"
         ).fetchall()
         for (grp,) in conflicting:
-            rows = db.execute("SELECT seq, line, hdr, raw FROM rec WHERE grp = ? AND bad = 0 ORDER BY seq", (grp,)).fetchall()
+            rows = db.execute(
+                "SELECT seq, line, hdr, raw FROM rec WHERE grp = ? AND bad = 0 ORDER BY seq", (grp,)
+            ).fetchall()
             _seq, ref_line, ref_hdr, ref_raw = rows[0]
             ref_values, ref_cells = marshal.loads(ref_hdr), marshal.loads(ref_raw)
             for seq, line, hdr, raw in rows[1:]:
@@ -722,12 +854,25 @@ def _check_across_rows(spec: Kind, staging: Staging, columns: Columns) -> None:
                         pos = names.index(col) if col in names else None
                         text = cells[pos].strip() if pos is not None else ""
                         ref_text = ref_cells[pos].strip() if pos is not None else ""
-                        errors.append((seq, line, grp, col, text,
-                                       _("differs from line {ref_line} ({shown}): every row of one {unit_one} must have the same {col}").format(ref_line=ref_line, shown=csvio.shown(ref_text), unit_one=spec.unit_one, col=col)))
+                        errors.append(
+                            (
+                                seq,
+                                line,
+                                grp,
+                                col,
+                                text,
+                                _(
+                                    "differs from line {ref_line} ({shown}): every row of one {unit_one} must have the same {col}"
+                                ).format(
+                                    ref_line=ref_line, shown=csvio.shown(ref_text), unit_one=spec.unit_one, col=col
+                                ),
+                            )
+                        )
     staging.add_errors(errors)
 
 
 # --- 3 and 4. plan and write -----------------------------------------------------------------
+
 
 class _Rollback(Exception):
     """Raised inside a planning transaction so that it rolls back."""
@@ -740,8 +885,17 @@ def _lock_kind(session: Session, ctx: Context, kind: str) -> None:
         session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(f"ffctl:import:{kind}".encode())})
 
 
-def _run(spec: Kind, ctx: Context, store: Store, staging: Staging, report: ImportReport, progress: Progress,
-         batch_rows: int, *, write: bool) -> Handler:
+def _run(
+    spec: Kind,
+    ctx: Context,
+    store: Store,
+    staging: Staging,
+    report: ImportReport,
+    progress: Progress,
+    batch_rows: int,
+    *,
+    write: bool,
+) -> Handler:
     """Classify (write=False) or write every good record, batch by batch; returns the handler."""
     handler = spec.handler()
     total = staging.good_rows()
@@ -800,8 +954,18 @@ def _account(report: ImportReport, batch: list[Record], outcomes: list[Outcome],
     return sum(len(r.rows) for r in batch)
 
 
-def _run_pipelined(spec: Kind, ctx: Context, store: Store, staging: Staging, report: ImportReport, progress: Progress,
-                   batch_rows: int, handler: Handler, total: int, refusals: list[tuple]) -> None:
+def _run_pipelined(
+    spec: Kind,
+    ctx: Context,
+    store: Store,
+    staging: Staging,
+    report: ImportReport,
+    progress: Progress,
+    batch_rows: int,
+    handler: Handler,
+    total: int,
+    refusals: list[tuple],
+) -> None:
     """Write batches on PostgreSQL with the server's work overlapping ours.
 
     Most of a PostgreSQL batch is the server's (foreign-key checks and index entries for every
@@ -888,9 +1052,13 @@ def refresh_statistics(store: Store, grown: dict[str, int], progress: Progress) 
     progress("analyzing", 0, None, 0)
     if is_postgresql(store):
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            known = dict(conn.exec_driver_sql(
-                "SELECT relname, reltuples FROM pg_class WHERE relname = ANY(%(names)s) "
-                "AND relnamespace = to_regnamespace(current_schema())::oid", {"names": tables}).all())
+            known = dict(
+                conn.exec_driver_sql(
+                    "SELECT relname, reltuples FROM pg_class WHERE relname = ANY(%(names)s) "
+                    "AND relnamespace = to_regnamespace(current_schema())::oid",
+                    {"names": tables},
+                ).all()
+            )
             stale = [t for t in tables if t in known and (known[t] < 0 or grown[t] > 0.2 * known[t])]
             if stale:
                 conn.exec_driver_sql("ANALYZE " + ", ".join(stale))
@@ -909,9 +1077,7 @@ def _finish(report: ImportReport, staging: Staging, header: list[str], rejects: 
         )
     ]
     report.rejected = db.execute("SELECT count(*) FROM badgrp").fetchone()[0]
-    report.rejected_rows = db.execute(
-        "SELECT count(*) FROM rec WHERE grp IN (SELECT grp FROM badgrp)"
-    ).fetchone()[0]
+    report.rejected_rows = db.execute("SELECT count(*) FROM rec WHERE grp IN (SELECT grp FROM badgrp)").fetchone()[0]
     if rejects is None:
         return
     if not report.rejected_rows:  # a header-only file: no stale rejects from an earlier run
@@ -936,7 +1102,14 @@ def _finish(report: ImportReport, staging: Staging, header: list[str], rejects: 
 
     def rows():
         for raw, own, wide, line, reason in cursor:
-            yield marshal.loads(raw), own or wide or _("not imported: this {unit} has an error on line {line} ({reason})").format(unit=unit, line=line, reason=reason)
+            yield (
+                marshal.loads(raw),
+                own
+                or wide
+                or _("not imported: this {unit} has an error on line {line} ({reason})").format(
+                    unit=unit, line=line, reason=reason
+                ),
+            )
 
     report.rejects_path = str(rejects)
     written = csvio.write_rejects(rejects, header, rows())
@@ -945,12 +1118,13 @@ def _finish(report: ImportReport, staging: Staging, header: list[str], rejects: 
 
 # --- stored rows by key ------------------------------------------------------------------------
 
+
 def existing_rows(session: Session, table, key_cols: Sequence[str], keys: list, *, lock: bool = False) -> dict:
     """Rows of ``table`` whose key is in ``keys`` (a key is a value, or a tuple for composite keys)."""
     found: dict = {}
     cols = [table.c[c] for c in key_cols]
     for start in range(0, len(keys), 2000):
-        chunk = keys[start:start + 2000]
+        chunk = keys[start : start + 2000]
         cond = among(session, cols[0] if len(cols) == 1 else cols, chunk)
         stmt = sa.select(table).where(cond)
         if lock and is_postgresql(session):

@@ -39,6 +39,18 @@ from ffctl.core.stock.reservations import (
 )
 
 __all__ = [
-    "LineShipment", "ShippedStock", "adjust", "allocate", "allocation_nodes", "apply_counts", "atp",
-    "cancel_line_units", "deliver", "lock_for_orders", "promise_dates", "receive", "release_order", "stock_rows",
+    "LineShipment",
+    "ShippedStock",
+    "adjust",
+    "allocate",
+    "allocation_nodes",
+    "apply_counts",
+    "atp",
+    "cancel_line_units",
+    "deliver",
+    "lock_for_orders",
+    "promise_dates",
+    "receive",
+    "release_order",
+    "stock_rows",
 ]

@@ -41,7 +41,7 @@ def _ramp(items: Sequence, size: int) -> Iterable[Sequence]:
     each step is planned while the one before it is written."""
     start, step = 0, max(size // 8, 1)
     while start < len(items):
-        yield items[start:start + step]
+        yield items[start : start + step]
         start += step
         step = min(step * 2, size)
 
@@ -61,11 +61,18 @@ def _fresh_statistics(session: Session, *, write: bool) -> None:
     the write transaction (skipped for a read-only dry run).
     """
     if is_postgresql(session):
-        stale = session.execute(sa.text(
-            "SELECT c.relname FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid "
-            "WHERE c.relname IN :names AND c.relnamespace = to_regnamespace(current_schema())::oid "
-            "AND (c.reltuples < 0 OR s.n_mod_since_analyze > 1000 + 0.2 * c.reltuples)"
-        ).bindparams(sa.bindparam("names", expanding=True)), {"names": list(_PLANNED_TABLES)}).scalars().all()
+        stale = (
+            session.execute(
+                sa.text(
+                    "SELECT c.relname FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid "
+                    "WHERE c.relname IN :names AND c.relnamespace = to_regnamespace(current_schema())::oid "
+                    "AND (c.reltuples < 0 OR s.n_mod_since_analyze > 1000 + 0.2 * c.reltuples)"
+                ).bindparams(sa.bindparam("names", expanding=True)),
+                {"names": list(_PLANNED_TABLES)},
+            )
+            .scalars()
+            .all()
+        )
         if stale:
             with session.get_bind().engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.exec_driver_sql("ANALYZE " + ", ".join(sorted(stale)))
@@ -80,8 +87,13 @@ def allocation_nodes(cfg: Config) -> list[str]:
 
 def _candidates(session: Session, nodes: list[str], order_ids: list[str] | None) -> list:
     cols = [ORDERS.c.order_id, ORDERS.c.node, ORDERS.c.priority, ORDERS.c.promised_ship_date]
-    order = (ORDERS.c.priority.desc(), ORDERS.c.promised_ship_date.is_(None), ORDERS.c.promised_ship_date,
-             ORDERS.c.created_at, ORDERS.c.order_id)
+    order = (
+        ORDERS.c.priority.desc(),
+        ORDERS.c.promised_ship_date.is_(None),
+        ORDERS.c.promised_ship_date,
+        ORDERS.c.created_at,
+        ORDERS.c.order_id,
+    )
     where = (ORDERS.c.status == "open", ORDERS.c.node.in_(nodes))
     if order_ids is None:  # the database sorts; created_at is not read back (a conversion per order)
         return session.execute(sa.select(*cols).where(*where).order_by(*order)).all()
@@ -89,8 +101,15 @@ def _candidates(session: Session, nodes: list[str], order_ids: list[str] | None)
     rows = []
     for part in _parts(session, order_ids):
         rows.extend(session.execute(q.where(keyed(session, ORDERS.c.order_id, part))).all())
-    rows.sort(key=lambda r: (-r.priority, r.promised_ship_date is None, r.promised_ship_date or date.min,
-                             r.created_at, r.order_id))
+    rows.sort(
+        key=lambda r: (
+            -r.priority,
+            r.promised_ship_date is None,
+            r.promised_ship_date or date.min,
+            r.created_at,
+            r.order_id,
+        )
+    )
     return rows
 
 
@@ -100,9 +119,11 @@ def _check_clock(session: Session, order_ids: list[str], at: datetime, tz: str) 
     if later:
         first = next(o for o in order_ids if o in later)
         more = len(later) - 1
-        raise Conflict(audit.earlier_message(first, at, later[first], tz)
-                       + (_("; {n} more of the named orders likewise").format(n=more) if more else ""),
-                       hint=_("Give a --now at or after that time, or leave --now out to use the current time."))
+        raise Conflict(
+            audit.earlier_message(first, at, later[first], tz)
+            + (_("; {n} more of the named orders likewise").format(n=more) if more else ""),
+            hint=_("Give a --now at or after that time, or leave --now out to use the current time."),
+        )
 
 
 def _check_explicit(session: Session, order_ids: list[str], nodes: list[str]) -> None:
@@ -114,32 +135,41 @@ def _check_explicit(session: Session, order_ids: list[str], nodes: list[str]) ->
             found[r.order_id] = (r.status, r.node)
     unknown = [o for o in order_ids if o not in found]
     if unknown:
-        raise NotFound(ngettext("no order {orders}", "no orders {orders}", len(unknown)).format(orders=", ".join(unknown[:10])),
-                       hint=_("`ffctl order list` shows the orders in the store."))
+        raise NotFound(
+            ngettext("no order {orders}", "no orders {orders}", len(unknown)).format(orders=", ".join(unknown[:10])),
+            hint=_("`ffctl order list` shows the orders in the store."),
+        )
     wrong = []
     for o in order_ids:
         status, node = found[o]
         if status != "open":
             wrong.append(_("{order} is {status}").format(order=o, status=status))
         elif node not in nodes:
-            wrong.append(_("{order} is at node {node}").format(order=o, node=node) if node
-                         else _("{order} has finished its workflow").format(order=o))
+            wrong.append(
+                _("{order} is at node {node}").format(order=o, node=node)
+                if node
+                else _("{order} has finished its workflow").format(order=o)
+            )
     if wrong:
         at = _(" or ").join(nodes) if nodes else _("an allocation node")
-        raise Conflict(_("only orders waiting at {at} can be allocated: ").format(at=at) + "; ".join(wrong[:10])
-                       + (_("; and {value} more").format(value=len(wrong) - 10) if len(wrong) > 10 else ""))
+        raise Conflict(
+            _("only orders waiting at {at} can be allocated: ").format(at=at)
+            + "; ".join(wrong[:10])
+            + (_("; and {value} more").format(value=len(wrong) - 10) if len(wrong) > 10 else "")
+        )
 
 
 def _load_stock_for(session: Session, nodes: list[str], order_ids: list[str] | None, lock: bool):
     """(sku -> [[id, warehouse, on_hand, allocated]], the SKUs) for every SKU the candidate orders
     still need; the stock rows locked in id order by one statement on PostgreSQL."""
     q = (
-        sa.select(LINE.c.sku).distinct()
+        sa.select(LINE.c.sku)
+        .distinct()
         .join(ORDERS, ORDERS.c.order_id == LINE.c.order_id)
         .where(ORDERS.c.status == "open", ORDERS.c.node.in_(nodes), UNSERVED > 0)
     )
     skus: set[str] = set()
-    for part in ([None] if order_ids is None else _parts(session, order_ids)):
+    for part in [None] if order_ids is None else _parts(session, order_ids):
         skus.update(session.execute(q if part is None else q.where(keyed(session, ORDERS.c.order_id, part))).scalars())
     stock: dict[str, list[list]] = defaultdict(list)
     for r in _stock_of_skus(session, sorted(skus), lock=lock, all_or_nothing=True):
@@ -178,12 +208,16 @@ def _lock_chunk(session: Session, chunk_rows: Sequence, nodes: list[str], lock: 
         found = {}
         times: dict[str, datetime] = {}
         for tid, oid, node, wf, seq, deadline, held in _sqlite_rows(
-            session, "SELECT id, order_id, node, workflow, seq, deadline, held_at FROM task "
-                     "WHERE order_id IN ({keys}) AND status = 'open'", list(node_of)):
+            session,
+            "SELECT id, order_id, node, workflow, seq, deadline, held_at FROM task "
+            "WHERE order_id IN ({keys}) AND status = 'open'",
+            list(node_of),
+        ):
             if held is None and node_of[oid] == node:
                 if deadline is not None:
                     deadline = times.get(deadline) or times.setdefault(
-                        deadline, datetime.fromisoformat(deadline).replace(tzinfo=timezone.utc))
+                        deadline, datetime.fromisoformat(deadline).replace(tzinfo=timezone.utc)
+                    )
                 found[oid] = _OpenTask(tid, oid, node, wf, seq, deadline)
         return found
     chunk = [r.order_id for r in chunk_rows]
@@ -196,12 +230,16 @@ def _lock_chunk(session: Session, chunk_rows: Sequence, nodes: list[str], lock: 
     at_node = {oid: node for oid, status, node in session.execute(q).all() if status == "open" and node in wanted}
     if not at_node:
         return {}
-    t = sa.select(TASK.c.id, TASK.c.order_id, TASK.c.node, TASK.c.workflow, TASK.c.seq, TASK.c.deadline,
-                  TASK.c.held_at).where(keyed(session, TASK.c.order_id, list(at_node)), TASK.c.status == "open")
+    t = sa.select(
+        TASK.c.id, TASK.c.order_id, TASK.c.node, TASK.c.workflow, TASK.c.seq, TASK.c.deadline, TASK.c.held_at
+    ).where(keyed(session, TASK.c.order_id, list(at_node)), TASK.c.status == "open")
     if lock:
         t = t.with_for_update(skip_locked=True)
-    return {r.order_id: _OpenTask(*r[:6]) for r in session.execute(t).all()
-            if r.held_at is None and at_node.get(r.order_id) == r.node}
+    return {
+        r.order_id: _OpenTask(*r[:6])
+        for r in session.execute(t).all()
+        if r.held_at is None and at_node.get(r.order_id) == r.node
+    }
 
 
 def _pick_warehouses(rows: list[list], need: int, used) -> list[tuple[list, int]]:
@@ -240,13 +278,26 @@ def _read_chunk(session: Session, chunk_rows: Sequence, nodes: list[str], lock: 
     lines_by_order: dict[str, list] = defaultdict(list)
     ids_locked = [r.order_id for r in chunk_rows if r.order_id in locked]
     if is_postgresql(session):
-        lines = session.execute(
-            sa.select(LINE.c.order_id, LINE.c.line_no, LINE.c.id, LINE.c.sku, LINE.c.qty - LINE.c.cancelled, LINE.c.allocated)
-            .where(keyed(session, LINE.c.order_id, ids_locked))
-        ).all() if ids_locked else []
+        lines = (
+            session.execute(
+                sa.select(
+                    LINE.c.order_id,
+                    LINE.c.line_no,
+                    LINE.c.id,
+                    LINE.c.sku,
+                    LINE.c.qty - LINE.c.cancelled,
+                    LINE.c.allocated,
+                ).where(keyed(session, LINE.c.order_id, ids_locked))
+            ).all()
+            if ids_locked
+            else []
+        )
     else:
-        lines = _sqlite_rows(session, "SELECT order_id, line_no, id, sku, qty - cancelled, allocated FROM order_line "
-                                      "WHERE order_id IN ({keys})", ids_locked)
+        lines = _sqlite_rows(
+            session,
+            "SELECT order_id, line_no, id, sku, qty - cancelled, allocated FROM order_line WHERE order_id IN ({keys})",
+            ids_locked,
+        )
     for ln in lines:
         lines_by_order[ln[0]].append(ln[1:])
     partial_orders = [o for o in ids_locked if any(ln[4] for ln in lines_by_order[o])]
@@ -259,8 +310,7 @@ def _read_chunk(session: Session, chunk_rows: Sequence, nodes: list[str], lock: 
     return locked, lines_by_order, existing, later
 
 
-def _write_then_read(session: Session, writes, chunks: list, index: int, nodes: list[str], lock: bool,
-                     at: datetime):
+def _write_then_read(session: Session, writes, chunks: list, index: int, nodes: list[str], lock: bool, at: datetime):
     """The planned chunk's writes, then the reads of chunk ``index`` (None past the last)."""
     if writes is not None:
         writes.write(session)
@@ -307,9 +357,20 @@ class _ChunkWrites:
     node). On PostgreSQL everything is formatted here, on the planning thread, so the writing
     thread only sends (``write``)."""
 
-    def __init__(self, cfg: Config, at: datetime, actor: str, *, pg: bool, line_deltas: dict[int, int],
-                 alloc_updates: dict[int, int], alloc_inserts: list[tuple], events: list[dict], complete: list,
-                 report: list[dict]) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        at: datetime,
+        actor: str,
+        *,
+        pg: bool,
+        line_deltas: dict[int, int],
+        alloc_updates: dict[int, int],
+        alloc_inserts: list[tuple],
+        events: list[dict],
+        complete: list,
+        report: list[dict],
+    ) -> None:
         from ffctl.core import workflow
 
         self.cfg, self.at, self.actor, self.report = cfg, at, actor, report
@@ -336,8 +397,14 @@ class _ChunkWrites:
     def write(self, session: Session) -> None:
         from ffctl.core import workflow
 
-        _bulk_add(session, "order_line", "allocated", self.line_deltas, guard="t.allocated + t.cancelled + :q <= t.qty",
-                  what=_("order line"))
+        _bulk_add(
+            session,
+            "order_line",
+            "allocated",
+            self.line_deltas,
+            guard="t.allocated + t.cancelled + :q <= t.qty",
+            what=_("order line"),
+        )
         _bulk_add(session, "allocation", "qty", self.alloc_updates, what=_("allocation"))
         insert_rows(session, "allocation", ALLOC_COLUMNS, self.allocs)
         self.events.write(session)
@@ -361,8 +428,16 @@ class _ChunkPlan:
         self.report: list[dict] = []
 
 
-def _reserve_line(rows: list[list], need: int, used: dict[str, int], order_id: str, line_id: int, sku: str,
-                  plan: _ChunkPlan, stock_deltas: dict[int, int]) -> list[tuple[str, int]]:
+def _reserve_line(
+    rows: list[list],
+    need: int,
+    used: dict[str, int],
+    order_id: str,
+    line_id: int,
+    sku: str,
+    plan: _ChunkPlan,
+    stock_deltas: dict[int, int],
+) -> list[tuple[str, int]]:
     """Reserve up to ``need`` units of one order line from its SKU's stock ``rows`` (updated in
     place): ``[(warehouse, qty)]`` reserved. A warehouse the line already holds (``used``:
     warehouse -> allocation id) grows that reservation; any other gets a new one."""
@@ -383,8 +458,17 @@ class _Run:
     """One allocation run: the stock it holds (locked) and reserves from, the backorder dates it
     promises, its counts; ``allocate_order`` plans one order at a time, in run order."""
 
-    def __init__(self, session: Session, stock: dict[str, list[list]], skus: set[str], *, at: datetime, actor: str,
-                 tz: str, details: bool | str) -> None:
+    def __init__(
+        self,
+        session: Session,
+        stock: dict[str, list[list]],
+        skus: set[str],
+        *,
+        at: datetime,
+        actor: str,
+        tz: str,
+        details: bool | str,
+    ) -> None:
         self.stock = stock
         # written once at the end: the rows stay locked till commit
         self.stock_deltas: dict[int, int] = defaultdict(int)
@@ -419,8 +503,9 @@ class _Run:
             reserved: list[tuple[str, int]] = []
             if need > 0:
                 used = existing.get(line_id, {}) if already else {}
-                reserved = _reserve_line(self.stock.get(sku, []), need, used, order_id, line_id, sku, plan,
-                                         self.stock_deltas)
+                reserved = _reserve_line(
+                    self.stock.get(sku, []), need, used, order_id, line_id, sku, plan, self.stock_deltas
+                )
                 if reserved:
                     took = sum(q for _w, q in reserved)
                     plan.line_deltas[line_id] = took
@@ -432,13 +517,22 @@ class _Run:
                 back_total += need
                 atp_date = self.backorder_date(sku, need)
                 back_dates.append(atp_date)
-                back_notes.append(_("L{line} {sku} {n} backordered").format(line=line_no, sku=sku, n=need)
-                                  + (_(" (ATP {date})").format(date=atp_date.isoformat()) if atp_date
-                                     else _(" (no known supply)")))
+                back_notes.append(
+                    _("L{line} {sku} {n} backordered").format(line=line_no, sku=sku, n=need)
+                    + (_(" (ATP {date})").format(date=atp_date.isoformat()) if atp_date else _(" (no known supply)"))
+                )
             if self.with_lines:
-                line_reports.append({"line_no": line_no, "sku": sku, "qty": qty, "allocated": qty - need,
-                                     "reserved": [{"warehouse": w, "qty": q} for w, q in reserved],
-                                     "backordered": need, "atp_date": atp_date})
+                line_reports.append(
+                    {
+                        "line_no": line_no,
+                        "sku": sku,
+                        "qty": qty,
+                        "allocated": qty - need,
+                        "reserved": [{"warehouse": w, "qty": q} for w, q in reserved],
+                        "backordered": need,
+                        "atp_date": atp_date,
+                    }
+                )
         self.units += got_now
         self.units_back += back_total
         if back_total == 0:
@@ -452,13 +546,25 @@ class _Run:
             self.backordered += 1
             result = "backordered"
         if got_now:
-            plan.events.append({"event": "allocated", "at": self.at, "actor": self.actor, "order_id": order_id,
-                                "node": r.node, "detail": "; ".join(notes + back_notes)})
+            plan.events.append(
+                {
+                    "event": "allocated",
+                    "at": self.at,
+                    "actor": self.actor,
+                    "order_id": order_id,
+                    "node": r.node,
+                    "detail": "; ".join(notes + back_notes),
+                }
+            )
         if self.details:
             row_out = {
-                "order_id": order_id, "node": r.node, "priority": r.priority,
-                "promised_ship_date": r.promised_ship_date, "result": result,
-                "allocated_now": got_now, "backordered": back_total,
+                "order_id": order_id,
+                "node": r.node,
+                "priority": r.priority,
+                "promised_ship_date": r.promised_ship_date,
+                "result": result,
+                "allocated_now": got_now,
+                "backordered": back_total,
                 # the order is covered once its last backordered line is; unknown if any has no date
                 "backorder_atp": max(back_dates) if back_dates and all(back_dates) else None,
                 "next_node": None,
@@ -471,9 +577,19 @@ class _Run:
         return _summary(report, self.complete, self.partial, self.backordered, self.units, self.units_back)
 
 
-def allocate(session: Session, cfg: Config, order_ids: list[str] | None = None, *, all_orders: bool = False,
-             dry_run: bool = False, at: datetime, actor: str, tz: str, details: bool | str = True,
-             on_orders: Callable[[list[dict]], None] | None = None) -> dict:
+def allocate(
+    session: Session,
+    cfg: Config,
+    order_ids: list[str] | None = None,
+    *,
+    all_orders: bool = False,
+    dry_run: bool = False,
+    at: datetime,
+    actor: str,
+    tz: str,
+    details: bool | str = True,
+    on_orders: Callable[[list[dict]], None] | None = None,
+) -> dict:
     """Reserve stock for orders waiting at an ``auto = "allocate"`` node, highest priority first.
 
     Orders go by priority (desc), promised_ship_date (asc, none last), created_at (asc). Each line
@@ -491,9 +607,14 @@ def allocate(session: Session, cfg: Config, order_ids: list[str] | None = None, 
         ids = None
     if not nodes:
         if ids:
-            raise Conflict(_("no node of the config has auto = \"allocate\": nothing can be allocated"))
-        return {"dry_run": dry_run, "orders": [], "skipped": [], "after_clock": [],
-                "summary": _summary([], 0, 0, 0, 0, 0)}
+            raise Conflict(_('no node of the config has auto = "allocate": nothing can be allocated'))
+        return {
+            "dry_run": dry_run,
+            "orders": [],
+            "skipped": [],
+            "after_clock": [],
+            "summary": _summary([], 0, 0, 0, 0, 0),
+        }
     if not is_postgresql(session):
         sqlite_working_set(session, cache_mib=SQLITE_CACHE_MIB)
     if ids:
@@ -528,8 +649,11 @@ def allocate(session: Session, cfg: Config, order_ids: list[str] | None = None, 
             pipeline.start(partial(_write_then_read, session, writes, chunks, index + 1, nodes, lock, at))
             locked, lines_by_order, existing, later = data
             skipped.extend(r.order_id for r in chunk_rows if r.order_id not in locked and r.order_id not in later)
-            after_clock.extend({"order_id": r.order_id, "latest_at": later[r.order_id][0],
-                                "latest_event": later[r.order_id][1]} for r in chunk_rows if r.order_id in later)
+            after_clock.extend(
+                {"order_id": r.order_id, "latest_at": later[r.order_id][0], "latest_event": later[r.order_id][1]}
+                for r in chunk_rows
+                if r.order_id in later
+            )
             plan = _ChunkPlan()
             for r in chunk_rows:
                 if r.order_id in locked:
@@ -537,10 +661,18 @@ def allocate(session: Session, cfg: Config, order_ids: list[str] | None = None, 
             previous = writes
             writes = None
             if not dry_run:
-                writes = _ChunkWrites(cfg, at, actor, pg=pg, line_deltas=plan.line_deltas,
-                                      alloc_updates=plan.alloc_updates, alloc_inserts=plan.alloc_inserts,
-                                      events=plan.events, complete=[locked[o] for o in plan.complete],
-                                      report=plan.report)
+                writes = _ChunkWrites(
+                    cfg,
+                    at,
+                    actor,
+                    pg=pg,
+                    line_deltas=plan.line_deltas,
+                    alloc_updates=plan.alloc_updates,
+                    alloc_inserts=plan.alloc_inserts,
+                    events=plan.events,
+                    complete=[locked[o] for o in plan.complete],
+                    report=plan.report,
+                )
             data = pipeline.wait()
             if previous is not None:
                 deliver(previous.report)
@@ -552,8 +684,14 @@ def allocate(session: Session, cfg: Config, order_ids: list[str] | None = None, 
     finally:
         pipeline.close()
     if not dry_run:
-        _bulk_add(session, "stock", "allocated", dict(run.stock_deltas), guard="t.on_hand - t.allocated >= :q",
-                  what=_("stock"))
+        _bulk_add(
+            session,
+            "stock",
+            "allocated",
+            dict(run.stock_deltas),
+            guard="t.on_hand - t.allocated >= :q",
+            what=_("stock"),
+        )
     return {
         "dry_run": dry_run,
         "orders": report,
@@ -564,5 +702,11 @@ def allocate(session: Session, cfg: Config, order_ids: list[str] | None = None, 
 
 
 def _summary(report, complete, partial, back, units, units_back) -> dict:
-    return {"orders": complete + partial + back, "completed": complete, "partial": partial, "backordered": back,
-            "units_allocated": units, "units_backordered": units_back}
+    return {
+        "orders": complete + partial + back,
+        "completed": complete,
+        "partial": partial,
+        "backordered": back,
+        "units_allocated": units,
+        "units_backordered": units_back,
+    }

@@ -56,21 +56,38 @@ def stock_rows(session: Session, sku: str | None = None, warehouse: str | None =
     rows: dict[tuple[str, str], dict] = {}
     for r in session.execute(stock_q):
         rows[(r.sku, r.warehouse)] = {
-            "sku": r.sku, "warehouse": r.warehouse, "on_hand": r.on_hand, "allocated": r.allocated,
-            "available": r.on_hand - r.allocated, "inbound": 0, "safety_stock": 0,
+            "sku": r.sku,
+            "warehouse": r.warehouse,
+            "on_hand": r.on_hand,
+            "allocated": r.allocated,
+            "available": r.on_hand - r.allocated,
+            "inbound": 0,
+            "safety_stock": 0,
         }
     for ib in session.execute(inbound_q):
-        row = rows.setdefault((ib.sku, ib.warehouse), {
-            "sku": ib.sku, "warehouse": ib.warehouse, "on_hand": 0, "allocated": 0,
-            "available": 0, "inbound": 0, "safety_stock": 0,
-        })
+        row = rows.setdefault(
+            (ib.sku, ib.warehouse),
+            {
+                "sku": ib.sku,
+                "warehouse": ib.warehouse,
+                "on_hand": 0,
+                "allocated": 0,
+                "available": 0,
+                "inbound": 0,
+                "safety_stock": 0,
+            },
+        )
         row["inbound"] = int(ib.qty)
     skus = sorted({k[0] for k in rows})
     safety: dict[str, int] = {}
     for part in _parts(session, skus):
-        safety.update(dict(session.execute(
-            sa.select(col(Product.sku), col(Product.safety_stock)).where(keyed(session, Product.sku, part))
-        ).all()))
+        safety.update(
+            dict(
+                session.execute(
+                    sa.select(col(Product.sku), col(Product.safety_stock)).where(keyed(session, Product.sku, part))
+                ).all()
+            )
+        )
     for (s, _w), row in rows.items():
         row["safety_stock"] = safety.get(s) or 0
     return [rows[k] for k in sorted(rows)]
@@ -107,19 +124,24 @@ def _available_now(session: Session, skus: Sequence[str]) -> dict[str, dict[str,
     out: dict[str, dict[str, int]] = defaultdict(dict)
     for part in _parts(session, list(skus)):
         for r in session.execute(
-            sa.select(STOCK.c.sku, STOCK.c.warehouse, STOCK.c.on_hand - STOCK.c.allocated).where(keyed(session, STOCK.c.sku, part))
+            sa.select(STOCK.c.sku, STOCK.c.warehouse, STOCK.c.on_hand - STOCK.c.allocated).where(
+                keyed(session, STOCK.c.sku, part)
+            )
         ):
             out[r[0]][r[1]] = int(r[2])
     return out
 
 
-def _open_receipts(session: Session, skus: Sequence[str], today: date, tz: str) -> dict[str, list[tuple[date, str, int]]]:
+def _open_receipts(
+    session: Session, skus: Sequence[str], today: date, tz: str
+) -> dict[str, list[tuple[date, str, int]]]:
     """sku -> [(local expected date, clamped to today), warehouse, qty] of open receipts."""
     out: dict[str, list[tuple[date, str, int]]] = defaultdict(list)
     for part in _parts(session, list(skus)):
         for r in session.execute(
-            sa.select(RECEIPT.c.sku, RECEIPT.c.warehouse, RECEIPT.c.qty, RECEIPT.c.expected_at)
-            .where(RECEIPT.c.status == "open", keyed(session, RECEIPT.c.sku, part))
+            sa.select(RECEIPT.c.sku, RECEIPT.c.warehouse, RECEIPT.c.qty, RECEIPT.c.expected_at).where(
+                RECEIPT.c.status == "open", keyed(session, RECEIPT.c.sku, part)
+            )
         ):
             out[r.sku].append((max(local_date(r.expected_at, tz), today), r.warehouse, int(r.qty)))
     for rows in out.values():
@@ -168,8 +190,16 @@ class _Profile:
             self.cum[j] -= qty
 
 
-def atp(session: Session, sku: str, qty: int | None = None, *, now: datetime, tz: str,
-        warehouse: str | None = None, exclude_orders: Iterable[str] = ()) -> dict:
+def atp(
+    session: Session,
+    sku: str,
+    qty: int | None = None,
+    *,
+    now: datetime,
+    tz: str,
+    warehouse: str | None = None,
+    exclude_orders: Iterable[str] = (),
+) -> dict:
     """Time-phased available-to-promise of ``sku`` and the earliest local date ``qty`` is covered.
 
     ``{sku, qty, earliest_date, schedule: [{date, available}]}``: the first entry is today
@@ -201,8 +231,15 @@ def atp(session: Session, sku: str, qty: int | None = None, *, now: datetime, tz
     }
 
 
-def promise_dates(session: Session, orders: Sequence[tuple], *, now: datetime, tz: str,
-                  ledger: dict | None = None, stored: bool = True) -> dict[str, tuple[date, str]]:
+def promise_dates(
+    session: Session,
+    orders: Sequence[tuple],
+    *,
+    now: datetime,
+    tz: str,
+    ledger: dict | None = None,
+    stored: bool = True,
+) -> dict[str, tuple[date, str]]:
     """Promised ship dates for a batch of orders: order_id -> (date, "atp" | "lead_time").
 
     The orders are promised in the given sequence, each consuming what it is promised, so a
@@ -236,9 +273,15 @@ def promise_dates(session: Session, orders: Sequence[tuple], *, now: datetime, t
         receipts = _open_receipts(session, unread, today, tz)
         lead: dict[str, int | None] = {}
         for part in _parts(session, unread):
-            lead.update(dict(session.execute(
-                sa.select(col(Product.sku), col(Product.lead_time_days)).where(keyed(session, Product.sku, part))
-            ).all()))
+            lead.update(
+                dict(
+                    session.execute(
+                        sa.select(col(Product.sku), col(Product.lead_time_days)).where(
+                            keyed(session, Product.sku, part)
+                        )
+                    ).all()
+                )
+            )
         for s in unread:
             start = sum(avail.get(s, {}).values()) - demand.get(s, 0)
             profiles[s] = (_Profile(today, start, [(d, q) for d, _w, q in receipts.get(s, [])]), lead.get(s))

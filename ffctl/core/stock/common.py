@@ -23,7 +23,7 @@ IN_CHUNK = 900  # values per IN (...) list on reads
 
 def _chunks(items: Sequence, size: int = IN_CHUNK) -> Iterable[Sequence]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def _parts(session: Session, items: Sequence) -> Iterable[Sequence]:

@@ -35,7 +35,8 @@ def _ensure_rows(session: Session, pairs: Iterable[tuple[str, str]]) -> None:
     existing: set[tuple[str, str]] = set()
     for part in _parts(session, sorted({s for s, _w in wanted})):
         existing.update(
-            (r[0], r[1]) for r in session.execute(sa.select(STOCK.c.sku, STOCK.c.warehouse).where(among(session, STOCK.c.sku, part)))
+            (r[0], r[1])
+            for r in session.execute(sa.select(STOCK.c.sku, STOCK.c.warehouse).where(among(session, STOCK.c.sku, part)))
         )
     missing = [{"sku": s, "warehouse": w, "on_hand": 0, "allocated": 0} for s, w in wanted if (s, w) not in existing]
     if not missing:
@@ -67,10 +68,14 @@ def _stock_of_skus(session: Session, skus: Sequence[str], *, lock: bool, all_or_
         return _lock_all_or_nothing(session, sql + " FOR UPDATE NOWAIT", {"skus": skus})
     rows: list[dict] = []
     for part in _parts(session, skus):
-        rows.extend(dict(r) for r in session.execute(
-            sa.select(STOCK.c.id, STOCK.c.sku, STOCK.c.warehouse, STOCK.c.on_hand, STOCK.c.allocated)
-            .where(keyed(session, STOCK.c.sku, part))
-        ).mappings())
+        rows.extend(
+            dict(r)
+            for r in session.execute(
+                sa.select(STOCK.c.id, STOCK.c.sku, STOCK.c.warehouse, STOCK.c.on_hand, STOCK.c.allocated).where(
+                    keyed(session, STOCK.c.sku, part)
+                )
+            ).mappings()
+        )
     rows.sort(key=lambda r: r["id"])
     return rows
 
@@ -91,22 +96,28 @@ def _lock_all_or_nothing(session: Session, sql: str, params: dict) -> list[dict]
             if not isinstance(exc.orig, LockNotAvailable):
                 raise
         if time.monotonic() > deadline:
-            raise Conflict(_("stock rows stayed locked by other ffctl processes for {lock_wait_seconds:.0f} s; nothing was "
-                             "changed, run the command again").format(lock_wait_seconds=LOCK_WAIT_SECONDS))
+            raise Conflict(
+                _(
+                    "stock rows stayed locked by other ffctl processes for {lock_wait_seconds:.0f} s; nothing was "
+                    "changed, run the command again"
+                ).format(lock_wait_seconds=LOCK_WAIT_SECONDS)
+            )
         time.sleep(pause * (0.5 + random.random()))
         pause = min(pause * 2, 0.5)
 
 
-def _lock_stock(session: Session, pairs: Iterable[tuple[str, str]], *,
-                all_or_nothing: bool = False) -> dict[tuple[str, str], dict]:
+def _lock_stock(
+    session: Session, pairs: Iterable[tuple[str, str]], *, all_or_nothing: bool = False
+) -> dict[tuple[str, str], dict]:
     """Current stock rows for the pairs, locked (with the other rows of their SKUs) in id order."""
     wanted = set(pairs)
     rows = _stock_of_skus(session, [s for s, _w in wanted], lock=True, all_or_nothing=all_or_nothing)
     return {(r["sku"], r["warehouse"]): r for r in rows if (r["sku"], r["warehouse"]) in wanted}
 
 
-def _bulk_add(session: Session, table: str, column: str, deltas: dict[int, int], *, guard: str | None = None,
-              what: str = "row") -> None:
+def _bulk_add(
+    session: Session, table: str, column: str, deltas: dict[int, int], *, guard: str | None = None, what: str = "row"
+) -> None:
     """``column += delta`` for each row id, in one statement on PostgreSQL (executemany on SQLite).
 
     ``guard`` is an SQL condition on the row (``t``) and the delta (``v.q`` / ``:q``) every row must
@@ -132,8 +143,12 @@ def _bulk_add(session: Session, table: str, column: str, deltas: dict[int, int],
         finally:
             cur.close()
     if done != len(ids):
-        raise Conflict(_("{what} changed while it was being updated ({value} of {count} refused); nothing was written, "
-                         "run the command again").format(what=what, value=len(ids) - done, count=len(ids)))
+        raise Conflict(
+            _(
+                "{what} changed while it was being updated ({value} of {count} refused); nothing was written, "
+                "run the command again"
+            ).format(what=what, value=len(ids) - done, count=len(ids))
+        )
 
 
 def _raw(session: Session):
@@ -146,8 +161,9 @@ def _moves(session: Session, rows: list[dict]) -> None:
         session.execute(sa.insert(MOVE), rows)
 
 
-def apply_counts(session: Session, counts: list[tuple[str, str, int]], *, at: datetime, actor: str,
-                 reason: str = "count") -> int:
+def apply_counts(
+    session: Session, counts: list[tuple[str, str, int]], *, at: datetime, actor: str, reason: str = "count"
+) -> int:
     """Set counted on-hand quantities; returns how many rows changed.
 
     Each changed row gets a stock_move (kind count) with the delta and a stock_counted event.
@@ -163,20 +179,32 @@ def apply_counts(session: Session, counts: list[tuple[str, str, int]], *, at: da
     skus = sorted({s for s, _w in latest})
     known: set[str] = set()
     for part in _parts(session, skus):
-        known.update(session.execute(sa.select(col(Product.sku)).where(keyed(session, Product.sku, part))).scalars().all())
+        known.update(
+            session.execute(sa.select(col(Product.sku)).where(keyed(session, Product.sku, part))).scalars().all()
+        )
     unknown = [s for s in skus if s not in known]
     if unknown:
-        raise NotFound(ngettext("unknown SKU: {skus}", "unknown SKUs: {skus}", len(unknown)).format(skus=", ".join(unknown[:10]))
-                       + (_(" and {value} more").format(value=len(unknown) - 10) if len(unknown) > 10 else ""))
+        raise NotFound(
+            ngettext("unknown SKU: {skus}", "unknown SKUs: {skus}", len(unknown)).format(skus=", ".join(unknown[:10]))
+            + (_(" and {value} more").format(value=len(unknown) - 10) if len(unknown) > 10 else "")
+        )
     _ensure_rows(session, latest)
     rows = _lock_stock(session, latest, all_or_nothing=True)
-    short = [_("{sku} in {warehouse}: counted {n}, allocated {allocated}").format(
-        sku=s, warehouse=w, n=n, allocated=rows[(s, w)]["allocated"])
-             for (s, w), n in sorted(latest.items()) if n < rows[(s, w)]["allocated"]]
+    short = [
+        _("{sku} in {warehouse}: counted {n}, allocated {allocated}").format(
+            sku=s, warehouse=w, n=n, allocated=rows[(s, w)]["allocated"]
+        )
+        for (s, w), n in sorted(latest.items())
+        if n < rows[(s, w)]["allocated"]
+    ]
     if short:
-        raise Conflict(_("a count is below what is allocated there (") + "; ".join(short[:10])
-                       + (_("; and {value} more").format(value=len(short) - 10) if len(short) > 10 else "") + ")",
-                       hint=_("Cancel or ship the orders holding the stock first, or check the count."))
+        raise Conflict(
+            _("a count is below what is allocated there (")
+            + "; ".join(short[:10])
+            + (_("; and {value} more").format(value=len(short) - 10) if len(short) > 10 else "")
+            + ")",
+            hint=_("Cancel or ship the orders holding the stock first, or check the count."),
+        )
     deltas: dict[int, int] = {}
     moves, events = [], []
     for (s, w), n in sorted(latest.items()):
@@ -185,11 +213,29 @@ def apply_counts(session: Session, counts: list[tuple[str, str, int]], *, at: da
         if delta == 0:
             continue
         deltas[row["id"]] = delta
-        moves.append({"sku": s, "warehouse": w, "delta": delta, "kind": "count", "reason": reason,
-                      "ref": None, "actor": actor, "at": at})
-        events.append({"event": "stock_counted", "at": at, "actor": actor, "subject": f"sku:{s}",
-                       "detail": _("{warehouse}: on hand {before} -> {after} ({delta:+d}); {reason}").format(
-                           warehouse=w, before=row["on_hand"], after=n, delta=delta, reason=reason)})
+        moves.append(
+            {
+                "sku": s,
+                "warehouse": w,
+                "delta": delta,
+                "kind": "count",
+                "reason": reason,
+                "ref": None,
+                "actor": actor,
+                "at": at,
+            }
+        )
+        events.append(
+            {
+                "event": "stock_counted",
+                "at": at,
+                "actor": actor,
+                "subject": f"sku:{s}",
+                "detail": _("{warehouse}: on hand {before} -> {after} ({delta:+d}); {reason}").format(
+                    warehouse=w, before=row["on_hand"], after=n, delta=delta, reason=reason
+                ),
+            }
+        )
     _bulk_add(session, "stock", "on_hand", deltas, guard="t.on_hand + :q >= t.allocated", what=_("stock"))
     _moves(session, moves)
     audit.record_many(session, events)
@@ -207,31 +253,71 @@ def adjust(session: Session, sku: str, warehouse: str, delta: int, *, reason: st
         _ensure_rows(session, [(sku, warehouse)])
     row = _lock_stock(session, [(sku, warehouse)]).get((sku, warehouse))
     if row is None:
-        raise Conflict(_("no stock of {sku} in {warehouse}: cannot take {value} away").format(sku=sku, warehouse=warehouse, value=-delta),
-                       hint=_("`{command}` lists its warehouses.").format(command=command('stock', 'show', sku)))
+        raise Conflict(
+            _("no stock of {sku} in {warehouse}: cannot take {value} away").format(
+                sku=sku, warehouse=warehouse, value=-delta
+            ),
+            hint=_("`{command}` lists its warehouses.").format(command=command("stock", "show", sku)),
+        )
     new = row["on_hand"] + delta
     if new < 0:
-        raise Conflict(_("{sku} in {warehouse} has {on_hand} on hand: taking {value} away would leave {new}").format(sku=sku, warehouse=warehouse, on_hand=row['on_hand'], value=-delta, new=new))
+        raise Conflict(
+            _("{sku} in {warehouse} has {on_hand} on hand: taking {value} away would leave {new}").format(
+                sku=sku, warehouse=warehouse, on_hand=row["on_hand"], value=-delta, new=new
+            )
+        )
     if new < row["allocated"]:
         raise Conflict(
-            _("{sku} in {warehouse}: {allocated} of its {on_hand} on hand are allocated to orders; taking "
-              "{value} away would leave {new}, below what is allocated").format(sku=sku, warehouse=warehouse, allocated=row['allocated'], on_hand=row['on_hand'], value=-delta, new=new),
+            _(
+                "{sku} in {warehouse}: {allocated} of its {on_hand} on hand are allocated to orders; taking "
+                "{value} away would leave {new}, below what is allocated"
+            ).format(
+                sku=sku, warehouse=warehouse, allocated=row["allocated"], on_hand=row["on_hand"], value=-delta, new=new
+            ),
             hint=_("Cancel or ship the orders holding the stock first."),
         )
     _bulk_add(session, "stock", "on_hand", {row["id"]: delta}, guard="t.on_hand + :q >= t.allocated", what=_("stock"))
-    _moves(session, [{"sku": sku, "warehouse": warehouse, "delta": delta, "kind": "adjust", "reason": reason,
-                      "ref": None, "actor": actor, "at": at}])
-    audit.record(session, event="stock_adjusted", at=at, actor=actor, subject=f"sku:{sku}",
-                 detail=_("{warehouse}: on hand {before} -> {after} ({delta:+d}); {reason}").format(
-                     warehouse=warehouse, before=row["on_hand"], after=new, delta=delta, reason=reason))
-    return {"sku": sku, "warehouse": warehouse, "delta": delta, "on_hand_before": row["on_hand"], "on_hand": new,
-            "allocated": row["allocated"], "available": new - row["allocated"]}
+    _moves(
+        session,
+        [
+            {
+                "sku": sku,
+                "warehouse": warehouse,
+                "delta": delta,
+                "kind": "adjust",
+                "reason": reason,
+                "ref": None,
+                "actor": actor,
+                "at": at,
+            }
+        ],
+    )
+    audit.record(
+        session,
+        event="stock_adjusted",
+        at=at,
+        actor=actor,
+        subject=f"sku:{sku}",
+        detail=_("{warehouse}: on hand {before} -> {after} ({delta:+d}); {reason}").format(
+            warehouse=warehouse, before=row["on_hand"], after=new, delta=delta, reason=reason
+        ),
+    )
+    return {
+        "sku": sku,
+        "warehouse": warehouse,
+        "delta": delta,
+        "on_hand_before": row["on_hand"],
+        "on_hand": new,
+        "allocated": row["allocated"],
+        "available": new - row["allocated"],
+    }
 
 
 def receive(session: Session, receipt_id: str, *, at: datetime, actor: str, tz: str = "UTC") -> dict:
     """Move all open lines of a receipt onto on hand. NotFound / Conflict when already received."""
     done = session.execute(
-        sa.update(RECEIPT).where(RECEIPT.c.receipt_id == receipt_id, RECEIPT.c.status == "open")
+        sa.update(RECEIPT)
+        .where(RECEIPT.c.receipt_id == receipt_id, RECEIPT.c.status == "open")
         .values(status="received", received_at=at)
         .returning(RECEIPT.c.sku, RECEIPT.c.warehouse, RECEIPT.c.qty)
     ).all()
@@ -240,10 +326,17 @@ def receive(session: Session, receipt_id: str, *, at: datetime, actor: str, tz: 
             sa.select(sa.func.count(), sa.func.max(RECEIPT.c.received_at)).where(RECEIPT.c.receipt_id == receipt_id)
         ).one()
         if not seen[0]:
-            raise NotFound(_("no receipt {receipt_id!r}").format(receipt_id=receipt_id), hint=_("`ffctl import receipts FILE` adds expected receipts."))
+            raise NotFound(
+                _("no receipt {receipt_id!r}").format(receipt_id=receipt_id),
+                hint=_("`ffctl import receipts FILE` adds expected receipts."),
+            )
         when = seen[1]
         at_text = shown(when, tz) if isinstance(when, datetime) else str(when)
-        raise Conflict(_("receipt {receipt_id} was already received (at {at_text}); nothing to do").format(receipt_id=receipt_id, at_text=at_text))
+        raise Conflict(
+            _("receipt {receipt_id} was already received (at {at_text}); nothing to do").format(
+                receipt_id=receipt_id, at_text=at_text
+            )
+        )
     lines = sorted((r.sku, r.warehouse, int(r.qty)) for r in done)
     totals: dict[tuple[str, str], int] = defaultdict(int)
     for s, w, q in lines:
@@ -251,10 +344,34 @@ def receive(session: Session, receipt_id: str, *, at: datetime, actor: str, tz: 
     _ensure_rows(session, totals)
     rows = _lock_stock(session, totals)
     _bulk_add(session, "stock", "on_hand", {rows[k]["id"]: q for k, q in totals.items()}, what=_("stock"))
-    _moves(session, [{"sku": s, "warehouse": w, "delta": q, "kind": "receipt", "reason": None,
-                      "ref": receipt_id, "actor": actor, "at": at} for s, w, q in lines])
+    _moves(
+        session,
+        [
+            {
+                "sku": s,
+                "warehouse": w,
+                "delta": q,
+                "kind": "receipt",
+                "reason": None,
+                "ref": receipt_id,
+                "actor": actor,
+                "at": at,
+            }
+            for s, w, q in lines
+        ],
+    )
     units = sum(q for _s, _w, q in lines)
-    audit.record(session, event="received", at=at, actor=actor, subject=f"receipt:{receipt_id}",
-                 detail="; ".join(_("{sku} {qty} into {warehouse}").format(sku=s, qty=q, warehouse=w) for s, w, q in lines))
-    return {"receipt_id": receipt_id, "received_at": at, "units": units,
-            "lines": [{"sku": s, "warehouse": w, "qty": q} for s, w, q in lines]}
+    audit.record(
+        session,
+        event="received",
+        at=at,
+        actor=actor,
+        subject=f"receipt:{receipt_id}",
+        detail="; ".join(_("{sku} {qty} into {warehouse}").format(sku=s, qty=q, warehouse=w) for s, w, q in lines),
+    )
+    return {
+        "receipt_id": receipt_id,
+        "received_at": at,
+        "units": units,
+        "lines": [{"sku": s, "warehouse": w, "qty": q} for s, w, q in lines],
+    }

@@ -34,7 +34,10 @@ def _lock_order_row(session: Session, order_id: str):
         stmt = stmt.with_for_update()
     order = session.execute(stmt).mappings().first()
     if order is None:
-        raise NotFound(_("no order {order_id!r}").format(order_id=order_id), hint=_("`ffctl order list` shows the orders in the store."))
+        raise NotFound(
+            _("no order {order_id!r}").format(order_id=order_id),
+            hint=_("`ffctl order list` shows the orders in the store."),
+        )
     return order
 
 
@@ -50,18 +53,26 @@ def lock_for_orders(session: Session, order_ids: Iterable[str]) -> None:
     ids = sorted(set(order_ids))
     if not ids or not is_postgresql(session):
         return
-    session.execute(sa.select(ORDERS.c.order_id).where(keyed(session, ORDERS.c.order_id, ids))
-                    .order_by(ORDERS.c.order_id).with_for_update())
+    session.execute(
+        sa.select(ORDERS.c.order_id)
+        .where(keyed(session, ORDERS.c.order_id, ids))
+        .order_by(ORDERS.c.order_id)
+        .with_for_update()
+    )
     skus = session.execute(sa.select(ALLOC.c.sku).distinct().where(keyed(session, ALLOC.c.order_id, ids))).scalars()
     _stock_of_skus(session, list(skus), lock=True, all_or_nothing=True)
 
 
 def _take_reservations(session: Session, order_id: str, *, consume: bool) -> list[dict]:
     """Remove an order's allocations and take them off stock.allocated (and on_hand if consumed)."""
-    allocs = [dict(r) for r in session.execute(
-        sa.select(ALLOC.c.id, ALLOC.c.line_id, ALLOC.c.sku, ALLOC.c.warehouse, ALLOC.c.qty)
-        .where(ALLOC.c.order_id == order_id).order_by(ALLOC.c.id)
-    ).mappings()]
+    allocs = [
+        dict(r)
+        for r in session.execute(
+            sa.select(ALLOC.c.id, ALLOC.c.line_id, ALLOC.c.sku, ALLOC.c.warehouse, ALLOC.c.qty)
+            .where(ALLOC.c.order_id == order_id)
+            .order_by(ALLOC.c.id)
+        ).mappings()
+    ]
     if not allocs:
         return []
     totals: dict[tuple[str, str], int] = defaultdict(int)
@@ -70,7 +81,11 @@ def _take_reservations(session: Session, order_id: str, *, consume: bool) -> lis
     rows = _lock_stock(session, totals)
     missing = [k for k in totals if k not in rows]
     if missing:  # cannot happen while the FK-free allocation rows match stock; refuse rather than guess
-        raise FfctlError(_("order {order_id}: reservations in {missing} have no stock row").format(order_id=order_id, missing=missing))
+        raise FfctlError(
+            _("order {order_id}: reservations in {missing} have no stock row").format(
+                order_id=order_id, missing=missing
+            )
+        )
     by_id = {rows[k]["id"]: -q for k, q in totals.items()}
     _bulk_add(session, "stock", "allocated", by_id, guard="t.allocated + :q >= 0", what=_("stock"))
     if consume:
@@ -113,21 +128,36 @@ class ShippedStock:
     (with ``all_or_nothing``, as the many-row lockers take them), after the caller locked the orders.
     """
 
-    def __init__(self, session: Session, order_ids: Iterable[str], lines: dict[int, tuple[int, int]],
-                 skus: Iterable[str], *, lock: bool = True, all_or_nothing: bool = False,
-                 stock: bool = True) -> None:
+    def __init__(
+        self,
+        session: Session,
+        order_ids: Iterable[str],
+        lines: dict[int, tuple[int, int]],
+        skus: Iterable[str],
+        *,
+        lock: bool = True,
+        all_or_nothing: bool = False,
+        stock: bool = True,
+    ) -> None:
         self.lines = {i: [a, s] for i, (a, s) in lines.items()}  # line id -> [allocated, shipped]
         self.allocs: dict[int, list[dict]] = defaultdict(list)
         self.stock = stock  # False: only the lines' states are followed (planning what a batch would do)
         ids = sorted(set(order_ids)) if stock else []
         alloc_skus: set[str] = set()
         for alloc_id, line_id, sku, warehouse, qty in keyed_rows(
-                session, "SELECT id, line_id, sku, warehouse, qty FROM allocation WHERE {where}", "order_id", ids,
-                tail=" ORDER BY qty DESC, warehouse"):
+            session,
+            "SELECT id, line_id, sku, warehouse, qty FROM allocation WHERE {where}",
+            "order_id",
+            ids,
+            tail=" ORDER BY qty DESC, warehouse",
+        ):
             self.allocs[line_id].append({"id": alloc_id, "warehouse": warehouse, "qty": qty})
             alloc_skus.add(sku)
-        rows = _stock_of_skus(session, sorted(set(skus) | alloc_skus), lock=lock, all_or_nothing=all_or_nothing) \
-            if stock else []
+        rows = (
+            _stock_of_skus(session, sorted(set(skus) | alloc_skus), lock=lock, all_or_nothing=all_or_nothing)
+            if stock
+            else []
+        )
         self.by_sku: dict[str, list[dict]] = defaultdict(list)
         for r in rows:
             self.by_sku[r["sku"]].append(r)
@@ -172,8 +202,11 @@ class ShippedStock:
                     left -= n
                     totals["reserved"] += n
             # the rest left from unreserved stock: the warehouses with the most available first
-            for row in sorted(self.by_sku.get(item.sku, []),
-                              key=lambda r: (r["allocated"] - r["on_hand"], r["warehouse"])) if left > 0 else ():
+            for row in (
+                sorted(self.by_sku.get(item.sku, []), key=lambda r: (r["allocated"] - r["on_hand"], r["warehouse"]))
+                if left > 0
+                else ()
+            ):
                 if left <= 0:
                     break
                 n = min(row["on_hand"] - row["allocated"], left)
@@ -194,20 +227,42 @@ class ShippedStock:
 
     def write(self, session: Session, *, actor: str) -> None:
         """Write what every ``take`` planned, in the caller's transaction."""
-        _bulk_add(session, "stock", "allocated", {k: v for k, v in self.alloc_delta.items() if v},
-                  guard="t.allocated + :q >= 0", what=_("stock"))
-        _bulk_add(session, "stock", "on_hand", {k: v for k, v in self.on_hand_delta.items() if v},
-                  guard="t.on_hand + :q >= t.allocated", what=_("stock"))
+        _bulk_add(
+            session,
+            "stock",
+            "allocated",
+            {k: v for k, v in self.alloc_delta.items() if v},
+            guard="t.allocated + :q >= 0",
+            what=_("stock"),
+        )
+        _bulk_add(
+            session,
+            "stock",
+            "on_hand",
+            {k: v for k, v in self.on_hand_delta.items() if v},
+            guard="t.on_hand + :q >= t.allocated",
+            what=_("stock"),
+        )
         gone = sorted(a for a, q in self.alloc_change.items() if q == 0)
         for part in _parts(session, gone):  # among: a hashed semi-join, whatever the statistics say
             session.execute(sa.delete(ALLOC).where(among(session, ALLOC.c.id, part)))
-        _bulk_set(session, "allocation", ("qty",), {a: (q,) for a, q in self.alloc_change.items() if q},
-                  what=_("allocation"))
-        _bulk_set(session, "order_line", ("allocated", "shipped"),
-                  {i: tuple(self.lines[i]) for i in self.changed_lines}, what=_("order line"))
-        insert_rows(session, "stock_move", ("sku", "warehouse", "delta", "ref", "at"),
-                    [(s, w, d, ref, stored_text(at)) for s, w, d, ref, at in self.moves],
-                    {"kind": "ship", "reason": None, "actor": actor})
+        _bulk_set(
+            session, "allocation", ("qty",), {a: (q,) for a, q in self.alloc_change.items() if q}, what=_("allocation")
+        )
+        _bulk_set(
+            session,
+            "order_line",
+            ("allocated", "shipped"),
+            {i: tuple(self.lines[i]) for i in self.changed_lines},
+            what=_("order line"),
+        )
+        insert_rows(
+            session,
+            "stock_move",
+            ("sku", "warehouse", "delta", "ref", "at"),
+            [(s, w, d, ref, stored_text(at)) for s, w, d, ref, at in self.moves],
+            {"kind": "ship", "reason": None, "actor": actor},
+        )
 
 
 def _bulk_set(session: Session, table: str, columns: Sequence[str], values: dict[int, tuple], *, what: str) -> None:
@@ -221,35 +276,54 @@ def _bulk_set(session: Session, table: str, columns: Sequence[str], values: dict
         names = ", ".join(f"c{n}" for n in range(len(columns)))
         sets = ", ".join(f"{c} = v.c{n}" for n, c in enumerate(columns))
         params = {f"c{n}": int_array(values[i][n] for i in ids) for n in range(len(columns))}
-        done = session.execute(sa.text(f"UPDATE {table} AS t SET {sets} FROM unnest(CAST(:ids AS bigint[]), {arrays}) "  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult; Session.execute is typed Result
-                                       f"AS v(id, {names}) WHERE t.id = v.id"), {"ids": int_array(ids), **params}).rowcount
+        done = session.execute(
+            sa.text(
+                f"UPDATE {table} AS t SET {sets} FROM unnest(CAST(:ids AS bigint[]), {arrays}) "  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult; Session.execute is typed Result
+                f"AS v(id, {names}) WHERE t.id = v.id"
+            ),
+            {"ids": int_array(ids), **params},
+        ).rowcount
     else:
         cur = _raw(session).cursor()
         try:
-            cur.executemany(f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?",
-                            (values[i] + (i,) for i in ids))
+            cur.executemany(
+                f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?",
+                (values[i] + (i,) for i in ids),
+            )
             done = cur.rowcount
         finally:
             cur.close()
     if done != len(ids):
-        raise Conflict(_("{what} changed while it was being updated ({value} of {count} refused); nothing was written, "
-                         "run the command again").format(what=what, value=len(ids) - done, count=len(ids)))
+        raise Conflict(
+            _(
+                "{what} changed while it was being updated ({value} of {count} refused); nothing was written, "
+                "run the command again"
+            ).format(what=what, value=len(ids) - done, count=len(ids))
+        )
 
 
 def cancel_line_units(session: Session, order_id: str, line_id: int, qty: int) -> int:
     """Cancel ``qty`` unshipped units of an order line (its order row locked by the caller),
     releasing as much of its reservation as the line no longer needs; returns units released."""
-    line = session.execute(sa.select(LINE.c.qty, LINE.c.allocated, LINE.c.shipped, LINE.c.cancelled)
-                           .where(LINE.c.id == line_id)).one()
+    line = session.execute(
+        sa.select(LINE.c.qty, LINE.c.allocated, LINE.c.shipped, LINE.c.cancelled).where(LINE.c.id == line_id)
+    ).one()
     remaining = line.qty - line.cancelled - line.shipped
     if qty > remaining:
-        raise Conflict(_("order {order_id}: only {remaining} units of the line are left to cancel").format(order_id=order_id, remaining=remaining))
+        raise Conflict(
+            _("order {order_id}: only {remaining} units of the line are left to cancel").format(
+                order_id=order_id, remaining=remaining
+            )
+        )
     reserved = line.allocated - line.shipped
     backordered = remaining - reserved
     release = max(qty - backordered, 0)  # cancel the backorder first, then the reservation
     if release:
-        allocs = session.execute(sa.select(ALLOC.c.id, ALLOC.c.sku, ALLOC.c.warehouse, ALLOC.c.qty)
-                                 .where(ALLOC.c.line_id == line_id).order_by(ALLOC.c.qty, ALLOC.c.warehouse)).all()
+        allocs = session.execute(
+            sa.select(ALLOC.c.id, ALLOC.c.sku, ALLOC.c.warehouse, ALLOC.c.qty)
+            .where(ALLOC.c.line_id == line_id)
+            .order_by(ALLOC.c.qty, ALLOC.c.warehouse)
+        ).all()
         rows = _lock_stock(session, {(a.sku, a.warehouse) for a in allocs})
         left = release
         deltas: dict[int, int] = defaultdict(int)
@@ -264,17 +338,26 @@ def cancel_line_units(session: Session, order_id: str, line_id: int, qty: int) -
                 session.execute(sa.update(ALLOC).where(ALLOC.c.id == a.id).values(qty=a.qty - n))
             left -= n
         _bulk_add(session, "stock", "allocated", dict(deltas), guard="t.allocated + :q >= 0", what=_("stock"))
-    session.execute(sa.update(LINE).where(LINE.c.id == line_id)
-                    .values(cancelled=line.cancelled + qty, allocated=line.allocated - release))
+    session.execute(
+        sa.update(LINE)
+        .where(LINE.c.id == line_id)
+        .values(cancelled=line.cancelled + qty, allocated=line.allocated - release)
+    )
     return release
 
 
-def deliver(session: Session, cfg: Config, order_id: str, *, at: datetime, actor: str, issue: str | None = None) -> bool:
+def deliver(
+    session: Session, cfg: Config, order_id: str, *, at: datetime, actor: str, issue: str | None = None
+) -> bool:
     """Record a delivery (with an optional issue); True if recorded, False if already recorded so."""
     from ffctl.core.models import Delivery
 
     if issue is not None and issue not in DELIVERY_ISSUES:
-        raise UsageError(_("unknown delivery issue {issue!r}: use one of {names}").format(issue=issue, names=', '.join(DELIVERY_ISSUES)))
+        raise UsageError(
+            _("unknown delivery issue {issue!r}: use one of {names}").format(
+                issue=issue, names=", ".join(DELIVERY_ISSUES)
+            )
+        )
     order = _lock_order_row(session, order_id)
     status = order["status"]
     if status == "delivered":
@@ -285,12 +368,26 @@ def deliver(session: Session, cfg: Config, order_id: str, *, at: datetime, actor
         raise Conflict(_("order {order_id} was already delivered (at {when})").format(order_id=order_id, when=when))
     if status != "shipped":
         where = _(" at node {node}").format(node=order["node"]) if order["node"] else ""
-        raise Conflict(_("order {order_id} has not shipped (it is {status}{where}); record the shipment first").format(order_id=order_id, status=status, where=where),
-                       hint=_("`{command}`").format(command=command('ship', order_id)))
+        raise Conflict(
+            _("order {order_id} has not shipped (it is {status}{where}); record the shipment first").format(
+                order_id=order_id, status=status, where=where
+            ),
+            hint=_("`{command}`").format(command=command("ship", order_id)),
+        )
     audit.refuse_earlier(session, order_id, at, cfg.timezone)  # not before its shipment, nor any later event
     session.execute(sa.insert(Delivery.__table__).values(order_id=order_id, delivered_at=at, issue=issue))
-    session.execute(sa.update(ORDERS).where(ORDERS.c.order_id == order_id)
-                    .values(status="delivered", delivered_at=at, delivery_issue=issue))
-    audit.record(session, event="delivered", at=at, actor=actor, order_id=order_id, node=order["node"],
-                 detail=_("issue: {issue}").format(issue=issue) if issue else _("delivered without issue"))
+    session.execute(
+        sa.update(ORDERS)
+        .where(ORDERS.c.order_id == order_id)
+        .values(status="delivered", delivered_at=at, delivery_issue=issue)
+    )
+    audit.record(
+        session,
+        event="delivered",
+        at=at,
+        actor=actor,
+        order_id=order_id,
+        node=order["node"],
+        detail=_("issue: {issue}").format(issue=issue) if issue else _("delivered without issue"),
+    )
     return True

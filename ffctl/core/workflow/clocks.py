@@ -89,6 +89,7 @@ def reschedule(task, cfg: Config) -> None:
 
 # --- the breach rule (SPEC 9.1) ----------------------------------------------------------------
 
+
 def stopped_at(task):
     """When a visit's clock stopped, over a task's columns: the start of the hold that pauses it,
     else its completion (or rejection, skip or cancel); NULL while it runs."""
@@ -97,8 +98,13 @@ def stopped_at(task):
 
 def stopped_sql(t: str) -> str:
     """``stopped_at`` as SQL text for a task row aliased ``t``."""
-    return _text(stopped_at(SimpleNamespace(held_at=sa.literal_column(f"{t}.held_at"),
-                                            completed_at=sa.literal_column(f"{t}.completed_at"))))
+    return _text(
+        stopped_at(
+            SimpleNamespace(
+                held_at=sa.literal_column(f"{t}.held_at"), completed_at=sa.literal_column(f"{t}.completed_at")
+            )
+        )
+    )
 
 
 def _text(expression) -> str:
@@ -117,15 +123,18 @@ def breached(deadline, stop, now):
     task lists, the demo's summary); ``is_breached`` is the same rule for one visit in Python.
     """
     # never NULL (NOT of it is meaningful): each branch tests the NULL it depends on
-    return sa.and_(deadline.is_not(None),
-                   sa.or_(sa.and_(stop.is_(None), deadline <= now), sa.and_(stop.is_not(None), stop > deadline)))
+    return sa.and_(
+        deadline.is_not(None),
+        sa.or_(sa.and_(stop.is_(None), deadline <= now), sa.and_(stop.is_not(None), stop > deadline)),
+    )
 
 
 def breached_sql(t: str, *, stop: str | None = None, now: str = ":now") -> str:
     """``breached`` as SQL text, for the reports' raw SQL over a visit row aliased ``t`` (``stop``:
     another expression for when its clock stopped, e.g. a fact table's column)."""
-    condition = breached(sa.literal_column(f"{t}.deadline"), sa.literal_column(stop or stopped_sql(t)),
-                         sa.literal_column(now))
+    condition = breached(
+        sa.literal_column(f"{t}.deadline"), sa.literal_column(stop or stopped_sql(t)), sa.literal_column(now)
+    )
     return f"({_text(condition)})"
 
 
@@ -152,6 +161,7 @@ def sla_words(cfg: Config, node: str, deadline: datetime | None, at: datetime) -
 
 
 # --- an open task's state: Python and SQL ------------------------------------------------------
+
 
 def task_view(task, cfg: Config, now: datetime) -> dict:
     """How a task stands at ``now``: state (on_track | at_risk | breached | on_hold) and seconds left.
@@ -190,7 +200,8 @@ def at_risk_clause(task, now: datetime):
     """SQL: an open task in state at_risk (``task_view``): running, not breached, past ``risk_at``
     (or recorded at risk by a sweep)."""
     return sa.and_(
-        task.held_at.is_(None), sa.or_(task.deadline.is_(None), task.deadline > now),
+        task.held_at.is_(None),
+        sa.or_(task.deadline.is_(None), task.deadline > now),
         sa.or_(task.sla_state != "on_track", task.risk_at <= now),
     )
 

@@ -33,10 +33,30 @@ if TYPE_CHECKING:
     from ffctl.core.config import Config
 
 # A planned task's columns that differ row by row, and what they all have (given once)
-OPEN_TASK = ("order_id", "workflow", "node", "seq", "owner", "entered_at", "sla_seconds", "risk_at", "deadline",
-             "next_action_at")
-SKIPPED_TASK = ("order_id", "workflow", "node", "seq", "owner", "entered_at", "sla_seconds", "completed_at",
-                "risk_at", "deadline")
+OPEN_TASK = (
+    "order_id",
+    "workflow",
+    "node",
+    "seq",
+    "owner",
+    "entered_at",
+    "sla_seconds",
+    "risk_at",
+    "deadline",
+    "next_action_at",
+)
+SKIPPED_TASK = (
+    "order_id",
+    "workflow",
+    "node",
+    "seq",
+    "owner",
+    "entered_at",
+    "sla_seconds",
+    "completed_at",
+    "risk_at",
+    "deadline",
+)
 HELD_TASK = (*OPEN_TASK, "held_at")
 _NEW_TASK = {"sla_state": "on_track", "paused_seconds": 0.0, "next_step": 0, "escalation_level": 0, "note": None}
 _OPEN = {"status": "open", **_NEW_TASK, "completed_at": None, "completed_by": None, "outcome": None}
@@ -60,8 +80,11 @@ class EntryPlanner:
         self.cfg, self.actor = cfg, actor
         self.by_line = bool({"category", "sku"} & keys)
         used = [k for k in _ORDER_KEYS if k in keys]  # the order-level facts a route depends on
-        self.pick = (lambda facts: ()) if not used else (
-            itemgetter(*used) if len(used) > 1 else (lambda facts, k=used[0]: (facts[k],)))
+        self.pick = (
+            (lambda facts: ())
+            if not used
+            else (itemgetter(*used) if len(used) > 1 else (lambda facts, k=used[0]: (facts[k],)))
+        )
         self.routes: dict[tuple, tuple] = {}
         self.clocks: dict[tuple[str, datetime], tuple[str, str, str]] = {}
         self.entered: dict[tuple[str, str], tuple[str, str, str]] = {}  # (node, at) -> the same, exactly
@@ -116,8 +139,16 @@ class EntryPlanner:
             node = nodes[position]
             spec = cfg.nodes[node]
             if spec.when and not matches(spec.when, attrs):
-                steps.append((node, position, True, spec.owner, spec.sla_seconds,
-                              _("skipped: the order does not match {when}").format(when=describe_spec(spec.when))))
+                steps.append(
+                    (
+                        node,
+                        position,
+                        True,
+                        spec.owner,
+                        spec.sla_seconds,
+                        _("skipped: the order does not match {when}").format(when=describe_spec(spec.when)),
+                    )
+                )
                 continue
             steps.append((node, position, False, spec.owner, spec.sla_seconds, self.entered_prefix(node)))
             return workflow, _("workflow {workflow}").format(workflow=workflow), tuple(steps), node
@@ -148,8 +179,11 @@ class EntryPlanner:
             if len(memo) >= _MEMO_LIMIT:
                 memo.clear()
             c = clocks(self.cfg, node, entered, 0.0, "on_track", 0)
-            found = memo[(node, start)] = (stored(c["risk_at"]), stored(c["deadline"]),
-                                           c["deadline"].astimezone(self._zone).isoformat(" ", "minutes")[:16])
+            found = memo[(node, start)] = (
+                stored(c["risk_at"]),
+                stored(c["deadline"]),
+                c["deadline"].astimezone(self._zone).isoformat(" ", "minutes")[:16],
+            )
         if len(exact) >= _MEMO_LIMIT:
             exact.clear()
         exact[(node, at)] = found
@@ -180,16 +214,26 @@ class Entries:
         self.planner, self.wall = planner, wall
         actor = planner.actor
         self.opened = Rows("task", OPEN_TASK, OPEN_TASK_FIXED)
-        self.skipped = Rows("task", SKIPPED_TASK, {"status": "skipped", **_NEW_TASK, "held_at": None,
-                                                   "completed_by": actor, "outcome": "skipped",
-                                                   "next_action_at": None})
+        self.skipped = Rows(
+            "task",
+            SKIPPED_TASK,
+            {
+                "status": "skipped",
+                **_NEW_TASK,
+                "held_at": None,
+                "completed_by": actor,
+                "outcome": "skipped",
+                "next_action_at": None,
+            },
+        )
         self.held = Rows("task", HELD_TASK, _OPEN)
         self.events = audit.EventRows(actor, wall)
         self.moves: dict[str, tuple[str | None, str | None]] = {}  # order -> (workflow, node) it is now at
         self._formatted: tuple | None = None
 
-    def enter(self, order_id: str, facts: dict | None, at: str, *, workflow: str | None = None,
-              seq: int = 0) -> tuple[str | None, str | None]:
+    def enter(
+        self, order_id: str, facts: dict | None, at: str, *, workflow: str | None = None, seq: int = 0
+    ) -> tuple[str | None, str | None]:
         """Plan an order's entry at ``at`` (stored text): into the workflow its facts match, with its
         "created" event (``workflow`` None), or into ``workflow`` from node ``seq`` on. Returns the
         (workflow, node) it is now at (node None: the workflow is finished, or none matched)."""
@@ -205,24 +249,28 @@ class Entries:
                 self.skipped.rows.append((order_id, workflow, step, position, owner, at, sla, at, risk_at, deadline))
                 events.add(at, "skipped", order_id, step, detail)
             else:
-                self.opened.rows.append((order_id, workflow, step, position, owner, at, sla, risk_at, deadline,
-                                         risk_at))
+                self.opened.rows.append(
+                    (order_id, workflow, step, position, owner, at, sla, risk_at, deadline, risk_at)
+                )
                 events.add(at, "entered", order_id, step, detail + due)
         self.moves[order_id] = (workflow, node)
         return workflow, node
 
-    def reopen(self, order_id: str, workflow: str, node: str, seq: int, at: str, detail: str, *,
-               held: bool = False) -> None:
+    def reopen(
+        self, order_id: str, workflow: str, node: str, seq: int, at: str, detail: str, *, held: bool = False
+    ) -> None:
         """A fresh task at ``node`` (a rejected order sent back), held from ``at`` with ``held``."""
         spec = self.planner.cfg.nodes[node]
         risk_at, deadline, _ = self.planner.clock(node, at)
         if held:
-            self.held.rows.append((order_id, workflow, node, seq, spec.owner, at, spec.sla_seconds, risk_at,
-                                   deadline, None, at))
+            self.held.rows.append(
+                (order_id, workflow, node, seq, spec.owner, at, spec.sla_seconds, risk_at, deadline, None, at)
+            )
             self.events.add(at, "held", order_id, node, detail)
         else:
-            self.opened.rows.append((order_id, workflow, node, seq, spec.owner, at, spec.sla_seconds, risk_at,
-                                     deadline, risk_at))
+            self.opened.rows.append(
+                (order_id, workflow, node, seq, spec.owner, at, spec.sla_seconds, risk_at, deadline, risk_at)
+            )
             self.events.add(at, "entered", order_id, node, detail)
         self.moves[order_id] = (workflow, node)
 
@@ -242,8 +290,7 @@ class Entries:
     def format(self, *, postgresql: bool) -> Entries:
         """On PostgreSQL, make the COPY text now (a planning thread), so that ``write`` only sends."""
         if postgresql:
-            self._formatted = ([p.formatted() for p in self.tasks()], _order_moves(self.moves),
-                               self.events.formatted())
+            self._formatted = ([p.formatted() for p in self.tasks()], _order_moves(self.moves), self.events.formatted())
         return self
 
     def write(self, session: Session, *, move_orders: bool = True) -> None:
@@ -270,13 +317,17 @@ _ORDER_ID = itemgetter(0)
 # PostgreSQL: orders to (workflow, node) in one statement (``_order_moves`` gives its parameters)
 _MOVE_ORDERS = sa.text(
     "UPDATE orders AS o SET workflow = v.wf, node = v.nd FROM unnest(CAST(:ids AS text[]), "
-    "CAST(:wfs AS text[]), CAST(:nds AS text[])) AS v(id, wf, nd) WHERE o.order_id = v.id")
+    "CAST(:wfs AS text[]), CAST(:nds AS text[])) AS v(id, wf, nd) WHERE o.order_id = v.id"
+)
 
 
 def _order_moves(orders: dict[str, tuple[str | None, str | None]]) -> dict[str, str]:
     ids = sorted(orders)
-    return {"ids": text_array(ids), "wfs": text_array(orders[i][0] for i in ids),
-            "nds": text_array(orders[i][1] for i in ids)}
+    return {
+        "ids": text_array(ids),
+        "wfs": text_array(orders[i][0] for i in ids),
+        "nds": text_array(orders[i][1] for i in ids),
+    }
 
 
 def write_moves(session: Session, orders: dict[str, tuple[str | None, str | None]]) -> None:
@@ -291,7 +342,8 @@ def write_moves(session: Session, orders: dict[str, tuple[str | None, str | None
         raw: Any = session.connection().connection.driver_connection
         raw.executemany(
             "UPDATE orders SET workflow = ?, node = ? WHERE order_id = ?",
-            [(orders[i][0], orders[i][1], i) for i in sorted(orders)])
+            [(orders[i][0], orders[i][1], i) for i in sorted(orders)],
+        )
 
 
 def enter_orders(session: Session, cfg: Config, orders: list[dict], *, actor: str) -> None:
@@ -299,7 +351,7 @@ def enter_orders(session: Session, cfg: Config, orders: list[dict], *, actor: st
     applicable node at their created_at."""
     planner = EntryPlanner(cfg, actor)
     for start in range(0, len(orders), 5000):
-        plan_entries(cfg, orders[start:start + 5000], actor=actor, planner=planner).write(session)
+        plan_entries(cfg, orders[start : start + 5000], actor=actor, planner=planner).write(session)
 
 
 def plan_entries(cfg: Config, orders: list[dict], *, actor: str, planner: EntryPlanner | None = None) -> Entries:

@@ -42,15 +42,25 @@ _ORDER = sa.select(Order).where(Order.order_id == sa.bindparam("order_id"))
 _ORDER_LOCKED = _ORDER.with_for_update()
 _OPEN_TASK = sa.select(Task).where(Task.order_id == sa.bindparam("order_id"), Task.status == "open")
 _OPEN_TASK_LOCKED = _OPEN_TASK.with_for_update()
-_ASSIGNEES = (sa.select(TaskAssignee.role).where(TaskAssignee.task_id == sa.bindparam("task_id"))
-              .order_by(TaskAssignee.added_at))
-_CLOSE = (sa.update(TASK).where(TASK.c.id == sa.bindparam("task_id"), TASK.c.status == "open")
-          .values(status=sa.bindparam("to_status"), outcome=sa.bindparam("to_outcome"),
-                  completed_at=sa.bindparam("to_completed_at", type_=TASK.c.completed_at.type),
-                  completed_by=sa.bindparam("to_completed_by"), note=sa.bindparam("to_note"), next_action_at=None))
+_ASSIGNEES = (
+    sa.select(TaskAssignee.role).where(TaskAssignee.task_id == sa.bindparam("task_id")).order_by(TaskAssignee.added_at)
+)
+_CLOSE = (
+    sa.update(TASK)
+    .where(TASK.c.id == sa.bindparam("task_id"), TASK.c.status == "open")
+    .values(
+        status=sa.bindparam("to_status"),
+        outcome=sa.bindparam("to_outcome"),
+        completed_at=sa.bindparam("to_completed_at", type_=TASK.c.completed_at.type),
+        completed_by=sa.bindparam("to_completed_by"),
+        note=sa.bindparam("to_note"),
+        next_action_at=None,
+    )
+)
 
 
 # --- reading ---------------------------------------------------------------------------------
+
 
 def lock_order(session: Session, order_id: str, *, at: datetime, tz: str) -> Order:
     """Lock the order a command is about to change at ``at``; refused if its timeline would run
@@ -58,7 +68,10 @@ def lock_order(session: Session, order_id: str, *, at: datetime, tz: str) -> Ord
     stmt = _ORDER_LOCKED if is_postgresql(session) else _ORDER
     order = session.execute(stmt, {"order_id": order_id}).scalar_one_or_none()
     if order is None:
-        raise NotFound(_("no order {order_id!r}").format(order_id=order_id), hint=_("`ffctl order list` shows the orders in the store."))
+        raise NotFound(
+            _("no order {order_id!r}").format(order_id=order_id),
+            hint=_("`ffctl order list` shows the orders in the store."),
+        )
     audit.refuse_earlier(session, order_id, at, tz)
     return order
 
@@ -87,30 +100,64 @@ def is_admin(cfg: Config, user: str) -> bool:
 
 def _open_order(order: Order, verb: str) -> None:
     if order.status == "on_hold":
-        raise Conflict(_("order {order_id} is on hold; cannot {verb} it").format(order_id=order.order_id, verb=verb),
-                       hint=_("Release it first: `{command}`.").format(command=command('order', 'release', order.order_id)))
+        raise Conflict(
+            _("order {order_id} is on hold; cannot {verb} it").format(order_id=order.order_id, verb=verb),
+            hint=_("Release it first: `{command}`.").format(command=command("order", "release", order.order_id)),
+        )
     if order.status != "open":
-        raise Conflict(_("order {order_id} is {status}; cannot {verb} it").format(order_id=order.order_id, status=order.status, verb=verb))
+        raise Conflict(
+            _("order {order_id} is {status}; cannot {verb} it").format(
+                order_id=order.order_id, status=order.status, verb=verb
+            )
+        )
 
 
 def _require_task(session: Session, order: Order, node: str | None, verb: str) -> Task:
     task = current_task(session, order.order_id, lock=True)
     if task is None:
-        raise Conflict(_("order {order_id} has no open node to {verb} (its workflow is finished)").format(order_id=order.order_id, verb=verb))
+        raise Conflict(
+            _("order {order_id} has no open node to {verb} (its workflow is finished)").format(
+                order_id=order.order_id, verb=verb
+            )
+        )
     if node is not None and task.node != node:
-        raise Conflict(_("order {order_id} is at node {node}, not {node2}; nothing was changed").format(order_id=order.order_id, node=task.node, node2=node))
+        raise Conflict(
+            _("order {order_id} is at node {node}, not {node2}; nothing was changed").format(
+                order_id=order.order_id, node=task.node, node2=node
+            )
+        )
     return task
 
 
-def _close(session: Session, task: Task, *, status: str, outcome: str, at: datetime, actor: str,
-           note: str | None) -> None:
-    done = session.execute(_CLOSE, {"task_id": task.id, "to_status": status, "to_outcome": outcome,
-                                    "to_completed_at": at, "to_completed_by": actor, "to_note": note}).rowcount
+def _close(
+    session: Session, task: Task, *, status: str, outcome: str, at: datetime, actor: str, note: str | None
+) -> None:
+    done = session.execute(
+        _CLOSE,
+        {
+            "task_id": task.id,
+            "to_status": status,
+            "to_outcome": outcome,
+            "to_completed_at": at,
+            "to_completed_by": actor,
+            "to_note": note,
+        },
+    ).rowcount
     if not done:
-        raise Conflict(_("order {order_id}: node {node} was closed by someone else just now; nothing was changed").format(order_id=task.order_id, node=task.node))
+        raise Conflict(
+            _("order {order_id}: node {node} was closed by someone else just now; nothing was changed").format(
+                order_id=task.order_id, node=task.node
+            )
+        )
     # the object now says what the UPDATE wrote, without reading the row back or marking it dirty
-    for name, value in (("status", status), ("outcome", outcome), ("completed_at", at), ("completed_by", actor),
-                        ("note", note), ("next_action_at", None)):
+    for name, value in (
+        ("status", status),
+        ("outcome", outcome),
+        ("completed_at", at),
+        ("completed_by", actor),
+        ("note", note),
+        ("next_action_at", None),
+    ):
         set_committed_value(task, name, value)
 
 
@@ -120,8 +167,19 @@ def _entries(cfg: Config, actor: str) -> Entries:
 
 # --- complete ----------------------------------------------------------------------------------
 
-def complete(session: Session, cfg: Config, order_id: str, *, at: datetime, actor: str, outcome: str = "completed",
-             node: str | None = None, note: str | None = None, manual: bool = False) -> str | None:
+
+def complete(
+    session: Session,
+    cfg: Config,
+    order_id: str,
+    *,
+    at: datetime,
+    actor: str,
+    outcome: str = "completed",
+    node: str | None = None,
+    note: str | None = None,
+    manual: bool = False,
+) -> str | None:
     """Complete the order's current node and enter the next; returns the new node (None: finished).
 
     ``manual=True`` is a person's ``advance``: only manual nodes, only people allowed on the task.
@@ -133,10 +191,18 @@ def complete(session: Session, cfg: Config, order_id: str, *, at: datetime, acto
         spec = cfg.nodes.get(task.node)
         if spec is not None and spec.auto:
             by = "ffctl allocate" if spec.auto == "allocate" else "ffctl ship"
-            raise Conflict(_("node {node} of order {order_id} is completed by `{by}`, not by advance").format(node=task.node, order_id=order_id, by=by))
+            raise Conflict(
+                _("node {node} of order {order_id} is completed by `{by}`, not by advance").format(
+                    node=task.node, order_id=order_id, by=by
+                )
+            )
         if not may_act(session, cfg, task, actor):
             need = " or ".join(assignees(session, task) + ["admin"])
-            raise PermissionDenied(_("{actor} may not complete {node} of order {order_id}: it needs a member of {need}").format(actor=actor, node=task.node, order_id=order_id, need=need))
+            raise PermissionDenied(
+                _("{actor} may not complete {node} of order {order_id}: it needs a member of {need}").format(
+                    actor=actor, node=task.node, order_id=order_id, need=need
+                )
+            )
     words = sla_words(cfg, task.node, task.deadline, at)
     _close(session, task, status="done", outcome=outcome, at=at, actor=actor, note=note)
     event = "auto_approved" if outcome == "auto_approved" else "completed"
@@ -149,8 +215,15 @@ def complete(session: Session, cfg: Config, order_id: str, *, at: datetime, acto
     return nxt
 
 
-def complete_auto(session: Session, cfg: Config, order_ids: Iterable[str], kind: str, *,
-                  at: datetime | Mapping[str, datetime], actor: str) -> list[str]:
+def complete_auto(
+    session: Session,
+    cfg: Config,
+    order_ids: Iterable[str],
+    kind: str,
+    *,
+    at: datetime | Mapping[str, datetime],
+    actor: str,
+) -> list[str]:
     """Complete the current ``auto = kind`` node of each listed order (set-based); returns those moved.
 
     ``at``: one time for all, or each order's own (``{order_id: time}``: an import's shipments)."""
@@ -161,19 +234,25 @@ def complete_auto(session: Session, cfg: Config, order_ids: Iterable[str], kind:
         return moved
     size = max(len(ids), 1) if is_postgresql(session) else CHUNK  # one array parameter on PostgreSQL
     for start in range(0, len(ids), size):
-        chunk = ids[start:start + size]
+        chunk = ids[start : start + size]
         rows = session.execute(
             sa.select(TASK.c.id, TASK.c.order_id, TASK.c.node, TASK.c.workflow, TASK.c.seq, TASK.c.deadline)
             .join(ORDERS, ORDERS.c.order_id == TASK.c.order_id)
-            .where(among(session, TASK.c.order_id, chunk), TASK.c.status == "open", TASK.c.node.in_(nodes),
-                   TASK.c.held_at.is_(None), ORDERS.c.status == "open")
+            .where(
+                among(session, TASK.c.order_id, chunk),
+                TASK.c.status == "open",
+                TASK.c.node.in_(nodes),
+                TASK.c.held_at.is_(None),
+                ORDERS.c.status == "open",
+            )
         ).all()
         moved.extend(complete_tasks(session, cfg, rows, at=at, actor=actor))
     return moved
 
 
-def complete_tasks(session: Session, cfg: Config, tasks: list, *, at: datetime | Mapping[str, datetime],
-                   actor: str) -> dict[str, str | None]:
+def complete_tasks(
+    session: Session, cfg: Config, tasks: list, *, at: datetime | Mapping[str, datetime], actor: str
+) -> dict[str, str | None]:
     """Complete open tasks whose orders the caller has checked (open, not held) and enter each
     order's next node; set-based. ``tasks`` are rows with id, order_id, node, workflow, seq and
     deadline (a caller that has read and locked them, like ``allocate``, saves reading them again);
@@ -201,8 +280,9 @@ def complete_tasks(session: Session, cfg: Config, tasks: list, *, at: datetime |
     return moved
 
 
-def _advance(entries: Entries, cfg: Config, rows: list, facts: dict[str, dict] | None,
-             at: datetime | Mapping[str, datetime]) -> dict[str, str | None]:
+def _advance(
+    entries: Entries, cfg: Config, rows: list, facts: dict[str, dict] | None, at: datetime | Mapping[str, datetime]
+) -> dict[str, str | None]:
     """Plan each closed task's "completed" event and its order's entry into the next node."""
     words: dict[tuple, str | None] = {}  # (node, deadline, at) -> "SLA met" / "SLA breached by ..."
     one = isinstance(at, datetime)
@@ -214,8 +294,9 @@ def _advance(entries: Entries, cfg: Config, rows: list, facts: dict[str, dict] |
         if said is False:
             said = words[(r.node, r.deadline, t)] = sla_words(cfg, r.node, r.deadline, t) or None
         entries.event(when, "completed", r.order_id, r.node, said)
-        entries.enter(r.order_id, facts[r.order_id] if facts is not None else None, when,
-                      workflow=r.workflow, seq=r.seq + 1)
+        entries.enter(
+            r.order_id, facts[r.order_id] if facts is not None else None, when, workflow=r.workflow, seq=r.seq + 1
+        )
     return {r.order_id: entries.moves[r.order_id][1] for r in rows}
 
 
@@ -244,14 +325,19 @@ class PlannedMoves:
     def write(self, session: Session) -> None:
         if not self.task_ids:
             return
-        closed = sum(len(result.all())
-                     for result in _close_completed(session, self.task_ids, at=self.at, actor=self.actor))
+        closed = sum(
+            len(result.all()) for result in _close_completed(session, self.task_ids, at=self.at, actor=self.actor)
+        )
         if closed != len(self.task_ids):  # the caller holds them locked: cannot happen; refuse rather than guess
-            raise Conflict(ngettext("{n} of {total} task was closed by someone else while being completed; "
-                                    "nothing was written, run the command again",
-                                    "{n} of {total} tasks were closed by someone else while being completed; "
-                                    "nothing was written, run the command again",
-                                    len(self.task_ids)).format(n=len(self.task_ids) - closed, total=len(self.task_ids)))
+            raise Conflict(
+                ngettext(
+                    "{n} of {total} task was closed by someone else while being completed; "
+                    "nothing was written, run the command again",
+                    "{n} of {total} tasks were closed by someone else while being completed; "
+                    "nothing was written, run the command again",
+                    len(self.task_ids),
+                ).format(n=len(self.task_ids) - closed, total=len(self.task_ids))
+            )
         self.entries.write(session)
 
 
@@ -264,9 +350,11 @@ def _close_completed(session: Session, ids: list[int], *, at: datetime | list[da
     size = max(len(ids), 1) if is_postgresql(session) else CHUNK
     for start in range(0, len(ids), size):
         yield session.execute(
-            sa.update(TASK).where(keyed(session, TASK.c.id, ids[start:start + size]), TASK.c.status == "open")
+            sa.update(TASK)
+            .where(keyed(session, TASK.c.id, ids[start : start + size]), TASK.c.status == "open")
             .values(status="done", outcome="completed", completed_at=at, completed_by=actor, next_action_at=None)
-            .returning(TASK.c.id))
+            .returning(TASK.c.id)
+        )
 
 
 def _close_completed_at(session: Session, ids: list[int], times: list[datetime], *, actor: str) -> Iterable:
@@ -274,10 +362,13 @@ def _close_completed_at(session: Session, ids: list[int], times: list[datetime],
     PostgreSQL; on SQLite one IN-list UPDATE per time (its statements cost no round trip)."""
     if is_postgresql(session):
         yield session.execute(
-            sa.text("UPDATE task AS t SET status = 'done', outcome = 'completed', completed_at = v.at, "
-                    "completed_by = :actor, next_action_at = NULL FROM unnest(CAST(:ids AS bigint[]), "
-                    "CAST(:ats AS timestamp[])) AS v(id, at) WHERE t.id = v.id AND t.status = 'open' RETURNING t.id"),
-            {"ids": int_array(ids), "ats": text_array(stored(t) for t in times), "actor": actor})
+            sa.text(
+                "UPDATE task AS t SET status = 'done', outcome = 'completed', completed_at = v.at, "
+                "completed_by = :actor, next_action_at = NULL FROM unnest(CAST(:ids AS bigint[]), "
+                "CAST(:ats AS timestamp[])) AS v(id, at) WHERE t.id = v.id AND t.status = 'open' RETURNING t.id"
+            ),
+            {"ids": int_array(ids), "ats": text_array(stored(t) for t in times), "actor": actor},
+        )
         return
     by_time: dict[datetime, list[int]] = {}
     for task_id, t in zip(ids, times):
@@ -288,8 +379,19 @@ def _close_completed_at(session: Session, ids: list[int], times: list[datetime],
 
 # --- reject, hold, release, cancel -------------------------------------------------------------
 
-def reject(session: Session, cfg: Config, order_id: str, *, at: datetime, actor: str, reason: str,
-           outcome: str = "rejected", node: str | None = None, manual: bool = False) -> str | None:
+
+def reject(
+    session: Session,
+    cfg: Config,
+    order_id: str,
+    *,
+    at: datetime,
+    actor: str,
+    reason: str,
+    outcome: str = "rejected",
+    node: str | None = None,
+    manual: bool = False,
+) -> str | None:
     """Send the order back to the previous node (a fresh task), or on hold at the first node.
 
     Returns the node the order is now at.
@@ -298,26 +400,48 @@ def reject(session: Session, cfg: Config, order_id: str, *, at: datetime, actor:
     _open_order(order, "reject")
     task = _require_task(session, order, node, "reject")
     if manual and cfg.nodes.get(task.node) is not None and cfg.nodes[task.node].auto:
-        raise Conflict(_("node {node} of order {order_id} is automatic ({auto}); advance --reject works on manual nodes "
-                         "only").format(node=task.node, order_id=order_id, auto=cfg.nodes[task.node].auto))
+        raise Conflict(
+            _(
+                "node {node} of order {order_id} is automatic ({auto}); advance --reject works on manual nodes only"
+            ).format(node=task.node, order_id=order_id, auto=cfg.nodes[task.node].auto)
+        )
     if manual and not may_act(session, cfg, task, actor):
         need = " or ".join(assignees(session, task) + ["admin"])
-        raise PermissionDenied(_("{actor} may not reject {node} of order {order_id}: it needs a member of {need}").format(actor=actor, node=task.node, order_id=order_id, need=need))
+        raise PermissionDenied(
+            _("{actor} may not reject {node} of order {order_id}: it needs a member of {need}").format(
+                actor=actor, node=task.node, order_id=order_id, need=need
+            )
+        )
     _close(session, task, status="rejected", outcome=outcome, at=at, actor=actor, note=reason)
     previous = session.execute(
-        sa.select(Task.node, Task.seq).where(Task.order_id == order_id, Task.seq < task.seq, Task.status == "done")
-        .order_by(Task.seq.desc(), Task.id.desc()).limit(1)
+        sa.select(Task.node, Task.seq)
+        .where(Task.order_id == order_id, Task.seq < task.seq, Task.status == "done")
+        .order_by(Task.seq.desc(), Task.id.desc())
+        .limit(1)
     ).first()
     entries, when = _entries(cfg, actor), stored(at)
     entries.event(when, "auto_rejected" if outcome == "auto_rejected" else "rejected", order_id, task.node, reason)
     if previous is not None:
-        entries.reopen(order_id, task.workflow, previous.node, previous.seq, when,
-                       _("sent back from {node}: {reason}").format(node=task.node, reason=reason))
+        entries.reopen(
+            order_id,
+            task.workflow,
+            previous.node,
+            previous.seq,
+            when,
+            _("sent back from {node}: {reason}").format(node=task.node, reason=reason),
+        )
         entries.write(session)
         return previous.node
     # first node: a fresh task there, and the order goes on hold with the reason
-    entries.reopen(order_id, task.workflow, task.node, task.seq, when, _("rejected at the first node: {reason}").format(reason=reason),
-                   held=True)
+    entries.reopen(
+        order_id,
+        task.workflow,
+        task.node,
+        task.seq,
+        when,
+        _("rejected at the first node: {reason}").format(reason=reason),
+        held=True,
+    )
     entries.write(session)
     session.execute(sa.update(ORDERS).where(ORDERS.c.order_id == order_id).values(status="on_hold"))
     return task.node
@@ -328,7 +452,8 @@ def hold(session: Session, cfg: Config, order_id: str, *, at: datetime, actor: s
     order = lock_order(session, order_id, at=at, tz=cfg.timezone)
     _open_order(order, "hold")
     session.execute(
-        sa.update(TASK).where(TASK.c.order_id == order_id, TASK.c.status == "open")
+        sa.update(TASK)
+        .where(TASK.c.order_id == order_id, TASK.c.status == "open")
         .values(held_at=at, next_action_at=None)
     )
     session.execute(sa.update(ORDERS).where(ORDERS.c.order_id == order_id).values(status="on_hold"))
@@ -339,7 +464,11 @@ def release(session: Session, cfg: Config, order_id: str, *, at: datetime, actor
     """Resume the clocks with the business time that was left."""
     order = lock_order(session, order_id, at=at, tz=cfg.timezone)
     if order.status != "on_hold":
-        raise Conflict(_("order {order_id} is {status}, not on hold; nothing to release").format(order_id=order_id, status=order.status))
+        raise Conflict(
+            _("order {order_id} is {status}, not on hold; nothing to release").format(
+                order_id=order_id, status=order.status
+            )
+        )
     task = current_task(session, order_id, lock=True)
     detail = None
     if task is not None and task.held_at is not None:
@@ -347,7 +476,9 @@ def release(session: Session, cfg: Config, order_id: str, *, at: datetime, actor
         task.paused_seconds = (task.paused_seconds or 0) + covered
         task.held_at = None
         reschedule(task, cfg)
-        detail = _("clock resumes; the hold covered {format_duration} of business time").format(format_duration=format_duration(covered))
+        detail = _("clock resumes; the hold covered {format_duration} of business time").format(
+            format_duration=format_duration(covered)
+        )
     order.status = "open"
     session.flush()
     audit.record(session, event="released", at=at, actor=actor, order_id=order_id, node=order.node, detail=detail)
@@ -357,9 +488,16 @@ def cancel_tasks(session: Session, order_id: str, *, at: datetime, actor: str, r
     """Close the order's open tasks (the order is being cancelled). A held task keeps ``held_at``:
     its clock stopped there, which is what ``breached`` compares with its deadline."""
     session.execute(
-        sa.update(TASK).where(TASK.c.order_id == order_id, TASK.c.status == "open")
-        .values(status="cancelled", outcome="cancelled", completed_at=at, completed_by=actor,
-                note=reason, next_action_at=None)
+        sa.update(TASK)
+        .where(TASK.c.order_id == order_id, TASK.c.status == "open")
+        .values(
+            status="cancelled",
+            outcome="cancelled",
+            completed_at=at,
+            completed_by=actor,
+            note=reason,
+            next_action_at=None,
+        )
     )
 
 

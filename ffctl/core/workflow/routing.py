@@ -24,8 +24,20 @@ if TYPE_CHECKING:
 CHUNK = 500
 
 
-def routing_facts(order_id: str, created_at, *, channel, region, customer, sales_rep, priority, tier,
-                  customer_region, customer_rep, lines: Iterable[tuple]) -> dict:
+def routing_facts(
+    order_id: str,
+    created_at,
+    *,
+    channel,
+    region,
+    customer,
+    sales_rep,
+    priority,
+    tier,
+    customer_region,
+    customer_rep,
+    lines: Iterable[tuple],
+) -> dict:
     """The facts of one order; ``lines`` are its (sku, category, custom) tuples."""
     skus, categories, custom = set(), set(), False
     for sku, category, is_custom in lines:
@@ -35,9 +47,17 @@ def routing_facts(order_id: str, created_at, *, channel, region, customer, sales
         if is_custom:
             custom = True
     return {
-        "order_id": order_id, "created_at": created_at, "channel": channel, "region": region or customer_region,
-        "customer": customer, "sales_rep": sales_rep or customer_rep, "priority": priority or 0, "tier": tier,
-        "has_custom_items": custom, "categories": categories, "skus": skus,
+        "order_id": order_id,
+        "created_at": created_at,
+        "channel": channel,
+        "region": region or customer_region,
+        "customer": customer,
+        "sales_rep": sales_rep or customer_rep,
+        "priority": priority or 0,
+        "tier": tier,
+        "has_custom_items": custom,
+        "categories": categories,
+        "skus": skus,
     }
 
 
@@ -54,7 +74,7 @@ def order_facts(session: Session, order_ids: Iterable[str]) -> list[dict]:
     ids = list(dict.fromkeys(order_ids))
     facts: dict[str, dict] = {}
     for start in range(0, len(ids), CHUNK):
-        chunk = ids[start:start + CHUNK]
+        chunk = ids[start : start + CHUNK]
         lines: dict[str, list[tuple]] = {}
         for line in session.execute(
             sa.select(col(OrderLine.order_id), col(OrderLine.sku), col(Product.category), col(Product.custom))
@@ -65,17 +85,33 @@ def order_facts(session: Session, order_ids: Iterable[str]) -> list[dict]:
         r: sa.Row  # ten columns: past the stubs' typed overloads
         for r in session.execute(
             sa.select(
-                col(Order.order_id), col(Order.created_at), col(Order.channel), col(Order.region), col(Order.customer),
-                col(Order.sales_rep), col(Order.priority), col(Customer.tier), col(Customer.region).label("customer_region"),
+                col(Order.order_id),
+                col(Order.created_at),
+                col(Order.channel),
+                col(Order.region),
+                col(Order.customer),
+                col(Order.sales_rep),
+                col(Order.priority),
+                col(Customer.tier),
+                col(Customer.region).label("customer_region"),
                 col(Customer.sales_rep).label("customer_rep"),
             )
             .join(Customer, col(Customer.customer) == Order.customer)
             .where(keyed(session, Order.order_id, chunk))
         ):
             facts[r.order_id] = routing_facts(
-                r.order_id, r.created_at, channel=r.channel, region=r.region, customer=r.customer,
-                sales_rep=r.sales_rep, priority=r.priority, tier=r.tier, customer_region=r.customer_region,
-                customer_rep=r.customer_rep, lines=lines.get(r.order_id, ()))
+                r.order_id,
+                r.created_at,
+                channel=r.channel,
+                region=r.region,
+                customer=r.customer,
+                sales_rep=r.sales_rep,
+                priority=r.priority,
+                tier=r.tier,
+                customer_region=r.customer_region,
+                customer_rep=r.customer_rep,
+                lines=lines.get(r.order_id, ()),
+            )
     return [facts[i] for i in ids if i in facts]
 
 
@@ -88,4 +124,3 @@ def needs_facts(cfg: Config, workflow: str, seq: int) -> bool:
 def workflow_nodes(cfg: Config, workflow: str) -> tuple[str, ...]:
     """The nodes of ``workflow`` in order."""
     return next(wf.nodes for wf in cfg.workflows if wf.name == workflow)
-
