@@ -502,8 +502,8 @@ def _variants_text(flow: dict) -> str:
 
 # --- the page ----------------------------------------------------------------------------------
 
-CSS = (
-    """
+# CSS is full of braces: %-placeholders need none escaped
+_CSS = """
 *{box-sizing:border-box}
 body{margin:0;background:#f3f5f9;color:%(ink)s;font-family:%(font)s;font-size:14px;line-height:1.45}
 main{max-width:1240px;margin:0 auto;padding:28px 20px 40px}
@@ -532,17 +532,16 @@ table.paths td:nth-child(3),table.paths th:nth-child(3){text-align:left;white-sp
 .tag{display:inline-block;background:%(amber)s;color:#fff;border-radius:4px;padding:0 6px;font-size:11px;margin-left:6px}
 footer{color:%(muted)s;font-size:12px;margin-top:8px}
 """
-    % {  # noqa: UP031  CSS is full of braces: %-placeholders need none escaped
-        "ink": INK,
-        "font": FONT,
-        "muted": MUTED,
-        "grey": GREY,
-        "grid": GRID,
-        "red": RED,
-        "green": GREEN,
-        "amber": AMBER,
-    }
-)
+CSS = _CSS % {
+    "ink": INK,
+    "font": FONT,
+    "muted": MUTED,
+    "grey": GREY,
+    "grid": GRID,
+    "red": RED,
+    "green": GREEN,
+    "amber": AMBER,
+}
 
 
 def _card(row: dict) -> str:
