@@ -328,18 +328,14 @@ def workload(
 
 
 def _describe_visits(period, tz: str) -> str:
-    from ffctl.core.clock import local
-
-    def show(dt):
-        return local(dt, tz).strftime("%Y-%m-%d %H:%M")
-
-    if period.start and period.end:
-        return _("visits from {start} to {end} ({tz})").format(start=show(period.start), end=show(period.end), tz=tz)
-    if period.start:
-        return _("visits since {start} ({tz})").format(start=show(period.start), tz=tz)
-    if period.end:
-        return _("visits before {end} ({tz})").format(end=show(period.end), tz=tz)
-    return _("all visits")
+    return _describe_span(
+        period,
+        tz,
+        _("visits from {start} to {end} ({tz})"),
+        _("visits since {start} ({tz})"),
+        _("visits before {end} ({tz})"),
+        _("all visits"),
+    )
 
 
 def _workload_table(rows: list[dict], by: str, period, tz: str) -> None:
@@ -485,18 +481,30 @@ def dashboard(
 
 
 def _describe_period(period, tz: str) -> str:
+    return _describe_span(
+        period,
+        tz,
+        _("orders created {start} to {end} ({tz})"),
+        _("orders created since {start} ({tz})"),
+        _("orders created before {end} ({tz})"),
+        _("all orders"),
+    )
+
+
+def _describe_span(period, tz: str, between: str, since: str, before: str, everything: str) -> str:
+    """A report's period in words, local to ``tz``, from the four (translated) ways to say it."""
     from ffctl.core.clock import local
 
     def show(dt):
         return local(dt, tz).strftime("%Y-%m-%d %H:%M")
 
     if period.start and period.end:
-        return _("orders created {start} to {end} ({tz})").format(start=show(period.start), end=show(period.end), tz=tz)
+        return between.format(start=show(period.start), end=show(period.end), tz=tz)
     if period.start:
-        return _("orders created since {start} ({tz})").format(start=show(period.start), tz=tz)
+        return since.format(start=show(period.start), tz=tz)
     if period.end:
-        return _("orders created before {end} ({tz})").format(end=show(period.end), tz=tz)
-    return _("all orders")
+        return before.format(end=show(period.end), tz=tz)
+    return everything
 
 
 def value_text(value, unit: str, digits: int = 2) -> str:

@@ -72,7 +72,7 @@ from ffctl.core import misses
 from ffctl.core.bulk import sqlite_working_set
 from ffctl.core.clock import local_date, parse_date, parse_time, start_of_day, zone
 from ffctl.core.errors import FfctlError
-from ffctl.core.models import UTCDateTime
+from ffctl.core.models import ORDER_COUNTERS, UTCDateTime
 from ffctl.core.stock import allocation_nodes
 from ffctl.core.store import is_postgresql
 from ffctl.core.workflow import breached_sql, stopped_sql
@@ -485,20 +485,7 @@ FACT_COLUMNS: dict[str | None, str | None] = {
     "week": "week",
     "workflow": "workflow",
 }
-_COUNTERS = (
-    "shipped",
-    "on_time",
-    "delivered",
-    "perfect",
-    "picked",
-    "picked_right",
-    "decided",
-    "within",
-    "units",
-    "units_on_time",
-    "units_shipped",
-    "units_returned",
-)
+_COUNTERS = ORDER_COUNTERS
 _TIMES = ("conf", "alloc", "cycle")
 _SUMS = ", ".join(f"SUM(f.{c}) AS {c}" for c in _COUNTERS)  # per group, over order_fact f
 _FACT_INSERT = (

@@ -592,9 +592,8 @@ class VisitFact(_Table, table=True):
     due: date | None = None  # the order's promised ship date (fill rate of the node cut)
 
 
-#: group_fact's sums, read in (cut, g) order off its covering index ix_group_fact_sums
-GROUP_SUMS = (
-    "member",
+#: an order's counting facts, summed by every cut of ``report kpi`` (order_fact, visit_fact, group_fact)
+ORDER_COUNTERS = (
     "shipped",
     "on_time",
     "delivered",
@@ -607,6 +606,12 @@ GROUP_SUMS = (
     "units_on_time",
     "units_shipped",
     "units_returned",
+)
+
+#: group_fact's sums, read in (cut, g) order off its covering index ix_group_fact_sums
+GROUP_SUMS = (
+    "member",
+    *ORDER_COUNTERS,
     "line_picked",
     "line_picked_right",
     "line_shipped",
