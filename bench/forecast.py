@@ -11,6 +11,8 @@ Quality (``sla forecast --backtest`` at threshold 0.5, last 30 days):
   1.5x, one in ten at 3x the mean; 10,000 orders over 30 days) into two nodes served first come first
   served by a few people: ``review`` (3 people) with a quarter more capacity than the mean load,
   ``pack`` (2 people) with just the mean load, so fewer people than its load at every busy time.
+Under each, ``bounds``: what the history lets any forecast do at the same steps (a clairvoyant one,
+the time waited alone in hindsight, the breach share by queue ahead and by hour of entry).
 Speed, SQLite, each the median of --runs, beside a reference measured in the same run:
 - ``sla forecast`` over 100,000 open tasks (goal <= 2 s), against reading those tasks;
 - the backtest of 30 days x 100,000 orders (goal <= 60 s), against reading the period's tasks;
@@ -240,12 +242,136 @@ def quality(folder: Path, *, demo: bool = True) -> list[str]:
     for label, build in (("demo", demo_store), ("queueing", lambda f: queueing_store(f)))[0 if demo else 1 :]:
         sub = folder / label
         sub.mkdir()
+        shown = len(out)
         config, url, now = build(sub)
         result, _seconds = backtest(config, url, now, detail=True)
         out.append(f"{label} history, last 30 days, threshold 50%:")
         out.append(line("all nodes", result))
         out.extend(line(n["node"], n) for n in result["nodes"])
-        print("\n".join(out[-(len(result["nodes"]) + 2) :]), flush=True)
+        out.append("  what the history lets any forecast do at the same steps (``bounds``):")
+        out.extend(bounds(config, url, now))
+        print("\n".join(out[shown:]), flush=True)
+    return out
+
+
+# --- how early a breach can be foreseen ---------------------------------------------------------------
+
+AHEAD_BINS = ((0, 0, "0"), (1, 2, "1-2"), (3, 5, "3-5"), (6, 10, "6-10"), (11, 30, "11-30"), (31, 10**9, ">30"))
+
+
+def bounds(config: Path, url: str, now: datetime) -> list[str]:
+    """What the history lets any forecast do at the backtest's 15-minute steps, beside what it does:
+
+    - ``clairvoyant``: knows every outcome and warns each breach at the first step the replay sees it
+      running (precision 100%): the most recall and the longest lead any model can have;
+    - ``waited only``: the history estimate alone (``p_history_of``) fed every visit of the period,
+      the future's too (hindsight): the best use of how long a task has waited and nothing else;
+    - the breach share by the queue ahead at entry and by the local hour of entry: flat means
+      neither carries a sign of the outcome a model could read earlier.
+    Same scored tasks, steps and lead (business time from the warning to the deadline) as the backtest."""
+    import zoneinfo
+    from bisect import bisect_left, insort
+
+    from ffctl.core import forecast, workflow
+    from ffctl.core.config import load_config
+    from ffctl.core.store import Store
+
+    cfg = load_config(config)
+    start, step = now - timedelta(days=30), forecast.STEP
+    anchor = start - timedelta(seconds=cfg.forecast.window_seconds)
+    nodes = list(cfg.nodes)
+    store = Store(url)
+    try:
+        with store.session() as s:
+            rows = list(forecast._replayed(s, nodes, since=anchor, end=now))
+    finally:
+        store.dispose()
+    clocks = {n: forecast._Clock(cfg.calendar(n), anchor, now + timedelta(days=2)) for n in nodes}
+    zone = zoneinfo.ZoneInfo(cfg.timezone)
+    done: dict[str, list] = {n: [] for n in nodes}
+    scored, events = [], []
+    for r in rows:
+        at = clocks[r.node].left
+        stop = r.held_at if r.held_at is not None else r.completed_at
+        if r.status in forecast.FINISHED and r.completed_at is not None:
+            done[r.node].append(max(at(r.completed_at) - at(r.entered_at) - (r.paused_seconds or 0), 0.0))
+        if r.entered_at >= start and r.deadline < now and (stop is not None or r.deadline <= now):
+            scored.append((r, stop, workflow.is_breached(r.deadline, stop, now)))
+        events.append((r.entered_at, 0, r.id, r))
+        if stop is not None:
+            events.append((stop, 1, r.id, r))
+    hindsight = {n: forecast.History(sorted(d), None) for n, d in done.items()}
+    ahead: dict[int, int] = {}  # scored task -> running tasks of its queue before it when it entered
+    queues: dict[tuple, list] = {}
+    wanted = {r.id for r, _stop, _truth in scored}
+    for _at, kind, rid, r in sorted(events, key=lambda e: e[:3]):
+        q, key = queues.setdefault((r.node, r.owner), []), (r.deadline, r.entered_at, r.id)
+        if kind == 0:
+            if rid in wanted:
+                ahead[rid] = bisect_left(q, key)
+            insort(q, key)
+        else:
+            j = bisect_left(q, key)
+            if j < len(q) and q[j] == key:
+                del q[j]
+
+    def blank() -> dict:
+        return {"tasks": 0, "breached": 0, "seen": [], "hind": [0, 0, []], "ahead": {}, "hour": {}}
+
+    acc: dict[str, dict] = {"all nodes": blank()}
+    for r, stop, truth in scored:
+        at = clocks[r.node].left
+        t = start + -((start - r.entered_at) // step) * step  # the replay's first step after entry
+        t = t + step if t <= r.entered_at else t
+        first, warned = None, None
+        while t < r.deadline and (stop is None or stop >= t):
+            first = first or t
+            waited, left = at(t) - at(r.entered_at) - (r.paused_seconds or 0), at(r.deadline) - at(t)
+            if forecast.p_history_of(hindsight[r.node], waited, left) >= 0.5:
+                warned = left
+                break
+            t += step
+        k = next(label for lo, hi, label in AHEAD_BINS if lo <= ahead[r.id] <= hi)
+        hour = r.entered_at.astimezone(zone).hour // 3 * 3
+        for a in (acc.setdefault(r.node, blank()), acc["all nodes"]):
+            a["tasks"] += 1
+            a["breached"] += truth
+            if truth and first is not None:
+                a["seen"].append(at(r.deadline) - at(first))
+            if warned is not None:
+                a["hind"][0 if truth else 1] += 1
+                if truth:
+                    a["hind"][2].append(warned)
+            for table, key in ((a["ahead"], k), (a["hour"], hour)):
+                cell = table.setdefault(key, [0, 0])
+                cell[0] += 1
+                cell[1] += truth
+
+    def lead(leads: list) -> str:
+        return "-" if not leads else f"{statistics.median(leads) / 60:.0f}m"
+
+    out = []
+    for name, a in acc.items():
+        tp, fp, leads = a["hind"]
+        b = a["breached"] or 1
+        p, rc = tp / (tp + fp) if tp + fp else 0.0, tp / b
+        f1 = 2 * p * rc / (p + rc) if p + rc else 0.0
+        out.append(
+            f"  {name:<14} clairvoyant R {len(a['seen']) / b:4.0%} lead {lead(a['seen']):>6}"
+            f" | waited only (hindsight) P {p:4.0%} R {rc:4.0%} F1 {f1:4.0%} lead {lead(leads):>6}"
+        )
+    for title, key, labels in (
+        ("breach share by queue ahead at entry", "ahead", [label for *_r, label in AHEAD_BINS]),
+        (f"breach share by hour of entry ({cfg.timezone})", "hour", list(range(0, 24, 3))),
+    ):
+        out.append(f"  {title} (tasks: share):")
+        for name, a in acc.items():
+            if name != "all nodes":
+                cells = [(x, a[key][x]) for x in labels if x in a[key]]
+                out.append(
+                    f"    {name:<14} "
+                    + "  ".join(f"{x if key == 'ahead' else f'{x:02d}h'}: {n} {late / n:.0%}" for x, (n, late) in cells)
+                )
     return out
 
 
