@@ -249,7 +249,7 @@ def quality(folder: Path, *, demo: bool = True) -> list[str]:
         out.append(line("all nodes", result))
         out.extend(line(n["node"], n) for n in result["nodes"])
         out.append("  what the history lets any forecast do at the same steps (``bounds``):")
-        out.extend(bounds(config, url, now))
+        out.extend(bounds(config, url, now, result["warnings"]))
         print("\n".join(out[shown:]), flush=True)
     return out
 
@@ -259,7 +259,7 @@ def quality(folder: Path, *, demo: bool = True) -> list[str]:
 AHEAD_BINS = ((0, 0, "0"), (1, 2, "1-2"), (3, 5, "3-5"), (6, 10, "6-10"), (11, 30, "11-30"), (31, 10**9, ">30"))
 
 
-def bounds(config: Path, url: str, now: datetime) -> list[str]:
+def bounds(config: Path, url: str, now: datetime, warnings: dict | None = None) -> list[str]:
     """What the history lets any forecast do at the backtest's 15-minute steps, beside what it does:
 
     - ``clairvoyant``: knows every outcome and warns each breach at the first step the replay sees it
@@ -267,10 +267,13 @@ def bounds(config: Path, url: str, now: datetime) -> list[str]:
     - ``waited only``: the history estimate alone (``p_history_of``) fed every visit of the period,
       the future's too (hindsight): the best use of how long a task has waited and nothing else;
     - the breach share by the queue ahead at entry and by the local hour of entry: flat means
-      neither carries a sign of the outcome a model could read earlier.
+      neither carries a sign of the outcome a model could read earlier;
+    - with ``warnings`` (the backtest's ``detail``): the forecast against the rule on the breaches
+      both warned (a diagnostic, not the goal's metric: its lead is over the same tasks).
     Same scored tasks, steps and lead (business time from the warning to the deadline) as the backtest."""
     import zoneinfo
     from bisect import bisect_left, insort
+    from types import SimpleNamespace
 
     from ffctl.core import forecast, workflow
     from ffctl.core.config import load_config
@@ -316,7 +319,7 @@ def bounds(config: Path, url: str, now: datetime) -> list[str]:
                 del q[j]
 
     def blank() -> dict:
-        return {"tasks": 0, "breached": 0, "seen": [], "hind": [0, 0, []], "ahead": {}, "hour": {}}
+        return {"tasks": 0, "breached": 0, "seen": [], "hind": [0, 0, []], "ahead": {}, "hour": {}, "both": []}
 
     acc: dict[str, dict] = {"all nodes": blank()}
     for r, stop, truth in scored:
@@ -331,6 +334,15 @@ def bounds(config: Path, url: str, now: datetime) -> list[str]:
                 warned = left
                 break
             t += step
+        both = None
+        if warnings and truth and warnings.get(r.id) is not None:
+            told = forecast._rule_instant(
+                forecast._aware(r.risk_at),
+                SimpleNamespace(entered_at=r.entered_at, deadline=r.deadline, stop=stop),
+                start,
+            )
+            if told is not None:
+                both = (at(r.deadline) - at(warnings[r.id]), at(r.deadline) - at(told))
         k = next(label for lo, hi, label in AHEAD_BINS if lo <= ahead[r.id] <= hi)
         hour = r.entered_at.astimezone(zone).hour // 3 * 3
         for a in (acc.setdefault(r.node, blank()), acc["all nodes"]):
@@ -342,6 +354,8 @@ def bounds(config: Path, url: str, now: datetime) -> list[str]:
                 a["hind"][0 if truth else 1] += 1
                 if truth:
                     a["hind"][2].append(warned)
+            if both is not None:
+                a["both"].append(both)
             for table, key in ((a["ahead"], k), (a["hour"], hour)):
                 cell = table.setdefault(key, [0, 0])
                 cell[0] += 1
@@ -360,6 +374,16 @@ def bounds(config: Path, url: str, now: datetime) -> list[str]:
             f"  {name:<14} clairvoyant R {len(a['seen']) / b:4.0%} lead {lead(a['seen']):>6}"
             f" | waited only (hindsight) P {p:4.0%} R {rc:4.0%} F1 {f1:4.0%} lead {lead(leads):>6}"
         )
+    if warnings is not None:
+        out.append("  the breaches both the forecast and warn_at warned (median lead of each):")
+        for name, a in acc.items():
+            pairs = a["both"]
+            if pairs:
+                earlier = sum(f > w for f, w in pairs) / len(pairs)
+                out.append(
+                    f"    {name:<14} {len(pairs):5} breaches | forecast {lead([f for f, _w in pairs]):>6} | warn_at "
+                    f"{lead([w for _f, w in pairs]):>6} | forecast earlier on {earlier:4.0%}"
+                )
     for title, key, labels in (
         ("breach share by queue ahead at entry", "ahead", [label for *_r, label in AHEAD_BINS]),
         (f"breach share by hour of entry ({cfg.timezone})", "hour", list(range(0, 24, 3))),
