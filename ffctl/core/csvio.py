@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import BinaryIO
+from typing import cast
 
 from ffctl.core.clock import parse_date, parse_wall_time, zone
 from ffctl.core.errors import FfctlError, UsageError
@@ -181,7 +181,7 @@ def reads_as_utf8(raw: bytes) -> bool:
 class CountingReader(io.RawIOBase):
     """A raw binary stream that counts the bytes read through it (progress without tell())."""
 
-    def __init__(self, raw: BinaryIO, *, owned: bool = True) -> None:
+    def __init__(self, raw: io.RawIOBase | io.BufferedIOBase, *, owned: bool = True) -> None:
         self.raw = raw
         self.owned = owned  # stdin is read, never closed
         self.bytes_read = 0
@@ -189,7 +189,7 @@ class CountingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer) -> int | None:
         n = self.raw.readinto(buffer)
         self.bytes_read += n or 0
         return n
@@ -350,7 +350,7 @@ class _Lines:
             except UnicodeDecodeError:
                 pass
             else:
-                raise MixedEncodings(self.path, self.count + 1, other, self.codec)
+                raise MixedEncodings(self.path, self.count + 1, other, codec)  # codec is self.codec when not given
         self.bad_line = self.count + 1
         self.bad_lines.add(self.bad_line)
         # surrogateescape: the bytes survive into the rejects file as they came
@@ -405,7 +405,7 @@ def open_csv(path: str | Path, encoding: str | None = None, delimiter: str | Non
     """
     text_path = str(path)
     if text_path == "-":
-        raw: BinaryIO = sys.stdin.buffer
+        raw: io.RawIOBase | io.BufferedIOBase = cast(io.BufferedReader, sys.stdin.buffer)  # typeshed: BinaryIO
         size = None
     else:
         p = Path(text_path)
@@ -432,7 +432,7 @@ def open_csv(path: str | Path, encoding: str | None = None, delimiter: str | Non
 
 def _open(text_path: str, size: int | None, counter: CountingReader, lines: _Lines, delimiter: str | None) -> CsvSource:
     detected = delimiter is None
-    if detected:
+    if delimiter is None:
         delimiter = sniff_delimiter(lines.buffered.peek(SNIFF_BYTES)[:SNIFF_BYTES])
     rows = _records(lines, iter(lines), delimiter)
     first = next(rows, None)
@@ -658,11 +658,14 @@ def boolean(text: str) -> bool:
     raise ValueError(_("must be true or false (yes/no, 1/0)"))
 
 
-def text_value(text: str) -> str:
-    return text
+class _TextValue:
+    text = True  # a text cell: control characters in it are refused (imports.pipeline._control_problems)
+
+    def __call__(self, text: str) -> str:
+        return text
 
 
-text_value.text = True  # a text cell: control characters in it are refused (imports.pipeline._control_problems)
+text_value = _TextValue()
 
 
 PRIORITY_WORDS = {"low": -1, "normal": 0, "high": 1, "urgent": 2}
@@ -690,21 +693,22 @@ def one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
-def known(names, noun: str, hint: str) -> Callable[[str], str]:
-    """A reference to an existing thing (SKU, customer, supplier), checked against a set.
+class Known:
+    """csvio.known's parser: ``members`` and ``reason`` let a compiled row parser inline the lookup."""
 
-    ``parse.members`` and ``parse.reason`` let a compiled row parser inline the lookup.
-    """
-    reason = _("unknown {noun} ({hint})").format(noun=noun, hint=hint)
+    def __init__(self, members, reason: str) -> None:
+        self.members = members
+        self.reason = reason
 
-    def parse(text: str) -> str:
-        if text in names:
+    def __call__(self, text: str) -> str:
+        if text in self.members:
             return text
-        raise ValueError(reason)
+        raise ValueError(self.reason)
 
-    parse.members = names
-    parse.reason = reason
-    return parse
+
+def known(names, noun: str, hint: str) -> Known:
+    """A reference to an existing thing (SKU, customer, supplier), checked against a set."""
+    return Known(names, _("unknown {noun} ({hint})").format(noun=noun, hint=hint))
 
 
 _UTC = timezone.utc
@@ -751,7 +755,9 @@ def time_parser(tz: str, *, latest: datetime | None = None, latest_reason: str =
             if moment.year < EARLIEST_YEAR:
                 raise ValueError(too_early(moment.year))
             if moment.tzinfo is None:
-                moment = moment - local.utcoffset(moment)
+                offset = local.utcoffset(moment)
+                assert offset is not None  # a ZoneInfo has an offset at every time
+                moment = moment - offset
                 stored = moment.isoformat(" ")
                 if not moment.microsecond:
                     stored += ".000000"
@@ -778,16 +784,21 @@ def date_value(text: str) -> str:
     return day.isoformat()
 
 
-def first_seen(spellings: dict[str, str]) -> Callable[[str], str]:
-    """Text compared without case (``WEB`` and ``web`` are one channel), kept as first seen:
-    ``spellings`` maps each casefolded value to the spelling the store (or this file) had first."""
+class _FirstSeen:
+    text = True  # a text cell, as text_value
 
-    def parse(text: str) -> str:
+    def __init__(self, spellings: dict[str, str]) -> None:
+        self.spellings = spellings
+
+    def __call__(self, text: str) -> str:
         key = text.casefold()
-        found = spellings.get(key)
+        found = self.spellings.get(key)
         if found is None:
-            found = spellings[key] = text
+            found = self.spellings[key] = text
         return found
 
-    parse.text = True
-    return parse
+
+def first_seen(spellings: dict[str, str]) -> _FirstSeen:
+    """Text compared without case (``WEB`` and ``web`` are one channel), kept as first seen:
+    ``spellings`` maps each casefolded value to the spelling the store (or this file) had first."""
+    return _FirstSeen(spellings)

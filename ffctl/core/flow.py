@@ -243,7 +243,7 @@ def flow_report(
         "rework": rework,
         "variants": variants,
         "variants_total": len(paths),
-        "other_orders": total - sum(v["orders"] for v in variants),
+        "other_orders": total - sum(n for _path, n in ranked),
     }
 
 

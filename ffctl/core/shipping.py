@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from operator import itemgetter
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -404,7 +404,7 @@ class Shipper:
                         )
                     )
                 return None
-        wanted = None  # (line_no, sku or None, qty)
+        wanted: list[tuple[int, str | None, int]] | None = None
         if req.lines is not None:
             wanted = [(ln, None, q) for ln, q in req.lines]
         elif picks is not None:
@@ -548,6 +548,7 @@ def _decide(
     out_lines: list[dict] = []
     errors: list[tuple] = []  # pick rows: (line_no, sku, qty, error)
     if picked:
+        assert wanted is not None  # an import's picks
         seen: dict[int, int] = {}
         for line_no, sku, qty in wanted:
             line = by_no.get(line_no)
@@ -699,7 +700,8 @@ def _complete(session: Session, cfg: Config, finished: Sequence[_Finished], *, a
         )
         return
     session.flush()
-    session.connection().connection.driver_connection.executemany(
+    raw: Any = session.connection().connection.driver_connection
+    raw.executemany(
         "UPDATE orders SET status = 'shipped', shipped_at = ?, carrier = ?, tracking = ? WHERE order_id = ?",
         [(stored_text(last[i].shipped_at), last[i].carrier, last[i].tracking, i) for i in ids],
     )

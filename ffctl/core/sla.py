@@ -33,7 +33,7 @@ The sweep only queues notifications; delivering them is core/notify.py.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -344,7 +344,7 @@ class _TaskWork:
     late: str | None = None  # business time past the deadline at the sweep's clock, once computed
 
 
-def _claim(session: Session, now: datetime, limit: int, order_ids: list[str] | None = None) -> list:
+def _claim(session: Session, now: datetime, limit: int, order_ids: list[str] | None = None) -> Sequence[sa.Row]:
     """Lock and return up to ``limit`` due open tasks (of ``order_ids`` only, if given), earliest first."""
     cols = [
         TASK.c.id,
@@ -417,7 +417,7 @@ def _plan(cfg: Config, row, now: datetime) -> _TaskWork | None:
     )
 
 
-def _assignee_roles(session: Session, rows: list) -> dict[int, list[str]]:
+def _assignee_roles(session: Session, rows: Sequence[sa.Row]) -> dict[int, list[str]]:
     """Assignee roles of each task (owner first, then escalations in the order added), one query."""
     roles = {r.id: ([r.owner] if r.owner else []) for r in rows}
     extra = session.execute(
@@ -704,6 +704,7 @@ class _Context:
 
 def _step_words(ctx: _Context, work: _TaskWork, due: _Due) -> str:
     step = due.escalation
+    assert step is not None  # called for escalation steps only
     after = _duration(step.after_seconds) if step.after_seconds else "0m"
     return _("step {n} (+{after} past the deadline, due {due})").format(
         n=step.index + 1, after=after, due=ctx.when(due.due_at)
@@ -830,6 +831,7 @@ def _escalate(ctx: _Context, work: _TaskWork, due: _Due) -> None:
 
 def _notify(ctx: _Context, work: _TaskWork, due: _Due) -> None:
     step = due.escalation
+    assert step is not None  # an escalation step's action
     reason = f": {step.reason}" if step.reason else ""
     detail = _("{step}: notified {to}{reason}; {late} late").format(
         step=_step_words(ctx, work, due), to=", ".join(step.to), reason=reason, late=ctx.late(work)
@@ -912,6 +914,7 @@ def _auto_approve(ctx: _Context, work: _TaskWork, due: _Due) -> None:
 
 
 def _auto_reject(ctx: _Context, work: _TaskWork, due: _Due) -> None:
+    assert due.escalation is not None  # an escalation step's action
     reason = due.escalation.reason or _("SLA timeout")
     _auto(
         ctx,

@@ -349,7 +349,7 @@ class Shipments(Handler):
         shipper = shipping.Shipper(
             session, ctx.cfg, [r for r in requests if not isinstance(r, str)], actor=ctx.actor, write=write, many=True
         )
-        outcomes = []
+        outcomes: list[tuple[str, str | None]] = []
         for request in requests:
             if isinstance(request, str):
                 outcomes.append((REJECTED, request))
