@@ -64,8 +64,11 @@ def _name(rng: random.Random) -> str:
     return rng.choice(SURNAMES) + rng.choice(GIVEN) + rng.choice(GIVEN)
 
 
-def write_masters(folder: Path, rng: random.Random, *, start: datetime, days: int, n_orders: int) -> dict[str, Path]:
-    """Suppliers, products, customers, stock and receipts as the CSV files a user would import."""
+def write_masters(
+    folder: Path, rng: random.Random, *, start: datetime, days: int, n_orders: int
+) -> tuple[dict[str, Path], list, list]:
+    """Suppliers, products, customers, stock and receipts as the CSV files a user would import
+    (and the product and customer rows, which the orders are planned from)."""
     files: dict[str, Path] = {}
     suppliers = [(f"S{i:02d}", f"{rng.choice(SURNAMES)}氏{rng.choice(COMPANY)}", "true") for i in range(1, 7)]
     files["suppliers"] = _write_csv(
@@ -129,9 +132,7 @@ def write_masters(folder: Path, rng: random.Random, *, start: datetime, days: in
     files["receipts"] = _write_csv(
         folder / "receipts.csv", ["receipt_id", "sku", "warehouse", "qty", "expected_at", "supplier"], receipts
     )
-    files["_products"] = products  # type: ignore[assignment]
-    files["_customers"] = customers  # type: ignore[assignment]
-    return files
+    return files, products, customers
 
 
 def plan_orders(
@@ -264,6 +265,8 @@ class Simulation:
 
     def work(self, prev: datetime, now: datetime) -> int:
         """Reviewers and warehouse staff complete (or reject) the manual tasks they have finished."""
+        from sqlmodel import col
+
         from ffctl.core import workflow
         from ffctl.core.models import Order, Task
 
@@ -271,16 +274,23 @@ class Simulation:
         done = 0
         with self.store.session(write=True) as s:
             tasks = s.execute(
-                sa.select(Task.id, Task.order_id, Task.node, Task.entered_at, Task.sla_seconds, Task.escalation_level)
-                .join(Order, Order.order_id == Task.order_id)
-                .where(
-                    Task.status == "open",
-                    Task.held_at.is_(None),
-                    Task.node.in_(manual),
-                    Task.entered_at <= now,
-                    Order.status == "open",
+                sa.select(
+                    col(Task.id),
+                    col(Task.order_id),
+                    col(Task.node),
+                    col(Task.entered_at),
+                    col(Task.sla_seconds),
+                    col(Task.escalation_level),
                 )
-                .order_by(Task.entered_at)
+                .join(Order, col(Order.order_id) == Task.order_id)
+                .where(
+                    col(Task.status) == "open",
+                    col(Task.held_at).is_(None),
+                    col(Task.node).in_(manual),
+                    col(Task.entered_at) <= now,
+                    col(Order.status) == "open",
+                )
+                .order_by(col(Task.entered_at))
             ).all()
             for t in tasks:
                 key = f"{t.id}"
@@ -322,18 +332,23 @@ class Simulation:
 
     def _member(self, node: str, level: int) -> str:
         owner = self.cfg.nodes[node].owner
+        assert owner is not None  # a manual node has an owner (config check)
         chain = (owner, *self.cfg.escalation_chain(owner))
         role = self.cfg.roles[chain[min(level, len(chain) - 1)]]
         return role.members[0]
 
     def receive(self, now: datetime) -> None:
+        from sqlmodel import col
+
         from ffctl.core import stock
         from ffctl.core.models import Receipt
 
         with self.store.session(write=True) as s:
             due = (
                 s.execute(
-                    sa.select(Receipt.receipt_id).where(Receipt.status == "open", Receipt.expected_at <= now).distinct()
+                    sa.select(col(Receipt.receipt_id))
+                    .where(col(Receipt.status) == "open", col(Receipt.expected_at) <= now)
+                    .distinct()
                 )
                 .scalars()
                 .all()
@@ -349,15 +364,22 @@ class Simulation:
             stock.allocate(s, self.cfg, all_orders=True, at=now, actor="allocator", tz=self.cfg.timezone, details=False)
 
     def ship(self, prev: datetime, now: datetime) -> None:
+        from sqlmodel import col
+
         from ffctl.core import shipping
         from ffctl.core.models import Order, OrderLine, Shipment, Task
 
         ship_nodes = [n for n, spec in self.cfg.nodes.items() if spec.auto == "ship"]
         with self.store.session(write=True) as s:
             waiting = s.execute(
-                sa.select(Task.order_id, Task.entered_at)
-                .join(Order, Order.order_id == Task.order_id)
-                .where(Task.status == "open", Task.node.in_(ship_nodes), Task.entered_at <= now, Order.status == "open")
+                sa.select(col(Task.order_id), col(Task.entered_at))
+                .join(Order, col(Order.order_id) == Task.order_id)
+                .where(
+                    col(Task.status) == "open",
+                    col(Task.node).in_(ship_nodes),
+                    col(Task.entered_at) <= now,
+                    col(Order.status) == "open",
+                )
             ).all()
             due = []
             for w in waiting:
@@ -374,19 +396,19 @@ class Simulation:
                 chunk = ids[start : start + 500]
                 for oid, ln, sku, qty in s.execute(
                     sa.select(
-                        OrderLine.order_id,
-                        OrderLine.line_no,
-                        OrderLine.sku,
-                        OrderLine.qty - OrderLine.shipped - OrderLine.cancelled,
+                        col(OrderLine.order_id),
+                        col(OrderLine.line_no),
+                        col(OrderLine.sku),
+                        col(OrderLine.qty) - col(OrderLine.shipped) - col(OrderLine.cancelled),
                     )
-                    .where(OrderLine.order_id.in_(chunk))
-                    .order_by(OrderLine.order_id, OrderLine.line_no)
+                    .where(col(OrderLine.order_id).in_(chunk))
+                    .order_by(col(OrderLine.order_id), col(OrderLine.line_no))
                 ):
                     remaining[oid].append((ln, sku, qty))
                 firsts.update(
                     s.execute(
-                        sa.select(Shipment.order_id, sa.func.max(Shipment.shipped_at))
-                        .where(Shipment.order_id.in_(chunk))
+                        sa.select(col(Shipment.order_id), sa.func.max(col(Shipment.shipped_at)))
+                        .where(col(Shipment.order_id).in_(chunk))
                         .group_by(Shipment.order_id)
                     ).all()
                 )
@@ -425,11 +447,15 @@ class Simulation:
                     self.bump("split")
 
     def deliver(self, now: datetime) -> None:
+        from sqlmodel import col
+
         from ffctl.core import stock
         from ffctl.core.models import Order
 
         with self.store.session(write=True) as s:
-            shipped = s.execute(sa.select(Order.order_id, Order.shipped_at).where(Order.status == "shipped")).all()
+            shipped = s.execute(
+                sa.select(col(Order.order_id), col(Order.shipped_at)).where(col(Order.status) == "shipped")
+            ).all()
             for o in shipped:
                 at = o.shipped_at + timedelta(hours=20 + 50 * _fraction(o.order_id, "transit"))
                 if at > now:
@@ -525,17 +551,17 @@ def build_demo(
     cfg = load_config(config_path)
     end = (now or _utc_now()).astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
     start = (end - timedelta(days=days)).replace(hour=0)
-    store = Store(db_url or cfg.database_url)
+    url = db_url or cfg.database_url
+    assert url is not None  # the example config names its store
+    store = Store(url)
     store.upgrade()
     sim = Simulation(store, cfg, directory, rng, progress)
 
     progress(_("writing and importing master data"))
-    files = write_masters(directory, rng, start=start, days=days, n_orders=orders)
+    files, products, customers = write_masters(directory, rng, start=start, days=days, n_orders=orders)
     for kind in ("suppliers", "products", "customers", "stock", "receipts"):
         sim.import_file(kind, files[kind], start)
-    order_rows = plan_orders(
-        rng, products=files["_products"], customers=files["_customers"], start=start, days=days, n_orders=orders
-    )
+    order_rows = plan_orders(rng, products=products, customers=customers, start=start, days=days, n_orders=orders)
     by_day: dict[int, list[list]] = {}
     for row in order_rows:
         created = datetime.fromisoformat(row[8])
@@ -579,7 +605,7 @@ def build_demo(
     return DemoResult(
         directory=directory,
         config_path=config_path,
-        db_url=db_url or cfg.database_url,
+        db_url=url,
         orders=orders,
         days=days,
         now=end,

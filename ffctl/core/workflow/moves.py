@@ -8,13 +8,14 @@ people or a person and a sweep cannot both complete one task. The next node is p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import col
 
 from ffctl.core import audit
 from ffctl.core.bulk import among, int_array, keyed, text_array
@@ -38,12 +39,14 @@ ORDERS = Order.__table__
 
 # The single-order statements of every advance, built once per process: SQLAlchemy then reuses
 # each one's cache key and compiled form instead of building the expression again per call.
-_ORDER = sa.select(Order).where(Order.order_id == sa.bindparam("order_id"))
+_ORDER = sa.select(Order).where(col(Order.order_id) == sa.bindparam("order_id"))
 _ORDER_LOCKED = _ORDER.with_for_update()
-_OPEN_TASK = sa.select(Task).where(Task.order_id == sa.bindparam("order_id"), Task.status == "open")
+_OPEN_TASK = sa.select(Task).where(col(Task.order_id) == sa.bindparam("order_id"), col(Task.status) == "open")
 _OPEN_TASK_LOCKED = _OPEN_TASK.with_for_update()
 _ASSIGNEES = (
-    sa.select(TaskAssignee.role).where(TaskAssignee.task_id == sa.bindparam("task_id")).order_by(TaskAssignee.added_at)
+    sa.select(col(TaskAssignee.role))
+    .where(col(TaskAssignee.task_id) == sa.bindparam("task_id"))
+    .order_by(col(TaskAssignee.added_at))
 )
 _CLOSE = (
     sa.update(TASK)
@@ -132,7 +135,7 @@ def _require_task(session: Session, order: Order, node: str | None, verb: str) -
 def _close(
     session: Session, task: Task, *, status: str, outcome: str, at: datetime, actor: str, note: str | None
 ) -> None:
-    done = session.execute(
+    done = session.execute(  # type: ignore[attr-defined]  # an UPDATE/INSERT gives a CursorResult; Session.execute is typed Result
         _CLOSE,
         {
             "task_id": task.id,
@@ -251,7 +254,7 @@ def complete_auto(
 
 
 def complete_tasks(
-    session: Session, cfg: Config, tasks: list, *, at: datetime | Mapping[str, datetime], actor: str
+    session: Session, cfg: Config, tasks: Sequence[Any], *, at: datetime | Mapping[str, datetime], actor: str
 ) -> dict[str, str | None]:
     """Complete open tasks whose orders the caller has checked (open, not held) and enter each
     order's next node; set-based. ``tasks`` are rows with id, order_id, node, workflow, seq and
@@ -285,14 +288,15 @@ def _advance(
 ) -> dict[str, str | None]:
     """Plan each closed task's "completed" event and its order's entry into the next node."""
     words: dict[tuple, str | None] = {}  # (node, deadline, at) -> "SLA met" / "SLA breached by ..."
-    one = isinstance(at, datetime)
     texts: dict[datetime, str] = {}
     for r in rows:
-        t = at if one else at[r.order_id]
+        t = at if isinstance(at, datetime) else at[r.order_id]
         when = texts.get(t) or texts.setdefault(t, stored(t))
-        said = words.get((r.node, r.deadline, t), False)
-        if said is False:
-            said = words[(r.node, r.deadline, t)] = sla_words(cfg, r.node, r.deadline, t) or None
+        key = (r.node, r.deadline, t)
+        if key in words:
+            said = words[key]
+        else:
+            said = words[key] = sla_words(cfg, r.node, r.deadline, t) or None
         entries.event(when, "completed", r.order_id, r.node, said)
         entries.enter(
             r.order_id, facts[r.order_id] if facts is not None else None, when, workflow=r.workflow, seq=r.seq + 1
@@ -414,9 +418,9 @@ def reject(
         )
     _close(session, task, status="rejected", outcome=outcome, at=at, actor=actor, note=reason)
     previous = session.execute(
-        sa.select(Task.node, Task.seq)
-        .where(Task.order_id == order_id, Task.seq < task.seq, Task.status == "done")
-        .order_by(Task.seq.desc(), Task.id.desc())
+        sa.select(col(Task.node), col(Task.seq))
+        .where(col(Task.order_id) == order_id, col(Task.seq) < task.seq, col(Task.status) == "done")
+        .order_by(col(Task.seq).desc(), col(Task.id).desc())
         .limit(1)
     ).first()
     entries, when = _entries(cfg, actor), stored(at)
