@@ -7,13 +7,14 @@ order's current task is selected in SQL by ``workflow.clocks``' clauses, the SQL
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from ffctl.core import audit, workflow
 from ffctl.core.errors import Conflict, FfctlError, NotFound, UsageError
@@ -45,9 +46,9 @@ def standing_flags(session: Session, order_ids: Iterable[str]) -> dict[str, list
     flags: dict[str, list[str]] = {}
     for start in range(0, len(ids), CHUNK):
         rows = session.execute(
-            sa.select(OrderFlag.order_id, OrderFlag.flag)
-            .where(OrderFlag.order_id.in_(ids[start : start + CHUNK]), OrderFlag.cleared_at.is_(None))
-            .order_by(OrderFlag.raised_at, OrderFlag.id)
+            sa.select(col(OrderFlag.order_id), col(OrderFlag.flag))
+            .where(col(OrderFlag.order_id).in_(ids[start : start + CHUNK]), col(OrderFlag.cleared_at).is_(None))
+            .order_by(col(OrderFlag.raised_at), col(OrderFlag.id))
         ).all()
         for r in rows:
             flags.setdefault(r.order_id, []).append(r.flag)
@@ -96,22 +97,24 @@ def list_orders(
     open_task = sa.and_(t.order_id == Order.order_id, t.status == "open")
     filters = []
     if node is not None:
-        filters.append(Order.node == node)
+        filters.append(col(Order.node) == node)
     # partially_shipped is an open order something has left for (an index lookup by order per row)
-    some_shipped = sa.exists().where(Shipment.order_id == Order.order_id)
+    some_shipped = sa.exists().where(col(Shipment.order_id) == Order.order_id)
     if status == "partially_shipped":
-        filters += [Order.status == "open", some_shipped]
+        filters += [col(Order.status) == "open", some_shipped]
     elif status == "open":
-        filters += [Order.status == "open", ~some_shipped]
+        filters += [col(Order.status) == "open", ~some_shipped]
     elif status is not None:
-        filters.append(Order.status == status)
+        filters.append(col(Order.status) == status)
     states = state_filter(t, now, at_risk=at_risk, breached=breached)
     if states is not None:
         filters += [t.id.is_not(None), states]
     if flag is not None:
         filters.append(
             sa.exists().where(
-                OrderFlag.order_id == Order.order_id, OrderFlag.flag == flag, OrderFlag.cleared_at.is_(None)
+                col(OrderFlag.order_id) == Order.order_id,
+                col(OrderFlag.flag) == flag,
+                col(OrderFlag.cleared_at).is_(None),
             )
         )
     if customer is not None:
@@ -120,22 +123,22 @@ def list_orders(
                 _("no customer {customer!r}").format(customer=customer),
                 hint=_("--customer takes a customer id; --search finds customers by name."),
             )
-        filters.append(Order.customer == customer)
+        filters.append(col(Order.customer) == customer)
     if search is not None and search.strip():
-        filters.append(Order.order_id.in_(_search_ids(search.strip(), postgresql=is_postgresql(session))))
+        filters.append(col(Order.order_id).in_(_search_ids(search.strip(), postgresql=is_postgresql(session))))
     stmt = (
         sa.select(
-            Order.order_id,
-            Order.customer,
-            Customer.name.label("customer_name"),
-            Order.status,
-            Order.node,
-            Order.workflow,
-            Order.promised_ship_date,
-            Order.created_at,
-            sa.case((sa.and_(Order.status == "open", some_shipped), "partially_shipped"), else_=Order.status).label(
-                "shown_status"
-            ),
+            col(Order.order_id),
+            col(Order.customer),
+            col(Customer.name).label("customer_name"),
+            col(Order.status),
+            col(Order.node),
+            col(Order.workflow),
+            col(Order.promised_ship_date),
+            col(Order.created_at),
+            sa.case(
+                (sa.and_(col(Order.status) == "open", some_shipped), "partially_shipped"), else_=Order.status
+            ).label("shown_status"),
             t.id.label("task_id"),
             t.node.label("task_node"),
             t.owner,
@@ -144,15 +147,15 @@ def list_orders(
             t.deadline,
             t.risk_at,
         )
-        .join(Customer, Customer.customer == Order.customer)
+        .join(Customer, col(Customer.customer) == Order.customer)
         .outerjoin(Task, open_task)
         .where(*filters)
-        .order_by(Order.created_at, Order.order_id)
+        .order_by(col(Order.created_at), col(Order.order_id))
     )
     rows, cut = fetch_page(session, stmt, limit)
     total = len(rows)
     if cut:  # count over the orders alone (every order has one customer and at most one open task)
-        counted = sa.select(Order.order_id).where(*filters)
+        counted = sa.select(col(Order.order_id)).where(*filters)
         if states is not None:
             counted = counted.outerjoin(Task, open_task)
         total = count_matches(session, counted)["total"]
@@ -192,10 +195,12 @@ def _search_ids(text: str, *, postgresql: bool):
     def has(column):
         return column.icontains(text, autoescape=True) if postgresql else column.contains(text, autoescape=True)
 
-    matching_customers = sa.select(Customer.customer).where(sa.or_(has(Customer.customer), has(Customer.name)))
+    matching_customers = sa.select(col(Customer.customer)).where(
+        sa.or_(has(col(Customer.customer)), has(col(Customer.name)))
+    )
     return sa.union(
-        sa.select(Order.order_id).where(has(Order.order_id)),
-        sa.select(Order.order_id).where(Order.customer.in_(matching_customers)),
+        sa.select(col(Order.order_id)).where(has(col(Order.order_id))),
+        sa.select(col(Order.order_id)).where(col(Order.customer).in_(matching_customers)),
     )
 
 
@@ -222,9 +227,9 @@ def show_order(session: Session, cfg: Config, order_id: str, now: datetime) -> d
     from ffctl.core.returns import order_returns
 
     row = session.execute(
-        sa.select(Order, Customer.name)
-        .join(Customer, Customer.customer == Order.customer)
-        .where(Order.order_id == order_id)
+        sa.select(Order, col(Customer.name))
+        .join(Customer, col(Customer.customer) == Order.customer)
+        .where(col(Order.order_id) == order_id)
     ).first()
     if row is None:
         raise NotFound(_("no order {order_id!r}").format(order_id=order_id))
@@ -249,7 +254,7 @@ def show_order(session: Session, cfg: Config, order_id: str, now: datetime) -> d
         }
     from ffctl.core import shipping
 
-    lines = []
+    lines: list[dict[str, Any]] = []
     # a shortfall is a backorder once the order waits at its allocation node (before that, nothing
     # is reserved yet) or, in a workflow that reserves stock, at its ship node (SPEC 9.2)
     waiting_for_stock = (
@@ -262,7 +267,7 @@ def show_order(session: Session, cfg: Config, order_id: str, now: datetime) -> d
         )
     )
     for line in session.execute(
-        sa.select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.line_no)
+        sa.select(OrderLine).where(col(OrderLine.order_id) == order_id).order_by(col(OrderLine.line_no))
     ).scalars():
         short = line.qty - line.cancelled - line.allocated if waiting_for_stock else 0
         item = {
@@ -292,7 +297,7 @@ def show_order(session: Session, cfg: Config, order_id: str, now: datetime) -> d
     timeline = [
         {"at": e.at, "event": e.event, "node": e.node, "actor": e.actor, "detail": e.detail}
         for e in session.execute(
-            sa.select(Event).where(Event.order_id == order_id).order_by(Event.at, Event.id)
+            sa.select(Event).where(col(Event.order_id) == order_id).order_by(col(Event.at), col(Event.id))
         ).scalars()
     ]
     hold_reason = _last_detail(timeline, "held") if order.status == "on_hold" else None
@@ -404,6 +409,7 @@ def advance(
             raise UsageError(_("--reject needs --reason: say why the order goes back"))
         now_at = workflow.reject(session, cfg, order_id, at=at, actor=actor, reason=reason, node=node, manual=True)
         order = session.get(Order, order_id)
+        assert order is not None  # reject locked it
         session.refresh(order)
         closed = _closed_task(session, order_id, at, actor, "rejected")
         return {
@@ -431,8 +437,13 @@ def advance(
 def _closed_task(session: Session, order_id: str, at: datetime, actor: str, status: str) -> Task:
     return session.execute(
         sa.select(Task)
-        .where(Task.order_id == order_id, Task.status == status, Task.completed_by == actor, Task.completed_at == at)
-        .order_by(Task.id.desc())
+        .where(
+            col(Task.order_id) == order_id,
+            col(Task.status) == status,
+            col(Task.completed_by) == actor,
+            col(Task.completed_at) == at,
+        )
+        .order_by(col(Task.id).desc())
         .limit(1)
     ).scalar_one()
 
@@ -465,7 +476,7 @@ def cancel_order(session: Session, cfg: Config, order_id: str, *, at: datetime, 
             _("order {order_id} is {status}; it cannot be cancelled").format(order_id=order_id, status=order.status)
         )
     shipped = session.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(OrderLine.shipped), 0)).where(OrderLine.order_id == order_id)
+        sa.select(sa.func.coalesce(sa.func.sum(col(OrderLine.shipped)), 0)).where(col(OrderLine.order_id) == order_id)
     ).scalar_one()
     if shipped:
         raise Conflict(
@@ -476,6 +487,7 @@ def cancel_order(session: Session, cfg: Config, order_id: str, *, at: datetime, 
                 cmd=command("order", "cancel", order_id, "--line", "LINE_NO", "--reason", reason)
             ),
         )
+    release_order: Callable[..., int] | None
     try:
         from ffctl.core.stock import release_order
     except ImportError:  # a build without core/stock.py: refuse rather than strand reservations
@@ -484,7 +496,7 @@ def cancel_order(session: Session, cfg: Config, order_id: str, *, at: datetime, 
         reserved = release_order(session, order_id, at=at, actor=actor)
     else:
         reserved = session.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(Allocation.qty), 0)).where(Allocation.order_id == order_id)
+            sa.select(sa.func.coalesce(sa.func.sum(col(Allocation.qty)), 0)).where(col(Allocation.order_id) == order_id)
         ).scalar_one()
         if reserved:
             raise FfctlError(
@@ -514,9 +526,9 @@ def cancel_order(session: Session, cfg: Config, order_id: str, *, at: datetime, 
 def unflag(session: Session, order_id: str, flag: str, *, at: datetime, actor: str, tz: str = "UTC") -> None:
     """Clear a standing flag (it stays in the history)."""
     workflow.lock_order(session, order_id, at=at, tz=tz)
-    cleared = session.execute(
+    cleared = session.execute(  # type: ignore[attr-defined]  # an UPDATE/INSERT gives a CursorResult; Session.execute is typed Result
         sa.update(OrderFlag)
-        .where(OrderFlag.order_id == order_id, OrderFlag.flag == flag, OrderFlag.cleared_at.is_(None))
+        .where(col(OrderFlag.order_id) == order_id, col(OrderFlag.flag) == flag, col(OrderFlag.cleared_at).is_(None))
         .values(cleared_at=at, cleared_by=actor)
     ).rowcount
     if not cleared:
