@@ -22,9 +22,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, cast
 
 import sqlalchemy as sa
+import sqlmodel
 from sqlalchemy.orm import Session
 
 from ffctl.core import csvio
@@ -37,6 +38,7 @@ from ffctl.i18n import N_, _, ngettext
 
 if TYPE_CHECKING:
     from ffctl.core.config import Config
+    from ffctl.core.profiles import ProfileReader
     from ffctl.core.store import Store
 
 MAX_ERRORS_SHOWN = 50
@@ -229,6 +231,16 @@ class Handler:
         return []
 
 
+class PreparingHandler(Protocol):
+    """A handler that reads a batch's rows (``prepare``) while the writer thread writes the one before."""
+
+    def prepare(self, session: Session, ctx: Context, kind: Kind, records: list[Record]) -> tuple: ...
+
+    def apply(
+        self, session: Session, ctx: Context, kind: Kind, records: list[Record], write: bool, prepared: tuple | None
+    ) -> list[Outcome]: ...
+
+
 # --- the pipeline ----------------------------------------------------------------------------
 
 
@@ -353,7 +365,7 @@ def _import(
     ctx = _context(store, cfg, now=now, actor=actor, update=update, spelled=spec.spelled)
     ctx.backfill = backfill
 
-    source = csvio.open_csv(path, encoding, delimiter)
+    source: csvio.CsvSource | ProfileReader = csvio.open_csv(path, encoding, delimiter)
     if profile is not None:  # another system's export: mapped row by row into this kind's columns
         from ffctl.core.profiles import ProfileReader
 
@@ -394,6 +406,7 @@ def _import(
             staging.close_bad_groups()
         _finish(report, staging, source.header, rejects)
         if profile is not None:
+            assert isinstance(source, ProfileReader)  # the profile's reader of the file
             source.name_columns(report)
     finally:
         staging.close()
@@ -411,12 +424,24 @@ def _context(
     store: Store, cfg: Config, *, now: datetime, actor: str, update: bool, spelled: tuple[str, ...] = ()
 ) -> Context:
     with store.session() as s:
-        skus = {r[0]: (r[1], bool(r[2])) for r in s.execute(sa.select(Product.sku, Product.category, Product.custom))}
+        skus = {
+            r[0]: (r[1], bool(r[2]))
+            for r in s.execute(
+                sa.select(sqlmodel.col(Product.sku), sqlmodel.col(Product.category), sqlmodel.col(Product.custom))
+            )
+        }
         customers = {
             r[0]: (r[1], r[2], r[3])
-            for r in s.execute(sa.select(Customer.customer, Customer.tier, Customer.region, Customer.sales_rep))
+            for r in s.execute(
+                sa.select(
+                    sqlmodel.col(Customer.customer),
+                    sqlmodel.col(Customer.tier),
+                    sqlmodel.col(Customer.region),
+                    sqlmodel.col(Customer.sales_rep),
+                )
+            )
         }
-        suppliers = set(s.scalars(sa.select(Supplier.supplier)))
+        suppliers = set(s.scalars(sa.select(sqlmodel.col(Supplier.supplier))))
         spellings = {column: stored_spellings(s, column) for column in spelled}
     return Context(
         cfg=cfg,
@@ -585,7 +610,12 @@ def compile_row_parser(spec: Kind, columns: Columns, parsers: dict) -> Callable:
 
 
 def _stage(
-    spec: Kind, ctx: Context, source: csvio.CsvSource, columns: Columns, staging: Staging, progress: Progress
+    spec: Kind,
+    ctx: Context,
+    source: csvio.CsvSource | ProfileReader,
+    columns: Columns,
+    staging: Staging,
+    progress: Progress,
 ) -> None:
     parsers = spec.parsers(ctx)
     parse_row = compile_row_parser(spec, columns, parsers)
@@ -611,6 +641,7 @@ def _stage(
     batch: list[tuple] = []
     errors: list[tuple] = []
     seq = 0
+    problems: list[tuple[str | None, str | None, str]] | None
     for line, cells, flaw in source.rows:
         seq += 1
         if len(cells) < header_width:
@@ -639,6 +670,7 @@ def _stage(
             grp = None if None in key else "\x1f".join(map(str, key))
         if grp is None:
             grp = f" {seq:012d}"  # a row without its key is rejected alone (real keys are stripped)
+        sub: int | None
         if sub_at is None:
             sub = 0
         else:
@@ -784,7 +816,8 @@ class Staging:
         loads = marshal.loads
         batch: list[Record] = []
         size = 0
-        key, rows = None, []
+        key = ""  # as None would: the first record's rows start empty whatever its grp
+        rows: list[tuple[int, int, tuple]] = []
         for grp, seq, line, data in cur:
             if grp != key:
                 if rows:
@@ -816,7 +849,7 @@ def _check_across_rows(spec: Kind, staging: Staging, columns: Columns) -> None:
         "GROUP BY grp, sub HAVING count(*) > 1"
     ).fetchall()
     for grp, sub, pairs in dups:
-        rows = sorted(tuple(map(int, p.split(":"))) for p in pairs.split(","))
+        rows: list[tuple] = sorted(tuple(map(int, p.split(":"))) for p in pairs.split(","))
         first_line = rows[0][1]
         key = grp.replace("\x1f", ", ")
         shown = csvio.plain(key)
@@ -903,7 +936,8 @@ def _run(
     phase = "writing" if write else "planning"
     progress(phase, 0, total, 0)
     if write and is_postgresql(ctx) and hasattr(handler, "prepare"):
-        _run_pipelined(spec, ctx, store, staging, report, progress, batch_rows, handler, total, refusals)
+        preparing = cast(PreparingHandler, handler)  # hasattr: it prepares (orders' handler)
+        _run_pipelined(spec, ctx, store, staging, report, progress, batch_rows, preparing, total, refusals)
         staging.add_errors(refusals)
         return handler
     done = 0
@@ -927,7 +961,7 @@ def _run(
                 outcomes = handler.apply(s, ctx, spec, batch, False)
         done += _account(report, batch, outcomes, refusals)
         progress(phase, done, total, done)
-        batch = outcomes = None  # freed first, so the collection does not walk them
+        del batch, outcomes  # freed first, so the collection does not walk them
         gc.collect(1)  # the batch's cyclic garbage (sessions, results): young, so this is cheap
     staging.add_errors(refusals)
     return handler
@@ -962,7 +996,7 @@ def _run_pipelined(
     report: ImportReport,
     progress: Progress,
     batch_rows: int,
-    handler: Handler,
+    handler: PreparingHandler,
     total: int,
     refusals: list[tuple],
 ) -> None:
@@ -1016,7 +1050,7 @@ def _run_pipelined(
             collect(PIPELINE_AHEAD - 1)  # raises the writer's error, if any
             jobs.put((batch, prepared))
             pending += 1
-            batch = prepared = None
+            del batch, prepared
             gc.collect(1)
         collect(0)
     finally:
@@ -1052,7 +1086,7 @@ def refresh_statistics(store: Store, grown: dict[str, int], progress: Progress) 
     progress("analyzing", 0, None, 0)
     if is_postgresql(store):
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            known = dict(
+            known: dict[str, float] = dict(
                 conn.exec_driver_sql(
                     "SELECT relname, reltuples FROM pg_class WHERE relname = ANY(%(names)s) "
                     "AND relnamespace = to_regnamespace(current_schema())::oid",
