@@ -44,10 +44,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from ffctl.core import workflow
 from ffctl.core.durations import approx_duration
@@ -373,6 +374,7 @@ class Estimate:
                 "fewer than {least} completed visits in the last {window} (has {n})",
                 least,
             ).format(least=least, window=approx_duration(cfg.forecast.window_seconds), n=n)
+        assert self.history is not None  # p is known: there was history enough
         return _reason(self.history, self.row, self.waited, self.left, self.p_history)
 
     def shown(self, cfg: Config) -> dict:
@@ -448,6 +450,7 @@ class View:
         waited = max(self.sla - left, 0.0)
         if not self.enough:
             return Estimate(None, row, self.history, waited, left)
+        assert self.history is not None  # enough: there is history
         p, p_history, _p_queue = probability(self.history, waited, left, row.ahead)
         return Estimate(p, row, self.history, waited, left, p_history)
 
@@ -473,7 +476,8 @@ def forecast(
     if role is not None:
         ranked = stmt.subquery()
         assigned = sa.or_(
-            ranked.c.owner == role, sa.exists().where(TaskAssignee.task_id == ranked.c.id, TaskAssignee.role == role)
+            ranked.c.owner == role,
+            sa.exists().where(col(TaskAssignee.task_id) == ranked.c.id, col(TaskAssignee.role) == role),
         )
         stmt = sa.select(ranked).where(assigned)
     kept = []
@@ -519,7 +523,9 @@ def alerts_due(session: Session, cfg: Config, now: datetime) -> list:
     if not nodes:
         return []
     ranked = _queue(nodes, now).subquery()
-    told = sa.select(TaskStep.task_id).where(TaskStep.task_id == ranked.c.id, TaskStep.step == ALERT_STEP)
+    told = sa.select(col(TaskStep.task_id)).where(
+        col(TaskStep.task_id) == ranked.c.id, col(TaskStep.step) == ALERT_STEP
+    )
     candidates = []
     for row in _open(session, sa.select(ranked).where(ranked.c.sla_state == "on_track", ~sa.exists(told))):
         risk_at = _aware(row.risk_at)
@@ -527,12 +533,13 @@ def alerts_due(session: Session, cfg: Config, now: datetime) -> list:
             candidates.append(row)
     if not candidates:
         return []  # the histories only when some task may be told
-    told = sorted({row.node for row in candidates})
-    seen = views(cfg, told, histories(session, cfg, told, now), now)
+    at_nodes = sorted({row.node for row in candidates})
+    seen = views(cfg, at_nodes, histories(session, cfg, at_nodes, now), now)
     out = []
     for row in candidates:
         estimate = seen[row.node].assess(row)
-        if estimate.p is not None and estimate.p >= cfg.nodes[row.node].forecast_alert:
+        alert = cfg.nodes[row.node].forecast_alert
+        if estimate.p is not None and alert is not None and estimate.p >= alert:
             out.append((row, estimate.p, estimate.reason(cfg)))
     return out
 
@@ -656,6 +663,7 @@ def backtest(
                         del q[j]
                 pending.get(v.part, {}).pop(vid, None)
             else:
+                assert v.c_done is not None and v.duration is not None  # done: its completion's event
                 tracks[v.node].add(v.done_at, v.c_entered, v.c_done, v.duration, v.c_deadline - v.c_entered)
         for n in nodes:
             cal = calendars[n]
@@ -735,6 +743,12 @@ class _Row:
     sla_seconds: int
 
 
+@overload
+def _aware(value: None) -> None: ...
+@overload
+def _aware(value: datetime | str) -> datetime: ...
+@overload
+def _aware(value: object) -> datetime | None: ...
 def _aware(value) -> datetime | None:
     """A time as the driver returns it (SQLite: text; PostgreSQL: naive UTC) -> aware UTC."""
     if value is None:

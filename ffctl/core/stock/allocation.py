@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timezone
 from functools import partial
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -29,6 +29,8 @@ from ffctl.core.store import is_postgresql
 from ffctl.i18n import _, ngettext
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from ffctl.core.config import Config
 
 ALLOC_COLUMNS = ("order_id", "line_id", "sku", "warehouse", "qty", "created_at")  # a new reservation's row
@@ -85,7 +87,7 @@ def allocation_nodes(cfg: Config) -> list[str]:
     return [name for name, spec in cfg.nodes.items() if spec.auto == "allocate"]
 
 
-def _candidates(session: Session, nodes: list[str], order_ids: list[str] | None) -> list:
+def _candidates(session: Session, nodes: list[str], order_ids: list[str] | None) -> Sequence[Any]:
     cols = [ORDERS.c.order_id, ORDERS.c.node, ORDERS.c.priority, ORDERS.c.promised_ship_date]
     order = (
         ORDERS.c.priority.desc(),
@@ -98,7 +100,7 @@ def _candidates(session: Session, nodes: list[str], order_ids: list[str] | None)
     if order_ids is None:  # the database sorts; created_at is not read back (a conversion per order)
         return session.execute(sa.select(*cols).where(*where).order_by(*order)).all()
     q = sa.select(*cols, ORDERS.c.created_at).where(*where)
-    rows = []
+    rows: list[Any] = []
     for part in _parts(session, order_ids):
         rows.extend(session.execute(q.where(keyed(session, ORDERS.c.order_id, part))).all())
     rows.sort(
@@ -248,7 +250,7 @@ def _pick_warehouses(rows: list[list], need: int, used) -> list[tuple[list, int]
 
     ``rows`` are ``[id, warehouse, on_hand, allocated]``; a hot loop, so plain comparisons."""
     best = None
-    best_key = None
+    best_key: tuple = ()  # compared only once best is set
     for r in rows:
         avail = r[2] - r[3]
         if avail >= need:
@@ -277,6 +279,7 @@ def _read_chunk(session: Session, chunk_rows: Sequence, nodes: list[str], lock: 
         del locked[order_id]
     lines_by_order: dict[str, list] = defaultdict(list)
     ids_locked = [r.order_id for r in chunk_rows if r.order_id in locked]
+    lines: Iterable[Any]
     if is_postgresql(session):
         lines = (
             session.execute(
@@ -328,8 +331,8 @@ class _Pipeline:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="ffctl-allocate")
-        self._future = None
-        self._result = None
+        self._future: Future[object] | None = None
+        self._result: object = None
 
     def start(self, job: Callable[[], object]) -> None:
         if self._pool is None:
@@ -378,7 +381,9 @@ class _ChunkWrites:
         alloc_inserts.sort(key=lambda r: r[1])  # by line: index pages and key checks in order
         self.moves = None
         if pg:
-            self.allocs = CopyRows("allocation", ALLOC_COLUMNS, (r + (at,) for r in alloc_inserts))
+            self.allocs: CopyRows | list[tuple] = CopyRows(
+                "allocation", ALLOC_COLUMNS, (r + (at,) for r in alloc_inserts)
+            )
         else:
             stored = time_texts()(at)
             self.allocs = [r + (stored,) for r in alloc_inserts]
@@ -566,7 +571,7 @@ class _Run:
                 "allocated_now": got_now,
                 "backordered": back_total,
                 # the order is covered once its last backordered line is; unknown if any has no date
-                "backorder_atp": max(back_dates) if back_dates and all(back_dates) else None,
+                "backorder_atp": max(d for d in back_dates if d) if back_dates and all(back_dates) else None,
                 "next_node": None,
             }
             if self.with_lines:
@@ -646,6 +651,7 @@ def allocate(
         data = _read_chunk(session, chunks[0], nodes, lock, at) if chunks else None
         writes: _ChunkWrites | None = None
         for index, chunk_rows in enumerate(chunks):
+            assert data is not None  # read for every chunk there is
             pipeline.start(partial(_write_then_read, session, writes, chunks, index + 1, nodes, lock, at))
             locked, lines_by_order, existing, later = data
             skipped.extend(r.order_id for r in chunk_rows if r.order_id not in locked and r.order_id not in later)
