@@ -128,13 +128,14 @@ def _walk(cfg: Config, visit: Visit, now: datetime, cal, stop: datetime | None) 
     ladders = [
         workflow.ladder_times(cfg, visit.node, visit.entered_at, paused, clock=cal) for paused, _end in stretches
     ]
-    due = [None] * len(stretches)  # per stretch: the running maximum of the ladder times so far
+    due: list[datetime | None] = [None] * len(stretches)  # per stretch: the running maximum of the ladder times so far
     last = len(stretches) - 1
     for position in range(2 + len(spec.escalation)):
         when = None  # the time this position fires, if it does
         for i, (_paused, end) in enumerate(stretches):
             t = next(ladders[i])
-            due[i] = t if due[i] is None or t > due[i] else due[i]
+            was = due[i]
+            due[i] = t if was is None or t > was else was
             if position == 1 and i == last:
                 deadline = t
             if when is None and workflow.is_breached(due[i], end, now):
@@ -421,7 +422,7 @@ class Replay:
         if by not in GROUPINGS:
             raise ValueError(f"--by {by!r}: use one of {', '.join(GROUPINGS)}")
         self.current, self.candidate, self.now, self.by = current, candidate, now, by
-        self.groups: dict[tuple, dict[str, Tally]] = {}
+        self.groups: dict[str | None, dict[str, Tally]] = {}
         self.changed: dict[str, set[str]] = {}  # order_id -> why its path would change
         self.slots: dict[tuple[str, str], tuple] = {}  # (node, workflow) -> what its visits need (_slot)
         self.orders: set[str] = set()  # the period's orders, kept only when the routing differs
@@ -494,7 +495,7 @@ class Replay:
 
     def result(self, period: Period, changes: list[str], *, list_orders: bool) -> dict:
         known = list(self.current.nodes) + [n for n in self.candidate.nodes if n not in self.current.nodes]
-        order = {name: i for i, name in enumerate(known)} if self.by == "node" else {}
+        order: dict[str | None, int] = {name: i for i, name in enumerate(known)} if self.by == "node" else {}
         keys = sorted(self.groups, key=lambda g: (g is None, order.get(g, len(order)), str(g)))
         totals = {c: Tally() for c in COLUMNS}
         for g in keys:
