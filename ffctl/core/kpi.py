@@ -158,7 +158,9 @@ def utc_offsets(tz: str, start: datetime, end: datetime) -> list[tuple[datetime 
     zi = zone(tz)
 
     def offset(t: datetime) -> int:
-        return int(t.astimezone(zi).utcoffset().total_seconds() // 60)
+        delta = t.astimezone(zi).utcoffset()
+        assert delta is not None  # an aware time has its offset
+        return int(delta.total_seconds() // 60)
 
     t = start.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
     out: list[tuple[datetime | None, int]] = [(None, offset(t))]
@@ -249,6 +251,7 @@ class _Sql:
             return f"'{first:+d} minutes'"
         whens = []
         for (_since, minutes), (until, _next) in zip(self._offsets, self._offsets[1:]):
+            assert until is not None  # only the first entry has no from_utc
             whens.append(f"WHEN {col} < '{_stamp(until)}' THEN '{minutes:+d} minutes'")
         return f"(CASE {' '.join(whens)} ELSE '{self._offsets[-1][1]:+d} minutes' END)"
 
@@ -268,10 +271,10 @@ class _Sql:
 
         text = offset(self._offsets[-1][1])
         if len(self._offsets) > 1:
-            whens = [
-                f"WHEN {col} < '{_stamp(until)}' THEN {offset(minutes)}"
-                for (_since, minutes), (until, _next) in zip(self._offsets, self._offsets[1:])
-            ]
+            whens = []
+            for (_since, minutes), (until, _next) in zip(self._offsets, self._offsets[1:]):
+                assert until is not None  # only the first entry has no from_utc
+                whens.append(f"WHEN {col} < '{_stamp(until)}' THEN {offset(minutes)}")
             text = f"(CASE {' '.join(whens)} ELSE {text} END)"
         if self.sqlite:
             return f"(strftime('%Y-%m-%dT%H:%M:%f', {col}, {self._sqlite_shift(col)}) || {text})"
@@ -339,7 +342,7 @@ class _BusinessTime:
         if self._table is None:
             lo, hi = self.sql.span()
             first, last = int(lo.timestamp() // 86400), int(hi.timestamp() // 86400)
-            rows = []
+            rows: list[tuple] = []
             for key in self.key.values():
                 node = next(n for n, k in self.node_key.items() if k == key)
                 rows.extend((key, d, cum, ranges) for d, cum, ranges in self.cfg.calendar(node).utc_days(first, last))
@@ -599,7 +602,9 @@ def _refresh(store: Store, cfg: Config, fp: str, cuts: list[str | None], now: da
             top = _committed_event_mark(s)
     with store.session(write=True) as s:
         lock = " FOR UPDATE" if is_postgresql(store) else ""
-        state = s.execute(sa.text(f"SELECT event_id, fingerprint FROM fact_state WHERE id = 1{lock}")).one_or_none()
+        state: Sequence[Any] | None = s.execute(
+            sa.text(f"SELECT event_id, fingerprint FROM fact_state WHERE id = 1{lock}")
+        ).one_or_none()
         if state is None:  # a store whose row was removed by hand: start again
             s.execute(sa.text("INSERT INTO fact_state (id) VALUES (1)"))
             state = (None, None)
@@ -1184,7 +1189,7 @@ class _Report:
         statement (a UNION ALL of LIMIT 2 OFFSET k reads), not one statement each."""
         hint = f" INDEXED BY {index}" if self.sql.sqlite else ""
         ps = list(ps)
-        jobs = []  # (group index, pos, k, descending, the read)
+        jobs: list[tuple] = []  # (group index, pos, k, descending, the read)
         for i, (where, extra, n) in enumerate(groups):
             for p in ps:
                 pos = p * (n - 1)
@@ -1234,7 +1239,9 @@ class _Report:
             }
         return self._visit_sums
 
-    def visit_times(self, col: str, count: str, unit_seconds: float = 1.0) -> dict[str, tuple[int, float, float]]:
+    def visit_times(
+        self, col: str, count: str, unit_seconds: float = 1.0
+    ) -> dict[str | None, tuple[int, float | None, float | None]]:
         """Per node: (n, p50, p90) of visit_fact's ``col`` (over index ix_visit_fact_<col>)."""
         index = f"ix_visit_fact_{col}"
         counted = [(node, int(getattr(r, count) or 0)) for node, r in self.visit_sums().items()]
@@ -1263,7 +1270,8 @@ class _Report:
         """The node cut over the orders that visited each node: their first visit's row carries
         the order's facts. ``decided``/``within`` are the node's own visits (what the cut's SLA
         attainment counts). The cut's cycle time is time in node (``time_in_node``)."""
-        sums, times = {}, {"conf": {}, "alloc": {}, "cycle": {}}
+        sums: dict[str, dict] = {}
+        times: dict[str, dict] = {"conf": {}, "alloc": {}, "cycle": {}}
         for node, r in self.visit_sums().items():
             if not r.first:
                 continue
@@ -1337,7 +1345,7 @@ class _Report:
         cond = cond.format(a="x")
         times: dict[str, dict] = {t: {} for t in _TIMES}
         for t in _TIMES:
-            groups = []
+            groups: list[tuple] = []
             for r in rows:
                 n = int(getattr(r, f"n_{t}"))
                 if not n:
@@ -1439,6 +1447,7 @@ class _Report:
         facts = self.line_sums()
         if facts is not None:
             return {g: (int(r.line_shipped), int(r.line_returned or 0)) for g, r in facts.items() if r.line_shipped}
+        assert self.cut.line is not None  # a cut by the line's own SKU or category
         rows = self.rows(
             f"SELECT x.g AS g, SUM(x.shipped) AS n, SUM(x.returned) AS back FROM ({_line_units_sql(self.cut.line)}) x "
             f"JOIN order_fact f ON f.order_id = x.order_id WHERE {self.frange} GROUP BY x.g HAVING SUM(x.shipped) > 0"
@@ -1452,6 +1461,7 @@ class _Report:
         if facts is not None:
             return {g: (int(r.line_picked), int(r.line_picked_right or 0)) for g, r in facts.items() if r.line_picked}
         join, cond = self.in_period("x")
+        assert self.cut.line is not None  # a cut by the line's own SKU or category
         sql = (
             f"SELECT x.g AS g, SUM(x.picked) AS n, SUM(x.picked_right) AS good "
             f"FROM ({_line_picks_sql(self.cut.line)}) x{join} WHERE {cond} GROUP BY x.g"
