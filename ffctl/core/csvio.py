@@ -693,7 +693,7 @@ def one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
-class Known:
+class _Known:
     """csvio.known's parser: ``members`` and ``reason`` let a compiled row parser inline the lookup."""
 
     def __init__(self, members, reason: str) -> None:
@@ -706,9 +706,9 @@ class Known:
         raise ValueError(self.reason)
 
 
-def known(names, noun: str, hint: str) -> Known:
+def known(names, noun: str, hint: str) -> _Known:
     """A reference to an existing thing (SKU, customer, supplier), checked against a set."""
-    return Known(names, _("unknown {noun} ({hint})").format(noun=noun, hint=hint))
+    return _Known(names, _("unknown {noun} ({hint})").format(noun=noun, hint=hint))
 
 
 _UTC = timezone.utc
