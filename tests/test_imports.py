@@ -770,3 +770,31 @@ def test_prepared_rows_are_checked_again_by_the_writer(ws):
         ws, "SELECT order_id, count(*) FROM event WHERE event = 'created' GROUP BY order_id ORDER BY order_id"
     ) == [("R1", 1), ("R2", 1)]
     assert scalar(ws, "SELECT count(*) FROM task WHERE order_id = 'R2' AND status = 'open'") == 1
+
+
+def test_batches_commit_without_a_checkpoint_each_and_the_connection_gets_its_checkpoints_back(ws):
+    # SQLite: an import's batch commits leave the WAL to one checkpoint after the last batch
+    # (bulk.sqlite_defer_checkpoints); the pooled connection then checkpoints as before. Every
+    # batch is still its own transaction (tests/test_imports_kill.py kills an import half way).
+    from ffctl.core.config import load_config
+    from ffctl.core.imports import import_file
+
+    text = "order_id,line_no,customer,sku,qty\n" + "".join(f"B{i:03d},1,C1,A1,1\n" for i in range(50))
+    store = ws.store()
+    try:
+        report = import_file(
+            store,
+            load_config(ws.config_path),
+            "orders",
+            ws.write("batches.csv", text),
+            now=datetime.fromisoformat(NOW),
+            actor="importer",
+            batch_rows=10,
+        )
+        assert (report.written, report.batches) == (50, 5)
+        with store.session() as s:
+            assert s.execute(sa.text("SELECT count(*) FROM orders")).scalar() == 50
+            if store.dialect == "sqlite":
+                assert s.execute(sa.text("PRAGMA wal_autocheckpoint")).scalar() == 1000
+    finally:
+        store.dispose()

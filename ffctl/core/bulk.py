@@ -54,6 +54,41 @@ def sqlite_working_set(session: Session, *, cache_mib: int, mmap_mib: int = 0) -
         session.execute(sa.text(f"PRAGMA mmap_size = {mmap_mib * 1024 * 1024}"))
 
 
+def sqlite_defer_checkpoints(session: Session, deferred: dict) -> None:
+    """Leave the WAL un-checkpointed by this session's commits (SQLite) until ``sqlite_checkpoint``:
+    a long run of batch transactions (an import) otherwise copies the pages it just wrote into the
+    database file at every commit, and its index pages again at each, with two fsyncs each time,
+    where the database alone writing the same rows in one transaction checkpoints once.
+    ``deferred`` collects the connections it was set on (the pool may hand out more than one)."""
+    raw: Any = session.connection().connection.driver_connection
+    if id(raw) not in deferred:
+        raw.execute("PRAGMA wal_autocheckpoint = 0")
+        deferred[id(raw)] = raw
+
+
+def sqlite_checkpoint(deferred: dict) -> None:
+    """Checkpoint once what ``sqlite_defer_checkpoints`` left in the WAL and give its connections
+    back their automatic checkpoints (SQLite's default, 1000 pages); the WAL file is truncated
+    again (``journal_size_limit``) when it is next reset."""
+    import sqlite3
+
+    done = False
+    for raw in deferred.values():
+        try:
+            raw.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_AUTOCHECKPOINT}")
+            raw.execute(f"PRAGMA journal_size_limit = {SQLITE_WAL_LIMIT}")
+            if not done:
+                raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                done = True
+        except sqlite3.Error:  # closed after an error: its settings went with it
+            continue
+    deferred.clear()
+
+
+SQLITE_AUTOCHECKPOINT = 1000  # SQLite's default, in pages
+SQLITE_WAL_LIMIT = 64 * 1024 * 1024  # bytes of WAL file kept once a deferred checkpoint has run
+
+
 def _copy_text(value: str) -> str:
     if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
         return value.translate(_ESCAPE)

@@ -29,7 +29,13 @@ import sqlmodel
 from sqlalchemy.orm import Session
 
 from ffctl.core import csvio
-from ffctl.core.bulk import among, sqlite_analyze_stale, sqlite_working_set
+from ffctl.core.bulk import (
+    among,
+    sqlite_analyze_stale,
+    sqlite_checkpoint,
+    sqlite_defer_checkpoints,
+    sqlite_working_set,
+)
 from ffctl.core.csvio import CsvFileError
 from ffctl.core.errors import UsageError
 from ffctl.core.models import Customer, Product, Supplier
@@ -941,28 +947,34 @@ def _run(
         staging.add_errors(refusals)
         return handler
     done = 0
-    for batch in staging.records(batch_rows):
-        if write:
-            with store.session(write=True) as s:
-                _lock_kind(s, ctx, spec.name)
-                if not is_postgresql(ctx):  # the pooled connection keeps it, and its pages, batch to batch
-                    sqlite_working_set(s, cache_mib=SQLITE_CACHE_MIB)
-                outcomes = handler.apply(s, ctx, spec, batch, True)
-            report.batches += 1
-        elif spec.plan_by_rollback:
-            try:
+    deferred: dict = {}  # SQLite connections whose checkpoints wait for the last batch
+    try:
+        for batch in staging.records(batch_rows):
+            if write:
                 with store.session(write=True) as s:
+                    _lock_kind(s, ctx, spec.name)
+                    if not is_postgresql(ctx):  # the pooled connection keeps it, and its pages, batch to batch
+                        sqlite_working_set(s, cache_mib=SQLITE_CACHE_MIB)
+                        sqlite_defer_checkpoints(s, deferred)
                     outcomes = handler.apply(s, ctx, spec, batch, True)
-                    raise _Rollback
-            except _Rollback:
-                pass
-        else:
-            with store.session() as s:
-                outcomes = handler.apply(s, ctx, spec, batch, False)
-        done += _account(report, batch, outcomes, refusals)
-        progress(phase, done, total, done)
-        del batch, outcomes  # freed first, so the collection does not walk them
-        gc.collect(1)  # the batch's cyclic garbage (sessions, results): young, so this is cheap
+                report.batches += 1
+            elif spec.plan_by_rollback:
+                try:
+                    with store.session(write=True) as s:
+                        outcomes = handler.apply(s, ctx, spec, batch, True)
+                        raise _Rollback
+                except _Rollback:
+                    pass
+            else:
+                with store.session() as s:
+                    outcomes = handler.apply(s, ctx, spec, batch, False)
+            done += _account(report, batch, outcomes, refusals)
+            progress(phase, done, total, done)
+            del batch, outcomes  # freed first, so the collection does not walk them
+            gc.collect(1)  # the batch's cyclic garbage (sessions, results): young, so this is cheap
+    finally:
+        if deferred:
+            sqlite_checkpoint(deferred)
     staging.add_errors(refusals)
     return handler
 
