@@ -55,14 +55,15 @@ def sqlite_working_set(session: Session, *, cache_mib: int, mmap_mib: int = 0) -
 
 
 def sqlite_defer_checkpoints(session: Session, deferred: dict) -> None:
-    """Leave the WAL un-checkpointed by this session's commits (SQLite) until ``sqlite_checkpoint``:
-    a long run of batch transactions (an import) otherwise copies the pages it just wrote into the
-    database file at every commit, and its index pages again at each, with two fsyncs each time,
-    where the database alone writing the same rows in one transaction checkpoints once.
-    ``deferred`` collects the connections it was set on (the pool may hand out more than one)."""
+    """Leave the WAL un-checkpointed by this session's commits (SQLite) until ``sqlite_checkpoint``,
+    or until it holds SQLITE_DEFERRED_PAGES: a long run of batch transactions (an import) otherwise
+    copies the pages it just wrote into the database file at every commit, and its index pages again
+    at each, with two fsyncs each time, where the database alone writing the same rows in one
+    transaction checkpoints once. ``deferred`` collects the connections it was set on (the pool may
+    hand out more than one)."""
     raw: Any = session.connection().connection.driver_connection
     if id(raw) not in deferred:
-        raw.execute("PRAGMA wal_autocheckpoint = 0")
+        raw.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_DEFERRED_PAGES}")
         deferred[id(raw)] = raw
 
 
@@ -86,6 +87,7 @@ def sqlite_checkpoint(deferred: dict) -> None:
 
 
 SQLITE_AUTOCHECKPOINT = 1000  # SQLite's default, in pages
+SQLITE_DEFERRED_PAGES = 262_144  # a deferred checkpoint still runs at this much WAL (1 GiB of 4 KiB pages)
 SQLITE_WAL_LIMIT = 64 * 1024 * 1024  # bytes of WAL file kept once a deferred checkpoint has run
 
 
