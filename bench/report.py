@@ -363,6 +363,17 @@ COMMANDS = [
 ]
 
 
+#: CPU seconds (user + system) of the last timed process, per command name (``time_commands``, ``time_change_all``)
+CPU: dict[str, float] = {}
+
+
+def _children_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def time_commands(url: str, commands: list[list[str]] = COMMANDS) -> dict[str, float]:
     """Each report command as a whole process, once, with the facts current (the first timed call
     of each cut builds its indexes on SQLite: it is run once untimed before)."""
@@ -372,9 +383,11 @@ def time_commands(url: str, commands: list[list[str]] = COMMANDS) -> dict[str, f
     for args in commands:
         fmt = [] if "dashboard" in args else ["--format", "json"]
         subprocess.run([exe, *args, *fmt], env=env, check=True, capture_output=True)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _children_cpu()
         subprocess.run([exe, *args, *fmt], env=env, check=True, capture_output=True)
-        out[" ".join(a for a in args if a not in ("--out", "-"))] = time.perf_counter() - start
+        name = " ".join(a for a in args if a not in ("--out", "-"))
+        out[name] = time.perf_counter() - start
+        CPU[name] = _children_cpu() - cpu
     return out
 
 
@@ -392,9 +405,11 @@ def time_change_all(store, url: str, cfg, changed: int, commands: list[list[str]
         exe = shutil.which("ffctl", path=str(Path(sys.executable).parent)) or shutil.which("ffctl")
         env = dict(os.environ, FFCTL_CONFIG=str(CONFIG), FFCTL_DB=url, FFCTL_NOW=NOW.isoformat())
         fmt = [] if "dashboard" in args else ["--format", "json"]
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _children_cpu()
         subprocess.run([exe, *args, *fmt], env=env, check=True, capture_output=True)
-        out[" ".join(a for a in args if a not in ("--out", "-"))] = time.perf_counter() - start
+        name = " ".join(a for a in args if a not in ("--out", "-"))
+        out[name] = time.perf_counter() - start
+        CPU["changed " + name] = _children_cpu() - cpu
     return out
 
 
@@ -566,6 +581,9 @@ def main() -> None:
     )
     parser.add_argument("--store", help="time the commands over this kept store (a URL) instead of building one")
     parser.add_argument("--only", nargs="*", help="with --store: only the commands whose words contain one of these")
+    parser.add_argument(
+        "--no-change", action="store_true", help="with --store: skip the runs after 1%% more orders changed"
+    )
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     results = []
@@ -592,9 +610,19 @@ def main() -> None:
         chosen = [c for c in COMMANDS if not args.only or any(w in " ".join(c) for w in args.only)]
         for cmd in chosen:
             for name, t in time_commands(args.store, [cmd]).items():
-                print(f"  ffctl {name:<34} {t:6.2f} s (ratio {t / count_seconds:5.1f}x)", flush=True)
-        for cmd, t in time_change_all(store, args.store, cfg, store_orders(store) // 100, chosen).items():
-            print(f"  after 1% changed: ffctl {cmd:<34} {t:6.2f} s", flush=True)
+                print(
+                    f"  ffctl {name:<34} {t:6.2f} s (ratio {t / count_seconds:5.1f}x), CPU {CPU[name]:5.2f} s, "
+                    f"load {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
+        if not args.no_change:
+            for cmd in chosen:
+                for name, t in time_change_all(store, args.store, cfg, store_orders(store) // 100, [cmd]).items():
+                    print(
+                        f"  after 1% changed: ffctl {name:<34} {t:6.2f} s, CPU {CPU['changed ' + name]:5.2f} s, "
+                        f"load {os.getloadavg()[0]:.1f}",
+                        flush=True,
+                    )
         return
     for backend in backends:
         r = bench(backend, args.orders, args.runs, args.analyze, args.keep, args.every)

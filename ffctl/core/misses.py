@@ -109,14 +109,15 @@ def misses_select(sql, cfg: Config, scope: str) -> str:
         f"AND t.order_id IN ({shipped})) x WHERE rn = 1"
     )
     visits = (
-        f"SELECT t.id AS g, t.node AS node, t.deadline AS a, {stopped} AS b FROM task t "
+        f"SELECT t.id AS g, t.order_id AS order_id, t.node AS node, t.deadline AS a, {stopped} AS b FROM task t "
         f"WHERE t.status <> 'skipped' AND {breached} AND t.order_id IN ({shipped})"
     )
-    over = _BusinessTime(sql, cfg).values(visits)
+    # the visit's order and node passed through: joined back to task by id, PostgreSQL scanned every task
+    over = _BusinessTime(sql, cfg).values(visits, keep=("order_id", "node"))
     worst = (
-        "SELECT order_id, node FROM (SELECT t.order_id, t.node, ROW_NUMBER() OVER (PARTITION BY t.order_id "
-        "ORDER BY SUM(bt.x) DESC, t.node) AS rn "
-        f"FROM ({over}) bt JOIN task t ON t.id = bt.g GROUP BY t.order_id, t.node) x WHERE rn = 1"
+        "SELECT order_id, node FROM (SELECT bt.order_id, bt.node, ROW_NUMBER() OVER (PARTITION BY bt.order_id "
+        "ORDER BY SUM(bt.x) DESC, bt.node) AS rn "
+        f"FROM ({over}) bt GROUP BY bt.order_id, bt.node) x WHERE rn = 1"
     )
     hold = (
         "SELECT e.order_id, e.detail AS reason, e.node FROM event e WHERE e.id IN (SELECT MIN(h.id) FROM event h "

@@ -258,7 +258,10 @@ class PickLine(_Table, table=True):
     """What was reported picked for a line in one shipment (shipments imports), for pick accuracy."""
 
     __tablename__ = "pick_line"
-    __table_args__ = (sa.UniqueConstraint("shipment_id", "line_no", name="uq_pick_line"),)
+    __table_args__ = (
+        sa.UniqueConstraint("shipment_id", "line_no", name="uq_pick_line"),
+        sa.Index("ix_pick_line_order", "order_id"),  # the facts' refresh reads changed orders' pick lines
+    )
     id: int | None = Field(default=None, primary_key=True)
     order_id: str = Field(foreign_key="orders.order_id", ondelete="CASCADE")
     line_no: int
