@@ -181,6 +181,7 @@ class _Query:
     def __init__(self, session: Session, cfg: Config, now: datetime, period: Period) -> None:
         self.s = session
         self.sql = _Sql(session, cfg.timezone, now)
+        self.sql.tune()  # as every report: without it PostgreSQL compiled the query (JIT, 2 s) and sorted on disk
         self.params: dict[str, Any] = {"now": now, "start": period.start, "end": period.end}
         self.period = period
 
