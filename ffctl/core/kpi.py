@@ -1441,9 +1441,12 @@ class _Report:
                 "" if self.cut.line == "sku" else " LEFT JOIN product rp ON rp.sku = rl.sku"
             )
         elif self.by == "node" and self.visits():  # the orders' first visits of each node, by index
+            # SQLite: the few return lines first (CROSS JOIN keeps the order), then their orders' visits by
+            # index; left to itself it read every visit (137 s at 1M orders, 1.8 s this way, load 13)
+            join, hint = ("CROSS JOIN", " INDEXED BY ix_visit_fact_order") if self.sql.sqlite else ("JOIN", "")
             source = (
-                "return_line rl JOIN order_fact f ON f.order_id = rl.order_id "
-                "JOIN visit_fact gx ON gx.order_id = rl.order_id AND gx.first = 1"
+                f"return_line rl {join} order_fact f ON f.order_id = rl.order_id "
+                f"{join} visit_fact gx{hint} ON gx.order_id = rl.order_id AND gx.first = 1"
             )
             g = "gx.node"
         elif self.cut.mapping:
