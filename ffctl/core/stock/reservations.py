@@ -95,10 +95,16 @@ def _take_reservations(session: Session, order_id: str, *, consume: bool) -> lis
 
 
 def release_order(session: Session, order_id: str, *, at: datetime, actor: str) -> int:
-    """Free every reservation of an order (cancel calls this); returns the units released."""
+    """Free every reservation of an order (cancel calls this); returns the units released.
+
+    A line keeps ``allocated`` = what it shipped: shipped units consumed their reservation already."""
     _lock_order_row(session, order_id)
     allocs = _take_reservations(session, order_id, consume=False)
-    session.execute(sa.update(LINE).where(LINE.c.order_id == order_id, LINE.c.allocated != 0).values(allocated=0))
+    session.execute(
+        sa.update(LINE)
+        .where(LINE.c.order_id == order_id, LINE.c.allocated != LINE.c.shipped)
+        .values(allocated=LINE.c.shipped)
+    )
     return sum(a["qty"] for a in allocs)
 
 
