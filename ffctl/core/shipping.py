@@ -237,9 +237,22 @@ class _Finished(NamedTuple):
     tracking: str | None
 
 
+class _OpenTask(NamedTuple):
+    """An order's open task, as ``workflow.complete_auto_moves`` takes it."""
+
+    id: int
+    order_id: str
+    node: str
+    workflow: str
+    seq: int
+    deadline: datetime | None
+    held_at: object
+
+
 @dataclass
 class _OrderState:
     row: dict  # order_id, status, node, workflow
+    task: _OpenTask | None = None
     lines: dict[int, _Line] = field(default_factory=dict)
     shipments: list[dict] = field(default_factory=list)  # recorded, by time: shipment_id, shipped_at, ..., lines
     latest: tuple[datetime, str] | None = None  # its latest event, when later than the earliest request
@@ -271,14 +284,21 @@ class Shipper:
         lock = write
         self.orders: dict[str, _OrderState] = {}
         ids = sorted({r.order_id for r in requests})
-        for oid, status, node, workflow in keyed_rows(
+        # with its open task, which the ship node's completion closes (``_complete``)
+        for oid, status, node, workflow, tid, tnode, twf, seq, deadline, held in keyed_rows(
             session,
-            "SELECT order_id, status, node, workflow FROM orders WHERE {where}",
-            "order_id",
+            "SELECT o.order_id, o.status, o.node, o.workflow, t.id, t.node, t.workflow, t.seq, t.deadline, t.held_at "
+            "FROM orders o LEFT JOIN task t ON t.order_id = o.order_id AND t.status = 'open' WHERE {where}",
+            "o.order_id",
             ids,
-            tail=" ORDER BY order_id FOR UPDATE" if lock and is_postgresql(session) else "",
+            tail=" ORDER BY o.order_id FOR UPDATE OF o" if lock and is_postgresql(session) else "",
         ):
-            self.orders[oid] = _OrderState({"order_id": oid, "status": status, "node": node, "workflow": workflow})
+            self.orders[oid] = _OrderState(
+                {"order_id": oid, "status": status, "node": node, "workflow": workflow},
+                None
+                if tid is None
+                else _OpenTask(tid, oid, tnode, twf, seq, None if deadline is None else _aware(deadline), held),
+            )
         known = sorted(self.orders)
         given = sorted({r.shipment_id for r in requests if r.shipment_id is not None})
         self.owner: dict[str, str] = {}  # shipment id -> its order, of every shipment id looked at
@@ -528,7 +548,14 @@ class Shipper:
         insert_rows(session, "shipment_line", ("shipment_id", "order_id", "line_no", "sku", "qty"), self.line_rows)
         insert_rows(session, "pick_line", ("order_id", "shipment_id", "line_no", "sku", "qty", "error"), self.pick_rows)
         audit.record_many(session, self.events)
-        _complete(session, self.cfg, self.finished, actor=self.actor)
+        orders = self.orders
+        _complete(
+            session,
+            self.cfg,
+            self.finished,
+            actor=self.actor,
+            tasks=[t for t in (orders[f.order_id].task for f in self.finished if f.node is not None) if t is not None],
+        )
         audit.record_many(session, self.last_events)
 
 
@@ -672,38 +699,47 @@ def ship(
     return done
 
 
-def _complete(session: Session, cfg: Config, finished: Sequence[_Finished], *, actor: str) -> None:
+def _complete(
+    session: Session, cfg: Config, finished: Sequence[_Finished], *, actor: str, tasks: list | None = None
+) -> None:
     """Every unit shipped or cancelled: the ship node completes (at each order's own time) and the
-    order is shipped, with its last shipment's time, carrier and tracking; set-based."""
+    order is shipped, with its last shipment's time, carrier and tracking, at its next node; set-based,
+    one UPDATE of each order. ``tasks``: the orders' open tasks, when the caller has read them."""
     from ffctl.core import workflow
 
     if not finished:
         return
     at_of = {f.order_id: f.at for f in finished if f.node is not None}
+    moved: dict[str, str | None] = {}
     if at_of:  # while the order is still open: complete_auto moves open orders only
-        workflow.complete_auto(session, cfg, list(at_of), "ship", at=at_of, actor=actor)
+        moved = workflow.complete_auto_moves(
+            session, cfg, list(at_of), "ship", at=at_of, actor=actor, tasks=tasks, move_orders=False
+        )
     last = {f.order_id: f for f in finished}
     ids = sorted(last)
+    nodes = [moved.get(i, last[i].node) for i in ids]  # an order not moved stays where it is
     if is_postgresql(session):
         session.execute(
             sa.text(
-                "UPDATE orders AS o SET status = 'shipped', shipped_at = v.at, carrier = v.carrier, tracking = v.tracking "
-                "FROM unnest(CAST(:ids AS text[]), CAST(:ats AS timestamp[]), CAST(:carriers AS text[]), "
-                "CAST(:trackings AS text[])) AS v(id, at, carrier, tracking) WHERE o.order_id = v.id"
+                "UPDATE orders AS o SET status = 'shipped', shipped_at = v.at, carrier = v.carrier, "
+                "tracking = v.tracking, node = v.node FROM unnest(CAST(:ids AS text[]), CAST(:ats AS timestamp[]), "
+                "CAST(:carriers AS text[]), CAST(:trackings AS text[]), CAST(:nodes AS text[])) "
+                "AS v(id, at, carrier, tracking, node) WHERE o.order_id = v.id"
             ),
             {
                 "ids": text_array(ids),
                 "ats": text_array(stored_text(last[i].shipped_at) for i in ids),
                 "carriers": text_array(last[i].carrier for i in ids),
                 "trackings": text_array(last[i].tracking for i in ids),
+                "nodes": text_array(nodes),
             },
         )
         return
     session.flush()
     raw: Any = session.connection().connection.driver_connection
     raw.executemany(
-        "UPDATE orders SET status = 'shipped', shipped_at = ?, carrier = ?, tracking = ? WHERE order_id = ?",
-        [(stored_text(last[i].shipped_at), last[i].carrier, last[i].tracking, i) for i in ids],
+        "UPDATE orders SET status = 'shipped', shipped_at = ?, carrier = ?, tracking = ?, node = ? WHERE order_id = ?",
+        [(stored_text(last[i].shipped_at), last[i].carrier, last[i].tracking, n, i) for i, n in zip(ids, nodes)],
     )
 
 

@@ -620,6 +620,7 @@ KINDS: dict[str, Kind] = {
             shared=("shipped_at", "carrier", "tracking"),
             row_check=_shipment_check,
             refusable=lambda ctx: True,
+            abort_in_one=True,
             example=EXAMPLES["shipments"],
         ),
         Kind(

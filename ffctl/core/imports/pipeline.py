@@ -202,6 +202,8 @@ class Kind:
     row_check: Callable[[Context], Callable[[tuple], list[tuple[str, str]] | None]] | None = None
     refusable: Callable[[Context], bool] = lambda ctx: False  # may the store refuse a valid record?
     plan_by_rollback: bool = False  # plan by applying in a rolled-back transaction
+    # abort mode without a planning pass: every batch in one transaction, rolled back if any was refused
+    abort_in_one: bool = False
     spelled: tuple[str, ...] = ()  # columns compared without case and stored as first seen (SPELLED_IN)
     one: str = ""  # one record, when not ``unit`` less its last letter
     # the record a row belongs to, when that is not its key's values: (values) -> group or None
@@ -398,12 +400,20 @@ def _import(
         progress("checking", 0, None, report.read)
         _check_across_rows(spec, staging, columns)
         staging.close_bad_groups()
-        must_plan = dry_run or (on_error == "abort" and spec.refusable(ctx))
-        if must_plan and (dry_run or not staging.error_count()):
+        refusable = on_error == "abort" and spec.refusable(ctx)
+        in_one = refusable and spec.abort_in_one and not dry_run
+        if (dry_run or (refusable and not in_one)) and (dry_run or not staging.error_count()):
             _run(spec, ctx, store, staging, report, progress, batch_rows, write=False)
             staging.close_bad_groups()
         if staging.error_count() and on_error == "abort":
             report.aborted = True
+        elif in_one:
+            handler = _run(spec, ctx, store, staging, report, progress, batch_rows, write=True, all_or_nothing=True)
+            staging.close_bad_groups()
+            report.aborted = bool(staging.error_count())
+            if not report.aborted:
+                report.notes.extend(handler.notes(ctx))
+                refresh_statistics(store, getattr(handler, "grown", {}), progress)
         elif not dry_run:
             _zero_counts(report)
             handler = _run(spec, ctx, store, staging, report, progress, batch_rows, write=True)
@@ -934,13 +944,38 @@ def _run(
     batch_rows: int,
     *,
     write: bool,
+    all_or_nothing: bool = False,
 ) -> Handler:
-    """Classify (write=False) or write every good record, batch by batch; returns the handler."""
+    """Classify (write=False) or write every good record, batch by batch; returns the handler.
+
+    ``all_or_nothing`` (abort mode of an ``abort_in_one`` kind): every batch in one transaction,
+    rolled back if any record was refused; the batches after the first refusal are only classified
+    (in that transaction, so they see the batches before)."""
     handler = spec.handler()
     total = staging.good_rows()
     refusals: list[tuple] = []
     phase = "writing" if write else "planning"
     progress(phase, 0, total, 0)
+    if all_or_nothing:
+        done = 0
+        try:
+            with store.session(write=True) as s:
+                _lock_kind(s, ctx, spec.name)
+                if not is_postgresql(ctx):
+                    sqlite_working_set(s, cache_mib=SQLITE_CACHE_MIB)
+                for batch in staging.records(batch_rows):
+                    outcomes = handler.apply(s, ctx, spec, batch, not refusals)
+                    done += _account(report, batch, outcomes, refusals)
+                    progress(phase, done, total, done)
+                    del batch, outcomes  # freed first, so the collection does not walk them
+                    gc.collect(1)
+                if refusals:
+                    raise _Rollback
+            report.batches += 1
+        except _Rollback:
+            pass
+        staging.add_errors(refusals)
+        return handler
     if write and is_postgresql(ctx) and hasattr(handler, "prepare"):
         preparing = cast(PreparingHandler, handler)  # hasattr: it prepares (orders' handler)
         _run_pipelined(spec, ctx, store, staging, report, progress, batch_rows, preparing, total, refusals)

@@ -230,11 +230,33 @@ def complete_auto(
     """Complete the current ``auto = kind`` node of each listed order (set-based); returns those moved.
 
     ``at``: one time for all, or each order's own (``{order_id: time}``: an import's shipments)."""
+    return list(complete_auto_moves(session, cfg, order_ids, kind, at=at, actor=actor))
+
+
+def complete_auto_moves(
+    session: Session,
+    cfg: Config,
+    order_ids: Iterable[str],
+    kind: str,
+    *,
+    at: datetime | Mapping[str, datetime],
+    actor: str,
+    tasks: Iterable | None = None,
+    move_orders: bool = True,
+) -> dict[str, str | None]:
+    """``complete_auto``, returning ``{order_id: node it is now at}`` as ``complete_tasks`` does.
+
+    ``tasks``: the open tasks of the listed orders (open, locked by the caller), read by the caller
+    with id, order_id, node, workflow, seq, deadline and held_at, saving their reading here;
+    ``move_orders`` False: the caller sets the orders' nodes from what this returns."""
     nodes = [name for name, spec in cfg.nodes.items() if spec.auto == kind]
-    ids = list(dict.fromkeys(order_ids))
-    moved: list[str] = []
+    moved: dict[str, str | None] = {}
     if not nodes:
         return moved
+    if tasks is not None:  # the same choice as the statement below
+        chosen = [r for r in tasks if r.node in nodes and r.held_at is None]
+        return complete_tasks(session, cfg, chosen, at=at, actor=actor, move_orders=move_orders)
+    ids = list(dict.fromkeys(order_ids))
     size = max(len(ids), 1) if is_postgresql(session) else CHUNK  # one array parameter on PostgreSQL
     for start in range(0, len(ids), size):
         chunk = ids[start : start + size]
@@ -249,12 +271,18 @@ def complete_auto(
                 ORDERS.c.status == "open",
             )
         ).all()
-        moved.extend(complete_tasks(session, cfg, rows, at=at, actor=actor))
+        moved.update(complete_tasks(session, cfg, rows, at=at, actor=actor, move_orders=move_orders))
     return moved
 
 
 def complete_tasks(
-    session: Session, cfg: Config, tasks: Sequence[Any], *, at: datetime | Mapping[str, datetime], actor: str
+    session: Session,
+    cfg: Config,
+    tasks: Sequence[Any],
+    *,
+    at: datetime | Mapping[str, datetime],
+    actor: str,
+    move_orders: bool = True,
 ) -> dict[str, str | None]:
     """Complete open tasks whose orders the caller has checked (open, not held) and enter each
     order's next node; set-based. ``tasks`` are rows with id, order_id, node, workflow, seq and
@@ -262,7 +290,7 @@ def complete_tasks(
     ``at`` one time for all or ``{order_id: time}``.
 
     Returns ``{order_id: node it is now at}`` (None: its workflow is finished) for the tasks this
-    transaction closed, in the given order: one conditional UPDATE whose RETURNING says which, so
+    transaction closed, in the given order (``move_orders`` False: the caller moves those orders): one conditional UPDATE whose RETURNING says which, so
     a concurrent completer's tasks are neither advanced twice nor re-entered.
     """
     if not tasks:
@@ -279,7 +307,7 @@ def complete_tasks(
         facts = {f["order_id"]: f for f in order_facts(session, [r.order_id for r in rows])}
     entries = _entries(cfg, actor)
     moved = _advance(entries, cfg, rows, facts, at)
-    entries.write(session)
+    entries.write(session, move_orders=move_orders)
     return moved
 
 
