@@ -39,7 +39,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit, stock
-from ffctl.core.bulk import insert_rows, keyed_rows, text_array
+from ffctl.core.bulk import insert_rows, keyed_rows, text_array, time_texts
 from ffctl.core.clock import shown
 from ffctl.core.csvio import from_stored
 from ffctl.core.csvio import stored_time as stored_text
@@ -373,6 +373,7 @@ class Shipper:
         self.last_events: list[dict] = []  # ... and of those that finish their order (after its node completes)
         self.finished: list[_Finished] = []
         self.reserving: dict[str | None, bool] = {}  # workflow -> whether it reserves stock
+        self.text = time_texts()  # a batch's shipments repeat a few times
 
     def known(self, order_id: str) -> bool:
         return order_id in self.orders
@@ -497,7 +498,7 @@ class Shipper:
             order["status"] = "shipped"
         if not self.writes:
             return {"shipment_id": sid, "order_id": order_id, "complete": left == 0}
-        when = stored_text(at)
+        when = self.text(at)
         self.shipment_rows.append((sid, order_id, when, carrier, tracking))
         self.line_rows.extend((sid, order_id, no, sku, qty) for no, (sku, qty) in rows.items())
         self.pick_rows.extend((order_id, sid, ln, s, q, e) for ln, s, q, e in errors)

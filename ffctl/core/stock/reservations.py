@@ -12,9 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import audit
-from ffctl.core.bulk import among, insert_rows, int_array, keyed, keyed_rows
+from ffctl.core.bulk import among, insert_rows, int_array, keyed, keyed_rows, time_texts
 from ffctl.core.clock import shown
-from ffctl.core.csvio import stored_time as stored_text
 from ffctl.core.errors import Conflict, FfctlError, NotFound, UsageError
 from ffctl.core.stock.common import ALLOC, LINE, ORDERS, _parts
 from ffctl.core.stock.moves import _bulk_add, _lock_stock, _raw, _stock_of_skus
@@ -233,21 +232,13 @@ class ShippedStock:
 
     def write(self, session: Session, *, actor: str) -> None:
         """Write what every ``take`` planned, in the caller's transaction."""
-        _bulk_add(
+        _take_stock(
             session,
-            "stock",
-            "allocated",
-            {k: v for k, v in self.alloc_delta.items() if v},
-            guard="t.allocated + :q >= 0",
-            what=_("stock"),
-        )
-        _bulk_add(
-            session,
-            "stock",
-            "on_hand",
-            {k: v for k, v in self.on_hand_delta.items() if v},
-            guard="t.on_hand + :q >= t.allocated",
-            what=_("stock"),
+            {
+                i: (self.alloc_delta.get(i, 0), self.on_hand_delta.get(i, 0))
+                for i in self.alloc_delta.keys() | self.on_hand_delta.keys()
+                if self.alloc_delta.get(i, 0) or self.on_hand_delta.get(i, 0)
+            },
         )
         gone = sorted(a for a, q in self.alloc_change.items() if q == 0)
         for part in _parts(session, gone):  # among: a hashed semi-join, whatever the statistics say
@@ -262,12 +253,54 @@ class ShippedStock:
             {i: tuple(self.lines[i]) for i in self.changed_lines},
             what=_("order line"),
         )
+        text = time_texts()
         insert_rows(
             session,
             "stock_move",
             ("sku", "warehouse", "delta", "ref", "at"),
-            [(s, w, d, ref, stored_text(at)) for s, w, d, ref, at in self.moves],
+            [(s, w, d, ref, text(at)) for s, w, d, ref, at in self.moves],
             {"kind": "ship", "reason": None, "actor": actor},
+        )
+
+
+def _take_stock(session: Session, deltas: dict[int, tuple[int, int]]) -> None:
+    """``allocated += a, on_hand += h`` of each stock row id (``{id: (a, h)}``), one statement (one
+    row version each) on PostgreSQL, executemany on SQLite; neither may go below zero nor on hand
+    below allocated, else nothing is written (the transaction rolls back)."""
+    if not deltas:
+        return
+    ids = sorted(deltas)
+    guard = "t.allocated + {a} >= 0 AND t.on_hand + {h} >= t.allocated + {a}"
+    if is_postgresql(session):
+        done = session.execute(  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult; Session.execute is typed Result
+            sa.text(
+                "UPDATE stock AS t SET allocated = t.allocated + v.a, on_hand = t.on_hand + v.h "
+                "FROM unnest(CAST(:ids AS bigint[]), CAST(:adds AS bigint[]), CAST(:hands AS bigint[])) AS v(id, a, h) "
+                "WHERE t.id = v.id AND " + guard.format(a="v.a", h="v.h")
+            ),
+            {
+                "ids": int_array(ids),
+                "adds": int_array(deltas[i][0] for i in ids),
+                "hands": int_array(deltas[i][1] for i in ids),
+            },
+        ).rowcount
+    else:
+        cur = _raw(session).cursor()
+        try:
+            cur.executemany(
+                "UPDATE stock AS t SET allocated = t.allocated + :a, on_hand = t.on_hand + :h WHERE t.id = :id AND "
+                + guard.format(a=":a", h=":h"),
+                ({"id": i, "a": deltas[i][0], "h": deltas[i][1]} for i in ids),
+            )
+            done = cur.rowcount
+        finally:
+            cur.close()
+    if done != len(ids):
+        raise Conflict(
+            _(
+                "{what} changed while it was being updated ({value} of {count} refused); nothing was written, "
+                "run the command again"
+            ).format(what=_("stock"), value=len(ids) - done, count=len(ids))
         )
 
 
