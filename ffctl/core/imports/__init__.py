@@ -14,7 +14,9 @@
 3. Plan, when the store itself may refuse a record (a shipment for an order that cannot ship,
    `--update` of a shipped order, a count below what is allocated) and the mode is abort, or
    for --dry-run: the records are classified (or applied in a transaction that is rolled
-   back), so that "nothing is written" holds before the first batch commits.
+   back), so that "nothing is written" holds before the first batch commits. Shipments
+   (``abort_in_one``) skip it: in abort mode every batch is written in one transaction, rolled
+   back if the store refused any record (one pass instead of two).
 4. Write in batches of whole records, each batch one transaction. Re-importing classifies each
    record against the store (new / unchanged / changed, one lookup per batch), so a killed
    import leaves whole batches and rerunning the same command writes only the rest. Orders on

@@ -297,8 +297,8 @@ def complete_tasks(
         return {}
     closed: set[int] = set()
     when = at if isinstance(at, datetime) else [at[r.order_id] for r in tasks]
-    for result in _close_completed(session, [r.id for r in tasks], at=when, actor=actor):
-        closed.update(result.scalars())
+    for ids in _close_completed(session, [r.id for r in tasks], at=when, actor=actor):
+        closed.update(ids)
     rows = [r for r in tasks if r.id in closed]
     if not rows:
         return {}
@@ -357,9 +357,7 @@ class PlannedMoves:
     def write(self, session: Session) -> None:
         if not self.task_ids:
             return
-        closed = sum(
-            len(result.all()) for result in _close_completed(session, self.task_ids, at=self.at, actor=self.actor)
-        )
+        closed = sum(len(ids) for ids in _close_completed(session, self.task_ids, at=self.at, actor=self.actor))
         if closed != len(self.task_ids):  # the caller holds them locked: cannot happen; refuse rather than guess
             raise Conflict(
                 ngettext(
@@ -373,33 +371,57 @@ class PlannedMoves:
         self.entries.write(session)
 
 
-def _close_completed(session: Session, ids: list[int], *, at: datetime | list[datetime], actor: str) -> Iterable:
+def _close_completed(
+    session: Session, ids: list[int], *, at: datetime | list[datetime], actor: str
+) -> Iterable[Sequence[int]]:
     """The UPDATEs that complete the open tasks among ``ids`` (one on PostgreSQL, IN-list sized on
-    SQLite); each RETURNs the ids it closed. ``at``: one time, or each task's (aligned with ``ids``)."""
+    SQLite); each gives the ids it closed. ``at``: one time, or each task's (aligned with ``ids``)."""
     if not isinstance(at, datetime):
         yield from _close_completed_at(session, ids, at, actor=actor)
         return
-    size = max(len(ids), 1) if is_postgresql(session) else CHUNK
-    for start in range(0, len(ids), size):
-        yield session.execute(
+    if not ids:
+        return
+    if not is_postgresql(session):  # through the driver: SQLAlchemy's handling of the IN lists was most of it
+        session.flush()
+        raw: Any = session.connection().connection.driver_connection
+        for start in range(0, len(ids), CHUNK):
+            part = ids[start : start + CHUNK]
+            yield [
+                r[0]
+                for r in raw.execute(
+                    "UPDATE task SET status = 'done', outcome = 'completed', completed_at = ?, completed_by = ?, "
+                    f"next_action_at = NULL WHERE id IN ({', '.join('?' * len(part))}) AND status = 'open' RETURNING id",
+                    [stored(at), actor, *part],
+                ).fetchall()
+            ]
+        return
+    yield (
+        session.execute(
             sa.update(TASK)
-            .where(keyed(session, TASK.c.id, ids[start : start + size]), TASK.c.status == "open")
+            .where(keyed(session, TASK.c.id, ids), TASK.c.status == "open")
             .values(status="done", outcome="completed", completed_at=at, completed_by=actor, next_action_at=None)
             .returning(TASK.c.id)
         )
+        .scalars()
+        .all()
+    )
 
 
 def _close_completed_at(session: Session, ids: list[int], times: list[datetime], *, actor: str) -> Iterable:
     """``_close_completed`` with each task's own completion time: one ``UPDATE ... FROM unnest`` on
     PostgreSQL; on SQLite one IN-list UPDATE per time (its statements cost no round trip)."""
     if is_postgresql(session):
-        yield session.execute(
-            sa.text(
-                "UPDATE task AS t SET status = 'done', outcome = 'completed', completed_at = v.at, "
-                "completed_by = :actor, next_action_at = NULL FROM unnest(CAST(:ids AS bigint[]), "
-                "CAST(:ats AS timestamp[])) AS v(id, at) WHERE t.id = v.id AND t.status = 'open' RETURNING t.id"
-            ),
-            {"ids": int_array(ids), "ats": text_array(stored(t) for t in times), "actor": actor},
+        yield (
+            session.execute(
+                sa.text(
+                    "UPDATE task AS t SET status = 'done', outcome = 'completed', completed_at = v.at, "
+                    "completed_by = :actor, next_action_at = NULL FROM unnest(CAST(:ids AS bigint[]), "
+                    "CAST(:ats AS timestamp[])) AS v(id, at) WHERE t.id = v.id AND t.status = 'open' RETURNING t.id"
+                ),
+                {"ids": int_array(ids), "ats": text_array(stored(t) for t in times), "actor": actor},
+            )
+            .scalars()
+            .all()
         )
         return
     by_time: dict[datetime, list[int]] = {}
