@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -76,7 +77,26 @@ def timed(fn):
     return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
-def bench(backend: str, n: int) -> dict:
+@contextmanager
+def kept_store(path: Path, n: int):
+    """A SQLite store kept at ``path`` across runs: built (n orders) the first time, reused after."""
+    from ffctl.core.store import Store
+
+    url = f"sqlite:///{path}"
+    fresh = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    store = Store(url)
+    try:
+        store.upgrade()
+        if fresh:
+            with store.engine.begin() as conn:
+                build(conn, n, Dialect(True))
+        yield store, url
+    finally:
+        store.dispose()
+
+
+def bench(backend: str, n: int, keep: Path | None = None) -> dict:
     from ffctl.core import configdiff, kpi, replay
     from ffctl.core.config import load_config, parse_config
 
@@ -85,10 +105,12 @@ def bench(backend: str, n: int) -> dict:
     cand_path = tmp / "candidate.toml"
     cand_path.write_text(candidate_text(), encoding="utf-8")
     cand = parse_config(candidate_text(), str(cand_path))
-    with scratch_store(backend, tmp) as (store, url):
-        start = time.perf_counter()
-        with store.engine.begin() as conn:
-            build(conn, n, Dialect(store.is_sqlite))
+    start = time.perf_counter()
+    stores = kept_store(keep, n) if keep and backend == "sqlite" else scratch_store(backend, tmp)
+    with stores as (store, url):
+        if not keep or backend != "sqlite":
+            with store.engine.begin() as conn:
+                build(conn, n, Dialect(store.is_sqlite))
         if not store.is_sqlite:  # as bench/report.py: what autovacuum would do soon after a bulk load
             with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.exec_driver_sql("VACUUM ANALYZE")
@@ -111,6 +133,8 @@ def bench(backend: str, n: int) -> dict:
 
         report_s, report_cpu, sla_rows = timed(report_core)
         replay_s, replay_cpu, result = timed(replay_core)
+        if keep and backend == "sqlite":
+            shutil.rmtree(tmp, ignore_errors=True)
         return {
             "backend": backend,
             "orders": n,
@@ -195,12 +219,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=200_000)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="sqlite")
+    parser.add_argument(
+        "--store",
+        type=Path,
+        help="SQLite: keep the store in this file and reuse it in later runs (built with --orders the first time)",
+    )
     parser.add_argument("--record", action="store_true", help="write the figures to docs/performance.md")
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     results = []
     for backend in backends:
-        r = bench(backend, args.orders)
+        r = bench(backend, args.orders, args.store)
         print(describe(r), flush=True)
         results.append(r)
     if args.record:

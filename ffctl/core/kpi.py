@@ -332,22 +332,30 @@ class _BusinessTime:
     without a calendar counts wall-clock time.
     """
 
-    def __init__(self, sql: _Sql, cfg: Config) -> None:
-        self.sql, self.cfg = sql, cfg
-        names = sorted({spec.calendar for spec in cfg.nodes.values() if spec.calendar})
-        self.key = {name: i + 1 for i, name in enumerate(names)}
-        self.node_key = {node: self.key[spec.calendar] for node, spec in cfg.nodes.items() if spec.calendar}
+    def __init__(self, sql: _Sql, cfg: Config, *, clocks: dict | None = None, name: str = "calday") -> None:
+        """``clocks``: a key (a node name by default) -> its clock, when not ``cfg``'s node calendars
+        (``sla replay`` counts two configs' calendars in one query); ``name``: the CTE's."""
+        self.sql, self.cfg, self.name = sql, cfg, name
+        if clocks is None:
+            clocks = {node: cfg.calendar(node) for node, spec in cfg.nodes.items() if spec.calendar}
+        self.key: dict = {}  # calendar -> its key in the table (equal calendars share one)
+        self.node_key: dict[str, int] = {}
+        for node, cal in sorted(clocks.items()):
+            if hasattr(cal, "utc_days"):  # a business calendar; the wall clock needs no table
+                self.node_key[node] = self.key.setdefault(cal, len(self.key) + 1)
         self._table: tuple[str, int] | None = None
 
+    def table(self) -> tuple[str, int]:
+        """(the CTE ``calday(k, cum, s0, e0, ...)``, how many ranges a row has)."""
+        return self._days()
+
     def _days(self) -> tuple[str, int]:
-        """(the CTE ``calday(cal, day, cum, s1, e1, ...)``, how many ranges a row has)."""
         if self._table is None:
             lo, hi = self.sql.span()
             first, last = int(lo.timestamp() // 86400), int(hi.timestamp() // 86400)
             rows: list[tuple] = []
-            for key in self.key.values():
-                node = next(n for n, k in self.node_key.items() if k == key)
-                rows.extend((key, d, cum, ranges) for d, cum, ranges in self.cfg.calendar(node).utc_days(first, last))
+            for cal, key in self.key.items():
+                rows.extend((key, d, cum, ranges) for d, cum, ranges in cal.utc_days(first, last))
             width = max([len(r[3]) for r in rows] + [1])
             # keyed by one integer, cal * 10^6 + day: SQLite then indexes the materialized list for
             # the join (with two equalities it indexed the calendar alone and scanned its days)
@@ -363,12 +371,13 @@ class _BusinessTime:
                 for i, (key, d, cum, ranges) in enumerate(rows)
             )
             columns = ", ".join(f"s{i}, e{i}" for i in range(width))
-            self._table = (f"calday(k, cum, {columns}) AS (VALUES {values})", width)
+            self._table = (f"{self.name}(k, cum, {columns}) AS (VALUES {values})", width)
         return self._table
 
-    def _total(self, alias: str, col: str, width: int) -> str:
-        """The running business total of time ``col`` from its day's row ``alias``."""
-        t = self.sql.epoch(col)
+    def _total(self, alias: str, col: str, width: int, *, epoch: bool = True) -> str:
+        """The running business total of time ``col`` from its day's row ``alias`` (``epoch``:
+        False when ``col`` is already seconds since 1970)."""
+        t = self.sql.epoch(col) if epoch else col
         parts = [
             f"CASE WHEN {t} > {alias}.s{i} THEN {self.sql.least(t, f'{alias}.e{i}')} - {alias}.s{i} ELSE 0 END"
             for i in range(width)
@@ -393,8 +402,8 @@ class _BusinessTime:
         business = f"{self._total('cb', 'v.b', width)} - {self._total('ca', 'v.a', width)}"
         return (
             f"WITH {cte} SELECT v.g AS g{kept}, CASE WHEN {cal} = 0 THEN {wall} ELSE {business} END{minus} AS x "
-            f"FROM ({visits}) v LEFT JOIN calday ca ON ca.k = {cal} * {_DAY_KEY} + {self.sql.epoch_day('v.a')} "
-            f"LEFT JOIN calday cb ON cb.k = {cal} * {_DAY_KEY} + {self.sql.epoch_day('v.b')}"
+            f"FROM ({visits}) v LEFT JOIN {self.name} ca ON ca.k = {cal} * {_DAY_KEY} + {self.sql.epoch_day('v.a')} "
+            f"LEFT JOIN {self.name} cb ON cb.k = {cal} * {_DAY_KEY} + {self.sql.epoch_day('v.b')}"
         )
 
 

@@ -34,13 +34,14 @@ from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import accumulate
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ffctl.core import workflow
-from ffctl.core.bulk import keyed, stored_time, time_texts
+from ffctl.core.bulk import keyed, keyed_rows, stored_time, time_texts
 from ffctl.core.clock import UTC, shown
 from ffctl.core.config import ESCALATION_ACTIONS, Config
 from ffctl.core.errors import Conflict
@@ -79,6 +80,7 @@ class Visit:
     deadline: datetime | None  # as stored
     steps: list  # task_step keys: at_risk, breached, esc:<index>
     holds: list = field(default_factory=list)  # [(held, released)] inside the visit, released holds only
+    levels: tuple = (None, None)  # (current, candidate): how many ladder times passed, when SQL knows (_quiet)
 
 
 @dataclass(slots=True)
@@ -156,6 +158,25 @@ def _walk(cfg: Config, visit: Visit, now: datetime, cal, stop: datetime | None) 
     breached = workflow.is_breached(deadline, stop, now)
     late = cal.between(deadline, stop or now) if breached else None
     return Outcome(breached=breached, late=late, at_risk=at_risk, steps=tuple(fired), auto=auto, decided=decided)
+
+
+def leveled(cfg: Config, visit: Visit, level: int, now: datetime, cal) -> Outcome:
+    """What ``evaluate`` finds for a visit without holds or automatic outcome whose first ``level``
+    ladder times passed and no automatic action was due (``_quiet``): only a breach's lateness needs
+    the clock."""
+    spec = cfg.nodes[visit.node]
+    breached = level >= 2 or (level == 1 and spec.warn_at > 1)  # warn_at past 1: at risk only when breached
+    late = None
+    if breached:
+        deadline = next(workflow.ladder_times(cfg, visit.node, visit.entered_at, 0.0, clock=cal, first=1))
+        late = cal.between(deadline, visit.stop or now)
+    return Outcome(
+        breached=breached,
+        late=late,
+        at_risk=level >= 1,
+        steps=tuple(step.action for step in spec.escalation[: level - 2]) if level > 2 else (),
+        decided=visit.outcome in DECIDED,
+    )
 
 
 _ZERO = timedelta(0)
@@ -283,6 +304,34 @@ def visits(session: Session, period: Period, *, chunk: int = CHUNK) -> Iterator[
         yield batch
 
 
+def _visits_by_id(session: Session, ids: list[int]) -> list[Visit]:
+    """These visits, as ``visits`` reads them (their steps, not their holds)."""
+    select = _VISITS_SQL.split(" WHERE ")[0]
+    rows = keyed_rows(session, select + " WHERE {where}", "t.id", ids, tail=" ORDER BY t.id")
+    when = _aware if is_postgresql(session) else _parsed
+    out: list[Visit] = []
+    for id_, order_id, wf, node, entered, held, completed, outcome, paused, deadline, step in rows:
+        if out and out[-1].id == id_:
+            out[-1].steps.append(step)
+            continue
+        stop = held or completed
+        out.append(
+            Visit(
+                id_,
+                order_id,
+                wf,
+                node,
+                when(entered),
+                when(stop) if stop else None,
+                outcome,
+                paused or 0.0,
+                when(deadline) if deadline else None,
+                [step] if step else [],
+            )
+        )
+    return out
+
+
 def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC)
 
@@ -344,6 +393,13 @@ class Tally:
         self.at_risk += o.at_risk
         for action in o.steps:
             self.steps[action] += 1
+
+    def add_quiet(self, visits: int, decided: int, at_risk: int) -> None:
+        """Visits counted in SQL (``_quiet``): none breached, no step fired, no automatic action."""
+        self.visits += visits
+        self.decided += decided
+        self.within += decided
+        self.at_risk += at_risk
 
     def merge(self, other: Tally) -> None:
         self.visits += other.visits
@@ -462,8 +518,17 @@ class Replay:
             if slot is None:
                 slot = slots[v.node, v.workflow] = self._slot(v.node, v.workflow)
             same, cur_clock, cand_clock, was_tally, cur_tally, cand_tally = slot
-            cur = evaluate(cur_cfg, v, now, cur_clock)
-            cand = cur if same else evaluate(cand_cfg, v, now, cand_clock)
+            cur_level, cand_level = v.levels
+            if cur_level is None:
+                cur = evaluate(cur_cfg, v, now, cur_clock)
+            else:
+                cur = leveled(cur_cfg, v, cur_level, now, cur_clock)
+            if same:
+                cand = cur
+            elif cand_level is None:
+                cand = evaluate(cand_cfg, v, now, cand_clock)
+            else:
+                cand = leveled(cand_cfg, v, cand_level, now, cand_clock)
             was_tally.add(recorded(cur_cfg, v, now, cur_clock))
             cur_tally.add(cur)
             cand_tally.add(cand)
@@ -562,12 +627,198 @@ def replay(
 ) -> dict:
     """The side-by-side figures of ``sla replay`` (SPEC 9.3) as one plain dict; reads only."""
     rep = Replay(current, candidate, now=now, by=by)
-    for batch in visits(session, period):
+    for batch in _quiet(session, rep, period):
         rep.add(batch)
     if not rep.count:
         raise NoVisits(period, _span(session), current.timezone)
     rep.reroute(session)
     return rep.result(period, changes or [], list_orders=list_orders)
+
+
+# --- the quiet visits, counted in SQL -----------------------------------------------------------
+
+#: business seconds: a visit whose elapsed business time lies this close to a ladder time goes to
+#: the scalar clock (the SQL counts in floats, SQLite's julianday to the millisecond)
+MARGIN = 1.0
+
+
+def _quiet(session: Session, rep: Replay, period: Period) -> Iterator[list[Visit]]:
+    """Counts the period's *quiet* visits in SQL into ``rep`` and yields the others, in batches, for
+    ``Replay.add``.
+
+    Each visit's elapsed business time E (entry to stop, or to now, in the node's calendar under
+    each config) is counted in the calendar's own table of business time (``utc_days``: the index
+    ``BusinessCalendar.add`` and ``between`` search). ``add`` returns the first instant at which the
+    elapsed time reaches its seconds, so for a visit without holds a ladder time (the seconds of
+    ``workflow.ladder_seconds``, which ``ladder_times`` adds) has passed exactly when E exceeds its
+    seconds, and the visit's level (how many ladder times passed, in order) is a count. A visit is
+    *clear* under a config when E is more than ``MARGIN`` away from each of them and below its first
+    automatic action: its level is then exact in spite of floats. Quiet visits (no hold, no
+    automatic outcome, neither breached nor escalated as recorded, clear and below the SLA under
+    both configs) are only counted; the others come back one by one, with their levels where clear
+    (``Replay.add`` then needs the scalar clock only for a breach's lateness), else evaluated whole.
+    """
+    from ffctl.core import kpi  # the reports' business-time SQL (kpi imports this module's callers)
+
+    postgresql = is_postgresql(session)
+    sql = kpi._Sql(session, rep.current.timezone, rep.now)
+    configs = {"cur": rep.current, "cand": rep.candidate}
+    nodes = sorted(set(rep.current.nodes) & set(rep.candidate.nodes))
+    clocks = {f"{c}:{n}": cfg.calendar(n) for c, cfg in configs.items() for n in nodes}
+    bt = kpi._BusinessTime(sql, rep.current, clocks=clocks, name="replay_day")
+    key = {c: {n: bt.node_key.get(f"{c}:{n}", 0) for n in nodes} for c in configs}
+    differs = [n for n in nodes if clocks[f"cur:{n}"] != clocks[f"cand:{n}"]]
+
+    def literal(t: datetime) -> str:
+        text = stored_time(t).isoformat(sep=" ", timespec="microseconds")
+        return f"TIMESTAMP '{text}'" if postgresql else f"'{text}'"
+
+    def ladder(cfg: Config, n: str) -> tuple[list[float], float | None]:
+        """(the ladder seconds before the first automatic action, each at least the one before: a
+        later time is due with an earlier one; the seconds of that action, None without one)."""
+        spec = cfg.nodes[n]
+        seconds = [float(v) for v in accumulate(workflow.ladder_seconds(spec), max)]
+        auto = next((2 + i for i, step in enumerate(spec.escalation) if step.action in AUTO), len(seconds))
+        return seconds[:auto], seconds[auto] if auto < len(seconds) else None
+
+    ladders = {c: {n: ladder(cfg, n) for n in nodes} for c, cfg in configs.items()}
+    width = max([len(times) for by in ladders.values() for times, _auto in by.values()] + [1])
+    never = 1e15  # seconds: a padding ladder time no visit reaches
+
+    def node_row(n: str) -> str:
+        values = [f"'{n}'", str(key["cur"][n]), str(key["cand"][n]) if n in differs else "NULL"]
+        values.append(repr(min(min(workflow.ladder_seconds(cfg.nodes[n])) for cfg in configs.values()) - MARGIN))
+        for c, cfg in configs.items():
+            times, auto = ladders[c][n]
+            values += [repr(float(cfg.nodes[n].sla_seconds)), repr(auto if auto is not None else never)]
+            values += [repr(t) for t in times + [never] * (width - len(times))]
+        return f"({', '.join(values)})"
+
+    columns = ["node", "k_cur", "k_cand", "low"] + [
+        f"{c}_{name}" for c in configs for name in ("sla", "auto", *(f"t{i}" for i in range(width)))
+    ]
+    node_cte = f"replay_node({', '.join(columns)}) AS (VALUES {', '.join(node_row(n) for n in nodes)})"
+    now = literal(rep.now)
+    day_cte, days = bt.table() if bt.key else ("", 0)
+    joins, elapsed = [], {}
+    for c, keys in (("cur", key["cur"]), ("cand", {n: key["cand"][n] for n in differs})):
+        wall = "x.eb - x.ea"
+        if not any(keys.values()):
+            elapsed[c] = wall
+            continue
+        a, b = f"{c}_a", f"{c}_b"
+        # business time is at most the wall-clock time: below every ladder time by the wall clock,
+        # the visit needs no calendar (E = wall time classifies it the same: level 0, clear)
+        counted = f"x.k_{c} * {kpi._DAY_KEY}"
+        joins.append(f"LEFT JOIN replay_day {a} ON {a}.k = CASE WHEN {wall} >= x.low THEN {counted} + x.da END")
+        joins.append(
+            f"LEFT JOIN replay_day {b} ON {b}.k = CASE WHEN {wall} >= x.low AND x.db <> x.da THEN {counted} + x.db END"
+        )
+        since = bt._total(a, "x.ea", days, epoch=False)
+        elapsed[c] = (
+            f"CASE WHEN x.k_{c} = 0 OR {wall} < x.low THEN {wall} WHEN x.db = x.da THEN "
+            f"{bt._total(a, 'x.eb', days, epoch=False)} - {since} ELSE {bt._total(b, 'x.eb', days, epoch=False)} - "
+            f"{since} END"
+        )
+
+    def classes(c: str) -> tuple[str, str, str]:
+        """(clear, quiet, level) of a visit under config ``c``, over its elapsed business time e.{c}."""
+        e, times = f"e.{c}", [f"e.{c}_t{i}" for i in range(width)]
+        clear = " AND ".join(
+            [f"ABS({e} - {t}) > {MARGIN}" for t in [*times, f"e.{c}_sla"]] + [f"{e} < e.{c}_auto - {MARGIN}"]
+        )
+        level = " + ".join(f"CAST({e} > {t} AS INTEGER)" for t in times)
+        return f"CASE WHEN {clear} THEN 1 ELSE 0 END", f"CASE WHEN {e} < e.{c}_sla THEN 1 ELSE 0 END", level
+
+    stop = f"COALESCE(t.held_at, t.completed_at, {now})"
+    autos = ", ".join(f"'{o}'" for o in RECORDED_AUTO)
+    decided = ", ".join(f"'{o}'" for o in sorted(DECIDED))
+    fence = "OFFSET 0" if postgresql else "LIMIT -1 OFFSET 0"  # each level computed once per visit
+    visits_sql = (
+        "SELECT t.id, t.workflow, t.node, t.outcome, "
+        f"{sql.epoch('t.entered_at')} AS ea, {sql.epoch(stop)} AS eb, "
+        f"{sql.epoch_day('t.entered_at')} AS da, {sql.epoch_day(stop)} AS db, "
+        + ", ".join(f"n.{col}" for col in columns[1:])
+        + ", CASE WHEN n.node IS NOT NULL AND COALESCE(t.paused_seconds, 0) = 0 "
+        f"AND COALESCE(t.outcome, '') NOT IN ({autos}) THEN 1 ELSE 0 END AS simple, "
+        f"CASE WHEN NOT {workflow.breached_sql('t', now=now)} "
+        "AND NOT EXISTS (SELECT 1 FROM task_step s WHERE s.task_id = t.id AND s.step <> 'at_risk') "
+        "THEN 1 ELSE 0 END AS rec_clean, "
+        "CASE WHEN EXISTS (SELECT 1 FROM task_step s WHERE s.task_id = t.id AND s.step = 'at_risk') "
+        "THEN 1 ELSE 0 END AS rec_risk "
+        "FROM task t LEFT JOIN replay_node n ON n.node = t.node "
+        f"WHERE t.status <> 'skipped' AND t.entered_at >= {literal(period.start)} "
+        f"AND t.entered_at < {literal(period.end)} {fence}"
+    )
+    timed = (
+        f"SELECT x.*, CASE WHEN x.simple = 1 THEN {elapsed['cur']} END AS cur, "
+        f"CASE WHEN x.simple = 1 AND x.k_cand IS NOT NULL THEN {elapsed['cand']} END AS cand_only "
+        f"FROM ({visits_sql}) x {' '.join(joins)} {fence}"
+    )
+    timed = f"SELECT x.*, CASE WHEN x.k_cand IS NULL THEN x.cur ELSE x.cand_only END AS cand FROM ({timed}) x {fence}"
+    (cur_clear, cur_quiet, cur_level), (cand_clear, cand_quiet, cand_level) = (classes(c) for c in configs)
+    short = "e.eb - e.ea < e.low"  # below every ladder time by the wall clock: level 0, clear, quiet
+    cleared = (
+        f"SELECT e.*, CASE WHEN e.cur IS NULL THEN 0 WHEN {short} THEN 1 ELSE {cur_clear} END AS cur_clear, "
+        f"CASE WHEN e.cand IS NULL THEN 0 WHEN {short} THEN 1 ELSE {cand_clear} END AS cand_clear, "
+        f"CASE WHEN {short} THEN 1 ELSE {cur_quiet} END AS cur_quiet, "
+        f"CASE WHEN {short} THEN 1 ELSE {cand_quiet} END AS cand_quiet, "
+        f"CASE WHEN {short} THEN 0 ELSE {cur_level} END AS cur_level, "
+        f"CASE WHEN {short} THEN 0 ELSE {cand_level} END AS cand_level FROM ({timed}) e {fence}"
+    )
+    quiet = "e.rec_clean = 1 AND e.cur_clear = 1 AND e.cand_clear = 1 AND e.cur_quiet = 1 AND e.cand_quiet = 1"
+    classed = (
+        f"SELECT e.node, e.workflow, e.outcome, e.rec_risk, CASE WHEN {quiet} THEN 0 ELSE e.id END AS q, "
+        f"CASE WHEN e.cur_level > 0 THEN 1 ELSE 0 END AS cur_risk, CASE WHEN e.cand_level > 0 THEN 1 ELSE 0 END "
+        f"AS cand_risk, CASE WHEN e.cur_clear = 1 THEN e.cur_level END AS cur_level, "
+        f"CASE WHEN e.cand_clear = 1 THEN e.cand_level END AS cand_level FROM ({cleared}) e"
+    )
+    ctes = ", ".join(part for part in (day_cte, node_cte) if part)
+    query = (
+        f"WITH {ctes} SELECT y.node, y.workflow, y.q, COUNT(*), "
+        f"SUM(CASE WHEN y.outcome IN ({decided}) THEN 1 ELSE 0 END), SUM(y.rec_risk), SUM(y.cur_risk), "
+        "SUM(y.cand_risk), MIN(y.cur_level), MIN(y.cand_level) "
+        f"FROM ({classed}) y GROUP BY y.node, y.workflow, y.q"
+    )
+    driver: Any = session.connection().connection.driver_connection
+    cursor = driver.cursor(name="ffctl_replay") if postgresql else driver.cursor()
+    try:
+        cursor.execute(query)
+        others: dict[int, tuple] = {}  # visit id -> (current level, candidate level)
+        while True:
+            rows = cursor.fetchmany(CHUNK)
+            if not rows:
+                break
+            for node, wf, q, n, n_decided, rec_risk, cur_risk, cand_risk, cur_level, cand_level in rows:
+                if q != 0:
+                    others[q] = (cur_level, cand_level)
+                    continue
+                slot = rep.slots.get((node, wf))
+                if slot is None:
+                    slot = rep.slots[node, wf] = rep._slot(node, wf)
+                was, cur, cand = slot[3:]
+                was.add_quiet(n, n_decided, rec_risk)
+                cur.add_quiet(n, n_decided, cur_risk)
+                cand.add_quiet(n, n_decided, cand_risk)
+                rep.count += n
+    finally:
+        cursor.close()
+    ids = sorted(others)
+    for start in range(0, len(ids), CHUNK):
+        batch = _visits_by_id(session, ids[start : start + CHUNK])
+        for v in batch:
+            v.levels = others[v.id]
+        _add_holds(session, batch)
+        yield batch
+    if rep.rerouting:  # the quiet visits' orders too: routing is decided per order
+        rep.orders.update(
+            r[0]
+            for r in session.execute(
+                sa.select(TASK.c.order_id)
+                .where(TASK.c.status != "skipped", TASK.c.entered_at >= period.start, TASK.c.entered_at < period.end)
+                .distinct()
+            )
+        )
 
 
 def _span(session: Session) -> tuple[datetime | None, datetime | None]:

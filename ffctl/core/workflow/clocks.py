@@ -56,12 +56,15 @@ def ladder(cfg: Config, node: str, entered_at: datetime, paused: float) -> list[
     return list(ladder_times(cfg, node, entered_at, paused))
 
 
-def ladder_times(cfg: Config, node: str, entered_at: datetime, paused: float, *, clock=None) -> Iterator[datetime]:
-    """``ladder`` one time at a time: a caller that stops at the first time past a visit's end
-    (``sla replay``) computes no more. ``clock``: the node's calendar, when the caller holds it."""
+def ladder_times(
+    cfg: Config, node: str, entered_at: datetime, paused: float, *, clock=None, first: int = 0
+) -> Iterator[datetime]:
+    """``ladder`` one time at a time, from position ``first``: a caller that stops at the first
+    time past a visit's end (``sla replay``) computes no more. ``clock``: the node's calendar,
+    when the caller holds it."""
     spec = cfg.nodes[node]
     cal = clock or cfg.calendar(node)
-    for position in range(2 + len(spec.escalation)):
+    for position in range(first, 2 + len(spec.escalation)):
         yield _ladder_time(cal, spec, entered_at, paused, position)
 
 
@@ -70,14 +73,18 @@ def ladder_position(sla_state: str, next_step: int) -> int:
     return 0 if sla_state == "on_track" else 1 if sla_state == "at_risk" else 2 + next_step
 
 
+def ladder_seconds(spec) -> list[float]:
+    """The business seconds after ``entered_at`` (before holds) at which each ladder time falls:
+    [warn_at * sla, sla, sla + after_0, ...]. ``_ladder_time`` adds them on the node's calendar;
+    ``sla replay`` compares a visit's elapsed business time with them (calendar.add is the first
+    instant the elapsed time reaches them)."""
+    sla = spec.sla_seconds
+    return [spec.warn_at * sla, sla, *(sla + step.after_seconds for step in spec.escalation)]
+
+
 def _ladder_time(cal, spec, entered_at: datetime, paused: float, position: int) -> datetime:
     """The formulas above: risk_at (0), the deadline (1), escalation step k (2 + k)."""
-    sla = spec.sla_seconds
-    if position == 0:
-        return cal.add(entered_at, spec.warn_at * sla + paused)
-    if position == 1:
-        return cal.add(entered_at, sla + paused)
-    return cal.add(entered_at, sla + paused + spec.escalation[position - 2].after_seconds)
+    return cal.add(entered_at, ladder_seconds(spec)[position] + paused)
 
 
 def reschedule(task, cfg: Config) -> None:
