@@ -206,11 +206,17 @@ bench/report.py writes each deadline as entered_at + SLA in wall-clock time, whe
 office and warehouse calendars: replaying the current config recomputes them as the sweep would.
 (On histories ffctl wrote, tests/test_replay.py checks that the recorded and current columns agree.)
 
-How: one ordered, streamed query over the period's visits (joined with their fired steps); each
-visit is evaluated with the sweep's own ladder (`workflow.ladder_times`, lazily: a visit done
-before its risk time costs one business-time addition), a node whose clock the candidate does not
-change is evaluated once for both columns, and per group only counters and the lateness of the
-breached visits are kept, so memory follows the breaches, not the visits.
+How: one set-based query counts each visit's elapsed business time E (entry to stop, or to the
+clock) in the calendar's own table of business time (`BusinessCalendar.utc_days`, the index `add`
+and `between` search, joined per UTC day as `report sla`'s lateness does) and compares it with
+the ladder's seconds (`workflow.ladder_seconds`, what `ladder_times` adds): `add` is the first
+instant E reaches them, so a ladder time has passed exactly when E exceeds its seconds. Quiet
+visits (no hold, no automatic outcome, not breached or escalated as recorded, E more than a second
+from every ladder time and below the SLA under both configs) are only counted, per node and
+workflow; a visit below every ladder time by the wall clock needs no calendar at all. The others
+come back by id: with their level where E is clear of every ladder time (only a breach's lateness
+then asks the clock), else evaluated whole by the sweep's ladder (`workflow.ladder_times`). Per
+group only counters and the lateness of the breached visits are kept.
 """
     record_section("replay.py", section)
 

@@ -546,3 +546,21 @@ def test_property_the_utc_day_table_counts_what_between_counts(cal, a, span):
         return cum + sum(min(t.timestamp(), end) - start for start, end in ranges if t.timestamp() > start)
 
     assert total(hi) - total(lo) == pytest.approx(cal.between(lo, hi), abs=1e-3)
+
+
+@PROPERTY
+@given(working(), instants, st.integers(0, 30 * 86400), st.integers(0, 20 * 86400 * 1000))
+def test_property_a_ladder_time_has_passed_exactly_when_the_elapsed_business_time_exceeds_it(cal, a, sla, span_ms):
+    """``sla replay`` counts a visit's elapsed business time E in SQL and compares it with the
+    ladder's seconds instead of adding them: ``add`` is the first instant at which E reaches them,
+    so E > s means the visit ran past that time and E < s that it stopped before (an E within a
+    second of s goes to ``add`` itself, since the SQL counts in floats)."""
+    start = utc(a)
+    end = start + timedelta(milliseconds=span_ms)
+    due = cal.add(start, sla)
+    elapsed = cal.between(start, end)
+    if elapsed > sla:
+        assert end > due
+    if elapsed < sla:
+        assert end < due
+    assert (end >= due) == (elapsed >= sla)  # a visit still running at ``end`` is due at it

@@ -76,15 +76,23 @@ def ladder_position(sla_state: str, next_step: int) -> int:
 def ladder_seconds(spec) -> list[float]:
     """The business seconds after ``entered_at`` (before holds) at which each ladder time falls:
     [warn_at * sla, sla, sla + after_0, ...]. ``_ladder_time`` adds them on the node's calendar;
-    ``sla replay`` compares a visit's elapsed business time with them (calendar.add is the first
-    instant the elapsed time reaches them)."""
+    ``sla replay`` compares a visit's elapsed business time with them (``add`` is the first instant
+    the elapsed time reaches them)."""
+    return [_ladder_second(spec, position) for position in range(2 + len(spec.escalation))]
+
+
+def _ladder_second(spec, position: int) -> float:
     sla = spec.sla_seconds
-    return [spec.warn_at * sla, sla, *(sla + step.after_seconds for step in spec.escalation)]
+    if position == 0:
+        return spec.warn_at * sla
+    if position == 1:
+        return sla
+    return sla + spec.escalation[position - 2].after_seconds
 
 
 def _ladder_time(cal, spec, entered_at: datetime, paused: float, position: int) -> datetime:
     """The formulas above: risk_at (0), the deadline (1), escalation step k (2 + k)."""
-    return cal.add(entered_at, ladder_seconds(spec)[position] + paused)
+    return cal.add(entered_at, _ladder_second(spec, position) + paused)
 
 
 def reschedule(task, cfg: Config) -> None:
