@@ -721,25 +721,26 @@ def _quiet(session: Session, rep: Replay, period: Period) -> Iterator[list[Visit
             f"{since} END"
         )
 
-    def classes(c: str) -> tuple[str, str, str]:
-        """(clear, quiet, level) of a visit under config ``c``, over its elapsed business time e.{c}."""
-        e, times = f"e.{c}", [f"e.{c}_t{i}" for i in range(width)]
+    def classes(e: str, c: str) -> tuple[str, str, str]:
+        """(clear, quiet, level) of a visit under config ``c``, over its elapsed business time ``e``
+        and its node's row ``n`` of replay_node."""
+        times = [f"n.{c}_t{i}" for i in range(width)]
         clear = " AND ".join(
-            [f"ABS({e} - {t}) > {MARGIN}" for t in [*times, f"e.{c}_sla"]] + [f"{e} < e.{c}_auto - {MARGIN}"]
+            [f"ABS({e} - {t}) > {MARGIN}" for t in [*times, f"n.{c}_sla"]] + [f"{e} < n.{c}_auto - {MARGIN}"]
         )
         level = " + ".join(f"CAST({e} > {t} AS INTEGER)" for t in times)
-        return f"CASE WHEN {clear} THEN 1 ELSE 0 END", f"CASE WHEN {e} < e.{c}_sla THEN 1 ELSE 0 END", level
+        return f"CASE WHEN {clear} THEN 1 ELSE 0 END", f"CASE WHEN {e} < n.{c}_sla THEN 1 ELSE 0 END", level
 
     stop = f"COALESCE(t.held_at, t.completed_at, {now})"
     autos = ", ".join(f"'{o}'" for o in RECORDED_AUTO)
     decided = ", ".join(f"'{o}'" for o in sorted(DECIDED))
-    fence = "OFFSET 0" if postgresql else "LIMIT -1 OFFSET 0"  # each level computed once per visit
+    # each level is computed once per visit, and carries on only the columns the next one reads
+    fence = "OFFSET 0" if postgresql else "LIMIT -1 OFFSET 0"
     visits_sql = (
         "SELECT t.id, t.workflow, t.node, t.outcome, "
         f"{sql.epoch('t.entered_at')} AS ea, {sql.epoch(stop)} AS eb, "
-        f"{sql.epoch_day('t.entered_at')} AS da, {sql.epoch_day(stop)} AS db, "
-        + ", ".join(f"n.{col}" for col in columns[1:])
-        + ", CASE WHEN n.node IS NOT NULL AND COALESCE(t.paused_seconds, 0) = 0 "
+        f"{sql.epoch_day('t.entered_at')} AS da, {sql.epoch_day(stop)} AS db, n.k_cur, n.k_cand, n.low, "
+        "CASE WHEN n.node IS NOT NULL AND COALESCE(t.paused_seconds, 0) = 0 "
         f"AND COALESCE(t.outcome, '') NOT IN ({autos}) THEN 1 ELSE 0 END AS simple, "
         f"CASE WHEN NOT {workflow.breached_sql('t', now=now)} "
         "AND NOT EXISTS (SELECT 1 FROM task_step s WHERE s.task_id = t.id AND s.step <> 'at_risk') "
@@ -751,20 +752,28 @@ def _quiet(session: Session, rep: Replay, period: Period) -> Iterator[list[Visit
         f"AND t.entered_at < {literal(period.end)} {fence}"
     )
     timed = (
-        f"SELECT x.*, CASE WHEN x.simple = 1 THEN {elapsed['cur']} END AS cur, "
+        "SELECT x.id, x.workflow, x.node, x.outcome, x.rec_clean, x.rec_risk, x.k_cand, "
+        "CASE WHEN x.eb - x.ea < x.low THEN 1 ELSE 0 END AS short, "
+        f"CASE WHEN x.simple = 1 THEN {elapsed['cur']} END AS cur, "
         f"CASE WHEN x.simple = 1 AND x.k_cand IS NOT NULL THEN {elapsed['cand']} END AS cand_only "
         f"FROM ({visits_sql}) x {' '.join(joins)} {fence}"
     )
-    timed = f"SELECT x.*, CASE WHEN x.k_cand IS NULL THEN x.cur ELSE x.cand_only END AS cand FROM ({timed}) x {fence}"
-    (cur_clear, cur_quiet, cur_level), (cand_clear, cand_quiet, cand_level) = (classes(c) for c in configs)
-    short = "e.eb - e.ea < e.low"  # below every ladder time by the wall clock: level 0, clear, quiet
+    cand = "(CASE WHEN e.k_cand IS NULL THEN e.cur ELSE e.cand_only END)"
+    (cur_clear, cur_quiet, cur_level), (cand_clear, cand_quiet, cand_level) = (
+        classes("e.cur", "cur"),
+        classes(cand, "cand"),
+    )
+    # below every ladder time by the wall clock (short): level 0, clear, quiet, no need of the node's row
     cleared = (
-        f"SELECT e.*, CASE WHEN e.cur IS NULL THEN 0 WHEN {short} THEN 1 ELSE {cur_clear} END AS cur_clear, "
-        f"CASE WHEN e.cand IS NULL THEN 0 WHEN {short} THEN 1 ELSE {cand_clear} END AS cand_clear, "
-        f"CASE WHEN {short} THEN 1 ELSE {cur_quiet} END AS cur_quiet, "
-        f"CASE WHEN {short} THEN 1 ELSE {cand_quiet} END AS cand_quiet, "
-        f"CASE WHEN {short} THEN 0 ELSE {cur_level} END AS cur_level, "
-        f"CASE WHEN {short} THEN 0 ELSE {cand_level} END AS cand_level FROM ({timed}) e {fence}"
+        "SELECT e.node, e.workflow, e.outcome, e.rec_risk, e.rec_clean, e.id, "
+        f"CASE WHEN e.cur IS NULL THEN 0 WHEN e.short = 1 THEN 1 ELSE {cur_clear} END AS cur_clear, "
+        f"CASE WHEN {cand} IS NULL THEN 0 WHEN e.short = 1 THEN 1 ELSE {cand_clear} END AS cand_clear, "
+        f"CASE WHEN e.short = 1 THEN 1 ELSE {cur_quiet} END AS cur_quiet, "
+        f"CASE WHEN e.short = 1 THEN 1 ELSE {cand_quiet} END AS cand_quiet, "
+        f"CASE WHEN e.short = 1 THEN 0 ELSE {cur_level} END AS cur_level, "
+        f"CASE WHEN e.short = 1 THEN 0 ELSE {cand_level} END AS cand_level "
+        f"FROM ({timed}) e LEFT JOIN replay_node n ON n.node = CASE WHEN e.short = 1 THEN NULL ELSE e.node END "
+        f"{fence}"
     )
     quiet = "e.rec_clean = 1 AND e.cur_clear = 1 AND e.cand_clear = 1 AND e.cur_quiet = 1 AND e.cand_quiet = 1"
     classed = (
