@@ -731,6 +731,22 @@ def _quiet(session: Session, rep: Replay, period: Period) -> Iterator[list[Visit
         level = " + ".join(f"CAST({e} > {t} AS INTEGER)" for t in times)
         return f"CASE WHEN {clear} THEN 1 ELSE 0 END", f"CASE WHEN {e} < n.{c}_sla THEN 1 ELSE 0 END", level
 
+    def seconds(epoch: str) -> str:
+        """PostgreSQL's epoch is a numeric: the few dozen operations a visit costs run in floats."""
+        return f"CAST({epoch} AS DOUBLE PRECISION)" if postgresql else epoch
+
+    if postgresql:  # one hash join; subqueries inside a CASE would run once per visit
+        steps_join = (
+            "LEFT JOIN (SELECT task_id, MAX(CASE WHEN step = 'at_risk' THEN 1 ELSE 0 END) AS at_risk, "
+            "MAX(CASE WHEN step <> 'at_risk' THEN 1 ELSE 0 END) AS stepped FROM task_step GROUP BY task_id) st "
+            "ON st.task_id = t.id"
+        )
+        at_risk, stepped = "COALESCE(st.at_risk, 0)", "COALESCE(st.stepped, 0)"
+    else:  # SQLite probes task_step's primary key per visit
+        steps_join = ""
+        at_risk = "CASE WHEN EXISTS (SELECT 1 FROM task_step s WHERE s.task_id = t.id AND s.step = 'at_risk') THEN 1 ELSE 0 END"
+        stepped = "CASE WHEN EXISTS (SELECT 1 FROM task_step s WHERE s.task_id = t.id AND s.step <> 'at_risk') THEN 1 ELSE 0 END"
+
     stop = f"COALESCE(t.held_at, t.completed_at, {now})"
     autos = ", ".join(f"'{o}'" for o in RECORDED_AUTO)
     decided = ", ".join(f"'{o}'" for o in sorted(DECIDED))
@@ -738,16 +754,12 @@ def _quiet(session: Session, rep: Replay, period: Period) -> Iterator[list[Visit
     fence = "OFFSET 0" if postgresql else "LIMIT -1 OFFSET 0"
     visits_sql = (
         "SELECT t.id, t.workflow, t.node, t.outcome, "
-        f"{sql.epoch('t.entered_at')} AS ea, {sql.epoch(stop)} AS eb, "
+        f"{seconds(sql.epoch('t.entered_at'))} AS ea, {seconds(sql.epoch(stop))} AS eb, "
         f"{sql.epoch_day('t.entered_at')} AS da, {sql.epoch_day(stop)} AS db, n.k_cur, n.k_cand, n.low, "
         "CASE WHEN n.node IS NOT NULL AND COALESCE(t.paused_seconds, 0) = 0 "
         f"AND COALESCE(t.outcome, '') NOT IN ({autos}) THEN 1 ELSE 0 END AS simple, "
-        f"CASE WHEN NOT {workflow.breached_sql('t', now=now)} "
-        "AND NOT EXISTS (SELECT 1 FROM task_step s WHERE s.task_id = t.id AND s.step <> 'at_risk') "
-        "THEN 1 ELSE 0 END AS rec_clean, "
-        "CASE WHEN EXISTS (SELECT 1 FROM task_step s WHERE s.task_id = t.id AND s.step = 'at_risk') "
-        "THEN 1 ELSE 0 END AS rec_risk "
-        "FROM task t LEFT JOIN replay_node n ON n.node = t.node "
+        f"CASE WHEN NOT {workflow.breached_sql('t', now=now)} AND {stepped} = 0 THEN 1 ELSE 0 END AS rec_clean, "
+        f"{at_risk} AS rec_risk FROM task t LEFT JOIN replay_node n ON n.node = t.node {steps_join} "
         f"WHERE t.status <> 'skipped' AND t.entered_at >= {literal(period.start)} "
         f"AND t.entered_at < {literal(period.end)} {fence}"
     )
