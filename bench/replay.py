@@ -3,6 +3,7 @@
     python bench/replay.py                          # ~1M visits (200,000 orders), SQLite
     python bench/replay.py --orders 40000 --backend both
     python bench/replay.py --record                 # also write the figures to docs/performance.md
+    python bench/replay.py --store /work/stores/NAME/r200k.db   # SQLite: keep the store, reuse it next time
 
 The store is the one bench/report.py builds in SQL (a year of orders through the example config's
 workflows, one task per node visit with its deadline). The candidate changes one node's SLA

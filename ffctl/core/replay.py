@@ -24,7 +24,9 @@ current column, so the difference is what sweep cadence explains. A fired escala
 by the current config's ladder (``esc:<index>``): after its ladder was reordered, older rows read
 with the new names.
 
-The visits stream through one ordered query (bounded memory); per group only counters and the
+One query counts the quiet visits in SQL (``_quiet``: their elapsed business time in the calendar's
+own table against the ladder's seconds) and returns the others by id, to be evaluated here; ``visits``
+streams every visit for this evaluation (tests compare the two). Per group only counters and the
 lateness of the breached visits are kept.
 """
 
