@@ -733,10 +733,6 @@ def _quiet(session: Session, rep: Replay, period: Period) -> Iterator[list[Visit
         level = " + ".join(f"CAST({e} > {t} AS INTEGER)" for t in times)
         return f"CASE WHEN {clear} THEN 1 ELSE 0 END", f"CASE WHEN {e} < n.{c}_sla THEN 1 ELSE 0 END", level
 
-    def seconds(epoch: str) -> str:
-        """PostgreSQL's epoch is a numeric: the few dozen operations a visit costs run in floats."""
-        return f"CAST({epoch} AS DOUBLE PRECISION)" if postgresql else epoch
-
     if postgresql:  # one hash join; subqueries inside a CASE would run once per visit
         steps_join = (
             "LEFT JOIN (SELECT task_id, MAX(CASE WHEN step = 'at_risk' THEN 1 ELSE 0 END) AS at_risk, "
@@ -756,7 +752,7 @@ def _quiet(session: Session, rep: Replay, period: Period) -> Iterator[list[Visit
     fence = "OFFSET 0" if postgresql else "LIMIT -1 OFFSET 0"
     visits_sql = (
         "SELECT t.id, t.workflow, t.node, t.outcome, "
-        f"{seconds(sql.epoch('t.entered_at'))} AS ea, {seconds(sql.epoch(stop))} AS eb, "
+        f"{sql.epoch('t.entered_at')} AS ea, {sql.epoch(stop)} AS eb, "
         f"{sql.epoch_day('t.entered_at')} AS da, {sql.epoch_day(stop)} AS db, n.k_cur, n.k_cand, n.low, "
         "CASE WHEN n.node IS NOT NULL AND COALESCE(t.paused_seconds, 0) = 0 "
         f"AND COALESCE(t.outcome, '') NOT IN ({autos}) THEN 1 ELSE 0 END AS simple, "
