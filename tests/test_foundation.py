@@ -144,6 +144,32 @@ def test_models_match_migrations(store):
     assert diff == []
 
 
+def test_partial_indexes_have_the_store_s_predicate(store):
+    """Every partial index says its predicate for the store's backend (PostgreSQL's copy is added
+    when a PostgreSQL store opens), and a SQLite command does not load the PostgreSQL dialect."""
+    from sqlalchemy.schema import CreateIndex
+    from sqlmodel import SQLModel
+
+    import ffctl.core.models  # noqa: F401
+
+    tables = SQLModel.metadata.tables.values()
+    partial = [ix for t in tables for ix in t.indexes if ix.dialect_options["sqlite"]["where"] is not None]
+    assert len(partial) >= 8
+    with store.engine.connect() as conn:
+        for ix in partial:
+            ddl = str(CreateIndex(ix).compile(dialect=conn.dialect))
+            assert " WHERE " in ddl, ddl
+    code = (
+        "import sys\n"
+        "from ffctl.core.store import Store\n"
+        "import ffctl.core.models\n"
+        "Store('sqlite://').check_schema\n"
+        "print('PG', 'sqlalchemy.dialects.postgresql' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "PG False" in out, out
+
+
 def test_head_constant_matches_the_migration_scripts():
     from alembic.script import ScriptDirectory
 

@@ -9,6 +9,7 @@ half way; on PostgreSQL it is an ordinary READ COMMITTED transaction and writers
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,6 +85,8 @@ class Store:
             raise UsageError(
                 _("{mask_url}: {scrub}").format(mask_url=mask_url(url), scrub=self.scrub(_first_line(exc)))
             ) from None
+        if is_postgresql(self) and "ffctl.core.models" in sys.modules:  # else the models' import adds them
+            sys.modules["ffctl.core.models"].postgresql_predicates()
         if not is_postgresql(self):
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "connect", self._remember_file)
