@@ -412,6 +412,9 @@ class Simulation:
                         .group_by(Shipment.order_id)
                     ).all()
                 )
+            # the hour's shipments as one batch, as `import shipments` records them: the same Shipper
+            # (and rules) as `ffctl ship`, the store read and written once instead of once per order
+            requests = []
             for w, at in due:
                 todo = [(ln, sku, q) for ln, sku, q in remaining[w.order_id] if q > 0]
                 first = firsts.get(w.order_id)
@@ -431,20 +434,25 @@ class Simulation:
                         self.bump("pick_errors")
                     if qty:
                         picks.append((line_no, sku, qty))
-                done = shipping.ship(
-                    s,
-                    self.cfg,
-                    w.order_id,
-                    at=max(at, prev),
-                    actor="grace",
-                    carrier=self.rng.choice(["顺丰", "京东物流", "EMS"]),
-                    tracking=f"T{self.rng.randrange(10**9):09d}",
-                    picks=picks,
+                requests.append(
+                    shipping.ShipmentRequest(
+                        w.order_id,
+                        max(at, prev),
+                        carrier=self.rng.choice(["顺丰", "京东物流", "EMS"]),
+                        tracking=f"T{self.rng.randrange(10**9):09d}",
+                        picks=picks,
+                    )
                 )
+            if not requests:
+                return
+            shipper = shipping.Shipper(s, self.cfg, requests, actor="grace")
+            for request in requests:
+                done = shipper.plan(request)
                 if done is not None and done["complete"]:
                     self.bump("shipped")
                 elif done is not None:
                     self.bump("split")
+            shipper.write()
 
     def deliver(self, now: datetime) -> None:
         from sqlmodel import col
