@@ -47,8 +47,9 @@ def test_init_then_upgrade_and_current(workspace, tmp_path):
     with workspace.store().engine.begin() as conn:  # empty the copied template
         from sqlmodel import SQLModel
 
-        import ffctl.core.models  # noqa: F401
+        import ffctl.core.models
 
+        ffctl.core.models.load_all()
         conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("DROP TRIGGER IF EXISTS event_append_only ON event")
@@ -137,8 +138,9 @@ def test_models_match_migrations(store):
     from alembic.runtime.migration import MigrationContext
     from sqlmodel import SQLModel
 
-    import ffctl.core.models  # noqa: F401
+    import ffctl.core.models
 
+    ffctl.core.models.load_all()
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
     assert diff == []

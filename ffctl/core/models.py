@@ -483,58 +483,6 @@ class ScheduleRun(_Table, table=True):
 # --- report facts (derived; rebuilt from the tables above by core/kpi.py) ---------------------
 
 
-class OrderFact(_Table, table=True):
-    """One row per order with what ``report kpi`` needs, so a report reads 1 narrow row per
-    order instead of the task history. Written only by ``kpi.refresh_facts``, which rewrites
-    the rows of every order the audit trail says changed since the last refresh. Derived data:
-    deleting every row (and resetting ``fact_state``) only makes the next report rebuild it."""
-
-    __tablename__ = "order_fact"
-    order_id: str = Field(primary_key=True)
-    created_at: datetime = _utc()
-    customer: str
-    region: str | None = None  # the order's region, else its customer's
-    channel: str | None = None
-    sales_rep: str | None = None
-    week: date | None = None  # Monday of the local week created_at falls in
-    conf: float | None = None  # order confirmation, minutes
-    alloc: float | None = None  # allocation, minutes
-    cycle: float | None = None  # created -> shipped, hours
-    shipped: int = 0
-    on_time: int = 0
-    delivered: int = 0
-    perfect: int = 0
-    picked: int = 0
-    picked_right: int = 0
-    decided: int = 0
-    within: int = 0
-    units: int = Field(
-        default=0, sa_column_kwargs={"server_default": "0"}
-    )  # ordered less cancelled (0: order cancelled)
-    units_on_time: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # shipped by the promised date
-    due: date | None = None  # the promised ship date: fill rate counts the order once it passed
-    units_shipped: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # return rate's denominator
-    units_returned: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
-    workflow: str | None = None  # the workflow the order was routed to (the pilot cut)
-
-
-class NodeFact(_Table, table=True):
-    """The node visits that can count for the bottleneck and lateness: breached, or still running
-    with a deadline (whether they breach, and their time over SLA, grow with the report's clock;
-    ``workflow.breached`` decides at report time)."""
-
-    __tablename__ = "node_fact"
-    __table_args__ = (sa.Index("ix_node_fact_order", "order_id"),)
-    task_id: int = Field(primary_key=True)
-    order_id: str
-    node: str
-    created_at: datetime = _utc()  # the order's, for the report's period
-    breached: int = 0  # 1: its clock stopped past the deadline (a running visit's depends on the clock)
-    deadline: datetime | None = _utc(default=None)
-    completed_at: datetime | None = _utc(default=None)  # when its clock stopped (held or closed); NULL: running
-    owner: str | None = None  # the visit's owner role (breaches per owner)
-
-
 #: visit_fact's per-node sums, read in node order off its covering index ix_visit_fact_sums (no sort
 #: of every visit); the percentiles step through the narrow (node, time, created_at) indexes
 VISIT_SUMS = (
@@ -555,47 +503,6 @@ VISIT_SUMS = (
     "units_shipped",
     "units_returned",
 )
-
-
-class VisitFact(_Table, table=True):
-    """One row per node visit that was not skipped, with what ``report sla`` and ``report kpi
-    --by node`` need, so they read narrow rows through indexes by (node, time) instead of sorting
-    the task history. ``first`` marks an order's first visit of a node: that row also carries the
-    order's own facts (copied from ``order_fact``) and the node's escalations and reminders for the
-    order, so the node cut counts each order once. Kept by ``kpi.refresh_facts`` like order_fact."""
-
-    __tablename__ = "visit_fact"
-    __table_args__ = (
-        sa.Index("ix_visit_fact_order", "order_id"),
-        sa.Index("ix_visit_fact_seconds", "node", "seconds", "created_at"),
-        sa.Index("ix_visit_fact_sums", "node", "created_at", "seconds", "conf", "alloc", "due", *VISIT_SUMS),
-        sa.Index("ix_visit_fact_conf", "node", "conf", "created_at"),
-        sa.Index("ix_visit_fact_alloc", "node", "alloc", "created_at"),
-    )
-    task_id: int = Field(primary_key=True)
-    order_id: str
-    node: str
-    created_at: datetime = _utc()  # the order's, for the report's period
-    seconds: float | None = None  # time in node (entered -> left); NULL: not left, or cancelled
-    decided: int = 0  # closed by a decision (completed, approved, rejected)
-    within: int = 0  # ... and not breached
-    auto: int = 0  # auto_approved or auto_rejected
-    first: int = 0  # the order's first visit of this node; the columns below are set only there
-    escalations: int = 0
-    reminders: int = 0
-    conf: float | None = None
-    alloc: float | None = None
-    shipped: int = 0
-    on_time: int = 0
-    delivered: int = 0
-    perfect: int = 0
-    picked: int = 0
-    picked_right: int = 0
-    units: int = 0
-    units_on_time: int = 0
-    units_shipped: int = 0
-    units_returned: int = 0
-    due: date | None = None  # the order's promised ship date (fill rate of the node cut)
 
 
 #: an order's counting facts, summed by every cut of ``report kpi`` (order_fact, visit_fact, group_fact)
@@ -625,127 +532,34 @@ GROUP_SUMS = (
 )
 
 
-class GroupFact(_Table, table=True):
-    """One row per order and product (``cut = 'product'``) or category it touches, so the line cuts
-    of ``report kpi`` read narrow rows through (cut, group, time) indexes instead of joining every
-    order line. ``member``: the order has a line of the group; those rows also carry the order's
-    own facts (copied from ``order_fact``). The ``line_*`` columns count the order's lines of the
-    group itself: pick lines and their errors, units shipped and returned (a pick of a SKU the
-    order has no line of makes a row with ``member = 0``). Kept by ``kpi.refresh_facts``."""
-
-    __tablename__ = "group_fact"
-    __table_args__ = (
-        sa.Index("ix_group_fact_order", "order_id"),
-        sa.Index("ix_group_fact_sums", "cut", "g", "conf", "created_at", "alloc", "cycle", "due", *GROUP_SUMS),
-        sa.Index("ix_group_fact_alloc", "cut", "g", "alloc", "created_at"),
-        sa.Index("ix_group_fact_cycle", "cut", "g", "cycle", "created_at"),
-    )
-    id: int | None = Field(default=None, primary_key=True)
-    cut: str  # product | category
-    g: str | None = None  # the SKU or category (NULL: a SKU without a category)
-    order_id: str
-    created_at: datetime = _utc()  # the order's, for the report's period
-    member: int = 0
-    conf: float | None = None
-    alloc: float | None = None
-    cycle: float | None = None
-    shipped: int = 0
-    on_time: int = 0
-    delivered: int = 0
-    perfect: int = 0
-    picked: int = 0
-    picked_right: int = 0
-    decided: int = 0
-    within: int = 0
-    units: int = 0
-    units_on_time: int = 0
-    units_shipped: int = 0
-    units_returned: int = 0
-    due: date | None = None
-    line_picked: int = 0
-    line_picked_right: int = 0
-    line_shipped: int = 0
-    line_returned: int = 0
+#: the fact tables, defined in ffctl/core/factmodels.py: only the reports need them (their raw SQL
+#: names the tables), and building their wide tables and mappers cost every command ~20 ms
+FACT_MODELS = (
+    "OrderFact",
+    "NodeFact",
+    "VisitFact",
+    "GroupFact",
+    "MissFact",
+    "FlowEdge",
+    "FlowPath",
+    "FactCustomer",
+    "FactProduct",
+    "FactState",
+)
 
 
-class MissFact(_Table, table=True):
-    """One row per shipped order that is not perfect (``report misses``): its failed components
-    and its one primary cause (core/misses.py). Derived like order_fact, refreshed with it."""
+def __getattr__(name: str):
+    """``models.OrderFact`` and the other fact tables, imported on first use."""
+    if name in FACT_MODELS:
+        from ffctl.core import factmodels
 
-    __tablename__ = "miss_fact"
-    __table_args__ = (sa.Index("ix_miss_fact_created", "created_at"),)
-    order_id: str = Field(primary_key=True)
-    created_at: datetime = _utc()
-    late: int = 0
-    short: int = 0
-    wrong_item: int = 0
-    delivery_issue: int = 0
-    returned: int = 0
-    cause: str  # node:NAME | stockout:SKU | hold:REASON | pick_error | delivery:ISSUE | returned:REASON | ...
-    node: str | None = None  # the node the cause names (or where the order waited)
-    role: str | None = None  # that node's owner role
-    sku: str | None = None
-    supplier: str | None = None
+        return getattr(factmodels, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class FlowEdge(_Table, table=True):
-    """One row per directly-follows step of an order (a visit that was not skipped, then the
-    order's next such visit): ``report flow``'s edges, with the business time from entering
-    ``node`` to entering ``next_node`` in ``node``'s calendar (core/flow.py). Indexed by (node,
-    next_node, seconds) so an edge's median is an OFFSET into its range. Kept by
-    ``kpi.refresh_facts`` like order_fact."""
-
-    __tablename__ = "flow_edge"
-    __table_args__ = (
-        sa.Index("ix_flow_edge_order", "order_id"),
-        sa.Index("ix_flow_edge_seconds", "node", "next_node", "seconds", "created_at"),
-    )
-    task_id: int = Field(primary_key=True)  # the visit to ``node``
-    order_id: str
-    created_at: datetime = _utc()  # the order's, for the report's period
-    node: str
-    next_node: str
-    seconds: float
-
-
-class FlowPath(_Table, table=True):
-    """One row per order with a node visit: its nodes in visit order and the nodes of its visits
-    closed by a reject, each joined by a tab (``report flow``'s variants, edge counts and rework
-    come from counting these by group). Kept by ``kpi.refresh_facts`` like order_fact."""
-
-    __tablename__ = "flow_path"
-    __table_args__ = (sa.Index("ix_flow_path_groups", "path", "rejects", "created_at"),)
-    order_id: str = Field(primary_key=True)
-    created_at: datetime = _utc()
-    path: str
-    rejects: str = ""
-
-
-class FactCustomer(_Table, table=True):
-    """The customer regions the facts were written with (a changed region rewrites its orders)."""
-
-    __tablename__ = "fact_customer"
-    customer: str = Field(primary_key=True)
-    region: str | None = None
-
-
-class FactProduct(_Table, table=True):
-    """The product categories the facts were written with (a changed category rewrites the orders
-    with a line of the product)."""
-
-    __tablename__ = "fact_product"
-    sku: str = Field(primary_key=True)
-    category: str | None = None
-
-
-class FactState(_Table, table=True):
-    """One row (id 1): the last audit event the facts include, and what they were computed under."""
-
-    __tablename__ = "fact_state"
-    id: int = Field(primary_key=True)
-    event_id: int | None = None  # None: never built
-    fingerprint: str | None = None  # time zone, allocation nodes, definitions version
-    refreshed_at: datetime | None = _utc(default=None)
+def load_all() -> None:
+    """Every table in ``SQLModel.metadata`` (the fact tables too): for migrations and schema checks."""
+    from ffctl.core import factmodels  # noqa: F401
 
 
 def postgresql_predicates() -> None:

@@ -3,8 +3,9 @@
 from alembic import context
 from sqlmodel import SQLModel
 
-import ffctl.core.models  # noqa: F401  (registers the tables)
+import ffctl.core.models
 
+ffctl.core.models.load_all()  # registers every table, the report facts too
 target_metadata = SQLModel.metadata
 
 
