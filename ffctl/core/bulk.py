@@ -319,6 +319,23 @@ def _array(column, values: list):
     return sa.cast(sa.bindparam(None, literal, type_=sa.Text), ARRAY(column.type))
 
 
+def keyed_param(column, name: str, *, postgresql: bool):
+    """``keyed`` with the values as the bound parameter ``name`` (given as ``keyed_value`` makes
+    it), for a statement built once per process and reused with its compiled form."""
+    if postgresql:
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == sa.any_(sa.cast(sa.bindparam(name, type_=sa.Text), ARRAY(column.type)))
+    return column.in_(sa.bindparam(name, expanding=True))
+
+
+def keyed_value(values: list, *, postgresql: bool):
+    """The value of a ``keyed_param``: one array literal on PostgreSQL, the list on SQLite."""
+    if postgresql:
+        return int_array(values) if values and isinstance(values[0], int) else text_array(values)
+    return values
+
+
 def among(session: Session, column, values: Iterable):
     """``column IN values`` for a table that may have no statistics yet (one an import is
     filling); ``column`` may be a tuple of columns, each value then a tuple. On PostgreSQL

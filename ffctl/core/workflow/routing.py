@@ -9,13 +9,13 @@ whether the facts fit a spec; ``entry.EntryPlanner`` routes an order by them.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from ffctl.core.bulk import keyed
+from ffctl.core.bulk import is_postgresql, keyed_param, keyed_value
 from ffctl.core.models import Customer, Order, OrderLine, Product
 
 if TYPE_CHECKING:
@@ -69,21 +69,17 @@ def match_attrs(facts: dict) -> dict:
     return attrs
 
 
-def order_facts(session: Session, order_ids: Iterable[str]) -> list[dict]:
-    """The routing facts of stored orders, read in chunks (in the order given; unknown ids left out)."""
-    ids = list(dict.fromkeys(order_ids))
-    facts: dict[str, dict] = {}
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
-        lines: dict[str, list[tuple]] = {}
-        for line in session.execute(
+def _fact_statements(postgresql: bool) -> tuple:
+    """``order_facts``' two statements (lines, orders), built once per process and backend: an
+    advance reads one order's facts, and building the statements cost more than running them."""
+    got = _STATEMENTS.get(postgresql)
+    if got is None:
+        lines = (
             sa.select(col(OrderLine.order_id), col(OrderLine.sku), col(Product.category), col(Product.custom))
             .join(Product, col(Product.sku) == OrderLine.sku)
-            .where(keyed(session, OrderLine.order_id, chunk))
-        ):
-            lines.setdefault(line.order_id, []).append((line.sku, line.category, line.custom))
-        r: sa.Row  # ten columns: past the stubs' typed overloads
-        for r in session.execute(
+            .where(keyed_param(col(OrderLine.order_id), "ids", postgresql=postgresql))
+        )
+        orders: Any = (  # ten columns: past the stubs' typed overloads
             sa.select(
                 col(Order.order_id),
                 col(Order.created_at),
@@ -97,8 +93,29 @@ def order_facts(session: Session, order_ids: Iterable[str]) -> list[dict]:
                 col(Customer.sales_rep).label("customer_rep"),
             )
             .join(Customer, col(Customer.customer) == Order.customer)
-            .where(keyed(session, Order.order_id, chunk))
-        ):
+            .where(keyed_param(col(Order.order_id), "ids", postgresql=postgresql))
+        )
+        got = _STATEMENTS[postgresql] = (lines, orders)
+    return got
+
+
+_STATEMENTS: dict[bool, tuple] = {}
+
+
+def order_facts(session: Session, order_ids: Iterable[str]) -> list[dict]:
+    """The routing facts of stored orders, read in chunks (in the order given; unknown ids left out)."""
+    ids = list(dict.fromkeys(order_ids))
+    facts: dict[str, dict] = {}
+    pg = is_postgresql(session)
+    lines_stmt, orders_stmt = _fact_statements(pg)
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        keys = {"ids": keyed_value(chunk, postgresql=pg)}
+        lines: dict[str, list[tuple]] = {}
+        for line in session.execute(lines_stmt, keys):
+            lines.setdefault(line.order_id, []).append((line.sku, line.category, line.custom))
+        r: sa.Row  # ten columns: past the stubs' typed overloads
+        for r in session.execute(orders_stmt, keys):
             facts[r.order_id] = routing_facts(
                 r.order_id,
                 r.created_at,
