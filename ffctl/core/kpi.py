@@ -506,6 +506,20 @@ FACT_COLUMNS: dict[str | None, str | None] = {
 _COUNTERS = ORDER_COUNTERS
 _TIMES = ("conf", "alloc", "cycle")
 _SUMS = ", ".join(f"SUM(f.{c}) AS {c}" for c in _COUNTERS)  # per group, over order_fact f
+
+
+def _fill_due(a: str) -> str:
+    """The orders fill rate counts (SPEC 9.2), facts row ``a``: shipped in full, or past their
+    promised date at ``:today``."""
+    return f"{a}.units > 0 AND ({a}.shipped = 1 OR {a}.due < :today)"
+
+
+def _fill_sums(a: str, n: str, good: str) -> str:
+    """Fill rate's two sums over facts rows ``a``, as ``n`` (units due) and ``good`` (on time)."""
+    due = _fill_due(a)
+    return f"SUM(CASE WHEN {due} THEN {a}.units END) AS {n}, SUM(CASE WHEN {due} THEN {a}.units_on_time END) AS {good}"
+
+
 _FACT_INSERT = (
     "order_id, created_at, customer, region, channel, sales_rep, week, workflow, conf, alloc, cycle, "
     + ", ".join(_COUNTERS)
@@ -1053,7 +1067,8 @@ def _group_facts_sql(*, scoped: bool) -> list[str]:
 
 
 def _index_name(column: str | None, time: str) -> str:
-    return f"ix_order_fact_by_{column or 'all'}_{time}"
+    # the conf index is the cut's covering index of sums ("sums"; before it carried `due`, "conf")
+    return f"ix_order_fact_by_{column or 'all'}_{'sums' if time == 'conf' else time}"
 
 
 def _ensure_indexes(s: Session, column: str | None) -> None:
@@ -1065,12 +1080,13 @@ def _ensure_indexes(s: Session, column: str | None) -> None:
     lead = f"{column}, " if column else ""
     rest = ", ".join(["alloc", "cycle", *_COUNTERS])
     wanted = {
-        _index_name(column, "conf"): f"{lead}conf, created_at, {rest}",
+        _index_name(column, "conf"): f"{lead}conf, created_at, {rest}, due",
         _index_name(column, "alloc"): f"{lead}alloc, created_at",
         _index_name(column, "cycle"): f"{lead}cycle, created_at",
     }
     for name, cols in wanted.items():
         s.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {name} ON order_fact ({cols})"))
+    s.execute(sa.text(f"DROP INDEX IF EXISTS ix_order_fact_by_{column or 'all'}_conf"))  # its predecessor
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -1106,6 +1122,8 @@ class _Report:
             cut = _Cut(mapping=cut.mapping) if source == "tasks" else _Cut(column=cut.column)
         self.cut = cut
         self._line_rows: dict | None = None
+        self._fill: dict | None = None  # fill_rate's sums when the grouped pass read them
+        self.today = local_date(now, cfg.timezone)  # fill rate's "past the promised date"
         self.params: dict[str, Any] = {"now": now, "tz": cfg.timezone}
         self.bounds = []  # conditions on an order's created_at
         if period.start is not None:
@@ -1255,15 +1273,13 @@ class _Report:
 
             sums = ", ".join(f"SUM(v.{c}) AS {c}" for c in VISIT_SUMS)
             # the node cut's fill rate in the same pass (``fill_rate``'s condition on the first visits' units)
-            due = "v.units > 0 AND (v.shipped = 1 OR v.due < :today)"
             self._visit_sums = {
                 r.g: r
                 for r in self.rows(
                     f"SELECT v.node AS g, COUNT(v.seconds) AS n_seconds, COUNT(v.conf) AS n_conf, "
-                    f"COUNT(v.alloc) AS n_alloc, {sums}, SUM(CASE WHEN {due} THEN v.units END) AS fill_units, "
-                    f"SUM(CASE WHEN {due} THEN v.units_on_time END) AS fill_on_time "
+                    f"COUNT(v.alloc) AS n_alloc, {sums}, {_fill_sums('v', 'fill_units', 'fill_on_time')} "
                     f"FROM visit_fact v{hint} WHERE {self.created_in('v')} GROUP BY v.node",
-                    {"today": local_date(self.now, self.cfg.timezone)},
+                    {"today": self.today},
                 )
             }
         return self._visit_sums
@@ -1310,6 +1326,9 @@ class _Report:
         times["alloc"] = {g: v for g, v in alloc.items() if g in sums}
         return sums, times
 
+    def _fill_of(self, rows) -> dict[str | None, tuple[int, int]]:
+        return {self._key(r.g): (int(r.fill_n or 0), int(r.fill_good or 0)) for r in rows if r.fill_n}
+
     def _sums_of(self, rows) -> dict:
         return {self._key(r.g): {c: int(getattr(r, c) or 0) for c in ("orders", *_COUNTERS)} for r in rows}
 
@@ -1342,12 +1361,16 @@ class _Report:
             f"percentile_cont(0.9) WITHIN GROUP (ORDER BY f.{t}) AS {t}90"
             for t in _TIMES
         )
+        fill = "" if self.cut.line else f", {_fill_sums('f', 'fill_n', 'fill_good')}"
         rows = self._keep(
             self.rows(
-                f"SELECT {g} AS g, {orders} AS orders, {_SUMS}{more}, {pcts} FROM {table} f "
-                f"WHERE {where.format(a='f')} AND {self.frange}{group}"
+                f"SELECT {g} AS g, {orders} AS orders, {_SUMS}{more}, {pcts}{fill} FROM {table} f "
+                f"WHERE {where.format(a='f')} AND {self.frange}{group}",
+                {"today": self.today} if fill else None,
             )
         )
+        if fill:
+            self._fill = self._fill_of(rows)
         times = {
             t: {
                 self._key(r.g): (int(getattr(r, f"n_{t}")), getattr(r, f"{t}50"), getattr(r, f"{t}90"))
@@ -1364,13 +1387,19 @@ class _Report:
         table, column, cond, orders, more = self._facts_table()
         g, group = (f"f.{column}", f" GROUP BY f.{column}") if column else self.cut.group()
         counts = ", ".join(f"COUNT(f.{t}) AS n_{t}" for t in _TIMES)
+        fill = (
+            "" if self.cut.line else f", {_fill_sums('f', 'fill_n', 'fill_good')}"
+        )  # order_fact's covering index has `due`
         rows = self._keep(
             self.rows(
-                f"SELECT {g} AS g, {orders} AS orders, {_SUMS}{more}, {counts} "
+                f"SELECT {g} AS g, {orders} AS orders, {_SUMS}{more}, {counts}{fill} "
                 f"FROM {table} f INDEXED BY {self._index('conf')} "
-                f"WHERE {cond.format(a='f')} AND {self.frange}{group}"
+                f"WHERE {cond.format(a='f')} AND {self.frange}{group}",
+                {"today": self.today} if fill else None,
             )
         )
+        if fill:
+            self._fill = self._fill_of(rows)
         cond = cond.format(a="x")
         times: dict[str, dict] = {t: {} for t in _TIMES}
         for t in _TIMES:
@@ -1420,6 +1449,8 @@ class _Report:
     def fill_rate(self) -> dict[str | None, tuple[int, int]]:
         """Per group: (units due, units shipped on time) of the orders shipped in full or past their
         promised date at the report's day (SPEC 9.2)."""
+        if self._fill is not None:  # read with the sums
+            return self._fill
         if self.cut.line and self.visits():  # group_fact's member rows carry the orders' units
             hint = " INDEXED BY ix_group_fact_sums" if self.sql.sqlite else ""
             source, g, group = f"group_fact f{hint}", "f.g", f" AND f.cut = '{LINE_CUTS[self.cut.line]}' GROUP BY f.g"
@@ -1434,11 +1465,10 @@ class _Report:
             g, group = "gx.g", " GROUP BY gx.g"
         else:
             source, (g, group) = "order_fact f", self.cut.group()
-        today = local_date(self.now, self.cfg.timezone)
         rows = self.rows(
             f"SELECT {g} AS g, SUM(f.units) AS n, SUM(f.units_on_time) AS good FROM {source} "
-            f"WHERE {self.frange} AND f.units > 0 AND (f.shipped = 1 OR f.due < :today){group}",
-            {"today": today},
+            f"WHERE {self.frange} AND {_fill_due('f')}{group}",
+            {"today": self.today},
         )
         return {self._key(r.g): (int(r.n or 0), int(r.good or 0)) for r in rows if r.n}
 
