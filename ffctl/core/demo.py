@@ -264,13 +264,23 @@ class Simulation:
         self.sweep(now)
 
     def work(self, prev: datetime, now: datetime) -> int:
-        """Reviewers and warehouse staff complete (or reject) the manual tasks they have finished."""
+        """Reviewers and warehouse staff complete (or reject) the manual tasks they have finished.
+
+        Each visit's delay and rejection are drawn from its order, node and visit number (stable
+        however its task was numbered); the completions go in one ``workflow.complete_tasks`` batch
+        per person (the set-based completion allocation uses), holds and rejections one by one."""
         from sqlmodel import col
 
-        from ffctl.core import workflow
+        from ffctl.core import audit, workflow
         from ffctl.core.models import Order, Task
 
         manual = [n for n, spec in self.cfg.nodes.items() if not spec.auto]
+        earlier = sa.orm.aliased(Task)
+        visit = (
+            sa.select(sa.func.count())
+            .where(col(earlier.order_id) == Task.order_id, col(earlier.node) == Task.node, col(earlier.id) <= Task.id)
+            .scalar_subquery()
+        )
         done = 0
         with self.store.session(write=True) as s:
             tasks = s.execute(
@@ -278,9 +288,13 @@ class Simulation:
                     col(Task.id),
                     col(Task.order_id),
                     col(Task.node),
+                    col(Task.workflow),
+                    col(Task.seq),
+                    col(Task.deadline),
                     col(Task.entered_at),
                     col(Task.sla_seconds),
                     col(Task.escalation_level),
+                    visit.label("visit"),
                 )
                 .join(Order, col(Order.order_id) == Task.order_id)
                 .where(
@@ -290,10 +304,12 @@ class Simulation:
                     col(Task.entered_at) <= now,
                     col(Order.status) == "open",
                 )
-                .order_by(col(Task.entered_at))
+                .order_by(col(Task.entered_at), col(Task.order_id))
             ).all()
+            batches: dict[str, list] = {}  # actor -> the tasks they complete
+            times: dict[str, datetime] = {}
             for t in tasks:
-                key = f"{t.id}"
+                key = f"{t.order_id}:{t.node}:{t.visit}"
                 cal = self.cfg.calendar(t.node)
                 finish = cal.add(t.entered_at, t.sla_seconds * _work_factor(key))
                 if t.node == "credit_review" and _fraction(t.order_id, "hold") < 0.03 and t.order_id not in self.holds:
@@ -324,9 +340,16 @@ class Simulation:
                         reason="drawing revision missing; sales to confirm with the customer",
                     )
                     self.bump("rejections")
-                else:
-                    workflow.complete(s, self.cfg, t.order_id, at=at, actor=actor, manual=True, node=t.node)
-                done += 1
+                    done += 1
+                    continue
+                batches.setdefault(actor, []).append(t)
+                times[t.order_id] = at
+            if times:  # their timelines cannot run backwards (what `complete` refuses one by one)
+                later = audit.later_events(s, list(times), min(times.values()))
+                for oid in sorted(oid for oid, (when, _event) in later.items() if when > times[oid]):
+                    raise Conflict(audit.earlier_message(oid, times[oid], later[oid], self.cfg.timezone))
+            for actor, batch in batches.items():
+                done += len(workflow.complete_tasks(s, self.cfg, batch, at=times, actor=actor))
         self.bump("advances", done)
         return done
 
