@@ -237,6 +237,7 @@ class Simulation:
         self.counts: dict[str, int] = {}
         self.holds: dict[str, datetime] = {}  # order_id -> release time
         self.comebacks: dict[str, datetime] = {}  # order_id -> when its return arrives
+        self._open_manual_stmt: sa.Select | None = None
 
     def bump(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
@@ -269,43 +270,11 @@ class Simulation:
         Each visit's delay and rejection are drawn from its order, node and visit number (stable
         however its task was numbered); the completions go in one ``workflow.complete_tasks`` batch
         per person (the set-based completion allocation uses), holds and rejections one by one."""
-        from sqlmodel import col
-
         from ffctl.core import audit, workflow
-        from ffctl.core.models import Order, Task
 
-        manual = [n for n, spec in self.cfg.nodes.items() if not spec.auto]
-        earlier = sa.orm.aliased(Task)
-        visit = (
-            sa.select(sa.func.count())
-            .where(col(earlier.order_id) == Task.order_id, col(earlier.node) == Task.node, col(earlier.id) <= Task.id)
-            .scalar_subquery()
-        )
         done = 0
         with self.store.session(write=True) as s:
-            tasks = s.execute(
-                sa.select(
-                    col(Task.id),
-                    col(Task.order_id),
-                    col(Task.node),
-                    col(Task.workflow),
-                    col(Task.seq),
-                    col(Task.deadline),
-                    col(Task.entered_at),
-                    col(Task.sla_seconds),
-                    col(Task.escalation_level),
-                    visit.label("visit"),
-                )
-                .join(Order, col(Order.order_id) == Task.order_id)
-                .where(
-                    col(Task.status) == "open",
-                    col(Task.held_at).is_(None),
-                    col(Task.node).in_(manual),
-                    col(Task.entered_at) <= now,
-                    col(Order.status) == "open",
-                )
-                .order_by(col(Task.entered_at), col(Task.order_id))
-            ).all()
+            tasks = s.execute(self._open_manual(), {"now": now}).all()
             batches: dict[str, list] = {}  # actor -> the tasks they complete
             times: dict[str, datetime] = {}
             for t in tasks:
@@ -352,6 +321,47 @@ class Simulation:
                 done += len(workflow.complete_tasks(s, self.cfg, batch, at=times, actor=actor))
         self.bump("advances", done)
         return done
+
+    def _open_manual(self) -> sa.Select:
+        """The open manual tasks of open orders entered by ``:now``, with each one's visit number
+        (built once: building it each pass cost more than running it)."""
+        if self._open_manual_stmt is not None:
+            return self._open_manual_stmt
+        from sqlmodel import col
+
+        from ffctl.core.models import Order, Task
+
+        manual = [n for n, spec in self.cfg.nodes.items() if not spec.auto]
+        earlier = sa.orm.aliased(Task)
+        visit = (
+            sa.select(sa.func.count())
+            .where(col(earlier.order_id) == Task.order_id, col(earlier.node) == Task.node, col(earlier.id) <= Task.id)
+            .scalar_subquery()
+        )
+        self._open_manual_stmt = (
+            sa.select(
+                col(Task.id),
+                col(Task.order_id),
+                col(Task.node),
+                col(Task.workflow),
+                col(Task.seq),
+                col(Task.deadline),
+                col(Task.entered_at),
+                col(Task.sla_seconds),
+                col(Task.escalation_level),
+                visit.label("visit"),
+            )
+            .join(Order, col(Order.order_id) == Task.order_id)
+            .where(
+                col(Task.status) == "open",
+                col(Task.held_at).is_(None),
+                col(Task.node).in_(manual),
+                col(Task.entered_at) <= sa.bindparam("now", type_=Task.__table__.c.entered_at.type),
+                col(Order.status) == "open",
+            )
+            .order_by(col(Task.entered_at), col(Task.order_id))
+        )
+        return self._open_manual_stmt
 
     def _member(self, node: str, level: int) -> str:
         owner = self.cfg.nodes[node].owner
