@@ -66,6 +66,16 @@ def _period(st: AppState, start: str | None, end: str | None):
         raise UsageError(str(exc)) from None
 
 
+def _refreshed(st: AppState, start: str | None, end: str | None, cuts: tuple[str | None, ...] = (None,)):
+    """A report's config and period, with the facts brought up to date (a read-only store says so)."""
+    from ffctl.core.kpi import refresh_facts
+
+    cfg = st.config()
+    period = _period(st, start, end)
+    _say_if_read_only(st, refresh_facts(st.store(), cfg, cuts=cuts, now=st.now()))
+    return cfg, period
+
+
 @app.command(
     help=_(
         "KPIs against their targets (actual, target, gap, count), and the bottleneck node.\n"
@@ -88,12 +98,10 @@ def kpi(
     fmt: Format | None = format_option(),
 ) -> None:
     from ffctl.commands._output import Column, render, resolve_format
-    from ffctl.core.kpi import kpi_report, refresh_facts
+    from ffctl.core.kpi import kpi_report
 
     st = AppState.of(ctx)
-    cfg = st.config()
-    period = _period(st, start, end)
-    _say_if_read_only(st, refresh_facts(st.store(), cfg, cuts=(by.value if by else None,), now=st.now()))
+    cfg, period = _refreshed(st, start, end, cuts=(by.value if by else None,))
     with st.store().session() as s:
         rows = kpi_report(s, cfg, now=st.now(), period=period, by=by.value if by else None)
     kind = resolve_format(fmt)
@@ -168,13 +176,10 @@ def misses(
     fmt: Format | None = format_option(),
 ) -> None:
     from ffctl.commands._output import Column, render, resolve_format
-    from ffctl.core.kpi import refresh_facts
     from ffctl.core.misses import missed_orders, pareto
 
     st = AppState.of(ctx)
-    cfg = st.config()
-    period = _period(st, start, end)
-    _say_if_read_only(st, refresh_facts(st.store(), cfg, now=st.now()))
+    cfg, period = _refreshed(st, start, end)
     kind = resolve_format(fmt)
     with st.store().session() as s:
         if orders:
@@ -244,13 +249,11 @@ def sla(
     fmt: Format | None = format_option(),
 ) -> None:
     from ffctl.commands._output import Column, render, resolve_format
-    from ffctl.core.kpi import refresh_facts, sla_report
+    from ffctl.core.kpi import sla_report
 
     st = AppState.of(ctx)
-    cfg = st.config()
-    period = _period(st, start, end)
     # current facts let it read visit_fact by (node, time); otherwise it reads the task history
-    _say_if_read_only(st, refresh_facts(st.store(), cfg, cuts=(), now=st.now()))
+    cfg, period = _refreshed(st, start, end, cuts=())
     with st.store().session() as s:
         rows = sla_report(s, cfg, now=st.now(), period=period)
     kind = resolve_format(fmt)
@@ -413,12 +416,9 @@ def flow(
 ) -> None:
     from ffctl.commands._output import Column, dumps, render, resolve_format
     from ffctl.core.flow import flow_report
-    from ffctl.core.kpi import refresh_facts
 
     st = AppState.of(ctx)
-    cfg = st.config()
-    period = _period(st, start, end)
-    _say_if_read_only(st, refresh_facts(st.store(), cfg, cuts=(), now=st.now()))
+    cfg, period = _refreshed(st, start, end, cuts=())
     with st.store().session() as s:
         report = flow_report(s, cfg, now=st.now(), period=period, top=top)
     kind = resolve_format(fmt)
@@ -455,12 +455,9 @@ def dashboard(
     from ffctl.commands._output import message
     from ffctl.core.dashboard import build_dashboard
     from ffctl.core.errors import FfctlError
-    from ffctl.core.kpi import refresh_facts
 
     st = AppState.of(ctx)
-    cfg = st.config()
-    period = _period(st, start, end)
-    _say_if_read_only(st, refresh_facts(st.store(), cfg, cuts=(None, "week", "region"), now=st.now()))
+    cfg, period = _refreshed(st, start, end, cuts=(None, "week", "region"))
     with st.store().session() as s:
         html = build_dashboard(s, cfg, now=st.now(), period=period)
     if str(out) == "-":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import getpass
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -102,16 +103,22 @@ _COLUMNS = ("at", "wall_at", "actor", "event", "order_id", "task_id", "node", "s
 
 def _check(rows: list[dict]) -> None:
     for row in rows:
-        if row["event"] not in EVENTS:
-            raise ValueError(f"unknown audit event {row['event']!r}")
+        _known(row["event"])
 
 
-def _values(rows: list[dict], wall: datetime):
+def _known(event: str) -> None:
+    if event not in EVENTS:
+        raise ValueError(f"unknown audit event {event!r}")
+
+
+def _values(rows: list[dict], wall: datetime, time: Callable[[Any], Any] | None = None):
+    """The event rows as ``_COLUMNS`` tuples; ``time`` formats the two times (SQLite's stored text)."""
     who = login()
+    written = wall if time is None else time(wall)
     return (
         (
-            r["at"],
-            wall,
+            r["at"] if time is None else time(r["at"]),
+            written,
             r["actor"],
             r["event"],
             r.get("order_id"),
@@ -154,8 +161,7 @@ class EventRows(Rows):
         self.wall = wall
 
     def add(self, at: str, event: str, order_id: str | None, node: str | None, detail: str | None) -> None:
-        if event not in EVENTS:
-            raise ValueError(f"unknown audit event {event!r}")
+        _known(event)
         self.rows.append((at, event, order_id, node, detail))
 
 
@@ -171,28 +177,7 @@ def _bulk_write(session: Session, rows: list[dict], wall: datetime) -> None:
     if is_postgresql(session):
         insert_rows(session, "event", _COLUMNS, _values(rows, wall))
         return
-    text = time_texts()
-    who = login()
-    insert_rows(
-        session,
-        "event",
-        _COLUMNS,
-        [
-            (
-                text(r["at"]),
-                text(wall),
-                r["actor"],
-                r["event"],
-                r.get("order_id"),
-                r.get("task_id"),
-                r.get("node"),
-                r.get("subject"),
-                r.get("detail"),
-                who,
-            )
-            for r in rows
-        ],
-    )
+    insert_rows(session, "event", _COLUMNS, _values(rows, wall, time_texts()))
 
 
 # --- the timeline never runs backwards (SPEC 9.1) ----------------------------------------------

@@ -176,16 +176,7 @@ def _node(old, new):
     yield from _change("owner", _("owner"), old.owner, new.owner)
     yield from _change("critical", "critical", old.critical, new.critical, lambda c: str(c).lower())
     yield from _change("auto", "auto", old.auto, new.auto)
-    if old.when != new.when:
-        yield (
-            "when",
-            None,
-            None,
-            _("when {old} → {new}").format(
-                old=describe_spec(old.when) if old.when else _("(always)"),
-                new=describe_spec(new.when) if new.when else _("(always)"),
-            ),
-        )
+    yield from _spec_change("when", _("when {old} → {new}"), old.when, new.when, _("(always)"))
     if old.escalation != new.escalation:
         was, now = [_step(s) for s in old.escalation], [_step(s) for s in new.escalation]
         yield (
@@ -193,6 +184,17 @@ def _node(old, new):
             was,
             now,
             _("escalation [{old}] → [{new}]").format(old="; ".join(was) or _("none"), new="; ".join(now) or _("none")),
+        )
+
+
+def _spec_change(key: str, line: str, old, new, unset: str):
+    """A changed routing spec (a node's ``when``, a workflow's ``match``), ``unset`` naming an empty one."""
+    if old != new:
+        yield (
+            key,
+            None,
+            None,
+            line.format(old=describe_spec(old) if old else unset, new=describe_spec(new) if new else unset),
         )
 
 
@@ -217,16 +219,7 @@ def _workflows(add: Callable, old: Config, new: Config) -> None:
     now = {wf.name: wf for wf in new.workflows}
 
     def fields(a, b):
-        if a.match != b.match:
-            yield (
-                "match",
-                None,
-                None,
-                _("match {old} → {new}").format(
-                    old=describe_spec(a.match) if a.match else _("(every order)"),
-                    new=describe_spec(b.match) if b.match else _("(every order)"),
-                ),
-            )
+        yield from _spec_change("match", _("match {old} → {new}"), a.match, b.match, _("(every order)"))
         if a.nodes != b.nodes:
             yield (
                 "nodes",

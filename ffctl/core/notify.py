@@ -56,6 +56,7 @@ from sqlalchemy.orm import Session
 from ffctl.core import channels as vendors
 from ffctl.core.clock import iso
 from ffctl.core.models import Notification
+from ffctl.core.outbox import update_notes
 from ffctl.core.paging import count_matches, fetch_page
 from ffctl.core.secrets import mask_endpoint
 from ffctl.core.store import is_postgresql
@@ -435,17 +436,14 @@ def send(
                     break
                 updates = [_attempt(channels, cfg, row, now, report) for row in rows]
                 done += len(rows)
-                session.execute(
-                    sa.update(NOTE)
-                    .where(NOTE.c.id == sa.bindparam("nid"))
-                    .values(
-                        status=sa.bindparam("st"),
-                        attempts=sa.bindparam("at"),
-                        last_error=sa.bindparam("err"),
-                        next_attempt_at=sa.bindparam("nxt"),
-                        sent_at=sa.bindparam("sent"),
-                    ),
+                update_notes(
+                    session,
                     updates,
+                    status="st",
+                    attempts="at",
+                    last_error="err",
+                    next_attempt_at="nxt",
+                    sent_at="sent",
                 )
     finally:
         channels.close()

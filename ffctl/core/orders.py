@@ -412,25 +412,31 @@ def advance(
         assert order is not None  # reject locked it
         session.refresh(order)
         closed = _closed_task(session, order_id, at, actor, "rejected")
-        return {
-            "order_id": order_id,
-            "node": closed.node,
-            "outcome": "rejected",
-            "sla": workflow.sla_words(cfg, closed.node, closed.deadline, at),
-            "next_node": now_at,
-            "on_hold": order.status == "on_hold",
-            "reason": reason,
-        }
+        return _decision(cfg, order_id, closed, at, "rejected", now_at, order.status == "on_hold", reason)
     nxt = workflow.complete(session, cfg, order_id, at=at, actor=actor, node=node, note=note, manual=True)
     closed = _closed_task(session, order_id, at, actor, "done")
+    return _decision(cfg, order_id, closed, at, "completed", nxt, False, None)
+
+
+def _decision(
+    cfg: Config,
+    order_id: str,
+    closed: Task,
+    at: datetime,
+    outcome: str,
+    next_node: str | None,
+    on_hold: bool,
+    reason: str | None,
+) -> dict:
+    """What ``advance`` reports of the task it closed (``order advance``'s JSON object)."""
     return {
         "order_id": order_id,
         "node": closed.node,
-        "outcome": "completed",
+        "outcome": outcome,
         "sla": workflow.sla_words(cfg, closed.node, closed.deadline, at),
-        "next_node": nxt,
-        "on_hold": False,
-        "reason": None,
+        "next_node": next_node,
+        "on_hold": on_hold,
+        "reason": reason,
     }
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -86,31 +86,11 @@ def channels_for(cfg: Config, person: str) -> list[str]:
     return chans or ["log"]
 
 
-def queue(
-    session: Session,
-    cfg: Config,
-    recipients: Iterable[str],
-    *,
-    subject: str,
-    body: str,
-    at: datetime,
-    priority: str = "normal",
-    order_id: str | None = None,
-    dedupe_key: str | None = None,
-) -> int:
-    """Queue one notification per person and channel; returns how many rows were written."""
-    rows = notification_rows(
-        session,
-        cfg,
-        recipients,
-        subject=subject,
-        body=body,
-        at=at,
-        priority=priority,
-        order_id=order_id,
-        dedupe_key=dedupe_key,
-    )
-    if dedupe_key:
+def queue(session: Session, cfg: Config, recipients: Iterable[str], **message: Any) -> int:
+    """Queue one notification per person and channel (``message``: the keywords of
+    ``notification_rows``); returns how many rows were written."""
+    rows = notification_rows(session, cfg, recipients, **message)
+    if message.get("dedupe_key"):
         return insert_or_ignore(session, Notification, rows, ["dedupe_key"])
     if rows:
         session.execute(sa.insert(Notification), rows)
@@ -293,22 +273,26 @@ def merge_parts(session: Session, cfg: Config, *, now: datetime) -> int:
             }
         )
         spent.extend(p.id for p in parts[1:])
-    session.execute(
-        sa.update(NOTE)
-        .where(NOTE.c.id == sa.bindparam("nid"))
-        .values(
-            subject=sa.bindparam("subject"),
-            body=sa.bindparam("body"),
-            priority=sa.bindparam("priority"),
-            order_id=sa.bindparam("oid"),
-            dedupe_key=sa.bindparam("key"),
-            next_attempt_at=sa.bindparam("due"),
-        ),
+    update_notes(
+        session,
         messages,
+        subject="subject",
+        body="body",
+        priority="priority",
+        order_id="oid",
+        dedupe_key="key",
+        next_attempt_at="due",
     )
     for start in range(0, len(spent), 500):
         session.execute(sa.delete(NOTE).where(NOTE.c.id.in_(spent[start : start + 500])))
     return len(messages)
+
+
+def update_notes(session: Session, rows: list[dict], **columns: str) -> None:
+    """Update notification rows by id, one statement for all: each of ``rows`` names its row by
+    ``nid`` and its new values by the keys ``columns`` maps each column to."""
+    values: dict[str, Any] = {column: sa.bindparam(key) for column, key in columns.items()}
+    session.execute(sa.update(NOTE).where(NOTE.c.id == sa.bindparam("nid")).values(**values), rows)
 
 
 def render(items: list[dict]) -> tuple[str, str, str, str | None]:

@@ -26,7 +26,7 @@ node, and counts business days over the period's dates.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -79,29 +79,26 @@ def workload_report(
     def group(key: str | None) -> _Group:
         return groups.setdefault(key, _Group())
 
-    if by == "role":
+    def tally(where: str) -> Iterator[tuple[_Group, int, int]]:
+        """Per group and node, the visits ``where`` picks: (the group, visits, breached visits)."""
         for r in query.rows(
             f"SELECT {g} AS g, t.node AS node, COUNT(*) AS n, SUM(CASE WHEN {breached_sql('t')} THEN 1 ELSE 0 END) "
-            f"AS breached, MIN(t.entered_at) AS first FROM task t WHERE t.status <> 'skipped' "
-            f"AND {query.within('t.entered_at')} GROUP BY {g}, t.node",
+            f"AS breached, MIN(t.entered_at) AS first FROM task t WHERE {where} GROUP BY {g}, t.node",
             first=True,
         ):
             row = group(r.g)
-            row.arrived += int(r.n)
-            row.breached_arrived += int(r.breached or 0)
             row.nodes.add(r.node)
             row.first_entered = min(filter(None, (row.first_entered, r.first)), default=None)
+            yield row, int(r.n), int(r.breached or 0)
+
+    if by == "role":
+        for row, n, breached in tally(f"t.status <> 'skipped' AND {query.within('t.entered_at')}"):
+            row.arrived += n
+            row.breached_arrived += breached
     decided = f"t.outcome IN {_in(DECIDED)} AND {query.within('t.completed_at')}"
-    for r in query.rows(
-        f"SELECT {g} AS g, t.node AS node, COUNT(*) AS n, SUM(CASE WHEN {breached_sql('t')} THEN 1 ELSE 0 END) "
-        f"AS breached, MIN(t.entered_at) AS first FROM task t WHERE {decided} GROUP BY {g}, t.node",
-        first=True,
-    ):
-        row = group(r.g)
-        row.completed += int(r.n)
-        row.breached_completed += int(r.breached or 0)
-        row.nodes.add(r.node)
-        row.first_entered = min(filter(None, (row.first_entered, r.first)), default=None)
+    for row, n, breached in tally(decided):
+        row.completed += n
+        row.breached_completed += breached
     if groups:
         visits = (
             f"SELECT {g} AS g, t.node AS node, t.entered_at AS a, t.completed_at AS b, "
