@@ -44,6 +44,7 @@ from ffctl.core.models import (
     Task,
     UTCDateTime,
 )
+from ffctl.core.stock.common import UNSERVED
 from ffctl.core.store import dialect_insert, insert_or_ignore, is_postgresql
 from ffctl.core.suppliers import DEFAULT_WINDOW, ranked_batches
 from ffctl.core.text import command
@@ -54,9 +55,6 @@ if TYPE_CHECKING:
 
 ORDERS = Order.__table__
 LINES = OrderLine.__table__
-UNSERVED = (
-    LINES.c.qty - LINES.c.cancelled - LINES.c.allocated
-)  # neither reserved, shipped nor cancelled (stock.UNSERVED)
 PRODUCTS = Product.__table__
 STOCK = Stock.__table__
 RECEIPTS = Receipt.__table__
