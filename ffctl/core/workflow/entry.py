@@ -33,30 +33,9 @@ if TYPE_CHECKING:
     from ffctl.core.config import Config
 
 # A planned task's columns that differ row by row, and what they all have (given once)
-OPEN_TASK = (
-    "order_id",
-    "workflow",
-    "node",
-    "seq",
-    "owner",
-    "entered_at",
-    "sla_seconds",
-    "risk_at",
-    "deadline",
-    "next_action_at",
-)
-SKIPPED_TASK = (
-    "order_id",
-    "workflow",
-    "node",
-    "seq",
-    "owner",
-    "entered_at",
-    "sla_seconds",
-    "completed_at",
-    "risk_at",
-    "deadline",
-)
+_TASK = ("order_id", "workflow", "node", "seq", "owner", "entered_at", "sla_seconds")  # every planned task's
+OPEN_TASK = (*_TASK, "risk_at", "deadline", "next_action_at")
+SKIPPED_TASK = (*_TASK, "completed_at", "risk_at", "deadline")
 HELD_TASK = (*OPEN_TASK, "held_at")
 _NEW_TASK = {"sla_state": "on_track", "paused_seconds": 0.0, "next_step": 0, "escalation_level": 0, "note": None}
 _OPEN = {"status": "open", **_NEW_TASK, "completed_at": None, "completed_by": None, "outcome": None}
