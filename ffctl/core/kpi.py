@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -72,7 +72,7 @@ from ffctl.core import misses
 from ffctl.core.bulk import sqlite_working_set
 from ffctl.core.clock import local_date, parse_date, parse_time, start_of_day, zone
 from ffctl.core.errors import FfctlError
-from ffctl.core.models import ORDER_COUNTERS, UTCDateTime
+from ffctl.core.models import ORDER_COUNTERS, VISIT_COUNTERS, UTCDateTime
 from ffctl.core.stock import allocation_nodes
 from ffctl.core.store import is_postgresql
 from ffctl.core.workflow import breached_sql, stopped_sql
@@ -244,18 +244,23 @@ class _Sql:
     def least(self, a: str, b: str) -> str:
         return f"min({a}, {b})" if self.sqlite else f"LEAST({a}, {b})"
 
-    def _sqlite_shift(self, col: str) -> str:
-        """A SQLite datetime modifier moving UTC ``col`` to local time (zone offsets as a CASE)."""
+    def _offset_case(self, col: str, show: Callable[[int], str]) -> str:
+        """``show`` of the zone's UTC offset (minutes) at stored ``col``: a CASE over the offset's
+        changes in the span, or the one offset where it does not change."""
         if self._offsets is None:
             self._offsets = utc_offsets(self.tz, *self.span())
-        first = self._offsets[0][1]
+        last = show(self._offsets[-1][1])
         if len(self._offsets) == 1:
-            return f"'{first:+d} minutes'"
+            return last
         whens = []
         for (_since, minutes), (until, _next) in zip(self._offsets, self._offsets[1:]):
             assert until is not None  # only the first entry has no from_utc
-            whens.append(f"WHEN {col} < '{_stamp(until)}' THEN '{minutes:+d} minutes'")
-        return f"(CASE {' '.join(whens)} ELSE '{self._offsets[-1][1]:+d} minutes' END)"
+            whens.append(f"WHEN {col} < '{_stamp(until)}' THEN {show(minutes)}")
+        return f"(CASE {' '.join(whens)} ELSE {last} END)"
+
+    def _sqlite_shift(self, col: str) -> str:
+        """A SQLite datetime modifier moving UTC ``col`` to local time."""
+        return self._offset_case(col, lambda minutes: f"'{minutes:+d} minutes'")
 
     def local_date(self, col: str) -> str:
         if self.sqlite:
@@ -265,19 +270,11 @@ class _Sql:
     def local_iso(self, col: str) -> str:
         """ISO 8601 text of stored (naive UTC) ``col`` in the zone, with its offset, to the
         millisecond: ``2026-12-02T09:00:00.000+08:00`` (the process-mining export's times)."""
-        if self._offsets is None:
-            self._offsets = utc_offsets(self.tz, *self.span())
 
         def offset(minutes: int) -> str:
             return f"'{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}'"
 
-        text = offset(self._offsets[-1][1])
-        if len(self._offsets) > 1:
-            whens = []
-            for (_since, minutes), (until, _next) in zip(self._offsets, self._offsets[1:]):
-                assert until is not None  # only the first entry has no from_utc
-                whens.append(f"WHEN {col} < '{_stamp(until)}' THEN {offset(minutes)}")
-            text = f"(CASE {' '.join(whens)} ELSE {text} END)"
+        text = self._offset_case(col, offset)
         if self.sqlite:
             return f"(strftime('%Y-%m-%dT%H:%M:%f', {col}, {self._sqlite_shift(col)}) || {text})"
         return f"(to_char(({col} AT TIME ZONE 'UTC') AT TIME ZONE :tz, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS') || {text})"
@@ -967,21 +964,6 @@ def _node_facts_sql(*, scoped: bool) -> str:
     )
 
 
-#: The order facts a node cut sums over the orders that visited the node (visit_fact's copies).
-_VISIT_COUNTERS = (
-    "shipped",
-    "on_time",
-    "delivered",
-    "perfect",
-    "picked",
-    "picked_right",
-    "units",
-    "units_on_time",
-    "units_shipped",
-    "units_returned",
-)
-
-
 def _visit_facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> list[str]:
     """INSERT ... SELECT of one visit_fact row per node visit that was not skipped (``scoped``:
     the orders in fact_dirty), after their order_fact rows are written (it copies from them).
@@ -1012,7 +994,7 @@ def _visit_facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> list[str]:
 
     columns = (
         "task_id, order_id, node, created_at, seconds, decided, within, auto, first, escalations, reminders, "
-        f"conf, alloc, {', '.join(_VISIT_COUNTERS)}, due"
+        f"conf, alloc, {', '.join(VISIT_COUNTERS)}, due"
     )
     return [
         f"INSERT INTO visit_fact ({columns}) SELECT t.id, t.order_id, t.node, f.created_at, "
@@ -1022,7 +1004,7 @@ def _visit_facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> list[str]:
         f"CASE WHEN t.outcome IN {_in(DECIDED)} AND NOT {breached_sql('t', now=_STOPPED)} THEN 1 ELSE 0 END, "
         f"CASE WHEN t.outcome IN {_in(AUTO_ACTIONS)} THEN 1 ELSE 0 END, {first('1')}, "
         f"{first('COALESCE(ev.escalations, 0)')}, {first('COALESCE(ev.reminders, 0)')}, "
-        f"{first('f.conf', 'NULL')}, {first('f.alloc', 'NULL')}, {', '.join(first(f'f.{c}') for c in _VISIT_COUNTERS)}, "
+        f"{first('f.conf', 'NULL')}, {first('f.alloc', 'NULL')}, {', '.join(first(f'f.{c}') for c in VISIT_COUNTERS)}, "
         f"{first('f.due', 'NULL')} "
         f"FROM ({visits}) t JOIN order_fact f ON f.order_id = t.order_id "
         f"LEFT JOIN ({events}) ev ON ev.order_id = t.order_id AND ev.node = t.node"
@@ -1307,7 +1289,7 @@ class _Report:
         elif self.cut.line and self.visits():
             return self._grouped_pg() if not self.sql.sqlite else self._grouped_sqlite()
         # the node cut from visit_fact's first visits, when it copies every order counter
-        elif self.by == "node" and set(_COUNTERS) <= {*_VISIT_COUNTERS, "decided", "within"} and self.visits():
+        elif self.by == "node" and set(_COUNTERS) <= {*VISIT_COUNTERS, "decided", "within"} and self.visits():
             return self._by_node_visits()
         return self._generic()
 

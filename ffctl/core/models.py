@@ -483,28 +483,6 @@ class ScheduleRun(_Table, table=True):
 # --- report facts (derived; rebuilt from the tables above by core/kpi.py) ---------------------
 
 
-#: visit_fact's per-node sums, read in node order off its covering index ix_visit_fact_sums (no sort
-#: of every visit); the percentiles step through the narrow (node, time, created_at) indexes
-VISIT_SUMS = (
-    "decided",
-    "within",
-    "auto",
-    "first",
-    "escalations",
-    "reminders",
-    "shipped",
-    "on_time",
-    "delivered",
-    "perfect",
-    "picked",
-    "picked_right",
-    "units",
-    "units_on_time",
-    "units_shipped",
-    "units_returned",
-)
-
-
 #: an order's counting facts, summed by every cut of ``report kpi`` (order_fact, visit_fact, group_fact)
 ORDER_COUNTERS = (
     "shipped",
@@ -520,6 +498,14 @@ ORDER_COUNTERS = (
     "units_shipped",
     "units_returned",
 )
+
+#: the order facts visit_fact copies onto an order's first visit of a node (the node cut sums them)
+VISIT_COUNTERS = tuple(c for c in ORDER_COUNTERS if c not in ("decided", "within"))
+
+#: visit_fact's per-node sums, read in node order off its covering index ix_visit_fact_sums (no sort
+#: of every visit); the percentiles step through the narrow (node, time, created_at) indexes
+VISIT_SUMS = ("decided", "within", "auto", "first", "escalations", "reminders", *VISIT_COUNTERS)
+
 
 #: group_fact's sums, read in (cut, g) order off its covering index ix_group_fact_sums
 GROUP_SUMS = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
@@ -95,27 +95,26 @@ def stock_rows(session: Session, sku: str | None = None, warehouse: str | None =
 
 def _open_demand(session: Session, skus: Sequence[str], exclude_orders: Iterable[str] = ()) -> dict[str, int]:
     """Unallocated quantity of open and held orders per SKU, leaving out ``exclude_orders``."""
+
+    def unserved(where) -> Iterator[tuple[str, int]]:
+        """Per SKU, the unallocated units of the open and held orders' lines ``where`` picks."""
+        q = (
+            sa.select(LINE.c.sku, sa.func.sum(UNSERVED))
+            .join(ORDERS, ORDERS.c.order_id == LINE.c.order_id)
+            .where(where, ORDERS.c.status.in_(OPEN_DEMAND), UNSERVED > 0)
+            .group_by(LINE.c.sku)
+        )
+        return ((s, int(qty or 0)) for s, qty in session.execute(q))
+
     demand: dict[str, int] = defaultdict(int)
     for part in _parts(session, list(skus)):
-        q = (
-            sa.select(LINE.c.sku, sa.func.sum(UNSERVED))
-            .join(ORDERS, ORDERS.c.order_id == LINE.c.order_id)
-            .where(keyed(session, LINE.c.sku, part), ORDERS.c.status.in_(OPEN_DEMAND), UNSERVED > 0)
-            .group_by(LINE.c.sku)
-        )
-        for s, qty in session.execute(q):
-            demand[s] += int(qty or 0)
+        for s, qty in unserved(keyed(session, LINE.c.sku, part)):
+            demand[s] += qty
     excluded = list(dict.fromkeys(exclude_orders))
     for part in _parts(session, excluded):
-        q = (
-            sa.select(LINE.c.sku, sa.func.sum(UNSERVED))
-            .join(ORDERS, ORDERS.c.order_id == LINE.c.order_id)
-            .where(keyed(session, LINE.c.order_id, part), ORDERS.c.status.in_(OPEN_DEMAND), UNSERVED > 0)
-            .group_by(LINE.c.sku)
-        )
-        for s, qty in session.execute(q):
+        for s, qty in unserved(keyed(session, LINE.c.order_id, part)):
             if s in demand:
-                demand[s] -= int(qty or 0)
+                demand[s] -= qty
     return demand
 
 

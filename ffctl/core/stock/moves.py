@@ -132,22 +132,32 @@ def _bulk_add(
             f"UPDATE {table} AS t SET {column} = t.{column} + v.q "
             f"FROM unnest(CAST(:ids AS bigint[]), CAST(:qs AS bigint[])) AS v(id, q) WHERE t.id = v.id{cond}"
         )
-        done = session.execute(sa.text(sql), {"ids": int_array(ids), "qs": int_array(deltas[i] for i in ids)}).rowcount  # type: ignore[attr-defined]  # an UPDATE/INSERT gives a CursorResult; Session.execute is typed Result
+        _update_all(session, sql, {"ids": int_array(ids), "qs": int_array(deltas[i] for i in ids)}, len(ids), what)
     else:  # plain integers: the driver's own executemany, without per-row SQLAlchemy processing
         cond = f" AND {guard.replace('v.q', ':q')}" if guard else ""
         sql = f"UPDATE {table} AS t SET {column} = t.{column} + :q WHERE t.id = :id{cond}"
+        _update_all(session, sql, ({"id": i, "q": deltas[i]} for i in ids), len(ids), what)
+
+
+def _update_all(session: Session, sql: str, params: dict | Iterable, count: int, what: str) -> None:
+    """Run an UPDATE of ``count`` rows by id and refuse if it touched fewer (a row gone, or failing
+    its guard: the caller's transaction rolls back). ``params``: one dict, the statement's arrays
+    (PostgreSQL's ``unnest``), or one set a row for the driver's own executemany (SQLite)."""
+    if isinstance(params, dict):
+        done = session.execute(sa.text(sql), params).rowcount  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult; Session.execute is typed Result
+    else:
         cur = _raw(session).cursor()
         try:
-            cur.executemany(sql, ({"id": i, "q": deltas[i]} for i in ids))
+            cur.executemany(sql, params)
             done = cur.rowcount
         finally:
             cur.close()
-    if done != len(ids):
+    if done != count:
         raise Conflict(
             _(
                 "{what} changed while it was being updated ({value} of {count} refused); nothing was written, "
                 "run the command again"
-            ).format(what=what, value=len(ids) - done, count=len(ids))
+            ).format(what=what, value=count - done, count=count)
         )
 
 

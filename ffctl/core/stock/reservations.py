@@ -16,7 +16,7 @@ from ffctl.core.bulk import among, insert_rows, int_array, keyed, keyed_rows, ti
 from ffctl.core.clock import shown
 from ffctl.core.errors import Conflict, FfctlError, NotFound, UsageError
 from ffctl.core.stock.common import ALLOC, LINE, ORDERS, _parts
-from ffctl.core.stock.moves import _bulk_add, _lock_stock, _raw, _stock_of_skus
+from ffctl.core.stock.moves import _bulk_add, _lock_stock, _raw, _stock_of_skus, _update_all
 from ffctl.core.store import is_postgresql
 from ffctl.core.text import command
 from ffctl.i18n import _
@@ -275,35 +275,27 @@ def _take_stock(session: Session, deltas: dict[int, tuple[int, int]]) -> None:
     ids = sorted(deltas)
     guard = "t.allocated + {a} >= 0 AND t.on_hand + {h} >= t.allocated + {a}"
     if is_postgresql(session):
-        done = session.execute(  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult; Session.execute is typed Result
-            sa.text(
-                "UPDATE stock AS t SET allocated = t.allocated + v.a, on_hand = t.on_hand + v.h "
-                "FROM unnest(CAST(:ids AS bigint[]), CAST(:adds AS bigint[]), CAST(:hands AS bigint[])) AS v(id, a, h) "
-                "WHERE t.id = v.id AND " + guard.format(a="v.a", h="v.h")
-            ),
+        _update_all(
+            session,
+            "UPDATE stock AS t SET allocated = t.allocated + v.a, on_hand = t.on_hand + v.h "
+            "FROM unnest(CAST(:ids AS bigint[]), CAST(:adds AS bigint[]), CAST(:hands AS bigint[])) AS v(id, a, h) "
+            "WHERE t.id = v.id AND " + guard.format(a="v.a", h="v.h"),
             {
                 "ids": int_array(ids),
                 "adds": int_array(deltas[i][0] for i in ids),
                 "hands": int_array(deltas[i][1] for i in ids),
             },
-        ).rowcount
+            len(ids),
+            _("stock"),
+        )
     else:
-        cur = _raw(session).cursor()
-        try:
-            cur.executemany(
-                "UPDATE stock AS t SET allocated = t.allocated + :a, on_hand = t.on_hand + :h WHERE t.id = :id AND "
-                + guard.format(a=":a", h=":h"),
-                ({"id": i, "a": deltas[i][0], "h": deltas[i][1]} for i in ids),
-            )
-            done = cur.rowcount
-        finally:
-            cur.close()
-    if done != len(ids):
-        raise Conflict(
-            _(
-                "{what} changed while it was being updated ({value} of {count} refused); nothing was written, "
-                "run the command again"
-            ).format(what=_("stock"), value=len(ids) - done, count=len(ids))
+        _update_all(
+            session,
+            "UPDATE stock AS t SET allocated = t.allocated + :a, on_hand = t.on_hand + :h WHERE t.id = :id AND "
+            + guard.format(a=":a", h=":h"),
+            ({"id": i, "a": deltas[i][0], "h": deltas[i][1]} for i in ids),
+            len(ids),
+            _("stock"),
         )
 
 
@@ -318,30 +310,14 @@ def _bulk_set(session: Session, table: str, columns: Sequence[str], values: dict
         names = ", ".join(f"c{n}" for n in range(len(columns)))
         sets = ", ".join(f"{c} = v.c{n}" for n, c in enumerate(columns))
         params = {f"c{n}": int_array(values[i][n] for i in ids) for n in range(len(columns))}
-        done = session.execute(
-            sa.text(
-                f"UPDATE {table} AS t SET {sets} FROM unnest(CAST(:ids AS bigint[]), {arrays}) "  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult; Session.execute is typed Result
-                f"AS v(id, {names}) WHERE t.id = v.id"
-            ),
-            {"ids": int_array(ids), **params},
-        ).rowcount
-    else:
-        cur = _raw(session).cursor()
-        try:
-            cur.executemany(
-                f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?",
-                (values[i] + (i,) for i in ids),
-            )
-            done = cur.rowcount
-        finally:
-            cur.close()
-    if done != len(ids):
-        raise Conflict(
-            _(
-                "{what} changed while it was being updated ({value} of {count} refused); nothing was written, "
-                "run the command again"
-            ).format(what=what, value=len(ids) - done, count=len(ids))
+        sql = (
+            f"UPDATE {table} AS t SET {sets} FROM unnest(CAST(:ids AS bigint[]), {arrays}) "
+            f"AS v(id, {names}) WHERE t.id = v.id"
         )
+        _update_all(session, sql, {"ids": int_array(ids), **params}, len(ids), what)
+    else:
+        sql = f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?"
+        _update_all(session, sql, (values[i] + (i,) for i in ids), len(ids), what)
 
 
 def cancel_line_units(session: Session, order_id: str, line_id: int, qty: int) -> int:
