@@ -285,25 +285,30 @@ def visits(session: Session, period: Period, *, chunk: int = CHUNK) -> Iterator[
                     _add_holds(session, batch)
                     yield batch
                     batch = []
-                stop = held or completed
-                last = Visit(
-                    id_,
-                    order_id,
-                    wf,
-                    node,
-                    when(entered),
-                    when(stop) if stop else None,
-                    outcome,
-                    paused or 0.0,
-                    when(deadline) if deadline else None,
-                    [step] if step else [],
-                )
+                last = _visit(when, id_, order_id, wf, node, entered, held, completed, outcome, paused, deadline, step)
                 batch.append(last)
     finally:
         cursor.close()
     if batch:
         _add_holds(session, batch)
         yield batch
+
+
+def _visit(when, id_, order_id, wf, node, entered, held, completed, outcome, paused, deadline, step) -> Visit:
+    """One row of ``_VISITS_SQL`` as a visit (its first step; its clock stops when held or closed)."""
+    stop = held or completed
+    return Visit(
+        id_,
+        order_id,
+        wf,
+        node,
+        when(entered),
+        when(stop) if stop else None,
+        outcome,
+        paused or 0.0,
+        when(deadline) if deadline else None,
+        [step] if step else [],
+    )
 
 
 def _visits_by_id(session: Session, ids: list[int]) -> list[Visit]:
@@ -316,21 +321,7 @@ def _visits_by_id(session: Session, ids: list[int]) -> list[Visit]:
         if out and out[-1].id == id_:
             out[-1].steps.append(step)
             continue
-        stop = held or completed
-        out.append(
-            Visit(
-                id_,
-                order_id,
-                wf,
-                node,
-                when(entered),
-                when(stop) if stop else None,
-                outcome,
-                paused or 0.0,
-                when(deadline) if deadline else None,
-                [step] if step else [],
-            )
-        )
+        out.append(_visit(when, id_, order_id, wf, node, entered, held, completed, outcome, paused, deadline, step))
     return out
 
 
