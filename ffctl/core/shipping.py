@@ -48,6 +48,7 @@ from ffctl.core.models import Order, OrderLine, PickLine, Shipment, ShipmentLine
 from ffctl.core.stock import reservations
 from ffctl.core.store import is_postgresql
 from ffctl.core.text import command
+from ffctl.core.workflow.moves import OpenTask
 from ffctl.i18n import _, ngettext
 
 if TYPE_CHECKING:
@@ -237,22 +238,10 @@ class _Finished(NamedTuple):
     tracking: str | None
 
 
-class _OpenTask(NamedTuple):
-    """An order's open task, as ``workflow.complete_auto_moves`` takes it."""
-
-    id: int
-    order_id: str
-    node: str
-    workflow: str
-    seq: int
-    deadline: datetime | None
-    held_at: object
-
-
 @dataclass
 class _OrderState:
     row: dict  # order_id, status, node, workflow
-    task: _OpenTask | None = None
+    task: OpenTask | None = None
     lines: dict[int, _Line] = field(default_factory=dict)
     shipments: list[dict] = field(default_factory=list)  # recorded, by time: shipment_id, shipped_at, ..., lines
     latest: tuple[datetime, str] | None = None  # its latest event, when later than the earliest request
@@ -297,7 +286,7 @@ class Shipper:
                 {"order_id": oid, "status": status, "node": node, "workflow": workflow},
                 None
                 if tid is None
-                else _OpenTask(tid, oid, tnode, twf, seq, None if deadline is None else _aware(deadline), held),
+                else OpenTask(tid, oid, tnode, twf, seq, None if deadline is None else _aware(deadline), held),
             )
         known = sorted(self.orders)
         given = sorted({r.shipment_id for r in requests if r.shipment_id is not None})

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, datetime, timezone
 from functools import partial
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -26,6 +26,7 @@ from ffctl.core.stock.availability import _open_receipts, _Profile
 from ffctl.core.stock.common import ALLOC, LINE, ORDERS, TASK, UNSERVED, _chunks, _parts
 from ffctl.core.stock.moves import _bulk_add, _raw, _stock_of_skus
 from ffctl.core.store import is_postgresql
+from ffctl.core.workflow.moves import OpenTask
 from ffctl.i18n import _, ngettext
 
 if TYPE_CHECKING:
@@ -179,17 +180,6 @@ def _load_stock_for(session: Session, nodes: list[str], order_ids: list[str] | N
     return stock, skus
 
 
-class _OpenTask(NamedTuple):
-    """What completing an order's task at the allocation node needs."""
-
-    id: int
-    order_id: str
-    node: str
-    workflow: str
-    seq: int
-    deadline: datetime | None
-
-
 def _sqlite_rows(session: Session, sql: str, keys: Sequence) -> Iterable[tuple]:
     """Rows of ``sql`` whose ``{keys}`` placeholder is an IN list of ``keys``, by the driver in
     IN-sized parts (no per-row SQLAlchemy processing)."""
@@ -198,7 +188,7 @@ def _sqlite_rows(session: Session, sql: str, keys: Sequence) -> Iterable[tuple]:
         yield from raw.execute(sql.format(keys=", ".join("?" * len(part))), part).fetchall()
 
 
-def _lock_chunk(session: Session, chunk_rows: Sequence, nodes: list[str], lock: bool) -> dict[str, _OpenTask]:
+def _lock_chunk(session: Session, chunk_rows: Sequence, nodes: list[str], lock: bool) -> dict[str, OpenTask]:
     """Orders of the chunk still at an allocation node with an open, unheld task there, with that
     task; on PostgreSQL the orders and then their tasks are locked with SKIP LOCKED (an order
     someone else holds waits for the next run). Two single-table reads by key: no join for a
@@ -220,7 +210,7 @@ def _lock_chunk(session: Session, chunk_rows: Sequence, nodes: list[str], lock: 
                     deadline = times.get(deadline) or times.setdefault(
                         deadline, datetime.fromisoformat(deadline).replace(tzinfo=timezone.utc)
                     )
-                found[oid] = _OpenTask(tid, oid, node, wf, seq, deadline)
+                found[oid] = OpenTask(tid, oid, node, wf, seq, deadline)
         return found
     chunk = [r.order_id for r in chunk_rows]
     # by primary key only: with status/node in the WHERE, a planner may pick ix_orders_status_node
@@ -238,7 +228,7 @@ def _lock_chunk(session: Session, chunk_rows: Sequence, nodes: list[str], lock: 
     if lock:
         t = t.with_for_update(skip_locked=True)
     return {
-        r.order_id: _OpenTask(*r[:6])
+        r.order_id: OpenTask(*r[:6])
         for r in session.execute(t).all()
         if r.held_at is None and at_node.get(r.order_id) == r.node
     }

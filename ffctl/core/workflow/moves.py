@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -273,6 +273,19 @@ def complete_auto_moves(
         ).all()
         moved.update(complete_tasks(session, cfg, rows, at=at, actor=actor, move_orders=move_orders))
     return moved
+
+
+class OpenTask(NamedTuple):
+    """An order's open task as ``complete_tasks`` and ``complete_auto_moves`` take it from a caller
+    that read and locked it (allocation, shipping)."""
+
+    id: int
+    order_id: str
+    node: str
+    workflow: str
+    seq: int
+    deadline: datetime | None
+    held_at: object = None
 
 
 def complete_tasks(
