@@ -1,8 +1,9 @@
 """The node-visit and line facts give the same reports as the generic paths, on both backends.
 
-``report sla``, the node cut of ``report kpi``, breaches per owner, the cycle-time histogram and
-``report flow`` read ``visit_fact``/``node_fact``/``order_fact``/``flow_edge``/``flow_path`` when
-the facts are current, and the product and category cuts ``group_fact``; ``source="tasks"``
+``report sla``, the node cut of ``report kpi``, breaches per owner, the cycle-time histogram,
+``report flow`` and ``report workload`` read ``visit_fact``/``node_fact``/``order_fact``/
+``flow_edge``/``flow_path``/``work_fact`` when the facts are current, and the product and
+category cuts ``group_fact``; ``source="tasks"``
 computes them from the task history and the order lines (the generic paths), and the workflow cut
 from the orders' own workflow. Random histories (hypothesis) go
 through the real write paths (completions, rejections, holds, releases, cancellations, the
@@ -111,7 +112,7 @@ def _differing(facts, tasks):
 
 
 def compare(store, cfg, at, created) -> None:
-    from ffctl.core import flow, kpi
+    from ffctl.core import flow, kpi, workload
 
     periods = [
         kpi.Period(),
@@ -158,6 +159,15 @@ def compare(store, cfg, at, created) -> None:
                         lambda src, now=now, period=period: flow.flow_report(
                             s, cfg, now=now, period=period, top=3, source=src
                         ),
+                    ),
+                    *(
+                        (
+                            f"workload by {by}",
+                            lambda src, by=by, now=now, period=period: workload.workload_report(
+                                s, cfg, now=now, period=period, by=by, source=src
+                            ),
+                        )
+                        for by in workload.BY
                     ),
                 ):
                     facts, tasks = report("facts"), report("tasks")

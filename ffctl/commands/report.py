@@ -316,8 +316,7 @@ def workload(
     from ffctl.core.workload import workload_report
 
     st = AppState.of(ctx)
-    cfg = st.config()
-    period = _period(st, start, end)
+    cfg, period = _refreshed(st, start, end)  # the figures read work_fact when it is current
     with st.store().session() as s:
         rows = workload_report(s, cfg, now=st.now(), period=period, by=by.value)
     if not any(r["completed"] or r["arrived"] for r in rows):

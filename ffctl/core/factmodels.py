@@ -205,6 +205,45 @@ class FlowPath(_Table, table=True):
     rejects: str = ""
 
 
+class WorkFact(_Table, table=True):
+    """One row per node visit that was not skipped, with what ``report workload`` needs (core/
+    workload.py): its owner role and who closed it, when it entered and was decided, the times its
+    breach depends on, and its handling time (business seconds entering -> decision in the node's
+    calendar, less holds), so arrivals and completions are range reads by time and the handling
+    p50/p90 rank steps through a (group, handling) index. Kept by ``kpi.refresh_facts``."""
+
+    __tablename__ = "work_fact"
+    __table_args__ = (
+        sa.Index("ix_work_fact_order", "order_id"),
+        sa.Index("ix_work_fact_arrived", "entered_at", "owner", "node", "deadline", "stopped_at"),
+        sa.Index(
+            "ix_work_fact_done",
+            "done_at",
+            "owner",
+            "completed_by",
+            "node",
+            "deadline",
+            "stopped_at",
+            "entered_at",
+            "handling",
+        ),
+        sa.Index("ix_work_fact_role", "owner", "handling", "done_at"),
+        sa.Index("ix_work_fact_person", "completed_by", "handling", "done_at"),
+        sa.Index("ix_work_fact_open", "completed_at"),
+    )
+    task_id: int = Field(primary_key=True)
+    order_id: str
+    node: str
+    owner: str | None = None  # the node's owner role (None: an automatic node)
+    completed_by: str | None = None
+    entered_at: datetime = _utc()
+    completed_at: datetime | None = _utc(default=None)  # closed (any way); NULL: open
+    done_at: datetime | None = _utc(default=None)  # completed_at of a decided visit (DECIDED), else NULL
+    stopped_at: datetime | None = _utc(default=None)  # when its clock stopped (workflow.stopped_at)
+    deadline: datetime | None = _utc(default=None)
+    handling: float | None = None  # decided visits: business seconds entered -> done, less paused_seconds
+
+
 class FactCustomer(_Table, table=True):
     """The customer regions the facts were written with (a changed region rewrites its orders)."""
 

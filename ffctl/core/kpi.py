@@ -489,7 +489,7 @@ def _cut(by: str | None) -> _Cut:
 # --- the facts ------------------------------------------------------------------------------
 
 #: Bump when the facts' definitions change: the next refresh rebuilds every row.
-FACTS_VERSION = 6  # 2: breaches by the visit's own times (SPEC 9.1); 3: visit_fact and node_fact.owner; 4: partial shipments, fill rate (9.2); 5: returns, misses (9.5); 6: group_fact, order_fact.workflow
+FACTS_VERSION = 7  # 2: breaches by the visit's own times (SPEC 9.1); 3: visit_fact and node_fact.owner; 4: partial shipments, fill rate (9.2); 5: returns, misses (9.5); 6: group_fact, order_fact.workflow; 7: work_fact
 #: Single-valued cuts: dimension -> its order_fact column (None: the whole selection).
 FACT_COLUMNS: dict[str | None, str | None] = {
     None: None,
@@ -669,6 +669,9 @@ def _refresh(store: Store, cfg: Config, fp: str, cuts: list[str | None], now: da
         from ffctl.core import flow
 
         flow.vacuum(store)
+        from ffctl.core import workload
+
+        workload.vacuum(store)
     return {"mode": mode, "orders": orders}
 
 
@@ -809,6 +812,7 @@ def _rebuild(s: Session, sql: _Sql, cfg: Config) -> int:
     s.execute(sa.text("DELETE FROM miss_fact"))
     s.execute(sa.text(misses.refresh_sql(sql, cfg, dirty=None)), {"tz": cfg.timezone})
     _refresh_flow(s, sql, cfg, dirty=None)
+    _refresh_work(s, sql, cfg, dirty=None)
     _snapshot_masters(s, None)
     for ddl in lazy:
         s.execute(sa.text(ddl))
@@ -863,6 +867,7 @@ def _update(s: Session, sql: _Sql, cfg: Config, seen: int, top: int, changed: di
     s.execute(sa.text(f"DELETE FROM miss_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
     s.execute(sa.text(misses.refresh_sql(sql, cfg, dirty=_DIRTY)), {"tz": cfg.timezone})
     _refresh_flow(s, sql, cfg, dirty=_DIRTY)
+    _refresh_work(s, sql, cfg, dirty=_DIRTY)
     _snapshot_masters(s, changed)
     n = s.execute(sa.text(f"SELECT COUNT(*) FROM {_DIRTY}")).scalar_one()
     s.execute(sa.text(f"DROP TABLE {_DIRTY}" if not sql.sqlite else f"DELETE FROM temp.{_DIRTY}"))
@@ -874,6 +879,13 @@ def _refresh_flow(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> N
     from ffctl.core import flow
 
     flow.refresh(s, sql, cfg, dirty=dirty)
+
+
+def _refresh_work(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> None:
+    """``report workload``'s facts (work_fact), kept by core/workload.py (it imports this module)."""
+    from ffctl.core import workload
+
+    workload.refresh(s, sql, cfg, dirty=dirty)
 
 
 def _facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> str:

@@ -528,6 +528,7 @@ FACT_MODELS = (
     "MissFact",
     "FlowEdge",
     "FlowPath",
+    "WorkFact",
     "FactCustomer",
     "FactProduct",
     "FactState",

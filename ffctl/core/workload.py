@@ -21,7 +21,10 @@ not of the orders):
   that arrived in the period (the base ``sla replay`` uses); a person's over the visits they closed.
 
 Every figure is a GROUP BY (or a window) in the database; Python receives one row per group and
-node, and counts business days over the period's dates.
+node, and counts business days over the period's dates. When the report facts are current
+(``kpi._Report.visits``) the figures read ``work_fact`` (``refresh`` keeps it: each visit's
+handling time counted once, when it is written), the p50/p90 stepping to their ranks through its
+(group, handling) index; otherwise the task history (the generic path the facts are tested against).
 """
 
 from __future__ import annotations
@@ -37,17 +40,20 @@ from sqlalchemy.orm import Session
 from ffctl.core.clock import local_date, start_of_day
 
 # the reports' SQL plumbing (dialect fragments, percentiles, the business-time calendar table): shared, not copied
-from ffctl.core.kpi import DECIDED, Period, _BusinessTime, _in, _Sql
+from ffctl.core.kpi import DECIDED, Period, _BusinessTime, _in, _Report, _Sql, _stamp
 from ffctl.core.models import UTCDateTime
-from ffctl.core.workflow import breached_sql
+from ffctl.core.workflow import breached_sql, stopped_sql
 from ffctl.i18n import _
 
 if TYPE_CHECKING:
     from ffctl.core.config import Config
+    from ffctl.core.store import Store
 
 BY = ("role", "person")
-#: the grouping column of a visit per ``--by``
+#: the grouping column of a visit per ``--by`` (task and work_fact name them alike)
 _GROUP = {"role": "t.owner", "person": "t.completed_by"}
+#: work_fact's index of each grouping's handling times (``_Report.picks`` steps through it)
+_HANDLING_INDEX = {"role": "ix_work_fact_role", "person": "ix_work_fact_person"}
 
 
 @dataclass
@@ -64,15 +70,22 @@ class _Group:
 
 
 def workload_report(
-    session: Session, cfg: Config, *, now: datetime, period: Period = Period(), by: str = "role"
+    session: Session,
+    cfg: Config,
+    *,
+    now: datetime,
+    period: Period = Period(),
+    by: str = "role",
+    source: str = "auto",
 ) -> list[dict]:
     """One row per role (or person): ``{group, arrived, completed, business_days, arrived_per_day,
     completed_per_day, handling_p50_seconds, handling_p90_seconds, open_now, oldest_open_order,
     oldest_open_node, oldest_open_since, oldest_open_seconds, breached, breach_share}``; figures a
-    person has no share of (arrivals, open visits) are None. Groups sorted by name, None last."""
+    person has no share of (arrivals, open visits) are None. Groups sorted by name, None last.
+    ``source``: as the other reports' (``kpi.SOURCES``): the facts when current, or the task history."""
     if by not in BY:
         raise ValueError(_("unknown grouping {by!r}: use one of {names}").format(by=by, names=", ".join(BY)))
-    query = _Query(session, cfg, now, period)
+    query = _Query(session, cfg, now, period, source)
     g = _GROUP[by]
     groups: dict[str | None, _Group] = {}
 
@@ -82,27 +95,36 @@ def workload_report(
     def tally(where: str) -> Iterator[tuple[_Group, int, int]]:
         """Per group and node, the visits ``where`` picks: (the group, visits, breached visits)."""
         for r in query.rows(
-            f"SELECT {g} AS g, t.node AS node, COUNT(*) AS n, SUM(CASE WHEN {breached_sql('t')} THEN 1 ELSE 0 END) "
-            f"AS breached, MIN(t.entered_at) AS first FROM task t WHERE {where} GROUP BY {g}, t.node",
+            f"SELECT {g} AS g, t.node AS node, COUNT(*) AS n, SUM(CASE WHEN {query.breached} THEN 1 ELSE 0 END) "
+            f"AS breached, MIN(t.entered_at) AS first{handled} FROM {where} GROUP BY {g}, t.node",
             first=True,
         ):
             row = group(r.g)
             row.nodes.add(r.node)
             row.first_entered = min(filter(None, (row.first_entered, r.first)), default=None)
+            if handled:
+                n, *_ps = row.handling
+                row.handling = (n + int(r.h), None, None)
             yield row, int(r.n), int(r.breached or 0)
 
+    handled = ""
     if by == "role":
-        for row, n, breached in tally(f"t.status <> 'skipped' AND {query.within('t.entered_at')}"):
+        for row, n, breached in tally(query.arrived()):
             row.arrived += n
             row.breached_arrived += breached
-    decided = f"t.outcome IN {_in(DECIDED)} AND {query.within('t.completed_at')}"
-    for row, n, breached in tally(decided):
+    if query.facts:
+        handled = ", COUNT(t.handling) AS h"  # the visits the p50/p90 rank (a time inside the calendars' span)
+    for row, n, breached in tally(query.decided()):
         row.completed += n
         row.breached_completed += breached
-    if groups:
+    if groups and query.facts:
+        keys = [key for key in groups if groups[key].handling[0]]
+        for key, (p50, p90) in zip(keys, query.handling(by, [(key, groups[key].handling[0]) for key in keys])):
+            groups[key].handling = (groups[key].handling[0], p50, p90)
+    elif groups:
         visits = (
             f"SELECT {g} AS g, t.node AS node, t.entered_at AS a, t.completed_at AS b, "
-            f"t.paused_seconds AS held FROM task t WHERE {decided}"
+            f"t.paused_seconds AS held FROM {query.decided()}"
         )
         business = _BusinessTime(query.sql, cfg).values(visits, less="held")
         for r in query.rows(query.sql.percentiles(business, (0.5, 0.9))):
@@ -173,18 +195,55 @@ def business_days(clocks: Iterable, start: datetime, end: datetime, tz: str) -> 
 
 
 class _Query:
-    """The period as SQL conditions on a visit's times, and statements with UTC times bound."""
+    """The period as SQL conditions on a visit's times, and statements with UTC times bound; the
+    visits read from ``work_fact`` (``facts``) or the task history, both aliased ``t``."""
 
-    def __init__(self, session: Session, cfg: Config, now: datetime, period: Period) -> None:
+    def __init__(self, session: Session, cfg: Config, now: datetime, period: Period, source: str) -> None:
         self.s = session
-        self.sql = _Sql(session, cfg.timezone, now)
-        self.sql.tune()  # as every report: without it PostgreSQL compiled the query (JIT, 2 s) and sorted on disk
+        # the reports' rule for when the facts are current (and their session settings: no JIT, work_mem)
+        self.report = _Report(session, cfg, now=now, period=Period(), by=None, source=source)
+        self.sql: _Sql = self.report.sql
+        self.facts = self.report.visits()
         self.params: dict[str, Any] = {"now": now, "start": period.start, "end": period.end}
         self.period = period
+        self.hint = (lambda name: f" INDEXED BY {name}") if self.sql.sqlite else (lambda name: "")
+        # the one breach rule, over the facts' copy of when the clock stopped
+        self.breached = breached_sql("t", stop="t.stopped_at") if self.facts else breached_sql("t")
 
-    def within(self, column: str) -> str:
-        bounds = [f"{column} >= :start" if self.period.start else "", f"{column} < :end" if self.period.end else ""]
+    def within(self, column: str, *, literal: bool = False) -> str:
+        """The period on ``column``; ``literal``: its bounds written in (for ``_Report.picks``)."""
+        start, end = (
+            f"'{_stamp(b)}'" if literal and b else f":{k}"
+            for k, b in (("start", self.period.start), ("end", self.period.end))
+        )
+        bounds = [f"{column} >= {start}" if self.period.start else "", f"{column} < {end}" if self.period.end else ""]
         return " AND ".join(b for b in bounds if b) or "1 = 1"
+
+    def arrived(self) -> str:
+        """FROM ... WHERE of the visits that entered in the period."""
+        if self.facts:
+            return f"work_fact t{self.hint('ix_work_fact_arrived')} WHERE {self.within('t.entered_at')}"
+        return f"task t WHERE t.status <> 'skipped' AND {self.within('t.entered_at')}"
+
+    def decided(self) -> str:
+        """FROM ... WHERE of the visits closed by a decision in the period."""
+        if self.facts:
+            return f"work_fact t{self.hint('ix_work_fact_done')} WHERE t.done_at IS NOT NULL AND {self.within('t.done_at')}"
+        return f"task t WHERE t.outcome IN {_in(DECIDED)} AND {self.within('t.completed_at')}"
+
+    def handling(self, by: str, groups: list[tuple[str | None, int]]) -> list[list[float]]:
+        """Per (group, n): the exact p50 and p90 of the handling times of its ``n`` visits decided in
+        the period, stepped to through work_fact's (group, handling, done_at) index."""
+        column = _GROUP[by].replace("t.", "x.")
+        period = self.within("x.done_at", literal=True)
+        where = [
+            (f"{column} IS NULL" if key is None else f"{column} = '{key.replace(chr(39), chr(39) * 2)}'")
+            + f" AND {period}"
+            for key, _n in groups
+        ]
+        return self.report.picks(
+            "work_fact", _HANDLING_INDEX[by], "handling", [(w, {}, n) for w, (_k, n) in zip(where, groups)]
+        )
 
     def rows(self, sql: str, *, first: bool = False) -> Sequence[sa.Row]:
         stmt = sa.text(sql)
@@ -195,13 +254,104 @@ class _Query:
 
     def open_now(self, g: str) -> Sequence[sa.Row]:
         """Per group: visits running at the command clock, and the one that entered first."""
+        if self.facts:  # the few open (or closed after the clock) visits through ix_work_fact_open
+            visits = "work_fact t WHERE (t.completed_at IS NULL OR t.completed_at > :now)"
+            key = "t.task_id"
+        else:
+            visits = "task t WHERE t.status <> 'skipped' AND (t.completed_at IS NULL OR t.completed_at > :now)"
+            key = "t.id"
         sql = (
             "SELECT g, node, order_id, entered_at, n FROM ("
             f"SELECT {g} AS g, t.node AS node, t.order_id AS order_id, t.entered_at AS entered_at, "
             f"COUNT(*) OVER (PARTITION BY {g}) AS n, "
-            f"ROW_NUMBER() OVER (PARTITION BY {g} ORDER BY t.entered_at, t.id) AS rn "
-            "FROM task t WHERE t.status <> 'skipped' AND t.entered_at <= :now "
-            "AND (t.completed_at IS NULL OR t.completed_at > :now)) q WHERE rn = 1"
+            f"ROW_NUMBER() OVER (PARTITION BY {g} ORDER BY t.entered_at, {key}) AS rn "
+            f"FROM {visits} AND t.entered_at <= :now) q WHERE rn = 1"
         )
         stmt = sa.text(sql).bindparams(sa.bindparam("now", type_=UTCDateTime)).columns(entered_at=UTCDateTime)
         return self.s.execute(stmt, {"now": self.params["now"]}).all()
+
+
+# --- the facts ---------------------------------------------------------------------------------
+
+#: work_fact's indexes a rebuild drops and builds after its inserts (a sorted build of each beats
+#: millions of inserts into it)
+_INDEXES = (
+    "ix_work_fact_arrived",
+    "ix_work_fact_done",
+    "ix_work_fact_role",
+    "ix_work_fact_person",
+    "ix_work_fact_open",
+)
+_VISITS = "work_visits"
+
+
+def refresh(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> None:
+    """Rewrite work_fact: every visit's (``dirty`` None: the facts' rebuild), or the visits of the
+    orders in the table ``dirty`` (the incremental refresh), in the refresh's transaction. The
+    handling time is the report's own: ``_BusinessTime`` over entering -> decision, less holds."""
+    from ffctl.core.models import WorkFact
+
+    indexes = [ix for ix in WorkFact.__table__.indexes if ix.name in _INDEXES]
+    if dirty is None:
+        if sql.sqlite:
+            s.execute(sa.text("DELETE FROM work_fact"))
+        else:
+            s.execute(sa.text("TRUNCATE work_fact"))
+            if not s.execute(
+                sa.text(
+                    "SELECT pg_has_role(current_user, c.relowner, 'USAGE') FROM pg_class c "
+                    "WHERE c.oid = 'work_fact'::regclass"
+                )
+            ).scalar_one():
+                indexes = []  # only the owner may drop them: insert through them
+        for ix in indexes:
+            ix.drop(s.connection())
+        scope = ""
+    else:
+        s.execute(sa.text(f"DELETE FROM work_fact WHERE order_id IN (SELECT order_id FROM {dirty})"))
+        scope = f" AND t.order_id IN (SELECT order_id FROM {dirty})"
+        indexes = []
+    decided = f"t.outcome IN {_in(DECIDED)}"
+    visits = (
+        f"SELECT t.id AS g, t.order_id, t.node AS node, t.owner, t.completed_by, t.entered_at, t.completed_at, "
+        f"CASE WHEN {decided} THEN t.completed_at END AS done_at, {stopped_sql('t')} AS stopped_at, t.deadline, "
+        f"t.entered_at AS a, CASE WHEN {decided} THEN t.completed_at END AS b, t.paused_seconds AS held "
+        f"FROM task t WHERE t.status <> 'skipped'{scope}"
+    )
+    staged = sql.sqlite and dirty is not None
+    if staged:
+        # as flow.refresh: written down first, SQLite indexes the calendar's days for a few orders' visits
+        s.execute(sa.text(f"CREATE TEMP TABLE {_VISITS} AS {visits}"))
+        visits = f"SELECT * FROM temp.{_VISITS}"
+    keep = (
+        "order_id",
+        "node",
+        "owner",
+        "completed_by",
+        "entered_at",
+        "completed_at",
+        "done_at",
+        "stopped_at",
+        "deadline",
+    )
+    business = _BusinessTime(sql, cfg).values(visits, less="held", keep=keep)
+    s.execute(
+        sa.text(
+            f"INSERT INTO work_fact (task_id, {', '.join(keep)}, handling) "
+            f"SELECT w.g, {', '.join(f'w.{c}' for c in keep)}, CASE WHEN w.done_at IS NOT NULL THEN w.x END "
+            f"FROM ({business}) w"
+        )
+    )
+    if staged:
+        s.execute(sa.text(f"DROP TABLE temp.{_VISITS}"))
+    for ix in indexes:
+        ix.create(s.connection())
+    if dirty is None and not sql.sqlite:
+        s.execute(sa.text("ANALYZE work_fact"))
+
+
+def vacuum(store: Store) -> None:
+    """After a rebuild on PostgreSQL: set the visibility map, so the p50/p90 steps read the index
+    alone (a role that does not own the table gets a warning, not an error)."""
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM (ANALYZE) work_fact")
