@@ -244,6 +244,24 @@ class WorkFact(_Table, table=True):
     handling: float | None = None  # decided visits: business seconds entered -> done, less paused_seconds
 
 
+class WorkDay(_Table, table=True):
+    """work_fact's visits counted per UTC day, group and node (``kind``: "arrived", a role's by
+    entry day; "role" and "person", decided visits by decision day): ``report workload`` sums a
+    period's whole days here and reads only the rows of its two edge days. ``breached`` counts
+    stopped visits only (a running one's breach depends on the report's clock). Kept with
+    work_fact by adding and taking away the counts of the rows it writes and deletes."""
+
+    __tablename__ = "work_day"
+    kind: str = Field(primary_key=True)
+    null_g: int = Field(default=0, primary_key=True)  # 1: the group is None (an automatic node's visits)
+    g: str = Field(default="", primary_key=True)  # the role or person ('' when ``null_g``)
+    node: str = Field(primary_key=True)
+    day: int = Field(primary_key=True)  # days since 1970-01-01 UTC
+    n: int = 0
+    breached: int = 0
+    handled: int = 0  # decided visits with a handling time
+
+
 class FactCustomer(_Table, table=True):
     """The customer regions the facts were written with (a changed region rewrites its orders)."""
 

@@ -529,6 +529,7 @@ FACT_MODELS = (
     "FlowEdge",
     "FlowPath",
     "WorkFact",
+    "WorkDay",
     "FactCustomer",
     "FactProduct",
     "FactState",

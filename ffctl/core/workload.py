@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from ffctl.core.clock import local_date, start_of_day
 
 # the reports' SQL plumbing (dialect fragments, percentiles, the business-time calendar table): shared, not copied
-from ffctl.core.kpi import DECIDED, Period, _BusinessTime, _in, _Report, _Sql, _stamp
+from ffctl.core.kpi import _STOPPED, DECIDED, Period, _BusinessTime, _in, _Report, _Sql, _stamp
 from ffctl.core.models import UTCDateTime
 from ffctl.core.workflow import breached_sql, stopped_sql
 from ffctl.i18n import _
@@ -64,6 +64,7 @@ class _Group:
     breached_completed: int = 0
     first_entered: datetime | None = None
     nodes: set[str] = field(default_factory=set)
+    handled: int = 0  # decided visits with a handling time (the facts' p50/p90 rank them)
     handling: tuple[int, float | None, float | None] = (0, None, None)
     open_now: int | None = None
     oldest: Any = None
@@ -92,39 +93,34 @@ def workload_report(
     def group(key: str | None) -> _Group:
         return groups.setdefault(key, _Group())
 
-    def tally(where: str) -> Iterator[tuple[_Group, int, int]]:
-        """Per group and node, the visits ``where`` picks: (the group, visits, breached visits)."""
-        for r in query.rows(
-            f"SELECT {g} AS g, t.node AS node, COUNT(*) AS n, SUM(CASE WHEN {query.breached} THEN 1 ELSE 0 END) "
-            f"AS breached, MIN(t.entered_at) AS first{handled} FROM {where} GROUP BY {g}, t.node",
-            first=True,
-        ):
+    def tally(kind: str) -> Iterator[tuple[_Group, int, int]]:
+        """Per group and node, the visits ``kind`` counts: (the group, visits, breached visits)."""
+        for r in query.tally(kind, by):
             row = group(r.g)
             row.nodes.add(r.node)
             row.first_entered = min(filter(None, (row.first_entered, r.first)), default=None)
-            if handled:
-                n, *_ps = row.handling
-                row.handling = (n + int(r.h), None, None)
+            if kind != "arrived":
+                row.handled += int(r.h or 0)
             yield row, int(r.n), int(r.breached or 0)
 
-    handled = ""
     if by == "role":
-        for row, n, breached in tally(query.arrived()):
+        for row, n, breached in tally("arrived"):
             row.arrived += n
             row.breached_arrived += breached
-    if query.facts:
-        handled = ", COUNT(t.handling) AS h"  # the visits the p50/p90 rank (a time inside the calendars' span)
-    for row, n, breached in tally(query.decided()):
+    for row, n, breached in tally(by):
         row.completed += n
         row.breached_completed += breached
     if groups and query.facts:
-        keys = [key for key in groups if groups[key].handling[0]]
-        for key, (p50, p90) in zip(keys, query.handling(by, [(key, groups[key].handling[0]) for key in keys])):
-            groups[key].handling = (groups[key].handling[0], p50, p90)
+        first = query.first_entered(by)
+        for row in groups.values():
+            row.first_entered = first
+        keys = [key for key in groups if groups[key].handled]
+        for key, (p50, p90) in zip(keys, query.handling(by, [(key, groups[key].handled) for key in keys])):
+            groups[key].handling = (groups[key].handled, p50, p90)
     elif groups:
         visits = (
             f"SELECT {g} AS g, t.node AS node, t.entered_at AS a, t.completed_at AS b, "
-            f"t.paused_seconds AS held FROM {query.decided()}"
+            f"t.paused_seconds AS held FROM task t WHERE {query.decided}"
         )
         business = _BusinessTime(query.sql, cfg).values(visits, less="held")
         for r in query.rows(query.sql.percentiles(business, (0.5, 0.9))):
@@ -219,17 +215,61 @@ class _Query:
         bounds = [f"{column} >= {start}" if self.period.start else "", f"{column} < {end}" if self.period.end else ""]
         return " AND ".join(b for b in bounds if b) or "1 = 1"
 
-    def arrived(self) -> str:
-        """FROM ... WHERE of the visits that entered in the period."""
-        if self.facts:
-            return f"work_fact t{self.hint('ix_work_fact_arrived')} WHERE {self.within('t.entered_at')}"
-        return f"task t WHERE t.status <> 'skipped' AND {self.within('t.entered_at')}"
-
+    @property
     def decided(self) -> str:
-        """FROM ... WHERE of the visits closed by a decision in the period."""
-        if self.facts:
-            return f"work_fact t{self.hint('ix_work_fact_done')} WHERE t.done_at IS NOT NULL AND {self.within('t.done_at')}"
-        return f"task t WHERE t.outcome IN {_in(DECIDED)} AND {self.within('t.completed_at')}"
+        """The task history's visits closed by a decision in the period."""
+        return f"t.outcome IN {_in(DECIDED)} AND {self.within('t.completed_at')}"
+
+    def tally(self, kind: str, by: str) -> Sequence[sa.Row]:
+        """Per group and node: visits (n), breached ones, the first entry (task history only) and
+        how many have a handling time (h, facts only); ``kind``: "arrived" (a role's arrivals in
+        the period) or the grouping of the decisions in it ("role", "person")."""
+        g = _GROUP[by]
+        if not self.facts:
+            where = f"t.status <> 'skipped' AND {self.within('t.entered_at')}" if kind == "arrived" else self.decided
+            return self.rows(
+                f"SELECT {g} AS g, t.node AS node, COUNT(*) AS n, SUM(CASE WHEN {self.breached} THEN 1 ELSE 0 END) "
+                f"AS breached, MIN(t.entered_at) AS first, 0 AS h FROM task t WHERE {where} GROUP BY {g}, t.node",
+                first=True,
+            )
+        return self.rows(_tally_sql(self.sql, kind, g, self.breached, *self._days()))
+
+    def _days(self) -> tuple[int | None, int | None, list[tuple[str | None, str | None]]]:
+        """The period as (first, end) whole UTC days work_day counts, and the time ranges at its
+        edges work_fact's rows count (bound names; None: open); all rows when no day is whole."""
+        start, end = self.period.start, self.period.end
+        d0 = d1 = None
+        if start is not None:  # the first day that starts at or after it
+            since = start - _EPOCH
+            d0 = since.days + (since != timedelta(days=since.days))
+        if end is not None:
+            d1 = (end - _EPOCH).days
+        if d0 is not None and d1 is not None and d0 >= d1:
+            return d0, d0, [("start", "end")]
+        edges: list[tuple[str | None, str | None]] = []
+        if d0 is not None:
+            self.params["lo"] = _EPOCH + timedelta(days=d0)
+            edges.append(("start", "lo"))
+        if d1 is not None:
+            self.params["hi"] = _EPOCH + timedelta(days=d1)
+            edges.append(("hi", "end"))
+        return d0, d1, edges
+
+    def first_entered(self, by: str) -> datetime | None:
+        """When the first visit counted entered (the period's start when it has none): arrivals
+        entered up to the end, visits decided up to it (a person's)."""
+        arrived = self.hint("ix_work_fact_arrived")
+        firsts = [  # the earliest by the entry index (a MIN over the decision index read every decision)
+            f"SELECT t.entered_at FROM work_fact t{arrived} WHERE t.done_at IS NOT NULL "
+            f"AND {self.within('t.done_at')} ORDER BY t.entered_at LIMIT 1"
+        ]
+        if by == "role":
+            firsts.append(
+                f"SELECT t.entered_at FROM work_fact t{arrived} WHERE {self.within('t.entered_at')} "
+                "ORDER BY t.entered_at LIMIT 1"
+            )
+        found = [UTCDateTime().process_result_value(r[0], None) for sql in firsts for r in self.rows(sql)]
+        return min(filter(None, found), default=None)
 
     def handling(self, by: str, groups: list[tuple[str | None, int]]) -> list[list[float]]:
         """Per (group, n): the exact p50 and p90 of the handling times of its ``n`` visits decided in
@@ -247,15 +287,18 @@ class _Query:
 
     def rows(self, sql: str, *, first: bool = False) -> Sequence[sa.Row]:
         stmt = sa.text(sql)
-        binds = [sa.bindparam(k, type_=UTCDateTime) for k in ("now", "start", "end") if f":{k}" in sql]
+        binds = [sa.bindparam(k, type_=UTCDateTime) for k in _TIMES if f":{k}" in sql]
         columns: Mapping[str, Any] = {"first": UTCDateTime} if first else {}
         query = stmt.bindparams(*binds).columns(**columns) if columns else stmt.bindparams(*binds)
         return self.s.execute(query, {k: v for k, v in self.params.items() if f":{k}" in sql}).all()
 
     def open_now(self, g: str) -> Sequence[sa.Row]:
         """Per group: visits running at the command clock, and the one that entered first."""
-        if self.facts:  # the few open (or closed after the clock) visits through ix_work_fact_open
-            visits = "work_fact t WHERE (t.completed_at IS NULL OR t.completed_at > :now)"
+        if self.facts:  # the few open (or closed after the clock) visits: two reads of ix_work_fact_open
+            visits = (
+                f"(SELECT * FROM work_fact w{self.hint('ix_work_fact_open')} WHERE w.completed_at IS NULL UNION ALL "
+                f"SELECT * FROM work_fact w{self.hint('ix_work_fact_open')} WHERE w.completed_at > :now) t WHERE 1 = 1"
+            )
             key = "t.task_id"
         else:
             visits = "task t WHERE t.status <> 'skipped' AND (t.completed_at IS NULL OR t.completed_at > :now)"
@@ -272,6 +315,89 @@ class _Query:
 
 
 # --- the facts ---------------------------------------------------------------------------------
+
+_TIMES = ("now", "start", "end", "lo", "hi")  # the statements' time parameters
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+#: work_day's rows: (kind, the work_fact column of the group, of the day's time, only decided visits)
+_KINDS = {
+    "arrived": ("owner", "entered_at", False),
+    "role": ("owner", "done_at", True),
+    "person": ("completed_by", "done_at", True),
+}
+
+
+def _day(sql: _Sql, column: str) -> str:
+    """The UTC day (days since 1970) of a stored time, from its date alone: exact at midnight."""
+    if sql.sqlite:
+        return f"CAST(julianday(substr({column}, 1, 10)) - 2440587.5 AS INTEGER)"
+    return f"(CAST({column} AS DATE) - DATE '1970-01-01')"
+
+
+def _tally_sql(
+    sql: _Sql,
+    kind: str,
+    g: str,
+    breached: str,
+    d0: int | None,
+    d1: int | None,
+    edges: list[tuple[str | None, str | None]],
+) -> str:
+    """Per group and node (g, node, n, breached, first, h): work_day's whole days [d0, d1) (None:
+    open) and work_fact's rows in the edge ranges (bound parameter names) of the period. work_day
+    counts the breaches of stopped visits only: the running visits of those days (few: open now)
+    are counted by the breach rule at the report's clock."""
+    _g, column, decided = _KINDS[kind]
+    hint = (lambda name: f" INDEXED BY {name}") if sql.sqlite else (lambda name: "")
+    index = "ix_work_fact_done" if decided else "ix_work_fact_arrived"
+
+    def between(col: str, lo: str | None, hi: str | None) -> str:
+        return " AND ".join([f"{col} >= :{lo}" if lo else "1 = 1", f"{col} < :{hi}" if hi else "1 = 1"])
+
+    parts = []
+    if d0 is None or d1 is None or d0 < d1:
+        days = " AND ".join(
+            [f"d.day >= {d0}" if d0 is not None else "1 = 1", f"d.day < {d1}" if d1 is not None else "1 = 1"]
+        )
+        parts.append(
+            "SELECT CASE WHEN d.null_g = 1 THEN NULL ELSE d.g END AS g, d.node AS node, d.n AS n, d.breached AS breached, "
+            f"d.handled AS h FROM work_day d WHERE d.kind = '{kind}' AND {days}"
+        )
+        if not decided:  # decided visits have stopped: work_day has their breaches
+            inner = between(f"t.{column}", "lo" if d0 is not None else None, "hi" if d1 is not None else None)
+            parts.append(
+                f"SELECT {g} AS g, t.node AS node, 0 AS n, 1 AS breached, 0 AS h FROM work_fact t"
+                f"{hint('ix_work_fact_open')} WHERE t.completed_at IS NULL AND t.stopped_at IS NULL AND {inner} "
+                f"AND {breached}"
+            )
+    for lo, hi in edges:
+        parts.append(
+            f"SELECT {g} AS g, t.node AS node, COUNT(*) AS n, SUM(CASE WHEN {breached} THEN 1 ELSE 0 END) AS breached, "
+            f"COUNT(t.handling) AS h FROM work_fact t{hint(index)} WHERE "
+            f"{'t.done_at IS NOT NULL AND ' if decided else ''}{between(f't.{column}', lo, hi)} GROUP BY {g}, t.node"
+        )
+    return (
+        "SELECT g, node, SUM(n) AS n, SUM(breached) AS breached, NULL AS first, SUM(h) AS h FROM ("
+        + " UNION ALL ".join(parts)
+        + ") q GROUP BY g, node HAVING SUM(n) > 0"
+    )
+
+
+def _day_sql(sql: _Sql, kind: str, scope: str, sign: int) -> str:
+    """Add (``sign`` 1) or take away (-1) the work_fact rows in ``scope`` (a condition on ``t``)
+    from work_day's counts of ``kind`` (``_KINDS``)."""
+    g, column, decided = _KINDS[kind]
+    day = _day(sql, f"t.{column}")
+    stopped = breached_sql("t", stop="t.stopped_at", now=_STOPPED)  # a running visit's breach waits for the clock
+    return (
+        "INSERT INTO work_day (kind, null_g, g, node, day, n, breached, handled) "
+        f"SELECT '{kind}', CASE WHEN t.{g} IS NULL THEN 1 ELSE 0 END, COALESCE(t.{g}, ''), t.node, {day}, "
+        f"{sign} * COUNT(*), {sign} * SUM(CASE WHEN {stopped} THEN 1 ELSE 0 END), {sign} * COUNT(t.handling) "
+        f"FROM work_fact t WHERE {'t.done_at IS NOT NULL AND ' if decided else ''}{scope} "
+        f"GROUP BY t.{g}, t.node, {day} "
+        "ON CONFLICT (kind, null_g, g, node, day) DO UPDATE SET n = work_day.n + excluded.n, "
+        "breached = work_day.breached + excluded.breached, handled = work_day.handled + excluded.handled"
+    )
+
 
 #: work_fact's indexes a rebuild drops and builds after its inserts (a sorted build of each beats
 #: millions of inserts into it)
@@ -306,10 +432,14 @@ def refresh(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> None:
                 indexes = []  # only the owner may drop them: insert through them
         for ix in indexes:
             ix.drop(s.connection())
-        scope = ""
+        s.execute(sa.text("DELETE FROM work_day"))
+        owned, scope = "1 = 1", ""
     else:
+        owned = f"t.order_id IN (SELECT order_id FROM {dirty})"
+        for kind in _KINDS:  # the rows about to go leave work_day's counts
+            s.execute(sa.text(_day_sql(sql, kind, owned, -1)))
         s.execute(sa.text(f"DELETE FROM work_fact WHERE order_id IN (SELECT order_id FROM {dirty})"))
-        scope = f" AND t.order_id IN (SELECT order_id FROM {dirty})"
+        scope = f" AND {owned}"
         indexes = []
     decided = f"t.outcome IN {_in(DECIDED)}"
     visits = (
@@ -344,14 +474,17 @@ def refresh(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> None:
     )
     if staged:
         s.execute(sa.text(f"DROP TABLE temp.{_VISITS}"))
+    for kind in _KINDS:
+        s.execute(sa.text(_day_sql(sql, kind, owned, 1)))
     for ix in indexes:
         ix.create(s.connection())
     if dirty is None and not sql.sqlite:
         s.execute(sa.text("ANALYZE work_fact"))
+        s.execute(sa.text("ANALYZE work_day"))
 
 
 def vacuum(store: Store) -> None:
     """After a rebuild on PostgreSQL: set the visibility map, so the p50/p90 steps read the index
     alone (a role that does not own the table gets a warning, not an error)."""
     with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("VACUUM (ANALYZE) work_fact")
+        conn.exec_driver_sql("VACUUM (ANALYZE) work_fact, work_day")

@@ -6,6 +6,8 @@
   inputs), and its handling time in business seconds less holds. Indexed by entry and decision
   time (arrivals and completions are range reads), by (group, handling) (the p50/p90 step to
   their ranks) and by completion (the visits open at the report's clock).
+- work_day: those visits counted per UTC day, group and node (arrivals by entry, decisions by
+  decision): a period's whole days are summed there, its two edge days read from work_fact.
 
 Derived data, kept by core/kpi.py's refresh_facts (core/workload.py writes it): the next refresh
 rebuilds every fact.
@@ -51,11 +53,24 @@ def upgrade() -> None:
     op.create_index("ix_work_fact_role", "work_fact", ["owner", "handling", "done_at"], unique=False)
     op.create_index("ix_work_fact_person", "work_fact", ["completed_by", "handling", "done_at"], unique=False)
     op.create_index("ix_work_fact_open", "work_fact", ["completed_at"], unique=False)
+    op.create_table(
+        "work_day",
+        sa.Column("kind", sa.String(), nullable=False),
+        sa.Column("null_g", sa.Integer(), nullable=False),
+        sa.Column("g", sa.String(), nullable=False),
+        sa.Column("node", sa.String(), nullable=False),
+        sa.Column("day", sa.Integer(), nullable=False),
+        sa.Column("n", sa.Integer(), nullable=False),
+        sa.Column("breached", sa.Integer(), nullable=False),
+        sa.Column("handled", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("kind", "null_g", "g", "node", "day"),
+    )
     # a new fact: the next refresh rebuilds every fact
     op.execute("UPDATE fact_state SET event_id = NULL")
 
 
 def downgrade() -> None:
+    op.drop_table("work_day")
     for name in (
         "ix_work_fact_open",
         "ix_work_fact_person",
