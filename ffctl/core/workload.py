@@ -111,7 +111,7 @@ def workload_report(
         row.completed += n
         row.breached_completed += breached
     if groups and query.facts:
-        first = query.first_entered(by)
+        first = None if period.start else query.first_entered(by)  # only the period's start needs it
         for row in groups.values():
             row.first_entered = first
         keys = [key for key in groups if groups[key].handled]
