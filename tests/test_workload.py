@@ -323,3 +323,24 @@ def test_handling_time_in_sql_matches_the_calendar_for_random_visits(workspace, 
     )
     # Mon-Wed, then Thu 1 and Fri 2 are holidays, Mon 5 too, Tue 6-Fri 9
     assert json.loads(two_weeks.stdout)[0]["business_days"] == 7
+
+
+def test_the_report_reads_its_facts_and_schema_0013_upgrades_and_downgrades(week):
+    """`report workload` refreshes the facts and reads work_fact/work_day; down to 0012 they go,
+    back up the next report rebuilds them and says the same."""
+    from alembic import command
+
+    before = workload(week, *WEEK)
+    store = week.store()
+    with store.session() as s:
+        assert s.execute(sa.text("SELECT COUNT(*) FROM work_fact")).scalar_one() == 13  # every visit but the skip
+        days = s.execute(sa.text("SELECT kind, SUM(n) FROM work_day GROUP BY kind ORDER BY kind")).all()
+    assert [tuple(d) for d in days] == [("arrived", 13), ("person", 10), ("role", 10)]  # the cancel and open ones
+    command.downgrade(store._alembic_config(), "0012")
+    with store.session() as s:
+        tables = set(sa.inspect(s.connection()).get_table_names())
+    assert "work_fact" not in tables and "work_day" not in tables
+    store.upgrade()
+    with store.session() as s:
+        assert s.execute(sa.text("SELECT event_id FROM fact_state")).scalar_one() is None  # rebuilt on the next report
+    assert workload(week, *WEEK) == before
