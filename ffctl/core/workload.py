@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from ffctl.core.clock import local_date, start_of_day
 
 # the reports' SQL plumbing (dialect fragments, percentiles, the business-time calendar table): shared, not copied
-from ffctl.core.kpi import _STOPPED, DECIDED, Period, _BusinessTime, _in, _Report, _Sql, _stamp
+from ffctl.core.kpi import _STOPPED, DECIDED, Period, _BusinessTime, _equals, _in, _Report, _Sql, _stamp
 from ffctl.core.models import UTCDateTime
 from ffctl.core.workflow import breached_sql, stopped_sql
 from ffctl.i18n import _
@@ -110,10 +110,9 @@ def workload_report(
     for row, n, breached in tally(by):
         row.completed += n
         row.breached_completed += breached
+    first = min((x.first_entered for x in groups.values() if x.first_entered), default=None)
     if groups and query.facts:
         first = None if period.start else query.first_entered(by)  # only the period's start needs it
-        for row in groups.values():
-            row.first_entered = first
         keys = [key for key in groups if groups[key].handled]
         for key, (p50, p90) in zip(keys, query.handling(by, [(key, groups[key].handled) for key in keys])):
             groups[key].handling = (groups[key].handled, p50, p90)
@@ -132,7 +131,7 @@ def workload_report(
             row = group(r.g)
             row.open_now, row.oldest = int(r.n), r
             row.nodes.add(r.node)
-    start = period.start or min((x.first_entered for x in groups.values() if x.first_entered), default=None)
+    start = period.start or first
     end = min(period.end or now, now)
     return [
         _row(key, groups[key], cfg, start, end, now, by) for key in sorted(groups, key=lambda k: (k is None, k or ""))
@@ -276,13 +275,9 @@ class _Query:
         the period, stepped to through work_fact's (group, handling, done_at) index."""
         column = _GROUP[by].replace("t.", "x.")
         period = self.within("x.done_at", literal=True)
-        where = [
-            (f"{column} IS NULL" if key is None else f"{column} = '{key.replace(chr(39), chr(39) * 2)}'")
-            + f" AND {period}"
-            for key, _n in groups
-        ]
+        picks = [(f"{column} IS NULL", {}, n) if key is None else _equals(column, key, n) for key, n in groups]
         return self.report.picks(
-            "work_fact", _HANDLING_INDEX[by], "handling", [(w, {}, n) for w, (_k, n) in zip(where, groups)]
+            "work_fact", _HANDLING_INDEX[by], "handling", [(f"{w} AND {period}", extra, n) for w, extra, n in picks]
         )
 
     def rows(self, sql: str, *, first: bool = False) -> Sequence[sa.Row]:
