@@ -57,7 +57,10 @@ class NodeFact(_Table, table=True):
     ``workflow.breached`` decides at report time)."""
 
     __tablename__ = "node_fact"
-    __table_args__ = (sa.Index("ix_node_fact_order", "order_id"),)
+    __table_args__ = (
+        sa.Index("ix_node_fact_order", "order_id"),
+        sa.Index("ix_node_fact_late", "node", "late", "created_at"),
+    )
     task_id: int = Field(primary_key=True)
     order_id: str
     node: str
@@ -66,6 +69,7 @@ class NodeFact(_Table, table=True):
     deadline: datetime | None = _utc(default=None)
     completed_at: datetime | None = _utc(default=None)  # when its clock stopped (held or closed); NULL: running
     owner: str | None = None  # the visit's owner role (breaches per owner)
+    late: float | None = None  # business seconds from deadline to completed_at; NULL: running (counted when reporting)
 
 
 class VisitFact(_Table, table=True):
@@ -107,6 +111,41 @@ class VisitFact(_Table, table=True):
     units_shipped: int = 0
     units_returned: int = 0
     due: date | None = None  # the order's promised ship date (fill rate of the node cut)
+
+
+class VisitDay(_Table, table=True):
+    """visit_fact's per-node sums by the local day of the orders' created_at (and what fill rate
+    reads of a row: units > 0, shipped, due), so ``report sla`` and the node cut sum a period's
+    whole days from a few rows per node and day and read visit_fact only for a period's partial
+    first and last days. Kept by ``kpi.refresh_facts`` (a changed order's rows are subtracted,
+    then added back as rewritten)."""
+
+    __tablename__ = "visit_day"
+    node: str = Field(primary_key=True)
+    day: date = Field(primary_key=True)  # local date of the orders' created_at
+    key_units: int = Field(primary_key=True)  # 1: the rows' units > 0
+    key_shipped: int = Field(primary_key=True)
+    key_due: date = Field(primary_key=True)  # the rows' due; 9999-12-31 for none
+    visits: int = 0
+    n_seconds: int = 0
+    n_conf: int = 0
+    n_alloc: int = 0
+    decided: int = 0
+    within: int = 0
+    auto: int = 0
+    first: int = 0
+    escalations: int = 0
+    reminders: int = 0
+    shipped: int = 0
+    on_time: int = 0
+    delivered: int = 0
+    perfect: int = 0
+    picked: int = 0
+    picked_right: int = 0
+    units: int = 0
+    units_on_time: int = 0
+    units_shipped: int = 0
+    units_returned: int = 0
 
 
 class GroupFact(_Table, table=True):

@@ -63,6 +63,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -72,7 +73,7 @@ from ffctl.core import misses
 from ffctl.core.bulk import sqlite_working_set
 from ffctl.core.clock import local_date, parse_date, parse_time, start_of_day, zone
 from ffctl.core.errors import FfctlError
-from ffctl.core.models import ORDER_COUNTERS, VISIT_COUNTERS, UTCDateTime
+from ffctl.core.models import ORDER_COUNTERS, VISIT_COUNTERS, VISIT_SUMS, UTCDateTime
 from ffctl.core.stock import allocation_nodes
 from ffctl.core.store import is_postgresql
 from ffctl.core.workflow import breached_sql, stopped_sql
@@ -489,7 +490,7 @@ def _cut(by: str | None) -> _Cut:
 # --- the facts ------------------------------------------------------------------------------
 
 #: Bump when the facts' definitions change: the next refresh rebuilds every row.
-FACTS_VERSION = 7  # 2: breaches by the visit's own times (SPEC 9.1); 3: visit_fact and node_fact.owner; 4: partial shipments, fill rate (9.2); 5: returns, misses (9.5); 6: group_fact, order_fact.workflow; 7: work_fact
+FACTS_VERSION = 8  # 2: breaches by the visit's own times (SPEC 9.1); 3: visit_fact and node_fact.owner; 4: partial shipments, fill rate (9.2); 5: returns, misses (9.5); 6: group_fact, order_fact.workflow; 7: work_fact; 8: node_fact.late, visit_day
 #: Single-valued cuts: dimension -> its order_fact column (None: the whole selection).
 FACT_COLUMNS: dict[str | None, str | None] = {
     None: None,
@@ -505,15 +506,15 @@ _TIMES = ("conf", "alloc", "cycle")
 _SUMS = ", ".join(f"SUM(f.{c}) AS {c}" for c in _COUNTERS)  # per group, over order_fact f
 
 
-def _fill_due(a: str) -> str:
+def _fill_due(a: str, key: str = "") -> str:
     """The orders fill rate counts (SPEC 9.2), facts row ``a``: shipped in full, or past their
-    promised date at ``:today``."""
-    return f"{a}.units > 0 AND ({a}.shipped = 1 OR {a}.due < :today)"
+    promised date at ``:today`` (``key``: the prefix of the columns it reads, ``key_`` in visit_day)."""
+    return f"{a}.{key}units > 0 AND ({a}.{key}shipped = 1 OR {a}.{key}due < :today)"
 
 
-def _fill_sums(a: str, n: str, good: str) -> str:
+def _fill_sums(a: str, n: str, good: str, key: str = "") -> str:
     """Fill rate's two sums over facts rows ``a``, as ``n`` (units due) and ``good`` (on time)."""
-    due = _fill_due(a)
+    due = _fill_due(a, key)
     return f"SUM(CASE WHEN {due} THEN {a}.units END) AS {n}, SUM(CASE WHEN {due} THEN {a}.units_on_time END) AS {good}"
 
 
@@ -665,7 +666,7 @@ def _refresh(store: Store, cfg: Config, fp: str, cuts: list[str | None], now: da
         # the reports' index-only scans read the heap for every row until the visibility map is set
         # (each p50/p90 step a heap page); a role that does not own the tables gets a warning, not an error
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM (ANALYZE) order_fact, node_fact, visit_fact, group_fact")
+            conn.exec_driver_sql("VACUUM (ANALYZE) order_fact, node_fact, visit_fact, group_fact, visit_day")
         from ffctl.core import flow
 
         flow.vacuum(store)
@@ -782,8 +783,9 @@ def _rebuild(s: Session, sql: _Sql, cfg: Config) -> int:
         s.execute(sa.text("DELETE FROM node_fact"))
         s.execute(sa.text("DELETE FROM visit_fact"))
         s.execute(sa.text("DELETE FROM group_fact"))
+        s.execute(sa.text("DELETE FROM visit_day"))
     else:
-        s.execute(sa.text("TRUNCATE order_fact, node_fact, visit_fact, group_fact"))
+        s.execute(sa.text("TRUNCATE order_fact, node_fact, visit_fact, group_fact, visit_day"))
     from ffctl.core.models import GroupFact, VisitFact
 
     # a sorted build of each index beats millions of inserts into it (both backends); only the
@@ -806,9 +808,13 @@ def _rebuild(s: Session, sql: _Sql, cfg: Config) -> int:
     for ix in visit_indexes:
         ix.drop(s.connection())
     s.execute(sa.text(_facts_sql(sql, cfg, scoped=False)), {"tz": cfg.timezone})
-    s.execute(sa.text(_node_facts_sql(scoped=False)))
-    for statement in (*_visit_facts_sql(sql, cfg, scoped=False), *_group_facts_sql(scoped=False)):
-        s.execute(sa.text(statement))
+    for statement in (
+        *_node_facts_sql(sql, cfg, scoped=False),
+        *_visit_facts_sql(sql, cfg, scoped=False),
+        *_group_facts_sql(scoped=False),
+        _visit_day_sql(sql, scoped=False),
+    ):
+        s.execute(sa.text(statement), {"tz": cfg.timezone})
     s.execute(sa.text("DELETE FROM miss_fact"))
     s.execute(sa.text(misses.refresh_sql(sql, cfg, dirty=None)), {"tz": cfg.timezone})
     _refresh_flow(s, sql, cfg, dirty=None)
@@ -858,12 +864,18 @@ def _update(s: Session, sql: _Sql, cfg: Config, seen: int, top: int, changed: di
         s.execute(sa.text("SET LOCAL from_collapse_limit = 16"))
     s.execute(sa.text(f"DELETE FROM order_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
     s.execute(sa.text(f"DELETE FROM node_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
+    s.execute(sa.text(_visit_day_sql(sql, scoped=True, sign=-1)), {"tz": cfg.timezone})  # the rows as they were
     s.execute(sa.text(f"DELETE FROM visit_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
     s.execute(sa.text(f"DELETE FROM group_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
     s.execute(sa.text(_facts_sql(sql, cfg, scoped=True)), {"tz": cfg.timezone})
-    s.execute(sa.text(_node_facts_sql(scoped=True)))
-    for statement in (*_visit_facts_sql(sql, cfg, scoped=True), *_group_facts_sql(scoped=True)):
-        s.execute(sa.text(statement))
+    for statement in (
+        *_node_facts_sql(sql, cfg, scoped=True),
+        *_visit_facts_sql(sql, cfg, scoped=True),
+        *_group_facts_sql(scoped=True),
+        _visit_day_sql(sql, scoped=True),  # ... and as rewritten
+    ):
+        s.execute(sa.text(statement), {"tz": cfg.timezone})
+    s.execute(sa.text("DELETE FROM visit_day WHERE visits = 0"))
     s.execute(sa.text(f"DELETE FROM miss_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
     s.execute(sa.text(misses.refresh_sql(sql, cfg, dirty=_DIRTY)), {"tz": cfg.timezone})
     _refresh_flow(s, sql, cfg, dirty=_DIRTY)
@@ -963,17 +975,36 @@ _STOPPED = "NULL"
 _EVENTUALLY = "'9999-12-31 00:00:00'"
 
 
-def _node_facts_sql(*, scoped: bool) -> str:
+_NODE_VISITS = "node_fact_visits"  # the scoped refresh's breachable visits, staged on SQLite
+
+
+def _node_facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> list[str]:
     """INSERT ... SELECT of the visits that can count for the bottleneck (see ``NodeFact``):
     breached, or still running (a hold or a release writes an event, so a held visit's row is
-    rewritten when its clock stops and starts again)."""
+    rewritten when its clock stops and starts again). A stopped visit's business lateness is
+    counted here by ``_BusinessTime``, the one clock ``lateness`` counts running visits with."""
     scope = f"t.order_id IN (SELECT order_id FROM {_DIRTY}) AND " if scoped else ""
-    return (
-        "INSERT INTO node_fact (task_id, order_id, node, created_at, breached, deadline, completed_at, owner) "
-        f"SELECT t.id, t.order_id, t.node, o.created_at, CASE WHEN {breached_sql('t', now=_STOPPED)} THEN 1 ELSE 0 END, "
-        f"t.deadline, {stopped_sql('t')}, t.owner FROM task t JOIN orders o ON o.order_id = t.order_id "
+    visits = (
+        f"SELECT t.id AS task_id, t.order_id AS order_id, t.node AS g, t.node AS node, o.created_at AS created_at, "
+        f"CASE WHEN {breached_sql('t', now=_STOPPED)} THEN 1 ELSE 0 END AS breached, t.deadline AS a, "
+        f"{stopped_sql('t')} AS b, t.owner AS owner FROM task t JOIN orders o ON o.order_id = t.order_id "
         f"WHERE {scope}t.status <> 'skipped' AND {breached_sql('t', now=_EVENTUALLY)}"
     )
+    out = []
+    if scoped and sql.sqlite:
+        # written down first, as flow.refresh does: SQLite then indexes the calendar's days for the join
+        out.append(f"CREATE TEMP TABLE {_NODE_VISITS} AS {visits}")
+        visits = f"SELECT * FROM temp.{_NODE_VISITS}"
+    late = _BusinessTime(sql, cfg).values(
+        visits, keep=("task_id", "order_id", "created_at", "breached", "a", "b", "owner")
+    )
+    out.append(
+        "INSERT INTO node_fact (node, task_id, order_id, created_at, breached, deadline, completed_at, owner, late) "
+        + late
+    )
+    if scoped and sql.sqlite:
+        out.append(f"DROP TABLE temp.{_NODE_VISITS}")
+    return out
 
 
 def _visit_facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> list[str]:
@@ -1021,6 +1052,35 @@ def _visit_facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> list[str]:
         f"FROM ({visits}) t JOIN order_fact f ON f.order_id = t.order_id "
         f"LEFT JOIN ({events}) ev ON ev.order_id = t.order_id AND ev.node = t.node"
     ]
+
+
+#: visit_day's sums: per visit_fact row, what visit_sums adds up
+_DAY_SUMS = ("visits", "n_seconds", "n_conf", "n_alloc", *VISIT_SUMS)
+_NO_DUE = "'9999-12-31'"  # visit_day's key for no promised date (a key column cannot be NULL)
+
+
+def _visit_day_sql(sql: _Sql, *, scoped: bool, sign: int = 1) -> str:
+    """INSERT ... SELECT of visit_day's rows from visit_fact: all of them, or (``scoped``) the
+    orders in fact_dirty's rows added (``sign`` 1) or subtracted (-1) into the existing ones."""
+    # a visit_day row groups rows that agree on what ``_fill_due`` reads of them (units > 0, shipped, due)
+    keys = (
+        f"v.node, {sql.local_date('v.created_at')}, CASE WHEN v.units > 0 THEN 1 ELSE 0 END, v.shipped, "
+        f"COALESCE(v.due, {_NO_DUE})"
+    )
+    sums = ", ".join(
+        f"{sign} * {'COUNT(*)' if c == 'visits' else f'COUNT(v.{c[2:]})' if c.startswith('n_') else f'SUM(v.{c})'}"
+        for c in _DAY_SUMS
+    )
+    columns = f"node, day, key_units, key_shipped, key_due, {', '.join(_DAY_SUMS)}"
+    rows = f"SELECT {keys}, {sums} FROM visit_fact v"
+    if not scoped:
+        return f"INSERT INTO visit_day ({columns}) {rows} GROUP BY {keys}"
+    add = ", ".join(f"{c} = visit_day.{c} + excluded.{c}" for c in _DAY_SUMS)
+    # WHERE true: SQLite's parser needs it before an upsert's ON CONFLICT after a SELECT
+    return (
+        f"INSERT INTO visit_day ({columns}) SELECT * FROM ({rows} WHERE v.order_id IN (SELECT order_id FROM {_DIRTY}) "
+        f"GROUP BY {keys}) d WHERE true ON CONFLICT (node, day, key_units, key_shipped, key_due) DO UPDATE SET {add}"
+    )
 
 
 #: group_fact's sums of the lines themselves (the line cuts' pick accuracy and return rate)
@@ -1109,6 +1169,7 @@ class _Report:
         self.source = source
         self._visits: bool | None = None
         self._visit_sums: dict | None = None
+        self._late_sums: Sequence[sa.Row] | None = None
         self.sql = _Sql(session, cfg.timezone, now)
         self.sql.tune()
         cut = _cut(by)
@@ -1136,7 +1197,7 @@ class _Report:
     # -- plumbing --
     def _statement(self, sql: str):
         stmt = sa.text(sql)
-        binds = [sa.bindparam(k, type_=UTCDateTime) for k in ("now", "start", "end") if f":{k}" in sql]
+        binds = [sa.bindparam(k, type_=UTCDateTime) for k in ("now", "start", "end", "lo", "hi") if f":{k}" in sql]
         if binds:
             stmt = stmt.bindparams(*binds)
         return stmt, {k: v for k, v in self.params.items() if f":{k}" in sql}
@@ -1213,34 +1274,42 @@ class _Report:
         groups: list[tuple[str, Mapping[str, Any], int]],
         ps: Iterable[float] = (0.5, 0.9),
         chunk: int = 200,
+        more: Sequence[Sequence[float]] | None = None,
     ) -> list[list[float]]:
         """Per group ``(where, params, n)``: exact percentiles (linear interpolation, as
         percentile_cont) of ``col`` over the ``n`` rows of ``table x`` matching ``where`` (with
-        ``params``) and the period, by stepping to each rank from the nearer end of an index
-        on (..., col, created_at): no sort of the rows. The steps of many groups go in one
-        statement (a UNION ALL of LIMIT 2 OFFSET k reads), not one statement each."""
+        ``params``) and the period, together with the group's values in ``more`` (counted apart,
+        not in the table), by stepping to each rank from the nearer end of an index on (...,
+        col, created_at): no sort of the rows. The steps of many groups go in one statement (a
+        UNION ALL of LIMIT/OFFSET reads), not one statement each."""
         hint = f" INDEXED BY {index}" if self.sql.sqlite else ""
         ps = list(ps)
-        jobs: list[tuple] = []  # (group index, pos, k, descending, the read)
+        jobs: list[tuple] = []  # (group index, pos, k, the index's first rank read, the read, its params)
         for i, (where, extra, n) in enumerate(groups):
+            also = len(more[i]) if more else 0
             for p in ps:
-                pos = p * (n - 1)
+                pos = p * (n + also - 1)
                 k = int(pos)  # interpolate between the values of ranks k and k + 1 (0-based)
-                descending = k >= n // 2
-                order, skip = ("DESC", max(n - 2 - k, 0)) if descending else ("ASC", k)
+                # ranks k and k + 1 of the union are among the index's ranks lo..hi-1 and the other values
+                lo, hi = max(k - also, 0), min(k + 2, n)
                 j = len(jobs)
-                own = where  # each read's own names for the group's parameters
-                for key in extra:
-                    own = re.sub(rf":{key}\b", f":{key}_{j}", own)
-                read = (
-                    f"SELECT {j} AS j, s{j}.v AS v FROM (SELECT x.{col} AS v FROM {table} x{hint} "
-                    f"WHERE {own} AND x.{col} IS NOT NULL AND {self.created_in('x')} "
-                    f"ORDER BY x.{col} {order} LIMIT 2 OFFSET {skip}) s{j}"
-                )
-                jobs.append((i, pos, k, descending and k + 1 >= n, read, {f"{key}_{j}": v for key, v in extra.items()}))
+                read = None
+                if hi > lo:
+                    descending = lo >= n - hi
+                    order, skip = ("DESC", n - hi) if descending else ("ASC", lo)
+                    own = where  # each read's own names for the group's parameters
+                    for key in extra:
+                        own = re.sub(rf":{key}\b", f":{key}_{j}", own)
+                    read = (
+                        f"SELECT {j} AS j, s{j}.v AS v FROM (SELECT x.{col} AS v FROM {table} x{hint} "
+                        f"WHERE {own} AND x.{col} IS NOT NULL AND {self.created_in('x')} "
+                        f"ORDER BY x.{col} {order} LIMIT {hi - lo} OFFSET {skip}) s{j}"
+                    )
+                jobs.append((i, pos, k, lo, read, {f"{key}_{j}": v for key, v in extra.items()}))
         got: dict[int, list[float]] = {}
-        for start in range(0, len(jobs), chunk):
-            part = jobs[start : start + chunk]
+        reads = [job for job in enumerate(jobs) if job[1][4] is not None]
+        for start in range(0, len(reads), chunk):
+            part = [job for _j, job in reads[start : start + chunk]]
             params = {key: v for job in part for key, v in job[5].items()}
             statement = " UNION ALL ".join(job[4] for job in part)
             if params or ":" in statement:
@@ -1250,33 +1319,69 @@ class _Report:
             for r in found:
                 got.setdefault(r.j, []).append(r.v)
         out: list[list[float]] = [[] for _ in groups]
-        for j, (i, pos, k, last, _read, _params) in enumerate(jobs):
-            values = got[j]
-            lo = hi = max(values)
-            if not last:  # ranks k and k + 1, read from either end
-                lo = min(values)
-            out[i].append(lo + (pos - k) * (hi - lo))
+        for j, (i, pos, k, lo, _read, _params) in enumerate(jobs):
+            values = sorted([*got.get(j, []), *(more[i] if more else ())])
+            a = values[k - lo]
+            b = values[k + 1 - lo] if k + 1 - lo < len(values) else a
+            out[i].append(a + (pos - k) * (b - a))
         return out
 
     def visit_sums(self) -> dict[str, Any]:
-        """Per node, from visit_fact's covering index in node order: visits with a time in node
-        (n_seconds), orders (first) with a confirmation / allocation time, and every sum."""
+        """Per node: visits with a time in node (n_seconds), orders (first) with a confirmation /
+        allocation time, every sum and the fill rate's. The period's whole local days from
+        visit_day; its partial first and last days (a period given to the instant) from
+        visit_fact's covering index in node order."""
         if self._visit_sums is None:
-            hint = " INDEXED BY ix_visit_fact_sums" if self.sql.sqlite else ""
-            from ffctl.core.models import VISIT_SUMS
-
-            sums = ", ".join(f"SUM(v.{c}) AS {c}" for c in VISIT_SUMS)
-            # the node cut's fill rate in the same pass (``fill_rate``'s condition on the first visits' units)
-            self._visit_sums = {
-                r.g: r
-                for r in self.rows(
-                    f"SELECT v.node AS g, COUNT(v.seconds) AS n_seconds, COUNT(v.conf) AS n_conf, "
-                    f"COUNT(v.alloc) AS n_alloc, {sums}, {_fill_sums('v', 'fill_units', 'fill_on_time')} "
-                    f"FROM visit_fact v{hint} WHERE {self.created_in('v')} GROUP BY v.node",
+            days, edges = self._period_days()
+            found: list[Any] = []
+            if days is not None:
+                first, last = days
+                bounds = [f"d.day >= '{first.isoformat()}'"] if first else []
+                bounds += [f"d.day < '{last.isoformat()}'"] if last else []
+                cond = " AND ".join(bounds) or "1 = 1"
+                found += self.rows(
+                    f"SELECT d.node AS g, {', '.join(f'SUM(d.{c}) AS {c}' for c in _DAY_SUMS)}, "
+                    f"{_fill_sums('d', 'fill_units', 'fill_on_time', 'key_')} "
+                    f"FROM visit_day d WHERE {cond} GROUP BY d.node",
                     {"today": self.today},
                 )
-            }
+            nodes = list(self.s.execute(sa.text("SELECT DISTINCT node FROM visit_day")).scalars())
+            hint = " INDEXED BY ix_visit_fact_sums" if self.sql.sqlite else ""
+            sums = ", ".join(f"SUM(v.{c}) AS {c}" for c in VISIT_SUMS)
+            for lo, hi in edges if nodes else ():
+                found += self.rows(
+                    f"SELECT v.node AS g, COUNT(*) AS visits, COUNT(v.seconds) AS n_seconds, COUNT(v.conf) AS n_conf, "
+                    f"COUNT(v.alloc) AS n_alloc, {sums}, {_fill_sums('v', 'fill_units', 'fill_on_time')} "
+                    f"FROM visit_fact v{hint} WHERE v.node IN {_in(nodes)} AND v.created_at >= :lo AND v.created_at < :hi GROUP BY v.node",
+                    {"today": self.today, "lo": lo, "hi": hi},
+                )
+            out: dict[str, Any] = {}
+            for r in found:
+                row = out.setdefault(r.g, SimpleNamespace(**{c: 0 for c in (*_DAY_SUMS, "fill_units", "fill_on_time")}))
+                for c in (*_DAY_SUMS, "fill_units", "fill_on_time"):
+                    setattr(row, c, getattr(row, c) + int(getattr(r, c) or 0))
+            self._visit_sums = {node: r for node, r in sorted(out.items()) if r.visits}
         return self._visit_sums
+
+    def _period_days(self) -> tuple[tuple[date | None, date | None] | None, list[tuple[datetime, datetime]]]:
+        """The period as whole local days [first, last) (None: no whole day; a None bound: open)
+        and the instant ranges [lo, hi) of its partial days around them (a period of local dates
+        has none)."""
+        tz, start, end = self.cfg.timezone, self.period.start, self.period.end
+        first = last = None
+        edges = []
+        if start is not None:
+            first = local_date(start, tz)
+            if start_of_day(first, tz) != start:
+                first += timedelta(days=1)
+                edges.append((start, start_of_day(first, tz)))
+        if end is not None:
+            last = local_date(end, tz)
+            if start_of_day(last, tz) != end:
+                edges.append((start_of_day(last, tz), end))
+        if start is not None and end is not None and first is not None and last is not None and first >= last:
+            return None, [(start, end)]
+        return (first, last), edges
 
     def visit_times(
         self, col: str, count: str, unit_seconds: float = 1.0
@@ -1355,16 +1460,15 @@ class _Report:
             f"percentile_cont(0.9) WITHIN GROUP (ORDER BY f.{t}) AS {t}90"
             for t in _TIMES
         )
-        fill = "" if self.cut.line else f", {_fill_sums('f', 'fill_n', 'fill_good')}"
+        fill = f", {_fill_sums('f', 'fill_n', 'fill_good')}"  # group_fact's member rows carry the orders' units
         rows = self._keep(
             self.rows(
                 f"SELECT {g} AS g, {orders} AS orders, {_SUMS}{more}, {pcts}{fill} FROM {table} f "
                 f"WHERE {where.format(a='f')} AND {self.frange}{group}",
-                {"today": self.today} if fill else None,
+                {"today": self.today},
             )
         )
-        if fill:
-            self._fill = self._fill_of(rows)
+        self._fill = self._fill_of(rows)
         times = {
             t: {
                 self._key(r.g): (int(getattr(r, f"n_{t}")), getattr(r, f"{t}50"), getattr(r, f"{t}90"))
@@ -1381,19 +1485,16 @@ class _Report:
         table, column, cond, orders, more = self._facts_table()
         g, group = (f"f.{column}", f" GROUP BY f.{column}") if column else self.cut.group()
         counts = ", ".join(f"COUNT(f.{t}) AS n_{t}" for t in _TIMES)
-        fill = (
-            "" if self.cut.line else f", {_fill_sums('f', 'fill_n', 'fill_good')}"
-        )  # order_fact's covering index has `due`
+        fill = f", {_fill_sums('f', 'fill_n', 'fill_good')}"  # both covering indexes have `due`
         rows = self._keep(
             self.rows(
                 f"SELECT {g} AS g, {orders} AS orders, {_SUMS}{more}, {counts}{fill} "
                 f"FROM {table} f INDEXED BY {self._index('conf')} "
                 f"WHERE {cond.format(a='f')} AND {self.frange}{group}",
-                {"today": self.today} if fill else None,
+                {"today": self.today},
             )
         )
-        if fill:
-            self._fill = self._fill_of(rows)
+        self._fill = self._fill_of(rows)
         cond = cond.format(a="x")
         times: dict[str, dict] = {t: {} for t in _TIMES}
         for t in _TIMES:
@@ -1550,13 +1651,18 @@ class _Report:
     def _fact_breached(self) -> str:
         return breached_sql("nf", stop="nf.completed_at")
 
+    def _node_fact_sums(self) -> Sequence[sa.Row]:
+        """Per node over node_fact: breaches, seconds over SLA and the stopped visits' stored lateness count."""
+        if self._late_sums is None:
+            self._late_sums = self.rows(
+                f"SELECT nf.node AS node, SUM(CASE WHEN {self._fact_breached()} THEN 1 ELSE 0 END) AS breaches, "
+                f"{self._over('nf', 'nf.completed_at')} AS over_sla_seconds, COUNT(nf.late) AS n_late "
+                f"FROM node_fact nf WHERE {self.created_in('nf')} GROUP BY nf.node"
+            )
+        return self._late_sums
+
     def bottleneck_stats(self) -> list[dict]:
         """Per node: breaches and seconds over SLA (what the bottleneck weighs), from node_fact."""
-        sql = (
-            f"SELECT nf.node AS node, SUM(CASE WHEN {self._fact_breached()} THEN 1 ELSE 0 END) AS breaches, "
-            f"{self._over('nf', 'nf.completed_at')} AS over_sla_seconds "
-            f"FROM node_fact nf WHERE {self.created_in('nf')} GROUP BY nf.node"
-        )
         return [
             {
                 "node": r.node,
@@ -1568,18 +1674,38 @@ class _Report:
                 "escalations": 0,
                 "reminders": 0,
             }
-            for r in self.rows(sql)
+            for r in self._node_fact_sums()
         ]
 
     def lateness(self) -> dict[str | None, tuple[int, float | None, float | None]]:
         """Per node: (breached visits, p50, p90 of their business seconds past the deadline), from
-        node_fact (every visit that can breach is there), or the task history."""
+        node_fact (every visit that can breach is there), or the task history. A stopped visit's
+        lateness is stored (``late``, rank steps through ix_node_fact_late); a running one's grows
+        with the clock and is counted here, by the same ``_BusinessTime``."""
         if self.visits():
+            stored = {r.node: int(r.n_late) for r in self._node_fact_sums()}
+            if not stored:
+                return {}
             visits = (
                 f"SELECT nf.node AS g, nf.node AS node, nf.deadline AS a, COALESCE(nf.completed_at, :now) AS b "
-                f"FROM node_fact nf WHERE {self._fact_breached()} AND {self.created_in('nf')}"
+                f"FROM node_fact nf WHERE nf.node IN {_in(stored)} AND nf.late IS NULL "
+                f"AND {self._fact_breached()} AND {self.created_in('nf')}"
             )
-            return self.percentiles(_BusinessTime(self.sql, self.cfg).values(visits))
+            running: dict[str, list[float]] = {}
+            for r in self.rows(_BusinessTime(self.sql, self.cfg).values(visits)):
+                if r.x is not None:
+                    running.setdefault(r.g, []).append(float(r.x))
+            nodes = [node for node in stored if stored[node] or running.get(node)]
+            picked = self.picks(
+                "node_fact",
+                "ix_node_fact_late",
+                "late",
+                [_equals("x.node", node, stored[node]) for node in nodes],
+                more=[running.get(node, []) for node in nodes],
+            )
+            return {
+                node: (stored[node] + len(running.get(node, [])), p50, p90) for node, (p50, p90) in zip(nodes, picked)
+            }
         join, cond = self.in_period("t")
         stop = stopped_sql("t")
         visits = (

@@ -524,6 +524,7 @@ FACT_MODELS = (
     "OrderFact",
     "NodeFact",
     "VisitFact",
+    "VisitDay",
     "GroupFact",
     "MissFact",
     "FlowEdge",
