@@ -261,3 +261,33 @@ def _tasks_sla(store, cfg, now):
 
     with store.session() as s:
         return kpi.sla_report(s, cfg, now=now, source="tasks")
+
+
+def test_a_calendar_change_rebuilds_the_stored_lateness(store, example_config):
+    """A stopped breached visit's lateness is stored in the node's calendar: changing the calendar
+    rebuilds the facts, and `report sla` counts the new business time, as the task history does."""
+    import dataclasses
+
+    from ffctl.core import kpi, workflow
+
+    cfg = example_config
+    at = START
+    with store.session(write=True) as s:
+        open_orders(s, cfg, [("M1", [("A", 1)], 5), ("M2", [("B", 2)], 4)], at=at)
+        workflow.complete(s, cfg, "M1", at=at + timedelta(hours=2), actor="alice")  # late: stored
+    now = at + timedelta(hours=3)  # M2 still running past its deadline: counted at report time
+    kpi.refresh_facts(store, cfg, now=now)
+    with store.session() as s:
+        before = kpi.sla_report(s, cfg, now=now, source="facts")
+        stored = s.execute(sa.text("SELECT late FROM node_fact WHERE late IS NOT NULL")).scalars().all()
+    assert before == _tasks_sla(store, cfg, now) and len(stored) == 1
+
+    office = cfg.calendars["office"]
+    short = dataclasses.replace(office, hours={**office.hours, 0: ((9 * 60, 10 * 60),)})  # Mondays 09:00-10:00
+    changed = dataclasses.replace(cfg, calendars={**cfg.calendars, "office": short})
+    assert kpi.refresh_facts(store, changed, now=now)["mode"] == "full"
+    with store.session() as s:
+        after = kpi.sla_report(s, changed, now=now, source="facts")
+    assert after == _tasks_sla(store, changed, now)
+    review = next(r for r in after if r["node"] == "credit_review")
+    assert review["late_p50_seconds"] != next(r for r in before if r["node"] == "credit_review")["late_p50_seconds"]
