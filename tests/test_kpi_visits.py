@@ -8,7 +8,9 @@ computes them from the task history and the order lines (the generic paths), and
 from the orders' own workflow. Random histories (hypothesis) go
 through the real write paths (completions, rejections, holds, releases, cancellations, the
 sweep, allocation, shipping, delivery) with the facts refreshed incrementally, and every report
-is compared between the two sources for several clocks and periods.
+is compared between the two sources for several clocks and periods. On the same histories,
+``kpi_report(kpis=...)`` gives the full report's rows of those KPIs, and the dashboard (each
+series read once, only what it shows) renders the HTML of every report computed in full.
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ def _differing(facts, tasks):
 
 
 def compare(store, cfg, at, created) -> None:
-    from ffctl.core import flow, kpi, workload
+    from ffctl.core import dashboard, flow, kpi, workload
 
     periods = [
         kpi.Period(),
@@ -172,6 +174,47 @@ def compare(store, cfg, at, created) -> None:
                 ):
                     facts, tasks = report("facts"), report("tasks")
                     assert close(facts, tasks), (name, now, period, _differing(facts, tasks))
+                for by in (None, "week", "region", "node", "product") if now == at else ():
+                    full = kpi.kpi_report(s, cfg, now=now, period=period, by=by)
+                    for kpis in PARTS:
+                        part = kpi.kpi_report(s, cfg, now=now, period=period, by=by, kpis=kpis)
+                        assert part == [r for r in full if r["kpi"] in kpis], (by, kpis, now, period)
+                assert dashboard.build_dashboard(s, cfg, now=now, period=period) == _dashboard_in_full(
+                    s, cfg, now, period
+                ), (now, period)
+
+
+#: ``kpi_report(kpis=...)`` asked for a few KPIs: the dashboard's, and each kind of work skipped or kept
+PARTS = (
+    ("on_time_shipping", "perfect_order"),
+    ("return_rate",),
+    ("bottleneck",),
+    ("cycle_time_hours", "fill_rate"),
+    ("allocation_minutes", "sla_attainment", "pick_accuracy"),
+)
+
+
+def _dashboard_in_full(s, cfg, now, period) -> str:
+    """The dashboard as it was built before it shared its reads: every report in full, each on its own."""
+    from ffctl.core import dashboard, flow, forecast, kpi, misses, workload
+
+    data = {
+        "kpis": kpi.kpi_report(s, cfg, now=now, period=period),
+        "weekly": kpi.kpi_report(s, cfg, now=now, period=period, by="week"),
+        "nodes": kpi.sla_report(s, cfg, now=now, period=period),
+        "histogram": kpi.cycle_time_histogram(
+            s, cfg, now=now, period=period, at_least=cfg.kpi_targets.get("cycle_time_hours")
+        ),
+        "owners": kpi.breaches_by_owner(s, cfg, now=now, period=period),
+        "likely": forecast.likely(s, cfg, now),
+        "workload": workload.workload_report(s, cfg, now=now, period=period, by="role"),
+        "flow": flow.flow_report(s, cfg, now=now, period=period, top=5),
+        "misses": misses.pareto(s, cfg, period=period),
+        "returns": [
+            r for r in kpi.kpi_report(s, cfg, now=now, period=period, by="region") if r["kpi"] == "return_rate"
+        ],
+    }
+    return dashboard.render_dashboard(data, tz=cfg.timezone, now=now, period=period)
 
 
 @settings(

@@ -17,17 +17,7 @@ from ffctl.core.clock import local
 from ffctl.core.durations import approx_duration, format_duration
 from ffctl.core.flow import flow_report
 from ffctl.core.forecast import likely
-from ffctl.core.kpi import (
-    ALL,
-    KPIS,
-    Period,
-    breaches_by_owner,
-    cycle_time_histogram,
-    kpi_report,
-    nice_step,
-    percent_decimals,
-    sla_report,
-)
+from ffctl.core.kpi import ALL, KPIS, Period, PeriodReports, nice_step, percent_decimals
 from ffctl.core.misses import pareto
 from ffctl.core.workload import workload_report
 from ffctl.i18n import _, current, ngettext
@@ -60,22 +50,20 @@ def kpi_labels() -> dict[str, tuple[str, str]]:
 
 
 def build_dashboard(session, cfg: Config, *, now: datetime, period: Period = Period()) -> str:
-    """Query every series the dashboard shows and render it."""
+    """Query every series the dashboard shows, each once and no more of it than it shows, and render it."""
+    reports = PeriodReports(session, cfg, now=now, period=period)
     data = {
-        "kpis": kpi_report(session, cfg, now=now, period=period),
-        "weekly": kpi_report(session, cfg, now=now, period=period, by="week"),
-        "nodes": sla_report(session, cfg, now=now, period=period),
-        "histogram": cycle_time_histogram(
-            session, cfg, now=now, period=period, at_least=cfg.kpi_targets.get("cycle_time_hours")
-        ),
-        "owners": breaches_by_owner(session, cfg, now=now, period=period),
+        "kpis": reports.kpis(),
+        # the weekly trend draws these two; the returns panel, the return rate per region
+        "weekly": reports.kpis(by="week", kpis=("on_time_shipping", "perfect_order")),
+        "nodes": reports.sla(),
+        "histogram": reports.histogram(at_least=cfg.kpi_targets.get("cycle_time_hours")),
+        "owners": reports.owners(),
         "likely": likely(session, cfg, now),
         "workload": workload_report(session, cfg, now=now, period=period, by="role"),
         "flow": flow_report(session, cfg, now=now, period=period, top=5),
         "misses": pareto(session, cfg, period=period),
-        "returns": [
-            r for r in kpi_report(session, cfg, now=now, period=period, by="region") if r["kpi"] == "return_rate"
-        ],
+        "returns": reports.kpis(by="region", kpis=("return_rate",)),
     }
     return render_dashboard(data, tz=cfg.timezone, now=now, period=period)
 

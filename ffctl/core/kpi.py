@@ -1394,9 +1394,11 @@ class _Report:
         return {node: (n, p50 / unit_seconds, p90 / unit_seconds) for (node, n), (p50, p90) in zip(counted, picked)}
 
     # -- order-level KPIs from order_fact --
-    def order_kpis(self) -> tuple[dict, dict]:
+    def order_kpis(self, *, times: bool = True) -> tuple[dict, dict]:
         """(sums, times): per group the order count and counter sums; per time KPI and group
-        (n, p50, p90)."""
+        (n, p50, p90). ``times`` False: a single-valued cut's sums alone, its times left empty."""
+        if not times and self.cut.mapping is None:
+            return self._generic(times=False)
         if self.cut.mapping is None:
             if not self.sql.sqlite:
                 return self._grouped_pg()
@@ -1525,9 +1527,9 @@ class _Report:
             self.order_kpis()
         return self._line_rows
 
-    def _generic(self) -> tuple[dict, dict]:
+    def _generic(self, *, times: bool = True) -> tuple[dict, dict]:
         """Any cut, any backend: GROUP BY and window-function percentiles over order_fact
-        (joined to the cut's mapping for product, category and node)."""
+        (joined to the cut's mapping for product, category and node); ``times`` False: the sums alone."""
         if self.cut.mapping:
             source = f"order_fact f JOIN ({self.cut.mapping}) gx ON gx.order_id = f.order_id"
             g, group = "gx.g", " GROUP BY gx.g"
@@ -1538,8 +1540,10 @@ class _Report:
             for r in self.rows(f"SELECT {g} AS g, COUNT(*) AS orders, {_SUMS} FROM {source} WHERE {self.frange}{group}")
             if r.orders
         ]
-        times = {t: self.percentiles(f"SELECT {g} AS g, f.{t} AS x FROM {source} WHERE {self.frange}") for t in _TIMES}
-        return self._sums_of(rows), times
+        if not times:
+            return self._sums_of(rows), {t: {} for t in _TIMES}
+        found = {t: self.percentiles(f"SELECT {g} AS g, f.{t} AS x FROM {source} WHERE {self.frange}") for t in _TIMES}
+        return self._sums_of(rows), found
 
     def fill_rate(self) -> dict[str | None, tuple[int, int]]:
         """Per group: (units due, units shipped on time) of the orders shipped in full or past their
@@ -1899,6 +1903,199 @@ def bottleneck_row(stats: list[dict]) -> dict:
     return row
 
 
+#: The time KPIs: (n, p50, p90) per group; the others are rates, (n, good) per group.
+_TIME_KPIS = ("order_confirmation_minutes", "allocation_minutes", "cycle_time_hours")
+#: The rows ``kpi_report`` can be asked for (``kpis``): the KPIs, and the bottleneck's row.
+KPI_ROWS = (*KPIS, "bottleneck")
+
+
+class PeriodReports:
+    """The reports of one period, each cut read through one ``_Report``: a caller that asks for
+    several (``report dashboard``) reads what they share once (the facts' state, the node sums
+    the bottleneck and ``report sla`` weigh). ``kpi_report``, ``sla_report``,
+    ``breaches_by_owner`` and ``cycle_time_histogram`` are these methods over a fresh one."""
+
+    def __init__(
+        self, session: Session, cfg: Config, *, now: datetime, period: Period = Period(), source: str = "auto"
+    ) -> None:
+        self.session, self.cfg, self.now, self.period, self.source = session, cfg, now, period, source
+        self._reports: dict[str | None, _Report] = {}
+
+    def report(self, by: str | None = None) -> _Report:
+        """The period's ``_Report`` cut ``by`` (made on first use)."""
+        if by not in self._reports:
+            self._reports[by] = _Report(
+                self.session, self.cfg, now=self.now, period=self.period, by=by, source=self.source
+            )
+        return self._reports[by]
+
+    def kpis(self, *, by: str | None = None, kpis: Iterable[str] | None = None) -> list[dict]:
+        """``kpi_report``'s rows; ``kpis``: only these (names of ``KPI_ROWS``), and only the work
+        they need (no percentiles without a time KPI, no return reasons without the return rate,
+        no node sums without the bottleneck)."""
+        wanted = set(KPI_ROWS) if kpis is None else set(kpis)
+        unknown = sorted(wanted - set(KPI_ROWS))
+        if unknown:
+            raise ValueError(f"unknown KPI {unknown[0]!r}: use one of {', '.join(KPI_ROWS)}")
+        rep = self.report(by)
+        rep.check_facts()
+        sums, facts_times = rep.order_kpis(times=bool(wanted & set(_TIME_KPIS)))
+        tables: dict[str, Callable[[], Mapping]] = {
+            "order_confirmation_minutes": lambda: facts_times["conf"],
+            "allocation_minutes": lambda: facts_times["alloc"],
+            "pick_accuracy": lambda: (
+                rep.line_pick_accuracy()
+                if rep.cut.line
+                else {g: (v["picked"], v["picked_right"]) for g, v in sums.items()}
+            ),
+            "on_time_shipping": lambda: {g: (v["shipped"], v["on_time"]) for g, v in sums.items()},
+            "fill_rate": rep.fill_rate,
+            "perfect_order": lambda: {g: (v["delivered"], v["perfect"]) for g, v in sums.items()},
+            "cycle_time_hours": lambda: rep.time_in_node(3600.0) if by == "node" else facts_times["cycle"],
+            # SLA attainment of a node is that of its own visits
+            "sla_attainment": lambda: (
+                {r["node"]: (r["decided"], r["within"]) for r in rep.node_stats()}
+                if by == "node"
+                else {g: (v["decided"], v["within"]) for g, v in sums.items()}
+            ),
+            "return_rate": lambda: (
+                rep.line_returns()
+                if rep.cut.line
+                else {g: (v["units_shipped"], v["units_returned"]) for g, v in sums.items() if v["units_shipped"]}
+            ),
+        }
+        found = {name: table() for name, table in tables.items() if name in wanted}
+        reasons = rep.return_reasons() if "return_rate" in wanted else {}
+        groups: set[str | None] = set(sums)
+        for table in found.values():
+            groups.update(table)
+        ordered = _sort_groups(groups) if by else [ALL]
+        targets, baseline = self.cfg.kpi_targets, self.cfg.kpi_baseline
+        rows: list[dict] = []
+        for name in KPIS:
+            if name not in wanted:
+                continue
+            for g in ordered:
+                if name in _TIME_KPIS:
+                    n, p50, p90 = found[name].get(g, (0, None, None))
+                    rows.append(kpi_row(name, g, p50, n, targets, p90, baseline=baseline))
+                else:
+                    n, good = found[name].get(g, (0, 0))
+                    rows.append(kpi_row(name, g, good / n if n else None, n, targets, baseline=baseline))
+                    if name == "return_rate":
+                        rows[-1]["top_reasons"] = reasons.get(g, [])
+        if "bottleneck" in wanted:
+            rows.append(bottleneck_row(rep.bottleneck_stats()))
+        return rows
+
+    def sla(self) -> list[dict]:
+        """``sla_report``'s rows."""
+        rep, cfg = self.report(), self.cfg
+        stats = {r["node"]: r for r in rep.node_stats()}
+        times = rep.time_in_node()
+        late = rep.lateness()
+        worst = bottleneck(list(stats.values()))
+        target = cfg.kpi_targets.get("sla_attainment")
+        out = []
+        for node in _node_order(cfg, [*stats, *(n for n in times if n is not None)]):
+            r = stats.get(
+                node,
+                {
+                    "decided": 0,
+                    "within": 0,
+                    "breaches": 0,
+                    "auto_actions": 0,
+                    "escalations": 0,
+                    "reminders": 0,
+                    "over_sla_seconds": 0.0,
+                },
+            )
+            n, p50, p90 = times.get(node, (0, None, None))
+            _late_n, late50, late90 = late.get(node, (0, None, None))
+            spec = cfg.nodes.get(node)
+            attainment = r["within"] / r["decided"] if r["decided"] else None
+            out.append(
+                {
+                    "node": node,
+                    "owner": spec.owner if spec else None,
+                    "completed": r["decided"],
+                    "within_sla": r["within"],
+                    "attainment": _round(attainment, "rate"),
+                    "target": target,
+                    "met": None if attainment is None or target is None else attainment >= target,
+                    "p50_seconds": _round(p50, "seconds"),
+                    "p90_seconds": _round(p90, "seconds"),
+                    "sla_seconds": spec.sla_seconds if spec else None,
+                    "breaches": r["breaches"],
+                    "late_p50_seconds": _round(late50, "seconds"),
+                    "late_p90_seconds": _round(late90, "seconds"),
+                    "escalations": r["escalations"],
+                    "reminders": r["reminders"],
+                    "auto_actions": r["auto_actions"],
+                    "bottleneck": bool(worst and worst["node"] == node),
+                }
+            )
+        return out
+
+    def owners(self) -> list[dict]:
+        """``breaches_by_owner``'s rows."""
+        rep = self.report()
+        if rep.visits():
+            sql = (
+                f"SELECT nf.owner AS owner, COUNT(*) AS breaches FROM node_fact nf WHERE {rep._fact_breached()} "
+                f"AND {rep.created_in('nf')} GROUP BY nf.owner ORDER BY 2 DESC, 1"
+            )
+            return [{"owner": r.owner, "breaches": int(r.breaches)} for r in rep.rows(sql)]
+        join, cond = rep.in_period("t")
+        sql = (
+            f"SELECT t.owner AS owner, COUNT(*) AS breaches FROM task t{join} "
+            f"WHERE t.status <> 'skipped' AND {breached_sql('t')} AND {cond} GROUP BY t.owner ORDER BY 2 DESC, 1"
+        )
+        return [{"owner": r.owner, "breaches": int(r.breaches)} for r in rep.rows(sql)]
+
+    def histogram(self, *, at_least: float | None = None) -> dict:
+        """``cycle_time_histogram``'s buckets."""
+        rep = self.report()
+        cycle_index = _index_name(None, "cycle")
+        if rep.visits():
+            hint = f" INDEXED BY {cycle_index}" if rep.sql.sqlite and _have_indexes(self.session, [None]) else ""
+            values = (
+                f"SELECT '{ALL}' AS g, f.cycle AS x FROM order_fact f{hint} WHERE f.cycle IS NOT NULL AND {rep.frange}"
+            )
+            n = rep.rows(f"SELECT COUNT(f.cycle) AS n FROM order_fact f{hint} WHERE {rep.frange}")[0].n
+            if not n:
+                return {"step": None, "buckets": [], "overflow_from": None}
+            if hint:  # SQLite with the cut's cycle index: step to the rank (PostgreSQL has no such index)
+                (p95,) = rep.pick("order_fact", cycle_index, "cycle", "1 = 1", {}, int(n), (0.95,))
+            else:
+                p95 = rep.rows(rep.sql.percentiles(values, (0.95,)))[0].p95
+        else:
+            hours = rep.sql.seconds("o.created_at", "o.shipped_at") + " / 3600.0"
+            values = (
+                f"SELECT '{ALL}' AS g, {hours} AS x FROM orders o "
+                f"WHERE o.shipped_at IS NOT NULL AND {rep.created_in('o')}"
+            )
+            stats = rep.rows(rep.sql.percentiles(values, (0.95,)))
+            if not stats or stats[0].n == 0:
+                return {"step": None, "buckets": [], "overflow_from": None}
+            p95 = stats[0].p95
+        span = max(float(p95 or 0.0), float(at_least or 0.0), 0.0)
+        step = nice_step(span)
+        last = max(int(span // step), 0) + 1  # buckets 0..last-1, then last = overflow
+        sql = (
+            f"SELECT b, COUNT(*) AS n FROM (SELECT CASE WHEN x < 0 THEN 0 WHEN x >= {last * step} THEN {last} "
+            f"ELSE CAST(x / {step} AS INTEGER) END AS b FROM ({values}) v) q GROUP BY b ORDER BY b"
+        )
+        counts = {int(r.b): int(r.n) for r in rep.rows(sql)}
+        buckets = [
+            {"start": i * step, "end": (i + 1) * step if i < last else None, "count": counts.get(i, 0)}
+            for i in range(last + 1)
+        ]
+        if buckets and buckets[-1]["count"] == 0:
+            buckets.pop()
+        return {"step": step, "buckets": buckets, "overflow_from": last * step}
+
+
 def kpi_report(
     session: Session,
     cfg: Config,
@@ -1907,6 +2104,7 @@ def kpi_report(
     period: Period = Period(),
     by: str | None = None,
     source: str = "auto",
+    kpis: Iterable[str] | None = None,
 ) -> list[dict]:
     """``report kpi``: rows ``{kpi, group, baseline, actual, target, gap, count, p90, unit, met, node}``.
 
@@ -1914,51 +2112,11 @@ def kpi_report(
     whole selection (group ``all``): ``node`` names it (null when nothing breached), ``actual``
     is its score (the mean of its share of breaches and of time over SLA), ``count`` its
     breaches, with ``breach_share`` and ``over_sla_share`` beside (``sla_report`` has its lateness).
-    ``source``: where the node cut's figures come from (``SOURCES``).
+    ``source``: where the node cut's figures come from (``SOURCES``). ``kpis``: only the rows of
+    these (``KPI_ROWS``; None: all), computing only what they need; a group is listed when it
+    has orders or a figure of one of them.
     """
-    rep = _Report(session, cfg, now=now, period=period, by=by, source=source)
-    rep.check_facts()
-    sums, facts_times = rep.order_kpis()
-    times = {
-        "order_confirmation_minutes": facts_times["conf"],
-        "allocation_minutes": facts_times["alloc"],
-        "cycle_time_hours": rep.time_in_node(3600.0) if by == "node" else facts_times["cycle"],
-    }
-    picks = rep.line_pick_accuracy() if rep.cut.line else {g: (v["picked"], v["picked_right"]) for g, v in sums.items()}
-    stats = rep.bottleneck_stats()
-    if by == "node":  # SLA attainment of a node is that of its own visits
-        sla = {r["node"]: (r["decided"], r["within"]) for r in rep.node_stats()}
-    else:
-        sla = {g: (v["decided"], v["within"]) for g, v in sums.items()}
-    rates = {
-        "pick_accuracy": picks,
-        "on_time_shipping": {g: (v["shipped"], v["on_time"]) for g, v in sums.items()},
-        "fill_rate": rep.fill_rate(),
-        "perfect_order": {g: (v["delivered"], v["perfect"]) for g, v in sums.items()},
-        "sla_attainment": sla,
-        "return_rate": rep.line_returns()
-        if rep.cut.line
-        else {g: (v["units_shipped"], v["units_returned"]) for g, v in sums.items() if v["units_shipped"]},
-    }
-    reasons = rep.return_reasons()
-    groups: set[str | None] = set(sums)
-    for table in (*times.values(), *rates.values()):
-        groups.update(table)
-    ordered = _sort_groups(groups) if by else [ALL]
-    targets, baseline = cfg.kpi_targets, cfg.kpi_baseline
-    rows: list[dict] = []
-    for name in KPIS:
-        for g in ordered:
-            if name in times:
-                n, p50, p90 = times[name].get(g, (0, None, None))
-                rows.append(kpi_row(name, g, p50, n, targets, p90, baseline=baseline))
-            else:
-                n, good = rates[name].get(g, (0, 0))
-                rows.append(kpi_row(name, g, good / n if n else None, n, targets, baseline=baseline))
-                if name == "return_rate":
-                    rows[-1]["top_reasons"] = reasons.get(g, [])
-    rows.append(bottleneck_row(stats))
-    return rows
+    return PeriodReports(session, cfg, now=now, period=period, source=source).kpis(by=by, kpis=kpis)
 
 
 def _node_order(cfg: Config, names: Iterable[str]) -> list[str]:
@@ -1973,52 +2131,7 @@ def sla_report(
     in node (seconds, wall clock) against the SLA, breaches, their lateness (p50/p90 business
     seconds past the deadline), escalations, reminders, auto actions, and whether it is the
     bottleneck. ``source``: visit facts or task history (``SOURCES``)."""
-    rep = _Report(session, cfg, now=now, period=period, by=None, source=source)
-    stats = {r["node"]: r for r in rep.node_stats()}
-    times = rep.time_in_node()
-    late = rep.lateness()
-    worst = bottleneck(list(stats.values()))
-    target = cfg.kpi_targets.get("sla_attainment")
-    out = []
-    for node in _node_order(cfg, [*stats, *(n for n in times if n is not None)]):
-        r = stats.get(
-            node,
-            {
-                "decided": 0,
-                "within": 0,
-                "breaches": 0,
-                "auto_actions": 0,
-                "escalations": 0,
-                "reminders": 0,
-                "over_sla_seconds": 0.0,
-            },
-        )
-        n, p50, p90 = times.get(node, (0, None, None))
-        _late_n, late50, late90 = late.get(node, (0, None, None))
-        spec = cfg.nodes.get(node)
-        attainment = r["within"] / r["decided"] if r["decided"] else None
-        out.append(
-            {
-                "node": node,
-                "owner": spec.owner if spec else None,
-                "completed": r["decided"],
-                "within_sla": r["within"],
-                "attainment": _round(attainment, "rate"),
-                "target": target,
-                "met": None if attainment is None or target is None else attainment >= target,
-                "p50_seconds": _round(p50, "seconds"),
-                "p90_seconds": _round(p90, "seconds"),
-                "sla_seconds": spec.sla_seconds if spec else None,
-                "breaches": r["breaches"],
-                "late_p50_seconds": _round(late50, "seconds"),
-                "late_p90_seconds": _round(late90, "seconds"),
-                "escalations": r["escalations"],
-                "reminders": r["reminders"],
-                "auto_actions": r["auto_actions"],
-                "bottleneck": bool(worst and worst["node"] == node),
-            }
-        )
-    return out
+    return PeriodReports(session, cfg, now=now, period=period, source=source).sla()
 
 
 # --- dashboard series ------------------------------------------------------------------------
@@ -2028,19 +2141,7 @@ def breaches_by_owner(
     session: Session, cfg: Config, *, now: datetime, period: Period = Period(), source: str = "auto"
 ) -> list[dict]:
     """Breached node visits per owner role (auto nodes without an owner show as null)."""
-    rep = _Report(session, cfg, now=now, period=period, by=None, source=source)
-    if rep.visits():
-        sql = (
-            f"SELECT nf.owner AS owner, COUNT(*) AS breaches FROM node_fact nf WHERE {rep._fact_breached()} "
-            f"AND {rep.created_in('nf')} GROUP BY nf.owner ORDER BY 2 DESC, 1"
-        )
-        return [{"owner": r.owner, "breaches": int(r.breaches)} for r in rep.rows(sql)]
-    join, cond = rep.in_period("t")
-    sql = (
-        f"SELECT t.owner AS owner, COUNT(*) AS breaches FROM task t{join} "
-        f"WHERE t.status <> 'skipped' AND {breached_sql('t')} AND {cond} GROUP BY t.owner ORDER BY 2 DESC, 1"
-    )
-    return [{"owner": r.owner, "breaches": int(r.breaches)} for r in rep.rows(sql)]
+    return PeriodReports(session, cfg, now=now, period=period, source=source).owners()
 
 
 def nice_step(span: float, buckets: int = 12) -> float:
@@ -2070,39 +2171,4 @@ def cycle_time_histogram(
     hours when that is further (so a target's mark lands on the axis); the last bucket holds
     everything longer. ``{step, buckets: [{start, end, count}], overflow_from}``. From order_fact's
     cycle times (the same expression) when the facts are current, else from the orders."""
-    rep = _Report(session, cfg, now=now, period=period, by=None, source=source)
-    cycle_index = _index_name(None, "cycle")
-    if rep.visits():
-        hint = f" INDEXED BY {cycle_index}" if rep.sql.sqlite and _have_indexes(session, [None]) else ""
-        values = f"SELECT '{ALL}' AS g, f.cycle AS x FROM order_fact f{hint} WHERE f.cycle IS NOT NULL AND {rep.frange}"
-        n = rep.rows(f"SELECT COUNT(f.cycle) AS n FROM order_fact f{hint} WHERE {rep.frange}")[0].n
-        if not n:
-            return {"step": None, "buckets": [], "overflow_from": None}
-        if hint:  # SQLite with the cut's cycle index: step to the rank (PostgreSQL has no such index)
-            (p95,) = rep.pick("order_fact", cycle_index, "cycle", "1 = 1", {}, int(n), (0.95,))
-        else:
-            p95 = rep.rows(rep.sql.percentiles(values, (0.95,)))[0].p95
-    else:
-        hours = rep.sql.seconds("o.created_at", "o.shipped_at") + " / 3600.0"
-        values = (
-            f"SELECT '{ALL}' AS g, {hours} AS x FROM orders o WHERE o.shipped_at IS NOT NULL AND {rep.created_in('o')}"
-        )
-        stats = rep.rows(rep.sql.percentiles(values, (0.95,)))
-        if not stats or stats[0].n == 0:
-            return {"step": None, "buckets": [], "overflow_from": None}
-        p95 = stats[0].p95
-    span = max(float(p95 or 0.0), float(at_least or 0.0), 0.0)
-    step = nice_step(span)
-    last = max(int(span // step), 0) + 1  # buckets 0..last-1, then last = overflow
-    sql = (
-        f"SELECT b, COUNT(*) AS n FROM (SELECT CASE WHEN x < 0 THEN 0 WHEN x >= {last * step} THEN {last} "
-        f"ELSE CAST(x / {step} AS INTEGER) END AS b FROM ({values}) v) q GROUP BY b ORDER BY b"
-    )
-    counts = {int(r.b): int(r.n) for r in rep.rows(sql)}
-    buckets = [
-        {"start": i * step, "end": (i + 1) * step if i < last else None, "count": counts.get(i, 0)}
-        for i in range(last + 1)
-    ]
-    if buckets and buckets[-1]["count"] == 0:
-        buckets.pop()
-    return {"step": step, "buckets": buckets, "overflow_from": last * step}
+    return PeriodReports(session, cfg, now=now, period=period, source=source).histogram(at_least=at_least)
