@@ -467,11 +467,13 @@ def forecast(
     node: str | None = None,
     role: str | None = None,
     threshold: float | None = None,
+    late: bool = True,
 ) -> list[dict]:
     """Every running task (of ``node``, assigned to ``role``) with its p_breach and reason, most
-    likely first; ``threshold``: only those at or above it (tasks without a figure are left out)."""
+    likely first; ``threshold``: only those at or above it (tasks without a figure are left out);
+    ``late`` False: not those already past their deadline. Only the nodes of the tasks kept have
+    their history read."""
     nodes = [node] if node is not None else list(cfg.nodes)
-    hist = histories(session, cfg, nodes, now)
     stmt = _queue(nodes, now)
     if role is not None:
         ranked = stmt.subquery()
@@ -480,9 +482,12 @@ def forecast(
             sa.exists().where(col(TaskAssignee.task_id) == ranked.c.id, col(TaskAssignee.role) == role),
         )
         stmt = sa.select(ranked).where(assigned)
+    rows = [row for row in _open(session, stmt) if late or not workflow.is_breached(row.deadline, None, now)]
+    present = {row.node for row in rows}
+    nodes = [n for n in nodes if n in present]
     kept = []
-    seen = views(cfg, nodes, hist, now)
-    for row in _open(session, stmt):
+    seen = views(cfg, nodes, histories(session, cfg, nodes, now), now)
+    for row in rows:
         estimate = seen[row.node].assess(row)
         if threshold and (
             estimate.p is None or estimate.p < threshold
@@ -852,4 +857,4 @@ def _r(x: float | None) -> float | None:
 def likely(session: Session, cfg: Config, now: datetime, *, threshold: float = 0.5, limit: int = 15) -> list[dict]:
     """The dashboard's "likely to breach" panel: the open tasks not yet past their deadline at or
     above ``threshold``, most likely first (the breached ones have panels of their own)."""
-    return [r for r in forecast(session, cfg, now, threshold=threshold) if r["deadline"] > now][:limit]
+    return forecast(session, cfg, now, threshold=threshold, late=False)[:limit]
