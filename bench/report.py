@@ -391,26 +391,162 @@ def time_commands(url: str, commands: list[list[str]] = COMMANDS) -> dict[str, f
     return out
 
 
-def time_change_all(store, url: str, cfg, changed: int, commands: list[list[str]] = COMMANDS) -> dict[str, float]:
-    """``changed`` more orders get an audit event, then each command's refresh + report, as a process."""
+def change_orders(store, changed: int, *, real: bool = False) -> None:
+    """``changed`` orders (every n-th by id) get an audit event naming them. An 'updated' event
+    alone changes no fact (``real`` False); with ``real`` each order also truly changes as a late
+    day of operations would: its last closed visit entered 15 and left 45 minutes later (visit
+    time, SLA, breaches, flow edges) and, if shipped, it shipped a day later (cycle time, on-time,
+    perfect, misses, and the copies of these on its visit and group rows)."""
+    step = max(1, store_orders(store) // changed)
+    sqlite = store.is_sqlite
+
+    def later(col: str, minutes: int) -> str:
+        if sqlite:
+            return f"strftime('%Y-%m-%d %H:%M:%S', {col}, '+{minutes} minutes') || '.000000'"
+        return f"{col} + INTERVAL '{minutes} minutes'"
+
+    chosen = (
+        "SELECT order_id FROM (SELECT order_id, ROW_NUMBER() OVER (ORDER BY order_id) AS rn FROM orders) o "
+        f"WHERE MOD(rn, {step}) = 0"
+    )
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TEMP TABLE bench_changed AS {chosen}")
+        if real:
+            conn.exec_driver_sql(
+                f"UPDATE task SET entered_at = {later('entered_at', 15)}, completed_at = {later('completed_at', 45)} "
+                "WHERE id IN (SELECT MAX(t.id) FROM task t WHERE t.order_id IN (SELECT order_id FROM bench_changed) "
+                "AND t.completed_at IS NOT NULL AND t.status <> 'skipped' GROUP BY t.order_id)"
+            )
+            for table in ("orders", "shipment"):
+                conn.exec_driver_sql(
+                    f"UPDATE {table} SET shipped_at = {later('shipped_at', 1440)} "
+                    "WHERE order_id IN (SELECT order_id FROM bench_changed) AND shipped_at IS NOT NULL"
+                )
+        conn.exec_driver_sql(
+            "INSERT INTO event (at, wall_at, actor, event, order_id) SELECT o.created_at, o.created_at, 'bench', "
+            "'updated', o.order_id FROM orders o WHERE o.order_id IN (SELECT order_id FROM bench_changed)"
+        )
+        conn.exec_driver_sql("DROP TABLE bench_changed")
+
+
+class ServerCpu:
+    """PostgreSQL: CPU seconds of the server backends serving ``database`` while in the ``with``
+    (the server runs on this machine: /proc of its processes, sampled every 20 ms, so a backend's
+    last 20 ms may be missed); None on SQLite."""
+
+    def __init__(self, url: str) -> None:
+        self.database = None if url.startswith("sqlite") else url.rsplit("/", 1)[1].split("?")[0]
+        self.seen: dict[int, float] = {}
+        self.seconds: float | None = None
+
+    def _sample(self) -> None:
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().decode(errors="replace")
+                if cmd.startswith("postgres: ") and f" {self.database} " in cmd:
+                    self.seen[int(pid)] = _proc_cpu(int(pid))
+            except OSError:
+                continue
+
+    def __enter__(self):
+        import threading
+
+        self.stop = threading.Event()
+        if self.database:
+            self._sample()
+            self.before = dict(self.seen)
+
+            def run() -> None:
+                while not self.stop.wait(0.02):
+                    self._sample()
+
+            self.thread = threading.Thread(target=run, daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.database:
+            self.stop.set()
+            self.thread.join()
+            self._sample()
+            self.seconds = sum(cpu - self.before.get(pid, 0.0) for pid, cpu in self.seen.items())
+
+
+def _proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process on this machine."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+#: server backend CPU seconds (PostgreSQL) of the last timed process, per command name (``time_change_all``)
+SERVER_CPU: dict[str, float | None] = {}
+
+
+def time_change_all(
+    store, url: str, cfg, changed: int, commands: list[list[str]] = COMMANDS, *, real: bool = False
+) -> dict[str, float]:
+    """``changed`` more orders get an audit event (``real``: and a real change, ``change_orders``),
+    then each command's refresh + report, as a process."""
     out = {}
     for args in commands:
-        step = max(1, store_orders(store) // changed)
-        with store.engine.begin() as conn:
-            conn.exec_driver_sql(
-                "INSERT INTO event (at, wall_at, actor, event, order_id) SELECT created_at, created_at, 'bench', "
-                f"'updated', order_id FROM (SELECT order_id, created_at, ROW_NUMBER() OVER (ORDER BY order_id) AS rn "
-                f"FROM orders) o WHERE MOD(rn, {step}) = 0"
-            )
+        change_orders(store, changed, real=real)
         exe = shutil.which("ffctl", path=str(Path(sys.executable).parent)) or shutil.which("ffctl")
         env = dict(os.environ, FFCTL_CONFIG=str(CONFIG), FFCTL_DB=url, FFCTL_NOW=NOW.isoformat())
         fmt = [] if "dashboard" in args else ["--format", "json"]
-        start, cpu = time.perf_counter(), _children_cpu()
-        subprocess.run([exe, *args, *fmt], env=env, check=True, capture_output=True)
         name = " ".join(a for a in args if a not in ("--out", "-"))
-        out[name] = time.perf_counter() - start
-        CPU["changed " + name] = _children_cpu() - cpu
+        with ServerCpu(url) as server:
+            start, cpu = time.perf_counter(), _children_cpu()
+            subprocess.run([exe, *args, *fmt], env=env, check=True, capture_output=True)
+            out[name] = time.perf_counter() - start
+            CPU["changed " + name] = _children_cpu() - cpu
+        SERVER_CPU["changed " + name] = server.seconds
     return out
+
+
+def profile_refresh(store, url: str, cfg, changed: int, *, real: bool) -> None:
+    """In this process: ``changed`` orders change (``change_orders``), then ``refresh_facts`` with
+    each statement's wall time (and, on PostgreSQL, its server backend's CPU), the slowest first."""
+    from sqlalchemy import event
+
+    from ffctl.core.kpi import refresh_facts
+
+    change_orders(store, changed, real=real)
+    steps: list[tuple[float, float | None, str]] = []
+
+    def backend_cpu(conn) -> float | None:
+        return None if store.is_sqlite else _proc_cpu(conn.connection.dbapi_connection.info.backend_pid)
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        conn.info["bench_start"] = (time.perf_counter(), backend_cpu(conn))
+
+    def after(conn, cursor, statement, parameters, context, executemany):
+        start, cpu = conn.info.pop("bench_start")
+        end = backend_cpu(conn)
+        steps.append((time.perf_counter() - start, None if cpu is None or end is None else end - cpu, statement))
+
+    event.listen(store.engine, "before_cursor_execute", before)
+    event.listen(store.engine, "after_cursor_execute", after)
+    try:
+        start, cpu = time.perf_counter(), time.process_time()
+        result = refresh_facts(store, cfg, cuts=("region",), now=NOW)
+        wall, client = time.perf_counter() - start, time.process_time() - cpu
+    finally:
+        event.remove(store.engine, "before_cursor_execute", before)
+        event.remove(store.engine, "after_cursor_execute", after)
+    server = sum(c for _, c, _ in steps if c is not None) if not store.is_sqlite else None
+    print(
+        f"profile ({'real change' if real else 'no-op change'}): refresh_facts {result} {wall:.2f} s wall, "
+        f"client CPU {client:.2f} s, server CPU {'-' if server is None else f'{server:.2f} s'}, "
+        f"{len(steps)} statements, load {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    for t, c, statement in sorted(steps, key=lambda x: -x[0])[:14]:
+        text = " ".join(statement.split())
+        print(f"  {t:6.3f} s  {'' if c is None else f'cpu {c:5.2f} s'}  {text[:150]}", flush=True)
 
 
 @contextmanager
@@ -584,6 +720,11 @@ def main() -> None:
     parser.add_argument(
         "--no-change", action="store_true", help="with --store: skip the runs after 1%% more orders changed"
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="with --store: profile refresh_facts after 1%% changed (no-op and real), per statement",
+    )
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     results = []
@@ -615,14 +756,24 @@ def main() -> None:
                     f"load {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
+        changed = store_orders(store) // 100
+        if args.profile:
+            for real in (False, True):
+                profile_refresh(store, args.store, cfg, changed, real=real)
         if not args.no_change:
-            for cmd in chosen:
-                for name, t in time_change_all(store, args.store, cfg, store_orders(store) // 100, [cmd]).items():
-                    print(
-                        f"  after 1% changed: ffctl {name:<34} {t:6.2f} s, CPU {CPU['changed ' + name]:5.2f} s, "
-                        f"load {os.getloadavg()[0]:.1f}",
-                        flush=True,
-                    )
+            # an 'updated' event alone changes no fact: a refresh that writes only what differs makes it
+            # almost free, so the real change (change_orders) is timed too
+            for real in (False, True):
+                for cmd in chosen:
+                    for name, t in time_change_all(store, args.store, cfg, changed, [cmd], real=real).items():
+                        server = SERVER_CPU["changed " + name]
+                        print(
+                            f"  after 1% changed ({'real' if real else 'no-op'}): ffctl {name:<26} {t:6.2f} s, "
+                            f"CPU {CPU['changed ' + name]:5.2f} s"
+                            + ("" if server is None else f", server CPU {server:5.2f} s")
+                            + f", load {os.getloadavg()[0]:.1f}",
+                            flush=True,
+                        )
         return
     for backend in backends:
         r = bench(backend, args.orders, args.runs, args.analyze, args.keep, args.every)

@@ -206,3 +206,45 @@ def test_a_hold_stops_the_clock_also_when_the_order_is_cancelled_on_hold(store, 
         credit = next(r for r in kpi.sla_report(s, cfg, now=later) if r["node"] == "credit_review")
         assert credit["breaches"] == 1 and credit["late_p50_seconds"] == 12 * 60  # O1: held 10:40, due 10:28
         assert kpi.kpi_report(s, cfg, now=later)[-1]["count"] == 1
+
+
+def test_a_refresh_writes_only_the_fact_rows_that_differ(store, example_config):
+    """An audit event that changes no fact leaves every fact row where it was; a real change
+    rewrites only the changed order's rows that differ, and the facts still equal a rebuild."""
+    from ffctl.core import audit, kpi, workflow
+
+    cfg = example_config
+    with store.session(write=True) as s:
+        seed(s, products=["A", "B"], stock=[("A", "WH1", 50), ("B", "WH1", 50)], customers=("C1",))
+        add_orders(s, cfg, [("O1", 0, [("A", 1), ("B", 2)]), ("O2", 0, [("A", 1)])])
+    kpi.refresh_facts(store, cfg, now=NOW)
+    tables = ("order_fact", "node_fact", "visit_fact", "group_fact", "miss_fact", "flow_edge", "flow_path")
+    where = "ctid" if store.engine.dialect.name == "postgresql" else "rowid"
+
+    def places():  # each row's physical place: a row deleted and inserted again moves
+        with store.session() as s:
+            return {
+                t: sorted((r[0], str(r[1])) for r in s.execute(sa.text(f"SELECT order_id, {where} FROM {t}")))
+                for t in tables
+            }
+
+    before = places()
+    assert before["visit_fact"] and before["group_fact"] and before["flow_path"]
+    with store.session(write=True) as s:
+        audit.record(s, event="notified", at=NOW + timedelta(minutes=5), actor="bot", order_id="O1")
+    assert kpi.refresh_facts(store, cfg, now=NOW + timedelta(minutes=5)) == {"mode": "incremental", "orders": 1}
+    assert places() == before
+
+    at = NOW + timedelta(hours=3)
+    with store.session(write=True) as s:
+        workflow.complete(s, cfg, "O1", at=at, actor="frank")
+    assert kpi.refresh_facts(store, cfg, now=at) == {"mode": "incremental", "orders": 1}
+    after = places()
+    for t in tables:
+        assert [r for r in after[t] if r[0] == "O2"] == [r for r in before[t] if r[0] == "O2"], t
+    assert after["visit_fact"] != before["visit_fact"]
+    kept = facts(store)
+    with store.session(write=True) as s:
+        s.execute(sa.text("UPDATE fact_state SET event_id = NULL"))
+    assert kpi.refresh_facts(store, cfg, now=at)["mode"] == "full"
+    assert facts(store) == kept

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ffctl.core.kpi import Period, _BusinessTime, _node_order, _Report, _Sql
+from ffctl.core.kpi import Period, _BusinessTime, _node_order, _Report, _Sql, write_changes
 
 if TYPE_CHECKING:
     from ffctl.core.config import Config
@@ -143,10 +143,15 @@ def refresh(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> None:
             ix.drop(s.connection())
         scope = "1 = 1"
     else:
-        s.execute(sa.text(f"DELETE FROM flow_edge WHERE order_id IN (SELECT order_id FROM {dirty})"))
-        s.execute(sa.text(f"DELETE FROM flow_path WHERE order_id IN (SELECT order_id FROM {dirty})"))
         scope = f"t.order_id IN (SELECT order_id FROM {dirty})"
         indexes = []
+
+    def write(table: str, statement: str) -> None:
+        if dirty is None:
+            s.execute(sa.text(statement))
+        else:  # only the rows that differ (dirty is kpi's fact_dirty)
+            write_changes(s, sql, table, [statement])
+
     visits = _visits_sql(scope, "1 = 1")
     staged = sql.sqlite and dirty is not None
     if staged:
@@ -154,15 +159,14 @@ def refresh(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> None:
         # large) size and indexes the calendar's days, where for a few orders' visits it scanned them
         s.execute(sa.text(f"CREATE TEMP TABLE {_VISITS} AS {visits}"))
         visits = f"SELECT * FROM temp.{_VISITS}"
-    s.execute(
-        sa.text(
-            "INSERT INTO flow_edge (task_id, order_id, created_at, node, next_node, seconds) "
-            + _steps_sql(sql, cfg, visits)
-        )
+    write(
+        "flow_edge",
+        "INSERT INTO flow_edge (task_id, order_id, created_at, node, next_node, seconds) "
+        + _steps_sql(sql, cfg, visits),
     )
     if staged:
         s.execute(sa.text(f"DROP TABLE temp.{_VISITS}"))
-    s.execute(sa.text("INSERT INTO flow_path (order_id, created_at, path, rejects) " + _paths_sql(sql, scope, "1 = 1")))
+    write("flow_path", "INSERT INTO flow_path (order_id, created_at, path, rejects) " + _paths_sql(sql, scope, "1 = 1"))
     for ix in indexes:
         ix.create(s.connection())
     if dirty is None and not sql.sqlite:

@@ -862,28 +862,85 @@ def _update(s: Session, sql: _Sql, cfg: Config, seen: int, top: int, changed: di
         # the written order and joined every order before the changed ones (EXPLAIN ANALYZE)
         s.execute(sa.text("SET LOCAL join_collapse_limit = 16"))
         s.execute(sa.text("SET LOCAL from_collapse_limit = 16"))
-    s.execute(sa.text(f"DELETE FROM order_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
-    s.execute(sa.text(f"DELETE FROM node_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
-    s.execute(sa.text(_visit_day_sql(sql, scoped=True, sign=-1)), {"tz": cfg.timezone})  # the rows as they were
-    s.execute(sa.text(f"DELETE FROM visit_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
-    s.execute(sa.text(f"DELETE FROM group_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
-    s.execute(sa.text(_facts_sql(sql, cfg, scoped=True)), {"tz": cfg.timezone})
-    for statement in (
-        *_node_facts_sql(sql, cfg, scoped=True),
-        *_visit_facts_sql(sql, cfg, scoped=True),
-        *_group_facts_sql(scoped=True),
-        _visit_day_sql(sql, scoped=True),  # ... and as rewritten
-    ):
-        s.execute(sa.text(statement), {"tz": cfg.timezone})
+    # in this order: visit_fact and group_fact copy from the order_fact rows written before them
+    tz = {"tz": cfg.timezone}
+    write_changes(s, sql, "order_fact", [_facts_sql(sql, cfg, scoped=True)], tz)
+    write_changes(s, sql, "node_fact", _node_facts_sql(sql, cfg, scoped=True), tz)
+    s.execute(sa.text(_visit_day_sql(sql, scoped=True, sign=-1)), tz)  # the changed orders' visits as they were
+    write_changes(s, sql, "visit_fact", _visit_facts_sql(sql, cfg, scoped=True), tz)
+    s.execute(sa.text(_visit_day_sql(sql, scoped=True)), tz)  # ... and as they are now
     s.execute(sa.text("DELETE FROM visit_day WHERE visits = 0"))
-    s.execute(sa.text(f"DELETE FROM miss_fact WHERE order_id IN (SELECT order_id FROM {_DIRTY})"))
-    s.execute(sa.text(misses.refresh_sql(sql, cfg, dirty=_DIRTY)), {"tz": cfg.timezone})
+    write_changes(s, sql, "group_fact", _group_facts_sql(scoped=True), tz)
+    write_changes(s, sql, "miss_fact", [misses.refresh_sql(sql, cfg, dirty=_DIRTY)], tz)
     _refresh_flow(s, sql, cfg, dirty=_DIRTY)
     _refresh_work(s, sql, cfg, dirty=_DIRTY)
     _snapshot_masters(s, changed)
     n = s.execute(sa.text(f"SELECT COUNT(*) FROM {_DIRTY}")).scalar_one()
     s.execute(sa.text(f"DROP TABLE {_DIRTY}" if not sql.sqlite else f"DELETE FROM temp.{_DIRTY}"))
     return n
+
+
+_INSERT_INTO = re.compile(r"INSERT INTO (\w+) \(([^)]*)\) ")
+_STAGE = "fact_stage"  # write_changes' temporary copy of one fact table
+
+
+def write_changes(
+    s: Session, sql: _Sql, table: str, statements: Sequence[str], params: Mapping[str, Any] | None = None
+) -> None:
+    """Bring the rows of fact ``table`` of the orders in fact_dirty to what ``statements`` (its
+    scoped ``INSERT INTO table (columns) SELECT ...``, the rebuild's own definition) compute,
+    writing only the rows that are gone, new or differ in any column: they are computed into a
+    temporary table first, then compared by order with the table's. An audit event that changes
+    no fact writes nothing, and a changed order rewrites only its changed rows (each row written
+    costs an entry in every index of the table). Every column of the table must be written by
+    the statements (a surrogate ``id`` key excepted), so a column added to a fact is compared."""
+    # other statements (a scratch table an INSERT reads) run as they are, in their place
+    heads = {m.groups() for m in map(_INSERT_INTO.match, statements) if m and m.group(1) == table}
+    if len(heads) != 1 or (head := heads.pop()) is None:
+        raise ValueError(f"write_changes: each statement must be INSERT INTO {table} (the same columns) SELECT")
+    columns = [c.strip() for c in head[1].split(",")]
+    present = list(s.execute(sa.text(f"SELECT * FROM {table} WHERE 1 = 0")).keys())
+    unwritten = [c for c in present if c not in columns and c != "id"]
+    if unwritten:  # a column another statement fills would be compared without its value
+        raise ValueError(f"write_changes: {table}'s columns {unwritten} are not written by its INSERT")
+    stage = _STAGE if not sql.sqlite else f"temp.{_STAGE}"
+    if sql.sqlite:
+        s.execute(sa.text(f"DROP TABLE IF EXISTS {stage}"))
+        s.execute(sa.text(f"CREATE TEMP TABLE {_STAGE} AS SELECT {', '.join(columns)} FROM main.{table} WHERE 1 = 0"))
+    else:
+        s.execute(sa.text(f"DROP TABLE IF EXISTS {stage}"))
+        s.execute(
+            sa.text(f"CREATE TEMP TABLE {_STAGE} ON COMMIT DROP AS SELECT {', '.join(columns)} FROM {table} LIMIT 0")
+        )
+    for statement in statements:
+        if statement.startswith(f"INSERT INTO {table} "):
+            statement = f"INSERT INTO {stage} " + statement[len(f"INSERT INTO {table} ") :]
+        s.execute(sa.text(statement), params or {})
+    if sql.sqlite:  # the DELETE below looks each kept row's order up in the copy
+        s.execute(sa.text(f"CREATE INDEX temp.{_STAGE}_order ON {_STAGE} (order_id)"))
+    else:  # the planner's guess for a fresh temp table is blind: count it
+        s.execute(sa.text(f"ANALYZE {stage}"))
+    same = "IS" if sql.sqlite else "IS NOT DISTINCT FROM"
+
+    def equal(a: str, b: str) -> str:
+        return " AND ".join(
+            [f"{a}.order_id = {b}.order_id", *(f"{a}.{c} {same} {b}.{c}" for c in columns if c != "order_id")]
+        )
+
+    s.execute(
+        sa.text(
+            f"DELETE FROM {table} WHERE order_id IN (SELECT order_id FROM {_DIRTY}) "
+            f"AND NOT EXISTS (SELECT 1 FROM {stage} n WHERE {equal('n', table)})"
+        )
+    )
+    listed = ", ".join(columns)
+    s.execute(
+        sa.text(
+            f"INSERT INTO {table} ({listed}) SELECT {', '.join(f'n.{c}' for c in columns)} FROM {stage} n "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {table} o WHERE {equal('o', 'n')})"
+        )
+    )
+    s.execute(sa.text(f"DROP TABLE {stage}"))
 
 
 def _refresh_flow(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> None:
