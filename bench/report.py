@@ -395,7 +395,7 @@ def change_orders(store, changed: int, *, real: bool = False) -> None:
     """``changed`` orders (every n-th by id) get an audit event naming them. An 'updated' event
     alone changes no fact (``real`` False); with ``real`` each order also truly changes as a late
     day of operations would: its last closed visit entered 15 and left 45 minutes later (visit
-    time, SLA, breaches, flow edges) and, if shipped, it shipped a day later (cycle time, on-time,
+    time, SLA, breaches, flow edges) and, if shipped, it shipped 3 days later (cycle time, on-time,
     perfect, misses, and the copies of these on its visit and group rows)."""
     step = max(1, store_orders(store) // changed)
     sqlite = store.is_sqlite
@@ -419,7 +419,7 @@ def change_orders(store, changed: int, *, real: bool = False) -> None:
             )
             for table in ("orders", "shipment"):
                 conn.exec_driver_sql(
-                    f"UPDATE {table} SET shipped_at = {later('shipped_at', 1440)} "
+                    f"UPDATE {table} SET shipped_at = {later('shipped_at', 3 * 1440)} "
                     "WHERE order_id IN (SELECT order_id FROM bench_changed) AND shipped_at IS NOT NULL"
                 )
         conn.exec_driver_sql(
@@ -515,7 +515,7 @@ def profile_refresh(store, url: str, cfg, changed: int, *, real: bool) -> None:
     from ffctl.core.kpi import refresh_facts
 
     change_orders(store, changed, real=real)
-    steps: list[tuple[float, float | None, str]] = []
+    steps: list[tuple[float, float | None, str, int]] = []
 
     def backend_cpu(conn) -> float | None:
         return None if store.is_sqlite else _proc_cpu(conn.connection.dbapi_connection.info.backend_pid)
@@ -526,7 +526,8 @@ def profile_refresh(store, url: str, cfg, changed: int, *, real: bool) -> None:
     def after(conn, cursor, statement, parameters, context, executemany):
         start, cpu = conn.info.pop("bench_start")
         end = backend_cpu(conn)
-        steps.append((time.perf_counter() - start, None if cpu is None or end is None else end - cpu, statement))
+        wall = time.perf_counter() - start
+        steps.append((wall, None if cpu is None or end is None else end - cpu, statement, max(cursor.rowcount, 0)))
 
     event.listen(store.engine, "before_cursor_execute", before)
     event.listen(store.engine, "after_cursor_execute", after)
@@ -537,14 +538,29 @@ def profile_refresh(store, url: str, cfg, changed: int, *, real: bool) -> None:
     finally:
         event.remove(store.engine, "before_cursor_execute", before)
         event.remove(store.engine, "after_cursor_execute", after)
-    server = sum(c for _, c, _ in steps if c is not None) if not store.is_sqlite else None
+    server = sum(c for _, c, _, _ in steps if c is not None) if not store.is_sqlite else None
     print(
         f"profile ({'real change' if real else 'no-op change'}): refresh_facts {result} {wall:.2f} s wall, "
         f"client CPU {client:.2f} s, server CPU {'-' if server is None else f'{server:.2f} s'}, "
         f"{len(steps)} statements, load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    for t, c, statement in sorted(steps, key=lambda x: -x[0])[:14]:
+    kinds: dict[str, list[float]] = {}
+    for t, c, statement, rows in steps:
+        words = statement.split()
+        kind = (
+            "compute (INSERT INTO fact_stage)"
+            if words[:3] in (["INSERT", "INTO", "fact_stage"], ["INSERT", "INTO", "temp.fact_stage"])
+            else f"{words[0]} {words[2] if words[0] in ('INSERT', 'DELETE') else ''}".strip()
+        )
+        kinds.setdefault(kind, [0.0, 0.0, 0, 0])
+        kinds[kind][0] += t
+        kinds[kind][1] += c or 0.0
+        kinds[kind][2] += 1
+        kinds[kind][3] += rows
+    for kind, (t, c, n, rows) in sorted(kinds.items(), key=lambda x: -x[1][0]):
+        print(f"  {t:6.3f} s  cpu {c:5.2f} s  {n:3d} x {kind}, {int(rows):,} rows", flush=True)
+    for t, c, statement, _rows in sorted(steps, key=lambda x: -x[0])[:8]:
         text = " ".join(statement.split())
         print(f"  {t:6.3f} s  {'' if c is None else f'cpu {c:5.2f} s'}  {text[:150]}", flush=True)
 
