@@ -310,18 +310,12 @@ def time_catch_up(store, cfg) -> tuple[float, dict]:
     return time.perf_counter() - start, result
 
 
-def time_changes(store, cfg, changed: int) -> tuple[float, dict]:
-    """``changed`` orders get an audit event (as a day of shipping and deliveries would write);
-    then refresh + report, timed."""
+def time_changes(store, cfg, changed: int, *, real: bool = False) -> tuple[float, dict]:
+    """``changed`` orders get an audit event (``real``: and a real change, ``change_orders``), as a
+    day of shipping and deliveries would write; then refresh + report, timed."""
     from ffctl.core.kpi import kpi_report, refresh_facts
 
-    step = max(1, store_orders(store) // changed)
-    with store.engine.begin() as conn:
-        conn.exec_driver_sql(
-            "INSERT INTO event (at, wall_at, actor, event, order_id) SELECT created_at, created_at, 'bench', "
-            f"'updated', order_id FROM (SELECT order_id, created_at, ROW_NUMBER() OVER (ORDER BY order_id) AS rn "
-            f"FROM orders) o WHERE MOD(rn, {step}) = 0"
-        )
+    change_orders(store, changed, real=real)
     start = time.perf_counter()
     result = refresh_facts(store, cfg, cuts=("region",), now=NOW)
     with store.session() as s:
@@ -622,6 +616,7 @@ def bench(backend: str, n: int, runs: int, analyze: bool, keep: bool = False, co
         cli_seconds = time_cli(url, max(1, runs // 2))
         changed = max(1, n // 100)
         change_seconds, refreshed = time_changes(store, cfg, changed)
+        real_change_seconds, _ = time_changes(store, cfg, changed, real=True)
         every = time_commands(url) if commands else {}
         every_changed = time_change_all(store, url, cfg, changed) if commands else {}
         size = (tmp / "bench.db").stat().st_size if store.is_sqlite else None
@@ -640,6 +635,7 @@ def bench(backend: str, n: int, runs: int, analyze: bool, keep: bool = False, co
             "catch_up": catch_up,
             "caught": caught,
             "change": change_seconds,
+            "real_change": real_change_seconds,
             "refreshed": refreshed,
             "every": every,
             "every_changed": every_changed,
@@ -656,7 +652,8 @@ def describe(r: dict) -> str:
         f"  first refresh: facts of {r['caught']['orders']:,} orders ({r['caught']['mode']}) {r['catch_up']:6.2f} s\n"
         f"  report kpi --by region (core, median)   {r['report']:6.2f} s\n"
         f"  ffctl report kpi --by region (process)   {r['cli']:6.2f} s\n"
-        f"  after {r['refreshed']['orders']:,} orders changed: refresh + report {r['change']:6.2f} s\n"
+        f"  after {r['refreshed']['orders']:,} orders changed: refresh + report {r['change']:6.2f} s (an event "
+        f"that changes no fact), {r['real_change']:6.2f} s (a real change)\n"
         f"  SELECT count(*) over the {len(TABLES)} tables       {r['count']:6.2f} s\n"
         f"  ratio report / count(*)                  {r['report'] / r['count']:6.1f}x\n"
         f"  e.g. on_time_shipping {on_time['group']}: {on_time['actual']} of {on_time['count']:,}; "
@@ -674,11 +671,11 @@ def record(results: list[dict], command: str) -> None:
     sqlite = next((r for r in results if r["backend"] == "sqlite"), None)
     verdict = ""
     if sqlite:
-        worst = max(sqlite["report"], sqlite["cli"], sqlite["change"])
+        worst = max(sqlite["report"], sqlite["cli"], sqlite["change"], sqlite["real_change"])
         verdict = (
             f"Goal <= 3 s on SQLite: {'met' if worst <= 3 else 'not met'} "
             f"({sqlite['report']:.2f} s for the core call, {sqlite['cli']:.2f} s for the whole process, "
-            f"{sqlite['change']:.2f} s when 1% of the orders changed since the last report)."
+            f"{sqlite['real_change']:.2f} s when 1% of the orders changed since the last report)."
         )
     section = f"""## KPI report (`bench/report.py`)
 
