@@ -922,22 +922,22 @@ def write_changes(
         s.execute(sa.text(f"ANALYZE {stage}"))
     same = "IS" if sql.sqlite else "IS NOT DISTINCT FROM"
 
-    def equal(a: str, b: str) -> str:
-        return " AND ".join(
-            [f"{a}.order_id = {b}.order_id", *(f"{a}.{c} {same} {b}.{c}" for c in columns if c != "order_id")]
-        )
-
+    equal = " AND ".join(
+        [f"n.order_id = {table}.order_id", *(f"n.{c} {same} {table}.{c}" for c in columns if c != "order_id")]
+    )
     s.execute(
         sa.text(
             f"DELETE FROM {table} WHERE order_id IN (SELECT order_id FROM {_DIRTY}) "
-            f"AND NOT EXISTS (SELECT 1 FROM {stage} n WHERE {equal('n', table)})"
+            f"AND NOT EXISTS (SELECT 1 FROM {stage} n WHERE {equal})"
         )
     )
     listed = ", ".join(columns)
+    # the orders' rows left are those equal to a computed row: EXCEPT reads them by order, where a
+    # NOT EXISTS probe per computed row may be planned as a scan of the whole table
     s.execute(
         sa.text(
-            f"INSERT INTO {table} ({listed}) SELECT {', '.join(f'n.{c}' for c in columns)} FROM {stage} n "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {table} o WHERE {equal('o', 'n')})"
+            f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {stage} EXCEPT "
+            f"SELECT {listed} FROM {table} WHERE order_id IN (SELECT order_id FROM {_DIRTY})"
         )
     )
     s.execute(sa.text(f"DROP TABLE {stage}"))
