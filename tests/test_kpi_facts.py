@@ -26,6 +26,7 @@ def facts(store):
             [tuple(r) for r in s.execute(sa.text("SELECT * FROM miss_fact ORDER BY order_id"))],
             [tuple(r) for r in s.execute(sa.text("SELECT * FROM flow_edge ORDER BY task_id"))],
             [tuple(r) for r in s.execute(sa.text("SELECT * FROM flow_path ORDER BY order_id"))],
+            [tuple(r) for r in s.execute(sa.text("SELECT * FROM work_fact ORDER BY task_id"))],
             [
                 tuple(r)
                 for r in s.execute(
@@ -218,7 +219,7 @@ def test_a_refresh_writes_only_the_fact_rows_that_differ(store, example_config):
         seed(s, products=["A", "B"], stock=[("A", "WH1", 50), ("B", "WH1", 50)], customers=("C1",))
         add_orders(s, cfg, [("O1", 0, [("A", 1), ("B", 2)]), ("O2", 0, [("A", 1)])])
     kpi.refresh_facts(store, cfg, now=NOW)
-    tables = ("order_fact", "node_fact", "visit_fact", "group_fact", "miss_fact", "flow_edge", "flow_path")
+    tables = ("order_fact", "node_fact", "visit_fact", "group_fact", "miss_fact", "flow_edge", "flow_path", "work_fact")
     where = "ctid" if store.engine.dialect.name == "postgresql" else "rowid"
 
     def places():  # each row's physical place: a row deleted and inserted again moves

@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from ffctl.core.clock import local_date, start_of_day
 
 # the reports' SQL plumbing (dialect fragments, percentiles, the business-time calendar table): shared, not copied
-from ffctl.core.kpi import _STOPPED, DECIDED, Period, _BusinessTime, _equals, _in, _Report, _Sql, _stamp
+from ffctl.core.kpi import _STOPPED, DECIDED, Period, _BusinessTime, _equals, _in, _Report, _Sql, _stamp, write_changes
 from ffctl.core.models import UTCDateTime
 from ffctl.core.workflow import breached_sql, stopped_sql
 from ffctl.i18n import _
@@ -431,9 +431,8 @@ def refresh(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> None:
         owned, scope = "1 = 1", ""
     else:
         owned = f"t.order_id IN (SELECT order_id FROM {dirty})"
-        for kind in _KINDS:  # the rows about to go leave work_day's counts
+        for kind in _KINDS:  # the orders' rows leave work_day's counts (and come back below, as written)
             s.execute(sa.text(_day_sql(sql, kind, owned, -1)))
-        s.execute(sa.text(f"DELETE FROM work_fact WHERE order_id IN (SELECT order_id FROM {dirty})"))
         scope = f" AND {owned}"
         indexes = []
     decided = f"t.outcome IN {_in(DECIDED)}"
@@ -460,13 +459,15 @@ def refresh(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> None:
         "deadline",
     )
     business = _BusinessTime(sql, cfg).values(visits, less="held", keep=keep)
-    s.execute(
-        sa.text(
-            f"INSERT INTO work_fact (task_id, {', '.join(keep)}, handling) "
-            f"SELECT w.g, {', '.join(f'w.{c}' for c in keep)}, CASE WHEN w.done_at IS NOT NULL THEN w.x END "
-            f"FROM ({business}) w"
-        )
+    insert = (
+        f"INSERT INTO work_fact (task_id, {', '.join(keep)}, handling) "
+        f"SELECT w.g, {', '.join(f'w.{c}' for c in keep)}, CASE WHEN w.done_at IS NOT NULL THEN w.x END "
+        f"FROM ({business}) w"
     )
+    if dirty is None:
+        s.execute(sa.text(insert))
+    else:  # only the rows that differ (dirty is kpi's fact_dirty)
+        write_changes(s, sql, "work_fact", [insert])
     if staged:
         s.execute(sa.text(f"DROP TABLE temp.{_VISITS}"))
     for kind in _KINDS:
