@@ -360,9 +360,12 @@ CANDIDATES = [
 ]
 
 
-def test_the_visits_counted_in_sql_equal_the_scalar_clock_on_every_candidate(swept):
-    """``replay`` counts quiet visits in SQL and levels the clear ones there; the scalar path
-    (every visit through ``evaluate``) must give the same figures, to the orders listed."""
+@pytest.mark.parametrize("facts", [False, True], ids=["tasks", "facts"])
+def test_the_visits_counted_in_sql_equal_the_scalar_clock_on_every_candidate(swept, facts):
+    """``replay`` counts quiet visits in SQL and levels the clear ones there, or (the report facts
+    current) counts them from visit_fact's stored elapsed business time; the scalar path (every
+    visit through ``evaluate``) must give the same figures, to the orders listed."""
+    from ffctl.core import kpi
     from ffctl.core import replay as replay_core
     from ffctl.core.config import load_config, parse_config
 
@@ -371,6 +374,11 @@ def test_the_visits_counted_in_sql_equal_the_scalar_clock_on_every_candidate(swe
     period = replay_core.Period(T0 - timedelta(hours=1), now)
     store = swept.store()
     try:
+        if facts:
+            kpi.refresh_facts(store, cfg, now=now)
+        with store.session() as s:
+            assert kpi.facts_current(s, cfg) is facts
+            assert (replay_core._plan(s, replay_core.Replay(cfg, cfg, now=now)) is not None) is facts
         for edits in [(), *CANDIDATES]:
             text = CONFIG
             for old, new in edits:

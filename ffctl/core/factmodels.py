@@ -86,6 +86,18 @@ class VisitFact(_Table, table=True):
         sa.Index("ix_visit_fact_sums", "node", "created_at", "seconds", "conf", "alloc", "due", *VISIT_SUMS),
         sa.Index("ix_visit_fact_conf", "node", "conf", "created_at"),
         sa.Index("ix_visit_fact_alloc", "node", "alloc", "created_at"),
+        sa.Index(
+            "ix_visit_fact_replay",
+            "node",
+            "entered_at",
+            "stopped_at",
+            "elapsed",
+            "paused",
+            "auto",
+            "decided",
+            "breached",
+            "workflow",
+        ),
     )
     task_id: int = Field(primary_key=True)
     order_id: str
@@ -111,6 +123,13 @@ class VisitFact(_Table, table=True):
     units_shipped: int = 0
     units_returned: int = 0
     due: date | None = None  # the order's promised ship date (fill rate of the node cut)
+    # what ``sla replay`` counts a visit by (core/replay.py, ``_counted``), on every row:
+    entered_at: datetime | None = _utc(default=None)
+    stopped_at: datetime | None = _utc(default=None)  # when its clock stopped (held or closed); NULL: running
+    workflow: str | None = None
+    paused: float | None = None  # business seconds its holds stopped the clock (task.paused_seconds)
+    breached: int | None = None  # its clock stopped past its deadline
+    elapsed: float | None = None  # business seconds entered -> stopped in its node's calendar, less holds
 
 
 class VisitDay(_Table, table=True):

@@ -490,7 +490,7 @@ def _cut(by: str | None) -> _Cut:
 # --- the facts ------------------------------------------------------------------------------
 
 #: Bump when the facts' definitions change: the next refresh rebuilds every row.
-FACTS_VERSION = 8  # 2: breaches by the visit's own times (SPEC 9.1); 3: visit_fact and node_fact.owner; 4: partial shipments, fill rate (9.2); 5: returns, misses (9.5); 6: group_fact, order_fact.workflow; 7: work_fact; 8: node_fact.late, visit_day
+FACTS_VERSION = 9  # 2: breaches by the visit's own times (SPEC 9.1); 3: visit_fact and node_fact.owner; 4: partial shipments, fill rate (9.2); 5: returns, misses (9.5); 6: group_fact, order_fact.workflow; 7: work_fact; 8: node_fact.late, visit_day; 9: visit_fact's replay columns (elapsed business time)
 #: Single-valued cuts: dimension -> its order_fact column (None: the whole selection).
 FACT_COLUMNS: dict[str | None, str | None] = {
     None: None,
@@ -1064,6 +1064,24 @@ def _node_facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> list[str]:
     return out
 
 
+#: the task columns visit_fact's INSERT reads through ``_BusinessTime.values``
+_VISIT_TASK_COLUMNS = (
+    "id",
+    "order_id",
+    "node",
+    "workflow",
+    "status",
+    "outcome",
+    "entered_at",
+    "held_at",
+    "completed_at",
+    "deadline",
+    "paused_seconds",
+    "b",
+    "rn",
+)
+
+
 def _visit_facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> list[str]:
     """INSERT ... SELECT of one visit_fact row per node visit that was not skipped (``scoped``:
     the orders in fact_dirty), after their order_fact rows are written (it copies from them).
@@ -1084,17 +1102,20 @@ def _visit_facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> list[str]:
     )
     # the visit's rank among its order's visits of the node, over the scoped orders' tasks only (an
     # EXISTS for earlier visits became a merge join over every task on PostgreSQL)
-    visits = (
-        "SELECT t.*, ROW_NUMBER() OVER (PARTITION BY t.order_id, t.node ORDER BY t.id) AS rn "
+    ranked = (
+        f"SELECT t.*, t.node AS g, t.entered_at AS a, {stopped_sql('t')} AS b, "
+        "ROW_NUMBER() OVER (PARTITION BY t.order_id, t.node ORDER BY t.id) AS rn "
         f"FROM task t WHERE t.status <> 'skipped'{scope('t')}"
     )
+    # x: the elapsed business time (entered -> stopped, less holds) by the reports' one clock in SQL
+    visits = _BusinessTime(sql, cfg).values(ranked, less="paused_seconds", keep=_VISIT_TASK_COLUMNS)
 
     def first(value: str, otherwise: str = "0") -> str:
         return f"CASE WHEN t.rn = 1 THEN {value} ELSE {otherwise} END"
 
     columns = (
         "task_id, order_id, node, created_at, seconds, decided, within, auto, first, escalations, reminders, "
-        f"conf, alloc, {', '.join(VISIT_COUNTERS)}, due"
+        f"conf, alloc, {', '.join(VISIT_COUNTERS)}, due, entered_at, stopped_at, workflow, paused, breached, elapsed"
     )
     return [
         f"INSERT INTO visit_fact ({columns}) SELECT t.id, t.order_id, t.node, f.created_at, "
@@ -1105,7 +1126,8 @@ def _visit_facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> list[str]:
         f"CASE WHEN t.outcome IN {_in(AUTO_ACTIONS)} THEN 1 ELSE 0 END, {first('1')}, "
         f"{first('COALESCE(ev.escalations, 0)')}, {first('COALESCE(ev.reminders, 0)')}, "
         f"{first('f.conf', 'NULL')}, {first('f.alloc', 'NULL')}, {', '.join(first(f'f.{c}') for c in VISIT_COUNTERS)}, "
-        f"{first('f.due', 'NULL')} "
+        f"{first('f.due', 'NULL')}, t.entered_at, t.b, t.workflow, COALESCE(t.paused_seconds, 0), "
+        f"CASE WHEN {breached_sql('t', now=_STOPPED)} THEN 1 ELSE 0 END, t.x "
         f"FROM ({visits}) t JOIN order_fact f ON f.order_id = t.order_id "
         f"LEFT JOIN ({events}) ev ON ev.order_id = t.order_id AND ev.node = t.node"
     ]
@@ -1207,6 +1229,19 @@ def _ensure_indexes(s: Session, column: str | None) -> None:
 SOURCES = ("auto", "facts", "tasks")
 
 
+def facts_current(session: Session, cfg: Config) -> bool:
+    """Whether the facts hold every visible event, under ``cfg``'s fingerprint (PostgreSQL:
+    refresh_facts stores a mark up to which every event was committed, so an event it missed has
+    a higher id). Reads only."""
+    state = session.execute(sa.text("SELECT event_id, fingerprint FROM fact_state WHERE id = 1")).one_or_none()
+    return bool(
+        state is not None
+        and state.event_id is not None
+        and state.fingerprint == fingerprint(cfg)
+        and session.execute(sa.text("SELECT COALESCE(MAX(id), 0) FROM event")).scalar_one() <= state.event_id
+    )
+
+
 class _Report:
     """One report over the orders of a period, read from the facts ``refresh_facts`` keeps.
 
@@ -1296,17 +1331,7 @@ class _Report:
                 self.check_facts()
                 self._visits = True
             else:
-                # every visible event is in the facts (PostgreSQL: refresh_facts stores a mark up to
-                # which every event was committed, so an event it missed has a higher id)
-                state = self.s.execute(
-                    sa.text("SELECT event_id, fingerprint FROM fact_state WHERE id = 1")
-                ).one_or_none()
-                self._visits = bool(
-                    state is not None
-                    and state.event_id is not None
-                    and state.fingerprint == fingerprint(self.cfg)
-                    and self.s.execute(sa.text("SELECT COALESCE(MAX(id), 0) FROM event")).scalar_one() <= state.event_id
-                )
+                self._visits = facts_current(self.s, self.cfg)
         return self._visits
 
     def pick(

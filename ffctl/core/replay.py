@@ -36,7 +36,7 @@ from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from itertools import accumulate
+from itertools import accumulate, chain
 from typing import Any
 
 import sqlalchemy as sa
@@ -166,19 +166,23 @@ def leveled(cfg: Config, visit: Visit, level: int, now: datetime, cal) -> Outcom
     """What ``evaluate`` finds for a visit without holds or automatic outcome whose first ``level``
     ladder times passed and no automatic action was due (``_quiet``): only a breach's lateness needs
     the clock."""
-    spec = cfg.nodes[visit.node]
-    breached = level >= 2 or (level == 1 and spec.warn_at > 1)  # warn_at past 1: at risk only when breached
+    out = at_level(cfg, visit.node, level)
     late = None
-    if breached:
+    if out.breached:
         deadline = next(workflow.ladder_times(cfg, visit.node, visit.entered_at, 0.0, clock=cal, first=1))
         late = cal.between(deadline, visit.stop or now)
     return Outcome(
-        breached=breached,
-        late=late,
-        at_risk=level >= 1,
-        steps=tuple(step.action for step in spec.escalation[: level - 2]) if level > 2 else (),
-        decided=visit.outcome in DECIDED,
+        breached=out.breached, late=late, at_risk=out.at_risk, steps=out.steps, decided=visit.outcome in DECIDED
     )
+
+
+def at_level(cfg: Config, node: str, level: int) -> Outcome:
+    """``leveled`` of any visit at ``node`` whose first ``level`` ladder times passed, before its
+    lateness and whether it was decided: a breach is its business time past the SLA."""
+    spec = cfg.nodes[node]
+    breached = level >= 2 or (level == 1 and spec.warn_at > 1)  # warn_at past 1: at risk only when breached
+    steps = tuple(step.action for step in spec.escalation[: level - 2]) if level > 2 else ()
+    return Outcome(breached=breached, at_risk=level >= 1, steps=steps)
 
 
 _ZERO = timedelta(0)
@@ -387,6 +391,20 @@ class Tally:
         for action in o.steps:
             self.steps[action] += 1
 
+    def add_level(self, o: Outcome, visits: int, decided: int) -> None:
+        """``visits`` visits with outcome ``o`` (``at_level``), ``decided`` of them decided; their
+        lateness is added apart."""
+        self.visits += visits
+        self.decided += decided
+        if o.breached:
+            self.breached += visits
+        else:
+            self.within += decided
+        if o.at_risk:
+            self.at_risk += visits
+        for action in o.steps:
+            self.steps[action] += visits
+
     def add_quiet(self, visits: int, decided: int, at_risk: int) -> None:
         """Visits counted in SQL (``_quiet``): none breached, no step fired, no automatic action."""
         self.visits += visits
@@ -473,12 +491,12 @@ class Replay:
         self.current, self.candidate, self.now, self.by = current, candidate, now, by
         self.groups: dict[str | None, dict[str, Tally]] = {}
         self.changed: dict[str, set[str]] = {}  # order_id -> why its path would change
-        self.slots: dict[tuple[str, str], tuple] = {}  # (node, workflow) -> what its visits need (_slot)
+        self.slots: dict[tuple[str, str | None], tuple] = {}  # (node, workflow) -> what its visits need (_slot)
         self.orders: set[str] = set()  # the period's orders, kept only when the routing differs
         self.rerouting = _routing(current) != _routing(candidate)
         self.count = 0
 
-    def _slot(self, node: str, wf: str) -> tuple:
+    def _slot(self, node: str, wf: str | None) -> tuple:
         """What a visit at ``node`` in workflow ``wf`` needs: whether the candidate's clock is the
         current one's, both clocks, and the tallies it adds to (recorded, current, candidate)."""
         clocks = tuple(cfg.calendar(node) if node in cfg.nodes else None for cfg in (self.current, self.candidate))
@@ -620,8 +638,25 @@ def replay(
 ) -> dict:
     """The side-by-side figures of ``sla replay`` (SPEC 9.3) as one plain dict; reads only."""
     rep = Replay(current, candidate, now=now, by=by)
-    for batch in _quiet(session, rep, period):
+    plan = _plan(session, rep)
+    if plan is None:
+        batches: Iterable[list[Visit]] = _quiet(session, rep, period)
+    else:
+        patches, recount = plan
+        batches = _counted(session, rep, period, patches, recount)
+        if recount:
+            batches = chain(batches, _quiet(session, rep, period, only=recount))
+    for batch in batches:
         rep.add(batch)
+    if rep.rerouting:  # the orders of the visits counted in SQL too: routing is decided per order
+        rep.orders.update(
+            r[0]
+            for r in session.execute(
+                sa.select(TASK.c.order_id)
+                .where(TASK.c.status != "skipped", TASK.c.entered_at >= period.start, TASK.c.entered_at < period.end)
+                .distinct()
+            )
+        )
     if not rep.count:
         raise NoVisits(period, _span(session), current.timezone)
     rep.reroute(session)
@@ -635,7 +670,7 @@ def replay(
 MARGIN = 1.0
 
 
-def _quiet(session: Session, rep: Replay, period: Period) -> Iterator[list[Visit]]:
+def _quiet(session: Session, rep: Replay, period: Period, *, only: list[str] | None = None) -> Iterator[list[Visit]]:
     """Counts the period's *quiet* visits in SQL into ``rep`` and yields the others, in batches, for
     ``Replay.add``.
 
@@ -650,6 +685,7 @@ def _quiet(session: Session, rep: Replay, period: Period) -> Iterator[list[Visit
     automatic outcome, neither breached nor escalated as recorded, clear and below the SLA under
     both configs) are only counted; the others come back one by one, with their levels where clear
     (``Replay.add`` then needs the scalar clock only for a breach's lateness), else evaluated whole.
+    ``only``: only the visits of these nodes (None: every visit).
     """
     from ffctl.core import kpi  # the reports' business-time SQL (kpi imports this module's callers)
 
@@ -666,30 +702,14 @@ def _quiet(session: Session, rep: Replay, period: Period) -> Iterator[list[Visit
         text = stored_time(t).isoformat(sep=" ", timespec="microseconds")
         return f"TIMESTAMP '{text}'" if postgresql else f"'{text}'"
 
-    def ladder(cfg: Config, n: str) -> tuple[list[float], float | None]:
-        """(the ladder seconds before the first automatic action, each at least the one before: a
-        later time is due with an earlier one; the seconds of that action, None without one)."""
-        spec = cfg.nodes[n]
-        seconds = [float(v) for v in accumulate(workflow.ladder_seconds(spec), max)]
-        auto = next((2 + i for i, step in enumerate(spec.escalation) if step.action in AUTO), len(seconds))
-        return seconds[:auto], seconds[auto] if auto < len(seconds) else None
-
-    ladders = {c: {n: ladder(cfg, n) for n in nodes} for c, cfg in configs.items()}
-    width = max([len(times) for by in ladders.values() for times, _auto in by.values()] + [1])
-    never = 1e15  # seconds: a padding ladder time no visit reaches
+    ladders, width = _ladders(configs, nodes)
 
     def node_row(n: str) -> str:
         values = [f"'{n}'", str(key["cur"][n]), str(key["cand"][n]) if n in differs else "NULL"]
         values.append(repr(min(min(workflow.ladder_seconds(cfg.nodes[n])) for cfg in configs.values()) - MARGIN))
-        for c, cfg in configs.items():
-            times, auto = ladders[c][n]
-            values += [repr(float(cfg.nodes[n].sla_seconds)), repr(auto if auto is not None else never)]
-            values += [repr(t) for t in times + [never] * (width - len(times))]
-        return f"({', '.join(values)})"
+        return f"({', '.join(values + _ladder_values(configs, ladders, width, n))})"
 
-    columns = ["node", "k_cur", "k_cand", "low"] + [
-        f"{c}_{name}" for c in configs for name in ("sla", "auto", *(f"t{i}" for i in range(width)))
-    ]
+    columns = ["node", "k_cur", "k_cand", "low", *_ladder_columns(configs, width)]
     node_cte = f"replay_node({', '.join(columns)}) AS (VALUES {', '.join(node_row(n) for n in nodes)})"
     now = literal(rep.now)
     day_cte, days = bt.table() if bt.key else ("", 0)
@@ -715,14 +735,7 @@ def _quiet(session: Session, rep: Replay, period: Period) -> Iterator[list[Visit
         )
 
     def classes(e: str, c: str) -> tuple[str, str, str]:
-        """(clear, quiet, level) of a visit under config ``c``, over its elapsed business time ``e``
-        and its node's row ``n`` of replay_node."""
-        times = [f"n.{c}_t{i}" for i in range(width)]
-        clear = " AND ".join(
-            [f"ABS({e} - {t}) > {MARGIN}" for t in [*times, f"n.{c}_sla"]] + [f"{e} < n.{c}_auto - {MARGIN}"]
-        )
-        level = " + ".join(f"CAST({e} > {t} AS INTEGER)" for t in times)
-        return f"CASE WHEN {clear} THEN 1 ELSE 0 END", f"CASE WHEN {e} < n.{c}_sla THEN 1 ELSE 0 END", level
+        return _classes(e, c, width)
 
     if postgresql:  # one hash join; subqueries inside a CASE would run once per visit
         steps_join = (
@@ -750,7 +763,7 @@ def _quiet(session: Session, rep: Replay, period: Period) -> Iterator[list[Visit
         f"CASE WHEN NOT {workflow.breached_sql('t', now=now)} AND {stepped} = 0 THEN 1 ELSE 0 END AS rec_clean, "
         f"{at_risk} AS rec_risk FROM task t LEFT JOIN replay_node n ON n.node = t.node {steps_join} "
         f"WHERE t.status <> 'skipped' AND t.entered_at >= {literal(period.start)} "
-        f"AND t.entered_at < {literal(period.end)} {fence}"
+        f"AND t.entered_at < {literal(period.end)}{'' if only is None else f' AND t.node IN {_names(only)}'} {fence}"
     )
     timed = (
         "SELECT x.id, x.workflow, x.node, x.outcome, x.rec_clean, x.rec_risk, x.k_cand, "
@@ -813,6 +826,11 @@ def _quiet(session: Session, rep: Replay, period: Period) -> Iterator[list[Visit
                 rep.count += n
     finally:
         cursor.close()
+    yield from _by_id(session, others)
+
+
+def _by_id(session: Session, others: dict[int, tuple]) -> Iterator[list[Visit]]:
+    """The visits ``others`` names (id -> their levels, ``Visit.levels``), with their holds, in batches."""
     ids = sorted(others)
     for start in range(0, len(ids), CHUNK):
         batch = _visits_by_id(session, ids[start : start + CHUNK])
@@ -820,15 +838,281 @@ def _quiet(session: Session, rep: Replay, period: Period) -> Iterator[list[Visit
             v.levels = others[v.id]
         _add_holds(session, batch)
         yield batch
-    if rep.rerouting:  # the quiet visits' orders too: routing is decided per order
-        rep.orders.update(
-            r[0]
-            for r in session.execute(
-                sa.select(TASK.c.order_id)
-                .where(TASK.c.status != "skipped", TASK.c.entered_at >= period.start, TASK.c.entered_at < period.end)
-                .distinct()
+
+
+def _ladder(cfg: Config, n: str) -> tuple[list[float], float | None]:
+    """(the ladder seconds before the first automatic action, each at least the one before: a
+    later time is due with an earlier one; the seconds of that action, None without one)."""
+    spec = cfg.nodes[n]
+    seconds = [float(v) for v in accumulate(workflow.ladder_seconds(spec), max)]
+    auto = next((2 + i for i, step in enumerate(spec.escalation) if step.action in AUTO), len(seconds))
+    return seconds[:auto], seconds[auto] if auto < len(seconds) else None
+
+
+def _ladders(configs: dict[str, Config], nodes: list[str]) -> tuple[dict, int]:
+    """(per config and node its ``_ladder``, the most ladder times any has)."""
+    ladders = {c: {n: _ladder(cfg, n) for n in nodes} for c, cfg in configs.items()}
+    return ladders, max([len(times) for by in ladders.values() for times, _auto in by.values()] + [1])
+
+
+_NEVER = 1e15  # seconds: a padding ladder time no visit reaches
+
+
+def _ladder_columns(configs: dict[str, Config], width: int) -> list[str]:
+    return [f"{c}_{name}" for c in configs for name in ("sla", "auto", *(f"t{i}" for i in range(width)))]
+
+
+def _ladder_values(configs: dict[str, Config], ladders: dict, width: int, n: str) -> list[str]:
+    """Node ``n``'s values of ``_ladder_columns``: per config its SLA, first automatic action and ladder."""
+    values = []
+    for c, cfg in configs.items():
+        times, auto = ladders[c][n]
+        values += [repr(float(cfg.nodes[n].sla_seconds)), repr(auto if auto is not None else _NEVER)]
+        values += [repr(t) for t in times + [_NEVER] * (width - len(times))]
+    return values
+
+
+def _classes(e: str, c: str, width: int) -> tuple[str, str, str]:
+    """(clear, quiet, level) of a visit under config ``c``, over its elapsed business time ``e``
+    and its node's row ``n`` of replay_node (``_ladder_columns``)."""
+    return _classed(e, [f"n.{c}_t{i}" for i in range(width)], f"n.{c}_sla", f"n.{c}_auto")
+
+
+def _classed(e: str, times: list[str], sla: str, auto: str | None) -> tuple[str, str, str]:
+    """(clear, quiet, level) over elapsed time ``e`` and a node's ladder (``_ladder``: its times,
+    SLA and first automatic action, as SQL): clear when E is more than ``MARGIN`` from each time
+    and the SLA and below the automatic action; quiet below the SLA; level, how many times E passed."""
+    clear = " AND ".join(
+        [f"ABS({e} - {t}) > {MARGIN}" for t in [*times, sla]] + ([f"{e} < {auto} - {MARGIN}"] if auto else [])
+    )
+    level = " + ".join(f"CAST({e} > {t} AS INTEGER)" for t in times) or "0"
+    return f"CASE WHEN {clear} THEN 1 ELSE 0 END", f"CASE WHEN {e} < {sla} THEN 1 ELSE 0 END", level
+
+
+def _quote(name: str) -> str:
+    return "'" + name.replace("'", "''") + "'"
+
+
+def _names(names: Iterable[str]) -> str:
+    return "(" + ", ".join(_quote(n) for n in names) + ")"
+
+
+# --- the visits counted from the facts -----------------------------------------------------------
+
+#: a candidate calendar that differs from the current one on more separate stretches of days than
+#: this (its hours, say) has its node's visits counted by ``_quiet`` instead
+PATCHES = 64
+
+
+def _plan(session: Session, rep: Replay) -> tuple[dict[str, list[tuple[datetime, datetime]]], list[str]] | None:
+    """How ``replay`` reads the visits: None when the report facts are not current for the current
+    config (``kpi.facts_current``: ``_quiet`` reads every visit); else (per node whose candidate
+    calendar differs on a few days, those days as UTC [start, end) stretches; the nodes whose
+    clock differs more, counted by ``_quiet``).
+
+    visit_fact keeps each visit's elapsed business time in its node's current calendar. A visit's
+    elapsed time is the sum of its calendar's open ranges over the days it spans, so where the
+    candidate's day ranges (``utc_days``) equal the current ones on each of those days, so does
+    its elapsed time: only the visits touching a changed day need the candidate's clock."""
+    from ffctl.core import kpi  # kpi imports this module's callers
+
+    if not kpi.facts_current(session, rep.current):
+        return None
+    lo, hi = kpi._Sql(session, rep.current.timezone, rep.now).span()
+    first, last = int(lo.timestamp() // 86400), int(hi.timestamp() // 86400)
+    patches: dict[str, list[tuple[datetime, datetime]]] = {}
+    recount = []
+    for n in sorted(set(rep.current.nodes) & set(rep.candidate.nodes)):
+        cur, cand = rep.current.calendar(n), rep.candidate.calendar(n)
+        if cur == cand:
+            continue
+        days = _changed_days(cur, cand, first, last)
+        if days is None or len(days) > PATCHES:
+            recount.append(n)
+        else:
+            patches[n] = days
+    return patches, recount
+
+
+def _changed_days(cur, cand, first: int, last: int) -> list[tuple[datetime, datetime]] | None:
+    """The UTC days in [first, last] (days since 1970) on which two business calendars' open
+    ranges differ, as merged [start, end) stretches; None when either is the wall clock."""
+    if not (hasattr(cur, "utc_days") and hasattr(cand, "utc_days")):
+        return None
+    out: list[tuple[datetime, datetime]] = []
+    for (d, _cum, a), (_d, _cum2, b) in zip(cur.utc_days(first, last), cand.utc_days(first, last)):
+        if a == b:
+            continue
+        start, end = (datetime.fromtimestamp(x * 86400, UTC) for x in (d, d + 1))
+        if out and out[-1][1] == start:
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
+
+
+def _counted(
+    session: Session,
+    rep: Replay,
+    period: Period,
+    patches: dict[str, list[tuple[datetime, datetime]]],
+    recount: list[str],
+) -> Iterator[list[Visit]]:
+    """Counts the period's visits from visit_fact into ``rep`` and yields, in batches, the ones
+    ``Replay.add`` evaluates whole; the visits of the ``recount`` nodes are left to ``_quiet``.
+
+    A visit is *counted* when its clock stopped without a hold or an automatic outcome, at a node of
+    both configs, and its stored elapsed business time E (``_plan``: the candidate's too, unless it
+    touches a day of ``patches``) is clear of every ladder time under both (``_quiet``'s rule).
+    Then its level under each config (how many ladder times E passed) is all ``at_level`` needs, a
+    breach is late by E less the SLA (the deadline is where E reaches it), and the recorded column
+    is the breach fact the facts keep, the lateness past the stored deadline counted by the
+    reports' business time (``kpi._BusinessTime``) and the steps the sweeps fired (``task_step``).
+    Counts go by node (and workflow, ``--by workflow``) through visit_fact's (node, entered_at)
+    index; only the breached visits' E come back, and the ids of the visits not counted."""
+    postgresql = is_postgresql(session)
+    configs = {"cur": rep.current, "cand": rep.candidate}
+    both = sorted((set(rep.current.nodes) & set(rep.candidate.nodes)) - set(recount))
+    nodes = _stored_nodes(session, set(recount))  # every node with a visit there, the unknown ones too
+    if not nodes:
+        return
+    sla = {c: {n: float(cfg.nodes[n].sla_seconds) for n in both} for c, cfg in configs.items()}
+
+    def literal(t: datetime) -> str:
+        text = stored_time(t).isoformat(sep=" ", timespec="microseconds")
+        return f"TIMESTAMP '{text}'" if postgresql else f"'{text}'"
+
+    period_sql = f"v.entered_at >= {literal(period.start)} AND v.entered_at < {literal(period.end)}"
+    fence = "OFFSET 0" if postgresql else "LIMIT -1 OFFSET 0"
+    by_wf = rep.by == "workflow"
+    width = 0
+    counted: dict[str, str] = {}  # node -> whether a visit is counted (1 or 0, never NULL)
+    level: dict[str, tuple[str, str]] = {}  # node -> its level under each config
+    for n in both:
+        classes = []
+        for c, cfg in configs.items():
+            times, auto = _ladder(cfg, n)
+            width = max(width, len(times))
+            classes.append(
+                _classed("v.elapsed", [repr(t) for t in times], repr(sla[c][n]), None if auto is None else repr(auto))
             )
+        (cur_clear, _q, cur_level), (cand_clear, _q2, cand_level) = classes
+        touched = " OR ".join(
+            f"(v.entered_at < {literal(b)} AND v.stopped_at >= {literal(a)})" for a, b in patches.get(n, ())
         )
+        counted[n] = (
+            f"CASE WHEN v.elapsed IS NOT NULL AND v.paused = 0 AND v.auto = 0 AND {cur_clear} = 1 AND {cand_clear} = 1"
+            f"{f' AND NOT ({touched})' if touched else ''} THEN 1 ELSE 0 END"
+        )
+        level[n] = (cur_level, cand_level)
+    levels = range(width + 1)
+    sums = ", ".join(
+        f"SUM(CASE WHEN x.{c} = {k} THEN 1 ELSE 0 END), SUM(CASE WHEN x.{c} = {k} THEN x.decided ELSE 0 END)"
+        for c in configs
+        for k in levels
+    )
+    wf = ", x.workflow" if by_wf else ""
+    # one aggregate per node, each a range of visit_fact's (node, entered_at) index: no sort of the visits
+    counts = " UNION ALL ".join(
+        f"SELECT {_quote(n)}{wf}, COUNT(*), SUM(x.decided), SUM(x.breached), SUM(x.decided * x.breached), {sums} "
+        f"FROM (SELECT v.workflow, v.decided, v.breached, {level[n][0]} AS cur, {level[n][1]} AS cand "
+        f"FROM visit_fact v WHERE v.node = {_quote(n)} AND {period_sql} AND {counted[n]} = 1 {fence}) x"
+        + (" GROUP BY x.workflow" if by_wf else "")
+        for n in both
+    )
+    # the counted visits a column finds breached (E past the smaller SLA, or breached as recorded, with
+    # the stored deadline), and the visits not counted
+    listed = [
+        f"SELECT v.task_id, {_quote(n)}, v.workflow, {counted[n]}, v.elapsed, {level[n][0]}, {level[n][1]}, "
+        f"v.stopped_at, CASE WHEN v.breached = 1 THEN (SELECT t.deadline FROM task t WHERE t.id = v.task_id) END "
+        f"FROM visit_fact v WHERE v.node = {_quote(n)} AND {period_sql} "
+        f"AND ({counted[n]} = 0 OR v.elapsed > {min(sla[c][n] for c in configs)!r} OR v.breached = 1)"
+        for n in both
+    ]
+    unknown = [n for n in nodes if n not in counted]
+    if unknown:
+        listed.append(
+            "SELECT v.task_id, v.node, v.workflow, 0, NULL, 0, 0, NULL, NULL FROM visit_fact v "
+            f"WHERE v.node IN {_names(unknown)} AND {period_sql}"
+        )
+    dispatch = " ".join(f"WHEN {_quote(n)} THEN {counted[n]}" for n in both)
+    keys = "v.node, v.workflow" if by_wf else "v.node"
+    # the steps the sweeps fired for counted visits: every task_step row, its visit by key
+    steps = (
+        f"SELECT {keys}, s.step, COUNT(*) FROM task_step s {'JOIN' if postgresql else 'CROSS JOIN'} visit_fact v "
+        f"ON v.task_id = s.task_id WHERE v.node IN {_names(both)} AND {period_sql} "
+        f"AND (CASE v.node {dispatch} ELSE 0 END) = 1 GROUP BY {keys}, s.step"
+    )
+
+    def slot(node: str, wf: str | None) -> tuple:
+        found = rep.slots.get((node, wf))
+        if found is None:
+            found = rep.slots[node, wf] = rep._slot(node, wf)
+        return found
+
+    others: dict[int, tuple] = {}
+    when = _aware if postgresql else _parsed
+    if both:
+        for row in session.execute(sa.text(counts)):
+            node, wf_ = row[0], row[1] if by_wf else None
+            n, decided, rec_breached, rec_late_decided, *by_level = row[1 + by_wf :]
+            if not n:
+                continue
+            was, cur, cand = slot(node, wf_)[3:]
+            was.visits += n
+            was.decided += decided
+            was.within += decided - rec_late_decided
+            was.breached += rec_breached
+            for i, (cfg, tally) in enumerate(((rep.current, cur), (rep.candidate, cand))):
+                for k in levels:
+                    at = 2 * (i * len(levels) + k)
+                    if by_level[at]:
+                        tally.add_level(at_level(cfg, node, k), by_level[at], by_level[at + 1])
+            rep.count += n
+        for row in session.execute(sa.text(steps)):
+            node, wf_ = row[0], row[1] if by_wf else None
+            step, n = row[1 + by_wf :]
+            was = slot(node, wf_)[3]
+            if step == "at_risk":
+                was.at_risk += n
+            elif step.startswith("esc:"):
+                escalation = rep.current.nodes[node].escalation
+                index = int(step[4:])
+                action = escalation[index].action if index < len(escalation) else None
+                if action and action not in AUTO:  # as ``recorded``
+                    was.steps[action] += n
+    breaches: dict[tuple, bool] = {}  # (config, node, level) -> whether that level is a breach
+    clocks = {n: rep.current.calendar(n) for n in both}
+    for statement in listed:
+        for task_id, node, wf_, is_counted, e, cur_level, cand_level, stop, deadline in session.execute(
+            sa.text(statement)
+        ):
+            if not is_counted:
+                others[task_id] = (None, None)
+                continue
+            tallies = slot(node, wf_ if by_wf else None)
+            for c, k, tally in (("cur", cur_level, tallies[4]), ("cand", cand_level, tallies[5])):
+                key = (c, node, k)
+                if key not in breaches:
+                    breaches[key] = at_level(configs[c], node, k).breached
+                if breaches[key]:
+                    tally.late.append(e - sla[c][node])  # the deadline is where E reaches the SLA (``add``)
+            if deadline is not None:  # breached as recorded: as ``recorded`` counts it
+                tallies[3].late.append(clocks[node].between(when(deadline), when(stop)))
+    yield from _by_id(session, others)
+
+
+def _stored_nodes(session: Session, leave: set[str]) -> list[str]:
+    """The nodes visit_fact has visits of, but ``leave``: one index probe each (a loose index scan)."""
+    out: list[str] = []
+    last = None
+    while True:
+        where = "" if last is None else " WHERE node > :last"
+        found = session.execute(sa.text(f"SELECT MIN(node) FROM visit_fact{where}"), {"last": last} if last else {})
+        last = found.scalar_one()
+        if last is None:
+            return [n for n in out if n not in leave]
+        out.append(last)
 
 
 def _span(session: Session) -> tuple[datetime | None, datetime | None]:
