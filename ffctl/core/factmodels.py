@@ -89,13 +89,13 @@ class VisitFact(_Table, table=True):
         sa.Index(
             "ix_visit_fact_replay",
             "node",
+            "breached",
+            "auto",
+            "paused",
+            "elapsed",
             "entered_at",
             "stopped_at",
-            "elapsed",
-            "paused",
-            "auto",
             "decided",
-            "breached",
             "workflow",
         ),
     )

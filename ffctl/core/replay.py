@@ -889,6 +889,28 @@ def _classed(e: str, times: list[str], sla: str, auto: str | None) -> tuple[str,
     return f"CASE WHEN {clear} THEN 1 ELSE 0 END", f"CASE WHEN {e} < {sla} THEN 1 ELSE 0 END", level
 
 
+def _clear_ranges(ladders: list[tuple[list[float], float | None, float]]) -> list[tuple[float | None, float | None]]:
+    """The open ranges (None: unbounded) of elapsed time E that ``_classed`` finds clear under every
+    one of ``ladders`` ((times, first automatic action, SLA), as ``_ladder`` and the node give them):
+    more than ``MARGIN`` from each time and SLA, below each automatic action by more than it. No
+    ladder time falls inside a range, so all of a range's visits have one level per config."""
+    marks = sorted({t for times, _auto, sla in ladders for t in (*times, sla)})
+    autos = [auto for _times, auto, _sla in ladders if auto is not None]
+    top = min(autos) - MARGIN if autos else None
+    out: list[tuple[float | None, float | None]] = []
+    lo: float | None = None
+    for mark in [*marks, None]:
+        hi = mark - MARGIN if mark is not None else None
+        if top is not None and (hi is None or hi > top):
+            hi = top
+        if lo is None or hi is None or lo < hi:
+            out.append((lo, hi))
+        if mark is None or (top is not None and mark - MARGIN >= top):
+            break
+        lo = mark + MARGIN
+    return out
+
+
 def _quote(name: str) -> str:
     return "'" + name.replace("'", "''") + "'"
 
@@ -968,8 +990,8 @@ def _counted(
     breach is late by E less the SLA (the deadline is where E reaches it), and the recorded column
     is the breach fact the facts keep, the lateness past the stored deadline counted by the
     reports' business time (``kpi._BusinessTime``) and the steps the sweeps fired (``task_step``).
-    Counts go by node (and workflow, ``--by workflow``) through visit_fact's (node, entered_at)
-    index; only the breached visits' E come back, and the ids of the visits not counted."""
+    Counts go by node (and workflow, ``--by workflow``) through ranges of visit_fact's (node,
+    breached, auto, paused, elapsed) index; only the breached visits' E come back, and the ids of the visits not counted."""
     postgresql = is_postgresql(session)
     configs = {"cur": rep.current, "cand": rep.candidate}
     both = sorted((set(rep.current.nodes) & set(rep.candidate.nodes)) - set(recount))
@@ -983,56 +1005,75 @@ def _counted(
         return f"TIMESTAMP '{text}'" if postgresql else f"'{text}'"
 
     period_sql = f"v.entered_at >= {literal(period.start)} AND v.entered_at < {literal(period.end)}"
-    fence = "OFFSET 0" if postgresql else "LIMIT -1 OFFSET 0"
     by_wf = rep.by == "workflow"
-    width = 0
     counted: dict[str, str] = {}  # node -> whether a visit is counted (1 or 0, never NULL)
-    level: dict[str, tuple[str, str]] = {}  # node -> its level under each config
+    buckets: dict[str, list[tuple[float | None, float | None]]] = {}
+    ladders = {c: {n: _ladder(cfg, n) for n in both} for c, cfg in configs.items()}
+
+    def within(lo: float | None, hi: float | None) -> str:
+        return " AND ".join([f"v.elapsed > {lo!r}"] * (lo is not None) + [f"v.elapsed < {hi!r}"] * (hi is not None))
+
     for n in both:
-        classes = []
-        for c, cfg in configs.items():
-            times, auto = _ladder(cfg, n)
-            width = max(width, len(times))
-            classes.append(
-                _classed("v.elapsed", [repr(t) for t in times], repr(sla[c][n]), None if auto is None else repr(auto))
-            )
-        (cur_clear, _q, cur_level), (cand_clear, _q2, cand_level) = classes
+        buckets[n] = _clear_ranges([(*ladders[c][n], sla[c][n]) for c in configs])
         touched = " OR ".join(
             f"(v.entered_at < {literal(b)} AND v.stopped_at >= {literal(a)})" for a, b in patches.get(n, ())
         )
+        ranges = " OR ".join(f"({within(lo, hi)})" for lo, hi in buckets[n]) or "1 = 0"
         counted[n] = (
-            f"CASE WHEN v.elapsed IS NOT NULL AND v.paused = 0 AND v.auto = 0 AND {cur_clear} = 1 AND {cand_clear} = 1"
-            f"{f' AND NOT ({touched})' if touched else ''} THEN 1 ELSE 0 END"
+            f"CASE WHEN v.paused = 0 AND v.auto = 0 AND ({ranges}){f' AND NOT ({touched})' if touched else ''} "
+            "THEN 1 ELSE 0 END"
         )
-        level[n] = (cur_level, cand_level)
-    levels = range(width + 1)
-    sums = ", ".join(
-        f"SUM(CASE WHEN x.{c} = {k} THEN 1 ELSE 0 END), SUM(CASE WHEN x.{c} = {k} THEN x.decided ELSE 0 END)"
-        for c in configs
-        for k in levels
-    )
-    wf = ", x.workflow" if by_wf else ""
-    # one aggregate per node, each a range of visit_fact's (node, entered_at) index: no sort of the visits
+    wf = ", v.workflow" if by_wf else ""
+    # one aggregate per node and range of E clear of every ladder time: a range of visit_fact's
+    # (node, elapsed, ...) index each, every counted visit read once, no sort
     counts = " UNION ALL ".join(
-        f"SELECT {_quote(n)}{wf}, COUNT(*), SUM(x.decided), SUM(x.breached), SUM(x.decided * x.breached), {sums} "
-        f"FROM (SELECT v.workflow, v.decided, v.breached, {level[n][0]} AS cur, {level[n][1]} AS cand "
-        f"FROM visit_fact v WHERE v.node = {_quote(n)} AND {period_sql} AND {counted[n]} = 1 {fence}) x"
-        + (" GROUP BY x.workflow" if by_wf else "")
+        f"SELECT {_quote(n)}, {i}{wf}, COUNT(*), SUM(v.decided), SUM(v.breached), SUM(v.decided * v.breached) "
+        f"FROM visit_fact v WHERE v.node = {_quote(n)} AND v.breached IN (0, 1) AND v.auto = 0 AND v.paused = 0 "
+        f"AND {within(lo, hi)} AND {period_sql}"
+        + "".join(
+            f" AND NOT (v.entered_at < {literal(b)} AND v.stopped_at >= {literal(a)})" for a, b in patches.get(n, ())
+        )
+        + (" GROUP BY v.workflow" if by_wf else "")
         for n in both
+        for i, (lo, hi) in enumerate(buckets[n])
     )
     # the counted visits a column finds breached (E past the smaller SLA, or breached as recorded, with
     # the stored deadline), and the visits not counted
-    listed = [
-        f"SELECT v.task_id, {_quote(n)}, v.workflow, {counted[n]}, v.elapsed, {level[n][0]}, {level[n][1]}, "
-        f"v.stopped_at, CASE WHEN v.breached = 1 THEN (SELECT t.deadline FROM task t WHERE t.id = v.task_id) END "
-        f"FROM visit_fact v WHERE v.node = {_quote(n)} AND {period_sql} "
-        f"AND ({counted[n]} = 0 OR v.elapsed > {min(sla[c][n] for c in configs)!r} OR v.breached = 1)"
-        for n in both
-    ]
+    listed = []
+    for n in both:
+        # every range a seek of the (node, breached, auto, paused, elapsed) index; a visit may come twice
+        low = min(sla[c][n] for c in configs) - MARGIN
+        gaps = [(a[1], b[0]) for a, b in zip(buckets[n], buckets[n][1:]) if a[1] is not None and a[1] < low]
+        last = buckets[n][-1][1] if buckets[n] else None
+        if last is not None:
+            low = min(low, last)  # past the last range: none counted
+        arms = [
+            f"v.breached IN (0, 1) AND v.auto = 0 AND v.paused = 0 AND v.elapsed >= {low!r}",  # a breach in a column
+            "v.breached IN (0, 1) AND v.auto IN (0, 1) AND v.elapsed IS NULL",  # running
+            f"v.breached = 1 AND v.auto = 0 AND v.paused = 0 AND v.elapsed < {low!r}",  # breached as recorded
+            "v.breached IN (0, 1) AND v.auto = 1",  # an automatic outcome
+            "v.breached IN (0, 1) AND v.auto = 0 AND v.paused > 0",  # holds
+            *(
+                f"v.breached IN (0, 1) AND v.auto = 0 AND v.paused = 0 AND v.elapsed >= {a!r} AND v.elapsed <= {b!r}"
+                for a, b in gaps
+            ),  # within a second of a ladder time
+        ]
+        if patches.get(n):
+            arms.append(
+                "v.breached IN (0, 1) AND v.auto = 0 AND v.paused = 0 AND ("
+                + " OR ".join(f"(v.entered_at < {literal(b)} AND v.stopped_at >= {literal(a)})" for a, b in patches[n])
+                + ")"
+            )  # a day the candidate's calendar changes
+        listed += [
+            f"SELECT v.task_id, {_quote(n)}, v.workflow, {counted[n]}, v.elapsed, v.stopped_at, "
+            "CASE WHEN v.breached = 1 THEN (SELECT t.deadline FROM task t WHERE t.id = v.task_id) END "
+            f"FROM visit_fact v WHERE v.node = {_quote(n)} AND {where} AND {period_sql}"
+            for where in arms
+        ]
     unknown = [n for n in nodes if n not in counted]
     if unknown:
         listed.append(
-            "SELECT v.task_id, v.node, v.workflow, 0, NULL, 0, 0, NULL, NULL FROM visit_fact v "
+            "SELECT v.task_id, v.node, v.workflow, 0, NULL, NULL, NULL FROM visit_fact v "
             f"WHERE v.node IN {_names(unknown)} AND {period_sql}"
         )
     dispatch = " ".join(f"WHEN {_quote(n)} THEN {counted[n]}" for n in both)
@@ -1054,8 +1095,8 @@ def _counted(
     when = _aware if postgresql else _parsed
     if both:
         for row in session.execute(sa.text(counts)):
-            node, wf_ = row[0], row[1] if by_wf else None
-            n, decided, rec_breached, rec_late_decided, *by_level = row[1 + by_wf :]
+            node, i, wf_ = row[0], row[1], row[2] if by_wf else None
+            n, decided, rec_breached, rec_late_decided = row[2 + by_wf :]
             if not n:
                 continue
             was, cur, cand = slot(node, wf_)[3:]
@@ -1063,11 +1104,10 @@ def _counted(
             was.decided += decided
             was.within += decided - rec_late_decided
             was.breached += rec_breached
-            for i, (cfg, tally) in enumerate(((rep.current, cur), (rep.candidate, cand))):
-                for k in levels:
-                    at = 2 * (i * len(levels) + k)
-                    if by_level[at]:
-                        tally.add_level(at_level(cfg, node, k), by_level[at], by_level[at + 1])
+            lo = buckets[node][i][0]
+            for c, tally in (("cur", cur), ("cand", cand)):
+                level = 0 if lo is None else sum(1 for t in ladders[c][node][0] if t < lo)  # none inside the range
+                tally.add_level(at_level(configs[c], node, level), n, decided)
             rep.count += n
         for row in session.execute(sa.text(steps)):
             node, wf_ = row[0], row[1] if by_wf else None
@@ -1083,18 +1123,20 @@ def _counted(
                     was.steps[action] += n
     breaches: dict[tuple, bool] = {}  # (config, node, level) -> whether that level is a breach
     clocks = {n: rep.current.calendar(n) for n in both}
+    seen: set[int] = set()
     for statement in listed:
-        for task_id, node, wf_, is_counted, e, cur_level, cand_level, stop, deadline in session.execute(
-            sa.text(statement)
-        ):
+        for task_id, node, wf_, is_counted, e, stop, deadline in session.execute(sa.text(statement)):
+            if task_id in seen:
+                continue
+            seen.add(task_id)
             if not is_counted:
                 others[task_id] = (None, None)
                 continue
             tallies = slot(node, wf_ if by_wf else None)
-            for c, k, tally in (("cur", cur_level, tallies[4]), ("cand", cand_level, tallies[5])):
-                key = (c, node, k)
+            for c, tally in (("cur", tallies[4]), ("cand", tallies[5])):
+                key = (c, node, sum(1 for t in ladders[c][node][0] if e > t))  # the level, as ``_classed`` counts it
                 if key not in breaches:
-                    breaches[key] = at_level(configs[c], node, k).breached
+                    breaches[key] = at_level(configs[c], node, key[2]).breached
                 if breaches[key]:
                     tally.late.append(e - sla[c][node])  # the deadline is where E reaches the SLA (``add``)
             if deadline is not None:  # breached as recorded: as ``recorded`` counts it

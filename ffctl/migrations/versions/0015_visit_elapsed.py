@@ -1,7 +1,8 @@
 """visit_fact's replay columns: when a visit entered and stopped, its workflow, its holds, whether
 it stopped past its deadline, and its elapsed business time (entered -> stopped in its node's
-calendar, less holds), indexed by (node, entered_at, ...), so ``sla replay`` counts the visits
-whose calendar a candidate keeps from the facts instead of the calendar's day table (issue 20).
+calendar, less holds), indexed by (node, breached, auto, paused, elapsed, ...), so ``sla replay``
+counts the visits whose calendar a candidate keeps from the facts instead of the calendar's day
+table (issue 20).
 
 Derived data: the upgrade forgets the last refresh, so the first report after it rebuilds every
 fact (FACTS_VERSION changed too).
@@ -25,7 +26,7 @@ _COLUMNS = (
     ("breached", sa.Integer()),
     ("elapsed", sa.Float()),
 )
-_INDEX = ["node", "entered_at", "stopped_at", "elapsed", "paused", "auto", "decided", "breached", "workflow"]
+_INDEX = ["node", "breached", "auto", "paused", "elapsed", "entered_at", "stopped_at", "decided", "workflow"]
 
 
 def upgrade() -> None:
