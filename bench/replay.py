@@ -207,17 +207,22 @@ bench/report.py writes each deadline as entered_at + SLA in wall-clock time, whe
 office and warehouse calendars: replaying the current config recomputes them as the sweep would.
 (On histories ffctl wrote, tests/test_replay.py checks that the recorded and current columns agree.)
 
-How: one set-based query counts each visit's elapsed business time E (entry to stop, or to the
-clock) in the calendar's own table of business time (`BusinessCalendar.utc_days`, the index `add`
-and `between` search, joined per UTC day as `report sla`'s lateness does) and compares it with
-the ladder's seconds (`workflow.ladder_seconds`, what `ladder_times` adds): `add` is the first
-instant E reaches them, so a ladder time has passed exactly when E exceeds its seconds. Quiet
-visits (no hold, no automatic outcome, not breached or escalated as recorded, E more than a second
-from every ladder time and below the SLA under both configs) are only counted, per node and
-workflow; a visit below every ladder time by the wall clock needs no calendar at all. The others
-come back by id: with their level where E is clear of every ladder time (only a breach's lateness
-then asks the clock), else evaluated whole by the sweep's ladder (`workflow.ladder_times`). Per
-group only counters and the lateness of the breached visits are kept.
+How: when the report facts are current (`report sla` just refreshed them; `kpi.facts_current`),
+the visits are counted from visit_fact, which keeps each visit's elapsed business time E (entered
+to stopped in its node's calendar, less holds, counted at refresh by `kpi._BusinessTime`). A
+candidate calendar that differs from the current one on a few UTC days (`utc_days` compared day by
+day) changes E only for the visits touching those days; those, and the nodes whose clock changes
+more, go the way below. `add` is the first instant E reaches a ladder time's seconds
+(`workflow.ladder_seconds`), so a ladder time has passed exactly when E exceeds them: the visits
+without holds or automatic outcome whose E is more than a second from every ladder time are counted
+by ranges of E through visit_fact's (node, breached, auto, paused, elapsed) index, one level per
+range and config (`replay.at_level`); a breach is late by E less the SLA. Only the breached visits'
+E come back (and, for the recorded column, the stored deadline, counted by the scalar clock), and
+the ids of the others (running, held, automatic, within a second of a ladder time, on a changed
+day), which the sweep's ladder evaluates whole. Otherwise (facts behind the audit trail): one
+set-based query counts E in the calendar's own table of business time (`BusinessCalendar.utc_days`,
+joined per UTC day as `report sla`'s lateness does) and classes the visits the same way; quiet
+visits are only counted, per node and workflow, the others come back by id.
 """
     record_section("replay.py", section)
 
