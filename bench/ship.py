@@ -8,7 +8,9 @@ Each backend, in a fresh store: masters and plenty of stock; `ffctl import order
 lines (two lines an order; timed: the reference); `ffctl allocate --all`; `ffctl import shipments`
 of one shipment per order but the last, its two lines as rows (LINES - 2 shipment lines; timed);
 then a single `ffctl ship` of the last order (wall time, process start included). Goal: the
-shipments import takes no longer than the orders import (ratio <= 1.0). PostgreSQL:
+shipments import takes no longer than the orders import (ratio <= 1.0). ``--floor``: also the
+floor, the rows the shipments import inserted, updated and deleted written again by the database
+alone (SQL only, no Python) into a copy of the store as it was before the import. PostgreSQL:
 FFCTL_BENCH_PG (default postgresql://root@127.0.0.1:5432/test) names a server where the
 benchmark may create and drop its own database.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -95,15 +98,34 @@ def ffctl(folder: Path, db_url: str, *args: str, now: str = NOW) -> float:
     return seconds
 
 
-def run(folder: Path, db_url: str, orders: int) -> dict:
+def run(folder: Path, db_url: str, orders: int, floor: bool = False) -> dict:
     ffctl(folder, db_url, "db", "upgrade")
     for kind in ("products", "customers", "stock"):
         ffctl(folder, db_url, "import", kind, str(folder / f"{kind}.csv"))
+    sqlite = db_url.startswith("sqlite")
+
+    def before() -> None:  # a copy of the store as the next import finds it
+        if sqlite:
+            for tail in ("", "-wal"):  # ffctl's processes have ended: the WAL is checkpointed, if any left
+                if Path(db_url.split("///", 1)[1] + tail).exists():
+                    shutil.copy(db_url.split("///", 1)[1] + tail, str(folder / "floor.db") + tail)
+        else:
+            _pg_admin(f"CREATE DATABASE {_pg_name(db_url)}_floor TEMPLATE {_pg_name(db_url)}")
+
+    def after() -> dict:  # the database alone writing into that copy what the import wrote
+        return sqlite_floor(folder / "floor.db", Path(db_url.split("///", 1)[1])) if sqlite else pg_floor(db_url)
+
+    if floor:
+        before()
     t_orders = ffctl(folder, db_url, "import", "orders", str(folder / "orders.csv"))
+    floor_orders = after() if floor else None
     ffctl(folder, db_url, "allocate", "--all", now="2026-11-23T09:30:00+08:00")
+    if floor:
+        before()
     t_ship = ffctl(
         folder, db_url, "import", "shipments", str(folder / "shipments.csv"), now="2026-11-23T13:00:00+08:00"
     )
+    spent = after() if floor else None
     t_one = ffctl(folder, db_url, "ship", f"SO{orders - 1:07d}", "--carrier", "SF", now="2026-11-23T14:00:00+08:00")
     return {
         "orders": t_orders,
@@ -112,7 +134,162 @@ def run(folder: Path, db_url: str, orders: int) -> dict:
         "cpu_orders": CPU[("import", "orders")],
         "cpu_shipments": CPU[("import", "shipments")],
         "cpu_one": CPU[("ship", f"SO{orders - 1:07d}")],
+        "floor": spent,
+        "floor_orders": floor_orders,
     }
+
+
+def _pg_name(db_url: str) -> str:
+    return db_url.rsplit("/", 1)[1]
+
+
+def _pg_admin(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def _changes(db, tables, cols, key, quote, ne: str, before: str = "") -> dict[str, tuple]:
+    """Untimed: per table the rows the import inserted (``n_T``), the changed ones (``u_T``, with the
+    columns that changed) and the keys of those it deleted (``g_T``), from ``s_T`` (the table after
+    the import) against ``T`` (before; read as ``{before}T``), as temp tables."""
+    out = {}
+    for t in tables:
+        k, c = key[t], cols[t]
+        all_cols = ", ".join(quote(x) for x in c)
+        o = f"{before}{t}"
+        db.execute(f"CREATE TEMP TABLE d_{t} AS SELECT {all_cols} FROM s_{t} EXCEPT SELECT {all_cols} FROM {o}")
+        db.execute(f"CREATE TEMP TABLE g_{t} AS SELECT {k} FROM {o} EXCEPT SELECT {k} FROM s_{t}")
+        db.execute(f"CREATE TEMP TABLE n_{t} AS SELECT * FROM d_{t} WHERE {k} NOT IN (SELECT {k} FROM {o})")
+        db.execute(f"CREATE TEMP TABLE u_{t} AS SELECT * FROM d_{t} WHERE {k} IN (SELECT {k} FROM {o})")
+        changed = []
+        for x in c:
+            if x == k:
+                continue
+            q = quote(x)
+            n = db.execute(
+                f"SELECT count(*) FROM u_{t} u JOIN {o} o ON o.{k} = u.{k} WHERE u.{q} {ne} o.{q}"
+            ).fetchone()[0]
+            if n:
+                changed.append(x)
+        counts = [db.execute(f"SELECT count(*) FROM {p}_{t}").fetchone()[0] for p in ("n", "u", "g")]
+        if any(counts):
+            out[t] = (*counts, changed)
+    return out
+
+
+def _apply(db, changes: dict[str, tuple], cols, key, quote, rowid: str | None = None) -> dict:
+    """Timed by the caller: the import's writes, table by table: deletes, updates, inserts.
+    ``rowid``: the tables' own name of the key column read as ``key`` (SQLite's rowid)."""
+    spent = {}
+    for t, (_n, u, g, changed) in changes.items():
+        started = time.perf_counter()
+        k = key[t]
+        own = rowid or k
+        if g:
+            db.execute(f"DELETE FROM {t} WHERE {own} IN (SELECT {k} FROM g_{t})")
+        if u and changed:
+            sets = ", ".join(f"{quote(x)} = u.{quote(x)}" for x in changed)
+            db.execute(f"UPDATE {t} SET {sets} FROM u_{t} u WHERE {t}.{own} = u.{k}")
+        all_cols = ", ".join(quote(x) for x in cols[t])
+        into = ", ".join(own if x == k else quote(x) for x in cols[t])
+        db.execute(f"INSERT INTO {t} ({into}) SELECT {all_cols} FROM n_{t}")
+        spent[t] = time.perf_counter() - started
+    return spent
+
+
+def sqlite_floor(floor_db: Path, filled: Path) -> dict:
+    """SQLite alone writing what the import wrote into ``floor_db`` (the store before it), in one
+    transaction, with the store's indexes, checks, triggers and foreign keys (on, as ffctl has them).
+    Returns {"tables": {table: (inserted, updated, deleted, seconds)}, "wall", "cpu"}."""
+    import sqlite3
+
+    db = sqlite3.connect(floor_db, isolation_level=None)
+    for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON", "cache_size = -32768"):
+        db.execute(f"PRAGMA {pragma}")
+    db.execute("ATTACH ? AS src", (str(filled),))
+    tables = [
+        r[0]
+        for r in db.execute(
+            "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' "
+            "AND name != 'alembic_version'"
+        )
+    ]
+    cols = {t: [r[1] for r in db.execute(f"PRAGMA main.table_info({t})")] for t in tables}
+    key = {t: "_rid" for t in tables}
+    for t in tables:
+        db.execute(f"CREATE TEMP VIEW s_{t} AS SELECT rowid AS _rid, * FROM src.{t}")
+        db.execute(f"CREATE TEMP VIEW o_{t} AS SELECT rowid AS _rid, * FROM main.{t}")
+        cols[t] = ["_rid", *cols[t]]
+    changes = _changes(db, tables, cols, key, lambda x: f'"{x}"', "IS NOT", before="o_")
+    db.execute("BEGIN")
+    cpu, started = time.process_time(), time.perf_counter()
+    spent = _apply(db, changes, cols, key, lambda x: f'"{x}"', rowid="rowid")
+    db.execute("COMMIT")
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    db.close()
+    return {"tables": {t: (*changes[t][:3], spent[t]) for t in changes}, "wall": wall, "cpu": cpu}
+
+
+def _backend_cpu(conn) -> float:
+    """The server process of ``conn``: its CPU seconds so far (user + system, from /proc)."""
+    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pg_floor(db_url: str) -> dict:
+    """PostgreSQL alone writing what the import wrote into ``<db>_floor`` (a copy of the store
+    before it, foreign keys and triggers as in the store), in one transaction; the tables after the
+    import are copied in first (untimed). Server CPU from /proc when the server is on this machine."""
+    import psycopg
+
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    name = _pg_name(db_url)
+    try:
+        with psycopg.connect(f"{base}/{name}") as src, psycopg.connect(f"{base}/{name}_floor") as db:
+            tables = [
+                r[0]
+                for r in db.execute(  # in creation order: a table after those its foreign keys name
+                    "SELECT relname FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace "
+                    "AND relname != 'alembic_version' ORDER BY oid"
+                )
+            ]
+            cols, key = {}, {}
+            for t in tables:
+                cols[t] = [
+                    r[0]
+                    for r in db.execute(
+                        "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+                        "AND table_schema = 'public' ORDER BY ordinal_position",
+                        (t,),
+                    )
+                ]
+                pk = db.execute(
+                    "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                    "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s::regclass AND i.indisprimary",
+                    (t,),
+                ).fetchall()
+                key[t] = pk[0][0] if len(pk) == 1 else "ctid"
+            tables = [t for t in tables if key[t] != "ctid"]
+            for t in tables:
+                db.execute(f"CREATE TEMP TABLE s_{t} (LIKE {t})")
+                with (
+                    src.cursor().copy(f"COPY {t} TO STDOUT") as out,
+                    db.cursor().copy(f"COPY s_{t} FROM STDIN") as into,
+                ):
+                    for chunk in out:
+                        into.write(chunk)
+            changes = _changes(db, tables, cols, key, lambda x: f'"{x}"', "IS DISTINCT FROM")
+            db.commit()
+            cpu, started = _backend_cpu(db), time.perf_counter()
+            spent = _apply(db, changes, cols, key, lambda x: f'"{x}"')
+            db.commit()
+            wall, cpu = time.perf_counter() - started, _backend_cpu(db) - cpu
+    finally:
+        _pg_admin(f"DROP DATABASE IF EXISTS {name}_floor WITH (FORCE)")
+    return {"tables": {t: (*changes[t][:3], spent[t]) for t in changes}, "wall": wall, "cpu": cpu}
 
 
 def main() -> None:
@@ -120,13 +297,15 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=200_000)
     ap.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     ap.add_argument("--record", action="store_true")
+    ap.add_argument("--floor", action="store_true", help="also time the database alone writing the import's rows")
     args = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="ffctl-bench-ship-") as tmp:
         folder = Path(tmp)
         orders = generate(folder, args.lines)
         if args.backend in ("sqlite", "both"):
-            results.append(("SQLite", run(folder, f"sqlite:///{folder / 'bench.db'}", orders)))
+            results.append(("SQLite", run(folder, f"sqlite:///{folder / 'bench.db'}", orders, args.floor)))
+            print(results[-1], flush=True)  # a later failure keeps this one's figures
         if args.backend in ("postgresql", "both"):
             import psycopg
 
@@ -135,7 +314,7 @@ def main() -> None:
                 conn.execute(f"CREATE DATABASE {name}")
             try:
                 base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-                results.append(("PostgreSQL", run(folder, f"{base}/{name}", orders)))
+                results.append(("PostgreSQL", run(folder, f"{base}/{name}", orders, args.floor)))
             finally:
                 with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
                     conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -158,6 +337,22 @@ def main() -> None:
             f"  CPU time of the same processes: {r['cpu_shipments']:.1f} s vs {r['cpu_orders']:.1f} s: "
             f"ratio {r['cpu_shipments'] / r['cpu_orders']:.2f}; one `ffctl ship` {r['cpu_one']:.2f} s"
         )
+        if r["floor"]:
+            f, o = r["floor"], r["floor_orders"]
+            cpu_of = "CPU" if backend == "SQLite" else "server CPU"
+            lines.append(
+                f"  floor (the database alone writing the import's rows): shipments {f['wall']:.1f} s ({cpu_of} "
+                f"{f['cpu']:.1f} s) vs import orders {r['orders']:.1f} s (CPU {r['cpu_orders']:.1f} s): ratio "
+                f"{f['wall'] / r['orders']:.2f}; the orders' own floor {o['wall']:.1f} s ({cpu_of} {o['cpu']:.1f} s)"
+            )
+            for what, x in (("shipments", f), ("orders", o)):
+                lines.append(
+                    f"    {what} (table +inserted/~updated/-deleted): "
+                    + "; ".join(
+                        f"{t} +{n:,}/~{u:,}/-{g:,} {sec:.2f} s"
+                        for t, (n, u, g, sec) in sorted(x["tables"].items(), key=lambda kv: -kv[1][3])
+                    )
+                )
     text = "\n".join(lines)
     print(text)
     if args.record:

@@ -560,9 +560,12 @@ def test_shipments_and_deliveries(quick):
         ("O1", "shipped", "SF", "T1"),
         ("O2", "shipped", "EMS", None),
     ]
-    assert query(ws, "SELECT line_no, sku, qty FROM pick_line WHERE order_id = 'O1' ORDER BY line_no") == [
-        (1, "A1", 2),
-        (2, "A3", 1),
+    assert query(ws, "SELECT line_no, sku, qty, error FROM pick_line WHERE order_id = 'O1'") == [
+        (2, "A3", 1, "wrong_sku")
+    ]
+    assert query(ws, "SELECT line_no, picked_right FROM shipment_line WHERE order_id = 'O1' ORDER BY line_no") == [
+        (1, 1),
+        (2, 0),
     ]
     assert "shipments: 0 new, 0 updated, 2 unchanged" in ok(run(ws, "shipments", src)).stderr
     bad = (

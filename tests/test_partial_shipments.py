@@ -191,12 +191,17 @@ def test_import_shipments_in_parts_with_pick_errors_and_a_rerun_adds_nothing(ws)
     assert show(ws, "SO-2")["status"] == "shipped"
     # what left moved stock: SKU-0001 10 + 1 wrong + 5 = 16, SKU-0002 3 (one reserved unit released)
     assert stock_row(ws, "SKU-0001") == (84, 0) and stock_row(ws, "SKU-0002") == (7, 0)
+    # the pick errors are pick lines; a right pick is its shipment line's flag
     assert query(ws, "SELECT shipment_id, line_no, sku, qty, error FROM pick_line ORDER BY shipment_id, line_no") == [
-        ("P-1", 1, "SKU-0001", 4, None),
         ("P-1", 2, "SKU-0001", 1, "wrong_sku"),
-        ("P-2", 1, "SKU-0001", 6, None),
-        ("P-2", 2, "SKU-0002", 3, None),
         ("SO-2/1", 1, "SKU-0001", 5, "too_many"),
+    ]
+    assert query(ws, "SELECT shipment_id, line_no, picked_right FROM shipment_line ORDER BY shipment_id, line_no") == [
+        ("P-1", 1, 1),
+        ("P-1", 2, 0),
+        ("P-2", 1, 1),
+        ("P-2", 2, 1),
+        ("SO-2/1", 1, 0),
     ]
     r = cli_ok(ws, "import", "shipments", path, now=at("12:30", "2026-11-24"))
     assert "shipments: 0 new, 0 updated, 3 unchanged" in r.stderr
@@ -274,6 +279,67 @@ def test_an_import_and_a_ship_of_one_order_at_once_never_ship_more_than_the_line
     else:
         assert "has 3 allocated and unshipped, not 7; nothing was shipped" in results[1][1], results
         assert shipped == 7
+
+
+def test_schema_0013_round_trip_keeps_pick_accuracy(ws):
+    """Down to 0012 every pick an import reported is a pick line again, right or not; back up to
+    0013 the right ones are flags on their shipment lines; pick accuracy (by order and by the
+    lines' product, rebuilt from scratch) and the misses' wrong items read the same."""
+    from alembic import command
+
+    path = ws.write(
+        "ship.csv",
+        "order_id,shipment_id,shipped_at,carrier,tracking,line_no,sku,qty\n"
+        "SO-1,P-1,2026-11-23 10:00,SF,T1,1,SKU-0001,4\n"
+        "SO-1,P-1,2026-11-23 10:00,SF,T1,2,SKU-0001,1\n"  # a wrong SKU for line 2
+        "SO-2,,2026-11-23 11:00,EMS,E1,1,SKU-0001,5\n"  # two more units than the line had
+        "SO-1,P-2,2026-11-24 09:00,SF,T2,1,SKU-0001,2\n",
+    )
+    cli_ok(ws, "import", "shipments", path, now=at("12:00", "2026-11-24"))
+    cli_ok(ws, "ship", "SO-1", "--line", "1:1", now=at("12:10", "2026-11-24"), user="frank")  # no picks reported
+    now = at("12:30", "2026-11-24")
+
+    def seen():
+        kpis = {k["kpi"]: k for k in cli_json(ws, "report", "kpi", now=now)}
+        by_product = [
+            (k["group"], k["count"], k["actual"])
+            for k in cli_json(ws, "report", "kpi", "--by", "product", now=now)
+            if k["kpi"] == "pick_accuracy"
+        ]
+        misses = cli_json(ws, "report", "misses", "--by", "cause", now=now)
+        return (kpis["pick_accuracy"]["count"], kpis["pick_accuracy"]["actual"]), by_product, misses
+
+    before = seen()
+    assert before[0] == (4, 0.5) and before[1] == [("SKU-0001", 3, 0.666667), ("SKU-0002", 1, 0.0)]
+    picks = "SELECT order_id, shipment_id, line_no, sku, qty, error FROM pick_line ORDER BY shipment_id, line_no"
+    store = ws.store()
+    try:
+        command.downgrade(store._alembic_config(), "0012")
+        assert query(ws, picks) == [
+            ("SO-1", "P-1", 1, "SKU-0001", 4, None),
+            ("SO-1", "P-1", 2, "SKU-0001", 1, "wrong_sku"),
+            ("SO-1", "P-2", 1, "SKU-0001", 2, None),
+            ("SO-2", "SO-2/1", 1, "SKU-0001", 5, "too_many"),
+        ]
+        assert "picked_right" not in {c["name"] for c in sa.inspect(store.engine).get_columns("shipment_line")}
+        store.upgrade()
+        assert store.current_revision() == store.head_revision()
+        with store.session(write=True) as s:  # the next report rebuilds every fact from the store
+            s.execute(sa.text("UPDATE fact_state SET fingerprint = 'changed'"))
+    finally:
+        store.dispose()
+    assert query(ws, picks) == [
+        ("SO-1", "P-1", 2, "SKU-0001", 1, "wrong_sku"),
+        ("SO-2", "SO-2/1", 1, "SKU-0001", 5, "too_many"),
+    ]
+    assert query(ws, "SELECT shipment_id, line_no, picked_right FROM shipment_line ORDER BY shipment_id, line_no") == [
+        ("P-1", 1, 1),
+        ("P-1", 2, 0),
+        ("P-2", 1, 1),
+        ("SO-1/3", 1, 0),
+        ("SO-2/1", 1, 0),
+    ]
+    assert seen() == before
 
 
 def test_schema_0006_round_trip_keeps_shipped_orders(ws):

@@ -75,7 +75,11 @@ def test_ship_consumes_reservations_and_completes_dispatch(store, example_config
             ("A", "WH2", -2, "O1/1"),
             ("B", "WH1", -1, "O1/1"),
         ]
-        assert s.execute(sa.text("SELECT count(*) FROM pick_line WHERE order_id = 'O1'")).scalar() == 2
+        # two right picks: flags on the shipment lines, no pick error rows
+        assert s.execute(sa.text("SELECT count(*) FROM pick_line WHERE order_id = 'O1'")).scalar() == 0
+        assert s.execute(
+            sa.text("SELECT line_no, picked_right FROM shipment_line WHERE order_id = 'O1' ORDER BY line_no")
+        ).all() == [(1, 1), (2, 1)]
         assert s.execute(
             sa.text("SELECT status, node FROM task WHERE order_id = 'O1' AND node = 'dispatch'")
         ).one() == ("done", "dispatch")

@@ -19,8 +19,9 @@ Definitions (the history these read is written by the workflow, imports and ``sh
   node, since no later node can be entered before the first one is passed. Median is ``actual``.
 - allocation_minutes: that first completion -> first completion of a node whose config says
   ``auto = "allocate"``. Median.
-- pick_accuracy: pick_line rows (one per shipment and line an import reported) recorded without
-  a pick error (a different SKU than the line's, more units than it had left) / pick_line rows.
+- pick_accuracy: the lines an import reported in a shipment picked right / all it reported
+  (``_picks_sql``: a pick error, a different SKU than the line's or more units than it had left, is
+  a pick_line row; a right pick its shipment line's ``picked_right``; pick lines of no shipment count too).
 - on_time_shipping: orders shipped in full (every unit shipped or cancelled) whose last shipment's
   date in ``[defaults] timezone`` is on or before promised_ship_date, i.e. every unit left by
   then / orders shipped in full (an order without a promised date cannot be on time).
@@ -462,15 +463,25 @@ def _line_units_sql(line: str, scope: str = "") -> str:
     )
 
 
+def _picks_sql(scope: str = "") -> str:
+    """Every pick an import reported, (order_id, line_no, sku, ok): the pick lines (errors, and the
+    right picks of no shipment) and the shipment lines reported picked right (0013); ``scope`` in
+    each part (SQLite does not push it into a UNION ALL)."""
+    return (
+        "(SELECT p.order_id, p.line_no, p.sku, CASE WHEN p.error IS NULL THEN 1 ELSE 0 END AS ok FROM pick_line p"
+        f"{scope.format(alias='p')} UNION ALL SELECT s.order_id, s.line_no, s.sku, 1 FROM (SELECT order_id, line_no, "
+        f"sku FROM shipment_line WHERE picked_right = 1) s{scope.format(alias='s')})"
+    )
+
+
 def _line_picks_sql(line: str, scope: str = "") -> str:
-    """Per order and group of its pick lines: (order_id, g, picked, picked_right), a pick line
-    grouped by its order line's SKU (or its own, when it names no line of the order)."""
+    """Per order and group of its picks: (order_id, g, picked, picked_right), a pick grouped by its
+    order line's SKU (or its own, when it names no line of the order)."""
     g, join = _line_group(line, "COALESCE(ol.sku, pl.sku)")
     return (
-        f"SELECT pl.order_id AS order_id, {g} AS g, COUNT(*) AS picked, "
-        "SUM(CASE WHEN pl.error IS NULL THEN 1 ELSE 0 END) AS picked_right FROM pick_line pl "
-        f"LEFT JOIN order_line ol ON ol.order_id = pl.order_id AND ol.line_no = pl.line_no{join}"
-        f"{scope.format(alias='pl')} GROUP BY pl.order_id, {g}"
+        f"SELECT pl.order_id AS order_id, {g} AS g, COUNT(*) AS picked, SUM(pl.ok) AS picked_right "
+        f"FROM {_picks_sql(scope)} pl "
+        f"LEFT JOIN order_line ol ON ol.order_id = pl.order_id AND ol.line_no = pl.line_no{join} GROUP BY pl.order_id, {g}"
     )
 
 
@@ -974,8 +985,8 @@ def _facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> str:
         f"THEN 1 ELSE 0 END) AS within FROM task t{scope('t')} GROUP BY t.order_id"
     )
     per_order_picks = (
-        "SELECT pl.order_id, COUNT(*) AS picked, SUM(CASE WHEN pl.error IS NULL THEN 1 ELSE 0 END) AS picked_right "
-        f"FROM pick_line pl{scope('pl')} GROUP BY pl.order_id"
+        "SELECT pl.order_id, COUNT(*) AS picked, SUM(pl.ok) AS picked_right "
+        f"FROM {_picks_sql(scope('{alias}'))} pl GROUP BY pl.order_id"
     )
     per_order_units = (
         "SELECT l.order_id, SUM(l.qty - l.cancelled) AS units, SUM(l.cancelled) AS cancelled, SUM(l.shipped) AS shipped "

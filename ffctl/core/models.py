@@ -241,7 +241,9 @@ class Shipment(_Table, table=True):
 
 
 class ShipmentLine(_Table, table=True):
-    """What one shipment took of one order line (``sku`` is what left: a wrong pick shows here)."""
+    """What one shipment took of one order line (``sku`` is what left: a wrong pick shows here).
+    ``picked_right`` 1: an import reported the line picked right (pick accuracy counts it; a pick
+    error is a ``pick_line`` row instead)."""
 
     __tablename__ = "shipment_line"
     __table_args__ = (
@@ -255,10 +257,12 @@ class ShipmentLine(_Table, table=True):
     line_no: int
     sku: str
     qty: int
+    picked_right: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class PickLine(_Table, table=True):
-    """What was reported picked for a line in one shipment (shipments imports), for pick accuracy."""
+    """A pick error reported for a line in one shipment (shipments imports), for pick accuracy; a
+    right pick is its shipment line's ``picked_right`` (0013; before, a row here without error)."""
 
     __tablename__ = "pick_line"
     __table_args__ = (

@@ -11,7 +11,8 @@ Per order line, with ``allocated`` = units served from stock (reserved now + shi
   line has reserved (or, reserving nothing, left to ship). Stock moves in ``stock.ShippedStock``,
   in the same transaction.
 - An import's rows are what left: a different SKU or more units than the line had left to
-  ship is a pick error (kept in ``pick_line``); stock moves for what left all the same.
+  ship is a pick error (kept in ``pick_line``), a right pick its shipment line's ``picked_right``;
+  stock moves for what left all the same.
 - The order's ``auto = "ship"`` node completes, and the order becomes ``shipped`` (its
   ``shipped_at`` the last shipment's time), once every unit is shipped or cancelled; until then
   it is open, shown as ``partially_shipped`` once something left (``display_status``).
@@ -489,8 +490,9 @@ class Shipper:
             return {"shipment_id": sid, "order_id": order_id, "complete": left == 0}
         when = self.text(at)
         self.shipment_rows.append((sid, order_id, when, carrier, tracking))
-        self.line_rows.extend((sid, order_id, no, sku, qty) for no, (sku, qty) in rows.items())
-        self.pick_rows.extend((order_id, sid, ln, s, q, e) for ln, s, q, e in errors)
+        right = {ln for ln, _s, _q, e in errors if e is None}  # pick accuracy's right picks: flags, no rows
+        self.line_rows.extend((sid, order_id, no, sku, qty, int(no in right)) for no, (sku, qty) in rows.items())
+        self.pick_rows.extend((order_id, sid, ln, s, q, e) for ln, s, q, e in errors if e is not None)
         units = sum(ln["qty"] for ln in out_lines)
         node = order["node"]
         if left == 0:
@@ -535,7 +537,12 @@ class Shipper:
         insert_rows(
             session, "shipment", ("shipment_id", "order_id", "shipped_at", "carrier", "tracking"), self.shipment_rows
         )
-        insert_rows(session, "shipment_line", ("shipment_id", "order_id", "line_no", "sku", "qty"), self.line_rows)
+        insert_rows(
+            session,
+            "shipment_line",
+            ("shipment_id", "order_id", "line_no", "sku", "qty", "picked_right"),
+            self.line_rows,
+        )
         insert_rows(session, "pick_line", ("order_id", "shipment_id", "line_no", "sku", "qty", "error"), self.pick_rows)
         audit.record_many(session, self.events)
         orders = self.orders
