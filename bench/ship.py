@@ -161,8 +161,10 @@ def _changes(db, tables, cols, key, quote, ne: str, before: str = "") -> dict[st
         o = f"{before}{t}"
         db.execute(f"CREATE TEMP TABLE d_{t} AS SELECT {all_cols} FROM s_{t} EXCEPT SELECT {all_cols} FROM {o}")
         db.execute(f"CREATE TEMP TABLE g_{t} AS SELECT {k} FROM {o} EXCEPT SELECT {k} FROM s_{t}")
-        db.execute(f"CREATE TEMP TABLE n_{t} AS SELECT * FROM d_{t} WHERE {k} NOT IN (SELECT {k} FROM {o})")
-        db.execute(f"CREATE TEMP TABLE u_{t} AS SELECT * FROM d_{t} WHERE {k} IN (SELECT {k} FROM {o})")
+        # NOT EXISTS, not NOT IN: PostgreSQL runs a NOT IN over a large subquery row by row
+        there = f"EXISTS (SELECT 1 FROM {o} o WHERE o.{k} = d.{k})"
+        db.execute(f"CREATE TEMP TABLE n_{t} AS SELECT * FROM d_{t} d WHERE NOT {there}")
+        db.execute(f"CREATE TEMP TABLE u_{t} AS SELECT * FROM d_{t} d WHERE {there}")
         changed = []
         for x in c:
             if x == k:
