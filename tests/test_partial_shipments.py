@@ -281,9 +281,9 @@ def test_an_import_and_a_ship_of_one_order_at_once_never_ship_more_than_the_line
         assert shipped == 7
 
 
-def test_schema_0013_round_trip_keeps_pick_accuracy(ws):
-    """Down to 0012 every pick an import reported is a pick line again, right or not; back up to
-    0013 the right ones are flags on their shipment lines; pick accuracy (by order and by the
+def test_schema_0014_round_trip_keeps_pick_accuracy(ws):
+    """Down to 0013 every pick an import reported is a pick line again, right or not; back up to
+    0014 the right ones are flags on their shipment lines; pick accuracy (by order and by the
     lines' product, rebuilt from scratch) and the misses' wrong items read the same."""
     from alembic import command
 
@@ -314,7 +314,7 @@ def test_schema_0013_round_trip_keeps_pick_accuracy(ws):
     picks = "SELECT order_id, shipment_id, line_no, sku, qty, error FROM pick_line ORDER BY shipment_id, line_no"
     store = ws.store()
     try:
-        command.downgrade(store._alembic_config(), "0012")
+        command.downgrade(store._alembic_config(), "0015")
         assert query(ws, picks) == [
             ("SO-1", "P-1", 1, "SKU-0001", 4, None),
             ("SO-1", "P-1", 2, "SKU-0001", 1, "wrong_sku"),

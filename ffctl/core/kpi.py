@@ -465,7 +465,7 @@ def _line_units_sql(line: str, scope: str = "") -> str:
 
 def _picks_sql(scope: str = "") -> str:
     """Every pick an import reported, (order_id, line_no, sku, ok): the pick lines (errors, and the
-    right picks of no shipment) and the shipment lines reported picked right (0013); ``scope`` in
+    right picks of no shipment) and the shipment lines reported picked right (0014); ``scope`` in
     each part (SQLite does not push it into a UNION ALL)."""
     return (
         "(SELECT p.order_id, p.line_no, p.sku, CASE WHEN p.error IS NULL THEN 1 ELSE 0 END AS ok FROM pick_line p"

@@ -262,7 +262,7 @@ class ShipmentLine(_Table, table=True):
 
 class PickLine(_Table, table=True):
     """A pick error reported for a line in one shipment (shipments imports), for pick accuracy; a
-    right pick is its shipment line's ``picked_right`` (0013; before, a row here without error)."""
+    right pick is its shipment line's ``picked_right`` (0014; before, a row here without error)."""
 
     __tablename__ = "pick_line"
     __table_args__ = (

@@ -8,14 +8,14 @@ Upgrade: every right pick line of a shipment sets its shipment line's flag and i
 Downgrade: a pick line for every flagged shipment line (same order, line, SKU, units), the
 column dropped.
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0016
+Revises: 0015
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
-down_revision = "0012"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
