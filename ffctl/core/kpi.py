@@ -193,6 +193,7 @@ class _Sql:
         self.tz = tz
         self._offsets: list[tuple[datetime | None, int]] | None = None
         self._span: tuple[datetime, datetime] | None = None
+        self.calendar_tables: dict[tuple, tuple[str, int]] = {}  # _BusinessTime's, per calendars and name
         self._session = session
         self._now = now
 
@@ -350,28 +351,34 @@ class _BusinessTime:
 
     def _days(self) -> tuple[str, int]:
         if self._table is None:
-            lo, hi = self.sql.span()
-            first, last = int(lo.timestamp() // 86400), int(hi.timestamp() // 86400)
-            rows: list[tuple] = []
-            for cal, key in self.key.items():
-                rows.extend((key, d, cum, ranges) for d, cum, ranges in cal.utc_days(first, last))
-            width = max([len(r[3]) for r in rows] + [1])
-            # keyed by one integer, cal * 10^6 + day: SQLite then indexes the materialized list for
-            # the join (with two equalities it indexed the calendar alone and scanned its days)
-            # PostgreSQL types the list's columns by its first row: double precision there, not numeric
-            real = (lambda x: f"CAST({x!r} AS DOUBLE PRECISION)") if not self.sql.sqlite else repr
-            values = ", ".join(
-                f"({key * _DAY_KEY + d}, {(real if i == 0 else repr)(cum)}, "
-                + ", ".join(
-                    f"{(real if i == 0 else repr)(a)}, {(real if i == 0 else repr)(b)}"
-                    for a, b in ranges + ((0.0, 0.0),) * (width - len(ranges))
-                )
-                + ")"
-                for i, (key, d, cum, ranges) in enumerate(rows)
-            )
-            columns = ", ".join(f"s{i}, e{i}" for i in range(width))
-            self._table = (f"{self.name}(k, cum, {columns}) AS (VALUES {values})", width)
+            # one refresh counts business time in five facts: the table's text is built once for them
+            shared = (self.name, tuple(self.key.items()))
+            self._table = self.sql.calendar_tables.get(shared) or self._build_days()
+            self.sql.calendar_tables[shared] = self._table
         return self._table
+
+    def _build_days(self) -> tuple[str, int]:
+        lo, hi = self.sql.span()
+        first, last = int(lo.timestamp() // 86400), int(hi.timestamp() // 86400)
+        rows: list[tuple] = []
+        for cal, key in self.key.items():
+            rows.extend((key, d, cum, ranges) for d, cum, ranges in cal.utc_days(first, last))
+        width = max([len(r[3]) for r in rows] + [1])
+        # keyed by one integer, cal * 10^6 + day: SQLite then indexes the materialized list for
+        # the join (with two equalities it indexed the calendar alone and scanned its days)
+        # PostgreSQL types the list's columns by its first row: double precision there, not numeric
+        real = (lambda x: f"CAST({x!r} AS DOUBLE PRECISION)") if not self.sql.sqlite else repr
+        values = ", ".join(
+            f"({key * _DAY_KEY + d}, {(real if i == 0 else repr)(cum)}, "
+            + ", ".join(
+                f"{(real if i == 0 else repr)(a)}, {(real if i == 0 else repr)(b)}"
+                for a, b in ranges + ((0.0, 0.0),) * (width - len(ranges))
+            )
+            + ")"
+            for i, (key, d, cum, ranges) in enumerate(rows)
+        )
+        columns = ", ".join(f"s{i}, e{i}" for i in range(width))
+        return (f"{self.name}(k, cum, {columns}) AS (VALUES {values})", width)
 
     def _total(self, alias: str, col: str, width: int, *, epoch: bool = True) -> str:
         """The running business total of time ``col`` from its day's row ``alias`` (``epoch``:
