@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ffctl.core.kpi import Period, _BusinessTime, _node_order, _Report, _Sql, write_changes
+from ffctl.core.kpi import Period, _BusinessTime, _node_order, _Report, _Sql, empty_for_rebuild, write_changes
 
 if TYPE_CHECKING:
     from ffctl.core.config import Config
@@ -127,20 +127,7 @@ def refresh(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> None:
 
     indexes = [ix for table in (FlowEdge, FlowPath) for ix in table.__table__.indexes if ix.name in _INDEXES]
     if dirty is None:
-        if sql.sqlite:
-            s.execute(sa.text("DELETE FROM flow_edge"))
-            s.execute(sa.text("DELETE FROM flow_path"))
-        else:
-            s.execute(sa.text("TRUNCATE flow_edge, flow_path"))
-            if not s.execute(
-                sa.text(
-                    "SELECT pg_has_role(current_user, c.relowner, 'USAGE') FROM pg_class c "
-                    "WHERE c.oid = 'flow_edge'::regclass"
-                )
-            ).scalar_one():
-                indexes = []
-        for ix in indexes:
-            ix.drop(s.connection())
+        indexes = empty_for_rebuild(s, sql, ["flow_edge", "flow_path"], indexes)
         scope = "1 = 1"
     else:
         scope = f"t.order_id IN (SELECT order_id FROM {dirty})"

@@ -797,34 +797,18 @@ def _rebuild(s: Session, sql: _Sql, cfg: Config) -> int:
             .all()
         ):
             s.execute(sa.text(f"DROP INDEX {name}"))
-        s.execute(sa.text("DELETE FROM order_fact"))
-        s.execute(sa.text("DELETE FROM node_fact"))
-        s.execute(sa.text("DELETE FROM visit_fact"))
-        s.execute(sa.text("DELETE FROM group_fact"))
-        s.execute(sa.text("DELETE FROM visit_day"))
-    else:
-        s.execute(sa.text("TRUNCATE order_fact, node_fact, visit_fact, group_fact, visit_day"))
     from ffctl.core.models import GroupFact, VisitFact
 
-    # a sorted build of each index beats millions of inserts into it (both backends); only the
-    # table's owner may drop its indexes, so a least-privilege role rebuilds through them
-    visit_indexes = [
-        ix
-        for ix in (*VisitFact.__table__.indexes, *GroupFact.__table__.indexes)
-        if ix.name not in ("ix_visit_fact_order", "ix_group_fact_order")
-    ]
-    if (
-        not sql.sqlite
-        and not s.execute(
-            sa.text(
-                "SELECT pg_has_role(current_user, c.relowner, 'USAGE') FROM pg_class c "
-                "WHERE c.oid = 'visit_fact'::regclass"
-            )
-        ).scalar_one()
-    ):
-        visit_indexes = []
-    for ix in visit_indexes:
-        ix.drop(s.connection())
+    visit_indexes = empty_for_rebuild(
+        s,
+        sql,
+        ["order_fact", "node_fact", "visit_fact", "group_fact", "visit_day"],
+        [
+            ix
+            for ix in (*VisitFact.__table__.indexes, *GroupFact.__table__.indexes)
+            if ix.name not in ("ix_visit_fact_order", "ix_group_fact_order")
+        ],
+    )
     s.execute(sa.text(_facts_sql(sql, cfg, scoped=False)), {"tz": cfg.timezone})
     for statement in (
         *_node_facts_sql(sql, cfg, scoped=False),
@@ -896,6 +880,29 @@ def _update(s: Session, sql: _Sql, cfg: Config, seen: int, top: int, changed: di
     n = s.execute(sa.text(f"SELECT COUNT(*) FROM {_DIRTY}")).scalar_one()
     s.execute(sa.text(f"DROP TABLE {_DIRTY}" if not sql.sqlite else f"DELETE FROM temp.{_DIRTY}"))
     return n
+
+
+def empty_for_rebuild(s: Session, sql: _Sql, tables: Sequence[str], indexes: Sequence[sa.Index]) -> list[sa.Index]:
+    """Empty fact ``tables`` for a rebuild and drop ``indexes``: a sorted build of each index after
+    the inserts beats millions of inserts into it (both backends). Only the tables' owner may drop
+    their indexes, so a least-privilege role rebuilds through them. Returns the indexes dropped,
+    for the caller to build again after its inserts."""
+    if sql.sqlite:
+        for table in tables:
+            s.execute(sa.text(f"DELETE FROM {table}"))
+    else:
+        s.execute(sa.text(f"TRUNCATE {', '.join(tables)}"))
+        owner = s.execute(
+            sa.text(
+                "SELECT pg_has_role(current_user, c.relowner, 'USAGE') FROM pg_class c "
+                f"WHERE c.oid = '{tables[0]}'::regclass"
+            )
+        ).scalar_one()
+        if not owner:
+            indexes = []
+    for ix in indexes:
+        ix.drop(s.connection())
+    return list(indexes)
 
 
 _INSERT_INTO = re.compile(r"INSERT INTO (\w+) \(([^)]*)\) ")

@@ -40,7 +40,19 @@ from sqlalchemy.orm import Session
 from ffctl.core.clock import local_date, start_of_day
 
 # the reports' SQL plumbing (dialect fragments, percentiles, the business-time calendar table): shared, not copied
-from ffctl.core.kpi import _STOPPED, DECIDED, Period, _BusinessTime, _equals, _in, _Report, _Sql, _stamp, write_changes
+from ffctl.core.kpi import (
+    _STOPPED,
+    DECIDED,
+    Period,
+    _BusinessTime,
+    _equals,
+    _in,
+    _Report,
+    _Sql,
+    _stamp,
+    empty_for_rebuild,
+    write_changes,
+)
 from ffctl.core.models import UTCDateTime
 from ffctl.core.workflow import breached_sql, stopped_sql
 from ffctl.i18n import _
@@ -414,20 +426,7 @@ def refresh(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> None:
 
     indexes = [ix for ix in WorkFact.__table__.indexes if ix.name in _INDEXES]
     if dirty is None:
-        if sql.sqlite:
-            s.execute(sa.text("DELETE FROM work_fact"))
-        else:
-            s.execute(sa.text("TRUNCATE work_fact"))
-            if not s.execute(
-                sa.text(
-                    "SELECT pg_has_role(current_user, c.relowner, 'USAGE') FROM pg_class c "
-                    "WHERE c.oid = 'work_fact'::regclass"
-                )
-            ).scalar_one():
-                indexes = []  # only the owner may drop them: insert through them
-        for ix in indexes:
-            ix.drop(s.connection())
-        s.execute(sa.text("DELETE FROM work_day"))
+        indexes = empty_for_rebuild(s, sql, ["work_fact", "work_day"], indexes)
         owned, scope = "1 = 1", ""
     else:
         owned = f"t.order_id IN (SELECT order_id FROM {dirty})"
