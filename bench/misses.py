@@ -86,7 +86,7 @@ def bench(backend: str, n: int, runs: int) -> dict:
 
     from ffctl.core import misses
     from ffctl.core.config import load_config
-    from ffctl.core.kpi import Period, _Sql, kpi_report, refresh_facts
+    from ffctl.core.kpi import STORE, Period, _Sql, kpi_report, refresh_facts
 
     cfg = load_config(CONFIG)
     tmp = Path(tempfile.mkdtemp(prefix="ffctl-bench-misses-"))
@@ -109,7 +109,7 @@ def bench(backend: str, n: int, runs: int) -> dict:
         start = time.perf_counter()
         with store.session(write=True) as s:  # the miss_fact part of that rebuild, alone
             s.execute(sa.text("DELETE FROM miss_fact"))
-            s.execute(sa.text(misses.refresh_sql(_Sql(s, cfg.timezone, NOW), cfg, dirty=None)), {"tz": cfg.timezone})
+            s.execute(sa.text(misses.refresh_sql(_Sql(s, cfg.timezone, NOW), cfg, STORE)), {"tz": cfg.timezone})
         miss_part = time.perf_counter() - start
 
         def report_misses():

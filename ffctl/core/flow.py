@@ -34,7 +34,17 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from ffctl.core.kpi import Period, _BusinessTime, _node_order, _Report, _Sql, empty_for_rebuild, write_changes
+from ffctl.core.kpi import (
+    STORE,
+    History,
+    Period,
+    _BusinessTime,
+    _node_order,
+    _Report,
+    _Sql,
+    empty_for_rebuild,
+    write_changes,
+)
 
 if TYPE_CHECKING:
     from ffctl.core.config import Config
@@ -51,15 +61,15 @@ _VISITS = "flow_visits"  # SQLite: the refreshed orders' visits, for the time of
 # windows read ix_task_order (order_id, then the row id) in order instead of sorting every visit.
 
 
-def _visits_sql(scope: str, period: str) -> str:
+def _visits_sql(scope: str, period: str, h: History = STORE) -> str:
     """Every visit of the orders in ``scope`` (a condition on task ``t``) created in ``period`` (a
     condition on orders ``o``) followed by another: (g: the task id, order_id, created_at, node,
-    next_node, a: its entry, b: the next visit's)."""
+    next_node, a: its entry, b: the next visit's), from history ``h`` (``kpi.History``)."""
     return (
         "SELECT * FROM (SELECT t.id AS g, t.order_id AS order_id, o.created_at AS created_at, t.node AS node, "
         "LEAD(t.node) OVER w AS next_node, t.entered_at AS a, LEAD(t.entered_at) OVER w AS b "
-        f"FROM task t JOIN orders o ON o.order_id = t.order_id WHERE t.status <> 'skipped' AND {scope} AND {period} "
-        "WINDOW w AS (PARTITION BY t.order_id ORDER BY t.id)) v WHERE v.next_node IS NOT NULL"
+        f"FROM {h('task')} t JOIN {h('orders')} o ON o.order_id = t.order_id WHERE t.status <> 'skipped' AND {scope} "
+        f"AND {period} WINDOW w AS (PARTITION BY t.order_id ORDER BY t.id)) v WHERE v.next_node IS NOT NULL"
     )
 
 
@@ -74,14 +84,15 @@ def _steps_sql(sql: _Sql, cfg: Config, visits: str) -> str:
     )
 
 
-def _paths_sql(sql: _Sql, scope: str, period: str) -> str:
+def _paths_sql(sql: _Sql, scope: str, period: str, h: History = STORE) -> str:
     """One row per order in ``scope`` created in ``period`` with a visit: (order_id, created_at,
     path, rejects): its nodes in visit order, and the nodes of its visits closed by a reject,
-    each joined by ``SEP`` ('' for none)."""
+    each joined by ``SEP`` ('' for none); from history ``h``."""
     rejected = ", ".join(f"'{o}'" for o in REJECTED)
     rejects = f"CASE WHEN t.outcome IN ({rejected}) THEN t.node END"
     source = (
-        f"FROM task t JOIN orders o ON o.order_id = t.order_id WHERE t.status <> 'skipped' AND {scope} AND {period}"
+        f"FROM {h('task')} t JOIN {h('orders')} o ON o.order_id = t.order_id WHERE t.status <> 'skipped' AND {scope} "
+        f"AND {period}"
     )
     if not sql.sqlite:
         return (
@@ -118,19 +129,17 @@ def fingerprint(cfg: Config) -> str:
     return hashlib.sha1(json.dumps(calendars, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def refresh(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> None:
+def refresh(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None, h: History = STORE) -> None:
     """Rewrite flow_edge and flow_path: every order's (``dirty`` None: called by the facts'
-    rebuild), or the orders in the table ``dirty`` (the incremental refresh), in the refresh's
-    transaction. A rebuild drops the report indexes and builds them after the inserts (a sorted
+    rebuild), or the orders in the table ``dirty`` (the incremental refresh, reading history
+    ``h``: their copies), in the refresh's transaction. A rebuild drops the report indexes and builds them after the inserts (a sorted
     build beats millions of inserts into each), where the role owns the tables."""
     from ffctl.core.models import FlowEdge, FlowPath
 
     indexes = [ix for table in (FlowEdge, FlowPath) for ix in table.__table__.indexes if ix.name in _INDEXES]
     if dirty is None:
         indexes = empty_for_rebuild(s, sql, ["flow_edge", "flow_path"], indexes)
-        scope = "1 = 1"
     else:
-        scope = f"t.order_id IN (SELECT order_id FROM {dirty})"
         indexes = []
 
     def write(table: str, statement: str) -> None:
@@ -139,7 +148,7 @@ def refresh(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> None:
         else:  # only the rows that differ (dirty is kpi's fact_dirty)
             write_changes(s, sql, table, [statement])
 
-    visits = _visits_sql(scope, "1 = 1")
+    visits = _visits_sql("1 = 1", "1 = 1", h)
     staged = sql.sqlite and dirty is not None
     if staged:
         # written down first: SQLite then plans the calendar joins for a table of unknown (so
@@ -153,7 +162,10 @@ def refresh(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> None:
     )
     if staged:
         s.execute(sa.text(f"DROP TABLE temp.{_VISITS}"))
-    write("flow_path", "INSERT INTO flow_path (order_id, created_at, path, rejects) " + _paths_sql(sql, scope, "1 = 1"))
+    write(
+        "flow_path",
+        "INSERT INTO flow_path (order_id, created_at, path, rejects) " + _paths_sql(sql, "1 = 1", "1 = 1", h),
+    )
     for ix in indexes:
         ix.create(s.connection())
     if dirty is None and not sql.sqlite:

@@ -413,6 +413,62 @@ class _BusinessTime:
         )
 
 
+# --- an order's history ---------------------------------------------------------------------
+
+#: The tables an order's facts are computed from, each with the order's id in ``order_id``.
+HISTORY = ("orders", "task", "event", "order_line", "pick_line", "shipment", "shipment_line", "return_line", "delivery")
+_COPY = "fact_h_"  # an incremental refresh's copy of a history table: fact_h_task, ...
+
+
+@dataclass(frozen=True)
+class History:
+    """Where the facts' statements read orders' history: the store's tables (a rebuild, the
+    reports' generic paths), or (``copied``) the changed orders' rows of each table copied once
+    into a temporary table (``copy_history``) that every fact's statement of an incremental
+    refresh reads instead of looking each changed order up in each table again. One definition
+    per fact either way: only the relation names differ. ``order_fact`` maps too: the changed
+    orders' rows as just written (visit_fact and group_fact copy from them)."""
+
+    copied: bool = False
+    sqlite: bool = True
+
+    def __call__(self, table: str) -> str:
+        if not self.copied:
+            return table
+        return f"temp.{_COPY}{table}" if self.sqlite else f"{_COPY}{table}"
+
+
+STORE = History()
+
+
+def copy_history(s: Session, sql: _Sql, dirty: str) -> History:
+    """Copy the rows of the orders in ``dirty`` of every ``HISTORY`` table into temporary tables
+    (read by order, once each) and return the ``History`` reading them."""
+    h = History(copied=True, sqlite=sql.sqlite)
+    drop_history(s, h)
+    for table in HISTORY:
+        _copy(s, sql, table, dirty)
+    return h
+
+
+def _copy(s: Session, sql: _Sql, table: str, dirty: str) -> None:
+    s.execute(sa.text(f"CREATE TEMP TABLE {_COPY}{table}{_ON_COMMIT[sql.sqlite]} AS {_copy_sql(sql, table, dirty)}"))
+    if not sql.sqlite:  # the planner's guess for a fresh temp table is blind: count it
+        s.execute(sa.text(f"ANALYZE {_COPY}{table}"))
+
+
+_ON_COMMIT = {True: "", False: " ON COMMIT DROP"}
+
+
+def _copy_sql(sql: _Sql, table: str, dirty: str) -> str:
+    return f"SELECT * FROM {'main.' if sql.sqlite else ''}{table} WHERE order_id IN (SELECT order_id FROM {dirty})"
+
+
+def drop_history(s: Session, h: History) -> None:
+    for table in (*HISTORY, "order_fact"):
+        s.execute(sa.text(f"DROP TABLE IF EXISTS {h(table)}"))
+
+
 # --- cuts ------------------------------------------------------------------------------------
 
 
@@ -451,44 +507,43 @@ def _line_group(line: str, sku: str) -> tuple[str, str]:
     return "lp.category", f" LEFT JOIN product lp ON lp.sku = {sku}"
 
 
-def _line_members_sql(line: str, scope: str = "") -> str:
+def _line_members_sql(line: str, h: History = STORE) -> str:
     """Per order, the groups of its lines in a line cut: (order_id, g), the cut's mapping."""
     g, join = _line_group(line, "l.sku")
-    return f"SELECT l.order_id AS order_id, {g} AS g FROM order_line l{join}{scope.format(alias='l')} GROUP BY l.order_id, {g}"
+    return f"SELECT l.order_id AS order_id, {g} AS g FROM {h('order_line')} l{join} GROUP BY l.order_id, {g}"
 
 
-def _line_units_sql(line: str, scope: str = "") -> str:
+def _line_units_sql(line: str, h: History = STORE) -> str:
     """Per order and group of its lines: (order_id, g, shipped, returned): units shipped, and
     returned, of the lines that shipped anything (the return rate's units, SPEC 9.5)."""
     g, join = _line_group(line, "l.sku")
     return (
         f"SELECT l.order_id AS order_id, {g} AS g, SUM(CASE WHEN l.shipped > 0 THEN l.shipped ELSE 0 END) AS shipped, "
         "SUM(CASE WHEN l.shipped > 0 THEN COALESCE(rl.units, 0) ELSE 0 END) AS returned "
-        f"FROM order_line l{join} LEFT JOIN (SELECT order_id, line_no, SUM(qty) AS units FROM return_line GROUP BY "
-        "order_id, line_no) rl ON rl.order_id = l.order_id AND rl.line_no = l.line_no"
-        f"{scope.format(alias='l')} GROUP BY l.order_id, {g}"
+        f"FROM {h('order_line')} l{join} LEFT JOIN (SELECT order_id, line_no, SUM(qty) AS units FROM "
+        f"{h('return_line')} GROUP BY order_id, line_no) rl ON rl.order_id = l.order_id AND rl.line_no = l.line_no "
+        f"GROUP BY l.order_id, {g}"
     )
 
 
-def _picks_sql(scope: str = "") -> str:
+def _picks_sql(h: History = STORE) -> str:
     """Every pick an import reported, (order_id, line_no, sku, ok): the pick lines (errors, and the
-    right picks of no shipment) and the shipment lines reported picked right (0014); ``scope`` in
-    each part (SQLite does not push it into a UNION ALL)."""
+    right picks of no shipment) and the shipment lines reported picked right (0014)."""
     return (
-        "(SELECT p.order_id, p.line_no, p.sku, CASE WHEN p.error IS NULL THEN 1 ELSE 0 END AS ok FROM pick_line p"
-        f"{scope.format(alias='p')} UNION ALL SELECT s.order_id, s.line_no, s.sku, 1 FROM (SELECT order_id, line_no, "
-        f"sku FROM shipment_line WHERE picked_right = 1) s{scope.format(alias='s')})"
+        "(SELECT p.order_id, p.line_no, p.sku, CASE WHEN p.error IS NULL THEN 1 ELSE 0 END AS ok FROM "
+        f"{h('pick_line')} p UNION ALL SELECT s.order_id, s.line_no, s.sku, 1 FROM (SELECT order_id, line_no, "
+        f"sku FROM {h('shipment_line')} WHERE picked_right = 1) s)"
     )
 
 
-def _line_picks_sql(line: str, scope: str = "") -> str:
+def _line_picks_sql(line: str, h: History = STORE) -> str:
     """Per order and group of its picks: (order_id, g, picked, picked_right), a pick grouped by its
     order line's SKU (or its own, when it names no line of the order)."""
     g, join = _line_group(line, "COALESCE(ol.sku, pl.sku)")
     return (
         f"SELECT pl.order_id AS order_id, {g} AS g, COUNT(*) AS picked, SUM(pl.ok) AS picked_right "
-        f"FROM {_picks_sql(scope)} pl "
-        f"LEFT JOIN order_line ol ON ol.order_id = pl.order_id AND ol.line_no = pl.line_no{join} GROUP BY pl.order_id, {g}"
+        f"FROM {_picks_sql(h)} pl "
+        f"LEFT JOIN {h('order_line')} ol ON ol.order_id = pl.order_id AND ol.line_no = pl.line_no{join} GROUP BY pl.order_id, {g}"
     )
 
 
@@ -809,18 +864,18 @@ def _rebuild(s: Session, sql: _Sql, cfg: Config) -> int:
             if ix.name not in ("ix_visit_fact_order", "ix_group_fact_order")
         ],
     )
-    s.execute(sa.text(_facts_sql(sql, cfg, scoped=False)), {"tz": cfg.timezone})
+    s.execute(sa.text(_facts_sql(sql, cfg, STORE)), {"tz": cfg.timezone})
     for statement in (
-        *_node_facts_sql(sql, cfg, scoped=False),
-        *_visit_facts_sql(sql, cfg, scoped=False),
-        *_group_facts_sql(scoped=False),
-        _visit_day_sql(sql, scoped=False),
+        *_node_facts_sql(sql, cfg, STORE),
+        *_visit_facts_sql(sql, cfg, STORE),
+        *_group_facts_sql(STORE),
+        _visit_day_sql(sql),
     ):
         s.execute(sa.text(statement), {"tz": cfg.timezone})
     s.execute(sa.text("DELETE FROM miss_fact"))
-    s.execute(sa.text(misses.refresh_sql(sql, cfg, dirty=None)), {"tz": cfg.timezone})
-    _refresh_flow(s, sql, cfg, dirty=None)
-    _refresh_work(s, sql, cfg, dirty=None)
+    s.execute(sa.text(misses.refresh_sql(sql, cfg, STORE)), {"tz": cfg.timezone})
+    _refresh_flow(s, sql, cfg, dirty=None, h=STORE)
+    _refresh_work(s, sql, cfg, dirty=None, h=STORE)
     _snapshot_masters(s, None)
     for ddl in lazy:
         s.execute(sa.text(ddl))
@@ -864,18 +919,24 @@ def _update(s: Session, sql: _Sql, cfg: Config, seen: int, top: int, changed: di
         # the written order and joined every order before the changed ones (EXPLAIN ANALYZE)
         s.execute(sa.text("SET LOCAL join_collapse_limit = 16"))
         s.execute(sa.text("SET LOCAL from_collapse_limit = 16"))
+    h = copy_history(s, sql, _DIRTY)
     # in this order: visit_fact and group_fact copy from the order_fact rows written before them
     tz = {"tz": cfg.timezone}
-    write_changes(s, sql, "order_fact", [_facts_sql(sql, cfg, scoped=True)], tz)
-    write_changes(s, sql, "node_fact", _node_facts_sql(sql, cfg, scoped=True), tz)
-    s.execute(sa.text(_visit_day_sql(sql, scoped=True, sign=-1)), tz)  # the changed orders' visits as they were
-    write_changes(s, sql, "visit_fact", _visit_facts_sql(sql, cfg, scoped=True), tz)
-    s.execute(sa.text(_visit_day_sql(sql, scoped=True)), tz)  # ... and as they are now
-    s.execute(sa.text("DELETE FROM visit_day WHERE visits = 0"))
-    write_changes(s, sql, "group_fact", _group_facts_sql(scoped=True), tz)
-    write_changes(s, sql, "miss_fact", [misses.refresh_sql(sql, cfg, dirty=_DIRTY)], tz)
-    _refresh_flow(s, sql, cfg, dirty=_DIRTY)
-    _refresh_work(s, sql, cfg, dirty=_DIRTY)
+    write_changes(s, sql, "order_fact", [_facts_sql(sql, cfg, h)], tz)
+    _copy(s, sql, "order_fact", _DIRTY)
+    write_changes(s, sql, "node_fact", _node_facts_sql(sql, cfg, h), tz)
+
+    def visit_days(gone: str, new: str) -> None:  # visit_day's sums follow the rows written
+        s.execute(sa.text(_visit_day_sql(sql, rows=gone, sign=-1)), tz)
+        s.execute(sa.text(_visit_day_sql(sql, rows=new)), tz)
+        s.execute(sa.text("DELETE FROM visit_day WHERE visits = 0"))
+
+    write_changes(s, sql, "visit_fact", _visit_facts_sql(sql, cfg, h), tz, on_change=visit_days)
+    write_changes(s, sql, "group_fact", _group_facts_sql(h), tz)
+    write_changes(s, sql, "miss_fact", [misses.refresh_sql(sql, cfg, h)], tz)
+    _refresh_flow(s, sql, cfg, dirty=_DIRTY, h=h)
+    _refresh_work(s, sql, cfg, dirty=_DIRTY, h=h)
+    drop_history(s, h)
     _snapshot_masters(s, changed)
     n = s.execute(sa.text(f"SELECT COUNT(*) FROM {_DIRTY}")).scalar_one()
     s.execute(sa.text(f"DROP TABLE {_DIRTY}" if not sql.sqlite else f"DELETE FROM temp.{_DIRTY}"))
@@ -910,7 +971,13 @@ _STAGE = "fact_stage"  # write_changes' temporary copy of one fact table
 
 
 def write_changes(
-    s: Session, sql: _Sql, table: str, statements: Sequence[str], params: Mapping[str, Any] | None = None
+    s: Session,
+    sql: _Sql,
+    table: str,
+    statements: Sequence[str],
+    params: Mapping[str, Any] | None = None,
+    *,
+    on_change: Callable[[str, str], None] | None = None,
 ) -> None:
     """Bring the rows of fact ``table`` of the orders in fact_dirty to what ``statements`` (its
     scoped ``INSERT INTO table (columns) SELECT ...``, the rebuild's own definition) compute,
@@ -918,7 +985,9 @@ def write_changes(
     temporary table first, then compared by order with the table's. An audit event that changes
     no fact writes nothing, and a changed order rewrites only its changed rows (each row written
     costs an entry in every index of the table). Every column of the table must be written by
-    the statements (a surrogate ``id`` key excepted), so a column added to a fact is compared."""
+    the statements (a surrogate ``id`` key excepted), so a column added to a fact is compared.
+    ``on_change(gone, new)``: called with the names of temporary tables holding the rows deleted
+    and the rows inserted (sums kept over the table follow them: a no-op changes none)."""
     # other statements (a scratch table an INSERT reads) run as they are, in their place
     heads = {m.groups() for m in map(_INSERT_INTO.match, statements) if m and m.group(1) == table}
     if len(heads) != 1 or (head := heads.pop()) is None:
@@ -941,83 +1010,85 @@ def write_changes(
         if statement.startswith(f"INSERT INTO {table} "):
             statement = f"INSERT INTO {stage} " + statement[len(f"INSERT INTO {table} ") :]
         s.execute(sa.text(statement), params or {})
-    if sql.sqlite:  # the DELETE below looks each kept row's order up in the copy
+    if sql.sqlite:  # the anti-join below looks each kept row's order up in the copy
         s.execute(sa.text(f"CREATE INDEX temp.{_STAGE}_order ON {_STAGE} (order_id)"))
-    else:  # the planner's guess for a fresh temp table is blind: count it
-        s.execute(sa.text(f"ANALYZE {stage}"))
     same = "IS" if sql.sqlite else "IS NOT DISTINCT FROM"
-
-    equal = " AND ".join(
-        [f"n.order_id = {table}.order_id", *(f"n.{c} {same} {table}.{c}" for c in columns if c != "order_id")]
-    )
-    s.execute(
-        sa.text(
-            f"DELETE FROM {table} WHERE order_id IN (SELECT order_id FROM {_DIRTY}) "
-            f"AND NOT EXISTS (SELECT 1 FROM {stage} n WHERE {equal})"
-        )
-    )
+    equal = " AND ".join(["n.order_id = o.order_id", *(f"n.{c} {same} o.{c}" for c in columns if c != "order_id")])
     listed = ", ".join(columns)
-    # the orders' rows left are those equal to a computed row: EXCEPT reads them by order, where a
-    # NOT EXISTS probe per computed row may be planned as a scan of the whole table
+    keep = _ON_COMMIT[sql.sqlite]
+    # the orders' rows as they are, read once by order (with where each row is, to delete it by)
+    place = "rowid" if sql.sqlite else "ctid"
+    old, gone, new = (f"{_STAGE}_old", f"{_STAGE}_gone", f"{_STAGE}_new")
     s.execute(
         sa.text(
-            f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {stage} EXCEPT "
-            f"SELECT {listed} FROM {table} WHERE order_id IN (SELECT order_id FROM {_DIRTY})"
+            f"CREATE TEMP TABLE {old}{keep} AS SELECT {place} AS fact_place, {listed} FROM "
+            f"{'main.' if sql.sqlite else ''}{table} WHERE order_id IN (SELECT order_id FROM {_DIRTY})"
         )
     )
-    s.execute(sa.text(f"DROP TABLE {stage}"))
+    s.execute(
+        sa.text(
+            f"CREATE TEMP TABLE {gone}{keep} AS SELECT o.* FROM {old} o WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {stage} n WHERE {equal})"
+        )
+    )
+    s.execute(
+        sa.text(f"CREATE TEMP TABLE {new}{keep} AS SELECT {listed} FROM {stage} EXCEPT SELECT {listed} FROM {old}")
+    )
+    if sql.sqlite:
+        s.execute(sa.text(f"DELETE FROM main.{table} WHERE rowid IN (SELECT fact_place FROM {gone})"))
+    else:  # a TID scan
+        s.execute(sa.text(f"DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT fact_place FROM {gone}))"))
+    s.execute(sa.text(f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {new}"))
+    if on_change is not None:
+        on_change(gone, new)
+    for temp in (stage, old, gone, new):
+        s.execute(sa.text(f"DROP TABLE {temp}"))
 
 
-def _refresh_flow(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> None:
+def _refresh_flow(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None, h: History) -> None:
     """``report flow``'s facts (flow_edge, flow_path), kept by core/flow.py (it imports this module)."""
     from ffctl.core import flow
 
-    flow.refresh(s, sql, cfg, dirty=dirty)
+    flow.refresh(s, sql, cfg, dirty=dirty, h=h)
 
 
-def _refresh_work(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> None:
+def _refresh_work(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None, h: History) -> None:
     """``report workload``'s facts (work_fact), kept by core/workload.py (it imports this module)."""
     from ffctl.core import workload
 
-    workload.refresh(s, sql, cfg, dirty=dirty)
+    workload.refresh(s, sql, cfg, dirty=dirty, h=h)
 
 
-def _facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> str:
-    """INSERT ... SELECT of one order_fact row per order (``scoped``: the orders in fact_dirty)."""
+def _facts_sql(sql: _Sql, cfg: Config, h: History) -> str:
+    """INSERT ... SELECT of one order_fact row per order of history ``h`` (every order, or the
+    changed orders' copies)."""
     alloc_nodes = allocation_nodes(cfg)
     is_alloc = f"t.node IN {_in(alloc_nodes)}" if alloc_nodes else "1 = 0"
-    # IN (subquery): both backends then look the dirty orders up by index instead of scanning
-    scope = (
-        (lambda alias: f" WHERE {alias}.order_id IN (SELECT order_id FROM {_DIRTY})") if scoped else (lambda alias: "")
-    )
     per_order_tasks = (
         # an order's first completed visit is at its first node: no later node can be entered before it
         f"SELECT t.order_id, MIN(CASE WHEN t.outcome IN {_in(PASSED)} THEN t.completed_at END) AS first_done, "
         f"MIN(CASE WHEN t.outcome IN {_in(PASSED)} AND {is_alloc} THEN t.completed_at END) AS alloc_done, "
         f"SUM(CASE WHEN t.outcome IN {_in(DECIDED)} THEN 1 ELSE 0 END) AS decided, "
         f"SUM(CASE WHEN t.outcome IN {_in(DECIDED)} AND NOT {breached_sql('t', now=_STOPPED)} "
-        f"THEN 1 ELSE 0 END) AS within FROM task t{scope('t')} GROUP BY t.order_id"
+        f"THEN 1 ELSE 0 END) AS within FROM {h('task')} t GROUP BY t.order_id"
     )
     per_order_picks = (
         "SELECT pl.order_id, COUNT(*) AS picked, SUM(pl.ok) AS picked_right "
-        f"FROM {_picks_sql(scope('{alias}'))} pl GROUP BY pl.order_id"
+        f"FROM {_picks_sql(h)} pl GROUP BY pl.order_id"
     )
     per_order_units = (
         "SELECT l.order_id, SUM(l.qty - l.cancelled) AS units, SUM(l.cancelled) AS cancelled, SUM(l.shipped) AS shipped "
-        f"FROM order_line l{scope('l')} GROUP BY l.order_id"
+        f"FROM {h('order_line')} l GROUP BY l.order_id"
     )
-    and_scope = (f" AND sl.order_id IN (SELECT order_id FROM {_DIRTY})") if scoped else ""
     # units that left with their line's SKU on or before the promised date (shipments of one order)
     per_order_on_time = (
-        "SELECT sl.order_id, SUM(sl.qty) AS units FROM shipment_line sl "
-        "JOIN shipment sh ON sh.shipment_id = sl.shipment_id JOIN orders so ON so.order_id = sl.order_id "
-        "JOIN order_line ol ON ol.order_id = sl.order_id AND ol.line_no = sl.line_no AND ol.sku = sl.sku "
+        f"SELECT sl.order_id, SUM(sl.qty) AS units FROM {h('shipment_line')} sl "
+        f"JOIN {h('shipment')} sh ON sh.shipment_id = sl.shipment_id JOIN {h('orders')} so ON so.order_id = sl.order_id "
+        f"JOIN {h('order_line')} ol ON ol.order_id = sl.order_id AND ol.line_no = sl.line_no AND ol.sku = sl.sku "
         f"WHERE so.promised_ship_date IS NOT NULL AND {sql.local_date('sh.shipped_at')} <= so.promised_ship_date"
-        f"{and_scope} GROUP BY sl.order_id"
+        " GROUP BY sl.order_id"
     )
-    per_order_returns = (
-        f"SELECT rl.order_id, SUM(rl.qty) AS units FROM return_line rl{scope('rl')} GROUP BY rl.order_id"
-    )
+    per_order_returns = f"SELECT rl.order_id, SUM(rl.qty) AS units FROM {h('return_line')} rl GROUP BY rl.order_id"
     on_time = f"(o.promised_ship_date IS NOT NULL AND {sql.local_date('o.shipped_at')} <= o.promised_ship_date)"
     delivered = "(o.delivered_at IS NOT NULL OR d.order_id IS NOT NULL)"
     # in full with the right SKUs: no pick error and no unit cancelled (shipped_at is set once every
@@ -1041,13 +1112,13 @@ def _facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> str:
         "COALESCE(pa.picked, 0), COALESCE(pa.picked_right, 0), COALESCE(ta.decided, 0), COALESCE(ta.within, 0), "
         f"{units}, CASE WHEN {units} < COALESCE(oa.units, 0) THEN {units} ELSE COALESCE(oa.units, 0) END, "
         "COALESCE(ua.shipped, 0), COALESCE(ra.units, 0), o.promised_ship_date "
-        "FROM orders o LEFT JOIN customer c ON c.customer = o.customer "
+        f"FROM {h('orders')} o LEFT JOIN customer c ON c.customer = o.customer "
         f"LEFT JOIN ({per_order_tasks}) ta ON ta.order_id = o.order_id "
         f"LEFT JOIN ({per_order_picks}) pa ON pa.order_id = o.order_id "
         f"LEFT JOIN ({per_order_units}) ua ON ua.order_id = o.order_id "
         f"LEFT JOIN ({per_order_on_time}) oa ON oa.order_id = o.order_id "
         f"LEFT JOIN ({per_order_returns}) ra ON ra.order_id = o.order_id "
-        f"LEFT JOIN delivery d ON d.order_id = o.order_id{scope('o')}"
+        f"LEFT JOIN {h('delivery')} d ON d.order_id = o.order_id"
     )
 
 
@@ -1060,20 +1131,19 @@ _EVENTUALLY = "'9999-12-31 00:00:00'"
 _NODE_VISITS = "node_fact_visits"  # the scoped refresh's breachable visits, staged on SQLite
 
 
-def _node_facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> list[str]:
+def _node_facts_sql(sql: _Sql, cfg: Config, h: History) -> list[str]:
     """INSERT ... SELECT of the visits that can count for the bottleneck (see ``NodeFact``):
     breached, or still running (a hold or a release writes an event, so a held visit's row is
     rewritten when its clock stops and starts again). A stopped visit's business lateness is
     counted here by ``_BusinessTime``, the one clock ``lateness`` counts running visits with."""
-    scope = f"t.order_id IN (SELECT order_id FROM {_DIRTY}) AND " if scoped else ""
     visits = (
         f"SELECT t.id AS task_id, t.order_id AS order_id, t.node AS g, t.node AS node, o.created_at AS created_at, "
         f"CASE WHEN {breached_sql('t', now=_STOPPED)} THEN 1 ELSE 0 END AS breached, t.deadline AS a, "
-        f"{stopped_sql('t')} AS b, t.owner AS owner FROM task t JOIN orders o ON o.order_id = t.order_id "
-        f"WHERE {scope}t.status <> 'skipped' AND {breached_sql('t', now=_EVENTUALLY)}"
+        f"{stopped_sql('t')} AS b, t.owner AS owner FROM {h('task')} t JOIN {h('orders')} o ON o.order_id = t.order_id "
+        f"WHERE t.status <> 'skipped' AND {breached_sql('t', now=_EVENTUALLY)}"
     )
     out = []
-    if scoped and sql.sqlite:
+    if h.copied and sql.sqlite:
         # written down first, as flow.refresh does: SQLite then indexes the calendar's days for the join
         out.append(f"CREATE TEMP TABLE {_NODE_VISITS} AS {visits}")
         visits = f"SELECT * FROM temp.{_NODE_VISITS}"
@@ -1084,7 +1154,7 @@ def _node_facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> list[str]:
         "INSERT INTO node_fact (node, task_id, order_id, created_at, breached, deadline, completed_at, owner, late) "
         + late
     )
-    if scoped and sql.sqlite:
+    if h.copied and sql.sqlite:
         out.append(f"DROP TABLE temp.{_NODE_VISITS}")
     return out
 
@@ -1107,32 +1177,27 @@ _VISIT_TASK_COLUMNS = (
 )
 
 
-def _visit_facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> list[str]:
-    """INSERT ... SELECT of one visit_fact row per node visit that was not skipped (``scoped``:
-    the orders in fact_dirty), after their order_fact rows are written (it copies from them).
+def _visit_facts_sql(sql: _Sql, cfg: Config, h: History) -> list[str]:
+    """INSERT ... SELECT of one visit_fact row per node visit of history ``h`` that was not
+    skipped, after their order_fact rows are written (it copies from them).
 
     What each column counts is what the task-history paths count (``_Report``'s generic paths;
     tests/test_kpi_visits.py compares them): time in node over visits that were left and not
     cancelled, decided and within SLA by ``breached`` with the clock stopped, automatic actions;
     an order's escalation and reminder events of the node on its first visit's row."""
-    scope = (
-        (lambda alias: f" AND {alias}.order_id IN (SELECT order_id FROM {_DIRTY})") if scoped else (lambda alias: "")
-    )
-    # the changed orders' events by order: SQLite read every escalation and reminder (ix_event_kind_at)
-    hint = " INDEXED BY ix_event_order" if scoped and sql.sqlite else ""
     events = (
         "SELECT e.order_id, e.node, SUM(CASE WHEN e.event = 'escalated' THEN 1 ELSE 0 END) AS escalations, "
-        f"SUM(CASE WHEN e.event = 'reminded' THEN 1 ELSE 0 END) AS reminders FROM event e{hint} "
-        f"WHERE e.event IN ('escalated', 'reminded') AND e.node IS NOT NULL{scope('e')} GROUP BY e.order_id, e.node"
+        f"SUM(CASE WHEN e.event = 'reminded' THEN 1 ELSE 0 END) AS reminders FROM {h('event')} e "
+        "WHERE e.event IN ('escalated', 'reminded') AND e.node IS NOT NULL GROUP BY e.order_id, e.node"
     )
-    # the visit's rank among its order's visits of the node, over the scoped orders' tasks only (an
-    # EXISTS for earlier visits became a merge join over every task on PostgreSQL)
+    # the visit's rank among its order's visits of the node (an EXISTS for earlier visits became a
+    # merge join over every task on PostgreSQL)
     ranked = rows = (
         f"SELECT t.*, t.node AS g, t.entered_at AS a, {stopped_sql('t')} AS b, "
         "ROW_NUMBER() OVER (PARTITION BY t.order_id, t.node ORDER BY t.id) AS rn "
-        f"FROM task t WHERE t.status <> 'skipped'{scope('t')}"
+        f"FROM {h('task')} t WHERE t.status <> 'skipped'"
     )
-    staged = scoped and sql.sqlite
+    staged = h.copied and sql.sqlite
     if staged:
         # written down first, as flow.refresh does: SQLite then indexes the calendar's days for the join
         ranked = f"SELECT * FROM temp.{_VISIT_ROWS}"
@@ -1157,7 +1222,7 @@ def _visit_facts_sql(sql: _Sql, cfg: Config, *, scoped: bool) -> list[str]:
         f"{first('f.conf', 'NULL')}, {first('f.alloc', 'NULL')}, {', '.join(first(f'f.{c}') for c in VISIT_COUNTERS)}, "
         f"{first('f.due', 'NULL')}, t.entered_at, t.b, t.workflow, COALESCE(t.paused_seconds, 0), "
         f"CASE WHEN {breached_sql('t', now=_STOPPED)} THEN 1 ELSE 0 END, t.x "
-        f"FROM ({visits}) t JOIN order_fact f ON f.order_id = t.order_id "
+        f"FROM ({visits}) t JOIN {h('order_fact')} f ON f.order_id = t.order_id "
         f"LEFT JOIN ({events}) ev ON ev.order_id = t.order_id AND ev.node = t.node"
     )
     if staged:
@@ -1173,9 +1238,10 @@ _DAY_SUMS = ("visits", "n_seconds", "n_conf", "n_alloc", *VISIT_SUMS)
 _NO_DUE = "'9999-12-31'"  # visit_day's key for no promised date (a key column cannot be NULL)
 
 
-def _visit_day_sql(sql: _Sql, *, scoped: bool, sign: int = 1) -> str:
-    """INSERT ... SELECT of visit_day's rows from visit_fact: all of them, or (``scoped``) the
-    orders in fact_dirty's rows added (``sign`` 1) or subtracted (-1) into the existing ones."""
+def _visit_day_sql(sql: _Sql, *, rows: str | None = None, sign: int = 1) -> str:
+    """INSERT ... SELECT of visit_day's rows from visit_fact: all of them, or the visit_fact rows
+    in the table ``rows`` (those a refresh wrote or deleted) added (``sign`` 1) or subtracted (-1)
+    into the existing ones."""
     # a visit_day row groups rows that agree on what ``_fill_due`` reads of them (units > 0, shipped, due)
     keys = (
         f"v.node, {sql.local_date('v.created_at')}, CASE WHEN v.units > 0 THEN 1 ELSE 0 END, v.shipped, "
@@ -1186,14 +1252,13 @@ def _visit_day_sql(sql: _Sql, *, scoped: bool, sign: int = 1) -> str:
         for c in _DAY_SUMS
     )
     columns = f"node, day, key_units, key_shipped, key_due, {', '.join(_DAY_SUMS)}"
-    rows = f"SELECT {keys}, {sums} FROM visit_fact v"
-    if not scoped:
-        return f"INSERT INTO visit_day ({columns}) {rows} GROUP BY {keys}"
+    if rows is None:
+        return f"INSERT INTO visit_day ({columns}) SELECT {keys}, {sums} FROM visit_fact v GROUP BY {keys}"
     add = ", ".join(f"{c} = visit_day.{c} + excluded.{c}" for c in _DAY_SUMS)
     # WHERE true: SQLite's parser needs it before an upsert's ON CONFLICT after a SELECT
     return (
-        f"INSERT INTO visit_day ({columns}) SELECT * FROM ({rows} WHERE v.order_id IN (SELECT order_id FROM {_DIRTY}) "
-        f"GROUP BY {keys}) d WHERE true ON CONFLICT (node, day, key_units, key_shipped, key_due) DO UPDATE SET {add}"
+        f"INSERT INTO visit_day ({columns}) SELECT * FROM (SELECT {keys}, {sums} FROM {rows} v GROUP BY {keys}) d "
+        f"WHERE true ON CONFLICT (node, day, key_units, key_shipped, key_due) DO UPDATE SET {add}"
     )
 
 
@@ -1203,23 +1268,20 @@ _LINE_SUMS = ("line_picked", "line_picked_right", "line_shipped", "line_returned
 _GROUP_COPIES = ("conf", "alloc", "cycle", *_COUNTERS, "due")
 
 
-def _group_facts_sql(*, scoped: bool) -> list[str]:
-    """INSERT ... SELECT of group_fact's rows for each line cut (``scoped``: the orders in
-    fact_dirty), after the order_fact rows (it copies from them): one row per order and group of
+def _group_facts_sql(h: History) -> list[str]:
+    """INSERT ... SELECT of group_fact's rows for each line cut (the orders of history ``h``),
+    after the order_fact rows (it copies from them): one row per order and group of
     its lines or pick lines, through the same per-line SQL the generic line paths sum
     (``_line_units_sql``, ``_line_picks_sql``) and the cuts' own mappings."""
-    scope = (" WHERE {alias}.order_id IN (SELECT order_id FROM " + _DIRTY + ")") if scoped else ""
     out = []
     for line, cut in LINE_CUTS.items():
-        # the cut's mapping with the scope inside its GROUP BY: outside it PostgreSQL grouped every
-        # order line before keeping the changed orders' (EXPLAIN ANALYZE)
-        members = _line_members_sql(line, scope)
+        members = _line_members_sql(line, h)
         rows = (
             "SELECT u.order_id AS order_id, u.g AS g, MAX(u.member) AS member, SUM(u.lp) AS lp, SUM(u.lpr) AS lpr, "
             "SUM(u.ls) AS ls, SUM(u.lr) AS lr FROM ("
             f"SELECT order_id, g, 1 AS member, 0 AS lp, 0 AS lpr, 0 AS ls, 0 AS lr FROM ({members}) a UNION ALL "
-            f"SELECT order_id, g, 0, 0, 0, shipped, returned FROM ({_line_units_sql(line, scope)}) b UNION ALL "
-            f"SELECT order_id, g, 0, picked, picked_right, 0, 0 FROM ({_line_picks_sql(line, scope)}) c"
+            f"SELECT order_id, g, 0, 0, 0, shipped, returned FROM ({_line_units_sql(line, h)}) b UNION ALL "
+            f"SELECT order_id, g, 0, picked, picked_right, 0, 0 FROM ({_line_picks_sql(line, h)}) c"
             ") u GROUP BY u.order_id, u.g"
         )
         copies = ", ".join(
@@ -1229,7 +1291,7 @@ def _group_facts_sql(*, scoped: bool) -> list[str]:
         out.append(
             f"INSERT INTO group_fact (cut, g, order_id, created_at, member, {', '.join(_GROUP_COPIES)}, line_picked, "
             f"line_picked_right, line_shipped, line_returned) SELECT '{cut}', u.g, u.order_id, f.created_at, u.member, "
-            f"{copies}, u.lp, u.lpr, u.ls, u.lr FROM ({rows}) u JOIN order_fact f ON f.order_id = u.order_id"
+            f"{copies}, u.lp, u.lpr, u.ls, u.lr FROM ({rows}) u JOIN {h('order_fact')} f ON f.order_id = u.order_id"
         )
     return out
 

@@ -48,6 +48,7 @@ from ffctl.core.workflow import breached_sql, stopped_sql
 
 if TYPE_CHECKING:
     from ffctl.core.config import Config
+    from ffctl.core.kpi import History
 
 COMPONENTS = ("late", "short", "wrong_item", "delivery_issue", "returned")
 #: ``--by`` dimensions: cause and the cause's node, role, SKU, supplier (miss_fact columns), and
@@ -71,15 +72,18 @@ def _owner_case(cfg: Config, col: str) -> str:
     return f"(CASE {col} {whens} END)" if whens else "NULL"
 
 
-def misses_select(sql, cfg: Config, scope: str) -> str:
+def misses_select(sql, cfg: Config, scope: str, h: History | None = None) -> str:
     """SELECT of miss_fact's columns for the missed orders among ``orders o`` rows meeting
-    ``scope`` (a condition on ``o``; its parameters are the caller's, plus ``:tz``)."""
-    from ffctl.core.kpi import _BusinessTime
+    ``scope`` (a condition on ``o``; its parameters are the caller's, plus ``:tz``), read from
+    history ``h`` (``kpi.History``: the store's tables by default)."""
+    from ffctl.core.kpi import STORE, _BusinessTime
+
+    h = h or STORE
 
     alloc = allocation_nodes(cfg)
     stopped = stopped_sql("t")
     breached = breached_sql("t", now="NULL")  # stopped past the deadline: these orders have shipped
-    shipped = f"SELECT o.order_id FROM orders o WHERE o.shipped_at IS NOT NULL AND {scope}"
+    shipped = f"SELECT o.order_id FROM {h('orders')} o WHERE o.shipped_at IS NOT NULL AND {scope}"
     late = (
         f"CASE WHEN o.promised_ship_date IS NOT NULL AND {sql.local_date('o.shipped_at')} <= o.promised_ship_date "
         "THEN 0 ELSE 1 END"
@@ -90,26 +94,26 @@ def misses_select(sql, cfg: Config, scope: str) -> str:
         "CASE WHEN pe.order_id IS NOT NULL THEN 1 ELSE 0 END AS wrong_item, pe.sku AS pick_sku, "
         "COALESCE(o.delivery_issue, d.issue) AS issue, "
         "CASE WHEN ru.order_id IS NOT NULL THEN 1 ELSE 0 END AS returned "
-        "FROM orders o LEFT JOIN delivery d ON d.order_id = o.order_id "
-        f"LEFT JOIN (SELECT order_id, SUM(cancelled) AS cancelled FROM order_line WHERE order_id IN ({shipped}) "
+        f"FROM {h('orders')} o LEFT JOIN {h('delivery')} d ON d.order_id = o.order_id "
+        f"LEFT JOIN (SELECT order_id, SUM(cancelled) AS cancelled FROM {h('order_line')} WHERE order_id IN ({shipped}) "
         "GROUP BY order_id) lu ON lu.order_id = o.order_id "
-        "LEFT JOIN (SELECT pl.order_id, MIN(pl.sku) AS sku FROM pick_line pl WHERE pl.error IS NOT NULL "
+        f"LEFT JOIN (SELECT pl.order_id, MIN(pl.sku) AS sku FROM {h('pick_line')} pl WHERE pl.error IS NOT NULL "
         f"AND pl.order_id IN ({shipped}) GROUP BY pl.order_id) pe ON pe.order_id = o.order_id "
-        f"LEFT JOIN (SELECT DISTINCT order_id FROM return_line WHERE order_id IN ({shipped})) ru "
+        f"LEFT JOIN (SELECT DISTINCT order_id FROM {h('return_line')} WHERE order_id IN ({shipped})) ru "
         "ON ru.order_id = o.order_id "
         f"WHERE o.shipped_at IS NOT NULL AND o.status <> 'cancelled' AND {scope}"
     )
     stockout = (
         "SELECT order_id, sku, supplier, node FROM (SELECT t.order_id, r.sku, COALESCE(r.supplier, p.supplier) AS "
         "supplier, t.node, ROW_NUMBER() OVER (PARTITION BY t.order_id ORDER BY r.received_at DESC, r.sku) AS rn "
-        "FROM task t JOIN order_line l ON l.order_id = t.order_id "
+        f"FROM {h('task')} t JOIN {h('order_line')} l ON l.order_id = t.order_id "
         "JOIN receipt r ON r.sku = l.sku AND r.status = 'received' AND r.received_at > t.entered_at "
         f"AND r.received_at <= {stopped} LEFT JOIN product p ON p.sku = r.sku "
         f"WHERE t.node IN {_in(alloc) if alloc else '(NULL)'} AND t.status <> 'skipped' AND {breached} "
         f"AND t.order_id IN ({shipped})) x WHERE rn = 1"
     )
     visits = (
-        f"SELECT t.id AS g, t.order_id AS order_id, t.node AS node, t.deadline AS a, {stopped} AS b FROM task t "
+        f"SELECT t.id AS g, t.order_id AS order_id, t.node AS node, t.deadline AS a, {stopped} AS b FROM {h('task')} t "
         f"WHERE t.status <> 'skipped' AND {breached} AND t.order_id IN ({shipped})"
     )
     # the visit's order and node passed through: joined back to task by id, PostgreSQL scanned every task
@@ -120,12 +124,12 @@ def misses_select(sql, cfg: Config, scope: str) -> str:
         f"FROM ({over}) bt GROUP BY bt.order_id, bt.node) x WHERE rn = 1"
     )
     hold = (
-        "SELECT e.order_id, e.detail AS reason, e.node FROM event e WHERE e.id IN (SELECT MIN(h.id) FROM event h "
-        f"WHERE h.event = 'held' AND h.order_id IN ({shipped}) GROUP BY h.order_id)"
+        f"SELECT e.order_id, e.detail AS reason, e.node FROM {h('event')} e WHERE e.id IN (SELECT MIN(eh.id) FROM "
+        f"{h('event')} eh WHERE eh.event = 'held' AND eh.order_id IN ({shipped}) GROUP BY eh.order_id)"
     )
     returned = (
         "SELECT order_id, reason, sku FROM (SELECT order_id, reason, MIN(sku) AS sku, ROW_NUMBER() OVER "
-        "(PARTITION BY order_id ORDER BY SUM(qty) DESC, reason) AS rn FROM return_line "
+        f"(PARTITION BY order_id ORDER BY SUM(qty) DESC, reason) AS rn FROM {h('return_line')} "
         f"WHERE order_id IN ({shipped}) GROUP BY order_id, reason) x WHERE rn = 1"
     )
     timely = "(m.late = 1 OR m.short = 1)"
@@ -160,10 +164,10 @@ def misses_select(sql, cfg: Config, scope: str) -> str:
     )
 
 
-def refresh_sql(sql, cfg: Config, *, dirty: str | None) -> str:
-    """INSERT ... SELECT of miss_fact rows: every order, or those in the table ``dirty``."""
-    scope = f"o.order_id IN (SELECT order_id FROM {dirty})" if dirty else "1 = 1"
-    return f"INSERT INTO miss_fact ({_MISS_COLUMNS}) {misses_select(sql, cfg, scope)}"
+def refresh_sql(sql, cfg: Config, h: History) -> str:
+    """INSERT ... SELECT of miss_fact rows of every order of history ``h`` (``kpi.History``: the
+    store's, or the changed orders' copies)."""
+    return f"INSERT INTO miss_fact ({_MISS_COLUMNS}) {misses_select(sql, cfg, '1 = 1', h)}"
 
 
 def why_not_perfect(session: Session, cfg: Config, order_id: str, now: datetime) -> dict | None:

@@ -43,6 +43,8 @@ from ffctl.core.clock import local_date, start_of_day
 from ffctl.core.kpi import (
     _STOPPED,
     DECIDED,
+    STORE,
+    History,
     Period,
     _BusinessTime,
     _equals,
@@ -389,9 +391,9 @@ def _tally_sql(
     )
 
 
-def _day_sql(sql: _Sql, kind: str, scope: str, sign: int) -> str:
-    """Add (``sign`` 1) or take away (-1) the work_fact rows in ``scope`` (a condition on ``t``)
-    from work_day's counts of ``kind`` (``_KINDS``)."""
+def _day_sql(sql: _Sql, kind: str, rows: str, sign: int) -> str:
+    """Add (``sign`` 1) or take away (-1) the work_fact rows of table ``rows`` (work_fact itself, or
+    the rows a refresh wrote or deleted) from work_day's counts of ``kind`` (``_KINDS``)."""
     g, column, decided = _KINDS[kind]
     day = _day(sql, f"t.{column}")
     stopped = breached_sql("t", stop="t.stopped_at", now=_STOPPED)  # a running visit's breach waits for the clock
@@ -399,7 +401,7 @@ def _day_sql(sql: _Sql, kind: str, scope: str, sign: int) -> str:
         "INSERT INTO work_day (kind, null_g, g, node, day, n, breached, handled) "
         f"SELECT '{kind}', CASE WHEN t.{g} IS NULL THEN 1 ELSE 0 END, COALESCE(t.{g}, ''), t.node, {day}, "
         f"{sign} * COUNT(*), {sign} * SUM(CASE WHEN {stopped} THEN 1 ELSE 0 END), {sign} * COUNT(t.handling) "
-        f"FROM work_fact t WHERE {'t.done_at IS NOT NULL AND ' if decided else ''}{scope} "
+        f"FROM {rows} t WHERE {'t.done_at IS NOT NULL' if decided else '1 = 1'} "
         f"GROUP BY t.{g}, t.node, {day} "
         "ON CONFLICT (kind, null_g, g, node, day) DO UPDATE SET n = work_day.n + excluded.n, "
         "breached = work_day.breached + excluded.breached, handled = work_day.handled + excluded.handled"
@@ -418,28 +420,24 @@ _INDEXES = (
 _VISITS = "work_visits"
 
 
-def refresh(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> None:
+def refresh(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None, h: History = STORE) -> None:
     """Rewrite work_fact: every visit's (``dirty`` None: the facts' rebuild), or the visits of the
-    orders in the table ``dirty`` (the incremental refresh), in the refresh's transaction. The
+    orders in the table ``dirty`` (the incremental refresh, reading history ``h``: their copies),
+    in the refresh's transaction. The
     handling time is the report's own: ``_BusinessTime`` over entering -> decision, less holds."""
     from ffctl.core.models import WorkFact
 
     indexes = [ix for ix in WorkFact.__table__.indexes if ix.name in _INDEXES]
     if dirty is None:
         indexes = empty_for_rebuild(s, sql, ["work_fact", "work_day"], indexes)
-        owned, scope = "1 = 1", ""
     else:
-        owned = f"t.order_id IN (SELECT order_id FROM {dirty})"
-        for kind in _KINDS:  # the orders' rows leave work_day's counts (and come back below, as written)
-            s.execute(sa.text(_day_sql(sql, kind, owned, -1)))
-        scope = f" AND {owned}"
         indexes = []
     decided = f"t.outcome IN {_in(DECIDED)}"
     visits = (
         f"SELECT t.id AS g, t.order_id, t.node AS node, t.owner, t.completed_by, t.entered_at, t.completed_at, "
         f"CASE WHEN {decided} THEN t.completed_at END AS done_at, {stopped_sql('t')} AS stopped_at, t.deadline, "
         f"t.entered_at AS a, CASE WHEN {decided} THEN t.completed_at END AS b, t.paused_seconds AS held "
-        f"FROM task t WHERE t.status <> 'skipped'{scope}"
+        f"FROM {h('task')} t WHERE t.status <> 'skipped'"
     )
     staged = sql.sqlite and dirty is not None
     if staged:
@@ -463,14 +461,20 @@ def refresh(s: Session, sql: _Sql, cfg: Config, *, dirty: str | None) -> None:
         f"SELECT w.g, {', '.join(f'w.{c}' for c in keep)}, CASE WHEN w.done_at IS NOT NULL THEN w.x END "
         f"FROM ({business}) w"
     )
+
+    def days(gone: str, new: str) -> None:  # work_day's counts follow the rows written
+        for kind in _KINDS:
+            s.execute(sa.text(_day_sql(sql, kind, gone, -1)))
+            s.execute(sa.text(_day_sql(sql, kind, new, 1)))
+
     if dirty is None:
         s.execute(sa.text(insert))
+        for kind in _KINDS:
+            s.execute(sa.text(_day_sql(sql, kind, "work_fact", 1)))
     else:  # only the rows that differ (dirty is kpi's fact_dirty)
-        write_changes(s, sql, "work_fact", [insert])
+        write_changes(s, sql, "work_fact", [insert], on_change=days)
     if staged:
         s.execute(sa.text(f"DROP TABLE temp.{_VISITS}"))
-    for kind in _KINDS:
-        s.execute(sa.text(_day_sql(sql, kind, owned, 1)))
     for ix in indexes:
         ix.create(s.connection())
     if dirty is None and not sql.sqlite:
