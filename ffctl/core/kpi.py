@@ -194,6 +194,8 @@ class _Sql:
         self._offsets: list[tuple[datetime | None, int]] | None = None
         self._span: tuple[datetime, datetime] | None = None
         self.calendar_tables: dict[tuple, tuple[str, int]] = {}  # _BusinessTime's, per calendars and name
+        #: _BusinessTime's days written to temporary tables (their names), not inlined in each statement
+        self.stored_calendars: dict[str, str] | None = None
         self._session = session
         self._now = now
 
@@ -357,6 +359,30 @@ class _BusinessTime:
             self.sql.calendar_tables[shared] = self._table
         return self._table
 
+    def _relation(self) -> tuple[str, str, int]:
+        """(the WITH clause or '', the table the joins read, its ranges per row): with
+        ``sql.stored_calendars`` the days are written once to a temporary table keyed by k (the
+        incremental refresh: PostgreSQL planned each statement's inlined list for 20-50 ms, and
+        misjudged its joins' sizes), else the inlined CTE."""
+        cte, width = self._days()
+        if self.sql.stored_calendars is None:
+            return f"WITH {cte} ", self.name, width
+        stored = self.sql.stored_calendars.get(cte)
+        if stored is None:
+            stored = f"fact_{self.name}_{len(self.sql.stored_calendars)}"
+            real = "REAL" if self.sql.sqlite else "DOUBLE PRECISION"
+            key = "INTEGER" if self.sql.sqlite else "BIGINT"  # SQLite: the rowid itself
+            columns = ", ".join(
+                [f"k {key} PRIMARY KEY, cum {real}", *(f"s{i} {real}, e{i} {real}" for i in range(width))]
+            )
+            session = self.sql._session
+            session.execute(sa.text(f"CREATE TEMP TABLE {stored} ({columns}){_ON_COMMIT[self.sql.sqlite]}"))
+            session.execute(sa.text(f"INSERT INTO {stored} {cte.split(' AS (', 1)[1][:-1]}"))
+            if not self.sql.sqlite:
+                session.execute(sa.text(f"ANALYZE {stored}"))
+            self.sql.stored_calendars[cte] = stored
+        return "", stored, width
+
     def _build_days(self) -> tuple[str, int]:
         lo, hi = self.sql.span()
         first, last = int(lo.timestamp() // 86400), int(hi.timestamp() // 86400)
@@ -401,15 +427,15 @@ class _BusinessTime:
         kept = "".join(f", v.{c} AS {c}" for c in keep)
         if not self.key:
             return f"SELECT v.g AS g{kept}, {wall}{minus} AS x FROM ({visits}) v"
-        cte, width = self._days()
+        with_, days, width = self._relation()
         cal = (
             "CASE v.node " + " ".join(f"WHEN '{n}' THEN {k}" for n, k in sorted(self.node_key.items())) + " ELSE 0 END"
         )
         business = f"{self._total('cb', 'v.b', width)} - {self._total('ca', 'v.a', width)}"
         return (
-            f"WITH {cte} SELECT v.g AS g{kept}, CASE WHEN {cal} = 0 THEN {wall} ELSE {business} END{minus} AS x "
-            f"FROM ({visits}) v LEFT JOIN {self.name} ca ON ca.k = {cal} * {_DAY_KEY} + {self.sql.epoch_day('v.a')} "
-            f"LEFT JOIN {self.name} cb ON cb.k = {cal} * {_DAY_KEY} + {self.sql.epoch_day('v.b')}"
+            f"{with_}SELECT v.g AS g{kept}, CASE WHEN {cal} = 0 THEN {wall} ELSE {business} END{minus} AS x "
+            f"FROM ({visits}) v LEFT JOIN {days} ca ON ca.k = {cal} * {_DAY_KEY} + {self.sql.epoch_day('v.a')} "
+            f"LEFT JOIN {days} cb ON cb.k = {cal} * {_DAY_KEY} + {self.sql.epoch_day('v.b')}"
         )
 
 
@@ -920,6 +946,7 @@ def _update(s: Session, sql: _Sql, cfg: Config, seen: int, top: int, changed: di
         s.execute(sa.text("SET LOCAL join_collapse_limit = 16"))
         s.execute(sa.text("SET LOCAL from_collapse_limit = 16"))
     h = copy_history(s, sql, _DIRTY)
+    sql.stored_calendars = {}
     # in this order: visit_fact and group_fact copy from the order_fact rows written before them
     tz = {"tz": cfg.timezone}
     write_changes(s, sql, "order_fact", [_facts_sql(sql, cfg, h)], tz)
@@ -937,6 +964,8 @@ def _update(s: Session, sql: _Sql, cfg: Config, seen: int, top: int, changed: di
     _refresh_flow(s, sql, cfg, dirty=_DIRTY, h=h)
     _refresh_work(s, sql, cfg, dirty=_DIRTY, h=h)
     drop_history(s, h)
+    for stored in sql.stored_calendars.values():
+        s.execute(sa.text(f"DROP TABLE {stored}"))
     _snapshot_masters(s, changed)
     n = s.execute(sa.text(f"SELECT COUNT(*) FROM {_DIRTY}")).scalar_one()
     s.execute(sa.text(f"DROP TABLE {_DIRTY}" if not sql.sqlite else f"DELETE FROM temp.{_DIRTY}"))
