@@ -27,6 +27,22 @@ def facts(store):
             [tuple(r) for r in s.execute(sa.text("SELECT * FROM flow_edge ORDER BY task_id"))],
             [tuple(r) for r in s.execute(sa.text("SELECT * FROM flow_path ORDER BY order_id"))],
             [tuple(r) for r in s.execute(sa.text("SELECT * FROM work_fact ORDER BY task_id"))],
+            # the day sums follow the rows written (a count left at 0 is no row of a rebuild)
+            [
+                tuple(r)
+                for r in s.execute(
+                    sa.text("SELECT * FROM visit_day ORDER BY node, day, key_units, key_shipped, key_due")
+                )
+            ],
+            [
+                tuple(r)
+                for r in s.execute(
+                    sa.text(
+                        "SELECT * FROM work_day WHERE n <> 0 OR breached <> 0 OR handled <> 0 "
+                        "ORDER BY kind, null_g, g, node, day"
+                    )
+                )
+            ],
             [
                 tuple(r)
                 for r in s.execute(
@@ -229,12 +245,20 @@ def test_a_refresh_writes_only_the_fact_rows_that_differ(store, example_config):
                 for t in tables
             }
 
-    before = places()
-    assert before["visit_fact"] and before["group_fact"] and before["flow_path"]
+    def day_places():  # visit_day's and work_day's rows: an upsert moves a PostgreSQL row
+        with store.session() as s:
+            return [
+                sorted(map(str, s.execute(sa.text(f"SELECT {where} FROM {t}")).scalars()))
+                for t in ("visit_day", "work_day")
+            ]
+
+    before, days = places(), day_places()
+    assert before["visit_fact"] and before["group_fact"] and before["flow_path"] and all(days)
     with store.session(write=True) as s:
         audit.record(s, event="notified", at=NOW + timedelta(minutes=5), actor="bot", order_id="O1")
     assert kpi.refresh_facts(store, cfg, now=NOW + timedelta(minutes=5)) == {"mode": "incremental", "orders": 1}
     assert places() == before
+    assert day_places() == days
 
     at = NOW + timedelta(hours=3)
     with store.session(write=True) as s:
@@ -249,3 +273,41 @@ def test_a_refresh_writes_only_the_fact_rows_that_differ(store, example_config):
         s.execute(sa.text("UPDATE fact_state SET event_id = NULL"))
     assert kpi.refresh_facts(store, cfg, now=at)["mode"] == "full"
     assert facts(store) == kept
+
+
+def test_an_incremental_refresh_reads_the_changed_orders_history_once(store, example_config):
+    """Every fact's statement of an incremental refresh reads the changed orders' copies of the
+    history tables (kpi.History), not the tables themselves: each order is looked up once per
+    table, and a statement that read a table whole would show up here."""
+    import re
+
+    from sqlalchemy import event
+
+    from ffctl.core import kpi, workflow
+
+    cfg = example_config
+    with store.session(write=True) as s:
+        seed(s, products=["A", "B"], stock=[("A", "WH1", 50), ("B", "WH1", 50)], customers=("C1",))
+        add_orders(s, cfg, [("O1", 0, [("A", 1), ("B", 2)]), ("O2", 0, [("A", 1)])])
+    kpi.refresh_facts(store, cfg, now=NOW)
+    at = NOW + timedelta(hours=3)
+    with store.session(write=True) as s:
+        workflow.complete(s, cfg, "O1", at=at, actor="frank")
+    computing: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        words = statement.split()
+        if words[:3] in (["INSERT", "INTO", "fact_stage"], ["INSERT", "INTO", "temp.fact_stage"]) or (
+            words[:3] == ["CREATE", "TEMP", "TABLE"] and not words[3].startswith(("fact_h_", "fact_stage"))
+        ):
+            computing.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        assert kpi.refresh_facts(store, cfg, now=at) == {"mode": "incremental", "orders": 1}
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    tables = "|".join(kpi.HISTORY)
+    direct = re.compile(rf"\b(?:FROM|JOIN)\s+(?:main\.)?({tables})\b", re.IGNORECASE)
+    assert len(computing) >= 10
+    assert [m.group(1) for st in computing for m in direct.finditer(st)] == []

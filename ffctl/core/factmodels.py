@@ -136,8 +136,8 @@ class VisitDay(_Table, table=True):
     """visit_fact's per-node sums by the local day of the orders' created_at (and what fill rate
     reads of a row: units > 0, shipped, due), so ``report sla`` and the node cut sum a period's
     whole days from a few rows per node and day and read visit_fact only for a period's partial
-    first and last days. Kept by ``kpi.refresh_facts`` (a changed order's rows are subtracted,
-    then added back as rewritten)."""
+    first and last days. Kept by ``kpi.refresh_facts``: the visit_fact rows a refresh deletes
+    are subtracted and those it writes added (a refresh that changes no row changes no sum)."""
 
     __tablename__ = "visit_day"
     node: str = Field(primary_key=True)
