@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ffctl.commands._output import Column, render
 
 ROWS = [
@@ -135,3 +138,43 @@ def test_json_and_csv_stream_an_iterator_with_the_bytes_of_the_whole_list(capsys
     assert capsys.readouterr().out == "[]\nsku,name,qty,at\n"
     render(iter(ROWS), COLUMNS, "json", tz="Asia/Shanghai")
     assert capsys.readouterr().out == dumps(ROWS, "Asia/Shanghai") + "\n"
+
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(),
+    st.datetimes(timezones=st.just(timezone.utc)),
+    st.dates(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(
+            st.text(min_size=1, max_size=8),
+            st.one_of(
+                _SCALARS, st.lists(_SCALARS, max_size=3), st.dictionaries(st.text(max_size=4), _SCALARS, max_size=2)
+            ),
+            max_size=6,
+        ),
+        max_size=4,
+    )
+)
+def test_json_rows_are_byte_for_byte_what_json_dumps_indent_2_gives(rows):
+    """A plain row is laid out without json's indenting encoder; nested values fall back to it.
+    Either way the text is json.dumps(indent=2) of the whole list."""
+    import io
+
+    from ffctl.commands._output import Column, RowStream, dumps
+
+    keys = sorted({k for row in rows for k in row})
+    out = io.StringIO()
+    stream = RowStream([Column(k) for k in keys], "json", tz="Asia/Shanghai", out=out)
+    for row in rows:
+        stream.write(row)
+    stream.close()
+    assert out.getvalue() == dumps(rows, "Asia/Shanghai") + "\n"
