@@ -3,6 +3,7 @@ value is bound in each row, shared by every row, or given once as ``fixed``."""
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from ffctl.core import bulk
@@ -18,7 +19,9 @@ def _events(store) -> list[tuple]:
         ]
 
 
-def test_insert_rows_writes_the_rows_it_is_given(store):
+@pytest.mark.parametrize("one_statement", [False, True], ids=["per-row", "one-statement"])
+def test_insert_rows_writes_the_rows_it_is_given(store, one_statement):
+    # one_statement: as an import's writer thread sends them on SQLite (bulk.sqlite_inserts_in_one_statement)
     at = "2026-11-25 01:00:00.000000"
     columns = ("at", "wall_at", "actor", "event", "order_id", "task_id", "node", "subject", "detail")
     rows = [
@@ -31,6 +34,8 @@ def test_insert_rows_writes_the_rows_it_is_given(store):
             (at, at, "O'Brien \u738b", "created", "NUL2", None, None, None, "a\x00b"),
         ]
     with store.session(write=True) as s:
+        if one_statement:
+            bulk.sqlite_inserts_in_one_statement(s)
         bulk.insert_rows(s, "event", columns, rows)
         if store.dialect == "sqlite":  # a shared value with no SQL literal is bound after all
             bulk.insert_rows(
@@ -104,3 +109,15 @@ def test_shared_columns_look_at_every_row():
     assert kept == [(r[0], r[2]) for r in rows]
     columns, kept, shared = bulk._shared_columns(("x", "y"), [("a", None), ("b", None)])
     assert (columns, kept, shared) == (["x"], [("a",), ("b",)], {"y": None})
+
+
+def test_rows_sent_in_one_statement_keep_their_order_values_and_types(store):
+    at = "2026-11-25 01:00:00.000000"
+    rows = [(at, at, f"actor {i % 3}", "created", f"O{i:05d}", i, "x" if i % 2 else None) for i in range(4500)]
+    rows[7] = (at, at, '\u738b "quoted" \\ \n', "created", "O00007", 2**31 - 1, "1.5")
+    with store.session(write=True) as s:
+        bulk.sqlite_inserts_in_one_statement(s)
+        bulk.insert_rows(s, "event", ("at", "wall_at", "actor", "event", "order_id", "task_id", "detail"), rows)
+    with store.session() as s:
+        got = s.execute(sa.text("SELECT actor, order_id, task_id, detail FROM event ORDER BY id")).all()
+    assert [tuple(r) for r in got] == [(r[2], r[4], r[5], r[6]) for r in rows]

@@ -801,3 +801,46 @@ def test_batches_commit_without_a_checkpoint_each_and_the_connection_gets_its_ch
                 assert s.execute(sa.text("PRAGMA wal_autocheckpoint")).scalar() == 1000
     finally:
         store.dispose()
+
+
+def test_an_error_in_the_writer_thread_stops_the_import_with_that_error(ws, monkeypatch):
+    # the batches are written by a writer thread (imports.pipeline._run_pipelined): an error there is
+    # the import's error, raised as it is, with the batches before it committed and nothing after
+    from ffctl.core.config import load_config
+    from ffctl.core.errors import StoreError
+    from ffctl.core.imports import import_file
+    from ffctl.core.imports.orders import Orders
+
+    insert, calls = Orders._insert, []
+
+    def failing(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise StoreError("the disk is full")
+        return insert(self, *args, **kwargs)
+
+    monkeypatch.setattr(Orders, "_insert", failing)
+    text = "order_id,line_no,customer,sku,qty\n" + "".join(f"W{i:03d},1,C1,A1,1\n" for i in range(50))
+    store = ws.store()
+    try:
+        with pytest.raises(StoreError, match="the disk is full"):
+            import_file(
+                store,
+                load_config(ws.config_path),
+                "orders",
+                ws.write("writer.csv", text),
+                now=datetime.fromisoformat(NOW),
+                actor="importer",
+                batch_rows=10,
+            )
+    finally:
+        store.dispose()
+    import threading
+
+    assert not [t for t in threading.enumerate() if t.name == "ffctl-import-writer"]
+    assert scalar(ws, "SELECT count(*) FROM orders") == 10
+    assert scalar(ws, "SELECT count(*) FROM task") == 10
+    assert scalar(ws, "SELECT max(order_id) FROM orders") == "W009"
+    monkeypatch.setattr(Orders, "_insert", insert)
+    ok(run(ws, "orders", ws.write("writer.csv", text)))  # the rest goes in on the next run
+    assert scalar(ws, "SELECT count(*) FROM orders") == 50

@@ -241,7 +241,49 @@ def insert_rows(
             extra = tuple(bound)
             rows = [tuple(r) + extra for r in rows]
         raw: Any = session.connection().connection.driver_connection
+        if session.info.get(_ONE_STATEMENT) and _insert_in_one_statement(raw, table, names, values, rows):
+            return
         raw.executemany(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join(values)})", rows)
+
+
+_ONE_STATEMENT = "ffctl_one_statement_inserts"
+
+
+def sqlite_inserts_in_one_statement(session: Session) -> None:
+    """Make ``insert_rows`` on this session (SQLite) send each call's rows as one statement over a
+    JSON array: the driver's executemany takes the GIL back for every row, one statement runs to
+    its end without it, so a writer thread's inserts go on beside a planning thread."""
+    session.info[_ONE_STATEMENT] = True
+
+
+def _insert_in_one_statement(raw, table: str, names: list[str], values: list[str], rows: list) -> bool:
+    """``INSERT ... SELECT value->>0, ... FROM json_each(?)`` of the rows, in their order; False
+    (nothing written) for values JSON would not carry as SQLite binds them."""
+    import json
+
+    try:
+        texts = [
+            json.dumps(rows[start : start + _JSON_ROWS], ensure_ascii=False, allow_nan=False, check_circular=False)
+            for start in range(0, len(rows), _JSON_ROWS)
+        ]
+    except (TypeError, ValueError):  # bytes, dates, NaN: bound one by one after all
+        return False
+    if any("\\u0000" in text for text in texts):  # SQLite's JSON text ends at a NUL
+        return False
+    picks, at = [], 0
+    for value in values:
+        if value == "?":
+            picks.append(f"value->>{at}")
+            at += 1
+        else:
+            picks.append(value)
+    sql = f"INSERT INTO {table} ({', '.join(names)}) SELECT {', '.join(picks)} FROM json_each(?)"
+    for text in texts:
+        raw.execute(sql, (text,))
+    return True
+
+
+_JSON_ROWS = 2000  # rows per statement of ``_insert_in_one_statement``: SQLite parses the whole text at once
 
 
 def _shared_columns(columns: Sequence[str], rows) -> tuple[Sequence[str], list, dict]:

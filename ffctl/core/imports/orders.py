@@ -204,11 +204,12 @@ class Orders(Handler):
         planned = None
         if new:
             order_rows, line_rows, entries = self._plan(ctx, new, self._planner(ctx))
-            # the COPY text too, so that the writer only sends (the orders wait for their promises)
+            # on PostgreSQL the COPY text too, so that the writer only sends (the orders wait for their promises)
+            postgresql = is_postgresql(ctx)
             planned = (
                 order_rows,
-                CopyRows("order_line", LINE_INSERT, line_rows, LINE_FIXED),
-                entries.format(postgresql=True),
+                CopyRows("order_line", LINE_INSERT, line_rows, LINE_FIXED) if postgresql else line_rows,
+                entries.format(postgresql=postgresql),
             )
         return digests, [r.key for r, _ in new], planned
 

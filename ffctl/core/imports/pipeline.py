@@ -13,6 +13,7 @@ import marshal
 import operator
 import queue
 import sqlite3
+import sys
 import threading
 import time
 import zlib
@@ -34,6 +35,7 @@ from ffctl.core.bulk import (
     sqlite_analyze_stale,
     sqlite_checkpoint,
     sqlite_defer_checkpoints,
+    sqlite_inserts_in_one_statement,
     sqlite_working_set,
 )
 from ffctl.core.csvio import CsvFileError
@@ -976,7 +978,7 @@ def _run(
             pass
         staging.add_errors(refusals)
         return handler
-    if write and is_postgresql(ctx) and hasattr(handler, "prepare"):
+    if write and hasattr(handler, "prepare"):
         preparing = cast(PreparingHandler, handler)  # hasattr: it prepares (orders' handler)
         _run_pipelined(spec, ctx, store, staging, report, progress, batch_rows, preparing, total, refusals)
         staging.add_errors(refusals)
@@ -1047,16 +1049,20 @@ def _run_pipelined(
     total: int,
     refusals: list[tuple],
 ) -> None:
-    """Write batches on PostgreSQL with the server's work overlapping ours.
+    """Write batches with the database's work overlapping ours.
 
     Most of a PostgreSQL batch is the server's (foreign-key checks and index entries for every
-    row COPY sends), during which this process would only wait. So one writer thread runs each
-    batch's transaction (lock, classify, COPY, commit; one batch at a time, in file order, so a
-    killed import still leaves whole batches), while this thread reads the next batch from
-    staging and prepares its rows (``handler.prepare``); two batches in memory at most.
+    row COPY sends), during which this process would only wait; SQLite's work for the rows runs
+    in this process, without the GIL, as one statement per table (``bulk.sqlite_inserts_in_one_statement``).
+    So one writer thread runs each batch's transaction (lock, classify, insert, commit; one batch
+    at a time, in file order, so a killed import still leaves whole batches), while this thread
+    reads the next batch from staging and prepares its rows (``handler.prepare``); two batches in
+    memory at most.
     """
     jobs: queue.Queue = queue.Queue()
     results: queue.Queue = queue.Queue()
+    sqlite = not is_postgresql(ctx)
+    deferred: dict = {}  # SQLite connections whose checkpoints wait for the last batch
 
     def write() -> None:
         while True:
@@ -1067,6 +1073,10 @@ def _run_pipelined(
             try:
                 with store.session(write=True) as s:
                     _lock_kind(s, ctx, spec.name)
+                    if sqlite:  # the pooled connection keeps these, and its pages, batch to batch
+                        sqlite_working_set(s, cache_mib=SQLITE_CACHE_MIB)
+                        sqlite_defer_checkpoints(s, deferred)
+                        sqlite_inserts_in_one_statement(s)
                     outcomes = handler.apply(s, ctx, spec, batch, True, prepared=prepared)
             except BaseException as exc:  # handed to the main thread, which raises it
                 results.put((batch, None, exc))
@@ -1088,12 +1098,21 @@ def _run_pipelined(
             done += _account(report, batch, outcomes, refusals)
             progress("writing", done, total, done)
 
+    # this thread reads on a connection of its own for the whole run, so that the writer gets the
+    # same pooled connection each batch, with its page cache (SQLite: one cache, not two half warm)
+    reading = store.engine.connect()
+    reader = Session(bind=reading)
     writer = threading.Thread(target=write, name="ffctl-import-writer", daemon=True)
     writer.start()
+    switching = sys.getswitchinterval()
+    # after each statement the writer waits for the GIL, which this thread gives up only at this interval
+    sys.setswitchinterval(WRITER_SWITCH_SECONDS)
     try:
         for batch in staging.records(batch_rows):
-            with store.session() as s:
-                prepared = handler.prepare(s, ctx, spec, batch)
+            try:
+                prepared = handler.prepare(reader, ctx, spec, batch)
+            finally:
+                reader.rollback()  # a read transaction per batch: the next one sees what the writer wrote
             collect(PIPELINE_AHEAD - 1)  # raises the writer's error, if any
             jobs.put((batch, prepared))
             pending += 1
@@ -1109,8 +1128,14 @@ def _run_pipelined(
                 break
         jobs.put(None)
         writer.join()
+        sys.setswitchinterval(switching)
+        reader.close()
+        reading.close()
+        if deferred:
+            sqlite_checkpoint(deferred)
 
 
+WRITER_SWITCH_SECONDS = 0.0005  # Python's default is 5 ms
 PIPELINE_AHEAD = 1  # batches handed to the writer and not yet written, besides the one being prepared
 
 ANALYZE_MIN_ROWS = 1000
