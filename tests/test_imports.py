@@ -803,12 +803,14 @@ def test_batches_commit_without_a_checkpoint_each_and_the_connection_gets_its_ch
         store.dispose()
 
 
-def test_an_error_in_the_writer_thread_stops_the_import_with_that_error(ws, monkeypatch):
-    # the batches are written by a writer thread (imports.pipeline._run_pipelined): an error there is
-    # the import's error, raised as it is, with the batches before it committed and nothing after
+@pytest.mark.parametrize("sqlite_writer_thread", [False, True], ids=["default", "sqlite-writer-thread"])
+def test_an_error_in_the_writer_thread_stops_the_import_with_that_error(ws, monkeypatch, sqlite_writer_thread):
+    # the batches are written by a writer thread (imports.pipeline._run_pipelined; on SQLite with
+    # SQLITE_WRITER_THREAD): an error there is the import's error, raised as it is, with the batches
+    # before it committed and nothing after
     from ffctl.core.config import load_config
     from ffctl.core.errors import StoreError
-    from ffctl.core.imports import import_file
+    from ffctl.core.imports import import_file, pipeline
     from ffctl.core.imports.orders import Orders
 
     insert, calls = Orders._insert, []
@@ -820,6 +822,7 @@ def test_an_error_in_the_writer_thread_stops_the_import_with_that_error(ws, monk
         return insert(self, *args, **kwargs)
 
     monkeypatch.setattr(Orders, "_insert", failing)
+    monkeypatch.setattr(pipeline, "SQLITE_WRITER_THREAD", sqlite_writer_thread)
     text = "order_id,line_no,customer,sku,qty\n" + "".join(f"W{i:03d},1,C1,A1,1\n" for i in range(50))
     store = ws.store()
     try:

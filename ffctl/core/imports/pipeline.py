@@ -13,7 +13,6 @@ import marshal
 import operator
 import queue
 import sqlite3
-import sys
 import threading
 import time
 import zlib
@@ -55,6 +54,9 @@ MEMO_CELLS = 4096  # parsed cell values remembered per column (compile_row_parse
 # SQLite page cache of the connection writing an import's batches: random index inserts outgrow the
 # default 2 MiB (docs/performance.md, import)
 SQLITE_CACHE_MIB = 32
+# SQLite batches through the writer thread too (_run_pipelined): off until it measures faster than
+# one thread, which it did not on a loaded 2-core machine (docs/performance.md, import: importpipe)
+SQLITE_WRITER_THREAD = False
 IGNORED_COLUMNS = frozenset({"error"})  # a rejects file imports as it is
 
 NEW, UPDATED, UNCHANGED, SKIPPED, REJECTED = "new", "updated", "unchanged", "skipped", "rejected"
@@ -978,7 +980,7 @@ def _run(
             pass
         staging.add_errors(refusals)
         return handler
-    if write and hasattr(handler, "prepare"):
+    if write and hasattr(handler, "prepare") and (is_postgresql(ctx) or SQLITE_WRITER_THREAD):
         preparing = cast(PreparingHandler, handler)  # hasattr: it prepares (orders' handler)
         _run_pipelined(spec, ctx, store, staging, report, progress, batch_rows, preparing, total, refusals)
         staging.add_errors(refusals)
@@ -1104,9 +1106,6 @@ def _run_pipelined(
     reader = Session(bind=reading)
     writer = threading.Thread(target=write, name="ffctl-import-writer", daemon=True)
     writer.start()
-    switching = sys.getswitchinterval()
-    # after each statement the writer waits for the GIL, which this thread gives up only at this interval
-    sys.setswitchinterval(WRITER_SWITCH_SECONDS)
     try:
         for batch in staging.records(batch_rows):
             try:
@@ -1128,14 +1127,12 @@ def _run_pipelined(
                 break
         jobs.put(None)
         writer.join()
-        sys.setswitchinterval(switching)
         reader.close()
         reading.close()
         if deferred:
             sqlite_checkpoint(deferred)
 
 
-WRITER_SWITCH_SECONDS = 0.0005  # Python's default is 5 ms
 PIPELINE_AHEAD = 1  # batches handed to the writer and not yet written, besides the one being prepared
 
 ANALYZE_MIN_ROWS = 1000
