@@ -458,8 +458,7 @@ NOTES = [
     "would get one row per 5 ms switch interval while the planner runs), so the rows would have to go "
     "in one statement per table and batch, e.g. `INSERT ... SELECT value->>0, ... FROM json_each(?)`: "
     "measured at 300k order lines and 200k orders rows, 1.3-1.5x the CPU of executemany for SQLite, but "
-    "off the planning thread. Not done in this round: it cannot be measured on this loaded machine, "
-    "where a second thread gets no second core.",
+    "off the planning thread. Built since (branch importpipe, 2026-12-03), off by default: see that subsection below.",
     "",
     "The remaining limit (PostgreSQL): the server checks every order line against its order and its "
     "product, every task and order against theirs; the floor with the foreign keys (above) is what the "
