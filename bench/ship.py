@@ -75,18 +75,59 @@ def generate(folder: Path, lines: int) -> int:
 
 
 CPU: dict[tuple, float] = {}  # (args) -> CPU seconds (user + system) of the last such process
+SERVER_CPU: dict[tuple, float] = {}  # (args) -> CPU seconds of the PostgreSQL backends serving it
+
+
+class ServerCpu:
+    """CPU seconds of the PostgreSQL backends connected to one database while a process runs:
+    their /proc counters sampled every ``every`` seconds (the server is on this machine), the last
+    reading of each kept; a backend's work after its last sample is missed (at most ``every`` s)."""
+
+    def __init__(self, db_url: str, every: float = 0.1) -> None:
+        import threading
+
+        import psycopg
+
+        self.conn = psycopg.connect(PG_ADMIN, autocommit=True)
+        self.name, self.every, self.seen = _pg_name(db_url), every, {}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while True:
+            pids = self.conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (self.name,)
+            ).fetchall()
+            for (pid,) in pids:
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:  # ended since
+                    continue
+                self.seen[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            if self.done.wait(self.every):
+                return
+
+    def stop(self) -> float:
+        self.done.set()
+        self.thread.join()
+        self.conn.close()
+        return sum(self.seen.values())
 
 
 def ffctl(folder: Path, db_url: str, *args: str, now: str = NOW) -> float:
     """Run one ffctl process; returns its wall time (its CPU time goes to ``CPU``: on a loaded
     machine the wall time also counts waiting for a core, the CPU time only the work done)."""
     env = dict(os.environ, FFCTL_CONFIG=str(folder / "ffctl.toml"), FFCTL_DB=db_url, FFCTL_NOW=now, FFCTL_USER="frank")
+    server = ServerCpu(db_url) if db_url.startswith("postgresql") else None
     started = time.perf_counter()
     with tempfile.TemporaryFile() as err:
         p = subprocess.Popen(
             [sys.executable, "-m", "ffctl", *args], env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=err
         )
         _pid, status, usage = os.wait4(p.pid, 0)
+        if server is not None:
+            SERVER_CPU[args[:2]] = server.stop()
         p.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started
         if p.returncode != 0:
@@ -134,6 +175,8 @@ def run(folder: Path, db_url: str, orders: int, floor: bool = False) -> dict:
         "cpu_orders": CPU[("import", "orders")],
         "cpu_shipments": CPU[("import", "shipments")],
         "cpu_one": CPU[("ship", f"SO{orders - 1:07d}")],
+        "server_orders": SERVER_CPU.get(("import", "orders")),
+        "server_shipments": SERVER_CPU.get(("import", "shipments")),
         "floor": spent,
         "floor_orders": floor_orders,
     }
@@ -339,6 +382,16 @@ def main() -> None:
             f"  CPU time of the same processes: {r['cpu_shipments']:.1f} s vs {r['cpu_orders']:.1f} s: "
             f"ratio {r['cpu_shipments'] / r['cpu_orders']:.2f}; one `ffctl ship` {r['cpu_one']:.2f} s"
         )
+        if r["server_orders"]:
+            ship_all, orders_all = (
+                r["cpu_shipments"] + r["server_shipments"],
+                r["cpu_orders"] + r["server_orders"],
+            )
+            lines.append(
+                f"  server backends' CPU (sampled from /proc): {r['server_shipments']:.1f} s vs "
+                f"{r['server_orders']:.1f} s; client + server: {ship_all:.1f} s vs {orders_all:.1f} s: "
+                f"ratio {ship_all / orders_all:.2f}"
+            )
         if r["floor"]:
             f, o = r["floor"], r["floor_orders"]
             cpu_of = "CPU" if backend == "SQLite" else "server CPU"

@@ -30,11 +30,12 @@ nothing), and writes them all with a few set-based statements. ``ship`` is a Shi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -62,6 +63,7 @@ SHIPMENT_LINE = ShipmentLine.__table__
 PICK = PickLine.__table__
 
 PARTIALLY_SHIPPED = "partially_shipped"
+T = TypeVar("T")
 
 
 def display_status(status: str, shipped_units: int) -> str:
@@ -253,6 +255,19 @@ def _aware(value) -> datetime:
     return from_stored(value) if isinstance(value, str) else value.replace(tzinfo=timezone.utc)
 
 
+def _aware_times():
+    """``_aware``, remembered: a batch's tasks share a handful of deadlines."""
+    memo: dict = {}
+
+    def aware(value) -> datetime:
+        found = memo.get(value)
+        if found is None:
+            found = memo[value] = _aware(value)
+        return found
+
+    return aware
+
+
 class Shipper:
     """Shipments of many orders: the store read once (orders and stock locked), each shipment
     checked and planned in memory in the order given (``plan``), all written by a few set-based
@@ -268,12 +283,17 @@ class Shipper:
         actor: str,
         write: bool = True,
         many: bool = False,
+        after: Shipper | None = None,
     ) -> None:
-        """``write`` False: only ``plan`` (what each shipment would do; nothing locked, stock not read)."""
+        """``write`` False: only ``plan`` (what each shipment would do; nothing locked, stock not read).
+        ``after``: a Shipper of other orders planned before this one in this transaction, written
+        after this one has read (``plan_each``): its stock rows and shipment ids stand for the store's."""
         self.session, self.cfg, self.actor, self.writes = session, cfg, actor, write
+        self.wait: Callable[[], None] = lambda: None  # before the session is used again (plan_each's writer)
         lock = write
         self.orders: dict[str, _OrderState] = {}
         ids = sorted({r.order_id for r in requests})
+        aware = _aware_times()
         # with its open task, which the ship node's completion closes (``_complete``)
         for oid, status, node, workflow, tid, tnode, twf, seq, deadline, held in keyed_rows(
             session,
@@ -287,7 +307,7 @@ class Shipper:
                 {"order_id": oid, "status": status, "node": node, "workflow": workflow},
                 None
                 if tid is None
-                else OpenTask(tid, oid, tnode, twf, seq, None if deadline is None else _aware(deadline), held),
+                else OpenTask(tid, oid, tnode, twf, seq, None if deadline is None else aware(deadline), held),
             )
         known = sorted(self.orders)
         given = sorted({r.shipment_id for r in requests if r.shipment_id is not None})
@@ -341,13 +361,15 @@ class Shipper:
         ]
         self.looked_up = set(wanted)
         self._look_up(wanted)
+        if after is not None:  # the ids it planned, not written yet
+            self.owner.update((row[0], row[1]) for row in after.shipment_rows)
         if requests and known:
             earliest = min(r.at for r in requests)
             for oid, latest in audit.later_events(session, known, earliest).items():
                 self.orders[oid].latest = latest
         skus = {x.sku for st in self.orders.values() for x in st.lines.values()}
         skus |= {sku for r in requests for _ln, sku, _q in (r.picks or ()) if sku is not None}
-        self.stock = stock.ShippedStock(
+        self.stock: stock.ShippedStock = stock.ShippedStock(
             session,
             known,
             {x.id: (x.allocated, x.shipped) for st in self.orders.values() for x in st.lines.values()},
@@ -355,6 +377,7 @@ class Shipper:
             lock=lock,
             all_or_nothing=many,
             stock=write,
+            after=after.stock if after is not None else None,
         )
         self.shipment_rows: list[tuple] = []
         self.line_rows: list[tuple] = []
@@ -363,7 +386,9 @@ class Shipper:
         self.last_events: list[dict] = []  # ... and of those that finish their order (after its node completes)
         self.finished: list[_Finished] = []
         self.reserving: dict[str | None, bool] = {}  # workflow -> whether it reserves stock
+        self.ship_nodes = frozenset(n for n, spec in cfg.nodes.items() if spec.auto == "ship")  # _check_node passes
         self.text = time_texts()  # a batch's shipments repeat a few times
+        self.words = _DetailWords()
 
     def known(self, order_id: str) -> bool:
         return order_id in self.orders
@@ -384,6 +409,7 @@ class Shipper:
             sid = f"{order_id}/{n}"
             if sid not in self.looked_up:
                 self.looked_up.add(sid)
+                self.wait()
                 self._look_up([sid])
             if sid not in self.owner:
                 return sid
@@ -447,7 +473,9 @@ class Shipper:
                 _("order {order_id} is on hold; release it before shipping").format(order_id=order_id),
                 hint=_("`{command}`").format(command=command("order", "release", order_id)),
             )
-        _check_node(self.session, cfg, order, self.actor, manual)
+        if manual or (order["node"] is not None and order["node"] not in self.ship_nodes):
+            self.wait()
+            _check_node(self.session, cfg, order, self.actor, manual)
         if st.latest is not None and st.latest[0] > at:
             raise audit.earlier_conflict(order_id, at, st.latest, tz)
         reserving = self.reserving.get(order["workflow"])
@@ -462,15 +490,21 @@ class Shipper:
         )
         # nothing below refuses: the shipment is planned
         sid = req.shipment_id or self._next_id(order_id)
-        moved = self.stock.take(order_id, items, at=at, ref=sid)
+        taken = self.stock
+        moved = taken.take(order_id, items, at=at, ref=sid)
+        left = 0
         for line in st.lines.values():
-            line.allocated, line.shipped = self.stock.line(line.id)
+            line.allocated, line.shipped = taken.line(line.id)
+            left += line.qty - line.cancelled - line.shipped
         if st.latest is None or st.latest[0] < at:
             st.latest = (at, "shipped")
-        left = sum(x.to_ship for x in st.lines.values())
         rows: dict[int, list] = {}
         for ln in out_lines:  # one row per line (a line reported twice in one shipment is summed)
-            rows.setdefault(ln["line_no"], [ln["sku"], 0])[1] += ln["qty"]
+            no = ln["line_no"]
+            if no in rows:
+                rows[no][1] += ln["qty"]
+            else:
+                rows[no] = [ln["sku"], ln["qty"]]
         shipments.append(
             {
                 "shipment_id": sid,
@@ -491,8 +525,11 @@ class Shipper:
         when = self.text(at)
         self.shipment_rows.append((sid, order_id, when, carrier, tracking))
         right = {ln for ln, _s, _q, e in errors if e is None}  # pick accuracy's right picks: flags, no rows
-        self.line_rows.extend((sid, order_id, no, sku, qty, int(no in right)) for no, (sku, qty) in rows.items())
-        self.pick_rows.extend((order_id, sid, ln, s, q, e) for ln, s, q, e in errors if e is not None)
+        line_rows = self.line_rows
+        for no, (sku, qty) in rows.items():
+            line_rows.append((sid, order_id, no, sku, qty, int(no in right)))
+        if len(right) < len(errors):
+            self.pick_rows.extend((order_id, sid, ln, s, q, e) for ln, s, q, e in errors if e is not None)
         units = sum(ln["qty"] for ln in out_lines)
         node = order["node"]
         if left == 0:
@@ -514,7 +551,7 @@ class Shipper:
                 "actor": self.actor,
                 "order_id": order_id,
                 "node": node,
-                "detail": _shipped_detail(sid, out_lines, carrier, tracking, moved, left),
+                "detail": _shipped_detail(sid, out_lines, carrier, tracking, moved, left, self.words),
             }
         )
         return {
@@ -637,37 +674,52 @@ def _decide(
     return items, out_lines, errors
 
 
-def _shipped_detail(sid: str, out_lines: list[dict], carrier, tracking, moved: dict, left: int) -> str:
+class _DetailWords:
+    """The "shipped" detail's words, translated once per Shipper (a batch says them thousands of times)."""
+
+    def __init__(self) -> None:
+        self.shipment, self.carrier, self.tracking = (
+            _("shipment {id}"),
+            _("carrier {carrier}"),
+            _("tracking {tracking}"),
+        )
+        self.counts: dict[tuple[str, int], str] = {}
+
+    def count(self, what: str, n: int) -> str:
+        found = self.counts.get((what, n))
+        if found is None:
+            if what == "reserved":
+                text = ngettext("{n} unit from reservations", "{n} units from reservations", n)
+            elif what == "untracked":
+                text = ngettext("{n} unit not in the stock records", "{n} units not in the stock records", n)
+            else:
+                text = ngettext("{n} unit still to ship", "{n} units still to ship", n)
+            found = self.counts[(what, n)] = text.format(n=n)
+        return found
+
+
+def _shipped_detail(
+    sid: str, out_lines: list[dict], carrier, tracking, moved: dict, left: int, words: _DetailWords | None = None
+) -> str:
     """The "shipped" event's detail: the shipment, its lines, carrier, where its units came from, what is left."""
+    words = words or _DetailWords()
     notes = [
-        _("shipment {id}").format(id=sid),
+        words.shipment.format(id=sid),
         ", ".join(
             f"L{ln['line_no']} {ln['sku']} {ln['qty']}" + (f" ({ln['error'].replace('_', ' ')})" if ln["error"] else "")
             for ln in out_lines
         ),
     ]
-    notes += [
-        x
-        for x in (
-            carrier and _("carrier {carrier}").format(carrier=carrier),
-            tracking and _("tracking {tracking}").format(tracking=tracking),
-        )
-        if x
-    ]
+    if carrier:
+        notes.append(words.carrier.format(carrier=carrier))
+    if tracking:
+        notes.append(words.tracking.format(tracking=tracking))
     if moved["reserved"]:
-        notes.append(
-            ngettext("{n} unit from reservations", "{n} units from reservations", moved["reserved"]).format(
-                n=moved["reserved"]
-            )
-        )
+        notes.append(words.count("reserved", moved["reserved"]))
     if moved["untracked"]:
-        notes.append(
-            ngettext(
-                "{n} unit not in the stock records", "{n} units not in the stock records", moved["untracked"]
-            ).format(n=moved["untracked"])
-        )
+        notes.append(words.count("untracked", moved["untracked"]))
     if left:
-        notes.append(ngettext("{n} unit still to ship", "{n} units still to ship", left).format(n=left))
+        notes.append(words.count("left", left))
     return "; ".join(notes)
 
 
@@ -694,6 +746,84 @@ def ship(
     if done is not None:
         shipper.write()
     return done
+
+
+PART = 2500  # shipments a part (plan_each); smaller parts cost the server more statements than they overlap
+
+
+def plan_each(
+    session: Session,
+    cfg: Config,
+    requests: Sequence[ShipmentRequest],
+    each: Callable[[Shipper, ShipmentRequest], T],
+    *,
+    actor: str,
+    write: bool = True,
+) -> list[T]:
+    """``each(shipper, request)`` of every request in order (``each`` calls ``shipper.plan``), then
+    (``write``) the planned shipments written: ``import shipments``' batch, stock locked as many-row
+    lockers take it.
+
+    On PostgreSQL the requests go in parts of whole orders, one transaction still: while a second
+    thread writes one part (the server's work), this one plans the next. That part reads the store
+    before the one before it is written; it has other orders, and what it would read of the part
+    before (the stock rows, as their plan left them, and its shipment ids) it takes from that part's
+    Shipper. The session is used by one thread at a time (``Shipper.wait``)."""
+    if not (write and is_postgresql(session)) or len(requests) <= PART:
+        shipper = Shipper(session, cfg, requests, actor=actor, write=write, many=True)
+        done = [each(shipper, r) for r in requests]
+        if write:
+            shipper.write()
+        return done
+    done = []
+    before: Shipper | None = None
+    for part in _order_parts(requests, PART):
+        if before is not None and not before.orders.keys().isdisjoint(r.order_id for r in part):
+            before.write()  # an order in both (requests not by order): its part is written first
+            before = None
+        shipper = Shipper(session, cfg, part, actor=actor, many=True, after=before)
+        writer = _Writer(before) if before is not None else None
+        if writer is not None:
+            shipper.wait = writer.join
+        try:
+            done.extend(each(shipper, r) for r in part)
+        finally:
+            if writer is not None:
+                writer.join()
+        before = shipper
+    assert before is not None
+    before.write()
+    return done
+
+
+def _order_parts(requests: Sequence[ShipmentRequest], size: int) -> Iterable[Sequence[ShipmentRequest]]:
+    """``requests`` in parts of about ``size``, cut only where the order changes."""
+    start = 0
+    for i in range(size, len(requests)):
+        if i - start >= size and requests[i].order_id != requests[i - 1].order_id:
+            yield requests[start:i]
+            start = i
+    yield requests[start:]
+
+
+class _Writer:
+    """``shipper.write()`` on a thread of its own; ``join`` waits for it and raises what it raised."""
+
+    def __init__(self, shipper: Shipper) -> None:
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(shipper,), name="ffctl-ship-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self, shipper: Shipper) -> None:
+        try:
+            shipper.write()
+        except BaseException as exc:  # raised in the planning thread, by join
+            self.error = exc
+
+    def join(self) -> None:
+        self.thread.join()
+        if self.error is not None:  # every time: a shipment planned meanwhile is not refused by it
+            raise self.error
 
 
 def _complete(
@@ -734,9 +864,10 @@ def _complete(
         return
     session.flush()
     raw: Any = session.connection().connection.driver_connection
+    text = time_texts()
     raw.executemany(
         "UPDATE orders SET status = 'shipped', shipped_at = ?, carrier = ?, tracking = ?, node = ? WHERE order_id = ?",
-        [(stored_text(last[i].shipped_at), last[i].carrier, last[i].tracking, n, i) for i, n in zip(ids, nodes)],
+        [(text(last[i].shipped_at), last[i].carrier, last[i].tracking, n, i) for i, n in zip(ids, nodes)],
     )
 
 

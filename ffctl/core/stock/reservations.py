@@ -131,6 +131,8 @@ class ShippedStock:
     ``lines``: ``{line_id: (allocated, shipped)}`` of every line the shipments may take from;
     ``skus``: every SKU they may take (lines' and picked). The stock rows of those SKUs are locked
     (with ``all_or_nothing``, as the many-row lockers take them), after the caller locked the orders.
+    ``after``: the ShippedStock of shipments planned before these in this transaction and not yet
+    written; its rows (as its plan left them) stand for the store's, which are not read again.
     """
 
     def __init__(
@@ -143,6 +145,7 @@ class ShippedStock:
         lock: bool = True,
         all_or_nothing: bool = False,
         stock: bool = True,
+        after: ShippedStock | None = None,
     ) -> None:
         self.lines = {i: [a, s] for i, (a, s) in lines.items()}  # line id -> [allocated, shipped]
         self.allocs: dict[int, list[dict]] = defaultdict(list)
@@ -158,15 +161,21 @@ class ShippedStock:
         ):
             self.allocs[line_id].append({"id": alloc_id, "warehouse": warehouse, "qty": qty})
             alloc_skus.add(sku)
+        wanted = set(skus) | alloc_skus
+        carried = after.by_sku if after is not None else {}
         rows = (
-            _stock_of_skus(session, sorted(set(skus) | alloc_skus), lock=lock, all_or_nothing=all_or_nothing)
+            _stock_of_skus(session, sorted(wanted - carried.keys()), lock=lock, all_or_nothing=all_or_nothing)
             if stock
             else []
         )
         self.by_sku: dict[str, list[dict]] = defaultdict(list)
+        self.row_of: dict[tuple[str, str], dict] = {}
+        if after is not None:  # every row of a SKU is read together: a SKU it has is all there
+            self.by_sku.update(after.by_sku)
+            self.row_of.update(after.row_of)
         for r in rows:
             self.by_sku[r["sku"]].append(r)
-        self.row_of = {(r["sku"], r["warehouse"]): r for r in rows}
+            self.row_of[(r["sku"], r["warehouse"])] = r
         self.on_hand_delta: dict[int, int] = defaultdict(int)
         self.alloc_delta: dict[int, int] = defaultdict(int)
         self.alloc_change: dict[int, int] = {}  # allocation id -> new qty (0: deleted)
@@ -180,15 +189,22 @@ class ShippedStock:
 
     def take(self, order_id: str, items: Sequence[LineShipment], *, at: datetime, ref: str) -> dict:
         """Plan one shipment (``ref``) of an order; returns ``{"reserved", "unreserved", "untracked"}`` units."""
-        moves: dict[tuple[str, str], int] = defaultdict(int)
-        totals = {"reserved": 0, "unreserved": 0, "untracked": 0}
-        alloc_change, row_of = self.alloc_change, self.row_of
+        moves: dict[tuple[str, str], int] = {}
+        reserved = unreserved = untracked = 0
+        alloc_change, row_of, alloc_delta, on_hand_delta = (
+            self.alloc_change,
+            self.row_of,
+            self.alloc_delta,
+            self.on_hand_delta,
+        )
+        tracked = self.stock
         for item in items:
             line = self.lines[item.line_id]
             reserved_line = line[0] - line[1]
             take = min(item.counted, reserved_line)  # reservation units this shipment uses up
-            left = item.qty if self.stock else 0
-            for a in self.allocs[item.line_id] if self.stock else ():
+            left = item.qty if tracked else 0
+            right_sku = item.sku == item.line_sku  # the reserved units are the ones that left
+            for a in self.allocs.get(item.line_id, ()) if tracked and take > 0 else ():
                 if take <= 0:
                     break
                 have = alloc_change.get(a["id"], a["qty"])
@@ -197,15 +213,16 @@ class ShippedStock:
                     continue
                 alloc_change[a["id"]] = have - n
                 row = row_of[(item.line_sku, a["warehouse"])]
-                self.alloc_delta[row["id"]] -= n
+                alloc_delta[row["id"]] -= n
                 row["allocated"] -= n
                 take -= n
-                if item.sku == item.line_sku:  # the reserved units are the ones that left
-                    self.on_hand_delta[row["id"]] -= n
+                if right_sku:
+                    on_hand_delta[row["id"]] -= n
                     row["on_hand"] -= n
-                    moves[(item.sku, a["warehouse"])] -= n
+                    key = (item.sku, a["warehouse"])
+                    moves[key] = moves.get(key, 0) - n
                     left -= n
-                    totals["reserved"] += n
+                    reserved += n
             # the rest left from unreserved stock: the warehouses with the most available first
             for row in (
                 sorted(self.by_sku.get(item.sku, []), key=lambda r: (r["allocated"] - r["on_hand"], r["warehouse"]))
@@ -217,18 +234,21 @@ class ShippedStock:
                 n = min(row["on_hand"] - row["allocated"], left)
                 if n <= 0:
                     continue
-                self.on_hand_delta[row["id"]] -= n
+                on_hand_delta[row["id"]] -= n
                 row["on_hand"] -= n
-                moves[(item.sku, row["warehouse"])] -= n
+                key = (item.sku, row["warehouse"])
+                moves[key] = moves.get(key, 0) - n
                 left -= n
-                totals["unreserved"] += n
-            totals["untracked"] += max(left, 0)
+                unreserved += n
+            if left > 0:
+                untracked += left
             reserved_after = reserved_line - min(item.counted, reserved_line)
             line[1] += item.counted
             line[0] = reserved_after + line[1]
             self.changed_lines.add(item.line_id)
-        self.moves.extend((k[0], k[1], d, ref, at) for k, d in sorted(moves.items()) if d)
-        return totals
+        if moves:
+            self.moves.extend((k[0], k[1], d, ref, at) for k, d in sorted(moves.items()) if d)
+        return {"reserved": reserved, "unreserved": unreserved, "untracked": untracked}
 
     def write(self, session: Session, *, actor: str) -> None:
         """Write what every ``take`` planned, in the caller's transaction."""
