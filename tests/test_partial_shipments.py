@@ -173,17 +173,7 @@ def test_a_backorder_shows_its_atp_date_and_allocate_fills_it(workspace_with_con
     assert o["node"] == "dispatch" and [ln["backordered"] for ln in o["lines"]] == [0, 0]
 
 
-@pytest.fixture(params=["one part", "an order a part"])
-def parts(request, monkeypatch):
-    """A batch in one part, or each order a part of its own (on PostgreSQL the next part is read and
-    planned while the one before is written): the same shipments, stock and refusals either way."""
-    if request.param == "an order a part":
-        from ffctl.core import shipping
-
-        monkeypatch.setattr(shipping, "PART", 1)
-
-
-def test_import_shipments_in_parts_with_pick_errors_and_a_rerun_adds_nothing(ws, parts):
+def test_import_shipments_in_parts_with_pick_errors_and_a_rerun_adds_nothing(ws):
     text = (
         "order_id,shipment_id,shipped_at,carrier,tracking,line_no,sku,qty\n"
         "SO-1,P-1,2026-11-23 10:00,SF,T1,1,SKU-0001,4\n"
@@ -232,7 +222,7 @@ def test_two_processes_shipping_one_order_never_ship_more_than_allocated(ws):
     assert query(ws, "SELECT count(*) FROM shipment") == [(1,)]
 
 
-def test_an_import_batch_rejects_a_refused_shipment_alone_and_abort_mode_writes_nothing(ws, parts):
+def test_an_import_batch_rejects_a_refused_shipment_alone_and_abort_mode_writes_nothing(ws):
     """One batch: SO-2 is on hold (refused), SO-1 ships in two parts, the second finishing it; a
     third SO-1 row after it is refused as already shipped. Abort mode writes nothing; skip mode
     writes the rest, batch-set-based as `ffctl ship` would one by one."""

@@ -30,12 +30,11 @@ nothing), and writes them all with a few set-based statements. ``ship`` is a Shi
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -63,7 +62,6 @@ SHIPMENT_LINE = ShipmentLine.__table__
 PICK = PickLine.__table__
 
 PARTIALLY_SHIPPED = "partially_shipped"
-T = TypeVar("T")
 
 
 def display_status(status: str, shipped_units: int) -> str:
@@ -283,13 +281,9 @@ class Shipper:
         actor: str,
         write: bool = True,
         many: bool = False,
-        after: Shipper | None = None,
     ) -> None:
-        """``write`` False: only ``plan`` (what each shipment would do; nothing locked, stock not read).
-        ``after``: a Shipper of other orders planned before this one in this transaction, written
-        after this one has read (``plan_each``): its stock rows and shipment ids stand for the store's."""
+        """``write`` False: only ``plan`` (what each shipment would do; nothing locked, stock not read)."""
         self.session, self.cfg, self.actor, self.writes = session, cfg, actor, write
-        self.wait: Callable[[], None] = lambda: None  # before the session is used again (plan_each's writer)
         lock = write
         self.orders: dict[str, _OrderState] = {}
         ids = sorted({r.order_id for r in requests})
@@ -361,8 +355,6 @@ class Shipper:
         ]
         self.looked_up = set(wanted)
         self._look_up(wanted)
-        if after is not None:  # the ids it planned, not written yet
-            self.owner.update((row[0], row[1]) for row in after.shipment_rows)
         if requests and known:
             earliest = min(r.at for r in requests)
             for oid, latest in audit.later_events(session, known, earliest).items():
@@ -377,7 +369,6 @@ class Shipper:
             lock=lock,
             all_or_nothing=many,
             stock=write,
-            after=after.stock if after is not None else None,
         )
         self.shipment_rows: list[tuple] = []
         self.line_rows: list[tuple] = []
@@ -409,7 +400,6 @@ class Shipper:
             sid = f"{order_id}/{n}"
             if sid not in self.looked_up:
                 self.looked_up.add(sid)
-                self.wait()
                 self._look_up([sid])
             if sid not in self.owner:
                 return sid
@@ -474,7 +464,6 @@ class Shipper:
                 hint=_("`{command}`").format(command=command("order", "release", order_id)),
             )
         if manual or (order["node"] is not None and order["node"] not in self.ship_nodes):
-            self.wait()
             _check_node(self.session, cfg, order, self.actor, manual)
         if st.latest is not None and st.latest[0] > at:
             raise audit.earlier_conflict(order_id, at, st.latest, tz)
@@ -746,84 +735,6 @@ def ship(
     if done is not None:
         shipper.write()
     return done
-
-
-PART = 2500  # shipments a part (plan_each); smaller parts cost the server more statements than they overlap
-
-
-def plan_each(
-    session: Session,
-    cfg: Config,
-    requests: Sequence[ShipmentRequest],
-    each: Callable[[Shipper, ShipmentRequest], T],
-    *,
-    actor: str,
-    write: bool = True,
-) -> list[T]:
-    """``each(shipper, request)`` of every request in order (``each`` calls ``shipper.plan``), then
-    (``write``) the planned shipments written: ``import shipments``' batch, stock locked as many-row
-    lockers take it.
-
-    On PostgreSQL the requests go in parts of whole orders, one transaction still: while a second
-    thread writes one part (the server's work), this one plans the next. That part reads the store
-    before the one before it is written; it has other orders, and what it would read of the part
-    before (the stock rows, as their plan left them, and its shipment ids) it takes from that part's
-    Shipper. The session is used by one thread at a time (``Shipper.wait``)."""
-    if not (write and is_postgresql(session)) or len(requests) <= PART:
-        shipper = Shipper(session, cfg, requests, actor=actor, write=write, many=True)
-        done = [each(shipper, r) for r in requests]
-        if write:
-            shipper.write()
-        return done
-    done = []
-    before: Shipper | None = None
-    for part in _order_parts(requests, PART):
-        if before is not None and not before.orders.keys().isdisjoint(r.order_id for r in part):
-            before.write()  # an order in both (requests not by order): its part is written first
-            before = None
-        shipper = Shipper(session, cfg, part, actor=actor, many=True, after=before)
-        writer = _Writer(before) if before is not None else None
-        if writer is not None:
-            shipper.wait = writer.join
-        try:
-            done.extend(each(shipper, r) for r in part)
-        finally:
-            if writer is not None:
-                writer.join()
-        before = shipper
-    assert before is not None
-    before.write()
-    return done
-
-
-def _order_parts(requests: Sequence[ShipmentRequest], size: int) -> Iterable[Sequence[ShipmentRequest]]:
-    """``requests`` in parts of about ``size``, cut only where the order changes."""
-    start = 0
-    for i in range(size, len(requests)):
-        if i - start >= size and requests[i].order_id != requests[i - 1].order_id:
-            yield requests[start:i]
-            start = i
-    yield requests[start:]
-
-
-class _Writer:
-    """``shipper.write()`` on a thread of its own; ``join`` waits for it and raises what it raised."""
-
-    def __init__(self, shipper: Shipper) -> None:
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(shipper,), name="ffctl-ship-writer", daemon=True)
-        self.thread.start()
-
-    def _run(self, shipper: Shipper) -> None:
-        try:
-            shipper.write()
-        except BaseException as exc:  # raised in the planning thread, by join
-            self.error = exc
-
-    def join(self) -> None:
-        self.thread.join()
-        if self.error is not None:  # every time: a shipment planned meanwhile is not refused by it
-            raise self.error
 
 
 def _complete(

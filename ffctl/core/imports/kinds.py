@@ -346,31 +346,30 @@ class Shipments(Handler):
                     shipment_id=v[SHIP_AT.shipment_id],
                 )
             )
-
-        def outcome(shipper, request) -> tuple[str, str | None]:
-            if not shipper.known(request.order_id):
-                return (
-                    REJECTED,
-                    _("unknown order {order_id!r} (not in orders; import orders first)").format(
-                        order_id=request.order_id
-                    ),
-                )
-            try:
-                return (NEW, None) if shipper.plan(request) is not None else (UNCHANGED, None)
-            except FfctlError as exc:
-                return (REJECTED, exc.message)
-
-        planned = iter(
-            shipping.plan_each(
-                session,
-                ctx.cfg,
-                [r for r in requests if not isinstance(r, str)],
-                outcome,
-                actor=ctx.actor,
-                write=write,
-            )
+        shipper = shipping.Shipper(
+            session, ctx.cfg, [r for r in requests if not isinstance(r, str)], actor=ctx.actor, write=write, many=True
         )
-        return [(REJECTED, r) if isinstance(r, str) else next(planned) for r in requests]
+        outcomes: list[tuple[str, str | None]] = []
+        for request in requests:
+            if isinstance(request, str):
+                outcomes.append((REJECTED, request))
+            elif not shipper.known(request.order_id):
+                outcomes.append(
+                    (
+                        REJECTED,
+                        _("unknown order {order_id!r} (not in orders; import orders first)").format(
+                            order_id=request.order_id
+                        ),
+                    )
+                )
+            else:
+                try:
+                    outcomes.append((NEW, None) if shipper.plan(request) is not None else (UNCHANGED, None))
+                except FfctlError as exc:
+                    outcomes.append((REJECTED, exc.message))
+        if write:
+            shipper.write()
+        return outcomes
 
 
 def _shipment_parsers(ctx: Context) -> dict:

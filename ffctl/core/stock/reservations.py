@@ -131,8 +131,6 @@ class ShippedStock:
     ``lines``: ``{line_id: (allocated, shipped)}`` of every line the shipments may take from;
     ``skus``: every SKU they may take (lines' and picked). The stock rows of those SKUs are locked
     (with ``all_or_nothing``, as the many-row lockers take them), after the caller locked the orders.
-    ``after``: the ShippedStock of shipments planned before these in this transaction and not yet
-    written; its rows (as its plan left them) stand for the store's, which are not read again.
     """
 
     def __init__(
@@ -145,7 +143,6 @@ class ShippedStock:
         lock: bool = True,
         all_or_nothing: bool = False,
         stock: bool = True,
-        after: ShippedStock | None = None,
     ) -> None:
         self.lines = {i: [a, s] for i, (a, s) in lines.items()}  # line id -> [allocated, shipped]
         self.allocs: dict[int, list[dict]] = defaultdict(list)
@@ -161,21 +158,15 @@ class ShippedStock:
         ):
             self.allocs[line_id].append({"id": alloc_id, "warehouse": warehouse, "qty": qty})
             alloc_skus.add(sku)
-        wanted = set(skus) | alloc_skus
-        carried = after.by_sku if after is not None else {}
         rows = (
-            _stock_of_skus(session, sorted(wanted - carried.keys()), lock=lock, all_or_nothing=all_or_nothing)
+            _stock_of_skus(session, sorted(set(skus) | alloc_skus), lock=lock, all_or_nothing=all_or_nothing)
             if stock
             else []
         )
         self.by_sku: dict[str, list[dict]] = defaultdict(list)
-        self.row_of: dict[tuple[str, str], dict] = {}
-        if after is not None:  # every row of a SKU is read together: a SKU it has is all there
-            self.by_sku.update(after.by_sku)
-            self.row_of.update(after.row_of)
         for r in rows:
             self.by_sku[r["sku"]].append(r)
-            self.row_of[(r["sku"], r["warehouse"])] = r
+        self.row_of = {(r["sku"], r["warehouse"]): r for r in rows}
         self.on_hand_delta: dict[int, int] = defaultdict(int)
         self.alloc_delta: dict[int, int] = defaultdict(int)
         self.alloc_change: dict[int, int] = {}  # allocation id -> new qty (0: deleted)
