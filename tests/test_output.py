@@ -161,12 +161,14 @@ _SCALARS = st.one_of(
             ),
             max_size=6,
         ),
-        max_size=4,
-    )
+        max_size=7,
+    ),
+    st.sampled_from([None, 1, 2, 3]),
 )
-def test_json_rows_are_byte_for_byte_what_json_dumps_indent_2_gives(rows):
-    """A plain row is laid out without json's indenting encoder; nested values fall back to it.
-    Either way the text is json.dumps(indent=2) of the whole list."""
+def test_json_rows_are_byte_for_byte_what_json_dumps_indent_2_gives(rows, batch):
+    """A plain row is laid out without json's indenting encoder, alone (``write``) or a batch at a
+    time (``write_many``, here batches of 1-3 rows); nested values fall back to it. Either way the
+    text is json.dumps(indent=2) of the whole list."""
     import io
 
     from ffctl.commands._output import Column, RowStream, dumps
@@ -174,7 +176,11 @@ def test_json_rows_are_byte_for_byte_what_json_dumps_indent_2_gives(rows):
     keys = sorted({k for row in rows for k in row})
     out = io.StringIO()
     stream = RowStream([Column(k) for k in keys], "json", tz="Asia/Shanghai", out=out)
-    for row in rows:
-        stream.write(row)
+    if batch is None:
+        for row in rows:
+            stream.write(row)
+    else:
+        stream.batch = batch
+        stream.write_many(rows)
     stream.close()
     assert out.getvalue() == dumps(rows, "Asia/Shanghai") + "\n"

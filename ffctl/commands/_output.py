@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from itertools import islice
 from json.encoder import encode_basestring  # the C encoder of a str, as json.dumps(ensure_ascii=False) uses
 from typing import Any
 
@@ -29,6 +30,7 @@ from ffctl.i18n import _
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 _INF = float("inf")
+_PLAIN = {str, int, float, bool, type(None)}  # what write_many hands the C encoder as it is
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class RowStream:
         self.envelope = envelope
         # nested one level in an envelope; a plain array lays each row out as json.dumps(indent=2) would
         self.pad, self.indent = ("    ", None) if envelope else ("  ", 2)
+        self._encoder: json.JSONEncoder | None = None  # write_many's
+        self.batch = 1000
         if kind == "csv":
             self.writer = csv.writer(self.out, lineterminator="\n")
             self.writer.writerow(self.keys)
@@ -105,6 +109,26 @@ class RowStream:
                     text = text.replace("\n", "\n" + self.pad)
             self.out.write(("," if self.rows else "[") + "\n" + self.pad + text)
         self.rows += 1
+
+    def write_many(self, rows: Iterable[dict]) -> None:
+        """``write`` each row. An indented JSON array's rows of plain values go a thousand at a time
+        through json's C encoder with the row layout in its item separator (one call per batch, not per row)."""
+        if self.kind == "csv" or not self.indent:
+            for row in rows:
+                self.write(row)
+            return
+        it = iter(rows)
+        while batch := list(islice(it, self.batch)):
+            if not all(batch) or not all(type(k) is str and type(v) in _PLAIN for row in batch for k, v in row.items()):
+                for row in batch:
+                    self.write(row)
+                continue
+            if self._encoder is None:
+                self._encoder = json.JSONEncoder(ensure_ascii=False, separators=(",\n    ", ": "))
+            # "[{...},\n    {...}]": a newline is never inside an encoded string, so "},\n    {" is a row boundary
+            text = self._encoder.encode(batch)[2:-2].replace("},\n    {", "\n  },\n  {\n    ")
+            self.out.write(("," if self.rows else "[") + "\n  {\n    " + text + "\n  }")
+            self.rows += len(batch)
 
     def _flat(self, row: dict) -> str | None:
         """A row of plain values laid out as json.dumps(indent=2) would, without json's pure-Python
@@ -198,8 +222,11 @@ def render(
     kind = resolve_format(fmt)
     if kind in ("json", "csv"):
         stream = RowStream(columns, kind, tz=tz)
-        for row in rows:
-            stream.write(row)
+        if isinstance(rows, Sequence):  # all in memory already: a batch at a time
+            stream.write_many(rows)
+        else:  # an iterator's rows go out as they come
+            for row in rows:
+                stream.write(row)
         stream.close()
     else:
         rows = list(rows)

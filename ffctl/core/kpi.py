@@ -1488,11 +1488,14 @@ class _Report:
         percentile_cont) of ``col`` over the ``n`` rows of ``table x`` matching ``where`` (with
         ``params``) and the period, together with the group's values in ``more`` (counted apart,
         not in the table), by stepping to each rank from the nearer end of an index on (...,
-        col, created_at): no sort of the rows. The steps of many groups go in one statement (a
-        UNION ALL of LIMIT/OFFSET reads), not one statement each."""
+        col, created_at): no sort of the rows. SQLite: each read is one prepared statement run
+        again with the group's parameters (preparing thousands of reads cost more than stepping
+        them). PostgreSQL: the reads of many groups go in one statement (a UNION ALL), not one
+        round trip each."""
         hint = f" INDEXED BY {index}" if self.sql.sqlite else ""
         ps = list(ps)
-        jobs: list[tuple] = []  # (group index, pos, k, the index's first rank read, the read, its params)
+        # (group index, pos, k, the index's first rank read, the read: (where, order, limit, skip, params))
+        jobs: list[tuple] = []
         for i, (where, extra, n) in enumerate(groups):
             also = len(more[i]) if more else 0
             for p in ps:
@@ -1500,39 +1503,59 @@ class _Report:
                 k = int(pos)  # interpolate between the values of ranks k and k + 1 (0-based)
                 # ranks k and k + 1 of the union are among the index's ranks lo..hi-1 and the other values
                 lo, hi = max(k - also, 0), min(k + 2, n)
-                j = len(jobs)
                 read = None
                 if hi > lo:
                     descending = lo >= n - hi
                     order, skip = ("DESC", n - hi) if descending else ("ASC", lo)
-                    own = where  # each read's own names for the group's parameters
-                    for key in extra:
-                        own = re.sub(rf":{key}\b", f":{key}_{j}", own)
-                    read = (
-                        f"SELECT {j} AS j, s{j}.v AS v FROM (SELECT x.{col} AS v FROM {table} x{hint} "
-                        f"WHERE {own} AND x.{col} IS NOT NULL AND {self.created_in('x')} "
-                        f"ORDER BY x.{col} {order} LIMIT {hi - lo} OFFSET {skip}) s{j}"
-                    )
-                jobs.append((i, pos, k, lo, read, {f"{key}_{j}": v for key, v in extra.items()}))
-        got: dict[int, list[float]] = {}
-        reads = [job for job in enumerate(jobs) if job[1][4] is not None]
-        for start in range(0, len(reads), chunk):
-            part = [job for _j, job in reads[start : start + chunk]]
-            params = {key: v for job in part for key, v in job[5].items()}
-            statement = " UNION ALL ".join(job[4] for job in part)
-            if params or ":" in statement:
-                found = self.rows(statement, params)
-            else:  # no parameters: SQLAlchemy's scan of a long text for them cost more than the reads
-                found = self.s.connection().exec_driver_sql(statement).all()
-            for r in found:
-                got.setdefault(r.j, []).append(r.v)
+                    read = (where, order, hi - lo, skip, extra)
+                jobs.append((i, pos, k, lo, read))
+        reads = [(j, job[4]) for j, job in enumerate(jobs) if job[4] is not None]
+        got = (
+            self._sqlite_reads(table, hint, col, reads)
+            if self.sql.sqlite
+            else self._union_reads(table, col, reads, chunk)
+        )
         out: list[list[float]] = [[] for _ in groups]
-        for j, (i, pos, k, lo, _read, _params) in enumerate(jobs):
+        for j, (i, pos, k, lo, _read) in enumerate(jobs):
             values = sorted([*got.get(j, []), *(more[i] if more else ())])
             a = values[k - lo]
             b = values[k + 1 - lo] if k + 1 - lo < len(values) else a
             out[i].append(a + (pos - k) * (b - a))
         return out
+
+    def _read_sql(self, table: str, hint: str, col: str, where: str, order: str) -> str:
+        return (
+            f"SELECT x.{col} AS v FROM {table} x{hint} WHERE {where} AND x.{col} IS NOT NULL "
+            f"AND {self.created_in('x')} ORDER BY x.{col} {order}"
+        )
+
+    def _sqlite_reads(self, table: str, hint: str, col: str, reads: list[tuple[int, tuple]]) -> dict[int, list[float]]:
+        """``picks``' reads on SQLite through the driver: the same text, prepared once (sqlite3
+        keeps its recent statements), with the group's parameters, LIMIT and OFFSET bound."""
+        base = {k: _stamp(v) if isinstance(v, datetime) else v for k, v in self.params.items()}
+        cursor = self.s.connection().connection.driver_connection.cursor()
+        got: dict[int, list[float]] = {}
+        for j, (where, order, limit, skip, extra) in reads:
+            sql = self._read_sql(table, hint, col, where, order) + " LIMIT :limit_ OFFSET :skip_"
+            found = cursor.execute(sql, {**base, **extra, "limit_": limit, "skip_": skip}).fetchall()
+            got[j] = [r[0] for r in found]
+        return got
+
+    def _union_reads(self, table: str, col: str, reads: list[tuple[int, tuple]], chunk: int) -> dict[int, list[float]]:
+        """``picks``' reads on PostgreSQL: ``chunk`` reads a statement, each group's parameters renamed apart."""
+        got: dict[int, list[float]] = {}
+        for start in range(0, len(reads), chunk):
+            parts, params = [], {}
+            for j, (where, order, limit, skip, extra) in reads[start : start + chunk]:
+                own = where  # each read's own names for the group's parameters
+                for key in extra:
+                    own = re.sub(rf":{key}\b", f":{key}_{j}", own)
+                params.update({f"{key}_{j}": v for key, v in extra.items()})
+                read = self._read_sql(table, "", col, own, order)
+                parts.append(f"SELECT {j} AS j, s{j}.v AS v FROM ({read} LIMIT {limit} OFFSET {skip}) s{j}")
+            for r in self.rows(" UNION ALL ".join(parts), params):
+                got.setdefault(r.j, []).append(r.v)
+        return got
 
     def visit_sums(self) -> dict[str, Any]:
         """Per node: visits with a time in node (n_seconds), orders (first) with a confirmation /
@@ -1992,11 +2015,8 @@ class _Report:
 
 
 def _equals(column: str, value: Any, n: int) -> tuple[str, dict[str, Any], int]:
-    """A ``picks`` group ``(where, params, n)`` for ``column = value``: a text value inlined as a
-    quoted literal (thousands of groups, one customer each, spent most of the report renaming bind
-    parameters and compiling statements with hundreds of them), anything else bound."""
-    if isinstance(value, str) and ":" not in value:  # a colon would read as a bind parameter in text()
-        return f"{column} = '" + value.replace("'", "''") + "'", {}, n
+    """A ``picks`` group ``(where, params, n)`` for ``column = value``, the value bound (on SQLite
+    every group's read is then one prepared statement)."""
     return f"{column} = :g", {"g": value}, n
 
 
