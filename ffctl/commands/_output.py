@@ -119,7 +119,7 @@ class RowStream:
             return
         it = iter(rows)
         while batch := list(islice(it, self.batch)):
-            if not all(batch) or not all(type(k) is str and type(v) in _PLAIN for row in batch for k, v in row.items()):
+            if not self._plain(batch):
                 for row in batch:
                     self.write(row)
                 continue
@@ -129,6 +129,24 @@ class RowStream:
             text = self._encoder.encode(batch)[2:-2].replace("},\n    {", "\n  },\n  {\n    ")
             self.out.write(("," if self.rows else "[") + "\n  {\n    " + text + "\n  }")
             self.rows += len(batch)
+
+    @staticmethod
+    def _plain(batch: list[dict]) -> bool:
+        """Whether json's C encoder writes ``batch`` as json.dumps(indent=2) would, but for the
+        layout: no empty row, str keys, and plain values or empty lists and objects ("[]", "{}")."""
+        keys: set[type] = set()
+        values: set[type] = set()
+        for row in batch:  # map() and set.update: the types are collected in C
+            if not row:
+                return False
+            keys.update(map(type, row))
+            values.update(map(type, row.values()))
+        if keys != {str}:
+            return False
+        nested = values - _PLAIN
+        if not nested <= {list, dict}:
+            return False
+        return not nested or not any(type(v) in nested and v for row in batch for v in row.values())
 
     def _flat(self, row: dict) -> str | None:
         """A row of plain values laid out as json.dumps(indent=2) would, without json's pure-Python
