@@ -464,16 +464,18 @@ def test_report_before_any_refresh_says_what_to_do(history, example_config):
 
 @pytest.mark.parametrize("by", [None, "region", "team", "week", "customer"])
 def test_indexed_and_generic_paths_agree(store, example_config, by):
-    """SQLite answers single-valued cuts from per-cut indexes (OFFSET picks); the generic path
-    (window functions) must give the same numbers, with and without a period."""
+    """Both backends answer single-valued cuts from per-cut indexes (OFFSET picks: on SQLite a
+    prepared read per group, on PostgreSQL one LATERAL statement for all); the generic path
+    (window functions, percentile_cont) must give the same numbers, with and without a period.
+    A customer id with a quote and a colon rides through the bound parameters."""
     import random
 
     from ffctl.core import kpi
 
     rng = random.Random(7)
     customers = [
-        {"customer": f"C{i}", "name": f"客户{i}", "region": rng.choice(["华东", "华南", None])} for i in range(6)
-    ]
+        {"customer": f"C{i}", "name": f"客户{i}", "region": rng.choice(["华东", "华南", None])} for i in range(5)
+    ] + [{"customer": "C:5'x", "name": "客户5", "region": "华东"}]
     orders, tasks = [], []
     for i in range(120):
         oid = f"R{i:03d}"
@@ -482,7 +484,7 @@ def test_indexed_and_generic_paths_agree(store, example_config, by):
         orders.append(
             {
                 "order_id": oid,
-                "customer": f"C{rng.randrange(6)}",
+                "customer": rng.choice([*(f"C{i}" for i in range(5)), "C:5'x"]),
                 "created_at": T(created),
                 "status": "shipped" if shipped else "open",
                 "sales_rep": rng.choice(["pat", "oscar", None]),
@@ -574,3 +576,78 @@ def test_lateness_in_sql_is_business_time_across_clock_changes(store, tmp_path):
     q = statistics.quantiles(late, n=10, method="inclusive")
     assert credit["late_p50_seconds"] == pytest.approx(statistics.median(late), abs=0.01)
     assert credit["late_p90_seconds"] == pytest.approx(q[8], abs=0.01)
+
+
+def test_a_role_that_cannot_build_the_cut_indexes_reports_the_same_numbers(tmp_path, db_url):
+    """The per-cut indexes are built by the first report that may build them. PostgreSQL: a role
+    that does not own the facts (as docs/operations.md advises for ffctl) cannot; its reports
+    take the generic paths and show the same numbers, and the owner's next report builds the
+    indexes. SQLite (no roles): the first report cut by region builds them."""
+    import json
+    import sqlite3
+    import uuid
+    from datetime import datetime, timezone
+
+    from conftest import Workspace, _pg_admin, require_pg
+
+    from ffctl.core.demo import build_demo
+
+    end = datetime(2026, 11, 27, 12, tzinfo=timezone.utc)
+    result = build_demo(tmp_path / "demo", orders=60, days=3, now=end, db_url=db_url)
+    owner = Workspace(path=result.directory, db_url=db_url, config_path=result.config_path)
+    args = ("report", "kpi", "--by", "region", "--format", "json")
+    indexes = "ix_order_fact_by_region_sums", "ix_order_fact_by_region_alloc", "ix_order_fact_by_region_cycle"
+
+    def rows(ws) -> list[dict]:
+        r = ws.run(*args, now=end.isoformat())
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)
+
+    if db_url.startswith("sqlite"):  # no roles: the first report cut by region builds them
+        path = db_url.split("///", 1)[1]
+        with sqlite3.connect(path) as conn:
+            for name in indexes:
+                conn.execute(f"DROP INDEX IF EXISTS {name}")
+        seen = rows(owner)
+        with sqlite3.connect(path) as conn:
+            assert len(conn.execute(f"SELECT name FROM sqlite_master WHERE name IN {indexes}").fetchall()) == 3
+        assert rows(owner) == seen
+        return
+    require_pg()
+    role = f"ffctl_rw_{uuid.uuid4().hex[:8]}"
+    database = db_url.rsplit("/", 1)[1]
+    _pg_admin(f"CREATE ROLE {role} LOGIN")
+    _pg_admin(f"GRANT CONNECT ON DATABASE {database} TO {role}")
+    import psycopg
+
+    owner_dsn = db_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(owner_dsn, autocommit=True) as conn:
+        for name in indexes:  # the demo's dashboard built them
+            conn.execute(f"DROP INDEX IF EXISTS {name}")
+        conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+        conn.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
+        conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    try:
+        writer = Workspace(
+            path=owner.path,
+            db_url=db_url.replace("postgresql+psycopg://root@", f"postgresql+psycopg://{role}@"),
+            config_path=owner.config_path,
+        )
+
+        def built() -> int:
+            with psycopg.connect(owner_dsn) as conn:
+                return conn.execute(
+                    "SELECT COUNT(*) FROM pg_indexes WHERE schemaname = current_schema() AND indexname = ANY(%s)",
+                    (list(indexes),),
+                ).fetchone()[0]
+
+        seen = rows(writer)  # refreshes the facts (it may write them), builds no index
+        assert built() == 0
+        assert rows(owner) == seen
+        assert built() == 3
+        assert rows(writer) == seen  # now through the owner's indexes
+    finally:
+        with psycopg.connect(owner_dsn, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+        _pg_admin(f"DROP OWNED BY {role}")
+        _pg_admin(f"DROP ROLE IF EXISTS {role}")

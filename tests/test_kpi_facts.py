@@ -311,3 +311,39 @@ def test_an_incremental_refresh_reads_the_changed_orders_history_once(store, exa
     direct = re.compile(rf"\b(?:FROM|JOIN)\s+(?:main\.)?({tables})\b", re.IGNORECASE)
     assert len(computing) >= 10
     assert [m.group(1) for st in computing for m in direct.finditer(st)] == []
+
+
+def test_schema_0017_has_autovacuum_come_for_the_facts_after_a_small_change(store):
+    """PostgreSQL: after 0.5% of a fact table's rows changed, not the default 20%, so the pages a
+    1% refresh rewrote are all-visible again for the reports' index-only scans; downgrade puts
+    the defaults back. SQLite: the revision passes through."""
+    from alembic import command
+
+    def options(table: str) -> list[str]:
+        with store.session() as s:
+            if store.is_sqlite:
+                return []
+            found = s.execute(
+                sa.text(
+                    "SELECT reloptions FROM pg_class WHERE relname = :t AND relnamespace = current_schema()::regnamespace"
+                ),
+                {"t": table},
+            ).scalar_one()
+            return sorted(found or [])
+
+    wanted = (
+        []
+        if store.is_sqlite
+        else [
+            "autovacuum_analyze_scale_factor=0.005",
+            "autovacuum_vacuum_insert_scale_factor=0.005",
+            "autovacuum_vacuum_scale_factor=0.005",
+        ]
+    )
+    assert options("order_fact") == options("group_fact") == wanted
+    command.downgrade(store._alembic_config(), "0016")
+    assert store.current_revision() == "0016"
+    assert options("order_fact") == []
+    store.upgrade()
+    assert store.current_revision() == store.head_revision() == "0017"
+    assert options("visit_fact") == wanted

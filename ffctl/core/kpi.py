@@ -59,6 +59,7 @@ lateness beside it.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -644,8 +645,8 @@ def fingerprint(cfg: Config) -> str:
 def refresh_facts(
     store: Store, cfg: Config, *, cuts: Iterable[str | None] = (None,), now: datetime | None = None
 ) -> dict:
-    """Bring ``order_fact``/``node_fact`` up to date with the store, and (SQLite) make sure the
-    indexes that reports cut by each of ``cuts`` (None: not cut) read exist. Returns ``{"mode":
+    """Bring ``order_fact``/``node_fact`` up to date with the store, and make sure the indexes
+    that reports cut by each of ``cuts`` (None: not cut) read exist. Returns ``{"mode":
     "none"|"incremental"|"full"|"replica", "orders": n}`` (a PostgreSQL standby is read-only:
     it reports from the facts its primary's refreshes replicated).
 
@@ -757,7 +758,7 @@ def _refresh(store: Store, cfg: Config, fp: str, cuts: list[str | None], now: da
                 ).bindparams(sa.bindparam("at", type_=UTCDateTime)),
                 {"top": max(top, seen or 0), "fp": fp, "at": now},
             )
-        if not is_postgresql(store):
+        if _can_index(s):
             for by in cuts:
                 if by in FACT_COLUMNS:
                     _ensure_indexes(s, FACT_COLUMNS[by])
@@ -775,12 +776,28 @@ def _refresh(store: Store, cfg: Config, fp: str, cuts: list[str | None], now: da
     return {"mode": mode, "orders": orders}
 
 
+def _can_index(s: Session) -> bool:
+    """Whether this role may build indexes on the facts: on PostgreSQL only their owner (or a
+    member of its role) can; a role that cannot reports the same numbers by the generic paths."""
+    if not is_postgresql(s):
+        return True
+    return bool(
+        s.execute(
+            sa.text("SELECT pg_has_role(relowner, 'USAGE') FROM pg_class WHERE oid = 'order_fact'::regclass")
+        ).scalar()
+    )
+
+
 def _have_indexes(s: Session, columns: Iterable[str | None]) -> bool:
-    """SQLite: whether the report indexes of every cut column exist (see ``_ensure_indexes``)."""
+    """Whether the report indexes of every cut column exist (see ``_ensure_indexes``)."""
     wanted = [_index_name(column, t) for column in columns for t in _TIMES]
-    return not wanted or s.execute(
-        sa.text(f"SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN {_in(wanted)}")
-    ).scalar_one() == len(wanted)
+    if not wanted:
+        return True
+    if is_postgresql(s):
+        sql = f"SELECT COUNT(*) FROM pg_indexes WHERE schemaname = current_schema() AND indexname IN {_in(wanted)}"
+    else:
+        sql = f"SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name IN {_in(wanted)}"
+    return s.execute(sa.text(sql)).scalar_one() == len(wanted)
 
 
 def _up_to_date(store: Store, fp: str, cuts: list[str | None]) -> bool:
@@ -795,7 +812,7 @@ def _up_to_date(store: Store, fp: str, cuts: list[str | None]) -> bool:
             return False
         if _changed_masters(s):
             return False
-        if not is_postgresql(store) and not _have_indexes(s, [FACT_COLUMNS[by] for by in cuts if by in FACT_COLUMNS]):
+        if not _have_indexes(s, [FACT_COLUMNS[by] for by in cuts if by in FACT_COLUMNS]) and _can_index(s):
             return False
     return True
 
@@ -1331,21 +1348,23 @@ def _index_name(column: str | None, time: str) -> str:
 
 
 def _ensure_indexes(s: Session, column: str | None) -> None:
-    """SQLite: the three indexes a report cut by ``column`` reads (built on first use, then kept
-    up to date by every refresh): (g, conf, created_at, every other fact) serves the per-group
-    sums and the confirmation-time percentiles, (g, alloc, created_at) and (g, cycle, created_at)
-    the other two. A percentile is then an OFFSET into one group's range of an index, not a sort
-    of the table (SQLite has no hash aggregation and no percentile function)."""
+    """The three indexes a report cut by ``column`` reads (built on first use, then kept up to
+    date by every refresh): (g, conf, created_at) serves the confirmation-time percentiles,
+    (g, alloc, created_at) and (g, cycle, created_at) the other two. A percentile is then an
+    OFFSET into one group's range of an index, not a sort of the table. On SQLite, which has no
+    hash aggregation, the conf index also carries every other fact: the per-group sums read it."""
     lead = f"{column}, " if column else ""
     rest = ", ".join(["alloc", "cycle", *_COUNTERS])
+    sqlite = not is_postgresql(s)
     wanted = {
-        _index_name(column, "conf"): f"{lead}conf, created_at, {rest}, due",
+        _index_name(column, "conf"): f"{lead}conf, created_at" + (f", {rest}, due" if sqlite else ""),
         _index_name(column, "alloc"): f"{lead}alloc, created_at",
         _index_name(column, "cycle"): f"{lead}cycle, created_at",
     }
     for name, cols in wanted.items():
         s.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {name} ON order_fact ({cols})"))
-    s.execute(sa.text(f"DROP INDEX IF EXISTS ix_order_fact_by_{column or 'all'}_conf"))  # its predecessor
+    if sqlite:
+        s.execute(sa.text(f"DROP INDEX IF EXISTS ix_order_fact_by_{column or 'all'}_conf"))  # its predecessor
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -1481,7 +1500,6 @@ class _Report:
         col: str,
         groups: list[tuple[str, Mapping[str, Any], int]],
         ps: Iterable[float] = (0.5, 0.9),
-        chunk: int = 200,
         more: Sequence[Sequence[float]] | None = None,
     ) -> list[list[float]]:
         """Per group ``(where, params, n)``: exact percentiles (linear interpolation, as
@@ -1490,8 +1508,8 @@ class _Report:
         not in the table), by stepping to each rank from the nearer end of an index on (...,
         col, created_at): no sort of the rows. SQLite: each read is one prepared statement run
         again with the group's parameters (preparing thousands of reads cost more than stepping
-        them). PostgreSQL: the reads of many groups go in one statement (a UNION ALL), not one
-        round trip each."""
+        them). PostgreSQL: the reads of many groups go in one statement (``_lateral_reads``), not
+        one round trip each."""
         hint = f" INDEXED BY {index}" if self.sql.sqlite else ""
         ps = list(ps)
         # (group index, pos, k, the index's first rank read, the read: (where, order, limit, skip, params))
@@ -1510,11 +1528,7 @@ class _Report:
                     read = (where, order, hi - lo, skip, extra)
                 jobs.append((i, pos, k, lo, read))
         reads = [(j, job[4]) for j, job in enumerate(jobs) if job[4] is not None]
-        got = (
-            self._sqlite_reads(table, hint, col, reads)
-            if self.sql.sqlite
-            else self._union_reads(table, col, reads, chunk)
-        )
+        got = self._sqlite_reads(table, hint, col, reads) if self.sql.sqlite else self._lateral_reads(table, col, reads)
         out: list[list[float]] = [[] for _ in groups]
         for j, (i, pos, k, lo, _read) in enumerate(jobs):
             values = sorted([*got.get(j, []), *(more[i] if more else ())])
@@ -1541,19 +1555,39 @@ class _Report:
             got[j] = [r[0] for r in found]
         return got
 
-    def _union_reads(self, table: str, col: str, reads: list[tuple[int, tuple]], chunk: int) -> dict[int, list[float]]:
-        """``picks``' reads on PostgreSQL: ``chunk`` reads a statement, each group's parameters renamed apart."""
+    def _lateral_reads(self, table: str, col: str, reads: list[tuple[int, tuple]]) -> dict[int, list[float]]:
+        """``picks``' reads on PostgreSQL: those sharing a condition in one statement, a LATERAL read
+        taking its LIMIT, OFFSET and group parameters from a JSON array, a record per read (one plan
+        and one parameter for thousands of groups; a UNION ALL of them spent seconds planning). A
+        condition whose parameters are not all text, all numbers or all dates is read a group at a time."""
+        families: dict[tuple[str, str, tuple[str, ...]], list[tuple]] = {}
+        for j, (where, order, limit, skip, extra) in reads:
+            families.setdefault((where, order, tuple(extra)), []).append((j, limit, skip, extra))
         got: dict[int, list[float]] = {}
-        for start in range(0, len(reads), chunk):
-            parts, params = [], {}
-            for j, (where, order, limit, skip, extra) in reads[start : start + chunk]:
-                own = where  # each read's own names for the group's parameters
-                for key in extra:
-                    own = re.sub(rf":{key}\b", f":{key}_{j}", own)
-                params.update({f"{key}_{j}": v for key, v in extra.items()})
-                read = self._read_sql(table, "", col, own, order)
-                parts.append(f"SELECT {j} AS j, s{j}.v AS v FROM ({read} LIMIT {limit} OFFSET {skip}) s{j}")
-            for r in self.rows(" UNION ALL ".join(parts), params):
+        for (where, order, keys), items in families.items():
+            kinds = {key: _JSON_TYPES.get(frozenset(type(extra[key]) for *_, extra in items)) for key in keys}
+            if None in kinds.values():
+                for j, limit, skip, extra in items:
+                    read = self._read_sql(table, "", col, where, order)
+                    got[j] = [r.v for r in self.rows(f"{read} LIMIT {limit} OFFSET {skip}", extra)]
+                continue
+            own = where
+            for key in keys:
+                own = re.sub(rf":{key}\b", f"w.{key}_", own)
+            dated = [key for key in keys if kinds[key] == "date"]
+            records = [
+                [j, limit, skip, *(extra[key].isoformat() if key in dated else extra[key] for key in keys)]
+                for j, limit, skip, extra in items
+            ]
+            names = ["j_ bigint", "limit_ bigint", "skip_ bigint", *(f"{key}_ {kinds[key]}" for key in keys)]
+            fields = ", ".join(
+                f"CAST(e->>{i} AS {name.split()[1]}) AS {name.split()[0]}" for i, name in enumerate(names)
+            )
+            sql = (
+                f"SELECT w.j_ AS j, s.v AS v FROM (SELECT {fields} FROM jsonb_array_elements(CAST(:reads_ AS jsonb)) e) w "
+                f"CROSS JOIN LATERAL ({self._read_sql(table, '', col, own, order)} LIMIT w.limit_ OFFSET w.skip_) s"
+            )
+            for r in self.rows(sql, {"reads_": json.dumps(records, ensure_ascii=False)}):
                 got.setdefault(r.j, []).append(r.v)
         return got
 
@@ -1631,13 +1665,11 @@ class _Report:
         if not times and self.cut.mapping is None:
             return self._generic(times=False)
         if self.cut.mapping is None:
-            if not self.sql.sqlite:
-                return self._grouped_pg()
             if _have_indexes(self.s, [self.cut.column]):
-                return self._grouped_sqlite()
+                return self._grouped()
         # the line cuts from group_fact, whose member rows carry the order's facts
         elif self.cut.line and self.visits():
-            return self._grouped_pg() if not self.sql.sqlite else self._grouped_sqlite()
+            return self._grouped()
         # the node cut from visit_fact's first visits, when it copies every order counter
         elif self.by == "node" and set(_COUNTERS) <= {*VISIT_COUNTERS, "decided", "within"} and self.visits():
             return self._by_node_visits()
@@ -1685,45 +1717,19 @@ class _Report:
             self._line_rows = {self._key(r.g): r for r in rows}
         return [r for r in rows if r.orders]
 
-    def _grouped_pg(self) -> tuple[dict, dict]:
-        table, column, where, orders, more = self._facts_table()
-        g, group = (f"f.{column}", f" GROUP BY f.{column}") if column else self.cut.group()
-        pcts = ", ".join(
-            f"COUNT(f.{t}) AS n_{t}, percentile_cont(0.5) WITHIN GROUP (ORDER BY f.{t}) AS {t}50, "
-            f"percentile_cont(0.9) WITHIN GROUP (ORDER BY f.{t}) AS {t}90"
-            for t in _TIMES
-        )
-        fill = f", {_fill_sums('f', 'fill_n', 'fill_good')}"  # group_fact's member rows carry the orders' units
-        rows = self._keep(
-            self.rows(
-                f"SELECT {g} AS g, {orders} AS orders, {_SUMS}{more}, {pcts}{fill} FROM {table} f "
-                f"WHERE {where.format(a='f')} AND {self.frange}{group}",
-                {"today": self.today},
-            )
-        )
-        self._fill = self._fill_of(rows)
-        times = {
-            t: {
-                self._key(r.g): (int(getattr(r, f"n_{t}")), getattr(r, f"{t}50"), getattr(r, f"{t}90"))
-                for r in rows
-                if getattr(r, f"n_{t}")
-            }
-            for t in _TIMES
-        }
-        return self._sums_of(rows), times
-
-    def _grouped_sqlite(self) -> tuple[dict, dict]:
-        """Per-group sums over the (g, conf, ...) covering index, then each percentile by
-        stepping to its rank within the group's range of the time's own index."""
+    def _grouped(self) -> tuple[dict, dict]:
+        """Per-group sums (SQLite: over the (g, conf, ...) covering index; PostgreSQL: a hash
+        aggregate), then each percentile by stepping to its rank within the group's range of the
+        time's own index (no sort of the rows: a sort of a million by group and time cost seconds)."""
         table, column, cond, orders, more = self._facts_table()
         g, group = (f"f.{column}", f" GROUP BY f.{column}") if column else self.cut.group()
         counts = ", ".join(f"COUNT(f.{t}) AS n_{t}" for t in _TIMES)
         fill = f", {_fill_sums('f', 'fill_n', 'fill_good')}"  # both covering indexes have `due`
+        hint = f" INDEXED BY {self._index('conf')}" if self.sql.sqlite else ""
         rows = self._keep(
             self.rows(
                 f"SELECT {g} AS g, {orders} AS orders, {_SUMS}{more}, {counts}{fill} "
-                f"FROM {table} f INDEXED BY {self._index('conf')} "
-                f"WHERE {cond.format(a='f')} AND {self.frange}{group}",
+                f"FROM {table} f{hint} WHERE {cond.format(a='f')} AND {self.frange}{group}",
                 {"today": self.today},
             )
         )
@@ -2014,6 +2020,16 @@ class _Report:
         return list(stats.values())
 
 
+#: PostgreSQL's type for JSON values of these Python types (``_Report._lateral_reads``)
+_JSON_TYPES = {
+    frozenset({str}): "text",
+    frozenset({int}): "bigint",
+    frozenset({float}): "float8",
+    frozenset({int, float}): "float8",
+    frozenset({date}): "date",
+}
+
+
 def _equals(column: str, value: Any, n: int) -> tuple[str, dict[str, Any], int]:
     """A ``picks`` group ``(where, params, n)`` for ``column = value``, the value bound (on SQLite
     every group's read is then one prepared statement)."""
@@ -2286,14 +2302,15 @@ class PeriodReports:
         rep = self.report()
         cycle_index = _index_name(None, "cycle")
         if rep.visits():
-            hint = f" INDEXED BY {cycle_index}" if rep.sql.sqlite and _have_indexes(self.session, [None]) else ""
+            indexed = _have_indexes(self.session, [None])
+            hint = f" INDEXED BY {cycle_index}" if rep.sql.sqlite and indexed else ""
             values = (
                 f"SELECT '{ALL}' AS g, f.cycle AS x FROM order_fact f{hint} WHERE f.cycle IS NOT NULL AND {rep.frange}"
             )
             n = rep.rows(f"SELECT COUNT(f.cycle) AS n FROM order_fact f{hint} WHERE {rep.frange}")[0].n
             if not n:
                 return {"step": None, "buckets": [], "overflow_from": None}
-            if hint:  # SQLite with the cut's cycle index: step to the rank (PostgreSQL has no such index)
+            if indexed:  # with the cut's cycle index: step to the rank, no sort
                 (p95,) = rep.pick("order_fact", cycle_index, "cycle", "1 = 1", {}, int(n), (0.95,))
             else:
                 p95 = rep.rows(rep.sql.percentiles(values, (0.95,)))[0].p95
