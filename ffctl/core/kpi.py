@@ -776,6 +776,18 @@ def _refresh(store: Store, cfg: Config, fp: str, cuts: list[str | None], now: da
     return {"mode": mode, "orders": orders}
 
 
+def _lazy_indexes(s: Session) -> dict[str, str]:
+    """Name -> DDL of order_fact's per-cut report indexes (``_ensure_indexes``; the models do not declare them)."""
+    if is_postgresql(s):
+        sql = (
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND "
+            "indexname LIKE 'ix\\_order\\_fact\\_by\\_%'"
+        )
+    else:
+        sql = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name LIKE 'ix\\_order\\_fact\\_by\\_%' ESCAPE '\\'"
+    return {r[0]: r[1] for r in s.execute(sa.text(sql))}
+
+
 def _can_index(s: Session) -> bool:
     """Whether this role may build indexes on the facts: on PostgreSQL only their owner (or a
     member of its role) can; a role that cannot reports the same numbers by the generic paths."""
@@ -877,24 +889,11 @@ def _in_lists(values: list[str], size: int = 500) -> Iterable[tuple[str, dict]]:
 
 
 def _rebuild(s: Session, sql: _Sql, cfg: Config) -> int:
-    """Every order's facts from scratch. On SQLite the report indexes are dropped first and
-    rebuilt after (a sorted build beats a million inserts into each)."""
-    lazy: list[str] = []
-    if sql.sqlite:
-        lazy = list(
-            s.execute(
-                sa.text(
-                    "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'order_fact' "
-                    "AND name LIKE 'ix_order_fact_by_%'"
-                )
-            ).scalars()
-        )
-        for name in (
-            s.execute(sa.text("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'ix_order_fact_by_%'"))
-            .scalars()
-            .all()
-        ):
-            s.execute(sa.text(f"DROP INDEX {name}"))
+    """Every order's facts from scratch. The per-cut report indexes are dropped first and built
+    again after, when this role may: a sorted build beats a million inserts into each."""
+    lazy = _lazy_indexes(s) if _can_index(s) else {}
+    for name in lazy:
+        s.execute(sa.text(f"DROP INDEX {name}"))
     from ffctl.core.models import GroupFact, VisitFact
 
     visit_indexes = empty_for_rebuild(
@@ -920,7 +919,7 @@ def _rebuild(s: Session, sql: _Sql, cfg: Config) -> int:
     _refresh_flow(s, sql, cfg, dirty=None, h=STORE)
     _refresh_work(s, sql, cfg, dirty=None, h=STORE)
     _snapshot_masters(s, None)
-    for ddl in lazy:
+    for ddl in lazy.values():
         s.execute(sa.text(ddl))
     for ix in visit_indexes:
         ix.create(s.connection())
@@ -1706,9 +1705,9 @@ class _Report:
         return "order_fact", self.cut.column, "1 = 1", "COUNT(*)", ""
 
     def _index(self, time: str) -> str:
-        """SQLite: the index on (group..., ``time``, created_at) of the grouped path's table."""
+        """The index on (group..., ``time``, created_at) of the grouped path's table (SQLite names it in the reads)."""
         if self.cut.line:
-            return "ix_group_fact_sums" if time == "conf" else f"ix_group_fact_{time}"
+            return f"ix_group_fact_{time}"
         return _index_name(self.cut.column, time)
 
     def _keep(self, rows) -> list:
@@ -1725,7 +1724,8 @@ class _Report:
         g, group = (f"f.{column}", f" GROUP BY f.{column}") if column else self.cut.group()
         counts = ", ".join(f"COUNT(f.{t}) AS n_{t}" for t in _TIMES)
         fill = f", {_fill_sums('f', 'fill_n', 'fill_good')}"  # both covering indexes have `due`
-        hint = f" INDEXED BY {self._index('conf')}" if self.sql.sqlite else ""
+        sums_index = "ix_group_fact_sums" if self.cut.line else _index_name(self.cut.column, "conf")
+        hint = f" INDEXED BY {sums_index}" if self.sql.sqlite else ""
         rows = self._keep(
             self.rows(
                 f"SELECT {g} AS g, {orders} AS orders, {_SUMS}{more}, {counts}{fill} "

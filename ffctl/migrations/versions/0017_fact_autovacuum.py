@@ -1,11 +1,15 @@
 """PostgreSQL: autovacuum visits the report facts after 0.5% of their rows changed, not 20%.
+Both backends: group_fact gets a narrow (cut, g, conf, created_at) index.
 
 Reports step to each percentile's rank through index-only scans of the facts' indexes; a page
 changed since its last vacuum makes every index entry on it a heap fetch too (after 1% of a
 million orders changed, 451,101 heap fetches in one line cut's 1.2M steps). With the default
 scale factors (20% of a table's rows updated, 20% inserted) autovacuum would never come for
-a 1% change, so the facts' pages stayed not all-visible until the next full rebuild. SQLite:
-nothing to do.
+a 1% change, so the facts' pages stayed not all-visible until the next full rebuild.
+
+The line cuts' confirmation-time percentiles stepped through group_fact's covering index of
+every sum (24 columns); the narrow one has a tenth of its width (PostgreSQL, product cut at
+1M: 0.80 -> 0.51 s).
 
 Revision ID: 0017
 Revises: 0016
@@ -27,6 +31,7 @@ SETTINGS = (
 
 
 def upgrade() -> None:
+    op.create_index("ix_group_fact_conf", "group_fact", ["cut", "g", "conf", "created_at"])
     if op.get_bind().dialect.name != "postgresql":
         return
     for table in FACTS:
@@ -34,6 +39,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_group_fact_conf", table_name="group_fact")
     if op.get_bind().dialect.name != "postgresql":
         return
     for table in FACTS:
