@@ -1,5 +1,6 @@
 """PostgreSQL: autovacuum visits the report facts after 0.5% of their rows changed, not 20%.
-Both backends: group_fact gets a narrow (cut, g, conf, created_at) index.
+Both backends: group_fact gets a narrow (cut, g, conf, created_at) index and node_fact a
+covering one of the per-node breach sums.
 
 Reports step to each percentile's rank through index-only scans of the facts' indexes; a page
 changed since its last vacuum makes every index entry on it a heap fetch too (after 1% of a
@@ -9,7 +10,8 @@ a 1% change, so the facts' pages stayed not all-visible until the next full rebu
 
 The line cuts' confirmation-time percentiles stepped through group_fact's covering index of
 every sum (24 columns); the narrow one has a tenth of its width (PostgreSQL, product cut at
-1M: 0.80 -> 0.51 s).
+1M: 0.80 -> 0.51 s). The bottleneck's per-node sums over node_fact, which every KPI report
+reads, sorted the table by node on SQLite (200k orders: 0.113 -> 0.068 s by the index).
 
 Revision ID: 0017
 Revises: 0016
@@ -32,6 +34,7 @@ SETTINGS = (
 
 def upgrade() -> None:
     op.create_index("ix_group_fact_conf", "group_fact", ["cut", "g", "conf", "created_at"])
+    op.create_index("ix_node_fact_sums", "node_fact", ["node", "created_at", "deadline", "completed_at", "late"])
     if op.get_bind().dialect.name != "postgresql":
         return
     for table in FACTS:
@@ -39,6 +42,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_node_fact_sums", table_name="node_fact")
     op.drop_index("ix_group_fact_conf", table_name="group_fact")
     if op.get_bind().dialect.name != "postgresql":
         return
