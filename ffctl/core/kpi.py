@@ -1726,10 +1726,13 @@ class _Report:
         counts = ", ".join(f"COUNT(f.{t}) AS n_{t}" for t in _TIMES)
         fill = f", {_fill_sums('f', 'fill_n', 'fill_good')}"  # both covering indexes have `due`
         sums_index = "ix_group_fact_sums" if self.cut.line else _index_name(self.cut.column, "conf")
+        # a line cut's pick accuracy and return rate divide the lines' own sums (``_LINE_SUMS``), not these
+        own = ("picked", "picked_right", "units_shipped", "units_returned") if self.cut.line else ()
+        sums = ", ".join(f"SUM(f.{c}) AS {c}" for c in _COUNTERS if c not in own)
         hint = f" INDEXED BY {sums_index}" if self.sql.sqlite else ""
         rows = self._keep(
             self.rows(
-                f"SELECT {g} AS g, {orders} AS orders, {_SUMS}{more}, {counts}{fill} "
+                f"SELECT {g} AS g, {orders} AS orders, {sums}{more}, {counts}{fill} "
                 f"FROM {table} f{hint} WHERE {cond.format(a='f')} AND {self.frange}{group}",
                 {"today": self.today},
             )
