@@ -1728,7 +1728,8 @@ class _Report:
         sums_index = "ix_group_fact_sums" if self.cut.line else _index_name(self.cut.column, "conf")
         # a line cut's pick accuracy and return rate divide the lines' own sums (``_LINE_SUMS``), not these
         own = ("picked", "picked_right", "units_shipped", "units_returned") if self.cut.line else ()
-        sums = ", ".join(f"SUM(f.{c}) AS {c}" for c in _COUNTERS if c not in own)
+        divided = {c for pair in _KPI_COUNTERS.values() for c in pair}  # not units: fill rate sums its own
+        sums = ", ".join(f"SUM(f.{c}) AS {c}" for c in _COUNTERS if c in divided and c not in own)
         hint = f" INDEXED BY {sums_index}" if self.sql.sqlite else ""
         rows = self._keep(
             self.rows(
