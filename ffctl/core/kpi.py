@@ -1694,7 +1694,10 @@ class _Report:
         return {self._key(r.g): (int(r.fill_n or 0), int(r.fill_good or 0)) for r in rows if r.fill_n}
 
     def _sums_of(self, rows) -> dict:
-        return {self._key(r.g): {c: int(getattr(r, c, 0) or 0) for c in ("orders", *_COUNTERS)} for r in rows}
+        """Per group the order count and each counter; a counter the pass did not sum reads 0."""
+        have = [c for c in ("orders", *_COUNTERS) if rows and c in rows[0]._fields]  # a Row's miss is slow
+        zero = dict.fromkeys(("orders", *_COUNTERS), 0)
+        return {self._key(r.g): {**zero, **{c: int(getattr(r, c) or 0) for c in have}} for r in rows}
 
     def _facts_table(self) -> tuple[str, str | None, str, str, str]:
         """Where a grouped path reads: (table, its group column or None, a condition, the order
