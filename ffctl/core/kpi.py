@@ -1546,7 +1546,9 @@ class _Report:
         """``picks``' reads on SQLite through the driver: the same text, prepared once (sqlite3
         keeps its recent statements), with the group's parameters, LIMIT and OFFSET bound."""
         base = {k: _stamp(v) if isinstance(v, datetime) else v for k, v in self.params.items()}
-        cursor = self.s.connection().connection.driver_connection.cursor()
+        driver = self.s.connection().connection.driver_connection
+        assert driver is not None  # a checked-out connection has its sqlite3 connection
+        cursor = driver.cursor()
         got: dict[int, list[float]] = {}
         for j, (where, order, limit, skip, extra) in reads:
             sql = self._read_sql(table, hint, col, where, order) + " LIMIT :limit_ OFFSET :skip_"
