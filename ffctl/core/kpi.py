@@ -1550,8 +1550,13 @@ class _Report:
         assert driver is not None  # a checked-out connection has its sqlite3 connection
         cursor = driver.cursor()
         got: dict[int, list[float]] = {}
+        texts: dict[tuple[str, str], str] = {}  # one text per condition and direction, not per read
         for j, (where, order, limit, skip, extra) in reads:
-            sql = self._read_sql(table, hint, col, where, order) + " LIMIT :limit_ OFFSET :skip_"
+            sql = texts.get((where, order))
+            if sql is None:
+                sql = texts[where, order] = (
+                    self._read_sql(table, hint, col, where, order) + " LIMIT :limit_ OFFSET :skip_"
+                )
             found = cursor.execute(sql, {**base, **extra, "limit_": limit, "skip_": skip}).fetchall()
             got[j] = [r[0] for r in found]
         return got
