@@ -67,7 +67,7 @@ def test_init_then_upgrade_and_current(workspace, tmp_path):
     r = CliRunner().invoke(app, ["db", "current"], env=env)
     from ffctl.migrations import HEAD
 
-    assert r.exit_code == 0 and r.stdout.strip() == HEAD == "0017"
+    assert r.exit_code == 0 and r.stdout.strip() == HEAD == "0018"
 
 
 def test_commands_refuse_an_empty_store(tmp_path):

@@ -37,6 +37,12 @@ def facts(store):
             [
                 tuple(r)
                 for r in s.execute(
+                    sa.text("SELECT * FROM group_day ORDER BY cut, g, day, key_units, key_shipped, key_due")
+                )
+            ],
+            [
+                tuple(r)
+                for r in s.execute(
                     sa.text(
                         "SELECT * FROM work_day WHERE n <> 0 OR breached <> 0 OR handled <> 0 "
                         "ORDER BY kind, null_g, g, node, day"
@@ -245,11 +251,11 @@ def test_a_refresh_writes_only_the_fact_rows_that_differ(store, example_config):
                 for t in tables
             }
 
-    def day_places():  # visit_day's and work_day's rows: an upsert moves a PostgreSQL row
+    def day_places():  # the day tables' rows: an upsert moves a PostgreSQL row
         with store.session() as s:
             return [
                 sorted(map(str, s.execute(sa.text(f"SELECT {where} FROM {t}")).scalars()))
-                for t in ("visit_day", "work_day")
+                for t in ("visit_day", "work_day", "group_day")
             ]
 
     before, days = places(), day_places()
@@ -345,5 +351,39 @@ def test_schema_0017_has_autovacuum_come_for_the_facts_after_a_small_change(stor
     assert store.current_revision() == "0016"
     assert options("order_fact") == []
     store.upgrade()
-    assert store.current_revision() == store.head_revision() == "0017"
-    assert options("visit_fact") == wanted
+    assert store.current_revision() == store.head_revision() == "0018"
+    assert options("visit_fact") == options("group_day") == wanted
+
+
+def test_schema_0018_fills_group_day_at_the_next_refresh_without_a_rebuild(store, example_config):
+    """A store upgraded to 0018 has line facts and an empty group_day: the product and category
+    cuts report the same numbers from group_fact until the next refresh fills group_day from it
+    (no rebuild of the facts), and the same again after; a downgrade drops the table."""
+    from alembic import command
+
+    from ffctl.core import kpi
+
+    cfg = example_config
+    with store.session(write=True) as s:
+        seed(s, products=["A", "B"], stock=[("A", "WH1", 50), ("B", "WH1", 50)], customers=("C1",))
+        s.execute(sa.text("UPDATE product SET category = 'parts' WHERE sku = 'A'"))  # B has none
+        add_orders(s, cfg, [("O1", 0, [("A", 1), ("B", 2)]), ("O2", 0, [("A", 1)])])
+    kpi.refresh_facts(store, cfg, now=NOW)
+
+    def line_cuts():
+        with store.session() as s:
+            return [kpi.kpi_report(s, cfg, now=NOW, by=by) for by in ("product", "category")]
+
+    def group_days():
+        with store.session() as s:
+            return s.execute(sa.text("SELECT COUNT(*) FROM group_day")).scalar_one()
+
+    before, kept = line_cuts(), facts(store)
+    assert group_days() > 0 and {r["group"] for r in before[1]} >= {"parts", None}
+    command.downgrade(store._alembic_config(), "0017")
+    store.upgrade()
+    assert group_days() == 0
+    assert line_cuts() == before  # read-only stores report this way: from group_fact
+    assert kpi.refresh_facts(store, cfg, now=NOW) == {"mode": "none", "orders": 0}
+    assert facts(store) == kept
+    assert line_cuts() == before

@@ -213,6 +213,44 @@ class GroupFact(_Table, table=True):
     line_returned: int = 0
 
 
+class GroupDay(_Table, table=True):
+    """group_fact's sums per line cut and group by the local day of the orders' created_at (and
+    what fill rate reads of a row: units > 0, shipped, due), so ``report kpi --by product`` and
+    ``--by category`` sum a period's whole days from a few rows per group and day and read
+    group_fact only for a period's partial first and last days (as visit_day serves the node
+    cut). Kept by ``kpi.refresh_facts``: the group_fact rows a refresh deletes are subtracted and
+    those it writes added; a store upgraded with group_fact rows fills it at its next refresh."""
+
+    __tablename__ = "group_day"
+    cut: str = Field(primary_key=True)
+    g: str = Field(primary_key=True)  # the group; '' for none (a SKU without a category)
+    day: date = Field(primary_key=True)  # local date of the orders' created_at
+    key_units: int = Field(primary_key=True)  # 1: the rows' units > 0
+    key_shipped: int = Field(primary_key=True)
+    key_due: date = Field(primary_key=True)  # the rows' due; 9999-12-31 for none
+    n_rows: int = 0  # group_fact rows (0: the row is deleted)
+    n_conf: int = 0
+    n_alloc: int = 0
+    n_cycle: int = 0
+    member: int = 0
+    shipped: int = 0
+    on_time: int = 0
+    delivered: int = 0
+    perfect: int = 0
+    picked: int = 0
+    picked_right: int = 0
+    decided: int = 0
+    within: int = 0
+    units: int = 0
+    units_on_time: int = 0
+    units_shipped: int = 0
+    units_returned: int = 0
+    line_picked: int = 0
+    line_picked_right: int = 0
+    line_shipped: int = 0
+    line_returned: int = 0
+
+
 class MissFact(_Table, table=True):
     """One row per shipped order that is not perfect (``report misses``): its failed components
     and its one primary cause (core/misses.py). Derived like order_fact, refreshed with it."""

@@ -75,7 +75,7 @@ from ffctl.core import misses
 from ffctl.core.bulk import sqlite_working_set
 from ffctl.core.clock import local_date, parse_date, parse_time, start_of_day, zone
 from ffctl.core.errors import FfctlError
-from ffctl.core.models import ORDER_COUNTERS, VISIT_COUNTERS, VISIT_SUMS, UTCDateTime
+from ffctl.core.models import GROUP_SUMS, ORDER_COUNTERS, VISIT_COUNTERS, VISIT_SUMS, UTCDateTime
 from ffctl.core.stock import allocation_nodes
 from ffctl.core.store import is_postgresql
 from ffctl.core.workflow import breached_sql, stopped_sql
@@ -744,6 +744,8 @@ def _refresh(store: Store, cfg: Config, fp: str, cuts: list[str | None], now: da
             mode, orders = "full", _rebuild(s, sql, cfg)
         else:
             mode, orders = "none", 0
+            if not _group_days_ready(s):  # upgraded to schema 0018: its sums from the facts as they are
+                s.execute(sa.text(_group_day_sql(sql)), {"tz": cfg.timezone})
             changed = _changed_masters(s)
             if top > seen or changed:
                 facts = s.execute(sa.text("SELECT COUNT(*) FROM order_fact")).scalar_one()
@@ -766,7 +768,7 @@ def _refresh(store: Store, cfg: Config, fp: str, cuts: list[str | None], now: da
         # the reports' index-only scans read the heap for every row until the visibility map is set
         # (each p50/p90 step a heap page); a role that does not own the tables gets a warning, not an error
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM (ANALYZE) order_fact, node_fact, visit_fact, group_fact, visit_day")
+            conn.exec_driver_sql("VACUUM (ANALYZE) order_fact, node_fact, visit_fact, group_fact, visit_day, group_day")
         from ffctl.core import flow
 
         flow.vacuum(store)
@@ -823,6 +825,8 @@ def _up_to_date(store: Store, fp: str, cuts: list[str | None]) -> bool:
         if s.execute(sa.text("SELECT COALESCE(MAX(id), 0) FROM event")).scalar_one() > state.event_id:
             return False
         if _changed_masters(s):
+            return False
+        if not _group_days_ready(s):
             return False
         if not _have_indexes(s, [FACT_COLUMNS[by] for by in cuts if by in FACT_COLUMNS]) and _can_index(s):
             return False
@@ -899,7 +903,7 @@ def _rebuild(s: Session, sql: _Sql, cfg: Config) -> int:
     visit_indexes = empty_for_rebuild(
         s,
         sql,
-        ["order_fact", "node_fact", "visit_fact", "group_fact", "visit_day"],
+        ["order_fact", "node_fact", "visit_fact", "group_fact", "visit_day", "group_day"],
         [
             ix
             for ix in (*VisitFact.__table__.indexes, *GroupFact.__table__.indexes)
@@ -912,6 +916,7 @@ def _rebuild(s: Session, sql: _Sql, cfg: Config) -> int:
         *_visit_facts_sql(sql, cfg, STORE),
         *_group_facts_sql(STORE),
         _visit_day_sql(sql),
+        _group_day_sql(sql),
     ):
         s.execute(sa.text(statement), {"tz": cfg.timezone})
     s.execute(sa.text("DELETE FROM miss_fact"))
@@ -975,7 +980,13 @@ def _update(s: Session, sql: _Sql, cfg: Config, seen: int, top: int, changed: di
         s.execute(sa.text("DELETE FROM visit_day WHERE visits = 0"))
 
     write_changes(s, sql, "visit_fact", _visit_facts_sql(sql, cfg, h), tz, on_change=visit_days)
-    write_changes(s, sql, "group_fact", _group_facts_sql(h), tz)
+
+    def group_days(gone: str, new: str) -> None:  # group_day's sums follow the rows written
+        s.execute(sa.text(_group_day_sql(sql, rows=gone, sign=-1)), tz)
+        s.execute(sa.text(_group_day_sql(sql, rows=new)), tz)
+        s.execute(sa.text("DELETE FROM group_day WHERE n_rows = 0"))
+
+    write_changes(s, sql, "group_fact", _group_facts_sql(h), tz, on_change=group_days)
     write_changes(s, sql, "miss_fact", [misses.refresh_sql(sql, cfg, h)], tz)
     _refresh_flow(s, sql, cfg, dirty=_DIRTY, h=h)
     _refresh_work(s, sql, cfg, dirty=_DIRTY, h=h)
@@ -1283,27 +1294,74 @@ _DAY_SUMS = ("visits", "n_seconds", "n_conf", "n_alloc", *VISIT_SUMS)
 _NO_DUE = "'9999-12-31'"  # visit_day's key for no promised date (a key column cannot be NULL)
 
 
-def _visit_day_sql(sql: _Sql, *, rows: str | None = None, sign: int = 1) -> str:
-    """INSERT ... SELECT of visit_day's rows from visit_fact: all of them, or the visit_fact rows
-    in the table ``rows`` (those a refresh wrote or deleted) added (``sign`` 1) or subtracted (-1)
-    into the existing ones."""
-    # a visit_day row groups rows that agree on what ``_fill_due`` reads of them (units > 0, shipped, due)
-    keys = (
-        f"v.node, {sql.local_date('v.created_at')}, CASE WHEN v.units > 0 THEN 1 ELSE 0 END, v.shipped, "
-        f"COALESCE(v.due, {_NO_DUE})"
+def _day_sums_sql(
+    sql: _Sql,
+    day: str,
+    facts: str,
+    groups: Sequence[tuple[str, str]],
+    sums: Sequence[str],
+    *,
+    rows: str | None = None,
+    sign: int = 1,
+) -> str:
+    """INSERT ... SELECT of a day table's rows (visit_day, group_day) from fact table ``facts``: per
+    ``groups`` ((column, expression over the fact row ``v``)), the local day of the rows'
+    created_at and what ``_fill_due`` reads of them (units > 0, shipped, due), the ``sums``
+    (``n_rows``/``visits``: the rows; ``n_X``: the rows with an X; else SUM). All of them, or the
+    fact rows in the table ``rows`` (those a refresh wrote or deleted) added (``sign`` 1) or
+    subtracted (-1) into the existing ones."""
+    keys = ", ".join(
+        [e for _c, e in groups]
+        + [
+            sql.local_date("v.created_at"),
+            "CASE WHEN v.units > 0 THEN 1 ELSE 0 END",
+            "v.shipped",
+            f"COALESCE(v.due, {_NO_DUE})",
+        ]
     )
-    sums = ", ".join(
-        f"{sign} * {'COUNT(*)' if c == 'visits' else f'COUNT(v.{c[2:]})' if c.startswith('n_') else f'SUM(v.{c})'}"
-        for c in _DAY_SUMS
-    )
-    columns = f"node, day, key_units, key_shipped, key_due, {', '.join(_DAY_SUMS)}"
+
+    def total(c: str) -> str:
+        if c in ("visits", "n_rows"):
+            return "COUNT(*)"
+        return f"COUNT(v.{c[2:]})" if c.startswith("n_") else f"SUM(v.{c})"
+
+    summed = ", ".join(f"{sign} * {total(c)}" for c in sums)
+    key_columns = ", ".join([c for c, _e in groups] + ["day", "key_units", "key_shipped", "key_due"])
+    columns = f"{key_columns}, {', '.join(sums)}"
     if rows is None:
-        return f"INSERT INTO visit_day ({columns}) SELECT {keys}, {sums} FROM visit_fact v GROUP BY {keys}"
-    add = ", ".join(f"{c} = visit_day.{c} + excluded.{c}" for c in _DAY_SUMS)
+        return f"INSERT INTO {day} ({columns}) SELECT {keys}, {summed} FROM {facts} v GROUP BY {keys}"
+    add = ", ".join(f"{c} = {day}.{c} + excluded.{c}" for c in sums)
     # WHERE true: SQLite's parser needs it before an upsert's ON CONFLICT after a SELECT
     return (
-        f"INSERT INTO visit_day ({columns}) SELECT * FROM (SELECT {keys}, {sums} FROM {rows} v GROUP BY {keys}) d "
-        f"WHERE true ON CONFLICT (node, day, key_units, key_shipped, key_due) DO UPDATE SET {add}"
+        f"INSERT INTO {day} ({columns}) SELECT * FROM (SELECT {keys}, {summed} FROM {rows} v GROUP BY {keys}) d "
+        f"WHERE true ON CONFLICT ({key_columns}) DO UPDATE SET {add}"
+    )
+
+
+def _visit_day_sql(sql: _Sql, *, rows: str | None = None, sign: int = 1) -> str:
+    """visit_day's rows from visit_fact (``_day_sums_sql``): per node."""
+    return _day_sums_sql(sql, "visit_day", "visit_fact", [("node", "v.node")], _DAY_SUMS, rows=rows, sign=sign)
+
+
+#: group_day's sums: per group_fact row, what the line cuts' grouped pass adds up
+_GROUP_DAY_SUMS = ("n_rows", "n_conf", "n_alloc", "n_cycle", *GROUP_SUMS)
+
+
+def _group_day_sql(sql: _Sql, *, rows: str | None = None, sign: int = 1) -> str:
+    """group_day's rows from group_fact (``_day_sums_sql``): per line cut and group ('' for none)."""
+    groups = [("cut", "v.cut"), ("g", "COALESCE(v.g, '')")]
+    return _day_sums_sql(sql, "group_day", "group_fact", groups, _GROUP_DAY_SUMS, rows=rows, sign=sign)
+
+
+def _group_days_ready(s: Session) -> bool:
+    """Whether group_day holds group_fact's sums: a store upgraded to it has group_fact rows and
+    an empty group_day until its next refresh fills it (a read-only store reports without it)."""
+    return bool(
+        s.execute(
+            sa.text(
+                "SELECT CASE WHEN EXISTS (SELECT 1 FROM group_day) OR NOT EXISTS (SELECT 1 FROM group_fact) THEN 1 ELSE 0 END"
+            )
+        ).scalar_one()
     )
 
 
@@ -1739,15 +1797,16 @@ class _Report:
         # a line cut's pick accuracy and return rate divide the lines' own sums (``_LINE_SUMS``), not these
         own = ("picked", "picked_right", "units_shipped", "units_returned") if self.cut.line else ()
         divided = {c for pair in _KPI_COUNTERS.values() for c in pair}  # not units: fill rate sums its own
-        sums = ", ".join(f"SUM(f.{c}) AS {c}" for c in _COUNTERS if c in divided and c not in own)
+        summed = [c for c in _COUNTERS if c in divided and c not in own]
+        sums = ", ".join(f"SUM(f.{c}) AS {c}" for c in summed)
         hint = f" INDEXED BY {sums_index}" if self.sql.sqlite else ""
-        rows = self._keep(
-            self.rows(
-                f"SELECT {g} AS g, {orders} AS orders, {sums}{more}, {counts}{fill} "
-                f"FROM {table} f{hint} WHERE {cond.format(a='f')} AND {self.frange}{group}",
-                {"today": self.today},
-            )
-        )
+        select = f"SELECT {g} AS g, {orders} AS orders, {sums}{more}, {counts}{fill} FROM {table} f{hint} WHERE {cond.format(a='f')}"
+        found: Sequence[Any]
+        if self.cut.line and _group_days_ready(self.s):
+            found = self._by_days(select + " AND f.created_at >= :lo AND f.created_at < :hi" + group, summed)
+        else:
+            found = self.rows(f"{select} AND {self.frange}{group}", {"today": self.today})
+        rows = self._keep(found)
         self._fill = self._fill_of(rows)
         cond = cond.format(a="x")
         times: dict[str, dict] = {t: {} for t in _TIMES}
@@ -1769,6 +1828,43 @@ class _Report:
             ):
                 times[t][self._key(r.g)] = (n, p50, p90)
         return self._sums_of(rows), times
+
+    def _by_days(self, edge: str, summed: Sequence[str]) -> list:
+        """A line cut's grouped sums (the columns of ``_grouped``'s pass: its ``summed`` counters)
+        from group_day for the period's whole local days and, by ``edge`` (that pass over
+        group_fact between :lo and :hi), for its partial first and last days; one row per group,
+        as that pass gives."""
+        assert self.cut.line is not None
+        cut = LINE_CUTS[self.cut.line]
+        days, edges = self._period_days()
+        parts: list[Sequence[Any]] = []
+        if days is not None:
+            first, last = days
+            bounds = [f"d.day >= '{first.isoformat()}'"] if first else []
+            bounds += [f"d.day < '{last.isoformat()}'"] if last else []
+            sums = "".join(f", SUM(d.{c}) AS {c}" for c in summed)
+            lines = "".join(f", SUM(d.{c}) AS {c}" for c in _LINE_SUMS)
+            counts = "".join(f", SUM(d.n_{t}) AS n_{t}" for t in _TIMES)
+            parts.append(
+                self.rows(
+                    f"SELECT NULLIF(d.g, '') AS g, SUM(d.member) AS orders{sums}{lines}{counts}, "
+                    f"{_fill_sums('d', 'fill_n', 'fill_good', 'key_')} FROM group_day d "
+                    f"WHERE d.cut = '{cut}' AND {' AND '.join(bounds) or '1 = 1'} GROUP BY d.g",
+                    {"today": self.today},
+                )
+            )
+        for lo, hi in edges:
+            parts.append(self.rows(edge, {"today": self.today, "lo": lo, "hi": hi}))
+        if len(parts) == 1:
+            return list(parts[0])
+        by_group: dict[Any, dict[str, Any]] = {}
+        for part in parts:
+            for r in part:
+                row = by_group.setdefault(r.g, {"g": r.g})
+                for name, value in r._mapping.items():
+                    if name != "g":
+                        row[name] = row.get(name, 0) + (value or 0)
+        return [SimpleNamespace(_fields=tuple(row), **row) for row in by_group.values()]
 
     def line_sums(self) -> dict | None:
         """A line cut's rows of group_fact per group (every group, with or without orders), when

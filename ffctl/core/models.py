@@ -530,6 +530,7 @@ FACT_MODELS = (
     "VisitFact",
     "VisitDay",
     "GroupFact",
+    "GroupDay",
     "MissFact",
     "FlowEdge",
     "FlowPath",

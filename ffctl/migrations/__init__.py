@@ -4,4 +4,4 @@ HEAD is the newest revision, so commands can check a store's schema without load
 tests/test_foundation.py asserts it matches the migration scripts.
 """
 
-HEAD = "0017"
+HEAD = "0018"
