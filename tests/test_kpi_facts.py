@@ -43,6 +43,12 @@ def facts(store):
             [
                 tuple(r)
                 for r in s.execute(
+                    sa.text("SELECT * FROM order_day ORDER BY week, day, key_units, key_shipped, key_due")
+                )
+            ],
+            [
+                tuple(r)
+                for r in s.execute(
                     sa.text(
                         "SELECT * FROM work_day WHERE n <> 0 OR breached <> 0 OR handled <> 0 "
                         "ORDER BY kind, null_g, g, node, day"
@@ -255,7 +261,7 @@ def test_a_refresh_writes_only_the_fact_rows_that_differ(store, example_config):
         with store.session() as s:
             return [
                 sorted(map(str, s.execute(sa.text(f"SELECT {where} FROM {t}")).scalars()))
-                for t in ("visit_day", "work_day", "group_day")
+                for t in ("visit_day", "work_day", "group_day", "order_day")
             ]
 
     before, days = places(), day_places()
@@ -352,13 +358,14 @@ def test_schema_0017_has_autovacuum_come_for_the_facts_after_a_small_change(stor
     assert options("order_fact") == []
     store.upgrade()
     assert store.current_revision() == store.head_revision() == "0018"
-    assert options("visit_fact") == options("group_day") == wanted
+    assert options("visit_fact") == options("group_day") == options("order_day") == wanted
 
 
-def test_schema_0018_fills_group_day_at_the_next_refresh_without_a_rebuild(store, example_config):
-    """A store upgraded to 0018 has line facts and an empty group_day: the product and category
-    cuts report the same numbers from group_fact until the next refresh fills group_day from it
-    (no rebuild of the facts), and the same again after; a downgrade drops the table."""
+def test_schema_0018_fills_the_day_sums_at_the_next_refresh_without_a_rebuild(store, example_config):
+    """A store upgraded to 0018 has facts and an empty group_day and order_day: the whole-store,
+    week, product and category reports give the same numbers from the facts until the next
+    refresh fills the day tables from them (no rebuild of the facts), and the same again after;
+    a downgrade drops the tables."""
     from alembic import command
 
     from ffctl.core import kpi
@@ -372,18 +379,21 @@ def test_schema_0018_fills_group_day_at_the_next_refresh_without_a_rebuild(store
 
     def line_cuts():
         with store.session() as s:
-            return [kpi.kpi_report(s, cfg, now=NOW, by=by) for by in ("product", "category")]
+            return [kpi.kpi_report(s, cfg, now=NOW, by=by) for by in ("product", "category", None, "week")] + [
+                kpi.kpi_report(s, cfg, now=NOW, by=by, kpis=("on_time_shipping", "perfect_order"))
+                for by in (None, "week")
+            ]
 
     def group_days():
         with store.session() as s:
-            return s.execute(sa.text("SELECT COUNT(*) FROM group_day")).scalar_one()
+            return [s.execute(sa.text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in ("group_day", "order_day")]
 
     before, kept = line_cuts(), facts(store)
-    assert group_days() > 0 and {r["group"] for r in before[1]} >= {"parts", None}
+    assert all(group_days()) and {r["group"] for r in before[1]} >= {"parts", None}
     command.downgrade(store._alembic_config(), "0017")
     store.upgrade()
-    assert group_days() == 0
-    assert line_cuts() == before  # read-only stores report this way: from group_fact
+    assert group_days() == [0, 0]
+    assert line_cuts() == before  # read-only stores report this way: from the facts
     assert kpi.refresh_facts(store, cfg, now=NOW) == {"mode": "none", "orders": 0}
     assert facts(store) == kept
     assert line_cuts() == before

@@ -2,8 +2,9 @@
 
 ``report sla``, the node cut of ``report kpi``, breaches per owner, the cycle-time histogram,
 ``report flow`` and ``report workload`` read ``visit_fact``/``node_fact``/``order_fact``/
-``flow_edge``/``flow_path``/``work_fact`` when the facts are current, and the product and
-category cuts ``group_fact``; ``source="tasks"``
+``flow_edge``/``flow_path``/``work_fact`` when the facts are current, the product and
+category cuts ``group_fact`` and ``group_day``, the whole store and the week cut ``order_day``;
+``source="tasks"``
 computes them from the task history and the order lines (the generic paths), and the workflow cut
 from the orders' own workflow. Random histories (hypothesis) go
 through the real write paths (completions, rejections, holds, releases, cancellations, the
@@ -142,7 +143,7 @@ def compare(store, cfg, at, created) -> None:
                                 s, cfg, now=now, period=period, by=by, source=src
                             ),
                         )
-                        for by in ("product", "category", "workflow")
+                        for by in ("product", "category", "workflow", None, "week")
                     ),
                     (
                         "owners",

@@ -213,6 +213,36 @@ class GroupFact(_Table, table=True):
     line_returned: int = 0
 
 
+class OrderDay(_Table, table=True):
+    """order_fact's sums per local week and day (and what fill rate reads of a row: units > 0,
+    shipped, due), so ``report kpi`` over the whole store and ``--by week`` (the dashboard's
+    KPIs and weekly panel) sum a period's whole days from a few rows a day and read order_fact
+    only for a period's partial first and last days. Kept like group_day."""
+
+    __tablename__ = "order_day"
+    week: date = Field(primary_key=True)  # the orders' local week (order_fact.week)
+    day: date = Field(primary_key=True)  # local date of the orders' created_at
+    key_units: int = Field(primary_key=True)  # 1: the rows' units > 0
+    key_shipped: int = Field(primary_key=True)
+    key_due: date = Field(primary_key=True)  # the rows' due; 9999-12-31 for none
+    n_rows: int = 0  # orders (0: the row is deleted)
+    n_conf: int = 0
+    n_alloc: int = 0
+    n_cycle: int = 0
+    shipped: int = 0
+    on_time: int = 0
+    delivered: int = 0
+    perfect: int = 0
+    picked: int = 0
+    picked_right: int = 0
+    decided: int = 0
+    within: int = 0
+    units: int = 0
+    units_on_time: int = 0
+    units_shipped: int = 0
+    units_returned: int = 0
+
+
 class GroupDay(_Table, table=True):
     """group_fact's sums per line cut and group by the local day of the orders' created_at (and
     what fill rate reads of a row: units > 0, shipped, due), so ``report kpi --by product`` and

@@ -744,8 +744,8 @@ def _refresh(store: Store, cfg: Config, fp: str, cuts: list[str | None], now: da
             mode, orders = "full", _rebuild(s, sql, cfg)
         else:
             mode, orders = "none", 0
-            if not _group_days_ready(s):  # upgraded to schema 0018: its sums from the facts as they are
-                s.execute(sa.text(_group_day_sql(sql)), {"tz": cfg.timezone})
+            for day in _unfilled_days(s):  # upgraded to schema 0018: their sums from the facts as they are
+                s.execute(sa.text(_DAY_TABLES[day][1](sql)), {"tz": cfg.timezone})
             changed = _changed_masters(s)
             if top > seen or changed:
                 facts = s.execute(sa.text("SELECT COUNT(*) FROM order_fact")).scalar_one()
@@ -768,7 +768,9 @@ def _refresh(store: Store, cfg: Config, fp: str, cuts: list[str | None], now: da
         # the reports' index-only scans read the heap for every row until the visibility map is set
         # (each p50/p90 step a heap page); a role that does not own the tables gets a warning, not an error
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.exec_driver_sql("VACUUM (ANALYZE) order_fact, node_fact, visit_fact, group_fact, visit_day, group_day")
+            conn.exec_driver_sql(
+                "VACUUM (ANALYZE) order_fact, node_fact, visit_fact, group_fact, visit_day, group_day, order_day"
+            )
         from ffctl.core import flow
 
         flow.vacuum(store)
@@ -826,7 +828,7 @@ def _up_to_date(store: Store, fp: str, cuts: list[str | None]) -> bool:
             return False
         if _changed_masters(s):
             return False
-        if not _group_days_ready(s):
+        if _unfilled_days(s):
             return False
         if not _have_indexes(s, [FACT_COLUMNS[by] for by in cuts if by in FACT_COLUMNS]) and _can_index(s):
             return False
@@ -903,7 +905,7 @@ def _rebuild(s: Session, sql: _Sql, cfg: Config) -> int:
     visit_indexes = empty_for_rebuild(
         s,
         sql,
-        ["order_fact", "node_fact", "visit_fact", "group_fact", "visit_day", "group_day"],
+        ["order_fact", "node_fact", "visit_fact", "group_fact", "visit_day", "group_day", "order_day"],
         [
             ix
             for ix in (*VisitFact.__table__.indexes, *GroupFact.__table__.indexes)
@@ -917,6 +919,7 @@ def _rebuild(s: Session, sql: _Sql, cfg: Config) -> int:
         *_group_facts_sql(STORE),
         _visit_day_sql(sql),
         _group_day_sql(sql),
+        _order_day_sql(sql),
     ):
         s.execute(sa.text(statement), {"tz": cfg.timezone})
     s.execute(sa.text("DELETE FROM miss_fact"))
@@ -970,23 +973,20 @@ def _update(s: Session, sql: _Sql, cfg: Config, seen: int, top: int, changed: di
     sql.stored_calendars = {}
     # in this order: visit_fact and group_fact copy from the order_fact rows written before them
     tz = {"tz": cfg.timezone}
-    write_changes(s, sql, "order_fact", [_facts_sql(sql, cfg, h)], tz)
+
+    def days(table: str, day_sql: Callable[..., str]) -> Callable[[str, str], None]:
+        def follow(gone: str, new: str) -> None:  # a day table's sums follow the rows written
+            s.execute(sa.text(day_sql(sql, rows=gone, sign=-1)), tz)
+            s.execute(sa.text(day_sql(sql, rows=new)), tz)
+            s.execute(sa.text(f"DELETE FROM {table} WHERE {'visits' if table == 'visit_day' else 'n_rows'} = 0"))
+
+        return follow
+
+    write_changes(s, sql, "order_fact", [_facts_sql(sql, cfg, h)], tz, on_change=days("order_day", _order_day_sql))
     _copy(s, sql, "order_fact", _DIRTY)
     write_changes(s, sql, "node_fact", _node_facts_sql(sql, cfg, h), tz)
-
-    def visit_days(gone: str, new: str) -> None:  # visit_day's sums follow the rows written
-        s.execute(sa.text(_visit_day_sql(sql, rows=gone, sign=-1)), tz)
-        s.execute(sa.text(_visit_day_sql(sql, rows=new)), tz)
-        s.execute(sa.text("DELETE FROM visit_day WHERE visits = 0"))
-
-    write_changes(s, sql, "visit_fact", _visit_facts_sql(sql, cfg, h), tz, on_change=visit_days)
-
-    def group_days(gone: str, new: str) -> None:  # group_day's sums follow the rows written
-        s.execute(sa.text(_group_day_sql(sql, rows=gone, sign=-1)), tz)
-        s.execute(sa.text(_group_day_sql(sql, rows=new)), tz)
-        s.execute(sa.text("DELETE FROM group_day WHERE n_rows = 0"))
-
-    write_changes(s, sql, "group_fact", _group_facts_sql(h), tz, on_change=group_days)
+    write_changes(s, sql, "visit_fact", _visit_facts_sql(sql, cfg, h), tz, on_change=days("visit_day", _visit_day_sql))
+    write_changes(s, sql, "group_fact", _group_facts_sql(h), tz, on_change=days("group_day", _group_day_sql))
     write_changes(s, sql, "miss_fact", [misses.refresh_sql(sql, cfg, h)], tz)
     _refresh_flow(s, sql, cfg, dirty=_DIRTY, h=h)
     _refresh_work(s, sql, cfg, dirty=_DIRTY, h=h)
@@ -1353,16 +1353,36 @@ def _group_day_sql(sql: _Sql, *, rows: str | None = None, sign: int = 1) -> str:
     return _day_sums_sql(sql, "group_day", "group_fact", groups, _GROUP_DAY_SUMS, rows=rows, sign=sign)
 
 
-def _group_days_ready(s: Session) -> bool:
-    """Whether group_day holds group_fact's sums: a store upgraded to it has group_fact rows and
-    an empty group_day until its next refresh fills it (a read-only store reports without it)."""
-    return bool(
-        s.execute(
-            sa.text(
-                "SELECT CASE WHEN EXISTS (SELECT 1 FROM group_day) OR NOT EXISTS (SELECT 1 FROM group_fact) THEN 1 ELSE 0 END"
+#: order_day's sums: per order_fact row, what the whole-store and week cuts add up
+_ORDER_DAY_SUMS = ("n_rows", "n_conf", "n_alloc", "n_cycle", *ORDER_COUNTERS)
+
+
+def _order_day_sql(sql: _Sql, *, rows: str | None = None, sign: int = 1) -> str:
+    """order_day's rows from order_fact (``_day_sums_sql``): per local week and day."""
+    return _day_sums_sql(sql, "order_day", "order_fact", [("week", "v.week")], _ORDER_DAY_SUMS, rows=rows, sign=sign)
+
+
+#: day table -> (the fact table it sums, its rows from all of that table)
+_DAY_TABLES: dict[str, tuple[str, Callable[[_Sql], str]]] = {
+    "order_day": ("order_fact", _order_day_sql),
+    "group_day": ("group_fact", _group_day_sql),
+}
+
+
+def _unfilled_days(s: Session) -> list[str]:
+    """The day tables that do not hold their facts' sums: a store upgraded to schema 0018 has
+    facts and empty day tables until its next refresh fills them (a read-only store reports
+    without them)."""
+    found = s.execute(
+        sa.text(
+            "SELECT "
+            + ", ".join(
+                f"CASE WHEN EXISTS (SELECT 1 FROM {day}) OR NOT EXISTS (SELECT 1 FROM {facts}) THEN 1 ELSE 0 END"
+                for day, (facts, _sql) in _DAY_TABLES.items()
             )
-        ).scalar_one()
-    )
+        )
+    ).one()
+    return [day for day, ready in zip(_DAY_TABLES, found) if not ready]
 
 
 #: group_fact's sums of the lines themselves (the line cuts' pick accuracy and return rate)
@@ -1471,6 +1491,7 @@ class _Report:
             cut = _Cut(mapping=cut.mapping) if source == "tasks" else _Cut(column=cut.column)
         self.cut = cut
         self._line_rows: dict | None = None
+        self._unfilled: list[str] | None = None  # the day tables not filled yet (``_unfilled_days``)
         self._fill: dict | None = None  # fill_rate's sums when the grouped pass read them
         self.today = local_date(now, cfg.timezone)  # fill rate's "past the promised date"
         self.params: dict[str, Any] = {"now": now, "tz": cfg.timezone}
@@ -1802,8 +1823,8 @@ class _Report:
         hint = f" INDEXED BY {sums_index}" if self.sql.sqlite else ""
         select = f"SELECT {g} AS g, {orders} AS orders, {sums}{more}, {counts}{fill} FROM {table} f{hint} WHERE {cond.format(a='f')}"
         found: Sequence[Any]
-        if self.cut.line and _group_days_ready(self.s):
-            found = self._by_days(select + " AND f.created_at >= :lo AND f.created_at < :hi" + group, summed)
+        if self._day_table() is not None:
+            found = self._by_days(f"{select} AND f.created_at >= :lo AND f.created_at < :hi{group}", summed, full=True)
         else:
             found = self.rows(f"{select} AND {self.frange}{group}", {"today": self.today})
         rows = self._keep(found)
@@ -1829,13 +1850,28 @@ class _Report:
                 times[t][self._key(r.g)] = (n, p50, p90)
         return self._sums_of(rows), times
 
-    def _by_days(self, edge: str, summed: Sequence[str]) -> list:
-        """A line cut's grouped sums (the columns of ``_grouped``'s pass: its ``summed`` counters)
-        from group_day for the period's whole local days and, by ``edge`` (that pass over
-        group_fact between :lo and :hi), for its partial first and last days; one row per group,
-        as that pass gives."""
-        assert self.cut.line is not None
-        cut = LINE_CUTS[self.cut.line]
+    def _day_table(self) -> str | None:
+        """The day table that keeps this cut's grouped sums, when it is filled: group_day for the
+        line cuts, order_day for the whole store and the week cut; None: the facts' own pass
+        (also for ``source="tasks"``, which the day sums are tested against)."""
+        if not self.visits():
+            return None
+        if self.cut.line:
+            table = "group_day"
+        elif self.cut.mapping is None and self.cut.column in (None, "week"):
+            table = "order_day"
+        else:
+            return None
+        if self._unfilled is None:
+            self._unfilled = _unfilled_days(self.s)
+        return None if table in self._unfilled else table
+
+    def _by_days(self, edge: str, summed: Sequence[str], *, full: bool) -> list:
+        """The grouped sums of ``_grouped``'s pass (``full``: with the time counts, the fill rate's
+        sums and a line cut's own) or of ``_generic``'s (the order count and ``summed``), from the
+        cut's day table (``_day_table``) for the period's whole local days and, by ``edge`` (that
+        pass over the facts between :lo and :hi), for its partial first and last days; one row per
+        group, as that pass gives."""
         days, edges = self._period_days()
         parts: list[Sequence[Any]] = []
         if days is not None:
@@ -1843,13 +1879,21 @@ class _Report:
             bounds = [f"d.day >= '{first.isoformat()}'"] if first else []
             bounds += [f"d.day < '{last.isoformat()}'"] if last else []
             sums = "".join(f", SUM(d.{c}) AS {c}" for c in summed)
-            lines = "".join(f", SUM(d.{c}) AS {c}" for c in _LINE_SUMS)
-            counts = "".join(f", SUM(d.n_{t}) AS n_{t}" for t in _TIMES)
+            if self.cut.line:
+                g, orders, group = "NULLIF(d.g, '')", "SUM(d.member)", " GROUP BY d.g"
+                bounds.append(f"d.cut = '{LINE_CUTS[self.cut.line]}'")
+                lines = "".join(f", SUM(d.{c}) AS {c}" for c in _LINE_SUMS)
+            else:
+                g, group = (f"'{ALL}'", "") if self.cut.column is None else ("d.week", " GROUP BY d.week")
+                orders, lines = "SUM(d.n_rows)", ""
+            more = ""
+            if full:
+                counts = "".join(f", SUM(d.n_{t}) AS n_{t}" for t in _TIMES)
+                more = f"{lines}{counts}, {_fill_sums('d', 'fill_n', 'fill_good', 'key_')}"
             parts.append(
                 self.rows(
-                    f"SELECT NULLIF(d.g, '') AS g, SUM(d.member) AS orders{sums}{lines}{counts}, "
-                    f"{_fill_sums('d', 'fill_n', 'fill_good', 'key_')} FROM group_day d "
-                    f"WHERE d.cut = '{cut}' AND {' AND '.join(bounds) or '1 = 1'} GROUP BY d.g",
+                    f"SELECT {g} AS g, {orders} AS orders{sums}{more} FROM {self._day_table()} d "
+                    f"WHERE {' AND '.join(bounds) or '1 = 1'}{group}",
                     {"today": self.today},
                 )
             )
@@ -1886,11 +1930,13 @@ class _Report:
             source, (g, group) = "order_fact f", self.cut.group()
         summed = _COUNTERS if times else [c for c in _COUNTERS if c in set(counters)]
         sums = "".join(f", SUM(f.{c}) AS {c}" for c in summed)
-        rows = [
-            r
-            for r in self.rows(f"SELECT {g} AS g, COUNT(*) AS orders{sums} FROM {source} WHERE {self.frange}{group}")
-            if r.orders
-        ]
+        select = f"SELECT {g} AS g, COUNT(*) AS orders{sums} FROM {source} WHERE"
+        sums_rows: Sequence[Any]
+        if not times and self._day_table() is not None:  # the dashboard's weekly panel
+            sums_rows = self._by_days(f"{select} f.created_at >= :lo AND f.created_at < :hi{group}", summed, full=False)
+        else:
+            sums_rows = self.rows(f"{select} {self.frange}{group}")
+        rows = [r for r in sums_rows if r.orders]
         if not times:
             return self._sums_of(rows), {t: {} for t in _TIMES}
         found = {t: self.percentiles(f"SELECT {g} AS g, f.{t} AS x FROM {source} WHERE {self.frange}") for t in _TIMES}

@@ -531,6 +531,7 @@ FACT_MODELS = (
     "VisitDay",
     "GroupFact",
     "GroupDay",
+    "OrderDay",
     "MissFact",
     "FlowEdge",
     "FlowPath",
