@@ -3,6 +3,8 @@
     python bench/report.py                          # 1M orders, SQLite and PostgreSQL
     python bench/report.py --orders 100000 --backend sqlite
     python bench/report.py --record                 # also write the figures to docs/performance.md
+    python bench/report.py --orders 1000000 --keep  # keep the store, then time every command over it:
+    python bench/report.py --store URL --no-change --runs 5
 
 Builds the store in SQL (a recursive CTE on SQLite, generate_series on PostgreSQL; no rows pass
 through Python): 5,000 customers in 7 regions, 500 SKUs, 1-3 lines an order, a year of orders
@@ -377,9 +379,11 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def time_commands(url: str, commands: list[list[str]] = COMMANDS) -> dict[str, float]:
-    """Each report command as a whole process, once, with the facts current (the first timed call
-    of each cut builds its indexes on SQLite: it is run once untimed before)."""
+def time_commands(url: str, commands: list[list[str]] = COMMANDS, runs: int = 1) -> dict[str, float]:
+    """Each report command as a whole process with the facts current, once untimed (the first call
+    of each cut builds its indexes), then ``runs`` times: the median wall time, its CPU (``CPU``)
+    and, on PostgreSQL, the server backends' (``SERVER_CPU``); ``SPREAD``: min and max of the
+    process's CPU plus the server's over the runs."""
     compile_ffctl()
     exe = shutil.which("ffctl", path=str(Path(sys.executable).parent)) or shutil.which("ffctl")
     env = dict(os.environ, FFCTL_CONFIG=str(CONFIG), FFCTL_DB=url, FFCTL_NOW=NOW.isoformat())
@@ -387,11 +391,17 @@ def time_commands(url: str, commands: list[list[str]] = COMMANDS) -> dict[str, f
     for args in commands:
         fmt = [] if "dashboard" in args else ["--format", "json"]
         subprocess.run([exe, *args, *fmt], env=env, check=True, capture_output=True)
-        start, cpu = time.perf_counter(), _children_cpu()
-        subprocess.run([exe, *args, *fmt], env=env, check=True, capture_output=True)
         name = " ".join(a for a in args if a not in ("--out", "-"))
-        out[name] = time.perf_counter() - start
-        CPU[name] = _children_cpu() - cpu
+        timed = []
+        for _ in range(runs):
+            with ServerCpu(url) as server:
+                start, cpu = time.perf_counter(), _children_cpu()
+                subprocess.run([exe, *args, *fmt], env=env, check=True, capture_output=True)
+                wall, cpu = time.perf_counter() - start, _children_cpu() - cpu
+            timed.append((cpu + (server.seconds or 0.0), wall, cpu, server.seconds))
+        timed.sort(key=lambda t: t[0])
+        total, out[name], CPU[name], SERVER_CPU[name] = timed[len(timed) // 2]
+        SPREAD[name] = (timed[0][0], timed[-1][0])
     return out
 
 
@@ -488,6 +498,8 @@ def _proc_cpu(pid: int) -> float:
 
 #: server backend CPU seconds (PostgreSQL) of the last timed process, per command name (``time_change_all``)
 SERVER_CPU: dict[str, float | None] = {}
+#: min and max of a command's CPU (its process's plus, on PostgreSQL, the server's) over its timed runs
+SPREAD: dict[str, tuple[float, float]] = {}
 
 
 def time_change_all(
@@ -730,7 +742,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--runs", type=int, default=3, help="timed runs (with --store: of each command; the median is shown)"
+    )
     parser.add_argument("--analyze", action="store_true", help="run ANALYZE on SQLite too (ffctl never does)")
     parser.add_argument("--keep", action="store_true", help="keep the store for profiling (prints its URL)")
     parser.add_argument("--record", action="store_true", help="write the figures to docs/performance.md")
@@ -774,10 +788,14 @@ def main() -> None:
         )
         chosen = [c for c in COMMANDS if not args.only or any(w in " ".join(c) for w in args.only)]
         for cmd in chosen:
-            for name, t in time_commands(args.store, [cmd]).items():
+            for name, t in time_commands(args.store, [cmd], runs=args.runs).items():
+                server = SERVER_CPU[name]
+                low, high = SPREAD[name]
                 print(
-                    f"  ffctl {name:<34} {t:6.2f} s (ratio {t / count_seconds:5.1f}x), CPU {CPU[name]:5.2f} s, "
-                    f"load {os.getloadavg()[0]:.1f}",
+                    f"  ffctl {name:<34} {t:6.2f} s (ratio {t / count_seconds:5.1f}x), CPU {CPU[name]:5.2f} s"
+                    + ("" if server is None else f" + server {server:5.2f} s")
+                    + (f" (median of {args.runs}; {low:.2f}-{high:.2f} s)" if args.runs > 1 else "")
+                    + f", load {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
         changed = store_orders(store) // 100
