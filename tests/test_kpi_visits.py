@@ -175,6 +175,9 @@ def compare(store, cfg, at, created) -> None:
                 ):
                     facts, tasks = report("facts"), report("tasks")
                     assert close(facts, tasks), (name, now, period, _differing(facts, tasks))
+                full = workload.workload_report(s, cfg, now=now, period=period, by="role")
+                unhandled = [dict(r, handling_p50_seconds=None, handling_p90_seconds=None) for r in full]
+                assert workload.workload_report(s, cfg, now=now, period=period, handling=False) == unhandled
                 for by in (None, "week", "region", "node", "product") if now == at else ():
                     full = kpi.kpi_report(s, cfg, now=now, period=period, by=by)
                     for kpis in PARTS:

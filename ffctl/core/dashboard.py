@@ -60,7 +60,7 @@ def build_dashboard(session, cfg: Config, *, now: datetime, period: Period = Per
         "histogram": reports.histogram(at_least=cfg.kpi_targets.get("cycle_time_hours")),
         "owners": reports.owners(),
         "likely": likely(session, cfg, now),
-        "workload": workload_report(session, cfg, now=now, period=period, by="role"),
+        "workload": workload_report(session, cfg, now=now, period=period, by="role", handling=False),
         "flow": flow_report(session, cfg, now=now, period=period, top=5),
         "misses": pareto(session, cfg, period=period),
         "returns": reports.kpis(by="region", kpis=("return_rate",)),

@@ -92,12 +92,15 @@ def workload_report(
     period: Period = Period(),
     by: str = "role",
     source: str = "auto",
+    handling: bool = True,
 ) -> list[dict]:
     """One row per role (or person): ``{group, arrived, completed, business_days, arrived_per_day,
     completed_per_day, handling_p50_seconds, handling_p90_seconds, open_now, oldest_open_order,
     oldest_open_node, oldest_open_since, oldest_open_seconds, breached, breach_share}``; figures a
     person has no share of (arrivals, open visits) are None. Groups sorted by name, None last.
-    ``source``: as the other reports' (``kpi.SOURCES``): the facts when current, or the task history."""
+    ``source``: as the other reports' (``kpi.SOURCES``): the facts when current, or the task history.
+    ``handling`` False: the handling-time percentiles are not computed (None; the dashboard does not
+    show them, and their rank steps are most of the report's time at a million visits)."""
     if by not in BY:
         raise ValueError(_("unknown grouping {by!r}: use one of {names}").format(by=by, names=", ".join(BY)))
     query = _Query(session, cfg, now, period, source)
@@ -127,10 +130,10 @@ def workload_report(
     first = min((x.first_entered for x in groups.values() if x.first_entered), default=None)
     if groups and query.facts:
         first = None if period.start else query.first_entered(by)  # only the period's start needs it
-        keys = [key for key in groups if groups[key].handled]
+        keys = [key for key in groups if groups[key].handled] if handling else []
         for key, (p50, p90) in zip(keys, query.handling(by, [(key, groups[key].handled) for key in keys])):
             groups[key].handling = (groups[key].handled, p50, p90)
-    elif groups:
+    elif groups and handling:
         visits = (
             f"SELECT {g} AS g, t.node AS node, t.entered_at AS a, t.completed_at AS b, "
             f"t.paused_seconds AS held FROM task t WHERE {query.decided}"
