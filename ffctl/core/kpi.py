@@ -1304,7 +1304,7 @@ def _day_sums_sql(
     rows: str | None = None,
     sign: int = 1,
 ) -> str:
-    """INSERT ... SELECT of a day table's rows (visit_day, group_day) from fact table ``facts``: per
+    """INSERT ... SELECT of a day table's rows (visit_day, group_day, order_day) from ``facts``: per
     ``groups`` ((column, expression over the fact row ``v``)), the local day of the rows'
     created_at and what ``_fill_due`` reads of them (units > 0, shipped, due), the ``sums``
     (``n_rows``/``visits``: the rows; ``n_X``: the rows with an X; else SUM). All of them, or the
