@@ -45,10 +45,9 @@ def test_demo_runs_end_to_end_and_prints_the_kpi_report(tmp_path):
     )["timeline"]
     assert timeline[0]["event"] == "created"
 
-    # the demo refreshed the report facts every day, as the daily report does: what those
-    # incremental refreshes kept (imports, advances, allocation, shipments, deliveries, sweeps)
-    # is exactly what a rebuild from scratch writes
+    # the demo refreshed the report facts once, at its end: a rebuild from scratch writes the same
     import sqlalchemy as sa
+    from helpers import fact_rows
 
     from ffctl.core import kpi
     from ffctl.core.config import load_config
@@ -57,14 +56,39 @@ def test_demo_runs_end_to_end_and_prints_the_kpi_report(tmp_path):
     cfg = load_config(folder / "ffctl.toml")
     store = Store(cfg.database_url)
     _summary_and_dashboard_count_the_late_visits(r.stderr, folder, store)
-    rows = "SELECT * FROM order_fact ORDER BY order_id", "SELECT * FROM node_fact ORDER BY task_id"
-    with store.session() as s:
-        kept = [s.execute(sa.text(q)).all() for q in rows]
-        s.execute(sa.text("UPDATE fact_state SET event_id = NULL"))
+    kept = fact_rows(store)
     assert len(kept[0]) == 120
-    assert kpi.refresh_facts(store, cfg)["mode"] == "full"
     with store.session() as s:
-        assert [s.execute(sa.text(q)).all() for q in rows] == kept
+        s.execute(sa.text("UPDATE fact_state SET event_id = NULL"))
+    assert kpi.refresh_facts(store, cfg)["mode"] == "full"
+    assert fact_rows(store) == kept
+    store.dispose()
+
+
+def test_the_demos_daily_refreshes_keep_what_a_rebuild_writes(tmp_path, db_url):
+    """Refreshed at each simulated day's start, as a daily report job would, the facts that those
+    incremental refreshes kept (imports, advances, allocation, shipments, deliveries, returns,
+    sweeps) are exactly what a rebuild from scratch writes, on both backends."""
+    from datetime import datetime, timezone
+
+    import sqlalchemy as sa
+    from helpers import fact_rows
+
+    from ffctl.core import kpi
+    from ffctl.core.config import load_config
+    from ffctl.core.demo import build_demo
+    from ffctl.core.store import Store
+
+    end = datetime(2026, 11, 27, 12, tzinfo=timezone.utc)
+    result = build_demo(tmp_path / "demo", orders=120, days=4, now=end, db_url=db_url, refresh_daily=True)
+    cfg = load_config(result.config_path)
+    store = Store(db_url)
+    kept = fact_rows(store)
+    assert len(kept[0]) == 120
+    with store.session() as s:
+        s.execute(sa.text("UPDATE fact_state SET event_id = NULL"))
+    assert kpi.refresh_facts(store, cfg, now=end)["mode"] == "full"
+    assert fact_rows(store) == kept
     store.dispose()
 
 

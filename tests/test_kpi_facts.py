@@ -15,58 +15,7 @@ import sqlalchemy as sa
 from helpers import STOCK_NOW as NOW
 from helpers import STOCK_TZ as TZ
 from helpers import add_orders, seed
-
-
-def facts(store):
-    with store.session() as s:
-        return (
-            [tuple(r) for r in s.execute(sa.text("SELECT * FROM order_fact ORDER BY order_id"))],
-            [tuple(r) for r in s.execute(sa.text("SELECT * FROM node_fact ORDER BY task_id"))],
-            [tuple(r) for r in s.execute(sa.text("SELECT * FROM visit_fact ORDER BY task_id"))],
-            [tuple(r) for r in s.execute(sa.text("SELECT * FROM miss_fact ORDER BY order_id"))],
-            [tuple(r) for r in s.execute(sa.text("SELECT * FROM flow_edge ORDER BY task_id"))],
-            [tuple(r) for r in s.execute(sa.text("SELECT * FROM flow_path ORDER BY order_id"))],
-            [tuple(r) for r in s.execute(sa.text("SELECT * FROM work_fact ORDER BY task_id"))],
-            # the day sums follow the rows written (a count left at 0 is no row of a rebuild)
-            [
-                tuple(r)
-                for r in s.execute(
-                    sa.text("SELECT * FROM visit_day ORDER BY node, day, key_units, key_shipped, key_due")
-                )
-            ],
-            [
-                tuple(r)
-                for r in s.execute(
-                    sa.text("SELECT * FROM group_day ORDER BY cut, g, day, key_units, key_shipped, key_due")
-                )
-            ],
-            [
-                tuple(r)
-                for r in s.execute(
-                    sa.text("SELECT * FROM order_day ORDER BY week, day, key_units, key_shipped, key_due")
-                )
-            ],
-            [
-                tuple(r)
-                for r in s.execute(
-                    sa.text(
-                        "SELECT * FROM work_day WHERE n <> 0 OR breached <> 0 OR handled <> 0 "
-                        "ORDER BY kind, null_g, g, node, day"
-                    )
-                )
-            ],
-            [
-                tuple(r)
-                for r in s.execute(
-                    sa.text(
-                        "SELECT cut, g, order_id, created_at, member, conf, alloc, cycle, shipped, on_time, delivered, "
-                        "perfect, picked, picked_right, decided, within, units, units_on_time, units_shipped, units_returned, "
-                        "due, line_picked, line_picked_right, line_shipped, line_returned FROM group_fact "
-                        "ORDER BY cut, order_id, g"
-                    )
-                )
-            ],
-        )
+from helpers import fact_rows as facts
 
 
 def test_every_write_path_reaches_the_facts(store, example_config):
