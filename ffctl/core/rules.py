@@ -24,11 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import reduce
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from ffctl import i18n
 from ffctl.core import audit, outbox
 from ffctl.core.durations import format_duration
 from ffctl.core.models import (
@@ -45,7 +46,7 @@ from ffctl.core.models import (
     UTCDateTime,
 )
 from ffctl.core.stock.common import UNSERVED
-from ffctl.core.store import dialect_insert, insert_or_ignore, is_postgresql
+from ffctl.core.store import dialect_insert, is_postgresql
 from ffctl.core.suppliers import DEFAULT_WINDOW, ranked_batches
 from ffctl.core.text import command
 from ffctl.i18n import _, ngettext
@@ -79,8 +80,28 @@ def _text(*parts) -> sa.ColumnElement:
     return reduce(lambda a, b: a + b, pieces)
 
 
-def _at(moment: datetime) -> sa.BindParameter:
-    return sa.bindparam(None, moment, type_=UTCDateTime())
+#: the rules' statements, built once per process with their times as parameters: the sweep runs
+#: every rule each time, and building a statement (and its cache key) cost more than running it
+_BUILT: dict[tuple, Any] = {}
+_NOW = sa.bindparam("now", type_=UTCDateTime())
+
+
+def _built(session: Session, rule, part: str, build: Callable[[], Any]) -> Any:
+    """The statement ``build`` makes for ``rule``, once per process, backend and language (its
+    words are in the statement)."""
+    key = (
+        part,
+        rule.kind,
+        rule.name,
+        repr(sorted(rule.params.items())),
+        rule.notify,
+        session.get_bind().dialect.name,
+        i18n.current(),
+    )
+    stmt = _BUILT.get(key)
+    if stmt is None:
+        stmt = _BUILT[key] = build()
+    return stmt
 
 
 @dataclass
@@ -150,9 +171,10 @@ def _item(rule, subject: str, what: str, detail: str) -> dict:
 # --- stock_below -------------------------------------------------------------------------------
 
 
-def _low_stock_query(rule, now: datetime) -> sa.Select:
+def _low_stock_query(rule) -> sa.Select:
     """SKUs whose stock position is under safety stock and that have no draft requisition,
-    with the requisition each one needs: (sku, qty, supplier, reason), ordered by sku."""
+    with the requisition each one needs: (sku, qty, supplier, reason), ordered by sku (drafted
+    at the parameter ``now``)."""
     include_inbound = bool(rule.params.get("include_inbound"))
     avail = (
         sa.select(STOCK.c.sku, sa.func.sum(STOCK.c.on_hand - STOCK.c.allocated).label("available"))
@@ -249,7 +271,7 @@ def _low_stock_query(rule, now: datetime) -> sa.Select:
             sa.literal("draft").label("status"),
             reason.label("reason"),
             sa.literal(rule.name).label("rule"),
-            _at(now).label("created_at"),
+            _NOW.label("created_at"),
         )
         .where(qty > 0)  # also: SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT
         .order_by(low.c.sku)
@@ -257,18 +279,24 @@ def _low_stock_query(rule, now: datetime) -> sa.Select:
 
 
 def _stock_below(run: _Run, rule) -> list[dict]:
-    query = _low_stock_query(rule, run.now)
+    now = {"now": run.now}
     if run.dry_run:
-        rows = run.session.execute(query).mappings().all()
-        drafted = [dict(r, id=None) for r in rows]
+        rows = run.session.execute(_built(run.session, rule, "find", lambda: _low_stock_query(rule)), now)
+        drafted = [dict(r, id=None) for r in rows.mappings()]
     else:
-        stmt = (
-            _insert(run.session, REQS)
-            .from_select(["sku", "qty", "supplier", "status", "reason", "rule", "created_at"], query)
-            .on_conflict_do_nothing()  # the partial unique index "one draft per SKU" is the real guard
-            .returning(REQS.c.id, REQS.c.sku, REQS.c.qty, REQS.c.supplier, REQS.c.reason)
-        )
-        drafted = sorted((dict(r) for r in run.session.execute(stmt).mappings()), key=lambda r: r["sku"])
+
+        def draft() -> Any:
+            return (
+                _insert(run.session, REQS)
+                .from_select(
+                    ["sku", "qty", "supplier", "status", "reason", "rule", "created_at"], _low_stock_query(rule)
+                )
+                .on_conflict_do_nothing()  # the partial unique index "one draft per SKU" is the real guard
+                .returning(REQS.c.id, REQS.c.sku, REQS.c.qty, REQS.c.supplier, REQS.c.reason)
+            )
+
+        rows = run.session.execute(_built(run.session, rule, "draft", draft), now)
+        drafted = sorted((dict(r) for r in rows.mappings()), key=lambda r: r["sku"])
     items, events = [], []
     for r in drafted:
         ref = _("requisition #{id}").format(id=r["id"]) if r["id"] is not None else _("a requisition")
@@ -321,34 +349,37 @@ def _dwell(run: _Run, rule) -> list[dict]:
     node, flag, limit = str(p["node"]), str(p["flag"]), int(p["longer_than_seconds"])
     calendar = p.get("clock") == "calendar"
     clock = run.cfg.calendar(node) if calendar and node in run.cfg.nodes else None
-    standing = sa.exists().where(
-        FLAGS.c.order_id == TASKS.c.order_id, FLAGS.c.flag == flag, FLAGS.c.cleared_at.is_(None)
-    )
-    # business time never exceeds wall time, so the wall-clock cutoff is a safe first filter
-    cutoff = run.now - timedelta(seconds=limit)
     # order fields that recipients name (order.sales_rep), read here rather than once per hit
     fields = [n.split(".", 1)[1] for n in rule.notify if n.startswith("order.") and n.split(".", 1)[1] in ORDERS.c]
-    query = (
-        sa.select(
-            TASKS.c.order_id,
-            TASKS.c.id.label("task_id"),
-            TASKS.c.entered_at,
-            *[ORDERS.c[f].label(f"order_{f}") for f in fields],
+
+    def find() -> sa.Select:
+        standing = sa.exists().where(
+            FLAGS.c.order_id == TASKS.c.order_id, FLAGS.c.flag == flag, FLAGS.c.cleared_at.is_(None)
         )
-        .select_from(TASKS.join(ORDERS, ORDERS.c.order_id == TASKS.c.order_id))
-        .where(
-            TASKS.c.node == node,
-            TASKS.c.status == "open",
-            TASKS.c.held_at.is_(None),
-            ORDERS.c.status == "open",
-            TASKS.c.entered_at < _at(cutoff),
-            ~standing,
-            ~audit.later_event(TASKS.c.order_id, _at(run.now)),
-        )  # an order's timeline never runs backwards
-        .order_by(TASKS.c.order_id)
-    )
+        return (
+            sa.select(
+                TASKS.c.order_id,
+                TASKS.c.id.label("task_id"),
+                TASKS.c.entered_at,
+                *[ORDERS.c[f].label(f"order_{f}") for f in fields],
+            )
+            .select_from(TASKS.join(ORDERS, ORDERS.c.order_id == TASKS.c.order_id))
+            .where(
+                TASKS.c.node == node,
+                TASKS.c.status == "open",
+                TASKS.c.held_at.is_(None),
+                ORDERS.c.status == "open",
+                TASKS.c.entered_at < sa.bindparam("cutoff", type_=UTCDateTime()),
+                ~standing,
+                ~audit.later_event(TASKS.c.order_id, _NOW),
+            )  # an order's timeline never runs backwards
+            .order_by(TASKS.c.order_id)
+        )
+
+    # business time never exceeds wall time, so the wall-clock cutoff is a safe first filter
+    times = {"cutoff": run.now - timedelta(seconds=limit), "now": run.now}
     found, orders = [], {}
-    for r in run.session.execute(query).mappings():
+    for r in run.session.execute(_built(run.session, rule, "find", find), times).mappings():
         dwelt = (
             clock.between(r["entered_at"], run.now)
             if clock is not None
@@ -434,28 +465,31 @@ def _supplier(run: _Run, rule) -> list[dict]:
     rate, streak = p.get("qc_pass_rate_below"), int(p.get("consecutive_batches") or 3)
     max_delay, window = p.get("avg_delay_days_above"), int(p.get("window_batches") or DEFAULT_WINDOW)
     depth = max(streak if rate is not None else 0, window if max_delay is not None else 0)
-    exempt = sa.select(SUPPLIERS.c.supplier).where(SUPPLIERS.c.inspection_exempt.is_(True))
-    r = ranked_batches(run.session, suppliers=exempt)
-    conditions, columns = [], [r.c.supplier]
-    if rate is not None:
-        failing = sa.and_(r.c.rn <= streak, r.c.total > 0, r.c.passed < sa.literal(float(rate)) * r.c.total)
-        n_failing = sa.func.sum(sa.case((failing, 1), else_=0))
-        columns.append(n_failing.label("n_failing"))
-        conditions.append(n_failing == streak)
-    if max_delay is not None:
-        n_window = sa.func.sum(sa.case((r.c.rn <= window, 1), else_=0))
-        avg_delay = sa.func.avg(sa.case((r.c.rn <= window, r.c.delay_days)))
-        columns += [n_window.label("n_window"), avg_delay.label("avg_delay")]
-        # a full window of evidence is needed: too few batches never freeze a supplier
-        conditions.append(sa.and_(n_window == window, avg_delay > float(max_delay)))
-    query = (
-        sa.select(*columns)
-        .where(r.c.rn <= depth)
-        .group_by(r.c.supplier)
-        .having(sa.or_(*conditions))
-        .order_by(r.c.supplier)
-    )
-    hits = run.session.execute(query).mappings().all()
+
+    def find() -> sa.Select:
+        exempt = sa.select(SUPPLIERS.c.supplier).where(SUPPLIERS.c.inspection_exempt.is_(True))
+        r = ranked_batches(run.session, suppliers=exempt)
+        conditions, columns = [], [r.c.supplier]
+        if rate is not None:
+            failing = sa.and_(r.c.rn <= streak, r.c.total > 0, r.c.passed < sa.literal(float(rate)) * r.c.total)
+            n_failing = sa.func.sum(sa.case((failing, 1), else_=0))
+            columns.append(n_failing.label("n_failing"))
+            conditions.append(n_failing == streak)
+        if max_delay is not None:
+            n_window = sa.func.sum(sa.case((r.c.rn <= window, 1), else_=0))
+            avg_delay = sa.func.avg(sa.case((r.c.rn <= window, r.c.delay_days)))
+            columns += [n_window.label("n_window"), avg_delay.label("avg_delay")]
+            # a full window of evidence is needed: too few batches never freeze a supplier
+            conditions.append(sa.and_(n_window == window, avg_delay > float(max_delay)))
+        return (
+            sa.select(*columns)
+            .where(r.c.rn <= depth)
+            .group_by(r.c.supplier)
+            .having(sa.or_(*conditions))
+            .order_by(r.c.supplier)
+        )
+
+    hits = run.session.execute(_built(run.session, rule, "find", find)).mappings().all()
     if not hits:
         return []
     names = [h["supplier"] for h in hits]
@@ -586,13 +620,16 @@ def _jit_off(session: Session) -> Callable[[], object]:
     return lambda: session.execute(sa.text("SELECT set_config('jit', :value, true)"), {"value": previous})
 
 
+# one statement for the first run and the next (both backends have ON CONFLICT ... DO UPDATE)
+_RECORD_RUN = sa.text(
+    "INSERT INTO rule_run (rule, last_run_at, last_hits, total_hits) VALUES (:rule, :now, :hits, :hits) "
+    "ON CONFLICT (rule) DO UPDATE SET last_run_at = excluded.last_run_at, last_hits = excluded.last_hits, "
+    "total_hits = rule_run.total_hits + excluded.total_hits"
+).bindparams(_NOW)
+
+
 def _record_run(session: Session, rule: str, now: datetime, hits: int) -> None:
-    insert_or_ignore(session, RuleRun, [{"rule": rule, "last_hits": 0, "total_hits": 0}], ["rule"])
-    session.execute(
-        sa.update(RUNS)
-        .where(RUNS.c.rule == rule)
-        .values(last_run_at=now, last_hits=hits, total_hits=RUNS.c.total_hits + hits)
-    )
+    session.execute(_RECORD_RUN, {"rule": rule, "now": now, "hits": hits})
 
 
 # --- rules list --------------------------------------------------------------------------------
