@@ -427,7 +427,12 @@ def sqlite_analyze_stale(session: Session, tables: Iterable[str], *, min_rows: i
     if session.execute(sa.text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")).scalar():
         for tbl, stat in session.execute(sa.text("SELECT tbl, stat FROM sqlite_stat1 WHERE idx IS NOT NULL")):
             analyzed[tbl] = max(analyzed.get(tbl, 0), int(str(stat).split()[0]))
-    for table in tables:
-        rows = session.execute(sa.text(f"SELECT max(rowid) FROM {table}")).scalar() or 0
+    tables = list(tables)
+    tops = session.execute(sa.text("SELECT " + ", ".join(f"(SELECT max(rowid) FROM {t})" for t in tables))).one()
+    for table, top in zip(tables, tops, strict=True):
+        if (top or 0) <= min_rows or (table in analyzed and top <= 2 * analyzed[table]):
+            continue
+        # max(rowid) over-counts a table rows are deleted from (allocations): count before analyzing
+        rows = session.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
         if rows > min_rows and (table not in analyzed or rows > 2 * analyzed[table]):
             session.execute(sa.text(f"ANALYZE {table}"))

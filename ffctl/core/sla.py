@@ -47,7 +47,7 @@ from ffctl.core.bulk import among, stored_time, time_texts
 from ffctl.core.clock import shown, zone
 from ffctl.core.durations import format_duration
 from ffctl.core.errors import FfctlError
-from ffctl.core.models import Order, Task, TaskAssignee
+from ffctl.core.models import Order, Task, TaskAssignee, UTCDateTime
 from ffctl.core.store import is_postgresql
 from ffctl.i18n import N_, _
 
@@ -229,7 +229,7 @@ def _due_left(session: Session, now: datetime) -> int:
     )
 
 
-def _due(now: datetime) -> tuple:
+def _due(now: datetime | sa.BindParameter) -> tuple:
     """Open tasks due by ``now``, of orders whose timeline ``now`` does not precede: a sweep at an
     earlier clock than an order's latest event finds nothing due on it (SPEC 9.1)."""
     return (TASK.c.status == "open", TASK.c.next_action_at <= now, ~audit.later_event(TASK.c.order_id, now))
@@ -344,37 +344,47 @@ class _TaskWork:
     late: str | None = None  # business time past the deadline at the sweep's clock, once computed
 
 
+#: the sweep's claim of the whole store, built once per backend (cron and the demo sweep hourly,
+#: and building it cost more than running it when little is due)
+_CLAIMS: dict[bool, sa.Select] = {}
+
+
 def _claim(session: Session, now: datetime, limit: int, order_ids: list[str] | None = None) -> Sequence[sa.Row]:
     """Lock and return up to ``limit`` due open tasks (of ``order_ids`` only, if given), earliest first."""
-    cols = [
-        TASK.c.id,
-        TASK.c.order_id,
-        TASK.c.workflow,
-        TASK.c.node,
-        TASK.c.seq,
-        TASK.c.owner,
-        TASK.c.entered_at,
-        TASK.c.sla_seconds,
-        TASK.c.sla_state,
-        TASK.c.paused_seconds,
-        TASK.c.next_step,
-        TASK.c.escalation_level,
-        TASK.c.next_action_at,
-        *(ORDERS.c[f] for f in ORDER_FIELDS),
-    ]
-    stmt = (
-        sa.select(*cols)
-        .join(ORDERS, ORDERS.c.order_id == TASK.c.order_id)
-        .where(*_due(now))
-        .order_by(TASK.c.next_action_at, TASK.c.id)
-        .limit(limit)
-    )
-    if order_ids is not None:  # an import's orders, maybe not yet in the planner's statistics: a semi-join
-        stmt = stmt.where(among(session, TASK.c.order_id, order_ids))
-    if is_postgresql(session):
-        # the order row too, in one statement that never waits: workflow writers lock order then task
-        stmt = stmt.with_for_update(skip_locked=True, of=[TASK, ORDERS])
-    return session.execute(stmt).all()
+    pg = is_postgresql(session)
+    stmt = _CLAIMS.get(pg) if order_ids is None else None
+    if stmt is None:
+        cols = [
+            TASK.c.id,
+            TASK.c.order_id,
+            TASK.c.workflow,
+            TASK.c.node,
+            TASK.c.seq,
+            TASK.c.owner,
+            TASK.c.entered_at,
+            TASK.c.sla_seconds,
+            TASK.c.sla_state,
+            TASK.c.paused_seconds,
+            TASK.c.next_step,
+            TASK.c.escalation_level,
+            TASK.c.next_action_at,
+            *(ORDERS.c[f] for f in ORDER_FIELDS),
+        ]
+        stmt = (
+            sa.select(*cols)
+            .join(ORDERS, ORDERS.c.order_id == TASK.c.order_id)
+            .where(*_due(sa.bindparam("now", type_=UTCDateTime())))
+            .order_by(TASK.c.next_action_at, TASK.c.id)
+            .limit(sa.bindparam("limit", type_=sa.Integer()))
+        )
+        if order_ids is not None:  # an import's orders, maybe not yet in the planner's statistics: a semi-join
+            stmt = stmt.where(among(session, TASK.c.order_id, order_ids))
+        if pg:
+            # the order row too, in one statement that never waits: workflow writers lock order then task
+            stmt = stmt.with_for_update(skip_locked=True, of=[TASK, ORDERS])
+        if order_ids is None:
+            _CLAIMS[pg] = stmt
+    return session.execute(stmt, {"now": now, "limit": limit}).all()
 
 
 def _plan(cfg: Config, row, now: datetime) -> _TaskWork | None:
