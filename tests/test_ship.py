@@ -167,6 +167,55 @@ def test_deliver(store, example_config):
             stock.deliver(s, cfg, "O2", at=at, actor="frank")
 
 
+def test_deliver_many_records_an_hours_deliveries_together_or_none(store, example_config):
+    """Several deliveries at once: each recorded as ``deliver`` records it (a repeat with the same
+    details is no change), and a refused one (an order not shipped, a time before the shipment)
+    leaves every delivery of the call unwritten."""
+    from ffctl.core import shipping, stock
+
+    cfg = example_config
+    ids = ["O1", "O2", "O3"]
+    with store.session(write=True) as s:
+        seed(s, products=["A"], stock=[("A", "WH1", 9)])
+        add_orders(s, cfg, [(oid, 0, [("A", 1)]) for oid in [*ids, "O4"]])
+        to_dispatch(s, cfg, ids)
+        for oid in ids:
+            shipping.ship(s, cfg, oid, at=NOW + timedelta(hours=1), actor="frank")
+    day = NOW + timedelta(days=1)
+    refusals = [
+        ([("O1", day, None), ("O4", day, None)], Conflict, "O4 has not shipped"),
+        ([("O1", day, None), ("O2", NOW, None)], Conflict, "O2: the clock .* is earlier than its latest event"),
+        ([("O1", day, None), ("O9", day, None)], NotFound, "no order 'O9'"),
+        ([("O1", day, None), ("O1", day, "short")], Conflict, "O1 was already delivered"),
+    ]
+    for batch, error, match in refusals:
+        with pytest.raises(error, match=match), store.session(write=True) as s:
+            stock.deliver_many(s, cfg, batch, actor="oscar")
+        with store.session() as s:
+            assert events(s, "delivered") == []
+    with store.session(write=True) as s:
+        batch = [("O1", day, None), ("O2", day + timedelta(hours=1), "short"), ("O1", day, None)]
+        assert stock.deliver_many(s, cfg, batch, actor="oscar") == [True, True, False]
+    with store.session(write=True) as s:
+        assert stock.deliver_many(
+            s, cfg, [("O2", day + timedelta(hours=1), "short"), ("O3", day, None)], actor="oscar"
+        ) == [
+            False,
+            True,
+        ]
+        assert [(o, order_row(s, o)["status"], order_row(s, o)["delivery_issue"]) for o in ids] == [
+            ("O1", "delivered", None),
+            ("O2", "delivered", "short"),
+            ("O3", "delivered", None),
+        ]
+        assert [(e.order_id, e.detail) for e in events(s, "delivered")] == [
+            ("O1", "delivered without issue"),
+            ("O2", "issue: short"),
+            ("O3", "delivered without issue"),
+        ]
+        check_invariants(s)
+
+
 # --- CLI ---------------------------------------------------------------------------------------
 
 

@@ -488,6 +488,7 @@ class Simulation:
             shipper.write()
 
     def deliver(self, now: datetime) -> None:
+        """The carriers' deliveries due by ``now``, recorded together (``stock.deliver_many``)."""
         from sqlmodel import col
 
         from ffctl.core import stock
@@ -497,6 +498,7 @@ class Simulation:
             shipped = s.execute(
                 sa.select(col(Order.order_id), col(Order.shipped_at)).where(col(Order.status) == "shipped")
             ).all()
+            due = []
             for o in shipped:
                 at = o.shipped_at + timedelta(hours=20 + 50 * _fraction(o.order_id, "transit"))
                 if at > now:
@@ -505,10 +507,11 @@ class Simulation:
                 if _fraction(o.order_id, "issue") < 0.04:
                     issue = ISSUES[int(_fraction(o.order_id, "which") * len(ISSUES))]
                     self.bump("delivery_issues")
-                stock.deliver(s, self.cfg, o.order_id, at=at, actor="oscar", issue=issue)
+                due.append((o.order_id, at, issue))
                 self.bump("delivered")
                 if _fraction(o.order_id, "return") < 0.03:  # a few come back two days later (SPEC 9.5)
                     self.comebacks[o.order_id] = at + timedelta(days=2)
+            stock.deliver_many(s, self.cfg, due, actor="oscar")
 
     def come_back(self, now: datetime) -> None:
         """The returns that arrived by ``now``: one unit of the order's first shipped line."""

@@ -34,6 +34,7 @@ from ffctl.core.stock.reservations import (
     ShippedStock,
     cancel_line_units,
     deliver,
+    deliver_many,
     lock_for_orders,
     release_order,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "atp",
     "cancel_line_units",
     "deliver",
+    "deliver_many",
     "lock_for_orders",
     "promise_dates",
     "receive",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -39,6 +39,21 @@ _DELIVERED = (
         delivery_issue=sa.bindparam("issue_"),
     )
 )
+
+
+def _lock_order_rows(session: Session, order_ids: Sequence[str]) -> dict[str, Any]:
+    """The rows of ``order_ids`` that exist, by id; locked in id order on PostgreSQL."""
+    if len(order_ids) == 1:
+        stmt = _LOCKED_ORDER_ROW if is_postgresql(session) else _ORDER_ROW
+        row = session.execute(stmt, {"order_id": order_ids[0]}).mappings().first()
+        return {row["order_id"]: row} if row is not None else {}
+    found: dict[str, Any] = {}
+    for part in _parts(session, sorted(set(order_ids))):
+        stmt = sa.select(ORDERS).where(keyed(session, ORDERS.c.order_id, part)).order_by(ORDERS.c.order_id)
+        if is_postgresql(session):
+            stmt = stmt.with_for_update()
+        found.update((row["order_id"], row) for row in session.execute(stmt).mappings())
+    return found
 
 
 def _lock_order_row(session: Session, order_id: str):
@@ -391,40 +406,83 @@ def deliver(
     session: Session, cfg: Config, order_id: str, *, at: datetime, actor: str, issue: str | None = None
 ) -> bool:
     """Record a delivery (with an optional issue); True if recorded, False if already recorded so."""
+    return deliver_many(session, cfg, [(order_id, at, issue)], actor=actor)[0]
+
+
+def deliver_many(
+    session: Session, cfg: Config, deliveries: Sequence[tuple[str, datetime, str | None]], *, actor: str
+) -> list[bool]:
+    """Record deliveries ``(order_id, at, issue)``: per delivery True if recorded, False if the
+    order was already recorded as delivered so. The orders are read (and locked, PostgreSQL) and
+    their timelines checked together, and the rows written in a few statements: an hour's
+    deliveries cost about what one does. The first refused delivery raises (the caller's
+    transaction then writes none of them)."""
     from ffctl.core.models import Delivery
 
-    if issue is not None and issue not in DELIVERY_ISSUES:
-        raise UsageError(
-            _("unknown delivery issue {issue!r}: use one of {names}").format(
-                issue=issue, names=", ".join(DELIVERY_ISSUES)
+    for _order_id, _at, issue in deliveries:
+        if issue is not None and issue not in DELIVERY_ISSUES:
+            raise UsageError(
+                _("unknown delivery issue {issue!r}: use one of {names}").format(
+                    issue=issue, names=", ".join(DELIVERY_ISSUES)
+                )
             )
-        )
-    order = _lock_order_row(session, order_id)
-    status = order["status"]
-    if status == "delivered":
-        found = session.get(Delivery, order_id)
-        if found is not None and found.delivered_at == at and found.issue == issue:
-            return False
-        when = shown(found.delivered_at if found else None, cfg.timezone)
-        raise Conflict(_("order {order_id} was already delivered (at {when})").format(order_id=order_id, when=when))
-    if status != "shipped":
-        where = _(" at node {node}").format(node=order["node"]) if order["node"] else ""
-        raise Conflict(
-            _("order {order_id} has not shipped (it is {status}{where}); record the shipment first").format(
-                order_id=order_id, status=status, where=where
-            ),
-            hint=_("`{command}`").format(command=command("ship", order_id)),
-        )
-    audit.refuse_earlier(session, order_id, at, cfg.timezone)  # not before its shipment, nor any later event
-    session.execute(sa.insert(Delivery.__table__), {"order_id": order_id, "delivered_at": at, "issue": issue})
-    session.execute(_DELIVERED, {"order_id_": order_id, "at_": at, "issue_": issue})
-    audit.record(
-        session,
-        event="delivered",
-        at=at,
-        actor=actor,
-        order_id=order_id,
-        node=order["node"],
-        detail=_("issue: {issue}").format(issue=issue) if issue else _("delivered without issue"),
+    orders = _lock_order_rows(session, [order_id for order_id, _at, _issue in deliveries])
+    done: dict[str, tuple[datetime, str | None]] = {}  # delivered by this call
+    todo: list[tuple[str, datetime, str | None]] = []
+    recorded: list[bool] = []
+    for order_id, at, issue in deliveries:
+        order = orders.get(order_id)
+        if order is None:
+            raise NotFound(
+                _("no order {order_id!r}").format(order_id=order_id),
+                hint=_("`ffctl order list` shows the orders in the store."),
+            )
+        status = "delivered" if order_id in done else order["status"]
+        if status == "delivered":
+            found = done.get(order_id)
+            if found is None:
+                row = session.get(Delivery, order_id)
+                found = (row.delivered_at, row.issue) if row is not None else None
+            if found == (at, issue):
+                recorded.append(False)
+                continue
+            when = shown(found[0] if found else None, cfg.timezone)
+            raise Conflict(_("order {order_id} was already delivered (at {when})").format(order_id=order_id, when=when))
+        if status != "shipped":
+            where = _(" at node {node}").format(node=order["node"]) if order["node"] else ""
+            raise Conflict(
+                _("order {order_id} has not shipped (it is {status}{where}); record the shipment first").format(
+                    order_id=order_id, status=status, where=where
+                ),
+                hint=_("`{command}`").format(command=command("ship", order_id)),
+            )
+        done[order_id] = (at, issue)
+        todo.append((order_id, at, issue))
+        recorded.append(True)
+    if not todo:
+        return recorded
+    # not before its shipment, nor any later event: the latest event of each order after the earliest time
+    later = audit.later_events(session, [order_id for order_id, _at, _issue in todo], min(at for _o, at, _i in todo))
+    for order_id, at, _issue in todo:
+        if order_id in later and later[order_id][0] > at:
+            raise audit.earlier_conflict(order_id, at, later[order_id], cfg.timezone)
+    session.execute(
+        sa.insert(Delivery.__table__),
+        [{"order_id": order_id, "delivered_at": at, "issue": issue} for order_id, at, issue in todo],
     )
-    return True
+    session.execute(_DELIVERED, [{"order_id_": order_id, "at_": at, "issue_": issue} for order_id, at, issue in todo])
+    audit.record_many(
+        session,
+        [
+            {
+                "event": "delivered",
+                "at": at,
+                "actor": actor,
+                "order_id": order_id,
+                "node": orders[order_id]["node"],
+                "detail": _("issue: {issue}").format(issue=issue) if issue else _("delivered without issue"),
+            }
+            for order_id, at, issue in todo
+        ],
+    )
+    return recorded
