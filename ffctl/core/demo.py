@@ -253,8 +253,10 @@ class Simulation:
         self.bump(f"imported_{kind}", report.written + report.updated)
 
     def step(self, prev: datetime, now: datetime) -> None:
+        after = 0
         for _step in range(6):  # a completed node can be followed by the next within the hour
-            if not self.work(prev, now):
+            done, after = self.work(prev, now, after)
+            if not done:
                 break
         self.receive(now)
         self.allocate(now)
@@ -264,8 +266,11 @@ class Simulation:
         self.releases(now)
         self.sweep(now)
 
-    def work(self, prev: datetime, now: datetime) -> int:
-        """Reviewers and warehouse staff complete (or reject) the manual tasks they have finished.
+    def work(self, prev: datetime, now: datetime, after: int = 0) -> tuple[int, int]:
+        """Reviewers and warehouse staff complete (or reject) the manual tasks they have finished
+        among those with an id above ``after``; returns how many, and the largest task id before
+        them (the hour's next pass looks at the tasks entered since: the others' finishing times
+        are past the hour, or they were acted on).
 
         Each visit's delay and rejection are drawn from its order, node and visit number (stable
         however its task was numbered); the completions go in one ``workflow.complete_tasks`` batch
@@ -274,7 +279,8 @@ class Simulation:
 
         done = 0
         with self.store.session(write=True) as s:
-            tasks = s.execute(self._open_manual(), {"now": now}).all()
+            top = s.execute(sa.text("SELECT coalesce(max(id), 0) FROM task")).scalar_one()
+            tasks = s.execute(self._open_manual(), {"now": now, "after": after}).all()
             batches: dict[str, list] = {}  # actor -> the tasks they complete
             times: dict[str, datetime] = {}
             for t in tasks:
@@ -320,7 +326,7 @@ class Simulation:
             for actor, batch in batches.items():
                 done += len(workflow.complete_tasks(s, self.cfg, batch, at=times, actor=actor))
         self.bump("advances", done)
-        return done
+        return done, top
 
     def _open_manual(self) -> sa.Select:
         """The open manual tasks of open orders entered by ``:now``, with each one's visit number
@@ -357,6 +363,7 @@ class Simulation:
                 col(Task.held_at).is_(None),
                 col(Task.node).in_(manual),
                 col(Task.entered_at) <= sa.bindparam("now", type_=Task.__table__.c.entered_at.type),
+                col(Task.id) > sa.bindparam("after", type_=sa.Integer()),
                 col(Order.status) == "open",
             )
             .order_by(col(Task.entered_at), col(Task.order_id))
