@@ -16,6 +16,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -187,6 +188,7 @@ ORDER_HEADER = [
 ]
 
 
+@cache  # the hourly steps draw again for every order still waiting
 def _fraction(key: str, salt: str) -> float:
     """A stable pseudo-random number in [0, 1) for a task or order (the demo is reproducible)."""
     import hashlib
@@ -417,7 +419,7 @@ class Simulation:
                 .where(
                     col(Task.status) == "open",
                     col(Task.node).in_(ship_nodes),
-                    col(Task.entered_at) <= now,
+                    col(Task.entered_at) <= now - timedelta(hours=2),  # no order ships sooner
                     col(Order.status) == "open",
                 )
             ).all()
@@ -503,7 +505,10 @@ class Simulation:
 
         with self.store.session(write=True) as s:
             shipped = s.execute(
-                sa.select(col(Order.order_id), col(Order.shipped_at)).where(col(Order.status) == "shipped")
+                sa.select(col(Order.order_id), col(Order.shipped_at)).where(
+                    col(Order.status) == "shipped",
+                    col(Order.shipped_at) <= now - timedelta(hours=20),  # no delivery takes less
+                )
             ).all()
             due = []
             for o in shipped:
