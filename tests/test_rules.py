@@ -191,6 +191,32 @@ def test_stock_below_can_draft_again_once_the_draft_is_decided(stocked):
     assert count(store, "SELECT count(*) FROM requisition WHERE status = 'draft'") == 2
 
 
+def test_each_run_drafts_at_its_own_time_in_the_language_it_runs_in(stocked):
+    """The rule's statement is built once per process: a later run still stamps its own time,
+    and once the language changes its reasons are worded in the new one."""
+    from ffctl import i18n
+    from ffctl.core.models import Requisition
+    from ffctl.core.requisitions import decide_requisition
+
+    store = stocked
+    cfg = make_config(low_stock())
+    run(store, cfg)
+    with store.session(write=True) as s:
+        decide_requisition(s, 1, approve=False, at=NOW, actor="ivan", reason="wrong qty")
+    later = NOW + timedelta(hours=3)
+    spoken = i18n.current()
+    i18n.use("zh-CN")
+    try:
+        run(store, cfg, now=later)
+    finally:
+        i18n.use(spoken)
+    r = Requisition.__table__.c
+    with store.session() as s:
+        rows = s.execute(sa.select(r.sku, r.created_at, r.reason).order_by(r.id)).all()
+    assert [(row.sku, row.created_at) for row in rows] == [("A", NOW), ("B", NOW), ("A", later)]
+    assert "safety stock 20" in rows[0].reason and "安全库存 20" in rows[2].reason
+
+
 def approve_drafts(store, cfg, skus):
     """Run the low-stock rule once and approve its drafts for ``skus``."""
     from ffctl.core.requisitions import decide_requisition
