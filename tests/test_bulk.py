@@ -121,3 +121,35 @@ def test_rows_sent_in_one_statement_keep_their_order_values_and_types(store):
     with store.session() as s:
         got = s.execute(sa.text("SELECT actor, order_id, task_id, detail FROM event ORDER BY id")).all()
     assert [tuple(r) for r in got] == [(r[2], r[4], r[5], r[6]) for r in rows]
+
+
+def test_sqlite_statistics_are_renewed_when_a_table_outgrows_them_not_when_rows_come_and_go(tmp_path):
+    """SQLite only (PostgreSQL gathers its own): a table analysed at 2,000 rows is analysed again
+    once it holds more than twice that, not when rows are deleted and added (its largest rowid
+    then grows while its size does not: allocations come and go as orders ship)."""
+    from sqlalchemy.orm import Session
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'stats.db'}")
+
+    def stat(s) -> str:  # rows, then rows per key of the index, when last analysed
+        return s.execute(sa.text("SELECT stat FROM sqlite_stat1 WHERE tbl = 't'")).scalar_one()
+
+    def add(s, n: int, keys: int) -> None:
+        s.execute(sa.text("INSERT INTO t (k) VALUES (:k)"), [{"k": i % keys} for i in range(n)])
+
+    with Session(engine) as s, s.begin():
+        s.execute(sa.text("CREATE TABLE t (id INTEGER PRIMARY KEY, k INTEGER)"))
+        s.execute(sa.text("CREATE INDEX ix_t_k ON t (k)"))
+        add(s, 2000, keys=100)
+        bulk.sqlite_analyze_stale(s, ["t"], min_rows=1000)
+        assert stat(s) == "2000 20"
+        for _ in range(3):  # rows come and go: the largest rowid passes 4,000, the table stays at 2,000
+            s.execute(sa.text("DELETE FROM t WHERE id IN (SELECT id FROM t ORDER BY id LIMIT 1000)"))
+            add(s, 1000, keys=10)
+        assert s.execute(sa.text("SELECT max(rowid), count(*) FROM t")).one() == (5000, 2000)
+        bulk.sqlite_analyze_stale(s, ["t"], min_rows=1000)
+        assert stat(s) == "2000 20"  # not analysed again
+        add(s, 2500, keys=10)
+        bulk.sqlite_analyze_stale(s, ["t"], min_rows=1000)
+        assert stat(s) == "4500 450"
+    engine.dispose()
