@@ -13,7 +13,8 @@ from __future__ import annotations
 import csv
 import io
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import cache
@@ -27,6 +28,8 @@ from ffctl.core.files import private_folder, write_private
 from ffctl.i18n import _, ngettext
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from ffctl.core.config import Config
     from ffctl.core.store import Store
 
@@ -240,6 +243,7 @@ class Simulation:
         self.holds: dict[str, datetime] = {}  # order_id -> release time
         self.comebacks: dict[str, datetime] = {}  # order_id -> when its return arrives
         self._open_manual_stmt: sa.Select | None = None
+        self._open: Session | None = None
 
     def bump(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
@@ -255,18 +259,33 @@ class Simulation:
         self.bump(f"imported_{kind}", report.written + report.updated)
 
     def step(self, prev: datetime, now: datetime) -> None:
-        after = 0
-        for _step in range(6):  # a completed node can be followed by the next within the hour
-            done, after = self.work(prev, now, after)
-            if not done:
-                break
-        self.receive(now)
-        self.allocate(now)
-        self.ship(prev, now)
-        self.deliver(now)
-        self.come_back(now)
-        self.releases(now)
+        with self._session():  # the hour's work in one transaction; the sweep commits its own
+            after = 0
+            for _step in range(6):  # a completed node can be followed by the next within the hour
+                done, after = self.work(prev, now, after)
+                if not done:
+                    break
+            self.receive(now)
+            self.allocate(now)
+            self.ship(prev, now)
+            self.deliver(now)
+            self.come_back(now)
+            self.releases(now)
         self.sweep(now)
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        """The simulated hour's write session, or a new one outside it (a session per step of
+        the hour cost more than most steps' statements)."""
+        if self._open is not None:
+            yield self._open
+            return
+        with self.store.session(write=True) as s:
+            self._open = s
+            try:
+                yield s
+            finally:
+                self._open = None
 
     def work(self, prev: datetime, now: datetime, after: int = 0) -> tuple[int, int]:
         """Reviewers and warehouse staff complete (or reject) the manual tasks they have finished
@@ -280,7 +299,7 @@ class Simulation:
         from ffctl.core import audit, workflow
 
         done = 0
-        with self.store.session(write=True) as s:
+        with self._session() as s:
             top = s.execute(sa.text("SELECT coalesce(max(id), 0) FROM task")).scalar_one()
             tasks = s.execute(self._open_manual(), {"now": now, "after": after}).all()
             batches: dict[str, list] = {}  # actor -> the tasks they complete
@@ -385,7 +404,7 @@ class Simulation:
         from ffctl.core import stock
         from ffctl.core.models import Receipt
 
-        with self.store.session(write=True) as s:
+        with self._session() as s:
             due = (
                 s.execute(
                     sa.select(col(Receipt.receipt_id))
@@ -402,7 +421,7 @@ class Simulation:
     def allocate(self, now: datetime) -> None:
         from ffctl.core import stock
 
-        with self.store.session(write=True) as s:
+        with self._session() as s:
             stock.allocate(s, self.cfg, all_orders=True, at=now, actor="allocator", tz=self.cfg.timezone, details=False)
 
     def ship(self, prev: datetime, now: datetime) -> None:
@@ -412,7 +431,7 @@ class Simulation:
         from ffctl.core.models import Order, OrderLine, Shipment, Task
 
         ship_nodes = [n for n, spec in self.cfg.nodes.items() if spec.auto == "ship"]
-        with self.store.session(write=True) as s:
+        with self._session() as s:
             waiting = s.execute(
                 sa.select(col(Task.order_id), col(Task.entered_at))
                 .join(Order, col(Order.order_id) == Task.order_id)
@@ -503,7 +522,7 @@ class Simulation:
         from ffctl.core import stock
         from ffctl.core.models import Order
 
-        with self.store.session(write=True) as s:
+        with self._session() as s:
             shipped = s.execute(
                 sa.select(col(Order.order_id), col(Order.shipped_at)).where(
                     col(Order.status) == "shipped",
@@ -532,7 +551,7 @@ class Simulation:
             return
         from ffctl.core.returns import record_return
 
-        with self.store.session(write=True) as s:
+        with self._session() as s:
             for at, order_id in due:
                 del self.comebacks[order_id]
                 line = s.execute(
@@ -552,7 +571,7 @@ class Simulation:
         due = [oid for oid, at in self.holds.items() if at <= now]
         if not due:
             return
-        with self.store.session(write=True) as s:
+        with self._session() as s:
             for oid in due:
                 workflow.release(s, self.cfg, oid, at=self.holds[oid], actor="alice")
                 self.holds[oid] = datetime.max.replace(tzinfo=timezone.utc)
