@@ -57,14 +57,17 @@ def _lock_order_rows(session: Session, order_ids: Sequence[str]) -> dict[str, An
 
 
 def _lock_order_row(session: Session, order_id: str):
-    stmt = _LOCKED_ORDER_ROW if is_postgresql(session) else _ORDER_ROW
-    order = session.execute(stmt, {"order_id": order_id}).mappings().first()
+    order = _lock_order_rows(session, [order_id]).get(order_id)
     if order is None:
-        raise NotFound(
-            _("no order {order_id!r}").format(order_id=order_id),
-            hint=_("`ffctl order list` shows the orders in the store."),
-        )
+        raise _no_order(order_id)
     return order
+
+
+def _no_order(order_id: str) -> NotFound:
+    return NotFound(
+        _("no order {order_id!r}").format(order_id=order_id),
+        hint=_("`ffctl order list` shows the orders in the store."),
+    )
 
 
 def lock_for_orders(session: Session, order_ids: Iterable[str]) -> None:
@@ -433,10 +436,7 @@ def deliver_many(
     for order_id, at, issue in deliveries:
         order = orders.get(order_id)
         if order is None:
-            raise NotFound(
-                _("no order {order_id!r}").format(order_id=order_id),
-                hint=_("`ffctl order list` shows the orders in the store."),
-            )
+            raise _no_order(order_id)
         status = "delivered" if order_id in done else order["status"]
         if status == "delivered":
             found = done.get(order_id)
