@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import getpass
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -243,9 +243,20 @@ def refuse_earlier(session: Session, order_id: str, at: datetime, tz: str) -> No
 
     Call it with the order row locked, before writing: the caller's transaction then writes nothing.
     """
-    later = later_events(session, [order_id], at)
-    if later:
-        raise earlier_conflict(order_id, at, later[order_id], tz)
+    refuse_earlier_many(session, [(order_id, at)], tz)
+
+
+def refuse_earlier_many(session: Session, changes: Sequence[tuple[str, datetime]], tz: str) -> None:
+    """``refuse_earlier`` for many changes ``(order_id, at)``, in one read (each order's latest
+    event after the earliest ``at``): the first change, in their order, whose order has a later
+    event is refused."""
+    if not changes:
+        return
+    later = later_events(session, list(dict.fromkeys(o for o, _at in changes)), min(at for _o, at in changes))
+    for order_id, at in changes:
+        latest = later.get(order_id)
+        if latest is not None and latest[0] > at:
+            raise earlier_conflict(order_id, at, latest, tz)
 
 
 def earlier_conflict(order_id: str, at: datetime, latest: tuple[datetime, str], tz: str):

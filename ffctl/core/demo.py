@@ -340,10 +340,8 @@ class Simulation:
                     continue
                 batches.setdefault(actor, []).append(t)
                 times[t.order_id] = at
-            if times:  # their timelines cannot run backwards (what `complete` refuses one by one)
-                later = audit.later_events(s, list(times), min(times.values()))
-                for oid in sorted(oid for oid, (when, _event) in later.items() if when > times[oid]):
-                    raise Conflict(audit.earlier_message(oid, times[oid], later[oid], self.cfg.timezone))
+            # their timelines cannot run backwards (what `complete` refuses one by one)
+            audit.refuse_earlier_many(s, sorted(times.items()), self.cfg.timezone)
             for actor, batch in batches.items():
                 done += len(workflow.complete_tasks(s, self.cfg, batch, at=times, actor=actor))
         self.bump("advances", done)

@@ -461,11 +461,8 @@ def deliver_many(
         recorded.append(True)
     if not todo:
         return recorded
-    # not before its shipment, nor any later event: the latest event of each order after the earliest time
-    later = audit.later_events(session, [order_id for order_id, _at, _issue in todo], min(at for _o, at, _i in todo))
-    for order_id, at, _issue in todo:
-        if order_id in later and later[order_id][0] > at:
-            raise audit.earlier_conflict(order_id, at, later[order_id], cfg.timezone)
+    # not before its shipment, nor any later event
+    audit.refuse_earlier_many(session, [(order_id, at) for order_id, at, _issue in todo], cfg.timezone)
     session.execute(
         sa.insert(Delivery.__table__),
         [{"order_id": order_id, "delivered_at": at, "issue": issue} for order_id, at, issue in todo],
