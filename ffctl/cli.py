@@ -259,6 +259,9 @@ def _refuse_blank_user(*, from_env: bool) -> None:
 def main() -> None:
     import gc
 
+    from ffctl.commands._common import begin_startup
+
+    begin_startup()
     try:
         app()
     finally:

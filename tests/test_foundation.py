@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 
@@ -176,6 +177,37 @@ def test_partial_indexes_have_the_store_s_predicate(store):
     assert "PG False" in out, out
     # the report facts' tables are built when first named (core/factmodels.py), not by every command
     assert "FACTS False" in out and "FACT order_fact True" in out, out
+
+
+def test_a_command_collects_no_garbage_while_it_starts(tmp_path):
+    """ffctl's process runs no cyclic collection while it imports (start-up's objects live as long
+    as the process), sets them aside when the store opens, and collects as usual from there; a
+    process that only uses the library (tests) keeps Python's collector as it was."""
+    db = tmp_path / "s.db"
+    code = (
+        "import gc, sys\n"
+        "from ffctl.commands import _common\n"
+        "from ffctl.cli import main\n"
+        "early = []\n"
+        "gc.callbacks.append(lambda phase, info: phase == 'start' and early.append(1))\n"
+        "end = _common.end_startup\n"
+        "def ended():\n"
+        "    print('BEFORE STORE', len(early), gc.isenabled(), flush=True)\n"
+        "    end()\n"
+        "    print('AFTER STORE', gc.isenabled(), gc.get_freeze_count() > 10000, flush=True)\n"
+        "_common.end_startup = ended\n"
+        f"sys.argv = ['ffctl', '--db', 'sqlite:///{db}', 'init']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path).stdout
+    assert "BEFORE STORE 0 False" in out and "AFTER STORE True True" in out, out
+    from ffctl.commands._common import AppState
+
+    frozen = gc.get_freeze_count()
+    st = AppState(config_path=None, db_url=f"sqlite:///{db}", now_text=None, user="t")
+    st.store()
+    st.close()
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
 
 
 def test_head_constant_matches_the_migration_scripts():

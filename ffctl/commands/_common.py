@@ -99,6 +99,7 @@ class AppState:
             self._store = Store(self.db_url(), create=create)
             if check:
                 self._store.check_schema()
+            end_startup()
         return self._store
 
     def close(self) -> None:
@@ -130,6 +131,34 @@ class AppState:
             else:
                 self._now = datetime.now(timezone.utc)
         return self._now
+
+
+_STARTUP: dict[str, bool] = {}
+
+
+def begin_startup() -> None:
+    """The command line's process only (``ffctl.cli.main``): no cyclic collection while it starts.
+
+    Start-up builds SQLAlchemy's, pydantic's and the models' objects, which live as long as the
+    process; the collector's ~200 passes over them free nothing and cost a single-order command
+    60-80 ms (docs/performance.md, "Interactive latency"). ``end_startup`` turns it back on.
+    """
+    import gc
+
+    _STARTUP["began"] = True
+    gc.disable()
+
+
+def end_startup() -> None:
+    """When the command opens its store: set what start-up built aside (``gc.freeze``: later
+    collections skip it) and collect as usual from here on. Commands that open no store are the
+    light ones (help, config); the demo calls this itself. Does nothing unless ``begin_startup``
+    ran (tests, library use)."""
+    import gc
+
+    if _STARTUP.pop("began", False):
+        gc.freeze()
+        gc.enable()
 
 
 def _login() -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from ffctl.commands._common import AppState
+from ffctl.commands._common import AppState, end_startup
 from ffctl.i18n import _, ngettext
 
 app = typer.Typer()
@@ -43,6 +43,7 @@ def demo(
     from ffctl.commands._output import message
     from ffctl.core.demo import build_demo
 
+    end_startup()  # the demo opens its stores itself
     if language is not None:
         i18n.use(language.value)
     st = AppState.of(ctx)
