@@ -210,6 +210,22 @@ def test_a_command_collects_no_garbage_while_it_starts(tmp_path):
     assert gc.isenabled() and gc.get_freeze_count() == frozen
 
 
+def test_json_and_messages_do_not_load_rich(tmp_path):
+    """Rich draws tables; a command asked for JSON, and its messages on stderr, do without it
+    (its import is ~5% of a single-order command)."""
+    db = tmp_path / "s.db"
+    code = (
+        "import sys\n"
+        "from ffctl.cli import app\n"
+        f"for args in (['--db', 'sqlite:///{db}', 'init'], ['--db', 'sqlite:///{db}', 'task', 'list', '--format', 'json']):\n"
+        "    try:\n        app(args)\n    except SystemExit as e:\n        print('EXIT', e.code)\n"
+        "print('RICH', [m for m in sys.modules if m.startswith('rich')][:3])\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert r.stdout.count("EXIT 0") == 2 and "[]" in r.stdout and "RICH []" in r.stdout, (r.stdout, r.stderr)
+    assert "no task is theirs" in r.stderr, r.stderr  # the messages arrive, as plain lines
+
+
 def test_head_constant_matches_the_migration_scripts():
     from alembic.script import ScriptDirectory
 

@@ -412,10 +412,11 @@ def get_console():
 
 
 def message(text: str) -> None:
-    """A message for the person (stderr), never mixed into data; one message, one line."""
-    from rich.console import Console
-
-    Console(stderr=True, highlight=False, soft_wrap=True).print(printable(text, keep_newlines=True), markup=False)
+    """A message for the person (stderr), never mixed into data; one message, one line. Written
+    as it is: a Rich console (33 ms to import) added nothing to an unstyled, unwrapped line."""
+    stream = sys.stderr
+    stream.write(printable(text, keep_newlines=True) + "\n")
+    stream.flush()
 
 
 def warn(text: str) -> None:
