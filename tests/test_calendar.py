@@ -439,6 +439,17 @@ def test_property_business_time_adds_up_over_consecutive_spans(cal, t1, t2, t3):
 
 
 @PROPERTY
+@given(st.one_of(calendars(), st.just(WALL_CLOCK)), instants, st.lists(instants, max_size=5))
+def test_property_time_since_an_origin_is_between_with_a_sign(cal, origin, moments):
+    """``since`` (the forecast's many visits against one window start) is ``between``, negative
+    before the origin, to the last bit."""
+    offset = cal.since(origin)
+    for t in moments:
+        expected = cal.between(origin, t) if utc(t) >= utc(origin) else -cal.between(t, origin)
+        assert offset(t) == expected
+
+
+@PROPERTY
 @given(working(), instants, slas, st.floats(0, 1), st.integers(0, 10 * 86400))
 def test_property_a_hold_adds_exactly_the_business_time_it_covered(cal, entered, sla, where, length):
     sla = within_reach(cal, sla)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import threading
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -54,6 +54,7 @@ class Clock(Protocol):
 
     def add(self, start: datetime, seconds: float) -> datetime: ...
     def between(self, a: datetime, b: datetime) -> float: ...
+    def since(self, origin: datetime) -> Callable[[datetime], float]: ...
     def is_open(self, t: datetime) -> bool: ...
 
 
@@ -238,6 +239,14 @@ class BusinessCalendar:
         if tb <= ta or not self._hours:
             return 0.0
         return (self._reached(tb) - self._reached(ta)) / _US
+
+    def since(self, origin: datetime) -> Callable[[datetime], float]:
+        """Business seconds from ``origin`` to an instant, negative before it: ``between`` with a
+        sign, for many instants against one origin (the origin's part counted once)."""
+        if not self._hours:
+            return lambda t: 0.0
+        base = self._reached(_to_us(origin))
+        return lambda t: (self._reached(_to_us(t)) - base) / _US
 
     def is_open(self, t: datetime) -> bool:
         """Whether `t` is in working time (an opening time is open, a closing time is not)."""
@@ -447,6 +456,10 @@ class WallClock:
     def between(self, a: datetime, b: datetime) -> float:
         elapsed = _to_us(b) - _to_us(a)
         return elapsed / _US if elapsed > 0 else 0.0
+
+    def since(self, origin: datetime) -> Callable[[datetime], float]:
+        base = _to_us(origin)
+        return lambda t: (_to_us(t) - base) / _US
 
     def is_open(self, t: datetime) -> bool:
         return True

@@ -44,6 +44,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import cached_property, lru_cache
+from operator import itemgetter
 from typing import TYPE_CHECKING, overload
 
 import sqlalchemy as sa
@@ -254,8 +255,9 @@ def histories(session: Session, cfg: Config, nodes: Iterable[str], now: datetime
     settings = cfg.forecast
     since = now - timedelta(seconds=settings.window_seconds)
     # per node, its latest ``sample`` finished visits by key (ix_task_finished), in one statement
+    raw = [sa.type_coerce(TASK.c[c], sa.String).label(c) for c in ("entered_at", "completed_at")]  # as in _queue
     latest = [
-        sa.select(TASK.c.node, TASK.c.entered_at, TASK.c.completed_at, TASK.c.paused_seconds, TASK.c.sla_seconds)
+        sa.select(TASK.c.node, *raw, TASK.c.paused_seconds, TASK.c.sla_seconds)
         .where(sa.text(FINISHED_SQL), TASK.c.node == node, TASK.c.completed_at >= since, TASK.c.completed_at < now)
         .order_by(TASK.c.completed_at.desc())
         .limit(settings.sample)
@@ -264,18 +266,19 @@ def histories(session: Session, cfg: Config, nodes: Iterable[str], now: datetime
     ]
     rows = session.execute(sa.union_all(*(sa.select(q) for q in latest)))
     found: dict[str, list] = {n: [] for n in nodes}
-    for row in rows:
-        found[row.node].append(row)
+    parse = datetime.fromisoformat
+    for node, entered, completed, paused, sla in rows:
+        entered = (parse(entered) if isinstance(entered, str) else entered).replace(tzinfo=UTC)
+        completed = (parse(completed) if isinstance(completed, str) else completed).replace(tzinfo=UTC)
+        found[node].append((completed, entered, paused or 0, sla))
     out = {}
     for node, visits in found.items():
-        cal = cfg.calendar(node)
+        offset = cfg.calendar(node).since(since)  # business seconds from the window's start
         track = Tracker(run_length(cfg))
-        visits.sort(key=lambda v: v.completed_at)
-        for v in visits:
-            paused = v.paused_seconds or 0
-            c_entered = cal.between(since, v.entered_at) if v.entered_at >= since else -cal.between(v.entered_at, since)
-            c_done = cal.between(since, v.completed_at)
-            track.add(v.completed_at, c_entered, c_done, max(c_done - c_entered - paused, 0.0), v.sla_seconds + paused)
+        visits.sort(key=itemgetter(0))
+        for completed, entered, paused, sla in visits:
+            c_entered, c_done = offset(entered), offset(completed)
+            track.add(completed, c_entered, c_done, max(c_done - c_entered - paused, 0.0), sla + paused)
         out[node] = track.history()
     return out
 
