@@ -11,6 +11,8 @@ import json
 import re
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -50,6 +52,12 @@ def open_shop(ws, *, now: str | None = None, stock: str = STOCK) -> None:
     """Suppliers, two products, an eastern (pilot workflow for b2b) and a western customer, stock."""
     for kind, text in (("suppliers", SUPPLIERS), ("products", PRODUCTS), ("customers", CUSTOMERS), ("stock", stock)):
         import_csv(ws, kind, text, now=now)
+
+
+def python_c(code: str, *, cwd=None, check: bool = False) -> subprocess.CompletedProcess:
+    """``code`` run by a fresh interpreter (``python -c``), its output as text: what a new
+    process imports and does, apart from the test process's own state."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, check=check)
 
 
 def free_port() -> int:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import gc
-import subprocess
-import sys
 
 import pytest
+
+from tests.helpers import python_c
 
 
 def test_help_does_not_import_sqlalchemy():
@@ -17,7 +17,7 @@ def test_help_does_not_import_sqlalchemy():
         "heavy = [m for m in ('sqlalchemy', 'sqlmodel', 'alembic', 'psycopg', 'rich') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = python_c(code, check=True).stdout
     assert "HEAVY []" in out, out
     assert "init" in out and "Commands" in out
 
@@ -31,7 +31,7 @@ def test_config_check_does_not_import_sqlalchemy(tmp_path):
         f"try:\n    app(['--config', {str(EXAMPLE_CONFIG)!r}, 'config', 'check'])\nexcept SystemExit as e:\n    print('EXIT', e.code)\n"
         "print('HEAVY', [m for m in ('sqlalchemy', 'sqlmodel', 'alembic') if m in sys.modules])\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path).stdout
+    out = python_c(code, cwd=tmp_path).stdout
     assert "EXIT 0" in out and "HEAVY []" in out, out
 
 
@@ -173,7 +173,7 @@ def test_partial_indexes_have_the_store_s_predicate(store):
         "print('FACTS', 'order_fact' in SQLModel.metadata.tables)\n"
         "print('FACT', ffctl.core.models.OrderFact.__tablename__, 'order_fact' in SQLModel.metadata.tables)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = python_c(code, check=True).stdout
     assert "PG False" in out, out
     # the report facts' tables are built when first named (core/factmodels.py), not by every command
     assert "FACTS False" in out and "FACT order_fact True" in out, out
@@ -199,7 +199,7 @@ def test_a_command_collects_no_garbage_while_it_starts(tmp_path):
         f"sys.argv = ['ffctl', '--db', 'sqlite:///{db}', 'init']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path).stdout
+    out = python_c(code, cwd=tmp_path).stdout
     assert "BEFORE STORE 0 False" in out and "AFTER STORE True True" in out, out
     from ffctl.commands._common import AppState
 
@@ -221,7 +221,7 @@ def test_json_and_messages_do_not_load_rich(tmp_path):
         "    try:\n        app(args)\n    except SystemExit as e:\n        print('EXIT', e.code)\n"
         "print('RICH', [m for m in sys.modules if m.startswith('rich')][:3])\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    r = python_c(code, cwd=tmp_path)
     assert r.stdout.count("EXIT 0") == 2 and "[]" in r.stdout and "RICH []" in r.stdout, (r.stdout, r.stderr)
     assert "no task is theirs" in r.stderr, r.stderr  # the messages arrive, as plain lines
 
