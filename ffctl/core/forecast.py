@@ -266,11 +266,8 @@ def histories(session: Session, cfg: Config, nodes: Iterable[str], now: datetime
     ]
     rows = session.execute(sa.union_all(*(sa.select(q) for q in latest)))
     found: dict[str, list] = {n: [] for n in nodes}
-    parse = datetime.fromisoformat
     for node, entered, completed, paused, sla in rows:
-        entered = (parse(entered) if isinstance(entered, str) else entered).replace(tzinfo=UTC)
-        completed = (parse(completed) if isinstance(completed, str) else completed).replace(tzinfo=UTC)
-        found[node].append((completed, entered, paused or 0, sla))
+        found[node].append((_aware(completed), _aware(entered), paused or 0, sla))
     out = {}
     for node, visits in found.items():
         offset = cfg.calendar(node).since(since)  # business seconds from the window's start
